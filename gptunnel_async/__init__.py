@@ -1,0 +1,61 @@
+"""gptunnel-async: an asyncio SDK for GPTunnel's task API.
+
+Read a task's state, wait for it with backoff and a deadline while progress events
+arrive, and save its result::
+
+    async with GPTunnelClient() as client:
+        task = await client.wait_for_result(task_id)
+        await client.download_result(task, "result.png")
+"""
+
+from ._client import GPTunnelClient
+from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
+from ._version import VERSION as __version__
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DownloadError,
+    GPTunnelError,
+    InsufficientBalanceError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TaskFailedError,
+    UsageError,
+    WaitTimeoutError,
+)
+from .models import Task, Usage
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DownloadError",
+    "GPTunnelClient",
+    "GPTunnelError",
+    "InsufficientBalanceError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "ProgressCallback",
+    "ProgressEvent",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "ServerError",
+    "Task",
+    "TaskFailedError",
+    "TaskWaiter",
+    "Usage",
+    "UsageError",
+    "WaitTimeoutError",
+    "__version__",
+]

@@ -1,0 +1,220 @@
+"""``GPTunnelClient``: configuration, the aiohttp session's lifetime, and the endpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+import aiohttp
+from yarl import URL
+
+from . import _download
+from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._protocol import decode_task
+from ._transport import Transport
+from .errors import ConfigurationError, UsageError
+from .models import Task
+
+__all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
+
+DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
+_CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _api_key(value: str | None) -> str:
+    key = value if value is not None else os.environ.get("GPTUNNEL_API_KEY")
+    if not key:
+        raise ConfigurationError(
+            "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
+        )
+    if not isinstance(key, str) or _CONTROL_CHARACTERS.search(key) or key != key.strip():
+        raise ConfigurationError(
+            "the API key contains whitespace or control characters (a newline from a file?)"
+        )
+    return key
+
+
+def _base_url(value: str | None) -> str:
+    raw = value if value is not None else os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        url = URL(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"base_url is not a URL: {raw!r}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {raw!r}")
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ConfigurationError(
+            "base_url must not carry a query, fragment or credentials, got "
+            f"{url.with_user(None).with_query(None).with_fragment(None)!s}"
+        )
+    return str(url).rstrip("/")
+
+
+def _task_id(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"task_id must be a non-empty string, got {value!r}")
+    return value
+
+
+class GPTunnelClient:
+    """An async client for GPTunnel's task API.
+
+    Args:
+        api_key: the organisation's key; defaults to ``GPTUNNEL_API_KEY``.
+        base_url: defaults to ``GPTUNNEL_BASE_URL``, else ``https://gptunnel.ru/v1``.
+            The key is sent to this origin and nowhere else.
+        timeout: seconds one HTTP request may take.
+        max_retries: retries after the first attempt, for transient failures only.
+        session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
+        poll_policy: the default :class:`PollPolicy` of ``wait_for_result``.
+
+    Use it as ``async with GPTunnelClient() as client:`` or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        session: aiohttp.ClientSession | None = None,
+        poll_policy: PollPolicy | None = None,
+    ) -> None:
+        key = _api_key(api_key)
+        number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+        if not (number and math.isfinite(timeout) and timeout > 0):
+            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
+            raise ConfigurationError("poll_policy must be a PollPolicy")
+        self.poll_policy = poll_policy or PollPolicy()
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._transport = Transport(
+            base_url=_base_url(base_url),
+            api_key=key,
+            timeout=float(timeout),
+            max_retries=max_retries,
+            session=self._get_session,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API root every request goes to."""
+        return self._transport.base_url
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called; a closed client sends nothing."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"GPTunnelClient(base_url={self.base_url!r})"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise UsageError("this GPTunnelClient is closed; create a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        elif self._session.closed:
+            raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session the client opened (never a borrowed one). Safe to call twice."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            raise UsageError("this GPTunnelClient is closed; create a new one")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def get_result(self, task_id: str) -> Task:
+        """Read a face-swap task's current state once (``GET /faceswap/result``).
+
+        Transient failures are retried up to ``max_retries``; then, or for any other
+        error, the typed :class:`~gptunnel_async.GPTunnelError` is raised.
+        """
+        status, body = await self._transport.request(
+            "GET", "faceswap/result", params={"taskId": _task_id(task_id)}
+        )
+        return decode_task(body, status_code=status)
+
+    def wait_for_result(
+        self,
+        task_id: str,
+        *,
+        policy: PollPolicy | None = None,
+        timeout: float | None = POLICY_TIMEOUT,
+        on_progress: ProgressCallback | None = None,
+    ) -> TaskWaiter:
+        """Poll a face-swap task until it is done; await it or iterate its progress events.
+
+        Args:
+            task_id: the task to wait for.
+            policy: pacing and deadline; defaults to the client's ``poll_policy``.
+            timeout: overrides the policy's deadline (seconds, or ``None`` for none).
+            on_progress: called with each :class:`ProgressEvent`; may be async.
+
+        Raises (on await or iteration):
+            TaskFailedError: the task failed.
+            WaitTimeoutError: the deadline passed.
+            APIError: a 400/401/402/403/404 or other non-retried error.
+        """
+        checked_id = _task_id(task_id)
+        return TaskWaiter(
+            checked_id,
+            lambda: self.get_result(checked_id),
+            policy=policy or self.poll_policy,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
+
+    async def download_result(
+        self,
+        task_or_url: Task | str,
+        dest: str | os.PathLike[str],
+        *,
+        max_bytes: int = _download.DEFAULT_MAX_BYTES,
+    ) -> Path:
+        """Save a done task's result file (or any http(s) URL) to ``dest``; return its path.
+
+        ``dest`` is a file path, or an existing folder to save into under the URL's
+        file name. The file is written atomically: on any failure ``dest`` is left as
+        it was and no temporary file remains.
+        """
+        if isinstance(task_or_url, Task):
+            if not task_or_url.is_done or not task_or_url.result:
+                raise ConfigurationError(
+                    f"task {task_or_url.id} has no result to download (status "
+                    f"{task_or_url.status!r})"
+                )
+            url, fallback_name = task_or_url.result, f"{task_or_url.id}.bin"
+        else:
+            url, fallback_name = task_or_url, "result.bin"
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ConfigurationError(f"max_bytes must be an int > 0, got {max_bytes!r}")
+        parsed = _download.validate_url(url)
+        target = _download.resolve_target(dest, parsed, fallback_name)
+        self._get_session()  # a closed client fails before touching the disk
+        return await _download.download(self._transport, parsed, target, max_bytes=max_bytes)

@@ -1,0 +1,123 @@
+"""Saving a result file: stream it to a temporary file beside ``dest``, then rename.
+
+Result URLs live on an object-storage host and expire after about three days, so users
+save them. A download either leaves a complete file at ``dest`` or leaves ``dest`` and
+its folder exactly as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from ._protocol import error_from_response
+from ._transport import Transport
+from .errors import ConfigurationError, DownloadError
+
+__all__ = ["DEFAULT_MAX_BYTES", "download", "resolve_target", "validate_url"]
+
+DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
+"""256 MiB: far above any image or clip the API returns, far below filling a disk."""
+
+_MAX_REDIRECTS: Final = 10
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_CHUNK: Final = 64 * 1024
+_SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_url(url: str | URL) -> URL:
+    """``url`` parsed, if it is an absolute http(s) URL; ``ConfigurationError`` otherwise."""
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(f"only http(s) URLs can be downloaded, got {parsed.scheme!r}")
+    return parsed
+
+
+def resolve_target(dest: str | os.PathLike[str], url: URL, fallback_name: str) -> Path:
+    """The file to write: ``dest`` itself, or a file named after the URL inside folder ``dest``.
+
+    The folder must already exist: a download never creates or changes anything but
+    the one file it writes.
+    """
+    target = Path(dest)
+    if target.is_dir():
+        name = PurePosixPath(url.path).name
+        target = target / (name if _SAFE_NAME.fullmatch(name) else fallback_name)
+    if not target.parent.is_dir():
+        raise ConfigurationError(f"the folder {str(target.parent)!r} does not exist")
+    return target
+
+
+async def download(transport: Transport, url: URL, target: Path, *, max_bytes: int) -> Path:
+    """Fetch ``url`` into ``target`` atomically, retrying transient failures."""
+    result: Path = await transport.retrying()(_attempt, transport, url, target, max_bytes)
+    return result
+
+
+async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int) -> Path:
+    response = await _open(transport, url)
+    async with response:
+        if response.status >= 300:
+            body = await response.content.read(4096)
+            raise error_from_response(response.status, response.headers, body)
+        if response.content_length is not None and response.content_length > max_bytes:
+            raise DownloadError(
+                f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
+            )
+        fd, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+        )
+        try:
+            # Writes stay on the event loop: 64 KiB chunks into the page cache take
+            # microseconds, and a thread hop per chunk would make cancellation race the
+            # write it interrupts.
+            with os.fdopen(fd, "wb") as file, transport.wire_errors(f"GET {url.host}{url.path}"):
+                written = 0
+                async for chunk in response.content.iter_chunked(_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise DownloadError(f"the result is over max_bytes={max_bytes}")
+                    file.write(chunk)
+            os.replace(temporary, target)
+        except OSError as exc:
+            _remove(temporary)
+            raise DownloadError(f"could not write {str(target)!r}: {exc.strerror or exc}") from exc
+        except BaseException:
+            _remove(temporary)
+            raise
+    return target
+
+
+async def _open(transport: Transport, url: URL) -> aiohttp.ClientResponse:
+    """GET ``url``, following redirects only to http(s), with the key only on the API origin."""
+    timeout = aiohttp.ClientTimeout(connect=transport.timeout, sock_read=transport.timeout)
+    for _ in range(_MAX_REDIRECTS + 1):
+        with transport.wire_errors(f"GET {url.host}{url.path}"):
+            response = await transport.session().get(
+                url,
+                headers=transport.headers_for(url),
+                allow_redirects=False,
+                timeout=timeout,
+            )
+        if response.status not in _REDIRECT_STATUSES:
+            return response
+        location = response.headers.get("Location")
+        response.release()
+        if not location:
+            raise DownloadError(f"a {response.status} redirect from {url.host} had no Location")
+        url = url.join(URL(location))
+        if url.scheme not in ("http", "https"):
+            raise DownloadError(f"refusing a redirect to a {url.scheme!r} URL")
+    raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

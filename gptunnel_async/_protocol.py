@@ -1,0 +1,188 @@
+"""Pure functions between HTTP and models: no I/O here, so every rule is testable in isolation.
+
+Turns an answer's (status, headers, body) into a model or a typed error, and decides which
+errors are worth retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import cattrs
+
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    GPTunnelError,
+    InsufficientBalanceError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+)
+from .models import Task, converter
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "decode_json_object",
+    "decode_task",
+    "error_from_response",
+    "is_transient",
+    "parse_retry_after",
+    "redact",
+    "shorten",
+    "structure_task",
+]
+
+RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+"""Statuses that say "try again later" rather than "this request is wrong"."""
+
+_ERRORS_BY_STATUS: Final[Mapping[int, type[APIError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientBalanceError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+_SHORT_TEXT: Final = 200
+
+
+def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
+    """``text`` on one line and at most ``limit`` characters, for messages and logs."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` masked, so a key echoed back never leaks."""
+    return text.replace(secret, "***") if secret else text
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
+
+    Returns ``None`` when the header is absent or unreadable, and never a negative number.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _error_fields(body: bytes) -> dict[str, Any] | None:
+    """The ``{"error": {...}}`` object of an error body, or ``None`` if it has none."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error", data)
+    return error if isinstance(error, dict) else None
+
+
+def _text_field(fields: Mapping[str, Any], key: str) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def error_from_response(
+    status: int, headers: Mapping[str, str], body: bytes, *, secret: str | None = None
+) -> GPTunnelError:
+    """The typed error for a non-2xx answer; the class is chosen by status alone.
+
+    The body's ``message``, ``type``, ``param`` and ``code`` are used when it is JSON;
+    otherwise the message is the shortened raw text. ``secret`` is masked everywhere.
+    """
+    fields = _error_fields(body) or {}
+    raw = body.decode("utf-8", errors="replace")
+    message = _text_field(fields, "message") or shorten(raw) or f"HTTP {status}"
+    message = redact(message, secret)
+    if status == 408:
+        return APITimeoutError(f"408: {message}", status_code=408)
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    cls = _ERRORS_BY_STATUS.get(status) or (ServerError if status >= 500 else APIError)
+    return cls(
+        message,
+        status_code=status,
+        type=_text_field(fields, "type"),
+        param=_text_field(fields, "param"),
+        code=_text_field(fields, "code"),
+        retry_after=retry_after,
+    )
+
+
+def decode_json_object(body: bytes, *, status_code: int | None = None) -> dict[str, Any]:
+    """A 2xx body parsed as a JSON object, or :class:`ResponseDecodeError`."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ResponseDecodeError(
+            f"the answer is not JSON: {exc}",
+            status_code=status_code,
+            body=shorten(body.decode("utf-8", errors="replace")),
+        ) from None
+    if not isinstance(data, dict):
+        raise ResponseDecodeError(
+            f"expected a JSON object, got {type(data).__name__}",
+            status_code=status_code,
+            body=shorten(body.decode("utf-8", errors="replace")),
+        )
+    return data
+
+
+def decode_task(body: bytes, *, status_code: int | None = None) -> Task:
+    """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
+    return structure_task(decode_json_object(body, status_code=status_code), status_code)
+
+
+def structure_task(data: Any, status_code: int | None = None) -> Task:
+    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
+    if not isinstance(data, dict):
+        raise ResponseDecodeError(
+            f"expected a task object, got {type(data).__name__}", status_code=status_code
+        )
+    try:
+        return converter.structure(data, Task)
+    except (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            detail = "; ".join(cattrs.transform_error(exc))
+        else:
+            detail = repr(exc)
+        raise ResponseDecodeError(
+            f"the answer is not a task object: {detail}",
+            status_code=status_code,
+            body=shorten(json.dumps(data, ensure_ascii=False, default=str)),
+        ) from None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx."""
+    if isinstance(exc, APIConnectionError):
+        return True
+    return isinstance(exc, APIError) and exc.status_code in RETRYABLE_STATUSES

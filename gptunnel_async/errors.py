@@ -1,0 +1,173 @@
+"""Every exception the SDK raises, so one ``except GPTunnelError`` catches them all.
+
+The tree::
+
+    GPTunnelError
+    ├── ConfigurationError          (also ValueError) a bad key, URL, task id or option
+    ├── UsageError                  (also RuntimeError) a closed client, a waiter used twice
+    ├── APIError                    the API answered with an error status
+    │   ├── BadRequestError             400
+    │   ├── AuthenticationError         401
+    │   ├── InsufficientBalanceError    402
+    │   ├── PermissionDeniedError       403
+    │   ├── NotFoundError               404
+    │   ├── RateLimitError              429 (retried; ``.retry_after``)
+    │   └── ServerError                 5xx (retried)
+    ├── APIConnectionError          the network failed (retried)
+    │   └── APITimeoutError             a request timed out, or 408 (retried)
+    ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
+    ├── DownloadError               a result file could not be fetched or saved
+    ├── TaskFailedError             the task itself failed (``.task_id``, ``.task``)
+    └── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Task
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DownloadError",
+    "GPTunnelError",
+    "InsufficientBalanceError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "ServerError",
+    "TaskFailedError",
+    "UsageError",
+    "WaitTimeoutError",
+]
+
+
+class GPTunnelError(Exception):
+    """Base class of every error raised by gptunnel-async."""
+
+
+class ConfigurationError(GPTunnelError, ValueError):
+    """A value given to the SDK is unusable: a missing key, a bad URL, a blank task id."""
+
+
+class UsageError(GPTunnelError, RuntimeError):
+    """The SDK was used in a way it cannot support, such as a request on a closed client."""
+
+
+class APIError(GPTunnelError):
+    """The API answered with an HTTP error status.
+
+    ``message``, ``type``, ``param`` and ``code`` come from the JSON error body when it
+    parses; otherwise ``message`` is the (shortened) raw body text. ``retry_after`` is the
+    server's ``Retry-After`` hint in seconds, if it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.type = type
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+        label = f"{status_code} {type}" if type else str(status_code)
+        super().__init__(f"{label}: {message}")
+
+
+class BadRequestError(APIError):
+    """HTTP 400: the request was malformed, e.g. a missing ``taskId``."""
+
+
+class AuthenticationError(APIError):
+    """HTTP 401: the API key is missing, wrong or revoked."""
+
+
+class InsufficientBalanceError(APIError):
+    """HTTP 402: the organisation's balance is too low."""
+
+
+class PermissionDeniedError(APIError):
+    """HTTP 403: the key may not use this resource."""
+
+
+class NotFoundError(APIError):
+    """HTTP 404: no such task or resource."""
+
+
+class RateLimitError(APIError):
+    """HTTP 429: too many requests; retried, honouring ``retry_after``."""
+
+
+class ServerError(APIError):
+    """HTTP 5xx: the server failed; 500, 502, 503 and 504 are retried."""
+
+
+class APIConnectionError(GPTunnelError):
+    """The request never got a complete answer: DNS, refused or reset connection, cut body."""
+
+
+class APITimeoutError(APIConnectionError):
+    """One request took longer than the client's ``timeout``, or the server answered 408.
+
+    ``status_code`` is 408 when the server said so, ``None`` when the client gave up.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class ResponseDecodeError(GPTunnelError):
+    """A successful (2xx) answer whose body is not the JSON object the endpoint returns.
+
+    Often a proxy's HTML page; ``body`` holds the start of the raw text for debugging.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
+        self.status_code = status_code
+        self.body = body
+        super().__init__(message)
+
+
+class DownloadError(GPTunnelError):
+    """A result file could not be saved: too large, a bad redirect, or a disk error.
+
+    HTTP errors from the storage host raise the status's :class:`APIError` subclass
+    instead (a 404 or 403 there usually means the result expired).
+    """
+
+
+class TaskFailedError(GPTunnelError):
+    """The task reached a failure status; ``task`` is its final state."""
+
+    def __init__(self, task: Task) -> None:
+        self.task_id = task.id
+        self.task = task
+        reason = task.error or "no error message given"
+        super().__init__(f"task {task.id} {task.status}: {reason}")
+
+
+class WaitTimeoutError(GPTunnelError, TimeoutError):
+    """A wait passed its deadline; ``task`` is the last state seen, or ``None``."""
+
+    def __init__(self, task_id: str, timeout: float, task: Task | None) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        self.task = task
+        seen = f"last seen {task.status} at {task.percent}%" if task else "no state read yet"
+        super().__init__(f"task {task_id} did not finish within {timeout:g}s ({seen})")

@@ -1,0 +1,152 @@
+"""The API's JSON objects as frozen attrs classes, and the one cattrs converter that builds them.
+
+The converter is lenient where the API is loose (a float ``percent``, a null ``usage``,
+an unknown status, extra keys) and strict where a wrong type means the body is not a
+task at all (an object where the id should be): those raise, and the protocol layer
+turns that into :class:`~gptunnel_async.errors.ResponseDecodeError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+__all__ = ["DONE_STATUSES", "FAILED_STATUSES", "Task", "Usage", "converter"]
+
+DONE_STATUSES: Final = frozenset({"done"})
+"""Statuses that mean the task finished with a result."""
+
+FAILED_STATUSES: Final = frozenset({"failed", "error", "fail", "cancelled", "canceled"})
+"""Statuses that mean the task finished without one. None is documented; these are seen."""
+
+
+@attrs.frozen
+class Usage:
+    """What a task cost: token counts and their price."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    prompt_cost: float = 0.0
+    completion_cost: float = 0.0
+    total_cost: float = 0.0
+
+
+@attrs.frozen
+class Task:
+    """One state of a GPTunnel task, as ``/faceswap/result`` and its siblings return it.
+
+    ``status`` is kept as the server sent it, so a status this SDK does not know yet is
+    visible rather than an error; ``percent`` is always an ``int`` from 0 to 100.
+    """
+
+    id: str
+    status: str
+    percent: int = 0
+    parent_id: str | None = None
+    object: str = "task"
+    type: str | None = None
+    result: str | None = None
+    error: str | None = None
+    usage: Usage | None = None
+    actions: tuple[str, ...] = ()
+
+    @property
+    def is_done(self) -> bool:
+        """The task finished and ``result`` holds its output."""
+        return self.status in DONE_STATUSES
+
+    @property
+    def is_failed(self) -> bool:
+        """The task finished without a result; ``error`` may say why."""
+        return self.status in FAILED_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        """The task will not change any more: polling it again is pointless."""
+        return self.is_done or self.is_failed
+
+
+def _number(value: Any) -> float:
+    """A JSON number as a finite float; booleans, strings and NaN are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
+
+
+def _structure_str(value: Any, _: type) -> str:
+    """Strings as they are, integer ids as text; anything else is not a string field."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _structure_percent(value: Any, _: type) -> int:
+    """Percent as an int in 0..100: floats are rounded, null or missing is 0."""
+    if value is None:
+        return 0
+    return min(100, max(0, round(_number(value))))
+
+
+def _structure_error(value: Any, _: type) -> str | None:
+    """The task's error as text, whether the server sent a string or an error object."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("message"), str):
+        return str(value["message"])
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _structure_actions(value: Any, _: type) -> tuple[str, ...]:
+    """Follow-up actions as a tuple of strings; null means none."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of actions, got {type(value).__name__}")
+    return tuple(item if isinstance(item, str) else json.dumps(item) for item in value)
+
+
+def _structure_int(value: Any, _: type) -> int:
+    return 0 if value is None else round(_number(value))
+
+
+def _structure_float(value: Any, _: type) -> float:
+    return 0.0 if value is None else _number(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
+    conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(
+        Task,
+        make_dict_structure_fn(
+            Task,
+            conv,
+            parent_id=override(rename="parentId"),
+            percent=override(struct_hook=_structure_percent),
+            error=override(struct_hook=_structure_error),
+            actions=override(struct_hook=_structure_actions),
+        ),
+    )
+    conv.register_unstructure_hook(
+        Task, make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId"))
+    )
+    return conv
+
+
+converter: Final = _make_converter()
+"""The one converter that turns API JSON into models (and models back into JSON)."""

@@ -14,7 +14,7 @@ from yarl import URL
 
 from . import _download
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._protocol import decode_task
+from ._resources import FaceSwap
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
 from .models import Task
@@ -52,12 +52,6 @@ def _base_url(value: str | None) -> str:
             f"{url.with_user(None).with_query(None).with_fragment(None)!s}"
         )
     return str(url).rstrip("/")
-
-
-def _task_id(value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"task_id must be a non-empty string, got {value!r}")
-    return value
 
 
 class GPTunnelClient:
@@ -106,6 +100,8 @@ class GPTunnelClient:
             max_retries=max_retries,
             session=self._get_session,
         )
+        self.faceswap = FaceSwap(self._transport, lambda: self.poll_policy)
+        """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
 
     @property
     def base_url(self) -> str:
@@ -150,15 +146,12 @@ class GPTunnelClient:
         await self.close()
 
     async def get_result(self, task_id: str) -> Task:
-        """Read a face-swap task's current state once (``GET /faceswap/result``).
+        """Read a face-swap task's state once: the same as ``client.faceswap.result``.
 
         Transient failures are retried up to ``max_retries``; then, or for any other
         error, the typed :class:`~gptunnel_async.GPTunnelError` is raised.
         """
-        status, body = await self._transport.request(
-            "GET", "faceswap/result", params={"taskId": _task_id(task_id)}
-        )
-        return decode_task(body, status_code=status)
+        return await self.faceswap.result(task_id)
 
     def wait_for_result(
         self,
@@ -168,26 +161,9 @@ class GPTunnelClient:
         timeout: float | None = POLICY_TIMEOUT,
         on_progress: ProgressCallback | None = None,
     ) -> TaskWaiter:
-        """Poll a face-swap task until it is done; await it or iterate its progress events.
-
-        Args:
-            task_id: the task to wait for.
-            policy: pacing and deadline; defaults to the client's ``poll_policy``.
-            timeout: overrides the policy's deadline (seconds, or ``None`` for none).
-            on_progress: called with each :class:`ProgressEvent`; may be async.
-
-        Raises (on await or iteration):
-            TaskFailedError: the task failed.
-            WaitTimeoutError: the deadline passed.
-            APIError: a 400/401/402/403/404 or other non-retried error.
-        """
-        checked_id = _task_id(task_id)
-        return TaskWaiter(
-            checked_id,
-            lambda: self.get_result(checked_id),
-            policy=policy or self.poll_policy,
-            timeout=timeout,
-            on_progress=on_progress,
+        """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``."""
+        return self.faceswap.wait_for_result(
+            task_id, policy=policy, timeout=timeout, on_progress=on_progress
         )
 
     async def download_result(

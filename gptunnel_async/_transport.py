@@ -18,7 +18,7 @@ from yarl import URL
 from . import _timing
 from ._protocol import error_from_response, is_transient, redact
 from ._version import VERSION
-from .errors import APIConnectionError, APITimeoutError
+from .errors import APIConnectionError, APIError, APITimeoutError
 
 __all__ = ["RETRY_AFTER_CAP", "Transport"]
 
@@ -53,6 +53,18 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
         outcome.exception() if outcome else "unknown error",
         retry_state.attempt_number,
         retry_state.upcoming_sleep,
+    )
+
+
+def _safe_to_resend(exc: BaseException) -> bool:
+    """For requests that start a task: retry only when the server surely did not act on it.
+
+    That is a 429 or 503 (refused before any work), or a connection that never opened.
+    """
+    if isinstance(exc, APIError):
+        return exc.status_code in (429, 503)
+    return isinstance(exc, APIConnectionError) and isinstance(
+        exc.__cause__, aiohttp.ClientConnectorError
     )
 
 
@@ -95,13 +107,14 @@ class Transport:
         """``text`` with the API key masked."""
         return redact(text, self._api_key)
 
-    def retrying(self, max_retries: int | None = None) -> tenacity.AsyncRetrying:
-        """A fresh tenacity controller: transient failures only, backoff with Retry-After."""
-        retries = self.max_retries if max_retries is None else max_retries
+    def retrying(
+        self, retry_if: Callable[[BaseException], bool] = is_transient
+    ) -> tenacity.AsyncRetrying:
+        """A fresh tenacity controller (they keep per-call state): backoff with Retry-After."""
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(retries + 1),
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=_WaitHonouringRetryAfter(),
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(retry_if),
             sleep=_timing.sleep,
             before_sleep=_log_retry,
             reraise=True,
@@ -114,11 +127,16 @@ class Transport:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
-        max_retries: int | None = None,
+        idempotent: bool = True,
     ) -> tuple[int, bytes]:
-        """Send one API request, retrying transient failures; return (status, body) of a 2xx."""
+        """Send one API request, retrying transient failures; return (status, body) of a 2xx.
+
+        A request that is not ``idempotent`` (one that creates a paid task) is retried
+        only where the server surely did nothing, so a retry never starts a second task.
+        """
         url = f"{self.base_url}/{path.lstrip('/')}"
-        result: tuple[int, bytes] = await self.retrying(max_retries)(
+        retry_if = is_transient if idempotent else _safe_to_resend
+        result: tuple[int, bytes] = await self.retrying(retry_if)(
             self._attempt, method, url, params, json
         )
         return result

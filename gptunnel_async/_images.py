@@ -1,0 +1,75 @@
+"""Images for create calls: URLs and ``data:`` URIs pass through; bytes and files become
+``data:<mime>;base64,...`` with the type sniffed from the content, never from a file name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from pathlib import Path
+from typing import Final, TypeAlias
+
+from .errors import ConfigurationError
+
+__all__ = ["MAX_IMAGE_BYTES", "ImageInput", "encode_image", "sniff_image_type"]
+
+ImageInput: TypeAlias = str | bytes | os.PathLike[str]
+"""An image for the API: an http(s) URL, a ``data:`` URI, raw bytes, or a file path."""
+
+MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
+"""10 MiB before base64: larger uploads belong at a URL the API can fetch."""
+
+_PASS_THROUGH: Final = ("http://", "https://", "data:")
+
+
+def sniff_image_type(data: bytes) -> str:
+    """The MIME type of PNG, JPEG or WEBP bytes; ``ConfigurationError`` for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    raise ConfigurationError("the image is not a PNG, JPEG or WEBP file")
+
+
+def _data_uri(data: bytes, what: str) -> str:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ConfigurationError(
+            f"{what} is {len(data)} bytes, over the {MAX_IMAGE_BYTES} byte limit; "
+            "upload it somewhere and pass its URL instead"
+        )
+    mime = sniff_image_type(data)
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise ConfigurationError(
+                f"{str(path)!r} is {size} bytes, over the {MAX_IMAGE_BYTES} byte limit; "
+                "upload it somewhere and pass its URL instead"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read image {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+async def encode_image(value: ImageInput) -> str:
+    """``value`` as the string the API takes in ``sourceImage``/``faceImage``/``images``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _data_uri(bytes(value), "the image")
+    if isinstance(value, str):
+        if not value.strip():
+            raise ConfigurationError("an image must not be an empty string")
+        if value.startswith(_PASS_THROUGH):
+            return value
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigurationError(
+            f"an image must be a URL, a data: URI, bytes or a path, got {type(value).__name__}"
+        )
+    path = Path(value)
+    data = await asyncio.to_thread(_read_file, path)
+    return _data_uri(data, repr(str(path)))

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 __all__ = ["DONE_STATUSES", "FAILED_STATUSES", "Task", "Usage", "converter"]
+
+T = TypeVar("T")
 
 DONE_STATUSES: Final = frozenset({"done"})
 """Statuses that mean the task finished with a result."""
@@ -126,20 +129,34 @@ def _structure_float(value: Any, _: type) -> float:
     return 0.0 if value is None else _number(value)
 
 
+def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
+    """Wrap a generated hook so a list or string is refused rather than read as defaults."""
+
+    def structure_object(value: Any, cls: type) -> T:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        return structure(value, cls)
+
+    return structure_object
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(Usage, _objects_only(make_dict_structure_fn(Usage, conv)))
     conv.register_structure_hook(
         Task,
-        make_dict_structure_fn(
-            Task,
-            conv,
-            parent_id=override(rename="parentId"),
-            percent=override(struct_hook=_structure_percent),
-            error=override(struct_hook=_structure_error),
-            actions=override(struct_hook=_structure_actions),
+        _objects_only(
+            make_dict_structure_fn(
+                Task,
+                conv,
+                parent_id=override(rename="parentId"),
+                percent=override(struct_hook=_structure_percent),
+                error=override(struct_hook=_structure_error),
+                actions=override(struct_hook=_structure_actions),
+            )
         ),
     )
     conv.register_unstructure_hook(

@@ -1,0 +1,170 @@
+"""Shared fixtures: a scripted GPTunnel-like server on loopback, and clients pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
+
+from gptunnel_async import GPTunnelClient, PollPolicy, _timing
+
+API_KEY = "test-key-5f1e"
+
+
+def task_json(status: str = "running", percent: float | None = 0, **extra: Any) -> dict[str, Any]:
+    """A task object as the API documents it."""
+    body: dict[str, Any] = {
+        "id": "task-1",
+        "parentId": None,
+        "object": "task",
+        "type": "@FaceSwap",
+        "percent": percent,
+        "status": status,
+        "result": "https://storage.example/result.png" if status == "done" else None,
+        "error": None,
+        "usage": {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+            "prompt_cost": 0,
+            "completion_cost": 0,
+            "total_cost": 0,
+        },
+    }
+    body.update(extra)
+    return body
+
+
+Reply = Callable[[web.Request], Any]
+
+
+@dataclass
+class ScriptedAPI:
+    """A loopback server whose answers are scripted one request at a time.
+
+    Each queued reply is a JSON-able dict (200), a ``(status, body, headers)`` tuple,
+    ``"reset"`` (drop the connection), or an async callable taking the request. When
+    the queue runs dry, the last reply repeats.
+    """
+
+    replies: list[Any] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    base_url: str = ""
+    origin: str = ""
+    in_flight: int = 0
+
+    def script(self, *replies: Any) -> None:
+        self.replies.extend(replies)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "query": dict(request.query),
+                    "headers": dict(request.headers),
+                    "body": await request.read(),
+                }
+            )
+            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            if reply == "reset":
+                assert request.transport is not None
+                request.transport.abort()
+                return web.Response()
+            if callable(reply):
+                result: web.StreamResponse = await reply(request)
+                return result
+            if isinstance(reply, tuple):
+                status, body, headers = reply
+                text = body if isinstance(body, str) else json.dumps(body)
+                return web.Response(status=status, text=text, headers=headers)
+            return web.json_response(reply)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[ScriptedAPI]:
+    scripted = ScriptedAPI()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", scripted.handle)
+    server = TestServer(app)
+    await server.start_server()
+    scripted.base_url = str(server.make_url("/v1"))
+    scripted.origin = str(server.make_url("/"))
+    yield scripted
+    await server.close()
+
+
+FAST = PollPolicy(initial=0.01, multiplier=2.0, max_interval=0.04, jitter=0.0, timeout=5.0)
+"""Real but tiny poll intervals, for tests about timing on a real server."""
+
+
+@pytest.fixture
+async def client(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
+    async with GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, timeout=2.0, poll_policy=FAST
+    ) as tunnel:
+        yield tunnel
+
+
+@pytest.fixture
+def instant() -> Iterator[None]:
+    """Make retry backoffs and poll intervals take no time."""
+    _timing.set_instant(True)
+    yield
+    _timing.set_instant(False)
+
+
+@pytest.fixture
+def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every pause the SDK asks for, returned at once instead of slept."""
+    asked: list[float] = []
+
+    async def record(seconds: float) -> None:
+        asked.append(seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(_timing, "sleep", record)
+    return asked
+
+
+class _CompatClientResponse(aiohttp.ClientResponse):
+    """aiohttp 3.14 made ``stream_writer`` a required argument that aioresponses 0.7.9
+    does not pass yet; a mocked response has already been "sent", so 0 bytes is right."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    """aioresponses, for checking the shape of requests without a server."""
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatClientResponse)
+    with aioresponses() as mock:
+        yield mock
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPTUNNEL_API_KEY", raising=False)
+    monkeypatch.delenv("GPTUNNEL_BASE_URL", raising=False)
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -1,0 +1,216 @@
+"""The client's configuration, session ownership and request shape."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+from gptunnel_async import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    GPTunnelClient,
+    InsufficientBalanceError,
+    ResponseDecodeError,
+    Task,
+    UsageError,
+)
+
+from .conftest import API_KEY, ScriptedAPI, task_json
+
+BASE = "https://gptunnel.ru/v1"
+RESULT_URL = re.compile(r"^https://gptunnel\.ru/v1/faceswap/result\?.*$")
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+def test_missing_key_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="GPTUNNEL_API_KEY"):
+        GPTunnelClient()
+
+
+def test_key_and_base_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPTUNNEL_API_KEY", "env-key")
+    monkeypatch.setenv("GPTUNNEL_BASE_URL", "http://127.0.0.1:9/v2/")
+    client = GPTunnelClient()
+    assert client.base_url == "http://127.0.0.1:9/v2"
+
+
+def test_default_base_url_is_the_documented_one() -> None:
+    assert GPTunnelClient(api_key="k").base_url == BASE
+
+
+@pytest.mark.parametrize("key", ["", "key\nX-Injected: 1", "key\r\n", " key", "k\x00ey", "k\tey"])
+def test_unusable_keys_are_refused(key: str) -> None:
+    with pytest.raises(ConfigurationError):
+        GPTunnelClient(api_key=key)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://gptunnel.ru/v1",
+        "gptunnel.ru/v1",
+        "https://gptunnel.ru/v1?x=1",
+        "https://gptunnel.ru/v1#frag",
+        "https://user:pw@gptunnel.ru/v1",
+        "file:///etc/passwd",
+    ],
+)
+def test_unusable_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        GPTunnelClient(api_key="k", base_url=url)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"timeout": 0},
+        {"timeout": -1},
+        {"timeout": float("nan")},
+        {"timeout": float("inf")},
+        {"max_retries": -1},
+        {"max_retries": 1.5},
+        {"session": object()},
+        {"poll_policy": {"initial": 1}},
+    ],
+)
+def test_nonsense_options_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        GPTunnelClient(api_key="k", **options)  # type: ignore[arg-type]
+
+
+def test_repr_never_shows_the_key() -> None:
+    client = GPTunnelClient(api_key="sk-very-secret")
+    assert "sk-very-secret" not in repr(client)
+    assert "sk-very-secret" not in repr(client.faceswap)
+    assert "sk-very-secret" not in str(vars(client))
+
+
+@pytest.mark.parametrize("task_id", ["", "   ", "\n"])
+async def test_blank_task_id_fails_before_any_request(task_id: str, mocked: aioresponses) -> None:
+    async with GPTunnelClient(api_key="k") as client:
+        with pytest.raises(ValueError, match="task_id"):
+            await client.get_result(task_id)
+        with pytest.raises(ValueError, match="task_id"):
+            client.wait_for_result(task_id)
+    assert mocked.requests == {}
+
+
+# -- request shape ------------------------------------------------------------------
+
+
+async def test_get_result_sends_bare_key_and_task_id_as_query(mocked: aioresponses) -> None:
+    mocked.get(RESULT_URL, payload=task_json(status="done", percent=100))
+    async with GPTunnelClient(api_key="sk-abc") as client:
+        task = await client.get_result("65819c485337280001a609e7")
+    assert task.is_done
+    [(method, url)] = mocked.requests
+    assert method == "GET"
+    assert url.path == "/v1/faceswap/result"
+    assert url.query["taskId"] == "65819c485337280001a609e7"
+    [call] = mocked.requests[(method, url)]
+    assert call.kwargs["headers"]["Authorization"] == "sk-abc"
+    assert call.kwargs["allow_redirects"] is False
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (400, {"error": {"message": "'taskId' is a required property"}}, BadRequestError),
+        (401, {"error": {"message": "Unauthorized"}}, AuthenticationError),
+        (402, "{error: not json", InsufficientBalanceError),
+    ],
+)
+async def test_client_errors_raise_their_class_after_one_request(
+    status: int, body: object, cls: type[Exception], mocked: aioresponses
+) -> None:
+    if isinstance(body, str):
+        mocked.get(RESULT_URL, status=status, body=body)
+    else:
+        mocked.get(RESULT_URL, status=status, payload=body)
+    async with GPTunnelClient(api_key="k") as client:
+        with pytest.raises(cls):
+            await client.get_result("t")
+    assert sum(len(calls) for calls in mocked.requests.values()) == 1
+
+
+async def test_a_2xx_body_that_is_not_a_task_raises_at_once(mocked: aioresponses) -> None:
+    mocked.get(RESULT_URL, body="<html>maintenance</html>", content_type="text/html")
+    async with GPTunnelClient(api_key="k") as client:
+        with pytest.raises(ResponseDecodeError) as caught:
+            await client.get_result("t")
+    assert caught.value.status_code == 200
+    assert "maintenance" in caught.value.body
+    assert sum(len(calls) for calls in mocked.requests.values()) == 1
+
+
+@pytest.mark.parametrize(
+    "task_id", ["a&b=c", "x#frag", "../../balance", "what?now", "with space", "задача", "1+1"]
+)
+async def test_odd_task_ids_arrive_intact_as_one_query_value(
+    task_id: str, client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(task_json(status="done", percent=100))
+    await client.get_result(task_id)
+    [request] = api.requests
+    assert request["path"] == "/v1/faceswap/result"
+    assert request["query"] == {"taskId": task_id}
+
+
+# -- session ownership ----------------------------------------------------------------
+
+
+async def test_borrowed_session_is_used_and_never_closed(api: ScriptedAPI) -> None:
+    api.script(task_json(status="done", percent=100))
+    async with aiohttp.ClientSession() as session:
+        async with GPTunnelClient(api_key="k", base_url=api.base_url, session=session) as client:
+            assert isinstance(await client.get_result("t"), Task)
+        assert client.closed
+        assert not session.closed
+
+
+async def test_owned_session_is_created_lazily_and_closed(api: ScriptedAPI) -> None:
+    api.script(task_json(status="done", percent=100))
+    client = GPTunnelClient(api_key="k", base_url=api.base_url)
+    assert client._session is None
+    await client.get_result("t")
+    session = client._session
+    assert session is not None
+    await client.close()
+    assert session.closed
+    await client.close()  # idempotent
+
+
+async def test_a_closed_client_refuses_requests_clearly(api: ScriptedAPI) -> None:
+    client = GPTunnelClient(api_key="k", base_url=api.base_url)
+    await client.close()
+    with pytest.raises(UsageError, match="closed"):
+        await client.get_result("t")
+    with pytest.raises(UsageError, match="closed"):
+        await client.wait_for_result("t")
+    with pytest.raises(UsageError):
+        async with client:
+            pass
+    assert api.requests == []
+
+
+async def test_a_closed_borrowed_session_is_a_usage_error(api: ScriptedAPI) -> None:
+    session = aiohttp.ClientSession()
+    await session.close()
+    client = GPTunnelClient(api_key="k", base_url=api.base_url, session=session)
+    with pytest.raises(UsageError, match="session"):
+        await client.get_result("t")
+
+
+async def test_requests_go_only_to_the_base_url_origin(api: ScriptedAPI) -> None:
+    api.script(task_json(status="done", percent=100))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url) as client:
+        await client.get_result("t")
+    assert URL(api.base_url).origin() == URL(api.origin).origin()
+    assert api.requests[0]["headers"]["Authorization"] == API_KEY

@@ -1,0 +1,152 @@
+"""HTTP answers to typed errors: the class by status, the fields from the body when it parses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from gptunnel_async import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    GPTunnelError,
+    InsufficientBalanceError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+from gptunnel_async._protocol import error_from_response, is_transient, parse_retry_after
+from gptunnel_async._protocol import structure_task as task_from
+
+from .conftest import task_json
+
+
+def error_body(message: str, type_: str, param: str | None = None) -> bytes:
+    fields = {"message": message, "type": type_, "param": param, "code": None}
+    return json.dumps({"error": fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (402, InsufficientBalanceError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (408, APITimeoutError),
+        (409, APIError),
+        (422, APIError),
+        (429, RateLimitError),
+        (500, ServerError),
+        (502, ServerError),
+        (503, ServerError),
+        (504, ServerError),
+        (501, ServerError),
+    ],
+)
+def test_status_chooses_the_error_class(status: int, cls: type[GPTunnelError]) -> None:
+    error = error_from_response(status, {}, b"whatever")
+    assert type(error) is cls
+    assert isinstance(error, GPTunnelError)
+
+
+def test_documented_error_body_fills_the_fields() -> None:
+    body = error_body("'taskId' is a required property", "invalid_request_error", "taskId")
+    error = error_from_response(400, {}, body)
+    assert isinstance(error, BadRequestError)
+    assert error.status_code == 400
+    assert error.message == "'taskId' is a required property"
+    assert error.type == "invalid_request_error"
+    assert error.param == "taskId"
+    assert error.code is None
+    assert "invalid_request_error" in str(error)
+
+
+def test_unparseable_error_body_gives_shortened_raw_text() -> None:
+    body = b"{error: {message: 'Organization balance is too low'" + b" x" * 500
+    error = error_from_response(402, {}, body)
+    assert isinstance(error, InsufficientBalanceError)
+    assert error.message.startswith("{error: {message: 'Organization balance is too low'")
+    assert len(error.message) <= 200
+    assert error.type is None
+
+
+def test_empty_error_body_still_says_the_status() -> None:
+    assert error_from_response(503, {}, b"").message == "HTTP 503"
+
+
+def test_secret_echoed_in_an_error_body_is_masked() -> None:
+    error = error_from_response(
+        401, {}, error_body("bad key sk-secret", "unauthorized"), secret="sk-secret"
+    )
+    assert "sk-secret" not in str(error)
+    assert "***" in error.message
+
+
+def test_rate_limit_carries_retry_after_seconds() -> None:
+    error = error_from_response(429, {"Retry-After": "7"}, b"")
+    assert isinstance(error, RateLimitError)
+    assert error.retry_after == 7.0
+
+
+def test_retry_after_as_http_date() -> None:
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Tue, 24 Nov 2026 12:00:30 GMT", now=now) == 30.0
+    assert parse_retry_after("Tue, 24 Nov 2026 11:00:00 GMT", now=now) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "inf", "nan"])
+def test_unreadable_retry_after_is_ignored(value: str | None) -> None:
+    assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (APIConnectionError("reset"), True),
+        (APITimeoutError("slow"), True),
+        (error_from_response(408, {}, b""), True),
+        (error_from_response(429, {}, b""), True),
+        (error_from_response(500, {}, b""), True),
+        (error_from_response(502, {}, b""), True),
+        (error_from_response(503, {}, b""), True),
+        (error_from_response(504, {}, b""), True),
+        (error_from_response(501, {}, b""), False),
+        (error_from_response(400, {}, b""), False),
+        (error_from_response(401, {}, b""), False),
+        (error_from_response(402, {}, b""), False),
+        (error_from_response(403, {}, b""), False),
+        (error_from_response(404, {}, b""), False),
+    ],
+)
+def test_only_transient_failures_are_retryable(error: GPTunnelError, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_task_failed_error_carries_the_task_and_its_error() -> None:
+    task = task_from(task_json(status="failed", error="no face found"))
+    error = TaskFailedError(task)
+    assert error.task_id == "task-1"
+    assert error.task is task
+    assert "no face found" in str(error)
+
+
+def test_wait_timeout_is_also_a_builtin_timeout() -> None:
+    error = WaitTimeoutError("task-1", 5.0, None)
+    assert isinstance(error, TimeoutError)
+    assert isinstance(error, GPTunnelError)
+    assert error.task is None
+
+
+def test_configuration_error_is_also_a_value_error() -> None:
+    assert issubclass(ConfigurationError, ValueError)
+    assert issubclass(ConfigurationError, GPTunnelError)

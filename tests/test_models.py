@@ -1,0 +1,143 @@
+"""Task JSON to models: the documented shape, the API's looseness, and nothing but typed errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gptunnel_async import ResponseDecodeError, Task, Usage
+from gptunnel_async._protocol import decode_task, structure_task
+from gptunnel_async.models import converter
+
+from .conftest import task_json
+
+DOCUMENTED = (
+    b'{"id": "65819c485337280001a609e7", "parentId": null, "object": "task",'
+    b' "type": "@FaceSwap", "percent": 100, "status": "done",'
+    b' "result": "https://storage.yandexcloud.net/a/b_faceswap_result.png", "error": null,'
+    b' "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0,'
+    b' "prompt_cost": 0, "completion_cost": 0, "total_cost": 0}}'
+)
+
+
+def test_documented_task_object_decodes_to_every_field() -> None:
+    task = decode_task(DOCUMENTED)
+    assert task == Task(
+        id="65819c485337280001a609e7",
+        status="done",
+        percent=100,
+        parent_id=None,
+        object="task",
+        type="@FaceSwap",
+        result="https://storage.yandexcloud.net/a/b_faceswap_result.png",
+        error=None,
+        usage=Usage(),
+        actions=(),
+    )
+    assert task.is_done and task.is_terminal and not task.is_failed
+
+
+def test_camel_case_parent_id_is_read() -> None:
+    assert structure_task(task_json(parentId="parent-7")).parent_id == "parent-7"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(42, 42), (41.6, 42), (12.4, 12), (None, 0), (-5, 0), (250, 100), ("missing", 0)],
+)
+def test_percent_is_an_int_from_0_to_100(raw: Any, expected: int) -> None:
+    data = task_json()
+    if raw == "missing":
+        del data["percent"]
+    else:
+        data["percent"] = raw
+    task = structure_task(data)
+    assert task.percent == expected
+    assert type(task.percent) is int
+
+
+def test_unknown_fields_are_ignored_and_unknown_statuses_kept() -> None:
+    task = structure_task(task_json(status="warming_up", brandNewField={"x": 1}))
+    assert task.status == "warming_up"
+    assert not task.is_terminal
+
+
+@pytest.mark.parametrize("status", ["failed", "error", "fail", "cancelled", "canceled"])
+def test_failure_statuses_are_terminal_failures(status: str) -> None:
+    task = structure_task(task_json(status=status))
+    assert task.is_failed and task.is_terminal and not task.is_done
+
+
+def test_error_object_becomes_its_message() -> None:
+    task = structure_task(task_json(status="failed", error={"message": "no face found"}))
+    assert task.error == "no face found"
+
+
+def test_actions_become_a_tuple_and_integer_ids_text() -> None:
+    task = structure_task(task_json(id=123, actions=["upsample1", "variation2"]))
+    assert task.id == "123"
+    assert task.actions == ("upsample1", "variation2")
+
+
+def test_models_are_frozen() -> None:
+    task = structure_task(task_json())
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        task.status = "done"  # type: ignore[misc]
+
+
+def test_unstructure_writes_the_api_shape_back() -> None:
+    original = task_json(status="done", percent=100)
+    assert converter.unstructure(structure_task(original))["parentId"] is None
+    assert structure_task(converter.unstructure(structure_task(original))) == structure_task(
+        original
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>502 Bad Gateway</html>",
+        b"",
+        b"[1, 2]",
+        b'"done"',
+        b'{"status": "done"}',
+        b'{"id": {"nested": 1}, "status": "done"}',
+        b'{"id": "x", "status": "done", "percent": "forty"}',
+        b'{"id": "x", "status": "done", "percent": NaN}',
+        b'{"id": "x", "status": "done", "usage": [1]}',
+        b'{"error": {"message": "Unauthorized"}}',
+        b"[" * 100_000,
+    ],
+)
+def test_bodies_that_are_not_task_objects_raise_response_decode_error(body: bytes) -> None:
+    with pytest.raises(ResponseDecodeError):
+        decode_task(body, status_code=200)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+TASK_KEYS = ("id", "status", "percent", "parentId", "object", "type", "result", "error")
+task_like = st.fixed_dictionaries(
+    {}, optional=dict.fromkeys((*TASK_KEYS, "usage", "actions"), json_values)
+)
+
+
+@given(st.one_of(json_values, task_like))
+def test_any_json_value_decodes_to_a_task_or_raises_response_decode_error(value: Any) -> None:
+    body = json.dumps(value).encode()
+    try:
+        task = decode_task(body)
+    except ResponseDecodeError:
+        return
+    assert isinstance(task, Task)
+    assert isinstance(task.id, str) and isinstance(task.status, str)
+    assert type(task.percent) is int and 0 <= task.percent <= 100
+    assert all(isinstance(action, str) for action in task.actions)

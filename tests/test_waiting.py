@@ -1,0 +1,401 @@
+"""wait_for_result: events, pacing, failures, the deadline, transient errors, both modes."""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import logging
+import random
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gptunnel_async import (
+    AuthenticationError,
+    GPTunnelClient,
+    NotFoundError,
+    PollPolicy,
+    ProgressEvent,
+    Task,
+    TaskFailedError,
+    UsageError,
+    WaitTimeoutError,
+)
+
+from .conftest import API_KEY, FAST, ScriptedAPI, task_json
+
+
+def steps(*states: tuple[str, float | None]) -> list[dict[str, Any]]:
+    return [task_json(status=status, percent=percent) for status, percent in states]
+
+
+async def collect(
+    waiter: collections.abc.AsyncIterator[ProgressEvent], into: list[ProgressEvent] | None = None
+) -> list[ProgressEvent]:
+    """Every event of ``waiter``, appended to ``into`` as they come (kept if it raises)."""
+    events = [] if into is None else into
+    async for event in waiter:
+        events.append(event)
+    return events
+
+
+# -- results and events -------------------------------------------------------------
+
+
+async def test_awaiting_returns_the_done_task(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("idle", 0), ("running", 50), ("done", 100)))
+    task = await client.wait_for_result("task-1")
+    assert isinstance(task, Task)
+    assert task.is_done
+    assert task.result == "https://storage.example/result.png"
+    assert len(api.requests) == 3
+
+
+async def test_events_come_on_the_first_read_and_each_change_only(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(
+        *steps(
+            ("idle", 0),
+            ("idle", 0),
+            ("running", 0),
+            ("running", 40),
+            ("running", 40),
+            ("running", 90),
+            ("done", 100),
+        )
+    )
+    events = await collect(client.wait_for_result("task-1"))
+    assert [(e.status, e.percent) for e in events] == [
+        ("idle", 0),
+        ("running", 0),
+        ("running", 40),
+        ("running", 90),
+        ("done", 100),
+    ]
+    assert all(e.task_id == "task-1" for e in events)
+    assert events[-1].is_done
+    assert events[-1].task.is_done
+
+
+async def test_percent_in_events_never_goes_backwards(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("running", 60), ("running", 30), ("queued", 10), ("done", 100)))
+    events = await collect(client.wait_for_result("task-1"))
+    assert [(e.status, e.percent) for e in events] == [
+        ("running", 60),
+        ("queued", 60),
+        ("done", 100),
+    ]
+
+
+async def test_done_on_the_first_read_is_one_event(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(task_json(status="done", percent=100))
+    events = await collect(client.wait_for_result("task-1"))
+    assert len(events) == 1
+    assert events[0].status == "done"
+    assert len(api.requests) == 1
+
+
+async def test_unknown_statuses_keep_polling(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("warming_up", 5), ("some_new_state", 50), ("done", 100)))
+    events = await collect(client.wait_for_result("task-1"))
+    assert [e.status for e in events] == ["warming_up", "some_new_state", "done"]
+
+
+async def test_elapsed_counts_from_the_start_of_the_wait(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(*steps(("running", 10), ("done", 100)))
+    events = await collect(client.wait_for_result("task-1"))
+    assert 0 <= events[0].elapsed < events[1].elapsed
+
+
+# -- failure ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["failed", "error", "fail", "cancelled", "canceled"])
+async def test_failure_raises_task_failed_error_and_is_not_yielded(
+    status: str, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(
+        task_json(status="running", percent=30),
+        task_json(status=status, percent=30, error="no face detected"),
+    )
+    events: list[ProgressEvent] = []
+    with pytest.raises(TaskFailedError, match="no face detected") as caught:
+        await collect(client.wait_for_result("task-1"), into=events)
+    assert [e.status for e in events] == ["running"]
+    assert caught.value.task_id == "task-1"
+    assert caught.value.task.status == status
+
+
+async def test_failure_raises_when_awaited_too(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(task_json(status="failed", error="bad image"))
+    with pytest.raises(TaskFailedError, match="bad image"):
+        await client.wait_for_result("task-1")
+
+
+@pytest.mark.parametrize(("status", "cls"), [(401, AuthenticationError), (404, NotFoundError)])
+async def test_client_errors_end_the_wait_at_once(
+    status: int, cls: type[Exception], client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(task_json(status="running", percent=5), (status, {"error": {"message": "x"}}, {}))
+    with pytest.raises(cls):
+        await client.wait_for_result("task-1")
+    assert len(api.requests) == 2
+
+
+# -- transient trouble ----------------------------------------------------------------
+
+
+async def test_transient_failures_never_end_the_wait_before_its_deadline(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    trouble: list[Any] = [(503, "", {})] * 4 + ["reset"] * 4 + [(429, "", {})] * 4
+    trouble += [(200, "<html>proxy error</html>", {"Content-Type": "text/html"})] * 3
+    api.script(task_json(status="running", percent=10), *trouble, *steps(("done", 100)))
+    task = await client.wait_for_result("task-1")
+    assert task.is_done
+
+
+async def test_retry_after_stretches_the_next_poll(
+    client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    rate_limited = (429, "", {"Retry-After": "30"})
+    api.script(
+        task_json(status="running"), *[rate_limited] * 4, task_json(status="done", percent=100)
+    )
+    await client.wait_for_result("task-1", timeout=None)
+    assert 30.0 in recorded_sleeps  # the transport's retries
+    assert max(recorded_sleeps) == pytest.approx(30.0, abs=0.05)  # and the next poll
+
+
+# -- pacing ---------------------------------------------------------------------------
+
+
+async def test_first_read_is_immediate_then_waits_grow_to_the_cap(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    policy = PollPolicy(initial=1.0, multiplier=2.0, max_interval=5.0, jitter=0.0, timeout=None)
+    api.script(*steps(*[("running", 10)] * 6), task_json(status="done", percent=100))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url) as client:
+        await client.wait_for_result("task-1", policy=policy)
+    assert recorded_sleeps[0] == 0.0
+    assert recorded_sleeps[1:] == pytest.approx([1.0, 2.0, 4.0, 5.0, 5.0, 5.0], abs=0.05)
+
+
+def test_intervals_stay_within_jitter_of_their_nominal_value() -> None:
+    policy = PollPolicy(initial=2.0, multiplier=1.5, max_interval=10.0, jitter=0.25)
+    nominal = 2.0
+    intervals = policy.intervals(random.Random(7))
+    for _ in range(200):
+        wait = next(intervals)
+        assert nominal * 0.75 <= wait <= nominal * 1.25
+        nominal = min(nominal * 1.5, 10.0)
+
+
+def test_default_policy_suits_a_chat_bot() -> None:
+    policy = PollPolicy()
+    assert (policy.initial, policy.multiplier, policy.max_interval) == (1.0, 1.5, 10.0)
+    assert policy.jitter == 0.1
+    assert policy.timeout == 600.0
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"initial": 0},
+        {"initial": -1},
+        {"initial": float("nan")},
+        {"initial": float("inf")},
+        {"multiplier": 0.5},
+        {"max_interval": 0},
+        {"initial": 5, "max_interval": 1},
+        {"jitter": 1},
+        {"jitter": -0.1},
+        {"timeout": 0},
+        {"timeout": -3},
+        {"initial": "1"},
+        {"initial": True},
+    ],
+)
+def test_nonsense_policies_raise_value_error(values: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the contract is "a ValueError"
+        PollPolicy(**values)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan")])
+def test_nonsense_wait_timeouts_raise_value_error(timeout: float, client: GPTunnelClient) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        client.wait_for_result("task-1", timeout=timeout)
+
+
+# -- the deadline ---------------------------------------------------------------------
+
+
+async def test_deadline_raises_wait_timeout_with_the_last_state(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(task_json(status="running", percent=42))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("task-1", timeout=0.15)
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.task_id == "task-1"
+    assert caught.value.task is not None
+    assert caught.value.task.percent == 42
+    assert "42%" in str(caught.value)
+
+
+async def test_deadline_bounds_a_request_in_flight(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    async def stall(request: web.Request) -> web.Response:
+        await asyncio.sleep(10)
+        return web.json_response(task_json())
+
+    api.script(stall)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("task-1", timeout=0.2)
+    assert caught.value.task is None
+    assert loop.time() - started < 1.5  # far below the 2 s request timeout and 10 s stall
+
+
+async def test_consumer_code_is_not_interrupted_but_no_poll_follows_the_deadline(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(task_json(status="running", percent=1))
+    finished_slow_work: list[bool] = []
+
+    async def slow_consumer() -> None:
+        async for _event in client.wait_for_result("task-1", timeout=0.1):
+            await asyncio.sleep(0.2)  # the consumer's own slow work, past the deadline
+            finished_slow_work.append(True)
+
+    with pytest.raises(WaitTimeoutError):
+        await slow_consumer()
+    assert finished_slow_work == [True]
+    assert len(api.requests) == 1
+
+
+async def test_timeout_none_means_no_deadline(api: ScriptedAPI, instant: None) -> None:
+    policy = PollPolicy(initial=0.01, timeout=0.01)
+    api.script(*steps(*[("running", 1)] * 20), task_json(status="done", percent=100))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, poll_policy=policy) as client:
+        task = await client.wait_for_result("task-1", timeout=None)
+    assert task.is_done
+
+
+# -- both modes -----------------------------------------------------------------------
+
+
+async def test_waiter_is_a_real_coroutine_for_asyncio_apis(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(task_json(status="done", percent=100))
+    waiter = client.wait_for_result("task-1")
+    assert isinstance(waiter, collections.abc.Coroutine)
+    assert isinstance(waiter, collections.abc.AsyncIterator)
+    assert (await asyncio.create_task(client.wait_for_result("a"))).is_done
+    gathered = await asyncio.gather(client.wait_for_result("b"), client.wait_for_result("c"))
+    assert all(task.is_done for task in gathered)
+    assert (await asyncio.wait_for(client.wait_for_result("d"), timeout=5)).is_done
+    waiter.close()  # never started: closing is a no-op
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+@pytest.mark.parametrize("kind", ["plain", "async"])
+async def test_on_progress_is_called_in_both_modes(
+    mode: str, kind: str, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+    seen: list[int] = []
+
+    def plain(event: ProgressEvent) -> None:
+        seen.append(event.percent)
+
+    async def coroutine(event: ProgressEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(event.percent)
+
+    callback = plain if kind == "plain" else coroutine
+    waiter = client.wait_for_result("task-1", on_progress=callback)
+    if mode == "await":
+        await waiter
+    else:
+        await collect(waiter)
+    assert seen == [20, 70, 100]
+
+
+async def test_a_waiter_is_used_in_one_mode_once(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("running", 20), ("done", 100)))
+    iterated = client.wait_for_result("task-1")
+    await iterated.__anext__()
+    with pytest.raises(UsageError):
+        await iterated
+    await iterated.aclose()
+    awaited = client.wait_for_result("task-1")
+    await awaited
+    with pytest.raises(UsageError):
+        await awaited.__anext__()
+
+
+# -- cancellation and logs ------------------------------------------------------------
+
+
+async def test_cancelling_a_wait_leaves_no_task_or_connection(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    entered = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        entered.set()
+        await asyncio.sleep(10)
+        return web.json_response(task_json())
+
+    api.script(stall)
+    waiting = asyncio.create_task(client.wait_for_result("task-1"))
+    await entered.wait()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    session = client._session
+    assert session is not None
+    assert not session.connector._acquired  # type: ignore[union-attr]
+    server_side = "web_protocol"  # the loopback server's own handler tasks
+    leftover = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and server_side not in repr(t)
+    ]
+    assert leftover == []
+
+
+async def test_each_poll_logs_at_debug_without_the_key(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.script(*steps(("running", 20), ("done", 100)))
+    with caplog.at_level(logging.DEBUG, logger="gptunnel_async"):
+        await client.wait_for_result("task-1")
+    polls = [r.getMessage() for r in caplog.records if "status=" in r.getMessage()]
+    assert polls[0].startswith("task task-1: status=running percent=20 read=1 next_wait=")
+    assert len(polls) == 2
+    assert API_KEY not in caplog.text
+
+
+def test_fast_policy_is_fast() -> None:
+    assert FAST.max_interval < 0.1

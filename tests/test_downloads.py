@@ -1,0 +1,226 @@
+"""download_result: atomic, size-capped, http(s) only, and the key never leaves the API origin."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gptunnel_async import (
+    ConfigurationError,
+    DownloadError,
+    GPTunnelClient,
+    NotFoundError,
+)
+from gptunnel_async._protocol import structure_task
+
+from .conftest import API_KEY, ScriptedAPI, task_json
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000
+
+
+class Storage:
+    """A second loopback origin standing in for object storage."""
+
+    def __init__(self) -> None:
+        self.seen_headers: list[dict[str, str]] = []
+        self.routes: dict[str, web.StreamResponse | object] = {}
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen_headers.append(dict(request.headers))
+        handler = self.routes.get(request.path)
+        if handler is None:
+            return web.Response(status=404, text="NoSuchKey")
+        return await handler(request)  # type: ignore[operator,no-any-return]
+
+
+@pytest.fixture
+async def storage() -> AsyncIterator[Storage]:
+    store = Storage()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", store.handle)
+    server = TestServer(app)
+    await server.start_server()
+    store.url = str(server.make_url("/"))
+    yield store
+    await server.close()
+
+
+def serve_bytes(body: bytes, chunked: bool = False) -> object:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(body=body, content_type="image/png")
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 1024):
+            await response.write(body[start : start + 1024])
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+def done_task(url: str) -> object:
+    return structure_task(task_json(status="done", percent=100, result=url))
+
+
+def folder_listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_a_done_task_is_saved_atomically_and_its_path_returned(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r/result.png"] = serve_bytes(PNG)
+    path = await client.download_result(
+        done_task(storage.url + "r/result.png"), tmp_path / "out.png"
+    )  # type: ignore[arg-type]
+    assert path == tmp_path / "out.png"
+    assert path.read_bytes() == PNG
+    assert folder_listing(tmp_path) == ["out.png"]
+
+
+async def test_a_folder_destination_uses_the_url_file_name(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r/abc_faceswap_result.png"] = serve_bytes(PNG)
+    path = await client.download_result(storage.url + "r/abc_faceswap_result.png", tmp_path)
+    assert path == tmp_path / "abc_faceswap_result.png"
+
+
+async def test_the_key_is_never_sent_to_the_storage_origin(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r.png"] = serve_bytes(PNG)
+    await client.download_result(storage.url + "r.png", tmp_path / "a.png")
+    assert "Authorization" not in storage.seen_headers[0]
+    assert API_KEY not in str(storage.seen_headers)
+
+
+async def test_a_redirect_to_another_origin_drops_the_key(
+    client: GPTunnelClient, api: ScriptedAPI, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/final.png"] = serve_bytes(PNG)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(storage.url + "final.png")
+
+    api.script(redirect)
+    path = await client.download_result(api.base_url + "/files/x.png", tmp_path / "x.png")
+    assert path.read_bytes() == PNG
+    assert api.requests[0]["headers"]["Authorization"] == API_KEY  # the API's own origin
+    assert "Authorization" not in storage.seen_headers[0]
+
+
+@pytest.mark.parametrize("target", ["ftp://example.com/x.png", "file:///etc/passwd", "data:,x"])
+async def test_redirects_to_other_schemes_are_refused(
+    target: str, client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target)
+
+    storage.routes["/r.png"] = redirect
+    with pytest.raises(DownloadError, match="redirect"):
+        await client.download_result(storage.url + "r.png", tmp_path / "x.png")
+    assert folder_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x.png", "file:///etc/passwd", "x.png", ""])
+async def test_only_http_urls_are_downloaded(
+    url: str, client: GPTunnelClient, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigurationError):
+        await client.download_result(url, tmp_path / "x.png")
+
+
+async def test_a_task_that_is_not_done_has_nothing_to_download(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    running = structure_task(task_json(status="running"))
+    with pytest.raises(ConfigurationError, match="no result"):
+        await client.download_result(running, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_over_max_bytes_fails_and_leaves_nothing(
+    chunked: bool, client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/big.png"] = serve_bytes(PNG, chunked=chunked)
+    dest = tmp_path / "big.png"
+    dest.write_bytes(b"previous")
+    with pytest.raises(DownloadError, match="max_bytes"):
+        await client.download_result(storage.url + "big.png", dest, max_bytes=1000)
+    assert dest.read_bytes() == b"previous"
+    assert folder_listing(tmp_path) == ["big.png"]
+
+
+async def test_an_expired_result_is_not_found_and_dest_untouched(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    with pytest.raises(NotFoundError, match="NoSuchKey"):
+        await client.download_result(storage.url + "gone.png", tmp_path / "gone.png")
+    assert folder_listing(tmp_path) == []
+
+
+async def test_a_cut_body_is_retried_and_then_succeeds(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path, instant: None
+) -> None:
+    attempts = 0
+
+    async def cut_once(request: web.Request) -> web.StreamResponse:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            return web.Response(body=PNG)
+        response = web.StreamResponse(headers={"Content-Length": str(len(PNG))})
+        await response.prepare(request)
+        await response.write(PNG[:100])
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    storage.routes["/cut.png"] = cut_once
+    path = await client.download_result(storage.url + "cut.png", tmp_path / "cut.png")
+    assert path.read_bytes() == PNG
+    assert attempts == 2
+    assert folder_listing(tmp_path) == ["cut.png"]
+
+
+async def test_cancelling_a_download_leaves_dest_and_folder_as_they_were(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(PNG))})
+        await response.prepare(request)
+        await response.write(PNG[:100])
+        started.set()
+        await asyncio.sleep(10)
+        return response
+
+    storage.routes["/slow.png"] = slow
+    dest = tmp_path / "slow.png"
+    dest.write_bytes(b"previous")
+    download = asyncio.create_task(client.download_result(storage.url + "slow.png", dest))
+    await started.wait()
+    await asyncio.sleep(0.05)
+    download.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await download
+    assert dest.read_bytes() == b"previous"
+    assert folder_listing(tmp_path) == ["slow.png"]
+
+
+async def test_a_missing_folder_fails_before_any_request(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        await client.download_result(storage.url + "x.png", tmp_path / "nope" / "x.png")
+    assert storage.seen_headers == []

@@ -76,8 +76,10 @@ class FakeGPTunnel:
         return self._state.storage_url
 
     def client(self, **options: Any) -> GPTunnelClient:
-        """A :class:`GPTunnelClient` for this emulator; ``options`` go to the client."""
-        return GPTunnelClient(api_key=self.api_key, base_url=self.base_url, **options)
+        """A :class:`GPTunnelClient` for this emulator; ``options`` go to the client and
+        may override its ``api_key`` (to test a wrong one) or ``base_url``.
+        """
+        return GPTunnelClient(**{"api_key": self.api_key, "base_url": self.base_url, **options})
 
     # -- scripting tasks ------------------------------------------------------------
 
@@ -171,7 +173,11 @@ class FakeGPTunnel:
     def drop_next(
         self, *, times: int | None = 1, path: str | None = None, server: Server = "api"
     ) -> None:
-        """Close the connection of the next ``times`` requests without answering."""
+        """Close the connection of the next ``times`` requests without answering.
+
+        aiohttp itself sends a ``GET`` once more when its connection is dropped, so
+        ``times=2`` is what makes one read of the SDK see the failure.
+        """
         self._fault(server, path, times, drop=True)
 
     def delay_next(

@@ -122,7 +122,7 @@ class LiveOutput(LineOutput):
             row = bar.add_task(escape(task_id), total=100, status="waiting")
 
             def show(event: ProgressEvent) -> None:
-                bar.update(row, completed=event.percent, status=escape(event.status))
+                bar.update(row, completed=event.percent, status=escape(event.status), refresh=True)
 
             yield show
 

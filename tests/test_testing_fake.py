@@ -596,7 +596,7 @@ async def test_it_is_not_usable_before_start_or_after_close() -> None:
 
 async def test_closing_ends_connections_the_client_keeps(fake: FakeGPTunnel) -> None:
     task_id = fake.script_task(steps=[("done", 100)])
-    async with fake.client() as client:
+    async with fake.client(max_retries=0) as client:
         await client.get_result(task_id)
         await fake.close()
         with pytest.raises(APIConnectionError):

@@ -77,7 +77,7 @@ def test_users_get_the_fixtures_in_either_asyncio_mode(
         """
     )
     pytester.makepyfile(textwrap.dedent(USER_TESTS).format(marker=marker))
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
     result.assert_outcomes(passed=5)
     assert not instant_waits_enabled()
 

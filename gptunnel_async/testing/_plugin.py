@@ -4,8 +4,8 @@ Fixtures:
 
 - ``gptunnel_instant_waits``: SDK backoffs and poll intervals are instant in the test.
 - ``gptunnel_fake``: a running :class:`~gptunnel_async.testing.FakeGPTunnel`, with
-  instant waits on. It serves from a background thread, so it works with any async
-  test runner (pytest-asyncio in either mode, anyio) and in plain sync tests.
+  instant waits on. It serves from a background thread, so it is a plain fixture that
+  sync tests and async ones (pytest-asyncio in either mode) can use alike.
 """
 
 from __future__ import annotations

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._client import GPTunnelClient
-from ._polling import PollPolicy
+from ._polling import POLICY_TIMEOUT, PollPolicy
 from ._version import VERSION
 from .errors import GPTunnelError, TaskFailedError, WaitTimeoutError
 
@@ -64,8 +65,8 @@ def exit_code_for(exc: BaseException) -> int:
 # -- commands -----------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace, **options: Any) -> GPTunnelClient:
-    return GPTunnelClient(api_key=args.api_key, base_url=args.base_url, **options)
+def _client(args: argparse.Namespace) -> GPTunnelClient:
+    return GPTunnelClient(api_key=args.api_key, base_url=args.base_url)
 
 
 async def _result(args: argparse.Namespace, out: Output) -> int:
@@ -76,9 +77,9 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _wait(args: argparse.Namespace, out: Output) -> int:
-    options = {} if args.timeout is None else {"timeout": args.timeout}
+    timeout = POLICY_TIMEOUT if args.timeout is None else args.timeout
     async with _client(args) as client:
-        return await _wait_and_save(client, args.task_id, out, save=args.save, **options)
+        return await _wait_and_save(client, args.task_id, out, save=args.save, timeout=timeout)
 
 
 async def _wait_and_save(
@@ -87,9 +88,9 @@ async def _wait_and_save(
     out: Output,
     *,
     save: Path | None,
-    **options: Any,
+    timeout: float | None = POLICY_TIMEOUT,
 ) -> int:
-    waiter = client.wait_for_result(task_id, **options)
+    waiter = client.wait_for_result(task_id, timeout=timeout)
     with out.progress(task_id) as show:
         async for event in waiter:
             show(event)
@@ -152,7 +153,7 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
     return value
 
@@ -172,7 +173,7 @@ def _add_connection_options(parser: argparse.ArgumentParser, default: Any) -> No
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gptunnel-async``."""
     parser = _ArgumentParser(
         prog="gptunnel-async",
@@ -226,7 +227,7 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    args = build_parser().parse_args(argv)
+    args = _build_parser().parse_args(argv)
     try:
         from ._cli_output import choose_output
     except ImportError as exc:

@@ -30,12 +30,12 @@ from gptunnel_async import (
 )
 from gptunnel_async.testing import (
     FakeGPTunnel,
-    TaskScript,
     instant_waits,
     instant_waits_enabled,
     sample_image,
     set_instant_waits,
 )
+from gptunnel_async.testing._scripts import TaskScript
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK_KEYS = {"id", "parentId", "object", "type", "percent", "status", "result", "error", "usage"}

@@ -15,24 +15,18 @@
 With pytest, the ``gptunnel_fake`` fixture does the setup (see ``docs/testing.md``).
 """
 
-from ._endpoints import ENDPOINTS, CreateTask, Endpoint, ReadTask
 from ._fake import DEFAULT_API_KEY, FakeGPTunnel
 from ._samples import SAMPLE_NAMES, sample_image
-from ._scripts import Step, TaskScript
+from ._scripts import Step
 from ._state import RecordedRequest
 from ._waits import instant_waits, instant_waits_enabled, set_instant_waits
 
 __all__ = [
     "DEFAULT_API_KEY",
-    "ENDPOINTS",
     "SAMPLE_NAMES",
-    "CreateTask",
-    "Endpoint",
     "FakeGPTunnel",
-    "ReadTask",
     "RecordedRequest",
     "Step",
-    "TaskScript",
     "instant_waits",
     "instant_waits_enabled",
     "sample_image",

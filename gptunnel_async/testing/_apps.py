@@ -24,10 +24,10 @@ API_PREFIX: Final = "/v1"
 Answer = Callable[[RecordedRequest, str], web.Response]
 
 
-def api_app(state: EmulatorState, endpoints: tuple[Endpoint, ...] = ENDPOINTS) -> web.Application:
-    """The API: ``endpoints`` under ``/v1``, behind the bare-key check."""
+def api_app(state: EmulatorState) -> web.Application:
+    """The API: :data:`ENDPOINTS` under ``/v1``, behind the bare-key check."""
     routes: dict[str, dict[str, Endpoint]] = {}
-    for endpoint in endpoints:
+    for endpoint in ENDPOINTS:
         routes.setdefault(endpoint.path, {})[endpoint.method] = endpoint
 
     def answer(request: RecordedRequest, path: str) -> web.Response:

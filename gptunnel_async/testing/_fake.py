@@ -71,8 +71,9 @@ class FakeGPTunnel:
 
     @property
     def storage_url(self) -> str:
-        """The storage origin's root; result URLs point here."""
-        self.base_url  # noqa: B018 - raises when not running
+        """The storage origin's root, ``http://127.0.0.1:<other port>``; results live here."""
+        if self._base_url is None:
+            raise UsageError("the FakeGPTunnel is not running; use it as a context manager")
         return self._state.storage_url
 
     def client(self, **options: Any) -> GPTunnelClient:
@@ -151,8 +152,8 @@ class FakeGPTunnel:
         path: str | None = None,
         server: Server = "api",
     ) -> None:
-        """Answer the next ``times`` requests (``None``: all, until :meth:`clear_faults`)
-        with ``status``.
+        """Answer the next ``times`` requests with ``status`` (``times=None``: every
+        request until :meth:`clear_faults`).
 
         The body is the API's error object for that status, unless ``body`` is given:
         ``str``/``bytes`` are sent as they are (a proxy's HTML page), anything else as
@@ -203,9 +204,8 @@ class FakeGPTunnel:
     def _fault(self, server: Server, path: str | None, times: int | None, **how: Any) -> None:
         if server not in ("api", "storage"):
             raise ValueError(f"server must be 'api' or 'storage', got {server!r}")
-        if times is not None and (isinstance(times, bool) or not isinstance(times, int)):
-            raise ValueError(f"times must be an int > 0 or None, got {times!r}")
-        if times is not None and times <= 0:
+        counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
+        if times is not None and not counted:
             raise ValueError(f"times must be an int > 0 or None, got {times!r}")
         where = path.strip("/") if path is not None else None
         self._state.add_fault(Fault(server=server, path=where, remaining=times, **how))
@@ -283,7 +283,7 @@ class FakeGPTunnel:
         ready: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
         ready = concurrent.futures.Future()
         thread = threading.Thread(
-            target=asyncio.run, args=(self._run_in_thread(ready),), name=repr(self), daemon=True
+            target=asyncio.run, args=(self._run_in_thread(ready),), name="FakeGPTunnel", daemon=True
         )
         thread.start()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,7 +142,8 @@ def test_a_task_as_json_is_the_task_object() -> None:
 def test_the_format_follows_the_flag_and_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # not a terminal
     assert isinstance(choose_output(as_json=True), JsonOutput)
-    assert type(choose_output(as_json=False)) is LineOutput  # pytest captures: not a tty
+    assert type(choose_output(as_json=False)) is LineOutput
     monkeypatch.setenv("FORCE_COLOR", "1")
     assert isinstance(choose_output(as_json=False), LiveOutput)

@@ -1,0 +1,79 @@
+"""The progress message: a text bar, and edits paced the way Telegram requires.
+
+Telegram lets a bot change a chat about once a second and rejects an edit that changes
+nothing. :class:`ThrottledMessage` edits only when the text changes and never twice
+within ``interval`` seconds: a change that comes sooner waits out the rest of the
+interval rather than being dropped, so the message never lingers on a stale state.
+Called from a wait's ``on_progress``, that pause only delays the next read a little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+BAR_WIDTH = 10
+QUEUED_STATUSES = frozenset({"idle", "queued"})
+
+Edit = Callable[[str], Awaitable[object]]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[object]]
+
+
+def progress_text(status: str, percent: int) -> str:
+    """The progress message for a task in ``status`` at ``percent``: a line and a bar.
+
+    Args:
+        status: the task's status, as the API sent it.
+        percent: how far along it is, 0 to 100.
+
+    Returns:
+        Two lines, e.g. ``"Swapping faces…"`` and ``"▓▓▓▓░░░░░░ 40 %"``.
+    """
+    filled = round(percent * BAR_WIDTH / 100)
+    label = "Waiting in the queue…" if status in QUEUED_STATUSES else "Swapping faces…"
+    return f"{label}\n{'▓' * filled}{'░' * (BAR_WIDTH - filled)} {percent} %"
+
+
+class ThrottledMessage:
+    """A message whose text is edited only when it changes, at most once per ``interval``.
+
+    Args:
+        edit: changes the message's text, e.g. a sent message's ``edit_text``.
+        text: the text the message shows now; it was just sent, which counts as a change.
+        interval: the least number of seconds between two changes.
+        clock: the time in seconds; tests pass a fake one.
+        sleep: pauses for a number of seconds; tests pass one that moves the fake clock.
+    """
+
+    def __init__(
+        self,
+        edit: Edit,
+        text: str,
+        *,
+        interval: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.text = text
+        self._edit = edit
+        self._interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._changed_at = clock()
+
+    async def show(self, text: str) -> None:
+        """Make the message show ``text``, once ``interval`` has passed since the last change.
+
+        Args:
+            text: the new text; the same text as now changes nothing.
+        """
+        if text == self.text:
+            return
+        wait = self._changed_at + self._interval - self._clock()
+        if wait > 0:
+            await self._sleep(wait)
+        await self._edit(text)
+        self.text = text
+        self._changed_at = self._clock()

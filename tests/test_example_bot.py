@@ -1,0 +1,341 @@
+"""The Telegram bot example: its progress pacing, its replies, and its conversation, run
+through aiogram's own dispatcher against the GPTunnel emulator, without Telegram.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.base import BaseSession
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.methods import EditMessageText, GetFile, SendMessage, SendPhoto, TelegramMethod
+from aiogram.types import Chat, File, FSInputFile, Message, PhotoSize, Update, User
+
+from examples.faceswap_bot import replies
+from examples.faceswap_bot.bot import create_dispatcher
+from examples.faceswap_bot.progress import ThrottledMessage, progress_text
+from gptunnel_async import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    GPTunnelError,
+    InsufficientBalanceError,
+    ServerError,
+    Task,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+from gptunnel_async.testing import FakeGPTunnel, sample_image
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+CHAT = Chat(id=7, type="private")
+USER = User(id=7, is_bot=False, first_name="Ann")
+PERSON, FACE = sample_image("source.png"), sample_image("face.png")
+
+
+@dataclass
+class FakeClock:
+    """A clock that moves only when the code under test sleeps."""
+
+    now: float = 0.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+# -- the progress message -------------------------------------------------------------
+
+
+@dataclass
+class Edits:
+    clock: FakeClock
+    made: list[tuple[float, str]] = field(default_factory=list)
+
+    async def __call__(self, text: str) -> None:
+        self.made.append((self.clock.now, text))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def edits(clock: FakeClock) -> Edits:
+    return Edits(clock)
+
+
+def throttled(edits: Edits, clock: FakeClock, text: str = "0 %") -> ThrottledMessage:
+    return ThrottledMessage(edits, text, clock=clock, sleep=clock.sleep)
+
+
+async def test_the_same_text_is_never_sent_as_an_edit(edits: Edits, clock: FakeClock) -> None:
+    message = throttled(edits, clock)
+    clock.now = 5.0
+    await message.show("0 %")
+    await message.show("40 %")
+    await message.show("40 %")
+    assert edits.made == [(5.0, "40 %")]
+    assert clock.slept == []
+
+
+async def test_a_change_soon_after_sending_waits_out_the_second(
+    edits: Edits, clock: FakeClock
+) -> None:
+    message = throttled(edits, clock)
+    clock.now = 0.25
+    await message.show("10 %")
+    assert clock.slept == [0.75]
+    assert edits.made == [(1.0, "10 %")]
+
+
+async def test_a_burst_of_changes_is_edited_at_most_once_a_second(
+    edits: Edits, clock: FakeClock
+) -> None:
+    message = throttled(edits, clock)
+    for percent in range(10, 101, 10):
+        clock.now += 0.1  # events come ten times faster than Telegram allows edits
+        await message.show(f"{percent} %")
+    times = [at for at, _ in edits.made]
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise([0.0, *times]))
+    assert edits.made[-1][1] == "100 %"  # the newest state is shown, never dropped
+    assert message.text == "100 %"
+
+
+async def test_a_change_after_a_quiet_second_is_edited_at_once(
+    edits: Edits, clock: FakeClock
+) -> None:
+    message = throttled(edits, clock)
+    clock.now = 3.0
+    await message.show("40 %")
+    clock.now = 4.5
+    await message.show("60 %")
+    assert edits.made == [(3.0, "40 %"), (4.5, "60 %")]
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize(
+    ("status", "percent", "text"),
+    [
+        ("idle", 0, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
+        ("queued", 0, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
+        ("running", 42, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %"),
+        ("processing", 95, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 95 %"),
+        ("done", 100, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
+    ],
+)
+def test_progress_text_is_a_label_and_a_ten_step_bar(status: str, percent: int, text: str) -> None:
+    assert progress_text(status, percent) == text
+
+
+# -- replies --------------------------------------------------------------------------
+
+FAILED_TASK = Task(id="t1", status="failed", error="no face found")
+
+
+@pytest.mark.parametrize(
+    ("error", "reply"),
+    [
+        (TaskFailedError(FAILED_TASK), "could not swap these faces (no face found)"),
+        (TaskFailedError(Task(id="t1", status="error")), "could not swap these faces. Try"),
+        (WaitTimeoutError("t1", 600, None), "took too long"),
+        (BadRequestError("bad image", status_code=400), "could not use these photos"),
+        (InsufficientBalanceError("low", status_code=402), "run out of GPTunnel credit"),
+        (AuthenticationError("Unauthorized", status_code=401), "not set up right"),
+        (ServerError("down", status_code=503), "busy or out of reach"),
+        (APIConnectionError("reset"), "busy or out of reach"),
+        (GPTunnelError("odd"), "something went wrong"),
+    ],
+)
+def test_errors_become_replies_a_user_can_act_on(error: GPTunnelError, reply: str) -> None:
+    text = replies.friendly_error(error)
+    assert reply in text
+    status = getattr(error, "status_code", None)
+    assert status is None or str(status) not in text
+
+
+# -- the conversation, through aiogram ------------------------------------------------
+
+
+class FakeTelegram(BaseSession):
+    """Telegram's Bot API as the bot sees it: records every method the bot calls and
+    answers as Telegram would. Photos are served from ``photos`` by file id."""
+
+    def __init__(self, photos: dict[str, bytes]) -> None:
+        super().__init__()
+        self.photos = photos
+        self.calls: list[TelegramMethod[Any]] = []
+        self.sent_photos: list[bytes] = []
+        self.failing_edits = False
+        self._message_ids = itertools.count(1000)
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        self.calls.append(method)
+        if isinstance(method, GetFile):
+            path = f"photos/{method.file_id}.jpg"
+            return File(file_id=method.file_id, file_unique_id=method.file_id, file_path=path)
+        if isinstance(method, EditMessageText) and self.failing_edits:
+            raise TelegramBadRequest(method, "message to edit not found")
+        if isinstance(method, SendPhoto):
+            assert isinstance(method.photo, FSInputFile)
+            self.sent_photos.append(method.photo.path.read_bytes())
+        if isinstance(method, SendMessage | SendPhoto | EditMessageText):
+            text = getattr(method, "text", None)
+            return Message(
+                message_id=getattr(method, "message_id", None) or next(self._message_ids),
+                date=NOW,
+                chat=CHAT,
+                text=text,
+            ).as_(bot)
+        raise AssertionError(f"the bot called an unexpected method: {method!r}")
+
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes]:
+        yield self.photos[url.rpartition("/")[2].removesuffix(".jpg")]
+
+    async def close(self) -> None:
+        pass
+
+    def texts(self, kind: type[SendMessage | EditMessageText]) -> list[str]:
+        return [call.text or "" for call in self.calls if isinstance(call, kind)]
+
+
+@dataclass
+class Chatting:
+    """A user chatting with the bot: each call sends one update through the dispatcher."""
+
+    bot: Bot
+    telegram: FakeTelegram
+    clock: FakeClock
+    fake: FakeGPTunnel
+    dispatcher: Any
+    updates: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def message(self, **content: Any) -> Update:
+        update_id = next(self.updates)
+        return Update(
+            update_id=update_id,
+            message=Message(message_id=update_id, date=NOW, chat=CHAT, from_user=USER, **content),
+        )
+
+    async def send_text(self, text: str) -> None:
+        await self.dispatcher.feed_update(self.bot, self.message(text=text))
+
+    async def send_photo(self, file_id: str) -> None:
+        sizes = [
+            PhotoSize(file_id=f"{file_id}-thumb", file_unique_id="u1", width=90, height=90),
+            PhotoSize(file_id=file_id, file_unique_id="u2", width=1280, height=1280),
+        ]
+        await self.dispatcher.feed_update(self.bot, self.message(photo=sizes))
+
+    def creates(self) -> list[Any]:
+        return [r.json for r in self.fake.requests if r.path.endswith("/faceswap/create")]
+
+
+@pytest.fixture
+async def chat(gptunnel_fake: FakeGPTunnel, clock: FakeClock) -> AsyncIterator[Chatting]:
+    telegram = FakeTelegram({"person": PERSON, "face": FACE})
+    bot = Bot("42:TEST", session=telegram)
+    async with gptunnel_fake.client() as client:
+        dispatcher = create_dispatcher(client, clock=clock, sleep=clock.sleep)
+        yield Chatting(bot, telegram, clock, gptunnel_fake, dispatcher)
+
+
+def data_uri(image: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(image).decode()
+
+
+async def test_two_photos_become_a_swap_with_a_progress_bar_and_the_result_photo(
+    chat: Chatting,
+) -> None:
+    chat.fake.script_created(
+        steps=[("queued", 0), ("running", 30), ("running", 30), ("running", 70), ("done", 100)]
+    )
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+
+    assert chat.creates() == [{"sourceImage": data_uri(PERSON), "faceImage": data_uri(FACE)}]
+    assert chat.telegram.texts(SendMessage) == [replies.ASK_FOR_FACE, progress_text("idle", 0)]
+    assert chat.telegram.texts(EditMessageText) == [
+        progress_text("running", 30),
+        progress_text("running", 70),
+        progress_text("done", 100),
+        replies.DONE,
+    ]
+    # Events came instantly, so each edit waited out the second since the one before.
+    assert chat.clock.slept == [1.0, 1.0, 1.0, 1.0]
+    assert chat.telegram.sent_photos == [sample_image("result.png")]
+
+
+async def test_the_largest_size_of_each_photo_is_sent_to_gptunnel(chat: Chatting) -> None:
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+    downloaded = [c.file_id for c in chat.telegram.calls if isinstance(c, GetFile)]
+    assert downloaded == ["person", "face"]
+
+
+async def test_a_failed_task_becomes_a_friendly_reply(chat: Chatting) -> None:
+    chat.fake.script_created(steps=[("running", 20), ("failed", 20)], error="no face found")
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+
+    assert chat.telegram.texts(EditMessageText)[-1] == replies.FAILED
+    assert chat.telegram.texts(SendMessage)[-1] == replies.friendly_error(
+        TaskFailedError(Task(id="x", status="failed", error="no face found"))
+    )
+    assert chat.telegram.sent_photos == []
+
+
+async def test_an_empty_balance_becomes_a_friendly_reply(chat: Chatting) -> None:
+    chat.fake.fail_next(402, path="faceswap/create")
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+
+    assert "run out of GPTunnel credit" in chat.telegram.texts(SendMessage)[-1]
+    assert chat.telegram.sent_photos == []
+
+
+async def test_a_progress_message_that_cannot_be_edited_does_not_stop_the_swap(
+    chat: Chatting,
+) -> None:
+    chat.telegram.failing_edits = True
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+    assert chat.telegram.sent_photos == [sample_image("result.png")]
+
+
+async def test_the_bot_says_which_photo_it_waits_for(chat: Chatting) -> None:
+    await chat.send_text("hello")
+    await chat.send_photo("person")
+    await chat.send_text("what now?")
+    await chat.send_text("/start")  # starts over: the next photo is the person again
+    await chat.send_photo("person")
+
+    assert chat.telegram.texts(SendMessage) == [
+        replies.GREETING,
+        replies.ASK_FOR_FACE,
+        replies.ASK_FOR_FACE,
+        replies.GREETING,
+        replies.ASK_FOR_FACE,
+    ]
+    assert chat.creates() == []

@@ -1,11 +1,13 @@
 """gptunnel-async: an asyncio SDK for GPTunnel's task API.
 
 Read a task's state, wait for it with backoff and a deadline while progress events
-arrive, and save its result::
+arrive, and save its result:
 
-    async with GPTunnelClient() as client:
-        task = await client.wait_for_result(task_id)
-        await client.download_result(task, "result.png")
+```python
+async with GPTunnelClient() as client:
+    task = await client.wait_for_result(task_id)
+    await client.download_result(task, "result.png")
+```
 """
 
 from ._client import GPTunnelClient

@@ -57,6 +57,9 @@ def _base_url(value: str | None) -> str:
 class GPTunnelClient:
     """An async client for GPTunnel's task API.
 
+    Use it as ``async with GPTunnelClient() as client:``, or call ``close()``. One
+    client serves a whole application: its connections are pooled and reused.
+
     Args:
         api_key: the organisation's key; defaults to ``GPTUNNEL_API_KEY``.
         base_url: defaults to ``GPTUNNEL_BASE_URL``, else ``https://gptunnel.ru/v1``.
@@ -64,9 +67,11 @@ class GPTunnelClient:
         timeout: seconds one HTTP request may take.
         max_retries: retries after the first attempt, for transient failures only.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
-        poll_policy: the default :class:`PollPolicy` of ``wait_for_result``.
+        poll_policy: the default [PollPolicy][] of ``wait_for_result``.
 
-    Use it as ``async with GPTunnelClient() as client:`` or call :meth:`close`.
+    Raises:
+        ConfigurationError: no key at all, a key with whitespace or control characters,
+            a base URL that is not an absolute http(s) URL, or a bad option.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class GPTunnelClient:
         if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
             raise ConfigurationError("poll_policy must be a PollPolicy")
         self.poll_policy = poll_policy or PollPolicy()
+        """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
         self._owns_session = session is None
         self._closed = False
@@ -101,7 +107,7 @@ class GPTunnelClient:
             session=self._get_session,
         )
         self.faceswap = FaceSwap(self._transport, lambda: self.poll_policy)
-        """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
+        """Face swaps: ``create``, ``result``, ``wait_for_result`` and ``swap``."""
 
     @property
     def base_url(self) -> str:
@@ -110,7 +116,7 @@ class GPTunnelClient:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called; a closed client sends nothing."""
+        """Whether ``close()`` was called; a closed client sends nothing."""
         return self._closed
 
     def __repr__(self) -> str:
@@ -148,8 +154,15 @@ class GPTunnelClient:
     async def get_result(self, task_id: str) -> Task:
         """Read a face-swap task's state once: the same as ``client.faceswap.result``.
 
-        Transient failures are retried up to ``max_retries``; then, or for any other
-        error, the typed :class:`~gptunnel_async.GPTunnelError` is raised.
+        Args:
+            task_id: the task to read.
+
+        Returns:
+            The task as it is now.
+
+        Raises:
+            GPTunnelError: the errors that
+                [faceswap.result][gptunnel_async._resources.FaceSwap.result] raises.
         """
         return await self.faceswap.result(task_id)
 
@@ -161,7 +174,21 @@ class GPTunnelClient:
         timeout: float | None = POLICY_TIMEOUT,
         on_progress: ProgressCallback | None = None,
     ) -> TaskWaiter:
-        """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``."""
+        """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``.
+
+        Args:
+            task_id: the task to wait for.
+            policy: pacing and deadline; defaults to the client's ``poll_policy``.
+            timeout: overrides the policy's deadline, in seconds; ``None`` for none.
+            on_progress: called with each [ProgressEvent][]; may be async.
+
+        Returns:
+            A [TaskWaiter][]: await it for the done [Task][], or iterate it
+            for the [ProgressEvent][] of each change.
+
+        Raises:
+            ConfigurationError: ``task_id`` is empty or blank.
+        """
         return self.faceswap.wait_for_result(
             task_id, policy=policy, timeout=timeout, on_progress=on_progress
         )
@@ -173,11 +200,29 @@ class GPTunnelClient:
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
     ) -> Path:
-        """Save a done task's result file (or any http(s) URL) to ``dest``; return its path.
+        """Save a done task's result file (or any http(s) URL) to ``dest``.
 
-        ``dest`` is a file path, or an existing folder to save into under the URL's
-        file name. The file is written atomically: on any failure ``dest`` is left as
-        it was and no temporary file remains.
+        The file is streamed to a temporary file beside ``dest`` and renamed into place:
+        on any failure ``dest`` is left as it was and no temporary file remains. The
+        API key is never sent to the storage host.
+
+        Args:
+            task_or_url: a done [Task][], or an http(s) URL.
+            dest: the file to write, or an existing folder to write into under the
+                URL's file name.
+            max_bytes: the largest body accepted (256 MiB by default).
+
+        Returns:
+            The path written.
+
+        Raises:
+            ConfigurationError: the task is not done, the URL is not http(s), the
+                folder does not exist, or ``max_bytes`` is not a positive int.
+            NotFoundError: the storage host answered 404; the result has usually
+                expired (so may a 403, as ``PermissionDeniedError``).
+            DownloadError: the body is over ``max_bytes``, a redirect was refused, or
+                the file could not be written.
+            APIConnectionError: the network failed, after the retries.
         """
         if isinstance(task_or_url, Task):
             if not task_or_url.is_done or not task_or_url.result:

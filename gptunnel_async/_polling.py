@@ -72,18 +72,28 @@ _positive = _number_check("a finite number > 0", lambda value: value > 0)
 class PollPolicy:
     """How a wait paces its reads, and how long it may take in all.
 
-    The defaults suit a chat bot and a service alike:
+    The first read is immediate; the next comes ``initial`` seconds later, and each
+    pause after that is ``multiplier`` times longer, up to ``max_interval``, each
+    varied by ±``jitter``. The defaults suit a chat bot and a service alike.
 
-    - ``initial=1.0``: the first read is immediate; the second a second later, so a
-      user sees the first progress step quickly.
-    - ``multiplier=1.5``: intervals grow gently (1, 1.5, 2.25, 3.4 ... s), so short
-      tasks are seen finishing soon and long ones cost few requests.
-    - ``max_interval=10.0``: a long task is read every ~10 s at most, so ``done`` is
-      noticed within that and a two-minute task costs ~20 requests rather than 120.
-    - ``jitter=0.1``: each wait lies within ±10 % of its value, so thousands of
-      waits started together do not poll in lockstep.
-    - ``timeout=600.0``: ten minutes bounds every wait; media and Midjourney jobs
-      finish well within it, and a stuck task never hangs a handler forever.
+    Attributes:
+        initial: seconds before the second read (> 0). Default ``1.0``: a user sees
+            the first progress step quickly.
+        multiplier: how much each pause grows (>= 1). Default ``1.5``: intervals grow
+            gently (1, 1.5, 2.25, 3.4 ... s), so short tasks are seen finishing soon
+            and long ones cost few requests.
+        max_interval: the longest pause, in seconds (>= ``initial``). Default ``10.0``:
+            ``done`` is noticed within that, and a two-minute task costs ~20 requests
+            rather than 120.
+        jitter: each pause lies within ±``jitter`` of its value (0 <= jitter < 1).
+            Default ``0.1``: waits started together do not poll in lockstep.
+        timeout: the deadline of one wait in seconds (> 0), or ``None`` for none.
+            Default ``600.0``: media and Midjourney jobs finish well within it, and a
+            stuck task never hangs a handler forever.
+
+    Raises:
+        ConfigurationError: a value out of range, NaN or infinite (it is also a
+            ``ValueError``).
     """
 
     initial: float = attrs.field(default=1.0, validator=_positive)
@@ -106,7 +116,14 @@ class PollPolicy:
             )
 
     def intervals(self, rng: random.Random | None = None) -> Iterator[float]:
-        """The waits between reads, forever: growing, capped, each within ±jitter."""
+        """The pauses between reads, forever: growing, capped, each within ±jitter.
+
+        Args:
+            rng: the source of jitter; defaults to the ``random`` module's.
+
+        Yields:
+            Seconds to wait before each read after the first.
+        """
         uniform = (rng or random).uniform
         nominal = self.initial
         while True:
@@ -118,8 +135,12 @@ class PollPolicy:
 class ProgressEvent:
     """A change in a task's ``(status, percent)`` seen during a wait.
 
-    ``percent`` never goes backwards within one wait; ``elapsed`` is seconds since the
-    wait began; ``task`` is the full state that was read.
+    Attributes:
+        task_id: the task waited for.
+        status: its status, as the server sent it.
+        percent: 0 to 100; never goes backwards within one wait.
+        task: the full state that was read.
+        elapsed: seconds since the wait began.
     """
 
     task_id: str
@@ -135,7 +156,7 @@ class ProgressEvent:
 
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent], Awaitable[None] | None]
-"""``on_progress``: a plain function or a coroutine function taking a :class:`ProgressEvent`."""
+"""``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
 
 Fetch: TypeAlias = Callable[[], Awaitable[Task]]
 
@@ -146,11 +167,25 @@ def _worth_polling_again(exc: GPTunnelError) -> bool:
 
 
 class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
-    """The result of ``wait_for_result``: await it for the final :class:`Task`, or iterate
-    it with ``async for`` to get each :class:`ProgressEvent`, the ``done`` one last.
+    """The result of ``wait_for_result``: await it for the done [Task][], or iterate it
+    with ``async for`` to get each [ProgressEvent][], the ``done`` one last.
 
-    It is a real :class:`collections.abc.Coroutine`, so ``asyncio.create_task``,
-    ``gather`` and ``wait_for`` accept it. Use it in one mode, once.
+    It is a real ``collections.abc.Coroutine``, so ``asyncio.create_task``, ``gather``
+    and ``wait_for`` accept it. Use it in one mode, once; a second use raises
+    ``UsageError``. You get one from ``wait_for_result`` rather than building it.
+
+    Args:
+        task_id: the task to wait for.
+        fetch: reads the task once.
+        policy: the pacing and deadline.
+        timeout: overrides the policy's deadline (``None``: no deadline).
+        on_progress: called with each event, in both modes; may be async.
+
+    Raises:
+        TaskFailedError: (when awaited or iterated) the task failed.
+        WaitTimeoutError: (when awaited or iterated) the deadline passed.
+        APIError: (when awaited or iterated) an error that is not transient, such as
+            400, 401, 402, 403 or 404.
     """
 
     def __init__(
@@ -187,7 +222,10 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
-        """Stop an ``async for`` wait early and release what it holds."""
+        """Stop an ``async for`` wait early and release what it holds.
+
+        ``contextlib.aclosing(waiter)`` calls it for you when its block ends.
+        """
         if self._events is not None:
             await self._events.aclose()
 
@@ -204,14 +242,33 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
         return self._as_coroutine().__await__()
 
     def send(self, value: Any) -> Any:
+        """The coroutine protocol, for the event loop: resume the wait with ``value``.
+
+        Args:
+            value: what the awaited future produced.
+
+        Returns:
+            What the wait awaits next.
+        """
         return self._as_coroutine().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
+        """The coroutine protocol, for the event loop: raise an exception inside the wait.
+
+        Args:
+            typ: the exception (or its type).
+            val: the exception's value, in the legacy three-argument form.
+            tb: its traceback, in the legacy three-argument form.
+
+        Returns:
+            What the wait awaits next, if it handles the exception.
+        """
         if val is None and tb is None:
             return self._as_coroutine().throw(typ)
         return self._as_coroutine().throw(typ, val, tb)
 
     def close(self) -> None:
+        """The coroutine protocol: close an awaited wait that will not be resumed."""
         if self._coroutine is not None:
             self._coroutine.close()
 

@@ -34,10 +34,15 @@ __all__ = [
 ]
 
 EXIT_DONE: Final = 0
+"""The task is done (for ``result``: it was read and has not failed)."""
 EXIT_TASK_FAILED: Final = 1
+"""The task failed."""
 EXIT_USAGE: Final = 2
+"""Bad arguments or configuration: no key, a bad base URL, a blank task id, no rich."""
 EXIT_TIMEOUT: Final = 3
+"""The wait passed its deadline."""
 EXIT_API_ERROR: Final = 4
+"""An API or network error: 401, 402, 404, a server or connection failure, a download."""
 EXIT_INTERRUPTED: Final = 130
 
 DEMO_SECONDS: Final = 2.0
@@ -52,7 +57,15 @@ Command = Callable[[argparse.Namespace, "Output"], Awaitable[int]]
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The documented exit code for an error that ended a command."""
+    """The documented exit code for an error that ended a command.
+
+    Args:
+        exc: the error.
+
+    Returns:
+        1 for a failed task, 3 for a timeout, 2 for bad usage or configuration, and
+        4 for any other API or network error.
+    """
     if isinstance(exc, TaskFailedError):
         return EXIT_TASK_FAILED
     if isinstance(exc, WaitTimeoutError):
@@ -226,7 +239,15 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run the command line.
+
+    Args:
+        argv: the arguments; ``sys.argv[1:]`` by default.
+
+    Returns:
+        The exit code: 0 done, 1 task failed, 2 usage or configuration, 3 timeout,
+        4 API or network error, 130 interrupted.
+    """
     args = _build_parser().parse_args(argv)
     try:
         from ._cli_output import choose_output

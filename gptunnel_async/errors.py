@@ -1,24 +1,26 @@
 """Every exception the SDK raises, so one ``except GPTunnelError`` catches them all.
 
-The tree::
+The tree:
 
-    GPTunnelError
-    ├── ConfigurationError          (also ValueError) a bad key, URL, task id or option
-    ├── UsageError                  (also RuntimeError) a closed client, a waiter used twice
-    ├── APIError                    the API answered with an error status
-    │   ├── BadRequestError             400
-    │   ├── AuthenticationError         401
-    │   ├── InsufficientBalanceError    402
-    │   ├── PermissionDeniedError       403
-    │   ├── NotFoundError               404
-    │   ├── RateLimitError              429 (retried; ``.retry_after``)
-    │   └── ServerError                 5xx (retried)
-    ├── APIConnectionError          the network failed (retried)
-    │   └── APITimeoutError             a request timed out, or 408 (retried)
-    ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
-    ├── DownloadError               a result file could not be fetched or saved
-    ├── TaskFailedError             the task itself failed (``.task_id``, ``.task``)
-    └── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
+```text
+GPTunnelError
+├── ConfigurationError          (also ValueError) a bad key, URL, task id or option
+├── UsageError                  (also RuntimeError) a closed client, a waiter used twice
+├── APIError                    the API answered with an error status
+│   ├── BadRequestError             400
+│   ├── AuthenticationError         401
+│   ├── InsufficientBalanceError    402
+│   ├── PermissionDeniedError       403
+│   ├── NotFoundError               404
+│   ├── RateLimitError              429 (retried; .retry_after)
+│   └── ServerError                 5xx (retried)
+├── APIConnectionError          the network failed (retried)
+│   └── APITimeoutError             a request timed out, or 408 (retried)
+├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
+├── DownloadError               a result file could not be fetched or saved
+├── TaskFailedError             the task itself failed: .task_id, .task
+└── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
+```
 """
 
 from __future__ import annotations
@@ -62,11 +64,18 @@ class UsageError(GPTunnelError, RuntimeError):
 
 
 class APIError(GPTunnelError):
-    """The API answered with an HTTP error status.
+    """The API answered with an HTTP error status; a subclass names the status.
 
     ``message``, ``type``, ``param`` and ``code`` come from the JSON error body when it
-    parses; otherwise ``message`` is the (shortened) raw body text. ``retry_after`` is the
-    server's ``Retry-After`` hint in seconds, if it sent one.
+    parses; otherwise ``message`` is the start of the raw body.
+
+    Attributes:
+        message: what went wrong, in the API's words.
+        status_code: the HTTP status.
+        type: the API's error type, e.g. ``"insufficient_balance_error"``.
+        param: the request field at fault, if the API named one.
+        code: the API's error code, if any.
+        retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
     """
 
     def __init__(
@@ -124,7 +133,9 @@ class APIConnectionError(GPTunnelError):
 class APITimeoutError(APIConnectionError):
     """One request took longer than the client's ``timeout``, or the server answered 408.
 
-    ``status_code`` is 408 when the server said so, ``None`` when the client gave up.
+    Args:
+        message: what timed out.
+        status_code: 408 when the server said so, ``None`` when the client gave up.
     """
 
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
@@ -135,7 +146,12 @@ class APITimeoutError(APIConnectionError):
 class ResponseDecodeError(GPTunnelError):
     """A successful (2xx) answer whose body is not the JSON object the endpoint returns.
 
-    Often a proxy's HTML page; ``body`` holds the start of the raw text for debugging.
+    Often a proxy's HTML page.
+
+    Args:
+        message: what was wrong with the body.
+        status_code: the answer's HTTP status.
+        body: the start of the raw text, for debugging.
     """
 
     def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
@@ -147,13 +163,18 @@ class ResponseDecodeError(GPTunnelError):
 class DownloadError(GPTunnelError):
     """A result file could not be saved: too large, a bad redirect, or a disk error.
 
-    HTTP errors from the storage host raise the status's :class:`APIError` subclass
+    HTTP errors from the storage host raise the status's [APIError][] subclass
     instead (a 404 or 403 there usually means the result expired).
     """
 
 
 class TaskFailedError(GPTunnelError):
-    """The task reached a failure status; ``task`` is its final state."""
+    """The task reached a failure status.
+
+    Attributes:
+        task_id: the task that failed.
+        task: its final state; ``task.error`` may say why.
+    """
 
     def __init__(self, task: Task) -> None:
         self.task_id = task.id
@@ -163,7 +184,13 @@ class TaskFailedError(GPTunnelError):
 
 
 class WaitTimeoutError(GPTunnelError, TimeoutError):
-    """A wait passed its deadline; ``task`` is the last state seen, or ``None``."""
+    """A wait passed its deadline. It is also a ``TimeoutError``.
+
+    Attributes:
+        task_id: the task waited for.
+        timeout: the deadline, in seconds from the start of the wait.
+        task: the last state seen, or ``None`` if no read succeeded.
+    """
 
     def __init__(self, task_id: str, timeout: float, task: Task | None) -> None:
         self.task_id = task_id

@@ -3,7 +3,7 @@
 The converter is lenient where the API is loose (a float ``percent``, a null ``usage``,
 an unknown status, extra keys) and strict where a wrong type means the body is not a
 task at all (an object where the id should be): those raise, and the protocol layer
-turns that into :class:`~gptunnel_async.errors.ResponseDecodeError`.
+turns that into ``ResponseDecodeError``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ FAILED_STATUSES: Final = frozenset({"failed", "error", "fail", "cancelled", "can
 
 @attrs.frozen
 class Usage:
-    """What a task cost: token counts and their price."""
+    """What a task cost: token counts and their price.
+
+    Attributes:
+        prompt_tokens: tokens of the request.
+        completion_tokens: tokens of the answer.
+        total_tokens: both together.
+        prompt_cost: the request's price.
+        completion_cost: the answer's price.
+        total_cost: the task's price.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -44,8 +53,22 @@ class Usage:
 class Task:
     """One state of a GPTunnel task, as ``/faceswap/result`` and its siblings return it.
 
-    ``status`` is kept as the server sent it, so a status this SDK does not know yet is
-    visible rather than an error; ``percent`` is always an ``int`` from 0 to 100.
+    Unknown fields in the JSON are ignored, and an unknown status is kept as it came,
+    so a server that grows never breaks a client that is older.
+
+    Attributes:
+        id: the task's id.
+        status: as the server sent it: ``idle``, ``queued``, ``processing``,
+            ``running``, ``done``, a failure status, or one this SDK does not know yet.
+        percent: how far along it is, an ``int`` from 0 to 100 (a float is rounded, a
+            missing or null one is 0).
+        parent_id: the task this one derives from, if any (``parentId`` in the JSON).
+        object: the object's kind, ``"task"``.
+        type: the task family, e.g. ``"@FaceSwap"``.
+        result: the URL of the result file once ``done``; it may expire three days on.
+        error: why the task failed, as text, if the server said.
+        usage: what the task cost, when reported.
+        actions: follow-up actions the task offers (Midjourney's upscales, say).
     """
 
     id: str

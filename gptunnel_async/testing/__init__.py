@@ -1,18 +1,19 @@
-"""Test your bot without the real GPTunnel: an emulator on loopback, and instant waits.
+"""Test your code without the real GPTunnel: an emulator on loopback, and instant waits.
 
-::
+```python
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
-    from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
-    async def test_my_bot() -> None:
-        async with FakeGPTunnel() as fake:
-            task_id = fake.script_task(steps=[("queued", 0), ("running", 40), ("done", 100)])
-            with instant_waits():
-                async with fake.client() as client:
-                    task = await client.wait_for_result(task_id)
-            assert task.is_done
+async def test_my_bot() -> None:
+    async with FakeGPTunnel() as fake:
+        task_id = fake.script_task(steps=[("queued", 0), ("running", 40), ("done", 100)])
+        with instant_waits():
+            async with fake.client() as client:
+                task = await client.wait_for_result(task_id)
+        assert task.is_done
+```
 
-With pytest, the ``gptunnel_fake`` fixture does the setup (see ``docs/testing.md``).
+With pytest, the ``gptunnel_fake`` fixture does that setup for you.
 """
 
 from ._fake import DEFAULT_API_KEY, FakeGPTunnel

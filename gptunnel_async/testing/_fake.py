@@ -26,6 +26,7 @@ from ._state import EmulatorState, Fault, RecordedRequest, Server
 __all__ = ["DEFAULT_API_KEY", "FakeGPTunnel"]
 
 DEFAULT_API_KEY: Final = "fake-gptunnel-key"
+"""The key an emulator accepts unless it is given another."""
 
 _SHUTDOWN_TIMEOUT: Final = 1.0
 """Seconds a closing emulator lets unfinished answers (a ``delay_next``) run on."""
@@ -34,12 +35,18 @@ _SHUTDOWN_TIMEOUT: Final = 1.0
 class FakeGPTunnel:
     """A GPTunnel emulator: real aiohttp servers on loopback speaking the task API.
 
-    Two origins: the API at :attr:`base_url` (``http://127.0.0.1:<port>/v1``), which
+    Two origins: the API at ``base_url`` (``http://127.0.0.1:<port>/v1``), which
     wants ``Authorization: <api_key>``, and a storage origin that serves done tasks'
     result PNGs and never needs the key.
 
     Run it on the current event loop with ``async with FakeGPTunnel() as fake:``, or on
     a background thread with ``with FakeGPTunnel() as fake:`` (sync tests, fixtures).
+
+    Args:
+        api_key: the key the API accepts; any other answers 401.
+        host: the loopback address to listen on (``"::1"`` for IPv6).
+        result_image: the bytes storage serves for every done task; a small sample
+            PNG by default.
     """
 
     def __init__(
@@ -77,8 +84,17 @@ class FakeGPTunnel:
         return self._state.storage_url
 
     def client(self, **options: Any) -> GPTunnelClient:
-        """A :class:`GPTunnelClient` for this emulator; ``options`` go to the client and
-        may override its ``api_key`` (to test a wrong one) or ``base_url``.
+        """A client for this emulator.
+
+        Args:
+            **options: passed to [GPTunnelClient][gptunnel_async.GPTunnelClient]; they
+                may override its ``api_key`` (to test a wrong one) or ``base_url``.
+
+        Returns:
+            A new client, not yet opened; use it with ``async with``.
+
+        Raises:
+            UsageError: the emulator is not running.
         """
         return GPTunnelClient(**{"api_key": self.api_key, "base_url": self.base_url, **options})
 
@@ -93,12 +109,22 @@ class FakeGPTunnel:
         task_id: str | None = None,
         type: str = "@FaceSwap",
     ) -> str:
-        """Add a task and return its id. Give exactly one of:
+        """Add a task; give exactly one of ``steps`` and ``duration``.
 
-        - ``steps``: ``[(status, percent), ...]``, one per read of the task; the last
-          one repeats. A failure status (``failed``, ``error``...) shows ``error``.
-        - ``duration``: seconds over which ``percent`` rises (status ``processing``)
-          before the task is ``done`` -- or ``failed`` with ``error``, if given.
+        Args:
+            steps: ``[(status, percent), ...]``, one per read of the task; the last one
+                repeats. A failure status (``failed``, ``error``...) shows ``error``.
+            duration: seconds over which ``percent`` rises (status ``processing``)
+                before the task is ``done`` -- or ``failed`` with ``error``, if given.
+            error: the task's error text once it has failed.
+            task_id: the id to use; a random one by default.
+            type: the task's ``type``.
+
+        Returns:
+            The task's id.
+
+        Raises:
+            ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         script = TaskScript.build(steps, duration, error)
         return self._state.add_task(script, task_id=task_id, type=type).id
@@ -112,7 +138,18 @@ class FakeGPTunnel:
         task_id: str | None = None,
         type: str = "@FaceSwap",
     ) -> str:
-        """Add a task that answers ``steps`` and then fails with ``status`` and ``error``."""
+        """Add a task that answers ``steps`` and then fails.
+
+        Args:
+            error: the task's error text.
+            steps: ``(status, percent)`` answers before the failure, one per read.
+            status: the failure status.
+            task_id: the id to use; a random one by default.
+            type: the task's ``type``.
+
+        Returns:
+            The task's id.
+        """
         before = list(steps)
         percent = before[-1][1] if before else 0
         return self.script_task(
@@ -126,15 +163,33 @@ class FakeGPTunnel:
         duration: float | None = None,
         error: str | None = None,
     ) -> None:
-        """Script every task created through the API from now on (see :meth:`script_task`).
+        """Script every task created through the API from now on.
 
         Until this is called, created tasks answer ``queued`` 0, ``processing`` 50,
-        then ``done`` 100, one read each.
+        then ``done`` 100, one read each (after the ``idle`` of the create call).
+
+        Args:
+            steps: as for ``script_task``.
+            duration: as for ``script_task``.
+            error: as for ``script_task``.
+
+        Raises:
+            ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         self._state.set_created_script(TaskScript.build(steps, duration, error))
 
     def task(self, task_id: str) -> Task:
-        """A task's current state, without counting as a read; ``KeyError`` if unknown."""
+        """A task's current state, without counting as a read.
+
+        Args:
+            task_id: the task's id.
+
+        Returns:
+            The task as the next read would show it, before the script moves on.
+
+        Raises:
+            KeyError: no such task.
+        """
         task = self._state.peek_task(task_id)
         if task is None:
             raise KeyError(task_id)
@@ -152,14 +207,19 @@ class FakeGPTunnel:
         path: str | None = None,
         server: Server = "api",
     ) -> None:
-        """Answer the next ``times`` requests with ``status`` (``times=None``: every
-        request until :meth:`clear_faults`).
+        """Answer the next requests with an error status instead.
 
-        The body is the API's error object for that status, unless ``body`` is given:
-        ``str``/``bytes`` are sent as they are (a proxy's HTML page), anything else as
-        JSON. ``retry_after`` (seconds or a date) becomes a ``Retry-After`` header.
-        ``path`` (e.g. ``"faceswap/create"``) limits the fault to one endpoint;
-        ``server="storage"`` aims it at result downloads instead of the API.
+        Args:
+            status: the HTTP status, 200 to 599.
+            times: how many requests; ``None`` for every one until ``clear_faults()``.
+            retry_after: seconds or a date, sent as a ``Retry-After`` header.
+            body: replaces the API's error object for ``status``: ``str`` or ``bytes``
+                are sent as they are (a proxy's HTML page), anything else as JSON.
+            path: limits the fault to one endpoint, e.g. ``"faceswap/create"``.
+            server: ``"storage"`` aims it at result downloads instead of the API.
+
+        Raises:
+            ValueError: a status, count or server that makes no sense.
         """
         if not (isinstance(status, int) and 200 <= status <= 599):
             raise ValueError(f"status must be an HTTP status from 200 to 599, got {status!r}")
@@ -174,10 +234,18 @@ class FakeGPTunnel:
     def drop_next(
         self, *, times: int | None = 1, path: str | None = None, server: Server = "api"
     ) -> None:
-        """Close the connection of the next ``times`` requests without answering.
+        """Close the connection of the next requests without answering.
 
         aiohttp itself sends a ``GET`` once more when its connection is dropped, so
         ``times=2`` is what makes one read of the SDK see the failure.
+
+        Args:
+            times: how many requests; ``None`` for every one until ``clear_faults()``.
+            path: limits the fault to one endpoint.
+            server: ``"storage"`` aims it at result downloads instead of the API.
+
+        Raises:
+            ValueError: a count or server that makes no sense.
         """
         self._fault(server, path, times, drop=True)
 
@@ -189,9 +257,19 @@ class FakeGPTunnel:
         path: str | None = None,
         server: Server = "api",
     ) -> None:
-        """Hold the next ``times`` answers back for ``seconds`` of real time (a slow server).
+        """Hold the next answers back, like a slow server.
 
-        Pair it with a small client ``timeout=`` to provoke request timeouts.
+        Pair it with a small client ``timeout=`` to provoke request timeouts. Instant
+        waits do not shorten it.
+
+        Args:
+            seconds: how long each answer is held back, in real time.
+            times: how many requests; ``None`` for every one until ``clear_faults()``.
+            path: limits the fault to one endpoint.
+            server: ``"storage"`` aims it at result downloads instead of the API.
+
+        Raises:
+            ValueError: a delay, count or server that makes no sense.
         """
         if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
@@ -225,7 +303,14 @@ class FakeGPTunnel:
     # -- on the current event loop --------------------------------------------------
 
     async def start(self) -> Self:
-        """Start both servers on free loopback ports."""
+        """Start both servers on free loopback ports, on the running event loop.
+
+        Returns:
+            The emulator itself, running.
+
+        Raises:
+            UsageError: it is already running.
+        """
         if self._runners:
             raise UsageError("this FakeGPTunnel is already running")
         try:

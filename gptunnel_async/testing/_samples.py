@@ -12,7 +12,18 @@ SAMPLE_NAMES: Final = ("source.png", "face.png", "result.png")
 
 
 def sample_image(name: str) -> bytes:
-    """The bytes of the shipped sample ``name``, one of :data:`SAMPLE_NAMES`."""
+    """The bytes of a sample image shipped with the package.
+
+    Args:
+        name: ``"source.png"`` (a person), ``"face.png"`` (a face to put on them) or
+            ``"result.png"`` (what the emulator serves as a result).
+
+    Returns:
+        The PNG file's bytes.
+
+    Raises:
+        ValueError: no sample has that name.
+    """
     if name not in SAMPLE_NAMES:
         raise ValueError(f"no sample image {name!r}; there are {', '.join(SAMPLE_NAMES)}")
     return resources.files(__package__).joinpath("samples", name).read_bytes()

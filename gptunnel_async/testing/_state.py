@@ -1,7 +1,7 @@
 """The emulator's memory: tasks, queued faults and the request logs, behind one lock.
 
 The servers may run on another thread than the test that scripts them, so every read
-and change goes through :class:`EmulatorState` and its lock.
+and change goes through ``EmulatorState`` and its lock.
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ Server: TypeAlias = Literal["api", "storage"]
 class RecordedRequest:
     """One request that reached the emulator, as it arrived.
 
-    ``path`` is the full URL path (``/v1/faceswap/result``), ``query`` the decoded query,
-    ``headers`` the request headers (case-insensitive), ``body`` the raw body.
+    Attributes:
+        method: the HTTP method.
+        path: the full URL path, e.g. ``/v1/faceswap/result``.
+        query: the decoded query.
+        headers: the request headers (case-insensitive).
+        body: the raw body.
     """
 
     method: str

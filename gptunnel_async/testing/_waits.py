@@ -16,18 +16,33 @@ __all__ = ["instant_waits", "instant_waits_enabled", "set_instant_waits"]
 
 
 def set_instant_waits(enabled: bool = True) -> None:
-    """Make every retry backoff and poll interval instant (``True``) or real (``False``)."""
+    """Make every retry backoff and poll interval instant, or real again.
+
+    Args:
+        enabled: ``True`` for instant pauses, ``False`` for real ones.
+    """
     _timing.set_instant(enabled)
 
 
 def instant_waits_enabled() -> bool:
-    """Whether SDK pauses are currently instant."""
+    """Whether SDK pauses are instant now.
+
+    Returns:
+        ``True`` while instant waits are on.
+    """
     return _timing.is_instant()
 
 
 @contextlib.contextmanager
 def instant_waits(enabled: bool = True) -> Iterator[None]:
-    """Instant (or real) pauses inside the block; the previous setting comes back after."""
+    """Instant (or real) pauses inside the block; the previous setting comes back after.
+
+    Args:
+        enabled: ``True`` for instant pauses in the block, ``False`` for real ones.
+
+    Yields:
+        Nothing; the setting lasts while the block runs.
+    """
     previous = _timing.is_instant()
     _timing.set_instant(enabled)
     try:

@@ -13,11 +13,12 @@ import aiohttp
 from yarl import URL
 
 from . import _download
+from ._families import BgRemover, FaceSwap, Media, Midjourney
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._resources import FaceSwap
+from ._protocol import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
-from .models import Task
+from .models import Balance, Task
 
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 
@@ -100,8 +101,16 @@ class GPTunnelClient:
             max_retries=max_retries,
             session=self._get_session,
         )
-        self.faceswap = FaceSwap(self._transport, lambda: self.poll_policy)
+        self.faceswap = FaceSwap(self._transport, self._poll_policy)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
+        self.bgremover = BgRemover(self._transport, self._poll_policy)
+        """Background removal: ``result``, ``wait_for_result``."""
+        self.midjourney = Midjourney(self._transport, self._poll_policy)
+        """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
+        ``wait_for_result``, ``imagine_and_wait``."""
+        self.media = Media(self._transport, self._poll_policy)
+        """Media generation (:class:`MediaTask`): ``create``, ``result``,
+        ``wait_for_result``, ``generate``."""
 
     @property
     def base_url(self) -> str:
@@ -115,6 +124,9 @@ class GPTunnelClient:
 
     def __repr__(self) -> str:
         return f"GPTunnelClient(base_url={self.base_url!r})"
+
+    def _poll_policy(self) -> PollPolicy:
+        return self.poll_policy
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -159,12 +171,21 @@ class GPTunnelClient:
         *,
         policy: PollPolicy | None = None,
         timeout: float | None = POLICY_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
-    ) -> TaskWaiter:
+        on_progress: ProgressCallback[Task] | None = None,
+    ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``."""
         return self.faceswap.wait_for_result(
             task_id, policy=policy, timeout=timeout, on_progress=on_progress
         )
+
+    async def balance(self, *, use_wallet_balance: bool = False) -> Balance:
+        """The organisation's balance and credit limit (``GET /balance``).
+
+        Args:
+            use_wallet_balance: read the personal wallet rather than the organisation's.
+        """
+        params = {"useWalletBalance": "true"} if use_wallet_balance else None
+        return await self._transport.request("GET", "balance", decode_balance, params=params)
 
     async def download_result(
         self,

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import cattrs
 
@@ -21,6 +21,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ContentPolicyError,
     GPTunnelError,
     InsufficientBalanceError,
     NotFoundError,
@@ -29,19 +30,26 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
 )
-from .models import Task, converter
+from .models import Balance, MediaTask, Task, converter
 
 __all__ = [
+    "MEDIA_ERRORS",
     "RETRYABLE_STATUSES",
+    "decode_balance",
     "decode_json_object",
+    "decode_media_task",
     "decode_task",
     "error_from_response",
+    "is_refused",
     "is_transient",
+    "media_error",
     "parse_retry_after",
     "redact",
     "shorten",
     "structure_task",
 ]
+
+M = TypeVar("M")
 
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 """Statuses that say "try again later" rather than "this request is wrong"."""
@@ -54,6 +62,25 @@ _ERRORS_BY_STATUS: Final[Mapping[int, type[APIError]]] = {
     404: NotFoundError,
     429: RateLimitError,
 }
+
+MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
+    1: (ServerError, "internal_error"),
+    500: (ServerError, "internal_error"),
+    2: (AuthenticationError, "invalid_token"),
+    3: (BadRequestError, "invalid_input"),
+    4: (NotFoundError, "not_found"),
+    5: (InsufficientBalanceError, "insufficient_balance"),
+    6: (ServerError, "heavy_load"),
+    7: (PermissionDeniedError, "model_not_allowed"),
+    99: (NotFoundError, "method_not_found"),
+    1001: (ContentPolicyError, "content_blocked"),
+    1002: (ContentPolicyError, "content_blocked"),
+}
+"""``/media`` answers errors with HTTP 200 and a non-zero ``code``: the class and the
+``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
+
+_HEAVY_LOAD: Final = "6"
+"""The media code for "heavy load": it means what a 503 does, so it is retried."""
 
 _SHORT_TEXT: Final = 200
 
@@ -156,33 +183,96 @@ def decode_json_object(body: bytes, *, status_code: int | None = None) -> dict[s
     return data
 
 
-def decode_task(body: bytes, *, status_code: int | None = None) -> Task:
-    """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
-    return structure_task(decode_json_object(body, status_code=status_code), status_code)
-
-
-def structure_task(data: Any, status_code: int | None = None) -> Task:
-    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
+def structure(cls: type[M], data: Any, status_code: int | None = None) -> M:
+    """A parsed JSON value as a ``cls`` model, or :class:`ResponseDecodeError`."""
+    what = f"a {cls.__name__} object"
     if not isinstance(data, dict):
         raise ResponseDecodeError(
-            f"expected a task object, got {type(data).__name__}", status_code=status_code
+            f"expected {what}, got {type(data).__name__}", status_code=status_code
         )
     try:
-        return converter.structure(data, Task)
+        return converter.structure(data, cls)
     except (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, cattrs.BaseValidationError):
             detail = "; ".join(cattrs.transform_error(exc))
         else:
             detail = repr(exc)
         raise ResponseDecodeError(
-            f"the answer is not a task object: {detail}",
+            f"the answer is not {what}: {detail}",
             status_code=status_code,
             body=shorten(json.dumps(data, ensure_ascii=False, default=str)),
         ) from None
 
 
+def structure_task(data: Any, status_code: int | None = None) -> Task:
+    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
+    return structure(Task, data, status_code)
+
+
+def decode_task(body: bytes, status_code: int | None = None) -> Task:
+    """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
+    return structure_task(decode_json_object(body, status_code=status_code), status_code)
+
+
+def decode_balance(body: bytes, status_code: int | None = None) -> Balance:
+    """A 2xx body of ``/balance`` as a :class:`Balance`, or :class:`ResponseDecodeError`."""
+    return structure(Balance, decode_json_object(body, status_code=status_code), status_code)
+
+
+def _media_code(value: Any) -> int | None:
+    """A media ``code`` as an int (absent or null is 0), or ``None`` if it is not one."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def media_error(code: int, fields: Mapping[str, Any], status_code: int) -> APIError:
+    """The typed error for a media answer with a non-zero ``code`` (see :data:`MEDIA_ERRORS`)."""
+    cls, kind = MEDIA_ERRORS.get(code, (APIError, "media_error"))
+    message = _text_field(fields, "message") or kind.replace("_", " ")
+    return cls(message, status_code=status_code, type=kind, code=str(code))
+
+
+def decode_media_task(body: bytes, status_code: int = 200) -> MediaTask:
+    """A 2xx body of ``/media`` as a :class:`MediaTask`; a non-zero ``code`` raises its error.
+
+    Raises:
+        APIError: the subclass :data:`MEDIA_ERRORS` gives the code, ``code`` set.
+        ResponseDecodeError: the body is not a media task.
+    """
+    data = decode_json_object(body, status_code=status_code)
+    code = _media_code(data.get("code"))
+    if code is None:
+        raise ResponseDecodeError(
+            f"the media answer's code is not a number: {data.get('code')!r}",
+            status_code=status_code,
+            body=shorten(body.decode("utf-8", errors="replace")),
+        )
+    if code != 0:
+        raise media_error(code, data, status_code)
+    return structure(MediaTask, {**data, "code": 0}, status_code)
+
+
+def _heavy_load(exc: APIError) -> bool:
+    """A media "heavy load" answer: sent with HTTP 200, it means what a 503 does."""
+    return exc.status_code < 300 and exc.code == _HEAVY_LOAD
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx."""
+    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
+    or media's "heavy load"."""
     if isinstance(exc, APIConnectionError):
         return True
-    return isinstance(exc, APIError) and exc.status_code in RETRYABLE_STATUSES
+    return isinstance(exc, APIError) and (exc.status_code in RETRYABLE_STATUSES or _heavy_load(exc))
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Whether the API refused a request before doing anything: 429, 503, media "heavy load".
+
+    Only these make it safe to send a request that starts a paid task again.
+    """
+    return isinstance(exc, APIError) and (exc.status_code in (429, 503) or _heavy_load(exc))

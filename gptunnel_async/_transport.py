@@ -9,18 +9,23 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import tenacity
 from yarl import URL
 
 from . import _timing
-from ._protocol import error_from_response, is_transient, redact
+from ._protocol import error_from_response, is_refused, is_transient, redact
 from ._version import VERSION
-from .errors import APIConnectionError, APIError, APITimeoutError
+from .errors import APIConnectionError, APITimeoutError
 
-__all__ = ["RETRY_AFTER_CAP", "Transport"]
+__all__ = ["RETRY_AFTER_CAP", "Decoder", "Transport"]
+
+T = TypeVar("T")
+
+Decoder = Callable[[bytes, int], T]
+"""Turns a 2xx answer's (body, status) into a model, or raises the typed error it holds."""
 
 logger = logging.getLogger("gptunnel_async")
 
@@ -59,12 +64,12 @@ def _log_retry(retry_state: tenacity.RetryCallState) -> None:
 def _safe_to_resend(exc: BaseException) -> bool:
     """For requests that start a task: retry only when the server surely did not act on it.
 
-    That is a 429 or 503 (refused before any work), or a connection that never opened.
+    That is a refusal before any work (429, 503, media's "heavy load"), or a connection
+    that never opened.
     """
-    if isinstance(exc, APIError):
-        return exc.status_code in (429, 503)
-    return isinstance(exc, APIConnectionError) and isinstance(
-        exc.__cause__, aiohttp.ClientConnectorError
+    return is_refused(exc) or (
+        isinstance(exc, APIConnectionError)
+        and isinstance(exc.__cause__, aiohttp.ClientConnectorError)
     )
 
 
@@ -124,21 +129,22 @@ class Transport:
         self,
         method: str,
         path: str,
+        decode: Decoder[T],
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
         idempotent: bool = True,
-    ) -> tuple[int, bytes]:
-        """Send one API request, retrying transient failures; return (status, body) of a 2xx.
+    ) -> T:
+        """Send one API request, retrying transient failures; return the 2xx answer decoded.
 
-        A request that is not ``idempotent`` (one that creates a paid task) is retried
-        only where the server surely did nothing, so a retry never starts a second task.
+        ``decode`` runs inside each attempt, so an error a 2xx body carries (media's
+        ``code``) is retried by the same rules as an HTTP status. A request that is not
+        ``idempotent`` (one that creates a paid task) is retried only where the server
+        surely did nothing, so a retry never starts a second task.
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
         retry_if = is_transient if idempotent else _safe_to_resend
-        result: tuple[int, bytes] = await self.retrying(retry_if)(
-            self._attempt, method, url, params, json
-        )
+        result: T = await self.retrying(retry_if)(self._attempt, method, url, params, json, decode)
         return result
 
     @contextlib.contextmanager
@@ -153,8 +159,13 @@ class Transport:
             raise APIConnectionError(f"{what} failed: {reason}") from exc
 
     async def _attempt(
-        self, method: str, url: str, params: Mapping[str, str] | None, json: Any
-    ) -> tuple[int, bytes]:
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        decode: Decoder[T],
+    ) -> T:
         with self.wire_errors(f"{method} {URL(url).path}"):
             async with self.session().request(
                 method,
@@ -167,5 +178,5 @@ class Transport:
             ) as response:
                 body = await response.read()
         if 200 <= response.status < 300:
-            return response.status, body
+            return decode(body, response.status)
         raise error_from_response(response.status, response.headers, body, secret=self._api_key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
 import cattrs
@@ -77,8 +77,31 @@ class Usage:
     total_cost: float = 0.0
 
 
+class _Lifecycle:
+    """Where a task stands, from its ``status`` alone: shared by every family's model."""
+
+    __slots__ = ()
+    _done_statuses: ClassVar[frozenset[str]] = DONE_STATUSES
+    status: str
+
+    @property
+    def is_done(self) -> bool:
+        """The task finished with its output (``result``, or a media task's ``url``/clips)."""
+        return self.status in self._done_statuses
+
+    @property
+    def is_failed(self) -> bool:
+        """The task finished without a result; ``error`` may say why."""
+        return self.status in FAILED_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        """The task will not change any more: polling it again is pointless."""
+        return self.is_done or self.is_failed
+
+
 @attrs.frozen
-class Task:
+class Task(_Lifecycle):
     """One state of a GPTunnel task, as ``/faceswap/result`` and its siblings return it.
 
     ``status`` is kept as the server sent it, so a status this SDK does not know yet is
@@ -96,21 +119,6 @@ class Task:
     usage: Usage | None = None
     actions: tuple[str, ...] = ()
 
-    @property
-    def is_done(self) -> bool:
-        """The task finished and ``result`` holds its output."""
-        return self.status in DONE_STATUSES
-
-    @property
-    def is_failed(self) -> bool:
-        """The task finished without a result; ``error`` may say why."""
-        return self.status in FAILED_STATUSES
-
-    @property
-    def is_terminal(self) -> bool:
-        """The task will not change any more: polling it again is pointless."""
-        return self.is_done or self.is_failed
-
 
 @attrs.frozen
 class MediaClip:
@@ -122,7 +130,7 @@ class MediaClip:
 
 
 @attrs.frozen
-class MediaTask:
+class MediaTask(_Lifecycle):
     """One state of a ``/media`` task (images, video, music from many models).
 
     ``url`` holds an image or video result; music comes as clips in ``result``. The API
@@ -139,6 +147,8 @@ class MediaTask:
     code: int = 0
     message: str | None = None
 
+    _done_statuses = MEDIA_DONE_STATUSES
+
     @property
     def percent(self) -> int:
         """100 once the task is done, else 0: media tasks report no progress."""
@@ -154,21 +164,6 @@ class MediaTask:
         """Every result file: ``url`` and each clip's ``audio_url``, in order."""
         clips = tuple(clip.audio_url for clip in self.result if clip.audio_url)
         return (self.url, *clips) if self.url else clips
-
-    @property
-    def is_done(self) -> bool:
-        """The task finished: ``url`` or the clips in ``result`` hold its output."""
-        return self.status in MEDIA_DONE_STATUSES
-
-    @property
-    def is_failed(self) -> bool:
-        """The task finished without a result; ``message`` may say why."""
-        return self.status in FAILED_STATUSES
-
-    @property
-    def is_terminal(self) -> bool:
-        """The task will not change any more: polling it again is pointless."""
-        return self.is_done or self.is_failed
 
 
 @attrs.frozen

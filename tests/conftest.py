@@ -45,6 +45,22 @@ def task_json(status: str = "running", percent: float | None = 0, **extra: Any) 
     return body
 
 
+def media_json(status: str = "processing", **extra: Any) -> dict[str, Any]:
+    """A ``/media/result`` answer as the API documents it (``code`` 0: no error)."""
+    done = status in ("done", "succeeded", "success", "completed")
+    body: dict[str, Any] = {
+        "code": 0,
+        "id": "task-1",
+        "model": "flux-pro",
+        "status": status,
+        "url": "https://storage.example/media.png" if done else None,
+        "cost": 0.5 if done else None,
+        "message": None,
+    }
+    body.update(extra)
+    return body
+
+
 Reply = Callable[[web.Request], Any]
 
 

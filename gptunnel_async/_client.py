@@ -18,7 +18,7 @@ from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._protocol import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
-from .models import Balance, Task
+from .models import Balance, MediaTask, Task
 
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 
@@ -53,6 +53,21 @@ def _base_url(value: str | None) -> str:
             f"{url.with_user(None).with_query(None).with_fragment(None)!s}"
         )
     return str(url).rstrip("/")
+
+
+def _result_file(task: Task | MediaTask) -> str:
+    """The one result URL of a done task; ``ConfigurationError`` if it has none or several."""
+    found = (task.result,) if isinstance(task, Task) else task.urls
+    files = [url for url in found if url] if task.is_done else []
+    if not files:
+        raise ConfigurationError(
+            f"task {task.id} has no result to download (status {task.status!r})"
+        )
+    if len(files) > 1:
+        raise ConfigurationError(
+            f"task {task.id} has {len(files)} result files: download each of task.urls"
+        )
+    return files[0]
 
 
 class GPTunnelClient:
@@ -189,7 +204,7 @@ class GPTunnelClient:
 
     async def download_result(
         self,
-        task_or_url: Task | str,
+        task_or_url: Task | MediaTask | str,
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
@@ -198,15 +213,11 @@ class GPTunnelClient:
 
         ``dest`` is a file path, or an existing folder to save into under the URL's
         file name. The file is written atomically: on any failure ``dest`` is left as
-        it was and no temporary file remains.
+        it was and no temporary file remains. A media task with several files (music
+        clips) is refused: download each of its ``urls`` instead.
         """
-        if isinstance(task_or_url, Task):
-            if not task_or_url.is_done or not task_or_url.result:
-                raise ConfigurationError(
-                    f"task {task_or_url.id} has no result to download (status "
-                    f"{task_or_url.status!r})"
-                )
-            url, fallback_name = task_or_url.result, f"{task_or_url.id}.bin"
+        if isinstance(task_or_url, Task | MediaTask):
+            url, fallback_name = _result_file(task_or_url), f"{task_or_url.id}.bin"
         else:
             url, fallback_name = task_or_url, "result.bin"
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:

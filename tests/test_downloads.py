@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from gptunnel_async import (
     GPTunnelClient,
     NotFoundError,
 )
-from gptunnel_async._protocol import structure_task
+from gptunnel_async._protocol import decode_media_task, structure_task
 
-from .conftest import API_KEY, ScriptedAPI, task_json
+from .conftest import API_KEY, ScriptedAPI, media_json, task_json
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000
 
@@ -145,6 +146,26 @@ async def test_a_task_that_is_not_done_has_nothing_to_download(
     running = structure_task(task_json(status="running"))
     with pytest.raises(ConfigurationError, match="no result"):
         await client.download_result(running, tmp_path / "x.png")
+
+
+async def test_a_done_media_task_with_one_file_is_saved(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/m/clip.mp3"] = serve_bytes(b"ID3 audio")
+    clip = {"audio_url": storage.url + "m/clip.mp3", "status": "succeeded"}
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=[clip])).encode())
+    path = await client.download_result(task, tmp_path)
+    assert path == tmp_path / "clip.mp3" and path.read_bytes() == b"ID3 audio"
+
+
+async def test_a_media_task_with_several_files_asks_for_one_url(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    clips = [{"audio_url": f"https://s/{n}.mp3"} for n in (1, 2)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(ConfigurationError, match=r"2 result files"):
+        await client.download_result(task, tmp_path)
+    assert folder_listing(tmp_path) == []
 
 
 @pytest.mark.parametrize("chunked", [False, True])

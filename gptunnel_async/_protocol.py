@@ -46,6 +46,7 @@ __all__ = [
     "parse_retry_after",
     "redact",
     "shorten",
+    "structure",
     "structure_task",
 ]
 

@@ -13,11 +13,12 @@ from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
+import attrs
 from aiohttp import web
 
 from .._client import GPTunnelClient
 from ..errors import UsageError
-from ..models import Task
+from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
 from ._samples import sample_image
 from ._scripts import Step, TaskScript
@@ -92,6 +93,7 @@ class FakeGPTunnel:
         error: str | None = None,
         task_id: str | None = None,
         type: str = "@FaceSwap",
+        model: str | None = None,
     ) -> str:
         """Add a task and return its id. Give exactly one of:
 
@@ -99,9 +101,12 @@ class FakeGPTunnel:
           one repeats. A failure status (``failed``, ``error``...) shows ``error``.
         - ``duration``: seconds over which ``percent`` rises (status ``processing``)
           before the task is ``done`` -- or ``failed`` with ``error``, if given.
+
+        ``type`` picks the family (``@FaceSwap``, ``@BGRemover``, ``@Midjourney``);
+        a ``model`` makes it a ``/media`` task of that model instead.
         """
         script = TaskScript.build(steps, duration, error)
-        return self._state.add_task(script, task_id=task_id, type=type).id
+        return self._state.add_task(script, task_id=task_id, type=type, model=model).id
 
     def fail_task(
         self,
@@ -111,12 +116,17 @@ class FakeGPTunnel:
         status: str = "failed",
         task_id: str | None = None,
         type: str = "@FaceSwap",
+        model: str | None = None,
     ) -> str:
         """Add a task that answers ``steps`` and then fails with ``status`` and ``error``."""
         before = list(steps)
         percent = before[-1][1] if before else 0
         return self.script_task(
-            steps=[*before, (status, percent)], error=error, task_id=task_id, type=type
+            steps=[*before, (status, percent)],
+            error=error,
+            task_id=task_id,
+            type=type,
+            model=model,
         )
 
     def script_created(
@@ -133,12 +143,30 @@ class FakeGPTunnel:
         """
         self._state.set_created_script(TaskScript.build(steps, duration, error))
 
-    def task(self, task_id: str) -> Task:
+    def task(self, task_id: str) -> Task | MediaTask:
         """A task's current state, without counting as a read; ``KeyError`` if unknown."""
         task = self._state.peek_task(task_id)
         if task is None:
             raise KeyError(task_id)
         return task
+
+    # -- the balance ----------------------------------------------------------------
+
+    @property
+    def balance(self) -> Balance:
+        """What ``GET /balance`` answers (100.0, no credit, until set)."""
+        return self._state.balance
+
+    def set_balance(self, balance: float, *, credit_limit: float = 0.0) -> None:
+        """Set the balance; once it and ``credit_limit`` are used up (their sum <= 0),
+        create calls are refused with the documented 402 (``/media``: code 5)."""
+        for name, value in (("balance", balance), ("credit_limit", credit_limit)):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        self._state.balance = attrs.evolve(
+            self._state.balance, balance=float(balance), credit_limit=float(credit_limit)
+        )
 
     # -- faults ---------------------------------------------------------------------
 

@@ -159,14 +159,18 @@ class EmulatorState:
             return None if task is None else task.snapshot(time.monotonic())
 
     def result_file(self, name: str) -> bytes | None:
-        """The image at storage path ``results/<name>``, while its task shows that URL
-        (a done task's result, a running Midjourney task's preview)."""
-        task_id, _, _ = name.rpartition("_")
-        task = self.peek_task(task_id) if task_id else None
-        if task is None:
-            return None
-        shown = task.urls if isinstance(task, MediaTask) else (task.result,)
-        return self.result_image if f"{self.storage_url}/results/{name}" in shown else None
+        """The image at storage path ``results/<name>``: ``<id>_result.png`` once that task
+        is done, ``<id>_preview.png`` for a task with previews (Midjourney)."""
+        task_id, _, kind = name.rpartition("_")
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            if kind == "preview.png":
+                ready = task.preview_url is not None
+            else:
+                ready = kind == "result.png" and task.snapshot(time.monotonic()).is_done
+        return self.result_image if ready else None
 
     # -- faults ---------------------------------------------------------------------
 

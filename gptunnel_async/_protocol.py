@@ -36,6 +36,7 @@ __all__ = [
     "decode_json_object",
     "decode_task",
     "error_from_response",
+    "excerpt",
     "is_transient",
     "parse_retry_after",
     "redact",
@@ -56,6 +57,7 @@ _ERRORS_BY_STATUS: Final[Mapping[int, type[APIError]]] = {
 }
 
 _SHORT_TEXT: Final = 200
+_MESSAGE_TEXT: Final = 1000
 
 
 def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
@@ -67,6 +69,16 @@ def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
 def redact(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` masked, so a key echoed back never leaks."""
     return text.replace(secret, "***") if secret else text
+
+
+def excerpt(text: str | bytes, secret: str | None, limit: int = _SHORT_TEXT) -> str:
+    """Server text fit for a message or a log line: the key masked first, then shortened.
+
+    Masking before shortening matters: a cut through the key would leave a prefix of it.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return shorten(redact(text, secret), limit)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -117,12 +129,16 @@ def error_from_response(
     """The typed error for a non-2xx answer; the class is chosen by status alone.
 
     The body's ``message``, ``type``, ``param`` and ``code`` are used when it is JSON;
-    otherwise the message is the shortened raw text. ``secret`` is masked everywhere.
+    otherwise the message is the shortened raw text. Every field is bounded in length and
+    has ``secret`` masked, since all of them end up in the exception's text.
     """
     fields = _error_fields(body) or {}
-    raw = body.decode("utf-8", errors="replace")
-    message = _text_field(fields, "message") or shorten(raw) or f"HTTP {status}"
-    message = redact(message, secret)
+
+    def field(key: str, limit: int = _SHORT_TEXT) -> str | None:
+        value = _text_field(fields, key)
+        return None if value is None else excerpt(value, secret, limit)
+
+    message = field("message", _MESSAGE_TEXT) or excerpt(body, secret) or f"HTTP {status}"
     if status == 408:
         return APITimeoutError(f"408: {message}", status_code=408)
     retry_after = parse_retry_after(headers.get("Retry-After"))
@@ -130,38 +146,44 @@ def error_from_response(
     return cls(
         message,
         status_code=status,
-        type=_text_field(fields, "type"),
-        param=_text_field(fields, "param"),
-        code=_text_field(fields, "code"),
+        type=field("type"),
+        param=field("param"),
+        code=field("code"),
         retry_after=retry_after,
     )
 
 
-def decode_json_object(body: bytes, *, status_code: int | None = None) -> dict[str, Any]:
-    """A 2xx body parsed as a JSON object, or :class:`ResponseDecodeError`."""
+def decode_json_object(
+    body: bytes, *, status_code: int | None = None, secret: str | None = None
+) -> dict[str, Any]:
+    """A 2xx body parsed as a JSON object, or :class:`ResponseDecodeError`.
+
+    The error's ``body`` excerpt has ``secret`` masked, like every error text.
+    """
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise ResponseDecodeError(
             f"the answer is not JSON: {exc}",
             status_code=status_code,
-            body=shorten(body.decode("utf-8", errors="replace")),
+            body=excerpt(body, secret),
         ) from None
     if not isinstance(data, dict):
         raise ResponseDecodeError(
             f"expected a JSON object, got {type(data).__name__}",
             status_code=status_code,
-            body=shorten(body.decode("utf-8", errors="replace")),
+            body=excerpt(body, secret),
         )
     return data
 
 
-def decode_task(body: bytes, *, status_code: int | None = None) -> Task:
+def decode_task(body: bytes, *, status_code: int | None = None, secret: str | None = None) -> Task:
     """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
-    return structure_task(decode_json_object(body, status_code=status_code), status_code)
+    data = decode_json_object(body, status_code=status_code, secret=secret)
+    return structure_task(data, status_code, secret=secret)
 
 
-def structure_task(data: Any, status_code: int | None = None) -> Task:
+def structure_task(data: Any, status_code: int | None = None, *, secret: str | None = None) -> Task:
     """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
     if not isinstance(data, dict):
         raise ResponseDecodeError(
@@ -177,7 +199,7 @@ def structure_task(data: Any, status_code: int | None = None) -> Task:
         raise ResponseDecodeError(
             f"the answer is not a task object: {detail}",
             status_code=status_code,
-            body=shorten(json.dumps(data, ensure_ascii=False, default=str)),
+            body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
         ) from None
 
 

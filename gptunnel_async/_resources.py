@@ -18,9 +18,17 @@ __all__ = ["FaceSwap", "TaskResource", "check_task_id"]
 
 
 def check_task_id(value: str) -> str:
-    """``value`` if it is a usable task id; blank or non-string ids fail before any request."""
+    """``value`` if it is a usable task id; blank or non-string ids fail before any request.
+
+    An id that is not valid Unicode (a lone surrogate) fails too: URL encoding would
+    silently drop those characters and ask for another task.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"task_id must be a non-empty string, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"task_id is not valid Unicode: {value!r}") from None
     return value
 
 
@@ -45,7 +53,7 @@ class TaskResource:
         status, body = await self._transport.request(
             "GET", self.result_path, params={self.id_param: check_task_id(task_id)}
         )
-        return decode_task(body, status_code=status)
+        return decode_task(body, status_code=status, secret=self._transport.secret)
 
     def wait_for_result(
         self,
@@ -80,7 +88,7 @@ class TaskResource:
     async def _create(self, path: str, payload: dict[str, Any]) -> Task:
         """POST a new task; retried only where the server surely did not start one."""
         status, body = await self._transport.request("POST", path, json=payload, idempotent=False)
-        return decode_task(body, status_code=status)
+        return decode_task(body, status_code=status, secret=self._transport.secret)
 
 
 class FaceSwap(TaskResource):

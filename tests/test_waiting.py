@@ -23,7 +23,7 @@ from gptunnel_async import (
     WaitTimeoutError,
 )
 
-from .conftest import API_KEY, FAST, ScriptedAPI, task_json
+from .conftest import API_KEY, FAST, ScriptedAPI, client_tasks, connections_in_use, task_json
 
 
 def steps(*states: tuple[str, float | None]) -> list[dict[str, Any]]:
@@ -373,16 +373,9 @@ async def test_cancelling_a_wait_leaves_no_task_or_connection(
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    session = client._session
-    assert session is not None
-    assert not session.connector._acquired  # type: ignore[union-attr]
-    server_side = "web_protocol"  # the loopback server's own handler tasks
-    leftover = [
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task() and server_side not in repr(t)
-    ]
-    assert leftover == []
+    assert client._session is not None
+    assert connections_in_use(client) == 0
+    assert client_tasks() == []
 
 
 async def test_each_poll_logs_at_debug_without_the_key(

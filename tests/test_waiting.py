@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gptunnel_async import (
     AuthenticationError,
@@ -233,6 +235,44 @@ def test_default_policy_suits_a_chat_bot() -> None:
 def test_nonsense_policies_raise_value_error(values: dict[str, Any]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the contract is "a ValueError"
         PollPolicy(**values)
+
+
+_ANY_VALUE = st.one_of(
+    st.floats(0, 1),  # often sensible, so accepted policies get checked too
+    st.floats(1, 100),
+    st.floats(),
+    st.integers(-3, 100),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=2),
+)
+
+
+@settings(max_examples=400)
+@given(
+    initial=_ANY_VALUE,
+    multiplier=_ANY_VALUE,
+    max_interval=_ANY_VALUE,
+    jitter=_ANY_VALUE,
+    timeout=_ANY_VALUE,
+)
+def test_a_policy_is_either_refused_with_value_error_or_paces_sanely(
+    initial: Any, multiplier: Any, max_interval: Any, jitter: Any, timeout: Any
+) -> None:
+    try:
+        policy = PollPolicy(
+            initial=initial,
+            multiplier=multiplier,
+            max_interval=max_interval,
+            jitter=jitter,
+            timeout=timeout,
+        )
+    except ValueError:
+        return
+    assert policy.timeout is None or policy.timeout > 0
+    intervals = policy.intervals(random.Random(0))
+    for _ in range(40):
+        assert 0 <= next(intervals) <= policy.max_interval * (1 + policy.jitter)
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan")])

@@ -158,23 +158,19 @@ def decode_json_object(
 ) -> dict[str, Any]:
     """A 2xx body parsed as a JSON object, or :class:`ResponseDecodeError`.
 
-    The error's ``body`` excerpt has ``secret`` masked, like every error text.
+    The error's ``body`` excerpt has ``secret`` masked, like every error text, and it is
+    raised outside the ``except`` block: the parser's own error would stay attached as
+    ``__context__``, holding the whole body, key and all.
     """
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise ResponseDecodeError(
-            f"the answer is not JSON: {exc}",
-            status_code=status_code,
-            body=excerpt(body, secret),
-        ) from None
-    if not isinstance(data, dict):
-        raise ResponseDecodeError(
-            f"expected a JSON object, got {type(data).__name__}",
-            status_code=status_code,
-            body=excerpt(body, secret),
-        )
-    return data
+        problem = f"the answer is not JSON: {exc}"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"expected a JSON object, got {type(data).__name__}"
+    raise ResponseDecodeError(problem, status_code=status_code, body=excerpt(body, secret))
 
 
 def decode_task(body: bytes, *, status_code: int | None = None, secret: str | None = None) -> Task:
@@ -184,23 +180,25 @@ def decode_task(body: bytes, *, status_code: int | None = None, secret: str | No
 
 
 def structure_task(data: Any, status_code: int | None = None, *, secret: str | None = None) -> Task:
-    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
+    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`.
+
+    Raised outside the ``except`` block for the reason :func:`decode_json_object` gives.
+    """
     if not isinstance(data, dict):
         raise ResponseDecodeError(
             f"expected a task object, got {type(data).__name__}", status_code=status_code
         )
     try:
         return converter.structure(data, Task)
-    except (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError) as exc:
-        if isinstance(exc, cattrs.BaseValidationError):
-            detail = "; ".join(cattrs.transform_error(exc))
-        else:
-            detail = repr(exc)
-        raise ResponseDecodeError(
-            f"the answer is not a task object: {detail}",
-            status_code=status_code,
-            body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
-        ) from None
+    except cattrs.BaseValidationError as exc:
+        detail = "; ".join(cattrs.transform_error(exc))
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        detail = repr(exc)
+    raise ResponseDecodeError(
+        f"the answer is not a task object: {detail}",
+        status_code=status_code,
+        body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
+    )
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -85,42 +85,48 @@ async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int)
 
 
 async def _stream(transport: Transport, url: URL, file: BinaryIO, max_bytes: int) -> None:
-    """Write the body of ``url`` to ``file``; every wire failure becomes a typed error."""
-    with transport.wire_errors(f"GET {url.host}{url.path}"):
-        response = await _open(transport, url)
-        async with response:
-            if response.status >= 300:
-                await transport.answer(response)  # raises the status's typed error
-            if response.content_length is not None and response.content_length > max_bytes:
-                raise DownloadError(
-                    f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
-                )
-            written = 0
-            async for chunk in response.content.iter_chunked(_CHUNK):
-                written += len(chunk)
-                if written > max_bytes:
-                    raise DownloadError(f"the result is over max_bytes={max_bytes}")
-                file.write(chunk)
-
-
-async def _open(transport: Transport, url: URL) -> aiohttp.ClientResponse:
-    """GET ``url``, following redirects only to http(s), with the key only on the API origin."""
+    """Write the body of ``url`` to ``file``, following redirects only to http(s) (the key
+    only on the API origin); every wire failure becomes a typed error."""
     timeout = aiohttp.ClientTimeout(connect=transport.timeout, sock_read=transport.timeout)
-    for _ in range(_MAX_REDIRECTS + 1):
-        response = await transport.send("GET", url, timeout=timeout)
-        if response.status not in _REDIRECT_STATUSES:
-            return response
-        location = response.headers.get("Location")
-        response.release()
-        if not location:
-            raise DownloadError(f"a {response.status} redirect from {url.host} had no Location")
-        try:
-            url = url.join(URL(location))
-        except ValueError as exc:
-            raise DownloadError(f"a {response.status} redirect to an unusable URL") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise DownloadError(f"refusing a redirect to a {url.scheme!r} URL")
-    raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+    with transport.wire_errors(f"GET {url.host}{url.path}"):
+        for _ in range(_MAX_REDIRECTS + 1):
+            async with transport.exchange("GET", url, timeout=timeout) as response:
+                if response.status in _REDIRECT_STATUSES:
+                    url = _redirect_target(url, response)
+                    continue
+                if response.status >= 300:
+                    await transport.answer(response)  # raises the status's typed error
+                await _save(response, file, max_bytes)
+                return
+        raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
+    """Where a redirect points, if it is an http(s) URL; ``DownloadError`` otherwise."""
+    location = response.headers.get("Location")
+    if not location:
+        raise DownloadError(f"a {response.status} redirect from {url.host} had no Location")
+    try:
+        target = url.join(URL(location))
+    except ValueError as exc:
+        raise DownloadError(f"a {response.status} redirect to an unusable URL") from exc
+    if target.scheme not in ("http", "https") or not target.host:
+        raise DownloadError(f"refusing a redirect to a {target.scheme!r} URL")
+    return target
+
+
+async def _save(response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int) -> None:
+    """Copy the body into ``file``, refusing more than ``max_bytes`` (as decoded)."""
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise DownloadError(
+            f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
+        )
+    written = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        written += len(chunk)
+        if written > max_bytes:
+            raise DownloadError(f"the result is over max_bytes={max_bytes}")
+        file.write(chunk)
 
 
 def _remove(path: str) -> None:

@@ -6,9 +6,10 @@ Everything that can go wrong on the wire leaves this module as a typed
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -110,6 +111,7 @@ class Transport:
         self._api_key = api_key
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._slot_limit: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._headers: Final = {
             "Authorization": api_key,
             "Accept": "application/json",
@@ -125,22 +127,45 @@ class Transport:
         """The session to send with (created on first use by the client)."""
         return self._session()
 
-    async def send(self, method: str, url: URL, **options: Any) -> aiohttp.ClientResponse:
-        """Start one request; every request the SDK makes goes through here.
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self, method: str, url: URL, **options: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request and its response; every request the SDK makes goes through here.
 
         The key goes only to ``base_url``'s origin, and redirects and error statuses are
         left to the caller whatever a borrowed session's defaults say, so no redirect can
         carry the key and no status escapes as a bare aiohttp error.
+
+        Each exchange first takes one of the session's connections' worth of slots. With
+        many concurrent waits, requests queue here, outside their timeout, rather than in
+        aiohttp's pool where the wait counts against it: there, a busy client timed out
+        requests it had not even sent, and its retries fed the queue.
         """
-        response: aiohttp.ClientResponse = await self.session().request(
-            method,
-            url,
-            headers=self.headers_for(url),
-            allow_redirects=False,
-            raise_for_status=False,
-            **options,
-        )
-        return response
+        session = self.session()
+        async with self._slots(session):
+            response = await session.request(
+                method,
+                url,
+                headers=self.headers_for(url),
+                allow_redirects=False,
+                raise_for_status=False,
+                **options,
+            )
+            async with response:
+                yield response
+
+    def _slots(self, session: aiohttp.ClientSession) -> contextlib.AbstractAsyncContextManager[Any]:
+        """As many slots as the session's connector allows connections (none if unlimited)."""
+        if self._slot_limit is None:
+            connector = session.connector
+            limits = [connector.limit, connector.limit_per_host] if connector else []
+            self._slot_limit = (
+                asyncio.Semaphore(min(n for n in limits if n))
+                if any(limits)
+                else contextlib.nullcontext()
+            )
+        return self._slot_limit
 
     async def answer(self, response: aiohttp.ClientResponse) -> bytes:
         """The body of a 2xx answer, or the typed error for any other status.
@@ -227,8 +252,7 @@ class Transport:
         self, method: str, url: URL, params: Mapping[str, str] | None, json: Any
     ) -> tuple[int, bytes]:
         with self.wire_errors(f"{method} {url.path}"):
-            response = await self.send(
+            async with self.exchange(
                 method, url, params=params, json=json, timeout=self._client_timeout
-            )
-            async with response:
+            ) as response:
                 return response.status, await self.answer(response)

@@ -14,6 +14,7 @@ from email.utils import format_datetime
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gptunnel_async import (
     APIConnectionError,
@@ -348,6 +349,28 @@ async def test_a_coarse_clock_still_ends_a_wait_with_wait_timeout_error(
     await asyncio.sleep(0.17)  # wakes the loop within one "tick" of the deadline
     with pytest.raises(WaitTimeoutError):
         await waiting
+
+
+# -- load ------------------------------------------------------------------------------
+
+
+async def test_requests_queued_for_a_busy_pool_do_not_time_out_before_they_are_sent(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.15)
+        return web.json_response(DONE)
+
+    api.script(slow)
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = GPTunnelClient(
+            api_key=API_KEY, base_url=api.base_url, timeout=0.5, session=session
+        )
+        tasks = await asyncio.gather(*(client.get_result(f"t{n}") for n in range(6)))
+    assert all(task.is_done for task in tasks)
+    assert recorded_sleeps == []  # none timed out while the one connection was busy
+    assert len(api.requests) == 6
 
 
 # -- lifecycle: cancellation and closing ------------------------------------------------

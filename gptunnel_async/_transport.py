@@ -111,7 +111,7 @@ class Transport:
         self._api_key = api_key
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._slot_limit: contextlib.AbstractAsyncContextManager[Any] | None = None
+        self._connection_slots: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._headers: Final = {
             "Authorization": api_key,
             "Accept": "application/json",
@@ -137,10 +137,10 @@ class Transport:
         left to the caller whatever a borrowed session's defaults say, so no redirect can
         carry the key and no status escapes as a bare aiohttp error.
 
-        Each exchange first takes one of the session's connections' worth of slots. With
-        many concurrent waits, requests queue here, outside their timeout, rather than in
-        aiohttp's pool where the wait counts against it: there, a busy client timed out
-        requests it had not even sent, and its retries fed the queue.
+        Each exchange first takes a slot, one per connection the session's connector
+        allows. With many concurrent waits, requests queue here, outside their timeout,
+        rather than in aiohttp's pool where the wait counts against it: there, a busy
+        client timed out requests it had not even sent, and its retries fed the queue.
         """
         session = self.session()
         async with self._slots(session):
@@ -157,15 +157,15 @@ class Transport:
 
     def _slots(self, session: aiohttp.ClientSession) -> contextlib.AbstractAsyncContextManager[Any]:
         """As many slots as the session's connector allows connections (none if unlimited)."""
-        if self._slot_limit is None:
+        if self._connection_slots is None:
             connector = session.connector
             limits = [connector.limit, connector.limit_per_host] if connector else []
-            self._slot_limit = (
+            self._connection_slots = (
                 asyncio.Semaphore(min(n for n in limits if n))
                 if any(limits)
                 else contextlib.nullcontext()
             )
-        return self._slot_limit
+        return self._connection_slots
 
     async def answer(self, response: aiohttp.ClientResponse) -> bytes:
         """The body of a 2xx answer, or the typed error for any other status.

@@ -24,7 +24,7 @@ from gptunnel_async import (
 from gptunnel_async._protocol import structure_task
 
 from . import faults
-from .conftest import API_KEY, ScriptedAPI, connections_in_use, task_json
+from .conftest import API_KEY, ScriptedAPI, client_tasks, connections_in_use, task_json
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000
 
@@ -278,6 +278,7 @@ async def test_cancelling_a_download_at_any_await_point_leaves_dest_as_it_was(
         finally:
             assert folder_listing(tmp_path) == ["r.png"], f"a leftover after {ticks} ticks"
             assert connections_in_use(client) == 0
+            assert client_tasks() == []
         assert dest.read_bytes() == PNG
         return False
 

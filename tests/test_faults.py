@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -274,6 +275,26 @@ async def test_a_wait_rides_through_each_fault(
     api.script(RUNNING, fault, fault, DONE)
     events = [event async for event in impatient.wait_for_result("task-1")]
     assert [(e.status, e.percent) for e in events] == [("running", 40), ("done", 100)]
+
+
+async def test_a_failed_read_logs_a_warning_with_its_reason_and_the_next_poll(
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    recorded_sleeps: list[float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api.script(faults.html(200), RUNNING, DONE)
+    with caplog.at_level(logging.DEBUG, logger="gptunnel_async"):
+        await client.wait_for_result("task-1")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "task task-1: read failed (the answer is not JSON: Expecting value: line 1 "
+            "column 1 (char 0)); polling again in 0.01s",
+        ),
+        ("DEBUG", "task task-1: status=running percent=40 read=2 next_wait=0.02s"),
+        ("DEBUG", "task task-1: status=done percent=100 read=3 next_wait=0.04s"),
+    ]
 
 
 @pytest.mark.parametrize(("status", "error"), CLIENT_ERRORS)

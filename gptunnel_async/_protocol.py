@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
+import attrs
 import cattrs
 
 from .errors import (
@@ -182,18 +183,22 @@ def decode_task(body: bytes, *, status_code: int | None = None, secret: str | No
 def structure_task(data: Any, status_code: int | None = None, *, secret: str | None = None) -> Task:
     """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`.
 
-    Raised outside the ``except`` block for the reason :func:`decode_json_object` gives.
+    ``secret`` is masked in the task's ``error``, which becomes a ``TaskFailedError``'s
+    text. The error is raised outside the ``except`` block for the reason
+    :func:`decode_json_object` gives.
     """
     if not isinstance(data, dict):
         raise ResponseDecodeError(
             f"expected a task object, got {type(data).__name__}", status_code=status_code
         )
     try:
-        return converter.structure(data, Task)
+        task = converter.structure(data, Task)
     except cattrs.BaseValidationError as exc:
         detail = "; ".join(cattrs.transform_error(exc))
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         detail = repr(exc)
+    else:
+        return attrs.evolve(task, error=redact(task.error, secret)) if task.error else task
     raise ResponseDecodeError(
         f"the answer is not a task object: {detail}",
         status_code=status_code,

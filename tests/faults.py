@@ -64,7 +64,7 @@ def garbage(status: int = 200) -> Reply:
 def _raw(request: web.Request) -> asyncio.Transport:
     transport = request.transport
     assert transport is not None
-    return transport  # type: ignore[return-value]
+    return transport
 
 
 def reset() -> Reply:

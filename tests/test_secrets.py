@@ -122,6 +122,8 @@ async def test_the_key_never_leaks_through_a_run_full_of_errors_retries_waits_an
         events = [event async for event in client.wait_for_result("task-1")]
         api.replies[:] = [task_json(status="running", percent=5)]
         await expect_error(client.wait_for_result("task-1", timeout=0.05))
+        api.replies[:] = [task_json(status="failed", error=f"rejected key {KEY}")]
+        await expect_error(client.wait_for_result("task-1"))
         api.replies[:] = [echo(404, "raw")]  # a download from the API's own origin
         await expect_error(client.download_result(api.base_url + "/files/x.png", tmp_path))
         api.replies[:] = [redirect_to_storage]
@@ -129,7 +131,7 @@ async def test_the_key_never_leaks_through_a_run_full_of_errors_retries_waits_an
 
     assert events[-1].is_done
     assert saved.read_bytes() == PNG
-    assert len(errors) == 11
+    assert len(errors) == 12
     assert len(recorded_sleeps) >= 6  # retries happened, and were logged
     assert api.requests[-1]["headers"]["Authorization"] == KEY  # it was sent where it belongs
     texts = [caplog.handler.format(record) for record in caplog.records]

@@ -23,7 +23,8 @@ from .models import Balance, MediaTask, Task
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 
 DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
-_CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
+"""Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
 
 
 def _api_key(value: str | None) -> str:
@@ -32,9 +33,10 @@ def _api_key(value: str | None) -> str:
         raise ConfigurationError(
             "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
         )
-    if not isinstance(key, str) or _CONTROL_CHARACTERS.search(key) or key != key.strip():
+    if not isinstance(key, str) or not _HEADER_VALUE.fullmatch(key):
         raise ConfigurationError(
-            "the API key contains whitespace or control characters (a newline from a file?)"
+            "the API key must be printable ASCII without surrounding whitespace; it contains "
+            "control, non-ASCII or whitespace characters (a newline from a file?)"
         )
     return key
 

@@ -240,11 +240,14 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         while True:
             if deadline is not None and loop.time() >= deadline:
                 raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen)
+            bounded = asyncio.timeout_at(deadline)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with bounded:
                     task, next_read = await self._read_when_due(next_read, intervals, loop)
             except TimeoutError:
-                if deadline is not None and loop.time() >= deadline:
+                # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
+                # rather than the clock stays exact when the deadline lands on a wake-up.
+                if bounded.expired():
                     raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
                 raise
             last_seen = task

@@ -30,8 +30,17 @@ def check_text(name: str, value: Any) -> str:
 
 
 def check_task_id(value: str) -> str:
-    """``value`` if it is a usable task id; blank or non-string ids fail before any request."""
-    return check_text("task_id", value)
+    """``value`` if it is a usable task id; blank or non-string ids fail before any request.
+
+    An id that is not valid Unicode (a lone surrogate) fails too: URL encoding would
+    silently drop those characters and ask for another task.
+    """
+    check_text("task_id", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"task_id is not valid Unicode: {value!r}") from None
+    return value
 
 
 @attrs.frozen

@@ -20,6 +20,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ContentPolicyError,
     DownloadError,
     GPTunnelError,
     InsufficientBalanceError,
@@ -32,7 +33,7 @@ from .errors import (
     UsageError,
     WaitTimeoutError,
 )
-from .models import Task, Usage
+from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
 
 __all__ = [
     "APIConnectionError",
@@ -40,11 +41,15 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "ConfigurationError",
+    "ContentPolicyError",
     "DownloadError",
     "GPTunnelClient",
     "GPTunnelError",
     "InsufficientBalanceError",
+    "MediaClip",
+    "MediaTask",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -55,6 +60,7 @@ __all__ = [
     "ServerError",
     "Task",
     "TaskFailedError",
+    "TaskLike",
     "TaskWaiter",
     "Usage",
     "UsageError",

@@ -21,7 +21,7 @@ from .models import Task, converter
 
 __all__ = ["JsonOutput", "LineOutput", "LiveOutput", "Output", "choose_output"]
 
-ShowProgress = Callable[[ProgressEvent], None]
+ShowProgress = Callable[[ProgressEvent[Task]], None]
 
 
 class Output(Protocol):
@@ -88,7 +88,7 @@ class LineOutput:
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
-        def show(event: ProgressEvent) -> None:
+        def show(event: ProgressEvent[Task]) -> None:
             status = f"[{_status_style(event.status)}]{escape(event.status):<10}[/]"
             self.console.print(f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%")
 
@@ -121,7 +121,7 @@ class LiveOutput(LineOutput):
         with bar:
             row = bar.add_task(escape(task_id), total=100, status="waiting")
 
-            def show(event: ProgressEvent) -> None:
+            def show(event: ProgressEvent[Task]) -> None:
                 bar.update(row, completed=event.percent, status=escape(event.status), refresh=True)
 
             yield show
@@ -145,7 +145,7 @@ class JsonOutput:
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
-        def show(event: ProgressEvent) -> None:
+        def show(event: ProgressEvent[Task]) -> None:
             self._emit(
                 {
                     "event": "progress",

@@ -13,16 +13,18 @@ import aiohttp
 from yarl import URL
 
 from . import _download
+from ._families import BgRemover, FaceSwap, Media, Midjourney
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._resources import FaceSwap
+from ._protocol import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
-from .models import Task
+from .models import Balance, MediaTask, Task
 
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 
 DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
-_CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
+"""Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
 
 
 def _api_key(value: str | None) -> str:
@@ -31,9 +33,10 @@ def _api_key(value: str | None) -> str:
         raise ConfigurationError(
             "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
         )
-    if not isinstance(key, str) or _CONTROL_CHARACTERS.search(key) or key != key.strip():
+    if not isinstance(key, str) or not _HEADER_VALUE.fullmatch(key):
         raise ConfigurationError(
-            "the API key contains whitespace or control characters (a newline from a file?)"
+            "the API key must be printable ASCII without surrounding whitespace; it contains "
+            "control, non-ASCII or whitespace characters (a newline from a file?)"
         )
     return key
 
@@ -54,6 +57,21 @@ def _base_url(value: str | None) -> str:
     return str(url).rstrip("/")
 
 
+def _result_file(task: Task | MediaTask) -> str:
+    """The one result URL of a done task; ``ConfigurationError`` if it has none or several."""
+    found = (task.result,) if isinstance(task, Task) else task.urls
+    files = [url for url in found if url] if task.is_done else []
+    if not files:
+        raise ConfigurationError(
+            f"task {task.id} has no result to download (status {task.status!r})"
+        )
+    if len(files) > 1:
+        raise ConfigurationError(
+            f"task {task.id} has {len(files)} result files: download each of task.urls"
+        )
+    return files[0]
+
+
 class GPTunnelClient:
     """An async client for GPTunnel's task API.
 
@@ -70,8 +88,8 @@ class GPTunnelClient:
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.
 
     Raises:
-        ConfigurationError: no key at all, a key with whitespace or control characters,
-            a base URL that is not an absolute http(s) URL, or a bad option.
+        ConfigurationError: no key at all, a key that is not printable ASCII, a base
+            URL that is not an absolute http(s) URL, or a bad option.
     """
 
     def __init__(
@@ -106,8 +124,16 @@ class GPTunnelClient:
             max_retries=max_retries,
             session=self._get_session,
         )
-        self.faceswap = FaceSwap(self._transport, lambda: self.poll_policy)
-        """Face swaps: ``create``, ``result``, ``wait_for_result`` and ``swap``."""
+        self.faceswap = FaceSwap(self._transport, self._poll_policy)
+        """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
+        self.bgremover = BgRemover(self._transport, self._poll_policy)
+        """Background removal: ``result``, ``wait_for_result``."""
+        self.midjourney = Midjourney(self._transport, self._poll_policy)
+        """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
+        ``wait_for_result``, ``imagine_and_wait``."""
+        self.media = Media(self._transport, self._poll_policy)
+        """Media generation ([MediaTask][gptunnel_async.MediaTask]): ``create``, ``result``,
+        ``wait_for_result``, ``generate``."""
 
     @property
     def base_url(self) -> str:
@@ -121,6 +147,9 @@ class GPTunnelClient:
 
     def __repr__(self) -> str:
         return f"GPTunnelClient(base_url={self.base_url!r})"
+
+    def _poll_policy(self) -> PollPolicy:
+        return self.poll_policy
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -162,7 +191,7 @@ class GPTunnelClient:
 
         Raises:
             GPTunnelError: the errors that
-                [faceswap.result][gptunnel_async._resources.FaceSwap.result] raises.
+                [faceswap.result][gptunnel_async._families.FaceSwap.result] raises.
         """
         return await self.faceswap.result(task_id)
 
@@ -172,8 +201,8 @@ class GPTunnelClient:
         *,
         policy: PollPolicy | None = None,
         timeout: float | None = POLICY_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
-    ) -> TaskWaiter:
+        on_progress: ProgressCallback[Task] | None = None,
+    ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``.
 
         Args:
@@ -193,9 +222,26 @@ class GPTunnelClient:
             task_id, policy=policy, timeout=timeout, on_progress=on_progress
         )
 
+    async def balance(self, *, use_wallet_balance: bool = False) -> Balance:
+        """The organisation's balance and credit limit (``GET /balance``).
+
+        Args:
+            use_wallet_balance: read the personal wallet rather than the organisation's.
+
+        Returns:
+            The balance and credit limit.
+
+        Raises:
+            AuthenticationError: the key was refused.
+            APIError: any other error status, after the retries for transient ones.
+            APIConnectionError: the network failed, after the retries.
+        """
+        params = {"useWalletBalance": "true"} if use_wallet_balance else None
+        return await self._transport.request("GET", "balance", decode_balance, params=params)
+
     async def download_result(
         self,
-        task_or_url: Task | str,
+        task_or_url: Task | MediaTask | str,
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
@@ -207,7 +253,9 @@ class GPTunnelClient:
         API key is never sent to the storage host.
 
         Args:
-            task_or_url: a done [Task][], or an http(s) URL.
+            task_or_url: a done [Task][] or [MediaTask][gptunnel_async.MediaTask], or
+                an http(s) URL. A media task with several files (music clips) is
+                refused: download each of its ``urls`` instead.
             dest: the file to write, or an existing folder to write into under the
                 URL's file name.
             max_bytes: the largest body accepted (256 MiB by default).
@@ -216,21 +264,17 @@ class GPTunnelClient:
             The path written.
 
         Raises:
-            ConfigurationError: the task is not done, the URL is not http(s), the
-                folder does not exist, or ``max_bytes`` is not a positive int.
+            ConfigurationError: the task is not done or has several files, the URL is
+                not http(s), the folder does not exist, or ``max_bytes`` is not a
+                positive int.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, a redirect was refused, or
                 the file could not be written.
             APIConnectionError: the network failed, after the retries.
         """
-        if isinstance(task_or_url, Task):
-            if not task_or_url.is_done or not task_or_url.result:
-                raise ConfigurationError(
-                    f"task {task_or_url.id} has no result to download (status "
-                    f"{task_or_url.status!r})"
-                )
-            url, fallback_name = task_or_url.result, f"{task_or_url.id}.bin"
+        if isinstance(task_or_url, Task | MediaTask):
+            url, fallback_name = _result_file(task_or_url), f"{task_or_url.id}.bin"
         else:
             url, fallback_name = task_or_url, "result.bin"
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:

@@ -6,14 +6,15 @@ The tree:
 GPTunnelError
 ├── ConfigurationError          (also ValueError) a bad key, URL, task id or option
 ├── UsageError                  (also RuntimeError) a closed client, a waiter used twice
-├── APIError                    the API answered with an error status
-│   ├── BadRequestError             400
-│   ├── AuthenticationError         401
-│   ├── InsufficientBalanceError    402
-│   ├── PermissionDeniedError       403
-│   ├── NotFoundError               404
+├── APIError                    the API answered with an error (status or media code)
+│   ├── BadRequestError             400, media 3
+│   │   └── ContentPolicyError          media 1001 and 1002: content blocked
+│   ├── AuthenticationError         401, media 2
+│   ├── InsufficientBalanceError    402, media 5
+│   ├── PermissionDeniedError       403, media 7
+│   ├── NotFoundError               404, media 4 and 99
 │   ├── RateLimitError              429 (retried; .retry_after)
-│   └── ServerError                 5xx (retried)
+│   └── ServerError                 5xx, media 1, 500, 6 (500/502/503/504, media 6 retried)
 ├── APIConnectionError          the network failed (retried)
 │   └── APITimeoutError             a request timed out, or 408 (retried)
 ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
@@ -28,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import Task
+    from .models import TaskLike
 
 __all__ = [
     "APIConnectionError",
@@ -37,6 +38,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ContentPolicyError",
     "DownloadError",
     "GPTunnelError",
     "InsufficientBalanceError",
@@ -64,17 +66,18 @@ class UsageError(GPTunnelError, RuntimeError):
 
 
 class APIError(GPTunnelError):
-    """The API answered with an HTTP error status; a subclass names the status.
+    """The API answered with an HTTP error status, or (``/media``) a non-zero ``code``;
+    a subclass names which.
 
     ``message``, ``type``, ``param`` and ``code`` come from the JSON error body when it
     parses; otherwise ``message`` is the start of the raw body.
 
     Attributes:
         message: what went wrong, in the API's words.
-        status_code: the HTTP status.
+        status_code: the HTTP status; a media error that came with HTTP 200 keeps 200.
         type: the API's error type, e.g. ``"insufficient_balance_error"``.
         param: the request field at fault, if the API named one.
-        code: the API's error code, if any.
+        code: the API's error code, if any; a media error's code, e.g. ``"3"``.
         retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
     """
 
@@ -99,23 +102,27 @@ class APIError(GPTunnelError):
 
 
 class BadRequestError(APIError):
-    """HTTP 400: the request was malformed, e.g. a missing ``taskId``."""
+    """HTTP 400 (media code 3): the request was malformed, e.g. a missing ``taskId``."""
+
+
+class ContentPolicyError(BadRequestError):
+    """The prompt or an image was blocked by content moderation (media codes 1001, 1002)."""
 
 
 class AuthenticationError(APIError):
-    """HTTP 401: the API key is missing, wrong or revoked."""
+    """HTTP 401 (media code 2): the API key is missing, wrong or revoked."""
 
 
 class InsufficientBalanceError(APIError):
-    """HTTP 402: the organisation's balance is too low."""
+    """HTTP 402 (media code 5): the organisation's balance is too low."""
 
 
 class PermissionDeniedError(APIError):
-    """HTTP 403: the key may not use this resource."""
+    """HTTP 403 (media code 7): the key may not use this resource or model."""
 
 
 class NotFoundError(APIError):
-    """HTTP 404: no such task or resource."""
+    """HTTP 404 (media codes 4, 99): no such task, resource or method."""
 
 
 class RateLimitError(APIError):
@@ -123,7 +130,10 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """HTTP 5xx: the server failed; 500, 502, 503 and 504 are retried."""
+    """HTTP 5xx (media codes 1, 500, 6): the server failed.
+
+    500, 502, 503, 504 and media code 6 (heavy load) are retried.
+    """
 
 
 class APIConnectionError(GPTunnelError):
@@ -176,7 +186,7 @@ class TaskFailedError(GPTunnelError):
         task: its final state; ``task.error`` may say why.
     """
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: TaskLike) -> None:
         self.task_id = task.id
         self.task = task
         reason = task.error or "no error message given"
@@ -192,7 +202,7 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         task: the last state seen, or ``None`` if no read succeeded.
     """
 
-    def __init__(self, task_id: str, timeout: float, task: Task | None) -> None:
+    def __init__(self, task_id: str, timeout: float, task: TaskLike | None) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.task = task

@@ -18,7 +18,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import FSInputFile, Message
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, ProgressEvent
+from gptunnel_async import GPTunnelClient, GPTunnelError, ProgressEvent, Task
 
 from . import replies
 from .progress import Clock, Sleep, ThrottledMessage, progress_text
@@ -71,7 +71,7 @@ async def take_face(
         lambda text: _edit(sent, text), sent.text or "", clock=clock, sleep=sleep
     )
 
-    async def show(event: ProgressEvent) -> None:
+    async def show(event: ProgressEvent[Task]) -> None:
         await progress.show(progress_text(event.status, event.percent))
 
     try:

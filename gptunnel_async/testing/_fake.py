@@ -13,11 +13,12 @@ from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
+import attrs
 from aiohttp import web
 
 from .._client import GPTunnelClient
 from ..errors import UsageError
-from ..models import Task
+from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
 from ._samples import sample_image
 from ._scripts import Step, TaskScript
@@ -108,6 +109,7 @@ class FakeGPTunnel:
         error: str | None = None,
         task_id: str | None = None,
         type: str = "@FaceSwap",
+        model: str | None = None,
     ) -> str:
         """Add a task; give exactly one of ``steps`` and ``duration``.
 
@@ -118,7 +120,8 @@ class FakeGPTunnel:
                 before the task is ``done`` -- or ``failed`` with ``error``, if given.
             error: the task's error text once it has failed.
             task_id: the id to use; a random one by default.
-            type: the task's ``type``.
+            type: picks the family: ``@FaceSwap``, ``@BGRemover`` or ``@Midjourney``.
+            model: makes it a ``/media`` task of that model instead.
 
         Returns:
             The task's id.
@@ -127,7 +130,7 @@ class FakeGPTunnel:
             ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         script = TaskScript.build(steps, duration, error)
-        return self._state.add_task(script, task_id=task_id, type=type).id
+        return self._state.add_task(script, task_id=task_id, type=type, model=model).id
 
     def fail_task(
         self,
@@ -137,6 +140,7 @@ class FakeGPTunnel:
         status: str = "failed",
         task_id: str | None = None,
         type: str = "@FaceSwap",
+        model: str | None = None,
     ) -> str:
         """Add a task that answers ``steps`` and then fails.
 
@@ -145,7 +149,8 @@ class FakeGPTunnel:
             steps: ``(status, percent)`` answers before the failure, one per read.
             status: the failure status.
             task_id: the id to use; a random one by default.
-            type: the task's ``type``.
+            type: the family, as for ``script_task``.
+            model: makes it a ``/media`` task of that model instead.
 
         Returns:
             The task's id.
@@ -153,7 +158,11 @@ class FakeGPTunnel:
         before = list(steps)
         percent = before[-1][1] if before else 0
         return self.script_task(
-            steps=[*before, (status, percent)], error=error, task_id=task_id, type=type
+            steps=[*before, (status, percent)],
+            error=error,
+            task_id=task_id,
+            type=type,
+            model=model,
         )
 
     def script_created(
@@ -178,7 +187,7 @@ class FakeGPTunnel:
         """
         self._state.set_created_script(TaskScript.build(steps, duration, error))
 
-    def task(self, task_id: str) -> Task:
+    def task(self, task_id: str) -> Task | MediaTask:
         """A task's current state, without counting as a read.
 
         Args:
@@ -194,6 +203,34 @@ class FakeGPTunnel:
         if task is None:
             raise KeyError(task_id)
         return task
+
+    # -- the balance ----------------------------------------------------------------
+
+    @property
+    def balance(self) -> Balance:
+        """What ``GET /balance`` answers (100.0, no credit, until set)."""
+        return self._state.balance
+
+    def set_balance(self, balance: float, *, credit_limit: float = 0.0) -> None:
+        """Set the balance that ``GET /balance`` answers and create calls spend.
+
+        Once the balance and the credit limit are used up (their sum <= 0), create
+        calls are refused with the documented 402 (``/media``: code 5).
+
+        Args:
+            balance: the organisation's balance.
+            credit_limit: how far below zero it may go.
+
+        Raises:
+            ValueError: a value that is not a finite number.
+        """
+        for name, value in (("balance", balance), ("credit_limit", credit_limit)):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        self._state.balance = attrs.evolve(
+            self._state.balance, balance=float(balance), credit_limit=float(credit_limit)
+        )
 
     # -- faults ---------------------------------------------------------------------
 

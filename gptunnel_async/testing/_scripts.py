@@ -7,19 +7,41 @@ repeated, or a duration over which ``percent`` rises with the wall clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final, TypeAlias
 
 import attrs
 
-from ..models import DONE_STATUSES, FAILED_STATUSES, Task, Usage
+from ..models import FAILED_STATUSES, MediaTask, Task, Usage
 
-__all__ = ["DEFAULT_CREATED_SCRIPT", "EmulatedTask", "Step", "TaskScript"]
+__all__ = ["DEFAULT_CREATED_SCRIPT", "LOOKS", "EmulatedTask", "Look", "Step", "TaskScript"]
 
 Step: TypeAlias = tuple[str, int]
 """One read's answer: ``(status, percent)``."""
 
 DEFAULT_ERROR: Final = "the task failed"
+
+MEDIA_COST: Final = 0.5
+"""What a done emulated media task says it cost."""
+
+
+@attrs.frozen
+class Look:
+    """What a family's task objects show beyond the common fields."""
+
+    actions: tuple[str, ...] = ()
+    """Offered once the task is done."""
+    previews: bool = False
+    """Whether ``result`` is an intermediate image while the task runs."""
+
+
+LOOKS: Final[Mapping[str, Look]] = {
+    "@Midjourney": Look(
+        actions=tuple(f"{action}{n}" for action in ("upsample", "variation") for n in range(1, 5)),
+        previews=True,
+    ),
+}
+"""Families whose tasks look different from a face swap's, by task ``type``."""
 
 
 @attrs.frozen
@@ -82,7 +104,12 @@ DEFAULT_CREATED_SCRIPT: Final = TaskScript.build(
 
 @attrs.define
 class EmulatedTask:
-    """One task in the emulator: its script, when it started, how often it was read."""
+    """One task in the emulator: its script, when it started, how often it was read,
+    and what its family shows.
+
+    ``actions`` are offered once it is done and ``preview_url`` is its ``result`` while
+    it runs (Midjourney); a task with a ``model`` is a ``/media`` task.
+    """
 
     id: str
     type: str
@@ -90,30 +117,44 @@ class EmulatedTask:
     started: float
     result_url: str
     reads: int = 0
+    parent_id: str | None = None
+    actions: tuple[str, ...] = ()
+    preview_url: str | None = None
+    model: str | None = None
 
-    def snapshot(self, now: float) -> Task:
+    def snapshot(self, now: float) -> Task | MediaTask:
         """The task's state now, without counting a read."""
         status, percent = self.script.state(self.reads, now - self.started)
         return self._task(status, percent)
 
-    def read(self, now: float) -> Task:
+    def read(self, now: float) -> Task | MediaTask:
         """The task's state now, counting a read (which moves a steps script on)."""
         task = self.snapshot(now)
         self.reads += 1
         return task
 
-    def created(self) -> Task:
+    def created(self) -> Task | MediaTask:
         """The answer to the create call: a fresh ``idle`` task."""
         return self._task("idle", 0)
 
-    def _task(self, status: str, percent: int) -> Task:
-        failed = status in FAILED_STATUSES
-        return Task(
+    def _task(self, status: str, percent: int) -> Task | MediaTask:
+        error = (self.script.error or DEFAULT_ERROR) if status in FAILED_STATUSES else None
+        if self.model is not None:
+            media = MediaTask(id=self.id, status=status, model=self.model, message=error)
+            if media.is_done:
+                return attrs.evolve(media, url=self.result_url, cost=MEDIA_COST)
+            return media
+        task = Task(
             id=self.id,
             status=status,
             percent=percent,
+            parent_id=self.parent_id,
             type=self.type,
-            result=self.result_url if status in DONE_STATUSES else None,
-            error=(self.script.error or DEFAULT_ERROR) if failed else None,
+            error=error,
             usage=Usage(),
         )
+        if task.is_done:
+            return attrs.evolve(task, result=self.result_url, actions=self.actions)
+        if self.preview_url is not None and percent > 0 and error is None:
+            return attrs.evolve(task, result=self.preview_url)
+        return task

@@ -1,4 +1,5 @@
-"""The emulator's memory: tasks, queued faults and the request logs, behind one lock.
+"""The emulator's memory: tasks, the balance, queued faults and the request logs, behind
+one lock.
 
 The servers may run on another thread than the test that scripts them, so every read
 and change goes through ``EmulatorState`` and its lock.
@@ -11,15 +12,18 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 from multidict import CIMultiDictProxy
 
-from ..models import Task
-from ._scripts import DEFAULT_CREATED_SCRIPT, EmulatedTask, TaskScript
+from ..models import Balance, MediaTask, Task
+from ._scripts import DEFAULT_CREATED_SCRIPT, LOOKS, EmulatedTask, Look, TaskScript
 
-__all__ = ["EmulatorState", "Fault", "RecordedRequest", "Server"]
+__all__ = ["DEFAULT_BALANCE", "EmulatorState", "Fault", "RecordedRequest", "Server"]
+
+DEFAULT_BALANCE: Final = Balance(org_id="fake-org", balance=100.0, credit_limit=0.0)
+"""The emulator's balance until a test sets another."""
 
 Server: TypeAlias = Literal["api", "storage"]
 """Which of the emulator's two origins: the API, or the storage that serves results."""
@@ -84,23 +88,59 @@ class EmulatorState:
         self._faults: list[Fault] = []
         self._logs: dict[Server, list[RecordedRequest]] = {"api": [], "storage": []}
         self._created_script = DEFAULT_CREATED_SCRIPT
+        self._balance = DEFAULT_BALANCE
+
+    # -- the balance ----------------------------------------------------------------
+
+    @property
+    def balance(self) -> Balance:
+        """What ``/balance`` answers; creates are refused (402) once it and the credit
+        limit are used up."""
+        with self._lock:
+            return self._balance
+
+    @balance.setter
+    def balance(self, value: Balance) -> None:
+        with self._lock:
+            self._balance = value
+
+    def can_pay(self) -> bool:
+        """Whether a create may start a task: some balance or credit is left."""
+        balance = self.balance
+        return balance.balance + balance.credit_limit > 0
 
     # -- tasks ----------------------------------------------------------------------
 
     def add_task(
-        self, script: TaskScript | None = None, *, task_id: str | None = None, type: str
+        self,
+        script: TaskScript | None = None,
+        *,
+        task_id: str | None = None,
+        type: str,
+        parent_id: str | None = None,
+        model: str | None = None,
     ) -> EmulatedTask:
-        """A new task following ``script`` (default: the created-task script)."""
+        """A new task following ``script`` (default: the created-task script).
+
+        Its family's :data:`LOOKS` entry (by ``type``) gives its actions and previews;
+        ``parent_id`` and ``model`` are as on :class:`EmulatedTask`.
+        """
+        look = LOOKS.get(type, Look())
         with self._lock:
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ValueError(f"the emulator already has a task {new_id!r}")
+            files = f"{self.storage_url}/results/{new_id}"
             task = EmulatedTask(
                 id=new_id,
                 type=type,
                 script=script or self._created_script,
                 started=time.monotonic(),
-                result_url=f"{self.storage_url}/results/{new_id}_result.png",
+                result_url=f"{files}_result.png",
+                parent_id=parent_id,
+                actions=look.actions,
+                preview_url=f"{files}_preview.png" if look.previews else None,
+                model=model,
             )
             self._tasks[new_id] = task
             return task
@@ -110,23 +150,31 @@ class EmulatorState:
         with self._lock:
             self._created_script = script
 
-    def read_task(self, task_id: str) -> Task | None:
+    def read_task(self, task_id: str) -> Task | MediaTask | None:
         """A task's state, counting the read; ``None`` if there is no such task."""
         with self._lock:
             task = self._tasks.get(task_id)
             return None if task is None else task.read(time.monotonic())
 
-    def peek_task(self, task_id: str) -> Task | None:
+    def peek_task(self, task_id: str) -> Task | MediaTask | None:
         """A task's state without counting a read; ``None`` if there is no such task."""
         with self._lock:
             task = self._tasks.get(task_id)
             return None if task is None else task.snapshot(time.monotonic())
 
     def result_file(self, name: str) -> bytes | None:
-        """The result image at storage path ``results/<name>``, if that task is done."""
-        task_id = name.removesuffix("_result.png")
-        task = self.peek_task(task_id) if name != task_id else None
-        return self.result_image if task is not None and task.is_done else None
+        """The image at storage path ``results/<name>``: ``<id>_result.png`` once that task
+        is done, ``<id>_preview.png`` for a task with previews (Midjourney)."""
+        task_id, _, kind = name.rpartition("_")
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            if kind == "preview.png":
+                ready = task.preview_url is not None
+            else:
+                ready = kind == "result.png" and task.snapshot(time.monotonic()).is_done
+        return self.result_image if ready else None
 
     # -- faults ---------------------------------------------------------------------
 

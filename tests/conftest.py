@@ -15,12 +15,19 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
+from hypothesis import HealthCheck, settings
 
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
 
 from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
 
 API_KEY = "test-key-5f1e"
+
+# In a fresh clone, the first test that draws text builds Hypothesis's Unicode tables
+# (about a second) inside its first draw, which the too_slow health check then blames
+# on that test's strategy.
+settings.register_profile("fresh-clone-safe", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("fresh-clone-safe")
 
 
 def task_json(status: str = "running", percent: float | None = 0, **extra: Any) -> dict[str, Any]:

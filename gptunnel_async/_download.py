@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Final
@@ -69,6 +70,7 @@ async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int)
     """
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
+        os.chmod(temporary, _mode_for(target))
         # Writes stay on the event loop: 64 KiB chunks into the page cache take
         # microseconds, and a thread hop per chunk would make cancellation race the
         # write it interrupts.
@@ -127,6 +129,17 @@ async def _save(response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")
         file.write(chunk)
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions ``target`` gets: those of the file it replaces, else what a plain
+    ``open()`` would give (0o666 less the umask) — not the temporary file's private 0o600."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _remove(path: str) -> None:

@@ -236,9 +236,12 @@ def structure(
 def _masked(model: M, secret: str | None) -> M:
     """``model`` with ``secret`` masked in the texts the server wrote into it."""
     changes = {
-        name: redact(value, secret)
-        for name in _SERVER_TEXTS
-        if isinstance(value := getattr(model, name, None), str) and secret and secret in value
+        field.name: redact(value, secret)
+        for field in attrs.fields(type(model))
+        if field.name in _SERVER_TEXTS
+        and isinstance(value := getattr(model, field.name), str)
+        and secret
+        and secret in value
     }
     if not changes:
         return model

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -399,3 +401,21 @@ async def test_unusable_or_endless_redirects_fail_cleanly(
     with pytest.raises(DownloadError, match=match):
         await client.download_result(storage.url + "loop.png", tmp_path / "x.png")
     assert folder_listing(tmp_path) == []
+
+
+async def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r.png"] = serve_bytes(PNG)
+    umask = os.umask(0o022)
+    try:
+        fresh = await client.download_result(storage.url + "r.png", tmp_path / "new.png")
+        kept = tmp_path / "kept.png"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        await client.download_result(storage.url + "r.png", kept)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    assert kept.read_bytes() == PNG

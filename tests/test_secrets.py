@@ -6,6 +6,7 @@ the server echoes the key back in every place it can.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import traceback
 from collections.abc import AsyncIterator, Iterator
@@ -16,8 +17,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy
-from gptunnel_async._protocol import decode_task, error_from_response
+from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, TaskFailedError
+from gptunnel_async._protocol import decode_media_task, decode_task, error_from_response
 
 from . import faults
 from .conftest import ScriptedAPI, task_json
@@ -162,3 +163,22 @@ def test_a_decode_error_excerpt_masks_the_key() -> None:
     with pytest.raises(GPTunnelError) as caught:
         decode_task(f'{{"error": "invalid key {KEY}"}}'.encode(), status_code=200, secret=KEY)
     assert_no_key(list(exception_texts(caught.value)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"code": 2, "message": f"token {KEY} is invalid"},
+        {"code": "seven", "message": f"token {KEY}"},
+        {"code": 0, "id": "m1", "status": "failed", "message": f"token {KEY} refused"},
+    ],
+    ids=["error-code", "unreadable-code", "failed-task"],
+)
+def test_media_answers_mask_the_key(body: dict[str, object]) -> None:
+    raw = json.dumps(body).encode()
+    try:
+        task = decode_media_task(raw, 200, secret=KEY)
+    except GPTunnelError as error:
+        assert_no_key(list(exception_texts(error)))
+    else:
+        assert_no_key([repr(task), str(TaskFailedError(task))])

@@ -6,6 +6,7 @@ errors are worth retrying.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -276,8 +277,9 @@ def _media_code(value: Any) -> int | None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):  # "abc", or a digit int() refuses, such as "¹"
+            return int(value)
     return None
 
 

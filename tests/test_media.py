@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gptunnel_async import (
@@ -127,6 +127,7 @@ media_values = st.fixed_dictionaries(
 
 
 @given(media_values)
+@example({"code": "¹"})  # a digit to str.isdigit, not to int()
 def test_any_media_answer_is_a_media_task_or_a_gptunnel_error(value: dict[str, Any]) -> None:
     try:
         task = decode_media_task(body(value))

@@ -172,9 +172,10 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     ``async for`` to get each [ProgressEvent][], the ``done`` one last.
 
     It is a real ``collections.abc.Coroutine``, so ``asyncio.create_task``, ``gather``
-    and ``wait_for`` accept it. Use it in one mode, once; a second use raises
-    ``UsageError``. Every family waits through this one class; you get one from a
-    ``wait_for_result`` rather than building it.
+    and ``wait_for`` accept it. Use it once, in one mode: awaiting a waiter that is
+    being iterated, or the other way round, raises ``UsageError``. Every family waits
+    through this one class; you get one from a ``wait_for_result`` rather than
+    building it.
 
     Args:
         task_id: the task to wait for.

@@ -28,12 +28,6 @@ settings.load_profile("gptunnel")
 
 API_KEY = "test-key-5f1e"
 
-# In a fresh clone, the first test that draws text builds Hypothesis's Unicode tables
-# (about a second) inside its first draw, which the too_slow health check then blames
-# on that test's strategy.
-settings.register_profile("fresh-clone-safe", suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("fresh-clone-safe")
-
 
 def task_json(status: str = "running", percent: float | None = 0, **extra: Any) -> dict[str, Any]:
     """A task object as the API documents it."""

@@ -1,0 +1,298 @@
+"""Measure gptunnel-async against bare aiohttp and a hand-written polling loop.
+
+Run from the repository root (the figures go to docs/performance.md)::
+
+    python benchmarks/run.py            # full: about four minutes
+    python benchmarks/run.py --quick    # about half a minute, smaller and time-scaled
+
+(a) ``get_result`` throughput as a ratio to a bare aiohttp GET + ``json()`` loop at the
+same concurrency, rounds alternating in one run; (b) RSS growth per concurrent waiter
+at 10,000 waits on one client; (c) requests and lateness (server turning ``done`` to
+the SDK returning) for 5 s, 30 s and 120 s tasks, per polling strategy, all run at
+once; (d) ``import gptunnel_async`` time as a ratio to ``import aiohttp``.
+
+The server runs in its own process on 127.0.0.1 (``benchmarks/server.py``) and stops
+when this script ends. Linux only: memory is read from ``/proc/self/statm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent
+
+API_KEY = "bench-key"
+SERVER = Path(__file__).with_name("server.py")
+
+
+@contextmanager
+def local_server() -> Iterator[str]:
+    """Start ``server.py`` in a child process; yield its base URL; stop it on exit."""
+    child = subprocess.Popen(
+        [sys.executable, str(SERVER), "--lifetime", "900"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@asynccontextmanager
+async def sdk_client(origin: str, **options: Any) -> AsyncIterator[GPTunnelClient]:
+    async with GPTunnelClient(api_key=API_KEY, base_url=f"{origin}/v1", **options) as client:
+        yield client
+
+
+def rss_bytes() -> int:
+    """The process's resident set size, from ``/proc/self/statm``."""
+    with open("/proc/self/statm") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+# -- (a) throughput -----------------------------------------------------------------
+
+
+async def run_concurrently(call: Callable[[], Awaitable[Any]], total: int, workers: int) -> float:
+    """Make ``total`` calls from ``workers`` concurrent loops; return calls per second."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await call()
+
+    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
+    gc.collect()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(share) for share in shares))
+    return total / (time.perf_counter() - started)
+
+
+async def bench_throughput(origin: str, *, total: int, rounds: int, workers: int) -> None:
+    url = f"{origin}/v1/faceswap/result"
+    headers = {"Authorization": API_KEY, "Accept": "application/json"}
+    async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
+
+        async def bare() -> Any:
+            async with session.get(url, params={"taskId": "task-1"}, headers=headers) as response:
+                response.raise_for_status()
+                return await response.json()
+
+        async def sdk() -> Any:
+            return await client.get_result("task-1")
+
+        await run_concurrently(bare, total // 4, workers)  # warm both pools and caches
+        await run_concurrently(sdk, total // 4, workers)
+        bare_rates, sdk_rates = [], []
+        for _ in range(rounds):
+            bare_rates.append(await run_concurrently(bare, total, workers))
+            sdk_rates.append(await run_concurrently(sdk, total, workers))
+    ratio = statistics.median(sdk_rates) / statistics.median(bare_rates)
+    print(f"\n(a) get_result throughput, {workers} concurrent loops, {rounds} x {total} calls each")
+    print(f"    bare aiohttp GET + json(): median {statistics.median(bare_rates):7.0f} req/s")
+    print(f"    client.get_result():       median {statistics.median(sdk_rates):7.0f} req/s")
+    print(f"    per round (bare / sdk): {rounds_text(bare_rates, sdk_rates)}")
+    print(f"    ratio: {ratio:.2f}   (target >= 0.9)")
+
+
+def rounds_text(bare: list[float], sdk: list[float]) -> str:
+    return ", ".join(f"{b:.0f}/{s:.0f}" for b, s in zip(bare, sdk, strict=True))
+
+
+# -- (b) memory per waiter ----------------------------------------------------------
+
+
+async def bench_memory(origin: str, *, waits: int) -> None:
+    asleep = PollPolicy(initial=600.0, max_interval=600.0, jitter=0.0, timeout=None)
+    async with sdk_client(origin) as client:
+        await asyncio.gather(*(client.get_result(f"warm-{i}") for i in range(200)))
+        first_reads = 0
+        all_read = asyncio.Event()
+
+        def count(_: ProgressEvent) -> None:
+            nonlocal first_reads
+            first_reads += 1
+            if first_reads == waits:
+                all_read.set()
+
+        gc.collect()
+        before = rss_bytes()
+        started = time.perf_counter()
+        pending = [
+            asyncio.create_task(
+                client.wait_for_result(f"hold-{i}", policy=asleep, on_progress=count)
+            )
+            for i in range(waits)
+        ]
+        await all_read.wait()
+        ramp = time.perf_counter() - started
+        gc.collect()
+        after = rss_bytes()
+        for waiting in pending:
+            waiting.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    per_waiter = (after - before) / waits
+    print(f"\n(b) memory: {waits} concurrent waits on one client, each after its first read")
+    print(f"    RSS {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB ({ramp:.1f} s to start)")
+    print(f"    per waiter: {per_waiter / 1024:.2f} KiB   (target <= 4 KB)")
+
+
+# -- (c) requests and lateness --------------------------------------------------------
+
+
+async def fixed_loop(session: aiohttp.ClientSession, url: str, task_id: str, period: float) -> Any:
+    """What one writes by hand: read, and if not finished, sleep a fixed period."""
+    while True:
+        async with session.get(url, params={"taskId": task_id}) as response:
+            task = await response.json()
+        if task["status"] == "done":
+            return task
+        await asyncio.sleep(period)
+
+
+def strategies(scale: float) -> dict[str, PollPolicy | float]:
+    """Each strategy of (c): a poll policy for the SDK, or the hand-written loop's period."""
+    return {
+        "fixed 1 s loop": 1.0 * scale,
+        "sdk exponential (default)": PollPolicy(
+            initial=1.0 * scale, max_interval=10.0 * scale, timeout=None
+        ),
+    }
+
+
+async def bench_lateness(
+    origin: str, *, durations: list[float], per_cell: int, scale: float
+) -> None:
+    url = f"{origin}/v1/faceswap/result"
+    returned: dict[str, float] = {}
+
+    async def finish(task_id: str, wait: Awaitable[Any]) -> None:
+        await wait
+        returned[task_id] = time.monotonic()
+
+    plan = strategies(scale)
+    rng = random.Random(6)
+    cells: dict[tuple[float, str], list[str]] = {}
+    async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
+        waits = []
+        for duration in durations:
+            for index, (name, how) in enumerate(plan.items()):
+                for n in range(per_cell):
+                    seconds = duration * scale * rng.uniform(0.9, 1.1)
+                    task_id = f"timed-{seconds:.3f}-s{index}n{n}"
+                    cells.setdefault((duration, name), []).append(task_id)
+                    if isinstance(how, PollPolicy):
+                        wait: Awaitable[Any] = client.wait_for_result(task_id, policy=how)
+                    else:
+                        wait = fixed_loop(session, url, task_id, how)
+                    waits.append(finish(task_id, wait))
+        started = time.perf_counter()
+        await asyncio.gather(*waits)
+        took = time.perf_counter() - started
+        async with session.get(f"{origin}/_bench/stats") as response:
+            stats: dict[str, list[float]] = await response.json()
+
+    scaled = f", time scale {scale:g} (durations and intervals)" if scale != 1 else ""
+    print(
+        f"\n(c) requests and lateness, {per_cell} tasks per cell lasting 0.9-1.1 x the nominal"
+        f" duration, all at once{scaled}; {took:.0f} s"
+    )
+    print("    task   strategy                     requests (median)  lateness median / p90 / max")
+    for duration in durations:
+        for name in plan:
+            ids = cells[duration, name]
+            reads = [stats[i][0] for i in ids]
+            late = sorted(returned[i] - stats[i][1] for i in ids)
+            p90 = late[min(len(late) - 1, int(0.9 * len(late)))]
+            print(
+                f"    {duration:>4g} s  {name:<28} {statistics.median(reads):>8g}"
+                f"           {statistics.median(late):6.2f} / {p90:6.2f} / {late[-1]:6.2f} s"
+            )
+
+
+# -- (d) import time ------------------------------------------------------------------
+
+
+def import_seconds(module: str) -> float:
+    code = (
+        "import time; started = time.perf_counter(); "
+        f"import {module}; print(time.perf_counter() - started)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
+def bench_import(*, runs: int) -> None:
+    aiohttp_times, sdk_times = [], []
+    for _ in range(runs):
+        aiohttp_times.append(import_seconds("aiohttp"))
+        sdk_times.append(import_seconds("gptunnel_async"))
+    base, ours = statistics.median(aiohttp_times), statistics.median(sdk_times)
+    print(f"\n(d) import time, median of {runs} fresh interpreters each, alternating")
+    print(f"    import aiohttp:        {base * 1000:6.1f} ms")
+    print(f"    import gptunnel_async: {ours * 1000:6.1f} ms")
+    print(f"    ratio: {ours / base:.2f}   (target <= 1.3)")
+
+
+# -- main -----------------------------------------------------------------------------
+
+
+async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
+    quick = args.quick
+    if "a" in args.only:
+        total = 2000 if quick else 10000
+        await bench_throughput(origin, total=total, rounds=3 if quick else 7, workers=50)
+    if "b" in args.only:
+        await bench_memory(origin, waits=10000)
+    if "c" in args.only:
+        scale = args.time_scale if args.time_scale is not None else (0.1 if quick else 1.0)
+        await bench_lateness(
+            origin, durations=[5.0, 30.0, 120.0], per_cell=5 if quick else 20, scale=scale
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, time scale 0.1")
+    parser.add_argument("--only", default="abcd", help="which parts to run, e.g. 'ad'")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="multiply (c)'s task durations and poll intervals by this (default 1, quick 0.1)",
+    )
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")
+    if set(args.only) & set("abc"):
+        with local_server() as origin:
+            asyncio.run(run_benchmarks(args, origin))
+    if "d" in args.only:
+        bench_import(runs=5 if args.quick else 15)
+
+
+if __name__ == "__main__":
+    main()

@@ -78,8 +78,14 @@ def rss_bytes() -> int:
 # -- (a) throughput -----------------------------------------------------------------
 
 
-async def run_concurrently(call: Callable[[], Awaitable[Any]], total: int, workers: int) -> float:
-    """Make ``total`` calls from ``workers`` concurrent loops; return calls per second."""
+async def run_concurrently(
+    call: Callable[[], Awaitable[Any]], total: int, workers: int
+) -> tuple[float, float]:
+    """Make ``total`` calls from ``workers`` concurrent loops.
+
+    Returns calls per second of wall time, and this process's CPU microseconds per call
+    (steadier than wall time when other programs share the machine).
+    """
 
     async def worker(count: int) -> None:
         for _ in range(count):
@@ -87,12 +93,13 @@ async def run_concurrently(call: Callable[[], Awaitable[Any]], total: int, worke
 
     shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
     gc.collect()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(share) for share in shares))
-    return total / (time.perf_counter() - started)
+    cpu = (time.process_time() - cpu_started) / total * 1e6
+    return total / (time.perf_counter() - started), cpu
 
 
-async def bench_throughput(origin: str, *, total: int, rounds: int, workers: int) -> None:
+async def bench_throughput(origin: str, *, total: int, pairs: int, workers: int) -> None:
     url = f"{origin}/v1/faceswap/result"
     headers = {"Authorization": API_KEY, "Accept": "application/json"}
     async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
@@ -105,22 +112,30 @@ async def bench_throughput(origin: str, *, total: int, rounds: int, workers: int
         async def sdk() -> Any:
             return await client.get_result("task-1")
 
-        await run_concurrently(bare, total // 4, workers)  # warm both pools and caches
-        await run_concurrently(sdk, total // 4, workers)
-        bare_rates, sdk_rates = [], []
-        for _ in range(rounds):
-            bare_rates.append(await run_concurrently(bare, total, workers))
-            sdk_rates.append(await run_concurrently(sdk, total, workers))
-    ratio = statistics.median(sdk_rates) / statistics.median(bare_rates)
-    print(f"\n(a) get_result throughput, {workers} concurrent loops, {rounds} x {total} calls each")
-    print(f"    bare aiohttp GET + json(): median {statistics.median(bare_rates):7.0f} req/s")
-    print(f"    client.get_result():       median {statistics.median(sdk_rates):7.0f} req/s")
-    print(f"    per round (bare / sdk): {rounds_text(bare_rates, sdk_rates)}")
-    print(f"    ratio: {ratio:.2f}   (target >= 0.9)")
+        await run_concurrently(bare, total, workers)  # warm both pools and caches
+        await run_concurrently(sdk, total, workers)
+        bare_runs, sdk_runs = [], []
+        for pair in range(pairs):  # ABBA order, so a drift in machine speed cancels out
+            first, second = (bare, sdk) if pair % 2 == 0 else (sdk, bare)
+            one = await run_concurrently(first, total, workers)
+            two = await run_concurrently(second, total, workers)
+            bare_runs.append(one if first is bare else two)
+            sdk_runs.append(two if first is bare else one)
+    rate_ratios = [s[0] / b[0] for b, s in zip(bare_runs, sdk_runs, strict=True)]
+    cpu_ratios = [b[1] / s[1] for b, s in zip(bare_runs, sdk_runs, strict=True)]
+    print(f"\n(a) get_result throughput: {workers} concurrent loops, {pairs} pairs of rounds of")
+    print(f"    {total} calls, bare and sdk alternating (ABBA); medians, ratios per pair")
+    for name, runs in (("bare aiohttp GET + json()", bare_runs), ("client.get_result()", sdk_runs)):
+        rate, cpu = (statistics.median(column) for column in zip(*runs, strict=True))
+        print(f"    {name:<26} {rate:6.0f} req/s, {cpu:4.0f} us CPU per call")
+    print(f"    ratio sdk/bare req/s: {spread(rate_ratios)}   (target >= 0.9)")
+    print(f"    ratio of CPU per call (bare/sdk): {spread(cpu_ratios)}")
 
 
-def rounds_text(bare: list[float], sdk: list[float]) -> str:
-    return ", ".join(f"{b:.0f}/{s:.0f}" for b, s in zip(bare, sdk, strict=True))
+def spread(values: list[float]) -> str:
+    """Median and interquartile range, e.g. ``0.93 (IQR 0.88-0.97)``."""
+    low, median, high = statistics.quantiles(values, n=4)
+    return f"{median:.2f} (IQR {low:.2f}-{high:.2f})"
 
 
 # -- (b) memory per waiter ----------------------------------------------------------
@@ -264,8 +279,7 @@ def bench_import(*, runs: int) -> None:
 async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
     quick = args.quick
     if "a" in args.only:
-        total = 2000 if quick else 10000
-        await bench_throughput(origin, total=total, rounds=3 if quick else 7, workers=50)
+        await bench_throughput(origin, total=2000, pairs=6 if quick else 40, workers=50)
     if "b" in args.only:
         await bench_memory(origin, waits=10000)
     if "c" in args.only:

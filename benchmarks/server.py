@@ -124,7 +124,7 @@ class Handler(asyncio.Protocol):
 
 async def serve(lifetime: float) -> None:
     loop = asyncio.get_running_loop()
-    tasks, canned = TimedTasks(), {}
+    tasks, canned = TimedTasks(), dict[str, bytes]()
     server = await loop.create_server(lambda: Handler(tasks, canned), "127.0.0.1", 0, backlog=4096)
     port = server.sockets[0].getsockname()[1]
     print(port, flush=True)

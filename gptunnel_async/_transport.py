@@ -18,7 +18,7 @@ from yarl import URL
 from . import _timing
 from ._protocol import error_from_response, is_transient, redact
 from ._version import VERSION
-from .errors import APIConnectionError, APIError, APITimeoutError
+from .errors import APIConnectionError, APIError, APITimeoutError, GPTunnelError
 
 __all__ = ["RETRY_AFTER_CAP", "Transport"]
 
@@ -136,8 +136,24 @@ class Transport:
         """
         url = f"{self.base_url}/{path.lstrip('/')}"
         retry_if = is_transient if idempotent else _safe_to_resend
+        try:
+            return await self._attempt(method, url, params, json)
+        except GPTunnelError as exc:
+            if not retry_if(exc) or self.max_retries == 0:
+                raise
+            first_failure = exc
+        # Most requests succeed at once and never pay for a retry controller. Failures
+        # replay the first attempt's error into tenacity, which logs, backs off and
+        # retries exactly as if it had made that attempt itself.
+        replay = [first_failure]
+
+        async def attempt(*args: Any) -> tuple[int, bytes]:
+            if replay:
+                raise replay.pop()
+            return await self._attempt(*args)
+
         result: tuple[int, bytes] = await self.retrying(retry_if)(
-            self._attempt, method, url, params, json
+            attempt, method, url, params, json
         )
         return result
 
@@ -146,16 +162,20 @@ class Transport:
         """Turn aiohttp's and the socket's failures inside the block into typed errors."""
         try:
             yield
-        except TimeoutError as exc:
-            raise APITimeoutError(f"{what} timed out after {self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            reason = self.redact(str(exc)) or type(exc).__name__
-            raise APIConnectionError(f"{what} failed: {reason}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wire_error(exc, what) from exc
+
+    def wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
+        """The typed error for a failure on the wire while doing ``what``."""
+        if isinstance(exc, TimeoutError):
+            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
+        reason = self.redact(str(exc)) or type(exc).__name__
+        return APIConnectionError(f"{what} failed: {reason}")
 
     async def _attempt(
         self, method: str, url: str, params: Mapping[str, str] | None, json: Any
     ) -> tuple[int, bytes]:
-        with self.wire_errors(f"{method} {URL(url).path}"):
+        try:  # not ``wire_errors``: this runs for every request, and a plain try is cheaper
             async with self.session().request(
                 method,
                 url,
@@ -166,6 +186,8 @@ class Transport:
                 allow_redirects=False,
             ) as response:
                 body = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wire_error(exc, f"{method} {URL(url).path}") from exc
         if 200 <= response.status < 300:
             return response.status, body
         raise error_from_response(response.status, response.headers, body, secret=self._api_key)

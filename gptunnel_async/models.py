@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import cattrs
@@ -96,6 +96,8 @@ def _structure_str(value: Any, _: type) -> str:
 
 def _structure_percent(value: Any, _: type) -> int:
     """Percent as an int in 0..100: floats are rounded, null or missing is 0."""
+    if type(value) is int and 0 <= value <= 100:  # the usual case, first and cheapest
+        return value
     if value is None:
         return 0
     return min(100, max(0, round(_number(value))))
@@ -122,10 +124,14 @@ def _structure_actions(value: Any, _: type) -> tuple[str, ...]:
 
 
 def _structure_int(value: Any, _: type) -> int:
+    if type(value) is int:
+        return value
     return 0 if value is None else round(_number(value))
 
 
 def _structure_float(value: Any, _: type) -> float:
+    if type(value) is int:
+        return float(value)
     return 0.0 if value is None else _number(value)
 
 
@@ -140,25 +146,75 @@ def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], 
     return structure_object
 
 
+def _structure_optional_str(value: Any, _: type) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    return _structure_str(value, str)
+
+
+def _structure_task_lean(value: Any, _: type) -> Task:
+    """A task object straight into :class:`Task`, with the same field hooks as the generated
+    structure function but no generic dispatch: every poll of every wait runs this."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    usage = value.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise TypeError(f"expected an object, got {type(usage).__name__}")
+        usage = Usage(
+            _structure_int(usage.get("prompt_tokens"), int),
+            _structure_int(usage.get("completion_tokens"), int),
+            _structure_int(usage.get("total_tokens"), int),
+            _structure_float(usage.get("prompt_cost"), float),
+            _structure_float(usage.get("completion_cost"), float),
+            _structure_float(usage.get("total_cost"), float),
+        )
+    return Task(
+        _structure_str(value["id"], str),
+        _structure_str(value["status"], str),
+        _structure_percent(value.get("percent"), int),
+        _structure_optional_str(value.get("parentId"), str),
+        _structure_str(value.get("object", "task"), str),
+        _structure_optional_str(value.get("type"), str),
+        _structure_optional_str(value.get("result"), str),
+        _structure_error(value.get("error"), str),
+        usage,
+        _structure_actions(value.get("actions"), tuple),
+    )
+
+
+@attrs.frozen
+class LeanThenDetailed(Generic[T]):
+    """A structure hook: ``lean`` for speed; when it fails, ``detailed`` (cattrs' generated
+    function, which validates field by field) raises an error naming every bad field."""
+
+    lean: Callable[[Any, type], T]
+    detailed: Callable[[Any, type], T]
+
+    def __call__(self, value: Any, cls: type) -> T:
+        try:
+            return self.lean(value, cls)
+        except Exception:
+            return self.detailed(value, cls)
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(Usage, _objects_only(make_dict_structure_fn(Usage, conv)))
-    conv.register_structure_hook(
-        Task,
-        _objects_only(
-            make_dict_structure_fn(
-                Task,
-                conv,
-                parent_id=override(rename="parentId"),
-                percent=override(struct_hook=_structure_percent),
-                error=override(struct_hook=_structure_error),
-                actions=override(struct_hook=_structure_actions),
-            )
-        ),
+    detailed_task = _objects_only(
+        make_dict_structure_fn(
+            Task,
+            conv,
+            parent_id=override(rename="parentId"),
+            percent=override(struct_hook=_structure_percent),
+            error=override(struct_hook=_structure_error),
+            actions=override(struct_hook=_structure_actions),
+        )
     )
+    conv.register_structure_hook(Task, LeanThenDetailed(_structure_task_lean, detailed_task))
     conv.register_unstructure_hook(
         Task, make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId"))
     )

@@ -13,6 +13,7 @@ import aiohttp
 from yarl import URL
 
 from . import _download
+from ._budget import RequestBudget
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._resources import FaceSwap
 from ._transport import Transport
@@ -65,6 +66,11 @@ class GPTunnelClient:
         max_retries: retries after the first attempt, for transient failures only.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
         poll_policy: the default :class:`PollPolicy` of ``wait_for_result``.
+        max_connections: API requests in flight at once, shared by every call and wait
+            (also the connection pool's size when the client opens its own session).
+        requests_per_second: if set, API requests start at least ``1 / rate`` apart,
+            client-wide, and a 429 slows the whole client down until it recovers.
+            Needs ``pip install 'gptunnel-async[ratelimit]'``.
 
     Use it as ``async with GPTunnelClient() as client:`` or call :meth:`close`.
     """
@@ -78,6 +84,8 @@ class GPTunnelClient:
         max_retries: int = 3,
         session: aiohttp.ClientSession | None = None,
         poll_policy: PollPolicy | None = None,
+        max_connections: int = 100,
+        requests_per_second: float | None = None,
     ) -> None:
         key = _api_key(api_key)
         number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
@@ -99,6 +107,9 @@ class GPTunnelClient:
             timeout=float(timeout),
             max_retries=max_retries,
             session=self._get_session,
+            budget=RequestBudget(
+                max_connections=max_connections, requests_per_second=requests_per_second
+            ),
         )
         self.faceswap = FaceSwap(self._transport, lambda: self.poll_policy)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
@@ -120,7 +131,8 @@ class GPTunnelClient:
         if self._closed:
             raise UsageError("this GPTunnelClient is closed; create a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            limit = self._transport.budget.max_connections
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
         elif self._session.closed:
             raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
         return self._session

@@ -16,6 +16,7 @@ import tenacity
 from yarl import URL
 
 from . import _timing
+from ._budget import RequestBudget
 from ._protocol import error_from_response, is_transient, redact
 from ._version import VERSION
 from .errors import APIConnectionError, APIError, APITimeoutError, GPTunnelError
@@ -79,11 +80,13 @@ class Transport:
         timeout: float,
         max_retries: int,
         session: Callable[[], aiohttp.ClientSession],
+        budget: RequestBudget,
     ) -> None:
         self.base_url = base_url
         self.origin = URL(base_url).origin()
         self.timeout = timeout
         self.max_retries = max_retries
+        self.budget = budget
         self._api_key = api_key
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
@@ -175,6 +178,8 @@ class Transport:
     async def _attempt(
         self, method: str, url: str, params: Mapping[str, str] | None, json: Any
     ) -> tuple[int, bytes]:
+        budget = self.budget
+        started = await budget.acquire()
         try:  # not ``wire_errors``: this runs for every request, and a plain try is cheaper
             async with self.session().request(
                 method,
@@ -188,6 +193,12 @@ class Transport:
                 body = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self.wire_error(exc, f"{method} {URL(url).path}") from exc
+        finally:
+            budget.release()
         if 200 <= response.status < 300:
             return response.status, body
-        raise error_from_response(response.status, response.headers, body, secret=self._api_key)
+        error = error_from_response(response.status, response.headers, body, secret=self._api_key)
+        if isinstance(error, APIError) and error.status_code == 429:
+            hint = error.retry_after
+            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+        raise error

@@ -18,6 +18,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ContentPolicyError,
     DownloadError,
     GPTunnelError,
     InsufficientBalanceError,
@@ -30,7 +31,7 @@ from .errors import (
     UsageError,
     WaitTimeoutError,
 )
-from .models import Task, Usage
+from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
 
 __all__ = [
     "APIConnectionError",
@@ -38,11 +39,15 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "ConfigurationError",
+    "ContentPolicyError",
     "DownloadError",
     "GPTunnelClient",
     "GPTunnelError",
     "InsufficientBalanceError",
+    "MediaClip",
+    "MediaTask",
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
@@ -53,6 +58,7 @@ __all__ = [
     "ServerError",
     "Task",
     "TaskFailedError",
+    "TaskLike",
     "TaskWaiter",
     "Usage",
     "UsageError",

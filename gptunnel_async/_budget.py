@@ -1,16 +1,13 @@
-"""The client-wide request budget: how many API requests may be in flight, and how fast
-they may start.
+"""The client-wide request budget: how fast API requests may start.
 
 Every API request of one client — a ``get_result``, each read of every wait, each retry —
-passes through the same budget, so 5,000 concurrent waits share one limit instead of each
-keeping its own. Requests queue here, before aiohttp builds anything, so a burst of waits
-costs coroutines rather than half-built requests.
+takes its start from the same budget, so 5,000 concurrent waits share one rate instead of
+each keeping its own. A 429 slows the whole client down: the rate halves (once per round
+of requests, not once per 429 in flight) and climbs back by a twentieth of the configured
+rate each second, and a ``Retry-After`` holds every request until it has passed.
 
-With a rate set, a 429 slows the whole client down: the rate halves (once per round of
-requests, not once per 429 in flight) and climbs back by a twentieth of the configured
-rate each second, and a ``Retry-After`` holds every request until it has passed. Pacing
-keeps real time even when the SDK's pauses are made instant: its point is the server's
-clock.
+Pacing keeps real time even when the SDK's pauses are made instant: its point is the
+server's clock.
 """
 
 from __future__ import annotations
@@ -80,97 +77,57 @@ def _new_limiter(requests_per_second: float) -> AsyncLimiter:
 
 
 class RequestBudget:
-    """Limits shared by every API request of one client.
+    """A client-wide rate for API requests, lowered by 429s and recovering.
 
     Args:
-        max_connections: at most this many requests in flight at once.
-        requests_per_second: if set, requests start at least ``1 / rate`` apart, and
-            429s slow the client down (see the module's docstring). Needs aiolimiter.
+        requests_per_second: requests start at least ``1 / rate`` apart (see the module's
+            docstring for how 429s slow the client down). Needs aiolimiter.
 
     Raises:
-        ConfigurationError: a value is out of range, or aiolimiter is not installed.
+        ConfigurationError: the rate is not a number > 0, or aiolimiter is not installed.
     """
 
-    def __init__(self, *, max_connections: int, requests_per_second: float | None) -> None:
-        if (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
+    def __init__(self, requests_per_second: float) -> None:
+        number = isinstance(requests_per_second, int | float) and not isinstance(
+            requests_per_second, bool
+        )
+        if not (number and math.isfinite(requests_per_second) and requests_per_second > 0):
             raise ConfigurationError(
-                f"max_connections must be an int >= 1, got {max_connections!r}"
+                f"requests_per_second must be a number > 0 or None, got {requests_per_second!r}"
             )
-        if requests_per_second is not None:
-            number = isinstance(requests_per_second, int | float) and not isinstance(
-                requests_per_second, bool
-            )
-            if not (number and math.isfinite(requests_per_second) and requests_per_second > 0):
-                raise ConfigurationError(
-                    f"requests_per_second must be a number > 0 or None, got {requests_per_second!r}"
-                )
-        self.max_connections = max_connections
-        self.requests_per_second = requests_per_second
-        self._connections = asyncio.Semaphore(max_connections)
-        self._limiter: AsyncLimiter | None = None
-        self._rate: AdaptiveRate | None = None
+        self.requests_per_second = float(requests_per_second)
+        self._limiter = _new_limiter(self.requests_per_second)
+        self._rate = AdaptiveRate(self.requests_per_second)
         self._resume_at = 0.0
-        if requests_per_second is not None:
-            self._limiter = _new_limiter(float(requests_per_second))
-            self._rate = AdaptiveRate(float(requests_per_second))
 
     def __repr__(self) -> str:
-        return (
-            f"RequestBudget(max_connections={self.max_connections}, "
-            f"requests_per_second={self.requests_per_second})"
-        )
+        return f"RequestBudget(requests_per_second={self.requests_per_second:g})"
 
-    def current_rate(self) -> float | None:
-        """The requests per second allowed now (lowered after 429s), or ``None`` if unlimited."""
-        if self._rate is None:
-            return None
+    def current_rate(self) -> float:
+        """The requests per second allowed now: the configured rate, or less after 429s."""
         return self._rate.current(asyncio.get_running_loop().time())
 
-    async def acquire(self) -> float:
-        """Wait for a connection slot and, with a rate, for the next start; return the time
-        (event-loop seconds) the request may start. Pair with :meth:`release`."""
-        await self._connections.acquire()
-        if self._limiter is None:
-            return 0.0
-        try:
-            return await self._pace(self._limiter)
-        except BaseException:
-            self._connections.release()
-            raise
-
-    def release(self) -> None:
-        """Give back the connection slot taken by :meth:`acquire`."""
-        self._connections.release()
-
-    async def _pace(self, limiter: AsyncLimiter) -> float:
-        assert self._rate is not None
+    async def pace(self) -> float:
+        """Wait until the next request may start; return that time (event-loop seconds)."""
         loop = asyncio.get_running_loop()
         while True:
             hold = self._resume_at - loop.time()
             if hold > 0:
                 await asyncio.sleep(hold)
                 continue
-            await limiter.acquire()
+            await self._limiter.acquire()
             # Below the ceiling, each start uses up more than one request's worth of the
             # bucket: the surplus, taken in pieces the bucket can hold, spaces starts out.
             surplus = self._rate.ceiling / self._rate.current(loop.time()) - 1
             while surplus > 1e-9:
-                await limiter.acquire(min(1.0, surplus))
+                await self._limiter.acquire(min(1.0, surplus))
                 surplus -= 1.0
             if self._resume_at <= loop.time():  # no Retry-After arrived while waiting
                 return loop.time()
 
     def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
-        """The request that started at ``sent_at`` got a 429: slow the whole client down.
-
-        Without a configured rate this does nothing: each request then backs off on its own.
-        """
-        if self._rate is None:
-            return
+        """The request that started at ``sent_at`` got a 429: slow the whole client down,
+        and hold every request for ``retry_after`` seconds if the server asked."""
         now = asyncio.get_running_loop().time()
         self._rate.rate_limited(sent_at, now)
         if retry_after:

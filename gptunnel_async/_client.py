@@ -14,16 +14,18 @@ from yarl import URL
 
 from . import _download
 from ._budget import RequestBudget
+from ._families import BgRemover, FaceSwap, Media, Midjourney
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._resources import FaceSwap
+from ._protocol import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
-from .models import Task
+from .models import Balance, MediaTask, Task
 
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 
 DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
-_CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
+"""Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
 
 
 def _api_key(value: str | None) -> str:
@@ -32,9 +34,10 @@ def _api_key(value: str | None) -> str:
         raise ConfigurationError(
             "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
         )
-    if not isinstance(key, str) or _CONTROL_CHARACTERS.search(key) or key != key.strip():
+    if not isinstance(key, str) or not _HEADER_VALUE.fullmatch(key):
         raise ConfigurationError(
-            "the API key contains whitespace or control characters (a newline from a file?)"
+            "the API key must be printable ASCII without surrounding whitespace; it contains "
+            "control, non-ASCII or whitespace characters (a newline from a file?)"
         )
     return key
 
@@ -55,6 +58,21 @@ def _base_url(value: str | None) -> str:
     return str(url).rstrip("/")
 
 
+def _result_file(task: Task | MediaTask) -> str:
+    """The one result URL of a done task; ``ConfigurationError`` if it has none or several."""
+    found = (task.result,) if isinstance(task, Task) else task.urls
+    files = [url for url in found if url] if task.is_done else []
+    if not files:
+        raise ConfigurationError(
+            f"task {task.id} has no result to download (status {task.status!r})"
+        )
+    if len(files) > 1:
+        raise ConfigurationError(
+            f"task {task.id} has {len(files)} result files: download each of task.urls"
+        )
+    return files[0]
+
+
 class GPTunnelClient:
     """An async client for GPTunnel's task API.
 
@@ -66,8 +84,8 @@ class GPTunnelClient:
         max_retries: retries after the first attempt, for transient failures only.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
         poll_policy: the default :class:`PollPolicy` of ``wait_for_result``.
-        max_connections: API requests in flight at once, shared by every call and wait
-            (also the connection pool's size when the client opens its own session).
+        max_connections: requests in flight at once, shared by every call and wait;
+            by default as many as the session's pool allows (100 for the client's own).
         requests_per_second: if set, API requests start at least ``1 / rate`` apart,
             client-wide, and a 429 slows the whole client down until it recovers.
             Needs ``pip install 'gptunnel-async[ratelimit]'``.
@@ -84,7 +102,7 @@ class GPTunnelClient:
         max_retries: int = 3,
         session: aiohttp.ClientSession | None = None,
         poll_policy: PollPolicy | None = None,
-        max_connections: int = 100,
+        max_connections: int | None = None,
         requests_per_second: float | None = None,
     ) -> None:
         key = _api_key(api_key)
@@ -97,6 +115,15 @@ class GPTunnelClient:
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
             raise ConfigurationError("poll_policy must be a PollPolicy")
+        if max_connections is not None and (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ConfigurationError(
+                f"max_connections must be an int >= 1 or None, got {max_connections!r}"
+            )
+        budget = None if requests_per_second is None else RequestBudget(requests_per_second)
         self.poll_policy = poll_policy or PollPolicy()
         self._session = session
         self._owns_session = session is None
@@ -107,12 +134,19 @@ class GPTunnelClient:
             timeout=float(timeout),
             max_retries=max_retries,
             session=self._get_session,
-            budget=RequestBudget(
-                max_connections=max_connections, requests_per_second=requests_per_second
-            ),
+            max_connections=max_connections,
+            budget=budget,
         )
-        self.faceswap = FaceSwap(self._transport, lambda: self.poll_policy)
+        self.faceswap = FaceSwap(self._transport, self._poll_policy)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
+        self.bgremover = BgRemover(self._transport, self._poll_policy)
+        """Background removal: ``result``, ``wait_for_result``."""
+        self.midjourney = Midjourney(self._transport, self._poll_policy)
+        """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
+        ``wait_for_result``, ``imagine_and_wait``."""
+        self.media = Media(self._transport, self._poll_policy)
+        """Media generation (:class:`MediaTask`): ``create``, ``result``,
+        ``wait_for_result``, ``generate``."""
 
     @property
     def base_url(self) -> str:
@@ -127,11 +161,14 @@ class GPTunnelClient:
     def __repr__(self) -> str:
         return f"GPTunnelClient(base_url={self.base_url!r})"
 
+    def _poll_policy(self) -> PollPolicy:
+        return self.poll_policy
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise UsageError("this GPTunnelClient is closed; create a new one")
         if self._session is None:
-            limit = self._transport.budget.max_connections
+            limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
         elif self._session.closed:
             raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
@@ -171,16 +208,25 @@ class GPTunnelClient:
         *,
         policy: PollPolicy | None = None,
         timeout: float | None = POLICY_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
-    ) -> TaskWaiter:
+        on_progress: ProgressCallback[Task] | None = None,
+    ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``."""
         return self.faceswap.wait_for_result(
             task_id, policy=policy, timeout=timeout, on_progress=on_progress
         )
 
+    async def balance(self, *, use_wallet_balance: bool = False) -> Balance:
+        """The organisation's balance and credit limit (``GET /balance``).
+
+        Args:
+            use_wallet_balance: read the personal wallet rather than the organisation's.
+        """
+        params = {"useWalletBalance": "true"} if use_wallet_balance else None
+        return await self._transport.request("GET", "balance", decode_balance, params=params)
+
     async def download_result(
         self,
-        task_or_url: Task | str,
+        task_or_url: Task | MediaTask | str,
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
@@ -189,15 +235,11 @@ class GPTunnelClient:
 
         ``dest`` is a file path, or an existing folder to save into under the URL's
         file name. The file is written atomically: on any failure ``dest`` is left as
-        it was and no temporary file remains.
+        it was and no temporary file remains. A media task with several files (music
+        clips) is refused: download each of its ``urls`` instead.
         """
-        if isinstance(task_or_url, Task):
-            if not task_or_url.is_done or not task_or_url.result:
-                raise ConfigurationError(
-                    f"task {task_or_url.id} has no result to download (status "
-                    f"{task_or_url.status!r})"
-                )
-            url, fallback_name = task_or_url.result, f"{task_or_url.id}.bin"
+        if isinstance(task_or_url, Task | MediaTask):
+            url, fallback_name = _result_file(task_or_url), f"{task_or_url.id}.bin"
         else:
             url, fallback_name = task_or_url, "result.bin"
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:

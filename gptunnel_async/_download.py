@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import BinaryIO, Final
 
 import aiohttp
 from yarl import URL
 
-from ._protocol import error_from_response
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError
 
@@ -57,65 +57,89 @@ def resolve_target(dest: str | os.PathLike[str], url: URL, fallback_name: str) -
 
 async def download(transport: Transport, url: URL, target: Path, *, max_bytes: int) -> Path:
     """Fetch ``url`` into ``target`` atomically, retrying transient failures."""
-    result: Path = await transport.retrying()(_attempt, transport, url, target, max_bytes)
+    what = f"GET {url.host}{url.path}"
+    result: Path = await transport.retrying(what)(_attempt, transport, url, target, max_bytes)
     return result
 
 
 async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int) -> Path:
-    response = await _open(transport, url)
-    async with response:
-        if response.status >= 300:
-            body = await response.content.read(4096)
-            raise error_from_response(response.status, response.headers, body)
-        if response.content_length is not None and response.content_length > max_bytes:
-            raise DownloadError(
-                f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
-            )
-        fd, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-        )
-        try:
-            # Writes stay on the event loop: 64 KiB chunks into the page cache take
-            # microseconds, and a thread hop per chunk would make cancellation race the
-            # write it interrupts.
-            with os.fdopen(fd, "wb") as file, transport.wire_errors(f"GET {url.host}{url.path}"):
-                written = 0
-                async for chunk in response.content.iter_chunked(_CHUNK):
-                    written += len(chunk)
-                    if written > max_bytes:
-                        raise DownloadError(f"the result is over max_bytes={max_bytes}")
-                    file.write(chunk)
-            os.replace(temporary, target)
-        except OSError as exc:
-            _remove(temporary)
-            raise DownloadError(f"could not write {str(target)!r}: {exc.strerror or exc}") from exc
-        except BaseException:
-            _remove(temporary)
-            raise
+    """One try: stream into a temporary file beside ``target``, then rename it into place.
+
+    The rename is the last step and nothing is awaited after it, so a failure or a
+    cancellation at any earlier point leaves ``target`` as it was.
+    """
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        os.chmod(temporary, _mode_for(target))
+        # Writes stay on the event loop: 64 KiB chunks into the page cache take
+        # microseconds, and a thread hop per chunk would make cancellation race the
+        # write it interrupts.
+        with os.fdopen(fd, "wb") as file:
+            await _stream(transport, url, file, max_bytes)
+        os.replace(temporary, target)
+    except OSError as exc:
+        _remove(temporary)
+        raise DownloadError(f"could not write {str(target)!r}: {exc.strerror or exc}") from exc
+    except BaseException:
+        _remove(temporary)
+        raise
     return target
 
 
-async def _open(transport: Transport, url: URL) -> aiohttp.ClientResponse:
-    """GET ``url``, following redirects only to http(s), with the key only on the API origin."""
+async def _stream(transport: Transport, url: URL, file: BinaryIO, max_bytes: int) -> None:
+    """Write the body of ``url`` to ``file``, following redirects only to http(s) (the key
+    only on the API origin); every wire failure becomes a typed error."""
     timeout = aiohttp.ClientTimeout(connect=transport.timeout, sock_read=transport.timeout)
-    for _ in range(_MAX_REDIRECTS + 1):
-        with transport.wire_errors(f"GET {url.host}{url.path}"):
-            response = await transport.session().get(
-                url,
-                headers=transport.headers_for(url),
-                allow_redirects=False,
-                timeout=timeout,
-            )
-        if response.status not in _REDIRECT_STATUSES:
-            return response
-        location = response.headers.get("Location")
-        response.release()
-        if not location:
-            raise DownloadError(f"a {response.status} redirect from {url.host} had no Location")
-        url = url.join(URL(location))
-        if url.scheme not in ("http", "https"):
-            raise DownloadError(f"refusing a redirect to a {url.scheme!r} URL")
-    raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+    with transport.wire_errors(f"GET {url.host}{url.path}"):
+        for _ in range(_MAX_REDIRECTS + 1):
+            async with transport.exchange("GET", url, timeout=timeout) as response:
+                if response.status in _REDIRECT_STATUSES:
+                    url = _redirect_target(url, response)
+                    continue
+                if response.status >= 300:
+                    await transport.answer(response)  # raises the status's typed error
+                await _save(response, file, max_bytes)
+                return
+        raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
+    """Where a redirect points, if it is an http(s) URL; ``DownloadError`` otherwise."""
+    location = response.headers.get("Location")
+    if not location:
+        raise DownloadError(f"a {response.status} redirect from {url.host} had no Location")
+    try:
+        target = url.join(URL(location))
+    except ValueError as exc:
+        raise DownloadError(f"a {response.status} redirect to an unusable URL") from exc
+    if target.scheme not in ("http", "https") or not target.host:
+        raise DownloadError(f"refusing a redirect to a {target.scheme!r} URL")
+    return target
+
+
+async def _save(response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int) -> None:
+    """Copy the body into ``file``, refusing more than ``max_bytes`` (as decoded)."""
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise DownloadError(
+            f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
+        )
+    written = 0
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        written += len(chunk)
+        if written > max_bytes:
+            raise DownloadError(f"the result is over max_bytes={max_bytes}")
+        file.write(chunk)
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions ``target`` gets: those of the file it replaces, else what a plain
+    ``open()`` would give (0o666 less the umask) — not the temporary file's private 0o600."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _remove(path: str) -> None:

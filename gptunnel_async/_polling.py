@@ -24,7 +24,7 @@ from collections.abc import (
     Generator,
     Iterator,
 )
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import attrs
 
@@ -40,9 +40,11 @@ from .errors import (
     UsageError,
     WaitTimeoutError,
 )
-from .models import Task
+from .models import TaskLike
 
 __all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
+
+T = TypeVar("T", bound=TaskLike)
 
 logger = logging.getLogger("gptunnel_async")
 
@@ -115,17 +117,18 @@ class PollPolicy:
 
 
 @attrs.frozen
-class ProgressEvent:
+class ProgressEvent(Generic[T]):
     """A change in a task's ``(status, percent)`` seen during a wait.
 
     ``percent`` never goes backwards within one wait; ``elapsed`` is seconds since the
-    wait began; ``task`` is the full state that was read.
+    wait began; ``task`` is the full state that was read (a :class:`~gptunnel_async.Task`,
+    or a :class:`~gptunnel_async.MediaTask` when waiting on ``client.media``).
     """
 
     task_id: str
     status: str
     percent: int
-    task: Task
+    task: T
     elapsed: float
 
     @property
@@ -134,10 +137,8 @@ class ProgressEvent:
         return self.task.is_done
 
 
-ProgressCallback: TypeAlias = Callable[[ProgressEvent], Awaitable[None] | None]
+ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a :class:`ProgressEvent`."""
-
-Fetch: TypeAlias = Callable[[], Awaitable[Task]]
 
 
 def _worth_polling_again(exc: GPTunnelError) -> bool:
@@ -145,41 +146,42 @@ def _worth_polling_again(exc: GPTunnelError) -> bool:
     return is_transient(exc) or isinstance(exc, ResponseDecodeError)
 
 
-class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
-    """The result of ``wait_for_result``: await it for the final :class:`Task`, or iterate
-    it with ``async for`` to get each :class:`ProgressEvent`, the ``done`` one last.
+class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
+    """The result of ``wait_for_result``: await it for the final task, or iterate it with
+    ``async for`` to get each :class:`ProgressEvent`, the ``done`` one last.
 
     It is a real :class:`collections.abc.Coroutine`, so ``asyncio.create_task``,
-    ``gather`` and ``wait_for`` accept it. Use it in one mode, once.
+    ``gather`` and ``wait_for`` accept it. Use it in one mode, once. Every family waits
+    through this one class; ``fetch`` reads the family's task once.
     """
 
     def __init__(
         self,
         task_id: str,
-        fetch: Fetch,
+        fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
         timeout: float | None = POLICY_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
+        on_progress: ProgressCallback[T] | None = None,
     ) -> None:
         self.task_id = task_id
         self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress
-        self._events: AsyncGenerator[ProgressEvent] | None = None
+        self._events: AsyncGenerator[ProgressEvent[T]] | None = None
         self._reads = 0
-        self._coroutine: Coroutine[Any, Any, Task] | None = None
+        self._coroutine: Coroutine[Any, Any, T] | None = None
 
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
 
     # -- async iterator -------------------------------------------------------------
 
-    def __aiter__(self) -> TaskWaiter:
+    def __aiter__(self) -> TaskWaiter[T]:
         return self
 
-    async def __anext__(self) -> ProgressEvent:
+    async def __anext__(self) -> ProgressEvent[T]:
         if self._coroutine is not None:
             raise UsageError("this waiter is already being awaited; iterate a new one")
         if self._events is None:
@@ -193,14 +195,14 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
 
     # -- coroutine ------------------------------------------------------------------
 
-    def _as_coroutine(self) -> Coroutine[Any, Any, Task]:
+    def _as_coroutine(self) -> Coroutine[Any, Any, T]:
         if self._coroutine is None:
             if self._events is not None:
                 raise UsageError("this waiter is already being iterated; await a new one")
             self._coroutine = self._final_task()
         return self._coroutine
 
-    def __await__(self) -> Generator[Any, None, Task]:
+    def __await__(self) -> Generator[Any, None, T]:
         return self._as_coroutine().__await__()
 
     def send(self, value: Any) -> Any:
@@ -215,9 +217,9 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
         if self._coroutine is not None:
             self._coroutine.close()
 
-    async def _final_task(self) -> Task:
+    async def _final_task(self) -> T:
         self._events = self._run()
-        final: Task | None = None
+        final: T | None = None
         async for event in self._events:
             final = event.task
         assert final is not None, "a wait ends with a done event or an exception"
@@ -225,12 +227,12 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
 
     # -- the polling loop -----------------------------------------------------------
 
-    async def _run(self) -> AsyncGenerator[ProgressEvent]:
+    async def _run(self) -> AsyncGenerator[ProgressEvent[T]]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = None if self.timeout is None else started + self.timeout
         intervals = self.policy.intervals()
-        last_seen: Task | None = None
+        last_seen: T | None = None
         last_key: tuple[str, int] | None = None
         percent = 0
         next_read = started
@@ -238,11 +240,14 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
         while True:
             if deadline is not None and loop.time() >= deadline:
                 raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen)
+            bounded = asyncio.timeout_at(deadline)
             try:
-                async with asyncio.timeout_at(deadline):
+                async with bounded:
                     task, next_read = await self._read_when_due(next_read, intervals, loop)
             except TimeoutError:
-                if deadline is not None and loop.time() >= deadline:
+                # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
+                # rather than the clock stays exact when the deadline lands on a wake-up.
+                if bounded.expired():
                     raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
                 raise
             last_seen = task
@@ -266,7 +271,7 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
 
     async def _read_when_due(
         self, due: float, intervals: Iterator[float], loop: asyncio.AbstractEventLoop
-    ) -> tuple[Task, float]:
+    ) -> tuple[T, float]:
         """Sleep until ``due``, read the task, and say when the next read is due.
 
         A transient failure (network, 408/429/5xx, a body that is not a task) is
@@ -299,7 +304,7 @@ class TaskWaiter(Coroutine[Any, Any, Task], AsyncIterator[ProgressEvent]):
             )
             return task, loop.time() + pause
 
-    async def _notify(self, event: ProgressEvent) -> None:
+    async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:
             return
         outcome = self._on_progress(event)

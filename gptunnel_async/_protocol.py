@@ -11,8 +11,9 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
+import attrs
 import cattrs
 
 from .errors import (
@@ -21,6 +22,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ContentPolicyError,
     GPTunnelError,
     InsufficientBalanceError,
     NotFoundError,
@@ -29,19 +31,28 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
 )
-from .models import Task, converter
+from .models import Balance, MediaTask, Task, converter
 
 __all__ = [
+    "MEDIA_ERRORS",
     "RETRYABLE_STATUSES",
+    "decode_balance",
     "decode_json_object",
+    "decode_media_task",
     "decode_task",
     "error_from_response",
+    "excerpt",
+    "is_refused",
     "is_transient",
+    "media_error",
     "parse_retry_after",
     "redact",
     "shorten",
+    "structure",
     "structure_task",
 ]
+
+M = TypeVar("M", bound=attrs.AttrsInstance)
 
 RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 """Statuses that say "try again later" rather than "this request is wrong"."""
@@ -55,7 +66,29 @@ _ERRORS_BY_STATUS: Final[Mapping[int, type[APIError]]] = {
     429: RateLimitError,
 }
 
+MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
+    1: (ServerError, "internal_error"),
+    500: (ServerError, "internal_error"),
+    2: (AuthenticationError, "invalid_token"),
+    3: (BadRequestError, "invalid_input"),
+    4: (NotFoundError, "not_found"),
+    5: (InsufficientBalanceError, "insufficient_balance"),
+    6: (ServerError, "heavy_load"),
+    7: (PermissionDeniedError, "model_not_allowed"),
+    99: (NotFoundError, "method_not_found"),
+    1001: (ContentPolicyError, "content_blocked"),
+    1002: (ContentPolicyError, "content_blocked"),
+}
+"""``/media`` answers errors with HTTP 200 and a non-zero ``code``: the class and the
+``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
+
+_HEAVY_LOAD: Final = "6"
+"""The media code for "heavy load": it means what a 503 does, so it is retried."""
+
 _SHORT_TEXT: Final = 200
+_MESSAGE_TEXT: Final = 1000
+_SERVER_TEXTS: Final = ("error", "message")
+"""Model fields whose text the server writes freely, and which reach exception text."""
 
 
 def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
@@ -67,6 +100,16 @@ def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
 def redact(text: str, secret: str | None) -> str:
     """``text`` with every occurrence of ``secret`` masked, so a key echoed back never leaks."""
     return text.replace(secret, "***") if secret else text
+
+
+def excerpt(text: str | bytes, secret: str | None, limit: int = _SHORT_TEXT) -> str:
+    """Server text fit for a message or a log line: the key masked first, then shortened.
+
+    Masking before shortening matters: a cut through the key would leave a prefix of it.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return shorten(redact(text, secret), limit)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -117,12 +160,16 @@ def error_from_response(
     """The typed error for a non-2xx answer; the class is chosen by status alone.
 
     The body's ``message``, ``type``, ``param`` and ``code`` are used when it is JSON;
-    otherwise the message is the shortened raw text. ``secret`` is masked everywhere.
+    otherwise the message is the shortened raw text. Every field is bounded in length and
+    has ``secret`` masked, since all of them end up in the exception's text.
     """
     fields = _error_fields(body) or {}
-    raw = body.decode("utf-8", errors="replace")
-    message = _text_field(fields, "message") or shorten(raw) or f"HTTP {status}"
-    message = redact(message, secret)
+
+    def field(key: str, limit: int = _SHORT_TEXT) -> str | None:
+        value = _text_field(fields, key)
+        return None if value is None else excerpt(value, secret, limit)
+
+    message = field("message", _MESSAGE_TEXT) or excerpt(body, secret) or f"HTTP {status}"
     if status == 408:
         return APITimeoutError(f"408: {message}", status_code=408)
     retry_after = parse_retry_after(headers.get("Retry-After"))
@@ -130,59 +177,158 @@ def error_from_response(
     return cls(
         message,
         status_code=status,
-        type=_text_field(fields, "type"),
-        param=_text_field(fields, "param"),
-        code=_text_field(fields, "code"),
+        type=field("type"),
+        param=field("param"),
+        code=field("code"),
         retry_after=retry_after,
     )
 
 
-def decode_json_object(body: bytes, *, status_code: int | None = None) -> dict[str, Any]:
-    """A 2xx body parsed as a JSON object, or :class:`ResponseDecodeError`."""
+def decode_json_object(
+    body: bytes, *, status_code: int | None = None, secret: str | None = None
+) -> dict[str, Any]:
+    """A 2xx body parsed as a JSON object, or :class:`ResponseDecodeError`.
+
+    The error's ``body`` excerpt has ``secret`` masked, like every error text, and it is
+    raised outside the ``except`` block: the parser's own error would stay attached as
+    ``__context__``, holding the whole body, key and all.
+    """
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise ResponseDecodeError(
-            f"the answer is not JSON: {exc}",
-            status_code=status_code,
-            body=shorten(body.decode("utf-8", errors="replace")),
-        ) from None
+        problem = f"the answer is not JSON: {exc}"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = f"expected a JSON object, got {type(data).__name__}"
+    raise ResponseDecodeError(problem, status_code=status_code, body=excerpt(body, secret))
+
+
+def structure(
+    cls: type[M], data: Any, status_code: int | None = None, *, secret: str | None = None
+) -> M:
+    """A parsed JSON value as a ``cls`` model, or :class:`ResponseDecodeError`.
+
+    ``secret`` is masked in the server's own texts (a task's ``error``, a media
+    ``message``), which end up in exception text. The error is raised outside the
+    ``except`` block for the reason :func:`decode_json_object` gives.
+    """
+    what = f"a {cls.__name__} object"
     if not isinstance(data, dict):
         raise ResponseDecodeError(
-            f"expected a JSON object, got {type(data).__name__}",
-            status_code=status_code,
-            body=shorten(body.decode("utf-8", errors="replace")),
-        )
-    return data
-
-
-def decode_task(body: bytes, *, status_code: int | None = None) -> Task:
-    """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
-    return structure_task(decode_json_object(body, status_code=status_code), status_code)
-
-
-def structure_task(data: Any, status_code: int | None = None) -> Task:
-    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
-    if not isinstance(data, dict):
-        raise ResponseDecodeError(
-            f"expected a task object, got {type(data).__name__}", status_code=status_code
+            f"expected {what}, got {type(data).__name__}", status_code=status_code
         )
     try:
-        return converter.structure(data, Task)
-    except (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError) as exc:
-        if isinstance(exc, cattrs.BaseValidationError):
-            detail = "; ".join(cattrs.transform_error(exc))
-        else:
-            detail = repr(exc)
+        model = converter.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        detail = "; ".join(cattrs.transform_error(exc))
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        detail = repr(exc)
+    else:
+        return _masked(model, secret)
+    raise ResponseDecodeError(
+        f"the answer is not {what}: {detail}",
+        status_code=status_code,
+        body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
+    )
+
+
+def _masked(model: M, secret: str | None) -> M:
+    """``model`` with ``secret`` masked in the texts the server wrote into it."""
+    changes = {
+        field.name: redact(value, secret)
+        for field in attrs.fields(type(model))
+        if field.name in _SERVER_TEXTS
+        and isinstance(value := getattr(model, field.name), str)
+        and secret
+        and secret in value
+    }
+    if not changes:
+        return model
+    masked: M = attrs.evolve(
+        cast(Any, model), **changes
+    )  # mypy's attrs plugin can't see M's fields
+    return masked
+
+
+def structure_task(data: Any, status_code: int | None = None, *, secret: str | None = None) -> Task:
+    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
+    return structure(Task, data, status_code, secret=secret)
+
+
+def decode_task(body: bytes, status_code: int | None = None, *, secret: str | None = None) -> Task:
+    """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
+    data = decode_json_object(body, status_code=status_code, secret=secret)
+    return structure_task(data, status_code, secret=secret)
+
+
+def decode_balance(
+    body: bytes, status_code: int | None = None, *, secret: str | None = None
+) -> Balance:
+    """A 2xx body of ``/balance`` as a :class:`Balance`, or :class:`ResponseDecodeError`."""
+    data = decode_json_object(body, status_code=status_code, secret=secret)
+    return structure(Balance, data, status_code, secret=secret)
+
+
+def _media_code(value: Any) -> int | None:
+    """A media ``code`` as an int (absent or null is 0), or ``None`` if it is not one."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def media_error(
+    code: int, fields: Mapping[str, Any], status_code: int, *, secret: str | None = None
+) -> APIError:
+    """The typed error for a media answer with a non-zero ``code`` (see :data:`MEDIA_ERRORS`)."""
+    cls, kind = MEDIA_ERRORS.get(code, (APIError, "media_error"))
+    text = _text_field(fields, "message")
+    message = excerpt(text, secret, _MESSAGE_TEXT) if text else kind.replace("_", " ")
+    return cls(message, status_code=status_code, type=kind, code=str(code))
+
+
+def decode_media_task(
+    body: bytes, status_code: int = 200, *, secret: str | None = None
+) -> MediaTask:
+    """A 2xx body of ``/media`` as a :class:`MediaTask`; a non-zero ``code`` raises its error.
+
+    Raises:
+        APIError: the subclass :data:`MEDIA_ERRORS` gives the code, ``code`` set.
+        ResponseDecodeError: the body is not a media task.
+    """
+    data = decode_json_object(body, status_code=status_code, secret=secret)
+    code = _media_code(data.get("code"))
+    if code is None:
         raise ResponseDecodeError(
-            f"the answer is not a task object: {detail}",
+            f"the media answer's code is not a number: {data.get('code')!r}",
             status_code=status_code,
-            body=shorten(json.dumps(data, ensure_ascii=False, default=str)),
-        ) from None
+            body=excerpt(body, secret),
+        )
+    if code != 0:
+        raise media_error(code, data, status_code, secret=secret)
+    return structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
+
+
+def _heavy_load(exc: APIError) -> bool:
+    """A media "heavy load" answer: sent with HTTP 200, it means what a 503 does."""
+    return exc.status_code < 300 and exc.code == _HEAVY_LOAD
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx."""
+    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
+    or media's "heavy load"."""
     if isinstance(exc, APIConnectionError):
         return True
-    return isinstance(exc, APIError) and exc.status_code in RETRYABLE_STATUSES
+    return isinstance(exc, APIError) and (exc.status_code in RETRYABLE_STATUSES or _heavy_load(exc))
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Whether the API refused a request before doing anything: 429, 503, media "heavy load".
+
+    Only these make it safe to send a request that starts a paid task again.
+    """
+    return isinstance(exc, APIError) and (exc.status_code in (429, 503) or _heavy_load(exc))

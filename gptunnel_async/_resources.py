@@ -1,51 +1,90 @@
-"""Task families as resources on the client: each family is a few declarative lines over
-one shared way to read a task and wait for it.
+"""The one way every task family reads a task and waits for it.
+
+A family is a :class:`TaskResource` subclass that declares a :class:`Family` (where its
+tasks are read, how its answers decode) and adds its own create calls; reading, waiting,
+retries and errors all come from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
-from ._images import ImageInput, encode_image
+import attrs
+
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._protocol import decode_task
-from ._transport import Transport
+from ._transport import Decoder, Transport
 from .errors import ConfigurationError
-from .models import Task
+from .models import TaskLike
 
-__all__ = ["FaceSwap", "TaskResource", "check_task_id"]
+__all__ = ["Family", "TaskResource", "check_task_id", "check_text"]
+
+T = TypeVar("T", bound=TaskLike)
 
 
-def check_task_id(value: str) -> str:
-    """``value`` if it is a usable task id; blank or non-string ids fail before any request."""
+def check_text(name: str, value: Any) -> str:
+    """``value`` if it is a non-blank string; anything else fails before any request."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"task_id must be a non-empty string, got {value!r}")
+        raise ConfigurationError(f"{name} must be a non-empty string, got {value!r}")
     return value
 
 
-class TaskResource:
-    """Reading a task and waiting for it: the same for every family.
+def check_task_id(value: str) -> str:
+    """``value`` if it is a usable task id; blank or non-string ids fail before any request.
 
-    A family sets ``result_path`` (and ``id_param`` if its query key differs).
+    An id that is not valid Unicode (a lone surrogate) fails too: URL encoding would
+    silently drop those characters and ask for another task.
+    """
+    check_text("task_id", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"task_id is not valid Unicode: {value!r}") from None
+    return value
+
+
+@attrs.frozen
+class Family(Generic[T]):
+    """What sets one task family apart: where its tasks are read and how answers decode.
+
+    ``decode`` turns every 2xx answer of the family (creates and reads) into its task
+    model, or raises the typed error the body carries.
     """
 
-    result_path: ClassVar[str]
-    id_param: ClassVar[str] = "taskId"
+    result_path: str
+    decode: Decoder[T]
+    id_param: str = "taskId"
+
+
+class TaskResource(Generic[T]):
+    """Reading a task and waiting for it: the same for every family.
+
+    A subclass sets ``family`` and adds the family's create calls.
+    """
+
+    family: Family[T]
 
     def __init__(self, transport: Transport, default_policy: Callable[[], PollPolicy]) -> None:
         self._transport = transport
         self._default_policy = default_policy
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._transport.base_url}/{self.result_path}>"
+        return f"<{type(self).__name__} {self._transport.base_url}/{self.family.result_path}>"
 
-    async def result(self, task_id: str) -> Task:
-        """Read the task's current state once, retrying transient failures."""
-        status, body = await self._transport.request(
-            "GET", self.result_path, params={self.id_param: check_task_id(task_id)}
+    async def result(self, task_id: str) -> T:
+        """Read the task's current state once, retrying transient failures.
+
+        Raises:
+            ConfigurationError: ``task_id`` is blank.
+            APIError: the typed error of an answer that is not retried, or the last one.
+            ResponseDecodeError: the answer is not this family's task object.
+        """
+        return await self._transport.request(
+            "GET",
+            self.family.result_path,
+            self.family.decode,
+            params={self.family.id_param: check_task_id(task_id)},
         )
-        return decode_task(body, status_code=status)
 
     def wait_for_result(
         self,
@@ -53,8 +92,8 @@ class TaskResource:
         *,
         policy: PollPolicy | None = None,
         timeout: float | None = POLICY_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
-    ) -> TaskWaiter:
+        on_progress: ProgressCallback[T] | None = None,
+    ) -> TaskWaiter[T]:
         """Poll until the task is done: await it for the final task, or iterate its events.
 
         Args:
@@ -77,40 +116,21 @@ class TaskResource:
             on_progress=on_progress,
         )
 
-    async def _create(self, path: str, payload: dict[str, Any]) -> Task:
+    async def _create(self, path: str, payload: dict[str, Any]) -> T:
         """POST a new task; retried only where the server surely did not start one."""
-        status, body = await self._transport.request("POST", path, json=payload, idempotent=False)
-        return decode_task(body, status_code=status)
+        return await self._transport.request(
+            "POST", path, self.family.decode, json=payload, idempotent=False
+        )
 
-
-class FaceSwap(TaskResource):
-    """``/faceswap``: put the face from one image onto the person in another."""
-
-    result_path = "faceswap/result"
-
-    async def create(
-        self, source_image: ImageInput, face_image: ImageInput, *, webhook: str | None = None
-    ) -> Task:
-        """Start a face swap; images may be URLs, ``data:`` URIs, bytes or file paths."""
-        payload: dict[str, Any] = {
-            "sourceImage": await encode_image(source_image),
-            "faceImage": await encode_image(face_image),
-        }
-        if webhook is not None:
-            payload["webhook"] = webhook
-        return await self._create("faceswap/create", payload)
-
-    async def swap(
+    async def _until_done(
         self,
-        source_image: ImageInput,
-        face_image: ImageInput,
-        *,
-        policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
-        on_progress: ProgressCallback | None = None,
-    ) -> Task:
-        """Start a face swap and wait for it: the finished task, ``result`` holding the URL."""
-        task = await self.create(source_image, face_image)
+        created: Awaitable[T],
+        policy: PollPolicy | None,
+        timeout: float | None,
+        on_progress: ProgressCallback[T] | None,
+    ) -> T:
+        """Await a create call, then wait for the task it started."""
+        task = await created
         return await self.wait_for_result(
             task.id, policy=policy, timeout=timeout, on_progress=on_progress
         )

@@ -6,27 +6,55 @@ Everything that can go wrong on the wire leaves this module as a typed
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, Final, Protocol, TypeVar
 
 import aiohttp
 import tenacity
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import _timing
 from ._budget import RequestBudget
-from ._protocol import error_from_response, is_transient, redact
+from ._protocol import (
+    error_from_response,
+    excerpt,
+    is_refused,
+    is_transient,
+    parse_retry_after,
+    redact,
+)
 from ._version import VERSION
-from .errors import APIConnectionError, APIError, APITimeoutError, GPTunnelError
+from .errors import APIConnectionError, APITimeoutError, GPTunnelError, ResponseDecodeError
 
-__all__ = ["RETRY_AFTER_CAP", "Transport"]
+__all__ = ["MAX_ANSWER_BYTES", "RETRY_AFTER_CAP", "Decoder", "Transport"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Decoder(Protocol[T_co]):
+    """Turns a 2xx answer's (body, status) into a model, or raises the typed error it holds.
+
+    ``secret`` is masked in every text the model or the error keeps from the body.
+    """
+
+    def __call__(self, body: bytes, status_code: int, /, *, secret: str | None = None) -> T_co:
+        """Decode one answer."""
+
 
 logger = logging.getLogger("gptunnel_async")
 
 RETRY_AFTER_CAP: Final = 60.0
 """The longest ``Retry-After`` honoured, in seconds: a bigger hint is not worth blocking on."""
+
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+"""4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
+
+_CHUNK: Final = 64 * 1024
 
 _BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
 """0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step."""
@@ -44,28 +72,45 @@ class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
         return max(backoff, min(float(hint), RETRY_AFTER_CAP))
 
 
-def _log_retry(retry_state: tenacity.RetryCallState) -> None:
-    outcome = retry_state.outcome
-    method, url = retry_state.args[:2]
-    logger.warning(
-        "%s %s failed (%s); retry %d in %.2fs",
-        method,
-        URL(url).path,
-        outcome.exception() if outcome else "unknown error",
-        retry_state.attempt_number,
-        retry_state.upcoming_sleep,
-    )
+def _retry_logger(what: str) -> Callable[[tenacity.RetryCallState], None]:
+    """A ``before_sleep`` hook logging one WARNING per retry: what failed, why, and the delay."""
+
+    def log_retry(retry_state: tenacity.RetryCallState) -> None:
+        outcome = retry_state.outcome
+        logger.warning(
+            "%s failed (%s); retry %d in %.2fs",
+            what,
+            outcome.exception() if outcome else "unknown error",
+            retry_state.attempt_number,
+            retry_state.upcoming_sleep,
+        )
+
+    return log_retry
+
+
+def _forget_request_headers(exc: aiohttp.ClientError) -> None:
+    """Drop the key from the request headers some aiohttp errors keep (their ``repr`` shows them).
+
+    The error stays chained to the SDK's own for debugging; only ``Authorization`` goes.
+    """
+    if isinstance(exc, aiohttp.ClientResponseError):
+        info = exc.request_info
+        headers = CIMultiDict(info.headers)
+        headers.popall("Authorization", None)
+        exc.request_info = aiohttp.RequestInfo(
+            info.url, info.method, CIMultiDictProxy(headers), info.real_url
+        )
 
 
 def _safe_to_resend(exc: BaseException) -> bool:
     """For requests that start a task: retry only when the server surely did not act on it.
 
-    That is a 429 or 503 (refused before any work), or a connection that never opened.
+    That is a refusal before any work (429, 503, media's "heavy load"), or a connection
+    that never opened.
     """
-    if isinstance(exc, APIError):
-        return exc.status_code in (429, 503)
-    return isinstance(exc, APIConnectionError) and isinstance(
-        exc.__cause__, aiohttp.ClientConnectorError
+    return is_refused(exc) or (
+        isinstance(exc, APIConnectionError)
+        and isinstance(exc.__cause__, aiohttp.ClientConnectorError)
     )
 
 
@@ -80,25 +125,104 @@ class Transport:
         timeout: float,
         max_retries: int,
         session: Callable[[], aiohttp.ClientSession],
-        budget: RequestBudget,
+        max_connections: int | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.base_url = base_url
         self.origin = URL(base_url).origin()
         self.timeout = timeout
         self.max_retries = max_retries
+        self.max_connections = max_connections
         self.budget = budget
         self._api_key = api_key
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._connection_slots: contextlib.AbstractAsyncContextManager[Any] | None = None
         self._headers: Final = {
             "Authorization": api_key,
             "Accept": "application/json",
             "User-Agent": f"gptunnel-async/{VERSION}",
         }
 
+    @property
+    def secret(self) -> str:
+        """The API key, for masking it in texts built from answers."""
+        return self._api_key
+
     def session(self) -> aiohttp.ClientSession:
         """The session to send with (created on first use by the client)."""
         return self._session()
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self, method: str, url: URL, **options: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request and its response; every request the SDK makes goes through here.
+
+        The key goes only to ``base_url``'s origin, and redirects and error statuses are
+        left to the caller whatever a borrowed session's defaults say, so no redirect can
+        carry the key and no status escapes as a bare aiohttp error.
+
+        Each exchange first takes a slot, one per connection the session's connector
+        allows. With many concurrent waits, requests queue here, outside their timeout,
+        rather than in aiohttp's pool where the wait counts against it: there, a busy
+        client timed out requests it had not even sent, and its retries fed the queue.
+        Then an API request takes its start from the client's rate budget, if it has one,
+        and tells the budget of a 429.
+        """
+        session = self.session()
+        budget = self.budget if url.origin() == self.origin else None
+        async with self._slots(session):
+            started = await budget.pace() if budget else 0.0
+            response = await session.request(
+                method,
+                url,
+                headers=self.headers_for(url),
+                allow_redirects=False,
+                raise_for_status=False,
+                **options,
+            )
+            if budget and response.status == 429:
+                hint = parse_retry_after(response.headers.get("Retry-After"))
+                budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+            async with response:
+                yield response
+
+    def _slots(self, session: aiohttp.ClientSession) -> contextlib.AbstractAsyncContextManager[Any]:
+        """As many slots as the client's ``max_connections`` and the session's connector
+        allow connections (none if both are unlimited)."""
+        if self._connection_slots is None:
+            connector = session.connector
+            limits = [connector.limit, connector.limit_per_host] if connector else []
+            limits.append(self.max_connections or 0)
+            self._connection_slots = (
+                asyncio.Semaphore(min(n for n in limits if n))
+                if any(limits)
+                else contextlib.nullcontext()
+            )
+        return self._connection_slots
+
+    async def answer(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body of a 2xx answer, or the typed error for any other status.
+
+        At most :data:`MAX_ANSWER_BYTES` are read: a bigger 2xx body raises
+        :class:`ResponseDecodeError`, and an error's message comes from its start.
+        """
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                break
+        head = bytes(body[:MAX_ANSWER_BYTES])
+        if not 200 <= response.status < 300:
+            raise error_from_response(response.status, response.headers, head, secret=self.secret)
+        if len(body) > MAX_ANSWER_BYTES:
+            raise ResponseDecodeError(
+                f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
+                status_code=response.status,
+                body=excerpt(head[:_CHUNK], self.secret),
+            )
+        return head
 
     def headers_for(self, url: URL) -> Mapping[str, str]:
         """Request headers for ``url``: with the key only on ``base_url``'s origin."""
@@ -111,15 +235,18 @@ class Transport:
         return redact(text, self._api_key)
 
     def retrying(
-        self, retry_if: Callable[[BaseException], bool] = is_transient
+        self, what: str, retry_if: Callable[[BaseException], bool] = is_transient
     ) -> tenacity.AsyncRetrying:
-        """A fresh tenacity controller (they keep per-call state): backoff with Retry-After."""
+        """A fresh tenacity controller (they keep per-call state): backoff with Retry-After.
+
+        ``what`` names the request in the WARNING logged before each retry.
+        """
         return tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
             wait=_WaitHonouringRetryAfter(),
             retry=tenacity.retry_if_exception(retry_if),
             sleep=_timing.sleep,
-            before_sleep=_log_retry,
+            before_sleep=_retry_logger(what),
             reraise=True,
         )
 
@@ -127,20 +254,23 @@ class Transport:
         self,
         method: str,
         path: str,
+        decode: Decoder[T],
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
         idempotent: bool = True,
-    ) -> tuple[int, bytes]:
-        """Send one API request, retrying transient failures; return (status, body) of a 2xx.
+    ) -> T:
+        """Send one API request, retrying transient failures; return the 2xx answer decoded.
 
-        A request that is not ``idempotent`` (one that creates a paid task) is retried
-        only where the server surely did nothing, so a retry never starts a second task.
+        ``decode`` runs inside each attempt, so an error a 2xx body carries (media's
+        ``code``) is retried by the same rules as an HTTP status. A request that is not
+        ``idempotent`` (one that creates a paid task) is retried only where the server
+        surely did nothing, so a retry never starts a second task.
         """
-        url = f"{self.base_url}/{path.lstrip('/')}"
+        url = URL(f"{self.base_url}/{path.lstrip('/')}")
         retry_if = is_transient if idempotent else _safe_to_resend
         try:
-            return await self._attempt(method, url, params, json)
+            return await self._attempt(method, url, params, json, decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
                 raise
@@ -150,13 +280,13 @@ class Transport:
         # retries exactly as if it had made that attempt itself.
         replay = [first_failure]
 
-        async def attempt(*args: Any) -> tuple[int, bytes]:
+        async def attempt(*args: Any) -> T:
             if replay:
                 raise replay.pop()
             return await self._attempt(*args)
 
-        result: tuple[int, bytes] = await self.retrying(retry_if)(
-            attempt, method, url, params, json
+        result: T = await self.retrying(f"{method} {url.path}", retry_if)(
+            attempt, method, url, params, json, decode
         )
         return result
 
@@ -165,40 +295,24 @@ class Transport:
         """Turn aiohttp's and the socket's failures inside the block into typed errors."""
         try:
             yield
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wire_error(exc, what) from exc
-
-    def wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
-        """The typed error for a failure on the wire while doing ``what``."""
-        if isinstance(exc, TimeoutError):
-            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
-        reason = self.redact(str(exc)) or type(exc).__name__
-        return APIConnectionError(f"{what} failed: {reason}")
+        except TimeoutError as exc:
+            raise APITimeoutError(f"{what} timed out after {self.timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            _forget_request_headers(exc)
+            reason = self.redact(str(exc)) or type(exc).__name__
+            raise APIConnectionError(f"{what} failed: {reason}") from exc
 
     async def _attempt(
-        self, method: str, url: str, params: Mapping[str, str] | None, json: Any
-    ) -> tuple[int, bytes]:
-        budget = self.budget
-        started = await budget.acquire()
-        try:  # not ``wire_errors``: this runs for every request, and a plain try is cheaper
-            async with self.session().request(
-                method,
-                url,
-                params=params,
-                json=json,
-                headers=self._headers,
-                timeout=self._client_timeout,
-                allow_redirects=False,
+        self,
+        method: str,
+        url: URL,
+        params: Mapping[str, str] | None,
+        json: Any,
+        decode: Decoder[T],
+    ) -> T:
+        with self.wire_errors(f"{method} {url.path}"):
+            async with self.exchange(
+                method, url, params=params, json=json, timeout=self._client_timeout
             ) as response:
-                body = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wire_error(exc, f"{method} {URL(url).path}") from exc
-        finally:
-            budget.release()
-        if 200 <= response.status < 300:
-            return response.status, body
-        error = error_from_response(response.status, response.headers, body, secret=self._api_key)
-        if isinstance(error, APIError) and error.status_code == 429:
-            hint = error.retry_after
-            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
-        raise error
+                status, body = response.status, await self.answer(response)
+        return decode(body, status, secret=self.secret)

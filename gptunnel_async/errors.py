@@ -5,14 +5,15 @@ The tree::
     GPTunnelError
     ├── ConfigurationError          (also ValueError) a bad key, URL, task id or option
     ├── UsageError                  (also RuntimeError) a closed client, a waiter used twice
-    ├── APIError                    the API answered with an error status
-    │   ├── BadRequestError             400
-    │   ├── AuthenticationError         401
-    │   ├── InsufficientBalanceError    402
-    │   ├── PermissionDeniedError       403
-    │   ├── NotFoundError               404
+    ├── APIError                    the API answered with an error (status or media code)
+    │   ├── BadRequestError             400, media 3
+    │   │   └── ContentPolicyError          media 1001 and 1002: content blocked
+    │   ├── AuthenticationError         401, media 2
+    │   ├── InsufficientBalanceError    402, media 5
+    │   ├── PermissionDeniedError       403, media 7
+    │   ├── NotFoundError               404, media 4 and 99
     │   ├── RateLimitError              429 (retried; ``.retry_after``)
-    │   └── ServerError                 5xx (retried)
+    │   └── ServerError                 5xx, media 1, 500, 6 (500/502/503/504, media 6 retried)
     ├── APIConnectionError          the network failed (retried)
     │   └── APITimeoutError             a request timed out, or 408 (retried)
     ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
@@ -26,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .models import Task
+    from .models import TaskLike
 
 __all__ = [
     "APIConnectionError",
@@ -35,6 +36,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "ContentPolicyError",
     "DownloadError",
     "GPTunnelError",
     "InsufficientBalanceError",
@@ -62,11 +64,12 @@ class UsageError(GPTunnelError, RuntimeError):
 
 
 class APIError(GPTunnelError):
-    """The API answered with an HTTP error status.
+    """The API answered with an HTTP error status, or (``/media``) a non-zero ``code``.
 
     ``message``, ``type``, ``param`` and ``code`` come from the JSON error body when it
     parses; otherwise ``message`` is the (shortened) raw body text. ``retry_after`` is the
-    server's ``Retry-After`` hint in seconds, if it sent one.
+    server's ``Retry-After`` hint in seconds, if it sent one. A media error that came with
+    HTTP 200 keeps ``status_code`` 200 and holds the media code in ``code`` (e.g. ``"3"``).
     """
 
     def __init__(
@@ -90,23 +93,27 @@ class APIError(GPTunnelError):
 
 
 class BadRequestError(APIError):
-    """HTTP 400: the request was malformed, e.g. a missing ``taskId``."""
+    """HTTP 400 (media code 3): the request was malformed, e.g. a missing ``taskId``."""
+
+
+class ContentPolicyError(BadRequestError):
+    """The prompt or an image was blocked by content moderation (media codes 1001, 1002)."""
 
 
 class AuthenticationError(APIError):
-    """HTTP 401: the API key is missing, wrong or revoked."""
+    """HTTP 401 (media code 2): the API key is missing, wrong or revoked."""
 
 
 class InsufficientBalanceError(APIError):
-    """HTTP 402: the organisation's balance is too low."""
+    """HTTP 402 (media code 5): the organisation's balance is too low."""
 
 
 class PermissionDeniedError(APIError):
-    """HTTP 403: the key may not use this resource."""
+    """HTTP 403 (media code 7): the key may not use this resource or model."""
 
 
 class NotFoundError(APIError):
-    """HTTP 404: no such task or resource."""
+    """HTTP 404 (media codes 4, 99): no such task, resource or method."""
 
 
 class RateLimitError(APIError):
@@ -114,7 +121,10 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """HTTP 5xx: the server failed; 500, 502, 503 and 504 are retried."""
+    """HTTP 5xx (media codes 1, 500, 6): the server failed.
+
+    500, 502, 503, 504 and media code 6 (heavy load) are retried.
+    """
 
 
 class APIConnectionError(GPTunnelError):
@@ -155,7 +165,7 @@ class DownloadError(GPTunnelError):
 class TaskFailedError(GPTunnelError):
     """The task reached a failure status; ``task`` is its final state."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: TaskLike) -> None:
         self.task_id = task.id
         self.task = task
         reason = task.error or "no error message given"
@@ -165,7 +175,7 @@ class TaskFailedError(GPTunnelError):
 class WaitTimeoutError(GPTunnelError, TimeoutError):
     """A wait passed its deadline; ``task`` is the last state seen, or ``None``."""
 
-    def __init__(self, task_id: str, timeout: float, task: Task | None) -> None:
+    def __init__(self, task_id: str, timeout: float, task: TaskLike | None) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.task = task

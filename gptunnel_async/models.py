@@ -11,13 +11,24 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-__all__ = ["DONE_STATUSES", "FAILED_STATUSES", "Task", "Usage", "converter"]
+__all__ = [
+    "DONE_STATUSES",
+    "FAILED_STATUSES",
+    "MEDIA_DONE_STATUSES",
+    "Balance",
+    "MediaClip",
+    "MediaTask",
+    "Task",
+    "TaskLike",
+    "Usage",
+    "converter",
+]
 
 T = TypeVar("T")
 
@@ -26,6 +37,32 @@ DONE_STATUSES: Final = frozenset({"done"})
 
 FAILED_STATUSES: Final = frozenset({"failed", "error", "fail", "cancelled", "canceled"})
 """Statuses that mean the task finished without one. None is documented; these are seen."""
+
+MEDIA_DONE_STATUSES: Final = frozenset({"done", "succeeded", "success", "completed"})
+"""Statuses that mean a media task finished. ``succeeded`` is documented (on music clips);
+the others are seen from different models."""
+
+
+class TaskLike(Protocol):
+    """What every family's task model offers, and all that waiting needs of one."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def percent(self) -> int: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def is_done(self) -> bool: ...
+
+    @property
+    def is_failed(self) -> bool: ...
 
 
 @attrs.frozen
@@ -40,8 +77,31 @@ class Usage:
     total_cost: float = 0.0
 
 
+class _Lifecycle:
+    """Where a task stands, from its ``status`` alone: shared by every family's model."""
+
+    __slots__ = ()
+    _done_statuses: ClassVar[frozenset[str]] = DONE_STATUSES
+    status: str
+
+    @property
+    def is_done(self) -> bool:
+        """The task finished with its output (``result``, or a media task's ``url``/clips)."""
+        return self.status in self._done_statuses
+
+    @property
+    def is_failed(self) -> bool:
+        """The task finished without a result; ``error`` may say why."""
+        return self.status in FAILED_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        """The task will not change any more: polling it again is pointless."""
+        return self.is_done or self.is_failed
+
+
 @attrs.frozen
-class Task:
+class Task(_Lifecycle):
     """One state of a GPTunnel task, as ``/faceswap/result`` and its siblings return it.
 
     ``status`` is kept as the server sent it, so a status this SDK does not know yet is
@@ -59,20 +119,60 @@ class Task:
     usage: Usage | None = None
     actions: tuple[str, ...] = ()
 
-    @property
-    def is_done(self) -> bool:
-        """The task finished and ``result`` holds its output."""
-        return self.status in DONE_STATUSES
+
+@attrs.frozen
+class MediaClip:
+    """One generated clip of a music task: where to fetch it and how long it plays."""
+
+    audio_url: str | None = None
+    duration: float | None = None
+    status: str | None = None
+
+
+@attrs.frozen
+class MediaTask(_Lifecycle):
+    """One state of a ``/media`` task (images, video, music from many models).
+
+    ``url`` holds an image or video result; music comes as clips in ``result``. The API
+    reports no progress for media, so ``percent`` is 0 until the task is done, then 100.
+    ``code`` is 0 here: an answer with another code is raised as an error instead.
+    """
+
+    id: str
+    status: str
+    model: str | None = None
+    url: str | None = None
+    result: tuple[MediaClip, ...] = ()
+    cost: float | None = None
+    code: int = 0
+    message: str | None = None
+
+    _done_statuses = MEDIA_DONE_STATUSES
 
     @property
-    def is_failed(self) -> bool:
-        """The task finished without a result; ``error`` may say why."""
-        return self.status in FAILED_STATUSES
+    def percent(self) -> int:
+        """100 once the task is done, else 0: media tasks report no progress."""
+        return 100 if self.is_done else 0
 
     @property
-    def is_terminal(self) -> bool:
-        """The task will not change any more: polling it again is pointless."""
-        return self.is_done or self.is_failed
+    def error(self) -> str | None:
+        """Why the task failed (its ``message``), or ``None`` while it has not."""
+        return self.message if self.is_failed else None
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every result file: ``url`` and each clip's ``audio_url``, in order."""
+        clips = tuple(clip.audio_url for clip in self.result if clip.audio_url)
+        return (self.url, *clips) if self.url else clips
+
+
+@attrs.frozen
+class Balance:
+    """The organisation's money: what it has, and how far below zero it may go."""
+
+    org_id: str
+    balance: float
+    credit_limit: float = 0.0
 
 
 def _number(value: Any) -> float:
@@ -123,6 +223,16 @@ def _structure_actions(value: Any, _: type) -> tuple[str, ...]:
     return tuple(item if isinstance(item, str) else json.dumps(item) for item in value)
 
 
+def _structure_amount(value: Any, _: type) -> float | None:
+    """An optional amount (a cost, a duration): a number or numeric text, else ``None``."""
+    if isinstance(value, str):
+        try:
+            return _number(float(value))
+        except ValueError:
+            return None
+    return None if value is None else _number(value)
+
+
 def _structure_int(value: Any, _: type) -> int:
     if type(value) is int:
         return value
@@ -133,17 +243,6 @@ def _structure_float(value: Any, _: type) -> float:
     if type(value) is int:
         return float(value)
     return 0.0 if value is None else _number(value)
-
-
-def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
-    """Wrap a generated hook so a list or string is refused rather than read as defaults."""
-
-    def structure_object(value: Any, cls: type) -> T:
-        if not isinstance(value, dict):
-            raise TypeError(f"expected an object, got {type(value).__name__}")
-        return structure(value, cls)
-
-    return structure_object
 
 
 def _structure_optional_str(value: Any, _: type) -> str | None:
@@ -198,6 +297,17 @@ class LeanThenDetailed(Generic[T]):
             return self.detailed(value, cls)
 
 
+def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
+    """Wrap a generated hook so a list or string is refused rather than read as defaults."""
+
+    def structure_object(value: Any, cls: type) -> T:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        return structure(value, cls)
+
+    return structure_object
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
@@ -217,6 +327,39 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Task, LeanThenDetailed(_structure_task_lean, detailed_task))
     conv.register_unstructure_hook(
         Task, make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId"))
+    )
+    conv.register_structure_hook(float | None, _structure_amount)
+    conv.register_structure_hook(MediaClip, _objects_only(make_dict_structure_fn(MediaClip, conv)))
+
+    def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
+        """Music clips as a tuple; null (an image or video, or not done yet) means none."""
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list of clips, got {type(value).__name__}")
+        return tuple(conv.structure(item, MediaClip) for item in value)
+
+    conv.register_structure_hook(
+        MediaTask,
+        _objects_only(
+            make_dict_structure_fn(
+                MediaTask,
+                conv,
+                result=override(struct_hook=structure_clips),
+                message=override(struct_hook=_structure_error),
+            )
+        ),
+    )
+    conv.register_structure_hook(
+        Balance,
+        _objects_only(
+            make_dict_structure_fn(
+                Balance,
+                conv,
+                org_id=override(rename="orgId"),
+                credit_limit=override(rename="creditLimit"),
+            )
+        ),
     )
     return conv
 

@@ -18,6 +18,8 @@ from aioresponses import core as aioresponses_core
 
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
 
+from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
+
 API_KEY = "test-key-5f1e"
 
 
@@ -40,6 +42,22 @@ def task_json(status: str = "running", percent: float | None = 0, **extra: Any) 
             "completion_cost": 0,
             "total_cost": 0,
         },
+    }
+    body.update(extra)
+    return body
+
+
+def media_json(status: str = "processing", **extra: Any) -> dict[str, Any]:
+    """A ``/media/result`` answer as the API documents it (``code`` 0: no error)."""
+    done = status in ("done", "succeeded", "success", "completed")
+    body: dict[str, Any] = {
+        "code": 0,
+        "id": "task-1",
+        "model": "flux-pro",
+        "status": status,
+        "url": "https://storage.example/media.png" if done else None,
+        "cost": 0.5 if done else None,
+        "message": None,
     }
     body.update(extra)
     return body
@@ -168,3 +186,32 @@ def _no_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def hundredfold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SDK pause takes a hundredth of its time: real interleaving, a hundred times faster."""
+
+    async def scaled(seconds: float) -> None:
+        await asyncio.sleep(seconds / 100)
+
+    monkeypatch.setattr(_timing, "sleep", scaled)
+
+
+_SERVER_SIDE = ("web_protocol", "_accept_connection")
+"""Where the loopback servers' own tasks run: accepting connections and handling requests."""
+
+
+def client_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks still alive other than the current one and the loopback servers' own."""
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task() and not any(s in repr(task) for s in _SERVER_SIDE)
+    ]
+
+
+def connections_in_use(client: GPTunnelClient) -> int:
+    """How many connections the client's session holds for a request right now."""
+    session = client._session
+    return 0 if session is None or session.connector is None else len(session.connector._acquired)

@@ -80,14 +80,15 @@ async def test_many_waits_and_reads_never_exceed_requests_per_second(
         api_key=API_KEY, base_url=api.base_url, requests_per_second=rate
     ) as client:
         budget = client._transport.budget
+        assert budget is not None
         starts: list[float] = []
-        acquire = budget.acquire
+        pace = budget.pace
 
-        async def recording_acquire() -> float:
-            starts.append(await acquire())
+        async def recording_pace() -> float:
+            starts.append(await pace())
             return starts[-1]
 
-        budget.acquire = recording_acquire  # type: ignore[method-assign]
+        budget.pace = recording_pace  # type: ignore[method-assign]
         waits = [client.wait_for_result(f"task-{i}") for i in range(50)]
         reads = [client.get_result(f"read-{i}") for i in range(20)]
         await asyncio.gather(*waits, *reads)
@@ -142,7 +143,9 @@ async def test_a_429_halves_the_rate_of_every_request_of_the_client(
         api_key=API_KEY, base_url=api.base_url, requests_per_second=rate
     ) as client:
         await asyncio.gather(*(client.get_result(f"t-{i}") for i in range(24)))
-        assert client._transport.budget.current_rate() == pytest.approx(rate / 2, rel=0.2)
+        budget = client._transport.budget
+        assert budget is not None
+        assert budget.current_rate() == pytest.approx(rate / 2, rel=0.2)
     times = sorted(arrivals.times)
     (refused,) = arrivals.refused_at
     before = gaps([t for t in times if t <= refused])
@@ -186,7 +189,7 @@ async def test_without_a_rate_a_429_is_only_that_request_s_business(
     api.script(arrivals)
     async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url) as client:
         await client.get_result("t")
-        assert client._transport.budget.current_rate() is None
+        assert client._transport.budget is None
         loop = asyncio.get_running_loop()
         started = loop.time()
         await client.get_result("u")

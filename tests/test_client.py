@@ -7,6 +7,8 @@ import re
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from yarl import URL
 
 from gptunnel_async import (
@@ -45,10 +47,25 @@ def test_default_base_url_is_the_documented_one() -> None:
     assert GPTunnelClient(api_key="k").base_url == BASE
 
 
-@pytest.mark.parametrize("key", ["", "key\nX-Injected: 1", "key\r\n", " key", "k\x00ey", "k\tey"])
-def test_unusable_keys_are_refused(key: str) -> None:
-    with pytest.raises(ConfigurationError):
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "sk7q\nX-Injected: 1",
+        "sk7q\r\n",
+        " sk7q",
+        "sk7q ",
+        "sk\x007q",
+        "sk\t7q",
+        "sk7q\x85X-Injected: 1",  # NEL, a C1 control some parsers take for a line break
+        "sk7q\u2028more",  # LINE SEPARATOR
+        "sk7q-ключ",
+    ],
+)
+def test_unusable_keys_are_refused_without_echoing_them(key: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
         GPTunnelClient(api_key=key)
+    assert "sk" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +77,10 @@ def test_unusable_keys_are_refused(key: str) -> None:
         "https://gptunnel.ru/v1#frag",
         "https://user:pw@gptunnel.ru/v1",
         "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://",
+        "https://gptunnel.ru:99999/v1",
+        "https://[::1/v1",
     ],
 )
 def test_unusable_base_urls_are_refused(url: str) -> None:
@@ -74,6 +95,8 @@ def test_unusable_base_urls_are_refused(url: str) -> None:
         {"timeout": -1},
         {"timeout": float("nan")},
         {"timeout": float("inf")},
+        {"timeout": True},
+        {"timeout": "30"},
         {"max_retries": -1},
         {"max_retries": 1.5},
         {"session": object()},
@@ -92,8 +115,10 @@ def test_repr_never_shows_the_key() -> None:
     assert "sk-very-secret" not in str(vars(client))
 
 
-@pytest.mark.parametrize("task_id", ["", "   ", "\n"])
-async def test_blank_task_id_fails_before_any_request(task_id: str, mocked: aioresponses) -> None:
+@pytest.mark.parametrize("task_id", ["", "   ", "\n", "\t\r\n ", None, 123, b"task", "bad\ud800id"])
+async def test_unusable_task_ids_fail_before_any_request(
+    task_id: str, mocked: aioresponses
+) -> None:
     async with GPTunnelClient(api_key="k") as client:
         with pytest.raises(ValueError, match="task_id"):
             await client.get_result(task_id)
@@ -156,6 +181,21 @@ async def test_a_2xx_body_that_is_not_a_task_raises_at_once(mocked: aioresponses
 async def test_odd_task_ids_arrive_intact_as_one_query_value(
     task_id: str, client: GPTunnelClient, api: ScriptedAPI
 ) -> None:
+    api.script(task_json(status="done", percent=100))
+    await client.get_result(task_id)
+    [request] = api.requests
+    assert request["path"] == "/v1/faceswap/result"
+    assert request["query"] == {"taskId": task_id}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(task_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1).filter(str.strip))
+async def test_any_usable_task_id_arrives_intact_as_one_query_value(
+    task_id: str, client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.requests.clear()
     api.script(task_json(status="done", percent=100))
     await client.get_result(task_id)
     [request] = api.requests

@@ -3,22 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import logging
+import os
+import stat
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from gptunnel_async import (
+    APIConnectionError,
+    APITimeoutError,
     ConfigurationError,
     DownloadError,
     GPTunnelClient,
     NotFoundError,
+    ServerError,
 )
-from gptunnel_async._protocol import structure_task
+from gptunnel_async._protocol import decode_media_task, structure_task
 
-from .conftest import API_KEY, ScriptedAPI, task_json
+from . import faults
+from .conftest import (
+    API_KEY,
+    ScriptedAPI,
+    client_tasks,
+    connections_in_use,
+    media_json,
+    task_json,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 5000
 
@@ -147,11 +163,40 @@ async def test_a_task_that_is_not_done_has_nothing_to_download(
         await client.download_result(running, tmp_path / "x.png")
 
 
-@pytest.mark.parametrize("chunked", [False, True])
-async def test_a_body_over_max_bytes_fails_and_leaves_nothing(
-    chunked: bool, client: GPTunnelClient, storage: Storage, tmp_path: Path
+async def test_a_done_media_task_with_one_file_is_saved(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
 ) -> None:
-    storage.routes["/big.png"] = serve_bytes(PNG, chunked=chunked)
+    storage.routes["/m/clip.mp3"] = serve_bytes(b"ID3 audio")
+    clip = {"audio_url": storage.url + "m/clip.mp3", "status": "succeeded"}
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=[clip])).encode())
+    path = await client.download_result(task, tmp_path)
+    assert path == tmp_path / "clip.mp3" and path.read_bytes() == b"ID3 audio"
+
+
+async def test_a_media_task_with_several_files_asks_for_one_url(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    clips = [{"audio_url": f"https://s/{n}.mp3"} for n in (1, 2)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(ConfigurationError, match=r"2 result files"):
+        await client.download_result(task, tmp_path)
+    assert folder_listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        serve_bytes(PNG),
+        serve_bytes(PNG, chunked=True),
+        faults.gzipped(PNG),  # about 50 bytes on the wire: the decoded size is what counts
+        faults.gzipped(PNG, declare_length=True),
+    ],
+    ids=["plain", "chunked", "gzip-chunked", "gzip-with-length"],
+)
+async def test_a_body_over_max_bytes_fails_and_leaves_nothing(
+    reply: object, client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/big.png"] = reply
     dest = tmp_path / "big.png"
     dest.write_bytes(b"previous")
     with pytest.raises(DownloadError, match="max_bytes"):
@@ -224,3 +269,153 @@ async def test_a_missing_folder_fails_before_any_request(
     with pytest.raises(ConfigurationError, match="does not exist"):
         await client.download_result(storage.url + "x.png", tmp_path / "nope" / "x.png")
     assert storage.seen_headers == []
+
+
+# -- hardening: encodings, cancellation, faults, redirects ------------------------------
+
+
+async def test_a_gzip_encoded_result_is_saved_decoded(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r.png"] = faults.gzipped(PNG)
+    path = await client.download_result(storage.url + "r.png", tmp_path / "r.png")
+    assert path.read_bytes() == PNG
+
+
+async def test_cancelling_a_download_at_any_await_point_leaves_dest_as_it_was(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r.png"] = serve_bytes(PNG, chunked=True)
+    dest = tmp_path / "r.png"
+
+    async def cancelled_after(ticks: int) -> bool:
+        """Download, cancel after ``ticks`` loop turns; say whether it was cut short."""
+        dest.write_bytes(b"previous")
+        download = asyncio.ensure_future(client.download_result(storage.url + "r.png", dest))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        download.cancel()
+        try:
+            await download
+        except asyncio.CancelledError:
+            assert dest.read_bytes() == b"previous", f"dest changed, cancelled after {ticks}"
+            return True
+        finally:
+            assert folder_listing(tmp_path) == ["r.png"], f"a leftover after {ticks} ticks"
+            assert connections_in_use(client) == 0
+            assert client_tasks() == []
+        assert dest.read_bytes() == PNG
+        return False
+
+    ticks = 0
+    while await cancelled_after(ticks):
+        ticks += 1
+    assert ticks > 10  # the download really spanned many await points
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (faults.truncated(b"<Error>InternalError</Error>" * 10, status=500), APIConnectionError),
+        (faults.stall_mid_body(b"<Error>SlowDown</Error>" * 10), APITimeoutError),
+        (faults.not_http(), APIConnectionError),
+        (faults.html(503), ServerError),
+    ],
+    ids=["cut-error-body", "stalled-body", "not-http", "html-503"],
+)
+async def test_storage_faults_are_retried_then_raise_typed_errors(
+    fault: faults.Reply,
+    error: type[Exception],
+    api: ScriptedAPI,
+    storage: Storage,
+    tmp_path: Path,
+    recorded_sleeps: list[float],
+) -> None:
+    storage.routes["/r.png"] = fault
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, timeout=0.2) as client:
+        with pytest.raises(error):
+            await client.download_result(storage.url + "r.png", tmp_path / "r.png")
+    assert len(recorded_sleeps) == 3
+    assert folder_listing(tmp_path) == []
+
+
+async def test_each_download_retry_logs_a_warning_naming_the_url(
+    client: GPTunnelClient,
+    storage: Storage,
+    tmp_path: Path,
+    recorded_sleeps: list[float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage.routes["/r.png"] = faults.answer(503, "SlowDown")
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"), pytest.raises(ServerError):
+        await client.download_result(storage.url + "r.png", tmp_path / "r.png")
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert all(m.startswith("GET 127.0.0.1/r.png failed (503: SlowDown); retry") for m in messages)
+
+
+async def test_a_redirect_to_the_same_host_by_another_name_drops_the_key(
+    client: GPTunnelClient, api: ScriptedAPI, tmp_path: Path
+) -> None:
+    alias = URL(api.base_url).with_host("localhost").with_path("/files/final.png")
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(str(alias))
+
+    api.script(redirect, faults.answer(200, PNG))
+    await client.download_result(api.base_url + "/files/x.png", tmp_path / "x.png")
+    first, second = api.requests
+    assert first["headers"]["Authorization"] == API_KEY
+    assert second["path"] == "/files/final.png"
+    assert "Authorization" not in second["headers"]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        lambda url: url.with_scheme("https"),
+        lambda url: url.with_port((url.port or 80) + 1),
+        lambda url: url.with_host("localhost"),
+    ],
+    ids=["scheme", "port", "host-alias"],
+)
+def test_the_key_is_only_for_the_exact_api_origin(
+    other: Callable[[URL], URL], client: GPTunnelClient
+) -> None:
+    api_url = URL(client.base_url) / "files" / "x.png"
+    assert client._transport.headers_for(api_url)["Authorization"] == API_KEY
+    assert "Authorization" not in client._transport.headers_for(other(api_url))
+
+
+@pytest.mark.parametrize(
+    ("location", "match"),
+    [("http://[::1", "unusable"), ("https:", "redirect"), ("/loop.png", "redirects")],
+)
+async def test_unusable_or_endless_redirects_fail_cleanly(
+    location: str, match: str, client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": location})
+
+    storage.routes["/loop.png"] = redirect
+    with pytest.raises(DownloadError, match=match):
+        await client.download_result(storage.url + "loop.png", tmp_path / "x.png")
+    assert folder_listing(tmp_path) == []
+
+
+async def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/r.png"] = serve_bytes(PNG)
+    umask = os.umask(0o022)
+    try:
+        fresh = await client.download_result(storage.url + "r.png", tmp_path / "new.png")
+        kept = tmp_path / "kept.png"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        await client.download_result(storage.url + "r.png", kept)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    assert kept.read_bytes() == PNG

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gptunnel_async import (
     AuthenticationError,
@@ -23,7 +25,7 @@ from gptunnel_async import (
     WaitTimeoutError,
 )
 
-from .conftest import API_KEY, FAST, ScriptedAPI, task_json
+from .conftest import API_KEY, FAST, ScriptedAPI, client_tasks, connections_in_use, task_json
 
 
 def steps(*states: tuple[str, float | None]) -> list[dict[str, Any]]:
@@ -235,6 +237,44 @@ def test_nonsense_policies_raise_value_error(values: dict[str, Any]) -> None:
         PollPolicy(**values)
 
 
+_ANY_VALUE = st.one_of(
+    st.floats(0, 1),  # often sensible, so accepted policies get checked too
+    st.floats(1, 100),
+    st.floats(),
+    st.integers(-3, 100),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=2),
+)
+
+
+@settings(max_examples=400)
+@given(
+    initial=_ANY_VALUE,
+    multiplier=_ANY_VALUE,
+    max_interval=_ANY_VALUE,
+    jitter=_ANY_VALUE,
+    timeout=_ANY_VALUE,
+)
+def test_a_policy_is_either_refused_with_value_error_or_paces_sanely(
+    initial: Any, multiplier: Any, max_interval: Any, jitter: Any, timeout: Any
+) -> None:
+    try:
+        policy = PollPolicy(
+            initial=initial,
+            multiplier=multiplier,
+            max_interval=max_interval,
+            jitter=jitter,
+            timeout=timeout,
+        )
+    except ValueError:
+        return
+    assert policy.timeout is None or policy.timeout > 0
+    intervals = policy.intervals(random.Random(0))
+    for _ in range(40):
+        assert 0 <= next(intervals) <= policy.max_interval * (1 + policy.jitter)
+
+
 @pytest.mark.parametrize("timeout", [0, -1, float("nan")])
 def test_nonsense_wait_timeouts_raise_value_error(timeout: float, client: GPTunnelClient) -> None:
     with pytest.raises(ValueError, match="timeout"):
@@ -373,16 +413,9 @@ async def test_cancelling_a_wait_leaves_no_task_or_connection(
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    session = client._session
-    assert session is not None
-    assert not session.connector._acquired  # type: ignore[union-attr]
-    server_side = "web_protocol"  # the loopback server's own handler tasks
-    leftover = [
-        t
-        for t in asyncio.all_tasks()
-        if t is not asyncio.current_task() and server_side not in repr(t)
-    ]
-    assert leftover == []
+    assert client._session is not None
+    assert connections_in_use(client) == 0
+    assert client_tasks() == []
 
 
 async def test_each_poll_logs_at_debug_without_the_key(

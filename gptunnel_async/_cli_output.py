@@ -1,0 +1,178 @@
+"""What the command line shows: a live progress bar on a terminal, plain lines when piped,
+JSON lines with ``--json``. Only the CLI imports this module (it needs ``rich``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from ._polling import ProgressEvent
+from .errors import TaskFailedError, WaitTimeoutError
+from .models import Task, converter
+
+__all__ = ["JsonOutput", "LineOutput", "LiveOutput", "Output", "choose_output"]
+
+ShowProgress = Callable[[ProgressEvent[Task]], None]
+
+
+class Output(Protocol):
+    """The one interface commands report through, whatever the format."""
+
+    def note(self, text: str) -> None:
+        """Narration for people (the demo's steps); not part of machine output."""
+
+    def task(self, task: Task) -> None:
+        """One task's state, as read."""
+
+    def progress(self, task_id: str) -> contextlib.AbstractContextManager[ShowProgress]:
+        """A view of a wait: call the function it gives with each event."""
+        ...
+
+    def done(self, task: Task) -> None:
+        """The wait ended with ``task`` done."""
+
+    def saved(self, path: Path) -> None:
+        """The result was written to ``path``."""
+
+    def error(self, exc: BaseException, exit_code: int) -> None:
+        """The command failed with ``exc`` and will exit with ``exit_code``."""
+
+
+def choose_output(*, as_json: bool) -> Output:
+    """JSON lines if asked; else a live view on a terminal, plain lines otherwise."""
+    if as_json:
+        return JsonOutput(sys.stdout)
+    console = Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    return LiveOutput(console, errors) if console.is_terminal else LineOutput(console, errors)
+
+
+def _status_style(status: str) -> str:
+    if status == "done":
+        return "green"
+    if status in ("failed", "error", "fail", "cancelled", "canceled"):
+        return "red"
+    return "yellow"
+
+
+class LineOutput:
+    """Readable text, one line per event: for logs, pipes and CI."""
+
+    def __init__(self, console: Console, errors: Console) -> None:
+        self.console = console
+        self.errors = errors
+
+    def note(self, text: str) -> None:
+        self.console.print(escape(text))
+
+    def task(self, task: Task) -> None:
+        rows = [
+            ("task", task.id),
+            ("status", f"[{_status_style(task.status)}]{escape(task.status)}[/]"),
+            ("percent", f"{task.percent}%"),
+            ("type", escape(task.type or "-")),
+            ("result", escape(task.result or "-")),
+            ("error", escape(task.error or "-")),
+        ]
+        for label, value in rows:
+            self.console.print(f"[bold]{label:<8}[/] {value}")
+
+    @contextlib.contextmanager
+    def progress(self, task_id: str) -> Iterator[ShowProgress]:
+        def show(event: ProgressEvent[Task]) -> None:
+            status = f"[{_status_style(event.status)}]{escape(event.status):<10}[/]"
+            self.console.print(f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%")
+
+        yield show
+
+    def done(self, task: Task) -> None:
+        self.console.print(f"[green]done[/]: {escape(task.result or '(no result URL)')}")
+
+    def saved(self, path: Path) -> None:
+        self.console.print(f"saved: {escape(str(path))}")
+
+    def error(self, exc: BaseException, exit_code: int) -> None:
+        label = {1: "task failed", 2: "usage error", 3: "timed out"}.get(exit_code, "error")
+        self.errors.print(f"[red]{label}[/]: {escape(str(exc))}")
+
+
+class LiveOutput(LineOutput):
+    """On a terminal: a progress bar with the status, the percent and the time elapsed."""
+
+    @contextlib.contextmanager
+    def progress(self, task_id: str) -> Iterator[ShowProgress]:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.fields[status]:<10}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        with bar:
+            row = bar.add_task(escape(task_id), total=100, status="waiting")
+
+            def show(event: ProgressEvent[Task]) -> None:
+                bar.update(row, completed=event.percent, status=escape(event.status), refresh=True)
+
+            yield show
+
+
+class JsonOutput:
+    """One JSON object per line on stdout, for programs: events, then the outcome."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """Narration is for people; JSON output leaves it out."""
+
+    def task(self, task: Task) -> None:
+        self._emit(converter.unstructure(task))
+
+    @contextlib.contextmanager
+    def progress(self, task_id: str) -> Iterator[ShowProgress]:
+        def show(event: ProgressEvent[Task]) -> None:
+            self._emit(
+                {
+                    "event": "progress",
+                    "task_id": event.task_id,
+                    "status": event.status,
+                    "percent": event.percent,
+                    "elapsed": round(event.elapsed, 3),
+                }
+            )
+
+        yield show
+
+    def done(self, task: Task) -> None:
+        self._emit({"event": "done", "task": converter.unstructure(task)})
+
+    def saved(self, path: Path) -> None:
+        self._emit({"event": "saved", "path": str(path)})
+
+    def error(self, exc: BaseException, exit_code: int) -> None:
+        kind = {1: "failed", 3: "timeout"}.get(exit_code, "error")
+        record: dict[str, Any] = {
+            "event": kind,
+            "exit_code": exit_code,
+            "error": type(exc).__name__,
+            "message": str(exc),
+        }
+        if isinstance(exc, TaskFailedError | WaitTimeoutError):
+            record["task_id"] = exc.task_id
+            record["task"] = converter.unstructure(exc.task) if exc.task else None
+        self._emit(record)

@@ -1,0 +1,326 @@
+"""The API as the emulator speaks it: error bodies, and the table of endpoints.
+
+Each endpoint turns a :class:`RecordedRequest` into an answer, with no network in
+sight; a task family is a few lines in :data:`ENDPOINTS`, e.g.::
+
+    CreateTask("faceswap/create", type="@FaceSwap", images=("sourceImage", "faceImage")),
+    ReadTask("faceswap/result"),
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any, Final, Protocol
+
+import attrs
+from aiohttp import web
+
+from ..models import MediaTask, Task, converter
+from ._scripts import LOOKS
+from ._state import EmulatorState, RecordedRequest
+
+__all__ = [
+    "ENDPOINTS",
+    "CreateMedia",
+    "CreateTask",
+    "Endpoint",
+    "ErrorAnswer",
+    "ReadTask",
+    "ShowBalance",
+    "error_body",
+    "error_response",
+    "media_error_response",
+    "task_response",
+]
+
+ERROR_TYPES: Final[Mapping[int, str]] = {
+    400: "invalid_request_error",
+    401: "unauthorized_request_error",
+    402: "insufficient_balance_error",
+    403: "permission_denied_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+ERROR_MESSAGES: Final[Mapping[int, str]] = {
+    401: "Unauthorized",
+    402: "Organization balance is too low to use API",
+}
+
+MEDIA_CODES: Final[Mapping[int, int]] = {
+    400: 3,
+    401: 2,
+    402: 5,
+    403: 7,
+    404: 4,
+    405: 99,
+    503: 6,
+}
+"""The ``code`` ``/media`` answers (with HTTP 200) where other endpoints use a status;
+anything else is 1, an internal error."""
+
+MEDIA_MESSAGES: Final[Mapping[int, str]] = {
+    1: "Internal error",
+    2: "Invalid token",
+    3: "Invalid input",
+    4: "Not found",
+    5: "Insufficient balance",
+    6: "Heavy load, try again later",
+    7: "Model is not allowed for the organisation",
+    99: "Method not found",
+}
+
+_MIDJOURNEY_IMAGES: Final = (1, 2, 3, 4)
+
+_DATA_URI: Final = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]+)")
+
+
+def error_body(status: int, message: str | None = None, *, param: str | None = None) -> Any:
+    """The API's error object for ``status``: ``{"error": {message, type, param, code}}``."""
+    if message is None:
+        message = ERROR_MESSAGES.get(status) or HTTPStatus(status).phrase
+    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def error_response(
+    status: int,
+    message: str | None = None,
+    *,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """An error answer with the API's error object."""
+    return web.json_response(
+        error_body(status, message, param=param), status=status, headers=headers
+    )
+
+
+def media_error_response(
+    status: int, message: str | None = None, *, param: str | None = None
+) -> web.Response:
+    """An error the way ``/media`` sends one: HTTP 200 with the :data:`MEDIA_CODES` code."""
+    code = MEDIA_CODES.get(status, 1)
+    return web.json_response({"code": code, "message": message or MEDIA_MESSAGES[code]})
+
+
+class ErrorAnswer(Protocol):
+    """How a family answers an error: :func:`error_response` or :func:`media_error_response`."""
+
+    def __call__(
+        self, status: int, message: str | None = None, *, param: str | None = None
+    ) -> web.Response: ...
+
+
+def task_response(task: Task | MediaTask) -> web.Response:
+    """A task as its family answers it: a task object (shaped by the SDK's own converter,
+    ``parent_id`` -> ``parentId``; ``actions`` only where the family has them), or a
+    ``/media`` answer with ``code`` 0."""
+    if isinstance(task, MediaTask):
+        fields = ("id", "model", "status", "url", "cost", "message")
+        return web.json_response({"code": 0} | {name: getattr(task, name) for name in fields})
+    body = converter.unstructure(task)
+    if task.type not in LOOKS:
+        del body["actions"]
+    return web.json_response(body)
+
+
+class Endpoint(Protocol):
+    """One route of the API: its method, its path under the base URL, and its answer."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
+        """The answer to an authorised ``request``."""
+        ...
+
+
+@attrs.frozen
+class ReadTask:
+    """``GET <path>?taskId=ID`` (or a ``POST`` with the id in its JSON): a task's state;
+    each read moves its script on. ``errors`` is how the family answers errors."""
+
+    path: str
+    id_param: str = "taskId"
+    method: str = "GET"
+    errors: ErrorAnswer = error_response
+
+    def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
+        payload = request.json if request.method == "POST" else None
+        task_id = payload.get(self.id_param) if isinstance(payload, dict) else None
+        task_id = task_id or request.query.get(self.id_param)
+        if not task_id:
+            return self.errors(
+                400, f"'{self.id_param}' is a required property", param=self.id_param
+            )
+        task = state.read_task(str(task_id))
+        if task is None:
+            return self.errors(404, "Task not found", param=self.id_param)
+        return task_response(task)
+
+
+@attrs.frozen
+class CreateTask:
+    """``POST <path>`` with a JSON object: starts a task of ``type``, answered ``idle``.
+
+    ``images`` are required fields holding an http(s) URL or a base64 ``data:image/...``
+    URI; ``required`` are other required fields; ``choices`` limit fields to some values;
+    ``parent`` names the field holding the task this one continues (it must exist);
+    ``webhook`` is optional everywhere. With no balance left the answer is 402.
+    """
+
+    path: str
+    type: str
+    images: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    choices: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    parent: str | None = None
+    method: str = "POST"
+
+    def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
+        payload = request.json
+        if not isinstance(payload, dict):
+            return error_response(400, "The request body must be a JSON object")
+        parent = (self.parent,) if self.parent else ()
+        problem = _payload_problem(payload, (*parent, *self.required), self.images, self.choices)
+        if problem is not None:
+            return error_response(400, problem[0], param=problem[1])
+        parent_id = str(payload[self.parent]) if self.parent else None
+        if parent_id is not None and state.peek_task(parent_id) is None:
+            return error_response(404, "Task not found", param=self.parent)
+        if not state.can_pay():
+            return error_response(402)
+        return task_response(state.add_task(type=self.type, parent_id=parent_id).created())
+
+
+@attrs.frozen
+class CreateMedia:
+    """``POST <path>`` ``{"model", "prompt", "images"?, ...}``: starts a ``/media`` task,
+    answered as documented (``code`` 0, ``status`` idle, ``input``); errors come as
+    ``/media`` sends them, with HTTP 200 and a ``code``."""
+
+    path: str
+    method: str = "POST"
+
+    def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
+        payload = request.json
+        if not isinstance(payload, dict):
+            return media_error_response(400, "The request body must be a JSON object")
+        problem = _payload_problem(payload, ("model", "prompt"))
+        images = payload.get("images", [])
+        if problem is None and not (isinstance(images, list) and all(map(_is_image, images))):
+            problem = ("'images' must be a list of image URLs or base64 data URIs", "images")
+        if problem is not None:
+            return media_error_response(400, problem[0], param=problem[1])
+        if not state.can_pay():
+            return media_error_response(402)
+        task = state.add_task(type="@Media", model=str(payload["model"]))
+        created = task.created()
+        inputs = {key: value for key, value in payload.items() if key != "model"}
+        return web.json_response(
+            {
+                "code": 0,
+                "id": created.id,
+                "model": task.model,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "status": created.status,
+                "result": None,
+                "input": inputs,
+            }
+        )
+
+
+@attrs.frozen
+class ShowBalance:
+    """``GET <path>``: the organisation's balance object."""
+
+    path: str
+    method: str = "GET"
+
+    def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
+        balance = state.balance
+        return web.json_response(
+            {
+                "orgId": balance.org_id,
+                "object": "balance",
+                "balance": balance.balance,
+                "creditLimit": balance.credit_limit,
+            }
+        )
+
+
+def _payload_problem(
+    payload: Mapping[str, Any],
+    required: Sequence[str],
+    images: Sequence[str] = (),
+    choices: Sequence[tuple[str, tuple[Any, ...]]] = (),
+) -> tuple[str, str] | None:
+    """What is wrong with a create's JSON, as ``(message, param)``, or ``None``."""
+    for field in (*images, *required):
+        if payload.get(field) in (None, ""):
+            return f"'{field}' is a required property", field
+    for field in images:
+        if not _is_image(payload[field]):
+            return f"'{field}' must be an image URL or a base64 data URI", field
+    for field, allowed in choices:
+        if field in payload and payload[field] not in allowed:
+            return f"'{field}' must be one of {', '.join(map(str, allowed))}", field
+    webhook = payload.get("webhook")
+    if webhook is not None and not _is_http_url(webhook):
+        return "'webhook' must be an http(s) URL", "webhook"
+    return None
+
+
+def _is_http_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def _is_image(value: Any) -> bool:
+    if _is_http_url(value):
+        return True
+    match = _DATA_URI.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return False
+    try:
+        return bool(base64.b64decode(match["data"], validate=False))
+    except (binascii.Error, ValueError):
+        return False
+
+
+ENDPOINTS: Final[tuple[Endpoint, ...]] = (
+    CreateTask("faceswap/create", type="@FaceSwap", images=("sourceImage", "faceImage")),
+    ReadTask("faceswap/result"),
+    ReadTask("bgremover/result"),
+    CreateTask("midjourney/imagine", type="@Midjourney", required=("prompt",)),
+    CreateTask(
+        "midjourney/upsample",
+        type="@Midjourney",
+        parent="taskId",
+        required=("image",),
+        choices=(("image", _MIDJOURNEY_IMAGES),),
+    ),
+    CreateTask(
+        "midjourney/variation",
+        type="@Midjourney",
+        parent="taskId",
+        required=("image",),
+        choices=(("image", _MIDJOURNEY_IMAGES), ("mode", ("high", "low"))),
+    ),
+    CreateTask("midjourney/inpaint", type="@Midjourney", parent="taskId", images=("mask",)),
+    ReadTask("midjourney/result"),
+    CreateMedia("media/create"),
+    ReadTask("media/result", id_param="task_id", errors=media_error_response),
+    ReadTask("media/result", id_param="task_id", method="POST", errors=media_error_response),
+    ShowBalance("balance"),
+)
+"""Every route the emulator answers, relative to the base URL (``.../v1``)."""

@@ -1,0 +1,351 @@
+"""``FakeGPTunnel``: the emulator's lifetime and the methods tests script it with."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import math
+import socket
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+from email.utils import format_datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import attrs
+from aiohttp import web
+
+from .._client import GPTunnelClient
+from ..errors import UsageError
+from ..models import Balance, MediaTask, Task
+from ._apps import API_PREFIX, api_app, storage_app
+from ._samples import sample_image
+from ._scripts import Step, TaskScript
+from ._state import EmulatorState, Fault, RecordedRequest, Server
+
+__all__ = ["DEFAULT_API_KEY", "FakeGPTunnel"]
+
+DEFAULT_API_KEY: Final = "fake-gptunnel-key"
+
+_SHUTDOWN_TIMEOUT: Final = 1.0
+"""Seconds a closing emulator lets unfinished answers (a ``delay_next``) run on."""
+
+
+class FakeGPTunnel:
+    """A GPTunnel emulator: real aiohttp servers on loopback speaking the task API.
+
+    Two origins: the API at :attr:`base_url` (``http://127.0.0.1:<port>/v1``), which
+    wants ``Authorization: <api_key>``, and a storage origin that serves done tasks'
+    result PNGs and never needs the key.
+
+    Run it on the current event loop with ``async with FakeGPTunnel() as fake:``, or on
+    a background thread with ``with FakeGPTunnel() as fake:`` (sync tests, fixtures).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        host: str = "127.0.0.1",
+        result_image: bytes | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.host = host
+        self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
+        self._base_url: str | None = None
+        self._runners: list[web.AppRunner] = []
+        self._thread: threading.Thread | None = None
+        self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    def __repr__(self) -> str:
+        return f"<FakeGPTunnel {self._base_url or 'not started'}>"
+
+    # -- where it listens -----------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The API root to give a client, ``http://127.0.0.1:<port>/v1``."""
+        if self._base_url is None:
+            raise UsageError("the FakeGPTunnel is not running; use it as a context manager")
+        return self._base_url
+
+    @property
+    def storage_url(self) -> str:
+        """The storage origin's root, ``http://127.0.0.1:<other port>``; results live here."""
+        if self._base_url is None:
+            raise UsageError("the FakeGPTunnel is not running; use it as a context manager")
+        return self._state.storage_url
+
+    def client(self, **options: Any) -> GPTunnelClient:
+        """A :class:`GPTunnelClient` for this emulator; ``options`` go to the client and
+        may override its ``api_key`` (to test a wrong one) or ``base_url``.
+        """
+        return GPTunnelClient(**{"api_key": self.api_key, "base_url": self.base_url, **options})
+
+    # -- scripting tasks ------------------------------------------------------------
+
+    def script_task(
+        self,
+        *,
+        steps: Iterable[Step] | None = None,
+        duration: float | None = None,
+        error: str | None = None,
+        task_id: str | None = None,
+        type: str = "@FaceSwap",
+        model: str | None = None,
+    ) -> str:
+        """Add a task and return its id. Give exactly one of:
+
+        - ``steps``: ``[(status, percent), ...]``, one per read of the task; the last
+          one repeats. A failure status (``failed``, ``error``...) shows ``error``.
+        - ``duration``: seconds over which ``percent`` rises (status ``processing``)
+          before the task is ``done`` -- or ``failed`` with ``error``, if given.
+
+        ``type`` picks the family (``@FaceSwap``, ``@BGRemover``, ``@Midjourney``);
+        a ``model`` makes it a ``/media`` task of that model instead.
+        """
+        script = TaskScript.build(steps, duration, error)
+        return self._state.add_task(script, task_id=task_id, type=type, model=model).id
+
+    def fail_task(
+        self,
+        error: str = "the task failed",
+        *,
+        steps: Iterable[Step] = (),
+        status: str = "failed",
+        task_id: str | None = None,
+        type: str = "@FaceSwap",
+        model: str | None = None,
+    ) -> str:
+        """Add a task that answers ``steps`` and then fails with ``status`` and ``error``."""
+        before = list(steps)
+        percent = before[-1][1] if before else 0
+        return self.script_task(
+            steps=[*before, (status, percent)],
+            error=error,
+            task_id=task_id,
+            type=type,
+            model=model,
+        )
+
+    def script_created(
+        self,
+        *,
+        steps: Iterable[Step] | None = None,
+        duration: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Script every task created through the API from now on (see :meth:`script_task`).
+
+        Until this is called, created tasks answer ``queued`` 0, ``processing`` 50,
+        then ``done`` 100, one read each.
+        """
+        self._state.set_created_script(TaskScript.build(steps, duration, error))
+
+    def task(self, task_id: str) -> Task | MediaTask:
+        """A task's current state, without counting as a read; ``KeyError`` if unknown."""
+        task = self._state.peek_task(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return task
+
+    # -- the balance ----------------------------------------------------------------
+
+    @property
+    def balance(self) -> Balance:
+        """What ``GET /balance`` answers (100.0, no credit, until set)."""
+        return self._state.balance
+
+    def set_balance(self, balance: float, *, credit_limit: float = 0.0) -> None:
+        """Set the balance; once it and ``credit_limit`` are used up (their sum <= 0),
+        create calls are refused with the documented 402 (``/media``: code 5)."""
+        for name, value in (("balance", balance), ("credit_limit", credit_limit)):
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value)):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        self._state.balance = attrs.evolve(
+            self._state.balance, balance=float(balance), credit_limit=float(credit_limit)
+        )
+
+    # -- faults ---------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int = 503,
+        *,
+        times: int | None = 1,
+        retry_after: float | datetime | None = None,
+        body: Any = None,
+        path: str | None = None,
+        server: Server = "api",
+    ) -> None:
+        """Answer the next ``times`` requests with ``status`` (``times=None``: every
+        request until :meth:`clear_faults`).
+
+        The body is the API's error object for that status, unless ``body`` is given:
+        ``str``/``bytes`` are sent as they are (a proxy's HTML page), anything else as
+        JSON. ``retry_after`` (seconds or a date) becomes a ``Retry-After`` header.
+        ``path`` (e.g. ``"faceswap/create"``) limits the fault to one endpoint;
+        ``server="storage"`` aims it at result downloads instead of the API.
+        """
+        if not (isinstance(status, int) and 200 <= status <= 599):
+            raise ValueError(f"status must be an HTTP status from 200 to 599, got {status!r}")
+        if isinstance(retry_after, datetime):
+            header: str | None = format_datetime(retry_after, usegmt=True)
+        elif retry_after is not None:
+            header = f"{retry_after:g}"
+        else:
+            header = None
+        self._fault(server, path, times, status=status, retry_after=header, body=body)
+
+    def drop_next(
+        self, *, times: int | None = 1, path: str | None = None, server: Server = "api"
+    ) -> None:
+        """Close the connection of the next ``times`` requests without answering.
+
+        aiohttp itself sends a ``GET`` once more when its connection is dropped, so
+        ``times=2`` is what makes one read of the SDK see the failure.
+        """
+        self._fault(server, path, times, drop=True)
+
+    def delay_next(
+        self,
+        seconds: float,
+        *,
+        times: int | None = 1,
+        path: str | None = None,
+        server: Server = "api",
+    ) -> None:
+        """Hold the next ``times`` answers back for ``seconds`` of real time (a slow server).
+
+        Pair it with a small client ``timeout=`` to provoke request timeouts.
+        """
+        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+        self._fault(server, path, times, delay=float(seconds))
+
+    def clear_faults(self) -> None:
+        """Forget every fault not used yet."""
+        self._state.clear_faults()
+
+    def _fault(self, server: Server, path: str | None, times: int | None, **how: Any) -> None:
+        if server not in ("api", "storage"):
+            raise ValueError(f"server must be 'api' or 'storage', got {server!r}")
+        counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
+        if times is not None and not counted:
+            raise ValueError(f"times must be an int > 0 or None, got {times!r}")
+        where = path.strip("/") if path is not None else None
+        self._state.add_fault(Fault(server=server, path=where, remaining=times, **how))
+
+    # -- what happened --------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request that reached the API, oldest first (a copy)."""
+        return self._state.log("api")
+
+    @property
+    def storage_requests(self) -> list[RecordedRequest]:
+        """Every request that reached the storage origin, oldest first (a copy)."""
+        return self._state.log("storage")
+
+    # -- on the current event loop --------------------------------------------------
+
+    async def start(self) -> Self:
+        """Start both servers on free loopback ports."""
+        if self._runners:
+            raise UsageError("this FakeGPTunnel is already running")
+        try:
+            storage_port = await self._serve(storage_app(self._state))
+            self._state.storage_url = f"http://{self._netloc(storage_port)}"
+            api_port = await self._serve(api_app(self._state))
+        except BaseException:
+            await self.close()
+            raise
+        self._base_url = f"http://{self._netloc(api_port)}{API_PREFIX}"
+        return self
+
+    async def close(self) -> None:
+        """Stop both servers and close their connections. Safe to call twice."""
+        runners, self._runners = self._runners, []
+        self._base_url = None
+        for runner in runners:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _serve(self, app: web.Application) -> int:
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT
+        )
+        self._runners.append(runner)
+        await runner.setup()
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        try:
+            sock.bind((self.host, 0))
+        except OSError:
+            sock.close()
+            raise
+        await web.SockSite(runner, sock).start()
+        port: int = sock.getsockname()[1]
+        return port
+
+    def _netloc(self, port: int) -> str:
+        return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"
+
+    # -- on a background thread -----------------------------------------------------
+
+    def __enter__(self) -> Self:
+        if self._thread is not None or self._runners:
+            raise UsageError("this FakeGPTunnel is already running")
+        ready: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
+        ready = concurrent.futures.Future()
+        thread = threading.Thread(
+            target=asyncio.run, args=(self._run_in_thread(ready),), name="FakeGPTunnel", daemon=True
+        )
+        thread.start()
+        try:
+            self._stop = ready.result()
+        except BaseException:
+            thread.join()
+            raise
+        self._thread = thread
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        thread, stop, self._thread, self._stop = self._thread, self._stop, None, None
+        if thread is None or stop is None:
+            return
+        loop, event = stop
+        loop.call_soon_threadsafe(event.set)
+        thread.join()
+
+    async def _run_in_thread(
+        self, ready: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
+    ) -> None:
+        stop = asyncio.Event()
+        try:
+            await self.start()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        ready.set_result((asyncio.get_running_loop(), stop))
+        try:
+            await stop.wait()
+        finally:
+            await self.close()

@@ -1,0 +1,160 @@
+"""Task scripts: what each read of an emulated task answers.
+
+A script is either a list of ``(status, percent)`` steps, one per read with the last one
+repeated, or a duration over which ``percent`` rises with the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Final, TypeAlias
+
+import attrs
+
+from ..models import FAILED_STATUSES, MediaTask, Task, Usage
+
+__all__ = ["DEFAULT_CREATED_SCRIPT", "LOOKS", "EmulatedTask", "Look", "Step", "TaskScript"]
+
+Step: TypeAlias = tuple[str, int]
+"""One read's answer: ``(status, percent)``."""
+
+DEFAULT_ERROR: Final = "the task failed"
+
+MEDIA_COST: Final = 0.5
+"""What a done emulated media task says it cost."""
+
+
+@attrs.frozen
+class Look:
+    """What a family's task objects show beyond the common fields."""
+
+    actions: tuple[str, ...] = ()
+    """Offered once the task is done."""
+    previews: bool = False
+    """Whether ``result`` is an intermediate image while the task runs."""
+
+
+LOOKS: Final[Mapping[str, Look]] = {
+    "@Midjourney": Look(
+        actions=tuple(f"{action}{n}" for action in ("upsample", "variation") for n in range(1, 5)),
+        previews=True,
+    ),
+}
+"""Families whose tasks look different from a face swap's, by task ``type``."""
+
+
+@attrs.frozen
+class TaskScript:
+    """How one emulated task evolves. Build it with :meth:`build`, which checks the values."""
+
+    steps: tuple[Step, ...] | None = None
+    duration: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        steps: Iterable[Step] | None = None,
+        duration: float | None = None,
+        error: str | None = None,
+    ) -> TaskScript:
+        """A checked script: exactly one of ``steps`` and ``duration``.
+
+        ``error`` is the task's error text: shown on failure steps, or, with ``duration``,
+        it makes the task end ``failed`` instead of ``done``.
+        """
+        if (steps is None) == (duration is None):
+            raise ValueError("give exactly one of steps=[(status, percent), ...] or duration=")
+        if duration is not None:
+            if not (isinstance(duration, int | float) and math.isfinite(duration)):
+                raise ValueError(f"duration must be a number of seconds, got {duration!r}")
+            if duration < 0:
+                raise ValueError(f"duration must be >= 0, got {duration!r}")
+            return cls(duration=float(duration), error=error)
+        checked = tuple(_step(step) for step in steps or ())
+        if not checked:
+            raise ValueError("steps must hold at least one (status, percent) pair")
+        return cls(steps=checked, error=error)
+
+    def state(self, reads: int, elapsed: float) -> Step:
+        """The ``(status, percent)`` answered after ``reads`` earlier reads, ``elapsed`` s in."""
+        if self.steps is not None:
+            return self.steps[min(reads, len(self.steps) - 1)]
+        duration = self.duration or 0.0
+        if elapsed < duration:
+            return "processing", min(99, int(100 * elapsed / duration))
+        return ("failed", 99) if self.error is not None else ("done", 100)
+
+
+def _step(step: Step) -> Step:
+    status, percent = step
+    if not isinstance(status, str) or not status:
+        raise ValueError(f"a step's status must be a non-empty string, got {status!r}")
+    if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+        raise ValueError(f"a step's percent must be an int from 0 to 100, got {percent!r}")
+    return status, percent
+
+
+DEFAULT_CREATED_SCRIPT: Final = TaskScript.build(
+    steps=[("queued", 0), ("processing", 50), ("done", 100)]
+)
+"""What a task created through the API does unless the test says otherwise."""
+
+
+@attrs.define
+class EmulatedTask:
+    """One task in the emulator: its script, when it started, how often it was read,
+    and what its family shows.
+
+    ``actions`` are offered once it is done and ``preview_url`` is its ``result`` while
+    it runs (Midjourney); a task with a ``model`` is a ``/media`` task.
+    """
+
+    id: str
+    type: str
+    script: TaskScript
+    started: float
+    result_url: str
+    reads: int = 0
+    parent_id: str | None = None
+    actions: tuple[str, ...] = ()
+    preview_url: str | None = None
+    model: str | None = None
+
+    def snapshot(self, now: float) -> Task | MediaTask:
+        """The task's state now, without counting a read."""
+        status, percent = self.script.state(self.reads, now - self.started)
+        return self._task(status, percent)
+
+    def read(self, now: float) -> Task | MediaTask:
+        """The task's state now, counting a read (which moves a steps script on)."""
+        task = self.snapshot(now)
+        self.reads += 1
+        return task
+
+    def created(self) -> Task | MediaTask:
+        """The answer to the create call: a fresh ``idle`` task."""
+        return self._task("idle", 0)
+
+    def _task(self, status: str, percent: int) -> Task | MediaTask:
+        error = (self.script.error or DEFAULT_ERROR) if status in FAILED_STATUSES else None
+        if self.model is not None:
+            media = MediaTask(id=self.id, status=status, model=self.model, message=error)
+            if media.is_done:
+                return attrs.evolve(media, url=self.result_url, cost=MEDIA_COST)
+            return media
+        task = Task(
+            id=self.id,
+            status=status,
+            percent=percent,
+            parent_id=self.parent_id,
+            type=self.type,
+            error=error,
+            usage=Usage(),
+        )
+        if task.is_done:
+            return attrs.evolve(task, result=self.result_url, actions=self.actions)
+        if self.preview_url is not None and percent > 0 and error is None:
+            return attrs.evolve(task, result=self.preview_url)
+        return task

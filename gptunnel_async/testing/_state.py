@@ -1,0 +1,209 @@
+"""The emulator's memory: tasks, the balance, queued faults and the request logs, behind
+one lock.
+
+The servers may run on another thread than the test that scripts them, so every read
+and change goes through :class:`EmulatorState` and its lock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+from multidict import CIMultiDictProxy
+
+from ..models import Balance, MediaTask, Task
+from ._scripts import DEFAULT_CREATED_SCRIPT, LOOKS, EmulatedTask, Look, TaskScript
+
+__all__ = ["DEFAULT_BALANCE", "EmulatorState", "Fault", "RecordedRequest", "Server"]
+
+DEFAULT_BALANCE: Final = Balance(org_id="fake-org", balance=100.0, credit_limit=0.0)
+"""The emulator's balance until a test sets another."""
+
+Server: TypeAlias = Literal["api", "storage"]
+"""Which of the emulator's two origins: the API, or the storage that serves results."""
+
+
+@attrs.frozen
+class RecordedRequest:
+    """One request that reached the emulator, as it arrived.
+
+    ``path`` is the full URL path (``/v1/faceswap/result``), ``query`` the decoded query,
+    ``headers`` the request headers (case-insensitive), ``body`` the raw body.
+    """
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: CIMultiDictProxy[str]
+    body: bytes = b""
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON, or ``None`` when it is empty or not JSON."""
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+
+@attrs.define
+class Fault:
+    """A queued misbehaviour: pause ``delay`` seconds, then drop, answer ``status``, or
+    carry on normally. Used by the next ``remaining`` matching requests (``None``: all).
+    """
+
+    server: Server
+    path: str | None
+    remaining: int | None
+    delay: float = 0.0
+    drop: bool = False
+    status: int | None = None
+    retry_after: str | None = None
+    body: Any = None
+
+    def matches(self, server: Server, path: str) -> bool:
+        """Whether this fault applies to a request for ``path`` on ``server``."""
+        return self.server == server and self.path in (None, path)
+
+
+class EmulatorState:
+    """Tasks, faults and logs of one emulator; every method is safe from any thread."""
+
+    def __init__(self, api_key: str, result_image: bytes) -> None:
+        self.api_key = api_key
+        self.result_image = result_image
+        self.storage_url = ""
+        self._lock = threading.Lock()
+        self._tasks: dict[str, EmulatedTask] = {}
+        self._faults: list[Fault] = []
+        self._logs: dict[Server, list[RecordedRequest]] = {"api": [], "storage": []}
+        self._created_script = DEFAULT_CREATED_SCRIPT
+        self._balance = DEFAULT_BALANCE
+
+    # -- the balance ----------------------------------------------------------------
+
+    @property
+    def balance(self) -> Balance:
+        """What ``/balance`` answers; creates are refused (402) once it and the credit
+        limit are used up."""
+        with self._lock:
+            return self._balance
+
+    @balance.setter
+    def balance(self, value: Balance) -> None:
+        with self._lock:
+            self._balance = value
+
+    def can_pay(self) -> bool:
+        """Whether a create may start a task: some balance or credit is left."""
+        balance = self.balance
+        return balance.balance + balance.credit_limit > 0
+
+    # -- tasks ----------------------------------------------------------------------
+
+    def add_task(
+        self,
+        script: TaskScript | None = None,
+        *,
+        task_id: str | None = None,
+        type: str,
+        parent_id: str | None = None,
+        model: str | None = None,
+    ) -> EmulatedTask:
+        """A new task following ``script`` (default: the created-task script).
+
+        Its family's :data:`LOOKS` entry (by ``type``) gives its actions and previews;
+        ``parent_id`` and ``model`` are as on :class:`EmulatedTask`.
+        """
+        look = LOOKS.get(type, Look())
+        with self._lock:
+            new_id = task_id if task_id is not None else secrets.token_hex(12)
+            if new_id in self._tasks:
+                raise ValueError(f"the emulator already has a task {new_id!r}")
+            files = f"{self.storage_url}/results/{new_id}"
+            task = EmulatedTask(
+                id=new_id,
+                type=type,
+                script=script or self._created_script,
+                started=time.monotonic(),
+                result_url=f"{files}_result.png",
+                parent_id=parent_id,
+                actions=look.actions,
+                preview_url=f"{files}_preview.png" if look.previews else None,
+                model=model,
+            )
+            self._tasks[new_id] = task
+            return task
+
+    def set_created_script(self, script: TaskScript) -> None:
+        """The script of every task created through the API from now on."""
+        with self._lock:
+            self._created_script = script
+
+    def read_task(self, task_id: str) -> Task | MediaTask | None:
+        """A task's state, counting the read; ``None`` if there is no such task."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return None if task is None else task.read(time.monotonic())
+
+    def peek_task(self, task_id: str) -> Task | MediaTask | None:
+        """A task's state without counting a read; ``None`` if there is no such task."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return None if task is None else task.snapshot(time.monotonic())
+
+    def result_file(self, name: str) -> bytes | None:
+        """The image at storage path ``results/<name>``: ``<id>_result.png`` once that task
+        is done, ``<id>_preview.png`` for a task with previews (Midjourney)."""
+        task_id, _, kind = name.rpartition("_")
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            if kind == "preview.png":
+                ready = task.preview_url is not None
+            else:
+                ready = kind == "result.png" and task.snapshot(time.monotonic()).is_done
+        return self.result_image if ready else None
+
+    # -- faults ---------------------------------------------------------------------
+
+    def add_fault(self, fault: Fault) -> None:
+        """Queue ``fault`` behind the ones already queued."""
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        """Forget every queued fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def take_fault(self, server: Server, path: str) -> Fault | None:
+        """The first queued fault for this request, used up by one."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(server, path):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                        if fault.remaining == 0:
+                            self._faults.remove(fault)
+                    return fault
+            return None
+
+    # -- request logs ---------------------------------------------------------------
+
+    def record(self, server: Server, request: RecordedRequest) -> None:
+        """Log a request that reached ``server``."""
+        with self._lock:
+            self._logs[server].append(request)
+
+    def log(self, server: Server) -> list[RecordedRequest]:
+        """A copy of ``server``'s request log, oldest first."""
+        with self._lock:
+            return list(self._logs[server])

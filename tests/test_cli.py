@@ -1,0 +1,324 @@
+"""The ``gptunnel-async`` command, run in a subprocess against an emulator in the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gptunnel_async import (
+    APIError,
+    ConfigurationError,
+    GPTunnelError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+from gptunnel_async.cli import exit_code_for, main
+from gptunnel_async.models import Task
+from gptunnel_async.testing import FakeGPTunnel, sample_image
+
+SECRET = "sk-live-0123456789abcdef"
+STEPS = [("queued", 0), ("running", 40), ("done", 100)]
+BIN = Path(sys.executable).parent
+
+INSTANT_MAIN = (
+    "import sys; from gptunnel_async.testing import set_instant_waits; set_instant_waits(); "
+    "from gptunnel_async.cli import main; sys.exit(main())"
+)
+"""The CLI's own ``main`` with instant waits, so multi-poll waits take no real time."""
+
+
+@pytest.fixture(autouse=True)
+def _no_configuration_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GPTUNNEL_API_KEY", "GPTUNNEL_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGPTunnel]:
+    with FakeGPTunnel(api_key=SECRET) as running:
+        yield running
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GPTUNNEL_", "FORCE_COLOR"))}
+    env.pop("TTY_COMPATIBLE", None)
+    env.update(extra)
+    return env
+
+
+def run(
+    *args: str,
+    fake: FakeGPTunnel | None = None,
+    instant: bool = True,
+    cwd: Path | None = None,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI; with ``fake``, its key and URL come from the environment."""
+    if fake is not None:
+        env = {"GPTUNNEL_API_KEY": fake.api_key, "GPTUNNEL_BASE_URL": fake.base_url, **env}
+    command = [sys.executable, "-c", INSTANT_MAIN] if instant else [str(BIN / "gptunnel-async")]
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        env=environment(**env),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``main`` in this process (argument handling, where a subprocess adds nothing):
+    its exit code, stdout and stderr.
+    """
+    try:
+        code = main(list(args))
+    except SystemExit as exit:
+        code = int(exit.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# -- result ---------------------------------------------------------------------------
+
+
+def test_result_prints_the_task_readably(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("running", 40)])
+    done = run("result", task_id, fake=fake, instant=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["task", task_id]
+    assert lines[1].split() == ["status", "running"]
+    assert lines[2].split() == ["percent", "40%"]
+    assert "\x1b[" not in done.stdout  # not a terminal: no colours
+    assert fake.requests[0].headers["Authorization"] == SECRET
+
+
+def test_result_json_is_the_task_object(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    done = run("result", task_id, "--json", fake=fake, instant=False)
+    assert done.returncode == 0, done.stderr
+    [body] = json_lines(done.stdout)
+    assert (body["id"], body["status"], body["percent"]) == (task_id, "done", 100)
+    assert body["result"].startswith(fake.storage_url)
+
+
+def test_result_of_a_failed_task_exits_1(fake: FakeGPTunnel) -> None:
+    task_id = fake.fail_task("no face found")
+    done = run("result", task_id, "--json", fake=fake)
+    assert done.returncode == 1
+    assert json_lines(done.stdout)[0]["error"] == "no face found"
+
+
+def test_options_work_before_and_after_the_command(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    where = ["--api-key", SECRET, "--base-url", fake.base_url]
+    before = run(*where, "result", task_id)
+    after = run("result", task_id, *where)
+    assert (before.returncode, after.returncode) == (0, 0), before.stderr + after.stderr
+
+
+# -- wait -----------------------------------------------------------------------------
+
+
+def test_wait_prints_plain_lines_when_not_a_terminal(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=STEPS)
+    done = run("wait", task_id, fake=fake)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[1:] for line in lines[:3]] == [
+        ["queued", "0%"],
+        ["running", "40%"],
+        ["done", "100%"],
+    ]
+    assert all(line.split()[0].endswith("s") for line in lines[:3])
+    assert lines[3] == f"done: {fake.task(task_id).result}"
+    assert "\x1b[" not in done.stdout
+
+
+def test_wait_json_prints_one_event_per_line(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=STEPS)
+    done = run("wait", task_id, "--json", fake=fake)
+    assert done.returncode == 0, done.stderr
+    events = json_lines(done.stdout)
+    assert [(e["event"], e.get("status"), e.get("percent")) for e in events] == [
+        ("progress", "queued", 0),
+        ("progress", "running", 40),
+        ("progress", "done", 100),
+        ("done", None, None),
+    ]
+    assert all(e["task_id"] == task_id and e["elapsed"] >= 0 for e in events[:3])
+    assert events[-1]["task"]["status"] == "done"
+
+
+def test_wait_save_downloads_the_result(fake: FakeGPTunnel, tmp_path: Path) -> None:
+    task_id = fake.script_task(steps=STEPS)
+    target = tmp_path / "swap.png"
+    done = run("wait", task_id, "--save", str(target), "--json", fake=fake)
+    assert done.returncode == 0, done.stderr
+    assert json_lines(done.stdout)[-1] == {"event": "saved", "path": str(target)}
+    assert target.read_bytes() == sample_image("result.png")
+    assert "Authorization" not in fake.storage_requests[0].headers
+
+
+def test_wait_for_a_failing_task_exits_1(fake: FakeGPTunnel) -> None:
+    task_id = fake.fail_task("no face found", steps=[("running", 20)])
+    done = run("wait", task_id, fake=fake)
+    assert done.returncode == 1
+    assert "task failed" in done.stderr
+    assert "no face found" in done.stderr
+    assert done.stdout.split()[1:3] == ["running", "20%"]
+
+
+def test_wait_json_reports_the_failure_as_the_last_line(fake: FakeGPTunnel) -> None:
+    task_id = fake.fail_task("no face found")
+    done = run("wait", task_id, "--json", fake=fake)
+    assert done.returncode == 1
+    [event] = json_lines(done.stdout)
+    assert event["event"] == "failed"
+    assert event["exit_code"] == 1
+    assert event["error"] == "TaskFailedError"
+    assert event["task"]["error"] == "no face found"
+
+
+def test_wait_past_its_timeout_exits_3(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("running", 10)])
+    done = run("wait", task_id, "--timeout", "0.3", "--json", fake=fake)
+    assert done.returncode == 3
+    event = json_lines(done.stdout)[-1]
+    assert (event["event"], event["exit_code"], event["task"]["percent"]) == ("timeout", 3, 10)
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("result",),
+        ("wait", "abc", "--timeout", "0"),
+        ("wait", "abc", "--timeout", "soon"),
+        ("launch",),
+        ("result", " ", "--api-key", SECRET),
+        ("result", "abc", "--api-key", SECRET, "--base-url", "ftp://example.test"),
+    ],
+)
+def test_usage_errors_exit_2(args: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = in_process(capsys, *args)
+    assert code == 2
+    assert err
+
+
+def test_a_missing_key_is_a_configuration_error(fake: FakeGPTunnel) -> None:
+    done = run("result", "abc", GPTUNNEL_BASE_URL=fake.base_url)
+    assert done.returncode == 2
+    assert "GPTUNNEL_API_KEY" in done.stderr
+    assert fake.requests == []
+
+
+def test_a_wrong_key_exits_4(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    done = run("wait", task_id, "--api-key", "sk-wrong", "--base-url", fake.base_url)
+    assert done.returncode == 4
+    assert "Unauthorized" in done.stderr
+
+
+def test_an_unreachable_api_exits_4(fake: FakeGPTunnel) -> None:
+    base_url = fake.base_url
+    fake.__exit__(None, None, None)
+    done = run("result", "abc", "--json", GPTUNNEL_API_KEY=SECRET, GPTUNNEL_BASE_URL=base_url)
+    assert done.returncode == 4
+    event = json_lines(done.stdout)[-1]
+    assert (event["event"], event["error"]) == ("error", "APIConnectionError")
+
+
+def test_server_errors_that_outlast_the_retries_exit_4(fake: FakeGPTunnel) -> None:
+    fake.fail_next(500, times=None)
+    done = run("result", "abc", fake=fake)
+    assert done.returncode == 4
+    assert len(fake.requests) == 4  # the first try and three retries
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("result", "abc", "--api-key", "{key}", "--base-url", "{url}"),
+        ("wait", "abc", "--json", "--api-key={key}", "--base-url", "{url}"),
+        ("demo", "--api-key", "{key}"),
+        ("--api-key", "{key}", "--api-keyy", "{key}"),
+        ("result", "x", "--api-key", "{key}", "--base-url", "http://u:{key}@127.0.0.1:9/v1"),
+    ],
+    ids=["echoed-by-api", "echoed-in-json", "unknown-option", "misspelt-option", "in-base-url"],
+)
+def test_the_key_is_never_printed(
+    fake: FakeGPTunnel, args: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.fail_next(401, body={"error": {"message": f"bad key {SECRET}"}})
+    code, out, err = in_process(capsys, *(a.format(key=SECRET, url=fake.base_url) for a in args))
+    assert code in (2, 4)
+    assert SECRET not in out + err
+
+
+# -- entry points ---------------------------------------------------------------------
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gptunnel_async", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("gptunnel-async ")
+
+
+def test_without_rich_it_says_how_to_install_it() -> None:
+    code = (
+        "import sys; sys.modules['rich'] = None; "
+        "from gptunnel_async.cli import main; sys.exit(main(['demo']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert "pip install 'gptunnel-async[cli]'" in done.stderr
+
+
+def test_demo_needs_no_key_and_saves_a_png_here(tmp_path: Path) -> None:
+    done = run("demo", instant=False, cwd=tmp_path, GPTUNNEL_BASE_URL="http://127.0.0.1:9/v1")
+    assert done.returncode == 0, done.stderr
+    saved = tmp_path / "gptunnel-demo-result.png"
+    assert done.stdout.splitlines()[-1] == f"saved: {saved}"
+    assert saved.read_bytes() == sample_image("result.png")
+    progress = [line.split()[1] for line in done.stdout.splitlines() if line.endswith("%")]
+    assert progress[0] == "processing"
+    assert progress[-1] == "done"
+
+
+# -- exit codes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (TaskFailedError(Task(id="t", status="failed")), 1),
+        (ConfigurationError("no key"), 2),
+        (ValueError("bad value"), 2),
+        (WaitTimeoutError("t", 1.0, None), 3),
+        (APIError("teapot", status_code=418), 4),
+        (GPTunnelError("anything else"), 4),
+    ],
+)
+def test_exit_codes_follow_the_documented_table(exc: BaseException, code: int) -> None:
+    assert exit_code_for(exc) == code

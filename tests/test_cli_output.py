@@ -1,0 +1,149 @@
+"""What the CLI shows, rendered through rich's recording console and a JSON stream."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from gptunnel_async import ProgressEvent, Task, TaskFailedError, WaitTimeoutError
+from gptunnel_async._cli_output import JsonOutput, LineOutput, LiveOutput, Output, choose_output
+
+STEPS = [("queued", 0, 0.0), ("running", 40, 1.25), ("done", 100, 2.5)]
+RESULT = "http://127.0.0.1:9/results/t1_result.png"
+
+
+def events(task_id: str = "t1") -> list[ProgressEvent]:
+    return [
+        ProgressEvent(
+            task_id=task_id,
+            status=status,
+            percent=percent,
+            task=Task(id=task_id, status=status, percent=percent),
+            elapsed=elapsed,
+        )
+        for status, percent, elapsed in STEPS
+    ]
+
+
+def recording(*, terminal: bool) -> Console:
+    return Console(record=True, force_terminal=terminal, width=100, file=io.StringIO())
+
+
+def show_wait(out: Output) -> None:
+    with out.progress("t1") as show:
+        for event in events():
+            show(event)
+    out.done(Task(id="t1", status="done", percent=100, result=RESULT))
+
+
+def test_the_live_view_draws_a_bar_with_status_percent_and_time() -> None:
+    console = recording(terminal=True)
+    show_wait(LiveOutput(console, console))
+    frames = [frame.strip() for frame in console.export_text().split("t1 ") if frame.strip()]
+    assert [frame.split()[0] for frame in frames[:4]] == ["waiting", "queued", "running", "done"]
+    running = frames[2]
+    assert "40%" in running
+    assert "╺" in running  # where a part-filled bar ends
+    assert frames[3].split()[-2:] == ["100%", "0:00:00"]
+    assert frames[-1].endswith(f"done: {RESULT}")
+
+
+def test_the_live_view_uses_colour_on_a_terminal() -> None:
+    console = recording(terminal=True)
+    show_wait(LiveOutput(console, console))
+    assert "\x1b[32mdone\x1b[0m" in console.export_text(styles=True)
+
+
+def test_plain_lines_show_elapsed_status_and_percent() -> None:
+    console = recording(terminal=False)
+    show_wait(LineOutput(console, console))
+    assert console.export_text().splitlines() == [
+        "   0.0s  queued       0%",
+        "   1.2s  running     40%",
+        "   2.5s  done       100%",
+        f"done: {RESULT}",
+    ]
+    assert "\x1b[" not in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_task_is_shown_as_labelled_rows() -> None:
+    console = recording(terminal=False)
+    task = Task(id="t1", status="failed", percent=30, type="@FaceSwap", error="no [face] found")
+    LineOutput(console, console).task(task)
+    assert console.export_text().splitlines() == [
+        "task     t1",
+        "status   failed",
+        "percent  30%",
+        "type     @FaceSwap",
+        "result   -",
+        "error    no [face] found",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("code", "label"), [(1, "task failed"), (2, "usage error"), (3, "timed out"), (4, "error")]
+)
+def test_errors_go_to_stderr_with_a_label(code: int, label: str) -> None:
+    console, errors = recording(terminal=False), recording(terminal=False)
+    LineOutput(console, errors).error(ValueError("it broke [badly]"), code)
+    assert errors.export_text() == f"{label}: it broke [badly]\n"
+    assert console.export_text() == ""
+
+
+def test_saved_and_notes_are_plain_text() -> None:
+    console = recording(terminal=False)
+    out = LineOutput(console, console)
+    out.note("Started [here]")
+    out.saved(Path("/tmp/out.png"))
+    assert console.export_text().splitlines() == ["Started [here]", "saved: /tmp/out.png"]
+
+
+def test_json_output_is_one_object_per_line() -> None:
+    stream = io.StringIO()
+    out = JsonOutput(stream)
+    out.note("for people only")
+    show_wait(out)
+    out.saved(Path("/tmp/out.png"))
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert records[:3] == [
+        {"event": "progress", "task_id": "t1", "status": s, "percent": p, "elapsed": e}
+        for s, p, e in STEPS
+    ]
+    assert records[3]["event"] == "done"
+    assert records[3]["task"]["result"] == RESULT
+    assert records[4] == {"event": "saved", "path": "/tmp/out.png"}
+
+
+def test_json_errors_carry_the_exit_code_and_the_task() -> None:
+    stream = io.StringIO()
+    out = JsonOutput(stream)
+    out.error(TaskFailedError(Task(id="t1", status="failed", error="no face")), 1)
+    out.error(WaitTimeoutError("t1", 5.0, None), 3)
+    out.error(ValueError("bad"), 2)
+    failed, timeout, usage = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (failed["event"], failed["exit_code"]) == ("failed", 1)
+    assert failed["task"]["error"] == "no face"
+    assert (timeout["event"], timeout["task_id"], timeout["task"]) == ("timeout", "t1", None)
+    assert usage == {"event": "error", "exit_code": 2, "error": "ValueError", "message": "bad"}
+
+
+def test_a_task_as_json_is_the_task_object() -> None:
+    stream = io.StringIO()
+    JsonOutput(stream).task(Task(id="t1", status="done", percent=100, parent_id="p"))
+    body = json.loads(stream.getvalue())
+    assert (body["id"], body["parentId"], body["status"]) == ("t1", "p", "done")
+
+
+def test_the_format_follows_the_flag_and_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # not a terminal
+    assert isinstance(choose_output(as_json=True), JsonOutput)
+    assert type(choose_output(as_json=False)) is LineOutput
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert isinstance(choose_output(as_json=False), LiveOutput)

@@ -1,0 +1,469 @@
+"""Fault injection: a real loopback server answers each request with a chosen fault, and the
+SDK must retry and recover, or raise the right typed error after the right number of attempts.
+
+Faults come from :mod:`tests.faults` and are queued one request at a time on ``ScriptedAPI``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gptunnel_async import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    GPTunnelClient,
+    GPTunnelError,
+    InsufficientBalanceError,
+    NotFoundError,
+    PermissionDeniedError,
+    PollPolicy,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    Task,
+    UsageError,
+    WaitTimeoutError,
+)
+from gptunnel_async._transport import MAX_ANSWER_BYTES
+
+from . import faults
+from .conftest import (
+    API_KEY,
+    FAST,
+    ScriptedAPI,
+    client_tasks,
+    connections_in_use,
+    task_json,
+)
+
+DONE = task_json(status="done", percent=100)
+RUNNING = task_json(status="running", percent=40)
+TASK_BYTES = json.dumps(RUNNING).encode()
+RETRIES = 2
+REQUEST_TIMEOUT = 0.2
+
+
+@pytest.fixture
+async def impatient(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
+    """A client whose requests give up after 0.2 s and are retried twice."""
+    async with GPTunnelClient(
+        api_key=API_KEY,
+        base_url=api.base_url,
+        timeout=REQUEST_TIMEOUT,
+        max_retries=RETRIES,
+        poll_policy=FAST,
+    ) as client:
+        yield client
+
+
+# Each transient fault, the error it raises once retries run out, and how many requests
+# one attempt makes: aiohttp itself resends an idempotent request once when the server
+# drops the connection, before the SDK sees a failure.
+TRANSIENT = [
+    pytest.param(faults.answer(500, "Internal Server Error"), ServerError, 1, id="500"),
+    pytest.param(faults.html(502), ServerError, 1, id="502-html"),
+    pytest.param(
+        faults.answer(503, {"error": {"message": "maintenance"}}), ServerError, 1, id="503"
+    ),
+    pytest.param(faults.answer(504), ServerError, 1, id="504-empty"),
+    pytest.param(faults.answer(408, "Request Timeout"), APITimeoutError, 1, id="408"),
+    pytest.param(faults.rate_limited("1"), RateLimitError, 1, id="429-seconds"),
+    pytest.param(
+        faults.rate_limited("Thu, 01 Jan 2099 00:00:00 GMT"), RateLimitError, 1, id="429-date"
+    ),
+    pytest.param(faults.reset(), APIConnectionError, 2, id="reset"),
+    pytest.param(faults.truncated(TASK_BYTES), APIConnectionError, 1, id="truncated-body"),
+    pytest.param(faults.not_http(), APIConnectionError, 1, id="not-http"),
+    pytest.param(faults.stall(), APITimeoutError, 1, id="stall"),
+    pytest.param(faults.stall_mid_body(TASK_BYTES), APITimeoutError, 1, id="stall-mid-body"),
+]
+
+NOT_A_TASK = [
+    pytest.param(faults.html(200), id="html"),
+    pytest.param(faults.garbage(200), id="garbage"),
+    pytest.param(faults.answer(200, ""), id="empty"),
+    pytest.param(faults.answer(200, "[1, 2]"), id="json-list"),
+    pytest.param(faults.answer(200, '{"id": "task-1", "sta'), id="cut-json"),
+    pytest.param(faults.answer(200, {"error": {"message": "no"}}), id="error-object"),
+]
+
+CLIENT_ERRORS = [
+    (400, BadRequestError),
+    (401, AuthenticationError),
+    (402, InsufficientBalanceError),
+    (403, PermissionDeniedError),
+    (404, NotFoundError),
+]
+
+
+# -- one read: get_result ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fault", "error", "per_attempt"), TRANSIENT)
+async def test_a_transient_fault_is_retried_and_recovered(
+    fault: faults.Reply,
+    error: type[GPTunnelError],
+    per_attempt: int,
+    impatient: GPTunnelClient,
+    api: ScriptedAPI,
+    recorded_sleeps: list[float],
+) -> None:
+    api.script(*[fault] * RETRIES * per_attempt, DONE)
+    task = await impatient.get_result("task-1")
+    assert task.is_done
+    assert len(recorded_sleeps) == RETRIES
+    assert len(api.requests) == RETRIES * per_attempt + 1
+
+
+@pytest.mark.parametrize(("fault", "error", "per_attempt"), TRANSIENT)
+async def test_a_transient_fault_that_persists_raises_its_typed_error_after_every_attempt(
+    fault: faults.Reply,
+    error: type[GPTunnelError],
+    per_attempt: int,
+    impatient: GPTunnelClient,
+    api: ScriptedAPI,
+    recorded_sleeps: list[float],
+) -> None:
+    api.script(fault)
+    with pytest.raises(error) as caught:
+        await impatient.get_result("task-1")
+    assert type(caught.value) is error
+    assert len(recorded_sleeps) == RETRIES
+    assert len(api.requests) == (RETRIES + 1) * per_attempt
+
+
+@pytest.mark.parametrize("fault", NOT_A_TASK)
+async def test_a_2xx_answer_that_is_not_a_task_raises_at_once(
+    fault: faults.Reply, client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    api.script(fault, DONE)
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.get_result("task-1")
+    assert caught.value.status_code == 200
+    assert len(api.requests) == 1
+    assert recorded_sleeps == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [faults.HTML_PAGE, b"\x00\xff\xfe garbage", "{error: {message: 'Unauthorized'", ""],
+    ids=["html", "garbage", "broken-json", "empty"],
+)
+@pytest.mark.parametrize(("status", "error"), CLIENT_ERRORS)
+async def test_an_error_body_that_is_not_json_keeps_the_status_class_and_is_not_retried(
+    status: int,
+    error: type[APIError],
+    body: str | bytes,
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    recorded_sleeps: list[float],
+) -> None:
+    api.script(faults.answer(status, body), DONE)
+    with pytest.raises(error) as caught:
+        await client.get_result("task-1")
+    assert caught.value.status_code == status
+    assert caught.value.type is None
+    assert 0 < len(caught.value.message) <= 200
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["-5", "1e309", "nan", "garbage", "", "Thu, 01 Jan 1970 00:00:00 GMT"]
+)
+async def test_a_retry_after_that_makes_no_sense_falls_back_to_the_backoff(
+    retry_after: str, client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    api.script(faults.rate_limited(retry_after), DONE)
+    await client.get_result("task-1")
+    [pause] = recorded_sleeps
+    assert 0.5 <= pause <= 0.75
+
+
+async def test_a_retry_after_date_is_counted_from_now(
+    client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    api.script(faults.rate_limited(soon), DONE)
+    await client.get_result("task-1")
+    [pause] = recorded_sleeps
+    assert 15 <= pause <= 20
+
+
+async def test_an_answer_over_the_size_cap_is_refused_unread(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(faults.answer(200, b'{"id": "' + b"x" * MAX_ANSWER_BYTES + b'"}'))
+    with pytest.raises(ResponseDecodeError, match="over") as caught:
+        await client.get_result("task-1")
+    assert len(caught.value.body) <= 200
+
+
+async def test_a_huge_error_message_is_cut_short(
+    client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    api.script(faults.answer(400, {"error": {"message": "no " * 100_000, "type": "x" * 10_000}}))
+    with pytest.raises(BadRequestError) as caught:
+        await client.get_result("task-1")
+    assert len(caught.value.message) <= 1000
+    assert len(str(caught.value)) <= 1500
+
+
+@pytest.mark.parametrize("depth", [50, 1_000, 100_000])
+async def test_deeply_nested_json_is_a_typed_outcome_never_a_crash(
+    depth: int, client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    nested = "[" * depth + "]" * depth
+    api.script(
+        faults.answer(200, nested),
+        faults.answer(200, f'{{"id": "t", "status": "failed", "error": {nested}}}'),
+        faults.answer(200, f'{{"id": "t", "status": "done", "actions": {nested}}}'),
+        faults.answer(400, f'{{"error": {{"message": {nested}, "code": {nested}}}}}'),
+    )
+    outcomes: list[object] = []
+    for _ in range(4):
+        try:
+            outcomes.append(await client.get_result("t"))
+        except GPTunnelError as exc:
+            outcomes.append(exc)
+    assert isinstance(outcomes[0], ResponseDecodeError)
+    assert all(isinstance(outcome, Task | ResponseDecodeError) for outcome in outcomes[1:3])
+    assert isinstance(outcomes[3], BadRequestError)
+
+
+async def test_a_borrowed_session_that_raises_for_status_still_gives_typed_errors(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    api.script(faults.answer(401, {"error": {"message": "Unauthorized"}}))
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        client = GPTunnelClient(api_key=API_KEY, base_url=api.base_url, session=session)
+        with pytest.raises(AuthenticationError):
+            await client.get_result("task-1")
+    assert len(api.requests) == 1
+
+
+async def test_a_redirect_from_the_api_is_an_error_and_not_followed(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(faults.answer(302, "", {"Location": api.origin + "elsewhere"}), DONE)
+    with pytest.raises(APIError) as caught:
+        await client.get_result("task-1")
+    assert caught.value.status_code == 302
+    assert [r["path"] for r in api.requests] == ["/v1/faceswap/result"]
+
+
+# -- waits ride through every transient fault -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault", [pytest.param(case.values[0], id=case.id) for case in TRANSIENT + NOT_A_TASK]
+)
+async def test_a_wait_rides_through_each_fault(
+    fault: faults.Reply, impatient: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(RUNNING, fault, fault, DONE)
+    events = [event async for event in impatient.wait_for_result("task-1")]
+    assert [(e.status, e.percent) for e in events] == [("running", 40), ("done", 100)]
+
+
+async def test_a_failed_read_logs_a_warning_with_its_reason_and_the_next_poll(
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    recorded_sleeps: list[float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api.script(faults.html(200), RUNNING, DONE)
+    with caplog.at_level(logging.DEBUG, logger="gptunnel_async"):
+        await client.wait_for_result("task-1")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "task task-1: read failed (the answer is not JSON: Expecting value: line 1 "
+            "column 1 (char 0)); polling again in 0.01s",
+        ),
+        ("DEBUG", "task task-1: status=running percent=40 read=2 next_wait=0.02s"),
+        ("DEBUG", "task task-1: status=done percent=100 read=3 next_wait=0.04s"),
+    ]
+
+
+@pytest.mark.parametrize(("status", "error"), CLIENT_ERRORS)
+async def test_a_client_error_with_a_body_that_is_not_json_ends_a_wait_at_once(
+    status: int, error: type[APIError], client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(RUNNING, faults.html(status), DONE)
+    with pytest.raises(error):
+        await client.wait_for_result("task-1")
+    assert len(api.requests) == 2
+
+
+async def test_a_stalled_body_mid_stream_is_retried_within_a_wait(
+    impatient: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(RUNNING, faults.stall_mid_body(TASK_BYTES), DONE)
+    task = await impatient.wait_for_result("task-1")
+    assert task.is_done
+    assert len(api.requests) == 3
+
+
+async def test_a_stalled_body_past_the_deadline_ends_the_wait_on_time(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(RUNNING, faults.stall_mid_body(TASK_BYTES))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("task-1", timeout=0.3)
+    assert caught.value.task is not None
+    assert caught.value.task.percent == 40
+    assert loop.time() - started < 1.5  # the request timeout (2 s) never came into play
+
+
+# -- the deadline against retry pauses --------------------------------------------------
+
+
+async def test_the_deadline_cuts_a_retry_pause_short(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(faults.answer(503, "", {"Retry-After": "60"}))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(WaitTimeoutError):
+        await client.wait_for_result("task-1", timeout=0.2)
+    assert loop.time() - started < 5  # not the 60 s pause tenacity was asked for
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize("deadline", [0.05, 0.095, 0.1, 0.105, 0.15])
+async def test_the_deadline_holds_wherever_it_lands_among_retry_pauses(
+    deadline: float, client: GPTunnelClient, api: ScriptedAPI, hundredfold: None
+) -> None:
+    api.script(faults.answer(503, "", {"Retry-After": "10"}))  # pauses of 0.1 s, scaled
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("task-1", timeout=deadline)
+    assert caught.value.task is None
+    sent = len(api.requests)
+    await asyncio.sleep(0.12)  # longer than one scaled pause
+    assert len(api.requests) == sent  # nothing keeps polling after the wait ended
+    assert client_tasks() == []
+
+
+async def test_a_coarse_clock_still_ends_a_wait_with_wait_timeout_error(
+    client: GPTunnelClient, api: ScriptedAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Timers may fire up to one clock tick early (15.6 ms on Windows): the deadline's
+    # expiry must be recognised by the timeout itself, not by re-reading the clock.
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "_clock_resolution", 0.05)
+    api.script(faults.stall())
+    waiting = asyncio.ensure_future(client.wait_for_result("task-1", timeout=0.2))
+    await asyncio.sleep(0.17)  # wakes the loop within one "tick" of the deadline
+    with pytest.raises(WaitTimeoutError):
+        await waiting
+
+
+# -- load ------------------------------------------------------------------------------
+
+
+async def test_requests_queued_for_a_busy_pool_do_not_time_out_before_they_are_sent(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.15)
+        return web.json_response(DONE)
+
+    api.script(slow)
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = GPTunnelClient(
+            api_key=API_KEY, base_url=api.base_url, timeout=0.5, session=session
+        )
+        tasks = await asyncio.gather(*(client.get_result(f"t{n}") for n in range(6)))
+    assert all(task.is_done for task in tasks)
+    assert recorded_sleeps == []  # none timed out while the one connection was busy
+    assert len(api.requests) == 6
+
+
+# -- lifecycle: cancellation and closing ------------------------------------------------
+
+
+async def test_cancelling_a_wait_at_any_await_point_releases_its_connection(
+    client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    script = [
+        RUNNING,
+        faults.answer(503),
+        faults.truncated(TASK_BYTES),
+        task_json(status="running", percent=70),
+        faults.stall(),
+    ]
+
+    async def ticks_until_stalled() -> int:
+        api.replies[:] = list(script)
+        waiting = asyncio.ensure_future(client.wait_for_result("task-1"))
+        ticks = 0
+        while api.in_flight == 0 or len(api.requests) < len(script):
+            await asyncio.sleep(0)
+            ticks += 1
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return ticks
+
+    total = await ticks_until_stalled()
+    assert total > 20  # the script really spans many await points
+    for ticks in range(total + 3):
+        api.replies[:] = list(script)
+        waiting = asyncio.ensure_future(client.wait_for_result("task-1"))
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert connections_in_use(client) == 0, f"a connection held after {ticks} ticks"
+        assert client_tasks() == [], f"a task left after {ticks} ticks"
+
+
+async def test_closing_the_client_ends_its_waits_with_a_usage_error(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(RUNNING)
+    first_event = asyncio.Event()
+    waiting = asyncio.ensure_future(
+        client.wait_for_result("task-1", timeout=None, on_progress=lambda _: first_event.set())
+    )
+    await first_event.wait()
+    await client.close()
+    with pytest.raises(UsageError, match="closed"):
+        await asyncio.wait_for(waiting, timeout=5)
+
+
+async def test_closing_the_client_mid_request_ends_the_wait_too(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(faults.stall())
+    waiting = asyncio.ensure_future(client.wait_for_result("task-1", timeout=None))
+    while api.in_flight == 0:  # noqa: ASYNC110 - the server has no event to offer
+        await asyncio.sleep(0.001)
+    await client.close()
+    with pytest.raises(UsageError):
+        await asyncio.wait_for(waiting, timeout=5)
+
+
+async def test_a_fast_policy_is_not_a_busy_loop_on_persistent_faults(
+    impatient: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    policy = PollPolicy(initial=0.05, multiplier=1.0, max_interval=0.05, jitter=0.0, timeout=0.3)
+    api.script(faults.answer(200, "<html>"))  # not a task: a wait polls again, never retries
+    with pytest.raises(WaitTimeoutError):
+        await impatient.wait_for_result("task-1", policy=policy)
+    assert 2 <= len(api.requests) <= 8  # one read per interval, not a tight loop

@@ -1,0 +1,647 @@
+"""The GPTunnel emulator: the API as documented, task scripts, faults, storage, request log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from gptunnel_async import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    InsufficientBalanceError,
+    NotFoundError,
+    PollPolicy,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    TaskFailedError,
+    UsageError,
+)
+from gptunnel_async.testing import (
+    FakeGPTunnel,
+    instant_waits,
+    instant_waits_enabled,
+    sample_image,
+    set_instant_waits,
+)
+from gptunnel_async.testing._scripts import TaskScript
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TASK_KEYS = {"id", "parentId", "object", "type", "percent", "status", "result", "error", "usage"}
+USAGE_KEYS = {
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "prompt_cost",
+    "completion_cost",
+    "total_cost",
+}
+QUICK = PollPolicy(initial=0.01, multiplier=1.0, max_interval=0.01, jitter=0.0)
+
+
+@pytest.fixture
+def instant() -> Iterator[None]:
+    with instant_waits():
+        yield
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    async with FakeGPTunnel() as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def get_json(
+    http: aiohttp.ClientSession, url: str, **kwargs: Any
+) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    async with http.get(url, **kwargs) as response:
+        return response.status, await response.json(content_type=None), response.headers
+
+
+# -- the documented protocol ----------------------------------------------------------
+
+
+async def test_a_read_answers_the_documented_task_object(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    status, body, _ = await get_json(
+        http,
+        f"{fake.base_url}/faceswap/result",
+        params={"taskId": task_id},
+        headers={"Authorization": fake.api_key},
+    )
+    assert status == 200
+    assert set(body) == TASK_KEYS
+    assert set(body["usage"]) == USAGE_KEYS
+    assert body["id"] == task_id
+    assert body["object"] == "task"
+    assert body["type"] == "@FaceSwap"
+    assert body["parentId"] is None
+    assert (body["status"], body["percent"], body["error"]) == ("done", 100, None)
+    assert body["result"].startswith(fake.storage_url)
+
+
+async def test_base_url_ends_in_v1_on_loopback(fake: FakeGPTunnel) -> None:
+    url = URL(fake.base_url)
+    assert url.host == "127.0.0.1"
+    assert url.path == "/v1"
+
+
+async def test_a_read_without_task_id_is_the_documented_400(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    status, body, _ = await get_json(
+        http, f"{fake.base_url}/faceswap/result", headers={"Authorization": fake.api_key}
+    )
+    assert status == 400
+    assert body == {
+        "error": {
+            "message": "'taskId' is a required property",
+            "type": "invalid_request_error",
+            "param": "taskId",
+            "code": None,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "wrong-key"}, {"Authorization": f"Bearer {'fake-gptunnel-key'}"}],
+    ids=["missing", "wrong", "bearer"],
+)
+async def test_only_the_bare_key_is_authorised(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession, headers: dict[str, str]
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    status, body, _ = await get_json(
+        http, f"{fake.base_url}/faceswap/result", params={"taskId": task_id}, headers=headers
+    )
+    assert status == 401
+    assert body["error"]["message"] == "Unauthorized"
+    assert body["error"]["type"] == "unauthorized_request_error"
+
+
+async def test_the_sdk_sees_a_wrong_key_as_authentication_error(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with fake.client(api_key="not-the-key") as client:
+        with pytest.raises(AuthenticationError) as caught:
+            await client.get_result(task_id)
+    assert caught.value.type == "unauthorized_request_error"
+
+
+async def test_an_unknown_task_is_not_found(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError):
+            await client.get_result("no-such-task")
+
+
+async def test_unknown_paths_are_404_and_wrong_methods_405(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    auth = {"Authorization": fake.api_key}
+    status, body, _ = await get_json(http, f"{fake.base_url}/nothing/here", headers=auth)
+    assert (status, body["error"]["type"]) == (404, "not_found_error")
+    async with http.delete(f"{fake.base_url}/faceswap/result", headers=auth) as response:
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET"
+
+
+async def test_a_custom_key_is_the_one_required() -> None:
+    async with FakeGPTunnel(api_key="sk-custom") as fake:
+        task_id = fake.script_task(steps=[("done", 100)])
+        async with fake.client() as client:
+            assert (await client.get_result(task_id)).is_done
+        assert fake.requests[0].headers["Authorization"] == "sk-custom"
+
+
+# -- creating tasks -------------------------------------------------------------------
+
+
+async def test_create_answers_an_idle_task_and_logs_the_payload(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    async with fake.client() as client:
+        created = await client.faceswap.create(
+            "https://example.test/person.jpg",
+            sample_image("face.png"),
+            webhook="https://example.test/hook",
+        )
+        assert (created.status, created.percent, created.type) == ("idle", 0, "@FaceSwap")
+        final = await client.faceswap.wait_for_result(created.id, policy=QUICK)
+    assert final.is_done
+    payload = fake.requests[0].json
+    assert fake.requests[0].method == "POST"
+    assert fake.requests[0].path == "/v1/faceswap/create"
+    assert payload["sourceImage"] == "https://example.test/person.jpg"
+    assert payload["faceImage"] == (
+        "data:image/png;base64," + base64.b64encode(sample_image("face.png")).decode()
+    )
+    assert payload["webhook"] == "https://example.test/hook"
+
+
+async def test_created_tasks_follow_the_default_script(fake: FakeGPTunnel, instant: None) -> None:
+    async with fake.client() as client:
+        created = await client.faceswap.create("https://a.test/1.png", "https://a.test/2.png")
+        seen = [(e.status, e.percent) async for e in client.wait_for_result(created.id)]
+    assert seen == [("queued", 0), ("processing", 50), ("done", 100)]
+
+
+async def test_script_created_applies_to_later_creations(fake: FakeGPTunnel, instant: None) -> None:
+    fake.script_created(steps=[("running", 70), ("failed", 70)], error="no face found")
+    async with fake.client() as client:
+        created = await client.faceswap.create("https://a.test/1.png", "https://a.test/2.png")
+        with pytest.raises(TaskFailedError, match="no face found"):
+            await client.wait_for_result(created.id)
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        ({"faceImage": "https://a.test/f.png"}, "sourceImage"),
+        ({"sourceImage": "https://a.test/s.png", "faceImage": ""}, "faceImage"),
+        ({"sourceImage": "not an image", "faceImage": "https://a.test/f.png"}, "sourceImage"),
+        ({"sourceImage": "data:image/png;base64,@@@", "faceImage": "https://a.test/f.png"}, None),
+        (
+            {
+                "sourceImage": "https://a.test/s.png",
+                "faceImage": "https://a.test/f.png",
+                "webhook": "ftp://a.test/hook",
+            },
+            "webhook",
+        ),
+        ([1, 2], None),
+    ],
+)
+async def test_create_rejects_bad_payloads_with_400(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession, payload: Any, param: str | None
+) -> None:
+    async with http.post(
+        f"{fake.base_url}/faceswap/create", json=payload, headers={"Authorization": fake.api_key}
+    ) as response:
+        body = await response.json()
+    assert response.status == 400
+    assert body["error"]["type"] == "invalid_request_error"
+    if param is not None:
+        assert body["error"]["param"] == param
+    assert not fake.requests[0].json or fake.requests[0].json == payload
+
+
+async def test_the_sdk_sees_a_rejected_create_as_bad_request(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        with pytest.raises(BadRequestError) as caught:
+            await client.faceswap.create("https://a.test/s.png", "data:image/png;base64,!!")
+    assert caught.value.param == "faceImage"
+
+
+# -- task scripts ---------------------------------------------------------------------
+
+
+async def test_steps_advance_one_per_read_and_the_last_repeats(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("queued", 0), ("running", 40), ("done", 100)])
+    async with fake.client() as client:
+        seen = [(await client.get_result(task_id)).status for _ in range(5)]
+    assert seen == ["queued", "running", "done", "done", "done"]
+
+
+async def test_a_wait_yields_each_scripted_step(fake: FakeGPTunnel, instant: None) -> None:
+    task_id = fake.script_task(steps=[("queued", 0), ("running", 40), ("done", 100)])
+    async with fake.client() as client:
+        seen = [(e.status, e.percent) async for e in client.wait_for_result(task_id)]
+    assert seen == [("queued", 0), ("running", 40), ("done", 100)]
+    assert [r.query for r in fake.requests] == [{"taskId": task_id}] * 3
+
+
+async def test_a_duration_script_rises_with_the_clock(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(duration=0.3)
+    async with fake.client() as client:
+        seen = [(e.status, e.percent) async for e in client.wait_for_result(task_id, policy=QUICK)]
+    percents = [percent for _, percent in seen]
+    assert seen[-1] == ("done", 100)
+    assert all(status == "processing" for status, _ in seen[:-1])
+    assert percents == sorted(percents)
+    assert len(seen) >= 3
+
+
+async def test_a_duration_script_with_an_error_fails_at_the_end(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(duration=0.05, error="GPU on fire")
+    async with fake.client() as client:
+        with pytest.raises(TaskFailedError) as caught:
+            await client.wait_for_result(task_id, policy=QUICK)
+    assert caught.value.task.status == "failed"
+    assert caught.value.task.error == "GPU on fire"
+
+
+@pytest.mark.parametrize("status", ["failed", "error"])
+async def test_fail_task_fails_after_its_steps(
+    fake: FakeGPTunnel, instant: None, status: str
+) -> None:
+    task_id = fake.fail_task("no face found", steps=[("running", 30)], status=status)
+    events: list[tuple[str, int]] = []
+    async with fake.client() as client:
+        waiter = client.wait_for_result(
+            task_id, on_progress=lambda e: events.append((e.status, e.percent))
+        )
+        with pytest.raises(TaskFailedError) as caught:
+            await waiter
+    assert events == [("running", 30)]
+    assert (caught.value.task.status, caught.value.task.error) == (status, "no face found")
+
+
+async def test_task_peeks_without_counting_a_read(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("queued", 0), ("done", 100)], task_id="my-task")
+    assert task_id == "my-task"
+    assert fake.task(task_id).status == "queued"
+    assert fake.task(task_id).status == "queued"
+    assert fake.requests == []
+    with pytest.raises(KeyError):
+        fake.task("other")
+
+
+def test_task_ids_are_unique() -> None:
+    with FakeGPTunnel() as fake:
+        fake.script_task(steps=[("done", 100)], task_id="same")
+        with pytest.raises(ValueError, match="already has a task"):
+            fake.script_task(steps=[("done", 100)], task_id="same")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "complaint"),
+    [
+        ({}, "exactly one"),
+        ({"steps": [("done", 100)], "duration": 1.0}, "exactly one"),
+        ({"steps": []}, "at least one"),
+        ({"steps": [("done", 101)]}, "percent"),
+        ({"steps": [("", 0)]}, "status"),
+        ({"steps": [("done", True)]}, "percent"),
+        ({"duration": -1}, "duration"),
+        ({"duration": float("nan")}, "duration"),
+    ],
+)
+def test_bad_scripts_are_refused(kwargs: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        TaskScript.build(**kwargs)
+
+
+def test_a_duration_script_is_a_function_of_elapsed_time() -> None:
+    script = TaskScript.build(duration=10.0)
+    assert script.state(reads=0, elapsed=0.0) == ("processing", 0)
+    assert script.state(reads=9, elapsed=4.2) == ("processing", 42)
+    assert script.state(reads=0, elapsed=9.999) == ("processing", 99)
+    assert script.state(reads=0, elapsed=10.0) == ("done", 100)
+
+
+# -- faults ---------------------------------------------------------------------------
+
+
+async def test_fail_next_is_retried_through_honouring_retry_after(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(503, times=2, retry_after=1)
+    async with fake.client() as client:
+        assert (await client.get_result(task_id)).is_done
+    assert len(fake.requests) == 3
+
+
+async def test_fail_next_sends_retry_after_and_the_error_body(fake: FakeGPTunnel) -> None:
+    fake.fail_next(429, retry_after=7)
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.get_result("anything")
+    assert caught.value.retry_after == 7
+    assert caught.value.type == "rate_limit_error"
+
+
+async def test_retry_after_may_be_a_date(fake: FakeGPTunnel, http: aiohttp.ClientSession) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    fake.fail_next(503, retry_after=when)
+    async with http.get(f"{fake.base_url}/faceswap/result") as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"].endswith("GMT")
+
+
+async def test_fail_next_402_is_the_documented_balance_error(fake: FakeGPTunnel) -> None:
+    fake.fail_next(402)
+    async with fake.client() as client:
+        with pytest.raises(InsufficientBalanceError) as caught:
+            await client.faceswap.create("https://a.test/s.png", "https://a.test/f.png")
+    assert caught.value.message == "Organization balance is too low to use API"
+    assert caught.value.type == "insufficient_balance_error"
+
+
+async def test_a_raw_body_fault_is_sent_as_is(fake: FakeGPTunnel) -> None:
+    fake.fail_next(200, body="<html>proxy says hi</html>")
+    async with fake.client() as client:
+        with pytest.raises(ResponseDecodeError, match="not JSON"):
+            await client.get_result("anything")
+
+
+async def test_a_json_body_fault_is_sent_as_json(fake: FakeGPTunnel) -> None:
+    fake.fail_next(500, body={"error": {"message": "boom", "type": "engine_error"}})
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(ServerError) as caught:
+            await client.get_result("anything")
+    assert (caught.value.message, caught.value.type) == ("boom", "engine_error")
+
+
+async def test_faults_can_target_one_path(fake: FakeGPTunnel, instant: None) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(400, path="faceswap/create")
+    async with fake.client() as client:
+        assert (await client.get_result(task_id)).is_done
+        with pytest.raises(BadRequestError):
+            await client.faceswap.create("https://a.test/s.png", "https://a.test/f.png")
+        assert (await client.faceswap.create("https://a.test/s.png", "https://a.test/f.png")).id
+
+
+async def test_a_fault_for_every_request_lasts_until_cleared(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(500, times=None)
+    async with fake.client(max_retries=0) as client:
+        for _ in range(3):
+            with pytest.raises(ServerError):
+                await client.get_result(task_id)
+        fake.clear_faults()
+        assert (await client.get_result(task_id)).is_done
+
+
+async def test_faults_are_used_in_the_order_they_were_queued(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(502)
+    fake.drop_next()
+    fake.fail_next(401)
+    async with fake.client() as client:
+        with pytest.raises(AuthenticationError):
+            await client.get_result(task_id)
+    assert len(fake.requests) == 3
+
+
+async def test_drop_next_cuts_the_connection(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.drop_next(times=2)  # aiohttp resends a dropped GET once by itself
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(APIConnectionError):
+            await client.get_result(task_id)
+        assert (await client.get_result(task_id)).is_done
+    assert len(fake.requests) == 3
+
+
+async def test_a_dropped_create_is_not_sent_again(fake: FakeGPTunnel) -> None:
+    fake.drop_next(path="faceswap/create")
+    async with fake.client() as client:
+        with pytest.raises(APIConnectionError):
+            await client.faceswap.create("https://a.test/s.png", "https://a.test/f.png")
+    assert len(fake.requests) == 1
+
+
+async def test_delay_next_makes_a_request_time_out(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.delay_next(5.0)
+    started = time.monotonic()
+    async with fake.client(timeout=0.1, max_retries=0) as client:
+        with pytest.raises(APITimeoutError):
+            await client.get_result(task_id)
+    await fake.close()
+    assert time.monotonic() - started < 2.0
+
+
+async def test_delay_next_slows_an_answer_down(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.delay_next(0.2)
+    async with fake.client() as client:
+        started = time.monotonic()
+        assert (await client.get_result(task_id)).is_done
+    assert time.monotonic() - started >= 0.2
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "kwargs", "complaint"),
+    [
+        ("fail_next", (600,), {}, "status"),
+        ("fail_next", (503,), {"times": 0}, "times"),
+        ("fail_next", (503,), {"times": True}, "times"),
+        ("fail_next", (503,), {"server": "elsewhere"}, "server"),
+        ("delay_next", (-1,), {}, "seconds"),
+        ("drop_next", (), {"times": -2}, "times"),
+    ],
+)
+def test_bad_faults_are_refused(
+    method: str, args: tuple[Any, ...], kwargs: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        getattr(FakeGPTunnel(), method)(*args, **kwargs)
+
+
+# -- the storage origin ---------------------------------------------------------------
+
+
+async def test_results_download_from_another_origin_without_the_key(
+    fake: FakeGPTunnel, tmp_path: Path, instant: None
+) -> None:
+    task_id = fake.script_task(steps=[("running", 50), ("done", 100)])
+    async with fake.client() as client:
+        task = await client.wait_for_result(task_id)
+        path = await client.download_result(task, tmp_path / "out.png")
+    assert URL(task.result or "").origin() == URL(fake.storage_url).origin()
+    assert URL(fake.storage_url).origin() != URL(fake.base_url).origin()
+    assert path.read_bytes() == sample_image("result.png")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+    [download] = fake.storage_requests
+    assert download.path == f"/results/{task_id}_result.png"
+    assert "Authorization" not in download.headers
+    assert all(r.headers["Authorization"] == fake.api_key for r in fake.requests)
+
+
+async def test_storage_has_nothing_for_unfinished_or_unknown_tasks(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    task_id = fake.script_task(steps=[("running", 50)])
+    for name in (f"{task_id}_result.png", "nobody_result.png", task_id):
+        async with http.get(f"{fake.storage_url}/results/{name}") as response:
+            assert response.status == 404
+
+
+async def test_a_custom_result_image_is_served() -> None:
+    async with FakeGPTunnel(result_image=b"\x89PNG\r\n\x1a\nfake") as fake:
+        url = fake.task(fake.script_task(steps=[("done", 100)])).result
+        assert url is not None
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            assert await r.read() == b"\x89PNG\r\n\x1a\nfake"
+            assert r.content_type == "image/png"
+
+
+async def test_storage_faults_reach_downloads(fake: FakeGPTunnel, tmp_path: Path) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(404, server="storage")
+    async with fake.client() as client:
+        task = await client.get_result(task_id)
+        with pytest.raises(NotFoundError):
+            await client.download_result(task, tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
+    assert len(fake.requests) == 1
+
+
+# -- the request log ------------------------------------------------------------------
+
+
+async def test_the_request_log_records_what_arrived(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError):
+            await client.get_result("id with spaces/&")
+    [request] = fake.requests
+    assert request.method == "GET"
+    assert request.path == "/v1/faceswap/result"
+    assert request.query == {"taskId": "id with spaces/&"}
+    assert request.headers["authorization"] == fake.api_key
+    assert request.body == b""
+    assert request.json is None
+
+
+def test_the_request_log_is_a_copy() -> None:
+    with FakeGPTunnel() as fake:
+        fake.requests.append(fake.requests)  # type: ignore[arg-type]
+        assert fake.requests == []
+
+
+# -- lifetime -------------------------------------------------------------------------
+
+
+def test_a_sync_with_runs_it_on_a_background_thread() -> None:
+    with FakeGPTunnel() as fake:
+        task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+
+        async def wait() -> str:
+            async with fake.client() as client:
+                return (await client.wait_for_result(task_id, policy=QUICK)).status
+
+        assert asyncio.run(wait()) == "done"
+    with pytest.raises(UsageError):
+        fake.base_url  # noqa: B018
+
+
+async def test_it_is_not_usable_before_start_or_after_close() -> None:
+    fake = FakeGPTunnel()
+    with pytest.raises(UsageError, match="not running"):
+        fake.client()
+    async with fake:
+        with pytest.raises(UsageError, match="already running"):
+            await fake.start()
+        with pytest.raises(UsageError, match="already running"):
+            fake.__enter__()
+    with pytest.raises(UsageError):
+        fake.storage_url  # noqa: B018
+    await fake.close()
+    assert repr(fake) == "<FakeGPTunnel not started>"
+
+
+async def test_closing_ends_connections_the_client_keeps(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with fake.client(max_retries=0) as client:
+        await client.get_result(task_id)
+        await fake.close()
+        with pytest.raises(APIConnectionError):
+            await client.get_result(task_id)
+
+
+# -- instant waits and samples --------------------------------------------------------
+
+
+def test_instant_waits_restores_the_previous_setting() -> None:
+    assert not instant_waits_enabled()
+    with instant_waits():
+        assert instant_waits_enabled()
+        with instant_waits(False):
+            assert not instant_waits_enabled()
+        assert instant_waits_enabled()
+    assert not instant_waits_enabled()
+
+
+def test_set_instant_waits_switches_the_sdk_sleep() -> None:
+    try:
+        set_instant_waits()
+        assert instant_waits_enabled()
+    finally:
+        set_instant_waits(False)
+    assert not instant_waits_enabled()
+
+
+async def test_a_wait_with_default_pacing_takes_no_real_time(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    task_id = fake.script_task(steps=[("queued", 0), ("running", 50), ("done", 100)])
+    started = time.monotonic()
+    async with fake.client() as client:
+        assert (await client.wait_for_result(task_id)).is_done
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("name", ["source.png", "face.png", "result.png"])
+def test_samples_are_small_pngs(name: str) -> None:
+    data = sample_image(name)
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) < 1024
+
+
+def test_an_unknown_sample_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"source\.png"):
+        sample_image("../secret")

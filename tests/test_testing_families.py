@@ -1,0 +1,287 @@
+"""The emulator speaks every family: bgremover, Midjourney, media and the balance, with the
+SDK's one engine on the other side."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gptunnel_async import (
+    Balance,
+    ConfigurationError,
+    ContentPolicyError,
+    InsufficientBalanceError,
+    MediaTask,
+    NotFoundError,
+    ProgressEvent,
+    Task,
+    TaskFailedError,
+)
+from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
+
+MIDJOURNEY_ACTIONS = (
+    *(f"upsample{n}" for n in range(1, 5)),
+    *(f"variation{n}" for n in range(1, 5)),
+)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    async with FakeGPTunnel() as running:
+        yield running
+
+
+@pytest.fixture
+def instant() -> Iterator[None]:
+    with instant_waits():
+        yield
+
+
+async def call(
+    fake: FakeGPTunnel, method: str, path: str, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
+    """One raw request to the emulator with the right key: (status, JSON body)."""
+    headers = {"Authorization": fake.api_key}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{fake.base_url}/{path}", headers=headers, **kwargs) as response,
+    ):
+        body: dict[str, Any] = await response.json(content_type=None)
+        return response.status, body
+
+
+# -- bgremover ------------------------------------------------------------------------
+
+
+async def test_a_scripted_bgremover_task_is_waited_for(fake: FakeGPTunnel, instant: None) -> None:
+    task_id = fake.script_task(steps=[("processing", 30), ("done", 100)], type="@BGRemover")
+    async with fake.client() as client:
+        events = [event async for event in client.bgremover.wait_for_result(task_id)]
+    assert [(e.status, e.percent) for e in events] == [("processing", 30), ("done", 100)]
+    assert events[-1].task.type == "@BGRemover"
+    assert fake.requests[0].path == "/v1/bgremover/result"
+
+
+# -- Midjourney -----------------------------------------------------------------------
+
+
+async def test_imagine_and_wait_shows_previews_then_the_grid_and_its_actions(
+    fake: FakeGPTunnel, instant: None, tmp_path: Path
+) -> None:
+    previews: list[str] = []
+
+    async def save_preview(event: ProgressEvent[Task]) -> None:
+        if not event.task.is_done and event.task.result:
+            previews.append(event.task.result)
+            await client.download_result(event.task.result, tmp_path / "preview.png")
+
+    async with fake.client() as client:
+        grid = await client.midjourney.imagine_and_wait("a red fox", on_progress=save_preview)
+    assert grid.is_done and grid.actions == MIDJOURNEY_ACTIONS
+    assert previews == [f"{fake.storage_url}/results/{grid.id}_preview.png"]
+    assert grid.result == f"{fake.storage_url}/results/{grid.id}_result.png"
+    assert (tmp_path / "preview.png").read_bytes() == sample_image("result.png")
+    assert fake.requests[0].json == {"prompt": "a red fox"}
+
+
+async def test_only_midjourney_tasks_have_previews_in_storage(fake: FakeGPTunnel) -> None:
+    grid = fake.script_task(steps=[("running", 40)], type="@Midjourney")
+    swap = fake.script_task(steps=[("running", 40)])
+    async with aiohttp.ClientSession() as http:
+        for task_id, expected in ((grid, 200), (swap, 404)):
+            async with http.get(f"{fake.storage_url}/results/{task_id}_preview.png") as response:
+                assert response.status == expected
+    assert fake.task(swap).result is None
+    assert fake.task(grid).result == f"{fake.storage_url}/results/{grid}_preview.png"
+
+
+async def test_a_midjourney_create_answers_idle_with_no_actions_yet(fake: FakeGPTunnel) -> None:
+    status, body = await call(fake, "POST", "midjourney/imagine", json={"prompt": "a fox"})
+    assert status == 200
+    assert (body["status"], body["type"], body["actions"]) == ("idle", "@Midjourney", [])
+
+
+async def test_follow_ups_name_their_parent(fake: FakeGPTunnel, instant: None) -> None:
+    async with fake.client() as client:
+        grid = await client.midjourney.imagine_and_wait("a red fox")
+        upscaled = await client.midjourney.upsample(grid.id, 2)
+        varied = await client.midjourney.variation(grid.id, 3, mode="high")
+        inpainted = await client.midjourney.inpaint(upscaled.id, sample_image("face.png"), "a hat")
+        final = await client.midjourney.wait_for_result(inpainted.id)
+    assert [upscaled.parent_id, varied.parent_id] == [grid.id, grid.id]
+    assert final.parent_id == upscaled.id and final.is_done
+    assert [r.path for r in fake.requests if r.method == "POST"] == [
+        "/v1/midjourney/imagine",
+        "/v1/midjourney/upsample",
+        "/v1/midjourney/variation",
+        "/v1/midjourney/inpaint",
+    ]
+
+
+async def test_a_follow_up_of_an_unknown_task_is_not_found(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError):
+            await client.midjourney.upsample("no-such-grid", 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "param"),
+    [
+        ("midjourney/imagine", {}, "prompt"),
+        ("midjourney/upsample", {"image": 1}, "taskId"),
+        ("midjourney/upsample", {"taskId": "G", "image": 5}, "image"),
+        ("midjourney/variation", {"taskId": "G", "image": 1, "mode": "medium"}, "mode"),
+        ("midjourney/inpaint", {"taskId": "G", "mask": "not an image"}, "mask"),
+    ],
+)
+async def test_bad_midjourney_creates_are_the_documented_400(
+    fake: FakeGPTunnel, path: str, payload: dict[str, Any], param: str
+) -> None:
+    fake.script_task(steps=[("done", 100)], task_id="G", type="@Midjourney")
+    status, body = await call(fake, "POST", path, json=payload)
+    assert status == 400
+    assert (body["error"]["type"], body["error"]["param"]) == ("invalid_request_error", param)
+
+
+# -- media ----------------------------------------------------------------------------
+
+
+async def test_generate_creates_with_the_documented_answer_and_waits(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    seen: list[ProgressEvent[MediaTask]] = []
+    async with fake.client() as client:
+        task = await client.media.generate(
+            "flux-pro", "a lighthouse", ar="16:9", on_progress=seen.append
+        )
+    assert task.is_done and task.model == "flux-pro" and task.cost == 0.5
+    assert task.url == f"{fake.storage_url}/results/{task.id}_result.png"
+    assert [(e.status, e.percent) for e in seen] == [
+        ("queued", 0),
+        ("processing", 0),
+        ("done", 100),
+    ]
+    create, *reads = fake.requests
+    assert create.json == {"model": "flux-pro", "prompt": "a lighthouse", "ar": "16:9"}
+    assert {r.path for r in reads} == {"/v1/media/result"}
+    assert reads[0].query == {"task_id": task.id}
+
+
+async def test_the_media_create_answer_is_as_documented(fake: FakeGPTunnel) -> None:
+    payload = {"model": "kling", "prompt": "waves", "images": ["https://a/b.png"]}
+    status, body = await call(fake, "POST", "media/create", json=payload)
+    assert status == 200
+    assert set(body) == {"code", "id", "model", "created_at", "status", "result", "input"}
+    assert (body["code"], body["model"], body["status"], body["result"]) == (
+        0,
+        "kling",
+        "idle",
+        None,
+    )
+    assert body["input"] == {"prompt": "waves", "images": ["https://a/b.png"]}
+    assert isinstance(fake.task(body["id"]), MediaTask)
+
+
+async def test_media_result_answers_post_with_the_id_in_json_too(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)], model="suno")
+    status, body = await call(fake, "POST", "media/result", json={"task_id": task_id})
+    assert status == 200
+    assert set(body) == {"code", "id", "model", "status", "url", "cost", "message"}
+    assert (body["code"], body["status"], body["model"]) == (0, "done", "suno")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "code"),
+    [
+        ("GET", "media/result", {}, 3),
+        ("GET", "media/result", {"params": {"task_id": "nobody"}}, 4),
+        ("POST", "media/create", {"json": {"model": "kling"}}, 3),
+        ("POST", "media/create", {"json": {"model": "k", "prompt": "p", "images": "x"}}, 3),
+        ("POST", "media/create", {"data": b"not json"}, 3),
+    ],
+)
+async def test_media_errors_come_with_http_200_and_a_code(
+    fake: FakeGPTunnel, method: str, path: str, kwargs: dict[str, Any], code: int
+) -> None:
+    status, body = await call(fake, method, path, **kwargs)
+    assert status == 200
+    assert body["code"] == code and body["message"]
+
+
+async def test_the_sdk_reads_media_codes_as_typed_errors(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError) as caught:
+            await client.media.result("nobody")
+    assert (caught.value.status_code, caught.value.code) == (200, "4")
+
+
+async def test_a_wait_rides_through_injected_heavy_load(fake: FakeGPTunnel, instant: None) -> None:
+    task_id = fake.script_task(steps=[("processing", 0), ("succeeded", 100)], model="suno")
+    heavy_load = {"code": 6, "message": "Heavy load"}
+    fake.fail_next(200, body=heavy_load, times=6, path="media/result")
+    async with fake.client() as client:
+        task = await client.media.wait_for_result(task_id)
+    assert task.status == "succeeded" and task.is_done
+    assert len(fake.requests) == 8
+
+
+async def test_an_injected_content_block_ends_the_wait(fake: FakeGPTunnel, instant: None) -> None:
+    task_id = fake.script_task(steps=[("processing", 0)], model="flux-pro")
+    fake.fail_next(200, body={"code": 1001, "message": "NSFW"}, path="media/result")
+    async with fake.client() as client:
+        with pytest.raises(ContentPolicyError, match="NSFW"):
+            await client.media.wait_for_result(task_id)
+
+
+async def test_a_failed_media_task_carries_its_message(fake: FakeGPTunnel, instant: None) -> None:
+    task_id = fake.fail_task("the model crashed", steps=[("processing", 0)], model="kling")
+    async with fake.client() as client:
+        with pytest.raises(TaskFailedError, match="the model crashed") as caught:
+            await client.media.wait_for_result(task_id)
+    assert isinstance(caught.value.task, MediaTask) and caught.value.task.status == "failed"
+
+
+# -- the balance ----------------------------------------------------------------------
+
+
+async def test_balance_is_the_documented_object(fake: FakeGPTunnel) -> None:
+    fake.set_balance(12.5, credit_limit=100)
+    status, body = await call(fake, "GET", "balance", params={"useWalletBalance": "true"})
+    assert status == 200
+    assert body == {"orgId": "fake-org", "object": "balance", "balance": 12.5, "creditLimit": 100}
+    async with fake.client() as client:
+        assert await client.balance() == Balance("fake-org", 12.5, 100.0) == fake.balance
+
+
+async def test_creates_are_refused_once_balance_and_credit_are_used_up(
+    fake: FakeGPTunnel,
+) -> None:
+    fake.set_balance(-10, credit_limit=10)
+    async with fake.client() as client:
+        with pytest.raises(InsufficientBalanceError) as http_402:
+            await client.midjourney.imagine("a fox")
+        with pytest.raises(InsufficientBalanceError) as code_5:
+            await client.media.create("flux-pro", "a fox")
+        fake.set_balance(-10, credit_limit=10.5)
+        assert (await client.faceswap.create("https://a/1.png", "https://a/2.png")).status == "idle"
+    assert http_402.value.status_code == 402
+    assert (code_5.value.status_code, code_5.value.code) == (200, "5")
+
+
+@pytest.mark.parametrize("value", [float("nan"), "10", True, None])
+def test_a_balance_must_be_a_finite_number(value: Any) -> None:
+    with pytest.raises(ValueError, match="balance"):
+        FakeGPTunnel().set_balance(value)
+
+
+async def test_the_sdk_refuses_bad_arguments_before_the_emulator_sees_them(
+    fake: FakeGPTunnel,
+) -> None:
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError):
+            await client.media.create("flux-pro", "a fox", images=["https://a/1.png", 42])
+    assert fake.requests == []

@@ -110,7 +110,7 @@ class TaskResource(Generic[T]):
         checked_id = check_task_id(task_id)
         return TaskWaiter(
             checked_id,
-            lambda: self.result(checked_id),
+            self.result,
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,

@@ -114,6 +114,16 @@ def _safe_to_resend(exc: BaseException) -> bool:
     )
 
 
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first ``MAX_ANSWER_BYTES + 1`` bytes if it is longer."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            break
+    return bytes(body)
+
+
 class Transport:
     """Sends requests to ``base_url`` with the API key, which goes nowhere else."""
 
@@ -137,12 +147,15 @@ class Transport:
         self._api_key = api_key
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._connection_slots: contextlib.AbstractAsyncContextManager[Any] | None = None
+        self._connection_slots: asyncio.Semaphore | None = None
+        self._slots_sized = False
         self._headers: Final = {
             "Authorization": api_key,
             "Accept": "application/json",
             "User-Agent": f"gptunnel-async/{VERSION}",
         }
+        self._anonymous_headers: Final = {"User-Agent": self._headers["User-Agent"]}
+        """For every other origin (the storage host): never the key."""
 
     @property
     def secret(self) -> str:
@@ -157,49 +170,56 @@ class Transport:
     async def exchange(
         self, method: str, url: URL, **options: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One request and its response; every request the SDK makes goes through here.
-
-        The key goes only to ``base_url``'s origin, and redirects and error statuses are
-        left to the caller whatever a borrowed session's defaults say, so no redirect can
-        carry the key and no status escapes as a bare aiohttp error.
+        """One request and its response; every request the SDK makes goes through here
+        (API reads through :meth:`request`, which does the same without a generator).
 
         Each exchange first takes a slot, one per connection the session's connector
         allows. With many concurrent waits, requests queue here, outside their timeout,
         rather than in aiohttp's pool where the wait counts against it: there, a busy
         client timed out requests it had not even sent, and its retries fed the queue.
-        Then an API request takes its start from the client's rate budget, if it has one,
-        and tells the budget of a 429.
         """
         session = self.session()
-        budget = self.budget if url.origin() == self.origin else None
-        async with self._slots(session):
-            started = await budget.pace() if budget else 0.0
-            response = await session.request(
-                method,
-                url,
-                headers=self.headers_for(url),
-                allow_redirects=False,
-                raise_for_status=False,
-                **options,
-            )
-            if budget and response.status == 429:
-                hint = parse_retry_after(response.headers.get("Retry-After"))
-                budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+        async with self._slots(session) or contextlib.nullcontext():
+            response = await self._send(session, method, url, **options)
             async with response:
                 yield response
 
-    def _slots(self, session: aiohttp.ClientSession) -> contextlib.AbstractAsyncContextManager[Any]:
+    async def _send(
+        self, session: aiohttp.ClientSession, method: str, url: URL, **options: Any
+    ) -> aiohttp.ClientResponse:
+        """Send one request; return its response unread.
+
+        The key goes only to ``base_url``'s origin, and redirects and error statuses are
+        left to the caller whatever a borrowed session's defaults say, so no redirect can
+        carry the key and no status escapes as a bare aiohttp error. An API request takes
+        its start from the client's rate budget, if it has one, and tells it of a 429.
+        """
+        on_api = url.origin() == self.origin
+        budget = self.budget if on_api else None
+        started = await budget.pace() if budget else 0.0
+        response = await session.request(
+            method,
+            url,
+            headers=self._headers if on_api else self._anonymous_headers,
+            allow_redirects=False,
+            raise_for_status=False,
+            **options,
+        )
+        if budget and response.status == 429:
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+        return response
+
+    def _slots(self, session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
         """As many slots as the client's ``max_connections`` and the session's connector
-        allow connections (none if both are unlimited)."""
-        if self._connection_slots is None:
+        allow connections (``None`` if both are unlimited)."""
+        if not self._slots_sized:
             connector = session.connector
             limits = [connector.limit, connector.limit_per_host] if connector else []
             limits.append(self.max_connections or 0)
-            self._connection_slots = (
-                asyncio.Semaphore(min(n for n in limits if n))
-                if any(limits)
-                else contextlib.nullcontext()
-            )
+            if any(limits):
+                self._connection_slots = asyncio.Semaphore(min(n for n in limits if n))
+            self._slots_sized = True
         return self._connection_slots
 
     async def answer(self, response: aiohttp.ClientResponse) -> bytes:
@@ -208,14 +228,19 @@ class Transport:
         At most :data:`MAX_ANSWER_BYTES` are read: a bigger 2xx body raises
         :class:`ResponseDecodeError`, and an error's message comes from its start.
         """
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                break
-        head = bytes(body[:MAX_ANSWER_BYTES])
+        size, headers = response.content_length, response.headers
+        if (
+            size is not None
+            and size <= MAX_ANSWER_BYTES
+            and "Content-Encoding" not in headers
+            and "Transfer-Encoding" not in headers
+        ):  # the usual small, plain answer: aiohttp reads just the length it declares
+            body = await response.read()
+        else:
+            body = await _read_capped(response)
+        head = body[:MAX_ANSWER_BYTES]
         if not 200 <= response.status < 300:
-            raise error_from_response(response.status, response.headers, head, secret=self.secret)
+            raise error_from_response(response.status, headers, head, secret=self.secret)
         if len(body) > MAX_ANSWER_BYTES:
             raise ResponseDecodeError(
                 f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
@@ -226,9 +251,7 @@ class Transport:
 
     def headers_for(self, url: URL) -> Mapping[str, str]:
         """Request headers for ``url``: with the key only on ``base_url``'s origin."""
-        if url.origin() == self.origin:
-            return self._headers
-        return {"User-Agent": self._headers["User-Agent"]}
+        return self._headers if url.origin() == self.origin else self._anonymous_headers
 
     def redact(self, text: str) -> str:
         """``text`` with the API key masked."""
@@ -295,12 +318,16 @@ class Transport:
         """Turn aiohttp's and the socket's failures inside the block into typed errors."""
         try:
             yield
-        except TimeoutError as exc:
-            raise APITimeoutError(f"{what} timed out after {self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            _forget_request_headers(exc)
-            reason = self.redact(str(exc)) or type(exc).__name__
-            raise APIConnectionError(f"{what} failed: {reason}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wire_error(exc, what) from exc
+
+    def wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
+        """The typed error for a failure on the wire while doing ``what``."""
+        if isinstance(exc, TimeoutError):
+            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
+        _forget_request_headers(exc)
+        reason = self.redact(str(exc)) or type(exc).__name__
+        return APIConnectionError(f"{what} failed: {reason}")
 
     async def _attempt(
         self,
@@ -310,9 +337,21 @@ class Transport:
         json: Any,
         decode: Decoder[T],
     ) -> T:
-        with self.wire_errors(f"{method} {url.path}"):
-            async with self.exchange(
-                method, url, params=params, json=json, timeout=self._client_timeout
-            ) as response:
+        # What ``exchange`` and ``wire_errors`` do, spelled out: this runs for every read.
+        # A queued read waits on the semaphore itself, with no context manager's coroutine.
+        session = self.session()
+        slots = self._slots(session)
+        if slots is not None:
+            await slots.acquire()
+        try:
+            response = await self._send(
+                session, method, url, params=params, json=json, timeout=self._client_timeout
+            )
+            async with response:
                 status, body = response.status, await self.answer(response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wire_error(exc, f"{method} {url.path}") from exc
+        finally:
+            if slots is not None:
+                slots.release()
         return decode(body, status, secret=self.secret)

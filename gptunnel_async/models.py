@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
@@ -251,6 +252,10 @@ def _structure_optional_str(value: Any, _: type) -> str | None:
     return _structure_str(value, str)
 
 
+_NO_USAGE: Final = Usage()
+_NO_USAGE_NUMBERS: Final = attrs.astuple(_NO_USAGE)
+
+
 def _structure_task_lean(value: Any, _: type) -> Task:
     """A task object straight into :class:`Task`, with the same field hooks as the generated
     structure function but no generic dispatch: every poll of every wait runs this."""
@@ -260,7 +265,7 @@ def _structure_task_lean(value: Any, _: type) -> Task:
     if usage is not None:
         if not isinstance(usage, dict):
             raise TypeError(f"expected an object, got {type(usage).__name__}")
-        usage = Usage(
+        numbers = (
             _structure_int(usage.get("prompt_tokens"), int),
             _structure_int(usage.get("completion_tokens"), int),
             _structure_int(usage.get("total_tokens"), int),
@@ -268,13 +273,17 @@ def _structure_task_lean(value: Any, _: type) -> Task:
             _structure_float(usage.get("completion_cost"), float),
             _structure_float(usage.get("total_cost"), float),
         )
+        usage = _NO_USAGE if numbers == _NO_USAGE_NUMBERS else Usage(*numbers)
+    kind = _structure_optional_str(value.get("type"), str)
+    # Statuses, "task" and the type repeat across thousands of waits: interned, each
+    # text is kept once rather than once per task (models are frozen, sharing is safe).
     return Task(
         _structure_str(value["id"], str),
-        _structure_str(value["status"], str),
+        sys.intern(_structure_str(value["status"], str)),
         _structure_percent(value.get("percent"), int),
         _structure_optional_str(value.get("parentId"), str),
-        _structure_str(value.get("object", "task"), str),
-        _structure_optional_str(value.get("type"), str),
+        sys.intern(_structure_str(value.get("object", "task"), str)),
+        None if kind is None else sys.intern(kind),
         _structure_optional_str(value.get("result"), str),
         _structure_error(value.get("error"), str),
         usage,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import attrs
 
 from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent
 
@@ -206,11 +207,14 @@ async def fixed_loop(session: aiohttp.ClientSession, url: str, task_id: str, per
 
 def strategies(scale: float) -> dict[str, PollPolicy | float]:
     """Each strategy of (c): a poll policy for the SDK, or the hand-written loop's period."""
+    default = PollPolicy()
+    scaled = PollPolicy(
+        initial=default.initial * scale, max_interval=default.max_interval * scale, timeout=None
+    )
     return {
         "fixed 1 s loop": 1.0 * scale,
-        "sdk exponential (default)": PollPolicy(
-            initial=1.0 * scale, max_interval=10.0 * scale, timeout=None
-        ),
+        "sdk exponential": attrs.evolve(scaled, strategy="exponential"),
+        "sdk predictive (default)": scaled,
     }
 
 

@@ -9,6 +9,7 @@ arrive, and save its result::
 """
 
 from ._client import GPTunnelClient
+from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
 from ._version import VERSION as __version__
 from .errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AsCompleted",
     "AuthenticationError",
     "BadRequestError",
     "Balance",

@@ -147,6 +147,12 @@ class GPTunnelClient:
         self.media = Media(self._transport, self._poll_policy)
         """Media generation (:class:`MediaTask`): ``create``, ``result``,
         ``wait_for_result``, ``generate``."""
+        self.as_completed = self.faceswap.as_completed
+        """Wait for many face-swap tasks, yielding each as it finishes (see
+        :class:`AsCompleted`); every family has its own, e.g. ``client.media.as_completed``."""
+        self.wait_many = self.faceswap.wait_many
+        """Wait for many face-swap tasks; return them in the order given. Every family
+        has its own, e.g. ``client.media.wait_many``."""
 
     @property
     def base_url(self) -> str:

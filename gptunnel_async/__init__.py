@@ -31,6 +31,7 @@ from .errors import (
     TaskFailedError,
     UsageError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
 
@@ -65,5 +66,6 @@ __all__ = [
     "Usage",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     "__version__",
 ]

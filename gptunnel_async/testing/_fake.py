@@ -13,6 +13,7 @@ from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
+import aiohttp
 import attrs
 from aiohttp import web
 
@@ -20,9 +21,11 @@ from .._client import GPTunnelClient
 from ..errors import UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
+from ._endpoints import task_body
 from ._samples import sample_image
 from ._scripts import Step, TaskScript
 from ._state import EmulatorState, Fault, RecordedRequest, Server
+from ._webhooks import WebhookCourier, post_task
 
 __all__ = ["DEFAULT_API_KEY", "FakeGPTunnel"]
 
@@ -55,6 +58,7 @@ class FakeGPTunnel:
         self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
         self._base_url: str | None = None
         self._runners: list[web.AppRunner] = []
+        self._courier = WebhookCourier(self._state)
         self._thread: threading.Thread | None = None
         self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
@@ -191,6 +195,8 @@ class FakeGPTunnel:
         """
         if not (isinstance(status, int) and 200 <= status <= 599):
             raise ValueError(f"status must be an HTTP status from 200 to 599, got {status!r}")
+        if server == "webhook":
+            raise ValueError("webhook deliveries can be dropped or delayed, not failed")
         if isinstance(retry_after, datetime):
             header: str | None = format_datetime(retry_after, usegmt=True)
         elif retry_after is not None:
@@ -205,7 +211,8 @@ class FakeGPTunnel:
         """Close the connection of the next ``times`` requests without answering.
 
         aiohttp itself sends a ``GET`` once more when its connection is dropped, so
-        ``times=2`` is what makes one read of the SDK see the failure.
+        ``times=2`` is what makes one read of the SDK see the failure. With
+        ``server="webhook"``, the next ``times`` webhook deliveries are lost instead.
         """
         self._fault(server, path, times, drop=True)
 
@@ -219,7 +226,8 @@ class FakeGPTunnel:
     ) -> None:
         """Hold the next ``times`` answers back for ``seconds`` of real time (a slow server).
 
-        Pair it with a small client ``timeout=`` to provoke request timeouts.
+        Pair it with a small client ``timeout=`` to provoke request timeouts. With
+        ``server="webhook"``, the next ``times`` webhook deliveries are held back instead.
         """
         if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
             raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
@@ -230,8 +238,8 @@ class FakeGPTunnel:
         self._state.clear_faults()
 
     def _fault(self, server: Server, path: str | None, times: int | None, **how: Any) -> None:
-        if server not in ("api", "storage"):
-            raise ValueError(f"server must be 'api' or 'storage', got {server!r}")
+        if server not in ("api", "storage", "webhook"):
+            raise ValueError(f"server must be 'api', 'storage' or 'webhook', got {server!r}")
         counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
         if times is not None and not counted:
             raise ValueError(f"times must be an int > 0 or None, got {times!r}")
@@ -250,6 +258,30 @@ class FakeGPTunnel:
         """Every request that reached the storage origin, oldest first (a copy)."""
         return self._state.log("storage")
 
+    @property
+    def webhook_deliveries(self) -> list[RecordedRequest]:
+        """Every webhook the emulator sent (dropped ones are not), oldest first (a copy)."""
+        return self._state.log("webhook")
+
+    # -- webhooks -------------------------------------------------------------------
+
+    async def forge_webhook(
+        self, url: str, *, task_id: str, status: str = "done", percent: int = 100
+    ) -> int | None:
+        """POST a task object to ``url`` as an attacker would, without the emulator's
+        word for it; return the answer's status (``None`` if nobody answered).
+
+        Tasks created with a ``webhook`` get theirs delivered once they end, as from
+        GPTunnel; this sends one that did not come from there, e.g. to a URL with a
+        wrong token, to see it refused.
+        """
+        forged = Task(id=task_id, status=status, percent=percent, type="@FaceSwap")
+        if forged.is_done:
+            forged = attrs.evolve(forged, result=f"{self.storage_url}/results/forged.png")
+        async with aiohttp.ClientSession() as session:
+            _, status_code = await post_task(session, url, task_body(forged))
+        return status_code
+
     # -- on the current event loop --------------------------------------------------
 
     async def start(self) -> Self:
@@ -263,6 +295,7 @@ class FakeGPTunnel:
         except BaseException:
             await self.close()
             raise
+        self._courier.start()
         self._base_url = f"http://{self._netloc(api_port)}{API_PREFIX}"
         return self
 
@@ -270,6 +303,7 @@ class FakeGPTunnel:
         """Stop both servers and close their connections. Safe to call twice."""
         runners, self._runners = self._runners, []
         self._base_url = None
+        await self._courier.close()
         for runner in runners:
             await runner.cleanup()
 

@@ -15,10 +15,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
+from hypothesis import HealthCheck, settings
 
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
 
 from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
+
+# Property tests check what is decoded, not how fast: on a loaded 2-core machine the
+# per-example deadline and the "generation is slow" health check only add flakes.
+settings.register_profile("gptunnel", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gptunnel")
 
 API_KEY = "test-key-5f1e"
 

@@ -148,6 +148,7 @@ class Transport:
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._connection_slots: asyncio.Semaphore | None = None
+        self._urls: dict[str, URL] = {}
         self._slots_sized = False
         self._headers: Final = {
             "Authorization": api_key,
@@ -180,21 +181,27 @@ class Transport:
         """
         session = self.session()
         async with self._slots(session) or contextlib.nullcontext():
-            response = await self._send(session, method, url, **options)
+            on_api = url.origin() == self.origin
+            response = await self._send(session, method, url, on_api, **options)
             async with response:
                 yield response
 
     async def _send(
-        self, session: aiohttp.ClientSession, method: str, url: URL, **options: Any
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        on_api: bool,
+        **options: Any,
     ) -> aiohttp.ClientResponse:
-        """Send one request; return its response unread.
+        """Send one request; return its response unread. ``on_api``: ``url`` is on
+        ``base_url``'s origin.
 
-        The key goes only to ``base_url``'s origin, and redirects and error statuses are
-        left to the caller whatever a borrowed session's defaults say, so no redirect can
-        carry the key and no status escapes as a bare aiohttp error. An API request takes
-        its start from the client's rate budget, if it has one, and tells it of a 429.
+        The key goes only to that origin, and redirects and error statuses are left to
+        the caller whatever a borrowed session's defaults say, so no redirect can carry
+        the key and no status escapes as a bare aiohttp error. An API request takes its
+        start from the client's rate budget, if it has one, and tells it of a 429.
         """
-        on_api = url.origin() == self.origin
         budget = self.budget if on_api else None
         started = await budget.pace() if budget else 0.0
         response = await session.request(
@@ -290,7 +297,9 @@ class Transport:
         ``idempotent`` (one that creates a paid task) is retried only where the server
         surely did nothing, so a retry never starts a second task.
         """
-        url = URL(f"{self.base_url}/{path.lstrip('/')}")
+        url = self._urls.get(path)
+        if url is None:  # a handful of paths, each parsed once
+            url = self._urls[path] = URL(f"{self.base_url}/{path.lstrip('/')}")
         retry_if = is_transient if idempotent else _safe_to_resend
         try:
             return await self._attempt(method, url, params, json, decode)
@@ -344,8 +353,8 @@ class Transport:
         if slots is not None:
             await slots.acquire()
         try:
-            response = await self._send(
-                session, method, url, params=params, json=json, timeout=self._client_timeout
+            response = await self._send(  # ``url`` was built on ``base_url``
+                session, method, url, True, params=params, json=json, timeout=self._client_timeout
             )
             async with response:
                 status, body = response.status, await self.answer(response)

@@ -7,7 +7,9 @@ import asyncio
 import hmac
 import io
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -236,3 +238,10 @@ def test_nonsense_receivers_are_refused(url: str, secret: str | None) -> None:
 async def test_the_emulator_refuses_to_fail_a_webhook(fake: FakeGPTunnel) -> None:
     with pytest.raises(ValueError, match="dropped or delayed"):
         fake.fail_next(500, server="webhook")
+
+
+def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
+    exec(compile(example, "webhooks.md", "exec"), {})
+    assert capsys.readouterr().out == "done after 1 webhook and 1 read\n"

@@ -8,10 +8,12 @@ arrive, and save its result::
         await client.download_result(task, "result.png")
 """
 
+from typing import TYPE_CHECKING
+
 from ._client import GPTunnelClient
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
-from ._version import VERSION as __version__
+from ._version import version
 from .errors import (
     APIConnectionError,
     APIError,
@@ -69,3 +71,13 @@ __all__ = [
     "WebhookVerificationError",
     "__version__",
 ]
+
+if TYPE_CHECKING:
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> str:
+        """``__version__``, read from package metadata when first asked for."""
+        if name == "__version__":
+            return version()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

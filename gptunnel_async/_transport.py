@@ -10,14 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import aiohttp
-import tenacity
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from . import _timing
 from ._budget import RequestBudget
 from ._protocol import (
     error_from_response,
@@ -27,8 +25,11 @@ from ._protocol import (
     parse_retry_after,
     redact,
 )
-from ._version import VERSION
+from ._version import version
 from .errors import APIConnectionError, APITimeoutError, GPTunnelError, ResponseDecodeError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["MAX_ANSWER_BYTES", "RETRY_AFTER_CAP", "Decoder", "Transport"]
 
@@ -55,37 +56,6 @@ MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
 
 _CHUNK: Final = 64 * 1024
-
-_BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
-"""0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step."""
-
-
-class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
-    """Exponential backoff, stretched to the server's ``Retry-After`` hint (capped)."""
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        backoff = _BACKOFF(retry_state)
-        outcome = retry_state.outcome
-        hint = getattr(outcome.exception(), "retry_after", None) if outcome else None
-        if hint is None:
-            return backoff
-        return max(backoff, min(float(hint), RETRY_AFTER_CAP))
-
-
-def _retry_logger(what: str) -> Callable[[tenacity.RetryCallState], None]:
-    """A ``before_sleep`` hook logging one WARNING per retry: what failed, why, and the delay."""
-
-    def log_retry(retry_state: tenacity.RetryCallState) -> None:
-        outcome = retry_state.outcome
-        logger.warning(
-            "%s failed (%s); retry %d in %.2fs",
-            what,
-            outcome.exception() if outcome else "unknown error",
-            retry_state.attempt_number,
-            retry_state.upcoming_sleep,
-        )
-
-    return log_retry
 
 
 def _forget_request_headers(exc: aiohttp.ClientError) -> None:
@@ -153,7 +123,7 @@ class Transport:
         self._headers: Final = {
             "Authorization": api_key,
             "Accept": "application/json",
-            "User-Agent": f"gptunnel-async/{VERSION}",
+            "User-Agent": f"gptunnel-async/{version()}",
         }
         self._anonymous_headers: Final = {"User-Agent": self._headers["User-Agent"]}
         """For every other origin (the storage host): never the key."""
@@ -271,14 +241,9 @@ class Transport:
 
         ``what`` names the request in the WARNING logged before each retry.
         """
-        return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
-            wait=_WaitHonouringRetryAfter(),
-            retry=tenacity.retry_if_exception(retry_if),
-            sleep=_timing.sleep,
-            before_sleep=_retry_logger(what),
-            reraise=True,
-        )
+        from ._retrying import controller  # tenacity loads on the first retry, not at import
+
+        return controller(self.max_retries, what, retry_if)
 
     async def request(
         self,

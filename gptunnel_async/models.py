@@ -291,19 +291,33 @@ def _structure_task_lean(value: Any, _: type) -> Task:
     )
 
 
-@attrs.frozen
 class LeanThenDetailed(Generic[T]):
-    """A structure hook: ``lean`` for speed; when it fails, ``detailed`` (cattrs' generated
-    function, which validates field by field) raises an error naming every bad field."""
+    """A structure hook: ``lean`` for speed; when it fails, :meth:`detailed` (cattrs'
+    generated function, which validates field by field, built on first use) raises an
+    error naming every bad field."""
 
-    lean: Callable[[Any, type], T]
-    detailed: Callable[[Any, type], T]
+    __slots__ = ("_build_detailed", "_detailed", "lean")
+
+    def __init__(
+        self,
+        lean: Callable[[Any, type], T],
+        build_detailed: Callable[[], Callable[[Any, type], T]],
+    ) -> None:
+        self.lean = lean
+        self._build_detailed = build_detailed
+        self._detailed: Callable[[Any, type], T] | None = None
 
     def __call__(self, value: Any, cls: type) -> T:
         try:
             return self.lean(value, cls)
         except Exception:
             return self.detailed(value, cls)
+
+    def detailed(self, value: Any, cls: type) -> T:
+        """Structure ``value`` with the generated function: slower, and clearer errors."""
+        if self._detailed is None:
+            self._detailed = self._build_detailed()
+        return self._detailed(value, cls)
 
 
 def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
@@ -317,28 +331,40 @@ def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], 
     return structure_object
 
 
+def _on_first_use(
+    conv: cattrs.Converter, cls: type, build: Callable[[], Callable[[Any, type], Any]]
+) -> None:
+    """Register ``cls``'s structure hook, generated when first needed: each generated
+    function costs about a millisecond of import time, and most programs use few models."""
+    conv.register_structure_hook_factory(lambda candidate: candidate is cls, lambda _: build())
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
-    conv.register_structure_hook(Usage, _objects_only(make_dict_structure_fn(Usage, conv)))
-    detailed_task = _objects_only(
-        make_dict_structure_fn(
-            Task,
-            conv,
-            parent_id=override(rename="parentId"),
-            percent=override(struct_hook=_structure_percent),
-            error=override(struct_hook=_structure_error),
-            actions=override(struct_hook=_structure_actions),
+    _on_first_use(conv, Usage, lambda: _objects_only(make_dict_structure_fn(Usage, conv)))
+
+    def detailed_task() -> Callable[[Any, type], Task]:
+        return _objects_only(
+            make_dict_structure_fn(
+                Task,
+                conv,
+                parent_id=override(rename="parentId"),
+                percent=override(struct_hook=_structure_percent),
+                error=override(struct_hook=_structure_error),
+                actions=override(struct_hook=_structure_actions),
+            )
         )
-    )
+
     conv.register_structure_hook(Task, LeanThenDetailed(_structure_task_lean, detailed_task))
-    conv.register_unstructure_hook(
-        Task, make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId"))
+    conv.register_unstructure_hook_factory(
+        lambda candidate: candidate is Task,
+        lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),
     )
     conv.register_structure_hook(float | None, _structure_amount)
-    conv.register_structure_hook(MediaClip, _objects_only(make_dict_structure_fn(MediaClip, conv)))
+    _on_first_use(conv, MediaClip, lambda: _objects_only(make_dict_structure_fn(MediaClip, conv)))
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
         """Music clips as a tuple; null (an image or video, or not done yet) means none."""
@@ -348,9 +374,10 @@ def _make_converter() -> cattrs.Converter:
             raise TypeError(f"expected a list of clips, got {type(value).__name__}")
         return tuple(conv.structure(item, MediaClip) for item in value)
 
-    conv.register_structure_hook(
+    _on_first_use(
+        conv,
         MediaTask,
-        _objects_only(
+        lambda: _objects_only(
             make_dict_structure_fn(
                 MediaTask,
                 conv,
@@ -359,9 +386,10 @@ def _make_converter() -> cattrs.Converter:
             )
         ),
     )
-    conv.register_structure_hook(
+    _on_first_use(
+        conv,
         Balance,
-        _objects_only(
+        lambda: _objects_only(
             make_dict_structure_fn(
                 Balance,
                 conv,

@@ -10,9 +10,12 @@ async with GPTunnelClient() as client:
 ```
 """
 
+from typing import TYPE_CHECKING
+
 from ._client import GPTunnelClient
+from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
-from ._version import VERSION as __version__
+from ._version import version
 from .errors import (
     APIConnectionError,
     APIError,
@@ -32,6 +35,7 @@ from .errors import (
     TaskFailedError,
     UsageError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
 
@@ -39,6 +43,7 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AsCompleted",
     "AuthenticationError",
     "BadRequestError",
     "Balance",
@@ -65,5 +70,16 @@ __all__ = [
     "Usage",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
     "__version__",
 ]
+
+if TYPE_CHECKING:
+    __version__: str
+else:
+
+    def __getattr__(name: str) -> str:
+        """``__version__``, read from package metadata when first asked for."""
+        if name == "__version__":
+            return version()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,7 @@ import aiohttp
 from yarl import URL
 
 from . import _download
+from ._budget import RequestBudget
 from ._families import BgRemover, FaceSwap, Media, Midjourney
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._protocol import decode_balance
@@ -86,6 +87,11 @@ class GPTunnelClient:
         max_retries: retries after the first attempt, for transient failures only.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.
+        max_connections: requests in flight at once, shared by every call and wait;
+            by default as many as the session's pool allows (100 for the client's own).
+        requests_per_second: if set, API requests start at least ``1 / rate`` apart,
+            client-wide, and a 429 slows the whole client down until it recovers.
+            Needs ``pip install 'gptunnel-async[ratelimit]'``.
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -101,6 +107,8 @@ class GPTunnelClient:
         max_retries: int = 3,
         session: aiohttp.ClientSession | None = None,
         poll_policy: PollPolicy | None = None,
+        max_connections: int | None = None,
+        requests_per_second: float | None = None,
     ) -> None:
         key = _api_key(api_key)
         number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
@@ -112,6 +120,15 @@ class GPTunnelClient:
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
             raise ConfigurationError("poll_policy must be a PollPolicy")
+        if max_connections is not None and (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ConfigurationError(
+                f"max_connections must be an int >= 1 or None, got {max_connections!r}"
+            )
+        budget = None if requests_per_second is None else RequestBudget(requests_per_second)
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
@@ -123,6 +140,8 @@ class GPTunnelClient:
             timeout=float(timeout),
             max_retries=max_retries,
             session=self._get_session,
+            max_connections=max_connections,
+            budget=budget,
         )
         self.faceswap = FaceSwap(self._transport, self._poll_policy)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
@@ -134,6 +153,13 @@ class GPTunnelClient:
         self.media = Media(self._transport, self._poll_policy)
         """Media generation ([MediaTask][gptunnel_async.MediaTask]): ``create``, ``result``,
         ``wait_for_result``, ``generate``."""
+        self.as_completed = self.faceswap.as_completed
+        """Wait for many face-swap tasks, yielding each as it finishes (see
+        [AsCompleted][gptunnel_async.AsCompleted]); every family has its own, e.g.
+        ``client.media.as_completed``."""
+        self.wait_many = self.faceswap.wait_many
+        """Wait for many face-swap tasks; return them in the order given. Every family
+        has its own, e.g. ``client.media.wait_many``."""
 
     @property
     def base_url(self) -> str:
@@ -155,7 +181,8 @@ class GPTunnelClient:
         if self._closed:
             raise UsageError("this GPTunnelClient is closed; create a new one")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            limit = self._transport.max_connections or 100  # aiohttp's own default
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
         elif self._session.closed:
             raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
         return self._session

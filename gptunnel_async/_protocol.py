@@ -7,6 +7,7 @@ errors are worth retrying.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -214,10 +215,10 @@ def structure(
     ``message``), which end up in exception text. The error is raised outside the
     ``except`` block for the reason :func:`decode_json_object` gives.
     """
-    what = f"a {cls.__name__} object"
     if not isinstance(data, dict):
         raise ResponseDecodeError(
-            f"expected {what}, got {type(data).__name__}", status_code=status_code
+            f"expected a {cls.__name__} object, got {type(data).__name__}",
+            status_code=status_code,
         )
     try:
         model = converter.structure(data, cls)
@@ -228,21 +229,26 @@ def structure(
     else:
         return _masked(model, secret)
     raise ResponseDecodeError(
-        f"the answer is not {what}: {detail}",
+        f"the answer is not a {cls.__name__} object: {detail}",
         status_code=status_code,
         body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
     )
 
 
+@functools.cache
+def _server_text_fields(cls: type) -> tuple[str, ...]:
+    """The fields of model ``cls`` that hold the server's own texts."""
+    return tuple(field.name for field in attrs.fields(cls) if field.name in _SERVER_TEXTS)
+
+
 def _masked(model: M, secret: str | None) -> M:
     """``model`` with ``secret`` masked in the texts the server wrote into it."""
+    if not secret:
+        return model
     changes = {
-        field.name: redact(value, secret)
-        for field in attrs.fields(type(model))
-        if field.name in _SERVER_TEXTS
-        and isinstance(value := getattr(model, field.name), str)
-        and secret
-        and secret in value
+        name: redact(value, secret)
+        for name in _server_text_fields(type(model))
+        if isinstance(value := getattr(model, name), str) and secret in value
     }
     if not changes:
         return model

@@ -7,14 +7,15 @@ retries and errors all come from here.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
+from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._transport import Decoder, Transport
-from .errors import ConfigurationError
+from .errors import ConfigurationError, GPTunnelError
 from .models import TaskLike
 
 __all__ = ["Family", "TaskResource", "check_task_id", "check_text"]
@@ -128,11 +129,127 @@ class TaskResource(Generic[T]):
         checked_id = check_task_id(task_id)
         return TaskWaiter(
             checked_id,
-            lambda: self.result(checked_id),
+            self.result,
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,
         )
+
+    @overload
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> AsCompleted[T]: ...
+
+    @overload
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[True],
+    ) -> AsCompleted[T | GPTunnelError]: ...
+
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = None,
+        timeout: float | None = POLICY_TIMEOUT,
+        on_progress: ProgressCallback[T] | None = None,
+        return_exceptions: bool = False,
+    ) -> AsCompleted[Any]:
+        """Wait for many tasks at once; iterate to get each as it finishes.
+
+        Args:
+            task_ids: the tasks to wait for (each id is checked before any request).
+            policy: pacing and deadline of each wait, as for ``wait_for_result``.
+            timeout: overrides the policy's deadline, for each wait.
+            on_progress: called with every wait's [ProgressEvent][]s; may be async.
+            return_exceptions: yield a failure as its exception instead of raising it.
+
+        Returns:
+            An [AsCompleted][gptunnel_async.AsCompleted]: an async iterator and an async
+            context manager that cancels the waits still running when it ends.
+
+        Raises:
+            ConfigurationError: ``task_ids`` is one string, or holds a blank id.
+        """
+        waiters = self._waiters(task_ids, policy, timeout, on_progress)
+        return AsCompleted(waiters, return_exceptions=return_exceptions)
+
+    @overload
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[T]: ...
+
+    @overload
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[True],
+    ) -> list[T | GPTunnelError]: ...
+
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = None,
+        timeout: float | None = POLICY_TIMEOUT,
+        on_progress: ProgressCallback[T] | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for many tasks at once; return the finished tasks in the order given.
+
+        Args:
+            task_ids: the tasks to wait for (each id is checked before any request).
+            policy: pacing and deadline of each wait, as for ``wait_for_result``.
+            timeout: overrides the policy's deadline, for each wait.
+            on_progress: called with every wait's [ProgressEvent][]s; may be async.
+            return_exceptions: put a failure's exception in its place instead of raising.
+
+        Returns:
+            The done tasks (or, with ``return_exceptions``, their errors), in the order
+            of ``task_ids``.
+
+        Raises:
+            ConfigurationError: ``task_ids`` is one string, or holds a blank id.
+            GPTunnelError: without ``return_exceptions``, the first failure in the order
+                given, once every wait has ended (no failure cancels another wait).
+        """
+        waiters = self._waiters(task_ids, policy, timeout, on_progress)
+        return await wait_many(waiters, return_exceptions=return_exceptions)
+
+    def _waiters(
+        self,
+        task_ids: Iterable[str],
+        policy: PollPolicy | None,
+        timeout: float | None,
+        on_progress: ProgressCallback[T] | None,
+    ) -> list[TaskWaiter[T]]:
+        if isinstance(task_ids, str):
+            raise ConfigurationError("task_ids must be a collection of ids, not one string")
+        return [
+            self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
+            for task_id in task_ids
+        ]
 
     async def _create(self, path: str, payload: dict[str, Any]) -> T:
         """POST a new task; retried only where the server surely did not start one."""

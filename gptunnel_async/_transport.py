@@ -10,17 +10,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import aiohttp
-import tenacity
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from . import _timing
-from ._protocol import error_from_response, excerpt, is_refused, is_transient, redact
-from ._version import VERSION
-from .errors import APIConnectionError, APITimeoutError, ResponseDecodeError
+from ._budget import RequestBudget
+from ._protocol import (
+    error_from_response,
+    excerpt,
+    is_refused,
+    is_transient,
+    parse_retry_after,
+    redact,
+)
+from ._version import version
+from .errors import APIConnectionError, APITimeoutError, GPTunnelError, ResponseDecodeError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["MAX_ANSWER_BYTES", "RETRY_AFTER_CAP", "Decoder", "Transport"]
 
@@ -47,37 +56,6 @@ MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
 
 _CHUNK: Final = 64 * 1024
-
-_BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
-"""0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step."""
-
-
-class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
-    """Exponential backoff, stretched to the server's ``Retry-After`` hint (capped)."""
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        backoff = _BACKOFF(retry_state)
-        outcome = retry_state.outcome
-        hint = getattr(outcome.exception(), "retry_after", None) if outcome else None
-        if hint is None:
-            return backoff
-        return max(backoff, min(float(hint), RETRY_AFTER_CAP))
-
-
-def _retry_logger(what: str) -> Callable[[tenacity.RetryCallState], None]:
-    """A ``before_sleep`` hook logging one WARNING per retry: what failed, why, and the delay."""
-
-    def log_retry(retry_state: tenacity.RetryCallState) -> None:
-        outcome = retry_state.outcome
-        logger.warning(
-            "%s failed (%s); retry %d in %.2fs",
-            what,
-            outcome.exception() if outcome else "unknown error",
-            retry_state.attempt_number,
-            retry_state.upcoming_sleep,
-        )
-
-    return log_retry
 
 
 def _forget_request_headers(exc: aiohttp.ClientError) -> None:
@@ -106,6 +84,16 @@ def _safe_to_resend(exc: BaseException) -> bool:
     )
 
 
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body, or its first ``MAX_ANSWER_BYTES + 1`` bytes if it is longer."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            break
+    return bytes(body)
+
+
 class Transport:
     """Sends requests to ``base_url`` with the API key, which goes nowhere else."""
 
@@ -117,20 +105,28 @@ class Transport:
         timeout: float,
         max_retries: int,
         session: Callable[[], aiohttp.ClientSession],
+        max_connections: int | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.base_url = base_url
         self.origin = URL(base_url).origin()
         self.timeout = timeout
         self.max_retries = max_retries
+        self.max_connections = max_connections
+        self.budget = budget
         self._api_key = api_key
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
-        self._connection_slots: contextlib.AbstractAsyncContextManager[Any] | None = None
+        self._connection_slots: asyncio.Semaphore | None = None
+        self._urls: dict[str, URL] = {}
+        self._slots_sized = False
         self._headers: Final = {
             "Authorization": api_key,
             "Accept": "application/json",
-            "User-Agent": f"gptunnel-async/{VERSION}",
+            "User-Agent": f"gptunnel-async/{version()}",
         }
+        self._anonymous_headers: Final = {"User-Agent": self._headers["User-Agent"]}
+        """For every other origin (the storage host): never the key."""
 
     @property
     def secret(self) -> str:
@@ -145,11 +141,8 @@ class Transport:
     async def exchange(
         self, method: str, url: URL, **options: Any
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One request and its response; every request the SDK makes goes through here.
-
-        The key goes only to ``base_url``'s origin, and redirects and error statuses are
-        left to the caller whatever a borrowed session's defaults say, so no redirect can
-        carry the key and no status escapes as a bare aiohttp error.
+        """One request and its response; every request the SDK makes goes through here
+        (API reads through :meth:`request`, which does the same without a generator).
 
         Each exchange first takes a slot, one per connection the session's connector
         allows. With many concurrent waits, requests queue here, outside their timeout,
@@ -157,28 +150,53 @@ class Transport:
         client timed out requests it had not even sent, and its retries fed the queue.
         """
         session = self.session()
-        async with self._slots(session):
-            response = await session.request(
-                method,
-                url,
-                headers=self.headers_for(url),
-                allow_redirects=False,
-                raise_for_status=False,
-                **options,
-            )
+        async with self._slots(session) or contextlib.nullcontext():
+            on_api = url.origin() == self.origin
+            response = await self._send(session, method, url, on_api, **options)
             async with response:
                 yield response
 
-    def _slots(self, session: aiohttp.ClientSession) -> contextlib.AbstractAsyncContextManager[Any]:
-        """As many slots as the session's connector allows connections (none if unlimited)."""
-        if self._connection_slots is None:
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        on_api: bool,
+        **options: Any,
+    ) -> aiohttp.ClientResponse:
+        """Send one request; return its response unread. ``on_api``: ``url`` is on
+        ``base_url``'s origin.
+
+        The key goes only to that origin, and redirects and error statuses are left to
+        the caller whatever a borrowed session's defaults say, so no redirect can carry
+        the key and no status escapes as a bare aiohttp error. An API request takes its
+        start from the client's rate budget, if it has one, and tells it of a 429.
+        """
+        budget = self.budget if on_api else None
+        started = await budget.pace() if budget else 0.0
+        response = await session.request(
+            method,
+            url,
+            headers=self._headers if on_api else self._anonymous_headers,
+            allow_redirects=False,
+            raise_for_status=False,
+            **options,
+        )
+        if budget and response.status == 429:
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+        return response
+
+    def _slots(self, session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
+        """As many slots as the client's ``max_connections`` and the session's connector
+        allow connections (``None`` if both are unlimited)."""
+        if not self._slots_sized:
             connector = session.connector
             limits = [connector.limit, connector.limit_per_host] if connector else []
-            self._connection_slots = (
-                asyncio.Semaphore(min(n for n in limits if n))
-                if any(limits)
-                else contextlib.nullcontext()
-            )
+            limits.append(self.max_connections or 0)
+            if any(limits):
+                self._connection_slots = asyncio.Semaphore(min(n for n in limits if n))
+            self._slots_sized = True
         return self._connection_slots
 
     async def answer(self, response: aiohttp.ClientResponse) -> bytes:
@@ -187,14 +205,19 @@ class Transport:
         At most :data:`MAX_ANSWER_BYTES` are read: a bigger 2xx body raises
         :class:`ResponseDecodeError`, and an error's message comes from its start.
         """
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(_CHUNK):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                break
-        head = bytes(body[:MAX_ANSWER_BYTES])
+        size, headers = response.content_length, response.headers
+        if (
+            size is not None
+            and size <= MAX_ANSWER_BYTES
+            and "Content-Encoding" not in headers
+            and "Transfer-Encoding" not in headers
+        ):  # the usual small, plain answer: aiohttp reads just the length it declares
+            body = await response.read()
+        else:
+            body = await _read_capped(response)
+        head = body[:MAX_ANSWER_BYTES]
         if not 200 <= response.status < 300:
-            raise error_from_response(response.status, response.headers, head, secret=self.secret)
+            raise error_from_response(response.status, headers, head, secret=self.secret)
         if len(body) > MAX_ANSWER_BYTES:
             raise ResponseDecodeError(
                 f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
@@ -205,9 +228,7 @@ class Transport:
 
     def headers_for(self, url: URL) -> Mapping[str, str]:
         """Request headers for ``url``: with the key only on ``base_url``'s origin."""
-        if url.origin() == self.origin:
-            return self._headers
-        return {"User-Agent": self._headers["User-Agent"]}
+        return self._headers if url.origin() == self.origin else self._anonymous_headers
 
     def redact(self, text: str) -> str:
         """``text`` with the API key masked."""
@@ -220,14 +241,9 @@ class Transport:
 
         ``what`` names the request in the WARNING logged before each retry.
         """
-        return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
-            wait=_WaitHonouringRetryAfter(),
-            retry=tenacity.retry_if_exception(retry_if),
-            sleep=_timing.sleep,
-            before_sleep=_retry_logger(what),
-            reraise=True,
-        )
+        from ._retrying import controller  # tenacity loads on the first retry, not at import
+
+        return controller(self.max_retries, what, retry_if)
 
     async def request(
         self,
@@ -246,10 +262,28 @@ class Transport:
         ``idempotent`` (one that creates a paid task) is retried only where the server
         surely did nothing, so a retry never starts a second task.
         """
-        url = URL(f"{self.base_url}/{path.lstrip('/')}")
+        url = self._urls.get(path)
+        if url is None:  # a handful of paths, each parsed once
+            url = self._urls[path] = URL(f"{self.base_url}/{path.lstrip('/')}")
         retry_if = is_transient if idempotent else _safe_to_resend
+        try:
+            return await self._attempt(method, url, params, json, decode)
+        except GPTunnelError as exc:
+            if not retry_if(exc) or self.max_retries == 0:
+                raise
+            first_failure = exc
+        # Most requests succeed at once and never pay for a retry controller. Failures
+        # replay the first attempt's error into tenacity, which logs, backs off and
+        # retries exactly as if it had made that attempt itself.
+        replay = [first_failure]
+
+        async def attempt(*args: Any) -> T:
+            if replay:
+                raise replay.pop()
+            return await self._attempt(*args)
+
         result: T = await self.retrying(f"{method} {url.path}", retry_if)(
-            self._attempt, method, url, params, json, decode
+            attempt, method, url, params, json, decode
         )
         return result
 
@@ -258,12 +292,16 @@ class Transport:
         """Turn aiohttp's and the socket's failures inside the block into typed errors."""
         try:
             yield
-        except TimeoutError as exc:
-            raise APITimeoutError(f"{what} timed out after {self.timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            _forget_request_headers(exc)
-            reason = self.redact(str(exc)) or type(exc).__name__
-            raise APIConnectionError(f"{what} failed: {reason}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wire_error(exc, what) from exc
+
+    def wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
+        """The typed error for a failure on the wire while doing ``what``."""
+        if isinstance(exc, TimeoutError):
+            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
+        _forget_request_headers(exc)
+        reason = self.redact(str(exc)) or type(exc).__name__
+        return APIConnectionError(f"{what} failed: {reason}")
 
     async def _attempt(
         self,
@@ -273,9 +311,21 @@ class Transport:
         json: Any,
         decode: Decoder[T],
     ) -> T:
-        with self.wire_errors(f"{method} {url.path}"):
-            async with self.exchange(
-                method, url, params=params, json=json, timeout=self._client_timeout
-            ) as response:
+        # What ``exchange`` and ``wire_errors`` do, spelled out: this runs for every read.
+        # A queued read waits on the semaphore itself, with no context manager's coroutine.
+        session = self.session()
+        slots = self._slots(session)
+        if slots is not None:
+            await slots.acquire()
+        try:
+            response = await self._send(  # ``url`` was built on ``base_url``
+                session, method, url, True, params=params, json=json, timeout=self._client_timeout
+            )
+            async with response:
                 status, body = response.status, await self.answer(response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self.wire_error(exc, f"{method} {url.path}") from exc
+        finally:
+            if slots is not None:
+                slots.release()
         return decode(body, status, secret=self.secret)

@@ -1,8 +1,16 @@
-"""The installed distribution's version, read once from package metadata."""
+"""The installed distribution's version, read from package metadata on first use:
+``importlib.metadata`` is a noticeable part of the import time, and only a client's
+User-Agent and ``--version`` need it."""
 
-from importlib import metadata
+import functools
 
-try:
-    VERSION = metadata.version("gptunnel-async")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    VERSION = "0+unknown"
+
+@functools.cache
+def version() -> str:
+    """The installed version of gptunnel-async, or ``0+unknown`` in a never-installed tree."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gptunnel-async")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._client import GPTunnelClient
 from ._polling import POLICY_TIMEOUT, PollPolicy
-from ._version import VERSION
+from ._version import version
 from .errors import GPTunnelError, TaskFailedError, WaitTimeoutError
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "3 timeout, 4 API or network error",
         allow_abbrev=False,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _add_connection_options(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -20,7 +20,8 @@ GPTunnelError
 ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
 ├── DownloadError               a result file could not be fetched or saved
 ├── TaskFailedError             the task itself failed: .task_id, .task
-└── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
+├── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
+└── WebhookVerificationError    a webhook POST without this receiver's secret token
 ```
 """
 
@@ -50,6 +51,7 @@ __all__ = [
     "TaskFailedError",
     "UsageError",
     "WaitTimeoutError",
+    "WebhookVerificationError",
 ]
 
 
@@ -208,3 +210,8 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         self.task = task
         seen = f"last seen {task.status} at {task.percent}%" if task else "no state read yet"
         super().__init__(f"task {task_id} did not finish within {timeout:g}s ({seen})")
+
+
+class WebhookVerificationError(GPTunnelError):
+    """A webhook POST whose callback URL lacks the receiver's secret token: not from
+    GPTunnel for a task this receiver asked about, so its body is not trusted."""

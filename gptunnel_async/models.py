@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import attrs
 import cattrs
@@ -250,6 +251,8 @@ def _structure_str(value: Any, _: type) -> str:
 
 def _structure_percent(value: Any, _: type) -> int:
     """Percent as an int in 0..100: floats are rounded, null or missing is 0."""
+    if type(value) is int and 0 <= value <= 100:  # the usual case, first and cheapest
+        return value
     if value is None:
         return 0
     return min(100, max(0, round(_number(value))))
@@ -286,11 +289,89 @@ def _structure_amount(value: Any, _: type) -> float | None:
 
 
 def _structure_int(value: Any, _: type) -> int:
+    if type(value) is int:
+        return value
     return 0 if value is None else round(_number(value))
 
 
 def _structure_float(value: Any, _: type) -> float:
+    if type(value) is int:
+        return float(value)
     return 0.0 if value is None else _number(value)
+
+
+def _structure_optional_str(value: Any, _: type) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    return _structure_str(value, str)
+
+
+_NO_USAGE: Final = Usage()
+_NO_USAGE_NUMBERS: Final = attrs.astuple(_NO_USAGE)
+
+
+def _structure_task_lean(value: Any, _: type) -> Task:
+    """A task object straight into :class:`Task`, with the same field hooks as the generated
+    structure function but no generic dispatch: every poll of every wait runs this."""
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object, got {type(value).__name__}")
+    usage = value.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise TypeError(f"expected an object, got {type(usage).__name__}")
+        numbers = (
+            _structure_int(usage.get("prompt_tokens"), int),
+            _structure_int(usage.get("completion_tokens"), int),
+            _structure_int(usage.get("total_tokens"), int),
+            _structure_float(usage.get("prompt_cost"), float),
+            _structure_float(usage.get("completion_cost"), float),
+            _structure_float(usage.get("total_cost"), float),
+        )
+        usage = _NO_USAGE if numbers == _NO_USAGE_NUMBERS else Usage(*numbers)
+    kind = _structure_optional_str(value.get("type"), str)
+    # Statuses, "task" and the type repeat across thousands of waits: interned, each
+    # text is kept once rather than once per task (models are frozen, sharing is safe).
+    return Task(
+        _structure_str(value["id"], str),
+        sys.intern(_structure_str(value["status"], str)),
+        _structure_percent(value.get("percent"), int),
+        _structure_optional_str(value.get("parentId"), str),
+        sys.intern(_structure_str(value.get("object", "task"), str)),
+        None if kind is None else sys.intern(kind),
+        _structure_optional_str(value.get("result"), str),
+        _structure_error(value.get("error"), str),
+        usage,
+        _structure_actions(value.get("actions"), tuple),
+    )
+
+
+class LeanThenDetailed(Generic[T]):
+    """A structure hook: ``lean`` for speed; when it fails, :meth:`detailed` (cattrs'
+    generated function, which validates field by field, built on first use) raises an
+    error naming every bad field."""
+
+    __slots__ = ("_build_detailed", "_detailed", "lean")
+
+    def __init__(
+        self,
+        lean: Callable[[Any, type], T],
+        build_detailed: Callable[[], Callable[[Any, type], T]],
+    ) -> None:
+        self.lean = lean
+        self._build_detailed = build_detailed
+        self._detailed: Callable[[Any, type], T] | None = None
+
+    def __call__(self, value: Any, cls: type) -> T:
+        try:
+            return self.lean(value, cls)
+        except Exception:
+            return self.detailed(value, cls)
+
+    def detailed(self, value: Any, cls: type) -> T:
+        """Structure ``value`` with the generated function: slower, and clearer errors."""
+        if self._detailed is None:
+            self._detailed = self._build_detailed()
+        return self._detailed(value, cls)
 
 
 def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
@@ -304,15 +385,23 @@ def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], 
     return structure_object
 
 
+def _on_first_use(
+    conv: cattrs.Converter, cls: type, build: Callable[[], Callable[[Any, type], Any]]
+) -> None:
+    """Register ``cls``'s structure hook, generated when first needed: each generated
+    function costs about a millisecond of import time, and most programs use few models."""
+    conv.register_structure_hook_factory(lambda candidate: candidate is cls, lambda _: build())
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
-    conv.register_structure_hook(Usage, _objects_only(make_dict_structure_fn(Usage, conv)))
-    conv.register_structure_hook(
-        Task,
-        _objects_only(
+    _on_first_use(conv, Usage, lambda: _objects_only(make_dict_structure_fn(Usage, conv)))
+
+    def detailed_task() -> Callable[[Any, type], Task]:
+        return _objects_only(
             make_dict_structure_fn(
                 Task,
                 conv,
@@ -321,13 +410,15 @@ def _make_converter() -> cattrs.Converter:
                 error=override(struct_hook=_structure_error),
                 actions=override(struct_hook=_structure_actions),
             )
-        ),
-    )
-    conv.register_unstructure_hook(
-        Task, make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId"))
+        )
+
+    conv.register_structure_hook(Task, LeanThenDetailed(_structure_task_lean, detailed_task))
+    conv.register_unstructure_hook_factory(
+        lambda candidate: candidate is Task,
+        lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),
     )
     conv.register_structure_hook(float | None, _structure_amount)
-    conv.register_structure_hook(MediaClip, _objects_only(make_dict_structure_fn(MediaClip, conv)))
+    _on_first_use(conv, MediaClip, lambda: _objects_only(make_dict_structure_fn(MediaClip, conv)))
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
         """Music clips as a tuple; null (an image or video, or not done yet) means none."""
@@ -337,9 +428,10 @@ def _make_converter() -> cattrs.Converter:
             raise TypeError(f"expected a list of clips, got {type(value).__name__}")
         return tuple(conv.structure(item, MediaClip) for item in value)
 
-    conv.register_structure_hook(
+    _on_first_use(
+        conv,
         MediaTask,
-        _objects_only(
+        lambda: _objects_only(
             make_dict_structure_fn(
                 MediaTask,
                 conv,
@@ -348,9 +440,10 @@ def _make_converter() -> cattrs.Converter:
             )
         ),
     )
-    conv.register_structure_hook(
+    _on_first_use(
+        conv,
         Balance,
-        _objects_only(
+        lambda: _objects_only(
             make_dict_structure_fn(
                 Balance,
                 conv,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gptunnel_async import ResponseDecodeError, Task, Usage
 from gptunnel_async._protocol import decode_task, structure_task
-from gptunnel_async.models import converter
+from gptunnel_async.models import LeanThenDetailed, converter
 
 from .conftest import task_json
 
@@ -141,3 +141,16 @@ def test_any_json_value_decodes_to_a_task_or_raises_response_decode_error(value:
     assert isinstance(task.id, str) and isinstance(task.status, str)
     assert type(task.percent) is int and 0 <= task.percent <= 100
     assert all(isinstance(action, str) for action in task.actions)
+
+
+@given(st.one_of(json_values, task_like, st.builds(task_json)))
+def test_lean_task_hook_agrees_with_the_generated_one(value: Any) -> None:
+    hook = converter.get_structure_hook(Task)
+    assert isinstance(hook, LeanThenDetailed)
+    outcomes = []
+    for structure in (hook.lean, hook.detailed):
+        try:
+            outcomes.append(structure(value, Task))
+        except Exception:  # any failure counts as "not a task"
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]

@@ -35,6 +35,7 @@ __all__ = [
     "error_body",
     "error_response",
     "media_error_response",
+    "task_body",
     "task_response",
 ]
 
@@ -118,17 +119,22 @@ class ErrorAnswer(Protocol):
     ) -> web.Response: ...
 
 
-def task_response(task: Task | MediaTask) -> web.Response:
-    """A task as its family answers it: a task object (shaped by the SDK's own converter,
+def task_body(task: Task | MediaTask) -> dict[str, Any]:
+    """A task as its family sends it: a task object (shaped by the SDK's own converter,
     ``parent_id`` -> ``parentId``; ``actions`` only where the family has them), or a
     ``/media`` answer with ``code`` 0."""
     if isinstance(task, MediaTask):
         fields = ("id", "model", "status", "url", "cost", "message")
-        return web.json_response({"code": 0} | {name: getattr(task, name) for name in fields})
-    body = converter.unstructure(task)
+        return {"code": 0} | {name: getattr(task, name) for name in fields}
+    body: dict[str, Any] = converter.unstructure(task)
     if task.type not in LOOKS:
         del body["actions"]
-    return web.json_response(body)
+    return body
+
+
+def task_response(task: Task | MediaTask) -> web.Response:
+    """A task as its family answers it (see :func:`task_body`)."""
+    return web.json_response(task_body(task))
 
 
 class Endpoint(Protocol):
@@ -200,7 +206,9 @@ class CreateTask:
             return error_response(404, "Task not found", param=self.parent)
         if not state.can_pay():
             return error_response(402)
-        return task_response(state.add_task(type=self.type, parent_id=parent_id).created())
+        webhook = payload.get("webhook")
+        task = state.add_task(type=self.type, parent_id=parent_id, webhook=webhook)
+        return task_response(task.created())
 
 
 @attrs.frozen
@@ -224,7 +232,9 @@ class CreateMedia:
             return media_error_response(400, problem[0], param=problem[1])
         if not state.can_pay():
             return media_error_response(402)
-        task = state.add_task(type="@Media", model=str(payload["model"]))
+        task = state.add_task(
+            type="@Media", model=str(payload["model"]), webhook=payload.get("webhook")
+        )
         created = task.created()
         inputs = {key: value for key, value in payload.items() if key != "model"}
         return web.json_response(

@@ -13,6 +13,7 @@ from email.utils import format_datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
+import aiohttp
 import attrs
 from aiohttp import web
 
@@ -20,9 +21,11 @@ from .._client import GPTunnelClient
 from ..errors import UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
+from ._endpoints import task_body
 from ._samples import sample_image
 from ._scripts import Step, TaskScript
 from ._state import EmulatorState, Fault, RecordedRequest, Server
+from ._webhooks import WebhookCourier, post_task
 
 __all__ = ["DEFAULT_API_KEY", "FakeGPTunnel"]
 
@@ -62,6 +65,7 @@ class FakeGPTunnel:
         self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
         self._base_url: str | None = None
         self._runners: list[web.AppRunner] = []
+        self._courier = WebhookCourier(self._state)
         self._thread: threading.Thread | None = None
         self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
@@ -260,6 +264,8 @@ class FakeGPTunnel:
         """
         if not (isinstance(status, int) and 200 <= status <= 599):
             raise ValueError(f"status must be an HTTP status from 200 to 599, got {status!r}")
+        if server == "webhook":
+            raise ValueError("webhook deliveries can be dropped or delayed, not failed")
         if isinstance(retry_after, datetime):
             header: str | None = format_datetime(retry_after, usegmt=True)
         elif retry_after is not None:
@@ -279,7 +285,8 @@ class FakeGPTunnel:
         Args:
             times: how many requests; ``None`` for every one until ``clear_faults()``.
             path: limits the fault to one endpoint.
-            server: ``"storage"`` aims it at result downloads instead of the API.
+            server: ``"storage"`` aims it at result downloads instead of the API;
+                ``"webhook"`` loses the next ``times`` webhook deliveries instead.
 
         Raises:
             ValueError: a count or server that makes no sense.
@@ -303,7 +310,8 @@ class FakeGPTunnel:
             seconds: how long each answer is held back, in real time.
             times: how many requests; ``None`` for every one until ``clear_faults()``.
             path: limits the fault to one endpoint.
-            server: ``"storage"`` aims it at result downloads instead of the API.
+            server: ``"storage"`` aims it at result downloads instead of the API;
+                ``"webhook"`` holds the next ``times`` webhook deliveries back instead.
 
         Raises:
             ValueError: a delay, count or server that makes no sense.
@@ -317,8 +325,8 @@ class FakeGPTunnel:
         self._state.clear_faults()
 
     def _fault(self, server: Server, path: str | None, times: int | None, **how: Any) -> None:
-        if server not in ("api", "storage"):
-            raise ValueError(f"server must be 'api' or 'storage', got {server!r}")
+        if server not in ("api", "storage", "webhook"):
+            raise ValueError(f"server must be 'api', 'storage' or 'webhook', got {server!r}")
         counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
         if times is not None and not counted:
             raise ValueError(f"times must be an int > 0 or None, got {times!r}")
@@ -336,6 +344,39 @@ class FakeGPTunnel:
     def storage_requests(self) -> list[RecordedRequest]:
         """Every request that reached the storage origin, oldest first (a copy)."""
         return self._state.log("storage")
+
+    @property
+    def webhook_deliveries(self) -> list[RecordedRequest]:
+        """Every webhook the emulator sent (dropped ones are not), oldest first (a copy)."""
+        return self._state.log("webhook")
+
+    # -- webhooks -------------------------------------------------------------------
+
+    async def forge_webhook(
+        self, url: str, *, task_id: str, status: str = "done", percent: int = 100
+    ) -> int | None:
+        """POST a task object to ``url`` as an attacker would, without the emulator's
+        word for it.
+
+        Tasks created with a ``webhook`` get theirs delivered once they end, as from
+        GPTunnel; this sends one that did not come from there, e.g. to a URL with a
+        wrong token, to see it refused.
+
+        Args:
+            url: where to POST it, e.g. a receiver's URL with a wrong token.
+            task_id: the id the forged task claims.
+            status: the status it claims.
+            percent: the percent it claims.
+
+        Returns:
+            The answer's HTTP status, or ``None`` if nobody answered.
+        """
+        forged = Task(id=task_id, status=status, percent=percent, type="@FaceSwap")
+        if forged.is_done:
+            forged = attrs.evolve(forged, result=f"{self.storage_url}/results/forged.png")
+        async with aiohttp.ClientSession() as session:
+            _, status_code = await post_task(session, url, task_body(forged))
+        return status_code
 
     # -- on the current event loop --------------------------------------------------
 
@@ -357,6 +398,7 @@ class FakeGPTunnel:
         except BaseException:
             await self.close()
             raise
+        self._courier.start()
         self._base_url = f"http://{self._netloc(api_port)}{API_PREFIX}"
         return self
 
@@ -364,6 +406,7 @@ class FakeGPTunnel:
         """Stop both servers and close their connections. Safe to call twice."""
         runners, self._runners = self._runners, []
         self._base_url = None
+        await self._courier.close()
         for runner in runners:
             await runner.cleanup()
 

@@ -3,7 +3,7 @@
 Fixtures:
 
 - ``gptunnel_instant_waits``: SDK backoffs and poll intervals are instant in the test.
-- ``gptunnel_fake``: a running :class:`~gptunnel_async.testing.FakeGPTunnel`, with
+- ``gptunnel_fake``: a running [FakeGPTunnel][gptunnel_async.testing.FakeGPTunnel], with
   instant waits on. It serves from a background thread, so it is a plain fixture that
   sync tests and async ones (pytest-asyncio in either mode) can use alike.
 """

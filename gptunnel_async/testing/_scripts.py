@@ -121,6 +121,8 @@ class EmulatedTask:
     actions: tuple[str, ...] = ()
     preview_url: str | None = None
     model: str | None = None
+    webhook: str | None = None
+    """Where the emulator POSTs the task once it has ended (given at create time)."""
 
     def snapshot(self, now: float) -> Task | MediaTask:
         """The task's state now, without counting a read."""

@@ -25,8 +25,9 @@ __all__ = ["DEFAULT_BALANCE", "EmulatorState", "Fault", "RecordedRequest", "Serv
 DEFAULT_BALANCE: Final = Balance(org_id="fake-org", balance=100.0, credit_limit=0.0)
 """The emulator's balance until a test sets another."""
 
-Server: TypeAlias = Literal["api", "storage"]
-"""Which of the emulator's two origins: the API, or the storage that serves results."""
+Server: TypeAlias = Literal["api", "storage", "webhook"]
+"""Where a request goes: the emulator's API, its storage that serves results, or (sent by
+the emulator) a task's webhook."""
 
 
 @attrs.frozen
@@ -86,7 +87,8 @@ class EmulatorState:
         self._lock = threading.Lock()
         self._tasks: dict[str, EmulatedTask] = {}
         self._faults: list[Fault] = []
-        self._logs: dict[Server, list[RecordedRequest]] = {"api": [], "storage": []}
+        self._logs: dict[Server, list[RecordedRequest]] = {"api": [], "storage": [], "webhook": []}
+        self._webhooks_due: set[str] = set()
         self._created_script = DEFAULT_CREATED_SCRIPT
         self._balance = DEFAULT_BALANCE
 
@@ -119,11 +121,12 @@ class EmulatorState:
         type: str,
         parent_id: str | None = None,
         model: str | None = None,
+        webhook: str | None = None,
     ) -> EmulatedTask:
         """A new task following ``script`` (default: the created-task script).
 
         Its family's :data:`LOOKS` entry (by ``type``) gives its actions and previews;
-        ``parent_id`` and ``model`` are as on :class:`EmulatedTask`.
+        ``parent_id``, ``model`` and ``webhook`` are as on :class:`EmulatedTask`.
         """
         look = LOOKS.get(type, Look())
         with self._lock:
@@ -141,8 +144,11 @@ class EmulatorState:
                 actions=look.actions,
                 preview_url=f"{files}_preview.png" if look.previews else None,
                 model=model,
+                webhook=webhook,
             )
             self._tasks[new_id] = task
+            if webhook is not None:
+                self._webhooks_due.add(new_id)
             return task
 
     def set_created_script(self, script: TaskScript) -> None:
@@ -161,6 +167,21 @@ class EmulatorState:
         with self._lock:
             task = self._tasks.get(task_id)
             return None if task is None else task.snapshot(time.monotonic())
+
+    def ended_with_webhook(self) -> list[tuple[str, Task | MediaTask]]:
+        """``(webhook URL, final state)`` of each task with a webhook that has ended since
+        the last call: each is handed out once."""
+        now = time.monotonic()
+        ended = []
+        with self._lock:
+            for task_id in list(self._webhooks_due):
+                task = self._tasks[task_id]
+                state = task.snapshot(now)
+                if state.is_done or state.is_failed:
+                    self._webhooks_due.discard(task_id)
+                    assert task.webhook is not None
+                    ended.append((task.webhook, state))
+        return ended
 
     def result_file(self, name: str) -> bytes | None:
         """The image at storage path ``results/<name>``: ``<id>_result.png`` once that task

@@ -1,0 +1,343 @@
+"""Measure gptunnel-async against bare aiohttp and a hand-written polling loop.
+
+Run from the repository root (the figures go to docs/performance.md)::
+
+    python benchmarks/run.py            # full: about four minutes
+    python benchmarks/run.py --quick    # about half a minute, smaller and time-scaled
+
+(a) ``get_result`` throughput as a ratio to a bare aiohttp GET + ``json()`` loop at the
+same concurrency, rounds alternating in one run; (b) RSS growth per concurrent waiter
+at 10,000 waits on one client; (c) requests and lateness (server turning ``done`` to
+the SDK returning) for 5 s, 30 s and 120 s tasks, per polling strategy, all run at
+once; (d) ``import gptunnel_async`` time as a ratio to ``import aiohttp``.
+
+The server runs in its own process on 127.0.0.1 (``benchmarks/server.py``) and stops
+when this script ends. Linux only: memory is read from ``/proc/self/statm``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import math
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import attrs
+
+from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent
+
+API_KEY = "bench-key"
+SERVER = Path(__file__).with_name("server.py")
+
+
+@contextmanager
+def local_server() -> Iterator[str]:
+    """Start ``server.py`` in a child process; yield its base URL; stop it on exit."""
+    child = subprocess.Popen(
+        [sys.executable, str(SERVER), "--lifetime", "900"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+@asynccontextmanager
+async def sdk_client(origin: str, **options: Any) -> AsyncIterator[GPTunnelClient]:
+    async with GPTunnelClient(api_key=API_KEY, base_url=f"{origin}/v1", **options) as client:
+        yield client
+
+
+def rss_bytes() -> int:
+    """The process's resident set size, from ``/proc/self/statm``."""
+    with open("/proc/self/statm") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+# -- (a) throughput -----------------------------------------------------------------
+
+
+async def run_concurrently(
+    call: Callable[[], Awaitable[Any]], total: int, workers: int
+) -> tuple[float, float]:
+    """Make ``total`` calls from ``workers`` concurrent loops.
+
+    Returns calls per second of wall time, and this process's CPU microseconds per call
+    (steadier than wall time when other programs share the machine).
+    """
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await call()
+
+    shares = [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
+    gc.collect()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker(share) for share in shares))
+    cpu = (time.process_time() - cpu_started) / total * 1e6
+    return total / (time.perf_counter() - started), cpu
+
+
+async def bench_throughput(origin: str, *, total: int, pairs: int, workers: int) -> None:
+    url = f"{origin}/v1/faceswap/result"
+    headers = {"Authorization": API_KEY, "Accept": "application/json"}
+    async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
+
+        async def bare() -> Any:
+            async with session.get(url, params={"taskId": "task-1"}, headers=headers) as response:
+                response.raise_for_status()
+                return await response.json()
+
+        async def sdk() -> Any:
+            return await client.get_result("task-1")
+
+        await run_concurrently(bare, total, workers)  # warm both pools and caches
+        await run_concurrently(sdk, total, workers)
+        bare_runs, sdk_runs = [], []
+        for pair in range(pairs):  # ABBA order, so a drift in machine speed cancels out
+            first, second = (bare, sdk) if pair % 2 == 0 else (sdk, bare)
+            one = await run_concurrently(first, total, workers)
+            two = await run_concurrently(second, total, workers)
+            bare_runs.append(one if first is bare else two)
+            sdk_runs.append(two if first is bare else one)
+    rate_ratios = [s[0] / b[0] for b, s in zip(bare_runs, sdk_runs, strict=True)]
+    cpu_ratios = [b[1] / s[1] for b, s in zip(bare_runs, sdk_runs, strict=True)]
+    print(f"\n(a) get_result throughput: {workers} concurrent loops, {pairs} pairs of rounds of")
+    print(f"    {total} calls, bare and sdk alternating (ABBA)")
+    for name, runs in (("bare aiohttp GET + json()", bare_runs), ("client.get_result()", sdk_runs)):
+        rate, cpu = (statistics.median(column) for column in zip(*runs, strict=True))
+        print(f"    {name:<26} median {rate:6.0f} req/s, {cpu:4.0f} us CPU per call")
+    print(
+        f"    sdk/bare per pair, bare first: {statistics.median(rate_ratios[0::2]):.2f},"
+        f" sdk first: {statistics.median(rate_ratios[1::2]):.2f} (the second round of a pair"
+        " runs in the first's wake)"
+    )
+    print(f"    ratio sdk/bare req/s: {spread(both_orders(rate_ratios))}   (target >= 0.9)")
+    print(f"    ratio of CPU per call (bare/sdk): {spread(both_orders(cpu_ratios))}")
+
+
+def both_orders(ratios: list[float]) -> list[float]:
+    """Each bare-first ratio with the sdk-first one after it, as their geometric mean:
+    whatever the order of a pair does to its second round cancels out."""
+    return [math.sqrt(a * b) for a, b in zip(ratios[0::2], ratios[1::2], strict=False)]
+
+
+def spread(values: list[float]) -> str:
+    """Median and interquartile range, e.g. ``0.93 (IQR 0.88-0.97)``."""
+    low, median, high = statistics.quantiles(values, n=4)
+    return f"{median:.2f} (IQR {low:.2f}-{high:.2f})"
+
+
+# -- (b) memory per waiter ----------------------------------------------------------
+
+
+async def hold_waits(client: GPTunnelClient, prefix: str, count: int) -> tuple[float, float]:
+    """Start ``count`` waits that sleep after their first read.
+
+    Returns the growth per wait of RSS and of the bytes Python has allocated (the
+    latter only while ``tracemalloc`` traces). Each wait has the default ten-minute
+    deadline, so it holds its real timers; its reads are ten minutes apart, so all are
+    asleep when memory is read.
+    """
+    asleep = PollPolicy(initial=600.0, max_interval=600.0, timeout=600.0)
+    first_reads = 0
+    all_read = asyncio.Event()
+
+    def count_first_reads(_: ProgressEvent[Any]) -> None:
+        nonlocal first_reads
+        first_reads += 1
+        if first_reads == count:
+            all_read.set()
+
+    gc.collect()
+    rss_before, traced_before = rss_bytes(), tracemalloc.get_traced_memory()[0]
+    pending = [
+        asyncio.create_task(
+            client.wait_for_result(f"{prefix}-{i}", policy=asleep, on_progress=count_first_reads)
+        )
+        for i in range(count)
+    ]
+    await all_read.wait()
+    gc.collect()
+    rss_growth = rss_bytes() - rss_before
+    traced_growth = tracemalloc.get_traced_memory()[0] - traced_before
+    for waiting in pending:
+        waiting.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return rss_growth / count, traced_growth / count
+
+
+async def bench_memory(origin: str, *, waits: int) -> None:
+    async with sdk_client(origin) as client:
+        await asyncio.gather(*(client.get_result(f"warm-{i}") for i in range(200)))
+        rss, _ = await hold_waits(client, "rss", waits)
+        tracemalloc.start()
+        _, live = await hold_waits(client, "traced", waits)
+        tracemalloc.stop()
+    print(f"\n(b) memory: {waits} concurrent waits on one client, all asleep after a first read")
+    print(f"    RSS growth per waiter:     {rss / 1024:.2f} KiB   (target <= 4 KB)")
+    print(f"    live Python bytes per waiter (tracemalloc, a second burst): {live / 1024:.2f} KiB")
+    print("    RSS also keeps what the allocator handed out for 10,000 first reads queued at once.")
+
+
+# -- (c) requests and lateness --------------------------------------------------------
+
+
+async def fixed_loop(session: aiohttp.ClientSession, url: str, task_id: str, period: float) -> Any:
+    """What one writes by hand: read, and if not finished, sleep a fixed period."""
+    while True:
+        async with session.get(url, params={"taskId": task_id}) as response:
+            task = await response.json()
+        if task["status"] == "done":
+            return task
+        await asyncio.sleep(period)
+
+
+def strategies(scale: float) -> dict[str, PollPolicy | float]:
+    """Each strategy of (c): a poll policy for the SDK, or the hand-written loop's period."""
+    default = PollPolicy()
+    scaled = PollPolicy(
+        initial=default.initial * scale, max_interval=default.max_interval * scale, timeout=None
+    )
+    return {
+        "fixed 1 s loop": 1.0 * scale,
+        "sdk exponential": attrs.evolve(scaled, strategy="exponential"),
+        "sdk predictive (default)": scaled,
+    }
+
+
+async def bench_lateness(
+    origin: str, *, durations: list[float], per_cell: int, scale: float
+) -> None:
+    url = f"{origin}/v1/faceswap/result"
+    returned: dict[str, float] = {}
+
+    async def finish(task_id: str, wait: Awaitable[Any]) -> None:
+        await wait
+        returned[task_id] = time.monotonic()
+
+    plan = strategies(scale)
+    rng = random.Random(6)
+    cells: dict[tuple[float, str], list[str]] = {}
+    async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
+        waits = []
+        for duration in durations:
+            for index, (name, how) in enumerate(plan.items()):
+                for n in range(per_cell):
+                    seconds = duration * scale * rng.uniform(0.9, 1.1)
+                    task_id = f"timed-{seconds:.3f}-s{index}n{n}"
+                    cells.setdefault((duration, name), []).append(task_id)
+                    if isinstance(how, PollPolicy):
+                        wait: Awaitable[Any] = client.wait_for_result(task_id, policy=how)
+                    else:
+                        wait = fixed_loop(session, url, task_id, how)
+                    waits.append(finish(task_id, wait))
+        started = time.perf_counter()
+        await asyncio.gather(*waits)
+        took = time.perf_counter() - started
+        async with session.get(f"{origin}/_bench/stats") as response:
+            stats: dict[str, list[float]] = await response.json()
+
+    scaled = f", time scale {scale:g} (durations and intervals)" if scale != 1 else ""
+    print(
+        f"\n(c) requests and lateness, {per_cell} tasks per cell lasting 0.9-1.1 x the nominal"
+        f" duration, all at once{scaled}; {took:.0f} s"
+    )
+    print("    task   strategy                     requests (median)  lateness median / p90 / max")
+    for duration in durations:
+        for name in plan:
+            ids = cells[duration, name]
+            reads = [stats[i][0] for i in ids]
+            late = sorted(returned[i] - stats[i][1] for i in ids)
+            p90 = late[min(len(late) - 1, int(0.9 * len(late)))]
+            print(
+                f"    {duration:>4g} s  {name:<28} {statistics.median(reads):>8g}"
+                f"           {statistics.median(late):6.2f} / {p90:6.2f} / {late[-1]:6.2f} s"
+            )
+
+
+# -- (d) import time ------------------------------------------------------------------
+
+
+def import_seconds(module: str) -> float:
+    code = (
+        "import time; started = time.perf_counter(); "
+        f"import {module}; print(time.perf_counter() - started)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
+def bench_import(*, runs: int) -> None:
+    aiohttp_times, sdk_times = [], []
+    for _ in range(runs):
+        aiohttp_times.append(import_seconds("aiohttp"))
+        sdk_times.append(import_seconds("gptunnel_async"))
+    base, ours = statistics.median(aiohttp_times), statistics.median(sdk_times)
+    print(f"\n(d) import time, median of {runs} fresh interpreters each, alternating")
+    print(f"    import aiohttp:        {base * 1000:6.1f} ms")
+    print(f"    import gptunnel_async: {ours * 1000:6.1f} ms")
+    print(f"    ratio: {ours / base:.2f}   (target <= 1.3)")
+
+
+# -- main -----------------------------------------------------------------------------
+
+
+async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
+    quick = args.quick
+    if "a" in args.only:
+        await bench_throughput(origin, total=2000, pairs=6 if quick else 40, workers=50)
+    if "b" in args.only:
+        await bench_memory(origin, waits=10000)
+    if "c" in args.only:
+        scale = args.time_scale if args.time_scale is not None else (0.1 if quick else 1.0)
+        await bench_lateness(
+            origin, durations=[5.0, 30.0, 120.0], per_cell=5 if quick else 20, scale=scale
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, time scale 0.1")
+    parser.add_argument("--only", default="abcd", help="which parts to run, e.g. 'ad'")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="multiply (c)'s task durations and poll intervals by this (default 1, quick 0.1)",
+    )
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")
+    if set(args.only) & set("abc"):
+        with local_server() as origin:
+            asyncio.run(run_benchmarks(args, origin))
+    if "d" in args.only:
+        bench_import(runs=5 if args.quick else 15)
+
+
+if __name__ == "__main__":
+    main()

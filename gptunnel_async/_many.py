@@ -1,0 +1,139 @@
+"""Waiting for many tasks at once: as each finishes, or all together.
+
+Every wait runs as its own asyncio task on the client's one session and budget; a
+failure is delivered where it belongs and never cancels the other waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from ._polling import TaskWaiter
+from .errors import GPTunnelError
+from .models import TaskLike
+
+__all__ = ["AsCompleted", "wait_many"]
+
+T = TypeVar("T", bound=TaskLike)
+R = TypeVar("R")
+
+
+class AsCompleted(Generic[R]):
+    """An async iterator of waits' outcomes in the order they finish.
+
+    Each finished task is yielded. A failure (``TaskFailedError``, ``WaitTimeoutError``,
+    an ``APIError`` that ends a wait) is yielded as the exception object when created
+    with ``return_exceptions=True``; otherwise it is raised by the iteration, the other
+    waits go on, and iterating the same object again carries on with the next one:
+
+    <!-- invisible-code-block: python
+    from gptunnel_async import TaskFailedError
+
+    task_ids = [fake.script_task(steps=[("done", 100)]), fake.fail_task("no face")]
+    -->
+
+    ```python
+    finished = client.as_completed(task_ids)
+    while True:
+        try:
+            async for task in finished:
+                print(task.id, task.result)
+            break
+        except TaskFailedError as failure:
+            print(failure.task_id, "failed")
+    ```
+
+    The waits start on the first iteration. Use ``async with`` (or ``aclose()``) to
+    stop early: it cancels the waits still running. You get one from an
+    ``as_completed`` call rather than building it.
+
+    Args:
+        waiters: the waits, not started yet.
+        return_exceptions: yield failures as values instead of raising them.
+    """
+
+    def __init__(self, waiters: Iterable[TaskWaiter[Any]], *, return_exceptions: bool) -> None:
+        self._waiters = list(waiters)
+        self._return_exceptions = return_exceptions
+        self._left = len(self._waiters)
+        self._running: set[asyncio.Task[Any]] = set()
+        self._finished: asyncio.Queue[asyncio.Task[Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<AsCompleted left={self._left} running={len(self._running)}>"
+
+    def _start(self) -> asyncio.Queue[asyncio.Task[Any]]:
+        finished: asyncio.Queue[asyncio.Task[Any]] = asyncio.Queue()
+        for waiter in self._waiters:
+            task = asyncio.create_task(waiter)
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(finished.put_nowait)
+        self._waiters = []
+        return finished
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> R:
+        if self._finished is None:
+            self._finished = self._start()
+        if self._left == 0:
+            raise StopAsyncIteration
+        task = await self._finished.get()
+        self._left -= 1
+        error = task.exception()  # a wait cancelled from outside raises CancelledError here
+        if error is None:
+            outcome: R = task.result()
+            return outcome
+        if self._return_exceptions and isinstance(error, GPTunnelError):
+            failure: R = error  # type: ignore[assignment]  # R includes GPTunnelError here
+            return failure
+        raise error
+
+    async def aclose(self) -> None:
+        """Cancel the waits still running, and wait until they have stopped."""
+        running, self._running = list(self._running), set()
+        self._left, self._waiters = 0, []
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+async def wait_many(waiters: Iterable[TaskWaiter[T]], *, return_exceptions: bool) -> list[Any]:
+    """Run every wait to its end; return their outcomes in the order given.
+
+    A failure is returned in its place with ``return_exceptions=True``; otherwise, once
+    every wait has ended, the first failure (in the order given) is raised. No failure
+    cancels another wait; cancelling this call cancels them all.
+    """
+    tasks = [asyncio.create_task(waiter) for waiter in waiters]
+    try:
+        if tasks:
+            await asyncio.wait(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+    errors = [task.exception() for task in tasks]  # every one, so none goes unretrieved
+    for error in errors:
+        if error is not None and not (return_exceptions and isinstance(error, GPTunnelError)):
+            raise error
+    return [
+        task.result() if error is None else error for task, error in zip(tasks, errors, strict=True)
+    ]

@@ -1,0 +1,156 @@
+"""Many waits at once: as_completed yields in finishing order, wait_many in the order given,
+and no failure cancels another wait."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+from aiohttp import web
+
+from gptunnel_async import (
+    ConfigurationError,
+    GPTunnelClient,
+    GPTunnelError,
+    NotFoundError,
+    Task,
+    TaskFailedError,
+)
+
+from .conftest import ScriptedAPI, client_tasks, task_json
+
+
+class Tasks:
+    """A reply running tasks by id: ``done-<ms>`` finishes ``ms`` milliseconds after its
+    first read, ``fail-<ms>`` fails then, ``gone`` is a 404."""
+
+    def __init__(self) -> None:
+        self.first_read: dict[str, float] = {}
+        self.reads: Counter[str] = Counter()
+        self.finished: list[str] = []
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        task_id = request.query["taskId"]
+        self.reads[task_id] += 1
+        if task_id == "gone":
+            return web.json_response({"error": {"message": "no such task"}}, status=404)
+        now = asyncio.get_running_loop().time()
+        started = self.first_read.setdefault(task_id, now)
+        outcome, milliseconds = task_id.split("-")
+        if now - started < int(milliseconds) / 1000:
+            return web.json_response(task_json(status="running", percent=10, id=task_id))
+        self.finished.append(task_id)
+        if outcome == "fail":
+            return web.json_response(task_json(status="failed", error="no face", id=task_id))
+        return web.json_response(task_json(status="done", percent=100, id=task_id))
+
+
+@pytest.fixture
+def tasks(api: ScriptedAPI) -> Tasks:
+    server = Tasks()
+    api.script(server)
+    return server
+
+
+async def test_as_completed_yields_each_task_as_it_finishes(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    ids = ["done-300", "done-0", "done-150"]
+    async with client.as_completed(ids) as finished:
+        seen = [task.id async for task in finished]
+    assert seen == ["done-0", "done-150", "done-300"]
+
+
+async def test_failures_come_as_values_and_the_other_waits_go_on(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    ids = ["done-250", "fail-0", "done-100"]
+    async with client.as_completed(ids, return_exceptions=True) as finished:
+        outcomes = [outcome async for outcome in finished]
+    assert isinstance(outcomes[0], TaskFailedError)
+    assert outcomes[0].task_id == "fail-0"
+    assert [o.id for o in outcomes[1:] if isinstance(o, Task)] == ["done-100", "done-250"]
+
+
+async def test_a_raised_failure_leaves_the_rest_to_iterate(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    finished = client.as_completed(["done-200", "fail-0", "done-100"])
+    seen: list[str] = []
+
+    async def iterate() -> None:
+        async for task in finished:
+            seen.append(task.id)
+
+    with pytest.raises(TaskFailedError) as caught:
+        await iterate()
+    assert caught.value.task_id == "fail-0"
+    await iterate()  # the same iterator carries on
+    assert seen == ["done-100", "done-200"]
+
+
+async def test_leaving_as_completed_early_cancels_the_waits_still_running(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    async with client.as_completed(["done-0", "done-5000", "done-5000"]) as finished:
+        async for task in finished:
+            assert task.id == "done-0"
+            break
+    assert client_tasks() == []
+
+
+async def test_wait_many_returns_tasks_in_the_order_given(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    done = await client.wait_many(["done-200", "done-0", "done-100"])
+    assert [task.id for task in done] == ["done-200", "done-0", "done-100"]
+    assert all(task.is_done for task in done)
+
+
+async def test_wait_many_puts_failures_in_place_with_return_exceptions(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    outcomes = await client.wait_many(["done-100", "gone", "fail-0"], return_exceptions=True)
+    assert isinstance(outcomes[0], Task)
+    assert isinstance(outcomes[1], NotFoundError)
+    assert isinstance(outcomes[2], TaskFailedError)
+    assert all(isinstance(o, Task | GPTunnelError) for o in outcomes)
+
+
+async def test_wait_many_raises_the_first_failure_only_after_every_wait_ended(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    with pytest.raises(TaskFailedError, match="fail-0"):
+        await client.wait_many(["done-200", "fail-0", "gone"])
+    assert "done-200" in tasks.finished  # the failure cancelled nothing
+
+
+async def test_cancelling_wait_many_cancels_every_wait(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    waiting = asyncio.create_task(client.wait_many(["done-5000", "done-5000"]))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert client_tasks() == []
+
+
+async def test_an_empty_list_waits_for_nothing(client: GPTunnelClient, tasks: Tasks) -> None:
+    assert await client.wait_many([]) == []
+    assert [task async for task in client.as_completed([])] == []
+    assert tasks.reads == {}
+
+
+async def test_ids_are_checked_before_any_request(client: GPTunnelClient, tasks: Tasks) -> None:
+    with pytest.raises(ConfigurationError, match="not one string"):
+        client.as_completed("done-0")
+    with pytest.raises(ConfigurationError, match="task_id"):
+        await client.wait_many(["done-0", " "])
+    assert tasks.reads == {}
+
+
+async def test_other_families_wait_for_many_too(client: GPTunnelClient, tasks: Tasks) -> None:
+    done = await client.bgremover.wait_many(["done-0", "done-50"])
+    assert [task.id for task in done] == ["done-0", "done-50"]

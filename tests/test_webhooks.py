@@ -1,0 +1,247 @@
+"""Webhooks against the emulator: delivered, dropped and forged, and the parse that trusts
+only the receiver's token."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gptunnel_async import (
+    ConfigurationError,
+    GPTunnelClient,
+    ResponseDecodeError,
+    TaskFailedError,
+    WaitTimeoutError,
+    WebhookVerificationError,
+)
+from gptunnel_async.testing import FakeGPTunnel, sample_image
+from gptunnel_async.webhooks import (
+    MAX_WEBHOOK_BYTES,
+    TOKEN_PARAM,
+    WebhookReceiver,
+    parse_webhook,
+)
+
+from .conftest import task_json
+
+SECRET = "a-secret-of-more-than-sixteen-characters"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    async with FakeGPTunnel() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A receiver mounted on a loopback aiohttp app, as a bot would mount it."""
+    app = web.Application()
+    server = TestServer(app)
+    holder: list[WebhookReceiver] = []
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        return await holder[0].handler(request)
+
+    app.router.add_post("/gptunnel/webhook", route)
+    await server.start_server()
+    holder.append(WebhookReceiver(str(server.make_url("/gptunnel/webhook"))))
+    yield holder[0]
+    await server.close()
+
+
+@pytest.fixture
+async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
+    async with fake.client() as tunnel:
+        yield tunnel
+
+
+async def create(client: GPTunnelClient, receiver: WebhookReceiver) -> str:
+    face = sample_image("face.png")
+    task = await client.faceswap.create(sample_image("source.png"), face, webhook=receiver.url)
+    return task.id
+
+
+def reads_of(fake: FakeGPTunnel, task_id: str) -> int:
+    return sum(1 for r in fake.requests if r.query.get("taskId") == task_id)
+
+
+# -- delivered, dropped, forged -----------------------------------------------------------
+
+
+async def test_a_delivered_webhook_ends_the_wait_without_more_polling(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.3)
+    task_id = await create(client, receiver)
+    task = await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+    assert task.is_done
+    assert task.result
+    assert reads_of(fake, task_id) == 1  # the first read only; the push did the rest
+    (delivery,) = fake.webhook_deliveries
+    assert delivery.query[TOKEN_PARAM] == receiver.secret
+    assert delivery.json["id"] == task_id
+
+
+async def test_a_lost_delivery_is_made_up_for_by_the_fallback_poll(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.2)
+    fake.drop_next(server="webhook")
+    task_id = await create(client, receiver)
+    task = await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=0.3)
+    assert task.is_done
+    assert fake.webhook_deliveries == []
+    assert reads_of(fake, task_id) >= 2
+
+
+async def test_a_forged_webhook_is_refused_and_ends_nothing(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.6)
+    task_id = await create(client, receiver)
+    waiting = asyncio.create_task(
+        receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+    )
+    await asyncio.sleep(0.05)
+    public = receiver.url.split("?")[0]
+    wrong = f"{public}?{TOKEN_PARAM}={'x' * len(receiver.secret)}"
+    assert await fake.forge_webhook(wrong, task_id=task_id, status="failed") == 403
+    assert await fake.forge_webhook(public, task_id=task_id, status="failed") == 403
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    task = await waiting  # the real delivery still comes, and it says done
+    assert task.is_done
+
+
+async def test_a_delivered_failure_raises_task_failed_error(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.2, error="no face found")
+    task_id = await create(client, receiver)
+    with pytest.raises(TaskFailedError, match="no face found"):
+        await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+
+
+async def test_a_webhook_that_arrives_before_the_wait_is_kept_for_it(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.0)
+    task_id = await create(client, receiver)
+    for _ in range(500):  # until the delivery has been made
+        if fake.webhook_deliveries:
+            break
+        await asyncio.sleep(0.01)
+    reads_before = reads_of(fake, task_id)
+    task = await receiver.wait_for_result(client.faceswap, task_id)
+    assert task.is_done
+    assert reads_of(fake, task_id) == reads_before  # answered from the delivery
+
+
+async def test_the_hybrid_wait_keeps_its_deadline(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=30)
+    task_id = await create(client, receiver)
+    with pytest.raises(WaitTimeoutError) as caught:
+        await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=0.1, timeout=0.3)
+    assert caught.value.task is not None  # the last state the fallback poll saw
+
+
+# -- the receiver on its own ----------------------------------------------------------------
+
+
+def body(**fields: Any) -> bytes:
+    return json.dumps(task_json(**fields)).encode()
+
+
+def test_parse_webhook_accepts_the_token_and_returns_the_task() -> None:
+    task = parse_webhook(body(status="done", percent=100), SECRET, secret=SECRET)
+    assert task.is_done
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong", SECRET[:-1], SECRET + "x", SECRET.upper()])
+def test_parse_webhook_refuses_a_missing_or_wrong_token(token: str | None) -> None:
+    with pytest.raises(WebhookVerificationError):
+        parse_webhook(body(status="done"), token, secret=SECRET)
+
+
+def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    parse_webhook(body(status="done"), SECRET, secret=SECRET)
+    with pytest.raises(WebhookVerificationError):
+        parse_webhook(body(status="done"), "guess", secret=SECRET)
+    assert compared == [(SECRET.encode(), SECRET.encode()), (b"guess", SECRET.encode())]
+
+
+def test_parse_webhook_refuses_a_body_that_is_not_a_task() -> None:
+    with pytest.raises(ResponseDecodeError):
+        parse_webhook(b"<html>hello</html>", SECRET, secret=SECRET)
+
+
+async def test_the_handler_answers_403_400_413_and_200(
+    receiver: WebhookReceiver, http_session: aiohttp.ClientSession
+) -> None:
+    async def post(url: str, data: bytes) -> int:
+        async with http_session.post(url, data=io.BytesIO(data)) as response:
+            return response.status
+
+    assert await post(receiver.url, b"{}") == 400
+    assert await post(receiver.url.split("?")[0], body(status="done")) == 403
+    assert await post(receiver.url, b" " * (MAX_WEBHOOK_BYTES + 1)) == 413
+    assert await post(receiver.url, body(status="done", percent=100)) == 200
+
+
+def test_each_receiver_makes_its_own_secret_and_never_shows_it() -> None:
+    one, two = (
+        WebhookReceiver("https://bot.example/hook"),
+        WebhookReceiver("https://bot.example/hook"),
+    )
+    assert one.secret != two.secret
+    assert len(one.secret) >= 32
+    assert one.url == f"https://bot.example/hook?{TOKEN_PARAM}={one.secret}"
+    assert one.secret not in repr(one)
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("ftp://bot.example/hook", None),
+        ("/hook", None),
+        ("https://bot.example/h?x=1", None),
+        ("https://bot.example/hook", "short"),
+    ],
+)
+def test_nonsense_receivers_are_refused(url: str, secret: str | None) -> None:
+    with pytest.raises(ConfigurationError):
+        WebhookReceiver(url, secret=secret)
+
+
+async def test_the_emulator_refuses_to_fail_a_webhook(fake: FakeGPTunnel) -> None:
+    with pytest.raises(ValueError, match="dropped or delayed"):
+        fake.fail_next(500, server="webhook")
+
+
+def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    docs = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
+    exec(compile(example, "webhooks.md", "exec"), {})
+    assert capsys.readouterr().out == "done after 1 webhook and 1 read\n"

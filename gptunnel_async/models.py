@@ -12,7 +12,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
 import cattrs
@@ -300,78 +300,27 @@ def _structure_float(value: Any, _: type) -> float:
     return 0.0 if value is None else _number(value)
 
 
-def _structure_optional_str(value: Any, _: type) -> str | None:
-    if value is None or type(value) is str:
-        return value
-    return _structure_str(value, str)
+def _interned(value: Any, _: type) -> str:
+    """A text that repeats across thousands of tasks (a status, ``"task"``, a type), kept
+    once rather than once per task: models are frozen, so sharing it is safe."""
+    return sys.intern(_structure_str(value, str))
+
+
+def _interned_or_none(value: Any, _: type) -> str | None:
+    return None if value is None else _interned(value, str)
 
 
 _NO_USAGE: Final = Usage()
-_NO_USAGE_NUMBERS: Final = attrs.astuple(_NO_USAGE)
 
 
-def _structure_task_lean(value: Any, _: type) -> Task:
-    """A task object straight into :class:`Task`, with the same field hooks as the generated
-    structure function but no generic dispatch: every poll of every wait runs this."""
-    if not isinstance(value, dict):
-        raise TypeError(f"expected an object, got {type(value).__name__}")
-    usage = value.get("usage")
-    if usage is not None:
-        if not isinstance(usage, dict):
-            raise TypeError(f"expected an object, got {type(usage).__name__}")
-        numbers = (
-            _structure_int(usage.get("prompt_tokens"), int),
-            _structure_int(usage.get("completion_tokens"), int),
-            _structure_int(usage.get("total_tokens"), int),
-            _structure_float(usage.get("prompt_cost"), float),
-            _structure_float(usage.get("completion_cost"), float),
-            _structure_float(usage.get("total_cost"), float),
-        )
-        usage = _NO_USAGE if numbers == _NO_USAGE_NUMBERS else Usage(*numbers)
-    kind = _structure_optional_str(value.get("type"), str)
-    # Statuses, "task" and the type repeat across thousands of waits: interned, each
-    # text is kept once rather than once per task (models are frozen, sharing is safe).
-    return Task(
-        _structure_str(value["id"], str),
-        sys.intern(_structure_str(value["status"], str)),
-        _structure_percent(value.get("percent"), int),
-        _structure_optional_str(value.get("parentId"), str),
-        sys.intern(_structure_str(value.get("object", "task"), str)),
-        None if kind is None else sys.intern(kind),
-        _structure_optional_str(value.get("result"), str),
-        _structure_error(value.get("error"), str),
-        usage,
-        _structure_actions(value.get("actions"), tuple),
-    )
+def _shared_when_empty(structure: Callable[[Any, type], Usage]) -> Callable[[Any, type], Usage]:
+    """Wrap the Usage hook so the all-zero usage of a running task is one shared object."""
 
+    def structure_usage(value: Any, cls: type) -> Usage:
+        usage = structure(value, cls)
+        return _NO_USAGE if usage == _NO_USAGE else usage
 
-class LeanThenDetailed(Generic[T]):
-    """A structure hook: ``lean`` for speed; when it fails, :meth:`detailed` (cattrs'
-    generated function, which validates field by field, built on first use) raises an
-    error naming every bad field."""
-
-    __slots__ = ("_build_detailed", "_detailed", "lean")
-
-    def __init__(
-        self,
-        lean: Callable[[Any, type], T],
-        build_detailed: Callable[[], Callable[[Any, type], T]],
-    ) -> None:
-        self.lean = lean
-        self._build_detailed = build_detailed
-        self._detailed: Callable[[Any, type], T] | None = None
-
-    def __call__(self, value: Any, cls: type) -> T:
-        try:
-            return self.lean(value, cls)
-        except Exception:
-            return self.detailed(value, cls)
-
-    def detailed(self, value: Any, cls: type) -> T:
-        """Structure ``value`` with the generated function: slower, and clearer errors."""
-        if self._detailed is None:
-            self._detailed = self._build_detailed()
-        return self._detailed(value, cls)
+    return structure_usage
 
 
 def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
@@ -398,21 +347,28 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
-    _on_first_use(conv, Usage, lambda: _objects_only(make_dict_structure_fn(Usage, conv)))
-
-    def detailed_task() -> Callable[[Any, type], Task]:
-        return _objects_only(
+    _on_first_use(
+        conv,
+        Usage,
+        lambda: _shared_when_empty(_objects_only(make_dict_structure_fn(Usage, conv))),
+    )
+    _on_first_use(
+        conv,
+        Task,
+        lambda: _objects_only(
             make_dict_structure_fn(
                 Task,
                 conv,
                 parent_id=override(rename="parentId"),
+                status=override(struct_hook=_interned),
                 percent=override(struct_hook=_structure_percent),
+                object=override(struct_hook=_interned),
+                type=override(struct_hook=_interned_or_none),
                 error=override(struct_hook=_structure_error),
                 actions=override(struct_hook=_structure_actions),
             )
-        )
-
-    conv.register_structure_hook(Task, LeanThenDetailed(_structure_task_lean, detailed_task))
+        ),
+    )
     conv.register_unstructure_hook_factory(
         lambda candidate: candidate is Task,
         lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),

@@ -246,10 +246,11 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
 
     It is a real ``collections.abc.Coroutine``, so ``asyncio.create_task``, ``gather``
     and ``wait_for`` accept it. Use it once, in one mode: awaiting a waiter that is
-    being iterated, or the other way round, raises ``UsageError``. Every family waits
-    through this one class; you get one from a ``wait_for_result`` rather than
-    building it. It keeps little while it sleeps (slots, one frame for the polling
-    loop), so a bot can hold thousands of waits at once.
+    being iterated or was already awaited, or the other way round, raises
+    ``UsageError``. Every family waits through this one class; you get one from a
+    ``wait_for_result`` rather than building it. It keeps little while it sleeps
+    (slots, one frame for the polling loop), so a bot can hold thousands of waits at
+    once.
 
     Args:
         task_id: the task to wait for.
@@ -327,7 +328,10 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         return self._coroutine
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._as_coroutine().__await__()
+        coroutine = self._as_coroutine()
+        if inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED:
+            raise UsageError("this waiter was already awaited; call wait_for_result again")
+        return coroutine.__await__()
 
     def send(self, value: Any) -> Any:
         """The coroutine protocol, for the event loop: resume the wait with ``value``.

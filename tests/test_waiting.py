@@ -392,6 +392,8 @@ async def test_a_waiter_is_used_in_one_mode_once(
     await awaited
     with pytest.raises(UsageError):
         await awaited.__anext__()
+    with pytest.raises(UsageError, match="already awaited"):
+        await awaited
 
 
 # -- cancellation and logs ------------------------------------------------------------

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -119,17 +120,24 @@ class ScriptedAPI:
             self.in_flight -= 1
 
 
+@contextlib.asynccontextmanager
+async def loopback_server(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[TestServer]:
+    """A real aiohttp server on loopback that sends every request, any method, to ``handle``."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    async with TestServer(app) as server:
+        yield server
+
+
 @pytest.fixture
 async def api() -> AsyncIterator[ScriptedAPI]:
     scripted = ScriptedAPI()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", scripted.handle)
-    server = TestServer(app)
-    await server.start_server()
-    scripted.base_url = str(server.make_url("/v1"))
-    scripted.origin = str(server.make_url("/"))
-    yield scripted
-    await server.close()
+    async with loopback_server(scripted.handle) as server:
+        scripted.base_url = str(server.make_url("/v1"))
+        scripted.origin = str(server.make_url("/"))
+        yield scripted
 
 
 FAST = PollPolicy(initial=0.01, multiplier=2.0, max_interval=0.04, jitter=0.0, timeout=5.0)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gptunnel_async import (
@@ -32,6 +31,7 @@ from .conftest import (
     ScriptedAPI,
     client_tasks,
     connections_in_use,
+    loopback_server,
     media_json,
     task_json,
 )
@@ -58,13 +58,9 @@ class Storage:
 @pytest.fixture
 async def storage() -> AsyncIterator[Storage]:
     store = Storage()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", store.handle)
-    server = TestServer(app)
-    await server.start_server()
-    store.url = str(server.make_url("/"))
-    yield store
-    await server.close()
+    async with loopback_server(store.handle) as server:
+        store.url = str(server.make_url("/"))
+        yield store
 
 
 def serve_bytes(body: bytes, chunked: bool = False) -> object:

@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, TaskFailedError
 from gptunnel_async._protocol import decode_media_task, decode_task, error_from_response
 
 from . import faults
-from .conftest import ScriptedAPI, task_json
+from .conftest import ScriptedAPI, loopback_server, task_json
 
 KEY = "Zq9xT3-secret-mK7pW2vL"
 KEY_PREFIX = KEY[:6]
@@ -68,14 +67,12 @@ async def storage() -> AsyncIterator[str]:
 
     async def serve(request: web.Request) -> web.Response:
         assert "Authorization" not in request.headers
+        if request.path != "/result.png":
+            return web.Response(status=404)
         return web.Response(body=PNG, content_type="image/png")
 
-    app = web.Application()
-    app.router.add_get("/result.png", serve)
-    server = TestServer(app)
-    await server.start_server()
-    yield str(server.make_url("/"))
-    await server.close()
+    async with loopback_server(serve) as server:
+        yield str(server.make_url("/"))
 
 
 async def test_the_key_never_leaks_through_a_run_full_of_errors_retries_waits_and_downloads(

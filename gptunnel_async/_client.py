@@ -263,8 +263,8 @@ class GPTunnelClient:
             APIError: any other error status, after the retries for transient ones.
             APIConnectionError: the network failed, after the retries.
         """
-        params = {"useWalletBalance": "true"} if use_wallet_balance else None
-        return await self._transport.request("GET", "balance", decode_balance, params=params)
+        query = (("useWalletBalance", "true"),) if use_wallet_balance else ()
+        return await self._transport.request("GET", "balance", decode_balance, query=query)
 
     async def download_result(
         self,

@@ -98,7 +98,7 @@ class TaskResource(Generic[T]):
             "GET",
             self.family.result_path,
             self.family.decode,
-            params={self.family.id_param: check_task_id(task_id)},
+            query=((self.family.id_param, check_task_id(task_id)),),
         )
 
     def wait_for_result(

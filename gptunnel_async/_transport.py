@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import aiohttp
@@ -56,6 +57,11 @@ MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
 
 _CHUNK: Final = 64 * 1024
+
+API_URLS_KEPT: Final = 256
+"""How many API URLs (path and query) a client keeps built: a wait reads the same URL
+over and over, and building one (yarl's query encoding) costs about as much CPU as the
+rest of the SDK's own work on a read."""
 
 
 def _forget_request_headers(exc: aiohttp.ClientError) -> None:
@@ -118,7 +124,7 @@ class Transport:
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._connection_slots: asyncio.Semaphore | None = None
-        self._urls: dict[str, URL] = {}
+        self._api_url = functools.lru_cache(maxsize=API_URLS_KEPT)(self._build_api_url)
         self._slots_sized = False
         self._headers: Final = {
             "Authorization": api_key,
@@ -127,15 +133,6 @@ class Transport:
         }
         self._anonymous_headers: Final = {"User-Agent": self._headers["User-Agent"]}
         """For every other origin (the storage host): never the key."""
-
-    @property
-    def secret(self) -> str:
-        """The API key, for masking it in texts built from answers."""
-        return self._api_key
-
-    def session(self) -> aiohttp.ClientSession:
-        """The session to send with (created on first use by the client)."""
-        return self._session()
 
     @contextlib.asynccontextmanager
     async def exchange(
@@ -149,32 +146,35 @@ class Transport:
         rather than in aiohttp's pool where the wait counts against it: there, a busy
         client timed out requests it had not even sent, and its retries fed the queue.
         """
-        session = self.session()
+        session = self._session()
         async with self._slots(session) or contextlib.nullcontext():
             on_api = url.origin() == self.origin
-            response = await self._send(session, method, url, on_api, **options)
+            budget = self.budget if on_api else None
+            started = await budget.pace() if budget else 0.0
+            response = await self._request(session, method, url, on_api, **options)
+            if budget:
+                self._count(response, budget, started)
             async with response:
                 yield response
 
-    async def _send(
+    def _request(
         self,
         session: aiohttp.ClientSession,
         method: str,
         url: URL,
         on_api: bool,
         **options: Any,
-    ) -> aiohttp.ClientResponse:
-        """Send one request; return its response unread. ``on_api``: ``url`` is on
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """Start one request: await it for the response, unread. ``on_api``: ``url`` is on
         ``base_url``'s origin.
 
         The key goes only to that origin, and redirects and error statuses are left to
         the caller whatever a borrowed session's defaults say, so no redirect can carry
-        the key and no status escapes as a bare aiohttp error. An API request takes its
-        start from the client's rate budget, if it has one, and tells it of a 429.
+        the key and no status escapes as a bare aiohttp error. A plain function rather
+        than a coroutine: every coroutine between a read and the event loop costs CPU
+        each time the read waits for the network.
         """
-        budget = self.budget if on_api else None
-        started = await budget.pace() if budget else 0.0
-        response = await session.request(
+        return session.request(
             method,
             url,
             headers=self._headers if on_api else self._anonymous_headers,
@@ -182,10 +182,14 @@ class Transport:
             raise_for_status=False,
             **options,
         )
-        if budget and response.status == 429:
+
+    def _count(
+        self, response: aiohttp.ClientResponse, budget: RequestBudget, started: float
+    ) -> None:
+        """Tell the client's rate budget of an API answer: a 429 slows every request down."""
+        if response.status == 429:
             hint = parse_retry_after(response.headers.get("Retry-After"))
             budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
-        return response
 
     def _slots(self, session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
         """As many slots as the client's ``max_connections`` and the session's connector
@@ -217,12 +221,12 @@ class Transport:
             body = await _read_capped(response)
         head = body[:MAX_ANSWER_BYTES]
         if not 200 <= response.status < 300:
-            raise error_from_response(response.status, headers, head, secret=self.secret)
+            raise error_from_response(response.status, headers, head, secret=self._api_key)
         if len(body) > MAX_ANSWER_BYTES:
             raise ResponseDecodeError(
                 f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
                 status_code=response.status,
-                body=excerpt(head[:_CHUNK], self.secret),
+                body=excerpt(head[:_CHUNK], self._api_key),
             )
         return head
 
@@ -245,29 +249,32 @@ class Transport:
 
         return controller(self.max_retries, what, retry_if)
 
+    def _build_api_url(self, path: str, query: tuple[tuple[str, str], ...]) -> URL:
+        url = URL(f"{self.base_url}/{path.lstrip('/')}")
+        return url.with_query(query) if query else url
+
     async def request(
         self,
         method: str,
         path: str,
         decode: Decoder[T],
         *,
-        params: Mapping[str, str] | None = None,
+        query: tuple[tuple[str, str], ...] = (),
         json: Any = None,
         idempotent: bool = True,
     ) -> T:
         """Send one API request, retrying transient failures; return the 2xx answer decoded.
 
-        ``decode`` runs inside each attempt, so an error a 2xx body carries (media's
-        ``code``) is retried by the same rules as an HTTP status. A request that is not
-        ``idempotent`` (one that creates a paid task) is retried only where the server
-        surely did nothing, so a retry never starts a second task.
+        ``query`` holds the URL's query parameters, in order. ``decode`` runs inside each
+        attempt, so an error a 2xx body carries (media's ``code``) is retried by the same
+        rules as an HTTP status. A request that is not ``idempotent`` (one that creates a
+        paid task) is retried only where the server surely did nothing, so a retry never
+        starts a second task.
         """
-        url = self._urls.get(path)
-        if url is None:  # a handful of paths, each parsed once
-            url = self._urls[path] = URL(f"{self.base_url}/{path.lstrip('/')}")
+        url = self._api_url(path, query)
         retry_if = is_transient if idempotent else _safe_to_resend
         try:
-            return await self._attempt(method, url, params, json, decode)
+            return await self._attempt(method, url, json, decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
                 raise
@@ -283,7 +290,7 @@ class Transport:
             return await self._attempt(*args)
 
         result: T = await self.retrying(f"{method} {url.path}", retry_if)(
-            attempt, method, url, params, json, decode
+            attempt, method, url, json, decode
         )
         return result
 
@@ -307,20 +314,23 @@ class Transport:
         self,
         method: str,
         url: URL,
-        params: Mapping[str, str] | None,
         json: Any,
         decode: Decoder[T],
     ) -> T:
         # What ``exchange`` and ``wire_errors`` do, spelled out: this runs for every read.
         # A queued read waits on the semaphore itself, with no context manager's coroutine.
-        session = self.session()
-        slots = self._slots(session)
+        session = self._session()
+        slots = self._connection_slots if self._slots_sized else self._slots(session)
         if slots is not None:
             await slots.acquire()
         try:
-            response = await self._send(  # ``url`` was built on ``base_url``
-                session, method, url, True, params=params, json=json, timeout=self._client_timeout
+            budget = self.budget
+            started = await budget.pace() if budget else 0.0
+            response = await self._request(  # ``url`` was built on ``base_url``
+                session, method, url, True, json=json, timeout=self._client_timeout
             )
+            if budget:
+                self._count(response, budget, started)
             async with response:
                 status, body = response.status, await self.answer(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -328,4 +338,4 @@ class Transport:
         finally:
             if slots is not None:
                 slots.release()
-        return decode(body, status, secret=self.secret)
+        return decode(body, status, secret=self._api_key)

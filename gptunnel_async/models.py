@@ -303,24 +303,42 @@ def _structure_float(value: Any, _: type) -> float:
 def _interned(value: Any, _: type) -> str:
     """A text that repeats across thousands of tasks (a status, ``"task"``, a type), kept
     once rather than once per task: models are frozen, so sharing it is safe."""
-    return sys.intern(_structure_str(value, str))
-
-
-def _interned_or_none(value: Any, _: type) -> str | None:
-    return None if value is None else _interned(value, str)
+    return sys.intern(value if type(value) is str else _structure_str(value, str))
 
 
 _NO_USAGE: Final = Usage()
 
 
-def _shared_when_empty(structure: Callable[[Any, type], Usage]) -> Callable[[Any, type], Usage]:
-    """Wrap the Usage hook so the all-zero usage of a running task is one shared object."""
+def _shared_when_empty(
+    structure: Callable[[Any, type], Usage], empty: dict[str, Any]
+) -> Callable[[Any, type], Usage]:
+    """Wrap the Usage hook so the all-zero usage of a running task is one shared object.
+
+    ``empty`` is the converter's own JSON for that object: an answer equal to it (and
+    with no ``false`` posing as a 0) is that object without being built again, which
+    is most answers, since tasks report their cost only once done.
+    """
 
     def structure_usage(value: Any, cls: type) -> Usage:
+        if value == empty and bool not in map(type, value.values()):
+            return _NO_USAGE
         usage = structure(value, cls)
         return _NO_USAGE if usage == _NO_USAGE else usage
 
     return structure_usage
+
+
+def _or_none(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T | None]:
+    """``structure`` for an optional field: null stays ``None``.
+
+    cattrs' own handling of ``X | None`` looks the hook for ``X`` up again on every
+    value; this keeps the one it was given.
+    """
+
+    def structure_optional(value: Any, cls: type) -> T | None:
+        return None if value is None else structure(value, cls)
+
+    return structure_optional
 
 
 def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
@@ -347,10 +365,13 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(float, _structure_float)
+    conv.register_structure_hook(str | None, _or_none(_structure_str))
     _on_first_use(
         conv,
         Usage,
-        lambda: _shared_when_empty(_objects_only(make_dict_structure_fn(Usage, conv))),
+        lambda: _shared_when_empty(
+            _objects_only(make_dict_structure_fn(Usage, conv)), conv.unstructure(_NO_USAGE)
+        ),
     )
     _on_first_use(
         conv,
@@ -363,8 +384,9 @@ def _make_converter() -> cattrs.Converter:
                 status=override(struct_hook=_interned),
                 percent=override(struct_hook=_structure_percent),
                 object=override(struct_hook=_interned),
-                type=override(struct_hook=_interned_or_none),
+                type=override(struct_hook=_or_none(_interned)),
                 error=override(struct_hook=_structure_error),
+                usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
                 actions=override(struct_hook=_structure_actions),
             )
         ),

@@ -434,9 +434,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             await _timing.sleep(max(0.0, wake - now))
             if deadline is not None and loop.time() >= deadline:
                 raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen)
+            # The read is spelled out here rather than in a coroutine of its own: with
+            # many waits started at once, each queued read would hold that frame too.
+            bounded = asyncio.timeout_at(deadline)
             try:
-                task = await self._read(deadline, last_seen)
-            except WaitTimeoutError:
+                async with bounded:
+                    self._reads += 1
+                    task = await self._fetch(self.task_id)
+            except TimeoutError:
+                # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
+                # rather than the clock stays exact when the deadline lands on a wake-up.
+                if bounded.expired():
+                    raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
                 raise
             except GPTunnelError as exc:
                 # A transient failure (network, 408/429/5xx, a body that is not a task) is
@@ -452,6 +461,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 )
                 due = loop.time() + pause
                 continue
+            finally:
+                del bounded  # spent: a sleeping wait holds no timeout
             last_seen = task
             if task.is_failed:
                 raise TaskFailedError(task)
@@ -483,20 +494,6 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             if task.is_done:
                 return task
             del event  # a sleeping wait keeps its last task, not the event around it
-
-    async def _read(self, deadline: float | None, last_seen: T | None) -> T:
-        """Read the task once within the deadline (``WaitTimeoutError`` if it passes)."""
-        bounded = asyncio.timeout_at(deadline)
-        try:
-            async with bounded:
-                self._reads += 1
-                return await self._fetch(self.task_id)
-        except TimeoutError:
-            # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
-            # rather than the clock stays exact when the deadline lands on a wake-up.
-            if bounded.expired():
-                raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
-            raise
 
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:

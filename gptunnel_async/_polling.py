@@ -16,8 +16,8 @@ import inspect
 import logging
 import math
 import random
+import types
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -240,6 +240,23 @@ def _worth_polling_again(exc: GPTunnelError) -> bool:
     return is_transient(exc) or isinstance(exc, ResponseDecodeError)
 
 
+class _Handoff:
+    """What the polling loop awaits to give ``async for`` an event: the waiter's
+    ``__anext__`` catches it on its way to the event loop and returns the event."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: ProgressEvent[Any]) -> None:
+        self.event = event
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self
+
+
+_Mode: TypeAlias = Literal["unused", "awaited", "iterated", "stepping"]
+"""How a waiter is used: not yet, awaited, or iterated (between events, or in a step)."""
+
+
 class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     """The result of ``wait_for_result``: await it for the done task, or iterate it with
     ``async for`` to get each [ProgressEvent][], the ``done`` one last.
@@ -249,8 +266,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     being iterated or was already awaited, or the other way round, raises
     ``UsageError``. Every family waits through this one class; you get one from a
     ``wait_for_result`` rather than building it. It keeps little while it sleeps
-    (slots, one frame for the polling loop), so a bot can hold thousands of waits at
-    once.
+    (slots, one coroutine frame for the polling loop in either mode), so a bot can hold
+    thousands of waits at once.
 
     Args:
         task_id: the task to wait for.
@@ -267,10 +284,10 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     """
 
     __slots__ = (
-        "_coroutine",
-        "_events",
         "_fetch",
+        "_mode",
         "_on_progress",
+        "_polling",
         "_reads",
         "policy",
         "task_id",
@@ -291,47 +308,76 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress
-        self._events: AsyncGenerator[ProgressEvent[T]] | None = None
         self._reads = 0
-        self._coroutine: Coroutine[Any, Any, T] | None = None
+        self._mode: _Mode = "unused"
+        self._polling: Coroutine[Any, Any, T] | None = None
+        """The polling loop, once the waiter is first awaited or iterated."""
 
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
+
+    def _start(self, mode: Literal["awaited", "iterated"]) -> Coroutine[Any, Any, T]:
+        """The polling loop, started in ``mode`` on first use; ``UsageError`` in the other."""
+        if self._polling is None:
+            self._mode = mode
+            self._polling = self._poll()
+        elif mode == "awaited" and self._mode != "awaited":
+            raise UsageError("this waiter is already being iterated; await a new one")
+        elif mode == "iterated" and self._mode == "awaited":
+            raise UsageError("this waiter is already being awaited; iterate a new one")
+        return self._polling
 
     # -- async iterator -------------------------------------------------------------
 
     def __aiter__(self) -> TaskWaiter[T]:
         return self
 
-    async def __anext__(self) -> ProgressEvent[T]:
-        if self._coroutine is not None:
-            raise UsageError("this waiter is already being awaited; iterate a new one")
-        if self._events is None:
-            self._events = self._run()
-        return await self._events.__anext__()
+    @types.coroutine
+    def __anext__(self) -> Generator[Any, Any, ProgressEvent[T]]:
+        # The polling loop is a coroutine, driven here as ``await`` would drive it but
+        # stopped at each event it hands over: an async generator would cost every wait
+        # a weakref in the event loop's set of them, and awaiting it another coroutine.
+        polling = self._start("iterated")
+        if self._mode == "stepping":
+            raise UsageError("this waiter is already waiting for its next event")
+        if inspect.getcoroutinestate(polling) == inspect.CORO_CLOSED:
+            raise StopAsyncIteration
+        self._mode = "stepping"
+        try:
+            resume: Callable[[Any], Any] = polling.send
+            value: Any = None
+            while True:
+                try:
+                    awaited = resume(value)
+                except StopIteration:
+                    raise StopAsyncIteration from None
+                if isinstance(awaited, _Handoff):
+                    event: ProgressEvent[T] = awaited.event
+                    return event
+                try:
+                    value, resume = (yield awaited), polling.send
+                except BaseException as exc:  # cancellation too: the loop gets it, as in await
+                    value, resume = exc, polling.throw
+        finally:
+            self._mode = "iterated"
 
     async def aclose(self) -> None:
         """Stop an ``async for`` wait early and release what it holds.
 
         ``contextlib.aclosing(waiter)`` calls it for you when its block ends.
         """
-        if self._events is not None:
-            await self._events.aclose()
+        if self._mode == "stepping":
+            raise UsageError("this waiter is waiting for its next event; cancel that instead")
+        if self._mode == "iterated" and self._polling is not None:
+            self._polling.close()
 
     # -- coroutine ------------------------------------------------------------------
 
-    def _as_coroutine(self) -> Coroutine[Any, Any, T]:
-        if self._coroutine is None:
-            if self._events is not None:
-                raise UsageError("this waiter is already being iterated; await a new one")
-            self._coroutine = self._final_task()
-        return self._coroutine
-
     def __await__(self) -> Generator[Any, None, T]:
-        coroutine = self._as_coroutine()
-        if inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED:
+        polling = self._start("awaited")
+        if inspect.getcoroutinestate(polling) == inspect.CORO_CLOSED:
             raise UsageError("this waiter was already awaited; call wait_for_result again")
-        return coroutine.__await__()
+        return polling.__await__()
 
     def send(self, value: Any) -> Any:
         """The coroutine protocol, for the event loop: resume the wait with ``value``.
@@ -342,7 +388,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         Returns:
             What the wait awaits next.
         """
-        return self._as_coroutine().send(value)
+        return self._start("awaited").send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
         """The coroutine protocol, for the event loop: raise an exception inside the wait.
@@ -356,33 +402,26 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             What the wait awaits next, if it handles the exception.
         """
         if val is None and tb is None:
-            return self._as_coroutine().throw(typ)
-        return self._as_coroutine().throw(typ, val, tb)
+            return self._start("awaited").throw(typ)
+        return self._start("awaited").throw(typ, val, tb)
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed."""
-        if self._coroutine is not None:
-            self._coroutine.close()
-
-    async def _final_task(self) -> T:
-        self._events = self._run()
-        final: T | None = None
-        async for event in self._events:
-            final = event.task
-            del event  # hold the task alone while the wait sleeps
-        assert final is not None, "a wait ends with a done event or an exception"
-        return final
+        if self._mode == "awaited" and self._polling is not None:
+            self._polling.close()
 
     # -- the polling loop -----------------------------------------------------------
 
-    async def _run(self) -> AsyncGenerator[ProgressEvent[T]]:
+    async def _poll(self) -> T:
+        """Read until the task is done; return it. Each change of ``(status, percent)``
+        goes to ``on_progress`` and, when iterated, is handed over to ``async for``."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = None if self.timeout is None else started + self.timeout
         pacing = Pacing(self.policy)
         last_seen: T | None = None
-        last_key: tuple[str, int] | None = None
-        percent = 0
+        last_status: str | None = None
+        percent = last_percent = 0
         due = started
 
         while True:
@@ -395,9 +434,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             await _timing.sleep(max(0.0, wake - now))
             if deadline is not None and loop.time() >= deadline:
                 raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen)
+            # The read is spelled out here rather than in a coroutine of its own: with
+            # many waits started at once, each queued read would hold that frame too.
+            bounded = asyncio.timeout_at(deadline)
             try:
-                task = await self._read(deadline, last_seen)
-            except WaitTimeoutError:
+                async with bounded:
+                    self._reads += 1
+                    task = await self._fetch(self.task_id)
+            except TimeoutError:
+                # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
+                # rather than the clock stays exact when the deadline lands on a wake-up.
+                if bounded.expired():
+                    raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
                 raise
             except GPTunnelError as exc:
                 # A transient failure (network, 408/429/5xx, a body that is not a task) is
@@ -413,6 +461,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 )
                 due = loop.time() + pause
                 continue
+            finally:
+                del bounded  # spent: a sleeping wait holds no timeout
             last_seen = task
             if task.is_failed:
                 raise TaskFailedError(task)
@@ -428,9 +478,9 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 self._reads,
                 pause,
             )
-            if (task.status, percent) == last_key:
+            if task.status == last_status and percent == last_percent:
                 continue
-            last_key = (task.status, percent)
+            last_status, last_percent = task.status, percent
             event = ProgressEvent(
                 task_id=self.task_id,
                 status=task.status,
@@ -439,24 +489,11 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 elapsed=now - started,
             )
             await self._notify(event)
-            yield event
+            if self._mode != "awaited":
+                await _Handoff(event)
             if task.is_done:
-                return
+                return task
             del event  # a sleeping wait keeps its last task, not the event around it
-
-    async def _read(self, deadline: float | None, last_seen: T | None) -> T:
-        """Read the task once within the deadline (``WaitTimeoutError`` if it passes)."""
-        bounded = asyncio.timeout_at(deadline)
-        try:
-            async with bounded:
-                self._reads += 1
-                return await self._fetch(self.task_id)
-        except TimeoutError:
-            # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
-            # rather than the clock stays exact when the deadline lands on a wake-up.
-            if bounded.expired():
-                raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
-            raise
 
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:

@@ -42,6 +42,19 @@ async def collect(
     return events
 
 
+def script_a_stalled_read(api: ScriptedAPI) -> asyncio.Event:
+    """Make the API's next reply take ten seconds; the event is set when the read arrives."""
+    entered = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        entered.set()
+        await asyncio.sleep(10)
+        return web.json_response(task_json())
+
+    api.script(stall)
+    return entered
+
+
 # -- results and events -------------------------------------------------------------
 
 
@@ -396,20 +409,69 @@ async def test_a_waiter_is_used_in_one_mode_once(
         await awaited
 
 
+async def test_an_ended_iteration_yields_nothing_more(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("done", 100), ("failed", 0), ("running", 10)))
+    finished = client.wait_for_result("task-1")
+    assert len(await collect(finished)) == 1
+    assert await collect(finished) == []
+    failed = client.wait_for_result("task-2")
+    with pytest.raises(TaskFailedError):
+        await failed.__anext__()
+    assert await collect(failed) == []
+    closed = client.wait_for_result("task-3")
+    await closed.aclose()  # never started: nothing to close
+    await closed.__anext__()
+    await closed.aclose()
+    assert await collect(closed) == []
+
+
+async def test_one_step_of_an_iteration_at_a_time(client: GPTunnelClient, api: ScriptedAPI) -> None:
+    entered = script_a_stalled_read(api)
+    waiter = client.wait_for_result("task-1")
+    stepping = asyncio.create_task(waiter.__anext__())
+    await entered.wait()
+    with pytest.raises(UsageError, match="already waiting for its next event"):
+        await waiter.__anext__()
+    with pytest.raises(UsageError, match="cancel that instead"):
+        await waiter.aclose()
+    stepping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stepping
+    assert connections_in_use(client) == 0
+    assert await collect(waiter) == []
+
+
+async def test_cancelling_an_iteration_while_it_sleeps(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(task_json(status="running", percent=10))
+    seen: list[int] = []
+    first = asyncio.Event()
+
+    async def iterate() -> None:
+        async for event in client.wait_for_result("task-1"):
+            seen.append(event.percent)
+            first.set()
+
+    iterating = asyncio.create_task(iterate())
+    await first.wait()
+    await asyncio.sleep(0)  # let it go to sleep until the next read
+    iterating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await iterating
+    assert seen == [10]
+    assert len(api.requests) == 1
+
+
 # -- cancellation and logs ------------------------------------------------------------
 
 
 async def test_cancelling_a_wait_leaves_no_task_or_connection(
     client: GPTunnelClient, api: ScriptedAPI
 ) -> None:
-    entered = asyncio.Event()
-
-    async def stall(request: web.Request) -> web.Response:
-        entered.set()
-        await asyncio.sleep(10)
-        return web.json_response(task_json())
-
-    api.script(stall)
+    entered = script_a_stalled_read(api)
     waiting = asyncio.create_task(client.wait_for_result("task-1"))
     await entered.wait()
     waiting.cancel()

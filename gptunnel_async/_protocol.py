@@ -283,7 +283,7 @@ def structure_task(data: Any, status_code: int | None = None, *, secret: str | N
 def decode_task(body: bytes, status_code: int | None = None, *, secret: str | None = None) -> Task:
     """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
-    return structure_task(data, status_code, secret=secret)
+    return structure(Task, data, status_code, secret=secret)
 
 
 def decode_balance(

@@ -124,6 +124,7 @@ class Transport:
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._connection_slots: asyncio.Semaphore | None = None
+        self._path_urls: dict[str, URL] = {}
         self._api_url = functools.lru_cache(maxsize=API_URLS_KEPT)(self._build_api_url)
         self._slots_sized = False
         self._headers: Final = {
@@ -250,8 +251,11 @@ class Transport:
         return controller(self.max_retries, what, retry_if)
 
     def _build_api_url(self, path: str, query: tuple[tuple[str, str], ...]) -> URL:
-        url = URL(f"{self.base_url}/{path.lstrip('/')}")
-        return url.with_query(query) if query else url
+        """``path`` under ``base_url``, with ``query``: what ``_api_url`` keeps."""
+        url = self._path_urls.get(path)
+        if url is None:  # a handful of paths, each parsed once
+            url = self._path_urls[path] = URL(f"{self.base_url}/{path.lstrip('/')}")
+        return url.with_query(dict(query)) if query else url  # yarl is quicker with a dict
 
     async def request(
         self,

@@ -21,6 +21,7 @@ from gptunnel_async import (
     Task,
     UsageError,
 )
+from gptunnel_async._transport import API_URLS_KEPT
 
 from .conftest import API_KEY, ScriptedAPI, task_json
 
@@ -142,6 +143,20 @@ async def test_get_result_sends_bare_key_and_task_id_as_query(mocked: aiorespons
     [call] = mocked.requests[(method, url)]
     assert call.kwargs["headers"]["Authorization"] == "sk-abc"
     assert call.kwargs["allow_redirects"] is False
+
+
+async def test_each_task_id_reaches_the_server_as_sent_however_many_are_read(
+    api: ScriptedAPI,
+) -> None:
+    """API URLs are kept built for the last few hundred reads: none may answer for another."""
+    api.script(task_json())
+    reserved = ["a b", "a&taskId=b", "a/b?c#d", "50%", "é+ü", "x"]
+    many = [f"task-{n}" for n in range(API_URLS_KEPT + 10)]
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url) as client:
+        for task_id in [*reserved, *many, *reserved]:
+            await client.get_result(task_id)
+    sent = [request["query"] for request in api.requests]
+    assert sent == [{"taskId": task_id} for task_id in [*reserved, *many, *reserved]]
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 Run from the repository root (the figures go to docs/performance.md)::
 
-    python benchmarks/run.py            # full: about four minutes
-    python benchmarks/run.py --quick    # about half a minute, smaller and time-scaled
+    python benchmarks/run.py            # full: about six minutes
+    python benchmarks/run.py --quick    # about a minute, smaller and time-scaled
 
 (a) ``get_result`` throughput as a ratio to a bare aiohttp GET + ``json()`` loop at the
 same concurrency, rounds alternating in one run, reading one task id and then 1,000 in

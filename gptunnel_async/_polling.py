@@ -332,8 +332,13 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     def __aiter__(self) -> TaskWaiter[T]:
         return self
 
+    async def __anext__(self) -> ProgressEvent[T]:
+        # A real coroutine around the step: since Python 3.12, asyncio.create_task takes
+        # nothing else, and ``create_task(anext(waiter))`` is a fair thing to write.
+        return await self._next_event()
+
     @types.coroutine
-    def __anext__(self) -> Generator[Any, Any, ProgressEvent[T]]:
+    def _next_event(self) -> Generator[Any, Any, ProgressEvent[T]]:
         # The polling loop is a coroutine, driven here as ``await`` would drive it but
         # stopped at each event it hands over: an async generator would cost every wait
         # a weakref in the event loop's set of them, and awaiting it another coroutine.
@@ -365,6 +370,10 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         """Stop an ``async for`` wait early and release what it holds.
 
         ``contextlib.aclosing(waiter)`` calls it for you when its block ends.
+
+        Raises:
+            UsageError: a step of the iteration is still waiting for its next event;
+                cancel that step instead.
         """
         if self._mode == "stepping":
             raise UsageError("this waiter is waiting for its next event; cancel that instead")

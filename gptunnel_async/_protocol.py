@@ -10,7 +10,7 @@ import contextlib
 import functools
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, TypeVar, cast
@@ -51,7 +51,6 @@ __all__ = [
     "redact",
     "shorten",
     "structure",
-    "structure_task",
 ]
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
@@ -216,13 +215,6 @@ def decode_json_object(
     raise ResponseDecodeError(problem, status_code=status_code, body=excerpt(body, secret))
 
 
-@functools.cache
-def _structure_hook(cls: type[M]) -> Callable[[Any, type[M]], M]:
-    """The converter's hook for ``cls``, found once: ``converter.structure`` looks it up
-    again on every call."""
-    return converter.get_structure_hook(cls)
-
-
 def structure(
     cls: type[M], data: Any, status_code: int | None = None, *, secret: str | None = None
 ) -> M:
@@ -238,7 +230,7 @@ def structure(
             status_code=status_code,
         )
     try:
-        model: M = _structure_hook(cls)(data, cls)
+        model = converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         detail = "; ".join(cattrs.transform_error(exc))
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -273,11 +265,6 @@ def _masked(model: M, secret: str | None) -> M:
         cast(Any, model), **changes
     )  # mypy's attrs plugin can't see M's fields
     return masked
-
-
-def structure_task(data: Any, status_code: int | None = None, *, secret: str | None = None) -> Task:
-    """A parsed JSON value as a :class:`Task`, or :class:`ResponseDecodeError`."""
-    return structure(Task, data, status_code, secret=secret)
 
 
 def decode_task(body: bytes, status_code: int | None = None, *, secret: str | None = None) -> Task:

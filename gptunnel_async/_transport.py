@@ -59,9 +59,23 @@ MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 _CHUNK: Final = 64 * 1024
 
 API_URLS_KEPT: Final = 256
-"""How many API URLs (path and query) a client keeps built: a wait reads the same URL
-over and over, and building one (yarl's query encoding) costs about as much CPU as the
-rest of the SDK's own work on a read."""
+"""How many API URLs (base URL, path and query) are kept built: a wait reads the same
+URL over and over, and building one (yarl's query encoding, and what aiohttp works out
+from a new URL object) costs about as much CPU as the rest of the SDK's own work on a
+read."""
+
+
+@functools.lru_cache(maxsize=API_URLS_KEPT)
+def _api_url(base_url: str, path: str, query: tuple[tuple[str, str], ...]) -> URL:
+    """``path`` under ``base_url``, with ``query``."""
+    url = _path_url(base_url, path)
+    return url.with_query(dict(query)) if query else url  # yarl is quicker with a dict
+
+
+@functools.lru_cache(maxsize=64)
+def _path_url(base_url: str, path: str) -> URL:
+    """``path`` under ``base_url``, parsed once: a client reads a handful of paths."""
+    return URL(f"{base_url}/{path.lstrip('/')}")
 
 
 def _forget_request_headers(exc: aiohttp.ClientError) -> None:
@@ -124,8 +138,6 @@ class Transport:
         self._session = session
         self._client_timeout = aiohttp.ClientTimeout(total=timeout)
         self._connection_slots: asyncio.Semaphore | None = None
-        self._path_urls: dict[str, URL] = {}
-        self._api_url = functools.lru_cache(maxsize=API_URLS_KEPT)(self._build_api_url)
         self._slots_sized = False
         self._headers: Final = {
             "Authorization": api_key,
@@ -250,13 +262,6 @@ class Transport:
 
         return controller(self.max_retries, what, retry_if)
 
-    def _build_api_url(self, path: str, query: tuple[tuple[str, str], ...]) -> URL:
-        """``path`` under ``base_url``, with ``query``: what ``_api_url`` keeps."""
-        url = self._path_urls.get(path)
-        if url is None:  # a handful of paths, each parsed once
-            url = self._path_urls[path] = URL(f"{self.base_url}/{path.lstrip('/')}")
-        return url.with_query(dict(query)) if query else url  # yarl is quicker with a dict
-
     async def request(
         self,
         method: str,
@@ -269,13 +274,13 @@ class Transport:
     ) -> T:
         """Send one API request, retrying transient failures; return the 2xx answer decoded.
 
-        ``query`` holds the URL's query parameters, in order. ``decode`` runs inside each
-        attempt, so an error a 2xx body carries (media's ``code``) is retried by the same
-        rules as an HTTP status. A request that is not ``idempotent`` (one that creates a
-        paid task) is retried only where the server surely did nothing, so a retry never
-        starts a second task.
+        ``query`` holds the URL's query parameters, each name once. ``decode`` runs
+        inside each attempt, so an error a 2xx body carries (media's ``code``) is retried
+        by the same rules as an HTTP status. A request that is not ``idempotent`` (one
+        that creates a paid task) is retried only where the server surely did nothing, so
+        a retry never starts a second task.
         """
-        url = self._api_url(path, query)
+        url = _api_url(self.base_url, path, query)
         retry_if = is_transient if idempotent else _safe_to_resend
         try:
             return await self._attempt(method, url, json, decode)

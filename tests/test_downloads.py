@@ -22,8 +22,9 @@ from gptunnel_async import (
     GPTunnelClient,
     NotFoundError,
     ServerError,
+    Task,
 )
-from gptunnel_async._protocol import decode_media_task, structure_task
+from gptunnel_async._protocol import decode_media_task, structure
 
 from . import faults
 from .conftest import (
@@ -79,7 +80,7 @@ def serve_bytes(body: bytes, chunked: bool = False) -> object:
 
 
 def done_task(url: str) -> object:
-    return structure_task(task_json(status="done", percent=100, result=url))
+    return structure(Task, task_json(status="done", percent=100, result=url))
 
 
 def folder_listing(folder: Path) -> list[str]:
@@ -154,7 +155,7 @@ async def test_only_http_urls_are_downloaded(
 async def test_a_task_that_is_not_done_has_nothing_to_download(
     client: GPTunnelClient, tmp_path: Path
 ) -> None:
-    running = structure_task(task_json(status="running"))
+    running = structure(Task, task_json(status="running"))
     with pytest.raises(ConfigurationError, match="no result"):
         await client.download_result(running, tmp_path / "x.png")
 

@@ -20,11 +20,11 @@ from gptunnel_async import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    Task,
     TaskFailedError,
     WaitTimeoutError,
 )
-from gptunnel_async._protocol import error_from_response, is_transient, parse_retry_after
-from gptunnel_async._protocol import structure_task as task_from
+from gptunnel_async._protocol import error_from_response, is_transient, parse_retry_after, structure
 
 from .conftest import task_json
 
@@ -133,7 +133,7 @@ def test_only_transient_failures_are_retryable(error: GPTunnelError, transient: 
 
 
 def test_task_failed_error_carries_the_task_and_its_error() -> None:
-    task = task_from(task_json(status="failed", error="no face found"))
+    task = structure(Task, task_json(status="failed", error="no face found"))
     error = TaskFailedError(task)
     assert error.task_id == "task-1"
     assert error.task is task

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import ResponseDecodeError, Task, Usage
-from gptunnel_async._protocol import decode_task, structure_task
+from gptunnel_async._protocol import decode_task, structure
 from gptunnel_async.models import converter
 
 from .conftest import task_json
@@ -43,7 +43,7 @@ def test_documented_task_object_decodes_to_every_field() -> None:
 
 
 def test_camel_case_parent_id_is_read() -> None:
-    assert structure_task(task_json(parentId="parent-7")).parent_id == "parent-7"
+    assert structure(Task, task_json(parentId="parent-7")).parent_id == "parent-7"
 
 
 @pytest.mark.parametrize(
@@ -56,45 +56,45 @@ def test_percent_is_an_int_from_0_to_100(raw: Any, expected: int) -> None:
         del data["percent"]
     else:
         data["percent"] = raw
-    task = structure_task(data)
+    task = structure(Task, data)
     assert task.percent == expected
     assert type(task.percent) is int
 
 
 def test_unknown_fields_are_ignored_and_unknown_statuses_kept() -> None:
-    task = structure_task(task_json(status="warming_up", brandNewField={"x": 1}))
+    task = structure(Task, task_json(status="warming_up", brandNewField={"x": 1}))
     assert task.status == "warming_up"
     assert not task.is_terminal
 
 
 @pytest.mark.parametrize("status", ["failed", "error", "fail", "cancelled", "canceled"])
 def test_failure_statuses_are_terminal_failures(status: str) -> None:
-    task = structure_task(task_json(status=status))
+    task = structure(Task, task_json(status=status))
     assert task.is_failed and task.is_terminal and not task.is_done
 
 
 def test_error_object_becomes_its_message() -> None:
-    task = structure_task(task_json(status="failed", error={"message": "no face found"}))
+    task = structure(Task, task_json(status="failed", error={"message": "no face found"}))
     assert task.error == "no face found"
 
 
 def test_actions_become_a_tuple_and_integer_ids_text() -> None:
-    task = structure_task(task_json(id=123, actions=["upsample1", "variation2"]))
+    task = structure(Task, task_json(id=123, actions=["upsample1", "variation2"]))
     assert task.id == "123"
     assert task.actions == ("upsample1", "variation2")
 
 
 def test_models_are_frozen() -> None:
-    task = structure_task(task_json())
+    task = structure(Task, task_json())
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         task.status = "done"  # type: ignore[misc]
 
 
 def test_unstructure_writes_the_api_shape_back() -> None:
     original = task_json(status="done", percent=100)
-    assert converter.unstructure(structure_task(original))["parentId"] is None
-    assert structure_task(converter.unstructure(structure_task(original))) == structure_task(
-        original
+    assert converter.unstructure(structure(Task, original))["parentId"] is None
+    assert structure(Task, converter.unstructure(structure(Task, original))) == structure(
+        Task, original
     )
 
 

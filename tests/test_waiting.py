@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import inspect
 import logging
 import random
 from typing import Any
@@ -441,6 +442,17 @@ async def test_one_step_of_an_iteration_at_a_time(client: GPTunnelClient, api: S
         await stepping
     assert connections_in_use(client) == 0
     assert await collect(waiter) == []
+
+
+async def test_a_step_of_an_iteration_is_a_real_coroutine(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """``asyncio.create_task`` takes nothing else since Python 3.12."""
+    api.script(task_json(status="done", percent=100))
+    step = anext(client.wait_for_result("task-1"))
+    assert inspect.iscoroutine(step)
+    event = await asyncio.create_task(step)
+    assert event.status == "done"
 
 
 async def test_cancelling_an_iteration_while_it_sleeps(

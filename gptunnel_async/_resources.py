@@ -37,8 +37,6 @@ def check_task_id(value: str) -> str:
     silently drop those characters and ask for another task.
     """
     check_text("task_id", value)
-    if value.isascii():  # the usual id, and a quick check
-        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -162,15 +162,11 @@ class Transport:
         session = self._session()
         async with self._slots(session) or contextlib.nullcontext():
             on_api = url.origin() == self.origin
-            budget = self.budget if on_api else None
-            started = await budget.pace() if budget else 0.0
-            response = await self._request(session, method, url, on_api, **options)
-            if budget:
-                self._count(response, budget, started)
+            response = await self._send(session, method, url, on_api, **options)
             async with response:
                 yield response
 
-    def _request(
+    def _send(
         self,
         session: aiohttp.ClientSession,
         method: str,
@@ -181,11 +177,43 @@ class Transport:
         """Start one request: await it for the response, unread. ``on_api``: ``url`` is on
         ``base_url``'s origin.
 
-        The key goes only to that origin, and redirects and error statuses are left to
-        the caller whatever a borrowed session's defaults say, so no redirect can carry
-        the key and no status escapes as a bare aiohttp error. A plain function rather
-        than a coroutine: every coroutine between a read and the event loop costs CPU
-        each time the read waits for the network.
+        An API request keeps to the client's rate budget, if it has one. Without one
+        this is a plain function rather than a coroutine: every coroutine between a read
+        and the event loop costs CPU each time the read waits for the network.
+        """
+        if on_api and self.budget is not None:
+            return self._send_within(self.budget, session, method, url, **options)
+        return self._request(session, method, url, on_api, **options)
+
+    async def _send_within(
+        self,
+        budget: RequestBudget,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        **options: Any,
+    ) -> aiohttp.ClientResponse:
+        """An API request started when the rate budget allows; a 429 slows every request."""
+        started = await budget.pace()
+        response = await self._request(session, method, url, True, **options)
+        if response.status == 429:
+            hint = parse_retry_after(response.headers.get("Retry-After"))
+            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+        return response
+
+    def _request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: URL,
+        on_api: bool,
+        **options: Any,
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """aiohttp's request, not yet started.
+
+        The key goes only to ``base_url``'s origin, and redirects and error statuses are
+        left to the caller whatever a borrowed session's defaults say, so no redirect
+        can carry the key and no status escapes as a bare aiohttp error.
         """
         return session.request(
             method,
@@ -195,14 +223,6 @@ class Transport:
             raise_for_status=False,
             **options,
         )
-
-    def _count(
-        self, response: aiohttp.ClientResponse, budget: RequestBudget, started: float
-    ) -> None:
-        """Tell the client's rate budget of an API answer: a 429 slows every request down."""
-        if response.status == 429:
-            hint = parse_retry_after(response.headers.get("Retry-After"))
-            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
 
     def _slots(self, session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
         """As many slots as the client's ``max_connections`` and the session's connector
@@ -329,17 +349,13 @@ class Transport:
         # What ``exchange`` and ``wire_errors`` do, spelled out: this runs for every read.
         # A queued read waits on the semaphore itself, with no context manager's coroutine.
         session = self._session()
-        slots = self._connection_slots if self._slots_sized else self._slots(session)
+        slots = self._slots(session)
         if slots is not None:
             await slots.acquire()
         try:
-            budget = self.budget
-            started = await budget.pace() if budget else 0.0
-            response = await self._request(  # ``url`` was built on ``base_url``
+            response = await self._send(  # ``url`` was built on ``base_url``
                 session, method, url, True, json=json, timeout=self._client_timeout
             )
-            if budget:
-                self._count(response, budget, started)
             async with response:
                 status, body = response.status, await self.answer(response)
         except (TimeoutError, aiohttp.ClientError) as exc:

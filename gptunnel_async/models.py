@@ -303,7 +303,7 @@ def _structure_float(value: Any, _: type) -> float:
 def _interned(value: Any, _: type) -> str:
     """A text that repeats across thousands of tasks (a status, ``"task"``, a type), kept
     once rather than once per task: models are frozen, so sharing it is safe."""
-    return sys.intern(value if type(value) is str else _structure_str(value, str))
+    return sys.intern(_structure_str(value, str))
 
 
 _NO_USAGE: Final = Usage()

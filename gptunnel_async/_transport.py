@@ -194,11 +194,11 @@ class Transport:
         **options: Any,
     ) -> aiohttp.ClientResponse:
         """An API request started when the rate budget allows; a 429 slows every request."""
-        started = await budget.pace()
+        started = await budget.acquire()
         response = await self._request(session, method, url, True, **options)
         if response.status == 429:
             hint = parse_retry_after(response.headers.get("Retry-After"))
-            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
+            await budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
         return response
 
     def _request(

@@ -32,15 +32,16 @@ from typing import Final
 from aiohttp import web
 from yarl import URL
 
+from ._checks import check_task_id
 from ._polling import PollPolicy
 from ._protocol import decode_task
-from ._resources import TaskResource, check_task_id
 from .errors import (
     ConfigurationError,
     ResponseDecodeError,
     TaskFailedError,
     WebhookVerificationError,
 )
+from .families import TaskResource
 from .models import Task
 
 __all__ = [

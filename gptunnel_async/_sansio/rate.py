@@ -68,7 +68,8 @@ MIN_FRACTION: Final = 1 / 64
 SLACK: Final = 0.5
 """A start that comes at most this many intervals after its TAT (the caller slept a
 little late) counts from the TAT, so sleeping late does not lose rate; any window of one
-second still holds at most ``ceiling + 1`` starts. Later than that, the budget was idle
+second still holds at most ``floor(ceiling + 1 + SLACK)`` starts: ``ceiling + 1`` for a
+whole-number ceiling. Later than that, the budget was idle
 and the start counts from when it came."""
 
 

@@ -16,7 +16,7 @@ from . import _download
 from ._budget import RequestBudget
 from ._families import BgRemover, FaceSwap, Media, Midjourney
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._protocol import decode_balance
+from ._sansio.responses import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
 from .models import Balance, MediaTask, Task

@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from ._images import ImageInput, encode_image
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback
-from ._protocol import decode_media_task, decode_task
 from ._resources import Family, TaskResource, check_task_id, check_text
+from ._sansio.responses import decode_media_task, decode_task
 from .errors import ConfigurationError
 from .models import MediaTask, Task
 

@@ -7,6 +7,7 @@ retries and errors all come from here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -14,7 +15,9 @@ import attrs
 
 from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._transport import Decoder, Transport
+from ._sansio.requests import Request
+from ._sansio.responses import Decoder
+from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
 from .models import TaskLike
 
@@ -94,12 +97,12 @@ class TaskResource(Generic[T]):
             ResponseDecodeError: the answer is not this family's task object.
             UsageError: the client is closed.
         """
-        return await self._transport.request(
-            "GET",
-            self.family.result_path,
-            self.family.decode,
-            query=((self.family.id_param, check_task_id(task_id)),),
-        )
+        return await self._transport.send(self._read_request(task_id), self.family.decode)
+
+    def _read_request(self, task_id: str) -> Request:
+        """The request that reads ``task_id``, which is checked first."""
+        query = ((self.family.id_param, check_task_id(task_id)),)
+        return self._transport.requests.api("GET", self.family.result_path, query=query)
 
     def wait_for_result(
         self,
@@ -126,10 +129,10 @@ class TaskResource(Generic[T]):
         Raises:
             ConfigurationError: ``task_id`` is empty or blank.
         """
-        checked_id = check_task_id(task_id)
+        request = self._read_request(task_id)  # built once: a wait reads the same URL
         return TaskWaiter(
-            checked_id,
-            self.result,
+            check_task_id(task_id),
+            functools.partial(self._transport.send, request, self.family.decode),
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,

@@ -33,8 +33,8 @@ from aiohttp import web
 from yarl import URL
 
 from ._polling import PollPolicy
-from ._protocol import decode_task
 from ._resources import TaskResource, check_task_id
+from ._sansio.responses import decode_task
 from .errors import (
     ConfigurationError,
     ResponseDecodeError,

@@ -14,11 +14,11 @@ from yarl import URL
 
 from . import _download
 from ._budget import RequestBudget
-from ._families import BgRemover, FaceSwap, Media, Midjourney
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.responses import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
+from .families import BgRemover, FaceSwap, Media, Midjourney
 from .models import Balance, MediaTask, Task
 
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
@@ -218,7 +218,7 @@ class GPTunnelClient:
 
         Raises:
             GPTunnelError: the errors that
-                [faceswap.result][gptunnel_async._families.FaceSwap.result] raises.
+                [faceswap.result][gptunnel_async.families.FaceSwap.result] raises.
         """
         return await self.faceswap.result(task_id)
 

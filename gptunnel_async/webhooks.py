@@ -32,8 +32,8 @@ from typing import Final
 from aiohttp import web
 from yarl import URL
 
+from ._checks import check_task_id
 from ._polling import PollPolicy
-from ._resources import TaskResource, check_task_id
 from ._sansio.responses import decode_task
 from .errors import (
     ConfigurationError,
@@ -41,6 +41,7 @@ from .errors import (
     TaskFailedError,
     WebhookVerificationError,
 )
+from .families import TaskResource
 from .models import Task
 
 __all__ = [

@@ -16,6 +16,7 @@ import asyncio
 import math
 from typing import TYPE_CHECKING, Final
 
+from ._checks import positive_number
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -88,14 +89,7 @@ class RequestBudget:
     """
 
     def __init__(self, requests_per_second: float) -> None:
-        number = isinstance(requests_per_second, int | float) and not isinstance(
-            requests_per_second, bool
-        )
-        if not (number and math.isfinite(requests_per_second) and requests_per_second > 0):
-            raise ConfigurationError(
-                f"requests_per_second must be a number > 0 or None, got {requests_per_second!r}"
-            )
-        self.requests_per_second = float(requests_per_second)
+        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
         self._limiter = _new_limiter(self.requests_per_second)
         self._rate = AdaptiveRate(self.requests_per_second)
         self._resume_at = 0.0

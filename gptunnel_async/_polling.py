@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import random
 import types
 from collections.abc import (
@@ -30,6 +29,7 @@ from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 import attrs
 
 from . import _timing
+from ._checks import describe, number
 from ._sansio.retries import honoured_retry_after, is_transient
 from .errors import (
     APIError,
@@ -60,9 +60,7 @@ def _number_check(
     def validate(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None and allow_none:
             return
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (ok and math.isfinite(value) and test(value)):
-            raise ConfigurationError(f"{attribute.name} must be {requirement}, got {value!r}")
+        number(attribute.name, value, requirement, test)
 
     return validate
 
@@ -77,7 +75,9 @@ STRATEGIES: Final[tuple[Strategy, ...]] = ("predictive", "exponential")
 
 def _known_strategy(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in STRATEGIES:
-        raise ConfigurationError(f"{attribute.name} must be one of {STRATEGIES}, got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name} must be one of {STRATEGIES}, got {describe(value)}"
+        )
 
 
 @attrs.frozen
@@ -135,7 +135,8 @@ class PollPolicy:
     def __attrs_post_init__(self) -> None:
         if self.max_interval < self.initial:
             raise ConfigurationError(
-                f"max_interval ({self.max_interval!r}) must not be below initial ({self.initial!r})"
+                f"max_interval ({describe(self.max_interval)}) must not be below initial "
+                f"({describe(self.initial)})"
             )
 
     def intervals(self, rng: random.Random | None = None) -> Iterator[float]:

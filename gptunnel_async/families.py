@@ -17,7 +17,7 @@ from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from ._checks import check_task_id, check_text
+from ._checks import check_task_id, check_text, function, instance_of, optional
 from ._images import ImageInput, encode_image
 from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
@@ -124,9 +124,12 @@ class TaskResource(Generic[T]):
             deadline passes, and the ``APIError`` of a 400, 401, 402, 403 or 404.
 
         Raises:
-            ConfigurationError: ``task_id`` is empty or blank.
+            ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
+                ``policy`` or ``on_progress`` is not one.
         """
         request = self._read_request(task_id)  # built once: a wait reads the same URL
+        optional(instance_of(PollPolicy), "policy", policy)
+        optional(function, "on_progress", on_progress)
         return TaskWaiter(
             check_task_id(task_id),
             functools.partial(self._transport.send, request, self.family.decode),

@@ -15,13 +15,12 @@ server's clock.
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Protocol, runtime_checkable
 
+from ._checks import positive_number
 from ._sansio import rate
-from .errors import ConfigurationError
 
-__all__ = ["InProcessBudget", "RequestBudget", "check_rate"]
+__all__ = ["InProcessBudget", "RequestBudget"]
 
 
 @runtime_checkable
@@ -47,20 +46,6 @@ class RequestBudget(Protocol):
         ...
 
 
-def check_rate(requests_per_second: object) -> float:
-    """``requests_per_second`` as a float, or :class:`ConfigurationError` unless it is a
-    finite number > 0."""
-    value = requests_per_second
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(f"requests_per_second must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 class InProcessBudget:
     """A request budget shared by everything in one process that holds it.
 
@@ -76,7 +61,7 @@ class InProcessBudget:
     """
 
     def __init__(self, requests_per_second: float) -> None:
-        self.requests_per_second = check_rate(requests_per_second)
+        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
         self._state = rate.RateState(self.requests_per_second)
         self._turn = asyncio.Lock()
         """Requests ask in turn (asyncio's lock is first come, first served): one timer

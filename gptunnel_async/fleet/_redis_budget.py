@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
-from .._budget import check_rate
+from .._checks import positive_number
 from .._sansio import rate
 from ._errors import store_call
 from ._keys import fleet_key
@@ -112,7 +112,7 @@ class RedisBudget:
         name: str = "default",
         prefix: str = "gptunnel",
     ) -> None:
-        self.requests_per_second = check_rate(requests_per_second)
+        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
         self.key = fleet_key(prefix, name, "budget")
         self._script = redis.register_script(_SCRIPT)
         self._turn = asyncio.Lock()

@@ -376,3 +376,42 @@ async def test_without_redis_watch_raises_and_running_loops_carry_on_when_it_ret
     finally:
         await redis.aclose()
         await proxy.cut()
+
+
+async def test_fleet_status_on_the_command_line_and_in_python(
+    fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gptunnel_async.cli import main
+    from gptunnel_async.fleet import RedisBudget, fleet_status
+
+    budget = RedisBudget(redis, 40, name="ops")
+    async with fake.client(budget=budget) as client:
+        watcher = Watcher(client, RedisStore(redis, name="ops"))
+        for _ in range(2):
+            await watcher.watch(fake.script_task(steps=[("running", 1)]))
+        await client.get_result(fake.script_task(steps=[("done", 100)]))
+        await budget.rate_limited(await budget.acquire(), None)
+    status = await fleet_status(redis, name="ops")
+    assert (status.watched, status.due, status.leased, status.finished_unhandled) == (2, 2, 0, 0)
+    assert status.rate is not None and 20.0 <= status.rate < 40.0  # halved, then climbing
+    assert (await fleet_status(redis, name="unused")).rate is None
+    code = await asyncio.to_thread(
+        main, ["fleet", "status", "--redis", redis_url, "--name", "ops", "--json"]
+    )
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["watched"], shown["due"], shown["finished_unhandled"]) == (2, 2, 0)
+    assert 20.0 <= shown["rate"] < 40.0
+    code = await asyncio.to_thread(main, ["fleet", "status", "--redis", redis_url, "--name", "ops"])
+    assert code == 0
+    assert "watched               2" in capsys.readouterr().out
+
+
+def test_fleet_status_without_redis_is_an_error_exit(
+    unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gptunnel_async.cli import main
+
+    code = main(["fleet", "status", "--redis", f"redis://127.0.0.1:{unused_tcp_port}/0"])
+    assert code == 4
+    assert "store" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from ._memory import MemoryStore
 from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind
 from ._redis_budget import RedisBudget
 from ._redis_store import RedisStore
+from ._status import fleet_status
 from ._store import WatchStore
 from ._watcher import FAMILIES, RESULT_LIFETIME, Handler, Watcher
 
@@ -38,4 +39,5 @@ __all__ = [
     "StoreUnavailableError",
     "WatchStore",
     "Watcher",
+    "fleet_status",
 ]

@@ -9,7 +9,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from ..models import MediaTask, Task, TaskLike, converter
+from ..models import MediaTask, Task, converter
 
 __all__ = [
     "Claim",
@@ -58,7 +58,7 @@ class Outcome:
     ``timeout``: the wait's, for an expired one."""
 
     kind: OutcomeKind
-    task: TaskLike | None
+    task: Task | MediaTask | None
     timeout: float = 0.0
 
     def dumps(self) -> str:
@@ -122,7 +122,7 @@ class Delivery:
     family: str
     metadata: Any
     outcome: OutcomeKind
-    task: TaskLike | None
+    task: Task | MediaTask | None
     redelivered: bool = False
 
 

@@ -40,7 +40,7 @@ from ..errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from ..models import TaskLike
+from ..models import MediaTask, Task
 from ._records import Claim, Delivery, Entry, FleetProgress, FleetStatus, Outcome, WatchRecord
 from ._schedule import Schedule
 from ._store import WatchStore
@@ -228,7 +228,7 @@ class Watcher:
         self._wake.set()
         return registered
 
-    async def resolve(self, task: TaskLike) -> bool:
+    async def resolve(self, task: Task | MediaTask) -> bool:
         """A finished task from a webhook (any worker's): finish its wait for the whole
         fleet. The first of this and a poll wins; the other does nothing.
 
@@ -331,7 +331,7 @@ class Watcher:
         schedule = Schedule.loads(claim.schedule)
         policy = self.policy or self.client.poll_policy
         try:
-            task: TaskLike = await resource.result(claim.task_id)
+            task: Task | MediaTask = await resource.result(claim.task_id)
         except GPTunnelError as exc:
             # Every failure is ridden through until the deadline: a 401 or 402 heals
             # when an operator acts, and a wait that ended here would be lost to them.
@@ -407,7 +407,7 @@ class Watcher:
 
     # -- waiting in any process --------------------------------------------------------
 
-    async def result(self, task_id: str, *, timeout: float | None = None) -> TaskLike:
+    async def result(self, task_id: str, *, timeout: float | None = None) -> Task | MediaTask:
         """Wait, in any process, until a watched task finishes; return its final state.
 
         Args:
@@ -477,11 +477,11 @@ class Watcher:
         return attrs.evolve(status, rate=await budget.current_rate())
 
 
-def _outcome_of(task: TaskLike) -> Outcome:
+def _outcome_of(task: Task | MediaTask) -> Outcome:
     return Outcome("done" if task.is_done else "failed", task)
 
 
-def _settle(task_id: str, outcome: Outcome) -> TaskLike:
+def _settle(task_id: str, outcome: Outcome) -> Task | MediaTask:
     """The task a finished wait returns, or the error it ends with."""
     if outcome.kind == "done" and outcome.task is not None:
         return outcome.task

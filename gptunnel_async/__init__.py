@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._client import GPTunnelClient
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import (
     APIConnectionError,
@@ -41,6 +42,7 @@ from .errors import (
 from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
 
 __all__ = [
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
@@ -57,6 +59,7 @@ __all__ = [
     "MediaClip",
     "MediaTask",
     "NotFoundError",
+    "NotGiven",
     "PermissionDeniedError",
     "PollPolicy",
     "ProgressCallback",

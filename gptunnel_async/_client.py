@@ -13,8 +13,9 @@ import aiohttp
 from . import _download
 from ._budget import RequestBudget
 from ._checks import count, http_url, instance_of, optional, positive_number
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.responses import decode_balance
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
 from .families import BgRemover, FaceSwap, Media, Midjourney
@@ -214,7 +215,7 @@ class GPTunnelClient:
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``.

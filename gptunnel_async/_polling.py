@@ -31,6 +31,7 @@ import attrs
 from . import _timing
 from ._checks import describe, number
 from ._sansio.retries import honoured_retry_after, is_transient
+from ._sentinel import NOT_GIVEN, NotGiven
 from .errors import (
     APIError,
     ConfigurationError,
@@ -42,14 +43,11 @@ from .errors import (
 )
 from .models import TaskLike
 
-__all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
+__all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 
 T = TypeVar("T", bound=TaskLike)
 
 logger = logging.getLogger("gptunnel_async")
-
-POLICY_TIMEOUT: Final[Any] = object()
-"""Marks "no timeout given": ``None`` is a real value (no deadline at all)."""
 
 
 def _number_check(
@@ -300,11 +298,11 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
     ) -> None:
         self.task_id = task_id
-        self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
+        self.policy = policy if timeout is NOT_GIVEN else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress

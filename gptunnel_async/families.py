@@ -20,9 +20,10 @@ import attrs
 from ._checks import check_task_id, check_text, function, instance_of, optional
 from ._images import ImageInput, encode_image
 from ._many import AsCompleted, wait_many
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
 from ._sansio.responses import Decoder, decode_media_task, decode_task
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
 from .models import MediaTask, Task, TaskLike
@@ -106,7 +107,7 @@ class TaskResource(Generic[T]):
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
     ) -> TaskWaiter[T]:
         """Poll until the task is done: await it for the final task, or iterate its events.
@@ -144,7 +145,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[False] = ...,
     ) -> AsCompleted[T]: ...
@@ -155,7 +156,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[True],
     ) -> AsCompleted[T | GPTunnelError]: ...
@@ -165,7 +166,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         return_exceptions: bool = False,
     ) -> AsCompleted[Any]:
@@ -194,7 +195,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[False] = ...,
     ) -> list[T]: ...
@@ -205,7 +206,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[True],
     ) -> list[T | GPTunnelError]: ...
@@ -215,7 +216,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
@@ -244,7 +245,7 @@ class TaskResource(Generic[T]):
         self,
         task_ids: Iterable[str],
         policy: PollPolicy | None,
-        timeout: float | None,
+        timeout: float | None | NotGiven,
         on_progress: ProgressCallback[T] | None,
     ) -> list[TaskWaiter[T]]:
         if isinstance(task_ids, str):
@@ -264,7 +265,7 @@ class TaskResource(Generic[T]):
         self,
         created: Awaitable[T],
         policy: PollPolicy | None,
-        timeout: float | None,
+        timeout: float | None | NotGiven,
         on_progress: ProgressCallback[T] | None,
     ) -> T:
         """Await a create call, then wait for the task it started."""
@@ -323,7 +324,7 @@ class FaceSwap(TaskResource[Task]):
         face_image: ImageInput,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> Task:
         """Start a face swap and wait for it to finish.
@@ -464,7 +465,7 @@ class Midjourney(TaskResource[Task]):
         *,
         use_wallet_balance: bool = False,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> Task:
         """Start a Midjourney grid and wait for it to finish.
@@ -566,7 +567,7 @@ class Media(TaskResource[MediaTask]):
         images: Sequence[ImageInput] | None = None,
         ar: str | None = None,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[MediaTask] | None = None,
         **extra: Any,
     ) -> MediaTask:

@@ -60,6 +60,12 @@ def _forget_request_headers(exc: aiohttp.ClientError) -> None:
         )
 
 
+def _without_frames(exc: GPTunnelError) -> GPTunnelError:
+    """``exc`` and its chain with their tracebacks detached (see :func:`_drop_frames`)."""
+    _drop_frames(exc)
+    return exc
+
+
 def _drop_frames(exc: BaseException) -> None:
     """Detach the tracebacks of ``exc`` and of every exception chained to it.
 
@@ -126,6 +132,11 @@ class _Inflater:
             raise aiohttp.ClientPayloadError(f"the compressed body is corrupt: {exc}") from None
         self._room -= len(out)
         return out
+
+    def finish(self) -> None:
+        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
+        if self._inflate is None or not self._inflate.eof:
+            raise aiohttp.ClientPayloadError("the compressed body ends before its end")
 
 
 class Transport:
@@ -204,6 +215,8 @@ class Transport:
                 return await read(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._wire_error(exc, request.label) from exc
+        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
+            raise _without_frames(exc) from exc.__cause__
         finally:
             if slots is not None:
                 slots.release()
@@ -335,11 +348,19 @@ class Transport:
 
     async def _attempt(self, request: Request, decode: Decoder[T]) -> T:
         status, headers, body = await self.exchange(request, self.read_answer)
-        body = check_answer(status, headers, body, secret=self._api_key)
-        return decode(body, status, secret=self._api_key)
+        try:
+            body = check_answer(status, headers, body, secret=self._api_key)
+            return decode(body, status, secret=self._api_key)
+        except GPTunnelError as exc:
+            error = _without_frames(exc)
+        # Raised from here, with the answer gone: the frames it came from hold the key
+        # (to mask it) and the body (which may echo it) as locals.
+        del headers, body
+        raise error
 
 
 async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> AsyncIterator[bytes]:
     async for chunk in response.content.iter_chunked(_CHUNK):
         if data := inflater.feed(chunk):
             yield data
+    inflater.finish()

@@ -245,7 +245,7 @@ class TaskResource(Generic[T]):
         self,
         task_ids: Iterable[str],
         policy: PollPolicy | None,
-        timeout: float | None | NotGiven,
+        timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> list[TaskWaiter[T]]:
         if isinstance(task_ids, str):
@@ -265,7 +265,7 @@ class TaskResource(Generic[T]):
         self,
         created: Awaitable[T],
         policy: PollPolicy | None,
-        timeout: float | None | NotGiven,
+        timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> T:
         """Await a create call, then wait for the task it started."""

@@ -5,7 +5,7 @@ of them instant (``gptunnel_async.testing``) or record what was asked for.
 """
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 _instant = False
 
@@ -39,3 +39,41 @@ def sleep(seconds: float) -> Awaitable[None]:
 def _wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class Wakeup:
+    """The pauses of one client's waits, so that closing the client ends them at once
+    rather than at each wait's next read.
+
+    A pause that is a future (as :func:`sleep`'s are) is kept here while it lasts;
+    :meth:`interrupt` fails every one with the error it is given, and any pause asked
+    for after that.
+    """
+
+    __slots__ = ("_error", "_sleeping")
+
+    def __init__(self) -> None:
+        self._sleeping: set[asyncio.Future[None]] = set()
+        self._error: Callable[[], BaseException] | None = None
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Pause as :func:`sleep` does, unless :meth:`interrupt` ends the pause first.
+
+        Raises:
+            BaseException: the error :meth:`interrupt` was given, if it was called.
+        """
+        if self._error is not None:
+            raise self._error()
+        pause = sleep(seconds)
+        if isinstance(pause, asyncio.Future):
+            self._sleeping.add(pause)
+            pause.add_done_callback(self._sleeping.discard)
+        return pause
+
+    def interrupt(self, error: Callable[[], BaseException]) -> None:
+        """End every pause now, and any later one at once, with ``error()``."""
+        self._error = error
+        sleeping, self._sleeping = self._sleeping, set()
+        for pause in sleeping:
+            if not pause.done():
+                pause.set_exception(error())

@@ -71,7 +71,7 @@ class PollPolicy:
     pause after that is ``multiplier`` times longer, up to ``max_interval``, each
     varied by ±``jitter`` -- until ``percent`` rises and the predictive strategy aims
     the reads at the predicted finish. The defaults suit a chat bot and a service alike.
-    No pause is ever shorter than 10 ms (``MIN_POLL_INTERVAL``).
+    No pause is ever shorter than 10 ms, whatever the values below.
 
     Attributes:
         initial: seconds before the second read (>= 0.01). Default ``1.0``: a user sees

@@ -48,7 +48,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
 
     Args:
         task_id: the task to wait for.
-        fetch: reads the family's task once, given its id.
+        fetch: reads the task once (its request built once for the whole wait).
         policy: the pacing and deadline.
         timeout: overrides the policy's deadline (``None``: no deadline).
         on_progress: called with each event, in both modes; may be async.
@@ -81,7 +81,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     def __init__(
         self,
         task_id: str,
-        fetch: Callable[[str], Awaitable[T]],
+        fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
         timeout: float | None = POLICY_TIMEOUT,
@@ -137,7 +137,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         bounded = asyncio.timeout_at(state.deadline)
         try:
             async with bounded:
-                task = await self._fetch(self.task_id)
+                task = await self._fetch()
         except TimeoutError:
             # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
             # rather than the clock stays exact when the deadline lands on a wake-up.

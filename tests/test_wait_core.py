@@ -30,12 +30,13 @@ from gptunnel_async import (
     ServerError,
     Task,
     TaskFailedError,
+    TLSError,
     UsageError,
     WaitTimeoutError,
 )
 from gptunnel_async._sansio.pacing import MIN_POLL_INTERVAL, Pace, draw, next_pause
+from gptunnel_async._sansio.retries import RETRY_AFTER_CAP
 from gptunnel_async._sansio.waiting import (
-    RETRY_AFTER_CAP,
     Decision,
     Fail,
     Finish,
@@ -173,6 +174,7 @@ ENDING: list[Any] = [
     pytest.param(InsufficientBalanceError("no", status_code=402), id="402"),
     pytest.param(PermissionDeniedError("no", status_code=403), id="403"),
     pytest.param(NotFoundError("no", status_code=404), id="404"),
+    pytest.param(TLSError("certificate verify failed"), id="TLS"),
     pytest.param(UsageError("the client is closed"), id="closed client"),
 ]
 

@@ -7,13 +7,13 @@ pacing's new memory, a small frozen value that a wait keeps in its state.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from .._checks import describe, number
 from ..errors import ConfigurationError
 
 __all__ = [
@@ -45,9 +45,7 @@ def _number_check(
     def validate(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None and allow_none:
             return
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (ok and math.isfinite(value) and test(value)):
-            raise ConfigurationError(f"{attribute.name} must be {requirement}, got {value!r}")
+        number(attribute.name, value, requirement, test)
 
     return validate
 
@@ -60,7 +58,9 @@ _interval = _number_check(
 
 def _known_strategy(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in STRATEGIES:
-        raise ConfigurationError(f"{attribute.name} must be one of {STRATEGIES}, got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name} must be one of {STRATEGIES}, got {describe(value)}"
+        )
 
 
 @attrs.frozen
@@ -119,7 +119,8 @@ class PollPolicy:
     def __attrs_post_init__(self) -> None:
         if self.max_interval < self.initial:
             raise ConfigurationError(
-                f"max_interval ({self.max_interval!r}) must not be below initial ({self.initial!r})"
+                f"max_interval ({describe(self.max_interval)}) must not be below initial "
+                f"({describe(self.initial)})"
             )
 
     def intervals(self, rng: random.Random | None = None) -> Iterator[float]:

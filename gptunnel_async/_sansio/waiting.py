@@ -32,7 +32,6 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar
 import attrs
 import cattrs
 
-from .._protocol import is_transient
 from ..errors import (
     APIError,
     ConfigurationError,
@@ -43,9 +42,9 @@ from ..errors import (
 )
 from ..models import TaskLike, converter
 from .pacing import Pace, PollPolicy, draw, next_pause
+from .retries import honoured_retry_after, is_transient
 
 __all__ = [
-    "RETRY_AFTER_CAP",
     "Decision",
     "Fail",
     "Finish",
@@ -57,9 +56,6 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=TaskLike)
-
-RETRY_AFTER_CAP: Final = 60.0
-"""The longest ``Retry-After`` a wait honours, in seconds, as the transport does."""
 
 STATE_FORMAT: Final = 1
 """The version of :meth:`WaitState.to_json`'s data; loading another one is refused."""
@@ -221,11 +217,11 @@ class WaitState:
 
     def failed(self, error: GPTunnelError, now: float) -> tuple[WaitState, Decision[Any]]:
         """Feed a read that failed at ``now`` with ``error``: read again later if it is
-        transient (honouring ``Retry-After`` up to ``RETRY_AFTER_CAP``), else fail."""
+        transient (honouring ``Retry-After``, capped as every retry's is), else fail."""
         if not rides_through(error):
             return self._after_read(self.status, self.percent, self.pace, self.due_at), Fail(error)
-        hint = error.retry_after if isinstance(error, APIError) else None
-        pace, due = self._next_read(now, None, min(hint or 0.0, RETRY_AFTER_CAP))
+        hint = honoured_retry_after(error.retry_after if isinstance(error, APIError) else None)
+        pace, due = self._next_read(now, None, hint or 0.0)
         return self._after_read(self.status, self.percent, pace, due), self._read_at(due, None)
 
     def _next_read(self, now: float, percent: int | None, at_least: float) -> tuple[Pace, float]:

@@ -11,11 +11,12 @@ from typing import Final, Self
 import aiohttp
 
 from . import _download
-from ._budget import RequestBudget
+from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, http_url, instance_of, optional, positive_number
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.responses import decode_balance
 from ._sentinel import NOT_GIVEN, NotGiven
+from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
 from .families import BgRemover, FaceSwap, Media, Midjourney
@@ -26,6 +27,21 @@ __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
 _HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
 """Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
+
+
+def _budget(
+    requests_per_second: float | None, budget: RequestBudget | None
+) -> RequestBudget | None:
+    """The client's budget: the one given, or an in-process one for ``requests_per_second``."""
+    if budget is None:
+        return None if requests_per_second is None else InProcessBudget(requests_per_second)
+    if requests_per_second is not None:
+        raise ConfigurationError("give requests_per_second or budget, not both")
+    if not isinstance(budget, RequestBudget):
+        raise ConfigurationError(
+            f"budget must be a RequestBudget (acquire, rate_limited, current_rate), got {budget!r}"
+        )
+    return budget
 
 
 def _api_key(value: str | None) -> str:
@@ -72,6 +88,10 @@ def _result_file(task: Task | MediaTask) -> str:
     return files[0]
 
 
+def _closed() -> UsageError:
+    return UsageError("this GPTunnelClient is closed; create a new one")
+
+
 class GPTunnelClient:
     """An async client for GPTunnel's task API.
 
@@ -88,9 +108,14 @@ class GPTunnelClient:
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.
         max_connections: requests in flight at once, shared by every call and wait;
             by default as many as the session's pool allows (100 for the client's own).
-        requests_per_second: if set, API requests start at least ``1 / rate`` apart,
-            client-wide, and a 429 slows the whole client down until it recovers.
-            Needs ``pip install 'gptunnel-async[ratelimit]'``.
+        requests_per_second: if set, API requests start ``1 / rate`` apart (no second
+            holds more than ``rate + 1``), client-wide, and a 429 slows the whole
+            client down until it recovers: the shorthand for
+            ``budget=InProcessBudget(requests_per_second)``.
+        budget: the [RequestBudget][gptunnel_async.fleet.RequestBudget] every API
+            request starts from, e.g. a
+            [RedisBudget][gptunnel_async.fleet.RedisBudget] shared by every process
+            of a fleet. Not together with ``requests_per_second``.
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -108,6 +133,7 @@ class GPTunnelClient:
         poll_policy: PollPolicy | None = None,
         max_connections: int | None = None,
         requests_per_second: float | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         key = _api_key(api_key)
         root = _base_url(base_url)
@@ -116,12 +142,14 @@ class GPTunnelClient:
         connections = optional(_connections, "max_connections", max_connections)
         optional(instance_of(aiohttp.ClientSession), "session", session)
         optional(instance_of(PollPolicy), "poll_policy", poll_policy)
-        budget = None if requests_per_second is None else RequestBudget(requests_per_second)
+        budget = _budget(requests_per_second, budget)
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._wakeup = Wakeup()
+        """The pauses of this client's waits: ``close()`` ends them."""
         self._transport = Transport(
             base_url=root,
             api_key=key,
@@ -131,14 +159,14 @@ class GPTunnelClient:
             max_connections=connections,
             budget=budget,
         )
-        self.faceswap = FaceSwap(self._transport, self._poll_policy)
+        self.faceswap = FaceSwap(self._transport, self._poll_policy, self._wakeup)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
-        self.bgremover = BgRemover(self._transport, self._poll_policy)
+        self.bgremover = BgRemover(self._transport, self._poll_policy, self._wakeup)
         """Background removal: ``result``, ``wait_for_result``."""
-        self.midjourney = Midjourney(self._transport, self._poll_policy)
+        self.midjourney = Midjourney(self._transport, self._poll_policy, self._wakeup)
         """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
         ``wait_for_result``, ``imagine_and_wait``."""
-        self.media = Media(self._transport, self._poll_policy)
+        self.media = Media(self._transport, self._poll_policy, self._wakeup)
         """Media generation ([MediaTask][gptunnel_async.MediaTask]): ``create``, ``result``,
         ``wait_for_result``, ``generate``."""
         self.as_completed = self.faceswap.as_completed
@@ -167,7 +195,7 @@ class GPTunnelClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise UsageError("this GPTunnelClient is closed; create a new one")
+            raise _closed()
         if self._session is None:
             limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
@@ -178,6 +206,7 @@ class GPTunnelClient:
     async def close(self) -> None:
         """Close the session the client opened (never a borrowed one). Safe to call twice."""
         self._closed = True
+        self._wakeup.interrupt(_closed)
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()

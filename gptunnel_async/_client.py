@@ -14,7 +14,7 @@ from . import _download
 from ._budget import RequestBudget
 from ._checks import count, http_url, instance_of, optional, positive_number
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._protocol import decode_balance
+from ._sansio.responses import decode_balance
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
 from .families import BgRemover, FaceSwap, Media, Midjourney

@@ -30,8 +30,7 @@ import attrs
 
 from . import _timing
 from ._checks import describe, number
-from ._protocol import is_transient
-from ._transport import RETRY_AFTER_CAP
+from ._sansio.retries import honoured_retry_after, is_transient
 from .errors import (
     APIError,
     ConfigurationError,
@@ -272,7 +271,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
 
     Args:
         task_id: the task to wait for.
-        fetch: reads the family's task once, given its id.
+        fetch: reads the task once (its request built once for the whole wait).
         policy: the pacing and deadline.
         timeout: overrides the policy's deadline (``None``: no deadline).
         on_progress: called with each event, in both modes; may be async.
@@ -298,7 +297,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     def __init__(
         self,
         task_id: str,
-        fetch: Callable[[str], Awaitable[T]],
+        fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
         timeout: float | None = POLICY_TIMEOUT,
@@ -450,7 +449,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             try:
                 async with bounded:
                     self._reads += 1
-                    task = await self._fetch(self.task_id)
+                    task = await self._fetch()
             except TimeoutError:
                 # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
                 # rather than the clock stays exact when the deadline lands on a wake-up.
@@ -463,9 +462,9 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 if not _worth_polling_again(exc):
                     raise
                 pause = pacing.next_wait(loop.time(), None)
-                hint = exc.retry_after if isinstance(exc, APIError) else None
+                hint = honoured_retry_after(exc.retry_after if isinstance(exc, APIError) else None)
                 if hint is not None:
-                    pause = max(pause, min(hint, RETRY_AFTER_CAP))
+                    pause = max(pause, hint)
                 logger.warning(
                     "task %s: read failed (%s); polling again in %.2fs", self.task_id, exc, pause
                 )

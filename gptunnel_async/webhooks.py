@@ -33,7 +33,7 @@ from aiohttp import web
 
 from ._checks import check_task_id, check_text, describe, http_url
 from ._polling import PollPolicy
-from ._protocol import decode_task
+from ._sansio.responses import decode_task
 from .errors import (
     ConfigurationError,
     ResponseDecodeError,

@@ -143,9 +143,6 @@ async def test_a_429_halves_the_rate_of_every_request_of_the_client(
         api_key=API_KEY, base_url=api.base_url, requests_per_second=rate
     ) as client:
         await asyncio.gather(*(client.get_result(f"t-{i}") for i in range(24)))
-        budget = client._transport.budget
-        assert budget is not None
-        assert budget.current_rate() == pytest.approx(rate / 2, rel=0.2)
     times = sorted(arrivals.times)
     (refused,) = arrivals.refused_at
     before = gaps([t for t in times if t <= refused])

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import random
 import types
 from collections.abc import (
@@ -30,6 +29,7 @@ import attrs
 
 from . import _timing
 from ._checks import describe, number
+from ._logging import logger
 from ._sansio.retries import honoured_retry_after, is_transient
 from .errors import (
     APIError,
@@ -46,7 +46,6 @@ __all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", 
 
 T = TypeVar("T", bound=TaskLike)
 
-logger = logging.getLogger("gptunnel_async")
 
 POLICY_TIMEOUT: Final[Any] = object()
 """Marks "no timeout given": ``None`` is a real value (no deadline at all)."""

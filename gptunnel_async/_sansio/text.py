@@ -104,8 +104,7 @@ class SecretMask:
         self._key = "".join(map(_compared, secret))
         self._run = min(MIN_RUN, len(self._key))
         self._runs = frozenset(
-            self._key[start : start + self._run]
-            for start in range(len(self._key) - self._run + 1)
+            self._key[start : start + self._run] for start in range(len(self._key) - self._run + 1)
         )
         # Any run of ``_run`` characters of the key holds one of these ``step``-long
         # pieces, taken every ``step`` characters: a quick, sound first look.

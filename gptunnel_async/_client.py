@@ -11,7 +11,7 @@ from typing import Final, Self
 import aiohttp
 
 from . import _download
-from ._budget import RequestBudget
+from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, http_url, instance_of, optional, positive_number
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.responses import decode_balance
@@ -25,6 +25,21 @@ __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
 _HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
 """Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
+
+
+def _budget(
+    requests_per_second: float | None, budget: RequestBudget | None
+) -> RequestBudget | None:
+    """The client's budget: the one given, or an in-process one for ``requests_per_second``."""
+    if budget is None:
+        return None if requests_per_second is None else InProcessBudget(requests_per_second)
+    if requests_per_second is not None:
+        raise ConfigurationError("give requests_per_second or budget, not both")
+    if not isinstance(budget, RequestBudget):
+        raise ConfigurationError(
+            f"budget must be a RequestBudget (acquire, rate_limited, current_rate), got {budget!r}"
+        )
+    return budget
 
 
 def _api_key(value: str | None) -> str:
@@ -87,9 +102,14 @@ class GPTunnelClient:
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.
         max_connections: requests in flight at once, shared by every call and wait;
             by default as many as the session's pool allows (100 for the client's own).
-        requests_per_second: if set, API requests start at least ``1 / rate`` apart,
-            client-wide, and a 429 slows the whole client down until it recovers.
-            Needs ``pip install 'gptunnel-async[ratelimit]'``.
+        requests_per_second: if set, API requests start ``1 / rate`` apart (no second
+            holds more than ``rate + 1``), client-wide, and a 429 slows the whole
+            client down until it recovers: the shorthand for
+            ``budget=InProcessBudget(requests_per_second)``.
+        budget: the [RequestBudget][gptunnel_async.fleet.RequestBudget] every API
+            request starts from, e.g. a
+            [RedisBudget][gptunnel_async.fleet.RedisBudget] shared by every process
+            of a fleet. Not together with ``requests_per_second``.
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -107,6 +127,7 @@ class GPTunnelClient:
         poll_policy: PollPolicy | None = None,
         max_connections: int | None = None,
         requests_per_second: float | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         key = _api_key(api_key)
         root = _base_url(base_url)
@@ -115,7 +136,7 @@ class GPTunnelClient:
         connections = optional(_connections, "max_connections", max_connections)
         optional(instance_of(aiohttp.ClientSession), "session", session)
         optional(instance_of(PollPolicy), "poll_policy", poll_policy)
-        budget = None if requests_per_second is None else RequestBudget(requests_per_second)
+        budget = _budget(requests_per_second, budget)
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session

@@ -198,7 +198,7 @@ class Transport:
                 raise_for_status=False,
                 timeout=self._timeouts[request.streamed],
             ) as response:
-                self._report_to_budget(started, response)
+                await self._report_to_budget(started, response)
                 return await read(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._wire_error(exc, request.label) from exc
@@ -211,13 +211,15 @@ class Transport:
         ``None`` without a budget. The one place a request meets the budget."""
         if self.budget is None or not request.on_api:
             return None
-        return await self.budget.pace()
+        return await self.budget.acquire()
 
-    def _report_to_budget(self, started: float | None, response: aiohttp.ClientResponse) -> None:
+    async def _report_to_budget(
+        self, started: float | None, response: aiohttp.ClientResponse
+    ) -> None:
         """A 429 slows every request of the client down, for its ``Retry-After`` too."""
         if started is not None and self.budget is not None and response.status == 429:
             hint = parse_retry_after(response.headers.get("Retry-After"))
-            self.budget.rate_limited(started, honoured_retry_after(hint))
+            await self.budget.rate_limited(started, honoured_retry_after(hint))
 
     def _slots(self, session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
         """As many slots as the client's ``max_connections`` and the session's connector

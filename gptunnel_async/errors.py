@@ -22,7 +22,8 @@ GPTunnelError
 ├── DownloadError               a result file could not be fetched or saved
 ├── TaskFailedError             the task itself failed: .task_id, .task
 ├── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
-└── WebhookVerificationError    a webhook POST without this receiver's secret token
+├── WebhookVerificationError    a webhook POST without this receiver's secret token
+└── StoreUnavailableError       the fleet's store (Redis) could not be reached or failed
 ```
 
 Every one survives ``pickle`` with its attributes, so errors can cross process pools and
@@ -57,6 +58,7 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "StoreUnavailableError",
     "TLSError",
     "TaskFailedError",
     "UsageError",
@@ -259,3 +261,8 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
 class WebhookVerificationError(GPTunnelError):
     """A webhook POST whose callback URL lacks the receiver's secret token: not from
     GPTunnel for a task this receiver asked about, so its body is not trusted."""
+
+
+class StoreUnavailableError(GPTunnelError):
+    """The fleet's store (Redis) could not be reached or failed: what was asked of it
+    (registering a wait, a budget's decision) did not happen. The cause is chained."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
 from . import _timing
+from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
 from ._sentinel import NOT_GIVEN, NotGiven
@@ -27,7 +27,6 @@ __all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 
 T = TypeVar("T", bound=TaskLike)
 
-logger = logging.getLogger("gptunnel_async")
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""

@@ -7,18 +7,17 @@ tenacity is a noticeable part of the import time.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Final
 
 import tenacity
 
 from . import _timing
+from ._logging import logger
 from ._sansio.retries import honoured_retry_after
 
 __all__ = ["controller"]
 
-logger = logging.getLogger("gptunnel_async")
 
 _BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
 """0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step."""

@@ -16,6 +16,7 @@ import inspect
 import logging
 import math
 import random
+import time
 import types
 from collections.abc import (
     AsyncIterator,
@@ -40,6 +41,18 @@ from .errors import (
     TaskFailedError,
     UsageError,
     WaitTimeoutError,
+)
+from .instrumentation._hooks import (
+    LISTENING,
+    ProgressDetails,
+    RetryDetails,
+    WaitFinished,
+    WaitOutcome,
+    WaitStarted,
+    emit_progress,
+    emit_retry,
+    emit_wait_finished,
+    emit_wait_started,
 )
 from .models import TaskLike
 
@@ -275,6 +288,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         policy: the pacing and deadline.
         timeout: overrides the policy's deadline (``None``: no deadline).
         on_progress: called with each event, in both modes; may be async.
+        family: the task family, as the instrumentation hooks report it.
 
     Raises:
         TaskFailedError: (when awaited or iterated) the task failed.
@@ -289,6 +303,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         "_on_progress",
         "_polling",
         "_reads",
+        "family",
         "policy",
         "task_id",
         "timeout",
@@ -302,8 +317,10 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         policy: PollPolicy,
         timeout: float | None = POLICY_TIMEOUT,
         on_progress: ProgressCallback[T] | None = None,
+        family: str = "faceswap",
     ) -> None:
         self.task_id = task_id
+        self.family = family
         self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
@@ -320,7 +337,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         """The polling loop, started in ``mode`` on first use; ``UsageError`` in the other."""
         if self._polling is None:
             self._mode = mode
-            self._polling = self._poll()
+            observed = LISTENING.wait_started or LISTENING.wait_finished
+            self._polling = self._observed_poll() if observed else self._poll()
         elif mode == "awaited" and self._mode != "awaited":
             raise UsageError("this waiter is already being iterated; await a new one")
         elif mode == "iterated" and self._mode == "awaited":
@@ -430,7 +448,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         pacing = Pacing(self.policy)
         last_seen: T | None = None
         last_status: str | None = None
-        percent = last_percent = 0
+        percent = last_percent = failures = 0
         due = started
 
         while True:
@@ -465,14 +483,13 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 hint = exc.retry_after if isinstance(exc, APIError) else None
                 if hint is not None:
                     pause = max(pause, min(hint, RETRY_AFTER_CAP))
-                logger.warning(
-                    "task %s: read failed (%s); polling again in %.2fs", self.task_id, exc, pause
-                )
+                failures += 1
+                emit_retry(self._retry_details(exc, failures, pause))  # the default hook logs it
                 due = loop.time() + pause
                 continue
             finally:
                 del bounded  # spent: a sleeping wait holds no timeout
-            last_seen = task
+            last_seen, failures = task, 0
             if task.is_failed:
                 raise TaskFailedError(task)
             percent = max(percent, task.percent)
@@ -497,12 +514,67 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 task=task,
                 elapsed=now - started,
             )
+            if LISTENING.progress:
+                emit_progress(self._progress_details(event))
             await self._notify(event)
             if self._mode != "awaited":
                 await _Handoff(event)
             if task.is_done:
                 return task
             del event  # a sleeping wait keeps its last task, not the event around it
+
+    async def _observed_poll(self) -> T:
+        """:meth:`_poll`, reported to the hooks: when it starts and how it ends."""
+        emit_wait_started(WaitStarted(self.task_id, self.family, self.timeout))
+        started = time.monotonic()
+        task: T | None = None
+        error: BaseException | None = None
+        try:
+            task = await self._poll()
+            return task
+        except BaseException as exc:  # GeneratorExit and cancellation too: they end it
+            error = exc
+            raise
+        finally:
+            emit_wait_finished(self._finished_details(task, error, time.monotonic() - started))
+
+    def _finished_details(
+        self, task: T | None, error: BaseException | None, duration: float
+    ) -> WaitFinished:
+        outcome: WaitOutcome
+        if error is None:
+            outcome = "done"
+        elif isinstance(error, TaskFailedError | WaitTimeoutError):
+            outcome = "failed" if isinstance(error, TaskFailedError) else "timeout"
+            task = error.task  # type: ignore[assignment]  # the family's own task model
+        else:
+            outcome = "error" if isinstance(error, Exception) else "cancelled"
+        return WaitFinished(
+            task_id=self.task_id,
+            family=self.family,
+            outcome=outcome,
+            status=None if task is None else task.status,
+            duration=duration,
+            reads=self._reads,
+            error=None if error is None or outcome == "cancelled" else type(error).__name__,
+        )
+
+    def _retry_details(self, error: GPTunnelError, attempt: int, pause: float) -> RetryDetails:
+        return RetryDetails(
+            scope="wait",
+            what=f"task {self.task_id} read",
+            family=self.family,
+            task_id=self.task_id,
+            attempt=attempt,
+            wait=pause,
+            error=error,
+            status_code=getattr(error, "status_code", None),
+        )
+
+    def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
+        return ProgressDetails(
+            self.task_id, self.family, event.status, event.percent, event.elapsed
+        )
 
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:

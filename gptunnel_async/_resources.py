@@ -16,6 +16,7 @@ from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._transport import Decoder, Transport
 from .errors import ConfigurationError, GPTunnelError
+from .instrumentation._hooks import family_of
 from .models import TaskLike
 
 __all__ = ["Family", "TaskResource", "check_task_id", "check_text"]
@@ -133,6 +134,7 @@ class TaskResource(Generic[T]):
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,
+            family=family_of(self.family.result_path),
         )
 
     @overload

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
@@ -28,6 +29,7 @@ from ._protocol import (
 )
 from ._version import version
 from .errors import APIConnectionError, APITimeoutError, GPTunnelError, ResponseDecodeError
+from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
     import tenacity
@@ -57,6 +59,9 @@ MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
 
 _CHUNK: Final = 64 * 1024
+
+TASK_ID_PARAMS: Final = ("taskId", "task_id")
+"""The query parameters that name the task a request reads, in the families' spellings."""
 
 API_URLS_KEPT: Final = 256
 """How many API URLs (base URL, path and query) are kept built: a wait reads the same
@@ -130,6 +135,7 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self.origin = URL(base_url).origin()
+        self._base_path = URL(base_url).path.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_connections = max_connections
@@ -272,15 +278,22 @@ class Transport:
         return redact(text, self._api_key)
 
     def retrying(
-        self, what: str, retry_if: Callable[[BaseException], bool] = is_transient
+        self,
+        what: str,
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        *,
+        family: str = "download",
+        task_id: str | None = None,
     ) -> tenacity.AsyncRetrying:
         """A fresh tenacity controller (they keep per-call state): backoff with Retry-After.
 
-        ``what`` names the request in the WARNING logged before each retry.
+        ``what`` names the request, ``family`` its task family and ``task_id`` the task it
+        reads, in the report each retry makes to the instrumentation hooks (the default
+        one logs a WARNING).
         """
         from ._retrying import controller  # tenacity loads on the first retry, not at import
 
-        return controller(self.max_retries, what, retry_if)
+        return controller(self.max_retries, what, retry_if, family, task_id)
 
     async def request(
         self,
@@ -318,9 +331,10 @@ class Transport:
                 raise replay.pop()
             return await self._attempt(*args)
 
-        result: T = await self.retrying(f"{method} {url.path}", retry_if)(
-            attempt, method, url, json, decode
-        )
+        what = f"{method} {url.path}"
+        task_id = next((value for name, value in query if name in TASK_ID_PARAMS), None)
+        controller = self.retrying(what, retry_if, family=family_of(path), task_id=task_id)
+        result: T = await controller(attempt, method, url, json, decode)
         return result
 
     @contextlib.contextmanager
@@ -339,7 +353,44 @@ class Transport:
         reason = self.redact(str(exc)) or type(exc).__name__
         return APIConnectionError(f"{what} failed: {reason}")
 
-    async def _attempt(
+    def _attempt(self, method: str, url: URL, json: Any, decode: Decoder[T]) -> Awaitable[T]:
+        """One attempt; reported to the instrumentation hooks if one listens to requests
+        (a plain function, so an unobserved read costs no extra coroutine)."""
+        if LISTENING.request:
+            return self._observed_attempt(method, url, json, decode)
+        return self._plain_attempt(method, url, json, decode)
+
+    async def _observed_attempt(self, method: str, url: URL, json: Any, decode: Decoder[T]) -> T:
+        """:meth:`_plain_attempt`, timed and reported to the hooks, whatever its outcome."""
+        answered: list[int] = []  # the status of a 2xx answer, seen by ``decode``
+
+        def noting_status(body: bytes, status_code: int, /, *, secret: str | None = None) -> T:
+            answered.append(status_code)
+            return decode(body, status_code, secret=secret)
+
+        started_at, started = time.time(), time.monotonic()
+        error: BaseException | None = None
+        try:
+            return await self._plain_attempt(method, url, json, noting_status)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            path = url.path
+            emit_request(
+                RequestDetails(
+                    method=method,
+                    path=path,
+                    family=family_of(path[len(self._base_path) :]),
+                    task_id=next(filter(None, map(url.query.get, TASK_ID_PARAMS)), None),
+                    status_code=answered[-1] if answered else getattr(error, "status_code", None),
+                    error=None if error is None else type(error).__name__,
+                    started_at=started_at,
+                    duration=time.monotonic() - started,
+                )
+            )
+
+    async def _plain_attempt(
         self,
         method: str,
         url: URL,

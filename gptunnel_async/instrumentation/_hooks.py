@@ -69,7 +69,8 @@ class RetryDetails:
         family: the task family (see
             [RequestDetails][gptunnel_async.instrumentation.RequestDetails]).
         task_id: the task, for a wait's read; else ``None``.
-        attempt: 1 for the first retry, 2 for the second ...
+        attempt: for a request, 1 for the first retry, 2 for the second ...; for a
+            wait, the number of the read that failed.
         wait: seconds until the next attempt.
         error: the error of the failed attempt (it never holds the key).
         status_code: its HTTP status (429, 503 ...), or ``None`` without one.

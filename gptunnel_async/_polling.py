@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, TypeAlias, TypeVar
@@ -18,6 +17,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from . import _timing
+from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
 from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
@@ -39,7 +39,6 @@ __all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", 
 
 T = TypeVar("T", bound=TaskLike)
 
-logger = logging.getLogger("gptunnel_async")
 
 POLICY_TIMEOUT: Final[Any] = object()
 """Marks "no timeout given": ``None`` is a real value (no deadline at all)."""

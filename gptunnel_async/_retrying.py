@@ -19,6 +19,7 @@ from .instrumentation._hooks import RetryDetails, emit_retry
 
 __all__ = ["controller"]
 
+
 _BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
 """0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step."""
 

@@ -10,7 +10,6 @@ the retries (tenacity), and turns every failure on the wire into a typed
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 import time
 import zlib
@@ -37,7 +36,6 @@ __all__ = ["Transport"]
 T = TypeVar("T")
 R = TypeVar("R")
 
-logger = logging.getLogger("gptunnel_async")
 
 _CHUNK: Final = 64 * 1024
 

@@ -7,12 +7,12 @@ report, so an SDK with no such hook pays one attribute check a request.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from .._logging import logger
 from ..errors import GPTunnelError
 
 __all__ = [
@@ -27,8 +27,6 @@ __all__ = [
     "get_hooks",
     "set_hooks",
 ]
-
-logger = logging.getLogger("gptunnel_async")
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ from ._client import GPTunnelClient
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
 from ._sentinel import NOT_GIVEN, NotGiven
+from ._throttle import throttle
 from ._version import version
 from .errors import (
     APIConnectionError,
@@ -77,6 +78,7 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "throttle",
 ]
 
 if TYPE_CHECKING:

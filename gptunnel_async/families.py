@@ -26,6 +26,7 @@ from ._sansio.responses import Decoder, decode_media_task, decode_task, reading
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
+from .instrumentation._hooks import family_of
 from .models import MediaTask, Task, TaskLike
 
 __all__ = [
@@ -146,6 +147,7 @@ class TaskResource(Generic[T]):
             timeout=timeout,
             on_progress=on_progress,
             wakeup=self._wakeup,
+            family=family_of(self.family.result_path),
         )
 
     @overload

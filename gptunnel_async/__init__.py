@@ -37,7 +37,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
+from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage, ValidationIssue
 
 __all__ = [
     "APIConnectionError",
@@ -69,6 +69,7 @@ __all__ = [
     "TaskWaiter",
     "Usage",
     "UsageError",
+    "ValidationIssue",
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",

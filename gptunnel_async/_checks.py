@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from yarl import URL
+
 from .errors import ConfigurationError
 
-__all__ = ["check_task_id", "check_text"]
+__all__ = ["check_http_url", "check_task_id", "check_text"]
 
 
 def check_text(name: str, value: Any) -> str:
@@ -29,3 +31,16 @@ def check_task_id(value: str) -> str:
     except UnicodeEncodeError:
         raise ConfigurationError(f"task_id is not valid Unicode: {value!r}") from None
     return value
+
+
+def check_http_url(name: str, value: Any) -> str:
+    """``value`` if it is an absolute http(s) URL with a host; anything else fails before
+    any request."""
+    if isinstance(value, str) and value.strip() == value:
+        try:
+            url = URL(value)
+        except ValueError:
+            url = None
+        if url is not None and url.scheme in ("http", "https") and url.host:
+            return value
+    raise ConfigurationError(f"{name} must be an absolute http(s) URL, got {value!r:.200}")

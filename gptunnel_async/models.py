@@ -12,6 +12,7 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
@@ -22,12 +23,14 @@ __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
     "MEDIA_DONE_STATUSES",
+    "PREVIEW_SECONDS",
     "Balance",
     "MediaClip",
     "MediaTask",
     "Task",
     "TaskLike",
     "Usage",
+    "ValidationIssue",
     "converter",
 ]
 
@@ -153,19 +156,56 @@ class Task(_Lifecycle):
     actions: tuple[str, ...] = ()
 
 
+PREVIEW_SECONDS: Final = 1.0
+"""A clip this short or shorter is a preview stub, not a track: suno sometimes returns
+one (0 to 1 s) beside the full track."""
+
+
 @attrs.frozen
 class MediaClip:
-    """One generated clip of a music task: where to fetch it and how long it plays.
+    """One output of a media task: a music clip (suno answers two or so), or one file of
+    a model that answers a list.
 
     Attributes:
-        audio_url: where to fetch the clip.
-        duration: how long it plays, in seconds, if reported.
-        status: the clip's own status, if reported.
+        audio_url: the clip's audio, once it is ready.
+        image_url: its cover image, if any.
+        video_url: its video, if any.
+        url: the file, for outputs that name it neither audio nor video.
+        duration: how long it plays, in seconds, if reported (``duration``,
+            ``audio_duration`` or ``metadata.duration`` in the JSON).
+        status: the clip's own status, as sent: ``succeeded`` once it is ready.
+        id: the clip's own id, if any.
+        title: its title, if any.
     """
 
     audio_url: str | None = None
+    image_url: str | None = None
+    video_url: str | None = None
+    url: str | None = None
     duration: float | None = None
     status: str | None = None
+    id: str | None = None
+    title: str | None = None
+
+    @property
+    def file_url(self) -> str | None:
+        """What to download for this clip: its audio, else its video, else its ``url``."""
+        return self.audio_url or self.video_url or self.url
+
+    @property
+    def is_preview(self) -> bool:
+        """A preview stub (at most ``PREVIEW_SECONDS`` long) rather than the full track."""
+        return self.duration is not None and self.duration <= PREVIEW_SECONDS
+
+    @property
+    def is_failed(self) -> bool:
+        """The clip failed on its own (its ``status`` is a failure status)."""
+        return self.status is not None and self.status in FAILED_STATUSES
+
+    @property
+    def is_pending(self) -> bool:
+        """The clip has nothing to fetch yet and has not failed."""
+        return self.file_url is None and not self.is_failed
 
 
 @attrs.frozen
@@ -173,15 +213,20 @@ class MediaTask(_Lifecycle):
     """One state of a ``/media`` task (images, video, music from many models).
 
     The API reports no progress for media, so ``percent`` is 0 until the task is done,
-    then 100.
+    then 100. A task is done once its status says so **and** it has something to fetch:
+    suno has been seen answering ``done`` before any ``audio_url`` appeared, and a wait
+    reads on through that (within its deadline) rather than ending with nothing.
 
     Attributes:
         id: the task's id.
-        status: as the server sent it; ``done``, ``succeeded``, ``success`` and
-            ``completed`` all mean done.
+        status: as the server sent it: ``idle``, ``running``, ``processing``, ``done``,
+            or a failure status (``failed``, ``error``, ``canceled``...).
         model: the model that made it.
-        url: the image or video result, once done.
-        result: the clips of a music result.
+        url: the file of an image or video result (``url``, or ``result`` when the
+            server sends a single link there).
+        clips: the outputs of a result that is a list: suno's music clips, each with
+            its own ``status``, ``audio_url``, ``image_url`` and ``duration``.
+        created_at: when the task was created, in unix seconds, if reported.
         cost: what it cost, if reported.
         code: 0; an answer with another code is raised as an error instead.
         message: the server's message, and the reason when the task has failed.
@@ -191,12 +236,23 @@ class MediaTask(_Lifecycle):
     status: str
     model: str | None = None
     url: str | None = None
-    result: tuple[MediaClip, ...] = ()
+    clips: tuple[MediaClip, ...] = ()
+    created_at: int | None = None
     cost: float | None = None
     code: int = 0
     message: str | None = None
 
     _done_statuses = MEDIA_DONE_STATUSES
+
+    @property
+    def is_done(self) -> bool:
+        """Finished with its output: a done status, at least one file, and no clip still
+        waiting for its URL."""
+        return (
+            self.status in self._done_statuses
+            and bool(self.urls)
+            and not any(clip.is_pending for clip in self.clips)
+        )
 
     @property
     def percent(self) -> int:
@@ -210,9 +266,33 @@ class MediaTask(_Lifecycle):
 
     @property
     def urls(self) -> tuple[str, ...]:
-        """Every result file: ``url`` and each clip's ``audio_url``, in order."""
-        clips = tuple(clip.audio_url for clip in self.result if clip.audio_url)
-        return (self.url, *clips) if self.url else clips
+        """Every result file: ``url``, then each clip's ``file_url``, in order."""
+        files = tuple(url for clip in self.clips if (url := clip.file_url))
+        return (self.url, *files) if self.url else files
+
+
+@attrs.frozen
+class ValidationIssue:
+    """One problem ``/media`` found with a request's fields (its code 3 answer lists them).
+
+    Attributes:
+        path: where in the request body, e.g. ``("images", 0)``.
+        message: what is wrong, in the API's words.
+        expected: what the field should have been, if the API said.
+        received: what it got instead, if the API said.
+        code: the kind of problem, if the API named it (e.g. ``"invalid_type"``).
+    """
+
+    path: tuple[str | int, ...] = ()
+    message: str | None = None
+    expected: str | None = None
+    received: str | None = None
+    code: str | None = None
+
+    @property
+    def field(self) -> str | None:
+        """The path as one dotted name, e.g. ``"images.0"``; ``None`` for the body itself."""
+        return ".".join(map(str, self.path)) or None
 
 
 @attrs.frozen
@@ -352,6 +432,67 @@ def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], 
     return structure_object
 
 
+def _clip_hook(structure: Callable[[Any, type], MediaClip]) -> Callable[[Any, type], MediaClip]:
+    """Wrap the generated clip hook: a bare link is a clip with that ``url``, and the
+    duration is found where different models put it."""
+
+    def structure_clip(value: Any, cls: type) -> MediaClip:
+        if isinstance(value, str):
+            return MediaClip(url=value)
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a clip object or a link, got {type(value).__name__}")
+        metadata = value.get("metadata")
+        duration = next(
+            (
+                found
+                for found in (
+                    value.get("duration"),
+                    value.get("audio_duration"),
+                    metadata.get("duration") if isinstance(metadata, dict) else None,
+                )
+                if found is not None
+            ),
+            None,
+        )
+        return structure({**value, "duration": duration}, cls)
+
+    return structure_clip
+
+
+def _media_hook(structure: Callable[[Any, type], MediaTask]) -> Callable[[Any, type], MediaTask]:
+    """Wrap the generated media hook: a single link in ``result`` is the task's ``url``."""
+
+    def structure_media(value: Any, cls: type) -> MediaTask:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        result = value.get("result")
+        if isinstance(result, str):
+            value = {**value, "url": value.get("url") or result, "result": None}
+        return structure(value, cls)
+
+    return structure_media
+
+
+def _structure_timestamp(value: Any, _: type) -> int | None:
+    """Unix seconds from a number, numeric text or an ISO 8601 date; else ``None``
+    (an optional field that cannot be understood is dropped, not fatal)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value) if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(float(value))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
+
+
 def _on_first_use(
     conv: cattrs.Converter, cls: type, build: Callable[[], Callable[[Any, type], Any]]
 ) -> None:
@@ -396,10 +537,10 @@ def _make_converter() -> cattrs.Converter:
         lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),
     )
     conv.register_structure_hook(float | None, _structure_amount)
-    _on_first_use(conv, MediaClip, lambda: _objects_only(make_dict_structure_fn(MediaClip, conv)))
+    _on_first_use(conv, MediaClip, lambda: _clip_hook(make_dict_structure_fn(MediaClip, conv)))
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
-        """Music clips as a tuple; null (an image or video, or not done yet) means none."""
+        """A list ``result`` as clips; null (not done yet, or a single file) means none."""
         if value is None:
             return ()
         if not isinstance(value, list):
@@ -409,11 +550,12 @@ def _make_converter() -> cattrs.Converter:
     _on_first_use(
         conv,
         MediaTask,
-        lambda: _objects_only(
+        lambda: _media_hook(
             make_dict_structure_fn(
                 MediaTask,
                 conv,
-                result=override(struct_hook=structure_clips),
+                clips=override(rename="result", struct_hook=structure_clips),
+                created_at=override(struct_hook=_structure_timestamp),
                 message=override(struct_hook=_structure_error),
             )
         ),

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from ._checks import check_http_url
+from ._checks import http_url
 from .errors import ConfigurationError
 
 __all__ = [
@@ -90,7 +90,8 @@ def image_link(value: object, what: str) -> str:
     and bare base64 are refused here, before a paid request, with what to do instead.
     """
     if isinstance(value, str) and value.startswith(("http://", "https://")):
-        return check_http_url(what, value)
+        http_url(what, value)
+        return value
     if isinstance(value, str) and value.startswith("data:"):
         kind = "a data: URI"
     elif isinstance(value, bytes | bytearray | memoryview):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import random
 import types
 from collections.abc import (
@@ -30,8 +29,8 @@ from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
 import attrs
 
 from . import _timing
-from ._protocol import is_transient
-from ._transport import RETRY_AFTER_CAP
+from ._checks import describe, number
+from ._sansio.retries import honoured_retry_after, is_transient
 from .errors import (
     APIError,
     ConfigurationError,
@@ -61,9 +60,7 @@ def _number_check(
     def validate(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is None and allow_none:
             return
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (ok and math.isfinite(value) and test(value)):
-            raise ConfigurationError(f"{attribute.name} must be {requirement}, got {value!r}")
+        number(attribute.name, value, requirement, test)
 
     return validate
 
@@ -78,7 +75,9 @@ STRATEGIES: Final[tuple[Strategy, ...]] = ("predictive", "exponential")
 
 def _known_strategy(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in STRATEGIES:
-        raise ConfigurationError(f"{attribute.name} must be one of {STRATEGIES}, got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name} must be one of {STRATEGIES}, got {describe(value)}"
+        )
 
 
 @attrs.frozen
@@ -136,7 +135,8 @@ class PollPolicy:
     def __attrs_post_init__(self) -> None:
         if self.max_interval < self.initial:
             raise ConfigurationError(
-                f"max_interval ({self.max_interval!r}) must not be below initial ({self.initial!r})"
+                f"max_interval ({describe(self.max_interval)}) must not be below initial "
+                f"({describe(self.initial)})"
             )
 
     def intervals(self, rng: random.Random | None = None) -> Iterator[float]:
@@ -271,7 +271,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
 
     Args:
         task_id: the task to wait for.
-        fetch: reads the family's task once, given its id.
+        fetch: reads the task once (its request built once for the whole wait).
         policy: the pacing and deadline.
         timeout: overrides the policy's deadline (``None``: no deadline).
         on_progress: called with each event, in both modes; may be async.
@@ -297,7 +297,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     def __init__(
         self,
         task_id: str,
-        fetch: Callable[[str], Awaitable[T]],
+        fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
         timeout: float | None = POLICY_TIMEOUT,
@@ -449,7 +449,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             try:
                 async with bounded:
                     self._reads += 1
-                    task = await self._fetch(self.task_id)
+                    task = await self._fetch()
             except TimeoutError:
                 # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
                 # rather than the clock stays exact when the deadline lands on a wake-up.
@@ -462,9 +462,9 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 if not _worth_polling_again(exc):
                     raise
                 pause = pacing.next_wait(loop.time(), None)
-                hint = exc.retry_after if isinstance(exc, APIError) else None
+                hint = honoured_retry_after(exc.retry_after if isinstance(exc, APIError) else None)
                 if hint is not None:
-                    pause = max(pause, min(hint, RETRY_AFTER_CAP))
+                    pause = max(pause, hint)
                 logger.warning(
                     "task %s: read failed (%s); polling again in %.2fs", self.task_id, exc, pause
                 )

@@ -14,7 +14,7 @@ from typing import Final
 import tenacity
 
 from . import _timing
-from ._transport import RETRY_AFTER_CAP
+from ._sansio.retries import honoured_retry_after
 
 __all__ = ["controller"]
 
@@ -31,9 +31,8 @@ class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
         backoff = _BACKOFF(retry_state)
         outcome = retry_state.outcome
         hint = getattr(outcome.exception(), "retry_after", None) if outcome else None
-        if hint is None:
-            return backoff
-        return max(backoff, min(float(hint), RETRY_AFTER_CAP))
+        pause = honoured_retry_after(hint)
+        return backoff if pause is None else max(backoff, pause)
 
 
 def _retry_logger(what: str) -> Callable[[tenacity.RetryCallState], None]:

@@ -5,7 +5,6 @@ of them instant (``gptunnel_async.testing``) or record what was asked for.
 """
 
 import asyncio
-from collections.abc import Awaitable
 
 _instant = False
 
@@ -21,21 +20,6 @@ def is_instant() -> bool:
     return _instant
 
 
-def sleep(seconds: float) -> Awaitable[None]:
-    """Pause for ``seconds``, or just yield to the event loop when pauses are instant.
-
-    Await the result: a future the event loop's timer resolves, with no coroutine
-    around it, so each of thousands of sleeping waits holds a timer and a future only.
-    A cancelled sleep's timer fires later into nothing.
-    """
-    if _instant or seconds <= 0:
-        return asyncio.sleep(0)
-    loop = asyncio.get_running_loop()
-    woken = loop.create_future()
-    loop.call_later(seconds, _wake, woken)
-    return woken
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+async def sleep(seconds: float) -> None:
+    """Pause for ``seconds``, or just yield to the event loop when pauses are instant."""
+    await asyncio.sleep(0 if _instant else max(0.0, seconds))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from ._checks import describe, positive_number
 from ._client import GPTunnelClient
 from ._polling import POLICY_TIMEOUT, PollPolicy
 from ._version import version
@@ -163,12 +163,11 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
+        return positive_number("seconds", float(text))
+    except ValueError:  # ConfigurationError included
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds > 0, got {describe(text)}"
+        ) from None
 
 
 def _add_connection_options(parser: argparse.ArgumentParser, default: Any) -> None:

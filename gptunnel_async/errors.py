@@ -16,18 +16,23 @@ GPTunnelError
 │   ├── RateLimitError              429 (retried; .retry_after)
 │   └── ServerError                 5xx, media 1, 500, 6 (500/502/503/504, media 6 retried)
 ├── APIConnectionError          the network failed (retried)
-│   └── APITimeoutError             a request timed out, or 408 (retried)
+│   ├── APITimeoutError             a request timed out, or 408 (retried)
+│   └── TLSError                    TLS could not be set up: a bad certificate (not retried)
 ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
 ├── DownloadError               a result file could not be fetched or saved
 ├── TaskFailedError             the task itself failed: .task_id, .task
 ├── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
-└── WebhookVerificationError    a webhook POST without this receiver's secret token
+├── WebhookVerificationError    a webhook POST without this receiver's secret token
+└── StoreUnavailableError       the fleet's store (Redis) could not be reached or failed
 ```
+
+Every one survives ``pickle`` with its attributes, so errors can cross process pools and
+task queues; its ``__cause__`` (a Python-side detail) stays behind, as with any exception.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .models import TaskLike, ValidationIssue
@@ -48,6 +53,8 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "StoreUnavailableError",
+    "TLSError",
     "TaskFailedError",
     "UsageError",
     "WaitTimeoutError",
@@ -55,8 +62,18 @@ __all__ = [
 ]
 
 
+def _restore(cls: type[GPTunnelError], args: tuple[Any, ...]) -> GPTunnelError:
+    """An error of class ``cls`` with ``args``, its attributes to be set by pickle."""
+    return cls.__new__(cls, *args)
+
+
 class GPTunnelError(Exception):
     """Base class of every error raised by gptunnel-async."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which keyword-only arguments and
+        # built messages refuse; restoring ``args`` and ``__dict__`` as they are does not.
+        return _restore, (type(self), self.args), self.__dict__
 
 
 class ConfigurationError(GPTunnelError, ValueError):
@@ -159,6 +176,14 @@ class APITimeoutError(APIConnectionError):
         super().__init__(message)
 
 
+class TLSError(APIConnectionError):
+    """A TLS connection could not be set up: a certificate that does not verify, a
+    handshake the server refuses, a fingerprint that does not match.
+
+    Not retried, and it ends a wait at once: it does not heal by itself.
+    """
+
+
 class ResponseDecodeError(GPTunnelError):
     """A successful (2xx) answer whose body is not the JSON object the endpoint returns.
 
@@ -219,3 +244,8 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
 class WebhookVerificationError(GPTunnelError):
     """A webhook POST whose callback URL lacks the receiver's secret token: not from
     GPTunnel for a task this receiver asked about, so its body is not trusted."""
+
+
+class StoreUnavailableError(GPTunnelError):
+    """The fleet's store (Redis) could not be reached or failed: what was asked of it
+    (registering a wait, a budget's decision) did not happen. The cause is chained."""

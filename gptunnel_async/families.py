@@ -10,18 +10,20 @@ checked before any request, so a typo never costs a paid task.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from ._checks import check_task_id, check_text
+from ._checks import check_task_id, check_text, function, instance_of, optional
 from ._images import ImageInput, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._protocol import decode_media_task, decode_task
-from ._transport import Decoder, Transport
+from ._sansio.requests import Request
+from ._sansio.responses import Decoder, decode_media_task, decode_task
+from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
 from .models import MediaTask, Task, TaskLike
 
@@ -92,12 +94,12 @@ class TaskResource(Generic[T]):
             ResponseDecodeError: the answer is not this family's task object.
             UsageError: the client is closed.
         """
-        return await self._transport.request(
-            "GET",
-            self.family.result_path,
-            self.family.decode,
-            query=((self.family.id_param, check_task_id(task_id)),),
-        )
+        return await self._transport.send(self._read_request(task_id), self.family.decode)
+
+    def _read_request(self, task_id: str) -> Request:
+        """The request that reads ``task_id``, which is checked first."""
+        query = ((self.family.id_param, check_task_id(task_id)),)
+        return self._transport.requests.api("GET", self.family.result_path, query=query)
 
     def wait_for_result(
         self,
@@ -122,12 +124,15 @@ class TaskResource(Generic[T]):
             deadline passes, and the ``APIError`` of a 400, 401, 402, 403 or 404.
 
         Raises:
-            ConfigurationError: ``task_id`` is empty or blank.
+            ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
+                ``policy`` or ``on_progress`` is not one.
         """
-        checked_id = check_task_id(task_id)
+        request = self._read_request(task_id)  # built once: a wait reads the same URL
+        optional(instance_of(PollPolicy), "policy", policy)
+        optional(function, "on_progress", on_progress)
         return TaskWaiter(
-            checked_id,
-            self.result,
+            check_task_id(task_id),
+            functools.partial(self._transport.send, request, self.family.decode),
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,

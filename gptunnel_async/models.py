@@ -19,6 +19,14 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._sansio.statuses import (
+    DONE_STATUSES,
+    FAILED_STATUSES,
+    MEDIA_DONE_STATUSES,
+    Stage,
+    classify,
+)
+
 __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
@@ -35,16 +43,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-DONE_STATUSES: Final = frozenset({"done"})
-"""Statuses that mean the task finished with a result."""
-
-FAILED_STATUSES: Final = frozenset({"failed", "error", "fail", "cancelled", "canceled"})
-"""Statuses that mean the task finished without one. None is documented; these are seen."""
-
-MEDIA_DONE_STATUSES: Final = frozenset({"done", "succeeded", "success", "completed"})
-"""Statuses that mean a media task finished. ``succeeded`` is documented (on music clips);
-the others are seen from different models."""
 
 
 class TaskLike(Protocol):
@@ -100,7 +98,11 @@ class Usage:
 
 
 class _Lifecycle:
-    """Where a task stands, from its ``status`` alone: shared by every family's model."""
+    """Where a task stands, from its ``status`` alone: shared by every family's model.
+
+    The status is classified by the one vocabulary (``_sansio.statuses``), ignoring case
+    and surrounding whitespace; the model keeps the raw value.
+    """
 
     __slots__ = ()
     _done_statuses: ClassVar[frozenset[str]] = DONE_STATUSES
@@ -109,17 +111,17 @@ class _Lifecycle:
     @property
     def is_done(self) -> bool:
         """The task finished with its output (``result``, or a media task's ``url``/clips)."""
-        return self.status in self._done_statuses
+        return classify(self.status, self._done_statuses) is Stage.DONE
 
     @property
     def is_failed(self) -> bool:
         """The task finished without a result; ``error`` may say why."""
-        return self.status in FAILED_STATUSES
+        return classify(self.status, self._done_statuses) is Stage.FAILED
 
     @property
     def is_terminal(self) -> bool:
         """The task will not change any more: polling it again is pointless."""
-        return self.is_done or self.is_failed
+        return classify(self.status, self._done_statuses) is not Stage.PENDING
 
 
 @attrs.frozen
@@ -133,12 +135,14 @@ class Task(_Lifecycle):
         id: the task's id.
         status: as the server sent it: ``idle``, ``queued``, ``processing``,
             ``running``, ``done``, a failure status, or one this SDK does not know yet.
+            ``is_done``/``is_failed`` read it ignoring case and surrounding whitespace.
         percent: how far along it is, an ``int`` from 0 to 100 (a float is rounded, a
             missing or null one is 0).
         parent_id: the task this one derives from, if any (``parentId`` in the JSON).
         object: the object's kind, ``"task"``.
         type: the task family, e.g. ``"@FaceSwap"``.
-        result: the URL of the result file once ``done``; it may expire three days on.
+        result: the URL of the result file once ``done``. How long it lives depends on
+            the family: face swaps' may be deleted 3 days after generation (documented).
         error: why the task failed, as text, if the server said.
         usage: what the task cost, when reported.
         actions: follow-up actions the task offers (Midjourney's upscales, say).
@@ -200,7 +204,7 @@ class MediaClip:
     @property
     def is_failed(self) -> bool:
         """The clip failed on its own (its ``status`` is a failure status)."""
-        return self.status is not None and self.status in FAILED_STATUSES
+        return self.status is not None and classify(self.status) is Stage.FAILED
 
     @property
     def is_pending(self) -> bool:
@@ -220,7 +224,8 @@ class MediaTask(_Lifecycle):
     Attributes:
         id: the task's id.
         status: as the server sent it: ``idle``, ``running``, ``processing``, ``done``,
-            or a failure status (``failed``, ``error``, ``canceled``...).
+            or a failure status (``failed``, ``error``, ``canceled``...); read in any
+            case, as every status is.
         model: the model that made it.
         url: the file of an image or video result (``url``, or ``result`` when the
             server sends a single link there).
@@ -249,10 +254,15 @@ class MediaTask(_Lifecycle):
         """Finished with its output: a done status, at least one file, and no clip still
         waiting for its URL."""
         return (
-            self.status in self._done_statuses
+            classify(self.status, self._done_statuses) is Stage.DONE
             and bool(self.urls)
             and not any(clip.is_pending for clip in self.clips)
         )
+
+    @property
+    def is_terminal(self) -> bool:
+        """The task will not change any more: done with its files, or failed."""
+        return self.is_done or self.is_failed
 
     @property
     def percent(self) -> int:

@@ -36,7 +36,7 @@ from gptunnel_async import (
     UsageError,
     WaitTimeoutError,
 )
-from gptunnel_async._transport import MAX_ANSWER_BYTES
+from gptunnel_async._sansio.responses import MAX_ANSWER_BYTES
 
 from . import faults
 from .conftest import (

@@ -25,7 +25,7 @@ from gptunnel_async import (
     ValidationIssue,
     WaitTimeoutError,
 )
-from gptunnel_async._protocol import MAX_ISSUES, decode_media_task, validation_issues
+from gptunnel_async._sansio.responses import MAX_ISSUES, decode_media_task, validation_issues
 from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
 
 

@@ -12,7 +12,8 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from ..models import FAILED_STATUSES, MEDIA_DONE_STATUSES, MediaClip, MediaTask, Task, Usage
+from .._sansio.statuses import MEDIA_DONE_STATUSES, Stage, classify
+from ..models import MediaClip, MediaTask, Task, Usage
 
 __all__ = [
     "DEFAULT_CREATED_SCRIPT",
@@ -191,7 +192,7 @@ class EmulatedTask:
         """The task's state now, counting a read (which moves a steps script on)."""
         task = self.snapshot(now)
         self.reads += 1
-        if isinstance(task, MediaTask) and task.status in MEDIA_DONE_STATUSES and not task.is_done:
+        if isinstance(task, MediaTask) and _media_done(task.status) and not task.is_done:
             self.urls_withheld += 1
         return task
 
@@ -203,7 +204,7 @@ class EmulatedTask:
         return self._task("idle", 0)
 
     def _task(self, status: str, percent: int) -> Task | MediaTask:
-        error = (self.script.error or DEFAULT_ERROR) if status in FAILED_STATUSES else None
+        error = (self.script.error or DEFAULT_ERROR) if classify(status) is Stage.FAILED else None
         if self.model is not None:
             return self._media(status, error)
         task = Task(
@@ -229,7 +230,7 @@ class EmulatedTask:
             created_at=self.created_at,
             message=error,
         )
-        if status not in MEDIA_DONE_STATUSES:
+        if not _media_done(status):
             return media
         withheld = self.urls_withheld < self.output.done_before_url
         if not self.output.clips:
@@ -252,3 +253,8 @@ class EmulatedTask:
             )
             for number, duration in enumerate(lengths, 1)
         )
+
+
+def _media_done(status: str) -> bool:
+    """The status says a media task is done (whether or not its files show yet)."""
+    return classify(status, MEDIA_DONE_STATUSES) is Stage.DONE

@@ -1,7 +1,8 @@
-"""Pure functions between HTTP and models: no I/O here, so every rule is testable in isolation.
+"""What an answer means: its (status, headers, body) as a model or a typed error.
 
-Turns an answer's (status, headers, body) into a model or a typed error, and decides which
-errors are worth retrying.
+Pure functions, no I/O, so every rule is testable in isolation. The capped read that
+produces the body lives in ``_transport``; which errors are worth retrying, in
+:mod:`._sansio.retries <gptunnel_async._sansio.retries>`.
 """
 
 from __future__ import annotations
@@ -9,17 +10,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import attrs
 import cattrs
 
-from .errors import (
-    APIConnectionError,
+from ..errors import (
     APIError,
     APITimeoutError,
     AuthenticationError,
@@ -33,22 +30,22 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
 )
-from .models import Balance, MediaTask, Task, ValidationIssue, converter
+from ..models import Balance, MediaTask, Task, ValidationIssue, converter
+from .retries import parse_retry_after
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "MAX_ISSUES",
     "MEDIA_ERRORS",
-    "RETRYABLE_STATUSES",
+    "Decoder",
+    "check_answer",
     "decode_balance",
     "decode_json_object",
     "decode_media_task",
     "decode_task",
     "error_from_response",
     "excerpt",
-    "is_refused",
-    "is_transient",
     "media_error",
-    "parse_retry_after",
     "redact",
     "shorten",
     "structure",
@@ -56,9 +53,21 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
+T_co = TypeVar("T_co", covariant=True)
 
-RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-"""Statuses that say "try again later" rather than "this request is wrong"."""
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+"""4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
+
+
+class Decoder(Protocol[T_co]):
+    """Turns a 2xx answer's (body, status) into a model, or raises the typed error it holds.
+
+    ``secret`` is masked in every text the model or the error keeps from the body.
+    """
+
+    def __call__(self, body: bytes, status_code: int, /, *, secret: str | None = None) -> T_co:
+        """Decode one answer."""
+
 
 _ERRORS_BY_STATUS: Final[Mapping[int, type[APIError]]] = {
     400: BadRequestError,
@@ -85,9 +94,6 @@ MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
 """``/media`` answers errors with HTTP 200 and a non-zero ``code``: the class and the
 ``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
 
-_HEAVY_LOAD: Final = "6"
-"""The media code for "heavy load": it means what a 503 does, so it is retried."""
-
 _SHORT_TEXT: Final = 200
 _MESSAGE_TEXT: Final = 1000
 _SERVER_TEXTS: Final = ("error", "message")
@@ -113,29 +119,6 @@ def excerpt(text: str | bytes, secret: str | None, limit: int = _SHORT_TEXT) -> 
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     return shorten(redact(text, secret), limit)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
-
-    Returns ``None`` when the header is absent or unreadable, and never a negative number.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def _error_fields(body: bytes) -> dict[str, Any] | None:
@@ -185,6 +168,27 @@ def error_from_response(
         code=field("code"),
         retry_after=retry_after,
     )
+
+
+def check_answer(
+    status: int, headers: Mapping[str, str], body: bytes, *, secret: str | None = None
+) -> bytes:
+    """The body of a 2xx answer, or the typed error for any other status.
+
+    ``body`` is what the capped read got: at most ``MAX_ANSWER_BYTES + 1`` bytes. A
+    2xx body over :data:`MAX_ANSWER_BYTES` is not a task object
+    (:class:`ResponseDecodeError`); an error's message comes from the body's start.
+    """
+    head = body[:MAX_ANSWER_BYTES]
+    if not 200 <= status < 300:
+        raise error_from_response(status, headers, head, secret=secret)
+    if len(body) > MAX_ANSWER_BYTES:
+        raise ResponseDecodeError(
+            f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
+            status_code=status,
+            body=excerpt(head[:_MESSAGE_TEXT], secret),
+        )
+    return head
 
 
 def _loads(body: bytes) -> Any:
@@ -378,24 +382,3 @@ def decode_media_task(
     if code != 0:
         raise media_error(code, data, status_code, secret=secret)
     return structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
-
-
-def _heavy_load(exc: APIError) -> bool:
-    """A media "heavy load" answer: sent with HTTP 200, it means what a 503 does."""
-    return exc.status_code < 300 and exc.code == _HEAVY_LOAD
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
-    or media's "heavy load"."""
-    if isinstance(exc, APIConnectionError):
-        return True
-    return isinstance(exc, APIError) and (exc.status_code in RETRYABLE_STATUSES or _heavy_load(exc))
-
-
-def is_refused(exc: BaseException) -> bool:
-    """Whether the API refused a request before doing anything: 429, 503, media "heavy load".
-
-    Only these make it safe to send a request that starts a paid task again.
-    """
-    return isinstance(exc, APIError) and (exc.status_code in (429, 503) or _heavy_load(exc))

@@ -15,6 +15,7 @@ from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, http_url, instance_of, optional, positive_number
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.responses import decode_balance
+from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
 from .families import BgRemover, FaceSwap, Media, Midjourney
@@ -104,6 +105,10 @@ def _check_max_bytes(max_bytes: int) -> None:
         raise ConfigurationError(f"max_bytes must be an int > 0, got {max_bytes!r}")
 
 
+def _closed() -> UsageError:
+    return UsageError("this GPTunnelClient is closed; create a new one")
+
+
 class GPTunnelClient:
     """An async client for GPTunnel's task API.
 
@@ -160,6 +165,8 @@ class GPTunnelClient:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._wakeup = Wakeup()
+        """The pauses of this client's waits: ``close()`` ends them."""
         self._transport = Transport(
             base_url=root,
             api_key=key,
@@ -169,14 +176,14 @@ class GPTunnelClient:
             max_connections=connections,
             budget=budget,
         )
-        self.faceswap = FaceSwap(self._transport, self._poll_policy)
+        self.faceswap = FaceSwap(self._transport, self._poll_policy, self._wakeup)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
-        self.bgremover = BgRemover(self._transport, self._poll_policy)
+        self.bgremover = BgRemover(self._transport, self._poll_policy, self._wakeup)
         """Background removal: ``result``, ``wait_for_result``."""
-        self.midjourney = Midjourney(self._transport, self._poll_policy)
+        self.midjourney = Midjourney(self._transport, self._poll_policy, self._wakeup)
         """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
         ``wait_for_result``, ``imagine_and_wait``."""
-        self.media = Media(self._transport, self._poll_policy)
+        self.media = Media(self._transport, self._poll_policy, self._wakeup)
         """Media generation ([MediaTask][gptunnel_async.MediaTask]): ``create``, ``result``,
         ``wait_for_result``, ``generate``."""
         self.as_completed = self.faceswap.as_completed
@@ -205,7 +212,7 @@ class GPTunnelClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise UsageError("this GPTunnelClient is closed; create a new one")
+            raise _closed()
         if self._session is None:
             limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
@@ -216,6 +223,7 @@ class GPTunnelClient:
     async def close(self) -> None:
         """Close the session the client opened (never a borrowed one). Safe to call twice."""
         self._closed = True
+        self._wakeup.interrupt(_closed)
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()

@@ -23,8 +23,10 @@ from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
 from ._sansio.responses import Decoder, decode_media_task, decode_task
+from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
+from .instrumentation._hooks import family_of
 from .models import MediaTask, Task, TaskLike
 
 __all__ = [
@@ -66,13 +68,20 @@ class TaskResource(Generic[T]):
     Args:
         transport: the client's way to send one request.
         default_policy: the client's current default [PollPolicy][].
+        wakeup: the pauses of the client's waits, which closing the client ends.
     """
 
     family: Family[T]
 
-    def __init__(self, transport: Transport, default_policy: Callable[[], PollPolicy]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        default_policy: Callable[[], PollPolicy],
+        wakeup: Wakeup | None = None,
+    ) -> None:
         self._transport = transport
         self._default_policy = default_policy
+        self._wakeup = wakeup
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._transport.base_url}/{self.family.result_path}>"
@@ -136,6 +145,8 @@ class TaskResource(Generic[T]):
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,
+            wakeup=self._wakeup,
+            family=family_of(self.family.result_path),
         )
 
     @overload

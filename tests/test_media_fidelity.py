@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -126,6 +127,8 @@ async def test_an_empty_create_is_refused_with_issues_and_param(fake: FakeGPTunn
     assert (error.status_code, error.code, error.param) == (200, "3", "model")
     assert error.issues == (ValidationIssue(path=("model",), message="Required", code="custom"),)
     assert "model: Required" in error.message
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.issues, copy.param) == (BadRequestError, error.issues, "model")
 
 
 def test_documented_validation_issues_are_kept_in_order() -> None:

@@ -22,7 +22,7 @@ from ._images import ImageInput, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
-from ._sansio.responses import Decoder, decode_media_task, decode_task
+from ._sansio.responses import Decoder, decode_media_task, decode_task, reading
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
@@ -103,7 +103,8 @@ class TaskResource(Generic[T]):
             ResponseDecodeError: the answer is not this family's task object.
             UsageError: the client is closed.
         """
-        return await self._transport.send(self._read_request(task_id), self.family.decode)
+        request = self._read_request(task_id)
+        return await self._transport.send(request, reading(task_id, self.family.decode))
 
     def _read_request(self, task_id: str) -> Request:
         """The request that reads ``task_id``, which is checked first."""
@@ -141,7 +142,7 @@ class TaskResource(Generic[T]):
         optional(function, "on_progress", on_progress)
         return TaskWaiter(
             check_task_id(task_id),
-            functools.partial(self._transport.send, request, self.family.decode),
+            functools.partial(self._transport.send, request, reading(task_id, self.family.decode)),
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,

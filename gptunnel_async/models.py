@@ -1,9 +1,10 @@
 """The API's JSON objects as frozen attrs classes, and the one cattrs converter that builds them.
 
-The converter is lenient where the API is loose (a float ``percent``, a null ``usage``,
-an unknown status, extra keys) and strict where a wrong type means the body is not a
-task at all (an object where the id should be): those raise, and the protocol layer
-turns that into ``ResponseDecodeError``.
+The converter is lenient where the API is loose (a float ``percent``, numbers sent as
+numeric text, a null ``usage``, an unknown status, extra keys), and an optional field
+it cannot read at all is left at its default (logged at DEBUG) rather than failing the
+task. Only a body without a usable ``id`` and ``status`` is not a task: that raises,
+and the protocol layer turns it into ``ResponseDecodeError``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._logging import logger
 from ._sansio.statuses import (
     DONE_STATUSES,
     FAILED_STATUSES,
@@ -321,12 +323,18 @@ class Balance:
 
 
 def _number(value: Any) -> float:
-    """A JSON number as a finite float; booleans, strings and NaN are not numbers here."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A JSON number, or numeric text (``"50"``), as a finite float; booleans, other text,
+    NaN and infinities are not numbers here."""
+    if isinstance(value, str):
+        value = float(value)  # a ValueError for text that is not a number
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
+        raise ValueError("expected a finite number")
     return number
 
 
@@ -370,11 +378,6 @@ def _structure_actions(value: Any, _: type) -> tuple[str, ...]:
 
 def _structure_amount(value: Any, _: type) -> float | None:
     """An optional amount (a cost, a duration): a number or numeric text, else ``None``."""
-    if isinstance(value, str):
-        try:
-            return _number(float(value))
-        except ValueError:
-            return None
     return None if value is None else _number(value)
 
 
@@ -447,7 +450,7 @@ def _clip_hook(structure: Callable[[Any, type], MediaClip]) -> Callable[[Any, ty
     duration is found where different models put it."""
 
     def structure_clip(value: Any, cls: type) -> MediaClip:
-        if isinstance(value, str):
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
             return MediaClip(url=value)
         if not isinstance(value, dict):
             raise TypeError(f"expected a clip object or a link, got {type(value).__name__}")
@@ -503,6 +506,60 @@ def _structure_timestamp(value: Any, _: type) -> int | None:
     return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
 
 
+_UNREADABLE: Final = (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError)
+"""What a structure hook raises for a value it cannot read."""
+
+
+def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[[Any, type], Any]:
+    """``cls``'s structure hook: strict and generated for the usual answer, then field by
+    field for one it refuses.
+
+    Field by field, an optional field (one with a default) that cannot be read takes
+    its default, logged at DEBUG (the field's name and the error's type, never its
+    value, which may hold anything); only a required field (a task's ``id`` and
+    ``status``) that is missing or unreadable fails the whole object. The usual answer
+    pays nothing for this: the generated function runs first.
+    """
+    strict: Callable[[Any, type], Any] = make_dict_structure_fn(cls, conv, **overrides)
+    attrs.resolve_types(cls)
+    fields = [
+        (
+            field,
+            getattr(overrides.get(field.name), "rename", None) or field.name,
+            getattr(overrides.get(field.name), "struct_hook", None)
+            or conv.get_structure_hook(field.type),
+        )
+        for field in attrs.fields(cls)
+    ]
+
+    def structure_leniently(value: Any, _: type) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        try:
+            return strict(value, cls)
+        except _UNREADABLE:
+            pass
+        values: dict[str, Any] = {}
+        for field, key, hook in fields:
+            required = field.default is attrs.NOTHING
+            if key not in value and not required:
+                continue
+            try:
+                values[field.name] = hook(value[key], field.type)
+            except _UNREADABLE as exc:
+                if required:
+                    raise
+                logger.debug(
+                    "%s answer: the %s field is unreadable (%s); using its default",
+                    cls.__name__,
+                    key,
+                    type(exc).__name__,
+                )
+        return cls(**values)
+
+    return structure_leniently
+
+
 def _on_first_use(
     conv: cattrs.Converter, cls: type, build: Callable[[], Callable[[Any, type], Any]]
 ) -> None:
@@ -520,26 +577,22 @@ def _make_converter() -> cattrs.Converter:
     _on_first_use(
         conv,
         Usage,
-        lambda: _shared_when_empty(
-            _objects_only(make_dict_structure_fn(Usage, conv)), conv.unstructure(_NO_USAGE)
-        ),
+        lambda: _shared_when_empty(_leniently(conv, Usage), conv.unstructure(_NO_USAGE)),
     )
     _on_first_use(
         conv,
         Task,
-        lambda: _objects_only(
-            make_dict_structure_fn(
-                Task,
-                conv,
-                parent_id=override(rename="parentId"),
-                status=override(struct_hook=_interned),
-                percent=override(struct_hook=_structure_percent),
-                object=override(struct_hook=_interned),
-                type=override(struct_hook=_or_none(_interned)),
-                error=override(struct_hook=_structure_error),
-                usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
-                actions=override(struct_hook=_structure_actions),
-            )
+        lambda: _leniently(
+            conv,
+            Task,
+            parent_id=override(rename="parentId"),
+            status=override(struct_hook=_interned),
+            percent=override(struct_hook=_structure_percent),
+            object=override(struct_hook=_interned),
+            type=override(struct_hook=_or_none(_interned)),
+            error=override(struct_hook=_structure_error),
+            usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
+            actions=override(struct_hook=_structure_actions),
         ),
     )
     conv.register_unstructure_hook_factory(
@@ -547,7 +600,7 @@ def _make_converter() -> cattrs.Converter:
         lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),
     )
     conv.register_structure_hook(float | None, _structure_amount)
-    _on_first_use(conv, MediaClip, lambda: _clip_hook(make_dict_structure_fn(MediaClip, conv)))
+    _on_first_use(conv, MediaClip, lambda: _clip_hook(_leniently(conv, MediaClip)))
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
         """A list ``result`` as clips; null (not done yet, or a single file) means none."""
@@ -555,15 +608,24 @@ def _make_converter() -> cattrs.Converter:
             return ()
         if not isinstance(value, list):
             raise TypeError(f"expected a list of clips, got {type(value).__name__}")
-        return tuple(conv.structure(item, MediaClip) for item in value)
+        return tuple(clip for clip in map(readable_clip, value) if clip is not None)
+
+    def readable_clip(value: Any) -> MediaClip | None:
+        """One clip, or ``None`` (logged at DEBUG) if it is not a clip object or a link."""
+        try:
+            clip: MediaClip = conv.structure(value, MediaClip)
+        except _UNREADABLE as exc:
+            logger.debug("MediaTask answer: a clip is unreadable (%s)", type(exc).__name__)
+            return None
+        return clip
 
     _on_first_use(
         conv,
         MediaTask,
         lambda: _media_hook(
-            make_dict_structure_fn(
-                MediaTask,
+            _leniently(
                 conv,
+                MediaTask,
                 clips=override(rename="result", struct_hook=structure_clips),
                 created_at=override(struct_hook=_structure_timestamp),
                 message=override(struct_hook=_structure_error),

@@ -69,7 +69,7 @@ every_family = pytest.mark.parametrize("family", CASES, ids=[case.name for case 
 async def test_every_family_reads_its_own_endpoint_into_its_model(
     family: Case, client: GPTunnelClient, api: ScriptedAPI
 ) -> None:
-    api.script(family.state("running", 40))
+    api.script({**family.state("running", 40), "id": "task 1/&x"})
     task = await family.resource(client).result("task 1/&x")
     assert type(task) is family.model
     assert task.status == "running"

@@ -29,7 +29,7 @@ from ..errors import (
     ResponseDecodeError,
     ServerError,
 )
-from ..models import Balance, MediaTask, Task, ValidationIssue, converter
+from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
 from .retries import parse_retry_after
 from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
 
@@ -47,6 +47,7 @@ __all__ = [
     "excerpt",
     "masked",
     "media_error",
+    "reading",
     "redact",
     "shorten",
     "structure",
@@ -55,6 +56,7 @@ __all__ = [
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
 T_co = TypeVar("T_co", covariant=True)
+L = TypeVar("L", bound=TaskLike)
 
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
@@ -270,6 +272,25 @@ def decode_balance(
     """A 2xx body of ``/balance`` as a :class:`Balance`, or :class:`ResponseDecodeError`."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
     return masked(structure(Balance, data, status_code, secret=secret), body, secret)
+
+
+def reading(task_id: str, decode: Decoder[L]) -> Decoder[L]:
+    """``decode`` for an answer to a read of ``task_id``: an answer about another task is
+    a :class:`ResponseDecodeError`, so it is never returned (a wait treats it as any
+    answer that is not the task: transient until its deadline)."""
+
+    def decode_read(body: bytes, status_code: int, /, *, secret: str | None = None) -> L:
+        task = decode(body, status_code, secret=secret)
+        if task.id != task_id:
+            raise ResponseDecodeError(
+                f"asked for task {shorten(task_id, 80)}, the answer is about task "
+                f"{shorten(task.id, 80)}",
+                status_code=status_code,
+                body=excerpt(body, secret),
+            )
+        return task
+
+    return decode_read
 
 
 def _media_code(value: Any) -> int | None:

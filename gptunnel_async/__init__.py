@@ -40,7 +40,7 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
+from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage, ValidationIssue
 
 __all__ = [
     "NOT_GIVEN",
@@ -75,6 +75,7 @@ __all__ = [
     "TaskWaiter",
     "Usage",
     "UsageError",
+    "ValidationIssue",
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",

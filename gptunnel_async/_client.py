@@ -73,19 +73,37 @@ def _connections(name: str, value: object) -> int:
     return count(name, value, 1)
 
 
-def _result_file(task: Task | MediaTask) -> str:
-    """The one result URL of a done task; ``ConfigurationError`` if it has none or several."""
+def _result_files(task: Task | MediaTask) -> tuple[str, ...]:
+    """Every result file of a done task; ``ConfigurationError`` if it has none."""
     found = (task.result,) if isinstance(task, Task) else task.urls
-    files = [url for url in found if url] if task.is_done else []
+    files = tuple(url for url in found if url) if task.is_done else ()
     if not files:
         raise ConfigurationError(
             f"task {task.id} has no result to download (status {task.status!r})"
         )
-    if len(files) > 1:
+    return files
+
+
+def _result_file(task: Task | MediaTask, clip: int | None) -> str:
+    """The result file of a done task: its only one, or number ``clip`` of several."""
+    files = _result_files(task)
+    if clip is None:
+        if len(files) > 1:
+            raise ConfigurationError(
+                f"task {task.id} has {len(files)} result files (music clips): pass clip=N "
+                "for one of them, or save them all with download_results"
+            )
+        return files[0]
+    if isinstance(clip, bool) or not isinstance(clip, int) or not 0 <= clip < len(files):
         raise ConfigurationError(
-            f"task {task.id} has {len(files)} result files: download each of task.urls"
+            f"clip must be an int from 0 to {len(files) - 1} for task {task.id}, got {clip!r}"
         )
-    return files[0]
+    return files[clip]
+
+
+def _check_max_bytes(max_bytes: int) -> None:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        raise ConfigurationError(f"max_bytes must be an int > 0, got {max_bytes!r}")
 
 
 def _closed() -> UsageError:
@@ -289,6 +307,7 @@ class GPTunnelClient:
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
+        clip: int | None = None,
     ) -> Path:
         """Save a done task's result file (or any http(s) URL) to ``dest``.
 
@@ -298,19 +317,21 @@ class GPTunnelClient:
 
         Args:
             task_or_url: a done [Task][] or [MediaTask][gptunnel_async.MediaTask], or
-                an http(s) URL. A media task with several files (music clips) is
-                refused: download each of its ``urls`` instead.
+                an http(s) URL. A media task with several files (music clips) needs
+                ``clip``; ``download_results`` saves them all.
             dest: the file to write, or an existing folder to write into under the
                 URL's file name.
             max_bytes: the largest body accepted (256 MiB by default).
+            clip: which file of a task with several: an index into its ``urls``
+                (suno's clips, in order).
 
         Returns:
             The path written.
 
         Raises:
-            ConfigurationError: the task is not done or has several files, the URL is
-                not http(s), the folder does not exist, or ``max_bytes`` is not a
-                positive int.
+            ConfigurationError: the task is not done, has several files and no
+                ``clip`` (or ``clip`` is out of range), the URL is not http(s), the
+                folder does not exist, or ``max_bytes`` is not a positive int.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, a redirect was refused, or
@@ -318,12 +339,57 @@ class GPTunnelClient:
             APIConnectionError: the network failed, after the retries.
         """
         if isinstance(task_or_url, Task | MediaTask):
-            url, fallback_name = _result_file(task_or_url), f"{task_or_url.id}.bin"
+            url = _result_file(task_or_url, clip)
+            fallback_name = (
+                f"{task_or_url.id}.bin" if clip is None else f"{task_or_url.id}-{clip}.bin"
+            )
         else:
+            if clip is not None:
+                raise ConfigurationError("clip= picks a file of a task; a URL is one file")
             url, fallback_name = task_or_url, "result.bin"
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-            raise ConfigurationError(f"max_bytes must be an int > 0, got {max_bytes!r}")
+        _check_max_bytes(max_bytes)
         parsed = _download.validate_url(url)
         target = _download.resolve_target(dest, parsed, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
         return await _download.download(self._transport, parsed, target, max_bytes=max_bytes)
+
+    async def download_results(
+        self,
+        task: Task | MediaTask,
+        folder: str | os.PathLike[str],
+        *,
+        max_bytes: int = _download.DEFAULT_MAX_BYTES,
+    ) -> list[Path]:
+        """Save every result file of a done task into ``folder``: each music clip (a
+        preview stub too; ``MediaClip.is_preview`` tells it apart), or the one file.
+
+        Each file is saved as [download_result][gptunnel_async.GPTunnelClient.download_result]
+        saves one, one after the other, under its URL's file name (``<task id>-<n>.bin``
+        when that name is unusable or taken twice). Files saved before a failure stay.
+
+        Args:
+            task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
+            folder: an existing folder.
+            max_bytes: the largest body accepted per file (256 MiB by default).
+
+        Returns:
+            The paths written, in the order of the task's ``urls``.
+
+        Raises:
+            ConfigurationError: the task is not done, ``folder`` is not an existing
+                folder, or ``max_bytes`` is not a positive int.
+            NotFoundError: the storage host answered 404; the result has usually expired.
+            DownloadError: a body is over ``max_bytes``, a redirect was refused, or a
+                file could not be written.
+            APIConnectionError: the network failed, after the retries.
+        """
+        if not isinstance(task, Task | MediaTask):
+            raise ConfigurationError(f"task must be a Task or a MediaTask, got {task!r:.80}")
+        files = [_download.validate_url(url) for url in _result_files(task)]
+        _check_max_bytes(max_bytes)
+        targets = _download.folder_targets(folder, files, task.id)
+        self._get_session()
+        return [
+            await _download.download(self._transport, url, target, max_bytes=max_bytes)
+            for url, target in zip(files, targets, strict=True)
+        ]

@@ -1,8 +1,8 @@
 """Saving a result file: stream it to a temporary file beside ``dest``, then rename.
 
-Result URLs live on an object-storage host and expire after about three days, so users
-save them. A download either leaves a complete file at ``dest`` or leaves ``dest`` and
-its folder exactly as they were.
+Result URLs expire (face swaps' after 3 days, suno's after 48 hours, some image models'
+after about a day), so users save them. A download either leaves a complete file at
+``dest`` or leaves ``dest`` and its folder exactly as they were.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from yarl import URL
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError
 
-__all__ = ["DEFAULT_MAX_BYTES", "download", "resolve_target", "validate_url"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "download",
+    "folder_targets",
+    "resolve_target",
+    "validate_url",
+]
 
 DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
 """256 MiB: far above any image or clip the API returns, far below filling a disk."""
@@ -52,6 +58,20 @@ def resolve_target(dest: str | os.PathLike[str], url: URL, fallback_name: str) -
     if not target.parent.is_dir():
         raise ConfigurationError(f"the folder {str(target.parent)!r} does not exist")
     return target
+
+
+def folder_targets(folder: str | os.PathLike[str], urls: list[URL], name: str) -> list[Path]:
+    """One file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
+    where the URL's name is unusable or two URLs share one."""
+    if not Path(folder).is_dir():
+        raise ConfigurationError(f"the folder {str(folder)!r} does not exist")
+    targets = [
+        resolve_target(folder, url, f"{name}-{number}.bin") for number, url in enumerate(urls)
+    ]
+    return [
+        target.with_name(f"{name}-{number}{target.suffix}") if targets.count(target) > 1 else target
+        for number, target in enumerate(targets)
+    ]
 
 
 async def download(transport: Transport, url: URL, target: Path, *, max_bytes: int) -> Path:

@@ -8,6 +8,7 @@ after about a day), so users save them. A download either leaves a complete file
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import stat
@@ -77,8 +78,9 @@ def folder_targets(folder: str | os.PathLike[str], urls: list[URL], name: str) -
 async def download(transport: Transport, url: URL, target: Path, *, max_bytes: int) -> Path:
     """Fetch ``url`` into ``target`` atomically, retrying transient failures."""
     what = f"GET {url.host}{url.path}"
-    result: Path = await transport.retrying(what)(_attempt, transport, url, target, max_bytes)
-    return result
+    return await transport.retried(
+        what, functools.partial(_attempt, transport, url, target, max_bytes)
+    )
 
 
 async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int) -> Path:

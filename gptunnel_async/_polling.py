@@ -185,10 +185,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             raise state.timed_out(self._last_seen)
         self._state, self._decision = await self._read(state)
         if isinstance(self._decision, Fail):
-            raise self._decision.error
+            raise self._failure()
         if self._decision.event is not None and LISTENING.progress:
             emit_progress(self._progress_details(self._decision.event))
         return self._decision
+
+    def _failure(self) -> GPTunnelError:
+        """The error the last decision ended the wait with, no longer kept by the waiter:
+        held by the waiter or by a local of the frame that raises it, the error would form
+        a reference cycle through its own traceback."""
+        assert isinstance(self._decision, Fail)
+        error, self._decision = self._decision.error, None
+        return error
 
     def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
         return ProgressDetails(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -52,10 +52,8 @@ def cycles() -> Iterator[list[Any]]:
 
 
 async def outcome(call: Awaitable[Any]) -> None:
-    try:
+    with suppress(GPTunnelError):
         await call
-    except GPTunnelError:
-        pass
 
 
 Call = Callable[[GPTunnelClient], Awaitable[Any]]

@@ -9,13 +9,15 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
+from yarl import URL
 
 from . import _download
 from ._budget import InProcessBudget, RequestBudget
-from ._checks import count, http_url, instance_of, optional, positive_number
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._checks import count, describe, http_url, instance_of, optional, positive_number
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
@@ -238,7 +240,7 @@ class GPTunnelClient:
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``.
@@ -283,6 +285,7 @@ class GPTunnelClient:
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
+        clip: int | None = None,
         timeout: float | None = _download.DEFAULT_DOWNLOAD_TIMEOUT,
     ) -> Path:
         """Save a done task's result file (or any http(s) URL) to ``dest``.
@@ -293,11 +296,13 @@ class GPTunnelClient:
 
         Args:
             task_or_url: a done [Task][] or [MediaTask][gptunnel_async.MediaTask], or
-                an http(s) URL. A media task with several files (music clips) is
-                refused: download each of its ``urls`` instead.
+                an http(s) URL. A media task with several files (music clips) needs
+                ``clip``; ``download_results`` saves them all.
             dest: the file to write, or an existing folder to write into under the
                 URL's file name.
             max_bytes: the largest body accepted (256 MiB by default).
+            clip: which file of a task with several: an index into its ``urls``
+                (suno's clips, in order).
             timeout: the deadline of the whole download in seconds, redirects and
                 retries included (300 by default), or ``None`` for none; each read
                 must also arrive within the client's ``timeout``.
@@ -306,9 +311,10 @@ class GPTunnelClient:
             The path written.
 
         Raises:
-            ConfigurationError: the task is not done or has several files, a URL given
-                is not http(s), ``dest`` is not a path or its folder does not exist, or
-                ``max_bytes`` or ``timeout`` is not a positive number.
+            ConfigurationError: the task is not done, has several files and no
+                ``clip`` (or ``clip`` is out of range), a URL given is not http(s),
+                ``dest`` is not a path or its folder does not exist, or ``max_bytes``
+                or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, the deadline passed, the
@@ -317,11 +323,14 @@ class GPTunnelClient:
                 (a folder it may not write to, a full disk).
             APIConnectionError: the network failed, after the retries.
         """
-        url, fallback_name = _download.result_url(task_or_url)
+        url, fallback_name = _download.result_url(task_or_url, clip)
         limit = count("max_bytes", max_bytes, 1)
         deadline = optional(positive_number, "timeout", timeout)
         target = _download.resolve_target(dest, url, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
+        return await self._save(url, target, limit, deadline)
+
+    async def _save(self, url: URL, target: Path, limit: int, deadline: float | None) -> Path:
         return await _download.download(
             self._transport,
             url,
@@ -330,3 +339,49 @@ class GPTunnelClient:
             timeout=deadline,
             destinations=self._destinations,
         )
+
+    async def download_results(
+        self,
+        task: Task | MediaTask,
+        folder: str | os.PathLike[str],
+        *,
+        max_bytes: int = _download.DEFAULT_MAX_BYTES,
+        timeout: float | None = _download.DEFAULT_DOWNLOAD_TIMEOUT,
+    ) -> list[Path]:
+        """Save every result file of a done task into ``folder``: each music clip (a
+        preview stub too; ``MediaClip.is_preview`` tells it apart), or the one file.
+
+        Each file is saved as [download_result][gptunnel_async.GPTunnelClient.download_result]
+        saves one, one after the other, under its URL's file name (``<task id>-<n>.bin``
+        when that name is unusable or taken twice). Files saved before a failure stay.
+
+        Args:
+            task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
+            folder: an existing folder.
+            max_bytes: the largest body accepted per file (256 MiB by default).
+            timeout: the deadline of each file's download in seconds (300 by default),
+                or ``None`` for none.
+
+        Returns:
+            The paths written, in the order of the task's ``urls``.
+
+        Raises:
+            ConfigurationError: the task is not done, ``folder`` is not an existing
+                folder, or ``max_bytes`` or ``timeout`` is not a positive number.
+            NotFoundError: the storage host answered 404; the result has usually expired.
+            DownloadError: a body is over ``max_bytes``, a deadline passed, a URL is
+                unusable, a redirect was refused, a host is not public, or a file could
+                not be written.
+            APIConnectionError: the network failed, after the retries.
+        """
+        if not isinstance(task, Task | MediaTask):
+            raise ConfigurationError(f"task must be a Task or a MediaTask, got {describe(task)}")
+        files = [_download.server_url(url) for url in _download.result_files(task)]
+        limit = count("max_bytes", max_bytes, 1)
+        deadline = optional(positive_number, "timeout", timeout)
+        targets = _download.folder_targets(folder, files, task.id)
+        self._get_session()
+        return [
+            await self._save(url, target, limit, deadline)
+            for url, target in zip(files, targets, strict=True)
+        ]

@@ -1,8 +1,8 @@
 """Saving a result file: stream it to a temporary file beside ``dest``, then rename.
 
-Result URLs live on an object-storage host and expire after about three days, so users
-save them. A download either leaves a complete file at ``dest`` or leaves ``dest`` and
-its folder exactly as they were.
+Result URLs expire (face swaps' after 3 days, suno's after 48 hours, some image models'
+after about a day), so users save them. A download either leaves a complete file at
+``dest`` or leaves ``dest`` and its folder exactly as they were.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from yarl import URL
 
 from ._checks import describe, http_url
 from ._sansio.addresses import Address, is_public, parse_address
-from ._sansio.text import clip
+from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError
 from .models import MediaTask, Task
@@ -32,7 +32,9 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "Destinations",
     "download",
+    "folder_targets",
     "resolve_target",
+    "result_files",
     "result_url",
 ]
 
@@ -49,37 +51,61 @@ _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def result_url(task_or_url: object) -> tuple[URL, str]:
-    """The URL to fetch and a file name to fall back on.
+def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
+    """The URL to fetch (file number ``clip`` of a task with several) and a file name to
+    fall back on.
 
     A done task's URL came from the server: if it is not an http(s) URL, that is a
     ``DownloadError``. A URL the caller gave that is not one, or anything else given as
     ``task_or_url``, is a ``ConfigurationError``.
     """
     if isinstance(task_or_url, Task | MediaTask):
-        found = result_file(task_or_url)
-        return http_url("the result URL", found, error=DownloadError), f"{task_or_url.id}.bin"
+        found = result_file(task_or_url, clip)
+        name = task_or_url.id if clip is None else f"{task_or_url.id}-{clip}"
+        return server_url(found), f"{name}.bin"
     if not isinstance(task_or_url, str | URL):
         raise ConfigurationError(
             f"task_or_url must be a done Task or MediaTask, or an http(s) URL, got "
             f"{describe(task_or_url)}"
         )
+    if clip is not None:
+        raise ConfigurationError("clip= picks a file of a task; a URL is one file")
     return http_url("the URL to download", task_or_url), "result.bin"
 
 
-def result_file(task: Task | MediaTask) -> str:
-    """The one result URL of a done task; ``ConfigurationError`` if it has none or several."""
+def server_url(url: str) -> URL:
+    """A result URL from the server's answer, parsed; ``DownloadError`` if it is unusable."""
+    return http_url("the result URL", url, error=DownloadError)
+
+
+def result_files(task: Task | MediaTask) -> tuple[str, ...]:
+    """Every result file of a done task; ``ConfigurationError`` if it has none."""
     found = (task.result,) if isinstance(task, Task) else task.urls
-    files = [url for url in found if url] if task.is_done else []
+    files = tuple(url for url in found if url) if task.is_done else ()
     if not files:
         raise ConfigurationError(
-            f"task {clip(task.id, 80)} has no result to download (status {clip(task.status, 40)!r})"
+            f"task {shorten(task.id, 80)} has no result to download "
+            f"(status {shorten(task.status, 40)!r})"
         )
-    if len(files) > 1:
+    return files
+
+
+def result_file(task: Task | MediaTask, clip: int | None) -> str:
+    """The result file of a done task: its only one, or number ``clip`` of several."""
+    files = result_files(task)
+    if clip is None:
+        if len(files) > 1:
+            raise ConfigurationError(
+                f"task {shorten(task.id, 80)} has {len(files)} result files (music clips): "
+                "pass clip=N for one of them, or save them all with download_results"
+            )
+        return files[0]
+    if isinstance(clip, bool) or not isinstance(clip, int) or not 0 <= clip < len(files):
         raise ConfigurationError(
-            f"task {clip(task.id, 80)} has {len(files)} result files: download each of task.urls"
+            f"clip must be an int from 0 to {len(files) - 1} for task {shorten(task.id, 80)}, "
+            f"got {describe(clip)}"
         )
-    return files[0]
+    return files[clip]
 
 
 def resolve_target(dest: object, url: URL, fallback_name: str) -> Path:
@@ -106,6 +132,20 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Path:
     if not folder_exists:
         raise ConfigurationError(f"the folder {describe(str(target.parent))} does not exist")
     return target
+
+
+def folder_targets(folder: object, urls: list[URL], name: str) -> list[Path]:
+    """One file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
+    where the URL's name is unusable or two URLs share one."""
+    if not isinstance(folder, str | os.PathLike) or not os.path.isdir(folder):
+        raise ConfigurationError(f"folder must be an existing folder, got {describe(folder)}")
+    targets = [
+        resolve_target(folder, url, f"{name}-{number}.bin") for number, url in enumerate(urls)
+    ]
+    return [
+        target.with_name(f"{name}-{number}{target.suffix}") if targets.count(target) > 1 else target
+        for number, target in enumerate(targets)
+    ]
 
 
 class Destinations:
@@ -160,7 +200,7 @@ def _refuse_private(url: URL, addresses: list[Address]) -> None:
     blocked = [address for address in addresses if not is_public(address)]
     if blocked:
         raise DownloadError(
-            f"refusing to fetch from {clip(url.host or '', 80)}: {blocked[0]} is not a public "
+            f"refusing to fetch from {shorten(url.host or '', 80)}: {blocked[0]} is not a public "
             "address (pass allow_private_result_urls=True to GPTunnelClient to allow it)"
         )
 
@@ -176,7 +216,7 @@ async def download(
 ) -> Path:
     """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
     ``timeout`` seconds (``None``: no deadline)."""
-    what = f"GET {clip(url.host or '', 80)}{clip(url.path, 120)}"
+    what = f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}"
     controller = transport.retrying(what)
     deadline = asyncio.timeout(timeout)
     try:
@@ -257,7 +297,7 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
     location = response.headers.get("Location")
     if not location:
         raise DownloadError(
-            f"a {response.status} redirect from {clip(url.host or '', 80)} had no Location"
+            f"a {response.status} redirect from {shorten(url.host or '', 80)} had no Location"
         )
     try:
         joined = url.join(URL(location))

@@ -157,11 +157,12 @@ def field_in_log(field: str, value: Any) -> str:
     return "total_tokens" if field == "usage" and isinstance(value, dict) else field
 
 
-@pytest.mark.parametrize("result", ["https://s/a.mp3", [1], {"audio_url": "x"}])
+@pytest.mark.parametrize("result", [[1], {"audio_url": "x"}, ["not a link"]])
 def test_unreadable_clips_leave_a_media_task_without_clips(result: Any) -> None:
     body = {"code": 0, "id": "m", "status": "done", "result": result}
     task = decode_media_task(json.dumps(body).encode())
-    assert task.is_done and task.result == ()
+    assert task.clips == () and task.urls == ()
+    assert not task.is_done  # done with nothing to fetch: a wait reads on
 
 
 def test_unreadable_music_clips_are_dropped_and_the_others_kept() -> None:
@@ -177,7 +178,7 @@ def test_unreadable_music_clips_are_dropped_and_the_others_kept() -> None:
     }
     task = decode_media_task(json.dumps(body).encode())
     assert task.urls == ("https://a/1.mp3", "https://a/2.mp3")
-    assert task.result[0].duration == 31.5 and task.result[1].duration is None
+    assert task.clips[0].duration == 31.5 and task.clips[1].duration is None
 
 
 json_values = st.recursive(

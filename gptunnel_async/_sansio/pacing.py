@@ -70,8 +70,8 @@ class PollPolicy:
 
     The first read is immediate; the next comes ``initial`` seconds later, and each
     pause after that is ``multiplier`` times longer, up to ``max_interval``, each
-    varied by ±``jitter`` -- until ``percent`` rises and the predictive strategy aims
-    the reads at the predicted finish. The defaults suit a chat bot and a service alike.
+    varied by ±``jitter`` -- until ``percent`` rises and the predictive strategy aims a
+    read at the predicted finish. The defaults suit a chat bot and a service alike.
     No pause is ever shorter than 10 ms, whatever the values below.
 
     Attributes:
@@ -88,15 +88,18 @@ class PollPolicy:
         timeout: the deadline of one wait in seconds (> 0), or ``None`` for none.
             Default ``600.0``: media and Midjourney jobs finish well within it, and a
             stuck task never hangs a handler forever.
-        strategy: ``"predictive"`` (the default) or ``"exponential"``. Predictive: once
-            ``percent`` has risen between two reads, the rate of that rise predicts the
-            finish. While it is more than ``max_interval`` away the wait reads every
-            ``max_interval``; then it aims the next read at the predicted finish (never
-            before ``initial``, and only later within ``jitter``), so a two-minute task
-            costs under twenty requests and its ``done`` is still seen within a second
-            or two. If the finish is overdue, waits grow again from ``initial`` by
-            ``multiplier``. A task whose ``percent`` does not move (media tasks report
-            none) is polled exactly as ``"exponential"``, the plain backoff above.
+        strategy: ``"predictive"`` (the default) or ``"exponential"``, the plain
+            backoff above. Predictive: once ``percent`` has risen twice, a straight
+            line fitted to it predicts the finish. While that is more than
+            ``max_interval`` away the wait reads every ``max_interval``; nearer, it
+            aims one read just after it (1.5 standard errors of the prediction
+            later). Every aimed read replaces one of backoff's, so it never costs more
+            requests than plain backoff; and if a read past the predicted finish finds
+            the task neither done nor further along, the wait goes back to backoff's
+            own schedule until ``percent`` rises again. A task whose ``percent`` does
+            not move (media tasks report none) is polled exactly as
+            ``"exponential"``. ``docs/waiting.md`` has the decision table, and
+            ``docs/performance.md`` the measurements.
 
     Raises:
         ConfigurationError: a value out of range (an interval under 10 ms among them),

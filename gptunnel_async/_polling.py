@@ -10,26 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
 from . import _timing
+from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
-from .errors import GPTunnelError, UsageError
+from ._sentinel import NOT_GIVEN, NotGiven
+from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
+from .instrumentation._hooks import (
+    LISTENING,
+    ProgressDetails,
+    RetryDetails,
+    WaitFinished,
+    WaitOutcome,
+    WaitStarted,
+    emit_progress,
+    emit_retry,
+    emit_wait_finished,
+    emit_wait_started,
+)
 from .models import TaskLike
 
-__all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
+__all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 
 T = TypeVar("T", bound=TaskLike)
 
-logger = logging.getLogger("gptunnel_async")
-
-POLICY_TIMEOUT: Final[Any] = object()
-"""Marks "no timeout given": ``None`` is a real value (no deadline at all)."""
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
@@ -53,6 +63,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         timeout: overrides the policy's deadline (``None``: no deadline).
         on_progress: called with each event, in both modes; may be async.
         wakeup: the client's pauses, which its ``close()`` ends.
+        family: the task family, as the instrumentation hooks report it.
 
     Raises:
         TaskFailedError: (when awaited or iterated) the task failed.
@@ -68,11 +79,13 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         "_fetch",
         "_iterated",
         "_last_seen",
+        "_observed_since",
         "_on_progress",
         "_running",
         "_state",
         "_stepping",
         "_wakeup",
+        "family",
         "policy",
         "task_id",
         "timeout",
@@ -84,12 +97,14 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         wakeup: _timing.Wakeup | None = None,
+        family: str = "faceswap",
     ) -> None:
         self.task_id = task_id
-        self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
+        self.family = family
+        self.policy = policy if timeout is NOT_GIVEN else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress
@@ -105,13 +120,58 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         self._stepping = False
         self._ended = False
         """The iteration is over: done, failed, closed, or a step was cancelled."""
+        self._observed_since: float | None = None
+        """When the wait started, while instrumentation hooks watch it (see ``_step``)."""
 
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
 
     # -- the one step both modes take -----------------------------------------------
 
-    async def _step(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
+    def _step(self) -> Awaitable[ReadAt[T] | TimeOut[T] | Finish[T]]:
+        """One step (:meth:`_advance`), reported to the instrumentation hooks if one
+        watches waits: a plain function, so an unwatched step costs no extra coroutine."""
+        starting = self._state is None and self._observed_since is None
+        if starting and (LISTENING.wait_started or LISTENING.wait_finished):
+            self._observed_since = time.monotonic()
+            emit_wait_started(WaitStarted(self.task_id, self.family, self.timeout))
+        return self._advance() if self._observed_since is None else self._observed_step()
+
+    async def _observed_step(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
+        try:
+            decision = await self._advance()
+        except BaseException as exc:  # cancellation and GeneratorExit end the wait too
+            self._report_end(exc)
+            raise
+        if isinstance(decision, Finish):
+            self._report_end(None)
+        return decision
+
+    def _report_end(self, error: BaseException | None) -> None:
+        """Tell the hooks the wait ended with ``error`` (``None``: done), once."""
+        if self._observed_since is None:
+            return
+        duration, self._observed_since = time.monotonic() - self._observed_since, None
+        outcome: WaitOutcome = "done"
+        if isinstance(error, TaskFailedError):
+            outcome = "failed"
+        elif isinstance(error, WaitTimeoutError):
+            outcome = "timeout"
+        elif error is not None:
+            outcome = "error" if isinstance(error, Exception) else "cancelled"
+        seen = getattr(error, "task", None) or self._last_seen
+        details = WaitFinished(
+            task_id=self.task_id,
+            family=self.family,
+            outcome=outcome,
+            status=None if seen is None else seen.status,
+            duration=duration,
+            reads=0 if self._state is None else self._state.reads,
+            error=None if error is None or outcome == "cancelled" else type(error).__name__,
+        )
+        emit_wait_finished(details)
+
+    async def _advance(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
         """Sleep until the core's next read is due, read, and return what it decided;
         raise the error a wait ends with."""
         loop = asyncio.get_running_loop()
@@ -126,7 +186,14 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         self._state, self._decision = await self._read(state)
         if isinstance(self._decision, Fail):
             raise self._decision.error
+        if self._decision.event is not None and LISTENING.progress:
+            emit_progress(self._progress_details(self._decision.event))
         return self._decision
+
+    def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
+        return ProgressDetails(
+            self.task_id, self.family, event.status, event.percent, event.elapsed
+        )
 
     def _sleep(self, seconds: float) -> Awaitable[None]:
         return _timing.sleep(seconds) if self._wakeup is None else self._wakeup.sleep(seconds)
@@ -147,13 +214,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         except GPTunnelError as exc:
             now = loop.time()
             state, decision = state.failed(exc, now)
-            if isinstance(decision, ReadAt | TimeOut):
-                logger.warning(
-                    "task %s: read failed (%s); polling again in %.2fs",
-                    self.task_id,
-                    exc,
-                    decision.at - now,
-                )
+            if isinstance(decision, ReadAt | TimeOut):  # the default hook logs a WARNING
+                emit_retry(self._retry_details(exc, state.reads, decision.at - now))
             return state, decision
         self._last_seen = task
         now = loop.time()
@@ -176,6 +238,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
                 state.reads,
             )
         return state, decision
+
+    def _retry_details(self, error: GPTunnelError, read: int, pause: float) -> RetryDetails:
+        return RetryDetails(
+            scope="wait",
+            what=f"task {self.task_id} read",
+            family=self.family,
+            task_id=self.task_id,
+            attempt=read,
+            wait=pause,
+            error=error,
+            status_code=getattr(error, "status_code", None),
+        )
 
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:
@@ -223,6 +297,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         if self._stepping:
             raise UsageError("this waiter is waiting for its next event; cancel that instead")
         if self._iterated:
+            if not self._ended:
+                self._report_end(GeneratorExit())
             self._ended = True
             self._state = self._decision = self._last_seen = None
 

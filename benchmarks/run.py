@@ -9,8 +9,10 @@ Run from the repository root (the figures go to docs/performance.md)::
 same concurrency, rounds alternating in one run, reading one task id and then 1,000 in
 rotation; (b) RSS growth per concurrent waiter
 at 10,000 waits on one client; (c) requests and lateness (server turning ``done`` to
-the SDK returning) for 5 s, 30 s and 120 s tasks, per polling strategy, all run at
-once; (d) ``import gptunnel_async`` time as a ratio to ``import aiohttp``.
+the SDK returning) for tasks of three shapes (``shapes.py``) lasting 5 s, 30 s, 120 s
+and 600 s, per polling strategy: exactly on a simulated clock with the SDK's own wait
+core, then all at once on loopback, time-scaled (0.1 by default); (d)
+``import gptunnel_async`` time as a ratio to ``import aiohttp``.
 
 The server runs in its own process on 127.0.0.1 (``benchmarks/server.py``) and stops
 when this script ends. Linux only: memory is read from ``/proc/self/statm``.
@@ -37,8 +39,10 @@ from typing import Any
 
 import aiohttp
 import attrs
+from shapes import SHAPES
 
-from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent
+from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent, Task
+from gptunnel_async._sansio.waiting import ReadAt, WaitState
 
 API_KEY = "bench-key"
 SERVER = Path(__file__).with_name("server.py")
@@ -302,6 +306,8 @@ async def bench_cpu_per_read(
 
 # -- (c) requests and lateness --------------------------------------------------------
 
+DURATIONS = [5.0, 30.0, 120.0, 600.0]
+
 
 async def fixed_loop(session: aiohttp.ClientSession, url: str, task_id: str, period: float) -> Any:
     """What one writes by hand: read, and if not finished, sleep a fixed period."""
@@ -326,9 +332,66 @@ def strategies(scale: float) -> dict[str, PollPolicy | float]:
     }
 
 
+def simulate(how: PollPolicy | float, shape: str, duration: float, seed: int) -> tuple[int, float]:
+    """One wait on a simulated clock: (reads, lateness). The SDK's waits run its own wait
+    core, fed each read's answer at the time the core asked for it; the fixed loop reads
+    at 0, 1, 2 ... s."""
+    if not isinstance(how, PollPolicy):
+        finished = math.ceil(duration / how)
+        return finished + 1, finished * how - duration
+    state, now, reads = WaitState.start("sim", how, 0.0, random.Random(seed)), 0.0, 0
+    while True:
+        reads += 1
+        fraction = now / duration
+        if fraction >= 1:
+            return reads, now - duration
+        task = Task(id="sim", status="running", percent=SHAPES[shape](fraction))
+        state, decision = state.observe(task, now)
+        assert isinstance(decision, ReadAt)
+        now = decision.at
+
+
+def print_cells(title: str, cells: dict[tuple[str, float, str], list[tuple[float, float]]]) -> None:
+    """One line per (shape, duration, strategy): median requests, lateness figures."""
+    print(title)
+    columns = "requests (median)  lateness median / p90 / max"
+    print(f"    shape    task   strategy                  {columns}")
+    fixed: dict[tuple[str, float], float] = {}
+    for (shape, duration, name), results in cells.items():
+        reads = statistics.median(r for r, _ in results)
+        late = sorted(late for _, late in results)
+        p90 = late[min(len(late) - 1, int(0.9 * len(late)))]
+        if name.startswith("fixed"):
+            fixed[shape, duration] = reads
+        share = f" ({reads / fixed[shape, duration]:4.0%})" if (shape, duration) in fixed else ""
+        print(
+            f"    {shape:<8} {duration:>4g} s  {name:<25} {reads:>8g}{share:<7}"
+            f"    {statistics.median(late):6.2f} / {p90:6.2f} / {late[-1]:6.2f} s"
+        )
+
+
+def bench_lateness_simulated(*, per_cell: int) -> None:
+    """(c) on a simulated clock: exact, and 600 s tasks take no time."""
+    rng = random.Random(6)
+    cells: dict[tuple[str, float, str], list[tuple[float, float]]] = {}
+    for shape in SHAPES:
+        for duration in DURATIONS:
+            tasks = [
+                (duration * rng.uniform(0.9, 1.1), rng.getrandbits(64)) for _ in range(per_cell)
+            ]
+            for name, how in strategies(1.0).items():
+                cells[shape, duration, name] = [simulate(how, shape, d, seed) for d, seed in tasks]
+    print_cells(
+        f"\n(c) requests and lateness on a simulated clock, {per_cell} tasks per cell lasting"
+        " 0.9-1.1 x the nominal duration (the same tasks for each strategy)",
+        cells,
+    )
+
+
 async def bench_lateness(
     origin: str, *, durations: list[float], per_cell: int, scale: float
 ) -> None:
+    """(c) on loopback in real time: every wait at once, against ``server.py``."""
     url = f"{origin}/v1/faceswap/result"
     returned: dict[str, float] = {}
 
@@ -338,20 +401,21 @@ async def bench_lateness(
 
     plan = strategies(scale)
     rng = random.Random(6)
-    cells: dict[tuple[float, str], list[str]] = {}
+    cells: dict[tuple[str, float, str], list[str]] = {}
     async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
         waits = []
-        for duration in durations:
-            for index, (name, how) in enumerate(plan.items()):
-                for n in range(per_cell):
-                    seconds = duration * scale * rng.uniform(0.9, 1.1)
-                    task_id = f"timed-{seconds:.3f}-s{index}n{n}"
-                    cells.setdefault((duration, name), []).append(task_id)
-                    if isinstance(how, PollPolicy):
-                        wait: Awaitable[Any] = client.wait_for_result(task_id, policy=how)
-                    else:
-                        wait = fixed_loop(session, url, task_id, how)
-                    waits.append(finish(task_id, wait))
+        for shape in SHAPES:
+            for duration in durations:
+                for index, (name, how) in enumerate(plan.items()):
+                    for n in range(per_cell):
+                        seconds = duration * scale * rng.uniform(0.9, 1.1)
+                        task_id = f"timed-{seconds:.3f}-{shape}-s{index}n{n}"
+                        cells.setdefault((shape, duration, name), []).append(task_id)
+                        if isinstance(how, PollPolicy):
+                            wait: Awaitable[Any] = client.wait_for_result(task_id, policy=how)
+                        else:
+                            wait = fixed_loop(session, url, task_id, how)
+                        waits.append(finish(task_id, wait))
         started = time.perf_counter()
         await asyncio.gather(*waits)
         took = time.perf_counter() - started
@@ -359,21 +423,14 @@ async def bench_lateness(
             stats: dict[str, list[float]] = await response.json()
 
     scaled = f", time scale {scale:g} (durations and intervals)" if scale != 1 else ""
-    print(
-        f"\n(c) requests and lateness, {per_cell} tasks per cell lasting 0.9-1.1 x the nominal"
-        f" duration, all at once{scaled}; {took:.0f} s"
+    print_cells(
+        f"\n(c) requests and lateness on loopback, {per_cell} tasks per cell lasting 0.9-1.1 x"
+        f" the nominal duration, all at once{scaled}; {took:.0f} s (lateness in scaled seconds)",
+        {
+            cell: [(stats[i][0], returned[i] - stats[i][1]) for i in ids]
+            for cell, ids in cells.items()
+        },
     )
-    print("    task   strategy                     requests (median)  lateness median / p90 / max")
-    for duration in durations:
-        for name in plan:
-            ids = cells[duration, name]
-            reads = [stats[i][0] for i in ids]
-            late = sorted(returned[i] - stats[i][1] for i in ids)
-            p90 = late[min(len(late) - 1, int(0.9 * len(late)))]
-            print(
-                f"    {duration:>4g} s  {name:<28} {statistics.median(reads):>8g}"
-                f"           {statistics.median(late):6.2f} / {p90:6.2f} / {late[-1]:6.2f} s"
-            )
 
 
 # -- (d) import time ------------------------------------------------------------------
@@ -421,10 +478,9 @@ async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
             window=5.0 if quick else 20.0,
         )
     if "c" in args.only:
-        scale = args.time_scale if args.time_scale is not None else (0.1 if quick else 1.0)
-        await bench_lateness(
-            origin, durations=[5.0, 30.0, 120.0], per_cell=5 if quick else 20, scale=scale
-        )
+        bench_lateness_simulated(per_cell=100 if quick else 500)
+        scale = args.time_scale if args.time_scale is not None else (0.05 if quick else 0.1)
+        await bench_lateness(origin, durations=DURATIONS, per_cell=4 if quick else 10, scale=scale)
 
 
 def main() -> None:
@@ -435,7 +491,8 @@ def main() -> None:
         "--time-scale",
         type=float,
         default=None,
-        help="multiply (c)'s task durations and poll intervals by this (default 1, quick 0.1)",
+        help="multiply (c)'s loopback task durations and poll intervals by this"
+        " (default 0.1, quick 0.05)",
     )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")

@@ -7,8 +7,9 @@ client. It prints its port on stdout, and stops when its parent closes stdin or 
 
 Task ids choose the behaviour of ``GET /v1/faceswap/result?taskId=ID``:
 
-- ``timed-<seconds>-<n>``: a task that starts on its first read, is ``queued`` at 0 %
-  for the first 5 % of its duration, then ``running`` with ``percent`` rising linearly,
+- ``timed-<seconds>-<shape>-<n>``: a task that starts on its first read, is ``running``
+  with ``percent`` moving as ``shapes.SHAPES[shape]`` says (``linear``: ``queued`` at
+  0 % for the first 5 % of its duration, then rising steadily; ``stall``; ``early99``),
   then ``done`` once ``seconds`` have passed. Reads and the ``done`` instant
   (``time.monotonic()``, the same clock in every process on Linux) are recorded.
 - anything else: ``running`` at 42 %, the same documented task object every time.
@@ -27,7 +28,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-QUEUED_FRACTION = 0.05
+from shapes import QUEUED_FRACTION, SHAPES
 
 
 def task_object(task_id: str, status: str, percent: int) -> dict[str, Any]:
@@ -66,13 +67,14 @@ class TimedTasks:
         now = time.monotonic()
         started = self.started.setdefault(task_id, now)
         self.reads[task_id] = self.reads.get(task_id, 0) + 1
-        duration = float(task_id.split("-")[1])
+        _, seconds, shape, _ = task_id.split("-")
+        duration = float(seconds)
         elapsed = now - started
         if elapsed >= duration:
             return task_object(task_id, "done", 100)
-        if elapsed < QUEUED_FRACTION * duration:
-            return task_object(task_id, "queued", 0)
-        return task_object(task_id, "running", min(99, int(100 * elapsed / duration)))
+        percent = SHAPES[shape](elapsed / duration)
+        queued = shape == "linear" and elapsed < QUEUED_FRACTION * duration
+        return task_object(task_id, "queued" if queued else "running", percent)
 
     def stats(self) -> dict[str, list[float]]:
         return {

@@ -253,6 +253,12 @@ class Transport:
             self._slots_sized = True
         return self._connection_slots
 
+    def forget_loop(self) -> None:
+        """Drop what belongs to the event loop the session was on: the client moved to
+        another loop with a new session (the slots are sized again on the next request)."""
+        self._connection_slots = None
+        self._slots_sized = False
+
     def _wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
         """The typed error for a failure on the wire while doing ``what``; ``exc`` is
         made safe to keep as its cause (no key, no frames)."""

@@ -381,6 +381,13 @@ def _structure_amount(value: Any, _: type) -> float | None:
     return None if value is None else _number(value)
 
 
+def _structure_bool(value: Any, _: type) -> bool:
+    """A JSON ``true``/``false`` as it is; the ``int`` hook would take it for a number."""
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
+
+
 def _structure_int(value: Any, _: type) -> int:
     if type(value) is int:
         return value
@@ -550,6 +557,7 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str | None, _or_none(_structure_str))
     _on_first_use(conv, Usage, lambda: _leniently(conv, Usage))

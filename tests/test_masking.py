@@ -264,7 +264,7 @@ def test_a_mistyped_command_is_still_named(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_every_text_of_a_media_task_and_its_clips_is_masked() -> None:
-    clip = {f: f"<{KEY}>" for f in ("audio_url", "image_url", "video_url", "id", "title")}
+    clip = dict.fromkeys(("audio_url", "image_url", "video_url", "id", "title"), f"<{KEY}>")
     body = {"code": 0, "id": "m", "status": "succeeded", "model": KEY, "result": [clip]}
     task = decode_media_task(json.dumps(body).encode(), 200, secret=KEY)
     assert task.is_done and task.clips

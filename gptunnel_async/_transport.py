@@ -10,14 +10,15 @@ the retries (tenacity), and turns every failure on the wire into a typed
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from ._budget import RequestBudget
 from ._sansio.requests import Request, RequestBuilder
@@ -25,21 +26,24 @@ from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer, redact
 from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
 from ._version import version
 from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError
+from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
-    import tenacity
+    pass
 
 __all__ = ["Transport"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-logger = logging.getLogger("gptunnel_async")
 
 _CHUNK: Final = 64 * 1024
 
 _TLS_ERRORS: Final = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
 """aiohttp's TLS failures: a certificate that does not verify, a refused handshake."""
+
+TASK_ID_PARAMS: Final = ("taskId", "task_id")
+"""The query parameters that name the task a request reads, in the families' spellings."""
 
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
@@ -58,6 +62,12 @@ def _forget_request_headers(exc: aiohttp.ClientError) -> None:
         exc.request_info = aiohttp.RequestInfo(
             info.url, info.method, CIMultiDictProxy(headers), info.real_url
         )
+
+
+def _without_frames(exc: GPTunnelError) -> GPTunnelError:
+    """``exc`` and its chain with their tracebacks detached (see :func:`_drop_frames`)."""
+    _drop_frames(exc)
+    return exc
 
 
 def _drop_frames(exc: BaseException) -> None:
@@ -127,6 +137,11 @@ class _Inflater:
         self._room -= len(out)
         return out
 
+    def finish(self) -> None:
+        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
+        if self._inflate is None or not self._inflate.eof:
+            raise aiohttp.ClientPayloadError("the compressed body ends before its end")
+
 
 class Transport:
     """Sends requests with the API key, which goes to ``base_url``'s origin only.
@@ -154,6 +169,7 @@ class Transport:
     ) -> None:
         self.requests = RequestBuilder(base_url, api_key, f"gptunnel-async/{version()}")
         self.base_url = base_url
+        self._base_path = URL(base_url).path.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_connections = max_connections
@@ -204,6 +220,8 @@ class Transport:
                 return await read(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._wire_error(exc, request.label) from exc
+        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
+            raise _without_frames(exc) from exc.__cause__
         finally:
             if slots is not None:
                 slots.release()
@@ -234,6 +252,12 @@ class Transport:
                 self._connection_slots = asyncio.Semaphore(min(n for n in limits if n))
             self._slots_sized = True
         return self._connection_slots
+
+    def forget_loop(self) -> None:
+        """Drop what belongs to the event loop the session was on: the client moved to
+        another loop with a new session (the slots are sized again on the next request)."""
+        self._connection_slots = None
+        self._slots_sized = False
 
     def _wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
         """The typed error for a failure on the wire while doing ``what``; ``exc`` is
@@ -283,16 +307,37 @@ class Transport:
 
     # -- API requests ---------------------------------------------------------------------
 
-    def retrying(
-        self, what: str, retry_if: Callable[[BaseException], bool] = is_transient
-    ) -> tenacity.AsyncRetrying:
-        """A fresh tenacity controller (they keep per-call state): backoff with Retry-After.
+    async def retried(
+        self,
+        what: str,
+        attempt: Callable[[], Awaitable[R]],
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        *,
+        family: str = "download",
+        task_id: str | None = None,
+    ) -> R:
+        """``attempt()``, retried by tenacity (backoff with Retry-After) up to the client's
+        ``max_retries`` when ``retry_if`` says an error is worth it.
 
-        ``what`` names the request in the WARNING logged before each retry.
+        ``what`` names the request, ``family`` its task family and ``task_id`` the task it
+        reads, in the report each retry makes to the instrumentation hooks (the default
+        one logs a WARNING).
         """
-        from ._retrying import controller  # tenacity loads on the first retry, not at import
+        from ._retrying import retried  # tenacity loads on the first retry, not at import
 
-        return controller(self.max_retries, what, retry_if)
+        try:
+            return await retried(
+                attempt,
+                max_retries=self.max_retries,
+                what=what,
+                retry_if=retry_if,
+                family=family,
+                task_id=task_id,
+            )
+        except GPTunnelError as exc:
+            # tenacity's frames keep the last outcome, which holds this very error: a
+            # reference cycle through its traceback, which starts here instead.
+            raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
 
     async def request(
         self,
@@ -315,13 +360,16 @@ class Transport:
         ``code``) is retried by the same rules as an HTTP status. A request that is not
         ``idempotent`` (one that starts a paid task) is retried only where the server
         surely did nothing, so a retry never starts a second task.
+
+        An error leaves with its traceback starting here: the frames below held the key
+        (to mask it) and the answer (which may echo it) as locals.
         """
         retry_if = is_transient if request.idempotent else _safe_to_resend
         try:
             return await self._attempt(request, decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
-                raise
+                raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
         # Most requests succeed at once and never pay for a retry controller (about a
         # tenth of a read's CPU). A failure is replayed into tenacity, which logs, backs
@@ -332,16 +380,61 @@ class Transport:
                 raise replay.pop()
             return await self._attempt(request, decode)
 
-        result: T = await self.retrying(request.label, retry_if)(attempt)
-        return result
+        family, task_id = self._about(request)
+        return await self.retried(request.label, attempt, retry_if, family=family, task_id=task_id)
 
-    async def _attempt(self, request: Request, decode: Decoder[T]) -> T:
+    def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
+        """One attempt; reported to the instrumentation hooks if one listens to requests
+        (a plain function, so an unobserved read costs no extra coroutine)."""
+        if LISTENING.request:
+            return self._observed_attempt(request, decode)
+        return self._plain_attempt(request, decode)
+
+    async def _plain_attempt(self, request: Request, decode: Decoder[T]) -> T:
         status, headers, body = await self.exchange(request, self.read_answer)
+        return self._decoded(status, headers, body, decode)
+
+    def _decoded(
+        self, status: int, headers: CIMultiDictProxy[str], body: bytes, decode: Decoder[T]
+    ) -> T:
         body = check_answer(status, headers, body, secret=self._api_key)
         return decode(body, status, secret=self._api_key)
+
+    async def _observed_attempt(self, request: Request, decode: Decoder[T]) -> T:
+        """:meth:`_plain_attempt`, timed and reported to the hooks whatever its outcome."""
+        started_at, started = time.time(), time.monotonic()
+        status: int | None = None
+        error: BaseException | None = None
+        try:
+            answer = await self.exchange(request, self.read_answer)
+            status = answer[0]
+            return self._decoded(*answer, decode)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            family, task_id = self._about(request)
+            emit_request(
+                RequestDetails(
+                    method=request.method,
+                    path=request.url.path,
+                    family=family,
+                    task_id=task_id,
+                    status_code=getattr(error, "status_code", None) or status,
+                    error=None if error is None else type(error).__name__,
+                    started_at=started_at,
+                    duration=time.monotonic() - started,
+                )
+            )
+
+    def _about(self, request: Request) -> tuple[str, str | None]:
+        """The task family of an API request, and the task it reads (if any)."""
+        family = family_of(request.url.path[len(self._base_path) :])
+        return family, next(filter(None, map(request.url.query.get, TASK_ID_PARAMS)), None)
 
 
 async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> AsyncIterator[bytes]:
     async for chunk in response.content.iter_chunked(_CHUNK):
         if data := inflater.feed(chunk):
             yield data
+    inflater.finish()

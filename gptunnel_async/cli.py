@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._checks import describe, positive_number
 from ._client import GPTunnelClient
-from ._polling import POLICY_TIMEOUT, PollPolicy
+from ._polling import PollPolicy
+from ._sansio.text import mask_for
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import ConfigurationError, GPTunnelError, TaskFailedError, WaitTimeoutError
 
@@ -91,7 +94,7 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _wait(args: argparse.Namespace, out: Output) -> int:
-    timeout = POLICY_TIMEOUT if args.timeout is None else args.timeout
+    timeout = NOT_GIVEN if args.timeout is None else args.timeout
     async with _client(args) as client:
         return await _wait_and_save(client, args.task_id, out, save=args.save, timeout=timeout)
 
@@ -102,7 +105,7 @@ async def _wait_and_save(
     out: Output,
     *,
     save: Path | None,
-    timeout: float | None = POLICY_TIMEOUT,
+    timeout: float | NotGiven | None = NOT_GIVEN,
 ) -> int:
     waiter = client.wait_for_result(task_id, timeout=timeout)
     with out.progress(task_id) as show:
@@ -164,31 +167,57 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
 # -- arguments ----------------------------------------------------------------------
 
 
-def _api_keys_in(args: Sequence[str]) -> list[str]:
-    """The values given to ``--api-key`` in ``args``, to keep them out of error messages."""
-    keys = []
+LONG_WORD: Final = 16
+"""An unknown word of the command line this long or longer is hidden in argument errors:
+it may be a key typed in the wrong place."""
+
+
+def _secrets_in(args: Sequence[str], known: frozenset[str]) -> list[str]:
+    """What an argument error must not repeat: the value of ``--api-key``, the value of
+    any option argparse does not know (a mistyped ``--api_key KEY``), any other unknown
+    word of :data:`LONG_WORD` characters or more, and ``$GPTUNNEL_API_KEY``."""
+    found = [os.environ.get("GPTUNNEL_API_KEY", "")]
     for index, arg in enumerate(args):
-        if arg == "--api-key" and index + 1 < len(args):
-            keys.append(args[index + 1])
-        elif arg.startswith("--api-key="):
-            keys.append(arg.partition("=")[2])
-    return [key for key in keys if key]
+        found += _hidden_by(arg, args[index + 1 : index + 2], known)
+    return [secret for secret in found if secret]
+
+
+def _hidden_by(arg: str, following: Sequence[str], known: frozenset[str]) -> list[str]:
+    """The words ``arg`` (and the word ``following`` it) make secret."""
+    name, has_value, value = arg.partition("=")
+    if name.startswith("-") and (name not in known or name == "--api-key"):
+        return [value] if has_value else list(following)
+    return [arg] if arg not in known and len(arg) >= LONG_WORD else []
+
+
+def _known_words(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """Every option string and command name of ``parser`` and its subcommands."""
+    words: set[str] = set()
+    for action in parser._actions:
+        words.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                words.add(name)
+                words |= _known_words(sub)
+    return frozenset(words)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose error messages never repeat an API key from the command line."""
+    """argparse whose error messages never repeat an API key from the command line or
+    the environment, even one typed in the wrong place."""
 
-    _api_keys: Sequence[str] = ()
+    _secrets: Sequence[str] = ()
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        self._api_keys = _api_keys_in(sys.argv[1:] if args is None else args)
+        given = sys.argv[1:] if args is None else args
+        self._secrets = _secrets_in(given, _known_words(self))
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        for key in self._api_keys:
-            message = message.replace(key, "***")
+        for secret in self._secrets:
+            message = mask_for(secret)(message)
         super().error(message)
 
 

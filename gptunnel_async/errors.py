@@ -32,10 +32,15 @@ task queues; its ``__cause__`` (a Python-side detail) stays behind, as with any 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+from ._sansio.text import clip
 
 if TYPE_CHECKING:
-    from .models import TaskLike
+    from .models import TaskLike, ValidationIssue
+
+MAX_MESSAGE: Final = 2000
+"""The longest text any of these errors has, in characters."""
 
 __all__ = [
     "APIConnectionError",
@@ -62,13 +67,29 @@ __all__ = [
 ]
 
 
+def _bounded(arg: object) -> object:
+    return clip(arg, MAX_MESSAGE) if isinstance(arg, str) and len(arg) > MAX_MESSAGE else arg
+
+
 def _restore(cls: type[GPTunnelError], args: tuple[Any, ...]) -> GPTunnelError:
     """An error of class ``cls`` with ``args``, its attributes to be set by pickle."""
-    return cls.__new__(cls, *args)
+    error = cls.__new__(cls, *args)
+    error.args = args  # OSError's subclasses (TimeoutError) leave that to __init__
+    return error
 
 
 class GPTunnelError(Exception):
-    """Base class of every error raised by gptunnel-async."""
+    """Base class of every error raised by gptunnel-async.
+
+    Its text is bounded: a message over 2,000 characters is cut (with ``…``), whatever a
+    server sent. The SDK's own errors bound each server-sent part to a few hundred.
+
+    Args:
+        args: the message, as for any exception.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(_bounded(arg) for arg in args))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception's own reduce calls ``cls(*args)``, which keyword-only arguments and
@@ -98,6 +119,8 @@ class APIError(GPTunnelError):
         param: the request field at fault, if the API named one.
         code: the API's error code, if any; a media error's code, e.g. ``"3"``.
         retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
+        issues: the field problems of a media validation error (code 3), in the API's
+            order; ``param`` is the first one's field.
     """
 
     def __init__(
@@ -109,6 +132,7 @@ class APIError(GPTunnelError):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        issues: tuple[ValidationIssue, ...] = (),
     ) -> None:
         self.message = message
         self.status_code = status_code
@@ -116,8 +140,9 @@ class APIError(GPTunnelError):
         self.param = param
         self.code = code
         self.retry_after = retry_after
-        label = f"{status_code} {type}" if type else str(status_code)
-        super().__init__(f"{label}: {message}")
+        self.issues = issues
+        label = f"{status_code} {clip(type, 100)}" if type else str(status_code)
+        super().__init__(f"{label}: {clip(message, 500)}")
 
 
 class BadRequestError(APIError):
@@ -216,8 +241,8 @@ class TaskFailedError(GPTunnelError):
     def __init__(self, task: TaskLike) -> None:
         self.task_id = task.id
         self.task = task
-        reason = task.error or "no error message given"
-        super().__init__(f"task {task.id} {task.status}: {reason}")
+        reason = clip(task.error or "no error message given", 300)
+        super().__init__(f"task {clip(task.id, 80)} {clip(task.status, 40)}: {reason}")
 
 
 class WaitTimeoutError(GPTunnelError, TimeoutError):
@@ -233,8 +258,10 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         self.task_id = task_id
         self.timeout = timeout
         self.task = task
-        seen = f"last seen {task.status} at {task.percent}%" if task else "no state read yet"
-        super().__init__(f"task {task_id} did not finish within {timeout:g}s ({seen})")
+        seen = (
+            f"last seen {clip(task.status, 40)} at {task.percent}%" if task else "no state read yet"
+        )
+        super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
 
 
 class WebhookVerificationError(GPTunnelError):

@@ -293,7 +293,7 @@ async def test_a_failed_read_logs_a_warning_with_its_reason_and_the_next_poll(
             "column 1 (char 0)); polling again in 0.01s",
         ),
         ("DEBUG", "task task-1: status=running percent=40 read=2 next_wait=0.02s"),
-        ("DEBUG", "task task-1: status=done percent=100 read=3 next_wait=0.04s"),
+        ("DEBUG", "task task-1: status=done percent=100 read=3 finished"),
     ]
 
 
@@ -380,7 +380,7 @@ async def test_requests_queued_for_a_busy_pool_do_not_time_out_before_they_are_s
 ) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(0.15)
-        return web.json_response(DONE)
+        return web.json_response({**DONE, "id": request.query["taskId"]})
 
     api.script(slow)
     connector = aiohttp.TCPConnector(limit=1)

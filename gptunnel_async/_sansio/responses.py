@@ -8,10 +8,9 @@ produces the body lives in ``_transport``; which errors are worth retrying, in
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 from collections.abc import Mapping
-from typing import Any, Final, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 import cattrs
@@ -30,11 +29,13 @@ from ..errors import (
     ResponseDecodeError,
     ServerError,
 )
-from ..models import Balance, MediaTask, Task, converter
+from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
 from .retries import parse_retry_after
+from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
 
 __all__ = [
     "MAX_ANSWER_BYTES",
+    "MAX_ISSUES",
     "MEDIA_ERRORS",
     "Decoder",
     "check_answer",
@@ -44,14 +45,18 @@ __all__ = [
     "decode_task",
     "error_from_response",
     "excerpt",
+    "masked",
     "media_error",
+    "reading",
     "redact",
     "shorten",
     "structure",
+    "validation_issues",
 ]
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
 T_co = TypeVar("T_co", covariant=True)
+L = TypeVar("L", bound=TaskLike)
 
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
@@ -92,31 +97,13 @@ MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
 """``/media`` answers errors with HTTP 200 and a non-zero ``code``: the class and the
 ``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
 
-_SHORT_TEXT: Final = 200
-_MESSAGE_TEXT: Final = 1000
-_SERVER_TEXTS: Final = ("error", "message")
-"""Model fields whose text the server writes freely, and which reach exception text."""
-
-
-def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
-    """``text`` on one line and at most ``limit`` characters, for messages and logs."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+_MESSAGE_TEXT: Final = 500
+"""The bound of an error's message, in characters: a few hundred, whatever the server sent."""
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` masked, so a key echoed back never leaks."""
-    return text.replace(secret, "***") if secret else text
-
-
-def excerpt(text: str | bytes, secret: str | None, limit: int = _SHORT_TEXT) -> str:
-    """Server text fit for a message or a log line: the key masked first, then shortened.
-
-    Masking before shortening matters: a cut through the key would leave a prefix of it.
-    """
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    return shorten(redact(text, secret), limit)
+    """``text`` with ``secret`` masked in every harmless variation (see ``_sansio.text``)."""
+    return mask_for(secret)(text) if secret else text
 
 
 def _error_fields(body: bytes) -> dict[str, Any] | None:
@@ -149,7 +136,7 @@ def error_from_response(
     """
     fields = _error_fields(body) or {}
 
-    def field(key: str, limit: int = _SHORT_TEXT) -> str | None:
+    def field(key: str, limit: int = SHORT_TEXT) -> str | None:
         value = _text_field(fields, key)
         return None if value is None else excerpt(value, secret, limit)
 
@@ -224,9 +211,8 @@ def structure(
 ) -> M:
     """A parsed JSON value as a ``cls`` model, or :class:`ResponseDecodeError`.
 
-    ``secret`` is masked in the server's own texts (a task's ``error``, a media
-    ``message``), which end up in exception text. The error is raised outside the
-    ``except`` block for the reason :func:`decode_json_object` gives.
+    ``secret`` is masked in the error's text. The error is raised outside the ``except``
+    block for the reason :func:`decode_json_object` gives.
     """
     if not isinstance(data, dict):
         raise ResponseDecodeError(
@@ -234,47 +220,50 @@ def structure(
             status_code=status_code,
         )
     try:
-        model = converter.structure(data, cls)
+        return converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         detail = "; ".join(cattrs.transform_error(exc))
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         detail = repr(exc)
-    else:
-        return _masked(model, secret)
     raise ResponseDecodeError(
-        f"the answer is not a {cls.__name__} object: {detail}",
+        f"the answer is not a {cls.__name__} object: {excerpt(detail, secret)}",
         status_code=status_code,
         body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
     )
 
 
-@functools.cache
-def _server_text_fields(cls: type) -> tuple[str, ...]:
-    """The fields of model ``cls`` that hold the server's own texts."""
-    return tuple(field.name for field in attrs.fields(cls) if field.name in _SERVER_TEXTS)
+def masked(model: M, body: bytes, secret: str | None) -> M:
+    """``model`` with ``secret`` masked in every text it holds, if ``body`` may hold it.
 
-
-def _masked(model: M, secret: str | None) -> M:
-    """``model`` with ``secret`` masked in the texts the server wrote into it."""
+    The server may echo the key into any field (an id, a status, a URL); masking it here,
+    once, keeps it out of everything derived from the model: exception texts, log lines,
+    reprs, the command line's output. Most bodies are cleared by one quick look.
+    """
     if not secret:
         return model
-    changes = {
-        name: redact(value, secret)
-        for name in _server_text_fields(type(model))
-        if isinstance(value := getattr(model, name), str) and secret in value
-    }
-    if not changes:
-        return model
-    masked: M = attrs.evolve(
-        cast(Any, model), **changes
-    )  # mypy's attrs plugin can't see M's fields
-    return masked
+    mask = mask_for(secret)
+    return _masked_texts(model, mask) if mask.might_hold(body) else model
+
+
+def _masked_texts(value: Any, mask: SecretMask) -> Any:
+    """``value`` (a model, a tuple, a text) with ``mask`` applied to every text in it."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, tuple):
+        return tuple(_masked_texts(item, mask) for item in value)
+    if attrs.has(type(value)):
+        changes = {
+            field.alias: _masked_texts(getattr(value, field.name), mask)
+            for field in attrs.fields(type(value))
+        }
+        return attrs.evolve(value, **changes)
+    return value
 
 
 def decode_task(body: bytes, status_code: int | None = None, *, secret: str | None = None) -> Task:
     """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
-    return structure(Task, data, status_code, secret=secret)
+    return masked(structure(Task, data, status_code, secret=secret), body, secret)
 
 
 def decode_balance(
@@ -282,7 +271,26 @@ def decode_balance(
 ) -> Balance:
     """A 2xx body of ``/balance`` as a :class:`Balance`, or :class:`ResponseDecodeError`."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
-    return structure(Balance, data, status_code, secret=secret)
+    return masked(structure(Balance, data, status_code, secret=secret), body, secret)
+
+
+def reading(task_id: str, decode: Decoder[L]) -> Decoder[L]:
+    """``decode`` for an answer to a read of ``task_id``: an answer about another task is
+    a :class:`ResponseDecodeError`, so it is never returned (a wait treats it as any
+    answer that is not the task: transient until its deadline)."""
+
+    def decode_read(body: bytes, status_code: int, /, *, secret: str | None = None) -> L:
+        task = decode(body, status_code, secret=secret)
+        if task.id != task_id:
+            raise ResponseDecodeError(
+                f"asked for task {shorten(task_id, 80)}, the answer is about task "
+                f"{shorten(task.id, 80)}",
+                status_code=status_code,
+                body=excerpt(body, secret),
+            )
+        return task
+
+    return decode_read
 
 
 def _media_code(value: Any) -> int | None:
@@ -297,14 +305,67 @@ def _media_code(value: Any) -> int | None:
     return None
 
 
+MAX_ISSUES: Final = 20
+"""The most validation issues kept on an error: enough to fix a request, bounded
+whatever the server sends."""
+
+
+def _issue(item: Any, secret: str | None) -> ValidationIssue | None:
+    """One entry of a code 3 answer's ``issues``, texts bounded and masked; ``None`` if it
+    is not an object."""
+    if not isinstance(item, dict):
+        return None
+    raw_path = item.get("path")
+    path = tuple(
+        part if isinstance(part, int) and not isinstance(part, bool) else excerpt(str(part), secret)
+        for part in (raw_path if isinstance(raw_path, list) else [])
+    )
+
+    def text(key: str) -> str | None:
+        value = _text_field(item, key)
+        return None if value is None else excerpt(value, secret)
+
+    return ValidationIssue(
+        path=path[:MAX_ISSUES],
+        message=text("message"),
+        expected=text("expected"),
+        received=text("received"),
+        code=text("code"),
+    )
+
+
+def validation_issues(value: Any, secret: str | None = None) -> tuple[ValidationIssue, ...]:
+    """The ``issues`` of a media validation error (code 3), at most :data:`MAX_ISSUES`;
+    entries that are not objects are skipped."""
+    if not isinstance(value, list):
+        return ()
+    found = (_issue(item, secret) for item in value[:MAX_ISSUES])
+    return tuple(issue for issue in found if issue is not None)
+
+
 def media_error(
     code: int, fields: Mapping[str, Any], status_code: int, *, secret: str | None = None
 ) -> APIError:
-    """The typed error for a media answer with a non-zero ``code`` (see :data:`MEDIA_ERRORS`)."""
+    """The typed error for a media answer with a non-zero ``code`` (see :data:`MEDIA_ERRORS`).
+
+    A validation error's ``issues`` are kept on the error, and ``param`` is the first
+    one's field; the message names it too.
+    """
     cls, kind = MEDIA_ERRORS.get(code, (APIError, "media_error"))
     text = _text_field(fields, "message")
     message = excerpt(text, secret, _MESSAGE_TEXT) if text else kind.replace("_", " ")
-    return cls(message, status_code=status_code, type=kind, code=str(code))
+    issues = validation_issues(fields.get("issues"), secret)
+    first = issues[0] if issues else None
+    if first is not None and first.field and first.message:
+        message = shorten(f"{message} ({first.field}: {first.message})", _MESSAGE_TEXT)
+    return cls(
+        message,
+        status_code=status_code,
+        type=kind,
+        param=first.field if first else None,
+        code=str(code),
+        issues=issues,
+    )
 
 
 def decode_media_task(
@@ -320,10 +381,11 @@ def decode_media_task(
     code = _media_code(data.get("code"))
     if code is None:
         raise ResponseDecodeError(
-            f"the media answer's code is not a number: {data.get('code')!r}",
+            f"the media answer's code is not a number: {excerpt(repr(data.get('code')), secret)}",
             status_code=status_code,
             body=excerpt(body, secret),
         )
     if code != 0:
         raise media_error(code, data, status_code, secret=secret)
-    return structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
+    model = structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
+    return masked(model, body, secret)

@@ -135,12 +135,15 @@ class FleetProgress:
         status: its status as the server sent it.
         percent: 0 to 100.
         metadata: what was given to ``watch``.
+        remaining: the predicted seconds until it is done, if its ``percent`` has risen
+            enough to tell (see [ProgressEvent][gptunnel_async.ProgressEvent]).
     """
 
     task_id: str
     status: str
     percent: int
     metadata: Any
+    remaining: float | None = None
 
     def dumps(self) -> str:
         return _dumps(
@@ -150,6 +153,7 @@ class FleetProgress:
                 "status": self.status,
                 "percent": self.percent,
                 "metadata": self.metadata,
+                "remaining": self.remaining,
             }
         )
 

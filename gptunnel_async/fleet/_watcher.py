@@ -33,6 +33,15 @@ import attrs
 
 from .._checks import check_task_id, count, positive_number
 from .._polling import PollPolicy
+from .._sansio.waiting import (
+    Decision,
+    Fail,
+    Finish,
+    ProgressEvent,
+    ReadAt,
+    WaitState,
+    rides_through,
+)
 from ..errors import (
     ConfigurationError,
     GPTunnelError,
@@ -42,7 +51,6 @@ from ..errors import (
 )
 from ..models import MediaTask, Task
 from ._records import Claim, Delivery, Entry, FleetProgress, FleetStatus, Outcome, WatchRecord
-from ._schedule import Schedule
 from ._store import WatchStore
 
 if TYPE_CHECKING:
@@ -322,34 +330,47 @@ class Watcher:
             logger.exception("watcher: reading task %s failed", claim.task_id)
 
     async def _read_and_decide(self, claim: Claim) -> None:
-        record = claim.record
-        if claim.now >= record.deadline:
+        """Read the task and feed the outcome to its wait state (the pure wait core's,
+        saved with the task): finish the wait, or save the state and the next read."""
+        record, now = claim.record, claim.now
+        state = self._state_of(claim)
+        if now >= record.deadline or state.expired(now):
             expired = Outcome("expired", None, record.timeout)
             await self.store.finish(claim.task_id, expired.dumps())
             return
         resource: TaskResource[Any] = getattr(self.client, record.family)
-        schedule = Schedule.loads(claim.schedule)
-        policy = self.policy or self.client.poll_policy
+        decision: Decision[Any]
         try:
             task: Task | MediaTask = await resource.result(claim.task_id)
         except GPTunnelError as exc:
-            # Every failure is ridden through until the deadline: a 401 or 402 heals
-            # when an operator acts, and a wait that ended here would be lost to them.
             logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
-            delay, saved, _ = schedule.next_read(policy, claim.now, None, None)
-            progress = None
+            if rides_through(exc):
+                state, decision = state.failed(exc, now)
+            else:
+                # A 401 or 402 heals when an operator acts: a durable wait rides through
+                # it, read again at the slowest pace, where a live wait would end.
+                decision = ReadAt(now + state.policy.max_interval)
         else:
-            if task.is_done or task.is_failed:
-                await self.store.finish(claim.task_id, _outcome_of(task).dumps())
-                return
-            delay, saved, changed = schedule.next_read(policy, claim.now, task.status, task.percent)
-            progress = (
-                FleetProgress(claim.task_id, task.status, saved.percent, record.metadata).dumps()
-                if changed
-                else None
-            )
-        delay = min(delay, max(0.0, record.deadline - claim.now))
-        await self.store.reschedule(claim.task_id, self.worker, delay, saved.dumps(), progress)
+            state, decision = state.observe(task, now)
+        if isinstance(decision, Finish):
+            await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
+        elif isinstance(decision, Fail):
+            seen = decision.error.task if isinstance(decision.error, TaskFailedError) else None
+            failed = seen if isinstance(seen, Task | MediaTask) else None
+            await self.store.finish(claim.task_id, Outcome("failed", failed).dumps())
+        else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
+            event = decision.event
+            progress = None if event is None else _progress(event, record).dumps()
+            saved = json.dumps(state.to_json(), separators=(",", ":"))
+            delay = max(0.0, decision.at - now)
+            await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
+
+    def _state_of(self, claim: Claim) -> WaitState:
+        """The task's saved wait state, or a new one (the deadline is the watch's)."""
+        if claim.schedule is not None:
+            return WaitState.from_json(json.loads(claim.schedule))
+        policy = attrs.evolve(self.policy or self.client.poll_policy, timeout=None)
+        return WaitState.start(claim.task_id, policy, claim.now)
 
     async def _delivery_loop(self) -> None:
         handlers, backoff = _Pool(self.concurrency), _Backoff()
@@ -461,7 +482,11 @@ class Watcher:
             notice = json.loads(message)
             if notice.get("kind") == "progress":
                 yield FleetProgress(
-                    notice["task_id"], notice["status"], notice["percent"], notice["metadata"]
+                    notice["task_id"],
+                    notice["status"],
+                    notice["percent"],
+                    notice["metadata"],
+                    notice.get("remaining"),
                 )
 
     async def status(self) -> FleetStatus:
@@ -475,6 +500,12 @@ class Watcher:
         if budget is None:
             return status
         return attrs.evolve(status, rate=await budget.current_rate())
+
+
+def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
+    return FleetProgress(
+        event.task_id, event.status, event.percent, record.metadata, event.remaining
+    )
 
 
 def _outcome_of(task: Task | MediaTask) -> Outcome:

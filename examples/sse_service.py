@@ -84,7 +84,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         async with contextlib.aclosing(request.app[CLIENT].wait_for_result(task_id)) as events:
             async for event in events:
                 progress = {"status": event.status, "percent": event.percent}
-                await _send(response, "progress", {**progress, "elapsed": event.elapsed})
+                await _send(response, "progress", {**progress, "elapsed": round(event.elapsed, 2)})
         await _send(response, "done", {"result": event.task.result})
     except ConnectionResetError:
         logger.info("the browser stopped listening to %s; the wait is closed", task_id)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._client import GPTunnelClient
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
+from ._throttle import throttle
 from ._version import version
 from .errors import (
     APIConnectionError,
@@ -33,6 +34,7 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
     TaskFailedError,
+    TLSError,
     UsageError,
     WaitTimeoutError,
     WebhookVerificationError,
@@ -63,6 +65,7 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "TLSError",
     "Task",
     "TaskFailedError",
     "TaskLike",
@@ -72,6 +75,7 @@ __all__ = [
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",
+    "throttle",
 ]
 
 if TYPE_CHECKING:

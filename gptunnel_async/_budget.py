@@ -1,11 +1,13 @@
-"""The client-wide request budget: how fast API requests may start.
+"""The request budget: how fast API requests may start, client-wide or fleet-wide.
 
-Every API request of one client — a ``get_result``, each read of every wait, each retry —
-takes its start from the same budget, so 5,000 concurrent waits share one rate instead of
-each keeping its own. A 429 slows the whole client down: the rate halves (once per round
-of requests, not once per 429 in flight) and climbs back by a twentieth of the configured
-rate each second, and a ``Retry-After`` holds every request until it has passed.
+Every API request of a client — a ``get_result``, each read of every wait, each retry —
+takes its start from the client's budget, so 5,000 concurrent waits share one rate
+instead of each keeping its own. The decisions are those of
+:mod:`gptunnel_async._sansio.rate` (GCRA with an adaptive rate): a 429 slows every
+request of the budget down, recovery is gradual, and a ``Retry-After`` holds them all.
 
+:class:`InProcessBudget` keeps the state in the process; ``RedisBudget``
+(``gptunnel_async.fleet``) keeps it in Redis so that every process of a fleet shares it.
 Pacing keeps real time even when the SDK's pauses are made instant: its point is the
 server's clock.
 """
@@ -13,122 +15,79 @@ server's clock.
 from __future__ import annotations
 
 import asyncio
-import math
-from typing import TYPE_CHECKING, Final
+from typing import Protocol, runtime_checkable
 
-from .errors import ConfigurationError
+from ._checks import positive_number
+from ._sansio import rate
 
-if TYPE_CHECKING:
-    from aiolimiter import AsyncLimiter
-
-__all__ = ["AdaptiveRate", "RequestBudget"]
-
-SLOWDOWN_FACTOR: Final = 0.5
-"""A 429 multiplies the current rate by this."""
-
-RECOVERY_PER_SECOND: Final = 0.05
-"""Each second without a 429 gives back this fraction of the configured rate."""
-
-MIN_FRACTION: Final = 1 / 64
-"""The rate never drops below this fraction of the configured one."""
+__all__ = ["InProcessBudget", "RequestBudget"]
 
 
-class AdaptiveRate:
-    """The rate a client may currently use: ``ceiling`` lowered by 429s, then recovering.
+@runtime_checkable
+class RequestBudget(Protocol):
+    """What a client needs of a budget (``GPTunnelClient(budget=...)``).
 
-    Multiplicative decrease, additive increase (as TCP does): a 429 multiplies the rate
-    by :data:`SLOWDOWN_FACTOR`; afterwards it climbs by :data:`RECOVERY_PER_SECOND` of
-    the ceiling per second. Times are event-loop seconds, passed in, so this is pure.
+    Times are seconds on the budget's own clock (the event loop's in-process, Redis
+    ``TIME`` on Redis): the value :meth:`acquire` returns is only ever handed back to
+    :meth:`rate_limited`.
     """
 
-    def __init__(self, ceiling: float) -> None:
-        self.ceiling = ceiling
-        self._floor = ceiling * MIN_FRACTION
-        self._rate_at_change = ceiling
-        self._changed_at = -math.inf
+    async def acquire(self) -> float:
+        """Wait until the next request may start; return when it started."""
+        ...
 
-    def current(self, now: float) -> float:
-        """Requests per second allowed at ``now``."""
-        regained = self.ceiling * RECOVERY_PER_SECOND * (now - self._changed_at)
-        return min(self.ceiling, self._rate_at_change + regained)
+    async def rate_limited(self, started: float, retry_after: float | None) -> None:
+        """The request that started at ``started`` got a 429: slow every request down,
+        and hold them all for ``retry_after`` seconds if the server asked."""
+        ...
 
-    def rate_limited(self, sent_at: float, now: float) -> None:
-        """A request sent at ``sent_at`` got a 429 at ``now``: slow down.
-
-        A 429 for a request sent before the last slow-down reflects the old rate and is
-        not counted again, so fifty 429s arriving together halve the rate once.
-        """
-        if sent_at < self._changed_at:
-            return
-        self._rate_at_change = max(self._floor, self.current(now) * SLOWDOWN_FACTOR)
-        self._changed_at = now
+    async def current_rate(self) -> float:
+        """The requests per second allowed now: the configured rate, or less after 429s."""
+        ...
 
 
-def _new_limiter(requests_per_second: float) -> AsyncLimiter:
-    """A leaky bucket holding one request: requests start at least 1/rate apart, so no
-    one-second window ever holds more than the rate (a fuller bucket would allow bursts)."""
-    try:
-        from aiolimiter import AsyncLimiter
-    except ImportError:
-        raise ConfigurationError(
-            "requests_per_second needs aiolimiter: pip install 'gptunnel-async[ratelimit]'"
-        ) from None
-    return AsyncLimiter(1, 1 / requests_per_second)
+class InProcessBudget:
+    """A request budget shared by everything in one process that holds it.
 
-
-class RequestBudget:
-    """A client-wide rate for API requests, lowered by 429s and recovering.
+    Requests start at least ``1 / rate`` apart (any one second holds at most
+    ``requests_per_second + 1`` starts), in the order they asked; see
+    :mod:`gptunnel_async._sansio.rate` for how 429s slow it down and how it recovers.
 
     Args:
-        requests_per_second: requests start at least ``1 / rate`` apart (see the module's
-            docstring for how 429s slow the client down). Needs aiolimiter.
+        requests_per_second: the ceiling, a finite number > 0.
 
     Raises:
-        ConfigurationError: the rate is not a number > 0, or aiolimiter is not installed.
+        ConfigurationError: the rate is not a finite number > 0.
     """
 
     def __init__(self, requests_per_second: float) -> None:
-        number = isinstance(requests_per_second, int | float) and not isinstance(
-            requests_per_second, bool
-        )
-        if not (number and math.isfinite(requests_per_second) and requests_per_second > 0):
-            raise ConfigurationError(
-                f"requests_per_second must be a number > 0 or None, got {requests_per_second!r}"
-            )
-        self.requests_per_second = float(requests_per_second)
-        self._limiter = _new_limiter(self.requests_per_second)
-        self._rate = AdaptiveRate(self.requests_per_second)
-        self._resume_at = 0.0
+        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
+        self._state = rate.RateState(self.requests_per_second)
+        self._turn = asyncio.Lock()
+        """Requests ask in turn (asyncio's lock is first come, first served): one timer
+        at a time, and no waiter overtaken for ever by luckier ones."""
 
     def __repr__(self) -> str:
-        return f"RequestBudget(requests_per_second={self.requests_per_second:g})"
+        return f"InProcessBudget(requests_per_second={self.requests_per_second:g})"
 
-    def current_rate(self) -> float:
-        """The requests per second allowed now: the configured rate, or less after 429s."""
-        return self._rate.current(asyncio.get_running_loop().time())
-
-    async def pace(self) -> float:
-        """Wait until the next request may start; return that time (event-loop seconds)."""
+    async def acquire(self) -> float:
+        """Wait until the next request may start; return when it did (event-loop seconds)."""
         loop = asyncio.get_running_loop()
-        while True:
-            hold = self._resume_at - loop.time()
-            if hold > 0:
-                await asyncio.sleep(hold)
-                continue
-            await self._limiter.acquire()
-            # Below the ceiling, each start uses up more than one request's worth of the
-            # bucket: the surplus, taken in pieces the bucket can hold, spaces starts out.
-            surplus = self._rate.ceiling / self._rate.current(loop.time()) - 1
-            while surplus > 1e-9:
-                await self._limiter.acquire(min(1.0, surplus))
-                surplus -= 1.0
-            if self._resume_at <= loop.time():  # no Retry-After arrived while waiting
-                return loop.time()
+        async with self._turn:
+            while True:
+                now = loop.time()
+                decision = rate.start(self._state, now)
+                if not decision.delay:
+                    self._state = decision.state
+                    return now
+                await asyncio.sleep(decision.delay)
 
-    def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
-        """The request that started at ``sent_at`` got a 429: slow the whole client down,
-        and hold every request for ``retry_after`` seconds if the server asked."""
+    async def rate_limited(self, started: float, retry_after: float | None) -> None:
+        """The request that started at ``started`` got a 429: slow every request down,
+        and hold them all for ``retry_after`` seconds if the server asked."""
         now = asyncio.get_running_loop().time()
-        self._rate.rate_limited(sent_at, now)
-        if retry_after:
-            self._resume_at = max(self._resume_at, now + retry_after)
+        self._state = rate.rate_limited(self._state, started, now, retry_after)
+
+    async def current_rate(self) -> float:
+        """The requests per second allowed now: the configured rate, or less after 429s."""
+        return rate.current_rate(self._state, asyncio.get_running_loop().time())

@@ -9,13 +9,14 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from ._polling import ProgressEvent
+from ._sansio.statuses import Stage, classify
 from .errors import TaskFailedError, WaitTimeoutError
 from .models import Task, converter
 
@@ -56,12 +57,11 @@ def choose_output(*, as_json: bool) -> Output:
     return LiveOutput(console, errors) if console.is_terminal else LineOutput(console, errors)
 
 
+_STAGE_STYLES: Final = {Stage.DONE: "green", Stage.FAILED: "red", Stage.PENDING: "yellow"}
+
+
 def _status_style(status: str) -> str:
-    if status == "done":
-        return "green"
-    if status in ("failed", "error", "fail", "cancelled", "canceled"):
-        return "red"
-    return "yellow"
+    return _STAGE_STYLES[classify(status)]
 
 
 class LineOutput:

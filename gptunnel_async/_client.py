@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -10,15 +9,16 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
-from yarl import URL
 
 from . import _download
-from ._budget import RequestBudget
-from ._families import BgRemover, FaceSwap, Media, Midjourney
+from ._budget import InProcessBudget, RequestBudget
+from ._checks import count, http_url, instance_of, optional, positive_number
 from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
-from ._protocol import decode_balance
+from ._sansio.responses import decode_balance
+from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
+from .families import BgRemover, FaceSwap, Media, Midjourney
 from .models import Balance, MediaTask, Task
 
 __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
@@ -28,9 +28,24 @@ _HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
 """Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
 
 
+def _budget(
+    requests_per_second: float | None, budget: RequestBudget | None
+) -> RequestBudget | None:
+    """The client's budget: the one given, or an in-process one for ``requests_per_second``."""
+    if budget is None:
+        return None if requests_per_second is None else InProcessBudget(requests_per_second)
+    if requests_per_second is not None:
+        raise ConfigurationError("give requests_per_second or budget, not both")
+    if not isinstance(budget, RequestBudget):
+        raise ConfigurationError(
+            f"budget must be a RequestBudget (acquire, rate_limited, current_rate), got {budget!r}"
+        )
+    return budget
+
+
 def _api_key(value: str | None) -> str:
     key = value if value is not None else os.environ.get("GPTUNNEL_API_KEY")
-    if not key:
+    if key is None or (isinstance(key, str) and not key):
         raise ConfigurationError(
             "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
         )
@@ -44,18 +59,17 @@ def _api_key(value: str | None) -> str:
 
 def _base_url(value: str | None) -> str:
     raw = value if value is not None else os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
-    try:
-        url = URL(raw)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"base_url is not a URL: {raw!r}") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an absolute http(s) URL, got {raw!r}")
+    url = http_url("base_url", raw)
     if url.query_string or url.fragment or url.user or url.password:
         raise ConfigurationError(
             "base_url must not carry a query, fragment or credentials, got "
             f"{url.with_user(None).with_query(None).with_fragment(None)!s}"
         )
     return str(url).rstrip("/")
+
+
+def _connections(name: str, value: object) -> int:
+    return count(name, value, 1)
 
 
 def _result_file(task: Task | MediaTask) -> str:
@@ -71,6 +85,10 @@ def _result_file(task: Task | MediaTask) -> str:
             f"task {task.id} has {len(files)} result files: download each of task.urls"
         )
     return files[0]
+
+
+def _closed() -> UsageError:
+    return UsageError("this GPTunnelClient is closed; create a new one")
 
 
 class GPTunnelClient:
@@ -89,9 +107,14 @@ class GPTunnelClient:
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.
         max_connections: requests in flight at once, shared by every call and wait;
             by default as many as the session's pool allows (100 for the client's own).
-        requests_per_second: if set, API requests start at least ``1 / rate`` apart,
-            client-wide, and a 429 slows the whole client down until it recovers.
-            Needs ``pip install 'gptunnel-async[ratelimit]'``.
+        requests_per_second: if set, API requests start ``1 / rate`` apart (no second
+            holds more than ``rate + 1``), client-wide, and a 429 slows the whole
+            client down until it recovers: the shorthand for
+            ``budget=InProcessBudget(requests_per_second)``.
+        budget: the [RequestBudget][gptunnel_async.fleet.RequestBudget] every API
+            request starts from, e.g. a
+            [RedisBudget][gptunnel_async.fleet.RedisBudget] shared by every process
+            of a fleet. Not together with ``requests_per_second``.
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -109,48 +132,40 @@ class GPTunnelClient:
         poll_policy: PollPolicy | None = None,
         max_connections: int | None = None,
         requests_per_second: float | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         key = _api_key(api_key)
-        number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
-        if not (number and math.isfinite(timeout) and timeout > 0):
-            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError("session must be an aiohttp.ClientSession")
-        if poll_policy is not None and not isinstance(poll_policy, PollPolicy):
-            raise ConfigurationError("poll_policy must be a PollPolicy")
-        if max_connections is not None and (
-            isinstance(max_connections, bool)
-            or not isinstance(max_connections, int)
-            or max_connections < 1
-        ):
-            raise ConfigurationError(
-                f"max_connections must be an int >= 1 or None, got {max_connections!r}"
-            )
-        budget = None if requests_per_second is None else RequestBudget(requests_per_second)
+        root = _base_url(base_url)
+        seconds = positive_number("timeout", timeout)
+        retries = count("max_retries", max_retries, 0)
+        connections = optional(_connections, "max_connections", max_connections)
+        optional(instance_of(aiohttp.ClientSession), "session", session)
+        optional(instance_of(PollPolicy), "poll_policy", poll_policy)
+        budget = _budget(requests_per_second, budget)
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._wakeup = Wakeup()
+        """The pauses of this client's waits: ``close()`` ends them."""
         self._transport = Transport(
-            base_url=_base_url(base_url),
+            base_url=root,
             api_key=key,
-            timeout=float(timeout),
-            max_retries=max_retries,
+            timeout=seconds,
+            max_retries=retries,
             session=self._get_session,
-            max_connections=max_connections,
+            max_connections=connections,
             budget=budget,
         )
-        self.faceswap = FaceSwap(self._transport, self._poll_policy)
+        self.faceswap = FaceSwap(self._transport, self._poll_policy, self._wakeup)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
-        self.bgremover = BgRemover(self._transport, self._poll_policy)
+        self.bgremover = BgRemover(self._transport, self._poll_policy, self._wakeup)
         """Background removal: ``result``, ``wait_for_result``."""
-        self.midjourney = Midjourney(self._transport, self._poll_policy)
+        self.midjourney = Midjourney(self._transport, self._poll_policy, self._wakeup)
         """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
         ``wait_for_result``, ``imagine_and_wait``."""
-        self.media = Media(self._transport, self._poll_policy)
+        self.media = Media(self._transport, self._poll_policy, self._wakeup)
         """Media generation ([MediaTask][gptunnel_async.MediaTask]): ``create``, ``result``,
         ``wait_for_result``, ``generate``."""
         self.as_completed = self.faceswap.as_completed
@@ -179,7 +194,7 @@ class GPTunnelClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
-            raise UsageError("this GPTunnelClient is closed; create a new one")
+            raise _closed()
         if self._session is None:
             limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
@@ -190,6 +205,7 @@ class GPTunnelClient:
     async def close(self) -> None:
         """Close the session the client opened (never a borrowed one). Safe to call twice."""
         self._closed = True
+        self._wakeup.interrupt(_closed)
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
@@ -218,7 +234,7 @@ class GPTunnelClient:
 
         Raises:
             GPTunnelError: the errors that
-                [faceswap.result][gptunnel_async._families.FaceSwap.result] raises.
+                [faceswap.result][gptunnel_async.families.FaceSwap.result] raises.
         """
         return await self.faceswap.result(task_id)
 

@@ -28,7 +28,6 @@ DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
 
 _MAX_REDIRECTS: Final = 10
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
-_CHUNK: Final = 64 * 1024
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -89,18 +88,21 @@ async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int)
 async def _stream(transport: Transport, url: URL, file: BinaryIO, max_bytes: int) -> None:
     """Write the body of ``url`` to ``file``, following redirects only to http(s) (the key
     only on the API origin); every wire failure becomes a typed error."""
-    timeout = aiohttp.ClientTimeout(connect=transport.timeout, sock_read=transport.timeout)
-    with transport.wire_errors(f"GET {url.host}{url.path}"):
-        for _ in range(_MAX_REDIRECTS + 1):
-            async with transport.exchange("GET", url, timeout=timeout) as response:
-                if response.status in _REDIRECT_STATUSES:
-                    url = _redirect_target(url, response)
-                    continue
-                if response.status >= 300:
-                    await transport.answer(response)  # raises the status's typed error
-                await _save(response, file, max_bytes)
-                return
-        raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+
+    async def save_or_redirect(response: aiohttp.ClientResponse) -> URL | None:
+        if response.status in _REDIRECT_STATUSES:
+            return _redirect_target(url, response)
+        if response.status >= 300:
+            await transport.raise_for_status(response)
+        await _save(transport, response, file, max_bytes)
+        return None
+
+    for _ in range(_MAX_REDIRECTS + 1):
+        redirect = await transport.exchange(transport.requests.fetch(url), save_or_redirect)
+        if redirect is None:
+            return
+        url = redirect
+    raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
 
 
 def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
@@ -117,14 +119,16 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
     return target
 
 
-async def _save(response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int) -> None:
+async def _save(
+    transport: Transport, response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
+) -> None:
     """Copy the body into ``file``, refusing more than ``max_bytes`` (as decoded)."""
     if response.content_length is not None and response.content_length > max_bytes:
         raise DownloadError(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
     written = 0
-    async for chunk in response.content.iter_chunked(_CHUNK):
+    async for chunk in transport.chunks(response, max_bytes):
         written += len(chunk)
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")

@@ -1,45 +1,37 @@
-"""Waiting for a task: the poll policy, progress events, and the waiter that is both
-an awaitable and an async iterator.
+"""Waiting for a task: the waiter that drives the wait core, awaitable and iterable.
 
-The waiter reads the task at once, then again after intervals that grow from
-``initial`` by ``multiplier`` up to ``max_interval`` (each jittered); once ``percent``
-rises, the predictive strategy aims the next read at the predicted finish instead. It
-emits a :class:`ProgressEvent` whenever ``(status, percent)`` changes. One deadline
-bounds the SDK's own time — requests in flight and sleeps — but never the consumer's
-code between events.
+The decisions -- when to read next, what an answer means, when to give up, which event
+to emit -- are the wait core's (``_sansio.waiting``); this module sleeps, reads, and
+hands events to ``on_progress`` and ``async for``. One deadline bounds the SDK's own
+time -- requests in flight and sleeps -- but never the consumer's code between events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
-import math
-import random
-import types
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterator,
-)
-from typing import Any, Final, Generic, Literal, TypeAlias, TypeVar
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
 
 from . import _timing
-from ._protocol import is_transient
-from ._transport import RETRY_AFTER_CAP
-from .errors import (
-    APIError,
-    ConfigurationError,
-    GPTunnelError,
-    ResponseDecodeError,
-    TaskFailedError,
-    UsageError,
-    WaitTimeoutError,
+from ._logging import logger
+from ._sansio.pacing import PollPolicy
+from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
+from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
+from .instrumentation._hooks import (
+    LISTENING,
+    ProgressDetails,
+    RetryDetails,
+    WaitFinished,
+    WaitOutcome,
+    WaitStarted,
+    emit_progress,
+    emit_retry,
+    emit_wait_finished,
+    emit_wait_started,
 )
 from .models import TaskLike
 
@@ -47,214 +39,12 @@ __all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", 
 
 T = TypeVar("T", bound=TaskLike)
 
-logger = logging.getLogger("gptunnel_async")
 
 POLICY_TIMEOUT: Final[Any] = object()
 """Marks "no timeout given": ``None`` is a real value (no deadline at all)."""
 
-
-def _number_check(
-    requirement: str, test: Callable[[float], bool], *, allow_none: bool = False
-) -> Callable[..., None]:
-    """An attrs validator: a finite real number that passes ``test``, else a ``ValueError``."""
-
-    def validate(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is None and allow_none:
-            return
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (ok and math.isfinite(value) and test(value)):
-            raise ConfigurationError(f"{attribute.name} must be {requirement}, got {value!r}")
-
-    return validate
-
-
-_positive = _number_check("a finite number > 0", lambda value: value > 0)
-
-Strategy: TypeAlias = Literal["predictive", "exponential"]
-"""How a wait times its reads: see [PollPolicy][gptunnel_async.PollPolicy]."""
-
-STRATEGIES: Final[tuple[Strategy, ...]] = ("predictive", "exponential")
-
-
-def _known_strategy(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value not in STRATEGIES:
-        raise ConfigurationError(f"{attribute.name} must be one of {STRATEGIES}, got {value!r}")
-
-
-@attrs.frozen
-class PollPolicy:
-    """How a wait paces its reads, and how long it may take in all.
-
-    The first read is immediate; the next comes ``initial`` seconds later, and each
-    pause after that is ``multiplier`` times longer, up to ``max_interval``, each
-    varied by ±``jitter`` -- until ``percent`` rises and the predictive strategy aims
-    the reads at the predicted finish. The defaults suit a chat bot and a service alike.
-
-    Attributes:
-        initial: seconds before the second read (> 0). Default ``1.0``: a user sees
-            the first progress step quickly.
-        multiplier: how much each pause grows (>= 1). Default ``1.5``: intervals grow
-            gently (1, 1.5, 2.25, 3.4 ... s), so short tasks are seen finishing soon
-            and long ones cost few requests.
-        max_interval: the longest pause, in seconds (>= ``initial``). Default ``10.0``:
-            ``done`` is noticed within that, and a two-minute task costs ~20 requests
-            rather than 120.
-        jitter: each pause lies within ±``jitter`` of its value (0 <= jitter < 1).
-            Default ``0.1``: waits started together do not poll in lockstep.
-        timeout: the deadline of one wait in seconds (> 0), or ``None`` for none.
-            Default ``600.0``: media and Midjourney jobs finish well within it, and a
-            stuck task never hangs a handler forever.
-        strategy: ``"predictive"`` (the default) or ``"exponential"``. Predictive: once
-            ``percent`` has risen between two reads, the rate of that rise predicts the
-            finish. While it is more than ``max_interval`` away the wait reads every
-            ``max_interval``; then it aims the next read at the predicted finish (never
-            before ``initial``, and only later within ``jitter``), so a two-minute task
-            costs under twenty requests and its ``done`` is still seen within a second
-            or two. If the finish is overdue, waits grow again from ``initial`` by
-            ``multiplier``. A task whose ``percent`` does not move (media tasks report
-            none) is polled exactly as ``"exponential"``, the plain backoff above.
-
-    Raises:
-        ConfigurationError: a value out of range, NaN or infinite, or an unknown
-            strategy (it is also a ``ValueError``).
-    """
-
-    initial: float = attrs.field(default=1.0, validator=_positive)
-    multiplier: float = attrs.field(
-        default=1.5, validator=_number_check("a finite number >= 1", lambda value: value >= 1)
-    )
-    max_interval: float = attrs.field(default=10.0, validator=_positive)
-    jitter: float = attrs.field(
-        default=0.1, validator=_number_check("a fraction, 0 <= jitter < 1", lambda v: 0 <= v < 1)
-    )
-    timeout: float | None = attrs.field(
-        default=600.0,
-        validator=_number_check("a finite number > 0, or None", lambda v: v > 0, allow_none=True),
-    )
-    strategy: Strategy = attrs.field(default="predictive", validator=_known_strategy)
-
-    def __attrs_post_init__(self) -> None:
-        if self.max_interval < self.initial:
-            raise ConfigurationError(
-                f"max_interval ({self.max_interval!r}) must not be below initial ({self.initial!r})"
-            )
-
-    def intervals(self, rng: random.Random | None = None) -> Iterator[float]:
-        """The exponential pauses between reads, forever: growing, capped, each within
-        ±jitter (what every strategy does while ``percent`` gives nothing to go by).
-
-        Args:
-            rng: the source of jitter; defaults to the ``random`` module's.
-
-        Yields:
-            Seconds to wait before each read after the first.
-        """
-        pacing = Pacing(self, rng)
-        while True:
-            yield pacing.next_wait(0.0, None)
-
-
-class Pacing:
-    """The waits between the reads of one wait, as its policy's strategy times them.
-
-    Call :meth:`next_wait` after each read with the time and the (never falling)
-    ``percent``; pass ``None`` for a read that failed.
-    """
-
-    __slots__ = ("_growth", "_policy", "_predict", "_rise_from", "_uniform")
-
-    def __init__(self, policy: PollPolicy, rng: random.Random | None = None) -> None:
-        self._policy = policy
-        self._uniform = (rng or random).uniform
-        self._predict = policy.strategy == "predictive"
-        self._growth = policy.initial
-        """The next exponential wait, nominal: grows by ``multiplier`` each time it is used."""
-        self._rise_from: tuple[float, int] | None = None
-        """(time, percent) of the first read that showed progress: the rate's starting point."""
-
-    def next_wait(self, now: float, percent: int | None) -> float:
-        """Seconds until the next read, after a read at ``now`` that saw ``percent``."""
-        policy = self._policy
-        jitter = policy.jitter
-        finish_in = self._finish_in(now, percent) if self._predict else None
-        if finish_in is None:
-            return self._grown() * self._uniform(1 - jitter, 1 + jitter)
-        if finish_in >= policy.max_interval:
-            self._growth = policy.initial
-            return policy.max_interval * self._uniform(1 - jitter, 1 + jitter)
-        if finish_in > policy.initial:
-            self._growth = policy.initial
-            return finish_in * self._uniform(1, 1 + jitter)  # late rather than early
-        return self._grown() * self._uniform(1, 1 + jitter)  # due or overdue: back off again
-
-    def _grown(self) -> float:
-        nominal = self._growth
-        self._growth = min(nominal * self._policy.multiplier, self._policy.max_interval)
-        return nominal
-
-    def _finish_in(self, now: float, percent: int | None) -> float | None:
-        """Seconds until ``percent`` reaches 100 at the rate it has risen, if it has."""
-        if percent is None or percent <= 0:
-            return None
-        if self._rise_from is None:
-            self._rise_from = (now, percent)
-            return None
-        since, from_percent = self._rise_from
-        if percent <= from_percent or now <= since:
-            return None
-        rate = (percent - from_percent) / (now - since)
-        return (100 - percent) / rate
-
-
-@attrs.frozen
-class ProgressEvent(Generic[T]):
-    """A change in a task's ``(status, percent)`` seen during a wait.
-
-    Attributes:
-        task_id: the task waited for.
-        status: its status, as the server sent it.
-        percent: 0 to 100; never goes backwards within one wait.
-        task: the full state that was read: a [Task][gptunnel_async.Task], or a
-            [MediaTask][gptunnel_async.MediaTask] when waiting on ``client.media``.
-        elapsed: seconds since the wait began.
-    """
-
-    task_id: str
-    status: str
-    percent: int
-    task: T
-    elapsed: float
-
-    @property
-    def is_done(self) -> bool:
-        """This is the last event of a successful wait."""
-        return self.task.is_done
-
-
 ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
-
-
-def _worth_polling_again(exc: GPTunnelError) -> bool:
-    """Whether a failed read should end the wait (no) or just be tried at the next poll."""
-    return is_transient(exc) or isinstance(exc, ResponseDecodeError)
-
-
-class _Handoff:
-    """What the polling loop awaits to give ``async for`` an event: the waiter's
-    ``__anext__`` catches it on its way to the event loop and returns the event."""
-
-    __slots__ = ("event",)
-
-    def __init__(self, event: ProgressEvent[Any]) -> None:
-        self.event = event
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self
-
-
-_Mode: TypeAlias = Literal["unused", "awaited", "iterated", "stepping"]
-"""How a waiter is used: not yet, awaited, or iterated (between events, or in a step)."""
 
 
 class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
@@ -265,30 +55,39 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     and ``wait_for`` accept it. Use it once, in one mode: awaiting a waiter that is
     being iterated or was already awaited, or the other way round, raises
     ``UsageError``. Every family waits through this one class; you get one from a
-    ``wait_for_result`` rather than building it. It keeps little while it sleeps
-    (slots, one coroutine frame for the polling loop in either mode), so a bot can hold
-    thousands of waits at once.
+    ``wait_for_result`` rather than building it. Between reads it keeps the wait core's
+    small state and its sleep, so a bot can hold thousands of waits at once.
 
     Args:
         task_id: the task to wait for.
-        fetch: reads the family's task once, given its id.
+        fetch: reads the task once (its request built once for the whole wait).
         policy: the pacing and deadline.
         timeout: overrides the policy's deadline (``None``: no deadline).
         on_progress: called with each event, in both modes; may be async.
+        wakeup: the client's pauses, which its ``close()`` ends.
+        family: the task family, as the instrumentation hooks report it.
 
     Raises:
         TaskFailedError: (when awaited or iterated) the task failed.
         WaitTimeoutError: (when awaited or iterated) the deadline passed.
+        UsageError: (when awaited or iterated) the client was closed.
         APIError: (when awaited or iterated) an error that is not transient, such as
             400, 401, 402, 403 or 404.
     """
 
     __slots__ = (
+        "_decision",
+        "_ended",
         "_fetch",
-        "_mode",
+        "_iterated",
+        "_last_seen",
+        "_observed_since",
         "_on_progress",
-        "_polling",
-        "_reads",
+        "_running",
+        "_state",
+        "_stepping",
+        "_wakeup",
+        "family",
         "policy",
         "task_id",
         "timeout",
@@ -297,35 +96,169 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     def __init__(
         self,
         task_id: str,
-        fetch: Callable[[str], Awaitable[T]],
+        fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
         timeout: float | None = POLICY_TIMEOUT,
         on_progress: ProgressCallback[T] | None = None,
+        wakeup: _timing.Wakeup | None = None,
+        family: str = "faceswap",
     ) -> None:
         self.task_id = task_id
+        self.family = family
         self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress
-        self._reads = 0
-        self._mode: _Mode = "unused"
-        self._polling: Coroutine[Any, Any, T] | None = None
-        """The polling loop, once the waiter is first awaited or iterated."""
+        self._wakeup = wakeup
+        self._state: WaitState | None = None
+        """The wait core's state, from the first read on."""
+        self._decision: Decision[T] | None = None
+        """What the core decided after the last read."""
+        self._last_seen: T | None = None
+        self._running: Coroutine[Any, Any, T] | None = None
+        """The awaited wait, once the waiter is awaited (or run as a task)."""
+        self._iterated = False
+        self._stepping = False
+        self._ended = False
+        """The iteration is over: done, failed, closed, or a step was cancelled."""
+        self._observed_since: float | None = None
+        """When the wait started, while instrumentation hooks watch it (see ``_step``)."""
 
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
 
-    def _start(self, mode: Literal["awaited", "iterated"]) -> Coroutine[Any, Any, T]:
-        """The polling loop, started in ``mode`` on first use; ``UsageError`` in the other."""
-        if self._polling is None:
-            self._mode = mode
-            self._polling = self._poll()
-        elif mode == "awaited" and self._mode != "awaited":
-            raise UsageError("this waiter is already being iterated; await a new one")
-        elif mode == "iterated" and self._mode == "awaited":
-            raise UsageError("this waiter is already being awaited; iterate a new one")
-        return self._polling
+    # -- the one step both modes take -----------------------------------------------
+
+    def _step(self) -> Awaitable[ReadAt[T] | TimeOut[T] | Finish[T]]:
+        """One step (:meth:`_advance`), reported to the instrumentation hooks if one
+        watches waits: a plain function, so an unwatched step costs no extra coroutine."""
+        starting = self._state is None and self._observed_since is None
+        if starting and (LISTENING.wait_started or LISTENING.wait_finished):
+            self._observed_since = time.monotonic()
+            emit_wait_started(WaitStarted(self.task_id, self.family, self.timeout))
+        return self._advance() if self._observed_since is None else self._observed_step()
+
+    async def _observed_step(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
+        try:
+            decision = await self._advance()
+        except BaseException as exc:  # cancellation and GeneratorExit end the wait too
+            self._report_end(exc)
+            raise
+        if isinstance(decision, Finish):
+            self._report_end(None)
+        return decision
+
+    def _report_end(self, error: BaseException | None) -> None:
+        """Tell the hooks the wait ended with ``error`` (``None``: done), once."""
+        if self._observed_since is None:
+            return
+        duration, self._observed_since = time.monotonic() - self._observed_since, None
+        outcome: WaitOutcome = "done"
+        if isinstance(error, TaskFailedError):
+            outcome = "failed"
+        elif isinstance(error, WaitTimeoutError):
+            outcome = "timeout"
+        elif error is not None:
+            outcome = "error" if isinstance(error, Exception) else "cancelled"
+        seen = getattr(error, "task", None) or self._last_seen
+        details = WaitFinished(
+            task_id=self.task_id,
+            family=self.family,
+            outcome=outcome,
+            status=None if seen is None else seen.status,
+            duration=duration,
+            reads=0 if self._state is None else self._state.reads,
+            error=None if error is None or outcome == "cancelled" else type(error).__name__,
+        )
+        emit_wait_finished(details)
+
+    async def _advance(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
+        """Sleep until the core's next read is due, read, and return what it decided;
+        raise the error a wait ends with."""
+        loop = asyncio.get_running_loop()
+        state, decision = self._state, self._decision
+        if state is None or decision is None:
+            state = WaitState.start(self.task_id, self.policy, loop.time())
+            decision = ReadAt(state.due_at)
+        assert isinstance(decision, ReadAt | TimeOut)  # Finish and Fail end the wait first
+        await self._sleep(max(0.0, decision.at - loop.time()))
+        if isinstance(decision, TimeOut) or state.expired(loop.time()):
+            raise state.timed_out(self._last_seen)
+        self._state, self._decision = await self._read(state)
+        if isinstance(self._decision, Fail):
+            raise self._decision.error
+        if self._decision.event is not None and LISTENING.progress:
+            emit_progress(self._progress_details(self._decision.event))
+        return self._decision
+
+    def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
+        return ProgressDetails(
+            self.task_id, self.family, event.status, event.percent, event.elapsed
+        )
+
+    def _sleep(self, seconds: float) -> Awaitable[None]:
+        return _timing.sleep(seconds) if self._wakeup is None else self._wakeup.sleep(seconds)
+
+    async def _read(self, state: WaitState) -> tuple[WaitState, Decision[T]]:
+        """Read the task once, within the deadline, and feed the outcome to the core."""
+        loop = asyncio.get_running_loop()
+        bounded = asyncio.timeout_at(state.deadline)
+        try:
+            async with bounded:
+                task = await self._fetch()
+        except TimeoutError:
+            # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
+            # rather than the clock stays exact when the deadline lands on a wake-up.
+            if bounded.expired():
+                raise state.timed_out(self._last_seen) from None
+            raise
+        except GPTunnelError as exc:
+            now = loop.time()
+            state, decision = state.failed(exc, now)
+            if isinstance(decision, ReadAt | TimeOut):  # the default hook logs a WARNING
+                emit_retry(self._retry_details(exc, state.reads, decision.at - now))
+            return state, decision
+        self._last_seen = task
+        now = loop.time()
+        state, decision = state.observe(task, now)
+        if isinstance(decision, ReadAt | TimeOut):
+            logger.debug(
+                "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
+                self.task_id,
+                task.status,
+                task.percent,
+                state.reads,
+                decision.at - now,
+            )
+        elif isinstance(decision, Finish):
+            logger.debug(
+                "task %s: status=%s percent=%d read=%d finished",
+                self.task_id,
+                task.status,
+                task.percent,
+                state.reads,
+            )
+        return state, decision
+
+    def _retry_details(self, error: GPTunnelError, read: int, pause: float) -> RetryDetails:
+        return RetryDetails(
+            scope="wait",
+            what=f"task {self.task_id} read",
+            family=self.family,
+            task_id=self.task_id,
+            attempt=read,
+            wait=pause,
+            error=error,
+            status_code=getattr(error, "status_code", None),
+        )
+
+    async def _notify(self, event: ProgressEvent[T]) -> None:
+        if self._on_progress is None:
+            return
+        outcome = self._on_progress(event)
+        if inspect.isawaitable(outcome):
+            await outcome
 
     # -- async iterator -------------------------------------------------------------
 
@@ -333,38 +266,26 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         return self
 
     async def __anext__(self) -> ProgressEvent[T]:
-        # A real coroutine around the step: since Python 3.12, asyncio.create_task takes
-        # nothing else, and ``create_task(anext(waiter))`` is a fair thing to write.
-        return await self._next_event()
-
-    @types.coroutine
-    def _next_event(self) -> Generator[Any, Any, ProgressEvent[T]]:
-        # The polling loop is a coroutine, driven here as ``await`` would drive it but
-        # stopped at each event it hands over: an async generator would cost every wait
-        # a weakref in the event loop's set of them, and awaiting it another coroutine.
-        polling = self._start("iterated")
-        if self._mode == "stepping":
+        if self._running is not None:
+            raise UsageError("this waiter is already being awaited; iterate a new one")
+        if self._stepping:
             raise UsageError("this waiter is already waiting for its next event")
-        if inspect.getcoroutinestate(polling) == inspect.CORO_CLOSED:
+        self._iterated = True
+        if self._ended:
             raise StopAsyncIteration
-        self._mode = "stepping"
+        self._stepping = True
         try:
-            resume: Callable[[Any], Any] = polling.send
-            value: Any = None
             while True:
-                try:
-                    awaited = resume(value)
-                except StopIteration:
-                    raise StopAsyncIteration from None
-                if isinstance(awaited, _Handoff):
-                    event: ProgressEvent[T] = awaited.event
-                    return event
-                try:
-                    value, resume = (yield awaited), polling.send
-                except BaseException as exc:  # cancellation too: the loop gets it, as in await
-                    value, resume = exc, polling.throw
+                decision = await self._step()
+                if decision.event is not None:
+                    self._ended = isinstance(decision, Finish)
+                    await self._notify(decision.event)
+                    return decision.event
+        except BaseException:  # failed, timed out, closed or cancelled: nothing follows
+            self._ended = True
+            raise
         finally:
-            self._mode = "iterated"
+            self._stepping = False
 
     async def aclose(self) -> None:
         """Stop an ``async for`` wait early and release what it holds.
@@ -375,18 +296,38 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             UsageError: a step of the iteration is still waiting for its next event;
                 cancel that step instead.
         """
-        if self._mode == "stepping":
+        if self._stepping:
             raise UsageError("this waiter is waiting for its next event; cancel that instead")
-        if self._mode == "iterated" and self._polling is not None:
-            self._polling.close()
+        if self._iterated:
+            if not self._ended:
+                self._report_end(GeneratorExit())
+            self._ended = True
+            self._state = self._decision = self._last_seen = None
 
     # -- coroutine ------------------------------------------------------------------
 
+    async def _run(self) -> T:
+        """The awaited wait: every step until the task is done; return it."""
+        while True:
+            decision = await self._step()
+            if decision.event is not None:
+                await self._notify(decision.event)
+            if isinstance(decision, Finish):
+                return decision.event.task
+
+    def _awaited(self) -> Coroutine[Any, Any, T]:
+        """The awaited wait, started on first use; ``UsageError`` if it is iterated."""
+        if self._running is None:
+            if self._iterated:
+                raise UsageError("this waiter is already being iterated; await a new one")
+            self._running = self._run()
+        return self._running
+
     def __await__(self) -> Generator[Any, None, T]:
-        polling = self._start("awaited")
-        if inspect.getcoroutinestate(polling) == inspect.CORO_CLOSED:
+        running = self._awaited()
+        if inspect.getcoroutinestate(running) == inspect.CORO_CLOSED:
             raise UsageError("this waiter was already awaited; call wait_for_result again")
-        return polling.__await__()
+        return running.__await__()
 
     def send(self, value: Any) -> Any:
         """The coroutine protocol, for the event loop: resume the wait with ``value``.
@@ -397,7 +338,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         Returns:
             What the wait awaits next.
         """
-        return self._start("awaited").send(value)
+        return self._awaited().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
         """The coroutine protocol, for the event loop: raise an exception inside the wait.
@@ -411,102 +352,10 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             What the wait awaits next, if it handles the exception.
         """
         if val is None and tb is None:
-            return self._start("awaited").throw(typ)
-        return self._start("awaited").throw(typ, val, tb)
+            return self._awaited().throw(typ)
+        return self._awaited().throw(typ, val, tb)
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed."""
-        if self._mode == "awaited" and self._polling is not None:
-            self._polling.close()
-
-    # -- the polling loop -----------------------------------------------------------
-
-    async def _poll(self) -> T:
-        """Read until the task is done; return it. Each change of ``(status, percent)``
-        goes to ``on_progress`` and, when iterated, is handed over to ``async for``."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = None if self.timeout is None else started + self.timeout
-        pacing = Pacing(self.policy)
-        last_seen: T | None = None
-        last_status: str | None = None
-        percent = last_percent = 0
-        due = started
-
-        while True:
-            # Sleep no further than the deadline, then read within it. A sleeping wait
-            # holds no timer but its sleep's: only the read needs a timeout around it.
-            now = loop.time()
-            if deadline is not None and now >= deadline:
-                raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen)
-            wake = due if deadline is None else min(due, deadline)
-            await _timing.sleep(max(0.0, wake - now))
-            if deadline is not None and loop.time() >= deadline:
-                raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen)
-            # The read is spelled out here rather than in a coroutine of its own: with
-            # many waits started at once, each queued read would hold that frame too.
-            bounded = asyncio.timeout_at(deadline)
-            try:
-                async with bounded:
-                    self._reads += 1
-                    task = await self._fetch(self.task_id)
-            except TimeoutError:
-                # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
-                # rather than the clock stays exact when the deadline lands on a wake-up.
-                if bounded.expired():
-                    raise WaitTimeoutError(self.task_id, self.timeout or 0.0, last_seen) from None
-                raise
-            except GPTunnelError as exc:
-                # A transient failure (network, 408/429/5xx, a body that is not a task) is
-                # logged and read again later; any other error ends the wait.
-                if not _worth_polling_again(exc):
-                    raise
-                pause = pacing.next_wait(loop.time(), None)
-                hint = exc.retry_after if isinstance(exc, APIError) else None
-                if hint is not None:
-                    pause = max(pause, min(hint, RETRY_AFTER_CAP))
-                logger.warning(
-                    "task %s: read failed (%s); polling again in %.2fs", self.task_id, exc, pause
-                )
-                due = loop.time() + pause
-                continue
-            finally:
-                del bounded  # spent: a sleeping wait holds no timeout
-            last_seen = task
-            if task.is_failed:
-                raise TaskFailedError(task)
-            percent = max(percent, task.percent)
-            now = loop.time()
-            pause = pacing.next_wait(now, percent)
-            due = now + pause
-            logger.debug(
-                "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
-                self.task_id,
-                task.status,
-                task.percent,
-                self._reads,
-                pause,
-            )
-            if task.status == last_status and percent == last_percent:
-                continue
-            last_status, last_percent = task.status, percent
-            event = ProgressEvent(
-                task_id=self.task_id,
-                status=task.status,
-                percent=percent,
-                task=task,
-                elapsed=now - started,
-            )
-            await self._notify(event)
-            if self._mode != "awaited":
-                await _Handoff(event)
-            if task.is_done:
-                return task
-            del event  # a sleeping wait keeps its last task, not the event around it
-
-    async def _notify(self, event: ProgressEvent[T]) -> None:
-        if self._on_progress is None:
-            return
-        outcome = self._on_progress(event)
-        if inspect.isawaitable(outcome):
-            await outcome
+        if self._running is not None:
+            self._running.close()

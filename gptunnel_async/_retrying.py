@@ -1,5 +1,5 @@
-"""Retrying one request with tenacity: backoff stretched to ``Retry-After``, a WARNING per
-retry.
+"""Retrying one request with tenacity: backoff stretched to ``Retry-After``, each retry
+reported to the instrumentation hooks (the default one logs a WARNING).
 
 Imported on the first retry, not with the SDK: most requests succeed at once, and
 tenacity is a noticeable part of the import time.
@@ -7,18 +7,18 @@ tenacity is a noticeable part of the import time.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Final
 
 import tenacity
 
 from . import _timing
-from ._transport import RETRY_AFTER_CAP
+from ._sansio.retries import honoured_retry_after
+from .errors import GPTunnelError
+from .instrumentation._hooks import RetryDetails, emit_retry
 
 __all__ = ["controller"]
 
-logger = logging.getLogger("gptunnel_async")
 
 _BACKOFF: Final = tenacity.wait_exponential(multiplier=0.5, max=8.0) + tenacity.wait_random(0, 0.25)
 """0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step.
@@ -34,37 +34,51 @@ class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
         backoff = _BACKOFF(retry_state)
         outcome = retry_state.outcome
         hint = getattr(outcome.exception(), "retry_after", None) if outcome else None
-        if hint is None:
-            return backoff
-        return max(backoff, min(float(hint), RETRY_AFTER_CAP))
+        pause = honoured_retry_after(hint)
+        return backoff if pause is None else max(backoff, pause)
 
 
-def _retry_logger(what: str) -> Callable[[tenacity.RetryCallState], None]:
-    """A ``before_sleep`` hook logging one WARNING per retry: what failed, why, and the delay."""
+def _retry_reporter(
+    what: str, family: str, task_id: str | None
+) -> Callable[[tenacity.RetryCallState], None]:
+    """A ``before_sleep`` hook telling the instrumentation hooks about each retry (the
+    default one logs a WARNING: what failed, why, and the delay)."""
 
-    def log_retry(retry_state: tenacity.RetryCallState) -> None:
+    def report_retry(retry_state: tenacity.RetryCallState) -> None:
         outcome = retry_state.outcome
-        logger.warning(
-            "%s failed (%s); retry %d in %.2fs",
-            what,
-            outcome.exception() if outcome else "unknown error",
-            retry_state.attempt_number,
-            retry_state.upcoming_sleep,
-        )
+        error = outcome.exception() if outcome else None
+        if isinstance(error, GPTunnelError):  # the only errors retry_if lets through
+            emit_retry(
+                RetryDetails(
+                    scope="request",
+                    what=what,
+                    family=family,
+                    task_id=task_id,
+                    attempt=retry_state.attempt_number,
+                    wait=retry_state.upcoming_sleep,
+                    error=error,
+                    status_code=getattr(error, "status_code", None),
+                )
+            )
 
-    return log_retry
+    return report_retry
 
 
 def controller(
-    max_retries: int, what: str, retry_if: Callable[[BaseException], bool]
+    max_retries: int,
+    what: str,
+    retry_if: Callable[[BaseException], bool],
+    family: str,
+    task_id: str | None,
 ) -> tenacity.AsyncRetrying:
     """A fresh tenacity controller (they keep per-call state) for ``max_retries`` retries
-    of ``what`` when ``retry_if`` says an error is worth it."""
+    of ``what`` (reading ``task_id`` of ``family``) when ``retry_if`` says an error is
+    worth it."""
     return tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max_retries + 1),
         wait=_WaitHonouringRetryAfter(),
         retry=tenacity.retry_if_exception(retry_if),
         sleep=_timing.sleep,
-        before_sleep=_retry_logger(what),
+        before_sleep=_retry_reporter(what, family, task_id),
         reraise=True,
     )

@@ -5,7 +5,8 @@ of them instant (``gptunnel_async.testing``) or record what was asked for.
 """
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Callable
+from typing import Any
 
 _instant = False
 
@@ -21,21 +22,56 @@ def is_instant() -> bool:
     return _instant
 
 
-def sleep(seconds: float) -> Awaitable[None]:
-    """Pause for ``seconds``, or just yield to the event loop when pauses are instant.
+async def sleep(seconds: float) -> None:
+    """Pause for ``seconds``, or just yield to the event loop when pauses are instant."""
+    await asyncio.sleep(0 if _instant else max(0.0, seconds))
 
-    Await the result: a future the event loop's timer resolves, with no coroutine
-    around it, so each of thousands of sleeping waits holds a timer and a future only.
-    A cancelled sleep's timer fires later into nothing.
+
+class Wakeup:
+    """The pauses of one client's waits, so that closing the client ends them at once
+    rather than at each wait's next read.
+
+    A pause is :func:`sleep` run in the waiting task; :meth:`interrupt` cancels every
+    task that is in one and turns that cancellation into its error, the way
+    ``asyncio.timeout`` turns its own into ``TimeoutError``: a cancellation that came
+    from elsewhere at the same time stays a cancellation.
     """
-    if _instant or seconds <= 0:
-        return asyncio.sleep(0)
-    loop = asyncio.get_running_loop()
-    woken = loop.create_future()
-    loop.call_later(seconds, _wake, woken)
-    return woken
 
+    __slots__ = ("_error", "_interrupted", "_sleeping")
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+    def __init__(self) -> None:
+        self._sleeping: set[asyncio.Task[Any]] = set()
+        self._interrupted: set[asyncio.Task[Any]] = set()
+        self._error: Callable[[], BaseException] | None = None
+
+    async def sleep(self, seconds: float) -> None:
+        """Pause as :func:`sleep` does, unless :meth:`interrupt` ends the pause first.
+
+        Raises:
+            BaseException: the error :meth:`interrupt` was given, if it was called.
+        """
+        if self._error is not None:
+            raise self._error()
+        task = asyncio.current_task()
+        if task is None:  # not in a task (a bare event-loop callback): nothing to wake
+            await sleep(seconds)
+            return
+        cancelling = task.cancelling()
+        self._sleeping.add(task)
+        try:
+            await sleep(seconds)
+        except asyncio.CancelledError:
+            error = self._error
+            if error is None or task not in self._interrupted or task.uncancel() > cancelling:
+                raise
+            raise error() from None
+        finally:
+            self._sleeping.discard(task)
+            self._interrupted.discard(task)
+
+    def interrupt(self, error: Callable[[], BaseException]) -> None:
+        """End every pause now, and any later one at once, with ``error()``."""
+        self._error = error
+        for task in self._sleeping - self._interrupted:
+            self._interrupted.add(task)
+            task.cancel()

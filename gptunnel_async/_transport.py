@@ -1,88 +1,60 @@
-"""One HTTP request to the API: aiohttp, a per-request timeout, tenacity retries, Retry-After.
+"""The one request path: connection slot -> rate budget -> send -> wire errors -> capped read.
 
-Everything that can go wrong on the wire leaves this module as a typed
-:class:`~gptunnel_async.errors.GPTunnelError`; only transient failures are retried.
+Every request the SDK makes (API reads, task creation, the balance, result downloads)
+goes through :meth:`Transport.exchange`. What to send and what an answer means are
+decided by the pure code in ``_sansio``; this module does the sending, the timeouts and
+the retries (tenacity), and turns every failure on the wire into a typed
+:class:`~gptunnel_async.errors.GPTunnelError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
+import ssl
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ._budget import RequestBudget
-from ._protocol import (
-    error_from_response,
-    excerpt,
-    is_refused,
-    is_transient,
-    parse_retry_after,
-    redact,
-)
+from ._sansio.requests import Request, RequestBuilder
+from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer, redact
+from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
 from ._version import version
-from .errors import APIConnectionError, APITimeoutError, GPTunnelError, ResponseDecodeError
+from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError
+from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = ["MAX_ANSWER_BYTES", "RETRY_AFTER_CAP", "Decoder", "Transport"]
+__all__ = ["Transport"]
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
 
-
-class Decoder(Protocol[T_co]):
-    """Turns a 2xx answer's (body, status) into a model, or raises the typed error it holds.
-
-    ``secret`` is masked in every text the model or the error keeps from the body.
-    """
-
-    def __call__(self, body: bytes, status_code: int, /, *, secret: str | None = None) -> T_co:
-        """Decode one answer."""
-
-
-logger = logging.getLogger("gptunnel_async")
-
-RETRY_AFTER_CAP: Final = 60.0
-"""The longest ``Retry-After`` honoured, in seconds: a bigger hint is not worth blocking on."""
-
-MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
-"""4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
 
 _CHUNK: Final = 64 * 1024
 
-API_URLS_KEPT: Final = 256
-"""How many API URLs (base URL, path and query) are kept built: a wait reads the same
-URL over and over, and building one (yarl's query encoding, and what aiohttp works out
-from a new URL object) costs about as much CPU as the rest of the SDK's own work on a
-read."""
+_TLS_ERRORS: Final = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
+"""aiohttp's TLS failures: a certificate that does not verify, a refused handshake."""
 
+TASK_ID_PARAMS: Final = ("taskId", "task_id")
+"""The query parameters that name the task a request reads, in the families' spellings."""
 
-@functools.lru_cache(maxsize=API_URLS_KEPT)
-def _api_url(base_url: str, path: str, query: tuple[tuple[str, str], ...]) -> URL:
-    """``path`` under ``base_url``, with ``query``."""
-    url = _path_url(base_url, path)
-    return url.with_query(dict(query)) if query else url  # yarl is quicker with a dict
+_CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
+"""Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
 
-
-@functools.lru_cache(maxsize=64)
-def _path_url(base_url: str, path: str) -> URL:
-    """``path`` under ``base_url``, parsed once: a client reads a handful of paths."""
-    return URL(f"{base_url}/{path.lstrip('/')}")
+Answer = tuple[int, CIMultiDictProxy[str], bytes]
+"""A read answer: its status, its headers and its (capped) body."""
 
 
 def _forget_request_headers(exc: aiohttp.ClientError) -> None:
-    """Drop the key from the request headers some aiohttp errors keep (their ``repr`` shows them).
-
-    The error stays chained to the SDK's own for debugging; only ``Authorization`` goes.
-    """
+    """Drop the key from the request headers some aiohttp errors keep (their ``repr``
+    shows them)."""
     if isinstance(exc, aiohttp.ClientResponseError):
         info = exc.request_info
         headers = CIMultiDict(info.headers)
@@ -92,30 +64,86 @@ def _forget_request_headers(exc: aiohttp.ClientError) -> None:
         )
 
 
-def _safe_to_resend(exc: BaseException) -> bool:
-    """For requests that start a task: retry only when the server surely did not act on it.
+def _drop_frames(exc: BaseException) -> None:
+    """Detach the tracebacks of ``exc`` and of every exception chained to it.
 
-    That is a refusal before any work (429, 503, media's "heavy load"), or a connection
-    that never opened.
+    aiohttp's frames hold the request headers, key included, as locals, and error
+    trackers record frame locals; type, message and attributes stay for debugging. A
+    traceback cannot be copied without its frames, and clearing a frame in place can
+    finalise a coroutine that is still suspended, so the traceback goes as a whole.
+    This also breaks the exception -> frame -> exception cycles the collector would
+    otherwise have to find.
     """
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += (current.__cause__, current.__context__)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """A TLS failure that will not heal by itself (not a peer hanging up mid-handshake)."""
+    if not isinstance(exc, _TLS_ERRORS):
+        return False
+    cause = getattr(exc, "os_error", None) or exc.__cause__
+    return not isinstance(cause, _CUT_SHORT)
+
+
+def _safe_to_resend(exc: BaseException) -> bool:
+    """For requests that start a task: retry only when the server surely did not act on
+    it: a refusal before any work (429, 503, media's "heavy load"), or a connection
+    that never opened."""
     return is_refused(exc) or (
         isinstance(exc, APIConnectionError)
+        and is_transient(exc)
         and isinstance(exc.__cause__, aiohttp.ClientConnectorError)
     )
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """The body, or its first ``MAX_ANSWER_BYTES + 1`` bytes if it is longer."""
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > MAX_ANSWER_BYTES:
-            break
-    return bytes(body)
+class _Inflater:
+    """Undoes a gzip or deflate content coding, as aiohttp does unless a borrowed session
+    was made with ``auto_decompress=False``. Stops after ``limit`` bytes of output, so a
+    small body cannot inflate into gigabytes."""
+
+    def __init__(self, coding: str, limit: int) -> None:
+        self._coding = coding
+        self._inflate: zlib._Decompress | None = None
+        self._room = limit
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The decoded bytes of ``chunk``; ``aiohttp.ClientPayloadError`` if it is corrupt."""
+        if self._inflate is None:
+            # "deflate" is meant as zlib's format, but some servers send it raw: a zlib
+            # stream starts with a byte whose low nibble is 8 (as aiohttp checks too).
+            if self._coding != "deflate":
+                wbits = 16 + zlib.MAX_WBITS
+            else:
+                wbits = zlib.MAX_WBITS if chunk[:1] and chunk[0] & 0x0F == 8 else -zlib.MAX_WBITS
+            self._inflate = zlib.decompressobj(wbits)
+        try:
+            out = self._inflate.decompress(chunk, max(1, self._room + 1))
+        except zlib.error as exc:
+            raise aiohttp.ClientPayloadError(f"the compressed body is corrupt: {exc}") from None
+        self._room -= len(out)
+        return out
 
 
 class Transport:
-    """Sends requests to ``base_url`` with the API key, which goes nowhere else."""
+    """Sends requests with the API key, which goes to ``base_url``'s origin only.
+
+    Args:
+        base_url: the API's root, without a trailing slash.
+        api_key: the key.
+        timeout: seconds one API request may take (a download: each read of the socket).
+        max_retries: retries after the first attempt, transient failures only.
+        session: returns the aiohttp session to use (the client's own or a borrowed one).
+        max_connections: requests in flight at once; ``None``: what the session allows.
+        budget: the client-wide rate of API requests, if any.
+    """
 
     def __init__(
         self,
@@ -128,101 +156,77 @@ class Transport:
         max_connections: int | None = None,
         budget: RequestBudget | None = None,
     ) -> None:
+        self.requests = RequestBuilder(base_url, api_key, f"gptunnel-async/{version()}")
         self.base_url = base_url
-        self.origin = URL(base_url).origin()
+        self._base_path = URL(base_url).path.rstrip("/")
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_connections = max_connections
         self.budget = budget
         self._api_key = api_key
         self._session = session
-        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeouts: Final = {
+            False: aiohttp.ClientTimeout(total=timeout),
+            True: aiohttp.ClientTimeout(connect=timeout, sock_read=timeout),
+        }
+        """By ``Request.streamed``: a whole API exchange, or each step of a download."""
         self._connection_slots: asyncio.Semaphore | None = None
         self._slots_sized = False
-        self._headers: Final = {
-            "Authorization": api_key,
-            "Accept": "application/json",
-            "User-Agent": f"gptunnel-async/{version()}",
-        }
-        self._anonymous_headers: Final = {"User-Agent": self._headers["User-Agent"]}
-        """For every other origin (the storage host): never the key."""
 
-    @contextlib.asynccontextmanager
+    def __repr__(self) -> str:
+        return f"<Transport {self.base_url}>"
+
+    # -- the one path -------------------------------------------------------------------
+
     async def exchange(
-        self, method: str, url: URL, **options: Any
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One request and its response; every request the SDK makes goes through here
-        (API reads through :meth:`request`, which does the same without a generator).
+        self, request: Request, read: Callable[[aiohttp.ClientResponse], Awaitable[R]]
+    ) -> R:
+        """Send ``request`` once and return what ``read`` makes of its response.
 
-        Each exchange first takes a slot, one per connection the session's connector
-        allows. With many concurrent waits, requests queue here, outside their timeout,
-        rather than in aiohttp's pool where the wait counts against it: there, a busy
-        client timed out requests it had not even sent, and its retries fed the queue.
+        In order: a connection slot (with many concurrent waits, requests queue here,
+        outside their timeout, rather than in aiohttp's pool where the queueing counts
+        against it), the rate budget for API requests, the send itself (no redirects
+        followed, no status raised, whatever a borrowed session's defaults say), then
+        ``read``. Any failure of aiohttp or the socket on the way becomes
+        :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`.
         """
         session = self._session()
-        async with self._slots(session) or contextlib.nullcontext():
-            on_api = url.origin() == self.origin
-            response = await self._send(session, method, url, on_api, **options)
-            async with response:
-                yield response
+        slots = self._slots(session)
+        if slots is not None:
+            await slots.acquire()
+        try:
+            started = await self._take_budget(request)
+            async with session.request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                json=request.json,
+                allow_redirects=False,
+                raise_for_status=False,
+                timeout=self._timeouts[request.streamed],
+            ) as response:
+                await self._report_to_budget(started, response)
+                return await read(response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._wire_error(exc, request.label) from exc
+        finally:
+            if slots is not None:
+                slots.release()
 
-    def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        on_api: bool,
-        **options: Any,
-    ) -> Awaitable[aiohttp.ClientResponse]:
-        """Start one request: await it for the response, unread. ``on_api``: ``url`` is on
-        ``base_url``'s origin.
+    async def _take_budget(self, request: Request) -> float | None:
+        """Wait until the rate budget lets an API request start; return that time, or
+        ``None`` without a budget. The one place a request meets the budget."""
+        if self.budget is None or not request.on_api:
+            return None
+        return await self.budget.acquire()
 
-        An API request keeps to the client's rate budget, if it has one. Without one
-        this is a plain function rather than a coroutine: every coroutine between a read
-        and the event loop costs CPU each time the read waits for the network.
-        """
-        if on_api and self.budget is not None:
-            return self._send_within(self.budget, session, method, url, **options)
-        return self._request(session, method, url, on_api, **options)
-
-    async def _send_within(
-        self,
-        budget: RequestBudget,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        **options: Any,
-    ) -> aiohttp.ClientResponse:
-        """An API request started when the rate budget allows; a 429 slows every request."""
-        started = await budget.pace()
-        response = await self._request(session, method, url, True, **options)
-        if response.status == 429:
+    async def _report_to_budget(
+        self, started: float | None, response: aiohttp.ClientResponse
+    ) -> None:
+        """A 429 slows every request of the client down, for its ``Retry-After`` too."""
+        if started is not None and self.budget is not None and response.status == 429:
             hint = parse_retry_after(response.headers.get("Retry-After"))
-            budget.rate_limited(started, None if hint is None else min(hint, RETRY_AFTER_CAP))
-        return response
-
-    def _request(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        url: URL,
-        on_api: bool,
-        **options: Any,
-    ) -> Awaitable[aiohttp.ClientResponse]:
-        """aiohttp's request, not yet started.
-
-        The key goes only to ``base_url``'s origin, and redirects and error statuses are
-        left to the caller whatever a borrowed session's defaults say, so no redirect
-        can carry the key and no status escapes as a bare aiohttp error.
-        """
-        return session.request(
-            method,
-            url,
-            headers=self._headers if on_api else self._anonymous_headers,
-            allow_redirects=False,
-            raise_for_status=False,
-            **options,
-        )
+            await self.budget.rate_limited(started, honoured_retry_after(hint))
 
     def _slots(self, session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
         """As many slots as the client's ``max_connections`` and the session's connector
@@ -236,51 +240,71 @@ class Transport:
             self._slots_sized = True
         return self._connection_slots
 
-    async def answer(self, response: aiohttp.ClientResponse) -> bytes:
-        """The body of a 2xx answer, or the typed error for any other status.
+    def _wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
+        """The typed error for a failure on the wire while doing ``what``; ``exc`` is
+        made safe to keep as its cause (no key, no frames)."""
+        _drop_frames(exc)
+        if isinstance(exc, TimeoutError):
+            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
+        _forget_request_headers(exc)
+        reason = redact(str(exc), self._api_key) or type(exc).__name__
+        if _is_tls_failure(exc):
+            return TLSError(f"{what} failed: TLS could not be set up: {reason}")
+        return APIConnectionError(f"{what} failed: {reason}")
 
-        At most :data:`MAX_ANSWER_BYTES` are read: a bigger 2xx body raises
-        :class:`ResponseDecodeError`, and an error's message comes from its start.
-        """
-        size, headers = response.content_length, response.headers
+    # -- reading ------------------------------------------------------------------------
+
+    async def read_answer(self, response: aiohttp.ClientResponse) -> Answer:
+        """An API answer: status, headers and at most ``MAX_ANSWER_BYTES + 1`` bytes of
+        body, decompressed even if the session does not do it."""
+        size = response.content_length
         if (
             size is not None
             and size <= MAX_ANSWER_BYTES
-            and "Content-Encoding" not in headers
-            and "Transfer-Encoding" not in headers
-        ):  # the usual small, plain answer: aiohttp reads just the length it declares
-            body = await response.read()
-        else:
-            body = await _read_capped(response)
-        head = body[:MAX_ANSWER_BYTES]
+            and "Content-Encoding" not in response.headers
+        ):  # the usual small, plain answer: aiohttp reads the length it declares at once
+            return response.status, response.headers, await response.read()
+        body = bytearray()
+        async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                break
+        return response.status, response.headers, bytes(body)
+
+    async def raise_for_status(self, response: aiohttp.ClientResponse) -> None:
+        """Raise the typed error of a response that is not 2xx, its message from the start
+        of its body."""
         if not 200 <= response.status < 300:
-            raise error_from_response(response.status, headers, head, secret=self._api_key)
-        if len(body) > MAX_ANSWER_BYTES:
-            raise ResponseDecodeError(
-                f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
-                status_code=response.status,
-                body=excerpt(head[:_CHUNK], self._api_key),
-            )
-        return head
+            status, headers, body = await self.read_answer(response)
+            check_answer(status, headers, body, secret=self._api_key)
 
-    def headers_for(self, url: URL) -> Mapping[str, str]:
-        """Request headers for ``url``: with the key only on ``base_url``'s origin."""
-        return self._headers if url.origin() == self.origin else self._anonymous_headers
+    def chunks(self, response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+        """The body in chunks, decompressed (to at most ``limit + 1`` bytes) if aiohttp
+        left it compressed."""
+        coding = response.headers.get("Content-Encoding", "").strip().lower()
+        if coding in ("gzip", "x-gzip", "deflate") and not self._session().auto_decompress:
+            return _inflated(response, _Inflater(coding, limit))
+        return response.content.iter_chunked(_CHUNK)
 
-    def redact(self, text: str) -> str:
-        """``text`` with the API key masked."""
-        return redact(text, self._api_key)
+    # -- API requests ---------------------------------------------------------------------
 
     def retrying(
-        self, what: str, retry_if: Callable[[BaseException], bool] = is_transient
+        self,
+        what: str,
+        retry_if: Callable[[BaseException], bool] = is_transient,
+        *,
+        family: str = "download",
+        task_id: str | None = None,
     ) -> tenacity.AsyncRetrying:
         """A fresh tenacity controller (they keep per-call state): backoff with Retry-After.
 
-        ``what`` names the request in the WARNING logged before each retry.
+        ``what`` names the request, ``family`` its task family and ``task_id`` the task it
+        reads, in the report each retry makes to the instrumentation hooks (the default
+        one logs a WARNING).
         """
         from ._retrying import controller  # tenacity loads on the first retry, not at import
 
-        return controller(self.max_retries, what, retry_if)
+        return controller(self.max_retries, what, retry_if, family, task_id)
 
     async def request(
         self,
@@ -292,75 +316,90 @@ class Transport:
         json: Any = None,
         idempotent: bool = True,
     ) -> T:
-        """Send one API request, retrying transient failures; return the 2xx answer decoded.
+        """Build and :meth:`send` one API request (see ``RequestBuilder.api``)."""
+        request = self.requests.api(method, path, query=query, json=json, idempotent=idempotent)
+        return await self.send(request, decode)
 
-        ``query`` holds the URL's query parameters, each name once. ``decode`` runs
-        inside each attempt, so an error a 2xx body carries (media's ``code``) is retried
-        by the same rules as an HTTP status. A request that is not ``idempotent`` (one
-        that creates a paid task) is retried only where the server surely did nothing, so
-        a retry never starts a second task.
+    async def send(self, request: Request, decode: Decoder[T]) -> T:
+        """Send an API request, retrying transient failures; return the 2xx answer decoded.
+
+        ``decode`` runs inside each attempt, so an error a 2xx body carries (media's
+        ``code``) is retried by the same rules as an HTTP status. A request that is not
+        ``idempotent`` (one that starts a paid task) is retried only where the server
+        surely did nothing, so a retry never starts a second task.
         """
-        url = _api_url(self.base_url, path, query)
-        retry_if = is_transient if idempotent else _safe_to_resend
+        retry_if = is_transient if request.idempotent else _safe_to_resend
         try:
-            return await self._attempt(method, url, json, decode)
+            return await self._attempt(request, decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
                 raise
-            first_failure = exc
-        # Most requests succeed at once and never pay for a retry controller. Failures
-        # replay the first attempt's error into tenacity, which logs, backs off and
-        # retries exactly as if it had made that attempt itself.
-        replay = [first_failure]
+            replay = [exc]
+        # Most requests succeed at once and never pay for a retry controller (about a
+        # tenth of a read's CPU). A failure is replayed into tenacity, which logs, backs
+        # off and retries exactly as if it had made that first attempt itself.
 
-        async def attempt(*args: Any) -> T:
+        async def attempt() -> T:
             if replay:
                 raise replay.pop()
-            return await self._attempt(*args)
+            return await self._attempt(request, decode)
 
-        result: T = await self.retrying(f"{method} {url.path}", retry_if)(
-            attempt, method, url, json, decode
-        )
+        family, task_id = self._about(request)
+        controller = self.retrying(request.label, retry_if, family=family, task_id=task_id)
+        result: T = await controller(attempt)
         return result
 
-    @contextlib.contextmanager
-    def wire_errors(self, what: str) -> Iterator[None]:
-        """Turn aiohttp's and the socket's failures inside the block into typed errors."""
-        try:
-            yield
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wire_error(exc, what) from exc
+    def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
+        """One attempt; reported to the instrumentation hooks if one listens to requests
+        (a plain function, so an unobserved read costs no extra coroutine)."""
+        if LISTENING.request:
+            return self._observed_attempt(request, decode)
+        return self._plain_attempt(request, decode)
 
-    def wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
-        """The typed error for a failure on the wire while doing ``what``."""
-        if isinstance(exc, TimeoutError):
-            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
-        _forget_request_headers(exc)
-        reason = self.redact(str(exc)) or type(exc).__name__
-        return APIConnectionError(f"{what} failed: {reason}")
+    async def _plain_attempt(self, request: Request, decode: Decoder[T]) -> T:
+        status, headers, body = await self.exchange(request, self.read_answer)
+        return self._decoded(status, headers, body, decode)
 
-    async def _attempt(
-        self,
-        method: str,
-        url: URL,
-        json: Any,
-        decode: Decoder[T],
+    def _decoded(
+        self, status: int, headers: CIMultiDictProxy[str], body: bytes, decode: Decoder[T]
     ) -> T:
-        # What ``exchange`` and ``wire_errors`` do, spelled out: this runs for every read.
-        # A queued read waits on the semaphore itself, with no context manager's coroutine.
-        session = self._session()
-        slots = self._slots(session)
-        if slots is not None:
-            await slots.acquire()
-        try:
-            response = await self._send(  # ``url`` was built on ``base_url``
-                session, method, url, True, json=json, timeout=self._client_timeout
-            )
-            async with response:
-                status, body = response.status, await self.answer(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self.wire_error(exc, f"{method} {url.path}") from exc
-        finally:
-            if slots is not None:
-                slots.release()
+        body = check_answer(status, headers, body, secret=self._api_key)
         return decode(body, status, secret=self._api_key)
+
+    async def _observed_attempt(self, request: Request, decode: Decoder[T]) -> T:
+        """:meth:`_plain_attempt`, timed and reported to the hooks whatever its outcome."""
+        started_at, started = time.time(), time.monotonic()
+        status: int | None = None
+        error: BaseException | None = None
+        try:
+            answer = await self.exchange(request, self.read_answer)
+            status = answer[0]
+            return self._decoded(*answer, decode)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            family, task_id = self._about(request)
+            emit_request(
+                RequestDetails(
+                    method=request.method,
+                    path=request.url.path,
+                    family=family,
+                    task_id=task_id,
+                    status_code=getattr(error, "status_code", None) or status,
+                    error=None if error is None else type(error).__name__,
+                    started_at=started_at,
+                    duration=time.monotonic() - started,
+                )
+            )
+
+    def _about(self, request: Request) -> tuple[str, str | None]:
+        """The task family of an API request, and the task it reads (if any)."""
+        family = family_of(request.url.path[len(self._base_path) :])
+        return family, next(filter(None, map(request.url.query.get, TASK_ID_PARAMS)), None)
+
+
+async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> AsyncIterator[bytes]:
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        if data := inflater.feed(chunk):
+            yield data

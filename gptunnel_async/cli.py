@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from ._checks import describe, positive_number
 from ._client import GPTunnelClient
 from ._polling import POLICY_TIMEOUT, PollPolicy
+from ._sansio.text import mask_for
 from ._version import version
 from .errors import GPTunnelError, TaskFailedError, WaitTimeoutError
 
@@ -133,42 +135,66 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
 # -- arguments ----------------------------------------------------------------------
 
 
-def _api_keys_in(args: Sequence[str]) -> list[str]:
-    """The values given to ``--api-key`` in ``args``, to keep them out of error messages."""
-    keys = []
+LONG_WORD: Final = 16
+"""An unknown word of the command line this long or longer is hidden in argument errors:
+it may be a key typed in the wrong place."""
+
+
+def _secrets_in(args: Sequence[str], known: frozenset[str]) -> list[str]:
+    """What an argument error must not repeat: the value of ``--api-key``, the value of
+    any option argparse does not know (a mistyped ``--api_key KEY``), any other unknown
+    word of :data:`LONG_WORD` characters or more, and ``$GPTUNNEL_API_KEY``."""
+    found = [os.environ.get("GPTUNNEL_API_KEY", "")]
     for index, arg in enumerate(args):
-        if arg == "--api-key" and index + 1 < len(args):
-            keys.append(args[index + 1])
-        elif arg.startswith("--api-key="):
-            keys.append(arg.partition("=")[2])
-    return [key for key in keys if key]
+        name, has_value, value = arg.partition("=")
+        hiding = name.startswith("-") and (name not in known or name == "--api-key")
+        if hiding and has_value:
+            found.append(value)
+        elif hiding and index + 1 < len(args):
+            found.append(args[index + 1])
+        elif arg not in known and len(arg) >= LONG_WORD:
+            found.append(arg)
+    return [secret for secret in found if secret]
+
+
+def _known_words(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """Every option string and command name of ``parser`` and its subcommands."""
+    words: set[str] = set()
+    for action in parser._actions:
+        words.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                words.add(name)
+                words |= _known_words(sub)
+    return frozenset(words)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose error messages never repeat an API key from the command line."""
+    """argparse whose error messages never repeat an API key from the command line or
+    the environment, even one typed in the wrong place."""
 
-    _api_keys: Sequence[str] = ()
+    _secrets: Sequence[str] = ()
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        self._api_keys = _api_keys_in(sys.argv[1:] if args is None else args)
+        given = sys.argv[1:] if args is None else args
+        self._secrets = _secrets_in(given, _known_words(self))
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
-        for key in self._api_keys:
-            message = message.replace(key, "***")
+        for secret in self._secrets:
+            message = mask_for(secret)(message)
         super().error(message)
 
 
 def _seconds(text: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
-    return value
+        return positive_number("seconds", float(text))
+    except ValueError:  # ConfigurationError included
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds > 0, got {describe(text)}"
+        ) from None
 
 
 def _add_connection_options(parser: argparse.ArgumentParser, default: Any) -> None:

@@ -16,21 +16,31 @@ GPTunnelError
 │   ├── RateLimitError              429 (retried; .retry_after)
 │   └── ServerError                 5xx, media 1, 500, 6 (500/502/503/504, media 6 retried)
 ├── APIConnectionError          the network failed (retried)
-│   └── APITimeoutError             a request timed out, or 408 (retried)
+│   ├── APITimeoutError             a request timed out, or 408 (retried)
+│   └── TLSError                    TLS could not be set up: a bad certificate (not retried)
 ├── ResponseDecodeError         a 2xx body that is not what the endpoint returns
 ├── DownloadError               a result file could not be fetched or saved
 ├── TaskFailedError             the task itself failed: .task_id, .task
 ├── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
-└── WebhookVerificationError    a webhook POST without this receiver's secret token
+├── WebhookVerificationError    a webhook POST without this receiver's secret token
+└── StoreUnavailableError       the fleet's store (Redis) could not be reached or failed
 ```
+
+Every one survives ``pickle`` with its attributes, so errors can cross process pools and
+task queues; its ``__cause__`` (a Python-side detail) stays behind, as with any exception.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
+
+from ._sansio.text import clip
 
 if TYPE_CHECKING:
     from .models import TaskLike
+
+MAX_MESSAGE: Final = 2000
+"""The longest text any of these errors has, in characters."""
 
 __all__ = [
     "APIConnectionError",
@@ -48,6 +58,8 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "StoreUnavailableError",
+    "TLSError",
     "TaskFailedError",
     "UsageError",
     "WaitTimeoutError",
@@ -55,8 +67,32 @@ __all__ = [
 ]
 
 
+def _bounded(arg: object) -> object:
+    return clip(arg, MAX_MESSAGE) if isinstance(arg, str) and len(arg) > MAX_MESSAGE else arg
+
+
+def _restore(cls: type[GPTunnelError], args: tuple[Any, ...]) -> GPTunnelError:
+    """An error of class ``cls`` with ``args``, its attributes to be set by pickle."""
+    return cls.__new__(cls, *args)
+
+
 class GPTunnelError(Exception):
-    """Base class of every error raised by gptunnel-async."""
+    """Base class of every error raised by gptunnel-async.
+
+    Its text is bounded: a message over 2,000 characters is cut (with ``…``), whatever a
+    server sent. The SDK's own errors bound each server-sent part to a few hundred.
+
+    Args:
+        args: the message, as for any exception.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(_bounded(arg) for arg in args))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which keyword-only arguments and
+        # built messages refuse; restoring ``args`` and ``__dict__`` as they are does not.
+        return _restore, (type(self), self.args), self.__dict__
 
 
 class ConfigurationError(GPTunnelError, ValueError):
@@ -99,8 +135,8 @@ class APIError(GPTunnelError):
         self.param = param
         self.code = code
         self.retry_after = retry_after
-        label = f"{status_code} {type}" if type else str(status_code)
-        super().__init__(f"{label}: {message}")
+        label = f"{status_code} {clip(type, 100)}" if type else str(status_code)
+        super().__init__(f"{label}: {clip(message, 500)}")
 
 
 class BadRequestError(APIError):
@@ -155,6 +191,14 @@ class APITimeoutError(APIConnectionError):
         super().__init__(message)
 
 
+class TLSError(APIConnectionError):
+    """A TLS connection could not be set up: a certificate that does not verify, a
+    handshake the server refuses, a fingerprint that does not match.
+
+    Not retried, and it ends a wait at once: it does not heal by itself.
+    """
+
+
 class ResponseDecodeError(GPTunnelError):
     """A successful (2xx) answer whose body is not the JSON object the endpoint returns.
 
@@ -191,8 +235,8 @@ class TaskFailedError(GPTunnelError):
     def __init__(self, task: TaskLike) -> None:
         self.task_id = task.id
         self.task = task
-        reason = task.error or "no error message given"
-        super().__init__(f"task {task.id} {task.status}: {reason}")
+        reason = clip(task.error or "no error message given", 300)
+        super().__init__(f"task {clip(task.id, 80)} {clip(task.status, 40)}: {reason}")
 
 
 class WaitTimeoutError(GPTunnelError, TimeoutError):
@@ -208,10 +252,17 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         self.task_id = task_id
         self.timeout = timeout
         self.task = task
-        seen = f"last seen {task.status} at {task.percent}%" if task else "no state read yet"
-        super().__init__(f"task {task_id} did not finish within {timeout:g}s ({seen})")
+        seen = (
+            f"last seen {clip(task.status, 40)} at {task.percent}%" if task else "no state read yet"
+        )
+        super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
 
 
 class WebhookVerificationError(GPTunnelError):
     """A webhook POST whose callback URL lacks the receiver's secret token: not from
     GPTunnel for a task this receiver asked about, so its body is not trusted."""
+
+
+class StoreUnavailableError(GPTunnelError):
+    """The fleet's store (Redis) could not be reached or failed: what was asked of it
+    (registering a wait, a budget's decision) did not happen. The cause is chained."""

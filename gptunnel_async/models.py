@@ -18,6 +18,14 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._sansio.statuses import (
+    DONE_STATUSES,
+    FAILED_STATUSES,
+    MEDIA_DONE_STATUSES,
+    Stage,
+    classify,
+)
+
 __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
@@ -32,16 +40,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-DONE_STATUSES: Final = frozenset({"done"})
-"""Statuses that mean the task finished with a result."""
-
-FAILED_STATUSES: Final = frozenset({"failed", "error", "fail", "cancelled", "canceled"})
-"""Statuses that mean the task finished without one. None is documented; these are seen."""
-
-MEDIA_DONE_STATUSES: Final = frozenset({"done", "succeeded", "success", "completed"})
-"""Statuses that mean a media task finished. ``succeeded`` is documented (on music clips);
-the others are seen from different models."""
 
 
 class TaskLike(Protocol):
@@ -97,7 +95,11 @@ class Usage:
 
 
 class _Lifecycle:
-    """Where a task stands, from its ``status`` alone: shared by every family's model."""
+    """Where a task stands, from its ``status`` alone: shared by every family's model.
+
+    The status is classified by the one vocabulary (``_sansio.statuses``), ignoring case
+    and surrounding whitespace; the model keeps the raw value.
+    """
 
     __slots__ = ()
     _done_statuses: ClassVar[frozenset[str]] = DONE_STATUSES
@@ -106,17 +108,17 @@ class _Lifecycle:
     @property
     def is_done(self) -> bool:
         """The task finished with its output (``result``, or a media task's ``url``/clips)."""
-        return self.status in self._done_statuses
+        return classify(self.status, self._done_statuses) is Stage.DONE
 
     @property
     def is_failed(self) -> bool:
         """The task finished without a result; ``error`` may say why."""
-        return self.status in FAILED_STATUSES
+        return classify(self.status, self._done_statuses) is Stage.FAILED
 
     @property
     def is_terminal(self) -> bool:
         """The task will not change any more: polling it again is pointless."""
-        return self.is_done or self.is_failed
+        return classify(self.status, self._done_statuses) is not Stage.PENDING
 
 
 @attrs.frozen
@@ -130,6 +132,7 @@ class Task(_Lifecycle):
         id: the task's id.
         status: as the server sent it: ``idle``, ``queued``, ``processing``,
             ``running``, ``done``, a failure status, or one this SDK does not know yet.
+            ``is_done``/``is_failed`` read it ignoring case and surrounding whitespace.
         percent: how far along it is, an ``int`` from 0 to 100 (a float is rounded, a
             missing or null one is 0).
         parent_id: the task this one derives from, if any (``parentId`` in the JSON).
@@ -178,7 +181,7 @@ class MediaTask(_Lifecycle):
     Attributes:
         id: the task's id.
         status: as the server sent it; ``done``, ``succeeded``, ``success`` and
-            ``completed`` all mean done.
+            ``completed`` all mean done (in any case, as every status is read).
         model: the model that made it.
         url: the image or video result, once done.
         result: the clips of a music result.

@@ -30,22 +30,24 @@ from collections import OrderedDict
 from typing import Final
 
 from aiohttp import web
-from yarl import URL
 
+from ._checks import check_task_id, check_text, describe, http_url
 from ._polling import PollPolicy
-from ._protocol import decode_task
-from ._resources import TaskResource, check_task_id
+from ._sansio.responses import decode_task
 from .errors import (
     ConfigurationError,
     ResponseDecodeError,
     TaskFailedError,
     WebhookVerificationError,
 )
+from .families import TaskResource
 from .models import Task
 
 __all__ = [
     "DEFAULT_FALLBACK_INTERVAL",
     "MAX_WEBHOOK_BYTES",
+    "REMEMBERED_BYTES",
+    "REMEMBERED_TASKS",
     "TOKEN_PARAM",
     "WebhookReceiver",
     "parse_webhook",
@@ -61,8 +63,13 @@ DEFAULT_FALLBACK_INTERVAL: Final = 30.0
 """Seconds between the fallback polls of a webhook wait: a lost delivery costs at most
 this much lateness, and a two-minute task a handful of reads."""
 
-_REMEMBERED: Final = 10_000
-"""Finished tasks kept for waits that have not started yet (the oldest are forgotten)."""
+REMEMBERED_TASKS: Final = 10_000
+"""At most this many finished tasks are kept for waits that have not started yet."""
+
+REMEMBERED_BYTES: Final = 16 * 1024 * 1024
+"""16 MiB: at most this much of their deliveries is kept too. Past either bound the
+oldest are forgotten (their waits find them by the fallback poll instead), so POSTs for
+tasks nobody waits for cannot grow the process without bound."""
 
 
 def parse_webhook(body: bytes, token: str | None, *, secret: str) -> Task:
@@ -77,12 +84,29 @@ def parse_webhook(body: bytes, token: str | None, *, secret: str) -> Task:
         The task, as the webhook reported it.
 
     Raises:
-        WebhookVerificationError: the token is missing or wrong (checked in constant time).
+        WebhookVerificationError: the token is missing, wrong or not a string (checked in
+            constant time).
         ResponseDecodeError: the body is not a task object.
+        ConfigurationError: ``body`` is not bytes or text, or ``secret`` is not a string.
     """
-    if token is None or not hmac.compare_digest(token.encode(), secret.encode()):
+    check_text("secret", secret)
+    if not isinstance(token, str) or not hmac.compare_digest(_raw(token), _raw(secret)):
         raise WebhookVerificationError("the webhook's URL does not carry this receiver's token")
-    return decode_task(body, 200)
+    return decode_task(_body(body), 200)
+
+
+def _raw(text: str) -> bytes:
+    """``text`` as bytes for a constant-time comparison, whatever characters it holds
+    (a lone surrogate from a mangled query string included)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _body(body: bytes | str) -> bytes:
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return _raw(body)
+    raise ConfigurationError(f"body must be bytes, got {describe(body)}")
 
 
 class WebhookReceiver:
@@ -98,13 +122,10 @@ class WebhookReceiver:
     """
 
     def __init__(self, public_url: str, *, secret: str | None = None) -> None:
-        try:
-            base = URL(public_url)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"public_url is not a URL: {public_url!r}") from exc
-        if base.scheme not in ("http", "https") or not base.host or base.query_string:
+        base = http_url("public_url", public_url)
+        if base.query_string:
             raise ConfigurationError(
-                f"public_url must be an absolute http(s) URL without a query, got {public_url!r}"
+                f"public_url must not have a query, got {describe(public_url)}"
             )
         if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
             raise ConfigurationError("secret must be a string of at least 16 characters")
@@ -113,7 +134,9 @@ class WebhookReceiver:
         """The callback URL to pass as ``webhook=``: ``public_url`` with the token."""
         self._public_url = str(base)
         self._waiting: dict[str, set[asyncio.Future[Task]]] = {}
-        self._arrived: OrderedDict[str, Task] = OrderedDict()
+        self._arrived: OrderedDict[str, tuple[Task, int]] = OrderedDict()
+        """Finished tasks nobody waits for yet, with the size of their delivery."""
+        self._arrived_bytes = 0
 
     def __repr__(self) -> str:
         return f"WebhookReceiver({self._public_url!r})"
@@ -135,7 +158,7 @@ class WebhookReceiver:
         """
         task = parse_webhook(body, token, secret=self.secret)
         if task.is_terminal:
-            self._finish(task)
+            self._finish(task, len(body))
         return task
 
     async def handler(self, request: web.Request) -> web.Response:
@@ -193,7 +216,7 @@ class WebhookReceiver:
             strategy="exponential",
             timeout=timeout,
         )
-        arrived = self._arrived.pop(task_id, None)
+        arrived = self._forget(task_id)
         if arrived is not None:
             return _outcome(arrived)
         pushed: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
@@ -215,16 +238,31 @@ class WebhookReceiver:
             return _outcome(pushed.result())
         return polled.result()
 
-    def _finish(self, task: Task) -> None:
+    def _finish(self, task: Task, size: int) -> None:
         waits = self._waiting.pop(task.id, None)
         if not waits:
-            self._arrived[task.id] = task
-            while len(self._arrived) > _REMEMBERED:
-                self._arrived.popitem(last=False)
+            self._remember(task, size)
             return
         for pushed in waits:
             if not pushed.done():
                 pushed.set_result(task)
+
+    def _remember(self, task: Task, size: int) -> None:
+        """Keep ``task`` for a wait that has not started yet, within both bounds."""
+        self._forget(task.id)
+        self._arrived[task.id] = (task, size)
+        self._arrived_bytes += size
+        while len(self._arrived) > REMEMBERED_TASKS or self._arrived_bytes > REMEMBERED_BYTES:
+            _, (_, forgotten) = self._arrived.popitem(last=False)
+            self._arrived_bytes -= forgotten
+
+    def _forget(self, task_id: str) -> Task | None:
+        """Take a remembered task out, if it is there."""
+        kept = self._arrived.pop(task_id, None)
+        if kept is None:
+            return None
+        self._arrived_bytes -= kept[1]
+        return kept[0]
 
 
 def _outcome(task: Task) -> Task:

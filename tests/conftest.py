@@ -22,6 +22,10 @@ from hypothesis import HealthCheck, settings
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
 
 from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
+from .redis_server import redis as redis
+from .redis_server import redis_server as redis_server
+from .redis_server import redis_server_proc as redis_server_proc
+from .redis_server import redis_url as redis_url
 
 # Property tests check what is decoded, not how fast: on a loaded 2-core machine the
 # per-example deadline and the "generation is slow" health check only add flakes.

@@ -16,9 +16,17 @@ import attrs
 import pytest
 
 import gptunnel_async
-from gptunnel_async import GPTunnelClient, cli, errors, models, testing, webhooks
+from gptunnel_async import GPTunnelClient, cli, errors, families, models, testing, webhooks
 
-MODULES: tuple[ModuleType, ...] = (gptunnel_async, models, errors, testing, cli, webhooks)
+MODULES: tuple[ModuleType, ...] = (
+    gptunnel_async,
+    models,
+    errors,
+    families,
+    testing,
+    cli,
+    webhooks,
+)
 SECTION = re.compile(r"^(\w[\w ]*):\s*$")
 ENTRY = re.compile(r"^\s+(\**\w+)(?: \(.*?\))?:")
 

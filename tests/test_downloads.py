@@ -24,7 +24,8 @@ from gptunnel_async import (
     ServerError,
     Task,
 )
-from gptunnel_async._protocol import decode_media_task, structure
+from gptunnel_async._sansio.requests import RequestBuilder
+from gptunnel_async._sansio.responses import decode_media_task, structure
 
 from . import faults
 from .conftest import (
@@ -391,12 +392,12 @@ async def test_a_redirect_to_the_same_host_by_another_name_drops_the_key(
     ],
     ids=["scheme", "port", "host-alias"],
 )
-def test_the_key_is_only_for_the_exact_api_origin(
-    other: Callable[[URL], URL], client: GPTunnelClient
-) -> None:
-    api_url = URL(client.base_url) / "files" / "x.png"
-    assert client._transport.headers_for(api_url)["Authorization"] == API_KEY
-    assert "Authorization" not in client._transport.headers_for(other(api_url))
+def test_the_key_is_only_for_the_exact_api_origin(other: Callable[[URL], URL]) -> None:
+    requests = RequestBuilder("http://127.0.0.1:8080/v1", API_KEY, "ua")
+    api_url = URL(requests.base_url) / "files" / "x.png"
+    assert requests.fetch(api_url).headers["Authorization"] == API_KEY
+    assert "Authorization" not in requests.fetch(other(api_url)).headers
+    assert API_KEY not in repr(requests.fetch(api_url))
 
 
 @pytest.mark.parametrize(

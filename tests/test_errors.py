@@ -24,7 +24,8 @@ from gptunnel_async import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from gptunnel_async._protocol import error_from_response, is_transient, parse_retry_after, structure
+from gptunnel_async._sansio.responses import error_from_response, structure
+from gptunnel_async._sansio.retries import is_transient, parse_retry_after
 
 from .conftest import task_json
 

@@ -64,6 +64,8 @@ async def test_progress_streams_to_the_browser_then_the_result(
 
     progress = [(data["status"], data["percent"]) for name, data in events if name == "progress"]
     assert progress == [("queued", 0), ("running", 40), ("running", 80), ("done", 100)]
+    elapsed = [data["elapsed"] for name, data in events if name == "progress"]
+    assert all(value == round(value, 2) for value in elapsed)  # as the docs show it: 2.01
     assert events[-1] == ("done", {"result": gptunnel_fake.task(started["id"]).result})
 
 

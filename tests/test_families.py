@@ -24,7 +24,7 @@ from gptunnel_async import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from gptunnel_async._resources import TaskResource
+from gptunnel_async.families import TaskResource
 
 from .conftest import ScriptedAPI, media_json, task_json
 

@@ -36,7 +36,7 @@ from gptunnel_async import (
     UsageError,
     WaitTimeoutError,
 )
-from gptunnel_async._transport import MAX_ANSWER_BYTES
+from gptunnel_async._sansio.responses import MAX_ANSWER_BYTES
 
 from . import faults
 from .conftest import (
@@ -293,7 +293,7 @@ async def test_a_failed_read_logs_a_warning_with_its_reason_and_the_next_poll(
             "column 1 (char 0)); polling again in 0.01s",
         ),
         ("DEBUG", "task task-1: status=running percent=40 read=2 next_wait=0.02s"),
-        ("DEBUG", "task task-1: status=done percent=100 read=3 next_wait=0.04s"),
+        ("DEBUG", "task task-1: status=done percent=100 read=3 finished"),
     ]
 
 

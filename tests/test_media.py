@@ -27,13 +27,8 @@ from gptunnel_async import (
     ServerError,
     TaskFailedError,
 )
-from gptunnel_async._protocol import (
-    decode_balance,
-    decode_media_task,
-    error_from_response,
-    is_refused,
-    is_transient,
-)
+from gptunnel_async._sansio.responses import decode_balance, decode_media_task, error_from_response
+from gptunnel_async._sansio.retries import is_refused, is_transient
 
 from .conftest import ScriptedAPI, media_json
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import ResponseDecodeError, Task, Usage
-from gptunnel_async._protocol import decode_task, structure
+from gptunnel_async._sansio.responses import decode_task, structure
 from gptunnel_async.models import converter
 
 from .conftest import task_json

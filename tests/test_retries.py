@@ -17,7 +17,7 @@ from gptunnel_async import (
     RateLimitError,
     ServerError,
 )
-from gptunnel_async._transport import RETRY_AFTER_CAP
+from gptunnel_async._sansio.retries import RETRY_AFTER_CAP
 
 from .conftest import API_KEY, ScriptedAPI, task_json
 

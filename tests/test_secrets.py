@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, TaskFailedError
-from gptunnel_async._protocol import decode_media_task, decode_task, error_from_response
+from gptunnel_async._sansio.responses import decode_media_task, decode_task, error_from_response
 
 from . import faults
 from .conftest import ScriptedAPI, loopback_server, task_json

@@ -508,3 +508,26 @@ async def test_each_poll_logs_at_debug_without_the_key(
 
 def test_fast_policy_is_fast() -> None:
     assert FAST.max_interval < 0.1
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+async def test_closing_the_client_ends_a_sleeping_wait_with_usage_error(
+    mode: str, api: ScriptedAPI
+) -> None:
+    api.script(task_json(status="running", percent=10))
+    slow = PollPolicy(initial=600.0, max_interval=600.0, timeout=None)
+    client = GPTunnelClient(api_key=API_KEY, base_url=api.base_url, poll_policy=slow)
+    first = asyncio.Event()
+    waiter = client.wait_for_result("task-1", on_progress=lambda _: first.set())
+    if mode == "await":
+        waiting: asyncio.Future[Any] = asyncio.ensure_future(waiter)
+    else:
+        waiting = asyncio.ensure_future(collect(waiter))
+    await first.wait()
+    await asyncio.sleep(0)  # let it go to sleep until its next read, ten minutes on
+    await client.close()
+    with pytest.raises(UsageError, match="closed"):
+        await asyncio.wait_for(waiting, 5)  # a guard only: without close it sleeps 600 s
+    assert len(api.requests) == 1
+    with pytest.raises(UsageError, match="closed"):
+        await client.wait_for_result("task-1")

@@ -245,3 +245,21 @@ def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> Non
     (example,) = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
     exec(compile(example, "webhooks.md", "exec"), {})
     assert capsys.readouterr().out == "done after 1 webhook and 1 read\n"
+
+
+async def test_deliveries_nobody_waits_for_are_kept_within_a_size_bound() -> None:
+    from gptunnel_async.webhooks import REMEMBERED_BYTES
+
+    receiver = WebhookReceiver("https://bot.example/hook", secret=SECRET)
+    big = "x" * 500_000
+    for number in range(100):  # 50 MB of deliveries for tasks no wait has asked about
+        body = json.dumps(task_json(status="failed", id=f"t{number}", error=big)).encode()
+        receiver.receive(body, SECRET)
+    kept = receiver._arrived
+    assert receiver._arrived_bytes == sum(size for _, size in kept.values()) <= REMEMBERED_BYTES
+    assert 0 < len(kept) < 40
+    assert "t99" in kept and "t0" not in kept  # the oldest went first
+    async with GPTunnelClient(api_key="k-1", base_url="http://127.0.0.1:9") as client:
+        with pytest.raises(TaskFailedError):  # a kept one is found without a request
+            await receiver.wait_for_result(client.faceswap, "t99")
+    assert "t99" not in receiver._arrived

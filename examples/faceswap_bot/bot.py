@@ -18,10 +18,10 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import FSInputFile, Message
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, ProgressEvent, Task
+from gptunnel_async import GPTunnelClient, GPTunnelError, throttle
 
 from . import replies
-from .progress import Clock, Sleep, ThrottledMessage, progress_text
+from .progress import EDIT_INTERVAL, Clock, Sleep, ThrottledMessage, progress_text
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,21 @@ async def take_face(
     face = await _download(bot, message.photo[-1].file_id)
     sent = await message.answer(progress_text("idle", 0))
     progress = ThrottledMessage(
-        lambda text: _edit(sent, text), sent.text or "", clock=clock, sleep=sleep
+        lambda text: _edit(sent, text),
+        sent.text or "",
+        interval=EDIT_INTERVAL,
+        clock=clock,
+        sleep=sleep,
     )
 
-    async def show(event: ProgressEvent[Task]) -> None:
-        await progress.show(progress_text(event.status, event.percent))
-
     try:
-        task = await gptunnel.faceswap.swap(source, face, on_progress=show)
+        created = await gptunnel.faceswap.create(source, face)
+        # At most one event a second, never two alike, the last one always: what Telegram
+        # takes. The wait keeps reading while an edit is on its way.
+        waiter = gptunnel.faceswap.wait_for_result(created.id)
+        async for event in throttle(waiter, every=EDIT_INTERVAL):
+            await progress.show(progress_text(event.status, event.percent))
+        task = event.task  # a wait that ends without raising ends with its done event
         with tempfile.TemporaryDirectory() as folder:
             path = await gptunnel.download_result(task, folder)
             await progress.show(replies.DONE)

@@ -1,10 +1,12 @@
 """The progress message: a text bar, and edits paced the way Telegram requires.
 
 Telegram lets a bot change a chat about once a second and rejects an edit that changes
-nothing. :class:`ThrottledMessage` edits only when the text changes and never twice
-within ``interval`` seconds: a change that comes sooner waits out the rest of the
-interval rather than being dropped, so the message never lingers on a stale state.
-Called from a wait's ``on_progress``, that pause only delays the next read a little.
+nothing. The bot reads its wait through ``gptunnel_async.throttle``, which passes on at
+most one progress event per second (the latest, never two alike) while the wait keeps
+reading. :class:`ThrottledMessage` guards the message itself: it edits only when the
+text changes (two statuses can read the same) and never twice within ``interval``
+seconds, the closing "done" or "failed" edit included: a change that comes sooner waits
+out the rest of the interval rather than being dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 BAR_WIDTH = 10
+EDIT_INTERVAL = 1.0
+"""Seconds between two edits of the progress message: Telegram's pace for one chat."""
 QUEUED_STATUSES = frozenset({"idle", "queued"})
 
 Edit = Callable[[str], Awaitable[object]]
@@ -52,7 +56,7 @@ class ThrottledMessage:
         edit: Edit,
         text: str,
         *,
-        interval: float = 1.0,
+        interval: float = EDIT_INTERVAL,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:

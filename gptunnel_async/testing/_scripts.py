@@ -12,7 +12,8 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from ..models import FAILED_STATUSES, MediaTask, Task, Usage
+from .._sansio.statuses import Stage, classify
+from ..models import MediaTask, Task, Usage
 
 __all__ = ["DEFAULT_CREATED_SCRIPT", "LOOKS", "EmulatedTask", "Look", "Step", "TaskScript"]
 
@@ -140,7 +141,7 @@ class EmulatedTask:
         return self._task("idle", 0)
 
     def _task(self, status: str, percent: int) -> Task | MediaTask:
-        error = (self.script.error or DEFAULT_ERROR) if status in FAILED_STATUSES else None
+        error = (self.script.error or DEFAULT_ERROR) if classify(status) is Stage.FAILED else None
         if self.model is not None:
             media = MediaTask(id=self.id, status=status, model=self.model, message=error)
             if media.is_done:

@@ -1,24 +1,289 @@
-"""GPTunnel's task families, each a few declarative lines on ``TaskResource``.
+"""GPTunnel's task families: ``FaceSwap``, ``BgRemover``, ``Midjourney`` and ``Media``.
 
-Reading and waiting are shared; a family declares where its tasks are read and how its
-answers decode, and adds the create calls it has. Arguments are checked before any
-request, so a typo never costs a paid task.
+Each family is a few declarative lines on [TaskResource][gptunnel_async.families.TaskResource]:
+where its tasks are read and how its answers decode (a [Family][gptunnel_async.families.Family]),
+plus the create calls it has. Reading, waiting, retries and errors are shared. The client
+builds one of each (``client.faceswap``, ``client.media``...); the types live here for
+annotations, ``isinstance`` checks and [webhooks][gptunnel_async.webhooks]. Arguments are
+checked before any request, so a typo never costs a paid task.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, Generic, Literal, TypeVar, overload
 
+import attrs
+
+from ._checks import check_task_id, check_text, function, instance_of, optional
 from ._images import ImageInput, encode_image
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback
-from ._protocol import decode_media_task, decode_task
-from ._resources import Family, TaskResource, check_task_id, check_text
-from .errors import ConfigurationError
-from .models import MediaTask, Task
+from ._many import AsCompleted, wait_many
+from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._sansio.requests import Request
+from ._sansio.responses import Decoder, decode_media_task, decode_task
+from ._timing import Wakeup
+from ._transport import Transport
+from .errors import ConfigurationError, GPTunnelError
+from .instrumentation._hooks import family_of
+from .models import MediaTask, Task, TaskLike
 
-__all__ = ["BgRemover", "FaceSwap", "Media", "Midjourney"]
+__all__ = [
+    "BgRemover",
+    "FaceSwap",
+    "Family",
+    "ImageInput",
+    "Media",
+    "Midjourney",
+    "TaskResource",
+]
+
+T = TypeVar("T", bound=TaskLike)
+
+
+@attrs.frozen
+class Family(Generic[T]):
+    """What sets one task family apart: where its tasks are read and how answers decode.
+
+    Attributes:
+        result_path: the read endpoint under the base URL, e.g. ``"faceswap/result"``.
+        decode: turns every 2xx answer of the family (creates and reads) into its task
+            model, or raises the typed error the body carries (media's ``code``).
+        id_param: the query parameter that names the task: ``taskId``, or media's
+            ``task_id``.
+    """
+
+    result_path: str
+    decode: Decoder[T]
+    id_param: str = "taskId"
+
+
+class TaskResource(Generic[T]):
+    """Reading a task and waiting for it: the same for every family.
+
+    A subclass sets ``family`` and adds the family's create calls. The client builds
+    one per family; reach them as ``client.faceswap``, ``client.media`` and so on.
+
+    Args:
+        transport: the client's way to send one request.
+        default_policy: the client's current default [PollPolicy][].
+        wakeup: the pauses of the client's waits, which closing the client ends.
+    """
+
+    family: Family[T]
+
+    def __init__(
+        self,
+        transport: Transport,
+        default_policy: Callable[[], PollPolicy],
+        wakeup: Wakeup | None = None,
+    ) -> None:
+        self._transport = transport
+        self._default_policy = default_policy
+        self._wakeup = wakeup
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._transport.base_url}/{self.family.result_path}>"
+
+    async def result(self, task_id: str) -> T:
+        """Read the task's current state once, retrying transient failures.
+
+        Args:
+            task_id: the task to read.
+
+        Returns:
+            The task as it is now.
+
+        Raises:
+            ConfigurationError: ``task_id`` is empty or blank (nothing is sent).
+            APIError: the typed error of an answer that is not retried, or the last one
+                once the client's retries have failed too.
+            APIConnectionError: the network failed, after the retries.
+            ResponseDecodeError: the answer is not this family's task object.
+            UsageError: the client is closed.
+        """
+        return await self._transport.send(self._read_request(task_id), self.family.decode)
+
+    def _read_request(self, task_id: str) -> Request:
+        """The request that reads ``task_id``, which is checked first."""
+        query = ((self.family.id_param, check_task_id(task_id)),)
+        return self._transport.requests.api("GET", self.family.result_path, query=query)
+
+    def wait_for_result(
+        self,
+        task_id: str,
+        *,
+        policy: PollPolicy | None = None,
+        timeout: float | None = POLICY_TIMEOUT,
+        on_progress: ProgressCallback[T] | None = None,
+    ) -> TaskWaiter[T]:
+        """Poll until the task is done: await it for the final task, or iterate its events.
+
+        Args:
+            task_id: the task to wait for.
+            policy: pacing and deadline; defaults to the client's ``poll_policy``.
+            timeout: overrides the policy's deadline (seconds, or ``None`` for none).
+            on_progress: called with each [ProgressEvent][]; may be async.
+
+        Returns:
+            A [TaskWaiter][]: await it for the done task, or iterate it for the
+            [ProgressEvent][] of each change. Awaiting or iterating it raises
+            ``TaskFailedError`` when the task fails, ``WaitTimeoutError`` when the
+            deadline passes, and the ``APIError`` of a 400, 401, 402, 403 or 404.
+
+        Raises:
+            ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
+                ``policy`` or ``on_progress`` is not one.
+        """
+        request = self._read_request(task_id)  # built once: a wait reads the same URL
+        optional(instance_of(PollPolicy), "policy", policy)
+        optional(function, "on_progress", on_progress)
+        return TaskWaiter(
+            check_task_id(task_id),
+            functools.partial(self._transport.send, request, self.family.decode),
+            policy=policy or self._default_policy(),
+            timeout=timeout,
+            on_progress=on_progress,
+            wakeup=self._wakeup,
+            family=family_of(self.family.result_path),
+        )
+
+    @overload
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> AsCompleted[T]: ...
+
+    @overload
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[True],
+    ) -> AsCompleted[T | GPTunnelError]: ...
+
+    def as_completed(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = None,
+        timeout: float | None = POLICY_TIMEOUT,
+        on_progress: ProgressCallback[T] | None = None,
+        return_exceptions: bool = False,
+    ) -> AsCompleted[Any]:
+        """Wait for many tasks at once; iterate to get each as it finishes.
+
+        Args:
+            task_ids: the tasks to wait for (each id is checked before any request).
+            policy: pacing and deadline of each wait, as for ``wait_for_result``.
+            timeout: overrides the policy's deadline, for each wait.
+            on_progress: called with every wait's [ProgressEvent][]s; may be async.
+            return_exceptions: yield a failure as its exception instead of raising it.
+
+        Returns:
+            An [AsCompleted][gptunnel_async.AsCompleted]: an async iterator and an async
+            context manager that cancels the waits still running when it ends.
+
+        Raises:
+            ConfigurationError: ``task_ids`` is one string, or holds a blank id.
+        """
+        waiters = self._waiters(task_ids, policy, timeout, on_progress)
+        return AsCompleted(waiters, return_exceptions=return_exceptions)
+
+    @overload
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[T]: ...
+
+    @overload
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = ...,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback[T] | None = ...,
+        return_exceptions: Literal[True],
+    ) -> list[T | GPTunnelError]: ...
+
+    async def wait_many(
+        self,
+        task_ids: Iterable[str],
+        *,
+        policy: PollPolicy | None = None,
+        timeout: float | None = POLICY_TIMEOUT,
+        on_progress: ProgressCallback[T] | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """Wait for many tasks at once; return the finished tasks in the order given.
+
+        Args:
+            task_ids: the tasks to wait for (each id is checked before any request).
+            policy: pacing and deadline of each wait, as for ``wait_for_result``.
+            timeout: overrides the policy's deadline, for each wait.
+            on_progress: called with every wait's [ProgressEvent][]s; may be async.
+            return_exceptions: put a failure's exception in its place instead of raising.
+
+        Returns:
+            The done tasks (or, with ``return_exceptions``, their errors), in the order
+            of ``task_ids``.
+
+        Raises:
+            ConfigurationError: ``task_ids`` is one string, or holds a blank id.
+            GPTunnelError: without ``return_exceptions``, the first failure in the order
+                given, once every wait has ended (no failure cancels another wait).
+        """
+        waiters = self._waiters(task_ids, policy, timeout, on_progress)
+        return await wait_many(waiters, return_exceptions=return_exceptions)
+
+    def _waiters(
+        self,
+        task_ids: Iterable[str],
+        policy: PollPolicy | None,
+        timeout: float | None,
+        on_progress: ProgressCallback[T] | None,
+    ) -> list[TaskWaiter[T]]:
+        if isinstance(task_ids, str):
+            raise ConfigurationError("task_ids must be a collection of ids, not one string")
+        return [
+            self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
+            for task_id in task_ids
+        ]
+
+    async def _create(self, path: str, payload: dict[str, Any]) -> T:
+        """POST a new task; retried only where the server surely did not start one."""
+        return await self._transport.request(
+            "POST", path, self.family.decode, json=payload, idempotent=False
+        )
+
+    async def _until_done(
+        self,
+        created: Awaitable[T],
+        policy: PollPolicy | None,
+        timeout: float | None,
+        on_progress: ProgressCallback[T] | None,
+    ) -> T:
+        """Await a create call, then wait for the task it started."""
+        task = await created
+        return await self.wait_for_result(
+            task.id, policy=policy, timeout=timeout, on_progress=on_progress
+        )
+
 
 _VARIATION_MODES: Final = ("high", "low")
 

@@ -1,25 +1,21 @@
-"""Pure functions between HTTP and models: no I/O here, so every rule is testable in isolation.
+"""What an answer means: its (status, headers, body) as a model or a typed error.
 
-Turns an answer's (status, headers, body) into a model or a typed error, and decides which
-errors are worth retrying.
+Pure functions, no I/O, so every rule is testable in isolation. The capped read that
+produces the body lives in ``_transport``; which errors are worth retrying, in
+:mod:`._sansio.retries <gptunnel_async._sansio.retries>`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 import cattrs
 
-from .errors import (
-    APIConnectionError,
+from ..errors import (
     APIError,
     APITimeoutError,
     AuthenticationError,
@@ -33,30 +29,44 @@ from .errors import (
     ResponseDecodeError,
     ServerError,
 )
-from .models import Balance, MediaTask, Task, converter
+from ..models import Balance, MediaTask, Task, converter
+from .retries import parse_retry_after
+from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "MEDIA_ERRORS",
-    "RETRYABLE_STATUSES",
+    "Decoder",
+    "check_answer",
     "decode_balance",
     "decode_json_object",
     "decode_media_task",
     "decode_task",
     "error_from_response",
     "excerpt",
-    "is_refused",
-    "is_transient",
+    "masked",
     "media_error",
-    "parse_retry_after",
     "redact",
     "shorten",
     "structure",
 ]
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
+T_co = TypeVar("T_co", covariant=True)
 
-RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
-"""Statuses that say "try again later" rather than "this request is wrong"."""
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+"""4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
+
+
+class Decoder(Protocol[T_co]):
+    """Turns a 2xx answer's (body, status) into a model, or raises the typed error it holds.
+
+    ``secret`` is masked in every text the model or the error keeps from the body.
+    """
+
+    def __call__(self, body: bytes, status_code: int, /, *, secret: str | None = None) -> T_co:
+        """Decode one answer."""
+
 
 _ERRORS_BY_STATUS: Final[Mapping[int, type[APIError]]] = {
     400: BadRequestError,
@@ -83,57 +93,13 @@ MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
 """``/media`` answers errors with HTTP 200 and a non-zero ``code``: the class and the
 ``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
 
-_HEAVY_LOAD: Final = "6"
-"""The media code for "heavy load": it means what a 503 does, so it is retried."""
-
-_SHORT_TEXT: Final = 200
-_MESSAGE_TEXT: Final = 1000
-_SERVER_TEXTS: Final = ("error", "message")
-"""Model fields whose text the server writes freely, and which reach exception text."""
-
-
-def shorten(text: str, limit: int = _SHORT_TEXT) -> str:
-    """``text`` on one line and at most ``limit`` characters, for messages and logs."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+_MESSAGE_TEXT: Final = 500
+"""The bound of an error's message, in characters: a few hundred, whatever the server sent."""
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` masked, so a key echoed back never leaks."""
-    return text.replace(secret, "***") if secret else text
-
-
-def excerpt(text: str | bytes, secret: str | None, limit: int = _SHORT_TEXT) -> str:
-    """Server text fit for a message or a log line: the key masked first, then shortened.
-
-    Masking before shortening matters: a cut through the key would leave a prefix of it.
-    """
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    return shorten(redact(text, secret), limit)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
-
-    Returns ``None`` when the header is absent or unreadable, and never a negative number.
-    """
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
+    """``text`` with ``secret`` masked in every harmless variation (see ``_sansio.text``)."""
+    return mask_for(secret)(text) if secret else text
 
 
 def _error_fields(body: bytes) -> dict[str, Any] | None:
@@ -166,7 +132,7 @@ def error_from_response(
     """
     fields = _error_fields(body) or {}
 
-    def field(key: str, limit: int = _SHORT_TEXT) -> str | None:
+    def field(key: str, limit: int = SHORT_TEXT) -> str | None:
         value = _text_field(fields, key)
         return None if value is None else excerpt(value, secret, limit)
 
@@ -183,6 +149,27 @@ def error_from_response(
         code=field("code"),
         retry_after=retry_after,
     )
+
+
+def check_answer(
+    status: int, headers: Mapping[str, str], body: bytes, *, secret: str | None = None
+) -> bytes:
+    """The body of a 2xx answer, or the typed error for any other status.
+
+    ``body`` is what the capped read got: at most ``MAX_ANSWER_BYTES + 1`` bytes. A
+    2xx body over :data:`MAX_ANSWER_BYTES` is not a task object
+    (:class:`ResponseDecodeError`); an error's message comes from the body's start.
+    """
+    head = body[:MAX_ANSWER_BYTES]
+    if not 200 <= status < 300:
+        raise error_from_response(status, headers, head, secret=secret)
+    if len(body) > MAX_ANSWER_BYTES:
+        raise ResponseDecodeError(
+            f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",
+            status_code=status,
+            body=excerpt(head[:_MESSAGE_TEXT], secret),
+        )
+    return head
 
 
 def _loads(body: bytes) -> Any:
@@ -220,9 +207,8 @@ def structure(
 ) -> M:
     """A parsed JSON value as a ``cls`` model, or :class:`ResponseDecodeError`.
 
-    ``secret`` is masked in the server's own texts (a task's ``error``, a media
-    ``message``), which end up in exception text. The error is raised outside the
-    ``except`` block for the reason :func:`decode_json_object` gives.
+    ``secret`` is masked in the error's text. The error is raised outside the ``except``
+    block for the reason :func:`decode_json_object` gives.
     """
     if not isinstance(data, dict):
         raise ResponseDecodeError(
@@ -230,47 +216,50 @@ def structure(
             status_code=status_code,
         )
     try:
-        model = converter.structure(data, cls)
+        return converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         detail = "; ".join(cattrs.transform_error(exc))
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         detail = repr(exc)
-    else:
-        return _masked(model, secret)
     raise ResponseDecodeError(
-        f"the answer is not a {cls.__name__} object: {detail}",
+        f"the answer is not a {cls.__name__} object: {excerpt(detail, secret)}",
         status_code=status_code,
         body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
     )
 
 
-@functools.cache
-def _server_text_fields(cls: type) -> tuple[str, ...]:
-    """The fields of model ``cls`` that hold the server's own texts."""
-    return tuple(field.name for field in attrs.fields(cls) if field.name in _SERVER_TEXTS)
+def masked(model: M, body: bytes, secret: str | None) -> M:
+    """``model`` with ``secret`` masked in every text it holds, if ``body`` may hold it.
 
-
-def _masked(model: M, secret: str | None) -> M:
-    """``model`` with ``secret`` masked in the texts the server wrote into it."""
+    The server may echo the key into any field (an id, a status, a URL); masking it here,
+    once, keeps it out of everything derived from the model: exception texts, log lines,
+    reprs, the command line's output. Most bodies are cleared by one quick look.
+    """
     if not secret:
         return model
-    changes = {
-        name: redact(value, secret)
-        for name in _server_text_fields(type(model))
-        if isinstance(value := getattr(model, name), str) and secret in value
-    }
-    if not changes:
-        return model
-    masked: M = attrs.evolve(
-        cast(Any, model), **changes
-    )  # mypy's attrs plugin can't see M's fields
-    return masked
+    mask = mask_for(secret)
+    return _masked_texts(model, mask) if mask.might_hold(body) else model
+
+
+def _masked_texts(value: Any, mask: SecretMask) -> Any:
+    """``value`` (a model, a tuple, a text) with ``mask`` applied to every text in it."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, tuple):
+        return tuple(_masked_texts(item, mask) for item in value)
+    if attrs.has(type(value)):
+        changes = {
+            field.name: _masked_texts(getattr(value, field.name), mask)
+            for field in attrs.fields(type(value))
+        }
+        return attrs.evolve(value, **changes)
+    return value
 
 
 def decode_task(body: bytes, status_code: int | None = None, *, secret: str | None = None) -> Task:
     """A 2xx body as a :class:`Task`, or :class:`ResponseDecodeError` if it is not one."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
-    return structure(Task, data, status_code, secret=secret)
+    return masked(structure(Task, data, status_code, secret=secret), body, secret)
 
 
 def decode_balance(
@@ -278,7 +267,7 @@ def decode_balance(
 ) -> Balance:
     """A 2xx body of ``/balance`` as a :class:`Balance`, or :class:`ResponseDecodeError`."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
-    return structure(Balance, data, status_code, secret=secret)
+    return masked(structure(Balance, data, status_code, secret=secret), body, secret)
 
 
 def _media_code(value: Any) -> int | None:
@@ -316,31 +305,11 @@ def decode_media_task(
     code = _media_code(data.get("code"))
     if code is None:
         raise ResponseDecodeError(
-            f"the media answer's code is not a number: {data.get('code')!r}",
+            f"the media answer's code is not a number: {excerpt(repr(data.get('code')), secret)}",
             status_code=status_code,
             body=excerpt(body, secret),
         )
     if code != 0:
         raise media_error(code, data, status_code, secret=secret)
-    return structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
-
-
-def _heavy_load(exc: APIError) -> bool:
-    """A media "heavy load" answer: sent with HTTP 200, it means what a 503 does."""
-    return exc.status_code < 300 and exc.code == _HEAVY_LOAD
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
-    or media's "heavy load"."""
-    if isinstance(exc, APIConnectionError):
-        return True
-    return isinstance(exc, APIError) and (exc.status_code in RETRYABLE_STATUSES or _heavy_load(exc))
-
-
-def is_refused(exc: BaseException) -> bool:
-    """Whether the API refused a request before doing anything: 429, 503, media "heavy load".
-
-    Only these make it safe to send a request that starts a paid task again.
-    """
-    return isinstance(exc, APIError) and (exc.status_code in (429, 503) or _heavy_load(exc))
+    model = structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
+    return masked(model, body, secret)

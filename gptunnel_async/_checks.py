@@ -1,0 +1,149 @@
+"""Argument checks shared by every call: each fails with ``ConfigurationError`` (a
+``ValueError``) before any request is sent, so a typo never costs a paid task.
+
+The client, ``PollPolicy``, downloads, webhooks and the command line check their
+options here and nowhere else: a number is an ``int`` or ``float`` (never a ``bool`` or
+a string), finite once it is a float (``10**400`` is refused, not an ``OverflowError``),
+and within its range; a URL is an absolute http(s) URL that parses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Final
+
+from yarl import URL
+
+from .errors import ConfigurationError, GPTunnelError
+
+__all__ = [
+    "MAX_TASK_ID_LENGTH",
+    "check_task_id",
+    "check_text",
+    "count",
+    "describe",
+    "function",
+    "http_url",
+    "instance_of",
+    "number",
+    "optional",
+    "positive_number",
+]
+
+MAX_TASK_ID_LENGTH: Final = 256
+"""The longest task id sent: GPTunnel's are 24 to 36 characters, so 256 is generous."""
+
+_SHOWN: Final = 80
+"""How much of a refused value an error message shows."""
+
+
+def describe(value: Any) -> str:
+    """``repr(value)`` cut to a few dozen characters, for error messages."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the real problem
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def number(
+    name: str,
+    value: Any,
+    requirement: str = "a finite number",
+    test: Callable[[float], bool] = lambda _: True,
+) -> float:
+    """``value`` as a finite ``float`` that passes ``test``; ``ConfigurationError`` otherwise.
+
+    ``requirement`` says what ``test`` asks, for the error message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be {requirement}, got {describe(value)}")
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond the float range
+        result = math.inf
+    if not (math.isfinite(result) and test(result)):
+        raise ConfigurationError(f"{name} must be {requirement}, got {describe(value)}")
+    return result
+
+
+def positive_number(name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` above 0 (seconds, a rate); ``ConfigurationError`` else."""
+    return number(name, value, "a finite number > 0", lambda v: v > 0)
+
+
+def count(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an ``int`` of at least ``minimum``; ``ConfigurationError`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int >= {minimum}, got {describe(value)}")
+    return int(value)
+
+
+def instance_of(cls: type) -> Callable[[str, Any], Any]:
+    """A check that ``value`` is a ``cls``, for [optional][] and attrs-style use."""
+
+    def check(name: str, value: Any) -> Any:
+        if not isinstance(value, cls):
+            raise ConfigurationError(f"{name} must be a {cls.__qualname__}, got {describe(value)}")
+        return value
+
+    return check
+
+
+def function(name: str, value: Any) -> Any:
+    """``value`` if it can be called; ``ConfigurationError`` otherwise."""
+    if not callable(value):
+        raise ConfigurationError(f"{name} must be a function, got {describe(value)}")
+    return value
+
+
+def optional(check: Callable[[str, Any], Any], name: str, value: Any) -> Any:
+    """``None`` as it is; anything else through ``check(name, value)``."""
+    return None if value is None else check(name, value)
+
+
+def http_url(name: str, value: Any, *, error: type[GPTunnelError] = ConfigurationError) -> URL:
+    """``value`` parsed, if it is an absolute http(s) URL with a host; ``error`` otherwise.
+
+    ``error`` is ``ConfigurationError`` for a caller's argument, ``DownloadError`` for a
+    URL the server sent.
+    """
+    if not isinstance(value, str | URL):
+        raise error(f"{name} must be an http(s) URL, got {describe(value)}")
+    try:
+        url = URL(value)
+        usable = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
+    except (TypeError, ValueError):  # yarl's parse errors, IDNA's UnicodeError included
+        usable = False
+    if not usable:
+        raise error(f"{name} must be an absolute http(s) URL, got {describe(str(value))}")
+    return url
+
+
+def check_text(name: str, value: Any) -> str:
+    """``value`` if it is a non-blank string; anything else fails before any request."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{name} must be a non-empty string, got {describe(value)}")
+    return value
+
+
+def check_task_id(value: str) -> str:
+    """``value`` if it is a usable task id; blank, non-string or overlong ids fail before
+    any request.
+
+    An id longer than :data:`MAX_TASK_ID_LENGTH` is refused rather than sent. An id that
+    is not valid Unicode (a lone surrogate) fails too: URL encoding would silently drop
+    those characters and ask for another task.
+    """
+    check_text("task_id", value)
+    if len(value) > MAX_TASK_ID_LENGTH:
+        raise ConfigurationError(
+            f"task_id is {len(value)} characters, over the {MAX_TASK_ID_LENGTH} a task id "
+            f"can have: {describe(value)}"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"task_id is not valid Unicode: {describe(value)}") from None
+    return value

@@ -1,0 +1,43 @@
+"""The SDK's logger, ``gptunnel_async``: every line it emits is bounded in length.
+
+A filter on the logger cuts each text argument of a record (a status, an exception, a
+URL) to a few hundred characters before any handler formats it, so a server that
+answers with megabytes cannot flood a log. It runs only for records that are emitted:
+a disabled level costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from ._sansio.text import clip
+
+__all__ = ["LOG_TEXT", "logger"]
+
+LOG_TEXT: Final = 300
+"""The longest text argument of a log line, in characters."""
+
+
+class _BoundedArguments(logging.Filter):
+    """Cuts every text argument (and an exception, as its text) to :data:`LOG_TEXT`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_bounded(arg) for arg in record.args)
+        if not isinstance(record.msg, str):
+            record.msg = _bounded(record.msg)
+        return True
+
+
+def _bounded(arg: object) -> object:
+    if isinstance(arg, str | BaseException):
+        text = str(arg)
+        return clip(text, LOG_TEXT) if len(text) > LOG_TEXT else arg
+    return arg
+
+
+logger: Final = logging.getLogger("gptunnel_async")
+"""Where the SDK logs: a DEBUG line per poll, a WARNING per retry and per failed read."""
+if not any(isinstance(known, _BoundedArguments) for known in logger.filters):
+    logger.addFilter(_BoundedArguments())

@@ -1,0 +1,110 @@
+"""What to send: a request's method, URL, headers and body, built without I/O.
+
+The API key goes into the headers of requests to ``base_url``'s origin and of no
+other: a result URL on a storage host, or a redirect elsewhere, never carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+from yarl import URL
+
+__all__ = ["ACCEPTED_ENCODINGS", "Request", "RequestBuilder"]
+
+ACCEPTED_ENCODINGS: Final = "gzip, deflate"
+"""The content codings asked for: those the transport can undo itself when a borrowed
+session does not (``auto_decompress=False``)."""
+
+
+@attrs.frozen
+class Request:
+    """One HTTP request, ready to send.
+
+    Attributes:
+        method: ``"GET"`` or ``"POST"``.
+        url: the absolute URL, query included.
+        headers: the headers to send; the key among them only on the API's origin,
+            and never in the ``repr``.
+        json: the body, sent as JSON, or ``None`` for none.
+        idempotent: sending it twice does no harm. ``False`` for a request that
+            starts a paid task: it is sent again only when the server surely did
+            nothing.
+        on_api: ``url`` is on ``base_url``'s origin (the rate budget applies).
+        streamed: the body may be large and is read in chunks (a download): only each
+            read of the socket has a timeout, not the whole exchange.
+        label: what the request is, for logs and error texts (never the query).
+    """
+
+    method: str
+    url: URL
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    json: Any = attrs.field(default=None, repr=False)
+    idempotent: bool = True
+    on_api: bool = True
+    streamed: bool = False
+    label: str = ""
+
+
+class RequestBuilder:
+    """Builds the requests of one client: API calls under ``base_url`` and fetches of
+    other URLs, each with the headers its origin may see.
+
+    Args:
+        base_url: the API's root, without a trailing slash.
+        api_key: sent as ``Authorization`` to ``base_url``'s origin only.
+        user_agent: the ``User-Agent`` of every request.
+    """
+
+    def __init__(self, base_url: str, api_key: str, user_agent: str) -> None:
+        self.base_url = base_url
+        self.origin = URL(base_url).origin()
+        self._api_headers: Final = {
+            "Authorization": api_key,
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPTED_ENCODINGS,
+            "User-Agent": user_agent,
+        }
+        self._anonymous_headers: Final = {
+            "Accept-Encoding": ACCEPTED_ENCODINGS,
+            "User-Agent": user_agent,
+        }
+
+    def __repr__(self) -> str:
+        return f"<RequestBuilder {self.base_url}>"
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: tuple[tuple[str, str], ...] = (),
+        json: Any = None,
+        idempotent: bool = True,
+    ) -> Request:
+        """A request to ``path`` under ``base_url``.
+
+        ``query`` holds the URL's query parameters, each name once; their values are
+        encoded, never spliced into the URL.
+        """
+        url = URL(f"{self.base_url}/{path.lstrip('/')}")
+        if query:
+            url = url.with_query(dict(query))  # yarl is quicker with a dict
+        return Request(
+            method, url, self._api_headers, json, idempotent, label=f"{method} {url.path}"
+        )
+
+    def fetch(self, url: URL) -> Request:
+        """A GET of any absolute URL, streamed; the key only if it is on ``base_url``'s
+        origin."""
+        on_api = url.origin() == self.origin
+        return Request(
+            "GET",
+            url,
+            self._api_headers if on_api else self._anonymous_headers,
+            on_api=on_api,
+            streamed=True,
+            label=f"GET {url.host}{url.path}",
+        )

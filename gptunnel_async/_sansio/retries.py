@@ -1,0 +1,87 @@
+"""Which failures are worth another try, and how long the server asks us to wait.
+
+Pure functions over the SDK's typed errors and header values: the drivers (the
+transport's tenacity controller, a wait's pacing, the rate budget) ask here and do
+the waiting themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+from ..errors import APIConnectionError, APIError, TLSError
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RETRY_AFTER_CAP",
+    "honoured_retry_after",
+    "is_refused",
+    "is_transient",
+    "parse_retry_after",
+]
+
+RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
+"""Statuses that say "try again later" rather than "this request is wrong"."""
+
+RETRY_AFTER_CAP: Final = 60.0
+"""The longest ``Retry-After`` honoured, in seconds: a bigger hint is not worth blocking on."""
+
+_HEAVY_LOAD: Final = "6"
+"""The media code for "heavy load": it means what a 503 does, so it is retried."""
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
+
+    Returns ``None`` when the header is absent or unreadable, and never a negative number.
+    This is the server's own figure; :func:`honoured_retry_after` says how much of it
+    the SDK waits.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def honoured_retry_after(hint: float | None) -> float | None:
+    """The pause the SDK takes for a ``Retry-After`` of ``hint`` seconds: at most
+    :data:`RETRY_AFTER_CAP`. The one place the cap is applied (retries, waits, the rate
+    budget)."""
+    return None if hint is None else min(hint, RETRY_AFTER_CAP)
+
+
+def _heavy_load(exc: APIError) -> bool:
+    """A media "heavy load" answer: sent with HTTP 200, it means what a 503 does."""
+    return exc.status_code < 300 and exc.code == _HEAVY_LOAD
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
+    or media's "heavy load". A TLS failure is network trouble that does not heal."""
+    if isinstance(exc, APIConnectionError):
+        return not isinstance(exc, TLSError)
+    return isinstance(exc, APIError) and (exc.status_code in RETRYABLE_STATUSES or _heavy_load(exc))
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Whether the API refused a request before doing anything: 429, 503, media "heavy load".
+
+    Only these (and a connection that never opened) make it safe to send a request that
+    starts a paid task again.
+    """
+    return isinstance(exc, APIError) and (exc.status_code in (429, 503) or _heavy_load(exc))

@@ -1,0 +1,200 @@
+"""Server text fit for exception messages, log lines and reprs: the key masked, the length
+bounded.
+
+A server may echo the API key back in any field, and not always as it was sent. A
+:class:`SecretMask` finds the key in these *harmless variations* of its text, and only
+these:
+
+- any case (``KEY``, ``key``, ``Key``);
+- percent-encoding of any of its characters (``%41`` or ``%4a``), and ``+`` for a space
+  (so a space and a ``+`` are not told apart);
+- JSON and JavaScript escapes (``\\u0041``, ``\\/``, ``\\"``, ``\\\\``);
+- HTML character references (``&#65;``, ``&#x41;``, ``&amp;``, ``&lt;``, ``&gt;``,
+  ``&quot;``, ``&apos;``);
+- any surrounding text at all (whitespace, quotes, ``Bearer``), since it is found
+  wherever it stands;
+- any part of it, once it is :data:`MIN_RUN` characters long (or the whole key, if
+  that is shorter): a prefix left by a server that truncates, a suffix, a middle.
+
+Any mix of these is found too (``%2Fabc\\u0044ef`` in ANY case). Encodings applied twice
+over, base64 and other transforms are not harmless variations: they are not looked for.
+Each found run is replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["MASK", "MIN_RUN", "SecretMask", "clip", "excerpt", "mask_for", "shorten"]
+
+MASK: Final = "***"
+"""What a found key (or piece of it) is replaced with."""
+
+MIN_RUN: Final = 8
+"""The shortest piece of the key that is masked on its own: 8 characters of a random key
+say next to nothing about the rest, while shorter runs would mask ordinary words."""
+
+SHORT_TEXT: Final = 200
+"""The default bound of one server text in a message or a log line, in characters."""
+
+_PRECISE: Final = 64 * 1024
+"""Texts are masked character by character up to this length; beyond it, the rest of a
+text that holds a piece of the key is masked as a whole."""
+
+_ESCAPE: Final = re.compile(
+    r"%[0-9A-Fa-f]{2}"
+    r"|\\u[0-9A-Fa-f]{4}"
+    r"|\\[/\"\\]"
+    r"|&#[0-9]{1,7};"
+    r"|&#[xX][0-9A-Fa-f]{1,6};"
+    r"|&(?:amp|lt|gt|quot|apos);"
+)
+"""One encoded character, in any of the harmless variations."""
+
+_TOKEN: Final = re.compile(_ESCAPE.pattern + r"|.", re.DOTALL)
+"""One character of text, encoded or not."""
+
+_MARKERS: Final = ("%", "\\", "&")
+"""A text without any of these holds no encoded character."""
+
+
+def _decoded(token: str) -> str:
+    """The character an encoded token stands for (the token itself if it is one)."""
+    if len(token) == 1:
+        return token
+    if token[0] == "%":
+        return chr(int(token[1:], 16))
+    if token[1] == "u":
+        return chr(int(token[2:], 16))
+    if token[0] == "\\":
+        return token[1]
+    return html.unescape(token)
+
+
+def _compared(char: str) -> str:
+    """One character as it is compared: lower case, and a space as ``+`` (which is what
+    form encoding makes of it); a character whose lower case is longer stays apart."""
+    lowered = char.lower()
+    return "+" if lowered == " " else lowered if len(lowered) == 1 else "\x00"
+
+
+def _canonical(text: str) -> str:
+    """``text`` with every encoded character decoded, compared as :func:`_compared` says:
+    where the quick look searches (its length may differ from ``text``'s)."""
+    if any(marker in text for marker in _MARKERS):
+        text = _ESCAPE.sub(lambda match: _decoded(match.group()), text)
+    return text.lower().replace(" ", "+")
+
+
+class SecretMask:
+    """Finds a secret in text, in every harmless variation (see the module's docstring),
+    and masks it.
+
+    Args:
+        secret: the text to hide, such as the API key.
+    """
+
+    __slots__ = ("_key", "_probes", "_run", "_runs")
+
+    def __init__(self, secret: str) -> None:
+        self._key = "".join(map(_compared, secret))
+        self._run = min(MIN_RUN, len(self._key))
+        self._runs = frozenset(
+            self._key[start : start + self._run] for start in range(len(self._key) - self._run + 1)
+        )
+        # Any run of ``_run`` characters of the key holds one of these ``step``-long
+        # pieces, taken every ``step`` characters: a quick, sound first look.
+        step = max(1, (self._run + 1) // 2)
+        self._probes = tuple(
+            self._key[start : start + step] for start in range(0, len(self._key) - step + 1, step)
+        )
+
+    def __repr__(self) -> str:
+        return "SecretMask(***)"
+
+    def might_hold(self, text: str | bytes) -> bool:
+        """A quick first look: ``False`` means ``text`` surely holds no piece of the secret.
+
+        Args:
+            text: the text to look at; bytes are read as UTF-8.
+
+        Returns:
+            Whether :meth:`__call__` may change ``text``.
+        """
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        canonical = _canonical(text)
+        return any(probe in canonical for probe in self._probes)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every run of the secret, in any harmless variation, as ``***``."""
+        if not self._key or not self.might_hold(text):
+            return text
+        if len(text) > _PRECISE:  # character by character costs too much beyond this
+            head, rest = text[:_PRECISE], text[_PRECISE:]
+            return self(head) + (MASK if self.might_hold(rest) else rest)
+        tokens = [match.group() for match in _TOKEN.finditer(text)]
+        plain = "".join(_compared(_decoded(token)) for token in tokens)
+        hidden = [False] * len(plain)
+        size = self._run
+        for start in range(len(plain) - size + 1):
+            if plain[start : start + size] in self._runs:
+                hidden[start : start + size] = [True] * size
+        return "".join(_runs_masked(tokens, hidden)) if any(hidden) else text
+
+
+def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:
+    """``tokens`` with each run of hidden ones replaced by one :data:`MASK`."""
+    shown: list[str] = []
+    for token, secret in zip(tokens, hidden, strict=True):
+        if not secret:
+            shown.append(token)
+        elif not shown or shown[-1] is not MASK:
+            shown.append(MASK)
+    return shown
+
+
+@functools.lru_cache(maxsize=16)
+def mask_for(secret: str) -> SecretMask:
+    """The :class:`SecretMask` of ``secret``, built once: a client masks with the same key."""
+    return SecretMask(secret)
+
+
+def shorten(text: str, limit: int = SHORT_TEXT) -> str:
+    """``text`` on one line and at most ``limit`` characters, with ``…`` where it was cut."""
+    if len(text) > 4 * limit:  # flattening megabytes to keep a few hundred characters
+        text = text[: 4 * limit]
+        flat = " ".join(text.split())
+        return flat[: limit - 1] + "…"
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def clip(text: object, limit: int = SHORT_TEXT) -> str:
+    """``str(text)`` bounded to ``limit`` characters, for a value in a message."""
+    shown = text if isinstance(text, str) else str(text)
+    return shorten(shown, limit)
+
+
+def excerpt(
+    text: str | bytes,
+    secret: str | None,
+    limit: int = SHORT_TEXT,
+    *,
+    masked: Callable[[str], str] | None = None,
+) -> str:
+    """Server text fit for a message or a log line: the key masked, then shortened.
+
+    Only the start of a long text is masked (enough to fill ``limit`` even if every
+    character of it were encoded), then it is cut: a key cut through at the end leaves
+    fewer than :data:`MIN_RUN` of its characters, which is what masking promises.
+    """
+    if isinstance(text, bytes):
+        text = text[: 16 * limit + 1024].decode("utf-8", errors="replace")
+    head = text[: 16 * limit + 1024]
+    mask = masked or (mask_for(secret) if secret else None)
+    return shorten(mask(head) if mask else head, limit)

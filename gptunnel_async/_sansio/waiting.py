@@ -1,0 +1,272 @@
+"""The wait core: what one wait for a task does next, decided without I/O.
+
+A wait is a [WaitState][gptunnel_async._sansio.waiting.WaitState], a small frozen
+value. Its driver (``TaskWaiter`` in this process, or a durable watcher elsewhere)
+reads the task when the state says, feeds each outcome back with the time it came,
+and gets a new state and one decision:
+
+| outcome fed                         | decision                                        |
+|-------------------------------------|-------------------------------------------------|
+| a task that is done                 | ``Finish``: its event, the last one             |
+| a task that failed                  | ``Fail`` with ``TaskFailedError``               |
+| any other task                      | ``ReadAt`` the paced time, with an event if      |
+|                                     | ``(status, percent)`` changed                   |
+| a transient error (network, 408,    | ``ReadAt`` the paced time, or later if the      |
+| 429, 5xx, a body that is not a task)| server's ``Retry-After`` says so                |
+| any other error (400-404, TLS, ...) | ``Fail`` with that error                        |
+| (any of the above) when the next    | ``TimeOut`` at the deadline instead of a        |
+| read would fall on the deadline     | ``ReadAt``                                      |
+
+Times are seconds on whatever clock the driver uses (the event loop's, or the wall
+clock for a wait that moves between processes); the state never reads a clock. Jitter
+comes from a seed drawn once from an injected random source, so a state saved with
+[WaitState.to_json][gptunnel_async._sansio.waiting.WaitState.to_json] and loaded
+elsewhere makes the same next decision.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Final, Generic, TypeAlias, TypeVar
+
+import attrs
+import cattrs
+
+from ..errors import (
+    APIError,
+    ConfigurationError,
+    GPTunnelError,
+    ResponseDecodeError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+from ..models import TaskLike, converter
+from .pacing import Pace, PollPolicy, draw, next_pause
+from .retries import honoured_retry_after, is_transient
+
+__all__ = [
+    "Decision",
+    "Fail",
+    "Finish",
+    "ProgressEvent",
+    "ReadAt",
+    "TimeOut",
+    "WaitState",
+    "rides_through",
+]
+
+T = TypeVar("T", bound=TaskLike)
+
+STATE_FORMAT: Final = 1
+"""The version of :meth:`WaitState.to_json`'s data; loading another one is refused."""
+
+
+@attrs.frozen
+class ProgressEvent(Generic[T]):
+    """A change in a task's ``(status, percent)`` seen during a wait.
+
+    Attributes:
+        task_id: the task waited for.
+        status: its status, as the server sent it.
+        percent: 0 to 100; never goes backwards within one wait.
+        task: the full state that was read: a [Task][gptunnel_async.Task], or a
+            [MediaTask][gptunnel_async.MediaTask] when waiting on ``client.media``.
+        elapsed: seconds since the wait began.
+    """
+
+    task_id: str
+    status: str
+    percent: int
+    task: T
+    elapsed: float
+
+    @property
+    def is_done(self) -> bool:
+        """This is the last event of a successful wait."""
+        return self.task.is_done
+
+
+@attrs.frozen
+class ReadAt(Generic[T]):
+    """Read the task again at ``at``; hand ``event`` on first, if there is one.
+
+    Attributes:
+        at: when to read, on the driver's clock; always before the deadline.
+        event: the change the last read showed, or ``None``.
+    """
+
+    at: float
+    event: ProgressEvent[T] | None = None
+
+
+@attrs.frozen
+class TimeOut(Generic[T]):
+    """Read no more: the wait ends with [WaitState.timed_out][] at ``at``, its deadline.
+
+    Attributes:
+        at: the deadline, on the driver's clock (possibly already past).
+        event: the change the last read showed, handed on before the wait ends.
+    """
+
+    at: float
+    event: ProgressEvent[T] | None = None
+
+
+@attrs.frozen
+class Finish(Generic[T]):
+    """The task is done: hand ``event`` on (the last one) and return ``event.task``."""
+
+    event: ProgressEvent[T]
+
+
+@attrs.frozen
+class Fail:
+    """End the wait now with ``error``: a ``TaskFailedError``, or an error that will not
+    heal by polling again (400, 401, 402, 403, 404, TLS, a closed client...)."""
+
+    error: GPTunnelError
+
+
+Decision: TypeAlias = ReadAt[T] | TimeOut[T] | Finish[T] | Fail
+"""What a driver does after feeding an outcome to a [WaitState][]."""
+
+
+def rides_through(exc: GPTunnelError) -> bool:
+    """Whether a wait reads again after ``exc`` (``True``) or ends with it: transient
+    failures and answers that are not a task are ridden through until the deadline."""
+    return is_transient(exc) or isinstance(exc, ResponseDecodeError)
+
+
+@attrs.frozen
+class WaitState:
+    """Everything one wait knows between two reads; see the module for its decisions.
+
+    Build one with :meth:`start`, then feed it each outcome with :meth:`observe` or
+    :meth:`failed`. It never changes: each returns a new state.
+
+    Attributes:
+        task_id: the task waited for.
+        policy: its pacing and deadline (``policy.timeout``, seconds from the start).
+        started_at: when the wait began, on the driver's clock.
+        seed: names the wait's stream of jitter (see :func:`.pacing.draw`).
+        due_at: when the next read is due.
+        reads: outcomes fed so far.
+        status: the last status seen, or ``None`` before the first task.
+        percent: the highest ``percent`` seen (events never go backwards).
+        pace: the pacing's memory.
+    """
+
+    task_id: str
+    policy: PollPolicy
+    started_at: float
+    seed: int
+    due_at: float
+    reads: int = 0
+    status: str | None = None
+    percent: int = 0
+    pace: Pace = attrs.field()
+
+    @pace.default
+    def _start_pace(self) -> Pace:
+        return Pace.start(self.policy)
+
+    @classmethod
+    def start(
+        cls, task_id: str, policy: PollPolicy, now: float, rng: random.Random | None = None
+    ) -> WaitState:
+        """A wait that begins at ``now`` and reads at once.
+
+        Args:
+            task_id: the task to wait for.
+            policy: pacing and deadline.
+            now: the time on the driver's clock.
+            rng: where the jitter's seed comes from; the ``random`` module by default.
+        """
+        seed = (rng or random).getrandbits(64)
+        return cls(task_id=task_id, policy=policy, started_at=now, seed=seed, due_at=now)
+
+    @property
+    def deadline(self) -> float | None:
+        """When the wait times out, on the driver's clock; ``None`` for never."""
+        timeout = self.policy.timeout
+        return None if timeout is None else self.started_at + timeout
+
+    def expired(self, now: float) -> bool:
+        """Whether the deadline has come: no read may start at ``now``."""
+        deadline = self.deadline
+        return deadline is not None and now >= deadline
+
+    def timed_out(self, last_seen: TaskLike | None) -> WaitTimeoutError:
+        """The error a wait ends with at its deadline, with the last task it saw."""
+        return WaitTimeoutError(self.task_id, self.policy.timeout or 0.0, last_seen)
+
+    def observe(self, task: T, now: float) -> tuple[WaitState, Decision[T]]:
+        """Feed a task read at ``now``; see the module's table for the decision."""
+        if task.is_failed:
+            state = self._after_read(task.status, self.percent, self.pace, self.due_at)
+            return state, Fail(TaskFailedError(task))
+        percent = max(self.percent, task.percent)
+        event = None
+        if task.is_done or (task.status, percent) != (self.status, self.percent) or not self.reads:
+            elapsed = now - self.started_at
+            event = ProgressEvent(self.task_id, task.status, percent, task, elapsed)
+            if task.is_done:
+                return self._after_read(task.status, percent, self.pace, now), Finish(event)
+        pace, due = self._next_read(now, percent, 0.0)
+        return self._after_read(task.status, percent, pace, due), self._read_at(due, event)
+
+    def failed(self, error: GPTunnelError, now: float) -> tuple[WaitState, Decision[Any]]:
+        """Feed a read that failed at ``now`` with ``error``: read again later if it is
+        transient (honouring ``Retry-After``, capped as every retry's is), else fail."""
+        if not rides_through(error):
+            return self._after_read(self.status, self.percent, self.pace, self.due_at), Fail(error)
+        hint = honoured_retry_after(error.retry_after if isinstance(error, APIError) else None)
+        pace, due = self._next_read(now, None, hint or 0.0)
+        return self._after_read(self.status, self.percent, pace, due), self._read_at(due, None)
+
+    def _next_read(self, now: float, percent: int | None, at_least: float) -> tuple[Pace, float]:
+        """The pacing's new memory, and when the next read is due."""
+        pace, pause = next_pause(self.policy, self.pace, now, percent, draw(self.seed, self.reads))
+        return pace, now + max(pause, at_least)
+
+    def _read_at(self, due: float, event: ProgressEvent[T] | None) -> ReadAt[T] | TimeOut[T]:
+        """Read at ``due``, or time out at the deadline if that comes first."""
+        deadline = self.deadline
+        if deadline is not None and due >= deadline:
+            return TimeOut(deadline, event)
+        return ReadAt(due, event)
+
+    def _after_read(self, status: str | None, percent: int, pace: Pace, due: float) -> WaitState:
+        """This state after one more read (built directly: ``attrs.evolve`` costs a
+        read several microseconds more)."""
+        return WaitState(
+            self.task_id,
+            self.policy,
+            self.started_at,
+            self.seed,
+            due,
+            self.reads + 1,
+            status,
+            percent,
+            pace,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """This state as plain JSON-able data (dicts, lists, str, numbers, ``None``)."""
+        data: dict[str, Any] = converter.unstructure(self)
+        data["format"] = STATE_FORMAT
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> WaitState:
+        """A state from :meth:`to_json`'s data, as saved in any process.
+
+        Raises:
+            ConfigurationError: ``data`` is not a saved wait state of this format.
+        """
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise ConfigurationError(f"not a saved wait state of format {STATE_FORMAT}")
+        try:
+            return converter.structure(data, cls)
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"not a saved wait state: {exc}") from None

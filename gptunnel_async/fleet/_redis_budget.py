@@ -1,0 +1,146 @@
+"""The request budget on Redis: one rate shared by every process of a fleet.
+
+The state of :mod:`gptunnel_async._sansio.rate` lives in one Redis hash, and each request
+start is one Lua script (one round trip while the budget does not bind), which reads
+Redis ``TIME`` so that machines whose clocks disagree still share one clock.
+
+The script is ours rather than a library's: ``limits``' moving window was measured 60-100 %
+over its budget in a sliding second (it counts per fixed sub-window), it cannot slow down
+on a 429 nor hold for a ``Retry-After``, and aiolimiter keeps its bucket in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Final
+
+from .._checks import positive_number
+from .._sansio import rate
+from ._errors import store_call
+from ._keys import fleet_key
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisBudget"]
+
+IDLE_EXPIRY_MS: Final = 600_000
+"""The state is forgotten after ten idle minutes (by then any slow-down has recovered)."""
+
+# rate.py written out in Lua; tests check both decide alike. ARGV: operation, ceiling,
+# then for "start" nothing, for "limited" sent_at and retry_after; the last, if not
+# empty, replaces Redis TIME (tests only).
+_SCRIPT: Final = f"""
+local key, op, ceiling = KEYS[1], ARGV[1], tonumber(ARGV[2])
+local now
+if ARGV[5] ~= nil and ARGV[5] ~= '' then
+  now = tonumber(ARGV[5])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local INF = math.huge
+local f = redis.call('HMGET', key, 'last_start', 'level', 'peak', 'changed_at', 'resume_at')
+local last_start = tonumber(f[1]) or -INF
+local level = tonumber(f[2]) or ceiling
+local peak = tonumber(f[3]) or INF
+local changed_at = tonumber(f[4]) or -INF
+local resume_at = tonumber(f[5]) or -INF
+local function fmt(x) return string.format('%.17g', x) end
+local function current(t)
+  local elapsed = t - changed_at
+  if elapsed == INF then return ceiling end
+  local target = math.min(ceiling, peak * {rate.SAFE_FRACTION!r})
+  local climbed = target - (target - level) * math.exp(-elapsed / {rate.RECOVERY_SECONDS!r})
+  if level > target then climbed = level end
+  return math.min(ceiling, climbed + ceiling * {rate.PROBE_PER_SECOND!r} * elapsed)
+end
+if op == 'start' then
+  local interval = 1 / current(now)
+  local arrival = math.max(last_start + interval, resume_at)
+  if now < arrival then return {{fmt(arrival - now), fmt(now)}} end
+  local counted = now
+  if now - arrival <= {rate.SLACK!r} * interval then counted = arrival end
+  redis.call('HSET', key, 'last_start', fmt(counted))
+  redis.call('PEXPIRE', key, {IDLE_EXPIRY_MS})
+  return {{'0', fmt(now)}}
+elseif op == 'limited' then
+  local sent_at, retry_after = tonumber(ARGV[3]), tonumber(ARGV[4])
+  if retry_after > 0 and now + retry_after > resume_at then
+    redis.call('HSET', key, 'resume_at', fmt(now + retry_after))
+  end
+  if sent_at >= changed_at then
+    local r = current(now)
+    if now - changed_at >= {rate.EPISODE_SECONDS!r} or r > peak then peak = r end
+    local lowered = math.max(ceiling * {rate.MIN_FRACTION!r}, r * {rate.SLOWDOWN_FACTOR!r})
+    redis.call('HSET', key, 'level', fmt(lowered), 'peak', fmt(peak), 'changed_at', fmt(now))
+  end
+  redis.call('PEXPIRE', key, {IDLE_EXPIRY_MS})
+  return {{'0', fmt(now)}}
+end
+return {{fmt(current(now)), fmt(now)}}
+"""
+
+
+class RedisBudget:
+    """A request budget kept in Redis, shared by every client that names it.
+
+    Requests of all processes together start at least ``1 / rate`` apart (any one
+    second holds at most ``requests_per_second + 1``), a 429 seen by any of them slows
+    them all, and a ``Retry-After`` holds them all. Within a process, requests ask in
+    turn, so one at a time waits on Redis.
+
+    Args:
+        redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; the budget never
+            closes it.
+        requests_per_second: the fleet's ceiling, a finite number > 0. Processes should
+            agree on it; each request is paced by the ceiling its own process gives.
+        name: budgets with the same name share one rate (one per API key, usually).
+        prefix: the start of every key, ``"{prefix}:{{{name}}}:budget"``; the braces make
+            it a Redis Cluster hash tag.
+
+    Raises:
+        ConfigurationError: the rate is not a finite number > 0.
+        StoreUnavailableError: (from each method) Redis could not be reached or failed.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        requests_per_second: float,
+        *,
+        name: str = "default",
+        prefix: str = "gptunnel",
+    ) -> None:
+        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
+        self.key = fleet_key(prefix, name, "budget")
+        self._script = redis.register_script(_SCRIPT)
+        self._turn = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"RedisBudget(requests_per_second={self.requests_per_second:g}, key={self.key!r})"
+
+    async def _call(self, *args: Any, now: float | None = None) -> tuple[float, float]:
+        """Run the script: ``(value, Redis time)``; ``now`` replaces Redis ``TIME``."""
+        argv = [*args, *([""] * (4 - len(args))), "" if now is None else repr(now)]
+        async with store_call("the request budget"):
+            value, clock = await self._script(keys=[self.key], args=argv)
+        return float(value), float(clock)
+
+    async def acquire(self) -> float:
+        """Wait until the next request may start; return when it did (Redis seconds)."""
+        async with self._turn:
+            while True:
+                delay, now = await self._call("start", self.requests_per_second)
+                if not delay:
+                    return now
+                await asyncio.sleep(delay)
+
+    async def rate_limited(self, started: float, retry_after: float | None) -> None:
+        """The request that started at ``started`` got a 429: slow every process down,
+        and hold them all for ``retry_after`` seconds if the server asked."""
+        await self._call("limited", self.requests_per_second, started, retry_after or 0)
+
+    async def current_rate(self) -> float:
+        """The requests per second the fleet may send now."""
+        return (await self._call("rate", self.requests_per_second))[0]

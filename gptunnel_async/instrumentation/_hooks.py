@@ -1,0 +1,295 @@
+"""The hook interface: what the SDK reports, the hooks that receive it, and the dispatch.
+
+The call sites (the transport for requests and retries, the waiter for waits and their
+progress) call the ``emit_*`` functions below only when a hook listens to that kind of
+report, so an SDK with no such hook pays one attribute check a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+
+from .._logging import logger
+from ..errors import GPTunnelError
+
+__all__ = [
+    "Hook",
+    "LoggingHook",
+    "ProgressDetails",
+    "RequestDetails",
+    "RetryDetails",
+    "WaitFinished",
+    "WaitOutcome",
+    "WaitStarted",
+    "get_hooks",
+    "set_hooks",
+]
+
+
+@attrs.frozen
+class RequestDetails:
+    """One HTTP request to the API, answered or not (each retry is a request of its own).
+
+    Attributes:
+        method: ``"GET"`` or ``"POST"``.
+        path: the URL's path, e.g. ``"/v1/faceswap/result"``.
+        family: the task family the path belongs to (``"faceswap"``, ``"bgremover"``,
+            ``"midjourney"``, ``"media"``), or the path's first part for others.
+        task_id: the task read, for a result read; else ``None``.
+        status_code: the HTTP status, or ``None`` when no answer came (network, timeout).
+        error: the name of the error class the request ended with (``"ServerError"``,
+            ``"APIConnectionError"`` ...), or ``None`` when it succeeded.
+        started_at: when it started, in seconds since the epoch (``time.time()``).
+        duration: how long it took, in seconds, from sending to the whole answer read.
+    """
+
+    method: str
+    path: str
+    family: str
+    task_id: str | None
+    status_code: int | None
+    error: str | None
+    started_at: float
+    duration: float
+
+
+@attrs.frozen
+class RetryDetails:
+    """A failed attempt that will be tried again after ``wait`` seconds.
+
+    Attributes:
+        scope: ``"request"`` for a request retried by the client's ``max_retries``,
+            ``"wait"`` for a read a wait will make again at its next poll.
+        what: the request, e.g. ``"GET /v1/faceswap/result"``.
+        family: the task family (see
+            [RequestDetails][gptunnel_async.instrumentation.RequestDetails]).
+        task_id: the task, for a wait's read; else ``None``.
+        attempt: for a request, 1 for the first retry, 2 for the second ...; for a
+            wait, the number of the read that failed.
+        wait: seconds until the next attempt.
+        error: the error of the failed attempt (it never holds the key).
+        status_code: its HTTP status (429, 503 ...), or ``None`` without one.
+    """
+
+    scope: Literal["request", "wait"]
+    what: str
+    family: str
+    task_id: str | None
+    attempt: int
+    wait: float
+    error: GPTunnelError
+    status_code: int | None
+
+
+@attrs.frozen
+class WaitStarted:
+    """A wait started reading a task.
+
+    Attributes:
+        task_id: the task waited for.
+        family: its task family.
+        timeout: the wait's deadline in seconds, or ``None`` for none.
+    """
+
+    task_id: str
+    family: str
+    timeout: float | None
+
+
+@attrs.frozen
+class ProgressDetails:
+    """A progress event of a wait (see [ProgressEvent][gptunnel_async.ProgressEvent]).
+
+    Attributes:
+        task_id: the task waited for.
+        family: its task family.
+        status: the task's status.
+        percent: 0 to 100.
+        elapsed: seconds since the wait began.
+    """
+
+    task_id: str
+    family: str
+    status: str
+    percent: int
+    elapsed: float
+
+
+WaitOutcome: TypeAlias = Literal["done", "failed", "timeout", "error", "cancelled"]
+"""How a wait ended: the task done or failed, the deadline passed, an error that is not
+the task's (401, 404 ...), or the wait cancelled or closed early."""
+
+
+@attrs.frozen
+class WaitFinished:
+    """A wait ended, whichever way.
+
+    Attributes:
+        task_id: the task waited for.
+        family: its task family.
+        outcome: how it ended.
+        status: the task's last status read, or ``None`` if no read succeeded.
+        duration: seconds from the wait's start to its end.
+        reads: how many reads it made, failed ones included (a read that the client
+            retried counts once; each attempt is a request of its own).
+        error: the name of the error class it raised, or ``None``.
+    """
+
+    task_id: str
+    family: str
+    outcome: WaitOutcome
+    status: str | None
+    duration: float
+    reads: int
+    error: str | None
+
+
+class Hook:
+    """Receives what the SDK does. Subclass it and override the methods you need; the
+    others do nothing and cost nothing (a method left as it is here is never called).
+
+    Hooks run inline, on the event loop: keep them quick. An exception a hook raises is
+    logged and otherwise ignored, so a broken metric never breaks a wait. No report
+    holds the API key.
+    """
+
+    def on_request(self, details: RequestDetails) -> None:
+        """After each HTTP request to the API (not to the storage host)."""
+
+    def on_retry(self, details: RetryDetails) -> None:
+        """Before the pause ahead of each retry, of a request or of a wait's read."""
+
+    def on_wait_started(self, details: WaitStarted) -> None:
+        """When a wait starts, before its first read."""
+
+    def on_progress(self, details: ProgressDetails) -> None:
+        """For each progress event of a wait, before ``on_progress`` callbacks see it."""
+
+    def on_wait_finished(self, details: WaitFinished) -> None:
+        """When a wait ends: done, failed, timed out, stopped by an error or cancelled."""
+
+
+class LoggingHook(Hook):
+    """The default hook: a WARNING per retry on the ``gptunnel_async`` logger, saying what
+    failed, why, and when it is tried again.
+
+    It listens to nothing else, so by default requests and waits are not timed at all.
+    (Each read's DEBUG line comes from the wait itself.)
+    """
+
+    def on_retry(self, details: RetryDetails) -> None:
+        if details.scope == "wait":
+            logger.warning(
+                "task %s: read failed (%s); polling again in %.2fs",
+                details.task_id,
+                details.error,
+                details.wait,
+            )
+            return
+        reason = str(details.error)
+        if not reason.startswith(details.what):  # wire errors already say what failed
+            reason = f"{details.what} failed ({reason})"
+        logger.warning("%s; retry %d in %.2fs", reason, details.attempt, details.wait)
+
+
+@attrs.define
+class _Dispatch:
+    """The bound methods of the hooks that override each one, in the order set."""
+
+    request: tuple[Callable[[RequestDetails], None], ...] = ()
+    retry: tuple[Callable[[RetryDetails], None], ...] = ()
+    wait_started: tuple[Callable[[WaitStarted], None], ...] = ()
+    progress: tuple[Callable[[ProgressDetails], None], ...] = ()
+    wait_finished: tuple[Callable[[WaitFinished], None], ...] = ()
+    hooks: tuple[Hook, ...] = ()
+
+
+_METHODS: Final = {
+    "request": "on_request",
+    "retry": "on_retry",
+    "wait_started": "on_wait_started",
+    "progress": "on_progress",
+    "wait_finished": "on_wait_finished",
+}
+
+LISTENING: Final = _Dispatch()
+"""What is listening now; the call sites check ``LISTENING.request`` and so on."""
+
+
+def set_hooks(hooks: Iterable[Hook]) -> None:
+    """Replace the hooks every client reports to (the default is ``[LoggingHook()]``).
+
+    Pass ``[]`` for none, or keep logging beside your own:
+    ``set_hooks([LoggingHook(), PrometheusHook()])``.
+
+    Args:
+        hooks: [Hook][gptunnel_async.instrumentation.Hook] instances, called in order.
+
+    Raises:
+        TypeError: one of them is not a ``Hook``.
+    """
+    chosen = tuple(hooks)
+    for hook in chosen:
+        if not isinstance(hook, Hook):
+            raise TypeError(f"a hook must be a gptunnel_async.instrumentation.Hook, got {hook!r}")
+    for kind, method in _METHODS.items():
+        overriding = [
+            getattr(hook, method)
+            for hook in chosen
+            if getattr(type(hook), method) is not getattr(Hook, method)
+        ]
+        setattr(LISTENING, kind, tuple(overriding))
+    LISTENING.hooks = chosen
+
+
+def get_hooks() -> tuple[Hook, ...]:
+    """The hooks set now, in order.
+
+    Returns:
+        The hooks, as given to [set_hooks][gptunnel_async.instrumentation.set_hooks].
+    """
+    return LISTENING.hooks
+
+
+def _call(methods: tuple[Callable[[Any], None], ...], details: object) -> None:
+    for method in methods:
+        try:
+            method(details)
+        except Exception:
+            logger.exception("the instrumentation hook %r failed", method)
+
+
+def emit_request(details: RequestDetails) -> None:
+    """Tell the hooks about a request."""
+    _call(LISTENING.request, details)
+
+
+def emit_retry(details: RetryDetails) -> None:
+    """Tell the hooks about a retry."""
+    _call(LISTENING.retry, details)
+
+
+def emit_wait_started(details: WaitStarted) -> None:
+    """Tell the hooks a wait started."""
+    _call(LISTENING.wait_started, details)
+
+
+def emit_progress(details: ProgressDetails) -> None:
+    """Tell the hooks about a progress event."""
+    _call(LISTENING.progress, details)
+
+
+def emit_wait_finished(details: WaitFinished) -> None:
+    """Tell the hooks a wait ended."""
+    _call(LISTENING.wait_finished, details)
+
+
+def family_of(path: str) -> str:
+    """The task family of an API path: ``"faceswap/result"`` -> ``"faceswap"``."""
+    return path.strip("/").partition("/")[0]
+
+
+set_hooks([LoggingHook()])

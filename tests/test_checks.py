@@ -1,0 +1,172 @@
+"""Every option, whatever is passed, is either accepted or refused with ConfigurationError:
+no OverflowError, TypeError or AttributeError escapes, and the error text stays short."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gptunnel_async import ConfigurationError, GPTunnelClient, PollPolicy, WebhookVerificationError
+from gptunnel_async._checks import MAX_TASK_ID_LENGTH, check_task_id, count, http_url, number
+from gptunnel_async.errors import DownloadError
+from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
+
+T = TypeVar("T")
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**300, max_value=10**500),
+    st.integers(max_value=-(10**300)),
+    st.floats(),  # NaN and both infinities included
+    st.text(max_size=30),
+    st.binary(max_size=10),
+    st.lists(st.integers(), max_size=2),
+    st.just(object()),
+    st.just(math.nan),
+    st.sampled_from(["10", "1e400", "nan", "http://[::1", "ftp://x", "http://h:99999/"]),
+)
+
+
+def built_or_refused(cls: Callable[..., T], options: dict[str, Any]) -> T | None:
+    """``cls(**options)``, or ``None`` if it was refused with a short ConfigurationError."""
+    try:
+        return cls(**options)
+    except ConfigurationError as exc:
+        assert len(str(exc)) < 300  # noqa: PT017 (the point: refused, and briefly)
+        return None
+
+
+CLIENT_OPTIONS = (
+    "timeout",
+    "max_retries",
+    "max_connections",
+    "requests_per_second",
+    "base_url",
+    "api_key",
+    "session",
+    "poll_policy",
+)
+
+
+@given(st.sampled_from(CLIENT_OPTIONS), anything)
+def test_any_client_option_is_valid_or_a_configuration_error(name: str, value: Any) -> None:
+    options: dict[str, Any] = {"api_key": "k-123", name: value}
+    client = built_or_refused(GPTunnelClient, options)
+    if client is None:
+        return
+    transport = client._transport
+    assert math.isfinite(transport.timeout) and transport.timeout > 0
+    assert isinstance(transport.max_retries, int) and transport.max_retries >= 0
+    assert transport.base_url.startswith(("http://", "https://"))
+
+
+POLICY_FIELDS = ("initial", "multiplier", "max_interval", "jitter", "timeout", "strategy")
+
+
+@given(st.sampled_from(POLICY_FIELDS), anything)
+def test_any_poll_policy_field_is_valid_or_a_configuration_error(name: str, value: Any) -> None:
+    policy = built_or_refused(PollPolicy, {name: value})
+    if policy is None:
+        return
+    assert math.isfinite(policy.initial) and policy.initial > 0
+    assert policy.timeout is None or math.isfinite(policy.timeout)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("timeout", 10**400),
+        ("timeout", -(10**400)),
+        ("timeout", True),
+        ("timeout", "30"),
+        ("timeout", math.inf),
+        ("requests_per_second", 10**400),
+        ("max_retries", 3.0),
+        ("max_connections", 0),
+        ("base_url", "http://[::1"),
+        ("base_url", 12),
+        ("api_key", 12),
+        ("session", "a session"),
+        ("poll_policy", {"initial": 1}),
+    ],
+)
+def test_each_bad_client_option_is_named_in_its_error(name: str, value: Any) -> None:
+    options: dict[str, Any] = {"api_key": "k-123", name: value}
+    with pytest.raises(ConfigurationError, match=name.replace("api_key", "API key")):
+        GPTunnelClient(**options)
+
+
+@pytest.mark.parametrize("value", [10**400, math.nan, -1, 0, "1", True, None])
+def test_a_positive_number_check_refuses(value: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        number("x", value, "a number > 0", lambda v: v > 0)
+
+
+def test_checks_return_plain_values() -> None:
+    assert number("x", 10**20) == 1e20
+    assert count("n", 10**400, 0) == 10**400
+    assert str(http_url("u", "https://example.org/a?b=1")) == "https://example.org/a?b=1"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "ftp://example.org/", "http:///path", "example.org", "http://h:99999/"]
+)
+def test_a_url_check_raises_the_error_it_is_given(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        http_url("base_url", url)
+    with pytest.raises(DownloadError):
+        http_url("the result URL", url, error=DownloadError)
+
+
+def test_task_ids_up_to_the_limit_pass_and_longer_ones_are_refused() -> None:
+    assert check_task_id("a" * MAX_TASK_ID_LENGTH)
+    with pytest.raises(ConfigurationError, match="256") as caught:
+        check_task_id("a" * 10_000_000)
+    assert len(str(caught.value)) < 300
+    for blank in ("", "  ", "\n"):
+        with pytest.raises(ValueError, match="non-empty"):
+            check_task_id(blank)
+
+
+async def test_a_long_task_id_is_refused_before_any_request() -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9") as client:
+        with pytest.raises(ConfigurationError):
+            await client.get_result("x" * 257)
+        with pytest.raises(ConfigurationError):
+            client.wait_for_result("x" * 257)
+
+
+@pytest.mark.parametrize(("name", "value"), [("policy", 5), ("on_progress", "print")])
+async def test_wait_options_are_checked_when_the_wait_is_made(name: str, value: Any) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9") as client:
+        with pytest.raises(ConfigurationError, match=name):
+            client.wait_for_result("t", **{name: value})
+
+
+SECRET = "s" * 32
+
+
+@given(st.one_of(st.none(), st.integers(), st.binary(), st.text(), st.just("\ud800" + SECRET)))
+def test_a_webhook_token_of_any_kind_is_verified_or_refused(token: Any) -> None:
+    with pytest.raises(WebhookVerificationError):
+        parse_webhook(b'{"id": "t", "status": "done"}', token, secret=SECRET)
+
+
+def test_a_webhook_with_the_right_token_parses_from_bytes_or_text() -> None:
+    for body in (b'{"id": "t", "status": "done"}', '{"id": "t", "status": "done"}'):
+        assert parse_webhook(body, SECRET, secret=SECRET).is_done
+    with pytest.raises(ConfigurationError):
+        parse_webhook(12, SECRET, secret=SECRET)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "ftp://x/", "https://x/?a=1", 42])
+def test_a_webhook_receiver_refuses_a_public_url_that_is_not_one(url: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        WebhookReceiver(url)

@@ -1,0 +1,362 @@
+"""Instrumentation hooks: what each request, retry, progress event and wait reports, the
+default logging hook, and the Prometheus and OpenTelemetry integrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import attrs
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from prometheus_client import CollectorRegistry
+
+from gptunnel_async import GPTunnelClient, TaskFailedError, WaitTimeoutError
+from gptunnel_async.instrumentation import (
+    Hook,
+    LoggingHook,
+    ProgressDetails,
+    RequestDetails,
+    RetryDetails,
+    WaitFinished,
+    WaitStarted,
+    get_hooks,
+    set_hooks,
+)
+from gptunnel_async.instrumentation.otel import OpenTelemetryHook
+from gptunnel_async.instrumentation.prometheus import PrometheusHook
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
+
+STEPS = [("queued", 0), ("running", 40), ("done", 100)]
+
+
+class Recorder(Hook):
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def on_request(self, details: RequestDetails) -> None:
+        self.seen.append(details)
+
+    def on_retry(self, details: RetryDetails) -> None:
+        self.seen.append(details)
+
+    def on_wait_started(self, details: WaitStarted) -> None:
+        self.seen.append(details)
+
+    def on_progress(self, details: ProgressDetails) -> None:
+        self.seen.append(details)
+
+    def on_wait_finished(self, details: WaitFinished) -> None:
+        self.seen.append(details)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [details for details in self.seen if isinstance(details, kind)]
+
+
+@pytest.fixture(autouse=True)
+def restore_hooks() -> Iterator[None]:
+    before = get_hooks()
+    yield
+    set_hooks(before)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    with instant_waits():
+        async with FakeGPTunnel() as fake:
+            yield fake
+
+
+@pytest.fixture
+async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
+    async with fake.client() as client:
+        yield client
+
+
+def test_the_default_is_one_logging_hook() -> None:
+    [hook] = get_hooks()
+    assert type(hook) is LoggingHook
+
+
+def test_only_hooks_that_are_hooks_are_taken() -> None:
+    with pytest.raises(TypeError, match="Hook"):
+        set_hooks([print])  # type: ignore[list-item]
+    set_hooks([])
+    assert get_hooks() == ()
+
+
+async def test_a_wait_reports_its_start_reads_progress_retries_and_end(
+    fake: FakeGPTunnel,
+) -> None:
+    recorder = Recorder()
+    set_hooks([recorder])
+    task_id = fake.script_task(steps=STEPS)
+    fake.fail_next(503, times=1)
+    async with fake.client(max_retries=0) as client:  # the wait itself reads again
+        await client.wait_for_result(task_id)
+
+    [started] = recorder.of(WaitStarted)
+    assert started == WaitStarted(task_id, "faceswap", 600.0)
+    requests = recorder.of(RequestDetails)
+    assert [r.status_code for r in requests] == [503, 200, 200, 200]
+    assert [r.error for r in requests] == ["ServerError", None, None, None]
+    assert {(r.method, r.path, r.family, r.task_id) for r in requests} == {
+        ("GET", "/v1/faceswap/result", "faceswap", task_id)
+    }
+    assert all(r.duration >= 0 and r.started_at > 0 for r in requests)
+    [retry] = recorder.of(RetryDetails)
+    assert (retry.scope, retry.task_id, retry.attempt, retry.status_code) == (
+        "wait",
+        task_id,
+        1,
+        503,
+    )
+    progress = recorder.of(ProgressDetails)
+    assert [(p.status, p.percent) for p in progress] == STEPS
+    [finished] = recorder.of(WaitFinished)
+    assert (finished.outcome, finished.status, finished.reads, finished.error) == (
+        "done",
+        "done",
+        4,
+        None,
+    )
+    # the order: start, then reads and events, the end last
+    assert recorder.seen[0] is started and recorder.seen[-1] is finished
+    assert fake.api_key not in repr(recorder.seen)
+
+
+async def test_a_request_retried_by_the_client_reports_each_attempt(
+    fake: FakeGPTunnel, client: GPTunnelClient
+) -> None:
+    recorder = Recorder()
+    set_hooks([recorder])
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(429, times=2, retry_after=0)
+    await client.get_result(task_id)
+    assert [r.status_code for r in recorder.of(RequestDetails)] == [429, 429, 200]
+    retries = recorder.of(RetryDetails)
+    assert [(r.scope, r.attempt, r.status_code, r.task_id) for r in retries] == [
+        ("request", 1, 429, task_id),
+        ("request", 2, 429, task_id),
+    ]
+    assert recorder.of(WaitStarted) == []
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "error", "outcome", "status"),
+    [
+        ("failed", None, TaskFailedError, "failed", "failed"),
+        ("running", 0.3, WaitTimeoutError, "timeout", "running"),
+        ("missing", None, Exception, "error", None),
+    ],
+)
+async def test_each_way_a_wait_ends_is_reported(
+    fake: FakeGPTunnel,
+    client: GPTunnelClient,
+    script: str,
+    timeout: float | None,
+    error: type[Exception],
+    outcome: str,
+    status: str | None,
+) -> None:
+    recorder = Recorder()
+    set_hooks([recorder])
+    task_id = {
+        "failed": lambda: fake.fail_task("no face", steps=[("running", 10)]),
+        "running": lambda: fake.script_task(steps=[("running", 10)]),
+        "missing": lambda: "no-such-task",
+    }[script]()
+    with pytest.raises(error):
+        await client.wait_for_result(task_id, timeout=timeout)
+    [finished] = recorder.of(WaitFinished)
+    assert (finished.outcome, finished.status) == (outcome, status)
+    assert finished.error is not None
+
+
+async def test_a_wait_left_early_is_reported_cancelled(
+    fake: FakeGPTunnel, client: GPTunnelClient
+) -> None:
+    recorder = Recorder()
+    set_hooks([recorder])
+    task_id = fake.script_task(steps=STEPS)
+    waiter = client.wait_for_result(task_id)
+    async with contextlib.aclosing(waiter):
+        async for _ in waiter:
+            break
+    [finished] = recorder.of(WaitFinished)
+    assert (finished.outcome, finished.error) == ("cancelled", None)
+
+    task = asyncio.ensure_future(client.wait_for_result(fake.script_task(steps=[("idle", 0)])))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert recorder.of(WaitFinished)[-1].outcome == "cancelled"
+
+
+async def test_a_broken_hook_is_logged_and_the_wait_goes_on(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(Hook):
+        def on_progress(self, details: ProgressDetails) -> None:
+            raise RuntimeError("metrics are down")
+
+    recorder = Recorder()
+    set_hooks([Broken(), recorder])
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async"):
+        task = await client.wait_for_result(fake.script_task(steps=STEPS))
+    assert task.is_done
+    assert len(recorder.of(ProgressDetails)) == 3
+    failures = [
+        r for r in caplog.records if r.exc_info and "metrics are down" in str(r.exc_info[1])
+    ]
+    assert len(failures) == 3
+
+
+async def test_the_logging_hook_says_what_failed_once(caplog: pytest.LogCaptureFixture) -> None:
+    with instant_waits(), caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        async with GPTunnelClient(api_key="k", base_url="http://127.0.0.1:1/v1") as client:
+            with pytest.raises(Exception, match="Cannot connect"):
+                await client.get_result("t")
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 3
+    for number, line in enumerate(lines, 1):
+        assert line.startswith("GET /v1/faceswap/result failed: Cannot connect")
+        assert line.count("/v1/faceswap/result") == 1
+        assert f"; retry {number} in " in line
+
+
+async def test_a_server_error_retry_names_the_request_then_the_reason(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next(503, times=1)
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        await client.get_result(fake.script_task(steps=[("done", 100)]))
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith("GET /v1/faceswap/result failed (")
+    assert "; retry 1 in " in line
+
+
+# -- Prometheus ----------------------------------------------------------------------
+
+
+async def test_prometheus_counts_and_times_requests_retries_and_waits(
+    fake: FakeGPTunnel, client: GPTunnelClient
+) -> None:
+    registry = CollectorRegistry()
+    set_hooks([PrometheusHook(registry)])
+    fake.fail_next(429, times=1, retry_after=0)
+    await client.wait_for_result(fake.script_task(steps=STEPS))
+    with pytest.raises(TaskFailedError):
+        await client.wait_for_result(fake.fail_task("no face"))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    get = {"family": "faceswap", "method": "GET"}
+    assert value("gptunnel_requests_total", **get, status="429") == 1
+    assert value("gptunnel_requests_total", **get, status="200") == 4
+    assert value("gptunnel_request_duration_seconds_count", **get) == 5
+    assert value("gptunnel_retries_total", family="faceswap", scope="request", reason="429") == 1
+    assert value("gptunnel_progress_events_total", family="faceswap") == 3
+    assert value("gptunnel_waits_total", family="faceswap", outcome="done") == 1
+    assert value("gptunnel_waits_total", family="faceswap", outcome="failed") == 1
+    assert value("gptunnel_wait_duration_seconds_count", family="faceswap", outcome="done") == 1
+    assert value("gptunnel_wait_reads_sum", family="faceswap") == 4  # the retry is in a read
+
+
+async def test_prometheus_counts_network_failures_as_errors() -> None:
+    registry = CollectorRegistry()
+    set_hooks([PrometheusHook(registry, namespace="bot")])
+    with instant_waits():
+        async with GPTunnelClient(
+            api_key="k", base_url="http://127.0.0.1:1/v1", max_retries=1
+        ) as client:
+            with pytest.raises(Exception, match="Cannot connect"):
+                await client.get_result("t")
+    labels = {"family": "faceswap", "method": "GET", "status": "error"}
+    assert registry.get_sample_value("bot_requests_total", labels) == 2
+    retry = {"family": "faceswap", "scope": "request", "reason": "APIConnectionError"}
+    assert registry.get_sample_value("bot_retries_total", retry) == 1
+
+
+# -- OpenTelemetry -------------------------------------------------------------------
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    set_hooks([OpenTelemetryHook(provider)])
+    yield exporter
+    provider.shutdown()
+
+
+async def test_otel_makes_a_span_per_wait_with_a_child_per_read(
+    fake: FakeGPTunnel, client: GPTunnelClient, spans: InMemorySpanExporter
+) -> None:
+    task_id = fake.script_task(steps=STEPS)
+    await client.wait_for_result(task_id)
+    finished = spans.get_finished_spans()
+    [wait] = [span for span in finished if span.name == "gptunnel.wait faceswap"]
+    reads = [span for span in finished if span.name == "GET /v1/faceswap/result"]
+    assert len(reads) == 3
+    assert all(read.parent is not None for read in reads)
+    assert {read.parent.span_id for read in reads if read.parent} == {wait.context.span_id}
+    assert all(read.attributes["http.response.status_code"] == 200 for read in reads)
+    assert wait.attributes["gptunnel.task_id"] == task_id
+    assert wait.attributes["gptunnel.outcome"] == "done"
+    assert wait.attributes["gptunnel.reads"] == 3
+    assert [event.attributes["gptunnel.percent"] for event in wait.events] == [0, 40, 100]
+    assert wait.status.status_code is StatusCode.UNSET
+    assert all(
+        wait.start_time <= read.start_time <= read.end_time <= wait.end_time for read in reads
+    )
+    assert fake.api_key not in repr(
+        [attrs.asdict(s) if attrs.has(s) else s.to_json() for s in finished]
+    )
+
+
+async def test_otel_marks_a_failed_wait_and_a_failed_read_as_errors(
+    fake: FakeGPTunnel, client: GPTunnelClient, spans: InMemorySpanExporter
+) -> None:
+    fake.fail_next(503, times=1)
+    with pytest.raises(TaskFailedError):
+        await client.wait_for_result(fake.fail_task("no face"))
+    finished = spans.get_finished_spans()
+    [wait] = [span for span in finished if span.name.startswith("gptunnel.wait")]
+    assert wait.status.status_code is StatusCode.ERROR
+    assert wait.attributes["gptunnel.outcome"] == "failed"
+    [failed_read] = [s for s in finished if s.attributes.get("error.type") == "ServerError"]
+    assert failed_read.status.status_code is StatusCode.ERROR
+    assert failed_read.parent is not None and failed_read.parent.span_id == wait.context.span_id
+
+
+async def test_a_read_outside_a_wait_is_a_span_of_its_own(
+    fake: FakeGPTunnel, client: GPTunnelClient, spans: InMemorySpanExporter
+) -> None:
+    await client.get_result(fake.script_task(steps=[("done", 100)]))
+    [read] = spans.get_finished_spans()
+    assert read.parent is None
+
+
+# -- nothing is imported unless used --------------------------------------------------
+
+
+def test_importing_the_sdk_imports_no_integration() -> None:
+    code = (
+        "import sys, gptunnel_async; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'prometheus_client', 'opentelemetry', 'tenacity'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,263 @@
+"""The key is masked in everything the SDK derives from an answer, in every harmless
+variation a server may write it in, and every text the SDK makes from an answer is bounded."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy
+from gptunnel_async._sansio.responses import decode_media_task, decode_task
+from gptunnel_async._sansio.text import MIN_RUN, SecretMask, _canonical, excerpt
+from gptunnel_async.cli import main
+
+from .conftest import ScriptedAPI, task_json
+from .test_secrets import exception_texts
+
+KEY = "Zq9xT3-secret-mK7pW2vL"
+POLICY = PollPolicy(initial=0.01, multiplier=1.0, max_interval=0.01, jitter=0.0, timeout=5.0)
+
+
+def key_runs(key: str) -> set[str]:
+    compared = _canonical(key)
+    size = min(MIN_RUN, len(compared))
+    return {compared[start : start + size] for start in range(len(compared) - size + 1)}
+
+
+def holds_key(text: str, key: str = KEY) -> bool:
+    """Whether ``text``, decoded as the mask decodes it, holds a run of the key."""
+    canonical = _canonical(text)
+    return any(run in canonical for run in key_runs(key))
+
+
+# -- the variations, one character at a time ------------------------------------------
+
+ENCODINGS: dict[str, Callable[[str], str]] = {
+    "as is": lambda c: c,
+    "upper": str.upper,
+    "lower": str.lower,
+    "percent": lambda c: f"%{ord(c):02X}",
+    "percent, lower hex": lambda c: f"%{ord(c):02x}",
+    "json": lambda c: f"\\u{ord(c):04x}",
+    "html decimal": lambda c: f"&#{ord(c)};",
+    "html hex": lambda c: f"&#x{ord(c):x};",
+    "html named": lambda c: html.escape(c),
+}
+
+
+@st.composite
+def variation(draw: st.DrawFn, key: str) -> str:
+    """``key`` (or a run of at least MIN_RUN of it) with each character encoded any way."""
+    start = draw(st.integers(0, max(0, len(key) - MIN_RUN)))
+    end = draw(st.integers(min(len(key), start + MIN_RUN), len(key)))
+    encode = st.sampled_from(sorted(ENCODINGS))
+    return "".join(ENCODINGS[draw(encode)](char) for char in key[start:end])
+
+
+keys = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~+/=&%\\\"'",
+    min_size=MIN_RUN,
+    max_size=64,
+)
+surroundings = st.text(max_size=40)
+
+
+@given(
+    keys.flatmap(lambda key: st.tuples(st.just(key), variation(key))), surroundings, surroundings
+)
+def test_any_variation_of_the_key_anywhere_in_a_text_is_masked(
+    pair: tuple[str, str], before: str, after: str
+) -> None:
+    key, echoed = pair
+    text = f"{before} '{echoed}'\n{after}"
+    masked = SecretMask(key)(text)
+    assert not holds_key(masked, key), masked
+
+
+@given(keys.flatmap(lambda key: st.tuples(st.just(key), variation(key))), st.integers(0, 3000))
+def test_an_excerpt_never_shows_a_run_of_the_key_wherever_the_cut_falls(
+    pair: tuple[str, str], padding: int
+) -> None:
+    key, echoed = pair
+    shown = excerpt("x" * padding + echoed + " tail", key, 200)
+    assert len(shown) <= 200
+    assert not holds_key(shown, key)
+
+
+@given(st.text(max_size=200))
+def test_a_text_without_the_key_is_left_as_it_is(text: str) -> None:
+    if not holds_key(text):
+        assert SecretMask(KEY)(text) == text
+
+
+@pytest.mark.parametrize("name", sorted(ENCODINGS))
+def test_each_encoding_of_the_whole_key_is_masked(name: str) -> None:
+    echoed = "".join(ENCODINGS[name](char) for char in KEY)
+    assert SecretMask(KEY)(f"key={echoed}!") == "key=***!"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (f"  {KEY}  ", "  ***  "),
+        (f'"{KEY}"', '"***"'),
+        (f"Bearer {KEY}", "Bearer ***"),
+        (f"{KEY[:10]}…", "***…"),  # a server that truncates
+        (f"****{KEY[-8:]}", "*******"),  # a suffix
+        (KEY[: MIN_RUN - 1], KEY[: MIN_RUN - 1]),  # too short to say anything
+        (f"{KEY}{KEY}", "***"),
+    ],
+)
+def test_surroundings_and_pieces(text: str, shown: str) -> None:
+    assert SecretMask(KEY)(text) == shown
+
+
+def test_a_huge_text_is_masked_without_going_character_by_character() -> None:
+    text = "x" * 3_000_000 + KEY
+    masked = SecretMask(KEY)(text)
+    assert not holds_key(masked)
+
+
+# -- everything the SDK derives from an answer --------------------------------------
+
+FIELDS = ("id", "status", "type", "result", "error", "parentId", "object", "actions")
+VARIANTS = {
+    "exact": KEY,
+    "upper": KEY.upper(),
+    "percent": "".join(f"%{ord(c):02x}" for c in KEY),
+    "truncated": KEY[:12] + "...",
+    "quoted": f' "{KEY}" ',
+}
+
+
+def echoing(field: str, variant: str, **extra: Any) -> dict[str, Any]:
+    body = task_json(**extra)
+    value = f"{'y' * 190} {VARIANTS[variant]} z"
+    body[field] = [value] if field == "actions" else value
+    return body
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_decoded_task_never_holds_the_key(field: str, variant: str) -> None:
+    body = json.dumps(echoing(field, variant, status="failed")).encode()
+    try:
+        task = decode_task(body, 200, secret=KEY)
+    except GPTunnelError as error:
+        texts = list(exception_texts(error))
+    else:
+        texts = [repr(task), str(task), json.dumps(task.actions)]
+    assert not any(holds_key(text) for text in texts)
+
+
+@pytest.mark.parametrize("field", ["id", "status", "model", "url", "message"])
+def test_a_decoded_media_task_never_holds_the_key(field: str) -> None:
+    body = {"code": 0, "id": "m", "status": "failed", field: f"<{KEY.lower()}>"}
+    task = decode_media_task(json.dumps(body).encode(), 200, secret=KEY)
+    assert not holds_key(repr(task))
+
+
+@pytest.mark.parametrize("field", FIELDS)
+async def test_no_exception_log_or_repr_of_a_wait_holds_an_echoed_key(
+    api: ScriptedAPI, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    asked = "task-1"
+    api.script(
+        task_json(status="running", percent=5),
+        echoing(field, "upper", status="failed", id=asked) if field != "id" else task_json(),
+        echoing(field, "exact", status="failed"),
+    )
+    texts: list[str] = []
+    async with GPTunnelClient(api_key=KEY, base_url=api.base_url, poll_policy=POLICY) as client:
+        for _ in range(2):
+            try:
+                await client.wait_for_result(asked, timeout=0.5)
+            except GPTunnelError as error:
+                texts += exception_texts(error)
+    texts += [record.getMessage() for record in caplog.records]
+    assert texts
+    assert not any(holds_key(text) for text in texts)
+
+
+# -- bounded --------------------------------------------------------------------------
+
+HUGE = "e" * 3_000_000
+
+
+@pytest.mark.parametrize("field", ["id", "status", "error", "type"])
+async def test_every_text_made_from_a_huge_field_is_bounded(
+    api: ScriptedAPI, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    body = task_json(status="failed", percent=0)
+    body[field] = HUGE if field != "status" else "failed" + " " * 10 + HUGE
+    api.script(task_json(status="running" + HUGE, percent=1), body)
+    async with GPTunnelClient(api_key=KEY, base_url=api.base_url, poll_policy=POLICY) as client:
+        with pytest.raises(GPTunnelError) as caught:
+            await client.wait_for_result("task-1", timeout=1.0)
+    assert len(str(caught.value)) < 1000
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines and max(map(len, lines)) < 1000
+
+
+@pytest.mark.parametrize("field", ["message", "type", "param", "code"])
+async def test_a_huge_error_field_gives_a_bounded_api_error(
+    api: ScriptedAPI, client: GPTunnelClient, field: str
+) -> None:
+    error = {"message": "m", "type": "t", field: HUGE}
+    api.script((400, {"error": error}, {}))
+    with pytest.raises(GPTunnelError) as caught:
+        await client.get_result("task-1")
+    assert len(str(caught.value)) < 1000
+    assert all(len(str(value)) < 1000 for value in vars(caught.value).values())
+
+
+# -- the command line -----------------------------------------------------------------
+
+MISTYPED = [
+    ["--api_key", KEY, "result", "x"],
+    ["--apikey", KEY, "result", "x"],
+    [f"--api_key={KEY}", "result", "x"],
+    ["-k", KEY, "result", "x"],
+    [KEY, "result", "x"],
+    ["result", "x", "--api_key", KEY],
+    ["result", "--api-key", KEY],
+    ["wait", "x", "--timeout", KEY],
+    ["--api-key", KEY, "resutl", "x"],
+    ["--API-KEY", KEY.upper(), "result"],
+]
+
+
+@pytest.mark.parametrize("argv", MISTYPED)
+def test_no_command_line_error_repeats_the_key(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    captured = capsys.readouterr()
+    assert "error" in captured.err
+    assert not holds_key(captured.err + captured.out)
+
+
+def test_a_key_from_the_environment_is_hidden_in_command_line_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GPTUNNEL_API_KEY", "short-k3y")
+    with pytest.raises(SystemExit):
+        main(["short-k3y"])
+    assert "short-k3y" not in capsys.readouterr().err
+
+
+def test_a_mistyped_command_is_still_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["resutl", "x"])
+    assert "invalid choice: 'resutl'" in capsys.readouterr().err

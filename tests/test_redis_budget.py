@@ -1,0 +1,133 @@
+"""The request budget on a real redis-server: the Lua script decides as the pure algorithm
+does, and every process naming the budget shares one rate."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+import redis as sync_redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from gptunnel_async import GPTunnelClient
+from gptunnel_async._sansio import rate
+from gptunnel_async.fleet import RedisBudget, StoreUnavailableError
+from gptunnel_async.fleet._redis_budget import _SCRIPT
+
+from .conftest import API_KEY, ScriptedAPI
+from .test_budget import Arrivals, most_in_any_window
+
+Step = tuple[str, float, float, float]
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "limited", "rate"]),
+        st.floats(min_value=0, max_value=2),  # seconds since the previous step
+        st.floats(min_value=0, max_value=1),  # how long before now the 429's request was sent
+        st.sampled_from([0.0, 0.3, 2.0]),  # Retry-After
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60)
+@given(ceiling=st.sampled_from([0.5, 3.0, 20.0, 250.0]), steps=steps)
+def test_the_lua_script_decides_exactly_as_the_pure_algorithm(
+    redis_url: str, ceiling: float, steps: list[Step]
+) -> None:
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.delete("equivalence")
+        script = client.register_script(_SCRIPT)
+        state, now = rate.RateState(ceiling), 1_000_000.0
+        for op, advance, sent_before, retry_after in steps:
+            now += advance
+            args: list[object] = [op, ceiling]
+            if op == "start":
+                decision = rate.start(state, now)
+                expected, state = decision.delay, decision.state
+            elif op == "limited":
+                args += [now - sent_before, retry_after]
+                state = rate.rate_limited(state, now - sent_before, now, retry_after)
+                expected = 0.0
+            else:
+                expected = rate.current_rate(state, now)
+            args += [""] * (4 - len(args)) + [repr(now)]
+            value, clock = script(keys=["equivalence"], args=args)
+            assert float(value) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+            assert float(clock) == now
+
+
+async def test_processes_naming_one_budget_share_its_rate(redis_url: str, redis: Redis) -> None:
+    clients = [Redis.from_url(redis_url) for _ in range(3)]
+    budgets = [RedisBudget(client, 40, name="shared") for client in clients]
+    try:
+        starts = await asyncio.gather(*(b.acquire() for b in budgets for _ in range(20)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert most_in_any_window(starts, 1.0) <= 40 + 1
+    assert max(starts) - min(starts) >= (60 - 1) / 40 * (1 - rate.SLACK)
+
+
+async def test_a_429_seen_by_one_process_slows_every_process(redis: Redis) -> None:
+    one, other = RedisBudget(redis, 20, name="b"), RedisBudget(redis, 20, name="b")
+    started = await one.acquire()
+    await one.rate_limited(started, None)
+    assert await other.current_rate() == pytest.approx(10.0, rel=0.01)
+    assert await RedisBudget(redis, 20, name="unrelated").current_rate() == 20.0
+
+
+async def test_retry_after_holds_every_process(redis: Redis) -> None:
+    one, other = RedisBudget(redis, 100, name="b"), RedisBudget(redis, 100, name="b")
+    started = await one.acquire()
+    await one.rate_limited(started, 0.3)
+    assert await other.acquire() >= started + 0.3
+
+
+async def test_a_client_sharing_a_redis_budget_is_paced_and_slowed_by_it(
+    api: ScriptedAPI, redis: Redis, instant: None
+) -> None:
+    arrivals = Arrivals(refuse={6: {"Retry-After": "0.2"}})
+    api.script(arrivals)
+    budget = RedisBudget(redis, 30, name="api")
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, budget=budget) as client:
+        await asyncio.gather(*(client.get_result(f"t-{i}") for i in range(20)))
+    assert len(arrivals.times) == 21
+    (refused,) = arrivals.refused_at
+    assert [t for t in arrivals.times if refused + 0.01 < t < refused + 0.2] == []
+    assert await budget.current_rate() < 30
+
+
+def test_every_key_carries_the_fleet_s_hash_tag(redis_url: str) -> None:
+    budget = RedisBudget(sync_redis.asyncio.Redis.from_url(redis_url), 5, name="bots", prefix="app")
+    assert budget.key == "app:{bots}:budget"
+    assert "RedisBudget(requests_per_second=5" in repr(budget)
+
+
+@pytest.mark.parametrize("name", ["", "a{b", "a}b"])
+def test_a_name_that_cannot_be_a_hash_tag_is_refused(redis_url: str, name: str) -> None:
+    with pytest.raises(ValueError, match="name"):
+        RedisBudget(Redis.from_url(redis_url), 5, name=name)
+
+
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan, "10", True])
+def test_nonsense_rates_are_refused(redis_url: str, value: object) -> None:
+    with pytest.raises(ValueError, match="requests_per_second"):
+        RedisBudget(Redis.from_url(redis_url), value)  # type: ignore[arg-type]
+
+
+async def test_an_unreachable_redis_is_a_typed_error(unused_tcp_port: int) -> None:
+    client = Redis(host="127.0.0.1", port=unused_tcp_port, socket_connect_timeout=1)
+    budget = RedisBudget(client, 5)
+    try:
+        with pytest.raises(StoreUnavailableError, match="budget") as caught:
+            await budget.acquire()
+        assert caught.value.__cause__ is not None
+        with pytest.raises(StoreUnavailableError):
+            await budget.rate_limited(0.0, None)
+    finally:
+        await client.aclose()

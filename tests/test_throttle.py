@@ -1,0 +1,215 @@
+"""``throttle``: progress at most once per interval, never two alike, the last one always."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gptunnel_async import ConfigurationError, ProgressEvent, Task, TaskFailedError, throttle
+from gptunnel_async._sansio.throttle import ThrottleGate
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
+
+# -- the gate: pure, with the time given ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offers", "expected"),
+    [
+        # (time, key) offered -> keys delivered at once
+        ([(0.0, "a"), (0.5, "b"), (1.0, "c")], ["a", "c"]),
+        ([(0.0, "a"), (1.0, "b"), (2.0, "c")], ["a", "b", "c"]),
+        ([(0.0, "a"), (1.5, "a"), (3.0, "a")], ["a"]),
+        ([(0.0, "a"), (0.2, "b"), (0.4, "a"), (2.0, "a")], ["a"]),
+        ([(0.0, "a"), (0.0, "b"), (0.0, "c")], ["a"]),
+    ],
+)
+def test_the_gate_delivers_at_most_one_per_interval_and_never_two_alike(
+    offers: Sequence[tuple[float, str]], expected: list[str]
+) -> None:
+    gate: ThrottleGate[str] = ThrottleGate(1.0)
+    delivered = [gate.offer(key, key, now) for now, key in offers]
+    assert [key for key in delivered if key is not None] == expected
+
+
+def test_the_gate_holds_only_the_latest_event_until_its_time() -> None:
+    gate: ThrottleGate[str] = ThrottleGate(1.0)
+    assert gate.due_in(0.0) is None
+    assert gate.offer("a", "a", 0.0) == "a"
+    assert gate.offer("b", "b", 0.3) is None
+    assert gate.offer("c", "c", 0.6) is None
+    assert gate.due_in(0.6) == pytest.approx(0.4)
+    assert gate.take(0.9) is None
+    assert gate.take(1.0) == "c"
+    assert gate.due_in(1.0) is None
+    assert gate.offer("d", "d", 1.5) is None
+    assert gate.release(1.5) == "d"
+    with pytest.raises(LookupError):
+        gate.release(1.5)
+
+
+def test_an_event_alike_the_last_delivered_drops_the_held_one() -> None:
+    gate: ThrottleGate[str] = ThrottleGate(1.0)
+    gate.offer("running 50", "r50", 0.0)
+    gate.offer("processing 50", "p50", 0.1)
+    assert gate.offer("running 50 again", "r50", 0.2) is None
+    assert gate.due_in(0.2) is None
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 2, allow_nan=False), st.integers(0, 3)), min_size=1, max_size=40
+    ),
+    st.floats(0, 1.5, allow_nan=False),
+)
+def test_the_gate_keeps_its_promises_for_any_sequence(
+    steps: list[tuple[float, int]], every: float
+) -> None:
+    gate: ThrottleGate[int] = ThrottleGate(every)
+    now, delivered = 0.0, []
+    for gap, key in steps:
+        now += gap
+        held = gate.take(now)
+        if held is not None:
+            delivered.append((now, held))
+        ready = gate.offer(key, key, now)
+        if ready is not None:
+            delivered.append((now, ready))
+    if gate.due_in(now) is not None:
+        delivered.append((now + every, gate.release(now + every)))
+    times = [at for at, _ in delivered]
+    keys = [key for _, key in delivered]
+    assert all(later - earlier >= every - 1e-9 for earlier, later in itertools.pairwise(times))
+    assert all(a != b for a, b in itertools.pairwise(keys))
+    assert keys[0] == steps[0][1]
+    # the last state offered is what the reader ends up seeing
+    assert keys[-1] == steps[-1][1]
+
+
+# -- the async iterator, on the real clock --------------------------------------------
+
+
+def _event(status: str, percent: int) -> ProgressEvent[Task]:
+    task = Task(id="t1", status=status, percent=percent)
+    return ProgressEvent(task_id="t1", status=status, percent=percent, task=task, elapsed=0.0)
+
+
+class Source:
+    """Events, one per step of the event loop; records whether it was closed."""
+
+    def __init__(self, events: Sequence[ProgressEvent[Task]], *, error: Exception | None = None):
+        self.events = list(events)
+        self.error = error
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[ProgressEvent[Task]]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[ProgressEvent[Task]]:
+        try:
+            for event in self.events:
+                await asyncio.sleep(0)
+                yield event
+            if self.error is not None:
+                raise self.error
+        finally:
+            self.closed = True
+
+
+def _keys(events: Sequence[ProgressEvent[Any]]) -> list[tuple[str, int]]:
+    return [(event.status, event.percent) for event in events]
+
+
+async def test_a_fast_stream_keeps_its_order_its_last_event_and_no_two_alike() -> None:
+    source = [_event("running", percent) for percent in range(0, 100, 5)]
+    source += [_event("running", 95), _event("done", 100)]
+    got = [event async for event in throttle(Source(source), every=0.05)]
+    assert got[0] is source[0]
+    assert got[-1] is source[-1]
+    assert all(a != b for a, b in itertools.pairwise(_keys(got)))
+    positions = [source.index(event) for event in got]
+    assert positions == sorted(positions)
+
+
+async def test_the_interval_is_counted_on_the_clock_given() -> None:
+    ticks = itertools.count()
+    source = [_event("running", percent) for percent in range(10)]
+    got = [event async for event in throttle(Source(source), every=3, clock=lambda: next(ticks))]
+    assert got[0] is source[0] and got[-1] is source[-1]
+    assert len(got) < len(source)
+
+
+async def test_with_no_interval_every_change_goes_and_repeats_do_not() -> None:
+    source = [_event("queued", 0), _event("queued", 0), _event("running", 50)]
+    source += [_event("processing", 50), _event("running", 50), _event("done", 100)]
+    got = [event async for event in throttle(Source(source), every=0)]
+    assert _keys(got) == [
+        ("queued", 0),
+        ("running", 50),
+        ("processing", 50),
+        ("running", 50),
+        ("done", 100),
+    ]
+
+
+async def test_instant_waits_skip_the_interval() -> None:
+    source = [_event("running", percent) for percent in range(0, 101, 10)]
+    with instant_waits():
+        got = [event async for event in throttle(Source(source), every=3600)]
+    assert got == source
+
+
+async def test_an_error_from_the_wait_is_raised_and_the_source_closed() -> None:
+    source = Source([_event("running", 10)], error=TaskFailedError(Task(id="t1", status="failed")))
+    events = throttle(source, every=0)
+    assert _keys([await anext(events)]) == [("running", 10)]
+    with pytest.raises(TaskFailedError):
+        await anext(events)
+    assert source.closed
+
+
+async def test_leaving_early_closes_the_source() -> None:
+    source = Source([_event("running", percent) for percent in range(50)])
+    events = throttle(source, every=0)
+    async for _ in events:
+        break
+    await events.aclose()  # type: ignore[attr-defined]
+    assert source.closed
+
+
+@pytest.mark.parametrize("every", [-1, float("nan"), float("inf"), True, "1"])
+async def test_a_bad_interval_is_refused(every: Any) -> None:
+    with pytest.raises(ConfigurationError, match="every"):
+        await anext(throttle(Source([]), every=every))
+
+
+async def test_a_real_wait_throttled_ends_with_its_done_event() -> None:
+    steps = [("queued", 0)] + [("running", percent) for percent in range(5, 100, 5)]
+    async with FakeGPTunnel() as fake:
+        task_id = fake.script_task(steps=[*steps, ("done", 100)])
+        with instant_waits():
+            async with fake.client() as client:
+                got = [event async for event in throttle(client.wait_for_result(task_id))]
+    assert got[-1].is_done
+    assert _keys(got) == [*steps, ("done", 100)]
+
+
+async def test_leaving_a_real_wait_early_closes_it() -> None:
+    async with FakeGPTunnel() as fake:
+        task_id = fake.script_task(steps=[("running", p) for p in range(0, 100, 10)])
+        async with fake.client() as client:
+            waiter = client.wait_for_result(task_id)
+            events = throttle(waiter, every=0)
+            first = await anext(events)
+            await events.aclose()  # type: ignore[attr-defined]
+            reads = len(fake.requests)
+            await asyncio.sleep(0.05)
+    assert first.percent == 0
+    assert len(fake.requests) == reads
+    with pytest.raises(StopAsyncIteration):
+        await anext(waiter)

@@ -1,0 +1,424 @@
+"""The wait core, decision by decision: outcomes in, decisions out; no sockets, no clocks.
+
+Each row of a table is a wait: the outcomes fed to it (a task, or an error) at the
+times given, and the decision expected after each one. A reader learns the policy here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gptunnel_async import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    GPTunnelError,
+    InsufficientBalanceError,
+    NotFoundError,
+    PermissionDeniedError,
+    PollPolicy,
+    RateLimitError,
+    ResponseDecodeError,
+    ServerError,
+    Task,
+    TaskFailedError,
+    TLSError,
+    UsageError,
+    WaitTimeoutError,
+)
+from gptunnel_async._sansio.pacing import MIN_POLL_INTERVAL, Pace, draw, next_pause
+from gptunnel_async._sansio.retries import RETRY_AFTER_CAP
+from gptunnel_async._sansio.waiting import (
+    Decision,
+    Fail,
+    Finish,
+    ProgressEvent,
+    ReadAt,
+    TimeOut,
+    WaitState,
+)
+
+EXACT = PollPolicy(initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=100.0)
+"""Plain doubling from 1 s to 8 s, no jitter, a 100 s deadline: every decision is exact."""
+
+BACKOFF = PollPolicy(
+    initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=100.0, strategy="exponential"
+)
+
+
+def task(status: str = "running", percent: int = 0, **fields: Any) -> Task:
+    return Task(id="t-1", status=status, percent=percent, **fields)
+
+
+def event(at: float, status: str, percent: int, seen: Task | None = None) -> ProgressEvent[Task]:
+    """The event a read at ``at`` (the wait began at 0) emits."""
+    return ProgressEvent("t-1", status, percent, seen or task(status, percent), at)
+
+
+Outcome = Task | GPTunnelError
+
+
+def run(policy: PollPolicy, outcomes: list[tuple[float, Outcome]]) -> list[Decision[Task]]:
+    """Feed ``outcomes`` to a wait begun at 0; the decision after each."""
+    state = WaitState.start("t-1", policy, 0.0, random.Random(0))
+    decisions: list[Decision[Task]] = []
+    for now, outcome in outcomes:
+        if isinstance(outcome, Task):
+            state, decision = state.observe(outcome, now)
+        else:
+            state, decision = state.failed(outcome, now)
+        decisions.append(decision)
+    return decisions
+
+
+def server_error(status: int = 503, retry_after: float | None = None) -> ServerError:
+    return ServerError("busy", status_code=status, retry_after=retry_after)
+
+
+RUNNING_10 = task("running", 10)
+FAILED = task("failed", 30, error="bad face")
+DONE = task("done", 100, result="https://storage.example/r.png")
+
+# -- what a read means ----------------------------------------------------------------
+
+READS: list[Any] = [
+    pytest.param(
+        [(0.0, RUNNING_10)],
+        [ReadAt(1.0, event(0.0, "running", 10))],
+        id="the first read always emits, then paces",
+    ),
+    pytest.param(
+        [(0.0, task("idle")), (1.0, task("idle")), (3.0, task("running"))],
+        [ReadAt(1.0, event(0.0, "idle", 0)), ReadAt(3.0), ReadAt(7.0, event(3.0, "running", 0))],
+        id="an event only when (status, percent) changes",
+    ),
+    pytest.param(
+        [(0.0, task("running", 40)), (1.0, task("running", 20))],
+        [ReadAt(1.0, event(0.0, "running", 40)), ReadAt(3.0)],
+        id="percent never goes backwards, so a fall is no change",
+    ),
+    pytest.param(
+        [(0.0, task("running", 40)), (1.0, task("queued", 20))],
+        [
+            ReadAt(1.0, event(0.0, "running", 40)),
+            ReadAt(3.0, event(1.0, "queued", 40, task("queued", 20))),
+        ],
+        id="a new status with a lower percent keeps the highest percent",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (1.0, DONE)],
+        [ReadAt(1.0, event(0.0, "running", 10)), Finish(event(1.0, "done", 100, DONE))],
+        id="done finishes with its event, the last",
+    ),
+    pytest.param(
+        [(0.0, DONE)],
+        [Finish(event(0.0, "done", 100, DONE))],
+        id="done on the first read is one event",
+    ),
+    pytest.param(
+        [(0.0, task("whatever-new"))],
+        [ReadAt(1.0, event(0.0, "whatever-new", 0))],
+        id="an unknown status keeps polling",
+    ),
+]
+
+
+@pytest.mark.parametrize(("outcomes", "expected"), READS)
+def test_reads_and_their_decisions(
+    outcomes: list[tuple[float, Outcome]], expected: list[Decision[Task]]
+) -> None:
+    assert run(EXACT, outcomes) == expected
+
+
+@pytest.mark.parametrize("status", ["failed", "error", "fail", "cancelled", "canceled"])
+def test_a_failed_task_fails_the_wait_and_emits_nothing(status: str) -> None:
+    failed = task(status, 30, error="bad face")
+    [_, decision] = run(EXACT, [(0.0, RUNNING_10), (1.0, failed)])
+    assert isinstance(decision, Fail)
+    assert isinstance(decision.error, TaskFailedError)
+    assert decision.error.task is failed
+    assert "bad face" in str(decision.error)
+
+
+# -- what a failed read means ---------------------------------------------------------
+
+RIDDEN_THROUGH: list[Any] = [
+    pytest.param(server_error(500), id="500"),
+    pytest.param(server_error(502), id="502"),
+    pytest.param(server_error(503), id="503"),
+    pytest.param(server_error(504), id="504"),
+    pytest.param(APITimeoutError("slow", status_code=408), id="408"),
+    pytest.param(RateLimitError("slow down", status_code=429), id="429"),
+    pytest.param(APIConnectionError("reset"), id="network"),
+    pytest.param(ResponseDecodeError("<html>proxy</html>"), id="not a task"),
+]
+
+
+@pytest.mark.parametrize("error", RIDDEN_THROUGH)
+def test_transient_errors_read_again_at_the_next_backoff_step(error: GPTunnelError) -> None:
+    decisions = run(EXACT, [(0.0, RUNNING_10), (1.0, error), (3.0, error), (7.0, RUNNING_10)])
+    assert decisions[1:] == [ReadAt(3.0), ReadAt(7.0), ReadAt(15.0)]
+
+
+ENDING: list[Any] = [
+    pytest.param(BadRequestError("no", status_code=400), id="400"),
+    pytest.param(AuthenticationError("no", status_code=401), id="401"),
+    pytest.param(InsufficientBalanceError("no", status_code=402), id="402"),
+    pytest.param(PermissionDeniedError("no", status_code=403), id="403"),
+    pytest.param(NotFoundError("no", status_code=404), id="404"),
+    pytest.param(TLSError("certificate verify failed"), id="TLS"),
+    pytest.param(UsageError("the client is closed"), id="closed client"),
+]
+
+
+@pytest.mark.parametrize("error", ENDING)
+def test_errors_that_cannot_heal_end_the_wait_at_once(error: GPTunnelError) -> None:
+    assert run(EXACT, [(0.0, RUNNING_10), (1.0, error)])[1] == Fail(error)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "due"),
+    [
+        pytest.param(None, 3.0, id="no hint: the backoff"),
+        pytest.param(0.5, 3.0, id="a shorter hint: the backoff"),
+        pytest.param(30.0, 31.0, id="a longer hint is honoured"),
+        pytest.param(1e9, 1.0 + RETRY_AFTER_CAP, id="a huge hint is capped"),
+    ],
+)
+def test_retry_after_stretches_the_next_read(retry_after: float | None, due: float) -> None:
+    rate_limited = RateLimitError("slow", status_code=429, retry_after=retry_after)
+    policy = PollPolicy(initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=None)
+    assert run(policy, [(0.0, RUNNING_10), (1.0, rate_limited)])[1] == ReadAt(due)
+
+
+# -- the deadline ---------------------------------------------------------------------
+
+DEADLINES: list[Any] = [
+    pytest.param(
+        [(0.0, RUNNING_10), (99.0, RUNNING_10)],
+        [ReadAt(1.0, event(0.0, "running", 10)), TimeOut(100.0)],
+        id="a read due past the deadline becomes a time-out at the deadline",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (99.0, task("running", 50))],
+        [ReadAt(1.0, event(0.0, "running", 10)), TimeOut(100.0, event(99.0, "running", 50))],
+        id="the event of the last read still comes first",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (98.5, server_error())],
+        [ReadAt(1.0, event(0.0, "running", 10)), TimeOut(100.0)],
+        id="a transient error near the deadline times out",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (120.0, DONE)],
+        [ReadAt(1.0, event(0.0, "running", 10)), Finish(event(120.0, "done", 100, DONE))],
+        id="a done task read late is still the result",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (120.0, FAILED)],
+        [ReadAt(1.0, event(0.0, "running", 10)), Fail(TaskFailedError(FAILED))],
+        id="a failed task read late is still a failure",
+    ),
+]
+
+
+def _same(left: Decision[Task], right: Decision[Task]) -> bool:
+    """Decisions alike; errors (which compare by identity) by type and text."""
+    if isinstance(left, Fail) and isinstance(right, Fail):
+        return type(left.error) is type(right.error) and str(left.error) == str(right.error)
+    return left == right
+
+
+@pytest.mark.parametrize(("outcomes", "expected"), DEADLINES)
+def test_the_deadline(
+    outcomes: list[tuple[float, Outcome]], expected: list[Decision[Task]]
+) -> None:
+    decisions = run(EXACT, outcomes)
+    assert all(_same(got, want) for got, want in zip(decisions, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("now", "expired"), [(0.0, False), (99.999, False), (100.0, True), (1e6, True)]
+)
+def test_no_read_starts_once_the_deadline_has_come(now: float, expired: bool) -> None:
+    assert WaitState.start("t-1", EXACT, 0.0).expired(now) is expired
+
+
+def test_without_a_deadline_nothing_times_out() -> None:
+    forever = PollPolicy(initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=None)
+    state = WaitState.start("t-1", forever, 0.0)
+    assert state.deadline is None
+    assert not state.expired(1e12)
+    assert run(forever, [(0.0, RUNNING_10), (1e9, RUNNING_10)])[1] == ReadAt(1e9 + 2.0)
+
+
+def test_the_time_out_error_names_the_wait_and_its_last_task() -> None:
+    error = WaitTimeoutError("t-1", 100.0, task("running", 42))
+    made = WaitState.start("t-1", EXACT, 5.0).timed_out(task("running", 42))
+    assert (made.task_id, made.timeout, str(made)) == (error.task_id, 100.0, str(error))
+    assert WaitState.start("t-1", EXACT, 5.0).timed_out(None).task is None
+
+
+# -- pacing ---------------------------------------------------------------------------
+
+
+def test_exponential_pacing_doubles_to_the_cap_and_stays() -> None:
+    still = task("running", 10)
+    times = [0.0, 1.0, 3.0, 7.0, 15.0, 23.0]
+    decisions = run(BACKOFF, [(now, still) for now in times])
+    assert [d.at for d in decisions if isinstance(d, ReadAt)] == [1.0, 3.0, 7.0, 15.0, 23.0, 31.0]
+
+
+@settings(max_examples=300)
+@given(
+    initial=st.floats(MIN_POLL_INTERVAL, 5.0),
+    jitter=st.floats(0.0, 0.999),
+    percents=st.lists(st.integers(0, 100), max_size=30),
+    gaps=st.lists(st.floats(0.0, 50.0), min_size=30, max_size=30),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_no_pause_is_shorter_than_the_floor(
+    initial: float, jitter: float, percents: list[int], gaps: list[float], seed: int
+) -> None:
+    policy = PollPolicy(initial=initial, max_interval=initial, jitter=jitter)
+    pace, now, highest = Pace.start(policy), 0.0, 0
+    for index, (seen, gap) in enumerate(zip(percents, gaps, strict=False)):
+        now += gap
+        highest = max(highest, seen)
+        pace, pause = next_pause(policy, pace, now, highest, draw(seed, index))
+        assert MIN_POLL_INTERVAL <= pause <= policy.max_interval * (1 + jitter)
+
+
+@pytest.mark.parametrize("tiny", [1e-300, 5e-324, 0.001, 0.00999])
+@pytest.mark.parametrize("field", ["initial", "max_interval"])
+def test_intervals_under_ten_milliseconds_are_refused(field: str, tiny: float) -> None:
+    with pytest.raises(ConfigurationError, match=field):
+        PollPolicy(**{field: tiny})
+
+
+def test_ten_milliseconds_is_allowed() -> None:
+    policy = PollPolicy(initial=MIN_POLL_INTERVAL, max_interval=MIN_POLL_INTERVAL)
+    assert policy.initial == MIN_POLL_INTERVAL == 0.01
+
+
+@given(seed=st.integers(0, 2**64 - 1), index=st.integers(0, 10**9))
+def test_draws_are_uniform_numbers_that_depend_on_seed_and_index_only(
+    seed: int, index: int
+) -> None:
+    value = draw(seed, index)
+    assert 0.0 <= value < 1.0
+    assert draw(seed, index) == value
+
+
+def test_the_same_random_source_makes_the_same_wait() -> None:
+    jittery = PollPolicy(jitter=0.5)
+    outcomes = [(float(t), task("running", 3 * t)) for t in range(0, 40, 3)]
+
+    def decisions(seed: int) -> list[Decision[Task]]:
+        state = WaitState.start("t-1", jittery, 0.0, random.Random(seed))
+        made = []
+        for now, seen in outcomes:
+            state, decision = state.observe(seen, now)
+            made.append(decision)
+        return made
+
+    assert decisions(7) == decisions(7)
+    assert decisions(7) != decisions(8)
+
+
+# -- saving and resuming --------------------------------------------------------------
+
+_outcomes = st.lists(
+    st.tuples(
+        st.floats(0.0, 30.0),
+        st.one_of(
+            st.builds(task, st.sampled_from(["idle", "queued", "running"]), st.integers(0, 99)),
+            st.builds(server_error, st.sampled_from([500, 503]), st.none() | st.floats(0, 90)),
+            st.builds(ResponseDecodeError, st.just("not a task")),
+        ),
+    ),
+    max_size=25,
+)
+_policies = st.builds(
+    PollPolicy,
+    initial=st.floats(MIN_POLL_INTERVAL, 2.0),
+    multiplier=st.floats(1.0, 3.0),
+    max_interval=st.floats(2.0, 20.0),
+    jitter=st.floats(0.0, 0.9),
+    timeout=st.none() | st.floats(1.0, 10_000.0),
+    strategy=st.sampled_from(["predictive", "exponential"]),
+)
+
+
+def _feed(state: WaitState, now: float, outcome: Outcome) -> tuple[WaitState, Decision[Task]]:
+    if isinstance(outcome, Task):
+        return state.observe(outcome, now)
+    return state.failed(outcome, now)
+
+
+@settings(max_examples=300)
+@given(
+    policy=_policies,
+    started=st.floats(-1e9, 2e9),
+    seed=st.integers(0, 2**32),
+    before=_outcomes,
+    after=_outcomes,
+)
+def test_a_saved_state_resumes_with_the_same_decisions(
+    policy: PollPolicy,
+    started: float,
+    seed: int,
+    before: list[tuple[float, Outcome]],
+    after: list[tuple[float, Outcome]],
+) -> None:
+    state, now = WaitState.start("t-1", policy, started, random.Random(seed)), started
+    for gap, outcome in before:
+        now += gap
+        state, _ = _feed(state, now, outcome)
+    saved = json.dumps(state.to_json())  # plain JSON: it could go to any store
+    resumed = WaitState.from_json(json.loads(saved))
+    assert resumed == state
+    for gap, outcome in after:
+        now += gap
+        state, here = _feed(state, now, outcome)
+        resumed, there = _feed(resumed, now, outcome)
+        assert _same(here, there)
+    assert resumed == state
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+        max_leaves=12,
+    )
+)
+def test_anything_else_is_refused_as_a_saved_state(data: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        WaitState.from_json(data)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"format": 99},
+        {"policy": {"initial": 1e-300}},
+        {"policy": {"strategy": "psychic"}},
+        {"seed": "many"},
+        {"pace": None},
+    ],
+)
+def test_a_tampered_state_is_refused(change: dict[str, Any]) -> None:
+    data = WaitState.start("t-1", EXACT, 0.0).to_json()
+    for key, value in change.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    with pytest.raises(ConfigurationError):
+        WaitState.from_json(data)

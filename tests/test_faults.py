@@ -380,7 +380,7 @@ async def test_requests_queued_for_a_busy_pool_do_not_time_out_before_they_are_s
 ) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(0.15)
-        return web.json_response(DONE)
+        return web.json_response({**DONE, "id": request.query["taskId"]})
 
     api.script(slow)
     connector = aiohttp.TCPConnector(limit=1)

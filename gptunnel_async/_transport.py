@@ -221,18 +221,16 @@ class Transport:
                 return await read(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._wire_error(exc, request.label) from exc
-<<<<<<< HEAD
+        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
+            raise _without_frames(exc) from exc.__cause__
         except (AssertionError, AttributeError, RuntimeError) as exc:
             # A session closed in the middle of its request: aiohttp before 3.13 may then
             # fail inside itself (a bare assert, its connector gone) rather than with a
             # ClientError.
             if not session.closed:
                 raise
+            _drop_frames(exc)  # aiohttp's frames hold the key
             raise UsageError(f"{request.label}: the session was closed during the request") from exc
-=======
-        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
-            raise _without_frames(exc) from exc.__cause__
->>>>>>> main
         finally:
             if slots is not None:
                 slots.release()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
@@ -135,13 +136,11 @@ async def read_loops(args: argparse.Namespace) -> None:
 
         async def loop(n: int, until: float) -> None:
             while time.monotonic() < until:
-                try:
+                with contextlib.suppress(GPTunnelError):  # 429s after retries: read on
                     await client.get_result(f"read-{os.getpid()}-{n}")
-                except GPTunnelError:
-                    pass
 
         await redis.incr(f"bench:ready:{args.name}")
-        while (start := await redis.get(f"bench:start:{args.name}")) is None:
+        while (start := await redis.get(f"bench:start:{args.name}")) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         until = float(start) + args.seconds
         await asyncio.sleep(max(0.0, float(start) - time.monotonic()))
@@ -204,9 +203,11 @@ class Bench:
                 r.raise_for_status()
 
     async def arrivals(self) -> list[tuple[float, int]]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.api.replace("/v1", "/_stats")) as r:
-                return [tuple(item) for item in await r.json()]  # type: ignore[misc]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.api.replace("/v1", "/_stats")) as r,
+        ):
+            return [tuple(item) for item in await r.json()]  # type: ignore[misc]
 
     async def readers(
         self, processes: int, loops: int, seconds: float, budget: str, rate: float
@@ -230,7 +231,7 @@ class Bench:
             for _ in range(processes)
         ]
         redis = Redis(host="127.0.0.1", port=self.redis_port)
-        while int(await redis.get(f"bench:ready:{name}") or 0) < processes:
+        while int(await redis.get(f"bench:ready:{name}") or 0) < processes:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         start = time.monotonic() + 0.3
         await redis.set(f"bench:start:{name}", repr(start))
@@ -298,7 +299,7 @@ class Bench:
         kills += 1
         workers.append(spawn("--fleet-worker", *common))
         async with asyncio.timeout(60):
-            while not await redis.get("bench:hanging"):
+            while not await redis.get("bench:hanging"):  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.05)
         workers[3].send_signal(signal.SIGKILL)  # killed inside its handler
         kills += 1

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._client import GPTunnelClient
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._throttle import throttle
 from ._version import version
 from .errors import (
@@ -42,6 +43,7 @@ from .errors import (
 from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage, ValidationIssue
 
 __all__ = [
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
@@ -58,6 +60,7 @@ __all__ = [
     "MediaClip",
     "MediaTask",
     "NotFoundError",
+    "NotGiven",
     "PermissionDeniedError",
     "PollPolicy",
     "ProgressCallback",

@@ -9,12 +9,15 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
+from yarl import URL
 
 from . import _download
 from ._budget import InProcessBudget, RequestBudget
-from ._checks import count, http_url, instance_of, optional, positive_number
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._checks import count, describe, http_url, instance_of, optional, positive_number
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
+from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
@@ -72,39 +75,6 @@ def _connections(name: str, value: object) -> int:
     return count(name, value, 1)
 
 
-def _result_files(task: Task | MediaTask) -> tuple[str, ...]:
-    """Every result file of a done task; ``ConfigurationError`` if it has none."""
-    found = (task.result,) if isinstance(task, Task) else task.urls
-    files = tuple(url for url in found if url) if task.is_done else ()
-    if not files:
-        raise ConfigurationError(
-            f"task {task.id} has no result to download (status {task.status!r})"
-        )
-    return files
-
-
-def _result_file(task: Task | MediaTask, clip: int | None) -> str:
-    """The result file of a done task: its only one, or number ``clip`` of several."""
-    files = _result_files(task)
-    if clip is None:
-        if len(files) > 1:
-            raise ConfigurationError(
-                f"task {task.id} has {len(files)} result files (music clips): pass clip=N "
-                "for one of them, or save them all with download_results"
-            )
-        return files[0]
-    if isinstance(clip, bool) or not isinstance(clip, int) or not 0 <= clip < len(files):
-        raise ConfigurationError(
-            f"clip must be an int from 0 to {len(files) - 1} for task {task.id}, got {clip!r}"
-        )
-    return files[clip]
-
-
-def _check_max_bytes(max_bytes: int) -> None:
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-        raise ConfigurationError(f"max_bytes must be an int > 0, got {max_bytes!r}")
-
-
 def _closed() -> UsageError:
     return UsageError("this GPTunnelClient is closed; create a new one")
 
@@ -133,6 +103,10 @@ class GPTunnelClient:
             request starts from, e.g. a
             [RedisBudget][gptunnel_async.fleet.RedisBudget] shared by every process
             of a fleet. Not together with ``requests_per_second``.
+        allow_private_result_urls: let ``download_result`` fetch from loopback,
+            private, link-local and other non-public addresses. By default they are
+            refused (a spoofed result URL must not make a service fetch its own internal
+            endpoints), unless ``base_url`` is itself such an address (an emulator).
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -151,6 +125,7 @@ class GPTunnelClient:
         max_connections: int | None = None,
         requests_per_second: float | None = None,
         budget: RequestBudget | None = None,
+        allow_private_result_urls: bool = False,
     ) -> None:
         key = _api_key(api_key)
         root = _base_url(base_url)
@@ -160,6 +135,10 @@ class GPTunnelClient:
         optional(instance_of(aiohttp.ClientSession), "session", session)
         optional(instance_of(PollPolicy), "poll_policy", poll_policy)
         budget = _budget(requests_per_second, budget)
+        private = instance_of(bool)("allow_private_result_urls", allow_private_result_urls)
+        self._destinations = _download.Destinations(
+            allow_private=private or base_url_is_private(root)
+        )
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
@@ -263,7 +242,7 @@ class GPTunnelClient:
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``.
@@ -309,6 +288,7 @@ class GPTunnelClient:
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
         clip: int | None = None,
+        timeout: float | None = _download.DEFAULT_DOWNLOAD_TIMEOUT,
     ) -> Path:
         """Save a done task's result file (or any http(s) URL) to ``dest``.
 
@@ -325,34 +305,42 @@ class GPTunnelClient:
             max_bytes: the largest body accepted (256 MiB by default).
             clip: which file of a task with several: an index into its ``urls``
                 (suno's clips, in order).
+            timeout: the deadline of the whole download in seconds, redirects and
+                retries included (300 by default), or ``None`` for none; each read
+                must also arrive within the client's ``timeout``.
 
         Returns:
             The path written.
 
         Raises:
             ConfigurationError: the task is not done, has several files and no
-                ``clip`` (or ``clip`` is out of range), the URL is not http(s), the
-                folder does not exist, or ``max_bytes`` is not a positive int.
+                ``clip`` (or ``clip`` is out of range), a URL given is not http(s),
+                ``dest`` is not a path or its folder does not exist, or ``max_bytes``
+                or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
-            DownloadError: the body is over ``max_bytes``, a redirect was refused, or
-                the file could not be written.
+            DownloadError: the body is over ``max_bytes``, the deadline passed, the
+                task's URL is unusable, a redirect was refused, the host is not public
+                (see ``allow_private_result_urls``), or the file could not be written
+                (a folder it may not write to, a full disk).
             APIConnectionError: the network failed, after the retries.
         """
-        if isinstance(task_or_url, Task | MediaTask):
-            url = _result_file(task_or_url, clip)
-            fallback_name = (
-                f"{task_or_url.id}.bin" if clip is None else f"{task_or_url.id}-{clip}.bin"
-            )
-        else:
-            if clip is not None:
-                raise ConfigurationError("clip= picks a file of a task; a URL is one file")
-            url, fallback_name = task_or_url, "result.bin"
-        _check_max_bytes(max_bytes)
-        parsed = _download.validate_url(url)
-        target = _download.resolve_target(dest, parsed, fallback_name)
+        url, fallback_name = _download.result_url(task_or_url, clip)
+        limit = count("max_bytes", max_bytes, 1)
+        deadline = optional(positive_number, "timeout", timeout)
+        target = _download.resolve_target(dest, url, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
-        return await _download.download(self._transport, parsed, target, max_bytes=max_bytes)
+        return await self._save(url, target, limit, deadline)
+
+    async def _save(self, url: URL, target: Path, limit: int, deadline: float | None) -> Path:
+        return await _download.download(
+            self._transport,
+            url,
+            target,
+            max_bytes=limit,
+            timeout=deadline,
+            destinations=self._destinations,
+        )
 
     async def download_results(
         self,
@@ -360,6 +348,7 @@ class GPTunnelClient:
         folder: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
+        timeout: float | None = _download.DEFAULT_DOWNLOAD_TIMEOUT,
     ) -> list[Path]:
         """Save every result file of a done task into ``folder``: each music clip (a
         preview stub too; ``MediaClip.is_preview`` tells it apart), or the one file.
@@ -372,25 +361,29 @@ class GPTunnelClient:
             task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
             folder: an existing folder.
             max_bytes: the largest body accepted per file (256 MiB by default).
+            timeout: the deadline of each file's download in seconds (300 by default),
+                or ``None`` for none.
 
         Returns:
             The paths written, in the order of the task's ``urls``.
 
         Raises:
             ConfigurationError: the task is not done, ``folder`` is not an existing
-                folder, or ``max_bytes`` is not a positive int.
+                folder, or ``max_bytes`` or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually expired.
-            DownloadError: a body is over ``max_bytes``, a redirect was refused, or a
-                file could not be written.
+            DownloadError: a body is over ``max_bytes``, a deadline passed, a URL is
+                unusable, a redirect was refused, a host is not public, or a file could
+                not be written.
             APIConnectionError: the network failed, after the retries.
         """
         if not isinstance(task, Task | MediaTask):
-            raise ConfigurationError(f"task must be a Task or a MediaTask, got {task!r:.80}")
-        files = [_download.validate_url(url) for url in _result_files(task)]
-        _check_max_bytes(max_bytes)
+            raise ConfigurationError(f"task must be a Task or a MediaTask, got {describe(task)}")
+        files = [_download.server_url(url) for url in _download.result_files(task)]
+        limit = count("max_bytes", max_bytes, 1)
+        deadline = optional(positive_number, "timeout", timeout)
         targets = _download.folder_targets(folder, files, task.id)
         self._get_session()
         return [
-            await _download.download(self._transport, url, target, max_bytes=max_bytes)
+            await self._save(url, target, limit, deadline)
             for url, target in zip(files, targets, strict=True)
         ]

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
@@ -20,6 +20,7 @@ from . import _timing
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
+from ._sentinel import NOT_GIVEN, NotGiven
 from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
 from .instrumentation._hooks import (
     LISTENING,
@@ -35,13 +36,10 @@ from .instrumentation._hooks import (
 )
 from .models import TaskLike
 
-__all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
+__all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 
 T = TypeVar("T", bound=TaskLike)
 
-
-POLICY_TIMEOUT: Final[Any] = object()
-"""Marks "no timeout given": ``None`` is a real value (no deadline at all)."""
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
@@ -99,14 +97,14 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         wakeup: _timing.Wakeup | None = None,
         family: str = "faceswap",
     ) -> None:
         self.task_id = task_id
         self.family = family
-        self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
+        self.policy = policy if timeout is NOT_GIVEN else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress

@@ -64,6 +64,12 @@ def _forget_request_headers(exc: aiohttp.ClientError) -> None:
         )
 
 
+def _without_frames(exc: GPTunnelError) -> GPTunnelError:
+    """``exc`` and its chain with their tracebacks detached (see :func:`_drop_frames`)."""
+    _drop_frames(exc)
+    return exc
+
+
 def _drop_frames(exc: BaseException) -> None:
     """Detach the tracebacks of ``exc`` and of every exception chained to it.
 
@@ -130,6 +136,11 @@ class _Inflater:
             raise aiohttp.ClientPayloadError(f"the compressed body is corrupt: {exc}") from None
         self._room -= len(out)
         return out
+
+    def finish(self) -> None:
+        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
+        if self._inflate is None or not self._inflate.eof:
+            raise aiohttp.ClientPayloadError("the compressed body ends before its end")
 
 
 class Transport:
@@ -209,6 +220,8 @@ class Transport:
                 return await read(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._wire_error(exc, request.label) from exc
+        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
+            raise _without_frames(exc) from exc.__cause__
         finally:
             if slots is not None:
                 slots.release()
@@ -327,13 +340,16 @@ class Transport:
         ``code``) is retried by the same rules as an HTTP status. A request that is not
         ``idempotent`` (one that starts a paid task) is retried only where the server
         surely did nothing, so a retry never starts a second task.
+
+        An error leaves with its traceback starting here: the frames below held the key
+        (to mask it) and the answer (which may echo it) as locals.
         """
         retry_if = is_transient if request.idempotent else _safe_to_resend
         try:
             return await self._attempt(request, decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
-                raise
+                raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
         # Most requests succeed at once and never pay for a retry controller (about a
         # tenth of a read's CPU). A failure is replayed into tenacity, which logs, backs
@@ -346,7 +362,10 @@ class Transport:
 
         family, task_id = self._about(request)
         controller = self.retrying(request.label, retry_if, family=family, task_id=task_id)
-        result: T = await controller(attempt)
+        try:
+            result: T = await controller(attempt)
+        except GPTunnelError as exc:
+            raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
         return result
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
@@ -403,3 +422,4 @@ async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> As
     async for chunk in response.content.iter_chunked(_CHUNK):
         if data := inflater.feed(chunk):
             yield data
+    inflater.finish()

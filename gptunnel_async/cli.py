@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._checks import describe, positive_number
 from ._client import GPTunnelClient
-from ._polling import POLICY_TIMEOUT, PollPolicy
+from ._polling import PollPolicy
 from ._sansio.text import mask_for
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import GPTunnelError, TaskFailedError, WaitTimeoutError
 
@@ -92,7 +93,7 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _wait(args: argparse.Namespace, out: Output) -> int:
-    timeout = POLICY_TIMEOUT if args.timeout is None else args.timeout
+    timeout = NOT_GIVEN if args.timeout is None else args.timeout
     async with _client(args) as client:
         return await _wait_and_save(client, args.task_id, out, save=args.save, timeout=timeout)
 
@@ -103,7 +104,7 @@ async def _wait_and_save(
     out: Output,
     *,
     save: Path | None,
-    timeout: float | None = POLICY_TIMEOUT,
+    timeout: float | NotGiven | None = NOT_GIVEN,
 ) -> int:
     waiter = client.wait_for_result(task_id, timeout=timeout)
     with out.progress(task_id) as show:

@@ -73,7 +73,9 @@ def _bounded(arg: object) -> object:
 
 def _restore(cls: type[GPTunnelError], args: tuple[Any, ...]) -> GPTunnelError:
     """An error of class ``cls`` with ``args``, its attributes to be set by pickle."""
-    return cls.__new__(cls, *args)
+    error = cls.__new__(cls, *args)
+    error.args = args  # OSError's subclasses (TimeoutError) leave that to __init__
+    return error
 
 
 class GPTunnelError(Exception):

@@ -23,9 +23,10 @@ import attrs
 from ._checks import check_task_id, check_text, function, instance_of, optional
 from ._images import ImageInput, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
 from ._sansio.responses import Decoder, decode_media_task, decode_task, reading
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
@@ -120,7 +121,7 @@ class TaskResource(Generic[T]):
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
     ) -> TaskWaiter[T]:
         """Poll until the task is done: await it for the final task, or iterate its events.
@@ -160,7 +161,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[False] = ...,
     ) -> AsCompleted[T]: ...
@@ -171,7 +172,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[True],
     ) -> AsCompleted[T | GPTunnelError]: ...
@@ -181,7 +182,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         return_exceptions: bool = False,
     ) -> AsCompleted[Any]:
@@ -210,7 +211,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[False] = ...,
     ) -> list[T]: ...
@@ -221,7 +222,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[True],
     ) -> list[T | GPTunnelError]: ...
@@ -231,7 +232,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
@@ -260,7 +261,7 @@ class TaskResource(Generic[T]):
         self,
         task_ids: Iterable[str],
         policy: PollPolicy | None,
-        timeout: float | None,
+        timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> list[TaskWaiter[T]]:
         if isinstance(task_ids, str):
@@ -314,7 +315,7 @@ class TaskResource(Generic[T]):
         self,
         created: Awaitable[T],
         policy: PollPolicy | None,
-        timeout: float | None,
+        timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> T:
         """Await a create call, then wait for the task it started."""
@@ -387,7 +388,7 @@ class FaceSwap(TaskResource[Task]):
         face_image: ImageInput,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> Task:
         """Start a face swap and wait for it to finish.
@@ -637,7 +638,7 @@ class Midjourney(TaskResource[Task]):
         *,
         use_wallet_balance: bool = False,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> Task:
         """Start a Midjourney grid and wait for it to finish.
@@ -745,7 +746,7 @@ class Media(TaskResource[MediaTask]):
         images: Sequence[str] | None = None,
         ar: str | None = None,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[MediaTask] | None = None,
         **extra: Any,
     ) -> MediaTask:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from pathlib import Path
@@ -142,6 +143,10 @@ class GPTunnelClient:
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
+        self._session_loop: object = None
+        """The event loop the session belongs to, once it has been used."""
+        self._closing: set[asyncio.Future[None]] = set()
+        """Sessions of finished loops being closed (held until they are)."""
         self._owns_session = session is None
         self._closed = False
         self._wakeup = Wakeup()
@@ -192,14 +197,56 @@ class GPTunnelClient:
         return self.poll_policy
 
     def _get_session(self) -> aiohttp.ClientSession:
+        """The session for a request on the running event loop.
+
+        A client made outside any loop may be used from one loop after another (a
+        command line, a notebook, a test suite calling ``asyncio.run`` again and
+        again): once the loop its own session belongs to has stopped, it opens a new
+        one on the running loop. Two loops running at once cannot share one.
+        """
         if self._closed:
             raise _closed()
+        session = self._session
+        if session is not None and self._session_loop is asyncio.get_running_loop():
+            if session.closed:
+                raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
+            return session
+        return self._session_on_this_loop()
+
+    def _session_on_this_loop(self) -> aiohttp.ClientSession:
+        """A session on the running loop: the one there is, or a new one if the client
+        has none yet or its own belongs to a loop that is no longer running."""
+        loop = asyncio.get_running_loop()
+        if self._session is not None:
+            # A borrowed session belongs to the loop aiohttp bound it to (no public name).
+            self._session_loop = self._session_loop or getattr(self._session, "_loop", loop)
+            if self._session_loop is not loop:
+                self._leave_loop(self._session, self._session_loop)
         if self._session is None:
             limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
-        elif self._session.closed:
-            raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
-        return self._session
+        self._session_loop = loop
+        return self._get_session()
+
+    def _leave_loop(self, session: aiohttp.ClientSession, old: object) -> None:
+        """Give up the session of a loop that is no longer running, for the running one."""
+        if isinstance(old, asyncio.AbstractEventLoop) and old.is_running():
+            raise UsageError(
+                "this GPTunnelClient is in use on another running event loop; "
+                "make one client per event loop"
+            )
+        if not self._owns_session:
+            raise UsageError(
+                "the aiohttp session lent to this GPTunnelClient belongs to an event loop "
+                "that is no longer running"
+            )
+        self._session = None
+        self._transport.forget_loop()
+        # Its loop is gone: nothing can be sent on its connections any more. Closing it
+        # here only marks it closed (so aiohttp does not report it unclosed).
+        closing = asyncio.ensure_future(session.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """Close the session the client opened (never a borrowed one). Safe to call twice."""

@@ -45,6 +45,17 @@ ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | Non
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
 
 
+def _outcome(error: BaseException | None) -> WaitOutcome:
+    """How a wait that ended with ``error`` (``None``: done) is reported to the hooks."""
+    if error is None:
+        return "done"
+    if isinstance(error, TaskFailedError):
+        return "failed"
+    if isinstance(error, WaitTimeoutError):
+        return "timeout"
+    return "error" if isinstance(error, Exception) else "cancelled"
+
+
 class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     """The result of ``wait_for_result``: await it for the done task, or iterate it with
     ``async for`` to get each [ProgressEvent][], the ``done`` one last.
@@ -152,13 +163,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         if self._observed_since is None:
             return
         duration, self._observed_since = time.monotonic() - self._observed_since, None
-        outcome: WaitOutcome = "done"
-        if isinstance(error, TaskFailedError):
-            outcome = "failed"
-        elif isinstance(error, WaitTimeoutError):
-            outcome = "timeout"
-        elif error is not None:
-            outcome = "error" if isinstance(error, Exception) else "cancelled"
+        outcome = _outcome(error)
         seen = getattr(error, "task", None) or self._last_seen
         details = WaitFinished(
             task_id=self.task_id,
@@ -185,10 +190,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             raise state.timed_out(self._last_seen)
         self._state, self._decision = await self._read(state)
         if isinstance(self._decision, Fail):
-            raise self._decision.error
+            raise self._failure()
         if self._decision.event is not None and LISTENING.progress:
             emit_progress(self._progress_details(self._decision.event))
         return self._decision
+
+    def _failure(self) -> GPTunnelError:
+        """The error the last decision ended the wait with, no longer kept by the waiter:
+        held by the waiter or by a local of the frame that raises it, the error would form
+        a reference cycle through its own traceback."""
+        assert isinstance(self._decision, Fail)
+        error, self._decision = self._decision.error, None
+        return error
 
     def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
         return ProgressDetails(

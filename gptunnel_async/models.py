@@ -381,6 +381,13 @@ def _structure_amount(value: Any, _: type) -> float | None:
     return None if value is None else _number(value)
 
 
+def _structure_bool(value: Any, _: type) -> bool:
+    """A JSON ``true``/``false`` as it is; the ``int`` hook would take it for a number."""
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
+
+
 def _structure_int(value: Any, _: type) -> int:
     if type(value) is int:
         return value
@@ -397,28 +404,6 @@ def _interned(value: Any, _: type) -> str:
     """A text that repeats across thousands of tasks (a status, ``"task"``, a type), kept
     once rather than once per task: models are frozen, so sharing it is safe."""
     return sys.intern(_structure_str(value, str))
-
-
-_NO_USAGE: Final = Usage()
-
-
-def _shared_when_empty(
-    structure: Callable[[Any, type], Usage], empty: dict[str, Any]
-) -> Callable[[Any, type], Usage]:
-    """Wrap the Usage hook so the all-zero usage of a running task is one shared object.
-
-    ``empty`` is the converter's own JSON for that object: an answer equal to it (and
-    with no ``false`` posing as a 0) is that object without being built again, which
-    is most answers, since tasks report their cost only once done.
-    """
-
-    def structure_usage(value: Any, cls: type) -> Usage:
-        if value == empty and bool not in map(type, value.values()):
-            return _NO_USAGE
-        usage = structure(value, cls)
-        return _NO_USAGE if usage == _NO_USAGE else usage
-
-    return structure_usage
 
 
 def _or_none(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T | None]:
@@ -572,13 +557,10 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str | None, _or_none(_structure_str))
-    _on_first_use(
-        conv,
-        Usage,
-        lambda: _shared_when_empty(_leniently(conv, Usage), conv.unstructure(_NO_USAGE)),
-    )
+    _on_first_use(conv, Usage, lambda: _leniently(conv, Usage))
     _on_first_use(
         conv,
         Task,

@@ -7,7 +7,7 @@ bare-key ``Authorization`` check, and only then its endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -24,8 +24,9 @@ API_PREFIX: Final = "/v1"
 Answer = Callable[[RecordedRequest, str], web.Response]
 
 
-def api_app(state: EmulatorState) -> web.Application:
-    """The API: :data:`ENDPOINTS` under ``/v1``, behind the bare-key check."""
+def api_app(state: EmulatorState, control: Sequence[web.RouteDef] = ()) -> web.Application:
+    """The API: :data:`ENDPOINTS` under ``/v1``, behind the bare-key check; ``control``
+    routes (the emulator's own, unlogged) before them."""
     routes: dict[str, dict[str, Endpoint]] = {}
     for endpoint in ENDPOINTS:
         routes.setdefault(endpoint.path, {})[endpoint.method] = endpoint
@@ -41,7 +42,7 @@ def api_app(state: EmulatorState) -> web.Application:
             return error_response(405, headers={"Allow": ", ".join(sorted(methods))})
         return endpoint.answer(state, request)
 
-    return _app(state, "api", API_PREFIX, answer)
+    return _app(state, "api", API_PREFIX, answer, control)
 
 
 def storage_app(state: EmulatorState) -> web.Application:
@@ -57,7 +58,13 @@ def storage_app(state: EmulatorState) -> web.Application:
     return _app(state, "storage", "", answer)
 
 
-def _app(state: EmulatorState, server: Server, prefix: str, answer: Answer) -> web.Application:
+def _app(
+    state: EmulatorState,
+    server: Server,
+    prefix: str,
+    answer: Answer,
+    control: Sequence[web.RouteDef] = (),
+) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         record = RecordedRequest(
             method=request.method,
@@ -76,6 +83,7 @@ def _app(state: EmulatorState, server: Server, prefix: str, answer: Answer) -> w
         return answer(record, path)
 
     app = web.Application()
+    app.router.add_routes(control)  # first: the catch-all below would take them otherwise
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -13,7 +13,14 @@ from typing import Any, Final, Protocol, TextIO
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.progress import Task as ProgressTask
 from rich.table import Column, Table
 
@@ -122,9 +129,13 @@ class _Bar(Progress):
     """rich's progress display, kept :data:`ROOM_FOR_CTRL_C` columns short of the
     terminal's width (which it reads again at each refresh)."""
 
+    def __init__(self, *columns: ProgressColumn, console: Console, expand: bool) -> None:
+        self._screen = console  # rich asks for the table before ``self.console`` exists
+        super().__init__(*columns, console=console, expand=expand)
+
     def make_tasks_table(self, tasks: Iterable[ProgressTask]) -> Table:
         table = super().make_tasks_table(tasks)
-        table.width = max(1, self.console.width - ROOM_FOR_CTRL_C)
+        table.width = max(1, self._screen.width - ROOM_FOR_CTRL_C)
         return table
 
 

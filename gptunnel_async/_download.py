@@ -63,8 +63,8 @@ def check_destination(dest: str | os.PathLike[str]) -> None:
             is empty, holds a NUL or is too long.
     """
     target = Path(dest)
-    folder = target if target.is_dir() else target.parent
-    if not folder.is_dir():
+    folder = target if _is_dir(target) else target.parent
+    if not _is_dir(folder):
         raise ConfigurationError(f"the folder {str(folder)!r} does not exist")
     if folder is not target:
         _check_name(folder, target.name)
@@ -74,6 +74,13 @@ def check_destination(dest: str | os.PathLike[str]) -> None:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigurationError(f"cannot write to the folder {str(folder)!r}: {reason}") from None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long to look up (before Python 3.12, is_dir raises)
+        return False
 
 
 def _check_name(folder: Path, name: str) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from ._checks import describe, positive_number
 from ._client import GPTunnelClient
 from ._download import check_destination
-from ._polling import POLICY_TIMEOUT, PollPolicy
+from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressEvent
 from ._sansio.retries import is_transient
 from ._sansio.text import mask_for
 from ._version import version
@@ -29,6 +29,7 @@ from .errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
+from .models import Task
 
 if TYPE_CHECKING:
     from ._cli_output import Output
@@ -96,15 +97,20 @@ def _client(args: argparse.Namespace) -> GPTunnelClient:
     return GPTunnelClient(api_key=args.api_key, base_url=args.base_url)
 
 
-async def _reach(client: GPTunnelClient, task_id: str) -> None:
+async def _reach(client: GPTunnelClient, task_id: str) -> Task | None:
     """Read the task once before waiting for it. A wait rides through network failures
     until its deadline, which is right once the API has answered; but a first read that
-    cannot reach the API at all (after the client's retries) is an error, exit 4."""
+    cannot reach the API at all (after the client's retries) is an error, exit 4.
+
+    Returns:
+        The task as read, or ``None`` if the API answered with a transient error.
+    """
     try:
-        await client.get_result(task_id)
+        return await client.get_result(task_id)
     except GPTunnelError as exc:
         if isinstance(exc, APIConnectionError) or not is_transient(exc):
             raise
+        return None
 
 
 async def _result(args: argparse.Namespace, out: Output) -> int:
@@ -119,8 +125,10 @@ async def _wait(args: argparse.Namespace, out: Output) -> int:
         check_destination(args.save)  # before the wait, not after it
     timeout = POLICY_TIMEOUT if args.timeout is None else args.timeout
     async with _client(args) as client:
-        await _reach(client, args.task_id)
-        return await _wait_and_save(client, args.task_id, out, save=args.save, timeout=timeout)
+        first = await _reach(client, args.task_id)
+        return await _wait_and_save(
+            client, args.task_id, out, save=args.save, timeout=timeout, first=first
+        )
 
 
 async def _wait_and_save(
@@ -130,11 +138,20 @@ async def _wait_and_save(
     *,
     save: Path | None,
     timeout: float | None = POLICY_TIMEOUT,
+    first: Task | None = None,
 ) -> int:
+    """Wait for ``task_id``, showing each change (``first``, a state read just before,
+    counts as the first), then save the result to ``save``."""
     waiter = client.wait_for_result(task_id, timeout=timeout)
+    shown: tuple[str, int] | None = None
     with out.progress(task_id) as show:
+        if first is not None and not first.is_failed:
+            show(ProgressEvent(task_id, first.status, first.percent, first, 0.0))
+            shown = (first.status, first.percent)
         async for event in waiter:
-            show(event)
+            if (event.status, event.percent) != shown:
+                show(event)
+            shown = None  # the wait itself never repeats a state
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:

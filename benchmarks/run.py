@@ -9,8 +9,10 @@ Run from the repository root (the figures go to docs/performance.md)::
 same concurrency, rounds alternating in one run, reading one task id and then 1,000 in
 rotation; (b) RSS growth per concurrent waiter
 at 10,000 waits on one client; (c) requests and lateness (server turning ``done`` to
-the SDK returning) for 5 s, 30 s and 120 s tasks, per polling strategy, all run at
-once; (d) ``import gptunnel_async`` time as a ratio to ``import aiohttp``.
+the SDK returning) for tasks of three shapes (``shapes.py``) lasting 5 s, 30 s, 120 s
+and 600 s, per polling strategy: exactly on a simulated clock with the SDK's own wait
+core, then all at once on loopback, time-scaled (0.1 by default); (d)
+``import gptunnel_async`` time as a ratio to ``import aiohttp``.
 
 The server runs in its own process on 127.0.0.1 (``benchmarks/server.py``) and stops
 when this script ends. Linux only: memory is read from ``/proc/self/statm``.
@@ -37,8 +39,10 @@ from typing import Any
 
 import aiohttp
 import attrs
+from shapes import SHAPES
 
-from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent
+from gptunnel_async import GPTunnelClient, PollPolicy, ProgressEvent, Task
+from gptunnel_async._sansio.waiting import ReadAt, WaitState
 
 API_KEY = "bench-key"
 SERVER = Path(__file__).with_name("server.py")
@@ -214,7 +218,95 @@ async def bench_memory(origin: str, *, waits: int) -> None:
     print("    RSS also keeps what the allocator handed out for 10,000 first reads queued at once.")
 
 
+class GCTimer:
+    """CPU seconds spent in the cyclic garbage collector, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+
+async def served(session: aiohttp.ClientSession, origin: str) -> int:
+    async with session.get(f"{origin}/_bench/served") as response:
+        return int(await response.text())
+
+
+async def hand_loop(
+    session: aiohttp.ClientSession, url: str, task_id: str, pauses: Iterator[float]
+) -> None:
+    """What one writes by hand: ``while: get; sleep``, at the given pauses."""
+    headers = {"Authorization": API_KEY, "Accept": "application/json"}
+    for pause in pauses:
+        async with session.get(url, params={"taskId": task_id}, headers=headers) as response:
+            task = await response.json()
+        if task["status"] == "done":
+            return
+        await asyncio.sleep(pause)
+
+
+async def cpu_per_read(
+    origin: str, kind: str, *, waits: int, warmup: float, window: float
+) -> tuple[float, float]:
+    """Run ``waits`` concurrent waits (``kind``: "sdk" or "bare" loops) on tasks that
+    never finish, at the default policy's pacing; return this process's CPU seconds per
+    read over ``window`` seconds after ``warmup``, and the share of it spent in GC."""
+    policy = PollPolicy(timeout=None)
+    url = f"{origin}/v1/faceswap/result"
+    timer = GCTimer()
+    async with (
+        aiohttp.ClientSession() as probe,
+        aiohttp.ClientSession() as session,
+        sdk_client(origin) as client,
+    ):
+        if kind == "sdk":
+            jobs = [client.wait_for_result(f"cpu-{i}", policy=policy) for i in range(waits)]
+        else:
+            rng = random.Random(1)
+            jobs = [
+                hand_loop(session, url, f"cpu-{i}", policy.intervals(rng)) for i in range(waits)
+            ]
+        running = [asyncio.create_task(job) for job in jobs]
+        await asyncio.sleep(warmup)
+        gc.callbacks.append(timer)
+        reads, cpu = await served(probe, origin), time.process_time()
+        await asyncio.sleep(window)
+        cpu, reads = time.process_time() - cpu, await served(probe, origin) - reads
+        gc.callbacks.remove(timer)
+        for job in running:
+            job.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return cpu / reads, timer.seconds / cpu
+
+
+async def bench_cpu_per_read(
+    origin: str, *, waits: int, rounds: int, warmup: float, window: float
+) -> None:
+    """(b), CPU: the SDK's waits against hand-written loops at the same pacing, ABBA."""
+    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "sdk": []}
+    for round_ in range(rounds):
+        order = ("bare", "sdk") if round_ % 2 == 0 else ("sdk", "bare")
+        for kind in order:
+            runs[kind].append(
+                await cpu_per_read(origin, kind, waits=waits, warmup=warmup, window=window)
+            )
+    ratios = [s[0] / b[0] for b, s in zip(runs["bare"], runs["sdk"], strict=True)]
+    print(f"\n(b) CPU per read: {waits} concurrent waits at the default policy's pacing, on")
+    print(f"    tasks that never finish; {window:g} s measured after {warmup:g} s, {rounds} rounds")
+    for name, kind in (("hand-written get; sleep", "bare"), ("client.wait_for_result()", "sdk")):
+        cpu, in_gc = (statistics.median(column) for column in zip(*runs[kind], strict=True))
+        print(f"    {name:<26} median {cpu * 1e6:4.0f} us CPU per read, {in_gc:.0%} of it in GC")
+    print(f"    ratio sdk/bare CPU per read: {spread(ratios)}   (goal <= 1.2)")
+
+
 # -- (c) requests and lateness --------------------------------------------------------
+
+DURATIONS = [5.0, 30.0, 120.0, 600.0]
 
 
 async def fixed_loop(session: aiohttp.ClientSession, url: str, task_id: str, period: float) -> Any:
@@ -240,9 +332,66 @@ def strategies(scale: float) -> dict[str, PollPolicy | float]:
     }
 
 
+def simulate(how: PollPolicy | float, shape: str, duration: float, seed: int) -> tuple[int, float]:
+    """One wait on a simulated clock: (reads, lateness). The SDK's waits run its own wait
+    core, fed each read's answer at the time the core asked for it; the fixed loop reads
+    at 0, 1, 2 ... s."""
+    if not isinstance(how, PollPolicy):
+        finished = math.ceil(duration / how)
+        return finished + 1, finished * how - duration
+    state, now, reads = WaitState.start("sim", how, 0.0, random.Random(seed)), 0.0, 0
+    while True:
+        reads += 1
+        fraction = now / duration
+        if fraction >= 1:
+            return reads, now - duration
+        task = Task(id="sim", status="running", percent=SHAPES[shape](fraction))
+        state, decision = state.observe(task, now)
+        assert isinstance(decision, ReadAt)
+        now = decision.at
+
+
+def print_cells(title: str, cells: dict[tuple[str, float, str], list[tuple[float, float]]]) -> None:
+    """One line per (shape, duration, strategy): median requests, lateness figures."""
+    print(title)
+    columns = "requests (median)  lateness median / p90 / max"
+    print(f"    shape    task   strategy                  {columns}")
+    fixed: dict[tuple[str, float], float] = {}
+    for (shape, duration, name), results in cells.items():
+        reads = statistics.median(r for r, _ in results)
+        late = sorted(late for _, late in results)
+        p90 = late[min(len(late) - 1, int(0.9 * len(late)))]
+        if name.startswith("fixed"):
+            fixed[shape, duration] = reads
+        share = f" ({reads / fixed[shape, duration]:4.0%})" if (shape, duration) in fixed else ""
+        print(
+            f"    {shape:<8} {duration:>4g} s  {name:<25} {reads:>8g}{share:<7}"
+            f"    {statistics.median(late):6.2f} / {p90:6.2f} / {late[-1]:6.2f} s"
+        )
+
+
+def bench_lateness_simulated(*, per_cell: int) -> None:
+    """(c) on a simulated clock: exact, and 600 s tasks take no time."""
+    rng = random.Random(6)
+    cells: dict[tuple[str, float, str], list[tuple[float, float]]] = {}
+    for shape in SHAPES:
+        for duration in DURATIONS:
+            tasks = [
+                (duration * rng.uniform(0.9, 1.1), rng.getrandbits(64)) for _ in range(per_cell)
+            ]
+            for name, how in strategies(1.0).items():
+                cells[shape, duration, name] = [simulate(how, shape, d, seed) for d, seed in tasks]
+    print_cells(
+        f"\n(c) requests and lateness on a simulated clock, {per_cell} tasks per cell lasting"
+        " 0.9-1.1 x the nominal duration (the same tasks for each strategy)",
+        cells,
+    )
+
+
 async def bench_lateness(
     origin: str, *, durations: list[float], per_cell: int, scale: float
 ) -> None:
+    """(c) on loopback in real time: every wait at once, against ``server.py``."""
     url = f"{origin}/v1/faceswap/result"
     returned: dict[str, float] = {}
 
@@ -252,20 +401,21 @@ async def bench_lateness(
 
     plan = strategies(scale)
     rng = random.Random(6)
-    cells: dict[tuple[float, str], list[str]] = {}
+    cells: dict[tuple[str, float, str], list[str]] = {}
     async with aiohttp.ClientSession() as session, sdk_client(origin) as client:
         waits = []
-        for duration in durations:
-            for index, (name, how) in enumerate(plan.items()):
-                for n in range(per_cell):
-                    seconds = duration * scale * rng.uniform(0.9, 1.1)
-                    task_id = f"timed-{seconds:.3f}-s{index}n{n}"
-                    cells.setdefault((duration, name), []).append(task_id)
-                    if isinstance(how, PollPolicy):
-                        wait: Awaitable[Any] = client.wait_for_result(task_id, policy=how)
-                    else:
-                        wait = fixed_loop(session, url, task_id, how)
-                    waits.append(finish(task_id, wait))
+        for shape in SHAPES:
+            for duration in durations:
+                for index, (name, how) in enumerate(plan.items()):
+                    for n in range(per_cell):
+                        seconds = duration * scale * rng.uniform(0.9, 1.1)
+                        task_id = f"timed-{seconds:.3f}-{shape}-s{index}n{n}"
+                        cells.setdefault((shape, duration, name), []).append(task_id)
+                        if isinstance(how, PollPolicy):
+                            wait: Awaitable[Any] = client.wait_for_result(task_id, policy=how)
+                        else:
+                            wait = fixed_loop(session, url, task_id, how)
+                        waits.append(finish(task_id, wait))
         started = time.perf_counter()
         await asyncio.gather(*waits)
         took = time.perf_counter() - started
@@ -273,21 +423,14 @@ async def bench_lateness(
             stats: dict[str, list[float]] = await response.json()
 
     scaled = f", time scale {scale:g} (durations and intervals)" if scale != 1 else ""
-    print(
-        f"\n(c) requests and lateness, {per_cell} tasks per cell lasting 0.9-1.1 x the nominal"
-        f" duration, all at once{scaled}; {took:.0f} s"
+    print_cells(
+        f"\n(c) requests and lateness on loopback, {per_cell} tasks per cell lasting 0.9-1.1 x"
+        f" the nominal duration, all at once{scaled}; {took:.0f} s (lateness in scaled seconds)",
+        {
+            cell: [(stats[i][0], returned[i] - stats[i][1]) for i in ids]
+            for cell, ids in cells.items()
+        },
     )
-    print("    task   strategy                     requests (median)  lateness median / p90 / max")
-    for duration in durations:
-        for name in plan:
-            ids = cells[duration, name]
-            reads = [stats[i][0] for i in ids]
-            late = sorted(returned[i] - stats[i][1] for i in ids)
-            p90 = late[min(len(late) - 1, int(0.9 * len(late)))]
-            print(
-                f"    {duration:>4g} s  {name:<28} {statistics.median(reads):>8g}"
-                f"           {statistics.median(late):6.2f} / {p90:6.2f} / {late[-1]:6.2f} s"
-            )
 
 
 # -- (d) import time ------------------------------------------------------------------
@@ -327,11 +470,17 @@ async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
         )
     if "b" in args.only:
         await bench_memory(origin, waits=10000)
-    if "c" in args.only:
-        scale = args.time_scale if args.time_scale is not None else (0.1 if quick else 1.0)
-        await bench_lateness(
-            origin, durations=[5.0, 30.0, 120.0], per_cell=5 if quick else 20, scale=scale
+        await bench_cpu_per_read(
+            origin,
+            waits=10000,
+            rounds=2 if quick else 4,
+            warmup=5.0 if quick else 15.0,
+            window=5.0 if quick else 20.0,
         )
+    if "c" in args.only:
+        bench_lateness_simulated(per_cell=100 if quick else 500)
+        scale = args.time_scale if args.time_scale is not None else (0.05 if quick else 0.1)
+        await bench_lateness(origin, durations=DURATIONS, per_cell=4 if quick else 10, scale=scale)
 
 
 def main() -> None:
@@ -342,7 +491,8 @@ def main() -> None:
         "--time-scale",
         type=float,
         default=None,
-        help="multiply (c)'s task durations and poll intervals by this (default 1, quick 0.1)",
+        help="multiply (c)'s loopback task durations and poll intervals by this"
+        " (default 0.1, quick 0.05)",
     )
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}, {os.cpu_count()} CPUs")

@@ -7,13 +7,15 @@ client. It prints its port on stdout, and stops when its parent closes stdin or 
 
 Task ids choose the behaviour of ``GET /v1/faceswap/result?taskId=ID``:
 
-- ``timed-<seconds>-<n>``: a task that starts on its first read, is ``queued`` at 0 %
-  for the first 5 % of its duration, then ``running`` with ``percent`` rising linearly,
+- ``timed-<seconds>-<shape>-<n>``: a task that starts on its first read, is ``running``
+  with ``percent`` moving as ``shapes.SHAPES[shape]`` says (``linear``: ``queued`` at
+  0 % for the first 5 % of its duration, then rising steadily; ``stall``; ``early99``),
   then ``done`` once ``seconds`` have passed. Reads and the ``done`` instant
   (``time.monotonic()``, the same clock in every process on Linux) are recorded.
 - anything else: ``running`` at 42 %, the same documented task object every time.
 
-``GET /_bench/stats`` returns ``{task_id: [reads, done_at]}`` for the timed tasks.
+``GET /_bench/stats`` returns ``{task_id: [reads, done_at]}`` for the timed tasks, and
+``GET /_bench/served`` the number of task reads answered so far.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-QUEUED_FRACTION = 0.05
+from shapes import QUEUED_FRACTION, SHAPES
 
 
 def task_object(task_id: str, status: str, percent: int) -> dict[str, Any]:
@@ -58,18 +60,21 @@ class TimedTasks:
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
         self.reads: dict[str, int] = {}
+        self.served = 0
+        """Task reads answered, timed or not."""
 
     def read(self, task_id: str) -> dict[str, Any]:
         now = time.monotonic()
         started = self.started.setdefault(task_id, now)
         self.reads[task_id] = self.reads.get(task_id, 0) + 1
-        duration = float(task_id.split("-")[1])
+        _, seconds, shape, _ = task_id.split("-")
+        duration = float(seconds)
         elapsed = now - started
         if elapsed >= duration:
             return task_object(task_id, "done", 100)
-        if elapsed < QUEUED_FRACTION * duration:
-            return task_object(task_id, "queued", 0)
-        return task_object(task_id, "running", min(99, int(100 * elapsed / duration)))
+        percent = SHAPES[shape](elapsed / duration)
+        queued = shape == "linear" and elapsed < QUEUED_FRACTION * duration
+        return task_object(task_id, "queued" if queued else "running", percent)
 
     def stats(self) -> dict[str, list[float]]:
         return {
@@ -111,6 +116,9 @@ class Handler(asyncio.Protocol):
         parts = urlsplit(target)
         if parts.path == "/_bench/stats":
             return http_response("200 OK", json.dumps(self.tasks.stats()).encode())
+        if parts.path == "/_bench/served":
+            return http_response("200 OK", str(self.tasks.served).encode())
+        self.tasks.served += 1
         task_id = parse_qs(parts.query).get("taskId", [""])[0]
         if task_id.startswith("timed-"):
             return http_response("200 OK", json.dumps(self.tasks.read(task_id)).encode())

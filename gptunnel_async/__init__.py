@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ._client import GPTunnelClient
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._throttle import throttle
 from ._version import version
 from .errors import (
@@ -39,9 +40,10 @@ from .errors import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
-from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage
+from .models import Balance, MediaClip, MediaTask, Task, TaskLike, Usage, ValidationIssue
 
 __all__ = [
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
@@ -58,6 +60,7 @@ __all__ = [
     "MediaClip",
     "MediaTask",
     "NotFoundError",
+    "NotGiven",
     "PermissionDeniedError",
     "PollPolicy",
     "ProgressCallback",
@@ -72,6 +75,7 @@ __all__ = [
     "TaskWaiter",
     "Usage",
     "UsageError",
+    "ValidationIssue",
     "WaitTimeoutError",
     "WebhookVerificationError",
     "__version__",

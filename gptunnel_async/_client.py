@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from pathlib import Path
@@ -9,12 +10,15 @@ from types import TracebackType
 from typing import Final, Self
 
 import aiohttp
+from yarl import URL
 
 from . import _download
 from ._budget import InProcessBudget, RequestBudget
-from ._checks import count, http_url, instance_of, optional, positive_number
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._checks import count, describe, http_url, instance_of, optional, positive_number
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
+from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, UsageError
@@ -72,21 +76,6 @@ def _connections(name: str, value: object) -> int:
     return count(name, value, 1)
 
 
-def _result_file(task: Task | MediaTask) -> str:
-    """The one result URL of a done task; ``ConfigurationError`` if it has none or several."""
-    found = (task.result,) if isinstance(task, Task) else task.urls
-    files = [url for url in found if url] if task.is_done else []
-    if not files:
-        raise ConfigurationError(
-            f"task {task.id} has no result to download (status {task.status!r})"
-        )
-    if len(files) > 1:
-        raise ConfigurationError(
-            f"task {task.id} has {len(files)} result files: download each of task.urls"
-        )
-    return files[0]
-
-
 def _closed() -> UsageError:
     return UsageError("this GPTunnelClient is closed; create a new one")
 
@@ -115,6 +104,10 @@ class GPTunnelClient:
             request starts from, e.g. a
             [RedisBudget][gptunnel_async.fleet.RedisBudget] shared by every process
             of a fleet. Not together with ``requests_per_second``.
+        allow_private_result_urls: let ``download_result`` fetch from loopback,
+            private, link-local and other non-public addresses. By default they are
+            refused (a spoofed result URL must not make a service fetch its own internal
+            endpoints), unless ``base_url`` is itself such an address (an emulator).
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -133,6 +126,7 @@ class GPTunnelClient:
         max_connections: int | None = None,
         requests_per_second: float | None = None,
         budget: RequestBudget | None = None,
+        allow_private_result_urls: bool = False,
     ) -> None:
         key = _api_key(api_key)
         root = _base_url(base_url)
@@ -142,9 +136,17 @@ class GPTunnelClient:
         optional(instance_of(aiohttp.ClientSession), "session", session)
         optional(instance_of(PollPolicy), "poll_policy", poll_policy)
         budget = _budget(requests_per_second, budget)
+        private = instance_of(bool)("allow_private_result_urls", allow_private_result_urls)
+        self._destinations = _download.Destinations(
+            allow_private=private or base_url_is_private(root)
+        )
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session
+        self._session_loop: object = None
+        """The event loop the session belongs to, once it has been used."""
+        self._closing: set[asyncio.Future[None]] = set()
+        """Sessions of finished loops being closed (held until they are)."""
         self._owns_session = session is None
         self._closed = False
         self._wakeup = Wakeup()
@@ -193,14 +195,56 @@ class GPTunnelClient:
         return self.poll_policy
 
     def _get_session(self) -> aiohttp.ClientSession:
+        """The session for a request on the running event loop.
+
+        A client made outside any loop may be used from one loop after another (a
+        command line, a notebook, a test suite calling ``asyncio.run`` again and
+        again): once the loop its own session belongs to has stopped, it opens a new
+        one on the running loop. Two loops running at once cannot share one.
+        """
         if self._closed:
             raise _closed()
+        session = self._session
+        if session is not None and self._session_loop is asyncio.get_running_loop():
+            if session.closed:
+                raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
+            return session
+        return self._session_on_this_loop()
+
+    def _session_on_this_loop(self) -> aiohttp.ClientSession:
+        """A session on the running loop: the one there is, or a new one if the client
+        has none yet or its own belongs to a loop that is no longer running."""
+        loop = asyncio.get_running_loop()
+        if self._session is not None:
+            # A borrowed session belongs to the loop aiohttp bound it to (no public name).
+            self._session_loop = self._session_loop or getattr(self._session, "_loop", loop)
+            if self._session_loop is not loop:
+                self._leave_loop(self._session, self._session_loop)
         if self._session is None:
             limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
-        elif self._session.closed:
-            raise UsageError("the aiohttp session lent to this GPTunnelClient is closed")
-        return self._session
+        self._session_loop = loop
+        return self._get_session()
+
+    def _leave_loop(self, session: aiohttp.ClientSession, old: object) -> None:
+        """Give up the session of a loop that is no longer running, for the running one."""
+        if isinstance(old, asyncio.AbstractEventLoop) and old.is_running():
+            raise UsageError(
+                "this GPTunnelClient is in use on another running event loop; "
+                "make one client per event loop"
+            )
+        if not self._owns_session:
+            raise UsageError(
+                "the aiohttp session lent to this GPTunnelClient belongs to an event loop "
+                "that is no longer running"
+            )
+        self._session = None
+        self._transport.forget_loop()
+        # Its loop is gone: nothing can be sent on its connections any more. Closing it
+        # here only marks it closed (so aiohttp does not report it unclosed).
+        closing = asyncio.ensure_future(session.close())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     async def close(self) -> None:
         """Close the session the client opened (never a borrowed one). Safe to call twice."""
@@ -243,7 +287,7 @@ class GPTunnelClient:
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> TaskWaiter[Task]:
         """Wait for a face-swap task: the same as ``client.faceswap.wait_for_result``.
@@ -288,6 +332,8 @@ class GPTunnelClient:
         dest: str | os.PathLike[str],
         *,
         max_bytes: int = _download.DEFAULT_MAX_BYTES,
+        clip: int | None = None,
+        timeout: float | None = _download.DEFAULT_DOWNLOAD_TIMEOUT,
     ) -> Path:
         """Save a done task's result file (or any http(s) URL) to ``dest``.
 
@@ -297,32 +343,92 @@ class GPTunnelClient:
 
         Args:
             task_or_url: a done [Task][] or [MediaTask][gptunnel_async.MediaTask], or
-                an http(s) URL. A media task with several files (music clips) is
-                refused: download each of its ``urls`` instead.
+                an http(s) URL. A media task with several files (music clips) needs
+                ``clip``; ``download_results`` saves them all.
             dest: the file to write, or an existing folder to write into under the
                 URL's file name.
             max_bytes: the largest body accepted (256 MiB by default).
+            clip: which file of a task with several: an index into its ``urls``
+                (suno's clips, in order).
+            timeout: the deadline of the whole download in seconds, redirects and
+                retries included (300 by default), or ``None`` for none; each read
+                must also arrive within the client's ``timeout``.
 
         Returns:
             The path written.
 
         Raises:
-            ConfigurationError: the task is not done or has several files, the URL is
-                not http(s), the folder does not exist, or ``max_bytes`` is not a
-                positive int.
+            ConfigurationError: the task is not done, has several files and no
+                ``clip`` (or ``clip`` is out of range), a URL given is not http(s),
+                ``dest`` is not a path or its folder does not exist, or ``max_bytes``
+                or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
-            DownloadError: the body is over ``max_bytes``, a redirect was refused, or
-                the file could not be written.
+            DownloadError: the body is over ``max_bytes``, the deadline passed, the
+                task's URL is unusable, a redirect was refused, the host is not public
+                (see ``allow_private_result_urls``), or the file could not be written
+                (a folder it may not write to, a full disk).
             APIConnectionError: the network failed, after the retries.
         """
-        if isinstance(task_or_url, Task | MediaTask):
-            url, fallback_name = _result_file(task_or_url), f"{task_or_url.id}.bin"
-        else:
-            url, fallback_name = task_or_url, "result.bin"
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-            raise ConfigurationError(f"max_bytes must be an int > 0, got {max_bytes!r}")
-        parsed = _download.validate_url(url)
-        target = _download.resolve_target(dest, parsed, fallback_name)
+        url, fallback_name = _download.result_url(task_or_url, clip)
+        limit = count("max_bytes", max_bytes, 1)
+        deadline = optional(positive_number, "timeout", timeout)
+        target = _download.resolve_target(dest, url, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
-        return await _download.download(self._transport, parsed, target, max_bytes=max_bytes)
+        return await self._save(url, target, limit, deadline)
+
+    async def _save(self, url: URL, target: Path, limit: int, deadline: float | None) -> Path:
+        return await _download.download(
+            self._transport,
+            url,
+            target,
+            max_bytes=limit,
+            timeout=deadline,
+            destinations=self._destinations,
+        )
+
+    async def download_results(
+        self,
+        task: Task | MediaTask,
+        folder: str | os.PathLike[str],
+        *,
+        max_bytes: int = _download.DEFAULT_MAX_BYTES,
+        timeout: float | None = _download.DEFAULT_DOWNLOAD_TIMEOUT,
+    ) -> list[Path]:
+        """Save every result file of a done task into ``folder``: each music clip (a
+        preview stub too; ``MediaClip.is_preview`` tells it apart), or the one file.
+
+        Each file is saved as [download_result][gptunnel_async.GPTunnelClient.download_result]
+        saves one, one after the other, under its URL's file name (``<task id>-<n>.bin``
+        when that name is unusable or taken twice). Files saved before a failure stay.
+
+        Args:
+            task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
+            folder: an existing folder.
+            max_bytes: the largest body accepted per file (256 MiB by default).
+            timeout: the deadline of each file's download in seconds (300 by default),
+                or ``None`` for none.
+
+        Returns:
+            The paths written, in the order of the task's ``urls``.
+
+        Raises:
+            ConfigurationError: the task is not done, ``folder`` is not an existing
+                folder, or ``max_bytes`` or ``timeout`` is not a positive number.
+            NotFoundError: the storage host answered 404; the result has usually expired.
+            DownloadError: a body is over ``max_bytes``, a deadline passed, a URL is
+                unusable, a redirect was refused, a host is not public, or a file could
+                not be written.
+            APIConnectionError: the network failed, after the retries.
+        """
+        if not isinstance(task, Task | MediaTask):
+            raise ConfigurationError(f"task must be a Task or a MediaTask, got {describe(task)}")
+        files = [_download.server_url(url) for url in _download.result_files(task)]
+        limit = count("max_bytes", max_bytes, 1)
+        deadline = optional(positive_number, "timeout", timeout)
+        targets = _download.folder_targets(folder, files, task.id)
+        self._get_session()
+        return [
+            await self._save(url, target, limit, deadline)
+            for url, target in zip(files, targets, strict=True)
+        ]

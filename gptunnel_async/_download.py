@@ -1,15 +1,18 @@
 """Saving a result file: stream it to a temporary file beside ``dest``, then rename.
 
-Result URLs live on an object-storage host and expire after about three days, so users
-save them. A download either leaves a complete file at ``dest`` or leaves ``dest`` and
-its folder exactly as they were.
+Result URLs expire (face swaps' after 3 days, suno's after 48 hours, some image models'
+after about a day), so users save them. A download either leaves a complete file at
+``dest`` or leaves ``dest`` and its folder exactly as they were.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import os
 import re
+import socket
 import stat
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -18,39 +21,117 @@ from typing import BinaryIO, Final
 import aiohttp
 from yarl import URL
 
+from ._checks import describe, http_url
+from ._sansio.addresses import Address, is_public, parse_address
+from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError
+from .models import MediaTask, Task
 
-__all__ = ["DEFAULT_MAX_BYTES", "download", "resolve_target", "validate_url"]
+__all__ = [
+    "DEFAULT_DOWNLOAD_TIMEOUT",
+    "DEFAULT_MAX_BYTES",
+    "Destinations",
+    "download",
+    "folder_targets",
+    "resolve_target",
+    "result_files",
+    "result_url",
+]
 
 DEFAULT_MAX_BYTES: Final = 256 * 1024 * 1024
 """256 MiB: far above any image or clip the API returns, far below filling a disk."""
+
+DEFAULT_DOWNLOAD_TIMEOUT: Final = 300.0
+"""Five minutes for a whole download, redirects and retries included: a result image
+of a few megabytes takes seconds, and even ``max_bytes`` at 1 MB/s fits; a host that
+drips bytes cannot hold a download longer."""
 
 _MAX_REDIRECTS: Final = 10
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def validate_url(url: str | URL) -> URL:
-    """``url`` parsed, if it is an absolute http(s) URL; ``ConfigurationError`` otherwise."""
-    parsed = URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ConfigurationError(f"only http(s) URLs can be downloaded, got {parsed.scheme!r}")
-    return parsed
+def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
+    """The URL to fetch (file number ``clip`` of a task with several) and a file name to
+    fall back on.
+
+    A done task's URL came from the server: if it is not an http(s) URL, that is a
+    ``DownloadError``. A URL the caller gave that is not one, or anything else given as
+    ``task_or_url``, is a ``ConfigurationError``.
+    """
+    if isinstance(task_or_url, Task | MediaTask):
+        found = result_file(task_or_url, clip)
+        name = task_or_url.id if clip is None else f"{task_or_url.id}-{clip}"
+        return server_url(found), f"{name}.bin"
+    if not isinstance(task_or_url, str | URL):
+        raise ConfigurationError(
+            f"task_or_url must be a done Task or MediaTask, or an http(s) URL, got "
+            f"{describe(task_or_url)}"
+        )
+    if clip is not None:
+        raise ConfigurationError("clip= picks a file of a task; a URL is one file")
+    return http_url("the URL to download", task_or_url), "result.bin"
 
 
-def resolve_target(dest: str | os.PathLike[str], url: URL, fallback_name: str) -> Path:
+def server_url(url: str) -> URL:
+    """A result URL from the server's answer, parsed; ``DownloadError`` if it is unusable."""
+    return http_url("the result URL", url, error=DownloadError)
+
+
+def result_files(task: Task | MediaTask) -> tuple[str, ...]:
+    """Every result file of a done task; ``ConfigurationError`` if it has none."""
+    found = (task.result,) if isinstance(task, Task) else task.urls
+    files = tuple(url for url in found if url) if task.is_done else ()
+    if not files:
+        raise ConfigurationError(
+            f"task {shorten(task.id, 80)} has no result to download "
+            f"(status {shorten(task.status, 40)!r})"
+        )
+    return files
+
+
+def result_file(task: Task | MediaTask, clip: int | None) -> str:
+    """The result file of a done task: its only one, or number ``clip`` of several."""
+    files = result_files(task)
+    if clip is None:
+        if len(files) > 1:
+            raise ConfigurationError(
+                f"task {shorten(task.id, 80)} has {len(files)} result files (music clips): "
+                "pass clip=N for one of them, or save them all with download_results"
+            )
+        return files[0]
+    if isinstance(clip, bool) or not isinstance(clip, int) or not 0 <= clip < len(files):
+        raise ConfigurationError(
+            f"clip must be an int from 0 to {len(files) - 1} for task {shorten(task.id, 80)}, "
+            f"got {describe(clip)}"
+        )
+    return files[clip]
+
+
+def resolve_target(dest: object, url: URL, fallback_name: str) -> Path:
     """The file to write: ``dest`` itself, or a file named after the URL inside folder ``dest``.
 
     The folder must already exist: a download never creates or changes anything but
-    the one file it writes.
+    the one file it writes. A ``dest`` that is not a path is a ``ConfigurationError``;
+    a folder that cannot even be looked at, a ``DownloadError``.
     """
-    target = Path(dest)
-    if target.is_dir():
-        name = PurePosixPath(url.path).name
-        target = target / (name if _SAFE_NAME.fullmatch(name) else fallback_name)
-    if not target.parent.is_dir():
-        raise ConfigurationError(f"the folder {str(target.parent)!r} does not exist")
+    if not isinstance(dest, str | os.PathLike):
+        raise ConfigurationError(f"dest must be a path, got {describe(dest)}")
+    try:
+        if "\x00" in os.fsdecode(dest):
+            raise ValueError("a NUL character")  # is_dir() would say False, not why
+        target = Path(dest)
+        if target.is_dir():
+            name = PurePosixPath(url.path).name
+            target = target / (name if _SAFE_NAME.fullmatch(name) else fallback_name)
+        folder_exists = target.parent.is_dir()
+    except (TypeError, ValueError) as exc:  # bytes paths, NUL characters
+        raise ConfigurationError(f"dest is not a usable path: {describe(dest)}") from exc
+    except OSError as exc:
+        raise DownloadError(f"cannot look at {describe(str(dest))}: {exc.strerror or exc}") from exc
+    if not folder_exists:
+        raise ConfigurationError(f"the folder {describe(str(target.parent))} does not exist")
     return target
 
 
@@ -94,42 +175,147 @@ def _check_name(folder: Path, name: str) -> None:
         raise ConfigurationError(f"the file name is over {longest} bytes: {name[:40]!r}...")
 
 
-async def download(transport: Transport, url: URL, target: Path, *, max_bytes: int) -> Path:
-    """Fetch ``url`` into ``target`` atomically, retrying transient failures."""
-    what = f"GET {url.host}{url.path}"
-    result: Path = await transport.retrying(what)(_attempt, transport, url, target, max_bytes)
+def folder_targets(folder: object, urls: list[URL], name: str) -> list[Path]:
+    """One file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
+    where the URL's name is unusable or two URLs share one."""
+    if not isinstance(folder, str | os.PathLike) or not os.path.isdir(folder):
+        raise ConfigurationError(f"folder must be an existing folder, got {describe(folder)}")
+    targets = [
+        resolve_target(folder, url, f"{name}-{number}.bin") for number, url in enumerate(urls)
+    ]
+    return [
+        target.with_name(f"{name}-{number}{target.suffix}") if targets.count(target) > 1 else target
+        for number, target in enumerate(targets)
+    ]
+
+
+class Destinations:
+    """Which hosts a download may reach: by default only public addresses (see
+    ``_sansio.addresses``), checked before each request and again on the connection.
+
+    Args:
+        allow_private: reach any address (the caller opted in, or the API itself is local).
+    """
+
+    __slots__ = ("allow_private",)
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    async def check_host(self, url: URL) -> None:
+        """Refuse ``url`` if its host is, or resolves to, an address that is not public.
+
+        A name that does not resolve here is left to the request, which fails the same
+        way; a name that resolves differently for the connection is caught by
+        :meth:`check_peer`.
+        """
+        if self.allow_private:
+            return
+        host = url.raw_host or ""
+        literal = parse_address(host)
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                found = await asyncio.get_running_loop().getaddrinfo(
+                    host, url.port, type=socket.SOCK_STREAM
+                )
+            except OSError:
+                return
+            addresses = [a for a in (parse_address(str(info[4][0])) for info in found) if a]
+        _refuse_private(url, addresses)
+
+    def check_peer(self, url: URL, response: aiohttp.ClientResponse) -> None:
+        """Refuse a response that came from an address that is not public (a name that
+        resolved one way for :meth:`check_host` and another for the connection)."""
+        if self.allow_private or response.connection is None:
+            return  # no connection: the body was already complete, with nothing to read
+        peer = response.connection.transport and response.connection.transport.get_extra_info(
+            "peername"
+        )
+        address = parse_address(str(peer[0])) if peer else None
+        _refuse_private(url, [address] if address else [])
+
+
+def _refuse_private(url: URL, addresses: list[Address]) -> None:
+    blocked = [address for address in addresses if not is_public(address)]
+    if blocked:
+        raise DownloadError(
+            f"refusing to fetch from {shorten(url.host or '', 80)}: {blocked[0]} is not a public "
+            "address (pass allow_private_result_urls=True to GPTunnelClient to allow it)"
+        )
+
+
+async def download(
+    transport: Transport,
+    url: URL,
+    target: Path,
+    *,
+    max_bytes: int,
+    timeout: float | None,
+    destinations: Destinations,
+) -> Path:
+    """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
+    ``timeout`` seconds (``None``: no deadline)."""
+    what = f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}"
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            result = await transport.retried(
+                what, functools.partial(_attempt, transport, url, target, max_bytes, destinations)
+            )
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise DownloadError(f"{what} did not finish within {timeout:g}s") from None
     return result
 
 
-async def _attempt(transport: Transport, url: URL, target: Path, max_bytes: int) -> Path:
+async def _attempt(
+    transport: Transport, url: URL, target: Path, max_bytes: int, destinations: Destinations
+) -> Path:
     """One try: stream into a temporary file beside ``target``, then rename it into place.
 
     The rename is the last step and nothing is awaited after it, so a failure or a
-    cancellation at any earlier point leaves ``target`` as it was.
+    cancellation at any earlier point leaves ``target`` as it was. Every failure of the
+    file system (a folder it may not write to, a full disk) is a ``DownloadError``.
     """
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        fd, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name[:64]}.", suffix=".part"
+        )
+    except OSError as exc:
+        raise _file_error(target, exc) from None
     try:
         os.chmod(temporary, _mode_for(target))
         # Writes stay on the event loop: 64 KiB chunks into the page cache take
         # microseconds, and a thread hop per chunk would make cancellation race the
         # write it interrupts.
         with os.fdopen(fd, "wb") as file:
-            await _stream(transport, url, file, max_bytes)
+            await _stream(transport, url, file, max_bytes, destinations)
         os.replace(temporary, target)
     except OSError as exc:
         _remove(temporary)
-        raise DownloadError(f"could not write {str(target)!r}: {exc.strerror or exc}") from exc
+        raise _file_error(target, exc) from None
     except BaseException:
         _remove(temporary)
         raise
     return target
 
 
-async def _stream(transport: Transport, url: URL, file: BinaryIO, max_bytes: int) -> None:
+def _file_error(target: Path, exc: OSError) -> DownloadError:
+    return DownloadError(f"could not write {describe(str(target))}: {exc.strerror or exc}")
+
+
+async def _stream(
+    transport: Transport, url: URL, file: BinaryIO, max_bytes: int, destinations: Destinations
+) -> None:
     """Write the body of ``url`` to ``file``, following redirects only to http(s) (the key
-    only on the API origin); every wire failure becomes a typed error."""
+    only on the API origin) and only to hosts ``destinations`` allows; every wire
+    failure becomes a typed error."""
 
     async def save_or_redirect(response: aiohttp.ClientResponse) -> URL | None:
+        destinations.check_peer(url, response)
         if response.status in _REDIRECT_STATUSES:
             return _redirect_target(url, response)
         if response.status >= 300:
@@ -138,6 +324,7 @@ async def _stream(transport: Transport, url: URL, file: BinaryIO, max_bytes: int
         return None
 
     for _ in range(_MAX_REDIRECTS + 1):
+        await destinations.check_host(url)
         redirect = await transport.exchange(transport.requests.fetch(url), save_or_redirect)
         if redirect is None:
             return
@@ -149,14 +336,14 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
     """Where a redirect points, if it is an http(s) URL; ``DownloadError`` otherwise."""
     location = response.headers.get("Location")
     if not location:
-        raise DownloadError(f"a {response.status} redirect from {url.host} had no Location")
+        raise DownloadError(
+            f"a {response.status} redirect from {shorten(url.host or '', 80)} had no Location"
+        )
     try:
-        target = url.join(URL(location))
-    except ValueError as exc:
-        raise DownloadError(f"a {response.status} redirect to an unusable URL") from exc
-    if target.scheme not in ("http", "https") or not target.host:
-        raise DownloadError(f"refusing a redirect to a {target.scheme!r} URL")
-    return target
+        joined = url.join(URL(location))
+    except (TypeError, ValueError):
+        raise DownloadError(f"a {response.status} redirect to an unusable URL") from None
+    return http_url("a redirect", joined, error=DownloadError)
 
 
 async def _save(

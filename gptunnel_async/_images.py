@@ -1,5 +1,6 @@
 """Images for create calls: URLs and ``data:`` URIs pass through; bytes and files become
 ``data:<mime>;base64,...`` with the type sniffed from the content, never from a file name.
+Media's ``images`` take public links only, as documented.
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ import os
 from pathlib import Path
 from typing import Final, TypeAlias
 
+from ._checks import http_url
 from .errors import ConfigurationError
 
-__all__ = ["MAX_IMAGE_BYTES", "ImageInput", "encode_image", "sniff_image_type"]
+__all__ = [
+    "MAX_IMAGE_BYTES",
+    "ImageInput",
+    "encode_image",
+    "image_link",
+    "sniff_image_type",
+]
 
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 """An image for the API: an http(s) URL, a ``data:`` URI, raw bytes, or a file path."""
@@ -73,3 +81,27 @@ async def encode_image(value: ImageInput) -> str:
     path = Path(value)
     data = await asyncio.to_thread(_read_file, path)
     return _data_uri(data, repr(str(path)))
+
+
+def image_link(value: object, what: str) -> str:
+    """``value`` if it is a public http(s) link, as ``/media``'s ``images`` must be.
+
+    The API fetches the images itself and takes no uploads: bytes, files, ``data:`` URIs
+    and bare base64 are refused here, before a paid request, with what to do instead.
+    """
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        http_url(what, value)
+        return value
+    if isinstance(value, str) and value.startswith("data:"):
+        kind = "a data: URI"
+    elif isinstance(value, bytes | bytearray | memoryview):
+        kind = "bytes"
+    elif isinstance(value, os.PathLike | str):
+        kind = f"{str(value)!r:.80}, not a link"
+    else:
+        kind = f"a {type(value).__name__}"
+    raise ConfigurationError(
+        f"{what} is {kind}: media images must be public http(s) links, which the API "
+        "fetches itself (it takes no uploads, data: URIs or base64); upload the image "
+        "somewhere public and pass its URL"
+    )

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
@@ -20,6 +20,7 @@ from . import _timing
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
+from ._sentinel import NOT_GIVEN, NotGiven
 from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
 from .instrumentation._hooks import (
     LISTENING,
@@ -35,16 +36,24 @@ from .instrumentation._hooks import (
 )
 from .models import TaskLike
 
-__all__ = ["POLICY_TIMEOUT", "PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
+__all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 
 T = TypeVar("T", bound=TaskLike)
 
 
-POLICY_TIMEOUT: Final[Any] = object()
-"""Marks "no timeout given": ``None`` is a real value (no deadline at all)."""
-
 ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
+
+
+def _outcome(error: BaseException | None) -> WaitOutcome:
+    """How a wait that ended with ``error`` (``None``: done) is reported to the hooks."""
+    if error is None:
+        return "done"
+    if isinstance(error, TaskFailedError):
+        return "failed"
+    if isinstance(error, WaitTimeoutError):
+        return "timeout"
+    return "error" if isinstance(error, Exception) else "cancelled"
 
 
 class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
@@ -99,14 +108,14 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         fetch: Callable[[], Awaitable[T]],
         *,
         policy: PollPolicy,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         wakeup: _timing.Wakeup | None = None,
         family: str = "faceswap",
     ) -> None:
         self.task_id = task_id
         self.family = family
-        self.policy = policy if timeout is POLICY_TIMEOUT else attrs.evolve(policy, timeout=timeout)
+        self.policy = policy if timeout is NOT_GIVEN else attrs.evolve(policy, timeout=timeout)
         self.timeout = self.policy.timeout
         self._fetch = fetch
         self._on_progress = on_progress
@@ -154,13 +163,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         if self._observed_since is None:
             return
         duration, self._observed_since = time.monotonic() - self._observed_since, None
-        outcome: WaitOutcome = "done"
-        if isinstance(error, TaskFailedError):
-            outcome = "failed"
-        elif isinstance(error, WaitTimeoutError):
-            outcome = "timeout"
-        elif error is not None:
-            outcome = "error" if isinstance(error, Exception) else "cancelled"
+        outcome = _outcome(error)
         seen = getattr(error, "task", None) or self._last_seen
         details = WaitFinished(
             task_id=self.task_id,
@@ -187,10 +190,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             raise state.timed_out(self._last_seen)
         self._state, self._decision = await self._read(state)
         if isinstance(self._decision, Fail):
-            raise self._decision.error
+            raise self._failure()
         if self._decision.event is not None and LISTENING.progress:
             emit_progress(self._progress_details(self._decision.event))
         return self._decision
+
+    def _failure(self) -> GPTunnelError:
+        """The error the last decision ended the wait with, no longer kept by the waiter:
+        held by the waiter or by a local of the frame that raises it, the error would form
+        a reference cycle through its own traceback."""
+        assert isinstance(self._decision, Fail)
+        error, self._decision = self._decision.error, None
+        return error
 
     def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
         return ProgressDetails(

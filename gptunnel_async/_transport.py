@@ -25,11 +25,11 @@ from ._sansio.requests import Request, RequestBuilder
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer, redact
 from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
 from ._version import version
-from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError
+from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError, UsageError
 from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
-    import tenacity
+    pass
 
 __all__ = ["Transport"]
 
@@ -62,6 +62,12 @@ def _forget_request_headers(exc: aiohttp.ClientError) -> None:
         exc.request_info = aiohttp.RequestInfo(
             info.url, info.method, CIMultiDictProxy(headers), info.real_url
         )
+
+
+def _without_frames(exc: GPTunnelError) -> GPTunnelError:
+    """``exc`` and its chain with their tracebacks detached (see :func:`_drop_frames`)."""
+    _drop_frames(exc)
+    return exc
 
 
 def _drop_frames(exc: BaseException) -> None:
@@ -131,6 +137,11 @@ class _Inflater:
         self._room -= len(out)
         return out
 
+    def finish(self) -> None:
+        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
+        if self._inflate is None or not self._inflate.eof:
+            raise aiohttp.ClientPayloadError("the compressed body ends before its end")
+
 
 class Transport:
     """Sends requests with the API key, which goes to ``base_url``'s origin only.
@@ -188,7 +199,8 @@ class Transport:
         against it), the rate budget for API requests, the send itself (no redirects
         followed, no status raised, whatever a borrowed session's defaults say), then
         ``read``. Any failure of aiohttp or the socket on the way becomes
-        :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`.
+        :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`; the
+        session closing under the request, :class:`UsageError`.
         """
         session = self._session()
         slots = self._slots(session)
@@ -209,6 +221,16 @@ class Transport:
                 return await read(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._wire_error(exc, request.label) from exc
+        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
+            raise _without_frames(exc) from exc.__cause__
+        except (AssertionError, AttributeError, RuntimeError) as exc:
+            # A session closed in the middle of its request: aiohttp before 3.13 may then
+            # fail inside itself (a bare assert, its connector gone) rather than with a
+            # ClientError.
+            if not session.closed:
+                raise
+            _drop_frames(exc)  # aiohttp's frames hold the key
+            raise UsageError(f"{request.label}: the session was closed during the request") from exc
         finally:
             if slots is not None:
                 slots.release()
@@ -239,6 +261,12 @@ class Transport:
                 self._connection_slots = asyncio.Semaphore(min(n for n in limits if n))
             self._slots_sized = True
         return self._connection_slots
+
+    def forget_loop(self) -> None:
+        """Drop what belongs to the event loop the session was on: the client moved to
+        another loop with a new session (the slots are sized again on the next request)."""
+        self._connection_slots = None
+        self._slots_sized = False
 
     def _wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
         """The typed error for a failure on the wire while doing ``what``; ``exc`` is
@@ -288,23 +316,37 @@ class Transport:
 
     # -- API requests ---------------------------------------------------------------------
 
-    def retrying(
+    async def retried(
         self,
         what: str,
+        attempt: Callable[[], Awaitable[R]],
         retry_if: Callable[[BaseException], bool] = is_transient,
         *,
         family: str = "download",
         task_id: str | None = None,
-    ) -> tenacity.AsyncRetrying:
-        """A fresh tenacity controller (they keep per-call state): backoff with Retry-After.
+    ) -> R:
+        """``attempt()``, retried by tenacity (backoff with Retry-After) up to the client's
+        ``max_retries`` when ``retry_if`` says an error is worth it.
 
         ``what`` names the request, ``family`` its task family and ``task_id`` the task it
         reads, in the report each retry makes to the instrumentation hooks (the default
         one logs a WARNING).
         """
-        from ._retrying import controller  # tenacity loads on the first retry, not at import
+        from ._retrying import retried  # tenacity loads on the first retry, not at import
 
-        return controller(self.max_retries, what, retry_if, family, task_id)
+        try:
+            return await retried(
+                attempt,
+                max_retries=self.max_retries,
+                what=what,
+                retry_if=retry_if,
+                family=family,
+                task_id=task_id,
+            )
+        except GPTunnelError as exc:
+            # tenacity's frames keep the last outcome, which holds this very error: a
+            # reference cycle through its traceback, which starts here instead.
+            raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
 
     async def request(
         self,
@@ -327,13 +369,16 @@ class Transport:
         ``code``) is retried by the same rules as an HTTP status. A request that is not
         ``idempotent`` (one that starts a paid task) is retried only where the server
         surely did nothing, so a retry never starts a second task.
+
+        An error leaves with its traceback starting here: the frames below held the key
+        (to mask it) and the answer (which may echo it) as locals.
         """
         retry_if = is_transient if request.idempotent else _safe_to_resend
         try:
             return await self._attempt(request, decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
-                raise
+                raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
         # Most requests succeed at once and never pay for a retry controller (about a
         # tenth of a read's CPU). A failure is replayed into tenacity, which logs, backs
@@ -345,9 +390,7 @@ class Transport:
             return await self._attempt(request, decode)
 
         family, task_id = self._about(request)
-        controller = self.retrying(request.label, retry_if, family=family, task_id=task_id)
-        result: T = await controller(attempt)
-        return result
+        return await self.retried(request.label, attempt, retry_if, family=family, task_id=task_id)
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
         """One attempt; reported to the instrumentation hooks if one listens to requests
@@ -403,3 +446,4 @@ async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> As
     async for chunk in response.content.iter_chunked(_CHUNK):
         if data := inflater.feed(chunk):
             yield data
+    inflater.finish()

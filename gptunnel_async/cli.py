@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from ._checks import describe, positive_number
 from ._client import GPTunnelClient
 from ._download import check_destination
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressEvent
+from ._polling import PollPolicy, ProgressEvent
 from ._sansio.retries import is_transient
 from ._sansio.text import mask_for
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import (
     APIConnectionError,
@@ -123,7 +124,7 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 async def _wait(args: argparse.Namespace, out: Output) -> int:
     if args.save is not None:
         check_destination(args.save)  # before the wait, not after it
-    timeout = POLICY_TIMEOUT if args.timeout is None else args.timeout
+    timeout = NOT_GIVEN if args.timeout is None else args.timeout
     async with _client(args) as client:
         first = await _reach(client, args.task_id)
         return await _wait_and_save(
@@ -137,7 +138,7 @@ async def _wait_and_save(
     out: Output,
     *,
     save: Path | None,
-    timeout: float | None = POLICY_TIMEOUT,
+    timeout: float | NotGiven | None = NOT_GIVEN,
     first: Task | None = None,
 ) -> int:
     """Wait for ``task_id``, showing each change (``first``, a state read just before,
@@ -289,15 +290,16 @@ def _secrets_in(args: Sequence[str], known: frozenset[str]) -> list[str]:
     word of :data:`LONG_WORD` characters or more, and ``$GPTUNNEL_API_KEY``."""
     found = [os.environ.get("GPTUNNEL_API_KEY", "")]
     for index, arg in enumerate(args):
-        name, has_value, value = arg.partition("=")
-        hiding = name.startswith("-") and (name not in known or name == "--api-key")
-        if hiding and has_value:
-            found.append(value)
-        elif hiding and index + 1 < len(args):
-            found.append(args[index + 1])
-        elif arg not in known and len(arg) >= LONG_WORD:
-            found.append(arg)
+        found += _hidden_by(arg, args[index + 1 : index + 2], known)
     return [secret for secret in found if secret]
+
+
+def _hidden_by(arg: str, following: Sequence[str], known: frozenset[str]) -> list[str]:
+    """The words ``arg`` (and the word ``following`` it) make secret."""
+    name, has_value, value = arg.partition("=")
+    if name.startswith("-") and (name not in known or name == "--api-key"):
+        return [value] if has_value else list(following)
+    return [arg] if arg not in known and len(arg) >= LONG_WORD else []
 
 
 def _known_words(parser: argparse.ArgumentParser) -> frozenset[str]:

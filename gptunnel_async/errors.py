@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._sansio.text import clip
 
 if TYPE_CHECKING:
-    from .models import TaskLike
+    from .models import TaskLike, ValidationIssue
 
 MAX_MESSAGE: Final = 2000
 """The longest text any of these errors has, in characters."""
@@ -73,7 +73,9 @@ def _bounded(arg: object) -> object:
 
 def _restore(cls: type[GPTunnelError], args: tuple[Any, ...]) -> GPTunnelError:
     """An error of class ``cls`` with ``args``, its attributes to be set by pickle."""
-    return cls.__new__(cls, *args)
+    error = cls.__new__(cls, *args)
+    error.args = args  # OSError's subclasses (TimeoutError) leave that to __init__
+    return error
 
 
 class GPTunnelError(Exception):
@@ -117,6 +119,8 @@ class APIError(GPTunnelError):
         param: the request field at fault, if the API named one.
         code: the API's error code, if any; a media error's code, e.g. ``"3"``.
         retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
+        issues: the field problems of a media validation error (code 3), in the API's
+            order; ``param`` is the first one's field.
     """
 
     def __init__(
@@ -128,6 +132,7 @@ class APIError(GPTunnelError):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        issues: tuple[ValidationIssue, ...] = (),
     ) -> None:
         self.message = message
         self.status_code = status_code
@@ -135,6 +140,7 @@ class APIError(GPTunnelError):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.issues = issues
         label = f"{status_code} {clip(type, 100)}" if type else str(status_code)
         super().__init__(f"{label}: {clip(message, 500)}")
 

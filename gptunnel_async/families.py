@@ -10,7 +10,6 @@ checked before any request, so a typo never costs a paid task.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar, overload
@@ -18,11 +17,12 @@ from typing import Any, Final, Generic, Literal, TypeVar, overload
 import attrs
 
 from ._checks import check_task_id, check_text, function, instance_of, optional
-from ._images import ImageInput, encode_image
+from ._images import ImageInput, encode_image, image_link
 from ._many import AsCompleted, wait_many
-from ._polling import POLICY_TIMEOUT, PollPolicy, ProgressCallback, TaskWaiter
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
-from ._sansio.responses import Decoder, decode_media_task, decode_task
+from ._sansio.responses import Decoder, decode_media_task, decode_task, reading
+from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
 from .errors import ConfigurationError, GPTunnelError
@@ -57,6 +57,27 @@ class Family(Generic[T]):
     result_path: str
     decode: Decoder[T]
     id_param: str = "taskId"
+
+
+class _TaskRead(Generic[T]):
+    """One task's read: its request, URL and all, built once; each call sends it.
+
+    A wait keeps one for its whole life (thousands of waits keep one each), so it is a
+    single small object rather than a partial around a bound method and a closure.
+    """
+
+    __slots__ = ("_decode", "_request", "_task_id", "_transport")
+
+    def __init__(
+        self, transport: Transport, request: Request, task_id: str, decode: Decoder[T]
+    ) -> None:
+        self._transport = transport
+        self._request = request
+        self._task_id = task_id
+        self._decode = decode
+
+    def __call__(self) -> Awaitable[T]:
+        return self._transport.send(self._request, reading(self._task_id, self._decode))
 
 
 class TaskResource(Generic[T]):
@@ -103,19 +124,20 @@ class TaskResource(Generic[T]):
             ResponseDecodeError: the answer is not this family's task object.
             UsageError: the client is closed.
         """
-        return await self._transport.send(self._read_request(task_id), self.family.decode)
+        return await self._reader(task_id)()
 
-    def _read_request(self, task_id: str) -> Request:
-        """The request that reads ``task_id``, which is checked first."""
+    def _reader(self, task_id: str) -> _TaskRead[T]:
+        """What reads ``task_id`` (checked first), built once for all its reads."""
         query = ((self.family.id_param, check_task_id(task_id)),)
-        return self._transport.requests.api("GET", self.family.result_path, query=query)
+        request = self._transport.requests.api("GET", self.family.result_path, query=query)
+        return _TaskRead(self._transport, request, task_id, self.family.decode)
 
     def wait_for_result(
         self,
         task_id: str,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
     ) -> TaskWaiter[T]:
         """Poll until the task is done: await it for the final task, or iterate its events.
@@ -136,12 +158,12 @@ class TaskResource(Generic[T]):
             ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
                 ``policy`` or ``on_progress`` is not one.
         """
-        request = self._read_request(task_id)  # built once: a wait reads the same URL
+        read = self._reader(task_id)  # built once: a wait reads the same URL over and over
         optional(instance_of(PollPolicy), "policy", policy)
         optional(function, "on_progress", on_progress)
         return TaskWaiter(
-            check_task_id(task_id),
-            functools.partial(self._transport.send, request, self.family.decode),
+            task_id,
+            read,
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,
@@ -155,7 +177,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[False] = ...,
     ) -> AsCompleted[T]: ...
@@ -166,7 +188,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[True],
     ) -> AsCompleted[T | GPTunnelError]: ...
@@ -176,7 +198,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         return_exceptions: bool = False,
     ) -> AsCompleted[Any]:
@@ -205,7 +227,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[False] = ...,
     ) -> list[T]: ...
@@ -216,7 +238,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = ...,
-        timeout: float | None = ...,
+        timeout: float | NotGiven | None = ...,
         on_progress: ProgressCallback[T] | None = ...,
         return_exceptions: Literal[True],
     ) -> list[T | GPTunnelError]: ...
@@ -226,7 +248,7 @@ class TaskResource(Generic[T]):
         task_ids: Iterable[str],
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[T] | None = None,
         return_exceptions: bool = False,
     ) -> list[Any]:
@@ -255,7 +277,7 @@ class TaskResource(Generic[T]):
         self,
         task_ids: Iterable[str],
         policy: PollPolicy | None,
-        timeout: float | None,
+        timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> list[TaskWaiter[T]]:
         if isinstance(task_ids, str):
@@ -275,7 +297,7 @@ class TaskResource(Generic[T]):
         self,
         created: Awaitable[T],
         policy: PollPolicy | None,
-        timeout: float | None,
+        timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> T:
         """Await a create call, then wait for the task it started."""
@@ -334,7 +356,7 @@ class FaceSwap(TaskResource[Task]):
         face_image: ImageInput,
         *,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> Task:
         """Start a face swap and wait for it to finish.
@@ -475,7 +497,7 @@ class Midjourney(TaskResource[Task]):
         *,
         use_wallet_balance: bool = False,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[Task] | None = None,
     ) -> Task:
         """Start a Midjourney grid and wait for it to finish.
@@ -500,10 +522,10 @@ class Midjourney(TaskResource[Task]):
         return await self._until_done(created, policy, timeout, on_progress)
 
 
-async def _media_payload(
+def _media_payload(
     model: str,
     prompt: str,
-    images: Sequence[ImageInput] | None,
+    images: Sequence[str] | None,
     ar: str | None,
     extra: dict[str, Any],
 ) -> dict[str, Any]:
@@ -516,8 +538,10 @@ async def _media_payload(
         if isinstance(images, str | bytes | bytearray | memoryview) or not isinstance(
             images, Sequence
         ):
-            raise ConfigurationError("images must be a list of images, even for one image")
-        payload["images"] = [await encode_image(image) for image in images]
+            raise ConfigurationError("images must be a list of links, even for one image")
+        payload["images"] = [
+            image_link(image, f"images[{index}]") for index, image in enumerate(images)
+        ]
     if ar is not None:
         payload["ar"] = check_text("ar", ar)
     options = {key: value for key, value in extra.items() if value is not None}
@@ -543,7 +567,7 @@ class Media(TaskResource[MediaTask]):
         model: str,
         prompt: str,
         *,
-        images: Sequence[ImageInput] | None = None,
+        images: Sequence[str] | None = None,
         ar: str | None = None,
         **extra: Any,
     ) -> MediaTask:
@@ -552,21 +576,25 @@ class Media(TaskResource[MediaTask]):
         Args:
             model: the model's id, as GPTunnel lists it.
             prompt: what to generate.
-            images: reference images (URLs, ``data:`` URIs, bytes or paths).
+            images: reference images as public http(s) links: the API fetches them and
+                takes no uploads (no bytes, files, ``data:`` URIs or base64).
             ar: the aspect ratio, e.g. ``"16:9"``.
             extra: the model's other options, sent as given (``None`` ones left out).
 
         Returns:
-            The new task, ``idle``.
+            The new task: usually ``idle``, though some models answer ``done`` at once,
+            with the result.
 
         Raises:
-            ConfigurationError: a blank model or prompt, ``images`` that is not a list,
-                an unusable image, or options that are not JSON values.
+            ConfigurationError: a blank model or prompt, ``images`` that is not a list
+                of http(s) links, or options that are not JSON values.
+            BadRequestError: the API refused the input (code 3); its ``issues`` list
+                each field at fault, and ``param`` names the first.
             ContentPolicyError: moderation blocked the prompt or an image.
             APIError: the API refused the task (media codes raise the same classes).
             APIConnectionError: the network failed.
         """
-        payload = await _media_payload(model, prompt, images, ar, extra)
+        payload = _media_payload(model, prompt, images, ar, extra)
         return await self._create("media/create", payload)
 
     async def generate(
@@ -574,10 +602,10 @@ class Media(TaskResource[MediaTask]):
         model: str,
         prompt: str,
         *,
-        images: Sequence[ImageInput] | None = None,
+        images: Sequence[str] | None = None,
         ar: str | None = None,
         policy: PollPolicy | None = None,
-        timeout: float | None = POLICY_TIMEOUT,
+        timeout: float | NotGiven | None = NOT_GIVEN,
         on_progress: ProgressCallback[MediaTask] | None = None,
         **extra: Any,
     ) -> MediaTask:
@@ -586,7 +614,7 @@ class Media(TaskResource[MediaTask]):
         Args:
             model: the model's id, as GPTunnel lists it.
             prompt: what to generate.
-            images: reference images (URLs, ``data:`` URIs, bytes or paths).
+            images: reference images as public http(s) links (see ``create``).
             ar: the aspect ratio, e.g. ``"16:9"``.
             policy: pacing and deadline of the wait.
             timeout: overrides the policy's deadline (seconds, or ``None`` for none).
@@ -594,11 +622,13 @@ class Media(TaskResource[MediaTask]):
             extra: the model's other options, sent as given (``None`` ones left out).
 
         Returns:
-            The done task, with ``url`` or its clips set.
+            The done task, with ``url`` or its ``clips`` set. A task that says ``done``
+            before its files appear (suno does) is read on until they do.
 
         Raises:
             TaskFailedError: the task failed.
-            WaitTimeoutError: the deadline passed.
+            WaitTimeoutError: the deadline passed (``task`` is the last state seen,
+                perhaps ``done`` with nothing to fetch yet).
             ConfigurationError: an argument is unusable.
             APIError: an error status that is not retried.
         """

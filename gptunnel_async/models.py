@@ -1,9 +1,10 @@
 """The API's JSON objects as frozen attrs classes, and the one cattrs converter that builds them.
 
-The converter is lenient where the API is loose (a float ``percent``, a null ``usage``,
-an unknown status, extra keys) and strict where a wrong type means the body is not a
-task at all (an object where the id should be): those raise, and the protocol layer
-turns that into ``ResponseDecodeError``.
+The converter is lenient where the API is loose (a float ``percent``, numbers sent as
+numeric text, a null ``usage``, an unknown status, extra keys), and an optional field
+it cannot read at all is left at its default (logged at DEBUG) rather than failing the
+task. Only a body without a usable ``id`` and ``status`` is not a task: that raises,
+and the protocol layer turns it into ``ResponseDecodeError``.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ._logging import logger
 from ._sansio.statuses import (
     DONE_STATUSES,
     FAILED_STATUSES,
@@ -30,12 +33,14 @@ __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
     "MEDIA_DONE_STATUSES",
+    "PREVIEW_SECONDS",
     "Balance",
     "MediaClip",
     "MediaTask",
     "Task",
     "TaskLike",
     "Usage",
+    "ValidationIssue",
     "converter",
 ]
 
@@ -138,7 +143,8 @@ class Task(_Lifecycle):
         parent_id: the task this one derives from, if any (``parentId`` in the JSON).
         object: the object's kind, ``"task"``.
         type: the task family, e.g. ``"@FaceSwap"``.
-        result: the URL of the result file once ``done``; it may expire three days on.
+        result: the URL of the result file once ``done``. How long it lives depends on
+            the family: face swaps' may be deleted 3 days after generation (documented).
         error: why the task failed, as text, if the server said.
         usage: what the task cost, when reported.
         actions: follow-up actions the task offers (Midjourney's upscales, say).
@@ -156,19 +162,56 @@ class Task(_Lifecycle):
     actions: tuple[str, ...] = ()
 
 
+PREVIEW_SECONDS: Final = 1.0
+"""A clip this short or shorter is a preview stub, not a track: suno sometimes returns
+one (0 to 1 s) beside the full track."""
+
+
 @attrs.frozen
 class MediaClip:
-    """One generated clip of a music task: where to fetch it and how long it plays.
+    """One output of a media task: a music clip (suno answers two or so), or one file of
+    a model that answers a list.
 
     Attributes:
-        audio_url: where to fetch the clip.
-        duration: how long it plays, in seconds, if reported.
-        status: the clip's own status, if reported.
+        audio_url: the clip's audio, once it is ready.
+        image_url: its cover image, if any.
+        video_url: its video, if any.
+        url: the file, for outputs that name it neither audio nor video.
+        duration: how long it plays, in seconds, if reported (``duration``,
+            ``audio_duration`` or ``metadata.duration`` in the JSON).
+        status: the clip's own status, as sent: ``succeeded`` once it is ready.
+        id: the clip's own id, if any.
+        title: its title, if any.
     """
 
     audio_url: str | None = None
+    image_url: str | None = None
+    video_url: str | None = None
+    url: str | None = None
     duration: float | None = None
     status: str | None = None
+    id: str | None = None
+    title: str | None = None
+
+    @property
+    def file_url(self) -> str | None:
+        """What to download for this clip: its audio, else its video, else its ``url``."""
+        return self.audio_url or self.video_url or self.url
+
+    @property
+    def is_preview(self) -> bool:
+        """A preview stub (at most ``PREVIEW_SECONDS`` long) rather than the full track."""
+        return self.duration is not None and self.duration <= PREVIEW_SECONDS
+
+    @property
+    def is_failed(self) -> bool:
+        """The clip failed on its own (its ``status`` is a failure status)."""
+        return self.status is not None and classify(self.status) is Stage.FAILED
+
+    @property
+    def is_pending(self) -> bool:
+        """The clip has nothing to fetch yet and has not failed."""
+        return self.file_url is None and not self.is_failed
 
 
 @attrs.frozen
@@ -176,15 +219,21 @@ class MediaTask(_Lifecycle):
     """One state of a ``/media`` task (images, video, music from many models).
 
     The API reports no progress for media, so ``percent`` is 0 until the task is done,
-    then 100.
+    then 100. A task is done once its status says so **and** it has something to fetch:
+    suno has been seen answering ``done`` before any ``audio_url`` appeared, and a wait
+    reads on through that (within its deadline) rather than ending with nothing.
 
     Attributes:
         id: the task's id.
-        status: as the server sent it; ``done``, ``succeeded``, ``success`` and
-            ``completed`` all mean done (in any case, as every status is read).
+        status: as the server sent it: ``idle``, ``running``, ``processing``, ``done``,
+            or a failure status (``failed``, ``error``, ``canceled``...); read in any
+            case, as every status is.
         model: the model that made it.
-        url: the image or video result, once done.
-        result: the clips of a music result.
+        url: the file of an image or video result (``url``, or ``result`` when the
+            server sends a single link there).
+        clips: the outputs of a result that is a list: suno's music clips, each with
+            its own ``status``, ``audio_url``, ``image_url`` and ``duration``.
+        created_at: when the task was created, in unix seconds, if reported.
         cost: what it cost, if reported.
         code: 0; an answer with another code is raised as an error instead.
         message: the server's message, and the reason when the task has failed.
@@ -194,12 +243,28 @@ class MediaTask(_Lifecycle):
     status: str
     model: str | None = None
     url: str | None = None
-    result: tuple[MediaClip, ...] = ()
+    clips: tuple[MediaClip, ...] = ()
+    created_at: int | None = None
     cost: float | None = None
     code: int = 0
     message: str | None = None
 
     _done_statuses = MEDIA_DONE_STATUSES
+
+    @property
+    def is_done(self) -> bool:
+        """Finished with its output: a done status, at least one file, and no clip still
+        waiting for its URL."""
+        return (
+            classify(self.status, self._done_statuses) is Stage.DONE
+            and bool(self.urls)
+            and not any(clip.is_pending for clip in self.clips)
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        """The task will not change any more: done with its files, or failed."""
+        return self.is_done or self.is_failed
 
     @property
     def percent(self) -> int:
@@ -213,9 +278,33 @@ class MediaTask(_Lifecycle):
 
     @property
     def urls(self) -> tuple[str, ...]:
-        """Every result file: ``url`` and each clip's ``audio_url``, in order."""
-        clips = tuple(clip.audio_url for clip in self.result if clip.audio_url)
-        return (self.url, *clips) if self.url else clips
+        """Every result file: ``url``, then each clip's ``file_url``, in order."""
+        files = tuple(url for clip in self.clips if (url := clip.file_url))
+        return (self.url, *files) if self.url else files
+
+
+@attrs.frozen
+class ValidationIssue:
+    """One problem ``/media`` found with a request's fields (its code 3 answer lists them).
+
+    Attributes:
+        path: where in the request body, e.g. ``("images", 0)``.
+        message: what is wrong, in the API's words.
+        expected: what the field should have been, if the API said.
+        received: what it got instead, if the API said.
+        code: the kind of problem, if the API named it (e.g. ``"invalid_type"``).
+    """
+
+    path: tuple[str | int, ...] = ()
+    message: str | None = None
+    expected: str | None = None
+    received: str | None = None
+    code: str | None = None
+
+    @property
+    def field(self) -> str | None:
+        """The path as one dotted name, e.g. ``"images.0"``; ``None`` for the body itself."""
+        return ".".join(map(str, self.path)) or None
 
 
 @attrs.frozen
@@ -234,12 +323,18 @@ class Balance:
 
 
 def _number(value: Any) -> float:
-    """A JSON number as a finite float; booleans, strings and NaN are not numbers here."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """A JSON number, or numeric text (``"50"``), as a finite float; booleans, other text,
+    NaN and infinities are not numbers here."""
+    if isinstance(value, str):
+        value = float(value)  # a ValueError for text that is not a number
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
+        raise ValueError("expected a finite number")
     return number
 
 
@@ -283,12 +378,14 @@ def _structure_actions(value: Any, _: type) -> tuple[str, ...]:
 
 def _structure_amount(value: Any, _: type) -> float | None:
     """An optional amount (a cost, a duration): a number or numeric text, else ``None``."""
-    if isinstance(value, str):
-        try:
-            return _number(float(value))
-        except ValueError:
-            return None
     return None if value is None else _number(value)
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    """A JSON ``true``/``false`` as it is; the ``int`` hook would take it for a number."""
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"expected a boolean, got {type(value).__name__}")
 
 
 def _structure_int(value: Any, _: type) -> int:
@@ -307,28 +404,6 @@ def _interned(value: Any, _: type) -> str:
     """A text that repeats across thousands of tasks (a status, ``"task"``, a type), kept
     once rather than once per task: models are frozen, so sharing it is safe."""
     return sys.intern(_structure_str(value, str))
-
-
-_NO_USAGE: Final = Usage()
-
-
-def _shared_when_empty(
-    structure: Callable[[Any, type], Usage], empty: dict[str, Any]
-) -> Callable[[Any, type], Usage]:
-    """Wrap the Usage hook so the all-zero usage of a running task is one shared object.
-
-    ``empty`` is the converter's own JSON for that object: an answer equal to it (and
-    with no ``false`` posing as a 0) is that object without being built again, which
-    is most answers, since tasks report their cost only once done.
-    """
-
-    def structure_usage(value: Any, cls: type) -> Usage:
-        if value == empty and bool not in map(type, value.values()):
-            return _NO_USAGE
-        usage = structure(value, cls)
-        return _NO_USAGE if usage == _NO_USAGE else usage
-
-    return structure_usage
 
 
 def _or_none(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T | None]:
@@ -355,6 +430,121 @@ def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], 
     return structure_object
 
 
+def _clip_hook(structure: Callable[[Any, type], MediaClip]) -> Callable[[Any, type], MediaClip]:
+    """Wrap the generated clip hook: a bare link is a clip with that ``url``, and the
+    duration is found where different models put it."""
+
+    def structure_clip(value: Any, cls: type) -> MediaClip:
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return MediaClip(url=value)
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a clip object or a link, got {type(value).__name__}")
+        metadata = value.get("metadata")
+        duration = next(
+            (
+                found
+                for found in (
+                    value.get("duration"),
+                    value.get("audio_duration"),
+                    metadata.get("duration") if isinstance(metadata, dict) else None,
+                )
+                if found is not None
+            ),
+            None,
+        )
+        return structure({**value, "duration": duration}, cls)
+
+    return structure_clip
+
+
+def _media_hook(structure: Callable[[Any, type], MediaTask]) -> Callable[[Any, type], MediaTask]:
+    """Wrap the generated media hook: a single link in ``result`` is the task's ``url``."""
+
+    def structure_media(value: Any, cls: type) -> MediaTask:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        result = value.get("result")
+        if isinstance(result, str):
+            value = {**value, "url": value.get("url") or result, "result": None}
+        return structure(value, cls)
+
+    return structure_media
+
+
+def _structure_timestamp(value: Any, _: type) -> int | None:
+    """Unix seconds from a number, numeric text or an ISO 8601 date; else ``None``
+    (an optional field that cannot be understood is dropped, not fatal)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value) if math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(float(value))
+    except (ValueError, OverflowError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
+
+
+_UNREADABLE: Final = (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError)
+"""What a structure hook raises for a value it cannot read."""
+
+
+def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[[Any, type], Any]:
+    """``cls``'s structure hook: strict and generated for the usual answer, then field by
+    field for one it refuses.
+
+    Field by field, an optional field (one with a default) that cannot be read takes
+    its default, logged at DEBUG (the field's name and the error's type, never its
+    value, which may hold anything); only a required field (a task's ``id`` and
+    ``status``) that is missing or unreadable fails the whole object. The usual answer
+    pays nothing for this: the generated function runs first.
+    """
+    strict: Callable[[Any, type], Any] = make_dict_structure_fn(cls, conv, **overrides)
+    attrs.resolve_types(cls)
+    fields = [
+        (
+            field,
+            getattr(overrides.get(field.name), "rename", None) or field.name,
+            getattr(overrides.get(field.name), "struct_hook", None)
+            or conv.get_structure_hook(field.type),
+        )
+        for field in attrs.fields(cls)
+    ]
+
+    def structure_leniently(value: Any, _: type) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        try:
+            return strict(value, cls)
+        except _UNREADABLE:
+            pass
+        values: dict[str, Any] = {}
+        for field, key, hook in fields:
+            required = field.default is attrs.NOTHING
+            if key not in value and not required:
+                continue
+            try:
+                values[field.name] = hook(value[key], field.type)
+            except _UNREADABLE as exc:
+                if required:
+                    raise
+                logger.debug(
+                    "%s answer: the %s field is unreadable (%s); using its default",
+                    cls.__name__,
+                    key,
+                    type(exc).__name__,
+                )
+        return cls(**values)
+
+    return structure_leniently
+
+
 def _on_first_use(
     conv: cattrs.Converter, cls: type, build: Callable[[], Callable[[Any, type], Any]]
 ) -> None:
@@ -367,31 +557,24 @@ def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
+    conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str | None, _or_none(_structure_str))
-    _on_first_use(
-        conv,
-        Usage,
-        lambda: _shared_when_empty(
-            _objects_only(make_dict_structure_fn(Usage, conv)), conv.unstructure(_NO_USAGE)
-        ),
-    )
+    _on_first_use(conv, Usage, lambda: _leniently(conv, Usage))
     _on_first_use(
         conv,
         Task,
-        lambda: _objects_only(
-            make_dict_structure_fn(
-                Task,
-                conv,
-                parent_id=override(rename="parentId"),
-                status=override(struct_hook=_interned),
-                percent=override(struct_hook=_structure_percent),
-                object=override(struct_hook=_interned),
-                type=override(struct_hook=_or_none(_interned)),
-                error=override(struct_hook=_structure_error),
-                usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
-                actions=override(struct_hook=_structure_actions),
-            )
+        lambda: _leniently(
+            conv,
+            Task,
+            parent_id=override(rename="parentId"),
+            status=override(struct_hook=_interned),
+            percent=override(struct_hook=_structure_percent),
+            object=override(struct_hook=_interned),
+            type=override(struct_hook=_or_none(_interned)),
+            error=override(struct_hook=_structure_error),
+            usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
+            actions=override(struct_hook=_structure_actions),
         ),
     )
     conv.register_unstructure_hook_factory(
@@ -399,24 +582,34 @@ def _make_converter() -> cattrs.Converter:
         lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),
     )
     conv.register_structure_hook(float | None, _structure_amount)
-    _on_first_use(conv, MediaClip, lambda: _objects_only(make_dict_structure_fn(MediaClip, conv)))
+    _on_first_use(conv, MediaClip, lambda: _clip_hook(_leniently(conv, MediaClip)))
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
-        """Music clips as a tuple; null (an image or video, or not done yet) means none."""
+        """A list ``result`` as clips; null (not done yet, or a single file) means none."""
         if value is None:
             return ()
         if not isinstance(value, list):
             raise TypeError(f"expected a list of clips, got {type(value).__name__}")
-        return tuple(conv.structure(item, MediaClip) for item in value)
+        return tuple(clip for clip in map(readable_clip, value) if clip is not None)
+
+    def readable_clip(value: Any) -> MediaClip | None:
+        """One clip, or ``None`` (logged at DEBUG) if it is not a clip object or a link."""
+        try:
+            clip: MediaClip = conv.structure(value, MediaClip)
+        except _UNREADABLE as exc:
+            logger.debug("MediaTask answer: a clip is unreadable (%s)", type(exc).__name__)
+            return None
+        return clip
 
     _on_first_use(
         conv,
         MediaTask,
-        lambda: _objects_only(
-            make_dict_structure_fn(
-                MediaTask,
+        lambda: _media_hook(
+            _leniently(
                 conv,
-                result=override(struct_hook=structure_clips),
+                MediaTask,
+                clips=override(rename="result", struct_hook=structure_clips),
+                created_at=override(struct_hook=_structure_timestamp),
                 message=override(struct_hook=_structure_error),
             )
         ),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -34,10 +35,15 @@ settings.load_profile("gptunnel")
 API_KEY = "test-key-5f1e"
 
 
+DEFAULT_ID = "task-1"
+"""The id of scripted task objects: the scripted server answers a read with the id asked
+for instead (a real server answers about the task it was asked about)."""
+
+
 def task_json(status: str = "running", percent: float | None = 0, **extra: Any) -> dict[str, Any]:
     """A task object as the API documents it."""
     body: dict[str, Any] = {
-        "id": "task-1",
+        "id": DEFAULT_ID,
         "parentId": None,
         "object": "task",
         "type": "@FaceSwap",
@@ -63,7 +69,7 @@ def media_json(status: str = "processing", **extra: Any) -> dict[str, Any]:
     done = status in ("done", "succeeded", "success", "completed")
     body: dict[str, Any] = {
         "code": 0,
-        "id": "task-1",
+        "id": DEFAULT_ID,
         "model": "flux-pro",
         "status": status,
         "url": "https://storage.example/media.png" if done else None,
@@ -115,6 +121,9 @@ class ScriptedAPI:
             if callable(reply):
                 result: web.StreamResponse = await reply(request)
                 return result
+            asked = request.query.get("taskId", request.query.get("task_id"))
+            if isinstance(reply, dict) and reply.get("id") == DEFAULT_ID and asked is not None:
+                reply = {**reply, "id": asked}  # an answer about the task asked for
             if isinstance(reply, tuple):
                 status, body, headers = reply
                 text = body if isinstance(body, str) else json.dumps(body)
@@ -179,11 +188,18 @@ def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 class _CompatClientResponse(aiohttp.ClientResponse):
     """aiohttp 3.14 made ``stream_writer`` a required argument that aioresponses 0.7.9
-    does not pass yet; a mocked response has already been "sent", so 0 bytes is right."""
+    does not pass yet; a mocked response has already been "sent", so 0 bytes is right.
+    Earlier aiohttp versions take no such argument, and get none."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        if _TAKES_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
         super().__init__(method, url, **kwargs)
+
+
+_TAKES_STREAM_WRITER: Final = (
+    "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
+)
 
 
 @pytest.fixture

@@ -131,9 +131,10 @@ async def test_unusable_task_ids_fail_before_any_request(
 
 
 async def test_get_result_sends_bare_key_and_task_id_as_query(mocked: aioresponses) -> None:
-    mocked.get(RESULT_URL, payload=task_json(status="done", percent=100))
+    task_id = "65819c485337280001a609e7"
+    mocked.get(RESULT_URL, payload=task_json(status="done", percent=100, id=task_id))
     async with GPTunnelClient(api_key="sk-abc") as client:
-        task = await client.get_result("65819c485337280001a609e7")
+        task = await client.get_result(task_id)
     assert task.is_done
     [(method, url)] = mocked.requests
     assert method == "GET"

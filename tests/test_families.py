@@ -69,7 +69,7 @@ every_family = pytest.mark.parametrize("family", CASES, ids=[case.name for case 
 async def test_every_family_reads_its_own_endpoint_into_its_model(
     family: Case, client: GPTunnelClient, api: ScriptedAPI
 ) -> None:
-    api.script(family.state("running", 40))
+    api.script({**family.state("running", 40), "id": "task 1/&x"})
     task = await family.resource(client).result("task 1/&x")
     assert type(task) is family.model
     assert task.status == "running"
@@ -208,7 +208,7 @@ async def test_midjourney_calls_post_the_documented_json(
     assert sent(mocked) == ("POST", path, body)
 
 
-async def test_media_create_posts_images_as_data_uris_and_extra_options(
+async def test_media_create_posts_image_links_and_extra_options(
     mocked: aioresponses,
 ) -> None:
     created = {
@@ -223,19 +223,21 @@ async def test_media_create_posts_images_as_data_uris_and_extra_options(
     mocked.post(f"{API}/media/create", payload=created)
     async with GPTunnelClient(api_key="sk-abc") as client:
         task = await client.media.create(
-            "kling", "waves", images=[PNG, "https://a/b.jpg"], ar="16:9", duration=5, seed=None
+            "kling",
+            "waves",
+            images=["https://a/a.png", "https://a/b.jpg"],
+            ar="16:9",
+            duration=5,
+            seed=None,
         )
-    assert task == MediaTask(id="m-1", status="idle", model="kling")
+    assert task == MediaTask(id="m-1", status="idle", model="kling", created_at=1718000000)
     assert sent(mocked) == (
         "POST",
         "/v1/media/create",
         {
             "model": "kling",
             "prompt": "waves",
-            "images": [
-                "data:image/png;base64," + base64.b64encode(PNG).decode(),
-                "https://a/b.jpg",
-            ],
+            "images": ["https://a/a.png", "https://a/b.jpg"],
             "ar": "16:9",
             "duration": 5,
         },
@@ -353,10 +355,10 @@ async def test_generate_returns_music_clips(
     ]
     api.script(
         media_json(status="idle", model="suno"),
-        media_json(status="succeeded", model="suno", url=None, result=clips),
+        media_json(status="done", model="suno", url=None, result=clips),
     )
     task = await client.media.generate("suno", "a sea shanty about retries")
-    assert [(clip.audio_url, clip.duration) for clip in task.result] == [
+    assert [(clip.audio_url, clip.duration) for clip in task.clips] == [
         ("https://s/1.mp3", 61.2),
         ("https://s/2.mp3", 58.0),
     ]

@@ -352,8 +352,11 @@ async def test_the_deadline_holds_wherever_it_lands_among_retry_pauses(
     with pytest.raises(WaitTimeoutError) as caught:
         await client.wait_for_result("task-1", timeout=deadline)
     assert caught.value.task is None
+    # A read sent just before the deadline may reach the server just after it: let it
+    # land, then watch for longer than one scaled pause.
+    await asyncio.sleep(0.12)
     sent = len(api.requests)
-    await asyncio.sleep(0.12)  # longer than one scaled pause
+    await asyncio.sleep(0.12)
     assert len(api.requests) == sent  # nothing keeps polling after the wait ended
     assert client_tasks() == []
 
@@ -380,7 +383,7 @@ async def test_requests_queued_for_a_busy_pool_do_not_time_out_before_they_are_s
 ) -> None:
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(0.15)
-        return web.json_response(DONE)
+        return web.json_response({**DONE, "id": request.query["taskId"]})
 
     api.script(slow)
     connector = aiohttp.TCPConnector(limit=1)

@@ -51,7 +51,7 @@ def test_documented_create_answer_is_an_idle_media_task() -> None:
         "input": {"prompt": "waves", "ar": "16:9"},
     }
     task = decode_media_task(body(created))
-    assert task == MediaTask(id="m-1", status="idle", model="kling")
+    assert task == MediaTask(id="m-1", status="idle", model="kling", created_at=1718013600)
     assert (task.percent, task.is_terminal, task.error, task.urls) == (0, False, None, ())
 
 
@@ -72,8 +72,8 @@ def test_documented_result_answer_keeps_url_cost_and_message() -> None:
 def test_music_result_is_a_tuple_of_clips() -> None:
     clip = {"audio_url": "https://s/a.mp3", "duration": 30, "status": "succeeded", "title": "x"}
     task = decode_media_task(body(media_json(status="succeeded", url=None, result=[clip])))
-    expected = MediaClip(audio_url="https://s/a.mp3", duration=30.0, status="succeeded")
-    assert task.result == (expected,)
+    expected = MediaClip(audio_url="https://s/a.mp3", duration=30.0, status="succeeded", title="x")
+    assert task.clips == (expected,)
 
 
 @pytest.mark.parametrize("status", ["done", "succeeded", "success", "completed"])
@@ -101,8 +101,6 @@ def test_other_media_statuses_are_kept_and_not_terminal(status: str) -> None:
         b"<html>oops</html>",
         b"[]",
         b'{"code": 0}',
-        b'{"code": 0, "id": "m", "status": "done", "result": "https://s/a.mp3"}',
-        b'{"code": 0, "id": "m", "status": "done", "result": [1]}',
         b'{"code": "zero", "id": "m", "status": "done"}',
         b'{"code": [6], "id": "m", "status": "done"}',
     ],

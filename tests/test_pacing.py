@@ -153,22 +153,23 @@ def test_predictive_waits_stay_between_initial_and_max_interval() -> None:
     )
     def check(reads: list[tuple[float, int]], jitter: float) -> None:
         policy = PollPolicy(initial=1.0, multiplier=1.5, max_interval=10.0, jitter=jitter)
-        rng = random.Random(1)
+        seed = random.Random(1).getrandbits(64)
         pace = Pace.start(policy)
         now, percent = 0.0, 0
         for gap, seen in reads:
             now += gap
             percent = max(percent, seen)  # the waiter never lets percent fall
-            pace, wait = next_pause(policy, pace, now, percent, rng.random())
+            pace, wait = next_pause(policy, pace, now, percent, seed)
             assert policy.initial * (1 - jitter) <= wait <= policy.max_interval * (1 + jitter)
 
     check()
 
 
 def test_a_failed_read_takes_the_next_backoff_step() -> None:
-    pace, waits = Pace.start(STEADY), []
-    for t in range(3):
-        pace, wait = next_pause(STEADY, pace, float(t), None, 0.5)
+    pace, waits, now = Pace.start(STEADY), [], 0.0
+    for _ in range(3):
+        pace, wait = next_pause(STEADY, pace, now, None, seed=0)
+        now += wait
         waits.append(wait)
     assert waits == [1.0, 1.5, 2.25]
 

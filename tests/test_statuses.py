@@ -52,7 +52,7 @@ def test_case_and_surrounding_whitespace_do_not_matter(status: str, stage: Stage
 @pytest.mark.parametrize("status", sorted(MEDIA_DONE_STATUSES))
 def test_media_tasks_have_more_ways_to_say_done(status: str) -> None:
     assert classify(status.upper(), MEDIA_DONE_STATUSES) is Stage.DONE
-    assert MediaTask(id="m", status=f" {status.title()} ").is_done
+    assert MediaTask(id="m", status=f" {status.title()} ", url="https://s/m.png").is_done
 
 
 whitespace = st.text(alphabet=" \t\r\n", max_size=3)

@@ -201,7 +201,7 @@ async def test_created_tasks_follow_the_default_script(fake: FakeGPTunnel, insta
     async with fake.client() as client:
         created = await client.faceswap.create("https://a.test/1.png", "https://a.test/2.png")
         seen = [(e.status, e.percent) async for e in client.wait_for_result(created.id)]
-    assert seen == [("queued", 0), ("processing", 50), ("done", 100)]
+    assert seen == [("idle", 0), ("processing", 50), ("done", 100)]
 
 
 async def test_script_created_applies_to_later_creations(fake: FakeGPTunnel, instant: None) -> None:

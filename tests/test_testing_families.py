@@ -161,7 +161,7 @@ async def test_generate_creates_with_the_documented_answer_and_waits(
     assert task.is_done and task.model == "flux-pro" and task.cost == 0.5
     assert task.url == f"{fake.storage_url}/results/{task.id}_result.png"
     assert [(e.status, e.percent) for e in seen] == [
-        ("queued", 0),
+        ("idle", 0),
         ("processing", 0),
         ("done", 100),
     ]
@@ -182,7 +182,8 @@ async def test_the_media_create_answer_is_as_documented(fake: FakeGPTunnel) -> N
         "idle",
         None,
     )
-    assert body["input"] == {"prompt": "waves", "images": ["https://a/b.png"]}
+    assert body["input"] == payload
+    assert isinstance(body["created_at"], int)
     assert isinstance(fake.task(body["id"]), MediaTask)
 
 
@@ -190,8 +191,9 @@ async def test_media_result_answers_post_with_the_id_in_json_too(fake: FakeGPTun
     task_id = fake.script_task(steps=[("done", 100)], model="suno")
     status, body = await call(fake, "POST", "media/result", json={"task_id": task_id})
     assert status == 200
-    assert set(body) == {"code", "id", "model", "status", "url", "cost", "message"}
+    assert set(body) == {"code", "id", "model", "created_at", "status", "result", "cost"}
     assert (body["code"], body["status"], body["model"]) == (0, "done", "suno")
+    assert [clip["status"] for clip in body["result"]] == ["succeeded", "succeeded"]
 
 
 @pytest.mark.parametrize(
@@ -220,12 +222,12 @@ async def test_the_sdk_reads_media_codes_as_typed_errors(fake: FakeGPTunnel) -> 
 
 
 async def test_a_wait_rides_through_injected_heavy_load(fake: FakeGPTunnel, instant: None) -> None:
-    task_id = fake.script_task(steps=[("processing", 0), ("succeeded", 100)], model="suno")
+    task_id = fake.script_task(steps=[("processing", 0), ("done", 100)], model="suno")
     heavy_load = {"code": 6, "message": "Heavy load"}
     fake.fail_next(200, body=heavy_load, times=6, path="media/result")
     async with fake.client() as client:
-        task = await client.media.wait_for_result(task_id)
-    assert task.status == "succeeded" and task.is_done
+        task = await client.media.wait_for_result(task_id, timeout=30)
+    assert task.status == "done" and task.is_done and len(task.clips) == 2
     assert len(fake.requests) == 8
 
 

@@ -10,6 +10,7 @@ import json
 import random
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -58,9 +59,16 @@ def task(status: str = "running", percent: int = 0, **fields: Any) -> Task:
     return Task(id="t-1", status=status, percent=percent, **fields)
 
 
-def event(at: float, status: str, percent: int, seen: Task | None = None) -> ProgressEvent[Task]:
-    """The event a read at ``at`` (the wait began at 0) emits."""
-    return ProgressEvent("t-1", status, percent, seen or task(status, percent), at)
+def event(
+    at: float,
+    status: str,
+    percent: int,
+    seen: Task | None = None,
+    remaining: float | None = None,
+) -> ProgressEvent[Task]:
+    """The event a read at ``at`` (the wait began at 0) emits; ``done`` has 0 s left."""
+    left = 0.0 if status == "done" else remaining
+    return ProgressEvent("t-1", status, percent, seen or task(status, percent), at, left)
 
 
 Outcome = Task | GPTunnelError
@@ -290,10 +298,10 @@ def test_no_pause_is_shorter_than_the_floor(
 ) -> None:
     policy = PollPolicy(initial=initial, max_interval=initial, jitter=jitter)
     pace, now, highest = Pace.start(policy), 0.0, 0
-    for index, (seen, gap) in enumerate(zip(percents, gaps, strict=False)):
+    for seen, gap in zip(percents, gaps, strict=False):
         now += gap
         highest = max(highest, seen)
-        pace, pause = next_pause(policy, pace, now, highest, draw(seed, index))
+        pace, pause = next_pause(policy, pace, now, highest, seed)
         assert MIN_POLL_INTERVAL <= pause <= policy.max_interval * (1 + jitter)
 
 
@@ -422,3 +430,68 @@ def test_a_tampered_state_is_refused(change: dict[str, Any]) -> None:
         data[key] = {**data[key], **value} if isinstance(value, dict) else value
     with pytest.raises(ConfigurationError):
         WaitState.from_json(data)
+
+
+# -- predictive pacing and the time left ------------------------------------------------
+
+
+def drive(policy: PollPolicy, progress: Any, duration: float) -> list[tuple[float, Decision[Task]]]:
+    """Wait for a task that is done at ``duration`` and shows ``progress(t)`` before:
+    each read happens when the core says; returns (read time, decision) pairs."""
+    state, now, made = WaitState.start("t-1", policy, 0.0, random.Random(0)), 0.0, []
+    while True:
+        seen = task("done", 100) if now >= duration else task("running", int(progress(now)))
+        state, decision = state.observe(seen, now)
+        made.append((now, decision))
+        if not isinstance(decision, ReadAt):
+            return made
+        now = decision.at
+
+
+STEADY = PollPolicy(jitter=0.0, timeout=None)
+
+
+@pytest.mark.parametrize("duration", [5.0, 30.0, 120.0, 600.0])
+def test_a_steady_rise_is_read_soon_after_it_finishes(duration: float) -> None:
+    made = drive(STEADY, lambda t: 100 * t / duration, duration)
+    backoff = drive(attrs.evolve(STEADY, strategy="exponential"), lambda t: 0, duration)
+    reads, finished_at = len(made), made[-1][0]
+    assert isinstance(made[-1][1], Finish)
+    assert 0 <= finished_at - duration <= 1.0  # backoff alone is up to 10 s late
+    assert reads <= len(backoff)
+
+
+def test_far_from_the_finish_reads_come_every_max_interval() -> None:
+    made = drive(STEADY, lambda t: t / 6, 600.0)  # 1 % every 6 s
+    pauses = [after.at - now for now, after in made[:-1] if isinstance(after, ReadAt)]
+    middle = pauses[8:-3]
+    assert middle and all(pause == pytest.approx(STEADY.max_interval) for pause in middle)
+
+
+def test_the_time_left_comes_with_each_event_once_percent_has_risen_twice() -> None:
+    made = drive(STEADY, lambda t: 100 * t / 120, 120.0)
+    events = [d.event for _, d in made if isinstance(d, ReadAt | Finish) and d.event]
+    assert events[0].remaining is None  # one read: nothing to go by
+    later = [e for e in events if e.percent >= 10 and not e.is_done]
+    assert later
+    for event in later:
+        assert event.remaining is not None
+        assert event.remaining == pytest.approx(120.0 - event.elapsed, abs=2.0)
+    assert events[-1].remaining == 0.0
+
+
+def test_a_task_stuck_near_the_end_falls_back_to_backoff_once_overdue() -> None:
+    made = drive(STEADY, lambda t: min(99, 10 * t), 100.0)  # 99 % after 10 s, then stuck
+    backoff = drive(attrs.evolve(STEADY, strategy="exponential"), lambda t: 0, 100.0)
+    assert len(made) <= len(backoff)
+    assert made[-1][0] <= backoff[-1][0]  # and done is seen no later
+    stuck = [d.event for now, d in made if now > 30 and isinstance(d, ReadAt) and d.event]
+    assert all(event.remaining is None for event in stuck)
+
+
+def test_the_exponential_strategy_ignores_the_prediction_but_reports_it() -> None:
+    plain = attrs.evolve(STEADY, strategy="exponential")
+    made = drive(plain, lambda t: 100 * t / 120, 120.0)
+    assert [now for now, _ in made] == [now for now, _ in drive(plain, lambda t: 0, 120.0)]
+    remaining = [d.event.remaining for _, d in made if isinstance(d, ReadAt) and d.event]
+    assert remaining[-1] is not None

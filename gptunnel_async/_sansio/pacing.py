@@ -7,6 +7,7 @@ pacing's new memory, a small frozen value that a wait keeps in its state.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Literal, TypeAlias
@@ -69,8 +70,8 @@ class PollPolicy:
 
     The first read is immediate; the next comes ``initial`` seconds later, and each
     pause after that is ``multiplier`` times longer, up to ``max_interval``, each
-    varied by ±``jitter`` -- until ``percent`` rises and the predictive strategy aims
-    the reads at the predicted finish. The defaults suit a chat bot and a service alike.
+    varied by ±``jitter`` -- until ``percent`` rises and the predictive strategy aims a
+    read at the predicted finish. The defaults suit a chat bot and a service alike.
     No pause is ever shorter than 10 ms, whatever the values below.
 
     Attributes:
@@ -87,15 +88,18 @@ class PollPolicy:
         timeout: the deadline of one wait in seconds (> 0), or ``None`` for none.
             Default ``600.0``: media and Midjourney jobs finish well within it, and a
             stuck task never hangs a handler forever.
-        strategy: ``"predictive"`` (the default) or ``"exponential"``. Predictive: once
-            ``percent`` has risen between two reads, the rate of that rise predicts the
-            finish. While it is more than ``max_interval`` away the wait reads every
-            ``max_interval``; then it aims the next read at the predicted finish (never
-            before ``initial``, and only later within ``jitter``), so a two-minute task
-            costs under twenty requests and its ``done`` is still seen within a second
-            or two. If the finish is overdue, waits grow again from ``initial`` by
-            ``multiplier``. A task whose ``percent`` does not move (media tasks report
-            none) is polled exactly as ``"exponential"``, the plain backoff above.
+        strategy: ``"predictive"`` (the default) or ``"exponential"``, the plain
+            backoff above. Predictive: once ``percent`` has risen twice, a straight
+            line fitted to it predicts the finish. While that is more than
+            ``max_interval`` away the wait reads every ``max_interval``; nearer, it
+            aims one read just after it (1.5 standard errors of the prediction
+            later). Every aimed read replaces one of backoff's, so it never costs more
+            requests than plain backoff; and if a read past the predicted finish finds
+            the task neither done nor further along, the wait goes back to backoff's
+            own schedule until ``percent`` rises again. A task whose ``percent`` does
+            not move (media tasks report none) is polled exactly as
+            ``"exponential"``. ``docs/waiting.md`` has the decision table, and
+            ``docs/performance.md`` the measurements.
 
     Raises:
         ConfigurationError: a value out of range (an interval under 10 ms among them),
@@ -133,37 +137,193 @@ class PollPolicy:
         Yields:
             Seconds to wait before each read after the first.
         """
-        uniform = (rng or random).random
-        pace = Pace.start(self)
+        seed, pace, now = (rng or random).getrandbits(64), Pace.start(self), 0.0
         while True:
-            pace, pause = next_pause(self, pace, 0.0, None, uniform())
+            pace, pause = next_pause(self, pace, now, None, seed)
+            now += pause
             yield pause
 
 
 @attrs.frozen
-class Pace:
-    """The pacing's memory between two reads of one wait.
+class Backoff:
+    """Plain exponential backoff's schedule, which a wait never reads more often than.
 
     Attributes:
-        growth: the next exponential pause, nominal (before jitter), in seconds.
-        rise_at: when the first read that showed progress was made (the clock of the
-            wait's caller), or ``None`` before one.
-        rise_percent: the ``percent`` that read saw: with ``rise_at``, where the rate
-            of progress is measured from.
+        growth: the pause after ``due`` (nominal, before jitter), in seconds.
+        due: backoff's next read (the caller's clock), or ``None`` before the first.
+        steps: backoff's reads so far, numbering their jitter.
+        own: the next read is backoff's own, and its schedule goes on from it; else
+            the read was aimed elsewhere and ``due`` already accounts for it.
     """
 
     growth: float
-    rise_at: float | None = None
-    rise_percent: int = 0
+    due: float | None = None
+    steps: int = 0
+    own: bool = True
+
+    def after(self, policy: PollPolicy, now: float, seed: int) -> tuple[Backoff, float]:
+        """Backoff after a read at ``now``, and the pause until its next read."""
+        if self.own or self.due is None:
+            pause = self._pause(policy, seed)
+            return self._next(policy, now + pause), pause
+        # An aimed read used this one up: the schedule stands, kept within initial and
+        # max_interval of each read; a read closer than initial to a scheduled one
+        # stands in for it.
+        backoff = self
+        if backoff.due is not None and backoff.due - now < policy.initial:
+            backoff = backoff._next(policy, backoff.due + backoff._pause(policy, seed))
+        due = now if backoff.due is None else backoff.due
+        pause = min(max(due - now, policy.initial), policy.max_interval)
+        own = pause < policy.max_interval
+        return Backoff(backoff.growth, due if not own else now + pause, backoff.steps, own), pause
+
+    def used_up(self, policy: PollPolicy, until: float, seed: int) -> Backoff:
+        """Backoff with its reads up to ``until`` used up, and at least one, by a read
+        aimed at ``until``: the wait never reads more often than backoff would."""
+        start = until if self.due is None else self.due
+        step = self._next(policy, start + self._pause(policy, seed))
+        for _ in range(_CATCH_UP):
+            if step.due is None or step.due > until:
+                break
+            step = step._next(policy, step.due + step._pause(policy, seed))
+        return Backoff(step.growth, step.due, step.steps, own=False)
+
+    def _pause(self, policy: PollPolicy, seed: int) -> float:
+        """Backoff's next pause: ``growth``, jittered by draw number ``steps``."""
+        return _jittered(policy, self.growth, 1 - policy.jitter, draw(seed, 2 * self.steps))
+
+    def _next(self, policy: PollPolicy, due: float) -> Backoff:
+        growth = min(self.growth * policy.multiplier, policy.max_interval)
+        return Backoff(growth, due, self.steps + 1)
+
+
+_CATCH_UP: Final = 64
+"""The most backoff reads one far read uses up; past that, backoff starts afresh."""
+
+
+@attrs.frozen
+class Fit:
+    """A straight line through the reads since ``percent`` first rose, by least squares.
+
+    Each read counts at ``percent + 0.5`` (the server floors it). The line is kept as
+    running sums, so it is a handful of numbers however long the wait; its times
+    count from ``origin``, so a wall clock keeps its precision.
+
+    Attributes:
+        base: the ``percent`` of the wait's first read; the fit starts once it rises.
+        origin: when it first rose (the caller's clock), or ``None`` before that.
+        n: reads in the fit.
+        st: sum of their times since ``origin``.
+        sp: sum of their percents.
+        stt: sum of squared times.
+        stp: sum of time times percent.
+        spp: sum of squared percents.
+    """
+
+    base: int
+    origin: float | None = None
+    n: int = 0
+    st: float = 0.0
+    sp: float = 0.0
+    stt: float = 0.0
+    stp: float = 0.0
+    spp: float = 0.0
+
+    def add(self, now: float, percent: int) -> Fit:
+        """The fit with a read at ``now`` that saw ``percent``."""
+        origin = self.origin
+        if origin is None:
+            if percent <= self.base:
+                return self
+            origin = now
+        t, p = now - origin, percent + 0.5
+        return Fit(
+            self.base,
+            origin,
+            self.n + 1,
+            self.st + t,
+            self.sp + p,
+            self.stt + t * t,
+            self.stp + t * p,
+            self.spp + p * p,
+        )
+
+    def finish(self) -> tuple[float, float] | None:
+        """When the line reaches 100 (the caller's clock), and the standard error of
+        that time in seconds; ``None`` while the reads show no rising line."""
+        n = self.n
+        if self.origin is None or n < 2:
+            return None
+        sxx = self.stt - self.st * self.st / n
+        sxy = self.stp - self.st * self.sp / n
+        if sxx <= 0 or sxy <= _FLAT * sxx:
+            return None
+        slope = sxy / sxx
+        intercept = (self.sp - slope * self.st) / n
+        at = (100 - intercept) / slope
+        syy = self.spp - self.sp * self.sp / n
+        residual = max((syy - slope * sxy) / (n - 2) if n > 2 else 0.0, _QUANTUM)
+        mean = self.st / n
+        error = math.sqrt(residual * (1 / n + (at - mean) ** 2 / sxx)) / slope
+        return self.origin + at, error
+
+
+@attrs.frozen
+class Pace:
+    """The pacing's memory between two reads of one wait: where backoff stands, the
+    line progress follows, and whether that line has failed.
+
+    Attributes:
+        backoff: plain exponential backoff's state.
+        fit: the line through ``percent``, from the first successful read on.
+        top: the highest ``percent`` seen so far (-1 before the first read).
+        aimed: the last pause was aimed at the predicted finish.
+        hold: no pause is aimed while ``percent`` is at most this: a read past the
+            predicted finish found the task neither done nor further along.
+    """
+
+    backoff: Backoff
+    fit: Fit | None = None
+    top: int = -1
+    aimed: bool = False
+    hold: int = -1
 
     @classmethod
     def start(cls, policy: PollPolicy) -> Pace:
-        """The memory before the first read: exponential pauses start at ``initial``."""
-        return cls(growth=policy.initial)
+        """The memory before the first read: backoff's first pause is ``initial``."""
+        return cls(Backoff(policy.initial))
+
+    def seen(self, now: float, percent: int) -> Pace:
+        """This memory with a read at ``now`` that saw ``percent`` (never falling)."""
+        if self.fit is None:
+            return Pace(self.backoff, Fit(percent), percent, self.aimed, self.hold)
+        hold = self.hold
+        if percent <= self.top and percent > hold:  # no further: is the line overdue?
+            predicted = self.finish(percent)
+            if predicted is not None and now >= predicted[0] + MARGIN * predicted[1]:
+                hold = percent
+        top = max(self.top, percent)
+        return Pace(self.backoff, self.fit.add(now, percent), top, self.aimed, hold)
+
+    def finish(self, percent: int | None) -> tuple[float, float] | None:
+        """The predicted finish and its standard error, unless the line failed."""
+        if self.fit is None or (percent is not None and percent <= self.hold):
+            return None
+        return self.fit.finish()
+
+
+_FLAT: Final = 1e-9
+"""A fitted rise below this many percent a second is no rise at all."""
+
+_QUANTUM: Final = 1 / 12
+"""The variance of flooring a percent: the least noise a fit can claim."""
+
+MARGIN: Final = 1.5
+"""How many standard errors after the predicted finish an aimed read comes."""
 
 
 def next_pause(
-    policy: PollPolicy, pace: Pace, now: float, percent: int | None, draw: float
+    policy: PollPolicy, pace: Pace, now: float, percent: int | None, seed: int
 ) -> tuple[Pace, float]:
     """The pause before the next read, after a read at ``now`` that saw ``percent``.
 
@@ -173,45 +333,35 @@ def next_pause(
         now: when the read was made, in seconds on the caller's clock.
         percent: the highest ``percent`` seen so far (it never falls), or ``None``
             after a read that failed.
-        draw: a uniform number in ``[0, 1)`` for this pause's jitter.
+        seed: names the wait's stream of jitter (see :func:`draw`).
 
     Returns:
         The new memory, and the pause in seconds (never under ``MIN_POLL_INTERVAL``).
     """
-    finish_in = None
-    if policy.strategy == "predictive":
-        pace, finish_in = _finish_in(pace, now, percent)
-    if finish_in is None:  # nothing to go by: plain exponential backoff
-        return _grown(policy, pace), _jittered(policy, pace.growth, 1 - policy.jitter, draw)
-    if finish_in <= policy.initial:  # due or overdue: back off again
-        return _grown(policy, pace), _jittered(policy, pace.growth, 1.0, draw)
-    restarted = Pace(policy.initial, pace.rise_at, pace.rise_percent)
-    if finish_in >= policy.max_interval:
-        return restarted, _jittered(policy, policy.max_interval, 1 - policy.jitter, draw)
-    return restarted, _jittered(policy, finish_in, 1.0, draw)  # late rather than early
+    if percent is not None:
+        pace = pace.seen(now, percent)
+    backoff, pause = pace.backoff.after(policy, now, seed)
+    predicted = pace.finish(percent) if policy.strategy == "predictive" else None
+    if predicted is None:  # nothing to go by: plain exponential backoff
+        return Pace(backoff, pace.fit, pace.top, False, pace.hold), pause
+    finish, error = predicted
+    aim = finish + MARGIN * error - now
+    if aim >= policy.max_interval:  # far off: read every max_interval
+        far = draw(seed, 2 * backoff.steps + 1)
+        pause = max(pause, _jittered(policy, policy.max_interval, 1 - policy.jitter, far))
+        used = backoff.used_up(policy, now + pause, seed)
+        return Pace(used, pace.fit, pace.top, False, pace.hold), pause
+    soonest = policy.initial if pace.aimed else 0.0  # a miss is not chased
+    if aim >= soonest and max(aim, policy.initial) < pause:  # aim at it, never too soon
+        pause = max(aim, policy.initial)
+        used = backoff.used_up(policy, now + pause, seed)
+        return Pace(used, pace.fit, pace.top, True, pace.hold), pause
+    return Pace(backoff, pace.fit, pace.top, False, pace.hold), pause  # overdue: backoff
 
 
 def _jittered(policy: PollPolicy, nominal: float, low: float, draw: float) -> float:
     """``nominal`` times a factor from ``low`` to ``1 + jitter``; never under the floor."""
     return max(nominal * (low + (1 + policy.jitter - low) * draw), MIN_POLL_INTERVAL)
-
-
-def _grown(policy: PollPolicy, pace: Pace) -> Pace:
-    """``pace`` after one exponential pause: the next one is ``multiplier`` times longer."""
-    growth = min(pace.growth * policy.multiplier, policy.max_interval)
-    return Pace(growth, pace.rise_at, pace.rise_percent)
-
-
-def _finish_in(pace: Pace, now: float, percent: int | None) -> tuple[Pace, float | None]:
-    """Seconds until ``percent`` reaches 100 at the rate it has risen, if it has."""
-    if percent is None or percent <= 0:
-        return pace, None
-    if pace.rise_at is None:
-        return Pace(pace.growth, now, percent), None
-    if percent <= pace.rise_percent or now <= pace.rise_at:
-        return pace, None
-    rate = (percent - pace.rise_percent) / (now - pace.rise_at)
-    return pace, (100 - percent) / rate
 
 
 _MASK: Final = (1 << 64) - 1

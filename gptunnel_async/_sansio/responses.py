@@ -29,12 +29,13 @@ from ..errors import (
     ResponseDecodeError,
     ServerError,
 )
-from ..models import Balance, MediaTask, Task, converter
+from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
 from .retries import parse_retry_after
 from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
 
 __all__ = [
     "MAX_ANSWER_BYTES",
+    "MAX_ISSUES",
     "MEDIA_ERRORS",
     "Decoder",
     "check_answer",
@@ -46,13 +47,16 @@ __all__ = [
     "excerpt",
     "masked",
     "media_error",
+    "reading",
     "redact",
     "shorten",
     "structure",
+    "validation_issues",
 ]
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
 T_co = TypeVar("T_co", covariant=True)
+L = TypeVar("L", bound=TaskLike)
 
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
@@ -249,7 +253,7 @@ def _masked_texts(value: Any, mask: SecretMask) -> Any:
         return tuple(_masked_texts(item, mask) for item in value)
     if attrs.has(type(value)):
         changes = {
-            field.name: _masked_texts(getattr(value, field.name), mask)
+            field.alias: _masked_texts(getattr(value, field.name), mask)
             for field in attrs.fields(type(value))
         }
         return attrs.evolve(value, **changes)
@@ -270,6 +274,25 @@ def decode_balance(
     return masked(structure(Balance, data, status_code, secret=secret), body, secret)
 
 
+def reading(task_id: str, decode: Decoder[L]) -> Decoder[L]:
+    """``decode`` for an answer to a read of ``task_id``: an answer about another task is
+    a :class:`ResponseDecodeError`, so it is never returned (a wait treats it as any
+    answer that is not the task: transient until its deadline)."""
+
+    def decode_read(body: bytes, status_code: int, /, *, secret: str | None = None) -> L:
+        task = decode(body, status_code, secret=secret)
+        if task.id != task_id:
+            raise ResponseDecodeError(
+                f"asked for task {shorten(task_id, 80)}, the answer is about task "
+                f"{shorten(task.id, 80)}",
+                status_code=status_code,
+                body=excerpt(body, secret),
+            )
+        return task
+
+    return decode_read
+
+
 def _media_code(value: Any) -> int | None:
     """A media ``code`` as an int (absent or null is 0), or ``None`` if it is not one."""
     if value is None:
@@ -282,14 +305,67 @@ def _media_code(value: Any) -> int | None:
     return None
 
 
+MAX_ISSUES: Final = 20
+"""The most validation issues kept on an error: enough to fix a request, bounded
+whatever the server sends."""
+
+
+def _issue(item: Any, secret: str | None) -> ValidationIssue | None:
+    """One entry of a code 3 answer's ``issues``, texts bounded and masked; ``None`` if it
+    is not an object."""
+    if not isinstance(item, dict):
+        return None
+    raw_path = item.get("path")
+    path = tuple(
+        part if isinstance(part, int) and not isinstance(part, bool) else excerpt(str(part), secret)
+        for part in (raw_path if isinstance(raw_path, list) else [])
+    )
+
+    def text(key: str) -> str | None:
+        value = _text_field(item, key)
+        return None if value is None else excerpt(value, secret)
+
+    return ValidationIssue(
+        path=path[:MAX_ISSUES],
+        message=text("message"),
+        expected=text("expected"),
+        received=text("received"),
+        code=text("code"),
+    )
+
+
+def validation_issues(value: Any, secret: str | None = None) -> tuple[ValidationIssue, ...]:
+    """The ``issues`` of a media validation error (code 3), at most :data:`MAX_ISSUES`;
+    entries that are not objects are skipped."""
+    if not isinstance(value, list):
+        return ()
+    found = (_issue(item, secret) for item in value[:MAX_ISSUES])
+    return tuple(issue for issue in found if issue is not None)
+
+
 def media_error(
     code: int, fields: Mapping[str, Any], status_code: int, *, secret: str | None = None
 ) -> APIError:
-    """The typed error for a media answer with a non-zero ``code`` (see :data:`MEDIA_ERRORS`)."""
+    """The typed error for a media answer with a non-zero ``code`` (see :data:`MEDIA_ERRORS`).
+
+    A validation error's ``issues`` are kept on the error, and ``param`` is the first
+    one's field; the message names it too.
+    """
     cls, kind = MEDIA_ERRORS.get(code, (APIError, "media_error"))
     text = _text_field(fields, "message")
     message = excerpt(text, secret, _MESSAGE_TEXT) if text else kind.replace("_", " ")
-    return cls(message, status_code=status_code, type=kind, code=str(code))
+    issues = validation_issues(fields.get("issues"), secret)
+    first = issues[0] if issues else None
+    if first is not None and first.field and first.message:
+        message = shorten(f"{message} ({first.field}: {first.message})", _MESSAGE_TEXT)
+    return cls(
+        message,
+        status_code=status_code,
+        type=kind,
+        param=first.field if first else None,
+        code=str(code),
+        issues=issues,
+    )
 
 
 def decode_media_task(

@@ -41,7 +41,7 @@ from ..errors import (
     WaitTimeoutError,
 )
 from ..models import TaskLike, converter
-from .pacing import Pace, PollPolicy, draw, next_pause
+from .pacing import Pace, PollPolicy, next_pause
 from .retries import honoured_retry_after, is_transient
 
 __all__ = [
@@ -72,6 +72,12 @@ class ProgressEvent(Generic[T]):
         task: the full state that was read: a [Task][gptunnel_async.Task], or a
             [MediaTask][gptunnel_async.MediaTask] when waiting on ``client.media``.
         elapsed: seconds since the wait began.
+        remaining: the predicted seconds until the task is done, from the rate its
+            ``percent`` has risen at (a straight line fitted to the reads since it
+            first rose); ``0.0`` on the ``done`` event; ``None`` while ``percent``
+            gives nothing to go by (it has not risen twice, or has stopped rising
+            past the predicted finish). An estimate, not a promise: say "about 30 s
+            left", not "done at 12:04:31".
     """
 
     task_id: str
@@ -79,6 +85,7 @@ class ProgressEvent(Generic[T]):
     percent: int
     task: T
     elapsed: float
+    remaining: float | None = None
 
     @property
     def is_done(self) -> bool:
@@ -206,13 +213,16 @@ class WaitState:
             state = self._after_read(task.status, self.percent, self.pace, self.due_at)
             return state, Fail(TaskFailedError(task))
         percent = max(self.percent, task.percent)
-        event = None
-        if task.is_done or (task.status, percent) != (self.status, self.percent) or not self.reads:
-            elapsed = now - self.started_at
-            event = ProgressEvent(self.task_id, task.status, percent, task, elapsed)
-            if task.is_done:
-                return self._after_read(task.status, percent, self.pace, now), Finish(event)
+        elapsed = now - self.started_at
+        if task.is_done:
+            done = ProgressEvent(self.task_id, task.status, percent, task, elapsed, 0.0)
+            return self._after_read(task.status, percent, self.pace, now), Finish(done)
         pace, due = self._next_read(now, percent, 0.0)
+        event = None
+        if (task.status, percent) != (self.status, self.percent) or not self.reads:
+            predicted = pace.finish(percent)
+            remaining = None if predicted is None else max(0.0, predicted[0] - now)
+            event = ProgressEvent(self.task_id, task.status, percent, task, elapsed, remaining)
         return self._after_read(task.status, percent, pace, due), self._read_at(due, event)
 
     def failed(self, error: GPTunnelError, now: float) -> tuple[WaitState, Decision[Any]]:
@@ -226,7 +236,7 @@ class WaitState:
 
     def _next_read(self, now: float, percent: int | None, at_least: float) -> tuple[Pace, float]:
         """The pacing's new memory, and when the next read is due."""
-        pace, pause = next_pause(self.policy, self.pace, now, percent, draw(self.seed, self.reads))
+        pace, pause = next_pause(self.policy, self.pace, now, percent, self.seed)
         return pace, now + max(pause, at_least)
 
     def _read_at(self, due: float, event: ProgressEvent[T] | None) -> ReadAt[T] | TimeOut[T]:

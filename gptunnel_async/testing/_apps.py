@@ -7,6 +7,7 @@ bare-key ``Authorization`` check, and only then its endpoint.
 from __future__ import annotations
 
 import asyncio
+import mimetypes
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -53,7 +54,8 @@ def storage_app(state: EmulatorState) -> web.Application:
         image = state.result_file(name) if request.method == "GET" and name != path else None
         if image is None:
             return web.Response(status=404, text="NoSuchKey: The specified key does not exist.")
-        return web.Response(body=image, content_type="image/png")
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return web.Response(body=image, content_type=kind)
 
     return _app(state, "storage", "", answer)
 

@@ -13,7 +13,6 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Final, Protocol
 
@@ -79,6 +78,12 @@ MEDIA_MESSAGES: Final[Mapping[int, str]] = {
 
 _MIDJOURNEY_IMAGES: Final = (1, 2, 3, 4)
 
+MEDIA_ASPECT_RATIOS: Final = ("1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21")
+"""``ar`` values the docs list (the last two for some models only)."""
+
+SUNO_VERSIONS: Final = ("chirp-v3-5", "chirp-v4", "chirp-v4-5")
+"""suno's documented ``version`` values."""
+
 _DATA_URI: Final = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]+)")
 
 
@@ -106,9 +111,16 @@ def error_response(
 def media_error_response(
     status: int, message: str | None = None, *, param: str | None = None
 ) -> web.Response:
-    """An error the way ``/media`` sends one: HTTP 200 with the :data:`MEDIA_CODES` code."""
+    """An error the way ``/media`` sends one: HTTP 200 with the :data:`MEDIA_CODES` code;
+    a validation error (code 3) lists its ``issues``, the field at fault first."""
     code = MEDIA_CODES.get(status, 1)
-    return web.json_response({"code": code, "message": message or MEDIA_MESSAGES[code]})
+    body: dict[str, Any] = {"code": code, "message": MEDIA_MESSAGES[code]}
+    if code == 3:
+        issue = {"code": "custom", "path": param.split(".") if param else [], "message": message}
+        body["issues"] = [issue]
+    elif message:
+        body["message"] = message
+    return web.json_response(body)
 
 
 class ErrorAnswer(Protocol):
@@ -124,12 +136,25 @@ def task_body(task: Task | MediaTask) -> dict[str, Any]:
     ``parent_id`` -> ``parentId``; ``actions`` only where the family has them), or a
     ``/media`` answer with ``code`` 0."""
     if isinstance(task, MediaTask):
-        fields = ("id", "model", "status", "url", "cost", "message")
-        return {"code": 0} | {name: getattr(task, name) for name in fields}
+        return _media_body(task)
     body: dict[str, Any] = converter.unstructure(task)
     if task.type not in LOOKS:
         del body["actions"]
     return body
+
+
+def _media_body(task: MediaTask) -> dict[str, Any]:
+    """A ``/media`` answer: ``result`` is null, the file's link, or suno's list of clips."""
+    result: Any = task.url
+    if task.clips:
+        result = [
+            {key: value for key, value in converter.unstructure(clip).items() if value is not None}
+            for clip in task.clips
+        ]
+    fields = ("id", "model", "created_at", "status")
+    body = {"code": 0} | {name: getattr(task, name) for name in fields} | {"result": result}
+    extras = {"cost": task.cost, "message": task.message}
+    return body | {key: value for key, value in extras.items() if value is not None}
 
 
 def task_response(task: Task | MediaTask) -> web.Response:
@@ -223,11 +248,8 @@ class CreateMedia:
     def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
         payload = request.json
         if not isinstance(payload, dict):
-            return media_error_response(400, "The request body must be a JSON object")
-        problem = _payload_problem(payload, ("model", "prompt"))
-        images = payload.get("images", [])
-        if problem is None and not (isinstance(images, list) and all(map(_is_image, images))):
-            problem = ("'images' must be a list of image URLs or base64 data URIs", "images")
+            return media_error_response(400, "Expected object, received non-object")
+        problem = _media_problem(payload)
         if problem is not None:
             return media_error_response(400, problem[0], param=problem[1])
         if not state.can_pay():
@@ -235,19 +257,29 @@ class CreateMedia:
         task = state.add_task(
             type="@Media", model=str(payload["model"]), webhook=payload.get("webhook")
         )
-        created = task.created()
-        inputs = {key: value for key, value in payload.items() if key != "model"}
-        return web.json_response(
-            {
-                "code": 0,
-                "id": created.id,
-                "model": task.model,
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "status": created.status,
-                "result": None,
-                "input": inputs,
-            }
-        )
+        return web.json_response(task_body(task.created()) | {"input": payload})
+
+
+def _media_problem(payload: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What ``/media/create`` refuses, as ``(message, path)``: a missing model or prompt,
+    ``images`` that are not a list of http(s) links (the docs: "array of image links"),
+    an aspect ratio or suno version outside the documented ones."""
+    for field in ("model", "prompt"):
+        if not isinstance(payload.get(field), str) or not payload[field]:
+            return "Required", field
+    images = payload.get("images", [])
+    if not isinstance(images, list):
+        return "Expected array, received " + type(images).__name__, "images"
+    for index, image in enumerate(images):
+        if not _is_http_url(image):
+            return "Invalid url: images are links, not uploads or base64", f"images.{index}"
+    for field, allowed in (("ar", MEDIA_ASPECT_RATIOS), ("version", SUNO_VERSIONS)):
+        if field in payload and payload[field] not in allowed:
+            return f"Invalid enum value. Expected {' | '.join(map(repr, allowed))}", field
+    webhook = payload.get("webhook")
+    if webhook is not None and not _is_http_url(webhook):
+        return "Invalid url", "webhook"
+    return None
 
 
 @attrs.frozen

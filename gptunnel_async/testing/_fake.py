@@ -24,7 +24,7 @@ from ._apps import API_PREFIX, api_app, storage_app
 from ._control import CONTROL_PREFIX, control_routes
 from ._endpoints import task_body
 from ._samples import sample_image
-from ._scripts import Step, TaskScript
+from ._scripts import MediaOutput, Step, TaskScript
 from ._state import EmulatorState, Fault, RecordedRequest, Server
 from ._webhooks import WebhookCourier, post_task
 
@@ -126,6 +126,9 @@ class FakeGPTunnel:
         task_id: str | None = None,
         type: str = "@FaceSwap",
         model: str | None = None,
+        clips: int | None = None,
+        preview_stub: bool = False,
+        done_before_url: int = 0,
     ) -> str:
         """Add a task; give exactly one of ``steps`` and ``duration``.
 
@@ -137,8 +140,17 @@ class FakeGPTunnel:
                 The clock starts at the task's first read, not when it is scripted.
             error: the task's error text once it has failed.
             task_id: the id to use; a random one by default.
-            type: picks the family: ``@FaceSwap``, ``@BGRemover`` or ``@Midjourney``.
+            type: picks the family and the task's ``type``: ``@FaceSwap``,
+                ``@BGRemover``, or a Midjourney one (``imagine``, ``upsample``,
+                ``variation``, ``inpaint``).
             model: makes it a ``/media`` task of that model instead.
+            clips: a media result of this many clips (``{status: "succeeded",
+                audio_url, image_url, duration}``) instead of one link; suno's
+                default is 2, other models' 0.
+            preview_stub: add a 0.8 s preview clip beside the full ones, as suno
+                sometimes does.
+            done_before_url: answer ``done`` with nothing to fetch this many times
+                before the files appear, as suno has been seen doing.
 
         Returns:
             The task's id.
@@ -147,7 +159,16 @@ class FakeGPTunnel:
             ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         script = TaskScript.build(steps, duration, error)
-        task = self._state.add_task(script, task_id=task_id, type=type, model=model, created=False)
+        output = (
+            MediaOutput.build(
+                model, clips=clips, preview_stub=preview_stub, done_before_url=done_before_url
+            )
+            if model is not None
+            else None
+        )
+        task = self._state.add_task(
+            script, task_id=task_id, type=type, model=model, output=output, created=False
+        )
         return task.id
 
     def fail_task(
@@ -189,21 +210,39 @@ class FakeGPTunnel:
         steps: Iterable[Step] | None = None,
         duration: float | None = None,
         error: str | None = None,
+        clips: int | None = None,
+        preview_stub: bool = False,
+        done_before_url: int = 0,
+        done_at_create: bool = False,
     ) -> None:
         """Script every task created through the API from now on.
 
-        Until this is called, created tasks answer ``queued`` 0, ``processing`` 50,
-        then ``done`` 100, one read each (after the ``idle`` of the create call).
+        Until this is called, created tasks answer ``idle`` 0 (as documented),
+        ``processing`` 50, then ``done`` 100, one read each (after the ``idle`` of the
+        create call).
 
         Args:
             steps: as for ``script_task``.
             duration: as for ``script_task``.
             error: as for ``script_task``.
+            clips: as for ``script_task``, for media tasks.
+            preview_stub: as for ``script_task``, for media tasks.
+            done_before_url: as for ``script_task``, for media tasks.
+            done_at_create: the create call answers the final state at once (done with
+                its result), as some media models do.
 
         Raises:
             ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
-        self._state.set_created_script(TaskScript.build(steps, duration, error))
+        options: dict[str, Any] = {
+            "clips": clips,
+            "preview_stub": preview_stub,
+            "done_before_url": done_before_url,
+        }
+        MediaOutput.build("suno", **options)  # checks the values now, not at the first create
+        self._state.set_created_script(
+            TaskScript.build(steps, duration, error), output=options, done_at_create=done_at_create
+        )
 
     def task(self, task_id: str) -> Task | MediaTask:
         """A task's current state, without counting as a read.

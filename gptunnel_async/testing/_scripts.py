@@ -12,10 +12,18 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from .._sansio.statuses import Stage, classify
-from ..models import MediaTask, Task, Usage
+from .._sansio.statuses import MEDIA_DONE_STATUSES, Stage, classify
+from ..models import MediaClip, MediaTask, Task, Usage
 
-__all__ = ["DEFAULT_CREATED_SCRIPT", "LOOKS", "EmulatedTask", "Look", "Step", "TaskScript"]
+__all__ = [
+    "DEFAULT_CREATED_SCRIPT",
+    "LOOKS",
+    "EmulatedTask",
+    "Look",
+    "MediaOutput",
+    "Step",
+    "TaskScript",
+]
 
 Step: TypeAlias = tuple[str, int]
 """One read's answer: ``(status, percent)``."""
@@ -98,9 +106,49 @@ def _step(step: Step) -> Step:
 
 
 DEFAULT_CREATED_SCRIPT: Final = TaskScript.build(
-    steps=[("queued", 0), ("processing", 50), ("done", 100)]
+    steps=[("idle", 0), ("processing", 50), ("done", 100)]
 )
-"""What a task created through the API does unless the test says otherwise."""
+"""What a task created through the API does unless the test says otherwise: ``idle``
+first, as documented, then working, then done."""
+
+
+@attrs.frozen
+class MediaOutput:
+    """What a ``/media`` task answers once done.
+
+    ``clips`` full clips (suno's list of ``{status, audio_url, image_url, duration}``;
+    0 means a single ``url`` instead), plus a 0.8 s preview stub if ``preview_stub``;
+    the first ``done_before_url`` reads that are ``done`` show no file yet.
+    """
+
+    clips: int = 0
+    preview_stub: bool = False
+    done_before_url: int = 0
+
+    @classmethod
+    def build(
+        cls,
+        model: str,
+        *,
+        clips: int | None = None,
+        preview_stub: bool = False,
+        done_before_url: int = 0,
+    ) -> MediaOutput:
+        """A checked output for ``model``: suno answers two clips unless told otherwise."""
+        count = (2 if model.startswith("suno") else 0) if clips is None else clips
+        for name, value in (("clips", count), ("done_before_url", done_before_url)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        if preview_stub and not count:
+            raise ValueError("a preview stub comes beside clips: give clips >= 1")
+        return cls(clips=count, preview_stub=bool(preview_stub), done_before_url=done_before_url)
+
+
+PREVIEW_DURATION: Final = 0.8
+"""How long the emulator's preview stub plays, in seconds (suno's are 0 to 1 s)."""
+
+CLIP_DURATION: Final = 151.2
+"""How long each of the emulator's full clips plays, in seconds."""
 
 
 @attrs.define
@@ -127,6 +175,16 @@ class EmulatedTask:
     model: str | None = None
     webhook: str | None = None
     """Where the emulator POSTs the task once it has ended (given at create time)."""
+    output: MediaOutput = attrs.field(factory=MediaOutput)
+    """What a media task answers once done."""
+    created_at: int = 0
+    """Unix seconds, as ``/media`` reports it."""
+    usage: Usage = attrs.field(factory=Usage)
+    """What the task cost, reported from its create answer on (Midjourney)."""
+    done_at_create: bool = False
+    """The create answer is already the final state."""
+    urls_withheld: int = 0
+    """Reads so far that answered ``done`` with no file (``output.done_before_url``)."""
 
     def snapshot(self, now: float) -> Task | MediaTask:
         """The task's state now, without counting a read."""
@@ -141,19 +199,21 @@ class EmulatedTask:
             self.started = now
         task = self.snapshot(now)
         self.reads += 1
+        if isinstance(task, MediaTask) and _media_done(task.status) and not task.is_done:
+            self.urls_withheld += 1
         return task
 
     def created(self) -> Task | MediaTask:
-        """The answer to the create call: a fresh ``idle`` task."""
+        """The answer to the create call: a fresh ``idle`` task, or (``done_at_create``)
+        the final state at once."""
+        if self.done_at_create:
+            return self._task(*self.script.state(len(self.script.steps or ()), math.inf))
         return self._task("idle", 0)
 
     def _task(self, status: str, percent: int) -> Task | MediaTask:
         error = (self.script.error or DEFAULT_ERROR) if classify(status) is Stage.FAILED else None
         if self.model is not None:
-            media = MediaTask(id=self.id, status=status, model=self.model, message=error)
-            if media.is_done:
-                return attrs.evolve(media, url=self.result_url, cost=MEDIA_COST)
-            return media
+            return self._media(status, error)
         task = Task(
             id=self.id,
             status=status,
@@ -161,10 +221,47 @@ class EmulatedTask:
             parent_id=self.parent_id,
             type=self.type,
             error=error,
-            usage=Usage(),
+            usage=self.usage,
         )
         if task.is_done:
             return attrs.evolve(task, result=self.result_url, actions=self.actions)
         if self.preview_url is not None and percent > 0 and error is None:
             return attrs.evolve(task, result=self.preview_url)
         return task
+
+    def _media(self, status: str, error: str | None) -> MediaTask:
+        media = MediaTask(
+            id=self.id,
+            status=status,
+            model=self.model,
+            created_at=self.created_at,
+            message=error,
+        )
+        if not _media_done(status):
+            return media
+        withheld = self.urls_withheld < self.output.done_before_url
+        if not self.output.clips:
+            return media if withheld else attrs.evolve(media, url=self.result_url, cost=MEDIA_COST)
+        return attrs.evolve(media, clips=self._clips(withheld), cost=MEDIA_COST)
+
+    def _clips(self, withheld: bool) -> tuple[MediaClip, ...]:
+        """Suno's clips: full ones, then the preview stub; no URLs while ``withheld``."""
+        files = self.result_url.removesuffix("_result.png")
+        lengths = [CLIP_DURATION] * self.output.clips
+        lengths += [PREVIEW_DURATION] if self.output.preview_stub else []
+        return tuple(
+            MediaClip(
+                id=f"{self.id}-{number}",
+                status="streaming" if withheld else "succeeded",
+                audio_url=None if withheld else f"{files}_clip{number}.mp3",
+                image_url=None if withheld else f"{files}_clip{number}.jpeg",
+                duration=None if withheld else duration,
+                title="emulated clip",
+            )
+            for number, duration in enumerate(lengths, 1)
+        )
+
+
+def _media_done(status: str) -> bool:
+    """The status says a media task is done (whether or not its files show yet)."""
+    return classify(status, MEDIA_DONE_STATUSES) is Stage.DONE

@@ -17,8 +17,8 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 from multidict import CIMultiDictProxy
 
-from ..models import Balance, MediaTask, Task
-from ._scripts import DEFAULT_CREATED_SCRIPT, LOOKS, EmulatedTask, Look, TaskScript
+from ..models import Balance, MediaTask, Task, Usage
+from ._scripts import DEFAULT_CREATED_SCRIPT, LOOKS, EmulatedTask, Look, MediaOutput, TaskScript
 
 __all__ = ["DEFAULT_BALANCE", "EmulatorState", "Fault", "RecordedRequest", "Server"]
 
@@ -90,6 +90,8 @@ class EmulatorState:
         self._logs: dict[Server, list[RecordedRequest]] = {"api": [], "storage": [], "webhook": []}
         self._webhooks_due: set[str] = set()
         self._created_script = DEFAULT_CREATED_SCRIPT
+        self._created_output: dict[str, Any] = {}
+        self._done_at_create = False
         self._balance = DEFAULT_BALANCE
 
     # -- the balance ----------------------------------------------------------------
@@ -122,16 +124,21 @@ class EmulatorState:
         parent_id: str | None = None,
         model: str | None = None,
         webhook: str | None = None,
+        output: MediaOutput | None = None,
+        usage: Usage | None = None,
         created: bool = True,
     ) -> EmulatedTask:
         """A new task following ``script`` (default: the created-task script).
 
         Its family's :data:`LOOKS` entry (by ``type``) gives its actions and previews;
-        ``parent_id``, ``model`` and ``webhook`` are as on :class:`EmulatedTask`. A task
+        ``parent_id``, ``model``, ``webhook``, ``output`` (default: the created-task
+        one, for the model) and ``usage`` are as on :class:`EmulatedTask`. A task
         ``created`` through the API runs from now; one scripted ahead, from its first read.
         """
         look = LOOKS.get(type, Look())
         with self._lock:
+            if model is not None and output is None:
+                output = MediaOutput.build(model, **self._created_output)
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ValueError(f"the emulator already has a task {new_id!r}")
@@ -147,16 +154,30 @@ class EmulatorState:
                 preview_url=f"{files}_preview.png" if look.previews else None,
                 model=model,
                 webhook=webhook,
+                output=output or MediaOutput(),
+                created_at=int(time.time()),
+                usage=usage or Usage(),
+                done_at_create=self._done_at_create if script is None else False,
             )
             self._tasks[new_id] = task
             if webhook is not None:
                 self._webhooks_due.add(new_id)
             return task
 
-    def set_created_script(self, script: TaskScript) -> None:
-        """The script of every task created through the API from now on."""
+    def set_created_script(
+        self,
+        script: TaskScript,
+        *,
+        output: Mapping[str, Any] | None = None,
+        done_at_create: bool = False,
+    ) -> None:
+        """The script of every task created through the API from now on; ``output``
+        holds :meth:`MediaOutput.build`'s options for media tasks' results, and
+        ``done_at_create`` makes the create answer already final."""
         with self._lock:
             self._created_script = script
+            self._created_output = dict(output or {})
+            self._done_at_create = done_at_create
 
     def read_task(self, task_id: str) -> Task | MediaTask | None:
         """A task's state, counting the read; ``None`` if there is no such task."""
@@ -186,18 +207,23 @@ class EmulatorState:
         return ended
 
     def result_file(self, name: str) -> bytes | None:
-        """The image at storage path ``results/<name>``: ``<id>_result.png`` once that task
-        is done, ``<id>_preview.png`` for a task with previews (Midjourney)."""
+        """The file at storage path ``results/<name>``: ``<id>_result.png`` once that task
+        is done, a media task's clips (``<id>_clip<n>.mp3`` and their cover images) once
+        they show, ``<id>_preview.png`` for a task with previews (Midjourney)."""
         task_id, _, kind = name.rpartition("_")
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
             if kind == "preview.png":
-                ready = task.preview_url is not None
-            else:
-                ready = kind == "result.png" and task.snapshot(time.monotonic()).is_done
-        return self.result_image if ready else None
+                return self.result_image if task.preview_url is not None else None
+            state = task.snapshot(time.monotonic())
+        if isinstance(state, MediaTask):
+            shown = [*state.urls, *(clip.image_url for clip in state.clips)]
+        else:
+            shown = [state.result] if state.is_done else []
+        wanted = f"/results/{name}"
+        return self.result_image if any(url and url.endswith(wanted) for url in shown) else None
 
     # -- faults ---------------------------------------------------------------------
 

@@ -1,0 +1,118 @@
+"""An answer is trusted only as far as it deserves: another task's answer is never returned,
+and any JSON at all becomes a task or a typed error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gptunnel_async import (
+    GPTunnelClient,
+    GPTunnelError,
+    MediaTask,
+    ResponseDecodeError,
+    Task,
+    WaitTimeoutError,
+)
+from gptunnel_async._sansio.responses import decode_media_task, decode_task, reading
+
+from .conftest import ScriptedAPI, media_json, task_json
+
+
+async def test_a_read_answered_about_another_task_is_a_decode_error(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    api.script(task_json(status="done", percent=100, id="OTHER"))
+    with pytest.raises(ResponseDecodeError, match="OTHER"):
+        await client.get_result("abc")
+    assert len(api.requests) == 1  # not retried: the same request would get the same answer
+
+
+async def test_a_wait_never_returns_another_tasks_answer(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    other = task_json(status="done", percent=100, id="OTHER", result="https://evil/x.png")
+    api.script(other, other, task_json(status="running", percent=50), task_json(status="done"))
+    task = await client.wait_for_result("abc")
+    assert task.id == "abc"
+    assert task.result == "https://storage.example/result.png"
+    assert len(api.requests) == 4
+
+
+async def test_a_wait_that_only_hears_about_another_task_times_out(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    api.script(task_json(status="done", percent=100, id="OTHER"))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("abc", timeout=0.2)
+    assert caught.value.task is None
+
+
+async def test_a_done_task_with_an_odd_field_is_returned_at_once(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    api.script(task_json(status="done", percent="50", usage="n/a", actions={"x": 1}))
+    task = await client.wait_for_result("abc")
+    assert (task.percent, task.usage, task.actions) == (50, None, ())
+    assert len(api.requests) == 1
+
+
+def test_an_integer_id_answers_for_its_text() -> None:
+    body = json.dumps(task_json(id=123)).encode()
+    assert reading("123", decode_task)(body, 200).id == "123"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=15,
+)
+MEDIA_KEYS = ("code", "id", "status", "model", "url", "result", "cost", "message")
+media_like = st.fixed_dictionaries(
+    {}, optional=dict.fromkeys(MEDIA_KEYS, json_values | st.sampled_from(["done", 0, "6"]))
+)
+TASK_KEYS = ("id", "status", "percent", "parentId", "type", "result", "error", "usage")
+task_like = st.fixed_dictionaries(
+    {}, optional=dict.fromkeys(TASK_KEYS, json_values | st.sampled_from(["abc", "done", "50"]))
+)
+
+
+def decoded_or_error(decode: Any, value: Any) -> Any:
+    """What decoding ``value`` gives: the model, or the ``GPTunnelError`` it raised."""
+    try:
+        return decode(json.dumps(value).encode(), 200, secret="a-key-of-some-length")
+    except GPTunnelError as exc:
+        assert len(str(exc)) < 2100  # noqa: PT017 (refused, and briefly)
+        return exc
+
+
+@given(st.one_of(json_values, task_like))
+def test_any_json_read_of_a_task_is_that_task_or_a_typed_error(value: Any) -> None:
+    outcome = decoded_or_error(reading("abc", decode_task), value)
+    assert isinstance(outcome, ResponseDecodeError) or (
+        isinstance(outcome, Task) and outcome.id == "abc"
+    )
+
+
+@given(st.one_of(json_values, media_like))
+def test_any_json_read_of_a_media_task_is_that_task_or_a_typed_error(value: Any) -> None:
+    outcome = decoded_or_error(reading("abc", decode_media_task), value)
+    assert isinstance(outcome, GPTunnelError) or (
+        isinstance(outcome, MediaTask) and outcome.id == "abc"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("cost", "0.5"), ("cost", "cheap"), ("model", 7), ("url", [1])]
+)
+def test_a_media_task_with_one_odd_field_still_decodes(field: str, value: Any) -> None:
+    body = {**media_json(status="done"), field: value}
+    task = decode_media_task(json.dumps(body).encode())
+    assert task.status == "done"
+    assert task.is_done is (field != "url")  # without its url it has nothing to fetch yet

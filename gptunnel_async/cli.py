@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -276,6 +277,36 @@ def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -
     emulator.add_argument("--json", action="store_true", help="print where it listens as JSON")
 
 
+async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from redis.asyncio import Redis
+    except ImportError:
+        raise ConfigurationError(
+            "fleet status needs redis-py: pip install 'gptunnel-async[redis]'"
+        ) from None
+    from .fleet import fleet_status
+
+    redis = Redis.from_url(args.redis, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        status = await fleet_status(redis, name=args.name, budget=args.budget)
+    finally:
+        await redis.aclose()
+    rows = {
+        "watched": status.watched,
+        "due": status.due,
+        "leased": status.leased,
+        "finished_unhandled": status.finished_unhandled,
+        "oldest_overdue_s": round(status.oldest_overdue, 3),
+        "rate": None if status.rate is None else round(status.rate, 3),
+    }
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for key, value in rows.items():
+            out.note(f"{key.replace('_', ' '):<22}{'-' if value is None else value}")
+    return EXIT_DONE
+
+
 # -- arguments ----------------------------------------------------------------------
 
 
@@ -390,6 +421,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_connection_options(wait, argparse.SUPPRESS)
+
+    fleet = add("fleet", _fleet_status, "what a fleet of workers on Redis is doing")
+    fleet.add_argument("action", choices=["status"], help="status: counts and the rate")
+    fleet.add_argument(
+        "--redis", default="redis://localhost:6379/0", metavar="URL", help="the fleet's Redis"
+    )
+    fleet.add_argument("--name", default="default", help="the fleet's RedisStore name")
+    fleet.add_argument("--budget", help="the RedisBudget's name (default: --name)")
+    fleet.add_argument("--json", action="store_true", help="print one JSON object")
 
     demo = add("demo", _demo, "swap two sample faces on a built-in emulator: no key, no network")
     demo.set_defaults(json=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._checks import describe, positive_number
+from ._cli_families import FAMILIES, add_family_commands, resource, save_result
 from ._client import GPTunnelClient
 from ._polling import PollPolicy
 from ._sansio.text import mask_for
@@ -82,39 +83,49 @@ def exit_code_for(exc: BaseException) -> int:
 # -- commands -----------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> GPTunnelClient:
+def make_client(args: argparse.Namespace) -> GPTunnelClient:
+    """The client the command's ``--api-key`` and ``--base-url`` describe."""
     return GPTunnelClient(api_key=args.api_key, base_url=args.base_url)
 
 
+def timeout_of(args: argparse.Namespace) -> float | NotGiven:
+    """The wait's deadline from ``--timeout``, or the policy's own."""
+    return NOT_GIVEN if args.timeout is None else float(args.timeout)
+
+
 async def _result(args: argparse.Namespace, out: Output) -> int:
-    async with _client(args) as client:
-        task = await client.get_result(args.task_id)
+    async with make_client(args) as client:
+        task = await resource(client, args.family).result(args.task_id)
     out.task(task)
     return EXIT_TASK_FAILED if task.is_failed else EXIT_DONE
 
 
 async def _wait(args: argparse.Namespace, out: Output) -> int:
-    timeout = NOT_GIVEN if args.timeout is None else args.timeout
-    async with _client(args) as client:
-        return await _wait_and_save(client, args.task_id, out, save=args.save, timeout=timeout)
+    async with make_client(args) as client:
+        return await wait_and_save(
+            client, args.task_id, out, save=args.save, timeout=timeout_of(args), family=args.family
+        )
 
 
-async def _wait_and_save(
+async def wait_and_save(
     client: GPTunnelClient,
     task_id: str,
     out: Output,
     *,
     save: Path | None,
     timeout: float | NotGiven | None = NOT_GIVEN,
+    family: str = "faceswap",
 ) -> int:
-    waiter = client.wait_for_result(task_id, timeout=timeout)
+    """Wait for a task of ``family`` with a progress view, then save its result(s)."""
+    waiter = resource(client, family).wait_for_result(task_id, timeout=timeout)
     with out.progress(task_id) as show:
         async for event in waiter:
             show(event)
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:
-        out.saved(await client.download_result(task, save))
+        for path in await save_result(client, task, save):
+            out.saved(path)
     return EXIT_DONE
 
 
@@ -129,7 +140,7 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
                 sample_image("source.png"), sample_image("face.png")
             )
             out.note(f"Created face swap {task.id} from the two sample images.")
-            return await _wait_and_save(
+            return await wait_and_save(
                 client, task.id, out, save=Path.cwd().resolve() / DEMO_RESULT
             )
 
@@ -263,13 +274,20 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=command)
         return sub
 
-    result = add("result", _result, "read a face-swap task's state once")
+    family: dict[str, Any] = {
+        "choices": FAMILIES,
+        "default": "faceswap",
+        "help": "the task's family (default: faceswap)",
+    }
+    result = add("result", _result, "read a task's state once")
     result.add_argument("task_id", metavar="TASK_ID")
+    result.add_argument("--family", **family)
     result.add_argument("--json", action="store_true", help="print the task object as JSON")
     _add_connection_options(result, argparse.SUPPRESS)
 
-    wait = add("wait", _wait, "wait for a face-swap task, showing its progress")
+    wait = add("wait", _wait, "wait for a task, showing its progress")
     wait.add_argument("task_id", metavar="TASK_ID")
+    wait.add_argument("--family", **family)
     wait.add_argument(
         "--timeout", type=_seconds, metavar="S", help="give up after S seconds (default: 600)"
     )
@@ -287,6 +305,8 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--name", default="default", help="the fleet's RedisStore name")
     fleet.add_argument("--budget", help="the RedisBudget's name (default: --name)")
     fleet.add_argument("--json", action="store_true", help="print one JSON object")
+
+    add_family_commands(add, _seconds, lambda sub: _add_connection_options(sub, argparse.SUPPRESS))
 
     demo = add("demo", _demo, "swap two sample faces on a built-in emulator: no key, no network")
     demo.set_defaults(json=False)

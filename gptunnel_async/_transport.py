@@ -381,8 +381,8 @@ class Transport:
                 raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
         # Most requests succeed at once and never pay for a retry controller (about a
-        # tenth of a read's CPU). A failure is replayed into tenacity, which logs, backs
-        # off and retries exactly as if it had made that first attempt itself.
+        # fifth of a read's CPU, see performance.md). A failure is replayed into
+        # tenacity, which logs, backs off and retries as if it had made that attempt.
 
         async def attempt() -> T:
             if replay:

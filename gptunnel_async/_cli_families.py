@@ -71,8 +71,11 @@ def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
     """A command that starts a task with ``created`` and waits for it like ``wait``."""
 
     async def command(args: argparse.Namespace, out: Output) -> int:
+        from ._download import check_destination
         from .cli import make_client, timeout_of, wait_and_save
 
+        if args.save is not None:
+            check_destination(args.save)  # before the paid task, not after it
         async with make_client(args) as client:
             task = await created(client, args)
             out.note(f"Created {family} task {task.id}.")

@@ -188,7 +188,10 @@ class EmulatedTask:
     id: str
     type: str
     script: TaskScript
-    started: float
+    started: float | None
+    """When its clock started: at creation for a task created through the API, at its
+    first read for one scripted ahead (``None`` until then), so a scripted task's
+    duration runs from when a client first looks at it, not from when the test set it."""
     result_url: str
     reads: int = 0
     parent_id: str | None = None
@@ -210,11 +213,15 @@ class EmulatedTask:
 
     def snapshot(self, now: float) -> Task | MediaTask:
         """The task's state now, without counting a read."""
-        status, percent = self.script.state(self.reads, now - self.started)
+        elapsed = 0.0 if self.started is None else now - self.started
+        status, percent = self.script.state(self.reads, elapsed)
         return self._task(status, percent)
 
     def read(self, now: float) -> Task | MediaTask:
-        """The task's state now, counting a read (which moves a steps script on)."""
+        """The task's state now, counting a read (which moves a steps script on and
+        starts the clock of a task scripted ahead)."""
+        if self.started is None:
+            self.started = now
         task = self.snapshot(now)
         self.reads += 1
         if isinstance(task, MediaTask) and _media_done(task.status) and not task.is_done:

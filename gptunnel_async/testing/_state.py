@@ -125,12 +125,14 @@ class EmulatorState:
         model: str | None = None,
         webhook: str | None = None,
         output: MediaOutput | None = None,
+        created: bool = True,
     ) -> EmulatedTask:
         """A new task following ``script`` (default: the created-task script).
 
         Its family's :data:`LOOKS` entry (by ``type``) gives its actions, previews and
         cost; ``parent_id``, ``model``, ``webhook`` and ``output`` (default: the
-        created-task one, for the model) are as on :class:`EmulatedTask`.
+        created-task one, for the model) are as on :class:`EmulatedTask`. A task
+        ``created`` through the API runs from now; one scripted ahead, from its first read.
         """
         look = LOOKS.get(type, Look())
         with self._lock:
@@ -148,7 +150,7 @@ class EmulatorState:
                 id=new_id,
                 type=type,
                 script=script or self._created_script,
-                started=time.monotonic(),
+                started=time.monotonic() if created else None,
                 result_url=f"{files}_result.png",
                 parent_id=parent_id,
                 actions=look.actions,

@@ -177,8 +177,9 @@ async def wait_and_save(
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
     from .testing import FakeGPTunnel, sample_image
+    from .testing._pictures import face_swap_picture
 
-    async with FakeGPTunnel() as fake:
+    async with FakeGPTunnel(result_image=face_swap_picture()) as fake:
         fake.script_created(duration=DEMO_SECONDS)
         out.note(f"Started an emulated GPTunnel at {fake.base_url}: no key, no network.")
         async with fake.client(poll_policy=DEMO_POLICY) as client:
@@ -186,9 +187,14 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
                 sample_image("source.png"), sample_image("face.png")
             )
             out.note(f"Created face swap {task.id} from the two sample images.")
-            return await wait_and_save(
+            code = await wait_and_save(
                 client, task.id, out, save=Path.cwd().resolve() / DEMO_RESULT
             )
+            out.note(
+                "The emulator swaps nothing: its result is a placeholder picture of what a "
+                "face swap does (person + face -> result), drawn from the sample images."
+            )
+            return code
 
 
 async def _emulator(args: argparse.Namespace, out: Output) -> int:

@@ -253,9 +253,10 @@ class RedisStore:
     async def _take(
         self, worker: str, count: int, block: float, reclaim_after: float
     ) -> list[Entry]:
-        _, stale, gone = await self.redis.xautoclaim(
+        reclaimed: Any = await self.redis.xautoclaim(
             self.stream_key, GROUP, worker, int(reclaim_after * 1000), count=count
         )
+        stale, gone = reclaimed[1], reclaimed[2] if len(reclaimed) > 2 else []  # 6.2: no [2]
         for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
             await self.redis.xack(self.stream_key, GROUP, entry_id)
         taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]

@@ -338,20 +338,7 @@ class Watcher:
             expired = Outcome("expired", None, record.timeout)
             await self.store.finish(claim.task_id, expired.dumps())
             return
-        resource: TaskResource[Any] = getattr(self.client, record.family)
-        decision: Decision[Any]
-        try:
-            task: Task | MediaTask = await resource.result(claim.task_id)
-        except GPTunnelError as exc:
-            logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
-            if rides_through(exc):
-                state, decision = state.failed(exc, now)
-            else:
-                # A 401 or 402 heals when an operator acts: a durable wait rides through
-                # it, read again at the slowest pace, where a live wait would end.
-                decision = ReadAt(now + state.policy.max_interval)
-        else:
-            state, decision = state.observe(task, now)
+        state, decision = await self._read_once(claim, state)
         if isinstance(decision, Finish):
             await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
         elif isinstance(decision, Fail):
@@ -364,6 +351,20 @@ class Watcher:
             saved = json.dumps(state.to_json(), separators=(",", ":"))
             delay = max(0.0, decision.at - now)
             await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
+
+    async def _read_once(self, claim: Claim, state: WaitState) -> tuple[WaitState, Decision[Any]]:
+        """One read of the task, fed to ``state``."""
+        resource: TaskResource[Any] = getattr(self.client, claim.record.family)
+        try:
+            task: Task | MediaTask = await resource.result(claim.task_id)
+        except GPTunnelError as exc:
+            logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
+            if rides_through(exc):
+                return state.failed(exc, claim.now)
+            # A 401 or 402 heals when an operator acts: a durable wait rides through it,
+            # read again at the slowest pace, where a live wait would end.
+            return state, ReadAt(claim.now + state.policy.max_interval)
+        return state.observe(task, claim.now)
 
     def _state_of(self, claim: Claim) -> WaitState:
         """The task's saved wait state, or a new one (the deadline is the watch's)."""

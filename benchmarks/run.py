@@ -218,6 +218,92 @@ async def bench_memory(origin: str, *, waits: int) -> None:
     print("    RSS also keeps what the allocator handed out for 10,000 first reads queued at once.")
 
 
+class GCTimer:
+    """CPU seconds spent in the cyclic garbage collector, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds += time.process_time() - self._started
+
+
+async def served(session: aiohttp.ClientSession, origin: str) -> int:
+    async with session.get(f"{origin}/_bench/served") as response:
+        return int(await response.text())
+
+
+async def hand_loop(
+    session: aiohttp.ClientSession, url: str, task_id: str, pauses: Iterator[float]
+) -> None:
+    """What one writes by hand: ``while: get; sleep``, at the given pauses."""
+    headers = {"Authorization": API_KEY, "Accept": "application/json"}
+    for pause in pauses:
+        async with session.get(url, params={"taskId": task_id}, headers=headers) as response:
+            task = await response.json()
+        if task["status"] == "done":
+            return
+        await asyncio.sleep(pause)
+
+
+async def cpu_per_read(
+    origin: str, kind: str, *, waits: int, warmup: float, window: float
+) -> tuple[float, float]:
+    """Run ``waits`` concurrent waits (``kind``: "sdk" or "bare" loops) on tasks that
+    never finish, at the default policy's pacing; return this process's CPU seconds per
+    read over ``window`` seconds after ``warmup``, and the share of it spent in GC."""
+    policy = PollPolicy(timeout=None)
+    url = f"{origin}/v1/faceswap/result"
+    timer = GCTimer()
+    async with (
+        aiohttp.ClientSession() as probe,
+        aiohttp.ClientSession() as session,
+        sdk_client(origin) as client,
+    ):
+        if kind == "sdk":
+            jobs = [client.wait_for_result(f"cpu-{i}", policy=policy) for i in range(waits)]
+        else:
+            rng = random.Random(1)
+            jobs = [
+                hand_loop(session, url, f"cpu-{i}", policy.intervals(rng)) for i in range(waits)
+            ]
+        running = [asyncio.create_task(job) for job in jobs]
+        await asyncio.sleep(warmup)
+        gc.callbacks.append(timer)
+        reads, cpu = await served(probe, origin), time.process_time()
+        await asyncio.sleep(window)
+        cpu, reads = time.process_time() - cpu, await served(probe, origin) - reads
+        gc.callbacks.remove(timer)
+        for job in running:
+            job.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    return cpu / reads, timer.seconds / cpu
+
+
+async def bench_cpu_per_read(
+    origin: str, *, waits: int, rounds: int, warmup: float, window: float
+) -> None:
+    """(b), CPU: the SDK's waits against hand-written loops at the same pacing, ABBA."""
+    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "sdk": []}
+    for round_ in range(rounds):
+        order = ("bare", "sdk") if round_ % 2 == 0 else ("sdk", "bare")
+        for kind in order:
+            runs[kind].append(
+                await cpu_per_read(origin, kind, waits=waits, warmup=warmup, window=window)
+            )
+    ratios = [s[0] / b[0] for b, s in zip(runs["bare"], runs["sdk"], strict=True)]
+    print(f"\n(b) CPU per read: {waits} concurrent waits at the default policy's pacing, on")
+    print(f"    tasks that never finish; {window:g} s measured after {warmup:g} s, {rounds} rounds")
+    for name, kind in (("hand-written get; sleep", "bare"), ("client.wait_for_result()", "sdk")):
+        cpu, in_gc = (statistics.median(column) for column in zip(*runs[kind], strict=True))
+        print(f"    {name:<26} median {cpu * 1e6:4.0f} us CPU per read, {in_gc:.0%} of it in GC")
+    print(f"    ratio sdk/bare CPU per read: {spread(ratios)}   (goal <= 1.2)")
+
+
 # -- (c) requests and lateness --------------------------------------------------------
 
 DURATIONS = [5.0, 30.0, 120.0, 600.0]
@@ -384,6 +470,13 @@ async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
         )
     if "b" in args.only:
         await bench_memory(origin, waits=10000)
+        await bench_cpu_per_read(
+            origin,
+            waits=10000,
+            rounds=2 if quick else 4,
+            warmup=5.0 if quick else 15.0,
+            window=5.0 if quick else 20.0,
+        )
     if "c" in args.only:
         bench_lateness_simulated(per_cell=100 if quick else 500)
         scale = args.time_scale if args.time_scale is not None else (0.05 if quick else 0.1)

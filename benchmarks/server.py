@@ -14,7 +14,8 @@ Task ids choose the behaviour of ``GET /v1/faceswap/result?taskId=ID``:
   (``time.monotonic()``, the same clock in every process on Linux) are recorded.
 - anything else: ``running`` at 42 %, the same documented task object every time.
 
-``GET /_bench/stats`` returns ``{task_id: [reads, done_at]}`` for the timed tasks.
+``GET /_bench/stats`` returns ``{task_id: [reads, done_at]}`` for the timed tasks, and
+``GET /_bench/served`` the number of task reads answered so far.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class TimedTasks:
     def __init__(self) -> None:
         self.started: dict[str, float] = {}
         self.reads: dict[str, int] = {}
+        self.served = 0
+        """Task reads answered, timed or not."""
 
     def read(self, task_id: str) -> dict[str, Any]:
         now = time.monotonic()
@@ -113,6 +116,9 @@ class Handler(asyncio.Protocol):
         parts = urlsplit(target)
         if parts.path == "/_bench/stats":
             return http_response("200 OK", json.dumps(self.tasks.stats()).encode())
+        if parts.path == "/_bench/served":
+            return http_response("200 OK", str(self.tasks.served).encode())
+        self.tasks.served += 1
         task_id = parse_qs(parts.query).get("taskId", [""])[0]
         if task_id.startswith("timed-"):
             return http_response("200 OK", json.dumps(self.tasks.read(task_id)).encode())

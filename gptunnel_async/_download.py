@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -217,12 +218,11 @@ async def download(
     """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
     ``timeout`` seconds (``None``: no deadline)."""
     what = f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}"
-    controller = transport.retrying(what)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            result: Path = await controller(
-                _attempt, transport, url, target, max_bytes, destinations
+            result = await transport.retried(
+                what, functools.partial(_attempt, transport, url, target, max_bytes, destinations)
             )
     except TimeoutError:
         if not deadline.expired():

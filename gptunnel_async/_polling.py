@@ -172,12 +172,22 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             self._state, decision = self._failed(state, exc)
         else:
             self._state, decision = self._observed(state, task)
-        return self._handed_on(decision)
+        try:
+            return self._handed_on(decision)
+        finally:
+            del decision  # see _handed_on
 
     def _handed_on(self, decision: Decision[T]) -> ReadAt[T] | TimeOut[T] | Finish[T]:
-        """``decision`` for the driver to act on; the error, if it ends the wait."""
+        """``decision`` for the driver to act on; the error, if it ends the wait.
+
+        No frame the error passes through keeps it in a local: the error's traceback
+        holds those frames, and such a local would make a reference cycle of each.
+        """
         if isinstance(decision, Fail):
-            raise decision.error
+            try:
+                raise decision.error
+            finally:
+                del decision
         if decision.event is not None and LISTENING.progress:
             emit_progress(self._progress_details(decision.event))
         return decision

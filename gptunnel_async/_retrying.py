@@ -7,8 +7,8 @@ tenacity is a noticeable part of the import time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 
 import tenacity
 
@@ -17,7 +17,9 @@ from ._sansio.retries import honoured_retry_after
 from .errors import GPTunnelError
 from .instrumentation._hooks import RetryDetails, emit_retry
 
-__all__ = ["controller"]
+__all__ = ["retried"]
+
+T = TypeVar("T")
 
 
 _BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
@@ -61,17 +63,21 @@ def _retry_reporter(
     return report_retry
 
 
-def controller(
+async def retried(
+    attempt: Callable[[], Awaitable[T]],
+    *,
     max_retries: int,
     what: str,
     retry_if: Callable[[BaseException], bool],
     family: str,
     task_id: str | None,
-) -> tenacity.AsyncRetrying:
-    """A fresh tenacity controller (they keep per-call state) for ``max_retries`` retries
-    of ``what`` (reading ``task_id`` of ``family``) when ``retry_if`` says an error is
-    worth it."""
-    return tenacity.AsyncRetrying(
+) -> T:
+    """``attempt()``, tried again up to ``max_retries`` times when ``retry_if`` says an
+    error is worth it; ``what`` (reading ``task_id`` of ``family``) names it in reports.
+
+    Each call gets a fresh tenacity controller: controllers keep per-call state.
+    """
+    controller = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max_retries + 1),
         wait=_WaitHonouringRetryAfter(),
         retry=tenacity.retry_if_exception(retry_if),
@@ -79,3 +85,12 @@ def controller(
         before_sleep=_retry_reporter(what, family, task_id),
         reraise=True,
     )
+    try:
+        result: T = await controller(attempt)
+    finally:
+        # tenacity keeps that state as the controller's own bound methods in a list the
+        # controller holds: a reference cycle per retried call, left to the collector.
+        state = getattr(controller, "iter_state", None)  # tenacity >= 8.3
+        if state is not None:
+            state.reset()
+    return result

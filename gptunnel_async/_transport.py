@@ -29,7 +29,7 @@ from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError
 from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
-    import tenacity
+    pass
 
 __all__ = ["Transport"]
 
@@ -307,23 +307,37 @@ class Transport:
 
     # -- API requests ---------------------------------------------------------------------
 
-    def retrying(
+    async def retried(
         self,
         what: str,
+        attempt: Callable[[], Awaitable[R]],
         retry_if: Callable[[BaseException], bool] = is_transient,
         *,
         family: str = "download",
         task_id: str | None = None,
-    ) -> tenacity.AsyncRetrying:
-        """A fresh tenacity controller (they keep per-call state): backoff with Retry-After.
+    ) -> R:
+        """``attempt()``, retried by tenacity (backoff with Retry-After) up to the client's
+        ``max_retries`` when ``retry_if`` says an error is worth it.
 
         ``what`` names the request, ``family`` its task family and ``task_id`` the task it
         reads, in the report each retry makes to the instrumentation hooks (the default
         one logs a WARNING).
         """
-        from ._retrying import controller  # tenacity loads on the first retry, not at import
+        from ._retrying import retried  # tenacity loads on the first retry, not at import
 
-        return controller(self.max_retries, what, retry_if, family, task_id)
+        try:
+            return await retried(
+                attempt,
+                max_retries=self.max_retries,
+                what=what,
+                retry_if=retry_if,
+                family=family,
+                task_id=task_id,
+            )
+        except GPTunnelError as exc:
+            # tenacity's frames keep the last outcome, which holds this very error: a
+            # reference cycle through its traceback, which starts here instead.
+            raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
 
     async def request(
         self,
@@ -367,12 +381,7 @@ class Transport:
             return await self._attempt(request, decode)
 
         family, task_id = self._about(request)
-        controller = self.retrying(request.label, retry_if, family=family, task_id=task_id)
-        try:
-            result: T = await controller(attempt)
-        except GPTunnelError as exc:
-            raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
-        return result
+        return await self.retried(request.label, attempt, retry_if, family=family, task_id=task_id)
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
         """One attempt; reported to the instrumentation hooks if one listens to requests

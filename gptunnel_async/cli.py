@@ -147,15 +147,16 @@ def _secrets_in(args: Sequence[str], known: frozenset[str]) -> list[str]:
     word of :data:`LONG_WORD` characters or more, and ``$GPTUNNEL_API_KEY``."""
     found = [os.environ.get("GPTUNNEL_API_KEY", "")]
     for index, arg in enumerate(args):
-        name, has_value, value = arg.partition("=")
-        hiding = name.startswith("-") and (name not in known or name == "--api-key")
-        if hiding and has_value:
-            found.append(value)
-        elif hiding and index + 1 < len(args):
-            found.append(args[index + 1])
-        elif arg not in known and len(arg) >= LONG_WORD:
-            found.append(arg)
+        found += _hidden_by(arg, args[index + 1 : index + 2], known)
     return [secret for secret in found if secret]
+
+
+def _hidden_by(arg: str, following: Sequence[str], known: frozenset[str]) -> list[str]:
+    """The words ``arg`` (and the word ``following`` it) make secret."""
+    name, has_value, value = arg.partition("=")
+    if name.startswith("-") and (name not in known or name == "--api-key"):
+        return [value] if has_value else list(following)
+    return [arg] if arg not in known and len(arg) >= LONG_WORD else []
 
 
 def _known_words(parser: argparse.ArgumentParser) -> frozenset[str]:

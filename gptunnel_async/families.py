@@ -10,7 +10,6 @@ checked before any request, so a typo never costs a paid task.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar, overload
@@ -60,6 +59,27 @@ class Family(Generic[T]):
     id_param: str = "taskId"
 
 
+class _TaskRead(Generic[T]):
+    """One task's read: its request, URL and all, built once; each call sends it.
+
+    A wait keeps one for its whole life (thousands of waits keep one each), so it is a
+    single small object rather than a partial around a bound method and a closure.
+    """
+
+    __slots__ = ("_decode", "_request", "_task_id", "_transport")
+
+    def __init__(
+        self, transport: Transport, request: Request, task_id: str, decode: Decoder[T]
+    ) -> None:
+        self._transport = transport
+        self._request = request
+        self._task_id = task_id
+        self._decode = decode
+
+    def __call__(self) -> Awaitable[T]:
+        return self._transport.send(self._request, reading(self._task_id, self._decode))
+
+
 class TaskResource(Generic[T]):
     """Reading a task and waiting for it: the same for every family.
 
@@ -104,13 +124,13 @@ class TaskResource(Generic[T]):
             ResponseDecodeError: the answer is not this family's task object.
             UsageError: the client is closed.
         """
-        request = self._read_request(task_id)
-        return await self._transport.send(request, reading(task_id, self.family.decode))
+        return await self._reader(task_id)()
 
-    def _read_request(self, task_id: str) -> Request:
-        """The request that reads ``task_id``, which is checked first."""
+    def _reader(self, task_id: str) -> _TaskRead[T]:
+        """What reads ``task_id`` (checked first), built once for all its reads."""
         query = ((self.family.id_param, check_task_id(task_id)),)
-        return self._transport.requests.api("GET", self.family.result_path, query=query)
+        request = self._transport.requests.api("GET", self.family.result_path, query=query)
+        return _TaskRead(self._transport, request, task_id, self.family.decode)
 
     def wait_for_result(
         self,
@@ -138,12 +158,12 @@ class TaskResource(Generic[T]):
             ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
                 ``policy`` or ``on_progress`` is not one.
         """
-        request = self._read_request(task_id)  # built once: a wait reads the same URL
+        read = self._reader(task_id)  # built once: a wait reads the same URL over and over
         optional(instance_of(PollPolicy), "policy", policy)
         optional(function, "on_progress", on_progress)
         return TaskWaiter(
-            check_task_id(task_id),
-            functools.partial(self._transport.send, request, reading(task_id, self.family.decode)),
+            task_id,
+            read,
             policy=policy or self._default_policy(),
             timeout=timeout,
             on_progress=on_progress,

@@ -406,28 +406,6 @@ def _interned(value: Any, _: type) -> str:
     return sys.intern(_structure_str(value, str))
 
 
-_NO_USAGE: Final = Usage()
-
-
-def _shared_when_empty(
-    structure: Callable[[Any, type], Usage], empty: dict[str, Any]
-) -> Callable[[Any, type], Usage]:
-    """Wrap the Usage hook so the all-zero usage of a running task is one shared object.
-
-    ``empty`` is the converter's own JSON for that object: an answer equal to it (and
-    with no ``false`` posing as a 0) is that object without being built again, which
-    is most answers, since tasks report their cost only once done.
-    """
-
-    def structure_usage(value: Any, cls: type) -> Usage:
-        if value == empty and bool not in map(type, value.values()):
-            return _NO_USAGE
-        usage = structure(value, cls)
-        return _NO_USAGE if usage == _NO_USAGE else usage
-
-    return structure_usage
-
-
 def _or_none(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T | None]:
     """``structure`` for an optional field: null stays ``None``.
 
@@ -582,11 +560,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _structure_bool)
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str | None, _or_none(_structure_str))
-    _on_first_use(
-        conv,
-        Usage,
-        lambda: _shared_when_empty(_leniently(conv, Usage), conv.unstructure(_NO_USAGE)),
-    )
+    _on_first_use(conv, Usage, lambda: _leniently(conv, Usage))
     _on_first_use(
         conv,
         Task,

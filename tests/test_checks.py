@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gptunnel_async import ConfigurationError, GPTunnelClient, PollPolicy, WebhookVerificationError
+from gptunnel_async import (
+    ConfigurationError,
+    GPTunnelClient,
+    GPTunnelError,
+    PollPolicy,
+    WebhookVerificationError,
+)
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, check_task_id, count, http_url, number
 from gptunnel_async.errors import DownloadError
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
@@ -170,3 +176,38 @@ def test_a_webhook_with_the_right_token_parses_from_bytes_or_text() -> None:
 def test_a_webhook_receiver_refuses_a_public_url_that_is_not_one(url: Any) -> None:
     with pytest.raises(ConfigurationError):
         WebhookReceiver(url)
+
+
+@given(st.sampled_from(["max_bytes", "timeout", "dest", "clip"]), anything)
+async def test_any_download_option_is_valid_or_a_configuration_error(name: str, value: Any) -> None:
+    options: dict[str, Any] = {"dest": "/nonexistent-folder/x.png", name: value}
+    async with GPTunnelClient(
+        api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0
+    ) as client:
+        with pytest.raises(GPTunnelError) as caught:  # nothing listens on port 9
+            await client.download_result("http://127.0.0.1:9/r.png", **options)
+    assert isinstance(caught.value, ConfigurationError) or name == "dest"
+    assert len(str(caught.value)) < 300
+
+
+@given(anything)
+async def test_any_wait_timeout_is_valid_or_a_configuration_error(value: Any) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9") as client:
+        try:
+            waiter = client.wait_for_result("t", timeout=value)
+        except ConfigurationError as exc:
+            assert len(str(exc)) < 300  # noqa: PT017 (refused, and briefly)
+        else:
+            assert waiter.timeout is None or math.isfinite(waiter.timeout)
+            waiter.close()
+
+
+@given(st.sampled_from(["public_url", "secret"]), anything)
+def test_any_webhook_receiver_option_is_valid_or_a_configuration_error(
+    name: str, value: Any
+) -> None:
+    options: dict[str, Any] = {"public_url": "https://bot.example/hook", name: value}
+    receiver = built_or_refused(WebhookReceiver, options)
+    if receiver is not None:
+        assert receiver.url.startswith(("http://", "https://"))
+        assert len(receiver.secret) >= 16

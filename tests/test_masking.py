@@ -261,3 +261,11 @@ def test_a_mistyped_command_is_still_named(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["resutl", "x"])
     assert "invalid choice: 'resutl'" in capsys.readouterr().err
+
+
+def test_every_text_of_a_media_task_and_its_clips_is_masked() -> None:
+    clip = dict.fromkeys(("audio_url", "image_url", "video_url", "id", "title"), f"<{KEY}>")
+    body = {"code": 0, "id": "m", "status": "succeeded", "model": KEY, "result": [clip]}
+    task = decode_media_task(json.dumps(body).encode(), 200, secret=KEY)
+    assert task.is_done and task.clips
+    assert not holds_key(repr(task))

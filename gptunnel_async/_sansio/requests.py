@@ -35,7 +35,6 @@ class Request:
         on_api: ``url`` is on ``base_url``'s origin (the rate budget applies).
         streamed: the body may be large and is read in chunks (a download): only each
             read of the socket has a timeout, not the whole exchange.
-        label: what the request is, for logs and error texts (never the query).
     """
 
     method: str
@@ -45,7 +44,13 @@ class Request:
     idempotent: bool = True
     on_api: bool = True
     streamed: bool = False
-    label: str = ""
+
+    @property
+    def label(self) -> str:
+        """What the request is, for logs and error texts: the method and the path (and
+        the host, off the API), never the query."""
+        where = self.url.path if self.on_api else f"{self.url.host}{self.url.path}"
+        return f"{self.method} {where}"
 
 
 class RequestBuilder:
@@ -92,9 +97,7 @@ class RequestBuilder:
         url = URL(f"{self.base_url}/{path.lstrip('/')}")
         if query:
             url = url.with_query(dict(query))  # yarl is quicker with a dict
-        return Request(
-            method, url, self._api_headers, json, idempotent, label=f"{method} {url.path}"
-        )
+        return Request(method, url, self._api_headers, json, idempotent)
 
     def fetch(self, url: URL) -> Request:
         """A GET of any absolute URL, streamed; the key only if it is on ``base_url``'s
@@ -106,5 +109,4 @@ class RequestBuilder:
             self._api_headers if on_api else self._anonymous_headers,
             on_api=on_api,
             streamed=True,
-            label=f"GET {url.host}{url.path}",
         )

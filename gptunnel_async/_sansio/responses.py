@@ -253,7 +253,7 @@ def _masked_texts(value: Any, mask: SecretMask) -> Any:
         return tuple(_masked_texts(item, mask) for item in value)
     if attrs.has(type(value)):
         changes = {
-            field.name: _masked_texts(getattr(value, field.name), mask)
+            field.alias: _masked_texts(getattr(value, field.name), mask)
             for field in attrs.fields(type(value))
         }
         return attrs.evolve(value, **changes)

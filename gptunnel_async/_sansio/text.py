@@ -106,12 +106,16 @@ class SecretMask:
         self._runs = frozenset(
             self._key[start : start + self._run] for start in range(len(self._key) - self._run + 1)
         )
-        # Any run of ``_run`` characters of the key holds one of these ``step``-long
-        # pieces, taken every ``step`` characters: a quick, sound first look.
-        step = max(1, (self._run + 1) // 2)
+        # Any run of ``_run`` characters of the key holds one of these ``size``-long
+        # pieces, taken every ``_run - size + 1`` characters: a quick, sound first look
+        # (fewer pieces to look for on every read than one every ``size`` characters).
+        size = max(1, (self._run + 1) // 2)
+        step = self._run - size + 1
         self._probes = tuple(
-            self._key[start : start + step] for start in range(0, len(self._key) - step + 1, step)
+            self._key[start : start + size] for start in range(0, len(self._key) - size + 1, step)
         )
+        if (len(self._key) - size) % step:  # the last piece, so the key's end is covered
+            self._probes += (self._key[-size:],)
 
     def __repr__(self) -> str:
         return "SecretMask(***)"

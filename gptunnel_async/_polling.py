@@ -85,6 +85,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     """
 
     __slots__ = (
+        "_decision",
         "_ended",
         "_fetch",
         "_iterated",
@@ -121,6 +122,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         self._wakeup = wakeup
         self._state: WaitState | None = None
         """The wait core's state, from the first read on."""
+        self._decision: Decision[T] | None = None
+        """What the core decided after the last read."""
         self._last_seen: T | None = None
         self._running: Coroutine[Any, Any, T] | None = None
         """The awaited wait, once the waiter is awaited (or run as a task)."""
@@ -135,61 +138,24 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
 
     # -- the one step both modes take -----------------------------------------------
-    #
-    # A step is a pause (a future, awaited in the caller's own frame, so that a sleeping
-    # wait holds one coroutine frame) and then a read (:meth:`_advance`).
 
-    def _pause(self) -> Awaitable[None]:
-        """The pause until the core's next read is due; the wait starts on first use."""
-        loop = asyncio.get_running_loop()
-        if self._state is None:
-            self._state = WaitState.start(self.task_id, self.policy, loop.time())
-            if LISTENING.wait_started or LISTENING.wait_finished:
-                self._observed_since = time.monotonic()
-                emit_wait_started(WaitStarted(self.task_id, self.family, self.timeout))
-        seconds = max(0.0, self._state.wake_at - loop.time())
-        return _timing.sleep(seconds) if self._wakeup is None else self._wakeup.sleep(seconds)
+    def _step(self) -> Awaitable[ReadAt[T] | TimeOut[T] | Finish[T]]:
+        """One step (:meth:`_advance`), reported to the instrumentation hooks if one
+        watches waits: a plain function, so an unwatched step costs no extra coroutine."""
+        starting = self._state is None and self._observed_since is None
+        if starting and (LISTENING.wait_started or LISTENING.wait_finished):
+            self._observed_since = time.monotonic()
+            emit_wait_started(WaitStarted(self.task_id, self.family, self.timeout))
+        return self._advance() if self._observed_since is None else self._observed_step()
 
-    async def _advance(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
-        """After the pause: read the task once, within the deadline, and return what the
-        core decided; raise the error a wait ends with. (One coroutine, not two: with
-        thousands of reads queued for a connection, each holds one frame fewer.)"""
-        state = self._state
-        assert state is not None  # the pause before started the wait
-        if state.expired(asyncio.get_running_loop().time()):
-            raise state.timed_out(self._last_seen)
-        bounded = asyncio.timeout_at(state.deadline)
+    async def _observed_step(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
         try:
-            async with bounded:
-                task = await self._fetch()
-        except TimeoutError:
-            # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
-            # rather than the clock stays exact when the deadline lands on a wake-up.
-            if bounded.expired():
-                raise state.timed_out(self._last_seen) from None
+            decision = await self._advance()
+        except BaseException as exc:  # cancellation and GeneratorExit end the wait too
+            self._report_end(exc)
             raise
-        except GPTunnelError as exc:
-            self._state, decision = self._failed(state, exc)
-        else:
-            self._state, decision = self._observed(state, task)
-        try:
-            return self._handed_on(decision)
-        finally:
-            del decision  # see _handed_on
-
-    def _handed_on(self, decision: Decision[T]) -> ReadAt[T] | TimeOut[T] | Finish[T]:
-        """``decision`` for the driver to act on; the error, if it ends the wait.
-
-        No frame the error passes through keeps it in a local: the error's traceback
-        holds those frames, and such a local would make a reference cycle of each.
-        """
-        if isinstance(decision, Fail):
-            try:
-                raise decision.error
-            finally:
-                del decision
-        if decision.event is not None and LISTENING.progress:
-            emit_progress(self._progress_details(decision.event))
+        if isinstance(decision, Finish):
+            self._report_end(None)
         return decision
 
     def _report_end(self, error: BaseException | None) -> None:
@@ -210,23 +176,62 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         )
         emit_wait_finished(details)
 
+    async def _advance(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
+        """Sleep until the core's next read is due, read, and return what it decided;
+        raise the error a wait ends with."""
+        loop = asyncio.get_running_loop()
+        state, decision = self._state, self._decision
+        if state is None or decision is None:
+            state = WaitState.start(self.task_id, self.policy, loop.time())
+            decision = ReadAt(state.due_at)
+        assert isinstance(decision, ReadAt | TimeOut)  # Finish and Fail end the wait first
+        await self._sleep(max(0.0, decision.at - loop.time()))
+        if isinstance(decision, TimeOut) or state.expired(loop.time()):
+            raise state.timed_out(self._last_seen)
+        self._state, self._decision = await self._read(state)
+        if isinstance(self._decision, Fail):
+            raise self._failure()
+        if self._decision.event is not None and LISTENING.progress:
+            emit_progress(self._progress_details(self._decision.event))
+        return self._decision
+
+    def _failure(self) -> GPTunnelError:
+        """The error the last decision ended the wait with, no longer kept by the waiter:
+        held by the waiter or by a local of the frame that raises it, the error would form
+        a reference cycle through its own traceback."""
+        assert isinstance(self._decision, Fail)
+        error, self._decision = self._decision.error, None
+        return error
+
     def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
         return ProgressDetails(
             self.task_id, self.family, event.status, event.percent, event.elapsed
         )
 
-    def _failed(self, state: WaitState, error: GPTunnelError) -> tuple[WaitState, Decision[T]]:
-        """Feed a failed read to the core; tell the hooks if the wait reads again."""
-        now = asyncio.get_running_loop().time()
-        state, decision = state.failed(error, now)
-        if isinstance(decision, ReadAt | TimeOut):  # the default hook logs a WARNING
-            emit_retry(self._retry_details(error, state.reads, decision.at - now))
-        return state, decision
+    def _sleep(self, seconds: float) -> Awaitable[None]:
+        return _timing.sleep(seconds) if self._wakeup is None else self._wakeup.sleep(seconds)
 
-    def _observed(self, state: WaitState, task: T) -> tuple[WaitState, Decision[T]]:
-        """Feed a task read to the core, and log the read at DEBUG."""
+    async def _read(self, state: WaitState) -> tuple[WaitState, Decision[T]]:
+        """Read the task once, within the deadline, and feed the outcome to the core."""
+        loop = asyncio.get_running_loop()
+        bounded = asyncio.timeout_at(state.deadline)
+        try:
+            async with bounded:
+                task = await self._fetch()
+        except TimeoutError:
+            # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
+            # rather than the clock stays exact when the deadline lands on a wake-up.
+            if bounded.expired():
+                raise state.timed_out(self._last_seen) from None
+            raise
+        except GPTunnelError as exc:
+            now = loop.time()
+            state, decision = state.failed(exc, now)
+            if isinstance(decision, ReadAt | TimeOut):  # the default hook logs a WARNING
+                emit_retry(self._retry_details(exc, state.reads, decision.at - now))
+            return state, decision
         self._last_seen = task
-        now = asyncio.get_running_loop().time()
+        now = loop.time()
         state, decision = state.observe(task, now)
         if isinstance(decision, ReadAt | TimeOut):
             logger.debug(
@@ -282,17 +287,13 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         self._stepping = True
         try:
             while True:
-                await self._pause()
-                decision = await self._advance()
+                decision = await self._step()
                 if decision.event is not None:
-                    if isinstance(decision, Finish):
-                        self._ended = True
-                        self._report_end(None)
+                    self._ended = isinstance(decision, Finish)
                     await self._notify(decision.event)
                     return decision.event
-        except BaseException as exc:  # failed, timed out, closed or cancelled: it ends
+        except BaseException:  # failed, timed out, closed or cancelled: nothing follows
             self._ended = True
-            self._report_end(exc)
             raise
         finally:
             self._stepping = False
@@ -312,26 +313,18 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             if not self._ended:
                 self._report_end(GeneratorExit())
             self._ended = True
-            self._state = self._last_seen = None
+            self._state = self._decision = self._last_seen = None
 
     # -- coroutine ------------------------------------------------------------------
 
     async def _run(self) -> T:
         """The awaited wait: every step until the task is done; return it."""
-        try:
-            while True:
-                await self._pause()
-                decision = await self._advance()
-                if isinstance(decision, Finish):
-                    self._report_end(None)
-                    await self._notify(decision.event)
-                    return decision.event.task
-                if decision.event is not None:
-                    await self._notify(decision.event)
-                del decision  # a sleeping wait keeps no event
-        except BaseException as exc:  # cancellation and GeneratorExit end the wait too
-            self._report_end(exc)
-            raise
+        while True:
+            decision = await self._step()
+            if decision.event is not None:
+                await self._notify(decision.event)
+            if isinstance(decision, Finish):
+                return decision.event.task
 
     def _awaited(self) -> Coroutine[Any, Any, T]:
         """The awaited wait, started on first use; ``UsageError`` if it is iterated."""

@@ -7,13 +7,22 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.progress import Task as ProgressTask
+from rich.table import Column, Table
 
 from ._polling import ProgressEvent
 from ._sansio.statuses import Stage, classify
@@ -46,6 +55,9 @@ class Output(Protocol):
 
     def error(self, exc: BaseException, exit_code: int) -> None:
         """The command failed with ``exc`` and will exit with ``exit_code``."""
+
+    def interrupted(self, task_id: str | None, exit_code: int) -> None:
+        """The command was interrupted (Ctrl-C) while working on ``task_id``, if any."""
 
 
 def choose_output(*, as_json: bool) -> Output:
@@ -104,19 +116,52 @@ class LineOutput:
         label = {1: "task failed", 2: "usage error", 3: "timed out"}.get(exit_code, "error")
         self.errors.print(f"[red]{label}[/]: {escape(str(exc))}")
 
+    def interrupted(self, task_id: str | None, exit_code: int) -> None:
+        self.errors.print("[yellow]interrupted[/]")
+
+
+ROOM_FOR_CTRL_C: Final = 3
+"""Columns the bar leaves free at the end of its line: the terminal echoes ``^C`` there,
+and a full line would wrap, leaving a copy of the bar above the last one."""
+
+
+class _Bar(Progress):
+    """rich's progress display, kept :data:`ROOM_FOR_CTRL_C` columns short of the
+    terminal's width (which it reads again at each refresh)."""
+
+    def __init__(self, *columns: ProgressColumn, console: Console, expand: bool) -> None:
+        self._screen = console  # rich asks for the table before ``self.console`` exists
+        super().__init__(*columns, console=console, expand=expand)
+
+    def make_tasks_table(self, tasks: Iterable[ProgressTask]) -> Table:
+        table = super().make_tasks_table(tasks)
+        table.width = max(1, self._screen.width - ROOM_FOR_CTRL_C)
+        return table
+
 
 class LiveOutput(LineOutput):
-    """On a terminal: a progress bar with the status, the percent and the time elapsed."""
+    """On a terminal: a progress bar with the status, the percent and the time elapsed.
+
+    On a narrow terminal the task id and the status are cut first (with an ellipsis)
+    and the bar shrinks; the percent and the time elapsed always show whole.
+    """
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            TextColumn("{task.fields[status]:<10}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TimeElapsedColumn(),
+        bar = _Bar(
+            TextColumn(
+                "[bold]{task.description}",
+                table_column=Column(no_wrap=True, overflow="ellipsis", min_width=6, ratio=1),
+            ),
+            TextColumn(
+                "{task.fields[status]}",
+                table_column=Column(no_wrap=True, overflow="ellipsis", min_width=7, max_width=10),
+            ),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+            TaskProgressColumn(table_column=Column(no_wrap=True, min_width=4)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
             console=self.console,
+            expand=True,
         )
         with bar:
             row = bar.add_task(escape(task_id), total=100, status="waiting")
@@ -163,6 +208,11 @@ class JsonOutput:
 
     def saved(self, path: Path) -> None:
         self._emit({"event": "saved", "path": str(path)})
+
+    def interrupted(self, task_id: str | None, exit_code: int) -> None:
+        """A last record, so a program reading the stream can tell an interrupted
+        command from one that crashed."""
+        self._emit({"event": "cancelled", "exit_code": exit_code, "task_id": task_id})
 
     def error(self, exc: BaseException, exit_code: int) -> None:
         kind = {1: "failed", 3: "timeout"}.get(exit_code, "error")

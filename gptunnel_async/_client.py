@@ -163,10 +163,12 @@ class GPTunnelClient:
         self.faceswap = FaceSwap(self._transport, self._poll_policy, self._wakeup)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""
         self.bgremover = BgRemover(self._transport, self._poll_policy, self._wakeup)
-        """Background removal: ``result``, ``wait_for_result``."""
+        """Background removal: ``result``, ``wait_for_result``; start one with
+        ``create_task("bgremover/create", body)`` (its body is not documented)."""
         self.midjourney = Midjourney(self._transport, self._poll_policy, self._wakeup)
         """Midjourney: ``imagine``, ``upsample``, ``variation``, ``inpaint``, ``result``,
-        ``wait_for_result``, ``imagine_and_wait``."""
+        ``wait_for_result``, ``imagine_and_wait``, and ``create_task`` for the endpoints
+        the docs list without describing (``outpaint``, ``pan``, ``upscale``, ``reroll``)."""
         self.media = Media(self._transport, self._poll_policy, self._wakeup)
         """Media generation ([MediaTask][gptunnel_async.MediaTask]): ``create``, ``result``,
         ``wait_for_result``, ``generate``."""

@@ -135,6 +135,46 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Path:
     return target
 
 
+def check_destination(dest: str | os.PathLike[str]) -> None:
+    """Check what can be checked before a download starts: the folder ``dest`` is (or is
+    in) exists and takes new files, and the file name is one the folder can hold.
+
+    Raises:
+        ConfigurationError: the folder is missing or cannot be written to, or the name
+            is empty, holds a NUL or is too long.
+    """
+    target = Path(dest)
+    folder = target if _is_dir(target) else target.parent
+    if not _is_dir(folder):
+        raise ConfigurationError(f"the folder {str(folder)!r} does not exist")
+    if folder is not target:
+        _check_name(folder, target.name)
+    try:  # the download writes a temporary file there first: try exactly that
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(f"cannot write to the folder {str(folder)!r}: {reason}") from None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long to look up (before Python 3.12, is_dir raises)
+        return False
+
+
+def _check_name(folder: Path, name: str) -> None:
+    if name in ("", ".", "..") or "\0" in name:
+        raise ConfigurationError(f"{name!r} is not a file name")
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not POSIX, or the system will not say
+        longest = 255
+    if len(os.fsencode(name)) > longest:
+        raise ConfigurationError(f"the file name is over {longest} bytes: {name[:40]!r}...")
+
+
 def folder_targets(folder: object, urls: list[URL], name: str) -> list[Path]:
     """One file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
     where the URL's name is unusable or two URLs share one."""

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import os
 from pathlib import Path
 from typing import Final, TypeAlias
 
 from ._checks import http_url
+from ._png import PngError, read_png
 from .errors import ConfigurationError
 
 __all__ = [
+    "MASK_TONES",
     "MAX_IMAGE_BYTES",
     "ImageInput",
+    "check_mask",
     "encode_image",
     "image_link",
     "sniff_image_type",
@@ -105,3 +109,65 @@ def image_link(value: object, what: str) -> str:
         "fetches itself (it takes no uploads, data: URIs or base64); upload the image "
         "somewhere public and pass its URL"
     )
+
+
+MASK_TONES: Final = frozenset({(0, 0, 0), (255, 255, 255)})
+"""The colours an inpaint mask may use: black and white, as documented."""
+
+
+def _mask_bytes(value: ImageInput) -> bytes:
+    """The PNG bytes of a mask given as bytes, a path, a ``data:`` URI or base64 text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            "mask must be the PNG itself (bytes, a path or base64), not a link: "
+            "the API takes it as base64"
+        )
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigurationError(
+            f"mask must be PNG bytes, a path or base64 text, got {type(value).__name__}"
+        )
+    if isinstance(value, os.PathLike) or _is_file(value):
+        return _read_file(Path(value))
+    text = value.partition(",")[2] if value.startswith("data:") else value
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError("mask is neither an existing file nor base64 text") from None
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # base64 text too long for a file name, or with a NUL
+        return False
+
+
+def check_mask(value: ImageInput, size: tuple[int, int] | None = None) -> str:
+    """An inpaint mask as the base64 the API takes, once it passes what can be checked
+    here: a PNG, black and white only, and (when ``size`` is given) the parent's size.
+
+    Interlaced PNGs are checked for size only. Blocking (it reads the file and the
+    pixels): run it in a thread.
+    """
+    data = _mask_bytes(value)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ConfigurationError(f"mask is {len(data)} bytes, over the {MAX_IMAGE_BYTES} limit")
+    try:
+        image = read_png(data)
+    except PngError as exc:
+        raise ConfigurationError(f"mask must be a black-and-white PNG: {exc}") from None
+    if image.colours is not None and not image.colours <= MASK_TONES:
+        others = len(image.colours - MASK_TONES)
+        raise ConfigurationError(
+            "mask must be black and white only (the area to redraw in white); it has "
+            f"{others} other colour{'s' if others > 1 else ''}, e.g. grey edges from "
+            "anti-aliasing"
+        )
+    if size is not None and (image.width, image.height) != tuple(size):
+        raise ConfigurationError(
+            f"mask is {image.width}x{image.height} pixels, but the image it masks is "
+            f"{size[0]}x{size[1]}: the docs require the same size"
+        )
+    return base64.b64encode(data).decode("ascii")

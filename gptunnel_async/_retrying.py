@@ -22,8 +22,11 @@ __all__ = ["retried"]
 T = TypeVar("T")
 
 
-_BACKOFF: Final = tenacity.wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25)
-"""0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step."""
+_BACKOFF: Final = tenacity.wait_exponential(multiplier=0.5, max=8.0) + tenacity.wait_random(0, 0.25)
+"""0.5 s, 1 s, 2 s, 4 s, 8 s ... plus up to 0.25 s of jitter, so clients don't retry in step.
+
+Composed from the two waits every supported tenacity has (``wait_exponential_jitter``
+takes ``multiplier=`` only from tenacity 9.2.1)."""
 
 
 class _WaitHonouringRetryAfter(tenacity.wait.wait_base):

@@ -25,7 +25,7 @@ from ._sansio.requests import Request, RequestBuilder
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer, redact
 from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
 from ._version import version
-from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError
+from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError, UsageError
 from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
@@ -199,7 +199,8 @@ class Transport:
         against it), the rate budget for API requests, the send itself (no redirects
         followed, no status raised, whatever a borrowed session's defaults say), then
         ``read``. Any failure of aiohttp or the socket on the way becomes
-        :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`.
+        :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`; the
+        session closing under the request, :class:`UsageError`.
         """
         session = self._session()
         slots = self._slots(session)
@@ -222,6 +223,14 @@ class Transport:
             raise self._wire_error(exc, request.label) from exc
         except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
             raise _without_frames(exc) from exc.__cause__
+        except (AssertionError, AttributeError, RuntimeError) as exc:
+            # A session closed in the middle of its request: aiohttp before 3.13 may then
+            # fail inside itself (a bare assert, its connector gone) rather than with a
+            # ClientError.
+            if not session.closed:
+                raise
+            _drop_frames(exc)  # aiohttp's frames hold the key
+            raise UsageError(f"{request.label}: the session was closed during the request") from exc
         finally:
             if slots is not None:
                 slots.release()
@@ -372,8 +381,8 @@ class Transport:
                 raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
         # Most requests succeed at once and never pay for a retry controller (about a
-        # tenth of a read's CPU). A failure is replayed into tenacity, which logs, backs
-        # off and retries exactly as if it had made that first attempt itself.
+        # fifth of a read's CPU, see performance.md). A failure is replayed into
+        # tenacity, which logs, backs off and retries as if it had made that attempt.
 
         async def attempt() -> T:
             if replay:

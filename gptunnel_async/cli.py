@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,11 +18,20 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._checks import describe, positive_number
 from ._client import GPTunnelClient
-from ._polling import PollPolicy
+from ._download import check_destination
+from ._polling import PollPolicy, ProgressEvent
+from ._sansio.retries import is_transient
 from ._sansio.text import mask_for
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
-from .errors import GPTunnelError, TaskFailedError, WaitTimeoutError
+from .errors import (
+    APIConnectionError,
+    ConfigurationError,
+    GPTunnelError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+from .models import Task
 
 if TYPE_CHECKING:
     from ._cli_output import Output
@@ -82,7 +92,27 @@ def exit_code_for(exc: BaseException) -> int:
 
 
 def _client(args: argparse.Namespace) -> GPTunnelClient:
+    if not (args.api_key if args.api_key is not None else os.environ.get("GPTUNNEL_API_KEY")):
+        raise ConfigurationError(
+            "no API key: pass --api-key KEY or set the GPTUNNEL_API_KEY environment variable"
+        )
     return GPTunnelClient(api_key=args.api_key, base_url=args.base_url)
+
+
+async def _reach(client: GPTunnelClient, task_id: str) -> Task | None:
+    """Read the task once before waiting for it. A wait rides through network failures
+    until its deadline, which is right once the API has answered; but a first read that
+    cannot reach the API at all (after the client's retries) is an error, exit 4.
+
+    Returns:
+        The task as read, or ``None`` if the API answered with a transient error.
+    """
+    try:
+        return await client.get_result(task_id)
+    except GPTunnelError as exc:
+        if isinstance(exc, APIConnectionError) or not is_transient(exc):
+            raise
+        return None
 
 
 async def _result(args: argparse.Namespace, out: Output) -> int:
@@ -93,9 +123,14 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _wait(args: argparse.Namespace, out: Output) -> int:
+    if args.save is not None:
+        check_destination(args.save)  # before the wait, not after it
     timeout = NOT_GIVEN if args.timeout is None else args.timeout
     async with _client(args) as client:
-        return await _wait_and_save(client, args.task_id, out, save=args.save, timeout=timeout)
+        first = await _reach(client, args.task_id)
+        return await _wait_and_save(
+            client, args.task_id, out, save=args.save, timeout=timeout, first=first
+        )
 
 
 async def _wait_and_save(
@@ -105,11 +140,20 @@ async def _wait_and_save(
     *,
     save: Path | None,
     timeout: float | NotGiven | None = NOT_GIVEN,
+    first: Task | None = None,
 ) -> int:
+    """Wait for ``task_id``, showing each change (``first``, a state read just before,
+    counts as the first), then save the result to ``save``."""
     waiter = client.wait_for_result(task_id, timeout=timeout)
+    shown: tuple[str, int] | None = None
     with out.progress(task_id) as show:
+        if first is not None and not first.is_failed:
+            show(ProgressEvent(task_id, first.status, first.percent, first, 0.0))
+            shown = (first.status, first.percent)
         async for event in waiter:
-            show(event)
+            if (event.status, event.percent) != shown:
+                show(event)
+            shown = None  # the wait itself never repeats a state
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:
@@ -119,8 +163,9 @@ async def _wait_and_save(
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
     from .testing import FakeGPTunnel, sample_image
+    from .testing._pictures import face_swap_picture
 
-    async with FakeGPTunnel() as fake:
+    async with FakeGPTunnel(result_image=face_swap_picture()) as fake:
         fake.script_created(duration=DEMO_SECONDS)
         out.note(f"Started an emulated GPTunnel at {fake.base_url}: no key, no network.")
         async with fake.client(poll_policy=DEMO_POLICY) as client:
@@ -128,9 +173,144 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
                 sample_image("source.png"), sample_image("face.png")
             )
             out.note(f"Created face swap {task.id} from the two sample images.")
-            return await _wait_and_save(
+            code = await _wait_and_save(
                 client, task.id, out, save=Path.cwd().resolve() / DEMO_RESULT
             )
+            out.note(
+                "The emulator swaps nothing: its result is a placeholder picture of what a "
+                "face swap does (person + face -> result), drawn from the sample images."
+            )
+            return code
+
+
+async def _emulator(args: argparse.Namespace, out: Output) -> int:
+    from .testing import DEFAULT_API_KEY
+    from .testing._server import EmulatorOptions, serve
+
+    options = EmulatorOptions(
+        host=args.host,
+        port=args.port,
+        storage_port=args.storage_port,
+        api_key=getattr(args, "api_key", None) or DEFAULT_API_KEY,
+        tasks_file=args.tasks,
+        tasks=args.task,
+        faults=args.fail_next,
+        created_duration=args.created_duration,
+        as_json=args.json,
+    )
+    try:
+        return await serve(options)
+    except OSError as exc:  # a port in use, a tasks file that cannot be read
+        raise ConfigurationError(f"the emulator cannot start: {exc}") from None
+
+
+def _task_spec(text: str) -> dict[str, Any]:
+    """``ID=SECONDS`` (done after that long from its first read) or ``ID=SECONDS:ERROR``
+    (failed then), as a task spec.
+
+    Raises:
+        ValueError: the text is not one.
+    """
+    task_id, equals, rest = text.partition("=")
+    seconds, colon, error = rest.partition(":")
+    if not (task_id and equals and seconds):
+        raise ValueError(f"a task is ID=SECONDS or ID=SECONDS:ERROR, got {text!r}")
+    spec: dict[str, Any] = {"id": task_id, "duration": float(seconds)}
+    if colon:
+        spec["error"] = error or "the task failed"
+    return spec
+
+
+def _fault_spec(text: str) -> dict[str, Any]:
+    """``STATUS`` or ``STATUSxTIMES`` (``503x2``): the next requests answer that status.
+
+    Raises:
+        ValueError: the text is not one.
+    """
+    status, _, times = text.lower().partition("x")
+    return {"kind": "fail", "status": int(status), "times": int(times) if times else 1}
+
+
+def _spec(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+    """An argparse type from a spec parser: its ``ValueError`` becomes a usage error."""
+
+    def parse_argument(text: str) -> dict[str, Any]:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse_argument
+
+
+def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    emulator = add(
+        "emulator",
+        _emulator,
+        "run the GPTunnel emulator as a server, for bots in any language: Ctrl-C stops it",
+    )
+    emulator.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=8080, help="API port (default: 8080)")
+    emulator.add_argument(
+        "--storage-port", type=int, default=0, help="storage port (default: any free one)"
+    )
+    emulator.add_argument(
+        "--api-key", default=argparse.SUPPRESS, metavar="KEY", help="the key it accepts"
+    )
+    emulator.add_argument("--tasks", type=Path, metavar="FILE", help="tasks and faults (JSON)")
+    emulator.add_argument(
+        "--task",
+        type=_spec(_task_spec),
+        action="append",
+        default=[],
+        metavar="ID=S[:ERROR]",
+        help="a task done S seconds after its first read (failed, with ERROR)",
+    )
+    emulator.add_argument(
+        "--fail-next",
+        type=_spec(_fault_spec),
+        action="append",
+        default=[],
+        metavar="STATUS[xN]",
+        help="answer the next N requests (default 1) with STATUS",
+    )
+    emulator.add_argument(
+        "--created-duration",
+        type=_seconds,
+        metavar="S",
+        help="tasks created through the API take S seconds",
+    )
+    emulator.add_argument("--json", action="store_true", help="print where it listens as JSON")
+
+
+async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
+    try:
+        from redis.asyncio import Redis
+    except ImportError:
+        raise ConfigurationError(
+            "fleet status needs redis-py: pip install 'gptunnel-async[redis]'"
+        ) from None
+    from .fleet import fleet_status
+
+    redis = Redis.from_url(args.redis, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        status = await fleet_status(redis, name=args.name, budget=args.budget)
+    finally:
+        await redis.aclose()
+    rows = {
+        "watched": status.watched,
+        "due": status.due,
+        "leased": status.leased,
+        "finished_unhandled": status.finished_unhandled,
+        "oldest_overdue_s": round(status.oldest_overdue, 3),
+        "rate": None if status.rate is None else round(status.rate, 3),
+    }
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for key, value in rows.items():
+            out.note(f"{key.replace('_', ' '):<22}{'-' if value is None else value}")
+    return EXIT_DONE
 
 
 # -- arguments ----------------------------------------------------------------------
@@ -248,8 +428,18 @@ def _build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_connection_options(wait, argparse.SUPPRESS)
 
+    fleet = add("fleet", _fleet_status, "what a fleet of workers on Redis is doing")
+    fleet.add_argument("action", choices=["status"], help="status: counts and the rate")
+    fleet.add_argument(
+        "--redis", default="redis://localhost:6379/0", metavar="URL", help="the fleet's Redis"
+    )
+    fleet.add_argument("--name", default="default", help="the fleet's RedisStore name")
+    fleet.add_argument("--budget", help="the RedisBudget's name (default: --name)")
+    fleet.add_argument("--json", action="store_true", help="print one JSON object")
+
     demo = add("demo", _demo, "swap two sample faces on a built-in emulator: no key, no network")
     demo.set_defaults(json=False)
+    _add_emulator(add)
     return parser
 
 
@@ -288,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    out = choose_output(as_json=args.json)
     try:
-        return asyncio.run(_run(args, choose_output(as_json=args.json)))
+        return asyncio.run(_run(args, out))
     except KeyboardInterrupt:
+        out.interrupted(getattr(args, "task_id", None), EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED

@@ -10,14 +10,17 @@ checked before any request, so a typo never costs a paid task.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import attrs
 
 from ._checks import check_task_id, check_text, function, instance_of, optional
-from ._images import ImageInput, encode_image, image_link
+from ._images import ImageInput, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
@@ -36,6 +39,7 @@ __all__ = [
     "ImageInput",
     "Media",
     "Midjourney",
+    "MidjourneyAction",
     "TaskResource",
 ]
 
@@ -158,7 +162,7 @@ class TaskResource(Generic[T]):
             ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
                 ``policy`` or ``on_progress`` is not one.
         """
-        read = self._reader(task_id)  # built once: a wait reads the same URL over and over
+        read = self._reader(task_id)  # built once: a URL costs ~8 % of a read (performance.md)
         optional(instance_of(PollPolicy), "policy", policy)
         optional(function, "on_progress", on_progress)
         return TaskWaiter(
@@ -287,6 +291,40 @@ class TaskResource(Generic[T]):
             for task_id in task_ids
         ]
 
+    async def create_task(self, path: str, body: Mapping[str, Any]) -> T:
+        """Start a task at an endpoint the SDK does not model, and get this family's
+        typed task back.
+
+        GPTunnel's docs list endpoints whose bodies they do not describe
+        (``bgremover/create``; Midjourney's ``outpaint``, ``pan``, ``upscale``,
+        ``reroll``). Rather than guess their fields, the SDK lets you send the JSON you
+        know works; the answer is decoded, refused and retried exactly like the modelled
+        create calls (sent again only where the server surely did nothing: a 429, a
+        503, media's code 6, or a connection that never opened), and the task it returns
+        is waited for with ``wait_for_result`` like any other.
+
+        Args:
+            path: the endpoint under the base URL, e.g. ``"midjourney/reroll"``.
+            body: the JSON object to POST, sent as given.
+
+        Returns:
+            The new task, as this family's model.
+
+        Raises:
+            ConfigurationError: a path that is not a plain relative path (``..``, a
+                query, a scheme), or a body that is not a JSON object.
+            APIError: the API refused the request; its class and ``param`` say why.
+            APIConnectionError: the network failed.
+        """
+        payload = dict(body) if isinstance(body, Mapping) else None
+        try:
+            json.dumps(payload)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"body must hold JSON values only: {exc}") from None
+        if payload is None:
+            raise ConfigurationError(f"body must be a JSON object (a mapping), got {body!r:.80}")
+        return await self._create(_endpoint_path(path), payload)
+
     async def _create(self, path: str, payload: dict[str, Any]) -> T:
         """POST a new task; retried only where the server surely did not start one."""
         return await self._transport.request(
@@ -305,6 +343,20 @@ class TaskResource(Generic[T]):
         return await self.wait_for_result(
             task.id, policy=policy, timeout=timeout, on_progress=on_progress
         )
+
+
+_PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _endpoint_path(path: Any) -> str:
+    """``path`` if it is a relative API path of plain segments (``midjourney/pan``)."""
+    segments = path.strip("/").split("/") if isinstance(path, str) else []
+    if not segments or not all(_PATH_SEGMENT.fullmatch(segment) for segment in segments):
+        raise ConfigurationError(
+            f"path must be an endpoint under the base URL such as 'midjourney/reroll', "
+            f"got {path!r:.80}"
+        )
+    return "/".join(segments)
 
 
 _VARIATION_MODES: Final = ("high", "low")
@@ -396,6 +448,84 @@ def _image_number(value: Any) -> int:
     return value
 
 
+class MidjourneyAction(enum.StrEnum):
+    """What a done Midjourney task offers next, spelled as the service spells it in
+    ``Task.actions`` (the upsample actions are ``upsamle_N``, sic).
+
+    Members are strings, so ``MidjourneyAction.UPSAMPLE_2 in task.actions`` works and
+    the raw values stay on the task; [parse][gptunnel_async.families.MidjourneyAction.parse]
+    also reads the correct spelling, should the service ever fix it.
+    """
+
+    UPSAMPLE_1 = "upsamle_1"
+    UPSAMPLE_2 = "upsamle_2"
+    UPSAMPLE_3 = "upsamle_3"
+    UPSAMPLE_4 = "upsamle_4"
+    VARIATION_1 = "variation_1"
+    VARIATION_2 = "variation_2"
+    VARIATION_3 = "variation_3"
+    VARIATION_4 = "variation_4"
+    HIGH_VARIATION = "high_variation"
+    LOW_VARIATION = "low_variation"
+    REROLL = "reroll"
+
+    @classmethod
+    def upsample(cls, image: int) -> MidjourneyAction:
+        """The action that upsamples image ``image`` (1 to 4) of a grid.
+
+        Args:
+            image: which of the grid's four images.
+
+        Returns:
+            ``UPSAMPLE_<image>``, whose value is ``"upsamle_<image>"``.
+
+        Raises:
+            ConfigurationError: ``image`` is not an int from 1 to 4.
+        """
+        return cls(f"upsamle_{_image_number(image)}")
+
+    @classmethod
+    def variation(cls, image: int) -> MidjourneyAction:
+        """The action that varies image ``image`` (1 to 4) of a grid.
+
+        Args:
+            image: which of the grid's four images.
+
+        Returns:
+            ``VARIATION_<image>``.
+
+        Raises:
+            ConfigurationError: ``image`` is not an int from 1 to 4.
+        """
+        return cls(f"variation_{_image_number(image)}")
+
+    @classmethod
+    def parse(cls, raw: str) -> MidjourneyAction | None:
+        """A raw action string as a member, in either spelling and any case.
+
+        Args:
+            raw: one entry of ``Task.actions``.
+
+        Returns:
+            The member, or ``None`` for an action this SDK does not know.
+        """
+        key = raw.strip().casefold().replace("upsample_", "upsamle_")
+        return cls._value2member_map_.get(key)  # type: ignore[return-value]
+
+    @classmethod
+    def offered_by(cls, task: Task) -> tuple[MidjourneyAction, ...]:
+        """The known actions a task offers, in its order (unknown ones left out).
+
+        Args:
+            task: a done Midjourney task.
+
+        Returns:
+            Its actions as members.
+        """
+        found = (cls.parse(raw) for raw in task.actions)
+        return tuple(dict.fromkeys(action for action in found if action is not None))
+
+
 class Midjourney(TaskResource[Task]):
     """``/midjourney``: imagine a grid of four images, then upsample, vary or inpaint one.
 
@@ -443,52 +573,83 @@ class Midjourney(TaskResource[Task]):
         payload = {"taskId": check_task_id(task_id), "image": _image_number(image)}
         return await self._create("midjourney/upsample", payload)
 
-    async def variation(self, task_id: str, image: int, mode: str | None = None) -> Task:
-        """Start variations of one image of a done grid.
+    async def variation(
+        self, task_id: str, image: int | None = None, mode: str | None = None
+    ) -> Task:
+        """Start variations of a done task: of one image of a grid, or of an upsample.
+
+        The docs make ``image`` the required field for a grid (its ``variation_N``
+        actions) and ``mode`` the required one when the parent is an upsample task (its
+        ``high_variation``/``low_variation`` actions). Only the fields given are sent.
 
         Args:
-            task_id: the grid's task.
-            image: which of its four images, 1 to 4.
-            mode: ``"high"`` (strong) or ``"low"`` (subtle) variation; the API's
-                default if ``None``.
+            task_id: the task to vary.
+            image: which of a grid's four images, 1 to 4.
+            mode: ``"high"`` (strong) or ``"low"`` (subtle) variation; needed for an
+                upsample task.
 
         Returns:
-            The new task, ``idle``; its ``parent_id`` is ``task_id``.
+            The new task, ``idle``, its cost already in ``usage``; its ``parent_id`` is
+            ``task_id``.
 
         Raises:
-            ConfigurationError: a blank ``task_id``, an ``image`` outside 1-4, or
-                another ``mode``.
+            ConfigurationError: a blank ``task_id``, neither ``image`` nor ``mode``,
+                an ``image`` outside 1-4, or another ``mode``.
+            BadRequestError: the parent does not offer that variation.
             NotFoundError: no such task.
             APIError: any other error status.
         """
-        payload: dict[str, Any] = {"taskId": check_task_id(task_id), "image": _image_number(image)}
+        payload: dict[str, Any] = {"taskId": check_task_id(task_id)}
+        if image is None and mode is None:
+            raise ConfigurationError(
+                "give image=1..4 to vary one image of a grid, or mode='high'/'low' to vary "
+                "an upsample task"
+            )
+        if image is not None:
+            payload["image"] = _image_number(image)
         if mode is not None:
             if mode not in _VARIATION_MODES:
                 raise ConfigurationError(f"mode must be 'high' or 'low', got {mode!r}")
             payload["mode"] = mode
         return await self._create("midjourney/variation", payload)
 
-    async def inpaint(self, task_id: str, mask: ImageInput, prompt: str | None = None) -> Task:
+    async def inpaint(
+        self,
+        task_id: str,
+        mask: ImageInput,
+        prompt: str | None = None,
+        *,
+        size: tuple[int, int] | None = None,
+    ) -> Task:
         """Start redrawing the masked area of a task's image.
+
+        The docs want ``mask`` as a base64, black-and-white PNG the size of the image it
+        masks. What can be checked here is, before any request: that it is a PNG, that
+        it has no colour but black and white (grey anti-aliased edges are refused), and,
+        if you give ``size``, its size. It is sent as plain base64.
 
         Args:
             task_id: the task whose image is redrawn.
-            mask: the area to redraw, as an image: a URL, a ``data:`` URI, bytes or a
-                file path.
+            mask: the area to redraw in white on black: PNG bytes, a file path, base64
+                text or a ``data:`` URI (not a link).
             prompt: what to draw there; none keeps the original prompt.
+            size: the masked image's ``(width, height)`` in pixels, if known (e.g. from
+                the downloaded grid); the mask must match it.
 
         Returns:
             The new task, ``idle``; its ``parent_id`` is ``task_id``.
 
         Raises:
-            ConfigurationError: a blank ``task_id`` or ``prompt``, or an unusable mask.
+            ConfigurationError: a blank ``task_id`` or ``prompt``, or a mask that is not
+                a black-and-white PNG (of ``size``, when given); the message says which.
+            BadRequestError: the API refused the mask.
             NotFoundError: no such task.
             APIError: any other error status.
         """
         payload: dict[str, Any] = {"taskId": check_task_id(task_id)}
         if prompt is not None:
             payload["prompt"] = check_text("prompt", prompt)
-        payload["mask"] = await encode_image(mask)
+        payload["mask"] = await asyncio.to_thread(check_mask, mask, size)
         return await self._create("midjourney/inpaint", payload)
 
     async def imagine_and_wait(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -187,11 +188,18 @@ def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 class _CompatClientResponse(aiohttp.ClientResponse):
     """aiohttp 3.14 made ``stream_writer`` a required argument that aioresponses 0.7.9
-    does not pass yet; a mocked response has already been "sent", so 0 bytes is right."""
+    does not pass yet; a mocked response has already been "sent", so 0 bytes is right.
+    Earlier aiohttp versions take no such argument, and get none."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        if _TAKES_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
         super().__init__(method, url, **kwargs)
+
+
+_TAKES_STREAM_WRITER: Final = (
+    "stream_writer" in inspect.signature(aiohttp.ClientResponse.__init__).parameters
+)
 
 
 @pytest.fixture

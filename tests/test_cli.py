@@ -22,6 +22,7 @@ from gptunnel_async import (
 from gptunnel_async.cli import exit_code_for, main
 from gptunnel_async.models import Task
 from gptunnel_async.testing import FakeGPTunnel, sample_image
+from gptunnel_async.testing._pictures import face_swap_picture, read_png
 
 SECRET = "sk-live-0123456789abcdef"
 STEPS = [("queued", 0), ("running", 40), ("done", 100)]
@@ -299,8 +300,17 @@ def test_demo_needs_no_key_and_saves_a_png_here(tmp_path: Path) -> None:
     done = run("demo", instant=False, cwd=tmp_path, GPTUNNEL_BASE_URL="http://127.0.0.1:9/v1")
     assert done.returncode == 0, done.stderr
     saved = tmp_path / "gptunnel-demo-result.png"
-    assert done.stdout.splitlines()[-1] == f"saved: {saved}"
-    assert saved.read_bytes() == sample_image("result.png")
+    lines = done.stdout.splitlines()
+    assert f"saved: {saved}" in lines
+    assert "placeholder" in lines[-1]  # it says the result is not a real swap
+    # person + face -> result, each sample scaled up, side by side
+    picture = read_png(saved.read_bytes())
+    assert saved.read_bytes() == face_swap_picture()
+    for index, name in enumerate(("source.png", "face.png")):
+        sample = read_png(sample_image(name))
+        left = 8 + index * 2 * (96 + 8)
+        assert [row[left : left + 96 : 3] for row in picture[8 : 8 + 96 : 3]] == sample
+    assert list(tmp_path.iterdir()) == [saved]  # nothing else left behind
     progress = [line.split()[1] for line in done.stdout.splitlines() if line.endswith("%")]
     assert progress[0] == "processing"
     assert progress[-1] == "done"

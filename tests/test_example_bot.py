@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -339,3 +343,43 @@ async def test_the_bot_says_which_photo_it_waits_for(chat: Chatting) -> None:
         replies.ASK_FOR_FACE,
     ]
     assert chat.creates() == []
+
+
+# -- starting the bot -------------------------------------------------------------------
+
+
+def run_bot(**env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
+    environment.update(env, GPTUNNEL_API_KEY="k")
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "examples.faceswap_bot"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).parent.parent,
+        timeout=60,
+    )
+
+
+def test_without_a_token_the_bot_says_so_before_importing_aiogram() -> None:
+    done = run_bot()
+    assert done.returncode == 2
+    assert "BOT_TOKEN" in done.stderr
+    assert "| aiogram" not in done.stderr  # -X importtime lists every module imported
+
+
+def test_a_malformed_token_is_one_line_not_a_traceback() -> None:
+    done = run_bot(BOT_TOKEN="not-a-token")
+    assert done.returncode == 1
+    assert "BOT_TOKEN is not a bot token" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_no_network_is_one_line_not_a_traceback() -> None:
+    # a well-formed token, and a Bot API server nobody listens on
+    done = run_bot(
+        BOT_TOKEN="123456:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi", BOT_API_URL="http://127.0.0.1:1"
+    )
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1
+    assert "cannot reach Telegram" in done.stderr

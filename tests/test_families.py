@@ -27,8 +27,11 @@ from gptunnel_async import (
 from gptunnel_async.families import TaskResource
 
 from .conftest import ScriptedAPI, media_json, task_json
+from .pngs import mask
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+MASK = mask()
+B64_MASK = base64.b64encode(MASK).decode()
 API = "https://gptunnel.ru/v1"
 
 
@@ -183,18 +186,26 @@ def sent(mocked: aioresponses) -> tuple[str, str, Any]:
             {"taskId": "grid-1", "image": 1, "mode": "low"},
         ),
         (
-            lambda mj: mj.inpaint("up-1", PNG, prompt="a hat"),
-            "/v1/midjourney/inpaint",
-            {
-                "taskId": "up-1",
-                "mask": "data:image/png;base64," + base64.b64encode(PNG).decode(),
-                "prompt": "a hat",
-            },
+            lambda mj: mj.variation("up-1", mode="high"),
+            "/v1/midjourney/variation",
+            {"taskId": "up-1", "mode": "high"},
         ),
         (
-            lambda mj: mj.inpaint("up-1", "https://a/mask.png"),
+            lambda mj: mj.inpaint("up-1", MASK, prompt="a hat"),
             "/v1/midjourney/inpaint",
-            {"taskId": "up-1", "mask": "https://a/mask.png"},
+            {"taskId": "up-1", "mask": base64.b64encode(MASK).decode(), "prompt": "a hat"},
+        ),
+        (
+            lambda mj: mj.inpaint(
+                "up-1", "data:image/png;base64," + base64.b64encode(MASK).decode()
+            ),
+            "/v1/midjourney/inpaint",
+            {"taskId": "up-1", "mask": B64_MASK},
+        ),
+        (
+            lambda mj: mj.create_task("midjourney/reroll", {"taskId": "grid-1"}),
+            "/v1/midjourney/reroll",
+            {"taskId": "grid-1"},
         ),
     ],
 )
@@ -277,8 +288,18 @@ async def test_balance_reads_the_documented_object(
         (lambda c: c.midjourney.upsample("grid-1", "1"), "image"),
         (lambda c: c.midjourney.upsample(" ", 1), "task_id"),
         (lambda c: c.midjourney.variation("grid-1", 1, mode="medium"), "mode"),
-        (lambda c: c.midjourney.inpaint("up-1", PNG, prompt=" "), "prompt"),
-        (lambda c: c.midjourney.inpaint("up-1", b"GIF89a"), "PNG, JPEG or WEBP"),
+        (lambda c: c.midjourney.variation("grid-1"), "image=1..4.*or mode="),
+        (lambda c: c.midjourney.inpaint("up-1", MASK, prompt=" "), "prompt"),
+        (lambda c: c.midjourney.inpaint("up-1", b"GIF89a"), "black-and-white PNG: it is not a PNG"),
+        (lambda c: c.midjourney.inpaint("up-1", "https://a/mask.png"), "not a link"),
+        (lambda c: c.midjourney.inpaint("up-1", "%%%"), "neither an existing file nor base64"),
+        (lambda c: c.midjourney.inpaint("up-1", mask(grey_pixel=True)), "1 other colour"),
+        (lambda c: c.midjourney.inpaint("up-1", MASK, size=(64, 64)), "32x32.*64x64"),
+        (lambda c: c.midjourney.create_task("../balance", {}), "path must be"),
+        (lambda c: c.midjourney.create_task("midjourney/pan?x=1", {}), "path must be"),
+        (lambda c: c.midjourney.create_task("https://evil/pan", {}), "path must be"),
+        (lambda c: c.midjourney.create_task("midjourney/pan", [1]), "JSON object"),
+        (lambda c: c.midjourney.create_task("midjourney/pan", {"a": object()}), "JSON values"),
         (lambda c: c.media.create("", "waves"), "model"),
         (lambda c: c.media.create("kling", "  "), "prompt"),
         (lambda c: c.media.create("kling", "waves", images="https://a/b.jpg"), "list"),

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any, Final
 
+import pytest
 from aiohttp import web
 
 from gptunnel_async import (
@@ -29,6 +30,8 @@ from gptunnel_async import (
 
 from . import faults
 from .conftest import API_KEY, ScriptedAPI, client_tasks, connections_in_use, task_json
+
+pytestmark = pytest.mark.soak
 
 WAITS: Final = 1000
 FAULT_RATE: Final = 0.2

@@ -645,3 +645,12 @@ def test_samples_are_small_pngs(name: str) -> None:
 def test_an_unknown_sample_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"source\.png"):
         sample_image("../secret")
+
+
+async def test_a_scripted_tasks_clock_starts_at_its_first_read() -> None:
+    async with FakeGPTunnel() as fake:
+        task_id = fake.script_task(duration=0.05)
+        await asyncio.sleep(0.1)  # longer than the whole task, before anyone looks
+        async with fake.client() as client:
+            first = await client.get_result(task_id)
+    assert (first.status, first.percent) == ("processing", 0)

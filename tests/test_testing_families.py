@@ -3,6 +3,7 @@ SDK's one engine on the other side."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,12 @@ from gptunnel_async import (
 )
 from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
 
+from .pngs import mask
+
 MIDJOURNEY_ACTIONS = (
-    *(f"upsample{n}" for n in range(1, 5)),
-    *(f"variation{n}" for n in range(1, 5)),
+    *(f"upsamle_{n}" for n in range(1, 5)),
+    "reroll",
+    *(f"variation_{n}" for n in range(1, 5)),
 )
 
 
@@ -39,6 +43,10 @@ async def fake() -> AsyncIterator[FakeGPTunnel]:
 def instant() -> Iterator[None]:
     with instant_waits():
         yield
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 async def call(
@@ -89,7 +97,7 @@ async def test_imagine_and_wait_shows_previews_then_the_grid_and_its_actions(
 
 
 async def test_only_midjourney_tasks_have_previews_in_storage(fake: FakeGPTunnel) -> None:
-    grid = fake.script_task(steps=[("running", 40)], type="@Midjourney")
+    grid = fake.script_task(steps=[("running", 40)], type="imagine")
     swap = fake.script_task(steps=[("running", 40)])
     async with aiohttp.ClientSession() as http:
         for task_id, expected in ((grid, 200), (swap, 404)):
@@ -102,15 +110,16 @@ async def test_only_midjourney_tasks_have_previews_in_storage(fake: FakeGPTunnel
 async def test_a_midjourney_create_answers_idle_with_no_actions_yet(fake: FakeGPTunnel) -> None:
     status, body = await call(fake, "POST", "midjourney/imagine", json={"prompt": "a fox"})
     assert status == 200
-    assert (body["status"], body["type"], body["actions"]) == ("idle", "@Midjourney", [])
+    assert (body["status"], body["type"], body["actions"]) == ("idle", "imagine", [])
+    assert (body["usage"]["completion_cost"], body["usage"]["total_cost"]) == (18, 18)
 
 
 async def test_follow_ups_name_their_parent(fake: FakeGPTunnel, instant: None) -> None:
     async with fake.client() as client:
         grid = await client.midjourney.imagine_and_wait("a red fox")
         upscaled = await client.midjourney.upsample(grid.id, 2)
-        varied = await client.midjourney.variation(grid.id, 3, mode="high")
-        inpainted = await client.midjourney.inpaint(upscaled.id, sample_image("face.png"), "a hat")
+        varied = await client.midjourney.variation(grid.id, 3)
+        inpainted = await client.midjourney.inpaint(upscaled.id, mask(), "a hat", size=(32, 32))
         final = await client.midjourney.wait_for_result(inpainted.id)
     assert [upscaled.parent_id, varied.parent_id] == [grid.id, grid.id]
     assert final.parent_id == upscaled.id and final.is_done
@@ -135,13 +144,21 @@ async def test_a_follow_up_of_an_unknown_task_is_not_found(fake: FakeGPTunnel) -
         ("midjourney/upsample", {"image": 1}, "taskId"),
         ("midjourney/upsample", {"taskId": "G", "image": 5}, "image"),
         ("midjourney/variation", {"taskId": "G", "image": 1, "mode": "medium"}, "mode"),
+        ("midjourney/variation", {"taskId": "G"}, "image"),
+        ("midjourney/variation", {"taskId": "U", "image": 1}, "mode"),
+        ("midjourney/variation", {"taskId": "U", "mode": "high", "image": 1}, "mode"),
+        ("midjourney/upsample", {"taskId": "U", "image": 1}, "image"),
         ("midjourney/inpaint", {"taskId": "G", "mask": "not an image"}, "mask"),
+        ("midjourney/inpaint", {"taskId": "G", "mask": b64(mask(grey_pixel=True))}, "mask"),
+        ("midjourney/inpaint", {"taskId": "G", "mask": b64(mask(16, 32))}, "mask"),
+        ("midjourney/inpaint", {"taskId": "G", "mask": b64(sample_image("face.png"))}, "mask"),
     ],
 )
 async def test_bad_midjourney_creates_are_the_documented_400(
     fake: FakeGPTunnel, path: str, payload: dict[str, Any], param: str
 ) -> None:
-    fake.script_task(steps=[("done", 100)], task_id="G", type="@Midjourney")
+    fake.script_task(steps=[("done", 100)], task_id="G", type="imagine")
+    fake.script_task(steps=[("running", 50)], task_id="U", type="upsample")
     status, body = await call(fake, "POST", path, json=payload)
     assert status == 400
     assert (body["error"]["type"], body["error"]["param"]) == ("invalid_request_error", param)

@@ -25,7 +25,8 @@ __all__ = [
 ]
 
 DONE_STATUSES: Final = frozenset({"done"})
-"""Statuses that mean the task finished with a result (compared after [normalize][])."""
+"""Statuses that mean the task finished with a result (compared ignoring case and
+surrounding whitespace)."""
 
 FAILED_STATUSES: Final = frozenset({"failed", "error", "fail", "cancelled", "canceled"})
 """Statuses that mean the task finished without one. None is documented; these are seen."""

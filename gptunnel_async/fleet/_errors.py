@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -25,4 +26,8 @@ async def store_call(what: str) -> AsyncIterator[None]:
     try:
         yield
     except store_failures() as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py may turn a cancellation into a connection error: stop anyway.
+            raise asyncio.CancelledError from exc
         raise StoreUnavailableError(f"{what}: the store failed ({type(exc).__name__})") from exc

@@ -32,6 +32,10 @@ IDLE_EXPIRY_MS: Final = 600_000
 # empty, replaces Redis TIME (tests only).
 _SCRIPT: Final = f"""
 local key, op, ceiling = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if ceiling == nil then  -- "rate" without a ceiling (an operator's view): the last one used
+  ceiling = tonumber(redis.call('HGET', key, 'ceiling'))
+  if ceiling == nil then return {{'', ''}} end
+end
 local now
 if ARGV[5] ~= nil and ARGV[5] ~= '' then
   now = tonumber(ARGV[5])
@@ -61,7 +65,7 @@ if op == 'start' then
   if now < arrival then return {{fmt(arrival - now), fmt(now)}} end
   local counted = now
   if now - arrival <= {rate.SLACK!r} * interval then counted = arrival end
-  redis.call('HSET', key, 'last_start', fmt(counted))
+  redis.call('HSET', key, 'last_start', fmt(counted), 'ceiling', fmt(ceiling))
   redis.call('PEXPIRE', key, {IDLE_EXPIRY_MS})
   return {{'0', fmt(now)}}
 elseif op == 'limited' then
@@ -80,6 +84,23 @@ elseif op == 'limited' then
 end
 return {{fmt(current(now)), fmt(now)}}
 """
+
+
+async def current_rate(
+    redis: Redis, *, name: str = "default", prefix: str = "gptunnel"
+) -> float | None:
+    """The requests per second the budget ``name`` allows now, at the rate its clients
+    last used; ``None`` if none used it in the last ten minutes.
+
+    Raises:
+        StoreUnavailableError: Redis could not be reached or failed.
+    """
+    script = redis.register_script(_SCRIPT)
+    async with store_call("reading the request budget"):
+        value, _ = await script(
+            keys=[fleet_key(prefix, name, "budget")], args=["rate", "", "", "", ""]
+        )
+    return float(value) if value else None
 
 
 class RedisBudget:

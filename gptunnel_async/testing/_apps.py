@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from aiohttp import web
@@ -25,8 +25,9 @@ API_PREFIX: Final = "/v1"
 Answer = Callable[[RecordedRequest, str], web.Response]
 
 
-def api_app(state: EmulatorState) -> web.Application:
-    """The API: :data:`ENDPOINTS` under ``/v1``, behind the bare-key check."""
+def api_app(state: EmulatorState, control: Sequence[web.RouteDef] = ()) -> web.Application:
+    """The API: :data:`ENDPOINTS` under ``/v1``, behind the bare-key check; ``control``
+    routes (the emulator's own, unlogged) before them."""
     routes: dict[str, dict[str, Endpoint]] = {}
     for endpoint in ENDPOINTS:
         routes.setdefault(endpoint.path, {})[endpoint.method] = endpoint
@@ -42,7 +43,7 @@ def api_app(state: EmulatorState) -> web.Application:
             return error_response(405, headers={"Allow": ", ".join(sorted(methods))})
         return endpoint.answer(state, request)
 
-    return _app(state, "api", API_PREFIX, answer)
+    return _app(state, "api", API_PREFIX, answer, control)
 
 
 def storage_app(state: EmulatorState) -> web.Application:
@@ -59,7 +60,13 @@ def storage_app(state: EmulatorState) -> web.Application:
     return _app(state, "storage", "", answer)
 
 
-def _app(state: EmulatorState, server: Server, prefix: str, answer: Answer) -> web.Application:
+def _app(
+    state: EmulatorState,
+    server: Server,
+    prefix: str,
+    answer: Answer,
+    control: Sequence[web.RouteDef] = (),
+) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         record = RecordedRequest(
             method=request.method,
@@ -78,6 +85,7 @@ def _app(state: EmulatorState, server: Server, prefix: str, answer: Answer) -> w
         return answer(record, path)
 
     app = web.Application()
+    app.router.add_routes(control)  # first: the catch-all below would take them otherwise
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final, Protocol
 
 import attrs
 from aiohttp import web
 
+from .._images import MASK_TONES
+from .._png import read_png
 from ..models import MediaTask, Task, converter
 from ._scripts import LOOKS
 from ._state import EmulatorState, RecordedRequest
@@ -29,6 +31,7 @@ __all__ = [
     "CreateTask",
     "Endpoint",
     "ErrorAnswer",
+    "ParentCheck",
     "ReadTask",
     "ShowBalance",
     "error_body",
@@ -123,6 +126,65 @@ def media_error_response(
     return web.json_response(body)
 
 
+ParentCheck = Callable[[Mapping[str, Any], Task, EmulatorState], "tuple[str, str] | None"]
+"""What a follow-up endpoint asks of its parent task: ``(message, param)`` if refused."""
+
+
+def _offered(parent: Task, action: str, param: str) -> tuple[str, str] | None:
+    if action in parent.actions:
+        return None
+    return f"the task does not offer the action '{action}'", param
+
+
+def _upsample_check(
+    payload: Mapping[str, Any], parent: Task, state: EmulatorState
+) -> tuple[str, str] | None:
+    """``/midjourney/upsample``: the grid must offer ``upsamle_<image>`` (sic)."""
+    return _offered(parent, f"upsamle_{payload['image']}", "image")
+
+
+def _variation_check(
+    payload: Mapping[str, Any], parent: Task, state: EmulatorState
+) -> tuple[str, str] | None:
+    """``/midjourney/variation``: ``mode`` is required for an upsample parent (its
+    ``high_variation``/``low_variation``), ``image`` for a grid (its ``variation_N``)."""
+    if parent.type in ("upsample", "upscale"):
+        mode = payload.get("mode")
+        if mode is None:
+            return "'mode' is a required property", "mode"
+        return _offered(parent, f"{mode}_variation", "mode")
+    image = payload.get("image")
+    if image is None:
+        return "'image' is a required property", "image"
+    return _offered(parent, f"variation_{image}", "image")
+
+
+INPAINT_MASK_MESSAGE: Final = (
+    "'mask' should be base64 png black and white image with same size as previous generation"
+)
+"""The docs' answer to a mask it cannot use."""
+
+
+def _inpaint_check(
+    payload: Mapping[str, Any], parent: Task, state: EmulatorState
+) -> tuple[str, str] | None:
+    """``/midjourney/inpaint``: the mask is base64 of a black-and-white PNG the size of
+    the parent's image (the emulator's result image)."""
+    mask = payload.get("mask")
+    try:
+        image = read_png(base64.b64decode(mask, validate=True)) if isinstance(mask, str) else None
+    except (binascii.Error, ValueError):
+        image = None
+    parent_image = read_png(state.result_image)
+    if (
+        image is None
+        or (image.colours is not None and not image.colours <= MASK_TONES)
+        or (image.width, image.height) != (parent_image.width, parent_image.height)
+    ):
+        return INPAINT_MASK_MESSAGE, "mask"
+    return None
+
+
 class ErrorAnswer(Protocol):
     """How a family answers an error: :func:`error_response` or :func:`media_error_response`."""
 
@@ -207,7 +269,9 @@ class CreateTask:
     ``images`` are required fields holding an http(s) URL or a base64 ``data:image/...``
     URI; ``required`` are other required fields; ``choices`` limit fields to some values;
     ``parent`` names the field holding the task this one continues (it must exist);
-    ``webhook`` is optional everywhere. With no balance left the answer is 402.
+    ``check`` is what the endpoint asks of that parent (the action it must offer, a
+    mask's size); ``webhook`` is optional everywhere. With no balance left the answer
+    is 402.
     """
 
     path: str
@@ -216,6 +280,7 @@ class CreateTask:
     required: tuple[str, ...] = ()
     choices: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     parent: str | None = None
+    check: ParentCheck | None = None
     method: str = "POST"
 
     def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
@@ -227,13 +292,28 @@ class CreateTask:
         if problem is not None:
             return error_response(400, problem[0], param=problem[1])
         parent_id = str(payload[self.parent]) if self.parent else None
-        if parent_id is not None and state.peek_task(parent_id) is None:
-            return error_response(404, "Task not found", param=self.parent)
+        refusal = self._parent_refusal(state, payload, parent_id)
+        if refusal is not None:
+            return refusal
         if not state.can_pay():
             return error_response(402)
         webhook = payload.get("webhook")
         task = state.add_task(type=self.type, parent_id=parent_id, webhook=webhook)
         return task_response(task.created())
+
+    def _parent_refusal(
+        self, state: EmulatorState, payload: Mapping[str, Any], parent_id: str | None
+    ) -> web.Response | None:
+        """404 for a parent that does not exist, 400 for one ``check`` refuses."""
+        if parent_id is None:
+            return None
+        parent = state.peek_task(parent_id)
+        if parent is None:
+            return error_response(404, "Task not found", param=self.parent)
+        problem = (
+            self.check(payload, parent, state) if self.check and isinstance(parent, Task) else None
+        )
+        return None if problem is None else error_response(400, problem[0], param=problem[1])
 
 
 @attrs.frozen
@@ -267,18 +347,21 @@ def _media_problem(payload: Mapping[str, Any]) -> tuple[str, str] | None:
     for field in ("model", "prompt"):
         if not isinstance(payload.get(field), str) or not payload[field]:
             return "Required", field
-    images = payload.get("images", [])
-    if not isinstance(images, list):
-        return "Expected array, received " + type(images).__name__, "images"
-    for index, image in enumerate(images):
-        if not _is_http_url(image):
-            return "Invalid url: images are links, not uploads or base64", f"images.{index}"
     for field, allowed in (("ar", MEDIA_ASPECT_RATIOS), ("version", SUNO_VERSIONS)):
         if field in payload and payload[field] not in allowed:
             return f"Invalid enum value. Expected {' | '.join(map(repr, allowed))}", field
     webhook = payload.get("webhook")
     if webhook is not None and not _is_http_url(webhook):
         return "Invalid url", "webhook"
+    return _images_problem(payload.get("images", []))
+
+
+def _images_problem(images: Any) -> tuple[str, str] | None:
+    if not isinstance(images, list):
+        return "Expected array, received " + type(images).__name__, "images"
+    for index, image in enumerate(images):
+        if not _is_http_url(image):
+            return "Invalid url: images are links, not uploads or base64", f"images.{index}"
     return None
 
 
@@ -342,27 +425,43 @@ def _is_image(value: Any) -> bool:
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     CreateTask("faceswap/create", type="@FaceSwap", images=("sourceImage", "faceImage")),
     ReadTask("faceswap/result"),
+    CreateTask("bgremover/create", type="@BGRemover"),
     ReadTask("bgremover/result"),
-    CreateTask("midjourney/imagine", type="@Midjourney", required=("prompt",)),
+    CreateTask("midjourney/imagine", type="imagine", required=("prompt",)),
     CreateTask(
         "midjourney/upsample",
-        type="@Midjourney",
+        type="upsample",
         parent="taskId",
         required=("image",),
         choices=(("image", _MIDJOURNEY_IMAGES),),
+        check=_upsample_check,
     ),
     CreateTask(
         "midjourney/variation",
-        type="@Midjourney",
+        type="variation",
         parent="taskId",
-        required=("image",),
         choices=(("image", _MIDJOURNEY_IMAGES), ("mode", ("high", "low"))),
+        check=_variation_check,
     ),
-    CreateTask("midjourney/inpaint", type="@Midjourney", parent="taskId", images=("mask",)),
+    CreateTask(
+        "midjourney/inpaint",
+        type="inpaint",
+        parent="taskId",
+        required=("mask",),
+        check=_inpaint_check,
+    ),
+    *(
+        CreateTask(f"midjourney/{name}", type=name, parent="taskId")
+        for name in ("outpaint", "pan", "upscale", "reroll")
+    ),
     ReadTask("midjourney/result"),
     CreateMedia("media/create"),
     ReadTask("media/result", id_param="task_id", errors=media_error_response),
     ReadTask("media/result", id_param="task_id", method="POST", errors=media_error_response),
     ShowBalance("balance"),
 )
-"""Every route the emulator answers, relative to the base URL (``.../v1``)."""
+"""Every route the emulator answers, relative to the base URL (``.../v1``).
+
+``bgremover/create`` and Midjourney's ``outpaint``, ``pan``, ``upscale`` and ``reroll``
+are in the docs' menu without a described body: the emulator takes any JSON object
+there (with the parent's ``taskId`` for Midjourney's), and starts a task."""

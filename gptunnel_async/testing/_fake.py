@@ -21,6 +21,7 @@ from .._client import GPTunnelClient
 from ..errors import UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
+from ._control import CONTROL_PREFIX, control_routes
 from ._endpoints import task_body
 from ._samples import sample_image
 from ._scripts import MediaOutput, Step, TaskScript
@@ -51,6 +52,8 @@ class FakeGPTunnel:
         host: the loopback address to listen on (``"::1"`` for IPv6).
         result_image: the bytes storage serves for every done task; a small sample
             PNG by default.
+        port: the API's port; ``0`` (the default) picks a free one.
+        storage_port: the storage origin's port; ``0`` picks a free one.
     """
 
     def __init__(
@@ -59,9 +62,12 @@ class FakeGPTunnel:
         api_key: str = DEFAULT_API_KEY,
         host: str = "127.0.0.1",
         result_image: bytes | None = None,
+        port: int = 0,
+        storage_port: int = 0,
     ) -> None:
         self.api_key = api_key
         self.host = host
+        self._ports = (port, storage_port)
         self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
         self._base_url: str | None = None
         self._runners: list[web.AppRunner] = []
@@ -87,6 +93,12 @@ class FakeGPTunnel:
         if self._base_url is None:
             raise UsageError("the FakeGPTunnel is not running; use it as a context manager")
         return self._state.storage_url
+
+    @property
+    def control_url(self) -> str:
+        """The root of the control endpoints, ``http://127.0.0.1:<port>/_emulator``:
+        the request log and scripting over HTTP (see ``gptunnel-async emulator``)."""
+        return f"{self.base_url.removesuffix(API_PREFIX)}{CONTROL_PREFIX}"
 
     def client(self, **options: Any) -> GPTunnelClient:
         """A client for this emulator.
@@ -125,6 +137,7 @@ class FakeGPTunnel:
                 repeats. A failure status (``failed``, ``error``...) shows ``error``.
             duration: seconds over which ``percent`` rises (status ``processing``)
                 before the task is ``done`` -- or ``failed`` with ``error``, if given.
+                The clock starts at the task's first read, not when it is scripted.
             error: the task's error text once it has failed.
             task_id: the id to use; a random one by default.
             type: picks the family and the task's ``type``: ``@FaceSwap``,
@@ -153,7 +166,9 @@ class FakeGPTunnel:
             if model is not None
             else None
         )
-        task = self._state.add_task(script, task_id=task_id, type=type, model=model, output=output)
+        task = self._state.add_task(
+            script, task_id=task_id, type=type, model=model, output=output, created=False
+        )
         return task.id
 
     def fail_task(
@@ -430,9 +445,9 @@ class FakeGPTunnel:
         if self._runners:
             raise UsageError("this FakeGPTunnel is already running")
         try:
-            storage_port = await self._serve(storage_app(self._state))
+            storage_port = await self._serve(storage_app(self._state), self._ports[1])
             self._state.storage_url = f"http://{self._netloc(storage_port)}"
-            api_port = await self._serve(api_app(self._state))
+            api_port = await self._serve(api_app(self._state, control_routes(self)), self._ports[0])
         except BaseException:
             await self.close()
             raise
@@ -459,7 +474,7 @@ class FakeGPTunnel:
     ) -> None:
         await self.close()
 
-    async def _serve(self, app: web.Application) -> int:
+    async def _serve(self, app: web.Application, port: int) -> int:
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT
         )
@@ -467,13 +482,14 @@ class FakeGPTunnel:
         await runner.setup()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         try:
-            sock.bind((self.host, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
         except OSError:
             sock.close()
             raise
         await web.SockSite(runner, sock).start()
-        port: int = sock.getsockname()[1]
-        return port
+        bound: int = sock.getsockname()[1]
+        return bound
 
     def _netloc(self, port: int) -> str:
         return f"[{self.host}]:{port}" if ":" in self.host else f"{self.host}:{port}"

@@ -17,7 +17,10 @@ from ..models import MediaClip, MediaTask, Task, Usage
 
 __all__ = [
     "DEFAULT_CREATED_SCRIPT",
+    "GRID_ACTIONS",
     "LOOKS",
+    "MIDJOURNEY_COST",
+    "UPSAMPLE_ACTIONS",
     "EmulatedTask",
     "Look",
     "MediaOutput",
@@ -42,15 +45,37 @@ class Look:
     """Offered once the task is done."""
     previews: bool = False
     """Whether ``result`` is an intermediate image while the task runs."""
+    cost: float = 0.0
+    """What the task costs, in its ``usage`` from the create answer on (Midjourney)."""
 
+
+GRID_ACTIONS: Final = (
+    *(f"upsamle_{n}" for n in range(1, 5)),
+    "reroll",
+    *(f"variation_{n}" for n in range(1, 5)),
+)
+"""A done grid's actions as the docs spell them (``upsamle``, sic; the docs' example
+lists ``variation_4`` twice and no ``variation_3``, taken here as a slip)."""
+
+UPSAMPLE_ACTIONS: Final = ("high_variation", "low_variation")
+"""A done upsample's actions: the variations the docs name for an upsample parent."""
+
+MIDJOURNEY_COST: Final = 18.0
+"""What the docs' imagine answer says it cost (``usage.total_cost``), at create time."""
 
 LOOKS: Final[Mapping[str, Look]] = {
-    "@Midjourney": Look(
-        actions=tuple(f"{action}{n}" for action in ("upsample", "variation") for n in range(1, 5)),
-        previews=True,
-    ),
+    "imagine": Look(GRID_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
+    "variation": Look(GRID_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
+    "inpaint": Look(GRID_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
+    "reroll": Look(GRID_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
+    "outpaint": Look(GRID_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
+    "pan": Look(GRID_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
+    "upsample": Look(UPSAMPLE_ACTIONS, previews=True),
+    "upscale": Look(UPSAMPLE_ACTIONS, previews=True, cost=MIDJOURNEY_COST),
 }
-"""Families whose tasks look different from a face swap's, by task ``type``."""
+"""Midjourney's task ``type`` values (the docs': ``imagine``, ``upsample``,
+``variation``, ``inpaint``; and those of the endpoints they list without describing)
+and how each looks; upsampling is free (Midjourney 5 and later)."""
 
 
 @attrs.frozen
@@ -163,7 +188,10 @@ class EmulatedTask:
     id: str
     type: str
     script: TaskScript
-    started: float
+    started: float | None
+    """When its clock started: at creation for a task created through the API, at its
+    first read for one scripted ahead (``None`` until then), so a scripted task's
+    duration runs from when a client first looks at it, not from when the test set it."""
     result_url: str
     reads: int = 0
     parent_id: str | None = None
@@ -185,11 +213,15 @@ class EmulatedTask:
 
     def snapshot(self, now: float) -> Task | MediaTask:
         """The task's state now, without counting a read."""
-        status, percent = self.script.state(self.reads, now - self.started)
+        elapsed = 0.0 if self.started is None else now - self.started
+        status, percent = self.script.state(self.reads, elapsed)
         return self._task(status, percent)
 
     def read(self, now: float) -> Task | MediaTask:
-        """The task's state now, counting a read (which moves a steps script on)."""
+        """The task's state now, counting a read (which moves a steps script on and
+        starts the clock of a task scripted ahead)."""
+        if self.started is None:
+            self.started = now
         task = self.snapshot(now)
         self.reads += 1
         if isinstance(task, MediaTask) and _media_done(task.status) and not task.is_done:

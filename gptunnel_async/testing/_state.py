@@ -125,18 +125,23 @@ class EmulatorState:
         model: str | None = None,
         webhook: str | None = None,
         output: MediaOutput | None = None,
-        usage: Usage | None = None,
+        created: bool = True,
     ) -> EmulatedTask:
         """A new task following ``script`` (default: the created-task script).
 
-        Its family's :data:`LOOKS` entry (by ``type``) gives its actions and previews;
-        ``parent_id``, ``model``, ``webhook``, ``output`` (default: the created-task
-        one, for the model) and ``usage`` are as on :class:`EmulatedTask`.
+        Its family's :data:`LOOKS` entry (by ``type``) gives its actions, previews and
+        cost; ``parent_id``, ``model``, ``webhook`` and ``output`` (default: the
+        created-task one, for the model) are as on :class:`EmulatedTask`. A task
+        ``created`` through the API runs from now; one scripted ahead, from its first read.
         """
         look = LOOKS.get(type, Look())
         with self._lock:
-            if model is not None and output is None:
-                output = MediaOutput.build(model, **self._created_output)
+            if output is None:
+                output = (
+                    MediaOutput()
+                    if model is None
+                    else MediaOutput.build(model, **self._created_output)
+                )
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ValueError(f"the emulator already has a task {new_id!r}")
@@ -145,16 +150,16 @@ class EmulatorState:
                 id=new_id,
                 type=type,
                 script=script or self._created_script,
-                started=time.monotonic(),
+                started=time.monotonic() if created else None,
                 result_url=f"{files}_result.png",
                 parent_id=parent_id,
                 actions=look.actions,
                 preview_url=f"{files}_preview.png" if look.previews else None,
                 model=model,
                 webhook=webhook,
-                output=output or MediaOutput(),
+                output=output,
                 created_at=int(time.time()),
-                usage=usage or Usage(),
+                usage=Usage(completion_cost=look.cost, total_cost=look.cost),
                 done_at_create=self._done_at_create if script is None else False,
             )
             self._tasks[new_id] = task

@@ -1,0 +1,141 @@
+"""The face-swap bot as a fleet: run it as several identical processes against one Redis.
+
+Any worker may take a Telegram update, any worker may read the task, and one worker
+sends the result, even if the worker that started the swap was restarted meanwhile:
+
+- a ``RedisBudget`` keeps every worker's requests within one rate for the API key;
+- a ``Watcher`` on a ``RedisStore`` holds the waits: the photo handler only creates the
+  task and registers it with the chat to answer;
+- aiogram's ``RedisStorage`` keeps the conversation (which photo came first).
+
+Run: ``BOT_TOKEN=... python -m examples.fleet_bot --redis redis://localhost:6379/0``
+in as many processes as you like; they share the waits of the same ``--name``.
+
+A delivery can come twice, rarely (a worker killed after sending, before acknowledging):
+then the user gets the photo twice, which this bot accepts. One that must not would keep
+the ids of answered tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import tempfile
+
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.filters import CommandStart, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import FSInputFile, Message
+
+from gptunnel_async import GPTunnelClient, GPTunnelError, TaskFailedError, WaitTimeoutError
+from gptunnel_async.fleet import Delivery, Handler, Watcher
+
+from .faceswap_bot import replies
+from .faceswap_bot.bot import Swap, _download, explain, greet, take_person
+from .faceswap_bot.progress import progress_text
+
+logger = logging.getLogger(__name__)
+
+
+async def start_swap(
+    message: Message, state: FSMContext, bot: Bot, gptunnel: GPTunnelClient, watcher: Watcher
+) -> None:
+    """The second photo: create the swap and leave the wait to the fleet."""
+    assert message.photo  # the handler's filter lets only photos through
+    person: str = (await state.get_data())["person"]
+    await state.clear()
+    try:
+        source = await _download(bot, person)
+        face = await _download(bot, message.photo[-1].file_id)
+        task = await gptunnel.faceswap.create(source, face)
+        sent = await message.answer(progress_text(task.status, task.percent))
+        chat = {"chat_id": message.chat.id, "message_id": sent.message_id}
+        await watcher.watch(task.id, family="faceswap", metadata=chat)
+    except GPTunnelError as exc:  # StoreUnavailableError too: the wait was not registered
+        logger.warning("face swap for chat %s did not start: %s", message.chat.id, exc)
+        await message.reply(replies.friendly_error(exc))
+
+
+def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
+    """The watcher's handler: send a finished swap to the chat that asked for it."""
+
+    async def deliver(delivery: Delivery) -> None:
+        chat_id = delivery.metadata["chat_id"]
+        if delivery.outcome == "done" and delivery.task is not None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = await gptunnel.download_result(delivery.task, folder)
+                await bot.send_photo(chat_id, FSInputFile(path), caption=replies.RESULT_CAPTION)
+            return
+        error: GPTunnelError = (
+            TaskFailedError(delivery.task)
+            if delivery.task is not None
+            else WaitTimeoutError(delivery.task_id, 0, None)
+        )
+        await bot.send_message(chat_id, replies.friendly_error(error))
+
+    return deliver
+
+
+def create_fleet_dispatcher(
+    gptunnel: GPTunnelClient, watcher: Watcher, storage: BaseStorage | None = None
+) -> Dispatcher:
+    """The bot's dispatcher for one worker of the fleet.
+
+    Args:
+        gptunnel: the client (with the fleet's ``RedisBudget``), kept open by the caller.
+        watcher: the fleet's watcher, running in this worker.
+        storage: the conversation's storage: aiogram's ``RedisStorage`` for a fleet
+            (memory by default, for one process and tests).
+    """
+    router = Router(name="fleet-faceswap")
+    router.message.register(greet, CommandStart())
+    router.message.register(take_person, StateFilter(None), F.photo)
+    router.message.register(start_swap, Swap.waiting_for_face, F.photo)
+    router.message.register(explain)
+    dispatcher = Dispatcher(
+        storage=storage,
+        events_isolation=SimpleEventIsolation(),
+        gptunnel=gptunnel,
+        watcher=watcher,
+    )
+    dispatcher.include_router(router)
+    return dispatcher
+
+
+async def run(token: str, redis_url: str, name: str) -> None:  # pragma: no cover - needs Telegram
+    """One worker: poll Telegram, read due tasks, deliver finished ones, until stopped."""
+    from aiogram.fsm.storage.redis import RedisStorage
+    from redis.asyncio import Redis
+
+    from gptunnel_async.fleet import RedisBudget, RedisStore
+
+    redis = Redis.from_url(redis_url, socket_timeout=10)
+    gptunnel = GPTunnelClient(budget=RedisBudget(redis, 20, name=name))
+    async with gptunnel, Bot(token) as bot:
+        watcher = Watcher(gptunnel, RedisStore(redis, name=name), handler=deliver_to(bot, gptunnel))
+        async with watcher:
+            dispatcher = create_fleet_dispatcher(gptunnel, watcher, RedisStorage(redis))
+            await dispatcher.start_polling(bot)
+
+
+def main() -> None:  # pragma: no cover - needs Telegram
+    """Read the options and ``BOT_TOKEN``, and run one worker."""
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.fleet_bot", description="One worker of a face-swap bot fleet."
+    )
+    parser.add_argument("--redis", default="redis://localhost:6379/0", help="Redis URL")
+    parser.add_argument("--name", default="faceswap-bot", help="the fleet's name in Redis")
+    args = parser.parse_args()
+    token = os.environ.get("BOT_TOKEN")
+    if not token:
+        parser.error("set BOT_TOKEN to the bot's token from BotFather")
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run(token, args.redis, args.name))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""What the fleet stores and hands out: a watched task's record, its outcome, deliveries,
+progress and the fleet's status, with their JSON forms (the stores keep strings)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final, Literal, TypeAlias
+
+import attrs
+
+from ..models import MediaTask, Task, converter
+
+__all__ = [
+    "Claim",
+    "Delivery",
+    "Entry",
+    "FleetProgress",
+    "FleetStatus",
+    "Outcome",
+    "OutcomeKind",
+    "WatchRecord",
+]
+
+OutcomeKind: TypeAlias = Literal["done", "failed", "expired"]
+"""How a watched task ended: done, failed (as the task says), or its wait expired."""
+
+_MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@attrs.frozen
+class WatchRecord:
+    """What ``watch`` registers: the task's family and the caller's metadata, and the
+    deadline (seconds on the store's clock) after which the wait is delivered expired.
+    The store keeps the deadline apart: :meth:`dumps` leaves it out."""
+
+    family: str
+    metadata: Any
+    timeout: float
+    deadline: float = math.inf
+
+    def dumps(self) -> str:
+        return _dumps({"family": self.family, "metadata": self.metadata, "timeout": self.timeout})
+
+    @classmethod
+    def loads(cls, text: str | bytes, deadline: float) -> WatchRecord:
+        data = json.loads(text)
+        return cls(data["family"], data["metadata"], float(data["timeout"]), deadline)
+
+
+@attrs.frozen
+class Outcome:
+    """How a watched task ended, and its last state (``None`` if it expired unread);
+    ``timeout``: the wait's, for an expired one."""
+
+    kind: OutcomeKind
+    task: Task | MediaTask | None
+    timeout: float = 0.0
+
+    def dumps(self) -> str:
+        task = None if self.task is None else converter.unstructure(self.task)
+        model = None if self.task is None else type(self.task).__name__
+        return _dumps({"kind": self.kind, "model": model, "task": task, "timeout": self.timeout})
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> Outcome:
+        data = json.loads(text)
+        task = data["task"]
+        if task is not None:
+            task = converter.structure(task, _MODELS[data["model"]])
+        return cls(data["kind"], task, float(data["timeout"]))
+
+
+@attrs.frozen
+class Claim:
+    """A due task a worker holds the lease of: read it, then reschedule or finish it.
+
+    ``now`` is the store's clock at the claim; ``schedule`` the saved pacing (``None``
+    before the first read).
+    """
+
+    task_id: str
+    record: WatchRecord
+    schedule: str | None
+    now: float
+
+
+@attrs.frozen
+class Entry:
+    """A finished task waiting in the store for a handler: ``entry_id`` is the store's
+    handle for acknowledging it; ``redelivered``: taken over from a worker that did not
+    acknowledge it in time."""
+
+    entry_id: str
+    task_id: str
+    record: WatchRecord | None
+    outcome: Outcome | None
+    redelivered: bool
+
+
+@attrs.frozen
+class Delivery:
+    """A finished task, handed to one handler of the fleet (at least once).
+
+    Attributes:
+        task_id: the task watched.
+        family: its family (``"faceswap"``, ``"media"`` ...), as given to ``watch``.
+        metadata: what was given to ``watch`` (JSON: a chat id, a message id ...).
+        outcome: ``"done"``, ``"failed"`` (the task says so; ``task.error`` says why),
+            or ``"expired"`` (the wait's deadline passed first).
+        task: the final state (``None`` only if it expired before any read).
+        redelivered: a worker took this delivery but did not finish handling it in
+            time (it died, say); handle it as if new, but expect that it may have
+            already acted on it.
+    """
+
+    task_id: str
+    family: str
+    metadata: Any
+    outcome: OutcomeKind
+    task: Task | MediaTask | None
+    redelivered: bool = False
+
+
+@attrs.frozen
+class FleetProgress:
+    """A watched task's ``(status, percent)`` changed (best effort: may be missed).
+
+    Attributes:
+        task_id: the task.
+        status: its status as the server sent it.
+        percent: 0 to 100.
+        metadata: what was given to ``watch``.
+        remaining: the predicted seconds until it is done, if its ``percent`` has risen
+            enough to tell (see [ProgressEvent][gptunnel_async.ProgressEvent]).
+    """
+
+    task_id: str
+    status: str
+    percent: int
+    metadata: Any
+    remaining: float | None = None
+
+    def dumps(self) -> str:
+        return _dumps(
+            {
+                "kind": "progress",
+                "task_id": self.task_id,
+                "status": self.status,
+                "percent": self.percent,
+                "metadata": self.metadata,
+                "remaining": self.remaining,
+            }
+        )
+
+
+@attrs.frozen
+class FleetStatus:
+    """What an operator watches (``gptunnel-async fleet status``).
+
+    Attributes:
+        watched: tasks registered and not finished yet.
+        due: of those, the ones whose next read is due now (or whose lease ran out).
+        leased: of those, the ones a worker holds the lease of (being read).
+        finished_unhandled: finished tasks no handler has acknowledged yet.
+        oldest_overdue: seconds the most overdue read is late (``0.0``: none is).
+        rate: the budget's current requests per second, if a budget was given.
+    """
+
+    watched: int
+    due: int
+    leased: int
+    finished_unhandled: int
+    oldest_overdue: float
+    rate: float | None = None

@@ -1,0 +1,315 @@
+"""The Redis store: the fleet's waits in Redis, shared by every worker.
+
+Keys, all under one hash tag (``{name}``) so that a Redis Cluster keeps them in one slot
+and each script may touch any of them (the scripts build the per-task key names from
+the tagged prefix):
+
+- ``{prefix}:{name}:task:<id>``: a hash per watched task: ``state`` (watching, finished,
+  delivered), ``record`` (family and metadata), ``deadline``, ``schedule`` (the saved
+  pacing), ``lease`` (the worker reading it), ``outcome`` (once finished). It expires a
+  day after its deadline, or an hour after its delivery was acknowledged.
+- ``{prefix}:{name}:due``: a sorted set, task id by the time its next read is due (for a
+  leased task: its lease's end, so a dead worker's tasks fall due again by themselves).
+- ``{prefix}:{name}:leases``: task id by lease end, for counting what is being read.
+- ``{prefix}:{name}:finished``: a stream of finished task ids, read by the consumer group
+  ``handlers``; an entry is acknowledged and deleted once its handler returned.
+- ``{prefix}:{name}:events``: a pub/sub channel for progress and finish notices.
+
+Each decision (register once, claim, re-schedule while leased, finish first) is one Lua
+script, atomic; the clock is Redis ``TIME``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import store_call, store_failures
+from ._keys import fleet_key
+from ._records import Claim, Entry, FleetStatus, Outcome, WatchRecord
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["RedisStore"]
+
+GROUP: Final = "handlers"
+"""The stream's consumer group: every worker with a handler reads as one consumer of it."""
+
+FINISHED_KEPT: Final = 24 * 3600
+"""Seconds a task's hash outlives its deadline, so a finished, unhandled outcome waits."""
+
+DELIVERED_KEPT: Final = 3600
+"""Seconds a delivered task's outcome stays, for ``Watcher.result`` and idempotency."""
+
+_CLOCK: Final = (
+    "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
+)
+
+# KEYS: task, due. ARGV: id, record, timeout.
+_WATCH: Final = (
+    _CLOCK
+    + f"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local deadline = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'watching', 'record', ARGV[2],
+           'deadline', string.format('%.17g', deadline))
+redis.call('EXPIREAT', KEYS[1], math.ceil(deadline) + {FINISHED_KEPT})
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return 1
+"""
+)
+
+# KEYS: due, leases. ARGV: task key prefix, worker, limit, lease.
+_CLAIM: Final = (
+    _CLOCK
+    + """
+local lease_end = now + tonumber(ARGV[4])
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {string.format('%.17g', now), ''}
+for _, id in ipairs(ids) do
+  local key = ARGV[1] .. id
+  local f = redis.call('HMGET', key, 'state', 'record', 'deadline', 'schedule')
+  if f[1] ~= 'watching' then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+  else
+    redis.call('ZADD', KEYS[1], lease_end, id)
+    redis.call('ZADD', KEYS[2], lease_end, id)
+    redis.call('HSET', key, 'lease', ARGV[2])
+    table.insert(out, id)
+    table.insert(out, f[2])
+    table.insert(out, f[3])
+    table.insert(out, f[4] or '')
+  end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then out[2] = string.format('%.17g', math.max(0, tonumber(first[2]) - now)) end
+return out
+"""
+)
+
+# KEYS: task, due, leases. ARGV: id, worker, delay, schedule, progress, channel.
+_RESCHEDULE: Final = (
+    _CLOCK
+    + """
+local f = redis.call('HMGET', KEYS[1], 'state', 'lease')
+if f[1] ~= 'watching' or f[2] ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], 'schedule', ARGV[4])
+redis.call('HDEL', KEYS[1], 'lease')
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[5]) end
+return 1
+"""
+)
+
+# KEYS: task, due, leases, stream. ARGV: id, outcome, channel.
+_FINISH: Final = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'watching' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2])
+redis.call('HDEL', KEYS[1], 'lease', 'schedule')
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
+redis.call('PUBLISH', ARGV[3], cjson.encode({kind = 'finished', task_id = ARGV[1]}))
+return 1
+"""
+
+# KEYS: stream, task. ARGV: group, entry id.
+_ACK: Final = f"""
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[2], 'state', 'delivered')
+  redis.call('EXPIRE', KEYS[2], {DELIVERED_KEPT})
+end
+return 1
+"""
+
+# KEYS: due, leases, stream.
+_STATUS: Final = (
+    _CLOCK
+    + """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local overdue = 0
+if first[2] and tonumber(first[2]) < now then overdue = now - tonumber(first[2]) end
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now),
+        redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%.17g', now), '+inf'),
+        redis.call('XLEN', KEYS[3]), string.format('%.17g', overdue)}
+"""
+)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore:
+    """A [WatchStore][gptunnel_async.fleet.WatchStore] in Redis, for a fleet of workers.
+
+    Args:
+        redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; never closed by
+            the store. Its ``socket_timeout`` bounds each operation: set one.
+        name: stores with the same name share their waits (the hash tag of every key).
+        prefix: the start of every key.
+
+    Raises:
+        ConfigurationError: a name with braces, or an empty name or prefix.
+    """
+
+    def __init__(self, redis: Redis, *, name: str = "default", prefix: str = "gptunnel") -> None:
+        self.redis = redis
+        self.name = name
+        self._task_prefix = fleet_key(prefix, name, "task:")
+        self.due_key = fleet_key(prefix, name, "due")
+        self.leases_key = fleet_key(prefix, name, "leases")
+        self.stream_key = fleet_key(prefix, name, "finished")
+        self.channel = fleet_key(prefix, name, "events")
+        self._watch = redis.register_script(_WATCH)
+        self._claim = redis.register_script(_CLAIM)
+        self._reschedule = redis.register_script(_RESCHEDULE)
+        self._finish = redis.register_script(_FINISH)
+        self._ack = redis.register_script(_ACK)
+        self._status = redis.register_script(_STATUS)
+        self._group_ready = False
+
+    def __repr__(self) -> str:
+        return f"<RedisStore name={self.name!r}>"
+
+    def task_key(self, task_id: str) -> str:
+        """The hash of one watched task."""
+        return self._task_prefix + task_id
+
+    async def watch(self, task_id: str, record: str, timeout: float) -> bool:
+        async with store_call("registering a wait"):
+            added = await self._watch(
+                keys=[self.task_key(task_id), self.due_key], args=[task_id, record, timeout]
+            )
+        return bool(added)
+
+    async def claim(
+        self, worker: str, limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        async with store_call("claiming due tasks"):
+            reply = await self._claim(
+                keys=[self.due_key, self.leases_key],
+                args=[self._task_prefix, worker, limit, lease],
+            )
+        now, next_due, *fields = (_text(value) for value in reply)
+        claims = [
+            Claim(
+                task_id,
+                WatchRecord.loads(record, float(deadline)),
+                schedule or None,
+                float(now),
+            )
+            for task_id, record, deadline, schedule in zip(*[iter(fields)] * 4, strict=True)
+        ]
+        return claims, float(next_due) if next_due else None
+
+    async def reschedule(
+        self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
+    ) -> bool:
+        async with store_call("re-scheduling a read"):
+            done = await self._reschedule(
+                keys=[self.task_key(task_id), self.due_key, self.leases_key],
+                args=[task_id, worker, delay, schedule, progress or "", self.channel],
+            )
+        return bool(done)
+
+    async def finish(self, task_id: str, outcome: str) -> bool:
+        async with store_call("finishing a wait"):
+            done = await self._finish(
+                keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
+                args=[task_id, outcome, self.channel],
+            )
+        return bool(done)
+
+    async def take(
+        self, worker: str, count: int, block: float, reclaim_after: float
+    ) -> list[Entry]:
+        async with store_call("taking finished tasks"):
+            await self._ensure_group()
+            try:
+                return await self._take(worker, count, block, reclaim_after)
+            except store_failures() as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._group_ready = False  # the stream was deleted: make it again
+                return []
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # From the stream's start ("0"), so no entry added before the group is skipped.
+            await self.redis.xgroup_create(self.stream_key, GROUP, id="0", mkstream=True)
+        except store_failures() as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _take(
+        self, worker: str, count: int, block: float, reclaim_after: float
+    ) -> list[Entry]:
+        reclaimed: Any = await self.redis.xautoclaim(
+            self.stream_key, GROUP, worker, int(reclaim_after * 1000), count=count
+        )
+        stale, gone = reclaimed[1], reclaimed[2] if len(reclaimed) > 2 else []  # 6.2: no [2]
+        for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
+            await self.redis.xack(self.stream_key, GROUP, entry_id)
+        taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]
+        if not taken:
+            reply: Any = await self.redis.xreadgroup(
+                GROUP, worker, {self.stream_key: ">"}, count=count, block=int(block * 1000)
+            )
+            taken = [(i, f, False) for _, entries in reply for i, f in entries]
+        return [await self._entry(*item) for item in taken]
+
+    async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
+        task_id = _text(fields.get(b"task", fields.get("task", b"")))
+        record, deadline, outcome = await self.redis.hmget(
+            self.task_key(task_id), ["record", "deadline", "outcome"]
+        )
+        return Entry(
+            _text(entry_id),
+            task_id,
+            None if record is None else WatchRecord.loads(record, float(deadline or "inf")),
+            None if outcome is None else Outcome.loads(outcome),
+            redelivered,
+        )
+
+    async def ack(self, entry: Entry) -> None:
+        async with store_call("acknowledging a delivery"):
+            await self._ack(
+                keys=[self.stream_key, self.task_key(entry.task_id)], args=[GROUP, entry.entry_id]
+            )
+
+    async def outcome(self, task_id: str) -> str | None:
+        async with store_call("reading an outcome"):
+            value = await self.redis.hget(self.task_key(task_id), "outcome")
+        return None if value is None else _text(value)
+
+    async def events(self) -> AsyncIterator[str]:
+        async with store_call("listening for notices"):
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                async for message in pubsub.listen():
+                    yield _text(message["data"])
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def status(self) -> FleetStatus:
+        async with store_call("reading the fleet's status"):
+            watched, due, leased, unhandled, overdue = await self._status(
+                keys=[self.due_key, self.leases_key, self.stream_key]
+            )
+        return FleetStatus(
+            watched=int(watched),
+            due=int(due),
+            leased=int(leased),
+            finished_unhandled=int(unhandled),
+            oldest_overdue=float(overdue),
+        )

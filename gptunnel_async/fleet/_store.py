@@ -1,0 +1,70 @@
+"""What a watcher needs of its store: the interface the in-memory and Redis stores share.
+
+Every operation that decides something (claiming, re-scheduling, finishing first) is
+atomic in the store, so any number of workers may run against one store. Times are
+seconds on the store's clock (Redis ``TIME`` on Redis), which the store reads itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ._records import Claim, Entry, FleetStatus
+
+__all__ = ["WatchStore"]
+
+
+class WatchStore(Protocol):
+    """Durable state of the fleet's waits. Raises ``StoreUnavailableError`` when the
+    store cannot be reached; nothing is half-done then."""
+
+    async def watch(self, task_id: str, record: str, timeout: float) -> bool:
+        """Register ``task_id`` (due now) unless it already is (``False``) or was: kept
+        with ``record`` (a :class:`WatchRecord`'s JSON) and a deadline ``timeout``
+        seconds from now on the store's clock."""
+        ...
+
+    async def claim(
+        self, worker: str, limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        """Up to ``limit`` due tasks, leased to ``worker`` for ``lease`` seconds, and the
+        seconds until the next read falls due after them (``None``: no task is left)."""
+        ...
+
+    async def reschedule(
+        self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
+    ) -> bool:
+        """Next read in ``delay`` seconds, saving ``schedule``; publish ``progress`` if
+        given. Only while ``worker`` holds the lease and the task is not finished."""
+        ...
+
+    async def finish(self, task_id: str, outcome: str) -> bool:
+        """Record the task's outcome and queue it for a handler, if it is still being
+        watched: the first of the webhook and the poll wins (``True``), later ones do
+        nothing (``False``)."""
+        ...
+
+    async def take(
+        self, worker: str, count: int, block: float, reclaim_after: float
+    ) -> list[Entry]:
+        """Finished tasks for ``worker`` to hand to its handler: first those another
+        worker took more than ``reclaim_after`` seconds ago without acknowledging
+        them, then new ones, waiting up to ``block`` seconds for one."""
+        ...
+
+    async def ack(self, entry: Entry) -> None:
+        """The handler returned: the entry is done with and removed."""
+        ...
+
+    async def outcome(self, task_id: str) -> str | None:
+        """The outcome's JSON if the task has finished, else ``None``."""
+        ...
+
+    def events(self) -> AsyncIterator[str]:
+        """Progress and finish notices as JSON, best effort, for as long as iterated."""
+        ...
+
+    async def status(self) -> FleetStatus:
+        """Counts for an operator (``rate`` left ``None``)."""
+        ...

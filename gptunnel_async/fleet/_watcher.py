@@ -1,0 +1,522 @@
+"""The durable watcher: waits registered in a store, read by whichever worker is free,
+and delivered to exactly one handler of the fleet, at least once.
+
+Two loops run in every worker that calls :meth:`Watcher.run`:
+
+- the **poll loop** claims due tasks with a lease, reads each through the client (and so
+  through its request budget), then either finishes it (done, failed, or past its
+  deadline) or re-schedules it by the wait core's decision, saved with the task;
+- the **delivery loop** takes finished tasks from the store and hands each to the
+  handler, acknowledging it when the handler returns; one a worker took but never
+  acknowledged (it died) is taken over after ``delivery_timeout``.
+
+When the store cannot be reached, both loops log, back off and carry on; a lease that
+ran out brings its task back to another worker, so nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import random
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias
+
+import attrs
+
+from .._checks import check_task_id, count, positive_number
+from .._polling import PollPolicy
+from .._sansio.waiting import (
+    Decision,
+    Fail,
+    Finish,
+    ProgressEvent,
+    ReadAt,
+    WaitState,
+    rides_through,
+)
+from ..errors import (
+    ConfigurationError,
+    GPTunnelError,
+    StoreUnavailableError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+from ..models import MediaTask, Task
+from ._records import Claim, Delivery, Entry, FleetProgress, FleetStatus, Outcome, WatchRecord
+from ._store import WatchStore
+
+if TYPE_CHECKING:
+    from .._client import GPTunnelClient
+    from ..families import TaskResource
+
+__all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
+
+logger = logging.getLogger("gptunnel_async.fleet")
+
+RESULT_LIFETIME: Final = 3 * 24 * 3600.0
+"""Seconds a result file lives on the storage host: no wait outlives it."""
+
+FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
+"""The families a watched task may belong to: the client's namespaces of that name."""
+
+MAX_METADATA_BYTES: Final = 16 * 1024
+"""Metadata is for ids and small notes (a chat id, a message id), not for payloads."""
+
+IDLE_POLL: Final = 1.0
+"""With nothing due, the poll loop looks again after at most this many seconds, so tasks
+that other processes register are picked up within it."""
+
+RESULT_RECHECK: Final = 1.0
+"""``result`` reads the store at least this often: finish notices are best effort."""
+
+BACKOFF_FIRST: Final = 0.5
+BACKOFF_MAX: Final = 30.0
+"""The loops' pauses while the store is unreachable: doubling from the first, capped."""
+
+Handler: TypeAlias = Callable[[Delivery], Awaitable[None] | None]
+"""What a watcher hands finished tasks to: a function or a coroutine function."""
+
+
+def _default_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class _Backoff:
+    """Pauses for a loop that never gives up, with full jitter. (tenacity drives the
+    retries of one call; this only needs the next pause, and a reset on success.)"""
+
+    def __init__(self) -> None:
+        self._next = BACKOFF_FIRST
+
+    def reset(self) -> None:
+        self._next = BACKOFF_FIRST
+
+    async def pause(self, error: BaseException, what: str) -> None:
+        logger.warning("%s: %s; trying again in up to %.1fs", what, error, self._next)
+        await asyncio.sleep(random.uniform(0, self._next))
+        self._next = min(self._next * 2, BACKOFF_MAX)
+
+
+class _Pool:
+    """At most ``size`` coroutines at once, each run as its own task."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def free(self) -> int:
+        return self.size - len(self._running)
+
+    async def wait_for_room(self) -> None:
+        if self._running and not self.free:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+
+    def start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def close(self) -> None:
+        for task in self._running:
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+
+class Watcher:
+    """Waits that survive restarts, shared by every worker of a fleet.
+
+    Args:
+        client: reads tasks (through its request budget: give every worker's client the
+            same [RedisBudget][gptunnel_async.fleet.RedisBudget]).
+        store: where the waits live: a [RedisStore][gptunnel_async.fleet.RedisStore] for
+            a fleet, a [MemoryStore][gptunnel_async.fleet.MemoryStore] for one process.
+        handler: called once per finished task with a
+            [Delivery][gptunnel_async.fleet.Delivery], in one worker of the fleet, at
+            least once: it must tolerate a rare second call for the same task (after a
+            worker died inside it). A worker without a handler reads tasks but leaves
+            deliveries to the others.
+        policy: how reads are paced (its ``timeout`` is not used: ``watch`` takes one);
+            by default the client's ``poll_policy``.
+        lease: seconds a worker may hold a task it is reading before another may take
+            it (> 0); longer than a read with its retries takes.
+        concurrency: reads in flight at once in this worker, and handlers too (>= 1).
+        delivery_timeout: seconds a handler may run before its delivery is given to
+            another worker (> 0): longer than your handler ever takes.
+        worker: this worker's name in the store; by default host, pid and a random tag.
+
+    Raises:
+        ConfigurationError: a bad option.
+    """
+
+    def __init__(
+        self,
+        client: GPTunnelClient,
+        store: WatchStore,
+        *,
+        handler: Handler | None = None,
+        policy: PollPolicy | None = None,
+        lease: float = 30.0,
+        concurrency: int = 16,
+        delivery_timeout: float = 60.0,
+        worker: str | None = None,
+    ) -> None:
+        if handler is not None and not callable(handler):
+            raise ConfigurationError(f"handler must be callable, got {handler!r}")
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
+        self.client = client
+        self.store = store
+        self.handler = handler
+        self.policy = policy
+        self.lease = positive_number("lease", lease)
+        self.concurrency = count("concurrency", concurrency, 1)
+        self.delivery_timeout = positive_number("delivery_timeout", delivery_timeout)
+        self.worker = worker or _default_worker()
+        self._wake = asyncio.Event()
+        self._finished: dict[str, asyncio.Event] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"<Watcher worker={self.worker!r} store={self.store!r}>"
+
+    # -- registering -------------------------------------------------------------------
+
+    async def watch(
+        self,
+        task_id: str,
+        *,
+        family: str = "faceswap",
+        metadata: Any = None,
+        timeout: float = RESULT_LIFETIME,
+    ) -> bool:
+        """Register a task to be watched by the fleet until it is delivered; idempotent.
+
+        Args:
+            task_id: the task, as its create call returned it.
+            family: which of the client's families reads it: one of :data:`FAMILIES`.
+            metadata: small JSON (at most 16 KiB) handed back with the delivery: a chat
+                id, a message id.
+            timeout: seconds until the wait is delivered as ``"expired"`` (> 0, at most
+                three days, the result's lifetime; the default).
+
+        Returns:
+            ``True`` if it was registered now, ``False`` if it already was (the first
+            registration's metadata and deadline stay).
+
+        Raises:
+            ConfigurationError: a blank id, an unknown family, metadata that is not
+                small JSON, or a bad timeout.
+            StoreUnavailableError: the store could not be reached: the wait was NOT
+                registered.
+        """
+        check_task_id(task_id)
+        if family not in FAMILIES:
+            raise ConfigurationError(f"family must be one of {FAMILIES}, got {family!r}")
+        seconds = positive_number("timeout", timeout)
+        if seconds > RESULT_LIFETIME:
+            raise ConfigurationError(f"timeout must be at most {RESULT_LIFETIME:g}s (3 days)")
+        try:
+            record = WatchRecord(family, metadata, seconds).dumps()
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"metadata must be JSON: {exc}") from None
+        if len(record.encode()) > MAX_METADATA_BYTES:
+            raise ConfigurationError(f"metadata must be at most {MAX_METADATA_BYTES} bytes")
+        registered = await self.store.watch(task_id, record, seconds)
+        self._wake.set()
+        return registered
+
+    async def resolve(self, task: Task | MediaTask) -> bool:
+        """A finished task from a webhook (any worker's): finish its wait for the whole
+        fleet. The first of this and a poll wins; the other does nothing.
+
+        Returns:
+            ``True`` if this call finished the wait; ``False`` if the task is not
+            finished, not watched, or already finished.
+
+        Raises:
+            StoreUnavailableError: the store could not be reached (the poll will still
+                finish the wait).
+        """
+        if not (task.is_done or task.is_failed):
+            return False
+        return await self.store.finish(task.id, _outcome_of(task).dumps())
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run this worker's poll loop and, with a handler, its delivery loop, until
+        cancelled. Store failures are logged and retried; they never end it."""
+        async with asyncio.TaskGroup() as loops:
+            loops.create_task(self._poll_loop())
+            if self.handler is not None:
+                loops.create_task(self._delivery_loop())
+
+    async def __aenter__(self) -> Self:
+        """Start :meth:`run` in the background."""
+        self._running = asyncio.create_task(self.run())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the loops (a task being read comes back to the fleet after its lease)."""
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the loops this watcher started."""
+        self._stopping = True
+        for task in (self._running, self._listener):
+            # Cancelled again until it ends: a client library may swallow one
+            # cancellation (turning it into a connection error), and the loops ride
+            # through those.
+            while task is not None and not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
+        self._running = self._listener = None
+        self._stopping = False
+
+    async def _poll_loop(self) -> None:
+        reads, backoff = _Pool(self.concurrency), _Backoff()
+        try:
+            while not self._stopping:
+                await reads.wait_for_room()
+                try:
+                    claims, next_due = await self.store.claim(self.worker, reads.free, self.lease)
+                except StoreUnavailableError as exc:
+                    await backoff.pause(exc, "watcher: claiming due tasks")
+                    continue
+                backoff.reset()
+                for claim in claims:
+                    reads.start(self._read(claim))
+                if not claims:
+                    await self._idle(IDLE_POLL if next_due is None else min(next_due, IDLE_POLL))
+        finally:
+            await reads.close()
+
+    async def _idle(self, seconds: float) -> None:
+        # asyncio.timeout rather than wait_for: Python 3.11's wait_for can swallow the
+        # cancellation that stops the loop when the event is set at the same moment.
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _read(self, claim: Claim) -> None:
+        """Read one claimed task; finish or re-schedule it. Never raises."""
+        try:
+            await self._read_and_decide(claim)
+        except StoreUnavailableError as exc:
+            logger.warning(
+                "watcher: task %s read, but the store failed (%s): it is read again "
+                "after its lease",
+                claim.task_id,
+                exc,
+            )
+        except Exception:
+            logger.exception("watcher: reading task %s failed", claim.task_id)
+
+    async def _read_and_decide(self, claim: Claim) -> None:
+        """Read the task and feed the outcome to its wait state (the pure wait core's,
+        saved with the task): finish the wait, or save the state and the next read."""
+        record, now = claim.record, claim.now
+        state = self._state_of(claim)
+        if now >= record.deadline or state.expired(now):
+            expired = Outcome("expired", None, record.timeout)
+            await self.store.finish(claim.task_id, expired.dumps())
+            return
+        state, decision = await self._read_once(claim, state)
+        if isinstance(decision, Finish):
+            await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
+        elif isinstance(decision, Fail):
+            seen = decision.error.task if isinstance(decision.error, TaskFailedError) else None
+            failed = seen if isinstance(seen, Task | MediaTask) else None
+            await self.store.finish(claim.task_id, Outcome("failed", failed).dumps())
+        else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
+            event = decision.event
+            progress = None if event is None else _progress(event, record).dumps()
+            saved = json.dumps(state.to_json(), separators=(",", ":"))
+            delay = max(0.0, decision.at - now)
+            await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
+
+    async def _read_once(self, claim: Claim, state: WaitState) -> tuple[WaitState, Decision[Any]]:
+        """One read of the task, fed to ``state``."""
+        resource: TaskResource[Any] = getattr(self.client, claim.record.family)
+        try:
+            task: Task | MediaTask = await resource.result(claim.task_id)
+        except GPTunnelError as exc:
+            logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
+            if rides_through(exc):
+                return state.failed(exc, claim.now)
+            # A 401 or 402 heals when an operator acts: a durable wait rides through it,
+            # read again at the slowest pace, where a live wait would end.
+            return state, ReadAt(claim.now + state.policy.max_interval)
+        return state.observe(task, claim.now)
+
+    def _state_of(self, claim: Claim) -> WaitState:
+        """The task's saved wait state, or a new one (the deadline is the watch's)."""
+        if claim.schedule is not None:
+            return WaitState.from_json(json.loads(claim.schedule))
+        policy = attrs.evolve(self.policy or self.client.poll_policy, timeout=None)
+        return WaitState.start(claim.task_id, policy, claim.now)
+
+    async def _delivery_loop(self) -> None:
+        handlers, backoff = _Pool(self.concurrency), _Backoff()
+        try:
+            while not self._stopping:
+                await handlers.wait_for_room()
+                try:
+                    entries = await self.store.take(
+                        self.worker, handlers.free, IDLE_POLL, self.delivery_timeout
+                    )
+                except StoreUnavailableError as exc:
+                    await backoff.pause(exc, "watcher: taking finished tasks")
+                    continue
+                backoff.reset()
+                for entry in entries:
+                    handlers.start(self._deliver(entry))
+        finally:
+            await handlers.close()
+
+    async def _deliver(self, entry: Entry) -> None:
+        """Hand one finished task to the handler; acknowledge it when the handler returns.
+        A handler that raises is logged, and the delivery comes back after
+        ``delivery_timeout``."""
+        assert self.handler is not None
+        if entry.record is not None and entry.outcome is not None:
+            outcome = entry.outcome
+            delivery = Delivery(
+                entry.task_id,
+                entry.record.family,
+                entry.record.metadata,
+                outcome.kind,
+                outcome.task,
+                entry.redelivered,
+            )
+            try:
+                returned = self.handler(delivery)
+                if inspect.isawaitable(returned):
+                    await returned
+            except Exception:
+                logger.exception(
+                    "watcher: the handler failed for task %s; it is delivered again in %gs",
+                    entry.task_id,
+                    self.delivery_timeout,
+                )
+                return
+        # else: the task's record ran out (it outlived its lifetime unhandled): drop it.
+        try:
+            await self.store.ack(entry)
+        except StoreUnavailableError as exc:
+            logger.warning(
+                "watcher: task %s handled, but the store failed (%s): it may be delivered again",
+                entry.task_id,
+                exc,
+            )
+
+    # -- waiting in any process --------------------------------------------------------
+
+    async def result(self, task_id: str, *, timeout: float | None = None) -> Task | MediaTask:
+        """Wait, in any process, until a watched task finishes; return its final state.
+
+        Args:
+            task_id: a task some worker of the fleet registered with :meth:`watch`.
+            timeout: seconds to wait at most, or ``None`` for as long as it takes.
+
+        Returns:
+            The task, done.
+
+        Raises:
+            TaskFailedError: the task failed.
+            WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did.
+            StoreUnavailableError: the store could not be reached.
+        """
+        check_task_id(task_id)
+        finished = self._finished.setdefault(task_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout):
+                while (outcome := await self.store.outcome(task_id)) is None:
+                    self._listen()
+                    finished.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(RESULT_RECHECK):
+                            await finished.wait()
+        except TimeoutError:
+            raise WaitTimeoutError(task_id, timeout or 0.0, None) from None
+        finally:
+            self._finished.pop(task_id, None)
+        return _settle(task_id, Outcome.loads(outcome))
+
+    def _listen(self) -> None:
+        """Keep one subscription to the store's notices while anyone awaits a result."""
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._dispatch_finishes())
+
+    async def _dispatch_finishes(self) -> None:
+        with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway
+            async for message in self.store.events():
+                notice = json.loads(message)
+                if notice.get("kind") == "finished":
+                    event = self._finished.get(notice.get("task_id", ""))
+                    if event is not None:
+                        event.set()
+                if not self._finished:
+                    return
+
+    async def progress(self) -> AsyncIterator[FleetProgress]:
+        """Progress of every watched task, as the fleet's workers read it (best effort:
+        a notice sent while this process was not listening is not seen)."""
+        async for message in self.store.events():
+            notice = json.loads(message)
+            if notice.get("kind") == "progress":
+                yield FleetProgress(
+                    notice["task_id"],
+                    notice["status"],
+                    notice["percent"],
+                    notice["metadata"],
+                    notice.get("remaining"),
+                )
+
+    async def status(self) -> FleetStatus:
+        """What an operator watches: see [FleetStatus][gptunnel_async.fleet.FleetStatus].
+
+        Raises:
+            StoreUnavailableError: the store (or the budget's Redis) could not be reached.
+        """
+        status = await self.store.status()
+        budget = self.client._transport.budget
+        if budget is None:
+            return status
+        return attrs.evolve(status, rate=await budget.current_rate())
+
+
+def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
+    return FleetProgress(
+        event.task_id, event.status, event.percent, record.metadata, event.remaining
+    )
+
+
+def _outcome_of(task: Task | MediaTask) -> Outcome:
+    return Outcome("done" if task.is_done else "failed", task)
+
+
+def _settle(task_id: str, outcome: Outcome) -> Task | MediaTask:
+    """The task a finished wait returns, or the error it ends with."""
+    if outcome.kind == "done" and outcome.task is not None:
+        return outcome.task
+    if outcome.kind == "failed" and outcome.task is not None:
+        raise TaskFailedError(outcome.task)
+    raise WaitTimeoutError(task_id, outcome.timeout, outcome.task)

@@ -1,0 +1,188 @@
+"""The emulator's control endpoints, under ``/_emulator/`` on the API's origin: what a
+bot written in any language (or a shell script) needs to script the emulator over HTTP.
+
+- ``GET /_emulator/requests``: the request logs, ``{"api": [...], "storage": [...]}``.
+- ``POST /_emulator/tasks``: script a task (the body as in :func:`script_from_spec`);
+  answers ``{"id": ...}``. ``GET /_emulator/tasks/{id}``: its state, without a read.
+- ``POST /_emulator/faults``: queue a fault (:func:`fault_from_spec`);
+  ``DELETE /_emulator/faults``: forget them all.
+
+They need no key, and are not logged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from aiohttp import web
+
+from ..models import converter
+from ._state import RecordedRequest
+
+if TYPE_CHECKING:
+    from ._fake import FakeGPTunnel
+
+__all__ = [
+    "CONTROL_PREFIX",
+    "control_routes",
+    "created_from_spec",
+    "fault_from_spec",
+    "script_from_spec",
+]
+
+CONTROL_PREFIX: Final = "/_emulator"
+
+_TASK_FIELDS: Final = frozenset({"id", "steps", "duration", "error", "type", "model"})
+_FAULT_FIELDS: Final = frozenset(
+    {"kind", "status", "times", "retry_after", "seconds", "path", "server", "body"}
+)
+
+
+def _fields(spec: Any, allowed: frozenset[str], what: str) -> Mapping[str, Any]:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{what} must be a JSON object, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ValueError(f"{what} has unknown fields {unknown}; known: {sorted(allowed)}")
+    return spec
+
+
+def script_from_spec(fake: FakeGPTunnel, spec: Any) -> str:
+    """Script one task from a JSON-like spec; return its id.
+
+    ``{"steps": [["queued", 0], ["running", 40], ["done", 100]]}`` (one step per read)
+    or ``{"duration": 30}`` (seconds from its first read), with optional ``"id"``,
+    ``"error"`` (the task then fails), ``"type"`` (``"@FaceSwap"``, ``"@BGRemover"``,
+    ``"@Midjourney"``) or ``"model"`` (a ``/media`` task).
+
+    Raises:
+        ValueError: the spec is not one.
+    """
+    fields = _fields(spec, _TASK_FIELDS, "a task")
+    return fake.script_task(
+        steps=_steps(fields),
+        duration=fields.get("duration"),
+        error=fields.get("error"),
+        task_id=fields.get("id"),
+        type=fields.get("type", "@FaceSwap"),
+        model=fields.get("model"),
+    )
+
+
+def created_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
+    """Script every task created through the API from now on: ``{"steps": [...]}`` or
+    ``{"duration": 5}``, with an optional ``"error"``.
+
+    Raises:
+        ValueError: the spec is not one.
+    """
+    fields = _fields(spec, frozenset({"steps", "duration", "error"}), "the created tasks' script")
+    fake.script_created(
+        steps=_steps(fields), duration=fields.get("duration"), error=fields.get("error")
+    )
+
+
+def _steps(fields: Mapping[str, Any]) -> list[Any] | None:
+    """The spec's ``steps``, each JSON pair as a tuple."""
+    steps = fields.get("steps")
+    if steps is None:
+        return None
+    if not isinstance(steps, list):
+        raise ValueError("steps must be a list of [status, percent] pairs")
+    return [tuple(step) if isinstance(step, list) else step for step in steps]
+
+
+def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
+    """Queue one fault from a JSON-like spec.
+
+    ``{"kind": "fail", "status": 503, "times": 2, "retry_after": 1}``,
+    ``{"kind": "drop"}`` or ``{"kind": "delay", "seconds": 5}``; each may limit itself
+    to one endpoint (``"path": "faceswap/create"``) or aim at ``"server": "storage"``.
+
+    Raises:
+        ValueError: the spec is not one.
+    """
+    fields = dict(_fields(spec, _FAULT_FIELDS, "a fault"))
+    kind = fields.pop("kind", "fail")
+    where = {"times": fields.pop("times", 1), "path": fields.pop("path", None)}
+    where["server"] = fields.pop("server", "api")
+    if kind == "fail":
+        fake.fail_next(fields.pop("status", 503), **where, **fields)
+    elif kind == "drop" and not fields:
+        fake.drop_next(**where)
+    elif kind == "delay" and set(fields) <= {"seconds"}:
+        fake.delay_next(fields.get("seconds", 1.0), **where)
+    else:
+        raise ValueError(f"a fault's kind is 'fail', 'drop' or 'delay' with its fields, got {spec}")
+
+
+def _request_json(request: RecordedRequest) -> dict[str, Any]:
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "headers": dict(request.headers),
+        "body": request.body.decode("utf-8", "replace"),
+    }
+
+
+Handler = Callable[[web.Request], Any]
+
+
+def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
+    """The control endpoints of ``fake``."""
+
+    def requests(_: web.Request) -> web.Response:
+        logs = {"api": fake.requests, "storage": fake.storage_requests}
+        return web.json_response(
+            {name: list(map(_request_json, log)) for name, log in logs.items()}
+        )
+
+    def task(request: web.Request) -> web.Response:
+        try:
+            state = fake.task(request.match_info["id"])
+        except KeyError:
+            return web.json_response({"error": "no such task"}, status=404)
+        return web.json_response(converter.unstructure(state))
+
+    async def add_task(request: web.Request) -> web.Response:
+        return await _changing(request, lambda spec: {"id": script_from_spec(fake, spec)})
+
+    def fault(spec: Any) -> Mapping[str, Any]:
+        fault_from_spec(fake, spec)
+        return {}
+
+    async def add_fault(request: web.Request) -> web.Response:
+        return await _changing(request, fault)
+
+    async def clear_faults(_: web.Request) -> web.Response:
+        fake.clear_faults()
+        return web.json_response({})
+
+    return [
+        web.get(f"{CONTROL_PREFIX}/requests", _async(requests)),
+        web.get(f"{CONTROL_PREFIX}/tasks/{{id}}", _async(task)),
+        web.post(f"{CONTROL_PREFIX}/tasks", add_task),
+        web.post(f"{CONTROL_PREFIX}/faults", add_fault),
+        web.delete(f"{CONTROL_PREFIX}/faults", clear_faults),
+    ]
+
+
+def _async(handler: Callable[[web.Request], web.Response]) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return handler(request)
+
+    return handle
+
+
+async def _changing(
+    request: web.Request, change: Callable[[Any], Mapping[str, Any]]
+) -> web.Response:
+    """Apply ``change`` to the request's JSON body; a bad body or spec answers 400."""
+    try:
+        spec = json.loads(await request.read())
+        return web.json_response(dict(change(spec)))
+    except ValueError as exc:  # JSONDecodeError and bad specs alike
+        return web.json_response({"error": str(exc)}, status=400)

@@ -1,0 +1,206 @@
+"""The installed ``gptunnel-async`` console script, run for real against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gptunnel_async.testing import FakeGPTunnel
+
+SCRIPT = shutil.which("gptunnel-async", path=str(Path(sys.executable).parent)) or "gptunnel-async"
+
+pytestmark = pytest.mark.skipif(
+    not Path(SCRIPT).exists(), reason="the console script is not installed"
+)
+
+
+async def start(*args: str, **env: str) -> asyncio.subprocess.Process:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
+    environment.update(env)
+    return await asyncio.create_subprocess_exec(
+        SCRIPT,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+
+
+async def run(*args: str, **env: str) -> tuple[int, str, str]:
+    process = await start(*args, **env)
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    async with FakeGPTunnel() as fake:
+        yield fake
+
+
+def connection(fake: FakeGPTunnel) -> list[str]:
+    return ["--base-url", fake.base_url, "--api-key", fake.api_key]
+
+
+@pytest.mark.parametrize(
+    ("save", "message"),
+    [
+        ("/no/such/dir/x.png", "does not exist"),
+        ("/proc/x.png", "cannot write to the folder"),
+        ("{tmp}/" + "x" * 300 + ".png", "file name is over"),
+    ],
+)
+async def test_wait_checks_where_it_saves_before_the_first_read(
+    fake: FakeGPTunnel, tmp_path: Path, save: str, message: str
+) -> None:
+    task_id = fake.script_task(duration=60)
+    code, _, err = await run(
+        "wait", task_id, "--save", save.format(tmp=tmp_path), *connection(fake)
+    )
+    assert code == 2
+    assert message in err
+    assert fake.requests == []
+
+
+async def test_wait_against_an_unreachable_api_is_a_connection_error() -> None:
+    code, _, err = await run(
+        "wait", "abc", "--json", "--base-url", "http://127.0.0.1:1/v1", "--api-key", "k"
+    )
+    assert code == 4
+    lines = err.splitlines()
+    retries = [line for line in lines if "; retry " in line]
+    assert len(retries) == 3  # the client's retries of the first read, then the error
+    assert all(line.count("/v1/faceswap/result") == 1 for line in retries)
+
+
+async def test_wait_rides_through_failures_once_the_api_has_answered(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+    fake.fail_next(503, times=1)
+    code, out, _ = await run("wait", task_id, "--json", *connection(fake))
+    assert code == 0
+    assert json.loads(out.splitlines()[-1])["event"] == "done"
+
+
+async def test_without_a_key_the_cli_names_its_option() -> None:
+    code, _, err = await run("wait", "abc", "--base-url", "http://127.0.0.1:1/v1")
+    assert code == 2
+    assert "--api-key" in err
+    assert "api_key=" not in err
+
+
+async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(duration=120)
+    process = await start("wait", task_id, "--json", *connection(fake))
+    assert process.stdout is not None
+    first = json.loads(await process.stdout.readline())
+    assert first["event"] == "progress"
+    process.send_signal(signal.SIGINT)
+    rest = (await process.stdout.read()).decode().splitlines()
+    assert await process.wait() == 130
+    assert json.loads(rest[-1]) == {"event": "cancelled", "exit_code": 130, "task_id": task_id}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
+async def test_on_a_narrow_terminal_the_bar_keeps_its_time_and_room_for_ctrl_c(
+    fake: FakeGPTunnel,
+) -> None:
+    import pty
+
+    task_id = fake.script_task(duration=120)
+    leader, follower = pty.openpty()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
+    environment.update(COLUMNS="50", TERM="xterm")
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        "wait",
+        task_id,
+        *connection(fake),
+        stdout=follower,
+        stderr=follower,
+        env=environment,
+    )
+    os.close(follower)
+    loop = asyncio.get_running_loop()
+    screen = b""
+    while b"\x1b[2K" not in screen or len(re.findall(rb"\d:\d\d:\d\d", screen)) < 2:
+        try:
+            screen += await loop.run_in_executor(None, os.read, leader, 65536)
+        except OSError:
+            pytest.fail(f"the command ended early: {screen!r}")
+    process.send_signal(signal.SIGINT)
+    assert await process.wait() == 130
+    with contextlib_suppress_oserror():
+        while chunk := os.read(leader, 65536):
+            screen += chunk
+    os.close(leader)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+    frames = [frame for frame in re.split(r"[\r\n]+", text) if "%" in frame]
+    assert frames
+    for frame in frames:
+        assert len(frame) <= 47, frame  # 50 columns, less the room for "^C"
+        assert re.search(r"\d+% \d:\d\d:\d\d$", frame.rstrip()), frame
+    assert "interrupted" in text
+
+
+def contextlib_suppress_oserror() -> Any:
+    import contextlib
+
+    return contextlib.suppress(OSError)  # the pty reports EIO once the process is gone
+
+
+async def test_the_emulator_command_serves_scripted_tasks_and_its_request_log(
+    tmp_path: Path,
+) -> None:
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(
+        json.dumps(
+            {
+                "tasks": [{"id": "t1", "steps": [["queued", 0], ["done", 100]]}],
+                "faults": [{"kind": "fail", "status": 503, "times": 1}],
+            }
+        )
+    )
+    process = await start(
+        "emulator", "--port", "0", "--json", "--tasks", str(tasks), "--task", "t2=0.5:no face"
+    )
+    assert process.stdout is not None
+    listening = json.loads(await process.stdout.readline())
+    try:
+        assert listening["tasks"] == ["t1", "t2"]
+        url, key = listening["base_url"], listening["api_key"]
+        code, out, _ = await run("wait", "t1", "--json", "--base-url", url, "--api-key", key)
+        assert code == 0 and json.loads(out.splitlines()[-1])["event"] == "done"
+        code, out, _ = await run("wait", "t2", "--json", "--base-url", url, "--api-key", key)
+        assert code == 1 and "no face" in out
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{listening['control_url']}/requests") as response:
+                log = await response.json()
+            async with session.post(
+                f"{listening['control_url']}/tasks", json={"duration": 1}
+            ) as response:
+                created = await response.json()
+            async with session.post(
+                f"{listening['control_url']}/tasks", json={"nonsense": 1}
+            ) as response:
+                assert response.status == 400
+        statuses = [request["path"] for request in log["api"]]
+        assert statuses and all(path == "/v1/faceswap/result" for path in statuses)
+        assert created["id"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = (await process.stdout.read()).decode().splitlines()
+    assert await process.wait() == 0
+    assert json.loads(rest[-1]) == {"event": "stopped"}

@@ -1,0 +1,417 @@
+"""The durable watcher, on the in-memory store and on a real redis-server, against the
+emulator: delivery once per task, leases, redelivery, webhook fan-in, results anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from gptunnel_async import GPTunnelClient, PollPolicy, Task, TaskFailedError, WaitTimeoutError
+from gptunnel_async.fleet import (
+    Delivery,
+    FleetProgress,
+    MemoryStore,
+    RedisStore,
+    StoreUnavailableError,
+    Watcher,
+    WatchStore,
+)
+from gptunnel_async.testing import FakeGPTunnel
+
+FAST = PollPolicy(initial=0.02, multiplier=1.5, max_interval=0.05, jitter=0.0)
+_names = itertools.count()
+
+StoreFactory = Callable[[], WatchStore]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    async with FakeGPTunnel() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
+    async with fake.client(poll_policy=FAST) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["memory", "redis"])
+def new_store(request: pytest.FixtureRequest) -> StoreFactory:
+    """Stores of one fleet: each call is another process's view of the same waits."""
+    if request.param == "memory":
+        shared = MemoryStore()
+        return lambda: shared
+    redis: Redis = request.getfixturevalue("redis")
+    name = f"fleet-{next(_names)}"
+    return lambda: RedisStore(redis, name=name)
+
+
+class Handled:
+    """A handler that records what it was given, and can fail on demand."""
+
+    def __init__(self, fail_times: int = 0) -> None:
+        self.deliveries: list[Delivery] = []
+        self.fail_times = fail_times
+        self.arrived = asyncio.Event()
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        self.arrived.set()
+        if self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("the handler broke")
+
+    async def until(self, count: int) -> list[Delivery]:
+        async with asyncio.timeout(15):
+            while len(self.deliveries) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.deliveries
+
+
+async def settle(condition: Callable[[], Awaitable[bool]], seconds: float = 15) -> None:
+    """Until ``condition()`` holds: the store has no push for it, so look every 20 ms."""
+    async with asyncio.timeout(seconds):
+        while not await condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_a_watched_task_is_delivered_once_with_its_metadata(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("queued", 0), ("running", 40), ("done", 100)])
+    handled = Handled()
+    async with (
+        Watcher(client, new_store(), handler=handled, worker="a"),
+        Watcher(client, new_store(), handler=handled, worker="b") as other,
+    ):
+        assert await other.watch(task_id, metadata={"chat_id": 42}) is True
+        assert await other.watch(task_id, metadata={"chat_id": 0}) is False  # idempotent
+        (delivery,) = await handled.until(1)
+        await asyncio.sleep(0.3)  # time for a duplicate to show, were there one
+    assert len(handled.deliveries) == 1
+    assert delivery.task_id == task_id
+    assert delivery.outcome == "done"
+    assert delivery.metadata == {"chat_id": 42}
+    assert delivery.family == "faceswap"
+    assert delivery.task is not None and delivery.task.is_done
+    assert delivery.redelivered is False
+    assert (await new_store().status()).finished_unhandled == 0
+
+
+async def test_result_returns_in_any_process_when_the_task_finishes(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
+    reader = Watcher(client, new_store())
+    waiting = asyncio.create_task(reader.result(task_id))
+    async with Watcher(client, new_store(), worker="poller") as poller:
+        await poller.watch(task_id, family="faceswap")
+        task = await asyncio.wait_for(waiting, 15)
+    await reader.close()
+    assert task.id == task_id
+    assert task.is_done
+    assert await reader.result(task_id) == task  # and again, once finished
+
+
+async def test_a_failed_task_is_delivered_failed_and_result_raises(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.fail_task("no face found", steps=[("running", 10)])
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+        with pytest.raises(TaskFailedError, match="no face found"):
+            await watcher.result(task_id)
+    assert delivery.outcome == "failed"
+    assert delivery.task is not None and delivery.task.error == "no face found"
+
+
+async def test_a_wait_past_its_deadline_is_delivered_expired(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("running", 5)])  # never finishes
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id, timeout=0.3)
+        (delivery,) = await handled.until(1)
+        with pytest.raises(WaitTimeoutError) as caught:
+            await watcher.result(task_id)
+    assert delivery.outcome == "expired"
+    assert caught.value.timeout == 0.3
+
+
+async def test_a_webhook_resolves_the_wait_for_the_whole_fleet_and_the_poll_does_nothing(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("running", 30)])  # a poll would never see it done
+    handled = Handled()
+    receiving = Watcher(client, new_store(), worker="web")
+    async with Watcher(client, new_store(), handler=handled, worker="bot") as bot:
+        await bot.watch(task_id, metadata={"chat_id": 7})
+        webhook = Task(id=task_id, status="done", percent=100, result="https://x/r.png")
+        assert await receiving.resolve(webhook) is True
+        assert await receiving.resolve(webhook) is False  # the second word does nothing
+        assert await bot.result(task_id) == webhook
+        (delivery,) = await handled.until(1)
+        await asyncio.sleep(0.3)
+    assert len(handled.deliveries) == 1
+    assert delivery.task == webhook
+    assert delivery.metadata == {"chat_id": 7}
+    assert await receiving.resolve(Task(id="unwatched", status="done")) is False
+    assert await receiving.resolve(Task(id=task_id, status="running")) is False
+
+
+async def test_a_dead_worker_s_task_comes_back_after_its_lease(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    dead = new_store()
+    lease = 0.4
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled, lease=lease, worker="alive") as w:
+        await w.watch(task_id)
+        await w.close()  # stop the living worker's loops: the dead one claims first
+        claims, _ = await dead.claim("dead", 10, lease)
+        assert [claim.task_id for claim in claims] == [task_id]
+        assert (await dead.status()).leased == 1
+        loop = asyncio.get_running_loop()
+        claimed_at = loop.time()
+        async with Watcher(client, new_store(), handler=handled, lease=lease, worker="next"):
+            (delivery,) = await handled.until(1)
+        assert loop.time() - claimed_at >= lease * 0.9
+    assert delivery.outcome == "done"
+    assert fake.requests  # it was read by the living worker, after the lease
+
+
+async def test_a_handler_that_raises_gets_the_delivery_again_and_it_is_then_removed(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    handled = Handled(fail_times=1)
+    store = new_store()
+    async with Watcher(client, store, handler=handled, delivery_timeout=0.3) as watcher:
+        await watcher.watch(task_id)
+        first, second = await handled.until(2)
+        await settle(lambda: _unhandled_is(store, 0))
+    assert (first.task_id, first.redelivered) == (task_id, False)
+    assert (second.task_id, second.redelivered) == (task_id, True)
+    if isinstance(store, RedisStore):  # acknowledged entries are deleted: no growth
+        assert await store.redis.xlen(store.stream_key) == 0
+
+
+async def _unhandled_is(store: WatchStore, count: int) -> bool:
+    return (await store.status()).finished_unhandled == count
+
+
+async def test_a_worker_killed_inside_its_handler_is_replaced_by_another(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    store = new_store()
+    async with Watcher(client, store, worker="poller") as poller:  # no handler: reads only
+        await poller.watch(task_id, metadata="m")
+        await settle(lambda: _unhandled_is(store, 1))
+    (taken,) = await store.take("killed", 10, 0.0, 60.0)  # then it died, unacknowledged
+    assert taken.task_id == task_id
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled, delivery_timeout=0.3):
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _unhandled_is(store, 0))
+    assert (delivery.task_id, delivery.metadata, delivery.redelivered) == (task_id, "m", True)
+
+
+async def test_progress_reaches_whoever_listens(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    steps = [("queued", 0), ("running", 40), ("running", 40), ("running", 80), ("done", 100)]
+    task_id = fake.script_task(steps=steps)
+    listener = Watcher(client, new_store())
+    seen: list[FleetProgress] = []
+
+    async def listen() -> None:
+        async for event in listener.progress():
+            seen.append(event)
+
+    listening = asyncio.create_task(listen())
+    await asyncio.sleep(0.1)  # subscribed
+    async with Watcher(client, new_store()) as poller:
+        await poller.watch(task_id, metadata={"message_id": 3})
+        await poller.result(task_id)
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+    assert [(e.status, e.percent) for e in seen] == [
+        ("queued", 0),
+        ("running", 40),
+        ("running", 80),
+    ]
+    assert {e.metadata["message_id"] for e in seen} == {3}
+
+
+async def test_status_shows_what_an_operator_needs(
+    fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    store = new_store()
+    async with fake.client(requests_per_second=50) as client:
+        watcher = Watcher(client, store, lease=30)
+        for n in range(3):
+            await watcher.watch(fake.script_task(steps=[("running", 1)]), metadata=n)
+        await asyncio.sleep(0.05)
+        before = await watcher.status()
+        claims, _ = await store.claim("w", 1, 30)
+        after = await watcher.status()
+    assert (before.watched, before.due, before.leased, before.finished_unhandled) == (3, 3, 0, 0)
+    assert before.oldest_overdue >= 0.04
+    assert len(claims) == 1
+    assert (after.watched, after.due, after.leased) == (3, 2, 1)
+    assert after.rate == 50
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"family": "video"}, "family"),
+        ({"metadata": {1, 2}}, "metadata"),
+        ({"metadata": "x" * 20_000}, "metadata"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": 4 * 24 * 3600}, "timeout"),
+    ],
+)
+async def test_bad_registrations_are_refused_before_the_store(
+    client: GPTunnelClient, options: dict[str, Any], match: str
+) -> None:
+    watcher = Watcher(client, MemoryStore())
+    with pytest.raises(ValueError, match=match):
+        await watcher.watch("t-1", **options)
+    with pytest.raises(ValueError, match="task_id"):
+        await watcher.watch(" ")
+    assert (await watcher.status()).watched == 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"lease": 0}, {"concurrency": 0}, {"delivery_timeout": -1}, {"handler": 3}, {"policy": 1}],
+)
+def test_bad_watcher_options_are_refused(client: GPTunnelClient, options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        Watcher(client, MemoryStore(), **options)
+
+
+async def test_json_metadata_comes_back_as_json(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    metadata = {"chat": -100123, "text": "готово ✓", "nested": [1, 2.5, None, True]}
+    task_id = fake.script_task(steps=[("done", 100)])
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id, metadata=metadata)
+        (delivery,) = await handled.until(1)
+    assert delivery.metadata == json.loads(json.dumps(metadata))
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of Redis that can be cut and restored: Redis
+    becomes unreachable for real, and comes back."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self._links:
+            writer.close()
+        await self.server.wait_closed()
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._links |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_without_redis_watch_raises_and_running_loops_carry_on_when_it_returns(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis_server: Any
+) -> None:
+    proxy = Proxy(redis_server.port)
+    await proxy.start()
+    redis = Redis(host="127.0.0.1", port=proxy.port, socket_timeout=2, socket_connect_timeout=1)
+    store = RedisStore(redis, name=f"fleet-{next(_names)}")
+    handled = Handled()
+    try:
+        async with Watcher(client, store, handler=handled) as watcher:
+            await proxy.cut()
+            task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+            with pytest.raises(StoreUnavailableError, match="registering a wait"):
+                await watcher.watch(task_id)
+            await asyncio.sleep(1.0)  # the loops meet the outage and back off
+            await proxy.start()  # Redis returns, on the same port
+            assert await watcher.watch(task_id, metadata="after") is True
+            (delivery,) = await handled.until(1)
+        assert (delivery.task_id, delivery.metadata, delivery.outcome) == (task_id, "after", "done")
+    finally:
+        await redis.aclose()
+        await proxy.cut()
+
+
+async def test_fleet_status_on_the_command_line_and_in_python(
+    fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gptunnel_async.cli import main
+    from gptunnel_async.fleet import RedisBudget, fleet_status
+
+    budget = RedisBudget(redis, 40, name="ops")
+    async with fake.client(budget=budget) as client:
+        watcher = Watcher(client, RedisStore(redis, name="ops"))
+        for _ in range(2):
+            await watcher.watch(fake.script_task(steps=[("running", 1)]))
+        await client.get_result(fake.script_task(steps=[("done", 100)]))
+        await budget.rate_limited(await budget.acquire(), None)
+    status = await fleet_status(redis, name="ops")
+    assert (status.watched, status.due, status.leased, status.finished_unhandled) == (2, 2, 0, 0)
+    assert status.rate is not None and 20.0 <= status.rate < 40.0  # halved, then climbing
+    assert (await fleet_status(redis, name="unused")).rate is None
+    code = await asyncio.to_thread(
+        main, ["fleet", "status", "--redis", redis_url, "--name", "ops", "--json"]
+    )
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["watched"], shown["due"], shown["finished_unhandled"]) == (2, 2, 0)
+    assert 20.0 <= shown["rate"] < 40.0
+    code = await asyncio.to_thread(main, ["fleet", "status", "--redis", redis_url, "--name", "ops"])
+    assert code == 0
+    assert "watched               2" in capsys.readouterr().out
+
+
+def test_fleet_status_without_redis_is_an_error_exit(
+    unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gptunnel_async.cli import main
+
+    code = main(["fleet", "status", "--redis", f"redis://127.0.0.1:{unused_tcp_port}/0"])
+    assert code == 4
+    assert "store" in capsys.readouterr().err

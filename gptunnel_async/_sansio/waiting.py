@@ -198,13 +198,6 @@ class WaitState:
         timeout = self.policy.timeout
         return None if timeout is None else self.started_at + timeout
 
-    @property
-    def wake_at(self) -> float:
-        """When the driver acts next: the read due, or the deadline if that comes first
-        (a ``TimeOut`` decision), on the driver's clock."""
-        deadline = self.deadline
-        return self.due_at if deadline is None else min(self.due_at, deadline)
-
     def expired(self, now: float) -> bool:
         """Whether the deadline has come: no read may start at ``now``."""
         deadline = self.deadline

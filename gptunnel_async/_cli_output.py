@@ -27,11 +27,25 @@ from rich.table import Column, Table
 from ._polling import ProgressEvent
 from ._sansio.statuses import Stage, classify
 from .errors import TaskFailedError, WaitTimeoutError
-from .models import Task, converter
+from .models import MediaTask, Task, converter
 
 __all__ = ["JsonOutput", "LineOutput", "LiveOutput", "Output", "choose_output"]
 
-ShowProgress = Callable[[ProgressEvent[Task]], None]
+AnyTask = Task | MediaTask
+"""A task of any family, as the commands show it."""
+
+ShowProgress = Callable[[ProgressEvent[Any]], None]
+
+
+def _files(task: AnyTask) -> str | None:
+    """The result's link(s) on one line, or ``None`` while there are none."""
+    files = task.urls if isinstance(task, MediaTask) else (task.result,)
+    shown = [url for url in files if url]
+    return " ".join(shown) if shown else None
+
+
+def _kind(task: AnyTask) -> str | None:
+    return task.model if isinstance(task, MediaTask) else task.type
 
 
 class Output(Protocol):
@@ -40,14 +54,14 @@ class Output(Protocol):
     def note(self, text: str) -> None:
         """Narration for people (the demo's steps); not part of machine output."""
 
-    def task(self, task: Task) -> None:
+    def task(self, task: AnyTask) -> None:
         """One task's state, as read."""
 
     def progress(self, task_id: str) -> contextlib.AbstractContextManager[ShowProgress]:
         """A view of a wait: call the function it gives with each event."""
         ...
 
-    def done(self, task: Task) -> None:
+    def done(self, task: AnyTask) -> None:
         """The wait ended with ``task`` done."""
 
     def saved(self, path: Path) -> None:
@@ -86,13 +100,13 @@ class LineOutput:
     def note(self, text: str) -> None:
         self.console.print(escape(text))
 
-    def task(self, task: Task) -> None:
+    def task(self, task: AnyTask) -> None:
         rows = [
             ("task", task.id),
             ("status", f"[{_status_style(task.status)}]{escape(task.status)}[/]"),
             ("percent", f"{task.percent}%"),
-            ("type", escape(task.type or "-")),
-            ("result", escape(task.result or "-")),
+            ("type", escape(_kind(task) or "-")),
+            ("result", escape(_files(task) or "-")),
             ("error", escape(task.error or "-")),
         ]
         for label, value in rows:
@@ -100,14 +114,14 @@ class LineOutput:
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
-        def show(event: ProgressEvent[Task]) -> None:
+        def show(event: ProgressEvent[Any]) -> None:
             status = f"[{_status_style(event.status)}]{escape(event.status):<10}[/]"
             self.console.print(f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%")
 
         yield show
 
-    def done(self, task: Task) -> None:
-        self.console.print(f"[green]done[/]: {escape(task.result or '(no result URL)')}")
+    def done(self, task: AnyTask) -> None:
+        self.console.print(f"[green]done[/]: {escape(_files(task) or '(no result URL)')}")
 
     def saved(self, path: Path) -> None:
         self.console.print(f"saved: {escape(str(path))}")
@@ -166,7 +180,7 @@ class LiveOutput(LineOutput):
         with bar:
             row = bar.add_task(escape(task_id), total=100, status="waiting")
 
-            def show(event: ProgressEvent[Task]) -> None:
+            def show(event: ProgressEvent[Any]) -> None:
                 bar.update(row, completed=event.percent, status=escape(event.status), refresh=True)
 
             yield show
@@ -185,12 +199,12 @@ class JsonOutput:
     def note(self, text: str) -> None:
         """Narration is for people; JSON output leaves it out."""
 
-    def task(self, task: Task) -> None:
+    def task(self, task: AnyTask) -> None:
         self._emit(converter.unstructure(task))
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
-        def show(event: ProgressEvent[Task]) -> None:
+        def show(event: ProgressEvent[Any]) -> None:
             self._emit(
                 {
                     "event": "progress",
@@ -203,7 +217,7 @@ class JsonOutput:
 
         yield show
 
-    def done(self, task: Task) -> None:
+    def done(self, task: AnyTask) -> None:
         self._emit({"event": "done", "task": converter.unstructure(task)})
 
     def saved(self, path: Path) -> None:

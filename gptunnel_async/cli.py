@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._checks import describe, positive_number
+from ._cli_families import FAMILIES, add_family_commands, resource, save_result
 from ._client import GPTunnelClient
 from ._download import check_destination
 from ._polling import PollPolicy, ProgressEvent
@@ -31,7 +32,7 @@ from .errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from .models import Task
+from .models import MediaTask, Task
 
 if TYPE_CHECKING:
     from ._cli_output import Output
@@ -91,7 +92,8 @@ def exit_code_for(exc: BaseException) -> int:
 # -- commands -----------------------------------------------------------------------
 
 
-def _client(args: argparse.Namespace) -> GPTunnelClient:
+def make_client(args: argparse.Namespace) -> GPTunnelClient:
+    """The client the command's ``--api-key`` and ``--base-url`` describe."""
     if not (args.api_key if args.api_key is not None else os.environ.get("GPTUNNEL_API_KEY")):
         raise ConfigurationError(
             "no API key: pass --api-key KEY or set the GPTUNNEL_API_KEY environment variable"
@@ -99,7 +101,12 @@ def _client(args: argparse.Namespace) -> GPTunnelClient:
     return GPTunnelClient(api_key=args.api_key, base_url=args.base_url)
 
 
-async def _reach(client: GPTunnelClient, task_id: str) -> Task | None:
+def timeout_of(args: argparse.Namespace) -> float | NotGiven:
+    """The wait's deadline from ``--timeout``, or the policy's own."""
+    return NOT_GIVEN if args.timeout is None else float(args.timeout)
+
+
+async def _reach(client: GPTunnelClient, task_id: str, family: str = "faceswap") -> Any:
     """Read the task once before waiting for it. A wait rides through network failures
     until its deadline, which is right once the API has answered; but a first read that
     cannot reach the API at all (after the client's retries) is an error, exit 4.
@@ -108,7 +115,7 @@ async def _reach(client: GPTunnelClient, task_id: str) -> Task | None:
         The task as read, or ``None`` if the API answered with a transient error.
     """
     try:
-        return await client.get_result(task_id)
+        return await resource(client, family).result(task_id)
     except GPTunnelError as exc:
         if isinstance(exc, APIConnectionError) or not is_transient(exc):
             raise
@@ -116,8 +123,8 @@ async def _reach(client: GPTunnelClient, task_id: str) -> Task | None:
 
 
 async def _result(args: argparse.Namespace, out: Output) -> int:
-    async with _client(args) as client:
-        task = await client.get_result(args.task_id)
+    async with make_client(args) as client:
+        task = await resource(client, args.family).result(args.task_id)
     out.task(task)
     return EXIT_TASK_FAILED if task.is_failed else EXIT_DONE
 
@@ -125,26 +132,32 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 async def _wait(args: argparse.Namespace, out: Output) -> int:
     if args.save is not None:
         check_destination(args.save)  # before the wait, not after it
-    timeout = NOT_GIVEN if args.timeout is None else args.timeout
-    async with _client(args) as client:
-        first = await _reach(client, args.task_id)
-        return await _wait_and_save(
-            client, args.task_id, out, save=args.save, timeout=timeout, first=first
+    async with make_client(args) as client:
+        first = await _reach(client, args.task_id, args.family)
+        return await wait_and_save(
+            client,
+            args.task_id,
+            out,
+            save=args.save,
+            timeout=timeout_of(args),
+            first=first,
+            family=args.family,
         )
 
 
-async def _wait_and_save(
+async def wait_and_save(
     client: GPTunnelClient,
     task_id: str,
     out: Output,
     *,
     save: Path | None,
     timeout: float | NotGiven | None = NOT_GIVEN,
-    first: Task | None = None,
+    first: Task | MediaTask | None = None,
+    family: str = "faceswap",
 ) -> int:
-    """Wait for ``task_id``, showing each change (``first``, a state read just before,
-    counts as the first), then save the result to ``save``."""
-    waiter = client.wait_for_result(task_id, timeout=timeout)
+    """Wait for a task of ``family``, showing each change (``first``, a state read just
+    before, counts as the first), then save its result(s) to ``save``."""
+    waiter = resource(client, family).wait_for_result(task_id, timeout=timeout)
     shown: tuple[str, int] | None = None
     with out.progress(task_id) as show:
         if first is not None and not first.is_failed:
@@ -157,7 +170,8 @@ async def _wait_and_save(
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:
-        out.saved(await client.download_result(task, save))
+        for path in await save_result(client, task, save):
+            out.saved(path)
     return EXIT_DONE
 
 
@@ -173,7 +187,7 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
                 sample_image("source.png"), sample_image("face.png")
             )
             out.note(f"Created face swap {task.id} from the two sample images.")
-            code = await _wait_and_save(
+            code = await wait_and_save(
                 client, task.id, out, save=Path.cwd().resolve() / DEMO_RESULT
             )
             out.note(
@@ -412,13 +426,20 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=command)
         return sub
 
-    result = add("result", _result, "read a face-swap task's state once")
+    family: dict[str, Any] = {
+        "choices": FAMILIES,
+        "default": "faceswap",
+        "help": "the task's family (default: faceswap)",
+    }
+    result = add("result", _result, "read a task's state once")
     result.add_argument("task_id", metavar="TASK_ID")
+    result.add_argument("--family", **family)
     result.add_argument("--json", action="store_true", help="print the task object as JSON")
     _add_connection_options(result, argparse.SUPPRESS)
 
-    wait = add("wait", _wait, "wait for a face-swap task, showing its progress")
+    wait = add("wait", _wait, "wait for a task, showing its progress")
     wait.add_argument("task_id", metavar="TASK_ID")
+    wait.add_argument("--family", **family)
     wait.add_argument(
         "--timeout", type=_seconds, metavar="S", help="give up after S seconds (default: 600)"
     )
@@ -436,6 +457,8 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--name", default="default", help="the fleet's RedisStore name")
     fleet.add_argument("--budget", help="the RedisBudget's name (default: --name)")
     fleet.add_argument("--json", action="store_true", help="print one JSON object")
+
+    add_family_commands(add, _seconds, lambda sub: _add_connection_options(sub, argparse.SUPPRESS))
 
     demo = add("demo", _demo, "swap two sample faces on a built-in emulator: no key, no network")
     demo.set_defaults(json=False)

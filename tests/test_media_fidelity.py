@@ -125,7 +125,9 @@ async def test_an_empty_create_is_refused_with_issues_and_param(fake: FakeGPTunn
             await client.media.create("flux-pro", "a fox")
     error = caught.value
     assert (error.status_code, error.code, error.param) == (200, "3", "model")
-    assert error.issues == (ValidationIssue(path=("model",), message="Required", code="custom"),)
+    assert error.issues == (
+        ValidationIssue(path=("model",), message="Required", expected="string"),
+    )
     assert "model: Required" in error.message
     copy = pickle.loads(pickle.dumps(error))
     assert (type(copy), copy.issues, copy.param) == (BadRequestError, error.issues, "model")

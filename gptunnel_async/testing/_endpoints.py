@@ -119,7 +119,11 @@ def media_error_response(
     code = MEDIA_CODES.get(status, 1)
     body: dict[str, Any] = {"code": code, "message": MEDIA_MESSAGES[code]}
     if code == 3:
-        issue = {"code": "custom", "path": param.split(".") if param else [], "message": message}
+        issue = {
+            "path": param.split(".") if param else [],
+            "expected": _expected(message),
+            "message": message,
+        }
         body["issues"] = [issue]
     elif message:
         body["message"] = message
@@ -183,6 +187,14 @@ def _inpaint_check(
     ):
         return INPAINT_MASK_MESSAGE, "mask"
     return None
+
+
+def _expected(message: str | None) -> str:
+    """What a refused field should have been, for a validation issue's ``expected``."""
+    text = message or ""
+    if "Expected " in text:
+        return text.partition("Expected ")[2]
+    return "an http(s) URL" if "url" in text else "string"
 
 
 class ErrorAnswer(Protocol):

@@ -276,12 +276,10 @@ class EmulatedTask:
         lengths += [PREVIEW_DURATION] if self.output.preview_stub else []
         return tuple(
             MediaClip(
-                id=f"{self.id}-{number}",
                 status="streaming" if withheld else "succeeded",
                 audio_url=None if withheld else f"{files}_clip{number}.mp3",
                 image_url=None if withheld else f"{files}_clip{number}.jpeg",
                 duration=None if withheld else duration,
-                title="emulated clip",
             )
             for number, duration in enumerate(lengths, 1)
         )

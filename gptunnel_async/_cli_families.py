@@ -1,0 +1,154 @@
+"""The command line's family commands: reading and waiting for any family's task
+(``--family``), the balance, and create-and-wait in one go for the documented create
+calls (``faceswap``, ``imagine``, ``media``).
+
+They report through the same outputs as ``result`` and ``wait`` (progress bar, plain
+lines or ``--json`` lines) and end with the same exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from ._client import GPTunnelClient
+from .families import TaskResource
+from .models import MediaTask, Task
+
+if TYPE_CHECKING:
+    from ._cli_output import Output
+
+__all__ = ["FAMILIES", "add_family_commands", "resource", "save_result"]
+
+FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
+"""The families ``--family`` names; ``faceswap`` is the default."""
+
+Add = Callable[..., argparse.ArgumentParser]
+"""The CLI's way to add a subcommand: ``add(name, command, help)``."""
+
+Created = Callable[[GPTunnelClient, argparse.Namespace], Any]
+"""A create call for the arguments, awaited for the new task."""
+
+
+def resource(client: GPTunnelClient, family: str) -> TaskResource[Any]:
+    """The client's namespace for ``family`` (one of :data:`FAMILIES`)."""
+    found: TaskResource[Any] = getattr(client, family)
+    return found
+
+
+async def save_result(client: GPTunnelClient, task: Task | MediaTask, save: Path) -> list[Path]:
+    """Save a done task's result: its one file to ``save`` (a file or a folder), or,
+    for a task with several (music clips), each of them into folder ``save``."""
+    files = task.urls if isinstance(task, MediaTask) else (task.result,)
+    if len(files) > 1:
+        return await client.download_results(task, save)
+    return [await client.download_result(task, save)]
+
+
+async def _balance(args: argparse.Namespace, out: Output) -> int:
+    from .cli import EXIT_DONE, make_client
+
+    async with make_client(args) as client:
+        balance = await client.balance(use_wallet_balance=args.wallet)
+    record = {
+        "org_id": balance.org_id,
+        "balance": balance.balance,
+        "credit_limit": balance.credit_limit,
+    }
+    if args.json:
+        print(json.dumps({"event": "balance", **record}), flush=True)
+    else:
+        out.note(f"organisation  {balance.org_id}")
+        out.note(f"balance       {balance.balance:.2f}")
+        out.note(f"credit limit  {balance.credit_limit:.2f}")
+    return EXIT_DONE
+
+
+def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
+    """A command that starts a task with ``created`` and waits for it like ``wait``."""
+
+    async def command(args: argparse.Namespace, out: Output) -> int:
+        from ._download import check_destination
+        from .cli import make_client, timeout_of, wait_and_save
+
+        if args.save is not None:
+            check_destination(args.save)  # before the paid task, not after it
+        async with make_client(args) as client:
+            task = await created(client, args)
+            out.note(f"Created {family} task {task.id}.")
+            return await wait_and_save(
+                client, task.id, out, save=args.save, timeout=timeout_of(args), family=family
+            )
+
+    return command
+
+
+def _wait_options(parser: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
+    parser.add_argument(
+        "--timeout", type=seconds, metavar="S", help="give up after S seconds (default: 600)"
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        metavar="PATH",
+        help="download the result to PATH (a file or folder; a folder for several clips)",
+    )
+    parser.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+
+def add_family_commands(
+    add: Add,
+    seconds: Callable[[str], float],
+    connection_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add ``balance``, ``faceswap``, ``imagine`` and ``media`` to the CLI."""
+    balance = add("balance", _balance, "show the organisation's balance and credit limit")
+    balance.add_argument("--wallet", action="store_true", help="read the personal wallet")
+    balance.add_argument("--json", action="store_true", help="print one JSON object")
+    connection_options(balance)
+
+    swap = add(
+        "faceswap",
+        _create_and_wait(
+            "faceswap", lambda client, args: client.faceswap.create(args.source, args.face)
+        ),
+        "swap a face and wait for the result (images: URLs or files)",
+    )
+    swap.add_argument("source", metavar="SOURCE", help="the person: a URL or an image file")
+    swap.add_argument("face", metavar="FACE", help="the face to put on them")
+    _wait_options(swap, seconds)
+    connection_options(swap)
+
+    imagine = add(
+        "imagine",
+        _create_and_wait("midjourney", lambda client, args: client.midjourney.imagine(args.prompt)),
+        "draw a Midjourney grid from a prompt and wait for it",
+    )
+    imagine.add_argument("prompt", metavar="PROMPT")
+    _wait_options(imagine, seconds)
+    connection_options(imagine)
+
+    media = add(
+        "media",
+        _create_and_wait(
+            "media",
+            lambda client, args: client.media.create(
+                args.model, args.prompt, images=args.image or None, ar=args.ar
+            ),
+        ),
+        "generate with a media model (images, video, music) and wait for it",
+    )
+    media.add_argument("model", metavar="MODEL", help="the model's id, e.g. suno or flux-pro")
+    media.add_argument("prompt", metavar="PROMPT")
+    media.add_argument(
+        "--image",
+        action="append",
+        metavar="URL",
+        help="a reference image's public link (repeat for several)",
+    )
+    media.add_argument("--ar", metavar="RATIO", help="the aspect ratio, e.g. 16:9")
+    _wait_options(media, seconds)
+    connection_options(media)

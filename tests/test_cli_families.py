@@ -1,0 +1,144 @@
+"""The command line for every family: ``--family`` on ``result`` and ``wait``, ``balance``,
+and create-and-wait (``faceswap``, ``imagine``, ``media``), each run as a subprocess
+against the emulator, with the same progress output, JSON lines and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gptunnel_async.testing import FakeGPTunnel, sample_image
+
+from .test_cli import SECRET, run
+
+
+@pytest.fixture(autouse=True)
+def _no_configuration_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GPTUNNEL_API_KEY", "GPTUNNEL_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGPTunnel]:
+    with FakeGPTunnel(api_key=SECRET) as running:
+        yield running
+
+
+def lines(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("family", "type", "model", "path"),
+    [
+        ("faceswap", "@FaceSwap", None, "/v1/faceswap/result"),
+        ("bgremover", "@BGRemover", None, "/v1/bgremover/result"),
+        ("midjourney", "imagine", None, "/v1/midjourney/result"),
+        ("media", "@Media", "flux-pro", "/v1/media/result"),
+    ],
+)
+def test_result_and_wait_read_the_family_asked_for(
+    fake: FakeGPTunnel, family: str, type: str, model: str | None, path: str
+) -> None:
+    task_id = fake.script_task(steps=[("processing", 30), ("done", 100)], type=type, model=model)
+    read = run("result", task_id, "--family", family, "--json", fake=fake)
+    waited = run("wait", task_id, "--family", family, "--json", fake=fake)
+    assert (read.returncode, waited.returncode) == (0, 0), read.stderr + waited.stderr
+    assert lines(read.stdout)[0]["id"] == task_id
+    events = lines(waited.stdout)
+    kinds = [event["event"] for event in events]
+    assert kinds[-1] == "done" and set(kinds[:-1]) == {"progress"}
+    assert events[-1]["task"]["id"] == task_id
+    assert {request.path for request in fake.requests} == {path}
+    secret_free = read.stdout + read.stderr + waited.stdout + waited.stderr
+    assert SECRET not in secret_free
+
+
+def test_an_unknown_family_is_a_usage_error(fake: FakeGPTunnel) -> None:
+    done = run("result", "abc", "--family", "chat", fake=fake)
+    assert done.returncode == 2 and "invalid choice" in done.stderr
+    assert fake.requests == []
+
+
+def test_balance_prints_the_organisations_money(fake: FakeGPTunnel) -> None:
+    fake.set_balance(42.5, credit_limit=100)
+    plain = run("balance", fake=fake)
+    as_json = run("balance", "--wallet", "--json", fake=fake)
+    assert plain.returncode == 0 and "42.50" in plain.stdout and "100.00" in plain.stdout
+    assert lines(as_json.stdout) == [
+        {"event": "balance", "org_id": "fake-org", "balance": 42.5, "credit_limit": 100.0}
+    ]
+    assert fake.requests[-1].query == {"useWalletBalance": "true"}
+
+
+def test_a_refused_key_exits_with_the_api_error_code(fake: FakeGPTunnel) -> None:
+    done = run("balance", "--json", GPTUNNEL_API_KEY="wrong", GPTUNNEL_BASE_URL=fake.base_url)
+    assert done.returncode == 4 and lines(done.stdout)[-1]["error"] == "AuthenticationError"
+
+
+def test_faceswap_creates_waits_and_saves_with_the_real_console_script(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    (tmp_path / "source.png").write_bytes(sample_image("source.png"))
+    (tmp_path / "face.png").write_bytes(sample_image("face.png"))
+    fake.script_created(steps=[("idle", 0), ("done", 100)])
+    done = run(
+        "faceswap", "source.png", "face.png", "--save", "out.png", "--json",
+        fake=fake, instant=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = lines(done.stdout)
+    kinds = [event["event"] for event in events]
+    assert kinds[-2:] == ["done", "saved"] and set(kinds[:-2]) == {"progress"}
+    assert (tmp_path / "out.png").read_bytes() == sample_image("result.png")
+    create = fake.requests[0]
+    assert create.path == "/v1/faceswap/create"
+    assert create.json["sourceImage"].startswith("data:image/png;base64,")
+
+
+def test_imagine_waits_for_the_grid_and_saves_it(fake: FakeGPTunnel, tmp_path: Path) -> None:
+    done = run("imagine", "a red fox", "--save", str(tmp_path / "grid.png"), fake=fake)
+    assert done.returncode == 0, done.stderr
+    assert "done" in done.stdout and "saved" in done.stdout
+    assert (tmp_path / "grid.png").read_bytes() == sample_image("result.png")
+    assert fake.requests[0].json == {"prompt": "a red fox"}
+
+
+def test_media_saves_every_clip_into_the_folder(fake: FakeGPTunnel, tmp_path: Path) -> None:
+    done = run("media", "suno", "a sea shanty", "--save", str(tmp_path), "--json", fake=fake)
+    assert done.returncode == 0, done.stderr
+    saved = [event["path"] for event in lines(done.stdout) if event["event"] == "saved"]
+    assert len(saved) == 2 and all(Path(path).parent == tmp_path for path in saved)
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".mp3", ".mp3"]
+
+
+def test_media_sends_image_links_and_refuses_files(fake: FakeGPTunnel) -> None:
+    sent = run(
+        "media", "flux-pro", "a fox", "--image", "https://a.test/1.png", "--ar", "16:9",
+        fake=fake,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    assert fake.requests[0].json == {
+        "model": "flux-pro",
+        "prompt": "a fox",
+        "images": ["https://a.test/1.png"],
+        "ar": "16:9",
+    }
+    before = len(fake.requests)
+    refused = run("media", "flux-pro", "a fox", "--image", "face.png", "--json", fake=fake)
+    assert refused.returncode == 2
+    assert "public http(s) links" in lines(refused.stdout)[-1]["message"]
+    assert len(fake.requests) == before  # refused before any request
+
+
+def test_a_failed_creation_exits_1_and_a_timeout_3(fake: FakeGPTunnel) -> None:
+    fake.script_created(steps=[("processing", 10), ("failed", 10)], error="no face found")
+    failed = run("faceswap", "https://a/1.png", "https://a/2.png", "--json", fake=fake)
+    assert failed.returncode == 1 and lines(failed.stdout)[-1]["event"] == "failed"
+    fake.script_created(steps=[("processing", 10)])
+    slow = run("imagine", "a fox", "--timeout", "0.5", "--json", fake=fake)
+    assert slow.returncode == 3 and lines(slow.stdout)[-1]["event"] == "timeout"

@@ -119,6 +119,23 @@ def test_surroundings_and_pieces(text: str, shown: str) -> None:
     assert SecretMask(KEY)(text) == shown
 
 
+@pytest.mark.parametrize(
+    ("key", "echoed"),
+    [
+        ("00000%00", "00000%00"),  # reads as "00000" and a NUL when echoed as is
+        ("00000%00", "00000%2500"),  # its "%" encoded: reads as the key itself
+        ("0000000\\/", "0000000\\/"),  # a JSON escape inside the key
+        ("00000\\/0", "00000/0"),  # the server decoded it
+        ("a&amp;bcdefgh", "A&AMP;BCDEFGH"),
+        ("k%41%42cdefgh", "k%41%2542cdefgh"),  # one part decoded, one not
+    ],
+)
+def test_a_key_that_looks_encoded_is_masked_as_it_is_and_decoded(key: str, echoed: str) -> None:
+    masked = SecretMask(key)(f"<{echoed}>")
+    assert not holds_key(masked, key), masked
+    assert masked.startswith("<") and masked.endswith(">")
+
+
 def test_a_huge_text_is_masked_without_going_character_by_character() -> None:
     text = "x" * 3_000_000 + KEY
     masked = SecretMask(KEY)(text)

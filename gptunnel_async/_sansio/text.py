@@ -16,6 +16,9 @@ these:
 - any part of it, once it is :data:`MIN_RUN` characters long (or the whole key, if
   that is shorter): a prefix left by a server that truncates, a suffix, a middle.
 
+A key that itself holds what reads as an encoded character (``%41``, ``\\/``,
+``&amp;``) is looked for both as it is and decoded, since its echo as is reads decoded.
+
 Any mix of these is found too (``%2Fabc\\u0044ef`` in ANY case). Encodings applied twice
 over, base64 and other transforms are not harmless variations: they are not looked for.
 Each found run is replaced by ``***``.
@@ -82,12 +85,17 @@ def _compared(char: str) -> str:
     return "+" if lowered == " " else lowered if len(lowered) == 1 else "\x00"
 
 
+def _decoded_text(text: str) -> str:
+    """``text`` with every encoded character decoded."""
+    if any(marker in text for marker in _MARKERS):
+        return _ESCAPE.sub(lambda match: _decoded(match.group()), text)
+    return text
+
+
 def _canonical(text: str) -> str:
     """``text`` with every encoded character decoded, compared as :func:`_compared` says:
     where the quick look searches (its length may differ from ``text``'s)."""
-    if any(marker in text for marker in _MARKERS):
-        text = _ESCAPE.sub(lambda match: _decoded(match.group()), text)
-    return text.lower().replace(" ", "+")
+    return _decoded_text(text).lower().replace(" ", "+")
 
 
 class SecretMask:
@@ -98,24 +106,14 @@ class SecretMask:
         secret: the text to hide, such as the API key.
     """
 
-    __slots__ = ("_key", "_probes", "_run", "_runs")
+    __slots__ = ("_forms", "_probes")
 
     def __init__(self, secret: str) -> None:
-        self._key = "".join(map(_compared, secret))
-        self._run = min(MIN_RUN, len(self._key))
-        self._runs = frozenset(
-            self._key[start : start + self._run] for start in range(len(self._key) - self._run + 1)
-        )
-        # Any run of ``_run`` characters of the key holds one of these ``size``-long
-        # pieces, taken every ``_run - size + 1`` characters: a quick, sound first look
-        # (fewer pieces to look for on every read than one every ``size`` characters).
-        size = max(1, (self._run + 1) // 2)
-        step = self._run - size + 1
-        self._probes = tuple(
-            self._key[start : start + size] for start in range(0, len(self._key) - size + 1, step)
-        )
-        if (len(self._key) - size) % step:  # the last piece, so the key's end is covered
-            self._probes += (self._key[-size:],)
+        # The key as sent, and the key as it reads once its own ``%41``, ``\\/`` or
+        # ``&amp;``-looking parts are decoded: an echo of it as is decodes to the second.
+        forms = {"".join(map(_compared, secret)), "".join(map(_compared, _decoded_text(secret)))}
+        self._forms = tuple(_Form(key) for key in sorted(forms) if key)
+        self._probes = tuple({probe for form in self._forms for probe in form.probes})
 
     def __repr__(self) -> str:
         return "SecretMask(***)"
@@ -136,7 +134,7 @@ class SecretMask:
 
     def __call__(self, text: str) -> str:
         """``text`` with every run of the secret, in any harmless variation, as ``***``."""
-        if not self._key or not self.might_hold(text):
+        if not self._forms or not self.might_hold(text):
             return text
         if len(text) > _PRECISE:  # character by character costs too much beyond this
             head, rest = text[:_PRECISE], text[_PRECISE:]
@@ -144,11 +142,38 @@ class SecretMask:
         tokens = [match.group() for match in _TOKEN.finditer(text)]
         plain = "".join(_compared(_decoded(token)) for token in tokens)
         hidden = [False] * len(plain)
-        size = self._run
-        for start in range(len(plain) - size + 1):
-            if plain[start : start + size] in self._runs:
-                hidden[start : start + size] = [True] * size
+        for form in self._forms:
+            form.mark(plain, hidden)
         return "".join(_runs_masked(tokens, hidden)) if any(hidden) else text
+
+
+class _Form:
+    """One form of the secret (compared as :func:`_compared` says): its runs, and the
+    pieces the quick first look searches for."""
+
+    __slots__ = ("probes", "run", "runs")
+
+    def __init__(self, key: str) -> None:
+        self.run = min(MIN_RUN, len(key))
+        self.runs = frozenset(
+            key[start : start + self.run] for start in range(len(key) - self.run + 1)
+        )
+        # Any run of ``run`` characters of the key holds one of these ``size``-long
+        # pieces, taken every ``run - size + 1`` characters: a quick, sound first look
+        # (fewer pieces to look for on every read than one every ``size`` characters).
+        size = max(1, (self.run + 1) // 2)
+        step = self.run - size + 1
+        probes = [key[start : start + size] for start in range(0, len(key) - size + 1, step)]
+        if (len(key) - size) % step:  # the last piece, so the key's end is covered
+            probes.append(key[-size:])
+        self.probes = tuple(probes)
+
+    def mark(self, plain: str, hidden: list[bool]) -> None:
+        """Set ``hidden`` over every run of this form in ``plain`` (decoded, compared)."""
+        size = self.run
+        for start in range(len(plain) - size + 1):
+            if plain[start : start + size] in self.runs:
+                hidden[start : start + size] = [True] * size
 
 
 def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:

@@ -156,11 +156,25 @@ async def api() -> AsyncIterator[ScriptedAPI]:
 FAST = PollPolicy(initial=0.01, multiplier=2.0, max_interval=0.04, jitter=0.0, timeout=5.0)
 """Real but tiny poll intervals, for tests about timing on a real server."""
 
+HANG_GUARD: Final = 30.0
+"""Seconds after which a test that should end far sooner has hung: a guard against a
+hang, never a measure of speed (a loaded machine may take its time)."""
+
 
 @pytest.fixture
 async def client(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
     async with GPTunnelClient(
         api_key=API_KEY, base_url=api.base_url, timeout=2.0, poll_policy=FAST
+    ) as tunnel:
+        yield tunnel
+
+
+@pytest.fixture
+async def patient(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
+    """A client whose requests never time out by themselves (an hour), for tests where
+    only a wait's deadline may end a stalled read."""
+    async with GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, timeout=3600.0, poll_policy=FAST
     ) as tunnel:
         yield tunnel
 

@@ -20,6 +20,7 @@ from aioresponses import core as aioresponses_core
 from hypothesis import HealthCheck, settings
 
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
 from .redis_server import redis as redis
@@ -182,9 +183,15 @@ async def patient(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
 @pytest.fixture
 def instant() -> Iterator[None]:
     """Make retry backoffs and poll intervals take no time."""
-    _timing.set_instant(True)
-    yield
-    _timing.set_instant(False)
+    with instant_waits():
+        yield
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    """The emulator, on the test's event loop."""
+    async with FakeGPTunnel() as running:
+        yield running
 
 
 @pytest.fixture

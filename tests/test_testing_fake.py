@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,18 +48,6 @@ USAGE_KEYS = {
     "total_cost",
 }
 QUICK = PollPolicy(initial=0.01, multiplier=1.0, max_interval=0.01, jitter=0.0)
-
-
-@pytest.fixture
-def instant() -> Iterator[None]:
-    with instant_waits():
-        yield
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
 
 
 @pytest.fixture

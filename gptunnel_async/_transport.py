@@ -190,7 +190,11 @@ class Transport:
     # -- the one path -------------------------------------------------------------------
 
     async def exchange(
-        self, request: Request, read: Callable[[aiohttp.ClientResponse], Awaitable[R]]
+        self,
+        request: Request,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
+        *,
+        session: aiohttp.ClientSession | None = None,
     ) -> R:
         """Send ``request`` once and return what ``read`` makes of its response.
 
@@ -200,10 +204,13 @@ class Transport:
         followed, no status raised, whatever a borrowed session's defaults say), then
         ``read``. Any failure of aiohttp or the socket on the way becomes
         :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`; the
-        session closing under the request, :class:`UsageError`.
+        session closing under the request, :class:`UsageError`. ``session`` sends it
+        instead of the client's own (a download's, see ``_destinations``); the
+        connection slots stay the client's.
         """
-        session = self._session()
-        slots = self._slots(session)
+        own = self._session()
+        slots = self._slots(own)
+        session = session or own
         if slots is not None:
             await slots.acquire()
         try:
@@ -306,11 +313,18 @@ class Transport:
             status, headers, body = await self.read_answer(response)
             check_answer(status, headers, body, secret=self._api_key)
 
-    def chunks(self, response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    def chunks(
+        self,
+        response: aiohttp.ClientResponse,
+        limit: int,
+        session: aiohttp.ClientSession | None = None,
+    ) -> AsyncIterator[bytes]:
         """The body in chunks, decompressed (to at most ``limit + 1`` bytes) if aiohttp
-        left it compressed."""
+        left it compressed; ``session`` is the one the response came on, if not the
+        client's own."""
         coding = response.headers.get("Content-Encoding", "").strip().lower()
-        if coding in ("gzip", "x-gzip", "deflate") and not self._session().auto_decompress:
+        decompressing = (session or self._session()).auto_decompress
+        if coding in ("gzip", "x-gzip", "deflate") and not decompressing:
             return _inflated(response, _Inflater(coding, limit))
         return response.content.iter_chunked(_CHUNK)
 

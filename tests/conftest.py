@@ -137,11 +137,14 @@ class ScriptedAPI:
 @contextlib.asynccontextmanager
 async def loopback_server(
     handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> AsyncIterator[TestServer]:
-    """A real aiohttp server on loopback that sends every request, any method, to ``handle``."""
+    """A real aiohttp server on loopback (``host``: any address of 127.0.0.0/8; ``port``:
+    a free one by default) that sends every request, any method, to ``handle``."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    async with TestServer(app) as server:
+    async with TestServer(app, host=host, port=port) as server:
         yield server
 
 

@@ -380,19 +380,21 @@ async def test_requests_queued_for_a_busy_pool_do_not_time_out_before_they_are_s
     api: ScriptedAPI, recorded_sleeps: list[float]
 ) -> None:
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.2)
         return web.json_response({**DONE, "id": request.query["taskId"]})
 
     api.script(slow)
     connector = aiohttp.TCPConnector(limit=1)
     async with aiohttp.ClientSession(connector=connector) as session:
+        # The last request queues 1.8 s, beyond its 1.5 s timeout, which leaves each
+        # answer of 0.2 s a wide margin on a loaded machine.
         client = GPTunnelClient(
-            api_key=API_KEY, base_url=api.base_url, timeout=0.5, session=session
+            api_key=API_KEY, base_url=api.base_url, timeout=1.5, session=session
         )
-        tasks = await asyncio.gather(*(client.get_result(f"t{n}") for n in range(6)))
+        tasks = await asyncio.gather(*(client.get_result(f"t{n}") for n in range(10)))
     assert all(task.is_done for task in tasks)
     assert recorded_sleeps == []  # none timed out while the one connection was busy
-    assert len(api.requests) == 6
+    assert len(api.requests) == 10
 
 
 # -- lifecycle: cancellation and closing ------------------------------------------------

@@ -150,6 +150,13 @@ class TaskResource(Generic[T]):
         """
         return await self._reader(task_id)()
 
+    def _parse_delivery(self, body: bytes, api_key: str | None = None) -> T:
+        """``body`` (a webhook delivery) as this family's task model, ``api_key`` (by
+        default the client's) masked in everything made from it."""
+        if api_key:
+            return self.family.decode(body, 200, secret=api_key)
+        return self._transport.decode_delivered(body, self.family.decode)
+
     def _reader(self, task_id: str) -> _TaskRead[T]:
         """What reads ``task_id`` (checked first), built once for all its reads."""
         query = ((self.family.id_param, check_task_id(task_id)),)

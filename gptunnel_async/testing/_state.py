@@ -145,17 +145,13 @@ class EmulatorState:
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ValueError(f"the emulator already has a task {new_id!r}")
-            files = f"{self.storage_url}/results/{new_id}"
-            # Midjourney's images live on a result host of their own, one URL per task
-            # (the docs: https://gptunnel.ru/task/image/<id>?cache=100); other
-            # families' files are objects in a storage bucket.
-            image = f"{self.storage_url}/task/image/{new_id}" if look.previews else None
+            result_url, image = self._result_urls(new_id, look)
             task = EmulatedTask(
                 id=new_id,
                 type=type,
                 script=script or self._created_script,
                 started=time.monotonic() if created else None,
-                result_url=f"{files}_result.png" if image is None else f"{image}?cache=100",
+                result_url=result_url,
                 parent_id=parent_id,
                 actions=look.actions,
                 image_url=image,
@@ -170,6 +166,18 @@ class EmulatorState:
             if webhook is not None:
                 self._webhooks_due.add(new_id)
             return task
+
+    def _result_urls(self, task_id: str, look: Look) -> tuple[str, str | None]:
+        """A new task's result URL, and a Midjourney task's image URL (without its query).
+
+        Midjourney's images live on a result host of their own, one URL per task (the
+        docs: ``https://gptunnel.ru/task/image/<id>?cache=100``); other families' files
+        are objects in a storage bucket.
+        """
+        if look.previews:
+            image = f"{self.storage_url}/task/image/{task_id}"
+            return f"{image}?cache=100", image
+        return f"{self.storage_url}/results/{task_id}_result.png", None
 
     def set_created_script(
         self,

@@ -201,7 +201,7 @@ async def download(
     """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
     ``timeout`` seconds (``None``: no deadline), reaching only hosts ``destinations``
     allows."""
-    what = f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}"
+    what = transport.shown(f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}")
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline, destinations.session() as session:

@@ -124,12 +124,6 @@ def test_the_documented_balance_and_errors_decode() -> None:
 # -- the emulator answers the same shapes ---------------------------------------------------
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
-
-
 Call = Callable[..., Awaitable[tuple[int, Any]]]
 
 

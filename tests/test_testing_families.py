@@ -4,7 +4,6 @@ SDK's one engine on the other side."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from gptunnel_async import (
     Task,
     TaskFailedError,
 )
-from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
+from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .pngs import mask
 
@@ -31,18 +30,6 @@ MIDJOURNEY_ACTIONS = (
     "reroll",
     *(f"variation_{n}" for n in range(1, 5)),
 )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
-
-
-@pytest.fixture
-def instant() -> Iterator[None]:
-    with instant_waits():
-        yield
 
 
 def b64(data: bytes) -> str:

@@ -108,7 +108,9 @@ class GPTunnelClient:
         allow_private_result_urls: let ``download_result`` fetch from loopback,
             private, link-local and other non-public addresses. By default they are
             refused (a spoofed result URL must not make a service fetch its own internal
-            endpoints), unless ``base_url`` is itself such an address (an emulator).
+            endpoints), unless ``base_url`` is itself such an address (an emulator):
+            checked where host names are resolved, so a download then goes through a
+            connection pool of its own, not through ``session``.
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base

@@ -1,8 +1,9 @@
 """Saving a result file: stream it to a temporary file beside ``dest``, then rename.
 
-Result URLs expire (face swaps' after 3 days, suno's after 48 hours, some image models'
-after about a day), so users save them. A download either leaves a complete file at
-``dest`` or leaves ``dest`` and its folder exactly as they were.
+Result URLs expire (each family's ``result_lifetime``: face swaps' after 3 days, suno's
+after 48 hours, some image models' after about a day), so users save them. A download
+either leaves a complete file at ``dest`` or leaves ``dest`` and its folder exactly as
+they were.
 """
 
 from __future__ import annotations

@@ -191,6 +191,36 @@ def most_in_any_second(times: list[float]) -> int:
     return most
 
 
+async def drained(store: RedisStore, *, within: float) -> None:
+    """Return once ``store`` watches nothing and holds no unhandled finish, or after
+    ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        status = await store.status()
+        if status.watched == 0 and status.finished_unhandled == 0:
+            return
+        await asyncio.sleep(0.2)
+
+
+def crash_summary(
+    done_at: dict[str, float], delivered: list[tuple[str, float]], *, kills: int
+) -> str:
+    """The crash line: of the tasks (id -> when it finished), how many were never
+    delivered, how many deliveries repeated one, and the 95th percentile of the time from
+    a finish to its first delivery (``delivered``: (id, when), in order)."""
+    first: dict[str, float] = {}
+    for task_id, at in delivered:
+        first.setdefault(task_id, at)
+    lost = len(set(done_at) - set(first))
+    duplicates = len(delivered) - len(first)
+    latencies = sorted(first[t] - done_at[t] for t in first)
+    p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
+    return (
+        f"crash tasks={len(done_at)} kills={kills} lost={lost} duplicates={duplicates} "
+        f"p95_latency_s={p95:.2f}"
+    )
+
+
 class Bench:
     def __init__(self, api: str, redis_port: int, quick: bool) -> None:
         self.api, self.redis_port, self.quick = api, redis_port, quick
@@ -278,6 +308,8 @@ class Bench:
         return f"overhead_ms redis={figures['redis']:.3f} inprocess={figures['inprocess']:.4f}"
 
     async def crash(self, tasks: int = 300) -> str:
+        """Workers killed anywhere, one inside its handler: is every task delivered,
+        and only once?"""
         await self.reset()
         redis = Redis(host="127.0.0.1", port=self.redis_port)
         await redis.delete("bench:delivered", "bench:hanging")
@@ -286,6 +318,26 @@ class Bench:
         common += ["--rate", "400"]
         workers = [spawn("--fleet-worker", *common) for _ in range(3)]
         workers.append(spawn("--fleet-worker", *common, "--hang-after", "40"))
+        done_at = await self.watch_timed_tasks(redis, name, tasks)
+        await asyncio.sleep(3.5)
+        workers[0].send_signal(signal.SIGKILL)  # killed wherever it is
+        workers.append(spawn("--fleet-worker", *common))
+        async with asyncio.timeout(60):
+            while not await redis.get("bench:hanging"):  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.05)
+        workers[3].send_signal(signal.SIGKILL)  # killed inside its handler
+        workers.append(spawn("--fleet-worker", *common))
+        await drained(RedisStore(redis, name=name), within=60.0)
+        await asyncio.sleep(1.0)
+        for worker in workers:
+            worker.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(worker.wait)
+        entries = [json.loads(e) for e in await redis.lrange("bench:delivered", 0, -1)]
+        await redis.aclose()
+        return crash_summary(done_at, [(task_id, at) for task_id, at, _ in entries], kills=2)
+
+    async def watch_timed_tasks(self, redis: Redis, name: str, tasks: int) -> dict[str, float]:
+        """Watch ``tasks`` tasks finishing 2 to 9 s from now; return when each is done."""
         begin = time.monotonic() + 1.0
         done_at = {f"at-{begin + random.uniform(1.0, 8.0):.6f}": 0.0 for _ in range(tasks)}
         async with GPTunnelClient(api_key=KEY, base_url=self.api) as client:
@@ -293,40 +345,7 @@ class Bench:
             for task_id in done_at:
                 done_at[task_id] = float(task_id[3:])
                 await registrar.watch(task_id)
-        kills = 0
-        await asyncio.sleep(3.5)
-        workers[0].send_signal(signal.SIGKILL)  # killed wherever it is
-        kills += 1
-        workers.append(spawn("--fleet-worker", *common))
-        async with asyncio.timeout(60):
-            while not await redis.get("bench:hanging"):  # noqa: ASYNC110 - another process
-                await asyncio.sleep(0.05)
-        workers[3].send_signal(signal.SIGKILL)  # killed inside its handler
-        kills += 1
-        workers.append(spawn("--fleet-worker", *common))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status = await RedisStore(redis, name=name).status()
-            if status.watched == 0 and status.finished_unhandled == 0:
-                break
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(1.0)
-        for worker in workers:
-            worker.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(worker.wait)
-        entries = [json.loads(e) for e in await redis.lrange("bench:delivered", 0, -1)]
-        await redis.aclose()
-        first: dict[str, float] = {}
-        for task_id, at, _ in entries:
-            first.setdefault(task_id, at)
-        lost = len(set(done_at) - set(first))
-        duplicates = len(entries) - len(first)
-        latencies = sorted(first[t] - done_at[t] for t in first)
-        p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
-        return (
-            f"crash tasks={tasks} kills={kills} lost={lost} duplicates={duplicates} "
-            f"p95_latency_s={p95:.2f}"
-        )
+        return done_at
 
     async def big_fleet(self, watched: int = 100_000, seconds: float = 10.0) -> list[str]:
         """One worker against ``watched`` due tasks: claims, reads and re-schedules per

@@ -128,19 +128,47 @@ async def bench_throughput(
         async def sdk() -> Any:
             return await client.get_result(next(ids))
 
-        await run_concurrently(bare, total, workers)  # warm both pools and caches
-        await run_concurrently(sdk, total, workers)
-        bare_runs, sdk_runs = [], []
-        for pair in range(pairs):  # ABBA order, so a drift in machine speed cancels out
-            first, second = (bare, sdk) if pair % 2 == 0 else (sdk, bare)
-            one = await run_concurrently(first, total, workers)
-            two = await run_concurrently(second, total, workers)
-            bare_runs.append(one if first is bare else two)
-            sdk_runs.append(two if first is bare else one)
-    rate_ratios = [s[0] / b[0] for b, s in zip(bare_runs, sdk_runs, strict=True)]
-    cpu_ratios = [b[1] / s[1] for b, s in zip(bare_runs, sdk_runs, strict=True)]
+        bare_runs, sdk_runs = await abba_rounds(
+            bare, sdk, total=total, pairs=pairs, workers=workers
+        )
     which = "one task id" if task_ids == 1 else f"{task_ids} task ids in rotation"
     print(f"\n(a) get_result throughput, {which}: {workers} concurrent loops, {pairs} pairs")
+    print_throughput(bare_runs, sdk_runs, total=total, floor=0.88 if task_ids == 1 else 0.85)
+
+
+async def abba_rounds(
+    bare: Callable[[], Awaitable[Any]],
+    sdk: Callable[[], Awaitable[Any]],
+    *,
+    total: int,
+    pairs: int,
+    workers: int,
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """After a warm-up of each, ``pairs`` pairs of rounds of ``total`` calls each way in
+    ABBA order, so a drift in machine speed cancels out; returns the bare rounds and the
+    sdk rounds, each (calls per second, CPU microseconds per call)."""
+    await run_concurrently(bare, total, workers)  # warm both pools and caches
+    await run_concurrently(sdk, total, workers)
+    bare_runs, sdk_runs = [], []
+    for pair in range(pairs):
+        first, second = (bare, sdk) if pair % 2 == 0 else (sdk, bare)
+        one = await run_concurrently(first, total, workers)
+        two = await run_concurrently(second, total, workers)
+        bare_runs.append(one if first is bare else two)
+        sdk_runs.append(two if first is bare else one)
+    return bare_runs, sdk_runs
+
+
+def print_throughput(
+    bare_runs: list[tuple[float, float]],
+    sdk_runs: list[tuple[float, float]],
+    *,
+    total: int,
+    floor: float,
+) -> None:
+    """(a)'s figures from rounds in ABBA order: medians each way, and the ratios."""
+    rate_ratios = [s[0] / b[0] for b, s in zip(bare_runs, sdk_runs, strict=True)]
+    cpu_ratios = [b[1] / s[1] for b, s in zip(bare_runs, sdk_runs, strict=True)]
     print(f"    of rounds of {total} calls, bare and sdk alternating (ABBA)")
     for name, runs in (("bare aiohttp GET + json()", bare_runs), ("client.get_result()", sdk_runs)):
         rate, cpu = (statistics.median(column) for column in zip(*runs, strict=True))
@@ -150,8 +178,7 @@ async def bench_throughput(
         f" sdk first: {statistics.median(rate_ratios[1::2]):.2f} (the second round of a pair"
         " runs in the first's wake)"
     )
-    target = "(floor >= 0.88)" if task_ids == 1 else "(floor >= 0.85)"
-    print(f"    ratio sdk/bare req/s: {spread(both_orders(rate_ratios))}   {target}")
+    print(f"    ratio sdk/bare req/s: {spread(both_orders(rate_ratios))}   (floor >= {floor:.2f})")
     print(f"    ratio of CPU per call (bare/sdk): {spread(both_orders(cpu_ratios))}")
 
 
@@ -474,27 +501,48 @@ def bench_import(*, runs: int) -> None:
 # -- main -----------------------------------------------------------------------------
 
 
+@attrs.frozen
+class Sizes:
+    """How long each part runs: ``QUICK`` (about a minute) or ``FULL``."""
+
+    pairs_one_id: int
+    pairs_many_ids: int
+    cpu_rounds: int
+    cpu_warmup: float
+    cpu_window: float
+    simulated_per_cell: int
+    loopback_per_cell: int
+    time_scale: float
+    import_runs: int
+
+
+FULL = Sizes(40, 16, 4, 15.0, 20.0, 500, 10, 0.1, 15)
+QUICK = Sizes(6, 4, 2, 5.0, 5.0, 100, 4, 0.05, 5)
+
+
 async def run_benchmarks(args: argparse.Namespace, origin: str) -> None:
-    quick = args.quick
+    sizes = QUICK if args.quick else FULL
     if "a" in args.only:
-        await bench_throughput(origin, total=2000, pairs=6 if quick else 40, workers=50, task_ids=1)
+        await bench_throughput(origin, total=2000, pairs=sizes.pairs_one_id, workers=50, task_ids=1)
         # Many ids, as a service reading many users' tasks does.
         await bench_throughput(
-            origin, total=2000, pairs=4 if quick else 16, workers=50, task_ids=1000
+            origin, total=2000, pairs=sizes.pairs_many_ids, workers=50, task_ids=1000
         )
     if "b" in args.only:
         await bench_memory(origin, waits=10000)
         await bench_cpu_per_read(
             origin,
             waits=10000,
-            rounds=2 if quick else 4,
-            warmup=5.0 if quick else 15.0,
-            window=5.0 if quick else 20.0,
+            rounds=sizes.cpu_rounds,
+            warmup=sizes.cpu_warmup,
+            window=sizes.cpu_window,
         )
     if "c" in args.only:
-        bench_lateness_simulated(per_cell=100 if quick else 500)
-        scale = args.time_scale if args.time_scale is not None else (0.05 if quick else 0.1)
-        await bench_lateness(origin, durations=DURATIONS, per_cell=4 if quick else 10, scale=scale)
+        bench_lateness_simulated(per_cell=sizes.simulated_per_cell)
+        scale = sizes.time_scale if args.time_scale is None else args.time_scale
+        await bench_lateness(
+            origin, durations=DURATIONS, per_cell=sizes.loopback_per_cell, scale=scale
+        )
 
 
 def main() -> None:
@@ -514,7 +562,7 @@ def main() -> None:
         with local_server() as origin:
             asyncio.run(run_benchmarks(args, origin))
     if "d" in args.only:
-        bench_import(runs=5 if args.quick else 15)
+        bench_import(runs=(QUICK if args.quick else FULL).import_runs)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from yarl import URL
 from . import _download
 from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, describe, http_url, instance_of, optional, positive_number
+from ._destinations import Destinations
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
@@ -107,7 +108,9 @@ class GPTunnelClient:
         allow_private_result_urls: let ``download_result`` fetch from loopback,
             private, link-local and other non-public addresses. By default they are
             refused (a spoofed result URL must not make a service fetch its own internal
-            endpoints), unless ``base_url`` is itself such an address (an emulator).
+            endpoints), unless ``base_url`` is itself such an address (an emulator):
+            checked where host names are resolved, so a download then goes through a
+            connection pool of its own, not through ``session``.
 
     Raises:
         ConfigurationError: no key at all, a key that is not printable ASCII, a base
@@ -137,9 +140,7 @@ class GPTunnelClient:
         optional(instance_of(PollPolicy), "poll_policy", poll_policy)
         budget = _budget(requests_per_second, budget)
         private = instance_of(bool)("allow_private_result_urls", allow_private_result_urls)
-        self._destinations = _download.Destinations(
-            allow_private=private or base_url_is_private(root)
-        )
+        self._destinations = Destinations(allow_private=private or base_url_is_private(root))
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session

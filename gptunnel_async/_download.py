@@ -1,8 +1,9 @@
 """Saving a result file: stream it to a temporary file beside ``dest``, then rename.
 
-Result URLs expire (face swaps' after 3 days, suno's after 48 hours, some image models'
-after about a day), so users save them. A download either leaves a complete file at
-``dest`` or leaves ``dest`` and its folder exactly as they were.
+Result URLs expire (each family's ``result_lifetime``: face swaps' after 3 days, suno's
+after 48 hours, some image models' after about a day), so users save them. A download
+either leaves a complete file at ``dest`` or leaves ``dest`` and its folder exactly as
+they were.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import contextlib
 import functools
 import os
 import re
-import socket
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Final
 
@@ -22,7 +23,7 @@ import aiohttp
 from yarl import URL
 
 from ._checks import describe, http_url
-from ._sansio.addresses import Address, is_public, parse_address
+from ._destinations import Destinations
 from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError
@@ -31,7 +32,6 @@ from .models import MediaTask, Task
 __all__ = [
     "DEFAULT_DOWNLOAD_TIMEOUT",
     "DEFAULT_MAX_BYTES",
-    "Destinations",
     "download",
     "folder_targets",
     "resolve_target",
@@ -189,63 +189,6 @@ def folder_targets(folder: object, urls: list[URL], name: str) -> list[Path]:
     ]
 
 
-class Destinations:
-    """Which hosts a download may reach: by default only public addresses (see
-    ``_sansio.addresses``), checked before each request and again on the connection.
-
-    Args:
-        allow_private: reach any address (the caller opted in, or the API itself is local).
-    """
-
-    __slots__ = ("allow_private",)
-
-    def __init__(self, *, allow_private: bool) -> None:
-        self.allow_private = allow_private
-
-    async def check_host(self, url: URL) -> None:
-        """Refuse ``url`` if its host is, or resolves to, an address that is not public.
-
-        A name that does not resolve here is left to the request, which fails the same
-        way; a name that resolves differently for the connection is caught by
-        :meth:`check_peer`.
-        """
-        if self.allow_private:
-            return
-        host = url.raw_host or ""
-        literal = parse_address(host)
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                found = await asyncio.get_running_loop().getaddrinfo(
-                    host, url.port, type=socket.SOCK_STREAM
-                )
-            except OSError:
-                return
-            addresses = [a for a in (parse_address(str(info[4][0])) for info in found) if a]
-        _refuse_private(url, addresses)
-
-    def check_peer(self, url: URL, response: aiohttp.ClientResponse) -> None:
-        """Refuse a response that came from an address that is not public (a name that
-        resolved one way for :meth:`check_host` and another for the connection)."""
-        if self.allow_private or response.connection is None:
-            return  # no connection: the body was already complete, with nothing to read
-        peer = response.connection.transport and response.connection.transport.get_extra_info(
-            "peername"
-        )
-        address = parse_address(str(peer[0])) if peer else None
-        _refuse_private(url, [address] if address else [])
-
-
-def _refuse_private(url: URL, addresses: list[Address]) -> None:
-    blocked = [address for address in addresses if not is_public(address)]
-    if blocked:
-        raise DownloadError(
-            f"refusing to fetch from {shorten(url.host or '', 80)}: {blocked[0]} is not a public "
-            "address (pass allow_private_result_urls=True to GPTunnelClient to allow it)"
-        )
-
-
 async def download(
     transport: Transport,
     url: URL,
@@ -256,13 +199,15 @@ async def download(
     destinations: Destinations,
 ) -> Path:
     """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
-    ``timeout`` seconds (``None``: no deadline)."""
-    what = f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}"
+    ``timeout`` seconds (``None``: no deadline), reaching only hosts ``destinations``
+    allows."""
+    what = transport.shown(f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}")
     deadline = asyncio.timeout(timeout)
     try:
-        async with deadline:
+        async with deadline, destinations.session() as session:
+            fetch = _Fetch(transport, session, destinations.check_literal)
             result = await transport.retried(
-                what, functools.partial(_attempt, transport, url, target, max_bytes, destinations)
+                what, functools.partial(_attempt, fetch, url, target, max_bytes)
             )
     except TimeoutError:
         if not deadline.expired():
@@ -271,9 +216,24 @@ async def download(
     return result
 
 
-async def _attempt(
-    transport: Transport, url: URL, target: Path, max_bytes: int, destinations: Destinations
-) -> Path:
+class _Fetch:
+    """How one download sends: through ``transport``, on ``session`` (``None``: the
+    client's own), each hop's URL first passed to ``check``."""
+
+    __slots__ = ("check", "session", "transport")
+
+    def __init__(
+        self,
+        transport: Transport,
+        session: aiohttp.ClientSession | None,
+        check: Callable[[URL], None],
+    ) -> None:
+        self.transport = transport
+        self.session = session
+        self.check = check
+
+
+async def _attempt(fetch: _Fetch, url: URL, target: Path, max_bytes: int) -> Path:
     """One try: stream into a temporary file beside ``target``, then rename it into place.
 
     The rename is the last step and nothing is awaited after it, so a failure or a
@@ -292,7 +252,7 @@ async def _attempt(
         # microseconds, and a thread hop per chunk would make cancellation race the
         # write it interrupts.
         with os.fdopen(fd, "wb") as file:
-            await _stream(transport, url, file, max_bytes, destinations)
+            await _stream(fetch, url, file, max_bytes)
         os.replace(temporary, target)
     except OSError as exc:
         _remove(temporary)
@@ -307,25 +267,25 @@ def _file_error(target: Path, exc: OSError) -> DownloadError:
     return DownloadError(f"could not write {describe(str(target))}: {exc.strerror or exc}")
 
 
-async def _stream(
-    transport: Transport, url: URL, file: BinaryIO, max_bytes: int, destinations: Destinations
-) -> None:
+async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> None:
     """Write the body of ``url`` to ``file``, following redirects only to http(s) (the key
-    only on the API origin) and only to hosts ``destinations`` allows; every wire
-    failure becomes a typed error."""
+    only on the API origin), every hop on the download's session and so only to hosts
+    its resolver allows; every wire failure becomes a typed error."""
+    transport = fetch.transport
 
     async def save_or_redirect(response: aiohttp.ClientResponse) -> URL | None:
-        destinations.check_peer(url, response)
         if response.status in _REDIRECT_STATUSES:
             return _redirect_target(url, response)
         if response.status >= 300:
             await transport.raise_for_status(response)
-        await _save(transport, response, file, max_bytes)
+        await _save(fetch, response, file, max_bytes)
         return None
 
     for _ in range(_MAX_REDIRECTS + 1):
-        await destinations.check_host(url)
-        redirect = await transport.exchange(transport.requests.fetch(url), save_or_redirect)
+        fetch.check(url)
+        redirect = await transport.exchange(
+            transport.requests.fetch(url), save_or_redirect, session=fetch.session
+        )
         if redirect is None:
             return
         url = redirect
@@ -347,7 +307,7 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
 
 
 async def _save(
-    transport: Transport, response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
+    fetch: _Fetch, response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
 ) -> None:
     """Copy the body into ``file``, refusing more than ``max_bytes`` (as decoded)."""
     if response.content_length is not None and response.content_length > max_bytes:
@@ -355,7 +315,7 @@ async def _save(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
     written = 0
-    async for chunk in transport.chunks(response, max_bytes):
+    async for chunk in fetch.transport.chunks(response, max_bytes, fetch.session):
         written += len(chunk)
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")

@@ -89,7 +89,7 @@ class AsCompleted(Generic[R]):
         if error is None:
             outcome: R = task.result()
             return outcome
-        if self._return_exceptions and isinstance(error, GPTunnelError):
+        if returned_as_value(error, return_exceptions=self._return_exceptions):
             failure: R = error  # type: ignore[assignment]  # R includes GPTunnelError here
             return failure
         raise error
@@ -122,18 +122,50 @@ async def wait_many(waiters: Iterable[TaskWaiter[T]], *, return_exceptions: bool
     cancels another wait; cancelling this call cancels them all.
     """
     tasks = [asyncio.create_task(waiter) for waiter in waiters]
+    await _run_to_the_end(tasks)
+    ended = [_ended(task) for task in tasks]  # every one, so no error goes unretrieved
+    return outcomes_in_order(ended, return_exceptions=return_exceptions)
+
+
+async def _run_to_the_end(tasks: list[asyncio.Task[Any]]) -> None:
+    """Wait until every task has ended; if this wait is cancelled, cancel them all first."""
+    if not tasks:
+        return
     try:
-        if tasks:
-            await asyncio.wait(tasks)
+        await asyncio.wait(tasks)
     finally:
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-    errors = [task.exception() for task in tasks]  # every one, so none goes unretrieved
-    for error in errors:
-        if error is not None and not (return_exceptions and isinstance(error, GPTunnelError)):
+        await asyncio.wait(tasks)
+
+
+def _ended(task: asyncio.Task[Any]) -> tuple[Any, BaseException | None]:
+    """An ended task's ``(result, None)``, or ``(None, error)`` if it raised ``error``."""
+    error = task.exception()  # a wait cancelled from outside raises CancelledError here
+    return (task.result() if error is None else None), error
+
+
+def outcomes_in_order(
+    ended: Iterable[tuple[Any, BaseException | None]], *, return_exceptions: bool
+) -> list[Any]:
+    """What ``wait_many`` returns for waits that have all ended, given as
+    ``(result, error)`` pairs (``error`` is ``None`` for a wait that succeeded).
+
+    Returns:
+        each result, or with ``return_exceptions`` each ``GPTunnelError`` in its place.
+
+    Raises:
+        BaseException: the first error, in the order given, that is not to be returned
+            (any, or with ``return_exceptions`` one that is not a ``GPTunnelError``).
+    """
+    pairs = list(ended)
+    for _, error in pairs:
+        if error is not None and not returned_as_value(error, return_exceptions=return_exceptions):
             raise error
-    return [
-        task.result() if error is None else error for task, error in zip(tasks, errors, strict=True)
-    ]
+    return [result if error is None else error for result, error in pairs]
+
+
+def returned_as_value(error: BaseException, *, return_exceptions: bool) -> bool:
+    """Whether a wait's ``error`` is handed back as a value rather than raised: only a
+    ``GPTunnelError``, and only with ``return_exceptions``."""
+    return return_exceptions and isinstance(error, GPTunnelError)

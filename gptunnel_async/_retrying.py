@@ -90,6 +90,10 @@ async def retried(
     )
     try:
         result: T = await controller(attempt)
+    except BaseException as exc:  # a cancellation (the wait's deadline, say) included
+        # The traceback runs through tenacity's frames, which keep the last outcome,
+        # which holds this very error: a reference cycle per failed call, cut here.
+        raise exc.with_traceback(None)  # noqa: B904  (its chain stays as it was)
     finally:
         # tenacity keeps that state as the controller's own bound methods in a list the
         # controller holds: a reference cycle per retried call, left to the collector.

@@ -5,19 +5,19 @@ interval, never two alike in a row, and always the last one.
 from __future__ import annotations
 
 import asyncio
-import math
+import enum
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Generic, TypeVar
 
-from . import _timing
+from . import _checks, _timing
 from ._polling import ProgressEvent
 from ._sansio.throttle import ThrottleGate
-from .errors import ConfigurationError
 from .models import TaskLike
 
 __all__ = ["throttle"]
 
 T = TypeVar("T", bound=TaskLike)
+E = TypeVar("E")
 
 
 async def throttle(
@@ -58,30 +58,16 @@ async def throttle(
         ConfigurationError: ``every`` is negative, NaN or infinite.
         GPTunnelError: whatever the wait raises, as it raises it.
     """
-    if isinstance(every, bool) or not (
-        isinstance(every, int | float) and math.isfinite(every) and every >= 0
-    ):
-        raise ConfigurationError(f"every must be a finite number of seconds >= 0, got {every!r}")
+    interval = _checks.number("every", every, "a finite number of seconds >= 0", _at_least_0)
     now = clock or asyncio.get_running_loop().time
-    gate: ThrottleGate[ProgressEvent[T]] = ThrottleGate(0.0 if _timing.is_instant() else every)
-    source = aiter(events)
-    step: asyncio.Future[ProgressEvent[T]] | None = None
+    gate: ThrottleGate[ProgressEvent[T]] = ThrottleGate(0.0 if _timing.is_instant() else interval)
+    reads = _Reads(aiter(events))
     try:
-        while True:
-            if step is None:
-                step = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait((step,), timeout=gate.due_in(now()))
-            if not done:  # the held event's time has come
-                held = gate.take(now())
-                if held is not None:
-                    yield held
-                continue
-            finished, step = step, None
-            try:
-                event = finished.result()
-            except StopAsyncIteration:
-                break
-            ready = gate.offer(event, (event.status, event.percent), now())
+        while (read := await reads.next_within(gate.due_in(now()))) is not _Read.ENDED:
+            if read is _Read.DUE:  # the held event's time has come
+                ready = gate.take(now())
+            else:
+                ready = gate.offer(read, (read.status, read.percent), now())
             if ready is not None:
                 yield ready
         last_wait = gate.due_in(now())
@@ -89,14 +75,54 @@ async def throttle(
             await asyncio.sleep(last_wait)
             yield gate.release(now())
     finally:
-        await _close(step, source)
+        await reads.aclose()
 
 
-async def _close(step: asyncio.Future[Any] | None, source: AsyncIterator[Any]) -> None:
-    """Stop the read in flight, then close the source (a waiter closes its wait)."""
-    if step is not None:
-        step.cancel()
-        await asyncio.gather(step, return_exceptions=True)  # its outcome is not wanted
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
+def _at_least_0(seconds: float) -> bool:
+    return seconds >= 0
+
+
+class _Read(enum.Enum):
+    """What a read brought other than an event."""
+
+    DUE = "due"
+    """The time given passed first: a held event may go."""
+    ENDED = "ended"
+    """The source has no more events."""
+
+
+class _Reads(Generic[E]):
+    """The source's next item, read in the background so that a read cut short by the
+    held event's time is not lost: the next call picks it up."""
+
+    __slots__ = ("_source", "_step")
+
+    def __init__(self, source: AsyncIterator[E]) -> None:
+        self._source = source
+        self._step: asyncio.Future[E] | None = None
+
+    async def next_within(self, timeout: float | None) -> E | _Read:
+        """The next item; ``DUE`` if ``timeout`` seconds pass first; ``ENDED`` at the end.
+
+        Raises:
+            Exception: whatever the source raises, as it raises it.
+        """
+        if self._step is None:
+            self._step = asyncio.ensure_future(anext(self._source))
+        done, _ = await asyncio.wait((self._step,), timeout=timeout)
+        if not done:
+            return _Read.DUE
+        finished, self._step = self._step, None
+        try:
+            return finished.result()
+        except StopAsyncIteration:
+            return _Read.ENDED
+
+    async def aclose(self) -> None:
+        """Stop the read in flight, then close the source (a waiter closes its wait)."""
+        if self._step is not None:
+            self._step.cancel()
+            await asyncio.gather(self._step, return_exceptions=True)  # its outcome is not wanted
+        aclose = getattr(self._source, "aclose", None)
+        if aclose is not None:
+            await aclose()

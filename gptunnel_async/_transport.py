@@ -17,13 +17,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from ._budget import RequestBudget
+from ._safe_errors import made_safe, without_frames
 from ._sansio.requests import Request, RequestBuilder
-from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer, redact
+from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
 from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
+from ._sansio.text import SHORT_TEXT, excerpt
 from ._version import version
 from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError, UsageError
 from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
@@ -45,50 +47,15 @@ _TLS_ERRORS: Final = (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)
 TASK_ID_PARAMS: Final = ("taskId", "task_id")
 """The query parameters that name the task a request reads, in the families' spellings."""
 
+_CLOSED_UNDER: Final = (AssertionError, AttributeError, RuntimeError)
+"""What aiohttp before 3.13 may raise inside itself (a bare assert, its connector gone)
+when its session is closed in the middle of a request, rather than a ClientError."""
+
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
 
 Answer = tuple[int, CIMultiDictProxy[str], bytes]
 """A read answer: its status, its headers and its (capped) body."""
-
-
-def _forget_request_headers(exc: aiohttp.ClientError) -> None:
-    """Drop the key from the request headers some aiohttp errors keep (their ``repr``
-    shows them)."""
-    if isinstance(exc, aiohttp.ClientResponseError):
-        info = exc.request_info
-        headers = CIMultiDict(info.headers)
-        headers.popall("Authorization", None)
-        exc.request_info = aiohttp.RequestInfo(
-            info.url, info.method, CIMultiDictProxy(headers), info.real_url
-        )
-
-
-def _without_frames(exc: GPTunnelError) -> GPTunnelError:
-    """``exc`` and its chain with their tracebacks detached (see :func:`_drop_frames`)."""
-    _drop_frames(exc)
-    return exc
-
-
-def _drop_frames(exc: BaseException) -> None:
-    """Detach the tracebacks of ``exc`` and of every exception chained to it.
-
-    aiohttp's frames hold the request headers, key included, as locals, and error
-    trackers record frame locals; type, message and attributes stay for debugging. A
-    traceback cannot be copied without its frames, and clearing a frame in place can
-    finalise a coroutine that is still suspended, so the traceback goes as a whole.
-    This also breaks the exception -> frame -> exception cycles the collector would
-    otherwise have to find.
-    """
-    pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.__traceback__ = None
-        pending += (current.__cause__, current.__context__)
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
@@ -190,7 +157,11 @@ class Transport:
     # -- the one path -------------------------------------------------------------------
 
     async def exchange(
-        self, request: Request, read: Callable[[aiohttp.ClientResponse], Awaitable[R]]
+        self,
+        request: Request,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[R]],
+        *,
+        session: aiohttp.ClientSession | None = None,
     ) -> R:
         """Send ``request`` once and return what ``read`` makes of its response.
 
@@ -200,10 +171,13 @@ class Transport:
         followed, no status raised, whatever a borrowed session's defaults say), then
         ``read``. Any failure of aiohttp or the socket on the way becomes
         :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`; the
-        session closing under the request, :class:`UsageError`.
+        session closing under the request, :class:`UsageError`. ``session`` sends it
+        instead of the client's own (a download's, see ``_destinations``); the
+        connection slots stay the client's.
         """
-        session = self._session()
-        slots = self._slots(session)
+        own = self._session()
+        slots = self._slots(own)
+        session = session or own
         if slots is not None:
             await slots.acquire()
         try:
@@ -219,21 +193,30 @@ class Transport:
             ) as response:
                 await self._report_to_budget(started, response)
                 return await read(response)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._wire_error(exc, request.label) from exc
-        except GPTunnelError as exc:  # from ``read``, whose frames hold the answer
-            raise _without_frames(exc) from exc.__cause__
-        except (AssertionError, AttributeError, RuntimeError) as exc:
-            # A session closed in the middle of its request: aiohttp before 3.13 may then
-            # fail inside itself (a bare assert, its connector gone) rather than with a
-            # ClientError.
-            if not session.closed:
-                raise
-            _drop_frames(exc)  # aiohttp's frames hold the key
-            raise UsageError(f"{request.label}: the session was closed during the request") from exc
+        except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_CLOSED_UNDER) as exc:
+            failure = self._failure(exc, request.label, session)
         finally:
             if slots is not None:
                 slots.release()
+        try:
+            raise failure  # outside the handler, so that no unsafe exception is its context
+        finally:
+            del failure  # else: failure -> traceback -> this frame -> failure, a cycle
+
+    def _failure(
+        self, exc: BaseException, what: str, session: aiohttp.ClientSession
+    ) -> BaseException:
+        """What :meth:`exchange` raises for ``exc``, made safe to keep and render (no
+        frames, no key: see ``_safe_errors``)."""
+        if isinstance(exc, GPTunnelError):  # from ``read``, whose frames hold the answer
+            return made_safe(exc, self._api_key)
+        if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
+            return self._wire_error(exc, what)
+        if not session.closed:  # a bug, not a session closed under the request
+            return exc
+        error = UsageError(f"{self.shown(what)}: the session was closed during the request")
+        error.__cause__ = made_safe(exc, self._api_key)
+        return error
 
     async def _take_budget(self, request: Request) -> float | None:
         """Wait until the rate budget lets an API request start; return that time, or
@@ -268,17 +251,27 @@ class Transport:
         self._connection_slots = None
         self._slots_sized = False
 
+    def shown(self, what: str) -> str:
+        """A request's label fit for an error text or a log line: the host and path of a
+        result URL or a redirect target are server text, so masked and bounded too."""
+        return excerpt(what, self._api_key, SHORT_TEXT)
+
     def _wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
         """The typed error for a failure on the wire while doing ``what``; ``exc`` is
-        made safe to keep as its cause (no key, no frames)."""
-        _drop_frames(exc)
+        made safe and kept as its cause (no key, no frames)."""
+        tls = _is_tls_failure(exc)
+        cause = made_safe(exc, self._api_key)
+        what = self.shown(what)
+        reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
+        error: GPTunnelError
         if isinstance(exc, TimeoutError):
-            return APITimeoutError(f"{what} timed out after {self.timeout:g}s")
-        _forget_request_headers(exc)
-        reason = redact(str(exc), self._api_key) or type(exc).__name__
-        if _is_tls_failure(exc):
-            return TLSError(f"{what} failed: TLS could not be set up: {reason}")
-        return APIConnectionError(f"{what} failed: {reason}")
+            error = APITimeoutError(f"{what} timed out after {self.timeout:g}s")
+        elif tls:
+            error = TLSError(f"{what} failed: TLS could not be set up: {reason}")
+        else:
+            error = APIConnectionError(f"{what} failed: {reason}")
+        error.__cause__ = cause
+        return error
 
     # -- reading ------------------------------------------------------------------------
 
@@ -306,11 +299,18 @@ class Transport:
             status, headers, body = await self.read_answer(response)
             check_answer(status, headers, body, secret=self._api_key)
 
-    def chunks(self, response: aiohttp.ClientResponse, limit: int) -> AsyncIterator[bytes]:
+    def chunks(
+        self,
+        response: aiohttp.ClientResponse,
+        limit: int,
+        session: aiohttp.ClientSession | None = None,
+    ) -> AsyncIterator[bytes]:
         """The body in chunks, decompressed (to at most ``limit + 1`` bytes) if aiohttp
-        left it compressed."""
+        left it compressed; ``session`` is the one the response came on, if not the
+        client's own."""
         coding = response.headers.get("Content-Encoding", "").strip().lower()
-        if coding in ("gzip", "x-gzip", "deflate") and not self._session().auto_decompress:
+        decompressing = (session or self._session()).auto_decompress
+        if coding in ("gzip", "x-gzip", "deflate") and not decompressing:
             return _inflated(response, _Inflater(coding, limit))
         return response.content.iter_chunked(_CHUNK)
 
@@ -338,7 +338,7 @@ class Transport:
             return await retried(
                 attempt,
                 max_retries=self.max_retries,
-                what=what,
+                what=self.shown(what),
                 retry_if=retry_if,
                 family=family,
                 task_id=task_id,
@@ -346,7 +346,7 @@ class Transport:
         except GPTunnelError as exc:
             # tenacity's frames keep the last outcome, which holds this very error: a
             # reference cycle through its traceback, which starts here instead.
-            raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
+            raise without_frames(exc)  # noqa: B904  (its chain stays as it was)
 
     async def request(
         self,
@@ -382,7 +382,7 @@ class Transport:
             return self._decoded(*await self.exchange(request, self.read_answer), decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
-                raise _without_frames(exc)  # noqa: B904  (its chain stays as it was)
+                raise without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
         return await self._retried_after(request, decode, retry_if, replay)
 
@@ -417,6 +417,11 @@ class Transport:
 
     async def _plain_attempt(self, request: Request, decode: Decoder[T]) -> T:
         return self._decoded(*await self.exchange(request, self.read_answer), decode)
+
+    def decode_delivered(self, body: bytes, decode: Decoder[T]) -> T:
+        """A task object that reached us another way (a webhook delivery), decoded as a
+        2xx answer is: with the key masked in everything made from it."""
+        return decode(body, 200, secret=self._api_key)
 
     def _decoded(
         self, status: int, headers: CIMultiDictProxy[str], body: bytes, decode: Decoder[T]

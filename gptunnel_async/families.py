@@ -15,6 +15,7 @@ import enum
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import attrs
@@ -33,6 +34,7 @@ from .instrumentation._hooks import family_of
 from .models import MediaTask, Task, TaskLike
 
 __all__ = [
+    "DEFAULT_RESULT_LIFETIME",
     "BgRemover",
     "FaceSwap",
     "Family",
@@ -45,10 +47,16 @@ __all__ = [
 
 T = TypeVar("T", bound=TaskLike)
 
+DEFAULT_RESULT_LIFETIME: Final = timedelta(days=3)
+"""How long a family's result files are assumed to live where its docs do not say: the
+face swap's documented 3 days ("the result URL may be deleted 3 days after generation",
+docs.gptunnel.ru/faceswap/result), the longest any family is known to keep them."""
+
 
 @attrs.frozen
 class Family(Generic[T]):
-    """What sets one task family apart: where its tasks are read and how answers decode.
+    """What sets one task family apart: where its tasks are read, how answers decode, and
+    how long its result files live.
 
     Attributes:
         result_path: the read endpoint under the base URL, e.g. ``"faceswap/result"``.
@@ -56,11 +64,16 @@ class Family(Generic[T]):
             model, or raises the typed error the body carries (media's ``code``).
         id_param: the query parameter that names the task: ``taskId``, or media's
             ``task_id``.
+        result_lifetime: how long a done task's result URL stays downloadable after
+            generation (a ``datetime.timedelta``); save the file before. Each family's
+            docstring gives its source; :data:`DEFAULT_RESULT_LIFETIME` where the docs
+            are silent.
     """
 
     result_path: str
     decode: Decoder[T]
     id_param: str = "taskId"
+    result_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
 
 
 class _TaskRead(Generic[T]):
@@ -109,6 +122,13 @@ class TaskResource(Generic[T]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._transport.base_url}/{self.family.result_path}>"
 
+    @property
+    def result_lifetime(self) -> timedelta:
+        """How long this family's result files live after generation (see
+        [Family][gptunnel_async.families.Family]); a download after that gets
+        ``NotFoundError``."""
+        return self.family.result_lifetime
+
     async def result(self, task_id: str) -> T:
         """Read the task's current state once, retrying transient failures.
 
@@ -127,6 +147,13 @@ class TaskResource(Generic[T]):
             UsageError: the client is closed.
         """
         return await self._reader(task_id)()
+
+    def _parse_delivery(self, body: bytes, api_key: str | None = None) -> T:
+        """``body`` (a webhook delivery) as this family's task model, ``api_key`` (by
+        default the client's) masked in everything made from it."""
+        if api_key:
+            return self.family.decode(body, 200, secret=api_key)
+        return self._transport.decode_delivered(body, self.family.decode)
 
     def _reader(self, task_id: str) -> _TaskRead[T]:
         """What reads ``task_id`` (checked first), built once for all its reads."""
@@ -361,9 +388,13 @@ _VARIATION_MODES: Final = ("high", "low")
 
 
 class FaceSwap(TaskResource[Task]):
-    """``/faceswap``: put the face from one image onto the person in another."""
+    """``/faceswap``: put the face from one image onto the person in another.
 
-    family = Family("faceswap/result", decode_task)
+    Results live 3 days: "the result URL may be deleted 3 days after generation"
+    (docs.gptunnel.ru/faceswap/result).
+    """
+
+    family = Family("faceswap/result", decode_task, result_lifetime=timedelta(days=3))
 
     async def create(
         self, source_image: ImageInput, face_image: ImageInput, *, webhook: str | None = None
@@ -434,9 +465,13 @@ class FaceSwap(TaskResource[Task]):
 
 
 class BgRemover(TaskResource[Task]):
-    """``/bgremover``: background removal; its tasks are read and waited for here."""
+    """``/bgremover``: background removal; its tasks are read and waited for here.
 
-    family = Family("bgremover/result", decode_task)
+    Results are assumed to live 3 days: the docs do not say (their result page mirrors
+    the face swap's), so the face swap's documented lifetime is kept.
+    """
+
+    family = Family("bgremover/result", decode_task, result_lifetime=DEFAULT_RESULT_LIFETIME)
 
 
 def _image_number(value: Any) -> int:
@@ -529,9 +564,13 @@ class Midjourney(TaskResource[Task]):
 
     While a task runs (``percent`` < 100) its ``result`` is an intermediate image; when it
     is done, ``actions`` lists what can follow and ``parent_id`` names the task it came from.
+
+    Results are assumed to live 3 days: the docs do not say how long the images on their
+    result host (``https://gptunnel.ru/task/image/<id>?cache=100``) are kept, so the face
+    swap's documented lifetime is kept.
     """
 
-    family = Family("midjourney/result", decode_task)
+    family = Family("midjourney/result", decode_task, result_lifetime=DEFAULT_RESULT_LIFETIME)
 
     async def imagine(self, prompt: str, *, use_wallet_balance: bool = False) -> Task:
         """Start a Midjourney image grid from ``prompt``.
@@ -717,9 +756,16 @@ class Media(TaskResource[MediaTask]):
     Its tasks are [MediaTask][gptunnel_async.MediaTask]s. Errors come as HTTP 200 with
     a non-zero ``code``; they are raised as the same error classes as HTTP statuses,
     and code 6 (heavy load) is retried like a 503.
+
+    Results are taken to live 24 hours, the shortest lifetime known for a media model:
+    suno's files are "available for 48 hours" (docs.gptunnel.ru/media-api/suno), and a
+    public client reports 24 hours for the image links of ``/media/generate``; the docs
+    say nothing for the other models.
     """
 
-    family = Family("media/result", decode_media_task, id_param="task_id")
+    family = Family(
+        "media/result", decode_media_task, id_param="task_id", result_lifetime=timedelta(hours=24)
+    )
 
     async def create(
         self,

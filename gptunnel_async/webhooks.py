@@ -19,29 +19,34 @@ done = await receiver.wait_for_result(client.faceswap, task.id)
 Other web frameworks call ``parse_webhook`` (or ``WebhookReceiver.receive``) with the
 request's body and its ``token`` query parameter. The receiver and the waits
 must run in one process, on one event loop.
+
+A delivery is read like an answer of the API: as its family's model (a ``/media``
+delivery is a ``MediaTask``, with its clips), and with the API key masked in everything
+made from it (exception texts, reprs), whatever field echoes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import secrets
 from collections import OrderedDict
-from typing import Final
+from typing import Any, Final, TypeVar, overload
 
 from aiohttp import web
 
 from ._checks import check_task_id, check_text, describe, http_url
 from ._polling import PollPolicy
-from ._sansio.responses import decode_task
+from ._sansio.responses import decode_any_task
 from .errors import (
     ConfigurationError,
-    ResponseDecodeError,
+    GPTunnelError,
     TaskFailedError,
     WebhookVerificationError,
 )
 from .families import TaskResource
-from .models import Task
+from .models import MediaTask, Task, TaskLike
 
 __all__ = [
     "DEFAULT_FALLBACK_INTERVAL",
@@ -71,28 +76,89 @@ REMEMBERED_BYTES: Final = 16 * 1024 * 1024
 oldest are forgotten (their waits find them by the fallback poll instead), so POSTs for
 tasks nobody waits for cannot grow the process without bound."""
 
+T = TypeVar("T", bound=TaskLike)
 
-def parse_webhook(body: bytes, token: str | None, *, secret: str) -> Task:
+
+@overload
+def parse_webhook(
+    body: bytes | str,
+    token: str | None,
+    *,
+    secret: str,
+    family: TaskResource[T],
+    api_key: str | None = None,
+) -> T: ...
+
+
+@overload
+def parse_webhook(
+    body: bytes | str,
+    token: str | None,
+    *,
+    secret: str,
+    family: None = None,
+    api_key: str | None = None,
+) -> Task | MediaTask: ...
+
+
+def parse_webhook(
+    body: bytes | str,
+    token: str | None,
+    *,
+    secret: str,
+    family: TaskResource[Any] | None = None,
+    api_key: str | None = None,
+) -> TaskLike:
     """The task a webhook POST carries, once its ``token`` proves it came from our URL.
 
     Args:
-        body: the POST's raw body (a task object, as ``/faceswap/result`` answers).
+        body: the POST's raw body (a task object, as the family's result endpoint
+            answers it).
         token: the ``token`` query parameter of the URL the POST came to, if any.
         secret: the receiver's secret (``WebhookReceiver.secret``).
+        family: the family the task belongs to (e.g. ``client.media``): its model is
+            returned, and its client's key is masked. Without it the body's shape
+            decides: a ``/media`` answer (a ``code``, ``model`` or ``url``, or clips)
+            is a ``MediaTask``, a task object (``"object": "task"``) a ``Task``.
+        api_key: the key to mask in everything made from the body (exception texts,
+            reprs), in any harmless variation: by default the family's client's, else
+            ``$GPTUNNEL_API_KEY``, the one a client without ``api_key`` uses.
 
     Returns:
-        The task, as the webhook reported it.
+        The task, as the webhook reported it: the family's model (``Task`` or
+        ``MediaTask``).
 
     Raises:
         WebhookVerificationError: the token is missing, wrong or not a string (checked in
             constant time).
         ResponseDecodeError: the body is not a task object.
-        ConfigurationError: ``body`` is not bytes or text, or ``secret`` is not a string.
+        APIError: a ``/media`` body with a non-zero ``code`` (the class that code raises).
+        ConfigurationError: ``body`` is not bytes or text, or ``secret`` or ``api_key``
+            is not a string.
     """
     check_text("secret", secret)
+    if api_key is not None:
+        _check_key(api_key)
     if not isinstance(token, str) or not hmac.compare_digest(_raw(token), _raw(secret)):
         raise WebhookVerificationError("the webhook's URL does not carry this receiver's token")
-    return decode_task(_body(body), 200)
+    if family is not None:
+        task: TaskLike = family._parse_delivery(_body(body), api_key)
+        return task
+    return decode_any_task(_body(body), 200, secret=api_key or _environment_key())
+
+
+def _check_key(api_key: object) -> str:
+    """``api_key`` if it is a non-blank string; the error names its type, never its value."""
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ConfigurationError(
+            f"api_key must be a non-empty string, got a {type(api_key).__name__}"
+        )
+    return api_key
+
+
+def _environment_key() -> str | None:
+    """The key a ``GPTunnelClient()`` made without one would use, if any."""
+    return os.environ.get("GPTUNNEL_API_KEY") or None
 
 
 def _raw(text: str) -> bytes:
@@ -113,15 +179,26 @@ class WebhookReceiver:
     """Hands out a callback URL with a secret token, accepts the POSTs that carry it, and
     lets waits finish on them.
 
+    Deliveries are read as their family's model, with the API key masked in everything
+    made from them: a wait (``wait_for_result(client.media, ...)``) reads its task with
+    its family's model and its client's key; ``receive`` and ``handler``, which cannot
+    know the family, go by the body's shape and mask ``api_key``.
+
     Args:
         public_url: where GPTunnel can reach ``handler`` (http or https, no query).
         secret: the token to require; by default a fresh random one (32 bytes).
+        api_key: the key masked in what ``receive`` returns or raises; by default
+            ``$GPTUNNEL_API_KEY``, as for ``GPTunnelClient``. Never shown in the
+            receiver's ``repr``.
 
     Raises:
-        ConfigurationError: the URL is not an absolute http(s) URL, or the secret is short.
+        ConfigurationError: the URL is not an absolute http(s) URL, the secret is short,
+            or ``api_key`` is not a string.
     """
 
-    def __init__(self, public_url: str, *, secret: str | None = None) -> None:
+    def __init__(
+        self, public_url: str, *, secret: str | None = None, api_key: str | None = None
+    ) -> None:
         base = http_url("public_url", public_url)
         if base.query_string:
             raise ConfigurationError(
@@ -129,19 +206,21 @@ class WebhookReceiver:
             )
         if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
             raise ConfigurationError("secret must be a string of at least 16 characters")
+        self._api_key = _environment_key() if api_key is None else _check_key(api_key)
         self.secret = secret or secrets.token_urlsafe(32)
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
         """The callback URL to pass as ``webhook=``: ``public_url`` with the token."""
         self._public_url = str(base)
-        self._waiting: dict[str, set[asyncio.Future[Task]]] = {}
-        self._arrived: OrderedDict[str, tuple[Task, int]] = OrderedDict()
-        """Finished tasks nobody waits for yet, with the size of their delivery."""
+        self._waiting: dict[str, set[asyncio.Future[bytes]]] = {}
+        """The waits on each task, each given the delivery's body to read as its family's."""
+        self._arrived: OrderedDict[str, bytes] = OrderedDict()
+        """The deliveries of finished tasks nobody waits for yet."""
         self._arrived_bytes = 0
 
     def __repr__(self) -> str:
         return f"WebhookReceiver({self._public_url!r})"
 
-    def receive(self, body: bytes, token: str | None) -> Task:
+    def receive(self, body: bytes | str, token: str | None) -> Task | MediaTask:
         """Check and parse one webhook POST, and finish the waits on its task if it has
         ended.
 
@@ -150,15 +229,17 @@ class WebhookReceiver:
             token: the ``token`` query parameter of the URL the POST came to, if any.
 
         Returns:
-            The task, as the webhook reported it.
+            The task, as the webhook reported it: a ``MediaTask`` for a ``/media``
+            body, else a ``Task`` (see ``parse_webhook``).
 
         Raises:
             WebhookVerificationError: the token is missing or wrong.
             ResponseDecodeError: the body is not a task object.
+            APIError: a ``/media`` body with a non-zero ``code``.
         """
-        task = parse_webhook(body, token, secret=self.secret)
+        task = parse_webhook(body, token, secret=self.secret, api_key=self._api_key)
         if task.is_terminal:
-            self._finish(task, len(body))
+            self._finish(task.id, _body(body))
         return task
 
     async def handler(self, request: web.Request) -> web.Response:
@@ -169,7 +250,7 @@ class WebhookReceiver:
 
         Returns:
             200 for a task, 403 for a POST without the token, 400 for a body that is
-            not a task, 413 for one over 1 MiB.
+            not a task (or a media error body), 413 for one over 1 MiB.
         """
         body = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
@@ -180,33 +261,38 @@ class WebhookReceiver:
             self.receive(bytes(body), request.query.get(TOKEN_PARAM))
         except WebhookVerificationError:
             return web.json_response({"error": "forbidden"}, status=403)
-        except ResponseDecodeError:
+        except GPTunnelError:  # not a task object, or a media body with an error code
             return web.json_response({"error": "not a task object"}, status=400)
         return web.json_response({"ok": True})
 
     async def wait_for_result(
         self,
-        tasks: TaskResource[Task],
+        tasks: TaskResource[T],
         task_id: str,
         *,
         fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
         timeout: float | None = 600.0,
-    ) -> Task:
+    ) -> T:
         """Wait for a task created with ``webhook=self.url``: finished by its webhook, or
         by a poll every ``fallback_interval`` seconds if the delivery is lost.
 
+        The delivery is read as ``tasks``' model (a ``MediaTask`` for ``client.media``),
+        with its client's key masked.
+
         Args:
-            tasks: the family that reads the task, e.g. ``client.faceswap``.
+            tasks: the family that reads the task, e.g. ``client.faceswap`` or
+                ``client.media``.
             task_id: the task to wait for.
             fallback_interval: seconds between fallback reads (the first is at once).
             timeout: the deadline of the whole wait in seconds, or ``None`` for none.
 
         Returns:
-            The done task.
+            The done task, as the family's model.
 
         Raises:
             TaskFailedError: the task failed.
             WaitTimeoutError: the deadline passed.
+            ResponseDecodeError: the delivery is not the family's task object.
             APIError: a read failed in a way that is not retried.
         """
         task_id = check_task_id(task_id)
@@ -218,8 +304,8 @@ class WebhookReceiver:
         )
         arrived = self._forget(task_id)
         if arrived is not None:
-            return _outcome(arrived)
-        pushed: asyncio.Future[Task] = asyncio.get_running_loop().create_future()
+            return _outcome(tasks._parse_delivery(arrived))
+        pushed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(task_id, set()).add(pushed)
         # The poll's deadline is the wait's: it ends the race with WaitTimeoutError.
         polled = asyncio.ensure_future(tasks.wait_for_result(task_id, policy=policy))
@@ -235,37 +321,37 @@ class WebhookReceiver:
         if pushed.done():
             if not polled.cancelled():
                 polled.exception()  # the push won; whatever the poll ended with is moot
-            return _outcome(pushed.result())
+            return _outcome(tasks._parse_delivery(pushed.result()))
         return polled.result()
 
-    def _finish(self, task: Task, size: int) -> None:
-        waits = self._waiting.pop(task.id, None)
+    def _finish(self, task_id: str, body: bytes) -> None:
+        waits = self._waiting.pop(task_id, None)
         if not waits:
-            self._remember(task, size)
+            self._remember(task_id, body)
             return
         for pushed in waits:
             if not pushed.done():
-                pushed.set_result(task)
+                pushed.set_result(body)
 
-    def _remember(self, task: Task, size: int) -> None:
-        """Keep ``task`` for a wait that has not started yet, within both bounds."""
-        self._forget(task.id)
-        self._arrived[task.id] = (task, size)
-        self._arrived_bytes += size
+    def _remember(self, task_id: str, body: bytes) -> None:
+        """Keep the delivery of ``task_id`` for a wait that has not started yet, within
+        both bounds."""
+        self._forget(task_id)
+        self._arrived[task_id] = body
+        self._arrived_bytes += len(body)
         while len(self._arrived) > REMEMBERED_TASKS or self._arrived_bytes > REMEMBERED_BYTES:
-            _, (_, forgotten) = self._arrived.popitem(last=False)
-            self._arrived_bytes -= forgotten
+            _, forgotten = self._arrived.popitem(last=False)
+            self._arrived_bytes -= len(forgotten)
 
-    def _forget(self, task_id: str) -> Task | None:
-        """Take a remembered task out, if it is there."""
+    def _forget(self, task_id: str) -> bytes | None:
+        """Take a remembered delivery out, if it is there."""
         kept = self._arrived.pop(task_id, None)
-        if kept is None:
-            return None
-        self._arrived_bytes -= kept[1]
-        return kept[0]
+        if kept is not None:
+            self._arrived_bytes -= len(kept)
+        return kept
 
 
-def _outcome(task: Task) -> Task:
+def _outcome(task: T) -> T:
     if task.is_failed:
         raise TaskFailedError(task)
     return task

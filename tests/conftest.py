@@ -20,6 +20,7 @@ from aioresponses import core as aioresponses_core
 from hypothesis import HealthCheck, settings
 
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
 from .redis_server import redis as redis
@@ -136,11 +137,14 @@ class ScriptedAPI:
 @contextlib.asynccontextmanager
 async def loopback_server(
     handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> AsyncIterator[TestServer]:
-    """A real aiohttp server on loopback that sends every request, any method, to ``handle``."""
+    """A real aiohttp server on loopback (``host``: any address of 127.0.0.0/8; ``port``:
+    a free one by default) that sends every request, any method, to ``handle``."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    async with TestServer(app) as server:
+    async with TestServer(app, host=host, port=port) as server:
         yield server
 
 
@@ -156,6 +160,10 @@ async def api() -> AsyncIterator[ScriptedAPI]:
 FAST = PollPolicy(initial=0.01, multiplier=2.0, max_interval=0.04, jitter=0.0, timeout=5.0)
 """Real but tiny poll intervals, for tests about timing on a real server."""
 
+HANG_GUARD: Final = 30.0
+"""Seconds after which a test that should end far sooner has hung: a guard against a
+hang, never a measure of speed (a loaded machine may take its time)."""
+
 
 @pytest.fixture
 async def client(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
@@ -166,11 +174,27 @@ async def client(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
 
 
 @pytest.fixture
+async def patient(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
+    """A client whose requests never time out by themselves (an hour), for tests where
+    only a wait's deadline may end a stalled read."""
+    async with GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, timeout=3600.0, poll_policy=FAST
+    ) as tunnel:
+        yield tunnel
+
+
+@pytest.fixture
 def instant() -> Iterator[None]:
     """Make retry backoffs and poll intervals take no time."""
-    _timing.set_instant(True)
-    yield
-    _timing.set_instant(False)
+    with instant_waits():
+        yield
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGPTunnel]:
+    """The emulator, on the test's event loop."""
+    async with FakeGPTunnel() as running:
+        yield running
 
 
 @pytest.fixture

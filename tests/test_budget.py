@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import statistics
 from collections import Counter
 from typing import Any
 
@@ -12,19 +11,29 @@ import pytest
 from aiohttp import web
 
 from gptunnel_async import ConfigurationError, GPTunnelClient, WaitTimeoutError
+from gptunnel_async._budget import RequestBudget
+from gptunnel_async._sansio.rate import PROBE_PER_SECOND, SAFE_FRACTION, SLACK
 from gptunnel_async.fleet import InProcessBudget
 
-from .conftest import API_KEY, ScriptedAPI, task_json
+from .conftest import API_KEY, HANG_GUARD, ScriptedAPI, task_json
 
 
 class Arrivals:
     """A reply for :class:`ScriptedAPI` that records when each request arrived.
 
     Each task is ``running`` on its first read and ``done`` on its second; requests whose
-    number is in ``refuse`` get the given 429 instead.
+    number is in ``refuse`` get the given 429 instead. Each answer waits ``delay``
+    seconds, and none goes until ``hold_until_in_flight`` requests have been in flight
+    at once.
     """
 
-    def __init__(self, refuse: dict[int, dict[str, str]] | None = None, delay: float = 0.0):
+    def __init__(
+        self,
+        refuse: dict[int, dict[str, str]] | None = None,
+        delay: float = 0.0,
+        *,
+        hold_until_in_flight: int = 0,
+    ) -> None:
         self.times: list[float] = []
         self.reads: Counter[str] = Counter()
         self.refused_at: list[float] = []
@@ -32,13 +41,21 @@ class Arrivals:
         self.most_in_flight = 0
         self._refuse = refuse or {}
         self._delay = delay
+        self._hold_until = hold_until_in_flight
+        self._crowded = asyncio.Event()
+        self.arrived = asyncio.Event()
 
     async def __call__(self, request: web.Request) -> web.Response:
         now = asyncio.get_running_loop().time()
         self.times.append(now)
+        self.arrived.set()
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self._hold_until:
+            self._crowded.set()
         try:
+            # Held until that many are in flight at once (a hang guard only bounds it).
+            await asyncio.wait_for(self._crowded.wait(), HANG_GUARD)
             await asyncio.sleep(self._delay)
             if len(self.times) in self._refuse:
                 self.refused_at.append(now)
@@ -54,6 +71,59 @@ class Arrivals:
             self.in_flight -= 1
 
 
+class RecordingBudget:
+    """A request budget that records what passes through the one it wraps, on that
+    budget's own clock: each start it grants, each 429 reported to it, and the rate it
+    allows right after each report.
+
+    Assertions on these hold whatever the machine's load: they are the budget's own
+    decisions, not the times requests happened to reach the server.
+    """
+
+    def __init__(self, inner: RequestBudget) -> None:
+        self.inner = inner
+        self.starts: list[float] = []
+        self.reported: list[tuple[float, float | None]] = []
+        self.started_before_report: list[int] = []
+        self.rates_after_report: list[float] = []
+
+    async def acquire(self) -> float:
+        started = await self.inner.acquire()
+        self.starts.append(started)
+        return started
+
+    async def rate_limited(self, started: float, retry_after: float | None) -> None:
+        await self.inner.rate_limited(started, retry_after)
+        self.reported.append((started, retry_after))
+        self.started_before_report.append(len(self.starts))
+        self.rates_after_report.append(await self.inner.current_rate())
+
+    async def current_rate(self) -> float:
+        return await self.inner.current_rate()
+
+    def starts_from(self, started: float) -> list[float]:
+        """The starts granted at ``started`` or later, in order."""
+        return sorted(t for t in self.starts if t >= started)
+
+
+def record(client: GPTunnelClient) -> RecordingBudget:
+    """Put a :class:`RecordingBudget` around ``client``'s budget, before any request."""
+    budget = client._transport.budget
+    assert budget is not None
+    recording = RecordingBudget(budget)
+    client._transport.budget = recording
+    return recording
+
+
+def sent_after_their_start(starts: list[float], arrivals: list[float]) -> bool:
+    """Whether the n-th request to reach the server did so no sooner than the n-th start
+    the budget granted (the server runs on the test's own event loop, so one clock): no
+    request went out without its start."""
+    return len(starts) == len(arrivals) and all(
+        start <= arrival for start, arrival in zip(sorted(starts), sorted(arrivals), strict=True)
+    )
+
+
 def most_in_any_window(times: list[float], seconds: float) -> int:
     """The largest number of ``times`` in any half-open window of ``seconds``."""
     ordered = sorted(times)
@@ -64,6 +134,33 @@ def most_in_any_window(times: list[float], seconds: float) -> int:
 
 def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
+
+
+def assert_held_after_the_429(budget: RecordingBudget, retry_after: float) -> None:
+    """The one 429 was reported with its ``Retry-After``, and the budget then granted
+    no start for that long: among the starts from the refused one on, two in a row lie
+    at least ``retry_after`` apart (the requests started between the refused one and
+    the report may go; none after the report)."""
+    ((refused, asked),) = budget.reported
+    assert asked == pytest.approx(retry_after)
+    # less a microsecond: Redis TIME is ~1.7e9 s, where a float step is ~2e-7 s
+    assert max(gaps(budget.starts_from(refused))) >= retry_after - 1e-6
+
+
+def assert_slowed_after_the_429(budget: RecordingBudget, ceiling: float) -> None:
+    """The starts an in-process budget granted after the one 429 was reported came no
+    faster than the rate a 429 leaves: the safe fraction of the ceiling, plus what the
+    probe adds over a few seconds. Unslowed, they would be ``1 / ceiling`` apart.
+
+    In-process, the budget decides as it is called, so the order of the record is the
+    order of its decisions.
+    """
+    (before,) = budget.started_before_report
+    last_before, after = budget.starts[before - 1], budget.starts[before:]
+    fastest = ceiling * (SAFE_FRACTION + 10 * PROBE_PER_SECOND)
+    early = SLACK / ceiling  # the most the last start before may have counted early
+    assert len(after) >= 10
+    assert after[-1] - last_before >= len(after) / fastest - early
 
 
 # -- rate ---------------------------------------------------------------------------------
@@ -78,28 +175,19 @@ async def test_many_waits_and_reads_never_exceed_requests_per_second(
     async with GPTunnelClient(
         api_key=API_KEY, base_url=api.base_url, requests_per_second=rate
     ) as client:
-        budget = client._transport.budget
-        assert budget is not None
-        starts: list[float] = []
-        acquire = budget.acquire
-
-        async def recording_acquire() -> float:
-            starts.append(await acquire())
-            return starts[-1]
-
-        budget.acquire = recording_acquire  # type: ignore[method-assign]
+        budget = record(client)
         waits = [client.wait_for_result(f"task-{i}") for i in range(50)]
         reads = [client.get_result(f"read-{i}") for i in range(20)]
         await asyncio.gather(*waits, *reads)
-    assert len(arrivals.times) == len(starts) == 120
+    starts = budget.starts
+    assert len(starts) == 120
     assert most_in_any_window(starts, 1.0) <= rate + 1
-    # On the server's side, a slot of slack for loopback jitter: a burst would show far more.
-    assert most_in_any_window(arrivals.times, 1.0 - 1 / rate) <= rate + 1
-    assert max(arrivals.times) - min(arrivals.times) >= (120 - 1) / rate * 0.95
+    assert max(starts) - min(starts) >= (120 - 1) / rate * (1 - SLACK)
+    assert sent_after_their_start(starts, arrivals.times)
 
 
 async def test_max_connections_bounds_requests_in_flight(api: ScriptedAPI) -> None:
-    arrivals = Arrivals(delay=0.02)
+    arrivals = Arrivals(hold_until_in_flight=3)
     api.script(arrivals)
     async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, max_connections=3) as client:
         await asyncio.gather(*(client.get_result(f"t-{i}") for i in range(30)))
@@ -111,18 +199,17 @@ async def test_max_connections_bounds_requests_in_flight(api: ScriptedAPI) -> No
 
 
 async def test_a_wait_queued_behind_the_budget_still_keeps_its_deadline(api: ScriptedAPI) -> None:
-    arrivals = Arrivals(delay=5.0)
+    arrivals = Arrivals(delay=3600.0)  # the one connection stays taken until the end
     api.script(arrivals)
     async with GPTunnelClient(
-        api_key=API_KEY, base_url=api.base_url, max_connections=1, timeout=10
+        api_key=API_KEY, base_url=api.base_url, max_connections=1, timeout=3600
     ) as client:
         hog = asyncio.create_task(client.get_result("hog"))
-        await asyncio.sleep(0.05)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with pytest.raises(WaitTimeoutError):
-            await client.wait_for_result("queued", timeout=0.2)
-        assert loop.time() - started < 1.0
+        await arrivals.arrived.wait()  # the hog holds the connection
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(WaitTimeoutError):
+                await client.wait_for_result("queued", timeout=0.2)
+        assert not hog.done()  # the wait gave up while still queued behind it
         hog.cancel()
         with pytest.raises(asyncio.CancelledError):
             await hog
@@ -141,15 +228,13 @@ async def test_a_429_halves_the_rate_of_every_request_of_the_client(
     async with GPTunnelClient(
         api_key=API_KEY, base_url=api.base_url, requests_per_second=rate
     ) as client:
+        budget = record(client)
         await asyncio.gather(*(client.get_result(f"t-{i}") for i in range(24)))
-        budget = client._transport.budget
-        assert budget is not None
-        assert await budget.current_rate() == pytest.approx(rate / 2, rel=0.2)
-    times = sorted(arrivals.times)
-    (refused,) = arrivals.refused_at
-    before = gaps([t for t in times if t <= refused])
-    after = gaps([t for t in times if t > refused][:10])
-    assert statistics.median(after) >= 1.7 * statistics.median(before)
+    ((refused, _),) = budget.reported
+    assert refused in budget.starts  # the 429 is charged to the request that got it
+    (slowed,) = budget.rates_after_report
+    assert slowed == pytest.approx(rate / 2, rel=0.05)
+    assert_slowed_after_the_429(budget, rate)
 
 
 async def test_retry_after_holds_every_request_of_the_client(
@@ -160,11 +245,10 @@ async def test_retry_after_holds_every_request_of_the_client(
     async with GPTunnelClient(
         api_key=API_KEY, base_url=api.base_url, requests_per_second=50
     ) as client:
+        budget = record(client)
         await asyncio.gather(*(client.get_result(f"t-{i}") for i in range(12)))
-    (refused,) = arrivals.refused_at
-    held = [t for t in arrivals.times if refused + 0.01 < t < refused + 0.4]
-    assert held == []
     assert len(arrivals.times) == 13
+    assert_held_after_the_429(budget, 0.4)
 
 
 async def test_without_a_rate_a_429_is_only_that_request_s_business(
@@ -175,10 +259,8 @@ async def test_without_a_rate_a_429_is_only_that_request_s_business(
     async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url) as client:
         await client.get_result("t")
         assert client._transport.budget is None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await client.get_result("u")
-        assert loop.time() - started < 1.0
+        async with asyncio.timeout(HANG_GUARD):  # held for the 30 s asked, it would not end
+            await client.get_result("u")
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -214,12 +296,15 @@ def test_a_budget_must_be_a_request_budget() -> None:
 async def test_a_client_given_a_budget_paces_by_it(api: ScriptedAPI, instant: None) -> None:
     arrivals = Arrivals()
     api.script(arrivals)
-    budget = InProcessBudget(25)
+    shared = InProcessBudget(25)
+    budget = RecordingBudget(shared)
     async with (
         GPTunnelClient(api_key=API_KEY, base_url=api.base_url, budget=budget) as one,
         GPTunnelClient(api_key=API_KEY, base_url=api.base_url, budget=budget) as other,
     ):
         assert one._transport.budget is budget
         await asyncio.gather(*(c.get_result(f"t-{i}") for i in range(15) for c in (one, other)))
-    assert len(arrivals.times) == 30
-    assert most_in_any_window(arrivals.times, 1.0 - 1 / 25) <= 25 + 1
+    assert len(budget.starts) == 30
+    assert most_in_any_window(budget.starts, 1.0) <= 25 + 1
+    assert max(budget.starts) - min(budget.starts) >= (30 - 1) / 25 * (1 - SLACK)
+    assert sent_after_their_start(budget.starts, arrivals.times)

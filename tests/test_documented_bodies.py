@@ -11,12 +11,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from gptunnel_async import (
     AuthenticationError,
     BadRequestError,
     Balance,
     InsufficientBalanceError,
+    NotFoundError,
     Usage,
 )
 from gptunnel_async._sansio.responses import (
@@ -26,7 +28,7 @@ from gptunnel_async._sansio.responses import (
     error_from_response,
 )
 from gptunnel_async.families import MidjourneyAction
-from gptunnel_async.testing import FakeGPTunnel
+from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 DOCUMENTED = Path(__file__).parent / "fixtures" / "documented"
 
@@ -122,12 +124,6 @@ def test_the_documented_balance_and_errors_decode() -> None:
 # -- the emulator answers the same shapes ---------------------------------------------------
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
-
-
 Call = Callable[..., Awaitable[tuple[int, Any]]]
 
 
@@ -160,6 +156,44 @@ async def test_the_emulators_midjourney_looks_as_documented(fake: FakeGPTunnel, 
     _, done = await call("GET", "midjourney/result", params={"taskId": grid})
     assert_same_shape(done, documented("midjourney_result"))
     assert set(done["actions"]) == set(documented("midjourney_result")["actions"]) | {"variation_3"}
+
+
+def image_url_shape(url: str) -> tuple[str, str, str]:
+    """A Midjourney result URL as the docs show it: ``<result host>/task/image/<id>?cache=N``."""
+    parsed = URL(url)
+    return str(parsed.origin()), parsed.path.rsplit("/", 1)[0], ",".join(parsed.query)
+
+
+async def test_the_emulators_midjourney_results_look_like_the_documented_ones(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    """A result host apart from the API's origin, the documented path and query, and a
+    file that downloads from there."""
+    documented_url = documented("midjourney_result")["result"]
+    grid = fake.script_task(steps=[("running", 40), ("done", 100)], type="imagine")
+    async with fake.client() as client:
+        running = await client.midjourney.result(grid)
+        done = await client.midjourney.result(grid)
+        assert done.result is not None and running.result is not None
+        path = await client.download_result(done, tmp_path)
+        preview = await client.download_result(running.result, tmp_path / "preview.png")
+    origin, folder, query = image_url_shape(done.result)
+    assert (folder, query) == image_url_shape(documented_url)[1:] == ("/task/image", "cache")
+    assert URL(done.result).path == f"/task/image/{grid}"
+    assert URL(done.result).query["cache"] == "100"
+    assert URL(running.result).query["cache"] == "40"
+    assert origin == fake.storage_url != str(URL(fake.base_url).origin())
+    assert path.name == grid
+    assert path.read_bytes() == preview.read_bytes() == sample_image("result.png")
+    assert {r.path for r in fake.storage_requests} == {f"/task/image/{grid}"}
+
+
+async def test_the_emulator_serves_no_image_of_a_task_it_does_not_have(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError):
+            await client.download_result(f"{fake.storage_url}/task/image/nope?cache=100", tmp_path)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

@@ -6,19 +6,21 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
 from gptunnel_async import ConfigurationError, DownloadError, GPTunnelClient, Task
-from gptunnel_async._download import Destinations
-from gptunnel_async._sansio.addresses import base_url_is_private, is_public
+from gptunnel_async._destinations import Destinations, PublicResolver
+from gptunnel_async._sansio.addresses import base_url_is_private, is_public, parse_address
 
 from .conftest import loopback_server
 
@@ -174,30 +176,152 @@ async def test_a_local_api_allows_local_results(storage: Storage, tmp_path: Path
     assert path.read_bytes() == PNG
 
 
-class _FirstHostAllowed(Destinations):
-    """Treats one host as public: a stand-in for a public storage host, which a test on
-    loopback cannot have, so that what its redirect points to is checked as usual."""
+class StaticResolver(AbstractResolver):
+    """Made-up host names for tests: each name answers the next list of addresses in
+    ``answers[name]`` (the last one again once they run out); counts its lookups."""
 
-    def __init__(self, allowed: str) -> None:
-        super().__init__(allow_private=False)
-        self.allowed = allowed
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+        self.lookups: list[str] = []
 
-    async def check_host(self, url: URL) -> None:
-        if url.path != self.allowed:
-            await super().check_host(url)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups.append(host)
+        script = self.answers[host]
+        found = script.pop(0) if len(script) > 1 else script[0]
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=0, proto=0, flags=0)
+            for a in found
+        ]
 
-    def check_peer(self, url: URL, response: Any) -> None:
-        if url.path != self.allowed:
-            super().check_peer(url, response)
+    async def close(self) -> None:
+        pass
 
 
-async def test_a_redirect_to_a_private_address_is_refused(storage: Storage, tmp_path: Path) -> None:
+def only(*allowed: str) -> Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]:
+    """A stand-in for "public" on loopback, where nothing is: exactly these addresses."""
+    return lambda address: str(address) in allowed
+
+
+def guard(
+    client: GPTunnelClient,
+    resolver: StaticResolver,
+    allowed: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool] = is_public,
+) -> None:
+    client._destinations = Destinations(
+        allow_private=False, resolver=lambda: resolver, allowed=allowed
+    )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [["127.0.0.1"], ["::1"], ["::ffff:127.0.0.1"], ["10.0.0.7", "127.0.0.1"], ["0.0.0.0"]],
+)
+async def test_a_name_resolving_to_a_private_address_is_never_sent_a_request(
+    answer: list[str], storage: Storage, tmp_path: Path
+) -> None:
+    resolver = StaticResolver({"results.example": [answer]})
+    url = f"http://results.example:{URL(storage.url).port}/r.png"
     async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
-        client._destinations = _FirstHostAllowed("/hop")
+        guard(client, resolver)
         with pytest.raises(DownloadError, match="not a public address"):
-            await client.download_result(storage.url + "hop", tmp_path / "r.png")
-    assert storage.requests == 1  # the redirect, never its target
+            await client.download_result(url, tmp_path)
+    assert resolver.lookups == ["results.example"]  # refused at once, not retried
+    assert storage.requests == 0
     assert leftovers(tmp_path) == []
+
+
+async def test_the_same_name_is_reached_when_its_address_is_allowed(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """The control of the test above: the made-up name does lead to the server."""
+    resolver = StaticResolver({"results.example": [["127.0.0.1"]]})
+    url = f"http://results.example:{URL(storage.url).port}/r.png"
+    async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
+        guard(client, resolver, only("127.0.0.1"))
+        path = await client.download_result(url, tmp_path)
+    assert path.read_bytes() == PNG
+    assert storage.requests == 1
+
+
+@pytest.fixture
+async def internal(storage: Storage) -> AsyncIterator[Storage]:
+    """The "internal endpoint" nothing may reach: a second loopback host on 127.0.0.2, on
+    the same port as ``storage``, so one URL reaches either, by the address its name
+    resolves to."""
+    host = Storage()
+    port = URL(storage.url).port
+    async with loopback_server(host.handle, host="127.0.0.2", port=port) as server:
+        host.url = str(server.make_url("/"))
+        yield host
+
+
+async def test_a_name_that_rebinds_to_a_private_address_is_refused_on_that_lookup(
+    storage: Storage, internal: Storage, tmp_path: Path
+) -> None:
+    """DNS rebinding: the first answer is allowed, the next is not. Each connection uses
+    the very answer that was checked, so the private one is never sent anything."""
+    resolver = StaticResolver({"rebind.example": [["127.0.0.1"], ["127.0.0.2"]]})
+    url = f"http://rebind.example:{URL(storage.url).port}/r.png"
+    async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
+        guard(client, resolver, only("127.0.0.1"))
+        assert (await client.download_result(url, tmp_path / "a.png")).read_bytes() == PNG
+        with pytest.raises(DownloadError, match=r"127\.0\.0\.2 is not a public address"):
+            await client.download_result(url, tmp_path / "b.png")
+    assert (storage.requests, internal.requests) == (1, 0)
+    assert leftovers(tmp_path) == ["a.png"]
+
+
+async def test_a_mixed_answer_connects_only_to_the_allowed_address(
+    storage: Storage, internal: Storage, tmp_path: Path
+) -> None:
+    resolver = StaticResolver({"mixed.example": [["127.0.0.2", "127.0.0.1"]]})
+    url = f"http://mixed.example:{URL(storage.url).port}/r.png"
+    async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
+        guard(client, resolver, only("127.0.0.1"))
+        path = await client.download_result(url, tmp_path)
+    assert path.read_bytes() == PNG
+    assert (storage.requests, internal.requests) == (1, 0)
+
+
+@pytest.mark.parametrize("target", ["name", "literal"])
+async def test_a_redirect_to_a_private_address_is_never_followed(
+    target: str, internal: Storage, tmp_path: Path
+) -> None:
+    internal_port = URL(internal.url).port
+    where = "internal.example" if target == "name" else "127.0.0.2"
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(f"http://{where}:{internal_port}/r.png")
+
+    resolver = StaticResolver(
+        {"storage.example": [["127.0.0.1"]], "internal.example": [["127.0.0.2"]]}
+    )
+    async with (
+        loopback_server(redirect) as first,
+        GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client,
+    ):
+        guard(client, resolver, only("127.0.0.1"))
+        with pytest.raises(DownloadError, match=r"127\.0\.0\.2 is not a public address"):
+            await client.download_result(
+                f"http://storage.example:{first.port}/hop", tmp_path / "r.png"
+            )
+    assert internal.requests == 0
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7F000001", "017700000001"]
+)
+async def test_legacy_spellings_of_a_loopback_address_are_refused(
+    host: str, storage: Storage, tmp_path: Path
+) -> None:
+    port = URL(storage.url).port
+    async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
+        with pytest.raises(DownloadError, match=r"127\.0\.0\.1 is not a public address"):
+            await client.download_result(f"http://{host}:{port}/r.png", tmp_path)
+    assert storage.requests == 0
 
 
 def test_allow_private_result_urls_must_be_a_bool() -> None:
@@ -214,16 +338,20 @@ NOT_PUBLIC = [
     "100.64.0.0/10",
     "0.0.0.0/8",
     "224.0.0.0/4",
+    "240.0.0.0/4",
 ]
+NOT_PUBLIC_V6 = ["::1/128", "::/128", "fe80::/10", "fc00::/7", "ff00::/8", "2001:db8::/32"]
 
 
-@given(
-    st.sampled_from(NOT_PUBLIC).flatmap(
+def addresses_in(networks: list[str]) -> st.SearchStrategy[Any]:
+    return st.sampled_from(networks).flatmap(
         lambda net: st.integers(0, ipaddress.ip_network(net).num_addresses - 1).map(
             lambda n: ipaddress.ip_network(net)[n]
         )
     )
-)
+
+
+@given(addresses_in(NOT_PUBLIC))
 def test_no_address_of_a_private_range_is_public_nor_its_ipv4_mapped_form(
     address: ipaddress.IPv4Address,
 ) -> None:
@@ -231,7 +359,56 @@ def test_no_address_of_a_private_range_is_public_nor_its_ipv4_mapped_form(
     assert not is_public(ipaddress.IPv6Address(f"::ffff:{address}"))
 
 
-@pytest.mark.parametrize("text", ["::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1"])
+def spellings(address: ipaddress.IPv4Address) -> list[str]:
+    """The ways the C library reads an IPv4 address: dotted, one number (decimal, hex,
+    octal), hex and octal parts, and the short forms ``a.b.c`` and ``a.b``."""
+    a, b, c, d = address.packed
+    n = int(address)
+    return [
+        str(address),
+        str(n),
+        hex(n),
+        "0" + format(n, "o"),
+        ".".join(hex(part) for part in address.packed),
+        ".".join("0" + format(part, "o") for part in address.packed),
+        f"{a}.{b}.{(c << 8) | d}",
+        f"{a}.{(b << 16) | (c << 8) | d}",
+    ]
+
+
+@given(addresses_in(NOT_PUBLIC))
+def test_every_spelling_of_a_refused_ipv4_address_is_refused_before_any_request(
+    address: ipaddress.IPv4Address,
+) -> None:
+    destinations = Destinations(allow_private=False)
+    for host in spellings(address):
+        assert parse_address(host) == address
+        with pytest.raises(DownloadError, match="not a public address"):
+            destinations.check_literal(URL(f"http://{host}/r.png"))
+
+
+@given(addresses_in(NOT_PUBLIC) | addresses_in(NOT_PUBLIC_V6))
+def test_a_resolver_answer_of_only_refused_addresses_is_a_download_error(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    resolver = PublicResolver(StaticResolver({"x.example": [[str(address)]]}))
+    with pytest.raises(DownloadError, match="not a public address"):
+        asyncio.run(resolver.resolve("x.example", 443))
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    with pytest.raises(DownloadError):
+        Destinations(allow_private=False).check_literal(URL(f"https://{literal}/r.png"))
+
+
+def test_a_resolver_answer_keeps_only_public_addresses_in_order() -> None:
+    answers = [["10.1.1.1", "93.184.216.34", "::1", "2606:4700::1111", "100.64.0.1"]]
+    resolver = PublicResolver(StaticResolver({"x.example": answers}))
+    kept = asyncio.run(resolver.resolve("x.example", 443))
+    assert [entry["host"] for entry in kept] == ["93.184.216.34", "2606:4700::1111"]
+
+
+@pytest.mark.parametrize(
+    "text", ["::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1"]
+)
 def test_ipv6_loopback_unspecified_link_local_unique_local_and_multicast_are_not_public(
     text: str,
 ) -> None:

@@ -32,12 +32,6 @@ StoreFactory = Callable[[], WatchStore]
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as emulator:
-        yield emulator
-
-
-@pytest.fixture
 async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
     async with fake.client(poll_policy=FAST) as opened:
         yield opened

@@ -78,6 +78,17 @@ QUICK = PollPolicy(initial=0.01, max_interval=0.01, timeout=0.5)
         pytest.param(
             [(503, "busy", {})], lambda c: c.wait_for_result("t", policy=QUICK), id="wait-timeout"
         ),
+        # The deadline lands on a read in flight: the first one, or one being retried.
+        pytest.param(
+            [faults.stall()],
+            lambda c: c.wait_for_result("t", policy=QUICK),
+            id="wait-timeout-mid-read",
+        ),
+        pytest.param(
+            [(503, "busy", {}), faults.stall()],
+            lambda c: c.wait_for_result("t", policy=QUICK),
+            id="wait-timeout-mid-retry",
+        ),
         pytest.param(
             [task_json(status="failed", error="no")],
             lambda c: c.wait_for_result("t", policy=QUICK),

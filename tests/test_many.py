@@ -17,6 +17,7 @@ from gptunnel_async import (
     Task,
     TaskFailedError,
 )
+from gptunnel_async._many import outcomes_in_order
 
 from .conftest import ScriptedAPI, client_tasks, task_json
 
@@ -154,3 +155,36 @@ async def test_ids_are_checked_before_any_request(client: GPTunnelClient, tasks:
 async def test_other_families_wait_for_many_too(client: GPTunnelClient, tasks: Tasks) -> None:
     done = await client.bgremover.wait_many(["done-0", "done-50"])
     assert [task.id for task in done] == ["done-0", "done-50"]
+
+
+# -- what wait_many makes of waits that have ended: pure, no sockets -----------------
+
+_FAILED = TaskFailedError(Task(id="t2", status="failed"))
+_GONE = NotFoundError("no such task", status_code=404)
+_BUG = KeyError("not an SDK error")
+
+
+@pytest.mark.parametrize(
+    ("ended", "return_exceptions", "expected"),
+    [
+        # (result, error) per wait, in the order given -> the list returned, or what is raised
+        ([], False, []),
+        ([("a", None), ("b", None)], False, ["a", "b"]),
+        ([("a", None), (None, _FAILED), (None, _GONE)], False, _FAILED),
+        ([(None, _GONE), (None, _FAILED)], False, _GONE),  # the first in the order given
+        ([("a", None), (None, _FAILED), (None, _GONE)], True, ["a", _FAILED, _GONE]),
+        ([("a", None), (None, _FAILED), (None, _BUG)], True, _BUG),  # never returned as a value
+        ([(None, _BUG), (None, _FAILED)], False, _BUG),
+    ],
+)
+def test_the_outcomes_of_ended_waits_are_in_order_or_the_first_failure_raised(
+    ended: list[tuple[object, BaseException | None]],
+    return_exceptions: bool,
+    expected: list[object] | BaseException,
+) -> None:
+    if isinstance(expected, BaseException):
+        with pytest.raises(type(expected)) as raised:
+            outcomes_in_order(ended, return_exceptions=return_exceptions)
+        assert raised.value is expected
+    else:
+        assert outcomes_in_order(ended, return_exceptions=return_exceptions) == expected

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy
+from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, TaskFailedError
 from gptunnel_async._sansio.responses import decode_media_task, decode_task
 from gptunnel_async._sansio.text import MIN_RUN, SecretMask, _canonical, excerpt
 from gptunnel_async.cli import main
@@ -151,6 +151,7 @@ VARIANTS = {
     "percent": "".join(f"%{ord(c):02x}" for c in KEY),
     "truncated": KEY[:12] + "...",
     "quoted": f' "{KEY}" ',
+    "a json escape as text": f"{KEY[:3]}\\u{ord(KEY[3]):04x}{KEY[4:8]}",
 }
 
 
@@ -170,7 +171,7 @@ def test_a_decoded_task_never_holds_the_key(field: str, variant: str) -> None:
     except GPTunnelError as error:
         texts = list(exception_texts(error))
     else:
-        texts = [repr(task), str(task), json.dumps(task.actions)]
+        texts = [repr(task), str(task), json.dumps(task.actions), str(TaskFailedError(task))]
     assert not any(holds_key(text) for text in texts)
 
 

@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,7 @@ from gptunnel_async import (
     WaitTimeoutError,
 )
 from gptunnel_async._sansio.responses import MAX_ISSUES, decode_media_task, validation_issues
-from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
-
-
-@pytest.fixture
-def instant() -> Iterator[None]:
-    with instant_waits():
-        yield
+from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 
 async def call(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,22 +25,9 @@ from gptunnel_async import (
 from gptunnel_async._images import check_mask
 from gptunnel_async._png import PngError, read_png
 from gptunnel_async.families import MidjourneyAction, _endpoint_path
-from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
+from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .pngs import mask, png
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
-
-
-@pytest.fixture
-def instant() -> Iterator[None]:
-    with instant_waits():
-        yield
-
 
 # -- actions ---------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """How waits time their reads: predictive polling against plain exponential backoff.
 
 The waits run against a loopback server on a virtual clock: every pause the SDK asks
-for is recorded and moves the event loop's clock forward at once, so a two-minute task
-takes milliseconds and its schedule is exact.
+for is recorded and moves the event loop's clock forward at once, and nothing else does
+(the real time a read takes counts as none), so a two-minute task takes milliseconds and
+its schedule is exact however loaded the machine is.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -26,14 +26,20 @@ from .conftest import API_KEY, ScriptedAPI, task_json
 
 @dataclass
 class VirtualClock:
-    """The loop's clock plus every pause asked for; ``asked`` lists those pauses."""
+    """The loop's clock as it was at the start, plus every pause asked for since;
+    ``asked`` lists those pauses.
 
-    real: Any
+    Hand-made rather than looptime's: the tests read the pauses the SDK asked for, and
+    only those move the clock. No timer of the loop fires while it stands (the waits
+    here have no deadline; aiohttp's timers are only cancelled).
+    """
+
+    start: float
     offset: float = 0.0
     asked: list[float] = field(default_factory=list)
 
     def time(self) -> float:
-        return float(self.real()) + self.offset
+        return self.start + self.offset
 
     async def sleep(self, seconds: float) -> None:
         self.asked.append(seconds)
@@ -44,7 +50,7 @@ class VirtualClock:
 @pytest.fixture
 async def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     loop = asyncio.get_running_loop()
-    virtual = VirtualClock(loop.time)
+    virtual = VirtualClock(loop.time())
     monkeypatch.setattr(loop, "time", virtual.time)
     monkeypatch.setattr(_timing, "sleep", virtual.sleep)
     return virtual

@@ -4,7 +4,6 @@ SDK's one engine on the other side."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from gptunnel_async import (
     Task,
     TaskFailedError,
 )
-from gptunnel_async.testing import FakeGPTunnel, instant_waits, sample_image
+from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .pngs import mask
 
@@ -31,18 +30,6 @@ MIDJOURNEY_ACTIONS = (
     "reroll",
     *(f"variation_{n}" for n in range(1, 5)),
 )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGPTunnel]:
-    async with FakeGPTunnel() as running:
-        yield running
-
-
-@pytest.fixture
-def instant() -> Iterator[None]:
-    with instant_waits():
-        yield
 
 
 def b64(data: bytes) -> str:
@@ -90,8 +77,9 @@ async def test_imagine_and_wait_shows_previews_then_the_grid_and_its_actions(
     async with fake.client() as client:
         grid = await client.midjourney.imagine_and_wait("a red fox", on_progress=save_preview)
     assert grid.is_done and grid.actions == MIDJOURNEY_ACTIONS
-    assert previews == [f"{fake.storage_url}/results/{grid.id}_preview.png"]
-    assert grid.result == f"{fake.storage_url}/results/{grid.id}_result.png"
+    assert previews
+    assert all(p.startswith(f"{fake.storage_url}/task/image/{grid.id}?cache=") for p in previews)
+    assert grid.result == f"{fake.storage_url}/task/image/{grid.id}?cache=100"
     assert (tmp_path / "preview.png").read_bytes() == sample_image("result.png")
     assert fake.requests[0].json == {"prompt": "a red fox"}
 
@@ -101,10 +89,10 @@ async def test_only_midjourney_tasks_have_previews_in_storage(fake: FakeGPTunnel
     swap = fake.script_task(steps=[("running", 40)])
     async with aiohttp.ClientSession() as http:
         for task_id, expected in ((grid, 200), (swap, 404)):
-            async with http.get(f"{fake.storage_url}/results/{task_id}_preview.png") as response:
+            async with http.get(f"{fake.storage_url}/task/image/{task_id}") as response:
                 assert response.status == expected
     assert fake.task(swap).result is None
-    assert fake.task(grid).result == f"{fake.storage_url}/results/{grid}_preview.png"
+    assert fake.task(grid).result == f"{fake.storage_url}/task/image/{grid}?cache=40"
 
 
 async def test_a_midjourney_create_answers_idle_with_no_actions_yet(fake: FakeGPTunnel) -> None:

@@ -238,12 +238,17 @@ def masked(model: M, body: bytes, secret: str | None) -> M:
 
     The server may echo the key into any field (an id, a status, a URL); masking it here,
     once, keeps it out of everything derived from the model: exception texts, log lines,
-    reprs, the command line's output. Most bodies are cleared by one quick look.
+    reprs, the command line's output. Most bodies are cleared by one quick look; one with
+    an escaped backslash (``\\\\``) is not, since its texts may read as an escape the
+    raw body does not (``"\\\\u0041"`` holds the text ``\\u0041``, a variation of ``A``).
     """
     if not secret:
         return model
     mask = mask_for(secret)
-    return _masked_texts(model, mask) if mask.might_hold(body) else model
+    if not mask.might_hold(body) and b"\\\\" not in body:
+        return model
+    cleared: M = _masked_texts(model, mask)
+    return cleared
 
 
 def _masked_texts(value: Any, mask: SecretMask) -> Any:
@@ -273,6 +278,29 @@ def decode_balance(
     """A 2xx body of ``/balance`` as a :class:`Balance`, or :class:`ResponseDecodeError`."""
     data = decode_json_object(body, status_code=status_code, secret=secret)
     return masked(structure(Balance, data, status_code, secret=secret), body, secret)
+
+
+_MEDIA_MARKERS: Final = ("code", "model", "created_at", "url")
+"""Fields only a ``/media`` answer has (every one carries ``code``)."""
+
+
+def is_media_answer(data: Mapping[str, Any]) -> bool:
+    """Whether a task object is a ``/media`` one, by its shape: not ``"object": "task"``
+    (faceswap, bgremover and Midjourney tasks say so), and a field only media answers
+    have, or a ``result`` that is a list of clips."""
+    if data.get("object") == "task":
+        return False
+    return isinstance(data.get("result"), list) or any(key in data for key in _MEDIA_MARKERS)
+
+
+def decode_any_task(
+    body: bytes, status_code: int = 200, *, secret: str | None = None
+) -> Task | MediaTask:
+    """A 2xx body of any family: a :class:`MediaTask` if it has a media answer's shape
+    (see :func:`is_media_answer`), else a :class:`Task`; errors as those decoders raise."""
+    data = decode_json_object(body, status_code=status_code, secret=secret)
+    decode = decode_media_task if is_media_answer(data) else decode_task
+    return decode(body, status_code, secret=secret)
 
 
 class Reading(Generic[L]):

@@ -49,6 +49,7 @@ from ..errors import (
     TaskFailedError,
     WaitTimeoutError,
 )
+from ..families import BgRemover, FaceSwap, Media, Midjourney
 from ..models import MediaTask, Task
 from ._records import Claim, Delivery, Entry, FleetProgress, FleetStatus, Outcome, WatchRecord
 from ._store import WatchStore
@@ -61,8 +62,11 @@ __all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
 
 logger = logging.getLogger("gptunnel_async.fleet")
 
-RESULT_LIFETIME: Final = 3 * 24 * 3600.0
-"""Seconds a result file lives on the storage host: no wait outlives it."""
+RESULT_LIFETIME: Final = max(
+    resource.family.result_lifetime for resource in (FaceSwap, BgRemover, Midjourney, Media)
+).total_seconds()
+"""Seconds the longest-lived results live (3 days, face swaps'): no wait outlives it. Each
+family's own bound is its ``result_lifetime`` (media's is shorter)."""
 
 FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
 """The families a watched task may belong to: the client's namespaces of that name."""
@@ -198,7 +202,7 @@ class Watcher:
         *,
         family: str = "faceswap",
         metadata: Any = None,
-        timeout: float = RESULT_LIFETIME,
+        timeout: float | None = None,
     ) -> bool:
         """Register a task to be watched by the fleet until it is delivered; idempotent.
 
@@ -207,8 +211,9 @@ class Watcher:
             family: which of the client's families reads it: one of :data:`FAMILIES`.
             metadata: small JSON (at most 16 KiB) handed back with the delivery: a chat
                 id, a message id.
-            timeout: seconds until the wait is delivered as ``"expired"`` (> 0, at most
-                three days, the result's lifetime; the default).
+            timeout: seconds until the wait is delivered as ``"expired"``: > 0 and at
+                most the family's ``result_lifetime`` (its results are gone after that),
+                which is also the default (3 days for face swaps, 24 hours for media).
 
         Returns:
             ``True`` if it was registered now, ``False`` if it already was (the first
@@ -223,9 +228,14 @@ class Watcher:
         check_task_id(task_id)
         if family not in FAMILIES:
             raise ConfigurationError(f"family must be one of {FAMILIES}, got {family!r}")
-        seconds = positive_number("timeout", timeout)
-        if seconds > RESULT_LIFETIME:
-            raise ConfigurationError(f"timeout must be at most {RESULT_LIFETIME:g}s (3 days)")
+        resource: TaskResource[Any] = getattr(self.client, family)
+        lifetime = resource.result_lifetime.total_seconds()
+        seconds = lifetime if timeout is None else positive_number("timeout", timeout)
+        if seconds > lifetime:
+            raise ConfigurationError(
+                f"timeout must be at most {lifetime:g}s for {family} tasks, the lifetime of "
+                "their results"
+            )
         try:
             record = WatchRecord(family, metadata, seconds).dumps()
         except (TypeError, ValueError) as exc:

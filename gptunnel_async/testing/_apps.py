@@ -47,17 +47,26 @@ def api_app(state: EmulatorState, control: Sequence[web.RouteDef] = ()) -> web.A
 
 
 def storage_app(state: EmulatorState) -> web.Application:
-    """Object storage: ``GET /results/<task id>_result.png`` for done tasks, no key needed."""
+    """Where results are fetched, no key needed: object storage, ``GET
+    /results/<task id>_result.png`` for done tasks (and media clips), and Midjourney's
+    result host, ``GET /task/image/<task id>?cache=<percent>``."""
 
     def answer(request: RecordedRequest, path: str) -> web.Response:
-        name = path.removeprefix("results/")
-        image = state.result_file(name) if request.method == "GET" and name != path else None
+        image = _stored(state, path) if request.method == "GET" else None
         if image is None:
             return web.Response(status=404, text="NoSuchKey: The specified key does not exist.")
-        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        kind = mimetypes.guess_type(path)[0] or "image/png"  # Midjourney's have no suffix
         return web.Response(body=image, content_type=kind)
 
     return _app(state, "storage", "", answer)
+
+
+def _stored(state: EmulatorState, path: str) -> bytes | None:
+    """The file at ``path`` of the storage origin, if there is one."""
+    folder, _, name = path.rpartition("/")
+    if folder == "task/image":
+        return state.task_image(name)
+    return state.result_file(name) if folder == "results" else None
 
 
 def _app(

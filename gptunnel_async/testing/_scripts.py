@@ -181,8 +181,9 @@ class EmulatedTask:
     """One task in the emulator: its script, when it started, how often it was read,
     and what its family shows.
 
-    ``actions`` are offered once it is done and ``preview_url`` is its ``result`` while
-    it runs (Midjourney); a task with a ``model`` is a ``/media`` task.
+    ``actions`` are offered once it is done; a Midjourney task's ``result`` is its
+    ``image_url`` with ``?cache=<percent>``, an intermediate image while it runs; a task
+    with a ``model`` is a ``/media`` task.
     """
 
     id: str
@@ -196,7 +197,9 @@ class EmulatedTask:
     reads: int = 0
     parent_id: str | None = None
     actions: tuple[str, ...] = ()
-    preview_url: str | None = None
+    image_url: str | None = None
+    """A Midjourney task's image on the result host, as the docs show it
+    (``https://gptunnel.ru/task/image/<id>?cache=100``), without the query."""
     model: str | None = None
     webhook: str | None = None
     """Where the emulator POSTs the task once it has ended (given at create time)."""
@@ -250,8 +253,8 @@ class EmulatedTask:
         )
         if task.is_done:
             return attrs.evolve(task, result=self.result_url, actions=self.actions)
-        if self.preview_url is not None and percent > 0 and error is None:
-            return attrs.evolve(task, result=self.preview_url)
+        if self.image_url is not None and percent > 0 and error is None:
+            return attrs.evolve(task, result=f"{self.image_url}?cache={percent}")
         return task
 
     def _media(self, status: str, error: str | None) -> MediaTask:

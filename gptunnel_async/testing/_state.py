@@ -145,16 +145,16 @@ class EmulatorState:
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ValueError(f"the emulator already has a task {new_id!r}")
-            files = f"{self.storage_url}/results/{new_id}"
+            result_url, image = self._result_urls(new_id, look)
             task = EmulatedTask(
                 id=new_id,
                 type=type,
                 script=script or self._created_script,
                 started=time.monotonic() if created else None,
-                result_url=f"{files}_result.png",
+                result_url=result_url,
                 parent_id=parent_id,
                 actions=look.actions,
-                preview_url=f"{files}_preview.png" if look.previews else None,
+                image_url=image,
                 model=model,
                 webhook=webhook,
                 output=output,
@@ -166,6 +166,18 @@ class EmulatorState:
             if webhook is not None:
                 self._webhooks_due.add(new_id)
             return task
+
+    def _result_urls(self, task_id: str, look: Look) -> tuple[str, str | None]:
+        """A new task's result URL, and a Midjourney task's image URL (without its query).
+
+        Midjourney's images live on a result host of their own, one URL per task (the
+        docs: ``https://gptunnel.ru/task/image/<id>?cache=100``); other families' files
+        are objects in a storage bucket.
+        """
+        if look.previews:
+            image = f"{self.storage_url}/task/image/{task_id}"
+            return f"{image}?cache=100", image
+        return f"{self.storage_url}/results/{task_id}_result.png", None
 
     def set_created_script(
         self,
@@ -209,17 +221,25 @@ class EmulatorState:
                     ended.append((task.webhook, state))
         return ended
 
+    def task_image(self, task_id: str) -> bytes | None:
+        """The image at ``task/image/<task_id>`` (Midjourney's result host): the task's
+        image once its ``result`` shows one (intermediate or final), whatever ``cache``."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.image_url is None:
+                return None
+            state = task.snapshot(time.monotonic())
+        return self.result_image if isinstance(state, Task) and state.result else None
+
     def result_file(self, name: str) -> bytes | None:
         """The file at storage path ``results/<name>``: ``<id>_result.png`` once that task
         is done, a media task's clips (``<id>_clip<n>.mp3`` and their cover images) once
-        they show, ``<id>_preview.png`` for a task with previews (Midjourney)."""
-        task_id, _, kind = name.rpartition("_")
+        they show."""
+        task_id, _, _ = name.rpartition("_")
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None:
                 return None
-            if kind == "preview.png":
-                return self.result_image if task.preview_url is not None else None
             state = task.snapshot(time.monotonic())
         if isinstance(state, MediaTask):
             shown = [*state.urls, *(clip.image_url for clip in state.clips)]

@@ -1,0 +1,140 @@
+"""Exceptions made safe to keep, log and render anywhere: no frames, no key, bounded texts.
+
+An error the SDK raises keeps the failure under it as ``__cause__`` for debugging. That
+chain is rendered by ``traceback`` (with ``capture_locals``), ``logging.exception``,
+error trackers and ``pytest -l``; so before it leaves, every exception in it loses its
+frames (aiohttp's hold the request headers, key included, as locals), the request
+headers some aiohttp errors keep, and every text it keeps is masked (aiohttp quotes the
+bytes of an answer it could not parse: a status line, a header, a chunk size, a
+redirect target) and bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypeVar
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ._sansio.text import excerpt, mask_for
+from .errors import GPTunnelError
+
+__all__ = ["MaskedCause", "made_safe", "without_frames"]
+
+E = TypeVar("E", bound=BaseException)
+
+_CAUSE_TEXT: Final = 300
+"""The longest text kept by an exception chained under the SDK's own, in characters."""
+
+
+def without_frames(exc: E) -> E:
+    """``exc`` and its chain with their tracebacks detached (see :func:`made_safe`)."""
+    for current in _chain(exc):
+        current.__traceback__ = None
+    return exc
+
+
+def made_safe(exc: BaseException, secret: str | None) -> BaseException:
+    """``exc`` and every exception chained to it, made safe: returns ``exc`` (changed in
+    place), or a :class:`MaskedCause` in its stead (never for the SDK's own errors).
+
+    - Tracebacks are detached: a traceback cannot be copied without its frames, and
+      clearing a frame in place can finalise a coroutine that is still suspended, so it
+      goes as a whole. This also breaks the exception -> frame -> exception cycles the
+      collector would otherwise have to find.
+    - aiohttp's request headers (the key) and response headers are dropped; the URLs it
+      keeps, its message and every other text attribute or argument are masked, and
+      those of exceptions that are not the SDK's are cut to 300 characters.
+    - An exception that still shows the key after that (its text is built from
+      something else, such as aiohttp's connection key naming the host) is replaced in
+      the chain by a :class:`MaskedCause` with its type's name and its masked text.
+    """
+    safe = _scrubbed(exc, secret)
+    pending: list[BaseException] = [safe]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for link in ("__cause__", "__context__"):
+            below = getattr(current, link)
+            if below is not None:
+                below = _scrubbed(below, secret)
+                setattr(current, link, below)
+                pending.append(below)
+    return safe
+
+
+class MaskedCause(Exception):
+    """Stands in an SDK error's chain for an exception whose own text would show the
+    key: ``"<its type's qualified name>: <its text, masked>"``."""
+
+
+def _scrubbed(exc: BaseException, secret: str | None) -> BaseException:
+    """``exc`` with no frames and its texts masked in place, or its stand-in."""
+    exc.__traceback__ = None
+    if isinstance(exc, aiohttp.ClientResponseError):
+        _forget_headers(exc, secret)
+    limit = None if isinstance(exc, GPTunnelError) else _CAUSE_TEXT
+    exc.args = tuple(_safe_text(arg, secret, limit) for arg in exc.args)
+    for name, value in vars(exc).items():
+        if isinstance(value, str):
+            setattr(exc, name, _safe_text(value, secret, limit))
+    if secret is None or isinstance(exc, GPTunnelError):
+        return exc
+    shown = f"{exc!s} {exc!r} {vars(exc)!r}"
+    if not mask_for(secret).might_hold(shown) or mask_for(secret)(shown) == shown:
+        return exc
+    stand_in = MaskedCause(excerpt(f"{type(exc).__qualname__}: {exc}", secret, _CAUSE_TEXT))
+    stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
+    stand_in.__suppress_context__ = exc.__suppress_context__
+    return stand_in
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and every exception reachable through ``__cause__`` and ``__context__``."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        pending += (current.__cause__, current.__context__)
+    return found
+
+
+def _safe_text(value: object, secret: str | None, limit: int | None) -> object:
+    """A text masked (and cut to ``limit``); anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    if limit is not None:
+        return excerpt(value, secret, limit)
+    return mask_for(secret)(value) if secret else value
+
+
+def _forget_headers(exc: aiohttp.ClientResponseError, secret: str | None) -> None:
+    """Drop the request headers (the key) and the response's (server text) an aiohttp
+    error keeps, and mask the URLs it names (a redirect target is server text)."""
+    info = exc.request_info
+    headers = CIMultiDict(info.headers)
+    headers.popall("Authorization", None)
+    exc.request_info = aiohttp.RequestInfo(
+        _safe_url(info.url, secret),
+        info.method,
+        CIMultiDictProxy(headers),
+        _safe_url(info.real_url, secret),
+    )
+    exc.headers = None
+    exc.history = ()
+
+
+def _safe_url(url: URL, secret: str | None) -> URL:
+    """``url``, or its text masked if it holds the key (no longer a URL one can fetch)."""
+    text = str(url)
+    shown = excerpt(text, secret, _CAUSE_TEXT)
+    return url if shown == text else URL(shown, encoded=True)

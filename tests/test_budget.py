@@ -254,12 +254,12 @@ async def test_retry_after_holds_every_request_of_the_client(
 async def test_without_a_rate_a_429_is_only_that_request_s_business(
     api: ScriptedAPI, instant: None
 ) -> None:
-    arrivals = Arrivals(refuse={1: {"Retry-After": "30"}})
+    arrivals = Arrivals(refuse={1: {"Retry-After": "60"}})
     api.script(arrivals)
     async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url) as client:
         await client.get_result("t")
         assert client._transport.budget is None
-        async with asyncio.timeout(HANG_GUARD):  # held for the 30 s asked, it would not end
+        async with asyncio.timeout(HANG_GUARD):  # held for the 60 s asked, it would not end
             await client.get_result("u")
 
 

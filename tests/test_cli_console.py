@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,23 @@ async def run(*args: str, **env: str) -> tuple[int, str, str]:
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def sigint_delivered() -> Iterator[None]:
+    """Children start with Ctrl-C's default handling, as from a terminal.
+
+    A program a shell starts in the background (``pytest ... &``) ignores SIGINT, and so
+    would the command it starts, which then rightly goes on at Ctrl-C: the tests of
+    Ctrl-C must not depend on how the test run was started.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def connection(fake: FakeGPTunnel) -> list[str]:
@@ -92,7 +110,9 @@ async def test_without_a_key_the_cli_names_its_option() -> None:
     assert "api_key=" not in err
 
 
-async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(fake: FakeGPTunnel) -> None:
+async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(
+    fake: FakeGPTunnel, sigint_delivered: None
+) -> None:
     task_id = fake.script_task(duration=120)
     process = await start("wait", task_id, "--json", *connection(fake))
     assert process.stdout is not None
@@ -106,7 +126,7 @@ async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(fake: FakeGP
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
 async def test_on_a_narrow_terminal_the_bar_keeps_its_time_and_room_for_ctrl_c(
-    fake: FakeGPTunnel,
+    fake: FakeGPTunnel, sigint_delivered: None
 ) -> None:
     import pty
 

@@ -203,6 +203,16 @@ async def test_a_handler_that_raises_gets_the_delivery_again_and_it_is_then_remo
         assert await store.redis.xlen(store.stream_key) == 0
 
 
+async def _has_listener(store: WatchStore) -> bool:
+    """Whether someone listens to ``store``'s notices: a Redis subscriber to its channel,
+    or a queue of the in-process store."""
+    if isinstance(store, RedisStore):
+        ((_, listeners),) = await store.redis.pubsub_numsub(store.channel)
+        return bool(listeners)
+    assert isinstance(store, MemoryStore)
+    return bool(store._subscribers)
+
+
 async def _unhandled_is(store: WatchStore, count: int) -> bool:
     return (await store.status()).finished_unhandled == count
 
@@ -229,7 +239,8 @@ async def test_progress_reaches_whoever_listens(
 ) -> None:
     steps = [("queued", 0), ("running", 40), ("running", 40), ("running", 80), ("done", 100)]
     task_id = fake.script_task(steps=steps)
-    listener = Watcher(client, new_store())
+    store = new_store()
+    listener = Watcher(client, store)
     seen: list[FleetProgress] = []
 
     async def listen() -> None:
@@ -237,7 +248,7 @@ async def test_progress_reaches_whoever_listens(
             seen.append(event)
 
     listening = asyncio.create_task(listen())
-    await asyncio.sleep(0.1)  # subscribed
+    await settle(lambda: _has_listener(store))  # notices sent before would be missed
     async with Watcher(client, new_store()) as poller:
         await poller.watch(task_id, metadata={"message_id": 3})
         await poller.result(task_id)

@@ -30,6 +30,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -463,25 +464,38 @@ async def bench_lateness(
 # -- (d) import time ------------------------------------------------------------------
 
 
-def import_seconds(module: str) -> float:
+def import_seconds(module: str, env: dict[str, str]) -> float:
     code = (
         "import time; started = time.perf_counter(); "
         f"import {module}; print(time.perf_counter() - started)"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+    )
     return float(out.stdout)
 
 
 def bench_import(*, runs: int) -> None:
-    aiohttp_times, sdk_times = [], []
-    for _ in range(runs):
-        aiohttp_times.append(import_seconds("aiohttp"))
-        sdk_times.append(import_seconds("gptunnel_async"))
+    # Both imports load compiled bytecode, as an installed package does (pip compiles it
+    # at install): with PYTHONDONTWRITEBYTECODE set, an editable install would compile
+    # the SDK's source on every import while aiohttp's bytecode was compiled long ago.
+    # The bytecode goes to a temporary folder, filled by one import of each first.
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        import_seconds("aiohttp", env)
+        import_seconds("gptunnel_async", env)
+        aiohttp_times, sdk_times = [], []
+        for _ in range(runs):
+            aiohttp_times.append(import_seconds("aiohttp", env))
+            sdk_times.append(import_seconds("gptunnel_async", env))
     base, ours = statistics.median(aiohttp_times), statistics.median(sdk_times)
-    print(f"\n(d) import time, median of {runs} fresh interpreters each, alternating")
+    print(
+        f"\n(d) import time, median of {runs} fresh interpreters each, alternating, from bytecode"
+    )
     print(f"    import aiohttp:        {base * 1000:6.1f} ms")
     print(f"    import gptunnel_async: {ours * 1000:6.1f} ms")
-    print(f"    ratio: {ours / base:.2f}   (target <= 1.3)")
+    print(f"    ratio: {ours / base:.2f}   (floor <= 1.3)")
 
 
 # -- main -----------------------------------------------------------------------------

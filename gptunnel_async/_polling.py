@@ -9,10 +9,11 @@ time -- requests in flight and sleeps -- but never the consumer's code between e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
 import attrs
 
@@ -43,6 +44,10 @@ T = TypeVar("T", bound=TaskLike)
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
 """``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
+
+
+_NO_WAKEUP: Final = contextlib.nullcontext()
+"""The pause of a wait no client can end (a ``TaskWaiter`` built without one)."""
 
 
 def _outcome(error: BaseException | None) -> WaitOutcome:
@@ -185,7 +190,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             state = WaitState.start(self.task_id, self.policy, loop.time())
             decision = ReadAt(state.due_at)
         assert isinstance(decision, ReadAt | TimeOut)  # Finish and Fail end the wait first
-        await self._sleep(max(0.0, decision.at - loop.time()))
+        with self._pause():
+            await _timing.sleep(max(0.0, decision.at - loop.time()))
         if isinstance(decision, TimeOut) or state.expired(loop.time()):
             raise state.timed_out(self._last_seen)
         self._state, self._decision = await self._read(state)
@@ -208,8 +214,9 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             self.task_id, self.family, event.status, event.percent, event.elapsed
         )
 
-    def _sleep(self, seconds: float) -> Awaitable[None]:
-        return _timing.sleep(seconds) if self._wakeup is None else self._wakeup.sleep(seconds)
+    def _pause(self) -> _timing.Pause | contextlib.nullcontext[None]:
+        """The context of a pause: the client's, whose ``close()`` ends it, if any."""
+        return _NO_WAKEUP if self._wakeup is None else self._wakeup.pause()
 
     async def _read(self, state: WaitState) -> tuple[WaitState, Decision[T]]:
         """Read the task once, within the deadline, and feed the outcome to the core."""

@@ -77,24 +77,22 @@ class Family(Generic[T]):
 
 
 class _TaskRead(Generic[T]):
-    """One task's read: its request, URL and all, built once; each call sends it.
+    """One task's read: its request, URL and all, and its decoder, built once; each call
+    sends it.
 
     A wait keeps one for its whole life (thousands of waits keep one each), so it is a
     single small object rather than a partial around a bound method and a closure.
     """
 
-    __slots__ = ("_decode", "_request", "_task_id", "_transport")
+    __slots__ = ("_decode", "_request", "_transport")
 
-    def __init__(
-        self, transport: Transport, request: Request, task_id: str, decode: Decoder[T]
-    ) -> None:
+    def __init__(self, transport: Transport, request: Request, decode: Decoder[T]) -> None:
         self._transport = transport
         self._request = request
-        self._task_id = task_id
         self._decode = decode
 
     def __call__(self) -> Awaitable[T]:
-        return self._transport.send(self._request, reading(self._task_id, self._decode))
+        return self._transport.send(self._request, self._decode)
 
 
 class TaskResource(Generic[T]):
@@ -161,7 +159,7 @@ class TaskResource(Generic[T]):
         """What reads ``task_id`` (checked first), built once for all its reads."""
         query = ((self.family.id_param, check_task_id(task_id)),)
         request = self._transport.requests.api("GET", self.family.result_path, query=query)
-        return _TaskRead(self._transport, request, task_id, self.family.decode)
+        return _TaskRead(self._transport, request, reading(task_id, self.family.decode))
 
     def wait_for_result(
         self,

@@ -236,8 +236,22 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 
 @pytest.fixture(autouse=True)
 def _no_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test, nor the commands it starts, takes a key or base URL from the machine."""
     monkeypatch.delenv("GPTUNNEL_API_KEY", raising=False)
     monkeypatch.delenv("GPTUNNEL_BASE_URL", raising=False)
+
+
+async def raw_call(
+    fake: FakeGPTunnel, method: str, path: str, **kwargs: Any
+) -> tuple[int, dict[str, Any]]:
+    """One raw request to the emulator with the right key: (status, JSON body)."""
+    headers = {"Authorization": fake.api_key}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, f"{fake.base_url}/{path}", headers=headers, **kwargs) as response,
+    ):
+        body: dict[str, Any] = await response.json(content_type=None)
+        return response.status, body
 
 
 @pytest.fixture

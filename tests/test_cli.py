@@ -35,12 +35,6 @@ INSTANT_MAIN = (
 """The CLI's own ``main`` with instant waits, so multi-poll waits take no real time."""
 
 
-@pytest.fixture(autouse=True)
-def _no_configuration_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GPTUNNEL_API_KEY", "GPTUNNEL_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeGPTunnel]:
     with FakeGPTunnel(api_key=SECRET) as running:

@@ -16,12 +16,6 @@ from gptunnel_async.testing import FakeGPTunnel, sample_image
 from .test_cli import SECRET, run
 
 
-@pytest.fixture(autouse=True)
-def _no_configuration_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GPTUNNEL_API_KEY", "GPTUNNEL_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeGPTunnel]:
     with FakeGPTunnel(api_key=SECRET) as running:

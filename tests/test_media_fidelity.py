@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,17 +27,7 @@ from gptunnel_async import (
 from gptunnel_async._sansio.responses import MAX_ISSUES, decode_media_task, validation_issues
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 
-
-async def call(
-    fake: FakeGPTunnel, method: str, path: str, **kwargs: Any
-) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": fake.api_key}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{fake.base_url}/{path}", headers=headers, **kwargs) as response,
-    ):
-        body: dict[str, Any] = await response.json(content_type=None)
-        return response.status, body
+from .conftest import raw_call
 
 
 def decode(value: Any) -> MediaTask:
@@ -92,7 +81,7 @@ async def test_media_image_links_are_sent_as_given(fake: FakeGPTunnel) -> None:
 async def test_the_emulator_refuses_images_that_are_not_links_with_code_3(
     fake: FakeGPTunnel, images: list[str]
 ) -> None:
-    status, body = await call(
+    status, body = await raw_call(
         fake, "POST", "media/create", json={"model": "flux-pro", "prompt": "p", "images": images}
     )
     bad = next(n for n, image in enumerate(images) if not image.startswith("https://"))
@@ -104,7 +93,7 @@ async def test_the_emulator_refuses_images_that_are_not_links_with_code_3(
 
 
 async def test_an_empty_create_is_refused_with_issues_and_param(fake: FakeGPTunnel) -> None:
-    status, body = await call(fake, "POST", "media/create", json={})
+    status, body = await raw_call(fake, "POST", "media/create", json={})
     assert (status, body["code"], body["issues"][0]["path"]) == (200, 3, ["model"])
     async with fake.client() as client:
         fake.fail_next(200, body=body, path="media/create")
@@ -329,7 +318,7 @@ async def test_the_emulators_created_at_is_unix_seconds(fake: FakeGPTunnel) -> N
 async def test_media_result_answers_get_and_post_alike(fake: FakeGPTunnel, method: str) -> None:
     task_id = fake.script_task(steps=[("done", 100)], model="suno")
     where: dict[str, Any] = {"params" if method == "GET" else "json": {"task_id": task_id}}
-    status, body = await call(fake, method, "media/result", **where)
+    status, body = await raw_call(fake, method, "media/result", **where)
     assert (status, body["id"], body["status"], len(body["result"])) == (200, task_id, "done", 2)
 
 
@@ -340,5 +329,5 @@ async def test_the_emulator_checks_documented_choices(
     fake: FakeGPTunnel, field: str, value: Any
 ) -> None:
     payload = {"model": "suno", "prompt": "p"} | {field: value}
-    status, body = await call(fake, "POST", "media/create", json=payload)
+    status, body = await raw_call(fake, "POST", "media/create", json=payload)
     assert (status, body["code"], body["issues"][0]["path"]) == (200, 3, [field])

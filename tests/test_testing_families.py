@@ -23,6 +23,7 @@ from gptunnel_async import (
 )
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 
+from .conftest import raw_call
 from .pngs import mask
 
 MIDJOURNEY_ACTIONS = (
@@ -34,19 +35,6 @@ MIDJOURNEY_ACTIONS = (
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-async def call(
-    fake: FakeGPTunnel, method: str, path: str, **kwargs: Any
-) -> tuple[int, dict[str, Any]]:
-    """One raw request to the emulator with the right key: (status, JSON body)."""
-    headers = {"Authorization": fake.api_key}
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, f"{fake.base_url}/{path}", headers=headers, **kwargs) as response,
-    ):
-        body: dict[str, Any] = await response.json(content_type=None)
-        return response.status, body
 
 
 # -- bgremover ------------------------------------------------------------------------
@@ -96,7 +84,7 @@ async def test_only_midjourney_tasks_have_previews_in_storage(fake: FakeGPTunnel
 
 
 async def test_a_midjourney_create_answers_idle_with_no_actions_yet(fake: FakeGPTunnel) -> None:
-    status, body = await call(fake, "POST", "midjourney/imagine", json={"prompt": "a fox"})
+    status, body = await raw_call(fake, "POST", "midjourney/imagine", json={"prompt": "a fox"})
     assert status == 200
     assert (body["status"], body["type"], body["actions"]) == ("idle", "imagine", [])
     assert (body["usage"]["completion_cost"], body["usage"]["total_cost"]) == (18, 18)
@@ -147,7 +135,7 @@ async def test_bad_midjourney_creates_are_the_documented_400(
 ) -> None:
     fake.script_task(steps=[("done", 100)], task_id="G", type="imagine")
     fake.script_task(steps=[("running", 50)], task_id="U", type="upsample")
-    status, body = await call(fake, "POST", path, json=payload)
+    status, body = await raw_call(fake, "POST", path, json=payload)
     assert status == 400
     assert (body["error"]["type"], body["error"]["param"]) == ("invalid_request_error", param)
 
@@ -178,7 +166,7 @@ async def test_generate_creates_with_the_documented_answer_and_waits(
 
 async def test_the_media_create_answer_is_as_documented(fake: FakeGPTunnel) -> None:
     payload = {"model": "kling", "prompt": "waves", "images": ["https://a/b.png"]}
-    status, body = await call(fake, "POST", "media/create", json=payload)
+    status, body = await raw_call(fake, "POST", "media/create", json=payload)
     assert status == 200
     assert set(body) == {"code", "id", "model", "created_at", "status", "result", "input"}
     assert (body["code"], body["model"], body["status"], body["result"]) == (
@@ -194,7 +182,7 @@ async def test_the_media_create_answer_is_as_documented(fake: FakeGPTunnel) -> N
 
 async def test_media_result_answers_post_with_the_id_in_json_too(fake: FakeGPTunnel) -> None:
     task_id = fake.script_task(steps=[("done", 100)], model="suno")
-    status, body = await call(fake, "POST", "media/result", json={"task_id": task_id})
+    status, body = await raw_call(fake, "POST", "media/result", json={"task_id": task_id})
     assert status == 200
     assert set(body) == {"code", "id", "model", "created_at", "status", "result", "cost"}
     assert (body["code"], body["status"], body["model"]) == (0, "done", "suno")
@@ -214,7 +202,7 @@ async def test_media_result_answers_post_with_the_id_in_json_too(fake: FakeGPTun
 async def test_media_errors_come_with_http_200_and_a_code(
     fake: FakeGPTunnel, method: str, path: str, kwargs: dict[str, Any], code: int
 ) -> None:
-    status, body = await call(fake, method, path, **kwargs)
+    status, body = await raw_call(fake, method, path, **kwargs)
     assert status == 200
     assert body["code"] == code and body["message"]
 
@@ -257,7 +245,7 @@ async def test_a_failed_media_task_carries_its_message(fake: FakeGPTunnel, insta
 
 async def test_balance_is_the_documented_object(fake: FakeGPTunnel) -> None:
     fake.set_balance(12.5, credit_limit=100)
-    status, body = await call(fake, "GET", "balance", params={"useWalletBalance": "true"})
+    status, body = await raw_call(fake, "GET", "balance", params={"useWalletBalance": "true"})
     assert status == 200
     assert body == {"orgId": "fake-org", "object": "balance", "balance": 12.5, "creditLimit": 100}
     async with fake.client() as client:

@@ -148,6 +148,8 @@ class Transport:
             True: aiohttp.ClientTimeout(connect=timeout, sock_read=timeout),
         }
         """By ``Request.streamed``: a whole API exchange, or each step of a download."""
+        self._read_answer = self.read_answer
+        """Bound once: a read queued for a connection holds no bound method of its own."""
         self._connection_slots: asyncio.Semaphore | None = None
         self._slots_sized = False
 
@@ -379,7 +381,7 @@ class Transport:
                 return await self._observed_attempt(request, decode)
             # The first attempt in this frame: each of thousands of reads queued for a
             # connection holds one coroutine frame less (5 % of a wait's peak memory).
-            return self._decoded(*await self.exchange(request, self.read_answer), decode)
+            return self._decoded(*await self.exchange(request, self._read_answer), decode)
         except GPTunnelError as exc:
             if not retry_if(exc) or self.max_retries == 0:
                 raise without_frames(exc)  # noqa: B904  (its chain stays as it was)
@@ -416,7 +418,7 @@ class Transport:
         return self._plain_attempt(request, decode)
 
     async def _plain_attempt(self, request: Request, decode: Decoder[T]) -> T:
-        return self._decoded(*await self.exchange(request, self.read_answer), decode)
+        return self._decoded(*await self.exchange(request, self._read_answer), decode)
 
     def decode_delivered(self, body: bytes, decode: Decoder[T]) -> T:
         """A task object that reached us another way (a webhook delivery), decoded as a
@@ -435,7 +437,7 @@ class Transport:
         status: int | None = None
         error: BaseException | None = None
         try:
-            answer = await self.exchange(request, self.read_answer)
+            answer = await self.exchange(request, self._read_answer)
             status = answer[0]
             return self._decoded(*answer, decode)
         except BaseException as exc:

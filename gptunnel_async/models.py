@@ -395,8 +395,8 @@ def _structure_int(value: Any, _: type) -> int:
 
 
 def _structure_float(value: Any, _: type) -> float:
-    if type(value) is int:
-        return float(value)
+    if type(value) is int:  # a zero cost (most tasks'), as the one constant 0.0
+        return float(value) if value else 0.0
     return 0.0 if value is None else _number(value)
 
 

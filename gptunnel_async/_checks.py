@@ -10,7 +10,9 @@ and within its range; a URL is an absolute http(s) URL that parses.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any, Final
 
 from yarl import URL
@@ -39,9 +41,10 @@ _SHOWN: Final = 80
 
 
 def describe(value: Any) -> str:
-    """``repr(value)`` cut to a few dozen characters, for error messages."""
+    """``repr(value)`` cut to a few dozen characters, for error messages; a path shows
+    as its quoted text (``'songs'``, not ``PosixPath('songs')``)."""
     try:
-        text = repr(value)
+        text = repr(os.fspath(value) if isinstance(value, PurePath) else value)
     except Exception:  # a broken __repr__ must not hide the real problem
         text = f"<{type(value).__name__}>"
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"

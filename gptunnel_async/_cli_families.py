@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -39,13 +40,29 @@ def resource(client: GPTunnelClient, family: str) -> TaskResource[Any]:
     return found
 
 
-async def save_result(client: GPTunnelClient, task: Task | MediaTask, save: Path) -> list[Path]:
-    """Save a done task's result: its one file to ``save`` (a file or a folder), or,
-    for a task with several (music clips), each of them into folder ``save``."""
+async def save_result(
+    client: GPTunnelClient, task: Task | MediaTask, save: str | os.PathLike[str]
+) -> list[Path]:
+    """Save a done task's result: its one file to ``save`` (a file or a folder). A task
+    with several (music clips) goes into folder ``save`` under the URLs' names, or,
+    when ``save`` names a file, to ``<stem>-<n><suffix>`` beside it: how many files a
+    model gives is known only once it is done, and a paid result is never dropped for it."""
     files = task.urls if isinstance(task, MediaTask) else (task.result,)
-    if len(files) > 1:
+    if len(files) <= 1:
+        return [await client.download_result(task, save)]
+    if _is_folder(save):
         return await client.download_results(task, save)
-    return [await client.download_result(task, save)]
+    path = Path(save)
+    return [
+        await client.download_result(
+            task, path.with_name(f"{path.stem}-{number}{path.suffix}"), clip=number
+        )
+        for number in range(len(files))
+    ]
+
+
+def _is_folder(path: str | os.PathLike[str]) -> bool:
+    return os.path.isdir(path)  # one stat of a local folder: not worth a thread
 
 
 async def _balance(args: argparse.Namespace, out: Output) -> int:
@@ -92,9 +109,8 @@ def _wait_options(parser: argparse.ArgumentParser, seconds: Callable[[str], floa
     )
     parser.add_argument(
         "--save",
-        type=Path,
         metavar="PATH",
-        help="download the result to PATH (a file or folder; a folder for several clips)",
+        help="download the result to PATH (a file, or a folder: an existing one, or PATH/)",
     )
     parser.add_argument("--json", action="store_true", help="print events as JSON lines")
 

@@ -348,8 +348,10 @@ class GPTunnelClient:
             task_or_url: a done [Task][] or [MediaTask][gptunnel_async.MediaTask], or
                 an http(s) URL. A media task with several files (music clips) needs
                 ``clip``; ``download_results`` saves them all.
-            dest: the file to write, or an existing folder to write into under the
-                URL's file name.
+            dest: the file to write (replaced if it exists), or an existing folder to
+                write a new file into under the URL's file name when it is a media
+                name (else ``<task id>.bin``), with ``-1``, ``-2``... added when that
+                name is taken: a name from the server never replaces a file.
             max_bytes: the largest body accepted (256 MiB by default).
             clip: which file of a task with several: an index into its ``urls``
                 (suno's clips, in order).
@@ -380,7 +382,9 @@ class GPTunnelClient:
         self._get_session()  # a closed client fails before touching the disk
         return await self._save(url, target, limit, deadline)
 
-    async def _save(self, url: URL, target: Path, limit: int, deadline: float | None) -> Path:
+    async def _save(
+        self, url: URL, target: _download.Target, limit: int, deadline: float | None
+    ) -> Path:
         return await _download.download(
             self._transport,
             url,

@@ -4,6 +4,12 @@ Result URLs expire (each family's ``result_lifetime``: face swaps' after 3 days,
 after 48 hours, some image models' after about a day), so users save them. A download
 either leaves a complete file at ``dest`` or leaves ``dest`` and its folder exactly as
 they were.
+
+A file the caller named is replaced. A file named after the URL (``dest`` a folder) is
+the server's choice, so it never replaces anything: it keeps only media names
+(``[A-Za-z0-9][A-Za-z0-9._-]*`` with an image, audio or video extension), and when
+that name is taken it gets a ``-1``, ``-2``... suffix, linked into place without
+replacing (no-clobber).
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ import contextlib
 import functools
 import os
 import re
+import secrets
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, NamedTuple
 
 import aiohttp
 from yarl import URL
@@ -32,6 +39,8 @@ from .models import MediaTask, Task
 __all__ = [
     "DEFAULT_DOWNLOAD_TIMEOUT",
     "DEFAULT_MAX_BYTES",
+    "MEDIA_SUFFIXES",
+    "Target",
     "download",
     "folder_targets",
     "resolve_target",
@@ -50,6 +59,34 @@ drips bytes cannot hold a download longer."""
 _MAX_REDIRECTS: Final = 10
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_MAX_SUFFIXES: Final = 1000
+
+MEDIA_SUFFIXES: Final = frozenset(
+    {
+        *(".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"),
+        *(".heic", ".heif", ".mp3", ".wav", ".ogg", ".oga", ".opus", ".m4a", ".aac"),
+        *(".flac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"),
+    }
+)
+"""The extensions a file named after its URL may have: images, audio and video, so a
+server cannot drop ``bot.py``, ``conftest.py`` or ``.bashrc`` into a folder."""
+
+
+class Target(NamedTuple):
+    """Where a download goes: ``path``, and whether an existing file there may be
+    replaced (``False`` when the name came from the URL, not from the caller)."""
+
+    path: Path
+    replace: bool
+
+
+def url_file_name(url: URL, fallback_name: str) -> str:
+    """The name a file from ``url`` is saved under in a folder: the URL's last path
+    segment when it is a plain media file name, else ``fallback_name``."""
+    name = PurePosixPath(url.path).name
+    if _SAFE_NAME.fullmatch(name) and PurePosixPath(name.lower()).suffix in MEDIA_SUFFIXES:
+        return name
+    return fallback_name
 
 
 def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
@@ -80,13 +117,23 @@ def server_url(url: str) -> URL:
 
 
 def result_files(task: Task | MediaTask) -> tuple[str, ...]:
-    """Every result file of a done task; ``ConfigurationError`` if it has none."""
+    """Every result file of a done task.
+
+    Raises:
+        ConfigurationError: the task is not done (the caller's mistake).
+        DownloadError: the server says it is done but gave no result URL (the
+            server's answer, not the caller's arguments, is at fault).
+    """
     found = (task.result,) if isinstance(task, Task) else task.urls
-    files = tuple(url for url in found if url) if task.is_done else ()
-    if not files:
+    files = tuple(url for url in found if url)
+    if not task.is_done:
         raise ConfigurationError(
             f"task {shorten(task.id, 80)} has no result to download "
             f"(status {shorten(task.status, 40)!r})"
+        )
+    if not files:
+        raise DownloadError(
+            f"task {shorten(task.id, 80)} is done but the server gave no result to download"
         )
     return files
 
@@ -109,8 +156,9 @@ def result_file(task: Task | MediaTask, clip: int | None) -> str:
     return files[clip]
 
 
-def resolve_target(dest: object, url: URL, fallback_name: str) -> Path:
-    """The file to write: ``dest`` itself, or a file named after the URL inside folder ``dest``.
+def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
+    """The file to write: ``dest`` itself (replaced if it exists), or a new file named
+    after the URL inside folder ``dest`` (see :func:`url_file_name`; never replacing one).
 
     The folder must already exist: a download never creates or changes anything but
     the one file it writes. A ``dest`` that is not a path is a ``ConfigurationError``;
@@ -122,17 +170,23 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Path:
         if "\x00" in os.fsdecode(dest):
             raise ValueError("a NUL character")  # is_dir() would say False, not why
         target = Path(dest)
-        if target.is_dir():
-            name = PurePosixPath(url.path).name
-            target = target / (name if _SAFE_NAME.fullmatch(name) else fallback_name)
-        folder_exists = target.parent.is_dir()
+        into_folder = target.is_dir()
+        if into_folder:
+            target = target / url_file_name(url, fallback_name)
+        folder = target if _names_a_folder(dest) else target.parent
+        folder_exists = into_folder or folder.is_dir()
     except (TypeError, ValueError) as exc:  # bytes paths, NUL characters
         raise ConfigurationError(f"dest is not a usable path: {describe(dest)}") from exc
     except OSError as exc:
         raise DownloadError(f"cannot look at {describe(str(dest))}: {exc.strerror or exc}") from exc
     if not folder_exists:
-        raise ConfigurationError(f"the folder {describe(str(target.parent))} does not exist")
-    return target
+        raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
+    return Target(target, replace=not into_folder)
+
+
+def _names_a_folder(dest: str | os.PathLike[str]) -> bool:
+    """A trailing separator means a folder: ``missing/`` must not become a file ``missing``."""
+    return os.fspath(dest).endswith(("/", os.sep))
 
 
 def check_destination(dest: str | os.PathLike[str]) -> None:
@@ -144,9 +198,9 @@ def check_destination(dest: str | os.PathLike[str]) -> None:
             is empty, holds a NUL or is too long.
     """
     target = Path(dest)
-    folder = target if _is_dir(target) else target.parent
+    folder = target if _is_dir(target) or _names_a_folder(dest) else target.parent
     if not _is_dir(folder):
-        raise ConfigurationError(f"the folder {str(folder)!r} does not exist")
+        raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
     if folder is not target:
         _check_name(folder, target.name)
     try:  # the download writes a temporary file there first: try exactly that
@@ -154,7 +208,9 @@ def check_destination(dest: str | os.PathLike[str]) -> None:
             pass
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigurationError(f"cannot write to the folder {str(folder)!r}: {reason}") from None
+        raise ConfigurationError(
+            f"cannot write to the folder {describe(str(folder))}: {reason}"
+        ) from None
 
 
 def _is_dir(path: Path) -> bool:
@@ -175,24 +231,27 @@ def _check_name(folder: Path, name: str) -> None:
         raise ConfigurationError(f"the file name is over {longest} bytes: {name[:40]!r}...")
 
 
-def folder_targets(folder: object, urls: list[URL], name: str) -> list[Path]:
-    """One file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
-    where the URL's name is unusable or two URLs share one."""
+def folder_targets(folder: object, urls: list[URL], name: str) -> list[Target]:
+    """One new file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
+    where the URL's name is unusable or two URLs share one. None replaces a file."""
     if not isinstance(folder, str | os.PathLike) or not os.path.isdir(folder):
         raise ConfigurationError(f"folder must be an existing folder, got {describe(folder)}")
-    targets = [
-        resolve_target(folder, url, f"{name}-{number}.bin") for number, url in enumerate(urls)
+    paths = [
+        resolve_target(folder, url, f"{name}-{number}.bin").path for number, url in enumerate(urls)
     ]
     return [
-        target.with_name(f"{name}-{number}{target.suffix}") if targets.count(target) > 1 else target
-        for number, target in enumerate(targets)
+        Target(
+            path.with_name(f"{name}-{number}{path.suffix}") if paths.count(path) > 1 else path,
+            replace=False,
+        )
+        for number, path in enumerate(paths)
     ]
 
 
 async def download(
     transport: Transport,
     url: URL,
-    target: Path,
+    target: Target,
     *,
     max_bytes: int,
     timeout: float | None,
@@ -200,7 +259,8 @@ async def download(
 ) -> Path:
     """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
     ``timeout`` seconds (``None``: no deadline), reaching only hosts ``destinations``
-    allows."""
+    allows; the path written (another name than ``target.path`` when that was taken
+    and may not be replaced)."""
     what = transport.shown(f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}")
     deadline = asyncio.timeout(timeout)
     try:
@@ -233,34 +293,88 @@ class _Fetch:
         self.check = check
 
 
-async def _attempt(fetch: _Fetch, url: URL, target: Path, max_bytes: int) -> Path:
-    """One try: stream into a temporary file beside ``target``, then rename it into place.
+async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> Path:
+    """One try: stream into a temporary file beside ``target``, then move it into place.
 
-    The rename is the last step and nothing is awaited after it, so a failure or a
-    cancellation at any earlier point leaves ``target`` as it was. Every failure of the
+    The move is the last step and nothing is awaited after it, so a failure or a
+    cancellation at any earlier point leaves the folder as it was. Every failure of the
     file system (a folder it may not write to, a full disk) is a ``DownloadError``.
     """
+    path = target.path
+    fd, temporary = _create_temporary(path)
     try:
-        fd, temporary = tempfile.mkstemp(
-            dir=target.parent, prefix=f".{target.name[:64]}.", suffix=".part"
-        )
-    except OSError as exc:
-        raise _file_error(target, exc) from None
-    try:
-        os.chmod(temporary, _mode_for(target))
+        if target.replace:
+            _keep_mode(fd, path)
         # Writes stay on the event loop: 64 KiB chunks into the page cache take
         # microseconds, and a thread hop per chunk would make cancellation race the
         # write it interrupts.
         with os.fdopen(fd, "wb") as file:
             await _stream(fetch, url, file, max_bytes)
-        os.replace(temporary, target)
+        if target.replace:
+            os.replace(temporary, path)
+            return path
+        return _link_new(temporary, path)
     except OSError as exc:
+        raise _file_error(path, exc) from None
+    finally:
         _remove(temporary)
-        raise _file_error(target, exc) from None
-    except BaseException:
-        _remove(temporary)
+
+
+def _create_temporary(target: Path) -> tuple[int, str]:
+    """A new hidden file beside ``target``, open for writing, with the permissions a plain
+    ``open()`` gives (0o666 less the umask, applied by the system: the process umask is
+    never read or changed, so no other thread sees it altered)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(tempfile.TMP_MAX):
+        name = target.parent / f".{target.name[:64]}.{secrets.token_hex(6)}.part"
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _file_error(target, exc) from None
+    raise DownloadError(f"could not create a temporary file beside {describe(str(target))}")
+
+
+def _keep_mode(fd: int, target: Path) -> None:
+    """Give the file open at ``fd`` the permissions of the file it will replace, if any."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return
+    os.chmod(fd, mode)
+
+
+def _link_new(temporary: str, target: Path) -> Path:
+    """Give ``temporary`` the name ``target``, or ``<stem>-<n><suffix>`` if that is taken,
+    never replacing a file: a hard link fails rather than replace (no-clobber)."""
+    for number in range(_MAX_SUFFIXES):
+        candidate = (
+            target if number == 0 else target.with_name(f"{target.stem}-{number}{target.suffix}")
+        )
+        try:
+            _link_exclusive(temporary, candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise DownloadError(
+        f"{describe(str(target))} and {_MAX_SUFFIXES - 1} numbered names beside it are taken"
+    )
+
+
+def _link_exclusive(temporary: str, target: Path) -> None:
+    """Link ``temporary`` as ``target``; ``FileExistsError`` if ``target`` exists."""
+    try:
+        os.link(temporary, target, follow_symlinks=False)
+    except FileExistsError:
         raise
-    return target
+    except OSError:  # a file system without hard links: claim the name, then move onto it
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            os.replace(temporary, target)
+        except OSError:
+            _remove(str(target))
+            raise
 
 
 def _file_error(target: Path, exc: OSError) -> DownloadError:
@@ -320,17 +434,6 @@ async def _save(
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")
         file.write(chunk)
-
-
-def _mode_for(target: Path) -> int:
-    """The permissions ``target`` gets: those of the file it replaces, else what a plain
-    ``open()`` would give (0o666 less the umask) — not the temporary file's private 0o600."""
-    try:
-        return stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)  # reading the umask means setting it; put it straight back
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _remove(path: str) -> None:

@@ -150,7 +150,7 @@ async def wait_and_save(
     task_id: str,
     out: Output,
     *,
-    save: Path | None,
+    save: str | os.PathLike[str] | None,
     timeout: float | NotGiven | None = NOT_GIVEN,
     first: Task | MediaTask | None = None,
     family: str = "faceswap",
@@ -444,7 +444,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds, metavar="S", help="give up after S seconds (default: 600)"
     )
     wait.add_argument(
-        "--save", type=Path, metavar="PATH", help="download the result to PATH (file or folder)"
+        "--save",
+        metavar="PATH",
+        help="download the result to PATH (a file, or a folder: an existing one, or PATH/)",
     )
     wait.add_argument("--json", action="store_true", help="print events as JSON lines")
     _add_connection_options(wait, argparse.SUPPRESS)

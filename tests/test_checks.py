@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import pytest
@@ -18,7 +19,14 @@ from gptunnel_async import (
     PollPolicy,
     WebhookVerificationError,
 )
-from gptunnel_async._checks import MAX_TASK_ID_LENGTH, check_task_id, count, http_url, number
+from gptunnel_async._checks import (
+    MAX_TASK_ID_LENGTH,
+    check_task_id,
+    count,
+    describe,
+    http_url,
+    number,
+)
 from gptunnel_async.errors import DownloadError
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
 
@@ -211,3 +219,11 @@ def test_any_webhook_receiver_option_is_valid_or_a_configuration_error(
     if receiver is not None:
         assert receiver.url.startswith(("http://", "https://"))
         assert len(receiver.secret) >= 16
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [(Path("songs"), "'songs'"), (PurePosixPath("a/b.png"), "'a/b.png'"), ("x", "'x'")],
+)
+def test_a_path_is_shown_as_its_text_not_its_repr(path: object, shown: str) -> None:
+    assert describe(path) == shown

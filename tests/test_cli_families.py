@@ -136,3 +136,54 @@ def test_a_failed_creation_exits_1_and_a_timeout_3(fake: FakeGPTunnel) -> None:
     fake.script_created(steps=[("processing", 10)])
     slow = run("imagine", "a fox", "--timeout", "0.5", "--json", fake=fake)
     assert slow.returncode == 3 and lines(slow.stdout)[-1]["event"] == "timeout"
+
+
+SAVE_COMMANDS = [
+    ("faceswap", "https://a.test/1.png", "https://a.test/2.png"),
+    ("imagine", "a red fox"),
+    ("media", "suno", "a sea shanty"),
+    ("media", "flux-pro", "a fox"),
+]
+
+
+@pytest.mark.parametrize("command", SAVE_COMMANDS, ids=lambda c: "-".join(c[:2]))
+@pytest.mark.parametrize("save", ["missing/", "missing/deeper/", "missing/out.png"])
+def test_a_missing_save_folder_is_refused_before_the_paid_task(
+    fake: FakeGPTunnel, tmp_path: Path, command: tuple[str, ...], save: str
+) -> None:
+    done = run(*command, "--save", f"{tmp_path}/{save}", "--json", fake=fake)
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = lines(done.stdout)[-1]["message"]
+    assert "does not exist" in message and "PosixPath" not in message
+    assert fake.requests == []
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("family", ["faceswap", "media", "midjourney"])
+def test_wait_refuses_a_missing_save_folder_before_reading(
+    fake: FakeGPTunnel, tmp_path: Path, family: str
+) -> None:
+    done = run("wait", "some-task", "--family", family, "--save", f"{tmp_path}/nodir/", fake=fake)
+    assert done.returncode == 2 and "does not exist" in done.stderr
+    assert "PosixPath" not in done.stderr
+    assert fake.requests == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_several_clips_saved_to_a_file_name_are_numbered_beside_it(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    done = run("media", "suno", "a shanty", "--save", str(tmp_path / "song.mp3"), fake=fake)
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["song-0.mp3", "song-1.mp3"]
+
+
+def test_a_done_task_without_a_result_is_a_server_side_failure(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    body = {"id": "noresult", "object": "task", "status": "done", "percent": 100, "result": None}
+    fake.fail_next(200, body=body, times=None, path="faceswap/result")
+    done = run("wait", "noresult", "--save", str(tmp_path), "--json", fake=fake)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert lines(done.stdout)[-1]["error"] == "DownloadError"
+    assert list(tmp_path.iterdir()) == []

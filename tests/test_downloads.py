@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from gptunnel_async import (
     ConfigurationError,
     DownloadError,
     GPTunnelClient,
+    GPTunnelError,
     NotFoundError,
     ServerError,
     Task,
@@ -128,7 +129,7 @@ async def test_a_redirect_to_another_origin_drops_the_key(
     api.script(redirect)
     path = await client.download_result(api.base_url + "/files/x.png", tmp_path / "x.png")
     assert path.read_bytes() == PNG
-    assert api.requests[0]["headers"]["Authorization"] == API_KEY  # the API's own origin
+    assert "Authorization" not in api.requests[0]["headers"]  # a result fetch, not an API call
     assert "Authorization" not in storage.seen_headers[0]
 
 
@@ -378,26 +379,46 @@ async def test_a_redirect_to_the_same_host_by_another_name_drops_the_key(
     api.script(redirect, faults.answer(200, PNG))
     await client.download_result(api.base_url + "/files/x.png", tmp_path / "x.png")
     first, second = api.requests
-    assert first["headers"]["Authorization"] == API_KEY
+    assert "Authorization" not in first["headers"]
     assert second["path"] == "/files/final.png"
     assert "Authorization" not in second["headers"]
 
 
 @pytest.mark.parametrize(
-    "other",
+    "url",
     [
-        lambda url: url.with_scheme("https"),
-        lambda url: url.with_port((url.port or 80) + 1),
-        lambda url: url.with_host("localhost"),
+        "http://127.0.0.1:8080/v1/balance",
+        "http://127.0.0.1:8080/task/image/1?cache=100",
+        "https://127.0.0.1:8080/v1/x.png",
+        "http://localhost:8080/v1/x.png",
+        "https://storage.example/x.png",
     ],
-    ids=["scheme", "port", "host-alias"],
 )
-def test_the_key_is_only_for_the_exact_api_origin(other: Callable[[URL], URL]) -> None:
+def test_a_fetch_never_carries_the_key_on_any_origin(url: str) -> None:
     requests = RequestBuilder("http://127.0.0.1:8080/v1", API_KEY, "ua")
-    api_url = URL(requests.base_url) / "files" / "x.png"
-    assert requests.fetch(api_url).headers["Authorization"] == API_KEY
-    assert "Authorization" not in requests.fetch(other(api_url)).headers
-    assert API_KEY not in repr(requests.fetch(api_url))
+    fetch = requests.fetch(URL(url))
+    assert "Authorization" not in fetch.headers
+    assert API_KEY not in repr(fetch)
+    assert requests.api("GET", "balance").headers["Authorization"] == API_KEY
+
+
+async def test_a_storage_redirect_into_the_api_gets_no_key_and_saves_nothing(
+    client: GPTunnelClient, api: ScriptedAPI, storage: Storage, tmp_path: Path
+) -> None:
+    async def to_the_api(request: web.Request) -> web.Response:
+        raise web.HTTPFound(api.base_url + "/balance")
+
+    async def balance(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != API_KEY:
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return web.json_response({"balance": 12345})
+
+    storage.routes["/r.png"] = to_the_api
+    api.script(balance)
+    with pytest.raises(GPTunnelError):
+        await client.download_result(storage.url + "r.png", tmp_path / "r.png")
+    assert "Authorization" not in api.requests[0]["headers"]
+    assert not (tmp_path / "r.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -432,3 +453,15 @@ async def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_it
     assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
     assert stat.S_IMODE(kept.stat().st_mode) == 0o640
     assert kept.read_bytes() == PNG
+
+
+@pytest.mark.parametrize("result", [None, ""])
+async def test_a_done_task_without_a_result_url_is_the_servers_fault(
+    client: GPTunnelClient, tmp_path: Path, result: str | None
+) -> None:
+    done = structure(Task, task_json(status="done", percent=100, result=result))
+    with pytest.raises(DownloadError, match="no result"):
+        await client.download_result(done, tmp_path / "x.png")
+    with pytest.raises(DownloadError, match="no result"):
+        await client.download_results(done, tmp_path)
+    assert not any(os.scandir(tmp_path))

@@ -100,13 +100,15 @@ class RequestBuilder:
         return Request(method, url, self._api_headers, json, idempotent)
 
     def fetch(self, url: URL) -> Request:
-        """A GET of any absolute URL, streamed; the key only if it is on ``base_url``'s
-        origin."""
-        on_api = url.origin() == self.origin
+        """A GET of any absolute URL (a result file, or a hop of its redirects), streamed,
+        never with the key: a result URL comes from the server's answer, so the key there
+        would let whoever wrote it choose an authenticated request and have its answer
+        saved as "the result". Results on the API's own origin (Midjourney's
+        ``/task/image/<id>``) are public links too; those count against the rate budget."""
         return Request(
             "GET",
             url,
-            self._api_headers if on_api else self._anonymous_headers,
-            on_api=on_api,
+            self._anonymous_headers,
+            on_api=url.origin() == self.origin,
             streamed=True,
         )

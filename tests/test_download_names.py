@@ -1,0 +1,178 @@
+"""A file named after its URL is the server's choice: it never replaces an existing
+file, keeps only media names, and gets the permissions a plain ``open()`` gives; a file
+the caller named is replaced, keeping its permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+from yarl import URL
+
+from gptunnel_async import ConfigurationError, GPTunnelClient, MediaClip, MediaTask, Task
+from gptunnel_async._download import MEDIA_SUFFIXES, url_file_name
+
+from .conftest import loopback_server
+
+BODY = b"\x89PNG\r\n\x1a\n" + b"server bytes" * 10
+
+
+_STORAGE: dict[GPTunnelClient, str] = {}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[GPTunnelClient]:
+    """A client of a local API (so local results are allowed) and a loopback storage
+    host answering ``BODY`` on every path."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=BODY)
+
+    async with (
+        loopback_server(answer) as server,
+        GPTunnelClient(api_key="k-1", base_url="http://127.0.0.1:9/v1") as client,
+    ):
+        _STORAGE[client] = str(server.make_url("/"))
+        yield client
+        del _STORAGE[client]
+
+
+def storage(client: GPTunnelClient) -> str:
+    return _STORAGE[client]
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def done(url: str) -> Task:
+    return Task(id="t1", status="done", result=url)
+
+
+@pytest.fixture
+def umask_027() -> Iterator[None]:
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+# -- the name, pure ------------------------------------------------------------------
+
+url_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}", fullmatch=True)
+
+
+@given(stem=url_names, suffix=st.sampled_from(sorted(MEDIA_SUFFIXES)))
+def test_a_media_name_from_the_url_is_kept(stem: str, suffix: str) -> None:
+    name = stem + suffix.upper() if len(stem) % 2 else stem + suffix
+    assert url_file_name(URL("https://s.example/a/") / name, "t.bin") == name
+
+
+@given(name=url_names.filter(lambda n: Path(n.lower()).suffix not in MEDIA_SUFFIXES))
+def test_any_other_name_from_the_url_gives_way_to_the_fallback(name: str) -> None:
+    assert url_file_name(URL("https://s.example/a/") / name, "t.bin") == "t.bin"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/bot.py", "/main.py", "/.bashrc", "/conftest.py", "/run.sh", "/Dockerfile", "/a.png.sh", "/"],
+)
+def test_code_and_config_names_are_never_taken_from_the_url(path: str) -> None:
+    assert url_file_name(URL("https://s.example").with_path(path), "t.bin") == "t.bin"
+
+
+# -- into a folder: never replacing --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bot.py", "requirements.txt", "Dockerfile"])
+async def test_a_url_naming_a_code_file_leaves_it_alone(
+    client: GPTunnelClient, tmp_path: Path, name: str
+) -> None:
+    (tmp_path / name).write_text("print('mine')")
+    saved = await client.download_result(done(storage(client) + "files/" + name), tmp_path)
+    assert saved == tmp_path / "t1.bin"
+    assert (tmp_path / name).read_text() == "print('mine')"
+    assert saved.read_bytes() == BODY
+
+
+async def test_a_taken_media_name_gets_a_numbered_one_and_the_file_stays(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    (tmp_path / "photo.png").write_bytes(b"mine")
+    (tmp_path / "photo-1.png").write_bytes(b"mine too")
+    url = done(storage(client) + "x/photo.png")
+    first = await client.download_result(url, tmp_path)
+    second = await client.download_result(url, tmp_path)
+    assert (first.name, second.name) == ("photo-2.png", "photo-3.png")
+    assert (tmp_path / "photo.png").read_bytes() == b"mine"
+    assert (tmp_path / "photo-1.png").read_bytes() == b"mine too"
+    assert first.read_bytes() == second.read_bytes() == BODY
+    assert not [name for name in names(tmp_path) if name.startswith(".")]
+
+
+async def test_a_symlink_with_the_urls_name_is_not_followed_nor_replaced(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "a.png").symlink_to(victim)
+    saved = await client.download_result(done(storage(client) + "a.png"), folder)
+    assert saved == folder / "a-1.png"
+    assert victim.read_text() == "mine"
+    assert (folder / "a.png").is_symlink()
+
+
+async def test_clips_saved_into_a_folder_replace_nothing(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    (tmp_path / "song.mp3").write_bytes(b"mine")
+    base = storage(client)
+    task = MediaTask(
+        id="m1",
+        status="done",
+        clips=(MediaClip(audio_url=base + "song.mp3"), MediaClip(audio_url=base + "main.py")),
+    )
+    saved = await client.download_results(task, tmp_path)
+    assert [p.name for p in saved] == ["song-1.mp3", "m1-1.bin"]
+    assert (tmp_path / "song.mp3").read_bytes() == b"mine"
+
+
+# -- a file the caller named -----------------------------------------------------------
+
+
+async def test_a_file_the_caller_named_is_replaced_keeping_its_permissions(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    assert await client.download_result(storage(client) + "x.png", target) == target
+    assert target.read_bytes() == BODY
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+@pytest.mark.usefixtures("umask_027")
+@pytest.mark.parametrize("into_folder", [True, False])
+async def test_a_new_file_gets_what_open_gives_and_the_umask_is_never_changed(
+    client: GPTunnelClient, tmp_path: Path, into_folder: bool
+) -> None:
+    dest = tmp_path if into_folder else tmp_path / "new.png"
+    saved = await client.download_result(storage(client) + "n.png", dest)
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o640
+    assert os.umask(0o027) == 0o027
+
+
+@pytest.mark.parametrize("suffix", ["/", "//"])
+async def test_a_trailing_slash_means_a_folder_and_a_missing_one_is_refused(
+    client: GPTunnelClient, tmp_path: Path, suffix: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        await client.download_result(storage(client) + "x.png", f"{tmp_path}/missing{suffix}")
+    assert names(tmp_path) == []

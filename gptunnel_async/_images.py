@@ -9,10 +9,11 @@ import asyncio
 import base64
 import binascii
 import os
+import stat
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from ._checks import http_url
+from ._checks import describe, http_url
 from ._png import PngError, read_png
 from .errors import ConfigurationError
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_mask",
     "encode_image",
     "image_link",
+    "read_image_file",
     "sniff_image_type",
 ]
 
@@ -46,33 +48,70 @@ def sniff_image_type(data: bytes) -> str:
     raise ConfigurationError("the image is not a PNG, JPEG or WEBP file")
 
 
-def _data_uri(data: bytes, what: str) -> str:
+def _encoded(data: bytes, what: str) -> str | ConfigurationError:
+    """``data`` as a ``data:`` URI, or the error refusing it, returned rather than raised:
+    the caller raises it from a frame that does not hold the bytes (a file the SDK was
+    told to read may be anything, e.g. ``/etc/shadow``, and error reporters capture the
+    locals of every frame of a traceback)."""
     if len(data) > MAX_IMAGE_BYTES:
-        raise ConfigurationError(
-            f"{what} is {len(data)} bytes, over the {MAX_IMAGE_BYTES} byte limit; "
+        return ConfigurationError(
+            f"{what} is over the {MAX_IMAGE_BYTES} byte limit; "
             "upload it somewhere and pass its URL instead"
         )
-    mime = sniff_image_type(data)
+    try:
+        mime = sniff_image_type(data)
+    except ConfigurationError as exc:
+        return ConfigurationError(f"{what}: {exc}")
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _read_file(path: Path) -> bytes:
+def _raised(outcome: str | ConfigurationError) -> str:
+    if isinstance(outcome, ConfigurationError):
+        raise outcome
+    return outcome
+
+
+def read_image_file(path: Path, what: str = "image") -> bytes:
+    """At most ``MAX_IMAGE_BYTES + 1`` bytes of the regular file at ``path``: enough to
+    tell a file over the limit without reading it all.
+
+    Only a regular file is read: a FIFO, a device (``/dev/zero``, a terminal), a socket
+    or a folder is refused before any read, and opening never blocks (a FIFO with no
+    writer would hold a thread for good). Blocking: run it in a thread.
+
+    Raises:
+        ConfigurationError: the file cannot be opened or read, or is not a regular file.
+    """
+    shown = describe(str(path))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        size = path.stat().st_size
-        if size > MAX_IMAGE_BYTES:
-            raise ConfigurationError(
-                f"{str(path)!r} is {size} bytes, over the {MAX_IMAGE_BYTES} byte limit; "
-                "upload it somewhere and pass its URL instead"
-            )
-        return path.read_bytes()
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the {what} file {shown}: {_reason(exc)}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigurationError(f"the {what} file {shown} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read(MAX_IMAGE_BYTES + 1)
     except OSError as exc:
-        raise ConfigurationError(f"cannot read image {str(path)!r}: {exc.strerror or exc}") from exc
+        raise ConfigurationError(f"cannot read the {what} file {shown}: {_reason(exc)}") from None
+    finally:
+        os.close(fd)
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
 
 
 async def encode_image(value: ImageInput) -> str:
-    """``value`` as the string the API takes in ``sourceImage``/``faceImage``/``images``."""
+    """``value`` as the string the API takes in ``sourceImage``/``faceImage``/``images``.
+
+    A ``str`` that is not an http(s) URL or a ``data:`` URI is a file path: pass text a
+    user typed only once you know it is a link. A file is read only if it is a regular
+    file, at most ``MAX_IMAGE_BYTES + 1`` bytes of it.
+    """
     if isinstance(value, bytes | bytearray | memoryview):
-        return _data_uri(bytes(value), "the image")
+        return _raised(_encoded(bytes(value), "the image"))
     if isinstance(value, str):
         if not value.strip():
             raise ConfigurationError("an image must not be an empty string")
@@ -83,8 +122,7 @@ async def encode_image(value: ImageInput) -> str:
             f"an image must be a URL, a data: URI, bytes or a path, got {type(value).__name__}"
         )
     path = Path(value)
-    data = await asyncio.to_thread(_read_file, path)
-    return _data_uri(data, repr(str(path)))
+    return _raised(_encoded(await asyncio.to_thread(read_image_file, path), describe(str(path))))
 
 
 def image_link(value: object, what: str) -> str:
@@ -129,7 +167,7 @@ def _mask_bytes(value: ImageInput) -> bytes:
             f"mask must be PNG bytes, a path or base64 text, got {type(value).__name__}"
         )
     if isinstance(value, os.PathLike) or _is_file(value):
-        return _read_file(Path(value))
+        return read_image_file(Path(value), "mask")
     text = value.partition(",")[2] if value.startswith("data:") else value
     try:
         return base64.b64decode(text, validate=True)
@@ -148,25 +186,34 @@ def check_mask(value: ImageInput, size: tuple[int, int] | None = None) -> str:
     """An inpaint mask as the base64 the API takes, once it passes what can be checked
     here: a PNG, black and white only, and (when ``size`` is given) the parent's size.
 
-    Interlaced PNGs are checked for size only. Blocking (it reads the file and the
-    pixels): run it in a thread.
+    Interlaced PNGs, and PNGs over ``_png.MAX_CHECKED_BYTES`` of pixel data, are checked
+    for size only. Blocking (it reads the file and the pixels): run it in a thread.
+
+    Raises:
+        ConfigurationError: the mask cannot be read, is over ``MAX_IMAGE_BYTES``, is not
+            a readable PNG (a damaged one, or one whose pixel data inflates past what its
+            header announces), has other colours, or is not ``size``.
     """
-    data = _mask_bytes(value)
+    return _raised(_checked_mask(_mask_bytes(value), size))
+
+
+def _checked_mask(data: bytes, size: tuple[int, int] | None) -> str | ConfigurationError:
+    """The base64 of mask ``data``, or the error refusing it (returned: see ``_encoded``)."""
     if len(data) > MAX_IMAGE_BYTES:
-        raise ConfigurationError(f"mask is {len(data)} bytes, over the {MAX_IMAGE_BYTES} limit")
+        return ConfigurationError(f"mask is over the {MAX_IMAGE_BYTES} byte limit")
     try:
         image = read_png(data)
     except PngError as exc:
-        raise ConfigurationError(f"mask must be a black-and-white PNG: {exc}") from None
+        return ConfigurationError(f"mask must be a black-and-white PNG: {exc}")
     if image.colours is not None and not image.colours <= MASK_TONES:
         others = len(image.colours - MASK_TONES)
-        raise ConfigurationError(
+        return ConfigurationError(
             "mask must be black and white only (the area to redraw in white); it has "
             f"{others} other colour{'s' if others > 1 else ''}, e.g. grey edges from "
             "anti-aliasing"
         )
     if size is not None and (image.width, image.height) != tuple(size):
-        raise ConfigurationError(
+        return ConfigurationError(
             f"mask is {image.width}x{image.height} pixels, but the image it masks is "
             f"{size[0]}x{size[1]}: the docs require the same size"
         )

@@ -22,8 +22,15 @@ PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 _CHANNELS: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 """Samples per pixel of each colour type: grey, RGB, palette, grey+alpha, RGBA."""
 
-MAX_PIXELS: Final = 64 * 1024 * 1024
-"""The largest image whose colours are read: far above any Midjourney grid."""
+MAX_CHECKED_BYTES: Final = 2048 * 2048 * 4
+"""The most pixel bytes (after inflating, before filters) whose colours are read: a
+2048x2048 RGBA image, the size of a Midjourney grid. A larger image is checked for
+size only, and its pixel data is never inflated."""
+
+MAX_FILTER_WORK: Final = 1024 * 1024
+"""The most bytes whose filter is undone one byte at a time in Python (the Sub, Average
+and Paeth filters: about a second's CPU at most); past it the colours are not read (the
+image is checked for size only). Unfiltered rows and the Up filter cost little."""
 
 
 class PngError(ValueError):
@@ -67,19 +74,38 @@ def _paeth(left: int, up: int, corner: int) -> int:
 
 
 def _unfilter(raw: bytes, stride: int, step: int, height: int) -> Iterator[bytes]:
-    """Each row of pixel bytes, with its filter undone."""
+    """Each row of pixel bytes, with its filter undone; stops (``_TooCostly``) once more
+    than ``MAX_FILTER_WORK`` bytes needed undoing one by one."""
     previous = bytes(stride)
+    work = 0
     for row in range(height):
         start = row * (stride + 1)
         kind, line = raw[start], raw[start + 1 : start + 1 + stride]
         if len(line) != stride or kind > 4:
             raise PngError("the PNG's pixel data is damaged")
-        if kind == 2:  # Up, the usual filter of flat masks: no loop over indices
-            line = bytes((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+        if kind == 2:  # Up, the usual filter of flat masks
+            line = _add_bytes(line, previous)
         elif kind:
+            work += stride
+            if work > MAX_FILTER_WORK:
+                raise _TooCostly
             line = _unfilter_row(kind, bytearray(line), previous, step)
         previous = line
         yield line
+
+
+class _TooCostly(Exception):  # caught by read_png: never leaves this module
+    """Reading the colours would take more than ``MAX_FILTER_WORK``."""
+
+
+def _add_bytes(line: bytes, previous: bytes) -> bytes:
+    """``(a + b) & 0xFF`` for each pair of bytes, in C: each byte gets a 16-bit lane of a
+    big integer, so one integer addition adds them all without carries crossing lanes."""
+    size = len(line)
+    wide_line, wide_previous = bytearray(2 * size), bytearray(2 * size)
+    wide_line[1::2], wide_previous[1::2] = line, previous
+    total = int.from_bytes(wide_line) + int.from_bytes(wide_previous)
+    return total.to_bytes(2 * size + 1)[2::2]
 
 
 def _unfilter_row(kind: int, line: bytearray, previous: bytes, step: int) -> bytes:
@@ -110,7 +136,10 @@ def _colours(line: bytes, depth: int, channels: int, width: int) -> set[tuple[in
             for i in range(width * channels)
         ]
     colour = 3 if channels >= 3 else 1  # alpha, when there is one, is the last sample
-    return set(zip(*(samples[c : width * channels : channels] for c in range(colour)), strict=True))
+    planes = [samples[c : width * channels : channels] for c in range(colour)]
+    if all(plane == planes[0] for plane in planes):  # every pixel grey: sets in C
+        return {(value,) * colour for value in set(planes[0])}
+    return set(zip(*planes, strict=True))
 
 
 @attrs.frozen
@@ -155,20 +184,39 @@ def read_png(data: bytes) -> PngImage:
     """
     header, palette, pixels = _parse(data)
     width, height, depth, channels = header.width, header.height, header.depth, header.channels
-    if header.interlaced or width * height > MAX_PIXELS:
-        return PngImage(width, height, None)
-    try:
-        raw = zlib.decompress(pixels)
-    except zlib.error as exc:
-        raise PngError(f"the PNG's pixel data is damaged: {exc}") from None
     stride = (width * channels * depth + 7) // 8
+    expected = height * (stride + 1)
+    if header.interlaced or expected > MAX_CHECKED_BYTES:
+        return PngImage(width, height, None)
+    raw = _inflate(pixels, expected)
     scale = 255 // ((1 << min(depth, 8)) - 1)
     found: set[tuple[int, int, int]] = set()
-    for line in _unfilter(raw, stride, max(1, channels * depth // 8), height):
-        found |= {_rgb(pixel, scale, palette) for pixel in _colours(line, depth, channels, width)}
-        if len(found) > 2:
-            break  # enough to know the mask is not two-toned
+    try:
+        for line in _unfilter(raw, stride, max(1, channels * depth // 8), height):
+            found |= {
+                _rgb(pixel, scale, palette) for pixel in _colours(line, depth, channels, width)
+            }
+            if len(found) > 2:
+                break  # enough to know the mask is not two-toned
+    except _TooCostly:
+        return PngImage(width, height, None)
     return PngImage(width, height, frozenset(found))
+
+
+def _inflate(pixels: bytes, expected: int) -> bytes:
+    """The pixel data inflated, at most ``expected`` bytes (what the header announces):
+    data that inflates to more is refused before more than one extra byte is made, so
+    a few megabytes of compressed zeros (a zlib bomb) cost no memory."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(pixels, expected + 1)
+    except zlib.error as exc:
+        raise PngError(f"the PNG's pixel data is damaged: {exc}") from None
+    if len(raw) > expected:
+        raise PngError("the PNG's pixel data is larger than its header says")
+    if len(raw) < expected:
+        raise PngError("the PNG's pixel data is cut short")
+    return raw
 
 
 def _rgb(pixel: tuple[int, ...], scale: int, palette: bytes) -> tuple[int, int, int]:

@@ -1,0 +1,224 @@
+"""Images and masks from users are bounded: only regular files are read, at most one byte
+over the limit, a refused file's bytes stay out of every traceback frame, and a PNG's
+pixel data inflates at most to what its header announces, its filters undone within a
+fixed budget."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gptunnel_async import ConfigurationError
+from gptunnel_async._images import MAX_IMAGE_BYTES, check_mask, encode_image
+from gptunnel_async._png import (
+    MAX_CHECKED_BYTES,
+    MAX_FILTER_WORK,
+    PngError,
+    _add_bytes,
+    _colours,
+    read_png,
+)
+
+from .pngs import mask
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def raw_png(width: int, height: int, raw: bytes, colour_type: int = 0) -> bytes:
+    """An 8-bit PNG whose IDAT is ``raw`` (filter bytes included) as given."""
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def frames_hold(traceback: TracebackType | None, secret: bytes) -> bool:
+    """Whether any frame of the SDK in ``traceback`` has a local whose value holds
+    ``secret`` (the test's own frame holds it, of course)."""
+    while traceback is not None:
+        sdk = "gptunnel_async" in traceback.tb_frame.f_code.co_filename
+        for value in traceback.tb_frame.f_locals.values() if sdk else ():
+            if isinstance(value, bytes | bytearray) and secret in value:
+                return True
+            if isinstance(value, str) and secret.decode("latin-1") in value:
+                return True
+        traceback = traceback.tb_next
+    return False
+
+
+# -- only regular files, bounded reads --------------------------------------------------
+
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "pipe.png"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("as_text", [True, False])
+async def test_a_fifo_is_refused_without_blocking(fifo: Path, as_text: bool) -> None:
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        await encode_image(str(fifo) if as_text else fifo)
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        check_mask(fifo)
+    with pytest.raises(ConfigurationError):  # text naming no regular file: not base64 either
+        check_mask(str(fifo))
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom", "/dev/null"])
+async def test_a_device_is_refused_before_any_read(device: str) -> None:
+    for value in (device, Path(device)):
+        with pytest.raises(ConfigurationError, match="not a regular file"):
+            await encode_image(value)
+    with pytest.raises(ConfigurationError, match="not a regular file"):
+        check_mask(Path(device))
+
+
+async def test_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError):
+        await encode_image(tmp_path)
+
+
+async def test_a_file_over_the_limit_is_refused_after_reading_one_byte_more(
+    tmp_path: Path,
+) -> None:
+    big = tmp_path / "big.png"
+    with big.open("wb") as file:  # sparse: 4 GiB, nothing on disk
+        file.write(b"\x89PNG\r\n\x1a\n")
+        file.truncate(4 * 1024**3)
+    with pytest.raises(ConfigurationError, match=f"over the {MAX_IMAGE_BYTES} byte limit"):
+        await encode_image(big)
+    with pytest.raises(ConfigurationError, match="limit"):
+        check_mask(big)
+
+
+async def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="No such file"):
+        await encode_image(tmp_path / "nope.png")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(min_size=8, max_size=300).filter(lambda b: not b.startswith(b"\x89P")))
+async def test_a_refused_files_bytes_are_in_no_frame_of_the_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    secret = b"root:$6$hash-of-a-secret:" + content
+    path = tmp_path / "shadow"
+    path.write_bytes(secret)
+    for attempt in (encode_image(str(path)), encode_image(path)):
+        with pytest.raises(ConfigurationError) as raised:
+            await attempt
+        assert not frames_hold(raised.value.__traceback__, secret)
+    with pytest.raises(ConfigurationError) as raised_mask:
+        check_mask(path)
+    assert not frames_hold(raised_mask.value.__traceback__, secret)
+
+
+def test_a_refused_masks_bytes_are_in_no_frame_of_the_error(tmp_path: Path) -> None:
+    grey = mask(grey_pixel=True)
+    path = tmp_path / "mask.png"
+    path.write_bytes(grey)
+    for value in (path, grey):
+        with pytest.raises(ConfigurationError, match="black and white") as raised:
+            check_mask(value)
+        if isinstance(value, Path):
+            assert not frames_hold(raised.value.__traceback__, grey)
+
+
+# -- PNG: bounded inflate, bounded work ----------------------------------------------------
+
+
+@given(
+    width=st.integers(1, 64),
+    height=st.integers(1, 64),
+    extra=st.integers(1, 3 * 1024 * 1024),
+)
+def test_pixel_data_larger_than_the_header_says_is_refused(
+    width: int, height: int, extra: int
+) -> None:
+    expected = height * (width + 1)
+    bomb = raw_png(width, height, bytes(expected + extra))
+    with pytest.raises(PngError, match="larger than its header"):
+        read_png(bomb)
+    with pytest.raises(ConfigurationError, match="black-and-white PNG"):
+        check_mask(bomb)
+
+
+@given(width=st.integers(1, 64), height=st.integers(1, 64), short=st.integers(1, 64))
+def test_pixel_data_shorter_than_the_header_says_is_refused(
+    width: int, height: int, short: int
+) -> None:
+    expected = height * (width + 1)
+    with pytest.raises(PngError, match="cut short"):
+        read_png(raw_png(width, height, bytes(max(0, expected - short))))
+
+
+def test_a_zlib_bomb_of_gigabytes_is_refused() -> None:
+    inflater = zlib.compressobj(9)
+    zeros = bytes(1024 * 1024)
+    body = b"".join(inflater.compress(zeros) for _ in range(1024)) + inflater.flush()
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+    with pytest.raises(ConfigurationError, match="larger than its header"):
+        check_mask(bomb)
+
+
+def test_an_image_over_the_checked_size_is_checked_for_size_only() -> None:
+    side = 2049  # 2049 x 2049 RGBA is over MAX_CHECKED_BYTES; the data is never inflated
+    assert 4 * side * side > MAX_CHECKED_BYTES
+    header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"not zlib")
+    assert read_png(data).colours is None
+
+
+@pytest.mark.parametrize("kind", [1, 3, 4])
+def test_slow_filters_past_the_work_budget_leave_the_colours_unread(kind: int) -> None:
+    width = 1024
+    over = MAX_FILTER_WORK // width + 1
+    image = read_png(raw_png(width, over, (bytes([kind]) + bytes(width)) * over))
+    assert (image.width, image.height, image.colours) == (width, over, None)
+    within = read_png(raw_png(width, over - 1, (bytes([kind]) + bytes(width)) * (over - 1)))
+    assert within.colours == frozenset({(0, 0, 0)})
+
+
+def test_a_grid_sized_mask_filtered_up_is_read_whole() -> None:
+    side = 2048
+    rows = [b"\x02" + bytes(side)] * (side - 1) + [b"\x02" + bytes(side - 1) + b"\x80"]
+    image = read_png(raw_png(side, side, b"".join(rows)))
+    assert image.colours == frozenset({(0, 0, 0), (128, 128, 128)})
+    with pytest.raises(ConfigurationError, match="1 other colour"):
+        check_mask(raw_png(side, side, b"".join(rows)))
+
+
+@given(st.data())
+def test_adding_rows_bytewise_matches_the_specification(data: st.DataObject) -> None:
+    size = data.draw(st.integers(0, 200))
+    line = data.draw(st.binary(min_size=size, max_size=size))
+    previous = data.draw(st.binary(min_size=size, max_size=size))
+    expected = bytes((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+    assert _add_bytes(line, previous) == expected
+
+
+@given(
+    channels=st.sampled_from([1, 2, 3, 4]),
+    pixels=st.lists(st.tuples(*[st.sampled_from([0, 1, 128, 255])] * 4), min_size=1, max_size=40),
+)
+def test_the_colours_of_a_row_are_its_distinct_pixels(
+    channels: int, pixels: list[tuple[int, int, int, int]]
+) -> None:
+    line = bytes(sample for pixel in pixels for sample in pixel[:channels])
+    colour = 3 if channels >= 3 else 1
+    assert _colours(line, 8, channels, len(pixels)) == {pixel[:colour] for pixel in pixels}

@@ -113,6 +113,30 @@ async def test_a_follow_up_of_an_unknown_task_is_not_found(fake: FakeGPTunnel) -
             await client.midjourney.upsample("no-such-grid", 1)
 
 
+FAMILY_TASKS = {
+    "faceswap": {"type": "@FaceSwap"},
+    "bgremover": {"type": "@BGRemover"},
+    "midjourney": {"type": "imagine"},
+    "media": {"model": "suno"},
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_TASKS))
+@pytest.mark.parametrize("owner", sorted(FAMILY_TASKS))
+async def test_a_task_is_read_only_on_its_own_familys_endpoint(
+    fake: FakeGPTunnel, family: str, owner: str
+) -> None:
+    task_id = fake.script_task(steps=[("processing", 10), ("done", 100)], **FAMILY_TASKS[owner])
+    async with fake.client() as client:
+        resource = getattr(client, family)
+        if family == owner:
+            assert (await resource.result(task_id)).id == task_id
+        else:
+            with pytest.raises(NotFoundError):
+                await resource.result(task_id)
+            assert fake.task(task_id).status == "processing"  # a refused read moves nothing
+
+
 @pytest.mark.parametrize(
     ("path", "payload", "param"),
     [

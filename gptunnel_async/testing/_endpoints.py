@@ -4,7 +4,7 @@ Each endpoint turns a :class:`RecordedRequest` into an answer, with no network i
 sight; a task family is a few lines in :data:`ENDPOINTS`, e.g.::
 
     CreateTask("faceswap/create", type="@FaceSwap", images=("sourceImage", "faceImage")),
-    ReadTask("faceswap/result"),
+    ReadTask("faceswap/result", owns=of_type("@FaceSwap")),
 """
 
 from __future__ import annotations
@@ -250,12 +250,42 @@ class Endpoint(Protocol):
         ...
 
 
+TaskFilter = Callable[[Task | MediaTask], bool]
+"""Which tasks an endpoint answers for: those of its own family."""
+
+
+def of_type(*types: str) -> TaskFilter:
+    """Tasks (not media tasks) whose ``type`` is one of ``types``."""
+    return lambda task: isinstance(task, Task) and task.type in types
+
+
+_NOT_MIDJOURNEY: Final = frozenset({"@FaceSwap", "@BGRemover", "@Media"})
+
+
+def is_midjourney(task: Task | MediaTask) -> bool:
+    """A Midjourney task: a task of any type but the other families' (``imagine``,
+    ``upsample``, ``variation``, ``inpaint`` ...)."""
+    return isinstance(task, Task) and task.type not in _NOT_MIDJOURNEY
+
+
+def is_media(task: Task | MediaTask) -> bool:
+    """A ``/media`` task."""
+    return isinstance(task, MediaTask)
+
+
 @attrs.frozen
 class ReadTask:
     """``GET <path>?taskId=ID`` (or a ``POST`` with the id in its JSON): a task's state;
-    each read moves its script on. ``errors`` is how the family answers errors."""
+    each read moves its script on. ``errors`` is how the family answers errors.
+
+    ``owns`` picks the tasks of the endpoint's family: an id of another family's task is
+    answered as an unknown id (404, or media's "record not found"), as each family's
+    tasks live in its own store; so a read on the wrong family's endpoint fails in tests
+    instead of answering a task that never finishes there.
+    """
 
     path: str
+    owns: TaskFilter
     id_param: str = "taskId"
     method: str = "GET"
     errors: ErrorAnswer = error_response
@@ -268,10 +298,10 @@ class ReadTask:
             return self.errors(
                 400, f"'{self.id_param}' is a required property", param=self.id_param
             )
-        task = state.read_task(str(task_id))
-        if task is None:
+        task = state.peek_task(str(task_id))
+        if task is None or not self.owns(task):
             return self.errors(404, "Task not found", param=self.id_param)
-        return task_response(task)
+        return task_response(state.read_task(str(task_id)) or task)
 
 
 @attrs.frozen
@@ -436,9 +466,9 @@ def _is_image(value: Any) -> bool:
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     CreateTask("faceswap/create", type="@FaceSwap", images=("sourceImage", "faceImage")),
-    ReadTask("faceswap/result"),
+    ReadTask("faceswap/result", of_type("@FaceSwap")),
     CreateTask("bgremover/create", type="@BGRemover"),
-    ReadTask("bgremover/result"),
+    ReadTask("bgremover/result", of_type("@BGRemover")),
     CreateTask("midjourney/imagine", type="imagine", required=("prompt",)),
     CreateTask(
         "midjourney/upsample",
@@ -466,10 +496,12 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         CreateTask(f"midjourney/{name}", type=name, parent="taskId")
         for name in ("outpaint", "pan", "upscale", "reroll")
     ),
-    ReadTask("midjourney/result"),
+    ReadTask("midjourney/result", is_midjourney),
     CreateMedia("media/create"),
-    ReadTask("media/result", id_param="task_id", errors=media_error_response),
-    ReadTask("media/result", id_param="task_id", method="POST", errors=media_error_response),
+    ReadTask("media/result", is_media, id_param="task_id", errors=media_error_response),
+    ReadTask(
+        "media/result", is_media, id_param="task_id", method="POST", errors=media_error_response
+    ),
     ShowBalance("balance"),
 )
 """Every route the emulator answers, relative to the base URL (``.../v1``).

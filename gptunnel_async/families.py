@@ -19,7 +19,15 @@ from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from ._checks import check_task_id, check_text, function, instance_of, json_values, optional
+from ._checks import (
+    check_task_id,
+    check_text,
+    describe,
+    function,
+    instance_of,
+    json_values,
+    optional,
+)
 from ._images import ImageInput, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
@@ -310,9 +318,14 @@ class TaskResource(Generic[T]):
     ) -> list[TaskWaiter[T]]:
         if isinstance(task_ids, str):
             raise ConfigurationError("task_ids must be a collection of ids, not one string")
+        if not isinstance(task_ids, Iterable):
+            raise ConfigurationError(
+                f"task_ids must be a collection of ids, got {describe(task_ids)}"
+            )
+        checked = [check_task_id(task_id) for task_id in task_ids]  # all, before any wait
         return [
             self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
-            for task_id in task_ids
+            for task_id in checked
         ]
 
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:

@@ -18,6 +18,7 @@ from gptunnel_async import (
     GPTunnelError,
     PollPolicy,
     WebhookVerificationError,
+    throttle,
 )
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, check_task_id, count, http_url, number
 from gptunnel_async.errors import DownloadError
@@ -270,3 +271,29 @@ async def test_media_options_that_are_not_json_are_refused_before_sending(value:
     async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
         with pytest.raises(ConfigurationError, match="JSON values only"):
             await c.media.create("suno", "a song", seed=value)
+
+
+@pytest.mark.parametrize("task_ids", [None, 5, 1.5, object(), ["ok", ""], ["ok", None]])
+async def test_many_waits_refuse_what_is_not_a_collection_of_ids_before_any_wait(
+    task_ids: Any,
+) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
+        with pytest.raises(ConfigurationError):
+            await c.faceswap.wait_many(task_ids)
+        with pytest.raises(ConfigurationError):
+            async with c.faceswap.as_completed(task_ids) as finished:
+                assert [task async for task in finished] == []
+
+
+@pytest.mark.parametrize(
+    ("events", "options"),
+    [(None, {}), (42, {}), ("abc", {}), ("wait", {"clock": "x"}), ("wait", {"every": 10**400})],
+)
+async def test_throttle_refuses_what_it_cannot_use(events: Any, options: dict[str, Any]) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
+        source = c.wait_for_result("t") if events == "wait" else events
+        with pytest.raises(ConfigurationError):
+            async for _ in throttle(source, **options):
+                pass
+        if events == "wait":
+            source.close()

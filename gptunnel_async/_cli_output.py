@@ -26,6 +26,7 @@ from rich.table import Column, Table
 
 from ._polling import ProgressEvent
 from ._sansio.statuses import Stage, classify
+from ._sansio.text import printable, shorten
 from .errors import TaskFailedError, WaitTimeoutError
 from .models import MediaTask, Task, converter
 
@@ -42,6 +43,12 @@ def _files(task: AnyTask) -> str | None:
     files = task.urls if isinstance(task, MediaTask) else (task.result,)
     shown = [url for url in files if url]
     return " ".join(shown) if shown else None
+
+
+def _shown(text: str, limit: int | None = None) -> str:
+    """Server text as rich markup: control characters escaped (a terminal must not obey
+    them), cut to ``limit`` characters if given, rich's own markup escaped."""
+    return escape(shorten(text, limit) if limit else printable(text))
 
 
 def _kind(task: AnyTask) -> str | None:
@@ -98,16 +105,16 @@ class LineOutput:
         self.errors = errors
 
     def note(self, text: str) -> None:
-        self.console.print(escape(text))
+        self.console.print(_shown(text))
 
     def task(self, task: AnyTask) -> None:
         rows = [
-            ("task", task.id),
-            ("status", f"[{_status_style(task.status)}]{escape(task.status)}[/]"),
+            ("task", _shown(task.id)),
+            ("status", f"[{_status_style(task.status)}]{_shown(task.status, 80)}[/]"),
             ("percent", f"{task.percent}%"),
-            ("type", escape(_kind(task) or "-")),
-            ("result", escape(_files(task) or "-")),
-            ("error", escape(task.error or "-")),
+            ("type", _shown(_kind(task) or "-", 80)),
+            ("result", _shown(_files(task) or "-")),
+            ("error", _shown(task.error or "-", 2000)),
         ]
         for label, value in rows:
             self.console.print(f"[bold]{label:<8}[/] {value}")
@@ -115,20 +122,20 @@ class LineOutput:
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
         def show(event: ProgressEvent[Any]) -> None:
-            status = f"[{_status_style(event.status)}]{escape(event.status):<10}[/]"
+            status = f"[{_status_style(event.status)}]{_shown(event.status, 80):<10}[/]"
             self.console.print(f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%")
 
         yield show
 
     def done(self, task: AnyTask) -> None:
-        self.console.print(f"[green]done[/]: {escape(_files(task) or '(no result URL)')}")
+        self.console.print(f"[green]done[/]: {_shown(_files(task) or '(no result URL)')}")
 
     def saved(self, path: Path) -> None:
         self.console.print(f"saved: {escape(str(path))}")
 
     def error(self, exc: BaseException, exit_code: int) -> None:
         label = {1: "task failed", 2: "usage error", 3: "timed out"}.get(exit_code, "error")
-        self.errors.print(f"[red]{label}[/]: {escape(str(exc))}")
+        self.errors.print(f"[red]{label}[/]: {_shown(str(exc))}")
 
     def interrupted(self, task_id: str | None, exit_code: int) -> None:
         self.errors.print("[yellow]interrupted[/]")
@@ -178,10 +185,11 @@ class LiveOutput(LineOutput):
             expand=True,
         )
         with bar:
-            row = bar.add_task(escape(task_id), total=100, status="waiting")
+            row = bar.add_task(_shown(task_id), total=100, status="waiting")
 
             def show(event: ProgressEvent[Any]) -> None:
-                bar.update(row, completed=event.percent, status=escape(event.status), refresh=True)
+                status = _shown(event.status, 80)
+                bar.update(row, completed=event.percent, status=status, refresh=True)
 
             yield show
 

@@ -1,8 +1,9 @@
-"""The SDK's logger, ``gptunnel_async``: every line it emits is bounded in length.
+"""The SDK's logger, ``gptunnel_async``: every line it emits is bounded and printable.
 
-A filter on the logger cuts each text argument of a record (a status, an exception, a
-URL) to a few hundred characters before any handler formats it, so a server that
-answers with megabytes cannot flood a log. It runs only for records that are emitted:
+A filter on the logger puts each text argument of a record (a status, an exception, a
+URL) on one line, escapes its control characters and cuts it to a few hundred
+characters before any handler formats it, so a server can neither flood a log nor
+forge lines in it. It runs only for records that are emitted:
 a disabled level costs nothing.
 """
 
@@ -20,7 +21,8 @@ LOG_TEXT: Final = 300
 
 
 class _BoundedArguments(logging.Filter):
-    """Cuts every text argument (and an exception, as its text) to :data:`LOG_TEXT`."""
+    """Puts every text argument (and an exception, as its text) on one printable line of at
+    most :data:`LOG_TEXT` characters."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
@@ -31,10 +33,8 @@ class _BoundedArguments(logging.Filter):
 
 
 def _bounded(arg: object) -> object:
-    if isinstance(arg, str | BaseException):
-        text = str(arg)
-        return clip(text, LOG_TEXT) if len(text) > LOG_TEXT else arg
-    return arg
+    """A text argument (or an exception, as its text) on one line, printable, bounded."""
+    return clip(arg, LOG_TEXT) if isinstance(arg, str | BaseException) else arg
 
 
 logger: Final = logging.getLogger("gptunnel_async")

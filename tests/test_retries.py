@@ -19,6 +19,7 @@ from gptunnel_async import (
 )
 from gptunnel_async._sansio.retries import RETRY_AFTER_CAP
 
+from . import faults
 from .conftest import API_KEY, ScriptedAPI, task_json
 
 DONE = task_json(status="done", percent=100)
@@ -133,12 +134,10 @@ async def test_a_refused_connection_is_a_connection_error(recorded_sleeps: list[
 async def test_a_stalled_request_times_out_and_is_retried(
     api: ScriptedAPI, recorded_sleeps: list[float]
 ) -> None:
-    async def stall(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
-        return web.json_response(DONE)
-
-    api.script(stall, DONE)
-    async with GPTunnelClient(api_key="k", base_url=api.base_url, timeout=0.1) as client:
+    # The retry's answer comes at once: a second of timeout is ample for it even on a
+    # loaded machine, so exactly one timeout is seen.
+    api.script(faults.stall(), DONE)
+    async with GPTunnelClient(api_key="k", base_url=api.base_url, timeout=1.0) as client:
         task = await client.get_result("t")
     assert task.is_done
     assert len(api.requests) == 2

@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["MASK", "MIN_RUN", "SecretMask", "clip", "excerpt", "mask_for", "shorten"]
+__all__ = ["MASK", "MIN_RUN", "SecretMask", "clip", "excerpt", "mask_for", "printable", "shorten"]
 
 MASK: Final = "***"
 """What a found key (or piece of it) is replaced with."""
@@ -193,13 +193,36 @@ def mask_for(secret: str) -> SecretMask:
     return SecretMask(secret)
 
 
+_UNPRINTABLE: Final = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (
+        *range(0x20),  # C0 controls: ESC starts terminal escapes (colours, titles, links)
+        0x7F,
+        *range(0x80, 0xA0),  # C1 controls: CSI and OSC in one character
+        0x061C,  # bidirectional marks and overrides, which reorder what a reader sees
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
+"""Characters shown escaped (``\\x1b``) rather than sent to a terminal or a log."""
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters and bidirectional overrides escaped (``\\x1b``),
+    so server text can neither drive a terminal nor forge a log line."""
+    return text.translate(_UNPRINTABLE)
+
+
 def shorten(text: str, limit: int = SHORT_TEXT) -> str:
-    """``text`` on one line and at most ``limit`` characters, with ``…`` where it was cut."""
+    """``text`` on one line, printable (see :func:`printable`) and at most ``limit``
+    characters, with ``…`` where it was cut."""
     if len(text) > 4 * limit:  # flattening megabytes to keep a few hundred characters
         text = text[: 4 * limit]
-        flat = " ".join(text.split())
+        flat = printable(" ".join(text.split()))
         return flat[: limit - 1] + "…"
-    flat = " ".join(text.split())
+    flat = printable(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

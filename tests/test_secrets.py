@@ -131,7 +131,8 @@ async def test_the_key_never_leaks_through_a_run_full_of_errors_retries_waits_an
     assert saved.read_bytes() == PNG
     assert len(errors) == 12
     assert len(recorded_sleeps) >= 6  # retries happened, and were logged
-    assert api.requests[-1]["headers"]["Authorization"] == KEY  # it was sent where it belongs
+    assert api.requests[0]["headers"]["Authorization"] == KEY  # it was sent where it belongs
+    assert "Authorization" not in api.requests[-1]["headers"]  # never with a result fetch
     texts = [caplog.handler.format(record) for record in caplog.records]
     assert any("aiohttp" in record.name for record in caplog.records)  # all loggers heard
     assert any(record.levelno == logging.WARNING for record in caplog.records)

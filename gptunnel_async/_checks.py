@@ -9,9 +9,10 @@ and within its range; a URL is an absolute http(s) URL that parses.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from yarl import URL
 
@@ -26,10 +27,13 @@ __all__ = [
     "function",
     "http_url",
     "instance_of",
+    "json_values",
     "number",
     "optional",
     "positive_number",
 ]
+
+T = TypeVar("T")
 
 MAX_TASK_ID_LENGTH: Final = 256
 """The longest task id sent: GPTunnel's are 24 to 36 characters, so 256 is generous."""
@@ -89,6 +93,18 @@ def instance_of(cls: type) -> Callable[[str, Any], Any]:
         return value
 
     return check
+
+
+def json_values(name: str, value: T) -> T:
+    """``value`` if it is made of JSON values only (no ``NaN`` or infinities, which JSON
+    has not, no objects of other types, no nesting deeper than Python's recursion
+    limit); ``ConfigurationError`` otherwise, before a paid request is sent."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ConfigurationError(f"{name} must hold JSON values only: {reason}") from None
+    return value
 
 
 def function(name: str, value: Any) -> Any:

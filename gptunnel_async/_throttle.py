@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 from . import _checks, _timing
 from ._polling import ProgressEvent
 from ._sansio.throttle import ThrottleGate
+from .errors import ConfigurationError
 from .models import TaskLike
 
 __all__ = ["throttle"]
@@ -55,11 +56,16 @@ async def throttle(
         [ProgressEvent][gptunnel_async.ProgressEvent]s, in their order, the last one last.
 
     Raises:
-        ConfigurationError: ``every`` is negative, NaN or infinite.
+        ConfigurationError: ``every`` is negative, NaN or infinite, ``events`` is not
+            an async iterator or ``clock`` not a function.
         GPTunnelError: whatever the wait raises, as it raises it.
     """
     interval = _checks.number("every", every, "a finite number of seconds >= 0", _at_least_0)
-    now = clock or asyncio.get_running_loop().time
+    if not hasattr(events, "__aiter__"):
+        raise ConfigurationError(
+            f"events must be a wait or another async iterator, got {_checks.describe(events)}"
+        )
+    now = _checks.optional(_checks.function, "clock", clock) or asyncio.get_running_loop().time
     gate: ThrottleGate[ProgressEvent[T]] = ThrottleGate(0.0 if _timing.is_instant() else interval)
     reads = _Reads(aiter(events))
     try:

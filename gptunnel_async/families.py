@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -20,7 +19,15 @@ from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from ._checks import check_task_id, check_text, function, instance_of, optional
+from ._checks import (
+    check_task_id,
+    check_text,
+    describe,
+    function,
+    instance_of,
+    json_values,
+    optional,
+)
 from ._images import ImageInput, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
@@ -311,9 +318,14 @@ class TaskResource(Generic[T]):
     ) -> list[TaskWaiter[T]]:
         if isinstance(task_ids, str):
             raise ConfigurationError("task_ids must be a collection of ids, not one string")
+        if not isinstance(task_ids, Iterable):
+            raise ConfigurationError(
+                f"task_ids must be a collection of ids, got {describe(task_ids)}"
+            )
+        checked = [check_task_id(task_id) for task_id in task_ids]  # all, before any wait
         return [
             self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
-            for task_id in task_ids
+            for task_id in checked
         ]
 
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:
@@ -341,11 +353,7 @@ class TaskResource(Generic[T]):
             APIError: the API refused the request; its class and ``param`` say why.
             APIConnectionError: the network failed.
         """
-        payload = dict(body) if isinstance(body, Mapping) else None
-        try:
-            json.dumps(payload)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"body must hold JSON values only: {exc}") from None
+        payload = json_values("body", dict(body)) if isinstance(body, Mapping) else None
         if payload is None:
             raise ConfigurationError(f"body must be a JSON object (a mapping), got {body!r:.80}")
         return await self._create(_endpoint_path(path), payload)
@@ -743,11 +751,7 @@ def _media_payload(
     if ar is not None:
         payload["ar"] = check_text("ar", ar)
     options = {key: value for key, value in extra.items() if value is not None}
-    try:
-        json.dumps(options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"extra options must be JSON values: {exc}") from None
-    return payload | options
+    return payload | json_values("extra options", options)
 
 
 class Media(TaskResource[MediaTask]):

@@ -36,7 +36,7 @@ from typing import Any, Final, TypeVar, overload
 
 from aiohttp import web
 
-from ._checks import check_task_id, check_text, describe, http_url
+from ._checks import check_task_id, check_text, describe, http_url, instance_of
 from ._polling import PollPolicy
 from ._sansio.responses import decode_any_task
 from .errors import (
@@ -139,7 +139,7 @@ def parse_webhook(
     check_text("secret", secret)
     if api_key is not None:
         _check_key(api_key)
-    if not isinstance(token, str) or not hmac.compare_digest(_raw(token), _raw(secret)):
+    if not _carries(token, secret):
         raise WebhookVerificationError("the webhook's URL does not carry this receiver's token")
     if family is not None:
         task: TaskLike = family._parse_delivery(_body(body), api_key)
@@ -159,6 +159,22 @@ def _check_key(api_key: object) -> str:
 def _environment_key() -> str | None:
     """The key a ``GPTunnelClient()`` made without one would use, if any."""
     return os.environ.get("GPTUNNEL_API_KEY") or None
+
+
+def _usable_secret(secret: object) -> bool:
+    """A secret that goes into a URL as it is: 16 or more printable ASCII characters."""
+    return (
+        isinstance(secret, str)
+        and len(secret) >= 16
+        and secret.isascii()
+        and secret.isprintable()
+        and " " not in secret
+    )
+
+
+def _carries(token: object, secret: str) -> bool:
+    """Whether ``token`` is ``secret``, compared in constant time."""
+    return isinstance(token, str) and hmac.compare_digest(_raw(token), _raw(secret))
 
 
 def _raw(text: str) -> bytes:
@@ -204,8 +220,10 @@ class WebhookReceiver:
             raise ConfigurationError(
                 f"public_url must not have a query, got {describe(public_url)}"
             )
-        if secret is not None and (not isinstance(secret, str) or len(secret) < 16):
-            raise ConfigurationError("secret must be a string of at least 16 characters")
+        if secret is not None and not _usable_secret(secret):
+            raise ConfigurationError(
+                "secret must be a string of at least 16 printable ASCII characters"
+            )
         self._api_key = _environment_key() if api_key is None else _check_key(api_key)
         self.secret = secret or secrets.token_urlsafe(32)
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
@@ -252,6 +270,8 @@ class WebhookReceiver:
             200 for a task, 403 for a POST without the token, 400 for a body that is
             not a task (or a media error body), 413 for one over 1 MiB.
         """
+        if not _carries(request.query.get(TOKEN_PARAM), self.secret):  # before the body
+            return web.json_response({"error": "forbidden"}, status=403)
         body = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
             body += chunk
@@ -295,6 +315,7 @@ class WebhookReceiver:
             ResponseDecodeError: the delivery is not the family's task object.
             APIError: a read failed in a way that is not retried.
         """
+        instance_of(TaskResource)("tasks", tasks)
         task_id = check_task_id(task_id)
         policy = PollPolicy(
             initial=fallback_interval,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from yarl import URL
 
 from gptunnel_async import (
     ConfigurationError,
@@ -17,6 +18,7 @@ from gptunnel_async import (
     GPTunnelError,
     PollPolicy,
     WebhookVerificationError,
+    throttle,
 )
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, check_task_id, count, http_url, number
 from gptunnel_async.errors import DownloadError
@@ -211,3 +213,87 @@ def test_any_webhook_receiver_option_is_valid_or_a_configuration_error(
     if receiver is not None:
         assert receiver.url.startswith(("http://", "https://"))
         assert len(receiver.secret) >= 16
+
+
+@given(st.text(min_size=16, max_size=40))
+def test_a_webhook_secret_is_refused_or_carried_whole_in_the_callback_url(secret: str) -> None:
+    receiver = built_or_refused(
+        WebhookReceiver, {"public_url": "https://bot.example/hook", "secret": secret}
+    )
+    if receiver is not None:  # a delivery to its own URL is accepted
+        token = URL(receiver.url).query["token"]
+        assert token == secret
+        assert receiver.receive(b'{"id": "t", "status": "done"}', token).is_done
+
+
+@pytest.mark.parametrize("tasks", ["faceswap", None, 42, object()])
+async def test_a_webhook_wait_names_a_family_or_is_refused(tasks: Any) -> None:
+    receiver = WebhookReceiver("https://bot.example/hook")
+    with pytest.raises(ConfigurationError, match="tasks must be a TaskResource"):
+        await receiver.wait_for_result(tasks, "t")
+
+
+json_bodies = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def deeply_nested(depth: int = 100_000) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for _ in range(depth):
+        body = {"a": body}
+    return body
+
+
+@given(json_bodies)
+async def test_a_create_body_is_sent_only_if_it_is_json(value: Any) -> None:
+    def is_json(item: Any) -> bool:
+        if isinstance(item, float):
+            return math.isfinite(item)
+        if isinstance(item, list):
+            return all(map(is_json, item))
+        if isinstance(item, dict):
+            return all(map(is_json, item.values()))
+        return True
+
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
+        with pytest.raises(GPTunnelError) as caught:  # nothing listens on port 9
+            await c.faceswap.create_task("faceswap/create", {"value": value})
+    assert isinstance(caught.value, ConfigurationError) != is_json(value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, deeply_nested(), {1j}])
+async def test_media_options_that_are_not_json_are_refused_before_sending(value: Any) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
+        with pytest.raises(ConfigurationError, match="JSON values only"):
+            await c.media.create("suno", "a song", seed=value)
+
+
+@pytest.mark.parametrize("task_ids", [None, 5, 1.5, object(), ["ok", ""], ["ok", None]])
+async def test_many_waits_refuse_what_is_not_a_collection_of_ids_before_any_wait(
+    task_ids: Any,
+) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
+        with pytest.raises(ConfigurationError):
+            await c.faceswap.wait_many(task_ids)
+        with pytest.raises(ConfigurationError):
+            async with c.faceswap.as_completed(task_ids) as finished:
+                assert [task async for task in finished] == []
+
+
+@pytest.mark.parametrize(
+    ("events", "options"),
+    [(None, {}), (42, {}), ("abc", {}), ("wait", {"clock": "x"}), ("wait", {"every": 10**400})],
+)
+async def test_throttle_refuses_what_it_cannot_use(events: Any, options: dict[str, Any]) -> None:
+    async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
+        source = c.wait_for_result("t") if events == "wait" else events
+        with pytest.raises(ConfigurationError):
+            async for _ in throttle(source, **options):
+                pass
+        if events == "wait":
+            source.close()

@@ -383,3 +383,21 @@ def test_no_network_is_one_line_not_a_traceback() -> None:
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
     assert done.returncode == 1
     assert "cannot reach Telegram" in done.stderr
+
+
+def test_without_aiogram_the_bot_says_how_to_install_it() -> None:
+    blocked = "import sys; sys.modules['aiogram'] = None; "
+    run = "from examples.faceswap_bot.__main__ import main; sys.exit(main())"
+    environment = {k: v for k, v in os.environ.items() if k != "BOT_TOKEN"}
+    environment.update(BOT_TOKEN="123456:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi")
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + run],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).parent.parent,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "pip install -e '.[examples]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,8 +1,9 @@
 """Run the bot: ``BOT_TOKEN=... python -m examples.faceswap_bot [--emulator]``
 (``BOT_API_URL=...`` for a local Bot API server instead of Telegram's).
 
-The token is checked before aiogram is imported (which takes seconds), and a malformed
-token, a token Telegram refuses or no network end with one line, not a traceback.
+The token is checked before aiogram is imported (which takes seconds), and a missing
+aiogram, a malformed token, a token Telegram refuses or no network end with one line,
+not a traceback.
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("BOT_TOKEN", "").strip()
     if not token:
         parser.error("set BOT_TOKEN to the bot's token from BotFather")
+    try:
+        import aiogram  # noqa: F401  (here, after the token, as it takes seconds)
+    except ImportError:
+        parser.error("the bot needs aiogram 3: pip install -e '.[examples]'")
     logging.basicConfig(level=logging.INFO)
     try:
         asyncio.run(run(token, emulator=args.emulator, api_url=os.environ.get("BOT_API_URL")))

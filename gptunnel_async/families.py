@@ -131,9 +131,9 @@ class TaskResource(Generic[T]):
 
     @property
     def result_lifetime(self) -> timedelta:
-        """How long this family's result files live after generation (see
-        [Family][gptunnel_async.families.Family]); a download after that gets
-        ``NotFoundError``."""
+        """How long this family's result files live after generation (the
+        ``result_lifetime`` of its ``gptunnel_async.families.Family``, with its source);
+        a download after that gets ``NotFoundError``."""
         return self.family.result_lifetime
 
     async def result(self, task_id: str) -> T:

@@ -181,6 +181,31 @@ async def test_each_way_a_wait_ends_is_reported(
     assert finished.error is not None
 
 
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+async def test_a_wait_ended_by_its_on_progress_is_reported(
+    fake: FakeGPTunnel, client: GPTunnelClient, mode: str
+) -> None:
+    recorder = Recorder()
+    set_hooks([recorder])
+
+    def refuse(_: object) -> None:
+        raise LookupError("the bot's own bug")
+
+    waiter = client.wait_for_result(fake.script_task(steps=STEPS), on_progress=refuse)
+
+    async def drive() -> None:
+        if mode == "await":
+            await waiter
+        else:
+            async for _ in waiter:
+                pass
+
+    with pytest.raises(LookupError):
+        await drive()
+    [finished] = recorder.of(WaitFinished)
+    assert (finished.outcome, finished.error) == ("error", "LookupError")
+
+
 async def test_a_wait_left_early_is_reported_cancelled(
     fake: FakeGPTunnel, client: GPTunnelClient
 ) -> None:

@@ -4,6 +4,7 @@ variation a server may write it in, and every text the SDK makes from an answer 
 from __future__ import annotations
 
 import html
+import html.entities
 import json
 import logging
 from collections.abc import Callable
@@ -39,6 +40,13 @@ def holds_key(text: str, key: str = KEY) -> bool:
 
 # -- the variations, one character at a time ------------------------------------------
 
+HTML5_NAMES = {
+    text: f"&{name}"
+    for name, text in sorted(html.entities.html5.items(), reverse=True)
+    if len(text) == 1 and text.isascii() and name.endswith(";")
+}
+"""A named reference for each ASCII character that has one (``_`` -> ``&lowbar;``)."""
+
 ENCODINGS: dict[str, Callable[[str], str]] = {
     "as is": lambda c: c,
     "upper": str.upper,
@@ -49,6 +57,9 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "html decimal": lambda c: f"&#{ord(c)};",
     "html hex": lambda c: f"&#x{ord(c):x};",
     "html named": lambda c: html.escape(c),
+    "js hex": lambda c: f"\\x{ord(c):02x}",
+    "html padded": lambda c: f"&#{ord(c):08d};",
+    "html5 named": lambda c: HTML5_NAMES.get(c, c),
 }
 
 
@@ -287,3 +298,37 @@ def test_every_text_of_a_media_task_and_its_clips_is_masked() -> None:
     task = decode_media_task(json.dumps(body).encode(), 200, secret=KEY)
     assert task.is_done and task.clips
     assert not holds_key(repr(task))
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "shown"),
+    [
+        ("e", "done", "done"),  # inside a word: left alone
+        ("e", "key e here", "key *** here"),
+        ("demo", "https://s.example/demo/r.png", "https://s.example/***/r.png"),
+        ("test", "65819c48test", "65819c48test"),
+        ("Test", "a TEST b", "a *** b"),
+    ],
+)
+def test_a_key_shorter_than_a_run_is_masked_only_as_a_word(key: str, text: str, shown: str) -> None:
+    assert SecretMask(key)(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("key", "task_id"),
+    [("demo", "demo-task-1"), ("test", "65819c48test"), ("e", "65819c485337280001a609e7")],
+)
+async def test_a_short_key_never_makes_the_task_asked_for_unreadable(
+    api: ScriptedAPI, key: str, task_id: str
+) -> None:
+    api.script(task_json(id=task_id, status="done", percent=100))
+    async with GPTunnelClient(api_key=key, base_url=api.base_url, poll_policy=POLICY) as client:
+        assert (await client.get_result(task_id)).id == task_id
+        done = await client.wait_for_result(task_id, timeout=2)
+    assert (done.id, done.status) == (task_id, "done")
+
+
+def test_numeric_references_without_a_semicolon_are_read_as_browsers_read_them() -> None:
+    key = "Zq-secret-mK_pW.vL"
+    echoed = "".join(f"&#{ord(c)}" if not c.isdigit() else c for c in key)
+    assert SecretMask(key)(f"<{echoed}>") == "<***>"

@@ -8,13 +8,15 @@ these:
 - any case (``KEY``, ``key``, ``Key``);
 - percent-encoding of any of its characters (``%41`` or ``%4a``), and ``+`` for a space
   (so a space and a ``+`` are not told apart);
-- JSON and JavaScript escapes (``\\u0041``, ``\\/``, ``\\"``, ``\\\\``);
-- HTML character references (``&#65;``, ``&#x41;``, ``&amp;``, ``&lt;``, ``&gt;``,
-  ``&quot;``, ``&apos;``);
+- JSON and JavaScript escapes (``\\u0041``, ``\\x41``, ``\\/``, ``\\"``, ``\\\\``);
+- HTML character references, as browsers read them: numeric with or without the
+  ``;`` and with any number of leading zeros (``&#65;``, ``&#x41``, ``&#00065;``), and
+  every named reference to an ASCII character (``&amp;``, ``&lowbar;``, ``&period;``);
 - any surrounding text at all (whitespace, quotes, ``Bearer``), since it is found
   wherever it stands;
-- any part of it, once it is :data:`MIN_RUN` characters long (or the whole key, if
-  that is shorter): a prefix left by a server that truncates, a suffix, a middle.
+- any part of it, once it is :data:`MIN_RUN` characters long: a prefix left by a server
+  that truncates, a suffix, a middle. A key shorter than that (a test key, never one of
+  GPTunnel's) is masked where it stands as a word of its own, not inside other words.
 
 A key that itself holds what reads as an encoded character (``%41``, ``\\/``,
 ``&amp;``) is looked for both as it is and decoded, since its echo as is reads decoded.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import html
+import html.entities
 import re
 from collections.abc import Callable
 from typing import Final
@@ -48,13 +51,22 @@ _PRECISE: Final = 64 * 1024
 """Texts are masked character by character up to this length; beyond it, the rest of a
 text that holds a piece of the key is masked as a whole."""
 
+_ASCII_ENTITIES: Final = sorted(
+    (name for name, text in html.entities.html5.items() if len(text) == 1 and text.isascii()),
+    key=len,
+    reverse=True,
+)
+"""HTML's named references to one ASCII character (``lowbar;``, ``period;``, ``amp``), the
+longest first so that the regular expression takes ``&amp;`` whole rather than ``&amp``."""
+
 _ESCAPE: Final = re.compile(
     r"%[0-9A-Fa-f]{2}"
     r"|\\u[0-9A-Fa-f]{4}"
+    r"|\\x[0-9A-Fa-f]{2}"
     r"|\\[/\"\\]"
-    r"|&#[0-9]{1,7};"
-    r"|&#[xX][0-9A-Fa-f]{1,6};"
-    r"|&(?:amp|lt|gt|quot|apos);"
+    r"|&#[0-9]{1,32};?"
+    r"|&#[xX][0-9A-Fa-f]{1,32};?"
+    r"|&(?:" + "|".join(map(re.escape, _ASCII_ENTITIES)) + ")"
 )
 """One encoded character, in any of the harmless variations."""
 
@@ -71,11 +83,9 @@ def _decoded(token: str) -> str:
         return token
     if token[0] == "%":
         return chr(int(token[1:], 16))
-    if token[1] == "u":
-        return chr(int(token[2:], 16))
     if token[0] == "\\":
-        return token[1]
-    return html.unescape(token)
+        return chr(int(token[2:], 16)) if token[1] in "ux" else token[1]
+    return html.unescape(token)  # numeric (any code point) or named
 
 
 def _compared(char: str) -> str:
@@ -112,7 +122,8 @@ class SecretMask:
         # The key as sent, and the key as it reads once its own ``%41``, ``\\/`` or
         # ``&amp;``-looking parts are decoded: an echo of it as is decodes to the second.
         forms = {"".join(map(_compared, secret)), "".join(map(_compared, _decoded_text(secret)))}
-        self._forms = tuple(_Form(key) for key in sorted(forms) if key)
+        short = len(secret) < MIN_RUN  # a test key: masked as a word only (see _Form.mark)
+        self._forms = tuple(_Form(key, whole_words=short) for key in sorted(forms) if key)
         self._probes = tuple({probe for form in self._forms for probe in form.probes})
 
     def __repr__(self) -> str:
@@ -151,9 +162,10 @@ class _Form:
     """One form of the secret (compared as :func:`_compared` says): its runs, and the
     pieces the quick first look searches for."""
 
-    __slots__ = ("probes", "run", "runs")
+    __slots__ = ("probes", "run", "runs", "whole_words")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, whole_words: bool) -> None:
+        self.whole_words = whole_words
         self.run = min(MIN_RUN, len(key))
         self.runs = frozenset(
             key[start : start + self.run] for start in range(len(key) - self.run + 1)
@@ -169,11 +181,25 @@ class _Form:
         self.probes = tuple(probes)
 
     def mark(self, plain: str, hidden: list[bool]) -> None:
-        """Set ``hidden`` over every run of this form in ``plain`` (decoded, compared)."""
+        """Set ``hidden`` over every run of this form in ``plain`` (decoded, compared).
+
+        A secret shorter than :data:`MIN_RUN` is hidden only where it stands as a word
+        of its own: hidden inside words, a test key such as ``"e"`` or ``"demo"`` would
+        rewrite every status and id (``don***``)."""
         size = self.run
         for start in range(len(plain) - size + 1):
-            if plain[start : start + size] in self.runs:
-                hidden[start : start + size] = [True] * size
+            if plain[start : start + size] not in self.runs:
+                continue
+            if self.whole_words and not _stands_alone(plain, start, start + size):
+                continue
+            hidden[start : start + size] = [True] * size
+
+
+def _stands_alone(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` has no letter or digit right before or after it."""
+    before = text[start - 1] if start else " "
+    after = text[end] if end < len(text) else " "
+    return not (before.isalnum() or after.isalnum())
 
 
 def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:

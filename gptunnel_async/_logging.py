@@ -1,6 +1,7 @@
-"""The SDK's logger, ``gptunnel_async``: every line it emits is bounded and printable.
+"""The SDK's loggers, ``gptunnel_async`` and those under it (``gptunnel_async.fleet``):
+every line they emit is bounded and printable.
 
-A filter on the logger puts each text argument of a record (a status, an exception, a
+A filter on each of them puts each text argument of a record (a status, an exception, a
 URL) on one line, escapes its control characters and cuts it to a few hundred
 characters before any handler formats it, so a server can neither flood a log nor
 forge lines in it. It runs only for records that are emitted:
@@ -14,7 +15,7 @@ from typing import Final
 
 from ._sansio.text import clip
 
-__all__ = ["LOG_TEXT", "logger"]
+__all__ = ["LOG_TEXT", "logger", "sdk_logger"]
 
 LOG_TEXT: Final = 300
 """The longest text argument of a log line, in characters."""
@@ -37,7 +38,17 @@ def _bounded(arg: object) -> object:
     return clip(arg, LOG_TEXT) if isinstance(arg, str | BaseException) else arg
 
 
-logger: Final = logging.getLogger("gptunnel_async")
+def sdk_logger(name: str) -> logging.Logger:
+    """The logger ``name`` (``gptunnel_async`` or one under it) with the bounding filter.
+
+    A logger's filters see only the records logged on that very logger, not those its
+    children pass up to its handlers: every SDK logger gets its own.
+    """
+    named = logging.getLogger(name)
+    if not any(isinstance(known, _BoundedArguments) for known in named.filters):
+        named.addFilter(_BoundedArguments())
+    return named
+
+
+logger: Final = sdk_logger("gptunnel_async")
 """Where the SDK logs: a DEBUG line per poll, a WARNING per retry and per failed read."""
-if not any(isinstance(known, _BoundedArguments) for known in logger.filters):
-    logger.addFilter(_BoundedArguments())

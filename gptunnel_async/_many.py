@@ -7,6 +7,8 @@ failure is delivered where it belongs and never cancels the other waits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -46,9 +48,12 @@ class AsCompleted(Generic[R]):
             print(failure.task_id, "failed")
     ```
 
-    The waits start on the first iteration. Use ``async with`` (or ``aclose()``) to
-    stop early: it cancels the waits still running. You get one from an
-    ``as_completed`` call rather than building it.
+    The waits start on the first iteration. Nothing is left behind when you stop early:
+    cancelling the iteration cancels the waits still running (and waits until they have
+    stopped); so does ``async with`` or ``aclose()``; after a ``break`` out of
+    ``async for ... in client.as_completed(...)``, they are cancelled as soon as the
+    iterator is dropped (at once in CPython; keep no other reference to it, or use
+    ``async with``). You get one from an ``as_completed`` call rather than building it.
 
     Args:
         waiters: the waits, not started yet.
@@ -72,7 +77,11 @@ class AsCompleted(Generic[R]):
             self._running.add(task)
             task.add_done_callback(self._running.discard)
             task.add_done_callback(finished.put_nowait)
+            task.add_done_callback(_retrieve)
         self._waiters = []
+        # ``async for`` calls no aclose() on an iterator it leaves by ``break``: the waits
+        # are cancelled when this object is dropped (the tasks hold no reference to it).
+        weakref.finalize(self, _cancel_all, self._running)
         return finished
 
     def __aiter__(self) -> Self:
@@ -83,7 +92,11 @@ class AsCompleted(Generic[R]):
             self._finished = self._start()
         if self._left == 0:
             raise StopAsyncIteration
-        task = await self._finished.get()
+        try:
+            task = await self._finished.get()
+        except asyncio.CancelledError:
+            await self.aclose()  # cancelled: no wait goes on polling behind the caller
+            raise
         self._left -= 1
         error = task.exception()  # a wait cancelled from outside raises CancelledError here
         if error is None:
@@ -96,10 +109,9 @@ class AsCompleted(Generic[R]):
 
     async def aclose(self) -> None:
         """Cancel the waits still running, and wait until they have stopped."""
-        running, self._running = list(self._running), set()
+        running = list(self._running)
         self._left, self._waiters = 0, []
-        for task in running:
-            task.cancel()
+        _cancel_all(self._running)
         await asyncio.gather(*running, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
@@ -112,6 +124,20 @@ class AsCompleted(Generic[R]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _cancel_all(running: set[asyncio.Task[Any]]) -> None:
+    """Cancel every task in ``running`` (the set stays: the tasks leave it as they end)."""
+    for task in list(running):
+        with contextlib.suppress(RuntimeError):  # collected after its event loop closed
+            task.cancel()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark an ended wait's error as seen: it is delivered through the iteration, or the
+    iteration was given up and nobody is left to tell ("never retrieved" otherwise)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def wait_many(waiters: Iterable[TaskWaiter[T]], *, return_exceptions: bool) -> list[Any]:

@@ -4,7 +4,9 @@ and no failure cancels another wait."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -19,7 +21,7 @@ from gptunnel_async import (
 )
 from gptunnel_async._many import outcomes_in_order
 
-from .conftest import ScriptedAPI, client_tasks, task_json
+from .conftest import HANG_GUARD, ScriptedAPI, client_tasks, task_json
 
 
 class Tasks:
@@ -30,10 +32,19 @@ class Tasks:
         self.first_read: dict[str, float] = {}
         self.reads: Counter[str] = Counter()
         self.finished: list[str] = []
+        self.read = asyncio.Event()
+
+    async def until_read(self, times: int) -> None:
+        """Until the tasks have been read ``times`` times in all."""
+        async with asyncio.timeout(HANG_GUARD):
+            while self.reads.total() < times:
+                self.read.clear()
+                await self.read.wait()
 
     async def __call__(self, request: web.Request) -> web.Response:
         task_id = request.query["taskId"]
         self.reads[task_id] += 1
+        self.read.set()
         if task_id == "gone":
             return web.json_response({"error": {"message": "no such task"}}, status=404)
         now = asyncio.get_running_loop().time()
@@ -99,6 +110,44 @@ async def test_leaving_as_completed_early_cancels_the_waits_still_running(
             assert task.id == "done-0"
             break
     assert client_tasks() == []
+
+
+async def test_cancelling_an_iteration_of_as_completed_cancels_every_wait(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    async def iterate() -> None:
+        async for _ in client.as_completed(["done-60000"] * 3, timeout=600):
+            pass
+
+    consumer = asyncio.create_task(iterate())
+    await tasks.until_read(3)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    assert client_tasks() == []
+    reads = tasks.reads.total()
+    await asyncio.sleep(0.3)  # several poll intervals: no wait reads on
+    assert tasks.reads.total() == reads
+
+
+async def test_breaking_out_of_as_completed_cancels_the_waits_and_leaves_no_error(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(context))
+    async for task in client.as_completed(["done-0", "done-60000", "fail-60000"], timeout=600):
+        assert task.id == "done-0"
+        break
+    leftover = client_tasks()
+    async with asyncio.timeout(HANG_GUARD):
+        await asyncio.wait(leftover)
+    assert all(waiting.cancelled() for waiting in leftover)
+    reads = tasks.reads.total()
+    await client.close()
+    await asyncio.sleep(0.3)  # several poll intervals: no wait reads on
+    gc.collect()
+    assert tasks.reads.total() == reads
+    assert reported == []
 
 
 async def test_wait_many_returns_tasks_in_the_order_given(

@@ -28,8 +28,37 @@ OutcomeKind: TypeAlias = Literal["done", "failed", "expired"]
 _MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _dumps(value: Any, *, strict: bool = False) -> str:
+    """Compact JSON in ASCII: every character, a lone surrogate of a server's text
+    included, becomes an escape any store can keep and any JSON reader reads back as it
+    was (redis-py cannot encode a lone surrogate as UTF-8).
+
+    ``strict``: no NaN or infinity (not JSON for readers in other languages), and only
+    text keys, which JSON would otherwise turn into text silently: for the caller's
+    metadata. What a server sent is always stored, as Python's JSON reads it back.
+
+    Raises:
+        TypeError, ValueError, RecursionError: with ``strict``, or for what is not JSON.
+    """
+    if strict:
+        _check_keys(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=not strict)
+
+
+def _check_keys(value: Any) -> None:
+    """``TypeError`` if a dict inside ``value`` has a key that is not text."""
+    pending, seen = [value], set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:  # a cycle: json.dumps refuses it
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                raise TypeError(f"keys must be text, got {sorted(map(repr, item))[:3]}")
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
 
 
 @attrs.frozen
@@ -44,7 +73,10 @@ class WatchRecord:
     deadline: float = math.inf
 
     def dumps(self) -> str:
-        return _dumps({"family": self.family, "metadata": self.metadata, "timeout": self.timeout})
+        return _dumps(
+            {"family": self.family, "metadata": self.metadata, "timeout": self.timeout},
+            strict=True,
+        )
 
     @classmethod
     def loads(cls, text: str | bytes, deadline: float) -> WatchRecord:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-import logging
+import math
 import os
 import random
 import socket
@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias
 
 import attrs
 
-from .._checks import check_task_id, count, positive_number
+from .._checks import check_task_id, count, describe, optional, positive_number
+from .._logging import sdk_logger
 from .._polling import PollPolicy
+from .._sansio.text import clip
 from .._sansio.waiting import (
     Decision,
     Fail,
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
 
-logger = logging.getLogger("gptunnel_async.fleet")
+logger = sdk_logger("gptunnel_async.fleet")
 
 RESULT_LIFETIME: Final = max(
     resource.family.result_lifetime for resource in (FaceSwap, BgRemover, Midjourney, Media)
@@ -239,8 +241,10 @@ class Watcher:
         try:
             record = WatchRecord(family, metadata, seconds).dumps()
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"metadata must be JSON: {exc}") from None
-        if len(record.encode()) > MAX_METADATA_BYTES:
+            raise ConfigurationError(f"metadata must be JSON: {clip(exc, 200)}") from None
+        except RecursionError:
+            raise ConfigurationError("metadata must be JSON: it is nested too deeply") from None
+        if len(record) > MAX_METADATA_BYTES:  # ASCII: one byte a character
             raise ConfigurationError(f"metadata must be at most {MAX_METADATA_BYTES} bytes")
         registered = await self.store.watch(task_id, record, seconds)
         self._wake.set()
@@ -255,9 +259,14 @@ class Watcher:
             finished, not watched, or already finished.
 
         Raises:
+            ConfigurationError: ``task`` is not a [Task][gptunnel_async.Task] or
+                [MediaTask][gptunnel_async.MediaTask] with a usable id.
             StoreUnavailableError: the store could not be reached (the poll will still
                 finish the wait).
         """
+        if not isinstance(task, Task | MediaTask):
+            raise ConfigurationError(f"task must be a Task or MediaTask, got {describe(task)}")
+        check_task_id(task.id)
         if not (task.is_done or task.is_failed):
             return False
         return await self.store.finish(task.id, _outcome_of(task).dumps())
@@ -338,6 +347,9 @@ class Watcher:
             )
         except Exception:
             logger.exception("watcher: reading task %s failed", claim.task_id)
+        finally:
+            # Its next read may be due before the poll loop would look again.
+            self._wake.set()
 
     async def _read_and_decide(self, claim: Claim) -> None:
         """Read the task and feed the outcome to its wait state (the pure wait core's,
@@ -455,20 +467,40 @@ class Watcher:
             StoreUnavailableError: the store could not be reached.
         """
         check_task_id(task_id)
+        seconds = optional(positive_number, "timeout", timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if seconds is None else loop.time() + seconds
         finished = self._finished.setdefault(task_id, asyncio.Event())
         try:
-            async with asyncio.timeout(timeout):
-                while (outcome := await self.store.outcome(task_id)) is None:
-                    self._listen()
-                    finished.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(RESULT_RECHECK):
-                            await finished.wait()
-        except TimeoutError:
-            raise WaitTimeoutError(task_id, timeout or 0.0, None) from None
+            outcome = await self._outcome_by(task_id, finished, deadline)
         finally:
             self._finished.pop(task_id, None)
+        if outcome is None:
+            raise WaitTimeoutError(task_id, seconds or 0.0, None)
         return _settle(task_id, Outcome.loads(outcome))
+
+    async def _outcome_by(
+        self, task_id: str, finished: asyncio.Event, deadline: float | None
+    ) -> str | None:
+        """The task's stored outcome once it has one, or ``None`` at ``deadline`` (on the
+        loop's clock). The deadline is checked on every turn, not only by a cancellation:
+        a client library may swallow the cancellation that a timeout sends into its call
+        (and the timeout fires only once)."""
+        loop = asyncio.get_running_loop()
+        while (left := _left(deadline, loop)) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    outcome = await self.store.outcome(task_id)
+            except TimeoutError:
+                return None
+            if outcome is not None:
+                return outcome
+            self._listen()
+            finished.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(RESULT_RECHECK, _left(deadline, loop))):
+                    await finished.wait()
+        return None
 
     def _listen(self) -> None:
         """Keep one subscription to the store's notices while anyone awaits a result."""
@@ -511,6 +543,11 @@ class Watcher:
         if budget is None:
             return status
         return attrs.evolve(status, rate=await budget.current_rate())
+
+
+def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:
+    """Seconds until ``deadline`` on the loop's clock (``inf`` without one)."""
+    return math.inf if deadline is None else deadline - loop.time()
 
 
 def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:

@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from typing import Any, Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .._logging import sdk_logger
 from ._endpoints import task_body
 from ._state import EmulatorState, RecordedRequest
 
 __all__ = ["TICK", "WebhookCourier", "post_task"]
 
-logger = logging.getLogger("gptunnel_async.testing")
+logger = sdk_logger("gptunnel_async.testing")
 
 TICK: Final = 0.02
 """Seconds between looks for tasks that have ended: how late a delivery may be."""

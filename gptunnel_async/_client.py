@@ -160,6 +160,7 @@ class GPTunnelClient:
             session=self._get_session,
             max_connections=connections,
             budget=budget,
+            wakeup=self._wakeup,
         )
         self.faceswap = FaceSwap(self._transport, self._poll_policy, self._wakeup)
         """Face swaps: ``create``, ``result``, ``wait_for_result``, ``swap``."""

@@ -69,6 +69,7 @@ def _retry_reporter(
 async def retried(
     attempt: Callable[[], Awaitable[T]],
     *,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
     max_retries: int,
     what: str,
     retry_if: Callable[[BaseException], bool],
@@ -77,6 +78,8 @@ async def retried(
 ) -> T:
     """``attempt()``, tried again up to ``max_retries`` times when ``retry_if`` says an
     error is worth it; ``what`` (reading ``task_id`` of ``family``) names it in reports.
+    ``sleep`` pauses between attempts (the client's, which its ``close()`` ends); by
+    default :func:`_timing.sleep`.
 
     Each call gets a fresh tenacity controller: controllers keep per-call state.
     """
@@ -84,7 +87,7 @@ async def retried(
         stop=tenacity.stop_after_attempt(max_retries + 1),
         wait=_WaitHonouringRetryAfter(),
         retry=tenacity.retry_if_exception(retry_if),
-        sleep=_timing.sleep,
+        sleep=sleep or _timing.sleep,
         before_sleep=_retry_reporter(what, family, task_id),
         reraise=True,
     )

@@ -32,8 +32,9 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
 
 
 class Wakeup:
-    """The pauses of one client's waits, so that closing the client ends them at once
-    rather than at each wait's next read.
+    """The pauses of one client's waits, retry pauses and requests, so that closing the
+    client ends them at once rather than at each wait's next read, after a
+    ``Retry-After`` or after a request's whole timeout on a session it does not close.
 
     A pause is :func:`sleep` awaited inside ``with wakeup.pause():`` in the waiting task;
     :meth:`interrupt` cancels every task that is in one and turns that cancellation into

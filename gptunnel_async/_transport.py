@@ -20,12 +20,14 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from . import _timing
 from ._budget import RequestBudget
 from ._safe_errors import made_safe, without_frames
 from ._sansio.requests import Request, RequestBuilder
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
 from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
 from ._sansio.text import SHORT_TEXT, excerpt
+from ._timing import Wakeup
 from ._version import version
 from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError, UsageError
 from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
@@ -121,6 +123,9 @@ class Transport:
         session: returns the aiohttp session to use (the client's own or a borrowed one).
         max_connections: requests in flight at once; ``None``: what the session allows.
         budget: the client-wide rate of API requests, if any.
+        wakeup: the client's pauses, which its ``close()`` ends: every request and every
+            retry pause runs under it, so closing the client ends them with
+            ``UsageError`` at once, on a borrowed session too.
     """
 
     def __init__(
@@ -133,7 +138,9 @@ class Transport:
         session: Callable[[], aiohttp.ClientSession],
         max_connections: int | None = None,
         budget: RequestBudget | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
+        self.wakeup = wakeup or Wakeup()
         self.requests = RequestBuilder(base_url, api_key, f"gptunnel-async/{version()}")
         self.base_url = base_url
         self._base_path = URL(base_url).path.rstrip("/")
@@ -175,35 +182,39 @@ class Transport:
         :class:`APIConnectionError`, :class:`APITimeoutError` or :class:`TLSError`; the
         session closing under the request, :class:`UsageError`. ``session`` sends it
         instead of the client's own (a download's, see ``_destinations``); the
-        connection slots stay the client's.
+        connection slots stay the client's. The client's ``close()`` ends it with
+        :class:`UsageError`, wherever it is (queued for a slot or the budget included).
         """
-        own = self._session()
-        slots = self._slots(own)
-        session = session or own
-        if slots is not None:
-            await slots.acquire()
-        try:
-            started = await self._take_budget(request)
-            async with session.request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                json=request.json,
-                allow_redirects=False,
-                raise_for_status=False,
-                timeout=self._timeouts[request.streamed],
-            ) as response:
-                await self._report_to_budget(started, response)
-                return await read(response)
-        except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_CLOSED_UNDER) as exc:
-            failure = self._failure(exc, request.label, session)
-        finally:
+        # Under the client's wakeup, in this frame (no coroutine around it): its close()
+        # ends the request at once, with UsageError, on a borrowed session too.
+        with self.wakeup.pause():
+            own = self._session()
+            slots = self._slots(own)
+            session = session or own
             if slots is not None:
-                slots.release()
-        try:
-            raise failure  # outside the handler, so that no unsafe exception is its context
-        finally:
-            del failure  # else: failure -> traceback -> this frame -> failure, a cycle
+                await slots.acquire()
+            try:
+                started = await self._take_budget(request)
+                async with session.request(
+                    request.method,
+                    request.url,
+                    headers=request.headers,
+                    json=request.json,
+                    allow_redirects=False,
+                    raise_for_status=False,
+                    timeout=self._timeouts[request.streamed],
+                ) as response:
+                    await self._report_to_budget(started, response)
+                    return await read(response)
+            except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_CLOSED_UNDER) as exc:
+                failure = self._failure(exc, request.label, session)
+            finally:
+                if slots is not None:
+                    slots.release()
+            try:
+                raise failure  # outside the handler, so that no unsafe exception is its context
+            finally:
+                del failure  # else: failure -> traceback -> this frame -> failure, a cycle
 
     def _failure(
         self, exc: BaseException, what: str, session: aiohttp.ClientSession
@@ -318,6 +329,12 @@ class Transport:
 
     # -- API requests ---------------------------------------------------------------------
 
+    async def pause(self, seconds: float) -> None:
+        """Pause ``seconds`` between attempts; the client's ``close()`` ends the pause
+        with ``UsageError`` (a ``Retry-After: 60`` is not waited out)."""
+        with self.wakeup.pause():
+            await _timing.sleep(seconds)
+
     async def retried(
         self,
         what: str,
@@ -339,6 +356,7 @@ class Transport:
         try:
             return await retried(
                 attempt,
+                sleep=self.pause,
                 max_retries=self.max_retries,
                 what=self.shown(what),
                 retry_if=retry_if,

@@ -462,6 +462,50 @@ async def test_closing_the_client_mid_request_ends_the_wait_too(
         await asyncio.wait_for(waiting, timeout=5)
 
 
+def _call(client: GPTunnelClient, how: str) -> asyncio.Future[Task]:
+    """A read of ``task-1`` by ``get_result`` or by a wait without a deadline."""
+    if how == "get_result":
+        return asyncio.ensure_future(client.get_result("task-1"))
+    return asyncio.ensure_future(client.wait_for_result("task-1", timeout=None))
+
+
+@pytest.mark.parametrize("how", ["get_result", "wait_for_result"])
+async def test_closing_the_client_ends_a_retry_pause_for_retry_after(
+    client: GPTunnelClient, api: ScriptedAPI, how: str
+) -> None:
+    api.script((503, "busy", {"Retry-After": "60"}))
+    calling = _call(client, how)
+    while not api.requests:  # noqa: ASYNC110 - the server has no event to offer
+        await asyncio.sleep(0.001)
+    await client.close()
+    async with asyncio.timeout(HANG_GUARD):  # a guard only: the pause asked for is 60 s
+        with pytest.raises(UsageError, match="closed"):
+            await calling
+    assert len(api.requests) == 1
+    assert client_tasks() == []
+
+
+@pytest.mark.parametrize("how", ["get_result", "wait_for_result"])
+async def test_closing_the_client_ends_a_request_in_flight_on_a_borrowed_session(
+    api: ScriptedAPI, how: str
+) -> None:
+    api.script(faults.stall())
+    async with aiohttp.ClientSession() as borrowed:
+        client = GPTunnelClient(
+            api_key=API_KEY, base_url=api.base_url, timeout=3600.0, session=borrowed
+        )
+        calling = _call(client, how)
+        while api.in_flight == 0:  # noqa: ASYNC110 - the server has no event to offer
+            await asyncio.sleep(0.001)
+        await client.close()
+        async with asyncio.timeout(HANG_GUARD):  # a guard only: the request may take 1 h
+            with pytest.raises(UsageError, match="closed"):
+                await calling
+        assert not borrowed.closed  # the session is the caller's: still open
+        assert client_tasks() == []
+        assert borrowed.connector is not None and not borrowed.connector._acquired
+
+
 async def test_a_policy_is_not_a_busy_loop_on_persistent_faults(
     impatient: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
 ) -> None:

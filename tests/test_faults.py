@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -48,6 +49,7 @@ from .conftest import (
     connections_in_use,
     task_json,
 )
+from .test_downloads import folder_listing
 
 DONE = task_json(status="done", percent=100)
 RUNNING = task_json(status="running", percent=40)
@@ -504,6 +506,24 @@ async def test_closing_the_client_ends_a_request_in_flight_on_a_borrowed_session
         assert not borrowed.closed  # the session is the caller's: still open
         assert client_tasks() == []
         assert borrowed.connector is not None and not borrowed.connector._acquired
+
+
+async def test_closing_the_client_ends_a_download_in_flight_and_leaves_no_file(
+    api: ScriptedAPI, tmp_path: Path
+) -> None:
+    api.script(faults.stall())
+    async with aiohttp.ClientSession() as borrowed:
+        client = GPTunnelClient(api_key=API_KEY, base_url=api.base_url, session=borrowed)
+        dest = tmp_path / "result.png"
+        url = f"{api.origin}files/result.png"
+        downloading = asyncio.ensure_future(client.download_result(url, dest, timeout=None))
+        while api.in_flight == 0:  # noqa: ASYNC110 - the server has no event to offer
+            await asyncio.sleep(0.001)
+        await client.close()
+        async with asyncio.timeout(HANG_GUARD):  # a guard only: the download has no timeout
+            with pytest.raises(UsageError, match="closed"):
+                await downloading
+    assert not dest.exists() and folder_listing(tmp_path) == []
 
 
 async def test_a_policy_is_not_a_busy_loop_on_persistent_faults(

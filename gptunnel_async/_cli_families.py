@@ -22,7 +22,7 @@ from .models import MediaTask, Task
 if TYPE_CHECKING:
     from ._cli_output import Output
 
-__all__ = ["FAMILIES", "add_family_commands", "resource", "save_result"]
+__all__ = ["FAMILIES", "add_family_commands", "resource", "save_result", "wait_options"]
 
 FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
 """The families ``--family`` names; ``faceswap`` is the default."""
@@ -103,7 +103,8 @@ def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
     return command
 
 
-def _wait_options(parser: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
+def wait_options(parser: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
+    """The options of every command that waits: ``--timeout``, ``--save``, ``--json``."""
     parser.add_argument(
         "--timeout", type=seconds, metavar="S", help="give up after S seconds (default: 600)"
     )
@@ -135,7 +136,7 @@ def add_family_commands(
     )
     swap.add_argument("source", metavar="SOURCE", help="the person: a URL or an image file")
     swap.add_argument("face", metavar="FACE", help="the face to put on them")
-    _wait_options(swap, seconds)
+    wait_options(swap, seconds)
     connection_options(swap)
 
     imagine = add(
@@ -144,7 +145,7 @@ def add_family_commands(
         "draw a Midjourney grid from a prompt and wait for it",
     )
     imagine.add_argument("prompt", metavar="PROMPT")
-    _wait_options(imagine, seconds)
+    wait_options(imagine, seconds)
     connection_options(imagine)
 
     media = add(
@@ -166,5 +167,5 @@ def add_family_commands(
         help="a reference image's public link (repeat for several)",
     )
     media.add_argument("--ar", metavar="RATIO", help="the aspect ratio, e.g. 16:9")
-    _wait_options(media, seconds)
+    wait_options(media, seconds)
     connection_options(media)

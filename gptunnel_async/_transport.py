@@ -347,7 +347,8 @@ class Transport:
         """``attempt()``, retried by tenacity (backoff with Retry-After) up to the client's
         ``max_retries`` when ``retry_if`` says an error is worth it.
 
-        ``what`` names the request, ``family`` its task family and ``task_id`` the task it
+        ``what`` names the request, as :meth:`shown` makes it fit for a log line (the
+        callers mask it once), ``family`` its task family and ``task_id`` the task it
         reads, in the report each retry makes to the instrumentation hooks (the default
         one logs a WARNING).
         """
@@ -358,7 +359,7 @@ class Transport:
                 attempt,
                 sleep=self.pause,
                 max_retries=self.max_retries,
-                what=self.shown(what),
+                what=what,
                 retry_if=retry_if,
                 family=family,
                 task_id=task_id,
@@ -426,7 +427,8 @@ class Transport:
             return await self._attempt(request, decode)
 
         family, task_id = self._about(request)
-        return await self.retried(request.label, attempt, retry_if, family=family, task_id=task_id)
+        what = self.shown(request.label)  # only a failed request gets here
+        return await self.retried(what, attempt, retry_if, family=family, task_id=task_id)
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
         """One attempt; reported to the instrumentation hooks if one listens to requests

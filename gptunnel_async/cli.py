@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._checks import describe, positive_number
-from ._cli_families import FAMILIES, add_family_commands, resource, save_result
+from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._client import GPTunnelClient
 from ._download import check_destination
 from ._polling import PollPolicy, ProgressEvent
@@ -440,15 +440,7 @@ def _build_parser() -> argparse.ArgumentParser:
     wait = add("wait", _wait, "wait for a task, showing its progress")
     wait.add_argument("task_id", metavar="TASK_ID")
     wait.add_argument("--family", **family)
-    wait.add_argument(
-        "--timeout", type=_seconds, metavar="S", help="give up after S seconds (default: 600)"
-    )
-    wait.add_argument(
-        "--save",
-        metavar="PATH",
-        help="download the result to PATH (a file, or a folder: an existing one, or PATH/)",
-    )
-    wait.add_argument("--json", action="store_true", help="print events as JSON lines")
+    wait_options(wait, _seconds)
     _add_connection_options(wait, argparse.SUPPRESS)
 
     fleet = add("fleet", _fleet_status, "what a fleet of workers on Redis is doing")

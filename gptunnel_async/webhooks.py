@@ -271,7 +271,9 @@ class WebhookReceiver:
             not a task (or a media error body), 413 for one over 1 MiB.
         """
         if not _carries(request.query.get(TOKEN_PARAM), self.secret):  # before the body
-            return web.json_response({"error": "forbidden"}, status=403)
+            refused = web.json_response({"error": "forbidden"}, status=403)
+            refused.force_close()  # its body is not read: the connection cannot be reused
+            return refused
         body = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
             body += chunk

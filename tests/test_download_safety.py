@@ -20,7 +20,12 @@ from yarl import URL
 
 from gptunnel_async import ConfigurationError, DownloadError, GPTunnelClient, Task
 from gptunnel_async._destinations import Destinations, PublicResolver
-from gptunnel_async._sansio.addresses import base_url_is_private, is_public, parse_address
+from gptunnel_async._sansio.addresses import (
+    base_url_is_private,
+    carried_ipv4,
+    is_public,
+    parse_address,
+)
 
 from .conftest import loopback_server
 
@@ -216,7 +221,15 @@ def guard(
 
 @pytest.mark.parametrize(
     "answer",
-    [["127.0.0.1"], ["::1"], ["::ffff:127.0.0.1"], ["10.0.0.7", "127.0.0.1"], ["0.0.0.0"]],
+    [
+        ["127.0.0.1"],
+        ["::1"],
+        ["::ffff:127.0.0.1"],
+        ["64:ff9b::7f00:1"],
+        ["2002:a9fe:a9fe::1"],
+        ["10.0.0.7", "127.0.0.1"],
+        ["0.0.0.0"],
+    ],
 )
 async def test_a_name_resolving_to_a_private_address_is_never_sent_a_request(
     answer: list[str], storage: Storage, tmp_path: Path
@@ -351,12 +364,47 @@ def addresses_in(networks: list[str]) -> st.SearchStrategy[Any]:
     )
 
 
+def ipv6_forms(address: ipaddress.IPv4Address) -> list[ipaddress.IPv6Address]:
+    """The IPv6 addresses that carry ``address``: IPv4-mapped, IPv4-compatible, NAT64's
+    well-known prefix, and 6to4 (with any subnet and interface bits)."""
+    n = int(address)
+    return [
+        ipaddress.IPv6Address(f"::ffff:{address}"),
+        ipaddress.IPv6Address(n),
+        ipaddress.IPv6Address((0x0064_FF9B << 96) | n),
+        ipaddress.IPv6Address((0x2002 << 112) | (n << 80) | 0xBEEF_0000_0000_0001),
+    ]
+
+
 @given(addresses_in(NOT_PUBLIC))
-def test_no_address_of_a_private_range_is_public_nor_its_ipv4_mapped_form(
+def test_no_address_of_a_private_range_is_public_nor_any_ipv6_form_carrying_it(
     address: ipaddress.IPv4Address,
 ) -> None:
     assert not is_public(address)
-    assert not is_public(ipaddress.IPv6Address(f"::ffff:{address}"))
+    for form in ipv6_forms(address):
+        assert carried_ipv4(form) == address
+        assert not is_public(form), form
+
+
+@given(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address))
+def test_an_ipv6_form_carrying_an_ipv4_address_is_judged_as_that_address(
+    address: ipaddress.IPv4Address,
+) -> None:
+    # The same answer on every Python, whatever its own table says of 2002::/16 or
+    # 64:ff9b::/96.
+    expected = address.is_global and not address.is_multicast
+    for form in ipv6_forms(address):
+        assert is_public(form) is expected, form
+
+
+@given(st.integers(0, 2**80 - 1))
+def test_nat64_local_use_prefixes_are_never_public(suffix: int) -> None:
+    assert not is_public(ipaddress.IPv6Address((0x0064_FF9B_0001 << 80) | suffix))
+
+
+def test_an_ipv6_address_that_carries_no_ipv4_address_reads_as_itself() -> None:
+    assert carried_ipv4(ipaddress.IPv6Address("2606:4700::1111")) is None
+    assert carried_ipv4(ipaddress.IPv6Address("64:ff9b:0:1::7f00:1")) is None
 
 
 def spellings(address: ipaddress.IPv4Address) -> list[str]:

@@ -6,9 +6,17 @@ a database on ``10.0.0.5``) and make the SDK fetch it: server-side request forge
 So by default a download reaches only globally routable addresses; loopback, private,
 link-local, unspecified, shared (carrier-grade NAT, ``100.64.0.0/10``: inside a
 provider's network, never the public internet), multicast and reserved addresses are
-refused, in IPv4 and IPv6 alike, IPv4-mapped IPv6 (``::ffff:127.0.0.1``) read as the
-IPv4 address it carries. Which addresses those are is the standard library's
+refused, in IPv4 and IPv6 alike. Which addresses those are is the standard library's
 ``ipaddress`` tables (``is_global``, ``is_multicast``), not a list of our own.
+
+An IPv6 address that carries an IPv4 address is judged as the IPv4 address it carries,
+since that is where a translator or tunnel on the way delivers it: IPv4-mapped
+(``::ffff:127.0.0.1``), IPv4-compatible (``::127.0.0.1``, deprecated), NAT64's
+well-known prefix (``64:ff9b::7f00:1``, RFC 6052) and 6to4 (``2002:7f00:1::``, RFC
+3056). NAT64's local-use prefix (``64:ff9b:1::/48``, RFC 8215) is refused whatever it
+carries. Python's tables differ between versions on some of these (3.13 counts all of
+``2002::/16`` non-global, 3.11 all of it global); reading the IPv4 address makes the
+answer the same on every version.
 
 A host may spell an IPv4 address the legacy ways the C library still reads: one number
 (``2130706433``), fewer parts (``127.1``), octal (``0177.0.0.1``) or hex (``0x7f.1``).
@@ -24,11 +32,21 @@ from typing import Final, TypeAlias
 
 from yarl import URL
 
-__all__ = ["Address", "base_url_is_private", "is_public", "parse_address"]
+__all__ = ["Address", "base_url_is_private", "carried_ipv4", "is_public", "parse_address"]
 
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _LOCAL_NAMES: Final = ("localhost", "localhost.")
+
+_CARRY_LAST_32_BITS: Final = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (RFC 4291, deprecated)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64's well-known prefix (RFC 6052)
+)
+"""IPv6 networks whose addresses carry an IPv4 address in their last 32 bits (the
+IPv4-mapped ones, ``::ffff:0:0/96``, are read by ``ipaddress`` itself)."""
+
+_NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
+"""NAT64 prefixes of a local network (RFC 8215): where they lead is the network's choice."""
 
 _PART: Final = r"(?:0x[0-9a-f]*|[0-9]+)"
 _LEGACY_IPV4: Final = re.compile(rf"{_PART}(?:\.{_PART}){{0,3}}\.?", re.IGNORECASE)
@@ -52,10 +70,25 @@ def parse_address(text: str) -> Address | None:
         return None
 
 
+def carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, NAT64's
+    well-known prefix, 6to4), or ``None`` if it carries none."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _CARRY_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
 def is_public(address: Address) -> bool:
-    """Whether ``address`` is globally routable, so a download may reach it."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether ``address`` is globally routable, so a download may reach it; an IPv6
+    address that carries an IPv4 address is judged as that (see the module's docstring)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        address = carried_ipv4(address) or address
     return address.is_global and not address.is_multicast
 
 

@@ -4,13 +4,16 @@ every line they emit is bounded and printable.
 A filter on each of them puts each text argument of a record (a status, an exception, a
 URL) on one line, escapes its control characters and cuts it to a few hundred
 characters before any handler formats it, so a server can neither flood a log nor
-forge lines in it. It runs only for records that are emitted:
+forge lines in it. A record's traceback (``logger.exception``) is formatted by the
+filter too: its frames as the standard library writes them, each exception's text on
+one bounded, printable line. It runs only for records that are emitted:
 a disabled level costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Final
 
 from ._sansio.text import clip
@@ -19,6 +22,15 @@ __all__ = ["LOG_TEXT", "logger", "sdk_logger"]
 
 LOG_TEXT: Final = 300
 """The longest text argument of a log line, in characters."""
+
+TRACEBACK_FRAMES: Final = 30
+"""The most frames of one exception a logged traceback shows: the innermost ones."""
+
+TRACEBACK_CHAIN: Final = 5
+"""The most exceptions of a chain (``__cause__``, ``__context__``) a logged traceback shows."""
+
+_CAUSED: Final = "\nThe above exception was the direct cause of the following exception:\n\n"
+_DURING: Final = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
 class _BoundedArguments(logging.Filter):
@@ -30,12 +42,53 @@ class _BoundedArguments(logging.Filter):
             record.args = tuple(_bounded(arg) for arg in record.args)
         if not isinstance(record.msg, str):
             record.msg = _bounded(record.msg)
+        if record.exc_info and record.exc_info[1] is not None and record.exc_text is None:
+            record.exc_text = bounded_traceback(record.exc_info[1])
         return True
 
 
 def _bounded(arg: object) -> object:
     """A text argument (or an exception, as its text) on one line, printable, bounded."""
     return clip(arg, LOG_TEXT) if isinstance(arg, str | BaseException) else arg
+
+
+def bounded_traceback(error: BaseException) -> str:
+    """``error``'s traceback as ``logging`` writes one, with each exception's text on one
+    printable line of at most :data:`LOG_TEXT` characters (an exception may quote server
+    text), at most :data:`TRACEBACK_FRAMES` frames per exception and
+    :data:`TRACEBACK_CHAIN` exceptions of its chain.
+
+    The frames are ``traceback.format_tb``'s; only the exception lines, which
+    ``traceback`` writes as the text is, are made here.
+    """
+    parts: list[str] = []
+    for exc, led_on in reversed(_chain(error)):
+        frames = traceback.format_tb(exc.__traceback__, limit=-TRACEBACK_FRAMES)
+        head = "Traceback (most recent call last):\n" if frames else ""
+        text = clip(exc, LOG_TEXT)
+        line = f"{type(exc).__qualname__}: {text}" if text else type(exc).__qualname__
+        parts.append(f"{head}{''.join(frames)}{clip(line, LOG_TEXT + 100)}\n{led_on}")
+    return "".join(parts).rstrip("\n")
+
+
+def _chain(error: BaseException) -> list[tuple[BaseException, str]]:
+    """``error`` and the exceptions that led to it, innermost first, each with the line
+    that says how it led to the one before; at most :data:`TRACEBACK_CHAIN`, and each
+    once (a chain may loop back)."""
+    chain: list[tuple[BaseException, str]] = []
+    current: BaseException | None = error
+    link = ""
+    while current is not None and len(chain) < TRACEBACK_CHAIN:
+        if any(current is seen for seen, _ in chain):
+            break
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSED
+        elif not current.__suppress_context__:
+            current, link = current.__context__, _DURING
+        else:
+            current = None
+    return chain
 
 
 def sdk_logger(name: str) -> logging.Logger:

@@ -1,0 +1,124 @@
+"""The SDK's loggers: every line of a logged traceback is printable and bounded."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import re
+
+import pytest
+
+from gptunnel_async._logging import (
+    LOG_TEXT,
+    TRACEBACK_CHAIN,
+    TRACEBACK_FRAMES,
+    bounded_traceback,
+    sdk_logger,
+)
+
+HOSTILE = [
+    "\x1b[2J\x1b]0;owned\x07",
+    "ok\n2026-12-01 12:00:00 INFO forged line",
+    "\u202eevil",
+    "x" * 50_000,
+    "a\rb\u2028c\x85d",
+    "",
+]
+
+_UNPRINTABLE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def raise_nested(depth: int, text: str) -> None:
+    if depth:
+        raise_nested(depth - 1, text)
+    raise ValueError(text)
+
+
+def logged(error: BaseException) -> str:
+    """What a plain handler writes for ``logger.exception`` of ``error`` on an SDK logger."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = sdk_logger("gptunnel_async.test_logging")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            raise error
+        except BaseException:
+            logger.exception("reading task %s failed", "t-1")
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_an_exception_text_is_one_printable_bounded_line(text: str) -> None:
+    try:
+        raise_nested(3, text)
+    except ValueError as exc:
+        error = exc
+    output = logged(error)
+    lines = output.rstrip("\n").split("\n")
+    assert lines[0] == "reading task t-1 failed"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert sum(line.endswith(", in raise_nested") for line in lines) == 4  # frames kept
+    assert lines[-1].startswith("ValueError")
+    assert not any("forged line" in line and not line.startswith("ValueError") for line in lines)
+    for line in lines:
+        assert not _UNPRINTABLE.search(line), line
+        assert len(line) <= LOG_TEXT + 100
+
+
+def test_a_chain_is_shown_cause_first_each_text_bounded() -> None:
+    try:
+        try:
+            raise KeyError("\x1b[31m" + "k" * 5000)
+        except KeyError as inner:
+            raise RuntimeError("outer\nforged") from inner
+    except RuntimeError as exc:
+        text = bounded_traceback(exc)
+    assert text.index("KeyError") < text.index("direct cause") < text.index("RuntimeError")
+    assert "RuntimeError: outer forged" in text
+    assert "\x1b" not in text
+    assert max(map(len, text.split("\n"))) <= LOG_TEXT + 100
+
+
+def raise_during_handling() -> None:
+    try:
+        raise OSError("first")
+    except OSError:
+        raise LookupError("second")  # noqa: B904  (the context is the point)
+
+
+def test_a_context_is_shown_unless_suppressed() -> None:
+    with pytest.raises(LookupError) as caught:
+        raise_during_handling()
+    assert "During handling" in bounded_traceback(caught.value)
+    caught.value.__suppress_context__ = True
+    assert "OSError" not in bounded_traceback(caught.value)
+
+
+def test_a_long_or_looping_chain_and_deep_stack_are_bounded() -> None:
+    errors = [ValueError(f"e{n}") for n in range(TRACEBACK_CHAIN + 3)]
+    for outer, inner in itertools.pairwise(errors):
+        outer.__cause__ = inner
+    text = bounded_traceback(errors[0])
+    assert text.count("ValueError: e") == TRACEBACK_CHAIN
+    loop_a, loop_b = ValueError("a"), ValueError("b")
+    loop_a.__cause__, loop_b.__cause__ = loop_b, loop_a
+    assert bounded_traceback(loop_a).count("ValueError: ") == 2
+    try:
+        raise_nested(TRACEBACK_FRAMES * 2, "deep")
+    except ValueError as exc:
+        deep = bounded_traceback(exc)
+    # The innermost frames (format_tb folds the repeated ones into one line).
+    assert "Previous line repeated" in deep
+    assert deep.count('  File "') <= TRACEBACK_FRAMES
+    assert "in test_a_long_or_looping" not in deep
+    assert deep.endswith("ValueError: deep")
+
+
+def test_an_exception_without_a_traceback_is_its_line() -> None:
+    assert bounded_traceback(ValueError("plain")) == "ValueError: plain"
+    assert bounded_traceback(ValueError()) == "ValueError"

@@ -237,7 +237,7 @@ class Bench:
             aiohttp.ClientSession() as session,
             session.get(self.api.replace("/v1", "/_stats")) as r,
         ):
-            return [tuple(item) for item in await r.json()]  # type: ignore[misc]
+            return [(float(at), int(count)) for at, count in await r.json()]
 
     async def readers(
         self, processes: int, loops: int, seconds: float, budget: str, rate: float
@@ -291,7 +291,7 @@ class Bench:
 
     async def overhead(self) -> str:
         redis = Redis(host="127.0.0.1", port=self.redis_port)
-        budgets = {
+        budgets: dict[str, RedisBudget | InProcessBudget] = {
             "redis": RedisBudget(redis, 1e9, name="overhead"),
             "inprocess": InProcessBudget(1e9),
         }

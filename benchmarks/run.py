@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -292,6 +292,7 @@ async def cpu_per_read(
         aiohttp.ClientSession() as session,
         sdk_client(origin) as client,
     ):
+        jobs: list[Coroutine[Any, Any, Any]]
         if kind == "sdk":
             jobs = [client.wait_for_result(f"cpu-{i}", policy=policy) for i in range(waits)]
         else:

@@ -131,7 +131,7 @@ class LineOutput:
         self.console.print(f"[green]done[/]: {_shown(_files(task) or '(no result URL)')}")
 
     def saved(self, path: Path) -> None:
-        self.console.print(f"saved: {escape(str(path))}")
+        self.console.print(f"saved: {_shown(str(path))}")
 
     def error(self, exc: BaseException, exit_code: int) -> None:
         label = {1: "task failed", 2: "usage error", 3: "timed out"}.get(exit_code, "error")

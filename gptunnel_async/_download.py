@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import secrets
@@ -80,6 +81,24 @@ class Target(NamedTuple):
     replace: bool
 
 
+_UNSAFE_RUN: Final = re.compile(r"[^A-Za-z0-9._-]+")
+_ID_STEM: Final = 64
+"""The most characters of a task id kept in a file name made from it."""
+
+
+def id_file_stem(task_id: str) -> str:
+    """A file name stem made from ``task_id``, which the server chose: the id itself when
+    it is a plain name (``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 64 characters), else its
+    plain characters and a short hash of the whole id (``x-3f2a9c1b0d``), so that no id
+    can name another folder (``../x``, ``/abs/x``), hold a control character, start with
+    ``-`` or ``.``, or be mistaken for another id's name."""
+    if len(task_id) <= _ID_STEM and _SAFE_NAME.fullmatch(task_id):
+        return task_id
+    plain = _UNSAFE_RUN.sub("_", task_id).lstrip("._-")[:_ID_STEM] or "task"
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{plain}-{digest}"
+
+
 def url_file_name(url: URL, fallback_name: str) -> str:
     """The name a file from ``url`` is saved under in a folder: the URL's last path
     segment when it is a plain media file name, else ``fallback_name``."""
@@ -99,7 +118,8 @@ def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
     """
     if isinstance(task_or_url, Task | MediaTask):
         found = result_file(task_or_url, clip)
-        name = task_or_url.id if clip is None else f"{task_or_url.id}-{clip}"
+        stem = id_file_stem(task_or_url.id)
+        name = stem if clip is None else f"{stem}-{clip}"
         return server_url(found), f"{name}.bin"
     if not isinstance(task_or_url, str | URL):
         raise ConfigurationError(
@@ -231,11 +251,13 @@ def _check_name(folder: Path, name: str) -> None:
         raise ConfigurationError(f"the file name is over {longest} bytes: {name[:40]!r}...")
 
 
-def folder_targets(folder: object, urls: list[URL], name: str) -> list[Target]:
-    """One new file in the existing ``folder`` per URL, named after it; ``<name>-<n><suffix>``
-    where the URL's name is unusable or two URLs share one. None replaces a file."""
+def folder_targets(folder: object, urls: list[URL], task_id: str) -> list[Target]:
+    """One new file in the existing ``folder`` per URL, named after it; ``<stem>-<n><suffix>``
+    (the stem from :func:`id_file_stem`) where the URL's name is unusable or two URLs
+    share one. None replaces a file."""
     if not isinstance(folder, str | os.PathLike) or not os.path.isdir(folder):
         raise ConfigurationError(f"folder must be an existing folder, got {describe(folder)}")
+    name = id_file_stem(task_id)
     paths = [
         resolve_target(folder, url, f"{name}-{number}.bin").path for number, url in enumerate(urls)
     ]

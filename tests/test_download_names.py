@@ -5,6 +5,7 @@ the caller named is replaced, keeping its permissions."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from gptunnel_async import ConfigurationError, GPTunnelClient, MediaClip, MediaTask, Task
-from gptunnel_async._download import MEDIA_SUFFIXES, url_file_name
+from gptunnel_async._download import MEDIA_SUFFIXES, id_file_stem, url_file_name
 
 from .conftest import loopback_server
 
@@ -142,6 +143,65 @@ async def test_clips_saved_into_a_folder_replace_nothing(
     saved = await client.download_results(task, tmp_path)
     assert [p.name for p in saved] == ["song-1.mp3", "m1-1.bin"]
     assert (tmp_path / "song.mp3").read_bytes() == b"mine"
+
+
+# -- names made from the task id, which the server chose ----------------------------------
+
+HOSTILE_IDS = [
+    "../escaped/pwned",
+    "/abs/olute/x",
+    "..",
+    ".",
+    "-rf",
+    ".bashrc",
+    "a\x1b]0;title\x07\nforged: line",
+    "a/b",
+    "C:\\x",
+    "x" * 300,
+    "\ud800",
+    "",
+]
+
+
+@given(st.text())
+def test_a_stem_from_any_id_is_one_plain_name(task_id: str) -> None:
+    stem = id_file_stem(task_id)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem), stem
+    assert len(stem) <= 75
+    assert Path(stem).name == stem and stem not in (".", "..")
+
+
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True))
+def test_a_plain_id_is_its_own_stem(task_id: str) -> None:
+    assert id_file_stem(task_id) == task_id
+
+
+@given(st.text(), st.text())
+def test_two_ids_that_are_not_plain_names_get_different_stems(first: str, second: str) -> None:
+    if first != second and id_file_stem(first) != first and id_file_stem(second) != second:
+        assert id_file_stem(first) != id_file_stem(second)
+
+
+@pytest.mark.parametrize("task_id", HOSTILE_IDS)
+async def test_a_server_chosen_id_never_takes_a_download_out_of_its_folder(
+    client: GPTunnelClient, tmp_path: Path, task_id: str
+) -> None:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    base = storage(client)
+    task = Task(id=task_id, status="done", result=base + "file")  # no media name in the URL
+    saved = await client.download_result(task, folder)
+    assert saved.parent == folder
+    media = MediaTask(
+        id=task_id,
+        status="done",
+        clips=(MediaClip(audio_url=base + "song.mp3"), MediaClip(audio_url=base + "song.mp3")),
+    )
+    clips = await client.download_results(media, folder)
+    assert [path.parent for path in clips] == [folder, folder]
+    assert names(tmp_path) == ["downloads"]
+    for name in names(folder):
+        assert Path(name).name == name and not name.startswith(("-", "."))
 
 
 # -- a file the caller named -----------------------------------------------------------

@@ -208,6 +208,10 @@ class Transport:
                     return await read(response)
             except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_CLOSED_UNDER) as exc:
                 failure = self._failure(exc, request.label, session)
+            except BaseException as exc:  # a cancellation (the caller's own timeout) and such
+                # Passed on as it is, but without aiohttp's frames: their locals hold the
+                # request's headers, key and all.
+                raise without_frames(exc)  # noqa: B904  (the same exception, not a new one)
             finally:
                 if slots is not None:
                     slots.release()

@@ -354,3 +354,45 @@ async def test_wire_errors_leave_no_task_behind() -> None:
         await raised(client.get_result("task-1"))
     current = asyncio.current_task()
     assert [task for task in asyncio.all_tasks() if task is not current] == []
+
+
+async def stall(request: web.Request) -> web.Response:
+    await asyncio.sleep(30)
+    return web.json_response(DONE)
+
+
+async def cancelled_from_outside(make: Callable[[], Awaitable[Any]], how: str) -> BaseException:
+    """What the caller's own deadline or cancellation ends a call with, in the middle of
+    a request; caught here, in a frame holding nothing secret."""
+    try:
+        if how == "wait_for":
+            await asyncio.wait_for(make(), 0.2)
+        elif how == "timeout":
+            async with asyncio.timeout(0.2):
+                await make()
+        else:
+            task = asyncio.ensure_future(make())
+            await asyncio.sleep(0.2)
+            task.cancel()
+            await task
+    except BaseException as exc:  # a cancellation is what is looked at
+        return exc
+    raise AssertionError("the call was not interrupted")
+
+
+@pytest.mark.parametrize("how", ["wait_for", "timeout", "cancel"])
+@pytest.mark.parametrize("call", ["get_result", "wait_for_result", "create", "balance"])
+async def test_a_cancellation_from_outside_leaves_no_key_in_any_frame(how: str, call: str) -> None:
+    async with (
+        loopback_server(stall) as server,
+        GPTunnelClient(api_key=API_KEY, base_url=str(server.make_url("/v1")), timeout=10) as client,
+    ):
+        make: dict[str, Callable[[], Awaitable[Any]]] = {
+            "get_result": lambda: client.get_result("t-1"),
+            "wait_for_result": lambda: client.wait_for_result("t-1"),
+            "create": lambda: client.midjourney.imagine("a cat"),
+            "balance": lambda: client.balance(),
+        }
+        exc = await cancelled_from_outside(make[call], how)
+    assert isinstance(exc, TimeoutError if how != "cancel" else asyncio.CancelledError)
+    assert_no_key_reachable(exc)

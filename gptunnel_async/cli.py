@@ -14,13 +14,13 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
 from ._checks import describe, positive_number
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._client import GPTunnelClient
 from ._download import check_destination
-from ._polling import PollPolicy, ProgressEvent
+from ._polling import PollPolicy
 from ._sansio.retries import is_transient
 from ._sansio.text import mask_for
 from ._sentinel import NOT_GIVEN, NotGiven
@@ -33,6 +33,8 @@ from .errors import (
     WaitTimeoutError,
 )
 from .models import MediaTask, Task
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ._cli_output import Output
@@ -156,23 +158,33 @@ async def wait_and_save(
     family: str = "faceswap",
 ) -> int:
     """Wait for a task of ``family``, showing each change (``first``, a state read just
-    before, counts as the first), then save its result(s) to ``save``."""
-    waiter = resource(client, family).wait_for_result(task_id, timeout=timeout)
-    shown: tuple[str, int] | None = None
+    before, is the wait's first read: no second request for it), then save its
+    result(s) to ``save``."""
+    family_resource = resource(client, family)
+    if first is None:
+        waiter = family_resource.wait_for_result(task_id, timeout=timeout)
+    else:
+        read = _first_then(first, family_resource._reader(task_id))
+        waiter = family_resource._waiter(task_id, read, timeout=timeout)
     with out.progress(task_id) as show:
-        if first is not None and not first.is_failed:
-            show(ProgressEvent(task_id, first.status, first.percent, first, 0.0))
-            shown = (first.status, first.percent)
         async for event in waiter:
-            if (event.status, event.percent) != shown:
-                show(event)
-            shown = None  # the wait itself never repeats a state
+            show(event)
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:
         for path in await save_result(client, task, save):
             out.saved(path)
     return EXIT_DONE
+
+
+def _first_then(first: T, read: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """A wait's read that returns ``first`` (a state already read) once, then reads."""
+    pending = [first]
+
+    async def fetch() -> T:
+        return pending.pop() if pending else await read()
+
+    return fetch
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:

@@ -16,19 +16,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
+from yarl import URL
+
 from ._checks import describe, positive_number
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._client import GPTunnelClient
 from ._download import check_destination
 from ._polling import PollPolicy
 from ._sansio.retries import is_transient
-from ._sansio.text import mask_for
+from ._sansio.text import mask_for, printable
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import (
     APIConnectionError,
     ConfigurationError,
     GPTunnelError,
+    StoreUnavailableError,
     TaskFailedError,
     WaitTimeoutError,
 )
@@ -309,6 +312,12 @@ def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -
     emulator.add_argument("--json", action="store_true", help="print where it listens as JSON")
 
 
+def _redis_shown(url: str) -> str:
+    """A Redis URL fit to print: scheme, host, port and database, never a password."""
+    parsed = URL(url)
+    return str(parsed.with_user(None).with_password(None).with_query(None))
+
+
 async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     try:
         from redis.asyncio import Redis
@@ -321,8 +330,16 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     redis = Redis.from_url(args.redis, socket_timeout=5, socket_connect_timeout=5)
     try:
         status = await fleet_status(redis, name=args.name, budget=args.budget)
+    except StoreUnavailableError as exc:
+        raise StoreUnavailableError(f"{exc} at {_redis_shown(args.redis)} (--redis)") from None
     finally:
         await redis.aclose()
+    if (status.watched, status.finished_unhandled, status.rate) == (0, 0, None):
+        warning = (
+            f"nothing is stored for the fleet {args.name!r} at {_redis_shown(args.redis)}: "
+            "is --name the name its RedisStore was given?"
+        )
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     rows = {
         "watched": status.watched,
         "due": status.due,
@@ -458,9 +475,14 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet = add("fleet", _fleet_status, "what a fleet of workers on Redis is doing")
     fleet.add_argument("action", choices=["status"], help="status: counts and the rate")
     fleet.add_argument(
-        "--redis", default="redis://localhost:6379/0", metavar="URL", help="the fleet's Redis"
+        "--redis",
+        default="redis://localhost:6379/0",
+        metavar="URL",
+        help="the fleet's Redis (default: %(default)s)",
     )
-    fleet.add_argument("--name", default="default", help="the fleet's RedisStore name")
+    fleet.add_argument(
+        "--name", default="default", help="the fleet's RedisStore name (default: %(default)s)"
+    )
     fleet.add_argument("--budget", help="the RedisBudget's name (default: --name)")
     fleet.add_argument("--json", action="store_true", help="print one JSON object")
 

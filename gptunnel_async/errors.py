@@ -121,8 +121,8 @@ class APIError(GPTunnelError):
         retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
         issues: the field problems of a media validation error (code 3), in the API's
             order; ``param`` is the first one's field.
-
-    ``hint`` (not kept as an attribute) adds what to check to the text, in parentheses.
+        hint: what to check, added to the text in parentheses (not kept: the text
+            holds it).
     """
 
     def __init__(

@@ -29,7 +29,7 @@ from ._checks import (
     optional,
     webhook_url,
 )
-from ._images import ImageInput, check_mask, encode_image, image_link
+from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._safe_errors import secret_arguments
@@ -51,6 +51,7 @@ __all__ = [
     "Media",
     "Midjourney",
     "MidjourneyAction",
+    "ReadableBytes",
     "TaskResource",
 ]
 
@@ -201,6 +202,17 @@ class TaskResource(Generic[T]):
         read = self._reader(task_id)  # built once: a URL costs ~8 % of a read (performance.md)
         optional(instance_of(PollPolicy), "policy", policy)
         optional(function, "on_progress", on_progress)
+        return self._waiter(task_id, read, policy, timeout, on_progress)
+
+    def _waiter(
+        self,
+        task_id: str,
+        read: Callable[[], Awaitable[T]],
+        policy: PollPolicy | None = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        on_progress: ProgressCallback[T] | None = None,
+    ) -> TaskWaiter[T]:
+        """A wait for ``task_id`` whose reads are ``read()`` (checked arguments)."""
         return TaskWaiter(
             task_id,
             read,
@@ -430,7 +442,9 @@ class FaceSwap(TaskResource[Task]):
 
         Args:
             source_image: the picture whose person gets the new face: a URL, a
-                ``data:`` URI, bytes or a file path.
+                ``data:`` URI, bytes, a file path or a binary file object
+                (``io.BytesIO``, as aiogram's ``bot.download`` returns, read from its
+                current position).
             face_image: the picture the face is taken from, in any of the same forms.
             webhook: an http(s) URL the API calls when the task ends (e.g. a
                 [WebhookReceiver][gptunnel_async.webhooks.WebhookReceiver]'s ``url``).
@@ -691,8 +705,8 @@ class Midjourney(TaskResource[Task]):
 
         Args:
             task_id: the task whose image is redrawn.
-            mask: the area to redraw in white on black: PNG bytes, a file path, base64
-                text or a ``data:`` URI (not a link).
+            mask: the area to redraw in white on black: PNG bytes, a file path, a
+                binary file object, base64 text or a ``data:`` URI (not a link).
             prompt: what to draw there; none keeps the original prompt.
             size: the masked image's ``(width, height)`` in pixels, if known (e.g. from
                 the downloaded grid); the mask must match it.

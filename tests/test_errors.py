@@ -151,3 +151,48 @@ def test_wait_timeout_is_also_a_builtin_timeout() -> None:
 def test_configuration_error_is_also_a_value_error() -> None:
     assert issubclass(ConfigurationError, ValueError)
     assert issubclass(ConfigurationError, GPTunnelError)
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (
+            NotFoundError("Task not found", status_code=200, type="not_found", code="4"),
+            "code 4 not_found: Task not found",
+        ),
+        (
+            NotFoundError("Task not found", status_code=404, type="not_found_error"),
+            "404 not_found_error: Task not found",
+        ),
+        (
+            AuthenticationError("Unauthorized", status_code=401, type="unauthorized"),
+            "401 unauthorized: Unauthorized (check the API key: api_key=, or GPTUNNEL_API_KEY)",
+        ),
+        (
+            AuthenticationError("bad token", status_code=200, type="invalid_token", code="2"),
+            "code 2 invalid_token: bad token (check the API key: api_key=, or GPTUNNEL_API_KEY)",
+        ),
+        (APIError("odd", status_code=200), "200: odd"),
+    ],
+)
+def test_an_api_errors_text_names_the_status_or_media_code_and_what_to_check(
+    error: APIError, text: str
+) -> None:
+    assert str(error) == text
+    assert "check the API key" not in error.message  # the API's own words stay apart
+
+
+@pytest.mark.parametrize(
+    ("body", "hinted"),
+    [
+        (b"404: Not Found", True),
+        (b"<html><body>Not Found</body></html>", True),
+        (b"", True),
+        (b'{"error": {"message": "Task not found", "type": "not_found_error"}}', False),
+    ],
+)
+def test_a_404_that_is_no_json_error_points_at_base_url(body: bytes, hinted: bool) -> None:
+    error = error_from_response(404, {}, body)
+    assert isinstance(error, NotFoundError)
+    assert ("check base_url" in str(error)) is hinted
+    assert "check base_url" not in error.message

@@ -318,6 +318,7 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         "finished_unhandled": status.finished_unhandled,
         "oldest_overdue_s": round(status.oldest_overdue, 3),
         "rate": None if status.rate is None else round(status.rate, 3),
+        "dead_letters": status.dead_letters,
     }
     if args.json:
         print(json.dumps(rows))

@@ -87,6 +87,8 @@ def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
     Raises:
         StoreDataError: anything else, ``"nan"``, ``"inf"`` and ``true`` included.
     """
+    if value is None:
+        raise StoreDataError(f"{what} is missing")
     if isinstance(value, bytes | bytearray | str):
         with _reading(what):
             value = float(text(value, what))

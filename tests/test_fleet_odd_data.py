@@ -280,3 +280,23 @@ def test_careless_constructor_arguments_are_configuration_errors(
 async def test_fleet_status_of_no_redis_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="redis must be"):
         await fleet_status(None)  # type: ignore[arg-type]
+
+
+async def test_a_claimed_task_id_that_is_not_utf8_is_set_aside(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    odd_id = b"t-\xff\xfe"
+    record = '{"family": "faceswap", "metadata": null, "timeout": 60}'
+    await redis.hset(
+        store.task_key("").encode() + odd_id,
+        mapping={"state": "watching", "record": record, "deadline": "1e12"},
+    )
+    await redis.zadd(store.due_key, {odd_id: 0})
+    handled = Handled()
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with Watcher(client, store, handler=handled) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _dead_letters(store, 1))
+    assert delivery.task_id == task_id
+    assert (await store.status()).watched == 0

@@ -24,12 +24,19 @@ import logging
 import os
 import tempfile
 
-from aiogram import Bot, Dispatcher, F, Router
-from aiogram.filters import CommandStart, StateFilter
-from aiogram.fsm.context import FSMContext
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import FSInputFile, Message
+try:
+    import redis.asyncio  # noqa: F401  (needed by run(); checked here for a one-line hint)
+    from aiogram import Bot, Dispatcher, F, Router
+    from aiogram.filters import CommandStart, StateFilter
+    from aiogram.fsm.context import FSMContext
+    from aiogram.fsm.storage.base import BaseStorage
+    from aiogram.fsm.storage.memory import SimpleEventIsolation
+    from aiogram.types import FSInputFile, Message
+except ImportError as missing:  # pragma: no cover - the tests have both
+    raise SystemExit(
+        f"examples.fleet_bot needs aiogram 3 and redis-py ({missing.name} is missing): "
+        "pip install -e '.[examples]'"
+    ) from None
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, TaskFailedError, WaitTimeoutError
 from gptunnel_async.fleet import Delivery, Handler, Watcher

@@ -11,7 +11,7 @@ import binascii
 import os
 import stat
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import Final, Protocol, TypeAlias, runtime_checkable
 
 from ._checks import describe, http_url
 from ._png import PngError, read_png
@@ -21,15 +21,35 @@ __all__ = [
     "MASK_TONES",
     "MAX_IMAGE_BYTES",
     "ImageInput",
+    "ReadableBytes",
     "check_mask",
     "encode_image",
     "image_link",
+    "read_file_object",
     "read_image_file",
     "sniff_image_type",
 ]
 
-ImageInput: TypeAlias = str | bytes | os.PathLike[str]
-"""An image for the API: an http(s) URL, a ``data:`` URI, raw bytes, or a file path."""
+
+@runtime_checkable
+class ReadableBytes(Protocol):
+    """A binary file object: ``io.BytesIO`` (what aiogram's ``bot.download`` returns), a
+    file opened ``"rb"``, anything whose ``read(size)`` returns bytes."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Read from the current position.
+
+        Args:
+            size: the most bytes to read; ``-1`` for all.
+
+        Returns:
+            The bytes read, empty at the end.
+        """
+
+
+ImageInput: TypeAlias = str | bytes | os.PathLike[str] | ReadableBytes
+"""An image for the API: an http(s) URL, a ``data:`` URI, raw bytes, a file path, or a
+binary file object (read from its current position)."""
 
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 """10 MiB before base64: larger uploads belong at a URL the API can fetch."""
@@ -60,8 +80,8 @@ def _encoded(data: bytes, what: str) -> str | ConfigurationError:
         )
     try:
         mime = sniff_image_type(data)
-    except ConfigurationError as exc:
-        return ConfigurationError(f"{what}: {exc}")
+    except ConfigurationError:
+        return ConfigurationError(f"{what} is not a PNG, JPEG or WEBP file")
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
@@ -99,6 +119,25 @@ def read_image_file(path: Path, what: str = "image") -> bytes:
         os.close(fd)
 
 
+def read_file_object(value: ReadableBytes, what: str = "image") -> bytes:
+    """At most ``MAX_IMAGE_BYTES + 1`` bytes of a binary file object, from its current
+    position. Blocking for a real file: run it in a thread.
+
+    Raises:
+        ConfigurationError: reading fails, or gives text rather than bytes (a file
+            opened ``"r"`` instead of ``"rb"``).
+    """
+    try:
+        data = value.read(MAX_IMAGE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # closed, or not open for reading
+        raise ConfigurationError(f"cannot read the {what}: {_reason(exc)}") from None
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ConfigurationError(
+            f'the {what}\'s read() gave {type(data).__name__}, not bytes: open the file with "rb"'
+        )
+    return bytes(data)
+
+
 def _reason(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
 
@@ -112,6 +151,8 @@ async def encode_image(value: ImageInput) -> str:
     """
     if isinstance(value, bytes | bytearray | memoryview):
         return _raised(_encoded(bytes(value), "the image"))
+    if isinstance(value, ReadableBytes):
+        return _raised(_encoded(await asyncio.to_thread(read_file_object, value), "the image"))
     if isinstance(value, str):
         if not value.strip():
             raise ConfigurationError("an image must not be an empty string")
@@ -119,7 +160,8 @@ async def encode_image(value: ImageInput) -> str:
             return value
     if not isinstance(value, str | os.PathLike):
         raise ConfigurationError(
-            f"an image must be a URL, a data: URI, bytes or a path, got {type(value).__name__}"
+            "an image must be a URL, a data: URI, bytes, a path or a binary file object, "
+            f"got {type(value).__name__}"
         )
     path = Path(value)
     return _raised(_encoded(await asyncio.to_thread(read_image_file, path), describe(str(path))))
@@ -157,6 +199,8 @@ def _mask_bytes(value: ImageInput) -> bytes:
     """The PNG bytes of a mask given as bytes, a path, a ``data:`` URI or base64 text."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
+    if isinstance(value, ReadableBytes):
+        return read_file_object(value, "mask")
     if isinstance(value, str) and value.startswith(("http://", "https://")):
         raise ConfigurationError(
             "mask must be the PNG itself (bytes, a path or base64), not a link: "
@@ -164,7 +208,8 @@ def _mask_bytes(value: ImageInput) -> bytes:
         )
     if not isinstance(value, str | os.PathLike):
         raise ConfigurationError(
-            f"mask must be PNG bytes, a path or base64 text, got {type(value).__name__}"
+            "mask must be PNG bytes, a path, a binary file object or base64 text, got "
+            f"{type(value).__name__}"
         )
     if isinstance(value, os.PathLike) or _is_file(value):
         return read_image_file(Path(value), "mask")

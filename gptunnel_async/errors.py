@@ -33,7 +33,7 @@ task queues; its ``__cause__`` (a Python-side detail) stays behind, as with any 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._sansio.text import clip
 
@@ -143,8 +143,14 @@ class APIError(GPTunnelError):
         self.code = code
         self.retry_after = retry_after
         self.issues = issues
-        label = f"{status_code} {clip(type, 100)}" if type else str(status_code)
-        super().__init__(f"{label}: {clip(message, 500)}")
+        # A media error comes with HTTP 200, which would read as a success: its code says more.
+        status = f"code {clip(code, 20)}" if status_code == 200 and code else str(status_code)
+        label = f"{status} {clip(type, 100)}" if type else status
+        super().__init__(f"{label}: {clip(message, 500)}{self._hint}")
+
+    _hint: ClassVar[str] = ""
+    """What to check, added to the text (not to ``message``) where the API's words rarely
+    say it."""
 
 
 class BadRequestError(APIError):
@@ -157,6 +163,8 @@ class ContentPolicyError(BadRequestError):
 
 class AuthenticationError(APIError):
     """HTTP 401 (media code 2): the API key is missing, wrong or revoked."""
+
+    _hint: ClassVar[str] = " (check the API key: api_key=, or GPTUNNEL_API_KEY)"
 
 
 class InsufficientBalanceError(APIError):

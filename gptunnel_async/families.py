@@ -28,7 +28,7 @@ from ._checks import (
     json_values,
     optional,
 )
-from ._images import ImageInput, check_mask, encode_image, image_link
+from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._sansio.requests import Request
@@ -49,6 +49,7 @@ __all__ = [
     "Media",
     "Midjourney",
     "MidjourneyAction",
+    "ReadableBytes",
     "TaskResource",
 ]
 
@@ -416,7 +417,9 @@ class FaceSwap(TaskResource[Task]):
 
         Args:
             source_image: the picture whose person gets the new face: a URL, a
-                ``data:`` URI, bytes or a file path.
+                ``data:`` URI, bytes, a file path or a binary file object
+                (``io.BytesIO``, as aiogram's ``bot.download`` returns, read from its
+                current position).
             face_image: the picture the face is taken from, in any of the same forms.
             webhook: a URL the API calls when the task ends.
 
@@ -675,8 +678,8 @@ class Midjourney(TaskResource[Task]):
 
         Args:
             task_id: the task whose image is redrawn.
-            mask: the area to redraw in white on black: PNG bytes, a file path, base64
-                text or a ``data:`` URI (not a link).
+            mask: the area to redraw in white on black: PNG bytes, a file path, a
+                binary file object, base64 text or a ``data:`` URI (not a link).
             prompt: what to draw there; none keeps the original prompt.
             size: the masked image's ``(width, height)`` in pixels, if known (e.g. from
                 the downloaded grid); the mask must match it.

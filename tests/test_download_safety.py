@@ -365,14 +365,18 @@ def addresses_in(networks: list[str]) -> st.SearchStrategy[Any]:
 
 
 def ipv6_forms(address: ipaddress.IPv4Address) -> list[ipaddress.IPv6Address]:
-    """The IPv6 addresses that carry ``address``: IPv4-mapped, IPv4-compatible, NAT64's
-    well-known prefix, and 6to4 (with any subnet and interface bits)."""
+    """The IPv6 addresses that carry ``address``: IPv4-mapped, IPv4-compatible, SIIT's
+    IPv4-translated, NAT64's well-known prefix, 6to4 (with any subnet and interface
+    bits) and ISATAP interface ids under a global prefix."""
     n = int(address)
     return [
         ipaddress.IPv6Address(f"::ffff:{address}"),
         ipaddress.IPv6Address(n),
+        ipaddress.IPv6Address((0xFFFF_0000 << 32) | n),
         ipaddress.IPv6Address((0x0064_FF9B << 96) | n),
         ipaddress.IPv6Address((0x2002 << 112) | (n << 80) | 0xBEEF_0000_0000_0001),
+        ipaddress.IPv6Address((0x2600 << 112) | (0x0000_5EFE << 32) | n),
+        ipaddress.IPv6Address((0x2600 << 112) | (0x0200_5EFE << 32) | n),
     ]
 
 
@@ -400,6 +404,43 @@ def test_an_ipv6_form_carrying_an_ipv4_address_is_judged_as_that_address(
 @given(st.integers(0, 2**80 - 1))
 def test_nat64_local_use_prefixes_are_never_public(suffix: int) -> None:
     assert not is_public(ipaddress.IPv6Address((0x0064_FF9B_0001 << 80) | suffix))
+
+
+@given(st.integers(0, 2**118 - 1))
+def test_site_local_addresses_are_never_public(suffix: int) -> None:
+    assert not is_public(ipaddress.IPv6Address((0b1111111011 << 118) | suffix))
+
+
+NUMERIC_NAMES = ["10.0.0.5.1", "4294967296", "1.2.3.4.5.6", "127.0.0.0x1.2", "9" * 40, "1.2.3.4.08"]
+
+
+@pytest.mark.parametrize("host", NUMERIC_NAMES)
+def test_a_host_ending_in_a_number_that_is_no_address_is_refused(host: str) -> None:
+    assert parse_address(host) is None
+    with pytest.raises(DownloadError, match="neither an IP address nor a host name"):
+        Destinations(allow_private=False).check_literal(URL(f"http://{host}/r.png"))
+
+
+@given(
+    st.lists(st.from_regex(r"[a-z0-9-]{1,10}", fullmatch=True), max_size=4),
+    st.from_regex(r"[0-9]{1,12}|0x[0-9a-f]{0,8}", fullmatch=True),
+)
+def test_any_host_whose_last_label_is_a_number_is_an_address_or_refused(
+    labels: list[str], last: str
+) -> None:
+    host = ".".join([*labels, last])
+    address = parse_address(host)
+    destinations = Destinations(allow_private=False)
+    if address is None or not is_public(address):
+        with pytest.raises(DownloadError):
+            destinations.check_literal(URL(f"http://{host}/r.png"))
+    else:
+        destinations.check_literal(URL(f"http://{host}/r.png"))
+
+
+@pytest.mark.parametrize("host", ["storage.example", "cdn1.example.", "a.b.c1", "x", "123.example"])
+def test_names_are_left_to_the_resolver(host: str) -> None:
+    Destinations(allow_private=False).check_literal(URL(f"http://{host}/r.png"))
 
 
 def test_an_ipv6_address_that_carries_no_ipv4_address_reads_as_itself() -> None:

@@ -151,3 +151,32 @@ def test_wait_timeout_is_also_a_builtin_timeout() -> None:
 def test_configuration_error_is_also_a_value_error() -> None:
     assert issubclass(ConfigurationError, ValueError)
     assert issubclass(ConfigurationError, GPTunnelError)
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (
+            NotFoundError("Task not found", status_code=200, type="not_found", code="4"),
+            "code 4 not_found: Task not found",
+        ),
+        (
+            NotFoundError("Task not found", status_code=404, type="not_found_error"),
+            "404 not_found_error: Task not found",
+        ),
+        (
+            AuthenticationError("Unauthorized", status_code=401, type="unauthorized"),
+            "401 unauthorized: Unauthorized (check the API key: api_key=, or GPTUNNEL_API_KEY)",
+        ),
+        (
+            AuthenticationError("bad token", status_code=200, type="invalid_token", code="2"),
+            "code 2 invalid_token: bad token (check the API key: api_key=, or GPTUNNEL_API_KEY)",
+        ),
+        (APIError("odd", status_code=200), "200: odd"),
+    ],
+)
+def test_an_api_errors_text_names_the_status_or_media_code_and_what_to_check(
+    error: APIError, text: str
+) -> None:
+    assert str(error) == text
+    assert "check the API key" not in error.message  # the API's own words stay apart

@@ -5,6 +5,8 @@ fixed budget."""
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import struct
 import zlib
@@ -222,3 +224,48 @@ def test_the_colours_of_a_row_are_its_distinct_pixels(
     line = bytes(sample for pixel in pixels for sample in pixel[:channels])
     colour = 3 if channels >= 3 else 1
     assert _colours(line, 8, channels, len(pixels)) == {pixel[:colour] for pixel in pixels}
+
+
+# -- binary file objects ------------------------------------------------------------------
+
+
+async def test_a_bytesio_or_a_binary_file_is_read_from_its_position(tmp_path: Path) -> None:
+    png = mask(4, 4)
+    encoded = await encode_image(io.BytesIO(png))
+    assert encoded == "data:image/png;base64," + base64.b64encode(png).decode()
+    moved = io.BytesIO(b"junk" + png)
+    moved.seek(4)
+    assert await encode_image(moved) == encoded
+    path = tmp_path / "m.png"
+    path.write_bytes(png)
+    with path.open("rb") as file:
+        assert await encode_image(file) == encoded
+        file.seek(0)
+        assert check_mask(file) == base64.b64encode(png).decode()
+    assert check_mask(io.BytesIO(png), size=(4, 4)) == base64.b64encode(png).decode()
+
+
+async def test_a_file_object_over_the_limit_is_refused_reading_one_byte_more() -> None:
+    big = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_IMAGE_BYTES)
+    with pytest.raises(ConfigurationError, match="over the"):
+        await encode_image(big)
+    assert big.tell() == MAX_IMAGE_BYTES + 1
+
+
+async def test_a_text_or_closed_file_object_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.png"
+    path.write_bytes(b"not a picture")
+    with path.open() as text, pytest.raises(ConfigurationError, match='"rb"'):
+        await encode_image(text)  # type: ignore[arg-type]
+    closed = io.BytesIO(b"x")
+    closed.close()
+    with pytest.raises(ConfigurationError, match="cannot read the image"):
+        await encode_image(closed)
+    with pytest.raises(ConfigurationError, match="cannot read the mask"):
+        check_mask(closed)
+
+
+async def test_a_gif_is_named_once_in_its_refusal() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        await encode_image(io.BytesIO(b"GIF89a" + b"\0" * 20))
+    assert str(caught.value) == "the image is not a PNG, JPEG or WEBP file"

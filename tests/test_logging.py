@@ -122,3 +122,14 @@ def test_a_long_or_looping_chain_and_deep_stack_are_bounded() -> None:
 def test_an_exception_without_a_traceback_is_its_line() -> None:
     assert bounded_traceback(ValueError("plain")) == "ValueError: plain"
     assert bounded_traceback(ValueError()) == "ValueError"
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_an_exception_whose_str_fails_is_logged_not_raised() -> None:
+    output = logged(Unprintable())
+    assert "Unprintable: <unprintable Unprintable>" in output
+    assert output.startswith("reading task t-1 failed\nTraceback")

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy
-from gptunnel_async._sansio.text import printable, shorten
+from gptunnel_async._sansio.text import clip, printable, shorten
 
 from .conftest import ScriptedAPI, task_json
 from .test_cli_console import SCRIPT, run
@@ -44,10 +44,27 @@ def unprintable(text: str) -> list[str]:
         (BIDI, "\\u202eexe.gnp\\u202c"),
         ("\u2067rli\u2069", "\\u2067rli\\u2069"),
         ("ünïcödé ✓", "ünïcödé ✓"),
+        ("line\u2028forged\u2029para", "line\\u2028forged\\u2029para"),
     ],
 )
 def test_printable_escapes_what_a_terminal_would_obey(text: str, shown: str) -> None:
     assert printable(text) == shown
+
+
+@given(st.text())
+def test_printable_text_is_one_line_as_str_splitlines_reads_it(text: str) -> None:
+    shown = printable(text)
+    assert len(shown.splitlines()) <= 1
+    assert unprintable(shown) == []
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_value_whose_str_fails_is_named_not_raised() -> None:
+    assert clip(Unprintable()) == "<unprintable Unprintable>"
 
 
 @given(st.text(), st.integers(2, 500))

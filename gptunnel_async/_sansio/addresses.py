@@ -12,9 +12,11 @@ refused, in IPv4 and IPv6 alike. Which addresses those are is the standard libra
 An IPv6 address that carries an IPv4 address is judged as the IPv4 address it carries,
 since that is where a translator or tunnel on the way delivers it: IPv4-mapped
 (``::ffff:127.0.0.1``), IPv4-compatible (``::127.0.0.1``, deprecated), NAT64's
-well-known prefix (``64:ff9b::7f00:1``, RFC 6052) and 6to4 (``2002:7f00:1::``, RFC
-3056). NAT64's local-use prefix (``64:ff9b:1::/48``, RFC 8215) is refused whatever it
-carries. Python's tables differ between versions on some of these (3.13 counts all of
+well-known prefix (``64:ff9b::7f00:1``, RFC 6052), SIIT's IPv4-translated
+(``::ffff:0:7f00:1``, RFC 6145), 6to4 (``2002:7f00:1::``, RFC 3056) and an ISATAP
+interface id (``2600::5efe:7f00:1``, RFC 5214). NAT64's local-use prefix (``64:ff9b:1::/48``, RFC
+8215) and the deprecated site-local ``fec0::/10`` (RFC 3879) are refused whatever they
+carry. Python's tables differ between versions on some of these (3.13 counts all of
 ``2002::/16`` non-global, 3.11 all of it global); reading the IPv4 address makes the
 answer the same on every version.
 
@@ -32,7 +34,14 @@ from typing import Final, TypeAlias
 
 from yarl import URL
 
-__all__ = ["Address", "base_url_is_private", "carried_ipv4", "is_public", "parse_address"]
+__all__ = [
+    "Address",
+    "base_url_is_private",
+    "carried_ipv4",
+    "is_numeric_name",
+    "is_public",
+    "parse_address",
+]
 
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -40,10 +49,18 @@ _LOCAL_NAMES: Final = ("localhost", "localhost.")
 
 _CARRY_LAST_32_BITS: Final = (
     ipaddress.IPv6Network("::/96"),  # IPv4-compatible (RFC 4291, deprecated)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # SIIT's IPv4-translated (RFC 6145)
     ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64's well-known prefix (RFC 6052)
 )
 """IPv6 networks whose addresses carry an IPv4 address in their last 32 bits (the
 IPv4-mapped ones, ``::ffff:0:0/96``, are read by ``ipaddress`` itself)."""
+
+_ISATAP_INTERFACE: Final = (0x0000_5EFE, 0x0200_5EFE)
+"""The upper half of an ISATAP interface id (RFC 5214), whose lower half is an IPv4
+address: ``…:0:5efe:a.b.c.d`` under any prefix."""
+
+_SITE_LOCAL: Final = ipaddress.IPv6Network("fec0::/10")
+"""Deprecated site-local addresses (RFC 3879): still routed inside some networks."""
 
 _NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
 """NAT64 prefixes of a local network (RFC 8215): where they lead is the network's choice."""
@@ -70,14 +87,26 @@ def parse_address(text: str) -> Address | None:
         return None
 
 
+def is_numeric_name(host: str) -> bool:
+    """Whether ``host``, not an address, still ends in a numeric label (``10.0.0.5.1``,
+    ``4294967296``, ``1.2.3.0x1``): no DNS name does (a top-level domain is never all
+    digits, RFC 3696), and a system or an HTTP library may read it as an address in
+    ways of its own, so such a host is neither an address nor a name to resolve."""
+    label = host.rstrip(".").rpartition(".")[2]
+    return bool(label) and re.fullmatch(_PART, label, re.IGNORECASE) is not None
+
+
 def carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, NAT64's
-    well-known prefix, 6to4), or ``None`` if it carries none."""
+    """The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, SIIT's
+    IPv4-translated, NAT64's well-known prefix, 6to4, an ISATAP interface id), or
+    ``None`` if it carries none."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
     if any(address in network for network in _CARRY_LAST_32_BITS):
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    if (int(address) >> 32) & 0xFFFF_FFFF in _ISATAP_INTERFACE:
         return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     return None
 
@@ -86,7 +115,7 @@ def is_public(address: Address) -> bool:
     """Whether ``address`` is globally routable, so a download may reach it; an IPv6
     address that carries an IPv4 address is judged as that (see the module's docstring)."""
     if isinstance(address, ipaddress.IPv6Address):
-        if address in _NAT64_LOCAL_USE:
+        if address in _NAT64_LOCAL_USE or address in _SITE_LOCAL:
             return False
         address = carried_ipv4(address) or address
     return address.is_global and not address.is_multicast

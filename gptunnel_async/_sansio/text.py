@@ -230,6 +230,8 @@ _UNPRINTABLE: Final = {
         0x200F,
         *range(0x202A, 0x202F),
         *range(0x2066, 0x206A),
+        0x2028,  # line and paragraph separators, where str.splitlines() and log readers
+        0x2029,  # start a new line
     )
 }
 """Characters shown escaped (``\\x1b``) rather than sent to a terminal or a log."""
@@ -253,8 +255,13 @@ def shorten(text: str, limit: int = SHORT_TEXT) -> str:
 
 
 def clip(text: object, limit: int = SHORT_TEXT) -> str:
-    """``str(text)`` bounded to ``limit`` characters, for a value in a message."""
-    shown = text if isinstance(text, str) else str(text)
+    """``str(text)`` bounded to ``limit`` characters, for a value in a message; an object
+    whose ``str()`` fails shows as ``<unprintable Type>`` (as ``traceback`` shows one), so
+    that a log line or a message about it never raises."""
+    try:
+        shown = text if isinstance(text, str) else str(text)
+    except Exception:  # any failure of a foreign __str__
+        shown = f"<unprintable {type(text).__qualname__}>"
     return shorten(shown, limit)
 
 

@@ -14,25 +14,30 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+
+from yarl import URL
 
 from ._checks import describe, positive_number
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._client import GPTunnelClient
 from ._download import check_destination
-from ._polling import PollPolicy, ProgressEvent
+from ._polling import PollPolicy
 from ._sansio.retries import is_transient
-from ._sansio.text import mask_for
+from ._sansio.text import mask_for, printable
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import (
     APIConnectionError,
     ConfigurationError,
     GPTunnelError,
+    StoreUnavailableError,
     TaskFailedError,
     WaitTimeoutError,
 )
 from .models import MediaTask, Task
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ._cli_output import Output
@@ -156,23 +161,33 @@ async def wait_and_save(
     family: str = "faceswap",
 ) -> int:
     """Wait for a task of ``family``, showing each change (``first``, a state read just
-    before, counts as the first), then save its result(s) to ``save``."""
-    waiter = resource(client, family).wait_for_result(task_id, timeout=timeout)
-    shown: tuple[str, int] | None = None
+    before, is the wait's first read: no second request for it), then save its
+    result(s) to ``save``."""
+    family_resource = resource(client, family)
+    if first is None:
+        waiter = family_resource.wait_for_result(task_id, timeout=timeout)
+    else:
+        read = _first_then(first, family_resource._reader(task_id))
+        waiter = family_resource._waiter(task_id, read, timeout=timeout)
     with out.progress(task_id) as show:
-        if first is not None and not first.is_failed:
-            show(ProgressEvent(task_id, first.status, first.percent, first, 0.0))
-            shown = (first.status, first.percent)
         async for event in waiter:
-            if (event.status, event.percent) != shown:
-                show(event)
-            shown = None  # the wait itself never repeats a state
+            show(event)
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:
         for path in await save_result(client, task, save):
             out.saved(path)
     return EXIT_DONE
+
+
+def _first_then(first: T, read: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """A wait's read that returns ``first`` (a state already read) once, then reads."""
+    pending = [first]
+
+    async def fetch() -> T:
+        return pending.pop() if pending else await read()
+
+    return fetch
 
 
 async def _demo(args: argparse.Namespace, out: Output) -> int:
@@ -297,6 +312,12 @@ def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -
     emulator.add_argument("--json", action="store_true", help="print where it listens as JSON")
 
 
+def _redis_shown(url: str) -> str:
+    """A Redis URL fit to print: scheme, host, port and database, never a password."""
+    parsed = URL(url)
+    return str(parsed.with_user(None).with_password(None).with_query(None))
+
+
 async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     try:
         from redis.asyncio import Redis
@@ -309,8 +330,17 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     redis = Redis.from_url(args.redis, socket_timeout=5, socket_connect_timeout=5)
     try:
         status = await fleet_status(redis, name=args.name, budget=args.budget)
+    except StoreUnavailableError as exc:
+        raise StoreUnavailableError(f"{exc} at {_redis_shown(args.redis)} (--redis)") from None
     finally:
         await redis.aclose()
+    counts = (status.watched, status.finished_unhandled, status.dead_letters)
+    if not any(counts) and status.rate is None:
+        warning = (
+            f"nothing is stored for the fleet {args.name!r} at {_redis_shown(args.redis)}: "
+            "is --name the name its RedisStore was given?"
+        )
+        print(f"warning: {printable(warning)}", file=sys.stderr)
     rows = {
         "watched": status.watched,
         "due": status.due,
@@ -447,9 +477,14 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet = add("fleet", _fleet_status, "what a fleet of workers on Redis is doing")
     fleet.add_argument("action", choices=["status"], help="status: counts and the rate")
     fleet.add_argument(
-        "--redis", default="redis://localhost:6379/0", metavar="URL", help="the fleet's Redis"
+        "--redis",
+        default="redis://localhost:6379/0",
+        metavar="URL",
+        help="the fleet's Redis (default: %(default)s)",
     )
-    fleet.add_argument("--name", default="default", help="the fleet's RedisStore name")
+    fleet.add_argument(
+        "--name", default="default", help="the fleet's RedisStore name (default: %(default)s)"
+    )
     fleet.add_argument("--budget", help="the RedisBudget's name (default: --name)")
     fleet.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -123,6 +123,8 @@ class APIError(GPTunnelError):
         retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
         issues: the field problems of a media validation error (code 3), in the API's
             order; ``param`` is the first one's field.
+        hint: what to check, added to the text in parentheses (not kept: the text
+            holds it).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class APIError(GPTunnelError):
         code: str | None = None,
         retry_after: float | None = None,
         issues: tuple[ValidationIssue, ...] = (),
+        hint: str | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
@@ -146,7 +149,8 @@ class APIError(GPTunnelError):
         # A media error comes with HTTP 200, which would read as a success: its code says more.
         status = f"code {clip(code, 20)}" if status_code == 200 and code else str(status_code)
         label = f"{status} {clip(type, 100)}" if type else status
-        super().__init__(f"{label}: {clip(message, 500)}{self._hint}")
+        hint = f" ({hint})" if hint else self._hint
+        super().__init__(f"{label}: {clip(message, 500)}{hint}")
 
     _hint: ClassVar[str] = ""
     """What to check, added to the text (not to ``message``) where the API's words rarely

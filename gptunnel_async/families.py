@@ -198,6 +198,17 @@ class TaskResource(Generic[T]):
         read = self._reader(task_id)  # built once: a URL costs ~8 % of a read (performance.md)
         optional(instance_of(PollPolicy), "policy", policy)
         optional(function, "on_progress", on_progress)
+        return self._waiter(task_id, read, policy, timeout, on_progress)
+
+    def _waiter(
+        self,
+        task_id: str,
+        read: Callable[[], Awaitable[T]],
+        policy: PollPolicy | None = None,
+        timeout: float | NotGiven | None = NOT_GIVEN,
+        on_progress: ProgressCallback[T] | None = None,
+    ) -> TaskWaiter[T]:
+        """A wait for ``task_id`` whose reads are ``read()`` (checked arguments)."""
         return TaskWaiter(
             task_id,
             read,

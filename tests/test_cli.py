@@ -143,6 +143,17 @@ def test_wait_prints_plain_lines_when_not_a_terminal(fake: FakeGPTunnel) -> None
     assert "\x1b[" not in done.stdout
 
 
+@pytest.mark.parametrize("steps", [[("done", 100)], STEPS])
+def test_wait_reads_each_step_once(fake: FakeGPTunnel, steps: list[tuple[str, int]]) -> None:
+    # The read that checks the API is reachable is the wait's first read, not an extra.
+    task_id = fake.script_task(steps=steps)
+    done = run("wait", task_id, "--json", fake=fake)
+    assert done.returncode == 0, done.stderr
+    reads = [r for r in fake.requests if r.method == "GET" and "result" in r.path]
+    assert len(reads) == len(steps)
+    assert [e.get("status") for e in json_lines(done.stdout)][:-1] == [s for s, _ in steps]
+
+
 def test_wait_json_prints_one_event_per_line(fake: FakeGPTunnel) -> None:
     task_id = fake.script_task(steps=STEPS)
     done = run("wait", task_id, "--json", fake=fake)

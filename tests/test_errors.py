@@ -180,3 +180,19 @@ def test_an_api_errors_text_names_the_status_or_media_code_and_what_to_check(
 ) -> None:
     assert str(error) == text
     assert "check the API key" not in error.message  # the API's own words stay apart
+
+
+@pytest.mark.parametrize(
+    ("body", "hinted"),
+    [
+        (b"404: Not Found", True),
+        (b"<html><body>Not Found</body></html>", True),
+        (b"", True),
+        (b'{"error": {"message": "Task not found", "type": "not_found_error"}}', False),
+    ],
+)
+def test_a_404_that_is_no_json_error_points_at_base_url(body: bytes, hinted: bool) -> None:
+    error = error_from_response(404, {}, body)
+    assert isinstance(error, NotFoundError)
+    assert ("check base_url" in str(error)) is hinted
+    assert "check base_url" not in error.message

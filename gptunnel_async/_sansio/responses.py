@@ -98,6 +98,10 @@ MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
 """``/media`` answers errors with HTTP 200 and a non-zero ``code``: the class and the
 ``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
 
+_NO_ENDPOINT: Final = "no such endpoint? check base_url: GPTunnel's is https://gptunnel.ru/v1"
+"""The hint of a 404 whose body is no JSON error: a path the API does not have, most
+often a ``base_url`` without ``/v1`` (GPTunnel answers an unknown task in JSON)."""
+
 _MESSAGE_TEXT: Final = 500
 """The bound of an error's message, in characters: a few hundred, whatever the server sent."""
 
@@ -153,6 +157,7 @@ def error_from_response(
         param=field("param"),
         code=field("code"),
         retry_after=retry_after,
+        hint=_NO_ENDPOINT if status == 404 and not fields else None,
     )
 
 

@@ -1,0 +1,49 @@
+"""``gptunnel-async fleet status``: its defaults are shown, an empty fleet is pointed out,
+and a Redis it cannot reach is named (never with its password)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from gptunnel_async.cli import main
+from gptunnel_async.fleet import RedisStore, Watcher
+from gptunnel_async.testing import FakeGPTunnel
+
+
+async def test_a_fleet_name_with_nothing_stored_is_pointed_out(
+    fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with fake.client() as client:
+        await Watcher(client, RedisStore(redis, name="bot")).watch(
+            fake.script_task(steps=[("running", 1)])
+        )
+    code = await asyncio.to_thread(main, ["fleet", "status", "--redis", redis_url])
+    assert code == 0
+    warned = capsys.readouterr().err
+    assert "nothing is stored for the fleet 'default'" in warned
+    assert "--name" in warned
+    code = await asyncio.to_thread(main, ["fleet", "status", "--redis", redis_url, "--name", "bot"])
+    assert code == 0
+    assert "nothing is stored" not in capsys.readouterr().err
+
+
+def test_an_unreachable_redis_is_named_without_its_password(
+    unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"redis://user:hunter2-secret@127.0.0.1:{unused_tcp_port}/3"
+    assert main(["fleet", "status", "--redis", url]) == 4
+    error = capsys.readouterr().err
+    assert f"redis://127.0.0.1:{unused_tcp_port}/3" in error
+    assert "--redis" in error
+    assert "hunter2" not in error and "user" not in error
+
+
+def test_the_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fleet", "--help"])
+    shown = capsys.readouterr().out
+    assert "redis://localhost:6379/0" in shown
+    assert "(default: default)" in shown

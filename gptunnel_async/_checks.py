@@ -9,10 +9,11 @@ and within its range; a URL is an absolute http(s) URL that parses.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import Any, Final, TypeVar
 
@@ -23,12 +24,14 @@ from .errors import ConfigurationError, GPTunnelError
 __all__ = [
     "MAX_TASK_ID_LENGTH",
     "MAX_WEBHOOK_URL_LENGTH",
+    "async_redis",
     "check_task_id",
     "check_text",
     "count",
     "describe",
     "function",
     "http_url",
+    "implements",
     "instance_of",
     "json_values",
     "number",
@@ -103,6 +106,29 @@ def instance_of(cls: type) -> Callable[[str, Any], Any]:
         return value
 
     return check
+
+
+def implements(name: str, value: Any, what: str, methods: Iterable[str]) -> Any:
+    """``value`` if it has every one of ``methods``, callable (a store, a client given
+    by its interface); ``ConfigurationError`` saying it must be ``what`` otherwise."""
+    missing = [method for method in methods if not callable(getattr(value, method, None))]
+    if missing:
+        raise ConfigurationError(
+            f"{name} must be {what}, got {describe(value)} (it has no {missing[0]}())"
+        )
+    return value
+
+
+def async_redis(name: str, value: Any) -> Any:
+    """``value`` if it is an asyncio Redis client (``redis.asyncio.Redis``,
+    ``RedisCluster``, or one alike: ``register_script`` and a coroutine
+    ``execute_command``); ``ConfigurationError`` otherwise, a blocking ``redis.Redis``
+    included."""
+    what = "a redis.asyncio.Redis or RedisCluster client"
+    implements(name, value, what, ("register_script", "execute_command"))
+    if not inspect.iscoroutinefunction(value.execute_command):
+        raise ConfigurationError(f"{name} must be {what} (asyncio), got {describe(value)}")
+    return value
 
 
 def json_values(name: str, value: T) -> T:

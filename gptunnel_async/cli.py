@@ -334,7 +334,8 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         raise StoreUnavailableError(f"{exc} at {_redis_shown(args.redis)} (--redis)") from None
     finally:
         await redis.aclose()
-    if (status.watched, status.finished_unhandled, status.rate) == (0, 0, None):
+    counts = (status.watched, status.finished_unhandled, status.dead_letters)
+    if not any(counts) and status.rate is None:
         warning = (
             f"nothing is stored for the fleet {args.name!r} at {_redis_shown(args.redis)}: "
             "is --name the name its RedisStore was given?"
@@ -347,6 +348,7 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         "finished_unhandled": status.finished_unhandled,
         "oldest_overdue_s": round(status.oldest_overdue, 3),
         "rate": None if status.rate is None else round(status.rate, 3),
+        "dead_letters": status.dead_letters,
     }
     if args.json:
         print(json.dumps(rows))

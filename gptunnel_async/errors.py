@@ -23,7 +23,8 @@ GPTunnelError
 ├── TaskFailedError             the task itself failed: .task_id, .task
 ├── WaitTimeoutError            (also TimeoutError) a wait ran past its deadline
 ├── WebhookVerificationError    a webhook POST without this receiver's secret token
-└── StoreUnavailableError       the fleet's store (Redis) could not be reached or failed
+├── StoreUnavailableError       the fleet's store (Redis) could not be reached or failed
+└── StoreDataError              a value in the fleet's store that this version cannot read
 ```
 
 Every one survives ``pickle`` with its attributes, so errors can cross process pools and
@@ -58,6 +59,7 @@ __all__ = [
     "RateLimitError",
     "ResponseDecodeError",
     "ServerError",
+    "StoreDataError",
     "StoreUnavailableError",
     "TLSError",
     "TaskFailedError",
@@ -284,3 +286,11 @@ class WebhookVerificationError(GPTunnelError):
 class StoreUnavailableError(GPTunnelError):
     """The fleet's store (Redis) could not be reached or failed: what was asked of it
     (registering a wait, a budget's decision) did not happen. The cause is chained."""
+
+
+class StoreDataError(GPTunnelError):
+    """A value in the fleet's store (Redis) that this version cannot read: a record or
+    outcome missing a field, naming an unknown family or model, not JSON, not UTF-8.
+
+    ``Watcher.result`` raises it for such an outcome; the watcher's loops never do: they
+    log the entry and move it to the fleet's dead letters (see "Running a fleet")."""

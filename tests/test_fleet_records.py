@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from gptunnel_async import PollPolicy
 from gptunnel_async._sansio.waiting import WaitState
+from gptunnel_async.fleet import _decode
 from gptunnel_async.fleet._records import Outcome, WatchRecord
 from gptunnel_async.models import Task, converter
 
@@ -41,9 +42,9 @@ json_values = st.recursive(
 @given(metadata=json_values)
 def test_records_and_outcomes_survive_json(metadata: object) -> None:
     record = WatchRecord("media", metadata, 60.0, 1e9)
-    assert WatchRecord.loads(record.dumps(), 1e9) == record
+    assert _decode.record(record.dumps(), 1e9) == record
     task = converter.structure(task_json(status="done", percent=100), Task)
     for kind in ("done", "failed"):
         outcome = Outcome(kind, task)  # type: ignore[arg-type]
-        assert Outcome.loads(outcome.dumps()) == outcome
-    assert Outcome.loads(Outcome("expired", None, 5.0).dumps()) == Outcome("expired", None, 5.0)
+        assert _decode.outcome(outcome.dumps()) == outcome
+    assert _decode.outcome(Outcome("expired", None, 5.0).dumps()) == Outcome("expired", None, 5.0)

@@ -134,3 +134,77 @@ async def test_an_unreachable_redis_is_a_typed_error(unused_tcp_port: int) -> No
             await budget.rate_limited(0.0, None)
     finally:
         await client.aclose()
+
+
+NOW = 1_000_000.0
+FIELDS = ("last_start", "level", "peak", "changed_at", "resume_at")
+odd_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(min_value=-7200, max_value=7200).map(lambda ahead: repr(NOW + ahead)),
+    st.sampled_from(["inf", "-inf", "nan", "1e300", "-1e300", "0", "-1", "", "soon"]),
+)
+
+
+@settings(max_examples=80)
+@given(
+    ceiling=st.sampled_from([0.5, 20.0, 250.0]),
+    state=st.dictionaries(st.sampled_from(FIELDS), odd_values, min_size=1),
+)
+def test_no_value_in_the_budget_s_hash_holds_a_request_beyond_the_longest_pause(
+    redis_url: str, ceiling: float, state: dict[str, str]
+) -> None:
+    """A far-future hold, a start "in the future" (Redis's clock moved back), NaN, a rate
+    of zero: each pause is at most rate.longest_pause, and the request starts after it."""
+    longest = rate.longest_pause(ceiling)
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.delete("odd")
+        client.hset("odd", mapping=state)
+        script = client.register_script(_SCRIPT)
+        now, delays = NOW, []
+        while len(delays) < 4:
+            value, _ = script(keys=["odd"], args=["start", ceiling, "", "", repr(now)])
+            delays.append(float(value))
+            if not delays[-1]:
+                break
+            now += delays[-1]
+        assert all(0 <= delay <= longest for delay in delays)
+        assert delays[-1] == 0.0, delays  # it started
+        kept = client.hmget("odd", ["last_start", "resume_at"])
+        last_start, resume_at = (_read_as_lua_does(value) for value in kept)
+        assert last_start <= now  # the start was saved
+        assert resume_at <= now + 60  # corrected: a NaN too
+
+
+def _read_as_lua_does(value: bytes | None) -> float:
+    """A hash field as the script reads it: a number, or no value (``-inf``)."""
+    try:
+        return float(value or "-inf")
+    except ValueError:
+        return -math.inf
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "longest"), [(20.0, 60.0), (1.0, 64.0), (0.01, 6400.0), (250.0, 60.0)]
+)
+def test_the_longest_pause_is_the_retry_after_cap_or_one_slowest_interval(
+    ceiling: float, longest: float
+) -> None:
+    assert rate.longest_pause(ceiling) == pytest.approx(longest)
+
+
+async def test_a_far_future_hold_in_redis_ends_within_the_retry_after_cap(redis: Redis) -> None:
+    budget = RedisBudget(redis, 20, name="held")
+    await redis.hset(budget.key, "resume_at", "1e300")  # an operator's typo, a bad write
+    delay, now = await budget._call("start", 20)
+    assert 59.0 <= delay <= 60.0
+    held = float(await redis.hget(budget.key, "resume_at") or "nan")
+    assert held == pytest.approx(now + 60)  # corrected in Redis: every worker sees it
+    assert 0 < await redis.pttl(budget.key) <= 600_000  # and it expires again
+
+
+async def test_a_huge_retry_after_holds_the_fleet_at_most_the_cap(redis: Redis) -> None:
+    budget = RedisBudget(redis, 20, name="capped")
+    await budget.rate_limited(await budget.acquire(), 1e9)
+    (seconds, micros) = await redis.time()
+    held = float(await redis.hget(budget.key, "resume_at") or "nan")
+    assert held - (seconds + micros / 1e6) <= 60.0

@@ -30,6 +30,8 @@ from typing import Final
 
 import attrs
 
+from .retries import RETRY_AFTER_CAP
+
 __all__ = [
     "EPISODE_SECONDS",
     "MIN_FRACTION",
@@ -41,6 +43,7 @@ __all__ = [
     "RateState",
     "Start",
     "current_rate",
+    "longest_pause",
     "rate_limited",
     "start",
 ]
@@ -118,6 +121,15 @@ def current_rate(state: RateState, now: float) -> float:
     if state.level > target:  # slowed down from above the safe rate: no quick climb
         climbed = state.level
     return min(ceiling, climbed + ceiling * PROBE_PER_SECOND * elapsed)
+
+
+def longest_pause(ceiling: float) -> float:
+    """The longest pause a budget of ``ceiling`` requests per second ever asks for, in
+    seconds: one interval at its slowest rate (:data:`MIN_FRACTION` of the ceiling), or a
+    ``Retry-After`` as the SDK honours it (at most ``RETRY_AFTER_CAP``, 60 s), whichever
+    is longer. A budget kept outside the process (Redis) caps each pause at this, so an
+    odd value in its state never holds requests longer."""
+    return max(RETRY_AFTER_CAP, 1.0 / (ceiling * MIN_FRACTION))
 
 
 def start(state: RateState, now: float) -> Start:

@@ -14,7 +14,7 @@ Redis needs ``pip install 'gptunnel-async[redis]'`` (redis-py only).
 from __future__ import annotations
 
 from .._budget import InProcessBudget, RequestBudget
-from ..errors import StoreUnavailableError
+from ..errors import StoreDataError, StoreUnavailableError
 from ._memory import MemoryStore
 from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind
 from ._redis_budget import RedisBudget
@@ -36,6 +36,7 @@ __all__ = [
     "RedisBudget",
     "RedisStore",
     "RequestBudget",
+    "StoreDataError",
     "StoreUnavailableError",
     "WatchStore",
     "Watcher",

@@ -16,6 +16,8 @@ from typing import Final
 
 import attrs
 
+from .._checks import function
+from . import _decode
 from ._records import Claim, Entry, FleetStatus, Outcome, WatchRecord
 
 __all__ = ["MemoryStore"]
@@ -36,17 +38,23 @@ class _Watched:
 class MemoryStore:
     """A [WatchStore][gptunnel_async.fleet.WatchStore] kept in this process's memory.
 
+    What it is given is decoded as it is stored: a record or outcome it could not read
+    back is refused then, with ``StoreDataError``.
+
     Args:
         clock: seconds, for due times and deadlines; ``time.monotonic`` by default.
+
+    Raises:
+        ConfigurationError: ``clock`` is not a function.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+        self._clock = function("clock", clock)
         self._watched: dict[str, _Watched] = {}
         self._outcomes: OrderedDict[str, tuple[WatchRecord, str]] = OrderedDict()
         """Finished tasks: task id -> (record, outcome JSON), the oldest forgotten first."""
-        self._entries: OrderedDict[str, tuple[str, WatchRecord, str]] = OrderedDict()
-        """Finished, not yet acknowledged: entry id -> (task id, record, outcome JSON)."""
+        self._entries: OrderedDict[str, tuple[str, WatchRecord, Outcome]] = OrderedDict()
+        """Finished, not yet acknowledged: entry id -> (task id, record, outcome)."""
         self._taken: dict[str, tuple[str, float]] = {}
         """Entries handed to a worker: entry id -> (worker, when)."""
         self._ids = itertools.count(1)
@@ -60,7 +68,7 @@ class MemoryStore:
         if task_id in self._watched or task_id in self._outcomes:
             return False
         now = self._clock()
-        self._watched[task_id] = _Watched(WatchRecord.loads(record, now + timeout), now)
+        self._watched[task_id] = _Watched(_decode.record(record, now + timeout), now)
         return True
 
     async def claim(
@@ -92,13 +100,14 @@ class MemoryStore:
         return True
 
     async def finish(self, task_id: str, outcome: str) -> bool:
+        decoded = _decode.outcome(outcome)
         watched = self._watched.pop(task_id, None)
         if watched is None:
             return False
         self._outcomes[task_id] = (watched.record, outcome)
         while len(self._outcomes) > FINISHED_KEPT:
             self._outcomes.popitem(last=False)
-        self._entries[str(next(self._ids))] = (task_id, watched.record, outcome)
+        self._entries[str(next(self._ids))] = (task_id, watched.record, decoded)
         if self._arrived is not None:
             self._arrived.set()
         self._publish(json.dumps({"kind": "finished", "task_id": task_id}))
@@ -127,9 +136,7 @@ class MemoryStore:
             if taken is not None and now - taken[1] < reclaim_after:
                 continue
             self._taken[entry_id] = (worker, now)
-            entries.append(
-                Entry(entry_id, task_id, record, Outcome.loads(outcome), taken is not None)
-            )
+            entries.append(Entry(entry_id, task_id, record, outcome, taken is not None))
         return entries
 
     async def ack(self, entry: Entry) -> None:
@@ -139,7 +146,7 @@ class MemoryStore:
     async def outcome(self, task_id: str) -> str | None:
         return self._outcomes.get(task_id, (None, None))[1]
 
-    async def events(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[str | bytes]:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(queue)
         try:

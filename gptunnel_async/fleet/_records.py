@@ -12,6 +12,7 @@ import attrs
 from ..models import MediaTask, Task, converter
 
 __all__ = [
+    "FAMILIES",
     "Claim",
     "Delivery",
     "Entry",
@@ -25,7 +26,8 @@ __all__ = [
 OutcomeKind: TypeAlias = Literal["done", "failed", "expired"]
 """How a watched task ended: done, failed (as the task says), or its wait expired."""
 
-_MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
+FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
+"""The families a watched task may belong to: the client's namespaces of that name."""
 
 
 def _dumps(value: Any, *, strict: bool = False) -> str:
@@ -65,7 +67,8 @@ def _check_keys(value: Any) -> None:
 class WatchRecord:
     """What ``watch`` registers: the task's family and the caller's metadata, and the
     deadline (seconds on the store's clock) after which the wait is delivered expired.
-    The store keeps the deadline apart: :meth:`dumps` leaves it out."""
+    The store keeps the deadline apart: :meth:`dumps` leaves it out. Read back with
+    ``_decode.record``."""
 
     family: str
     metadata: Any
@@ -78,16 +81,11 @@ class WatchRecord:
             strict=True,
         )
 
-    @classmethod
-    def loads(cls, text: str | bytes, deadline: float) -> WatchRecord:
-        data = json.loads(text)
-        return cls(data["family"], data["metadata"], float(data["timeout"]), deadline)
-
 
 @attrs.frozen
 class Outcome:
     """How a watched task ended, and its last state (``None`` if it expired unread);
-    ``timeout``: the wait's, for an expired one."""
+    ``timeout``: the wait's, for an expired one. Read back with ``_decode.outcome``."""
 
     kind: OutcomeKind
     task: Task | MediaTask | None
@@ -97,14 +95,6 @@ class Outcome:
         task = None if self.task is None else converter.unstructure(self.task)
         model = None if self.task is None else type(self.task).__name__
         return _dumps({"kind": self.kind, "model": model, "task": task, "timeout": self.timeout})
-
-    @classmethod
-    def loads(cls, text: str | bytes) -> Outcome:
-        data = json.loads(text)
-        task = data["task"]
-        if task is not None:
-            task = converter.structure(task, _MODELS[data["model"]])
-        return cls(data["kind"], task, float(data["timeout"]))
 
 
 @attrs.frozen
@@ -201,6 +191,8 @@ class FleetStatus:
         finished_unhandled: finished tasks no handler has acknowledged yet.
         oldest_overdue: seconds the most overdue read is late (``0.0``: none is).
         rate: the budget's current requests per second, if a budget was given.
+        dead_letters: entries set aside because this version could not read them (a
+            record or outcome another version wrote, say): see "Running a fleet".
     """
 
     watched: int
@@ -209,3 +201,4 @@ class FleetStatus:
     finished_unhandled: int
     oldest_overdue: float
     rate: float | None = None
+    dead_letters: int = 0

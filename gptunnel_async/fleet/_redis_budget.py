@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
-from .._checks import positive_number
+from .._checks import async_redis, positive_number
 from .._sansio import rate
+from .._sansio.retries import RETRY_AFTER_CAP, honoured_retry_after
 from ._errors import store_call
 from ._keys import fleet_key
 
@@ -30,11 +31,18 @@ IDLE_EXPIRY_MS: Final = 600_000
 # rate.py written out in Lua; tests check both decide alike. ARGV: operation, ceiling,
 # then for "start" nothing, for "limited" sent_at and retry_after; the last, if not
 # empty, replaces Redis TIME (tests only).
+#
+# The hash is trusted only as far as this script can have written it: no start or
+# slow-down after now (a clock that ran ahead: a failover, an operator's HSET), no hold
+# longer than RETRY_AFTER_CAP from now, no NaN; such a value is corrected, and the
+# correction saved (else it would hold again on every call). A level below the slowest
+# rate, or a peak that is not > 0, is read as the nearest sane value. So no pause is
+# longer than rate.longest_pause(ceiling).
 _SCRIPT: Final = f"""
 local key, op, ceiling = KEYS[1], ARGV[1], tonumber(ARGV[2])
 if ceiling == nil then  -- "rate" without a ceiling (an operator's view): the last one used
   ceiling = tonumber(redis.call('HGET', key, 'ceiling'))
-  if ceiling == nil then return {{'', ''}} end
+  if ceiling == nil or not (ceiling > 0 and ceiling < math.huge) then return {{'', ''}} end
 end
 local now
 if ARGV[5] ~= nil and ARGV[5] ~= '' then
@@ -51,6 +59,23 @@ local peak = tonumber(f[3]) or INF
 local changed_at = tonumber(f[4]) or -INF
 local resume_at = tonumber(f[5]) or -INF
 local function fmt(x) return string.format('%.17g', x) end
+local fixed = {{}}
+local function upto(name, x, high)
+  if x ~= x then x = -INF elseif x > high then x = high else return x end
+  table.insert(fixed, name)
+  table.insert(fixed, fmt(x))
+  return x
+end
+last_start = upto('last_start', last_start, now)
+changed_at = upto('changed_at', changed_at, now)
+resume_at = upto('resume_at', resume_at, now + {RETRY_AFTER_CAP!r})
+if #fixed > 0 then
+  redis.call('HSET', key, unpack(fixed))
+  redis.call('PEXPIRE', key, {IDLE_EXPIRY_MS})
+end
+if not (level >= ceiling * {rate.MIN_FRACTION!r}) then level = ceiling * {rate.MIN_FRACTION!r} end
+if level > ceiling then level = ceiling end
+if not (peak > 0) then peak = INF end
 local function current(t)
   local elapsed = t - changed_at
   if elapsed == INF then return ceiling end
@@ -95,6 +120,7 @@ async def current_rate(
     Raises:
         StoreUnavailableError: Redis could not be reached or failed.
     """
+    async_redis("redis", redis)
     script = redis.register_script(_SCRIPT)
     async with store_call("reading the request budget"):
         value, _ = await script(
@@ -120,8 +146,15 @@ class RedisBudget:
         prefix: the start of every key, ``"{prefix}:{{{name}}}:budget"``; the braces make
             it a Redis Cluster hash tag.
 
+    Each pause is at most ``rate.longest_pause``: 60 s (the SDK's cap on
+    ``Retry-After``), or one interval at the slowest rate (1/64 of the ceiling) if that
+    is longer. Values in the hash that no budget can have written (a hold further than
+    60 s ahead, a start in the future after Redis's clock moved back, NaN) are corrected
+    in Redis when next read, so an odd value never holds the fleet for longer.
+
     Raises:
-        ConfigurationError: the rate is not a finite number > 0.
+        ConfigurationError: ``redis`` is not an asyncio Redis client, or the rate is not
+            a finite number > 0.
         StoreUnavailableError: (from each method) Redis could not be reached or failed.
     """
 
@@ -133,7 +166,10 @@ class RedisBudget:
         name: str = "default",
         prefix: str = "gptunnel",
     ) -> None:
+        async_redis("redis", redis)
         self.requests_per_second = positive_number("requests_per_second", requests_per_second)
+        self.longest_pause = rate.longest_pause(self.requests_per_second)
+        """Seconds: no pause of :meth:`acquire` is longer."""
         self.key = fleet_key(prefix, name, "budget")
         self._script = redis.register_script(_SCRIPT)
         self._turn = asyncio.Lock()
@@ -155,12 +191,14 @@ class RedisBudget:
                 delay, now = await self._call("start", self.requests_per_second)
                 if not delay:
                     return now
-                await asyncio.sleep(delay)
+                # The script caps it already; this holds even against another script.
+                await asyncio.sleep(delay if 0 < delay < self.longest_pause else self.longest_pause)
 
     async def rate_limited(self, started: float, retry_after: float | None) -> None:
         """The request that started at ``started`` got a 429: slow every process down,
-        and hold them all for ``retry_after`` seconds if the server asked."""
-        await self._call("limited", self.requests_per_second, started, retry_after or 0)
+        and hold them all for ``retry_after`` seconds (at most 60) if the server asked."""
+        hold = honoured_retry_after(retry_after) or 0.0
+        await self._call("limited", self.requests_per_second, started, hold)
 
     async def current_rate(self) -> float:
         """The requests per second the fleet may send now."""

@@ -14,9 +14,15 @@ the tagged prefix):
 - ``{prefix}:{name}:finished``: a stream of finished task ids, read by the consumer group
   ``handlers``; an entry is acknowledged and deleted once its handler returned.
 - ``{prefix}:{name}:events``: a pub/sub channel for progress and finish notices.
+- ``{prefix}:{name}:dead``: a stream of dead letters: a task whose record, or a finished
+  entry whose outcome, this version cannot read (``task``, ``reason``), capped at about
+  :data:`DEAD_LETTERS_KEPT` entries. The task's hash is kept (``state`` ``dead``) for a
+  day, for an operator to look at.
 
 Each decision (register once, claim, re-schedule while leased, finish first) is one Lua
-script, atomic; the clock is Redis ``TIME``.
+script, atomic; the clock is Redis ``TIME``. Every value read back is decoded by
+:mod:`._decode`: an odd one is logged and moved to the dead letters (the way a stream
+consumer moves a poison message aside), so the entries behind it are still read.
 """
 
 from __future__ import annotations
@@ -24,14 +30,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
+from .._checks import async_redis
+from .._logging import sdk_logger
+from ..errors import StoreDataError
+from . import _decode
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
-from ._records import Claim, Entry, FleetStatus, Outcome, WatchRecord
+from ._records import Claim, Entry, FleetStatus
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisStore"]
+
+logger = sdk_logger("gptunnel_async.fleet")
 
 GROUP: Final = "handlers"
 """The stream's consumer group: every worker with a handler reads as one consumer of it."""
@@ -41,6 +53,9 @@ FINISHED_KEPT: Final = 24 * 3600
 
 DELIVERED_KEPT: Final = 3600
 """Seconds a delivered task's outcome stays, for ``Watcher.result`` and idempotency."""
+
+DEAD_LETTERS_KEPT: Final = 10_000
+"""About this many dead letters are kept (the stream is trimmed, oldest first)."""
 
 _CLOCK: Final = (
     "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
@@ -120,14 +135,34 @@ return 1
 _ACK: Final = f"""
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if redis.call('HGET', KEYS[2], 'state') == 'finished' then
   redis.call('HSET', KEYS[2], 'state', 'delivered')
   redis.call('EXPIRE', KEYS[2], {DELIVERED_KEPT})
 end
 return 1
 """
 
-# KEYS: due, leases, stream.
+# KEYS: due, leases, dead, stream. ARGV: task key prefix, id, reason, group, entry id
+# ('' for a claimed task: no stream entry).
+_BURY: Final = f"""
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[2])
+if ARGV[5] ~= '' then
+  redis.call('XACK', KEYS[4], ARGV[4], ARGV[5])
+  redis.call('XDEL', KEYS[4], ARGV[5])
+end
+local key = ARGV[1] .. ARGV[2]
+if redis.call('EXISTS', key) == 1 then
+  redis.call('HSET', key, 'state', 'dead')
+  redis.call('HDEL', key, 'lease')
+  redis.call('EXPIRE', key, {FINISHED_KEPT})
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARGV[2],
+           'reason', ARGV[3])
+return 1
+"""
+
+# KEYS: due, leases, stream, dead.
 _STATUS: Final = (
     _CLOCK
     + """
@@ -136,13 +171,9 @@ local overdue = 0
 if first[2] and tonumber(first[2]) < now then overdue = now - tonumber(first[2]) end
 return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now),
         redis.call('ZCOUNT', KEYS[2], '(' .. string.format('%.17g', now), '+inf'),
-        redis.call('XLEN', KEYS[3]), string.format('%.17g', overdue)}
+        redis.call('XLEN', KEYS[3]), string.format('%.17g', overdue), redis.call('XLEN', KEYS[4])}
 """
 )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisStore:
@@ -155,10 +186,12 @@ class RedisStore:
         prefix: the start of every key.
 
     Raises:
-        ConfigurationError: a name with braces, or an empty name or prefix.
+        ConfigurationError: ``redis`` is not an asyncio Redis client (``None``, a
+            blocking ``redis.Redis``), a name with braces, or an empty name or prefix.
     """
 
     def __init__(self, redis: Redis, *, name: str = "default", prefix: str = "gptunnel") -> None:
+        async_redis("redis", redis)
         self.redis = redis
         self.name = name
         self._task_prefix = fleet_key(prefix, name, "task:")
@@ -166,12 +199,14 @@ class RedisStore:
         self.leases_key = fleet_key(prefix, name, "leases")
         self.stream_key = fleet_key(prefix, name, "finished")
         self.channel = fleet_key(prefix, name, "events")
+        self.dead_key = fleet_key(prefix, name, "dead")
         self._watch = redis.register_script(_WATCH)
         self._claim = redis.register_script(_CLAIM)
         self._reschedule = redis.register_script(_RESCHEDULE)
         self._finish = redis.register_script(_FINISH)
         self._ack = redis.register_script(_ACK)
         self._status = redis.register_script(_STATUS)
+        self._bury = redis.register_script(_BURY)
         self._group_ready = False
 
     def __repr__(self) -> str:
@@ -196,16 +231,13 @@ class RedisStore:
                 keys=[self.due_key, self.leases_key],
                 args=[self._task_prefix, worker, limit, lease],
             )
-        now, next_due, *fields = (_text(value) for value in reply)
-        claims = [
-            Claim(
-                task_id,
-                WatchRecord.loads(record, float(deadline)),
-                schedule or None,
-                float(now),
-            )
-            for task_id, record, deadline, schedule in zip(*[iter(fields)] * 4, strict=True)
-        ]
+        now, next_due, *fields = reply
+        claims = []
+        for task_id, record, deadline, schedule in zip(*[iter(fields)] * 4, strict=True):
+            try:
+                claims.append(_claim(task_id, record, deadline, schedule, now))
+            except StoreDataError as exc:
+                await self._set_aside(task_id, exc)
         return claims, float(next_due) if next_due else None
 
     async def reschedule(
@@ -265,20 +297,37 @@ class RedisStore:
                 GROUP, worker, {self.stream_key: ">"}, count=count, block=int(block * 1000)
             )
             taken = [(i, f, False) for _, entries in reply for i, f in entries]
-        return [await self._entry(*item) for item in taken]
+        entries = []
+        for entry_id, fields, redelivered in taken:
+            try:
+                entries.append(await self._entry(entry_id, fields, redelivered))
+            except StoreDataError as exc:
+                await self._set_aside(fields.get(b"task", fields.get("task", b"")), exc, entry_id)
+        return entries
 
     async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
-        task_id = _text(fields.get(b"task", fields.get("task", b"")))
+        task_id = _decode.text(fields.get(b"task", fields.get("task")), "a finished entry's task")
         record, deadline, outcome = await self.redis.hmget(
             self.task_key(task_id), ["record", "deadline", "outcome"]
         )
         return Entry(
-            _text(entry_id),
+            _decode.text(entry_id, "a finished entry's id"),
             task_id,
-            None if record is None else WatchRecord.loads(record, float(deadline or "inf")),
-            None if outcome is None else Outcome.loads(outcome),
+            None if record is None else _decode.record(record, deadline),
+            None if outcome is None else _decode.outcome(outcome),
             redelivered,
         )
+
+    async def _set_aside(self, task_id: Any, error: StoreDataError, entry_id: Any = "") -> None:
+        """Move a task this version cannot read to the dead letters, acknowledging its
+        finished entry if it has one: it is logged once, and no worker takes it again."""
+        shown = task_id.decode(errors="backslashreplace") if isinstance(task_id, bytes) else task_id
+        logger.warning("fleet: task %r set aside as a dead letter: %s", shown, error)
+        async with store_call("setting a dead letter aside"):
+            await self._bury(
+                keys=[self.due_key, self.leases_key, self.dead_key, self.stream_key],
+                args=[self._task_prefix, task_id, str(error), GROUP, entry_id],
+            )
 
     async def ack(self, entry: Entry) -> None:
         async with store_call("acknowledging a delivery"):
@@ -286,25 +335,25 @@ class RedisStore:
                 keys=[self.stream_key, self.task_key(entry.task_id)], args=[GROUP, entry.entry_id]
             )
 
-    async def outcome(self, task_id: str) -> str | None:
+    async def outcome(self, task_id: str) -> str | bytes | None:
         async with store_call("reading an outcome"):
-            value = await self.redis.hget(self.task_key(task_id), "outcome")
-        return None if value is None else _text(value)
+            value: str | bytes | None = await self.redis.hget(self.task_key(task_id), "outcome")
+        return value
 
-    async def events(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncIterator[str | bytes]:
         async with store_call("listening for notices"):
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 async for message in pubsub.listen():
-                    yield _text(message["data"])
+                    yield message["data"]
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def status(self) -> FleetStatus:
         async with store_call("reading the fleet's status"):
-            watched, due, leased, unhandled, overdue = await self._status(
-                keys=[self.due_key, self.leases_key, self.stream_key]
+            watched, due, leased, unhandled, overdue, dead = await self._status(
+                keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key]
             )
         return FleetStatus(
             watched=int(watched),
@@ -312,4 +361,15 @@ class RedisStore:
             leased=int(leased),
             finished_unhandled=int(unhandled),
             oldest_overdue=float(overdue),
+            dead_letters=int(dead),
         )
+
+
+def _claim(task_id: Any, record: Any, deadline: Any, schedule: Any, now: Any) -> Claim:
+    """One claimed task from the claim script's reply (``now``: Redis time, as text)."""
+    return Claim(
+        _decode.text(task_id, "a claimed task's id"),
+        _decode.record(record, deadline),
+        _decode.text(schedule, "the saved pacing") or None,
+        float(now),
+    )

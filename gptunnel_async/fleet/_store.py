@@ -17,7 +17,11 @@ __all__ = ["WatchStore"]
 
 class WatchStore(Protocol):
     """Durable state of the fleet's waits. Raises ``StoreUnavailableError`` when the
-    store cannot be reached; nothing is half-done then."""
+    store cannot be reached; nothing is half-done then.
+
+    ``claim`` and ``take`` return only entries they could decode: one that this version
+    cannot read (``StoreDataError``) is the store's to log and set aside, so that no
+    worker claims it again."""
 
     async def watch(self, task_id: str, record: str, timeout: float) -> bool:
         """Register ``task_id`` (due now) unless it already is (``False``) or was: kept
@@ -57,12 +61,14 @@ class WatchStore(Protocol):
         """The handler returned: the entry is done with and removed."""
         ...
 
-    async def outcome(self, task_id: str) -> str | None:
-        """The outcome's JSON if the task has finished, else ``None``."""
+    async def outcome(self, task_id: str) -> str | bytes | None:
+        """The outcome's JSON (as stored: the watcher decodes it) if the task has
+        finished, else ``None``."""
         ...
 
-    def events(self) -> AsyncIterator[str]:
-        """Progress and finish notices as JSON, best effort, for as long as iterated."""
+    def events(self) -> AsyncIterator[str | bytes]:
+        """Progress and finish notices as JSON (as published: the watcher decodes them),
+        best effort, for as long as iterated."""
         ...
 
     async def status(self) -> FleetStatus:

@@ -11,7 +11,9 @@ Two loops run in every worker that calls :meth:`Watcher.run`:
   acknowledged (it died) is taken over after ``delivery_timeout``.
 
 When the store cannot be reached, both loops log, back off and carry on; a lease that
-ran out brings its task back to another worker, so nothing acknowledged is lost.
+ran out brings its task back to another worker, so nothing acknowledged is lost. An
+entry this version cannot read is set aside by the store as a dead letter; an odd
+notice is skipped; anything else that goes wrong is logged and the loops carry on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import math
 import os
 import random
@@ -31,7 +34,16 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias
 
 import attrs
 
-from .._checks import check_task_id, count, describe, optional, positive_number
+from .._checks import (
+    check_task_id,
+    check_text,
+    count,
+    describe,
+    implements,
+    instance_of,
+    optional,
+    positive_number,
+)
 from .._logging import sdk_logger
 from .._polling import PollPolicy
 from .._sansio.text import clip
@@ -47,13 +59,24 @@ from .._sansio.waiting import (
 from ..errors import (
     ConfigurationError,
     GPTunnelError,
+    StoreDataError,
     StoreUnavailableError,
     TaskFailedError,
     WaitTimeoutError,
 )
 from ..families import BgRemover, FaceSwap, Media, Midjourney
 from ..models import MediaTask, Task
-from ._records import Claim, Delivery, Entry, FleetProgress, FleetStatus, Outcome, WatchRecord
+from . import _decode
+from ._records import (
+    FAMILIES,
+    Claim,
+    Delivery,
+    Entry,
+    FleetProgress,
+    FleetStatus,
+    Outcome,
+    WatchRecord,
+)
 from ._store import WatchStore
 
 if TYPE_CHECKING:
@@ -69,9 +92,6 @@ RESULT_LIFETIME: Final = max(
 ).total_seconds()
 """Seconds the longest-lived results live (3 days, face swaps'): no wait outlives it. Each
 family's own bound is its ``result_lifetime`` (media's is shorter)."""
-
-FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
-"""The families a watched task may belong to: the client's namespaces of that name."""
 
 MAX_METADATA_BYTES: Final = 16 * 1024
 """Metadata is for ids and small notes (a chat id, a message id), not for payloads."""
@@ -106,7 +126,15 @@ class _Backoff:
         self._next = BACKOFF_FIRST
 
     async def pause(self, error: BaseException, what: str) -> None:
-        logger.warning("%s: %s; trying again in up to %.1fs", what, error, self._next)
+        """Log ``error`` (with its traceback unless the store was unreachable), then
+        sleep."""
+        logger.warning(
+            "%s: %s; trying again in up to %.1fs",
+            what,
+            error,
+            self._next,
+            exc_info=None if isinstance(error, StoreUnavailableError) else error,
+        )
         await asyncio.sleep(random.uniform(0, self._next))
         self._next = min(self._next * 2, BACKOFF_MAX)
 
@@ -160,7 +188,8 @@ class Watcher:
         worker: this worker's name in the store; by default host, pid and a random tag.
 
     Raises:
-        ConfigurationError: a bad option.
+        ConfigurationError: a bad option: ``client`` not a ``GPTunnelClient``, ``store``
+            without the ``WatchStore`` methods, a blank ``worker``.
     """
 
     def __init__(
@@ -175,10 +204,14 @@ class Watcher:
         delivery_timeout: float = 60.0,
         worker: str | None = None,
     ) -> None:
+        from .._client import GPTunnelClient  # the client imports what the fleet does
+
         if handler is not None and not callable(handler):
-            raise ConfigurationError(f"handler must be callable, got {handler!r}")
+            raise ConfigurationError(f"handler must be callable, got {describe(handler)}")
         if policy is not None and not isinstance(policy, PollPolicy):
-            raise ConfigurationError(f"policy must be a PollPolicy, got {policy!r}")
+            raise ConfigurationError(f"policy must be a PollPolicy, got {describe(policy)}")
+        instance_of(GPTunnelClient)("client", client)
+        implements("store", store, "a WatchStore (RedisStore or MemoryStore)", _STORE_METHODS)
         self.client = client
         self.store = store
         self.handler = handler
@@ -186,7 +219,7 @@ class Watcher:
         self.lease = positive_number("lease", lease)
         self.concurrency = count("concurrency", concurrency, 1)
         self.delivery_timeout = positive_number("delivery_timeout", delivery_timeout)
-        self.worker = worker or _default_worker()
+        self.worker = _default_worker() if worker is None else check_text("worker", worker)
         self._wake = asyncio.Event()
         self._finished: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -315,7 +348,7 @@ class Watcher:
                 await reads.wait_for_room()
                 try:
                     claims, next_due = await self.store.claim(self.worker, reads.free, self.lease)
-                except StoreUnavailableError as exc:
+                except Exception as exc:  # a store's fault, or a bug: the loop carries on
                     await backoff.pause(exc, "watcher: claiming due tasks")
                     continue
                 backoff.reset()
@@ -389,9 +422,13 @@ class Watcher:
         return state.observe(task, claim.now)
 
     def _state_of(self, claim: Claim) -> WaitState:
-        """The task's saved wait state, or a new one (the deadline is the watch's)."""
+        """The task's saved wait state, or a new one (the deadline is the watch's): also
+        when the saved one cannot be read, which costs only its pacing."""
         if claim.schedule is not None:
-            return WaitState.from_json(json.loads(claim.schedule))
+            try:
+                return _decode.schedule(claim.schedule)
+            except StoreDataError as exc:
+                logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
         policy = attrs.evolve(self.policy or self.client.poll_policy, timeout=None)
         return WaitState.start(claim.task_id, policy, claim.now)
 
@@ -404,7 +441,7 @@ class Watcher:
                     entries = await self.store.take(
                         self.worker, handlers.free, IDLE_POLL, self.delivery_timeout
                     )
-                except StoreUnavailableError as exc:
+                except Exception as exc:  # a store's fault, or a bug: the loop carries on
                     await backoff.pause(exc, "watcher: taking finished tasks")
                     continue
                 backoff.reset()
@@ -465,6 +502,8 @@ class Watcher:
             TaskFailedError: the task failed.
             WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did.
             StoreUnavailableError: the store could not be reached.
+            StoreDataError: the stored outcome cannot be read by this version (another
+                version wrote it, say).
         """
         check_task_id(task_id)
         seconds = optional(positive_number, "timeout", timeout)
@@ -477,11 +516,11 @@ class Watcher:
             self._finished.pop(task_id, None)
         if outcome is None:
             raise WaitTimeoutError(task_id, seconds or 0.0, None)
-        return _settle(task_id, Outcome.loads(outcome))
+        return _settle(task_id, _decode.outcome(outcome))
 
     async def _outcome_by(
         self, task_id: str, finished: asyncio.Event, deadline: float | None
-    ) -> str | None:
+    ) -> str | bytes | None:
         """The task's stored outcome once it has one, or ``None`` at ``deadline`` (on the
         loop's clock). The deadline is checked on every turn, not only by a cancellation:
         a client library may swallow the cancellation that a timeout sends into its call
@@ -509,10 +548,9 @@ class Watcher:
 
     async def _dispatch_finishes(self) -> None:
         with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway
-            async for message in self.store.events():
-                notice = json.loads(message)
-                if notice.get("kind") == "finished":
-                    event = self._finished.get(notice.get("task_id", ""))
+            async for notice in _notices(self.store):
+                if isinstance(notice, _decode.Finished):
+                    event = self._finished.get(notice.task_id)
                     if event is not None:
                         event.set()
                 if not self._finished:
@@ -520,17 +558,15 @@ class Watcher:
 
     async def progress(self) -> AsyncIterator[FleetProgress]:
         """Progress of every watched task, as the fleet's workers read it (best effort:
-        a notice sent while this process was not listening is not seen)."""
-        async for message in self.store.events():
-            notice = json.loads(message)
-            if notice.get("kind") == "progress":
-                yield FleetProgress(
-                    notice["task_id"],
-                    notice["status"],
-                    notice["percent"],
-                    notice["metadata"],
-                    notice.get("remaining"),
-                )
+        a notice sent while this process was not listening is not seen, and one this
+        version cannot read is logged and skipped).
+
+        Raises:
+            StoreUnavailableError: the store could not be reached.
+        """
+        async for notice in _notices(self.store):
+            if isinstance(notice, FleetProgress):
+                yield notice
 
     async def status(self) -> FleetStatus:
         """What an operator watches: see [FleetStatus][gptunnel_async.fleet.FleetStatus].
@@ -543,6 +579,36 @@ class Watcher:
         if budget is None:
             return status
         return attrs.evolve(status, rate=await budget.current_rate())
+
+
+_STORE_METHODS: Final = (
+    "watch",
+    "claim",
+    "reschedule",
+    "finish",
+    "take",
+    "ack",
+    "outcome",
+    "events",
+    "status",
+)
+"""What a ``store`` must have: [WatchStore][gptunnel_async.fleet.WatchStore]'s methods."""
+
+
+async def _notices(store: WatchStore) -> AsyncIterator[FleetProgress | _decode.Finished]:
+    """The store's notices, decoded; an odd one is skipped, logged once as a warning
+    per listener (then at debug level: anyone may publish on the channel)."""
+    odd = 0
+    async for message in store.events():
+        try:
+            notice = _decode.notice(message)
+        except StoreDataError as exc:
+            odd += 1
+            level = logging.WARNING if odd == 1 else logging.DEBUG
+            logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, exc)
+            continue
+        if notice is not None:
+            yield notice
 
 
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:

@@ -1,0 +1,199 @@
+"""Reading what the fleet's store holds, in one place.
+
+Every value another process wrote — a watched task's record and deadline, an outcome,
+the saved pacing, a notice on the events channel — is decoded here and nowhere else,
+because any of them may be odd: written by another version of the SDK (a rolling deploy,
+a downgrade), by an operator's ``HSET``, or cut short. Whatever is malformed (not UTF-8,
+not JSON, a field missing or of the wrong type, a family or model this version does not
+know, a number that is not a finite one) becomes a :class:`StoreDataError`, and nothing
+else: the watcher's loops set such an entry aside and carry on, and ``Watcher.result``
+raises the typed error. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from typing import Any, Final, get_args
+
+import attrs
+
+from .._checks import describe
+from .._sansio.text import clip
+from .._sansio.waiting import WaitState
+from ..errors import StoreDataError
+from ..models import MediaTask, Task, converter
+from ._records import FAMILIES, FleetProgress, Outcome, OutcomeKind, WatchRecord
+
+__all__ = ["Finished", "notice", "number", "outcome", "record", "schedule", "text"]
+
+_MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
+"""The task models an outcome may name (``Outcome.dumps`` writes the class name)."""
+
+_KINDS: Final = get_args(OutcomeKind)
+
+_REASON: Final = 200
+"""How much of a decoding error a :class:`StoreDataError` repeats."""
+
+
+@attrs.frozen
+class Finished:
+    """A finish notice from the events channel: ``task_id``'s wait has an outcome."""
+
+    task_id: str
+
+
+@contextlib.contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Any exception while decoding ``what`` becomes a :class:`StoreDataError`.
+
+    Decoding is pure, so whatever it raises (``KeyError``, ``TypeError``, a cattrs
+    validation group, ``RecursionError`` for JSON nested too deeply...) means only that
+    the stored value is malformed: one catch for all of them is the point.
+    """
+    try:
+        yield
+    except StoreDataError:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {clip(exc, _REASON)}"
+        raise StoreDataError(f"{what} is malformed ({reason})") from exc
+
+
+def text(value: object, what: str) -> str:
+    """A stored string: ``str`` as it is, ``bytes`` as UTF-8.
+
+    Raises:
+        StoreDataError: ``value`` is missing (``None``), not text, or not UTF-8.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise StoreDataError(f"{what} is not UTF-8: {describe(value)}") from None
+    if value is None:
+        raise StoreDataError(f"{what} is missing")
+    raise StoreDataError(f"{what} is not text: {describe(value)}")
+
+
+def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
+    """A stored number (a JSON number, or its text in a Redis field), finite and at least
+    ``minimum``.
+
+    Raises:
+        StoreDataError: anything else, ``"nan"``, ``"inf"`` and ``true`` included.
+    """
+    if value is None:
+        raise StoreDataError(f"{what} is missing")
+    if isinstance(value, bytes | bytearray | str):
+        with _reading(what):
+            value = float(text(value, what))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StoreDataError(f"{what} is not a number: {describe(value)}")
+    with _reading(what):
+        result = float(value)  # an int beyond the float range: OverflowError
+    if not (math.isfinite(result) and result >= minimum):
+        raise StoreDataError(f"{what} must be a finite number >= {minimum:g}: {describe(value)}")
+    return result
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    """A stored JSON object."""
+    with _reading(what):
+        data = json.loads(text(value, what))
+    if not isinstance(data, dict):
+        raise StoreDataError(f"{what} is not a JSON object: {describe(data)}")
+    return data
+
+
+def _field(data: dict[str, Any], key: str, what: str, kind: type | tuple[type, ...]) -> Any:
+    """``data[key]``, which must be a ``kind``."""
+    if key not in data:
+        raise StoreDataError(f"{what} has no {key!r}")
+    value, kinds = data[key], kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise StoreDataError(f"{what}'s {key!r} has the wrong type: {describe(value)}")
+    return value
+
+
+def _one_of(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise StoreDataError(f"{what} must be one of {allowed}, got {describe(value)}")
+    return value
+
+
+def record(value: object, deadline: object) -> WatchRecord:
+    """A watched task's record (:meth:`WatchRecord.dumps`'s JSON) and its deadline
+    (seconds on the store's clock, a number or its text).
+
+    Raises:
+        StoreDataError: either is malformed, or the family is not one of ``FAMILIES``.
+    """
+    what = "the watched task's record"
+    data = _object(value, what)
+    family = _one_of(_field(data, "family", what, str), FAMILIES, f"{what}'s family")
+    if "metadata" not in data:
+        raise StoreDataError(f"{what} has no 'metadata'")
+    timeout = number(_field(data, "timeout", what, (int, float)), f"{what}'s timeout", minimum=0)
+    return WatchRecord(family, data["metadata"], timeout, number(deadline, "the deadline"))
+
+
+def outcome(value: object) -> Outcome:
+    """A finished task's outcome (:meth:`Outcome.dumps`'s JSON).
+
+    Raises:
+        StoreDataError: it is malformed, names a kind or model this version does not
+            know, or is ``"done"`` without its task.
+    """
+    what = "the outcome"
+    data = _object(value, what)
+    kind: Any = _one_of(_field(data, "kind", what, str), _KINDS, f"{what}'s kind")
+    timeout = number(_field(data, "timeout", what, (int, float)), f"{what}'s timeout", minimum=0)
+    task = _field(data, "task", what, (dict, type(None)))
+    if task is None:
+        if kind == "done":
+            raise StoreDataError(f"{what} is 'done' without its task")
+        return Outcome(kind, None, timeout)
+    model = _MODELS.get(_field(data, "model", what, str))
+    if model is None:
+        raise StoreDataError(f"{what} names an unknown model: {describe(data['model'])}")
+    with _reading(f"{what}'s task"):
+        return Outcome(kind, converter.structure(task, model), timeout)
+
+
+def schedule(value: object) -> WaitState:
+    """A task's saved pacing (:meth:`WaitState.to_json`'s JSON).
+
+    Raises:
+        StoreDataError: it is malformed or of another format.
+    """
+    with _reading("the saved pacing"):
+        return WaitState.from_json(_object(value, "the saved pacing"))
+
+
+def notice(value: object) -> FleetProgress | Finished | None:
+    """A notice from the events channel; ``None`` for a kind this version does not know
+    (a newer version's), which its readers skip.
+
+    Raises:
+        StoreDataError: it is malformed.
+    """
+    what = "a notice"
+    data = _object(value, what)
+    kind = data.get("kind")
+    if kind == "finished":
+        return Finished(_field(data, "task_id", what, str))
+    if kind != "progress":
+        return None
+    remaining = data.get("remaining")
+    return FleetProgress(
+        _field(data, "task_id", what, str),
+        _field(data, "status", what, str),
+        int(number(_field(data, "percent", what, int), f"{what}'s percent", minimum=0)),
+        data.get("metadata"),
+        None if remaining is None else number(remaining, f"{what}'s remaining", minimum=0),
+    )

@@ -1,0 +1,213 @@
+"""Decoding what the fleet's store holds (pure, no sockets): a good value comes back as it
+was written; any malformed one — whatever its shape — is a StoreDataError, never another
+exception."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gptunnel_async import GPTunnelError, PollPolicy, Task
+from gptunnel_async._sansio.waiting import WaitState
+from gptunnel_async.errors import StoreDataError
+from gptunnel_async.fleet import FleetProgress
+from gptunnel_async.fleet._decode import Finished, notice, number, outcome, record, schedule
+from gptunnel_async.fleet._records import FAMILIES, Outcome, WatchRecord
+from gptunnel_async.models import converter
+
+from .conftest import task_json
+
+GOOD_RECORD = WatchRecord("media", {"chat": 1}, 60.0).dumps()
+GOOD_TASK = converter.structure(task_json(status="done", percent=100), Task)
+GOOD_OUTCOME = Outcome("done", GOOD_TASK).dumps()
+GOOD_SCHEDULE = json.dumps(WaitState.start("t-1", PollPolicy(timeout=None), 0.0).to_json())
+GOOD_PROGRESS = FleetProgress("t-1", "running", 40, {"chat": 1}, 12.5).dumps()
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _mutations(good: str) -> st.SearchStrategy[Any]:
+    """A good JSON object with keys dropped, replaced by any JSON value, or added."""
+    fields = json.loads(good)
+    return st.builds(
+        lambda dropped, replaced, added: json.dumps(
+            {k: v for k, v in {**fields, **replaced, **added}.items() if k not in dropped}
+        ),
+        st.sets(st.sampled_from(sorted(fields))),
+        st.dictionaries(st.sampled_from(sorted(fields)), json_values, max_size=3),
+        st.dictionaries(st.text(max_size=8), json_values, max_size=2),
+    )
+
+
+def stored(good: str) -> st.SearchStrategy[Any]:
+    """Anything a store may hold where ``good`` belongs: missing, bytes (UTF-8 or not),
+    any text, any JSON, and ``good`` itself altered field by field or cut short."""
+    is_object = isinstance(json.loads(good), dict)
+    altered = [_mutations(good), _mutations(good).map(str.encode)] if is_object else []
+    return st.one_of(
+        st.none(),
+        st.binary(max_size=64),
+        st.text(max_size=64),
+        json_values.map(lambda value: json.dumps(value)),
+        *altered,
+        st.integers(0, len(good)).map(lambda cut: good[:cut]),
+        st.integers(0, len(good)).map(lambda cut: good.encode()[:cut] + b"\xff\xfe"),
+        st.builds(lambda value: value, st.sampled_from([1, 2.5, [], {}, object()])),
+    )
+
+
+def _only_typed(decode: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return decode(value)
+    except StoreDataError as exc:
+        error = exc
+    assert isinstance(error, GPTunnelError)
+    assert 0 < len(str(error)) < 1000
+    return error
+
+
+@settings(max_examples=300)
+@given(value=stored(GOOD_RECORD), deadline=stored("1234.5") | st.floats())
+def test_any_stored_record_decodes_or_is_a_store_data_error(value: Any, deadline: Any) -> None:
+    decoded = _only_typed(lambda v: record(v, deadline), value)
+    if isinstance(decoded, WatchRecord):
+        assert decoded.family in FAMILIES
+        assert math.isfinite(decoded.timeout) and decoded.timeout >= 0
+        assert math.isfinite(decoded.deadline)
+
+
+@settings(max_examples=300)
+@given(value=stored(GOOD_OUTCOME))
+def test_any_stored_outcome_decodes_or_is_a_store_data_error(value: Any) -> None:
+    decoded = _only_typed(outcome, value)
+    if isinstance(decoded, Outcome):
+        assert decoded.kind in ("done", "failed", "expired")
+        assert decoded.kind != "done" or decoded.task is not None
+        assert math.isfinite(decoded.timeout)
+
+
+@settings(max_examples=200)
+@given(value=stored(GOOD_SCHEDULE))
+def test_any_stored_pacing_decodes_or_is_a_store_data_error(value: Any) -> None:
+    decoded = _only_typed(schedule, value)
+    assert isinstance(decoded, WaitState | StoreDataError)
+
+
+@settings(max_examples=300)
+@given(value=stored(GOOD_PROGRESS) | stored('{"kind":"finished","task_id":"t-1"}'))
+def test_any_notice_decodes_is_skipped_or_is_a_store_data_error(value: Any) -> None:
+    decoded = _only_typed(notice, value)
+    assert decoded is None or isinstance(decoded, FleetProgress | Finished | StoreDataError)
+
+
+def test_good_values_come_back_as_they_were_written() -> None:
+    assert record(GOOD_RECORD, b"1234.5") == WatchRecord("media", {"chat": 1}, 60.0, 1234.5)
+    assert record(GOOD_RECORD.encode(), 7) == WatchRecord("media", {"chat": 1}, 60.0, 7.0)
+    assert outcome(GOOD_OUTCOME.encode()) == Outcome("done", GOOD_TASK)
+    assert outcome(Outcome("failed", None).dumps()) == Outcome("failed", None)
+    assert schedule(GOOD_SCHEDULE.encode()) == WaitState.from_json(json.loads(GOOD_SCHEDULE))
+    assert notice(GOOD_PROGRESS) == FleetProgress("t-1", "running", 40, {"chat": 1}, 12.5)
+    assert notice(b'{"kind":"finished","task_id":"t-9"}') == Finished("t-9")
+    assert notice('{"kind":"from-a-newer-version","task_id":"t-9"}') is None
+
+
+def _record(**changes: Any) -> str:
+    fields = {"family": "faceswap", "metadata": None, "timeout": 60.0, **changes}
+    return json.dumps({k: v for k, v in fields.items() if v is not _DROP})
+
+
+def _outcome(**changes: Any) -> str:
+    fields = json.loads(GOOD_OUTCOME) | changes
+    return json.dumps({k: v for k, v in fields.items() if v is not _DROP})
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("value", "deadline", "match"),
+    [
+        (_record(timeout=_DROP), "1", "has no 'timeout'"),
+        (_record(metadata=_DROP), "1", "has no 'metadata'"),
+        (_record(family="video"), "1", "family must be one of"),
+        (_record(family=None), "1", "'family' has the wrong type"),
+        (_record(timeout="60"), "1", "'timeout' has the wrong type"),
+        (_record(timeout=True), "1", "'timeout' has the wrong type"),
+        (_record(timeout=-1), "1", "timeout must be a finite number >= 0"),
+        (_record(), "nan", "the deadline must be a finite number"),
+        (_record(), "inf", "the deadline must be a finite number"),
+        (_record(), "soon", "the deadline is malformed"),
+        (_record(), None, "the deadline is missing"),
+        (_record(), b"\xff", "the deadline is not UTF-8"),
+        ("not json", "1", "record is malformed .JSONDecodeError"),
+        ("[1, 2]", "1", "record is not a JSON object"),
+        (b'{"family": "faceswap\xff"}', "1", "record is not UTF-8"),
+        ("[" * 100_000 + "]" * 100_000, "1", "record is malformed .RecursionError"),
+        (None, "1", "record is missing"),
+    ],
+)
+def test_odd_records_say_what_is_wrong(value: Any, deadline: Any, match: str) -> None:
+    with pytest.raises(StoreDataError, match=match):
+        record(value, deadline)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (_outcome(model="VideoTask"), "unknown model: 'VideoTask'"),
+        (_outcome(model=_DROP), "has no 'model'"),
+        (_outcome(kind="cancelled"), "kind must be one of"),
+        (_outcome(task=None), "'done' without its task"),
+        (_outcome(task=[1]), "'task' has the wrong type"),
+        (_outcome(task={"status": 5}), "the outcome's task is malformed"),
+        (_outcome(timeout=1e999), "timeout must be a finite number"),
+        (_outcome(timeout=_DROP), "has no 'timeout'"),
+    ],
+)
+def test_odd_outcomes_say_what_is_wrong(value: str, match: str) -> None:
+    with pytest.raises(StoreDataError, match=match):
+        outcome(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("not json", "malformed"),
+        ("[1,2]", "not a JSON object"),
+        ('{"kind": "progress", "task_id": "x"}', "has no 'status'"),
+        ('{"kind": "progress", "task_id": "x", "status": "r", "percent": "5"}', "'percent'"),
+        ('{"kind": "finished"}', "has no 'task_id'"),
+        (b"\xff", "not UTF-8"),
+    ],
+)
+def test_odd_notices_say_what_is_wrong(value: Any, match: str) -> None:
+    with pytest.raises(StoreDataError, match=match):
+        notice(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(b"1.5", 1.5), ("2", 2.0), (3, 3.0), (0.25, 0.25)],
+)
+def test_numbers_come_from_text_or_json(value: Any, expected: float) -> None:
+    assert number(value, "x") == expected
+
+
+@pytest.mark.parametrize("value", [b"nan", "inf", "-inf", True, None, 10**400, "1e999", [1]])
+def test_numbers_that_are_not_finite_are_refused(value: Any) -> None:
+    with pytest.raises(StoreDataError, match="x"):
+        number(value, "x")

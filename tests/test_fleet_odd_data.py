@@ -1,0 +1,302 @@
+"""Odd entries in the fleet's Redis (another version's record or outcome, an operator's
+HSET, a cut write, odd notices) on a real redis-server: the entry is set aside as a dead
+letter, logged once, never claimed again, and every good task behind it is read and
+delivered; ``result()`` and ``progress()`` raise nothing but typed errors. And careless
+constructor arguments of the fleet's classes are ConfigurationErrors."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis as sync_redis
+from redis.asyncio import Redis
+
+from gptunnel_async import GPTunnelClient, GPTunnelError, Task
+from gptunnel_async.errors import ConfigurationError, StoreDataError
+from gptunnel_async.fleet import (
+    FleetProgress,
+    MemoryStore,
+    RedisBudget,
+    RedisStore,
+    Watcher,
+    fleet_status,
+)
+from gptunnel_async.fleet._records import Outcome
+from gptunnel_async.testing import FakeGPTunnel
+
+from .test_fleet import FAST, Handled, settle
+
+_names = itertools.count()
+
+
+@pytest.fixture
+async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
+    async with fake.client(poll_policy=FAST) as opened:
+        yield opened
+
+
+@pytest.fixture
+def store(redis: Redis) -> RedisStore:
+    return RedisStore(redis, name=f"odd-{next(_names)}")
+
+
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+ODD_RECORDS: dict[str, dict[str, Any]] = {
+    "a record without its timeout (another version's)": {
+        "record": '{"family": "faceswap", "metadata": {}}'
+    },
+    "a family this version lacks": {"record": '{"family": "video", "metadata": 1, "timeout": 9}'},
+    "a record that is not JSON (cut short)": {"record": '{"family": "faces'},
+    "a record that is not UTF-8": {"record": b'{"family": "\xff\xfe"}'},
+    "a deadline that is not a number": {"deadline": "tomorrow"},
+    "a deadline that is NaN": {"deadline": "nan"},
+    "no record at all": {"record": None},
+}
+
+
+@pytest.mark.parametrize("odd", ODD_RECORDS.values(), ids=ODD_RECORDS)
+async def test_an_odd_record_is_set_aside_and_the_tasks_behind_it_are_delivered(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    caplog: pytest.LogCaptureFixture,
+    odd: dict[str, Any],
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gptunnel_async.fleet")
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    bad = fake.script_task(steps=[("done", 100)])
+    await watcher.watch(bad, metadata="bad")  # first due: the first claimed
+    for field, value in odd.items():
+        if value is None:
+            await redis.hdel(store.task_key(bad), field)
+        else:
+            await redis.hset(store.task_key(bad), field, value)
+    good = [fake.script_task(steps=[("running", 50), ("done", 100)]) for _ in range(3)]
+    for task_id in good:
+        await watcher.watch(task_id, metadata="good")
+    async with watcher:
+        deliveries = await handled.until(3)
+        await settle(lambda: _dead_letters(store, 1))
+        later = fake.script_task(steps=[("done", 100)])
+        await watcher.watch(later)  # the loops still run
+        await handled.until(4)
+        assert watcher._running is not None and not watcher._running.done()
+    assert sorted(d.task_id for d in deliveries) == sorted([*good, later])
+    status = await store.status()
+    assert (status.watched, status.due, status.leased, status.dead_letters) == (0, 0, 0, 1)
+    letters: Any = await redis.xrange(store.dead_key)
+    ((_, letter),) = letters
+    assert letter[b"task"] == bad.encode() and letter[b"reason"]
+    assert await redis.hget(store.task_key(bad), "state") == b"dead"
+    assert len(_logged(caplog, "set aside as a dead letter")) == 1  # once, not per claim
+
+
+async def _has_logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return bool(_logged(caplog, text))
+
+
+async def _dead_letters(store: RedisStore, count: int) -> bool:
+    return (await store.status()).dead_letters == count
+
+
+ODD_OUTCOMES: dict[str, str | bytes] = {
+    "a model this version lacks": json.dumps(
+        {"kind": "done", "model": "VideoTask", "task": {}, "timeout": 0}
+    ),
+    "a kind this version lacks": json.dumps(
+        {"kind": "cancelled", "model": None, "task": None, "timeout": 0}
+    ),
+    "not JSON": "{",
+    "not UTF-8": b"\xff\xfe",
+    "done without its task": json.dumps(
+        {"kind": "done", "model": None, "task": None, "timeout": 0}
+    ),
+}
+
+
+@pytest.mark.parametrize("odd", ODD_OUTCOMES.values(), ids=ODD_OUTCOMES)
+async def test_an_odd_outcome_is_set_aside_the_deliveries_go_on_and_result_is_typed(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    odd: str | bytes,
+) -> None:
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    await watcher.watch("written-by-another-version")
+    await store._finish(  # as another version would finish it: first in the stream
+        keys=[
+            store.task_key("written-by-another-version"),
+            store.due_key,
+            store.leases_key,
+            store.stream_key,
+        ],
+        args=["written-by-another-version", odd, store.channel],
+    )
+    good = [fake.script_task(steps=[("done", 100)]) for _ in range(3)]
+    for task_id in good:
+        await watcher.watch(task_id)
+    async with watcher:
+        deliveries = await handled.until(3)
+        await settle(lambda: _dead_letters(store, 1))
+    assert sorted(d.task_id for d in deliveries) == sorted(good)
+    assert (await store.status()).finished_unhandled == 0
+    with pytest.raises(StoreDataError, match="outcome") as caught:
+        await watcher.result("written-by-another-version", timeout=5)
+    assert isinstance(caught.value, GPTunnelError)
+
+
+async def test_stream_entries_without_a_readable_task_id_are_set_aside(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    await store._ensure_group()
+    await redis.xadd(store.stream_key, {"something": "else"})
+    await redis.xadd(store.stream_key, {"task": b"\xff\xfe"})
+    task_id = fake.script_task(steps=[("done", 100)])
+    await watcher.watch(task_id)
+    async with watcher:
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _dead_letters(store, 2))
+    assert delivery.task_id == task_id
+    assert (await store.status()).finished_unhandled == 0
+
+
+async def test_an_odd_saved_pacing_only_costs_the_pacing(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
+    await watcher.watch(task_id)
+    await redis.hset(store.task_key(task_id), "schedule", '{"format": "from the future"}')
+    async with watcher:
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "done")
+    assert (await store.status()).dead_letters == 0
+
+
+ODD_NOTICES: list[str | bytes] = [
+    "not json",
+    "[1, 2]",
+    '{"kind": "progress", "task_id": "x"}',
+    '{"kind": "progress", "task_id": "x", "status": "running", "percent": "40"}',
+    '{"kind": "finished"}',
+    b"\xff\xfe",
+    '{"kind": "something-newer", "task_id": "x"}',
+]
+
+
+async def _subscribed(redis: Redis, channel: str) -> bool:
+    return dict(await redis.pubsub_numsub(channel)).get(channel.encode(), 0) > 0
+
+
+async def test_progress_skips_odd_notices_and_still_yields_good_ones(
+    client: GPTunnelClient, redis: Redis, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async.fleet")
+    watcher = Watcher(client, store)
+    good = FleetProgress("t-1", "running", 40, {"chat": 7}, 3.5)
+
+    async def first() -> FleetProgress:
+        return await anext(aiter(watcher.progress()))
+
+    received = asyncio.create_task(first())
+    await settle(lambda: _subscribed(redis, store.channel))
+    for notice in ODD_NOTICES:
+        await redis.publish(store.channel, notice)
+    await redis.publish(store.channel, good.dumps())
+    async with asyncio.timeout(15):
+        assert await received == good
+    odd = [r for r in caplog.records if "odd notice" in r.getMessage()]
+    assert len(odd) == len(ODD_NOTICES) - 1  # the newer kind is skipped quietly
+    assert [r.levelno for r in odd].count(logging.WARNING) == 1  # then DEBUG: not a flood
+
+
+async def test_result_listens_on_through_odd_notices(
+    client: GPTunnelClient, redis: Redis, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gptunnel_async.fleet")
+    watcher = Watcher(client, store)
+    await watcher.watch("t-odd")
+    waiting = asyncio.create_task(watcher.result("t-odd", timeout=15))
+    await settle(lambda: _subscribed(redis, store.channel))
+    for notice in ODD_NOTICES:
+        await redis.publish(store.channel, notice)
+    await settle(lambda: _has_logged(caplog, "odd notice"))
+    listener = watcher._listener
+    assert listener is not None and not listener.done()
+    task = Task(id="t-odd", status="done", percent=100, result="https://example.com/r.png")
+    await store.finish("t-odd", Outcome("done", task).dumps())
+    assert await waiting == task
+
+
+def test_the_memory_store_refuses_what_it_could_not_read_back() -> None:
+    store = MemoryStore()
+    with pytest.raises(StoreDataError, match="family"):
+        asyncio.run(store.watch("t-1", '{"family": "video", "metadata": 1, "timeout": 1}', 5))
+    asyncio.run(store.watch("t-2", '{"family": "media", "metadata": 1, "timeout": 1}', 5))
+    with pytest.raises(StoreDataError, match="model"):
+        asyncio.run(store.finish("t-2", '{"kind": "done", "model": "X", "task": {}, "timeout": 0}'))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda c, r: RedisStore(None), "redis must be a redis.asyncio"),  # type: ignore[arg-type]
+        (lambda c, r: RedisStore(sync_redis.Redis()), "asyncio"),  # type: ignore[arg-type]
+        (lambda c, r: RedisStore("redis://localhost"), "redis must be"),  # type: ignore[arg-type]
+        (lambda c, r: RedisBudget(None, 5), "redis must be"),  # type: ignore[arg-type]
+        (lambda c, r: RedisBudget(sync_redis.Redis(), 5), "asyncio"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(None, MemoryStore()), "client must be a GPTunnelClient"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, None), "store must be a WatchStore"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, object()), "store must be a WatchStore"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, r), "store must be a WatchStore"),
+        (lambda c, r: Watcher(c, MemoryStore(), worker=""), "worker"),
+        (lambda c, r: Watcher(c, MemoryStore(), worker=3), "worker"),  # type: ignore[arg-type]
+        (lambda c, r: MemoryStore(clock=3), "clock must be a function"),  # type: ignore[arg-type]
+    ],
+)
+def test_careless_constructor_arguments_are_configuration_errors(
+    client: GPTunnelClient, redis_url: str, build: Any, match: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        build(client, Redis.from_url(redis_url))
+
+
+async def test_fleet_status_of_no_redis_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="redis must be"):
+        await fleet_status(None)  # type: ignore[arg-type]
+
+
+async def test_a_claimed_task_id_that_is_not_utf8_is_set_aside(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    odd_id = b"t-\xff\xfe"
+    record = '{"family": "faceswap", "metadata": null, "timeout": 60}'
+    await redis.hset(
+        store.task_key("").encode() + odd_id,
+        mapping={"state": "watching", "record": record, "deadline": "1e12"},
+    )
+    await redis.zadd(store.due_key, {odd_id: 0})
+    handled = Handled()
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with Watcher(client, store, handler=handled) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _dead_letters(store, 1))
+    assert delivery.task_id == task_id
+    assert (await store.status()).watched == 0

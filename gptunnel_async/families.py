@@ -459,6 +459,8 @@ class FaceSwap(TaskResource[Task]):
             BadRequestError: the API refused the images.
             InsufficientBalanceError: the organisation's balance is too low.
             APIError: any other error status.
+            ResponseDecodeError: the answer is not a task object, or its task id is
+                unusable (blank, over 256 characters): the task may have started.
             APIConnectionError: the network failed.
         """
         payload: dict[str, Any] = {
@@ -623,6 +625,8 @@ class Midjourney(TaskResource[Task]):
         Raises:
             ConfigurationError: the prompt is blank.
             APIError: the API refused the task, e.g. ``InsufficientBalanceError``.
+            ResponseDecodeError: the answer is not a task object, or its task id is
+                unusable (blank, over 256 characters): the task may have started.
             APIConnectionError: the network failed.
         """
         payload: dict[str, Any] = {"prompt": check_text("prompt", prompt)}
@@ -644,6 +648,8 @@ class Midjourney(TaskResource[Task]):
             ConfigurationError: a blank ``task_id`` or an ``image`` outside 1-4.
             NotFoundError: no such task.
             APIError: any other error status.
+            ResponseDecodeError: the answer is not a task object, or its task id is
+                unusable (blank, over 256 characters): the task may have started.
         """
         payload = {"taskId": check_task_id(task_id), "image": _image_number(image)}
         return await self._create("midjourney/upsample", payload)
@@ -673,6 +679,8 @@ class Midjourney(TaskResource[Task]):
             BadRequestError: the parent does not offer that variation.
             NotFoundError: no such task.
             APIError: any other error status.
+            ResponseDecodeError: the answer is not a task object, or its task id is
+                unusable (blank, over 256 characters): the task may have started.
         """
         payload: dict[str, Any] = {"taskId": check_task_id(task_id)}
         if image is None and mode is None:
@@ -720,6 +728,8 @@ class Midjourney(TaskResource[Task]):
             BadRequestError: the API refused the mask.
             NotFoundError: no such task.
             APIError: any other error status.
+            ResponseDecodeError: the answer is not a task object, or its task id is
+                unusable (blank, over 256 characters): the task may have started.
         """
         payload: dict[str, Any] = {"taskId": check_task_id(task_id)}
         if prompt is not None:
@@ -826,11 +836,14 @@ class Media(TaskResource[MediaTask]):
 
         Raises:
             ConfigurationError: a blank model or prompt, ``images`` that is not a list
-                of http(s) links, or options that are not JSON values.
+                of http(s) links, options that are not JSON values, or a ``webhook``
+                option that is not an absolute http(s) URL.
             BadRequestError: the API refused the input (code 3); its ``issues`` list
                 each field at fault, and ``param`` names the first.
             ContentPolicyError: moderation blocked the prompt or an image.
             APIError: the API refused the task (media codes raise the same classes).
+            ResponseDecodeError: the answer is not a task object, or its task id is
+                unusable (blank, over 256 characters): the task may have started.
             APIConnectionError: the network failed.
         """
         payload = _media_payload(model, prompt, images, ar, extra)

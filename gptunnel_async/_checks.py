@@ -23,6 +23,7 @@ from .errors import ConfigurationError, GPTunnelError
 
 __all__ = [
     "MAX_TASK_ID_LENGTH",
+    "MAX_WEBHOOK_URL_LENGTH",
     "async_redis",
     "check_task_id",
     "check_text",
@@ -36,12 +37,18 @@ __all__ = [
     "number",
     "optional",
     "positive_number",
+    "task_id_problem",
+    "webhook_url",
 ]
 
 T = TypeVar("T")
 
 MAX_TASK_ID_LENGTH: Final = 256
 """The longest task id sent: GPTunnel's are 24 to 36 characters, so 256 is generous."""
+
+MAX_WEBHOOK_URL_LENGTH: Final = 2048
+"""The longest ``webhook=`` URL sent, in characters: the length browsers and most
+servers accept; a callback URL with its token is about 100."""
 
 _SHOWN: Final = 80
 """How much of a refused value an error message shows."""
@@ -173,22 +180,55 @@ def check_text(name: str, value: Any) -> str:
     return value
 
 
-def check_task_id(value: str) -> str:
-    """``value`` if it is a usable task id; blank, non-string or overlong ids fail before
-    any request.
-
-    An id longer than :data:`MAX_TASK_ID_LENGTH` is refused rather than sent. An id that
-    is not valid Unicode (a lone surrogate) fails too: URL encoding would silently drop
-    those characters and ask for another task.
-    """
-    check_text("task_id", value)
-    if len(value) > MAX_TASK_ID_LENGTH:
+def webhook_url(name: str, value: Any) -> str:
+    """``value`` if it is a URL GPTunnel can call back: an absolute http(s) URL with a
+    host, of printable characters without whitespace, at most
+    :data:`MAX_WEBHOOK_URL_LENGTH` characters; ``ConfigurationError`` otherwise, before
+    the paid create it would go out with."""
+    if isinstance(value, str) and len(value) > MAX_WEBHOOK_URL_LENGTH:
         raise ConfigurationError(
-            f"task_id is {len(value)} characters, over the {MAX_TASK_ID_LENGTH} a task id "
+            f"{name} is {len(value)} characters, over the {MAX_WEBHOOK_URL_LENGTH} a "
+            f"webhook URL can have: {describe(value)}"
+        )
+    if isinstance(value, str) and not (value.isprintable() and value == "".join(value.split())):
+        raise ConfigurationError(
+            f"{name} must be a URL without control or whitespace characters, got {describe(value)}"
+        )
+    http_url(name, value)
+    return str(value)
+
+
+def task_id_problem(value: Any) -> str | None:
+    """What makes ``value`` unusable as a task id (a phrase that follows its name), or
+    ``None`` if it is usable.
+
+    Blank, non-string or overlong ids are unusable: an id longer than
+    :data:`MAX_TASK_ID_LENGTH` is refused rather than sent. So is an id that is not valid
+    Unicode (a lone surrogate): URL encoding would silently drop those characters and
+    ask for another task.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return f"must be a non-empty string, got {describe(value)}"
+    if len(value) > MAX_TASK_ID_LENGTH:
+        return (
+            f"is {len(value)} characters, over the {MAX_TASK_ID_LENGTH} a task id "
             f"can have: {describe(value)}"
         )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigurationError(f"task_id is not valid Unicode: {describe(value)}") from None
+        return f"is not valid Unicode: {describe(value)}"
+    return None
+
+
+def check_task_id(value: str) -> str:
+    """``value`` if it is a usable task id given by the caller; ``ConfigurationError``
+    (see :func:`task_id_problem`) before any request otherwise.
+
+    An id the server sent is judged by the same rule, but its fault is the server's: see
+    ``_sansio.responses.Created``.
+    """
+    problem = task_id_problem(value)
+    if problem is not None:
+        raise ConfigurationError(f"task_id {problem}")
     return value

@@ -17,6 +17,7 @@ from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, describe, http_url, instance_of, optional, positive_number
 from ._destinations import Destinations
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
+from ._safe_errors import secret_arguments
 from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
 from ._sentinel import NOT_GIVEN, NotGiven
@@ -117,6 +118,7 @@ class GPTunnelClient:
             URL that is not an absolute http(s) URL, or a bad option.
     """
 
+    @secret_arguments  # its errors leave without the frames that held the key
     def __init__(
         self,
         api_key: str | None = None,
@@ -193,7 +195,9 @@ class GPTunnelClient:
         return self._closed
 
     def __repr__(self) -> str:
-        return f"GPTunnelClient(base_url={self.base_url!r})"
+        # Total, even for a client whose __init__ failed half-way (a traceback's locals).
+        transport = getattr(self, "_transport", None)
+        return f"GPTunnelClient(base_url={getattr(transport, 'base_url', None)!r})"
 
     def _poll_policy(self) -> PollPolicy:
         return self.poll_policy

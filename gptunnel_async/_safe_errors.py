@@ -11,7 +11,10 @@ redirect target) and bounded.
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
+import functools
+import sys
+from collections.abc import Callable
+from typing import Final, ParamSpec, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -20,9 +23,11 @@ from yarl import URL
 from ._sansio.text import excerpt, mask_for
 from .errors import GPTunnelError
 
-__all__ = ["MaskedCause", "made_safe", "without_frames"]
+__all__ = ["MaskedCause", "made_safe", "secret_arguments", "without_frames"]
 
 E = TypeVar("E", bound=BaseException)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _CAUSE_TEXT: Final = 300
 """The longest text kept by an exception chained under the SDK's own, in characters."""
@@ -33,6 +38,34 @@ def without_frames(exc: E) -> E:
     for current in _chain(exc):
         current.__traceback__ = None
     return exc
+
+
+def secret_arguments(func: Callable[P, R]) -> Callable[P, R]:
+    """``func``, whose errors leave from a frame that holds none of its arguments.
+
+    For the calls given the API key or a webhook secret (a client's or a receiver's
+    constructor, ``parse_webhook``): each frame they run holds those as locals, the
+    call's own frame as its parameters, and error trackers, ``rich``, ``pytest -l`` and
+    ``traceback`` with ``capture_locals`` render the locals of every frame of a
+    traceback. An error raised inside (bad arguments, a wrong token, a bad body) loses
+    the frames below this wrapper, as do the exceptions the call chained to it (the
+    caller's own, which it may have been handling, are left as they are), and is raised
+    again from here once the arguments are dropped: the same exception, its text and
+    its chain intact.
+    """
+
+    @functools.wraps(func)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        handled = sys.exception()  # the caller's, if it calls from an ``except`` block
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            for current in _chain(exc, stop=handled):
+                current.__traceback__ = None
+            del args, kwargs, handled
+            raise  # from this frame alone: ``exc`` keeps its chain, as it was raised
+
+    return guarded
 
 
 def made_safe(exc: BaseException, secret: str | None) -> BaseException:
@@ -93,11 +126,12 @@ def _scrubbed(exc: BaseException, secret: str | None) -> BaseException:
     return stand_in
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and every exception reachable through ``__cause__`` and ``__context__``."""
+def _chain(exc: BaseException, stop: BaseException | None = None) -> list[BaseException]:
+    """``exc`` and every exception reachable through ``__cause__`` and ``__context__``,
+    short of ``stop`` (and what is chained to it)."""
     found: list[BaseException] = []
     pending: list[BaseException | None] = [exc]
-    seen: set[int] = set()
+    seen: set[int] = set() if stop is None else {id(stop)}
     while pending:
         current = pending.pop()
         if current is None or id(current) in seen:

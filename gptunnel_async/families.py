@@ -27,12 +27,14 @@ from ._checks import (
     instance_of,
     json_values,
     optional,
+    webhook_url,
 )
 from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
+from ._safe_errors import secret_arguments
 from ._sansio.requests import Request
-from ._sansio.responses import Decoder, decode_media_task, decode_task, reading
+from ._sansio.responses import Created, Decoder, decode_media_task, decode_task, reading
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
@@ -156,9 +158,11 @@ class TaskResource(Generic[T]):
         """
         return await self._reader(task_id)()
 
+    @secret_arguments  # the body may echo the key, and the decoders' frames hold it
     def _parse_delivery(self, body: bytes, api_key: str | None = None) -> T:
         """``body`` (a webhook delivery) as this family's task model, ``api_key`` (by
-        default the client's) masked in everything made from it."""
+        default the client's) masked in everything made from it; its errors leave with
+        no frame that held the body or the key."""
         if api_key:
             return self.family.decode(body, 200, secret=api_key)
         return self._transport.decode_delivered(body, self.family.decode)
@@ -361,7 +365,10 @@ class TaskResource(Generic[T]):
 
         Raises:
             ConfigurationError: a path that is not a plain relative path (``..``, a
-                query, a scheme), or a body that is not a JSON object.
+                query, a scheme), a body that is not a JSON object, or a ``webhook``
+                in it that is not an absolute http(s) URL.
+            ResponseDecodeError: the answer is not this family's task object, or its
+                task id is unusable (the task may have started).
             APIError: the API refused the request; its class and ``param`` say why.
             APIConnectionError: the network failed.
         """
@@ -371,9 +378,16 @@ class TaskResource(Generic[T]):
         return await self._create(_endpoint_path(path), payload)
 
     async def _create(self, path: str, payload: dict[str, Any]) -> T:
-        """POST a new task; retried only where the server surely did not start one."""
+        """POST a new task; retried only where the server surely did not start one.
+
+        Every create goes out through here: a ``webhook`` in its body (``webhook=``, a
+        media option, a ``create_task`` body) is checked first, and the answer's task id
+        is judged as the server's (see ``Created``).
+        """
+        if payload.get("webhook") is not None:
+            payload = payload | {"webhook": webhook_url("webhook", payload["webhook"])}
         return await self._transport.request(
-            "POST", path, self.family.decode, json=payload, idempotent=False
+            "POST", path, Created(self.family.decode), json=payload, idempotent=False
         )
 
     async def _until_done(
@@ -432,14 +446,16 @@ class FaceSwap(TaskResource[Task]):
                 (``io.BytesIO``, as aiogram's ``bot.download`` returns, read from its
                 current position).
             face_image: the picture the face is taken from, in any of the same forms.
-            webhook: a URL the API calls when the task ends.
+            webhook: an http(s) URL the API calls when the task ends (e.g. a
+                [WebhookReceiver][gptunnel_async.webhooks.WebhookReceiver]'s ``url``).
 
         Returns:
             The new task, ``idle``; wait for it with ``wait_for_result(task.id)``.
 
         Raises:
             ConfigurationError: an image is empty, unreadable, too large, or not a PNG,
-                JPEG or WEBP file; or the webhook is blank.
+                JPEG or WEBP file; or ``webhook`` is not an absolute http(s) URL of
+                printable characters, at most 2048 long.
             BadRequestError: the API refused the images.
             InsufficientBalanceError: the organisation's balance is too low.
             APIError: any other error status.
@@ -450,7 +466,7 @@ class FaceSwap(TaskResource[Task]):
             "faceImage": await encode_image(face_image),
         }
         if webhook is not None:
-            payload["webhook"] = check_text("webhook", webhook)
+            payload["webhook"] = webhook
         return await self._create("faceswap/create", payload)
 
     async def swap(

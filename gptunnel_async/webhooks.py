@@ -36,8 +36,9 @@ from typing import Any, Final, TypeVar, overload
 
 from aiohttp import web
 
-from ._checks import check_task_id, check_text, describe, http_url, instance_of
+from ._checks import check_task_id, check_text, describe, http_url, optional
 from ._polling import PollPolicy
+from ._safe_errors import secret_arguments
 from ._sansio.responses import decode_any_task
 from .errors import (
     ConfigurationError,
@@ -101,6 +102,7 @@ def parse_webhook(
 ) -> Task | MediaTask: ...
 
 
+@secret_arguments  # its errors leave without the frames that held the key or secret
 def parse_webhook(
     body: bytes | str,
     token: str | None,
@@ -133,12 +135,17 @@ def parse_webhook(
             constant time).
         ResponseDecodeError: the body is not a task object.
         APIError: a ``/media`` body with a non-zero ``code`` (the class that code raises).
-        ConfigurationError: ``body`` is not bytes or text, or ``secret`` or ``api_key``
-            is not a string.
+        ConfigurationError: ``body`` is not bytes or text, ``secret`` or ``api_key``
+            is not a string, or ``family`` is not a task family (``client.faceswap``,
+            not ``"faceswap"`` or the client).
+
+    No error leaves with a frame that holds ``api_key``, ``secret`` or ``token`` as a
+    local (error trackers show the locals of a traceback's frames).
     """
     check_text("secret", secret)
     if api_key is not None:
         _check_key(api_key)
+    optional(_family, "family", family)
     if not _carries(token, secret):
         raise WebhookVerificationError("the webhook's URL does not carry this receiver's token")
     if family is not None:
@@ -154,6 +161,16 @@ def _check_key(api_key: object) -> str:
             f"api_key must be a non-empty string, got a {type(api_key).__name__}"
         )
     return api_key
+
+
+def _family(name: str, value: object) -> object:
+    """``value`` if it is a task family (``client.faceswap``, ``client.media``...)."""
+    if not isinstance(value, TaskResource):
+        raise ConfigurationError(
+            f"{name} must be a client's task family such as client.faceswap or "
+            f"client.media, got {describe(value)}"
+        )
+    return value
 
 
 def _environment_key() -> str | None:
@@ -212,6 +229,7 @@ class WebhookReceiver:
             or ``api_key`` is not a string.
     """
 
+    @secret_arguments
     def __init__(
         self, public_url: str, *, secret: str | None = None, api_key: str | None = None
     ) -> None:
@@ -229,15 +247,16 @@ class WebhookReceiver:
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
         """The callback URL to pass as ``webhook=``: ``public_url`` with the token."""
         self._public_url = str(base)
-        self._waiting: dict[str, set[asyncio.Future[bytes]]] = {}
-        """The waits on each task, each given the delivery's body to read as its family's."""
-        self._arrived: OrderedDict[str, bytes] = OrderedDict()
+        self._waiting: dict[str, set[asyncio.Future[_Delivery]]] = {}
+        """The waits on each task, each given the delivery to read as its family's."""
+        self._arrived: OrderedDict[str, _Delivery] = OrderedDict()
         """The deliveries of finished tasks nobody waits for yet."""
         self._arrived_bytes = 0
 
     def __repr__(self) -> str:
         return f"WebhookReceiver({self._public_url!r})"
 
+    @secret_arguments  # ``token`` is the secret when it is right
     def receive(self, body: bytes | str, token: str | None) -> Task | MediaTask:
         """Check and parse one webhook POST, and finish the waits on its task if it has
         ended.
@@ -257,7 +276,7 @@ class WebhookReceiver:
         """
         task = parse_webhook(body, token, secret=self.secret, api_key=self._api_key)
         if task.is_terminal:
-            self._finish(task.id, _body(body))
+            self._finish(task.id, _Delivery(_body(body)))
         return task
 
     async def handler(self, request: web.Request) -> web.Response:
@@ -317,7 +336,7 @@ class WebhookReceiver:
             ResponseDecodeError: the delivery is not the family's task object.
             APIError: a read failed in a way that is not retried.
         """
-        instance_of(TaskResource)("tasks", tasks)
+        _family("tasks", tasks)
         task_id = check_task_id(task_id)
         policy = PollPolicy(
             initial=fallback_interval,
@@ -327,8 +346,8 @@ class WebhookReceiver:
         )
         arrived = self._forget(task_id)
         if arrived is not None:
-            return _outcome(tasks._parse_delivery(arrived))
-        pushed: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            return _outcome(tasks._parse_delivery(arrived.body))
+        pushed: asyncio.Future[_Delivery] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(task_id, set()).add(pushed)
         # The poll's deadline is the wait's: it ends the race with WaitTimeoutError.
         polled = asyncio.ensure_future(tasks.wait_for_result(task_id, policy=policy))
@@ -344,34 +363,50 @@ class WebhookReceiver:
         if pushed.done():
             if not polled.cancelled():
                 polled.exception()  # the push won; whatever the poll ended with is moot
-            return _outcome(tasks._parse_delivery(pushed.result()))
+            return _outcome(tasks._parse_delivery(pushed.result().body))
         return polled.result()
 
-    def _finish(self, task_id: str, body: bytes) -> None:
+    def _finish(self, task_id: str, delivery: _Delivery) -> None:
         waits = self._waiting.pop(task_id, None)
         if not waits:
-            self._remember(task_id, body)
+            self._remember(task_id, delivery)
             return
         for pushed in waits:
             if not pushed.done():
-                pushed.set_result(body)
+                pushed.set_result(delivery)
 
-    def _remember(self, task_id: str, body: bytes) -> None:
+    def _remember(self, task_id: str, delivery: _Delivery) -> None:
         """Keep the delivery of ``task_id`` for a wait that has not started yet, within
         both bounds."""
         self._forget(task_id)
-        self._arrived[task_id] = body
-        self._arrived_bytes += len(body)
+        self._arrived[task_id] = delivery
+        self._arrived_bytes += len(delivery)
         while len(self._arrived) > REMEMBERED_TASKS or self._arrived_bytes > REMEMBERED_BYTES:
             _, forgotten = self._arrived.popitem(last=False)
             self._arrived_bytes -= len(forgotten)
 
-    def _forget(self, task_id: str) -> bytes | None:
+    def _forget(self, task_id: str) -> _Delivery | None:
         """Take a remembered delivery out, if it is there."""
         kept = self._arrived.pop(task_id, None)
         if kept is not None:
             self._arrived_bytes -= len(kept)
         return kept
+
+
+class _Delivery:
+    """A delivery's body, kept for a wait: a local of a wait's frame (a future's result,
+    a remembered delivery) that shows its size, never the body, which may echo the key."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    def __repr__(self) -> str:
+        return f"<webhook delivery of {len(self.body)} bytes>"
 
 
 def _outcome(task: T) -> T:

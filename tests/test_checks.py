@@ -237,7 +237,7 @@ def test_a_webhook_secret_is_refused_or_carried_whole_in_the_callback_url(secret
 @pytest.mark.parametrize("tasks", ["faceswap", None, 42, object()])
 async def test_a_webhook_wait_names_a_family_or_is_refused(tasks: Any) -> None:
     receiver = WebhookReceiver("https://bot.example/hook")
-    with pytest.raises(ConfigurationError, match="tasks must be a TaskResource"):
+    with pytest.raises(ConfigurationError, match=r"tasks must be a client.s task family"):
         await receiver.wait_for_result(tasks, "t")
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import attrs
 import cattrs
 
+from .._checks import task_id_problem
 from ..errors import (
     APIError,
     APITimeoutError,
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_ISSUES",
     "MEDIA_ERRORS",
+    "Created",
     "Decoder",
     "Reading",
     "check_answer",
@@ -340,6 +342,33 @@ class Reading(Generic[L]):
 
 reading = Reading
 """``reading(task_id, decode)``: the :class:`Reading` decoder of a read of ``task_id``."""
+
+
+class Created(Generic[L]):
+    """``decode`` for the answer to a create call: a task whose id is not a usable task
+    id (blank, over 256 characters, a lone surrogate) is a :class:`ResponseDecodeError`.
+
+    The same rule refuses a caller's id with ``ConfigurationError``; an id the server
+    chose is the server's fault, so it is raised as an answer that is not what the
+    endpoint returns (the command line's exit code 4, not a usage error). The task may
+    have started: the error's ``body`` shows the answer.
+    """
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, decode: Decoder[L]) -> None:
+        self._decode = decode
+
+    def __call__(self, body: bytes, status_code: int, /, *, secret: str | None = None) -> L:
+        task = self._decode(body, status_code, secret=secret)
+        problem = task_id_problem(task.id)
+        if problem is not None:
+            raise ResponseDecodeError(
+                f"the created task's id {problem}; the task may have started",
+                status_code=status_code,
+                body=excerpt(body, secret),
+            )
+        return task
 
 
 def _media_code(value: Any) -> int | None:

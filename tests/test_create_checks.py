@@ -1,0 +1,155 @@
+"""Around every paid create: a ``webhook`` is checked before anything is sent, and a
+created task id the SDK cannot use is the server's fault (``ResponseDecodeError``, the
+command line's exit 4), never the caller's (``ConfigurationError``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from yarl import URL
+
+from gptunnel_async import ConfigurationError, GPTunnelClient, ResponseDecodeError
+from gptunnel_async._checks import MAX_TASK_ID_LENGTH, MAX_WEBHOOK_URL_LENGTH, webhook_url
+from gptunnel_async._sansio.responses import Created, decode_media_task, decode_task
+from gptunnel_async.cli import EXIT_API_ERROR
+from gptunnel_async.testing import FakeGPTunnel
+
+from .conftest import ScriptedAPI, task_json
+from .test_cli import run
+
+# -- webhook URLs ---------------------------------------------------------------------------
+
+REFUSED_WEBHOOKS: list[Any] = [
+    "ftp://x/h",
+    "javascript:alert(1)",
+    "not a url",
+    "http://",
+    "http://[::1",
+    "https://bot.example/hook\n",
+    "https://bot.example/ho ok",
+    " https://bot.example/hook",
+    "https://bot.example/\x1b[2Jhook",
+    "https://bot.example/" + "x" * MAX_WEBHOOK_URL_LENGTH,
+    "/relative/hook",
+    "bot.example/hook",
+    "",
+    42,
+    b"https://bot.example/hook",
+]
+
+ACCEPTED_WEBHOOKS = [
+    "https://bot.example/hook",
+    "http://127.0.0.1:8080/gptunnel/webhook?token=abc-DEF_123",
+    "https://бот.example/хук",
+    "https://bot.example/" + "x" * (MAX_WEBHOOK_URL_LENGTH - len("https://bot.example/")),
+]
+
+
+@pytest.mark.parametrize("value", REFUSED_WEBHOOKS)
+def test_a_webhook_that_is_no_callback_url_is_refused(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="webhook"):
+        webhook_url("webhook", value)
+
+
+@pytest.mark.parametrize("value", ACCEPTED_WEBHOOKS)
+def test_a_callback_url_is_sent_as_given(value: str) -> None:
+    assert webhook_url("webhook", value) == value
+
+
+@given(st.text(max_size=60) | st.text(max_size=20).map(lambda tail: f"https://h.example/{tail}"))
+def test_any_webhook_is_a_usable_url_or_refused_briefly(value: str) -> None:
+    try:
+        checked = webhook_url("webhook", value)
+    except ConfigurationError as exc:
+        assert len(str(exc)) < 300  # noqa: PT017 (refused, and briefly)
+        return
+    url = URL(checked)
+    assert url.scheme in ("http", "https")
+    assert url.host
+    assert checked.isprintable()
+    assert not any(character.isspace() for character in checked)
+
+
+CREATE_CALLS: dict[str, Callable[[GPTunnelClient, Any], Awaitable[Any]]] = {
+    "faceswap.create": lambda c, hook: c.faceswap.create(
+        "https://a/1.png", "https://a/2.png", webhook=hook
+    ),
+    "media.create": lambda c, hook: c.media.create("flux-pro", "a fox", webhook=hook),
+    "create_task": lambda c, hook: c.bgremover.create_task("bgremover/create", {"webhook": hook}),
+}
+
+
+@pytest.mark.parametrize("call", CREATE_CALLS.values(), ids=CREATE_CALLS.keys())
+@pytest.mark.parametrize("value", ["ftp://x/h", "not a url", "http://[::1", "x" * 5000])
+async def test_no_create_is_sent_with_a_bad_webhook(
+    client: GPTunnelClient, api: ScriptedAPI, call: Any, value: str
+) -> None:
+    api.script(task_json(status="idle"))
+    with pytest.raises(ConfigurationError, match="webhook"):
+        await call(client, value)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("call", CREATE_CALLS.values(), ids=CREATE_CALLS.keys())
+async def test_a_good_webhook_goes_out_as_given(
+    client: GPTunnelClient, api: ScriptedAPI, call: Any
+) -> None:
+    api.script(task_json(status="idle"))
+    await call(client, "https://bot.example/hook?token=abc")
+    assert json.loads(api.requests[0]["body"])["webhook"] == "https://bot.example/hook?token=abc"
+
+
+# -- created task ids -----------------------------------------------------------------------
+
+BAD_IDS = ["a" * (MAX_TASK_ID_LENGTH + 1), "", "   ", "\ud800abc"]
+
+
+@pytest.mark.parametrize("task_id", BAD_IDS)
+@pytest.mark.parametrize("decode", [decode_task, decode_media_task])
+def test_a_created_id_the_sdk_cannot_use_is_a_decode_error(task_id: str, decode: Any) -> None:
+    body = json.dumps({"id": task_id, "object": "task", "status": "idle"}).encode()
+    with pytest.raises(ResponseDecodeError, match="the created task's id") as caught:
+        Created(decode)(body, 200)
+    assert caught.value.status_code == 200
+    assert not isinstance(caught.value, ConfigurationError)
+
+
+def test_a_usable_created_id_is_kept() -> None:
+    body = json.dumps({"id": "a" * MAX_TASK_ID_LENGTH, "status": "idle"}).encode()
+    assert Created(decode_task)(body, 200).id == "a" * MAX_TASK_ID_LENGTH
+
+
+CREATES: dict[str, Callable[[GPTunnelClient], Awaitable[Any]]] = {
+    "faceswap.create": lambda c: c.faceswap.create("https://a/1.png", "https://a/2.png"),
+    "faceswap.swap": lambda c: c.faceswap.swap("https://a/1.png", "https://a/2.png"),
+    "midjourney.imagine": lambda c: c.midjourney.imagine("a fox"),
+    "midjourney.imagine_and_wait": lambda c: c.midjourney.imagine_and_wait("a fox"),
+    "media.generate": lambda c: c.media.generate("flux-pro", "a fox"),
+    "create_task": lambda c: c.midjourney.create_task("midjourney/reroll", {"taskId": "t"}),
+}
+
+
+@pytest.mark.parametrize("call", CREATES.values(), ids=CREATES.keys())
+@pytest.mark.parametrize("task_id", BAD_IDS)
+async def test_a_create_answered_with_an_unusable_id_is_the_servers_fault(
+    client: GPTunnelClient, api: ScriptedAPI, call: Any, task_id: str
+) -> None:
+    api.script({"id": task_id, "object": "task", "status": "idle", "code": 0})
+    with pytest.raises(ResponseDecodeError, match="the created task's id"):
+        await call(client)
+    assert len(api.requests) == 1  # no retry of a paid create, no wait on a bad id
+
+
+def test_the_command_line_exits_4_on_an_unusable_created_id() -> None:
+    with FakeGPTunnel(api_key="sk-live-0123456789abcdef") as fake:
+        body = {"id": "a" * 300, "object": "task", "status": "idle", "percent": 0}
+        fake.fail_next(200, body=body, path="midjourney/imagine")
+        done = run("imagine", "a fox", fake=fake)
+    assert done.returncode == EXIT_API_ERROR
+    assert "usage" not in done.stderr
+    assert "the created task's id is 300 characters" in done.stderr

@@ -1,0 +1,336 @@
+"""The calls given the API key or a webhook secret raise their errors from frames that do
+not hold them: a client's and a receiver's constructor, ``parse_webhook`` and
+``WebhookReceiver.receive``, rendered as error trackers render a traceback (every
+chained exception, every frame, every local's ``repr``)."""
+
+from __future__ import annotations
+
+import json
+import string
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gptunnel_async
+from gptunnel_async import (
+    ConfigurationError,
+    GPTunnelClient,
+    GPTunnelError,
+    PollPolicy,
+    TaskFailedError,
+    WebhookVerificationError,
+)
+from gptunnel_async._safe_errors import secret_arguments
+from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
+
+keys = st.text(string.ascii_letters + string.digits, min_size=20, max_size=40).map(
+    lambda tail: f"sk-{tail}"
+)
+"""Keys distinctive enough that no other text of a rendering holds one by chance."""
+
+secrets = st.text(string.ascii_letters + string.digits + "-_", min_size=24, max_size=40).map(
+    lambda tail: f"whs-{tail}"
+)
+
+BAD_CLIENT_OPTIONS: list[dict[str, Any]] = [
+    {"timeout": -1},
+    {"timeout": float("nan")},
+    {"timeout": "30"},
+    {"base_url": "ftp://x"},
+    {"base_url": "https://u:p@h/v1"},
+    {"max_retries": "x"},
+    {"max_retries": -1},
+    {"max_connections": 0},
+    {"session": 1},
+    {"poll_policy": 1},
+    {"requests_per_second": -1},
+    {"requests_per_second": 1, "budget": object()},
+    {"budget": "redis"},
+    {"allow_private_result_urls": "yes"},
+]
+
+BAD_KEYS: list[Callable[[str], str]] = [
+    lambda key: key + "\n",
+    lambda key: " " + key,
+    lambda key: key + "é",
+    lambda key: key + "\x07",
+]
+"""Keys refused for their characters, each holding the whole key."""
+
+
+SDK = str(Path(gptunnel_async.__file__).parent)
+
+
+def rendered(exc: BaseException) -> str:
+    """``exc`` as error trackers show it, from the first frame of the SDK down (if any
+    is left): the frames above it are the test's, which hold the key it passed."""
+    tb = exc.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(SDK):
+        tb = tb.tb_next
+    exc.__traceback__ = tb
+    return "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+
+
+def raised(call: Callable[[], object]) -> GPTunnelError:
+    """The SDK error ``call`` raises, caught in a frame that holds nothing secret."""
+    try:
+        call()
+    except GPTunnelError as exc:
+        return exc
+    raise AssertionError("no error was raised")
+
+
+@pytest.fixture
+def no_environment_key(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.delenv("GPTUNNEL_API_KEY", raising=False)
+    monkeypatch.delenv("GPTUNNEL_BASE_URL", raising=False)
+    return monkeypatch
+
+
+# -- the client's constructor -----------------------------------------------------------
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys, st.sampled_from(BAD_CLIENT_OPTIONS), st.booleans())
+def test_a_refused_client_option_leaves_the_key_in_no_frame(
+    no_environment_key: pytest.MonkeyPatch, key: str, options: dict[str, Any], from_env: bool
+) -> None:
+    if from_env:
+        no_environment_key.setenv("GPTUNNEL_API_KEY", key)
+        error = raised(lambda: GPTunnelClient(**options))
+    else:
+        error = raised(lambda: GPTunnelClient(key, **options))
+    assert isinstance(error, ConfigurationError)
+    assert key not in rendered(error)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys, st.sampled_from(BAD_KEYS), st.booleans())
+def test_a_refused_key_is_in_no_frame_either(
+    no_environment_key: pytest.MonkeyPatch, key: str, spoil: Callable[[str], str], from_env: bool
+) -> None:
+    if from_env:
+        no_environment_key.setenv("GPTUNNEL_API_KEY", spoil(key))
+        error = raised(lambda: GPTunnelClient())
+    else:
+        error = raised(lambda: GPTunnelClient(spoil(key)))
+    assert isinstance(error, ConfigurationError)
+    assert key not in rendered(error)
+
+
+def test_the_error_still_says_what_was_wrong_and_where_it_was_called(
+    no_environment_key: pytest.MonkeyPatch,
+) -> None:
+    error = raised(lambda: GPTunnelClient("sk-abcdefghijklmnopqrstu", timeout=-1))
+    assert "timeout must be a finite number > 0, got -1" in str(error)
+    text = "".join(traceback.format_exception(error))
+    assert "in <lambda>" in text  # the caller's line stays
+    assert "raise ConfigurationError" not in text  # the frames that held the key are gone
+
+
+def test_a_half_built_client_has_a_repr() -> None:
+    half_built = GPTunnelClient.__new__(GPTunnelClient)
+    assert repr(half_built) == "GPTunnelClient(base_url=None)"
+
+
+async def test_a_built_client_shows_its_base_url_only() -> None:
+    async with GPTunnelClient("sk-abcdefghijklmnopqrstu", base_url="http://127.0.0.1:9/v1") as c:
+        assert repr(c) == "GPTunnelClient(base_url='http://127.0.0.1:9/v1')"
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+bodies = st.one_of(
+    st.binary(max_size=40),
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            b"",
+            b"[]",
+            b"not json",
+            b"{}",
+            b'{"id": 1, "status": "done"}',
+            b'{"code": 3, "message": "bad input"}',
+            b'{"code": 1001, "message": "blocked"}',
+            b'{"code": 2, "error": {"message": "no"}}',
+        ]
+    ),
+)
+
+
+def failing_webhook_calls(
+    key: str, secret: str, body: bytes | str, token: str | None
+) -> list[Callable[[], object]]:
+    receiver = WebhookReceiver("https://bot.example/hook", secret=secret, api_key=key)
+    return [
+        lambda: receiver.receive(body, token),
+        lambda: parse_webhook(body, token, secret=secret, api_key=key),
+    ]
+
+
+@given(keys, secrets, bodies, st.sampled_from(["right", "wrong", "none", "prefix"]))
+def test_no_webhook_error_leaves_the_key_or_the_secret_in_a_frame(
+    key: str, secret: str, body: bytes | str, which: str
+) -> None:
+    token = {"right": secret, "wrong": "x" * 30, "none": None, "prefix": secret[:-1]}[which]
+    for call in failing_webhook_calls(key, secret, body, token):
+        try:
+            call()
+        except GPTunnelError as exc:
+            assert which == "right" or isinstance(exc, WebhookVerificationError)  # noqa: PT017
+            text = rendered(exc)
+            assert key not in text
+            assert secret not in text
+        else:
+            assert which == "right"
+
+
+@given(keys, secrets)
+def test_a_body_echoing_the_key_fails_without_it(key: str, secret: str) -> None:
+    echo = json.dumps({"code": 3, "message": f"bad token {key}", "id": key}).encode()
+    for call in failing_webhook_calls(key, secret, echo, secret):
+        error = raised(call)
+        assert key not in rendered(error)
+        assert key not in str(error)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keys, secrets, st.sampled_from(["ftp://x/h", "https://x/h?a=1", "http://[::1", 42]))
+def test_a_refused_receiver_leaves_its_key_and_secret_in_no_frame(
+    no_environment_key: pytest.MonkeyPatch, key: str, secret: str, url: Any
+) -> None:
+    error = raised(lambda: WebhookReceiver(url, secret=secret, api_key=key))
+    assert isinstance(error, ConfigurationError)
+    text = rendered(error)
+    assert key not in text
+    assert secret not in text
+    no_environment_key.setenv("GPTUNNEL_API_KEY", key)
+    assert key not in rendered(raised(lambda: WebhookReceiver(url)))
+    assert key not in rendered(raised(lambda: WebhookReceiver("https://x/h", secret="short")))
+
+
+async def test_a_webhook_wait_that_fails_leaves_the_key_in_no_frame() -> None:
+    key = "sk-abcdefghijklmnopqrstuvwxyz0123"
+    receiver = WebhookReceiver("https://bot.example/hook", api_key=key)
+    echo = {"id": "t", "object": "task", "status": "failed", "error": f"refused {key}"}
+    receiver.receive(json.dumps(echo), receiver.secret)  # kept for the wait below
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(TaskFailedError) as caught:
+            await receiver.wait_for_result(client.faceswap, "t")
+    assert key not in rendered(caught.value)
+    assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b"[]", b'{"id": "t"}', b'{"code": 2, "message": "x"}']
+)
+async def test_a_delivery_a_family_cannot_read_leaves_the_key_in_no_frame(body: bytes) -> None:
+    key = "sk-abcdefghijklmnopqrstuvwxyz0123"
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        for family in (client.faceswap, client.media):
+            with pytest.raises(GPTunnelError) as caught:
+                family._parse_delivery(body)  # what a wait does with its delivery
+            assert key not in rendered(caught.value)
+
+
+# -- careless arguments of the webhook API -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "faceswap",
+        42,
+        PollPolicy(),
+        GPTunnelClient("sk-abcdefghijklmnopqrstu", base_url="http://h/"),
+    ],
+)
+def test_parse_webhook_names_a_family_or_is_refused(family: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"family must be a client's task family"):
+        parse_webhook(b'{"id": "t", "status": "done"}', "s" * 20, secret="s" * 20, family=family)
+
+
+async def test_parse_webhook_reads_as_the_family_given() -> None:
+    async with GPTunnelClient("sk-abcdefghijklmnopqrstu", base_url="http://127.0.0.1:9") as c:
+        body = b'{"id": "t", "status": "done", "result": ["https://cdn.example/a.mp3"]}'
+        task = parse_webhook(body, "s" * 20, secret="s" * 20, family=c.media)
+    assert type(task).__name__ == "MediaTask"
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"secret": None},
+        {"secret": ""},
+        {"secret": 42},
+        {"api_key": 42},
+        {"api_key": ""},
+        {"body": 12},
+        {"body": None},
+    ],
+)
+def test_careless_parse_webhook_arguments_are_configuration_errors(
+    arguments: dict[str, Any],
+) -> None:
+    call: dict[str, Any] = {"body": b"{}", "secret": "s" * 20, **arguments}
+    with pytest.raises(ConfigurationError):
+        parse_webhook(call.pop("body"), "s" * 20, **call)
+
+
+# -- the wrapper itself -------------------------------------------------------------------
+
+
+def test_the_callers_own_exception_is_left_as_it_is() -> None:
+    @secret_arguments
+    def refuse(secret: str) -> None:
+        raise ConfigurationError("refused")
+
+    try:
+        raise KeyError("the caller's")
+    except KeyError as outer:
+        caller_s = outer
+        with pytest.raises(ConfigurationError) as caught:
+            refuse("hunter2-hunter2-hunter2")
+    assert caught.value.__context__ is caller_s
+    assert caller_s.__traceback__ is not None  # not the SDK's to take
+    assert "refuse" not in [frame.name for frame in traceback.extract_tb(caught.tb)]
+
+
+def test_the_chain_stays_and_loses_its_frames() -> None:
+    @secret_arguments
+    def refuse(secret: str) -> None:
+        try:
+            int(secret)
+        except ValueError as exc:
+            raise ConfigurationError("not a number") from exc
+
+    with pytest.raises(ConfigurationError) as caught:
+        refuse("hunter2-hunter2-hunter2")
+    cause = caught.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert cause.__traceback__ is None
+    assert "secret = " not in rendered(caught.value)
+
+
+def test_a_result_passes_through_unchanged() -> None:
+    @secret_arguments
+    def add(a: int, *, b: int) -> int:
+        return a + b
+
+    assert add(1, b=2) == 3
+    assert add.__name__ == "add"
+
+
+def test_an_unexpected_error_leaves_without_the_secret_too() -> None:
+    @secret_arguments
+    def broken(secret: str) -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError) as caught:
+        broken("hunter2-hunter2-hunter2")
+    assert "hunter2-hunter2-hunter2" not in rendered(caught.value)

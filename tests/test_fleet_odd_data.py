@@ -100,6 +100,8 @@ async def test_an_odd_record_is_set_aside_and_the_tasks_behind_it_are_delivered(
     assert letter[b"task"] == bad.encode() and letter[b"reason"]
     assert await redis.hget(store.task_key(bad), "state") == b"dead"
     assert len(_logged(caplog, "set aside as a dead letter")) == 1  # once, not per claim
+    with pytest.raises(StoreDataError, match="set aside as a dead letter"):
+        await watcher.result(bad, timeout=5)  # at once, not after its timeout
 
 
 async def _has_logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:

@@ -16,8 +16,8 @@ the tagged prefix):
 - ``{prefix}:{name}:events``: a pub/sub channel for progress and finish notices.
 - ``{prefix}:{name}:dead``: a stream of dead letters: a task whose record, or a finished
   entry whose outcome, this version cannot read (``task``, ``reason``), capped at about
-  :data:`DEAD_LETTERS_KEPT` entries. The task's hash is kept (``state`` ``dead``) for a
-  day, for an operator to look at.
+  :data:`DEAD_LETTERS_KEPT` entries. The task's hash is kept (``state`` ``dead``,
+  ``dead_reason``) for a day, for an operator to look at.
 
 Each decision (register once, claim, re-schedule while leased, finish first) is one Lua
 script, atomic; the clock is Redis ``TIME``. Every value read back is decoded by
@@ -153,7 +153,7 @@ if ARGV[5] ~= '' then
 end
 local key = ARGV[1] .. ARGV[2]
 if redis.call('EXISTS', key) == 1 then
-  redis.call('HSET', key, 'state', 'dead')
+  redis.call('HSET', key, 'state', 'dead', 'dead_reason', ARGV[3])
   redis.call('HDEL', key, 'lease')
   redis.call('EXPIRE', key, {FINISHED_KEPT})
 end
@@ -337,8 +337,14 @@ class RedisStore:
 
     async def outcome(self, task_id: str) -> str | bytes | None:
         async with store_call("reading an outcome"):
-            value: str | bytes | None = await self.redis.hget(self.task_key(task_id), "outcome")
-        return value
+            state, value, reason = await self.redis.hmget(
+                self.task_key(task_id), ["state", "outcome", "dead_reason"]
+            )
+        if state in (b"dead", "dead"):
+            shown = _decode.text(reason, "the reason") if reason is not None else "unknown"
+            raise StoreDataError(f"task {task_id!r} was set aside as a dead letter: {shown}")
+        result: str | bytes | None = value
+        return result
 
     async def events(self) -> AsyncIterator[str | bytes]:
         async with store_call("listening for notices"):

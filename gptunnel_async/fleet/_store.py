@@ -63,7 +63,8 @@ class WatchStore(Protocol):
 
     async def outcome(self, task_id: str) -> str | bytes | None:
         """The outcome's JSON (as stored: the watcher decodes it) if the task has
-        finished, else ``None``."""
+        finished, else ``None``; ``StoreDataError`` if the task was set aside as a dead
+        letter."""
         ...
 
     def events(self) -> AsyncIterator[str | bytes]:

@@ -503,7 +503,7 @@ class Watcher:
             WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did.
             StoreUnavailableError: the store could not be reached.
             StoreDataError: the stored outcome cannot be read by this version (another
-                version wrote it, say).
+                version wrote it, say), or the task was set aside as a dead letter.
         """
         check_task_id(task_id)
         seconds = optional(positive_number, "timeout", timeout)

@@ -207,6 +207,8 @@ def task_id_problem(value: Any) -> str | None:
     Unicode (a lone surrogate): URL encoding would silently drop those characters and
     ask for another task.
     """
+    if not isinstance(value, str) and isinstance(getattr(value, "id", None), str):
+        return f"must be a task's id, a string: pass {type(value).__name__}.id, not the object"
     if not isinstance(value, str) or not value.strip():
         return f"must be a non-empty string, got {describe(value)}"
     if len(value) > MAX_TASK_ID_LENGTH:

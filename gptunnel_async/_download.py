@@ -128,6 +128,11 @@ def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
         )
     if clip is not None:
         raise ConfigurationError("clip= picks a file of a task; a URL is one file")
+    if isinstance(task_or_url, str) and "://" not in task_or_url:
+        raise ConfigurationError(
+            f"task_or_url must be a done Task or an http(s) URL, got {describe(task_or_url)}: "
+            "for a task id, pass the Task that wait_for_result(task_id) returns"
+        )
     return http_url("the URL to download", task_or_url), "result.bin"
 
 

@@ -18,6 +18,7 @@ from gptunnel_async import (
     GPTunnelClient,
     GPTunnelError,
     PollPolicy,
+    Task,
     WebhookVerificationError,
     throttle,
 )
@@ -313,3 +314,8 @@ async def test_throttle_refuses_what_it_cannot_use(events: Any, options: dict[st
 )
 def test_a_path_is_shown_as_its_text_not_its_repr(path: object, shown: str) -> None:
     assert describe(path) == shown
+
+
+def test_a_task_given_for_its_id_is_told_to_pass_its_id() -> None:
+    with pytest.raises(ConfigurationError, match=r"pass Task\.id, not the object"):
+        check_task_id(Task(id="t-1", status="done"))

@@ -465,3 +465,9 @@ async def test_a_done_task_without_a_result_url_is_the_servers_fault(
     with pytest.raises(DownloadError, match="no result"):
         await client.download_results(done, tmp_path)
     assert not any(os.scandir(tmp_path))
+
+
+async def test_a_task_id_given_to_download_is_told_to_pass_the_task(tmp_path: Path) -> None:
+    async with GPTunnelClient(api_key="k-1", base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(ConfigurationError, match="pass the Task that wait_for_result"):
+            await client.download_result("f8e2a1", tmp_path)

@@ -104,9 +104,8 @@ def carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if any(address in network for network in _CARRY_LAST_32_BITS):
-        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
-    if (int(address) >> 32) & 0xFFFF_FFFF in _ISATAP_INTERFACE:
+    isatap = (int(address) >> 32) & 0xFFFF_FFFF in _ISATAP_INTERFACE
+    if isatap or any(address in network for network in _CARRY_LAST_32_BITS):
         return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     return None
 

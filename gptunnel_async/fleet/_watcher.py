@@ -39,6 +39,7 @@ from .._checks import (
     check_text,
     count,
     describe,
+    function,
     implements,
     instance_of,
     optional,
@@ -206,10 +207,8 @@ class Watcher:
     ) -> None:
         from .._client import GPTunnelClient  # the client imports what the fleet does
 
-        if handler is not None and not callable(handler):
-            raise ConfigurationError(f"handler must be callable, got {describe(handler)}")
-        if policy is not None and not isinstance(policy, PollPolicy):
-            raise ConfigurationError(f"policy must be a PollPolicy, got {describe(policy)}")
+        optional(function, "handler", handler)
+        optional(instance_of(PollPolicy), "policy", policy)
         instance_of(GPTunnelClient)("client", client)
         implements("store", store, "a WatchStore (RedisStore or MemoryStore)", _STORE_METHODS)
         self.client = client

@@ -94,7 +94,9 @@ make_test_env() {
     "$env_dir/bin/python" --version
 }
 
-# The test suite in environment $1, less the soak tests.
+# The test suite in environment $1, less the soak tests. Each environment keeps its own
+# Hypothesis examples and no pytest cache, so that runs going at once share no files.
 run_tests() {
-    "$1/bin/python" -m pytest -m 'not soak'
+    HYPOTHESIS_STORAGE_DIRECTORY="$1/hypothesis" "$1/bin/python" -m pytest -m 'not soak' \
+        -p no:cacheprovider
 }

@@ -11,6 +11,8 @@ import redis as sync_redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gptunnel_async import GPTunnelClient
 from gptunnel_async._sansio import rate
@@ -124,7 +126,13 @@ def test_nonsense_rates_are_refused(redis_url: str, value: object) -> None:
 
 
 async def test_an_unreachable_redis_is_a_typed_error(unused_tcp_port: int) -> None:
-    client = Redis(host="127.0.0.1", port=unused_tcp_port, socket_connect_timeout=1)
+    # No retries of redis-py's own (by default 3, backing off for seconds): refused at once.
+    client = Redis(
+        host="127.0.0.1",
+        port=unused_tcp_port,
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+    )
     budget = RedisBudget(client, 5)
     try:
         with pytest.raises(StoreUnavailableError, match="budget") as caught:

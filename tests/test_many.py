@@ -19,20 +19,27 @@ from gptunnel_async import (
     Task,
     TaskFailedError,
 )
-from gptunnel_async._many import outcomes_in_order
+from gptunnel_async._many import AsCompleted, outcomes_in_order
 
 from .conftest import HANG_GUARD, ScriptedAPI, client_tasks, task_json
 
 
 class Tasks:
     """A reply running tasks by id: ``done-<ms>`` finishes ``ms`` milliseconds after its
-    first read, ``fail-<ms>`` fails then, ``gone`` is a 404."""
+    first read, ``fail-<ms>`` fails then, ``gone`` is a 404; ``done-<name>`` and
+    ``fail-<name>`` (a name, not a number) end once the test calls :meth:`release`, so
+    tests of the finishing order choose it rather than race the clock."""
 
     def __init__(self) -> None:
         self.first_read: dict[str, float] = {}
         self.reads: Counter[str] = Counter()
         self.finished: list[str] = []
         self.read = asyncio.Event()
+        self.released: set[str] = set()
+
+    def release(self, task_id: str) -> None:
+        """Let ``task_id`` (a ``done-<name>`` or ``fail-<name>``) end at its next read."""
+        self.released.add(task_id)
 
     async def until_read(self, times: int) -> None:
         """Until the tasks have been read ``times`` times in all."""
@@ -49,8 +56,9 @@ class Tasks:
             return web.json_response({"error": {"message": "no such task"}}, status=404)
         now = asyncio.get_running_loop().time()
         started = self.first_read.setdefault(task_id, now)
-        outcome, milliseconds = task_id.split("-")
-        if now - started < int(milliseconds) / 1000:
+        outcome, when = task_id.split("-")
+        ended = now - started >= int(when) / 1000 if when.isdigit() else task_id in self.released
+        if not ended:
             return web.json_response(task_json(status="running", percent=10, id=task_id))
         self.finished.append(task_id)
         if outcome == "fail":
@@ -65,41 +73,50 @@ def tasks(api: ScriptedAPI) -> Tasks:
     return server
 
 
+async def next_outcome(finished: AsCompleted[Any]) -> object:
+    async with asyncio.timeout(HANG_GUARD):
+        return await anext(finished)
+
+
 async def test_as_completed_yields_each_task_as_it_finishes(
     client: GPTunnelClient, tasks: Tasks
 ) -> None:
-    ids = ["done-300", "done-0", "done-150"]
-    async with client.as_completed(ids) as finished:
-        seen = [task.id async for task in finished]
-    assert seen == ["done-0", "done-150", "done-300"]
+    async with client.as_completed(["done-a", "done-b", "done-c"]) as finished:
+        for task_id in ["done-b", "done-c", "done-a"]:  # not the order given
+            tasks.release(task_id)
+            task = await next_outcome(finished)
+            assert isinstance(task, Task) and task.id == task_id
+        assert [task async for task in finished] == []
 
 
 async def test_failures_come_as_values_and_the_other_waits_go_on(
     client: GPTunnelClient, tasks: Tasks
 ) -> None:
-    ids = ["done-250", "fail-0", "done-100"]
-    async with client.as_completed(ids, return_exceptions=True) as finished:
-        outcomes = [outcome async for outcome in finished]
-    assert isinstance(outcomes[0], TaskFailedError)
-    assert outcomes[0].task_id == "fail-0"
-    assert [o.id for o in outcomes[1:] if isinstance(o, Task)] == ["done-100", "done-250"]
+    async with client.as_completed(
+        ["done-a", "fail-b", "done-c"], return_exceptions=True
+    ) as finished:
+        tasks.release("fail-b")
+        failure = await next_outcome(finished)
+        assert isinstance(failure, TaskFailedError) and failure.task_id == "fail-b"
+        for task_id in ["done-c", "done-a"]:
+            tasks.release(task_id)
+            task = await next_outcome(finished)
+            assert isinstance(task, Task) and task.id == task_id
 
 
 async def test_a_raised_failure_leaves_the_rest_to_iterate(
     client: GPTunnelClient, tasks: Tasks
 ) -> None:
-    finished = client.as_completed(["done-200", "fail-0", "done-100"])
-    seen: list[str] = []
-
-    async def iterate() -> None:
-        async for task in finished:
-            seen.append(task.id)
-
+    finished = client.as_completed(["done-a", "fail-b", "done-c"])
+    tasks.release("fail-b")
     with pytest.raises(TaskFailedError) as caught:
-        await iterate()
-    assert caught.value.task_id == "fail-0"
-    await iterate()  # the same iterator carries on
-    assert seen == ["done-100", "done-200"]
+        await next_outcome(finished)
+    assert caught.value.task_id == "fail-b"
+    for task_id in ["done-c", "done-a"]:  # the same iterator carries on
+        tasks.release(task_id)
+        task = await next_outcome(finished)
+        assert isinstance(task, Task) and task.id == task_id
+    assert [task async for task in finished] == []
 
 
 async def test_leaving_as_completed_early_cancels_the_waits_still_running(

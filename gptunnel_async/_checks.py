@@ -97,6 +97,16 @@ def count(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def port(name: str, value: Any) -> int:
+    """``value`` as a TCP port, an ``int`` from 0 (any free one) to 65535;
+    ``ConfigurationError`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigurationError(
+            f"{name} must be a port, an int from 0 (any free one) to 65535, got {describe(value)}"
+        )
+    return int(value)
+
+
 def instance_of(cls: type) -> Callable[[str, Any], Any]:
     """A check that ``value`` is a ``cls``, for [optional][] and attrs-style use."""
 

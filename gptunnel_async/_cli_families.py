@@ -9,12 +9,12 @@ lines or ``--json`` lines) and end with the same exit codes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ._cli_json import json_line
 from ._client import GPTunnelClient
 from .families import TaskResource
 from .models import MediaTask, Task
@@ -76,7 +76,7 @@ async def _balance(args: argparse.Namespace, out: Output) -> int:
         "credit_limit": balance.credit_limit,
     }
     if args.json:
-        print(json.dumps({"event": "balance", **record}), flush=True)
+        print(json_line({"event": "balance", **record}), end="", flush=True)
     else:
         out.note(f"organisation  {balance.org_id}")
         out.note(f"balance       {balance.balance:.2f}")

@@ -5,7 +5,7 @@ JSON lines with ``--json``. Only the CLI imports this module (it needs ``rich``)
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.progress import Task as ProgressTask
 from rich.table import Column, Table
 
+from ._cli_json import json_line
 from ._polling import ProgressEvent
 from ._sansio.statuses import Stage, classify
 from ._sansio.text import printable, shorten
@@ -74,8 +75,9 @@ class Output(Protocol):
     def saved(self, path: Path) -> None:
         """The result was written to ``path``."""
 
-    def error(self, exc: BaseException, exit_code: int) -> None:
-        """The command failed with ``exc`` and will exit with ``exit_code``."""
+    def error(self, exc: BaseException, exit_code: int, hint: str | None = None) -> None:
+        """The command failed with ``exc`` and will exit with ``exit_code``; ``hint``
+        says what to try (the command line's own words, not the API's)."""
 
     def interrupted(self, task_id: str | None, exit_code: int) -> None:
         """The command was interrupted (Ctrl-C) while working on ``task_id``, if any."""
@@ -85,9 +87,18 @@ def choose_output(*, as_json: bool) -> Output:
     """JSON lines if asked; else a live view on a terminal, plain lines otherwise."""
     if as_json:
         return JsonOutput(sys.stdout)
-    console = Console(highlight=False, soft_wrap=True)
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = _Console(highlight=False, soft_wrap=True)
+    errors = _Console(stderr=True, highlight=False, soft_wrap=True)
     return LiveOutput(console, errors) if console.is_terminal else LineOutput(console, errors)
+
+
+class _Console(Console):
+    """rich's console, but a closed output raises ``BrokenPipeError`` for the command line
+    to end with its exit code (rich's own ends the process with exit code 1, which says
+    "the task failed")."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
 
 
 _STAGE_STYLES: Final = {Stage.DONE: "green", Stage.FAILED: "red", Stage.PENDING: "yellow"}
@@ -133,9 +144,14 @@ class LineOutput:
     def saved(self, path: Path) -> None:
         self.console.print(f"saved: {_shown(str(path))}")
 
-    def error(self, exc: BaseException, exit_code: int) -> None:
-        label = {1: "task failed", 2: "usage error", 3: "timed out"}.get(exit_code, "error")
-        self.errors.print(f"[red]{label}[/]: {_shown(str(exc))}")
+    def error(self, exc: BaseException, exit_code: int, hint: str | None = None) -> None:
+        if exit_code == 1:  # a failed task's error says so itself: "task X failed: why"
+            self.errors.print(f"[red]{_shown(str(exc))}[/]")
+        else:
+            label = {2: "usage error", 3: "timed out"}.get(exit_code, "error")
+            self.errors.print(f"[red]{label}[/]: {_shown(str(exc))}")
+        if hint:
+            self.errors.print(f"hint: {_shown(hint)}")
 
     def interrupted(self, task_id: str | None, exit_code: int) -> None:
         self.errors.print("[yellow]interrupted[/]")
@@ -201,7 +217,7 @@ class JsonOutput:
         self.stream = stream
 
     def _emit(self, record: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.write(json_line(record))
         self.stream.flush()
 
     def note(self, text: str) -> None:
@@ -236,7 +252,7 @@ class JsonOutput:
         command from one that crashed."""
         self._emit({"event": "cancelled", "exit_code": exit_code, "task_id": task_id})
 
-    def error(self, exc: BaseException, exit_code: int) -> None:
+    def error(self, exc: BaseException, exit_code: int, hint: str | None = None) -> None:
         kind = {1: "failed", 3: "timeout"}.get(exit_code, "error")
         record: dict[str, Any] = {
             "event": kind,
@@ -244,6 +260,8 @@ class JsonOutput:
             "error": type(exc).__name__,
             "message": str(exc),
         }
+        if hint:
+            record["hint"] = hint
         if isinstance(exc, TaskFailedError | WaitTimeoutError):
             record["task_id"] = exc.task_id
             record["task"] = converter.unstructure(exc.task) if exc.task else None

@@ -35,7 +35,7 @@ from .instrumentation._hooks import (
     emit_wait_finished,
     emit_wait_started,
 )
-from .models import TaskLike
+from .models import MediaTask, Task, TaskLike
 
 __all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 
@@ -59,6 +59,13 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
     if isinstance(error, WaitTimeoutError):
         return "timeout"
     return "error" if isinstance(error, Exception) else "cancelled"
+
+
+_TASK_ATTRIBUTES: Final = frozenset(
+    {field.name for model in (Task, MediaTask) for field in attrs.fields(model)}
+    | {"is_done", "is_failed", "is_pending", "is_terminal", "file_url", "urls"}
+)
+"""A task's attributes, which a waiter lacks: read off a wait, they mean a missing ``await``."""
 
 
 class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
@@ -94,6 +101,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         "_ended",
         "_fetch",
         "_iterated",
+        "_last_error",
         "_last_seen",
         "_observed_since",
         "_on_progress",
@@ -130,6 +138,8 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         self._decision: Decision[T] | None = None
         """What the core decided after the last read."""
         self._last_seen: T | None = None
+        self._last_error: GPTunnelError | None = None
+        """The error of the last read, if it failed (for the WaitTimeoutError)."""
         self._running: Coroutine[Any, Any, T] | None = None
         """The awaited wait, once the waiter is awaited (or run as a task)."""
         self._iterated = False
@@ -141,6 +151,21 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
 
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for names the waiter lacks: a task's attribute read off the wait (a
+        forgotten ``await``) says how to get the task."""
+        if name in _TASK_ATTRIBUTES:
+            raise AttributeError(
+                f"a TaskWaiter is the wait, not the task: it has no {name!r}; await it "
+                f"for the finished task (task = await client.wait_for_result(...)), or "
+                f"read event.task in an async for",
+                name=name,
+                obj=self,
+            )
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+        )
 
     # -- the one step both modes take -----------------------------------------------
 
@@ -187,7 +212,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         state, decision = self._state, self._decision
         assert state is not None and isinstance(decision, ReadAt | TimeOut)
         if isinstance(decision, TimeOut) or state.expired(asyncio.get_running_loop().time()):
-            raise state.timed_out(self._last_seen)
+            raise state.timed_out(self._last_seen, self._last_error) from self._last_error
         return self._read(state)
 
     def _decided(self) -> ReadAt[T] | TimeOut[T] | Finish[T]:
@@ -230,15 +255,17 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
             # rather than the clock stays exact when the deadline lands on a wake-up.
             if bounded.expired():
-                raise state.timed_out(self._last_seen) from None
+                raise state.timed_out(self._last_seen, self._last_error) from self._last_error
             raise
         except GPTunnelError as exc:
             now = loop.time()
             self._state, self._decision = state.failed(exc, now)
             if isinstance(self._decision, ReadAt | TimeOut):  # the default hook logs a WARNING
                 emit_retry(self._retry_details(exc, self._state.reads, self._decision.at - now))
+                # Kept without its frames: they hold this waiter, which would hold them.
+                self._last_error = exc.with_traceback(None)
         else:
-            self._last_seen = task
+            self._last_seen, self._last_error = task, None
             now = loop.time()
             self._state, self._decision = state.observe(task, now)
             self._log_read(task, self._state, self._decision, now)
@@ -327,7 +354,7 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
             if not self._ended:
                 self._report_end(GeneratorExit())
             self._ended = True
-            self._state = self._decision = self._last_seen = None
+            self._state = self._decision = self._last_seen = self._last_error = None
 
     # -- coroutine ------------------------------------------------------------------
 

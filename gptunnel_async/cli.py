@@ -1,15 +1,17 @@
 """The ``gptunnel-async`` command line: read a task, wait for one, or run the offline demo.
 
 Exit codes: 0 done, 1 the task failed, 2 usage or configuration, 3 the wait timed
-out, 4 an API or network error (130 when interrupted). The API key comes from
-``--api-key`` or ``GPTUNNEL_API_KEY`` and is never printed.
+out, 4 an API or network error (130 when interrupted, 141 when the output was closed).
+The API key comes from ``--api-key`` or ``GPTUNNEL_API_KEY`` and is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
+import errno
+import io
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 from yarl import URL
 
 from ._checks import describe, positive_number
+from ._checks import port as check_port
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
+from ._cli_json import json_line
 from ._client import GPTunnelClient
 from ._download import check_destination
 from ._polling import PollPolicy
@@ -31,6 +35,7 @@ from .errors import (
     APIConnectionError,
     ConfigurationError,
     GPTunnelError,
+    NotFoundError,
     StoreUnavailableError,
     TaskFailedError,
     WaitTimeoutError,
@@ -63,6 +68,10 @@ EXIT_TIMEOUT: Final = 3
 EXIT_API_ERROR: Final = 4
 """An API or network error: 401, 402, 404, a server or connection failure, a download."""
 EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C (SIGINT): 128 + its signal number, as shells report it."""
+EXIT_OUTPUT_CLOSED: Final = 141
+"""The output was closed before the command ended (``... | head -1``): 128 + SIGPIPE,
+what a shell reports for a program that a closed pipe ends."""
 
 DEMO_SECONDS: Final = 2.0
 """How long the demo's emulated face swap takes: long enough to watch the bar move."""
@@ -230,7 +239,13 @@ async def _emulator(args: argparse.Namespace, out: Output) -> int:
     try:
         return await serve(options)
     except OSError as exc:  # a port in use, a tasks file that cannot be read
-        raise ConfigurationError(f"the emulator cannot start: {exc}") from None
+        tip = "; pass another --port, or --port 0 for any free one" if _in_use(exc) else ""
+        raise ConfigurationError(f"the emulator cannot start: {exc}{tip}") from None
+
+
+def _in_use(exc: OSError) -> bool:
+    """Whether ``exc`` is a port already taken (asyncio may wrap it, errno and all)."""
+    return exc.errno == errno.EADDRINUSE or "address already in use" in str(exc).lower()
 
 
 def _task_spec(text: str) -> dict[str, Any]:
@@ -272,6 +287,16 @@ def _spec(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, A
     return parse_argument
 
 
+def _port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    try:
+        return check_port("the port", int(text))
+    except ValueError:  # not an int, or out of range (ConfigurationError)
+        raise argparse.ArgumentTypeError(
+            f"a port is a whole number from 0 (any free one) to 65535, got {text!r:.40}"
+        ) from None
+
+
 def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
     emulator = add(
         "emulator",
@@ -279,9 +304,14 @@ def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -
         "run the GPTunnel emulator as a server, for bots in any language: Ctrl-C stops it",
     )
     emulator.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
-    emulator.add_argument("--port", type=int, default=8080, help="API port (default: 8080)")
     emulator.add_argument(
-        "--storage-port", type=int, default=0, help="storage port (default: any free one)"
+        "--port", type=_port_number, default=8080, help="API port (default: 8080; 0: any free one)"
+    )
+    emulator.add_argument(
+        "--storage-port",
+        type=_port_number,
+        default=0,
+        help="storage port (default: any free one)",
     )
     emulator.add_argument(
         "--api-key", default=argparse.SUPPRESS, metavar="KEY", help="the key it accepts"
@@ -351,7 +381,7 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         "dead_letters": status.dead_letters,
     }
     if args.json:
-        print(json.dumps(rows))
+        print(json_line(rows), end="")
     else:
         for key, value in rows.items():
             out.note(f"{key.replace('_', ' '):<22}{'-' if value is None else value}")
@@ -445,7 +475,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="gptunnel-async",
         description="Read and wait for GPTunnel tasks, or watch the SDK work offline (demo).",
         epilog="exit codes: 0 done, 1 task failed, 2 usage or configuration, "
-        "3 timeout, 4 API or network error",
+        "3 timeout, 4 API or network error, 130 interrupted, 141 output closed",
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -505,8 +535,22 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         return await command(args, out)
     except (GPTunnelError, ValueError) as exc:
         code = exit_code_for(exc)
-        out.error(exc, code)
+        out.error(exc, code, _hint(exc, args))
         return code
+
+
+def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """What to try after ``exc``: a task the API does not know may be another family's
+    (each family has its own endpoint, and an id of one is not found on another). Only
+    for the API's own "not found" (a JSON error, media's code 4): a 404 without one is
+    a path the API lacks, which the error's text already points at (``base_url``)."""
+    family = getattr(args, "family", None)
+    if not isinstance(exc, NotFoundError) or family is None:
+        return None
+    if exc.type is None or exc.type == "method_not_found":
+        return None
+    others = "|".join(name for name in FAMILIES if name != family)
+    return f"is it a {family} task? for a task of another family, pass --family {others}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -517,9 +561,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 done, 1 task failed, 2 usage or configuration, 3 timeout,
-        4 API or network error, 130 interrupted.
+        4 API or network error, 130 interrupted, 141 the output was closed.
     """
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # a first try: show what there is
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
     try:
         from ._cli_output import choose_output
     except ImportError as exc:
@@ -531,9 +579,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    _write_what_cannot_be_encoded_escaped()
     out = choose_output(as_json=args.json)
     try:
-        return asyncio.run(_run(args, out))
+        code = asyncio.run(_run(args, out))
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+        return code
     except KeyboardInterrupt:
         out.interrupted(getattr(args, "task_id", None), EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_OUTPUT_CLOSED
+
+
+def _write_what_cannot_be_encoded_escaped() -> None:
+    """stdout and stderr write a character their encoding lacks as ``\\udfff`` rather
+    than fail: a server's text must not end a command (stderr does this already)."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _discard_output() -> None:
+    """Point stdout at the null device: what is still buffered would fail again when
+    Python exits (the recipe of the ``signal`` module's docs on SIGPIPE)."""
+    with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

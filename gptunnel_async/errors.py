@@ -168,7 +168,7 @@ class ContentPolicyError(BadRequestError):
 class AuthenticationError(APIError):
     """HTTP 401 (media code 2): the API key is missing, wrong or revoked."""
 
-    _hint: ClassVar[str] = " (check the API key: api_key=, or GPTUNNEL_API_KEY)"
+    _hint: ClassVar[str] = " (check the API key: GPTUNNEL_API_KEY, or api_key= or --api-key)"
 
 
 class InsufficientBalanceError(APIError):
@@ -266,15 +266,28 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         task_id: the task waited for.
         timeout: the deadline, in seconds from the start of the wait.
         task: the last state seen, or ``None`` if no read succeeded.
+        last_error: the error of the wait's last read, if that read failed (a wait
+            rides through transient failures, such as an unreachable host, until its
+            deadline: this says why it saw nothing); also the ``__cause__`` of the
+            error a wait raises. ``None`` if the last read succeeded.
     """
 
-    def __init__(self, task_id: str, timeout: float, task: TaskLike | None) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        timeout: float,
+        task: TaskLike | None,
+        last_error: GPTunnelError | None = None,
+    ) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.task = task
+        self.last_error = last_error
         seen = (
             f"last seen {clip(task.status, 40)} at {task.percent}%" if task else "no state read yet"
         )
+        if last_error is not None:
+            seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
         super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
 
 
@@ -290,7 +303,8 @@ class StoreUnavailableError(GPTunnelError):
 
 class StoreDataError(GPTunnelError):
     """A value in the fleet's store (Redis) that this version cannot read: a record or
-    outcome missing a field, naming an unknown family or model, not JSON, not UTF-8.
+    outcome missing a field, naming an unknown family or model, not JSON, not UTF-8; a
+    key of the fleet holding a value of another type (Redis's ``WRONGTYPE``).
 
     ``Watcher.result`` raises it for such an outcome; the watcher's loops never do: they
     log the entry and move it to the fleet's dead letters (see "Running a fleet")."""

@@ -183,8 +183,7 @@ def test_wait_for_a_failing_task_exits_1(fake: FakeGPTunnel) -> None:
     task_id = fake.fail_task("no face found", steps=[("running", 20)])
     done = run("wait", task_id, fake=fake)
     assert done.returncode == 1
-    assert "task failed" in done.stderr
-    assert "no face found" in done.stderr
+    assert done.stderr.strip() == f"task {task_id} failed: no face found"
     assert done.stdout.split()[1:3] == ["running", "20%"]
 
 
@@ -337,3 +336,60 @@ def test_demo_needs_no_key_and_saves_a_png_here(tmp_path: Path) -> None:
 )
 def test_exit_codes_follow_the_documented_table(exc: BaseException, code: int) -> None:
     assert exit_code_for(exc) == code
+
+
+def test_no_arguments_print_the_help_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("usage: gptunnel-async")
+    assert "demo" in captured.err and "wait" in captured.err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_an_emulator_port_out_of_range_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", port])
+    assert exited.value.code == 2
+    assert "a port is a whole number from 0 (any free one) to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["port", "storage_port"])
+def test_the_emulator_refuses_a_port_out_of_range(option: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{option} must be a port"):
+        FakeGPTunnel(**{option: 65536})
+
+
+def test_a_tasks_file_too_big_to_be_one_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = tmp_path / "tasks.json"
+    with huge.open("wb") as file:
+        file.truncate(11 * 2**20)  # sparse: as /dev/zero, endless zero bytes to the reader
+    assert main(["emulator", "--port", "0", "--tasks", str(huge)]) == 2
+    assert "the tasks file is over 10 MiB" in capsys.readouterr().err
+
+
+def test_a_task_of_another_family_is_not_found_with_a_hint_to_pass_its_family(
+    fake: FakeGPTunnel,
+) -> None:
+    song = fake.script_task(steps=[("running", 5)], model="suno")
+    done = run("result", song, fake=fake)
+    assert done.returncode == 4
+    assert done.stderr.splitlines()[-1] == (
+        "hint: is it a faceswap task? for a task of another family, "
+        "pass --family bgremover|midjourney|media"
+    )
+    done = run("wait", song, "--json", fake=fake)
+    assert done.returncode == 4
+    assert json_lines(done.stdout)[-1]["hint"].startswith("is it a faceswap task?")
+    assert run("result", song, "--family", "media", fake=fake).returncode == 0
+
+
+def test_a_path_the_api_lacks_gets_no_family_hint(fake: FakeGPTunnel) -> None:
+    done = run("result", "task-1", fake=fake, GPTUNNEL_BASE_URL=fake.base_url.removesuffix("/v1"))
+    assert done.returncode == 4
+    assert "check base_url" in done.stderr
+    assert "hint:" not in done.stderr

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,55 @@ async def test_wait_rides_through_failures_once_the_api_has_answered(fake: FakeG
     assert json.loads(out.splitlines()[-1])["event"] == "done"
 
 
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "lines"])
+async def test_a_closed_output_ends_the_command_with_141_and_no_traceback(
+    fake: FakeGPTunnel, as_json: bool
+) -> None:
+    task_id = fake.script_task(duration=3)  # percent rises at each read: a line each
+    read_end, write_end = os.pipe()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT,
+        "wait",
+        task_id,
+        *(["--json"] if as_json else []),
+        *connection(fake),
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:  # as `| head -1`: one line, then gone
+        assert await asyncio.to_thread(pipe.readline)
+    assert process.stderr is not None
+    err = await process.stderr.read()  # the next line goes to the closed pipe
+    assert await process.wait() == 141
+    assert err == b""
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "lines"])
+async def test_a_lone_surrogate_in_server_text_is_shown_escaped_with_the_right_exit_code(
+    fake: FakeGPTunnel, as_json: bool
+) -> None:
+    """JSON may carry "\\udfff", which no encoding can write: neither a crash, nor a
+    usage error instead of "the task failed"."""
+    task_id = fake.fail_task("no face \udfff found", steps=[("running\ud800", 20)])
+    code, out, err = await run("wait", task_id, *(["--json"] if as_json else []), *connection(fake))
+    assert code == 1
+    assert "Traceback" not in err and "UnicodeEncodeError" not in out + err
+    if as_json:
+        assert json.loads(out.splitlines()[-1])["message"].endswith("no face \\udfff found")
+    else:
+        assert err.strip() == f"task {task_id} failed: no face \\udfff found"
+        assert "running\\ud800" in out
+    code, out, _ = await run("result", task_id, *connection(fake))
+    assert code == 1
+    assert "no face \\udfff found" in out
+    code, out, _ = await run("result", task_id, "--json", *connection(fake))
+    assert code == 1
+    assert json.loads(out)["error"] == "no face \udfff found"  # the data, as the server sent it
+
+
 async def test_without_a_key_the_cli_names_its_option() -> None:
     code, _, err = await run("wait", "abc", "--base-url", "http://127.0.0.1:1/v1")
     assert code == 2
@@ -170,6 +220,16 @@ def contextlib_suppress_oserror() -> Any:
     import contextlib
 
     return contextlib.suppress(OSError)  # the pty reports EIO once the process is gone
+
+
+async def test_an_emulator_on_a_port_in_use_says_how_to_pick_another() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, out, err = await run("emulator", "--port", str(taken.getsockname()[1]))
+    assert (code, out) == (2, "")
+    assert err.startswith("usage error: the emulator cannot start: ")
+    assert err.rstrip().endswith("pass another --port, or --port 0 for any free one")
 
 
 async def test_the_emulator_command_serves_scripted_tasks_and_its_request_log(

@@ -4,6 +4,7 @@ and a Redis it cannot reach is named (never with its password)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from redis.asyncio import Redis
@@ -38,6 +39,7 @@ def test_an_unreachable_redis_is_named_without_its_password(
     error = capsys.readouterr().err
     assert f"redis://127.0.0.1:{unused_tcp_port}/3" in error
     assert "--redis" in error
+    assert f"connecting to 127.0.0.1:{unused_tcp_port}" in error  # the reason, not a type
     assert "hunter2" not in error and "user" not in error
 
 
@@ -47,3 +49,20 @@ def test_the_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None
     shown = capsys.readouterr().out
     assert "redis://localhost:6379/0" in shown
     assert "(default: default)" in shown
+
+
+@pytest.mark.parametrize("score", ["-inf", "+inf"])
+async def test_status_json_stays_strict_json_whatever_scores_someone_else_wrote(
+    redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str], score: str
+) -> None:
+    await redis.zadd(RedisStore(redis).due_key, {"someone-elses": float(score)})
+    code = await asyncio.to_thread(main, ["fleet", "status", "--redis", redis_url, "--json"])
+    assert code == 0
+    line = capsys.readouterr().out
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not JSON: {constant}")
+
+    status = json.loads(line, parse_constant=refuse)  # Infinity and NaN are no JSON
+    assert status["watched"] == 1
+    assert status["oldest_overdue_s"] == (None if score == "-inf" else 0.0)

@@ -6,11 +6,15 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 from gptunnel_async import ProgressEvent, Task, TaskFailedError, WaitTimeoutError
+from gptunnel_async._cli_json import json_line
 from gptunnel_async._cli_output import JsonOutput, LineOutput, LiveOutput, Output, choose_output
 
 STEPS = [("queued", 0, 0.0), ("running", 40, 1.25), ("done", 100, 2.5)]
@@ -86,12 +90,13 @@ def test_a_task_is_shown_as_labelled_rows() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "label"), [(1, "task failed"), (2, "usage error"), (3, "timed out"), (4, "error")]
+    ("code", "label"), [(1, ""), (2, "usage error: "), (3, "timed out: "), (4, "error: ")]
 )
 def test_errors_go_to_stderr_with_a_label(code: int, label: str) -> None:
+    """A failed task's error (exit code 1) needs no label: it reads "task X failed: why"."""
     console, errors = recording(terminal=False), recording(terminal=False)
     LineOutput(console, errors).error(ValueError("it broke [badly]"), code)
-    assert errors.export_text() == f"{label}: it broke [badly]\n"
+    assert errors.export_text() == f"{label}it broke [badly]\n"
     assert console.export_text() == ""
 
 
@@ -147,3 +152,36 @@ def test_the_format_follows_the_flag_and_the_terminal(monkeypatch: pytest.Monkey
     assert type(choose_output(as_json=False)) is LineOutput
     monkeypatch.setenv("FORCE_COLOR", "1")
     assert isinstance(choose_output(as_json=False), LiveOutput)
+
+
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"not JSON: {constant}")
+
+
+@pytest.mark.parametrize(
+    ("record", "line"),
+    [
+        ({"a": 1.5, "b": "ü"}, '{"a": 1.5, "b": "ü"}'),
+        ({"cost": float("inf"), "x": -float("inf")}, '{"cost": null, "x": null}'),
+        ({"nested": {"v": [float("nan"), 2.0]}}, '{"nested": {"v": [null, 2.0]}}'),
+        ({"clips": ({"d": 1e308},)}, '{"clips": [{"d": 1e+308}]}'),
+    ],
+)
+def test_a_json_line_is_strict_json(record: dict[str, Any], line: str) -> None:
+    assert json_line(record) == line + "\n"
+
+
+@given(
+    st.dictionaries(
+        st.text(),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+            max_leaves=8,
+        ),
+    )
+)
+def test_any_record_gives_one_line_a_strict_reader_takes(record: dict[str, Any]) -> None:
+    line = json_line(record)
+    assert line.endswith("\n") and "\n" not in line[:-1]
+    json.loads(line, parse_constant=_refuse)

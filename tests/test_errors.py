@@ -166,11 +166,13 @@ def test_configuration_error_is_also_a_value_error() -> None:
         ),
         (
             AuthenticationError("Unauthorized", status_code=401, type="unauthorized"),
-            "401 unauthorized: Unauthorized (check the API key: api_key=, or GPTUNNEL_API_KEY)",
+            "401 unauthorized: Unauthorized "
+            "(check the API key: GPTUNNEL_API_KEY, or api_key= or --api-key)",
         ),
         (
             AuthenticationError("bad token", status_code=200, type="invalid_token", code="2"),
-            "code 2 invalid_token: bad token (check the API key: api_key=, or GPTUNNEL_API_KEY)",
+            "code 2 invalid_token: bad token "
+            "(check the API key: GPTUNNEL_API_KEY, or api_key= or --api-key)",
         ),
         (APIError("odd", status_code=200), "200: odd"),
     ],

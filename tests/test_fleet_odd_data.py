@@ -302,3 +302,14 @@ async def test_a_claimed_task_id_that_is_not_utf8_is_set_aside(
         await settle(lambda: _dead_letters(store, 1))
     assert delivery.task_id == task_id
     assert (await store.status()).watched == 0
+
+
+async def test_a_key_of_another_type_is_a_data_error_not_an_unavailable_store(
+    redis: Redis,
+) -> None:
+    store = RedisStore(redis)
+    await redis.set(store.due_key, "someone else's string")
+    with pytest.raises(StoreDataError, match="a key of the fleet holds a value of another type"):
+        await store.status()
+    with pytest.raises(StoreDataError, match="WRONGTYPE"):
+        await store.claim("worker-1", 5, 30.0)

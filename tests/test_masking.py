@@ -60,6 +60,13 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "js hex": lambda c: f"\\x{ord(c):02x}",
     "html padded": lambda c: f"&#{ord(c):08d};",
     "html5 named": lambda c: HTML5_NAMES.get(c, c),
+    # Read as the character by anyone who sees it, invisible ones ignored:
+    "full-width": lambda c: chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else "\u3000",
+    "accented": lambda c: c + "\u0301",  # a combining acute accent on it
+    "zero-width space after": lambda c: c + "\u200b",
+    "soft hyphen before": lambda c: "\u00ad" + c,
+    "word joiner and BOM around": lambda c: f"\u2060{c}\ufeff",
+    "tagged": lambda c: c + "\U000e0041",  # a character of the invisible tag block
 }
 
 

@@ -22,14 +22,14 @@ POLICY = PollPolicy(initial=0.01, multiplier=1.0, max_interval=0.01, jitter=0.0,
 
 
 def unprintable(text: str) -> list[str]:
-    """The characters of ``text`` a terminal or a log viewer would act on."""
-    return [
-        c
-        for c in text
-        if unicodedata.category(c) == "Cc"
-        or unicodedata.bidirectional(c)
-        in {"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
-    ]
+    """The characters of ``text`` a terminal or a log viewer would act on, that a reader
+    would not see (format characters: zero-width spaces, tags, the BOM), or that no
+    encoding can write (lone surrogates)."""
+    return [c for c in text if unicodedata.category(c) in {"Cc", "Cf", "Cs"}]
+
+
+ANY_TEXT = st.text(st.characters(exclude_categories=()))
+"""Any text, lone surrogates included (which JSON's "\\udfff" gives)."""
 
 
 @pytest.mark.parametrize(
@@ -45,17 +45,32 @@ def unprintable(text: str) -> list[str]:
         ("\u2067rli\u2069", "\\u2067rli\\u2069"),
         ("ünïcödé ✓", "ünïcödé ✓"),
         ("line\u2028forged\u2029para", "line\\u2028forged\\u2029para"),
+        ("sk-te\u200bst", "sk-te\\u200bst"),  # a zero-width space, invisible in a key
+        ("soft\xadhyphen", "soft\\xadhyphen"),
+        ("\ufeffbom", "\\ufeffbom"),
+        ("tag\U000e0041\U000e0042", "tag\\U000e0041\\U000e0042"),  # "AB", for machines only
+        ("lone \udfff surrogate \ud800", "lone \\udfff surrogate \\ud800"),
+        ("a pair: \U0001f600", "a pair: \U0001f600"),  # an emoji stays as it is
     ],
 )
 def test_printable_escapes_what_a_terminal_would_obey(text: str, shown: str) -> None:
     assert printable(text) == shown
 
 
-@given(st.text())
+@given(ANY_TEXT)
 def test_printable_text_is_one_line_as_str_splitlines_reads_it(text: str) -> None:
     shown = printable(text)
     assert len(shown.splitlines()) <= 1
     assert unprintable(shown) == []
+    shown.encode("utf-8")  # strictly: nothing left that a terminal or a file cannot take
+
+
+def test_every_format_character_and_surrogate_of_this_python_is_escaped() -> None:
+    """The listed format characters against the running Python's Unicode database."""
+    hidden = [
+        chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) in {"Cf", "Cs"}
+    ]
+    assert unprintable(printable("".join(hidden))) == []
 
 
 class Unprintable(Exception):
@@ -67,7 +82,7 @@ def test_a_value_whose_str_fails_is_named_not_raised() -> None:
     assert clip(Unprintable()) == "<unprintable Unprintable>"
 
 
-@given(st.text(), st.integers(2, 500))
+@given(ANY_TEXT, st.integers(2, 500))
 def test_a_shortened_text_is_one_printable_line(text: str, limit: int) -> None:
     shown = shorten(text, limit)
     assert len(shown) <= limit

@@ -7,6 +7,7 @@ import collections.abc
 import inspect
 import logging
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,11 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gptunnel_async import (
+    APIConnectionError,
     AuthenticationError,
     GPTunnelClient,
     NotFoundError,
     PollPolicy,
     ProgressEvent,
+    ServerError,
     Task,
     TaskFailedError,
     UsageError,
@@ -320,6 +323,60 @@ async def test_deadline_raises_wait_timeout_with_the_last_state(
     assert "42%" in str(caught.value)
 
 
+@pytest.fixture
+async def unretried(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
+    """A client that makes each read once: a failed read is the wait's to ride through."""
+    async with GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, max_retries=0, poll_policy=FAST
+    ) as tunnel:
+        yield tunnel
+
+
+async def test_a_wait_that_only_failed_to_read_says_why_at_its_deadline(
+    unretried: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(faults.answer(503, {"error": {"message": "upstream is down"}}))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await unretried.wait_for_result("task-1", timeout=0.15)
+    error = caught.value
+    assert len(api.requests) > 1
+    assert error.task is None
+    assert isinstance(error.last_error, ServerError)
+    assert error.last_error.status_code == 503
+    assert error.__cause__ is error.last_error
+    assert error.last_error.__traceback__ is None  # its frames held the waiter
+    assert "no state read yet; its last read failed: ServerError" in str(error)
+    assert "upstream is down" in str(error)
+
+
+async def test_a_wait_whose_host_is_unreachable_names_the_connection_error(
+    unused_tcp_port: int,
+) -> None:
+    async with GPTunnelClient(
+        api_key=API_KEY,
+        base_url=f"http://127.0.0.1:{unused_tcp_port}/v1",
+        max_retries=0,
+        poll_policy=FAST,
+    ) as client:
+        with pytest.raises(WaitTimeoutError) as caught:
+            await client.wait_for_result("task-1", timeout=0.2)
+    assert isinstance(caught.value.last_error, APIConnectionError)
+    assert f"127.0.0.1:{unused_tcp_port}" in str(caught.value)
+    assert API_KEY not in str(caught.value)
+
+
+async def test_a_read_that_succeeds_after_failures_clears_the_last_error(
+    unretried: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(faults.answer(503, ""), "reset", task_json(status="running", percent=7))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await unretried.wait_for_result("task-1", timeout=0.15)
+    assert len(api.requests) > 3
+    assert caught.value.last_error is None
+    assert caught.value.__cause__ is None
+    assert str(caught.value).endswith("(last seen running at 7%)")
+
+
 async def test_deadline_bounds_a_request_in_flight(
     api: ScriptedAPI, patient: GPTunnelClient
 ) -> None:
@@ -534,3 +591,17 @@ async def test_closing_the_client_ends_a_sleeping_wait_with_usage_error(
     assert len(api.requests) == 1
     with pytest.raises(UsageError, match="closed"):
         await client.wait_for_result("task-1")
+
+
+@pytest.mark.parametrize("name", ["result", "status", "percent", "is_done", "urls", "id"])
+def test_a_task_attribute_read_off_a_wait_says_to_await_it(
+    name: str, client: GPTunnelClient
+) -> None:
+    waiter = client.wait_for_result("task-1")
+    with pytest.raises(AttributeError, match=r"not the task.*await it") as caught:
+        getattr(waiter, name)
+    assert caught.value.name == name
+    assert not hasattr(waiter, name)
+    with pytest.raises(AttributeError, match=r"^'TaskWaiter' object has no attribute 'nope'$"):
+        waiter.nope  # noqa: B018  (the attribute read is the test)
+    waiter.close()

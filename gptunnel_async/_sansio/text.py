@@ -12,6 +12,10 @@ these:
 - HTML character references, as browsers read them: numeric with or without the
   ``;`` and with any number of leading zeros (``&#65;``, ``&#x41``, ``&#00065;``), and
   every named reference to an ASCII character (``&amp;``, ``&lowbar;``, ``&period;``);
+- what a reader takes for its characters: compatibility forms (full-width letters and
+  digits), accented forms (combining marks are ignored), and invisible characters
+  anywhere inside it (format characters: zero-width spaces and joiners, soft hyphens,
+  the BOM, tags);
 - any surrounding text at all (whitespace, quotes, ``Bearer``), since it is found
   wherever it stands;
 - any part of it, once it is :data:`MIN_RUN` characters long: a prefix left by a server
@@ -32,6 +36,7 @@ import functools
 import html
 import html.entities
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Final
 
@@ -88,9 +93,21 @@ def _decoded(token: str) -> str:
     return html.unescape(token)  # numeric (any code point) or named
 
 
+_INVISIBLE: Final = frozenset({"Mn", "Cf"})
+"""Unicode categories read as nothing: combining marks (the accent of ``ś`` once it is
+decomposed) and format characters (zero-width spaces and joiners, the soft hyphen)."""
+
+
 def _compared(char: str) -> str:
-    """One character as it is compared: lower case, and a space as ``+`` (which is what
-    form encoding makes of it); a character whose lower case is longer stays apart."""
+    """One character as it is compared: its compatibility form without combining marks
+    (a full-width ``s``, U+FF53, and ``ś`` read as ``s``), lower case, and a space as ``+`` (which
+    is what form encoding makes of it); ``""`` for an invisible one (see
+    :data:`_INVISIBLE`); a character that reads as several stays apart (``"\\x00"``)."""
+    if not char.isascii():
+        decomposed = unicodedata.normalize("NFKD", char)
+        char = "".join(c for c in decomposed if unicodedata.category(c) not in _INVISIBLE)
+        if not char:
+            return ""
     lowered = char.lower()
     return "+" if lowered == " " else lowered if len(lowered) == 1 else "\x00"
 
@@ -103,9 +120,15 @@ def _decoded_text(text: str) -> str:
 
 
 def _canonical(text: str) -> str:
-    """``text`` with every encoded character decoded, compared as :func:`_compared` says:
-    where the quick look searches (its length may differ from ``text``'s)."""
-    return _decoded_text(text).lower().replace(" ", "+")
+    """``text`` with every encoded character decoded, in compatibility form, without any
+    character outside ASCII, lower case and a space as ``+``: where the quick look
+    searches. It holds every run of ASCII characters that :func:`_compared` reads in
+    ``text`` (the key is ASCII), and more: its length may differ from ``text``'s."""
+    decoded = _decoded_text(text)
+    if not decoded.isascii():  # rare in an answer: the usual one costs this test only
+        folded = unicodedata.normalize("NFKD", decoded).encode("ascii", "ignore")
+        decoded = folded.decode("ascii")
+    return decoded.lower().replace(" ", "+")
 
 
 class SecretMask:
@@ -150,12 +173,20 @@ class SecretMask:
         if len(text) > _PRECISE:  # character by character costs too much beyond this
             head, rest = text[:_PRECISE], text[_PRECISE:]
             return self(head) + (MASK if self.might_hold(rest) else rest)
+        return self._masked_precisely(text)
+
+    def _masked_precisely(self, text: str) -> str:
+        """``text`` masked character by character (each token of it decoded, compared)."""
         tokens = [match.group() for match in _TOKEN.finditer(text)]
-        plain = "".join(_compared(_decoded(token)) for token in tokens)
+        compared = [_compared(_decoded(token)) for token in tokens]
+        plain = "".join(compared)  # one character a visible token, none an invisible one
         hidden = [False] * len(plain)
         for form in self._forms:
             form.mark(plain, hidden)
-        return "".join(_runs_masked(tokens, hidden)) if any(hidden) else text
+        if not any(hidden):
+            return text
+        visible = [index for index, char in enumerate(compared) if char]
+        return "".join(_runs_masked(tokens, _hidden_tokens(visible, hidden, len(tokens))))
 
 
 class _Form:
@@ -202,6 +233,20 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
     return not (before.isalnum() or after.isalnum())
 
 
+def _hidden_tokens(visible: list[int], hidden: list[bool], count: int) -> list[bool]:
+    """Which of ``count`` tokens are hidden, from ``hidden`` over the visible ones
+    (``visible[i]``: the token of visible character ``i``): a hidden character takes the
+    invisible tokens on either side of it (its combining marks, zero-width spaces
+    between the key's characters) with it, so that a run is masked whole."""
+    tokens = [False] * count
+    starts = [0, *(index + 1 for index in visible[:-1])]
+    ends = [*visible[1:], count]
+    for position, secret in enumerate(hidden):
+        if secret:
+            tokens[starts[position] : ends[position]] = [True] * (ends[position] - starts[position])
+    return tokens
+
+
 def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:
     """``tokens`` with each run of hidden ones replaced by one :data:`MASK`."""
     shown: list[str] = []
@@ -219,27 +264,62 @@ def mask_for(secret: str) -> SecretMask:
     return SecretMask(secret)
 
 
+_FORMAT_CHARACTERS: Final = (
+    # Unicode's "Cf" (format) characters: invisible, yet they reorder text (bidirectional
+    # marks and overrides), hide inside a word (zero-width spaces and joiners, the soft
+    # hyphen, the BOM) or carry text no reader sees (the tag block). Listed rather than
+    # derived from unicodedata at import, which would read all 1.1 million code points;
+    # a test checks the list against the running Python's unicodedata.
+    0x00AD,
+    *range(0x0600, 0x0606),
+    0x061C,
+    0x06DD,
+    0x070F,
+    *range(0x0890, 0x0892),
+    0x08E2,
+    0x180E,
+    *range(0x200B, 0x2010),
+    *range(0x202A, 0x202F),
+    *range(0x2060, 0x2065),
+    *range(0x2066, 0x2070),
+    0xFEFF,
+    *range(0xFFF9, 0xFFFC),
+    0x110BD,
+    0x110CD,
+    *range(0x13430, 0x13440),
+    *range(0x1BCA0, 0x1BCA4),
+    *range(0x1D173, 0x1D17B),
+    0xE0001,
+    *range(0xE0020, 0xE0080),
+)
+
+
+def _escape(code: int) -> str:
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 _UNPRINTABLE: Final = {
-    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    code: _escape(code)
     for code in (
         *range(0x20),  # C0 controls: ESC starts terminal escapes (colours, titles, links)
         0x7F,
         *range(0x80, 0xA0),  # C1 controls: CSI and OSC in one character
-        0x061C,  # bidirectional marks and overrides, which reorder what a reader sees
-        0x200E,
-        0x200F,
-        *range(0x202A, 0x202F),
-        *range(0x2066, 0x206A),
+        *_FORMAT_CHARACTERS,
         0x2028,  # line and paragraph separators, where str.splitlines() and log readers
         0x2029,  # start a new line
+        *range(0xD800, 0xE000),  # lone surrogates (a JSON "\\udfff"): no encoding can write one
     )
 }
 """Characters shown escaped (``\\x1b``) rather than sent to a terminal or a log."""
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters and bidirectional overrides escaped (``\\x1b``),
-    so server text can neither drive a terminal nor forge a log line."""
+    """``text`` with control characters, invisible format characters (bidirectional
+    overrides, zero-width spaces, tags) and lone surrogates escaped (``\\x1b``,
+    ``\\u200b``, ``\\udfff``), so server text can neither drive a terminal, forge a log
+    line, hide text from its reader, nor fail to be written out."""
     return text.translate(_UNPRINTABLE)
 
 

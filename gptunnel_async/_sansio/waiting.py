@@ -203,9 +203,12 @@ class WaitState:
         deadline = self.deadline
         return deadline is not None and now >= deadline
 
-    def timed_out(self, last_seen: TaskLike | None) -> WaitTimeoutError:
-        """The error a wait ends with at its deadline, with the last task it saw."""
-        return WaitTimeoutError(self.task_id, self.policy.timeout or 0.0, last_seen)
+    def timed_out(
+        self, last_seen: TaskLike | None, last_error: GPTunnelError | None = None
+    ) -> WaitTimeoutError:
+        """The error a wait ends with at its deadline, with the last task it saw and the
+        error of its last read, if that read failed."""
+        return WaitTimeoutError(self.task_id, self.policy.timeout or 0.0, last_seen, last_error)
 
     def observe(self, task: T, now: float) -> tuple[WaitState, Decision[T]]:
         """Feed a task read at ``now``; see the module's table for the decision."""

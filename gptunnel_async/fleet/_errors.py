@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from ..errors import StoreUnavailableError
+from .._sansio.text import clip, printable
+from ..errors import StoreDataError, StoreUnavailableError
 
 __all__ = ["store_call", "store_failures"]
 
@@ -22,7 +23,9 @@ def store_failures() -> tuple[type[BaseException], ...]:
 
 @contextlib.asynccontextmanager
 async def store_call(what: str) -> AsyncIterator[None]:
-    """Run a store operation; its failure becomes :class:`StoreUnavailableError`."""
+    """Run a store operation; its failure becomes :class:`StoreUnavailableError`, or
+    :class:`StoreDataError` where Redis says a key holds a value of another type (one
+    that someone else wrote)."""
     try:
         yield
     except store_failures() as exc:
@@ -30,4 +33,15 @@ async def store_call(what: str) -> AsyncIterator[None]:
         if task is not None and task.cancelling():
             # redis-py may turn a cancellation into a connection error: stop anyway.
             raise asyncio.CancelledError from exc
-        raise StoreUnavailableError(f"{what}: the store failed ({type(exc).__name__})") from exc
+        if str(exc).startswith("WRONGTYPE"):  # Redis: a key holds another type of value
+            raise StoreDataError(
+                f"{what}: a key of the fleet holds a value of another type ({_reason(exc)})"
+            ) from exc
+        raise StoreUnavailableError(f"{what}: the store failed ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """``Type: its text``, bounded and printable (redis-py's texts name the host and the
+    cause, such as "Connection refused", never the password)."""
+    text = printable(clip(exc, 200))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

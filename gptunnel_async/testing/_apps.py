@@ -36,8 +36,8 @@ def api_app(state: EmulatorState, control: Sequence[web.RouteDef] = ()) -> web.A
         if request.headers.get("Authorization") != state.api_key:
             return error_response(401)
         methods = routes.get(path) if request.path.startswith(f"{API_PREFIX}/") else None
-        if methods is None:
-            return error_response(404)
+        if methods is None:  # a path the API lacks: a web server's 404, not the API's JSON
+            return web.Response(status=404, text=f"Cannot {request.method} {request.path}")
         endpoint = methods.get(request.method)
         if endpoint is None:
             return error_response(405, headers={"Allow": ", ".join(sorted(methods))})

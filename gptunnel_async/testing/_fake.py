@@ -17,6 +17,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from .._checks import port as check_port
 from .._client import GPTunnelClient
 from ..errors import UsageError
 from ..models import Balance, MediaTask, Task
@@ -54,6 +55,9 @@ class FakeGPTunnel:
             PNG by default.
         port: the API's port; ``0`` (the default) picks a free one.
         storage_port: the storage origin's port; ``0`` picks a free one.
+
+    Raises:
+        ConfigurationError: a port that is not an int from 0 to 65535.
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class FakeGPTunnel:
     ) -> None:
         self.api_key = api_key
         self.host = host
-        self._ports = (port, storage_port)
+        self._ports = (check_port("port", port), check_port("storage_port", storage_port))
         self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
         self._base_url: str | None = None
         self._runners: list[web.AppRunner] = []

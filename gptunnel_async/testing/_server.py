@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import attrs
 
@@ -36,11 +36,19 @@ class EmulatorOptions:
     as_json: bool = False
 
 
+MAX_TASKS_FILE: Final = 10 * 2**20
+"""The largest tasks file read, in bytes: far more than any script of tasks needs."""
+
+
 def _load(fake: FakeGPTunnel, options: EmulatorOptions) -> list[str]:
     """Script what the options and the tasks file ask for; the ids of the tasks."""
     specs: list[Any] = []
     if options.tasks_file is not None:
-        document = json.loads(options.tasks_file.read_text(encoding="utf-8"))
+        with options.tasks_file.open("rb") as file:  # /dev/zero must not fill the memory
+            text = file.read(MAX_TASKS_FILE + 1)
+        if len(text) > MAX_TASKS_FILE:
+            raise ValueError(f"the tasks file is over {MAX_TASKS_FILE // 2**20} MiB")
+        document = json.loads(text.decode("utf-8"))
         if not isinstance(document, dict):
             raise ValueError('the tasks file holds a JSON object: {"tasks": [...]}')
         specs += document.get("tasks", [])

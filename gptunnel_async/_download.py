@@ -59,6 +59,8 @@ drips bytes cannot hold a download longer."""
 
 _MAX_REDIRECTS: Final = 10
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_WHOLE_FILE: Final = 200
+"""The one status whose body is the whole file; no download asks for a range."""
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MAX_SUFFIXES: Final = 1000
 
@@ -419,6 +421,8 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> No
             return _redirect_target(url, response)
         if response.status >= 300:
             await transport.raise_for_status(response)
+        if response.status != _WHOLE_FILE:
+            raise _not_whole(url, response.status)
         await _save(fetch, response, file, max_bytes)
         return None
 
@@ -431,6 +435,15 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> No
             return
         url = redirect
     raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _not_whole(url: URL, status: int) -> DownloadError:
+    """The error of a 2xx answer other than 200: a 206 is a piece of the file, a 204 or
+    a 203 not the file as stored, so none may replace the caller's file."""
+    return DownloadError(
+        f"a {status} answer from {shorten(url.host or '', 80)} is not the whole file "
+        "(only a 200 is): nothing was saved"
+    )
 
 
 def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:

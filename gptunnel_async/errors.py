@@ -237,7 +237,8 @@ class ResponseDecodeError(GPTunnelError):
 
 
 class DownloadError(GPTunnelError):
-    """A result file could not be saved: too large, a bad redirect, or a disk error.
+    """A result file could not be saved: too large, a bad redirect, an answer that is not
+    the whole file (a 2xx other than 200, such as a 206), or a disk error.
 
     HTTP errors from the storage host raise the status's [APIError][] subclass
     instead (a 404 or 403 there usually means the result expired).

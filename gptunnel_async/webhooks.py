@@ -258,8 +258,12 @@ class WebhookReceiver:
 
     @secret_arguments  # ``token`` is the secret when it is right
     def receive(self, body: bytes | str, token: str | None) -> Task | MediaTask:
-        """Check and parse one webhook POST, and finish the waits on its task if it has
-        ended.
+        """Check and parse one webhook POST, and hand it to the waits on its task.
+
+        Each wait reads the delivery as its own family's model and ends only if that
+        model has ended (a body shaped as a task object may be a ``MediaTask`` that is
+        not done). A delivery nobody waits for yet is kept if it has ended, as its
+        shape reads it.
 
         Args:
             body: the POST's raw body.
@@ -275,8 +279,7 @@ class WebhookReceiver:
             APIError: a ``/media`` body with a non-zero ``code``.
         """
         task = parse_webhook(body, token, secret=self.secret, api_key=self._api_key)
-        if task.is_terminal:
-            self._finish(task.id, _Delivery(_body(body)))
+        self._deliver(task.id, _Delivery(_body(body)), keep=task.is_terminal)
         return task
 
     async def handler(self, request: web.Request) -> web.Response:
@@ -318,7 +321,9 @@ class WebhookReceiver:
         by a poll every ``fallback_interval`` seconds if the delivery is lost.
 
         The delivery is read as ``tasks``' model (a ``MediaTask`` for ``client.media``),
-        with its client's key masked.
+        with its client's key masked, and ends the wait only if that model has ended:
+        done, or failed. A delivery that model reads as not finished (a media task
+        with no file yet, say) is passed over, and the wait goes on.
 
         Args:
             tasks: the family that reads the task, e.g. ``client.faceswap`` or
@@ -344,32 +349,55 @@ class WebhookReceiver:
             strategy="exponential",
             timeout=timeout,
         )
-        arrived = self._forget(task_id)
-        if arrived is not None:
-            return _outcome(tasks._parse_delivery(arrived.body))
-        pushed: asyncio.Future[_Delivery] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(task_id, set()).add(pushed)
+        ended = self._ended(tasks, self._forget(task_id))
+        if ended is not None:
+            return _outcome(ended)
         # The poll's deadline is the wait's: it ends the race with WaitTimeoutError.
         polled = asyncio.ensure_future(tasks.wait_for_result(task_id, policy=policy))
         try:
-            await asyncio.wait((pushed, polled), return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                delivered = await self._next_delivery(task_id, polled)
+                if delivered is None:
+                    return polled.result()
+                # A delivery its family reads as not ended is passed over. One that came
+                # while this wait was not listening was kept if it had ended: look too.
+                ended = self._ended(tasks, delivered) or self._ended(tasks, self._forget(task_id))
+                if ended is not None:
+                    return _outcome(ended)
         finally:
             polled.cancel()
+            await asyncio.wait((polled,))
+            if not polled.cancelled():
+                polled.exception()  # a push won; whatever the poll ended with is moot
+
+    async def _next_delivery(self, task_id: str, polled: asyncio.Future[Any]) -> _Delivery | None:
+        """The next delivery for ``task_id``, or ``None`` once ``polled`` has ended first."""
+        pushed: asyncio.Future[_Delivery] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(task_id, set()).add(pushed)
+        try:
+            await asyncio.wait((pushed, polled), return_when=asyncio.FIRST_COMPLETED)
+        finally:
             waits = self._waiting.get(task_id, set())
             waits.discard(pushed)
             if not waits:
                 self._waiting.pop(task_id, None)
-            await asyncio.wait((polled,))
-        if pushed.done():
-            if not polled.cancelled():
-                polled.exception()  # the push won; whatever the poll ended with is moot
-            return _outcome(tasks._parse_delivery(pushed.result().body))
-        return polled.result()
+        return pushed.result() if pushed.done() else None
 
-    def _finish(self, task_id: str, delivery: _Delivery) -> None:
+    @staticmethod
+    def _ended(tasks: TaskResource[T], delivery: _Delivery | None) -> T | None:
+        """``delivery`` as ``tasks``' model if that model has ended (done or failed)."""
+        if delivery is None:
+            return None
+        task = tasks._parse_delivery(delivery.body)
+        return task if task.is_done or task.is_failed else None
+
+    def _deliver(self, task_id: str, delivery: _Delivery, *, keep: bool) -> None:
+        """Hand ``delivery`` to the waits on ``task_id``; with none, keep it if ``keep``
+        (the task has ended) for a wait that has not started yet."""
         waits = self._waiting.pop(task_id, None)
         if not waits:
-            self._remember(task_id, delivery)
+            if keep:
+                self._remember(task_id, delivery)
             return
         for pushed in waits:
             if not pushed.done():

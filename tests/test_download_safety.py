@@ -36,7 +36,9 @@ PUBLIC_API = "https://api.example.org/v1"
 
 class Storage:
     """A loopback storage host: ``/r.png`` at once, ``/drip.png`` a byte every 0.5 s,
-    ``/hop`` a redirect to ``/r.png``; it counts the requests it gets."""
+    ``/hop`` a redirect to ``/r.png``, ``/answer/<status>/r.png`` that status with the
+    file's first bytes (a ``Content-Range`` on a 206, no body where HTTP allows none) and
+    ``/hop/<status>`` a redirect there; it counts the requests it gets."""
 
     def __init__(self) -> None:
         self.requests = 0
@@ -46,6 +48,10 @@ class Storage:
         self.requests += 1
         if request.path == "/hop":
             raise web.HTTPFound(self.url + "r.png")
+        if request.path.startswith("/hop/"):
+            raise web.HTTPFound(f"{self.url}answer/{request.path[5:]}/r.png")
+        if request.path.startswith("/answer/"):
+            return self.answer(int(request.path.split("/")[2]))
         if request.path != "/drip.png":
             return web.Response(body=PNG, content_type="image/png")
         response = web.StreamResponse(headers={"Content-Length": "100"})
@@ -54,6 +60,13 @@ class Storage:
             await response.write(b"x")
             await asyncio.sleep(0.5)
         return response
+
+    @staticmethod
+    def answer(status: int) -> web.Response:
+        if status in (204, 205):
+            return web.Response(status=status, reason="Odd")
+        headers = {"Content-Range": f"bytes 0-9/{len(PNG)}"} if status == 206 else {}
+        return web.Response(status=status, reason="Odd", body=PNG[:10], headers=headers)
 
 
 @pytest.fixture
@@ -129,6 +142,48 @@ async def test_a_read_only_folder_is_a_download_error_and_stays_empty(
         assert leftovers(folder) == []
     finally:
         folder.chmod(0o700)
+
+
+# -- only a 200 is the whole file -------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", range(201, 300))
+async def test_a_2xx_other_than_200_is_a_download_error_and_leaves_the_file_as_it_was(
+    status: int, storage: Storage, tmp_path: Path
+) -> None:
+    """Every 2xx but 200 (a 206 is a piece of the file, a 204 none of it): nothing the
+    caller had is replaced, nothing is left behind, and it is not retried."""
+    dest = tmp_path / "r.png"
+    dest.write_bytes(b"the caller's good file")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        with pytest.raises(DownloadError, match=rf"a {status} answer .* not the whole file"):
+            await client.download_result(f"{storage.url}answer/{status}/r.png", dest)
+    assert dest.read_bytes() == b"the caller's good file"
+    assert leftovers(tmp_path) == ["r.png"]
+    assert storage.requests == 1
+
+
+@pytest.mark.parametrize("status", [206, 204, 226])
+async def test_a_partial_answer_after_a_redirect_or_into_a_folder_saves_nothing(
+    status: int, storage: Storage, tmp_path: Path
+) -> None:
+    (tmp_path / "r.png").write_bytes(b"kept")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        for url in (f"{storage.url}hop/{status}", f"{storage.url}answer/{status}/r.png"):
+            with pytest.raises(DownloadError, match=f"a {status} answer"):
+                await client.download_result(url, tmp_path)
+    assert leftovers(tmp_path) == ["r.png"]
+    assert (tmp_path / "r.png").read_bytes() == b"kept"
+
+
+async def test_a_200_still_replaces_the_callers_file(storage: Storage, tmp_path: Path) -> None:
+    dest = tmp_path / "r.png"
+    dest.write_bytes(b"old")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        path = await client.download_result(f"{storage.url}answer/200/r.png", dest)
+    assert path == dest
+    assert dest.read_bytes() == PNG[:10]
+    assert leftovers(tmp_path) == ["r.png"]
 
 
 # -- the deadline ---------------------------------------------------------------------

@@ -4,19 +4,28 @@ it, whatever field echoes it and however it is varied."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import ConfigurationError, GPTunnelError, MediaTask, Task, TaskFailedError
+from gptunnel_async import (
+    ConfigurationError,
+    GPTunnelClient,
+    GPTunnelError,
+    MediaTask,
+    Task,
+    TaskFailedError,
+)
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
 
-from .conftest import media_json, task_json
+from .conftest import HANG_GUARD, ScriptedAPI, loopback_server, media_json, task_json
 from .test_masking import FIELDS, KEY, holds_key, variation
 from .test_secrets import exception_texts
 from .test_webhooks import fake as fake
@@ -173,3 +182,152 @@ def test_the_receivers_key_is_masked_in_what_receive_returns_and_never_in_its_re
     task = receiver.receive(json.dumps(task_json(status="done", id=f"x{KEY}")).encode(), SECRET)
     assert not holds_key(repr(task))
     assert not holds_key(repr(receiver))
+
+
+# -- a delivery ends a wait only when the wait's family reads it as ended -------------------
+
+
+FAMILIES = ("faceswap", "bgremover", "midjourney", "media")
+
+ENDED_BY_SHAPE_NOT_BY_FAMILY = {
+    # Shaped as a task object, "done": a Task that is done, a MediaTask with no file.
+    "media": {"object": "task", "status": "done"},
+    # Shaped as a media answer, "succeeded" with a file: a done MediaTask, a pending Task.
+    "faceswap": {"status": "succeeded", "url": "https://cdn.example/x.png"},
+    "bgremover": {"status": "succeeded", "url": "https://cdn.example/x.png"},
+    "midjourney": {"status": "succeeded", "url": "https://cdn.example/x.png"},
+}
+
+
+def running(family: str) -> dict[str, Any]:
+    return media_json(status="running") if family == "media" else task_json(status="running")
+
+
+def finished(family: str) -> dict[str, Any]:
+    return media_json(status="done") if family == "media" else task_json(status="done")
+
+
+async def until_listening(receiver: WebhookReceiver, task_id: str) -> None:
+    for _ in range(1000):
+        if receiver._waiting.get(task_id):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the wait never started listening")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("order", ["before", "after"])
+async def test_a_delivery_its_family_reads_as_unfinished_never_ends_the_wait(
+    family: str,
+    order: str,
+    api: ScriptedAPI,
+    receiver: WebhookReceiver,
+    http_session: aiohttp.ClientSession,
+) -> None:
+    """Over HTTP, as GPTunnel delivers: the body's shape says ended, the family's model
+    does not; the wait goes on until the fallback poll sees the task done."""
+    api.script(running(family))
+    delivery = json.dumps({"id": "t-7", **ENDED_BY_SHAPE_NOT_BY_FAMILY[family]}).encode()
+
+    async def post() -> None:
+        async with http_session.post(receiver.url, data=delivery) as response:
+            assert response.status == 200
+
+    async with GPTunnelClient(api_key="k-1", base_url=api.base_url) as client:
+        tasks = getattr(client, family)
+        if order == "before":
+            await post()
+        waiting = asyncio.create_task(
+            receiver.wait_for_result(tasks, "t-7", fallback_interval=0.2, timeout=HANG_GUARD)
+        )
+        await until_listening(receiver, "t-7")
+        if order == "after":
+            await post()
+        await asyncio.sleep(0.3)  # past a fallback poll, which still says running
+        assert not waiting.done()
+        api.replies[:] = [finished(family)]
+        done = await asyncio.wait_for(waiting, HANG_GUARD)
+    assert done.is_done
+    assert type(done) is (MediaTask if family == "media" else Task)
+    assert receiver._waiting == {}
+
+
+_ENDED = ["done", " DONE ", "succeeded", "completed", "success", "failed", "Error", "canceled"]
+_STATUSES = st.sampled_from([*_ENDED, "running", "idle", "processing", "queued"]) | st.text(
+    max_size=8
+)
+_URLS = st.none() | st.just("https://cdn.example/r.png")
+_CLIP = st.fixed_dictionaries(
+    {},
+    optional={"audio_url": _URLS, "status": _STATUSES, "duration": st.sampled_from([0.5, 120])},
+)
+_DELIVERIES = st.fixed_dictionaries(
+    {"id": st.just("t-1"), "status": _STATUSES},
+    optional={
+        "object": st.sampled_from(["task", "media"]),
+        "code": st.just(0),
+        "url": _URLS,
+        "result": _URLS | st.lists(_CLIP, max_size=3),
+        "percent": st.integers(0, 100),
+        "error": st.none() | st.just("why"),
+        "message": st.none() | st.just("why"),
+    },
+)
+
+
+@settings(max_examples=60)
+@given(
+    family=st.sampled_from(FAMILIES), order=st.sampled_from(["before", "after"]), body=_DELIVERIES
+)
+async def test_a_wait_ends_on_a_delivery_exactly_when_its_family_reads_it_as_ended(
+    family: str, order: str, body: dict[str, Any]
+) -> None:
+    """Any delivery, any family, either order: a wait ends with the family's model of a
+    delivery only when that model is done (returned) or failed (``TaskFailedError``);
+    any other delivery is passed over, and a later one that has ended ends the wait."""
+    encoded = json.dumps(body).encode()
+    receiver = WebhookReceiver("https://bot.example/hook", secret=SECRET)
+    last = json.dumps(
+        {"id": "t-1", "status": "failed", "error": "the last word", "message": "the last word"}
+    )
+    last = last.encode()
+    scripted = ScriptedAPI()
+    scripted.script(running(family))
+    async with (
+        loopback_server(scripted.handle) as server,
+        GPTunnelClient(api_key="k-1", base_url=str(server.make_url("/v1"))) as client,
+    ):
+        tasks = getattr(client, family)
+        try:
+            model = tasks._parse_delivery(encoded)
+        except GPTunnelError:
+            assume(False)  # not this family's task object: another rule
+        ended = model.is_done or model.is_failed
+        if order == "before":
+            shaped = receiver.receive(encoded, SECRET)
+            reaches = shaped.is_terminal  # kept for the wait only if its shape has ended
+        waiting = asyncio.create_task(
+            receiver.wait_for_result(tasks, "t-1", fallback_interval=60, timeout=HANG_GUARD)
+        )
+        if order == "after":
+            await until_listening(receiver, "t-1")
+            receiver.receive(encoded, SECRET)
+            reaches = True
+        await asyncio.sleep(0.02)
+        if ended and reaches:
+            assert waiting.done()
+        else:
+            assert not waiting.done()
+            await until_listening(receiver, "t-1")
+            receiver.receive(last, SECRET)
+        if not (ended and reaches):
+            with pytest.raises(TaskFailedError, match="the last word"):
+                await asyncio.wait_for(waiting, HANG_GUARD)
+        elif model.is_failed:
+            with pytest.raises(TaskFailedError) as caught:
+                await asyncio.wait_for(waiting, HANG_GUARD)
+            assert caught.value.task == model
+        else:
+            outcome = await asyncio.wait_for(waiting, HANG_GUARD)
+            assert outcome == model
+            assert outcome.is_done

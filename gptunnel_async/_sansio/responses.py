@@ -31,6 +31,7 @@ from ..errors import (
     ServerError,
 )
 from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
+from .json_text import loads
 from .retries import parse_retry_after
 from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
 
@@ -116,7 +117,7 @@ def redact(text: str, secret: str | None) -> str:
 def _error_fields(body: bytes) -> dict[str, Any] | None:
     """The ``{"error": {...}}`` object of an error body, or ``None`` if it has none."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict):
@@ -187,11 +188,12 @@ def check_answer(
 def _loads(body: bytes) -> Any:
     """``json.loads`` of a body, read as UTF-8 first: the encoding RFC 8259 requires, and
     quicker than letting ``json`` sniff it. A BOM, UTF-16 or UTF-32 still parse, on the
-    second try; a body that is not JSON raises ``ValueError``."""
+    second try, and so does an integer over Python's digit limit, read as an infinity
+    (see ``_sansio.json_text``); a body that is not JSON raises ``ValueError``."""
     try:
         return json.loads(body.decode())
-    except ValueError:  # UnicodeDecodeError or JSONDecodeError
-        return json.loads(body)
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError, or an over-long integer
+        return loads(body)
 
 
 def decode_json_object(

@@ -13,7 +13,6 @@ raises the typed error. Pure functions: no I/O.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Iterator
 from typing import Any, Final, get_args
@@ -21,6 +20,7 @@ from typing import Any, Final, get_args
 import attrs
 
 from .._checks import describe
+from .._sansio.json_text import loads
 from .._sansio.text import clip
 from .._sansio.waiting import WaitState
 from ..errors import StoreDataError
@@ -104,7 +104,7 @@ def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
 def _object(value: object, what: str) -> dict[str, Any]:
     """A stored JSON object."""
     with _reading(what):
-        data = json.loads(text(value, what))
+        data = loads(text(value, what))
     if not isinstance(data, dict):
         raise StoreDataError(f"{what} is not a JSON object: {describe(data)}")
     return data

@@ -1,7 +1,8 @@
 """The ``gptunnel-async`` command line: read a task, wait for one, or run the offline demo.
 
 Exit codes: 0 done, 1 the task failed, 2 usage or configuration, 3 the wait timed
-out, 4 an API or network error (130 when interrupted, 141 when the output was closed).
+out, 4 an API or network error (74 when the output cannot be written, 130 when
+interrupted, 141 when the output was closed).
 The API key comes from ``--api-key`` or ``GPTUNNEL_API_KEY`` and is never printed.
 """
 
@@ -72,6 +73,9 @@ EXIT_INTERRUPTED: Final = 130
 EXIT_OUTPUT_CLOSED: Final = 141
 """The output was closed before the command ended (``... | head -1``): 128 + SIGPIPE,
 what a shell reports for a program that a closed pipe ends."""
+EXIT_OUTPUT_FAILED: Final = 74
+"""The output could not be written (a full disk, an I/O error): ``EX_IOERR`` of
+``sysexits.h``."""
 
 DEMO_SECONDS: Final = 2.0
 """How long the demo's emulated face swap takes: long enough to watch the bar move."""
@@ -475,7 +479,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="gptunnel-async",
         description="Read and wait for GPTunnel tasks, or watch the SDK work offline (demo).",
         epilog="exit codes: 0 done, 1 task failed, 2 usage or configuration, "
-        "3 timeout, 4 API or network error, 130 interrupted, 141 output closed",
+        "3 timeout, 4 API or network error, 74 output failed, 130 interrupted, 141 output closed",
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -535,7 +539,8 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         return await command(args, out)
     except (GPTunnelError, ValueError) as exc:
         code = exit_code_for(exc)
-        out.error(exc, code, _hint(exc, args))
+        with contextlib.suppress(OSError):  # an output that fails keeps the command's code
+            out.error(exc, code, _hint(exc, args))
         return code
 
 
@@ -561,7 +566,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 done, 1 task failed, 2 usage or configuration, 3 timeout,
-        4 API or network error, 130 interrupted, 141 the output was closed.
+        4 API or network error, 74 the output could not be written, 130 interrupted, 141
+        the output was closed.
     """
     parser = _build_parser()
     if not (sys.argv[1:] if argv is None else argv):  # a first try: show what there is
@@ -579,25 +585,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    _write_what_cannot_be_encoded_escaped()
-    out = choose_output(as_json=args.json)
+    _prepare_streams()
+    return _run_and_report(args, choose_output(as_json=args.json))
+
+
+def _run_and_report(args: argparse.Namespace, out: Output) -> int:
+    """Run the command; its exit code, also when its output cannot be written."""
     try:
         code = asyncio.run(_run(args, out))
-        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+        sys.stdout.flush()  # here, where a failing output can still be told apart
         return code
     except KeyboardInterrupt:
-        out.interrupted(getattr(args, "task_id", None), EXIT_INTERRUPTED)
+        with contextlib.suppress(OSError):
+            out.interrupted(getattr(args, "task_id", None), EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _discard_output()
         return EXIT_OUTPUT_CLOSED
+    except OSError as exc:  # the SDK's own I/O raises typed errors: this is the output's
+        _discard_output()
+        with contextlib.suppress(OSError):
+            print(f"error: the output could not be written: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_OUTPUT_FAILED
 
 
-def _write_what_cannot_be_encoded_escaped() -> None:
+def _prepare_streams() -> None:
     """stdout and stderr write a character their encoding lacks as ``\\udfff`` rather
-    than fail: a server's text must not end a command (stderr does this already)."""
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, io.TextIOWrapper):
+    than fail (a server's text must not end a command; stderr does this already); one
+    that was closed (``>&-``) writes to the null device."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        elif isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
 
 

@@ -150,7 +150,74 @@ async def test_a_lone_surrogate_in_server_text_is_shown_escaped_with_the_right_e
     assert "no face \\udfff found" in out
     code, out, _ = await run("result", task_id, "--json", *connection(fake))
     assert code == 1
-    assert json.loads(out)["error"] == "no face \udfff found"  # the data, as the server sent it
+    assert json.loads(out)["error"] == "no face \ufffd found"  # strict readers refuse a lone one
+
+
+async def run_with(
+    fake: FakeGPTunnel, *args: str, stdout: Any, stderr: Any
+) -> asyncio.subprocess.Process:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
+    process = await asyncio.create_subprocess_exec(
+        SCRIPT, *args, *connection(fake), stdout=stdout, stderr=stderr, env=environment
+    )
+    await process.wait()
+    return process
+
+
+FULL = Path("/dev/full")  # every write fails with ENOSPC, as on a full disk
+
+
+@pytest.fixture
+def full() -> Iterator[int]:
+    """A descriptor of ``/dev/full``."""
+    descriptor = os.open(FULL, os.O_WRONLY)
+    yield descriptor
+    os.close(descriptor)
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="no /dev/full here")
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "lines"])
+async def test_an_output_that_cannot_be_written_ends_with_74_and_says_so(
+    fake: FakeGPTunnel, as_json: bool, full: int
+) -> None:
+    task_id = fake.script_task(steps=[("running", 40)])
+    process = await run_with(
+        fake,
+        "result",
+        task_id,
+        *(["--json"] if as_json else []),
+        stdout=full,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    err = (await process.stderr.read()).decode()
+    assert process.returncode == 74
+    assert err == "error: the output could not be written: [Errno 28] No space left on device\n"
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="no /dev/full here")
+async def test_an_error_that_cannot_be_shown_keeps_the_command_s_exit_code(
+    fake: FakeGPTunnel, full: int
+) -> None:
+    process = await run_with(fake, "result", "no-such-task", stdout=None, stderr=full)
+    assert process.returncode == 4  # not found, shown or not
+
+
+async def test_a_closed_stdout_is_written_to_nowhere(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    process = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        'exec "$0" "$@" >&-',  # started with no stdout at all: Python's sys.stdout is None
+        SCRIPT,
+        "result",
+        task_id,
+        *connection(fake),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    err = await process.stderr.read()
+    assert (await process.wait(), err) == (0, b"")
 
 
 async def test_without_a_key_the_cli_names_its_option() -> None:

@@ -161,7 +161,8 @@ def _refuse(constant: str) -> None:
 @pytest.mark.parametrize(
     ("record", "line"),
     [
-        ({"a": 1.5, "b": "ü"}, '{"a": 1.5, "b": "ü"}'),
+        ({"a": 1.5, "b": "ü"}, '{"a": 1.5, "b": "\\u00fc"}'),  # ASCII, whatever the encoding
+        ({"e": "x\udfff\ud800y"}, '{"e": "x\\ufffd\\ufffdy"}'),  # no lone surrogate escapes
         ({"cost": float("inf"), "x": -float("inf")}, '{"cost": null, "x": null}'),
         ({"nested": {"v": [float("nan"), 2.0]}}, '{"nested": {"v": [null, 2.0]}}'),
         ({"clips": ({"d": 1e308},)}, '{"clips": [{"d": 1e+308}]}'),
@@ -173,9 +174,13 @@ def test_a_json_line_is_strict_json(record: dict[str, Any], line: str) -> None:
 
 @given(
     st.dictionaries(
-        st.text(),
+        st.text(st.characters(exclude_categories=())),
         st.recursive(
-            st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats()
+            | st.text(st.characters(exclude_categories=())),
             lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
             max_leaves=8,
         ),
@@ -184,4 +189,6 @@ def test_a_json_line_is_strict_json(record: dict[str, Any], line: str) -> None:
 def test_any_record_gives_one_line_a_strict_reader_takes(record: dict[str, Any]) -> None:
     line = json_line(record)
     assert line.endswith("\n") and "\n" not in line[:-1]
-    json.loads(line, parse_constant=_refuse)
+    assert line.isascii()
+    read = json.loads(line, parse_constant=_refuse)
+    json.dumps(read, ensure_ascii=False).encode("utf-8")  # strictly: no lone surrogate in it

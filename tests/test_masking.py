@@ -47,6 +47,13 @@ HTML5_NAMES = {
 }
 """A named reference for each ASCII character that has one (``_`` -> ``&lowbar;``)."""
 
+MATH_BOLD = {
+    **{chr(97 + n): chr(0x1D41A + n) for n in range(26)},
+    **{chr(65 + n): chr(0x1D400 + n) for n in range(26)},
+    **{chr(48 + n): chr(0x1D7CE + n) for n in range(10)},
+}
+"""Mathematical bold letters and digits, beyond U+FFFF: JSON writes them as pairs."""
+
 ENCODINGS: dict[str, Callable[[str], str]] = {
     "as is": lambda c: c,
     "upper": str.upper,
@@ -67,6 +74,15 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "soft hyphen before": lambda c: "\u00ad" + c,
     "word joiner and BOM around": lambda c: f"\u2060{c}\ufeff",
     "tagged": lambda c: c + "\U000e0041",  # a character of the invisible tag block
+    "Hangul filler after": lambda c: c + "\u3164",  # a letter drawn as nothing
+    "in an enclosing circle": lambda c: c + "\u20dd",
+    "full-width, percent-encoded UTF-8": lambda c: "".join(
+        f"%{byte:02X}" for byte in ENCODINGS["full-width"](c).encode()
+    ),
+    "math bold, JSON surrogate pair": lambda c: (
+        json.dumps(MATH_BOLD.get(c, c))[1:-1] if c != '"' and c != "\\" else c
+    ),
+    "soft hyphen as &shy;": lambda c: c + "&shy;",
 }
 
 
@@ -339,3 +355,9 @@ def test_numeric_references_without_a_semicolon_are_read_as_browsers_read_them()
     key = "Zq-secret-mK_pW.vL"
     echoed = "".join(f"&#{ord(c)}" if not c.isdigit() else c for c in key)
     assert SecretMask(key)(f"<{echoed}>") == "<***>"
+
+
+def test_a_ligature_reads_as_its_letters() -> None:
+    key = "shds-diffieFixedFloor0123456789fi"
+    echoed = "shds-di\ufb03eFixedFloor0123456789\ufb01"  # "ffi" and "fi" as one character each
+    assert SecretMask(key)(f"key={echoed} end") == "key=*** end"

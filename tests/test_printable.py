@@ -51,6 +51,8 @@ ANY_TEXT = st.text(st.characters(exclude_categories=()))
         ("tag\U000e0041\U000e0042", "tag\\U000e0041\\U000e0042"),  # "AB", for machines only
         ("lone \udfff surrogate \ud800", "lone \\udfff surrogate \\ud800"),
         ("a pair: \U0001f600", "a pair: \U0001f600"),  # an emoji stays as it is
+        ("done\U000e0100\U000e0101", "done\\U000e0100\\U000e0101"),  # variation selectors
+        ("a\u3164b\u2800c", "a\\u3164b\\u2800c"),  # letters drawn as nothing
     ],
 )
 def test_printable_escapes_what_a_terminal_would_obey(text: str, shown: str) -> None:

@@ -13,9 +13,10 @@ these:
   ``;`` and with any number of leading zeros (``&#65;``, ``&#x41``, ``&#00065;``), and
   every named reference to an ASCII character (``&amp;``, ``&lowbar;``, ``&period;``);
 - what a reader takes for its characters: compatibility forms (full-width letters and
-  digits), accented forms (combining marks are ignored), and invisible characters
-  anywhere inside it (format characters: zero-width spaces and joiners, soft hyphens,
-  the BOM, tags);
+  digits, mathematical bold, ligatures read as their letters), accented forms
+  (combining and enclosing marks are ignored), and invisible characters anywhere inside
+  it (format characters: zero-width spaces and joiners, soft hyphens, the BOM, tags;
+  fillers drawn as nothing);
 - any surrounding text at all (whitespace, quotes, ``Bearer``), since it is found
   wherever it stands;
 - any part of it, once it is :data:`MIN_RUN` characters long: a prefix left by a server
@@ -25,8 +26,12 @@ these:
 A key that itself holds what reads as an encoded character (``%41``, ``\\/``,
 ``&amp;``) is looked for both as it is and decoded, since its echo as is reads decoded.
 
-Any mix of these is found too (``%2Fabc\\u0044ef`` in ANY case). Encodings applied twice
-over, base64 and other transforms are not harmless variations: they are not looked for.
+Any mix of these is found too (``%2Fabc\\u0044ef`` in ANY case; a full-width letter
+percent-encoded as its UTF-8 bytes, or JSON-escaped as a surrogate pair; ``&shy;``
+between two characters). Encodings applied twice over, base64 and other transforms are
+not harmless variations: they are not looked for; nor are letters of other scripts
+that look alike (a Cyrillic ``a``, U+0430, for a Latin one), HTML's names for look-alike letters
+(``&Aopf;``), or a key cut into pieces shorter than :data:`MIN_RUN`.
 Each found run is replaced by ``***``.
 """
 
@@ -56,22 +61,57 @@ _PRECISE: Final = 64 * 1024
 """Texts are masked character by character up to this length; beyond it, the rest of a
 text that holds a piece of the key is masked as a whole."""
 
-_ASCII_ENTITIES: Final = sorted(
-    (name for name, text in html.entities.html5.items() if len(text) == 1 and text.isascii()),
+_BLANKS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Letters and symbols drawn as nothing (the Hangul fillers, the blank braille pattern),
+which make "invisible" names: read as nothing too, like :data:`_INVISIBLE`'s."""
+
+_INVISIBLE: Final = frozenset({"Mn", "Me", "Cf"})
+"""Unicode categories read as nothing: combining marks (the accent of ``ś`` once it is
+decomposed, an enclosing circle) and format characters (zero-width spaces and joiners,
+the soft hyphen)."""
+
+
+def _compared(char: str) -> str:
+    """One character as it is compared: its compatibility form without combining marks
+    (a full-width ``s``, U+FF53, and ``ś`` read as ``s``; a ligature as its letters),
+    lower case, and a space as ``+`` (which is what form encoding makes of it); ``""``
+    for an invisible one (see :data:`_INVISIBLE` and :data:`_BLANKS`)."""
+    if not char.isascii():
+        char = "".join(
+            c
+            for c in unicodedata.normalize("NFKD", char)
+            if unicodedata.category(c) not in _INVISIBLE and c not in _BLANKS
+        )
+    return char.lower().replace(" ", "+")
+
+
+_ENTITIES: Final = sorted(
+    (
+        name
+        for name, text in html.entities.html5.items()
+        if len(text) == 1 and (text.isascii() or not _compared(text))
+    ),
     key=len,
     reverse=True,
 )
-"""HTML's named references to one ASCII character (``lowbar;``, ``period;``, ``amp``), the
-longest first so that the regular expression takes ``&amp;`` whole rather than ``&amp``."""
+"""HTML's named references to an ASCII character or to one read as nothing (``lowbar;``,
+``amp``, ``shy;``, ``ZeroWidthSpace;``), the longest first so that the regular
+expression takes ``&amp;`` whole rather than ``&amp``. The references to look-alike
+letters (``&Aopf;``, ``&fflig;``: some 500 names) are left out: tried at every ``&``
+of every answer, they doubled the quick look's cost for a disguise nobody meets."""
 
 _ESCAPE: Final = re.compile(
-    r"%[0-9A-Fa-f]{2}"
+    r"%[cCdD][0-9a-fA-F]%[89abAB][0-9a-fA-F]"  # a character's UTF-8 bytes, percent-encoded
+    r"|%[eE][0-9a-fA-F](?:%[89abAB][0-9a-fA-F]){2}"
+    r"|%[fF][0-4](?:%[89abAB][0-9a-fA-F]){3}"
+    r"|%[0-9A-Fa-f]{2}"
+    r"|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a surrogate pair
     r"|\\u[0-9A-Fa-f]{4}"
     r"|\\x[0-9A-Fa-f]{2}"
     r"|\\[/\"\\]"
     r"|&#[0-9]{1,32};?"
     r"|&#[xX][0-9A-Fa-f]{1,32};?"
-    r"|&(?:" + "|".join(map(re.escape, _ASCII_ENTITIES)) + ")"
+    r"|&(?:" + "|".join(map(re.escape, _ENTITIES)) + ")"
 )
 """One encoded character, in any of the harmless variations."""
 
@@ -87,29 +127,16 @@ def _decoded(token: str) -> str:
     if len(token) == 1:
         return token
     if token[0] == "%":
-        return chr(int(token[1:], 16))
+        raw = bytes.fromhex(token.replace("%", ""))
+        return raw.decode("utf-8", "replace") if len(raw) > 1 else chr(raw[0])
     if token[0] == "\\":
-        return chr(int(token[2:], 16)) if token[1] in "ux" else token[1]
+        if token[1] not in "ux":
+            return token[1]
+        units = [int(token[at : at + 4], 16) for at in range(2, len(token), 6)]
+        if len(units) == 2:  # a surrogate pair: the one character beyond U+FFFF it spells
+            return chr(0x10000 + ((units[0] - 0xD800) << 10) + (units[1] - 0xDC00))
+        return chr(units[0])
     return html.unescape(token)  # numeric (any code point) or named
-
-
-_INVISIBLE: Final = frozenset({"Mn", "Cf"})
-"""Unicode categories read as nothing: combining marks (the accent of ``ś`` once it is
-decomposed) and format characters (zero-width spaces and joiners, the soft hyphen)."""
-
-
-def _compared(char: str) -> str:
-    """One character as it is compared: its compatibility form without combining marks
-    (a full-width ``s``, U+FF53, and ``ś`` read as ``s``), lower case, and a space as ``+`` (which
-    is what form encoding makes of it); ``""`` for an invisible one (see
-    :data:`_INVISIBLE`); a character that reads as several stays apart (``"\\x00"``)."""
-    if not char.isascii():
-        decomposed = unicodedata.normalize("NFKD", char)
-        char = "".join(c for c in decomposed if unicodedata.category(c) not in _INVISIBLE)
-        if not char:
-            return ""
-    lowered = char.lower()
-    return "+" if lowered == " " else lowered if len(lowered) == 1 else "\x00"
 
 
 def _decoded_text(text: str) -> str:
@@ -179,14 +206,13 @@ class SecretMask:
         """``text`` masked character by character (each token of it decoded, compared)."""
         tokens = [match.group() for match in _TOKEN.finditer(text)]
         compared = [_compared(_decoded(token)) for token in tokens]
-        plain = "".join(compared)  # one character a visible token, none an invisible one
+        plain = "".join(compared)  # what each token reads as: none, one or a few characters
         hidden = [False] * len(plain)
         for form in self._forms:
             form.mark(plain, hidden)
         if not any(hidden):
             return text
-        visible = [index for index, char in enumerate(compared) if char]
-        return "".join(_runs_masked(tokens, _hidden_tokens(visible, hidden, len(tokens))))
+        return "".join(_runs_masked(tokens, _hidden_tokens(compared, hidden)))
 
 
 class _Form:
@@ -233,18 +259,30 @@ def _stands_alone(text: str, start: int, end: int) -> bool:
     return not (before.isalnum() or after.isalnum())
 
 
-def _hidden_tokens(visible: list[int], hidden: list[bool], count: int) -> list[bool]:
-    """Which of ``count`` tokens are hidden, from ``hidden`` over the visible ones
-    (``visible[i]``: the token of visible character ``i``): a hidden character takes the
-    invisible tokens on either side of it (its combining marks, zero-width spaces
-    between the key's characters) with it, so that a run is masked whole."""
-    tokens = [False] * count
-    starts = [0, *(index + 1 for index in visible[:-1])]
-    ends = [*visible[1:], count]
+def _hidden_tokens(compared: list[str], hidden: list[bool]) -> list[bool]:
+    """Which tokens are hidden, from ``hidden`` over the characters they read as
+    (``compared``, a token's own, in order): a token with a hidden character, and the
+    invisible tokens next to it (its combining marks, zero-width spaces between the
+    key's characters), so that a run is masked whole."""
+    owners = [index for index, chars in enumerate(compared) for _ in chars]
+    tokens = [False] * len(compared)
     for position, secret in enumerate(hidden):
         if secret:
-            tokens[starts[position] : ends[position]] = [True] * (ends[position] - starts[position])
+            tokens[owners[position]] = True
+    _spread_over_invisible(tokens, compared, range(len(compared)))
+    _spread_over_invisible(tokens, compared, range(len(compared) - 1, -1, -1))
     return tokens
+
+
+def _spread_over_invisible(tokens: list[bool], compared: list[str], order: range) -> None:
+    """Hide each invisible token (one that reads as nothing) that follows, in ``order``,
+    a hidden visible one with only invisible ones between."""
+    after_hidden = False
+    for index in order:
+        if compared[index]:
+            after_hidden = tokens[index]
+        elif after_hidden:
+            tokens[index] = True
 
 
 def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:
@@ -307,6 +345,9 @@ _UNPRINTABLE: Final = {
         0x7F,
         *range(0x80, 0xA0),  # C1 controls: CSI and OSC in one character
         *_FORMAT_CHARACTERS,
+        *range(0xFE00, 0xFE10),  # variation selectors: invisible, they can spell hidden text
+        *range(0xE0100, 0xE01F0),
+        *map(ord, _BLANKS),  # letters drawn as nothing
         0x2028,  # line and paragraph separators, where str.splitlines() and log readers
         0x2029,  # start a new line
         *range(0xD800, 0xE000),  # lone surrogates (a JSON "\\udfff"): no encoding can write one
@@ -316,8 +357,8 @@ _UNPRINTABLE: Final = {
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters, invisible format characters (bidirectional
-    overrides, zero-width spaces, tags) and lone surrogates escaped (``\\x1b``,
+    """``text`` with control characters, invisible characters (bidirectional overrides,
+    zero-width spaces, tags, variation selectors, fillers) and lone surrogates escaped (``\\x1b``,
     ``\\u200b``, ``\\udfff``), so server text can neither drive a terminal, forge a log
     line, hide text from its reader, nor fail to be written out."""
     return text.translate(_UNPRINTABLE)

@@ -361,8 +361,9 @@ class GPTunnelClient:
             clip: which file of a task with several: an index into its ``urls``
                 (suno's clips, in order).
             timeout: the deadline of the whole download in seconds, redirects and
-                retries included (300 by default), or ``None`` for none; each read
-                must also arrive within the client's ``timeout``.
+                retries included (300 by default), or ``None`` for none; each read,
+                and the answer's headers, must also arrive within the client's
+                ``timeout``.
 
         Returns:
             The path written.

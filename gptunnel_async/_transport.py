@@ -118,7 +118,8 @@ class Transport:
     Args:
         base_url: the API's root, without a trailing slash.
         api_key: the key.
-        timeout: seconds one API request may take (a download: each read of the socket).
+        timeout: seconds one API request may take (a download: each read of the socket,
+            and the wait for its answer's headers).
         max_retries: retries after the first attempt, transient failures only.
         session: returns the aiohttp session to use (the client's own or a borrowed one).
         max_connections: requests in flight at once; ``None``: what the session allows.
@@ -195,15 +196,7 @@ class Transport:
                 await slots.acquire()
             try:
                 started = await self._take_budget(request)
-                async with session.request(
-                    request.method,
-                    request.url,
-                    headers=request.headers,
-                    json=request.json,
-                    allow_redirects=False,
-                    raise_for_status=False,
-                    timeout=self._timeouts[request.streamed],
-                ) as response:
+                async with await self._sent(session, request) as response:
                     await self._report_to_budget(started, response)
                     return await read(response)
             except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_CLOSED_UNDER) as exc:
@@ -219,6 +212,26 @@ class Transport:
                 raise failure  # outside the handler, so that no unsafe exception is its context
             finally:
                 del failure  # else: failure -> traceback -> this frame -> failure, a cycle
+
+    def _sent(
+        self, session: aiohttp.ClientSession, request: Request
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """``request`` sent (no redirects followed, no status raised, whatever a borrowed
+        session's defaults say): its response once the headers are in. A download, whose
+        socket reads alone have a timeout, gets ``timeout`` for its headers too: a host
+        that answers an interim ``1xx`` and then nothing held it forever, since aiohttp's
+        read timeout does not run between the two (an API request's whole exchange has
+        its timeout already)."""
+        sending = session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            json=request.json,
+            allow_redirects=False,
+            raise_for_status=False,
+            timeout=self._timeouts[request.streamed],
+        )
+        return _within(sending, self.timeout) if request.streamed else sending
 
     def _failure(
         self, exc: BaseException, what: str, session: aiohttp.ClientSession
@@ -486,6 +499,12 @@ class Transport:
         """The task family of an API request, and the task it reads (if any)."""
         family = family_of(request.url.path[len(self._base_path) :])
         return family, next(filter(None, map(request.url.query.get, TASK_ID_PARAMS)), None)
+
+
+async def _within(awaitable: Awaitable[R], seconds: float) -> R:
+    """``await awaitable``, for at most ``seconds`` (``TimeoutError`` after that)."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> AsyncIterator[bytes]:

@@ -18,7 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from gptunnel_async import ConfigurationError, DownloadError, GPTunnelClient, Task
+from gptunnel_async import (
+    APITimeoutError,
+    ConfigurationError,
+    DownloadError,
+    GPTunnelClient,
+    Task,
+)
 from gptunnel_async._destinations import Destinations, PublicResolver
 from gptunnel_async._sansio.addresses import (
     base_url_is_private,
@@ -27,7 +33,7 @@ from gptunnel_async._sansio.addresses import (
     parse_address,
 )
 
-from .conftest import loopback_server
+from .conftest import HANG_GUARD, loopback_server
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
 PUBLIC_API = "https://api.example.org/v1"
@@ -199,6 +205,37 @@ async def test_a_host_that_drips_bytes_cannot_hold_a_download_past_its_deadline(
             await client.download_result(storage.url + "drip.png", dest, timeout=1.2)
     assert dest.read_bytes() == b"old"
     assert leftovers(tmp_path) == ["drip.png"]
+
+
+@pytest.mark.parametrize("interim", [b"103 Early Hints\r\nLink: </r.css>", b"199 Odd"])
+async def test_a_host_that_answers_only_an_interim_1xx_times_out(
+    interim: bytes, tmp_path: Path
+) -> None:
+    """aiohttp's read timeout does not run between an interim answer and the final one:
+    the client's ``timeout`` bounds the wait for the final answer's headers."""
+
+    async def answer_1xx_then_nothing(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 " + interim + b"\r\n\r\n")
+        await writer.drain()
+        await reader.read()  # until the client hangs up
+        writer.close()
+
+    server = await asyncio.start_server(answer_1xx_then_nothing, "127.0.0.1", 0)
+    origin = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    dest = tmp_path / "r.png"
+    dest.write_bytes(b"old")
+    async with (
+        server,
+        GPTunnelClient(api_key="k-1", base_url=origin + "v1", timeout=0.3, max_retries=0) as client,
+    ):
+        async with asyncio.timeout(HANG_GUARD):
+            with pytest.raises(APITimeoutError, match=r"timed out after 0\.3s"):
+                await client.download_result(origin + "r.png", dest, timeout=None)
+    assert dest.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["r.png"]
 
 
 async def test_a_download_within_its_deadline_is_saved(storage: Storage, tmp_path: Path) -> None:

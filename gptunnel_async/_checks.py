@@ -208,6 +208,15 @@ def webhook_url(name: str, value: Any) -> str:
     return str(value)
 
 
+WEBHOOK_TOKEN_PARAM: Final = "token"
+"""The query parameter of a callback URL that holds a webhook receiver's secret."""
+
+
+def webhook_token(url: str) -> str | None:
+    """The secret a checked webhook URL carries in its ``token`` parameter, if any."""
+    return URL(url).query.get(WEBHOOK_TOKEN_PARAM) or None
+
+
 def task_id_problem(value: Any) -> str | None:
     """What makes ``value`` unusable as a task id (a phrase that follows its name), or
     ``None`` if it is usable.

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar
 
 import aiohttp
+import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from ._sansio.responses import secret_masked
 from ._sansio.text import excerpt, mask_for
 from .errors import GPTunnelError
 
@@ -110,11 +112,7 @@ def _scrubbed(exc: BaseException, secret: str | None) -> BaseException:
     exc.__traceback__ = None
     if isinstance(exc, aiohttp.ClientResponseError):
         _forget_headers(exc, secret)
-    limit = None if isinstance(exc, GPTunnelError) else _CAUSE_TEXT
-    exc.args = tuple(_safe_text(arg, secret, limit) for arg in exc.args)
-    for name, value in vars(exc).items():
-        if isinstance(value, str):
-            setattr(exc, name, _safe_text(value, secret, limit))
+    _mask_attributes(exc, secret)
     if secret is None or isinstance(exc, GPTunnelError):
         return exc
     shown = f"{exc!s} {exc!r} {vars(exc)!r}"
@@ -124,6 +122,28 @@ def _scrubbed(exc: BaseException, secret: str | None) -> BaseException:
     stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
     stand_in.__suppress_context__ = exc.__suppress_context__
     return stand_in
+
+
+def _mask_attributes(exc: BaseException, secret: str | None) -> None:
+    """Mask ``secret`` in place in ``exc``'s arguments and text attributes (cut to 300
+    characters in an exception not the SDK's), and in the models an SDK error keeps
+    (its task, its validation issues)."""
+    own = isinstance(exc, GPTunnelError)
+    limit = None if own else _CAUSE_TEXT
+    exc.args = tuple(_safe_text(arg, secret, limit) for arg in exc.args)
+    for name, value in vars(exc).items():
+        if isinstance(value, str):
+            setattr(exc, name, _safe_text(value, secret, limit))
+        elif secret and own and _holds_models(value):
+            setattr(exc, name, secret_masked(value, secret))
+
+
+def _holds_models(value: object) -> bool:
+    """Whether ``value`` is one of the SDK's models, or a plain tuple of them (an
+    error's task, its validation issues)."""
+    if type(value) is tuple:
+        return any(attrs.has(type(item)) for item in value)
+    return attrs.has(type(value))
 
 
 def _chain(exc: BaseException, stop: BaseException | None = None) -> list[BaseException]:

@@ -27,14 +27,22 @@ from ._checks import (
     instance_of,
     json_values,
     optional,
+    webhook_token,
     webhook_url,
 )
 from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_link
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
-from ._safe_errors import secret_arguments
+from ._safe_errors import made_safe, secret_arguments
 from ._sansio.requests import Request
-from ._sansio.responses import Created, Decoder, decode_media_task, decode_task, reading
+from ._sansio.responses import (
+    Created,
+    Decoder,
+    decode_media_task,
+    decode_task,
+    reading,
+    secret_masked,
+)
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
@@ -384,11 +392,14 @@ class TaskResource(Generic[T]):
         media option, a ``create_task`` body) is checked first, and the answer's task id
         is judged as the server's (see ``Created``).
         """
+        token = None
         if payload.get("webhook") is not None:
             payload = payload | {"webhook": webhook_url("webhook", payload["webhook"])}
-        return await self._transport.request(
+            token = webhook_token(payload["webhook"])
+        created = self._transport.request(
             "POST", path, Created(self.family.decode), json=payload, idempotent=False
         )
+        return await (created if token is None else _token_masked(created, token))
 
     async def _until_done(
         self,
@@ -402,6 +413,18 @@ class TaskResource(Generic[T]):
         return await self.wait_for_result(
             task.id, policy=policy, timeout=timeout, on_progress=on_progress
         )
+
+
+async def _token_masked(created: Awaitable[T], token: str) -> T:
+    """The created task, with a webhook's secret ``token`` masked in it and in any error
+    (as the key is): an answer may echo the callback URL (a validation error's
+    ``received``), and whoever reads the token can forge deliveries."""
+    try:
+        task = await created
+    except GPTunnelError as exc:
+        made_safe(exc, token)  # in place: the SDK's own error, its chain made safe
+        raise
+    return secret_masked(task, token)
 
 
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")

@@ -36,7 +36,14 @@ from typing import Any, Final, TypeVar, overload
 
 from aiohttp import web
 
-from ._checks import check_task_id, check_text, describe, http_url, optional
+from ._checks import (
+    WEBHOOK_TOKEN_PARAM,
+    check_task_id,
+    check_text,
+    describe,
+    http_url,
+    optional,
+)
 from ._polling import PollPolicy
 from ._safe_errors import secret_arguments
 from ._sansio.responses import decode_any_task
@@ -59,8 +66,9 @@ __all__ = [
     "parse_webhook",
 ]
 
-TOKEN_PARAM: Final = "token"
-"""The query parameter of the callback URL that holds the receiver's secret."""
+TOKEN_PARAM: Final = WEBHOOK_TOKEN_PARAM
+"""The query parameter of the callback URL that holds the receiver's secret (masked,
+like the API key, in the task a create call returns and in its errors)."""
 
 MAX_WEBHOOK_BYTES: Final = 1024 * 1024
 """1 MiB: a task object is about 1 KiB; a bigger POST is refused unread."""

@@ -13,7 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from gptunnel_async import ConfigurationError, GPTunnelClient, ResponseDecodeError
+from gptunnel_async import (
+    BadRequestError,
+    ConfigurationError,
+    GPTunnelClient,
+    ResponseDecodeError,
+)
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, MAX_WEBHOOK_URL_LENGTH, webhook_url
 from gptunnel_async._sansio.responses import Created, decode_media_task, decode_task
 from gptunnel_async.cli import EXIT_API_ERROR
@@ -153,3 +158,48 @@ def test_the_command_line_exits_4_on_an_unusable_created_id() -> None:
     assert done.returncode == EXIT_API_ERROR
     assert "usage" not in done.stderr
     assert "the created task's id is 300 characters" in done.stderr
+
+
+# -- a webhook's secret token, echoed back ----------------------------------------------
+
+TOKEN = "wh-7Qx2mK9pL4vR8sT1"
+HOOK = f"https://bot.example/hook?token={TOKEN}"
+IMAGES = ("https://example.com/me.jpg", "https://example.com/face.png")
+
+
+def holds_token(value: object) -> bool:
+    return TOKEN in repr(value) or TOKEN in str(value)
+
+
+async def test_a_token_echoed_in_a_refusal_of_a_create_is_masked(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    refusal = {"error": {"message": f"webhook {HOOK} did not answer", "param": "webhook"}}
+    api.script((400, refusal, {}))
+    with pytest.raises(BadRequestError) as caught:
+        await client.faceswap.create(*IMAGES, webhook=HOOK)
+    assert "webhook https://bot.example/hook?token=*** did not answer" in str(caught.value)
+    assert not holds_token(vars(caught.value))
+    assert TOKEN in api.requests[0]["body"].decode()  # the request carried it, as it must
+
+
+async def test_a_token_echoed_in_a_media_validation_issue_is_masked(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    issue = {"path": ["webhook"], "message": "unreachable", "received": HOOK}
+    api.script({"code": 3, "message": "invalid input", "issues": [issue]})
+    with pytest.raises(BadRequestError) as caught:
+        await client.media.create("flux-pro", "a cat", webhook=HOOK)
+    assert caught.value.issues and not holds_token(caught.value.issues)
+    assert not holds_token(caught.value)
+
+
+async def test_a_token_echoed_in_the_created_task_is_masked(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(task_json(status="idle", error=f"will call {HOOK}", id="t-created"))
+    task = await client.faceswap.create(*IMAGES, webhook=HOOK)
+    assert task.id == "t-created"
+    assert task.error == "will call https://bot.example/hook?token=***"
+    plain = await client.faceswap.create(*IMAGES)  # no webhook: nothing to mask
+    assert plain.error == f"will call {HOOK}"

@@ -53,6 +53,7 @@ __all__ = [
     "media_error",
     "reading",
     "redact",
+    "secret_masked",
     "shorten",
     "structure",
     "validation_issues",
@@ -61,6 +62,7 @@ __all__ = [
 M = TypeVar("M", bound=attrs.AttrsInstance)
 T_co = TypeVar("T_co", covariant=True)
 L = TypeVar("L", bound=TaskLike)
+V = TypeVar("V")
 
 MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 """4 MiB: a task object is about 1 KiB, so a bigger answer is not one and is not kept in memory."""
@@ -257,6 +259,14 @@ def masked(model: M, body: bytes, secret: str | None) -> M:
     if not mask.might_hold(body) and b"\\\\" not in body:
         return model
     cleared: M = _masked_texts(model, mask)
+    return cleared
+
+
+def secret_masked(value: V, secret: str) -> V:
+    """``value`` (a model, a tuple of them, a text) with ``secret`` masked in every text
+    it holds, whatever body it came from: a webhook's token in the task a create call
+    returns, a secret in the models an error keeps (its task, its validation issues)."""
+    cleared: V = _masked_texts(value, mask_for(secret))
     return cleared
 
 

@@ -26,7 +26,7 @@ def _strict(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+        return _SURROGATE.sub("\ufffd", value)  # the same string back when it has none
     if isinstance(value, dict):
         return {_strict(key): _strict(item) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -25,15 +25,18 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def start(*args: str, **env: str) -> asyncio.subprocess.Process:
+async def start(
+    *args: str,
+    stdout: Any = asyncio.subprocess.PIPE,
+    stderr: Any = asyncio.subprocess.PIPE,
+    **env: str,
+) -> asyncio.subprocess.Process:
+    """The console script with ``args``, without the caller's ``GPTUNNEL_*`` variables;
+    ``env`` adds some; its output to pipes, or to ``stdout``/``stderr``."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
     environment.update(env)
     return await asyncio.create_subprocess_exec(
-        SCRIPT,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment,
+        SCRIPT, *args, stdout=stdout, stderr=stderr, env=environment
     )
 
 
@@ -110,16 +113,8 @@ async def test_a_closed_output_ends_the_command_with_141_and_no_traceback(
 ) -> None:
     task_id = fake.script_task(duration=3)  # percent rises at each read: a line each
     read_end, write_end = os.pipe()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
-    process = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "wait",
-        task_id,
-        *(["--json"] if as_json else []),
-        *connection(fake),
-        stdout=write_end,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment,
+    process = await start(
+        "wait", task_id, *(["--json"] if as_json else []), *connection(fake), stdout=write_end
     )
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:  # as `| head -1`: one line, then gone
@@ -156,10 +151,7 @@ async def test_a_lone_surrogate_in_server_text_is_shown_escaped_with_the_right_e
 async def run_with(
     fake: FakeGPTunnel, *args: str, stdout: Any, stderr: Any
 ) -> asyncio.subprocess.Process:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
-    process = await asyncio.create_subprocess_exec(
-        SCRIPT, *args, *connection(fake), stdout=stdout, stderr=stderr, env=environment
-    )
+    process = await start(*args, *connection(fake), stdout=stdout, stderr=stderr)
     await process.wait()
     return process
 
@@ -249,16 +241,14 @@ async def test_on_a_narrow_terminal_the_bar_keeps_its_time_and_room_for_ctrl_c(
 
     task_id = fake.script_task(duration=120)
     leader, follower = pty.openpty()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("GPTUNNEL_")}
-    environment.update(COLUMNS="50", TERM="xterm")
-    process = await asyncio.create_subprocess_exec(
-        SCRIPT,
+    process = await start(
         "wait",
         task_id,
         *connection(fake),
         stdout=follower,
         stderr=follower,
-        env=environment,
+        COLUMNS="50",
+        TERM="xterm",
     )
     os.close(follower)
     loop = asyncio.get_running_loop()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from .._sansio.text import clip, printable
+from .._sansio.text import clip
 from ..errors import StoreDataError, StoreUnavailableError
 
 __all__ = ["store_call", "store_failures"]
@@ -43,5 +43,5 @@ async def store_call(what: str) -> AsyncIterator[None]:
 def _reason(exc: BaseException) -> str:
     """``Type: its text``, bounded and printable (redis-py's texts name the host and the
     cause, such as "Connection refused", never the password)."""
-    text = printable(clip(exc, 200))
+    text = clip(exc, 200)  # printable already: clip shortens with shorten()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

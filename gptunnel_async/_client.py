@@ -16,6 +16,7 @@ from . import _download
 from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, describe, http_url, instance_of, optional, positive_number
 from ._destinations import Destinations
+from ._in_process import InProcessOnly
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._safe_errors import secret_arguments
 from ._sansio.addresses import base_url_is_private
@@ -82,7 +83,7 @@ def _closed() -> UsageError:
     return UsageError("this GPTunnelClient is closed; create a new one")
 
 
-class GPTunnelClient:
+class GPTunnelClient(InProcessOnly):
     """An async client for GPTunnel's task API.
 
     Use it as ``async with GPTunnelClient() as client:``, or call ``close()``. One

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from ._in_process import InProcessOnly
 from ._polling import TaskWaiter
 from .errors import GPTunnelError
 from .models import TaskLike
@@ -23,7 +24,7 @@ T = TypeVar("T", bound=TaskLike)
 R = TypeVar("R")
 
 
-class AsCompleted(Generic[R]):
+class AsCompleted(InProcessOnly, Generic[R]):
     """An async iterator of waits' outcomes in the order they finish.
 
     Each finished task is yielded. A failure (``TaskFailedError``, ``WaitTimeoutError``,
@@ -59,6 +60,11 @@ class AsCompleted(Generic[R]):
         waiters: the waits, not started yet.
         return_exceptions: yield failures as values instead of raising them.
     """
+
+    _instead = (
+        "wait for the task ids in the other process, with a client made there; a "
+        "gptunnel_async.fleet.Watcher keeps waits across processes and restarts"
+    )
 
     def __init__(self, waiters: Iterable[TaskWaiter[Any]], *, return_exceptions: bool) -> None:
         self._waiters = list(waiters)

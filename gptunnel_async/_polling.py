@@ -18,6 +18,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from . import _timing
+from ._in_process import InProcessOnly
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
@@ -68,7 +69,7 @@ _TASK_ATTRIBUTES: Final = frozenset(
 """A task's attributes, which a waiter lacks: read off a wait, they mean a missing ``await``."""
 
 
-class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
+class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
     """The result of ``wait_for_result``: await it for the done task, or iterate it with
     ``async for`` to get each [ProgressEvent][], the ``done`` one last.
 
@@ -95,6 +96,11 @@ class TaskWaiter(Coroutine[Any, Any, T], AsyncIterator[ProgressEvent[T]]):
         APIError: (when awaited or iterated) an error that is not transient, such as
             400, 401, 402, 403 or 404.
     """
+
+    _instead = (
+        "wait for its task_id in the other process, with a client made there; a "
+        "gptunnel_async.fleet.Watcher keeps waits across processes and restarts"
+    )
 
     __slots__ = (
         "_decision",

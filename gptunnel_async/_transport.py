@@ -22,6 +22,7 @@ from yarl import URL
 
 from . import _timing
 from ._budget import RequestBudget
+from ._in_process import InProcessOnly
 from ._safe_errors import made_safe, without_frames
 from ._sansio.requests import Request, RequestBuilder
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
@@ -112,7 +113,7 @@ class _Inflater:
             raise aiohttp.ClientPayloadError("the compressed body ends before its end")
 
 
-class Transport:
+class Transport(InProcessOnly):
     """Sends requests with the API key, which goes to ``base_url``'s origin only.
 
     Args:
@@ -395,18 +396,23 @@ class Transport:
         query: tuple[tuple[str, str], ...] = (),
         json: Any = None,
         idempotent: bool = True,
+        secret: str | None = None,
     ) -> T:
         """Build and :meth:`send` one API request (see ``RequestBuilder.api``)."""
         request = self.requests.api(method, path, query=query, json=json, idempotent=idempotent)
-        return await self.send(request, decode)
+        return await self.send(request, decode, secret=secret)
 
-    async def send(self, request: Request, decode: Decoder[T]) -> T:
+    async def send(self, request: Request, decode: Decoder[T], *, secret: str | None = None) -> T:
         """Send an API request, retrying transient failures; return the 2xx answer decoded.
 
         ``decode`` runs inside each attempt, so an error a 2xx body carries (media's
         ``code``) is retried by the same rules as an HTTP status. A request that is not
         ``idempotent`` (one that starts a paid task) is retried only where the server
         surely did nothing, so a retry never starts a second task.
+
+        ``secret``, another secret the request carries (a webhook's token), is masked like
+        the key in every error of every attempt, before a retry reports it (the WARNING
+        line, the instrumentation hooks) and before it is raised.
 
         An error leaves with its traceback starting here: the frames below held the key
         (to mask it) and the answer (which may echo it) as locals.
@@ -419,10 +425,11 @@ class Transport:
             # connection holds one coroutine frame less (5 % of a wait's peak memory).
             return self._decoded(*await self.exchange(request, self._read_answer), decode)
         except GPTunnelError as exc:
+            _hide(exc, secret)
             if not retry_if(exc) or self.max_retries == 0:
                 raise without_frames(exc)  # noqa: B904  (its chain stays as it was)
             replay = [exc]
-        return await self._retried_after(request, decode, retry_if, replay)
+        return await self._retried_after(request, decode, retry_if, replay, secret)
 
     async def _retried_after(
         self,
@@ -430,6 +437,7 @@ class Transport:
         decode: Decoder[T],
         retry_if: Callable[[BaseException], bool],
         replay: list[GPTunnelError],
+        secret: str | None,
     ) -> T:
         """Retry ``request`` after its first attempt failed with the error in ``replay``.
 
@@ -441,7 +449,10 @@ class Transport:
         async def attempt() -> T:
             if replay:
                 raise replay.pop()
-            return await self._attempt(request, decode)
+            try:
+                return await self._attempt(request, decode)
+            except GPTunnelError as exc:
+                raise _hide(exc, secret)  # noqa: B904  (the same exception, masked in place)
 
         family, task_id = self._about(request)
         what = self.shown(request.label)  # only a failed request gets here
@@ -499,6 +510,13 @@ class Transport:
         """The task family of an API request, and the task it reads (if any)."""
         family = family_of(request.url.path[len(self._base_path) :])
         return family, next(filter(None, map(request.url.query.get, TASK_ID_PARAMS)), None)
+
+
+def _hide(exc: GPTunnelError, secret: str | None) -> GPTunnelError:
+    """``exc`` with ``secret`` (if any) masked in place in it and its chain."""
+    if secret:
+        made_safe(exc, secret)
+    return exc
 
 
 async def _within(awaitable: Awaitable[R], seconds: float) -> R:

@@ -31,9 +31,10 @@ from ._checks import (
     webhook_url,
 )
 from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_link
+from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
-from ._safe_errors import made_safe, secret_arguments
+from ._safe_errors import secret_arguments
 from ._sansio.requests import Request
 from ._sansio.responses import (
     Created,
@@ -94,7 +95,7 @@ class Family(Generic[T]):
     result_lifetime: timedelta = DEFAULT_RESULT_LIFETIME
 
 
-class _TaskRead(Generic[T]):
+class _TaskRead(InProcessOnly, Generic[T]):
     """One task's read: its request, URL and all, and its decoder, built once; each call
     sends it.
 
@@ -113,7 +114,7 @@ class _TaskRead(Generic[T]):
         return self._transport.send(self._request, self._decode)
 
 
-class TaskResource(Generic[T]):
+class TaskResource(InProcessOnly, Generic[T]):
     """Reading a task and waiting for it: the same for every family.
 
     A subclass sets ``family`` and adds the family's create calls. The client builds
@@ -396,10 +397,11 @@ class TaskResource(Generic[T]):
         if payload.get("webhook") is not None:
             payload = payload | {"webhook": webhook_url("webhook", payload["webhook"])}
             token = webhook_token(payload["webhook"])
-        created = self._transport.request(
-            "POST", path, Created(self.family.decode), json=payload, idempotent=False
+        created = await self._transport.request(
+            "POST", path, Created(self.family.decode), json=payload, idempotent=False, secret=token
         )
-        return await (created if token is None else _token_masked(created, token))
+        # The errors were masked by the transport, each attempt's before a retry logs it.
+        return created if token is None else secret_masked(created, token)
 
     async def _until_done(
         self,
@@ -413,18 +415,6 @@ class TaskResource(Generic[T]):
         return await self.wait_for_result(
             task.id, policy=policy, timeout=timeout, on_progress=on_progress
         )
-
-
-async def _token_masked(created: Awaitable[T], token: str) -> T:
-    """The created task, with a webhook's secret ``token`` masked in it and in any error
-    (as the key is): an answer may echo the callback URL (a validation error's
-    ``received``), and whoever reads the token can forge deliveries."""
-    try:
-        task = await created
-    except GPTunnelError as exc:
-        made_safe(exc, token)  # in place: the SDK's own error, its chain made safe
-        raise
-    return secret_masked(task, token)
 
 
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")

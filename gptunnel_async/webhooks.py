@@ -44,6 +44,7 @@ from ._checks import (
     http_url,
     optional,
 )
+from ._in_process import InProcessOnly
 from ._polling import PollPolicy
 from ._safe_errors import secret_arguments
 from ._sansio.responses import decode_any_task
@@ -216,7 +217,7 @@ def _body(body: bytes | str) -> bytes:
     raise ConfigurationError(f"body must be bytes, got {describe(body)}")
 
 
-class WebhookReceiver:
+class WebhookReceiver(InProcessOnly):
     """Hands out a callback URL with a secret token, accepts the POSTs that carry it, and
     lets waits finish on them.
 
@@ -236,6 +237,9 @@ class WebhookReceiver:
         ConfigurationError: the URL is not an absolute http(s) URL, the secret is short,
             or ``api_key`` is not a string.
     """
+
+    _holds = "the API key and its webhook's secret token"
+    _instead = "make a WebhookReceiver in the other process, with the same secret= for the same URL"
 
     @secret_arguments
     def __init__(

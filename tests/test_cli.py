@@ -393,3 +393,21 @@ def test_a_path_the_api_lacks_gets_no_family_hint(fake: FakeGPTunnel) -> None:
     assert done.returncode == 4
     assert "check base_url" in done.stderr
     assert "hint:" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "complaint"),
+    [
+        (b'{"tasks": [', "not JSON in UTF-8"),
+        (b"\xff\xfe{}", "not JSON in UTF-8"),
+        (b"[]", "holds a JSON object"),
+    ],
+    ids=["cut short", "not UTF-8", "a list"],
+)
+def test_a_tasks_file_that_is_not_one_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, complaint: str
+) -> None:
+    tasks = tmp_path / "tasks.json"
+    tasks.write_bytes(content)
+    assert main(["emulator", "--port", "0", "--tasks", str(tasks)]) == 2
+    assert complaint in capsys.readouterr().err

@@ -5,6 +5,7 @@ command line's exit 4), never the caller's (``ConfigurationError``)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,10 +19,12 @@ from gptunnel_async import (
     ConfigurationError,
     GPTunnelClient,
     ResponseDecodeError,
+    ServerError,
 )
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, MAX_WEBHOOK_URL_LENGTH, webhook_url
 from gptunnel_async._sansio.responses import Created, decode_media_task, decode_task
 from gptunnel_async.cli import EXIT_API_ERROR
+from gptunnel_async.instrumentation import Hook, LoggingHook, RetryDetails, set_hooks
 from gptunnel_async.testing import FakeGPTunnel
 
 from .conftest import ScriptedAPI, task_json
@@ -203,3 +206,40 @@ async def test_a_token_echoed_in_the_created_task_is_masked(
     assert task.error == "will call https://bot.example/hook?token=***"
     plain = await client.faceswap.create(*IMAGES)  # no webhook: nothing to mask
     assert plain.error == f"will call {HOOK}"
+
+
+ECHOES: list[tuple[int, Any, dict[str, str]]] = [
+    (429, {"error": {"message": f"slow down, {HOOK}", "type": "rate_limit"}}, {}),
+    (503, f"<html>upstream refused {HOOK}</html>", {"Content-Type": "text/html"}),
+]
+
+
+async def test_a_token_echoed_by_a_retried_create_is_masked_in_its_retry_reports(
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    recorded_sleeps: list[float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[RetryDetails] = []
+
+    class Retries(Hook):
+        def on_retry(self, details: RetryDetails) -> None:
+            seen.append(details)
+
+    set_hooks([LoggingHook(), Retries()])
+    try:
+        caplog.set_level(logging.DEBUG)
+        api.script(*ECHOES, task_json(status="idle", id="t-created"))
+        task = await client.faceswap.create(*IMAGES, webhook=HOOK)
+        api.replies[:] = [*ECHOES, *ECHOES]  # retried until the retries run out
+        with pytest.raises(ServerError) as caught:
+            await client.faceswap.create(*IMAGES, webhook=HOOK)
+    finally:
+        set_hooks([LoggingHook()])
+    assert task.id == "t-created" and len(recorded_sleeps) == 5
+    assert [details.status_code for details in seen] == [429, 503, 429, 503, 429]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 5 and "hook?token=***" in warnings[0]
+    assert not any(TOKEN in text for text in warnings)
+    assert not any(holds_token(details.error) for details in seen)
+    assert not holds_token(caught.value) and not holds_token(vars(caught.value))

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
-from gptunnel_async import GPTunnelClient, TaskFailedError, WaitTimeoutError
+from gptunnel_async import ConfigurationError, GPTunnelClient, TaskFailedError, WaitTimeoutError
 from gptunnel_async.instrumentation import (
     Hook,
     LoggingHook,
@@ -86,9 +86,16 @@ def test_the_default_is_one_logging_hook() -> None:
     assert type(hook) is LoggingHook
 
 
-def test_only_hooks_that_are_hooks_are_taken() -> None:
-    with pytest.raises(TypeError, match="Hook"):
-        set_hooks([print])  # type: ignore[list-item]
+@pytest.mark.parametrize(
+    "hooks",
+    [[print], [LoggingHook(), "logging"], LoggingHook(), None, 3, [None]],
+    ids=["a function", "a string among hooks", "one hook, not a list", "None", "3", "[None]"],
+)
+def test_only_hooks_that_are_hooks_are_taken(hooks: Any) -> None:
+    before = get_hooks()
+    with pytest.raises(ConfigurationError, match="Hook"):
+        set_hooks(hooks)
+    assert get_hooks() == before  # nothing half-set
     set_hooks([])
     assert get_hooks() == ()
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gptunnel_async import ConfigurationError
 from gptunnel_async._images import sniff_image_type
 from gptunnel_async.testing import SAMPLE_NAMES, sample_image
 from gptunnel_async.testing._pictures import face_swap_picture, read_png, write_png
@@ -30,7 +31,7 @@ def test_the_samples_read_and_write_back_to_the_same_pixels(name: str) -> None:
 
 
 def test_anything_else_is_refused() -> None:
-    with pytest.raises(ValueError, match="not a PNG"):
+    with pytest.raises(ConfigurationError, match="not a PNG"):
         read_png(b"GIF89a")
 
 

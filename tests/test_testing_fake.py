@@ -19,6 +19,7 @@ from gptunnel_async import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     InsufficientBalanceError,
     NotFoundError,
     PollPolicy,
@@ -312,7 +313,7 @@ async def test_task_peeks_without_counting_a_read(fake: FakeGPTunnel) -> None:
 def test_task_ids_are_unique() -> None:
     with FakeGPTunnel() as fake:
         fake.script_task(steps=[("done", 100)], task_id="same")
-        with pytest.raises(ValueError, match="already has a task"):
+        with pytest.raises(ConfigurationError, match="already has a task"):
             fake.script_task(steps=[("done", 100)], task_id="same")
 
 
@@ -330,7 +331,7 @@ def test_task_ids_are_unique() -> None:
     ],
 )
 def test_bad_scripts_are_refused(kwargs: dict[str, Any], complaint: str) -> None:
-    with pytest.raises(ValueError, match=complaint):
+    with pytest.raises(ConfigurationError, match=complaint):
         TaskScript.build(**kwargs)
 
 
@@ -481,7 +482,7 @@ async def test_delay_next_slows_an_answer_down(fake: FakeGPTunnel) -> None:
 def test_bad_faults_are_refused(
     method: str, args: tuple[Any, ...], kwargs: dict[str, Any], complaint: str
 ) -> None:
-    with pytest.raises(ValueError, match=complaint):
+    with pytest.raises(ConfigurationError, match=complaint):
         getattr(FakeGPTunnel(), method)(*args, **kwargs)
 
 
@@ -635,7 +636,7 @@ def test_samples_are_small_pngs(name: str) -> None:
 
 
 def test_an_unknown_sample_is_an_error() -> None:
-    with pytest.raises(ValueError, match=r"source\.png"):
+    with pytest.raises(ConfigurationError, match=r"source\.png"):
         sample_image("../secret")
 
 

@@ -293,7 +293,7 @@ async def test_creates_are_refused_once_balance_and_credit_are_used_up(
 
 @pytest.mark.parametrize("value", [float("nan"), "10", True, None])
 def test_a_balance_must_be_a_finite_number(value: Any) -> None:
-    with pytest.raises(ValueError, match="balance"):
+    with pytest.raises(ConfigurationError, match="balance"):
         FakeGPTunnel().set_balance(value)
 
 

@@ -236,7 +236,7 @@ def test_nonsense_receivers_are_refused(url: str, secret: str | None) -> None:
 
 
 async def test_the_emulator_refuses_to_fail_a_webhook(fake: FakeGPTunnel) -> None:
-    with pytest.raises(ValueError, match="dropped or delayed"):
+    with pytest.raises(ConfigurationError, match="dropped or delayed"):
         fake.fail_next(500, server="webhook")
 
 

@@ -12,6 +12,8 @@ from typing import Any, Final
 import attrs
 from yarl import URL
 
+from .._in_process import InProcessOnly
+
 __all__ = ["ACCEPTED_ENCODINGS", "Request", "RequestBuilder"]
 
 ACCEPTED_ENCODINGS: Final = "gzip, deflate"
@@ -20,7 +22,7 @@ session does not (``auto_decompress=False``)."""
 
 
 @attrs.frozen
-class Request:
+class Request(InProcessOnly):
     """One HTTP request, ready to send.
 
     Attributes:
@@ -53,7 +55,7 @@ class Request:
         return f"{self.method} {where}"
 
 
-class RequestBuilder:
+class RequestBuilder(InProcessOnly):
     """Builds the requests of one client: API calls under ``base_url`` and fetches of
     other URLs, each with the headers its origin may see.
 

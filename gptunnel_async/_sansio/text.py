@@ -45,6 +45,8 @@ import unicodedata
 from collections.abc import Callable
 from typing import Final
 
+from .._in_process import InProcessOnly
+
 __all__ = ["MASK", "MIN_RUN", "SecretMask", "clip", "excerpt", "mask_for", "printable", "shorten"]
 
 MASK: Final = "***"
@@ -158,7 +160,7 @@ def _canonical(text: str) -> str:
     return decoded.lower().replace(" ", "+")
 
 
-class SecretMask:
+class SecretMask(InProcessOnly):
     """Finds a secret in text, in every harmless variation (see the module's docstring),
     and masks it.
 
@@ -167,6 +169,8 @@ class SecretMask:
     """
 
     __slots__ = ("_forms", "_probes")
+    _holds = "a secret"
+    _instead = "make one from the secret where it is needed (mask_for)"
 
     def __init__(self, secret: str) -> None:
         # The key as sent, and the key as it reads once its own ``%41``, ``\\/`` or

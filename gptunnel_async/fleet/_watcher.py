@@ -45,6 +45,7 @@ from .._checks import (
     optional,
     positive_number,
 )
+from .._in_process import InProcessOnly
 from .._logging import sdk_logger
 from .._polling import PollPolicy
 from .._sansio.text import clip
@@ -166,7 +167,7 @@ class _Pool:
         await asyncio.gather(*self._running, return_exceptions=True)
 
 
-class Watcher:
+class Watcher(InProcessOnly):
     """Waits that survive restarts, shared by every worker of a fleet.
 
     Args:
@@ -192,6 +193,11 @@ class Watcher:
         ConfigurationError: a bad option: ``client`` not a ``GPTunnelClient``, ``store``
             without the ``WatchStore`` methods, a blank ``worker``.
     """
+
+    _instead = (
+        "make a GPTunnelClient and a Watcher over the same store in the other process: "
+        "the waits are in the store"
+    )
 
     def __init__(
         self,

@@ -13,8 +13,9 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from .._checks import describe
 from .._logging import logger
-from ..errors import GPTunnelError
+from ..errors import ConfigurationError, GPTunnelError
 
 __all__ = [
     "Hook",
@@ -230,12 +231,17 @@ def set_hooks(hooks: Iterable[Hook]) -> None:
         hooks: [Hook][gptunnel_async.instrumentation.Hook] instances, called in order.
 
     Raises:
-        TypeError: one of them is not a ``Hook``.
+        ConfigurationError: ``hooks`` is not an iterable of ``Hook`` instances (a single
+            hook included: pass ``[hook]``).
     """
+    if not isinstance(hooks, Iterable):
+        raise ConfigurationError(f"hooks must be a list of Hook instances, got {describe(hooks)}")
     chosen = tuple(hooks)
     for hook in chosen:
         if not isinstance(hook, Hook):
-            raise TypeError(f"a hook must be a gptunnel_async.instrumentation.Hook, got {hook!r}")
+            raise ConfigurationError(
+                f"a hook must be a gptunnel_async.instrumentation.Hook, got {describe(hook)}"
+            )
     for kind, method in _METHODS.items():
         overriding = [
             getattr(hook, method)

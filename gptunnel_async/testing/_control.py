@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from ..errors import ConfigurationError
 from ..models import converter
 from ._state import RecordedRequest
 
@@ -42,10 +43,10 @@ _FAULT_FIELDS: Final = frozenset(
 
 def _fields(spec: Any, allowed: frozenset[str], what: str) -> Mapping[str, Any]:
     if not isinstance(spec, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {type(spec).__name__}")
+        raise ConfigurationError(f"{what} must be a JSON object, got {type(spec).__name__}")
     unknown = sorted(set(spec) - allowed)
     if unknown:
-        raise ValueError(f"{what} has unknown fields {unknown}; known: {sorted(allowed)}")
+        raise ConfigurationError(f"{what} has unknown fields {unknown}; known: {sorted(allowed)}")
     return spec
 
 
@@ -58,7 +59,7 @@ def script_from_spec(fake: FakeGPTunnel, spec: Any) -> str:
     ``"@Midjourney"``) or ``"model"`` (a ``/media`` task).
 
     Raises:
-        ValueError: the spec is not one.
+        ConfigurationError: the spec is not one.
     """
     fields = _fields(spec, _TASK_FIELDS, "a task")
     return fake.script_task(
@@ -76,7 +77,7 @@ def created_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
     ``{"duration": 5}``, with an optional ``"error"``.
 
     Raises:
-        ValueError: the spec is not one.
+        ConfigurationError: the spec is not one.
     """
     fields = _fields(spec, frozenset({"steps", "duration", "error"}), "the created tasks' script")
     fake.script_created(
@@ -90,7 +91,7 @@ def _steps(fields: Mapping[str, Any]) -> list[Any] | None:
     if steps is None:
         return None
     if not isinstance(steps, list):
-        raise ValueError("steps must be a list of [status, percent] pairs")
+        raise ConfigurationError("steps must be a list of [status, percent] pairs")
     return [tuple(step) if isinstance(step, list) else step for step in steps]
 
 
@@ -102,7 +103,7 @@ def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
     to one endpoint (``"path": "faceswap/create"``) or aim at ``"server": "storage"``.
 
     Raises:
-        ValueError: the spec is not one.
+        ConfigurationError: the spec is not one.
     """
     fields = dict(_fields(spec, _FAULT_FIELDS, "a fault"))
     kind = fields.pop("kind", "fail")
@@ -115,7 +116,9 @@ def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
     elif kind == "delay" and set(fields) <= {"seconds"}:
         fake.delay_next(fields.get("seconds", 1.0), **where)
     else:
-        raise ValueError(f"a fault's kind is 'fail', 'drop' or 'delay' with its fields, got {spec}")
+        raise ConfigurationError(
+            f"a fault's kind is 'fail', 'drop' or 'delay' with its fields, got {spec}"
+        )
 
 
 def _request_json(request: RecordedRequest) -> dict[str, Any]:

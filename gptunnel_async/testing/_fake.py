@@ -19,7 +19,7 @@ from aiohttp import web
 
 from .._checks import port as check_port
 from .._client import GPTunnelClient
-from ..errors import UsageError
+from ..errors import ConfigurationError, UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
 from ._control import CONTROL_PREFIX, control_routes
@@ -160,7 +160,7 @@ class FakeGPTunnel:
             The task's id.
 
         Raises:
-            ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
+            ConfigurationError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         script = TaskScript.build(steps, duration, error)
         output = (
@@ -236,7 +236,7 @@ class FakeGPTunnel:
                 its result), as some media models do.
 
         Raises:
-            ValueError: neither or both of ``steps`` and ``duration``, or a bad value.
+            ConfigurationError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         options: dict[str, Any] = {
             "clips": clips,
@@ -283,12 +283,12 @@ class FakeGPTunnel:
             credit_limit: how far below zero it may go.
 
         Raises:
-            ValueError: a value that is not a finite number.
+            ConfigurationError: a value that is not a finite number.
         """
         for name, value in (("balance", balance), ("credit_limit", credit_limit)):
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not (number and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
         self._state.balance = attrs.evolve(
             self._state.balance, balance=float(balance), credit_limit=float(credit_limit)
         )
@@ -317,12 +317,14 @@ class FakeGPTunnel:
             server: ``"storage"`` aims it at result downloads instead of the API.
 
         Raises:
-            ValueError: a status, count or server that makes no sense.
+            ConfigurationError: a status, count or server that makes no sense.
         """
         if not (isinstance(status, int) and 200 <= status <= 599):
-            raise ValueError(f"status must be an HTTP status from 200 to 599, got {status!r}")
+            raise ConfigurationError(
+                f"status must be an HTTP status from 200 to 599, got {status!r}"
+            )
         if server == "webhook":
-            raise ValueError("webhook deliveries can be dropped or delayed, not failed")
+            raise ConfigurationError("webhook deliveries can be dropped or delayed, not failed")
         if isinstance(retry_after, datetime):
             header: str | None = format_datetime(retry_after, usegmt=True)
         elif retry_after is not None:
@@ -346,7 +348,7 @@ class FakeGPTunnel:
                 ``"webhook"`` loses the next ``times`` webhook deliveries instead.
 
         Raises:
-            ValueError: a count or server that makes no sense.
+            ConfigurationError: a count or server that makes no sense.
         """
         self._fault(server, path, times, drop=True)
 
@@ -371,10 +373,10 @@ class FakeGPTunnel:
                 ``"webhook"`` holds the next ``times`` webhook deliveries back instead.
 
         Raises:
-            ValueError: a delay, count or server that makes no sense.
+            ConfigurationError: a delay, count or server that makes no sense.
         """
         if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
-            raise ValueError(f"seconds must be a number >= 0, got {seconds!r}")
+            raise ConfigurationError(f"seconds must be a number >= 0, got {seconds!r}")
         self._fault(server, path, times, delay=float(seconds))
 
     def clear_faults(self) -> None:
@@ -383,10 +385,12 @@ class FakeGPTunnel:
 
     def _fault(self, server: Server, path: str | None, times: int | None, **how: Any) -> None:
         if server not in ("api", "storage", "webhook"):
-            raise ValueError(f"server must be 'api', 'storage' or 'webhook', got {server!r}")
+            raise ConfigurationError(
+                f"server must be 'api', 'storage' or 'webhook', got {server!r}"
+            )
         counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
         if times is not None and not counted:
-            raise ValueError(f"times must be an int > 0 or None, got {times!r}")
+            raise ConfigurationError(f"times must be an int > 0 or None, got {times!r}")
         where = path.strip("/") if path is not None else None
         self._state.add_fault(Fault(server=server, path=where, remaining=times, **how))
 

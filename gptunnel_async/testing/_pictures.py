@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Final
 
+from ..errors import ConfigurationError
 from ._samples import sample_image
 
 __all__ = ["face_swap_picture", "read_png", "write_png"]
@@ -28,7 +29,7 @@ _INK: Final = (60, 60, 60)
 
 def _chunks(data: bytes) -> dict[bytes, bytes]:
     if not data.startswith(_SIGNATURE):
-        raise ValueError("not a PNG file")
+        raise ConfigurationError("not a PNG file")
     found: dict[bytes, bytes] = {}
     at = len(_SIGNATURE)
     while at < len(data):
@@ -49,12 +50,12 @@ def read_png(data: bytes) -> Pixels:
     """The pixels of an 8-bit RGB, non-interlaced PNG (what the samples are).
 
     Raises:
-        ValueError: another kind of PNG, or not a PNG.
+        ConfigurationError: another kind of PNG, or not a PNG.
     """
     chunks = _chunks(data)
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
     if (depth, colour, interlace) != (8, 2, 0):
-        raise ValueError("only 8-bit RGB PNGs without interlacing are read here")
+        raise ConfigurationError("only 8-bit RGB PNGs without interlacing are read here")
     raw = zlib.decompress(chunks[b"IDAT"])
     stride, previous, rows = width * 3, bytearray(width * 3), []
     for y in range(height):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from typing import Final
 
+from ..errors import ConfigurationError
+
 __all__ = ["SAMPLE_NAMES", "sample_image"]
 
 SAMPLE_NAMES: Final = ("source.png", "face.png", "result.png")
@@ -22,8 +24,8 @@ def sample_image(name: str) -> bytes:
         The PNG file's bytes.
 
     Raises:
-        ValueError: no sample has that name.
+        ConfigurationError: no sample has that name.
     """
     if name not in SAMPLE_NAMES:
-        raise ValueError(f"no sample image {name!r}; there are {', '.join(SAMPLE_NAMES)}")
+        raise ConfigurationError(f"no sample image {name!r}; there are {', '.join(SAMPLE_NAMES)}")
     return resources.files(__package__).joinpath("samples", name).read_bytes()

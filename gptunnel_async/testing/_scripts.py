@@ -13,6 +13,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from .._sansio.statuses import MEDIA_DONE_STATUSES, Stage, classify
+from ..errors import ConfigurationError
 from ..models import MediaClip, MediaTask, Task, Usage
 
 __all__ = [
@@ -99,16 +100,18 @@ class TaskScript:
         it makes the task end ``failed`` instead of ``done``.
         """
         if (steps is None) == (duration is None):
-            raise ValueError("give exactly one of steps=[(status, percent), ...] or duration=")
+            raise ConfigurationError(
+                "give exactly one of steps=[(status, percent), ...] or duration="
+            )
         if duration is not None:
             if not (isinstance(duration, int | float) and math.isfinite(duration)):
-                raise ValueError(f"duration must be a number of seconds, got {duration!r}")
+                raise ConfigurationError(f"duration must be a number of seconds, got {duration!r}")
             if duration < 0:
-                raise ValueError(f"duration must be >= 0, got {duration!r}")
+                raise ConfigurationError(f"duration must be >= 0, got {duration!r}")
             return cls(duration=float(duration), error=error)
         checked = tuple(_step(step) for step in steps or ())
         if not checked:
-            raise ValueError("steps must hold at least one (status, percent) pair")
+            raise ConfigurationError("steps must hold at least one (status, percent) pair")
         return cls(steps=checked, error=error)
 
     def state(self, reads: int, elapsed: float) -> Step:
@@ -124,9 +127,9 @@ class TaskScript:
 def _step(step: Step) -> Step:
     status, percent = step
     if not isinstance(status, str) or not status:
-        raise ValueError(f"a step's status must be a non-empty string, got {status!r}")
+        raise ConfigurationError(f"a step's status must be a non-empty string, got {status!r}")
     if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
-        raise ValueError(f"a step's percent must be an int from 0 to 100, got {percent!r}")
+        raise ConfigurationError(f"a step's percent must be an int from 0 to 100, got {percent!r}")
     return status, percent
 
 
@@ -163,9 +166,9 @@ class MediaOutput:
         count = (2 if model.startswith("suno") else 0) if clips is None else clips
         for name, value in (("clips", count), ("done_before_url", done_before_url)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+                raise ConfigurationError(f"{name} must be an int >= 0, got {value!r}")
         if preview_stub and not count:
-            raise ValueError("a preview stub comes beside clips: give clips >= 1")
+            raise ConfigurationError("a preview stub comes beside clips: give clips >= 1")
         return cls(clips=count, preview_stub=bool(preview_stub), done_before_url=done_before_url)
 
 

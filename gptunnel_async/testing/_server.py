@@ -15,6 +15,7 @@ from typing import Any, Final, TextIO
 
 import attrs
 
+from ..errors import ConfigurationError
 from ._control import created_from_spec, fault_from_spec, script_from_spec
 from ._fake import FakeGPTunnel
 
@@ -47,10 +48,13 @@ def _load(fake: FakeGPTunnel, options: EmulatorOptions) -> list[str]:
         with options.tasks_file.open("rb") as file:  # /dev/zero must not fill the memory
             text = file.read(MAX_TASKS_FILE + 1)
         if len(text) > MAX_TASKS_FILE:
-            raise ValueError(f"the tasks file is over {MAX_TASKS_FILE // 2**20} MiB")
-        document = json.loads(text.decode("utf-8"))
+            raise ConfigurationError(f"the tasks file is over {MAX_TASKS_FILE // 2**20} MiB")
+        try:
+            document = json.loads(text.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+            raise ConfigurationError(f"the tasks file is not JSON in UTF-8: {exc}") from None
         if not isinstance(document, dict):
-            raise ValueError('the tasks file holds a JSON object: {"tasks": [...]}')
+            raise ConfigurationError('the tasks file holds a JSON object: {"tasks": [...]}')
         specs += document.get("tasks", [])
         for fault in document.get("faults", []):
             fault_from_spec(fake, fault)
@@ -91,7 +95,7 @@ async def serve(options: EmulatorOptions, out: TextIO = sys.stdout) -> int:
     """Run the emulator until SIGINT or SIGTERM; 0 once it has stopped cleanly.
 
     Raises:
-        ValueError: a task, fault or tasks file that is not one.
+        ConfigurationError: a task, fault or tasks file that is not one.
         OSError: the port is taken, or the tasks file cannot be read.
     """
     fake = FakeGPTunnel(

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 from multidict import CIMultiDictProxy
 
+from ..errors import ConfigurationError
 from ..models import Balance, MediaTask, Task, Usage
 from ._scripts import DEFAULT_CREATED_SCRIPT, LOOKS, EmulatedTask, Look, MediaOutput, TaskScript
 
@@ -144,7 +145,7 @@ class EmulatorState:
                 )
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
-                raise ValueError(f"the emulator already has a task {new_id!r}")
+                raise ConfigurationError(f"the emulator already has a task {new_id!r}")
             result_url, image = self._result_urls(new_id, look)
             task = EmulatedTask(
                 id=new_id,

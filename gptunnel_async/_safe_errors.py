@@ -12,9 +12,10 @@ redirect target) and bounded.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
-from typing import Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import aiohttp
 import attrs
@@ -46,7 +47,9 @@ def secret_arguments(func: Callable[P, R]) -> Callable[P, R]:
     """``func``, whose errors leave from a frame that holds none of its arguments.
 
     For the calls given the API key or a webhook secret (a client's or a receiver's
-    constructor, ``parse_webhook``): each frame they run holds those as locals, the
+    constructor, ``parse_webhook``, a create call given a ``webhook`` URL with its
+    token, and a coroutine function's awaited errors alike): each frame they run holds
+    those as locals, the
     call's own frame as its parameters, and error trackers, ``rich``, ``pytest -l`` and
     ``traceback`` with ``capture_locals`` render the locals of every frame of a
     traceback. An error raised inside (bad arguments, a wrong token, a bad body) loses
@@ -56,18 +59,42 @@ def secret_arguments(func: Callable[P, R]) -> Callable[P, R]:
     its chain intact.
     """
 
+    if inspect.iscoroutinefunction(func):
+        return cast(Callable[P, R], _secret_arguments_awaited(func))
+
     @functools.wraps(func)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
         handled = sys.exception()  # the caller's, if it calls from an ``except`` block
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            for current in _chain(exc, stop=handled):
-                current.__traceback__ = None
+            _forget_frames(exc, handled)
             del args, kwargs, handled
             raise  # from this frame alone: ``exc`` keeps its chain, as it was raised
 
     return guarded
+
+
+def _secret_arguments_awaited(func: Callable[P, Any]) -> Callable[P, Any]:
+    """:func:`secret_arguments` of a coroutine function."""
+
+    @functools.wraps(func)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
+        handled = sys.exception()
+        try:
+            return await func(*args, **kwargs)
+        except Exception as exc:
+            _forget_frames(exc, handled)
+            del args, kwargs, handled
+            raise
+
+    return guarded
+
+
+def _forget_frames(exc: BaseException, handled: BaseException | None) -> None:
+    """Detach the tracebacks of ``exc`` and its chain, down to the caller's ``handled``."""
+    for current in _chain(exc, stop=handled):
+        current.__traceback__ = None
 
 
 def made_safe(exc: BaseException, secret: str | None) -> BaseException:

@@ -353,6 +353,7 @@ class TaskResource(InProcessOnly, Generic[T]):
             for task_id in checked
         ]
 
+    @secret_arguments  # a webhook URL in the body holds its token
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:
         """Start a task at an endpoint the SDK does not model, and get this family's
         typed task back.
@@ -443,6 +444,7 @@ class FaceSwap(TaskResource[Task]):
 
     family = Family("faceswap/result", decode_task, result_lifetime=timedelta(days=3))
 
+    @secret_arguments  # ``webhook`` holds its token
     async def create(
         self, source_image: ImageInput, face_image: ImageInput, *, webhook: str | None = None
     ) -> Task:
@@ -824,6 +826,7 @@ class Media(TaskResource[MediaTask]):
         "media/result", decode_media_task, id_param="task_id", result_lifetime=timedelta(hours=24)
     )
 
+    @secret_arguments  # a ``webhook`` option holds its token
     async def create(
         self,
         model: str,
@@ -862,6 +865,7 @@ class Media(TaskResource[MediaTask]):
         payload = _media_payload(model, prompt, images, ar, extra)
         return await self._create("media/create", payload)
 
+    @secret_arguments  # a ``webhook`` option holds its token
     async def generate(
         self,
         model: str,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from gptunnel_async import (
     BadRequestError,
     ConfigurationError,
     GPTunnelClient,
+    GPTunnelError,
     ResponseDecodeError,
     ServerError,
 )
@@ -27,7 +30,7 @@ from gptunnel_async.cli import EXIT_API_ERROR
 from gptunnel_async.instrumentation import Hook, LoggingHook, RetryDetails, set_hooks
 from gptunnel_async.testing import FakeGPTunnel
 
-from .conftest import ScriptedAPI, task_json
+from .conftest import ScriptedAPI, media_json, task_json
 from .test_cli import run
 
 # -- webhook URLs ---------------------------------------------------------------------------
@@ -243,3 +246,62 @@ async def test_a_token_echoed_by_a_retried_create_is_masked_in_its_retry_reports
     assert not any(TOKEN in text for text in warnings)
     assert not any(holds_token(details.error) for details in seen)
     assert not holds_token(caught.value) and not holds_token(vars(caught.value))
+
+
+def locals_holding_token(error: BaseException) -> list[str]:
+    """The SDK's frames in ``error``'s traceback and chain with a local that shows the token,
+    as error trackers and ``traceback`` with ``capture_locals`` render them."""
+    rendered = traceback.TracebackException.from_exception(error, capture_locals=True)
+    found: list[str] = []
+    pending: list[traceback.TracebackException | None] = [rendered]
+    while pending:
+        current = pending.pop()
+        if current is None:
+            continue
+        for frame in current.stack:
+            sdk = f"{os.sep}gptunnel_async{os.sep}" in frame.filename  # not the test's own
+            if sdk and any(TOKEN in value for value in (frame.locals or {}).values()):
+                found.append(frame.name)
+        pending += [current.__cause__, current.__context__]
+    return found
+
+
+WEBHOOK_CALLS: list[tuple[str, Callable[[GPTunnelClient], Awaitable[Any]], list[Any]]] = [
+    (
+        "faceswap.create refused",
+        lambda client: client.faceswap.create(*IMAGES, webhook=HOOK),
+        [(400, {"error": {"message": "bad image"}}, {})],
+    ),
+    (
+        "create_task unpaid",
+        lambda client: client.faceswap.create_task("faceswap/create", {"webhook": HOOK}),
+        [(402, {"error": {"message": "no money"}}, {})],
+    ),
+    (
+        "media.create refused",
+        lambda client: client.media.create("flux-pro", "a cat", webhook=HOOK),
+        [{"code": 3, "message": "invalid input"}],
+    ),
+    (
+        "media.generate failed",
+        lambda client: client.media.generate("flux-pro", "a cat", webhook=HOOK),
+        [media_json("idle"), media_json("failed", message="blocked")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "call", "replies"), WEBHOOK_CALLS, ids=[c[0] for c in WEBHOOK_CALLS]
+)
+async def test_no_frame_of_a_failed_create_holds_its_webhook_token(
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    what: str,
+    call: Callable[[GPTunnelClient], Awaitable[Any]],
+    replies: list[Any],
+) -> None:
+    api.replies[:] = replies
+    with pytest.raises(GPTunnelError) as caught:
+        await call(client)
+    assert locals_holding_token(caught.value) == []
+    assert not holds_token(caught.value)

@@ -5,6 +5,8 @@ chained exception, every frame, every local's ``repr``)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import string
 import traceback
@@ -334,3 +336,29 @@ def test_an_unexpected_error_leaves_without_the_secret_too() -> None:
     with pytest.raises(RuntimeError) as caught:
         broken("hunter2-hunter2-hunter2")
     assert "hunter2-hunter2-hunter2" not in rendered(caught.value)
+
+
+async def test_a_coroutine_function_is_guarded_when_awaited() -> None:
+    @secret_arguments
+    async def refuse(secret: str) -> int:
+        await asyncio.sleep(0)
+        try:
+            int(secret)
+        except ValueError as exc:
+            raise ConfigurationError("not a number") from exc
+        return 1
+
+    assert inspect.iscoroutinefunction(refuse) and refuse.__name__ == "refuse"
+    try:
+        raise KeyError("the caller's")
+    except KeyError as outer:
+        caller_s = outer
+        with pytest.raises(ConfigurationError) as caught:
+            await refuse("hunter2-hunter2-hunter2")
+    assert caller_s.__traceback__ is not None  # not the SDK's to take
+    cause = caught.value.__cause__
+    assert isinstance(cause, ValueError) and cause.__traceback__ is None
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    assert [frame.name for frame in shown.stack if "secret" in (frame.locals or {})] == []
+    assert "refuse" not in [frame.name for frame in shown.stack]
+    assert await refuse("12") == 1

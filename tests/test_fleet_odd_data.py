@@ -313,3 +313,76 @@ async def test_a_key_of_another_type_is_a_data_error_not_an_unavailable_store(
         await store.status()
     with pytest.raises(StoreDataError, match="WRONGTYPE"):
         await store.claim("worker-1", 5, 30.0)
+
+
+async def _retype(redis: Redis, key: str, kind: str) -> None:
+    """Replace ``key`` (a task's hash) by a value of another ``kind``, as a careless
+    operator's SET or a cut write of another tool would."""
+    await redis.delete(key)
+    if kind == "string":
+        await redis.set(key, "oops")
+    elif kind == "list":
+        await redis.rpush(key, "a", "b")
+    elif kind == "set":
+        await redis.sadd(key, "a")
+    elif kind == "zset":
+        await redis.zadd(key, {"a": 1})
+    else:
+        await redis.xadd(key, {"a": "b"})
+
+
+KINDS = ["string", "list", "set", "zset", "stream"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("where", ["first", "last"], ids=["due first", "due last"])
+async def test_a_task_key_of_another_type_is_set_aside_when_claimed(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    where: str,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gptunnel_async.fleet")
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    ids = [fake.script_task(steps=[("running", 50), ("done", 100)]) for _ in range(5)]
+    for task_id in ids:
+        await watcher.watch(task_id)
+    bad = ids[0] if where == "first" else ids[-1]
+    await _retype(redis, store.task_key(bad), kind)
+    async with watcher:
+        deliveries = await handled.until(4)
+        await settle(lambda: _dead_letters(store, 1))
+    assert sorted(d.task_id for d in deliveries) == sorted(set(ids) - {bad})
+    status = await store.status()
+    assert (status.watched, status.due, status.leased, status.dead_letters) == (0, 0, 0, 1)
+    ((_, letter),) = await redis.xrange(store.dead_key)
+    assert letter[b"task"] == bad.encode() and f"holds a {kind}".encode() in letter[b"reason"]
+    assert (await redis.type(store.task_key(bad))).decode() == kind  # not ours: left as it is
+    assert len(_logged(caplog, "set aside as a dead letter")) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_finished_task_key_of_another_type_is_set_aside_when_taken(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore, kind: str
+) -> None:
+    ids = [fake.script_task(steps=[("done", 100)]) for _ in range(4)]
+    async with Watcher(client, store) as reader:  # no handler: it finishes, delivers none
+        for task_id in ids:
+            await reader.watch(task_id)
+        await settle(lambda: _finished_unhandled(store, 4))
+    bad = ids[1]
+    await _retype(redis, store.task_key(bad), kind)
+    handled = Handled()
+    async with Watcher(client, store, handler=handled):
+        deliveries = await handled.until(3)
+        await settle(lambda: _dead_letters(store, 1))
+    assert sorted(d.task_id for d in deliveries) == sorted(set(ids) - {bad})
+    assert (await store.status()).finished_unhandled == 0
+
+
+async def _finished_unhandled(store: RedisStore, count: int) -> bool:
+    return (await store.status()).finished_unhandled == count

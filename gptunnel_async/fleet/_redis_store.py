@@ -75,17 +75,27 @@ return 1
 """
 )
 
-# KEYS: due, leases. ARGV: task key prefix, worker, limit, lease.
+# KEYS: due, leases. ARGV: task key prefix, worker, limit, lease. Returns now, the next
+# due time, the ids whose key holds another type than a hash (with that type: left due,
+# for the caller to set aside), then each claimed task's id, record, deadline, schedule.
 _CLAIM: Final = (
     _CLOCK
     + """
 local lease_end = now + tonumber(ARGV[4])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {string.format('%.17g', now), ''}
+local odd = {}
+local out = {string.format('%.17g', now), '', odd}
 for _, id in ipairs(ids) do
   local key = ARGV[1] .. id
-  local f = redis.call('HMGET', key, 'state', 'record', 'deadline', 'schedule')
-  if f[1] ~= 'watching' then
+  local kind = redis.call('TYPE', key)['ok']
+  local f = {}
+  if kind == 'hash' or kind == 'none' then
+    f = redis.call('HMGET', key, 'state', 'record', 'deadline', 'schedule')
+  end
+  if kind ~= 'hash' and kind ~= 'none' then
+    table.insert(odd, id)
+    table.insert(odd, kind)
+  elseif f[1] ~= 'watching' then
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
   else
@@ -152,7 +162,7 @@ if ARGV[5] ~= '' then
   redis.call('XDEL', KEYS[4], ARGV[5])
 end
 local key = ARGV[1] .. ARGV[2]
-if redis.call('EXISTS', key) == 1 then
+if redis.call('TYPE', key)['ok'] == 'hash' then  -- another type is someone else's: left
   redis.call('HSET', key, 'state', 'dead', 'dead_reason', ARGV[3])
   redis.call('HDEL', key, 'lease')
   redis.call('EXPIRE', key, {FINISHED_KEPT})
@@ -231,7 +241,10 @@ class RedisStore:
                 keys=[self.due_key, self.leases_key],
                 args=[self._task_prefix, worker, limit, lease],
             )
-        now, next_due, *fields = reply
+        now, next_due, odd, *fields = reply
+        for task_id, kind in zip(*[iter(odd)] * 2, strict=True):
+            shown = _decode.text(kind, "a key's type")
+            await self._set_aside(task_id, StoreDataError(f"its key holds a {shown}, not a hash"))
         claims = []
         for task_id, record, deadline, schedule in zip(*[iter(fields)] * 4, strict=True):
             try:
@@ -307,9 +320,10 @@ class RedisStore:
 
     async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
         task_id = _decode.text(fields.get(b"task", fields.get("task")), "a finished entry's task")
-        record, deadline, outcome = await self.redis.hmget(
-            self.task_key(task_id), ["record", "deadline", "outcome"]
-        )
+        async with store_call("reading a finished task"):  # another type: StoreDataError
+            record, deadline, outcome = await self.redis.hmget(
+                self.task_key(task_id), ["record", "deadline", "outcome"]
+            )
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
             task_id,

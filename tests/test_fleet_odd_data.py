@@ -17,7 +17,8 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, Task
+from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, Task
+from gptunnel_async._sansio.waiting import WaitState
 from gptunnel_async.errors import ConfigurationError, StoreDataError
 from gptunnel_async.fleet import (
     FleetProgress,
@@ -386,3 +387,42 @@ async def test_a_finished_task_key_of_another_type_is_set_aside_when_taken(
 
 async def _finished_unhandled(store: RedisStore, count: int) -> bool:
     return (await store.status()).finished_unhandled == count
+
+
+async def test_a_saved_pacing_s_own_timeout_is_not_the_wait_s(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
+    await watcher.watch(task_id, timeout=60)
+    hasty = PollPolicy(initial=0.02, max_interval=0.05, jitter=0.0, timeout=0.001)
+    saved = WaitState.start(task_id, hasty, now=0.0).to_json()  # another version's, long ago
+    await redis.hset(store.task_key(task_id), "schedule", json.dumps(saved))
+    async with watcher:
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "done")
+
+
+async def test_no_read_is_scheduled_past_the_watch_s_deadline(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    handled = Handled()
+    slow = PollPolicy(initial=600.0, max_interval=600.0, jitter=0.0)
+    watcher = Watcher(client, store, handler=handled, policy=slow)
+    task_id = fake.script_task(steps=[("running", 10)])  # never ends
+    await watcher.watch(task_id, timeout=1.0)
+    async with watcher:
+        await settle(lambda: _has_schedule(redis, store, task_id))
+        due = await redis.zscore(store.due_key, task_id)
+        deadline = float(await redis.hget(store.task_key(task_id), "deadline"))
+        # the delay is counted from the claim: the read's own time may come on top
+        assert due is not None and due < deadline + 5  # not 600 s later
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "expired")
+    reads = [r for r in fake.requests if task_id in r.query.values()]
+    assert len(reads) == 1  # at the deadline it expires unread
+
+
+async def _has_schedule(redis: Redis, store: RedisStore, task_id: str) -> bool:
+    return bool(await redis.hexists(store.task_key(task_id), "schedule"))

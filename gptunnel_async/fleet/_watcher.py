@@ -394,7 +394,7 @@ class Watcher(InProcessOnly):
         saved with the task): finish the wait, or save the state and the next read."""
         record, now = claim.record, claim.now
         state = self._state_of(claim)
-        if now >= record.deadline or state.expired(now):
+        if now >= record.deadline:
             expired = Outcome("expired", None, record.timeout)
             await self.store.finish(claim.task_id, expired.dumps())
             return
@@ -409,7 +409,9 @@ class Watcher(InProcessOnly):
             event = decision.event
             progress = None if event is None else _progress(event, record).dumps()
             saved = json.dumps(state.to_json(), separators=(",", ":"))
-            delay = max(0.0, decision.at - now)
+            # Never past the watch's deadline: a long pause (a slow policy, a saved one)
+            # would deliver the expiry late, or after the task's hash is gone.
+            delay = max(0.0, min(decision.at, record.deadline) - now)
             await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
 
     async def _read_once(self, claim: Claim, state: WaitState) -> tuple[WaitState, Decision[Any]]:
@@ -428,12 +430,15 @@ class Watcher(InProcessOnly):
 
     def _state_of(self, claim: Claim) -> WaitState:
         """The task's saved wait state, or a new one (the deadline is the watch's): also
-        when the saved one cannot be read, which costs only its pacing."""
+        when the saved one cannot be read, which costs only its pacing. A saved policy's
+        own ``timeout`` is not used either: the watch's deadline is the only one."""
         if claim.schedule is not None:
             try:
-                return _decode.schedule(claim.schedule)
+                saved = _decode.schedule(claim.schedule)
             except StoreDataError as exc:
                 logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
+            else:
+                return attrs.evolve(saved, policy=attrs.evolve(saved.policy, timeout=None))
         policy = attrs.evolve(self.policy or self.client.poll_policy, timeout=None)
         return WaitState.start(claim.task_id, policy, claim.now)
 

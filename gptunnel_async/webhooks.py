@@ -302,19 +302,26 @@ class WebhookReceiver(InProcessOnly):
 
         Returns:
             200 for a task, 403 for a POST without the token, 400 for a body that is
-            not a task (or a media error body), 413 for one over 1 MiB.
+            not a task (or a media error body) or cannot be read (cut short, a
+            ``Content-Encoding`` that does not decode), 413 for one over 1 MiB.
         """
         if not _carries(request.query.get(TOKEN_PARAM), self.secret):  # before the body
             refused = web.json_response({"error": "forbidden"}, status=403)
             refused.force_close()  # its body is not read: the connection cannot be reused
             return refused
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            body += chunk
-            if len(body) > MAX_WEBHOOK_BYTES:
-                return web.json_response({"error": "too large"}, status=413)
         try:
-            self.receive(bytes(body), request.query.get(TOKEN_PARAM))
+            body = await _bounded_body(request)
+        except (web.RequestPayloadError, ConnectionError):
+            # Answered here: left to aiohttp, it is a 500 and an ERROR whose traceback's
+            # locals hold the request line, token and all. The rest of the body is not
+            # read either (that would log the same error): the connection is closed.
+            unreadable = web.json_response({"error": "unreadable body"}, status=400)
+            unreadable.force_close()
+            return unreadable
+        if body is None:
+            return web.json_response({"error": "too large"}, status=413)
+        try:
+            self.receive(body, request.query.get(TOKEN_PARAM))
         except WebhookVerificationError:
             return web.json_response({"error": "forbidden"}, status=403)
         except GPTunnelError:  # not a task object, or a media body with an error code
@@ -431,6 +438,16 @@ class WebhookReceiver(InProcessOnly):
         if kept is not None:
             self._arrived_bytes -= len(kept)
         return kept
+
+
+async def _bounded_body(request: web.Request) -> bytes | None:
+    """The POST's body, or ``None`` once it is over ``MAX_WEBHOOK_BYTES`` (not read on)."""
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_WEBHOOK_BYTES:
+            return None
+    return bytes(body)
 
 
 class _Delivery:

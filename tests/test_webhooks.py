@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from gptunnel_async import (
     ConfigurationError,
@@ -263,3 +264,34 @@ async def test_deliveries_nobody_waits_for_are_kept_within_a_size_bound() -> Non
         with pytest.raises(TaskFailedError):  # a kept one is found without a request
             await receiver.wait_for_result(client.faceswap, "t99")
     assert "t99" not in receiver._arrived
+
+
+UNREADABLE_BODIES: dict[str, tuple[dict[str, str], bytes]] = {
+    "gzip that is not": ({"Content-Encoding": "gzip"}, b"\x1f\x8b" + b"\x00" * 18),
+    "deflate that is not": ({"Content-Encoding": "deflate"}, b"garbage!!!"),
+    "br that is not": ({"Content-Encoding": "br"}, b"\xff" * 12),
+}
+
+
+async def _raw_post(url: str, headers: dict[str, str], data: bytes) -> bytes:
+    """POST ``data`` as it is (an HTTP client would encode it): the answer's status line."""
+    target = URL(url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(
+        f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}\r\n{head}"
+        f"Content-Length: {len(data)}\r\n\r\n".encode()
+        + data
+    )
+    try:
+        return await reader.readline()
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(("headers", "data"), UNREADABLE_BODIES.values(), ids=UNREADABLE_BODIES)
+async def test_a_body_that_cannot_be_read_is_answered_400(
+    receiver: WebhookReceiver, headers: dict[str, str], data: bytes
+) -> None:
+    status_line = await _raw_post(receiver.url, headers, data)
+    assert status_line.split()[1:2] == [b"400"], status_line  # not a 500

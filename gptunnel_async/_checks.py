@@ -190,6 +190,19 @@ def check_text(name: str, value: Any) -> str:
     return value
 
 
+def utf8_text(name: str, value: str) -> str:
+    """``value`` if UTF-8 can encode it (no lone surrogate, as a name read from an
+    environment that is not UTF-8 may hold): a Redis key or value is UTF-8 bytes;
+    ``ConfigurationError`` otherwise."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{name} must be text UTF-8 can encode (no lone surrogates), got {describe(value)}"
+        ) from None
+    return value
+
+
 def webhook_url(name: str, value: Any) -> str:
     """``value`` if it is a URL GPTunnel can call back: an absolute http(s) URL with a
     host, of printable characters without whitespace, at most

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, Task
@@ -271,6 +273,13 @@ def test_the_memory_store_refuses_what_it_could_not_read_back() -> None:
         (lambda c, r: Watcher(c, MemoryStore(), worker=""), "worker"),
         (lambda c, r: Watcher(c, MemoryStore(), worker=3), "worker"),  # type: ignore[arg-type]
         (lambda c, r: MemoryStore(clock=3), "clock must be a function"),  # type: ignore[arg-type]
+        (lambda c, r: RedisStore(r, name="bot-\udcff"), "name must be text UTF-8 can encode"),
+        (lambda c, r: RedisStore(r, prefix="\ud800app"), "prefix must be text UTF-8"),
+        (lambda c, r: RedisBudget(r, 5, name="\udcff"), "name must be text UTF-8"),
+        (lambda c, r: Watcher(c, MemoryStore(), worker="w-\udcff"), "worker must be text UTF-8"),
+        (lambda c, r: Watcher(c, MemoryStore(), lease=1e308), "lease must be"),
+        (lambda c, r: Watcher(c, MemoryStore(), delivery_timeout=1e308), "delivery_timeout"),
+        (lambda c, r: Watcher(c, MemoryStore(), delivery_timeout=86_401), "at most a day"),
     ],
 )
 def test_careless_constructor_arguments_are_configuration_errors(
@@ -426,3 +435,14 @@ async def test_no_read_is_scheduled_past_the_watch_s_deadline(
 
 async def _has_schedule(redis: Redis, store: RedisStore, task_id: str) -> bool:
     return bool(await redis.hexists(store.task_key(task_id), "schedule"))
+
+
+@given(name=st.text(max_size=20), prefix=st.text(max_size=20))
+def test_a_store_takes_a_name_its_keys_can_hold_or_refuses_it(name: str, prefix: str) -> None:
+    redis = Redis()  # not connected: only the key names are built
+    try:
+        store = RedisStore(redis, name=name, prefix=prefix)
+    except ConfigurationError:
+        return
+    for key in (store.task_key("t-1"), store.due_key, store.stream_key, store.dead_key):
+        key.encode("utf-8")  # as redis-py will send it

@@ -42,8 +42,10 @@ from .._checks import (
     function,
     implements,
     instance_of,
+    number,
     optional,
     positive_number,
+    utf8_text,
 )
 from .._in_process import InProcessOnly
 from .._logging import sdk_logger
@@ -183,15 +185,16 @@ class Watcher(InProcessOnly):
         policy: how reads are paced (its ``timeout`` is not used: ``watch`` takes one);
             by default the client's ``poll_policy``.
         lease: seconds a worker may hold a task it is reading before another may take
-            it (> 0); longer than a read with its retries takes.
+            it (> 0, at most a day); longer than a read with its retries takes.
         concurrency: reads in flight at once in this worker, and handlers too (>= 1).
         delivery_timeout: seconds a handler may run before its delivery is given to
-            another worker (> 0): longer than your handler ever takes.
+            another worker (> 0, at most a day): longer than your handler ever takes.
         worker: this worker's name in the store; by default host, pid and a random tag.
 
     Raises:
         ConfigurationError: a bad option: ``client`` not a ``GPTunnelClient``, ``store``
-            without the ``WatchStore`` methods, a blank ``worker``.
+            without the ``WatchStore`` methods, a blank ``worker`` or one UTF-8 cannot
+            encode, a ``lease`` or ``delivery_timeout`` over a day.
     """
 
     _instead = (
@@ -221,10 +224,14 @@ class Watcher(InProcessOnly):
         self.store = store
         self.handler = handler
         self.policy = policy
-        self.lease = positive_number("lease", lease)
+        self.lease = _seconds("lease", lease)
         self.concurrency = count("concurrency", concurrency, 1)
-        self.delivery_timeout = positive_number("delivery_timeout", delivery_timeout)
-        self.worker = _default_worker() if worker is None else check_text("worker", worker)
+        self.delivery_timeout = _seconds("delivery_timeout", delivery_timeout)
+        self.worker = (
+            _default_worker()
+            if worker is None
+            else utf8_text("worker", check_text("worker", worker))
+        )
         self._wake = asyncio.Event()
         self._finished: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -619,6 +626,21 @@ async def _notices(store: WatchStore) -> AsyncIterator[FleetProgress | _decode.F
             continue
         if notice is not None:
             yield notice
+
+
+MAX_HOLD: Final = 24 * 3600.0
+"""The longest ``lease`` and ``delivery_timeout``, in seconds: a day, far beyond any read
+or handler (Redis counts them in milliseconds, as integers)."""
+
+
+def _seconds(name: str, value: Any) -> float:
+    """``value`` as seconds above 0 and at most :data:`MAX_HOLD`; ``ConfigurationError``
+    otherwise."""
+    return number(name, value, "a number of seconds > 0 and at most a day (86400)", _holdable)
+
+
+def _holdable(seconds: float) -> bool:
+    return 0 < seconds <= MAX_HOLD
 
 
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:

@@ -446,3 +446,24 @@ def test_a_store_takes_a_name_its_keys_can_hold_or_refuses_it(name: str, prefix:
         return
     for key in (store.task_key("t-1"), store.due_key, store.stream_key, store.dead_key):
         key.encode("utf-8")  # as redis-py will send it
+
+
+@pytest.mark.parametrize("odd_id", [" ", "x" * 300], ids=["blank", "too long"])
+async def test_a_claimed_task_id_watch_would_refuse_is_set_aside(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore, odd_id: str
+) -> None:
+    record = '{"family": "faceswap", "metadata": null, "timeout": 60}'
+    await redis.hset(
+        store.task_key(odd_id), mapping={"state": "watching", "record": record, "deadline": "1e12"}
+    )
+    await redis.zadd(store.due_key, {odd_id: 0})
+    handled = Handled()
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with Watcher(client, store, handler=handled) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _dead_letters(store, 1))
+    assert delivery.task_id == task_id
+    assert (await store.status()).watched == 0
+    reads = [r for r in fake.requests if odd_id in r.query.values()]
+    assert reads == []  # set aside, not read again and again

@@ -19,15 +19,15 @@ from typing import Any, Final, get_args
 
 import attrs
 
-from .._checks import describe
+from .._checks import check_task_id, describe
 from .._sansio.json_text import loads
 from .._sansio.text import clip
 from .._sansio.waiting import WaitState
-from ..errors import StoreDataError
+from ..errors import ConfigurationError, StoreDataError
 from ..models import MediaTask, Task, converter
 from ._records import FAMILIES, FleetProgress, Outcome, OutcomeKind, WatchRecord
 
-__all__ = ["Finished", "notice", "number", "outcome", "record", "schedule", "text"]
+__all__ = ["Finished", "notice", "number", "outcome", "record", "schedule", "task_id", "text"]
 
 _MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
 """The task models an outcome may name (``Outcome.dumps`` writes the class name)."""
@@ -78,6 +78,19 @@ def text(value: object, what: str) -> str:
     if value is None:
         raise StoreDataError(f"{what} is missing")
     raise StoreDataError(f"{what} is not text: {describe(value)}")
+
+
+def task_id(value: object, what: str) -> str:
+    """A stored task id: text that ``watch`` would have taken (not blank, not too long).
+
+    Raises:
+        StoreDataError: ``value`` is not text, or no task id (another tool wrote it).
+    """
+    found = text(value, what)
+    try:
+        return check_task_id(found)
+    except ConfigurationError as exc:
+        raise StoreDataError(f"{what} is unusable: {exc}") from None
 
 
 def number(value: object, what: str, *, minimum: float = -math.inf) -> float:

@@ -319,7 +319,9 @@ class RedisStore:
         return entries
 
     async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
-        task_id = _decode.text(fields.get(b"task", fields.get("task")), "a finished entry's task")
+        task_id = _decode.task_id(
+            fields.get(b"task", fields.get("task")), "a finished entry's task"
+        )
         async with store_call("reading a finished task"):  # another type: StoreDataError
             record, deadline, outcome = await self.redis.hmget(
                 self.task_key(task_id), ["record", "deadline", "outcome"]
@@ -388,7 +390,7 @@ class RedisStore:
 def _claim(task_id: Any, record: Any, deadline: Any, schedule: Any, now: Any) -> Claim:
     """One claimed task from the claim script's reply (``now``: Redis time, as text)."""
     return Claim(
-        _decode.text(task_id, "a claimed task's id"),
+        _decode.task_id(task_id, "a claimed task's id"),
         _decode.record(record, deadline),
         _decode.text(schedule, "the saved pacing") or None,
         float(now),

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from gptunnel_async import GPTunnelClient, PollPolicy, Task, TaskFailedError, WaitTimeoutError
+from gptunnel_async import (
+    AuthenticationError,
+    GPTunnelClient,
+    PollPolicy,
+    ServerError,
+    Task,
+    TaskFailedError,
+    WaitTimeoutError,
+)
 from gptunnel_async.fleet import (
     Delivery,
     FleetProgress,
@@ -130,18 +138,57 @@ async def test_a_failed_task_is_delivered_failed_and_result_raises(
     assert delivery.task is not None and delivery.task.error == "no face found"
 
 
-async def test_a_wait_past_its_deadline_is_delivered_expired(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+@pytest.mark.parametrize("fault", [None, 503], ids=["its reads succeed", "its later reads fail"])
+async def test_an_expired_wait_keeps_its_last_task_and_its_last_read_s_error(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, fault: int | None
 ) -> None:
-    task_id = fake.script_task(steps=[("running", 5)])  # never finishes
+    task_id = fake.script_task(steps=[("running", 40)])  # never finishes
     handled = Handled()
+    timeout = 0.3 if fault is None else 1.0
     async with Watcher(client, new_store(), handler=handled) as watcher:
-        await watcher.watch(task_id, timeout=0.3)
+        await watcher.watch(task_id, timeout=timeout)
+        # Twice: the first read's answer (running) was surely taken in by then.
+        await settle(lambda: _was_read(fake, task_id, times=2))
+        if fault is not None:
+            fake.fail_next(fault, times=None, path="faceswap/result")  # every read after
         (delivery,) = await handled.until(1)
         with pytest.raises(WaitTimeoutError) as caught:
             await watcher.result(task_id)
-    assert delivery.outcome == "expired"
-    assert caught.value.timeout == 0.3
+    fake.clear_faults()
+    error = caught.value
+    assert (delivery.outcome, error.timeout) == ("expired", timeout)
+    assert delivery.task is not None and error.task == delivery.task
+    assert (delivery.task.id, delivery.task.status, delivery.task.percent) == (
+        task_id,
+        "running",
+        40,
+    )
+    if fault is None:
+        assert (delivery.last_error, error.last_error) == (None, None)
+        return
+    assert isinstance(delivery.last_error, ServerError)
+    assert delivery.last_error.status_code == 503
+    assert isinstance(error.last_error, ServerError) and error.__cause__ is error.last_error
+    assert "last seen running at 40%; its last read failed: ServerError: 503" in str(error)
+
+
+async def test_an_expired_wait_whose_reads_all_failed_says_why(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("running", 40)])
+    fake.fail_next(401, times=None, path="faceswap/result")  # a key revoked: ridden through
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id, timeout=0.5)
+        (delivery,) = await handled.until(1)
+    fake.clear_faults()
+    assert (delivery.outcome, delivery.task) == ("expired", None)
+    assert isinstance(delivery.last_error, AuthenticationError)
+    assert delivery.last_error.status_code == 401 and delivery.last_error.issues == ()
+
+
+async def _was_read(fake: FakeGPTunnel, task_id: str, times: int = 1) -> bool:
+    return sum(task_id in request.query.values() for request in fake.requests) >= times
 
 
 async def test_a_webhook_resolves_the_wait_for_the_whole_fleet_and_the_poll_does_nothing(

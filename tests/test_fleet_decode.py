@@ -13,12 +13,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import GPTunnelError, PollPolicy, Task
+from gptunnel_async import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    GPTunnelError,
+    PollPolicy,
+    ResponseDecodeError,
+    ServerError,
+    Task,
+    WaitTimeoutError,
+)
 from gptunnel_async._sansio.waiting import WaitState
 from gptunnel_async.errors import StoreDataError
 from gptunnel_async.fleet import FleetProgress
-from gptunnel_async.fleet._decode import Finished, notice, number, outcome, record, schedule
-from gptunnel_async.fleet._records import FAMILIES, Outcome, WatchRecord
+from gptunnel_async.fleet._decode import (
+    Finished,
+    notice,
+    number,
+    outcome,
+    read_error,
+    record,
+    schedule,
+)
+from gptunnel_async.fleet._records import FAMILIES, Outcome, ReadError, WatchRecord
 from gptunnel_async.models import converter
 
 from .conftest import task_json
@@ -211,3 +230,88 @@ def test_numbers_come_from_text_or_json(value: Any, expected: float) -> None:
 def test_numbers_that_are_not_finite_are_refused(value: Any) -> None:
     with pytest.raises(StoreDataError, match="x"):
         number(value, "x")
+
+
+READ_ERRORS: list[GPTunnelError] = [
+    APIConnectionError("GET /v1/faceswap/result failed: Cannot connect to host"),
+    APITimeoutError("GET /v1/faceswap/result timed out after 30s"),
+    ServerError("overloaded", status_code=503, type="server_error", retry_after=2.5),
+    AuthenticationError("bad key ***", status_code=401),
+    ResponseDecodeError("not JSON", status_code=200, body="<html>proxy</html>"),
+]
+
+
+@pytest.mark.parametrize("error", READ_ERRORS, ids=lambda error: type(error).__name__)
+def test_a_read_error_comes_back_from_the_store_as_it_was(error: GPTunnelError) -> None:
+    kept = Outcome("expired", None, 9.0, ReadError.of(error))
+    back = outcome(kept.dumps()).error
+    assert back is not None
+    rebuilt = back.rebuilt()
+    assert type(rebuilt) is type(error)
+    assert str(rebuilt) == str(error)
+    for name in ("status_code", "type", "retry_after", "body", "message"):
+        assert getattr(rebuilt, name, None) == getattr(error, name, None)
+    if isinstance(rebuilt, APIError):
+        assert rebuilt.issues == ()
+
+
+ODD_READ_ERRORS: list[Any] = [
+    None,
+    "ServerError",
+    [],
+    {"kind": "ServerError"},
+    {"kind": 3, "message": "m", "attributes": {}},
+    {"kind": "ServerError", "message": None, "attributes": {}},
+    {"kind": "ServerError", "message": "m", "attributes": []},
+]
+
+
+@pytest.mark.parametrize("stored", ODD_READ_ERRORS)
+def test_an_odd_read_error_is_dropped_not_a_dead_letter(stored: Any) -> None:
+    assert read_error(stored) is None
+    kept = json.dumps(
+        {"kind": "expired", "model": None, "task": None, "timeout": 1, "error": stored}
+    )
+    assert outcome(kept).error is None  # the outcome itself still reads
+
+
+def test_a_stored_read_error_keeps_only_plain_public_attributes_and_sdk_classes() -> None:
+    stored = {
+        "kind": "__loader__",
+        "message": "x" * 5000 + "\x1b[2J",
+        "attributes": {
+            "status_code": 503,
+            "__class__": "evil",
+            "_private": 1,
+            "not an identifier": 2,
+            "nested": {"a": 1},
+            "listed": [1],
+            "note": "plain",
+        },
+    }
+    found = read_error(stored)
+    assert found is not None
+    rebuilt = found.rebuilt()
+    assert type(rebuilt) is GPTunnelError  # not a class of the SDK's: the base
+    assert vars(rebuilt) == {"status_code": 503, "note": "plain"}
+    assert len(str(rebuilt)) <= 2000 and "\x1b" not in str(rebuilt)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=12),
+        st.one_of(st.none(), st.integers(), st.text(), st.floats(), st.lists(st.integers())),
+        max_size=6,
+    ),
+    st.text(max_size=40),
+    st.text(max_size=200),
+)
+def test_any_stored_read_error_rebuilds_into_an_sdk_error(
+    attributes: dict[str, Any], kind: str, message: str
+) -> None:
+    found = read_error({"kind": kind, "message": message, "attributes": attributes})
+    assert found is not None
+    rebuilt = found.rebuilt()
+    assert isinstance(rebuilt, GPTunnelError)
+    str(rebuilt), repr(rebuilt)  # both render
+    WaitTimeoutError("t-1", 5.0, None, rebuilt)  # and a timeout can name it

@@ -25,9 +25,28 @@ from .._sansio.text import clip
 from .._sansio.waiting import WaitState
 from ..errors import ConfigurationError, StoreDataError
 from ..models import MediaTask, Task, converter
-from ._records import FAMILIES, FleetProgress, Outcome, OutcomeKind, WatchRecord
+from ._records import (
+    FAMILIES,
+    FleetProgress,
+    LastRead,
+    Outcome,
+    OutcomeKind,
+    ReadError,
+    WatchRecord,
+)
 
-__all__ = ["Finished", "notice", "number", "outcome", "record", "schedule", "task_id", "text"]
+__all__ = [
+    "Finished",
+    "last_read",
+    "notice",
+    "number",
+    "outcome",
+    "read_error",
+    "record",
+    "schedule",
+    "task_id",
+    "text",
+]
 
 _MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
 """The task models an outcome may name (``Outcome.dumps`` writes the class name)."""
@@ -166,16 +185,62 @@ def outcome(value: object) -> Outcome:
     data = _object(value, what)
     kind: Any = _one_of(_field(data, "kind", what, str), _KINDS, f"{what}'s kind")
     timeout = number(_field(data, "timeout", what, (int, float)), f"{what}'s timeout", minimum=0)
+    task = _stored_task(data, what)
+    if task is None and kind == "done":
+        raise StoreDataError(f"{what} is 'done' without its task")
+    return Outcome(kind, task, timeout, read_error(data.get("error")))
+
+
+def _stored_task(data: dict[str, Any], what: str) -> Task | MediaTask | None:
+    """The task ``data`` holds (``model`` and ``task``), or ``None`` if it holds none."""
     task = _field(data, "task", what, (dict, type(None)))
     if task is None:
-        if kind == "done":
-            raise StoreDataError(f"{what} is 'done' without its task")
-        return Outcome(kind, None, timeout)
+        return None
     model = _MODELS.get(_field(data, "model", what, str))
     if model is None:
         raise StoreDataError(f"{what} names an unknown model: {describe(data['model'])}")
     with _reading(f"{what}'s task"):
-        return Outcome(kind, converter.structure(task, model), timeout)
+        found: Task | MediaTask = converter.structure(task, model)
+    return found
+
+
+_MAX_ERROR_TEXT: Final = 2000
+"""The longest stored read error's text kept, as the SDK's own errors are bounded."""
+
+
+def read_error(value: object) -> ReadError | None:
+    """A stored read error (:meth:`ReadError.to_json`), or ``None`` if there is none or
+    it cannot be read: it only says why a wait saw nothing, never worth a dead letter.
+    Only plain attributes with public names are kept (whoever writes the store chooses
+    them)."""
+    if not isinstance(value, dict):
+        return None
+    kind, message = value.get("kind"), value.get("message")
+    attributes = value.get("attributes")
+    if not (isinstance(kind, str) and isinstance(message, str) and isinstance(attributes, dict)):
+        return None
+    plain = {
+        key: found
+        for key, found in attributes.items()
+        if isinstance(key, str) and key.isidentifier() and not key.startswith("_")
+        if isinstance(found, str | int | float | None)
+    }
+    return ReadError(kind, clip(message, _MAX_ERROR_TEXT), plain)
+
+
+def last_read(value: object) -> LastRead:
+    """What a wait saw last, saved with its pacing (``"last"``: :meth:`LastRead.to_json`);
+    an empty one if there is none or it cannot be read, which costs only what an expiry
+    tells."""
+    if value is None:
+        return LastRead()
+    try:
+        last = _object(value, "the saved pacing").get("last")
+        if not isinstance(last, dict):
+            return LastRead()
+        return LastRead(_stored_task(last, "the last read"), read_error(last.get("error")))
+    except StoreDataError:
+        return LastRead()
 
 
 def schedule(value: object) -> WaitState:

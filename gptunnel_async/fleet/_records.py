@@ -9,6 +9,8 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from .. import errors
+from ..errors import APIError, GPTunnelError
 from ..models import MediaTask, Task, converter
 
 __all__ = [
@@ -18,8 +20,10 @@ __all__ = [
     "Entry",
     "FleetProgress",
     "FleetStatus",
+    "LastRead",
     "Outcome",
     "OutcomeKind",
+    "ReadError",
     "WatchRecord",
 ]
 
@@ -82,19 +86,79 @@ class WatchRecord:
         )
 
 
+def _task_json(task: Task | MediaTask | None) -> dict[str, Any]:
+    """``task`` as the stores keep it: its model's name and its fields (``None``: none)."""
+    if task is None:
+        return {"model": None, "task": None}
+    return {"model": type(task).__name__, "task": converter.unstructure(task)}
+
+
+_PLAIN: Final = (str, int, float, type(None))
+"""The attribute values a stored read error keeps (``status_code``, ``retry_after`` ...)."""
+
+
+@attrs.frozen
+class ReadError:
+    """A failed read's error as a store keeps it: its class's name, its text (masked
+    already, as the SDK raised it) and its plain attributes. Read back with
+    ``_decode.read_error``."""
+
+    kind: str
+    message: str
+    attributes: dict[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, error: GPTunnelError) -> ReadError:
+        plain = {key: value for key, value in vars(error).items() if isinstance(value, _PLAIN)}
+        return cls(type(error).__name__, str(error), plain)
+
+    def rebuilt(self) -> GPTunnelError:
+        """The error again: of its class if the SDK has one of that name (else a
+        ``GPTunnelError``), with its text and plain attributes; an ``APIError``'s
+        ``issues`` are not kept."""
+        found = getattr(errors, self.kind, None)
+        cls = found if isinstance(found, type) and issubclass(found, GPTunnelError) else None
+        error = (cls or GPTunnelError).__new__(cls or GPTunnelError)
+        error.args = (self.message,)
+        if isinstance(error, APIError):
+            error.issues = ()
+        vars(error).update(self.attributes)
+        return error
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "attributes": self.attributes}
+
+
+@attrs.frozen
+class LastRead:
+    """What a fleet wait saw last, saved with its pacing so that any worker can end it
+    with it: the last task read, and the error of the last read if that read failed."""
+
+    task: Task | MediaTask | None = None
+    error: ReadError | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return _task_json(self.task) | {
+            "error": None if self.error is None else self.error.to_json()
+        }
+
+
 @attrs.frozen
 class Outcome:
     """How a watched task ended, and its last state (``None`` if it expired unread);
-    ``timeout``: the wait's, for an expired one. Read back with ``_decode.outcome``."""
+    ``timeout``: the wait's, and ``error`` its last read's if that failed, for an
+    expired one. Read back with ``_decode.outcome``."""
 
     kind: OutcomeKind
     task: Task | MediaTask | None
     timeout: float = 0.0
+    error: ReadError | None = None
 
     def dumps(self) -> str:
-        task = None if self.task is None else converter.unstructure(self.task)
-        model = None if self.task is None else type(self.task).__name__
-        return _dumps({"kind": self.kind, "model": model, "task": task, "timeout": self.timeout})
+        error = None if self.error is None else self.error.to_json()
+        return _dumps(
+            {"kind": self.kind, **_task_json(self.task), "timeout": self.timeout, "error": error}
+        )
 
 
 @attrs.frozen
@@ -134,10 +198,14 @@ class Delivery:
         metadata: what was given to ``watch`` (JSON: a chat id, a message id ...).
         outcome: ``"done"``, ``"failed"`` (the task says so; ``task.error`` says why),
             or ``"expired"`` (the wait's deadline passed first).
-        task: the final state (``None`` only if it expired before any read).
+        task: the final state, or for an expired wait the last state read (``None`` if
+            no read succeeded).
         redelivered: a worker took this delivery but did not finish handling it in
             time (it died, say); handle it as if new, but expect that it may have
             already acted on it.
+        last_error: for an expired wait whose last read failed, that read's error (an
+            unreachable host, a 401 ...), rebuilt from the store: its class, text and
+            plain attributes such as ``status_code``. ``None`` otherwise.
     """
 
     task_id: str
@@ -146,6 +214,7 @@ class Delivery:
     outcome: OutcomeKind
     task: Task | MediaTask | None
     redelivered: bool = False
+    last_error: GPTunnelError | None = None
 
 
 @attrs.frozen

@@ -78,7 +78,9 @@ from ._records import (
     Entry,
     FleetProgress,
     FleetStatus,
+    LastRead,
     Outcome,
+    ReadError,
     WatchRecord,
 )
 from ._store import WatchStore
@@ -400,12 +402,12 @@ class Watcher(InProcessOnly):
         """Read the task and feed the outcome to its wait state (the pure wait core's,
         saved with the task): finish the wait, or save the state and the next read."""
         record, now = claim.record, claim.now
-        state = self._state_of(claim)
+        state, last = self._state_of(claim), _decode.last_read(claim.schedule)
         if now >= record.deadline:
-            expired = Outcome("expired", None, record.timeout)
+            expired = Outcome("expired", last.task, record.timeout, last.error)
             await self.store.finish(claim.task_id, expired.dumps())
             return
-        state, decision = await self._read_once(claim, state)
+        state, decision, last = await self._read_once(claim, state, last)
         if isinstance(decision, Finish):
             await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
         elif isinstance(decision, Fail):
@@ -415,25 +417,28 @@ class Watcher(InProcessOnly):
         else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
             event = decision.event
             progress = None if event is None else _progress(event, record).dumps()
-            saved = json.dumps(state.to_json(), separators=(",", ":"))
+            saved = json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
             # Never past the watch's deadline: a long pause (a slow policy, a saved one)
             # would deliver the expiry late, or after the task's hash is gone.
             delay = max(0.0, min(decision.at, record.deadline) - now)
             await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
 
-    async def _read_once(self, claim: Claim, state: WaitState) -> tuple[WaitState, Decision[Any]]:
-        """One read of the task, fed to ``state``."""
+    async def _read_once(
+        self, claim: Claim, state: WaitState, last: LastRead
+    ) -> tuple[WaitState, Decision[Any], LastRead]:
+        """One read of the task, fed to ``state``; ``last`` updated with what it saw."""
         resource: TaskResource[Any] = getattr(self.client, claim.record.family)
         try:
             task: Task | MediaTask = await resource.result(claim.task_id)
         except GPTunnelError as exc:
             logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
+            failed = LastRead(last.task, ReadError.of(exc))
             if rides_through(exc):
-                return state.failed(exc, claim.now)
+                return (*state.failed(exc, claim.now), failed)
             # A 401 or 402 heals when an operator acts: a durable wait rides through it,
             # read again at the slowest pace, where a live wait would end.
-            return state, ReadAt(claim.now + state.policy.max_interval)
-        return state.observe(task, claim.now)
+            return state, ReadAt(claim.now + state.policy.max_interval), failed
+        return (*state.observe(task, claim.now), LastRead(task))
 
     def _state_of(self, claim: Claim) -> WaitState:
         """The task's saved wait state, or a new one (the deadline is the watch's): also
@@ -481,6 +486,7 @@ class Watcher(InProcessOnly):
                 outcome.kind,
                 outcome.task,
                 entry.redelivered,
+                None if outcome.error is None else outcome.error.rebuilt(),
             )
             try:
                 returned = self.handler(delivery)
@@ -664,4 +670,5 @@ def _settle(task_id: str, outcome: Outcome) -> Task | MediaTask:
         return outcome.task
     if outcome.kind == "failed" and outcome.task is not None:
         raise TaskFailedError(outcome.task)
-    raise WaitTimeoutError(task_id, outcome.timeout, outcome.task)
+    error = None if outcome.error is None else outcome.error.rebuilt()
+    raise WaitTimeoutError(task_id, outcome.timeout, outcome.task, error) from error

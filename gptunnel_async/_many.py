@@ -68,6 +68,10 @@ class AsCompleted(InProcessOnly, Generic[R]):
 
     def __init__(self, waiters: Iterable[TaskWaiter[Any]], *, return_exceptions: bool) -> None:
         self._waiters = list(waiters)
+        # Dropped before its first iteration: its waits were not forgotten, so they do not
+        # warn that they were never awaited (a finalizer, not __del__: it runs first in
+        # a reference cycle, where the waits' own __del__ might run before this one's).
+        weakref.finalize(self, _close_unstarted, self._waiters)
         self._return_exceptions = return_exceptions
         self._left = len(self._waiters)
         self._running: set[asyncio.Task[Any]] = set()
@@ -84,7 +88,7 @@ class AsCompleted(InProcessOnly, Generic[R]):
             task.add_done_callback(self._running.discard)
             task.add_done_callback(finished.put_nowait)
             task.add_done_callback(_retrieve)
-        self._waiters = []
+        self._waiters.clear()
         # ``async for`` calls no aclose() on an iterator it leaves by ``break``: the waits
         # are cancelled when this object is dropped (the tasks hold no reference to it).
         weakref.finalize(self, _cancel_all, self._running)
@@ -116,7 +120,9 @@ class AsCompleted(InProcessOnly, Generic[R]):
     async def aclose(self) -> None:
         """Cancel the waits still running, and wait until they have stopped."""
         running = list(self._running)
-        self._left, self._waiters = 0, []
+        _close_unstarted(self._waiters)
+        self._waiters.clear()
+        self._left = 0
         _cancel_all(self._running)
         await asyncio.gather(*running, return_exceptions=True)
 
@@ -130,6 +136,12 @@ class AsCompleted(InProcessOnly, Generic[R]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _close_unstarted(waiters: Iterable[TaskWaiter[Any]]) -> None:
+    """Close the waits an iteration that never began leaves: dropped, not forgotten."""
+    for waiter in waiters:
+        waiter.close()
 
 
 def _cancel_all(running: set[asyncio.Task[Any]]) -> None:

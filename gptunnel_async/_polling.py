@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, TypeAlias, TypeVar
 
@@ -21,6 +22,7 @@ from . import _timing
 from ._in_process import InProcessOnly
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
+from ._sansio.responses import with_family_hint
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
 from ._sentinel import NOT_GIVEN, NotGiven
 from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
@@ -158,6 +160,18 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
 
+    def __del__(self) -> None:
+        # As a coroutine never awaited warns: a forgotten ``await`` otherwise does nothing.
+        started = getattr(self, "_running", None) is not None or getattr(self, "_iterated", True)
+        if not started and not getattr(self, "_ended", True):
+            warnings.warn(
+                f"the wait for task {getattr(self, 'task_id', '?')!r} was never awaited or "
+                f"iterated (a missing await?); close() a wait you drop on purpose",
+                RuntimeWarning,
+                stacklevel=1,
+                source=self,
+            )
+
     def __getattr__(self, name: str) -> Any:
         """Only for names the waiter lacks: a task's attribute read off the wait (a
         forgotten ``await``) says how to get the task."""
@@ -239,7 +253,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         a reference cycle through its own traceback."""
         assert isinstance(self._decision, Fail)
         error, self._decision = self._decision.error, None
-        return error
+        return with_family_hint(error, self.family)
 
     def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
         return ProgressDetails(
@@ -380,10 +394,13 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             raise
 
     def _awaited(self) -> Coroutine[Any, Any, T]:
-        """The awaited wait, started on first use; ``UsageError`` if it is iterated."""
+        """The awaited wait, started on first use; ``UsageError`` if it is iterated or
+        was closed before it started."""
         if self._running is None:
             if self._iterated:
                 raise UsageError("this waiter is already being iterated; await a new one")
+            if self._ended:
+                raise UsageError("this waiter was closed; call wait_for_result again")
             self._running = self._run()
         return self._running
 
@@ -420,6 +437,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         return self._awaited().throw(typ, val, tb)
 
     def close(self) -> None:
-        """The coroutine protocol: close an awaited wait that will not be resumed."""
+        """The coroutine protocol: close an awaited wait that will not be resumed, or
+        drop one that never started without the "never awaited" warning."""
         if self._running is not None:
             self._running.close()
+        elif not self._iterated:
+            self._ended = True

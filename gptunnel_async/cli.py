@@ -2,7 +2,7 @@
 
 Exit codes: 0 done, 1 the task failed, 2 usage or configuration, 3 the wait timed
 out, 4 an API or network error (74 when the output cannot be written, 130 when
-interrupted, 141 when the output was closed).
+interrupted, 141 when the output was closed, 143 when stopped by SIGTERM).
 The API key comes from ``--api-key`` or ``GPTUNNEL_API_KEY`` and is never printed.
 """
 
@@ -14,6 +14,7 @@ import contextlib
 import errno
 import io
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -70,6 +71,8 @@ EXIT_API_ERROR: Final = 4
 """An API or network error: 401, 402, 404, a server or connection failure, a download."""
 EXIT_INTERRUPTED: Final = 130
 """Ctrl-C (SIGINT): 128 + its signal number, as shells report it."""
+EXIT_TERMINATED: Final = 143
+"""SIGTERM (a supervisor's stop: systemd, ``docker stop``): 128 + its signal number."""
 EXIT_OUTPUT_CLOSED: Final = 141
 """The output was closed before the command ended (``... | head -1``): 128 + SIGPIPE,
 what a shell reports for a program that a closed pipe ends."""
@@ -479,7 +482,8 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="gptunnel-async",
         description="Read and wait for GPTunnel tasks, or watch the SDK work offline (demo).",
         epilog="exit codes: 0 done, 1 task failed, 2 usage or configuration, "
-        "3 timeout, 4 API or network error, 74 output failed, 130 interrupted, 141 output closed",
+        "3 timeout, 4 API or network error, 74 output failed, 130 interrupted, 141 output closed, "
+        "143 terminated",
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -535,13 +539,45 @@ def _build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace, out: Output) -> int:
     command: Command = args.run
+    termination = _Termination()
     try:
-        return await command(args, out)
+        with termination:
+            return await command(args, out)
     except (GPTunnelError, ValueError) as exc:
         code = exit_code_for(exc)
         with contextlib.suppress(OSError):  # an output that fails keeps the command's code
             out.error(exc, code, _hint(exc, args))
         return code
+    except asyncio.CancelledError:
+        if not termination.received:
+            raise
+        with contextlib.suppress(OSError):
+            out.interrupted(getattr(args, "task_id", None), EXIT_TERMINATED)
+        return EXIT_TERMINATED
+
+
+class _Termination:
+    """While entered, SIGTERM cancels the running command as Ctrl-C does, so that it
+    ends with its last record (``cancelled`` in ``--json``) and exit code 143 rather
+    than mid-write; a command that handles SIGTERM itself (the emulator) replaces it."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __enter__(self) -> None:
+        command = asyncio.current_task()
+
+        def on_sigterm() -> None:
+            self.received = True
+            if command is not None:
+                command.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows' loops
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    def __exit__(self, *_: object) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
 
 
 def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
@@ -555,7 +591,8 @@ def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
     if exc.type is None or exc.type == "method_not_found":
         return None
     others = "|".join(name for name in FAMILIES if name != family)
-    return f"is it a {family} task? for a task of another family, pass --family {others}"
+    # The error's own text asks whether the task is another family's (with_family_hint).
+    return f"for a task of another family, pass --family {others}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -567,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code: 0 done, 1 task failed, 2 usage or configuration, 3 timeout,
         4 API or network error, 74 the output could not be written, 130 interrupted, 141
-        the output was closed.
+        the output was closed, 143 stopped by SIGTERM.
     """
     parser = _build_parser()
     if not (sys.argv[1:] if argv is None else argv):  # a first try: show what there is

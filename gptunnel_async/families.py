@@ -43,11 +43,12 @@ from ._sansio.responses import (
     decode_task,
     reading,
     secret_masked,
+    with_family_hint,
 )
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
-from .errors import ConfigurationError, GPTunnelError
+from .errors import ConfigurationError, GPTunnelError, NotFoundError
 from .instrumentation._hooks import family_of
 from .models import MediaTask, Task, TaskLike
 
@@ -165,7 +166,10 @@ class TaskResource(InProcessOnly, Generic[T]):
             ResponseDecodeError: the answer is not this family's task object.
             UsageError: the client is closed.
         """
-        return await self._reader(task_id)()
+        try:
+            return await self._reader(task_id)()
+        except NotFoundError as exc:  # asking whether the task is another family's
+            raise with_family_hint(exc, family_of(self.family.result_path))  # noqa: B904
 
     @secret_arguments  # the body may echo the key, and the decoders' frames hold it
     def _parse_delivery(self, body: bytes, api_key: str | None = None) -> T:

@@ -378,13 +378,14 @@ def test_a_task_of_another_family_is_not_found_with_a_hint_to_pass_its_family(
     song = fake.script_task(steps=[("running", 5)], model="suno")
     done = run("result", song, fake=fake)
     assert done.returncode == 4
-    assert done.stderr.splitlines()[-1] == (
-        "hint: is it a faceswap task? for a task of another family, "
-        "pass --family bgremover|midjourney|media"
-    )
+    *_, error, hint = done.stderr.splitlines()
+    assert "(is it a faceswap task? a task of another family is read through it: " in error
+    assert hint == "hint: for a task of another family, pass --family bgremover|midjourney|media"
     done = run("wait", song, "--json", fake=fake)
     assert done.returncode == 4
-    assert json_lines(done.stdout)[-1]["hint"].startswith("is it a faceswap task?")
+    record = json_lines(done.stdout)[-1]
+    assert record["hint"].startswith("for a task of another family, pass --family")
+    assert "is it a faceswap task?" in record["message"]
     assert run("result", song, "--family", "media", fake=fake).returncode == 0
 
 

@@ -233,6 +233,26 @@ async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(
     assert json.loads(rest[-1]) == {"event": "cancelled", "exit_code": 130, "task_id": task_id}
 
 
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "lines"])
+async def test_sigterm_during_wait_ends_it_as_ctrl_c_does_with_exit_143(
+    fake: FakeGPTunnel, as_json: bool
+) -> None:
+    task_id = fake.script_task(duration=120)
+    options = ["--json"] if as_json else []
+    process = await start("wait", task_id, *options, *connection(fake))
+    assert process.stdout is not None and process.stderr is not None
+    first = await process.stdout.readline()  # the wait has begun: a first progress line
+    assert task_id.encode() in first or b"%" in first
+    process.send_signal(signal.SIGTERM)
+    rest = (await process.stdout.read()).decode().splitlines()
+    errors = (await process.stderr.read()).decode()
+    assert await process.wait() == 143
+    if as_json:
+        assert json.loads(rest[-1]) == {"event": "cancelled", "exit_code": 143, "task_id": task_id}
+    else:
+        assert "interrupted" in errors and "Traceback" not in errors
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
 async def test_on_a_narrow_terminal_the_bar_keeps_its_time_and_room_for_ctrl_c(
     fake: FakeGPTunnel, sigint_delivered: None

@@ -141,7 +141,9 @@ async def test_the_key_never_leaks_through_a_run_full_of_errors_retries_waits_an
     for error in errors:
         texts += exception_texts(error)
     texts += [repr(client), str(client), repr(client.faceswap), repr(client.poll_policy)]
-    texts += [repr(client.wait_for_result("task-1")), repr(events), str(vars(client))]
+    unstarted = client.wait_for_result("task-1")
+    texts += [repr(unstarted), repr(events), str(vars(client))]
+    unstarted.close()
     # what pickles (errors, events, tasks) holds no key: the rest refuses (test_in_process)
     texts += [pickle.dumps(kept).decode("latin-1") for kept in [*errors, *events]]
     assert_no_key(texts)

@@ -39,6 +39,7 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_ISSUES",
     "MEDIA_ERRORS",
+    "TASK_FAMILIES",
     "Created",
     "Decoder",
     "Reading",
@@ -57,6 +58,7 @@ __all__ = [
     "shorten",
     "structure",
     "validation_issues",
+    "with_family_hint",
 ]
 
 M = TypeVar("M", bound=attrs.AttrsInstance)
@@ -104,6 +106,26 @@ MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
 ``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
 
 _NO_ENDPOINT: Final = "no such endpoint? check base_url: GPTunnel's is https://gptunnel.ru/v1"
+
+TASK_FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
+"""The task families, each with its own endpoints: a task of one is "not found" on
+another's (observed: a Midjourney task id read at ``/faceswap/result`` answers 404)."""
+
+
+def with_family_hint(error: GPTunnelError, family: str) -> GPTunnelError:
+    """``error``, if it is the API's "not found" for a task read through ``family``, with
+    its text asking whether the task is another family's (changed in place: its
+    attributes stay). A 404 that is no API answer (a path the API lacks, which already
+    points at ``base_url``) and every other error are returned as they are."""
+    if not isinstance(error, NotFoundError) or error.type in (None, "method_not_found"):
+        return error
+    others = ", ".join(name for name in TASK_FAMILIES if name != family)
+    hint = f"is it a {family} task? a task of another family is read through it: {others}"
+    if hint not in error.args[0]:
+        error.args = (f"{error.args[0]} ({hint})",)
+    return error
+
+
 """The hint of a 404 whose body is no JSON error: a path the API does not have, most
 often a ``base_url`` without ``/v1`` (GPTunnel answers an unknown task in JSON)."""
 

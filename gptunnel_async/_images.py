@@ -107,7 +107,12 @@ def read_image_file(path: Path, what: str = "image") -> bytes:
     try:
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cannot read the {what} file {shown}: {_reason(exc)}") from None
+        # Often a link without its scheme ("example.com/me.jpg") or a chat's file id.
+        missing = isinstance(exc, FileNotFoundError)
+        hint = " (text that is no http(s) link is a file path)" if missing else ""
+        raise ConfigurationError(
+            f"cannot read the {what} file {shown}: {_reason(exc)}{hint}"
+        ) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ConfigurationError(f"the {what} file {shown} is not a regular file")
@@ -129,6 +134,10 @@ def read_file_object(value: ReadableBytes, what: str = "image") -> bytes:
     """
     try:
         data = value.read(MAX_IMAGE_BYTES + 1)
+    except UnicodeDecodeError:  # a picture read through a text file's decoder
+        raise ConfigurationError(
+            f'cannot read the {what}: it is a text file object; open the file with "rb"'
+        ) from None
     except (OSError, ValueError) as exc:  # closed, or not open for reading
         raise ConfigurationError(f"cannot read the {what}: {_reason(exc)}") from None
     if not isinstance(data, bytes | bytearray | memoryview):

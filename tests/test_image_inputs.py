@@ -112,6 +112,27 @@ async def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
         await encode_image(tmp_path / "nope.png")
 
 
+@pytest.mark.parametrize(
+    "typed", ["example.com/me.jpg", "www.example.com/face.png", "AgACAgIAAxkBAAIBQ2Z"]
+)
+async def test_text_that_is_neither_a_link_nor_a_file_says_how_it_was_read(typed: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        await encode_image(typed)
+    assert "No such file" in str(refused.value)
+    assert "(text that is no http(s) link is a file path)" in str(refused.value)
+
+
+async def test_a_picture_opened_as_text_is_told_to_open_with_rb(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))  # not UTF-8
+    with path.open(encoding="utf-8") as text, pytest.raises(ConfigurationError) as refused:
+        await encode_image(text)  # type: ignore[arg-type]
+    assert (
+        str(refused.value)
+        == 'cannot read the image: it is a text file object; open the file with "rb"'
+    )
+
+
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(content=st.binary(min_size=8, max_size=300).filter(lambda b: not b.startswith(b"\x89P")))
 async def test_a_refused_files_bytes_are_in_no_frame_of_the_error(

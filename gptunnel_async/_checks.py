@@ -237,7 +237,9 @@ def task_id_problem(value: Any) -> str | None:
     Blank, non-string or overlong ids are unusable: an id longer than
     :data:`MAX_TASK_ID_LENGTH` is refused rather than sent. So is an id that is not valid
     Unicode (a lone surrogate): URL encoding would silently drop those characters and
-    ask for another task.
+    ask for another task; and one with a control or other unprintable character (a
+    newline pasted with it): GPTunnel's ids are hexadecimal, and the server would
+    answer "not found".
     """
     if not isinstance(value, str) and isinstance(getattr(value, "id", None), str):
         return f"must be a task's id, a string: pass {type(value).__name__}.id, not the object"
@@ -252,6 +254,8 @@ def task_id_problem(value: Any) -> str | None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return f"is not valid Unicode: {describe(value)}"
+    if not value.isprintable():
+        return f"holds a control or other unprintable character: {describe(value)}"
     return None
 
 

@@ -152,6 +152,26 @@ def test_task_ids_up_to_the_limit_pass_and_longer_ones_are_refused() -> None:
             check_task_id(blank)
 
 
+@pytest.mark.parametrize(
+    "pasted", ["abc\ndef", "65f0c1\r", "\x00task", "a\u200bb", "tab\tinside", "\x1b[2Jid"]
+)
+def test_a_task_id_with_an_unprintable_character_is_refused(pasted: str) -> None:
+    with pytest.raises(ConfigurationError, match="unprintable character"):
+        check_task_id(pasted)
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_task_id_is_taken_exactly_when_it_is_printable_unicode_of_a_usable_length(
+    candidate: str,
+) -> None:
+    usable = bool(candidate.strip()) and candidate.isprintable()
+    if usable:
+        assert check_task_id(candidate) == candidate
+    else:
+        with pytest.raises(ConfigurationError):
+            check_task_id(candidate)
+
+
 async def test_a_long_task_id_is_refused_before_any_request() -> None:
     async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9") as client:
         with pytest.raises(ConfigurationError):

@@ -207,7 +207,11 @@ async def test_odd_task_ids_arrive_intact_as_one_query_value(
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(task_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1).filter(str.strip))
+@given(
+    task_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1).filter(
+        lambda text: text.strip() and text.isprintable()
+    )
+)
 async def test_any_usable_task_id_arrives_intact_as_one_query_value(
     task_id: str, client: GPTunnelClient, api: ScriptedAPI
 ) -> None:

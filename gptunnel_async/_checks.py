@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import Any, Final, TypeVar
@@ -207,7 +208,24 @@ def webhook_url(name: str, value: Any) -> str:
     """``value`` if it is a URL GPTunnel can call back: an absolute http(s) URL with a
     host, of printable characters without whitespace, at most
     :data:`MAX_WEBHOOK_URL_LENGTH` characters; ``ConfigurationError`` otherwise, before
-    the paid create it would go out with."""
+    the paid create it would go out with, its text showing the URL's ``token`` as
+    ``***`` (a receiver's secret: whoever reads it can forge deliveries)."""
+    try:
+        return _webhook_url(name, value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(hide_webhook_token(str(exc))) from None
+
+
+_TOKEN_IN_TEXT: Final = re.compile(r"(token=)[^&#\s'\"]+", re.IGNORECASE)
+"""A ``token=`` query parameter's value, as a URL shown in a text carries it."""
+
+
+def hide_webhook_token(text: str) -> str:
+    """``text`` with the value of every ``token=`` in it (a webhook URL's secret) as ``***``."""
+    return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+def _webhook_url(name: str, value: Any) -> str:
     if isinstance(value, str) and len(value) > MAX_WEBHOOK_URL_LENGTH:
         raise ConfigurationError(
             f"{name} is {len(value)} characters, over the {MAX_WEBHOOK_URL_LENGTH} a "

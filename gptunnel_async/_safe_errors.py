@@ -56,7 +56,8 @@ def secret_arguments(func: Callable[P, R]) -> Callable[P, R]:
     the frames below this wrapper, as do the exceptions the call chained to it (the
     caller's own, which it may have been handling, are left as they are), and is raised
     again from here once the arguments are dropped: the same exception, its text and
-    its chain intact.
+    its chain intact. So does a cancellation (``asyncio.wait_for`` or ``asyncio.timeout``
+    around the call: the ``TimeoutError`` they raise chains it) or a ``KeyboardInterrupt``.
     """
 
     if inspect.iscoroutinefunction(func):
@@ -67,7 +68,7 @@ def secret_arguments(func: Callable[P, R]) -> Callable[P, R]:
         handled = sys.exception()  # the caller's, if it calls from an ``except`` block
         try:
             return func(*args, **kwargs)
-        except Exception as exc:
+        except BaseException as exc:  # KeyboardInterrupt too: its frames hold the same
             _forget_frames(exc, handled)
             del args, kwargs, handled
             raise  # from this frame alone: ``exc`` keeps its chain, as it was raised
@@ -83,7 +84,7 @@ def _secret_arguments_awaited(func: Callable[P, Any]) -> Callable[P, Any]:
         handled = sys.exception()
         try:
             return await func(*args, **kwargs)
-        except Exception as exc:
+        except BaseException as exc:  # a cancellation too: a timeout around a create
             _forget_frames(exc, handled)
             del args, kwargs, handled
             raise

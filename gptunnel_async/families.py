@@ -24,6 +24,7 @@ from ._checks import (
     check_text,
     describe,
     function,
+    hide_webhook_token,
     instance_of,
     json_values,
     optional,
@@ -388,7 +389,8 @@ class TaskResource(InProcessOnly, Generic[T]):
         """
         payload = json_values("body", dict(body)) if isinstance(body, Mapping) else None
         if payload is None:
-            raise ConfigurationError(f"body must be a JSON object (a mapping), got {body!r:.80}")
+            shown = hide_webhook_token(describe(body))
+            raise ConfigurationError(f"body must be a JSON object (a mapping), got {shown}")
         return await self._create(_endpoint_path(path), payload)
 
     async def _create(self, path: str, payload: dict[str, Any]) -> T:

@@ -4,6 +4,7 @@ command line's exit 4), never the caller's (``ConfigurationError``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from gptunnel_async.cli import EXIT_API_ERROR
 from gptunnel_async.instrumentation import Hook, LoggingHook, RetryDetails, set_hooks
 from gptunnel_async.testing import FakeGPTunnel
 
+from . import faults
 from .conftest import ScriptedAPI, media_json, task_json
 from .test_cli import run
 
@@ -305,3 +307,63 @@ async def test_no_frame_of_a_failed_create_holds_its_webhook_token(
         await call(client)
     assert locals_holding_token(caught.value) == []
     assert not holds_token(caught.value)
+
+
+CANCELLED_CALLS = [(what, call) for what, call, _ in WEBHOOK_CALLS]
+
+
+@pytest.mark.parametrize(("what", "call"), CANCELLED_CALLS, ids=[c[0] for c in CANCELLED_CALLS])
+@pytest.mark.parametrize("way", ["wait_for", "timeout", "cancel"])
+async def test_no_frame_of_a_cancelled_create_holds_its_webhook_token(
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    what: str,
+    call: Callable[[GPTunnelClient], Awaitable[Any]],
+    way: str,
+) -> None:
+    api.replies[:] = [faults.stall()]  # the create never gets its answer
+    expected = asyncio.CancelledError if way == "cancel" else TimeoutError
+    with pytest.raises(expected) as caught:
+        await _given_up(call(client), way)
+    assert locals_holding_token(caught.value) == []
+
+
+async def _given_up(call: Awaitable[Any], way: str) -> None:
+    """``call`` ended from outside, as a bot's timeout or shutdown ends it."""
+    if way == "wait_for":
+        await asyncio.wait_for(call, 0.1)
+    elif way == "timeout":
+        async with asyncio.timeout(0.1):
+            await call
+    else:
+        running = asyncio.ensure_future(call)
+        await asyncio.sleep(0.1)
+        running.cancel()
+        await running
+
+
+REFUSED_WITH_TOKEN = [
+    f"{HOOK}\n",
+    f"https://bot.example:99999/hook?token={TOKEN}",
+    f"{HOOK}&pad=" + "a" * MAX_WEBHOOK_URL_LENGTH,
+    f"ftp://bot.example/hook?token={TOKEN}",
+    f"https://bot.example/ho ok?token={TOKEN}",
+]
+
+
+@pytest.mark.parametrize("webhook", REFUSED_WITH_TOKEN)
+async def test_a_refused_webhook_url_shows_its_token_masked(
+    client: GPTunnelClient, api: ScriptedAPI, webhook: str
+) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        await client.faceswap.create(*IMAGES, webhook=webhook)
+    assert "webhook" in str(refused.value) and TOKEN[:8] not in str(refused.value)
+    assert api.requests == []  # refused before anything was sent
+
+
+async def test_a_create_task_body_that_is_no_mapping_shows_a_token_masked(
+    client: GPTunnelClient,
+) -> None:
+    with pytest.raises(ConfigurationError, match="body must be a JSON object") as refused:
+        await client.faceswap.create_task("faceswap/create", [("webhook", HOOK)])  # type: ignore[arg-type]
+    assert "token=***" in str(refused.value) and TOKEN[:8] not in str(refused.value)

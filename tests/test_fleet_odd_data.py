@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -467,3 +468,30 @@ async def test_a_claimed_task_id_watch_would_refuse_is_set_aside(
     assert (await store.status()).watched == 0
     reads = [r for r in fake.requests if odd_id in r.query.values()]
     assert reads == []  # set aside, not read again and again
+
+
+def test_a_host_name_that_is_not_utf8_still_makes_a_worker_name_the_store_takes(
+    client: GPTunnelClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("socket.gethostname", lambda: "h\udcffst")  # b"h\xffst", decoded
+    worker = Watcher(client, MemoryStore()).worker
+    assert worker.startswith("h\\udcffst:")
+    worker.encode("utf-8")  # as redis-py will send it
+
+
+async def test_a_slow_read_does_not_push_the_expiry_a_pause_past_the_deadline(
+    client: GPTunnelClient, fake: FakeGPTunnel, store: RedisStore
+) -> None:
+    task_id = fake.script_task(steps=[("running", 10)])  # never ends
+    fake.delay_next(4.0, times=None, path="faceswap/result")  # its one read ends at 4 s
+    handled = Handled()
+    slow = PollPolicy(initial=10.0, max_interval=10.0, jitter=0.0)
+    watcher = Watcher(client, store, handler=handled, policy=slow)
+    started = time.monotonic()
+    await watcher.watch(task_id, timeout=3.0)
+    async with watcher:
+        (delivery,) = await handled.until(1)
+    late = time.monotonic() - started
+    fake.clear_faults()
+    # Expired when the read ended (4 s), not the deadline's 3 s after the read (7 s).
+    assert delivery.outcome == "expired" and late < 6.0

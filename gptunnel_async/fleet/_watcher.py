@@ -27,6 +27,7 @@ import math
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
@@ -118,7 +119,10 @@ Handler: TypeAlias = Callable[[Delivery], Awaitable[None] | None]
 
 
 def _default_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:tag``, in text UTF-8 can encode: a host name that is not UTF-8 comes
+    with lone surrogates, which would fail every call to the store."""
+    host = socket.gethostname().encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class _Backoff:
@@ -407,7 +411,9 @@ class Watcher(InProcessOnly):
             expired = Outcome("expired", last.task, record.timeout, last.error)
             await self.store.finish(claim.task_id, expired.dumps())
             return
+        reading_since = time.monotonic()
         state, decision, last = await self._read_once(claim, state, last)
+        now += time.monotonic() - reading_since  # the store adds the delay to its time now
         if isinstance(decision, Finish):
             await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
         elif isinstance(decision, Fail):
@@ -419,7 +425,7 @@ class Watcher(InProcessOnly):
             progress = None if event is None else _progress(event, record).dumps()
             saved = json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
             # Never past the watch's deadline: a long pause (a slow policy, a saved one)
-            # would deliver the expiry late, or after the task's hash is gone.
+            # or a slow read would deliver the expiry late, or after the hash is gone.
             delay = max(0.0, min(decision.at, record.deadline) - now)
             await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
 

@@ -314,7 +314,9 @@ class WebhookReceiver(InProcessOnly):
         except (web.RequestPayloadError, ConnectionError):
             # Answered here: left to aiohttp, it is a 500 and an ERROR whose traceback's
             # locals hold the request line, token and all. The rest of the body is not
-            # read either (that would log the same error): the connection is closed.
+            # read either: aiohttp would read on after the answer and log the same error,
+            # so the body is marked as ended, and the connection closed.
+            request.content.feed_eof()
             unreadable = web.json_response({"error": "unreadable body"}, status=400)
             unreadable.force_close()
             return unreadable

@@ -4,8 +4,10 @@ exception."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -275,26 +277,49 @@ def test_an_odd_read_error_is_dropped_not_a_dead_letter(stored: Any) -> None:
     assert outcome(kept).error is None  # the outcome itself still reads
 
 
-def test_a_stored_read_error_keeps_only_plain_public_attributes_and_sdk_classes() -> None:
-    stored = {
-        "kind": "__loader__",
-        "message": "x" * 5000 + "\x1b[2J",
-        "attributes": {
-            "status_code": 503,
-            "__class__": "evil",
-            "_private": 1,
-            "not an identifier": 2,
-            "nested": {"a": 1},
-            "listed": [1],
-            "note": "plain",
-        },
-    }
+HOSTILE_ATTRIBUTES: dict[str, Any] = {
+    "status_code": "401; DROP",
+    "retry_after": math.nan,
+    "type": 5,
+    "param": None,
+    "code": "c" * 5000,
+    "args": 5,
+    "add_note": "shadowed",
+    "characters_written": "x",
+    "__class__": "evil",
+    "issues": [1, 2],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "cls", "kept"),
+    [
+        ("ServerError", ServerError, {"status_code": 0, "retry_after": None, "type": None}),
+        ("ResponseDecodeError", ResponseDecodeError, {"status_code": None, "body": ""}),
+        ("APIConnectionError", APIConnectionError, {}),
+        ("WaitTimeoutError", GPTunnelError, {}),  # not a read's error: the base
+        ("TaskFailedError", GPTunnelError, {}),
+        ("__loader__", GPTunnelError, {}),
+    ],
+)
+def test_a_stored_read_error_keeps_only_what_its_class_documents_of_the_right_type(
+    kind: str, cls: type[GPTunnelError], kept: dict[str, Any]
+) -> None:
+    stored = {"kind": kind, "message": "x" * 5000 + "\x1b[2J", "attributes": HOSTILE_ATTRIBUTES}
     found = read_error(stored)
     assert found is not None
     rebuilt = found.rebuilt()
-    assert type(rebuilt) is GPTunnelError  # not a class of the SDK's: the base
-    assert vars(rebuilt) == {"status_code": 503, "note": "plain"}
+    assert type(rebuilt) is cls
+    for name, value in kept.items():
+        assert getattr(rebuilt, name) == value
+    if isinstance(rebuilt, APIError):
+        assert rebuilt.code is not None and len(rebuilt.code) <= 2000
+        assert rebuilt.issues == () and rebuilt.param is None
+    assert "add_note" not in vars(rebuilt) and "args" not in vars(rebuilt)
     assert len(str(rebuilt)) <= 2000 and "\x1b" not in str(rebuilt)
+    back = pickle.loads(pickle.dumps(rebuilt))
+    assert (type(back), str(back), vars(back)) == (cls, str(rebuilt), vars(rebuilt))
+    copy.deepcopy(rebuilt).add_note("still an exception")
 
 
 @given(
@@ -315,3 +340,4 @@ def test_any_stored_read_error_rebuilds_into_an_sdk_error(
     assert isinstance(rebuilt, GPTunnelError)
     str(rebuilt), repr(rebuilt)  # both render
     WaitTimeoutError("t-1", 5.0, None, rebuilt)  # and a timeout can name it
+    assert str(pickle.loads(pickle.dumps(rebuilt))) == str(rebuilt)

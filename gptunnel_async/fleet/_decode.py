@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, get_args
 
 import attrs
@@ -33,6 +33,8 @@ from ._records import (
     OutcomeKind,
     ReadError,
     WatchRecord,
+    kept_attributes,
+    read_error_class,
 )
 
 __all__ = [
@@ -211,21 +213,66 @@ _MAX_ERROR_TEXT: Final = 2000
 def read_error(value: object) -> ReadError | None:
     """A stored read error (:meth:`ReadError.to_json`), or ``None`` if there is none or
     it cannot be read: it only says why a wait saw nothing, never worth a dead letter.
-    Only plain attributes with public names are kept (whoever writes the store chooses
-    them)."""
+
+    Whoever writes the store chooses what it holds, so only the attributes its class
+    documents are kept, each of its type (``status_code`` an int, ``retry_after`` a
+    finite number of seconds, texts bounded and printable); any other is dropped.
+    """
     if not isinstance(value, dict):
         return None
     kind, message = value.get("kind"), value.get("message")
     attributes = value.get("attributes")
     if not (isinstance(kind, str) and isinstance(message, str) and isinstance(attributes, dict)):
         return None
+    kept = kept_attributes(read_error_class(kind))
     plain = {
-        key: found
-        for key, found in attributes.items()
-        if isinstance(key, str) and key.isidentifier() and not key.startswith("_")
-        if isinstance(found, str | int | float | None)
+        name: found
+        for name, found in ((name, _attribute(name, attributes.get(name))) for name in kept)
+        if found is not _DROPPED
     }
     return ReadError(kind, clip(message, _MAX_ERROR_TEXT), plain)
+
+
+_DROPPED: Final = object()
+"""What :func:`_attribute` gives for a stored attribute it does not keep."""
+
+
+def _attribute(name: str, value: object) -> object:
+    """A stored read error's attribute ``name``, checked; :data:`_DROPPED` if unusable."""
+    check = _ATTRIBUTE_CHECKS.get(name)
+    return _DROPPED if check is None else check(value)
+
+
+def _status(value: object) -> object:
+    return value if value is None or type(value) is int else _DROPPED
+
+
+def _seconds(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _DROPPED
+    return float(value) if 0 <= value < math.inf else _DROPPED
+
+
+def _text(value: object) -> object:
+    return clip(value, _MAX_ERROR_TEXT) if isinstance(value, str) else _DROPPED
+
+
+def _optional_text(value: object) -> object:
+    return None if value is None else _text(value)
+
+
+_ATTRIBUTE_CHECKS: Final[dict[str, Callable[[object], object]]] = {
+    "status_code": _status,
+    "retry_after": _seconds,
+    "message": _text,
+    "body": _text,
+    "type": _optional_text,
+    "param": _optional_text,
+    "code": _optional_text,
+}
+"""How each attribute a read error class documents is checked when read back."""
 
 
 def last_read(value: object) -> LastRead:

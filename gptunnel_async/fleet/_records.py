@@ -93,15 +93,43 @@ def _task_json(task: Task | MediaTask | None) -> dict[str, Any]:
     return {"model": type(task).__name__, "task": converter.unstructure(task)}
 
 
-_PLAIN: Final = (str, int, float, type(None))
-"""The attribute values a stored read error keeps (``status_code``, ``retry_after`` ...)."""
+_READ_ERRORS: Final = (errors.APIError, errors.APIConnectionError, errors.ResponseDecodeError)
+"""The errors a read ends with; a stored one of any other class comes back as a plain
+``GPTunnelError``."""
+
+_KEPT: Final[dict[type[GPTunnelError], dict[str, Any]]] = {
+    APIError: {
+        "message": "",
+        "status_code": 0,
+        "type": None,
+        "param": None,
+        "code": None,
+        "retry_after": None,
+    },
+    errors.ResponseDecodeError: {"status_code": None, "body": ""},
+}
+"""The attributes a read error's class documents (beside its text), with what a stored
+one lacking them gets: only these are kept and given back."""
+
+
+def kept_attributes(cls: type) -> dict[str, Any]:
+    """The documented attributes of read error class ``cls``, with their defaults."""
+    return next((kept for base, kept in _KEPT.items() if issubclass(cls, base)), {})
+
+
+def read_error_class(kind: str) -> type[GPTunnelError]:
+    """The SDK's read error class named ``kind``, or ``GPTunnelError`` for any other name."""
+    found = getattr(errors, kind, None)
+    usable = isinstance(found, type) and issubclass(found, _READ_ERRORS)
+    return found if usable else GPTunnelError  # type: ignore[return-value]
 
 
 @attrs.frozen
 class ReadError:
     """A failed read's error as a store keeps it: its class's name, its text (masked
-    already, as the SDK raised it) and its plain attributes. Read back with
-    ``_decode.read_error``."""
+    already, as the SDK raised it) and the attributes its class documents
+    (``status_code``, ``retry_after`` ...). Read back with ``_decode.read_error``, which
+    checks them."""
 
     kind: str
     message: str
@@ -109,20 +137,21 @@ class ReadError:
 
     @classmethod
     def of(cls, error: GPTunnelError) -> ReadError:
-        plain = {key: value for key, value in vars(error).items() if isinstance(value, _PLAIN)}
-        return cls(type(error).__name__, str(error), plain)
+        kept = kept_attributes(type(error))
+        attributes = {name: getattr(error, name, default) for name, default in kept.items()}
+        return cls(type(error).__name__, str(error), attributes)
 
     def rebuilt(self) -> GPTunnelError:
-        """The error again: of its class if the SDK has one of that name (else a
-        ``GPTunnelError``), with its text and plain attributes; an ``APIError``'s
-        ``issues`` are not kept."""
-        found = getattr(errors, self.kind, None)
-        cls = found if isinstance(found, type) and issubclass(found, GPTunnelError) else None
-        error = (cls or GPTunnelError).__new__(cls or GPTunnelError)
+        """The error again: of its class if it is one of the SDK's read errors (else a
+        ``GPTunnelError``), with its text and its class's documented attributes; an
+        ``APIError``'s ``issues`` are not kept."""
+        cls = read_error_class(self.kind)
+        error = cls.__new__(cls)
         error.args = (self.message,)
+        kept = kept_attributes(cls)
+        vars(error).update(kept | {k: v for k, v in self.attributes.items() if k in kept})
         if isinstance(error, APIError):
             error.issues = ()
-        vars(error).update(self.attributes)
         return error
 
     def to_json(self) -> dict[str, Any]:
@@ -205,7 +234,8 @@ class Delivery:
             already acted on it.
         last_error: for an expired wait whose last read failed, that read's error (an
             unreachable host, a 401 ...), rebuilt from the store: its class, text and
-            plain attributes such as ``status_code``. ``None`` otherwise.
+            the attributes its class documents, such as ``status_code``. ``None``
+            otherwise.
     """
 
     task_id: str

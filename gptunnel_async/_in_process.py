@@ -19,17 +19,25 @@ NEW_CLIENT: Final = (
 
 
 class InProcessOnly:
-    """A base that makes ``pickle.dumps``, ``copy.copy`` and ``copy.deepcopy`` raise
-    :class:`UsageError`; ``_instead`` says what to do instead."""
+    """A base that makes ``pickle.dumps``, ``copy.copy``, ``copy.deepcopy`` (and any
+    serializer that asks for ``__reduce_ex__`` or ``__getstate__``) raise
+    :class:`UsageError`; ``_instead`` says what to do instead. A serializer that walks
+    ``vars()`` by itself is not stopped: do not hand it these objects."""
 
     __slots__ = ()
     _instead: ClassVar[str] = NEW_CLIENT
     _holds: ClassVar[str] = "the API key"
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        raise self._refusal()
+
+    def __getstate__(self) -> NoReturn:  # for serializers that ask for it directly
+        raise self._refusal()
+
+    def _refusal(self) -> Exception:
         from .errors import UsageError  # not at the top: errors -> _sansio.text -> here
 
-        raise UsageError(
+        return UsageError(
             f"{type(self).__name__} objects hold {self._holds} and cannot be pickled or copied: "
             f"{self._instead}"
         )

@@ -59,6 +59,7 @@ class Settings:
 
 WAYS: list[tuple[str, Callable[[Any], object]]] = [
     *[(f"pickle protocol {n}", lambda held, n=n: pickle.dumps(held, n)) for n in range(6)],
+    ("__getstate__", lambda held: held.__getstate__()),
     ("copy.copy", copy.copy),
     ("copy.deepcopy", copy.deepcopy),
     ("inside a dict", lambda held: pickle.dumps({"held": [held]})),

@@ -21,7 +21,7 @@ ACCEPTED_ENCODINGS: Final = "gzip, deflate"
 session does not (``auto_decompress=False``)."""
 
 
-@attrs.frozen
+@attrs.frozen(getstate_setstate=False)  # InProcessOnly's refusal, not attrs' state
 class Request(InProcessOnly):
     """One HTTP request, ready to send.
 

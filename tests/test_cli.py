@@ -412,3 +412,25 @@ def test_a_tasks_file_that_is_not_one_is_a_usage_error(
     tasks.write_bytes(content)
     assert main(["emulator", "--port", "0", "--tasks", str(tasks)]) == 2
     assert complaint in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ({"tasks": 5}, '"tasks" and "faults" are lists'),
+        ({"faults": 5}, '"tasks" and "faults" are lists'),
+        ({"tasks": [{"steps": [5]}]}, "a step must be a (status, percent) pair"),
+        ({"tasks": [{"model": 5, "duration": 1}]}, "model must be a non-empty string"),
+        ({"tasks": [{"duration": 10**400}]}, "duration must be a number of seconds"),
+        ({"faults": [{"kind": "fail", "retry_after": "soon"}]}, "retry_after"),
+    ],
+    ids=["tasks not a list", "faults not a list", "a step", "a model", "a duration", "a fault"],
+)
+def test_a_tasks_file_of_the_wrong_shape_is_a_usage_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: object, complaint: str
+) -> None:
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(json.dumps(document))
+    assert main(["emulator", "--port", "0", "--tasks", str(tasks)]) == 2
+    error = capsys.readouterr().err
+    assert complaint in error and "Traceback" not in error

@@ -328,6 +328,11 @@ def test_task_ids_are_unique() -> None:
         ({"steps": [("done", True)]}, "percent"),
         ({"duration": -1}, "duration"),
         ({"duration": float("nan")}, "duration"),
+        ({"duration": 10**400}, "duration"),
+        ({"steps": [("done", 100, 5)]}, "a step must be a"),
+        ({"steps": [5]}, "a step must be a"),
+        ({"steps": "ab"}, "a step must be a"),
+        ({"duration": 1, "error": 5}, "error"),
     ],
 )
 def test_bad_scripts_are_refused(kwargs: dict[str, Any], complaint: str) -> None:
@@ -477,6 +482,16 @@ async def test_delay_next_slows_an_answer_down(fake: FakeGPTunnel) -> None:
         ("fail_next", (503,), {"server": "elsewhere"}, "server"),
         ("delay_next", (-1,), {}, "seconds"),
         ("drop_next", (), {"times": -2}, "times"),
+        ("delay_next", (10**400,), {}, "seconds"),
+        ("set_balance", (10**400,), {}, "balance"),
+        ("set_balance", (1.0,), {"credit_limit": float("inf")}, "credit_limit"),
+        ("fail_next", (503,), {"retry_after": "soon"}, "retry_after"),
+        ("fail_next", (503,), {"retry_after": float("nan")}, "retry_after"),
+        ("fail_next", (503,), {"path": 5}, "path"),
+        ("fail_task", (), {"steps": [5]}, "a step must be a"),
+        ("script_task", (), {"duration": 1, "task_id": 5}, "task_id"),
+        ("script_task", (), {"duration": 1, "type": 5}, "type"),
+        ("script_task", (), {"duration": 1, "model": 5}, "model"),
     ],
 )
 def test_bad_faults_are_refused(

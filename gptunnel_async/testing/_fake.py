@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 import socket
 import threading
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
+from .._checks import check_text, number, optional
 from .._checks import port as check_port
 from .._client import GPTunnelClient
 from ..errors import ConfigurationError, UsageError
@@ -25,7 +25,7 @@ from ._apps import API_PREFIX, api_app, storage_app
 from ._control import CONTROL_PREFIX, control_routes
 from ._endpoints import task_body
 from ._samples import sample_image
-from ._scripts import MediaOutput, Step, TaskScript
+from ._scripts import MediaOutput, Step, TaskScript, check_step
 from ._state import EmulatorState, Fault, RecordedRequest, Server
 from ._webhooks import WebhookCourier, post_task
 
@@ -162,6 +162,9 @@ class FakeGPTunnel:
         Raises:
             ConfigurationError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
+        check_text("type", type)
+        optional(check_text, "task_id", task_id)
+        optional(check_text, "model", model)
         script = TaskScript.build(steps, duration, error)
         output = (
             MediaOutput.build(
@@ -198,7 +201,7 @@ class FakeGPTunnel:
         Returns:
             The task's id.
         """
-        before = list(steps)
+        before = [check_step(step) for step in steps]
         percent = before[-1][1] if before else 0
         return self.script_task(
             steps=[*before, (status, percent)],
@@ -285,12 +288,10 @@ class FakeGPTunnel:
         Raises:
             ConfigurationError: a value that is not a finite number.
         """
-        for name, value in (("balance", balance), ("credit_limit", credit_limit)):
-            number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and math.isfinite(value)):
-                raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
         self._state.balance = attrs.evolve(
-            self._state.balance, balance=float(balance), credit_limit=float(credit_limit)
+            self._state.balance,
+            balance=number("balance", balance),
+            credit_limit=number("credit_limit", credit_limit),
         )
 
     # -- faults ---------------------------------------------------------------------
@@ -328,7 +329,8 @@ class FakeGPTunnel:
         if isinstance(retry_after, datetime):
             header: str | None = format_datetime(retry_after, usegmt=True)
         elif retry_after is not None:
-            header = f"{retry_after:g}"
+            seconds = number("retry_after", retry_after, "seconds >= 0 or a datetime", _at_least_0)
+            header = f"{seconds:g}"
         else:
             header = None
         self._fault(server, path, times, status=status, retry_after=header, body=body)
@@ -375,9 +377,8 @@ class FakeGPTunnel:
         Raises:
             ConfigurationError: a delay, count or server that makes no sense.
         """
-        if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
-            raise ConfigurationError(f"seconds must be a number >= 0, got {seconds!r}")
-        self._fault(server, path, times, delay=float(seconds))
+        held = number("seconds", seconds, "a number >= 0", _at_least_0)
+        self._fault(server, path, times, delay=held)
 
     def clear_faults(self) -> None:
         """Forget every fault not used yet."""
@@ -391,7 +392,8 @@ class FakeGPTunnel:
         counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
         if times is not None and not counted:
             raise ConfigurationError(f"times must be an int > 0 or None, got {times!r}")
-        where = path.strip("/") if path is not None else None
+        where = optional(check_text, "path", path)
+        where = where.strip("/") if where is not None else None
         self._state.add_fault(Fault(server=server, path=where, remaining=times, **how))
 
     # -- what happened --------------------------------------------------------------
@@ -548,3 +550,7 @@ class FakeGPTunnel:
             await stop.wait()
         finally:
             await self.close()
+
+
+def _at_least_0(value: float) -> bool:
+    return value >= 0

@@ -12,6 +12,7 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from .._checks import describe, number
 from .._sansio.statuses import MEDIA_DONE_STATUSES, Stage, classify
 from ..errors import ConfigurationError
 from ..models import MediaClip, MediaTask, Task, Usage
@@ -103,13 +104,12 @@ class TaskScript:
             raise ConfigurationError(
                 "give exactly one of steps=[(status, percent), ...] or duration="
             )
+        if error is not None and not isinstance(error, str):
+            raise ConfigurationError(f"error must be a string, got {describe(error)}")
         if duration is not None:
-            if not (isinstance(duration, int | float) and math.isfinite(duration)):
-                raise ConfigurationError(f"duration must be a number of seconds, got {duration!r}")
-            if duration < 0:
-                raise ConfigurationError(f"duration must be >= 0, got {duration!r}")
-            return cls(duration=float(duration), error=error)
-        checked = tuple(_step(step) for step in steps or ())
+            seconds = number("duration", duration, "a number of seconds >= 0", _not_negative)
+            return cls(duration=seconds, error=error)
+        checked = tuple(check_step(step) for step in steps or ())
         if not checked:
             raise ConfigurationError("steps must hold at least one (status, percent) pair")
         return cls(steps=checked, error=error)
@@ -124,7 +124,14 @@ class TaskScript:
         return ("failed", 99) if self.error is not None else ("done", 100)
 
 
-def _step(step: Step) -> Step:
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
+def check_step(step: Step) -> Step:
+    """``step`` if it is a ``(status, percent)`` pair the emulator can answer."""
+    if not (isinstance(step, tuple | list) and len(step) == 2):
+        raise ConfigurationError(f"a step must be a (status, percent) pair, got {describe(step)}")
     status, percent = step
     if not isinstance(status, str) or not status:
         raise ConfigurationError(f"a step's status must be a non-empty string, got {status!r}")

@@ -41,20 +41,32 @@ MAX_TASKS_FILE: Final = 10 * 2**20
 """The largest tasks file read, in bytes: far more than any script of tasks needs."""
 
 
+def _tasks_file(path: Path) -> dict[str, Any]:
+    """The tasks file's JSON object, its ``tasks`` and ``faults`` lists if it has them.
+
+    Raises:
+        ConfigurationError: it is too big, not JSON in UTF-8, or not such an object.
+    """
+    with path.open("rb") as file:  # /dev/zero must not fill the memory
+        text = file.read(MAX_TASKS_FILE + 1)
+    if len(text) > MAX_TASKS_FILE:
+        raise ConfigurationError(f"the tasks file is over {MAX_TASKS_FILE // 2**20} MiB")
+    try:
+        document = json.loads(text.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+        raise ConfigurationError(f"the tasks file is not JSON in UTF-8: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigurationError('the tasks file holds a JSON object: {"tasks": [...]}')
+    if not all(isinstance(document.get(key, []), list) for key in ("tasks", "faults")):
+        raise ConfigurationError('the tasks file\'s "tasks" and "faults" are lists')
+    return document
+
+
 def _load(fake: FakeGPTunnel, options: EmulatorOptions) -> list[str]:
     """Script what the options and the tasks file ask for; the ids of the tasks."""
     specs: list[Any] = []
     if options.tasks_file is not None:
-        with options.tasks_file.open("rb") as file:  # /dev/zero must not fill the memory
-            text = file.read(MAX_TASKS_FILE + 1)
-        if len(text) > MAX_TASKS_FILE:
-            raise ConfigurationError(f"the tasks file is over {MAX_TASKS_FILE // 2**20} MiB")
-        try:
-            document = json.loads(text.decode("utf-8"))
-        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
-            raise ConfigurationError(f"the tasks file is not JSON in UTF-8: {exc}") from None
-        if not isinstance(document, dict):
-            raise ConfigurationError('the tasks file holds a JSON object: {"tasks": [...]}')
+        document = _tasks_file(options.tasks_file)
         specs += document.get("tasks", [])
         for fault in document.get("faults", []):
             fault_from_spec(fake, fault)

@@ -188,7 +188,9 @@ async def test_fleet_log_lines_are_bounded_and_printable(
     api.script((500, "\x1b[2J" + "x" * 5000, {}))
     caplog.set_level(logging.WARNING, logger="gptunnel_async")
     watcher = Watcher(client, MemoryStore(), policy=FAST)
-    await watcher.watch("t-\u202e" + "y" * 250)
+    with pytest.raises(ConfigurationError, match="unprintable"):
+        await watcher.watch("t-\u202e" + "y" * 250)  # a bidi override: not an id at all
+    await watcher.watch("t-" + "y" * 250)  # long: each line bounds it
     logged = asyncio.Event()
     signal = logging.Handler()
     signal.emit = lambda record: logged.set()  # type: ignore[method-assign]

@@ -213,7 +213,9 @@ def webhook_url(name: str, value: Any) -> str:
     try:
         return _webhook_url(name, value)
     except ConfigurationError as exc:
-        raise ConfigurationError(hide_webhook_token(str(exc))) from None
+        refusal = str(exc)
+    # Raised out here: the first refusal, whose text shows the token, is not its context.
+    raise ConfigurationError(hide_webhook_token(refusal))
 
 
 _TOKEN_IN_TEXT: Final = re.compile(r"(token=)[^&#\s'\"]+", re.IGNORECASE)
@@ -256,8 +258,8 @@ def task_id_problem(value: Any) -> str | None:
     :data:`MAX_TASK_ID_LENGTH` is refused rather than sent. So is an id that is not valid
     Unicode (a lone surrogate): URL encoding would silently drop those characters and
     ask for another task; and one with a control or other unprintable character (a
-    newline pasted with it): GPTunnel's ids are hexadecimal, and the server would
-    answer "not found".
+    newline pasted with it) or a space around it: GPTunnel's ids are hexadecimal, and
+    the server would answer "not found".
     """
     if not isinstance(value, str) and isinstance(getattr(value, "id", None), str):
         return f"must be a task's id, a string: pass {type(value).__name__}.id, not the object"
@@ -274,6 +276,8 @@ def task_id_problem(value: Any) -> str | None:
         return f"is not valid Unicode: {describe(value)}"
     if not value.isprintable():
         return f"holds a control or other unprintable character: {describe(value)}"
+    if value != value.strip():
+        return f"has a space around it (pasted with the id?): {describe(value)}"
     return None
 
 

@@ -375,6 +375,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
                 self._report_end(GeneratorExit())
             self._ended = True
             self._state = self._decision = self._last_seen = self._last_error = None
+        elif self._running is None:  # never started: closed on purpose, nothing to warn of
+            self._ended = True
 
     # -- coroutine ------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Generic, TypeVar
 
 from . import _checks, _timing
-from ._polling import ProgressEvent
+from ._polling import ProgressEvent, TaskWaiter
 from ._sansio.throttle import ThrottleGate
 from .errors import ConfigurationError
 from .models import TaskLike
@@ -60,12 +60,17 @@ async def throttle(
             an async iterator or ``clock`` not a function.
         GPTunnelError: whatever the wait raises, as it raises it.
     """
-    interval = _checks.number("every", every, "a finite number of seconds >= 0", _at_least_0)
-    if not hasattr(events, "__aiter__"):
-        raise ConfigurationError(
-            f"events must be a wait or another async iterator, got {_checks.describe(events)}"
-        )
-    now = _checks.optional(_checks.function, "clock", clock) or asyncio.get_running_loop().time
+    try:
+        interval = _checks.number("every", every, "a finite number of seconds >= 0", _at_least_0)
+        if not hasattr(events, "__aiter__"):
+            raise ConfigurationError(
+                f"events must be a wait or another async iterator, got {_checks.describe(events)}"
+            )
+        now = _checks.optional(_checks.function, "clock", clock) or asyncio.get_running_loop().time
+    except ConfigurationError:
+        if isinstance(events, TaskWaiter):  # refused with us: not a wait forgotten
+            events.close()
+        raise
     gate: ThrottleGate[ProgressEvent[T]] = ThrottleGate(0.0 if _timing.is_instant() else interval)
     reads = _Reads(aiter(events))
     try:

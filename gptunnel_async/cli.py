@@ -537,9 +537,8 @@ def _build_parser() -> argparse.ArgumentParser:
 # -- entry point --------------------------------------------------------------------
 
 
-async def _run(args: argparse.Namespace, out: Output) -> int:
+async def _run(args: argparse.Namespace, out: Output, termination: _Termination) -> int:
     command: Command = args.run
-    termination = _Termination()
     try:
         with termination:
             return await command(args, out)
@@ -548,18 +547,13 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         with contextlib.suppress(OSError):  # an output that fails keeps the command's code
             out.error(exc, code, _hint(exc, args))
         return code
-    except asyncio.CancelledError:
-        if not termination.received:
-            raise
-        with contextlib.suppress(OSError):
-            out.interrupted(getattr(args, "task_id", None), EXIT_TERMINATED)
-        return EXIT_TERMINATED
 
 
 class _Termination:
     """While entered, SIGTERM cancels the running command as Ctrl-C does, so that it
     ends with its last record (``cancelled`` in ``--json``) and exit code 143 rather
-    than mid-write; a command that handles SIGTERM itself (the emulator) replaces it."""
+    than mid-write; a command that handles SIGTERM itself (the emulator) replaces it.
+    ``received`` tells the cancellation apart from Ctrl-C's, also when both come."""
 
     def __init__(self) -> None:
         self.received = False
@@ -628,14 +622,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_and_report(args: argparse.Namespace, out: Output) -> int:
     """Run the command; its exit code, also when its output cannot be written."""
+    termination = _Termination()
     try:
-        code = asyncio.run(_run(args, out))
+        code = asyncio.run(_run(args, out, termination))
         sys.stdout.flush()  # here, where a failing output can still be told apart
         return code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (or both)
+        code = EXIT_TERMINATED if termination.received else EXIT_INTERRUPTED
         with contextlib.suppress(OSError):
-            out.interrupted(getattr(args, "task_id", None), EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+            out.interrupted(getattr(args, "task_id", None), code)
+        return code
     except BrokenPipeError:
         _discard_output()
         return EXIT_OUTPUT_CLOSED

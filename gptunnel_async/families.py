@@ -871,7 +871,6 @@ class Media(TaskResource[MediaTask]):
         payload = _media_payload(model, prompt, images, ar, extra)
         return await self._create("media/create", payload)
 
-    @secret_arguments  # a ``webhook`` option holds its token
     async def generate(
         self,
         model: str,
@@ -907,5 +906,6 @@ class Media(TaskResource[MediaTask]):
             ConfigurationError: an argument is unusable.
             APIError: an error status that is not retried.
         """
-        created = self.create(model, prompt, images=images, ar=ar, **extra)
+        created = self.create(model, prompt, images=images, ar=ar, **extra)  # guarded itself
+        del extra  # a webhook option's token: not a local of this frame while it waits
         return await self._until_done(created, policy, timeout, on_progress)

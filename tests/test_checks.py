@@ -160,11 +160,17 @@ def test_a_task_id_with_an_unprintable_character_is_refused(pasted: str) -> None
         check_task_id(pasted)
 
 
+@pytest.mark.parametrize("pasted", [" 65f0c1a2b3c4", "65f0c1a2b3c4 ", "  65f0c1  "])
+def test_a_task_id_with_a_space_around_it_is_refused(pasted: str) -> None:
+    with pytest.raises(ConfigurationError, match="a space around it"):
+        check_task_id(pasted)
+
+
 @given(st.text(min_size=1, max_size=40))
 def test_a_task_id_is_taken_exactly_when_it_is_printable_unicode_of_a_usable_length(
     candidate: str,
 ) -> None:
-    usable = bool(candidate.strip()) and candidate.isprintable()
+    usable = bool(candidate.strip()) and candidate.isprintable() and candidate == candidate.strip()
     if usable:
         assert check_task_id(candidate) == candidate
     else:

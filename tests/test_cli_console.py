@@ -253,6 +253,24 @@ async def test_sigterm_during_wait_ends_it_as_ctrl_c_does_with_exit_143(
         assert "interrupted" in errors and "Traceback" not in errors
 
 
+async def test_sigterm_and_ctrl_c_together_end_with_one_code_and_no_traceback(
+    fake: FakeGPTunnel, sigint_delivered: None
+) -> None:
+    task_id = fake.script_task(duration=120)
+    process = await start("wait", task_id, "--json", *connection(fake))
+    assert process.stdout is not None and process.stderr is not None
+    await process.stdout.readline()  # the wait has begun
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)  # a supervisor's stop and a Ctrl-C at once
+    rest = (await process.stdout.read()).decode().splitlines()
+    errors = (await process.stderr.read()).decode()
+    code = await process.wait()
+    assert "Traceback" not in errors and code != 1  # not "the task failed"
+    records = [json.loads(line) for line in rest if '"cancelled"' in line]
+    assert len(records) == 1 and records[0]["exit_code"] in (130, 143)
+    assert code in (records[0]["exit_code"], -signal.SIGINT)  # or a signal after the end
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="a pseudo-terminal is POSIX")
 async def test_on_a_narrow_terminal_the_bar_keeps_its_time_and_room_for_ctrl_c(
     fake: FakeGPTunnel, sigint_delivered: None

@@ -209,7 +209,7 @@ async def test_odd_task_ids_arrive_intact_as_one_query_value(
 )
 @given(
     task_id=st.text(st.characters(exclude_categories=["Cs"]), min_size=1).filter(
-        lambda text: text.strip() and text.isprintable()
+        lambda text: text.strip() == text and text and text.isprintable()
     )
 )
 async def test_any_usable_task_id_arrives_intact_as_one_query_value(

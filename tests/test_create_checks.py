@@ -358,6 +358,8 @@ async def test_a_refused_webhook_url_shows_its_token_masked(
     with pytest.raises(ConfigurationError) as refused:
         await client.faceswap.create(*IMAGES, webhook=webhook)
     assert "webhook" in str(refused.value) and TOKEN[:8] not in str(refused.value)
+    chain = [refused.value.__context__, refused.value.__cause__]
+    assert all(TOKEN[:8] not in str(linked) for linked in chain if linked is not None)
     assert api.requests == []  # refused before anything was sent
 
 

@@ -32,6 +32,7 @@ from gptunnel_async.errors import StoreDataError
 from gptunnel_async.fleet import FleetProgress
 from gptunnel_async.fleet._decode import (
     Finished,
+    last_read,
     notice,
     number,
     outcome,
@@ -289,6 +290,27 @@ HOSTILE_ATTRIBUTES: dict[str, Any] = {
     "__class__": "evil",
     "issues": [1, 2],
 }
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"retry_after": 10**400, "status_code": 10**4000},
+        {"retry_after": -1, "status_code": -5},
+        {"retry_after": "60", "status_code": 503.0},
+    ],
+    ids=["beyond the float range", "negative", "text and a float"],
+)
+def test_stored_numbers_out_of_range_are_dropped_not_raised(attributes: dict[str, Any]) -> None:
+    stored = {"kind": "RateLimitError", "message": "slow down", "attributes": attributes}
+    found = read_error(stored)
+    assert found is not None
+    rebuilt = found.rebuilt()
+    assert (rebuilt.status_code, rebuilt.retry_after) == (0, None)  # type: ignore[attr-defined]
+    document = {"kind": "expired", "model": None, "task": None, "timeout": 1, "error": stored}
+    assert outcome(json.dumps(document)).error == found
+    saved = {"last": {"model": None, "task": None, "error": stored}}
+    assert last_read(json.dumps(saved)).error == found
 
 
 @pytest.mark.parametrize(

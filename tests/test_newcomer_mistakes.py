@@ -4,6 +4,7 @@ never awaited warns as a coroutine does, and a task read through the wrong famil
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gptunnel_async import GPTunnelClient, NotFoundError, UsageError
+from gptunnel_async import ConfigurationError, GPTunnelClient, NotFoundError, UsageError, throttle
 from gptunnel_async.testing import FakeGPTunnel
 
 
@@ -62,6 +63,27 @@ async def test_a_wait_dropped_on_purpose_or_used_does_not_warn(
     await unstarted.aclose()
     del unstarted
     assert collected_warnings(lambda: None) == []
+
+
+async def test_a_wait_closed_or_refused_before_it_started_does_not_warn(
+    client: GPTunnelClient,
+) -> None:
+    async def aclosed() -> None:
+        waiter = client.wait_for_result("t-1")
+        async with contextlib.aclosing(waiter):
+            pass  # left before the loop: the documented way to stop a wait
+
+    async def refused_by_throttle() -> None:
+        with pytest.raises(ConfigurationError, match="every"):
+            async for _ in throttle(client.wait_for_result("t-2"), every=-1):
+                pass
+
+    for drop in (aclosed, refused_by_throttle):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await drop()
+            gc.collect()
+        assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
 
 
 async def test_a_closed_wait_that_never_started_cannot_be_awaited(

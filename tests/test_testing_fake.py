@@ -490,6 +490,10 @@ async def test_delay_next_slows_an_answer_down(fake: FakeGPTunnel) -> None:
         ("fail_next", (503,), {"path": 5}, "path"),
         ("fail_task", (), {"steps": [5]}, "a step must be a"),
         ("script_task", (), {"duration": 1, "task_id": 5}, "task_id"),
+        ("script_task", (), {"duration": 1, "task_id": "a\nb"}, "unprintable"),
+        ("script_task", (), {"duration": 1, "model": "suno", "clips": 10**6}, "clips"),
+        ("fail_next", (400,), {"body": object()}, "body"),
+        ("fail_next", (400,), {"body": {"x": float("nan")}}, "body"),
         ("script_task", (), {"duration": 1, "type": 5}, "type"),
         ("script_task", (), {"duration": 1, "model": 5}, "model"),
     ],
@@ -662,3 +666,23 @@ async def test_a_scripted_tasks_clock_starts_at_its_first_read() -> None:
         async with fake.client() as client:
             first = await client.get_result(task_id)
     assert (first.status, first.percent) == ("processing", 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"steps": [5]}', "a step must be a"),
+        (b'{"duration": 1' + b"0" * 401 + b"}", "duration"),
+    ],
+    ids=["nested too deeply", "a step", "a duration beyond the float range"],
+)
+async def test_the_control_endpoint_answers_a_bad_spec_400(
+    fake: FakeGPTunnel, body: bytes, complaint: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.control_url}/tasks", data=body) as answer,
+    ):
+        assert answer.status == 400
+        assert complaint in (await answer.json())["error"]

@@ -482,10 +482,12 @@ async def test_an_ended_iteration_yields_nothing_more(
         await failed.__anext__()
     assert await collect(failed) == []
     closed = client.wait_for_result("task-3")
-    await closed.aclose()  # never started: nothing to close
-    await closed.__anext__()
-    await closed.aclose()
+    await closed.aclose()  # never started: closed, as an async generator's aclose() does
     assert await collect(closed) == []
+    stopped = client.wait_for_result("task-3")
+    await stopped.__anext__()
+    await stopped.aclose()
+    assert await collect(stopped) == []
 
 
 async def test_one_step_of_an_iteration_at_a_time(client: GPTunnelClient, api: ScriptedAPI) -> None:

@@ -244,15 +244,22 @@ def _attribute(name: str, value: object) -> object:
 
 
 def _status(value: object) -> object:
-    return value if value is None or type(value) is int else _DROPPED
+    """An HTTP status (or a media answer's 200): an int from 0 to 999."""
+    usable = value is None or (type(value) is int and 0 <= value <= 999)
+    return value if usable else _DROPPED
 
 
 def _seconds(value: object) -> object:
+    """Seconds as a finite float >= 0; an int beyond the float range is dropped too."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return _DROPPED
-    return float(value) if 0 <= value < math.inf else _DROPPED
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return _DROPPED
+    return seconds if 0 <= seconds < math.inf else _DROPPED
 
 
 def _text(value: object) -> object:
@@ -286,7 +293,7 @@ def last_read(value: object) -> LastRead:
         if not isinstance(last, dict):
             return LastRead()
         return LastRead(_stored_task(last, "the last read"), read_error(last.get("error")))
-    except StoreDataError:
+    except Exception:  # anything: what it tells is never worth stopping a wait for
         return LastRead()
 
 

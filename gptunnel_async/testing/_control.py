@@ -189,3 +189,5 @@ async def _changing(
         return web.json_response(dict(change(spec)))
     except ValueError as exc:  # JSONDecodeError and bad specs alike
         return web.json_response({"error": str(exc)}, status=400)
+    except RecursionError:
+        return web.json_response({"error": "the JSON is nested too deeply"}, status=400)

@@ -16,7 +16,7 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from .._checks import check_text, number, optional
+from .._checks import check_task_id, check_text, json_values, number, optional
 from .._checks import port as check_port
 from .._client import GPTunnelClient
 from ..errors import ConfigurationError, UsageError
@@ -163,7 +163,8 @@ class FakeGPTunnel:
             ConfigurationError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
         check_text("type", type)
-        optional(check_text, "task_id", task_id)
+        if task_id is not None:
+            check_task_id(task_id)  # an id the SDK would not read is no task to script
         optional(check_text, "model", model)
         script = TaskScript.build(steps, duration, error)
         output = (
@@ -333,6 +334,8 @@ class FakeGPTunnel:
             header = f"{seconds:g}"
         else:
             header = None
+        if not isinstance(body, str | bytes | None):
+            json_values("body", body)  # sent as JSON: refused now, not as the next answer's 500
         self._fault(server, path, times, status=status, retry_after=header, body=body)
 
     def drop_next(

@@ -147,6 +147,20 @@ DEFAULT_CREATED_SCRIPT: Final = TaskScript.build(
 first, as documented, then working, then done."""
 
 
+def _count(name: str, value: object, most: int | None = None) -> int:
+    """``value`` if it is an int from 0 to ``most`` (unbounded: ``None``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name} must be an int >= 0, got {describe(value)}")
+    if most is not None and value > most:
+        raise ConfigurationError(f"{name} must be at most {most}, got {value}")
+    return value
+
+
+MAX_CLIPS: Final = 100
+"""The most clips a scripted media task answers: real models answer one to a few; a
+million would build a body of gigabytes."""
+
+
 @attrs.frozen
 class MediaOutput:
     """What a ``/media`` task answers once done.
@@ -171,9 +185,8 @@ class MediaOutput:
     ) -> MediaOutput:
         """A checked output for ``model``: suno answers two clips unless told otherwise."""
         count = (2 if model.startswith("suno") else 0) if clips is None else clips
-        for name, value in (("clips", count), ("done_before_url", done_before_url)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigurationError(f"{name} must be an int >= 0, got {value!r}")
+        count = _count("clips", count, MAX_CLIPS)
+        _count("done_before_url", done_before_url)
         if preview_stub and not count:
             raise ConfigurationError("a preview stub comes beside clips: give clips >= 1")
         return cls(clips=count, preview_stub=bool(preview_stub), done_before_url=done_before_url)

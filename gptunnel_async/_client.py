@@ -153,6 +153,8 @@ class GPTunnelClient(InProcessOnly):
         """Sessions of finished loops being closed (held until they are)."""
         self._owns_session = session is None
         self._closed = False
+        self._pid = os.getpid()
+        """The process the client was made in: a forked child inherits it, sockets and all."""
         self._wakeup = Wakeup()
         """The pauses of this client's waits: ``close()`` ends them."""
         self._transport = Transport(
@@ -237,6 +239,11 @@ class GPTunnelClient(InProcessOnly):
 
     def _leave_loop(self, session: aiohttp.ClientSession, old: object) -> None:
         """Give up the session of a loop that is no longer running, for the running one."""
+        if os.getpid() != self._pid:  # a forked child: the loop it sees running is a copy
+            raise UsageError(
+                "this GPTunnelClient was made in another process (this one was forked from "
+                "it) and shares its connections; make a client in each process, after the fork"
+            )
         if isinstance(old, asyncio.AbstractEventLoop) and old.is_running():
             raise UsageError(
                 "this GPTunnelClient is in use on another running event loop; "

@@ -5,6 +5,9 @@ cannot share it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -78,3 +81,39 @@ async def test_within_one_loop_the_client_keeps_one_session(fake: FakeGPTunnel) 
         session = client._session
         await client.get_result(task_id)
         assert client._session is session
+
+
+FORKED_CHILD = """
+import asyncio, os, sys
+from gptunnel_async import UsageError
+from gptunnel_async.testing import FakeGPTunnel
+
+async def main() -> None:
+    async with FakeGPTunnel() as fake, fake.client() as client:
+        task_id = fake.script_task(steps=[("done", 100)])
+        await client.get_result(task_id)  # its session is on this loop now
+        child = os.fork()
+        if child == 0:
+            try:
+                asyncio.run(client.get_result(task_id))
+                print("no error")
+            except UsageError as exc:
+                print("UsageError:", exc)
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(child, 0)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_client_used_in_a_forked_child_says_to_make_one_per_process() -> None:
+    done = subprocess.run(  # in a process of its own: forking pytest itself is not safe
+        [sys.executable, "-c", FORKED_CHILD], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "UsageError: this GPTunnelClient was made in another process (this one was forked "
+        "from it) and shares its connections; make a client in each process, after the fork"
+    )

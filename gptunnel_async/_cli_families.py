@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._cli_json import json_line
 from ._client import GPTunnelClient
+from ._sansio.responses import TASK_FAMILIES
 from .families import TaskResource
 from .models import MediaTask, Task
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FAMILIES", "add_family_commands", "resource", "save_result", "wait_options"]
 
-FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
+FAMILIES: Final = TASK_FAMILIES
 """The families ``--family`` names; ``faceswap`` is the default."""
 
 Add = Callable[..., argparse.ArgumentParser]

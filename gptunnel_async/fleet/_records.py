@@ -10,6 +10,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 
 from .. import errors
+from .._sansio.responses import TASK_FAMILIES
 from ..errors import APIError, GPTunnelError
 from ..models import MediaTask, Task, converter
 
@@ -30,7 +31,7 @@ __all__ = [
 OutcomeKind: TypeAlias = Literal["done", "failed", "expired"]
 """How a watched task ended: done, failed (as the task says), or its wait expired."""
 
-FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
+FAMILIES: Final = TASK_FAMILIES
 """The families a watched task may belong to: the client's namespaces of that name."""
 
 

@@ -91,6 +91,16 @@ def positive_number(name: str, value: Any) -> float:
     return number(name, value, "a finite number > 0", lambda v: v > 0)
 
 
+def non_negative_number(name: str, value: Any, requirement: str = "a finite number >= 0") -> float:
+    """``value`` as a finite ``float`` of 0 or more (seconds of a pause, say);
+    ``ConfigurationError`` saying it must be ``requirement`` otherwise."""
+    return number(name, value, requirement, _not_negative)
+
+
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
 def count(name: str, value: Any, minimum: int) -> int:
     """``value`` as an ``int`` of at least ``minimum``; ``ConfigurationError`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

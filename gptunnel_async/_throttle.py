@@ -61,7 +61,7 @@ async def throttle(
         GPTunnelError: whatever the wait raises, as it raises it.
     """
     try:
-        interval = _checks.number("every", every, "a finite number of seconds >= 0", _at_least_0)
+        interval = _checks.non_negative_number("every", every, "a finite number of seconds >= 0")
         if not hasattr(events, "__aiter__"):
             raise ConfigurationError(
                 f"events must be a wait or another async iterator, got {_checks.describe(events)}"
@@ -87,10 +87,6 @@ async def throttle(
             yield gate.release(now())
     finally:
         await reads.aclose()
-
-
-def _at_least_0(seconds: float) -> bool:
-    return seconds >= 0
 
 
 class _Read(enum.Enum):

@@ -16,7 +16,14 @@ import aiohttp
 import attrs
 from aiohttp import web
 
-from .._checks import check_task_id, check_text, json_values, number, optional
+from .._checks import (
+    check_task_id,
+    check_text,
+    json_values,
+    non_negative_number,
+    number,
+    optional,
+)
 from .._checks import port as check_port
 from .._client import GPTunnelClient
 from ..errors import ConfigurationError, UsageError
@@ -330,7 +337,7 @@ class FakeGPTunnel:
         if isinstance(retry_after, datetime):
             header: str | None = format_datetime(retry_after, usegmt=True)
         elif retry_after is not None:
-            seconds = number("retry_after", retry_after, "seconds >= 0 or a datetime", _at_least_0)
+            seconds = non_negative_number("retry_after", retry_after, "seconds >= 0 or a datetime")
             header = f"{seconds:g}"
         else:
             header = None
@@ -380,7 +387,7 @@ class FakeGPTunnel:
         Raises:
             ConfigurationError: a delay, count or server that makes no sense.
         """
-        held = number("seconds", seconds, "a number >= 0", _at_least_0)
+        held = non_negative_number("seconds", seconds, "a number >= 0")
         self._fault(server, path, times, delay=held)
 
     def clear_faults(self) -> None:
@@ -553,7 +560,3 @@ class FakeGPTunnel:
             await stop.wait()
         finally:
             await self.close()
-
-
-def _at_least_0(value: float) -> bool:
-    return value >= 0

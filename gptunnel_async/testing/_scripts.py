@@ -12,7 +12,8 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from .._checks import describe, number
+from .._checks import count as checked_count
+from .._checks import describe, non_negative_number
 from .._sansio.statuses import MEDIA_DONE_STATUSES, Stage, classify
 from ..errors import ConfigurationError
 from ..models import MediaClip, MediaTask, Task, Usage
@@ -107,7 +108,7 @@ class TaskScript:
         if error is not None and not isinstance(error, str):
             raise ConfigurationError(f"error must be a string, got {describe(error)}")
         if duration is not None:
-            seconds = number("duration", duration, "a number of seconds >= 0", _not_negative)
+            seconds = non_negative_number("duration", duration, "a number of seconds >= 0")
             return cls(duration=seconds, error=error)
         checked = tuple(check_step(step) for step in steps or ())
         if not checked:
@@ -122,10 +123,6 @@ class TaskScript:
         if elapsed < duration:
             return "processing", min(99, int(100 * elapsed / duration))
         return ("failed", 99) if self.error is not None else ("done", 100)
-
-
-def _not_negative(value: float) -> bool:
-    return value >= 0
 
 
 def check_step(step: Step) -> Step:
@@ -145,15 +142,6 @@ DEFAULT_CREATED_SCRIPT: Final = TaskScript.build(
 )
 """What a task created through the API does unless the test says otherwise: ``idle``
 first, as documented, then working, then done."""
-
-
-def _count(name: str, value: object, most: int | None = None) -> int:
-    """``value`` if it is an int from 0 to ``most`` (unbounded: ``None``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"{name} must be an int >= 0, got {describe(value)}")
-    if most is not None and value > most:
-        raise ConfigurationError(f"{name} must be at most {most}, got {value}")
-    return value
 
 
 MAX_CLIPS: Final = 100
@@ -185,8 +173,10 @@ class MediaOutput:
     ) -> MediaOutput:
         """A checked output for ``model``: suno answers two clips unless told otherwise."""
         count = (2 if model.startswith("suno") else 0) if clips is None else clips
-        count = _count("clips", count, MAX_CLIPS)
-        _count("done_before_url", done_before_url)
+        count = checked_count("clips", count, 0)
+        if count > MAX_CLIPS:
+            raise ConfigurationError(f"clips must be at most {MAX_CLIPS}, got {count}")
+        checked_count("done_before_url", done_before_url, 0)
         if preview_stub and not count:
             raise ConfigurationError("a preview stub comes beside clips: give clips >= 1")
         return cls(clips=count, preview_stub=bool(preview_stub), done_before_url=done_before_url)

@@ -46,6 +46,7 @@ __all__ = [
     "read_error",
     "record",
     "schedule",
+    "stored_object",
     "task_id",
     "text",
 ]
@@ -135,8 +136,15 @@ def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
     return result
 
 
-def _object(value: object, what: str) -> dict[str, Any]:
-    """A stored JSON object."""
+def stored_object(value: object, what: str) -> dict[str, Any]:
+    """A stored JSON object; one parsed already (a ``dict``) is taken as it is, so that
+    the decoders below can share one parse of a value.
+
+    Raises:
+        StoreDataError: ``value`` is not text holding a JSON object.
+    """
+    if isinstance(value, dict):
+        return value
     with _reading(what):
         data = loads(text(value, what))
     if not isinstance(data, dict):
@@ -168,7 +176,7 @@ def record(value: object, deadline: object) -> WatchRecord:
         StoreDataError: either is malformed, or the family is not one of ``FAMILIES``.
     """
     what = "the watched task's record"
-    data = _object(value, what)
+    data = stored_object(value, what)
     family = _one_of(_field(data, "family", what, str), FAMILIES, f"{what}'s family")
     if "metadata" not in data:
         raise StoreDataError(f"{what} has no 'metadata'")
@@ -184,7 +192,7 @@ def outcome(value: object) -> Outcome:
             know, or is ``"done"`` without its task.
     """
     what = "the outcome"
-    data = _object(value, what)
+    data = stored_object(value, what)
     kind: Any = _one_of(_field(data, "kind", what, str), _KINDS, f"{what}'s kind")
     timeout = number(_field(data, "timeout", what, (int, float)), f"{what}'s timeout", minimum=0)
     task = _stored_task(data, what)
@@ -289,7 +297,7 @@ def last_read(value: object) -> LastRead:
     if value is None:
         return LastRead()
     try:
-        last = _object(value, "the saved pacing").get("last")
+        last = stored_object(value, "the saved pacing").get("last")
         if not isinstance(last, dict):
             return LastRead()
         return LastRead(_stored_task(last, "the last read"), read_error(last.get("error")))
@@ -304,7 +312,7 @@ def schedule(value: object) -> WaitState:
         StoreDataError: it is malformed or of another format.
     """
     with _reading("the saved pacing"):
-        return WaitState.from_json(_object(value, "the saved pacing"))
+        return WaitState.from_json(stored_object(value, "the saved pacing"))
 
 
 def notice(value: object) -> FleetProgress | Finished | None:
@@ -315,7 +323,7 @@ def notice(value: object) -> FleetProgress | Finished | None:
         StoreDataError: it is malformed.
     """
     what = "a notice"
-    data = _object(value, what)
+    data = stored_object(value, what)
     kind = data.get("kind")
     if kind == "finished":
         return Finished(_field(data, "task_id", what, str))

@@ -406,7 +406,7 @@ class Watcher(InProcessOnly):
         """Read the task and feed the outcome to its wait state (the pure wait core's,
         saved with the task): finish the wait, or save the state and the next read."""
         record, now = claim.record, claim.now
-        state, last = self._state_of(claim), _decode.last_read(claim.schedule)
+        state, last = self._saved(claim)
         if now >= record.deadline:
             expired = Outcome("expired", last.task, record.timeout, last.error)
             await self.store.finish(claim.task_id, expired.dumps())
@@ -446,19 +446,23 @@ class Watcher(InProcessOnly):
             return state, ReadAt(claim.now + state.policy.max_interval), failed
         return (*state.observe(task, claim.now), LastRead(task))
 
-    def _state_of(self, claim: Claim) -> WaitState:
+    def _saved(self, claim: Claim) -> tuple[WaitState, LastRead]:
         """The task's saved wait state, or a new one (the deadline is the watch's): also
         when the saved one cannot be read, which costs only its pacing. A saved policy's
-        own ``timeout`` is not used either: the watch's deadline is the only one."""
-        if claim.schedule is not None:
+        own ``timeout`` is not used either: the watch's deadline is the only one. And
+        what the wait saw last, from the same saved JSON, parsed once."""
+        saved: object = claim.schedule
+        if saved is not None:
             try:
-                saved = _decode.schedule(claim.schedule)
+                saved = _decode.stored_object(saved, "the saved pacing")
+                state = _decode.schedule(saved)
             except StoreDataError as exc:
                 logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
             else:
-                return attrs.evolve(saved, policy=attrs.evolve(saved.policy, timeout=None))
+                policy = attrs.evolve(state.policy, timeout=None)
+                return attrs.evolve(state, policy=policy), _decode.last_read(saved)
         policy = attrs.evolve(self.policy or self.client.poll_policy, timeout=None)
-        return WaitState.start(claim.task_id, policy, claim.now)
+        return WaitState.start(claim.task_id, policy, claim.now), _decode.last_read(saved)
 
     async def _delivery_loop(self) -> None:
         handlers, backoff = _Pool(self.concurrency), _Backoff()

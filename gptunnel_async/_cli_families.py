@@ -96,6 +96,7 @@ def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
             check_destination(args.save)  # before the paid task, not after it
         async with make_client(args) as client:
             task = await created(client, args)
+            args.waiting_for = (task.id, family)  # for the hint of a wait cut short
             out.note(f"Created {family} task {task.id}.")
             return await wait_and_save(
                 client, task.id, out, save=args.save, timeout=timeout_of(args), family=family

@@ -79,8 +79,9 @@ class Output(Protocol):
         """The command failed with ``exc`` and will exit with ``exit_code``; ``hint``
         says what to try (the command line's own words, not the API's)."""
 
-    def interrupted(self, task_id: str | None, exit_code: int) -> None:
-        """The command was interrupted (Ctrl-C) while working on ``task_id``, if any."""
+    def interrupted(self, task_id: str | None, exit_code: int, hint: str | None = None) -> None:
+        """The command was interrupted (Ctrl-C, SIGTERM) while working on ``task_id``, if
+        any; ``hint`` says how to go on (the command line's own words)."""
 
 
 def choose_output(*, as_json: bool) -> Output:
@@ -153,8 +154,10 @@ class LineOutput:
         if hint:
             self.errors.print(f"hint: {_shown(hint)}")
 
-    def interrupted(self, task_id: str | None, exit_code: int) -> None:
+    def interrupted(self, task_id: str | None, exit_code: int, hint: str | None = None) -> None:
         self.errors.print("[yellow]interrupted[/]")
+        if hint:
+            self.errors.print(f"hint: {_shown(hint)}")
 
 
 ROOM_FOR_CTRL_C: Final = 3
@@ -247,10 +250,13 @@ class JsonOutput:
     def saved(self, path: Path) -> None:
         self._emit({"event": "saved", "path": str(path)})
 
-    def interrupted(self, task_id: str | None, exit_code: int) -> None:
+    def interrupted(self, task_id: str | None, exit_code: int, hint: str | None = None) -> None:
         """A last record, so a program reading the stream can tell an interrupted
         command from one that crashed."""
-        self._emit({"event": "cancelled", "exit_code": exit_code, "task_id": task_id})
+        record: dict[str, Any] = {"event": "cancelled", "exit_code": exit_code, "task_id": task_id}
+        if hint:
+            record["hint"] = hint
+        self._emit(record)
 
     def error(self, exc: BaseException, exit_code: int, hint: str | None = None) -> None:
         kind = {1: "failed", 3: "timeout"}.get(exit_code, "error")

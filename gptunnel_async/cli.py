@@ -14,6 +14,7 @@ import contextlib
 import errno
 import io
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -153,6 +154,7 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 async def _wait(args: argparse.Namespace, out: Output) -> int:
     if args.save is not None:
         check_destination(args.save)  # before the wait, not after it
+    args.waiting_for = (args.task_id, args.family)
     async with make_client(args) as client:
         first = await _reach(client, args.task_id, args.family)
         return await wait_and_save(
@@ -544,8 +546,9 @@ async def _run(args: argparse.Namespace, out: Output, termination: _Termination)
             return await command(args, out)
     except (GPTunnelError, ValueError) as exc:
         code = exit_code_for(exc)
+        hint = resume_hint(args) if isinstance(exc, WaitTimeoutError) else _hint(exc, args)
         with contextlib.suppress(OSError):  # an output that fails keeps the command's code
-            out.error(exc, code, _hint(exc, args))
+            out.error(exc, code, hint)
         return code
 
 
@@ -572,6 +575,22 @@ class _Termination:
     def __exit__(self, *_: object) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+
+
+def resume_hint(args: argparse.Namespace) -> str | None:
+    """For a command that stopped waiting (its deadline, Ctrl-C, SIGTERM): the task goes
+    on at GPTunnel, paid for, so the command that waits for it again (``None`` if the
+    command was waiting for no task). The words are quoted for a POSIX shell."""
+    waiting_for: tuple[str, str] | None = getattr(args, "waiting_for", None)
+    if waiting_for is None:
+        return None
+    task_id, family = waiting_for
+    words = ["gptunnel-async", "wait", task_id]
+    if family != "faceswap":
+        words += ["--family", family]
+    if args.save is not None:
+        words += ["--save", os.fspath(args.save)]
+    return f"the task goes on at GPTunnel; wait for it again with: {shlex.join(words)}"
 
 
 def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
@@ -629,8 +648,10 @@ def _run_and_report(args: argparse.Namespace, out: Output) -> int:
         return code
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM (or both)
         code = EXIT_TERMINATED if termination.received else EXIT_INTERRUPTED
+        waiting_for = getattr(args, "waiting_for", None)
+        task_id = waiting_for[0] if waiting_for else getattr(args, "task_id", None)
         with contextlib.suppress(OSError):
-            out.interrupted(getattr(args, "task_id", None), code)
+            out.interrupted(task_id, code, resume_hint(args))
         return code
     except BrokenPipeError:
         _discard_output()

@@ -204,6 +204,15 @@ def test_wait_past_its_timeout_exits_3(fake: FakeGPTunnel) -> None:
     assert done.returncode == 3
     event = json_lines(done.stdout)[-1]
     assert (event["event"], event["exit_code"], event["task"]["percent"]) == ("timeout", 3, 10)
+    assert event["hint"] == (
+        f"the task goes on at GPTunnel; wait for it again with: gptunnel-async wait {task_id}"
+    )
+    plain = run("wait", task_id, "--timeout", "0.3", "--save", "my file.png", fake=fake)
+    assert plain.returncode == 3
+    assert plain.stderr.splitlines()[-1] == (
+        "hint: the task goes on at GPTunnel; wait for it again with: "
+        f"gptunnel-async wait {task_id} --save 'my file.png'"
+    )
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -379,7 +388,8 @@ def test_a_task_of_another_family_is_not_found_with_a_hint_to_pass_its_family(
     done = run("result", song, fake=fake)
     assert done.returncode == 4
     *_, error, hint = done.stderr.splitlines()
-    assert "(is it a faceswap task? a task of another family is read through it: " in error
+    assert "(is it a faceswap task? read another family's task through that family: " in error
+    assert error.endswith("client.bgremover, client.midjourney, client.media)")
     assert hint == "hint: for a task of another family, pass --family bgremover|midjourney|media"
     done = run("wait", song, "--json", fake=fake)
     assert done.returncode == 4

@@ -230,7 +230,13 @@ async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(
     process.send_signal(signal.SIGINT)
     rest = (await process.stdout.read()).decode().splitlines()
     assert await process.wait() == 130
-    assert json.loads(rest[-1]) == {"event": "cancelled", "exit_code": 130, "task_id": task_id}
+    assert json.loads(rest[-1]) == {
+        "event": "cancelled",
+        "exit_code": 130,
+        "task_id": task_id,
+        "hint": "the task goes on at GPTunnel; wait for it again with: "
+        f"gptunnel-async wait {task_id}",
+    }
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "lines"])
@@ -247,10 +253,44 @@ async def test_sigterm_during_wait_ends_it_as_ctrl_c_does_with_exit_143(
     rest = (await process.stdout.read()).decode().splitlines()
     errors = (await process.stderr.read()).decode()
     assert await process.wait() == 143
+    again = f"wait for it again with: gptunnel-async wait {task_id}"
     if as_json:
-        assert json.loads(rest[-1]) == {"event": "cancelled", "exit_code": 143, "task_id": task_id}
+        record = json.loads(rest[-1])
+        assert (record["event"], record["exit_code"], record["task_id"]) == (
+            "cancelled",
+            143,
+            task_id,
+        )
+        assert record["hint"].endswith(again)
     else:
         assert "interrupted" in errors and "Traceback" not in errors
+        assert errors.splitlines()[-1] == f"hint: the task goes on at GPTunnel; {again}"
+
+
+async def test_ctrl_c_after_a_create_names_the_created_task_and_how_to_wait_again(
+    fake: FakeGPTunnel, sigint_delivered: None, tmp_path: Path
+) -> None:
+    fake.script_created(duration=120)
+    (tmp_path / "my songs").mkdir()
+    process = await start(
+        "media",
+        "suno",
+        "a sea shanty",
+        "--save",
+        f"{tmp_path}/my songs/",
+        "--json",
+        *connection(fake),
+    )
+    assert process.stdout is not None
+    first = json.loads(await process.stdout.readline())
+    assert first["event"] == "progress", first
+    process.send_signal(signal.SIGINT)
+    rest = (await process.stdout.read()).decode().splitlines()
+    assert await process.wait() == 130
+    record = json.loads(rest[-1])
+    assert record["task_id"] == first["task_id"]
+    command = f"gptunnel-async wait {first['task_id']} --family media --save '{tmp_path}/my songs/'"
+    assert record["hint"].endswith(f"wait for it again with: {command}")
 
 
 async def test_sigterm_and_ctrl_c_together_end_with_one_code_and_no_traceback(

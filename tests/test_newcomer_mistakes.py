@@ -118,8 +118,12 @@ async def test_a_task_of_another_family_is_not_found_with_a_question_about_its_f
     with pytest.raises(NotFoundError) as caught:
         await read(client, task_id)
     text = str(caught.value)
-    others = [name for name in ("faceswap", "bgremover", "midjourney", "media") if name != family]
-    assert f"(is it a {family} task? a task of another family is read through it: " in text
+    others = [
+        f"client.{name}"
+        for name in ("faceswap", "bgremover", "midjourney", "media")
+        if name != family
+    ]
+    assert f"(is it a {family} task? read another family's task through that family: " in text
     assert text.endswith(", ".join(others) + ")") and text.count("is it a") == 1
     assert caught.value.status_code in (200, 404)  # media says so with HTTP 200, code 4
 

@@ -119,8 +119,8 @@ def with_family_hint(error: GPTunnelError, family: str) -> GPTunnelError:
     points at ``base_url``) and every other error are returned as they are."""
     if not isinstance(error, NotFoundError) or error.type in (None, "method_not_found"):
         return error
-    others = ", ".join(name for name in TASK_FAMILIES if name != family)
-    hint = f"is it a {family} task? a task of another family is read through it: {others}"
+    others = ", ".join(f"client.{name}" for name in TASK_FAMILIES if name != family)
+    hint = f"is it a {family} task? read another family's task through that family: {others}"
     if hint not in error.args[0]:
         error.args = (f"{error.args[0]} ({hint})",)
     return error

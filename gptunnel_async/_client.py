@@ -316,10 +316,14 @@ class GPTunnelClient(InProcessOnly):
 
         Returns:
             A [TaskWaiter][]: await it for the done [Task][], or iterate it
-            for the [ProgressEvent][] of each change.
+            for the [ProgressEvent][] of each change. Awaiting or iterating it raises
+            ``TaskFailedError`` when the task fails, ``WaitTimeoutError`` when the
+            deadline passes, and the ``APIError`` of a 400, 401, 402, 403 or 404
+            ([TaskWaiter][] lists them all).
 
         Raises:
-            ConfigurationError: ``task_id`` is empty or blank.
+            ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
+                ``policy`` or ``on_progress`` is not one.
         """
         return self.faceswap.wait_for_result(
             task_id, policy=policy, timeout=timeout, on_progress=on_progress
@@ -362,9 +366,10 @@ class GPTunnelClient(InProcessOnly):
                 an http(s) URL. A media task with several files (music clips) needs
                 ``clip``; ``download_results`` saves them all.
             dest: the file to write (replaced if it exists), or an existing folder to
-                write a new file into under the URL's file name when it is a media
-                name (else ``<task id>.bin``), with ``-1``, ``-2``... added when that
-                name is taken: a name from the server never replaces a file.
+                write a new file into under the URL's file name (``x_result.png``)
+                when it is a plain file name with an image, audio or video extension
+                (else ``<task id>.bin``), with ``-1``, ``-2``... added when that name
+                is taken: a name from the server never replaces a file.
             max_bytes: the largest body accepted (256 MiB by default).
             clip: which file of a task with several: an index into its ``urls``
                 (suno's clips, in order).

@@ -420,7 +420,7 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> No
         if response.status in _REDIRECT_STATUSES:
             return _redirect_target(url, response)
         if response.status >= 300:
-            await transport.raise_for_status(response)
+            await transport.raise_for_download_status(response)
         if response.status != _WHOLE_FILE:
             raise _not_whole(url, response.status)
         await _save(fetch, response, file, max_bytes)

@@ -323,12 +323,13 @@ class Transport(InProcessOnly):
                 break
         return response.status, response.headers, bytes(body)
 
-    async def raise_for_status(self, response: aiohttp.ClientResponse) -> None:
-        """Raise the typed error of a response that is not 2xx, its message from the start
-        of its body."""
+    async def raise_for_download_status(self, response: aiohttp.ClientResponse) -> None:
+        """Raise the typed error of a result download's response that is not 2xx, its
+        message from the start of its body (a 403, 404 or 410 says that the result has
+        likely expired)."""
         if not 200 <= response.status < 300:
             status, headers, body = await self.read_answer(response)
-            check_answer(status, headers, body, secret=self._api_key)
+            check_answer(status, headers, body, secret=self._api_key, result_file=True)
 
     def chunks(
         self,

@@ -207,7 +207,8 @@ class TaskResource(InProcessOnly, Generic[T]):
             A [TaskWaiter][]: await it for the done task, or iterate it for the
             [ProgressEvent][] of each change. Awaiting or iterating it raises
             ``TaskFailedError`` when the task fails, ``WaitTimeoutError`` when the
-            deadline passes, and the ``APIError`` of a 400, 401, 402, 403 or 404.
+            deadline passes, and the ``APIError`` of a 400, 401, 402, 403 or 404
+            ([TaskWaiter][] lists them all).
 
         Raises:
             ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -365,6 +366,25 @@ async def test_an_emulator_on_a_port_in_use_says_how_to_pick_another() -> None:
     assert (code, out) == (2, "")
     assert err.startswith("usage error: the emulator cannot start: ")
     assert err.rstrip().endswith("pass another --port, or --port 0 for any free one")
+
+
+async def test_the_emulator_banner_gives_the_settings_that_point_a_command_at_it() -> None:
+    process = await start("emulator", "--port", "0", "--task", "demo=0", "--api-key", "my key")
+    assert process.stdout is not None
+    banner = []
+    while not banner or banner[-1] != "Ctrl-C stops it.":
+        banner.append((await process.stdout.readline()).decode().rstrip("\n"))
+    try:
+        words = shlex.split(banner[-2])
+        assert words[0] == "export"
+        settings = dict(word.split("=", 1) for word in words[1:])
+        assert set(settings) == {"GPTUNNEL_BASE_URL", "GPTUNNEL_API_KEY"}
+        assert settings["GPTUNNEL_API_KEY"] == "my key"
+        code, out, _ = await run("wait", "demo", "--json", **settings)
+        assert code == 0 and json.loads(out.splitlines()[-1])["event"] == "done"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.communicate()
 
 
 async def test_the_emulator_command_serves_scripted_tasks_and_its_request_log(

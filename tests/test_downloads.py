@@ -16,17 +16,20 @@ from yarl import URL
 
 from gptunnel_async import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     ConfigurationError,
     DownloadError,
     GPTunnelClient,
     GPTunnelError,
     NotFoundError,
+    PermissionDeniedError,
     ServerError,
     Task,
 )
 from gptunnel_async._sansio.requests import RequestBuilder
-from gptunnel_async._sansio.responses import decode_media_task, structure
+from gptunnel_async._sansio.responses import RESULT_GONE, decode_media_task, structure
+from gptunnel_async.testing import FakeGPTunnel
 
 from . import faults
 from .conftest import (
@@ -210,6 +213,59 @@ async def test_an_expired_result_is_not_found_and_dest_untouched(
     with pytest.raises(NotFoundError, match="NoSuchKey"):
         await client.download_result(storage.url + "gone.png", tmp_path / "gone.png")
     assert folder_listing(tmp_path) == []
+
+
+S3_EXPIRED = b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>Request has expired"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (404, b"NoSuchKey", NotFoundError),
+        (404, b'{"error": {"message": "Not Found", "type": "not_found_error"}}', NotFoundError),
+        (403, S3_EXPIRED, PermissionDeniedError),
+        (410, b"", APIError),
+    ],
+)
+async def test_a_result_gone_from_storage_says_it_expired_not_to_check_base_url(
+    client: GPTunnelClient,
+    storage: Storage,
+    tmp_path: Path,
+    status: int,
+    body: bytes,
+    error: type[APIError],
+) -> None:
+    async def gone(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=body)
+
+    storage.routes["/gone.png"] = gone
+    with pytest.raises(error) as caught:
+        await client.download_result(storage.url + "gone.png", tmp_path / "gone.png")
+    assert str(caught.value).endswith(f"({RESULT_GONE})")
+    assert "base_url" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 409, 500])
+async def test_other_storage_errors_get_no_expiry_hint(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path, status: int, instant: None
+) -> None:
+    async def refused(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text="nope")
+
+    storage.routes["/x.png"] = refused
+    with pytest.raises(APIError) as caught:
+        await client.download_result(storage.url + "x.png", tmp_path / "x.png")
+    assert caught.value.status_code == status and "expired" not in str(caught.value)
+    assert str(caught.value) == f"{status}: nope"
+
+
+async def test_an_api_path_that_is_missing_still_says_to_check_base_url(
+    fake: FakeGPTunnel,
+) -> None:
+    async with fake.client(base_url=fake.base_url.removesuffix("/v1")) as lost:
+        with pytest.raises(NotFoundError, match="check base_url") as caught:
+            await lost.get_result("t-1")
+    assert RESULT_GONE not in str(caught.value)
 
 
 async def test_a_cut_body_is_retried_and_then_succeeds(

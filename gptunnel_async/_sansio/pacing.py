@@ -81,7 +81,7 @@ class PollPolicy:
             gently (1, 1.5, 2.25, 3.4 ... s), so short tasks are seen finishing soon
             and long ones cost few requests.
         max_interval: the longest pause, in seconds (>= ``initial``). Default ``10.0``:
-            ``done`` is noticed within that, and a two-minute task costs ~20 requests
+            ``done`` is noticed within that, and a two-minute task costs ~17 requests
             rather than 120.
         jitter: each pause lies within ±``jitter`` of its value (0 <= jitter < 1).
             Default ``0.1``: waits started together do not poll in lockstep.

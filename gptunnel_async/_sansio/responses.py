@@ -39,6 +39,7 @@ __all__ = [
     "MAX_ANSWER_BYTES",
     "MAX_ISSUES",
     "MEDIA_ERRORS",
+    "RESULT_GONE",
     "TASK_FAMILIES",
     "Created",
     "Decoder",
@@ -106,6 +107,20 @@ MEDIA_ERRORS: Final[Mapping[int, tuple[type[APIError], str]]] = {
 ``type`` each code is raised as. An unknown code is a plain :class:`APIError`."""
 
 _NO_ENDPOINT: Final = "no such endpoint? check base_url: GPTunnel's is https://gptunnel.ru/v1"
+"""The hint of a 404 whose body is no JSON error: a path the API does not have, most
+often a ``base_url`` without ``/v1`` (GPTunnel answers an unknown task in JSON)."""
+
+RESULT_GONE: Final = (
+    "the result has likely expired: GPTunnel keeps results for a limited time "
+    "(a face swap's 3 days, suno's 48 hours, some image models' about a day)"
+)
+"""The hint of a result download answered 403, 404 or 410: storage hosts answer an
+expired result so (an expired pre-signed link is a 403, a deleted file a 404).
+Lifetimes: GPTunnel's faceswap/result page (a result "may be deleted 3 days after
+generation"), its clients' notes (media/generate's link "lives 24h"); see
+``docs/errors.md``."""
+
+_GONE_STATUSES: Final = frozenset({403, 404, 410})
 
 TASK_FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
 """The task families, each with its own endpoints: a task of one is "not found" on
@@ -125,9 +140,6 @@ def with_family_hint(error: GPTunnelError, family: str) -> GPTunnelError:
         error.args = (f"{error.args[0]} ({hint})",)
     return error
 
-
-"""The hint of a 404 whose body is no JSON error: a path the API does not have, most
-often a ``base_url`` without ``/v1`` (GPTunnel answers an unknown task in JSON)."""
 
 _MESSAGE_TEXT: Final = 500
 """The bound of an error's message, in characters: a few hundred, whatever the server sent."""
@@ -158,13 +170,21 @@ def _text_field(fields: Mapping[str, Any], key: str) -> str | None:
 
 
 def error_from_response(
-    status: int, headers: Mapping[str, str], body: bytes, *, secret: str | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str | None = None,
+    result_file: bool = False,
 ) -> GPTunnelError:
     """The typed error for a non-2xx answer; the class is chosen by status alone.
 
     The body's ``message``, ``type``, ``param`` and ``code`` are used when it is JSON;
     otherwise the message is the shortened raw text. Every field is bounded in length and
     has ``secret`` masked, since all of them end up in the exception's text.
+    ``result_file``: the answer is a storage host's, to a result download, whose 403,
+    404 and 410 say the result has expired (:data:`RESULT_GONE`), not that ``base_url``
+    is wrong.
     """
     fields = _error_fields(body) or {}
 
@@ -184,22 +204,35 @@ def error_from_response(
         param=field("param"),
         code=field("code"),
         retry_after=retry_after,
-        hint=_NO_ENDPOINT if status == 404 and not fields else None,
+        hint=_hint_for(status, fields, result_file=result_file),
     )
 
 
+def _hint_for(status: int, fields: Mapping[str, Any], *, result_file: bool) -> str | None:
+    """What an error's text adds, in parentheses, for the reader to check."""
+    if result_file:
+        return RESULT_GONE if status in _GONE_STATUSES else None
+    return _NO_ENDPOINT if status == 404 and not fields else None
+
+
 def check_answer(
-    status: int, headers: Mapping[str, str], body: bytes, *, secret: str | None = None
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secret: str | None = None,
+    result_file: bool = False,
 ) -> bytes:
     """The body of a 2xx answer, or the typed error for any other status.
 
     ``body`` is what the capped read got: at most ``MAX_ANSWER_BYTES + 1`` bytes. A
     2xx body over :data:`MAX_ANSWER_BYTES` is not a task object
     (:class:`ResponseDecodeError`); an error's message comes from the body's start.
+    ``result_file`` is as :func:`error_from_response` takes it.
     """
     head = body[:MAX_ANSWER_BYTES]
     if not 200 <= status < 300:
-        raise error_from_response(status, headers, head, secret=secret)
+        raise error_from_response(status, headers, head, secret=secret, result_file=result_file)
     if len(body) > MAX_ANSWER_BYTES:
         raise ResponseDecodeError(
             f"the answer is over {MAX_ANSWER_BYTES} bytes, far more than any task object",

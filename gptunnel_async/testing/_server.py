@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -93,11 +94,14 @@ def _announce(
     if options.as_json:
         out.write(json.dumps({"event": "listening", **where}) + "\n")
     else:
+        settings = f"GPTUNNEL_BASE_URL={fake.base_url} GPTUNNEL_API_KEY={shlex.quote(fake.api_key)}"
         out.write(
             f"GPTunnel emulator: API {fake.base_url} (key {fake.api_key!r})\n"
             f"  storage   {fake.storage_url}\n"
             f"  control   {fake.control_url}/requests, /tasks, /faults\n"
             f"  tasks     {', '.join(task_ids) or '(none yet)'}\n"
+            f"Point the SDK, the command line or a bot at it with:\n"
+            f"  export {settings}\n"
             "Ctrl-C stops it.\n"
         )
     out.flush()

@@ -289,6 +289,8 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         )
         if last_error is not None:
             seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
+        if task is None and isinstance(last_error, APIConnectionError):
+            seen += "; no read reached the API: check base_url and the network"
         super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
 
 

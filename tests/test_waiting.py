@@ -347,6 +347,7 @@ async def test_a_wait_that_only_failed_to_read_says_why_at_its_deadline(
     assert error.last_error.__traceback__ is None  # its frames held the waiter
     assert "no state read yet; its last read failed: ServerError" in str(error)
     assert "upstream is down" in str(error)
+    assert "check base_url" not in str(error)  # the API answered: base_url is right
 
 
 async def test_a_wait_whose_host_is_unreachable_names_the_connection_error(
@@ -362,6 +363,7 @@ async def test_a_wait_whose_host_is_unreachable_names_the_connection_error(
             await client.wait_for_result("task-1", timeout=0.2)
     assert isinstance(caught.value.last_error, APIConnectionError)
     assert f"127.0.0.1:{unused_tcp_port}" in str(caught.value)
+    assert str(caught.value).endswith("; no read reached the API: check base_url and the network)")
     assert API_KEY not in str(caught.value)
 
 

@@ -109,6 +109,17 @@ def _status_style(status: str) -> str:
     return _STAGE_STYLES[classify(status)]
 
 
+def time_left(event: ProgressEvent[Any]) -> str:
+    """The wait's prediction of the time left, for people: ``"~5s left"``, ``"~3 min
+    left"``; empty when there is none (``percent`` gave nothing to go by) or the task
+    has ended."""
+    if event.remaining is None or classify(event.status) is not Stage.PENDING:
+        return ""
+    if event.remaining < 59.5:
+        return f"~{max(1, round(event.remaining))}s left"
+    return f"~{round(event.remaining / 60)} min left"
+
+
 class LineOutput:
     """Readable text, one line per event: for logs, pipes and CI."""
 
@@ -135,7 +146,9 @@ class LineOutput:
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
         def show(event: ProgressEvent[Any]) -> None:
             status = f"[{_status_style(event.status)}]{_shown(event.status, 80):<10}[/]"
-            self.console.print(f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%")
+            left = time_left(event)
+            line = f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%"
+            self.console.print(f"{line}  {left}" if left else line)
 
         yield show
 
@@ -165,6 +178,11 @@ ROOM_FOR_CTRL_C: Final = 3
 and a full line would wrap, leaving a copy of the bar above the last one."""
 
 
+ROOM_FOR_TIME_LEFT: Final = 60
+"""The narrowest terminal, in columns, whose bar says the time left: on a narrower one
+the task id would be cut to a character or two first."""
+
+
 class _Bar(Progress):
     """rich's progress display, kept :data:`ROOM_FOR_CTRL_C` columns short of the
     terminal's width (which it reads again at each refresh)."""
@@ -180,10 +198,12 @@ class _Bar(Progress):
 
 
 class LiveOutput(LineOutput):
-    """On a terminal: a progress bar with the status, the percent and the time elapsed.
+    """On a terminal: a progress bar with the status, the predicted time left (when the
+    wait has one), the percent and the time elapsed.
 
-    On a narrow terminal the task id and the status are cut first (with an ellipsis)
-    and the bar shrinks; the percent and the time elapsed always show whole.
+    On a narrow terminal the time left goes, the task id and the status are cut first
+    (with an ellipsis) and the bar shrinks; the percent and the time elapsed always
+    show whole.
     """
 
     @contextlib.contextmanager
@@ -197,6 +217,10 @@ class LiveOutput(LineOutput):
                 "{task.fields[status]}",
                 table_column=Column(no_wrap=True, overflow="ellipsis", min_width=7, max_width=10),
             ),
+            TextColumn(
+                "{task.fields[left]}",
+                table_column=Column(no_wrap=True, overflow="crop", max_width=14),
+            ),
             BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
             TaskProgressColumn(table_column=Column(no_wrap=True, min_width=4)),
             TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=7)),
@@ -204,11 +228,12 @@ class LiveOutput(LineOutput):
             expand=True,
         )
         with bar:
-            row = bar.add_task(_shown(task_id), total=100, status="waiting")
+            row = bar.add_task(_shown(task_id), total=100, status="waiting", left="")
 
             def show(event: ProgressEvent[Any]) -> None:
                 status = _shown(event.status, 80)
-                bar.update(row, completed=event.percent, status=status, refresh=True)
+                left = time_left(event) if self.console.width >= ROOM_FOR_TIME_LEFT else ""
+                bar.update(row, completed=event.percent, status=status, left=left, refresh=True)
 
             yield show
 
@@ -239,6 +264,7 @@ class JsonOutput:
                     "status": event.status,
                     "percent": event.percent,
                     "elapsed": round(event.elapsed, 3),
+                    "remaining": None if event.remaining is None else round(event.remaining, 3),
                 }
             )
 

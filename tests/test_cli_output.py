@@ -15,9 +15,16 @@ from rich.console import Console
 
 from gptunnel_async import ProgressEvent, Task, TaskFailedError, WaitTimeoutError
 from gptunnel_async._cli_json import json_line
-from gptunnel_async._cli_output import JsonOutput, LineOutput, LiveOutput, Output, choose_output
+from gptunnel_async._cli_output import (
+    JsonOutput,
+    LineOutput,
+    LiveOutput,
+    Output,
+    choose_output,
+    time_left,
+)
 
-STEPS = [("queued", 0, 0.0), ("running", 40, 1.25), ("done", 100, 2.5)]
+STEPS = [("queued", 0, 0.0, None), ("running", 40, 1.25, 4.6), ("done", 100, 2.5, 0.0)]
 RESULT = "http://127.0.0.1:9/results/t1_result.png"
 
 
@@ -29,8 +36,9 @@ def events(task_id: str = "t1") -> list[ProgressEvent]:
             percent=percent,
             task=Task(id=task_id, status=status, percent=percent),
             elapsed=elapsed,
+            remaining=remaining,
         )
-        for status, percent, elapsed in STEPS
+        for status, percent, elapsed, remaining in STEPS
     ]
 
 
@@ -51,10 +59,25 @@ def test_the_live_view_draws_a_bar_with_status_percent_and_time() -> None:
     frames = [frame.strip() for frame in console.export_text().split("t1 ") if frame.strip()]
     assert [frame.split()[0] for frame in frames[:4]] == ["waiting", "queued", "running", "done"]
     running = frames[2]
-    assert "40%" in running
+    assert "40%" in running and "~5s left" in running
+    assert "left" not in frames[3]  # done: nothing is left
     assert "╺" in running or "╸" in running  # where a part-filled bar ends
     assert frames[3].split()[-2:] == ["100%", "0:00:00"]
     assert frames[-1].endswith(f"done: {RESULT}")
+
+
+@pytest.mark.parametrize(("width", "says_it"), [(100, True), (60, True), (59, False)])
+def test_a_narrow_terminal_drops_the_time_left_before_the_task_id(
+    width: int, says_it: bool
+) -> None:
+    console = Console(record=True, force_terminal=True, width=width, file=io.StringIO())
+    task_id = "3605e1361a4ddcbb6d336317"
+    event = ProgressEvent(task_id, "running", 40, Task(id=task_id, status="running"), 1.0, 185.0)
+    with LiveOutput(console, console).progress(task_id) as show:
+        show(event)
+    last = console.export_text().split("0:00:00")[-2]
+    assert ("~3 min left" in last) is says_it
+    assert last.startswith(task_id[:10])
 
 
 def test_the_live_view_uses_colour_on_a_terminal() -> None:
@@ -68,11 +91,32 @@ def test_plain_lines_show_elapsed_status_and_percent() -> None:
     show_wait(LineOutput(console, console))
     assert console.export_text().splitlines() == [
         "   0.0s  queued       0%",
-        "   1.2s  running     40%",
+        "   1.2s  running     40%  ~5s left",
         "   2.5s  done       100%",
         f"done: {RESULT}",
     ]
     assert "\x1b[" not in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("status", "remaining", "shown"),
+    [
+        ("running", None, ""),  # percent gave nothing to go by
+        ("running", 0.0, "~1s left"),  # overdue: it should be done any moment
+        ("running", 4.6, "~5s left"),
+        ("queued", 59.4, "~59s left"),
+        ("processing", 59.6, "~1 min left"),
+        ("running", 185.0, "~3 min left"),
+        ("done", 0.0, ""),
+        ("failed", 12.0, ""),
+    ],
+)
+def test_the_time_left_is_said_while_the_task_runs(
+    status: str, remaining: float | None, shown: str
+) -> None:
+    task = Task(id="t1", status=status, percent=50)
+    event = ProgressEvent("t1", status, 50, task, elapsed=1.0, remaining=remaining)
+    assert time_left(event) == shown
 
 
 def test_a_task_is_shown_as_labelled_rows() -> None:
@@ -116,8 +160,15 @@ def test_json_output_is_one_object_per_line() -> None:
     out.saved(Path("/tmp/out.png"))
     records = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert records[:3] == [
-        {"event": "progress", "task_id": "t1", "status": s, "percent": p, "elapsed": e}
-        for s, p, e in STEPS
+        {
+            "event": "progress",
+            "task_id": "t1",
+            "status": s,
+            "percent": p,
+            "elapsed": e,
+            "remaining": r,
+        }
+        for s, p, e, r in STEPS
     ]
     assert records[3]["event"] == "done"
     assert records[3]["task"]["result"] == RESULT

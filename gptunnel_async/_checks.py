@@ -191,7 +191,23 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
         usable = False
     if not usable:
         raise error(f"{name} must be an absolute http(s) URL, got {describe(str(value))}")
+    if not _host_name_usable(url):
+        raise error(
+            f"{name} must name a host that can be looked up (labels of 1 to 63 "
+            f"characters), got {describe(str(value))}"
+        )
     return url
+
+
+def _host_name_usable(url: URL) -> bool:
+    """Whether the resolver can take ``url``'s host: it encodes the name as IDNA, which
+    refuses an empty label (``a..b``) or one over 63 characters with a bare
+    ``UnicodeError``, raised from inside aiohttp where no caller expects it."""
+    try:
+        (url.raw_host or "").encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def check_text(name: str, value: Any) -> str:

@@ -54,6 +54,11 @@ _CLOSED_UNDER: Final = (AssertionError, AttributeError, RuntimeError)
 """What aiohttp before 3.13 may raise inside itself (a bare assert, its connector gone)
 when its session is closed in the middle of a request, rather than a ClientError."""
 
+_UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, UnicodeError)
+"""What else may come out of aiohttp untyped: a closed session's errors (above), and
+the resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url``
+refuses those up front; this is the backstop)."""
+
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
 
@@ -200,7 +205,7 @@ class Transport(InProcessOnly):
                 async with await self._sent(session, request) as response:
                     await self._report_to_budget(started, response)
                     return await read(response)
-            except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_CLOSED_UNDER) as exc:
+            except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
                 failure = self._failure(exc, request.label, session)
             except BaseException as exc:  # a cancellation (the caller's own timeout) and such
                 # Passed on as it is, but without aiohttp's frames: their locals hold the
@@ -243,6 +248,12 @@ class Transport(InProcessOnly):
             return made_safe(exc, self._api_key)
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
             return self._wire_error(exc, what)
+        if isinstance(exc, UnicodeError):
+            error = APIConnectionError(
+                f"{self.shown(what)} failed: the host name cannot be looked up"
+            )
+            error.__cause__ = made_safe(exc, self._api_key)
+            return error
         if not session.closed:  # a bug, not a session closed under the request
             return exc
         error = UsageError(f"{self.shown(what)}: the session was closed during the request")

@@ -142,6 +142,35 @@ def test_a_url_check_raises_the_error_it_is_given(url: str) -> None:
         http_url("the result URL", url, error=DownloadError)
 
 
+@pytest.mark.parametrize(
+    "host", ["a..b", ".a", "a" * 64 + ".com", "x." + "é" * 60 + ".org", "a.b..", "..."]
+)
+def test_a_host_name_the_resolver_would_refuse_is_refused_up_front(host: str) -> None:
+    with pytest.raises(DownloadError):
+        http_url("the result URL", f"https://{host}/r.png", error=DownloadError)
+    with pytest.raises(ConfigurationError, match="base_url"):
+        GPTunnelClient(api_key="k", base_url=f"https://{host}/v1")
+
+
+@pytest.mark.parametrize(
+    "host", ["a.b.", "a" * 63 + ".com", "127.0.0.1", "[::1]", "bücher.de", "localhost"]
+)
+def test_a_host_name_the_resolver_takes_passes(host: str) -> None:
+    assert http_url("base_url", f"http://{host}:8080/v1").port == 8080
+
+
+LABELS = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N"]), max_size=70)
+
+
+@given(st.lists(LABELS, min_size=1, max_size=5).map(".".join))
+def test_every_host_name_either_resolves_as_idna_or_is_a_typed_error(host: str) -> None:
+    try:
+        url = http_url("the result URL", f"https://{host}/r.png", error=DownloadError)
+    except DownloadError:
+        return
+    (url.raw_host or "").encode("idna")  # what the resolver does: must not raise
+
+
 def test_task_ids_up_to_the_limit_pass_and_longer_ones_are_refused() -> None:
     assert check_task_id("a" * MAX_TASK_ID_LENGTH)
     with pytest.raises(ConfigurationError, match="256") as caught:

@@ -479,7 +479,13 @@ async def test_a_storage_redirect_into_the_api_gets_no_key_and_saves_nothing(
 
 @pytest.mark.parametrize(
     ("location", "match"),
-    [("http://[::1", "unusable"), ("https:", "redirect"), ("/loop.png", "redirects")],
+    [
+        ("http://[::1", "unusable"),
+        ("https:", "redirect"),
+        ("/loop.png", "redirects"),
+        ("http://a..b/x.png", "can be looked up"),
+        (f"http://{'a' * 64}.example/x.png", "can be looked up"),
+    ],
 )
 async def test_unusable_or_endless_redirects_fail_cleanly(
     location: str, match: str, client: GPTunnelClient, storage: Storage, tmp_path: Path
@@ -491,6 +497,26 @@ async def test_unusable_or_endless_redirects_fail_cleanly(
     with pytest.raises(DownloadError, match=match):
         await client.download_result(storage.url + "loop.png", tmp_path / "x.png")
     assert folder_listing(tmp_path) == []
+
+
+async def test_a_done_task_whose_result_host_cannot_be_looked_up_is_a_download_error(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    with pytest.raises(DownloadError, match="can be looked up"):
+        await client.download_result(done_task("https://a..b/r.png"), tmp_path)
+    assert folder_listing(tmp_path) == []
+
+
+async def test_a_host_the_resolver_refuses_is_a_connection_error_even_past_the_checks(
+    client: GPTunnelClient, instant: None
+) -> None:
+    """The transport's backstop: a request to such a host (the checks refuse every one
+    the SDK is given) fails typed, with no UnicodeError out of aiohttp."""
+    transport = client._transport
+    request = transport.requests.fetch(URL("http://a..b/x.png"))
+    with pytest.raises(APIConnectionError, match="the host name cannot be looked up") as caught:
+        await transport.exchange(request, transport.read_answer)
+    assert isinstance(caught.value.__cause__, UnicodeError)
 
 
 async def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(

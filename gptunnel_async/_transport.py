@@ -249,11 +249,11 @@ class Transport(InProcessOnly):
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
             return self._wire_error(exc, what)
         if isinstance(exc, UnicodeError):
-            error = APIConnectionError(
+            unresolvable = APIConnectionError(
                 f"{self.shown(what)} failed: the host name cannot be looked up"
             )
-            error.__cause__ = made_safe(exc, self._api_key)
-            return error
+            unresolvable.__cause__ = made_safe(exc, self._api_key)
+            return unresolvable
         if not session.closed:  # a bug, not a session closed under the request
             return exc
         error = UsageError(f"{self.shown(what)}: the session was closed during the request")

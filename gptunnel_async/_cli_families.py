@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._cli_json import json_line
 from ._client import GPTunnelClient
+from ._download import files_to_save
 from ._sansio.responses import TASK_FAMILIES
 from .families import TaskResource
 from .models import MediaTask, Task
@@ -51,6 +52,7 @@ async def save_result(
     files = task.urls if isinstance(task, MediaTask) else (task.result,)
     if len(files) <= 1:
         return [await client.download_result(task, save)]
+    files = files_to_save(task)  # at most MAX_RESULT_FILES, as download_results saves
     if _is_folder(save):
         return await client.download_results(task, save)
     path = Path(save)

@@ -442,14 +442,15 @@ class GPTunnelClient(InProcessOnly):
             ConfigurationError: the task is not done, ``folder`` is not an existing
                 folder, or ``max_bytes`` or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually expired.
-            DownloadError: a body is over ``max_bytes``, a deadline passed, a URL is
-                unusable, a redirect was refused, a host is not public, or a file could
-                not be written.
+            DownloadError: the task lists more than 100 files (a server's answer gone
+                wrong: GPTunnel's models give one to a few), a body is over
+                ``max_bytes``, a deadline passed, a URL is unusable, a redirect was
+                refused, a host is not public, or a file could not be written.
             APIConnectionError: the network failed, after the retries.
         """
         if not isinstance(task, Task | MediaTask):
             raise ConfigurationError(f"task must be a Task or a MediaTask, got {describe(task)}")
-        files = [_download.server_url(url) for url in _download.result_files(task)]
+        files = [_download.server_url(url) for url in _download.files_to_save(task)]
         limit = count("max_bytes", max_bytes, 1)
         deadline = optional(positive_number, "timeout", timeout)
         targets = _download.folder_targets(folder, files, task.id)

@@ -165,6 +165,30 @@ def result_files(task: Task | MediaTask) -> tuple[str, ...]:
     return files
 
 
+MAX_RESULT_FILES: Final = 100
+"""The most files one task's results are saved as: GPTunnel's models give one to a few
+(suno two clips); a server's answer may list some 50,000 within the 4 MiB an answer
+may take, each up to ``max_bytes``."""
+
+
+def files_to_save(task: Task | MediaTask) -> tuple[str, ...]:
+    """Every result file of a done task, to save all of them.
+
+    Raises:
+        ConfigurationError: as :func:`result_files`.
+        DownloadError: as :func:`result_files`, or the task lists more than
+            :data:`MAX_RESULT_FILES` files.
+    """
+    files = result_files(task)
+    if len(files) > MAX_RESULT_FILES:
+        raise DownloadError(
+            f"task {shorten(task.id, 80)} lists {len(files)} result files, more than the "
+            f"{MAX_RESULT_FILES} saved at once (GPTunnel's models give one to a few); "
+            "download_result(task, dest, clip=n) saves one"
+        )
+    return files
+
+
 def result_file(task: Task | MediaTask, clip: int | None) -> str:
     """The result file of a done task: its only one, or number ``clip`` of several."""
     files = result_files(task)

@@ -181,6 +181,21 @@ def test_several_clips_saved_to_a_file_name_are_numbered_beside_it(
     assert sorted(path.name for path in tmp_path.iterdir()) == ["song-0.mp3", "song-1.mp3"]
 
 
+@pytest.mark.parametrize("into", ["folder", "file"])
+def test_a_task_listing_thousands_of_files_saves_none(
+    fake: FakeGPTunnel, tmp_path: Path, into: str
+) -> None:
+    clips = [{"audio_url": f"https://s.example/{n}.mp3"} for n in range(5000)]
+    body = {"code": 0, "id": "many", "model": "suno", "status": "done", "result": clips}
+    fake.fail_next(200, body=body, times=None, path="media/result")
+    save = str(tmp_path) if into == "folder" else str(tmp_path / "song.mp3")
+    done = run("wait", "many", "--family", "media", "--save", save, "--json", fake=fake)
+    assert done.returncode == 4, done.stdout + done.stderr
+    record = lines(done.stdout)[-1]
+    assert record["error"] == "DownloadError" and "lists 5000 result files" in record["message"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_done_task_without_a_result_is_a_server_side_failure(
     fake: FakeGPTunnel, tmp_path: Path
 ) -> None:

@@ -175,6 +175,23 @@ async def test_a_done_media_task_with_one_file_is_saved(
     assert path == tmp_path / "clip.mp3" and path.read_bytes() == b"ID3 audio"
 
 
+async def test_a_task_listing_more_files_than_any_model_gives_saves_none(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes.update({f"/m/{n}.mp3": serve_bytes(b"ID3") for n in range(102)})
+    clips = [{"audio_url": f"{storage.url}m/{n}.mp3"} for n in range(101)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(DownloadError, match="lists 101 result files, more than the 100"):
+        await client.download_results(task, tmp_path)
+    assert folder_listing(tmp_path) == [] and storage.seen_headers == []
+    saved = await client.download_result(task, tmp_path, clip=100)  # one at a time: yes
+    assert saved.name == "100.mp3"
+    hundred = decode_media_task(
+        json.dumps(media_json("succeeded", url=None, result=clips[:100])).encode()
+    )
+    assert len(await client.download_results(hundred, tmp_path / "")) == 100
+
+
 async def test_a_media_task_with_several_files_asks_for_one_url(
     client: GPTunnelClient, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gptunnel_async import (
+    APITimeoutError,
     AuthenticationError,
     GPTunnelClient,
     PollPolicy,
@@ -185,6 +186,34 @@ async def test_an_expired_wait_whose_reads_all_failed_says_why(
     assert (delivery.outcome, delivery.task) == ("expired", None)
     assert isinstance(delivery.last_error, AuthenticationError)
     assert delivery.last_error.status_code == 401 and delivery.last_error.issues == ()
+
+
+async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """Else it would go on while another worker, the lease run out, claimed the task:
+    past the deadline, that one would deliver the wait expired mid-read."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.delay_next(3.0, times=None, path="faceswap/result")  # every read: 3 s
+    handled = Handled()
+    loop = asyncio.get_running_loop()
+    lease = 0.5
+    async with (
+        Watcher(client, new_store(), handler=handled, lease=lease, worker="a") as first,
+        Watcher(client, new_store(), handler=handled, lease=lease, worker="b"),
+    ):
+        started = loop.time()
+        await first.watch(task_id, timeout=1.0)
+        (delivery,) = await handled.until(1)
+        delivered_after = loop.time() - started
+        await asyncio.sleep(0.3)  # time for a second delivery to show, were there one
+    fake.clear_faults()
+    assert len(handled.deliveries) == 1
+    assert delivery.outcome == "expired" and delivery.task is None
+    assert isinstance(delivery.last_error, APITimeoutError)
+    assert "80% of the watcher's lease" in str(delivery.last_error)
+    assert delivery.last_error.status_code is None
+    assert delivered_after < 2.5  # no read ran its 3 s: each was cut at 0.4 s
 
 
 async def _was_read(fake: FakeGPTunnel, task_id: str, times: int = 1) -> bool:

@@ -238,6 +238,7 @@ def test_numbers_that_are_not_finite_are_refused(value: Any) -> None:
 READ_ERRORS: list[GPTunnelError] = [
     APIConnectionError("GET /v1/faceswap/result failed: Cannot connect to host"),
     APITimeoutError("GET /v1/faceswap/result timed out after 30s"),
+    APITimeoutError("408: Request Timeout", status_code=408),
     ServerError("overloaded", status_code=503, type="server_error", retry_after=2.5),
     AuthenticationError("bad key ***", status_code=401),
     ResponseDecodeError("not JSON", status_code=200, body="<html>proxy</html>"),
@@ -252,6 +253,7 @@ def test_a_read_error_comes_back_from_the_store_as_it_was(error: GPTunnelError) 
     rebuilt = back.rebuilt()
     assert type(rebuilt) is type(error)
     assert str(rebuilt) == str(error)
+    assert set(vars(rebuilt)) == set(vars(error))  # every attribute its class documents
     for name in ("status_code", "type", "retry_after", "body", "message"):
         assert getattr(rebuilt, name, None) == getattr(error, name, None)
     if isinstance(rebuilt, APIError):

@@ -108,6 +108,7 @@ _KEPT: Final[dict[type[GPTunnelError], dict[str, Any]]] = {
         "retry_after": None,
     },
     errors.ResponseDecodeError: {"status_code": None, "body": ""},
+    errors.APITimeoutError: {"status_code": None},
 }
 """The attributes a read error's class documents (beside its text), with what a stored
 one lacking them gets: only these are kept and given back."""

@@ -62,6 +62,7 @@ from .._sansio.waiting import (
     rides_through,
 )
 from ..errors import (
+    APITimeoutError,
     ConfigurationError,
     GPTunnelError,
     StoreDataError,
@@ -191,7 +192,10 @@ class Watcher(InProcessOnly):
         policy: how reads are paced (its ``timeout`` is not used: ``watch`` takes one);
             by default the client's ``poll_policy``.
         lease: seconds a worker may hold a task it is reading before another may take
-            it (> 0, at most a day); longer than a read with its retries takes.
+            it (> 0, at most a day). A read, its retries and its wait for the request
+            budget included, is cut at four fifths of it, as a failed read
+            (``APITimeoutError``) the wait rides through: give a lease longer than a
+            read with its retries takes.
         concurrency: reads in flight at once in this worker, and handlers too (>= 1).
         delivery_timeout: seconds a handler may run before its delivery is given to
             another worker (> 0, at most a day): longer than your handler ever takes.
@@ -435,7 +439,7 @@ class Watcher(InProcessOnly):
         """One read of the task, fed to ``state``; ``last`` updated with what it saw."""
         resource: TaskResource[Any] = getattr(self.client, claim.record.family)
         try:
-            task: Task | MediaTask = await resource.result(claim.task_id)
+            task: Task | MediaTask = await self._result_within_lease(resource, claim.task_id)
         except GPTunnelError as exc:
             logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
             failed = LastRead(last.task, ReadError.of(exc))
@@ -445,6 +449,26 @@ class Watcher(InProcessOnly):
             # read again at the slowest pace, where a live wait would end.
             return state, ReadAt(claim.now + state.policy.max_interval), failed
         return (*state.observe(task, claim.now), LastRead(task))
+
+    async def _result_within_lease(
+        self, resource: TaskResource[Any], task_id: str
+    ) -> Task | MediaTask:
+        """The task, read (its retries and its wait for the request budget included)
+        within :data:`READ_SHARE_OF_LEASE` of the lease; else ``APITimeoutError``, a
+        failed read the wait rides through. A read still going when the lease ran out
+        would race the worker that claims the task next: that one could deliver the
+        wait expired while this read was about to see it done. The rest of the lease is
+        for saving the read's outcome."""
+        limit = self.lease * READ_SHARE_OF_LEASE
+        try:
+            async with asyncio.timeout(limit):
+                found: Task | MediaTask = await resource.result(task_id)
+                return found
+        except TimeoutError:  # asyncio.timeout's: no error of the SDK is a TimeoutError here
+            raise APITimeoutError(
+                f"reading the task took over {limit:g}s, {READ_SHARE_OF_LEASE:.0%} of the "
+                "watcher's lease: give it a longer lease= (or the client a shorter timeout=)"
+            ) from None
 
     def _saved(self, claim: Claim) -> tuple[WaitState, LastRead]:
         """The task's saved wait state, or a new one (the deadline is the watch's): also
@@ -643,6 +667,11 @@ async def _notices(store: WatchStore) -> AsyncIterator[FleetProgress | _decode.F
         if notice is not None:
             yield notice
 
+
+READ_SHARE_OF_LEASE: Final = 0.8
+"""The share of its lease a worker gives one read of a task, retries included: a read is
+cut there, so that it ends, and its outcome is saved, before another worker may claim
+the task."""
 
 MAX_HOLD: Final = 24 * 3600.0
 """The longest ``lease`` and ``delivery_timeout``, in seconds: a day, far beyond any read

@@ -161,6 +161,13 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
 
     def __del__(self) -> None:
+        if getattr(self, "_iterated", False) and not getattr(self, "_ended", True):
+            # An ``async for`` left with ``break`` or an error in its body, never closed:
+            # the wait ends here, as an async generator's does when it is collected, and
+            # the hooks hear of it (a tracing hook's span ends, a gauge goes down).
+            self._ended = True
+            self._report_end(GeneratorExit())
+            return
         # As a coroutine never awaited warns: a forgotten ``await`` otherwise does nothing.
         started = getattr(self, "_running", None) is not None or getattr(self, "_iterated", True)
         if not started and not getattr(self, "_ended", True):

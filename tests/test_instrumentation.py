@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import subprocess
 import sys
@@ -232,6 +233,27 @@ async def test_a_wait_left_early_is_reported_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert recorder.of(WaitFinished)[-1].outcome == "cancelled"
+
+
+@pytest.mark.parametrize("leave", ["break", "raise"])
+async def test_a_wait_left_without_closing_it_is_reported_when_it_is_collected(
+    fake: FakeGPTunnel, client: GPTunnelClient, leave: str
+) -> None:
+    recorder = Recorder()
+    set_hooks([recorder])
+    for left in range(3):
+        waiter = client.wait_for_result(fake.script_task(steps=STEPS))
+        with contextlib.suppress(LookupError):
+            async for _ in waiter:
+                if leave == "raise":
+                    raise LookupError("the bot's own code broke")
+                break
+        assert len(recorder.of(WaitFinished)) == left  # it has not ended yet
+        del waiter
+        gc.collect()
+    finished = recorder.of(WaitFinished)
+    assert len(finished) == len(recorder.of(WaitStarted)) == 3
+    assert {(f.outcome, f.error, f.reads) for f in finished} == {("cancelled", None, 1)}
 
 
 async def test_a_broken_hook_is_logged_and_the_wait_goes_on(

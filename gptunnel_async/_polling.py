@@ -23,6 +23,7 @@ from ._in_process import InProcessOnly
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.responses import with_family_hint
+from ._sansio.text import shorten
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
 from ._sentinel import NOT_GIVEN, NotGiven
 from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
@@ -63,6 +64,10 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
         return "timeout"
     return "error" if isinstance(error, Exception) else "cancelled"
 
+
+HOOK_STATUS_LENGTH: Final = 100
+"""The longest status the hooks are given, in characters: a status is a word, but the
+server's text, and a tracing hook keeps every one it is given."""
 
 _TASK_ATTRIBUTES: Final = frozenset(
     {field.name for model in (Task, MediaTask) for field in attrs.fields(model)}
@@ -208,7 +213,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         if self._state is None:
             if LISTENING.wait_started or LISTENING.wait_finished:
                 self._observed_since = time.monotonic()
-                emit_wait_started(WaitStarted(self.task_id, self.family, self.timeout))
+                started = WaitStarted(self.task_id, self.family, self.timeout, id(self))
+                emit_wait_started(started)
             self._state = WaitState.start(self.task_id, self.policy, loop.time())
             self._decision = ReadAt(self._state.due_at)
         assert isinstance(self._decision, ReadAt | TimeOut)  # Finish and Fail end the wait
@@ -225,10 +231,11 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             task_id=self.task_id,
             family=self.family,
             outcome=outcome,
-            status=None if seen is None else seen.status,
+            status=None if seen is None else shorten(seen.status, HOOK_STATUS_LENGTH),
             duration=duration,
             reads=0 if self._state is None else self._state.reads,
             error=None if error is None or outcome == "cancelled" else type(error).__name__,
+            wait_id=id(self),
         )
         emit_wait_finished(details)
 
@@ -263,8 +270,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         return with_family_hint(error, self.family)
 
     def _progress_details(self, event: ProgressEvent[T]) -> ProgressDetails:
+        status = shorten(event.status, HOOK_STATUS_LENGTH)
         return ProgressDetails(
-            self.task_id, self.family, event.status, event.percent, event.elapsed
+            self.task_id, self.family, status, event.percent, event.elapsed, id(self)
         )
 
     def _pause(self) -> _timing.Pause | contextlib.nullcontext[None]:

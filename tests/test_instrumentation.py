@@ -112,7 +112,8 @@ async def test_a_wait_reports_its_start_reads_progress_retries_and_end(
         await client.wait_for_result(task_id)
 
     [started] = recorder.of(WaitStarted)
-    assert started == WaitStarted(task_id, "faceswap", 600.0)
+    assert started == WaitStarted(task_id, "faceswap", 600.0, started.wait_id)
+    assert started.wait_id != 0
     requests = recorder.of(RequestDetails)
     assert [r.status_code for r in requests] == [503, 200, 200, 200]
     assert [r.error for r in requests] == ["ServerError", None, None, None]
@@ -136,6 +137,7 @@ async def test_a_wait_reports_its_start_reads_progress_retries_and_end(
         4,
         None,
     )
+    assert {p.wait_id for p in progress} == {finished.wait_id} == {started.wait_id}
     # the order: start, then reads and events, the end last
     assert recorder.seen[0] is started and recorder.seen[-1] is finished
     assert fake.api_key not in repr(recorder.seen)
@@ -393,6 +395,50 @@ async def test_otel_marks_a_failed_wait_and_a_failed_read_as_errors(
     [failed_read] = [s for s in finished if s.attributes.get("error.type") == "ServerError"]
     assert failed_read.status.status_code is StatusCode.ERROR
     assert failed_read.parent is not None and failed_read.parent.span_id == wait.context.span_id
+
+
+async def test_otel_ends_each_of_two_overlapping_waits_on_one_task_as_it_ended(
+    fake: FakeGPTunnel, client: GPTunnelClient, spans: InMemorySpanExporter
+) -> None:
+    task_id = fake.script_task(steps=[("running", 10)] * 6 + [("done", 100)])
+    hasty = asyncio.ensure_future(client.wait_for_result(task_id, timeout=0.001))
+    await asyncio.sleep(0)  # the hasty wait starts first, and ends first
+    patient = asyncio.ensure_future(client.wait_for_result(task_id))
+    with pytest.raises(WaitTimeoutError):
+        await hasty
+    await patient
+    waits = [span for span in spans.get_finished_spans() if span.name.startswith("gptunnel")]
+    assert [span.attributes["gptunnel.outcome"] for span in waits] == ["timeout", "done"]
+    timed_out, done = waits
+    assert timed_out.start_time < done.start_time  # each span is its own wait's
+    assert done.events[-1].attributes["gptunnel.percent"] == 100
+
+
+async def test_otel_ends_the_span_of_a_wait_left_by_break_once_it_is_collected(
+    fake: FakeGPTunnel, client: GPTunnelClient, spans: InMemorySpanExporter
+) -> None:
+    waiter = client.wait_for_result(fake.script_task(steps=STEPS))
+    async for _ in waiter:
+        break
+    assert not [s for s in spans.get_finished_spans() if s.name.startswith("gptunnel.wait")]
+    del waiter
+    gc.collect()
+    [wait] = [s for s in spans.get_finished_spans() if s.name.startswith("gptunnel.wait")]
+    assert wait.attributes["gptunnel.outcome"] == "cancelled"
+
+
+async def test_a_huge_status_reaches_the_hooks_cut_short(
+    fake: FakeGPTunnel, client: GPTunnelClient, spans: InMemorySpanExporter
+) -> None:
+    recorder = Recorder()
+    set_hooks([*get_hooks(), recorder])
+    huge = "running " + "x" * 1_000_000
+    task_id = fake.script_task(steps=[(huge, 10), (huge + "!", 20), ("done", 100)])
+    await client.wait_for_result(task_id)
+    statuses = [p.status for p in recorder.of(ProgressDetails)]
+    assert [len(status) for status in statuses[:2]] == [100, 100] and statuses[-1] == "done"
+    [wait] = [s for s in spans.get_finished_spans() if s.name.startswith("gptunnel.wait")]
+    assert max(len(str(e.attributes["gptunnel.status"])) for e in wait.events) == 100
 
 
 async def test_a_read_outside_a_wait_is_a_span_of_its_own(

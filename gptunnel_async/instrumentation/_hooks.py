@@ -94,11 +94,14 @@ class WaitStarted:
         task_id: the task waited for.
         family: its task family.
         timeout: the wait's deadline in seconds, or ``None`` for none.
+        wait_id: this wait among those of the process running now, as the other
+            records of the wait give it: two waits on one task can overlap.
     """
 
     task_id: str
     family: str
     timeout: float | None
+    wait_id: int = 0
 
 
 @attrs.frozen
@@ -108,9 +111,10 @@ class ProgressDetails:
     Attributes:
         task_id: the task waited for.
         family: its task family.
-        status: the task's status.
+        status: the task's status (at most 100 characters: the server's text, cut).
         percent: 0 to 100.
         elapsed: seconds since the wait began.
+        wait_id: the wait's, as in its [WaitStarted][gptunnel_async.instrumentation.WaitStarted].
     """
 
     task_id: str
@@ -118,6 +122,7 @@ class ProgressDetails:
     status: str
     percent: int
     elapsed: float
+    wait_id: int = 0
 
 
 WaitOutcome: TypeAlias = Literal["done", "failed", "timeout", "error", "cancelled"]
@@ -133,11 +138,13 @@ class WaitFinished:
         task_id: the task waited for.
         family: its task family.
         outcome: how it ended.
-        status: the task's last status read, or ``None`` if no read succeeded.
+        status: the task's last status read (at most 100 characters: the server's
+            text, cut), or ``None`` if no read succeeded.
         duration: seconds from the wait's start to its end.
         reads: how many reads it made, failed ones included (a read that the client
             retried counts once; each attempt is a request of its own).
         error: the name of the error class it raised, or ``None``.
+        wait_id: the wait's, as in its [WaitStarted][gptunnel_async.instrumentation.WaitStarted].
     """
 
     task_id: str
@@ -147,6 +154,7 @@ class WaitFinished:
     duration: float
     reads: int
     error: str | None
+    wait_id: int = 0
 
 
 class Hook:

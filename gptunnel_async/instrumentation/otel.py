@@ -47,17 +47,22 @@ class OpenTelemetryHook(Hook):
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
-        self._waits: dict[str, list[trace.Span]] = {}
+        self._waits: dict[int, trace.Span] = {}
+        """The open span of each wait, by its ``wait_id``."""
+        self._by_task: dict[str, list[trace.Span]] = {}
+        """The open spans of the waits on each task, the latest last: a request names
+        its task only, and is made a child of the latest."""
 
     def on_wait_started(self, details: WaitStarted) -> None:
         span = self.tracer.start_span(
             f"gptunnel.wait {details.family}",
             attributes={"gptunnel.task_id": details.task_id, "gptunnel.family": details.family},
         )
-        self._waits.setdefault(details.task_id, []).append(span)
+        self._waits[details.wait_id] = span
+        self._by_task.setdefault(details.task_id, []).append(span)
 
     def on_request(self, details: RequestDetails) -> None:
-        waits = self._waits.get(details.task_id or "")
+        waits = self._by_task.get(details.task_id or "")
         context = trace.set_span_in_context(waits[-1]) if waits else None
         start = _nanoseconds(details.started_at)
         span = self.tracer.start_span(
@@ -77,20 +82,21 @@ class OpenTelemetryHook(Hook):
         span.end(end_time=start + _nanoseconds(details.duration))
 
     def on_progress(self, details: ProgressDetails) -> None:
-        waits = self._waits.get(details.task_id)
-        if waits:
-            waits[-1].add_event(
+        span = self._waits.get(details.wait_id)
+        if span is not None:
+            span.add_event(
                 "gptunnel.progress",
                 {"gptunnel.status": details.status, "gptunnel.percent": details.percent},
             )
 
     def on_wait_finished(self, details: WaitFinished) -> None:
-        waits = self._waits.get(details.task_id)
-        if not waits:
+        span = self._waits.pop(details.wait_id, None)
+        if span is None:
             return
-        span = waits.pop()
+        waits = self._by_task[details.task_id]
+        waits.remove(span)
         if not waits:
-            del self._waits[details.task_id]
+            del self._by_task[details.task_id]
         span.set_attribute("gptunnel.outcome", details.outcome)
         span.set_attribute("gptunnel.reads", details.reads)
         if details.status is not None:

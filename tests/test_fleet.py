@@ -241,6 +241,30 @@ async def test_a_webhook_resolves_the_wait_for_the_whole_fleet_and_the_poll_does
     assert await receiving.resolve(Task(id=task_id, status="running")) is False
 
 
+async def test_a_blocking_read_of_the_stream_never_outlasts_the_client_s_socket_timeout(
+    client: GPTunnelClient, redis_url: str
+) -> None:
+    """A blocking read the client gave up on while Redis handed it an entry would leave
+    the entry pending for this worker: delivered a minute later (``delivery_timeout``),
+    as a redelivery. So the store blocks for half the client's socket timeout at most."""
+    short, watching = Redis.from_url(redis_url, socket_timeout=0.4), Redis.from_url(redis_url)
+    blocks: list[int] = []
+    try:
+        async with (
+            watching.monitor() as monitor,
+            Watcher(client, RedisStore(short, name="short"), handler=Handled()),
+            asyncio.timeout(10),
+        ):
+            while len(blocks) < 3:
+                command = (await monitor.next_command())["command"].split()
+                if command[0].upper() == "XREADGROUP":
+                    blocks.append(int(command[command.index("BLOCK") + 1]))
+    finally:
+        await short.aclose()
+        await watching.aclose()
+    assert blocks == [200, 200, 200]  # milliseconds: half of 0.4 s
+
+
 async def test_a_dead_worker_s_task_comes_back_after_its_lease(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

@@ -27,6 +27,7 @@ consumer moves a poison message aside), so the entries behind it are still read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -186,6 +187,18 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now)
 )
 
 
+def _longest_block(redis: Redis) -> float:
+    """How long, in seconds, a blocking read of the stream may wait for an entry: half
+    the client's ``socket_timeout``, if it has one. A read the client gave up on first
+    would leave the entry Redis handed it meanwhile pending for this worker, delivered
+    only after ``delivery_timeout``, as a redelivery."""
+    kwargs = getattr(getattr(redis, "connection_pool", None), "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout") if isinstance(kwargs, dict) else None
+    if isinstance(timeout, int | float) and not isinstance(timeout, bool) and timeout > 0:
+        return timeout / 2
+    return math.inf
+
+
 class RedisStore:
     """A [WatchStore][gptunnel_async.fleet.WatchStore] in Redis, for a fleet of workers.
 
@@ -218,6 +231,7 @@ class RedisStore:
         self._status = redis.register_script(_STATUS)
         self._bury = redis.register_script(_BURY)
         self._group_ready = False
+        self._longest_block = _longest_block(redis)
 
     def __repr__(self) -> str:
         return f"<RedisStore name={self.name!r}>"
@@ -306,8 +320,9 @@ class RedisStore:
             await self.redis.xack(self.stream_key, GROUP, entry_id)
         taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]
         if not taken:
+            milliseconds = max(1, int(min(block, self._longest_block) * 1000))  # 0: forever
             reply: Any = await self.redis.xreadgroup(
-                GROUP, worker, {self.stream_key: ">"}, count=count, block=int(block * 1000)
+                GROUP, worker, {self.stream_key: ">"}, count=count, block=milliseconds
             )
             taken = [(i, f, False) for _, entries in reply for i, f in entries]
         entries = []

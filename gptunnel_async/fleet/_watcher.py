@@ -279,8 +279,10 @@ class Watcher(InProcessOnly):
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not
                 small JSON, or a bad timeout.
-            StoreUnavailableError: the store could not be reached: the wait was NOT
-                registered.
+            StoreUnavailableError: the store could not be reached: the wait was most
+                likely not registered (if the connection broke after the store ran the
+                registration, it was). Calling ``watch`` again is safe: it is
+                idempotent.
         """
         check_task_id(task_id)
         if family not in FAMILIES:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from gptunnel_async import (
     APITimeoutError,
@@ -27,6 +29,7 @@ from gptunnel_async.fleet import (
     Delivery,
     FleetProgress,
     MemoryStore,
+    RedisBudget,
     RedisStore,
     StoreUnavailableError,
     Watcher,
@@ -265,6 +268,28 @@ async def test_a_blocking_read_of_the_stream_never_outlasts_the_client_s_socket_
     assert blocks == [200, 200, 200]  # milliseconds: half of 0.4 s
 
 
+async def test_a_budget_whose_redis_is_away_is_no_read_error_of_the_task(
+    fake: FakeGPTunnel, redis: Redis, unused_tcp_port: int
+) -> None:
+    """The shared budget failing is the fleet's trouble, not the task's: the task comes
+    back after its lease, rather than being paced as after a revoked key, with the
+    budget's error as what its last read saw."""
+    away = Redis(port=unused_tcp_port, retry=Retry(NoBackoff(), 0))  # refused at once
+    task_id = fake.script_task(steps=[("running", 40)])
+    handled = Handled()
+    try:
+        async with (
+            fake.client(poll_policy=FAST, budget=RedisBudget(away, 100)) as budgeted,
+            Watcher(budgeted, RedisStore(redis, name="b"), handler=handled, lease=0.5) as w,
+        ):
+            await w.watch(task_id, timeout=1.0)
+            (delivery,) = await handled.until(1)
+    finally:
+        await away.aclose()
+    assert (delivery.outcome, delivery.task, delivery.last_error) == ("expired", None, None)
+    assert not await _was_read(fake, task_id)
+
+
 async def test_a_dead_worker_s_task_comes_back_after_its_lease(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:
@@ -487,7 +512,7 @@ async def test_fleet_status_on_the_command_line_and_in_python(
     fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from gptunnel_async.cli import main
-    from gptunnel_async.fleet import RedisBudget, fleet_status
+    from gptunnel_async.fleet import fleet_status
 
     budget = RedisBudget(redis, 40, name="ops")
     async with fake.client(budget=budget) as client:

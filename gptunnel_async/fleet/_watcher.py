@@ -395,10 +395,9 @@ class Watcher(InProcessOnly):
         """Read one claimed task; finish or re-schedule it. Never raises."""
         try:
             await self._read_and_decide(claim)
-        except StoreUnavailableError as exc:
+        except StoreUnavailableError as exc:  # the store's, or the request budget's
             logger.warning(
-                "watcher: task %s read, but the store failed (%s): it is read again "
-                "after its lease",
+                "watcher: task %s: the store failed (%s): it is read again after its lease",
                 claim.task_id,
                 exc,
             )
@@ -442,6 +441,8 @@ class Watcher(InProcessOnly):
         resource: TaskResource[Any] = getattr(self.client, claim.record.family)
         try:
             task: Task | MediaTask = await self._result_within_lease(resource, claim.task_id)
+        except StoreUnavailableError:  # the budget's Redis: not the task's, nor a read's
+            raise
         except GPTunnelError as exc:
             logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
             failed = LastRead(last.task, ReadError.of(exc))

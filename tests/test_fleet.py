@@ -34,6 +34,7 @@ from gptunnel_async.fleet import (
     StoreUnavailableError,
     Watcher,
     WatchStore,
+    _redis_store,
 )
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -288,6 +289,47 @@ async def test_a_budget_whose_redis_is_away_is_no_read_error_of_the_task(
         await away.aclose()
     assert (delivery.outcome, delivery.task, delivery.last_error) == ("expired", None, None)
     assert not await _was_read(fake, task_id)
+
+
+async def test_workers_gone_and_holding_nothing_leave_the_consumer_group(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis
+) -> None:
+    """Every worker start is a consumer of its own name: without pruning, a fleet that
+    restarts on each deploy grows its group for good."""
+    store = RedisStore(redis, name="restarts")
+    handled = Handled()
+    for start in range(5):
+        async with Watcher(client, store, handler=handled, worker=f"w{start}") as watcher:
+            await watcher.watch(fake.script_task(steps=[("done", 100)]))
+            await handled.until(start + 1)
+    # A worker that took a delivery and has not acknowledged it (dead, or still at it).
+    await redis.xadd(store.stream_key, {"task": "held"})
+    await redis.xreadgroup("handlers", "holder", {store.stream_key: ">"}, count=1)
+
+    async def consumers() -> set[bytes]:
+        return {c["name"] for c in await redis.xinfo_consumers(store.stream_key, "handlers")}
+
+    assert await consumers() == {b"w0", b"w1", b"w2", b"w3", b"w4", b"holder"}
+    assert await store.prune_consumers(3600) == 0  # all seen within the hour
+    await asyncio.sleep(0.05)
+    assert await store.prune_consumers(0.01) == 5  # all but the one holding a delivery
+    assert await consumers() == {b"holder"}
+
+
+async def test_a_worker_s_first_take_prunes_the_group(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = RedisStore(redis, name="deploys")
+    assert await old.take("past", 1, 0.01, 60.0) == []  # makes the group
+    # A worker of a past deploy, which took a delivery and acknowledged it.
+    entry = await redis.xadd(old.stream_key, {"task": "t"})
+    await redis.xreadgroup("handlers", "past", {old.stream_key: ">"}, count=1)
+    await redis.xack(old.stream_key, "handlers", entry)
+    await asyncio.sleep(0.05)
+    monkeypatch.setattr(_redis_store, "CONSUMERS_KEPT", 0.01)  # a day, made short
+    assert await RedisStore(redis, name="deploys").take("new", 1, 0.01, 60.0) == []
+    consumers = await redis.xinfo_consumers(old.stream_key, "handlers")
+    assert b"past" not in [c["name"] for c in consumers]
 
 
 async def test_a_dead_worker_s_task_comes_back_after_its_lease(

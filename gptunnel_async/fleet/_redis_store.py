@@ -173,6 +173,24 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
 return 1
 """
 
+# KEYS: stream. ARGV: group, idle milliseconds.
+_PRUNE: Final = """
+local removed = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+CONSUMERS_KEPT: Final = 24 * 3600.0
+"""Seconds a consumer of the stream's group that holds nothing is kept after it was last
+seen: a worker gone for good (each start of a worker is a consumer of its own name)."""
+
 # KEYS: due, leases, stream, dead.
 _STATUS: Final = (
     _CLOCK
@@ -230,6 +248,7 @@ class RedisStore:
         self._ack = redis.register_script(_ACK)
         self._status = redis.register_script(_STATUS)
         self._bury = redis.register_script(_BURY)
+        self._prune = redis.register_script(_PRUNE)
         self._group_ready = False
         self._longest_block = _longest_block(redis)
 
@@ -308,6 +327,24 @@ class RedisStore:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
+        removed = await self.prune_consumers(CONSUMERS_KEPT)
+        if removed:
+            logger.info("store %s: %d workers gone for a day left the group", self.name, removed)
+
+    async def prune_consumers(self, idle: float) -> int:
+        """Remove from the stream's consumer group every worker that holds no delivery
+        and was last seen over ``idle`` seconds ago; return how many. Each worker's first
+        take does it with a day: without it, every worker ever started (each start has
+        a name of its own) would stay in the group for good. Holding nothing, a worker
+        loses nothing by it, and it joins again on its next read.
+
+        Raises:
+            StoreUnavailableError: Redis failed, or the group is not there yet (it is
+                made by the first take).
+        """
+        async with store_call("removing workers gone from the group"):
+            removed = await self._prune(keys=[self.stream_key], args=[GROUP, int(idle * 1000)])
+        return int(removed)
 
     async def _take(
         self, worker: str, count: int, block: float, reclaim_after: float

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from gptunnel_async import (
     APITimeoutError,
     AuthenticationError,
+    ConfigurationError,
     GPTunnelClient,
     PollPolicy,
     ServerError,
@@ -330,6 +331,59 @@ async def test_a_worker_s_first_take_prunes_the_group(
     assert await RedisStore(redis, name="deploys").take("new", 1, 0.01, 60.0) == []
     consumers = await redis.xinfo_consumers(old.stream_key, "handlers")
     assert b"past" not in [c["name"] for c in consumers]
+
+
+class Slow(Handled):
+    """A handler that takes ``seconds``, as sending a photo to a chat does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.started = asyncio.Event()
+        self.returned = 0
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.started.set()
+        await asyncio.sleep(self.seconds)
+        await super().__call__(delivery)
+        self.returned += 1
+
+
+@pytest.mark.parametrize(("grace", "handled_by_first"), [(None, True), (0.0, False)])
+async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    grace: float | None,
+    handled_by_first: bool,
+) -> None:
+    """A deploy closes each worker: a handler cut short there was delivered again (the
+    result sent twice) by another worker after ``delivery_timeout``."""
+    first, second = Slow(0.5), Handled()
+    options: dict[str, Any] = {} if grace is None else {"grace": grace}
+    worker = Watcher(client, new_store(), handler=first, worker="first", delivery_timeout=1)
+    async with worker:
+        await worker.watch(fake.script_task(steps=[("done", 100)]))
+        async with asyncio.timeout(15):
+            await first.started.wait()
+        await worker.close(**options)
+    assert first.returned == (1 if handled_by_first else 0)
+    async with Watcher(client, new_store(), handler=second, worker="2nd", delivery_timeout=1):
+        if handled_by_first:
+            await asyncio.sleep(1.5)  # past delivery_timeout: a redelivery would show
+            assert second.deliveries == []
+        else:
+            (again,) = await second.until(1)
+            assert again.redelivered is True
+    assert (await new_store().status()).finished_unhandled == 0
+
+
+async def test_a_grace_that_is_not_seconds_is_refused(
+    client: GPTunnelClient, new_store: StoreFactory
+) -> None:
+    for grace in (-1, float("nan"), "5"):
+        with pytest.raises(ConfigurationError, match="grace"):
+            await Watcher(client, new_store()).close(grace=grace)  # type: ignore[arg-type]
 
 
 async def test_a_dead_worker_s_task_comes_back_after_its_lease(

@@ -43,6 +43,7 @@ from .._checks import (
     function,
     implements,
     instance_of,
+    non_negative_number,
     number,
     optional,
     positive_number,
@@ -170,6 +171,11 @@ class _Pool:
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
+    async def drain(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the coroutines running to end by themselves."""
+        if self._running and seconds > 0:
+            await asyncio.wait(self._running, timeout=seconds)
+
     async def close(self) -> None:
         for task in self._running:
             task.cancel()
@@ -247,6 +253,10 @@ class Watcher(InProcessOnly):
         self._listener: asyncio.Task[None] | None = None
         self._running: asyncio.Task[None] | None = None
         self._stopping = False
+        self._grace_until = 0.0
+        """Until when (the loop's time) :meth:`close` lets running handlers finish."""
+        self._handlers: _Pool | None = None
+        """The delivery loop's running handlers."""
 
     def __repr__(self) -> str:
         return f"<Watcher worker={self.worker!r} store={self.store!r}>"
@@ -349,12 +359,34 @@ class Watcher(InProcessOnly):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Stop the loops (a task being read comes back to the fleet after its lease)."""
+        """Stop the loops as :meth:`close` does, running handlers given its default
+        grace (a task being read comes back to the fleet after its lease)."""
         await self.close()
 
-    async def close(self) -> None:
-        """Stop the loops this watcher started."""
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Stop the loops this watcher started: no read or delivery starts any more.
+
+        Handlers already running get up to ``grace`` seconds to return, so that their
+        deliveries are acknowledged rather than given to another worker again after
+        ``delivery_timeout`` (a deploy would otherwise send a result twice); then they
+        are cancelled, with the reads in progress, whose tasks come back to the fleet
+        after their lease. ``async with`` closes with the default.
+
+        Args:
+            grace: seconds (>= 0) running handlers may take to finish; 5 by default,
+                inside the 10 s ``docker stop`` allows before it kills.
+
+        Raises:
+            ConfigurationError: ``grace`` is not a number of seconds >= 0.
+        """
+        seconds = non_negative_number("grace", grace)
+        self._grace_until = asyncio.get_running_loop().time() + seconds
         self._stopping = True
+        self._wake.set()
+        if self._running is not None and seconds:  # the loops end, their handlers drained
+            await asyncio.wait([self._running], timeout=seconds)
+        if self._handlers is not None:  # past the grace, wherever the loops are
+            await self._handlers.close()
         for task in (self._running, self._listener):
             # Cancelled again until it ends: a client library may swallow one
             # cancellation (turning it into a connection error), and the loops ride
@@ -363,6 +395,7 @@ class Watcher(InProcessOnly):
                 task.cancel()
                 await asyncio.wait([task], timeout=0.1)
         self._running = self._listener = None
+        self._handlers = None
         self._stopping = False
 
     async def _poll_loop(self) -> None:
@@ -493,9 +526,12 @@ class Watcher(InProcessOnly):
 
     async def _delivery_loop(self) -> None:
         handlers, backoff = _Pool(self.concurrency), _Backoff()
+        self._handlers = handlers
         try:
             while not self._stopping:
                 await handlers.wait_for_room()
+                if self._stopping:  # closed meanwhile: take nothing more
+                    break
                 try:
                     entries = await self.store.take(
                         self.worker, handlers.free, IDLE_POLL, self.delivery_timeout
@@ -506,6 +542,8 @@ class Watcher(InProcessOnly):
                 backoff.reset()
                 for entry in entries:
                     handlers.start(self._deliver(entry))
+            # Closed: what was taken is handed over, within close()'s grace.
+            await handlers.drain(self._grace_until - asyncio.get_running_loop().time())
         finally:
             await handlers.close()
 

@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -379,7 +380,7 @@ def _create_temporary(target: Path) -> tuple[int, str]:
     never read or changed, so no other thread sees it altered)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(tempfile.TMP_MAX):
-        name = target.parent / f".{target.name[:64]}.{secrets.token_hex(6)}.part"
+        name = target.parent / f".{_start_of(target.name)}.{secrets.token_hex(6)}.part"
         try:
             return os.open(name, flags, 0o666), str(name)
         except FileExistsError:
@@ -387,6 +388,13 @@ def _create_temporary(target: Path) -> tuple[int, str]:
         except OSError as exc:
             raise _file_error(target, exc) from None
     raise DownloadError(f"could not create a temporary file beside {describe(str(target))}")
+
+
+def _start_of(name: str, limit: int = 64) -> str:
+    """The start of a file name, at most ``limit`` bytes once encoded, whole characters
+    only: a temporary name of 64 characters of a script that takes 4 bytes each would be
+    too long for the folder where the name itself fits."""
+    return os.fsencode(name)[:limit].decode(sys.getfilesystemencoding(), "ignore")
 
 
 def _keep_mode(fd: int, target: Path) -> None:

@@ -536,6 +536,19 @@ async def test_a_host_the_resolver_refuses_is_a_connection_error_even_past_the_c
     assert isinstance(caught.value.__cause__, UnicodeError)
 
 
+@pytest.mark.parametrize("letter", ["😀", "é", "a"])
+async def test_a_long_name_of_any_script_is_saved_if_the_folder_takes_it(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path, letter: str
+) -> None:
+    """Its hidden temporary file beside it is named after it too: cut by bytes, not by
+    characters, so it fits wherever the name does."""
+    storage.routes["/r.png"] = serve_bytes(PNG)
+    name = letter * ((250 - 4) // len(letter.encode())) + ".png"  # about 250 bytes
+    path = await client.download_result(storage.url + "r.png", tmp_path / name)
+    assert path.name == name and path.read_bytes() == PNG
+    assert folder_listing(tmp_path) == [name]
+
+
 async def test_a_new_file_gets_the_usual_permissions_and_a_replaced_one_keeps_its_own(
     client: GPTunnelClient, storage: Storage, tmp_path: Path
 ) -> None:

@@ -46,6 +46,11 @@ def _files(task: AnyTask) -> str | None:
     return " ".join(shown) if shown else None
 
 
+LINKS_SHOWN: Final = 8192
+"""The most characters of a task's result links shown to people (``--json`` gives them
+whole): a signed link is a few hundred, a server's answer may hold megabytes."""
+
+
 def _shown(text: str, limit: int | None = None) -> str:
     """Server text as rich markup: control characters escaped (a terminal must not obey
     them), cut to ``limit`` characters if given, rich's own markup escaped."""
@@ -136,7 +141,7 @@ class LineOutput:
             ("status", f"[{_status_style(task.status)}]{_shown(task.status, 80)}[/]"),
             ("percent", f"{task.percent}%"),
             ("type", _shown(_kind(task) or "-", 80)),
-            ("result", _shown(_files(task) or "-")),
+            ("result", _shown(_files(task) or "-", LINKS_SHOWN)),
             ("error", _shown(task.error or "-", 2000)),
         ]
         for label, value in rows:
@@ -153,7 +158,9 @@ class LineOutput:
         yield show
 
     def done(self, task: AnyTask) -> None:
-        self.console.print(f"[green]done[/]: {_shown(_files(task) or '(no result URL)')}")
+        self.console.print(
+            f"[green]done[/]: {_shown(_files(task) or '(no result URL)', LINKS_SHOWN)}"
+        )
 
     def saved(self, path: Path) -> None:
         self.console.print(f"saved: {_shown(str(path))}")

@@ -119,6 +119,20 @@ def test_the_time_left_is_said_while_the_task_runs(
     assert time_left(event) == shown
 
 
+def test_a_result_link_of_megabytes_is_cut_for_people_and_whole_in_json() -> None:
+    huge = "https://s.example/" + "[b]x" * 1_000_000
+    task = Task(id="t1", status="done", percent=100, result=huge)
+    console = Console(record=True, width=100, file=io.StringIO(), soft_wrap=True)  # as the CLI's
+    LineOutput(console, console).done(task)
+    LineOutput(console, console).task(task)
+    lines = console.export_text().splitlines()
+    assert lines[0].startswith("done: https://s.example/[b]x") and len(lines[0]) < 8300
+    assert lines[0].endswith("…") and max(len(line) for line in lines) < 8300
+    stream = io.StringIO()
+    JsonOutput(stream).done(task)
+    assert json.loads(stream.getvalue())["task"]["result"] == huge
+
+
 def test_a_task_is_shown_as_labelled_rows() -> None:
     console = recording(terminal=False)
     task = Task(id="t1", status="failed", percent=30, type="@FaceSwap", error="no [face] found")

@@ -441,6 +441,25 @@ async def test_each_download_retry_logs_a_warning_naming_the_url(
     assert all(m.startswith("GET 127.0.0.1/r.png failed (503: SlowDown); retry") for m in messages)
 
 
+async def test_a_download_on_the_api_origin_names_its_request_once_per_retry(
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    tmp_path: Path,
+    recorded_sleeps: list[float],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api.script("reset", "reset", serve_bytes(PNG))  # aiohttp may resend one by itself
+    url = str(URL(api.base_url).with_path("/task/image/r.png"))
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        path = await client.download_result(url, tmp_path / "r.png")
+    assert path.read_bytes() == PNG
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages
+    for message in messages:
+        assert message.startswith("GET /task/image/r.png failed: ")
+        assert message.count("r.png") == 1, message
+
+
 async def test_a_redirect_to_the_same_host_by_another_name_drops_the_key(
     client: GPTunnelClient, api: ScriptedAPI, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ import attrs
 
 from .._checks import describe
 from .._logging import logger
-from ..errors import ConfigurationError, GPTunnelError
+from ..errors import APIConnectionError, ConfigurationError, GPTunnelError
 
 __all__ = [
     "Hook",
@@ -200,7 +200,9 @@ class LoggingHook(Hook):
             )
             return
         reason = str(details.error)
-        if not reason.startswith(details.what):  # wire errors already say what failed
+        # A wire error says what failed already, by its request's label (which for a
+        # download on the API's own origin is shorter than ``what``).
+        if not (reason.startswith(details.what) or isinstance(details.error, APIConnectionError)):
             reason = f"{details.what} failed ({reason})"
         logger.warning("%s; retry %d in %.2fs", reason, details.attempt, details.wait)
 

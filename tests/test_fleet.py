@@ -24,6 +24,7 @@ from gptunnel_async import (
     ServerError,
     Task,
     TaskFailedError,
+    UsageError,
     WaitTimeoutError,
 )
 from gptunnel_async.fleet import (
@@ -376,6 +377,70 @@ async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace
             (again,) = await second.until(1)
             assert again.redelivered is True
     assert (await new_store().status()).finished_unhandled == 0
+
+
+async def test_close_from_inside_a_handler_is_refused_and_the_delivery_kept(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    refused: list[BaseException] = []
+
+    async def closing(delivery: Delivery) -> None:
+        try:
+            await watcher.close(grace=0)
+        except UsageError as exc:
+            refused.append(exc)
+
+    watcher = Watcher(client, new_store(), handler=closing)
+    async with watcher:
+        await watcher.watch(fake.script_task(steps=[("done", 100)]))
+        await settle(lambda: _true(bool(refused)))
+    assert "from inside a handler" in str(refused[0])
+    await settle(lambda: _finished_unhandled(new_store(), 0))  # it returned: acknowledged
+
+
+async def test_a_close_cancelled_in_its_grace_leaves_a_watcher_that_starts_again(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    slow, watcher = Slow(30), None
+    watcher = Watcher(client, new_store(), handler=slow, delivery_timeout=1)
+    await watcher.__aenter__()
+    await watcher.watch(fake.script_task(steps=[("done", 100)]))
+    async with asyncio.timeout(15):
+        await slow.started.wait()
+    closing = asyncio.ensure_future(watcher.close(grace=10))
+    await asyncio.sleep(0.2)
+    closing.cancel()  # the deploy's own deadline
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    handled = Handled()
+    watcher.handler = handled
+    async with watcher:  # started again: it works, and the cut delivery comes again
+        (again,) = await handled.until(1)
+    assert again.redelivered is True
+
+
+async def test_close_leaves_loops_run_directly_to_their_caller(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    handled = Handled()
+    watcher = Watcher(client, new_store(), handler=handled)
+    running = asyncio.ensure_future(watcher.run())
+    await watcher.close()
+    await watcher.watch(fake.script_task(steps=[("done", 100)]))
+    (delivery,) = await handled.until(1)  # still running: close() stopped nothing of it
+    while not running.done():  # as close() does: redis-py may swallow one cancellation
+        running.cancel()
+        await asyncio.wait([running], timeout=0.1)
+    assert running.cancelled()
+    assert delivery.outcome == "done"
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _finished_unhandled(store: WatchStore, count: int) -> bool:
+    return (await store.status()).finished_unhandled == count
 
 
 async def test_a_grace_that_is_not_seconds_is_refused(

@@ -69,6 +69,7 @@ from ..errors import (
     StoreDataError,
     StoreUnavailableError,
     TaskFailedError,
+    UsageError,
     WaitTimeoutError,
 )
 from ..families import BgRemover, FaceSwap, Media, Midjourney
@@ -175,6 +176,10 @@ class _Pool:
         """Wait up to ``seconds`` for the coroutines running to end by themselves."""
         if self._running and seconds > 0:
             await asyncio.wait(self._running, timeout=seconds)
+
+    def holds(self, task: asyncio.Task[Any] | None) -> bool:
+        """Whether ``task`` is one of the coroutines running here."""
+        return task in self._running
 
     async def close(self) -> None:
         for task in self._running:
@@ -378,30 +383,58 @@ class Watcher(InProcessOnly):
 
         Raises:
             ConfigurationError: ``grace`` is not a number of seconds >= 0.
+            UsageError: called from inside a handler, which it would wait for.
         """
         seconds = non_negative_number("grace", grace)
-        self._grace_until = asyncio.get_running_loop().time() + seconds
+        if self._handlers is not None and self._handlers.holds(asyncio.current_task()):
+            raise UsageError(
+                "close() was called from inside a handler, which it would wait for: call "
+                "it from elsewhere, or schedule it (asyncio.create_task(watcher.close()))"
+            )
+        try:
+            if self._running is not None:  # loops run() directly are the caller's to stop
+                await self._wind_down(self._running, seconds)
+        finally:  # also when the close is cancelled: no half-stopped watcher is left
+            await self._stop_loops()
+
+    async def _wind_down(self, loops: asyncio.Task[None], grace: float) -> None:
+        """Stop the ``loops`` taking work, and give running handlers ``grace`` seconds."""
+        self._grace_until = asyncio.get_running_loop().time() + grace
         self._stopping = True
         self._wake.set()
-        if self._running is not None and seconds:  # the loops end, their handlers drained
-            await asyncio.wait([self._running], timeout=seconds)
+        if grace:  # the loops end by themselves, their handlers drained
+            await asyncio.wait([loops], timeout=grace)
         if self._handlers is not None:  # past the grace, wherever the loops are
             await self._handlers.close()
-        for task in (self._running, self._listener):
-            # Cancelled again until it ends: a client library may swallow one
-            # cancellation (turning it into a connection error), and the loops ride
-            # through those.
-            while task is not None and not task.done():
-                task.cancel()
-                await asyncio.wait([task], timeout=0.1)
-        self._running = self._listener = None
-        self._handlers = None
-        self._stopping = False
+
+    async def _stop_loops(self) -> None:
+        try:
+            for task in (self._running, self._listener):
+                # Cancelled again until it ends: a client library may swallow one
+                # cancellation (turning it into a connection error), and the loops ride
+                # through those.
+                while task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.wait([task], timeout=0.1)
+        finally:
+            self._running = self._listener = None
+            self._handlers = None
+            self._stopping = False
+
+    def _going_on(self) -> bool:
+        """Whether a loop takes more work: not once :meth:`close` stops it, and not once
+        its task is cancelled, even when a client library swallowed the cancellation
+        (redis-py may turn one into a connection error, which the loops ride through):
+        then the cancellation is raised again here."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        return not self._stopping
 
     async def _poll_loop(self) -> None:
         reads, backoff = _Pool(self.concurrency), _Backoff()
         try:
-            while not self._stopping:
+            while self._going_on():
                 await reads.wait_for_room()
                 try:
                     claims, next_due = await self.store.claim(self.worker, reads.free, self.lease)
@@ -528,7 +561,7 @@ class Watcher(InProcessOnly):
         handlers, backoff = _Pool(self.concurrency), _Backoff()
         self._handlers = handlers
         try:
-            while not self._stopping:
+            while self._going_on():
                 await handlers.wait_for_room()
                 if self._stopping:  # closed meanwhile: take nothing more
                     break

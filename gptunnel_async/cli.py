@@ -585,12 +585,16 @@ def resume_hint(args: argparse.Namespace) -> str | None:
     if waiting_for is None:
         return None
     task_id, family = waiting_for
-    words = ["gptunnel-async", "wait", task_id]
+    words = ["gptunnel-async", "wait"]
     if family != "faceswap":
         words += ["--family", family]
-    if args.save is not None:
-        words += ["--save", os.fspath(args.save)]
-    return f"the task goes on at GPTunnel; wait for it again with: {shlex.join(words)}"
+    save = None if args.save is None else os.fspath(args.save)
+    save_shown = save is not None and printable(save) == save  # else shown escaped: not it
+    if save_shown:
+        words.append(f"--save={save}")  # one word, even for a path that starts with "-"
+    words += ["--", task_id]  # an id such as "--help" or "-1" is no option
+    hint = f"the task goes on at GPTunnel; wait for it again with: {shlex.join(words)}"
+    return hint if save is None or save_shown else f"{hint} (with your --save)"
 
 
 def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:

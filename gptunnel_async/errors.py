@@ -289,9 +289,16 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         )
         if last_error is not None:
             seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
-        if task is None and isinstance(last_error, APIConnectionError):
+        if task is None and _never_connected(last_error):
             seen += "; no read reached the API: check base_url and the network"
         super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
+
+
+def _never_connected(error: GPTunnelError | None) -> bool:
+    """Whether ``error`` is a read that found no server to talk to (refused, a name that
+    does not resolve), rather than one that timed out, which a server did answer or may
+    have (a slow one, a 408, the fleet's cut at its lease)."""
+    return isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError)
 
 
 class WebhookVerificationError(GPTunnelError):

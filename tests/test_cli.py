@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from gptunnel_async import (
     APIError,
@@ -19,7 +23,9 @@ from gptunnel_async import (
     TaskFailedError,
     WaitTimeoutError,
 )
-from gptunnel_async.cli import exit_code_for, main
+from gptunnel_async._checks import task_id_problem
+from gptunnel_async._sansio.text import printable
+from gptunnel_async.cli import _build_parser, exit_code_for, main, resume_hint
 from gptunnel_async.models import Task
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 from gptunnel_async.testing._pictures import face_swap_picture, read_png
@@ -205,14 +211,43 @@ def test_wait_past_its_timeout_exits_3(fake: FakeGPTunnel) -> None:
     event = json_lines(done.stdout)[-1]
     assert (event["event"], event["exit_code"], event["task"]["percent"]) == ("timeout", 3, 10)
     assert event["hint"] == (
-        f"the task goes on at GPTunnel; wait for it again with: gptunnel-async wait {task_id}"
+        f"the task goes on at GPTunnel; wait for it again with: gptunnel-async wait -- {task_id}"
     )
     plain = run("wait", task_id, "--timeout", "0.3", "--save", "my file.png", fake=fake)
     assert plain.returncode == 3
     assert plain.stderr.splitlines()[-1] == (
         "hint: the task goes on at GPTunnel; wait for it again with: "
-        f"gptunnel-async wait {task_id} --save 'my file.png'"
+        f"gptunnel-async wait '--save=my file.png' -- {task_id}"
     )
+
+
+@given(
+    task_id=st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1)
+    .map(str.strip)
+    .filter(lambda text: bool(text) and task_id_problem(text) is None),
+    family=st.sampled_from(["faceswap", "bgremover", "midjourney", "media"]),
+    save=st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1),
+)
+@example(task_id="--help", family="faceswap", save=None)
+@example(task_id="-1abc", family="media", save="-out.png")
+@example(task_id="--base-url=http://evil.example", family="faceswap", save="my songs/")
+@example(task_id="a'b\"c $(x)", family="midjourney", save="line\nbreak.png")
+def test_the_wait_again_hint_parses_back_to_the_same_wait(
+    task_id: str, family: str, save: str | None
+) -> None:
+    """Pasted into a shell, the hint waits for the same task of the same family, saved
+    where it was to be: whatever the server chose as id (``--help``, ``-1``, quotes)."""
+    args = argparse.Namespace(waiting_for=(task_id, family), save=save)
+    hint = resume_hint(args)
+    assert hint is not None
+    command = hint.split("wait for it again with: ", 1)[1].removesuffix(" (with your --save)")
+    program, *words = shlex.split(command)
+    assert program == "gptunnel-async"
+    again = _build_parser().parse_args(words)
+    assert (again.command, again.task_id, again.family) == ("wait", task_id, family)
+    shown = save is not None and printable(save) == save
+    assert again.save == (save if shown else None)
+    assert hint.endswith("(with your --save)") is (save is not None and not shown)
 
 
 # -- errors ---------------------------------------------------------------------------

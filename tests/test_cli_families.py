@@ -137,7 +137,7 @@ def test_a_failed_creation_exits_1_and_a_timeout_3(fake: FakeGPTunnel) -> None:
     slow = run("imagine", "a fox", "--timeout", "0.5", "--json", fake=fake)
     assert slow.returncode == 3 and lines(slow.stdout)[-1]["event"] == "timeout"
     record = lines(slow.stdout)[-1]
-    again = f"gptunnel-async wait {record['task_id']} --family midjourney"
+    again = f"gptunnel-async wait --family midjourney -- {record['task_id']}"
     assert record["hint"] == f"the task goes on at GPTunnel; wait for it again with: {again}"
 
 

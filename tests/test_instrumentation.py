@@ -290,6 +290,18 @@ async def test_the_logging_hook_says_what_failed_once(caplog: pytest.LogCaptureF
         assert f"; retry {number} in " in line
 
 
+@pytest.mark.parametrize("status", [408, 503])
+async def test_a_server_answer_retry_names_the_request_then_the_reason(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    fake.fail_next(status, times=1)
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+        await client.get_result(fake.script_task(steps=[("done", 100)]))
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith(f"GET /v1/faceswap/result failed ({status}")
+    assert line.count("/v1/faceswap/result") == 1
+
+
 async def test_a_server_error_retry_names_the_request_then_the_reason(
     fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from gptunnel_async import (
     APIConnectionError,
+    APITimeoutError,
     AuthenticationError,
     GPTunnelClient,
     NotFoundError,
@@ -365,6 +366,17 @@ async def test_a_wait_whose_host_is_unreachable_names_the_connection_error(
     assert f"127.0.0.1:{unused_tcp_port}" in str(caught.value)
     assert str(caught.value).endswith("; no read reached the API: check base_url and the network)")
     assert API_KEY not in str(caught.value)
+
+
+async def test_a_wait_whose_reads_time_out_does_not_blame_base_url(
+    unretried: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """The server was reached (it answered 408, or was slow): the host is right."""
+    api.script(faults.answer(408, ""))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await unretried.wait_for_result("task-1", timeout=0.15)
+    assert isinstance(caught.value.last_error, APITimeoutError)
+    assert "check base_url" not in str(caught.value)
 
 
 async def test_a_read_that_succeeds_after_failures_clears_the_last_error(

@@ -182,6 +182,13 @@ class Hook:
         """When a wait ends: done, failed, timed out, stopped by an error or cancelled."""
 
 
+def _names_its_request(error: GPTunnelError) -> bool:
+    """Whether ``error``'s text starts with its request's label, as every failure on the
+    wire does (the label of a download on the API's own origin is shorter than the
+    retry's ``what``); a server's answer, a 408 included, does not."""
+    return isinstance(error, APIConnectionError) and getattr(error, "status_code", None) is None
+
+
 class LoggingHook(Hook):
     """The default hook: a WARNING per retry on the ``gptunnel_async`` logger, saying what
     failed, why, and when it is tried again.
@@ -200,9 +207,7 @@ class LoggingHook(Hook):
             )
             return
         reason = str(details.error)
-        # A wire error says what failed already, by its request's label (which for a
-        # download on the API's own origin is shorter than ``what``).
-        if not (reason.startswith(details.what) or isinstance(details.error, APIConnectionError)):
+        if not (reason.startswith(details.what) or _names_its_request(details.error)):
             reason = f"{details.what} failed ({reason})"
         logger.warning("%s; retry %d in %.2fs", reason, details.attempt, details.wait)
 

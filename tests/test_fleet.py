@@ -318,6 +318,14 @@ async def test_workers_gone_and_holding_nothing_leave_the_consumer_group(
     assert await consumers() == {b"holder"}
 
 
+@pytest.mark.parametrize("idle", [0, -1, float("inf"), float("nan"), None, "60", True, 10**30])
+async def test_a_prune_of_no_usable_seconds_is_refused(redis: Redis, idle: Any) -> None:
+    store = RedisStore(redis, name="odd")
+    assert await store.take("w", 1, 0.01, 60.0) == []
+    with pytest.raises(ConfigurationError, match="idle"):
+        await store.prune_consumers(idle)
+
+
 async def test_a_worker_s_first_take_prunes_the_group(
     redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,7 +31,7 @@ import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
-from .._checks import async_redis
+from .._checks import async_redis, number
 from .._logging import sdk_logger
 from ..errors import StoreDataError
 from . import _decode
@@ -205,6 +205,10 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now)
 )
 
 
+def _idle_seconds(seconds: float) -> bool:
+    return 0 < seconds <= 10 * 365 * 24 * 3600  # Redis counts milliseconds, in 64 bits
+
+
 def _longest_block(redis: Redis) -> float:
     """How long, in seconds, a blocking read of the stream may wait for an entry: half
     the client's ``socket_timeout``, if it has one. A read the client gave up on first
@@ -338,12 +342,17 @@ class RedisStore:
         a name of its own) would stay in the group for good. Holding nothing, a worker
         loses nothing by it, and it joins again on its next read.
 
+        Args:
+            idle: seconds (> 0, at most ten years) since a worker was last seen.
+
         Raises:
+            ConfigurationError: ``idle`` is not such a number of seconds.
             StoreUnavailableError: Redis failed, or the group is not there yet (it is
                 made by the first take).
         """
+        seconds = number("idle", idle, "a number of seconds > 0, at most ten years", _idle_seconds)
         async with store_call("removing workers gone from the group"):
-            removed = await self._prune(keys=[self.stream_key], args=[GROUP, int(idle * 1000)])
+            removed = await self._prune(keys=[self.stream_key], args=[GROUP, int(seconds * 1000)])
         return int(removed)
 
     async def _take(

@@ -24,6 +24,7 @@ from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 from .leaks import no_unclosed_aiohttp as no_unclosed_aiohttp
 from .redis_server import redis as redis
+from .redis_server import redis_resp3 as redis_resp3
 from .redis_server import redis_server as redis_server
 from .redis_server import redis_server_proc as redis_server_proc
 from .redis_server import redis_url as redis_url

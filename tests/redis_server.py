@@ -46,3 +46,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def redis_resp3(redis: Redis, redis_url: str) -> AsyncIterator[Redis]:
+    """A RESP3 client (``protocol=3``) of the test server, emptied before each test:
+    redis-py shapes some replies differently for it."""
+    client = Redis.from_url(redis_url, protocol=3)
+    yield client
+    await client.aclose()

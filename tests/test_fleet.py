@@ -52,13 +52,13 @@ async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
         yield opened
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-resp3"])
 def new_store(request: pytest.FixtureRequest) -> StoreFactory:
     """Stores of one fleet: each call is another process's view of the same waits."""
     if request.param == "memory":
         shared = MemoryStore()
         return lambda: shared
-    redis: Redis = request.getfixturevalue("redis")
+    redis: Redis = request.getfixturevalue(request.param.replace("-", "_"))
     name = f"fleet-{next(_names)}"
     return lambda: RedisStore(redis, name=name)
 

@@ -205,6 +205,15 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now)
 )
 
 
+def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
+    """The ``(id, fields)`` entries of an ``XREADGROUP`` reply as redis-py gives it:
+    ``[[stream, [entry, ...]]]`` on RESP2, ``{stream: [[entry, ...]]}`` on RESP3
+    (``Redis(protocol=3)``)."""
+    if isinstance(reply, dict):
+        return [entry for batches in reply.values() for entries in batches for entry in entries]
+    return [entry for _, entries in reply or () for entry in entries]
+
+
 def _idle_seconds(seconds: float) -> bool:
     return 0 < seconds <= 10 * 365 * 24 * 3600  # Redis counts milliseconds, in 64 bits
 
@@ -370,7 +379,7 @@ class RedisStore:
             reply: Any = await self.redis.xreadgroup(
                 GROUP, worker, {self.stream_key: ">"}, count=count, block=milliseconds
             )
-            taken = [(i, f, False) for _, entries in reply for i, f in entries]
+            taken = [(i, f, False) for i, f in _stream_entries(reply)]
         entries = []
         for entry_id, fields, redelivered in taken:
             try:

@@ -116,7 +116,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         "_iterated",
         "_last_error",
         "_last_seen",
-        "_observed_since",
+        "_observed",
         "_on_progress",
         "_running",
         "_state",
@@ -159,8 +159,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         self._stepping = False
         self._ended = False
         """The iteration is over: done, failed, closed, or a step was cancelled."""
-        self._observed_since: float | None = None
-        """When the wait started, while instrumentation hooks watch it (see ``_next_pause``)."""
+        self._observed: tuple[float, asyncio.AbstractEventLoop] | None = None
+        """When the wait started, and on which loop, while instrumentation hooks watch it
+        (see ``_next_pause``): its end is reported there."""
 
     def __repr__(self) -> str:
         return f"<TaskWaiter task_id={self.task_id!r} timeout={self.timeout!r}>"
@@ -169,9 +170,14 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         if getattr(self, "_iterated", False) and not getattr(self, "_ended", True):
             # An ``async for`` left with ``break`` or an error in its body, never closed:
             # the wait ends here, as an async generator's does when it is collected, and
-            # the hooks hear of it (a tracing hook's span ends, a gauge goes down).
+            # the hooks hear of it (a tracing hook's span ends, a gauge goes down), on its
+            # loop, as always: a collection may run anywhere (another thread, mid-callback).
             self._ended = True
-            self._report_end(GeneratorExit())
+            ended = self._ended_details(GeneratorExit())
+            if ended is not None:
+                details, loop = ended
+                with contextlib.suppress(RuntimeError):  # its loop is closed: no hooks run
+                    loop.call_soon_threadsafe(emit_wait_finished, details)
             return
         # As a coroutine never awaited warns: a forgotten ``await`` otherwise does nothing.
         started = getattr(self, "_running", None) is not None or getattr(self, "_iterated", True)
@@ -212,7 +218,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         loop = asyncio.get_running_loop()
         if self._state is None:
             if LISTENING.wait_started or LISTENING.wait_finished:
-                self._observed_since = time.monotonic()
+                self._observed = (time.monotonic(), loop)
                 started = WaitStarted(self.task_id, self.family, self.timeout, id(self))
                 emit_wait_started(started)
             self._state = WaitState.start(self.task_id, self.policy, loop.time())
@@ -222,9 +228,18 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     def _report_end(self, error: BaseException | None) -> None:
         """Tell the hooks the wait ended with ``error`` (``None``: done), once."""
-        if self._observed_since is None:
-            return
-        duration, self._observed_since = time.monotonic() - self._observed_since, None
+        ended = self._ended_details(error)
+        if ended is not None:
+            emit_wait_finished(ended[0])
+
+    def _ended_details(
+        self, error: BaseException | None
+    ) -> tuple[WaitFinished, asyncio.AbstractEventLoop] | None:
+        """What the hooks are told of the wait's end with ``error``, and the loop they
+        run on; ``None`` if no hook watches it, or it was told already."""
+        if self._observed is None:
+            return None
+        (since, loop), self._observed = self._observed, None
         outcome = _outcome(error)
         seen = getattr(error, "task", None) or self._last_seen
         details = WaitFinished(
@@ -232,12 +247,12 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             family=self.family,
             outcome=outcome,
             status=None if seen is None else shorten(seen.status, HOOK_STATUS_LENGTH),
-            duration=duration,
+            duration=time.monotonic() - since,
             reads=0 if self._state is None else self._state.reads,
             error=None if error is None or outcome == "cancelled" else type(error).__name__,
             wait_id=id(self),
         )
-        emit_wait_finished(details)
+        return details, loop
 
     def _advance(self) -> Awaitable[ReadAt[T] | TimeOut[T] | Finish[T]]:
         """After the pause :meth:`_next_pause` gave: the read, which returns what the core

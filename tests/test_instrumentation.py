@@ -9,6 +9,7 @@ import gc
 import logging
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -253,9 +254,31 @@ async def test_a_wait_left_without_closing_it_is_reported_when_it_is_collected(
         assert len(recorder.of(WaitFinished)) == left  # it has not ended yet
         del waiter
         gc.collect()
+        await asyncio.sleep(0)  # the hooks hear of it on the loop, right after
     finished = recorder.of(WaitFinished)
     assert len(finished) == len(recorder.of(WaitStarted)) == 3
     assert {(f.outcome, f.error, f.reads) for f in finished} == {("cancelled", None, 1)}
+
+
+async def test_a_wait_left_and_collected_in_another_thread_is_reported_on_its_loop(
+    fake: FakeGPTunnel, client: GPTunnelClient
+) -> None:
+    threads: list[int] = []
+
+    class Where(Hook):
+        def on_wait_finished(self, details: WaitFinished) -> None:
+            threads.append(threading.get_ident())
+
+    set_hooks([Where()])
+    waiters = [client.wait_for_result(fake.script_task(steps=STEPS))]
+    async for _ in waiters[0]:
+        break
+    worker = threading.Thread(target=lambda: (waiters.clear(), gc.collect()))
+    worker.start()
+    worker.join()
+    assert threads == []  # not in the thread that dropped it
+    await asyncio.sleep(0)
+    assert threads == [threading.get_ident()]
 
 
 async def test_a_broken_hook_is_logged_and_the_wait_goes_on(
@@ -435,6 +458,7 @@ async def test_otel_ends_the_span_of_a_wait_left_by_break_once_it_is_collected(
     assert not [s for s in spans.get_finished_spans() if s.name.startswith("gptunnel.wait")]
     del waiter
     gc.collect()
+    await asyncio.sleep(0)
     [wait] = [s for s in spans.get_finished_spans() if s.name.startswith("gptunnel.wait")]
     assert wait.attributes["gptunnel.outcome"] == "cancelled"
 

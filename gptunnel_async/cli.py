@@ -586,6 +586,9 @@ def resume_hint(args: argparse.Namespace) -> str | None:
         return None
     task_id, family = waiting_for
     words = ["gptunnel-async", "wait"]
+    base_url = getattr(args, "base_url", None)  # given as an option; never credentials
+    if base_url:  # else the pasted command would read $GPTUNNEL_BASE_URL, or GPTunnel's
+        words.append(f"--base-url={base_url}")
     if family != "faceswap":
         words += ["--family", family]
     save = None if args.save is None else os.fspath(args.save)

@@ -227,17 +227,18 @@ def test_wait_past_its_timeout_exits_3(fake: FakeGPTunnel) -> None:
     .filter(lambda text: bool(text) and task_id_problem(text) is None),
     family=st.sampled_from(["faceswap", "bgremover", "midjourney", "media"]),
     save=st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1),
+    base_url=st.sampled_from([None, "http://127.0.0.1:8080/v1", "https://x.example/v1?"]),
 )
-@example(task_id="--help", family="faceswap", save=None)
-@example(task_id="-1abc", family="media", save="-out.png")
-@example(task_id="--base-url=http://evil.example", family="faceswap", save="my songs/")
-@example(task_id="a'b\"c $(x)", family="midjourney", save="line\nbreak.png")
+@example(task_id="--help", family="faceswap", save=None, base_url=None)
+@example(task_id="-1abc", family="media", save="-out.png", base_url=None)
+@example(task_id="--base-url=http://evil.example", family="faceswap", save="my/", base_url=None)
+@example(task_id="a'b\"c $(x)", family="midjourney", save="line\nbreak.png", base_url=None)
 def test_the_wait_again_hint_parses_back_to_the_same_wait(
-    task_id: str, family: str, save: str | None
+    task_id: str, family: str, save: str | None, base_url: str | None
 ) -> None:
     """Pasted into a shell, the hint waits for the same task of the same family, saved
     where it was to be: whatever the server chose as id (``--help``, ``-1``, quotes)."""
-    args = argparse.Namespace(waiting_for=(task_id, family), save=save)
+    args = argparse.Namespace(waiting_for=(task_id, family), save=save, base_url=base_url)
     hint = resume_hint(args)
     assert hint is not None
     command = hint.split("wait for it again with: ", 1)[1].removesuffix(" (with your --save)")
@@ -245,6 +246,7 @@ def test_the_wait_again_hint_parses_back_to_the_same_wait(
     assert program == "gptunnel-async"
     again = _build_parser().parse_args(words)
     assert (again.command, again.task_id, again.family) == ("wait", task_id, family)
+    assert again.base_url == base_url
     shown = save is not None and printable(save) == save
     assert again.save == (save if shown else None)
     assert hint.endswith("(with your --save)") is (save is not None and not shown)

@@ -236,7 +236,7 @@ async def test_ctrl_c_during_wait_json_ends_with_a_cancelled_record(
         "exit_code": 130,
         "task_id": task_id,
         "hint": "the task goes on at GPTunnel; wait for it again with: "
-        f"gptunnel-async wait -- {task_id}",
+        f"gptunnel-async wait --base-url={fake.base_url} -- {task_id}",
     }
 
 
@@ -254,7 +254,7 @@ async def test_sigterm_during_wait_ends_it_as_ctrl_c_does_with_exit_143(
     rest = (await process.stdout.read()).decode().splitlines()
     errors = (await process.stderr.read()).decode()
     assert await process.wait() == 143
-    again = f"wait for it again with: gptunnel-async wait -- {task_id}"
+    again = f"wait for it again with: gptunnel-async wait --base-url={fake.base_url} -- {task_id}"
     if as_json:
         record = json.loads(rest[-1])
         assert (record["event"], record["exit_code"], record["task_id"]) == (
@@ -291,7 +291,8 @@ async def test_ctrl_c_after_a_create_names_the_created_task_and_how_to_wait_agai
     record = json.loads(rest[-1])
     assert record["task_id"] == first["task_id"]
     command = (
-        f"gptunnel-async wait --family media '--save={tmp_path}/my songs/' -- {first['task_id']}"
+        f"gptunnel-async wait --base-url={fake.base_url} --family media "
+        f"'--save={tmp_path}/my songs/' -- {first['task_id']}"
     )
     assert record["hint"].endswith(f"wait for it again with: {command}")
 

@@ -461,6 +461,7 @@ async def test_otel_ends_the_span_of_a_wait_left_by_break_once_it_is_collected(
     await asyncio.sleep(0)
     [wait] = [s for s in spans.get_finished_spans() if s.name.startswith("gptunnel.wait")]
     assert wait.attributes["gptunnel.outcome"] == "cancelled"
+    assert wait.status.status_code is StatusCode.UNSET  # leaving a wait is no error
 
 
 async def test_a_huge_status_reaches_the_hooks_cut_short(

@@ -35,7 +35,8 @@ class OpenTelemetryHook(Hook):
     - A wait is a span ``gptunnel.wait {family}`` from its start to its end, under the
       span current when it started, with the attributes ``gptunnel.task_id``,
       ``gptunnel.family``, ``gptunnel.outcome``, ``gptunnel.status`` and
-      ``gptunnel.reads``; its status is ERROR unless the task is done. Each progress
+      ``gptunnel.reads``; its status is ERROR when the task failed, the deadline passed
+      or an error ended it (not when it is done, or the wait was cancelled). Each progress
       event is an event on it (``gptunnel.progress``, with the status and percent).
     - Each request is a span ``{method} {path}`` with ``http.request.method``,
       ``url.path``, ``http.response.status_code`` and ``error.type``: a child of its
@@ -101,6 +102,6 @@ class OpenTelemetryHook(Hook):
         span.set_attribute("gptunnel.reads", details.reads)
         if details.status is not None:
             span.set_attribute("gptunnel.status", details.status)
-        if details.outcome != "done":
+        if details.outcome not in ("done", "cancelled"):  # a wait given up is no error
             span.set_status(trace.StatusCode.ERROR, details.error or details.outcome)
         span.end()

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -365,6 +366,7 @@ async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace
     new_store: StoreFactory,
     grace: float | None,
     handled_by_first: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A deploy closes each worker: a handler cut short there was delivered again (the
     result sent twice) by another worker after ``delivery_timeout``."""
@@ -375,8 +377,18 @@ async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace
         await worker.watch(fake.script_task(steps=[("done", 100)]))
         async with asyncio.timeout(15):
             await first.started.wait()
-        await worker.close(**options)
+        with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
+            await worker.close(**options)
     assert first.returned == (1 if handled_by_first else 0)
+    cut = [r.getMessage() for r in caplog.records if "still running after" in r.getMessage()]
+    assert cut == (
+        []
+        if handled_by_first
+        else [
+            "watcher: closing: 1 handler(s) still running after the 0s grace are cancelled; "
+            "their deliveries come again in 1s (delivery_timeout)"
+        ]
+    )
     async with Watcher(client, new_store(), handler=second, worker="2nd", delivery_timeout=1):
         if handled_by_first:
             await asyncio.sleep(1.5)  # past delivery_timeout: a redelivery would show

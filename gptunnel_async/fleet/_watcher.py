@@ -196,8 +196,8 @@ class Watcher(InProcessOnly):
         store: where the waits live: a [RedisStore][gptunnel_async.fleet.RedisStore] for
             a fleet, a [MemoryStore][gptunnel_async.fleet.MemoryStore] for one process.
         handler: called once per finished task with a
-            [Delivery][gptunnel_async.fleet.Delivery], in one worker of the fleet, at
-            least once: it must tolerate a rare second call for the same task (after a
+            [Delivery][gptunnel_async.fleet.Delivery] (an ``async def`` or a plain
+            function), in one worker of the fleet, at least once: it must tolerate a rare second call for the same task (after a
             worker died inside it). A worker without a handler reads tasks but leaves
             deliveries to the others.
         policy: how reads are paced (its ``timeout`` is not used: ``watch`` takes one);
@@ -405,6 +405,14 @@ class Watcher(InProcessOnly):
         if grace:  # the loops end by themselves, their handlers drained
             await asyncio.wait([loops], timeout=grace)
         if self._handlers is not None:  # past the grace, wherever the loops are
+            if cut := self._handlers.size - self._handlers.free:
+                logger.warning(
+                    "watcher: closing: %d handler(s) still running after the %gs grace are "
+                    "cancelled; their deliveries come again in %gs (delivery_timeout)",
+                    cut,
+                    grace,
+                    self.delivery_timeout,
+                )
             await self._handlers.close()
 
     async def _stop_loops(self) -> None:

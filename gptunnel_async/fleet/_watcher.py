@@ -631,7 +631,10 @@ class Watcher(InProcessOnly):
         """Wait, in any process, until a watched task finishes; return its final state.
 
         Args:
-            task_id: a task some worker of the fleet registered with :meth:`watch`.
+            task_id: a task some worker of the fleet registered with :meth:`watch`. An
+                id no one registered in this store (a typo, a store of another
+                ``name``), or one delivered over an hour ago, is waited for like any
+                other: until ``timeout``. Give one where that can happen.
             timeout: seconds to wait at most, or ``None`` for as long as it takes.
 
         Returns:

@@ -198,8 +198,8 @@ class Watcher(InProcessOnly):
         handler: called once per finished task with a
             [Delivery][gptunnel_async.fleet.Delivery] (an ``async def`` or a plain
             function), in one worker of the fleet, at least once: it must tolerate a
-            rare second call for the same task (after a worker died inside it). A worker without a handler reads tasks but leaves
-            deliveries to the others.
+            rare second call for the same task (after a worker died inside it). A
+            worker without a handler reads tasks but leaves deliveries to the others.
         policy: how reads are paced (its ``timeout`` is not used: ``watch`` takes one);
             by default the client's ``poll_policy``.
         lease: seconds a worker may hold a task it is reading before another may take

@@ -399,22 +399,31 @@ async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace
     assert (await new_store().status()).finished_unhandled == 0
 
 
+@pytest.mark.parametrize("how", ["directly", "in a task it awaits", "in a task group"])
 async def test_close_from_inside_a_handler_is_refused_and_the_delivery_kept(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, how: str
 ) -> None:
+    """The close would wait for the handler, and cancel it: from the handler's own task,
+    or one it started (a cancellation of the handler reaches a task it awaits)."""
     refused: list[BaseException] = []
 
     async def closing(delivery: Delivery) -> None:
         try:
-            await watcher.close(grace=0)
-        except UsageError as exc:
-            refused.append(exc)
+            if how == "directly":
+                await watcher.close(grace=0)
+            elif how == "in a task it awaits":
+                await asyncio.create_task(watcher.close(grace=0))
+            else:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(watcher.close(grace=0))
+        except* UsageError as group:
+            refused.extend(group.exceptions)
 
     watcher = Watcher(client, new_store(), handler=closing)
     async with watcher:
         await watcher.watch(fake.script_task(steps=[("done", 100)]))
         await settle(lambda: _true(bool(refused)))
-    assert "from inside a handler" in str(refused[0])
+    assert "from a handler of this watcher" in str(refused[0])
     await settle(lambda: _finished_unhandled(new_store(), 0))  # it returned: acknowledged
 
 
@@ -435,6 +444,31 @@ async def test_a_close_cancelled_in_its_grace_leaves_a_watcher_that_starts_again
     handled = Handled()
     watcher.handler = handled
     async with watcher:  # started again: it works, and the cut delivery comes again
+        (again,) = await handled.until(1)
+    assert again.redelivered is True
+
+
+async def test_a_watcher_running_or_closing_cannot_be_entered_again(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    slow = Slow(30)
+    watcher = Watcher(client, new_store(), handler=slow, delivery_timeout=1)
+    async with watcher:
+        with pytest.raises(UsageError, match="running already"):
+            await watcher.__aenter__()  # a nested async with would stop the outer one
+        await watcher.watch(fake.script_task(steps=[("done", 100)]))
+        async with asyncio.timeout(15):
+            await slow.started.wait()
+        closing = asyncio.ensure_future(watcher.close(grace=10))
+        await asyncio.sleep(0.1)
+        with pytest.raises(UsageError, match="still closing"):
+            await watcher.__aenter__()
+        closing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closing
+    handled = Handled()
+    watcher.handler = handled
+    async with watcher:  # closed: it starts again, and works
         (again,) = await handled.until(1)
     assert again.redelivered is True
 

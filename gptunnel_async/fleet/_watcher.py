@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import json
 import logging
@@ -176,10 +177,6 @@ class _Pool:
         """Wait up to ``seconds`` for the coroutines running to end by themselves."""
         if self._running and seconds > 0:
             await asyncio.wait(self._running, timeout=seconds)
-
-    def holds(self, task: asyncio.Task[Any] | None) -> bool:
-        """Whether ``task`` is one of the coroutines running here."""
-        return task in self._running
 
     async def close(self) -> None:
         for task in self._running:
@@ -354,7 +351,16 @@ class Watcher(InProcessOnly):
                 loops.create_task(self._delivery_loop())
 
     async def __aenter__(self) -> Self:
-        """Start :meth:`run` in the background."""
+        """Start :meth:`run` in the background.
+
+        Raises:
+            UsageError: the watcher is running already, or still closing.
+        """
+        if self._running is not None:
+            raise UsageError(
+                "this watcher is running already (or still closing): enter it once, and "
+                "again only after its close has returned"
+            )
         self._running = asyncio.create_task(self.run())
         return self
 
@@ -386,10 +392,11 @@ class Watcher(InProcessOnly):
             UsageError: called from inside a handler, which it would wait for.
         """
         seconds = non_negative_number("grace", grace)
-        if self._handlers is not None and self._handlers.holds(asyncio.current_task()):
+        if _HANDLING.get() is self:
             raise UsageError(
-                "close() was called from inside a handler, which it would wait for: call "
-                "it from elsewhere, or schedule it (asyncio.create_task(watcher.close()))"
+                "close() was called from a handler of this watcher (or a task it started), "
+                "which the close would wait for and cancel: let the code that started the "
+                "watcher close it (an asyncio.Event the handler sets, say)"
             )
         try:
             if self._running is not None:  # loops run() directly are the caller's to stop
@@ -604,6 +611,7 @@ class Watcher(InProcessOnly):
                 entry.redelivered,
                 None if outcome.error is None else outcome.error.rebuilt(),
             )
+            _HANDLING.set(self)  # this task's context, and what it starts: see close()
             try:
                 returned = self.handler(delivery)
                 if inspect.isawaitable(returned):
@@ -752,6 +760,11 @@ async def _notices(store: WatchStore) -> AsyncIterator[FleetProgress | _decode.F
         if notice is not None:
             yield notice
 
+
+_HANDLING: Final[contextvars.ContextVar[Watcher | None]] = contextvars.ContextVar(
+    "gptunnel_async_fleet_handling", default=None
+)
+"""The watcher whose handler runs in this context: tasks a handler starts inherit it."""
 
 READ_SHARE_OF_LEASE: Final = 0.8
 """The share of its lease a worker gives one read of a task, retries included: a read is

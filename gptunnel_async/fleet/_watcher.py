@@ -400,17 +400,17 @@ class Watcher(InProcessOnly):
             )
         try:
             if self._running is not None:  # loops run() directly are the caller's to stop
-                await self._wind_down(self._running, seconds)
+                await self._wind_down(seconds)
         finally:  # also when the close is cancelled: no half-stopped watcher is left
             await self._stop_loops()
 
-    async def _wind_down(self, loops: asyncio.Task[None], grace: float) -> None:
-        """Stop the ``loops`` taking work, and give running handlers ``grace`` seconds."""
+    async def _wind_down(self, grace: float) -> None:
+        """Stop the loops taking work, and give running handlers ``grace`` seconds."""
         self._grace_until = asyncio.get_running_loop().time() + grace
         self._stopping = True
         self._wake.set()
-        if grace:  # the loops end by themselves, their handlers drained
-            await asyncio.wait([loops], timeout=grace)
+        if grace and self._handlers is not None:  # no need to wait on an idle loop's read
+            await self._handlers.drain(grace)
         if self._handlers is not None:  # past the grace, wherever the loops are
             if cut := self._handlers.size - self._handlers.free:
                 logger.warning(

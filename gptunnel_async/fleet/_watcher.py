@@ -409,18 +409,19 @@ class Watcher(InProcessOnly):
         self._grace_until = asyncio.get_running_loop().time() + grace
         self._stopping = True
         self._wake.set()
-        if grace and self._handlers is not None:  # no need to wait on an idle loop's read
-            await self._handlers.drain(grace)
-        if self._handlers is not None:  # past the grace, wherever the loops are
-            if cut := self._handlers.size - self._handlers.free:
-                logger.warning(
-                    "watcher: closing: %d handler(s) still running after the %gs grace are "
-                    "cancelled; their deliveries come again in %gs (delivery_timeout)",
-                    cut,
-                    grace,
-                    self.delivery_timeout,
-                )
-            await self._handlers.close()
+        handlers = self._handlers
+        if handlers is None:  # no delivery loop: nothing to hand over
+            return
+        await handlers.drain(grace)  # the handlers only: no need to wait on an idle read
+        if cut := handlers.size - handlers.free:  # past the grace, wherever the loops are
+            logger.warning(
+                "watcher: closing: %d handler(s) still running after the %gs grace are "
+                "cancelled; their deliveries come again in %gs (delivery_timeout)",
+                cut,
+                grace,
+                self.delivery_timeout,
+            )
+        await handlers.close()
 
     async def _stop_loops(self) -> None:
         try:

@@ -49,10 +49,9 @@ async def save_result(
     with several (music clips) goes into folder ``save`` under the URLs' names, or,
     when ``save`` names a file, to ``<stem>-<n><suffix>`` beside it: how many files a
     model gives is known only once it is done, and a paid result is never dropped for it."""
-    files = task.urls if isinstance(task, MediaTask) else (task.result,)
-    if len(files) <= 1:
-        return [await client.download_result(task, save)]
     files = files_to_save(task)  # at most MAX_RESULT_FILES, as download_results saves
+    if len(files) == 1:
+        return [await client.download_result(task, save)]
     if _is_folder(save):
         return await client.download_results(task, save)
     path = Path(save)

@@ -83,6 +83,14 @@ async def client(fake: FakeGPTunnel) -> AsyncIterator[GPTunnelClient]:
         yield client
 
 
+@pytest.fixture
+def recorder() -> Recorder:
+    """A :class:`Recorder` as the only hook (``restore_hooks`` puts the others back)."""
+    recording = Recorder()
+    set_hooks([recording])
+    return recording
+
+
 def test_the_default_is_one_logging_hook() -> None:
     [hook] = get_hooks()
     assert type(hook) is LoggingHook
@@ -104,9 +112,8 @@ def test_only_hooks_that_are_hooks_are_taken(hooks: Any) -> None:
 
 async def test_a_wait_reports_its_start_reads_progress_retries_and_end(
     fake: FakeGPTunnel,
+    recorder: Recorder,
 ) -> None:
-    recorder = Recorder()
-    set_hooks([recorder])
     task_id = fake.script_task(steps=STEPS)
     fake.fail_next(503, times=1)
     async with fake.client(max_retries=0) as client:  # the wait itself reads again
@@ -145,10 +152,8 @@ async def test_a_wait_reports_its_start_reads_progress_retries_and_end(
 
 
 async def test_a_request_retried_by_the_client_reports_each_attempt(
-    fake: FakeGPTunnel, client: GPTunnelClient
+    fake: FakeGPTunnel, client: GPTunnelClient, recorder: Recorder
 ) -> None:
-    recorder = Recorder()
-    set_hooks([recorder])
     task_id = fake.script_task(steps=[("done", 100)])
     fake.fail_next(429, times=2, retry_after=0)
     await client.get_result(task_id)
@@ -177,9 +182,8 @@ async def test_each_way_a_wait_ends_is_reported(
     error: type[Exception],
     outcome: str,
     status: str | None,
+    recorder: Recorder,
 ) -> None:
-    recorder = Recorder()
-    set_hooks([recorder])
     task_id = {
         "failed": lambda: fake.fail_task("no face", steps=[("running", 10)]),
         "running": lambda: fake.script_task(steps=[("running", 10)]),
@@ -194,10 +198,8 @@ async def test_each_way_a_wait_ends_is_reported(
 
 @pytest.mark.parametrize("mode", ["await", "iterate"])
 async def test_a_wait_ended_by_its_on_progress_is_reported(
-    fake: FakeGPTunnel, client: GPTunnelClient, mode: str
+    fake: FakeGPTunnel, client: GPTunnelClient, mode: str, recorder: Recorder
 ) -> None:
-    recorder = Recorder()
-    set_hooks([recorder])
 
     def refuse(_: object) -> None:
         raise LookupError("the bot's own bug")
@@ -218,10 +220,8 @@ async def test_a_wait_ended_by_its_on_progress_is_reported(
 
 
 async def test_a_wait_left_early_is_reported_cancelled(
-    fake: FakeGPTunnel, client: GPTunnelClient
+    fake: FakeGPTunnel, client: GPTunnelClient, recorder: Recorder
 ) -> None:
-    recorder = Recorder()
-    set_hooks([recorder])
     task_id = fake.script_task(steps=STEPS)
     waiter = client.wait_for_result(task_id)
     async with contextlib.aclosing(waiter):
@@ -240,10 +240,8 @@ async def test_a_wait_left_early_is_reported_cancelled(
 
 @pytest.mark.parametrize("leave", ["break", "raise"])
 async def test_a_wait_left_without_closing_it_is_reported_when_it_is_collected(
-    fake: FakeGPTunnel, client: GPTunnelClient, leave: str
+    fake: FakeGPTunnel, client: GPTunnelClient, leave: str, recorder: Recorder
 ) -> None:
-    recorder = Recorder()
-    set_hooks([recorder])
     for left in range(3):
         waiter = client.wait_for_result(fake.script_task(steps=STEPS))
         with contextlib.suppress(LookupError):

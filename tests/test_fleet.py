@@ -399,6 +399,26 @@ async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace
     assert (await new_store().status()).finished_unhandled == 0
 
 
+async def test_a_delivery_taken_as_the_close_begins_gets_the_grace_too(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """One finished while the worker was taking: its handler starts after the close
+    began, and must not be cut short (its result would be sent again)."""
+    slow = Slow(1.0)
+    first, second = (fake.script_task(steps=[("running", 10)]) for _ in range(2))
+    worker = Watcher(client, new_store(), handler=slow, concurrency=4)
+    async with worker:
+        for task_id in (first, second):
+            await worker.watch(task_id)
+        await worker.resolve(Task(id=first, status="done", percent=100))
+        async with asyncio.timeout(15):
+            await slow.started.wait()
+        await worker.resolve(Task(id=second, status="done", percent=100))
+        await worker.close(grace=5)
+    assert slow.returned == 2
+    assert (await new_store().status()).finished_unhandled == 0
+
+
 @pytest.mark.parametrize("how", ["directly", "in a task it awaits", "in a task group"])
 async def test_close_from_inside_a_handler_is_refused_and_the_delivery_kept(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, how: str

@@ -400,19 +400,23 @@ class Watcher(InProcessOnly):
             )
         try:
             if self._running is not None:  # loops run() directly are the caller's to stop
-                await self._wind_down(seconds)
+                await self._wind_down(self._running, seconds)
         finally:  # also when the close is cancelled: no half-stopped watcher is left
             await self._stop_loops()
 
-    async def _wind_down(self, grace: float) -> None:
-        """Stop the loops taking work, and give running handlers ``grace`` seconds."""
+    async def _wind_down(self, loops: asyncio.Task[None], grace: float) -> None:
+        """Stop the ``loops`` taking work, and give running handlers ``grace`` seconds."""
         self._grace_until = asyncio.get_running_loop().time() + grace
         self._stopping = True
         self._wake.set()
+        if grace:
+            # The loops end by themselves, the delivery loop once its take in flight has
+            # returned and the handlers of what it took are drained: waiting on the
+            # handlers alone would cut those short, or drop what the take received.
+            await asyncio.wait([loops], timeout=grace)
         handlers = self._handlers
         if handlers is None:  # no delivery loop: nothing to hand over
             return
-        await handlers.drain(grace)  # the handlers only: no need to wait on an idle read
         if cut := handlers.size - handlers.free:  # past the grace, wherever the loops are
             logger.warning(
                 "watcher: closing: %d handler(s) still running after the %gs grace are "

@@ -152,7 +152,7 @@ async def test_an_expired_wait_keeps_its_last_task_and_its_last_read_s_error(
 ) -> None:
     task_id = fake.script_task(steps=[("running", 40)])  # never finishes
     handled = Handled()
-    timeout = 0.3 if fault is None else 2.0  # room for a failed read on a loaded machine
+    timeout = 1.0 if fault is None else 2.0  # room for its reads on a loaded machine
     async with Watcher(client, new_store(), handler=handled) as watcher:
         await watcher.watch(task_id, timeout=timeout)
         # Twice: the first read's answer (running) was surely taken in by then.

@@ -195,6 +195,36 @@ async def test_an_expired_wait_whose_reads_all_failed_says_why(
     assert delivery.last_error.status_code == 401 and delivery.last_error.issues == ()
 
 
+async def test_a_streak_of_failed_reads_logs_one_warning_and_the_rest_at_debug(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An outage of the API logged one WARNING per read of every task until it ended;
+    a streak now logs one, and a read that succeeds ends the streak."""
+    task_id = fake.script_task(steps=[("running", 40)])
+    fake.fail_next(401, times=3, path="faceswap/result")  # ridden through, not retried
+    with caplog.at_level(logging.DEBUG, logger="gptunnel_async.fleet"):
+        async with Watcher(client, new_store()) as watcher:
+            await watcher.watch(task_id)
+            await settle(lambda: _was_read(fake, task_id, times=5))  # 3 failed, 2 read
+            fake.fail_next(401, times=2, path="faceswap/result")
+            await settle(lambda: _was_read(fake, task_id, times=8))  # 2 failed, 1 read
+    fake.clear_faults()
+    about_reads = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.getMessage().startswith(f"watcher: reading task {task_id}")
+    ]
+    levels = [level for level, _ in about_reads]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG, logging.WARNING, logging.DEBUG]
+    warning = about_reads[0][1]
+    assert "401" in warning
+    assert warning.endswith("(further failed reads of it are logged at DEBUG until one succeeds)")
+    assert about_reads[1][1].startswith(f"watcher: reading task {task_id} failed again: ")
+
+
 async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

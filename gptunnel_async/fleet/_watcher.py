@@ -530,7 +530,7 @@ class Watcher(InProcessOnly):
         except StoreUnavailableError:  # the budget's Redis: not the task's, nor a read's
             raise
         except GPTunnelError as exc:
-            logger.warning("watcher: reading task %s: %s", claim.task_id, exc)
+            _log_failed_read(claim.task_id, exc, first=last.error is None)
             failed = LastRead(last.task, ReadError.of(exc))
             if rides_through(exc):
                 return (*state.failed(exc, claim.now), failed)
@@ -794,6 +794,21 @@ def _holdable(seconds: float) -> bool:
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:
     """Seconds until ``deadline`` on the loop's clock (``inf`` without one)."""
     return math.inf if deadline is None else deadline - loop.time()
+
+
+def _log_failed_read(task_id: str, error: GPTunnelError, *, first: bool) -> None:
+    """A failed read, at WARNING when it starts a streak of failed reads of its task and
+    at DEBUG while the streak goes on: an outage of the API would otherwise log one
+    WARNING per read, for every task, until it ends."""
+    if first:
+        logger.warning(
+            "watcher: reading task %s: %s (further failed reads of it are logged at "
+            "DEBUG until one succeeds)",
+            task_id,
+            error,
+        )
+    else:
+        logger.debug("watcher: reading task %s failed again: %s", task_id, error)
 
 
 def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -23,6 +22,7 @@ from rich.progress import (
 )
 from rich.progress import Task as ProgressTask
 from rich.table import Column, Table
+from rich.text import Text
 
 from ._cli_json import json_line
 from ._polling import ProgressEvent
@@ -51,10 +51,16 @@ LINKS_SHOWN: Final = 8192
 whole): a signed link is a few hundred, a server's answer may hold megabytes."""
 
 
-def _shown(text: str, limit: int | None = None) -> str:
-    """Server text as rich markup: control characters escaped (a terminal must not obey
-    them), cut to ``limit`` characters if given, rich's own markup escaped."""
-    return escape(shorten(text, limit) if limit else printable(text))
+def _shown(text: str, limit: int | None = None, style: str = "") -> Text:
+    """Server text for rich, never read as markup (``[b]``, ``:smile:`` and backslashes
+    show as sent): control characters escaped (a terminal must not obey them), cut to
+    ``limit`` characters if given."""
+    return Text(shorten(text, limit) if limit else printable(text), style=style)
+
+
+def _labelled(label: str, style: str, text: Text) -> Text:
+    """``label: text``, the label in ``style``."""
+    return Text.assemble((label, style), ": ", text)
 
 
 def _kind(task: AnyTask) -> str | None:
@@ -138,46 +144,46 @@ class LineOutput:
     def task(self, task: AnyTask) -> None:
         rows = [
             ("task", _shown(task.id)),
-            ("status", f"[{_status_style(task.status)}]{_shown(task.status, 80)}[/]"),
-            ("percent", f"{task.percent}%"),
+            ("status", _shown(task.status, 80, _status_style(task.status))),
+            ("percent", Text(f"{task.percent}%")),
             ("type", _shown(_kind(task) or "-", 80)),
             ("result", _shown(_files(task) or "-", LINKS_SHOWN)),
             ("error", _shown(task.error or "-", 2000)),
         ]
         for label, value in rows:
-            self.console.print(f"[bold]{label:<8}[/] {value}")
+            self.console.print(Text.assemble((f"{label:<8}", "bold"), " ", value))
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
         def show(event: ProgressEvent[Any]) -> None:
-            status = f"[{_status_style(event.status)}]{_shown(event.status, 80):<10}[/]"
+            status = _shown(event.status, 80, _status_style(event.status))
+            status.pad_right(10 - len(status))
             left = time_left(event)
-            line = f"{event.elapsed:6.1f}s  {status} {event.percent:3d}%"
-            self.console.print(f"{line}  {left}" if left else line)
+            line = Text.assemble(f"{event.elapsed:6.1f}s  ", status, f" {event.percent:3d}%")
+            self.console.print(line.append(f"  {left}") if left else line)
 
         yield show
 
     def done(self, task: AnyTask) -> None:
-        self.console.print(
-            f"[green]done[/]: {_shown(_files(task) or '(no result URL)', LINKS_SHOWN)}"
-        )
+        shown = _shown(_files(task) or "(no result URL)", LINKS_SHOWN)
+        self.console.print(_labelled("done", "green", shown))
 
     def saved(self, path: Path) -> None:
-        self.console.print(f"saved: {_shown(str(path))}")
+        self.console.print(_labelled("saved", "", _shown(str(path))))
 
     def error(self, exc: BaseException, exit_code: int, hint: str | None = None) -> None:
         if exit_code == 1:  # a failed task's error says so itself: "task X failed: why"
-            self.errors.print(f"[red]{_shown(str(exc))}[/]")
+            self.errors.print(_shown(str(exc), style="red"))
         else:
             label = {2: "usage error", 3: "timed out"}.get(exit_code, "error")
-            self.errors.print(f"[red]{label}[/]: {_shown(str(exc))}")
+            self.errors.print(_labelled(label, "red", _shown(str(exc))))
         if hint:
-            self.errors.print(f"hint: {_shown(hint)}")
+            self.errors.print(_labelled("hint", "", _shown(hint)))
 
     def interrupted(self, task_id: str | None, exit_code: int, hint: str | None = None) -> None:
-        self.errors.print("[yellow]interrupted[/]")
+        self.errors.print(Text("interrupted", style="yellow"))
         if hint:
-            self.errors.print(f"hint: {_shown(hint)}")
+            self.errors.print(_labelled("hint", "", _shown(hint)))
 
 
 ROOM_FOR_CTRL_C: Final = 3
@@ -216,12 +222,15 @@ class LiveOutput(LineOutput):
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
         bar = _Bar(
-            TextColumn(
-                "[bold]{task.description}",
+            TextColumn(  # the task id and the status are server text: no markup
+                "{task.description}",
+                style="bold",
+                markup=False,
                 table_column=Column(no_wrap=True, overflow="ellipsis", min_width=6, ratio=1),
             ),
             TextColumn(
                 "{task.fields[status]}",
+                markup=False,
                 table_column=Column(no_wrap=True, overflow="ellipsis", min_width=7, max_width=10),
             ),
             TextColumn(
@@ -235,10 +244,10 @@ class LiveOutput(LineOutput):
             expand=True,
         )
         with bar:
-            row = bar.add_task(_shown(task_id), total=100, status="waiting", left="")
+            row = bar.add_task(printable(task_id), total=100, status="waiting", left="")
 
             def show(event: ProgressEvent[Any]) -> None:
-                status = _shown(event.status, 80)
+                status = shorten(event.status, 80)
                 left = time_left(event) if self.console.width >= ROOM_FOR_TIME_LEFT else ""
                 bar.update(row, completed=event.percent, status=status, left=left, refresh=True)
 

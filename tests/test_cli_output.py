@@ -23,6 +23,7 @@ from gptunnel_async._cli_output import (
     choose_output,
     time_left,
 )
+from gptunnel_async._sansio.text import shorten
 
 STEPS = [("queued", 0, 0.0, None), ("running", 40, 1.25, 4.6), ("done", 100, 2.5, 0.0)]
 RESULT = "http://127.0.0.1:9/results/t1_result.png"
@@ -257,3 +258,60 @@ def test_any_record_gives_one_line_a_strict_reader_takes(record: dict[str, Any])
     assert line.isascii()
     read = json.loads(line, parse_constant=_refuse)
     json.dumps(read, ensure_ascii=False).encode("utf-8")  # strictly: no lone surrogate in it
+
+
+SERVER_TEXT = st.text(st.sampled_from("ab[]/\\ =#@:smile"), max_size=16)
+"""Text that rich would read as markup (``[b]``, ``[/]``, ``\\[``, ``:smile:``)."""
+
+
+@given(SERVER_TEXT, SERVER_TEXT, SERVER_TEXT)
+def test_server_text_shows_as_it_was_sent_in_every_line(
+    text: str, status: str, result: str
+) -> None:
+    """rich's markup ate brackets after a backslash, doubled or halved a trailing
+    backslash depending on what followed, and turned ``:smile:`` into an emoji."""
+    console, errors = (  # as the command line's own: rich wraps no line
+        Console(record=True, width=100, file=io.StringIO(), soft_wrap=True) for _ in "ab"
+    )
+    out = LineOutput(console, errors)
+    task = Task(id=text, status=status, percent=5, result=result or None, error=text)
+    out.task(task)
+    out.note(text)
+    with out.progress(text) as show:
+        show(ProgressEvent(task_id=text, status=status, percent=5, task=task, elapsed=1.0))
+    out.done(task)
+    out.saved(Path(text or "x"))
+    for code in (1, 2):
+        out.error(ValueError(text), code, hint=result)
+    out.interrupted(text, 130, hint=status)
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    cut = shorten  # the fields with a length limit are cut, and their ends stripped
+    assert lines == [
+        line.rstrip()  # rich's export drops the spaces that end a line
+        for line in [
+            f"task     {text}",
+            f"status   {cut(status, 80)}",
+            "percent  5%",
+            "type     -",
+            f"result   {cut(result, 99) if result else '-'}",
+            f"error    {cut(text, 99) if text else '-'}",
+            text,
+            f"   1.0s  {cut(status, 80):<10}   5%",
+            f"done: {cut(result, 99) if result else '(no result URL)'}",
+            f"saved: {Path(text or 'x')}",
+        ]
+    ]
+    hint = [f"hint: {result}"] if result else []
+    said = [text, *hint, f"usage error: {text}", *hint, "interrupted"]
+    said += [f"hint: {status}"] if status else []
+    assert errors.export_text().splitlines() == said
+
+
+def test_the_live_view_shows_server_text_as_sent() -> None:
+    console = recording(terminal=True)
+    out = LiveOutput(console, console)
+    task = Task(id="t[b]\\", status="[/]:ok:", percent=50)
+    with out.progress(task.id) as show:
+        show(ProgressEvent(task_id=task.id, status=task.status, percent=50, task=task, elapsed=1))
+    drawn = console.export_text()
+    assert "t[b]\\ " in drawn and " [/]:ok: " in drawn  # whole: not markup, nor emoji

@@ -257,6 +257,40 @@ async def _was_read(fake: FakeGPTunnel, task_id: str, times: int = 1) -> bool:
     return sum(task_id in request.query.values() for request in fake.requests) >= times
 
 
+async def test_a_watcher_used_for_results_alone_keeps_no_subscription_once_they_return(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """A web process that only awaits results, its watcher never closed, held its
+    listener task and a pub/sub connection until the next notice came."""
+    store = new_store()
+    reader = Watcher(client, store, worker="reader")  # never entered, never closed
+    async with Watcher(client, new_store(), handler=Handled(), worker="bot") as bot:
+        first = fake.script_task(steps=[("running", 10), ("done", 100)])
+        second = fake.script_task(steps=[("running", 10), ("done", 100)])
+        await bot.watch(first)
+        await bot.watch(second)
+        results = await asyncio.gather(reader.result(first), reader.result(second))
+        assert [task.status for task in results] == ["done", "done"]
+        await settle(lambda: _not_listening(store))
+        # Listening again for the next result, and ending again after it.
+        third = fake.script_task(steps=[("running", 10), ("done", 100)])
+        await bot.watch(third)
+        assert (await reader.result(third, timeout=15)).status == "done"
+        await settle(lambda: _not_listening(store))
+
+
+async def _not_listening(store: WatchStore) -> bool:
+    listeners = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "Watcher._dispatch_finishes"
+    ]
+    if isinstance(store, RedisStore):
+        ((_, subscribers),) = await store.redis.pubsub_numsub(store.channel)
+        return not listeners and subscribers == 0
+    return not listeners
+
+
 async def test_a_webhook_resolves_the_wait_for_the_whole_fleet_and_the_poll_does_nothing(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

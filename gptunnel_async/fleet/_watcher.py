@@ -669,6 +669,8 @@ class Watcher(InProcessOnly):
             outcome = await self._outcome_by(task_id, finished, deadline)
         finally:
             self._finished.pop(task_id, None)
+            if not self._finished:
+                self._stop_listening()
         if outcome is None:
             raise WaitTimeoutError(task_id, seconds or 0.0, None)
         return _settle(task_id, _decode.outcome(outcome))
@@ -700,6 +702,13 @@ class Watcher(InProcessOnly):
         """Keep one subscription to the store's notices while anyone awaits a result."""
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._dispatch_finishes())
+
+    def _stop_listening(self) -> None:
+        """No one awaits a result any more: end the subscription (it held a connection,
+        in a watcher used for results alone and never closed, until the next notice)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
 
     async def _dispatch_finishes(self) -> None:
         with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway

@@ -28,6 +28,7 @@ from gptunnel_async import (
     ServerError,
     TaskFailedError,
     UsageError,
+    WaitTimeoutError,
 )
 from gptunnel_async.testing import (
     FakeGPTunnel,
@@ -273,6 +274,33 @@ async def test_a_duration_script_rises_with_the_clock(fake: FakeGPTunnel) -> Non
     assert all(status == "processing" for status, _ in seen[:-1])
     assert percents == sorted(percents)
     assert len(seen) >= 3
+
+
+async def test_under_instant_waits_a_duration_task_is_polled_until_it_is_done(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    """The pacing put a read past the deadline after five reads (1, 1.5, 2.3, 3.4, 5.1 s),
+    and with the pauses skipped the wait gave up at once, "within 5s", after 9 ms."""
+    task_id = fake.script_task(duration=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with fake.client() as client:
+        task = await client.wait_for_result(task_id, timeout=5)
+    assert task.status == "done"
+    assert loop.time() - started >= 0.5  # the task's own time, on the real clock
+
+
+async def test_under_instant_waits_the_deadline_still_follows_the_real_clock(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    task_id = fake.script_task(steps=[("running", 10)])  # never finishes
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with fake.client() as client:
+        with pytest.raises(WaitTimeoutError):
+            await client.wait_for_result(task_id, timeout=0.3)
+    assert loop.time() - started >= 0.3
+    assert len(fake.requests) > 5  # read again and again, the pauses skipped
 
 
 async def test_a_duration_script_with_an_error_fails_at_the_end(fake: FakeGPTunnel) -> None:

@@ -314,8 +314,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         except GPTunnelError as exc:
             now = loop.time()
             self._state, self._decision = state.failed(exc, now)
-            if isinstance(self._decision, ReadAt | TimeOut):  # the default hook logs a WARNING
+            if isinstance(self._decision, ReadAt):  # read again: the default hook logs it
                 emit_retry(self._retry_details(exc, self._state.reads, self._decision.at - now))
+            if isinstance(self._decision, ReadAt | TimeOut):  # not raised: kept, for the end
                 # Kept without its frames: they hold this waiter, which would hold them.
                 self._last_error = exc.with_traceback(None)
         else:

@@ -21,7 +21,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
-from gptunnel_async import ConfigurationError, GPTunnelClient, TaskFailedError, WaitTimeoutError
+from gptunnel_async import (
+    ConfigurationError,
+    GPTunnelClient,
+    RateLimitError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
 from gptunnel_async.instrumentation import (
     Hook,
     LoggingHook,
@@ -149,6 +155,23 @@ async def test_a_wait_reports_its_start_reads_progress_retries_and_end(
     # the order: start, then reads and events, the end last
     assert recorder.seen[0] is started and recorder.seen[-1] is finished
     assert fake.api_key not in repr(recorder.seen)
+
+
+async def test_a_failed_read_after_which_the_deadline_comes_first_is_no_retry(
+    fake: FakeGPTunnel, recorder: Recorder
+) -> None:
+    """A Retry-After past the deadline: the wait times out, and no hook (nor the default
+    WARNING, "polling again in 0.40s") promises a read that never comes."""
+    task_id = fake.script_task(steps=[("running", 10)])
+    fake.fail_next(429, times=1, retry_after=3600)
+    async with fake.client(max_retries=0) as client:
+        with instant_waits(False), pytest.raises(WaitTimeoutError) as caught:
+            await client.wait_for_result(task_id, timeout=0.4)
+    assert recorder.of(RetryDetails) == []
+    assert [r.status_code for r in recorder.of(RequestDetails)] == [429]
+    assert isinstance(caught.value.last_error, RateLimitError)
+    [finished] = recorder.of(WaitFinished)
+    assert (finished.outcome, finished.reads) == ("timeout", 1)
 
 
 async def test_a_request_retried_by_the_client_reports_each_attempt(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol, runtime_checkable
 
-from ._checks import positive_number
+from ._checks import request_rate
 from ._sansio import rate
 
 __all__ = ["InProcessBudget", "RequestBudget"]
@@ -54,14 +54,15 @@ class InProcessBudget:
     :mod:`gptunnel_async._sansio.rate` for how 429s slow it down and how it recovers.
 
     Args:
-        requests_per_second: the ceiling, a finite number > 0.
+        requests_per_second: the ceiling, a finite number of requests per second, at least
+            1/3600 (one an hour).
 
     Raises:
-        ConfigurationError: the rate is not a finite number > 0.
+        ConfigurationError: the rate is not a finite number of at least 1/3600.
     """
 
     def __init__(self, requests_per_second: float) -> None:
-        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
+        self.requests_per_second = request_rate("requests_per_second", requests_per_second)
         self._state = rate.RateState(self.requests_per_second)
         self._turn = asyncio.Lock()
         """Requests ask in turn (asyncio's lock is first come, first served): one timer

@@ -91,6 +91,19 @@ def positive_number(name: str, value: Any) -> float:
     return number(name, value, "a finite number > 0", lambda v: v > 0)
 
 
+MIN_REQUESTS_PER_SECOND: Final = 1 / 3600
+"""The slowest rate a request budget may be given: one request an hour. Slower ones
+lose their meaning in floating point once 429s slow them down further (a rate of
+``5e-324`` halved is 0, and its interval infinite)."""
+
+
+def request_rate(name: str, value: Any) -> float:
+    """``value`` as requests per second, finite and at least
+    :data:`MIN_REQUESTS_PER_SECOND`; ``ConfigurationError`` otherwise."""
+    requirement = "a finite number of requests per second, at least 1/3600 (one an hour)"
+    return number(name, value, requirement, lambda v: v >= MIN_REQUESTS_PER_SECOND)
+
+
 def non_negative_number(name: str, value: Any, requirement: str = "a finite number >= 0") -> float:
     """``value`` as a finite ``float`` of 0 or more (seconds of a pause, say);
     ``ConfigurationError`` saying it must be ``requirement`` otherwise."""

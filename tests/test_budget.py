@@ -276,6 +276,8 @@ async def test_without_a_rate_a_429_is_only_that_request_s_business(
         {"requests_per_second": -1},
         {"requests_per_second": float("inf")},
         {"requests_per_second": "10"},
+        {"requests_per_second": 5e-324},  # halved by a 429: 0, and its interval infinite
+        {"requests_per_second": 1 / 3601},
     ],
 )
 def test_nonsense_budgets_raise_value_error(options: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gptunnel_async._checks import MIN_REQUESTS_PER_SECOND
 from gptunnel_async._sansio import rate
 
 from .rate_simulation import Limiter, Server, simulate
@@ -80,6 +81,23 @@ def test_the_rate_never_drops_below_its_floor() -> None:
     for step in range(40):
         state = rate.rate_limited(state, sent_at=step, now=step + 0.001)
     assert rate.current_rate(state, 39.001) >= 16.0 * rate.MIN_FRACTION
+
+
+@given(
+    ceiling=st.floats(min_value=MIN_REQUESTS_PER_SECOND, max_value=1e12),
+    gaps=st.lists(st.floats(min_value=0, max_value=1e6), min_size=1, max_size=30),
+)
+def test_any_rate_a_budget_accepts_stays_usable_through_429s(
+    ceiling: float, gaps: list[float]
+) -> None:
+    """The slowest rate accepted still has a finite interval and a finite pause after
+    any 429s (a rate of 5e-324 halved was 0: the budget divided by zero)."""
+    state, now = rate.RateState(ceiling), 0.0
+    for gap in gaps:
+        now += gap
+        state = rate.rate_limited(state, sent_at=now, now=now + 0.001)
+        assert rate.current_rate(state, now) > 0
+        assert 0 <= rate.start(state, now).delay <= rate.longest_pause(ceiling)
 
 
 def test_recovery_climbs_quickly_below_the_rate_that_drew_the_429_then_probes_slowly() -> None:

@@ -119,7 +119,7 @@ def test_a_name_that_cannot_be_a_hash_tag_is_refused(redis_url: str, name: str) 
         RedisBudget(Redis.from_url(redis_url), 5, name=name)
 
 
-@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan, "10", True])
+@pytest.mark.parametrize("value", [0, -1, math.inf, math.nan, "10", True, 5e-324, 1 / 3601])
 def test_nonsense_rates_are_refused(redis_url: str, value: object) -> None:
     with pytest.raises(ValueError, match="requests_per_second"):
         RedisBudget(Redis.from_url(redis_url), value)  # type: ignore[arg-type]

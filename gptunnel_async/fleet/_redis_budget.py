@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
-from .._checks import async_redis, positive_number
+from .._checks import async_redis, request_rate
 from .._sansio import rate
 from .._sansio.retries import RETRY_AFTER_CAP, honoured_retry_after
 from ._errors import store_call
@@ -140,7 +140,8 @@ class RedisBudget:
     Args:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; the budget never
             closes it.
-        requests_per_second: the fleet's ceiling, a finite number > 0. Processes should
+        requests_per_second: the fleet's ceiling, a finite number of requests per
+            second, at least 1/3600 (one an hour). Processes should
             agree on it; each request is paced by the ceiling its own process gives.
         name: budgets with the same name share one rate (one per API key, usually).
         prefix: the start of every key, ``"{prefix}:{{{name}}}:budget"``; the braces make
@@ -154,7 +155,7 @@ class RedisBudget:
 
     Raises:
         ConfigurationError: ``redis`` is not an asyncio Redis client, or the rate is not
-            a finite number > 0.
+            a finite number of at least 1/3600.
         StoreUnavailableError: (from each method) Redis could not be reached or failed.
     """
 
@@ -167,7 +168,7 @@ class RedisBudget:
         prefix: str = "gptunnel",
     ) -> None:
         async_redis("redis", redis)
-        self.requests_per_second = positive_number("requests_per_second", requests_per_second)
+        self.requests_per_second = request_rate("requests_per_second", requests_per_second)
         self.longest_pause = rate.longest_pause(self.requests_per_second)
         """Seconds: no pause of :meth:`acquire` is longer."""
         self.key = fleet_key(prefix, name, "budget")

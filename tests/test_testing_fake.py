@@ -440,6 +440,38 @@ async def test_faults_can_target_one_path(fake: FakeGPTunnel, instant: None) -> 
         assert (await client.faceswap.create("https://a.test/s.png", "https://a.test/f.png")).id
 
 
+@pytest.mark.parametrize(
+    "path", ["faceswap/result", "/v1/faceswap/result", "v1/faceswap/result/", "/faceswap/result"]
+)
+async def test_a_fault_s_path_may_be_spelled_as_the_request_log_spells_it(
+    fake: FakeGPTunnel, instant: None, path: str
+) -> None:
+    """``/v1/faceswap/result``, as ``RecordedRequest.path`` shows it, was taken and never
+    fired: the test meant to check a retry tested nothing."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(503, path=path)
+    fake.drop_next(times=2, path=path)
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(ServerError):
+            await client.get_result(task_id)
+        with pytest.raises(APIConnectionError):
+            await client.get_result(task_id)
+        assert (await client.get_result(task_id)).is_done
+
+
+@pytest.mark.parametrize("path", ["nonexistent/endpoint", "v2/faceswap/result", "faceswap"])
+def test_a_fault_on_an_api_path_no_endpoint_has_is_refused(path: str) -> None:
+    fake = FakeGPTunnel()
+    for fault in (
+        lambda: fake.fail_next(503, path=path),
+        lambda: fake.drop_next(path=path),
+        lambda: fake.delay_next(1.0, path=path),
+    ):
+        with pytest.raises(ConfigurationError, match="endpoint of the API"):
+            fault()
+    fake.fail_next(503, path=path, server="storage")  # storage paths are any file's
+
+
 async def test_a_fault_for_every_request_lasts_until_cleared(fake: FakeGPTunnel) -> None:
     task_id = fake.script_task(steps=[("done", 100)])
     fake.fail_next(500, times=None)

@@ -30,7 +30,7 @@ from ..errors import ConfigurationError, UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
 from ._control import CONTROL_PREFIX, control_routes
-from ._endpoints import task_body
+from ._endpoints import ENDPOINTS, task_body
 from ._samples import sample_image
 from ._scripts import MediaOutput, Step, TaskScript, check_step
 from ._state import EmulatorState, Fault, RecordedRequest, Server
@@ -322,11 +322,13 @@ class FakeGPTunnel:
             retry_after: seconds or a date, sent as a ``Retry-After`` header.
             body: replaces the API's error object for ``status``: ``str`` or ``bytes``
                 are sent as they are (a proxy's HTML page), anything else as JSON.
-            path: limits the fault to one endpoint, e.g. ``"faceswap/create"``.
+            path: limits the fault to one endpoint, e.g. ``"faceswap/create"`` (or as
+                the request log spells it, ``"/v1/faceswap/create"``).
             server: ``"storage"`` aims it at result downloads instead of the API.
 
         Raises:
-            ConfigurationError: a status, count or server that makes no sense.
+            ConfigurationError: a status, count or server that makes no sense, or a
+                ``path`` no endpoint of the API has.
         """
         if not (isinstance(status, int) and 200 <= status <= 599):
             raise ConfigurationError(
@@ -360,7 +362,8 @@ class FakeGPTunnel:
                 ``"webhook"`` loses the next ``times`` webhook deliveries instead.
 
         Raises:
-            ConfigurationError: a count or server that makes no sense.
+            ConfigurationError: a count or server that makes no sense, or an API
+                ``path`` no endpoint has.
         """
         self._fault(server, path, times, drop=True)
 
@@ -385,7 +388,8 @@ class FakeGPTunnel:
                 ``"webhook"`` holds the next ``times`` webhook deliveries back instead.
 
         Raises:
-            ConfigurationError: a delay, count or server that makes no sense.
+            ConfigurationError: a delay, count or server that makes no sense, or an
+                API ``path`` no endpoint has.
         """
         held = non_negative_number("seconds", seconds, "a number >= 0")
         self._fault(server, path, times, delay=held)
@@ -402,8 +406,7 @@ class FakeGPTunnel:
         counted = isinstance(times, int) and not isinstance(times, bool) and times > 0
         if times is not None and not counted:
             raise ConfigurationError(f"times must be an int > 0 or None, got {times!r}")
-        where = optional(check_text, "path", path)
-        where = where.strip("/") if where is not None else None
+        where = None if path is None else _fault_path(server, check_text("path", path))
         self._state.add_fault(Fault(server=server, path=where, remaining=times, **how))
 
     # -- what happened --------------------------------------------------------------
@@ -560,3 +563,23 @@ class FakeGPTunnel:
             await stop.wait()
         finally:
             await self.close()
+
+
+_API_PATHS: Final = frozenset(endpoint.path for endpoint in ENDPOINTS)
+
+
+def _fault_path(server: Server, path: str) -> str:
+    """A fault's ``path`` as the emulator matches it: without slashes at its ends, and
+    for the API without ``v1/`` (the request log's ``/v1/faceswap/result`` is
+    ``faceswap/result``). An API path no endpoint has is a ``ConfigurationError``: the
+    fault would never fire, and the test that set it would test nothing."""
+    path = path.strip("/")
+    if server != "api":
+        return path
+    path = path.removeprefix(f"{API_PREFIX.strip('/')}/")
+    if path not in _API_PATHS:
+        raise ConfigurationError(
+            f"path must be an endpoint of the API, such as 'faceswap/result' or "
+            f"'/v1/faceswap/create', got {path!r}"
+        )
+    return path

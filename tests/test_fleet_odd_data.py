@@ -11,7 +11,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -181,18 +181,40 @@ async def test_stream_entries_without_a_readable_task_id_are_set_aside(
     assert (await store.status()).finished_unhandled == 0
 
 
+def _impossible_pacing(task_id: str) -> str:
+    """A saved pacing of the right types whose line fit counts 10**400 reads: loaded,
+    it raised OverflowError at every read (an ERROR traceback each lease)."""
+    saved = WaitState.start(task_id, FAST, now=0.0).to_json()
+    saved["pace"]["fit"] = {"base": 0, "origin": 1.0, "n": 10**400, "st": 1.0, "sp": 1.0}
+    return json.dumps(saved)
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [lambda _: '{"format": "from the future"}', _impossible_pacing],
+    ids=["another format", "values no wait has"],
+)
 async def test_an_odd_saved_pacing_only_costs_the_pacing(
-    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    schedule: Callable[[str], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     handled = Handled()
     watcher = Watcher(client, store, handler=handled)
     task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
     await watcher.watch(task_id)
-    await redis.hset(store.task_key(task_id), "schedule", '{"format": "from the future"}')
-    async with watcher:
-        (delivery,) = await handled.until(1)
+    await redis.hset(store.task_key(task_id), "schedule", schedule(task_id))
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
+        async with watcher:
+            (delivery,) = await handled.until(1)
     assert (delivery.task_id, delivery.outcome) == (task_id, "done")
     assert (await store.status()).dead_letters == 0
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, message in logged if "paced afresh" in message] == ["WARNING"]
+    assert not [message for level, message in logged if level == "ERROR"]
 
 
 ODD_NOTICES: list[str | bytes] = [

@@ -35,7 +35,13 @@ from gptunnel_async import (
     UsageError,
     WaitTimeoutError,
 )
-from gptunnel_async._sansio.pacing import MIN_POLL_INTERVAL, Pace, draw, next_pause
+from gptunnel_async._sansio.pacing import (
+    MAX_POLL_INTERVAL,
+    MIN_POLL_INTERVAL,
+    Pace,
+    draw,
+    next_pause,
+)
 from gptunnel_async._sansio.retries import RETRY_AFTER_CAP
 from gptunnel_async._sansio.waiting import (
     Decision,
@@ -312,6 +318,15 @@ def test_intervals_under_ten_milliseconds_are_refused(field: str, tiny: float) -
         PollPolicy(**{field: tiny})
 
 
+@pytest.mark.parametrize("field", ["initial", "max_interval"])
+def test_intervals_over_a_day_are_refused(field: str) -> None:
+    """A pause of 1e308 s, jittered, was infinite: no timer holds it, no JSON writes it."""
+    with pytest.raises(ConfigurationError, match=field):
+        PollPolicy(**{field: MAX_POLL_INTERVAL * 1.001, "max_interval": MAX_POLL_INTERVAL * 1.001})
+    policy = PollPolicy(initial=MAX_POLL_INTERVAL, max_interval=MAX_POLL_INTERVAL)
+    assert policy.max_interval == 86400
+
+
 def test_ten_milliseconds_is_allowed() -> None:
     policy = PollPolicy(initial=MIN_POLL_INTERVAL, max_interval=MIN_POLL_INTERVAL)
     assert policy.initial == MIN_POLL_INTERVAL == 0.01
@@ -430,6 +445,97 @@ def test_a_tampered_state_is_refused(change: dict[str, Any]) -> None:
         data[key] = {**data[key], **value} if isinstance(value, dict) else value
     with pytest.raises(ConfigurationError):
         WaitState.from_json(data)
+
+
+def _risen_state() -> WaitState:
+    """A state that has seen percent rise: its line fit holds reads."""
+    state = WaitState.start("t-1", EXACT, 0.0)
+    for now, percent in [(0.0, 0), (1.0, 10), (3.0, 20), (7.0, 35)]:
+        state, _ = state.observe(task("running", percent), now)
+    assert state.pace.fit is not None and state.pace.fit.n == 3
+    return state
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for key in parents:
+        data = data[key]
+    data[leaf] = value
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("percent", 10**6),  # events said 1000000 %
+        ("percent", -1),
+        ("reads", -5),
+        ("seed", -1),
+        ("seed", 2**64),
+        ("started_at", 1e300),
+        ("due_at", -1e13),
+        ("pace.top", 101),
+        ("pace.hold", -2),
+        ("pace.backoff.growth", 1e6),  # the next read came after 1,030,405 s
+        ("pace.backoff.growth", 0.5),  # below the policy's initial
+        ("pace.backoff.steps", -1),
+        ("pace.backoff.due", 1e308),
+        ("pace.fit.n", 10**400),  # observe() raised a bare OverflowError
+        ("pace.fit.n", 5),  # more reads in the fit than the wait made
+        ("pace.fit.base", 101),
+        ("pace.fit.origin", 1e308),
+    ],
+    ids=lambda value: repr(value)[:20],
+)
+def test_a_saved_state_with_values_no_wait_has_is_refused(path: str, value: Any) -> None:
+    data = json.loads(json.dumps(_risen_state().to_json()))
+    _set(data, path, value)
+    with pytest.raises(ConfigurationError, match="no wait has"):
+        WaitState.from_json(data)
+
+
+_HOSTILE_NUMBERS = st.sampled_from(
+    [10**400, -(10**400), 1e308, -1e308, 1e-308, -1, 0, 0.5, 101, 10**6, 2**53, 2**64]
+)
+
+
+def _numbers_in(data: Any, path: str = "") -> list[str]:
+    """The paths of the numbers in a saved state's JSON (``pace.fit.n`` ...)."""
+    if isinstance(data, dict):
+        return [p for key, value in data.items() for p in _numbers_in(value, f"{path}{key}.")]
+    is_number = isinstance(data, int | float) and not isinstance(data, bool)
+    return [path.rstrip(".")] if is_number and path != "format." else []
+
+
+@settings(max_examples=400)
+@given(
+    outcomes=_outcomes,
+    data=st.data(),
+)
+def test_a_saved_state_it_loads_never_breaks_the_wait_that_resumes_it(
+    outcomes: list[tuple[float, Outcome]], data: st.DataObject
+) -> None:
+    """Whatever number of a saved state is edited: refused with ConfigurationError, or
+    the resumed wait decides as a wait does (percent 0 to 100, finite times, strict
+    JSON again) and raises nothing."""
+    state, now = _risen_state(), 7.0
+    saved = json.loads(json.dumps(state.to_json()))
+    path = data.draw(st.sampled_from(_numbers_in(saved)), label="path")
+    _set(saved, path, data.draw(_HOSTILE_NUMBERS, label="value"))
+    try:
+        resumed = WaitState.from_json(saved)
+    except ConfigurationError:
+        return
+    for gap, outcome in outcomes:
+        now += gap
+        resumed, decision = _feed(resumed, now, outcome)
+        assert 0 <= resumed.percent <= 100
+        json.dumps(resumed.to_json(), allow_nan=False)  # strict JSON: no inf, no NaN
+        if isinstance(decision, ReadAt | TimeOut):
+            assert decision.at - now <= 2 * resumed.policy.max_interval + RETRY_AFTER_CAP
+            if decision.event is not None:
+                assert 0 <= decision.event.percent <= 100
+                remaining = decision.event.remaining
+                assert remaining is None or 0 <= remaining < float("inf")
 
 
 # -- predictive pacing and the time left ------------------------------------------------

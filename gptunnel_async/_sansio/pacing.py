@@ -18,6 +18,7 @@ from .._checks import describe, number
 from ..errors import ConfigurationError
 
 __all__ = [
+    "MAX_POLL_INTERVAL",
     "MIN_POLL_INTERVAL",
     "STRATEGIES",
     "Pace",
@@ -51,9 +52,14 @@ def _number_check(
     return validate
 
 
+MAX_POLL_INTERVAL: Final = 24 * 3600.0
+"""The longest pause a policy may ask for, in seconds (a day): a task that takes longer
+than that between two reads is read at least daily, and any pause, jittered, stays a
+number a timer can hold."""
+
 _interval = _number_check(
-    f"a finite number of seconds >= {MIN_POLL_INTERVAL:g}",
-    lambda value: value >= MIN_POLL_INTERVAL,
+    f"a finite number of seconds from {MIN_POLL_INTERVAL:g} to {MAX_POLL_INTERVAL:g}",
+    lambda value: MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL,
 )
 
 
@@ -75,12 +81,12 @@ class PollPolicy:
     No pause is ever shorter than 10 ms, whatever the values below.
 
     Attributes:
-        initial: seconds before the second read (>= 0.01). Default ``1.0``: a user sees
+        initial: seconds before the second read (0.01 to 86400). Default ``1.0``: a user sees
             the first progress step quickly.
         multiplier: how much each pause grows (>= 1). Default ``1.5``: intervals grow
             gently (1, 1.5, 2.25, 3.4 ... s), so short tasks are seen finishing soon
             and long ones cost few requests.
-        max_interval: the longest pause, in seconds (>= ``initial``). Default ``10.0``:
+        max_interval: the longest pause, in seconds (``initial`` to 86400). Default ``10.0``:
             ``done`` is noticed within that, and a two-minute task costs ~17 requests
             rather than 120.
         jitter: each pause lies within ±``jitter`` of its value (0 <= jitter < 1).
@@ -263,9 +269,12 @@ class Fit:
         at = (100 - intercept) / slope
         syy = self.spp - self.sp * self.sp / n
         residual = max((syy - slope * sxy) / (n - 2) if n > 2 else 0.0, _QUANTUM)
-        mean = self.st / n
-        error = math.sqrt(residual * (1 / n + (at - mean) ** 2 / sxx)) / slope
-        return self.origin + at, error
+        spread = at - self.st / n
+        error = math.sqrt(residual * (1 / n + spread * spread / sxx)) / slope
+        finish = self.origin + at
+        if not (math.isfinite(finish) and math.isfinite(error)):
+            return None  # sums no wait makes (a saved state edited by hand): no line
+        return finish, error
 
 
 @attrs.frozen

@@ -280,6 +280,38 @@ class WaitState:
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise ConfigurationError(f"not a saved wait state of format {STATE_FORMAT}")
         try:
-            return converter.structure(data, cls)
+            state = converter.structure(data, cls)
         except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
             raise ConfigurationError(f"not a saved wait state: {exc}") from None
+        impossible = _impossible(state)
+        if impossible is not None:
+            raise ConfigurationError(f"not a saved wait state: {impossible} no wait has")
+        return state
+
+
+MAX_CLOCK: Final = 1e12
+"""The largest time, in seconds, a saved state's clock may show (about 31,700 years
+since its epoch): a wall clock or a monotonic one is far below it."""
+
+_MAX_COUNT: Final = 2**53
+"""The most reads (or backoff steps) a saved state may count: every count below it is a
+float exactly, as the pacing's sums need."""
+
+
+def _impossible(state: WaitState) -> str | None:
+    """What in ``state`` (loaded from saved JSON, whose types are right) no wait could
+    have written, if anything: such values broke the wait that resumed it (a percent of
+    a million in its events, a backoff of days, an ``OverflowError`` mid-read)."""
+    pace, backoff, fit = state.pace, state.pace.backoff, state.pace.fit
+    times = [state.started_at, state.due_at, backoff.due, None if fit is None else fit.origin]
+    checks = (
+        (0 <= state.reads < _MAX_COUNT, "a count of reads"),
+        (0 <= state.percent <= 100, "a percent"),
+        (0 <= state.seed < 2**64, "a seed"),
+        (all(abs(t) <= MAX_CLOCK for t in times if t is not None), "a time"),
+        (-1 <= pace.top <= 100 and -1 <= pace.hold <= 100, "a highest percent"),
+        (state.policy.initial <= backoff.growth <= state.policy.max_interval, "a backoff"),
+        (0 <= backoff.steps < _MAX_COUNT, "a count of backoff steps"),
+        (fit is None or (0 <= fit.base <= 100 and 0 <= fit.n <= state.reads), "a line fit"),
+    )
+    return next((what for fits, what in checks if not fits), None)

@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from yarl import URL
 
 from gptunnel_async import (
@@ -686,6 +688,51 @@ def test_instant_waits_restores_the_previous_setting() -> None:
         with instant_waits(False):
             assert not instant_waits_enabled()
         assert instant_waits_enabled()
+    assert not instant_waits_enabled()
+
+
+@given(
+    settings=st.lists(st.booleans(), min_size=1, max_size=6),
+    before=st.booleans(),
+    data=st.data(),
+)
+def test_instant_waits_blocks_may_end_in_any_order(
+    settings: list[bool], before: bool, data: st.DataObject
+) -> None:
+    """Blocks of concurrent tasks overlap: one entered after another may end first. The
+    previous setting restored at each end left instant waits on for good."""
+    set_instant_waits(before)
+    try:
+        blocks = []
+        for enabled in settings:
+            block = instant_waits(enabled)
+            block.__enter__()
+            blocks.append((block, enabled))
+            assert instant_waits_enabled() is enabled  # the newest block decides
+        order = data.draw(st.permutations(range(len(blocks))), label="order")
+        for index in order:
+            blocks[index][0].__exit__(None, None, None)
+            still_open = [blocks[i][1] for i in sorted(order[order.index(index) + 1 :])]
+            assert instant_waits_enabled() is (still_open[-1] if still_open else before)
+    finally:
+        set_instant_waits(False)
+
+
+async def test_instant_waits_of_two_tasks_that_end_out_of_order_leave_it_as_it_was() -> None:
+    first_in, second_in = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        with instant_waits(True):
+            first_in.set()
+            await second_in.wait()  # the second enters, then this one ends first
+
+    async def second() -> None:
+        await first_in.wait()
+        with instant_waits(False):
+            second_in.set()
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(first(), second())
     assert not instant_waits_enabled()
 
 

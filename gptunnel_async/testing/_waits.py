@@ -15,12 +15,25 @@ from .. import _timing
 __all__ = ["instant_waits", "instant_waits_enabled", "set_instant_waits"]
 
 
+_open_blocks: list[tuple[object, bool]] = []
+"""The :func:`instant_waits` blocks now open, oldest first, each with its setting. The
+newest open one decides, so blocks that overlap in concurrent tasks and end in any
+order leave the setting as it was before them (restoring "the previous setting" at
+each end left instant waits on for good when two blocks ended out of order)."""
+
+_outside_blocks = False
+"""The setting when no block is open: :func:`set_instant_waits`'s."""
+
+
 def set_instant_waits(enabled: bool = True) -> None:
-    """Make every retry backoff and poll interval instant, or real again.
+    """Make every retry backoff and poll interval instant, or real again: now, and
+    whenever no :func:`instant_waits` block is open.
 
     Args:
         enabled: ``True`` for instant pauses, ``False`` for real ones.
     """
+    global _outside_blocks
+    _outside_blocks = enabled
     _timing.set_instant(enabled)
 
 
@@ -37,15 +50,24 @@ def instant_waits_enabled() -> bool:
 def instant_waits(enabled: bool = True) -> Iterator[None]:
     """Instant (or real) pauses inside the block; the previous setting comes back after.
 
+    Blocks may overlap in concurrent tasks and end in any order: while any is open,
+    the newest open one's setting holds; once all have ended, the one from before
+    them (:func:`set_instant_waits`'s).
+
     Args:
         enabled: ``True`` for instant pauses in the block, ``False`` for real ones.
 
     Yields:
         Nothing; the setting lasts while the block runs.
     """
-    previous = _timing.is_instant()
+    global _outside_blocks
+    if not _open_blocks:
+        _outside_blocks = _timing.is_instant()
+    block = (object(), enabled)
+    _open_blocks.append(block)
     _timing.set_instant(enabled)
     try:
         yield
     finally:
-        _timing.set_instant(previous)
+        _open_blocks.remove(block)
+        _timing.set_instant(_open_blocks[-1][1] if _open_blocks else _outside_blocks)

@@ -5,7 +5,7 @@ sends the result, even if the worker that started the swap was restarted meanwhi
 
 - a ``RedisBudget`` keeps every worker's requests within one rate for the API key;
 - a ``Watcher`` on a ``RedisStore`` holds the waits: the photo handler only creates the
-  task and registers it with the chat to answer;
+  task and registers it at once with the chat to answer;
 - aiogram's ``RedisStorage`` keeps the conversation (which photo came first).
 
 Run: ``BOT_TOKEN=... python -m examples.fleet_bot --redis redis://localhost:6379/0``
@@ -27,6 +27,7 @@ import tempfile
 try:
     import redis.asyncio  # noqa: F401  (needed by run(); checked here for a one-line hint)
     from aiogram import Bot, Dispatcher, F, Router
+    from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
     from aiogram.filters import CommandStart, StateFilter
     from aiogram.fsm.context import FSMContext
     from aiogram.fsm.storage.base import BaseStorage
@@ -59,12 +60,13 @@ async def start_swap(
         source = await _download(bot, person)
         face = await _download(bot, message.photo[-1].file_id)
         task = await gptunnel.faceswap.create(source, face)
-        sent = await message.answer(progress_text(task.status, task.percent))
-        chat = {"chat_id": message.chat.id, "message_id": sent.message_id}
-        await watcher.watch(task.id, family="faceswap", metadata=chat)
+        # Registered at once: a crash before it would leave a paid task nobody waits for.
+        await watcher.watch(task.id, family="faceswap", metadata={"chat_id": message.chat.id})
     except GPTunnelError as exc:  # StoreUnavailableError too: the wait was not registered
         logger.warning("face swap for chat %s did not start: %s", message.chat.id, exc)
         await message.reply(replies.friendly_error(exc))
+        return
+    await message.answer(progress_text(task.status, task.percent))
 
 
 def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
@@ -72,19 +74,31 @@ def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
 
     async def deliver(delivery: Delivery) -> None:
         chat_id = delivery.metadata["chat_id"]
-        if delivery.outcome == "done" and delivery.task is not None:
-            with tempfile.TemporaryDirectory() as folder:
-                path = await gptunnel.download_result(delivery.task, folder)
-                await bot.send_photo(chat_id, FSInputFile(path), caption=replies.RESULT_CAPTION)
-            return
-        error: GPTunnelError = (
-            TaskFailedError(delivery.task)
-            if delivery.task is not None
-            else WaitTimeoutError(delivery.task_id, 0, None)
-        )
-        await bot.send_message(chat_id, replies.friendly_error(error))
+        try:
+            if delivery.outcome == "done" and delivery.task is not None:
+                with tempfile.TemporaryDirectory() as folder:
+                    path = await gptunnel.download_result(delivery.task, folder)
+                    photo = FSInputFile(path)
+                    await bot.send_photo(chat_id, photo, caption=replies.RESULT_CAPTION)
+                return
+            await bot.send_message(chat_id, replies.friendly_error(_why(delivery)))
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            # The user blocked the bot, or the chat is gone: another delivery would fail
+            # alike (raising would have the fleet deliver it again and again).
+            logger.warning(
+                "task %s: chat %s cannot be answered: %s", delivery.task_id, chat_id, exc
+            )
 
     return deliver
+
+
+def _why(delivery: Delivery) -> GPTunnelError:
+    """The error a delivery that is not a done task stands for."""
+    if delivery.outcome == "failed" and delivery.task is not None:
+        return TaskFailedError(delivery.task)
+    if delivery.outcome == "error" and delivery.last_error is not None:
+        return delivery.last_error
+    return WaitTimeoutError(delivery.task_id, 0, delivery.task, delivery.last_error)
 
 
 def create_fleet_dispatcher(

@@ -7,14 +7,16 @@ import asyncio
 import itertools
 from typing import Any
 
+import pytest
 from aiogram import Bot
-from aiogram.methods import SendPhoto
+from aiogram.exceptions import TelegramForbiddenError
+from aiogram.methods import SendPhoto, TelegramMethod
 from aiogram.types import Message, PhotoSize, Update
 from redis.asyncio import Redis
 
-from examples.fleet_bot import create_fleet_dispatcher, deliver_to
-from gptunnel_async import PollPolicy
-from gptunnel_async.fleet import RedisBudget, RedisStore, Watcher
+from examples.fleet_bot import _why, create_fleet_dispatcher, deliver_to
+from gptunnel_async import NotFoundError, PollPolicy, Task
+from gptunnel_async.fleet import Delivery, RedisBudget, RedisStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .test_example_bot import CHAT, FACE, NOW, PERSON, USER, FakeTelegram
@@ -58,3 +60,51 @@ async def test_a_swap_started_in_one_worker_is_answered_once_by_the_fleet(
     assert sends[0].chat_id == CHAT.id
     assert telegram.sent_photos == [sample_image("result.png")]
     assert (status.watched, status.finished_unhandled) == (0, 0)
+
+
+async def test_a_chat_that_cannot_be_answered_is_logged_not_redelivered_for_ever(
+    gptunnel_fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user who blocked the bot: raising would have the fleet deliver the result
+    again after every delivery_timeout, until the task's record expires."""
+    bot = Bot("42:TEST", session=Forbidding())
+    failed = Task(id="t-1", status="failed", percent=30, error="no face found")
+    async with gptunnel_fake.client() as client:
+        deliver = deliver_to(bot, client)
+        await deliver(Delivery("t-1", "faceswap", {"chat_id": CHAT.id}, "failed", failed))
+    [line] = [r.getMessage() for r in caplog.records if r.name == "examples.fleet_bot"]
+    assert line.startswith(f"task t-1: chat {CHAT.id} cannot be answered: ")
+
+
+@pytest.mark.parametrize(
+    ("delivery", "said"),
+    [
+        (
+            Delivery(
+                "t-1",
+                "faceswap",
+                {"chat_id": 1},
+                "error",
+                None,
+                last_error=NotFoundError("gone", status_code=404),
+            ),
+            "gone",
+        ),
+        (
+            Delivery("t-1", "faceswap", {"chat_id": 1}, "expired", None),
+            "did not finish",
+        ),
+    ],
+)
+def test_every_outcome_but_done_is_told_as_its_error(delivery: Delivery, said: str) -> None:
+    assert said in str(_why(delivery))
+
+
+class Forbidding(FakeTelegram):
+    def __init__(self) -> None:
+        super().__init__({})
+
+    async def make_request(
+        self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
+    ) -> Any:
+        raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")

@@ -17,10 +17,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from gptunnel_async import (
+    APIError,
     APITimeoutError,
     AuthenticationError,
+    BadRequestError,
     ConfigurationError,
     GPTunnelClient,
+    NotFoundError,
     PollPolicy,
     ServerError,
     Task,
@@ -187,12 +190,58 @@ async def test_an_expired_wait_whose_reads_all_failed_says_why(
     fake.fail_next(401, times=None, path="faceswap/result")  # a key revoked: ridden through
     handled = Handled()
     async with Watcher(client, new_store(), handler=handled) as watcher:
-        await watcher.watch(task_id, timeout=0.5)
+        await watcher.watch(task_id, timeout=2.0)  # room for a read on a loaded machine
         (delivery,) = await handled.until(1)
     fake.clear_faults()
     assert (delivery.outcome, delivery.task) == ("expired", None)
     assert isinstance(delivery.last_error, AuthenticationError)
     assert delivery.last_error.status_code == 401 and delivery.last_error.issues == ()
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(404, NotFoundError), (400, BadRequestError), (409, APIError)]
+)
+async def test_a_read_error_waiting_does_not_heal_ends_the_wait_at_once(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    status: int,
+    error: type[APIError],
+) -> None:
+    """A 404 (a mistyped id, a task of another family) was read again until the watch's
+    deadline, three days by default, and then delivered "expired"."""
+    task_id = fake.script_task(steps=[("running", 40)])
+    fake.fail_next(status, times=None, path="faceswap/result")
+    handled = Handled()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id, timeout=60)
+        (delivery,) = await handled.until(1)
+        with pytest.raises(error) as caught:
+            await watcher.result(task_id)
+    fake.clear_faults()
+    assert loop.time() - started < 30  # not at the deadline
+    assert (delivery.outcome, delivery.task) == ("error", None)
+    assert type(delivery.last_error) is error and delivery.last_error.status_code == status
+    assert type(caught.value) is error and caught.value.status_code == status
+    reads = [r for r in fake.requests if task_id in r.query.values()]
+    assert len(reads) == 1
+
+
+@pytest.mark.parametrize("status", [401, 402, 403])
+async def test_a_read_error_an_operator_heals_is_ridden_through(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, status: int
+) -> None:
+    """A key revoked, a balance spent, a permission withdrawn: a durable wait outlasts
+    the operator's fix."""
+    task_id = fake.script_task(steps=[("running", 40), ("done", 100)])
+    fake.fail_next(status, times=3, path="faceswap/result")
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
 
 
 async def test_a_streak_of_failed_reads_logs_one_warning_and_the_rest_at_debug(

@@ -28,7 +28,7 @@ __all__ = [
     "WatchRecord",
 ]
 
-OutcomeKind: TypeAlias = Literal["done", "failed", "expired"]
+OutcomeKind: TypeAlias = Literal["done", "failed", "expired", "error"]
 """How a watched task ended: done, failed (as the task says), or its wait expired."""
 
 FAMILIES: Final = TASK_FAMILIES
@@ -178,7 +178,8 @@ class LastRead:
 class Outcome:
     """How a watched task ended, and its last state (``None`` if it expired unread);
     ``timeout``: the wait's, and ``error`` its last read's if that failed, for an
-    expired one. Read back with ``_decode.outcome``."""
+    expired one; for an ``"error"`` one, ``error`` is what ended it. Read back with
+    ``_decode.outcome``."""
 
     kind: OutcomeKind
     task: Task | MediaTask | None
@@ -228,15 +229,18 @@ class Delivery:
         family: its family (``"faceswap"``, ``"media"`` ...), as given to ``watch``.
         metadata: what was given to ``watch`` (JSON: a chat id, a message id ...).
         outcome: ``"done"``, ``"failed"`` (the task says so; ``task.error`` says why),
-            or ``"expired"`` (the wait's deadline passed first).
+            ``"expired"`` (the wait's deadline passed first), or ``"error"`` (a read got
+            an error that waiting does not heal, in ``last_error``: a 404 for a task
+            that does not exist or is another family's, a 400).
         task: the final state, or for an expired wait the last state read (``None`` if
             no read succeeded).
         redelivered: a worker took this delivery but did not finish handling it in
             time (it died, say); handle it as if new, but expect that it may have
             already acted on it.
-        last_error: for an expired wait whose last read failed, that read's error (an
-            unreachable host, a 401 ...), rebuilt from the store: its class, text and
-            the attributes its class documents, such as ``status_code``. ``None``
+        last_error: for an ``"error"`` outcome, the error that ended the wait; for an
+            expired wait whose last read failed, that read's error (an unreachable
+            host, a 401 ...). Rebuilt from the store: its class, text and the
+            attributes its class documents, such as ``status_code``. ``None``
             otherwise.
     """
 

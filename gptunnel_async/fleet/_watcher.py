@@ -61,12 +61,14 @@ from .._sansio.waiting import (
     ProgressEvent,
     ReadAt,
     WaitState,
-    rides_through,
 )
 from ..errors import (
     APITimeoutError,
+    AuthenticationError,
     ConfigurationError,
     GPTunnelError,
+    InsufficientBalanceError,
+    PermissionDeniedError,
     StoreDataError,
     StoreUnavailableError,
     TaskFailedError,
@@ -508,9 +510,7 @@ class Watcher(InProcessOnly):
         if isinstance(decision, Finish):
             await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
         elif isinstance(decision, Fail):
-            seen = decision.error.task if isinstance(decision.error, TaskFailedError) else None
-            failed = seen if isinstance(seen, Task | MediaTask) else None
-            await self.store.finish(claim.task_id, Outcome("failed", failed).dumps())
+            await self.store.finish(claim.task_id, _ended_by(decision.error, last).dumps())
         else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
             event = decision.event
             progress = None if event is None else _progress(event, record).dumps()
@@ -530,13 +530,18 @@ class Watcher(InProcessOnly):
         except StoreUnavailableError:  # the budget's Redis: not the task's, nor a read's
             raise
         except GPTunnelError as exc:
-            _log_failed_read(claim.task_id, exc, first=last.error is None)
             failed = LastRead(last.task, ReadError.of(exc))
-            if rides_through(exc):
-                return (*state.failed(exc, claim.now), failed)
-            # A 401 or 402 heals when an operator acts: a durable wait rides through it,
-            # read again at the slowest pace, where a live wait would end.
-            return state, ReadAt(claim.now + state.policy.max_interval), failed
+            if isinstance(exc, OPERATOR_HEALS):
+                # A durable wait rides through these, read again at the slowest pace,
+                # where a live wait would end: see OPERATOR_HEALS.
+                decided: tuple[WaitState, Decision[Any]] = (
+                    state,
+                    ReadAt(claim.now + state.policy.max_interval),
+                )
+            else:  # transient: read again, as a live wait does; else the wait ends with it
+                decided = state.failed(exc, claim.now)
+            _log_failed_read(claim.task_id, exc, last.error is None, decided[1])
+            return (*decided, failed)
         return (*state.observe(task, claim.now), LastRead(task))
 
     async def _result_within_lease(
@@ -655,6 +660,9 @@ class Watcher(InProcessOnly):
 
         Raises:
             TaskFailedError: the task failed.
+            APIError: a read got an error that waiting does not heal (a ``NotFoundError``
+                for a task that does not exist or is another family's), which ended the
+                wait: rebuilt from the store, as ``Delivery.last_error`` is.
             WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did.
             StoreUnavailableError: the store could not be reached.
             StoreDataError: the stored outcome cannot be read by this version (another
@@ -780,6 +788,13 @@ _HANDLING: Final[contextvars.ContextVar[Watcher | None]] = contextvars.ContextVa
 )
 """The watcher whose handler runs in this context: tasks a handler starts inherit it."""
 
+OPERATOR_HEALS: Final = (AuthenticationError, InsufficientBalanceError, PermissionDeniedError)
+"""Read errors a fleet's wait rides through, read again at the slowest pace, where a
+live wait ends: a 401, 402 or 403 is about the key or the account, not the task, and
+heals when an operator acts (a new key, a top-up, a permission), which a durable wait
+can outlast. Any other error that is not transient (a 404 for a task that does not
+exist or is another family's, a 400) ends the wait as ``"error"``."""
+
 READ_SHARE_OF_LEASE: Final = 0.8
 """The share of its lease a worker gives one read of a task, retries included: a read is
 cut there, so that it ends, and its outcome is saved, before another worker may claim
@@ -805,11 +820,20 @@ def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:
     return math.inf if deadline is None else deadline - loop.time()
 
 
-def _log_failed_read(task_id: str, error: GPTunnelError, *, first: bool) -> None:
-    """A failed read, at WARNING when it starts a streak of failed reads of its task and
-    at DEBUG while the streak goes on: an outage of the API would otherwise log one
-    WARNING per read, for every task, until it ends."""
-    if first:
+def _log_failed_read(
+    task_id: str, error: GPTunnelError, first: bool, decision: Decision[Any]
+) -> None:
+    """A failed read, at WARNING when it ends the wait or starts a streak of failed
+    reads of its task, and at DEBUG while the streak goes on: an outage of the API would
+    otherwise log one WARNING per read, for every task, until it ends."""
+    if isinstance(decision, Fail):
+        logger.warning(
+            "watcher: reading task %s: %s; the wait ends with this error (waiting does not "
+            "heal it)",
+            task_id,
+            error,
+        )
+    elif first:
         logger.warning(
             "watcher: reading task %s: %s (further failed reads of it are logged at "
             "DEBUG until one succeeds)",
@@ -826,6 +850,15 @@ def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
     )
 
 
+def _ended_by(error: GPTunnelError, last: LastRead) -> Outcome:
+    """The outcome of a wait that ``error`` ended: the task failed, or a read got an
+    error that waiting does not heal (``last`` holds it, and the last task read)."""
+    if isinstance(error, TaskFailedError):
+        failed = error.task if isinstance(error.task, Task | MediaTask) else None
+        return Outcome("failed", failed)
+    return Outcome("error", last.task, error=last.error)
+
+
 def _outcome_of(task: Task | MediaTask) -> Outcome:
     return Outcome("done" if task.is_done else "failed", task)
 
@@ -837,4 +870,6 @@ def _settle(task_id: str, outcome: Outcome) -> Task | MediaTask:
     if outcome.kind == "failed" and outcome.task is not None:
         raise TaskFailedError(outcome.task)
     error = None if outcome.error is None else outcome.error.rebuilt()
+    if outcome.kind == "error":
+        raise error or GPTunnelError(f"the wait for task {task_id} ended with an error")
     raise WaitTimeoutError(task_id, outcome.timeout, outcome.task, error) from error

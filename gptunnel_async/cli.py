@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
+import aiohttp
 from yarl import URL
 
 from ._checks import describe, positive_number
@@ -41,6 +42,7 @@ from .errors import (
     NotFoundError,
     StoreUnavailableError,
     TaskFailedError,
+    TLSError,
     WaitTimeoutError,
 )
 from .models import MediaTask, Task
@@ -600,11 +602,26 @@ def resume_hint(args: argparse.Namespace) -> str | None:
     return hint if save is None or save_shown else f"{hint} (with your --save)"
 
 
+NO_CONNECTION: Final = (
+    "no request reached the API: check --base-url (or $GPTUNNEL_BASE_URL; GPTunnel's is "
+    "https://gptunnel.ru/v1) and that its server runs (the emulator: gptunnel-async emulator)"
+)
+
+
 def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
-    """What to try after ``exc``: a task the API does not know may be another family's
-    (each family has its own endpoint, and an id of one is not found on another). Only
-    for the API's own "not found" (a JSON error, media's code 4): a 404 without one is
-    a path the API lacks, which the error's text already points at (``base_url``)."""
+    """What to try after ``exc``: a host that could not be connected to at all (refused,
+    a name that does not resolve) may be the wrong one; see also :func:`_family_hint`."""
+    unconnected = isinstance(exc.__cause__, aiohttp.ClientConnectorError | UnicodeError)
+    if isinstance(exc, APIConnectionError) and unconnected and not isinstance(exc, TLSError):
+        return NO_CONNECTION
+    return _family_hint(exc, args)
+
+
+def _family_hint(exc: BaseException, args: argparse.Namespace) -> str | None:
+    """A task the API does not know may be another family's (each family has its own
+    endpoint, and an id of one is not found on another). Only for the API's own "not
+    found" (a JSON error, media's code 4): a 404 without one is a path the API lacks,
+    which the error's text already points at (``base_url``)."""
     family = getattr(args, "family", None)
     if not isinstance(exc, NotFoundError) or family is None:
         return None

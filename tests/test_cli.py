@@ -25,7 +25,7 @@ from gptunnel_async import (
 )
 from gptunnel_async._checks import task_id_problem
 from gptunnel_async._sansio.text import printable
-from gptunnel_async.cli import _build_parser, exit_code_for, main, resume_hint
+from gptunnel_async.cli import NO_CONNECTION, _build_parser, exit_code_for, main, resume_hint
 from gptunnel_async.models import Task
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 from gptunnel_async.testing._pictures import face_swap_picture, read_png
@@ -293,6 +293,18 @@ def test_an_unreachable_api_exits_4(fake: FakeGPTunnel) -> None:
     assert done.returncode == 4
     event = json_lines(done.stdout)[-1]
     assert (event["event"], event["error"]) == ("error", "APIConnectionError")
+    assert event["hint"].startswith("no request reached the API: check --base-url")
+    for_people = run("result", "abc", GPTUNNEL_API_KEY=SECRET, GPTUNNEL_BASE_URL=base_url)
+    assert for_people.stderr.splitlines()[-1] == f"hint: {NO_CONNECTION}"
+
+
+def test_a_dropped_connection_is_no_unreachable_api(fake: FakeGPTunnel) -> None:
+    """The server was there (it hung up): no hint to check --base-url."""
+    fake.drop_next(times=None)
+    done = run("result", "abc", "--json", fake=fake)
+    assert done.returncode == 4
+    event = json_lines(done.stdout)[-1]
+    assert (event["error"], event.get("hint")) == ("APIConnectionError", None)
 
 
 def test_server_errors_that_outlast_the_retries_exit_4(fake: FakeGPTunnel) -> None:

@@ -274,6 +274,42 @@ async def test_a_streak_of_failed_reads_logs_one_warning_and_the_rest_at_debug(
     assert about_reads[1][1].startswith(f"watcher: reading task {task_id} failed again: ")
 
 
+class FlakyStore(MemoryStore):
+    """A store whose first claims fail: a store of the user's own may raise anything."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim(self, worker: str, limit: int, lease: float) -> Any:
+        if self.failures:
+            raise self.failures.pop(0)
+        return await super().claim(worker, limit, lease)
+
+
+async def test_a_loop_s_failures_are_logged_once_each_and_their_end_is_logged_too(
+    client: GPTunnelClient, fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store's error names what it did: "watcher: claiming due tasks: claiming due
+    tasks: the store failed (...)" said it twice; and nothing said the outage ended."""
+    refused = StoreUnavailableError("claiming due tasks: the store failed (ConnectionError)")
+    store = FlakyStore([refused, RuntimeError("a bug")])
+    handled = Handled()
+    with caplog.at_level(logging.INFO, logger="gptunnel_async.fleet"):
+        async with Watcher(client, store, handler=handled) as watcher:
+            await watcher.watch(fake.script_task(steps=[("done", 100)]))
+            await handled.until(1)
+    lines = [(r.levelname, r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    about_claims = [line for line in lines if "claiming due tasks" in line[1]]
+    assert [
+        (level, message.split("; trying")[0], trace) for level, message, trace in about_claims
+    ] == [
+        ("WARNING", "watcher: claiming due tasks: the store failed (ConnectionError)", False),
+        ("WARNING", "watcher: claiming due tasks: a bug", True),
+        ("INFO", "watcher: claiming due tasks works again, after 2 failure(s)", False),
+    ]
+
+
 async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

@@ -135,22 +135,30 @@ class _Backoff:
     """Pauses for a loop that never gives up, with full jitter. (tenacity drives the
     retries of one call; this only needs the next pause, and a reset on success.)"""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str) -> None:
+        self._what = what
         self._next = BACKOFF_FIRST
+        self._failures = 0
 
     def reset(self) -> None:
+        """The loop's step worked: the next failure pauses briefly again, and the end of
+        a run of failures is logged (an operator watching an outage sees it end)."""
+        if self._failures:
+            logger.info("watcher: %s works again, after %d failure(s)", self._what, self._failures)
         self._next = BACKOFF_FIRST
+        self._failures = 0
 
-    async def pause(self, error: BaseException, what: str) -> None:
-        """Log ``error`` (with its traceback unless the store was unreachable), then
-        sleep."""
+    async def pause(self, error: BaseException) -> None:
+        """Log ``error`` (with its traceback unless it is the store's: an error of the
+        store names what it was doing already), then sleep."""
+        store_error = isinstance(error, StoreUnavailableError | StoreDataError)
         logger.warning(
-            "%s: %s; trying again in up to %.1fs",
-            what,
-            error,
+            "watcher: %s; trying again in up to %.1fs",
+            error if store_error else f"{self._what}: {error}",
             self._next,
             exc_info=None if isinstance(error, StoreUnavailableError) else error,
         )
+        self._failures += 1
         await asyncio.sleep(random.uniform(0, self._next))
         self._next = min(self._next * 2, BACKOFF_MAX)
 
@@ -454,14 +462,14 @@ class Watcher(InProcessOnly):
         return not self._stopping
 
     async def _poll_loop(self) -> None:
-        reads, backoff = _Pool(self.concurrency), _Backoff()
+        reads, backoff = _Pool(self.concurrency), _Backoff("claiming due tasks")
         try:
             while self._going_on():
                 await reads.wait_for_room()
                 try:
                     claims, next_due = await self.store.claim(self.worker, reads.free, self.lease)
                 except Exception as exc:  # a store's fault, or a bug: the loop carries on
-                    await backoff.pause(exc, "watcher: claiming due tasks")
+                    await backoff.pause(exc)
                     continue
                 backoff.reset()
                 for claim in claims:
@@ -485,9 +493,7 @@ class Watcher(InProcessOnly):
             await self._read_and_decide(claim)
         except StoreUnavailableError as exc:  # the store's, or the request budget's
             logger.warning(
-                "watcher: task %s: the store failed (%s): it is read again after its lease",
-                claim.task_id,
-                exc,
+                "watcher: task %s: %s; it is read again after its lease", claim.task_id, exc
             )
         except Exception:
             logger.exception("watcher: reading task %s failed", claim.task_id)
@@ -583,7 +589,7 @@ class Watcher(InProcessOnly):
         return WaitState.start(claim.task_id, policy, claim.now), _decode.last_read(saved)
 
     async def _delivery_loop(self) -> None:
-        handlers, backoff = _Pool(self.concurrency), _Backoff()
+        handlers, backoff = _Pool(self.concurrency), _Backoff("taking finished tasks")
         self._handlers = handlers
         try:
             while self._going_on():
@@ -595,7 +601,7 @@ class Watcher(InProcessOnly):
                         self.worker, handlers.free, IDLE_POLL, self.delivery_timeout
                     )
                 except Exception as exc:  # a store's fault, or a bug: the loop carries on
-                    await backoff.pause(exc, "watcher: taking finished tasks")
+                    await backoff.pause(exc)
                     continue
                 backoff.reset()
                 for entry in entries:

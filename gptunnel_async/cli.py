@@ -364,7 +364,7 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         from redis.asyncio import Redis
     except ImportError:
         raise ConfigurationError(
-            "fleet status needs redis-py: pip install 'gptunnel-async[redis]'"
+            "fleet status needs redis-py: pip install 'redis>=5.0.1'"
         ) from None
     from .fleet import fleet_status
 
@@ -654,8 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (exc.name or "").startswith("rich"):
             raise
         print(
-            "gptunnel-async: the command line needs rich; "
-            "install it with: pip install 'gptunnel-async[cli]'",
+            "gptunnel-async: the command line needs rich; install it with: pip install 'rich>=13'",
             file=sys.stderr,
         )
         return EXIT_USAGE

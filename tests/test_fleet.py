@@ -310,6 +310,27 @@ async def test_a_loop_s_failures_are_logged_once_each_and_their_end_is_logged_to
     ]
 
 
+async def test_a_read_cut_short_by_a_close_is_handed_back_to_the_fleet_at_once(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """A deploy closes each worker mid-read: its tasks waited out their lease (30 s by
+    default) before another worker read them."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.delay_next(5.0, times=1, path="faceswap/result")  # the first read hangs
+    handled = Handled()
+    loop = asyncio.get_running_loop()
+    first = Watcher(client, new_store(), handler=handled, lease=30, worker="first")
+    async with first:
+        await first.watch(task_id)
+        await settle(lambda: _was_read(fake, task_id))
+        await first.close(grace=0.1)
+    closed = loop.time()
+    async with Watcher(client, new_store(), handler=handled, lease=30, worker="second"):
+        (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+    assert loop.time() - closed < 10  # handed back, not left until the lease ends
+
+
 async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

@@ -488,9 +488,13 @@ class Watcher(InProcessOnly):
                 await self._wake.wait()
 
     async def _read(self, claim: Claim) -> None:
-        """Read one claimed task; finish or re-schedule it. Never raises."""
+        """Read one claimed task; finish or re-schedule it. Never raises but its
+        cancellation (the worker stopping), after handing the task back."""
         try:
             await self._read_and_decide(claim)
+        except asyncio.CancelledError:
+            await self._hand_back(claim)
+            raise
         except StoreUnavailableError as exc:  # the store's, or the request budget's
             logger.warning(
                 "watcher: task %s: %s; it is read again after its lease", claim.task_id, exc
@@ -500,6 +504,20 @@ class Watcher(InProcessOnly):
         finally:
             # Its next read may be due before the poll loop would look again.
             self._wake.set()
+
+    async def _hand_back(self, claim: Claim) -> None:
+        """A read cut short (:meth:`close`, or the loops cancelled): its task falls due
+        again at once, for the other workers, rather than when its lease runs out (a
+        deploy delayed every wait in flight by up to a lease). Best effort, within
+        :data:`HAND_BACK_SECONDS`: the lease stays the fallback."""
+        state, last = self._saved(claim)
+        try:
+            async with asyncio.timeout(HAND_BACK_SECONDS):
+                await self.store.reschedule(
+                    claim.task_id, self.worker, 0.0, _pacing_json(state, last), None
+                )
+        except (TimeoutError, GPTunnelError) as exc:
+            logger.debug("watcher: task %s not handed back: %s", claim.task_id, exc)
 
     async def _read_and_decide(self, claim: Claim) -> None:
         """Read the task and feed the outcome to its wait state (the pure wait core's,
@@ -520,7 +538,7 @@ class Watcher(InProcessOnly):
         else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
             event = decision.event
             progress = None if event is None else _progress(event, record).dumps()
-            saved = json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
+            saved = _pacing_json(state, last)
             # Never past the watch's deadline: a long pause (a slow policy, a saved one)
             # or a slow read would deliver the expiry late, or after the hash is gone.
             delay = max(0.0, min(decision.at, record.deadline) - now)
@@ -801,6 +819,9 @@ heals when an operator acts (a new key, a top-up, a permission), which a durable
 can outlast. Any other error that is not transient (a 404 for a task that does not
 exist or is another family's, a 400) ends the wait as ``"error"``."""
 
+HAND_BACK_SECONDS: Final = 1.0
+"""How long a closing worker tries to hand back a task whose read it cut short."""
+
 READ_SHARE_OF_LEASE: Final = 0.8
 """The share of its lease a worker gives one read of a task, retries included: a read is
 cut there, so that it ends, and its outcome is saved, before another worker may claim
@@ -854,6 +875,11 @@ def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
     return FleetProgress(
         event.task_id, event.status, event.percent, record.metadata, event.remaining
     )
+
+
+def _pacing_json(state: WaitState, last: LastRead) -> str:
+    """What a task's hash keeps between reads: the wait's state and what it saw last."""
+    return json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
 
 
 def _ended_by(error: GPTunnelError, last: LastRead) -> Outcome:

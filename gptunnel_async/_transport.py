@@ -30,7 +30,14 @@ from ._sansio.retries import honoured_retry_after, is_refused, is_transient, par
 from ._sansio.text import SHORT_TEXT, excerpt
 from ._timing import Wakeup
 from ._version import version
-from .errors import APIConnectionError, APITimeoutError, GPTunnelError, TLSError, UsageError
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    GPTunnelError,
+    ResponseDecodeError,
+    TLSError,
+    UsageError,
+)
 from .instrumentation._hooks import LISTENING, RequestDetails, emit_request, family_of
 
 if TYPE_CHECKING:
@@ -439,7 +446,7 @@ class Transport(InProcessOnly):
         except GPTunnelError as exc:
             _hide(exc, secret)
             if not retry_if(exc) or self.max_retries == 0:
-                raise without_frames(exc)  # noqa: B904  (its chain stays as it was)
+                raise without_frames(self._in_context(exc, request))  # noqa: B904
             replay = [exc]
         return await self._retried_after(request, decode, retry_if, replay, secret)
 
@@ -469,6 +476,22 @@ class Transport(InProcessOnly):
         family, task_id = self._about(request)
         what = self.shown(request.label)  # only a failed request gets here
         return await self.retried(what, attempt, retry_if, family=family, task_id=task_id)
+
+    def _in_context(self, exc: GPTunnelError, request: Request) -> GPTunnelError:
+        """``exc``, and for an answer to a create that is not a task object, the request
+        it answered and what that means: the server may have started the task (paid)."""
+        if request.idempotent or not isinstance(exc, ResponseDecodeError):
+            return exc
+        if "may have started" in str(exc):  # the created task's id was unusable: says so
+            return exc
+        told = ResponseDecodeError(
+            f"{self.shown(request.label)}: {exc}; the task may have started: look for it "
+            "before you create it again (each create is paid)",
+            status_code=exc.status_code,
+            body=exc.body,
+        )
+        told.__cause__ = exc.__cause__
+        return told
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
         """One attempt; reported to the instrumentation hooks if one listens to requests

@@ -369,3 +369,21 @@ async def test_a_create_task_body_that_is_no_mapping_shows_a_token_masked(
     with pytest.raises(ConfigurationError, match="body must be a JSON object") as refused:
         await client.faceswap.create_task("faceswap/create", [("webhook", HOOK)])  # type: ignore[arg-type]
     assert "token=***" in str(refused.value) and TOKEN[:8] not in str(refused.value)
+
+
+@pytest.mark.parametrize("call", CREATES.values(), ids=CREATES.keys())
+@pytest.mark.parametrize("body", ["<html>proxy</html>", "[1, 2]"])
+async def test_a_create_answered_with_no_task_object_says_which_request_and_what_it_means(
+    client: GPTunnelClient, api: ScriptedAPI, call: Any, body: str
+) -> None:
+    """It said "the answer is not JSON: Expecting value ...", naming no request, and not
+    that the paid task may have started."""
+    api.script((200, body, {"Content-Type": "text/html"}))
+    with pytest.raises(ResponseDecodeError) as caught:
+        await call(client)
+    text = str(caught.value)
+    assert text.startswith("POST /v1/")
+    assert "the task may have started: look for it before you create it again" in text
+    assert caught.value.status_code == 200
+    assert body[:5] in caught.value.body
+    assert len(api.requests) == 1

@@ -257,7 +257,11 @@ class TaskFailedError(GPTunnelError):
         self.task_id = task.id
         self.task = task
         reason = clip(task.error or "no error message given", 300)
-        super().__init__(f"task {clip(task.id, 80)} {clip(task.status, 40)}: {reason}")
+        status = clip(task.status, 40)
+        # "task X failed: why"; another failure status in parentheses ("task X failed
+        # (error): why"), where "task X error: ..." read as if the SDK had failed.
+        said = "failed" if status.strip().lower() == "failed" else f"failed ({status})"
+        super().__init__(f"task {clip(task.id, 80)} {said}: {reason}")
 
 
 class WaitTimeoutError(GPTunnelError, TimeoutError):

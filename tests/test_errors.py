@@ -141,6 +141,22 @@ def test_task_failed_error_carries_the_task_and_its_error() -> None:
     assert "no face found" in str(error)
 
 
+@pytest.mark.parametrize(
+    ("status", "error", "text"),
+    [
+        ("failed", "no face found", "task task-1 failed: no face found"),
+        ("FAILED", "no face found", "task task-1 failed: no face found"),
+        ("error", None, "task task-1 failed (error): no error message given"),
+        ("cancelled", "by the user", "task task-1 failed (cancelled): by the user"),
+    ],
+)
+def test_a_failed_task_s_text_says_it_failed_whatever_its_status(
+    status: str, error: str | None, text: str
+) -> None:
+    """ "task task-1 error: the task failed" read as if the SDK itself had failed."""
+    assert str(TaskFailedError(Task(id="task-1", status=status, error=error))) == text
+
+
 def test_wait_timeout_is_also_a_builtin_timeout() -> None:
     error = WaitTimeoutError("task-1", 5.0, None)
     assert isinstance(error, TimeoutError)

@@ -98,7 +98,7 @@ def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
         async with make_client(args) as client:
             task = await created(client, args)
             args.waiting_for = (task.id, family)  # for the hint of a wait cut short
-            out.note(f"Created {family} task {task.id}.")
+            out.created(family, task)
             return await wait_and_save(
                 client, task.id, out, save=args.save, timeout=timeout_of(args), family=family
             )

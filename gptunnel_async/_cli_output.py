@@ -76,6 +76,9 @@ class Output(Protocol):
     def task(self, task: AnyTask) -> None:
         """One task's state, as read."""
 
+    def created(self, family: str, task: AnyTask) -> None:
+        """A command created ``task`` of ``family`` (paid from now on), before its wait."""
+
     def progress(self, task_id: str) -> contextlib.AbstractContextManager[ShowProgress]:
         """A view of a wait: call the function it gives with each event."""
         ...
@@ -140,6 +143,9 @@ class LineOutput:
 
     def note(self, text: str) -> None:
         self.console.print(_shown(text))
+
+    def created(self, family: str, task: AnyTask) -> None:
+        self.note(f"Created {family} task {task.id}.")
 
     def task(self, task: AnyTask) -> None:
         rows = [
@@ -269,6 +275,11 @@ class JsonOutput:
 
     def task(self, task: AnyTask) -> None:
         self._emit(converter.unstructure(task))
+
+    def created(self, family: str, task: AnyTask) -> None:
+        """Its id before the first progress record: a program that must stop may still
+        find the task, which runs (paid) whatever happens next."""
+        self._emit({"event": "created", "family": family, "task_id": task.id})
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:

@@ -87,7 +87,10 @@ def test_faceswap_creates_waits_and_saves_with_the_real_console_script(
     assert done.returncode == 0, done.stderr
     events = lines(done.stdout)
     kinds = [event["event"] for event in events]
-    assert kinds[-2:] == ["done", "saved"] and set(kinds[:-2]) == {"progress"}
+    assert kinds[0] == "created" and kinds[-2:] == ["done", "saved"]
+    assert set(kinds[1:-2]) == {"progress"}
+    created_id = events[-2]["task"]["id"]
+    assert events[0] == {"event": "created", "family": "faceswap", "task_id": created_id}
     assert (tmp_path / "out.png").read_bytes() == sample_image("result.png")
     create = fake.requests[0]
     assert create.path == "/v1/faceswap/create"

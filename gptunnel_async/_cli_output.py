@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, Protocol, TextIO
@@ -129,9 +130,30 @@ def time_left(event: ProgressEvent[Any]) -> str:
     has ended."""
     if event.remaining is None or classify(event.status) is not Stage.PENDING:
         return ""
-    if event.remaining < 59.5:
-        return f"~{max(1, round(event.remaining))}s left"
-    return f"~{round(event.remaining / 60)} min left"
+    return seconds_left(event.remaining)
+
+
+def seconds_left(seconds: float) -> str:
+    """``seconds`` left, for people: ``"~5s left"``, ``"~3 min left"``."""
+    if seconds < 59.5:
+        return f"~{max(1, round(seconds))}s left"
+    return f"~{round(seconds / 60)} min left"
+
+
+class TimeLeftColumn(ProgressColumn):
+    """The predicted time left, counting down between reads (a wait reads every few
+    seconds, and a figure that stood still while the elapsed time ran looked stuck):
+    from the row's ``finish_at`` field, on ``clock``'s time; empty without one."""
+
+    def __init__(self, clock: Callable[[], float], table_column: Column | None = None) -> None:
+        self._clock = clock
+        super().__init__(table_column)
+
+    def render(self, task: ProgressTask) -> Text:
+        finish_at = task.fields.get("finish_at")
+        if finish_at is None:
+            return Text("")
+        return Text(seconds_left(max(0.0, finish_at - self._clock())))
 
 
 class LineOutput:
@@ -239,8 +261,8 @@ class LiveOutput(LineOutput):
                 markup=False,
                 table_column=Column(no_wrap=True, overflow="ellipsis", min_width=7, max_width=10),
             ),
-            TextColumn(
-                "{task.fields[left]}",
+            TimeLeftColumn(
+                time.monotonic,
                 table_column=Column(no_wrap=True, overflow="crop", max_width=14),
             ),
             BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
@@ -250,12 +272,16 @@ class LiveOutput(LineOutput):
             expand=True,
         )
         with bar:
-            row = bar.add_task(printable(task_id), total=100, status="waiting", left="")
+            row = bar.add_task(printable(task_id), total=100, status="waiting", finish_at=None)
 
             def show(event: ProgressEvent[Any]) -> None:
                 status = shorten(event.status, 80)
-                left = time_left(event) if self.console.width >= ROOM_FOR_TIME_LEFT else ""
-                bar.update(row, completed=event.percent, status=status, left=left, refresh=True)
+                wide = self.console.width >= ROOM_FOR_TIME_LEFT
+                left = event.remaining if wide and time_left(event) else None
+                finish_at = None if left is None else time.monotonic() + left
+                bar.update(
+                    row, completed=event.percent, status=status, finish_at=finish_at, refresh=True
+                )
 
             yield show
 

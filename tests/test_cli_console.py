@@ -283,8 +283,10 @@ async def test_ctrl_c_after_a_create_names_the_created_task_and_how_to_wait_agai
         *connection(fake),
     )
     assert process.stdout is not None
-    first = json.loads(await process.stdout.readline())
-    assert first["event"] == "progress", first
+    created = json.loads(await process.stdout.readline())
+    assert (created["event"], created["family"]) == ("created", "media"), created
+    first = json.loads(await process.stdout.readline())  # the wait has begun
+    assert (first["event"], first["task_id"]) == ("progress", created["task_id"]), first
     process.send_signal(signal.SIGINT)
     rest = (await process.stdout.read()).decode().splitlines()
     assert await process.wait() == 130

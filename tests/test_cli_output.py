@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
+from rich.progress import Progress
 
 from gptunnel_async import ProgressEvent, Task, TaskFailedError, WaitTimeoutError
 from gptunnel_async._cli_json import json_line
@@ -20,6 +21,7 @@ from gptunnel_async._cli_output import (
     LineOutput,
     LiveOutput,
     Output,
+    TimeLeftColumn,
     choose_output,
     time_left,
 )
@@ -315,3 +317,24 @@ def test_the_live_view_shows_server_text_as_sent() -> None:
         show(ProgressEvent(task_id=task.id, status=task.status, percent=50, task=task, elapsed=1))
     drawn = console.export_text()
     assert "t[b]\\ " in drawn and " [/]:ok: " in drawn  # whole: not markup, nor emoji
+
+
+@pytest.mark.parametrize(
+    ("finish_at", "now", "shown"),
+    [
+        (None, 0.0, ""),  # no prediction
+        (30.0, 0.0, "~30s left"),
+        (30.0, 24.6, "~5s left"),  # counted down since the last read, with no new event
+        (30.0, 29.9, "~1s left"),
+        (30.0, 45.0, "~1s left"),  # overdue: never "0s", never negative
+        (600.0, 0.0, "~10 min left"),
+    ],
+)
+def test_the_bar_s_time_left_counts_down_between_reads(
+    finish_at: float | None, now: float, shown: str
+) -> None:
+    """It stood at "~12s left" from one read to the next while the elapsed time ran."""
+    bar = Progress()
+    row = bar.add_task("t1", total=100, finish_at=finish_at)
+    column = TimeLeftColumn(lambda: now)
+    assert column.render(bar.tasks[row]).plain == shown

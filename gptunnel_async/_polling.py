@@ -313,12 +313,15 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             raise
         except GPTunnelError as exc:
             now = loop.time()
-            self._state, self._decision = state.failed(exc, now)
-            if isinstance(self._decision, ReadAt):  # read again: the default hook logs it
-                emit_retry(self._retry_details(exc, self._state.reads, self._decision.at - now))
+            self._state, self._decision = state.failed(exc, now)  # no local: see _failure
             if isinstance(self._decision, ReadAt | TimeOut):  # not raised: kept, for the end
                 # Kept without its frames: they hold this waiter, which would hold them.
                 self._last_error = exc.with_traceback(None)
+                # Read again (under instant waits, a TimeOut too, at once): a retry, which
+                # the default hook logs.
+                if isinstance(self._decision, ReadAt) or _timing.is_instant():
+                    pause = self._decision.at - now
+                    emit_retry(self._retry_details(exc, self._state.reads, pause))
         else:
             self._last_seen, self._last_error = task, None
             now = loop.time()

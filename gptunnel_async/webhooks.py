@@ -42,11 +42,13 @@ from ._checks import (
     check_text,
     describe,
     http_url,
+    number,
     optional,
 )
 from ._in_process import InProcessOnly
 from ._polling import PollPolicy
 from ._safe_errors import secret_arguments
+from ._sansio.pacing import MAX_POLL_INTERVAL, MIN_POLL_INTERVAL
 from ._sansio.responses import decode_any_task
 from .errors import (
     ConfigurationError,
@@ -350,13 +352,15 @@ class WebhookReceiver(InProcessOnly):
             tasks: the family that reads the task, e.g. ``client.faceswap`` or
                 ``client.media``.
             task_id: the task to wait for.
-            fallback_interval: seconds between fallback reads (the first is at once).
+            fallback_interval: seconds between fallback reads (the first is at once),
+                0.01 to 86400.
             timeout: the deadline of the whole wait in seconds, or ``None`` for none.
 
         Returns:
             The done task, as the family's model.
 
         Raises:
+            ConfigurationError: ``fallback_interval`` or ``timeout`` makes no sense.
             TaskFailedError: the task failed.
             WaitTimeoutError: the deadline passed.
             ResponseDecodeError: the delivery is not the family's task object.
@@ -364,9 +368,15 @@ class WebhookReceiver(InProcessOnly):
         """
         _family("tasks", tasks)
         task_id = check_task_id(task_id)
+        every = number(
+            "fallback_interval",
+            fallback_interval,
+            f"a finite number of seconds from {MIN_POLL_INTERVAL:g} to {MAX_POLL_INTERVAL:g}",
+            lambda seconds: MIN_POLL_INTERVAL <= seconds <= MAX_POLL_INTERVAL,
+        )
         policy = PollPolicy(
-            initial=fallback_interval,
-            max_interval=fallback_interval,
+            initial=every,
+            max_interval=every,
             strategy="exponential",
             timeout=timeout,
         )

@@ -331,6 +331,29 @@ async def test_a_read_cut_short_by_a_close_is_handed_back_to_the_fleet_at_once(
     assert loop.time() - closed < 10  # handed back, not left until the lease ends
 
 
+async def test_another_error_within_a_streak_of_failed_reads_is_a_warning_again(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 503 outage, then the key revoked: every 401 was a DEBUG line."""
+    task_id = fake.script_task(steps=[("running", 40)])
+    fake.fail_next(503, times=8, path="faceswap/result")  # 2 reads of 4 attempts each
+    fake.fail_next(401, times=2, path="faceswap/result")
+    with caplog.at_level(logging.DEBUG, logger="gptunnel_async.fleet"):
+        async with Watcher(client, new_store()) as watcher:
+            await watcher.watch(task_id)
+            await settle(lambda: _was_read(fake, task_id, times=11))
+    fake.clear_faults()
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and f"reading task {task_id}" in r.getMessage()
+    ]
+    assert [("503" in line, "401" in line) for line in warnings] == [(True, False), (False, True)]
+
+
 async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:
@@ -383,6 +406,43 @@ async def test_a_watcher_used_for_results_alone_keeps_no_subscription_once_they_
         await bot.watch(third)
         assert (await reader.result(third, timeout=15)).status == "done"
         await settle(lambda: _not_listening(store))
+
+
+async def test_results_cut_short_at_any_point_leave_no_subscription_behind(
+    client: GPTunnelClient, new_store: StoreFactory
+) -> None:
+    """A result() timing out while its listener subscribed: redis-py may swallow the
+    listener's cancellation, and a listener cancelled once and forgotten stayed
+    subscribed for good (50 of 300 calls left one, and a pool of 50 ran dry)."""
+    store = new_store()
+    reader = Watcher(client, store, worker="reader")
+    await reader.watch("never-finishes", timeout=60)
+    timeouts = itertools.cycle([0.0005, 0.002, 0.005, 0.01, 0.03])
+
+    async def one() -> None:
+        with contextlib.suppress(WaitTimeoutError):
+            await reader.result("never-finishes", timeout=next(timeouts))
+
+    for turn in range(60):
+        await asyncio.gather(*(one() for _ in range(1 + turn % 4)))
+    await settle(lambda: _not_listening(store))
+
+
+async def test_two_results_of_one_task_both_hear_its_finish(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """They shared one event, which the first to return took away: the second heard of
+    the finish only at its next look at the store, up to a second later."""
+    task_id = fake.script_task(steps=[("running", 10), ("running", 20), ("done", 100)])
+    store = new_store()
+    reader = Watcher(client, store, worker="reader")
+    async with Watcher(client, new_store(), handler=Handled(), worker="bot") as bot:
+        await bot.watch(task_id)
+        first = asyncio.create_task(reader.result(task_id))
+        second = asyncio.create_task(reader.result(task_id))
+        done = await asyncio.gather(first, second)
+    assert [task.status for task in done] == ["done", "done"]
+    assert reader._finished == {}
 
 
 async def _not_listening(store: WatchStore) -> bool:

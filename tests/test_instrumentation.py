@@ -174,6 +174,21 @@ async def test_a_failed_read_after_which_the_deadline_comes_first_is_no_retry(
     assert (finished.outcome, finished.reads) == ("timeout", 1)
 
 
+async def test_under_instant_waits_every_failed_read_read_again_is_a_retry(
+    fake: FakeGPTunnel, recorder: Recorder
+) -> None:
+    """Reads the pacing put past the deadline are made at once under instant waits: one
+    run made 9,258 requests and reported 2 retries."""
+    task_id = fake.script_task(steps=[("running", 10)])
+    fake.fail_next(503, times=None)
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(WaitTimeoutError):
+            await client.wait_for_result(task_id, timeout=0.3)  # the fixture's instant waits
+    reads = len(recorder.of(RequestDetails))
+    assert reads > 5
+    assert len(recorder.of(RetryDetails)) >= reads - 1  # all but a last one the deadline ended
+
+
 async def test_a_request_retried_by_the_client_reports_each_attempt(
     fake: FakeGPTunnel, client: GPTunnelClient, recorder: Recorder
 ) -> None:

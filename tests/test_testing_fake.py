@@ -736,6 +736,19 @@ async def test_instant_waits_of_two_tasks_that_end_out_of_order_leave_it_as_it_w
     assert not instant_waits_enabled()
 
 
+def test_set_instant_waits_inside_a_block_lasts_until_the_block_ends() -> None:
+    """A suite-wide set_instant_waits(True) was lost when one test, inside the fixture's
+    block, turned instant waits off."""
+    set_instant_waits(True)
+    try:
+        with instant_waits():
+            set_instant_waits(False)
+            assert not instant_waits_enabled()
+        assert instant_waits_enabled()  # the suite's setting, as before the block
+    finally:
+        set_instant_waits(False)
+
+
 def test_set_instant_waits_switches_the_sdk_sleep() -> None:
     try:
         set_instant_waits()

@@ -82,6 +82,15 @@ def reads_of(fake: FakeGPTunnel, task_id: str) -> int:
 # -- delivered, dropped, forged -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("interval", [86401, 1e9, 0.001, float("nan"), "30", True])
+async def test_a_fallback_interval_out_of_bounds_is_refused_by_its_own_name(
+    client: GPTunnelClient, receiver: WebhookReceiver, interval: Any
+) -> None:
+    """Over a day it was refused as PollPolicy's "initial", a name the caller never used."""
+    with pytest.raises(ConfigurationError, match=r"^fallback_interval must be"):
+        await receiver.wait_for_result(client.faceswap, "t-1", fallback_interval=interval)
+
+
 async def test_a_delivered_webhook_ends_the_wait_without_more_polling(
     fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
 ) -> None:

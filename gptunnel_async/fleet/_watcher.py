@@ -261,7 +261,9 @@ class Watcher(InProcessOnly):
             else utf8_text("worker", check_text("worker", worker))
         )
         self._wake = asyncio.Event()
-        self._finished: dict[str, asyncio.Event] = {}
+        self._finished: dict[str, list[asyncio.Event]] = {}
+        """The ``result()`` calls awaiting each task: one event each, which a finish
+        notice of the task sets."""
         self._listener: asyncio.Task[None] | None = None
         self._running: asyncio.Task[None] | None = None
         self._stopping = False
@@ -456,9 +458,7 @@ class Watcher(InProcessOnly):
         its task is cancelled, even when a client library swallowed the cancellation
         (redis-py may turn one into a connection error, which the loops ride through):
         then the cancellation is raised again here."""
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
+        _raise_if_cancelled()
         return not self._stopping
 
     async def _poll_loop(self) -> None:
@@ -564,7 +564,9 @@ class Watcher(InProcessOnly):
                 )
             else:  # transient: read again, as a live wait does; else the wait ends with it
                 decided = state.failed(exc, claim.now)
-            _log_failed_read(claim.task_id, exc, last.error is None, decided[1])
+            # A streak starts anew when the error changes: a 401 after a run of 503s.
+            anew = last.error is None or last.error.kind != type(exc).__name__
+            _log_failed_read(claim.task_id, exc, anew, decided[1])
             return (*decided, failed)
         return (*state.observe(task, claim.now), LastRead(task))
 
@@ -696,13 +698,12 @@ class Watcher(InProcessOnly):
         seconds = optional(positive_number, "timeout", timeout)
         loop = asyncio.get_running_loop()
         deadline = None if seconds is None else loop.time() + seconds
-        finished = self._finished.setdefault(task_id, asyncio.Event())
+        finished = asyncio.Event()
+        self._finished.setdefault(task_id, []).append(finished)
         try:
             outcome = await self._outcome_by(task_id, finished, deadline)
         finally:
-            self._finished.pop(task_id, None)
-            if not self._finished:
-                self._stop_listening()
+            self._stop_awaiting(task_id, finished)
         if outcome is None:
             raise WaitTimeoutError(task_id, seconds or 0.0, None)
         return _settle(task_id, _decode.outcome(outcome))
@@ -716,6 +717,7 @@ class Watcher(InProcessOnly):
         (and the timeout fires only once)."""
         loop = asyncio.get_running_loop()
         while (left := _left(deadline, loop)) > 0:
+            _raise_if_cancelled()  # a cancellation the store's client swallowed
             try:
                 async with asyncio.timeout(left):
                     outcome = await self.store.outcome(task_id)
@@ -731,23 +733,28 @@ class Watcher(InProcessOnly):
         return None
 
     def _listen(self) -> None:
-        """Keep one subscription to the store's notices while anyone awaits a result."""
+        """Keep one subscription to the store's notices while anyone awaits a result (a
+        listener being cancelled is ended, not reused)."""
         if self._listener is None or self._listener.done():
             self._listener = asyncio.create_task(self._dispatch_finishes())
 
-    def _stop_listening(self) -> None:
-        """No one awaits a result any more: end the subscription (it held a connection,
-        in a watcher used for results alone and never closed, until the next notice)."""
-        if self._listener is not None:
-            self._listener.cancel()
+    def _stop_awaiting(self, task_id: str, finished: asyncio.Event) -> None:
+        """A ``result()`` call ended. Once no call awaits any result, the subscription
+        ends (it held a connection, in a watcher used for results alone and never
+        closed, until the next notice)."""
+        awaiting = self._finished.get(task_id, [])
+        awaiting.remove(finished)
+        if not awaiting:
+            self._finished.pop(task_id, None)
+        if not self._finished and self._listener is not None:
+            _cancel_until_done(self._listener)
             self._listener = None
 
     async def _dispatch_finishes(self) -> None:
         with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway
             async for notice in _notices(self.store):
                 if isinstance(notice, _decode.Finished):
-                    event = self._finished.get(notice.task_id)
-                    if event is not None:
+                    for event in self._finished.get(notice.task_id, ()):
                         event.set()
                 if not self._finished:
                     return
@@ -851,7 +858,8 @@ def _log_failed_read(
     task_id: str, error: GPTunnelError, first: bool, decision: Decision[Any]
 ) -> None:
     """A failed read, at WARNING when it ends the wait or starts a streak of failed
-    reads of its task, and at DEBUG while the streak goes on: an outage of the API would
+    reads of its task (``first``: the first failure, or another error than the last
+    read's), and at DEBUG while the streak goes on: an outage of the API would
     otherwise log one WARNING per read, for every task, until it ends."""
     if isinstance(decision, Fail):
         logger.warning(
@@ -875,6 +883,27 @@ def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
     return FleetProgress(
         event.task_id, event.status, event.percent, record.metadata, event.remaining
     )
+
+
+RECANCEL_EVERY: Final = 0.1
+"""Seconds between cancellations of a task that must end, for a client library (redis-py
+while it subscribes) may swallow one."""
+
+
+def _cancel_until_done(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task``, and again every :data:`RECANCEL_EVERY` seconds until it has
+    ended: a listener whose cancellation was swallowed stayed subscribed for good."""
+    if not task.done():
+        task.cancel()
+        asyncio.get_running_loop().call_later(RECANCEL_EVERY, _cancel_until_done, task)
+
+
+def _raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the running task is being cancelled: a client library
+    may have swallowed the cancellation inside a call (and then returned as usual)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _pacing_json(state: WaitState, last: LastRead) -> str:

@@ -15,7 +15,15 @@ from .. import _timing
 __all__ = ["instant_waits", "instant_waits_enabled", "set_instant_waits"]
 
 
-_open_blocks: list[tuple[object, bool]] = []
+class _Block:
+    """One open :func:`instant_waits` block and its setting (``set_instant_waits``
+    inside it changes it); compared by identity."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+
+_open_blocks: list[_Block] = []
 """The :func:`instant_waits` blocks now open, oldest first, each with its setting. The
 newest open one decides, so blocks that overlap in concurrent tasks and end in any
 order leave the setting as it was before them (restoring "the previous setting" at
@@ -26,14 +34,18 @@ _outside_blocks = False
 
 
 def set_instant_waits(enabled: bool = True) -> None:
-    """Make every retry backoff and poll interval instant, or real again: now, and
-    whenever no :func:`instant_waits` block is open.
+    """Make every retry backoff and poll interval instant, or real again. Inside an
+    :func:`instant_waits` block, until the block ends (then the setting from before it
+    comes back); outside any block, from now on.
 
     Args:
         enabled: ``True`` for instant pauses, ``False`` for real ones.
     """
     global _outside_blocks
-    _outside_blocks = enabled
+    if _open_blocks:
+        _open_blocks[-1].enabled = enabled
+    else:
+        _outside_blocks = enabled
     _timing.set_instant(enabled)
 
 
@@ -63,11 +75,11 @@ def instant_waits(enabled: bool = True) -> Iterator[None]:
     global _outside_blocks
     if not _open_blocks:
         _outside_blocks = _timing.is_instant()
-    block = (object(), enabled)
+    block = _Block(enabled)
     _open_blocks.append(block)
     _timing.set_instant(enabled)
     try:
         yield
     finally:
         _open_blocks.remove(block)
-        _timing.set_instant(_open_blocks[-1][1] if _open_blocks else _outside_blocks)
+        _timing.set_instant(_open_blocks[-1].enabled if _open_blocks else _outside_blocks)

@@ -448,7 +448,10 @@ class Transport(InProcessOnly):
             if not retry_if(exc) or self.max_retries == 0:
                 raise without_frames(self._in_context(exc, request))  # noqa: B904
             replay = [exc]
-        return await self._retried_after(request, decode, retry_if, replay, secret)
+        try:
+            return await self._retried_after(request, decode, retry_if, replay, secret)
+        except ResponseDecodeError as exc:  # a create retried after a 503, say
+            raise without_frames(self._in_context(exc, request))  # noqa: B904
 
     async def _retried_after(
         self,

@@ -387,3 +387,19 @@ async def test_a_create_answered_with_no_task_object_says_which_request_and_what
     assert caught.value.status_code == 200
     assert body[:5] in caught.value.body
     assert len(api.requests) == 1
+
+
+async def test_a_create_retried_and_then_answered_with_no_task_object_says_so_too(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """Refused first (a 503: surely not started), retried, then a proxy's page: the
+    second create reached the server, and the warning was lost."""
+    api.script(
+        (503, {"error": {"message": "busy"}}, {"Retry-After": "0"}),
+        (200, "<html>proxy</html>", {"Content-Type": "text/html"}),
+    )
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.faceswap.create("https://a/1.png", "https://a/2.png")
+    assert str(caught.value).startswith("POST /v1/faceswap/create: the answer is not JSON")
+    assert "the task may have started" in str(caught.value)
+    assert len(api.requests) == 2

@@ -229,9 +229,9 @@ class Delivery:
         family: its family (``"faceswap"``, ``"media"`` ...), as given to ``watch``.
         metadata: what was given to ``watch`` (JSON: a chat id, a message id ...).
         outcome: ``"done"``, ``"failed"`` (the task says so; ``task.error`` says why),
-            ``"expired"`` (the wait's deadline passed first), or ``"error"`` (a read got
-            an error that waiting does not heal, in ``last_error``: a 404 for a task
-            that does not exist or is another family's, a 400).
+            ``"expired"`` (the wait's deadline passed first), or ``"error"`` (the API
+            said, on two reads in a row, that it does not know the task: a mistyped
+            id, another family's task; the ``NotFoundError`` is in ``last_error``).
         task: the final state, or for an expired wait the last state read (``None`` if
             no read succeeded).
         redelivered: a worker took this delivery but did not finish handling it in

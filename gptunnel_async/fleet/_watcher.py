@@ -61,14 +61,13 @@ from .._sansio.waiting import (
     ProgressEvent,
     ReadAt,
     WaitState,
+    rides_through,
 )
 from ..errors import (
     APITimeoutError,
-    AuthenticationError,
     ConfigurationError,
     GPTunnelError,
-    InsufficientBalanceError,
-    PermissionDeniedError,
+    NotFoundError,
     StoreDataError,
     StoreUnavailableError,
     TaskFailedError,
@@ -458,7 +457,9 @@ class Watcher(InProcessOnly):
         its task is cancelled, even when a client library swallowed the cancellation
         (redis-py may turn one into a connection error, which the loops ride through):
         then the cancellation is raised again here."""
-        _raise_if_cancelled()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         return not self._stopping
 
     async def _poll_loop(self) -> None:
@@ -517,7 +518,8 @@ class Watcher(InProcessOnly):
                     claim.task_id, self.worker, 0.0, _pacing_json(state, last), None
                 )
         except (TimeoutError, GPTunnelError) as exc:
-            logger.debug("watcher: task %s not handed back: %s", claim.task_id, exc)
+            why = str(exc) or f"no answer within {HAND_BACK_SECONDS:g}s"
+            logger.debug("watcher: task %s not handed back: %s", claim.task_id, why)
 
     async def _read_and_decide(self, claim: Claim) -> None:
         """Read the task and feed the outcome to its wait state (the pure wait core's,
@@ -555,15 +557,7 @@ class Watcher(InProcessOnly):
             raise
         except GPTunnelError as exc:
             failed = LastRead(last.task, ReadError.of(exc))
-            if isinstance(exc, OPERATOR_HEALS):
-                # A durable wait rides through these, read again at the slowest pace,
-                # where a live wait would end: see OPERATOR_HEALS.
-                decided: tuple[WaitState, Decision[Any]] = (
-                    state,
-                    ReadAt(claim.now + state.policy.max_interval),
-                )
-            else:  # transient: read again, as a live wait does; else the wait ends with it
-                decided = state.failed(exc, claim.now)
+            decided = _after_failed_read(state, exc, last, claim.now)
             # A streak starts anew when the error changes: a 401 after a run of 503s.
             anew = last.error is None or last.error.kind != type(exc).__name__
             _log_failed_read(claim.task_id, exc, anew, decided[1])
@@ -686,9 +680,9 @@ class Watcher(InProcessOnly):
 
         Raises:
             TaskFailedError: the task failed.
-            APIError: a read got an error that waiting does not heal (a ``NotFoundError``
-                for a task that does not exist or is another family's), which ended the
-                wait: rebuilt from the store, as ``Delivery.last_error`` is.
+            NotFoundError: the API said, on two reads in a row, that it does not know
+                the task (a mistyped id, another family's task), which ended the wait:
+                rebuilt from the store, as ``Delivery.last_error`` is.
             WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did.
             StoreUnavailableError: the store could not be reached.
             StoreDataError: the stored outcome cannot be read by this version (another
@@ -716,8 +710,12 @@ class Watcher(InProcessOnly):
         a client library may swallow the cancellation that a timeout sends into its call
         (and the timeout fires only once)."""
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        cancelling = 0 if task is None else task.cancelling()  # one caught before is not ours
         while (left := _left(deadline, loop)) > 0:
-            _raise_if_cancelled()  # a cancellation the store's client swallowed
+            if task is not None and task.cancelling() > cancelling:
+                raise asyncio.CancelledError  # one the store's client swallowed
+            finished.clear()  # before the read: a notice that comes during it is kept
             try:
                 async with asyncio.timeout(left):
                     outcome = await self.store.outcome(task_id)
@@ -726,7 +724,6 @@ class Watcher(InProcessOnly):
             if outcome is not None:
                 return outcome
             self._listen()
-            finished.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(RESULT_RECHECK, _left(deadline, loop))):
                     await finished.wait()
@@ -819,12 +816,34 @@ _HANDLING: Final[contextvars.ContextVar[Watcher | None]] = contextvars.ContextVa
 )
 """The watcher whose handler runs in this context: tasks a handler starts inherit it."""
 
-OPERATOR_HEALS: Final = (AuthenticationError, InsufficientBalanceError, PermissionDeniedError)
-"""Read errors a fleet's wait rides through, read again at the slowest pace, where a
-live wait ends: a 401, 402 or 403 is about the key or the account, not the task, and
-heals when an operator acts (a new key, a top-up, a permission), which a durable wait
-can outlast. Any other error that is not transient (a 404 for a task that does not
-exist or is another family's, a 400) ends the wait as ``"error"``."""
+
+def _after_failed_read(
+    state: WaitState, error: GPTunnelError, last: LastRead, now: float
+) -> tuple[WaitState, Decision[Any]]:
+    """A fleet wait's state and decision after a read that failed with ``error`` at
+    ``now``, ``last`` holding the read before it.
+
+    A transient failure is read again by the pacing, as a live wait does. A task the
+    API says it does not know (a mistyped id, another family's task) ends the wait as
+    ``"error"`` once a second read confirms it: one odd answer of a server must not end
+    a paid task's wait. Any other error is ridden through, read again at the slowest
+    pace until the deadline, where a live wait ends: a 401, 402, 403 or a TLS failure
+    heals when an operator acts (a key, a top-up, a certificate), a 409 or a 520 of a
+    proxy when the server does, which a durable wait can outlast.
+    """
+    if rides_through(error):
+        return state.failed(error, now)
+    confirmed = last.error is not None and last.error.kind == type(error).__name__
+    if confirmed and _task_unknown(error):
+        return state.failed(error, now)  # Fail: the wait ends with it
+    return state, ReadAt(now + state.policy.max_interval)
+
+
+def _task_unknown(error: GPTunnelError) -> bool:
+    """The API's own "no such task" (a JSON error), not a 404 of a path the API lacks
+    (``base_url`` wrong on one worker, which must not end the fleet's waits)."""
+    return isinstance(error, NotFoundError) and error.type not in (None, "method_not_found")
+
 
 HAND_BACK_SECONDS: Final = 1.0
 """How long a closing worker tries to hand back a task whose read it cut short."""
@@ -896,14 +915,6 @@ def _cancel_until_done(task: asyncio.Task[Any]) -> None:
     if not task.done():
         task.cancel()
         asyncio.get_running_loop().call_later(RECANCEL_EVERY, _cancel_until_done, task)
-
-
-def _raise_if_cancelled() -> None:
-    """Raise ``CancelledError`` if the running task is being cancelled: a client library
-    may have swallowed the cancellation inside a call (and then returned as usual)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _pacing_json(state: WaitState, last: LastRead) -> str:

@@ -93,9 +93,18 @@ _DATA_URI: Final = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/
 def error_body(status: int, message: str | None = None, *, param: str | None = None) -> Any:
     """The API's error object for ``status``: ``{"error": {message, type, param, code}}``."""
     if message is None:
-        message = ERROR_MESSAGES.get(status) or HTTPStatus(status).phrase
+        message = ERROR_MESSAGES.get(status) or _phrase(status)
     kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+
+
+def _phrase(status: int) -> str:
+    """The status's reason phrase, or ``HTTP 520`` for one outside the standard's list
+    (a CDN's 520, 522, 524)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
 
 
 def error_response(

@@ -608,11 +608,20 @@ NO_CONNECTION: Final = (
 )
 
 
+NO_TLS: Final = (
+    "check the scheme of --base-url (https:// against a server that speaks plain http "
+    "fails so) and the server's certificate"
+)
+
+
 def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
     """What to try after ``exc``: a host that could not be connected to at all (refused,
-    a name that does not resolve) may be the wrong one; see also :func:`_family_hint`."""
+    a name that does not resolve) may be the wrong one, and one that TLS failed with
+    may speak plain http; see also :func:`_family_hint`."""
+    if isinstance(exc, TLSError):
+        return NO_TLS
     unconnected = isinstance(exc.__cause__, aiohttp.ClientConnectorError | UnicodeError)
-    if isinstance(exc, APIConnectionError) and unconnected and not isinstance(exc, TLSError):
+    if isinstance(exc, APIConnectionError) and unconnected:
         return NO_CONNECTION
     return _family_hint(exc, args)
 

@@ -25,7 +25,14 @@ from gptunnel_async import (
 )
 from gptunnel_async._checks import task_id_problem
 from gptunnel_async._sansio.text import printable
-from gptunnel_async.cli import NO_CONNECTION, _build_parser, exit_code_for, main, resume_hint
+from gptunnel_async.cli import (
+    NO_CONNECTION,
+    NO_TLS,
+    _build_parser,
+    exit_code_for,
+    main,
+    resume_hint,
+)
 from gptunnel_async.models import Task
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 from gptunnel_async.testing._pictures import face_swap_picture, read_png
@@ -296,6 +303,14 @@ def test_an_unreachable_api_exits_4(fake: FakeGPTunnel) -> None:
     assert event["hint"].startswith("no request reached the API: check --base-url")
     for_people = run("result", "abc", GPTUNNEL_API_KEY=SECRET, GPTUNNEL_BASE_URL=base_url)
     assert for_people.stderr.splitlines()[-1] == f"hint: {NO_CONNECTION}"
+
+
+def test_https_against_a_plain_http_server_says_to_check_the_scheme(fake: FakeGPTunnel) -> None:
+    https = fake.base_url.replace("http://", "https://")
+    done = run("result", "abc", "--json", GPTUNNEL_API_KEY=SECRET, GPTUNNEL_BASE_URL=https)
+    assert done.returncode == 4
+    event = json_lines(done.stdout)[-1]
+    assert (event["error"], event["hint"]) == ("TLSError", NO_TLS)
 
 
 def test_a_dropped_connection_is_no_unreachable_api(fake: FakeGPTunnel) -> None:

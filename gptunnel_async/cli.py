@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 import aiohttp
 from yarl import URL
 
-from ._checks import describe, positive_number
+from ._checks import describe, positive_number, task_id_problem
 from ._checks import port as check_port
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._cli_json import json_line
@@ -456,6 +456,14 @@ class _ArgumentParser(argparse.ArgumentParser):
         super().error(message)
 
 
+def _task_id(text: str) -> str:
+    """A ``TASK_ID`` argument, checked as the SDK checks one, in the command's words."""
+    problem = task_id_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"the task id {problem}")
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         return positive_number("seconds", float(text))
@@ -505,13 +513,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "help": "the task's family (default: faceswap)",
     }
     result = add("result", _result, "read a task's state once")
-    result.add_argument("task_id", metavar="TASK_ID")
+    result.add_argument("task_id", metavar="TASK_ID", type=_task_id)
     result.add_argument("--family", **family)
     result.add_argument("--json", action="store_true", help="print the task object as JSON")
     _add_connection_options(result, argparse.SUPPRESS)
 
     wait = add("wait", _wait, "wait for a task, showing its progress")
-    wait.add_argument("task_id", metavar="TASK_ID")
+    wait.add_argument("task_id", metavar="TASK_ID", type=_task_id)
     wait.add_argument("--family", **family)
     wait_options(wait, _seconds)
     _add_connection_options(wait, argparse.SUPPRESS)

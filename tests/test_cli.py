@@ -279,6 +279,25 @@ def test_usage_errors_exit_2(args: tuple[str, ...], capsys: pytest.CaptureFixtur
     assert err
 
 
+@pytest.mark.parametrize(
+    ("task_id", "said"),
+    [
+        ("", "the task id must be a non-empty string"),
+        (" abc", "the task id has a space around it"),
+        ("a" * 300, "the task id is 300 characters, over the 256"),
+    ],
+)
+def test_a_task_id_it_cannot_use_is_named_as_the_command_names_it(
+    task_id: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "task_id must be a non-empty string": the SDK's argument, not TASK_ID."""
+    for command in ("result", "wait"):
+        code, _, err = in_process(capsys, command, task_id, "--api-key", SECRET)
+        assert code == 2
+        assert f"argument TASK_ID: {said}" in err
+        assert "task_id" not in err
+
+
 def test_a_missing_key_is_a_configuration_error(fake: FakeGPTunnel) -> None:
     done = run("result", "abc", GPTUNNEL_BASE_URL=fake.base_url)
     assert done.returncode == 2

@@ -21,6 +21,7 @@ from gptunnel_async import (
     AuthenticationError,
     ConfigurationError,
     GPTunnelClient,
+    GPTunnelError,
     NotFoundError,
     PollPolicy,
     ServerError,
@@ -224,6 +225,7 @@ async def test_a_task_the_api_does_not_know_ends_the_wait_once_a_read_confirms_i
     [
         (404, None),  # one "no such task" answer, not confirmed by the next read
         (404, "<html>Not Found</html>"),  # a path the API lacks: base_url, not the task
+        (404, {"error": {"message": "Invalid URL", "type": "invalid_request_error"}}),
         (400, None),
         (401, None),  # a key revoked, a balance spent, a permission withdrawn:
         (402, None),  # an operator's fix heals them
@@ -238,11 +240,11 @@ async def test_a_read_error_that_may_heal_is_ridden_through(
     fake: FakeGPTunnel,
     new_store: StoreFactory,
     status: int,
-    body: str | None,
+    body: Any,
 ) -> None:
     """One odd answer ended a paid task's wait as "error" while the task ran on."""
     task_id = fake.script_task(steps=[("running", 40), ("done", 100)])
-    times = 1 if (status, body) == (404, None) else 3
+    times = 1 if (status, body) == (404, None) else 3  # one "no such task" alone
     fake.fail_next(status, times=times, body=body, path="faceswap/result")
     handled = Handled()
     async with Watcher(client, new_store(), handler=handled) as watcher:
@@ -315,6 +317,92 @@ async def test_a_loop_s_failures_are_logged_once_each_and_their_end_is_logged_to
         ("WARNING", "watcher: claiming due tasks: a bug", True),
         ("INFO", "watcher: claiming due tasks works again, after 2 failure(s)", False),
     ]
+
+
+async def test_a_path_404_then_one_no_such_task_is_no_confirmation(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """Both are NotFoundError: comparing the class alone let a misconfigured worker's
+    404 and one odd answer end a running task's wait."""
+    task_id = fake.script_task(steps=[("running", 40), ("done", 100)])
+    fake.fail_next(404, body="<html>Not Found</html>", times=1, path="faceswap/result")
+    fake.fail_next(404, times=1, path="faceswap/result")  # the API's own "not found"
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+
+
+class SlowClaims(MemoryStore):
+    """A store whose claims answer only when the test says: one in flight as a close
+    begins."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def claim(self, worker: str, limit: int, lease: float) -> Any:
+        found = await super().claim(worker, limit, lease)
+        if found[0]:
+            self.claiming.set()
+            await self.answer.wait()
+        return found
+
+
+async def test_tasks_claimed_as_a_close_begins_are_handed_back_too(
+    client: GPTunnelClient, fake: FakeGPTunnel
+) -> None:
+    """The claim came back after the close began: its reads were cancelled before they
+    started, and the tasks waited out their lease."""
+    store = SlowClaims()
+    handled = Handled()
+    task_id = fake.script_task(steps=[("done", 100)])
+    first = Watcher(client, store, handler=handled, lease=30, worker="first")
+    await first.watch(task_id)
+    loop = asyncio.get_running_loop()
+    async with first:
+        async with asyncio.timeout(15):
+            await store.claiming.wait()
+        closing = asyncio.create_task(first.close(grace=1.0))
+        await asyncio.sleep(0.05)  # the close has begun
+        store.answer.set()
+        await closing
+    closed = loop.time()
+    store.answer.set()
+    async with Watcher(client, store, handler=handled, lease=30, worker="second"):
+        (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+    assert loop.time() - closed < 10  # handed back, not left to the 30 s lease
+
+
+async def test_a_store_failure_in_cleanup_is_the_store_s_error_not_a_cancellation(
+    client: GPTunnelClient, unused_tcp_port: int
+) -> None:
+    """In a task that had caught its own cancellation, a Redis failure came out as
+    CancelledError: not a GPTunnelError."""
+    unreachable = Redis(port=unused_tcp_port, retry=Retry(NoBackoff(), 0))
+    watcher = Watcher(client, RedisStore(unreachable, name="gone"))
+    raised: list[BaseException] = []
+
+    async def cleans_up() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            try:
+                await watcher.result("t-1", timeout=5)
+            except GPTunnelError as exc:
+                raised.append(exc)
+            raise
+
+    worker = asyncio.create_task(cleans_up())
+    await asyncio.sleep(0)
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    await unreachable.aclose()
+    assert [type(exc) for exc in raised] == [StoreUnavailableError]
 
 
 async def test_a_read_cut_short_by_a_close_is_handed_back_to_the_fleet_at_once(

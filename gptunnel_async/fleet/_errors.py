@@ -26,11 +26,12 @@ async def store_call(what: str) -> AsyncIterator[None]:
     """Run a store operation; its failure becomes :class:`StoreUnavailableError`, or
     :class:`StoreDataError` where Redis says a key holds a value of another type (one
     that someone else wrote)."""
+    task = asyncio.current_task()
+    cancelling = 0 if task is None else task.cancelling()  # one caught before is not ours
     try:
         yield
     except store_failures() as exc:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if task is not None and task.cancelling() > cancelling:
             # redis-py may turn a cancellation into a connection error: stop anyway.
             raise asyncio.CancelledError from exc
         if str(exc).startswith("WRONGTYPE"):  # Redis: a key holds another type of value

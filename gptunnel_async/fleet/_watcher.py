@@ -67,7 +67,6 @@ from ..errors import (
     APITimeoutError,
     ConfigurationError,
     GPTunnelError,
-    NotFoundError,
     StoreDataError,
     StoreUnavailableError,
     TaskFailedError,
@@ -473,6 +472,9 @@ class Watcher(InProcessOnly):
                     await backoff.pause(exc)
                     continue
                 backoff.reset()
+                if self._stopping:  # taken as the close began: no read will start
+                    await asyncio.gather(*(self._hand_back(claim) for claim in claims))
+                    break
                 for claim in claims:
                     reads.start(self._read(claim))
                 if not claims:
@@ -833,16 +835,26 @@ def _after_failed_read(
     """
     if rides_through(error):
         return state.failed(error, now)
-    confirmed = last.error is not None and last.error.kind == type(error).__name__
-    if confirmed and _task_unknown(error):
+    if _no_such_task(ReadError.of(error)) and last.error and _no_such_task(last.error):
         return state.failed(error, now)  # Fail: the wait ends with it
     return state, ReadAt(now + state.policy.max_interval)
 
 
-def _task_unknown(error: GPTunnelError) -> bool:
-    """The API's own "no such task" (a JSON error), not a 404 of a path the API lacks
-    (``base_url`` wrong on one worker, which must not end the fleet's waits)."""
-    return isinstance(error, NotFoundError) and error.type not in (None, "method_not_found")
+NO_SUCH_TASK: Final = (("type", "not_found_error"), ("code", "4"))
+"""How the API says it does not know a task: a 404 whose error object's ``type`` is
+``not_found_error``, or ``/media``'s code 4, "record not found"
+(https://docs.gptunnel.ru/media-api/models). A 404 of a path the API lacks (a web
+server's page, a gateway's "Invalid URL") says neither."""
+
+
+def _no_such_task(error: ReadError) -> bool:
+    """Whether ``error`` (a read's, as the store keeps it) is the API's own "no such
+    task", not a 404 of a path the API lacks: ``base_url`` wrong on one worker must not
+    end the fleet's waits."""
+    attributes = error.attributes
+    return error.kind == "NotFoundError" and any(
+        str(attributes.get(name)) == value for name, value in NO_SUCH_TASK
+    )
 
 
 HAND_BACK_SECONDS: Final = 1.0

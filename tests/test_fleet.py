@@ -386,14 +386,26 @@ async def test_a_store_failure_in_cleanup_is_the_store_s_error_not_a_cancellatio
     watcher = Watcher(client, RedisStore(unreachable, name="gone"))
     raised: list[BaseException] = []
 
+    async def cleanup() -> None:
+        try:
+            await watcher.result("t-1", timeout=5)
+        except GPTunnelError as exc:
+            raised.append(exc)
+
+    await _in_cleanup_after_a_cancellation(cleanup)
+    await unreachable.aclose()
+    assert [type(exc) for exc in raised] == [StoreUnavailableError]
+
+
+async def _in_cleanup_after_a_cancellation(cleanup: Callable[[], Awaitable[None]]) -> None:
+    """Run ``cleanup`` in a task that has caught its own cancellation (and raises it
+    again after): the task's ``cancelling()`` count stays 1 meanwhile."""
+
     async def cleans_up() -> None:
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
-            try:
-                await watcher.result("t-1", timeout=5)
-            except GPTunnelError as exc:
-                raised.append(exc)
+            await cleanup()
             raise
 
     worker = asyncio.create_task(cleans_up())
@@ -401,8 +413,6 @@ async def test_a_store_failure_in_cleanup_is_the_store_s_error_not_a_cancellatio
     worker.cancel()
     with pytest.raises(asyncio.CancelledError):
         await worker
-    await unreachable.aclose()
-    assert [type(exc) for exc in raised] == [StoreUnavailableError]
 
 
 async def test_a_read_cut_short_by_a_close_is_handed_back_to_the_fleet_at_once(
@@ -551,18 +561,10 @@ async def test_result_works_in_cleanup_after_a_cancellation_was_caught(
     assert await watcher.resolve(Task(id="t-clean", status="done", percent=100)) is True
     seen: list[str] = []
 
-    async def cleans_up() -> None:
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            seen.append((await watcher.result("t-clean", timeout=5)).status)
-            raise
+    async def cleanup() -> None:
+        seen.append((await watcher.result("t-clean", timeout=5)).status)
 
-    worker = asyncio.create_task(cleans_up())
-    await asyncio.sleep(0)
-    worker.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await worker
+    await _in_cleanup_after_a_cancellation(cleanup)
     assert seen == ["done"]
 
 

@@ -107,9 +107,11 @@ family's own bound is its ``result_lifetime`` (media's is shorter)."""
 MAX_METADATA_BYTES: Final = 16 * 1024
 """Metadata is for ids and small notes (a chat id, a message id), not for payloads."""
 
-IDLE_POLL: Final = 1.0
+IDLE_POLL: Final = 0.5
 """With nothing due, the poll loop looks again after at most this many seconds, so tasks
-that other processes register are picked up within it."""
+that other processes register are picked up within it; the delivery loop's blocking
+read of the stream waits as long at most, so an idle close takes up to it (a second
+made a deploy, and the fleet's tests, wait a second per worker)."""
 
 RESULT_RECHECK: Final = 1.0
 """``result`` reads the store at least this often: finish notices are best effort."""

@@ -42,13 +42,12 @@ from ._checks import (
     check_text,
     describe,
     http_url,
-    number,
     optional,
 )
 from ._in_process import InProcessOnly
 from ._polling import PollPolicy
 from ._safe_errors import secret_arguments
-from ._sansio.pacing import MAX_POLL_INTERVAL, MIN_POLL_INTERVAL
+from ._sansio.pacing import poll_interval
 from ._sansio.responses import decode_any_task
 from .errors import (
     ConfigurationError,
@@ -368,12 +367,7 @@ class WebhookReceiver(InProcessOnly):
         """
         _family("tasks", tasks)
         task_id = check_task_id(task_id)
-        every = number(
-            "fallback_interval",
-            fallback_interval,
-            f"a finite number of seconds from {MIN_POLL_INTERVAL:g} to {MAX_POLL_INTERVAL:g}",
-            lambda seconds: MIN_POLL_INTERVAL <= seconds <= MAX_POLL_INTERVAL,
-        )
+        every = poll_interval("fallback_interval", fallback_interval)
         policy = PollPolicy(
             initial=every,
             max_interval=every,

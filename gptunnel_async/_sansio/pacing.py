@@ -57,10 +57,21 @@ MAX_POLL_INTERVAL: Final = 24 * 3600.0
 than that between two reads is read at least daily, and any pause, jittered, stays a
 number a timer can hold."""
 
-_interval = _number_check(
-    f"a finite number of seconds from {MIN_POLL_INTERVAL:g} to {MAX_POLL_INTERVAL:g}",
-    lambda value: MIN_POLL_INTERVAL <= value <= MAX_POLL_INTERVAL,
-)
+_INTERVAL = f"a finite number of seconds from {MIN_POLL_INTERVAL:g} to {MAX_POLL_INTERVAL:g}"
+
+
+def _fits_interval(seconds: float) -> bool:
+    return MIN_POLL_INTERVAL <= seconds <= MAX_POLL_INTERVAL
+
+
+def poll_interval(name: str, value: Any) -> float:
+    """``value`` as a pause between reads, in seconds (:data:`MIN_POLL_INTERVAL` to
+    :data:`MAX_POLL_INTERVAL`), checked as ``PollPolicy`` checks its own; else
+    ``ConfigurationError`` naming ``name``."""
+    return number(name, value, _INTERVAL, _fits_interval)
+
+
+_interval = _number_check(_INTERVAL, _fits_interval)
 
 
 def _known_strategy(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:

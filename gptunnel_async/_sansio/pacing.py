@@ -26,6 +26,7 @@ __all__ = [
     "Strategy",
     "draw",
     "next_pause",
+    "poll_interval",
 ]
 
 MIN_POLL_INTERVAL: Final = 0.01

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from .._sansio.text import clip
 from ..errors import StoreDataError, StoreUnavailableError
@@ -21,17 +21,27 @@ def store_failures() -> tuple[type[BaseException], ...]:
     return (RedisError, OSError)
 
 
+def cancellation_watch() -> Callable[[], bool]:
+    """A check of whether the running task has been cancelled since this call: not by a
+    cancellation it had caught before (a task cleaning up after one), only by one that
+    came since, which a client library (redis-py) may have swallowed inside a call."""
+    task = asyncio.current_task()
+    if task is None:
+        return lambda: False
+    before = task.cancelling()
+    return lambda: task.cancelling() > before
+
+
 @contextlib.asynccontextmanager
 async def store_call(what: str) -> AsyncIterator[None]:
     """Run a store operation; its failure becomes :class:`StoreUnavailableError`, or
     :class:`StoreDataError` where Redis says a key holds a value of another type (one
     that someone else wrote)."""
-    task = asyncio.current_task()
-    cancelling = 0 if task is None else task.cancelling()  # one caught before is not ours
+    cancelled = cancellation_watch()
     try:
         yield
     except store_failures() as exc:
-        if task is not None and task.cancelling() > cancelling:
+        if cancelled():
             # redis-py may turn a cancellation into a connection error: stop anyway.
             raise asyncio.CancelledError from exc
         if str(exc).startswith("WRONGTYPE"):  # Redis: a key holds another type of value

@@ -76,6 +76,7 @@ from ..errors import (
 from ..families import BgRemover, FaceSwap, Media, Midjourney
 from ..models import MediaTask, Task
 from . import _decode
+from ._errors import cancellation_watch
 from ._records import (
     FAMILIES,
     Claim,
@@ -714,10 +715,9 @@ class Watcher(InProcessOnly):
         a client library may swallow the cancellation that a timeout sends into its call
         (and the timeout fires only once)."""
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        cancelling = 0 if task is None else task.cancelling()  # one caught before is not ours
+        cancelled = cancellation_watch()
         while (left := _left(deadline, loop)) > 0:
-            if task is not None and task.cancelling() > cancelling:
+            if cancelled():
                 raise asyncio.CancelledError  # one the store's client swallowed
             finished.clear()  # before the read: a notice that comes during it is kept
             try:

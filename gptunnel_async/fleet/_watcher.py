@@ -561,8 +561,9 @@ class Watcher(InProcessOnly):
         except StoreUnavailableError:  # the budget's Redis: not the task's, nor a read's
             raise
         except GPTunnelError as exc:
-            failed = LastRead(last.task, ReadError.of(exc))
-            decided = _after_failed_read(state, exc, last, claim.now)
+            seen = ReadError.of(exc)
+            failed = LastRead(last.task, seen)
+            decided = _after_failed_read(state, exc, seen, last, claim.now)
             # A streak starts anew when the error changes: a 401 after a run of 503s.
             anew = last.error is None or last.error.kind != type(exc).__name__
             _log_failed_read(claim.task_id, exc, anew, decided[1])
@@ -822,10 +823,11 @@ _HANDLING: Final[contextvars.ContextVar[Watcher | None]] = contextvars.ContextVa
 
 
 def _after_failed_read(
-    state: WaitState, error: GPTunnelError, last: LastRead, now: float
+    state: WaitState, error: GPTunnelError, seen: ReadError, last: LastRead, now: float
 ) -> tuple[WaitState, Decision[Any]]:
     """A fleet wait's state and decision after a read that failed with ``error`` at
-    ``now``, ``last`` holding the read before it.
+    ``now`` (``seen``: the error as the store keeps it), ``last`` holding the read
+    before it.
 
     A transient failure is read again by the pacing, as a live wait does. A task the
     API says it does not know (a mistyped id, another family's task) ends the wait as
@@ -837,7 +839,7 @@ def _after_failed_read(
     """
     if rides_through(error):
         return state.failed(error, now)
-    if _no_such_task(ReadError.of(error)) and last.error and _no_such_task(last.error):
+    if _no_such_task(seen) and last.error and _no_such_task(last.error):
         return state.failed(error, now)  # Fail: the wait ends with it
     return state, ReadAt(now + state.policy.max_interval)
 

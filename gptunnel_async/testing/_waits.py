@@ -30,7 +30,8 @@ order leave the setting as it was before them (restoring "the previous setting" 
 each end left instant waits on for good when two blocks ended out of order)."""
 
 _outside_blocks = False
-"""The setting when no block is open: :func:`set_instant_waits`'s."""
+"""The setting from before the first of the blocks now open, which comes back once
+they have all ended."""
 
 
 def set_instant_waits(enabled: bool = True) -> None:
@@ -41,12 +42,9 @@ def set_instant_waits(enabled: bool = True) -> None:
     Args:
         enabled: ``True`` for instant pauses, ``False`` for real ones.
     """
-    global _outside_blocks
     if _open_blocks:
         _open_blocks[-1].enabled = enabled
-    else:
-        _outside_blocks = enabled
-    _timing.set_instant(enabled)
+    _timing.set_instant(enabled)  # outside any block, the next block to open finds it
 
 
 def instant_waits_enabled() -> bool:

@@ -128,9 +128,13 @@ def time_left(event: ProgressEvent[Any]) -> str:
     """The wait's prediction of the time left, for people: ``"~5s left"``, ``"~3 min
     left"``; empty when there is none (``percent`` gave nothing to go by) or the task
     has ended."""
-    if event.remaining is None or classify(event.status) is not Stage.PENDING:
-        return ""
-    return seconds_left(event.remaining)
+    left = _predicted_left(event)
+    return "" if left is None else seconds_left(left)
+
+
+def _predicted_left(event: ProgressEvent[Any]) -> float | None:
+    """The seconds the wait predicts are left, while the task runs; else ``None``."""
+    return event.remaining if classify(event.status) is Stage.PENDING else None
 
 
 def seconds_left(seconds: float) -> str:
@@ -277,7 +281,7 @@ class LiveOutput(LineOutput):
             def show(event: ProgressEvent[Any]) -> None:
                 status = shorten(event.status, 80)
                 wide = self.console.width >= ROOM_FOR_TIME_LEFT
-                left = event.remaining if wide and time_left(event) else None
+                left = _predicted_left(event) if wide else None
                 finish_at = None if left is None else time.monotonic() + left
                 bar.update(
                     row, completed=event.percent, status=status, finish_at=finish_at, refresh=True

@@ -137,7 +137,12 @@ async def run(token: str, redis_url: str, name: str) -> None:  # pragma: no cove
     redis = Redis.from_url(redis_url, socket_timeout=10)
     gptunnel = GPTunnelClient(budget=RedisBudget(redis, 20, name=name))
     async with gptunnel, Bot(token) as bot:
-        watcher = Watcher(gptunnel, RedisStore(redis, name=name), handler=deliver_to(bot, gptunnel))
+        watcher = Watcher(
+            gptunnel,
+            RedisStore(redis, name=name),
+            handler=deliver_to(bot, gptunnel),
+            max_deliveries=10,  # then a dead letter, not a retry every minute for a day
+        )
         async with watcher:
             dispatcher = create_fleet_dispatcher(gptunnel, watcher, RedisStorage(redis))
             await dispatcher.start_polling(bot)

@@ -912,10 +912,133 @@ async def test_a_handler_that_raises_gets_the_delivery_again_and_it_is_then_remo
         await watcher.watch(task_id)
         first, second = await handled.until(2)
         await settle(lambda: _unhandled_is(store, 0))
-    assert (first.task_id, first.redelivered) == (task_id, False)
-    assert (second.task_id, second.redelivered) == (task_id, True)
+    assert (first.task_id, first.redelivered, first.delivery_count) == (task_id, False, 1)
+    assert (second.task_id, second.redelivered, second.delivery_count) == (task_id, True, 2)
+    assert (await store.status()).dead_letters == 0  # no max_deliveries: never given up
     if isinstance(store, RedisStore):  # acknowledged entries are deleted: no growth
         assert await store.redis.xlen(store.stream_key) == 0
+
+
+async def _dead_letters_are(store: WatchStore, count: int) -> bool:
+    return (await store.status()).dead_letters == count
+
+
+async def test_a_handler_that_keeps_raising_is_given_up_after_max_deliveries(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    handled = Handled(fail_times=1_000)
+    store = new_store()
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async.fleet"):
+        async with (
+            Watcher(
+                client, store, handler=handled, delivery_timeout=0.2, max_deliveries=3
+            ) as first,
+            Watcher(client, new_store(), handler=handled, delivery_timeout=0.2, max_deliveries=3),
+        ):
+            await first.watch(task_id)
+            await handled.until(3)
+            await settle(lambda: _dead_letters_are(store, 1))
+            await asyncio.sleep(0.6)  # three delivery timeouts: time for a fourth, were there one
+            task = await first.result(task_id, timeout=5)  # the outcome is still there
+    assert [d.delivery_count for d in handled.deliveries] == [1, 2, 3]
+    assert [d.redelivered for d in handled.deliveries] == [False, True, True]
+    assert task.id == task_id and task.is_done
+    status = await store.status()
+    assert (status.finished_unhandled, status.dead_letters) == (0, 1)
+    (given_up,) = [r for r in caplog.records if "gave up" in r.getMessage()]
+    assert given_up.levelno == logging.ERROR
+    assert "the handler failed 3 times, the last with RuntimeError" in given_up.getMessage()
+    if isinstance(store, RedisStore):
+        ((_, letter),) = await store.redis.xrange(store.dead_key)
+        assert letter == {
+            b"task": task_id.encode(),
+            b"reason": b"the handler failed 3 times, the last with RuntimeError",
+        }
+        key = store.task_key(task_id)
+        assert await store.redis.hget(key, "state") == b"undelivered"
+        assert 0 < await store.redis.ttl(key) <= _redis_store.FINISHED_KEPT
+        assert await store.redis.xlen(store.stream_key) == 0
+
+
+async def test_a_handler_that_never_returns_is_given_up_once_its_last_delivery_times_out(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    calls: list[Delivery] = []
+    never = asyncio.Event()
+
+    async def hangs(delivery: Delivery) -> None:
+        calls.append(delivery)
+        await never.wait()
+
+    store = new_store()
+    watcher = Watcher(client, store, handler=hangs, delivery_timeout=0.2, max_deliveries=2)
+    async with watcher:
+        await watcher.watch(task_id)
+        await settle(lambda: _dead_letters_are(store, 1))
+        await asyncio.sleep(0.5)
+        await watcher.close(grace=0)
+    assert [d.delivery_count for d in calls] == [1, 2]  # the third take gives up, unhandled
+    assert (await store.status()).finished_unhandled == 0
+    if isinstance(store, RedisStore):
+        ((_, letter),) = await store.redis.xrange(store.dead_key)
+        assert letter[b"reason"] == b"not handled within delivery_timeout, deliveries: 2"
+
+
+async def test_a_delivery_acknowledged_before_it_is_given_up_is_no_dead_letter(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    store = new_store()
+    first, second = (fake.script_task(steps=[("done", 100)]) for _ in range(2))
+    async with Watcher(client, store) as poller:  # no handler: reads only
+        for task_id in (first, second):
+            await poller.watch(task_id)
+        await settle(lambda: _unhandled_is(store, 2))
+    handled, slow = sorted(await store.take("w", 10, 0.0, 60.0), key=lambda e: e.task_id != first)
+    await store.ack(handled)  # a slow handler returned just before another worker gave up
+    await store.dead_letter(handled, "not handled within delivery_timeout, deliveries: 3")
+    await store.dead_letter(slow, "the handler failed 3 times, the last with RuntimeError")
+    status = await store.status()
+    assert (status.finished_unhandled, status.dead_letters) == (0, 1)
+    assert await store.take("w", 10, 0.0, 0.0) == []
+    if isinstance(store, RedisStore):
+        ((_, letter),) = await store.redis.xrange(store.dead_key)
+        assert letter[b"task"] == second.encode()
+        assert await store.redis.hget(store.task_key(first), "state") == b"delivered"
+
+
+class _DeadLettersFailOnce(MemoryStore):
+    """A store whose first ``dead_letter`` meets an outage (Redis away for a moment)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def dead_letter(self, entry: Any, reason: str) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailableError("the store is away")
+        await super().dead_letter(entry, reason)
+
+
+async def test_a_delivery_the_store_could_not_set_aside_is_set_aside_when_next_taken(
+    client: GPTunnelClient, fake: FakeGPTunnel
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    handled = Handled(fail_times=1_000)
+    store = _DeadLettersFailOnce()
+    async with Watcher(
+        client, store, handler=handled, delivery_timeout=0.2, max_deliveries=1
+    ) as watcher:
+        await watcher.watch(task_id)
+        await settle(lambda: _dead_letters_are(store, 1))
+    assert store.failed
+    assert len(handled.deliveries) == 1  # not handed to the handler a second time
+    assert (await store.status()).finished_unhandled == 0
 
 
 async def _has_listener(store: WatchStore) -> bool:

@@ -10,7 +10,7 @@ import itertools
 import json
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Final
 
@@ -19,6 +19,7 @@ import attrs
 from .._checks import function
 from . import _decode
 from ._records import Claim, Entry, FleetStatus, Outcome, WatchRecord
+from ._redis_store import DEAD_LETTERS_KEPT
 
 __all__ = ["MemoryStore"]
 
@@ -55,8 +56,10 @@ class MemoryStore:
         """Finished tasks: task id -> (record, outcome JSON), the oldest forgotten first."""
         self._entries: OrderedDict[str, tuple[str, WatchRecord, Outcome]] = OrderedDict()
         """Finished, not yet acknowledged: entry id -> (task id, record, outcome)."""
-        self._taken: dict[str, tuple[str, float]] = {}
-        """Entries handed to a worker: entry id -> (worker, when)."""
+        self._taken: dict[str, tuple[str, float, int]] = {}
+        """Entries handed to a worker: entry id -> (worker, when, times handed out)."""
+        self._dead: deque[tuple[str, str]] = deque(maxlen=DEAD_LETTERS_KEPT)
+        """Deliveries given up on: (task id, reason), the oldest forgotten first."""
         self._ids = itertools.count(1)
         self._subscribers: set[asyncio.Queue[str]] = set()
         self._arrived: asyncio.Event | None = None
@@ -135,13 +138,19 @@ class MemoryStore:
             taken = self._taken.get(entry_id)
             if taken is not None and now - taken[1] < reclaim_after:
                 continue
-            self._taken[entry_id] = (worker, now)
-            entries.append(Entry(entry_id, task_id, record, outcome, taken is not None))
+            times = 1 if taken is None else taken[2] + 1
+            self._taken[entry_id] = (worker, now, times)
+            entries.append(Entry(entry_id, task_id, record, outcome, taken is not None, times))
         return entries
 
     async def ack(self, entry: Entry) -> None:
         self._entries.pop(entry.entry_id, None)
         self._taken.pop(entry.entry_id, None)
+
+    async def dead_letter(self, entry: Entry, reason: str) -> None:
+        if entry.entry_id in self._entries:  # not acknowledged meanwhile
+            await self.ack(entry)
+            self._dead.append((entry.task_id, reason))
 
     async def outcome(self, task_id: str) -> str | None:
         return self._outcomes.get(task_id, (None, None))[1]
@@ -170,4 +179,5 @@ class MemoryStore:
             leased=sum(1 for w in watched if w.lease is not None and w.lease_until > now),
             finished_unhandled=len(self._entries),
             oldest_overdue=max(overdue, default=0.0),
+            dead_letters=len(self._dead),
         )

@@ -211,13 +211,16 @@ class Claim:
 class Entry:
     """A finished task waiting in the store for a handler: ``entry_id`` is the store's
     handle for acknowledging it; ``redelivered``: taken over from a worker that did not
-    acknowledge it in time."""
+    acknowledge it in time; ``delivery_count``: how many times the store has handed it
+    to a worker, this time included (Redis's own count of the stream entry's
+    deliveries)."""
 
     entry_id: str
     task_id: str
     record: WatchRecord | None
     outcome: Outcome | None
     redelivered: bool
+    delivery_count: int = 1
 
 
 @attrs.frozen
@@ -242,6 +245,10 @@ class Delivery:
             host, a 401 ...). Rebuilt from the store: its class, text and the
             attributes its class documents, such as ``status_code``. ``None``
             otherwise.
+        delivery_count: how many times the fleet has handed this finished task to a
+            handler, this time included: 1 the first time, more after a handler raised
+            or did not return within ``delivery_timeout``. With the watcher's
+            ``max_deliveries``, the delivery whose count reaches it is the last.
     """
 
     task_id: str
@@ -251,6 +258,7 @@ class Delivery:
     task: Task | MediaTask | None
     redelivered: bool = False
     last_error: GPTunnelError | None = None
+    delivery_count: int = 1
 
 
 @attrs.frozen
@@ -297,7 +305,8 @@ class FleetStatus:
         oldest_overdue: seconds the most overdue read is late (``0.0``: none is).
         rate: the budget's current requests per second, if a budget was given.
         dead_letters: entries set aside because this version could not read them (a
-            record or outcome another version wrote, say): see "Running a fleet".
+            record or outcome another version wrote, say), or whose handler failed
+            ``max_deliveries`` times: see "Running a fleet".
     """
 
     watched: int

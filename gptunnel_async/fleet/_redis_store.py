@@ -5,9 +5,10 @@ and each script may touch any of them (the scripts build the per-task key names 
 the tagged prefix):
 
 - ``{prefix}:{name}:task:<id>``: a hash per watched task: ``state`` (watching, finished,
-  delivered), ``record`` (family and metadata), ``deadline``, ``schedule`` (the saved
-  pacing), ``lease`` (the worker reading it), ``outcome`` (once finished). It expires a
-  day after its deadline, or an hour after its delivery was acknowledged.
+  delivered; undelivered once its handler failed ``max_deliveries`` times), ``record``
+  (family and metadata), ``deadline``, ``schedule`` (the saved pacing), ``lease`` (the
+  worker reading it), ``outcome`` (once finished). It expires a day after its deadline,
+  or an hour after its delivery was acknowledged.
 - ``{prefix}:{name}:due``: a sorted set, task id by the time its next read is due (for a
   leased task: its lease's end, so a dead worker's tasks fall due again by themselves).
 - ``{prefix}:{name}:leases``: task id by lease end, for counting what is being read.
@@ -15,9 +16,11 @@ the tagged prefix):
   ``handlers``; an entry is acknowledged and deleted once its handler returned.
 - ``{prefix}:{name}:events``: a pub/sub channel for progress and finish notices.
 - ``{prefix}:{name}:dead``: a stream of dead letters: a task whose record, or a finished
-  entry whose outcome, this version cannot read (``task``, ``reason``), capped at about
-  :data:`DEAD_LETTERS_KEPT` entries. The task's hash is kept (``state`` ``dead``,
-  ``dead_reason``) for a day, for an operator to look at.
+  entry whose outcome, this version cannot read, or a finished task whose handler failed
+  ``max_deliveries`` times (``task``, ``reason``), capped at about
+  :data:`DEAD_LETTERS_KEPT` entries. The task's hash is kept (``state`` ``dead``, or
+  ``undelivered`` with its outcome still readable; ``dead_reason``) for a day, for an
+  operator to look at.
 
 Each decision (register once, claim, re-schedule while leased, finish first) is one Lua
 script, atomic; the clock is Redis ``TIME``. Every value read back is decoded by
@@ -173,6 +176,20 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
 return 1
 """
 
+# KEYS: stream, task, dead. ARGV: group, entry id, task id, reason. An entry acknowledged
+# meanwhile (a handler that returned after all) is not a dead letter.
+_GIVE_UP: Final = f"""
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[2], 'state') == 'finished' then
+  redis.call('HSET', KEYS[2], 'state', 'undelivered', 'dead_reason', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], {FINISHED_KEPT})
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARGV[3],
+           'reason', ARGV[4])
+return 1
+"""
+
 # KEYS: stream. ARGV: group, idle milliseconds.
 _PRUNE: Final = """
 local removed = 0
@@ -261,6 +278,7 @@ class RedisStore:
         self._ack = redis.register_script(_ACK)
         self._status = redis.register_script(_STATUS)
         self._bury = redis.register_script(_BURY)
+        self._give_up = redis.register_script(_GIVE_UP)
         self._prune = redis.register_script(_PRUNE)
         self._group_ready = False
         self._longest_block = _longest_block(redis)
@@ -373,22 +391,39 @@ class RedisStore:
         stale, gone = reclaimed[1], reclaimed[2] if len(reclaimed) > 2 else []  # 6.2: no [2]
         for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
             await self.redis.xack(self.stream_key, GROUP, entry_id)
-        taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]
+        counts = await self._delivery_counts([entry_id for entry_id, _ in stale])
+        taken: list[tuple[Any, Any, int | None]] = [
+            (i, f, n) for (i, f), n in zip(stale, counts, strict=True)
+        ]
         if not taken:
             milliseconds = max(1, int(min(block, self._longest_block) * 1000))  # 0: forever
             reply: Any = await self.redis.xreadgroup(
                 GROUP, worker, {self.stream_key: ">"}, count=count, block=milliseconds
             )
-            taken = [(i, f, False) for i, f in _stream_entries(reply)]
+            taken = [(i, f, None) for i, f in _stream_entries(reply)]
         entries = []
-        for entry_id, fields, redelivered in taken:
+        for entry_id, fields, reclaimed_count in taken:
             try:
-                entries.append(await self._entry(entry_id, fields, redelivered))
+                entries.append(await self._entry(entry_id, fields, reclaimed_count))
             except StoreDataError as exc:
                 await self._set_aside(fields.get(b"task", fields.get("task", b"")), exc, entry_id)
         return entries
 
-    async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
+    async def _delivery_counts(self, entry_ids: list[Any]) -> list[int]:
+        """How many times each of ``entry_ids`` (just taken over by ``XAUTOCLAIM``, which
+        does not say) has been delivered, this time included: ``XPENDING``'s count."""
+        if not entry_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.xpending_range(self.stream_key, GROUP, min=entry_id, max=entry_id, count=1)
+            replies: list[Any] = await pipe.execute()
+        # No reply: the entry was acknowledged meanwhile (it is not handled again anyway).
+        return [int(reply[0]["times_delivered"]) if reply else 2 for reply in replies]
+
+    async def _entry(self, entry_id: Any, fields: Any, reclaimed_count: int | None) -> Entry:
+        """The entry ``entry_id``; ``reclaimed_count``: its delivery count if it was taken
+        over from another worker (``None``: a first delivery)."""
         task_id = _decode.task_id(
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
@@ -401,7 +436,8 @@ class RedisStore:
             task_id,
             None if record is None else _decode.record(record, deadline),
             None if outcome is None else _decode.outcome(outcome),
-            redelivered,
+            redelivered=reclaimed_count is not None,
+            delivery_count=reclaimed_count or 1,
         )
 
     async def _set_aside(self, task_id: Any, error: StoreDataError, entry_id: Any = "") -> None:
@@ -419,6 +455,13 @@ class RedisStore:
         async with store_call("acknowledging a delivery"):
             await self._ack(
                 keys=[self.stream_key, self.task_key(entry.task_id)], args=[GROUP, entry.entry_id]
+            )
+
+    async def dead_letter(self, entry: Entry, reason: str) -> None:
+        async with store_call("setting a delivery aside"):
+            await self._give_up(
+                keys=[self.stream_key, self.task_key(entry.task_id), self.dead_key],
+                args=[GROUP, entry.entry_id, entry.task_id, reason],
             )
 
     async def outcome(self, task_id: str) -> str | bytes | None:

@@ -61,6 +61,14 @@ class WatchStore(Protocol):
         """The handler returned: the entry is done with and removed."""
         ...
 
+    async def dead_letter(self, entry: Entry, reason: str) -> None:
+        """The fleet gave up handing ``entry`` to a handler: it is acknowledged (no
+        worker takes it again) and kept among the dead letters with ``reason``; the
+        task's outcome stays readable by :meth:`outcome`. An entry acknowledged
+        meanwhile (its handler returned after all) is left alone. Only a watcher with
+        ``max_deliveries`` calls it (a store of your own may leave it out otherwise)."""
+        ...
+
     async def outcome(self, task_id: str) -> str | bytes | None:
         """The outcome's JSON (as stored: the watcher decodes it) if the task has
         finished, else ``None``; ``StoreDataError`` if the task was set aside as a dead

@@ -218,12 +218,19 @@ class Watcher(InProcessOnly):
         concurrency: reads in flight at once in this worker, and handlers too (>= 1).
         delivery_timeout: seconds a handler may run before its delivery is given to
             another worker (> 0, at most a day): longer than your handler ever takes.
+        max_deliveries: how many times a finished task is handed to a handler (>= 1)
+            before the fleet gives up on it: once the last one raises, or does not
+            return within ``delivery_timeout``, the delivery is acknowledged and set
+            aside as a dead letter, logged as an ``ERROR`` (the task's outcome stays
+            readable by ``result()``). ``None`` (the default): delivered again until
+            the task's record expires.
         worker: this worker's name in the store; by default host, pid and a random tag.
 
     Raises:
         ConfigurationError: a bad option: ``client`` not a ``GPTunnelClient``, ``store``
-            without the ``WatchStore`` methods, a blank ``worker`` or one UTF-8 cannot
-            encode, a ``lease`` or ``delivery_timeout`` over a day.
+            without the ``WatchStore`` methods (``dead_letter`` too, with
+            ``max_deliveries``), a blank ``worker`` or one UTF-8 cannot encode, a
+            ``lease`` or ``delivery_timeout`` over a day, ``max_deliveries`` below 1.
     """
 
     _instead = (
@@ -241,6 +248,7 @@ class Watcher(InProcessOnly):
         lease: float = 30.0,
         concurrency: int = 16,
         delivery_timeout: float = 60.0,
+        max_deliveries: int | None = None,
         worker: str | None = None,
     ) -> None:
         from .._client import GPTunnelClient  # the client imports what the fleet does
@@ -256,6 +264,11 @@ class Watcher(InProcessOnly):
         self.lease = _seconds("lease", lease)
         self.concurrency = count("concurrency", concurrency, 1)
         self.delivery_timeout = _seconds("delivery_timeout", delivery_timeout)
+        self.max_deliveries = (
+            None if max_deliveries is None else count("max_deliveries", max_deliveries, 1)
+        )
+        if max_deliveries is not None:
+            implements("store", store, "a WatchStore with dead_letter", ("dead_letter",))
         self.worker = (
             _default_worker()
             if worker is None
@@ -634,8 +647,12 @@ class Watcher(InProcessOnly):
     async def _deliver(self, entry: Entry) -> None:
         """Hand one finished task to the handler; acknowledge it when the handler returns.
         A handler that raises is logged, and the delivery comes back after
-        ``delivery_timeout``."""
+        ``delivery_timeout``, unless it was the last of ``max_deliveries``."""
         assert self.handler is not None
+        if self._out_of_deliveries(entry.delivery_count - 1):  # the last one never returned
+            reason = f"not handled within delivery_timeout, deliveries: {entry.delivery_count - 1}"
+            await self._give_up(entry, reason)
+            return
         if entry.record is not None and entry.outcome is not None:
             outcome = entry.outcome
             delivery = Delivery(
@@ -646,13 +663,20 @@ class Watcher(InProcessOnly):
                 outcome.task,
                 entry.redelivered,
                 None if outcome.error is None else outcome.error.rebuilt(),
+                entry.delivery_count,
             )
             _HANDLING.set(self)  # this task's context, and what it starts: see close()
             try:
                 returned = self.handler(delivery)
                 if inspect.isawaitable(returned):
                     await returned
-            except Exception:
+            except Exception as exc:
+                if self._out_of_deliveries(entry.delivery_count):
+                    logger.exception("watcher: the handler failed for task %s", entry.task_id)
+                    times, error = entry.delivery_count, type(exc).__name__
+                    reason = f"the handler failed {times} times, the last with {error}"
+                    await self._give_up(entry, reason)
+                    return
                 logger.exception(
                     "watcher: the handler failed for task %s; it is delivered again in %gs",
                     entry.task_id,
@@ -665,6 +689,27 @@ class Watcher(InProcessOnly):
         except StoreUnavailableError as exc:
             logger.warning(
                 "watcher: task %s handled, but the store failed (%s): it may be delivered again",
+                entry.task_id,
+                exc,
+            )
+
+    def _out_of_deliveries(self, delivered: int) -> bool:
+        """Whether a task handed to a handler ``delivered`` times gets no more."""
+        return self.max_deliveries is not None and delivered >= self.max_deliveries
+
+    async def _give_up(self, entry: Entry, reason: str) -> None:
+        """Set ``entry`` aside as a dead letter: no worker takes it again. If the store
+        fails, it stays pending and the next worker to take it gives up on it."""
+        logger.error(
+            "watcher: gave up delivering task %s (%s); set aside as a dead letter",
+            entry.task_id,
+            reason,
+        )
+        try:
+            await self.store.dead_letter(entry, reason)
+        except StoreUnavailableError as exc:
+            logger.warning(
+                "watcher: task %s not set aside, the store failed (%s): it is taken again",
                 entry.task_id,
                 exc,
             )

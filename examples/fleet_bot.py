@@ -141,7 +141,7 @@ async def run(token: str, redis_url: str, name: str) -> None:  # pragma: no cove
             gptunnel,
             RedisStore(redis, name=name),
             handler=deliver_to(bot, gptunnel),
-            max_deliveries=10,  # then a dead letter, not a retry every minute for a day
+            max_attempts=10,  # then a dead letter, not a retry every minute for a day
         )
         async with watcher:
             dispatcher = create_fleet_dispatcher(gptunnel, watcher, RedisStorage(redis))

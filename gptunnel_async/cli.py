@@ -50,6 +50,8 @@ from .models import MediaTask, Task
 T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from ._cli_output import Output
 
 __all__ = [
@@ -359,6 +361,18 @@ def _redis_shown(url: str) -> str:
     return str(parsed.with_user(None).with_password(None).with_query(None))
 
 
+async def _fleet_known(redis: Redis, name: str) -> bool:
+    """Whether Redis holds anything of the fleet ``name``: its finished-task stream (made
+    by the first worker with a handler, and kept) or its schedule. An idle fleet counts
+    nothing, yet it is there."""
+    from .fleet import RedisStore
+    from .fleet._errors import store_call
+
+    store = RedisStore(redis, name=name)
+    async with store_call("looking for the fleet"):
+        return bool(await redis.exists(store.stream_key, store.due_key, store.dead_key))
+
+
 async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     try:
         from redis.asyncio import Redis
@@ -371,12 +385,12 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     redis = Redis.from_url(args.redis, socket_timeout=5, socket_connect_timeout=5)
     try:
         status = await fleet_status(redis, name=args.name, budget=args.budget)
+        known = await _fleet_known(redis, args.name)
     except StoreUnavailableError as exc:
         raise StoreUnavailableError(f"{exc} at {_redis_shown(args.redis)} (--redis)") from None
     finally:
         await redis.aclose()
-    counts = (status.watched, status.finished_unhandled, status.dead_letters)
-    if not any(counts) and status.rate is None:
+    if not known and status.rate is None:
         warning = (
             f"nothing is stored for the fleet {args.name!r} at {_redis_shown(args.redis)}: "
             "is --name the name its RedisStore was given?"

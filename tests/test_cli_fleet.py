@@ -31,6 +31,21 @@ async def test_a_fleet_name_with_nothing_stored_is_pointed_out(
     assert "nothing is stored" not in capsys.readouterr().err
 
 
+async def test_an_idle_fleet_is_not_taken_for_a_wrong_name(
+    fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with fake.client() as client:
+        store = RedisStore(redis, name="idle")
+        async with Watcher(client, store, handler=lambda delivery: None):
+            await store.take("w", 1, 0.0, 60.0)  # a worker with a handler has looked
+    command = ["fleet", "status", "--redis", redis_url, "--name", "idle", "--json"]
+    code = await asyncio.to_thread(main, command)
+    assert code == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["watched"] == 0  # nothing counted, no budget ...
+    assert "nothing is stored" not in captured.err  # ... yet the fleet is there
+
+
 def test_an_unreachable_redis_is_named_without_its_password(
     unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -912,9 +912,9 @@ async def test_a_handler_that_raises_gets_the_delivery_again_and_it_is_then_remo
         await watcher.watch(task_id)
         first, second = await handled.until(2)
         await settle(lambda: _unhandled_is(store, 0))
-    assert (first.task_id, first.redelivered, first.delivery_count) == (task_id, False, 1)
-    assert (second.task_id, second.redelivered, second.delivery_count) == (task_id, True, 2)
-    assert (await store.status()).dead_letters == 0  # no max_deliveries: never given up
+    assert (first.task_id, first.redelivered, first.attempt) == (task_id, False, 1)
+    assert (second.task_id, second.redelivered, second.attempt) == (task_id, True, 2)
+    assert (await store.status()).dead_letters == 0  # no max_attempts: never given up
     if isinstance(store, RedisStore):  # acknowledged entries are deleted: no growth
         assert await store.redis.xlen(store.stream_key) == 0
 
@@ -923,7 +923,7 @@ async def _dead_letters_are(store: WatchStore, count: int) -> bool:
     return (await store.status()).dead_letters == count
 
 
-async def test_a_handler_that_keeps_raising_is_given_up_after_max_deliveries(
+async def test_a_handler_that_keeps_raising_is_given_up_after_max_attempts(
     client: GPTunnelClient,
     fake: FakeGPTunnel,
     new_store: StoreFactory,
@@ -934,62 +934,118 @@ async def test_a_handler_that_keeps_raising_is_given_up_after_max_deliveries(
     store = new_store()
     with caplog.at_level(logging.ERROR, logger="gptunnel_async.fleet"):
         async with (
-            Watcher(
-                client, store, handler=handled, delivery_timeout=0.2, max_deliveries=3
-            ) as first,
-            Watcher(client, new_store(), handler=handled, delivery_timeout=0.2, max_deliveries=3),
+            Watcher(client, store, handler=handled, delivery_timeout=0.1, max_attempts=3) as first,
+            Watcher(client, new_store(), handler=handled, delivery_timeout=0.1, max_attempts=3),
         ):
             await first.watch(task_id)
             await handled.until(3)
             await settle(lambda: _dead_letters_are(store, 1))
-            await asyncio.sleep(0.6)  # three delivery timeouts: time for a fourth, were there one
+            await asyncio.sleep(1.5)  # past a redelivery's time: there is no fourth attempt
             task = await first.result(task_id, timeout=5)  # the outcome is still there
-    assert [d.delivery_count for d in handled.deliveries] == [1, 2, 3]
+    assert [d.attempt for d in handled.deliveries] == [1, 2, 3]
     assert [d.redelivered for d in handled.deliveries] == [False, True, True]
     assert task.id == task_id and task.is_done
     status = await store.status()
     assert (status.finished_unhandled, status.dead_letters) == (0, 1)
-    (given_up,) = [r for r in caplog.records if "gave up" in r.getMessage()]
-    assert given_up.levelno == logging.ERROR
-    assert "the handler failed 3 times, the last with RuntimeError" in given_up.getMessage()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert ["gave up" in r.getMessage() for r in errors] == [False, False, True]
+    reason = "handler attempts failed: 3; the last raised RuntimeError"
+    assert reason in errors[-1].getMessage()
+    assert errors[-1].exc_info is not None and errors[-1].exc_info[0] is RuntimeError
     if isinstance(store, RedisStore):
         ((_, letter),) = await store.redis.xrange(store.dead_key)
-        assert letter == {
-            b"task": task_id.encode(),
-            b"reason": b"the handler failed 3 times, the last with RuntimeError",
-        }
+        assert letter == {b"task": task_id.encode(), b"reason": reason.encode()}
         key = store.task_key(task_id)
-        assert await store.redis.hget(key, "state") == b"undelivered"
+        assert await store.redis.hmget(key, "state", "failures") == [b"undelivered", b"3"]
         assert 0 < await store.redis.ttl(key) <= _redis_store.FINISHED_KEPT
         assert await store.redis.xlen(store.stream_key) == 0
 
 
-async def test_a_handler_that_never_returns_is_given_up_once_its_last_delivery_times_out(
+class _Hangs:
+    """A handler that never returns by itself: it waits until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.cancelled = 0
+        self.running = 0
+        self.most_at_once = 0
+
+    async def __call__(self, delivery: Delivery) -> None:
+        self.deliveries.append(delivery)
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+    async def reached(self, count: int) -> bool:
+        return len(self.deliveries) >= count
+
+
+async def test_a_handler_past_its_delivery_timeout_is_cancelled_and_delivered_again(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    hangs = _Hangs()
+    store = new_store()
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async.fleet"):
+        async with Watcher(client, store, handler=hangs, delivery_timeout=0.2) as watcher:
+            await watcher.watch(task_id)
+            await settle(lambda: hangs.reached(2))
+            await watcher.close(grace=0)
+    assert hangs.cancelled == 2  # the first by its timeout, the second by close()
+    assert hangs.most_at_once == 1  # never the same delivery twice at once
+    assert [(d.attempt, d.redelivered) for d in hangs.deliveries] == [(1, False), (2, True)]
+    assert any("did not return within delivery_timeout" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_handler_that_never_returns_is_given_up_after_max_attempts(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:
     task_id = fake.script_task(steps=[("done", 100)])
-    calls: list[Delivery] = []
-    never = asyncio.Event()
-
-    async def hangs(delivery: Delivery) -> None:
-        calls.append(delivery)
-        await never.wait()
-
+    hangs = _Hangs()
     store = new_store()
-    watcher = Watcher(client, store, handler=hangs, delivery_timeout=0.2, max_deliveries=2)
-    async with watcher:
+    async with Watcher(
+        client, store, handler=hangs, delivery_timeout=0.2, max_attempts=2
+    ) as watcher:
         await watcher.watch(task_id)
         await settle(lambda: _dead_letters_are(store, 1))
-        await asyncio.sleep(0.5)
-        await watcher.close(grace=0)
-    assert [d.delivery_count for d in calls] == [1, 2]  # the third take gives up, unhandled
+    assert [d.attempt for d in hangs.deliveries] == [1, 2]
+    assert hangs.cancelled == 2
     assert (await store.status()).finished_unhandled == 0
     if isinstance(store, RedisStore):
         ((_, letter),) = await store.redis.xrange(store.dead_key)
-        assert letter[b"reason"] == b"not handled within delivery_timeout, deliveries: 2"
+        reason = b"handler attempts failed: 2; the last did not return within delivery_timeout"
+        assert letter[b"reason"] == reason
 
 
-async def test_a_delivery_acknowledged_before_it_is_given_up_is_no_dead_letter(
+async def test_a_handler_a_closing_worker_cancels_is_no_failed_attempt(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    hangs = _Hangs()
+    store = new_store()
+    async with Watcher(client, store, handler=hangs, max_attempts=1) as deploying:
+        await deploying.watch(task_id)
+        await settle(lambda: hangs.reached(1))
+        await deploying.close(grace=0)  # a deploy, in the middle of the only attempt
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled, delivery_timeout=0.1, max_attempts=1):
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _unhandled_is(store, 0))
+    assert hangs.cancelled == 1
+    assert (delivery.attempt, delivery.redelivered) == (1, True)
+    assert (await store.status()).dead_letters == 0
+
+
+async def test_failed_attempts_are_counted_until_the_delivery_is_acknowledged(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:
     store = new_store()
@@ -998,17 +1054,24 @@ async def test_a_delivery_acknowledged_before_it_is_given_up_is_no_dead_letter(
         for task_id in (first, second):
             await poller.watch(task_id)
         await settle(lambda: _unhandled_is(store, 2))
-    handled, slow = sorted(await store.take("w", 10, 0.0, 60.0), key=lambda e: e.task_id != first)
+    entries = await store.take("w", 10, 0.0, 60.0)
+    handled, failing = sorted(entries, key=lambda entry: entry.task_id != first)
+    assert (handled.failures, failing.failures) == (0, 0)
+    assert [await store.failed(failing) for _ in range(2)] == [1, 2]
+    (again,) = [e for e in await store.take("w", 10, 0.0, 0.0) if e.task_id == second]
+    assert again.failures == 2
     await store.ack(handled)  # a slow handler returned just before another worker gave up
-    await store.dead_letter(handled, "not handled within delivery_timeout, deliveries: 3")
-    await store.dead_letter(slow, "the handler failed 3 times, the last with RuntimeError")
+    assert await store.failed(handled) == 0  # acknowledged: nothing to count
+    assert await store.dead_letter(handled, "handler attempts failed: 3") is False
+    assert await store.dead_letter(failing, "handler attempts failed: 2") is True
+    assert await store.dead_letter(failing, "handler attempts failed: 2") is False
     status = await store.status()
     assert (status.finished_unhandled, status.dead_letters) == (0, 1)
-    assert await store.take("w", 10, 0.0, 0.0) == []
     if isinstance(store, RedisStore):
         ((_, letter),) = await store.redis.xrange(store.dead_key)
         assert letter[b"task"] == second.encode()
         assert await store.redis.hget(store.task_key(first), "state") == b"delivered"
+        assert not await store.redis.hexists(store.task_key(first), "failures")
 
 
 class _DeadLettersFailOnce(MemoryStore):
@@ -1016,13 +1079,13 @@ class _DeadLettersFailOnce(MemoryStore):
 
     def __init__(self) -> None:
         super().__init__()
-        self.failed = False
+        self.outages = 1
 
-    async def dead_letter(self, entry: Any, reason: str) -> None:
-        if not self.failed:
-            self.failed = True
+    async def dead_letter(self, entry: Any, reason: str) -> bool:
+        if self.outages:
+            self.outages -= 1
             raise StoreUnavailableError("the store is away")
-        await super().dead_letter(entry, reason)
+        return await super().dead_letter(entry, reason)
 
 
 async def test_a_delivery_the_store_could_not_set_aside_is_set_aside_when_next_taken(
@@ -1032,11 +1095,11 @@ async def test_a_delivery_the_store_could_not_set_aside_is_set_aside_when_next_t
     handled = Handled(fail_times=1_000)
     store = _DeadLettersFailOnce()
     async with Watcher(
-        client, store, handler=handled, delivery_timeout=0.2, max_deliveries=1
+        client, store, handler=handled, delivery_timeout=0.1, max_attempts=1
     ) as watcher:
         await watcher.watch(task_id)
         await settle(lambda: _dead_letters_are(store, 1))
-    assert store.failed
+    assert store.outages == 0
     assert len(handled.deliveries) == 1  # not handed to the handler a second time
     assert (await store.status()).finished_unhandled == 0
 
@@ -1066,10 +1129,13 @@ async def test_a_worker_killed_inside_its_handler_is_replaced_by_another(
     (taken,) = await store.take("killed", 10, 0.0, 60.0)  # then it died, unacknowledged
     assert taken.task_id == task_id
     handled = Handled()
-    async with Watcher(client, new_store(), handler=handled, delivery_timeout=0.3):
+    async with Watcher(
+        client, new_store(), handler=handled, delivery_timeout=0.3, max_attempts=1
+    ):  # a take that never reached a handler is no failed attempt
         (delivery,) = await handled.until(1)
         await settle(lambda: _unhandled_is(store, 0))
     assert (delivery.task_id, delivery.metadata, delivery.redelivered) == (task_id, "m", True)
+    assert delivery.attempt == 1
 
 
 async def test_progress_reaches_whoever_listens(

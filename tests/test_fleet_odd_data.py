@@ -281,6 +281,22 @@ def test_the_memory_store_refuses_what_it_could_not_read_back() -> None:
         asyncio.run(store.finish("t-2", '{"kind": "done", "model": "X", "task": {}, "timeout": 0}'))
 
 
+class _StoreWithoutDeadLetters:
+    """A store of one's own from before ``failed`` and ``dead_letter``."""
+
+    def __init__(self) -> None:
+        inner = MemoryStore()
+        for name in ("watch", "claim", "reschedule", "finish", "take", "ack", "outcome"):
+            setattr(self, name, getattr(inner, name))
+        self.events, self.status = inner.events, inner.status
+
+
+def test_a_store_without_dead_letters_serves_a_watcher_that_never_gives_up(
+    client: GPTunnelClient,
+) -> None:
+    assert Watcher(client, _StoreWithoutDeadLetters()).max_attempts is None  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("build", "match"),
     [
@@ -303,28 +319,12 @@ def test_the_memory_store_refuses_what_it_could_not_read_back() -> None:
         (lambda c, r: Watcher(c, MemoryStore(), lease=1e308), "lease must be"),
         (lambda c, r: Watcher(c, MemoryStore(), delivery_timeout=1e308), "delivery_timeout"),
         (lambda c, r: Watcher(c, MemoryStore(), delivery_timeout=86_401), "at most a day"),
-        (lambda c, r: Watcher(c, MemoryStore(), max_deliveries=0), "max_deliveries must be"),
-        (lambda c, r: Watcher(c, MemoryStore(), max_deliveries=True), "max_deliveries"),  # type: ignore[arg-type]
-        (lambda c, r: Watcher(c, MemoryStore(), max_deliveries=2.0), "max_deliveries"),  # type: ignore[arg-type]
-        (lambda c, r: Watcher(c, _StoreWithoutDeadLetters(), max_deliveries=3), "dead_letter"),
+        (lambda c, r: Watcher(c, MemoryStore(), max_attempts=0), "max_attempts must be"),
+        (lambda c, r: Watcher(c, MemoryStore(), max_attempts=True), "max_attempts"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, MemoryStore(), max_attempts=2.0), "max_attempts"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, _StoreWithoutDeadLetters(), max_attempts=3), "counts failures"),  # type: ignore[arg-type]
     ],
 )
-class _StoreWithoutDeadLetters:
-    """A store of one's own from before ``dead_letter``: every other method there."""
-
-    def __init__(self) -> None:
-        inner = MemoryStore()
-        for name in ("watch", "claim", "reschedule", "finish", "take", "ack", "outcome"):
-            setattr(self, name, getattr(inner, name))
-        self.events, self.status = inner.events, inner.status
-
-
-def test_a_store_without_dead_letters_serves_a_watcher_that_never_gives_up(
-    client: GPTunnelClient,
-) -> None:
-    assert Watcher(client, _StoreWithoutDeadLetters()).max_deliveries is None  # type: ignore[arg-type]
-
-
 def test_careless_constructor_arguments_are_configuration_errors(
     client: GPTunnelClient, redis_url: str, build: Any, match: str
 ) -> None:

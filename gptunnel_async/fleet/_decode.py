@@ -136,6 +136,17 @@ def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
     return result
 
 
+def failures(value: object) -> int:
+    """A task's count of failed handler attempts (a Redis field ``HINCRBY`` keeps): none
+    yet, or a value that is not a whole number >= 0 (an operator's ``HSET``), reads as 0,
+    so an odd count costs a delivery its count, never the delivery."""
+    try:
+        count = int(text(value, "the count of failed handler attempts"))
+    except (StoreDataError, ValueError):
+        return 0
+    return max(0, count)
+
+
 def stored_object(value: object, what: str) -> dict[str, Any]:
     """A stored JSON object; one parsed already (a ``dict``) is taken as it is, so that
     the decoders below can share one parse of a value.

@@ -56,8 +56,10 @@ class MemoryStore:
         """Finished tasks: task id -> (record, outcome JSON), the oldest forgotten first."""
         self._entries: OrderedDict[str, tuple[str, WatchRecord, Outcome]] = OrderedDict()
         """Finished, not yet acknowledged: entry id -> (task id, record, outcome)."""
-        self._taken: dict[str, tuple[str, float, int]] = {}
-        """Entries handed to a worker: entry id -> (worker, when, times handed out)."""
+        self._taken: dict[str, tuple[str, float]] = {}
+        """Entries handed to a worker: entry id -> (worker, when)."""
+        self._failures: dict[str, int] = {}
+        """Failed handler attempts: entry id -> how many."""
         self._dead: deque[tuple[str, str]] = deque(maxlen=DEAD_LETTERS_KEPT)
         """Deliveries given up on: (task id, reason), the oldest forgotten first."""
         self._ids = itertools.count(1)
@@ -138,19 +140,28 @@ class MemoryStore:
             taken = self._taken.get(entry_id)
             if taken is not None and now - taken[1] < reclaim_after:
                 continue
-            times = 1 if taken is None else taken[2] + 1
-            self._taken[entry_id] = (worker, now, times)
-            entries.append(Entry(entry_id, task_id, record, outcome, taken is not None, times))
+            self._taken[entry_id] = (worker, now)
+            failures = self._failures.get(entry_id, 0)
+            entries.append(Entry(entry_id, task_id, record, outcome, taken is not None, failures))
         return entries
 
     async def ack(self, entry: Entry) -> None:
         self._entries.pop(entry.entry_id, None)
         self._taken.pop(entry.entry_id, None)
+        self._failures.pop(entry.entry_id, None)
 
-    async def dead_letter(self, entry: Entry, reason: str) -> None:
-        if entry.entry_id in self._entries:  # not acknowledged meanwhile
-            await self.ack(entry)
-            self._dead.append((entry.task_id, reason))
+    async def failed(self, entry: Entry) -> int:
+        if entry.entry_id not in self._entries:  # acknowledged meanwhile
+            return 0
+        self._failures[entry.entry_id] = self._failures.get(entry.entry_id, 0) + 1
+        return self._failures[entry.entry_id]
+
+    async def dead_letter(self, entry: Entry, reason: str) -> bool:
+        if entry.entry_id not in self._entries:  # acknowledged meanwhile
+            return False
+        await self.ack(entry)
+        self._dead.append((entry.task_id, reason))
+        return True
 
     async def outcome(self, task_id: str) -> str | None:
         return self._outcomes.get(task_id, (None, None))[1]

@@ -211,16 +211,15 @@ class Claim:
 class Entry:
     """A finished task waiting in the store for a handler: ``entry_id`` is the store's
     handle for acknowledging it; ``redelivered``: taken over from a worker that did not
-    acknowledge it in time; ``delivery_count``: how many times the store has handed it
-    to a worker, this time included (Redis's own count of the stream entry's
-    deliveries)."""
+    acknowledge it in time; ``failures``: how many handler attempts on it have failed
+    (see ``WatchStore.failed``)."""
 
     entry_id: str
     task_id: str
     record: WatchRecord | None
     outcome: Outcome | None
     redelivered: bool
-    delivery_count: int = 1
+    failures: int = 0
 
 
 @attrs.frozen
@@ -237,18 +236,20 @@ class Delivery:
             id, another family's task; the ``NotFoundError`` is in ``last_error``).
         task: the final state, or for an expired wait the last state read (``None`` if
             no read succeeded).
-        redelivered: a worker took this delivery but did not finish handling it in
-            time (it died, say); handle it as if new, but expect that it may have
-            already acted on it.
+        redelivered: a worker took this delivery before but did not finish handling
+            it: the handler raised or did not return within ``delivery_timeout``, or
+            its worker died; handle it as if new, but expect that it may have already
+            acted on it.
         last_error: for an ``"error"`` outcome, the error that ended the wait; for an
             expired wait whose last read failed, that read's error (an unreachable
             host, a 401 ...). Rebuilt from the store: its class, text and the
             attributes its class documents, such as ``status_code``. ``None``
             otherwise.
-        delivery_count: how many times the fleet has handed this finished task to a
-            handler, this time included: 1 the first time, more after a handler raised
-            or did not return within ``delivery_timeout``. With the watcher's
-            ``max_deliveries``, the delivery whose count reaches it is the last.
+        attempt: which attempt at handling this finished task this is: 1 the first
+            time, then one more after each that failed (the handler raised, or did not
+            return within ``delivery_timeout``). A handler a worker never finished
+            (the worker died, or closed and cancelled it) is not counted. With the
+            watcher's ``max_attempts``, the attempt that reaches it is the last.
     """
 
     task_id: str
@@ -258,7 +259,7 @@ class Delivery:
     task: Task | MediaTask | None
     redelivered: bool = False
     last_error: GPTunnelError | None = None
-    delivery_count: int = 1
+    attempt: int = 1
 
 
 @attrs.frozen
@@ -306,7 +307,7 @@ class FleetStatus:
         rate: the budget's current requests per second, if a budget was given.
         dead_letters: entries set aside because this version could not read them (a
             record or outcome another version wrote, say), or whose handler failed
-            ``max_deliveries`` times: see "Running a fleet".
+            ``max_attempts`` times: see "Running a fleet".
     """
 
     watched: int

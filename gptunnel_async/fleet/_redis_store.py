@@ -5,9 +5,10 @@ and each script may touch any of them (the scripts build the per-task key names 
 the tagged prefix):
 
 - ``{prefix}:{name}:task:<id>``: a hash per watched task: ``state`` (watching, finished,
-  delivered; undelivered once its handler failed ``max_deliveries`` times), ``record``
+  delivered; undelivered once its handler failed ``max_attempts`` times), ``record``
   (family and metadata), ``deadline``, ``schedule`` (the saved pacing), ``lease`` (the
-  worker reading it), ``outcome`` (once finished). It expires a day after its deadline,
+  worker reading it), ``outcome`` (once finished), ``failures`` (failed handler
+  attempts, if any). It expires a day after its deadline,
   or an hour after its delivery was acknowledged.
 - ``{prefix}:{name}:due``: a sorted set, task id by the time its next read is due (for a
   leased task: its lease's end, so a dead worker's tasks fall due again by themselves).
@@ -17,7 +18,7 @@ the tagged prefix):
 - ``{prefix}:{name}:events``: a pub/sub channel for progress and finish notices.
 - ``{prefix}:{name}:dead``: a stream of dead letters: a task whose record, or a finished
   entry whose outcome, this version cannot read, or a finished task whose handler failed
-  ``max_deliveries`` times (``task``, ``reason``), capped at about
+  ``max_attempts`` times (``task``, ``reason``), capped at about
   :data:`DEAD_LETTERS_KEPT` entries. The task's hash is kept (``state`` ``dead``, or
   ``undelivered`` with its outcome still readable; ``dead_reason``) for a day, for an
   operator to look at.
@@ -176,6 +177,13 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
 return 1
 """
 
+# KEYS: task. A finished task's count of failed handler attempts, one more; 0 for a task
+# delivered meanwhile, or gone (no stray hash is made).
+_FAILED: Final = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'finished' then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'failures', 1)
+"""
+
 # KEYS: stream, task, dead. ARGV: group, entry id, task id, reason. An entry acknowledged
 # meanwhile (a handler that returned after all) is not a dead letter.
 _GIVE_UP: Final = f"""
@@ -279,6 +287,7 @@ class RedisStore:
         self._status = redis.register_script(_STATUS)
         self._bury = redis.register_script(_BURY)
         self._give_up = redis.register_script(_GIVE_UP)
+        self._failed = redis.register_script(_FAILED)
         self._prune = redis.register_script(_PRUNE)
         self._group_ready = False
         self._longest_block = _longest_block(redis)
@@ -391,53 +400,36 @@ class RedisStore:
         stale, gone = reclaimed[1], reclaimed[2] if len(reclaimed) > 2 else []  # 6.2: no [2]
         for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
             await self.redis.xack(self.stream_key, GROUP, entry_id)
-        counts = await self._delivery_counts([entry_id for entry_id, _ in stale])
-        taken: list[tuple[Any, Any, int | None]] = [
-            (i, f, n) for (i, f), n in zip(stale, counts, strict=True)
-        ]
+        taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]
         if not taken:
             milliseconds = max(1, int(min(block, self._longest_block) * 1000))  # 0: forever
             reply: Any = await self.redis.xreadgroup(
                 GROUP, worker, {self.stream_key: ">"}, count=count, block=milliseconds
             )
-            taken = [(i, f, None) for i, f in _stream_entries(reply)]
+            taken = [(i, f, False) for i, f in _stream_entries(reply)]
         entries = []
-        for entry_id, fields, reclaimed_count in taken:
+        for entry_id, fields, redelivered in taken:
             try:
-                entries.append(await self._entry(entry_id, fields, reclaimed_count))
+                entries.append(await self._entry(entry_id, fields, redelivered))
             except StoreDataError as exc:
                 await self._set_aside(fields.get(b"task", fields.get("task", b"")), exc, entry_id)
         return entries
 
-    async def _delivery_counts(self, entry_ids: list[Any]) -> list[int]:
-        """How many times each of ``entry_ids`` (just taken over by ``XAUTOCLAIM``, which
-        does not say) has been delivered, this time included: ``XPENDING``'s count."""
-        if not entry_ids:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for entry_id in entry_ids:
-                pipe.xpending_range(self.stream_key, GROUP, min=entry_id, max=entry_id, count=1)
-            replies: list[Any] = await pipe.execute()
-        # No reply: the entry was acknowledged meanwhile (it is not handled again anyway).
-        return [int(reply[0]["times_delivered"]) if reply else 2 for reply in replies]
-
-    async def _entry(self, entry_id: Any, fields: Any, reclaimed_count: int | None) -> Entry:
-        """The entry ``entry_id``; ``reclaimed_count``: its delivery count if it was taken
-        over from another worker (``None``: a first delivery)."""
+    async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
         task_id = _decode.task_id(
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
         async with store_call("reading a finished task"):  # another type: StoreDataError
-            record, deadline, outcome = await self.redis.hmget(
-                self.task_key(task_id), ["record", "deadline", "outcome"]
+            record, deadline, outcome, failures = await self.redis.hmget(
+                self.task_key(task_id), ["record", "deadline", "outcome", "failures"]
             )
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
             task_id,
             None if record is None else _decode.record(record, deadline),
             None if outcome is None else _decode.outcome(outcome),
-            redelivered=reclaimed_count is not None,
-            delivery_count=reclaimed_count or 1,
+            redelivered,
+            _decode.failures(failures),
         )
 
     async def _set_aside(self, task_id: Any, error: StoreDataError, entry_id: Any = "") -> None:
@@ -457,12 +449,18 @@ class RedisStore:
                 keys=[self.stream_key, self.task_key(entry.task_id)], args=[GROUP, entry.entry_id]
             )
 
-    async def dead_letter(self, entry: Entry, reason: str) -> None:
+    async def failed(self, entry: Entry) -> int:
+        async with store_call("counting a failed handler attempt"):
+            count = await self._failed(keys=[self.task_key(entry.task_id)])
+        return int(count)
+
+    async def dead_letter(self, entry: Entry, reason: str) -> bool:
         async with store_call("setting a delivery aside"):
-            await self._give_up(
+            done = await self._give_up(
                 keys=[self.stream_key, self.task_key(entry.task_id), self.dead_key],
                 args=[GROUP, entry.entry_id, entry.task_id, reason],
             )
+        return bool(done)
 
     async def outcome(self, task_id: str) -> str | bytes | None:
         async with store_call("reading an outcome"):

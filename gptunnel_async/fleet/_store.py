@@ -61,12 +61,20 @@ class WatchStore(Protocol):
         """The handler returned: the entry is done with and removed."""
         ...
 
-    async def dead_letter(self, entry: Entry, reason: str) -> None:
-        """The fleet gave up handing ``entry`` to a handler: it is acknowledged (no
-        worker takes it again) and kept among the dead letters with ``reason``; the
-        task's outcome stays readable by :meth:`outcome`. An entry acknowledged
-        meanwhile (its handler returned after all) is left alone. Only a watcher with
-        ``max_deliveries`` calls it (a store of your own may leave it out otherwise)."""
+    async def failed(self, entry: Entry) -> int:
+        """A handler attempt on ``entry`` failed (it raised, or did not return within
+        ``delivery_timeout``): count it, and return how many have; the next
+        :meth:`take` of it says so in ``Entry.failures``."""
+        ...
+
+    async def dead_letter(self, entry: Entry, reason: str) -> bool:
+        """The fleet gives up handing ``entry`` to a handler: acknowledge it (no worker
+        takes it again) and keep it among the dead letters with ``reason``; the task's
+        outcome stays readable by :meth:`outcome`. ``False``, and nothing done, if it
+        was acknowledged meanwhile (its handler returned after all).
+
+        A store of your own without :meth:`failed` and :meth:`dead_letter` serves a
+        watcher without ``max_attempts`` (its deliveries' ``attempt`` stays 1)."""
         ...
 
     async def outcome(self, task_id: str) -> str | bytes | None:

@@ -216,21 +216,24 @@ class Watcher(InProcessOnly):
             (``APITimeoutError``) the wait rides through: give a lease longer than a
             read with its retries takes.
         concurrency: reads in flight at once in this worker, and handlers too (>= 1).
-        delivery_timeout: seconds a handler may run before its delivery is given to
-            another worker (> 0, at most a day): longer than your handler ever takes.
-        max_deliveries: how many times a finished task is handed to a handler (>= 1)
-            before the fleet gives up on it: once the last one raises, or does not
+        delivery_timeout: seconds a handler may run (> 0, at most a day): longer than
+            your handler ever takes. Past it, the handler is cancelled, which counts
+            as a failed attempt, and the delivery is given again, to any worker; a
+            worker that died holding one loses it to another after as long.
+        max_attempts: how many failed attempts at handling a finished task (>= 1) the
+            fleet makes before it gives up on it: once the last raises, or does not
             return within ``delivery_timeout``, the delivery is acknowledged and set
-            aside as a dead letter, logged as an ``ERROR`` (the task's outcome stays
-            readable by ``result()``). ``None`` (the default): delivered again until
-            the task's record expires.
+            aside as a dead letter, said by one ``ERROR`` (the task's outcome stays
+            readable by ``result()``). A handler its worker never finished (the
+            worker died, or closed and cancelled it) is not an attempt that failed.
+            ``None`` (the default): delivered again until the task's record expires.
         worker: this worker's name in the store; by default host, pid and a random tag.
 
     Raises:
         ConfigurationError: a bad option: ``client`` not a ``GPTunnelClient``, ``store``
-            without the ``WatchStore`` methods (``dead_letter`` too, with
-            ``max_deliveries``), a blank ``worker`` or one UTF-8 cannot encode, a
-            ``lease`` or ``delivery_timeout`` over a day, ``max_deliveries`` below 1.
+            without the ``WatchStore`` methods (``failed`` and ``dead_letter`` too,
+            with ``max_attempts``), a blank ``worker`` or one UTF-8 cannot encode, a
+            ``lease`` or ``delivery_timeout`` over a day, ``max_attempts`` below 1.
     """
 
     _instead = (
@@ -248,7 +251,7 @@ class Watcher(InProcessOnly):
         lease: float = 30.0,
         concurrency: int = 16,
         delivery_timeout: float = 60.0,
-        max_deliveries: int | None = None,
+        max_attempts: int | None = None,
         worker: str | None = None,
     ) -> None:
         from .._client import GPTunnelClient  # the client imports what the fleet does
@@ -264,11 +267,11 @@ class Watcher(InProcessOnly):
         self.lease = _seconds("lease", lease)
         self.concurrency = count("concurrency", concurrency, 1)
         self.delivery_timeout = _seconds("delivery_timeout", delivery_timeout)
-        self.max_deliveries = (
-            None if max_deliveries is None else count("max_deliveries", max_deliveries, 1)
-        )
-        if max_deliveries is not None:
-            implements("store", store, "a WatchStore with dead_letter", ("dead_letter",))
+        self.max_attempts = None if max_attempts is None else count("max_attempts", max_attempts, 1)
+        if max_attempts is not None:
+            implements("store", store, "a WatchStore that counts failures", _GIVING_UP)
+        self._counts_failures = all(callable(getattr(store, name, None)) for name in _GIVING_UP)
+        """Whether the store keeps failed attempts (a store of one's own may not)."""
         self.worker = (
             _default_worker()
             if worker is None
@@ -631,7 +634,10 @@ class Watcher(InProcessOnly):
                     break
                 try:
                     entries = await self.store.take(
-                        self.worker, handlers.free, IDLE_POLL, self.delivery_timeout
+                        self.worker,
+                        handlers.free,
+                        IDLE_POLL,
+                        self.delivery_timeout + RECLAIM_MARGIN,
                     )
                 except Exception as exc:  # a store's fault, or a bug: the loop carries on
                     await backoff.pause(exc)
@@ -646,42 +652,17 @@ class Watcher(InProcessOnly):
 
     async def _deliver(self, entry: Entry) -> None:
         """Hand one finished task to the handler; acknowledge it when the handler returns.
-        A handler that raises is logged, and the delivery comes back after
-        ``delivery_timeout``, unless it was the last of ``max_deliveries``."""
+        A handler that raises, or does not return within ``delivery_timeout`` (it is
+        cancelled then), is logged, and the delivery comes back after that timeout,
+        unless the attempt was the last of ``max_attempts``."""
         assert self.handler is not None
-        if self._out_of_deliveries(entry.delivery_count - 1):  # the last one never returned
-            reason = f"not handled within delivery_timeout, deliveries: {entry.delivery_count - 1}"
-            await self._give_up(entry, reason)
+        if self._out_of_attempts(entry.failures):  # the store failed to set it aside
+            await self._give_up(entry, f"handler attempts failed: {entry.failures}")
             return
         if entry.record is not None and entry.outcome is not None:
-            outcome = entry.outcome
-            delivery = Delivery(
-                entry.task_id,
-                entry.record.family,
-                entry.record.metadata,
-                outcome.kind,
-                outcome.task,
-                entry.redelivered,
-                None if outcome.error is None else outcome.error.rebuilt(),
-                entry.delivery_count,
-            )
-            _HANDLING.set(self)  # this task's context, and what it starts: see close()
-            try:
-                returned = self.handler(delivery)
-                if inspect.isawaitable(returned):
-                    await returned
-            except Exception as exc:
-                if self._out_of_deliveries(entry.delivery_count):
-                    logger.exception("watcher: the handler failed for task %s", entry.task_id)
-                    times, error = entry.delivery_count, type(exc).__name__
-                    reason = f"the handler failed {times} times, the last with {error}"
-                    await self._give_up(entry, reason)
-                    return
-                logger.exception(
-                    "watcher: the handler failed for task %s; it is delivered again in %gs",
-                    entry.task_id,
-                    self.delivery_timeout,
-                )
+            failure = await self._handle(entry, entry.record, entry.outcome)
+            if failure is not None:
+                await self._after_failure(entry, *failure)
                 return
         # else: the task's record ran out (it outlived its lifetime unhandled): drop it.
         try:
@@ -693,25 +674,80 @@ class Watcher(InProcessOnly):
                 exc,
             )
 
-    def _out_of_deliveries(self, delivered: int) -> bool:
-        """Whether a task handed to a handler ``delivered`` times gets no more."""
-        return self.max_deliveries is not None and delivered >= self.max_deliveries
-
-    async def _give_up(self, entry: Entry, reason: str) -> None:
-        """Set ``entry`` aside as a dead letter: no worker takes it again. If the store
-        fails, it stays pending and the next worker to take it gives up on it."""
-        logger.error(
-            "watcher: gave up delivering task %s (%s); set aside as a dead letter",
+    async def _handle(
+        self, entry: Entry, record: WatchRecord, outcome: Outcome
+    ) -> tuple[str, Exception] | None:
+        """Run the handler on ``entry`` for at most ``delivery_timeout``; ``None`` if it
+        returned, else what went wrong (for the log and a dead letter) and the error."""
+        assert self.handler is not None
+        delivery = Delivery(
             entry.task_id,
-            reason,
+            record.family,
+            record.metadata,
+            outcome.kind,
+            outcome.task,
+            entry.redelivered,
+            None if outcome.error is None else outcome.error.rebuilt(),
+            entry.failures + 1,
         )
+        _HANDLING.set(self)  # this task's context, and what it starts: see close()
+        limit = asyncio.timeout(self.delivery_timeout)
         try:
-            await self.store.dead_letter(entry, reason)
+            async with limit:
+                returned = self.handler(delivery)
+                if inspect.isawaitable(returned):
+                    await returned
+        except Exception as exc:
+            if limit.expired():
+                return "did not return within delivery_timeout", exc
+            return f"raised {type(exc).__name__}", exc
+        return None
+
+    async def _after_failure(self, entry: Entry, what: str, error: Exception) -> None:
+        """Count a failed handler attempt; give up on ``entry`` if it was the last."""
+        failures = entry.failures + 1
+        if self._counts_failures:
+            try:
+                failures = await self.store.failed(entry)
+            except StoreUnavailableError as exc:  # uncounted: one more attempt, at worst
+                logger.warning("watcher: task %s: %s", entry.task_id, exc)
+        if self._out_of_attempts(failures):
+            await self._give_up(
+                entry, f"handler attempts failed: {failures}; the last {what}", error
+            )
+            return
+        logger.error(
+            "watcher: the handler %s for task %s; it is delivered again in %gs",
+            what,
+            entry.task_id,
+            self.delivery_timeout,
+            exc_info=error,
+        )
+
+    def _out_of_attempts(self, failures: int) -> bool:
+        """Whether a task whose handler failed ``failures`` times gets no more attempts."""
+        return self.max_attempts is not None and failures >= self.max_attempts
+
+    async def _give_up(self, entry: Entry, reason: str, error: BaseException | None = None) -> None:
+        """Set ``entry`` aside as a dead letter: no worker takes it again. One ``ERROR``
+        says so, with the traceback of the handler's last ``error`` if it has one. If
+        the store fails, the entry stays pending, and the next worker to take it gives
+        up on it."""
+        try:
+            set_aside = await self.store.dead_letter(entry, reason)
         except StoreUnavailableError as exc:
             logger.warning(
                 "watcher: task %s not set aside, the store failed (%s): it is taken again",
                 entry.task_id,
                 exc,
+            )
+            return
+        if set_aside:
+            logger.error(
+                "watcher: gave up delivering task %s (%s); set aside as a dead letter",
+                entry.task_id,
+                reason,
+                exc_info=error,
             )
 
     # -- waiting in any process --------------------------------------------------------
@@ -830,6 +866,13 @@ class Watcher(InProcessOnly):
             return status
         return attrs.evolve(status, rate=await budget.current_rate())
 
+
+_GIVING_UP: Final = ("failed", "dead_letter")
+"""What a store needs for ``max_attempts``: counting failures, and dead letters."""
+
+RECLAIM_MARGIN: Final = 1.0
+"""Seconds past ``delivery_timeout`` before a delivery is taken from another worker: its
+handler is cancelled at the timeout, and its failure counted, first."""
 
 _STORE_METHODS: Final = (
     "watch",

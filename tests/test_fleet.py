@@ -742,12 +742,15 @@ async def test_closing_a_worker_lets_its_running_handler_finish_within_the_grace
         if handled_by_first
         else [
             "watcher: closing: 1 handler(s) still running after the 0s grace are cancelled; "
-            "their deliveries come again in 1s (delivery_timeout)"
+            "their deliveries come again in 2s (delivery_timeout and a second), as the same "
+            "attempts"
         ]
     )
     async with Watcher(client, new_store(), handler=second, worker="2nd", delivery_timeout=1):
         if handled_by_first:
-            await asyncio.sleep(1.5)  # past delivery_timeout: a redelivery would show
+            await asyncio.sleep(
+                2.5
+            )  # past delivery_timeout and its margin: a redelivery would show
             assert second.deliveries == []
         else:
             (again,) = await second.until(1)
@@ -1043,6 +1046,100 @@ async def test_a_handler_a_closing_worker_cancels_is_no_failed_attempt(
     assert hangs.cancelled == 1
     assert (delivery.attempt, delivery.redelivered) == (1, True)
     assert (await store.status()).dead_letters == 0
+
+
+async def test_a_handler_that_raises_cancelled_error_itself_fails_its_attempt(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    calls: list[Delivery] = []
+
+    async def cancels_itself(delivery: Delivery) -> None:
+        calls.append(delivery)
+        raise asyncio.CancelledError  # a library's own, not the worker's: a failure
+
+    store = new_store()
+    async with Watcher(client, store, handler=cancels_itself, max_attempts=1) as watcher:
+        await watcher.watch(task_id)
+        await settle(lambda: _dead_letters_are(store, 1))
+    assert len(calls) == 1
+    if isinstance(store, RedisStore):
+        ((_, letter),) = await store.redis.xrange(store.dead_key)
+        assert letter[b"reason"] == b"handler attempts failed: 1; the last raised CancelledError"
+
+
+async def test_a_close_the_handler_turns_into_another_error_fails_no_attempt(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    started = asyncio.Event()
+
+    async def wraps_cancellation(delivery: Delivery) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise RuntimeError("interrupted") from None  # as some libraries do
+
+    store = new_store()
+    watcher = Watcher(client, store, handler=wraps_cancellation, max_attempts=1)
+    async with watcher:
+        await watcher.watch(task_id)
+        await asyncio.wait_for(started.wait(), 15)
+        await watcher.close(grace=0)
+    status = await store.status()
+    assert (status.finished_unhandled, status.dead_letters) == (1, 0)
+    (entry,) = await store.take("next", 10, 0.0, 0.0)
+    assert entry.failures == 0
+
+
+async def test_a_handler_slow_to_end_after_its_timeout_is_not_run_twice_at_once(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    task_id = fake.script_task(steps=[("done", 100)])
+    running, most, attempts = 0, 0, []
+
+    async def slow_to_stop(delivery: Delivery) -> None:
+        nonlocal running, most
+        attempts.append(delivery.attempt)
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.5)  # cleaning up past the reclaim's time
+            raise
+        finally:
+            running -= 1
+
+    store = new_store()
+    async with Watcher(client, store, handler=slow_to_stop, delivery_timeout=0.2) as watcher:
+        await watcher.watch(task_id)
+        await settle(lambda: _attempts_reached(attempts, 2))
+        await watcher.close(grace=0)
+    assert most == 1
+    assert attempts[:2] == [1, 2]
+
+
+async def _attempts_reached(attempts: list[int], count: int) -> bool:
+    return len(attempts) >= count
+
+
+async def test_an_odd_count_of_failures_starts_again_and_is_read_as_none(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis
+) -> None:
+    store = RedisStore(redis, name=f"fleet-{next(_names)}")
+    task_ids = [fake.script_task(steps=[("done", 100)]) for _ in range(4)]
+    async with Watcher(client, store) as poller:
+        for task_id in task_ids:
+            await poller.watch(task_id)
+        await settle(lambda: _unhandled_is(store, 4))
+    odd = {task_ids[0]: "abc", task_ids[1]: "-3", task_ids[2]: "1.5", task_ids[3]: "2"}
+    for task_id, value in odd.items():
+        await redis.hset(store.task_key(task_id), "failures", value)
+    entries = {e.task_id: e for e in await store.take("w", 10, 0.0, 60.0)}
+    assert [entries[t].failures for t in task_ids] == [0, 0, 0, 2]
+    assert [await store.failed(entries[t]) for t in task_ids] == [1, 1, 1, 3]
 
 
 async def test_failed_attempts_are_counted_until_the_delivery_is_acknowledged(

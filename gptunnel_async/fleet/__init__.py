@@ -20,12 +20,13 @@ from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind
 from ._redis_budget import RedisBudget
 from ._redis_store import RedisStore
 from ._status import fleet_status
-from ._store import WatchStore
+from ._store import DeadLetterStore, WatchStore
 from ._watcher import FAMILIES, RESULT_LIFETIME, Handler, Watcher
 
 __all__ = [
     "FAMILIES",
     "RESULT_LIFETIME",
+    "DeadLetterStore",
     "Delivery",
     "FleetProgress",
     "FleetStatus",

@@ -140,6 +140,8 @@ def failures(value: object) -> int:
     """A task's count of failed handler attempts (a Redis field ``HINCRBY`` keeps): none
     yet, or a value that is not a whole number >= 0 (an operator's ``HSET``), reads as 0,
     so an odd count costs a delivery its count, never the delivery."""
+    if value is None:
+        return 0
     try:
         count = int(text(value, "the count of failed handler attempts"))
     except (StoreDataError, ValueError):

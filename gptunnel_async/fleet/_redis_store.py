@@ -178,10 +178,15 @@ return 1
 """
 
 # KEYS: task. A finished task's count of failed handler attempts, one more; 0 for a task
-# delivered meanwhile, or gone (no stray hash is made).
+# delivered meanwhile, or gone (no stray hash is made). A count that is not a whole
+# number >= 0 (an operator's HSET) starts again, as _decode.failures reads it: 0.
 _FAILED: Final = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'finished' then return 0 end
-return redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local n = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+if n == nil or n < 0 or n ~= math.floor(n) then n = 0 end
+n = math.min(n + 1, 1e15)
+redis.call('HSET', KEYS[1], 'failures', string.format('%d', n))
+return n
 """
 
 # KEYS: stream, task, dead. ARGV: group, entry id, task id, reason. An entry acknowledged

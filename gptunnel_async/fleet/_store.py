@@ -12,7 +12,7 @@ from typing import Protocol
 
 from ._records import Claim, Entry, FleetStatus
 
-__all__ = ["WatchStore"]
+__all__ = ["DeadLetterStore", "WatchStore"]
 
 
 class WatchStore(Protocol):
@@ -61,22 +61,6 @@ class WatchStore(Protocol):
         """The handler returned: the entry is done with and removed."""
         ...
 
-    async def failed(self, entry: Entry) -> int:
-        """A handler attempt on ``entry`` failed (it raised, or did not return within
-        ``delivery_timeout``): count it, and return how many have; the next
-        :meth:`take` of it says so in ``Entry.failures``."""
-        ...
-
-    async def dead_letter(self, entry: Entry, reason: str) -> bool:
-        """The fleet gives up handing ``entry`` to a handler: acknowledge it (no worker
-        takes it again) and keep it among the dead letters with ``reason``; the task's
-        outcome stays readable by :meth:`outcome`. ``False``, and nothing done, if it
-        was acknowledged meanwhile (its handler returned after all).
-
-        A store of your own without :meth:`failed` and :meth:`dead_letter` serves a
-        watcher without ``max_attempts`` (its deliveries' ``attempt`` stays 1)."""
-        ...
-
     async def outcome(self, task_id: str) -> str | bytes | None:
         """The outcome's JSON (as stored: the watcher decodes it) if the task has
         finished, else ``None``; ``StoreDataError`` if the task was set aside as a dead
@@ -90,4 +74,26 @@ class WatchStore(Protocol):
 
     async def status(self) -> FleetStatus:
         """Counts for an operator (``rate`` left ``None``)."""
+        ...
+
+
+class DeadLetterStore(WatchStore, Protocol):
+    """A [WatchStore][gptunnel_async.fleet.WatchStore] that also counts failed handler
+    attempts and keeps dead letters: what a watcher's ``max_attempts`` needs.
+    [RedisStore][gptunnel_async.fleet.RedisStore] and
+    [MemoryStore][gptunnel_async.fleet.MemoryStore] are both; with a store of your own
+    that is only a ``WatchStore``, deliveries' ``attempt`` stays 1."""
+
+    async def failed(self, entry: Entry) -> int:
+        """A handler attempt on ``entry`` failed (it raised, or did not return within
+        ``delivery_timeout``): count it, and return how many have (0: the entry was
+        acknowledged or set aside meanwhile, nothing counted); the next :meth:`take` of
+        it says so in ``Entry.failures``."""
+        ...
+
+    async def dead_letter(self, entry: Entry, reason: str) -> bool:
+        """The fleet gives up handing ``entry`` to a handler: acknowledge it (no worker
+        takes it again) and keep it among the dead letters with ``reason``; the task's
+        outcome stays readable by :meth:`outcome`. ``False``, and nothing done, if it
+        was acknowledged meanwhile (its handler returned after all)."""
         ...

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, cast
 
 import attrs
 
@@ -94,6 +94,7 @@ from ._store import WatchStore
 if TYPE_CHECKING:
     from .._client import GPTunnelClient
     from ..families import TaskResource
+    from ._store import DeadLetterStore
 
 __all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
 
@@ -270,8 +271,12 @@ class Watcher(InProcessOnly):
         self.max_attempts = None if max_attempts is None else count("max_attempts", max_attempts, 1)
         if max_attempts is not None:
             implements("store", store, "a WatchStore that counts failures", _GIVING_UP)
-        self._counts_failures = all(callable(getattr(store, name, None)) for name in _GIVING_UP)
-        """Whether the store keeps failed attempts (a store of one's own may not)."""
+        counts = all(callable(getattr(store, name, None)) for name in _GIVING_UP)
+        self._dead_letters = cast("DeadLetterStore", store) if counts else None
+        """The store, if it counts failed attempts (one of your own may not)."""
+        self._in_hand: set[str] = set()
+        """Entries this worker is handling (or counting the failure of): taken again
+        meanwhile, one is not started twice at once."""
         self.worker = (
             _default_worker()
             if worker is None
@@ -449,10 +454,11 @@ class Watcher(InProcessOnly):
         if cut := handlers.size - handlers.free:  # past the grace, wherever the loops are
             logger.warning(
                 "watcher: closing: %d handler(s) still running after the %gs grace are "
-                "cancelled; their deliveries come again in %gs (delivery_timeout)",
+                "cancelled; their deliveries come again in %gs (delivery_timeout and a "
+                "second), as the same attempts",
                 cut,
                 grace,
-                self.delivery_timeout,
+                self.delivery_timeout + RECLAIM_MARGIN,
             )
         await handlers.close()
 
@@ -632,6 +638,8 @@ class Watcher(InProcessOnly):
                 await handlers.wait_for_room()
                 if self._stopping:  # closed meanwhile: take nothing more
                     break
+                # The store counts an entry's time from its take: so does its handler.
+                deadline = asyncio.get_running_loop().time() + self.delivery_timeout
                 try:
                     entries = await self.store.take(
                         self.worker,
@@ -644,23 +652,31 @@ class Watcher(InProcessOnly):
                     continue
                 backoff.reset()
                 for entry in entries:
-                    handlers.start(self._deliver(entry))
+                    if entry.entry_id not in self._in_hand:  # else its last attempt goes on
+                        self._in_hand.add(entry.entry_id)
+                        handlers.start(self._deliver(entry, deadline))
             # Closed: what was taken is handed over, within close()'s grace.
             await handlers.drain(self._grace_until - asyncio.get_running_loop().time())
         finally:
             await handlers.close()
 
-    async def _deliver(self, entry: Entry) -> None:
+    async def _deliver(self, entry: Entry, deadline: float) -> None:
         """Hand one finished task to the handler; acknowledge it when the handler returns.
-        A handler that raises, or does not return within ``delivery_timeout`` (it is
-        cancelled then), is logged, and the delivery comes back after that timeout,
-        unless the attempt was the last of ``max_attempts``."""
+        A handler that raises, or has not returned by ``deadline`` (the loop's time;
+        it is cancelled then), is logged, and the delivery comes back, unless the
+        attempt was the last of ``max_attempts``."""
+        try:
+            await self._attempt(entry, deadline)
+        finally:
+            self._in_hand.discard(entry.entry_id)
+
+    async def _attempt(self, entry: Entry, deadline: float) -> None:
         assert self.handler is not None
         if self._out_of_attempts(entry.failures):  # the store failed to set it aside
             await self._give_up(entry, f"handler attempts failed: {entry.failures}")
             return
         if entry.record is not None and entry.outcome is not None:
-            failure = await self._handle(entry, entry.record, entry.outcome)
+            failure = await self._handle(entry, entry.record, entry.outcome, deadline)
             if failure is not None:
                 await self._after_failure(entry, *failure)
                 return
@@ -675,10 +691,12 @@ class Watcher(InProcessOnly):
             )
 
     async def _handle(
-        self, entry: Entry, record: WatchRecord, outcome: Outcome
-    ) -> tuple[str, Exception] | None:
-        """Run the handler on ``entry`` for at most ``delivery_timeout``; ``None`` if it
-        returned, else what went wrong (for the log and a dead letter) and the error."""
+        self, entry: Entry, record: WatchRecord, outcome: Outcome, deadline: float
+    ) -> tuple[str, BaseException] | None:
+        """Run the handler on ``entry`` until ``deadline`` at most; ``None`` if it
+        returned, else what went wrong (for the log and a dead letter) and the error.
+        A cancellation of this task (a closing worker) is passed on, never counted as
+        a failure, even if the handler turned it into another error."""
         assert self.handler is not None
         delivery = Delivery(
             entry.task_id,
@@ -691,26 +709,38 @@ class Watcher(InProcessOnly):
             entry.failures + 1,
         )
         _HANDLING.set(self)  # this task's context, and what it starts: see close()
-        limit = asyncio.timeout(self.delivery_timeout)
+        limit = asyncio.timeout_at(deadline)
         try:
             async with limit:
                 returned = self.handler(delivery)
                 if inspect.isawaitable(returned):
                     await returned
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
+            if _being_cancelled():  # the close's cancellation, whatever the handler made of it
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise asyncio.CancelledError from exc
             if limit.expired():
                 return "did not return within delivery_timeout", exc
-            return f"raised {type(exc).__name__}", exc
+            return f"raised {type(exc).__name__}", exc  # CancelledError too: its own
         return None
 
-    async def _after_failure(self, entry: Entry, what: str, error: Exception) -> None:
+    async def _after_failure(self, entry: Entry, what: str, error: BaseException) -> None:
         """Count a failed handler attempt; give up on ``entry`` if it was the last."""
         failures = entry.failures + 1
-        if self._counts_failures:
+        if self._dead_letters is not None:
             try:
-                failures = await self.store.failed(entry)
+                failures = await self._dead_letters.failed(entry)
             except StoreUnavailableError as exc:  # uncounted: one more attempt, at worst
                 logger.warning("watcher: task %s: %s", entry.task_id, exc)
+        if failures == 0:  # acknowledged or set aside meanwhile, by another attempt
+            logger.error(
+                "watcher: the handler %s for task %s, which another attempt has finished",
+                what,
+                entry.task_id,
+                exc_info=error,
+            )
+            return
         if self._out_of_attempts(failures):
             await self._give_up(
                 entry, f"handler attempts failed: {failures}; the last {what}", error
@@ -733,8 +763,9 @@ class Watcher(InProcessOnly):
         says so, with the traceback of the handler's last ``error`` if it has one. If
         the store fails, the entry stays pending, and the next worker to take it gives
         up on it."""
+        assert self._dead_letters is not None  # max_attempts needs one
         try:
-            set_aside = await self.store.dead_letter(entry, reason)
+            set_aside = await self._dead_letters.dead_letter(entry, reason)
         except StoreUnavailableError as exc:
             logger.warning(
                 "watcher: task %s not set aside, the store failed (%s): it is taken again",
@@ -1011,6 +1042,12 @@ def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
 RECANCEL_EVERY: Final = 0.1
 """Seconds between cancellations of a task that must end, for a client library (redis-py
 while it subscribes) may swallow one."""
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task has a cancellation pending (a closing worker's)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _cancel_until_done(task: asyncio.Task[Any]) -> None:

@@ -951,10 +951,10 @@ async def test_a_handler_that_keeps_raising_is_given_up_after_max_attempts(
     status = await store.status()
     assert (status.finished_unhandled, status.dead_letters) == (0, 1)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert ["gave up" in r.getMessage() for r in errors] == [False, False, True]
+    assert ["gave up" in r.getMessage() for r in errors] == [False, False, False, True]
+    assert all(r.exc_info and r.exc_info[0] is RuntimeError for r in errors[:3])  # each failure
     reason = "handler attempts failed: 3; the last raised RuntimeError"
     assert reason in errors[-1].getMessage()
-    assert errors[-1].exc_info is not None and errors[-1].exc_info[0] is RuntimeError
     if isinstance(store, RedisStore):
         ((_, letter),) = await store.redis.xrange(store.dead_key)
         assert letter == {b"task": task_id.encode(), b"reason": reason.encode()}
@@ -1045,6 +1045,35 @@ async def test_a_handler_a_closing_worker_cancels_is_no_failed_attempt(
         await settle(lambda: _unhandled_is(store, 0))
     assert hangs.cancelled == 1
     assert (delivery.attempt, delivery.redelivered) == (1, True)
+    assert (await store.status()).dead_letters == 0
+
+
+async def test_a_delivery_taken_late_in_a_blocking_read_gets_its_whole_delivery_timeout(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    # A worker with nothing to do reads the store blocking for half a second: tasks
+    # finished 0.45 s apart land late in those reads. Each handler needs half its
+    # timeout, which a deadline counted from the read's start would not leave it.
+    task_ids = [fake.script_task(steps=[("running", 10)]) for _ in range(3)]
+    handled: list[str] = []
+
+    async def takes_a_while(delivery: Delivery) -> None:
+        await asyncio.sleep(0.25)
+        handled.append(delivery.task_id)
+
+    store = new_store()
+    policy = PollPolicy(initial=60, max_interval=60, jitter=0.0)  # the resolves finish them
+    async with Watcher(
+        client, store, handler=takes_a_while, delivery_timeout=0.5, max_attempts=1, policy=policy
+    ) as watcher:
+        for task_id in task_ids:
+            await watcher.watch(task_id)
+        for task_id in task_ids:
+            await asyncio.sleep(0.45)
+            done = Task(id=task_id, status="done", percent=100, result="https://r.example/x.png")
+            assert await watcher.resolve(done)
+        await settle(lambda: _unhandled_is(store, 0))
+    assert sorted(handled) == sorted(task_ids)
     assert (await store.status()).dead_letters == 0
 
 

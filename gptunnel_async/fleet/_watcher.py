@@ -31,6 +31,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, cast
 
@@ -180,10 +181,11 @@ class _Pool:
         if self._running and not self.free:
             await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
 
-    def start(self, work: Coroutine[Any, Any, None]) -> None:
+    def start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        return task
 
     async def drain(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the coroutines running to end by themselves."""
@@ -224,7 +226,7 @@ class Watcher(InProcessOnly):
         max_attempts: how many failed attempts at handling a finished task (>= 1) the
             fleet makes before it gives up on it: once the last raises, or does not
             return within ``delivery_timeout``, the delivery is acknowledged and set
-            aside as a dead letter, said by one ``ERROR`` (the task's outcome stays
+            aside as a dead letter, said by an ``ERROR`` (the task's outcome stays
             readable by ``result()``). A handler its worker never finished (the
             worker died, or closed and cancelled it) is not an attempt that failed.
             ``None`` (the default): delivered again until the task's record expires.
@@ -638,8 +640,6 @@ class Watcher(InProcessOnly):
                 await handlers.wait_for_room()
                 if self._stopping:  # closed meanwhile: take nothing more
                     break
-                # The store counts an entry's time from its take: so does its handler.
-                deadline = asyncio.get_running_loop().time() + self.delivery_timeout
                 try:
                     entries = await self.store.take(
                         self.worker,
@@ -651,10 +651,17 @@ class Watcher(InProcessOnly):
                     await backoff.pause(exc)
                     continue
                 backoff.reset()
+                # From the take's answer: its blocking read does not count (the store's
+                # clock starts when an entry arrives), its reads of entries must stay
+                # within RECLAIM_MARGIN.
+                deadline = asyncio.get_running_loop().time() + self.delivery_timeout
                 for entry in entries:
                     if entry.entry_id not in self._in_hand:  # else its last attempt goes on
                         self._in_hand.add(entry.entry_id)
-                        handlers.start(self._deliver(entry, deadline))
+                        handled = handlers.start(self._deliver(entry, deadline))
+                        # A callback, not a finally: a task cancelled before it starts
+                        # (by close) never runs its body.
+                        handled.add_done_callback(partial(_forget, self._in_hand, entry.entry_id))
             # Closed: what was taken is handed over, within close()'s grace.
             await handlers.drain(self._grace_until - asyncio.get_running_loop().time())
         finally:
@@ -665,12 +672,6 @@ class Watcher(InProcessOnly):
         A handler that raises, or has not returned by ``deadline`` (the loop's time;
         it is cancelled then), is logged, and the delivery comes back, unless the
         attempt was the last of ``max_attempts``."""
-        try:
-            await self._attempt(entry, deadline)
-        finally:
-            self._in_hand.discard(entry.entry_id)
-
-    async def _attempt(self, entry: Entry, deadline: float) -> None:
         assert self.handler is not None
         if self._out_of_attempts(entry.failures):  # the store failed to set it aside
             await self._give_up(entry, f"handler attempts failed: {entry.failures}")
@@ -678,7 +679,7 @@ class Watcher(InProcessOnly):
         if entry.record is not None and entry.outcome is not None:
             failure = await self._handle(entry, entry.record, entry.outcome, deadline)
             if failure is not None:
-                await self._after_failure(entry, *failure)
+                await self._after_failure(entry, *failure, deadline)
                 return
         # else: the task's record ran out (it outlived its lifetime unhandled): drop it.
         try:
@@ -725,48 +726,42 @@ class Watcher(InProcessOnly):
             return f"raised {type(exc).__name__}", exc  # CancelledError too: its own
         return None
 
-    async def _after_failure(self, entry: Entry, what: str, error: BaseException) -> None:
-        """Count a failed handler attempt; give up on ``entry`` if it was the last."""
-        failures = entry.failures + 1
-        if self._dead_letters is not None:
-            try:
-                failures = await self._dead_letters.failed(entry)
-            except StoreUnavailableError as exc:  # uncounted: one more attempt, at worst
-                logger.warning("watcher: task %s: %s", entry.task_id, exc)
-        if failures == 0:  # acknowledged or set aside meanwhile, by another attempt
-            logger.error(
-                "watcher: the handler %s for task %s, which another attempt has finished",
-                what,
-                entry.task_id,
-                exc_info=error,
-            )
-            return
-        if self._out_of_attempts(failures):
-            await self._give_up(
-                entry, f"handler attempts failed: {failures}; the last {what}", error
-            )
-            return
+    async def _after_failure(
+        self, entry: Entry, what: str, error: BaseException, deadline: float
+    ) -> None:
+        """Log a failed handler attempt (first: whatever the store does next), count it,
+        and give up on ``entry`` if it was the last."""
+        again = deadline + RECLAIM_MARGIN - asyncio.get_running_loop().time()
         logger.error(
-            "watcher: the handler %s for task %s; it is delivered again in %gs",
+            "watcher: the handler %s for task %s; its delivery comes again in %.3gs%s",
             what,
             entry.task_id,
-            self.delivery_timeout,
+            max(0.0, again),
+            "" if self.max_attempts is None else " unless it was the last attempt",
             exc_info=error,
         )
+        if self._dead_letters is None:
+            return
+        try:
+            failures = await self._dead_letters.failed(entry)
+        except Exception as exc:  # a store's fault: uncounted, one more attempt at worst
+            logger.warning("watcher: task %s: its failure is not counted: %s", entry.task_id, exc)
+            return
+        if self._out_of_attempts(failures):  # 0: acknowledged or set aside meanwhile
+            await self._give_up(entry, f"handler attempts failed: {failures}; the last {what}")
 
     def _out_of_attempts(self, failures: int) -> bool:
         """Whether a task whose handler failed ``failures`` times gets no more attempts."""
         return self.max_attempts is not None and failures >= self.max_attempts
 
-    async def _give_up(self, entry: Entry, reason: str, error: BaseException | None = None) -> None:
-        """Set ``entry`` aside as a dead letter: no worker takes it again. One ``ERROR``
-        says so, with the traceback of the handler's last ``error`` if it has one. If
-        the store fails, the entry stays pending, and the next worker to take it gives
-        up on it."""
+    async def _give_up(self, entry: Entry, reason: str) -> None:
+        """Set ``entry`` aside as a dead letter: no worker takes it again; an ``ERROR``
+        says so. If the store fails, the entry stays pending, and the next worker to
+        take it gives up on it."""
         assert self._dead_letters is not None  # max_attempts needs one
         try:
             set_aside = await self._dead_letters.dead_letter(entry, reason)
-        except StoreUnavailableError as exc:
+        except Exception as exc:  # a store's fault
             logger.warning(
                 "watcher: task %s not set aside, the store failed (%s): it is taken again",
                 entry.task_id,
@@ -778,7 +773,6 @@ class Watcher(InProcessOnly):
                 "watcher: gave up delivering task %s (%s); set aside as a dead letter",
                 entry.task_id,
                 reason,
-                exc_info=error,
             )
 
     # -- waiting in any process --------------------------------------------------------
@@ -1042,6 +1036,11 @@ def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
 RECANCEL_EVERY: Final = 0.1
 """Seconds between cancellations of a task that must end, for a client library (redis-py
 while it subscribes) may swallow one."""
+
+
+def _forget(in_hand: set[str], entry_id: str, _: asyncio.Task[None]) -> None:
+    """A delivery's handling ended (or never started): it may be taken again."""
+    in_hand.discard(entry_id)
 
 
 def _being_cancelled() -> bool:

@@ -953,6 +953,14 @@ async def test_a_handler_that_keeps_raising_is_given_up_after_max_attempts(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert ["gave up" in r.getMessage() for r in errors] == [False, False, False, True]
     assert all(r.exc_info and r.exc_info[0] is RuntimeError for r in errors[:3])  # each failure
+    failures = [r.getMessage() for r in errors[:3]]
+    assert (
+        f"raised RuntimeError for task {task_id} (attempt 1 of 3); it comes again in"
+        in (failures[0])
+    )
+    assert failures[2].endswith(
+        f"raised RuntimeError for task {task_id} (attempt 3 of 3, the last)"
+    )
     reason = "handler attempts failed: 3; the last raised RuntimeError"
     assert reason in errors[-1].getMessage()
     if isinstance(store, RedisStore):
@@ -1006,7 +1014,8 @@ async def test_a_handler_past_its_delivery_timeout_is_cancelled_and_delivered_ag
     assert hangs.cancelled == 2  # the first by its timeout, the second by close()
     assert hangs.most_at_once == 1  # never the same delivery twice at once
     assert [(d.attempt, d.redelivered) for d in hangs.deliveries] == [(1, False), (2, True)]
-    assert any("did not return within delivery_timeout" in r.getMessage() for r in caplog.records)
+    timed_out = f"did not return within delivery_timeout for task {task_id} (attempt 1); it comes"
+    assert any(timed_out in r.getMessage() for r in caplog.records)
 
 
 async def test_a_handler_that_never_returns_is_given_up_after_max_attempts(

@@ -731,15 +731,23 @@ class Watcher(InProcessOnly):
     ) -> None:
         """Log a failed handler attempt (first: whatever the store does next), count it,
         and give up on ``entry`` if it was the last."""
-        again = deadline + RECLAIM_MARGIN - asyncio.get_running_loop().time()
-        logger.error(
-            "watcher: the handler %s for task %s; its delivery comes again in %.3gs%s",
-            what,
-            entry.task_id,
-            max(0.0, again),
-            "" if self.max_attempts is None else " unless it was the last attempt",
-            exc_info=error,
-        )
+        attempt = entry.failures + 1
+        if self._out_of_attempts(attempt):
+            logger.error(
+                "watcher: the handler %s for task %s (attempt %d of %d, the last)",
+                *(what, entry.task_id, attempt, self.max_attempts),
+                exc_info=error,
+            )
+        else:
+            again = max(0.0, deadline + RECLAIM_MARGIN - asyncio.get_running_loop().time())
+            numbered = f"attempt {attempt}" + (
+                f" of {self.max_attempts}" if self.max_attempts else ""
+            )
+            logger.error(
+                "watcher: the handler %s for task %s (%s); it comes again in %.3gs",
+                *(what, entry.task_id, numbered, again),
+                exc_info=error,
+            )
         if self._dead_letters is None:
             return
         try:

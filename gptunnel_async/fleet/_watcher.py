@@ -716,7 +716,9 @@ class Watcher(InProcessOnly):
                 returned = self.handler(delivery)
                 if inspect.isawaitable(returned):
                     await returned
-        except (Exception, asyncio.CancelledError) as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise  # the program is to stop: not the handler's failure
+        except BaseException as exc:  # a BaseException of its own, too: a failed attempt
             if _being_cancelled():  # the close's cancellation, whatever the handler made of it
                 if isinstance(exc, asyncio.CancelledError):
                     raise

@@ -35,6 +35,7 @@ __all__ = [
     "implements",
     "instance_of",
     "json_values",
+    "missing_methods",
     "number",
     "optional",
     "positive_number",
@@ -142,10 +143,15 @@ def instance_of(cls: type) -> Callable[[str, Any], Any]:
     return check
 
 
+def missing_methods(value: Any, methods: Iterable[str]) -> list[str]:
+    """Which of ``methods`` ``value`` lacks, or has but cannot call."""
+    return [method for method in methods if not callable(getattr(value, method, None))]
+
+
 def implements(name: str, value: Any, what: str, methods: Iterable[str]) -> Any:
     """``value`` if it has every one of ``methods``, callable (a store, a client given
     by its interface); ``ConfigurationError`` saying it must be ``what`` otherwise."""
-    missing = [method for method in methods if not callable(getattr(value, method, None))]
+    missing = missing_methods(value, methods)
     if missing:
         raise ConfigurationError(
             f"{name} must be {what}, got {describe(value)} (it has no {missing[0]}())"

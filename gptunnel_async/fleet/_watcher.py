@@ -45,6 +45,7 @@ from .._checks import (
     function,
     implements,
     instance_of,
+    missing_methods,
     non_negative_number,
     number,
     optional,
@@ -273,7 +274,7 @@ class Watcher(InProcessOnly):
         self.max_attempts = None if max_attempts is None else count("max_attempts", max_attempts, 1)
         if max_attempts is not None:
             implements("store", store, "a WatchStore that counts failures", _GIVING_UP)
-        counts = all(callable(getattr(store, name, None)) for name in _GIVING_UP)
+        counts = not missing_methods(store, _GIVING_UP)
         self._dead_letters = cast("DeadLetterStore", store) if counts else None
         """The store, if it counts failed attempts (one of your own may not)."""
         self._in_hand: set[str] = set()
@@ -710,6 +711,7 @@ class Watcher(InProcessOnly):
             entry.failures + 1,
         )
         _HANDLING.set(self)  # this task's context, and what it starts: see close()
+        closing = cancellation_watch()
         limit = asyncio.timeout_at(deadline)
         try:
             async with limit:
@@ -719,7 +721,7 @@ class Watcher(InProcessOnly):
         except (KeyboardInterrupt, SystemExit):
             raise  # the program is to stop: not the handler's failure
         except BaseException as exc:  # a BaseException of its own, too: a failed attempt
-            if _being_cancelled():  # the close's cancellation, whatever the handler made of it
+            if closing():  # the close's cancellation, whatever the handler made of it
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 raise asyncio.CancelledError from exc
@@ -734,22 +736,17 @@ class Watcher(InProcessOnly):
         """Log a failed handler attempt (first: whatever the store does next), count it,
         and give up on ``entry`` if it was the last."""
         attempt = entry.failures + 1
+        numbered = f"attempt {attempt}" + (f" of {self.max_attempts}" if self.max_attempts else "")
         if self._out_of_attempts(attempt):
-            logger.error(
-                "watcher: the handler %s for task %s (attempt %d of %d, the last)",
-                *(what, entry.task_id, attempt, self.max_attempts),
-                exc_info=error,
-            )
+            numbered, next_one = f"{numbered}, the last", ""
         else:
             again = max(0.0, deadline + RECLAIM_MARGIN - asyncio.get_running_loop().time())
-            numbered = f"attempt {attempt}" + (
-                f" of {self.max_attempts}" if self.max_attempts else ""
-            )
-            logger.error(
-                "watcher: the handler %s for task %s (%s); it comes again in %.3gs",
-                *(what, entry.task_id, numbered, again),
-                exc_info=error,
-            )
+            next_one = f"; it comes again in {again:.3g}s"
+        logger.error(
+            "watcher: the handler %s for task %s (%s)%s",
+            *(what, entry.task_id, numbered, next_one),
+            exc_info=error,
+        )
         if self._dead_letters is None:
             return
         try:
@@ -1051,12 +1048,6 @@ while it subscribes) may swallow one."""
 def _forget(in_hand: set[str], entry_id: str, _: asyncio.Task[None]) -> None:
     """A delivery's handling ended (or never started): it may be taken again."""
     in_hand.discard(entry_id)
-
-
-def _being_cancelled() -> bool:
-    """Whether the running task has a cancellation pending (a closing worker's)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _cancel_until_done(task: asyncio.Task[Any]) -> None:

@@ -1086,50 +1086,41 @@ async def test_a_delivery_taken_late_in_a_blocking_read_gets_its_whole_delivery_
     assert (await store.status()).dead_letters == 0
 
 
-async def test_a_handler_that_raises_cancelled_error_itself_fails_its_attempt(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
-) -> None:
-    task_id = fake.script_task(steps=[("done", 100)])
-    calls: list[Delivery] = []
-
-    async def cancels_itself(delivery: Delivery) -> None:
-        calls.append(delivery)
-        raise asyncio.CancelledError  # a library's own, not the worker's: a failure
-
-    store = new_store()
-    async with Watcher(client, store, handler=cancels_itself, max_attempts=1) as watcher:
-        await watcher.watch(task_id)
-        await settle(lambda: _dead_letters_are(store, 1))
-    assert len(calls) == 1
-    if isinstance(store, RedisStore):
-        ((_, letter),) = await store.redis.xrange(store.dead_key)
-        assert letter[b"reason"] == b"handler attempts failed: 1; the last raised CancelledError"
-
-
 class _Abort(BaseException):
     """What some code raises to get past ``except Exception`` blocks."""
 
 
+@pytest.mark.parametrize(
+    "raised",
+    [
+        asyncio.CancelledError,  # a library's own, not the worker's: a failure
+        _Abort,  # a BaseException of its own: a failure too
+    ],
+)
 async def test_a_handler_that_raises_a_base_exception_of_its_own_fails_its_attempt(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    raised: type[BaseException],
 ) -> None:
     task_id = fake.script_task(steps=[("done", 100)])
     calls: list[Delivery] = []
 
-    async def aborts(delivery: Delivery) -> None:
+    async def raises(delivery: Delivery) -> None:
         calls.append(delivery)
-        raise _Abort
+        raise raised
 
     store = new_store()
     async with Watcher(
-        client, store, handler=aborts, delivery_timeout=0.1, max_attempts=2
+        client, store, handler=raises, delivery_timeout=0.1, max_attempts=2
     ) as watcher:
         await watcher.watch(task_id)
         await settle(lambda: _dead_letters_are(store, 1))
     assert [d.attempt for d in calls] == [1, 2]
     if isinstance(store, RedisStore):
         ((_, letter),) = await store.redis.xrange(store.dead_key)
-        assert letter[b"reason"] == b"handler attempts failed: 2; the last raised _Abort"
+        reason = f"handler attempts failed: 2; the last raised {raised.__name__}"
+        assert letter[b"reason"] == reason.encode()
 
 
 async def test_a_close_the_handler_turns_into_another_error_fails_no_attempt(

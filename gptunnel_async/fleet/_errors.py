@@ -48,7 +48,25 @@ async def store_call(what: str) -> AsyncIterator[None]:
             raise StoreDataError(
                 f"{what}: a key of the fleet holds a value of another type ({_reason(exc)})"
             ) from exc
-        raise StoreUnavailableError(f"{what}: the store failed ({_reason(exc)})") from exc
+        raise StoreUnavailableError(
+            f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}"
+        ) from exc
+
+
+def _pool_full_hint(exc: BaseException) -> str:
+    """What to do when redis-py refused the command because its pool was full (its
+    ``MaxConnectionsError``; before redis-py 6, a ``ConnectionError`` of that text)."""
+    try:
+        from redis import exceptions
+    except ImportError:  # the in-memory store runs without redis-py
+        return ""
+    full = getattr(exceptions, "MaxConnectionsError", ())
+    if not isinstance(exc, full) and str(exc) != "Too many connections":
+        return ""
+    return (
+        "; the Redis client's connection pool is full, the application's commands "
+        "included: give it a larger max_connections, or a BlockingConnectionPool"
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ consumer moves a poison message aside), so the entries behind it are still read.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +40,7 @@ from .._checks import async_redis, number
 from .._logging import sdk_logger
 from ..errors import StoreDataError
 from . import _decode
+from ._connections import share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
 from ._records import Claim, Entry, FleetStatus
@@ -265,7 +267,10 @@ class RedisStore:
 
     Args:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; never closed by
-            the store. Its ``socket_timeout`` bounds each operation: set one.
+            the store. Its ``socket_timeout`` bounds each operation: set one. The
+            store's commands use at most half its pool's ``max_connections`` at once,
+            and a burst beyond that waits its turn (a ``BlockingConnectionPool``
+            waits by itself and is used as it is).
         name: stores with the same name share their waits (the hash tag of every key).
         prefix: the start of every key.
 
@@ -296,6 +301,15 @@ class RedisStore:
         self._prune = redis.register_script(_PRUNE)
         self._group_ready = False
         self._longest_block = _longest_block(redis)
+        self._share = share_of(redis)
+
+    @contextlib.asynccontextmanager
+    async def _command(self, what: str) -> AsyncIterator[None]:
+        """Run a store command within the pool's share of connections (see
+        ``_connections``: it waits its turn rather than fail with "Too many
+        connections"); its failure becomes the SDK's typed error (``store_call``)."""
+        async with self._share.held(), store_call(what):
+            yield
 
     def __repr__(self) -> str:
         return f"<RedisStore name={self.name!r}>"
@@ -305,7 +319,7 @@ class RedisStore:
         return self._task_prefix + task_id
 
     async def watch(self, task_id: str, record: str, timeout: float) -> bool:
-        async with store_call("registering a wait"):
+        async with self._command("registering a wait"):
             added = await self._watch(
                 keys=[self.task_key(task_id), self.due_key], args=[task_id, record, timeout]
             )
@@ -314,7 +328,7 @@ class RedisStore:
     async def claim(
         self, worker: str, limit: int, lease: float
     ) -> tuple[list[Claim], float | None]:
-        async with store_call("claiming due tasks"):
+        async with self._command("claiming due tasks"):
             reply = await self._claim(
                 keys=[self.due_key, self.leases_key],
                 args=[self._task_prefix, worker, limit, lease],
@@ -334,7 +348,7 @@ class RedisStore:
     async def reschedule(
         self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
     ) -> bool:
-        async with store_call("re-scheduling a read"):
+        async with self._command("re-scheduling a read"):
             done = await self._reschedule(
                 keys=[self.task_key(task_id), self.due_key, self.leases_key],
                 args=[task_id, worker, delay, schedule, progress or "", self.channel],
@@ -342,7 +356,7 @@ class RedisStore:
         return bool(done)
 
     async def finish(self, task_id: str, outcome: str) -> bool:
-        async with store_call("finishing a wait"):
+        async with self._command("finishing a wait"):
             done = await self._finish(
                 keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
                 args=[task_id, outcome, self.channel],
@@ -352,6 +366,8 @@ class RedisStore:
     async def take(
         self, worker: str, count: int, block: float, reclaim_after: float
     ) -> list[Entry]:
+        # Outside the share: a blocking read holds its connection for up to half a
+        # second, and the commands of others should not queue behind it.
         async with store_call("taking finished tasks"):
             await self._ensure_group()
             try:
@@ -392,7 +408,7 @@ class RedisStore:
                 made by the first take).
         """
         seconds = number("idle", idle, "a number of seconds > 0, at most ten years", _idle_seconds)
-        async with store_call("removing workers gone from the group"):
+        async with self._command("removing workers gone from the group"):
             removed = await self._prune(keys=[self.stream_key], args=[GROUP, int(seconds * 1000)])
         return int(removed)
 
@@ -424,7 +440,7 @@ class RedisStore:
         task_id = _decode.task_id(
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
-        async with store_call("reading a finished task"):  # another type: StoreDataError
+        async with self._command("reading a finished task"):  # another type: StoreDataError
             record, deadline, outcome, failures = await self.redis.hmget(
                 self.task_key(task_id), ["record", "deadline", "outcome", "failures"]
             )
@@ -442,25 +458,25 @@ class RedisStore:
         finished entry if it has one: it is logged once, and no worker takes it again."""
         shown = task_id.decode(errors="backslashreplace") if isinstance(task_id, bytes) else task_id
         logger.warning("fleet: task %r set aside as a dead letter: %s", shown, error)
-        async with store_call("setting a dead letter aside"):
+        async with self._command("setting a dead letter aside"):
             await self._bury(
                 keys=[self.due_key, self.leases_key, self.dead_key, self.stream_key],
                 args=[self._task_prefix, task_id, str(error), GROUP, entry_id],
             )
 
     async def ack(self, entry: Entry) -> None:
-        async with store_call("acknowledging a delivery"):
+        async with self._command("acknowledging a delivery"):
             await self._ack(
                 keys=[self.stream_key, self.task_key(entry.task_id)], args=[GROUP, entry.entry_id]
             )
 
     async def failed(self, entry: Entry) -> int:
-        async with store_call("counting a failed handler attempt"):
+        async with self._command("counting a failed handler attempt"):
             count = await self._failed(keys=[self.task_key(entry.task_id)])
         return int(count)
 
     async def dead_letter(self, entry: Entry, reason: str) -> bool:
-        async with store_call("setting a delivery aside"):
+        async with self._command("setting a delivery aside"):
             done = await self._give_up(
                 keys=[self.stream_key, self.task_key(entry.task_id), self.dead_key],
                 args=[GROUP, entry.entry_id, entry.task_id, reason],
@@ -468,7 +484,7 @@ class RedisStore:
         return bool(done)
 
     async def outcome(self, task_id: str) -> str | bytes | None:
-        async with store_call("reading an outcome"):
+        async with self._command("reading an outcome"):
             state, value, reason = await self.redis.hmget(
                 self.task_key(task_id), ["state", "outcome", "dead_reason"]
             )
@@ -479,7 +495,7 @@ class RedisStore:
         return result
 
     async def events(self) -> AsyncIterator[str | bytes]:
-        async with store_call("listening for notices"):
+        async with store_call("listening for notices"):  # its own connection: no share
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
@@ -489,7 +505,7 @@ class RedisStore:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def status(self) -> FleetStatus:
-        async with store_call("reading the fleet's status"):
+        async with self._command("reading the fleet's status"):
             watched, due, leased, unhandled, overdue, dead = await self._status(
                 keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key]
             )

@@ -806,23 +806,47 @@ async def test_close_from_inside_a_handler_is_refused_and_the_delivery_kept(
     await settle(lambda: _finished_unhandled(new_store(), 0))  # it returned: acknowledged
 
 
-async def test_a_close_cancelled_in_its_grace_leaves_a_watcher_that_starts_again(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+class _SlowToStop(Slow):
+    """A handler that takes ``cleanup`` seconds to end once cancelled (it tells the
+    chat that the bot is restarting, say)."""
+
+    def __init__(self, cleanup: float) -> None:
+        super().__init__(30)
+        self.cleanup = cleanup
+        self.ended = False
+
+    async def __call__(self, delivery: Delivery) -> None:
+        try:
+            await super().__call__(delivery)
+        except asyncio.CancelledError:
+            await asyncio.sleep(self.cleanup)
+            raise
+        finally:
+            self.ended = True
+
+
+@pytest.mark.parametrize("cancels", [1, 3])
+async def test_a_cancelled_close_returns_once_its_handlers_ended_and_starts_again(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, cancels: int
 ) -> None:
-    slow, watcher = Slow(30), None
+    """Cancelled in its grace (the deploy's own deadline), and again while it waited
+    for the loops: the second returned at once, the handler and the loops running on."""
+    slow = _SlowToStop(cleanup=0.5)
     watcher = Watcher(client, new_store(), handler=slow, delivery_timeout=1)
     await watcher.__aenter__()
     await watcher.watch(fake.script_task(steps=[("done", 100)]))
     async with asyncio.timeout(15):
         await slow.started.wait()
     closing = asyncio.ensure_future(watcher.close(grace=10))
-    await asyncio.sleep(0.2)
-    closing.cancel()  # the deploy's own deadline
+    for _ in range(cancels):  # the first in its grace, the others in its cleanup
+        await asyncio.sleep(0.1)
+        closing.cancel()
     with pytest.raises(asyncio.CancelledError):
         await closing
+    assert slow.ended  # the close waited for the handler's own cleanup
     handled = Handled()
     watcher.handler = handled
-    async with watcher:  # started again: it works, and the cut delivery comes again
+    async with watcher:  # one set of loops: it starts again and works
         (again,) = await handled.until(1)
     assert again.redelivered is True
 

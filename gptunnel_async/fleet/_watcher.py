@@ -418,7 +418,10 @@ class Watcher(InProcessOnly):
         deliveries are acknowledged rather than given to another worker again after
         ``delivery_timeout`` (a deploy would otherwise send a result twice); then they
         are cancelled, with the reads in progress, whose tasks come back to the fleet
-        after their lease. ``async with`` closes with the default.
+        after their lease. ``async with`` closes with the default. A close that is
+        cancelled itself cancels the handlers at once, and still returns only once they
+        and the loops have ended (their cleanup included); then it raises the
+        cancellation.
 
         Args:
             grace: seconds (>= 0) running handlers may take to finish; 5 by default,
@@ -466,6 +469,11 @@ class Watcher(InProcessOnly):
         await handlers.close()
 
     async def _stop_loops(self) -> None:
+        """Cancel the loops and the listener, and wait until they have ended, even when
+        the close itself is cancelled meanwhile (as ``asyncio.TaskGroup`` waits for its
+        tasks): a close that returned before would leave loops and handlers running, and
+        a watcher entered again would run two sets. That cancellation is raised after."""
+        cancelled = False
         try:
             for task in (self._running, self._listener):
                 # Cancelled again until it ends: a client library may swallow one
@@ -473,11 +481,16 @@ class Watcher(InProcessOnly):
                 # through those.
                 while task is not None and not task.done():
                     task.cancel()
-                    await asyncio.wait([task], timeout=0.1)
+                    try:
+                        await asyncio.wait([task], timeout=0.1)
+                    except asyncio.CancelledError:
+                        cancelled = True
         finally:
             self._running = self._listener = None
             self._handlers = None
             self._stopping = False
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _going_on(self) -> bool:
         """Whether a loop takes more work: not once :meth:`close` stops it, and not once

@@ -275,6 +275,11 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
             rides through transient failures, such as an unreachable host, until its
             deadline: this says why it saw nothing); also the ``__cause__`` of the
             error a wait raises. ``None`` if the last read succeeded.
+
+    Args:
+        unseen: what the message says when there is no ``task``: "no state read yet",
+            unless the waiter knows more (a fleet's ``result()`` on an id that no worker
+            registered).
     """
 
     def __init__(
@@ -283,14 +288,14 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         timeout: float,
         task: TaskLike | None,
         last_error: GPTunnelError | None = None,
+        *,
+        unseen: str = "no state read yet",
     ) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.task = task
         self.last_error = last_error
-        seen = (
-            f"last seen {clip(task.status, 40)} at {task.percent}%" if task else "no state read yet"
-        )
+        seen = f"last seen {clip(task.status, 40)} at {task.percent}%" if task else unseen
         if last_error is not None:
             seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
         if task is None and _never_connected(last_error):

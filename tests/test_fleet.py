@@ -182,6 +182,84 @@ async def test_an_expired_wait_keeps_its_last_task_and_its_last_read_s_error(
     assert "last seen running at 40%; its last read failed: ServerError: 503" in str(error)
 
 
+@pytest.mark.parametrize("fault", [None, 503])
+async def test_a_result_that_times_out_tells_what_the_fleet_last_read(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, fault: int | None
+) -> None:
+    """It said "no state read yet", with no task, of a task the fleet had read often."""
+    task_id = fake.script_task(steps=[("running", 40)])  # never finishes
+    async with Watcher(client, new_store()) as worker:
+        await worker.watch(task_id)
+        await settle(lambda: _was_read(fake, task_id, times=2))
+        if fault is not None:
+            fake.fail_next(fault, times=None, path="faceswap/result")  # every read after
+        reader = Watcher(client, new_store())  # another process: it shares the store only
+        timeouts: list[WaitTimeoutError] = []
+
+        async def timed_out() -> bool:  # until a failed read (with its retries) is saved
+            with pytest.raises(WaitTimeoutError) as caught:
+                await reader.result(task_id, timeout=0.2)
+            timeouts.append(caught.value)
+            return fault is None or caught.value.last_error is not None
+
+        await settle(timed_out)
+        await reader.close()
+    fake.clear_faults()
+    error = timeouts[-1]
+    assert error.timeout == 0.2
+    assert error.task is not None
+    assert (error.task.id, error.task.status, error.task.percent) == (task_id, "running", 40)
+    if fault is None:
+        assert error.last_error is None
+        assert str(error).endswith("(last seen running at 40%)")
+        return
+    assert isinstance(error.last_error, ServerError)
+    assert error.last_error.status_code == 503
+    assert "last seen running at 40%; its last read failed: ServerError: 503" in str(error)
+
+
+async def test_a_result_on_an_id_the_store_does_not_hold_times_out_saying_so(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    watcher = Watcher(client, new_store())  # no loops: the task is registered, never read
+    await watcher.watch(registered := fake.script_task(steps=[("running", 40)]))
+    with pytest.raises(WaitTimeoutError) as unknown:
+        await watcher.result("a-mistyped-id", timeout=0.2)
+    with pytest.raises(WaitTimeoutError) as unread:
+        await watcher.result(registered, timeout=0.2)
+    await watcher.close()
+    assert unknown.value.task is None
+    assert "(the store holds no wait for it: no worker registered it with watch()" in str(
+        unknown.value
+    )
+    assert unread.value.task is None
+    assert str(unread.value).endswith("(no state read yet)")
+
+
+class _NoLastReads(MemoryStore):
+    """A store of the user's own that cannot tell what was last read, or fails to."""
+
+    def __init__(self, fails: bool) -> None:
+        super().__init__()
+        if not fails:
+            self.last_read = None  # type: ignore[assignment]
+
+    async def last_read(self, task_id: str) -> str | None:
+        raise StoreUnavailableError("the store failed")
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["has-none", "fails"])
+async def test_a_result_times_out_as_before_where_the_store_cannot_tell(
+    client: GPTunnelClient, fails: bool
+) -> None:
+    watcher = Watcher(client, _NoLastReads(fails))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await watcher.result("a-mistyped-id", timeout=0.2)
+    await watcher.close()
+    assert caught.value.task is None
+    assert str(caught.value).endswith("(no state read yet)")
+
+
 async def test_an_expired_wait_whose_reads_all_failed_says_why(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

@@ -166,6 +166,12 @@ class MemoryStore:
     async def outcome(self, task_id: str) -> str | None:
         return self._outcomes.get(task_id, (None, None))[1]
 
+    async def last_read(self, task_id: str) -> str | None:
+        watched = self._watched.get(task_id)
+        if watched is not None:
+            return watched.schedule or ""
+        return "" if task_id in self._outcomes else None
+
     async def events(self) -> AsyncIterator[str | bytes]:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=1000)
         self._subscribers.add(queue)

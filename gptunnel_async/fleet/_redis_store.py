@@ -494,6 +494,14 @@ class RedisStore:
         result: str | bytes | None = value
         return result
 
+    async def last_read(self, task_id: str) -> str | bytes | None:
+        async with self._command("reading a wait's last read"):
+            state, schedule = await self.redis.hmget(self.task_key(task_id), ["state", "schedule"])
+        if state is None:  # no hash: never registered, or expired
+            return None
+        saved: str | bytes = schedule or ""
+        return saved
+
     async def events(self) -> AsyncIterator[str | bytes]:
         async with store_call("listening for notices"):  # its own connection: no share
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from ._records import Claim, Entry, FleetStatus
 
-__all__ = ["DeadLetterStore", "WatchStore"]
+__all__ = ["DeadLetterStore", "LastReadStore", "WatchStore"]
 
 
 class WatchStore(Protocol):
@@ -96,4 +96,20 @@ class DeadLetterStore(WatchStore, Protocol):
         takes it again) and keep it among the dead letters with ``reason``; the task's
         outcome stays readable by :meth:`outcome`. ``False``, and nothing done, if it
         was acknowledged meanwhile (its handler returned after all)."""
+        ...
+
+
+class LastReadStore(WatchStore, Protocol):
+    """A [WatchStore][gptunnel_async.fleet.WatchStore] that also tells what the fleet
+    last read of a task: what ``Watcher.result`` needs to say, when its ``timeout``
+    passes, how far the task had got (``WaitTimeoutError.task``), or that no worker
+    registered it. [RedisStore][gptunnel_async.fleet.RedisStore] and
+    [MemoryStore][gptunnel_async.fleet.MemoryStore] are both; with a store of your own
+    that is only a ``WatchStore``, that error's ``task`` stays ``None``."""
+
+    async def last_read(self, task_id: str) -> str | bytes | None:
+        """The pacing the task's wait saved with its last read (the ``schedule`` that
+        :meth:`reschedule` was given, as stored: the watcher decodes it), ``""`` if
+        the task is registered but not read yet (or finished), ``None`` if the store
+        holds nothing of it: never registered, or forgotten since."""
         ...

@@ -96,7 +96,7 @@ from ._store import WatchStore
 if TYPE_CHECKING:
     from .._client import GPTunnelClient
     from ..families import TaskResource
-    from ._store import DeadLetterStore
+    from ._store import DeadLetterStore, LastReadStore
 
 __all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
 
@@ -116,6 +116,16 @@ IDLE_POLL: Final = 0.5
 that other processes register are picked up within it; the delivery loop's blocking
 read of the stream waits as long at most, so an idle close takes up to it (a second
 made a deploy, and the fleet's tests, wait a second per worker)."""
+
+LAST_READ_LOOKUP: Final = 0.5
+"""Seconds a timed-out :meth:`Watcher.result` may spend past its ``timeout`` to ask the
+store what the fleet last read of the task, for its error."""
+
+_NOT_REGISTERED: Final = (
+    "the store holds no wait for it: no worker registered it with watch() in this store "
+    "(a mistyped id, or a store of another name?), or its outcome was forgotten since its "
+    "delivery (an hour later, on Redis)"
+)
 
 RESULT_RECHECK: Final = 1.0
 """``result`` reads the store at least this often: finish notices are best effort."""
@@ -277,6 +287,9 @@ class Watcher(InProcessOnly):
         counts = not missing_methods(store, _GIVING_UP)
         self._dead_letters = cast("DeadLetterStore", store) if counts else None
         """The store, if it counts failed attempts (one of your own may not)."""
+        tells = not missing_methods(store, ("last_read",))
+        self._last_reads = cast("LastReadStore", store) if tells else None
+        """The store, if it tells what the fleet last read of a task (for a timeout)."""
         self._in_hand: set[str] = set()
         """Entries this worker is handling (or counting the failure of): taken again
         meanwhile, one is not started twice at once."""
@@ -804,7 +817,8 @@ class Watcher(InProcessOnly):
             task_id: a task some worker of the fleet registered with :meth:`watch`. An
                 id no one registered in this store (a typo, a store of another
                 ``name``), or one delivered over an hour ago, is waited for like any
-                other: until ``timeout``. Give one where that can happen.
+                other: until ``timeout``, whose error then says that the store holds no
+                wait for it. Give one where that can happen.
             timeout: seconds to wait at most, or ``None`` for as long as it takes.
 
         Returns:
@@ -815,7 +829,12 @@ class Watcher(InProcessOnly):
             NotFoundError: the API said, on two reads in a row, that it does not know
                 the task (a mistyped id, another family's task), which ended the wait:
                 rebuilt from the store, as ``Delivery.last_error`` is.
-            WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did.
+            WaitTimeoutError: ``timeout`` passed, or the wait's own deadline did. For
+                ``timeout``, its ``task`` is the state the fleet last read (``None``
+                before the first read) and its ``last_error`` that read's error, which
+                the store is asked for once the timeout has passed (for at most half a
+                second more; a [LastReadStore][gptunnel_async.fleet.LastReadStore]
+                only).
             StoreUnavailableError: the store could not be reached.
             StoreDataError: the stored outcome cannot be read by this version (another
                 version wrote it, say), or the task was set aside as a dead letter.
@@ -831,8 +850,26 @@ class Watcher(InProcessOnly):
         finally:
             self._stop_awaiting(task_id, finished)
         if outcome is None:
-            raise WaitTimeoutError(task_id, seconds or 0.0, None)
+            raise await self._timed_out(task_id, seconds or 0.0)
         return _settle(task_id, _decode.outcome(outcome))
+
+    async def _timed_out(self, task_id: str, seconds: float) -> WaitTimeoutError:
+        """The error of a :meth:`result` whose ``timeout`` passed: with the state the
+        fleet last read of the task, or saying that the store holds no wait for it, if
+        the store tells (one more read, cut at :data:`LAST_READ_LOOKUP`); without,
+        if it does not, or fails to."""
+        saved: str | bytes | None = ""
+        if self._last_reads is not None:
+            try:
+                async with asyncio.timeout(LAST_READ_LOOKUP):
+                    saved = await self._last_reads.last_read(task_id)
+            except (GPTunnelError, TimeoutError):  # the timeout is the error to tell
+                saved = ""
+        if saved is None:
+            return WaitTimeoutError(task_id, seconds, None, unseen=_NOT_REGISTERED)
+        last = _decode.last_read(saved or None)
+        error = None if last.error is None else last.error.rebuilt()
+        return WaitTimeoutError(task_id, seconds, last.task, error)
 
     async def _outcome_by(
         self, task_id: str, finished: asyncio.Event, deadline: float | None

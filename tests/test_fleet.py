@@ -294,7 +294,10 @@ async def test_a_task_the_api_does_not_know_ends_the_wait_once_a_read_confirms_i
     assert (delivery.outcome, delivery.task) == ("error", None)
     assert type(delivery.last_error) is NotFoundError
     assert "Task not found" in str(delivery.last_error)
+    fleet_hint = f"; the fleet read it as a {family} task: watch another family's task with "
+    assert fleet_hint in str(delivery.last_error)  # not only the client's "read it through"
     assert type(caught.value) is NotFoundError
+    assert str(caught.value) == str(delivery.last_error)
     assert sum(task_id in r.query.values() or task_id in r.path for r in fake.requests) == 2
 
 
@@ -891,37 +894,44 @@ class _SlowToStop(Slow):
     def __init__(self, cleanup: float) -> None:
         super().__init__(30)
         self.cleanup = cleanup
-        self.ended = False
+        self.cleaned_up = self.ended = False
 
     async def __call__(self, delivery: Delivery) -> None:
         try:
             await super().__call__(delivery)
         except asyncio.CancelledError:
-            await asyncio.sleep(self.cleanup)
+            await asyncio.sleep(self.cleanup)  # a second cancellation would cut it
+            self.cleaned_up = True
             raise
         finally:
             self.ended = True
 
 
-@pytest.mark.parametrize("cancels", [1, 3])
-async def test_a_cancelled_close_returns_once_its_handlers_ended_and_starts_again(
+@pytest.mark.parametrize("cancels", [0, 3])
+async def test_a_close_past_its_grace_or_cancelled_waits_for_the_handlers_cleanup(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, cancels: int
 ) -> None:
-    """Cancelled in its grace (the deploy's own deadline), and again while it waited
-    for the loops: the second returned at once, the handler and the loops running on."""
-    slow = _SlowToStop(cleanup=0.5)
-    watcher = Watcher(client, new_store(), handler=slow, delivery_timeout=1)
+    """Past its grace, the close cancelled the handler, then the delivery loop cancelled
+    it again as it ended, cutting its cleanup. Cancelled in its grace (the deploy's own
+    deadline) and again while it waited for the loops, the close returned at once, the
+    handler and the loops running on."""
+    slow = _SlowToStop(cleanup=0.6)
+    watcher = Watcher(client, new_store(), handler=slow, delivery_timeout=2)
     await watcher.__aenter__()
     await watcher.watch(fake.script_task(steps=[("done", 100)]))
     async with asyncio.timeout(15):
         await slow.started.wait()
-    closing = asyncio.ensure_future(watcher.close(grace=10))
+    closing = asyncio.ensure_future(watcher.close(grace=0.2 if cancels == 0 else 10))
     for _ in range(cancels):  # the first in its grace, the others in its cleanup
         await asyncio.sleep(0.1)
         closing.cancel()
-    with pytest.raises(asyncio.CancelledError):
+    if cancels:
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+    else:
         await closing
-    assert slow.ended  # the close waited for the handler's own cleanup
+    assert slow.ended  # the close waited for the handler's cleanup
+    assert slow.cleaned_up  # which was cancelled once
     handled = Handled()
     watcher.handler = handled
     async with watcher:  # one set of loops: it starts again and works

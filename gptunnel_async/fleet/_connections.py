@@ -1,19 +1,29 @@
-"""How many of a Redis client's connections the store's commands take at once.
+"""How the fleet's Redis commands share a client's connections with everything else.
 
 redis-py's ``ConnectionPool`` does not wait for a free connection: once
 ``max_connections`` are in use (100 unless set, in redis-py 8.1), the next command
 fails at once with ``MaxConnectionsError`` ("Too many connections"). A web service that
-awaited 300 results at the same instant saw 200 of them fail so. The store's commands
-instead wait their turn for a share of the pool: half of it, so that the application's
-own commands keep the other half, and so do the two connections a worker holds outside
-the share (its blocking read of the finished stream, for up to half a second at a time,
-and its pub/sub listener, for as long as it listens). A ``BlockingConnectionPool`` waits
-by itself, and a pool without a usable limit needs no share: both are left alone.
+awaited 300 results at the same instant saw 200 of them fail so. Three rules instead,
+for a pool of ``M`` connections:
 
-The share is one ``asyncio.Semaphore`` per pool (a ``RedisCluster``: per client, whose
-``max_connections`` is each node's, and a fleet's keys all live on one node), shared by
-every store on that pool, and a command nested in another of the same task (a take
-reading its entries) runs in its caller's share rather than waiting for a second one.
+- The workers' blocking reads of the finished stream (each holds a connection for up
+  to half a second) take turns at ``M // 8`` slots of their own (at least one), so
+  that they neither queue the short commands behind them nor fill the pool when many
+  watchers share a client. A command a blocking read's task makes meanwhile (reading
+  the entries it got) runs in its slot.
+- The fleet's short commands (every store's and every request budget's on the pool)
+  wait their turn, first come first served, for one of the slots left of half the
+  pool (at least one): ``M // 2 - M // 8``.
+- A command the pool still refuses is made again, with a short random backoff, for up
+  to :data:`POOL_WAIT` seconds, as a ``BlockingConnectionPool`` would wait: redis-py
+  refuses it before sending anything, so any command may be made again. The rest of
+  the pool is the application's, and the watchers' pub/sub listeners' (each holds a
+  connection for as long as it listens).
+
+A ``BlockingConnectionPool`` waits by itself, and a pool without a usable limit needs no
+slots: both get none. The slots are ``asyncio.Semaphore``s kept per pool (a
+``RedisCluster``: per client, whose ``max_connections`` is each node's, and a fleet's
+keys all live on one node), shared by every store and budget on it.
 """
 
 from __future__ import annotations
@@ -21,22 +31,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-__all__ = ["STORE_SHARE", "CommandShare", "share_of"]
+import attrs
 
-STORE_SHARE: Final = 0.5
-"""The fraction of a pool's ``max_connections`` the store's commands use at most."""
+from ._errors import is_pool_full, store_call
+
+__all__ = ["POOL_WAIT", "PoolShare", "Slots", "command", "patiently", "pool_size", "share_of"]
+
+T = TypeVar("T")
+
+POOL_WAIT: Final = 10.0
+"""Seconds a command waits at most for a connection of a pool that is full (the
+application, the listeners or another process of the pool's holding them all), as
+redis-py's ``BlockingConnectionPool`` waits for one (20 s by default there); then the
+pool's error."""
 
 _holder: ContextVar[asyncio.Task[Any] | None] = ContextVar("_holder", default=None)
-"""The task that holds a share in this context: its nested commands take no other."""
+"""The task that holds a slot in this context: the commands it makes meanwhile run in
+it (one task makes one command at a time, on one connection)."""
 
 
-class CommandShare:
-    """At most ``limit`` of the store's commands in flight at once; the rest wait their
-    turn, first come first served (``limit`` ``None``: no bound)."""
+class Slots:
+    """At most ``limit`` holders at once; the rest wait their turn, first come first
+    served (``limit`` ``None``: no bound)."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -45,8 +65,8 @@ class CommandShare:
 
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
-        """Hold one slot of the share while the block runs (at once if unbounded, or if
-        this task holds one already)."""
+        """Hold one slot while the block runs (at once if unbounded, or if this task
+        holds one already, of these slots or others)."""
         task = asyncio.current_task()
         if self.limit is None or task is None or _holder.get() is task:
             yield
@@ -66,27 +86,74 @@ class CommandShare:
         return self._slots
 
 
-_shares: weakref.WeakKeyDictionary[Any, CommandShare] = weakref.WeakKeyDictionary()
+@attrs.frozen
+class PoolShare:
+    """The fleet's slots on one pool: for short commands, and for blocking reads."""
+
+    commands: Slots
+    blocking_reads: Slots
+
+
+@contextlib.asynccontextmanager
+async def command(slots: Slots, what: str) -> AsyncIterator[None]:
+    """Run a Redis command (or a few in a row) of the fleet in one of ``slots``, its
+    failure the SDK's typed error (``store_call``)."""
+    async with slots.held(), store_call(what):
+        yield
+
+
+async def patiently(command: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    """``command(*args, **kwargs)``, one Redis command, made again while redis-py refuses
+    it because the pool is full, for up to :data:`POOL_WAIT` seconds: nothing was sent
+    then, so any command may be made again, a script that is not idempotent included."""
+    try:
+        return await command(*args, **kwargs)
+    except Exception as exc:
+        if not is_pool_full(exc):
+            raise
+    import tenacity  # loaded on the first full pool, not with the fleet
+
+    async def attempt() -> T:  # a coroutine function: redis-py's commands are plain ones
+        return await command(*args, **kwargs)
+
+    retrying = tenacity.AsyncRetrying(
+        retry=tenacity.retry_if_exception(is_pool_full),
+        wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
+        stop=tenacity.stop_after_delay(POOL_WAIT),
+        reraise=True,
+    )
+    return await retrying(attempt)
+
+
+_shares: weakref.WeakKeyDictionary[Any, PoolShare] = weakref.WeakKeyDictionary()
 """The share of each pool (or cluster client), for as long as the pool lives."""
 
 
-def share_of(redis: Any) -> CommandShare:
-    """The share of ``redis``'s connections that stores on it use (the same object for
-    every store on one pool)."""
+def share_of(redis: Any) -> PoolShare:
+    """The fleet's slots on ``redis``'s pool (the same object for every store and
+    budget on one pool)."""
     owner = getattr(redis, "connection_pool", None) or redis
     try:
         return _shares[owner]
     except KeyError:
         pass
-    except TypeError:  # an object weakref cannot point to: a share of its own
-        return CommandShare(_limit(redis))
-    share = _shares[owner] = CommandShare(_limit(redis))
+    except TypeError:  # an object weakref cannot point to: slots of its own
+        return _new_share(redis)
+    share = _shares[owner] = _new_share(redis)
     return share
 
 
-def _limit(redis: Any) -> int | None:
-    """Half of the pool's ``max_connections`` (at least one); ``None`` for a pool that
-    waits for a connection by itself, or that has no usable limit."""
+def _new_share(redis: Any) -> PoolShare:
+    ceiling = pool_size(redis)
+    if ceiling is None:
+        return PoolShare(Slots(None), Slots(None))
+    blocking_reads = max(1, ceiling // 8)
+    return PoolShare(Slots(max(1, ceiling // 2 - blocking_reads)), Slots(blocking_reads))
+
+
+def pool_size(redis: Any) -> int | None:
+    """The pool's ``max_connections``; ``None`` for a pool that waits for a connection
+    by itself, or that has no usable limit."""
     pool = getattr(redis, "connection_pool", None)
     if pool is not None:
         if _waits_by_itself(pool):
@@ -97,7 +164,7 @@ def _limit(redis: Any) -> int | None:
         ceiling = kwargs.get("max_connections") if isinstance(kwargs, dict) else None
     if not isinstance(ceiling, int) or isinstance(ceiling, bool) or ceiling < 1:
         return None
-    return max(1, int(ceiling * STORE_SHARE))
+    return ceiling
 
 
 def _waits_by_itself(pool: Any) -> bool:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 from .._sansio.text import clip
-from ..errors import StoreDataError, StoreUnavailableError
+from ..errors import StoreDataError, StoreUnavailableError, UsageError
 
-__all__ = ["store_call", "store_failures"]
+__all__ = ["is_pool_full", "store_call", "store_failures"]
+
+
+_OTHER_LOOP: Final = ("Event loop is closed", "attached to a different loop")
+"""What redis-py's asyncio connections raise (a bare ``RuntimeError``) when used on an
+event loop other than the one they were made on."""
 
 
 def store_failures() -> tuple[type[BaseException], ...]:
@@ -51,20 +57,36 @@ async def store_call(what: str) -> AsyncIterator[None]:
         raise StoreUnavailableError(
             f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}"
         ) from exc
+    except RuntimeError as exc:
+        if not any(text in str(exc) for text in _OTHER_LOOP):
+            raise
+        raise UsageError(
+            f"{what}: the Redis client was used on another event loop before (an earlier "
+            "asyncio.run, say), whose connections it still holds: make the client, and "
+            "the store or budget on it, in the loop that uses them"
+        ) from exc
 
 
-def _pool_full_hint(exc: BaseException) -> str:
-    """What to do when redis-py refused the command because its pool was full (its
-    ``MaxConnectionsError``; before redis-py 6, a ``ConnectionError`` of that text)."""
+def is_pool_full(exc: BaseException) -> bool:
+    """Whether redis-py refused a command because its connection pool was full (its
+    ``MaxConnectionsError``; before redis-py 6, a ``ConnectionError`` of that text):
+    nothing was sent to Redis then."""
     try:
         from redis import exceptions
     except ImportError:  # the in-memory store runs without redis-py
-        return ""
+        return False
     full = getattr(exceptions, "MaxConnectionsError", ())
-    if not isinstance(exc, full) and str(exc) != "Too many connections":
+    return isinstance(exc, full) or (
+        isinstance(exc, exceptions.ConnectionError) and str(exc) == "Too many connections"
+    )
+
+
+def _pool_full_hint(exc: BaseException) -> str:
+    """What to do when the pool stayed full."""
+    if not is_pool_full(exc):
         return ""
     return (
-        "; the Redis client's connection pool is full, the application's commands "
+        "; the Redis client's connection pool stayed full, the application's commands "
         "included: give it a larger max_connections, or a BlockingConnectionPool"
     )
 

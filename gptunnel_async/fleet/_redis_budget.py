@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._checks import async_redis, request_rate
 from .._sansio import rate
 from .._sansio.retries import RETRY_AFTER_CAP, honoured_retry_after
+from ._connections import command, patiently, share_of
 from ._errors import store_call
 from ._keys import fleet_key
 
@@ -174,6 +175,7 @@ class RedisBudget:
         self.key = fleet_key(prefix, name, "budget")
         self._script = redis.register_script(_SCRIPT)
         self._turn = asyncio.Lock()
+        self._share = share_of(redis)
 
     def __repr__(self) -> str:
         return f"RedisBudget(requests_per_second={self.requests_per_second:g}, key={self.key!r})"
@@ -181,8 +183,8 @@ class RedisBudget:
     async def _call(self, *args: Any, now: float | None = None) -> tuple[float, float]:
         """Run the script: ``(value, Redis time)``; ``now`` replaces Redis ``TIME``."""
         argv = [*args, *([""] * (4 - len(args))), "" if now is None else repr(now)]
-        async with store_call("the request budget"):
-            value, clock = await self._script(keys=[self.key], args=argv)
+        async with command(self._share.commands, "the request budget"):
+            value, clock = await patiently(self._script, keys=[self.key], args=argv)
         return float(value), float(clock)
 
     async def acquire(self) -> float:

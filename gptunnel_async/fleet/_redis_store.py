@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._checks import async_redis, number
 from .._logging import sdk_logger
-from ..errors import StoreDataError
+from ..errors import ConfigurationError, StoreDataError
 from . import _decode
-from ._connections import share_of
+from ._connections import command, patiently, pool_size, share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
 from ._records import Claim, Entry, FleetStatus
@@ -276,11 +276,18 @@ class RedisStore:
 
     Raises:
         ConfigurationError: ``redis`` is not an asyncio Redis client (``None``, a
-            blocking ``redis.Redis``), a name with braces, or an empty name or prefix.
+            blocking ``redis.Redis``) or has a pool of one connection, a name with
+            braces, or an empty name or prefix.
     """
 
     def __init__(self, redis: Redis, *, name: str = "default", prefix: str = "gptunnel") -> None:
         async_redis("redis", redis)
+        if pool_size(redis) == 1:
+            raise ConfigurationError(
+                "redis has a pool of one connection (max_connections=1): a watcher's "
+                "listener for notices holds one for as long as results are awaited, and "
+                "the store's commands need another: give it a few (the default is 100)"
+            )
         self.redis = redis
         self.name = name
         self._task_prefix = fleet_key(prefix, name, "task:")
@@ -303,13 +310,9 @@ class RedisStore:
         self._longest_block = _longest_block(redis)
         self._share = share_of(redis)
 
-    @contextlib.asynccontextmanager
-    async def _command(self, what: str) -> AsyncIterator[None]:
-        """Run a store command within the pool's share of connections (see
-        ``_connections``: it waits its turn rather than fail with "Too many
-        connections"); its failure becomes the SDK's typed error (``store_call``)."""
-        async with self._share.held(), store_call(what):
-            yield
+    def _command(self, what: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """A store command, in one of the pool's slots for them (``_connections``)."""
+        return command(self._share.commands, what)
 
     def __repr__(self) -> str:
         return f"<RedisStore name={self.name!r}>"
@@ -320,8 +323,10 @@ class RedisStore:
 
     async def watch(self, task_id: str, record: str, timeout: float) -> bool:
         async with self._command("registering a wait"):
-            added = await self._watch(
-                keys=[self.task_key(task_id), self.due_key], args=[task_id, record, timeout]
+            added = await patiently(
+                self._watch,
+                keys=[self.task_key(task_id), self.due_key],
+                args=[task_id, record, timeout],
             )
         return bool(added)
 
@@ -329,7 +334,8 @@ class RedisStore:
         self, worker: str, limit: int, lease: float
     ) -> tuple[list[Claim], float | None]:
         async with self._command("claiming due tasks"):
-            reply = await self._claim(
+            reply = await patiently(
+                self._claim,
                 keys=[self.due_key, self.leases_key],
                 args=[self._task_prefix, worker, limit, lease],
             )
@@ -349,7 +355,8 @@ class RedisStore:
         self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
     ) -> bool:
         async with self._command("re-scheduling a read"):
-            done = await self._reschedule(
+            done = await patiently(
+                self._reschedule,
                 keys=[self.task_key(task_id), self.due_key, self.leases_key],
                 args=[task_id, worker, delay, schedule, progress or "", self.channel],
             )
@@ -357,7 +364,8 @@ class RedisStore:
 
     async def finish(self, task_id: str, outcome: str) -> bool:
         async with self._command("finishing a wait"):
-            done = await self._finish(
+            done = await patiently(
+                self._finish,
                 keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
                 args=[task_id, outcome, self.channel],
             )
@@ -366,9 +374,9 @@ class RedisStore:
     async def take(
         self, worker: str, count: int, block: float, reclaim_after: float
     ) -> list[Entry]:
-        # Outside the share: a blocking read holds its connection for up to half a
-        # second, and the commands of others should not queue behind it.
-        async with store_call("taking finished tasks"):
+        # In the pool's slot for blocking reads: its read holds a connection for up
+        # to half a second, which the short commands should not queue behind.
+        async with command(self._share.blocking_reads, "taking finished tasks"):
             await self._ensure_group()
             try:
                 return await self._take(worker, count, block, reclaim_after)
@@ -383,7 +391,7 @@ class RedisStore:
             return
         try:
             # From the stream's start ("0"), so no entry added before the group is skipped.
-            await self.redis.xgroup_create(self.stream_key, GROUP, id="0", mkstream=True)
+            await patiently(self.redis.xgroup_create, self.stream_key, GROUP, id="0", mkstream=True)
         except store_failures() as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -409,23 +417,35 @@ class RedisStore:
         """
         seconds = number("idle", idle, "a number of seconds > 0, at most ten years", _idle_seconds)
         async with self._command("removing workers gone from the group"):
-            removed = await self._prune(keys=[self.stream_key], args=[GROUP, int(seconds * 1000)])
+            removed = await patiently(
+                self._prune, keys=[self.stream_key], args=[GROUP, int(seconds * 1000)]
+            )
         return int(removed)
 
     async def _take(
         self, worker: str, count: int, block: float, reclaim_after: float
     ) -> list[Entry]:
-        reclaimed: Any = await self.redis.xautoclaim(
-            self.stream_key, GROUP, worker, int(reclaim_after * 1000), count=count
+        reclaimed: Any = await patiently(
+            self.redis.xautoclaim,
+            self.stream_key,
+            GROUP,
+            worker,
+            int(reclaim_after * 1000),
+            count=count,
         )
         stale, gone = reclaimed[1], reclaimed[2] if len(reclaimed) > 2 else []  # 6.2: no [2]
         for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
-            await self.redis.xack(self.stream_key, GROUP, entry_id)
+            await patiently(self.redis.xack, self.stream_key, GROUP, entry_id)
         taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]
         if not taken:
             milliseconds = max(1, int(min(block, self._longest_block) * 1000))  # 0: forever
-            reply: Any = await self.redis.xreadgroup(
-                GROUP, worker, {self.stream_key: ">"}, count=count, block=milliseconds
+            reply: Any = await patiently(
+                self.redis.xreadgroup,
+                GROUP,
+                worker,
+                {self.stream_key: ">"},
+                count=count,
+                block=milliseconds,
             )
             taken = [(i, f, False) for i, f in _stream_entries(reply)]
         entries = []
@@ -441,8 +461,10 @@ class RedisStore:
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
         async with self._command("reading a finished task"):  # another type: StoreDataError
-            record, deadline, outcome, failures = await self.redis.hmget(
-                self.task_key(task_id), ["record", "deadline", "outcome", "failures"]
+            record, deadline, outcome, failures = await patiently(
+                self.redis.hmget,
+                self.task_key(task_id),
+                ["record", "deadline", "outcome", "failures"],
             )
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
@@ -459,25 +481,29 @@ class RedisStore:
         shown = task_id.decode(errors="backslashreplace") if isinstance(task_id, bytes) else task_id
         logger.warning("fleet: task %r set aside as a dead letter: %s", shown, error)
         async with self._command("setting a dead letter aside"):
-            await self._bury(
+            await patiently(
+                self._bury,
                 keys=[self.due_key, self.leases_key, self.dead_key, self.stream_key],
                 args=[self._task_prefix, task_id, str(error), GROUP, entry_id],
             )
 
     async def ack(self, entry: Entry) -> None:
         async with self._command("acknowledging a delivery"):
-            await self._ack(
-                keys=[self.stream_key, self.task_key(entry.task_id)], args=[GROUP, entry.entry_id]
+            await patiently(
+                self._ack,
+                keys=[self.stream_key, self.task_key(entry.task_id)],
+                args=[GROUP, entry.entry_id],
             )
 
     async def failed(self, entry: Entry) -> int:
         async with self._command("counting a failed handler attempt"):
-            count = await self._failed(keys=[self.task_key(entry.task_id)])
+            count = await patiently(self._failed, keys=[self.task_key(entry.task_id)])
         return int(count)
 
     async def dead_letter(self, entry: Entry, reason: str) -> bool:
         async with self._command("setting a delivery aside"):
-            done = await self._give_up(
+            done = await patiently(
+                self._give_up,
                 keys=[self.stream_key, self.task_key(entry.task_id), self.dead_key],
                 args=[GROUP, entry.entry_id, entry.task_id, reason],
             )
@@ -485,8 +511,8 @@ class RedisStore:
 
     async def outcome(self, task_id: str) -> str | bytes | None:
         async with self._command("reading an outcome"):
-            state, value, reason = await self.redis.hmget(
-                self.task_key(task_id), ["state", "outcome", "dead_reason"]
+            state, value, reason = await patiently(
+                self.redis.hmget, self.task_key(task_id), ["state", "outcome", "dead_reason"]
             )
         if state in (b"dead", "dead"):
             shown = _decode.text(reason, "the reason") if reason is not None else "unknown"
@@ -496,7 +522,9 @@ class RedisStore:
 
     async def last_read(self, task_id: str) -> str | bytes | None:
         async with self._command("reading a wait's last read"):
-            state, schedule = await self.redis.hmget(self.task_key(task_id), ["state", "schedule"])
+            state, schedule = await patiently(
+                self.redis.hmget, self.task_key(task_id), ["state", "schedule"]
+            )
         if state is None:  # no hash: never registered, or expired
             return None
         saved: str | bytes = schedule or ""
@@ -514,8 +542,8 @@ class RedisStore:
 
     async def status(self) -> FleetStatus:
         async with self._command("reading the fleet's status"):
-            watched, due, leased, unhandled, overdue, dead = await self._status(
-                keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key]
+            watched, due, leased, unhandled, overdue, dead = await patiently(
+                self._status, keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key]
             )
         return FleetStatus(
             watched=int(watched),

@@ -204,9 +204,19 @@ class _Pool:
             await asyncio.wait(self._running, timeout=seconds)
 
     async def close(self) -> None:
-        for task in self._running:
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        """Cancel what runs, and wait until all of it has ended. Each task is cancelled
+        once: a handler cleaning up after its cancellation (a close past its grace) is
+        not cut short by a second close, nor by this wait's own cancellation
+        (``asyncio.wait``, unlike ``gather``, passes that on to no task)."""
+        running = list(self._running)
+        for task in running:
+            if not task.cancelling():
+                task.cancel()
+        if running:
+            await asyncio.wait(running)
+        for task in running:  # what each ended with is seen here: asyncio logs it else
+            if not task.cancelled():
+                task.exception()
 
 
 class Watcher(InProcessOnly):
@@ -489,9 +499,10 @@ class Watcher(InProcessOnly):
         cancelled = False
         try:
             for task in (self._running, self._listener):
-                # Cancelled again until it ends: a client library may swallow one
-                # cancellation (turning it into a connection error), and the loops ride
-                # through those.
+                # Cancelled again until it ends: the listener's client library may
+                # swallow a cancellation (turning it into a connection error). run()'s
+                # TaskGroup passes only the first on to the loops, which check for it
+                # on every turn (_going_on), as redis-py may swallow theirs too.
                 while task is not None and not task.done():
                     task.cancel()
                     try:
@@ -592,7 +603,8 @@ class Watcher(InProcessOnly):
         if isinstance(decision, Finish):
             await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
         elif isinstance(decision, Fail):
-            await self.store.finish(claim.task_id, _ended_by(decision.error, last).dumps())
+            ended = _ended_by(decision.error, last, claim.record.family)
+            await self.store.finish(claim.task_id, ended.dumps())
         else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
             event = decision.event
             progress = None if event is None else _progress(event, record).dumps()
@@ -1113,13 +1125,22 @@ def _pacing_json(state: WaitState, last: LastRead) -> str:
     return json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
 
 
-def _ended_by(error: GPTunnelError, last: LastRead) -> Outcome:
+def _ended_by(error: GPTunnelError, last: LastRead, family: str) -> Outcome:
     """The outcome of a wait that ``error`` ended: the task failed, or a read got an
-    error that waiting does not heal (``last`` holds it, and the last task read)."""
+    error that waiting does not heal (``last`` holds it, and the last task read). The
+    API's "no such task" says how to watch another ``family``'s task: the client's own
+    hint (read it through that family) is not what a fleet's user does."""
     if isinstance(error, TaskFailedError):
         failed = error.task if isinstance(error.task, Task | MediaTask) else None
         return Outcome("failed", failed)
-    return Outcome("error", last.task, error=last.error)
+    ended = last.error
+    if ended is not None and _no_such_task(ended):
+        hint = (
+            f"the fleet read it as a {family} task: watch another family's task with "
+            'its family, watcher.watch(task_id, family="media") say'
+        )
+        ended = attrs.evolve(ended, message=f"{ended.message}; {hint}")
+    return Outcome("error", last.task, error=ended)
 
 
 def _outcome_of(task: Task | MediaTask) -> Outcome:

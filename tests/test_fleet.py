@@ -184,11 +184,15 @@ async def test_an_expired_wait_keeps_its_last_task_and_its_last_read_s_error(
 
 @pytest.mark.parametrize("fault", [None, 503])
 async def test_a_result_that_times_out_tells_what_the_fleet_last_read(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, fault: int | None
+    fake: FakeGPTunnel, new_store: StoreFactory, fault: int | None
 ) -> None:
     """It said "no state read yet", with no task, of a task the fleet had read often."""
     task_id = fake.script_task(steps=[("running", 40)])  # never finishes
-    async with Watcher(client, new_store()) as worker:
+    # No retries: a failed read is saved at once, not after a second of backoff.
+    async with (
+        fake.client(poll_policy=FAST, max_retries=0) as client,
+        Watcher(client, new_store()) as worker,
+    ):
         await worker.watch(task_id)
         await settle(lambda: _was_read(fake, task_id, times=2))
         if fault is not None:

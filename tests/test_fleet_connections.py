@@ -197,7 +197,9 @@ async def test_a_burst_of_results_succeeds_on_a_small_pool(
     names = [f"results-{next(_names)}" for _ in range(fleets)]
     budget = RedisBudget(redis, requests_per_second=1000, name=names[0])
     steps = [("running", 50), ("done", 100)]
-    task_ids = {name: [fake.script_task(steps=steps) for _ in range(20)] for name in names}
+    task_ids = {
+        name: [fake.script_task(steps=steps) for _ in range(40 // fleets)] for name in names
+    }
     handled = Handled()
     async with fake.client(poll_policy=FAST, budget=budget) as client:
         readers = [Watcher(client, RedisStore(redis, name=name)) for name in names]

@@ -911,25 +911,31 @@ class _SlowToStop(Slow):
             self.ended = True
 
 
-@pytest.mark.parametrize("cancels", [0, 3])
+@pytest.mark.parametrize(
+    ("grace", "cancelled_at"),
+    [(0.2, ()), (10, (0.1, 0.2, 0.3)), (0.2, (0.8,))],
+    ids=["past-its-grace", "cancelled-in-its-grace-and-again", "cancelled-past-its-grace"],
+)
 async def test_a_close_past_its_grace_or_cancelled_waits_for_the_handlers_cleanup(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, cancels: int
+    client: GPTunnelClient, fake: FakeGPTunnel, grace: float, cancelled_at: tuple[float, ...]
 ) -> None:
     """Past its grace, the close cancelled the handler, then the delivery loop cancelled
     it again as it ended, cutting its cleanup. Cancelled in its grace (the deploy's own
-    deadline) and again while it waited for the loops, the close returned at once, the
-    handler and the loops running on."""
-    slow = _SlowToStop(cleanup=0.6)
-    watcher = Watcher(client, new_store(), handler=slow, delivery_timeout=2)
+    deadline) and again while it waited for the loops, or once past its grace, the close
+    returned at once, the handler (and the loops) running on."""
+    slow = _SlowToStop(cleanup=1.2)
+    watcher = Watcher(client, MemoryStore(), handler=slow, delivery_timeout=2.5)
     await watcher.__aenter__()
     await watcher.watch(fake.script_task(steps=[("done", 100)]))
     async with asyncio.timeout(15):
         await slow.started.wait()
-    closing = asyncio.ensure_future(watcher.close(grace=0.2 if cancels == 0 else 10))
-    for _ in range(cancels):  # the first in its grace, the others in its cleanup
-        await asyncio.sleep(0.1)
+    closing = asyncio.ensure_future(watcher.close(grace=grace))
+    waited = 0.0
+    for moment in cancelled_at:
+        await asyncio.sleep(moment - waited)
+        waited = moment
         closing.cancel()
-    if cancels:
+    if cancelled_at:
         with pytest.raises(asyncio.CancelledError):
             await closing
     else:

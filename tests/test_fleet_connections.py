@@ -49,23 +49,23 @@ def _pooled(pool: ConnectionPool) -> Redis:
 
 
 @pytest.mark.parametrize(
-    ("client", "commands", "blocking_reads"),
+    ("client", "slots"),
     [
-        (Redis(), 38, 12),  # redis-py 8.1's default pool: 100 connections
-        (Redis(max_connections=10), 4, 1),
-        (Redis(max_connections=3), 1, 1),
-        (Redis(max_connections=1), 1, 1),
-        (Redis(max_connections=2**31), 2**30 - 2**28, 2**28),  # redis-py 5's default
-        (_pooled(BlockingConnectionPool(max_connections=10)), None, None),  # waits itself
-        (RedisCluster(host="127.0.0.1", port=1, max_connections=8), 3, 1),  # per node
+        (Redis(), (38, 12, 12)),  # redis-py 8.1's default pool: 100 connections
+        (Redis(max_connections=10), (4, 1, 1)),
+        (Redis(max_connections=3), (1, 1, 1)),
+        (Redis(max_connections=2**31), (2**30 - 2**28, 2**28, 2**28)),  # redis-py 5's
+        (_pooled(BlockingConnectionPool(max_connections=10)), (4, 1, 1)),
+        (RedisCluster(host="127.0.0.1", port=1, max_connections=8), (3, 1, 1)),  # per node
     ],
-    ids=["default", "ten", "three", "one", "redis-py-5", "blocking", "cluster"],
+    ids=["default", "ten", "three", "redis-py-5", "blocking", "cluster"],
 )
-def test_blocking_reads_get_an_eighth_of_the_pool_and_short_commands_the_rest_of_half(
-    client: Any, commands: int | None, blocking_reads: int | None
+def test_listeners_and_blocking_reads_get_an_eighth_and_commands_the_rest_of_half(
+    client: Any, slots: tuple[int, int, int]
 ) -> None:
     share = share_of(client)
-    assert (share.commands.limit, share.blocking_reads.limit) == (commands, blocking_reads)
+    limits = share.commands.limit, share.blocking_reads.limit, share.listeners.limit
+    assert limits == slots
 
 
 class _Alike:
@@ -79,13 +79,14 @@ class _Alike:
 @pytest.mark.parametrize("client", [_Alike(), object()], ids=["odd-limit", "no-pool"])
 def test_a_client_with_no_usable_limit_gets_no_bound(client: Any) -> None:
     share = share_of(client)
-    assert (share.commands.limit, share.blocking_reads.limit) == (None, None)
+    limits = share.commands.limit, share.blocking_reads.limit, share.listeners.limit
+    assert limits == (None, None, None)
 
 
-def test_a_store_on_a_pool_of_one_connection_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match=r"max_connections=1\): a watcher's listener"):
-        RedisStore(Redis(max_connections=1))
-    RedisStore(Redis(max_connections=2))  # slow, but it works: see the bursts below
+@pytest.mark.parametrize("size", [1, 2])
+def test_a_store_on_a_pool_of_under_three_connections_is_refused(size: int) -> None:
+    with pytest.raises(ConfigurationError, match=rf"max_connections={size}\): the fleet needs"):
+        RedisStore(Redis(max_connections=size))
 
 
 def test_stores_on_one_pool_share_one_share_and_other_pools_have_their_own() -> None:
@@ -184,16 +185,28 @@ async def test_a_burst_of_store_commands_waits_for_connections_rather_than_faili
     assert await _connected_clients(redis) - before <= 2  # half the pool of four
 
 
-@pytest.mark.parametrize(("max_connections", "fleets"), [(2, 1), (4, 1), (10, 5)])
+@pytest.mark.parametrize(
+    ("max_connections", "fleets", "pool"),
+    [
+        (3, 1, ConnectionPool),
+        (4, 1, ConnectionPool),
+        (10, 5, ConnectionPool),
+        (4, 3, BlockingConnectionPool),
+    ],
+)
 async def test_a_burst_of_results_succeeds_on_a_small_pool(
-    fake: FakeGPTunnel, redis_url: str, max_connections: int, fleets: int
+    fake: FakeGPTunnel,
+    redis_url: str,
+    max_connections: int,
+    fleets: int,
+    pool: type[ConnectionPool],
 ) -> None:
     """The user's case: a web service awaits many results at once, on a client whose
     pool is smaller than the burst (300 results failed on redis-py's default pool).
-    Every worker's blocking read and every budget on the client count: left out, they
-    filled a pool of two, or of ten under five fleets, and the take loops won the pool
-    over the commands."""
-    redis = Redis.from_url(redis_url, max_connections=max_connections)
+    Every worker's blocking read, listener and budget on the client count: left out,
+    they filled a pool of two, or of ten under five fleets, and the take loops won the
+    pool over the commands, a blocking pool's too."""
+    redis = _pooled(pool.from_url(redis_url, max_connections=max_connections))
     names = [f"results-{next(_names)}" for _ in range(fleets)]
     budget = RedisBudget(redis, requests_per_second=1000, name=names[0])
     steps = [("running", 50), ("done", 100)]
@@ -218,7 +231,33 @@ async def test_a_burst_of_results_succeeds_on_a_small_pool(
         for reader in readers:
             await reader.close()
     await redis.aclose()
+    await redis.connection_pool.disconnect()
     assert [task.id for task in tasks] == [i for name in names for i in task_ids[name]]
+    assert all(task.is_done for task in tasks)
+
+
+async def test_a_watcher_per_request_gets_its_result_though_few_may_listen(
+    fake: FakeGPTunnel, redis_url: str
+) -> None:
+    """Each watcher awaiting a result listens for notices on a connection of its own,
+    outside any bound: 30 of them at once on a pool of ten failed every call. Listeners
+    take turns at their slots; those waiting read the store every second meanwhile."""
+    redis = Redis.from_url(redis_url, max_connections=10)
+    name = f"per-request-{next(_names)}"
+    task_ids = [fake.script_task(steps=[("running", 50), ("done", 100)]) for _ in range(30)]
+    async with fake.client(poll_policy=FAST) as client:
+        requests = [Watcher(client, RedisStore(redis, name=name)) for _ in task_ids]
+        waiting = [
+            asyncio.create_task(request.result(task_id, timeout=20))
+            for request, task_id in zip(requests, task_ids, strict=True)
+        ]
+        async with Watcher(client, RedisStore(redis, name=name)) as worker:
+            await asyncio.gather(*(worker.watch(task_id) for task_id in task_ids))
+            tasks = await asyncio.gather(*waiting)
+        for request in requests:
+            await request.close()
+    await redis.aclose()
+    assert [task.id for task in tasks] == task_ids
     assert all(task.is_done for task in tasks)
 
 
@@ -227,11 +266,12 @@ async def test_a_pool_the_application_fills_is_waited_for_then_a_store_error_tha
     redis_url: str, monkeypatch: pytest.MonkeyPatch, held: float
 ) -> None:
     monkeypatch.setattr(_connections, "POOL_WAIT", 1.0)
-    crowded = Redis.from_url(redis_url, max_connections=2)
-    holding = asyncio.create_task(crowded.blpop(["nothing-either"], timeout=held))
+    crowded = Redis.from_url(redis_url, max_connections=3)
+    holding = [crowded.blpop([f"nothing-{n}"], timeout=held) for n in range(2)]
+    holding_tasks = [asyncio.create_task(blpop) for blpop in holding]
     store = RedisStore(crowded, name=f"full-{next(_names)}")
     blocking = asyncio.create_task(crowded.blpop(["nothing-comes"], timeout=held))
-    await asyncio.sleep(0.1)  # the application's blocking reads hold both connections
+    await asyncio.sleep(0.1)  # the application's blocking reads hold all three
     try:
         if held < 1.0:
             assert await store.outcome("task-1") is None  # it waited for the connection
@@ -239,9 +279,9 @@ async def test_a_pool_the_application_fills_is_waited_for_then_a_store_error_tha
         with pytest.raises(StoreUnavailableError) as raised:
             await store.outcome("task-1")
     finally:
-        blocking.cancel()
-        holding.cancel()
-        await asyncio.gather(blocking, holding, return_exceptions=True)
+        for task in (blocking, *holding_tasks):
+            task.cancel()
+        await asyncio.gather(blocking, *holding_tasks, return_exceptions=True)
         await crowded.aclose()
     text = str(raised.value)
     assert "Too many connections" in text

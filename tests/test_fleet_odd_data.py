@@ -20,7 +20,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, Task
+from gptunnel_async import (
+    GPTunnelClient,
+    GPTunnelError,
+    PollPolicy,
+    ServerError,
+    Task,
+    WaitTimeoutError,
+)
 from gptunnel_async._sansio.waiting import WaitState
 from gptunnel_async.errors import ConfigurationError, StoreDataError
 from gptunnel_async.fleet import (
@@ -521,3 +528,60 @@ async def test_a_slow_read_does_not_push_the_expiry_a_pause_past_the_deadline(
     fake.clear_faults()
     # Expired when the read ended (4 s), not the deadline's 3 s after the read (7 s).
     assert delivery.outcome == "expired" and late < 6.0
+
+
+def _last_read_saying(message: str, percent: int = 40) -> str:
+    """A saved pacing whose last read saw the task at ``percent`` and then failed with
+    ``message``, as another process (or an older version) may have stored it."""
+    task = {"id": "t-1", "object": "task", "status": "running", "percent": percent}
+    error = {"kind": "ServerError", "message": message, "attributes": {"status_code": 503}}
+    return json.dumps({"last": {"model": "Task", "task": task, "error": error}})
+
+
+async def test_what_the_store_says_of_a_task_is_masked_with_the_reader_s_key(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    """A stored error whose text held the key (an older version's, a worker in the
+    middle of a key rotation) showed it in the timeout's error and the delivery."""
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        watcher = Watcher(client, store)  # no loops: the stored values stay as written
+        await watcher.watch("t-1")
+        await redis.hset(store.task_key("t-1"), "schedule", _last_read_saying(f"503 ({key})"))
+        with pytest.raises(WaitTimeoutError) as caught:
+            await watcher.result("t-1", timeout=0.1)
+        await watcher.close()
+    error = caught.value
+    assert error.task is not None and error.task.percent == 40  # the saved read, decoded
+    assert isinstance(error.last_error, ServerError) and error.last_error.status_code == 503
+    assert key not in str(error) and key not in str(error.last_error)
+    assert "503 (***)" in str(error.last_error)
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        b"\xff\xfe not UTF-8",
+        "{not json",
+        json.dumps({"last": "a text"}),
+        json.dumps({"last": {"model": "Task", "task": {"id": 5}}}),
+        "[" * 100_000 + "]" * 100_000,
+        _last_read_saying("a 503") + " " * (9 * 2**20),  # a good one, but too long
+    ],
+    ids=["not-utf8", "not-json", "last-not-object", "odd-task", "deep", "over-8-mib"],
+)
+async def test_an_odd_saved_pacing_gives_a_timeout_without_a_state(
+    client: GPTunnelClient, redis: Redis, store: RedisStore, saved: str | bytes
+) -> None:
+    watcher = Watcher(client, store)
+    await watcher.watch("t-1")
+    await redis.hset(store.task_key("t-1"), "schedule", saved)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(WaitTimeoutError) as caught:
+        await watcher.result("t-1", timeout=0.1)
+    took = loop.time() - started
+    await watcher.close()
+    assert (caught.value.task, caught.value.last_error) == (None, None)
+    assert str(caught.value).endswith("(no state read yet)")
+    assert took < 5  # refused unparsed: the 9 MiB one is not read into a dict

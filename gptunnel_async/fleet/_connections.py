@@ -3,27 +3,29 @@
 redis-py's ``ConnectionPool`` does not wait for a free connection: once
 ``max_connections`` are in use (100 unless set, in redis-py 8.1), the next command
 fails at once with ``MaxConnectionsError`` ("Too many connections"). A web service that
-awaited 300 results at the same instant saw 200 of them fail so. Three rules instead,
-for a pool of ``M`` connections:
+awaited 300 results at the same instant saw 200 of them fail so; a
+``BlockingConnectionPool`` waits, but lets a task that just gave a connection back take
+it again at once, so a loop of blocking reads starved everything else. The fleet's use
+of a pool of ``M`` connections is bounded in three kinds of slots instead, each taken in
+turn, first come first served, and shared by every store and budget on the pool:
 
-- The workers' blocking reads of the finished stream (each holds a connection for up
-  to half a second) take turns at ``M // 8`` slots of their own (at least one), so
-  that they neither queue the short commands behind them nor fill the pool when many
-  watchers share a client. A command a blocking read's task makes meanwhile (reading
-  the entries it got) runs in its slot.
-- The fleet's short commands (every store's and every request budget's on the pool)
-  wait their turn, first come first served, for one of the slots left of half the
-  pool (at least one): ``M // 2 - M // 8``.
-- A command the pool still refuses is made again, with a short random backoff, for up
-  to :data:`POOL_WAIT` seconds, as a ``BlockingConnectionPool`` would wait: redis-py
-  refuses it before sending anything, so any command may be made again. The rest of
-  the pool is the application's, and the watchers' pub/sub listeners' (each holds a
-  connection for as long as it listens).
+- **listeners** (a watcher's pub/sub subscription, held for as long as its ``result()``
+  calls or ``progress()`` wait): ``M // 8`` slots, at least one. A watcher whose
+  listener waits for a slot still gets its results, by reading the store every second;
+- **blocking reads** of the finished stream (each holds a connection for up to half a
+  second): ``M // 8`` slots, at least one, so that short commands never queue behind
+  them. A command a blocking read's task makes meanwhile (reading the entries it got)
+  runs in its slot;
+- **short commands** (the stores' and the budgets'): ``M // 2 - M // 8`` slots, at
+  least one.
 
-A ``BlockingConnectionPool`` waits by itself, and a pool without a usable limit needs no
-slots: both get none. The slots are ``asyncio.Semaphore``s kept per pool (a
-``RedisCluster``: per client, whose ``max_connections`` is each node's, and a fleet's
-keys all live on one node), shared by every store and budget on it.
+That leaves the application about three eighths of the pool. A command the pool still
+refuses (the application filled it) is made again, with a short random backoff, for up
+to :data:`POOL_WAIT` seconds, as a ``BlockingConnectionPool`` would wait: redis-py
+refuses it before sending anything, so any command may be made again. A pool needs at
+least :data:`MIN_POOL` connections; one without a usable limit gets no slots. The slots
+are ``asyncio.Semaphore``s kept per pool (a ``RedisCluster``: per client, whose
+``max_connections`` is each node's, and a fleet's keys all live on one node).
 """
 
 from __future__ import annotations
@@ -39,9 +41,22 @@ import attrs
 
 from ._errors import is_pool_full, store_call
 
-__all__ = ["POOL_WAIT", "PoolShare", "Slots", "command", "patiently", "pool_size", "share_of"]
+__all__ = [
+    "MIN_POOL",
+    "POOL_WAIT",
+    "PoolShare",
+    "Slots",
+    "command",
+    "patiently",
+    "pool_size",
+    "share_of",
+]
 
 T = TypeVar("T")
+
+MIN_POOL: Final = 3
+"""The fewest connections a pool needs for the fleet: a listener, a blocking read and a
+short command at once."""
 
 POOL_WAIT: Final = 10.0
 """Seconds a command waits at most for a connection of a pool that is full (the
@@ -64,14 +79,25 @@ class Slots:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot while the block runs (at once if unbounded): for a listener,
+        which makes no command meanwhile, in an async generator (closed, maybe, in
+        another task, where no context variable of its own could be reset)."""
+        if self.limit is None:
+            yield
+            return
+        async with self._slots_of(asyncio.get_running_loop(), self.limit):
+            yield
+
+    @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
-        """Hold one slot while the block runs (at once if unbounded, or if this task
-        holds one already, of these slots or others)."""
+        """Hold one slot while the block runs, the commands this task makes meanwhile
+        in it (at once if this task holds one already, of these slots or others)."""
         task = asyncio.current_task()
         if self.limit is None or task is None or _holder.get() is task:
             yield
             return
-        async with self._slots_of(asyncio.get_running_loop(), self.limit):
+        async with self.slot():
             token = _holder.set(task)
             try:
                 yield
@@ -88,10 +114,11 @@ class Slots:
 
 @attrs.frozen
 class PoolShare:
-    """The fleet's slots on one pool: for short commands, and for blocking reads."""
+    """The fleet's slots on one pool: for short commands, blocking reads, listeners."""
 
     commands: Slots
     blocking_reads: Slots
+    listeners: Slots
 
 
 @contextlib.asynccontextmanager
@@ -144,20 +171,17 @@ def share_of(redis: Any) -> PoolShare:
 
 
 def _new_share(redis: Any) -> PoolShare:
-    ceiling = pool_size(redis)
-    if ceiling is None:
-        return PoolShare(Slots(None), Slots(None))
-    blocking_reads = max(1, ceiling // 8)
-    return PoolShare(Slots(max(1, ceiling // 2 - blocking_reads)), Slots(blocking_reads))
+    size = pool_size(redis)
+    if size is None:
+        return PoolShare(Slots(None), Slots(None), Slots(None))
+    eighth = max(1, size // 8)
+    return PoolShare(Slots(max(1, size // 2 - size // 8)), Slots(eighth), Slots(eighth))
 
 
 def pool_size(redis: Any) -> int | None:
-    """The pool's ``max_connections``; ``None`` for a pool that waits for a connection
-    by itself, or that has no usable limit."""
+    """The pool's ``max_connections``; ``None`` for a pool without a usable limit."""
     pool = getattr(redis, "connection_pool", None)
     if pool is not None:
-        if _waits_by_itself(pool):
-            return None
         ceiling = getattr(pool, "max_connections", None)
     else:  # RedisCluster: each node's pool has the client's max_connections
         kwargs = getattr(redis, "connection_kwargs", None)
@@ -165,11 +189,3 @@ def pool_size(redis: Any) -> int | None:
     if not isinstance(ceiling, int) or isinstance(ceiling, bool) or ceiling < 1:
         return None
     return ceiling
-
-
-def _waits_by_itself(pool: Any) -> bool:
-    try:
-        from redis.asyncio import BlockingConnectionPool
-    except ImportError:  # a client alike without redis-py: no pool of redis-py's
-        return False
-    return isinstance(pool, BlockingConnectionPool)

@@ -21,6 +21,7 @@ import attrs
 
 from .._checks import check_task_id, describe
 from .._sansio.json_text import loads
+from .._sansio.responses import MAX_ANSWER_BYTES
 from .._sansio.text import clip
 from .._sansio.waiting import WaitState
 from ..errors import ConfigurationError, StoreDataError
@@ -50,6 +51,12 @@ __all__ = [
     "task_id",
     "text",
 ]
+
+MAX_STORED_BYTES: Final = 2 * MAX_ANSWER_BYTES
+"""The longest stored JSON value read back (a record, a saved pacing, an outcome): one
+holds at most a task object, from an answer of at most ``MAX_ANSWER_BYTES``. A longer
+one (an operator's, a hostile write) is refused unparsed: parsing 36 MB held the event
+loop for two seconds."""
 
 _MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
 """The task models an outcome may name (``Outcome.dumps`` writes the class name)."""
@@ -158,6 +165,11 @@ def stored_object(value: object, what: str) -> dict[str, Any]:
     """
     if isinstance(value, dict):
         return value
+    if isinstance(value, str | bytes) and len(value) > MAX_STORED_BYTES:
+        raise StoreDataError(
+            f"{what} is {len(value)} long, over the {MAX_STORED_BYTES} bytes this SDK "
+            "stores: not one it wrote"
+        )
     with _reading(what):
         data = loads(text(value, what))
     if not isinstance(data, dict):

@@ -40,7 +40,7 @@ from .._checks import async_redis, number
 from .._logging import sdk_logger
 from ..errors import ConfigurationError, StoreDataError
 from . import _decode
-from ._connections import command, patiently, pool_size, share_of
+from ._connections import MIN_POOL, command, patiently, pool_size, share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
 from ._records import Claim, Entry, FleetStatus
@@ -268,25 +268,27 @@ class RedisStore:
     Args:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; never closed by
             the store. Its ``socket_timeout`` bounds each operation: set one. The
-            store's commands use at most half its pool's ``max_connections`` at once,
-            and a burst beyond that waits its turn (a ``BlockingConnectionPool``
-            waits by itself and is used as it is).
+            fleet uses at most five eighths of its pool's ``max_connections`` at once,
+            and a burst beyond that waits its turn (see ``docs/fleet.md``, "Redis
+            setup").
         name: stores with the same name share their waits (the hash tag of every key).
         prefix: the start of every key.
 
     Raises:
         ConfigurationError: ``redis`` is not an asyncio Redis client (``None``, a
-            blocking ``redis.Redis``) or has a pool of one connection, a name with
-            braces, or an empty name or prefix.
+            blocking ``redis.Redis``) or has a pool of under 3 connections, a name
+            with braces, or an empty name or prefix.
     """
 
     def __init__(self, redis: Redis, *, name: str = "default", prefix: str = "gptunnel") -> None:
         async_redis("redis", redis)
-        if pool_size(redis) == 1:
+        size = pool_size(redis)
+        if size is not None and size < MIN_POOL:
             raise ConfigurationError(
-                "redis has a pool of one connection (max_connections=1): a watcher's "
-                "listener for notices holds one for as long as results are awaited, and "
-                "the store's commands need another: give it a few (the default is 100)"
+                f"redis has a pool of {size} connection(s) (max_connections={size}): the "
+                f"fleet needs at least {MIN_POOL} at once (a watcher's listener for "
+                "notices, a worker's blocking read, a command): give it more (the "
+                "default is 100)"
             )
         self.redis = redis
         self.name = name
@@ -531,7 +533,7 @@ class RedisStore:
         return saved
 
     async def events(self) -> AsyncIterator[str | bytes]:
-        async with store_call("listening for notices"):  # its own connection: no share
+        async with self._share.listeners.slot(), store_call("listening for notices"):
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)

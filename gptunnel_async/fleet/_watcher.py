@@ -55,6 +55,7 @@ from .._checks import (
 from .._in_process import InProcessOnly
 from .._logging import sdk_logger
 from .._polling import PollPolicy
+from .._sansio.responses import secret_masked
 from .._sansio.text import clip
 from .._sansio.waiting import (
     Decision,
@@ -204,19 +205,28 @@ class _Pool:
             await asyncio.wait(self._running, timeout=seconds)
 
     async def close(self) -> None:
-        """Cancel what runs, and wait until all of it has ended. Each task is cancelled
-        once: a handler cleaning up after its cancellation (a close past its grace) is
-        not cut short by a second close, nor by this wait's own cancellation
+        """Cancel what runs, and wait until all of it has ended, even when this wait is
+        itself cancelled (a watcher's close cancelled by a deploy's deadline): that
+        cancellation is raised after, as ``asyncio.TaskGroup`` does. Each task is
+        cancelled once: a handler cleaning up after its cancellation (a close past its
+        grace) is not cut short by a second close, nor by this wait's own cancellation
         (``asyncio.wait``, unlike ``gather``, passes that on to no task)."""
         running = list(self._running)
         for task in running:
             if not task.cancelling():
                 task.cancel()
-        if running:
-            await asyncio.wait(running)
+        cancelled, pending = False, set(running)
+        while pending:
+            try:
+                _, pending = await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                cancelled = True
+                pending = {task for task in pending if not task.done()}
         for task in running:  # what each ended with is seen here: asyncio logs it else
             if not task.cancelled():
                 task.exception()
+        if cancelled:
+            raise asyncio.CancelledError
 
 
 class Watcher(InProcessOnly):
@@ -743,9 +753,9 @@ class Watcher(InProcessOnly):
             record.family,
             record.metadata,
             outcome.kind,
-            outcome.task,
+            self._masked(outcome.task),
             entry.redelivered,
-            None if outcome.error is None else outcome.error.rebuilt(),
+            self._rebuilt(outcome.error),
             entry.failures + 1,
         )
         _HANDLING.set(self)  # this task's context, and what it starts: see close()
@@ -863,7 +873,9 @@ class Watcher(InProcessOnly):
             self._stop_awaiting(task_id, finished)
         if outcome is None:
             raise await self._timed_out(task_id, seconds or 0.0)
-        return _settle(task_id, _decode.outcome(outcome))
+        stored = _decode.outcome(outcome)
+        task, error = self._masked(stored.task), self._rebuilt(stored.error)
+        return _settle(task_id, attrs.evolve(stored, task=task), error)
 
     async def _timed_out(self, task_id: str, seconds: float) -> WaitTimeoutError:
         """The error of a :meth:`result` whose ``timeout`` passed: with the state the
@@ -875,13 +887,23 @@ class Watcher(InProcessOnly):
             try:
                 async with asyncio.timeout(LAST_READ_LOOKUP):
                     saved = await self._last_reads.last_read(task_id)
-            except (GPTunnelError, TimeoutError):  # the timeout is the error to tell
+            except Exception:  # any store's failure: the timeout is the error to tell
                 saved = ""
         if saved is None:
             return WaitTimeoutError(task_id, seconds, None, unseen=_NOT_REGISTERED)
         last = _decode.last_read(saved or None)
-        error = None if last.error is None else last.error.rebuilt()
-        return WaitTimeoutError(task_id, seconds, last.task, error)
+        task, error = self._masked(last.task), self._rebuilt(last.error)
+        return WaitTimeoutError(task_id, seconds, task, error)
+
+    def _masked(self, task: Task | MediaTask | None) -> Task | MediaTask | None:
+        """A task read back from the store, with this client's API key masked in it:
+        another process, or an older version, stored it."""
+        secret = self.client._transport._api_key
+        return None if task is None else secret_masked(task, secret)
+
+    def _rebuilt(self, error: ReadError | None) -> GPTunnelError | None:
+        """An error read back from the store, rebuilt with this client's key masked."""
+        return None if error is None else error.rebuilt(self.client._transport._api_key)
 
     async def _outcome_by(
         self, task_id: str, finished: asyncio.Event, deadline: float | None
@@ -1137,23 +1159,28 @@ def _ended_by(error: GPTunnelError, last: LastRead, family: str) -> Outcome:
     if ended is not None and _no_such_task(ended):
         hint = (
             f"the fleet read it as a {family} task: watch another family's task with "
-            'its family, watcher.watch(task_id, family="media") say'
+            f'its family, watcher.watch(task_id, family="{_another(family)}") say'
         )
         ended = attrs.evolve(ended, message=f"{ended.message}; {hint}")
     return Outcome("error", last.task, error=ended)
+
+
+def _another(family: str) -> str:
+    """A family other than ``family``, for an example."""
+    return "faceswap" if family == "media" else "media"
 
 
 def _outcome_of(task: Task | MediaTask) -> Outcome:
     return Outcome("done" if task.is_done else "failed", task)
 
 
-def _settle(task_id: str, outcome: Outcome) -> Task | MediaTask:
-    """The task a finished wait returns, or the error it ends with."""
+def _settle(task_id: str, outcome: Outcome, error: GPTunnelError | None) -> Task | MediaTask:
+    """The task a finished wait returns, or the error it ends with (``error``: the
+    outcome's, rebuilt)."""
     if outcome.kind == "done" and outcome.task is not None:
         return outcome.task
     if outcome.kind == "failed" and outcome.task is not None:
         raise TaskFailedError(outcome.task)
-    error = None if outcome.error is None else outcome.error.rebuilt()
     if outcome.kind == "error":
         raise error or GPTunnelError(f"the wait for task {task_id} ended with an error")
     raise WaitTimeoutError(task_id, outcome.timeout, outcome.task, error) from error

@@ -275,11 +275,16 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
             rides through transient failures, such as an unreachable host, until its
             deadline: this says why it saw nothing); also the ``__cause__`` of the
             error a wait raises. ``None`` if the last read succeeded.
+        still_watched: for a fleet's ``Watcher.result()``: ``True`` if a worker still
+            reads the task (ask again later), ``False`` if none will (its wait expired,
+            or the store holds no wait for it: a mistyped id, say), ``None`` where
+            that is not known (any other wait).
 
     Args:
         unseen: what the message says when there is no ``task``: "no state read yet",
             unless the waiter knows more (a fleet's ``result()`` on an id that no worker
             registered).
+        ended: why the wait ended, if it ended for good, added to the message.
     """
 
     def __init__(
@@ -290,16 +295,21 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         last_error: GPTunnelError | None = None,
         *,
         unseen: str = "no state read yet",
+        still_watched: bool | None = None,
+        ended: str | None = None,
     ) -> None:
         self.task_id = task_id
         self.timeout = timeout
         self.task = task
         self.last_error = last_error
+        self.still_watched = still_watched
         seen = f"last seen {clip(task.status, 40)} at {task.percent}%" if task else unseen
         if last_error is not None:
             seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
         if task is None and _never_connected(last_error):
             seen += "; no read reached the API: check base_url and the network"
+        if ended:
+            seen += f"; {ended}"
         super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
 
 

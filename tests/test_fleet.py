@@ -164,9 +164,15 @@ async def test_an_expired_wait_keeps_its_last_task_and_its_last_read_s_error(
         (delivery,) = await handled.until(1)
         with pytest.raises(WaitTimeoutError) as caught:
             await watcher.result(task_id)
-    fake.clear_faults()
+        fake.clear_faults()
+        # Delivered: it may be watched again, to wait longer.
+        await settle(lambda: watcher.watch(task_id, timeout=timeout))
+        (_, again) = await handled.until(2)
     error = caught.value
     assert (delivery.outcome, error.timeout) == ("expired", timeout)
+    assert again.outcome == "expired" and again.task is not None  # read anew, and ended
+    assert error.still_watched is False
+    assert "; its wait expired: no worker reads it any more; watch it again" in str(error)
     assert delivery.task is not None and error.task == delivery.task
     assert (delivery.task.id, delivery.task.status, delivery.task.percent) == (
         task_id,
@@ -211,6 +217,7 @@ async def test_a_result_that_times_out_tells_what_the_fleet_last_read(
     fake.clear_faults()
     error = timeouts[-1]
     assert error.timeout == 0.2
+    assert error.still_watched is True  # ask again later
     assert error.task is not None
     assert (error.task.id, error.task.status, error.task.percent) == (task_id, "running", 40)
     if fault is None:
@@ -232,11 +239,11 @@ async def test_a_result_on_an_id_the_store_does_not_hold_times_out_saying_so(
     with pytest.raises(WaitTimeoutError) as unread:
         await watcher.result(registered, timeout=0.2)
     await watcher.close()
-    assert unknown.value.task is None
+    assert (unknown.value.task, unknown.value.still_watched) == (None, False)
     assert "(the store holds no wait for it: no worker registered it with watch()" in str(
         unknown.value
     )
-    assert unread.value.task is None
+    assert (unread.value.task, unread.value.still_watched) == (None, True)
     assert str(unread.value).endswith("(no state read yet)")
 
 
@@ -260,7 +267,7 @@ async def test_a_result_times_out_as_before_where_the_store_cannot_tell(
     with pytest.raises(WaitTimeoutError) as caught:
         await watcher.result("a-mistyped-id", timeout=0.2)
     await watcher.close()
-    assert caught.value.task is None
+    assert (caught.value.task, caught.value.still_watched) == (None, None)
     assert str(caught.value).endswith("(no state read yet)")
 
 
@@ -298,11 +305,34 @@ async def test_a_task_the_api_does_not_know_ends_the_wait_once_a_read_confirms_i
     assert (delivery.outcome, delivery.task) == ("error", None)
     assert type(delivery.last_error) is NotFoundError
     assert "Task not found" in str(delivery.last_error)
-    fleet_hint = f"; the fleet read it as a {family} task: watch another family's task with "
+    fleet_hint = f"; the fleet read it as a {family} task: a mistyped id? if not, watch it "
     assert fleet_hint in str(delivery.last_error)  # not only the client's "read it through"
     assert type(caught.value) is NotFoundError
     assert str(caught.value) == str(delivery.last_error)
     assert sum(task_id in r.query.values() or task_id in r.path for r in fake.requests) == 2
+
+
+async def test_a_task_watched_with_the_wrong_family_may_be_watched_again_with_its_own(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """The "no such task" error said to watch it with its family, which watch() refused
+    for an hour: the record of the delivered wait was kept."""
+    task_id = fake.script_task(steps=[("done", 100)])  # a face swap
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        assert await watcher.watch(task_id, family="media") is True  # the wrong family
+        (wrong,) = await handled.until(1)
+        # Once delivered (acknowledged), it may be registered again.
+        await settle(lambda: watcher.watch(task_id, family="faceswap", metadata={"n": 2}))
+        (_, right) = await handled.until(2)
+        assert await watcher.watch(task_id) is False  # done: registered again as before
+        task = await watcher.result(task_id)
+    assert wrong.outcome == "error"
+    assert "once this is delivered: watcher.watch(task_id, family=...), one of " in str(
+        wrong.last_error
+    )
+    assert (right.outcome, right.family, right.metadata) == ("done", "faceswap", {"n": 2})
+    assert task.id == task_id and task.is_done
 
 
 @pytest.mark.parametrize(

@@ -178,7 +178,8 @@ _DROP = object()
         ("not json", "1", "record is malformed .JSONDecodeError"),
         ("[1, 2]", "1", "record is not a JSON object"),
         (b'{"family": "faceswap\xff"}', "1", "record is not UTF-8"),
-        ("[" * 100_000 + "]" * 100_000, "1", "record is malformed .RecursionError"),
+        ("[" * 30_000 + "]" * 30_000, "1", "record is malformed .RecursionError"),
+        ('{"pad": "' + "x" * 70_000 + '"}', "1", "record is 70011 long, over the 65536 bytes"),
         (None, "1", "record is missing"),
     ],
 )
@@ -214,6 +215,7 @@ def test_odd_outcomes_say_what_is_wrong(value: str, match: str) -> None:
         ('{"kind": "progress", "task_id": "x", "status": "r", "percent": "5"}', "'percent'"),
         ('{"kind": "finished"}', "has no 'task_id'"),
         (b"\xff", "not UTF-8"),
+        ('{"kind": "finished", "task_id": "x", "pad": "' + "x" * 70_000 + '"}', "over the 65536"),
     ],
 )
 def test_odd_notices_say_what_is_wrong(value: Any, match: str) -> None:

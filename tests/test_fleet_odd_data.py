@@ -585,3 +585,45 @@ async def test_an_odd_saved_pacing_gives_a_timeout_without_a_state(
     assert (caught.value.task, caught.value.last_error) == (None, None)
     assert str(caught.value).endswith("(no state read yet)")
     assert took < 5  # refused unparsed: the 9 MiB one is not read into a dict
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"state": "dead", "dead_reason": "a handler of version 0.1 said {key}"},
+        {"state": "finished", "outcome": '{"kind": "{key}", "timeout": 1, "error": null}'},
+    ],
+    ids=["dead-letter-reason", "unreadable-outcome"],
+)
+async def test_a_store_data_error_of_result_is_masked_with_the_reader_s_key(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore, stored: dict[str, str]
+) -> None:
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        watcher = Watcher(client, store)
+        await watcher.watch("t-1")
+        fields = {name: value.replace("{key}", key) for name, value in stored.items()}
+        await redis.hset(store.task_key("t-1"), mapping=fields)
+        with pytest.raises(StoreDataError) as caught:
+            await watcher.result("t-1", timeout=5)
+        await watcher.close()
+    assert key not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        watcher = Watcher(client, store)
+        events = watcher.progress()
+        first = asyncio.create_task(anext(events))
+        notice = {"kind": "progress", "task_id": "t-1", "status": f"running {key}", "percent": 5}
+        while not first.done():  # until the listener has subscribed and heard one
+            await redis.publish(store.channel, json.dumps({**notice, "metadata": None}))
+            await asyncio.sleep(0.05)
+        event = await first
+        await events.aclose()
+        await watcher.close()
+    assert event.status == "running ***"

@@ -7,24 +7,26 @@ awaited 300 results at the same instant saw 200 of them fail so; a
 ``BlockingConnectionPool`` waits, but lets a task that just gave a connection back take
 it again at once, so a loop of blocking reads starved everything else. The fleet's use
 of a pool of ``M`` connections is bounded in three kinds of slots instead, each taken in
-turn, first come first served, and shared by every store and budget on the pool:
+turn, first come first served, and shared by every store and budget on the pool;
+``M // 4`` of each kind (at least one):
 
-- **listeners** (a watcher's pub/sub subscription, held for as long as its ``result()``
-  calls or ``progress()`` wait): ``M // 8`` slots, at least one. A watcher whose
-  listener waits for a slot still gets its results, by reading the store every second;
+- **short commands** (the stores' and the budgets');
 - **blocking reads** of the finished stream (each holds a connection for up to half a
-  second): ``M // 8`` slots, at least one, so that short commands never queue behind
-  them. A command a blocking read's task makes meanwhile (reading the entries it got)
-  runs in its slot;
-- **short commands** (the stores' and the budgets'): ``M // 2 - M // 8`` slots, at
-  least one.
+  second), apart, so that short commands never queue behind them. A command a blocking
+  read's task makes meanwhile (reading the entries it got) runs in its slot. A worker
+  that finds every one taken (more idle watchers on the pool than slots) reads the
+  stream without blocking, as a short command, and looks again half a second later;
+- **listeners** (a watcher's pub/sub subscription, held for as long as its ``result()``
+  calls or ``progress()`` wait). A watcher whose listener waits for a slot still gets
+  its results, by reading the store every second; its ``progress()`` gets no event
+  until a slot is free, which the store logs as a warning, once a pool.
 
-That leaves the application about three eighths of the pool. A command the pool still
-refuses (the application filled it) is made again, with a short random backoff, for up
-to :data:`POOL_WAIT` seconds, as a ``BlockingConnectionPool`` would wait: redis-py
-refuses it before sending anything, so any command may be made again. A pool needs at
-least :data:`MIN_POOL` connections; one without a usable limit gets no slots. The slots
-are ``asyncio.Semaphore``s kept per pool (a ``RedisCluster``: per client, whose
+That leaves the application a quarter of the pool. A command the pool still refuses
+(the application filled it) is made again, with a short random backoff, for up to
+:data:`POOL_WAIT` seconds, as a ``BlockingConnectionPool`` would wait: redis-py refuses
+it before sending anything, so any command may be made again. A pool needs at least
+:data:`MIN_POOL` connections; one without a usable limit gets no slots. The slots are
+``asyncio.Semaphore``s kept per pool (a ``RedisCluster``: per client, whose
 ``max_connections`` is each node's, and a fleet's keys all live on one node).
 """
 
@@ -75,8 +77,16 @@ class Slots:
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
+        self.warned = False
+        """Whether the wait for one was logged (once a pool: see ``RedisStore.events``)."""
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def free(self) -> bool:
+        """Whether a slot may be had at once (no other waits for one either)."""
+        if self.limit is None:
+            return True
+        return not self._slots_of(asyncio.get_running_loop(), self.limit).locked()
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -174,8 +184,8 @@ def _new_share(redis: Any) -> PoolShare:
     size = pool_size(redis)
     if size is None:
         return PoolShare(Slots(None), Slots(None), Slots(None))
-    eighth = max(1, size // 8)
-    return PoolShare(Slots(max(1, size // 2 - size // 8)), Slots(eighth), Slots(eighth))
+    quarter = max(1, size // 4)
+    return PoolShare(Slots(quarter), Slots(quarter), Slots(quarter))
 
 
 def pool_size(redis: Any) -> int | None:

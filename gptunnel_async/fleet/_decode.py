@@ -58,6 +58,11 @@ holds at most a task object, from an answer of at most ``MAX_ANSWER_BYTES``. A l
 one (an operator's, a hostile write) is refused unparsed: parsing 36 MB held the event
 loop for two seconds."""
 
+MAX_SMALL_BYTES: Final = 64 * 1024
+"""The longest notice or record read back: each holds at most a watch's metadata (16 KiB)
+and a few short texts. Anyone who may publish on the channel could otherwise stall
+every listening process with one notice just under :data:`MAX_STORED_BYTES`."""
+
 _MODELS: Final[dict[str, type[Task] | type[MediaTask]]] = {"Task": Task, "MediaTask": MediaTask}
 """The task models an outcome may name (``Outcome.dumps`` writes the class name)."""
 
@@ -156,7 +161,7 @@ def failures(value: object) -> int:
     return max(0, count)
 
 
-def stored_object(value: object, what: str) -> dict[str, Any]:
+def stored_object(value: object, what: str, limit: int = MAX_STORED_BYTES) -> dict[str, Any]:
     """A stored JSON object; one parsed already (a ``dict``) is taken as it is, so that
     the decoders below can share one parse of a value.
 
@@ -165,10 +170,9 @@ def stored_object(value: object, what: str) -> dict[str, Any]:
     """
     if isinstance(value, dict):
         return value
-    if isinstance(value, str | bytes) and len(value) > MAX_STORED_BYTES:
+    if isinstance(value, str | bytes) and len(value) > limit:
         raise StoreDataError(
-            f"{what} is {len(value)} long, over the {MAX_STORED_BYTES} bytes this SDK "
-            "stores: not one it wrote"
+            f"{what} is {len(value)} long, over the {limit} bytes this SDK stores: not one it wrote"
         )
     with _reading(what):
         data = loads(text(value, what))
@@ -201,7 +205,7 @@ def record(value: object, deadline: object) -> WatchRecord:
         StoreDataError: either is malformed, or the family is not one of ``FAMILIES``.
     """
     what = "the watched task's record"
-    data = stored_object(value, what)
+    data = stored_object(value, what, MAX_SMALL_BYTES)
     family = _one_of(_field(data, "family", what, str), FAMILIES, f"{what}'s family")
     if "metadata" not in data:
         raise StoreDataError(f"{what} has no 'metadata'")
@@ -348,7 +352,7 @@ def notice(value: object) -> FleetProgress | Finished | None:
         StoreDataError: it is malformed.
     """
     what = "a notice"
-    data = stored_object(value, what)
+    data = stored_object(value, what, MAX_SMALL_BYTES)
     kind = data.get("kind")
     if kind == "finished":
         return Finished(_field(data, "task_id", what, str))

@@ -70,11 +70,21 @@ class MemoryStore:
         return f"<MemoryStore watched={len(self._watched)} finished={len(self._entries)}>"
 
     async def watch(self, task_id: str, record: str, timeout: float) -> bool:
-        if task_id in self._watched or task_id in self._outcomes:
+        if task_id in self._watched or not self._may_watch_again(task_id):
             return False
+        self._outcomes.pop(task_id, None)
         now = self._clock()
         self._watched[task_id] = _Watched(_decode.record(record, now + timeout), now)
         return True
+
+    def _may_watch_again(self, task_id: str) -> bool:
+        """Whether ``task_id`` has no outcome, or one of a wait that ended without its
+        task's end (expired, an error) and was delivered: then it may be watched anew."""
+        kept = self._outcomes.get(task_id)
+        if kept is None:
+            return True
+        pending = any(entry[0] == task_id for entry in self._entries.values())
+        return not pending and _decode.outcome(kept[1]).kind in ("expired", "error")
 
     async def claim(
         self, worker: str, limit: int, lease: float

@@ -31,6 +31,7 @@ consumer moves a poison message aside), so the entries behind it are still read.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator
@@ -40,7 +41,7 @@ from .._checks import async_redis, number
 from .._logging import sdk_logger
 from ..errors import ConfigurationError, StoreDataError
 from . import _decode
-from ._connections import MIN_POOL, command, patiently, pool_size, share_of
+from ._connections import MIN_POOL, Slots, command, patiently, pool_size, share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
 from ._records import Claim, Entry, FleetStatus
@@ -72,7 +73,17 @@ _CLOCK: Final = (
 _WATCH: Final = (
     _CLOCK
     + f"""
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- Registered already: again only once a wait that ended without its task's end
+  -- (expired, or an error such as "no such task") was delivered.
+  if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
+  local held = redis.call('HMGET', KEYS[1], 'state', 'outcome')
+  if held[1] ~= 'delivered' or not held[2] then return 0 end
+  local readable, outcome = pcall(cjson.decode, held[2])
+  if not readable or type(outcome) ~= 'table' then return 0 end
+  if outcome.kind ~= 'expired' and outcome.kind ~= 'error' then return 0 end
+  redis.call('DEL', KEYS[1])
+end
 local deadline = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'watching', 'record', ARGV[2],
            'deadline', string.format('%.17g', deadline))
@@ -376,9 +387,22 @@ class RedisStore:
     async def take(
         self, worker: str, count: int, block: float, reclaim_after: float
     ) -> list[Entry]:
-        # In the pool's slot for blocking reads: its read holds a connection for up
-        # to half a second, which the short commands should not queue behind.
-        async with command(self._share.blocking_reads, "taking finished tasks"):
+        # A blocking read holds a connection for up to ``block``: in a slot for those,
+        # which the short commands do not queue behind. With every one taken (more idle
+        # watchers on the pool than slots), a read that does not block, then a pause.
+        reads = self._share.blocking_reads
+        if block > 0 and reads.free():
+            return await self._take_in(reads, worker, count, block, reclaim_after)
+        entries = await self._take_in(self._share.commands, worker, count, 0, reclaim_after)
+        if not entries and block > 0:
+            await asyncio.sleep(block)  # in no slot: the pace a blocking read would keep
+        return entries
+
+    async def _take_in(
+        self, slots: Slots, worker: str, count: int, block: float, reclaim_after: float
+    ) -> list[Entry]:
+        """:meth:`take` in one of ``slots`` (``block`` 0: a read that does not block)."""
+        async with command(slots, "taking finished tasks"):
             await self._ensure_group()
             try:
                 return await self._take(worker, count, block, reclaim_after)
@@ -440,7 +464,8 @@ class RedisStore:
             await patiently(self.redis.xack, self.stream_key, GROUP, entry_id)
         taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]
         if not taken:
-            milliseconds = max(1, int(min(block, self._longest_block) * 1000))  # 0: forever
+            # BLOCK 0 waits forever: a read that must not block sends no BLOCK at all.
+            milliseconds = max(1, int(min(block, self._longest_block) * 1000)) if block else None
             reply: Any = await patiently(
                 self.redis.xreadgroup,
                 GROUP,
@@ -533,7 +558,18 @@ class RedisStore:
         return saved
 
     async def events(self) -> AsyncIterator[str | bytes]:
-        async with self._share.listeners.slot(), store_call("listening for notices"):
+        listeners = self._share.listeners
+        if not listeners.free() and not listeners.warned:
+            listeners.warned = True  # once a pool: a watcher per request would repeat it
+            logger.warning(
+                "store %s: a listener for notices waits for one of the %d listener slots "
+                "of its Redis pool: its watcher's progress() gets no event until one is "
+                "free, and its result() calls read the store every second meanwhile; "
+                "give the client a larger max_connections, or share one watcher",
+                self.name,
+                listeners.limit,
+            )
+        async with listeners.slot(), store_call("listening for notices"):
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)

@@ -26,7 +26,9 @@ class WatchStore(Protocol):
     async def watch(self, task_id: str, record: str, timeout: float) -> bool:
         """Register ``task_id`` (due now) unless it already is (``False``) or was: kept
         with ``record`` (a :class:`WatchRecord`'s JSON) and a deadline ``timeout``
-        seconds from now on the store's clock."""
+        seconds from now on the store's clock. A task whose wait ended without its end
+        (an ``"expired"`` or ``"error"`` outcome) and was delivered is registered anew,
+        its old outcome dropped."""
         ...
 
     async def claim(

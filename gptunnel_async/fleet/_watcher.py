@@ -55,7 +55,8 @@ from .._checks import (
 from .._in_process import InProcessOnly
 from .._logging import sdk_logger
 from .._polling import PollPolicy
-from .._sansio.responses import secret_masked
+from .._safe_errors import made_safe
+from .._sansio.responses import redact, secret_masked
 from .._sansio.text import clip
 from .._sansio.waiting import (
     Decision,
@@ -127,6 +128,8 @@ _NOT_REGISTERED: Final = (
     "(a mistyped id, or a store of another name?), or its outcome was forgotten since its "
     "delivery (an hour later, on Redis)"
 )
+
+_EXPIRED: Final = "its wait expired: no worker reads it any more; watch it again to wait longer"
 
 RESULT_RECHECK: Final = 1.0
 """``result`` reads the store at least this often: finish notices are best effort."""
@@ -356,7 +359,10 @@ class Watcher(InProcessOnly):
 
         Returns:
             ``True`` if it was registered now, ``False`` if it already was (the first
-            registration's metadata and deadline stay).
+            registration's metadata and deadline stay). A wait that ended without the
+            task's end (``"expired"``, or an ``"error"`` such as "no such task" for a
+            task watched with the wrong ``family``) may be registered again once it
+            was delivered: to wait longer, or with the right family.
 
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not
@@ -869,11 +875,13 @@ class Watcher(InProcessOnly):
         self._finished.setdefault(task_id, []).append(finished)
         try:
             outcome = await self._outcome_by(task_id, finished, deadline)
+            stored = None if outcome is None else _decode.outcome(outcome)
+        except StoreDataError as exc:  # its text quotes what someone else stored
+            raise made_safe(exc, self._secret()) from exc.__cause__
         finally:
             self._stop_awaiting(task_id, finished)
-        if outcome is None:
+        if stored is None:
             raise await self._timed_out(task_id, seconds or 0.0)
-        stored = _decode.outcome(outcome)
         task, error = self._masked(stored.task), self._rebuilt(stored.error)
         return _settle(task_id, attrs.evolve(stored, task=task), error)
 
@@ -883,27 +891,35 @@ class Watcher(InProcessOnly):
         the store tells (one more read, cut at :data:`LAST_READ_LOOKUP`); without,
         if it does not, or fails to."""
         saved: str | bytes | None = ""
+        known = False
         if self._last_reads is not None:
             try:
                 async with asyncio.timeout(LAST_READ_LOOKUP):
                     saved = await self._last_reads.last_read(task_id)
+                known = True
             except Exception:  # any store's failure: the timeout is the error to tell
                 saved = ""
         if saved is None:
-            return WaitTimeoutError(task_id, seconds, None, unseen=_NOT_REGISTERED)
+            return WaitTimeoutError(
+                task_id, seconds, None, unseen=_NOT_REGISTERED, still_watched=False
+            )
         last = _decode.last_read(saved or None)
         task, error = self._masked(last.task), self._rebuilt(last.error)
-        return WaitTimeoutError(task_id, seconds, task, error)
+        watched = True if known else None
+        return WaitTimeoutError(task_id, seconds, task, error, still_watched=watched)
+
+    def _secret(self) -> str:
+        """The client's API key: masked in what is read back from the store, which
+        another process, or an older version, wrote."""
+        return self.client._transport._api_key
 
     def _masked(self, task: Task | MediaTask | None) -> Task | MediaTask | None:
-        """A task read back from the store, with this client's API key masked in it:
-        another process, or an older version, stored it."""
-        secret = self.client._transport._api_key
-        return None if task is None else secret_masked(task, secret)
+        """A task read back from the store, with this client's API key masked in it."""
+        return None if task is None else secret_masked(task, self._secret())
 
     def _rebuilt(self, error: ReadError | None) -> GPTunnelError | None:
         """An error read back from the store, rebuilt with this client's key masked."""
-        return None if error is None else error.rebuilt(self.client._transport._api_key)
+        return None if error is None else error.rebuilt(self._secret())
 
     async def _outcome_by(
         self, task_id: str, finished: asyncio.Event, deadline: float | None
@@ -967,8 +983,8 @@ class Watcher(InProcessOnly):
             StoreUnavailableError: the store could not be reached.
         """
         async for notice in _notices(self.store):
-            if isinstance(notice, FleetProgress):
-                yield notice
+            if isinstance(notice, FleetProgress):  # its status is another process's text
+                yield attrs.evolve(notice, status=redact(notice.status, self._secret()))
 
     async def status(self) -> FleetStatus:
         """What an operator watches: see [FleetStatus][gptunnel_async.fleet.FleetStatus].
@@ -1158,16 +1174,12 @@ def _ended_by(error: GPTunnelError, last: LastRead, family: str) -> Outcome:
     ended = last.error
     if ended is not None and _no_such_task(ended):
         hint = (
-            f"the fleet read it as a {family} task: watch another family's task with "
-            f'its family, watcher.watch(task_id, family="{_another(family)}") say'
+            f"the fleet read it as a {family} task: a mistyped id? if not, watch it "
+            f"again with its family, once this is delivered: watcher.watch(task_id, "
+            f"family=...), one of {', '.join(f for f in FAMILIES if f != family)}"
         )
         ended = attrs.evolve(ended, message=f"{ended.message}; {hint}")
     return Outcome("error", last.task, error=ended)
-
-
-def _another(family: str) -> str:
-    """A family other than ``family``, for an example."""
-    return "faceswap" if family == "media" else "media"
 
 
 def _outcome_of(task: Task | MediaTask) -> Outcome:
@@ -1183,4 +1195,6 @@ def _settle(task_id: str, outcome: Outcome, error: GPTunnelError | None) -> Task
         raise TaskFailedError(outcome.task)
     if outcome.kind == "error":
         raise error or GPTunnelError(f"the wait for task {task_id} ended with an error")
-    raise WaitTimeoutError(task_id, outcome.timeout, outcome.task, error) from error
+    raise WaitTimeoutError(
+        task_id, outcome.timeout, outcome.task, error, still_watched=False, ended=_EXPIRED
+    ) from error

@@ -2,6 +2,7 @@
 
     python benchmarks/fleet.py --quick    # under three minutes: the six lines below
     python benchmarks/fleet.py            # longer runs, and the big-fleet figures
+    python benchmarks/fleet.py --idle-watchers 12 40 80   # delivery latency, many watchers
 
 It starts its own ``redis-server`` and a local API stand-in (an aiohttp app in its own
 process) on 127.0.0.1, runs worker processes against them, and prints:
@@ -425,6 +426,52 @@ async def wait_for(url: str) -> None:
     raise SystemExit(f"the stand-in did not start at {url}")
 
 
+async def idle_watchers(count: int, samples: int = 30) -> str:
+    """Delivery latency with ``count`` idle watchers (a fleet name each: a process that
+    serves several bots) on one Redis client of redis-py's default pool: past its
+    quarter for blocking reads, a worker reads without blocking every half second."""
+    from gptunnel_async.testing import FakeGPTunnel
+
+    with redis_server() as redis_port:
+        redis = Redis(host="127.0.0.1", port=redis_port, socket_timeout=5)
+        for _ in range(100):
+            with contextlib.suppress(Exception):
+                await redis.ping()
+                break
+            await asyncio.sleep(0.05)
+        arrived: dict[str, float] = {}
+
+        def handler(delivery: Delivery) -> None:
+            arrived[delivery.task_id] = time.perf_counter()
+
+        async with FakeGPTunnel() as fake, fake.client() as client:
+            watchers = [
+                Watcher(client, RedisStore(redis, name=f"bot{n}"), handler=handler)
+                for n in range(count)
+            ]
+            for watcher in watchers:
+                await watcher.__aenter__()
+            await asyncio.sleep(1.5)  # every delivery loop idle in its read
+            latencies = []
+            for _ in range(samples):
+                task_id = fake.script_task(steps=[("done", 100)])
+                started = time.perf_counter()
+                await random.choice(watchers).watch(task_id)
+                while task_id not in arrived:  # noqa: ASYNC110 (a benchmark's probe)
+                    await asyncio.sleep(0.002)
+                latencies.append(arrived[task_id] - started)
+                await asyncio.sleep(random.uniform(0, 0.3))
+            for watcher in watchers:
+                await watcher.close(grace=0)
+        await redis.aclose()
+    latencies.sort()
+    median, p90 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.9)]
+    return (
+        f"idle_watchers count={count} median_ms={median * 1000:.0f} "
+        f"p90_ms={p90 * 1000:.0f} max_ms={latencies[-1] * 1000:.0f}"
+    )
+
+
 async def bench(quick: bool, only_big: bool = False) -> None:
     api_port = free_port()
     stand_in = spawn("--serve", str(api_port))
@@ -463,6 +510,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the six lines, in under 3 min")
     parser.add_argument("--big-fleet", action="store_true", help="only the big-fleet figures")
+    parser.add_argument(
+        "--idle-watchers",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only the delivery latency with N idle watchers on one Redis client",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--read-loops", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fleet-worker", action="store_true", help=argparse.SUPPRESS)
@@ -480,6 +534,9 @@ def main() -> None:
     elif args.fleet_worker:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         asyncio.run(fleet_worker(args))
+    elif args.idle_watchers:
+        for count in args.idle_watchers:
+            print(asyncio.run(idle_watchers(count)), flush=True)
     else:
         asyncio.run(bench(args.quick, args.big_fleet))
 

@@ -335,6 +335,46 @@ async def test_a_task_watched_with_the_wrong_family_may_be_watched_again_with_it
     assert task.id == task_id and task.is_done
 
 
+@pytest.mark.parametrize("how", ["from-its-handler", "after-a-dead-letter"])
+async def test_a_wait_ended_by_the_wrong_family_is_renewed_from_its_handler_or_dead_letter(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, how: str
+) -> None:
+    """From the handler, where the app learns of the error, watch() returned False (the
+    delivery was not acknowledged yet) and nothing was watched any more; after a dead
+    letter, Redis refused it for a day where the memory store took it."""
+    task_id = fake.script_task(steps=[("done", 100)])  # a face swap
+    delivered: list[Delivery] = []
+    renewed: list[bool] = []
+    arrived = asyncio.Event()
+
+    async def handler(delivery: Delivery) -> None:
+        delivered.append(delivery)
+        arrived.set()
+        if delivery.outcome != "error":
+            return
+        if how == "from-its-handler":
+            renewed.append(await watcher.watch(task_id, family="faceswap"))
+            return
+        raise RuntimeError("the bot could not tell the user")  # the only attempt
+
+    watcher = Watcher(client, new_store(), handler=handler, max_attempts=1)
+    async with watcher:
+        await watcher.watch(task_id, family="media")  # the wrong family
+        async with asyncio.timeout(20):
+            while len(delivered) < 1:
+                arrived.clear()
+                await arrived.wait()
+            if how == "after-a-dead-letter":
+                await settle(lambda: _dead_letters_are(new_store(), 1))
+                renewed.append(await watcher.watch(task_id, family="faceswap"))
+            while len(delivered) < 2:
+                arrived.clear()
+                await arrived.wait()
+    assert renewed == [True]
+    assert [d.outcome for d in delivered] == ["error", "done"]
+    assert delivered[1].family == "faceswap"
+
+
 @pytest.mark.parametrize(
     ("status", "body"),
     [

@@ -612,18 +612,23 @@ async def test_a_store_data_error_of_result_is_masked_with_the_reader_s_key(
 
 
 async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
-    fake: FakeGPTunnel, redis: Redis, store: RedisStore
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async.fleet")
     async with fake.client(poll_policy=FAST) as client:
         key = client._transport._api_key
         watcher = Watcher(client, store)
         events = watcher.progress()
         first = asyncio.create_task(anext(events))
         notice = {"kind": "progress", "task_id": "t-1", "status": f"running {key}", "percent": 5}
+        odd = {**notice, "percent": key}  # logged as an odd notice, quoting its percent
         while not first.done():  # until the listener has subscribed and heard one
+            await redis.publish(store.channel, json.dumps(odd))
             await redis.publish(store.channel, json.dumps({**notice, "metadata": None}))
             await asyncio.sleep(0.05)
         event = await first
         await events.aclose()
         await watcher.close()
     assert event.status == "running ***"
+    logged = [r.getMessage() for r in caplog.records if "odd notice" in r.getMessage()]
+    assert logged and all(key not in line and "***" in line for line in logged)

@@ -313,6 +313,9 @@ class Watcher(InProcessOnly):
         tells = not missing_methods(store, ("last_read",))
         self._last_reads = cast("LastReadStore", store) if tells else None
         """The store, if it tells what the fleet last read of a task (for a timeout)."""
+        self._after_ack: dict[str, tuple[str, float]] = {}
+        """New waits asked for by the handler of their task's ended wait (a record and
+        its seconds): registered once that delivery is acknowledged."""
         self._in_hand: set[str] = set()
         """Entries this worker is handling (or counting the failure of): taken again
         meanwhile, one is not started twice at once."""
@@ -362,7 +365,10 @@ class Watcher(InProcessOnly):
             registration's metadata and deadline stay). A wait that ended without the
             task's end (``"expired"``, or an ``"error"`` such as "no such task" for a
             task watched with the wrong ``family``) may be registered again once it
-            was delivered: to wait longer, or with the right family.
+            was delivered: to wait longer, or with the right family. Asked from that
+            delivery's own handler, the new wait is registered once the handler has
+            returned and the delivery is acknowledged (``True``; not if the handler
+            fails: it asks again when the delivery comes again).
 
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not
@@ -392,8 +398,17 @@ class Watcher(InProcessOnly):
         if len(record) > MAX_METADATA_BYTES:  # ASCII: one byte a character
             raise ConfigurationError(f"metadata must be at most {MAX_METADATA_BYTES} bytes")
         registered = await self.store.watch(task_id, record, seconds)
+        if not registered and self._handling_its_end(task_id):
+            self._after_ack[task_id] = (record, seconds)  # its delivery is not acked yet
+            return True
         self._wake.set()
         return registered
+
+    def _handling_its_end(self, task_id: str) -> bool:
+        """Whether this runs in this watcher's handler of ``task_id``'s delivery of a
+        wait that ended without its end (expired, an error): one ``watch`` may renew."""
+        ended = _DELIVERING.get() in ((task_id, "expired"), (task_id, "error"))
+        return ended and _HANDLING.get() is self
 
     async def resolve(self, task: Task | MediaTask) -> bool:
         """A finished task from a webhook (any worker's): finish its wait for the whole
@@ -734,6 +749,7 @@ class Watcher(InProcessOnly):
         if entry.record is not None and entry.outcome is not None:
             failure = await self._handle(entry, entry.record, entry.outcome, deadline)
             if failure is not None:
+                self._after_ack.pop(entry.task_id, None)  # it asks again when it comes again
                 await self._after_failure(entry, *failure, deadline)
                 return
         # else: the task's record ran out (it outlived its lifetime unhandled): drop it.
@@ -745,6 +761,23 @@ class Watcher(InProcessOnly):
                 entry.task_id,
                 exc,
             )
+            return
+        if again := self._after_ack.pop(entry.task_id, None):
+            await self._watch_again(entry.task_id, *again)
+
+    async def _watch_again(self, task_id: str, record: str, seconds: float) -> None:
+        """Register the new wait its handler asked for, now that the delivery of the
+        old one is acknowledged (see :meth:`watch`)."""
+        try:
+            await self.store.watch(task_id, record, seconds)
+        except GPTunnelError as exc:
+            logger.warning(
+                "watcher: task %s: the new wait its handler asked for was not registered "
+                "(%s): call watch() again",
+                task_id,
+                exc,
+            )
+        self._wake.set()
 
     async def _handle(
         self, entry: Entry, record: WatchRecord, outcome: Outcome, deadline: float
@@ -765,6 +798,7 @@ class Watcher(InProcessOnly):
             entry.failures + 1,
         )
         _HANDLING.set(self)  # this task's context, and what it starts: see close()
+        _DELIVERING.set((entry.task_id, outcome.kind))  # see watch()
         closing = cancellation_watch()
         limit = asyncio.timeout_at(deadline)
         try:
@@ -967,7 +1001,7 @@ class Watcher(InProcessOnly):
 
     async def _dispatch_finishes(self) -> None:
         with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway
-            async for notice in _notices(self.store):
+            async for notice in _notices(self.store, self._secret()):
                 if isinstance(notice, _decode.Finished):
                     for event in self._finished.get(notice.task_id, ()):
                         event.set()
@@ -982,7 +1016,7 @@ class Watcher(InProcessOnly):
         Raises:
             StoreUnavailableError: the store could not be reached.
         """
-        async for notice in _notices(self.store):
+        async for notice in _notices(self.store, self._secret()):
             if isinstance(notice, FleetProgress):  # its status is another process's text
                 yield attrs.evolve(notice, status=redact(notice.status, self._secret()))
 
@@ -1020,9 +1054,12 @@ _STORE_METHODS: Final = (
 """What a ``store`` must have: [WatchStore][gptunnel_async.fleet.WatchStore]'s methods."""
 
 
-async def _notices(store: WatchStore) -> AsyncIterator[FleetProgress | _decode.Finished]:
+async def _notices(
+    store: WatchStore, secret: str
+) -> AsyncIterator[FleetProgress | _decode.Finished]:
     """The store's notices, decoded; an odd one is skipped, logged once as a warning
-    per listener (then at debug level: anyone may publish on the channel)."""
+    per listener (then at debug level: anyone may publish on the channel), ``secret``
+    (the API key) masked in what the log quotes of it."""
     odd = 0
     async for message in store.events():
         try:
@@ -1030,7 +1067,8 @@ async def _notices(store: WatchStore) -> AsyncIterator[FleetProgress | _decode.F
         except StoreDataError as exc:
             odd += 1
             level = logging.WARNING if odd == 1 else logging.DEBUG
-            logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, exc)
+            shown = redact(str(exc), secret)
+            logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, shown)
             continue
         if notice is not None:
             yield notice
@@ -1040,6 +1078,11 @@ _HANDLING: Final[contextvars.ContextVar[Watcher | None]] = contextvars.ContextVa
     "gptunnel_async_fleet_handling", default=None
 )
 """The watcher whose handler runs in this context: tasks a handler starts inherit it."""
+
+_DELIVERING: Final[contextvars.ContextVar[tuple[str, str] | None]] = contextvars.ContextVar(
+    "gptunnel_async_fleet_delivering", default=None
+)
+"""The task id and outcome kind of the delivery whose handler runs in this context."""
 
 
 def _after_failed_read(

@@ -49,6 +49,7 @@ __all__ = [
     "PoolShare",
     "Slots",
     "command",
+    "one_command",
     "patiently",
     "pool_size",
     "share_of",
@@ -137,6 +138,16 @@ async def command(slots: Slots, what: str) -> AsyncIterator[None]:
     failure the SDK's typed error (``store_call``)."""
     async with slots.held(), store_call(what):
         yield
+
+
+async def one_command(
+    slots: Slots, what: str, command: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+) -> T:
+    """``command(*args, **kwargs)``, one Redis command of the fleet: in one of ``slots``,
+    made again while the pool is full (:func:`patiently`), its failure the SDK's typed
+    error (``store_call``)."""
+    async with slots.held(), store_call(what):
+        return await patiently(command, *args, **kwargs)
 
 
 async def patiently(command: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:

@@ -10,7 +10,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 
 from .. import errors
-from .._sansio.responses import TASK_FAMILIES, redact
+from .._sansio.responses import TASK_FAMILIES
 from ..errors import APIError, GPTunnelError
 from ..models import MediaTask, Task, converter
 
@@ -143,18 +143,15 @@ class ReadError:
         attributes = {name: getattr(error, name, default) for name, default in kept.items()}
         return cls(type(error).__name__, str(error), attributes)
 
-    def rebuilt(self, secret: str | None = None) -> GPTunnelError:
+    def rebuilt(self) -> GPTunnelError:
         """The error again: of its class if it is one of the SDK's read errors (else a
         ``GPTunnelError``), with its text and its class's documented attributes; an
-        ``APIError``'s ``issues`` are not kept. ``secret`` (the reading process's API
-        key) is masked in its texts: another process, or an older version, stored them."""
+        ``APIError``'s ``issues`` are not kept."""
         cls = read_error_class(self.kind)
         error = cls.__new__(cls)
-        error.args = (redact(self.message, secret),)
+        error.args = (self.message,)
         kept = kept_attributes(cls)
-        given = {k: v for k, v in self.attributes.items() if k in kept}
-        masked = {k: redact(v, secret) if isinstance(v, str) else v for k, v in given.items()}
-        vars(error).update(kept | masked)
+        vars(error).update(kept | {k: v for k, v in self.attributes.items() if k in kept})
         if isinstance(error, APIError):
             error.issues = ()
         return error

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._checks import async_redis, request_rate
 from .._sansio import rate
 from .._sansio.retries import RETRY_AFTER_CAP, honoured_retry_after
-from ._connections import command, patiently, share_of
+from ._connections import one_command, share_of
 from ._errors import store_call
 from ._keys import fleet_key
 
@@ -183,8 +183,9 @@ class RedisBudget:
     async def _call(self, *args: Any, now: float | None = None) -> tuple[float, float]:
         """Run the script: ``(value, Redis time)``; ``now`` replaces Redis ``TIME``."""
         argv = [*args, *([""] * (4 - len(args))), "" if now is None else repr(now)]
-        async with command(self._share.commands, "the request budget"):
-            value, clock = await patiently(self._script, keys=[self.key], args=argv)
+        value, clock = await one_command(
+            self._share.commands, "the request budget", self._script, keys=[self.key], args=argv
+        )
         return float(value), float(clock)
 
     async def acquire(self) -> float:

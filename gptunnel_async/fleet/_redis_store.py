@@ -32,16 +32,15 @@ consumer moves a poison message aside), so the entries behind it are still read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .._checks import async_redis, number
 from .._logging import sdk_logger
 from ..errors import ConfigurationError, StoreDataError
 from . import _decode
-from ._connections import MIN_POOL, Slots, command, patiently, pool_size, share_of
+from ._connections import MIN_POOL, Slots, command, one_command, patiently, pool_size, share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
 from ._records import Claim, Entry, FleetStatus
@@ -50,6 +49,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["RedisStore"]
+
+T = TypeVar("T")
 
 logger = sdk_logger("gptunnel_async.fleet")
 
@@ -281,7 +282,7 @@ class RedisStore:
     Args:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; never closed by
             the store. Its ``socket_timeout`` bounds each operation: set one. The
-            fleet uses at most five eighths of its pool's ``max_connections`` at once,
+            fleet uses at most three quarters of its pool's ``max_connections`` at once,
             and a burst beyond that waits its turn (see ``docs/fleet.md``, "Redis
             setup").
         name: stores with the same name share their waits (the hash tag of every key).
@@ -325,9 +326,11 @@ class RedisStore:
         self._longest_block = _longest_block(redis)
         self._share = share_of(redis)
 
-    def _command(self, what: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """A store command, in one of the pool's slots for them (``_connections``)."""
-        return command(self._share.commands, what)
+    def _call(
+        self, what: str, command: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+    ) -> Awaitable[T]:
+        """One store command, in one of the pool's slots for them (``_connections``)."""
+        return one_command(self._share.commands, what, command, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"<RedisStore name={self.name!r}>"
@@ -337,23 +340,23 @@ class RedisStore:
         return self._task_prefix + task_id
 
     async def watch(self, task_id: str, record: str, timeout: float) -> bool:
-        async with self._command("registering a wait"):
-            added = await patiently(
-                self._watch,
-                keys=[self.task_key(task_id), self.due_key],
-                args=[task_id, record, timeout],
-            )
+        added = await self._call(
+            "registering a wait",
+            self._watch,
+            keys=[self.task_key(task_id), self.due_key],
+            args=[task_id, record, timeout],
+        )
         return bool(added)
 
     async def claim(
         self, worker: str, limit: int, lease: float
     ) -> tuple[list[Claim], float | None]:
-        async with self._command("claiming due tasks"):
-            reply = await patiently(
-                self._claim,
-                keys=[self.due_key, self.leases_key],
-                args=[self._task_prefix, worker, limit, lease],
-            )
+        reply = await self._call(
+            "claiming due tasks",
+            self._claim,
+            keys=[self.due_key, self.leases_key],
+            args=[self._task_prefix, worker, limit, lease],
+        )
         now, next_due, odd, *fields = reply
         for task_id, kind in zip(*[iter(odd)] * 2, strict=True):
             shown = _decode.text(kind, "a key's type")
@@ -369,21 +372,21 @@ class RedisStore:
     async def reschedule(
         self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
     ) -> bool:
-        async with self._command("re-scheduling a read"):
-            done = await patiently(
-                self._reschedule,
-                keys=[self.task_key(task_id), self.due_key, self.leases_key],
-                args=[task_id, worker, delay, schedule, progress or "", self.channel],
-            )
+        done = await self._call(
+            "re-scheduling a read",
+            self._reschedule,
+            keys=[self.task_key(task_id), self.due_key, self.leases_key],
+            args=[task_id, worker, delay, schedule, progress or "", self.channel],
+        )
         return bool(done)
 
     async def finish(self, task_id: str, outcome: str) -> bool:
-        async with self._command("finishing a wait"):
-            done = await patiently(
-                self._finish,
-                keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
-                args=[task_id, outcome, self.channel],
-            )
+        done = await self._call(
+            "finishing a wait",
+            self._finish,
+            keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
+            args=[task_id, outcome, self.channel],
+        )
         return bool(done)
 
     async def take(
@@ -444,10 +447,12 @@ class RedisStore:
                 made by the first take).
         """
         seconds = number("idle", idle, "a number of seconds > 0, at most ten years", _idle_seconds)
-        async with self._command("removing workers gone from the group"):
-            removed = await patiently(
-                self._prune, keys=[self.stream_key], args=[GROUP, int(seconds * 1000)]
-            )
+        removed = await self._call(
+            "removing workers gone from the group",
+            self._prune,
+            keys=[self.stream_key],
+            args=[GROUP, int(seconds * 1000)],
+        )
         return int(removed)
 
     async def _take(
@@ -489,12 +494,12 @@ class RedisStore:
         task_id = _decode.task_id(
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
-        async with self._command("reading a finished task"):  # another type: StoreDataError
-            record, deadline, outcome, failures = await patiently(
-                self.redis.hmget,
-                self.task_key(task_id),
-                ["record", "deadline", "outcome", "failures"],
-            )
+        record, deadline, outcome, failures = await self._call(
+            "reading a finished task",  # a key of another type: StoreDataError
+            self.redis.hmget,
+            self.task_key(task_id),
+            ["record", "deadline", "outcome", "failures"],
+        )
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
             task_id,
@@ -509,40 +514,43 @@ class RedisStore:
         finished entry if it has one: it is logged once, and no worker takes it again."""
         shown = task_id.decode(errors="backslashreplace") if isinstance(task_id, bytes) else task_id
         logger.warning("fleet: task %r set aside as a dead letter: %s", shown, error)
-        async with self._command("setting a dead letter aside"):
-            await patiently(
-                self._bury,
-                keys=[self.due_key, self.leases_key, self.dead_key, self.stream_key],
-                args=[self._task_prefix, task_id, str(error), GROUP, entry_id],
-            )
+        await self._call(
+            "setting a dead letter aside",
+            self._bury,
+            keys=[self.due_key, self.leases_key, self.dead_key, self.stream_key],
+            args=[self._task_prefix, task_id, str(error), GROUP, entry_id],
+        )
 
     async def ack(self, entry: Entry) -> None:
-        async with self._command("acknowledging a delivery"):
-            await patiently(
-                self._ack,
-                keys=[self.stream_key, self.task_key(entry.task_id)],
-                args=[GROUP, entry.entry_id],
-            )
+        await self._call(
+            "acknowledging a delivery",
+            self._ack,
+            keys=[self.stream_key, self.task_key(entry.task_id)],
+            args=[GROUP, entry.entry_id],
+        )
 
     async def failed(self, entry: Entry) -> int:
-        async with self._command("counting a failed handler attempt"):
-            count = await patiently(self._failed, keys=[self.task_key(entry.task_id)])
+        count = await self._call(
+            "counting a failed handler attempt", self._failed, keys=[self.task_key(entry.task_id)]
+        )
         return int(count)
 
     async def dead_letter(self, entry: Entry, reason: str) -> bool:
-        async with self._command("setting a delivery aside"):
-            done = await patiently(
-                self._give_up,
-                keys=[self.stream_key, self.task_key(entry.task_id), self.dead_key],
-                args=[GROUP, entry.entry_id, entry.task_id, reason],
-            )
+        done = await self._call(
+            "setting a delivery aside",
+            self._give_up,
+            keys=[self.stream_key, self.task_key(entry.task_id), self.dead_key],
+            args=[GROUP, entry.entry_id, entry.task_id, reason],
+        )
         return bool(done)
 
     async def outcome(self, task_id: str) -> str | bytes | None:
-        async with self._command("reading an outcome"):
-            state, value, reason = await patiently(
-                self.redis.hmget, self.task_key(task_id), ["state", "outcome", "dead_reason"]
-            )
+        state, value, reason = await self._call(
+            "reading an outcome",
+            self.redis.hmget,
+            self.task_key(task_id),
+            ["state", "outcome", "dead_reason"],
+        )
         if state in (b"dead", "dead"):
             shown = _decode.text(reason, "the reason") if reason is not None else "unknown"
             raise StoreDataError(f"task {task_id!r} was set aside as a dead letter: {shown}")
@@ -550,10 +558,12 @@ class RedisStore:
         return result
 
     async def last_read(self, task_id: str) -> str | bytes | None:
-        async with self._command("reading a wait's last read"):
-            state, schedule = await patiently(
-                self.redis.hmget, self.task_key(task_id), ["state", "schedule"]
-            )
+        state, schedule = await self._call(
+            "reading a wait's last read",
+            self.redis.hmget,
+            self.task_key(task_id),
+            ["state", "schedule"],
+        )
         if state is None:  # no hash: never registered, or expired
             return None
         saved: str | bytes = schedule or ""
@@ -581,10 +591,11 @@ class RedisStore:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def status(self) -> FleetStatus:
-        async with self._command("reading the fleet's status"):
-            watched, due, leased, unhandled, overdue, dead = await patiently(
-                self._status, keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key]
-            )
+        watched, due, leased, unhandled, overdue, dead = await self._call(
+            "reading the fleet's status",
+            self._status,
+            keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key],
+        )
         return FleetStatus(
             watched=int(watched),
             due=int(due),

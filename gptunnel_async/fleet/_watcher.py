@@ -218,13 +218,9 @@ class _Pool:
         for task in running:
             if not task.cancelling():
                 task.cancel()
-        cancelled, pending = False, set(running)
-        while pending:
-            try:
-                _, pending = await asyncio.wait(pending)
-            except asyncio.CancelledError:
-                cancelled = True
-                pending = {task for task in pending if not task.done()}
+        cancelled = False
+        while pending := [task for task in running if not task.done()]:
+            cancelled |= await _cancelled_meanwhile(asyncio.wait(pending))
         for task in running:  # what each ended with is seen here: asyncio logs it else
             if not task.cancelled():
                 task.exception()
@@ -536,10 +532,7 @@ class Watcher(InProcessOnly):
                 # on every turn (_going_on), as redis-py may swallow theirs too.
                 while task is not None and not task.done():
                     task.cancel()
-                    try:
-                        await asyncio.wait([task], timeout=0.1)
-                    except asyncio.CancelledError:
-                        cancelled = True
+                    cancelled |= await _cancelled_meanwhile(asyncio.wait([task], timeout=0.1))
         finally:
             self._running = self._listener = None
             self._handlers = None
@@ -953,7 +946,11 @@ class Watcher(InProcessOnly):
 
     def _rebuilt(self, error: ReadError | None) -> GPTunnelError | None:
         """An error read back from the store, rebuilt with this client's key masked."""
-        return None if error is None else error.rebuilt(self._secret())
+        if error is None:
+            return None
+        rebuilt = error.rebuilt()
+        made_safe(rebuilt, self._secret())  # an SDK error: masked in place
+        return rebuilt
 
     async def _outcome_by(
         self, task_id: str, finished: asyncio.Event, deadline: float | None
@@ -1017,8 +1014,8 @@ class Watcher(InProcessOnly):
             StoreUnavailableError: the store could not be reached.
         """
         async for notice in _notices(self.store, self._secret()):
-            if isinstance(notice, FleetProgress):  # its status is another process's text
-                yield attrs.evolve(notice, status=redact(notice.status, self._secret()))
+            if isinstance(notice, FleetProgress):
+                yield notice
 
     async def status(self) -> FleetStatus:
         """What an operator watches: see [FleetStatus][gptunnel_async.fleet.FleetStatus].
@@ -1058,8 +1055,9 @@ async def _notices(
     store: WatchStore, secret: str
 ) -> AsyncIterator[FleetProgress | _decode.Finished]:
     """The store's notices, decoded; an odd one is skipped, logged once as a warning
-    per listener (then at debug level: anyone may publish on the channel), ``secret``
-    (the API key) masked in what the log quotes of it."""
+    per listener (then at debug level: anyone may publish on the channel). ``secret``
+    (the API key) is masked in what they hold of another process's text (a progress
+    status) and in what the log quotes of an odd one."""
     odd = 0
     async for message in store.events():
         try:
@@ -1070,7 +1068,9 @@ async def _notices(
             shown = redact(str(exc), secret)
             logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, shown)
             continue
-        if notice is not None:
+        if isinstance(notice, FleetProgress):
+            yield attrs.evolve(notice, status=redact(notice.status, secret))
+        elif notice is not None:
             yield notice
 
 
@@ -1186,6 +1186,17 @@ def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:
 RECANCEL_EVERY: Final = 0.1
 """Seconds between cancellations of a task that must end, for a client library (redis-py
 while it subscribes) may swallow one."""
+
+
+async def _cancelled_meanwhile(waiting: Awaitable[Any]) -> bool:
+    """Await ``waiting``; whether this task was cancelled meanwhile. The cancellation is
+    held, for the caller to raise once what it waits for has ended (as
+    ``asyncio.TaskGroup`` does): a close must not return while its tasks still run."""
+    try:
+        await waiting
+    except asyncio.CancelledError:
+        return True
+    return False
 
 
 def _forget(in_hand: set[str], entry_id: str, _: asyncio.Task[None]) -> None:

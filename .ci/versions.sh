@@ -96,7 +96,9 @@ make_test_env() {
 
 # The test suite in environment $1, less the soak tests. Each environment keeps its own
 # Hypothesis examples and no pytest cache, so that runs going at once share no files.
+# Run it in the background (`run_tests ... &`): it `exec`s pytest, so that the process
+# whose id `$!` gives is pytest itself, which a `kill` then stops.
 run_tests() {
-    HYPOTHESIS_STORAGE_DIRECTORY="$1/hypothesis" "$1/bin/python" -m pytest -m 'not soak' \
+    HYPOTHESIS_STORAGE_DIRECTORY="$1/hypothesis" exec "$1/bin/python" -m pytest -m 'not soak' \
         -p no:cacheprovider
 }

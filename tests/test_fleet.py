@@ -433,7 +433,7 @@ async def test_a_streak_of_failed_reads_logs_one_warning_and_the_rest_at_debug(
     levels = [level for level, _ in about_reads]
     assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG, logging.WARNING, logging.DEBUG]
     warning = about_reads[0][1]
-    assert ": 401 unauthorized_request_error:" in warning  # not "401" alone: a random id may hold it
+    assert ": 401 unauthorized_request_error:" in warning  # not "401": an id may hold it
     assert warning.endswith("(further failed reads of it are logged at DEBUG until one succeeds)")
     assert about_reads[1][1].startswith(f"watcher: reading task {task_id} failed again: ")
 

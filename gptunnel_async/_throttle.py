@@ -6,27 +6,40 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from typing import Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
+from typing import Generic, Protocol, TypeVar
 
 from . import _checks, _timing
-from ._polling import ProgressEvent, TaskWaiter
-from ._sansio.throttle import ThrottleGate
+from ._polling import TaskWaiter
+from ._sansio.throttle import ThrottleGates
 from .errors import ConfigurationError
-from .models import TaskLike
 
 __all__ = ["throttle"]
 
-T = TypeVar("T", bound=TaskLike)
+
+class Progress(Protocol):
+    """What ``throttle`` reads of an event: a [ProgressEvent][gptunnel_async.ProgressEvent]
+    of a wait, or a [FleetProgress][gptunnel_async.fleet.FleetProgress] of a fleet."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def percent(self) -> int: ...
+
+
+P = TypeVar("P", bound=Progress)
 E = TypeVar("E")
 
 
 async def throttle(
-    events: AsyncIterable[ProgressEvent[T]],
+    events: AsyncIterable[P],
     every: float = 1.0,
     *,
+    per_task: bool = False,
     clock: Callable[[], float] | None = None,
-) -> AsyncIterator[ProgressEvent[T]]:
+) -> AsyncGenerator[P, None]:
     """``events``, at most one per ``every`` seconds, never two alike, the last one always.
 
     Made for chat messages: Telegram allows about one edit of a message per second and
@@ -43,22 +56,70 @@ async def throttle(
         print(f"{event.percent} %")  # edit the chat message here
     ```
 
-    Leaving the loop early closes the wait; an error the wait raises (a failed task, a
-    timeout) is raised here. Under ``instant_waits()`` (tests) the interval is skipped,
-    like the SDK's other pauses.
+    With ``per_task=True`` each task is throttled on its own, for a stream that mixes
+    many tasks: a fleet's ``watcher.progress()``, one chat message per task.
+
+    ```python
+    from gptunnel_async.fleet import Watcher
+
+
+    async def edit_progress(watcher: Watcher) -> None:
+        async for notice in throttle(watcher.progress(), every=2.0, per_task=True):
+            print(f"{notice.metadata['chat_id']}: {notice.percent} %")  # edit its message
+    ```
+
+    Leaving the loop closes the wait once the generator is closed: at once with
+    ``contextlib.aclosing(throttle(...))`` or ``await events.aclose()``, else when it is
+    dropped. An error the wait raises (a failed task, a timeout) is raised here. Under
+    ``instant_waits()`` (tests) the interval is skipped, like the SDK's other pauses.
 
     Args:
-        events: progress events, usually a ``wait_for_result(...)`` waiter.
-        every: the shortest time between two events delivered, in seconds (>= 0).
+        events: progress events, usually a ``wait_for_result(...)`` waiter or a
+            fleet's ``watcher.progress()``.
+        every: the shortest time between two events delivered (of one task, with
+            ``per_task``), in seconds (>= 0).
+        per_task: throttle each ``task_id``'s events on their own.
         clock: the time in seconds, for tests; the event loop's clock by default.
 
     Yields:
-        [ProgressEvent][gptunnel_async.ProgressEvent]s, in their order, the last one last.
+        The events, in their order (each task's in its order, with ``per_task``), the
+        last one (of each task) last.
 
     Raises:
         ConfigurationError: ``every`` is negative, NaN or infinite, ``events`` is not
-            an async iterator or ``clock`` not a function.
+            an async iterator, ``per_task`` is not a bool or ``clock`` not a function.
         GPTunnelError: whatever the wait raises, as it raises it.
+    """
+    interval, now = _arguments(events, every, per_task, clock)
+    gates: ThrottleGates[P] = ThrottleGates(0.0 if _timing.is_instant() else interval)
+    reads = _Reads(aiter(events))
+    try:
+        while (read := await reads.next_within(gates.due_in(now()))) is not _Read.ENDED:
+            if read is _Read.DUE:  # a held event's time has come
+                for ready in gates.take(now()):
+                    yield ready
+                continue
+            offered = gates.offer(_stream(read, per_task), read, _alike(read), now())
+            if offered is not None:
+                yield offered
+        waited = 0.0  # the last events held go once their interval is over
+        for due_in, last in gates.drain(now()):
+            if due_in > waited:
+                await asyncio.sleep(due_in - waited)
+                waited = due_in
+            yield last
+    finally:
+        await reads.aclose()
+
+
+def _arguments(
+    events: object, every: object, per_task: object, clock: object
+) -> tuple[float, Callable[[], float]]:
+    """``throttle``'s interval and clock, its arguments checked; a wait given with bad
+    arguments is closed, for it was handed over, not forgotten.
+
+    Raises:
+        ConfigurationError: see ``throttle``.
     """
     try:
         interval = _checks.non_negative_number("every", every, "a finite number of seconds >= 0")
@@ -66,27 +127,23 @@ async def throttle(
             raise ConfigurationError(
                 f"events must be a wait or another async iterator, got {_checks.describe(events)}"
             )
+        _checks.instance_of(bool)("per_task", per_task)
         now = _checks.optional(_checks.function, "clock", clock) or asyncio.get_running_loop().time
     except ConfigurationError:
-        if isinstance(events, TaskWaiter):  # refused with us: not a wait forgotten
+        if isinstance(events, TaskWaiter):
             events.close()
         raise
-    gate: ThrottleGate[ProgressEvent[T]] = ThrottleGate(0.0 if _timing.is_instant() else interval)
-    reads = _Reads(aiter(events))
-    try:
-        while (read := await reads.next_within(gate.due_in(now()))) is not _Read.ENDED:
-            if read is _Read.DUE:  # the held event's time has come
-                ready = gate.take(now())
-            else:
-                ready = gate.offer(read, (read.status, read.percent), now())
-            if ready is not None:
-                yield ready
-        last_wait = gate.due_in(now())
-        if last_wait is not None:  # the last event is held: it goes once the interval is over
-            await asyncio.sleep(last_wait)
-            yield gate.release(now())
-    finally:
-        await reads.aclose()
+    return interval, now
+
+
+def _stream(event: Progress, per_task: bool) -> Hashable:
+    """The events ``event`` is throttled with: its task's, or all of them."""
+    return event.task_id if per_task else None
+
+
+def _alike(event: Progress) -> Hashable:
+    """What makes two events of a task alike: Telegram refuses an edit that changes nothing."""
+    return (event.status, event.percent)
 
 
 class _Read(enum.Enum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -12,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError, ProgressEvent, Task, TaskFailedError, throttle
-from gptunnel_async._sansio.throttle import ThrottleGate
+from gptunnel_async._sansio.throttle import FORGET_FROM, ThrottleGate, ThrottleGates
+from gptunnel_async.fleet import FleetProgress
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 # -- the gate: pure, with the time given ----------------------------------------------
@@ -89,6 +91,94 @@ def test_the_gate_keeps_its_promises_for_any_sequence(
     assert keys[0] == steps[0][1]
     # the last state offered is what the reader ends up seeing
     assert keys[-1] == steps[-1][1]
+
+
+@pytest.mark.parametrize(
+    ("offers", "expected"),
+    [
+        # (time, task, key) offered -> (task, key) delivered at once
+        ([(0.0, "a", 1), (0.0, "b", 1), (0.5, "a", 2), (0.5, "b", 2)], [("a", 1), ("b", 1)]),
+        (
+            [(0.0, "a", 1), (0.5, "b", 1), (1.0, "a", 2), (1.2, "b", 2)],
+            [("a", 1), ("b", 1), ("a", 2)],
+        ),
+        ([(0.0, "a", 1), (0.1, "a", 1), (0.2, "b", 1), (0.3, "b", 1)], [("a", 1), ("b", 1)]),
+        (
+            [(0.0, "a", 1), (0.0, "b", 1), (1.5, "b", 2), (1.5, "a", 1)],
+            [("a", 1), ("b", 1), ("b", 2)],
+        ),
+    ],
+)
+def test_gates_throttle_each_task_on_its_own(
+    offers: Sequence[tuple[float, str, int]], expected: list[tuple[str, int]]
+) -> None:
+    gates: ThrottleGates[tuple[str, int]] = ThrottleGates(1.0)
+    delivered = [gates.offer(task, (task, key), key, now) for now, task, key in offers]
+    assert [event for event in delivered if event is not None] == expected
+
+
+def test_gates_hand_over_each_task_s_held_event_when_its_own_time_comes() -> None:
+    gates: ThrottleGates[str] = ThrottleGates(1.0)
+    assert gates.due_in(0.0) is None and gates.drain(0.0) == []
+    gates.offer("a", "a1", "a1", 0.0)
+    gates.offer("b", "b1", "b1", 0.4)
+    gates.offer("a", "a2", "a2", 0.5)  # held until 1.0
+    gates.offer("b", "b2", "b2", 0.6)  # held until 1.4
+    gates.offer("a", "a3", "a3", 0.7)  # replaces a2
+    assert gates.due_in(0.7) == pytest.approx(0.3)
+    assert gates.take(0.9) == []
+    assert gates.take(1.0) == ["a3"]
+    assert gates.due_in(1.0) == pytest.approx(0.4)
+    gates.offer("a", "a4", "a4", 1.1)  # held until 2.0
+    drained = gates.drain(1.1)
+    assert [event for _, event in drained] == ["b2", "a4"]
+    assert [due for due, _ in drained] == pytest.approx([0.3, 0.9])
+    assert gates.due_in(1.1) is None
+
+
+def test_gates_of_tasks_gone_quiet_are_forgotten() -> None:
+    gates: ThrottleGates[int] = ThrottleGates(1.0)
+    for task in range(10 * FORGET_FROM):  # a long-lived stream: each task seen once, a second apart
+        assert gates.offer(task, task, task, float(task)) == task
+    assert len(gates._gates) <= 2 * FORGET_FROM
+    gates.offer(0, 0, 0, 0.0)  # a task that holds an event is never forgotten
+    gates.offer("busy", 1, 1, 10_000.0)
+    gates.offer("busy", 2, 2, 10_000.5)
+    for task in range(FORGET_FROM, 4 * FORGET_FROM):
+        gates.offer(("again", task), task, task, 10_000.6)
+    [(due, event)] = gates.drain(10_000.6)
+    assert due == pytest.approx(0.4)
+    assert event == 2
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 2, allow_nan=False), st.sampled_from("abc"), st.integers(0, 3)),
+        min_size=1,
+        max_size=60,
+    ),
+    st.floats(0, 1.5, allow_nan=False),
+)
+def test_gates_keep_the_gate_s_promises_for_each_task_of_any_mix(
+    steps: list[tuple[float, str, int]], every: float
+) -> None:
+    gates: ThrottleGates[tuple[str, int]] = ThrottleGates(every)
+    now, delivered = 0.0, []
+    for gap, task, key in steps:
+        now += gap
+        delivered += [(now, event) for event in gates.take(now)]
+        ready = gates.offer(task, (task, key), key, now)
+        if ready is not None:
+            delivered.append((now, ready))
+    delivered += [(now + due, event) for due, event in gates.drain(now)]
+    for task in {task for _, task, _ in steps}:
+        times = [at for at, (of, _) in delivered if of == task]
+        keys = [key for _, (of, key) in delivered if of == task]
+        offered = [key for _, of, key in steps if of == task]
+        assert all(later - earlier >= every - 1e-9 for earlier, later in itertools.pairwise(times))
+        assert all(a != b for a, b in itertools.pairwise(keys))
+        assert keys[0] == offered[0]
+        assert keys[-1] == offered[-1]
 
 
 # -- the async iterator, on the real clock --------------------------------------------
@@ -178,7 +268,7 @@ async def test_leaving_early_closes_the_source() -> None:
     events = throttle(source, every=0)
     async for _ in events:
         break
-    await events.aclose()  # type: ignore[attr-defined]
+    await events.aclose()
     assert source.closed
 
 
@@ -206,10 +296,74 @@ async def test_leaving_a_real_wait_early_closes_it() -> None:
             waiter = client.wait_for_result(task_id)
             events = throttle(waiter, every=0)
             first = await anext(events)
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             reads = len(fake.requests)
             await asyncio.sleep(0.05)
     assert first.percent == 0
     assert len(fake.requests) == reads
     with pytest.raises(StopAsyncIteration):
         await anext(waiter)
+
+
+def _notice(task_id: str, percent: int) -> FleetProgress:
+    return FleetProgress(task_id, "running", percent, {"chat_id": task_id}, None)
+
+
+class Notices:
+    """A fleet's progress stream: notices of several tasks, interleaved, then closed."""
+
+    def __init__(self, notices: Sequence[FleetProgress]) -> None:
+        self.notices = list(notices)
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[FleetProgress]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[FleetProgress]:
+        try:
+            for notice in self.notices:
+                await asyncio.sleep(0)
+                yield notice
+        finally:
+            self.closed = True
+
+
+async def test_per_task_a_busy_task_never_holds_back_another_s_progress() -> None:
+    busy = [_notice("busy", percent) for percent in range(0, 100, 2)]
+    notices = [*busy[:25], _notice("quiet", 10), *busy[25:], _notice("quiet", 20)]
+    got = [notice async for notice in throttle(Notices(notices), every=0.05, per_task=True)]
+    quiet = [notice for notice in got if notice.task_id == "quiet"]
+    assert [notice.percent for notice in quiet] == [10, 20]  # not held behind "busy"'s events
+    busy_got = [notice for notice in got if notice.task_id == "busy"]
+    assert busy_got[0] is busy[0] and busy_got[-1] is busy[-1]
+    assert len(busy_got) < len(busy)
+
+
+async def test_without_per_task_one_interval_holds_every_task() -> None:
+    notices = [_notice("a", 10), _notice("b", 10), _notice("a", 20), _notice("b", 20)]
+    got = [notice async for notice in throttle(Notices(notices), every=0.2)]
+    assert [(n.task_id, n.percent) for n in got] == [("a", 10), ("b", 20)]
+
+
+async def test_per_task_each_task_s_last_notice_comes_when_the_stream_ends() -> None:
+    notices = [_notice(task, percent) for percent in (10, 20, 30) for task in "abc"]
+    source = Notices(notices)
+    got = [notice async for notice in throttle(source, every=0.2, per_task=True)]
+    assert sorted((n.task_id, n.percent) for n in got) == [
+        (task, percent) for task in "abc" for percent in (10, 30)
+    ]
+    assert source.closed
+
+
+async def test_aclosing_a_throttle_closes_its_source_at_once() -> None:
+    source = Notices([_notice("a", percent) for percent in range(50)])
+    async with contextlib.aclosing(throttle(source, every=0, per_task=True)) as events:
+        async for _ in events:
+            break
+    assert source.closed
+
+
+@pytest.mark.parametrize("per_task", [1, None, "yes"])
+async def test_per_task_must_be_a_bool(per_task: Any) -> None:
+    with pytest.raises(ConfigurationError, match="per_task must be a bool"):
+        await anext(throttle(Notices([]), per_task=per_task))

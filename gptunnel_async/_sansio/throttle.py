@@ -7,9 +7,9 @@ Pure: the caller passes the time of each step, and does the waiting.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
-__all__ = ["ThrottleGate"]
+__all__ = ["ThrottleGate", "ThrottleGates"]
 
 E = TypeVar("E")
 
@@ -57,6 +57,17 @@ class ThrottleGate(Generic[E]):
             return None
         return max(0.0, self._delivered_at + self.every - now)
 
+    @property
+    def holds(self) -> bool:
+        """Whether an event is held, waiting for its time."""
+        return self._held is not None
+
+    def idle(self, now: float) -> bool:
+        """Whether this gate holds nothing and would let an event through at ``now``."""
+        return self._held is None and (
+            self._delivered_at is None or now - self._delivered_at >= self.every
+        )
+
     def take(self, now: float) -> E | None:
         """The held event, if it may go at ``now`` (it is then delivered); else ``None``."""
         due = self.due_in(now)
@@ -78,3 +89,80 @@ class ThrottleGate(Generic[E]):
     def _deliver(self, event: E, key: Hashable, now: float) -> E:
         self._delivered_at, self._delivered_key = now, key
         return event
+
+
+FORGET_FROM: Final = 64
+"""Gates kept before [ThrottleGates][] first forgets the idle ones."""
+
+
+class ThrottleGates(Generic[E]):
+    """One [ThrottleGate][] per stream (a task id, say): a stream of events that mixes
+    many tasks is throttled task by task, so that one task's events never hold back
+    another's.
+
+    A gate that holds nothing and whose interval has passed would let the next event
+    through at once, so it is forgotten, now and then, for a stream that goes on for
+    days to keep only its recent tasks' gates. All it forgets is which event it
+    delivered last: one alike it may go once more. The work per event stays constant
+    with thousands of tasks: only the gates that hold an event are looked at for
+    ``due_in`` and ``take``, and the forgetting runs when the gates have doubled.
+
+    Args:
+        every: the shortest time between two deliveries of one stream, in seconds (>= 0).
+    """
+
+    __slots__ = ("_forget_at", "_gates", "_holding", "every")
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._gates: dict[Hashable, ThrottleGate[E]] = {}
+        self._holding: dict[Hashable, ThrottleGate[E]] = {}  # in the order they began to
+        self._forget_at = FORGET_FROM
+
+    def offer(self, stream: Hashable, event: E, key: Hashable, now: float) -> E | None:
+        """Offer ``event`` of ``stream`` (alike its others with the same ``key``) at ``now``.
+
+        Returns:
+            ``event`` if it is to be delivered now; ``None`` if it is held or dropped.
+        """
+        gate = self._gates.get(stream)
+        if gate is None:
+            if len(self._gates) >= self._forget_at:
+                self._forget_idle(now)
+            gate = self._gates[stream] = ThrottleGate(self.every)
+        ready = gate.offer(event, key, now)
+        if gate.holds:
+            self._holding.setdefault(stream, gate)
+        else:
+            self._holding.pop(stream, None)
+        return ready
+
+    def due_in(self, now: float) -> float | None:
+        """Seconds from ``now`` until the first held event may go (0 if one may now), or
+        ``None`` if none is held."""
+        return min((gate.due_in(now) or 0.0 for gate in self._holding.values()), default=None)
+
+    def take(self, now: float) -> list[E]:
+        """The held events that may go at ``now``, oldest held first."""
+        ready = []
+        for stream, gate in list(self._holding.items()):
+            event = gate.take(now)
+            if event is not None:
+                ready.append(event)
+                del self._holding[stream]
+        return ready
+
+    def drain(self, now: float) -> list[tuple[float, E]]:
+        """Every held event, with the seconds from ``now`` until it may go, soonest
+        first: the last events of a stream, which the caller delivers at those times
+        (the gates count them as delivered at ``now``: they are not used again)."""
+        drained = sorted(
+            ((gate.due_in(now) or 0.0, gate.release(now)) for gate in self._holding.values()),
+            key=lambda due_event: due_event[0],
+        )
+        self._holding.clear()
+        return drained
+
+    def _forget_idle(self, now: float) -> None:
+        self._gates = {stream: gate for stream, gate in self._gates.items() if not gate.idle(now)}
+        self._forget_at = max(FORGET_FROM, 2 * len(self._gates))

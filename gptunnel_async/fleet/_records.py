@@ -266,6 +266,11 @@ class Delivery:
 class FleetProgress:
     """A watched task's ``(status, percent)`` changed (best effort: may be missed).
 
+    Only a read that finds the task still running sends one: the read that finds it
+    done or failed ends the wait, which its handler hears of, so a task's last notice
+    is its last running state. ``throttle(watcher.progress(), per_task=True)`` holds
+    each task's notices to one per interval.
+
     Attributes:
         task_id: the task.
         status: its status as the server sent it.

@@ -39,7 +39,7 @@ except ImportError as missing:  # pragma: no cover - the tests have both
         "pip install -e '.[examples]'"
     ) from None
 
-from gptunnel_async import GPTunnelClient, GPTunnelError, TaskFailedError, WaitTimeoutError
+from gptunnel_async import GPTunnelClient, GPTunnelError
 from gptunnel_async.fleet import Delivery, Handler, Watcher
 
 from .faceswap_bot import replies
@@ -81,7 +81,8 @@ def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
                     photo = FSInputFile(path)
                     await bot.send_photo(chat_id, photo, caption=replies.RESULT_CAPTION)
                 return
-            await bot.send_message(chat_id, replies.friendly_error(_why(delivery)))
+            if delivery.error is not None:  # failed, expired, or an error such as a 404
+                await bot.send_message(chat_id, replies.friendly_error(delivery.error))
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             # The user blocked the bot, or the chat is gone: another delivery would fail
             # alike (raising would have the fleet deliver it again and again).
@@ -90,15 +91,6 @@ def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
             )
 
     return deliver
-
-
-def _why(delivery: Delivery) -> GPTunnelError:
-    """The error a delivery that is not a done task stands for."""
-    if delivery.outcome == "failed" and delivery.task is not None:
-        return TaskFailedError(delivery.task)
-    if delivery.outcome == "error" and delivery.last_error is not None:
-        return delivery.last_error
-    return WaitTimeoutError(delivery.task_id, 0, delivery.task, delivery.last_error)
 
 
 def create_fleet_dispatcher(

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
-from aiogram.methods import SendPhoto, TelegramMethod
+from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Message, PhotoSize, Update
 from redis.asyncio import Redis
 
-from examples.fleet_bot import _why, create_fleet_dispatcher, deliver_to
+from examples.faceswap_bot import replies
+from examples.fleet_bot import create_fleet_dispatcher, deliver_to
 from gptunnel_async import NotFoundError, PollPolicy, Task
 from gptunnel_async.fleet import Delivery, RedisBudget, RedisStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel, sample_image
@@ -22,6 +23,7 @@ from gptunnel_async.testing import FakeGPTunnel, sample_image
 from .test_example_bot import CHAT, FACE, NOW, PERSON, USER, FakeTelegram
 
 FAST = PollPolicy(initial=0.05, max_interval=0.1, jitter=0.0)
+FAILED = Task(id="t-1", status="failed", percent=30, error="no face found")
 
 
 def photo(update_id: int, file_id: str) -> Update:
@@ -68,10 +70,9 @@ async def test_a_chat_that_cannot_be_answered_is_logged_not_redelivered_for_ever
     """A user who blocked the bot: raising would have the fleet deliver the result
     again after every delivery_timeout, until the task's record expires."""
     bot = Bot("42:TEST", session=Forbidding())
-    failed = Task(id="t-1", status="failed", percent=30, error="no face found")
     async with gptunnel_fake.client() as client:
         deliver = deliver_to(bot, client)
-        await deliver(Delivery("t-1", "faceswap", {"chat_id": CHAT.id}, "failed", failed))
+        await deliver(Delivery("t-1", "faceswap", {"chat_id": CHAT.id}, "failed", FAILED))
     [line] = [r.getMessage() for r in caplog.records if r.name == "examples.fleet_bot"]
     assert line.startswith(f"task t-1: chat {CHAT.id} cannot be answered: ")
 
@@ -80,24 +81,36 @@ async def test_a_chat_that_cannot_be_answered_is_logged_not_redelivered_for_ever
     ("delivery", "said"),
     [
         (
+            Delivery("t-1", "faceswap", {"chat_id": CHAT.id}, "failed", FAILED),
+            "could not swap these faces (no face found)",
+        ),
+        (
             Delivery(
                 "t-1",
                 "faceswap",
-                {"chat_id": 1},
+                {"chat_id": CHAT.id},
                 "error",
                 None,
                 last_error=NotFoundError("gone", status_code=404),
             ),
-            "gone",
+            "something went wrong",
         ),
         (
-            Delivery("t-1", "faceswap", {"chat_id": 1}, "expired", None),
-            "did not finish",
+            Delivery("t-1", "faceswap", {"chat_id": CHAT.id}, "expired", None, timeout=60.0),
+            "took too long",
         ),
     ],
 )
-def test_every_outcome_but_done_is_told_as_its_error(delivery: Delivery, said: str) -> None:
-    assert said in str(_why(delivery))
+async def test_every_outcome_but_done_is_told_as_its_error(
+    gptunnel_fake: FakeGPTunnel, delivery: Delivery, said: str
+) -> None:
+    telegram = FakeTelegram({})
+    async with gptunnel_fake.client() as client:
+        await deliver_to(Bot("42:TEST", session=telegram), client)(delivery)
+    [reply] = [call for call in telegram.calls if isinstance(call, SendMessage)]
+    assert delivery.error is not None
+    assert reply.text == replies.friendly_error(delivery.error)
+    assert said in reply.text
 
 
 class Forbidding(FakeTelegram):

@@ -169,7 +169,10 @@ async def test_an_expired_wait_keeps_its_last_task_and_its_last_read_s_error(
         await settle(lambda: watcher.watch(task_id, timeout=timeout))
         (_, again) = await handled.until(2)
     error = caught.value
-    assert (delivery.outcome, error.timeout) == ("expired", timeout)
+    assert (delivery.outcome, error.timeout, delivery.timeout) == ("expired", timeout, timeout)
+    told = delivery.error  # what a handler tells: the error result() raised, alike
+    assert isinstance(told, WaitTimeoutError) and str(told) == str(error)
+    assert (told.still_watched, told.__cause__) == (False, delivery.last_error)
     assert again.outcome == "expired" and again.task is not None  # read anew, and ended
     assert error.still_watched is False
     assert "; its wait expired: no worker reads it any more; watch it again" in str(error)

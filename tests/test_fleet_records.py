@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gptunnel_async import PollPolicy
+from gptunnel_async import (
+    GPTunnelError,
+    NotFoundError,
+    PollPolicy,
+    ServerError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
 from gptunnel_async._sansio.waiting import WaitState
-from gptunnel_async.fleet import _decode
-from gptunnel_async.fleet._records import Outcome, WatchRecord
+from gptunnel_async.fleet import Delivery, _decode
+from gptunnel_async.fleet._records import Outcome, OutcomeKind, WatchRecord
 from gptunnel_async.models import Task, converter
 
 from .conftest import task_json
@@ -48,3 +56,44 @@ def test_records_and_outcomes_survive_json(metadata: object) -> None:
         outcome = Outcome(kind, task)  # type: ignore[arg-type]
         assert _decode.outcome(outcome.dumps()) == outcome
     assert _decode.outcome(Outcome("expired", None, 5.0).dumps()) == Outcome("expired", None, 5.0)
+
+
+RUNNING = Task(id="t-1", status="running", percent=40)
+FAILED_TASK = Task(id="t-1", status="failed", percent=30, error="no face found")
+DONE = Task(id="t-1", status="done", percent=100)
+GONE = NotFoundError("Task not found", status_code=404)
+UNAVAILABLE = ServerError("Service Unavailable", status_code=503)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "task", "last_error", "error_type", "said"),
+    [
+        ("done", DONE, None, None, None),
+        ("failed", FAILED_TASK, None, TaskFailedError, "no face found"),
+        ("error", None, GONE, NotFoundError, "Task not found"),
+        ("error", None, None, GPTunnelError, "the wait for task t-1 ended with an error"),
+        ("expired", None, None, WaitTimeoutError, "did not finish within 60s"),
+        ("expired", RUNNING, UNAVAILABLE, WaitTimeoutError, "last seen running at 40%"),
+    ],
+)
+def test_a_delivery_s_error_is_what_its_wait_s_result_raises(
+    outcome: OutcomeKind,
+    task: Task | None,
+    last_error: GPTunnelError | None,
+    error_type: type[GPTunnelError] | None,
+    said: str | None,
+) -> None:
+    delivery = Delivery("t-1", "faceswap", None, outcome, task, last_error=last_error, timeout=60.0)
+    error = delivery.error
+    if error_type is None:
+        assert error is None
+        return
+    assert type(error) is error_type and said is not None and said in str(error)
+    if outcome == "error" and last_error is not None:
+        assert error is last_error
+    if isinstance(error, WaitTimeoutError):
+        assert (error.timeout, error.task, error.last_error) == (60.0, task, last_error)
+        assert error.still_watched is False
+        assert error.__cause__ is last_error
+        assert "its wait expired" in str(error)
+    assert delivery.error is not error or outcome == "error"  # a new error each time

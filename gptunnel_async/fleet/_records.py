@@ -250,6 +250,8 @@ class Delivery:
             return within ``delivery_timeout``). A handler a worker never finished
             (the worker died, or closed and cancelled it) is not counted. With the
             watcher's ``max_attempts``, the attempt that reaches it is the last.
+        timeout: for an expired wait, the seconds it was given (``watch``'s
+            ``timeout``); ``0.0`` otherwise.
     """
 
     task_id: str
@@ -260,6 +262,46 @@ class Delivery:
     redelivered: bool = False
     last_error: GPTunnelError | None = None
     attempt: int = 1
+    timeout: float = 0.0
+
+    @property
+    def error(self) -> GPTunnelError | None:
+        """The error this delivery stands for, as ``watcher.result()`` raises it:
+        ``None`` for a done task, else a ``TaskFailedError`` (``"failed"``), the error
+        that ended the wait (``"error"``: a ``NotFoundError`` ...), or a
+        ``WaitTimeoutError`` (``"expired"``, with ``still_watched`` ``False`` and
+        ``last_error`` as its ``__cause__``). The code that turns an error into a
+        reply then serves a handler as it serves a wait:
+        ``friendly_error(delivery.error)``. A new error object each time it is read
+        (but for ``"error"``, whose error is ``last_error``).
+        """
+        return outcome_error(self.task_id, self.outcome, self.task, self.timeout, self.last_error)
+
+
+EXPIRED: Final = "its wait expired: no worker reads it any more; watch it again to wait longer"
+"""What a ``WaitTimeoutError`` of an expired fleet wait says of its end."""
+
+
+def outcome_error(
+    task_id: str,
+    kind: OutcomeKind,
+    task: Task | MediaTask | None,
+    timeout: float,
+    error: GPTunnelError | None,
+) -> GPTunnelError | None:
+    """The error a wait's outcome stands for (``None``: a done task); ``error`` is the
+    outcome's, rebuilt: what ended an ``"error"`` wait, an expired one's last read's."""
+    if kind == "done" and task is not None:
+        return None
+    if kind == "failed" and task is not None:
+        return errors.TaskFailedError(task)
+    if kind == "error":
+        return error or GPTunnelError(f"the wait for task {task_id} ended with an error")
+    expired = errors.WaitTimeoutError(
+        task_id, timeout, task, error, still_watched=False, ended=EXPIRED
+    )
+    expired.__cause__ = error
+    return expired
 
 
 @attrs.frozen

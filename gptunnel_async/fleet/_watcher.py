@@ -92,6 +92,7 @@ from ._records import (
     Outcome,
     ReadError,
     WatchRecord,
+    outcome_error,
 )
 from ._store import WatchStore
 
@@ -128,8 +129,6 @@ _NOT_REGISTERED: Final = (
     "(a mistyped id, or a store of another name?), or its outcome was forgotten since its "
     "delivery (an hour later, on Redis)"
 )
-
-_EXPIRED: Final = "its wait expired: no worker reads it any more; watch it again to wait longer"
 
 RESULT_RECHECK: Final = 1.0
 """``result`` reads the store at least this often: finish notices are best effort."""
@@ -789,6 +788,7 @@ class Watcher(InProcessOnly):
             entry.redelivered,
             self._rebuilt(outcome.error),
             entry.failures + 1,
+            outcome.timeout if outcome.kind == "expired" else 0.0,
         )
         _HANDLING.set(self)  # this task's context, and what it starts: see close()
         _DELIVERING.set((entry.task_id, outcome.kind))  # see watch()
@@ -1243,12 +1243,8 @@ def _outcome_of(task: Task | MediaTask) -> Outcome:
 def _settle(task_id: str, outcome: Outcome, error: GPTunnelError | None) -> Task | MediaTask:
     """The task a finished wait returns, or the error it ends with (``error``: the
     outcome's, rebuilt)."""
-    if outcome.kind == "done" and outcome.task is not None:
-        return outcome.task
-    if outcome.kind == "failed" and outcome.task is not None:
-        raise TaskFailedError(outcome.task)
-    if outcome.kind == "error":
-        raise error or GPTunnelError(f"the wait for task {task_id} ended with an error")
-    raise WaitTimeoutError(
-        task_id, outcome.timeout, outcome.task, error, still_watched=False, ended=_EXPIRED
-    ) from error
+    ended = outcome_error(task_id, outcome.kind, outcome.task, outcome.timeout, error)
+    if ended is not None:
+        raise ended
+    assert outcome.task is not None  # a done outcome has its task
+    return outcome.task

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -17,6 +19,7 @@ from ._budget import InProcessBudget, RequestBudget
 from ._checks import count, describe, http_url, instance_of, optional, positive_number
 from ._destinations import Destinations
 from ._in_process import InProcessOnly
+from ._logging import logger
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._safe_errors import secret_arguments
 from ._sansio.addresses import base_url_is_private
@@ -269,6 +272,21 @@ class GPTunnelClient(InProcessOnly):
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+    def __del__(self) -> None:
+        # aiohttp reports its session too, but names no owner, and a bot has several.
+        # As aiohttp does: a ResourceWarning (shown under -X dev, -W default, pytest)
+        # and an ERROR line, which shows without either.
+        session = getattr(self, "_session", None)
+        if session is None or session.closed or not getattr(self, "_owns_session", False):
+            return
+        unclosed = (
+            f"unclosed {self!r}: use `async with GPTunnelClient(...) as client:` or "
+            "`await client.close()` before its event loop ends"
+        )
+        warnings.warn(unclosed, ResourceWarning, stacklevel=1, source=self)
+        with contextlib.suppress(Exception):  # at interpreter exit logging may be gone
+            logger.error("%s", unclosed)
 
     async def __aenter__(self) -> Self:
         if self._closed:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import re
+import warnings
 
 import aiohttp
 import pytest
@@ -245,6 +247,51 @@ async def test_owned_session_is_created_lazily_and_closed(api: ScriptedAPI) -> N
     await client.close()
     assert session.closed
     await client.close()  # idempotent
+
+
+async def test_a_client_dropped_unclosed_names_itself_in_a_warning_and_a_log_line(
+    api: ScriptedAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's own report names an anonymous ClientSession: in a bot that has several,
+    whose it is was anyone's guess."""
+    api.script(task_json(status="done", percent=100))
+    clients = [GPTunnelClient(api_key=API_KEY, base_url=api.base_url)]
+    await clients[0].get_result("t")
+    session = clients[0]._session
+    assert session is not None
+    with pytest.warns(ResourceWarning) as caught:
+        _drop(clients)
+    await session.close()  # the test's own: the client is gone
+    [ours] = [str(w.message) for w in caught if "GPTunnelClient" in str(w.message)]
+    assert ours.startswith(f"unclosed GPTunnelClient(base_url='{api.base_url}'): use `async with")
+    [line] = [r for r in caplog.records if r.name == "gptunnel_async"]
+    assert (line.levelname, line.getMessage()) == ("ERROR", ours)
+    assert API_KEY not in ours
+
+
+@pytest.mark.parametrize("how", ["closed", "never sent", "borrowed session"])
+async def test_a_client_with_nothing_left_open_drops_silently(
+    api: ScriptedAPI, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.script(task_json(status="done", percent=100))
+    async with aiohttp.ClientSession() as borrowed:
+        session = borrowed if how == "borrowed session" else None
+        clients = [GPTunnelClient(api_key=API_KEY, base_url=api.base_url, session=session)]
+        if how != "never sent":
+            await clients[0].get_result("t")
+        if how == "closed":
+            await clients[0].close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning from the drop fails the test
+            _drop(clients)
+    assert [r for r in caplog.records if r.name == "gptunnel_async"] == []
+
+
+def _drop(clients: list[GPTunnelClient]) -> None:
+    """Drop the last references to ``clients`` and collect them (a client is in a
+    reference cycle: its transport calls back into it)."""
+    clients.clear()
+    gc.collect()
 
 
 async def test_a_closed_client_refuses_requests_clearly(api: ScriptedAPI) -> None:

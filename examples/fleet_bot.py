@@ -9,7 +9,10 @@ sends the result, even if the worker that started the swap was restarted meanwhi
 - aiogram's ``RedisStorage`` keeps the conversation (which photo came first).
 
 Run: ``BOT_TOKEN=... python -m examples.fleet_bot --redis redis://localhost:6379/0``
-in as many processes as you like; they share the waits of the same ``--name``.
+in as many processes as you like; they share the waits of the same ``--name``. Give one
+of them ``--progress``: it edits every task's progress message as the fleet reads it
+(``throttle(watcher.progress(), per_task=True)``); the worker that delivers a task
+writes its message's last edit.
 
 A delivery can come twice, rarely (a worker killed after sending, before acknowledging):
 then the user gets the photo twice, which this bot accepts. One that must not would keep
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
@@ -39,12 +43,12 @@ except ImportError as missing:  # pragma: no cover - the tests have both
         "pip install -e '.[examples]'"
     ) from None
 
-from gptunnel_async import GPTunnelClient, GPTunnelError
+from gptunnel_async import GPTunnelClient, GPTunnelError, throttle
 from gptunnel_async.fleet import Delivery, Handler, Watcher
 
 from .faceswap_bot import replies
 from .faceswap_bot.bot import Swap, _download, explain, greet, take_person
-from .faceswap_bot.progress import progress_text
+from .faceswap_bot.progress import EDIT_INTERVAL, progress_text
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +60,39 @@ async def start_swap(
     assert message.photo  # the handler's filter lets only photos through
     person: str = (await state.get_data())["person"]
     await state.clear()
+    # The progress message first: the watch below names it, for whichever worker edits it.
+    shown = await message.answer(progress_text("idle", 0))
     try:
         source = await _download(bot, person)
         face = await _download(bot, message.photo[-1].file_id)
         task = await gptunnel.faceswap.create(source, face)
         # Registered at once: a crash before it would leave a paid task nobody waits for.
-        await watcher.watch(task.id, family="faceswap", metadata={"chat_id": message.chat.id})
+        metadata = {"chat_id": message.chat.id, "message_id": shown.message_id}
+        await watcher.watch(task.id, family="faceswap", metadata=metadata)
     except GPTunnelError as exc:  # StoreUnavailableError too: the wait was not registered
         logger.warning("face swap for chat %s did not start: %s", message.chat.id, exc)
         await message.reply(replies.friendly_error(exc))
-        return
-    await message.answer(progress_text(task.status, task.percent))
+
+
+async def show_progress(bot: Bot, watcher: Watcher) -> None:
+    """Edit each task's progress message as the fleet reads it; in one worker only
+    (``--progress``), or every listening worker would make each edit again.
+
+    ``throttle(per_task=True)`` keeps each message to one edit per two seconds (a
+    worker's closing edit may come soon after the last one). A task's last notice
+    (``ended``) replaces any held back: the worker that delivers the task writes the
+    end, and no older percent follows it. A message id is missing from a task an
+    older version of this bot registered.
+    """
+    async for notice in throttle(watcher.progress(), every=2 * EDIT_INTERVAL, per_task=True):
+        chat_id, message_id = notice.metadata["chat_id"], notice.metadata.get("message_id")
+        if notice.ended or message_id is None:  # the end: the deliverer's to write
+            continue
+        try:
+            text = progress_text(notice.status, notice.percent)
+            await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:  # gone, or unchanged
+            logger.debug("task %s: progress not shown: %s", notice.task_id, exc)
 
 
 def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
@@ -75,6 +101,7 @@ def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
     async def deliver(delivery: Delivery) -> None:
         chat_id = delivery.metadata["chat_id"]
         try:
+            await _close_progress(bot, delivery)
             if delivery.outcome == "done" and delivery.task is not None:
                 with tempfile.TemporaryDirectory() as folder:
                     path = await gptunnel.download_result(delivery.task, folder)
@@ -91,6 +118,17 @@ def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:
             )
 
     return deliver
+
+
+async def _close_progress(bot: Bot, delivery: Delivery) -> None:
+    """The progress message's last edit: done, or why not."""
+    message_id = delivery.metadata.get("message_id")
+    if message_id is None:
+        return
+    text = replies.DONE if delivery.error is None else replies.FAILED
+    chat_id = delivery.metadata["chat_id"]
+    with contextlib.suppress(TelegramBadRequest):  # deleted by the user, or unchanged
+        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
 
 
 def create_fleet_dispatcher(
@@ -119,8 +157,11 @@ def create_fleet_dispatcher(
     return dispatcher
 
 
-async def run(token: str, redis_url: str, name: str) -> None:  # pragma: no cover - needs Telegram
-    """One worker: poll Telegram, read due tasks, deliver finished ones, until stopped."""
+async def run(  # pragma: no cover - needs Telegram
+    token: str, redis_url: str, name: str, progress: bool = False
+) -> None:
+    """One worker: poll Telegram, read due tasks, deliver finished ones (and, with
+    ``progress``, edit the progress messages), until stopped."""
     from aiogram.fsm.storage.redis import RedisStorage
     from redis.asyncio import Redis
 
@@ -136,8 +177,15 @@ async def run(token: str, redis_url: str, name: str) -> None:  # pragma: no cove
             max_attempts=10,  # then a dead letter, not a retry every minute for a day
         )
         async with watcher:
+            editing = asyncio.create_task(show_progress(bot, watcher)) if progress else None
             dispatcher = create_fleet_dispatcher(gptunnel, watcher, RedisStorage(redis))
-            await dispatcher.start_polling(bot)
+            try:
+                await dispatcher.start_polling(bot)  # until SIGTERM or Ctrl-C
+            finally:
+                if editing is not None:
+                    editing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await editing
 
 
 def main() -> None:  # pragma: no cover - needs Telegram
@@ -147,12 +195,15 @@ def main() -> None:  # pragma: no cover - needs Telegram
     )
     parser.add_argument("--redis", default="redis://localhost:6379/0", help="Redis URL")
     parser.add_argument("--name", default="faceswap-bot", help="the fleet's name in Redis")
+    parser.add_argument(
+        "--progress", action="store_true", help="edit the progress messages (in one worker only)"
+    )
     args = parser.parse_args()
     token = os.environ.get("BOT_TOKEN")
     if not token:
         parser.error("set BOT_TOKEN to the bot's token from BotFather")
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(run(token, args.redis, args.name))
+    asyncio.run(run(token, args.redis, args.name, args.progress))
 
 
 if __name__ == "__main__":

@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from aiogram import Bot
 from aiogram.exceptions import TelegramForbiddenError
-from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
+from aiogram.methods import EditMessageText, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Message, PhotoSize, Update
 from redis.asyncio import Redis
 
 from examples.faceswap_bot import replies
-from examples.fleet_bot import create_fleet_dispatcher, deliver_to
+from examples.faceswap_bot.progress import progress_text
+from examples.fleet_bot import create_fleet_dispatcher, deliver_to, show_progress
 from gptunnel_async import NotFoundError, PollPolicy, Task
-from gptunnel_async.fleet import Delivery, RedisBudget, RedisStore, Watcher
+from gptunnel_async.fleet import Delivery, MemoryStore, RedisBudget, RedisStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .test_example_bot import CHAT, FACE, NOW, PERSON, USER, FakeTelegram
@@ -121,3 +122,31 @@ class Forbidding(FakeTelegram):
         self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
     ) -> Any:
         raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
+
+
+async def test_one_worker_edits_each_task_s_progress_and_the_deliverer_writes_its_end(
+    gptunnel_fake: FakeGPTunnel,
+) -> None:
+    """Two swaps at once: each message shows its own task's percent, and ends "done"."""
+    telegram = FakeTelegram({})
+    bot = Bot("42:TEST", session=telegram)
+    steps = [("running", percent) for percent in (20, 40, 60, 80)]
+    task_ids = [gptunnel_fake.script_task(steps=[*steps, ("done", 100)]) for _ in range(2)]
+    async with (
+        gptunnel_fake.client(poll_policy=FAST) as client,
+        Watcher(client, MemoryStore(), handler=deliver_to(bot, client)) as watcher,
+    ):
+        editing = asyncio.create_task(show_progress(bot, watcher))
+        await asyncio.sleep(0.05)  # listening before the first read
+        for message_id, task_id in enumerate(task_ids, start=1000):
+            await watcher.watch(task_id, metadata={"chat_id": CHAT.id, "message_id": message_id})
+        async with asyncio.timeout(15):
+            while len(telegram.sent_photos) < 2:  # noqa: ASYNC110 - a fake with no signal
+                await asyncio.sleep(0.05)
+        editing.cancel()
+    edits = [call for call in telegram.calls if isinstance(call, EditMessageText)]
+    for message_id in (1000, 1001):
+        texts = [edit.text for edit in edits if edit.message_id == message_id]
+        assert texts[-1] == replies.DONE
+        running = {progress_text("running", percent) for _, percent in steps}
+        assert texts[:-1] and set(texts[:-1]) <= running  # each message its own task's

@@ -29,6 +29,7 @@ from gptunnel_async import (
     TaskFailedError,
     UsageError,
     WaitTimeoutError,
+    throttle,
 )
 from gptunnel_async.fleet import (
     Delivery,
@@ -94,6 +95,11 @@ async def settle(condition: Callable[[], Awaitable[bool]], seconds: float = 15) 
     async with asyncio.timeout(seconds):
         while not await condition():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
+
+
+async def _now(value: bool) -> bool:
+    """A condition for :func:`settle` that needs no store."""
+    return value
 
 
 async def test_a_watched_task_is_delivered_once_with_its_metadata(
@@ -1487,10 +1493,18 @@ async def test_a_worker_killed_inside_its_handler_is_replaced_by_another(
     assert delivery.attempt == 1
 
 
-async def test_progress_reaches_whoever_listens(
-    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+@pytest.mark.parametrize(
+    ("end", "ended"),
+    [(("done", 100), ("done", 100, 0.0)), (("failed", 90), ("failed", 80, None))],
+)
+async def test_progress_reaches_whoever_listens_and_ends_with_the_wait_s_outcome(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    end: tuple[str, int],
+    ended: tuple[str, int, float | None],
 ) -> None:
-    steps = [("queued", 0), ("running", 40), ("running", 40), ("running", 80), ("done", 100)]
+    steps = [("queued", 0), ("running", 40), ("running", 40), ("running", 80), end]
     task_id = fake.script_task(steps=steps)
     store = new_store()
     listener = Watcher(client, store)
@@ -1504,16 +1518,51 @@ async def test_progress_reaches_whoever_listens(
     await settle(lambda: _has_listener(store))  # notices sent before would be missed
     async with Watcher(client, new_store()) as poller:
         await poller.watch(task_id, metadata={"message_id": 3})
-        await poller.result(task_id)
+        with contextlib.suppress(TaskFailedError):
+            await poller.result(task_id)
+        await settle(lambda: _now(len(seen) == 4))
     listening.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await listening
-    assert [(e.status, e.percent) for e in seen] == [
-        ("queued", 0),
-        ("running", 40),
-        ("running", 80),
+    assert [(e.status, e.percent, e.ended) for e in seen] == [
+        ("queued", 0, False),
+        ("running", 40, False),
+        ("running", 80, False),
+        (*ended[:2], True),
     ]
+    assert seen[-1].remaining == ended[2]
     assert {e.metadata["message_id"] for e in seen} == {3}
+
+
+async def test_a_task_s_held_notice_never_follows_its_end_through_throttle(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """A notice throttle held (its interval not over) was shown after the handler's
+    closing edit: the ended notice now replaces it."""
+    steps = [("running", percent) for percent in (10, 20, 30, 40)]
+    task_ids = [fake.script_task(steps=[*steps, ("done", 100)]) for _ in range(2)]
+    store = new_store()
+    shown: dict[str, list[FleetProgress]] = {task_id: [] for task_id in task_ids}
+
+    async def listen() -> None:
+        notices = throttle(Watcher(client, store).progress(), every=0.5, per_task=True)
+        async for notice in notices:
+            shown[notice.task_id].append(notice)
+
+    listening = asyncio.create_task(listen())
+    await settle(lambda: _has_listener(store))
+    async with Watcher(client, new_store()) as poller:
+        for task_id in task_ids:
+            await poller.watch(task_id, metadata=task_id)
+        for task_id in task_ids:
+            await poller.result(task_id)
+    await settle(lambda: _now(all(any(n.ended for n in notices) for notices in shown.values())))
+    listening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await listening
+    for notices in shown.values():
+        assert [n.ended for n in notices] == [False] * (len(notices) - 1) + [True]
+        assert (notices[-1].status, notices[-1].percent) == ("done", 100)
 
 
 async def test_status_shows_what_an_operator_needs(

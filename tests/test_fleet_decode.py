@@ -36,6 +36,7 @@ from gptunnel_async.fleet._decode import (
     notice,
     number,
     outcome,
+    outcome_kind,
     read_error,
     record,
     schedule,
@@ -145,6 +146,38 @@ def test_good_values_come_back_as_they_were_written() -> None:
     assert notice(GOOD_PROGRESS) == FleetProgress("t-1", "running", 40, {"chat": 1}, 12.5)
     assert notice(b'{"kind":"finished","task_id":"t-9"}') == Finished("t-9")
     assert notice('{"kind":"from-a-newer-version","task_id":"t-9"}') is None
+
+
+@pytest.mark.parametrize(
+    ("said", "read"),
+    [
+        (', "outcome": "done"', "done"),
+        (', "outcome": "expired"', "expired"),
+        ("", None),  # an older version's notice
+        (', "outcome": ""', None),  # a store that could not tell
+        (', "outcome": "exploded"', None),
+        (', "outcome": 3', None),
+        (', "outcome": ["done"]', None),
+    ],
+)
+def test_a_finish_notice_s_outcome_is_one_this_version_knows_or_none(
+    said: str, read: str | None
+) -> None:
+    assert notice(f'{{"kind": "finished", "task_id": "t-9"{said}}}') == Finished("t-9", read)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("written", "kind"),
+    [
+        (Outcome("done", GOOD_TASK).dumps(), "done"),
+        (Outcome("error", None).dumps(), "error"),
+        ('{"kind": "exploded"}', ""),
+        ("[1, 2]", ""),
+        ("not json", ""),
+    ],
+)
+def test_a_finish_notice_names_the_outcome_s_kind_if_it_is_one(written: str, kind: str) -> None:
+    assert outcome_kind(written) == kind
 
 
 def _record(**changes: Any) -> str:

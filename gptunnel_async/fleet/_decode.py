@@ -74,9 +74,11 @@ _REASON: Final = 200
 
 @attrs.frozen
 class Finished:
-    """A finish notice from the events channel: ``task_id``'s wait has an outcome."""
+    """A finish notice from the events channel: ``task_id``'s wait has an outcome, of
+    the kind ``outcome`` (``None``: not said, as by an older version)."""
 
     task_id: str
+    outcome: OutcomeKind | None = None
 
 
 @contextlib.contextmanager
@@ -334,6 +336,16 @@ def last_read(value: object) -> LastRead:
         return LastRead()
 
 
+def outcome_kind(outcome: str) -> str:
+    """The kind of an outcome :meth:`Outcome.dumps` wrote, for a finish notice (``""``
+    for one that names none it knows)."""
+    try:
+        kind = loads(outcome).get("kind")
+    except Exception:  # anything: a notice without its kind is still a finish notice
+        return ""
+    return kind if kind in _KINDS else ""
+
+
 def schedule(value: object) -> WaitState:
     """A task's saved pacing (:meth:`WaitState.to_json`'s JSON).
 
@@ -355,7 +367,8 @@ def notice(value: object) -> FleetProgress | Finished | None:
     data = stored_object(value, what, MAX_SMALL_BYTES)
     kind = data.get("kind")
     if kind == "finished":
-        return Finished(_field(data, "task_id", what, str))
+        outcome = data.get("outcome")
+        return Finished(_field(data, "task_id", what, str), outcome if outcome in _KINDS else None)
     if kind != "progress":
         return None
     remaining = data.get("remaining")

@@ -125,7 +125,7 @@ class MemoryStore:
         self._entries[str(next(self._ids))] = (task_id, watched.record, decoded)
         if self._arrived is not None:
             self._arrived.set()
-        self._publish(json.dumps({"kind": "finished", "task_id": task_id}))
+        self._publish(json.dumps({"kind": "finished", "task_id": task_id, "outcome": decoded.kind}))
         return True
 
     async def take(

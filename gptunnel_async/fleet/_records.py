@@ -306,11 +306,16 @@ def outcome_error(
 
 @attrs.frozen
 class FleetProgress:
-    """A watched task's ``(status, percent)`` changed (best effort: may be missed).
+    """A watched task's ``(status, percent)`` changed, or its wait ended (best effort:
+    may be missed).
 
-    Only a read that finds the task still running sends one: the read that finds it
-    done or failed ends the wait, which its handler hears of, so a task's last notice
-    is its last running state. ``throttle(watcher.progress(), per_task=True)`` holds
+    A read that finds the task still running sends one. When its wait ends (done,
+    failed, expired, or an error), each ``progress()`` that had a notice of it gives
+    one more, the last: ``ended`` is ``True`` and ``status`` is the outcome
+    (``"done"``, ``"failed"``, ``"expired"`` or ``"error"``, as
+    [Delivery][gptunnel_async.fleet.Delivery]'s ``outcome``), so that a notice held
+    back (by ``throttle``) is never shown after the end. The handler that gets the
+    delivery writes the end; ``throttle(watcher.progress(), per_task=True)`` holds
     each task's notices to one per interval.
 
     Attributes:
@@ -319,7 +324,11 @@ class FleetProgress:
         percent: 0 to 100.
         metadata: what was given to ``watch``.
         remaining: the predicted seconds until it is done, if its ``percent`` has risen
-            enough to tell (see [ProgressEvent][gptunnel_async.ProgressEvent]).
+            enough to tell (see [ProgressEvent][gptunnel_async.ProgressEvent]); ``0.0``
+            once it is done.
+        ended: the task's wait has ended: this is its last notice, and ``status`` is
+            the wait's outcome; ``percent`` is 100 for ``"done"``, else the last one
+            seen.
     """
 
     task_id: str
@@ -327,6 +336,7 @@ class FleetProgress:
     percent: int
     metadata: Any
     remaining: float | None = None
+    ended: bool = False
 
     def dumps(self) -> str:
         return _dumps(

@@ -150,7 +150,7 @@ return 1
 """
 )
 
-# KEYS: task, due, leases, stream. ARGV: id, outcome, channel.
+# KEYS: task, due, leases, stream. ARGV: id, outcome, channel, outcome's kind.
 _FINISH: Final = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'watching' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2])
@@ -158,7 +158,8 @@ redis.call('HDEL', KEYS[1], 'lease', 'schedule')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
-redis.call('PUBLISH', ARGV[3], cjson.encode({kind = 'finished', task_id = ARGV[1]}))
+local notice = {kind = 'finished', task_id = ARGV[1], outcome = ARGV[4]}
+redis.call('PUBLISH', ARGV[3], cjson.encode(notice))
 return 1
 """
 
@@ -385,7 +386,7 @@ class RedisStore:
             "finishing a wait",
             self._finish,
             keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
-            args=[task_id, outcome, self.channel],
+            args=[task_id, outcome, self.channel, _decode.outcome_kind(outcome)],
         )
         return bool(done)
 

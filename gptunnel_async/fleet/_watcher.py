@@ -30,6 +30,7 @@ import random
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from functools import partial
 from types import TracebackType
@@ -90,6 +91,7 @@ from ._records import (
     FleetStatus,
     LastRead,
     Outcome,
+    OutcomeKind,
     ReadError,
     WatchRecord,
     outcome_error,
@@ -1008,14 +1010,24 @@ class Watcher(InProcessOnly):
     async def progress(self) -> AsyncIterator[FleetProgress]:
         """Progress of every watched task, as the fleet's workers read it (best effort:
         a notice sent while this process was not listening is not seen, and one this
-        version cannot read is logged and skipped).
+        version cannot read is logged and skipped). A task's last notice says its wait
+        ended (``ended``, with the outcome as ``status``): it comes when the wait
+        ends, for a task this iterator has had a notice of (of the last
+        :data:`PROGRESS_REMEMBERED` such tasks).
 
         Raises:
             StoreUnavailableError: the store could not be reached.
         """
+        running: OrderedDict[str, FleetProgress] = OrderedDict()  # each task's last notice
         async for notice in _notices(self.store, self._secret()):
             if isinstance(notice, FleetProgress):
+                running[notice.task_id] = notice
+                running.move_to_end(notice.task_id)
+                if len(running) > PROGRESS_REMEMBERED:
+                    running.popitem(last=False)
                 yield notice
+            elif notice.outcome is not None and notice.task_id in running:
+                yield _ended_notice(running.pop(notice.task_id), notice.outcome)
 
     async def status(self) -> FleetStatus:
         """What an operator watches: see [FleetStatus][gptunnel_async.fleet.FleetStatus].
@@ -1032,6 +1044,9 @@ class Watcher(InProcessOnly):
 
 _GIVING_UP: Final = ("failed", "dead_letter")
 """What a store needs for ``max_attempts``: counting failures, and dead letters."""
+
+PROGRESS_REMEMBERED: Final = 10_000
+"""Tasks whose last notice a ``progress()`` iterator keeps, to send their ended notice."""
 
 RECLAIM_MARGIN: Final = 1.0
 """Seconds past ``delivery_timeout`` before a delivery is taken from another worker: its
@@ -1175,6 +1190,18 @@ def _log_failed_read(
         )
     else:
         logger.debug("watcher: reading task %s failed again: %s", task_id, error)
+
+
+def _ended_notice(last: FleetProgress, outcome: OutcomeKind) -> FleetProgress:
+    """A task's last progress notice: its wait ended with ``outcome``."""
+    done = outcome == "done"
+    return attrs.evolve(
+        last,
+        status=outcome,
+        percent=100 if done else last.percent,
+        remaining=0.0 if done else None,
+        ended=True,
+    )
 
 
 def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:

@@ -14,13 +14,23 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import pytest
+from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from gptunnel_async import GPTunnelClient, MediaTask, PollPolicy, Task
 from gptunnel_async.errors import ConfigurationError, StoreUnavailableError
-from gptunnel_async.fleet import Delivery, RedisBudget, RedisStore, Watcher, _connections
+from gptunnel_async.fleet import (
+    Delivery,
+    FleetProgress,
+    RedisBudget,
+    RedisStore,
+    Watcher,
+    _connections,
+)
 from gptunnel_async.fleet._connections import Slots, share_of
+from gptunnel_async.fleet._errors import is_connection_lost
+from gptunnel_async.fleet._records import Outcome, WatchRecord
 from gptunnel_async.testing import FakeGPTunnel
 
 FAST = PollPolicy(initial=0.02, multiplier=1.5, max_interval=0.05, jitter=0.0)
@@ -359,3 +369,69 @@ async def test_a_pool_the_application_fills_is_waited_for_then_a_store_error_tha
     assert "Too many connections" in text
     assert "max_connections" in text
     assert "BlockingConnectionPool" in text
+
+
+async def test_commands_that_may_run_twice_ride_over_connections_redis_closed(
+    redis: Redis, redis_url: str
+) -> None:
+    """After a Redis restart, a failover or an idle timeout, the first command on each
+    pooled connection failed though Redis was up: a watch() after a paid create failed,
+    and the task was never waited for."""
+    app = Redis.from_url(redis_url, socket_timeout=5)  # the docs' recipe: no redis-py retry
+    store = RedisStore(app, name=f"closed-{next(_names)}")
+    budget = RedisBudget(app, 1000, name=f"closed-{next(_names)}")
+    try:
+        for _ in range(3):  # each round, every pooled connection closed by Redis first
+            await asyncio.gather(*(store.status() for _ in range(4)))  # four pooled ones
+            await redis.client_kill_filter(_type="normal", skipme=True)
+            assert await store.watch(f"task-{next(_names)}", "{}", 60) is True
+            assert await store.outcome("task-none") is None
+            assert (await store.status()).watched >= 1
+            assert await budget.acquire() > 0
+    finally:
+        await app.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (redis_errors.ConnectionError("Connection closed by server."), True),
+        (redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), True),
+        (redis_errors.TimeoutError("Timeout reading from socket"), False),  # maybe stalled
+        (redis_errors.MaxConnectionsError("Too many connections"), False),
+        (redis_errors.ConnectionError("Too many connections"), False),  # redis-py before 6
+        (redis_errors.ResponseError("NOPERM"), False),
+        (OSError("reset"), False),
+    ],
+)
+def test_only_a_lost_connection_is_made_again_for_a_command_that_may_run_twice(
+    error: Exception, lost: bool
+) -> None:
+    assert is_connection_lost(error) is lost
+
+
+async def test_a_redis_user_kept_off_the_channel_still_saves_reads_and_finishes_waits(
+    redis: Redis, redis_url: str
+) -> None:
+    """Notices are best effort: Redis 7 gives a new ACL user no channel by default. The
+    scripts failed after their writes, so a finished wait was reported as not finished."""
+    user = f"fleet-{next(_names)}"
+    await redis.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all"]
+    )  # and no channel: what "resetchannels" gives, Redis 7's default
+    app = Redis.from_url(redis_url, username=user, password="secret")
+    store = RedisStore(app, name=f"acl-{next(_names)}")
+    try:
+        for task_id in ("saved", "finished"):
+            assert await store.watch(task_id, WatchRecord("faceswap", None, 60.0).dumps(), 60)
+        claims, _ = await store.claim("w", 2, 30)
+        assert sorted(claim.task_id for claim in claims) == ["finished", "saved"]
+        progress = FleetProgress("saved", "running", 40, None).dumps()
+        assert await store.reschedule("saved", "w", 5.0, "{}", progress) is True
+        done = Outcome("done", Task(id="finished", status="done", percent=100))
+        assert await store.finish("finished", done.dumps()) is True
+        assert await store.outcome("finished") is not None
+        assert (await store.status()).finished_unhandled == 1
+    finally:
+        await app.aclose()
+        await redis.acl_deluser(user)

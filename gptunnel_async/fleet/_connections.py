@@ -41,7 +41,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from ._errors import is_pool_full, store_call
+from ._errors import is_connection_lost, is_pool_full, store_call
 
 __all__ = [
     "MIN_POOL",
@@ -141,12 +141,26 @@ async def command(slots: Slots, what: str) -> AsyncIterator[None]:
 
 
 async def one_command(
-    slots: Slots, what: str, command: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+    slots: Slots,
+    what: str,
+    command: Callable[..., Awaitable[T]],
+    /,
+    *args: Any,
+    idempotent: bool = False,
+    **kwargs: Any,
 ) -> T:
     """``command(*args, **kwargs)``, one Redis command of the fleet: in one of ``slots``,
     made again while the pool is full (:func:`patiently`), its failure the SDK's typed
-    error (``store_call``)."""
+    error (``store_call``). A command that may run twice (``idempotent``) is made once
+    more if its pooled connection was found dead (:func:`is_connection_lost`)."""
     async with slots.held(), store_call(what):
+        try:
+            return await patiently(command, *args, **kwargs)
+        except Exception as exc:
+            if not (idempotent and is_connection_lost(exc)):
+                raise
+        # Once more, at once: redis-py reconnects the connection it found dead. One
+        # retry with no backoff, so no tenacity policy.
         return await patiently(command, *args, **kwargs)
 
 

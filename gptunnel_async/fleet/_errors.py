@@ -10,7 +10,7 @@ from typing import Final
 from .._sansio.text import clip
 from ..errors import StoreDataError, StoreUnavailableError, UsageError
 
-__all__ = ["is_pool_full", "store_call", "store_failures"]
+__all__ = ["is_connection_lost", "is_pool_full", "store_call", "store_failures"]
 
 
 _OTHER_LOOP: Final = ("Event loop is closed", "attached to a different loop")
@@ -65,6 +65,18 @@ async def store_call(what: str) -> AsyncIterator[None]:
             "asyncio.run, say), whose connections it still holds: make the client, and "
             "the store or budget on it, in the loop that uses them"
         ) from exc
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether redis-py lost the command's connection (Redis restarted, failed over, or
+    closed it while idle, as its ``timeout`` setting or a NAT does): the first command
+    on each such pooled connection fails so, though Redis is up. Not a timeout (Redis
+    may be stalled: another try would wait as long again), nor a full pool."""
+    try:
+        from redis import exceptions
+    except ImportError:  # the in-memory store runs without redis-py
+        return False
+    return isinstance(exc, exceptions.ConnectionError) and not is_pool_full(exc)
 
 
 def is_pool_full(exc: BaseException) -> bool:

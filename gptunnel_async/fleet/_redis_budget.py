@@ -184,7 +184,14 @@ class RedisBudget:
         """Run the script: ``(value, Redis time)``; ``now`` replaces Redis ``TIME``."""
         argv = [*args, *([""] * (4 - len(args))), "" if now is None else repr(now)]
         value, clock = await one_command(
-            self._share.commands, "the request budget", self._script, keys=[self.key], args=argv
+            self._share.commands,
+            "the request budget",
+            self._script,
+            keys=[self.key],
+            args=argv,
+            # Made again on a dead connection: a "start" run twice only takes one more
+            # slot of the rate; "rate" reads. A 429 ("limited") is not counted twice.
+            idempotent=args[0] != "limited",
         )
         return float(value), float(clock)
 

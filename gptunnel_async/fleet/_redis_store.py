@@ -145,12 +145,15 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'schedule', ARGV[4])
 redis.call('HDEL', KEYS[1], 'lease')
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[6], ARGV[5]) end
+if ARGV[5] ~= '' then redis.pcall('PUBLISH', ARGV[6], ARGV[5]) end
 return 1
 """
 )
 
-# KEYS: task, due, leases, stream. ARGV: id, outcome, channel, outcome's kind.
+# KEYS: task, due, leases, stream. ARGV: id, outcome, channel, outcome's kind. Notices are
+# best effort (pcall): a Redis user the ACL keeps off the channel still finishes the wait,
+# as it still saves a read (_RESCHEDULE); redis.call would fail the script after its
+# writes, and the caller would take a done wait for one not done.
 _FINISH: Final = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'watching' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2])
@@ -159,7 +162,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
 local notice = {kind = 'finished', task_id = ARGV[1], outcome = ARGV[4]}
-redis.call('PUBLISH', ARGV[3], cjson.encode(notice))
+redis.pcall('PUBLISH', ARGV[3], cjson.encode(notice))
 return 1
 """
 
@@ -194,13 +197,16 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
 return 1
 """
 
-# KEYS: task. A finished task's count of failed handler attempts, one more; 0 for a task
-# delivered meanwhile, or gone (no stray hash is made). A count that is not a whole
-# number >= 0 (an operator's HSET) starts again, as _decode.failures reads it: 0.
+# KEYS: task. ARGV: the count its take read. A finished task's count of failed handler
+# attempts, one more; 0 for a task delivered meanwhile, or gone (no stray hash is made).
+# A count that is not a whole number >= 0 (an operator's HSET) starts again, as
+# _decode.failures reads it: 0. One attempt is counted once: a client's retry that sends
+# the script again after a lost reply (redis-py's Retry) finds it counted already.
 _FAILED: Final = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'finished' then return 0 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
 if n == nil or n < 0 or n ~= math.floor(n) then n = 0 end
+if n > tonumber(ARGV[1]) then return n end
 n = math.min(n + 1, 1e15)
 redis.call('HSET', KEYS[1], 'failures', string.format('%d', n))
 return n
@@ -282,7 +288,8 @@ class RedisStore:
 
     Args:
         redis: a ``redis.asyncio.Redis`` (or ``RedisCluster``) client; never closed by
-            the store. Its ``socket_timeout`` bounds each operation: set one. The
+            the store. Its ``socket_timeout`` bounds each command (times its own
+            retries, if it has any: ``Redis.from_url`` has none): set one. The
             fleet uses at most three quarters of its pool's ``max_connections`` at once,
             and a burst beyond that waits its turn (see ``docs/fleet.md``, "Redis
             setup").
@@ -328,10 +335,19 @@ class RedisStore:
         self._share = share_of(redis)
 
     def _call(
-        self, what: str, command: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any
+        self,
+        what: str,
+        command: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        idempotent: bool = False,
+        **kwargs: Any,
     ) -> Awaitable[T]:
-        """One store command, in one of the pool's slots for them (``_connections``)."""
-        return one_command(self._share.commands, what, command, *args, **kwargs)
+        """One store command, in one of the pool's slots for them (``_connections``);
+        ``idempotent``: made once more on a pooled connection found dead."""
+        return one_command(
+            self._share.commands, what, command, *args, idempotent=idempotent, **kwargs
+        )
 
     def __repr__(self) -> str:
         return f"<RedisStore name={self.name!r}>"
@@ -346,6 +362,7 @@ class RedisStore:
             self._watch,
             keys=[self.task_key(task_id), self.due_key],
             args=[task_id, record, timeout],
+            idempotent=True,  # a second run finds it registered: False
         )
         return bool(added)
 
@@ -387,6 +404,7 @@ class RedisStore:
             self._finish,
             keys=[self.task_key(task_id), self.due_key, self.leases_key, self.stream_key],
             args=[task_id, outcome, self.channel, _decode.outcome_kind(outcome)],
+            idempotent=True,  # a second run finds it finished: False
         )
         return bool(done)
 
@@ -500,6 +518,7 @@ class RedisStore:
             self.redis.hmget,
             self.task_key(task_id),
             ["record", "deadline", "outcome", "failures"],
+            idempotent=True,
         )
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
@@ -528,11 +547,16 @@ class RedisStore:
             self._ack,
             keys=[self.stream_key, self.task_key(entry.task_id)],
             args=[GROUP, entry.entry_id],
+            idempotent=True,
         )
 
     async def failed(self, entry: Entry) -> int:
         count = await self._call(
-            "counting a failed handler attempt", self._failed, keys=[self.task_key(entry.task_id)]
+            "counting a failed handler attempt",
+            self._failed,
+            keys=[self.task_key(entry.task_id)],
+            args=[entry.failures],
+            idempotent=True,
         )
         return int(count)
 
@@ -551,6 +575,7 @@ class RedisStore:
             self.redis.hmget,
             self.task_key(task_id),
             ["state", "outcome", "dead_reason"],
+            idempotent=True,
         )
         if state in (b"dead", "dead"):
             shown = _decode.text(reason, "the reason") if reason is not None else "unknown"
@@ -564,6 +589,7 @@ class RedisStore:
             self.redis.hmget,
             self.task_key(task_id),
             ["state", "schedule"],
+            idempotent=True,
         )
         if state is None:  # no hash: never registered, or expired
             return None
@@ -596,6 +622,7 @@ class RedisStore:
             "reading the fleet's status",
             self._status,
             keys=[self.due_key, self.leases_key, self.stream_key, self.dead_key],
+            idempotent=True,
         )
         return FleetStatus(
             watched=int(watched),

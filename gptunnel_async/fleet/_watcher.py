@@ -129,7 +129,8 @@ store what the fleet last read of the task, for its error."""
 _NOT_REGISTERED: Final = (
     "the store holds no wait for it: no worker registered it with watch() in this store "
     "(a mistyped id, or a store of another name?), or its outcome was forgotten since its "
-    "delivery (an hour later, on Redis)"
+    "delivery (an hour later, on Redis), or Redis lost it (a restart without persistence, "
+    "an eviction)"
 )
 
 RESULT_RECHECK: Final = 1.0
@@ -673,9 +674,13 @@ class Watcher(InProcessOnly):
                 found: Task | MediaTask = await resource.result(task_id)
                 return found
         except TimeoutError:  # asyncio.timeout's: no error of the SDK is a TimeoutError here
+            budget = self.client._transport.budget is not None
             raise APITimeoutError(
                 f"reading the task took over {limit:g}s, {READ_SHARE_OF_LEASE:.0%} of the "
-                "watcher's lease: give it a longer lease= (or the client a shorter timeout=)"
+                "watcher's lease, its wait for the request budget included: give it a "
+                "longer lease= (or the client a shorter timeout="
+                + (", or the budget's Redis client a socket_timeout" if budget else "")
+                + ")"
             ) from None
 
     def _saved(self, claim: Claim) -> tuple[WaitState, LastRead]:

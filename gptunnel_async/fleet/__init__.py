@@ -8,7 +8,7 @@ restarts. See [Running a fleet](../fleet.md).
   delivered to one handler, on a [RedisStore][gptunnel_async.fleet.RedisStore] (or a
   [MemoryStore][gptunnel_async.fleet.MemoryStore] in one process and in tests).
 
-Redis needs ``pip install 'gptunnel-async[redis]'`` (redis-py only).
+Redis needs the ``redis`` extra (redis-py only): ``pip install '.[redis]'`` from a clone.
 """
 
 from __future__ import annotations

@@ -271,8 +271,8 @@ class Delivery:
         that ended the wait (``"error"``: a ``NotFoundError`` ...), or a
         ``WaitTimeoutError`` (``"expired"``, with ``still_watched`` ``False`` and
         ``last_error`` as its ``__cause__``). The code that turns an error into a
-        reply then serves a handler as it serves a wait:
-        ``friendly_error(delivery.error)``. A new error object each time it is read
+        reply then serves a handler as it serves a wait (the example bot's
+        ``replies.friendly_error(delivery.error)``, say). A new error object each time it is read
         (but for ``"error"``, whose error is ``last_error``).
         """
         return outcome_error(self.task_id, self.outcome, self.task, self.timeout, self.last_error)

@@ -1017,8 +1017,8 @@ class Watcher(InProcessOnly):
         a notice sent while this process was not listening is not seen, and one this
         version cannot read is logged and skipped). A task's last notice says its wait
         ended (``ended``, with the outcome as ``status``): it comes when the wait
-        ends, for a task this iterator has had a notice of (of the last
-        :data:`PROGRESS_REMEMBERED` such tasks).
+        ends, for a task this iterator has had a notice of (of the last 10,000 such
+        tasks).
 
         Raises:
             StoreUnavailableError: the store could not be reached.

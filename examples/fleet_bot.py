@@ -31,7 +31,7 @@ import tempfile
 try:
     import redis.asyncio  # noqa: F401  (needed by run(); checked here for a one-line hint)
     from aiogram import Bot, Dispatcher, F, Router
-    from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
+    from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
     from aiogram.filters import CommandStart, StateFilter
     from aiogram.fsm.context import FSMContext
     from aiogram.fsm.storage.base import BaseStorage
@@ -44,7 +44,7 @@ except ImportError as missing:  # pragma: no cover - the tests have both
     ) from None
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, throttle
-from gptunnel_async.fleet import Delivery, Handler, Watcher
+from gptunnel_async.fleet import Delivery, FleetProgress, Handler, Watcher
 
 from .faceswap_bot import replies
 from .faceswap_bot.bot import Swap, _download, explain, greet, take_person
@@ -75,24 +75,42 @@ async def start_swap(
 
 
 async def show_progress(bot: Bot, watcher: Watcher) -> None:
-    """Edit each task's progress message as the fleet reads it; in one worker only
-    (``--progress``), or every listening worker would make each edit again.
+    """Edit each task's progress message as the fleet reads it, until cancelled; in one
+    worker only (``--progress``), or every listening worker would make each edit again.
 
-    ``throttle(per_task=True)`` keeps each message to one edit per two seconds (a
-    worker's closing edit may come soon after the last one). A task's last notice
-    (``ended``) replaces any held back: the worker that delivers the task writes the
-    end, and no older percent follows it. A message id is missing from a task an
-    older version of this bot registered.
+    ``throttle(per_task=True)`` keeps each message to one edit per two seconds. A
+    task's last notice (``ended``) gets the same closing text the worker that delivers
+    the task writes: whichever comes last, the message ends on it, even when the edits
+    fall behind the notices. A lost connection to Redis ends ``progress()``: it is
+    listened to again a second later (notices sent meanwhile are missed; the next
+    one of each task shows it).
     """
-    async for notice in throttle(watcher.progress(), every=2 * EDIT_INTERVAL, per_task=True):
-        chat_id, message_id = notice.metadata["chat_id"], notice.metadata.get("message_id")
-        if notice.ended or message_id is None:  # the end: the deliverer's to write
-            continue
+    while True:
         try:
-            text = progress_text(notice.status, notice.percent)
-            await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:  # gone, or unchanged
-            logger.debug("task %s: progress not shown: %s", notice.task_id, exc)
+            async for notice in throttle(
+                watcher.progress(), every=2 * EDIT_INTERVAL, per_task=True
+            ):
+                await _show(bot, notice)
+        except GPTunnelError as exc:  # the store's connection: listen again
+            logger.warning("progress messages paused: %s", exc)
+        await asyncio.sleep(1.0)
+
+
+async def _show(bot: Bot, notice: FleetProgress) -> None:
+    """One edit of a task's progress message; a message that cannot be edited (gone,
+    unchanged, Telegram's flood limit) is skipped, never the end of the editing."""
+    where = notice.metadata if isinstance(notice.metadata, dict) else {}
+    chat_id, message_id = where.get("chat_id"), where.get("message_id")
+    if chat_id is None or message_id is None:  # another bot's task, or an older version's
+        return
+    if notice.ended:
+        text = replies.DONE if notice.status == "done" else replies.FAILED
+    else:
+        text = progress_text(notice.status, notice.percent)
+    try:
+        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
+    except TelegramAPIError as exc:  # 400, 403, 429 ...: this edit only
+        logger.debug("task %s: progress not shown: %s", notice.task_id, exc)
 
 
 def deliver_to(bot: Bot, gptunnel: GPTunnelClient) -> Handler:

@@ -280,13 +280,15 @@ class GPTunnelClient(InProcessOnly):
         session = getattr(self, "_session", None)
         if session is None or session.closed or not getattr(self, "_owns_session", False):
             return
+        if getattr(self, "_pid", None) != os.getpid():  # a forked child's copy: the parent's
+            return
         unclosed = (
             f"unclosed {self!r}: use `async with GPTunnelClient(...) as client:` or "
             "`await client.close()` before its event loop ends"
         )
-        warnings.warn(unclosed, ResourceWarning, stacklevel=1, source=self)
         with contextlib.suppress(Exception):  # at interpreter exit logging may be gone
             logger.error("%s", unclosed)
+        warnings.warn(unclosed, ResourceWarning, stacklevel=1, source=self)  # may raise
 
     async def __aenter__(self) -> Self:
         if self._closed:

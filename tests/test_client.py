@@ -287,6 +287,41 @@ async def test_a_client_with_nothing_left_open_drops_silently(
     assert [r for r in caplog.records if r.name == "gptunnel_async"] == []
 
 
+async def test_a_forked_child_s_copy_of_a_client_drops_silently(
+    api: ScriptedAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The session belongs to the parent, which closes it: the child's copy (a worker
+    of a pre-forking server that never used the client) is not unclosed."""
+    api.script(task_json(status="done", percent=100))
+    clients = [GPTunnelClient(api_key=API_KEY, base_url=api.base_url)]
+    await clients[0].get_result("t")
+    session = clients[0]._session  # the parent's, still open, closed by the parent below
+    assert session is not None
+    clients[0]._pid = -1  # as the copy in a child sees it: made in another process
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _drop(clients)
+    await session.close()
+    assert [r for r in caplog.records if r.name == "gptunnel_async"] == []
+
+
+def test_an_unclosed_client_s_log_line_comes_even_where_its_warning_is_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Session:
+        closed = False
+
+    client = GPTunnelClient(api_key=API_KEY, base_url="http://127.0.0.1:9/v1")
+    client._session = Session()  # type: ignore[assignment]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        with pytest.raises(ResourceWarning):
+            client.__del__()
+    client._session = None
+    [line] = [r.getMessage() for r in caplog.records if r.name == "gptunnel_async"]
+    assert line.startswith("unclosed GPTunnelClient(base_url='http://127.0.0.1:9/v1')")
+
+
 def _drop(clients: list[GPTunnelClient]) -> None:
     """Drop the last references to ``clients`` and collect them (a client is in a
     reference cycle: its transport calls back into it)."""

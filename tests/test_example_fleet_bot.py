@@ -16,9 +16,16 @@ from redis.asyncio import Redis
 
 from examples.faceswap_bot import replies
 from examples.faceswap_bot.progress import progress_text
-from examples.fleet_bot import create_fleet_dispatcher, deliver_to, show_progress
+from examples.fleet_bot import _show, create_fleet_dispatcher, deliver_to, show_progress
 from gptunnel_async import NotFoundError, PollPolicy, Task
-from gptunnel_async.fleet import Delivery, MemoryStore, RedisBudget, RedisStore, Watcher
+from gptunnel_async.fleet import (
+    Delivery,
+    FleetProgress,
+    MemoryStore,
+    RedisBudget,
+    RedisStore,
+    Watcher,
+)
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .test_example_bot import CHAT, FACE, NOW, PERSON, USER, FakeTelegram
@@ -149,4 +156,29 @@ async def test_one_worker_edits_each_task_s_progress_and_the_deliverer_writes_it
         texts = [edit.text for edit in edits if edit.message_id == message_id]
         assert texts[-1] == replies.DONE
         running = {progress_text("running", percent) for _, percent in steps}
-        assert texts[:-1] and set(texts[:-1]) <= running  # each message its own task's
+        first_done = texts.index(replies.DONE)  # the editor's or the deliverer's
+        assert texts[:first_done] and set(texts[:first_done]) <= running  # its own task's
+        assert set(texts[first_done:]) == {replies.DONE}  # no percent after the end
+
+
+@pytest.mark.parametrize(
+    ("notice", "text"),
+    [
+        (FleetProgress("t", "running", 40, {"chat_id": 1, "message_id": 7}), "40 %"),
+        (FleetProgress("t", "done", 100, {"chat_id": 1, "message_id": 7}, ended=True), "Done"),
+        (FleetProgress("t", "expired", 40, {"chat_id": 1, "message_id": 7}, ended=True), "Failed"),
+        (FleetProgress("t", "running", 40, None), None),  # another bot's task on the channel
+        (FleetProgress("t", "running", 40, ["chat", 1]), None),
+        (FleetProgress("t", "running", 40, {"chat_id": 1}), None),  # an older version's
+    ],
+)
+async def test_a_notice_edits_its_message_or_nothing_and_never_stops_the_editing(
+    notice: FleetProgress, text: str | None
+) -> None:
+    for failing in (False, True):  # a message gone, or not modified: that edit only
+        telegram = FakeTelegram({})
+        telegram.failing_edits = failing
+        await _show(Bot("42:TEST", session=telegram), notice)
+        edits = [call for call in telegram.calls if isinstance(call, EditMessageText)]
+        assert [edit.message_id for edit in edits] == ([] if text is None else [7])
+        assert text is None or text in edits[0].text

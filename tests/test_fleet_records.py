@@ -18,8 +18,13 @@ from gptunnel_async import (
     WaitTimeoutError,
 )
 from gptunnel_async._sansio.waiting import WaitState
-from gptunnel_async.fleet import Delivery, _decode
+from gptunnel_async.fleet import Delivery, FleetProgress, _decode
 from gptunnel_async.fleet._records import Outcome, OutcomeKind, WatchRecord
+from gptunnel_async.fleet._watcher import (
+    PROGRESS_REMEMBERED,
+    PROGRESS_REMEMBERED_BYTES,
+    _LastNotices,
+)
 from gptunnel_async.models import Task, converter
 
 from .conftest import task_json
@@ -97,3 +102,22 @@ def test_a_delivery_s_error_is_what_its_wait_s_result_raises(
         assert error.__cause__ is last_error
         assert "its wait expired" in str(error)
     assert delivery.error is not error or outcome == "error"  # a new error each time
+
+
+def test_a_progress_listener_keeps_bounded_memory_of_the_tasks_it_may_end() -> None:
+    """Anyone may publish on the channel: 600 forged notices of 63 KB grew every
+    listener by 871 MB when each was kept as decoded objects."""
+    last = _LastNotices()
+    big = {"pad": ["x" * 60] * 1000}
+    for number in range(600):
+        last.remember(FleetProgress(f"t-{number}", "running", 40, big))
+    assert last._bytes <= PROGRESS_REMEMBERED_BYTES
+    assert last.ended("t-0", "done") is None  # forgotten first
+    newest = last.ended("t-599", "failed")
+    assert newest == FleetProgress("t-599", "failed", 40, big, None, ended=True)
+    assert last.ended("t-599", "done") is None  # ended once
+    for number in range(PROGRESS_REMEMBERED + 5):
+        last.remember(FleetProgress(f"s-{number}", "running", 10, number))
+    assert len(last._tasks) == PROGRESS_REMEMBERED
+    done = last.ended(f"s-{PROGRESS_REMEMBERED + 4}", "done")
+    assert done is not None and (done.percent, done.remaining, done.ended) == (100, 0.0, True)

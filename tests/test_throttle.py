@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError, ProgressEvent, Task, TaskFailedError, throttle
-from gptunnel_async._sansio.throttle import FORGET_FROM, ThrottleGate, ThrottleGates
+from gptunnel_async._sansio.throttle import FORGET_AFTER, FORGET_FROM, ThrottleGate, ThrottleGates
 from gptunnel_async.fleet import FleetProgress
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
@@ -138,17 +138,31 @@ def test_gates_hand_over_each_task_s_held_event_when_its_own_time_comes() -> Non
 
 def test_gates_of_tasks_gone_quiet_are_forgotten() -> None:
     gates: ThrottleGates[int] = ThrottleGates(1.0)
-    for task in range(10 * FORGET_FROM):  # a long-lived stream: each task seen once, a second apart
-        assert gates.offer(task, task, task, float(task)) == task
+    for task in range(10 * FORGET_FROM):  # a long-lived stream: each task seen once
+        assert gates.offer(task, task, task, float(task) * FORGET_AFTER) == task
     assert len(gates._gates) <= 2 * FORGET_FROM
-    gates.offer(0, 0, 0, 0.0)  # a task that holds an event is never forgotten
-    gates.offer("busy", 1, 1, 10_000.0)
-    gates.offer("busy", 2, 2, 10_000.5)
+    late = 10 * FORGET_FROM * FORGET_AFTER
+    gates.offer("busy", 1, 1, late)  # a task that holds an event is never forgotten
+    gates.offer("busy", 2, 2, late + 0.5)
     for task in range(FORGET_FROM, 4 * FORGET_FROM):
-        gates.offer(("again", task), task, task, 10_000.6)
-    [(due, event)] = gates.drain(10_000.6)
+        gates.offer(("again", task), task, task, late + 0.6)
+    [(due, event)] = gates.drain(late + 0.6)
     assert due == pytest.approx(0.4)
     assert event == 2
+
+
+@pytest.mark.parametrize("every", [0.0, 1.0])
+def test_gates_drop_a_repeat_of_a_task_s_state_among_thousands_of_tasks(every: float) -> None:
+    """Past 64 tasks, idle gates were forgotten with what they had delivered: with
+    ``every=0`` (or under instant waits) no repeat was dropped any more."""
+    gates: ThrottleGates[tuple[int, int]] = ThrottleGates(every)
+    delivered = []
+    for now in range(3):  # three rounds, a second apart, each task offering the same state
+        for task in range(5 * FORGET_FROM):
+            ready = gates.offer(task, (task, 50), 50, float(now))
+            if ready is not None:
+                delivered.append(ready)
+    assert sorted(delivered) == [(task, 50) for task in range(5 * FORGET_FROM)]
 
 
 @given(

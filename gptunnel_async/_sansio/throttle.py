@@ -62,10 +62,12 @@ class ThrottleGate(Generic[E]):
         """Whether an event is held, waiting for its time."""
         return self._held is not None
 
-    def idle(self, now: float) -> bool:
-        """Whether this gate holds nothing and would let an event through at ``now``."""
+    def idle(self, now: float, for_at_least: float = 0.0) -> bool:
+        """Whether this gate holds nothing, and delivered nothing for the interval (and
+        for ``for_at_least`` seconds) before ``now``."""
+        quiet = max(self.every, for_at_least)
         return self._held is None and (
-            self._delivered_at is None or now - self._delivered_at >= self.every
+            self._delivered_at is None or now - self._delivered_at >= quiet
         )
 
     def take(self, now: float) -> E | None:
@@ -94,18 +96,23 @@ class ThrottleGate(Generic[E]):
 FORGET_FROM: Final = 64
 """Gates kept before [ThrottleGates][] first forgets the idle ones."""
 
+FORGET_AFTER: Final = 60.0
+"""Seconds a gate must have been idle to be forgotten: a task polled every few seconds
+keeps its gate, and with it the last state delivered, so no repeat of it goes."""
+
 
 class ThrottleGates(Generic[E]):
     """One [ThrottleGate][] per stream (a task id, say): a stream of events that mixes
     many tasks is throttled task by task, so that one task's events never hold back
     another's.
 
-    A gate that holds nothing and whose interval has passed would let the next event
-    through at once, so it is forgotten, now and then, for a stream that goes on for
-    days to keep only its recent tasks' gates. All it forgets is which event it
-    delivered last: one alike it may go once more. The work per event stays constant
-    with thousands of tasks: only the gates that hold an event are looked at for
-    ``due_in`` and ``take``, and the forgetting runs when the gates have doubled.
+    A gate that holds nothing and delivered nothing for :data:`FORGET_AFTER` seconds
+    (or ``every``, if longer) is forgotten, now and then, so that a stream that goes on
+    for days keeps only its recent tasks' gates. All it forgets is which event it
+    delivered last: an event alike that one may go once more, a minute later. The
+    forgetting runs when the gates have doubled since it last ran; ``due_in`` and
+    ``take`` look only at the gates that hold an event, so the work per event grows
+    with the tasks inside their interval, not with every task seen.
 
     Args:
         every: the shortest time between two deliveries of one stream, in seconds (>= 0).
@@ -164,5 +171,7 @@ class ThrottleGates(Generic[E]):
         return drained
 
     def _forget_idle(self, now: float) -> None:
-        self._gates = {stream: gate for stream, gate in self._gates.items() if not gate.idle(now)}
+        self._gates = {
+            stream: gate for stream, gate in self._gates.items() if not gate.idle(now, FORGET_AFTER)
+        }
         self._forget_at = max(FORGET_FROM, 2 * len(self._gates))

@@ -163,11 +163,8 @@ class MemoryStore:
     async def failed(self, entry: Entry) -> int:
         if entry.entry_id not in self._entries:  # acknowledged meanwhile
             return 0
-        counted = self._failures.get(entry.entry_id, 0)
-        if counted > entry.failures:  # this attempt is counted already
-            return counted
-        self._failures[entry.entry_id] = counted + 1
-        return counted + 1
+        self._failures[entry.entry_id] = self._failures.get(entry.entry_id, 0) + 1
+        return self._failures[entry.entry_id]
 
     async def dead_letter(self, entry: Entry, reason: str) -> bool:
         if entry.entry_id not in self._entries:  # acknowledged meanwhile

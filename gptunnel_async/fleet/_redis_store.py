@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -197,18 +198,19 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
 return 1
 """
 
-# KEYS: task. ARGV: the count its take read. A finished task's count of failed handler
+# KEYS: task. ARGV: a token of this count. A finished task's count of failed handler
 # attempts, one more; 0 for a task delivered meanwhile, or gone (no stray hash is made).
 # A count that is not a whole number >= 0 (an operator's HSET) starts again, as
-# _decode.failures reads it: 0. One attempt is counted once: a client's retry that sends
-# the script again after a lost reply (redis-py's Retry) finds it counted already.
+# _decode.failures reads it: 0. The token makes the script safe to run twice: a client's
+# retry that sends it again after a lost reply (redis-py's Retry) finds its own token
+# and counts nothing, while another worker's failure, with a token of its own, counts.
 _FAILED: Final = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'finished' then return 0 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
 if n == nil or n < 0 or n ~= math.floor(n) then n = 0 end
-if n > tonumber(ARGV[1]) then return n end
+if redis.call('HGET', KEYS[1], 'failure_token') == ARGV[1] then return n end
 n = math.min(n + 1, 1e15)
-redis.call('HSET', KEYS[1], 'failures', string.format('%d', n))
+redis.call('HSET', KEYS[1], 'failures', string.format('%d', n), 'failure_token', ARGV[1])
 return n
 """
 
@@ -555,7 +557,7 @@ class RedisStore:
             "counting a failed handler attempt",
             self._failed,
             keys=[self.task_key(entry.task_id)],
-            args=[entry.failures],
+            args=[uuid.uuid4().hex],
             idempotent=True,
         )
         return int(count)

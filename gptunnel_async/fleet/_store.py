@@ -90,9 +90,7 @@ class DeadLetterStore(WatchStore, Protocol):
         """A handler attempt on ``entry`` failed (it raised, or did not return within
         ``delivery_timeout``): count it, and return how many have (0: the entry was
         acknowledged or set aside meanwhile, nothing counted); the next :meth:`take` of
-        it says so in ``Entry.failures``. One attempt counts once: if the count has
-        passed ``entry.failures`` already (the same call made again), it is returned
-        as it is."""
+        it says so in ``Entry.failures``."""
         ...
 
     async def dead_letter(self, entry: Entry, reason: str) -> bool:

@@ -1018,21 +1018,20 @@ class Watcher(InProcessOnly):
         version cannot read is logged and skipped). A task's last notice says its wait
         ended (``ended``, with the outcome as ``status``): it comes when the wait
         ends, for a task this iterator has had a notice of (of the last 10,000 such
-        tasks).
+        tasks, and 4 MiB of their metadata).
 
         Raises:
             StoreUnavailableError: the store could not be reached.
         """
-        running: OrderedDict[str, FleetProgress] = OrderedDict()  # each task's last notice
+        running = _LastNotices()
         async for notice in _notices(self.store, self._secret()):
             if isinstance(notice, FleetProgress):
-                running[notice.task_id] = notice
-                running.move_to_end(notice.task_id)
-                if len(running) > PROGRESS_REMEMBERED:
-                    running.popitem(last=False)
+                running.remember(notice)
                 yield notice
-            elif notice.outcome is not None and notice.task_id in running:
-                yield _ended_notice(running.pop(notice.task_id), notice.outcome)
+            elif notice.outcome is not None:
+                ended = running.ended(notice.task_id, notice.outcome)
+                if ended is not None:
+                    yield ended
 
     async def status(self) -> FleetStatus:
         """What an operator watches: see [FleetStatus][gptunnel_async.fleet.FleetStatus].
@@ -1052,6 +1051,9 @@ _GIVING_UP: Final = ("failed", "dead_letter")
 
 PROGRESS_REMEMBERED: Final = 10_000
 """Tasks whose last notice a ``progress()`` iterator keeps, to send their ended notice."""
+
+PROGRESS_REMEMBERED_BYTES: Final = 4 * 1024 * 1024
+"""The metadata (JSON text) a ``progress()`` iterator keeps of those tasks at most."""
 
 RECLAIM_MARGIN: Final = 1.0
 """Seconds past ``delivery_timeout`` before a delivery is taken from another worker: its
@@ -1197,16 +1199,50 @@ def _log_failed_read(
         logger.debug("watcher: reading task %s failed again: %s", task_id, error)
 
 
-def _ended_notice(last: FleetProgress, outcome: OutcomeKind) -> FleetProgress:
-    """A task's last progress notice: its wait ended with ``outcome``."""
-    done = outcome == "done"
-    return attrs.evolve(
-        last,
-        status=outcome,
-        percent=100 if done else last.percent,
-        remaining=0.0 if done else None,
-        ended=True,
-    )
+class _LastNotices:
+    """Each task's last progress notice, for ``progress()`` to end it: its percent and
+    its metadata, kept as JSON text (a few bytes a task; decoded objects take twenty
+    times the room), for the last :data:`PROGRESS_REMEMBERED` tasks and at most
+    :data:`PROGRESS_REMEMBERED_BYTES` of metadata: anyone may publish on the channel."""
+
+    __slots__ = ("_bytes", "_tasks")
+
+    def __init__(self) -> None:
+        self._tasks: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._bytes = 0
+
+    def remember(self, notice: FleetProgress) -> None:
+        self._forget(notice.task_id)
+        metadata = json.dumps(notice.metadata)
+        self._tasks[notice.task_id] = (notice.percent, metadata)
+        self._bytes += len(metadata)
+        while self._tasks and (
+            len(self._tasks) > PROGRESS_REMEMBERED or self._bytes > PROGRESS_REMEMBERED_BYTES
+        ):
+            self._forget(next(iter(self._tasks)))
+
+    def ended(self, task_id: str, outcome: OutcomeKind) -> FleetProgress | None:
+        """The task's last notice, its wait ended with ``outcome``; ``None`` for a task
+        not remembered."""
+        last = self._forget(task_id)
+        if last is None:
+            return None
+        percent, metadata = last
+        done = outcome == "done"
+        return FleetProgress(
+            task_id,
+            outcome,
+            100 if done else percent,
+            json.loads(metadata),
+            0.0 if done else None,
+            ended=True,
+        )
+
+    def _forget(self, task_id: str) -> tuple[int, str] | None:
+        last = self._tasks.pop(task_id, None)
+        if last is not None:
+            self._bytes -= len(last[1])
+        return last
 
 
 def _progress(event: ProgressEvent[Any], record: WatchRecord) -> FleetProgress:

@@ -396,7 +396,9 @@ async def test_commands_that_may_run_twice_ride_over_connections_redis_closed(
     ("error", "lost"),
     [
         (redis_errors.ConnectionError("Connection closed by server."), True),
-        (redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379."), True),
+        (redis_errors.ConnectionError("Connection reset by peer"), True),
+        # Redis is down: another try fails alike (redis-py's text for a failed connect)
+        (redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Refused."), False),
         (redis_errors.TimeoutError("Timeout reading from socket"), False),  # maybe stalled
         (redis_errors.MaxConnectionsError("Too many connections"), False),
         (redis_errors.ConnectionError("Too many connections"), False),  # redis-py before 6

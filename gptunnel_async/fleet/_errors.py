@@ -70,13 +70,16 @@ async def store_call(what: str) -> AsyncIterator[None]:
 def is_connection_lost(exc: BaseException) -> bool:
     """Whether redis-py lost the command's connection (Redis restarted, failed over, or
     closed it while idle, as its ``timeout`` setting or a NAT does): the first command
-    on each such pooled connection fails so, though Redis is up. Not a timeout (Redis
-    may be stalled: another try would wait as long again), nor a full pool."""
+    on each such pooled connection fails so, though Redis is up. Not a connection that
+    could not be made (Redis is down: another try fails alike, after as long), a
+    timeout (Redis may be stalled), nor a full pool."""
     try:
         from redis import exceptions
     except ImportError:  # the in-memory store runs without redis-py
         return False
-    return isinstance(exc, exceptions.ConnectionError) and not is_pool_full(exc)
+    if not isinstance(exc, exceptions.ConnectionError) or is_pool_full(exc):
+        return False
+    return " connecting to " not in str(exc)  # redis-py's text for a failed connect
 
 
 def is_pool_full(exc: BaseException) -> bool:

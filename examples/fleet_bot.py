@@ -31,7 +31,12 @@ import tempfile
 try:
     import redis.asyncio  # noqa: F401  (needed by run(); checked here for a one-line hint)
     from aiogram import Bot, Dispatcher, F, Router
-    from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramForbiddenError
+    from aiogram.exceptions import (
+        TelegramAPIError,
+        TelegramBadRequest,
+        TelegramForbiddenError,
+        TelegramRetryAfter,
+    )
     from aiogram.filters import CommandStart, StateFilter
     from aiogram.fsm.context import FSMContext
     from aiogram.fsm.storage.base import BaseStorage
@@ -85,23 +90,28 @@ async def show_progress(bot: Bot, watcher: Watcher) -> None:
     listened to again a second later (notices sent meanwhile are missed; the next
     one of each task shows it).
     """
+    pause = 1.0
     while True:
         try:
             async for notice in throttle(
                 watcher.progress(), every=2 * EDIT_INTERVAL, per_task=True
             ):
+                pause = 1.0
                 await _show(bot, notice)
-        except GPTunnelError as exc:  # the store's connection: listen again
-            logger.warning("progress messages paused: %s", exc)
-        await asyncio.sleep(1.0)
+        except GPTunnelError as exc:  # the store's connection: listen again, backing off
+            logger.warning("progress messages paused for %gs: %s", pause, exc)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 30.0)
 
 
 async def _show(bot: Bot, notice: FleetProgress) -> None:
     """One edit of a task's progress message; a message that cannot be edited (gone,
-    unchanged, Telegram's flood limit) is skipped, never the end of the editing."""
+    unchanged) or a notice that names none (another bot's on the channel, an older
+    version's) is skipped, never the end of the editing. Telegram's flood limit is
+    waited out: every edit of the bot counts against it."""
     where = notice.metadata if isinstance(notice.metadata, dict) else {}
     chat_id, message_id = where.get("chat_id"), where.get("message_id")
-    if chat_id is None or message_id is None:  # another bot's task, or an older version's
+    if not (isinstance(chat_id, int) and isinstance(message_id, int)):
         return
     if notice.ended:
         text = replies.DONE if notice.status == "done" else replies.FAILED
@@ -109,7 +119,10 @@ async def _show(bot: Bot, notice: FleetProgress) -> None:
         text = progress_text(notice.status, notice.percent)
     try:
         await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id)
-    except TelegramAPIError as exc:  # 400, 403, 429 ...: this edit only
+    except TelegramRetryAfter as exc:  # 429: no edit of this bot goes before it
+        logger.info("progress edits wait %ss: Telegram's flood limit", exc.retry_after)
+        await asyncio.sleep(exc.retry_after)
+    except TelegramAPIError as exc:  # 400, 403 ...: this edit only
         logger.debug("task %s: progress not shown: %s", notice.task_id, exc)
 
 

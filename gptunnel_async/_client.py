@@ -157,6 +157,7 @@ class GPTunnelClient(InProcessOnly):
         self._owns_session = session is None
         self._closed = False
         self._pid = os.getpid()
+        self._session_pid: int | None = None  # the process whose session it is
         """The process the client was made in: a forked child inherits it, sockets and all."""
         self._wakeup = Wakeup()
         """The pauses of this client's waits: ``close()`` ends them."""
@@ -237,6 +238,7 @@ class GPTunnelClient(InProcessOnly):
         if self._session is None:
             limit = self._transport.max_connections or 100  # aiohttp's own default
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit))
+            self._session_pid = os.getpid()
         self._session_loop = loop
         return self._get_session()
 
@@ -280,8 +282,8 @@ class GPTunnelClient(InProcessOnly):
         session = getattr(self, "_session", None)
         if session is None or session.closed or not getattr(self, "_owns_session", False):
             return
-        if getattr(self, "_pid", None) != os.getpid():  # a forked child's copy: the parent's
-            return
+        if getattr(self, "_session_pid", None) != os.getpid():  # a forked child's copy
+            return  # of the parent's session, which the parent closes
         unclosed = (
             f"unclosed {self!r}: use `async with GPTunnelClient(...) as client:` or "
             "`await client.close()` before its event loop ends"

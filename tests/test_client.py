@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import re
 import warnings
 
@@ -297,7 +298,7 @@ async def test_a_forked_child_s_copy_of_a_client_drops_silently(
     await clients[0].get_result("t")
     session = clients[0]._session  # the parent's, still open, closed by the parent below
     assert session is not None
-    clients[0]._pid = -1  # as the copy in a child sees it: made in another process
+    clients[0]._session_pid = -1  # as the copy in a child sees it: the parent's session
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _drop(clients)
@@ -313,6 +314,7 @@ def test_an_unclosed_client_s_log_line_comes_even_where_its_warning_is_an_error(
 
     client = GPTunnelClient(api_key=API_KEY, base_url="http://127.0.0.1:9/v1")
     client._session = Session()  # type: ignore[assignment]
+    client._session_pid = os.getpid()
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
         with pytest.raises(ResourceWarning):

@@ -170,6 +170,8 @@ async def test_one_worker_edits_each_task_s_progress_and_the_deliverer_writes_it
         (FleetProgress("t", "running", 40, None), None),  # another bot's task on the channel
         (FleetProgress("t", "running", 40, ["chat", 1]), None),
         (FleetProgress("t", "running", 40, {"chat_id": 1}), None),  # an older version's
+        (FleetProgress("t", "running", 40, {"chat_id": "a", "message_id": 7}), None),
+        (FleetProgress("t", "running", 40, {"chat_id": 1, "message_id": 7.5}), None),
     ],
 )
 async def test_a_notice_edits_its_message_or_nothing_and_never_stops_the_editing(

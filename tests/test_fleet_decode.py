@@ -246,6 +246,12 @@ def test_odd_outcomes_say_what_is_wrong(value: str, match: str) -> None:
         ("[1,2]", "not a JSON object"),
         ('{"kind": "progress", "task_id": "x"}', "has no 'status'"),
         ('{"kind": "progress", "task_id": "x", "status": "r", "percent": "5"}', "'percent'"),
+        ('{"kind": "progress", "task_id": "x", "status": "r", "percent": 101}', "0 to 100"),
+        ('{"kind": "progress", "task_id": "x", "status": "r", "percent": -1}', "0 to 100"),
+        (
+            '{"kind": "progress", "task_id": "x", "status": "r", "percent": 1' + "0" * 300 + "}",
+            "0 to 100",
+        ),
         ('{"kind": "finished"}', "has no 'task_id'"),
         (b"\xff", "not UTF-8"),
         ('{"kind": "finished", "task_id": "x", "pad": "' + "x" * 70_000 + '"}', "over the 65536"),

@@ -336,6 +336,17 @@ def last_read(value: object) -> LastRead:
         return LastRead()
 
 
+def _percent(value: int, what: str) -> int:
+    """A notice's percent: a whole number from 0 to 100, as the tasks' own.
+
+    Raises:
+        StoreDataError: anything else (a forged ``10**300``, say).
+    """
+    if not 0 <= value <= 100:
+        raise StoreDataError(f"{what}'s percent is not from 0 to 100: {describe(value)}")
+    return value
+
+
 def outcome_kind(outcome: str) -> str:
     """The kind of an outcome :meth:`Outcome.dumps` wrote, for a finish notice (``""``
     for one that names none it knows)."""
@@ -375,7 +386,7 @@ def notice(value: object) -> FleetProgress | Finished | None:
     return FleetProgress(
         _field(data, "task_id", what, str),
         _field(data, "status", what, str),
-        int(number(_field(data, "percent", what, int), f"{what}'s percent", minimum=0)),
+        _percent(_field(data, "percent", what, int), what),
         data.get("metadata"),
         None if remaining is None else number(remaining, f"{what}'s remaining", minimum=0),
     )

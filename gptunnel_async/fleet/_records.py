@@ -313,10 +313,12 @@ class FleetProgress:
     failed, expired, or an error), each ``progress()`` that had a notice of it gives
     one more, the last: ``ended`` is ``True`` and ``status`` is the outcome
     (``"done"``, ``"failed"``, ``"expired"`` or ``"error"``, as
-    [Delivery][gptunnel_async.fleet.Delivery]'s ``outcome``), so that a notice held
-    back (by ``throttle``) is never shown after the end. The handler that gets the
-    delivery writes the end; ``throttle(watcher.progress(), per_task=True)`` holds
-    each task's notices to one per interval.
+    [Delivery][gptunnel_async.fleet.Delivery]'s ``outcome``): a progress editor that
+    writes the end on it, as the handler that gets the delivery does, ends the
+    message on it even when its edits fall behind the notices.
+    ``throttle(watcher.progress(), per_task=True)`` holds each task's notices to one
+    per interval. Notices are best effort and anyone who may publish on the channel
+    may forge one.
 
     Attributes:
         task_id: the task.

@@ -94,6 +94,7 @@ from ._records import (
     OutcomeKind,
     ReadError,
     WatchRecord,
+    _dumps,
     outcome_error,
 )
 from ._store import WatchStore
@@ -917,7 +918,11 @@ class Watcher(InProcessOnly):
         if stored is None:
             raise await self._timed_out(task_id, seconds or 0.0)
         task, error = self._masked(stored.task), self._rebuilt(stored.error)
-        return _settle(task_id, attrs.evolve(stored, task=task), error)
+        ended = outcome_error(task_id, stored.kind, task, stored.timeout, error)
+        if ended is not None:
+            raise ended
+        assert task is not None  # a done outcome has its task
+        return task
 
     async def _timed_out(self, task_id: str, seconds: float) -> WaitTimeoutError:
         """The error of a :meth:`result` whose ``timeout`` passed: with the state the
@@ -1213,7 +1218,7 @@ class _LastNotices:
 
     def remember(self, notice: FleetProgress) -> None:
         self._forget(notice.task_id)
-        metadata = json.dumps(notice.metadata)
+        metadata = _dumps(notice.metadata)  # compact, as the notice came
         self._tasks[notice.task_id] = (notice.percent, metadata)
         self._bytes += len(metadata)
         while self._tasks and (
@@ -1306,13 +1311,3 @@ def _ended_by(error: GPTunnelError, last: LastRead, family: str) -> Outcome:
 
 def _outcome_of(task: Task | MediaTask) -> Outcome:
     return Outcome("done" if task.is_done else "failed", task)
-
-
-def _settle(task_id: str, outcome: Outcome, error: GPTunnelError | None) -> Task | MediaTask:
-    """The task a finished wait returns, or the error it ends with (``error``: the
-    outcome's, rebuilt)."""
-    ended = outcome_error(task_id, outcome.kind, outcome.task, outcome.timeout, error)
-    if ended is not None:
-        raise ended
-    assert outcome.task is not None  # a done outcome has its task
-    return outcome.task

@@ -42,6 +42,7 @@ from gptunnel_async.fleet import (
     WatchStore,
     _redis_store,
 )
+from gptunnel_async.fleet._watcher import RECLAIM_MARGIN
 from gptunnel_async.testing import FakeGPTunnel
 
 FAST = PollPolicy(initial=0.02, multiplier=1.5, max_interval=0.05, jitter=0.0)
@@ -1239,6 +1240,53 @@ async def test_a_handler_that_never_returns_is_given_up_after_max_attempts(
         ((_, letter),) = await store.redis.xrange(store.dead_key)
         reason = b"handler attempts failed: 2; the last did not return within delivery_timeout"
         assert letter[b"reason"] == reason
+
+
+async def test_max_attempts_holds_while_cancelled_handlers_still_clean_up(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    # Each attempt is cancelled at its delivery_timeout and then cleans up until the
+    # end of the test (it tells the user, writes a row...). Other workers take the
+    # delivery over meanwhile: each must find the attempts before it counted, so the
+    # fleet gives up after max_attempts, not after one attempt per worker.
+    task_id = fake.script_task(steps=[("done", 100)])
+    attempts: list[tuple[str, int]] = []
+    cleaned_up = asyncio.Event()
+
+    def cleans_up_slowly(worker: str) -> Callable[[Delivery], Awaitable[None]]:
+        async def handler(delivery: Delivery) -> None:
+            attempts.append((worker, delivery.attempt))
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await cleaned_up.wait()
+                raise
+
+        return handler
+
+    store = new_store()
+    watchers = [
+        Watcher(
+            client,
+            new_store(),
+            handler=cleans_up_slowly(worker),
+            delivery_timeout=0.2,
+            max_attempts=2,
+            worker=worker,
+            concurrency=1,
+        )
+        for worker in "ABC"
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for watcher in watchers:
+            await stack.enter_async_context(watcher)
+        stack.callback(cleaned_up.set)  # first: the handlers end, then the workers close
+        await watchers[0].watch(task_id)
+        await settle(lambda: _dead_letters_are(store, 1), seconds=8)
+        # Past when a third worker would have taken it over: no third attempt.
+        await asyncio.sleep(0.2 + RECLAIM_MARGIN + 0.3)
+    assert sorted(attempt for _, attempt in attempts) == [1, 2]
+    assert len({worker for worker, _ in attempts}) == 2  # a second worker took it over
 
 
 async def test_a_handler_a_closing_worker_cancels_is_no_failed_attempt(

@@ -152,6 +152,44 @@ def _default_worker() -> str:
     return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class _CountAtDeadline:
+    """A failed handler attempt's count, made at its deadline if the handler has not
+    ended by then. Cancelled at the deadline, a handler may take long to clean up,
+    while another worker takes the delivery over ``RECLAIM_MARGIN`` after the deadline:
+    that worker must find this attempt counted, else every worker taking it over read
+    the same count, and more than ``max_attempts`` attempts ran. ``count`` is ``None``
+    for a store that counts no failures: then nothing is counted."""
+
+    def __init__(
+        self, count: Callable[[], Coroutine[Any, Any, int | None]] | None, deadline: float
+    ) -> None:
+        self.deadline = deadline
+        self._count = count
+        self._counting: asyncio.Task[int | None] | None = None
+        loop = asyncio.get_running_loop()
+        self._timer = None if count is None else loop.call_at(deadline, self._start)
+
+    def _start(self) -> None:
+        assert self._count is not None
+        self._counting = asyncio.ensure_future(self._count())
+
+    async def handler_ended(self) -> None:
+        """No count at the deadline any more; one already started is waited for, even
+        when the handler ended by a closing worker's cancellation (one store write, which
+        must not be left running)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._counting is not None:
+            await asyncio.wait({self._counting})
+
+    async def result(self) -> int | None:
+        """The failures counted: by the count made at the deadline, else by one made now
+        (``None``: not counted)."""
+        if self._counting is not None:
+            return self._counting.result()
+        return None if self._count is None else await self._count()
+
+
 class _Backoff:
     """Pauses for a loop that never gives up, with full jitter. (tenacity drives the
     retries of one call; this only needs the next pause, and a reset on success.)"""
@@ -747,10 +785,15 @@ class Watcher(InProcessOnly):
             await self._give_up(entry, f"handler attempts failed: {entry.failures}")
             return
         if entry.record is not None and entry.outcome is not None:
-            failure = await self._handle(entry, entry.record, entry.outcome, deadline)
+            counting = None if self._dead_letters is None else partial(self._count_failure, entry)
+            count = _CountAtDeadline(counting, deadline)
+            try:
+                failure = await self._handle(entry, entry.record, entry.outcome, deadline)
+            finally:
+                await count.handler_ended()
             if failure is not None:
                 self._after_ack.pop(entry.task_id, None)  # it asks again when it comes again
-                await self._after_failure(entry, *failure, deadline)
+                await self._after_failure(entry, *failure, count)
                 return
         # else: the task's record ran out (it outlived its lifetime unhandled): drop it.
         try:
@@ -820,31 +863,37 @@ class Watcher(InProcessOnly):
         return None
 
     async def _after_failure(
-        self, entry: Entry, what: str, error: BaseException, deadline: float
+        self, entry: Entry, what: str, error: BaseException, count: _CountAtDeadline
     ) -> None:
-        """Log a failed handler attempt (first: whatever the store does next), count it,
-        and give up on ``entry`` if it was the last."""
+        """Log a failed handler attempt (first: whatever the store does next), count it
+        (unless ``count`` did at the deadline), and give up on ``entry`` if it was the
+        last."""
         attempt = entry.failures + 1
         numbered = f"attempt {attempt}" + (f" of {self.max_attempts}" if self.max_attempts else "")
         if self._out_of_attempts(attempt):
             numbered, next_one = f"{numbered}, the last", ""
         else:
-            again = max(0.0, deadline + RECLAIM_MARGIN - asyncio.get_running_loop().time())
+            again = max(0.0, count.deadline + RECLAIM_MARGIN - asyncio.get_running_loop().time())
             next_one = f"; it comes again in {again:.3g}s"
         logger.error(
             "watcher: the handler %s for task %s (%s)%s",
             *(what, entry.task_id, numbered, next_one),
             exc_info=error,
         )
-        if self._dead_letters is None:
-            return
-        try:
-            failures = await self._dead_letters.failed(entry)
-        except Exception as exc:  # a store's fault: uncounted, one more attempt at worst
-            logger.warning("watcher: task %s: its failure is not counted: %s", entry.task_id, exc)
-            return
-        if self._out_of_attempts(failures):  # 0: acknowledged or set aside meanwhile
+        failures = await count.result()
+        if failures is not None and self._out_of_attempts(failures):  # 0: acked meanwhile
             await self._give_up(entry, f"handler attempts failed: {failures}; the last {what}")
+
+    async def _count_failure(self, entry: Entry) -> int | None:
+        """Count a failed attempt at ``entry``: the failures counted so far, 0 if it was
+        acknowledged or set aside meanwhile, ``None`` if the store failed (the attempt
+        goes uncounted: one more attempt at worst)."""
+        assert self._dead_letters is not None
+        try:
+            return await self._dead_letters.failed(entry)
+        except Exception as exc:  # a store's fault
+            logger.warning("watcher: task %s: its failure is not counted: %s", entry.task_id, exc)
+            return None
 
     def _out_of_attempts(self, failures: int) -> bool:
         """Whether a task whose handler failed ``failures`` times gets no more attempts."""

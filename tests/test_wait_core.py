@@ -51,6 +51,7 @@ from gptunnel_async._sansio.waiting import (
     ReadAt,
     TimeOut,
     WaitState,
+    last_read_lead,
 )
 
 EXACT = PollPolicy(initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=100.0)
@@ -251,12 +252,76 @@ def _same(left: Decision[Task], right: Decision[Task]) -> bool:
     return left == right
 
 
+def assert_decides(
+    policy: PollPolicy, outcomes: list[tuple[float, Outcome]], expected: list[Decision[Task]]
+) -> None:
+    """The decisions after ``outcomes`` are ``expected``, one for one."""
+    decisions = run(policy, outcomes)
+    assert all(_same(got, want) for got, want in zip(decisions, expected, strict=True))
+
+
 @pytest.mark.parametrize(("outcomes", "expected"), DEADLINES)
 def test_the_deadline(
     outcomes: list[tuple[float, Outcome]], expected: list[Decision[Task]]
 ) -> None:
-    decisions = run(EXACT, outcomes)
-    assert all(_same(got, want) for got, want in zip(decisions, expected, strict=True))
+    assert_decides(EXACT, outcomes, expected)
+
+
+EVERY_3S = PollPolicy(
+    initial=3.0, multiplier=1.0, max_interval=3.0, jitter=0.0, timeout=5.0, strategy="exponential"
+)
+"""A read every 3 s and a 5 s deadline: the read after the one at 3 s would come at 6 s."""
+
+LAST_READS: list[Any] = [
+    pytest.param(
+        [(0.0, RUNNING_10), (3.0, RUNNING_10)],
+        [ReadAt(3.0, event(0.0, "running", 10)), ReadAt(4.5)],
+        id="a read due past the deadline comes a tenth of the timeout before it instead",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (3.0, RUNNING_10), (4.5, RUNNING_10)],
+        [ReadAt(3.0, event(0.0, "running", 10)), ReadAt(4.5), TimeOut(5.0)],
+        id="only one last read: after it, the time-out at the deadline",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (3.0, RUNNING_10), (4.5, DONE)],
+        [
+            ReadAt(3.0, event(0.0, "running", 10)),
+            ReadAt(4.5),
+            Finish(event(4.5, "done", 100, DONE)),
+        ],
+        id="the last read sees a task done since the read before it",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (4.1, RUNNING_10)],
+        [ReadAt(3.0, event(0.0, "running", 10)), TimeOut(5.0)],
+        id="no last read sooner than its lead after a read",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (3.0, server_error(retry_after=1.0))],
+        [ReadAt(3.0, event(0.0, "running", 10)), ReadAt(4.5)],
+        id="a Retry-After that ends before the last read lets it be made",
+    ),
+    pytest.param(
+        [(0.0, RUNNING_10), (3.0, server_error(retry_after=2.0))],
+        [ReadAt(3.0, event(0.0, "running", 10)), TimeOut(5.0)],
+        id="no last read before the server's Retry-After has passed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("outcomes", "expected"), LAST_READS)
+def test_a_last_read_before_the_deadline(
+    outcomes: list[tuple[float, Outcome]], expected: list[Decision[Task]]
+) -> None:
+    assert_decides(EVERY_3S, outcomes, expected)
+
+
+@pytest.mark.parametrize(("timeout", "lead"), [(0.3, 0.03), (5.0, 0.5), (10.0, 1.0), (600.0, 1.0)])
+def test_the_last_read_comes_a_tenth_of_the_timeout_and_at_most_a_second_early(
+    timeout: float, lead: float
+) -> None:
+    assert last_read_lead(timeout) == pytest.approx(lead)
 
 
 @pytest.mark.parametrize(

@@ -324,6 +324,23 @@ async def test_deadline_raises_wait_timeout_with_the_last_state(
     assert "42%" in str(caught.value)
 
 
+async def test_a_last_read_before_the_deadline_sees_a_task_done_since_the_read_before(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    # Reads every 2 s with a 3 s deadline: the read after the one at 2 s would come past
+    # the deadline. The task is done by then; a wait that skipped that read would report
+    # it as not finished.
+    api.script(*steps(("running", 10), ("running", 60), ("done", 100)))
+    every_2s = PollPolicy(
+        initial=2.0, multiplier=1.0, max_interval=2.0, jitter=0.0, strategy="exponential"
+    )
+    started = asyncio.get_running_loop().time()
+    task = await client.wait_for_result("task-1", policy=every_2s, timeout=3.0)
+    assert task.is_done
+    assert len(api.requests) == 3
+    assert asyncio.get_running_loop().time() - started < 3.0
+
+
 @pytest.fixture
 async def unretried(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:
     """A client that makes each read once: a failed read is the wait's to ride through."""

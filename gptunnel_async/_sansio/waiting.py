@@ -14,8 +14,9 @@ and gets a new state and one decision:
 | a transient error (network, 408,    | ``ReadAt`` the paced time, or later if the      |
 | 429, 5xx, a body that is not a task)| server's ``Retry-After`` says so                |
 | any other error (400-404, TLS, ...) | ``Fail`` with that error                        |
-| (any of the above) when the next    | ``TimeOut`` at the deadline instead of a        |
-| read would fall on the deadline     | ``ReadAt``                                      |
+| (any of the above) when the next    | ``ReadAt`` a last read a little before the      |
+| read would fall on the deadline     | deadline (see ``last_read_lead``), if there is  |
+|                                     | room for it; else ``TimeOut`` at the deadline   |
 
 Times are seconds on whatever clock the driver uses (the event loop's, or the wall
 clock for a wait that moves between processes); the state never reads a clock. Jitter
@@ -221,12 +222,13 @@ class WaitState:
             done = ProgressEvent(self.task_id, task.status, percent, task, elapsed, 0.0)
             return self._after_read(task.status, percent, self.pace, now), Finish(done)
         pace, due = self._next_read(now, percent, 0.0)
-        event = None
+        event: ProgressEvent[T] | None = None
         if (task.status, percent) != (self.status, self.percent) or not self.reads:
             predicted = pace.finish(percent)
             remaining = None if predicted is None else max(0.0, predicted[0] - now)
             event = ProgressEvent(self.task_id, task.status, percent, task, elapsed, remaining)
-        return self._after_read(task.status, percent, pace, due), self._read_at(due, event)
+        decision = self._read_at(due, event, now, 0.0)
+        return self._after_read(task.status, percent, pace, decision.at), decision
 
     def failed(self, error: GPTunnelError, now: float) -> tuple[WaitState, Decision[Any]]:
         """Feed a read that failed at ``now`` with ``error``: read again later if it is
@@ -235,19 +237,30 @@ class WaitState:
             return self._after_read(self.status, self.percent, self.pace, self.due_at), Fail(error)
         hint = honoured_retry_after(error.retry_after if isinstance(error, APIError) else None)
         pace, due = self._next_read(now, None, hint or 0.0)
-        return self._after_read(self.status, self.percent, pace, due), self._read_at(due, None)
+        decision: ReadAt[Any] | TimeOut[Any] = self._read_at(due, None, now, hint or 0.0)
+        return self._after_read(self.status, self.percent, pace, decision.at), decision
 
     def _next_read(self, now: float, percent: int | None, at_least: float) -> tuple[Pace, float]:
         """The pacing's new memory, and when the next read is due."""
         pace, pause = next_pause(self.policy, self.pace, now, percent, self.seed)
         return pace, now + max(pause, at_least)
 
-    def _read_at(self, due: float, event: ProgressEvent[T] | None) -> ReadAt[T] | TimeOut[T]:
-        """Read at ``due``, or time out at the deadline if that comes first."""
+    def _read_at(
+        self, due: float, event: ProgressEvent[T] | None, now: float, at_least: float
+    ) -> ReadAt[T] | TimeOut[T]:
+        """Read at ``due``; if that is not before the deadline, read once more
+        :func:`last_read_lead` before it (so that a task done since the read at ``now``
+        is seen, rather than reported as not finished), unless that is sooner than the
+        lead itself, or than ``at_least`` (a ``Retry-After``), after ``now``; else time
+        out at the deadline."""
         deadline = self.deadline
-        if deadline is not None and due >= deadline:
-            return TimeOut(deadline, event)
-        return ReadAt(due, event)
+        if deadline is None or due < deadline:
+            return ReadAt(due, event)
+        lead = last_read_lead(self.policy.timeout or 0.0)
+        last = deadline - lead
+        if now + max(lead, at_least) <= last:
+            return ReadAt(last, event)
+        return TimeOut(deadline, event)
 
     def _after_read(self, status: str | None, percent: int, pace: Pace, due: float) -> WaitState:
         """This state after one more read (built directly: ``attrs.evolve`` costs a
@@ -287,6 +300,18 @@ class WaitState:
         if impossible is not None:
             raise ConfigurationError(f"not a saved wait state: {impossible} no wait has")
         return state
+
+
+LAST_READ_LEAD_MAX: Final = 1.0
+"""Seconds before the deadline that a wait's last read comes at most."""
+
+
+def last_read_lead(timeout: float) -> float:
+    """Seconds before the deadline of a wait of ``timeout`` seconds that its last read
+    is made, when the paced next read would come past the deadline: a tenth of the
+    timeout, at most :data:`LAST_READ_LEAD_MAX`. Room for the read to be answered (an
+    answer usually takes well under a second) before the deadline cuts it short."""
+    return min(LAST_READ_LEAD_MAX, timeout / 10)
 
 
 MAX_CLOCK: Final = 1e12

@@ -132,20 +132,30 @@ def timeout_of(args: argparse.Namespace) -> float | NotGiven:
     return NOT_GIVEN if args.timeout is None else float(args.timeout)
 
 
-async def _reach(client: GPTunnelClient, task_id: str, family: str = "faceswap") -> Any:
+async def _reach(client: GPTunnelClient, task_id: str, family: str, timeout: float | None) -> Any:
     """Read the task once before waiting for it. A wait rides through network failures
     until its deadline, which is right once the API has answered; but a first read that
-    cannot reach the API at all (after the client's retries) is an error, exit 4.
+    cannot reach the API at all (after the client's retries) is an error, exit 4. The
+    read counts against the wait's deadline, ``timeout`` seconds from now.
 
     Returns:
         The task as read, or ``None`` if the API answered with a transient error.
+
+    Raises:
+        WaitTimeoutError: the deadline passed during the read (and its retries).
     """
+    bounded = asyncio.timeout(timeout)
     try:
-        return await resource(client, family).result(task_id)
+        async with bounded:
+            return await resource(client, family).result(task_id)
     except GPTunnelError as exc:
         if isinstance(exc, APIConnectionError) or not is_transient(exc):
             raise
         return None
+    except TimeoutError:
+        if bounded.expired():
+            raise WaitTimeoutError(task_id, timeout or 0.0, None) from None
+        raise
 
 
 async def _result(args: argparse.Namespace, out: Output) -> int:
@@ -160,16 +170,25 @@ async def _wait(args: argparse.Namespace, out: Output) -> int:
         check_destination(args.save)  # before the wait, not after it
     args.waiting_for = (args.task_id, args.family)
     async with make_client(args) as client:
-        first = await _reach(client, args.task_id, args.family)
-        return await wait_and_save(
-            client,
-            args.task_id,
-            out,
-            save=args.save,
-            timeout=timeout_of(args),
-            first=first,
-            family=args.family,
-        )
+        timeout = resource(client, args.family)._wait_policy(None, timeout_of(args), None).timeout
+        started = asyncio.get_running_loop().time()
+        first = await _reach(client, args.task_id, args.family, timeout)
+        waited = asyncio.get_running_loop().time() - started
+        left = None if timeout is None else max(timeout - waited, 0.001)  # a timeout is > 0
+        try:
+            return await wait_and_save(
+                client,
+                args.task_id,
+                out,
+                save=args.save,
+                timeout=left,
+                first=first,
+                family=args.family,
+            )
+        except WaitTimeoutError as exc:  # said of the whole deadline, first read and all
+            raise WaitTimeoutError(args.task_id, timeout or 0.0, exc.task, exc.last_error) from (
+                exc.last_error
+            )
 
 
 async def wait_and_save(
@@ -186,11 +205,11 @@ async def wait_and_save(
     before, is the wait's first read: no second request for it), then save its
     result(s) to ``save``."""
     family_resource = resource(client, family)
-    if first is None:
-        waiter = family_resource.wait_for_result(task_id, timeout=timeout)
-    else:
-        read = _first_then(first, family_resource._reader(task_id))
-        waiter = family_resource._waiter(task_id, read, timeout=timeout)
+    read: Callable[[], Awaitable[Any]] = family_resource._reader(task_id)
+    if first is not None:
+        read = _first_then(first, read)
+    policy = family_resource._wait_policy(None, timeout, None)
+    waiter = family_resource._waiter(task_id, read, policy, None)
     with out.progress(task_id) as show:
         async for event in waiter:
             show(event)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final, Generic, Literal, TypeVar, overload
 
@@ -215,24 +215,34 @@ class TaskResource(InProcessOnly, Generic[T]):
                 ``policy`` or ``on_progress`` is not one.
         """
         read = self._reader(task_id)  # built once: a URL costs ~8 % of a read (performance.md)
+        checked = self._wait_policy(policy, timeout, on_progress)
+        return self._waiter(task_id, read, checked, on_progress)
+
+    def _wait_policy(
+        self,
+        policy: PollPolicy | None,
+        timeout: float | NotGiven | None,
+        on_progress: ProgressCallback[T] | None,
+    ) -> PollPolicy:
+        """The policy a wait with these arguments runs under (its ``timeout`` in it),
+        once each argument is checked (``ConfigurationError`` if one is not one)."""
         optional(instance_of(PollPolicy), "policy", policy)
         optional(function, "on_progress", on_progress)
-        return self._waiter(task_id, read, policy, timeout, on_progress)
+        chosen = policy or self._default_policy()
+        return chosen if timeout is NOT_GIVEN else attrs.evolve(chosen, timeout=timeout)
 
     def _waiter(
         self,
         task_id: str,
         read: Callable[[], Awaitable[T]],
-        policy: PollPolicy | None = None,
-        timeout: float | NotGiven | None = NOT_GIVEN,
-        on_progress: ProgressCallback[T] | None = None,
+        policy: PollPolicy,
+        on_progress: ProgressCallback[T] | None,
     ) -> TaskWaiter[T]:
         """A wait for ``task_id`` whose reads are ``read()`` (checked arguments)."""
         return TaskWaiter(
             task_id,
             read,
-            policy=policy or self._default_policy(),
-            timeout=timeout,
+            policy=policy,
             on_progress=on_progress,
             wakeup=self._wakeup,
             family=family_of(self.family.result_path),
@@ -413,16 +423,21 @@ class TaskResource(InProcessOnly, Generic[T]):
 
     async def _until_done(
         self,
-        created: Awaitable[T],
+        created: Coroutine[Any, Any, T],
         policy: PollPolicy | None,
         timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> T:
-        """Await a create call, then wait for the task it started."""
+        """Await a create call, then wait for the task it started. The wait's arguments
+        are checked first: a mistake in them must not cost a paid task, whose id the
+        error would not carry."""
+        try:
+            checked = self._wait_policy(policy, timeout, on_progress)
+        except BaseException:
+            created.close()  # never sent
+            raise
         task = await created
-        return await self.wait_for_result(
-            task.id, policy=policy, timeout=timeout, on_progress=on_progress
-        )
+        return await self._waiter(task.id, self._reader(task.id), checked, on_progress)
 
 
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")

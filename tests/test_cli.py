@@ -8,7 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +339,26 @@ def test_a_dropped_connection_is_no_unreachable_api(fake: FakeGPTunnel) -> None:
     assert done.returncode == 4
     event = json_lines(done.stdout)[-1]
     assert (event["error"], event.get("hint")) == ("APIConnectionError", None)
+
+
+@pytest.mark.parametrize(
+    "slow_api",
+    [
+        lambda fake: fake.delay_next(45, times=None, path="faceswap/result"),
+        lambda fake: fake.fail_next(503, retry_after=45, times=None, path="faceswap/result"),
+    ],
+    ids=["answers-nothing", "busy-come-back-in-45s"],
+)
+def test_wait_timeout_bounds_the_first_read_too(
+    fake: FakeGPTunnel, slow_api: Callable[[FakeGPTunnel], None]
+) -> None:
+    # The first read (with the client's retries, each up to its 30 s timeout) used to
+    # run before the deadline started: --timeout 1 took minutes. Unbounded, this run
+    # would outlast the subprocess's own 60 s limit.
+    slow_api(fake)
+    done = run("wait", "abc", "--timeout", "1", fake=fake, instant=False)
+    assert done.returncode == 3, done.stderr
+    assert "did not finish within 1s" in done.stderr
 
 
 def test_server_errors_that_outlast_the_retries_exit_4(fake: FakeGPTunnel) -> None:

@@ -117,6 +117,34 @@ async def test_a_good_webhook_goes_out_as_given(
     assert json.loads(api.requests[0]["body"])["webhook"] == "https://bot.example/hook?token=abc"
 
 
+CREATE_AND_WAIT: dict[str, Callable[..., Awaitable[Any]]] = {
+    "faceswap.swap": lambda c, **wait: c.faceswap.swap(
+        "https://a/1.png", "https://a/2.png", **wait
+    ),
+    "midjourney.imagine_and_wait": lambda c, **wait: c.midjourney.imagine_and_wait("a fox", **wait),
+    "media.generate": lambda c, **wait: c.media.generate("flux-pro", "a fox", **wait),
+}
+
+BAD_WAIT_ARGUMENTS: list[Any] = [
+    pytest.param({"timeout": -1}, "timeout", id="a negative timeout"),
+    pytest.param({"timeout": 0}, "timeout", id="a timeout run out (deadline - now)"),
+    pytest.param({"timeout": float("nan")}, "timeout", id="a NaN timeout"),
+    pytest.param({"policy": "fast"}, "policy", id="a policy that is none"),
+    pytest.param({"on_progress": 5}, "on_progress", id="an on_progress that is no function"),
+]
+
+
+@pytest.mark.parametrize("call", CREATE_AND_WAIT.values(), ids=CREATE_AND_WAIT.keys())
+@pytest.mark.parametrize(("wait", "named"), BAD_WAIT_ARGUMENTS)
+async def test_no_paid_task_is_created_for_a_wait_whose_arguments_are_wrong(
+    client: GPTunnelClient, api: ScriptedAPI, call: Any, wait: dict[str, Any], named: str
+) -> None:
+    api.script(task_json(status="idle"), media_json(status="idle"))
+    with pytest.raises(ConfigurationError, match=named):
+        await call(client, **wait)
+    assert api.requests == []  # the create was never sent (nor left unawaited: -W error)
+
+
 # -- created task ids -----------------------------------------------------------------------
 
 BAD_IDS = ["a" * (MAX_TASK_ID_LENGTH + 1), "", "   ", "\ud800abc"]

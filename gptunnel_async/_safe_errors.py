@@ -109,9 +109,11 @@ def made_safe(exc: BaseException, secret: str | None) -> BaseException:
     - aiohttp's request headers (the key) and response headers are dropped; the URLs it
       keeps, its message and every other text attribute or argument are masked, and
       those of exceptions that are not the SDK's are cut to 300 characters.
-    - An exception that still shows the key after that (its text is built from
-      something else, such as aiohttp's connection key naming the host) is replaced in
-      the chain by a :class:`MaskedCause` with its type's name and its masked text.
+    - An exception that still shows the key after that, in its text, its arguments or
+      its attributes (its text is built from something else, such as aiohttp's
+      connection key naming the host; an argument is no text, such as a dict) is
+      replaced in the chain by a :class:`MaskedCause` with its type's name and its
+      masked text.
     """
     safe = _scrubbed(exc, secret)
     pending: list[BaseException] = [safe]
@@ -143,7 +145,7 @@ def _scrubbed(exc: BaseException, secret: str | None) -> BaseException:
     _mask_attributes(exc, secret)
     if secret is None or isinstance(exc, GPTunnelError):
         return exc
-    shown = f"{exc!s} {exc!r} {vars(exc)!r}"
+    shown = f"{exc!s} {exc!r} {exc.args!r} {vars(exc)!r}"
     if not mask_for(secret).might_hold(shown) or mask_for(secret)(shown) == shown:
         return exc
     stand_in = MaskedCause(excerpt(f"{type(exc).__qualname__}: {exc}", secret, _CAUSE_TEXT))
@@ -213,6 +215,7 @@ def _forget_headers(exc: aiohttp.ClientResponseError, secret: str | None) -> Non
     )
     exc.headers = None
     exc.history = ()
+    exc.args = (exc.request_info, exc.history)  # aiohttp keeps both there too
 
 
 def _safe_url(url: URL, secret: str | None) -> URL:

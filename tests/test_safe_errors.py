@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from gptunnel_async import APIConnectionError, GPTunnelClient, GPTunnelError
+from gptunnel_async._safe_errors import MaskedCause, made_safe
 
 from .conftest import loopback_server
 from .test_masking import holds_key
@@ -122,3 +123,33 @@ async def test_a_redirect_target_echoing_the_key_shows_nowhere(
     assert len(str(caught.value)) <= 600
     assert not dest.exists()
     assert [path.name for path in dest.parent.iterdir()] == []
+
+
+class _Holder:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"_Holder({self.value!r})"
+
+
+@pytest.mark.parametrize(
+    "argument",
+    [
+        {"Authorization": KEY},
+        [KEY],
+        (f"Bearer {KEY}",),
+        KEY.encode(),
+        _Holder(KEY),
+        {"headers": {"authorization": KEY.lower()}},
+    ],
+    ids=["dict", "list", "tuple", "bytes", "object", "nested lower case"],
+)
+def test_a_cause_whose_arguments_hold_the_key_in_no_text_is_replaced(argument: object) -> None:
+    # Texts are masked in place; an argument that is no text (aiohttp keeps the request's
+    # headers in its errors' args) cannot be, so the exception is stood in for.
+    cause = ValueError(argument, "the request failed")
+    safe = made_safe(cause, KEY)
+    assert isinstance(safe, MaskedCause)
+    assert not [text for text in exception_texts(safe) if holds_key(text, KEY)]
+    assert safe.args[0].startswith("ValueError: ")

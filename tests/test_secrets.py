@@ -42,7 +42,8 @@ def echo(status: int, where: str = "message") -> faults.Reply:
 
 def exception_texts(exc: BaseException) -> Iterator[str]:
     """Every text an exception shows: its traceback, and for each exception in its chain
-    (``__cause__`` and ``__context__``), its ``str``, ``repr`` and attributes."""
+    (``__cause__`` and ``__context__``), its ``str``, ``repr``, arguments and attributes
+    (``rich.inspect`` and debuggers show each)."""
     yield "".join(traceback.format_exception(exc))
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
@@ -53,6 +54,7 @@ def exception_texts(exc: BaseException) -> Iterator[str]:
         seen.add(id(current))
         yield str(current)
         yield repr(current)
+        yield repr(current.args)
         yield repr(getattr(current, "__dict__", {}))
         pending += [current.__cause__, current.__context__]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import inspect
 import time
 import warnings
@@ -65,6 +66,27 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
     return "error" if isinstance(error, Exception) else "cancelled"
 
 
+_AWAITED_ELSEWHERE: Final = (
+    "this waiter is already being awaited (by another task, or by the code it calls "
+    "back); await that task, or call wait_for_result again for a wait of your own"
+)
+
+
+class _Driven(enum.Enum):
+    """Where an awaited wait is when no task drives it."""
+
+    NOT_YET = enum.auto()
+    ENDED = enum.auto()
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    """The task running now, or ``None`` outside one (a coroutine stepped by hand)."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no event loop runs here
+        return None
+
+
 HOOK_STATUS_LENGTH: Final = 100
 """The longest status the hooks are given, in characters: a status is a word, but the
 server's text, and a tracing hook keeps every one it is given."""
@@ -83,7 +105,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     It is a real ``collections.abc.Coroutine``, so ``asyncio.create_task``, ``gather``
     and ``wait_for`` accept it. Use it once, in one mode: awaiting a waiter that is
     being iterated or was already awaited, or the other way round, raises
-    ``UsageError``. Every family waits through this one class; you get one from a
+    ``UsageError``, as does awaiting one that another task (or the code it calls
+    back) awaits. Every family waits through this one class; you get one from a
     ``wait_for_result`` rather than building it. Between reads it keeps the wait core's
     small state and its sleep, so a bot can hold thousands of waits at once.
 
@@ -111,6 +134,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     __slots__ = (
         "_decision",
+        "_driver",
         "_ended",
         "_fetch",
         "_iterated",
@@ -155,6 +179,11 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         """The error of the last read, if it failed (for the WaitTimeoutError)."""
         self._running: Coroutine[Any, Any, T] | None = None
         """The awaited wait, once the waiter is awaited (or run as a task)."""
+        self._driver: asyncio.Task[Any] | _Driven | None = _Driven.NOT_YET
+        """The task that awaits the wait (or runs it), while it runs: another task that
+        awaits it or steps it gets ``UsageError``, rather than a share in its steps.
+        Kept rather than asked of the coroutine (``inspect.getcoroutinestate`` on each
+        step would make each sleeping wait keep a frame object, ~200 bytes more)."""
         self._iterated = False
         self._stepping = False
         self._ended = False
@@ -432,6 +461,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         except BaseException as exc:  # cancellation and GeneratorExit end the wait too
             self._report_end(exc)
             raise
+        finally:
+            self._driver = _Driven.ENDED  # the task holds the waiter: no cycle after this
 
     def _awaited(self) -> Coroutine[Any, Any, T]:
         """The awaited wait, started on first use; ``UsageError`` if it is iterated or
@@ -446,9 +477,27 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     def __await__(self) -> Generator[Any, None, T]:
         running = self._awaited()
-        if inspect.getcoroutinestate(running) == inspect.CORO_CLOSED:
-            raise UsageError("this waiter was already awaited; call wait_for_result again")
+        if self._driver is not _Driven.NOT_YET:
+            self._refuse_another_driver()
+        self._driver = _current_task()
         return running.__await__()
+
+    def _driven(self) -> Coroutine[Any, Any, T]:
+        """The awaited wait, for the task stepping it (``send``, ``throw``): the one that
+        started it; ``UsageError`` for any other, or once it has ended."""
+        running = self._awaited()
+        current = _current_task()
+        if self._driver is _Driven.NOT_YET:
+            self._driver = current
+        elif current is not self._driver:
+            self._refuse_another_driver()
+        return running
+
+    def _refuse_another_driver(self) -> None:
+        """``UsageError``: the awaited wait has started, in another task, or ended."""
+        if self._driver is _Driven.ENDED:
+            raise UsageError("this waiter was already awaited; call wait_for_result again")
+        raise UsageError(_AWAITED_ELSEWHERE)
 
     def send(self, value: Any) -> Any:
         """The coroutine protocol, for the event loop: resume the wait with ``value``.
@@ -458,8 +507,11 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
         Returns:
             What the wait awaits next.
+
+        Raises:
+            UsageError: another task awaits (or runs) this waiter, or it has ended.
         """
-        return self._awaited().send(value)
+        return self._driven().send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
         """The coroutine protocol, for the event loop: raise an exception inside the wait.
@@ -473,13 +525,14 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             What the wait awaits next, if it handles the exception.
         """
         if val is None and tb is None:
-            return self._awaited().throw(typ)
-        return self._awaited().throw(typ, val, tb)
+            return self._driven().throw(typ)
+        return self._driven().throw(typ, val, tb)
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or
         drop one that never started without the "never awaited" warning."""
         if self._running is not None:
             self._running.close()
+            self._driver = _Driven.ENDED  # also when it never started (no finally ran)
         elif not self._iterated:
             self._ended = True

@@ -501,6 +501,51 @@ async def test_a_waiter_is_used_in_one_mode_once(
         await awaited
 
 
+SECOND_AWAITS: dict[str, Any] = {
+    "await": lambda waiter: waiter,
+    "create_task": lambda waiter: asyncio.ensure_future(waiter),
+    "wait_for with a timeout": lambda waiter: asyncio.wait_for(waiter, 0.05),
+}
+
+
+@pytest.mark.parametrize("first_by", ["await", "create_task"])
+@pytest.mark.parametrize("second", SECOND_AWAITS.values(), ids=SECOND_AWAITS.keys())
+async def test_a_second_await_of_a_running_wait_is_refused_and_leaves_the_first_alone(
+    client: GPTunnelClient, api: ScriptedAPI, first_by: str, second: Any
+) -> None:
+    api.script(*steps(("running", 20), ("running", 60), ("done", 100)))
+    every_tenth = PollPolicy(initial=0.1, multiplier=1.0, max_interval=0.1, jitter=0.0)
+    waiter = client.wait_for_result("task-1", policy=every_tenth)
+
+    async def awaits() -> Any:
+        return await waiter
+
+    first = asyncio.ensure_future(waiter if first_by == "create_task" else awaits())
+    await asyncio.sleep(0.05)  # the first wait is under way, between two reads
+    with pytest.raises(UsageError, match="already being awaited"):
+        await second(waiter)
+    assert (await first).is_done  # not cancelled by the second's timeout, nor disturbed
+    assert len(api.requests) == 3
+
+
+async def test_a_wait_awaited_from_its_own_callback_is_refused(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("running", 20), ("done", 100)))
+    refused: list[BaseException] = []
+
+    async def awaits_its_own_wait(event: ProgressEvent) -> None:
+        if event.percent == 20:
+            try:
+                await waiter
+            except UsageError as exc:
+                refused.append(exc)
+
+    waiter = client.wait_for_result("task-1", on_progress=awaits_its_own_wait)
+    assert (await waiter).is_done
+    assert len(refused) == 1
+
+
 async def test_an_ended_iteration_yields_nothing_more(
     client: GPTunnelClient, api: ScriptedAPI, instant: None
 ) -> None:

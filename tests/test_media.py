@@ -177,17 +177,27 @@ def test_a_media_error_without_a_message_is_named_by_its_code() -> None:
     assert issubclass(ContentPolicyError, BadRequestError)
 
 
-def test_only_heavy_load_is_transient_and_safe_to_resend() -> None:
-    def error(code: int) -> APIError:
-        with pytest.raises(APIError) as caught:
-            decode_media_task(body({"code": code}))
-        return caught.value
+@pytest.mark.parametrize(
+    ("code", "transient", "refused"),
+    [
+        (6, True, True),  # heavy load: a 503, refused before any work
+        (1, True, False),  # internal error: a 500, the task may have started
+        (500, True, False),
+        *[(code, False, False) for code in (2, 3, 4, 5, 7, 99, 1001, 1002)],
+    ],
+)
+def test_media_codes_are_retried_as_the_status_they_stand_for(
+    code: int, transient: bool, refused: bool
+) -> None:
+    with pytest.raises(APIError) as caught:
+        decode_media_task(body({"code": code}))
+    assert (is_transient(caught.value), is_refused(caught.value)) == (transient, refused)
 
-    assert is_transient(error(6)) and is_refused(error(6))
-    for code in (1, 500, 2, 3, 4, 5, 7, 1001):
-        assert not is_transient(error(code)) and not is_refused(error(code))
-    http_400_with_code_6 = error_from_response(400, {}, body({"error": {"code": 6}}))
-    assert not is_transient(http_400_with_code_6) and not is_refused(http_400_with_code_6)
+
+def test_a_media_code_sent_with_an_error_status_is_not_one() -> None:
+    for code in (1, 6, 500):
+        with_400 = error_from_response(400, {}, body({"error": {"code": code}}))
+        assert not is_transient(with_400) and not is_refused(with_400)
 
 
 # -- over the wire --------------------------------------------------------------------
@@ -214,8 +224,23 @@ async def test_result_gives_up_on_heavy_load_with_the_typed_error(
     assert len(api.requests) == client._transport.max_retries + 1
 
 
+@pytest.mark.parametrize("code", [1, 500])
+async def test_an_internal_error_code_is_retried_on_a_read_but_no_create_is_sent_again(
+    code: int, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script({"code": code, "message": "Internal error"}, media_json(status="done"))
+    assert (await client.media.result("task-1")).is_done
+    assert len(api.requests) == 2
+    api.requests.clear()
+    api.replies.clear()
+    api.script({"code": code, "message": "Internal error"}, media_json(status="idle"))
+    with pytest.raises(ServerError, match="Internal error"):
+        await client.media.create("flux-pro", "a fox")
+    assert len(api.requests) == 1  # the task may have started: not sent twice
+
+
 @pytest.mark.parametrize(
-    ("code", "cls"), [(1, ServerError), (3, BadRequestError), (1001, ContentPolicyError)]
+    ("code", "cls"), [(3, BadRequestError), (4, NotFoundError), (1001, ContentPolicyError)]
 )
 async def test_other_media_codes_are_raised_at_once(
     code: int, cls: type[APIError], client: GPTunnelClient, api: ScriptedAPI, instant: None

@@ -29,8 +29,15 @@ RETRYABLE_STATUSES: Final = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_CAP: Final = 60.0
 """The longest ``Retry-After`` honoured, in seconds: a bigger hint is not worth blocking on."""
 
-_HEAVY_LOAD: Final = "6"
-"""The media code for "heavy load": it means what a 503 does, so it is retried."""
+_HEAVY_LOAD: Final = frozenset({"6"})
+"""The media code for "heavy load": it means what a 503 does (refused before any work),
+so it is retried, a create included."""
+
+_MEDIA_TRANSIENT: Final = _HEAVY_LOAD | {"1", "500"}
+"""Media codes that mean what 5xx statuses do: "heavy load" and the two "internal error"
+codes (GPTunnel's media-api/models page: media errors always come with HTTP 200, so
+these are how ``/media`` says 500). Retried as a 500 is: a read again, a create not
+(the task may have started)."""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -65,17 +72,20 @@ def honoured_retry_after(hint: float | None) -> float | None:
     return None if hint is None else min(hint, RETRY_AFTER_CAP)
 
 
-def _heavy_load(exc: APIError) -> bool:
-    """A media "heavy load" answer: sent with HTTP 200, it means what a 503 does."""
-    return exc.status_code < 300 and exc.code == _HEAVY_LOAD
+def _media_code_in(exc: APIError, codes: frozenset[str]) -> bool:
+    """Whether ``exc`` is a media error (sent with HTTP 200) whose code is one of ``codes``."""
+    return exc.status_code < 300 and exc.code in codes
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
-    or media's "heavy load". A TLS failure is network trouble that does not heal."""
+    or media's "heavy load" and "internal error" codes. A TLS failure is network trouble
+    that does not heal."""
     if isinstance(exc, APIConnectionError):
         return not isinstance(exc, TLSError)
-    return isinstance(exc, APIError) and (exc.status_code in RETRYABLE_STATUSES or _heavy_load(exc))
+    return isinstance(exc, APIError) and (
+        exc.status_code in RETRYABLE_STATUSES or _media_code_in(exc, _MEDIA_TRANSIENT)
+    )
 
 
 def is_refused(exc: BaseException) -> bool:
@@ -84,4 +94,6 @@ def is_refused(exc: BaseException) -> bool:
     Only these (and a connection that never opened) make it safe to send a request that
     starts a paid task again.
     """
-    return isinstance(exc, APIError) and (exc.status_code in (429, 503) or _heavy_load(exc))
+    return isinstance(exc, APIError) and (
+        exc.status_code in (429, 503) or _media_code_in(exc, _HEAVY_LOAD)
+    )

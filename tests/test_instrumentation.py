@@ -366,10 +366,12 @@ async def test_a_server_error_retry_names_the_request_then_the_reason(
 ) -> None:
     fake.fail_next(503, times=1)
     with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
-        await client.get_result(fake.script_task(steps=[("done", 100)]))
+        task_id = fake.script_task(steps=[("done", 100)])
+        await client.get_result(task_id)
     [line] = [record.getMessage() for record in caplog.records]
     assert line.startswith("GET /v1/faceswap/result failed (")
     assert "; retry 1 in " in line
+    assert line.endswith(f"(task {task_id})")  # of many waits at once, which one
 
 
 # -- Prometheus ----------------------------------------------------------------------

@@ -398,6 +398,24 @@ async def test_creates_are_refused_once_balance_and_credit_are_used_up(
     assert (code_5.value.status_code, code_5.value.code) == (200, "5")
 
 
+async def test_a_read_is_never_refused_for_balance_but_its_402_can_be_injected(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    """docs.gptunnel.ru/faceswap/result lists a 402 without saying when a read gets
+    it. The emulator refuses creates only, and docs/testing.md says so and shows how to
+    inject the read's 402 by hand; it ends a wait at once."""
+    fake.set_balance(-20)
+    steps = [("processing", 10), ("done", 100)]
+    async with fake.client() as client:
+        assert (await client.wait_for_result(fake.script_task(steps=steps))).is_done
+        broke = fake.script_task(steps=steps)
+        fake.fail_next(402, path="faceswap/result")
+        with pytest.raises(InsufficientBalanceError) as caught:
+            await client.wait_for_result(broke)
+    assert (caught.value.status_code, caught.value.type) == (402, "insufficient_balance_error")
+    assert [request.query.get("taskId") for request in fake.requests].count(broke) == 1
+
+
 @pytest.mark.parametrize("value", [float("nan"), "10", True, None])
 def test_a_balance_must_be_a_finite_number(value: Any) -> None:
     with pytest.raises(ConfigurationError, match="balance"):

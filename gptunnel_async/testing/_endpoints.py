@@ -90,7 +90,9 @@ MEDIA_MESSAGES: Final[Mapping[int, str]] = {
 _MIDJOURNEY_IMAGES: Final = (1, 2, 3, 4)
 
 MEDIA_ASPECT_RATIOS: Final = ("1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21")
-"""``ar`` values the docs list (the last two for some models only)."""
+"""``ar`` values the docs list (docs.gptunnel.ru/creative-lab/image-1: the last two for
+"some models" only). Which models is not documented, so every model takes them here,
+one of the departures docs/testing.md lists."""
 
 SUNO_VERSIONS: Final = ("chirp-v3-5", "chirp-v4", "chirp-v4-5")
 """suno's documented ``version`` values."""

@@ -544,6 +544,11 @@ class FaceSwap(TaskResource[Task]):
 class BgRemover(TaskResource[Task]):
     """``/bgremover``: background removal; its tasks are read and waited for here.
 
+    It has no ``create``: GPTunnel's docs list ``POST /bgremover/create`` but describe no
+    body (its page on docs.gptunnel.ru could not be read), so start a task with
+    ``create_task("bgremover/create", body)``, with the fields GPTunnel's support
+    confirms, and wait for it here.
+
     Results are assumed to live 3 days: the docs do not say (their result page mirrors
     the face swap's), so the face swap's documented lifetime is kept.
     """

@@ -25,7 +25,7 @@ def runnable_examples() -> dict[str, str]:
 
 EXPECTED = {
     "Face swap": ["done 100%", "saved swapped.png"],
-    "Background removal": ["processing 40%", "@BGRemover http://127.0.0.1:"],
+    "Background removal": ["processing 50%", "done 100%", "@BGRemover http://127.0.0.1:"],
     "Midjourney": ["50% preview: http://127.0.0.1:", "actions: upsamle_1", "from "],
     "Media": ["done http://127.0.0.1:", "blocked: 1001 Content blocked"],
     "Balance": ["fake-org: 100.00 (credit limit 0.00)", "top up first: Organization balance"],

@@ -331,3 +331,16 @@ async def test_the_emulator_checks_documented_choices(
     payload = {"model": "suno", "prompt": "p"} | {field: value}
     status, body = await raw_call(fake, "POST", "media/create", json=payload)
     assert (status, body["code"], body["issues"][0]["path"]) == (200, 3, [field])
+
+
+@pytest.mark.parametrize("model", ["suno", "flux-pro", "no-such-model"])
+@pytest.mark.parametrize("ar", ["21:9", "9:21"])
+async def test_the_emulator_takes_the_wide_ratios_for_every_model(
+    fake: FakeGPTunnel, model: str, ar: str
+) -> None:
+    """The docs: ``ar`` "some models also '21:9','9:21'", naming none. The emulator does
+    not guess which, so it takes them for every model (docs/testing.md lists this among
+    the ways it is laxer than GPTunnel)."""
+    payload = {"model": model, "prompt": "p", "ar": ar}
+    status, body = await raw_call(fake, "POST", "media/create", json=payload)
+    assert (status, body["code"], body["status"]) == (200, 0, "idle")

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from gptunnel_async import (
+    AuthenticationError,
     Balance,
     ConfigurationError,
     ContentPolicyError,
@@ -231,6 +232,112 @@ async def test_media_errors_come_with_http_200_and_a_code(
     assert body["code"] == code and body["message"]
 
 
+MEDIA_ROUTES = [("POST", "media/create"), ("GET", "media/result"), ("POST", "media/result")]
+
+
+@pytest.mark.parametrize(("method", "path"), MEDIA_ROUTES)
+@pytest.mark.parametrize(
+    "key", [None, "wrong-key", "Bearer fake-gptunnel-key"], ids=["missing", "wrong", "bearer"]
+)
+async def test_a_wrong_key_on_media_is_http_200_with_code_2(
+    fake: FakeGPTunnel,
+    http_session: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    key: str | None,
+) -> None:
+    """docs.gptunnel.ru/media-api/models: "Always HTTP 200; body code: ... 2 invalid token".
+    The emulator answered 401 with the other families' error object."""
+    headers = {} if key is None else {"Authorization": key}
+    payload = {"model": "suno", "prompt": "a jingle", "task_id": "6880f1c4a1b2c3d4e5f60718"}
+    url = f"{fake.base_url}/{path}"
+    async with http_session.request(method, url, headers=headers, json=payload) as response:
+        assert response.status == 200
+        assert await response.json() == {"code": 2, "message": "Invalid token"}
+
+
+async def test_the_sdk_sees_a_wrong_key_on_media_as_code_2(fake: FakeGPTunnel) -> None:
+    async with fake.client(api_key="not-the-key") as client:
+        with pytest.raises(AuthenticationError) as create:
+            await client.media.create("suno", "a jingle")
+        with pytest.raises(AuthenticationError) as read:
+            await client.media.result("6880f1c4a1b2c3d4e5f60718")
+    for caught in (create, read):
+        error = caught.value
+        assert (error.status_code, error.code, error.type) == (200, "2", "invalid_token")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "media/create"),
+        ("PUT", "media/create"),
+        ("DELETE", "media/result"),
+        ("POST", "media/generate"),  # seen in public code, not in the docs; not emulated
+        ("GET", "media/nothing/here"),
+    ],
+)
+async def test_a_wrong_method_or_path_on_media_is_http_200_with_code_99(
+    fake: FakeGPTunnel, method: str, path: str
+) -> None:
+    """docs.gptunnel.ru/media-api/models: "Always HTTP 200; body code: ... 99 method not
+    found". The emulator answered a wrong method 405 and a path it lacks 404."""
+    assert await raw_call(fake, method, path) == (200, {"code": 99, "message": "Method not found"})
+
+
+async def test_the_sdk_sees_a_media_path_the_emulator_lacks_as_code_99(
+    fake: FakeGPTunnel,
+) -> None:
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError) as caught:
+            await client.media.create_task("media/generate", {"model": "flux", "prompt": "p"})
+    assert (caught.value.status_code, caught.value.code) == (200, "99")
+
+
+async def test_outside_media_a_wrong_key_path_or_method_keeps_its_status(
+    fake: FakeGPTunnel, http_session: aiohttp.ClientSession
+) -> None:
+    """Only ``/v1/media/`` answers errors with HTTP 200; a ``base_url`` without ``/v1``
+    still meets a web server's 404, so the SDK still says to check it."""
+    origin = fake.base_url.removesuffix("/v1")
+    async with http_session.get(f"{fake.base_url}/balance") as response:
+        assert response.status == 401
+    async with http_session.get(f"{origin}/media/result", headers={"Authorization": "x"}) as r:
+        assert r.status == 401
+    assert (await raw_call(fake, "DELETE", "midjourney/result"))[0] == 405
+    async with fake.client(base_url=origin) as client:
+        with pytest.raises(NotFoundError, match="check base_url") as caught:
+            await client.media.result("6880f1c4a1b2c3d4e5f60718")
+    assert caught.value.status_code == 404
+
+
+async def test_an_http_status_fault_on_media_is_sent_as_asked(fake: FakeGPTunnel) -> None:
+    """A test that asks for an HTTP status gets it, on ``/media`` too (a proxy's answer,
+    docs/testing.md); media's own errors are injected as HTTP 200 with a body."""
+    fake.fail_next(503, path="media/result")
+    status, body = await raw_call(fake, "GET", "media/result", params={"task_id": "t"})
+    assert (status, body["error"]["type"]) == (503, "server_error")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "answer"),
+    [
+        ("POST", "media/create", (200, 3)),
+        ("POST", "media/result", (200, 3)),
+        ("POST", "faceswap/create", (400, None)),
+        ("POST", "midjourney/imagine", (400, None)),
+    ],
+)
+async def test_json_nested_too_deeply_is_refused_as_input_not_a_crash(
+    fake: FakeGPTunnel, method: str, path: str, answer: tuple[int, int | None]
+) -> None:
+    """Python's JSON parser gives up on it with a RecursionError, which the emulator
+    answered with aiohttp's HTML 500 (on ``/media`` too)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    status, body = await raw_call(fake, method, path, data=deep)
+    assert (status, body.get("code")) == answer
+
+
 async def test_the_sdk_reads_media_codes_as_typed_errors(fake: FakeGPTunnel) -> None:
     async with fake.client() as client:
         with pytest.raises(NotFoundError) as caught:
@@ -289,6 +396,24 @@ async def test_creates_are_refused_once_balance_and_credit_are_used_up(
         assert (await client.faceswap.create("https://a/1.png", "https://a/2.png")).status == "idle"
     assert http_402.value.status_code == 402
     assert (code_5.value.status_code, code_5.value.code) == (200, "5")
+
+
+async def test_a_read_is_never_refused_for_balance_but_its_402_can_be_injected(
+    fake: FakeGPTunnel, instant: None
+) -> None:
+    """docs.gptunnel.ru/faceswap/result lists a 402 without saying when a read gets
+    it. The emulator refuses creates only, and docs/testing.md says so and shows how to
+    inject the read's 402 by hand; it ends a wait at once."""
+    fake.set_balance(-20)
+    steps = [("processing", 10), ("done", 100)]
+    async with fake.client() as client:
+        assert (await client.wait_for_result(fake.script_task(steps=steps))).is_done
+        broke = fake.script_task(steps=steps)
+        fake.fail_next(402, path="faceswap/result")
+        with pytest.raises(InsufficientBalanceError) as caught:
+            await client.wait_for_result(broke)
+    assert (caught.value.status_code, caught.value.type) == (402, "insufficient_balance_error")
+    assert [request.query.get("taskId") for request in fake.requests].count(broke) == 1
 
 
 @pytest.mark.parametrize("value", [float("nan"), "10", True, None])

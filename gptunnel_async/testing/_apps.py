@@ -1,7 +1,9 @@
 """The emulator's two aiohttp applications: the API under ``/v1``, and the storage origin.
 
 Every request is logged first, then meets the queued faults, then (on the API) the
-bare-key ``Authorization`` check, and only then its endpoint.
+bare-key ``Authorization`` check, and only then its endpoint. Under ``/v1/media/`` the
+key check and a request no endpoint takes are answered as ``/media`` answers every
+error, with HTTP 200 and a ``code`` (2, 99); elsewhere with a status (401, 404, 405).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import Final
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._endpoints import ENDPOINTS, Endpoint, error_body, error_response
+from ._endpoints import (
+    ENDPOINTS,
+    Endpoint,
+    error_body,
+    error_response,
+    is_media_path,
+    media_error_response,
+)
 from ._state import EmulatorState, Fault, RecordedRequest, Server
 
 __all__ = ["API_PREFIX", "api_app", "storage_app"]
@@ -27,23 +36,47 @@ Answer = Callable[[RecordedRequest, str], web.Response]
 
 def api_app(state: EmulatorState, control: Sequence[web.RouteDef] = ()) -> web.Application:
     """The API: :data:`ENDPOINTS` under ``/v1``, behind the bare-key check; ``control``
-    routes (the emulator's own, unlogged) before them."""
+    routes (the emulator's own, unlogged) before them.
+
+    A missing or wrong key is a 401 ``unauthorized_request_error``, and under
+    ``/v1/media/`` HTTP 200 with code 2, "Invalid token" (docs.gptunnel.ru/media-api/models,
+    media errors: "Always HTTP 200; body code: ... 2 invalid token").
+    """
     routes: dict[str, dict[str, Endpoint]] = {}
     for endpoint in ENDPOINTS:
         routes.setdefault(endpoint.path, {})[endpoint.method] = endpoint
 
     def answer(request: RecordedRequest, path: str) -> web.Response:
+        on_api = request.path.startswith(f"{API_PREFIX}/")
+        media = on_api and is_media_path(path)
         if request.headers.get("Authorization") != state.api_key:
-            return error_response(401)
-        methods = routes.get(path) if request.path.startswith(f"{API_PREFIX}/") else None
-        if methods is None:  # a path the API lacks: a web server's 404, not the API's JSON
-            return web.Response(status=404, text=f"Cannot {request.method} {request.path}")
-        endpoint = methods.get(request.method)
+            return media_error_response(401) if media else error_response(401)
+        methods = routes.get(path) if on_api else None
+        endpoint = methods.get(request.method) if methods is not None else None
         if endpoint is None:
-            return error_response(405, headers={"Allow": ", ".join(sorted(methods))})
+            return _unrouted(request, methods, media=media)
         return endpoint.answer(state, request)
 
     return _app(state, "api", API_PREFIX, answer, control)
+
+
+def _unrouted(
+    request: RecordedRequest, methods: Mapping[str, Endpoint] | None, *, media: bool
+) -> web.Response:
+    """The answer to a request no endpoint takes (``methods``: the endpoints at its path).
+
+    ``/media`` answers it as every error, with HTTP 200: code 99, "method not found",
+    for a path under ``/v1/media/`` it lacks and a wrong HTTP method alike
+    (docs.gptunnel.ru/media-api/models: media errors are "always HTTP 200", code 99
+    "method not found"; which requests get 99 is not documented). Elsewhere a path the API lacks
+    gets a web server's plain-text 404, not the API's JSON, and a wrong method a 405
+    with ``Allow``.
+    """
+    if media:
+        return media_error_response(405)
+    if methods is None:
+        return web.Response(status=404, text=f"Cannot {request.method} {request.path}")
+    return error_response(405, headers={"Allow": ", ".join(sorted(methods))})
 
 
 def storage_app(state: EmulatorState) -> web.Application:

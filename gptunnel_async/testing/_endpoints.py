@@ -36,6 +36,7 @@ __all__ = [
     "ShowBalance",
     "error_body",
     "error_response",
+    "is_media_path",
     "media_error_response",
     "task_body",
     "task_response",
@@ -65,8 +66,15 @@ MEDIA_CODES: Final[Mapping[int, int]] = {
     405: 99,
     503: 6,
 }
-"""The ``code`` ``/media`` answers (with HTTP 200) where other endpoints use a status;
-anything else is 1, an internal error."""
+"""The ``code`` ``/media`` answers (with HTTP 200) where other endpoints use a status
+(docs.gptunnel.ru/media-api/models: "Always HTTP 200; body code: 1 internal, 2 invalid
+token, 3 invalid input, 4 record not found, 5 insufficient balance, 6 heavy load, 7 org
+restricted for model, 99 method not found"): a missing or wrong key (401) is 2, a
+wrong HTTP method or a path ``/media`` lacks (405) is 99; anything else is 1, an
+internal error."""
+
+MEDIA_PREFIX: Final = "media/"
+"""The paths of the ``/media`` API, relative to the base URL."""
 
 MEDIA_MESSAGES: Final[Mapping[int, str]] = {
     1: "Internal error",
@@ -82,12 +90,20 @@ MEDIA_MESSAGES: Final[Mapping[int, str]] = {
 _MIDJOURNEY_IMAGES: Final = (1, 2, 3, 4)
 
 MEDIA_ASPECT_RATIOS: Final = ("1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21")
-"""``ar`` values the docs list (the last two for some models only)."""
+"""``ar`` values the docs list (docs.gptunnel.ru/creative-lab/image-1: the last two for
+"some models" only). Which models is not documented, so every model takes them here,
+one of the departures docs/testing.md lists."""
 
 SUNO_VERSIONS: Final = ("chirp-v3-5", "chirp-v4", "chirp-v4-5")
 """suno's documented ``version`` values."""
 
 _DATA_URI: Final = re.compile(r"data:image/[\w.+-]+;base64,(?P<data>[A-Za-z0-9+/=\s]+)")
+
+
+def is_media_path(path: str) -> bool:
+    """Whether ``path`` (relative to the base URL, ``media/create``) is the ``/media``
+    API's, which answers every error with HTTP 200 and a ``code``."""
+    return path.startswith(MEDIA_PREFIX)
 
 
 def error_body(status: int, message: str | None = None, *, param: str | None = None) -> Any:

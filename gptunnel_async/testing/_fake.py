@@ -56,7 +56,8 @@ class FakeGPTunnel:
     a background thread with ``with FakeGPTunnel() as fake:`` (sync tests, fixtures).
 
     Args:
-        api_key: the key the API accepts; any other answers 401.
+        api_key: the key the API accepts; any other answers 401 (under ``/v1/media/``,
+            HTTP 200 with code 2, as ``/media`` answers every error).
         host: the loopback address to listen on (``"::1"`` for IPv6).
         result_image: the bytes storage serves for every done task; a small sample
             PNG by default.

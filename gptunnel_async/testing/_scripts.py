@@ -58,7 +58,8 @@ GRID_ACTIONS: Final = (
     *(f"variation_{n}" for n in range(1, 5)),
 )
 """A done grid's actions as the docs spell them (``upsamle``, sic; the docs' example
-lists ``variation_4`` twice and no ``variation_3``, taken here as a slip)."""
+lists ``variation_4`` twice and no ``variation_3``, taken here as a slip). The docs do
+not settle it, so docs/testing.md lists ``variation_3`` among the emulator's departures."""
 
 UPSAMPLE_ACTIONS: Final = ("high_variation", "low_variation")
 """A done upsample's actions: the variations the docs name for an upsample parent."""

@@ -51,10 +51,12 @@ class RecordedRequest:
 
     @property
     def json(self) -> Any:
-        """The body parsed as JSON, or ``None`` when it is empty or not JSON."""
+        """The body parsed as JSON, or ``None`` when it is empty, not JSON, or nested
+        too deeply for Python's parser (which the endpoints then refuse as input, not
+        with a crash's 500)."""
         try:
             return json.loads(self.body) if self.body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
 

@@ -10,6 +10,8 @@ the retries (tenacity), and turns every failure on the wire into a typed
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import ssl
 import time
 import zlib
@@ -90,6 +92,13 @@ def _safe_to_resend(exc: BaseException) -> bool:
         and is_transient(exc)
         and isinstance(exc.__cause__, aiohttp.ClientConnectorError)
     )
+
+
+def _json(request: Request) -> io.BytesIO:
+    """``request``'s body as JSON (as aiohttp's ``json=`` makes it), in a file object:
+    aiohttp sends that in chunks, where it warns (``ResourceWarning``) that bytes over
+    1 MiB may block the event loop, as a face swap of two photos sent inline is."""
+    return io.BytesIO(json.dumps(request.json).encode())
 
 
 class _Inflater:
@@ -235,11 +244,14 @@ class Transport(InProcessOnly):
         that answers an interim ``1xx`` and then nothing held it forever, since aiohttp's
         read timeout does not run between the two (an API request's whole exchange has
         its timeout already)."""
+        headers, body = request.headers, None
+        if request.json is not None:
+            headers, body = {**headers, "Content-Type": "application/json"}, _json(request)
         sending = session.request(
             request.method,
             request.url,
-            headers=request.headers,
-            json=request.json,
+            headers=headers,
+            data=body,
             allow_redirects=False,
             raise_for_status=False,
             timeout=self._timeouts[request.streamed],

@@ -80,7 +80,8 @@ async def test_create_posts_the_documented_json(mocked: aioresponses) -> None:
     assert (method, url.path) == ("POST", "/v1/faceswap/create")
     [call] = mocked.requests[(method, url)]
     assert call.kwargs["headers"]["Authorization"] == "sk-abc"
-    assert call.kwargs["json"] == {
+    assert call.kwargs["headers"]["Content-Type"] == "application/json"
+    assert json.loads(call.kwargs["data"].getvalue()) == {
         "sourceImage": "https://a/source.png",
         "faceImage": "data:image/png;base64," + base64.b64encode(PNG).decode(),
         "webhook": "https://bot.example/hook",

@@ -154,7 +154,8 @@ def sent(mocked: aioresponses) -> tuple[str, str, Any]:
     """The one request ``mocked`` saw: method, path and JSON body."""
     [(method, url)] = mocked.requests
     [call] = mocked.requests[(method, url)]
-    return method, url.path, call.kwargs.get("json")
+    body = call.kwargs.get("data")
+    return method, url.path, None if body is None else json.loads(body.getvalue())
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ def test_every_route_the_emulator_answers_is_in_its_table(path: str) -> None:
         '`ar` `"21:9"` and `"9:21"` are taken for every media model',
         "`bgremover/create`",  # undocumented create bodies: any JSON object
         "offers `variation_3`",  # the documented grid has variation_4 twice, no 3
-        "413",  # bodies over 1 MiB
+        "413",  # bodies past two of the SDK's largest images
     ],
 )
 def test_each_known_departure_from_gptunnel_is_listed(said: str) -> None:

@@ -32,6 +32,7 @@ from gptunnel_async import (
     UsageError,
     WaitTimeoutError,
 )
+from gptunnel_async._images import MAX_IMAGE_BYTES
 from gptunnel_async.testing import (
     FakeGPTunnel,
     instant_waits,
@@ -806,3 +807,16 @@ async def test_the_control_endpoint_answers_a_bad_spec_400(
     ):
         assert answer.status == 400
         assert complaint in (await answer.json())["error"]
+
+
+async def test_a_face_swap_of_two_of_the_sdks_largest_images_is_taken(
+    fake: FakeGPTunnel,
+) -> None:
+    # aiohttp's default (1 MiB) refused two 400 KB photos sent inline with a 413 the
+    # request log never saw, though the SDK sends images of up to 10 MiB each.
+    largest = b"\x89PNG\r\n\x1a\n" + bytes(MAX_IMAGE_BYTES - 8)
+    async with fake.client() as client:
+        task = await client.faceswap.create(largest, largest)
+    assert task.status == "idle"
+    [create] = [r for r in fake.requests if r.path == "/v1/faceswap/create"]
+    assert len(create.body) > 2 * MAX_IMAGE_BYTES  # both images, as base64

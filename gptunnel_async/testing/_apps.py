@@ -16,6 +16,7 @@ from typing import Final
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .._images import MAX_IMAGE_BYTES
 from ._endpoints import (
     ENDPOINTS,
     Endpoint,
@@ -29,6 +30,12 @@ from ._state import EmulatorState, Fault, RecordedRequest, Server
 __all__ = ["API_PREFIX", "api_app", "storage_app"]
 
 API_PREFIX: Final = "/v1"
+
+MAX_REQUEST_BYTES: Final = 2 * (4 * MAX_IMAGE_BYTES // 3 + 1024) + 1024 * 1024
+"""The largest request body the emulator takes, in bytes: a face swap of two images of
+the SDK's own largest size, inline as base64 data URIs (a third more each), and a
+MiB for the rest. GPTunnel's limit is not documented; aiohttp's default (1 MiB)
+refused a face swap of two 400 KB photos."""
 """The path of the base URL, as on the real service."""
 
 Answer = Callable[[RecordedRequest, str], web.Response]
@@ -126,7 +133,7 @@ def _app(
                 return faulty
         return answer(record, path)
 
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_routes(control)  # first: the catch-all below would take them otherwise
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -91,7 +91,7 @@ def _raised(outcome: str | ConfigurationError) -> str:
     return outcome
 
 
-def read_image_file(path: Path, what: str = "image") -> bytes:
+def read_image_file(path: str | os.PathLike[str], what: str = "image") -> bytes:
     """At most ``MAX_IMAGE_BYTES + 1`` bytes of the regular file at ``path``: enough to
     tell a file over the limit without reading it all.
 
@@ -102,7 +102,7 @@ def read_image_file(path: Path, what: str = "image") -> bytes:
     Raises:
         ConfigurationError: the file cannot be opened or read, or is not a regular file.
     """
-    shown = describe(str(path))
+    shown = describe(path)  # as given: Path() would show "http//x" as 'http/x'
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
@@ -172,8 +172,7 @@ async def encode_image(value: ImageInput) -> str:
             "an image must be a URL, a data: URI, bytes, a path or a binary file object, "
             f"got {type(value).__name__}"
         )
-    path = Path(value)
-    return _raised(_encoded(await asyncio.to_thread(read_image_file, path), describe(str(path))))
+    return _raised(_encoded(await asyncio.to_thread(read_image_file, value), describe(value)))
 
 
 def image_link(value: object, what: str) -> str:
@@ -221,7 +220,7 @@ def _mask_bytes(value: ImageInput) -> bytes:
             f"{type(value).__name__}"
         )
     if isinstance(value, os.PathLike) or _is_file(value):
-        return read_image_file(Path(value), "mask")
+        return read_image_file(value, "mask")
     text = value.partition(",")[2] if value.startswith("data:") else value
     try:
         return base64.b64decode(text, validate=True)

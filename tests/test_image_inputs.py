@@ -113,14 +113,194 @@ async def test_a_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "typed",
+    "typed", ["example.com/me.jpg", "www.example.com/face.png", "AgACAgIAAxkBAAIBQ2Z"]
+)
+async def test_text_that_is_neither_a_link_nor_a_file_says_how_it_was_read(typed: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        await encode_image(typed)
+    assert "No such file" in str(refused.value)
+    assert "(text that is no http(s) link is a file path)" in str(refused.value)
+
+
+async def test_a_picture_opened_as_text_is_told_to_open_with_rb(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))  # not UTF-8
+    with path.open(encoding="utf-8") as text, pytest.raises(ConfigurationError) as refused:
+        await encode_image(text)  # type: ignore[arg-type]
+    assert (
+        str(refused.value)
+        == 'cannot read the image: it is a text file object; open the file with "rb"'
+    )
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(min_size=8, max_size=300).filter(lambda b: not b.startswith(b"\x89P")))
+async def test_a_refused_files_bytes_are_in_no_frame_of_the_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    secret = b"root:$6$hash-of-a-secret:" + content
+    path = tmp_path / "shadow"
+    path.write_bytes(secret)
+    for attempt in (encode_image(str(path)), encode_image(path)):
+        with pytest.raises(ConfigurationError) as raised:
+            await attempt
+        assert not frames_hold(raised.value.__traceback__, secret)
+    with pytest.raises(ConfigurationError) as raised_mask:
+        check_mask(path)
+    assert not frames_hold(raised_mask.value.__traceback__, secret)
+
+
+def test_a_refused_masks_bytes_are_in_no_frame_of_the_error(tmp_path: Path) -> None:
+    grey = mask(grey_pixel=True)
+    path = tmp_path / "mask.png"
+    path.write_bytes(grey)
+    for value in (path, grey):
+        with pytest.raises(ConfigurationError, match="black and white") as raised:
+            check_mask(value)
+        if isinstance(value, Path):
+            assert not frames_hold(raised.value.__traceback__, grey)
+
+
+# -- PNG: bounded inflate, bounded work ----------------------------------------------------
+
+
+@given(
+    width=st.integers(1, 64),
+    height=st.integers(1, 64),
+    extra=st.integers(1, 3 * 1024 * 1024),
+)
+def test_pixel_data_larger_than_the_header_says_is_refused(
+    width: int, height: int, extra: int
+) -> None:
+    expected = height * (width + 1)
+    bomb = raw_png(width, height, bytes(expected + extra))
+    with pytest.raises(PngError, match="larger than its header"):
+        read_png(bomb)
+    with pytest.raises(ConfigurationError, match="black-and-white PNG"):
+        check_mask(bomb)
+
+
+@given(width=st.integers(1, 64), height=st.integers(1, 64), short=st.integers(1, 64))
+def test_pixel_data_shorter_than_the_header_says_is_refused(
+    width: int, height: int, short: int
+) -> None:
+    expected = height * (width + 1)
+    with pytest.raises(PngError, match="cut short"):
+        read_png(raw_png(width, height, bytes(max(0, expected - short))))
+
+
+def test_a_zlib_bomb_of_gigabytes_is_refused() -> None:
+    inflater = zlib.compressobj(9)
+    zeros = bytes(1024 * 1024)
+    body = b"".join(inflater.compress(zeros) for _ in range(1024)) + inflater.flush()
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+    with pytest.raises(ConfigurationError, match="larger than its header"):
+        check_mask(bomb)
+
+
+def test_an_image_over_the_checked_size_is_checked_for_size_only() -> None:
+    side = 2049  # 2049 x 2049 RGBA is over MAX_CHECKED_BYTES; the data is never inflated
+    assert 4 * side * side > MAX_CHECKED_BYTES
+    header = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"not zlib")
+    assert read_png(data).colours is None
+
+
+@pytest.mark.parametrize("kind", [1, 3, 4])
+def test_slow_filters_past_the_work_budget_leave_the_colours_unread(kind: int) -> None:
+    width = 1024
+    over = MAX_FILTER_WORK // width + 1
+    image = read_png(raw_png(width, over, (bytes([kind]) + bytes(width)) * over))
+    assert (image.width, image.height, image.colours) == (width, over, None)
+    within = read_png(raw_png(width, over - 1, (bytes([kind]) + bytes(width)) * (over - 1)))
+    assert within.colours == frozenset({(0, 0, 0)})
+
+
+def test_a_grid_sized_mask_filtered_up_is_read_whole() -> None:
+    side = 2048
+    rows = [b"\x02" + bytes(side)] * (side - 1) + [b"\x02" + bytes(side - 1) + b"\x80"]
+    image = read_png(raw_png(side, side, b"".join(rows)))
+    assert image.colours == frozenset({(0, 0, 0), (128, 128, 128)})
+    with pytest.raises(ConfigurationError, match="1 other colour"):
+        check_mask(raw_png(side, side, b"".join(rows)))
+
+
+@given(st.data())
+def test_adding_rows_bytewise_matches_the_specification(data: st.DataObject) -> None:
+    size = data.draw(st.integers(0, 200))
+    line = data.draw(st.binary(min_size=size, max_size=size))
+    previous = data.draw(st.binary(min_size=size, max_size=size))
+    expected = bytes((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+    assert _add_bytes(line, previous) == expected
+
+
+@given(
+    channels=st.sampled_from([1, 2, 3, 4]),
+    pixels=st.lists(st.tuples(*[st.sampled_from([0, 1, 128, 255])] * 4), min_size=1, max_size=40),
+)
+def test_the_colours_of_a_row_are_its_distinct_pixels(
+    channels: int, pixels: list[tuple[int, int, int, int]]
+) -> None:
+    line = bytes(sample for pixel in pixels for sample in pixel[:channels])
+    colour = 3 if channels >= 3 else 1
+    assert _colours(line, 8, channels, len(pixels)) == {pixel[:colour] for pixel in pixels}
+
+
+# -- binary file objects ------------------------------------------------------------------
+
+
+async def test_a_bytesio_or_a_binary_file_is_read_from_its_position(tmp_path: Path) -> None:
+    png = mask(4, 4)
+    encoded = await encode_image(io.BytesIO(png))
+    assert encoded == "data:image/png;base64," + base64.b64encode(png).decode()
+    moved = io.BytesIO(b"junk" + png)
+    moved.seek(4)
+    assert await encode_image(moved) == encoded
+    path = tmp_path / "m.png"
+    path.write_bytes(png)
+    with path.open("rb") as file:
+        assert await encode_image(file) == encoded
+        file.seek(0)
+        assert check_mask(file) == base64.b64encode(png).decode()
+    assert check_mask(io.BytesIO(png), size=(4, 4)) == base64.b64encode(png).decode()
+
+
+async def test_a_file_object_over_the_limit_is_refused_reading_one_byte_more() -> None:
+    big = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\0" * MAX_IMAGE_BYTES)
+    with pytest.raises(ConfigurationError, match="over the"):
+        await encode_image(big)
+    assert big.tell() == MAX_IMAGE_BYTES + 1
+
+
+async def test_a_text_or_closed_file_object_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.png"
+    path.write_bytes(b"not a picture")
+    with path.open() as text, pytest.raises(ConfigurationError, match='"rb"'):
+        await encode_image(text)  # type: ignore[arg-type]
+    closed = io.BytesIO(b"x")
+    closed.close()
+    with pytest.raises(ConfigurationError, match="cannot read the image"):
+        await encode_image(closed)
+    with pytest.raises(ConfigurationError, match="cannot read the mask"):
+        check_mask(closed)
+
+
+async def test_a_gif_is_named_once_in_its_refusal() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        await encode_image(io.BytesIO(b"GIF89a" + b"\0" * 20))
+    assert str(caught.value) == "the image is not a PNG, JPEG or WEBP file"
+
+
+@pytest.mark.parametrize(
+    "given_as",
     ["http//example.com/me.jpg", "https:/example.com/me.jpg", "./photos//me.png", "a/./b.png"],
 )
 async def test_a_missing_file_is_quoted_as_it_was_given(
-    typed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    given_as: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Path() normalises: "http//x" (a link missing its colon) would be shown as 'http/x'.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigurationError) as caught:
-        await encode_image(typed)
-    assert repr(typed) in str(caught.value)
+        await encode_image(given_as)
+    assert repr(given_as) in str(caught.value)

@@ -92,6 +92,13 @@ class GPTunnelClient(InProcessOnly):
     Use it as ``async with GPTunnelClient() as client:``, or call ``close()``. One
     client serves a whole application: its connections are pooled and reused.
 
+    Each task family has its calls on an attribute: ``client.faceswap``
+    ([FaceSwap][gptunnel_async.families.FaceSwap]), ``client.bgremover``,
+    ``client.midjourney`` and ``client.media``, each with ``result``,
+    ``wait_for_result``, ``as_completed`` and ``wait_many``, and their create calls.
+    The client's own ``get_result``, ``wait_for_result``, ``as_completed`` and
+    ``wait_many`` are the face swap's (GPTunnel's first task family).
+
     Args:
         api_key: the organisation's key; defaults to ``GPTUNNEL_API_KEY``.
         base_url: defaults to ``GPTUNNEL_BASE_URL``, else ``https://gptunnel.ru/v1``.

@@ -101,6 +101,14 @@ def _json(request: Request) -> io.BytesIO:
     return io.BytesIO(json.dumps(request.json).encode())
 
 
+def _may_have_started(exc: BaseException) -> bool:
+    """For a request that starts a paid task: whether the server may have started it
+    though the request failed with ``exc``: its answer was no task object, or the
+    failure came after the request may have reached it (a timeout, a lost connection,
+    a 500), as opposed to a refusal before any work or a connection never opened."""
+    return isinstance(exc, ResponseDecodeError) or (is_transient(exc) and not _safe_to_resend(exc))
+
+
 class _Inflater:
     """Undoes a gzip or deflate content coding, as aiohttp does unless a borrowed session
     was made with ``auto_decompress=False``. Stops after ``limit`` bytes of output, so a
@@ -493,20 +501,23 @@ class Transport(InProcessOnly):
         return await self.retried(what, attempt, retry_if, family=family, task_id=task_id)
 
     def _in_context(self, exc: GPTunnelError, request: Request) -> GPTunnelError:
-        """``exc``, and for an answer to a create that is not a task object, the request
-        it answered and what that means: the server may have started the task (paid)."""
-        if request.idempotent or not isinstance(exc, ResponseDecodeError):
+        """``exc``, and for a create after which the server may have started the task
+        (:func:`_may_have_started`), the request and what that means, added to its
+        text in place (its class and attributes stay)."""
+        if request.idempotent or not _may_have_started(exc):
             return exc
-        if "may have started" in str(exc):  # the created task's id was unusable: says so
+        text = str(exc.args[0]) if exc.args else type(exc).__name__
+        if "may have started" in text:  # the created task's id was unusable: says so
             return exc
-        told = ResponseDecodeError(
-            f"{self.shown(request.label)}: {exc}; the task may have started: look for it "
-            "before you create it again (each create is paid)",
-            status_code=exc.status_code,
-            body=exc.body,
+        label = self.shown(request.label)
+        if label not in text:
+            text = f"{label}: {text}"
+        exc.args = (
+            f"{text}; the task may have started: look for it before you create it again "
+            "(each create is paid)",
+            *exc.args[1:],
         )
-        told.__cause__ = exc.__cause__
-        return told
+        return exc
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:
         """One attempt; reported to the instrumentation hooks if one listens to requests

@@ -431,3 +431,36 @@ async def test_a_create_retried_and_then_answered_with_no_task_object_says_so_to
     assert str(caught.value).startswith("POST /v1/faceswap/create: the answer is not JSON")
     assert "the task may have started" in str(caught.value)
     assert len(api.requests) == 2
+
+
+MAY_HAVE_STARTED: list[Any] = [
+    pytest.param(faults.answer(500, {"error": {"message": "boom"}}), True, id="500"),
+    pytest.param(faults.answer(502, "bad gateway"), True, id="502"),
+    pytest.param(faults.answer(504, "gateway timeout"), True, id="504"),
+    pytest.param(faults.stall(), True, id="no answer in time"),
+    pytest.param(faults.reset(), True, id="connection dropped after the request"),
+    pytest.param(faults.answer(503, {"error": {"message": "busy"}}), False, id="503 refused"),
+    pytest.param(faults.rate_limited("0"), False, id="429 refused"),
+    pytest.param(faults.answer(400, {"error": {"message": "bad"}}), False, id="400"),
+    pytest.param(faults.answer(402, {"error": {"message": "no money"}}), False, id="402"),
+]
+
+
+@pytest.mark.parametrize(("reply", "may_have_started"), MAY_HAVE_STARTED)
+async def test_a_failed_create_says_whether_the_task_may_have_started(
+    api: ScriptedAPI, reply: Any, may_have_started: bool
+) -> None:
+    """A create cut off after the server may have acted (a timeout, a 500) said nothing
+    of it, so the caller created the paid task again; a refusal or a rejection did not
+    start it, and says nothing either."""
+    api.script(reply)
+    async with GPTunnelClient(
+        api_key="sk-test", base_url=api.base_url, timeout=0.3, max_retries=1
+    ) as client:
+        with pytest.raises(GPTunnelError) as caught:
+            await client.faceswap.create("https://a/1.png", "https://a/2.png")
+    text = str(caught.value)
+    assert ("the task may have started: look for it" in text) is may_have_started
+    if may_have_started:
+        assert "POST /v1/faceswap/create" in text
+        assert len(api.requests) == 1  # and it was not sent again

@@ -355,14 +355,14 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
     file system (a folder it may not write to, a full disk) is a ``DownloadError``.
     """
     path = target.path
-    fd, temporary = _create_temporary(path)
+    file, temporary = _create_temporary(path)
     try:
-        if target.replace:
-            _keep_mode(fd, path)
         # Writes stay on the event loop: 64 KiB chunks into the page cache take
         # microseconds, and a thread hop per chunk would make cancellation race the
         # write it interrupts.
-        with os.fdopen(fd, "wb") as file:
+        with file:
+            if target.replace:
+                _keep_mode(file.fileno(), path)
             await _stream(fetch, url, file, max_bytes)
         if target.replace:
             os.replace(temporary, path)
@@ -374,15 +374,17 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
         _remove(temporary)
 
 
-def _create_temporary(target: Path) -> tuple[int, str]:
-    """A new hidden file beside ``target``, open for writing, with the permissions a plain
-    ``open()`` gives (0o666 less the umask, applied by the system: the process umask is
-    never read or changed, so no other thread sees it altered)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+def _create_temporary(target: Path) -> tuple[BinaryIO, str]:
+    """A new hidden file beside ``target``, open for writing, and its name.
+
+    It is made by a plain ``open(name, "xb")``, so it has the permissions that gives
+    (0o666 less the umask, applied by the system: the process umask is never read or
+    changed, so no other thread sees it altered), and the file object owns its
+    descriptor from the start: no failure after this can leak a raw descriptor."""
     for _ in range(tempfile.TMP_MAX):
         name = target.parent / f".{_start_of(target.name)}.{secrets.token_hex(6)}.part"
         try:
-            return os.open(name, flags, 0o666), str(name)
+            return open(name, "xb"), str(name)  # the caller's `with` closes it
         except FileExistsError:
             continue
         except OSError as exc:
@@ -398,7 +400,8 @@ def _start_of(name: str, limit: int = 64) -> str:
 
 
 def _keep_mode(fd: int, target: Path) -> None:
-    """Give the file open at ``fd`` the permissions of the file it will replace, if any."""
+    """Give the file open at ``fd`` the permissions of the file it will replace, if any;
+    ``OSError`` if ``target`` cannot be looked at (a symlink loop) or the mode not set."""
     try:
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:

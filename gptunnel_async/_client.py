@@ -406,8 +406,9 @@ class GPTunnelClient(InProcessOnly):
         Raises:
             ConfigurationError: the task is not done, has several files and no
                 ``clip`` (or ``clip`` is out of range), a URL given is not http(s),
-                ``dest`` is not a path or its folder does not exist, or ``max_bytes``
-                or ``timeout`` is not a positive number.
+                ``dest`` is not a path, is empty (``""`` would mean the current
+                folder) or its folder does not exist, or ``max_bytes`` or ``timeout``
+                is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, the deadline passed, the
@@ -461,8 +462,8 @@ class GPTunnelClient(InProcessOnly):
             The paths written, in the order of the task's ``urls``.
 
         Raises:
-            ConfigurationError: the task is not done, ``folder`` is not an existing
-                folder, or ``max_bytes`` or ``timeout`` is not a positive number.
+            ConfigurationError: the task is not done, ``folder`` is empty or not an
+                existing folder, or ``max_bytes`` or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually expired.
             DownloadError: the task lists more than 100 files (a server's answer gone
                 wrong: GPTunnel's models give one to a few), a body is over

@@ -213,11 +213,12 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
     after the URL inside folder ``dest`` (see :func:`url_file_name`; never replacing one).
 
     The folder must already exist: a download never creates or changes anything but
-    the one file it writes. A ``dest`` that is not a path is a ``ConfigurationError``;
-    a folder that cannot even be looked at, a ``DownloadError``.
+    the one file it writes. A ``dest`` that is not a path, or is empty, is a
+    ``ConfigurationError``; a folder that cannot even be looked at, a ``DownloadError``.
     """
     if not isinstance(dest, str | os.PathLike):
         raise ConfigurationError(f"dest must be a path, got {describe(dest)}")
+    _refuse_empty(dest)
     try:
         if "\x00" in os.fsdecode(dest):
             raise ValueError("a NUL character")  # is_dir() would say False, not why
@@ -236,19 +237,33 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
     return Target(target, replace=not into_folder)
 
 
+def _refuse_empty(
+    dest: str | os.PathLike[str], what: str = "dest", wanted: str = "a file or an existing folder"
+) -> None:
+    """``ConfigurationError`` if ``dest`` is empty. ``Path("")`` is the current folder, so
+    an unset variable (``os.environ.get("OUT", "")``) would write there unasked;
+    ``what`` names the argument in the error, ``wanted`` what it should name."""
+    with contextlib.suppress(TypeError):  # a broken __fspath__: the caller's checks say it
+        if os.fspath(dest) in ("", b""):
+            raise ConfigurationError(f"{what} is empty: name {wanted}")
+
+
 def _names_a_folder(dest: str | os.PathLike[str]) -> bool:
     """A trailing separator means a folder: ``missing/`` must not become a file ``missing``."""
     return os.fspath(dest).endswith(("/", os.sep))
 
 
-def check_destination(dest: str | os.PathLike[str]) -> None:
-    """Check what can be checked before a download starts: the folder ``dest`` is (or is
-    in) exists and takes new files, and the file name is one the folder can hold.
+def check_destination(dest: str | os.PathLike[str], what: str = "dest") -> None:
+    """Check what can be checked before a download starts: ``dest`` is not empty, the
+    folder it is (or is in) exists and takes new files, and the file name is one the
+    folder can hold; ``what`` names ``dest`` in the errors (the command line's
+    ``--save``).
 
     Raises:
-        ConfigurationError: the folder is missing or cannot be written to, or the name
-            is empty, holds a NUL or is too long.
+        ConfigurationError: ``dest`` is empty, the folder is missing or cannot be
+            written to, or the name is empty, holds a NUL or is too long.
     """
+    _refuse_empty(dest, what)
     target = Path(dest)
     folder = target if _is_dir(target) or _names_a_folder(dest) else target.parent
     if not _is_dir(folder):
@@ -287,6 +302,8 @@ def folder_targets(folder: object, urls: list[URL], task_id: str) -> list[Target
     """One new file in the existing ``folder`` per URL, named after it; ``<stem>-<n><suffix>``
     (the stem from :func:`id_file_stem`) where the URL's name is unusable or two URLs
     share one. None replaces a file."""
+    if isinstance(folder, str | os.PathLike):
+        _refuse_empty(folder, "folder", "an existing folder")
     if not isinstance(folder, str | os.PathLike) or not os.path.isdir(folder):
         raise ConfigurationError(f"folder must be an existing folder, got {describe(folder)}")
     name = id_file_stem(task_id)

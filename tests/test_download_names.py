@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from gptunnel_async import ConfigurationError, GPTunnelClient, MediaClip, MediaTask, Task
-from gptunnel_async._download import MEDIA_SUFFIXES, id_file_stem, url_file_name
+from gptunnel_async._download import (
+    MEDIA_SUFFIXES,
+    check_destination,
+    id_file_stem,
+    url_file_name,
+)
 
 from .conftest import loopback_server
 
@@ -235,4 +240,28 @@ async def test_a_trailing_slash_means_a_folder_and_a_missing_one_is_refused(
 ) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         await client.download_result(storage(client) + "x.png", f"{tmp_path}/missing{suffix}")
+    assert names(tmp_path) == []
+
+
+# -- an empty dest ------------------------------------------------------------------------
+
+
+def test_an_empty_dest_is_refused_under_the_name_it_was_given() -> None:
+    with pytest.raises(ConfigurationError, match=r"^dest is empty: name a file or an existing"):
+        check_destination("")
+    with pytest.raises(ConfigurationError, match=r"^--save is empty: name a file or an existing"):
+        check_destination("", "--save")
+
+
+async def test_an_empty_dest_writes_nowhere(
+    client: GPTunnelClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Path("")`` is the current folder: an unset variable (``os.environ.get("OUT",
+    "")``) must not save the result there."""
+    monkeypatch.chdir(tmp_path)
+    task = done(storage(client) + "x/photo.png")
+    with pytest.raises(ConfigurationError, match=r"^dest is empty: name a file or an existing"):
+        await client.download_result(task, "")
+    with pytest.raises(ConfigurationError, match=r"^folder is empty: name an existing folder"):
+        await client.download_results(task, "")
     assert names(tmp_path) == []

@@ -94,7 +94,7 @@ def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
         from .cli import make_client, timeout_of, wait_and_save
 
         if args.save is not None:
-            check_destination(args.save)  # before the paid task, not after it
+            check_destination(args.save, "--save")  # before the paid task, not after it
         async with make_client(args) as client:
             task = await created(client, args)
             args.waiting_for = (task.id, family)  # for the hint of a wait cut short

@@ -396,9 +396,12 @@ class GPTunnelClient(InProcessOnly):
                 ``clip``; ``download_results`` saves them all.
             dest: the file to write (replaced if it exists), or an existing folder to
                 write a new file into under the URL's file name (``x_result.png``)
-                when it is a plain file name with an image, audio or video extension
-                (else ``<task id>.bin``), with ``-1``, ``-2``... added when that name
-                is taken: a name from the server never replaces a file.
+                when it is a plain file name with an image, audio or video extension,
+                else under the task id (``result`` for a URL) with the extension of
+                the answer's ``Content-Type`` if it is a known media type
+                (``image/png``: ``<task id>.png``), else ``.bin``; with ``-1``,
+                ``-2``... added when that name is taken: a name from the server never
+                replaces a file. Not empty (``""`` would mean the current folder).
             max_bytes: the largest body accepted (256 MiB by default).
             clip: which file of a task with several: an index into its ``urls``
                 (suno's clips, in order).
@@ -413,8 +416,9 @@ class GPTunnelClient(InProcessOnly):
         Raises:
             ConfigurationError: the task is not done, has several files and no
                 ``clip`` (or ``clip`` is out of range), a URL given is not http(s),
-                ``dest`` is not a path or its folder does not exist, or ``max_bytes``
-                or ``timeout`` is not a positive number.
+                ``dest`` is not a path, is empty (``""`` would mean the current
+                folder) or its folder does not exist, or ``max_bytes`` or ``timeout``
+                is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, the deadline passed, the
@@ -454,8 +458,11 @@ class GPTunnelClient(InProcessOnly):
         preview stub too; ``MediaClip.is_preview`` tells it apart), or the one file.
 
         Each file is saved as [download_result][gptunnel_async.GPTunnelClient.download_result]
-        saves one, one after the other, under its URL's file name (``<task id>-<n>.bin``
-        when that name is unusable or taken twice). Files saved before a failure stay.
+        saves one, one after the other, under its URL's file name. Where that is
+        unusable, a task's only file is named as ``download_result`` names it
+        (``<task id>.png``), and file ``n`` of several ``<task id>-<n>`` with the
+        extension of its answer's media type (else ``.bin``); two URLs of one name give
+        ``<task id>-<n>`` with its extension. Files saved before a failure stay.
 
         Args:
             task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
@@ -468,8 +475,8 @@ class GPTunnelClient(InProcessOnly):
             The paths written, in the order of the task's ``urls``.
 
         Raises:
-            ConfigurationError: the task is not done, ``folder`` is not an existing
-                folder, or ``max_bytes`` or ``timeout`` is not a positive number.
+            ConfigurationError: the task is not done, ``folder`` is empty or not an
+                existing folder, or ``max_bytes`` or ``timeout`` is not a positive number.
             NotFoundError: the storage host answered 404; the result has usually expired.
             DownloadError: the task lists more than 100 files (a server's answer gone
                 wrong: GPTunnel's models give one to a few), a body is over

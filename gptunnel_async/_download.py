@@ -6,10 +6,10 @@ either leaves a complete file at ``dest`` or leaves ``dest`` and its folder exac
 they were.
 
 A file the caller named is replaced. A file named after the URL (``dest`` a folder) is
-the server's choice, so it never replaces anything: it keeps only media names
-(``[A-Za-z0-9][A-Za-z0-9._-]*`` with an image, audio or video extension), and when
-that name is taken it gets a ``-1``, ``-2``... suffix, linked into place without
-replacing (no-clobber).
+the server's choice, so it never replaces anything: it keeps only media names (see
+``_sansio.file_names``, which also gives a name made from the task id the extension of
+the answer's media type), and when that name is taken it gets a ``-1``, ``-2``...
+suffix, linked into place without replacing (no-clobber).
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import os
-import re
 import secrets
 import stat
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 import aiohttp
@@ -33,6 +31,12 @@ from yarl import URL
 
 from ._checks import describe, http_url
 from ._destinations import Destinations
+from ._sansio.file_names import (
+    STAND_IN_SUFFIX,
+    id_file_stem,
+    type_suffix,
+    url_media_name,
+)
 from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError
@@ -41,7 +45,6 @@ from .models import MediaTask, Task
 __all__ = [
     "DEFAULT_DOWNLOAD_TIMEOUT",
     "DEFAULT_MAX_BYTES",
-    "MEDIA_SUFFIXES",
     "Target",
     "download",
     "folder_targets",
@@ -62,53 +65,18 @@ _MAX_REDIRECTS: Final = 10
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 _WHOLE_FILE: Final = 200
 """The one status whose body is the whole file; no download asks for a range."""
-_SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MAX_SUFFIXES: Final = 1000
-
-MEDIA_SUFFIXES: Final = frozenset(
-    {
-        *(".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif"),
-        *(".heic", ".heif", ".mp3", ".wav", ".ogg", ".oga", ".opus", ".m4a", ".aac"),
-        *(".flac", ".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"),
-    }
-)
-"""The extensions a file named after its URL may have: images, audio and video, so a
-server cannot drop ``bot.py``, ``conftest.py`` or ``.bashrc`` into a folder."""
 
 
 class Target(NamedTuple):
-    """Where a download goes: ``path``, and whether an existing file there may be
-    replaced (``False`` when the name came from the URL, not from the caller)."""
+    """Where a download goes: ``path``; whether an existing file there may be replaced
+    (``False`` when the name came from the URL, not from the caller); and whether the
+    name's ``.bin`` only stands in for an extension, which the media type of the answer
+    then gives if it can (a name made from the task id: see ``_sansio.file_names``)."""
 
     path: Path
     replace: bool
-
-
-_UNSAFE_RUN: Final = re.compile(r"[^A-Za-z0-9._-]+")
-_ID_STEM: Final = 64
-"""The most characters of a task id kept in a file name made from it."""
-
-
-def id_file_stem(task_id: str) -> str:
-    """A file name stem made from ``task_id``, which the server chose: the id itself when
-    it is a plain name (``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 64 characters), else its
-    plain characters and a short hash of the whole id (``x-3f2a9c1b0d``), so that no id
-    can name another folder (``../x``, ``/abs/x``), hold a control character, start with
-    ``-`` or ``.``, or be mistaken for another id's name."""
-    if len(task_id) <= _ID_STEM and _SAFE_NAME.fullmatch(task_id):
-        return task_id
-    plain = _UNSAFE_RUN.sub("_", task_id).lstrip("._-")[:_ID_STEM] or "task"
-    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{plain}-{digest}"
-
-
-def url_file_name(url: URL, fallback_name: str) -> str:
-    """The name a file from ``url`` is saved under in a folder: the URL's last path
-    segment when it is a plain media file name, else ``fallback_name``."""
-    name = PurePosixPath(url.path).name
-    if _SAFE_NAME.fullmatch(name) and PurePosixPath(name.lower()).suffix in MEDIA_SUFFIXES:
-        return name
-    return fallback_name
+    typed_by_answer: bool = False
 
 
 def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
@@ -123,7 +91,7 @@ def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
         found = result_file(task_or_url, clip)
         stem = id_file_stem(task_or_url.id)
         name = stem if clip is None else f"{stem}-{clip}"
-        return server_url(found), f"{name}.bin"
+        return server_url(found), f"{name}{STAND_IN_SUFFIX}"
     if not isinstance(task_or_url, str | URL):
         raise ConfigurationError(
             f"task_or_url must be a done Task or MediaTask, or an http(s) URL, got "
@@ -136,7 +104,7 @@ def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
             f"task_or_url must be a done Task or an http(s) URL, got {describe(task_or_url)}: "
             "for a task id, pass the Task that wait_for_result(task_id) returns"
         )
-    return http_url("the URL to download", task_or_url), "result.bin"
+    return http_url("the URL to download", task_or_url), f"result{STAND_IN_SUFFIX}"
 
 
 def server_url(url: str) -> URL:
@@ -209,23 +177,27 @@ def result_file(task: Task | MediaTask, clip: int | None) -> str:
 
 
 def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
-    """The file to write: ``dest`` itself (replaced if it exists), or a new file named
-    after the URL inside folder ``dest`` (see :func:`url_file_name`; never replacing one).
+    """The file to write: ``dest`` itself (replaced if it exists), or a new file inside
+    folder ``dest`` (never replacing one) named after the URL when it ends in a media
+    name, else ``fallback_name``, whose ``.bin`` the answer's media type may then turn
+    into a media extension (see :class:`Target`).
 
     The folder must already exist: a download never creates or changes anything but
-    the one file it writes. A ``dest`` that is not a path is a ``ConfigurationError``;
-    a folder that cannot even be looked at, a ``DownloadError``.
+    the one file it writes. A ``dest`` that is not a path, or is empty, is a
+    ``ConfigurationError``; a folder that cannot even be looked at, a ``DownloadError``.
     """
     if not isinstance(dest, str | os.PathLike):
         raise ConfigurationError(f"dest must be a path, got {describe(dest)}")
+    _refuse_empty(dest)
     try:
         if "\x00" in os.fsdecode(dest):
             raise ValueError("a NUL character")  # is_dir() would say False, not why
-        target = Path(dest)
-        into_folder = target.is_dir()
-        if into_folder:
-            target = target / url_file_name(url, fallback_name)
-        folder = target if _names_a_folder(dest) else target.parent
+        named = Path(dest)
+        into_folder = named.is_dir()
+        target = (
+            _in_folder(named, url, fallback_name) if into_folder else Target(named, replace=True)
+        )
+        folder = target.path if _names_a_folder(dest) else target.path.parent
         folder_exists = into_folder or folder.is_dir()
     except (TypeError, ValueError) as exc:  # bytes paths, NUL characters
         raise ConfigurationError(f"dest is not a usable path: {describe(dest)}") from exc
@@ -233,7 +205,27 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
         raise DownloadError(f"cannot look at {describe(str(dest))}: {exc.strerror or exc}") from exc
     if not folder_exists:
         raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
-    return Target(target, replace=not into_folder)
+    return target
+
+
+def _in_folder(folder: Path, url: URL, fallback_name: str) -> Target:
+    """A new file in ``folder``: the URL's media name, else ``fallback_name`` with its
+    extension left to the answer's media type."""
+    from_url = url_media_name(url)
+    if from_url is not None:
+        return Target(folder / from_url, replace=False)
+    return Target(folder / fallback_name, replace=False, typed_by_answer=True)
+
+
+def _refuse_empty(
+    dest: str | os.PathLike[str], what: str = "dest", wanted: str = "a file or an existing folder"
+) -> None:
+    """``ConfigurationError`` if ``dest`` is empty. ``Path("")`` is the current folder, so
+    an unset variable (``os.environ.get("OUT", "")``) would write there unasked;
+    ``what`` names the argument in the error, ``wanted`` what it should name."""
+    with contextlib.suppress(TypeError):  # a broken __fspath__: the caller's checks say it
+        if os.fspath(dest) in ("", b""):
+            raise ConfigurationError(f"{what} is empty: name {wanted}")
 
 
 def _names_a_folder(dest: str | os.PathLike[str]) -> bool:
@@ -241,14 +233,17 @@ def _names_a_folder(dest: str | os.PathLike[str]) -> bool:
     return os.fspath(dest).endswith(("/", os.sep))
 
 
-def check_destination(dest: str | os.PathLike[str]) -> None:
-    """Check what can be checked before a download starts: the folder ``dest`` is (or is
-    in) exists and takes new files, and the file name is one the folder can hold.
+def check_destination(dest: str | os.PathLike[str], what: str = "dest") -> None:
+    """Check what can be checked before a download starts: ``dest`` is not empty, the
+    folder it is (or is in) exists and takes new files, and the file name is one the
+    folder can hold; ``what`` names ``dest`` in the errors (the command line's
+    ``--save``).
 
     Raises:
-        ConfigurationError: the folder is missing or cannot be written to, or the name
-            is empty, holds a NUL or is too long.
+        ConfigurationError: ``dest`` is empty, the folder is missing or cannot be
+            written to, or the name is empty, holds a NUL or is too long.
     """
+    _refuse_empty(dest, what)
     target = Path(dest)
     folder = target if _is_dir(target) or _names_a_folder(dest) else target.parent
     if not _is_dir(folder):
@@ -284,21 +279,27 @@ def _check_name(folder: Path, name: str) -> None:
 
 
 def folder_targets(folder: object, urls: list[URL], task_id: str) -> list[Target]:
-    """One new file in the existing ``folder`` per URL, named after it; ``<stem>-<n><suffix>``
-    (the stem from :func:`id_file_stem`) where the URL's name is unusable or two URLs
-    share one. None replaces a file."""
+    """One new file in the existing ``folder`` per URL, named after it; where the URL's
+    name is unusable, ``<stem>.bin`` for a task's only file as :func:`resolve_target`
+    names it, and ``<stem>-<n>.bin`` for file ``n`` of several (the stem from
+    :func:`id_file_stem`; the ``.bin`` typed by the answer, see :class:`Target`); where
+    two URLs share a name, ``<stem>-<n><suffix>``. None replaces a file."""
+    if isinstance(folder, str | os.PathLike):
+        _refuse_empty(folder, "folder", "an existing folder")
     if not isinstance(folder, str | os.PathLike) or not os.path.isdir(folder):
         raise ConfigurationError(f"folder must be an existing folder, got {describe(folder)}")
     name = id_file_stem(task_id)
-    paths = [
-        resolve_target(folder, url, f"{name}-{number}.bin").path for number, url in enumerate(urls)
+    numbered = len(urls) > 1
+    found = [
+        resolve_target(folder, url, (f"{name}-{number}" if numbered else name) + STAND_IN_SUFFIX)
+        for number, url in enumerate(urls)
     ]
+    paths = [target.path for target in found]
     return [
-        Target(
-            path.with_name(f"{name}-{number}{path.suffix}") if paths.count(path) > 1 else path,
-            replace=False,
-        )
-        for number, path in enumerate(paths)
+        target._replace(path=path.with_name(f"{name}-{number}{path.suffix}"))
+        if paths.count(path) > 1
+        else target
+        for number, (target, path) in enumerate(zip(found, paths, strict=True))
     ]
 
 
@@ -355,34 +356,43 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
     file system (a folder it may not write to, a full disk) is a ``DownloadError``.
     """
     path = target.path
-    fd, temporary = _create_temporary(path)
+    file, temporary = _create_temporary(path)
     try:
-        if target.replace:
-            _keep_mode(fd, path)
         # Writes stay on the event loop: 64 KiB chunks into the page cache take
         # microseconds, and a thread hop per chunk would make cancellation race the
         # write it interrupts.
-        with os.fdopen(fd, "wb") as file:
-            await _stream(fetch, url, file, max_bytes)
+        with file:
+            if target.replace:
+                _keep_mode(file.fileno(), path)
+            content_type = await _stream(fetch, url, file, max_bytes)
         if target.replace:
             os.replace(temporary, path)
             return path
-        return _link_new(temporary, path)
+        return _link_new(temporary, _typed(target, content_type))
     except OSError as exc:
         raise _file_error(path, exc) from None
     finally:
         _remove(temporary)
 
 
-def _create_temporary(target: Path) -> tuple[int, str]:
-    """A new hidden file beside ``target``, open for writing, with the permissions a plain
-    ``open()`` gives (0o666 less the umask, applied by the system: the process umask is
-    never read or changed, so no other thread sees it altered)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+def _typed(target: Target, content_type: str | None) -> Path:
+    """``target``'s path, its stand-in ``.bin`` (if it is one) made the extension of the
+    media type the answer's ``content_type`` names, when that is a known one."""
+    suffix = type_suffix(content_type) if target.typed_by_answer else None
+    return target.path if suffix is None else target.path.with_suffix(suffix)
+
+
+def _create_temporary(target: Path) -> tuple[BinaryIO, str]:
+    """A new hidden file beside ``target``, open for writing, and its name.
+
+    It is made by a plain ``open(name, "xb")``, so it has the permissions that gives
+    (0o666 less the umask, applied by the system: the process umask is never read or
+    changed, so no other thread sees it altered), and the file object owns its
+    descriptor from the start: no failure after this can leak a raw descriptor."""
     for _ in range(tempfile.TMP_MAX):
         name = target.parent / f".{_start_of(target.name)}.{secrets.token_hex(6)}.part"
         try:
-            return os.open(name, flags, 0o666), str(name)
+            return open(name, "xb"), str(name)  # the caller's `with` closes it
         except FileExistsError:
             continue
         except OSError as exc:
@@ -398,7 +408,8 @@ def _start_of(name: str, limit: int = 64) -> str:
 
 
 def _keep_mode(fd: int, target: Path) -> None:
-    """Give the file open at ``fd`` the permissions of the file it will replace, if any."""
+    """Give the file open at ``fd`` the permissions of the file it will replace, if any;
+    ``OSError`` if ``target`` cannot be looked at (a symlink loop) or the mode not set."""
     try:
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
@@ -442,13 +453,21 @@ def _file_error(target: Path, exc: OSError) -> DownloadError:
     return DownloadError(f"could not write {describe(str(target))}: {exc.strerror or exc}")
 
 
-async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> None:
+class _Saved(NamedTuple):
+    """An answer saved as the file: its ``Content-Type`` header, ``None`` if it sent none
+    or more than one (then no one of them is the type of what was saved)."""
+
+    content_type: str | None
+
+
+async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> str | None:
     """Write the body of ``url`` to ``file``, following redirects only to http(s) (the key
     only on the API origin), every hop on the download's session and so only to hosts
-    its resolver allows; every wire failure becomes a typed error."""
+    its resolver allows; every wire failure becomes a typed error. Returns the saved
+    answer's ``Content-Type`` (see :class:`_Saved`)."""
     transport = fetch.transport
 
-    async def save_or_redirect(response: aiohttp.ClientResponse) -> URL | None:
+    async def save_or_redirect(response: aiohttp.ClientResponse) -> URL | _Saved:
         if response.status in _REDIRECT_STATUSES:
             return _redirect_target(url, response)
         if response.status >= 300:
@@ -456,16 +475,17 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> No
         if response.status != _WHOLE_FILE:
             raise _not_whole(url, response.status)
         await _save(fetch, response, file, max_bytes)
-        return None
+        types = response.headers.getall("Content-Type", [])
+        return _Saved(types[0] if len(types) == 1 else None)
 
     for _ in range(_MAX_REDIRECTS + 1):
         fetch.check(url)
-        redirect = await transport.exchange(
+        answer = await transport.exchange(
             transport.requests.fetch(url), save_or_redirect, session=fetch.session
         )
-        if redirect is None:
-            return
-        url = redirect
+        if isinstance(answer, _Saved):
+            return answer.content_type
+        url = answer
     raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
 
 

@@ -109,37 +109,79 @@ def _may_have_started(exc: BaseException) -> bool:
     return isinstance(exc, ResponseDecodeError) or (is_transient(exc) and not _safe_to_resend(exc))
 
 
+_MAX_MEMBERS: Final = 1024
+"""The most gzip members one body may hold, aiohttp's bound: each member needs a new
+decompressor, and empty ones add no output for ``limit`` to stop."""
+
+
 class _Inflater:
     """Undoes a gzip or deflate content coding, as aiohttp does unless a borrowed session
-    was made with ``auto_decompress=False``. Stops after ``limit`` bytes of output, so a
-    small body cannot inflate into gigabytes."""
+    was made with ``auto_decompress=False``.
+
+    A gzip body may be several members one after another (RFC 1952, ``cat a.gz b.gz``):
+    each is decoded, up to :data:`_MAX_MEMBERS`. Bytes after the end that are not a
+    gzip member, or any byte after a deflate stream's end, are an error rather than
+    dropped. Stops after ``limit`` bytes of output in all (members together), so a small
+    body cannot inflate into gigabytes.
+    """
 
     def __init__(self, coding: str, limit: int) -> None:
-        self._coding = coding
+        self._gzip = coding != "deflate"
         self._inflate: zlib._Decompress | None = None
+        self._members = 0
         self._room = limit
 
     def feed(self, chunk: bytes) -> bytes:
-        """The decoded bytes of ``chunk``; ``aiohttp.ClientPayloadError`` if it is corrupt."""
-        if self._inflate is None:
-            # "deflate" is meant as zlib's format, but some servers send it raw: a zlib
-            # stream starts with a byte whose low nibble is 8 (as aiohttp checks too).
-            if self._coding != "deflate":
-                wbits = 16 + zlib.MAX_WBITS
-            else:
-                wbits = zlib.MAX_WBITS if chunk[:1] and chunk[0] & 0x0F == 8 else -zlib.MAX_WBITS
-            self._inflate = zlib.decompressobj(wbits)
-        try:
-            out = self._inflate.decompress(chunk, max(1, self._room + 1))
-        except zlib.error as exc:
-            raise aiohttp.ClientPayloadError(f"the compressed body is corrupt: {exc}") from None
-        self._room -= len(out)
-        return out
+        """The decoded bytes of ``chunk``, at most ``limit + 1`` of them over the body
+        (its reader stops past ``limit``); ``aiohttp.ClientPayloadError`` if it is
+        corrupt or goes on after the body's end."""
+        parts: list[bytes] = []
+        while chunk and self._room >= 0:
+            inflate = self._decompressor(chunk)
+            try:
+                data = inflate.decompress(chunk, self._room + 1)
+            except zlib.error as exc:
+                raise self._corrupt(exc) from None
+            self._room -= len(data)
+            parts.append(data)
+            chunk = inflate.unused_data  # after a member's end: the next one's start
+        return b"".join(parts)
 
     def finish(self) -> None:
         """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
         if self._inflate is None or not self._inflate.eof:
             raise aiohttp.ClientPayloadError("the compressed body ends before its end")
+
+    def _decompressor(self, chunk: bytes) -> zlib._Decompress:
+        """The decompressor for ``chunk``: the current one, or a new one for the body's
+        start or for the gzip member after the last one's end."""
+        if self._inflate is not None and not self._inflate.eof:
+            return self._inflate
+        if self._inflate is not None and not self._gzip:
+            raise aiohttp.ClientPayloadError("the compressed body goes on after its end")
+        self._members += 1
+        if self._members > _MAX_MEMBERS:
+            raise aiohttp.ClientPayloadError(
+                f"the compressed body has more than {_MAX_MEMBERS} gzip members"
+            )
+        self._inflate = zlib.decompressobj(self._wbits(chunk))
+        return self._inflate
+
+    def _wbits(self, chunk: bytes) -> int:
+        """zlib's format for the stream ``chunk`` starts: "deflate" is meant as zlib's
+        format, but some servers send it raw; a zlib stream starts with a byte whose low
+        nibble is 8 (as aiohttp checks too)."""
+        if self._gzip:
+            return 16 + zlib.MAX_WBITS
+        return zlib.MAX_WBITS if chunk[0] & 0x0F == 8 else -zlib.MAX_WBITS
+
+    def _corrupt(self, exc: zlib.error) -> aiohttp.ClientPayloadError:
+        if self._members > 1:
+            return aiohttp.ClientPayloadError(
+                f"the compressed body is corrupt: what follows gzip member "
+                f"{self._members - 1} is not a valid gzip member ({exc})"
+            )
+        return aiohttp.ClientPayloadError(f"the compressed body is corrupt: {exc}")
 
 
 class Transport(InProcessOnly):

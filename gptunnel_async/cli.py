@@ -167,7 +167,7 @@ async def _result(args: argparse.Namespace, out: Output) -> int:
 
 async def _wait(args: argparse.Namespace, out: Output) -> int:
     if args.save is not None:
-        check_destination(args.save)  # before the wait, not after it
+        check_destination(args.save, "--save")  # before the wait, not after it
     args.waiting_for = (args.task_id, args.family)
     async with make_client(args) as client:
         timeout = resource(client, args.family)._wait_policy(None, timeout_of(args), None).timeout

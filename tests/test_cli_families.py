@@ -176,6 +176,23 @@ def test_wait_refuses_a_missing_save_folder_before_reading(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("wait", "some-task"), *SAVE_COMMANDS],
+    ids=lambda c: "-".join(c[:2]),
+)
+def test_an_empty_save_is_refused_before_any_request(
+    fake: FakeGPTunnel, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """``--save ""`` (an unset variable in a script) would save into the current folder."""
+    done = run(*command, "--save", "", "--json", fake=fake, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = lines(done.stdout)[-1]["message"]
+    assert message == "--save is empty: name a file or an existing folder"
+    assert fake.requests == []
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_several_clips_saved_to_a_file_name_are_numbered_beside_it(
     fake: FakeGPTunnel, tmp_path: Path
 ) -> None:

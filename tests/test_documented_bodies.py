@@ -183,7 +183,7 @@ async def test_the_emulators_midjourney_results_look_like_the_documented_ones(
     assert URL(done.result).query["cache"] == "100"
     assert URL(running.result).query["cache"] == "40"
     assert origin == fake.storage_url != str(URL(fake.base_url).origin())
-    assert path.name == f"{grid}.bin"  # no media name in the URL: the task id
+    assert path.name == f"{grid}.png"  # no media name in the URL: the id, typed by storage
     assert path.read_bytes() == preview.read_bytes() == sample_image("result.png")
     assert {r.path for r in fake.storage_requests} == {f"/task/image/{grid}"}
 

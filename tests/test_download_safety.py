@@ -4,6 +4,7 @@ addresses unless the API itself is local or the caller opts in."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import socket
@@ -148,6 +149,36 @@ async def test_a_read_only_folder_is_a_download_error_and_stays_empty(
         assert leftovers(folder) == []
     finally:
         folder.chmod(0o700)
+
+
+def open_descriptors() -> list[str]:
+    """What each descriptor this process has open points at (``/proc/self/fd``)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own, closed by now
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+async def test_a_dest_that_cannot_be_looked_at_leaks_no_descriptor(
+    storage: Storage, tmp_path: Path
+) -> None:
+    """A ``dest`` whose ``stat()`` fails with other than "no such file" (a symlink loop)
+    fails after the temporary file was opened: its descriptor is closed all the same."""
+    loop = tmp_path / "loop.png"
+    loop.symlink_to("loop.png")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url, max_retries=0) as client:
+        await client.download_result(storage.url + "r.png", tmp_path / "first.png")
+        before = open_descriptors()
+        for _ in range(50):
+            with pytest.raises(DownloadError, match=r"could not write .*symbolic links"):
+                await client.download_result(storage.url + "r.png", loop)
+        after = open_descriptors()
+    assert [target for target in after if ".part" in target] == []
+    assert len(after) <= len(before)
+    assert leftovers(tmp_path) == ["first.png", "loop.png"]
+    assert storage.requests == 1
 
 
 # -- only a 200 is the whole file -------------------------------------------------------

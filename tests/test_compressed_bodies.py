@@ -1,0 +1,235 @@
+"""Compressed bodies a borrowed session leaves to the SDK (``auto_decompress=False``).
+
+A gzip body may be several members one after another (RFC 1952, ``cat a.gz b.gz``):
+every member is decoded, as aiohttp does, up to its bound of 1024 members and within
+the output limit counted over all of them. Bytes after the end that are not a gzip
+member, or any byte after a deflate stream's end, are an error, never dropped: a result
+saved from such a body would be a piece of the file, or the file with junk cut off
+silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import tempfile
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from gptunnel_async import DownloadError, GPTunnelClient, GPTunnelError, Task
+from gptunnel_async._sansio.responses import structure
+from gptunnel_async._transport import _Inflater
+
+from . import faults
+from .conftest import API_KEY, loopback_server, task_json
+
+PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 400
+DONE = task_json(status="done", percent=100)
+MEMBER_BOUND = 1024
+"""aiohttp's bound on the members of one gzip body, which the SDK keeps."""
+
+
+def members(*parts: bytes) -> bytes:
+    """``parts`` as one gzip body of one member each, as ``cat a.gz b.gz`` makes it."""
+    return b"".join(gzip.compress(part) for part in parts)
+
+
+def inflated(body: bytes, coding: str, *, chunk: int, limit: int = 1 << 30) -> bytes:
+    """``body`` fed to the SDK's inflater in pieces of ``chunk`` bytes, then finished."""
+    inflater = _Inflater(coding, limit)
+    out = b"".join(inflater.feed(body[at : at + chunk]) for at in range(0, len(body), chunk))
+    inflater.finish()
+    return out
+
+
+def serving(body: bytes, coding: str, chunk: int) -> faults.Reply:
+    """An answer sending ``body`` under ``coding``, chunked, ``chunk`` bytes at a time."""
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Encoding": coding})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), chunk):
+            await response.write(body[start : start + chunk])
+        await response.write_eof()
+        return response
+
+    return reply
+
+
+@asynccontextmanager
+async def plain_client(
+    body: bytes, coding: str = "gzip", *, chunk: int = 4096
+) -> AsyncIterator[tuple[GPTunnelClient, str]]:
+    """A client on a borrowed session that does not decompress, and the URL of a loopback
+    host answering ``body`` under ``coding`` to every request (the API's reads too)."""
+    async with (
+        loopback_server(serving(body, coding, chunk)) as server,
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        GPTunnelClient(
+            api_key=API_KEY, base_url=str(server.make_url("/v1")), session=session, max_retries=0
+        ) as client,
+    ):
+        yield client, str(server.make_url("/r.png"))
+
+
+def entries(folder: str) -> list[str]:
+    return sorted(path.name for path in Path(folder).iterdir())
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+async def saved_or_error(body: bytes, coding: str = "gzip", **options: int) -> bytes | Exception:
+    """What a download of ``body`` saves (with ``max_bytes`` and such from ``options``),
+    or its error; either way, the folder holds nothing else."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            async with plain_client(body, coding) as (client, url):
+                saved = await client.download_result(url, Path(folder) / "r.png", **options)
+        except GPTunnelError as exc:
+            assert entries(folder) == []
+            return exc
+        assert entries(folder) == ["r.png"]
+        return read(saved)
+
+
+# -- every member, wherever the chunks split them ------------------------------------------
+
+
+@given(
+    parts=st.lists(st.binary(max_size=3000), min_size=1, max_size=6),
+    chunk=st.integers(1, 5000),
+)
+def test_every_gzip_member_is_decoded_wherever_the_chunks_split_it(
+    parts: list[bytes], chunk: int
+) -> None:
+    assert inflated(members(*parts), "gzip", chunk=chunk) == b"".join(parts)
+
+
+@settings(max_examples=20)
+@given(cuts=st.lists(st.integers(1, len(PICTURE) - 1), min_size=1, max_size=4, unique=True))
+async def test_a_result_sent_as_several_gzip_members_is_saved_whole(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(PICTURE)]
+    body = members(*(PICTURE[start:end] for start, end in itertools.pairwise(bounds)))
+    assert await saved_or_error(body) == PICTURE
+
+
+async def test_an_api_answer_sent_as_two_gzip_members_is_read_whole() -> None:
+    text = json.dumps(DONE).encode()
+    async with plain_client(members(text[:25], text[25:]), chunk=7) as (client, _):
+        assert await client.get_result("task-1") == structure(Task, DONE)
+
+
+def test_as_many_gzip_members_as_aiohttp_allows_are_decoded() -> None:
+    body = members(*[b"x"] * MEMBER_BOUND)
+    assert inflated(body, "gzip", chunk=len(body)) == b"x" * MEMBER_BOUND
+
+
+@pytest.mark.parametrize("chunk", [1, 20, 1 << 20], ids=["bytewise", "member-wise", "at-once"])
+def test_one_gzip_member_more_than_aiohttp_allows_is_an_error(chunk: int) -> None:
+    with pytest.raises(aiohttp.ClientPayloadError, match="more than 1024 gzip members"):
+        inflated(members(*[b""] * (MEMBER_BOUND + 1)), "gzip", chunk=chunk)
+
+
+async def test_a_body_of_too_many_empty_members_saves_nothing() -> None:
+    failure = await saved_or_error(members(PICTURE, *[b""] * MEMBER_BOUND))
+    assert isinstance(failure, GPTunnelError)
+    assert "more than 1024 gzip members" in str(failure)
+
+
+@pytest.mark.parametrize("split", [1, 2000, 3999])
+async def test_the_size_limit_counts_every_member(split: int) -> None:
+    body = members(PICTURE[:split], PICTURE[split:4000])
+    failure = await saved_or_error(body, max_bytes=3999)
+    assert isinstance(failure, DownloadError)
+    assert "over max_bytes=3999" in str(failure)
+    assert await saved_or_error(body, max_bytes=4000) == PICTURE[:4000]
+
+
+# -- nothing after the end is dropped --------------------------------------------------------
+
+
+def gzip_members_alone(data: bytes) -> bool:
+    """Whether ``data`` is whole gzip members and nothing else, as Python reads them."""
+    try:
+        gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return True
+
+
+@given(
+    part=st.binary(max_size=2000),
+    trailing=st.binary(min_size=2, max_size=64).filter(lambda tail: not tail.startswith(b"\x1f")),
+    chunk=st.integers(1, 3000),
+)
+def test_bytes_after_a_gzip_member_that_start_no_member_are_an_error(
+    part: bytes, trailing: bytes, chunk: int
+) -> None:
+    with pytest.raises(aiohttp.ClientPayloadError, match="not a valid gzip member"):
+        inflated(gzip.compress(part) + trailing, "gzip", chunk=chunk)
+
+
+@given(
+    trailing=st.binary(min_size=1, max_size=40)
+    | st.binary(max_size=40).map(lambda rest: b"\x1f\x8b\x08" + rest),
+    chunk=st.integers(1, 64),
+)
+def test_bytes_after_a_gzip_member_that_are_no_whole_members_are_an_error(
+    trailing: bytes, chunk: int
+) -> None:
+    assume(not gzip_members_alone(trailing))
+    with pytest.raises(aiohttp.ClientPayloadError):
+        inflated(gzip.compress(b"picture") + trailing, "gzip", chunk=chunk)
+
+
+def deflated(data: bytes, raw: bool) -> bytes:
+    return zlib.compress(data, wbits=-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+
+
+@given(
+    part=st.binary(max_size=2000),
+    trailing=st.binary(min_size=1, max_size=64),
+    raw=st.booleans(),
+    chunk=st.integers(1, 3000),
+)
+def test_any_byte_after_a_deflate_stream_is_an_error(
+    part: bytes, trailing: bytes, raw: bool, chunk: int
+) -> None:
+    with pytest.raises(aiohttp.ClientPayloadError, match="goes on after its end"):
+        inflated(deflated(part, raw) + trailing, "deflate", chunk=chunk)
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["zlib", "raw"])
+def test_a_deflate_stream_alone_is_decoded(raw: bool) -> None:
+    assert inflated(deflated(PICTURE, raw), "deflate", chunk=999) == PICTURE
+
+
+@pytest.mark.parametrize(
+    ("body", "coding", "problem"),
+    [
+        (gzip.compress(PICTURE) + b"garbage after the end", "gzip", "not a valid gzip member"),
+        (gzip.compress(PICTURE) + b"\x00" * 8, "gzip", "not a valid gzip member"),
+        (gzip.compress(PICTURE) + b"\x1f\x8b\x08", "gzip", "ends before its end"),
+        (deflated(PICTURE, False) + b"garbage", "deflate", "goes on after its end"),
+        (deflated(PICTURE, True) + deflated(b"more", True), "deflate", "goes on after its end"),
+    ],
+    ids=["gzip-garbage", "gzip-zeros", "gzip-cut-member", "deflate-garbage", "deflate-twice"],
+)
+async def test_a_result_with_bytes_after_its_end_is_not_saved(
+    body: bytes, coding: str, problem: str
+) -> None:
+    failure = await saved_or_error(body, coding)
+    assert isinstance(failure, GPTunnelError)
+    assert problem in str(failure)

@@ -12,8 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import ResponseDecodeError, Task, Usage
+from gptunnel_async._download import MAX_RESULT_FILES, files_to_save
 from gptunnel_async._sansio.responses import decode_media_task, decode_task, structure
-from gptunnel_async.models import converter
+from gptunnel_async.errors import DownloadError
+from gptunnel_async.models import MAX_ACTIONS, MAX_CLIPS, converter
+from gptunnel_async.testing._scripts import MAX_CLIPS as MAX_SCRIPTED_CLIPS
 
 from .conftest import task_json
 
@@ -179,6 +182,60 @@ def test_unreadable_music_clips_are_dropped_and_the_others_kept() -> None:
     task = decode_media_task(json.dumps(body).encode())
     assert task.urls == ("https://a/1.mp3", "https://a/2.mp3")
     assert task.clips[0].duration == 31.5 and task.clips[1].duration is None
+
+
+# -- long lists: the first ones are kept -----------------------------------------------------
+
+
+def test_the_kept_clips_are_more_than_any_real_task_or_download_has() -> None:
+    assert MAX_CLIPS > MAX_RESULT_FILES  # a cut list is still too long to save at once
+    assert MAX_CLIPS > MAX_SCRIPTED_CLIPS + 1  # the emulator's most clips and a stub
+
+
+@given(count=st.integers(0, 3 * MAX_CLIPS), kind=st.sampled_from(["link", "object", "odd"]))
+def test_a_media_task_keeps_the_first_clips_of_a_long_list(count: int, kind: str) -> None:
+    items: list[Any] = [
+        {"link": f"https://a/{n}.mp3", "object": {"audio_url": f"https://a/{n}.mp3"}}.get(
+            kind, [n] if n % 2 else f"https://a/{n}.mp3"
+        )
+        for n in range(count)
+    ]
+    task = decode_media_task(
+        json.dumps({"code": 0, "id": "m", "status": "done", "result": items}).encode()
+    )
+    kept = range(min(count, MAX_CLIPS))
+    readable = [n for n in kept if kind != "odd" or not n % 2]  # a list item is no clip
+    assert task.urls == tuple(f"https://a/{n}.mp3" for n in readable)
+
+
+@given(count=st.integers(0, 3 * MAX_ACTIONS), odd=st.booleans())
+def test_a_task_keeps_the_first_actions_of_a_long_list(count: int, odd: bool) -> None:
+    actions: list[Any] = [[n] if odd else f"upsamle_{n}" for n in range(count)]
+    task = decode_task(json.dumps(task_json(status="done", actions=actions)).encode())
+    assert task.actions == tuple(
+        json.dumps([n]) if odd else f"upsamle_{n}" for n in range(min(count, MAX_ACTIONS))
+    )
+
+
+@pytest.mark.parametrize("field", ["result", "actions"])
+def test_a_cut_list_is_logged_with_its_length(field: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    items = [f"https://a/{n}.mp3" for n in range(MAX_CLIPS + 5)]
+    body = {"code": 0, "id": "m", "status": "done", field: items}
+    decode = decode_media_task if field == "result" else decode_task
+    decode(json.dumps(body).encode())
+    what = "clips" if field == "result" else "actions"
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"an answer lists {MAX_CLIPS + 5} {what}; the first 1000 are kept" in logged
+
+
+def test_a_task_cut_to_its_first_clips_is_still_refused_as_too_many_files() -> None:
+    items = [f"https://a/{n}.mp3" for n in range(5 * MAX_CLIPS)]
+    task = decode_media_task(
+        json.dumps({"code": 0, "id": "m", "status": "done", "result": items}).encode()
+    )
+    with pytest.raises(DownloadError, match=f"lists {MAX_CLIPS} result files, more than the 100"):
+        files_to_save(task)
 
 
 json_values = st.recursive(

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,7 +19,13 @@ from gptunnel_async import (
     Task,
     WaitTimeoutError,
 )
-from gptunnel_async._sansio.responses import decode_media_task, decode_task, reading
+from gptunnel_async._sansio.responses import (
+    MAX_ANSWER_BYTES,
+    decode_media_task,
+    decode_task,
+    reading,
+)
+from gptunnel_async.models import MAX_ACTIONS, MAX_CLIPS
 
 from .conftest import ScriptedAPI, media_json, task_json
 
@@ -59,6 +66,36 @@ async def test_a_done_task_with_an_odd_field_is_returned_at_once(
     task = await client.wait_for_result("abc")
     assert (task.percent, task.usage, task.actions) == (50, None, ())
     assert len(api.requests) == 1
+
+
+def longest_list(head: bytes, item: bytes) -> bytes:
+    """An answer of ``head`` and a list of ``item``, as long as an answer may be."""
+    count = (MAX_ANSWER_BYTES - len(head) - 2) // (len(item) + 1)
+    body = head + b"[" + b",".join([item] * count) + b"]}"
+    assert MAX_ANSWER_BYTES - 100 < len(body) <= MAX_ANSWER_BYTES
+    return body
+
+
+async def test_an_answer_of_a_million_clips_is_read_with_the_first_ones(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    head = b'{"id":"abc","status":"running","code":0,"result":'
+    api.script(lambda request: answered(longest_list(head, b"{}")))
+    task = await client.media.result("abc")
+    assert len(task.clips) == MAX_CLIPS and not task.is_done  # 1.3 million in the answer
+
+
+async def test_an_answer_of_a_million_actions_is_read_with_the_first_ones(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    head = b'{"id":"abc","status":"done","percent":100,"result":"https://a/r.png","actions":'
+    api.script(lambda request: answered(longest_list(head, b"[]")))
+    task = await client.wait_for_result("abc")
+    assert task.actions == ("[]",) * MAX_ACTIONS
+
+
+async def answered(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
 
 
 def test_an_integer_id_answers_for_its_text() -> None:

@@ -518,8 +518,18 @@ def _structure_timestamp(value: Any, _: type) -> int | None:
     return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
 
 
-_UNREADABLE: Final = (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError)
-"""What a structure hook raises for a value it cannot read."""
+_UNREADABLE: Final = (
+    cattrs.BaseValidationError,
+    KeyError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+)
+"""What a structure hook raises for a value it cannot read. ``RecursionError`` comes
+from a value nested nearly as deep as the JSON parser goes: the hooks that keep a
+nested ``error`` or action as JSON text write it out a few frames deeper than it was
+parsed, and reach the recursion limit."""
 
 
 def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[[Any, type], Any]:

@@ -239,13 +239,18 @@ def check_mask(value: ImageInput, size: tuple[int, int] | None = None) -> str:
     """An inpaint mask as the base64 the API takes, once it passes what can be checked
     here: a PNG, black and white only, and (when ``size`` is given) the parent's size.
 
-    Interlaced PNGs, and PNGs over ``_png.MAX_CHECKED_BYTES`` of pixel data, are checked
-    for size only. Blocking (it reads the file and the pixels): run it in a thread.
+    ``size`` is ``(width, height)`` in pixels, compared as soon as the PNG's header is
+    read: a mask of another size is refused before any pixel is inflated. Colours are
+    read a row at a time in C, so the check costs little whatever the PNG; interlaced
+    PNGs, and PNGs over ``_png.MAX_CHECKED_BYTES`` of pixel data or
+    ``_png.MAX_CHECKED_ROWS`` rows, are checked for size only. Blocking (it reads the
+    file and the pixels): run it in a thread.
 
     Raises:
         ConfigurationError: the mask cannot be read, is over ``MAX_IMAGE_BYTES``, is not
-            a readable PNG (a damaged one, or one whose pixel data inflates past what its
-            header announces), has other colours, or is not ``size``.
+            a readable PNG (a damaged one, one whose bit depth its colour type does not
+            allow, or one whose pixel data inflates past what its header announces), is
+            not ``size``, or has other colours.
     """
     return _raised(_checked_mask(_mask_bytes(value), size))
 
@@ -255,19 +260,19 @@ def _checked_mask(data: bytes, size: tuple[int, int] | None) -> str | Configurat
     if len(data) > MAX_IMAGE_BYTES:
         return ConfigurationError(f"mask is over the {MAX_IMAGE_BYTES} byte limit")
     try:
-        image = read_png(data)
+        image = read_png(data, size)
     except PngError as exc:
         return ConfigurationError(f"mask must be a black-and-white PNG: {exc}")
+    if size is not None and (image.width, image.height) != tuple(size):
+        return ConfigurationError(
+            f"mask is {image.width}x{image.height} pixels, but the image it masks is "
+            f"{size[0]}x{size[1]}: the docs require the same size"
+        )
     if image.colours is not None and not image.colours <= MASK_TONES:
         others = len(image.colours - MASK_TONES)
         return ConfigurationError(
             "mask must be black and white only (the area to redraw in white); it has "
             f"{others} other colour{'s' if others > 1 else ''}, e.g. grey edges from "
             "anti-aliasing"
-        )
-    if size is not None and (image.width, image.height) != tuple(size):
-        return ConfigurationError(
-            f"mask is {image.width}x{image.height} pixels, but the image it masks is "
-            f"{size[0]}x{size[1]}: the docs require the same size"
         )
     return base64.b64encode(data).decode("ascii")

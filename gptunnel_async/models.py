@@ -32,6 +32,8 @@ from ._sansio.statuses import (
 __all__ = [
     "DONE_STATUSES",
     "FAILED_STATUSES",
+    "MAX_ACTIONS",
+    "MAX_CLIPS",
     "MEDIA_DONE_STATUSES",
     "PREVIEW_SECONDS",
     "Balance",
@@ -99,6 +101,18 @@ class Usage:
     total_cost: float = 0.0
 
 
+MAX_ACTIONS: Final = 1000
+"""The most follow-up actions a :class:`Task` keeps: the first 1,000 of its ``actions``
+are read and the rest dropped (logged at DEBUG). Midjourney offers about a dozen; a
+4 MiB answer could list a million, each a string to build at every read."""
+
+MAX_CLIPS: Final = 1000
+"""The most clips a :class:`MediaTask` keeps: the first 1,000 of a ``result`` list are
+read and the rest dropped (logged at DEBUG). GPTunnel's models answer one to a few
+(suno two), and a download saves at most 100 files at once; a 4 MiB answer could list
+1.3 million empty clips, 170 MiB and 4 s of CPU on the event loop at every read."""
+
+
 class _Lifecycle:
     """Where a task stands, from its ``status`` alone: shared by every family's model.
 
@@ -147,7 +161,9 @@ class Task(_Lifecycle):
             the family: face swaps' may be deleted 3 days after generation (documented).
         error: why the task failed, as text, if the server said.
         usage: what the task cost, when reported.
-        actions: follow-up actions the task offers (Midjourney's upscales, say).
+        actions: follow-up actions the task offers (Midjourney's upscales, say), as
+            sent, at most the first ``MAX_ACTIONS`` (1,000); an action that is not a
+            string is kept as its JSON text.
     """
 
     id: str
@@ -232,7 +248,9 @@ class MediaTask(_Lifecycle):
         url: the file of an image or video result (``url``, or ``result`` when the
             server sends a single link there).
         clips: the outputs of a result that is a list: suno's music clips, each with
-            its own ``status``, ``audio_url``, ``image_url`` and ``duration``.
+            its own ``status``, ``audio_url``, ``image_url`` and ``duration``; at most
+            the first ``MAX_CLIPS`` (1,000) of the list, an item that is neither a clip
+            object nor a link left out.
         created_at: when the task was created, in unix seconds, if reported.
         cost: what it cost, if reported.
         code: 0; an answer with another code is raised as an error instead.
@@ -368,12 +386,21 @@ def _structure_error(value: Any, _: type) -> str | None:
 
 
 def _structure_actions(value: Any, _: type) -> tuple[str, ...]:
-    """Follow-up actions as a tuple of strings; null means none."""
+    """Follow-up actions as a tuple of strings, the first ``MAX_ACTIONS``; null means none."""
     if value is None:
         return ()
     if not isinstance(value, list):
         raise TypeError(f"expected a list of actions, got {type(value).__name__}")
-    return tuple(item if isinstance(item, str) else json.dumps(item) for item in value)
+    items = _first(value, MAX_ACTIONS, "actions")
+    return tuple(item if isinstance(item, str) else json.dumps(item) for item in items)
+
+
+def _first(items: list[Any], limit: int, what: str) -> list[Any]:
+    """The first ``limit`` of ``items``: more are dropped, logged at DEBUG (their count)."""
+    if len(items) <= limit:
+        return items
+    logger.debug("an answer lists %d %s; the first %d are kept", len(items), what, limit)
+    return items[:limit]
 
 
 def _structure_amount(value: Any, _: type) -> float | None:
@@ -491,8 +518,18 @@ def _structure_timestamp(value: Any, _: type) -> int | None:
     return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
 
 
-_UNREADABLE: Final = (cattrs.BaseValidationError, KeyError, TypeError, ValueError, OverflowError)
-"""What a structure hook raises for a value it cannot read."""
+_UNREADABLE: Final = (
+    cattrs.BaseValidationError,
+    KeyError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    RecursionError,
+)
+"""What a structure hook raises for a value it cannot read. ``RecursionError`` comes
+from a value nested nearly as deep as the JSON parser goes: the hooks that keep a
+nested ``error`` or action as JSON text write it out a few frames deeper than it was
+parsed, and reach the recursion limit."""
 
 
 def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[[Any, type], Any]:
@@ -585,12 +622,14 @@ def _make_converter() -> cattrs.Converter:
     _on_first_use(conv, MediaClip, lambda: _clip_hook(_leniently(conv, MediaClip)))
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
-        """A list ``result`` as clips; null (not done yet, or a single file) means none."""
+        """A list ``result`` as clips, its first ``MAX_CLIPS``; null (not done yet, or a
+        single file) means none."""
         if value is None:
             return ()
         if not isinstance(value, list):
             raise TypeError(f"expected a list of clips, got {type(value).__name__}")
-        return tuple(clip for clip in map(readable_clip, value) if clip is not None)
+        items = _first(value, MAX_CLIPS, "clips")
+        return tuple(clip for clip in map(readable_clip, items) if clip is not None)
 
     def readable_clip(value: Any) -> MediaClip | None:
         """One clip, or ``None`` (logged at DEBUG) if it is not a clip object or a link."""

@@ -62,25 +62,49 @@ def png(
 ) -> bytes:
     """A PNG of ``rows`` of pixels (tuples of samples at ``depth``), each row written
     with the next of ``filters`` in turn."""
-    height, width = len(rows), len(rows[0])
-    channels = len(rows[0][0])
+    lines = [_pack([sample for pixel in row for sample in pixel], depth) for row in rows]
+    return png_of_lines(
+        lines,
+        width=len(rows[0]),
+        colour_type=colour_type,
+        depth=depth,
+        filters=filters,
+        palette=b"".join(bytes(entry) for entry in palette),
+        interlaced=interlaced,
+    )
+
+
+def png_of_lines(
+    lines: Sequence[bytes],
+    *,
+    width: int,
+    colour_type: int,
+    depth: int,
+    filters: Sequence[int] = (0,),
+    palette: bytes = b"",
+    interlaced: bool = False,
+    idat_size: int = 0,
+) -> bytes:
+    """A PNG whose rows are ``lines`` of bytes as given (padding bits, 16-bit samples'
+    low bytes and all), each filtered with the next of ``filters``; a ``palette`` of
+    ``b""`` writes no PLTE chunk, and ``idat_size`` splits the pixel data into IDAT
+    chunks of that many bytes."""
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
     step = max(1, channels * depth // 8)
-    previous = bytes(len(_pack([0] * width * channels, depth)))
+    previous = bytes(len(lines[0]))
     raw = bytearray()
-    for number, row in enumerate(rows):
-        line = _pack([sample for pixel in row for sample in pixel], depth)
+    for number, line in enumerate(lines):
         raw += _filtered(filters[number % len(filters)], line, previous, step)
         previous = line
-    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, int(interlaced))
+    header = struct.pack(">IIBBBBB", width, len(lines), depth, colour_type, 0, 0, int(interlaced))
     body = _chunk(b"IHDR", header)
     if palette:
-        body += _chunk(b"PLTE", b"".join(bytes(entry) for entry in palette))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + body
-        + _chunk(b"IDAT", zlib.compress(bytes(raw)))
-        + _chunk(b"IEND", b"")
-    )
+        body += _chunk(b"PLTE", palette)
+    pixels = zlib.compress(bytes(raw))
+    size = idat_size or len(pixels)
+    for start in range(0, len(pixels), size):
+        body += _chunk(b"IDAT", pixels[start : start + size])
+    return b"\x89PNG\r\n\x1a\n" + body + _chunk(b"IEND", b"")
 
 
 def mask(width: int = 32, height: int = 32, *, grey_pixel: bool = False) -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gptunnel_async.models import MAX_CLIPS
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 
 from .test_cli import SECRET, run
@@ -212,7 +213,8 @@ def test_a_task_listing_thousands_of_files_saves_none(
     done = run("wait", "many", "--family", "media", "--save", save, "--json", fake=fake)
     assert done.returncode == 4, done.stdout + done.stderr
     record = lines(done.stdout)[-1]
-    assert record["error"] == "DownloadError" and "lists 5000 result files" in record["message"]
+    kept = f"lists {MAX_CLIPS} result files"  # the task keeps the first MAX_CLIPS of 5000
+    assert record["error"] == "DownloadError" and kept in record["message"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -24,7 +24,7 @@ from gptunnel_async._png import (
     MAX_FILTER_WORK,
     PngError,
     _add_bytes,
-    _colours,
+    _sample_colours,
     read_png,
 )
 
@@ -243,8 +243,8 @@ def test_the_colours_of_a_row_are_its_distinct_pixels(
     channels: int, pixels: list[tuple[int, int, int, int]]
 ) -> None:
     line = bytes(sample for pixel in pixels for sample in pixel[:channels])
-    colour = 3 if channels >= 3 else 1
-    assert _colours(line, 8, channels, len(pixels)) == {pixel[:colour] for pixel in pixels}
+    expected = {pixel[:3] if channels >= 3 else (pixel[0],) * 3 for pixel in pixels}
+    assert _sample_colours(line, 8, channels) == expected
 
 
 # -- binary file objects ------------------------------------------------------------------

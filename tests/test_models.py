@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import ResponseDecodeError, Task, Usage
-from gptunnel_async._sansio.responses import decode_media_task, decode_task, structure
-from gptunnel_async.models import converter
+from gptunnel_async import MediaTask, ResponseDecodeError, Task, Usage
+from gptunnel_async._download import MAX_RESULT_FILES, files_to_save
+from gptunnel_async._sansio.responses import (
+    decode_media_task,
+    decode_task,
+    media_error,
+    structure,
+)
+from gptunnel_async.errors import BadRequestError, DownloadError
+from gptunnel_async.models import MAX_ACTIONS, MAX_CLIPS, converter
+from gptunnel_async.testing._scripts import MAX_CLIPS as MAX_SCRIPTED_CLIPS
 
 from .conftest import task_json
+
+T = TypeVar("T")
 
 DOCUMENTED = (
     b'{"id": "65819c485337280001a609e7", "parentId": null, "object": "task",'
@@ -179,6 +191,202 @@ def test_unreadable_music_clips_are_dropped_and_the_others_kept() -> None:
     task = decode_media_task(json.dumps(body).encode())
     assert task.urls == ("https://a/1.mp3", "https://a/2.mp3")
     assert task.clips[0].duration == 31.5 and task.clips[1].duration is None
+
+
+# -- long lists: the first ones are kept -----------------------------------------------------
+
+
+def test_the_kept_clips_are_more_than_any_real_task_or_download_has() -> None:
+    assert MAX_CLIPS > MAX_RESULT_FILES  # a cut list is still too long to save at once
+    assert MAX_CLIPS > MAX_SCRIPTED_CLIPS + 1  # the emulator's most clips and a stub
+
+
+@given(count=st.integers(0, 3 * MAX_CLIPS), kind=st.sampled_from(["link", "object", "odd"]))
+def test_a_media_task_keeps_the_first_clips_of_a_long_list(count: int, kind: str) -> None:
+    items: list[Any] = [
+        {"link": f"https://a/{n}.mp3", "object": {"audio_url": f"https://a/{n}.mp3"}}.get(
+            kind, [n] if n % 2 else f"https://a/{n}.mp3"
+        )
+        for n in range(count)
+    ]
+    task = decode_media_task(
+        json.dumps({"code": 0, "id": "m", "status": "done", "result": items}).encode()
+    )
+    kept = range(min(count, MAX_CLIPS))
+    readable = [n for n in kept if kind != "odd" or not n % 2]  # a list item is no clip
+    assert task.urls == tuple(f"https://a/{n}.mp3" for n in readable)
+
+
+@given(count=st.integers(0, 3 * MAX_ACTIONS), odd=st.booleans())
+def test_a_task_keeps_the_first_actions_of_a_long_list(count: int, odd: bool) -> None:
+    actions: list[Any] = [[n] if odd else f"upsamle_{n}" for n in range(count)]
+    task = decode_task(json.dumps(task_json(status="done", actions=actions)).encode())
+    assert task.actions == tuple(
+        json.dumps([n]) if odd else f"upsamle_{n}" for n in range(min(count, MAX_ACTIONS))
+    )
+
+
+@pytest.mark.parametrize("field", ["result", "actions"])
+def test_a_cut_list_is_logged_with_its_length(field: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    items = [f"https://a/{n}.mp3" for n in range(MAX_CLIPS + 5)]
+    body = {"code": 0, "id": "m", "status": "done", field: items}
+    decode = decode_media_task if field == "result" else decode_task
+    decode(json.dumps(body).encode())
+    what = "clips" if field == "result" else "actions"
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"an answer lists {MAX_CLIPS + 5} {what}; the first 1000 are kept" in logged
+
+
+def test_a_task_cut_to_its_first_clips_is_still_refused_as_too_many_files() -> None:
+    items = [f"https://a/{n}.mp3" for n in range(5 * MAX_CLIPS)]
+    task = decode_media_task(
+        json.dumps({"code": 0, "id": "m", "status": "done", "result": items}).encode()
+    )
+    with pytest.raises(DownloadError, match=f"lists {MAX_CLIPS} result files, more than the 100"):
+        files_to_save(task)
+
+
+# -- values nested nearly as deep as the parser goes -----------------------------------------
+
+TASK_BASE = {"id": "t1", "status": "done", "percent": 100, "result": "https://a/r.png"}
+MEDIA_BASE = {"id": "t1", "status": "done", "code": 0, "url": "https://a/r.png"}
+OPTIONAL_FIELDS: list[tuple[Any, dict[str, Any], str]] = [
+    *((decode_task, TASK_BASE, field) for field in ("actions", "error", "usage", "percent")),
+    *((decode_task, TASK_BASE, field) for field in ("parentId", "type", "object", "result")),
+    *((decode_media_task, MEDIA_BASE, field) for field in ("result", "message", "cost")),
+    *((decode_media_task, MEDIA_BASE, field) for field in ("created_at", "model", "url")),
+]
+SHAPES = ("list", "object", "error object", "mixed")
+
+
+def nested(depth: int, shape: str) -> str:
+    """JSON text of a value ``depth`` levels deep."""
+    if shape == "list":
+        return "[" * depth + "]" * depth
+    if shape == "object":
+        return '{"a":' * depth + '"x"' + "}" * depth
+    if shape == "error object":  # an error object whose message is no text
+        return '{"message":' + nested(depth - 1, "list") + "}"
+    return '[{"a":' * (depth // 2) + "[]" + "}]" * (depth // 2)
+
+
+def decoded(decode: Any, base: dict[str, Any], field: str, value: str) -> Any:
+    """``decode`` of ``base`` with ``field`` set to the JSON text ``value``: one helper for
+    probing and testing, so both parse at the same stack depth."""
+    return decode((json.dumps(base)[:-1] + f', "{field}": {value}}}').encode(), 200)
+
+
+def deepest_parsed(decode: Any, base: dict[str, Any], field: str, shape: str) -> int:
+    """The deepest ``field`` that ``decode`` still parses from ``decoded``: deeper, the
+    whole body is not JSON to Python's parser (its recursion limit, whatever the field)."""
+    low, high = 1, 4 * sys.getrecursionlimit()
+    while low + 1 < high:
+        middle = (low + high) // 2
+        try:
+            decoded(decode, base, field, nested(middle, shape))
+        except ResponseDecodeError as exc:
+            if "is not JSON" in str(exc):
+                high = middle
+                continue
+        low = middle
+    return low
+
+
+@settings(max_examples=300)
+@given(
+    case=st.sampled_from(OPTIONAL_FIELDS),
+    shape=st.sampled_from(SHAPES),
+    below=st.integers(0, 40),
+)
+def test_an_optional_field_nested_near_the_parsers_limit_never_fails_the_task(
+    case: tuple[Any, dict[str, Any], str], shape: str, below: int
+) -> None:
+    decode, base, field = case
+    depth = deepest_parsed(decode, base, field, shape) - below
+    task = decoded(decode, base, field, nested(depth, shape))
+    assert (task.id, task.status) == ("t1", "done")
+    # a media task whose url or clips were that field may have no file to fetch yet
+    assert task.is_done or (decode is decode_media_task and field in ("url", "result"))
+
+
+@pytest.mark.parametrize("below", [0, 1, 2, 3, 5, 8, 13, 50])
+@pytest.mark.parametrize(
+    ("decode", "base", "field"),
+    [
+        (decode_task, TASK_BASE, "actions"),
+        (decode_task, TASK_BASE, "error"),
+        (decode_media_task, MEDIA_BASE, "message"),
+    ],
+)
+def test_a_field_kept_as_json_text_is_read_or_dropped_near_the_parsers_limit(
+    decode: Any, base: dict[str, Any], field: str, below: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    depth = deepest_parsed(decode, base, field, "list") - below
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    task = decoded(decode, base, field, nested(depth, "list"))
+    assert task.is_done
+    dropped = any("RecursionError" in record.getMessage() for record in caplog.records)
+    if dropped:
+        assert getattr(task, field) in ((), None)
+    elif field == "actions":  # its one item, as JSON text
+        assert task.actions == (nested(depth - 1, "list"),)
+    else:
+        assert getattr(task, field) == nested(depth, "list")
+
+
+def deeper(frames: int, call: Callable[[], T]) -> T:
+    """``call()`` from ``frames`` more frames down the stack."""
+    return deeper(frames - 1, call) if frames else call()
+
+
+@pytest.mark.parametrize("frames", range(12))
+@pytest.mark.parametrize(
+    ("decode", "model", "base", "field"),
+    [
+        (decode_task, Task, TASK_BASE, "actions"),
+        (decode_task, Task, TASK_BASE, "error"),
+        (decode_media_task, MediaTask, MEDIA_BASE, "message"),
+    ],
+)
+def test_a_task_parsed_nearly_as_deep_as_python_goes_is_built_from_any_stack_depth(
+    decode: Any, model: type[Task | MediaTask], base: dict[str, Any], field: str, frames: int
+) -> None:
+    """Which nesting the parser takes but a hook cannot write out again depends on how
+    much deeper the model is built than the body was parsed (the client builds it a
+    frame deeper than a direct decode): from any depth, the task stands."""
+    depth = deepest_parsed(decode, base, field, "list")
+    data = json.loads(json.dumps(base)[:-1] + f', "{field}": {nested(depth, "list")}}}')
+    task = deeper(frames, lambda: structure(model, data, 200))
+    assert (task.id, task.is_done) == ("t1", True)
+
+
+def deepest_loads(make: Callable[[int], str]) -> int:
+    """The deepest ``make(depth)`` that ``json.loads`` parses, called from here."""
+    low, high = 1, 4 * sys.getrecursionlimit()
+    while low + 1 < high:
+        middle = (low + high) // 2
+        try:
+            json.loads(make(middle))
+        except RecursionError:
+            high = middle
+        else:
+            low = middle
+    return low
+
+
+@pytest.mark.parametrize("frames", range(12))
+@pytest.mark.parametrize("key", ["message", "expected", "received", "code"])
+def test_a_validation_issue_text_too_deep_to_write_out_is_dropped(key: str, frames: int) -> None:
+    def answer(depth: int) -> str:
+        issue = f'{{"path": ["images", 0], "{key}": {nested(depth, "list")}}}'
+        return f'{{"code": 3, "id": "t1", "message": "invalid", "issues": [{issue}]}}'
+
+    data = json.loads(answer(deepest_loads(answer)))
+    error = deeper(frames, lambda: media_error(3, data, 200))
+    assert isinstance(error, BadRequestError) and error.issues[0].path == ("images", 0)
+    text = getattr(error.issues[0], key)
+    assert text is None or text.startswith("[[")
 
 
 json_values = st.recursive(

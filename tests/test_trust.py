@@ -4,9 +4,12 @@ and any JSON at all becomes a task or a typed error."""
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,9 +19,16 @@ from gptunnel_async import (
     MediaTask,
     ResponseDecodeError,
     Task,
+    TaskLike,
     WaitTimeoutError,
 )
-from gptunnel_async._sansio.responses import decode_media_task, decode_task, reading
+from gptunnel_async._sansio.responses import (
+    MAX_ANSWER_BYTES,
+    decode_media_task,
+    decode_task,
+    reading,
+)
+from gptunnel_async.models import MAX_ACTIONS, MAX_CLIPS
 
 from .conftest import ScriptedAPI, media_json, task_json
 
@@ -59,6 +69,94 @@ async def test_a_done_task_with_an_odd_field_is_returned_at_once(
     task = await client.wait_for_result("abc")
     assert (task.percent, task.usage, task.actions) == (50, None, ())
     assert len(api.requests) == 1
+
+
+def longest_list(head: bytes, item: bytes) -> bytes:
+    """An answer of ``head`` and a list of ``item``, as long as an answer may be."""
+    count = (MAX_ANSWER_BYTES - len(head) - 2) // (len(item) + 1)
+    body = head + b"[" + b",".join([item] * count) + b"]}"
+    assert MAX_ANSWER_BYTES - 100 < len(body) <= MAX_ANSWER_BYTES
+    return body
+
+
+async def test_an_answer_of_a_million_clips_is_read_with_the_first_ones(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    head = b'{"id":"abc","status":"running","code":0,"result":'
+    api.script(lambda request: answered(longest_list(head, b"{}")))
+    task = await client.media.result("abc")
+    assert len(task.clips) == MAX_CLIPS and not task.is_done  # 1.3 million in the answer
+
+
+async def test_an_answer_of_a_million_actions_is_read_with_the_first_ones(
+    api: ScriptedAPI, client: GPTunnelClient
+) -> None:
+    head = b'{"id":"abc","status":"done","percent":100,"result":"https://a/r.png","actions":'
+    api.script(lambda request: answered(longest_list(head, b"[]")))
+    task = await client.wait_for_result("abc")
+    assert task.actions == ("[]",) * MAX_ACTIONS
+
+
+async def answered(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
+class DeepField:
+    """A loopback API's answer: a done task whose ``field`` is a list ``depth`` deep."""
+
+    def __init__(self, head: str, field: str) -> None:
+        self.head, self.field, self.depth = head, field, 1
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        value = "[" * self.depth + "]" * self.depth
+        return await answered(f'{self.head},"{self.field}":{value}}}'.encode())
+
+    async def deepest_read(self, read: Callable[[], Awaitable[object]]) -> int:
+        """The deepest nesting ``read`` parses: deeper, the answer is not JSON to Python."""
+        low, high = 1, 4 * sys.getrecursionlimit()
+        while low + 1 < high:
+            self.depth = (low + high) // 2
+            try:
+                await read()
+            except ResponseDecodeError as exc:
+                if "is not JSON" in str(exc):
+                    high = self.depth
+                    continue
+            low = self.depth
+        return low
+
+
+TASK_HEAD = '{"id":"abc","status":"done","percent":100,"result":"https://a/r.png"'
+MEDIA_HEAD = '{"id":"abc","status":"done","code":0,"url":"https://a/r.png"'
+
+
+@pytest.mark.parametrize(
+    ("family", "head", "field"),
+    [
+        ("faceswap", TASK_HEAD, "actions"),
+        ("faceswap", TASK_HEAD, "error"),
+        ("media", MEDIA_HEAD, "message"),
+    ],
+)
+async def test_a_done_task_with_a_field_nested_as_deep_as_a_read_goes_is_returned(
+    api: ScriptedAPI, client: GPTunnelClient, family: str, head: str, field: str
+) -> None:
+    served, tasks = DeepField(head, field), getattr(client, family)
+    api.script(served)
+    deepest = await served.deepest_read(lambda: tasks.result("abc"))
+    for served.depth in (deepest, deepest - 1, deepest - 2, deepest - 5, deepest - 50):
+        task = await tasks.result("abc")
+        assert task.is_done and task.status == "done"
+    waits: list[TaskLike | WaitTimeoutError] = []
+    for served.depth in range(deepest, deepest - 5, -1):
+        try:
+            waits.append(await tasks.wait_for_result("abc", timeout=0.5))
+        except WaitTimeoutError as exc:
+            waits.append(exc)
+    returned = [task for task in waits if not isinstance(task, WaitTimeoutError)]
+    assert returned and all(task.is_done for task in returned)
+    for timeout in (wait for wait in waits if isinstance(wait, WaitTimeoutError)):
+        assert "is not JSON" in str(timeout.last_error)  # a wait's read parses less deep
 
 
 def test_an_integer_id_answers_for_its_text() -> None:

@@ -163,10 +163,16 @@ def _error_fields(body: bytes) -> dict[str, Any] | None:
 
 
 def _text_field(fields: Mapping[str, Any], key: str) -> str | None:
+    """``fields[key]`` as text: a string as it is, another value as its JSON; ``None`` if
+    absent, or nested nearly as deep as the parser goes (writing it out again reaches
+    the recursion limit): an optional field that cannot be read is dropped."""
     value = fields.get(key)
-    if value is None:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except RecursionError:
         return None
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def error_from_response(

@@ -200,15 +200,17 @@ def _inpaint_check(
     """``/midjourney/inpaint``: the mask is base64 of a black-and-white PNG the size of
     the parent's image (the emulator's result image)."""
     mask = payload.get("mask")
+    parent_image = read_png(state.result_image)
+    size = (parent_image.width, parent_image.height)
     try:
-        image = read_png(base64.b64decode(mask, validate=True)) if isinstance(mask, str) else None
+        decoded = base64.b64decode(mask, validate=True) if isinstance(mask, str) else None
+        image = None if decoded is None else read_png(decoded, size)
     except (binascii.Error, ValueError):
         image = None
-    parent_image = read_png(state.result_image)
     if (
         image is None
+        or (image.width, image.height) != size
         or (image.colours is not None and not image.colours <= MASK_TONES)
-        or (image.width, image.height) != (parent_image.width, parent_image.height)
     ):
         return INPAINT_MASK_MESSAGE, "mask"
     return None

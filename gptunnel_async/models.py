@@ -254,7 +254,9 @@ class MediaTask(_Lifecycle):
         created_at: when the task was created, in unix seconds, if reported.
         cost: what it cost, if reported.
         code: 0; an answer with another code is raised as an error instead.
-        message: the server's message, and the reason when the task has failed.
+        message: the server's message, and the reason when the task has failed (its
+            ``error`` when it sends no ``message``: a media failure's shape is not
+            documented, and public clients read the reason there).
     """
 
     id: str

@@ -89,6 +89,28 @@ def test_media_failure_statuses_carry_the_message_as_error(status: str) -> None:
     assert task.percent == 0
 
 
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"error": "moderation"}, "moderation"),
+        ({"error": {"message": "NSFW prompt", "type": "moderation"}}, "NSFW prompt"),
+        ({"message": "NSFW prompt", "error": "moderation"}, "NSFW prompt"),
+        ({"message": None, "error": "moderation"}, "moderation"),
+        ({"message": "", "error": "moderation"}, "moderation"),
+        ({"error": None}, None),
+        ({"error": ["odd"]}, '["odd"]'),  # as a faceswap task's odd error: its JSON
+    ],
+)
+def test_a_failure_reason_sent_as_error_is_read_when_there_is_no_message(
+    fields: dict[str, Any], reason: str | None
+) -> None:
+    # How a media task says why it failed is not documented: public clients read
+    # ``error`` (as for Midjourney), the SDK ``message`` first.
+    answer = {"code": 0, "id": "t-1", "status": "failed", **fields}
+    task = decode_media_task(body(answer))
+    assert task.is_failed and task.error == reason
+
+
 @pytest.mark.parametrize("status", ["idle", "processing", "queued", "starting", "new_state"])
 def test_other_media_statuses_are_kept_and_not_terminal(status: str) -> None:
     task = decode_media_task(body(media_json(status=status)))

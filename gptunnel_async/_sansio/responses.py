@@ -538,5 +538,9 @@ def decode_media_task(
         )
     if code != 0:
         raise media_error(code, data, status_code, secret=secret)
-    model = structure(MediaTask, {**data, "code": 0}, status_code, secret=secret)
+    # The reason of a failure: ``message`` as documented, else ``error``, where public
+    # clients read it (a media failure's shape is not documented).
+    reason = data.get("message") or data.get("error")
+    fields = {**data, "code": 0, "message": reason}
+    model = structure(MediaTask, fields, status_code, secret=secret)
     return masked(model, body, secret)

@@ -56,6 +56,25 @@ MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 
 _PASS_THROUGH: Final = ("http://", "https://", "data:")
 
+_LINKS: Final = ("http://", "https://")
+
+
+def _is_link(what: str, value: str, schemes: tuple[str, ...]) -> bool:
+    """Whether ``value`` begins with one of ``schemes``; ``ConfigurationError`` for such
+    a link with spaces around it (pasted from a chat), which would otherwise be taken
+    for a file's path, or reach the API as it is."""
+    if not starts_with(value.strip(), schemes):
+        return False
+    if value != value.strip():
+        raise ConfigurationError(f"{what} must not have spaces around it, got {describe(value)}")
+    return True
+
+
+def starts_with(text: str, schemes: tuple[str, ...]) -> bool:
+    """Whether ``text`` begins with one of ``schemes`` (``"https://"``), in any case:
+    a URL's scheme is case-insensitive (RFC 3986), so ``HTTPS://`` is a link too."""
+    return text[:10].lower().startswith(schemes)
+
 
 def sniff_image_type(data: bytes) -> str:
     """The MIME type of PNG, JPEG or WEBP bytes; ``ConfigurationError`` for anything else."""
@@ -165,7 +184,7 @@ async def encode_image(value: ImageInput) -> str:
     if isinstance(value, str):
         if not value.strip():
             raise ConfigurationError("an image must not be an empty string")
-        if value.startswith(_PASS_THROUGH):
+        if _is_link("an image link or data: URI", value, _PASS_THROUGH):
             return value
     if not isinstance(value, str | os.PathLike):
         raise ConfigurationError(
@@ -181,7 +200,7 @@ def image_link(value: object, what: str) -> str:
     The API fetches the images itself and takes no uploads: bytes, files, ``data:`` URIs
     and bare base64 are refused here, before a paid request, with what to do instead.
     """
-    if isinstance(value, str) and value.startswith(("http://", "https://")):
+    if isinstance(value, str) and _is_link(what, value, _LINKS):
         http_url(what, value)
         return value
     if isinstance(value, str) and value.startswith("data:"):
@@ -209,7 +228,7 @@ def _mask_bytes(value: ImageInput) -> bytes:
         return bytes(value)
     if isinstance(value, ReadableBytes):
         return read_file_object(value, "mask")
-    if isinstance(value, str) and value.startswith(("http://", "https://")):
+    if isinstance(value, str) and starts_with(value.strip(), _LINKS):
         raise ConfigurationError(
             "mask must be the PNG itself (bytes, a path or base64), not a link: "
             "the API takes it as base64"

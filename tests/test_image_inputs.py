@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError
-from gptunnel_async._images import MAX_IMAGE_BYTES, check_mask, encode_image
+from gptunnel_async._images import MAX_IMAGE_BYTES, check_mask, encode_image, image_link
 from gptunnel_async._png import (
     MAX_CHECKED_BYTES,
     MAX_FILTER_WORK,
@@ -304,3 +304,24 @@ async def test_a_missing_file_is_quoted_as_it_was_given(
     with pytest.raises(ConfigurationError) as caught:
         await encode_image(given_as)
     assert repr(given_as) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "link", ["HTTPS://example.com/me.jpg", "Http://example.com/me.jpg", "DATA:image/png;base64,AA"]
+)
+async def test_a_link_is_one_in_any_case(link: str) -> None:
+    # A URL's scheme is case-insensitive: "HTTPS://" was read as a file's path.
+    assert await encode_image(link) == link
+
+
+@pytest.mark.parametrize(
+    "spaced",
+    [" https://example.com/me.jpg", "https://example.com/me.jpg ", "\thttps://e.com/a.png\n"],
+)
+async def test_a_link_with_spaces_around_it_is_refused_as_such(spaced: str) -> None:
+    # Pasted from a chat: it was read as a file's path ("no such file"), or sent as is.
+    with pytest.raises(ConfigurationError, match="must not have spaces around it"):
+        await encode_image(spaced)
+    with pytest.raises(ConfigurationError, match="must not have spaces around it"):
+        image_link(spaced, "images[0]")
+    assert image_link(spaced.strip(), "images[0]") == spaced.strip()

@@ -430,14 +430,24 @@ class TaskResource(InProcessOnly, Generic[T]):
     ) -> T:
         """Await a create call, then wait for the task it started. The wait's arguments
         are checked first: a mistake in them must not cost a paid task, whose id the
-        error would not carry."""
+        error would not carry; an error of the wait (``on_progress``'s own included)
+        that does not name the task gets a note that does."""
         try:
             checked = self._wait_policy(policy, timeout, on_progress)
         except BaseException:
             created.close()  # never sent
             raise
         task = await created
-        return await self._waiter(task.id, self._reader(task.id), checked, on_progress)
+        try:
+            return await self._waiter(task.id, self._reader(task.id), checked, on_progress)
+        except BaseException as exc:  # on_progress's own error too: the task goes on
+            if getattr(exc, "task_id", None) != task.id:  # else its text names the task
+                family = family_of(self.family.result_path)
+                exc.add_note(
+                    f"task {task.id} was created (and is paid for) before this: wait for "
+                    f"it again with client.{family}.wait_for_result({task.id!r})"
+                )
+            raise
 
 
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")

@@ -464,3 +464,33 @@ async def test_a_failed_create_says_whether_the_task_may_have_started(
     if may_have_started:
         assert "POST /v1/faceswap/create" in text
         assert len(api.requests) == 1  # and it was not sent again
+
+
+class _CallbackBroke(Exception):
+    """What a bot's progress callback raises (Telegram's "message is not modified")."""
+
+
+async def test_an_error_after_the_paid_create_names_the_task_it_created(
+    gptunnel_fake: FakeGPTunnel,
+) -> None:
+    def breaks(event: Any) -> None:
+        raise _CallbackBroke("message is not modified")
+
+    async with gptunnel_fake.client() as client:
+        with pytest.raises(_CallbackBroke) as caught:
+            await client.faceswap.swap("https://a/1.png", "https://a/2.png", on_progress=breaks)
+        [note] = caught.value.__notes__
+        task_id = note.split()[1]
+        [created] = [r for r in gptunnel_fake.requests if r.path == "/v1/faceswap/create"]
+        assert created.json["sourceImage"] == "https://a/1.png"  # one paid task, named:
+        assert f"client.faceswap.wait_for_result({task_id!r})" in note
+        assert (await client.faceswap.wait_for_result(task_id)).is_done  # not lost
+
+        gptunnel_fake.fail_next(401, path="midjourney/result")
+        with pytest.raises(GPTunnelError) as refused:
+            await client.midjourney.imagine_and_wait("a fox")
+        assert "client.midjourney.wait_for_result(" in refused.value.__notes__[0]
+
+        with pytest.raises(GPTunnelError) as timed_out:  # its text names the task already
+            await client.faceswap.swap("https://a/1.png", "https://a/2.png", timeout=0.001)
+        assert not getattr(timed_out.value, "__notes__", [])

@@ -126,6 +126,7 @@ def result_files(task: Task | MediaTask) -> tuple[str, ...]:
         raise ConfigurationError(
             f"task {shorten(task.id, 80)} has no result to download "
             f"(status {shorten(task.status, 40)!r})"
+            + ("" if task.is_failed else ": wait for it first (wait_for_result)")
         )
     if not files:
         raise DownloadError(

@@ -403,6 +403,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     async def __anext__(self) -> ProgressEvent[T]:
         if self._running is not None:
+            if self._driver is _Driven.ENDED:
+                raise UsageError("this waiter was already awaited; iterate a new one")
             raise UsageError("this waiter is already being awaited; iterate a new one")
         if self._stepping:
             raise UsageError("this waiter is already waiting for its next event")

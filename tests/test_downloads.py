@@ -602,3 +602,12 @@ async def test_a_task_id_given_to_download_is_told_to_pass_the_task(tmp_path: Pa
     async with GPTunnelClient(api_key="k-1", base_url="http://127.0.0.1:9/v1") as client:
         with pytest.raises(ConfigurationError, match="pass the Task that wait_for_result"):
             await client.download_result("f8e2a1", tmp_path)
+
+
+async def test_downloading_a_task_not_yet_done_says_to_wait_for_it_first(
+    fake: FakeGPTunnel,
+) -> None:
+    async with fake.client() as client:
+        created = await client.faceswap.create("https://a/1.png", "https://a/2.png")
+        with pytest.raises(ConfigurationError, match=r"status 'idle'\): wait for it first"):
+            await client.download_result(created, "out.png")

@@ -495,7 +495,7 @@ async def test_a_waiter_is_used_in_one_mode_once(
     await iterated.aclose()
     awaited = client.wait_for_result("task-1")
     await awaited
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="was already awaited; iterate a new one"):
         await awaited.__anext__()
     with pytest.raises(UsageError, match="already awaited"):
         await awaited

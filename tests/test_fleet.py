@@ -1308,6 +1308,39 @@ async def test_a_handler_a_closing_worker_cancels_is_no_failed_attempt(
     assert (await store.status()).dead_letters == 0
 
 
+async def test_a_handler_a_closing_worker_cancels_is_no_failed_attempt_however_long_it_cleans_up(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    # The worker's close cancels the handler before its delivery_timeout; the cleanup
+    # runs past that deadline. That is still no failed attempt: with max_attempts=1, the
+    # next worker delivers it, rather than setting it aside as a dead letter.
+    task_id = fake.script_task(steps=[("done", 100)])
+    started = asyncio.Event()
+
+    async def cleans_up_past_its_deadline(delivery: Delivery) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.6)  # delivery_timeout is 0.3 s
+            raise
+
+    store = new_store()
+    closing = Watcher(
+        client, store, handler=cleans_up_past_its_deadline, delivery_timeout=0.3, max_attempts=1
+    )
+    async with closing:
+        await closing.watch(task_id)
+        await started.wait()
+        await closing.close(grace=0)
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled, delivery_timeout=0.3, max_attempts=1):
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _unhandled_is(store, 0))
+    assert (delivery.attempt, delivery.redelivered) == (1, True)
+    assert (await store.status()).dead_letters == 0
+
+
 async def test_a_delivery_taken_late_in_a_blocking_read_gets_its_whole_delivery_timeout(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

@@ -158,20 +158,27 @@ class _CountAtDeadline:
     while another worker takes the delivery over ``RECLAIM_MARGIN`` after the deadline:
     that worker must find this attempt counted, else every worker taking it over read
     the same count, and more than ``max_attempts`` attempts ran. ``count`` is ``None``
-    for a store that counts no failures: then nothing is counted."""
+    for a store that counts no failures: then nothing is counted. ``cut_short`` says
+    whether the worker's close has cancelled the handler: one it cancelled before the
+    deadline is no failed attempt, however long it takes to clean up."""
 
     def __init__(
-        self, count: Callable[[], Coroutine[Any, Any, int | None]] | None, deadline: float
+        self,
+        count: Callable[[], Coroutine[Any, Any, int | None]] | None,
+        deadline: float,
+        cut_short: Callable[[], bool],
     ) -> None:
         self.deadline = deadline
         self._count = count
+        self._cut_short = cut_short
         self._counting: asyncio.Task[int | None] | None = None
         loop = asyncio.get_running_loop()
         self._timer = None if count is None else loop.call_at(deadline, self._start)
 
     def _start(self) -> None:
         assert self._count is not None
-        self._counting = asyncio.ensure_future(self._count())
+        if not self._cut_short():
+            self._counting = asyncio.ensure_future(self._count())
 
     async def handler_ended(self) -> None:
         """No count at the deadline any more; one already started is waited for, even
@@ -228,6 +235,8 @@ class _Pool:
     def __init__(self, size: int) -> None:
         self.size = size
         self._running: set[asyncio.Task[None]] = set()
+        self.closed = False
+        """:meth:`close` has begun: what runs is cancelled, by the pool, not by itself."""
 
     @property
     def free(self) -> int:
@@ -255,6 +264,7 @@ class _Pool:
         cancelled once: a handler cleaning up after its cancellation (a close past its
         grace) is not cut short by a second close, nor by this wait's own cancellation
         (``asyncio.wait``, unlike ``gather``, passes that on to no task)."""
+        self.closed = True
         running = list(self._running)
         for task in running:
             if not task.cancelling():
@@ -766,7 +776,7 @@ class Watcher(InProcessOnly):
                 for entry in entries:
                     if entry.entry_id not in self._in_hand:  # else its last attempt goes on
                         self._in_hand.add(entry.entry_id)
-                        handled = handlers.start(self._deliver(entry, deadline))
+                        handled = handlers.start(self._deliver(entry, deadline, handlers))
                         # A callback, not a finally: a task cancelled before it starts
                         # (by close) never runs its body.
                         handled.add_done_callback(partial(_forget, self._in_hand, entry.entry_id))
@@ -775,7 +785,7 @@ class Watcher(InProcessOnly):
         finally:
             await handlers.close()
 
-    async def _deliver(self, entry: Entry, deadline: float) -> None:
+    async def _deliver(self, entry: Entry, deadline: float, pool: _Pool) -> None:
         """Hand one finished task to the handler; acknowledge it when the handler returns.
         A handler that raises, or has not returned by ``deadline`` (the loop's time;
         it is cancelled then), is logged, and the delivery comes back, unless the
@@ -786,7 +796,7 @@ class Watcher(InProcessOnly):
             return
         if entry.record is not None and entry.outcome is not None:
             counting = None if self._dead_letters is None else partial(self._count_failure, entry)
-            count = _CountAtDeadline(counting, deadline)
+            count = _CountAtDeadline(counting, deadline, lambda: pool.closed)
             try:
                 failure = await self._handle(entry, entry.record, entry.outcome, deadline)
             finally:

@@ -101,6 +101,12 @@ def _json(request: Request) -> io.BytesIO:
     return io.BytesIO(json.dumps(request.json).encode())
 
 
+MAY_HAVE_STARTED: Final = (
+    "the task may have started: look for it before you create it again (each create is paid)"
+)
+"""What the error of a create after which the task may have started ends with."""
+
+
 def _may_have_started(exc: BaseException) -> bool:
     """For a request that starts a paid task: whether the server may have started it
     though the request failed with ``exc``: its answer was no task object, or the
@@ -512,7 +518,7 @@ class Transport(InProcessOnly):
             replay = [exc]
         try:
             return await self._retried_after(request, decode, retry_if, replay, secret)
-        except ResponseDecodeError as exc:  # a create retried after a 503, say
+        except GPTunnelError as exc:  # a create retried after a 503, then a 500, say
             raise without_frames(self._in_context(exc, request))  # noqa: B904
 
     async def _retried_after(
@@ -549,16 +555,12 @@ class Transport(InProcessOnly):
         if request.idempotent or not _may_have_started(exc):
             return exc
         text = str(exc.args[0]) if exc.args else type(exc).__name__
-        if "may have started" in text:  # the created task's id was unusable: says so
+        if text.endswith(MAY_HAVE_STARTED):  # said already (by the same check, earlier)
             return exc
         label = self.shown(request.label)
         if label not in text:
             text = f"{label}: {text}"
-        exc.args = (
-            f"{text}; the task may have started: look for it before you create it again "
-            "(each create is paid)",
-            *exc.args[1:],
-        )
+        exc.args = (f"{text}; {MAY_HAVE_STARTED}", *exc.args[1:])
         return exc
 
     def _attempt(self, request: Request, decode: Decoder[T]) -> Awaitable[T]:

@@ -447,12 +447,15 @@ MAY_HAVE_STARTED: list[Any] = [
 
 
 @pytest.mark.parametrize(("reply", "may_have_started"), MAY_HAVE_STARTED)
+@pytest.mark.parametrize("refused_first", [False, True], ids=["first try", "after a 503"])
 async def test_a_failed_create_says_whether_the_task_may_have_started(
-    api: ScriptedAPI, reply: Any, may_have_started: bool
+    api: ScriptedAPI, reply: Any, may_have_started: bool, refused_first: bool
 ) -> None:
     """A create cut off after the server may have acted (a timeout, a 500) said nothing
     of it, so the caller created the paid task again; a refusal or a rejection did not
     start it, and says nothing either."""
+    if refused_first:  # the retry is the create that may have started it
+        api.script(faults.answer(503, {"error": {"message": "busy"}}, {"Retry-After": "0"}))
     api.script(reply)
     async with GPTunnelClient(
         api_key="sk-test", base_url=api.base_url, timeout=0.3, max_retries=1
@@ -463,7 +466,18 @@ async def test_a_failed_create_says_whether_the_task_may_have_started(
     assert ("the task may have started: look for it" in text) is may_have_started
     if may_have_started:
         assert "POST /v1/faceswap/create" in text
-        assert len(api.requests) == 1  # and it was not sent again
+        assert len(api.requests) == 1 + refused_first  # and it was not sent again
+
+
+async def test_a_server_text_saying_may_have_started_does_not_hide_the_warning(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(faults.answer(500, {"error": {"message": "the task may have started"}}))
+    with pytest.raises(ServerError) as caught:
+        await client.faceswap.create("https://a/1.png", "https://a/2.png")
+    assert str(caught.value).endswith(
+        "; the task may have started: look for it before you create it again (each create is paid)"
+    )
 
 
 class _CallbackBroke(Exception):
@@ -491,6 +505,7 @@ async def test_an_error_after_the_paid_create_names_the_task_it_created(
             await client.midjourney.imagine_and_wait("a fox")
         assert "client.midjourney.wait_for_result(" in refused.value.__notes__[0]
 
+        gptunnel_fake.script_created(duration=60)
         with pytest.raises(GPTunnelError) as timed_out:  # its text names the task already
-            await client.faceswap.swap("https://a/1.png", "https://a/2.png", timeout=0.001)
+            await client.faceswap.swap("https://a/1.png", "https://a/2.png", timeout=0.05)
         assert not getattr(timed_out.value, "__notes__", [])

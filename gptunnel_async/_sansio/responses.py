@@ -437,7 +437,7 @@ class Created(Generic[L]):
         problem = task_id_problem(task.id)
         if problem is not None:
             raise ResponseDecodeError(
-                f"the created task's id {problem}; the task may have started",
+                f"the created task's id {problem}",  # the transport adds what that means
                 status_code=status_code,
                 body=excerpt(body, secret),
             )

@@ -20,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 from yarl import URL
 
+from ._sansio.text import mask_for
 from .errors import ConfigurationError, GPTunnelError
 
 __all__ = [
@@ -326,14 +327,30 @@ def task_id_problem(value: Any) -> str | None:
     return None
 
 
-def check_task_id(value: str) -> str:
+def _shows(value: object, secret: str) -> bool:
+    """Whether ``value`` is text that shows ``secret`` (in any form the masking knows)."""
+    return isinstance(value, str) and mask_for(secret)(value) != value
+
+
+_KEY_LOOKED_FOR: Final = 12
+"""The shortest key that a task id is checked not to hold: a shorter one (a test's
+``"demo"``) may be a word of a real id; GPTunnel's keys are far longer."""
+
+
+def check_task_id(value: str, secret: str | None = None) -> str:
     """``value`` if it is a usable task id given by the caller; ``ConfigurationError``
-    (see :func:`task_id_problem`) before any request otherwise.
+    (see :func:`task_id_problem`) before any request otherwise, and for an id that
+    holds ``secret`` (the API key passed by mistake), which a task id is echoed into
+    log lines and error texts that never show the key.
 
     An id the server sent is judged by the same rule, but its fault is the server's: see
     ``_sansio.responses.Created``.
     """
-    problem = task_id_problem(value)
+    if secret and len(secret) >= _KEY_LOOKED_FOR and _shows(value, secret):
+        raise ConfigurationError(
+            "task_id holds the API key (not shown here): pass the id a create call returned"
+        )
+    problem = task_id_problem(value)  # its text shows the id: after the key's check
     if problem is not None:
         raise ConfigurationError(f"task_id {problem}")
     return value

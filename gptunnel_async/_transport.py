@@ -242,6 +242,11 @@ class Transport(InProcessOnly):
     def __repr__(self) -> str:
         return f"<Transport {self.base_url}>"
 
+    @property
+    def secret(self) -> str:
+        """The API key, for the checks that keep it out of what the SDK shows."""
+        return self._api_key
+
     # -- the one path -------------------------------------------------------------------
 
     async def exchange(

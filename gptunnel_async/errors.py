@@ -14,7 +14,7 @@ GPTunnelError
 │   ├── PermissionDeniedError       403, media 7
 │   ├── NotFoundError               404, media 4 and 99
 │   ├── RateLimitError              429 (retried; .retry_after)
-│   └── ServerError                 5xx, media 1, 500, 6 (500/502/503/504, media 6 retried)
+│   └── ServerError                 5xx, media 1, 500, 6 (500/502/503/504, media 1/500/6 retried)
 ├── APIConnectionError          the network failed (retried)
 │   ├── APITimeoutError             a request timed out, or 408 (retried)
 │   └── TLSError                    TLS could not be set up: a bad certificate (not retried)
@@ -190,7 +190,8 @@ class RateLimitError(APIError):
 class ServerError(APIError):
     """HTTP 5xx (media codes 1, 500, 6): the server failed.
 
-    500, 502, 503, 504 and media code 6 (heavy load) are retried.
+    500, 502, 503, 504 and media codes 1 and 500 (internal error) and 6 (heavy load) are
+    retried; a create only after a 503 or media's 6, which refuse it before any work.
     """
 
 

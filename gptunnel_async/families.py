@@ -183,7 +183,7 @@ class TaskResource(InProcessOnly, Generic[T]):
 
     def _reader(self, task_id: str) -> _TaskRead[T]:
         """What reads ``task_id`` (checked first), built once for all its reads."""
-        query = ((self.family.id_param, check_task_id(task_id)),)
+        query = ((self.family.id_param, check_task_id(task_id, self._transport.secret)),)
         request = self._transport.requests.api("GET", self.family.result_path, query=query)
         return _TaskRead(self._transport, request, reading(task_id, self.family.decode))
 

@@ -31,6 +31,7 @@ from gptunnel_async._checks import (
     number,
 )
 from gptunnel_async.errors import DownloadError
+from gptunnel_async.testing import FakeGPTunnel
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
 
 T = TypeVar("T")
@@ -374,3 +375,23 @@ def test_a_path_is_shown_as_its_text_not_its_repr(path: object, shown: str) -> N
 def test_a_task_given_for_its_id_is_told_to_pass_its_id() -> None:
     with pytest.raises(ConfigurationError, match=r"pass Task\.id, not the object"):
         check_task_id(Task(id="t-1", status="done"))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["{key}", "id-{key}", "{key}\u200b", "x" * 300 + "{key}"],
+    ids=["the key", "in it", "and unprintable", "and too long"],
+)
+async def test_a_task_id_holding_the_api_key_is_refused_without_showing_it(
+    fake: FakeGPTunnel, shape: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A task id is echoed into log lines and error texts, which never show the key: an id
+    # that holds it (the key pasted in the wrong place) goes no further.
+    key = "sk-Zq9xT3secretmK7pW2vL"
+    async with GPTunnelClient(api_key=key, base_url=fake.base_url) as client:
+        for call in (client.get_result, client.media.result, client.wait_for_result):
+            with pytest.raises(ConfigurationError, match="holds the API key") as caught:
+                await call(shape.format(key=key))
+            assert key not in str(caught.value)
+    assert not [r for r in caplog.records if key in r.getMessage()]
+    assert fake.requests == []

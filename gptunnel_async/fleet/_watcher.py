@@ -425,7 +425,7 @@ class Watcher(InProcessOnly):
                 registration, it was). Calling ``watch`` again is safe: it is
                 idempotent.
         """
-        check_task_id(task_id)
+        check_task_id(task_id, self._secret())
         if family not in FAMILIES:
             raise ConfigurationError(f"family must be one of {FAMILIES}, got {family!r}")
         resource: TaskResource[Any] = getattr(self.client, family)
@@ -961,7 +961,7 @@ class Watcher(InProcessOnly):
             StoreDataError: the stored outcome cannot be read by this version (another
                 version wrote it, say), or the task was set aside as a dead letter.
         """
-        check_task_id(task_id)
+        check_task_id(task_id, self._secret())
         seconds = optional(positive_number, "timeout", timeout)
         loop = asyncio.get_running_loop()
         deadline = None if seconds is None else loop.time() + seconds
@@ -1009,7 +1009,7 @@ class Watcher(InProcessOnly):
     def _secret(self) -> str:
         """The client's API key: masked in what is read back from the store, which
         another process, or an older version, wrote."""
-        return self.client._transport._api_key
+        return self.client._transport.secret
 
     def _masked(self, task: Task | MediaTask | None) -> Task | MediaTask | None:
         """A task read back from the store, with this client's API key masked in it."""

@@ -526,9 +526,16 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         Returns:
             What the wait awaits next, if it handles the exception.
         """
-        if val is None and tb is None:
-            return self._driven().throw(typ)
-        return self._driven().throw(typ, val, tb)
+        running = self._driven()
+        try:
+            if val is None and tb is None:
+                return running.throw(typ)
+            return running.throw(typ, val, tb)
+        except BaseException:
+            # Ended by it, also when it never started (no finally of the wait ran: a task
+            # cancelled before its first step), so a later await is told "already awaited".
+            self._driver = _Driven.ENDED
+            raise
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or

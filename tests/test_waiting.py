@@ -528,6 +528,20 @@ async def test_a_second_await_of_a_running_wait_is_refused_and_leaves_the_first_
     assert len(api.requests) == 3
 
 
+async def test_a_wait_whose_task_was_cancelled_before_it_started_is_ended(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(*steps(("done", 100)))
+    waiter = client.wait_for_result("task-1")
+    running = asyncio.ensure_future(waiter)
+    running.cancel()  # before its first step: no code of the wait ran
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    with pytest.raises(UsageError, match="was already awaited"):  # not "being awaited"
+        await waiter
+    assert api.requests == []
+
+
 async def test_a_wait_awaited_from_its_own_callback_is_refused(
     client: GPTunnelClient, api: ScriptedAPI, instant: None
 ) -> None:

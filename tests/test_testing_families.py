@@ -23,6 +23,7 @@ from gptunnel_async import (
     TaskFailedError,
 )
 from gptunnel_async.testing import FakeGPTunnel, sample_image
+from gptunnel_async.testing._state import MAX_JSON_DEPTH
 
 from .conftest import raw_call
 from .pngs import mask
@@ -328,14 +329,23 @@ async def test_an_http_status_fault_on_media_is_sent_as_asked(fake: FakeGPTunnel
         ("POST", "midjourney/imagine", (400, None)),
     ],
 )
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 980, 100_000])
 async def test_json_nested_too_deeply_is_refused_as_input_not_a_crash(
-    fake: FakeGPTunnel, method: str, path: str, answer: tuple[int, int | None]
+    fake: FakeGPTunnel, method: str, path: str, answer: tuple[int, int | None], depth: int
 ) -> None:
     """Python's JSON parser gives up on it with a RecursionError, which the emulator
-    answered with aiohttp's HTML 500 (on ``/media`` too)."""
-    deep = "[" * 100_000 + "]" * 100_000
+    answered with aiohttp's HTML 500 (on ``/media`` too); a little less deep, the
+    parser took it, and echoing it back in the answer ran out of stack instead."""
+    deep = '{"model": "flux", "prompt": "p", "x": ' + "[" * depth + "]" * depth + "}"
     status, body = await raw_call(fake, method, path, data=deep)
     assert (status, body.get("code")) == answer
+
+
+async def test_json_as_deep_as_the_emulator_reads_is_taken(fake: FakeGPTunnel) -> None:
+    nested = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    deep = '{"model": "flux-pro", "prompt": "a fox", "extra": ' + nested + "}"
+    status, body = await raw_call(fake, "POST", "media/create", data=deep)
+    assert (status, body.get("code")) == (200, 0)
 
 
 async def test_the_sdk_reads_media_codes_as_typed_errors(fake: FakeGPTunnel) -> None:

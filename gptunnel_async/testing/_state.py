@@ -52,12 +52,34 @@ class RecordedRequest:
     @property
     def json(self) -> Any:
         """The body parsed as JSON, or ``None`` when it is empty, not JSON, or nested
-        too deeply for Python's parser (which the endpoints then refuse as input, not
-        with a crash's 500)."""
+        deeper than ``MAX_JSON_DEPTH`` (which the endpoints then refuse as input, not
+        with a crash's 500: Python's parser, or the answer that echoes the body, would
+        run out of stack)."""
         try:
-            return json.loads(self.body) if self.body else None
+            parsed = json.loads(self.body) if self.body else None
         except (ValueError, RecursionError):
             return None
+        return None if _deeper_than(parsed, MAX_JSON_DEPTH) else parsed
+
+
+MAX_JSON_DEPTH: Final = 200
+"""The deepest nesting of a request body the emulator reads, in levels of objects and
+lists: far past any body GPTunnel documents, well short of Python's recursion limit."""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value``'s objects and lists nest more than ``limit`` levels (walked
+    without recursion, so any depth the parser gave is measured)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 @attrs.define

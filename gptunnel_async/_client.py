@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -21,13 +22,13 @@ from ._destinations import Destinations
 from ._in_process import InProcessOnly
 from ._logging import logger
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
-from ._safe_errors import secret_arguments
+from ._safe_errors import made_safe, secret_arguments
 from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
-from .errors import ConfigurationError, UsageError
+from .errors import ConfigurationError, GPTunnelError, UsageError
 from .families import BgRemover, FaceSwap, Media, Midjourney
 from .models import Balance, MediaTask, Task
 
@@ -427,12 +428,23 @@ class GPTunnelClient(InProcessOnly):
                 (a folder it may not write to, a full disk).
             APIConnectionError: the network failed, after the retries.
         """
-        url, fallback_name = _download.result_url(task_or_url, clip)
+        with self._key_masked():  # its text quotes the argument: the key, pasted there?
+            url, fallback_name = _download.result_url(task_or_url, clip)
         limit = count("max_bytes", max_bytes, 1)
         deadline = optional(positive_number, "timeout", timeout)
         target = _download.resolve_target(dest, url, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
         return await self._save(url, target, limit, deadline)
+
+    @contextlib.contextmanager
+    def _key_masked(self) -> Iterator[None]:
+        """The SDK's errors raised inside, with the key masked in their texts: one that
+        quotes an argument shows the key if it was passed there by mistake."""
+        try:
+            yield
+        except GPTunnelError as exc:
+            made_safe(exc, self._transport.secret)
+            raise
 
     async def _save(
         self, url: URL, target: _download.Target, limit: int, deadline: float | None
@@ -485,7 +497,10 @@ class GPTunnelClient(InProcessOnly):
             APIConnectionError: the network failed, after the retries.
         """
         if not isinstance(task, Task | MediaTask):
-            raise ConfigurationError(f"task must be a Task or a MediaTask, got {describe(task)}")
+            with self._key_masked():
+                raise ConfigurationError(
+                    f"task must be a Task or a MediaTask, got {describe(task)}"
+                )
         files = [_download.server_url(url) for url in _download.files_to_save(task)]
         limit = count("max_bytes", max_bytes, 1)
         deadline = optional(positive_number, "timeout", timeout)

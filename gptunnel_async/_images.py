@@ -70,6 +70,13 @@ def _is_link(what: str, value: str, schemes: tuple[str, ...]) -> bool:
     return True
 
 
+def _scheme_in_lower_case(link: str) -> str:
+    """``link`` with its scheme in lower case, as servers expect it (``HTTPS://`` is
+    valid, but some refuse it: the emulator did)."""
+    scheme, colon, rest = link.partition(":")
+    return f"{scheme.lower()}{colon}{rest}"
+
+
 def starts_with(text: str, schemes: tuple[str, ...]) -> bool:
     """Whether ``text`` begins with one of ``schemes`` (``"https://"``), in any case:
     a URL's scheme is case-insensitive (RFC 3986), so ``HTTPS://`` is a link too."""
@@ -185,7 +192,7 @@ async def encode_image(value: ImageInput) -> str:
         if not value.strip():
             raise ConfigurationError("an image must not be an empty string")
         if _is_link("an image link or data: URI", value, _PASS_THROUGH):
-            return value
+            return _scheme_in_lower_case(value)
     if not isinstance(value, str | os.PathLike):
         raise ConfigurationError(
             "an image must be a URL, a data: URI, bytes, a path or a binary file object, "
@@ -202,8 +209,8 @@ def image_link(value: object, what: str) -> str:
     """
     if isinstance(value, str) and _is_link(what, value, _LINKS):
         http_url(what, value)
-        return value
-    if isinstance(value, str) and value.startswith("data:"):
+        return _scheme_in_lower_case(value)
+    if isinstance(value, str) and starts_with(value, ("data:",)):
         kind = "a data: URI"
     elif isinstance(value, bytes | bytearray | memoryview):
         kind = "bytes"
@@ -240,7 +247,8 @@ def _mask_bytes(value: ImageInput) -> bytes:
         )
     if isinstance(value, os.PathLike) or _is_file(value):
         return read_image_file(value, "mask")
-    text = value.partition(",")[2] if value.startswith("data:") else value
+    text = value.strip()
+    text = text.partition(",")[2] if starts_with(text, ("data:",)) else text
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -181,9 +181,14 @@ class TaskResource(InProcessOnly, Generic[T]):
             return self.family.decode(body, 200, secret=api_key)
         return self._transport.decode_delivered(body, self.family.decode)
 
+    def _task_id(self, task_id: str) -> str:
+        """``task_id``, checked (``ConfigurationError``, not showing the key if it holds
+        it: see ``check_task_id``)."""
+        return check_task_id(task_id, self._transport.secret)
+
     def _reader(self, task_id: str) -> _TaskRead[T]:
         """What reads ``task_id`` (checked first), built once for all its reads."""
-        query = ((self.family.id_param, check_task_id(task_id, self._transport.secret)),)
+        query = ((self.family.id_param, self._task_id(task_id)),)
         request = self._transport.requests.api("GET", self.family.result_path, query=query)
         return _TaskRead(self._transport, request, reading(task_id, self.family.decode))
 
@@ -363,7 +368,7 @@ class TaskResource(InProcessOnly, Generic[T]):
             raise ConfigurationError(
                 f"task_ids must be a collection of ids, got {describe(task_ids)}"
             )
-        checked = [check_task_id(task_id) for task_id in task_ids]  # all, before any wait
+        checked = [self._task_id(task_id) for task_id in task_ids]  # all, before any wait
         return [
             self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
             for task_id in checked
@@ -703,7 +708,7 @@ class Midjourney(TaskResource[Task]):
             ResponseDecodeError: the answer is not a task object, or its task id is
                 unusable (blank, over 256 characters): the task may have started.
         """
-        payload = {"taskId": check_task_id(task_id), "image": _image_number(image)}
+        payload = {"taskId": self._task_id(task_id), "image": _image_number(image)}
         return await self._create("midjourney/upsample", payload)
 
     async def variation(
@@ -734,7 +739,7 @@ class Midjourney(TaskResource[Task]):
             ResponseDecodeError: the answer is not a task object, or its task id is
                 unusable (blank, over 256 characters): the task may have started.
         """
-        payload: dict[str, Any] = {"taskId": check_task_id(task_id)}
+        payload: dict[str, Any] = {"taskId": self._task_id(task_id)}
         if image is None and mode is None:
             raise ConfigurationError(
                 "give image=1..4 to vary one image of a grid, or mode='high'/'low' to vary "
@@ -783,7 +788,7 @@ class Midjourney(TaskResource[Task]):
             ResponseDecodeError: the answer is not a task object, or its task id is
                 unusable (blank, over 256 characters): the task may have started.
         """
-        payload: dict[str, Any] = {"taskId": check_task_id(task_id)}
+        payload: dict[str, Any] = {"taskId": self._task_id(task_id)}
         if prompt is not None:
             payload["prompt"] = check_text("prompt", prompt)
         payload["mask"] = await asyncio.to_thread(check_mask, mask, size)

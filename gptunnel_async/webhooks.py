@@ -38,7 +38,6 @@ from aiohttp import web
 
 from ._checks import (
     WEBHOOK_TOKEN_PARAM,
-    check_task_id,
     check_text,
     describe,
     http_url,
@@ -366,7 +365,7 @@ class WebhookReceiver(InProcessOnly):
             APIError: a read failed in a way that is not retried.
         """
         _family("tasks", tasks)
-        task_id = check_task_id(task_id)
+        task_id = tasks._task_id(task_id)
         every = poll_interval("fallback_interval", fallback_interval)
         policy = PollPolicy(
             initial=every,

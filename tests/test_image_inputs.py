@@ -18,7 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError
-from gptunnel_async._images import MAX_IMAGE_BYTES, check_mask, encode_image, image_link
+from gptunnel_async._images import (
+    MAX_IMAGE_BYTES,
+    _mask_bytes,
+    check_mask,
+    encode_image,
+    image_link,
+)
 from gptunnel_async._png import (
     MAX_CHECKED_BYTES,
     MAX_FILTER_WORK,
@@ -310,8 +316,10 @@ async def test_a_missing_file_is_quoted_as_it_was_given(
     "link", ["HTTPS://example.com/me.jpg", "Http://example.com/me.jpg", "DATA:image/png;base64,AA"]
 )
 async def test_a_link_is_one_in_any_case(link: str) -> None:
-    # A URL's scheme is case-insensitive: "HTTPS://" was read as a file's path.
-    assert await encode_image(link) == link
+    # A URL's scheme is case-insensitive: "HTTPS://" was read as a file's path. It is
+    # sent in lower case, which every server takes.
+    scheme, _, rest = link.partition(":")
+    assert await encode_image(link) == f"{scheme.lower()}:{rest}"
 
 
 @pytest.mark.parametrize(
@@ -325,3 +333,14 @@ async def test_a_link_with_spaces_around_it_is_refused_as_such(spaced: str) -> N
     with pytest.raises(ConfigurationError, match="must not have spaces around it"):
         image_link(spaced, "images[0]")
     assert image_link(spaced.strip(), "images[0]") == spaced.strip()
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["data:image/png;base64,{b64}", "DATA:image/png;base64,{b64}", "  {b64}\n", "{b64}"],
+    ids=["data URI", "in capitals", "spaces around", "bare base64"],
+)
+def test_a_mask_as_text_is_read_in_any_of_its_spellings(given: str) -> None:
+    png = mask()
+    text = given.format(b64=base64.b64encode(png).decode())
+    assert _mask_bytes(text) == png

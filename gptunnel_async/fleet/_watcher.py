@@ -473,7 +473,7 @@ class Watcher(InProcessOnly):
         """
         if not isinstance(task, Task | MediaTask):
             raise ConfigurationError(f"task must be a Task or MediaTask, got {describe(task)}")
-        check_task_id(task.id)
+        check_task_id(task.id, self._secret())
         if not (task.is_done or task.is_failed):
             return False
         return await self.store.finish(task.id, _outcome_of(task).dumps())

@@ -327,11 +327,6 @@ def task_id_problem(value: Any) -> str | None:
     return None
 
 
-def _shows(value: object, secret: str) -> bool:
-    """Whether ``value`` is text that shows ``secret`` (in any form the masking knows)."""
-    return isinstance(value, str) and mask_for(secret)(value) != value
-
-
 _KEY_LOOKED_FOR: Final = 12
 """The shortest key that a task id is checked not to hold: a shorter one (a test's
 ``"demo"``) may be a word of a real id; GPTunnel's keys are far longer."""
@@ -346,7 +341,8 @@ def check_task_id(value: str, secret: str | None = None) -> str:
     An id the server sent is judged by the same rule, but its fault is the server's: see
     ``_sansio.responses.Created``.
     """
-    if secret and len(secret) >= _KEY_LOOKED_FOR and _shows(value, secret):
+    key = secret if secret is not None and len(secret) >= _KEY_LOOKED_FOR else None
+    if key is not None and isinstance(value, str) and mask_for(key).shows(value):
         raise ConfigurationError(
             "task_id holds the API key (not shown here): pass the id a create call returned"
         )

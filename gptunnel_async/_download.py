@@ -297,10 +297,10 @@ def folder_targets(folder: object, urls: list[URL], task_id: str) -> list[Target
     ]
     paths = [target.path for target in found]
     return [
-        target._replace(path=path.with_name(f"{name}-{number}{path.suffix}"))
-        if paths.count(path) > 1
+        target._replace(path=target.path.with_name(f"{name}-{number}{target.path.suffix}"))
+        if paths.count(target.path) > 1
         else target
-        for number, (target, path) in enumerate(zip(found, paths, strict=True))
+        for number, target in enumerate(found)
     ]
 
 

@@ -58,6 +58,8 @@ _PASS_THROUGH: Final = ("http://", "https://", "data:")
 
 _LINKS: Final = ("http://", "https://")
 
+_DATA_URI: Final = ("data:",)
+
 
 def _is_link(what: str, value: str, schemes: tuple[str, ...]) -> bool:
     """Whether ``value`` begins with one of ``schemes``; ``ConfigurationError`` for such
@@ -210,7 +212,7 @@ def image_link(value: object, what: str) -> str:
     if isinstance(value, str) and _is_link(what, value, _LINKS):
         http_url(what, value)
         return _scheme_in_lower_case(value)
-    if isinstance(value, str) and starts_with(value, ("data:",)):
+    if isinstance(value, str) and starts_with(value, _DATA_URI):
         kind = "a data: URI"
     elif isinstance(value, bytes | bytearray | memoryview):
         kind = "bytes"
@@ -248,7 +250,7 @@ def _mask_bytes(value: ImageInput) -> bytes:
     if isinstance(value, os.PathLike) or _is_file(value):
         return read_image_file(value, "mask")
     text = value.strip()
-    text = text.partition(",")[2] if starts_with(text, ("data:",)) else text
+    text = text.partition(",")[2] if starts_with(text, _DATA_URI) else text
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

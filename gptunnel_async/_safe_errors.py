@@ -146,7 +146,7 @@ def _scrubbed(exc: BaseException, secret: str | None) -> BaseException:
     if secret is None or isinstance(exc, GPTunnelError):
         return exc
     shown = f"{exc!s} {exc!r} {exc.args!r} {vars(exc)!r}"
-    if not mask_for(secret).might_hold(shown) or mask_for(secret)(shown) == shown:
+    if not mask_for(secret).shows(shown):
         return exc
     stand_in = MaskedCause(excerpt(f"{type(exc).__qualname__}: {exc}", secret, _CAUSE_TEXT))
     stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__

@@ -560,7 +560,7 @@ class Transport(InProcessOnly):
         if request.idempotent or not _may_have_started(exc):
             return exc
         text = str(exc.args[0]) if exc.args else type(exc).__name__
-        if text.endswith(MAY_HAVE_STARTED):  # said already (by the same check, earlier)
+        if text.endswith(MAY_HAVE_STARTED):  # the server's own text ends so: said already
             return exc
         label = self.shown(request.label)
         if label not in text:

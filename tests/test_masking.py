@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given
@@ -361,3 +362,16 @@ def test_a_ligature_reads_as_its_letters() -> None:
     key = "shds-diffieFixedFloor0123456789fi"
     echoed = "shds-di\ufb03eFixedFloor0123456789\ufb01"  # "ffi" and "fi" as one character each
     assert SecretMask(key)(f"key={echoed} end") == "key=*** end"
+
+
+@pytest.mark.parametrize(
+    ("text", "shows"),
+    [
+        ("key=Zq-secret-mK_pW.vL", True),
+        ("key=" + quote("Zq-secret-mK_pW.vL", safe=""), True),  # as a URL carries it
+        ("no key here", False),
+        ("Zq-secret-mK_pW.vL"[: MIN_RUN - 1], False),  # a piece too short to be a run of it
+    ],
+)
+def test_a_mask_says_whether_a_text_shows_its_secret(text: str, shows: bool) -> None:
+    assert SecretMask("Zq-secret-mK_pW.vL").shows(text) is shows

@@ -197,6 +197,10 @@ class SecretMask(InProcessOnly):
         canonical = _canonical(text)
         return any(probe in canonical for probe in self._probes)
 
+    def shows(self, text: str) -> bool:
+        """Whether ``text`` shows the secret, in any variation :meth:`__call__` masks."""
+        return self(text) != text
+
     def __call__(self, text: str) -> str:
         """``text`` with every run of the secret, in any harmless variation, as ``***``."""
         if not self._forms or not self.might_hold(text):

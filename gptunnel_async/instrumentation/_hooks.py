@@ -209,14 +209,9 @@ class LoggingHook(Hook):
         reason = str(details.error)
         if not (reason.startswith(details.what) or _names_its_request(details.error)):
             reason = f"{details.what} failed ({reason})"
-        if details.task_id is None:
-            logger.warning("%s; retry %d in %.2fs", reason, details.attempt, details.wait)
-            return
         # Many waits at once: the URL alone does not say which (its query is not shown).
-        logger.warning(
-            "%s; retry %d in %.2fs (task %s)",
-            *(reason, details.attempt, details.wait, details.task_id),
-        )
+        task = "" if details.task_id is None else f" (task {details.task_id})"
+        logger.warning("%s; retry %d in %.2fs%s", reason, details.attempt, details.wait, task)
 
 
 @attrs.define

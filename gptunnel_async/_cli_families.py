@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ._checks import describe
 from ._cli_json import json_line
 from ._client import GPTunnelClient
 from ._download import files_to_save
+from ._polling import PollPolicy
 from ._sansio.responses import TASK_FAMILIES
 from .families import TaskResource
 from .models import MediaTask, Task
@@ -106,10 +108,32 @@ def _create_and_wait(family: str, created: Created) -> Callable[..., Any]:
     return command
 
 
+def reading_every(text: str) -> PollPolicy:
+    """``--max-interval S``: the default policy, with no pause between two reads longer
+    than ``S`` seconds (and the first pause no longer either)."""
+    defaults = PollPolicy()
+    try:
+        seconds = float(text)
+        return PollPolicy(initial=min(defaults.initial, seconds), max_interval=seconds)
+    except ValueError:  # ConfigurationError included
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds from 0.01 to 86400, got {describe(text)}"
+        ) from None
+
+
 def wait_options(parser: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
-    """The options of every command that waits: ``--timeout``, ``--save``, ``--json``."""
+    """The options of every command that waits: ``--timeout``, ``--max-interval``,
+    ``--save``, ``--json``."""
     parser.add_argument(
         "--timeout", type=seconds, metavar="S", help="give up after S seconds (default: 600)"
+    )
+    parser.add_argument(
+        "--max-interval",
+        dest="poll_policy",
+        type=reading_every,
+        metavar="S",
+        help="read the task at least every S seconds (default: 10; shorter sees the end "
+        "sooner and costs more requests)",
     )
     parser.add_argument(
         "--save",

@@ -124,7 +124,11 @@ def make_client(args: argparse.Namespace) -> GPTunnelClient:
         raise ConfigurationError(
             "no API key: pass --api-key KEY or set the GPTUNNEL_API_KEY environment variable"
         )
-    return GPTunnelClient(api_key=args.api_key, base_url=args.base_url)
+    return GPTunnelClient(
+        api_key=args.api_key,
+        base_url=args.base_url,
+        poll_policy=getattr(args, "poll_policy", None),  # --max-interval, where a command has it
+    )
 
 
 def timeout_of(args: argparse.Namespace) -> float | NotGiven:

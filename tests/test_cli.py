@@ -24,6 +24,7 @@ from gptunnel_async import (
     WaitTimeoutError,
 )
 from gptunnel_async._checks import task_id_problem
+from gptunnel_async._cli_families import reading_every
 from gptunnel_async._sansio.text import printable
 from gptunnel_async.cli import (
     NO_CONNECTION,
@@ -31,6 +32,7 @@ from gptunnel_async.cli import (
     _build_parser,
     exit_code_for,
     main,
+    make_client,
     resume_hint,
 )
 from gptunnel_async.models import Task
@@ -547,3 +549,53 @@ def test_a_tasks_file_of_the_wrong_shape_is_a_usage_error_not_a_traceback(
     assert main(["emulator", "--port", "0", "--tasks", str(tasks)]) == 2
     error = capsys.readouterr().err
     assert complaint in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("text", "initial", "max_interval"),
+    [("2", 1.0, 2.0), ("0.5", 0.5, 0.5), ("0.01", 0.01, 0.01), ("86400", 1.0, 86400.0)],
+)
+def test_max_interval_caps_every_pause_the_first_included(
+    text: str, initial: float, max_interval: float
+) -> None:
+    policy = reading_every(text)
+    assert (policy.initial, policy.max_interval) == (initial, max_interval)
+    assert (policy.multiplier, policy.timeout, policy.strategy) == (1.5, 600.0, "predictive")
+
+
+@pytest.mark.parametrize("text", ["0", "0.001", "-1", "86401", "1e9", "nan", "inf", "abc", ""])
+def test_a_max_interval_out_of_range_is_refused_by_the_parser(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=r"from 0\.01 to 86400, got"):
+        reading_every(text)
+    done = run("wait", "task-1", "--max-interval", text)
+    assert done.returncode == 2
+    assert "argument --max-interval: must be a number of seconds" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["wait", "task-1"],
+        ["faceswap", "a.png", "b.png"],
+        ["imagine", "a cat"],
+        ["media", "suno", "a song"],
+    ],
+)
+def test_every_waiting_command_paces_its_wait_by_max_interval(words: list[str]) -> None:
+    parser = _build_parser()
+    paced = parser.parse_args([*words, "--max-interval", "3", "--api-key", SECRET])
+    assert make_client(paced).poll_policy == reading_every("3")
+    default = parser.parse_args([*words, "--api-key", SECRET])
+    assert make_client(default).poll_policy.max_interval == 10.0
+
+
+def test_a_wait_read_every_max_interval_sees_the_end_within_it(fake: FakeGPTunnel) -> None:
+    """Real time: the task takes 1.5 s. The default pacing reads it 3 times (at 0, about
+    1 and about 2.5 s); a read at least every 0.05 s makes about 30 reads, and surely
+    more than 6 however busy the machine."""
+    task_id = fake.script_task(duration=1.5)
+    done = run("wait", task_id, "--max-interval", "0.05", "--json", fake=fake, instant=False)
+    assert done.returncode == 0, done.stderr
+    assert json_lines(done.stdout)[-1]["event"] == "done"
+    reads = [r for r in fake.requests if r.query.get("taskId") == task_id]
+    assert len(reads) > 6

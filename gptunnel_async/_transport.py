@@ -269,32 +269,37 @@ class Transport(InProcessOnly):
         connection slots stay the client's. The client's ``close()`` ends it with
         :class:`UsageError`, wherever it is (queued for a slot or the budget included).
         """
-        # Under the client's wakeup, in this frame (no coroutine around it): its close()
-        # ends the request at once, with UsageError, on a borrowed session too.
-        with self.wakeup.pause():
-            own = self._session()
-            slots = self._slots(own)
-            session = session or own
-            if slots is not None:
-                await slots.acquire()
-            try:
-                started = await self._take_budget(request)
-                async with await self._sent(session, request) as response:
-                    await self._report_to_budget(started, response)
-                    return await read(response)
-            except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
-                failure = self._failure(exc, request.label, session)
-            except BaseException as exc:  # a cancellation (the caller's own timeout) and such
-                # Passed on as it is, but without aiohttp's frames: their locals hold the
-                # request's headers, key and all.
-                raise without_frames(exc)  # noqa: B904  (the same exception, not a new one)
-            finally:
+        sending = False  # once True, the request may have reached the server
+        try:
+            # Under the client's wakeup, in this frame (no coroutine around it): its close()
+            # ends the request at once, with UsageError, on a borrowed session too.
+            with self.wakeup.pause():
+                own = self._session()
+                slots = self._slots(own)
+                session = session or own
                 if slots is not None:
-                    slots.release()
-            try:
-                raise failure  # outside the handler, so that no unsafe exception is its context
-            finally:
-                del failure  # else: failure -> traceback -> this frame -> failure, a cycle
+                    await slots.acquire()
+                try:
+                    started = await self._take_budget(request)
+                    sending = True
+                    async with await self._sent(session, request) as response:
+                        await self._report_to_budget(started, response)
+                        return await read(response)
+                except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
+                    failure = self._failure(exc, request.label, session)
+                except BaseException as exc:  # a cancellation (the caller's own timeout) and such
+                    # Passed on as it is, but without aiohttp's frames: their locals hold the
+                    # request's headers, key and all.
+                    raise without_frames(exc)  # noqa: B904  (the same exception, not a new one)
+                finally:
+                    if slots is not None:
+                        slots.release()
+                try:
+                    raise failure  # outside the handler: no unsafe exception is its context
+                finally:
+                    del failure  # else: failure -> traceback -> this frame -> failure, a cycle
+        except UsageError as exc:  # the client or the session closed under the request
+            raise self._in_context(exc, request, cut_off=sending)  # noqa: B904  (the same one)
 
     def _sent(
         self, session: aiohttp.ClientSession, request: Request
@@ -553,11 +558,14 @@ class Transport(InProcessOnly):
         what = self.shown(request.label)  # only a failed request gets here
         return await self.retried(what, attempt, retry_if, family=family, task_id=task_id)
 
-    def _in_context(self, exc: GPTunnelError, request: Request) -> GPTunnelError:
+    def _in_context(
+        self, exc: GPTunnelError, request: Request, *, cut_off: bool = False
+    ) -> GPTunnelError:
         """``exc``, and for a create after which the server may have started the task
-        (:func:`_may_have_started`), the request and what that means, added to its
-        text in place (its class and attributes stay)."""
-        if request.idempotent or not _may_have_started(exc):
+        (:func:`_may_have_started`, or ``cut_off``: the request was cut off by a close
+        after it may have reached the server), the request and what that means, added to
+        its text in place (its class and attributes stay)."""
+        if request.idempotent or not (cut_off or _may_have_started(exc)):
             return exc
         text = str(exc.args[0]) if exc.args else type(exc).__name__
         if text.endswith(MAY_HAVE_STARTED):  # the server's own text ends so: said already

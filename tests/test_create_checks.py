@@ -24,6 +24,7 @@ from gptunnel_async import (
     GPTunnelError,
     ResponseDecodeError,
     ServerError,
+    UsageError,
 )
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, MAX_WEBHOOK_URL_LENGTH, webhook_url
 from gptunnel_async._sansio.responses import Created, decode_media_task, decode_task
@@ -509,3 +510,49 @@ async def test_an_error_after_the_paid_create_names_the_task_it_created(
         with pytest.raises(GPTunnelError) as timed_out:  # its text names the task already
             await client.faceswap.swap("https://a/1.png", "https://a/2.png", timeout=0.05)
         assert not getattr(timed_out.value, "__notes__", [])
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110 - the server has no event to offer
+        await asyncio.sleep(0.01)
+
+
+async def test_a_create_cut_off_by_close_says_the_task_may_have_started(
+    api: ScriptedAPI,
+) -> None:
+    """The server has the create and has not answered when the bot's shutdown closes the
+    client: the task may be running and paid for. The error said only "closed"."""
+    api.script(faults.stall())
+    client = GPTunnelClient(api_key="sk-test", base_url=api.base_url, timeout=30)
+    creating = asyncio.create_task(client.faceswap.create("https://a/1.png", "https://a/2.png"))
+    await _until(lambda: len(api.requests) == 1)
+    await client.close()
+    with pytest.raises(UsageError) as caught:
+        await creating
+    text = str(caught.value)
+    assert text.startswith("POST /v1/faceswap/create: this GPTunnelClient is closed")
+    assert text.endswith(
+        "the task may have started: look for it before you create it again (each create is paid)"
+    )
+
+
+async def test_a_create_closed_before_it_was_sent_says_nothing_of_a_task(
+    api: ScriptedAPI,
+) -> None:
+    """Queued behind the one connection (a read the server holds), or on a client already
+    closed: nothing reached the server, so no task can have started."""
+    api.script(faults.stall())
+    client = GPTunnelClient(api_key="sk-test", base_url=api.base_url, timeout=30, max_connections=1)
+    reading = asyncio.create_task(client.faceswap.result("task-1"))
+    await _until(lambda: len(api.requests) == 1)
+    creating = asyncio.create_task(client.faceswap.create("https://a/1.png", "https://a/2.png"))
+    await asyncio.sleep(0.05)  # queued for the connection slot
+    await client.close()
+    for cut in (reading, creating):
+        with pytest.raises(UsageError) as caught:
+            await cut
+        assert "may have started" not in str(caught.value)
+    with pytest.raises(UsageError) as caught:
+        await client.faceswap.create("https://a/1.png", "https://a/2.png")
+    assert "may have started" not in str(caught.value)
+    assert [r["path"] for r in api.requests] == ["/v1/faceswap/result"]

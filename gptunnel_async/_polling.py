@@ -539,7 +539,16 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or
-        drop one that never started without the "never awaited" warning."""
+        drop one that never started without the "never awaited" warning.
+
+        Raises:
+            UsageError: a task awaits the wait now (another task, or the wait's own
+                ``on_progress``): closing it would break that task's ``await`` with
+                Python's "cannot reuse already awaited coroutine"; cancel the task
+                instead.
+        """
+        if isinstance(self._driver, asyncio.Task) and not self._driver.done():
+            raise UsageError(f"{_AWAITED_ELSEWHERE}; to end it, cancel the task that awaits it")
         if self._running is not None:
             self._running.close()
             self._driver = _Driven.ENDED  # also when it never started (no finally ran)

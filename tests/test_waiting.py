@@ -697,3 +697,39 @@ def test_a_task_attribute_read_off_a_wait_says_to_await_it(
     with pytest.raises(AttributeError, match=r"^'TaskWaiter' object has no attribute 'nope'$"):
         waiter.nope  # noqa: B018  (the attribute read is the test)
     waiter.close()
+
+
+async def test_closing_a_wait_another_task_awaits_is_refused_and_leaves_it_alone(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """close() from another task broke the awaiting task's await with Python's
+    RuntimeError ("cannot reuse already awaited coroutine") at its next step."""
+    api.script(*steps(("running", 20), ("running", 60), ("done", 100)))
+    every_tenth = PollPolicy(initial=0.1, multiplier=1.0, max_interval=0.1, jitter=0.0)
+    waiter = client.wait_for_result("task-1", policy=every_tenth)
+    first = asyncio.ensure_future(waiter)
+    await asyncio.sleep(0.05)  # between two reads
+    with pytest.raises(UsageError, match="cancel the task that awaits it"):
+        waiter.close()
+    assert (await first).is_done
+    waiter.close()  # ended: closing is a no-op
+    assert len(api.requests) == 3
+
+
+async def test_closing_a_wait_from_its_own_callback_is_refused(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    """Python's ValueError ("coroutine already executing") before."""
+    api.script(*steps(("running", 20), ("done", 100)))
+    refused: list[BaseException] = []
+
+    def closes_its_own_wait(event: ProgressEvent) -> None:
+        if event.percent == 20:
+            try:
+                waiter.close()
+            except UsageError as exc:
+                refused.append(exc)
+
+    waiter = client.wait_for_result("task-1", on_progress=closes_its_own_wait)
+    assert (await waiter).is_done
+    assert len(refused) == 1

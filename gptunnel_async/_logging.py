@@ -48,8 +48,16 @@ class _BoundedArguments(logging.Filter):
 
 
 def _bounded(arg: object) -> object:
-    """A text argument (or an exception, as its text) on one line, printable, bounded."""
-    return clip(arg, LOG_TEXT) if isinstance(arg, str | BaseException) else arg
+    """A text argument (or an exception, as its text) on one line, printable, bounded.
+
+    Whitespace around a text argument stays as one space, within the bound: a message
+    built as ``"%s; retry %d in %.2fs%s"`` with ``" (task ...)"`` keeps the space that
+    separates it from what comes before."""
+    if not isinstance(arg, str):
+        return clip(arg, LOG_TEXT) if isinstance(arg, BaseException) else arg
+    lead = " " if arg[:1].isspace() else ""
+    trail = " " if arg[-1:].isspace() and arg.strip() else ""
+    return lead + clip(arg, LOG_TEXT - len(lead) - len(trail)) + trail
 
 
 def bounded_traceback(error: BaseException) -> str:

@@ -8,6 +8,8 @@ import logging
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gptunnel_async._logging import (
     LOG_TEXT,
@@ -133,3 +135,42 @@ def test_an_exception_whose_str_fails_is_logged_not_raised() -> None:
     output = logged(Unprintable())
     assert "Unprintable: <unprintable Unprintable>" in output
     assert output.startswith("reading task t-1 failed\nTraceback")
+
+
+def message(template: str, *args: object) -> str:
+    """The text a handler writes for ``template % args`` logged on an SDK logger."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = sdk_logger("gptunnel_async.test_logging")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning(template, *args)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue().removesuffix("\n")
+
+
+@pytest.mark.parametrize(
+    ("template", "args", "expected"),
+    [
+        ("retry %d in %.2fs%s", (1, 0.5, " (task abc)"), "retry 1 in 0.50s (task abc)"),
+        ("%s|%s", ("a ", "\n b"), "a | b"),
+        ("[%s]", ("\t x  y \n",), "[ x y ]"),
+        ("[%s]", ("   ",), "[ ]"),
+        ("[%s]", ("",), "[]"),
+        ("[%s]", ("ok\nforged",), "[ok forged]"),
+    ],
+)
+def test_whitespace_around_an_argument_stays_one_space(
+    template: str, args: tuple[object, ...], expected: str
+) -> None:
+    assert message(template, *args) == expected
+
+
+@given(st.text(st.characters(exclude_categories=()), max_size=2 * LOG_TEXT))
+def test_an_argument_stays_one_printable_bounded_line(text: str) -> None:
+    shown = message("%s", text)
+    assert len(shown) <= LOG_TEXT
+    assert not _UNPRINTABLE.search(shown)
+    assert "\n" not in shown

@@ -666,3 +666,20 @@ def test_the_exponential_strategy_ignores_the_prediction_but_reports_it() -> Non
     assert [now for now, _ in made] == [now for now, _ in drive(plain, lambda t: 0, 120.0)]
     remaining = [d.event.remaining for _, d in made if isinstance(d, ReadAt) and d.event]
     assert remaining[-1] is not None
+
+
+@pytest.mark.parametrize(
+    ("max_interval", "reads", "stuck_at_12"),
+    [(10.0, 5, 10.0), (2.0, 12, 2.0)],
+)
+def test_a_20_s_task_gives_the_events_docs_waiting_md_counts(
+    max_interval: float, reads: int, stuck_at_12: float
+) -> None:
+    """docs/waiting.md (throttle): a steady 20 s task, read by the default policy and by
+    ``PollPolicy(max_interval=2.0)``: each read an event, evenly spaced with the latter."""
+    made = drive(attrs.evolve(STEADY, max_interval=max_interval), lambda t: 5 * t, 20.0)
+    events = [(now, d.event) for now, d in made if isinstance(d, ReadAt | Finish) and d.event]
+    assert len(made) == len(events) == reads
+    [since] = [now for now, event in events if event.percent == 12]
+    later = [now for now, event in events if now > since]
+    assert later[0] - since == pytest.approx(stuck_at_12)

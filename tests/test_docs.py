@@ -94,3 +94,13 @@ def test_the_endpoints_shown_are_entries_of_the_emulator_s_table() -> None:
     assert entries
     for entry in entries:
         assert any(same_endpoint(entry, real) for real in _endpoints.ENDPOINTS), entry
+
+
+def test_the_webhook_example_prints_what_webhooks_md_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = (FAMILIES.parent / "webhooks.md").read_text()
+    [example] = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "main()" in b]
+    [said] = re.findall(r"It prints `([^`]+)`", text)
+    exec(compile(example, "webhooks.md: Example", "exec"), {})
+    assert capsys.readouterr().out.strip() == said

@@ -160,7 +160,8 @@ class TaskResource(InProcessOnly, Generic[T]):
             The task as it is now.
 
         Raises:
-            ConfigurationError: ``task_id`` is empty or blank (nothing is sent).
+            ConfigurationError: ``task_id`` is empty, blank, over 256 characters, not
+                valid Unicode or holds the API key (nothing is sent).
             APIError: the typed error of an answer that is not retried, or the last one
                 once the client's retries have failed too.
             APIConnectionError: the network failed, after the retries.

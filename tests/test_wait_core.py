@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -42,6 +44,7 @@ from gptunnel_async._sansio.pacing import (
     draw,
     next_pause,
 )
+from gptunnel_async._sansio.responses import error_from_response
 from gptunnel_async._sansio.retries import RETRY_AFTER_CAP
 from gptunnel_async._sansio.waiting import (
     Decision,
@@ -683,3 +686,33 @@ def test_a_20_s_task_gives_the_events_docs_waiting_md_counts(
     [since] = [now for now, event in events if event.percent == 12]
     later = [now for now, event in events if now > since]
     assert later[0] - since == pytest.approx(stuck_at_12)
+
+
+def waiting_md_row(starts: str) -> str:
+    """The row of docs/waiting.md's decision table that starts ``| starts``."""
+    text = (Path(__file__).parent.parent / "docs" / "waiting.md").read_text()
+    [row] = [line for line in text.splitlines() if line.startswith(f"| {starts}")]
+    return row
+
+
+def statuses_in(row: str) -> list[int]:
+    return [int(status) for status in re.findall(r"\b([1-5]\d\d)\b", row.split(" | ")[0])]
+
+
+def ended(status: int) -> bool:
+    """Whether a read failed with ``status`` ends the wait (else it reads again)."""
+    error = error_from_response(status, {}, b"")
+    decision = run(EXACT, [(0.0, RUNNING_10), (1.0, error)])[1]
+    assert isinstance(decision, Fail | ReadAt)
+    return isinstance(decision, Fail)
+
+
+def test_the_statuses_waiting_md_says_a_wait_rides_through_are_those_it_does() -> None:
+    said = statuses_in(waiting_md_row("failed with a network error"))
+    riding = [status for status in range(100, 600) if not ended(status)]
+    assert said == riding
+
+
+def test_the_statuses_waiting_md_says_end_a_wait_do() -> None:
+    said = statuses_in(waiting_md_row("failed with 400"))
+    assert said and all(ended(status) for status in said)

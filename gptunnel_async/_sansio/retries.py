@@ -78,9 +78,9 @@ def _media_code_in(exc: APIError, codes: frozenset[str]) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request later may succeed: network trouble, 408, 429, 5xx,
-    or media's "heavy load" and "internal error" codes. A TLS failure is network trouble
-    that does not heal."""
+    """Whether retrying the same request later may succeed: network trouble, 408, 429,
+    500, 502, 503, 504 (:data:`RETRYABLE_STATUSES`), or media's "heavy load" and
+    "internal error" codes. A TLS failure is network trouble that does not heal."""
     if isinstance(exc, APIConnectionError):
         return not isinstance(exc, TLSError)
     return isinstance(exc, APIError) and (

@@ -12,8 +12,10 @@ and gets a new state and one decision:
 | any other task                      | ``ReadAt`` the paced time, with an event if      |
 |                                     | ``(status, percent)`` changed                   |
 | a transient error (network, 408,    | ``ReadAt`` the paced time, or later if the      |
-| 429, 5xx, a body that is not a task)| server's ``Retry-After`` says so                |
-| any other error (400-404, TLS, ...) | ``Fail`` with that error                        |
+| 429, 500, 502, 503, 504, a body     | server's ``Retry-After`` says so                |
+| that is not a task)                 |                                                 |
+| any other error (400-404, 409, 501, | ``Fail`` with that error                        |
+| TLS, ...)                           |                                                 |
 | (any of the above) when the next    | ``ReadAt`` a last read a little before the      |
 | read would fall on the deadline     | deadline (see ``last_read_lead``), if there is  |
 |                                     | room for it; else ``TimeOut`` at the deadline   |

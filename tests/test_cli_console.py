@@ -98,6 +98,8 @@ async def test_wait_against_an_unreachable_api_is_a_connection_error() -> None:
     retries = [line for line in lines if "; retry " in line]
     assert len(retries) == 3  # the client's retries of the first read, then the error
     assert all(line.count("/v1/faceswap/result") == 1 for line in retries)
+    # as docs/cli.md shows it: "...; retry 1 in 0.50s (task 3605...)"
+    assert all(re.search(r"; retry [123] in \d+\.\d\ds \(task abc\)$", line) for line in retries)
 
 
 async def test_wait_rides_through_failures_once_the_api_has_answered(fake: FakeGPTunnel) -> None:

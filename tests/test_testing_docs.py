@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
+from gptunnel_async.testing import FakeGPTunnel
 from gptunnel_async.testing._endpoints import ENDPOINTS
 
 TESTING = Path(__file__).parent.parent / "docs" / "testing.md"
@@ -56,3 +59,48 @@ def test_every_route_the_emulator_answers_is_in_its_table(path: str) -> None:
 )
 def test_each_known_departure_from_gptunnel_is_listed(said: str) -> None:
     assert said in departures()
+
+
+def documented_keys(route: str) -> set[str]:
+    """The keys of the JSON object the answer cell of ``route``'s row shows."""
+    [row] = [row for row in table_rows() if row.startswith(f"| `{route}")]
+    answer = row.split(" | ")[1]
+    shown = re.search(r"`(\{.*?\})`", answer)
+    assert shown, row
+    keys_only = re.sub(r':\s*("[^"]*"|\w+)', "", shown.group(1))  # "status": "idle"
+    return set(re.findall(r'"(\w+)"', keys_only))
+
+
+async def answers(fake: FakeGPTunnel) -> dict[str, list[dict[str, Any]]]:
+    """What the emulator answers on each route the table shows a body for."""
+    steps = {"done": [("done", 100)], "running": [("running", 0)]}
+    media = [
+        fake.script_task(steps=steps["done"], model="flux-pro"),
+        fake.script_task(steps=steps["done"], model="suno"),
+        fake.script_task(steps=steps["running"], model="flux-pro"),
+        fake.fail_task("blocked", model="flux-pro"),
+    ]
+    async with aiohttp.ClientSession(headers={"Authorization": fake.api_key}) as session:
+
+        async def answer(method: str, path: str, **options: Any) -> dict[str, Any]:
+            async with session.request(method, f"{fake.base_url}/{path}", **options) as got:
+                body: dict[str, Any] = await got.json()
+                return body
+
+        return {
+            "POST /v1/media/create": [
+                await answer("POST", "media/create", json={"model": "suno", "prompt": "x"})
+            ],
+            "GET /v1/media/result": [
+                await answer("GET", "media/result", params={"task_id": task_id})
+                for task_id in media
+            ],
+            "GET /v1/balance": [await answer("GET", "balance")],
+        }
+
+
+async def test_the_bodies_in_the_table_are_those_the_emulator_answers() -> None:
+    async with FakeGPTunnel() as fake:
+        seen = await answers(fake)
+    for route, bodies in seen.items():
+        assert documented_keys(route) == set().union(*bodies), route

@@ -3,6 +3,7 @@ table, and each known way it departs from GPTunnel's docs is listed where users 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 
 from gptunnel_async.testing import FakeGPTunnel
+from gptunnel_async.testing._control import script_from_spec
 from gptunnel_async.testing._endpoints import ENDPOINTS
 
 TESTING = Path(__file__).parent.parent / "docs" / "testing.md"
@@ -104,3 +106,19 @@ async def test_the_bodies_in_the_table_are_those_the_emulator_answers() -> None:
         seen = await answers(fake)
     for route, bodies in seen.items():
         assert documented_keys(route) == set().union(*bodies), route
+
+
+async def test_each_task_of_the_tasks_file_looks_as_its_type_says() -> None:
+    """The tasks file's ``grid`` is a Midjourney grid: a preview while it runs, its
+    actions once done (a ``type`` GPTunnel does not use would give neither)."""
+    [tasks_file] = re.findall(r"```json\n(.*?)```", TESTING.read_text(), flags=re.S)
+    typed = [spec for spec in json.loads(tasks_file)["tasks"] if "type" in spec]
+    assert typed
+    async with FakeGPTunnel() as fake, fake.client() as client:
+        for spec in typed:
+            steps = [["running", 50], ["done", 100]]
+            fields = {key: value for key, value in spec.items() if key != "duration"}
+            task_id = script_from_spec(fake, {**fields, "steps": steps})
+            running = await client.midjourney.result(task_id)
+            done = await client.midjourney.result(task_id)
+            assert running.result and done.actions, spec

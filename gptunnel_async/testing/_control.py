@@ -55,8 +55,8 @@ def script_from_spec(fake: FakeGPTunnel, spec: Any) -> str:
 
     ``{"steps": [["queued", 0], ["running", 40], ["done", 100]]}`` (one step per read)
     or ``{"duration": 30}`` (seconds from its first read), with optional ``"id"``,
-    ``"error"`` (the task then fails), ``"type"`` (``"@FaceSwap"``, ``"@BGRemover"``,
-    ``"@Midjourney"``) or ``"model"`` (a ``/media`` task).
+    ``"error"`` (the task then fails), ``"type"`` (``"@FaceSwap"``, ``"@BGRemover"``, or
+    a Midjourney one: ``"imagine"``, ``"upsample"`` ...) or ``"model"`` (a ``/media`` task).
 
     Raises:
         ConfigurationError: the spec is not one.

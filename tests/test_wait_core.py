@@ -561,6 +561,79 @@ def test_a_saved_state_with_values_no_wait_has_is_refused(path: str, value: Any)
         WaitState.from_json(data)
 
 
+def _fields_in(data: dict[str, Any], path: str = "") -> list[tuple[str, Any]]:
+    """Every field of a saved state's JSON, nested ones too, as ``(path, value)``."""
+    found = []
+    for key, value in data.items():
+        if key != "format":
+            found.append((f"{path}{key}", value))
+            if isinstance(value, dict):
+                found.extend(_fields_in(value, f"{path}{key}."))
+    return found
+
+
+_SAVED = json.loads(json.dumps(_risen_state().to_json()))
+_FIELDS = _fields_in(_SAVED)
+
+_OF_ANOTHER_TYPE: dict[type, list[Any]] = {
+    int: [None, True, "35", 35.0, 35.4, [], {}],
+    float: [None, False, "1.5", "inf", [], {}],
+    str: [None, 5, True, [], {}],
+    bool: [None, 0, 1, "true", [], {}],
+    dict: [None, "{}", [], 0],
+}
+"""For a saved field of each JSON type, values of another type: ``to_json`` never
+writes one there (a float field may hold an int: JSON writers drop a ``.0``)."""
+
+
+_OPTIONAL = frozenset({"policy.timeout", "status", "pace.backoff.due", "pace.fit"})
+"""The fields a wait may save as ``null`` (no deadline, no read yet, no line yet)."""
+
+
+def _removed(path: str) -> dict[str, Any]:
+    data = json.loads(json.dumps(_SAVED))
+    *parents, leaf = path.split(".")
+    parent = data
+    for key in parents:
+        parent = parent[key]
+    del parent[leaf]
+    return data
+
+
+@pytest.mark.parametrize("path", [path for path, _ in _FIELDS])
+def test_a_saved_state_missing_any_field_is_refused(path: str) -> None:
+    """A state cut short lost a field: it was loaded with the default (a percent of 0,
+    the default policy, no line fit) and the resumed wait went on without it."""
+    with pytest.raises(ConfigurationError, match="lacks"):
+        WaitState.from_json(_removed(path))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (path, wrong)
+        for path, saved in _FIELDS
+        for wrong in _OF_ANOTHER_TYPE[type(saved)]
+        if not (wrong is None and path in _OPTIONAL)
+    ],
+    ids=lambda value: repr(value)[:20],
+)
+def test_a_saved_field_of_another_type_is_refused(path: str, value: Any) -> None:
+    """A ``null``, ``"35"``, ``35.4`` or ``true`` where the state saved a number (or a
+    number where it saved text) was read as one (a start time of 0, a rounded percent)."""
+    data = json.loads(json.dumps(_SAVED))
+    _set(data, path, value)
+    with pytest.raises(ConfigurationError, match="not a saved wait state: "):
+        WaitState.from_json(data)
+
+
+@pytest.mark.parametrize("saved_format", [True, 1.0, "1"])
+def test_a_format_that_only_equals_this_one_is_refused(saved_format: Any) -> None:
+    data = json.loads(json.dumps(_SAVED)) | {"format": saved_format}
+    with pytest.raises(ConfigurationError, match="of format 1"):
+        WaitState.from_json(data)
+
+
 _HOSTILE_NUMBERS = st.sampled_from(
     [10**400, -(10**400), 1e308, -1e308, 1e-308, -1, 0, 0.5, 101, 10**6, 2**53, 2**64]
 )

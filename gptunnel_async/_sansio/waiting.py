@@ -29,11 +29,14 @@ elsewhere makes the same next decision.
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable
 from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_structure_fn
 
 from ..errors import (
     APIError,
@@ -44,8 +47,9 @@ from ..errors import (
     WaitTimeoutError,
 )
 from ..models import TaskLike, converter
-from .pacing import Pace, PollPolicy, next_pause
+from .pacing import Fit, Pace, PollPolicy, next_pause
 from .retries import honoured_retry_after, is_transient
+from .text import clip
 
 __all__ = [
     "Decision",
@@ -292,16 +296,83 @@ class WaitState:
         Raises:
             ConfigurationError: ``data`` is not a saved wait state of this format.
         """
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+        saved_format = data.get("format") if isinstance(data, dict) else None
+        if type(saved_format) is not int or saved_format != STATE_FORMAT:
             raise ConfigurationError(f"not a saved wait state of format {STATE_FORMAT}")
         try:
-            state = converter.structure(data, cls)
-        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            state = _SAVED.structure(data, cls)
+        except cattrs.BaseValidationError as exc:
+            reasons = "; ".join(cattrs.transform_error(exc, "state", _reason))
+            raise ConfigurationError(f"not a saved wait state: {reasons}") from None
+        except (ValueError, TypeError, OverflowError) as exc:
             raise ConfigurationError(f"not a saved wait state: {exc}") from None
         impossible = _impossible(state)
         if impossible is not None:
             raise ConfigurationError(f"not a saved wait state: {impossible} no wait has")
         return state
+
+
+def _exactly(kind: type) -> Any:
+    """A structure hook that takes a JSON value of ``kind`` as it is: a saved state is
+    written by :meth:`WaitState.to_json`, so a value of another type (a ``null``, a
+    ``"50"``, a ``true`` for a number) was not, and is refused rather than read as
+    something it never said."""
+
+    def structure(value: Any, _: type) -> Any:
+        if type(value) is not kind:
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return structure
+
+
+def _saved_float(value: Any, _: type) -> float:
+    """A finite number, as :meth:`WaitState.to_json` writes a time or a sum (an int too:
+    JSON writers may drop a ``.0``)."""
+    if type(value) not in (int, float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    number = float(value)  # an int beyond the float range: OverflowError
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {number}")
+    return number
+
+
+def _every_field(conv: cattrs.Converter, cls: type) -> Any:
+    """``cls``'s structure hook that refuses an object missing any of its fields: a field
+    left out (a state cut short) would otherwise take its default, and the wait would
+    resume having silently lost it (its percent, its pacing, its policy)."""
+    structure: Callable[[Any, type], Any] = make_dict_structure_fn(cls, conv)
+    names = [field.name for field in attrs.fields(cls)]
+
+    def structure_whole(value: Any, _: type) -> Any:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected an object, got {type(value).__name__}")
+        missing = [name for name in names if name not in value]
+        if missing:
+            raise ValueError(f"{cls.__name__} lacks {', '.join(missing)}")
+        return structure(value, cls)
+
+    return structure_whole
+
+
+def _reason(exc: BaseException, _: type | None) -> str:
+    """What was wrong with one value of a saved state, for its ``ConfigurationError``:
+    short, since a reason may quote the value (an unknown ``strategy``)."""
+    return clip(exc) or type(exc).__name__
+
+
+def _saved_state_converter() -> cattrs.Converter:
+    """The converter that reads a saved state back: every field present, each of the
+    type :meth:`WaitState.to_json` writes (unlike the API's lenient converter)."""
+    conv = cattrs.Converter()
+    for kind in (int, str, bool):
+        conv.register_structure_hook(kind, _exactly(kind))
+    conv.register_structure_hook(float, _saved_float)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _every_field(conv, cls))
+    return conv
+
+
+_SAVED: Final = _saved_state_converter()
 
 
 LAST_READ_LEAD_MAX: Final = 1.0
@@ -325,6 +396,12 @@ _MAX_COUNT: Final = 2**53
 float exactly, as the pacing's sums need."""
 
 
+def _possible_fit(fit: Fit, reads: int) -> bool:
+    """Whether a wait of ``reads`` reads could have this line fit: it has reads in it
+    exactly when it has an origin (the read where ``percent`` first rose)."""
+    return 0 <= fit.base <= 100 and 0 <= fit.n <= reads and (fit.origin is None) == (fit.n == 0)
+
+
 def _impossible(state: WaitState) -> str | None:
     """What in ``state`` (loaded from saved JSON, whose types are right) no wait could
     have written, if anything: such values broke the wait that resumed it (a percent of
@@ -339,6 +416,6 @@ def _impossible(state: WaitState) -> str | None:
         (-1 <= pace.top <= 100 and -1 <= pace.hold <= 100, "a highest percent"),
         (state.policy.initial <= backoff.growth <= state.policy.max_interval, "a backoff"),
         (0 <= backoff.steps < _MAX_COUNT, "a count of backoff steps"),
-        (fit is None or (0 <= fit.base <= 100 and 0 <= fit.n <= state.reads), "a line fit"),
+        (fit is None or _possible_fit(fit, state.reads), "a line fit"),
     )
     return next((what for fits, what in checks if not fits), None)

@@ -72,6 +72,12 @@ _AWAITED_ELSEWHERE: Final = (
 )
 
 
+def _executing(running: Coroutine[Any, Any, Any]) -> bool:
+    """Whether ``running`` is executing now: a step of it called back the code that
+    asks (its ``on_progress``)."""
+    return bool(getattr(running, "cr_running", False))
+
+
 class _Driven(enum.Enum):
     """Where an awaited wait is when no task drives it."""
 
@@ -493,6 +499,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             self._driver = current
         elif current is not self._driver:
             self._refuse_another_driver()
+        elif _executing(running):  # from the wait's own callback: Python's ValueError
+            raise UsageError(_AWAITED_ELSEWHERE)
         return running
 
     def _refuse_another_driver(self) -> None:
@@ -511,7 +519,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             What the wait awaits next.
 
         Raises:
-            UsageError: another task awaits (or runs) this waiter, or it has ended.
+            UsageError: another task awaits (or runs) this waiter, its own
+                ``on_progress`` calls this, or it has ended.
         """
         return self._driven().send(value)
 
@@ -525,6 +534,10 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
         Returns:
             What the wait awaits next, if it handles the exception.
+
+        Raises:
+            UsageError: another task awaits (or runs) this waiter, its own
+                ``on_progress`` calls this, or it has ended.
         """
         running = self._driven()
         try:

@@ -560,6 +560,32 @@ async def test_a_wait_awaited_from_its_own_callback_is_refused(
     assert len(refused) == 1
 
 
+CALLS_FROM_WITHIN: dict[str, Any] = {
+    "send": lambda waiter: waiter.send(None),
+    "throw": lambda waiter: waiter.throw(ValueError("from the callback")),
+}
+
+
+@pytest.mark.parametrize("call", CALLS_FROM_WITHIN.values(), ids=CALLS_FROM_WITHIN.keys())
+async def test_a_wait_stepped_from_its_own_callback_is_refused(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None, call: Any
+) -> None:
+    """Python's own ValueError ("coroutine already executing") came out of the wait."""
+    api.script(*steps(("running", 20), ("done", 100)))
+    refused: list[BaseException] = []
+
+    def steps_its_own_wait(event: ProgressEvent) -> None:
+        if event.percent == 20:
+            try:
+                call(waiter)
+            except UsageError as exc:
+                refused.append(exc)
+
+    waiter = client.wait_for_result("task-1", on_progress=steps_its_own_wait)
+    assert (await waiter).is_done  # refused, and the wait went on undisturbed
+    assert len(refused) == 1
+
+
 async def test_an_ended_iteration_yields_nothing_more(
     client: GPTunnelClient, api: ScriptedAPI, instant: None
 ) -> None:

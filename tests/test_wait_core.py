@@ -334,6 +334,27 @@ def test_no_read_starts_once_the_deadline_has_come(now: float, expired: bool) ->
     assert WaitState.start("t-1", EXACT, 0.0).expired(now) is expired
 
 
+@settings(max_examples=300)
+@given(
+    started=st.floats(-1e9, 1e9),
+    timeout=st.floats(1e-300, 1.0),
+    outcome=st.sampled_from([RUNNING_10, server_error()]),
+)
+def test_a_read_is_never_decided_at_or_past_the_deadline(
+    started: float, timeout: float, outcome: Outcome
+) -> None:
+    """With a timeout below the clock's precision (1e-9 s on a wall clock's 1.7e9), the
+    last read's lead was lost in rounding and a read was set at the deadline itself."""
+    policy = PollPolicy(initial=1.0, max_interval=10.0, jitter=0.0, timeout=timeout)
+    state = WaitState.start("t-1", policy, started)
+    state, decision = _feed(state, started, outcome)
+    assert state.deadline is not None
+    if isinstance(decision, ReadAt):
+        assert decision.at < state.deadline
+    else:
+        assert isinstance(decision, TimeOut)
+
+
 def test_without_a_deadline_nothing_times_out() -> None:
     forever = PollPolicy(initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=None)
     state = WaitState.start("t-1", forever, 0.0)

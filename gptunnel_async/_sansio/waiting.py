@@ -264,7 +264,7 @@ class WaitState:
             return ReadAt(due, event)
         lead = last_read_lead(self.policy.timeout or 0.0)
         last = deadline - lead
-        if now + max(lead, at_least) <= last:
+        if now + max(lead, at_least) <= last < deadline:  # not when the lead is lost in rounding
             return ReadAt(last, event)
         return TimeOut(deadline, event)
 

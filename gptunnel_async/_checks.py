@@ -185,9 +185,16 @@ def json_values(name: str, value: T) -> T:
 
 
 def function(name: str, value: Any) -> Any:
-    """``value`` if it can be called; ``ConfigurationError`` otherwise."""
+    """``value`` if it can be called; ``ConfigurationError`` otherwise, and for a
+    generator function (a stray ``yield`` in it): called, it would return a generator
+    that nobody iterates, and its body would silently never run."""
     if not callable(value):
         raise ConfigurationError(f"{name} must be a function, got {describe(value)}")
+    if inspect.isgeneratorfunction(value) or inspect.isasyncgenfunction(value):
+        raise ConfigurationError(
+            f"{name} must be a function or a coroutine function, got a generator "
+            f"function {describe(value)} (a yield in it?): its body would never run"
+        )
     return value
 
 

@@ -216,7 +216,24 @@ async def test_a_long_task_id_is_refused_before_any_request() -> None:
             client.wait_for_result("x" * 257)
 
 
-@pytest.mark.parametrize(("name", "value"), [("policy", 5), ("on_progress", "print")])
+async def _async_generator_callback(event: Any) -> Any:
+    yield event  # a stray yield: calling it returns an async generator, and runs nothing
+
+
+def _generator_callback(event: Any) -> Any:
+    yield event
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("policy", 5),
+        ("on_progress", "print"),
+        ("on_progress", _async_generator_callback),  # its body silently never ran
+        ("on_progress", _generator_callback),
+    ],
+    ids=lambda value: getattr(value, "__name__", repr(value)),
+)
 async def test_wait_options_are_checked_when_the_wait_is_made(name: str, value: Any) -> None:
     async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9") as client:
         with pytest.raises(ConfigurationError, match=name):

@@ -304,6 +304,10 @@ def test_a_store_without_dead_letters_serves_a_watcher_that_never_gives_up(
     assert Watcher(client, _StoreWithoutDeadLetters()).max_attempts is None  # type: ignore[arg-type]
 
 
+async def _yields(delivery: Any) -> Any:
+    yield delivery  # a stray yield: the handler's body would never run
+
+
 @pytest.mark.parametrize(
     ("build", "match"),
     [
@@ -319,6 +323,7 @@ def test_a_store_without_dead_letters_serves_a_watcher_that_never_gives_up(
         (lambda c, r: Watcher(c, MemoryStore(), worker=""), "worker"),
         (lambda c, r: Watcher(c, MemoryStore(), worker=3), "worker"),  # type: ignore[arg-type]
         (lambda c, r: MemoryStore(clock=3), "clock must be a function"),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, MemoryStore(), handler=_yields), "handler must be a function or"),
         (lambda c, r: RedisStore(r, name="bot-\udcff"), "name must be text UTF-8 can encode"),
         (lambda c, r: RedisStore(r, prefix="\ud800app"), "prefix must be text UTF-8"),
         (lambda c, r: RedisBudget(r, 5, name="\udcff"), "name must be text UTF-8"),

@@ -337,6 +337,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         """Read the task once, within the deadline, and feed the outcome to the core."""
         loop = asyncio.get_running_loop()
         bounded = asyncio.timeout_at(state.deadline)
+        retried_before = _timing.failed_attempt.get()
         try:
             async with bounded:
                 task = await self._fetch()
@@ -344,6 +345,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             # Only the deadline's own expiry is a WaitTimeoutError; asking the timeout
             # rather than the clock stays exact when the deadline lands on a wake-up.
             if bounded.expired():
+                self._cut_during_retries(retried_before)
                 raise state.timed_out(self._last_seen, self._last_error) from self._last_error
             raise
         except GPTunnelError as exc:
@@ -363,6 +365,15 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             self._state, self._decision = state.observe(task, now)
             self._log_read(task, self._state, self._decision, now)
         return self._decided()
+
+    def _cut_during_retries(self, before: GPTunnelError | None) -> None:
+        """After the deadline cut a read short: if it was pausing before a retry (the
+        client's ``max_retries``), its failed attempt is the wait's last error, as a read
+        that failed is (else a wait shorter than the retries told nothing of them)."""
+        failed = _timing.failed_attempt.get()
+        if failed is not before and failed is not None:
+            self._last_error = failed
+            _timing.failed_attempt.set(before)
 
     def _log_read(self, task: T, state: WaitState, decision: Decision[T], now: float) -> None:
         if isinstance(decision, ReadAt | TimeOut):

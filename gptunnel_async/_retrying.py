@@ -7,6 +7,7 @@ tenacity is a noticeable part of the import time.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
@@ -50,6 +51,10 @@ def _retry_reporter(
         outcome = retry_state.outcome
         error = outcome.exception() if outcome else None
         if isinstance(error, GPTunnelError):  # the only errors retry_if lets through
+            # Kept without its frames (they held the key to mask it, and the answer),
+            # for a deadline that cuts the retry pause short; the error is not raised
+            # again (the next attempt makes its own).
+            _timing.failed_attempt.set(error.with_traceback(None))
             emit_retry(
                 RetryDetails(
                     scope="request",
@@ -91,9 +96,13 @@ async def retried(
         before_sleep=_retry_reporter(what, family, task_id),
         reraise=True,
     )
+    before = _timing.failed_attempt.get()
     try:
         result: T = await controller(attempt)
-    except BaseException as exc:  # a cancellation (the wait's deadline, say) included
+    except asyncio.CancelledError as exc:  # the wait's deadline, say: the failure stays
+        raise exc.with_traceback(None)  # noqa: B904  (see below)
+    except BaseException as exc:
+        _timing.failed_attempt.set(before)  # the retries ended: their error says it all
         # The traceback runs through tenacity's frames, which keep the last outcome,
         # which holds this very error: a reference cycle per failed call, cut here.
         raise exc.with_traceback(None)  # noqa: B904  (its chain stays as it was)
@@ -103,4 +112,5 @@ async def retried(
         state = getattr(controller, "iter_state", None)  # tenacity >= 8.3
         if state is not None:
             state.reset()
+    _timing.failed_attempt.set(before)
     return result

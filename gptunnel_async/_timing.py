@@ -5,10 +5,22 @@ of them instant (``gptunnel_async.testing``) or record what was asked for.
 """
 
 import asyncio
+import contextvars
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from .errors import GPTunnelError
 
 _instant = False
+
+failed_attempt: "Final[contextvars.ContextVar[GPTunnelError | None]]" = contextvars.ContextVar(
+    "gptunnel_async_failed_attempt", default=None
+)
+"""The error of the last failed attempt of a request that is pausing before its retry,
+in the running task's context: set before each retry pause, and put back when the
+retries end with a result or an error (which says it all). A deadline that cuts the
+retries short (a wait's) finds here why the request had not succeeded yet."""
 
 
 def set_instant(enabled: bool) -> None:

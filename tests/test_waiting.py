@@ -396,6 +396,50 @@ async def test_a_wait_whose_reads_time_out_does_not_blame_base_url(
     assert "check base_url" not in str(caught.value)
 
 
+async def test_a_deadline_inside_the_client_s_own_retries_still_says_why(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """With the client's retries (max_retries=3, a first pause of 0.5 s or more) a wait
+    of 0.3 s was cut during the pause after its first 503, and said only "no state read
+    yet": the 503 was lost with the retries."""
+    api.script(faults.answer(503, {"error": {"message": "upstream is down"}}))
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("task-1", timeout=0.3)
+    error = caught.value
+    assert len(api.requests) == 1  # cut in the pause before the client's first retry
+    assert isinstance(error.last_error, ServerError) and error.last_error.status_code == 503
+    assert error.__cause__ is error.last_error
+    assert error.last_error.__traceback__ is None
+    assert "no state read yet; its last read failed: ServerError: 503: upstream is down" in str(
+        error
+    )
+
+
+async def test_a_wait_on_an_unreachable_host_with_retries_says_to_check_base_url(
+    unused_tcp_port: int,
+) -> None:
+    async with GPTunnelClient(
+        api_key=API_KEY, base_url=f"http://127.0.0.1:{unused_tcp_port}/v1", poll_policy=FAST
+    ) as client:  # the default max_retries
+        with pytest.raises(WaitTimeoutError) as caught:
+            await client.wait_for_result("task-1", timeout=0.3)
+    assert isinstance(caught.value.last_error, APIConnectionError)
+    assert str(caught.value).endswith("; no read reached the API: check base_url and the network)")
+    assert API_KEY not in str(caught.value)
+
+
+async def test_retries_that_ended_in_a_read_leave_no_error_for_a_later_deadline(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """The failure kept for a deadline that cuts the retries is put back once they end:
+    a deadline that later cuts a read in flight does not report it."""
+    api.script(faults.answer(503, ""), task_json(status="running", percent=7), faults.stall())
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_result("task-1", timeout=1.5)
+    assert caught.value.last_error is None
+    assert str(caught.value).endswith("(last seen running at 7%)")
+
+
 async def test_a_read_that_succeeds_after_failures_clears_the_last_error(
     unretried: GPTunnelClient, api: ScriptedAPI
 ) -> None:

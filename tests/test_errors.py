@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -25,7 +26,12 @@ from gptunnel_async import (
     WaitTimeoutError,
 )
 from gptunnel_async._sansio.responses import error_from_response, structure
-from gptunnel_async._sansio.retries import is_transient, parse_retry_after
+from gptunnel_async._sansio.retries import (
+    RETRY_AFTER_CAP,
+    honoured_retry_after,
+    is_transient,
+    parse_retry_after,
+)
 
 from .conftest import task_json
 
@@ -108,6 +114,15 @@ def test_retry_after_as_http_date() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "inf", "nan"])
 def test_unreadable_retry_after_is_ignored(value: str | None) -> None:
     assert parse_retry_after(value) is None
+
+
+@pytest.mark.parametrize("digits", [309, 400, 4000])
+def test_a_retry_after_of_more_seconds_than_a_float_holds_is_a_long_pause(digits: int) -> None:
+    """Valid delta-seconds, only too long for a float: it was ignored as unreadable, and
+    a wait read again at its own pace, as if the server had not asked for a pause."""
+    hint = parse_retry_after("9" * digits)
+    assert hint is not None and math.isfinite(hint)
+    assert honoured_retry_after(hint) == RETRY_AFTER_CAP
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ the waiting themselves.
 from __future__ import annotations
 
 import math
+import sys
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
@@ -43,7 +44,8 @@ these are how ``/media`` says 500). Retried as a 500 is: a read again, a create 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
 
-    Returns ``None`` when the header is absent or unreadable, and never a negative number.
+    Returns ``None`` when the header is absent or unreadable, and never a negative number
+    (nor an infinite one: delta-seconds too long for a float are the largest float).
     This is the server's own figure; :func:`honoured_retry_after` says how much of it
     the SDK waits.
     """
@@ -61,7 +63,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if not math.isfinite(seconds):
-        return None
+        # delta-seconds (digits only) too many for a float still ask for a long pause;
+        # "inf" and "nan" are no number of seconds
+        return sys.float_info.max if value.isascii() and value.isdigit() else None
     return max(0.0, seconds)
 
 

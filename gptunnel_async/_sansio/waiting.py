@@ -29,6 +29,7 @@ elsewhere makes the same next decision.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -300,7 +301,7 @@ class WaitState:
         if type(saved_format) is not int or saved_format != STATE_FORMAT:
             raise ConfigurationError(f"not a saved wait state of format {STATE_FORMAT}")
         try:
-            state = _SAVED.structure(data, cls)
+            state = _saved_state_converter().structure(data, cls)
         except cattrs.BaseValidationError as exc:
             reasons = "; ".join(cattrs.transform_error(exc, "state", _reason))
             raise ConfigurationError(f"not a saved wait state: {reasons}") from None
@@ -361,18 +362,18 @@ def _reason(exc: BaseException, _: type | None) -> str:
     return clip(exc) or type(exc).__name__
 
 
+@functools.cache
 def _saved_state_converter() -> cattrs.Converter:
     """The converter that reads a saved state back: every field present, each of the
-    type :meth:`WaitState.to_json` writes (unlike the API's lenient converter)."""
+    type :meth:`WaitState.to_json` writes (unlike the API's lenient converter). Made
+    on first use: a converter costs about a millisecond, and most programs load no
+    saved state."""
     conv = cattrs.Converter()
     for kind in (int, str, bool):
         conv.register_structure_hook(kind, _exactly(kind))
     conv.register_structure_hook(float, _saved_float)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _every_field(conv, cls))
     return conv
-
-
-_SAVED: Final = _saved_state_converter()
 
 
 LAST_READ_LEAD_MAX: Final = 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gptunnel_async import (
@@ -41,6 +43,12 @@ from gptunnel_async.testing import (
     set_instant_waits,
 )
 from gptunnel_async.testing._scripts import TaskScript
+from gptunnel_async.testing._state import (
+    MAX_LOGGED_BYTES,
+    MAX_LOGGED_REQUESTS,
+    EmulatorState,
+    RecordedRequest,
+)
 
 from .conftest import HANG_GUARD
 
@@ -820,3 +828,44 @@ async def test_a_face_swap_of_two_of_the_sdks_largest_images_is_taken(
     assert task.status == "idle"
     [create] = [r for r in fake.requests if r.path == "/v1/faceswap/create"]
     assert len(create.body) > 2 * MAX_IMAGE_BYTES  # both images, as base64
+
+
+# -- bounds ---------------------------------------------------------------------------
+
+
+async def test_the_request_log_keeps_at_most_its_bytes_of_unauthorised_bodies(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    """Anyone who reaches the emulator's port, without the key too, sends bodies of up to
+    28 MiB: the log keeps the latest within MAX_LOGGED_BYTES, not every one."""
+    size = 24 * 2**20
+    for mark in b"abcd":
+        body = bytes([mark]) * size
+        sent = io.BytesIO(body)
+        async with http.post(f"{fake.base_url}/faceswap/create", data=sent) as response:
+            assert response.status == 401
+    kept = fake.requests
+    assert sum(len(request.body) for request in kept) <= MAX_LOGGED_BYTES
+    assert [request.body[:1] for request in kept] == [b"b", b"c", b"d"][-len(kept) :]
+    assert len(kept) == MAX_LOGGED_BYTES // size
+
+
+@pytest.mark.parametrize(
+    ("sizes", "kept"),
+    [
+        ([0] * (MAX_LOGGED_REQUESTS + 5), MAX_LOGGED_REQUESTS),  # many small ones
+        ([MAX_LOGGED_BYTES + 1], 1),  # the latest is kept, however big
+        ([MAX_LOGGED_BYTES // 2] * 3, 1),  # with its headers, two halves are over
+        ([10, MAX_LOGGED_BYTES + 1, 10], 1),
+        ([10] * 3, 3),
+    ],
+)
+def test_the_request_log_forgets_the_oldest_past_either_bound(sizes: list[int], kept: int) -> None:
+    state = EmulatorState(api_key="k", result_image=b"")
+    headers = CIMultiDictProxy(CIMultiDict({"Host": "x"}))
+    for index, size in enumerate(sizes):
+        state.record("api", RecordedRequest("POST", f"/{index}", {}, headers, b"x" * size))
+    log = state.log("api")
+    assert [request.path for request in log] == [f"/{index}" for index in range(len(sizes))][
+        len(sizes) - kept :
+    ]

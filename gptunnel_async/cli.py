@@ -633,21 +633,24 @@ def resume_hint(args: argparse.Namespace) -> str | None:
     shown, withheld = _hint_options(args)
     family_words = [] if family == "faceswap" else ["--family", family]
     # the id after "--": an id such as "--help" or "-1" is no option
-    words = ["gptunnel-async", "wait", *shown, *family_words, "--", task_id]
+    base_url, save = shown
+    words = ["gptunnel-async", "wait", base_url, *family_words, save, "--", task_id]
+    words = [word for word in words if word]
     hint = f"the task goes on at GPTunnel; wait for it again with: {shlex.join(words)}"
     return f"{hint} (with your {' and '.join(withheld)})" if withheld else hint
 
 
 def _hint_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """The hint's ``--base-url`` and ``--save`` words (``--base-url`` only if given as an
-    option, never credentials: else the pasted command reads ``$GPTUNNEL_BASE_URL``, or
-    GPTunnel's; each one word, even if it starts with "-"), and the options left out."""
+    """The hint's ``--base-url`` and ``--save`` words, each ``""`` if not shown
+    (``--base-url`` only if given as an option, never credentials: else the pasted
+    command reads ``$GPTUNNEL_BASE_URL``, or GPTunnel's; each one word, even if it starts
+    with "-"), and the options left out."""
     key = getattr(args, "api_key", None) or os.environ.get("GPTUNNEL_API_KEY")
     given = {
         "--base-url": getattr(args, "base_url", None),
         "--save": None if args.save is None else os.fspath(args.save),
     }
-    shown = [f"{option}={value}" for option, value in given.items() if _fit(value, key)]
+    shown = [f"{option}={value}" if _fit(value, key) else "" for option, value in given.items()]
     withheld = [option for option, value in given.items() if value and not _fit(value, key)]
     return shown, withheld
 

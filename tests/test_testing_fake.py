@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -42,10 +43,12 @@ from gptunnel_async.testing import (
     sample_image,
     set_instant_waits,
 )
+from gptunnel_async.testing._control import MAX_CONTROL_BYTES, MAX_SPEC_STEPS
 from gptunnel_async.testing._scripts import TaskScript
 from gptunnel_async.testing._state import (
     MAX_LOGGED_BYTES,
     MAX_LOGGED_REQUESTS,
+    MAX_QUEUED_FAULTS,
     EmulatorState,
     RecordedRequest,
 )
@@ -869,3 +872,45 @@ def test_the_request_log_forgets_the_oldest_past_either_bound(sizes: list[int], 
     assert [request.path for request in log] == [f"/{index}" for index in range(len(sizes))][
         len(sizes) - kept :
     ]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "status", "complaint"),
+    [
+        ("faults", b'{"body": "' + b"x" * MAX_CONTROL_BYTES + b'"}', 413, "at most"),
+        ("tasks", b'{"error": "' + b"x" * MAX_CONTROL_BYTES + b'"}', 413, "at most"),
+        ("tasks", json.dumps({"steps": [["running", 1]] * (MAX_SPEC_STEPS + 1)}), 400, "over"),
+        ("tasks", json.dumps({"steps": [["done", 100]] * MAX_SPEC_STEPS}), 200, None),
+    ],
+    ids=["a big fault", "a big task", "too many steps", "the most steps"],
+)
+async def test_the_control_endpoints_keep_nothing_unbounded(
+    fake: FakeGPTunnel, endpoint: str, body: bytes | str, status: int, complaint: str | None
+) -> None:
+    """They need no key, and keep what they are sent: bodies are bounded, and so is a
+    spec's list of steps."""
+    sent = body.encode() if isinstance(body, str) else body
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.control_url}/{endpoint}", data=io.BytesIO(sent)) as answer,
+    ):
+        assert answer.status == status
+        if complaint is not None:
+            assert complaint in (await answer.json())["error"]
+
+
+async def test_the_fault_queue_is_bounded(fake: FakeGPTunnel) -> None:
+    """Each request looks through every queued fault: the queue is bounded, over HTTP
+    (400) and in Python (ConfigurationError) alike."""
+    for _ in range(MAX_QUEUED_FAULTS):
+        fake.fail_next(503, path="midjourney/pan")
+    with pytest.raises(ConfigurationError, match="at most"):
+        fake.fail_next(503)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.control_url}/faults", json={"status": 500}) as answer,
+    ):
+        assert answer.status == 400
+        assert "clear_faults()" in (await answer.json())["error"]
+    fake.clear_faults()
+    fake.fail_next(503)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL_PREFIX",
+    "MAX_CONTROL_BYTES",
+    "MAX_SPEC_STEPS",
     "control_routes",
     "created_from_spec",
     "fault_from_spec",
@@ -34,6 +36,13 @@ __all__ = [
 ]
 
 CONTROL_PREFIX: Final = "/_emulator"
+
+MAX_CONTROL_BYTES: Final = 2**20
+"""1 MiB: the largest body a control endpoint reads (a spec is a few hundred bytes); a
+bigger one is answered 413. The endpoints need no key, and what they are sent is kept."""
+
+MAX_SPEC_STEPS: Final = 1_000
+"""The most ``steps`` a task spec or a created-tasks spec may list."""
 
 _TASK_FIELDS: Final = frozenset({"id", "steps", "duration", "error", "type", "model"})
 _FAULT_FIELDS: Final = frozenset(
@@ -92,6 +101,11 @@ def _steps(fields: Mapping[str, Any]) -> list[Any] | None:
         return None
     if not isinstance(steps, list):
         raise ConfigurationError("steps must be a list of [status, percent] pairs")
+    if len(steps) > MAX_SPEC_STEPS:
+        raise ConfigurationError(
+            f"steps has {len(steps)} pairs, over the {MAX_SPEC_STEPS} a spec may have "
+            '(a long task is {"duration": seconds})'
+        )
     return [tuple(step) if isinstance(step, list) else step for step in steps]
 
 
@@ -184,10 +198,30 @@ async def _changing(
     request: web.Request, change: Callable[[Any], Mapping[str, Any]]
 ) -> web.Response:
     """Apply ``change`` to the request's JSON body; a bad body or spec answers 400."""
+    body = await _bounded_body(request)
+    if body is None:
+        refused = web.json_response(
+            {"error": f"a control request's body is at most {MAX_CONTROL_BYTES} bytes"},
+            status=413,
+        )
+        refused.force_close()  # the rest of the body is not read
+        return refused
     try:
-        spec = json.loads(await request.read())
+        spec = json.loads(body)
         return web.json_response(dict(change(spec)))
     except ValueError as exc:  # JSONDecodeError and bad specs alike
         return web.json_response({"error": str(exc)}, status=400)
     except RecursionError:
         return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
+
+
+async def _bounded_body(request: web.Request) -> bytes | None:
+    """The request's body, or ``None`` once it is over :data:`MAX_CONTROL_BYTES`."""
+    if (request.content_length or 0) > MAX_CONTROL_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_CONTROL_BYTES:
+            return None
+    return bytes(body)

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_BALANCE",
     "MAX_LOGGED_BYTES",
     "MAX_LOGGED_REQUESTS",
+    "MAX_QUEUED_FAULTS",
     "EmulatorState",
     "Fault",
     "RecordedRequest",
@@ -85,6 +86,9 @@ MAX_LOGGED_BYTES: Final = 64 * 2**20
 """64 MiB: and at most this much of their bodies and headers (the latest request is
 always kept, whatever its size). Past either bound the oldest are forgotten: an emulator
 on a port that anyone can reach, without the key too, must not be grown without bound."""
+
+MAX_QUEUED_FAULTS: Final = 1_000
+"""At most this many faults wait in the queue: every request looks through them all."""
 
 MAX_JSON_DEPTH: Final = 200
 """The deepest nesting of a request body the emulator reads, in levels of objects and
@@ -305,8 +309,18 @@ class EmulatorState:
     # -- faults ---------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
-        """Queue ``fault`` behind the ones already queued."""
+        """Queue ``fault`` behind the ones already queued.
+
+        Raises:
+            ConfigurationError: :data:`MAX_QUEUED_FAULTS` are queued already (each
+                request looks through them all).
+        """
         with self._lock:
+            if len(self._faults) >= MAX_QUEUED_FAULTS:
+                raise ConfigurationError(
+                    f"the emulator holds at most {MAX_QUEUED_FAULTS} queued faults; "
+                    "clear_faults() forgets them, and times= makes one fault serve many requests"
+                )
             self._faults.append(fault)
 
     def clear_faults(self) -> None:

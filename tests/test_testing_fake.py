@@ -49,6 +49,7 @@ from gptunnel_async.testing._state import (
     MAX_LOGGED_BYTES,
     MAX_LOGGED_REQUESTS,
     MAX_QUEUED_FAULTS,
+    MAX_TASKS,
     EmulatorState,
     RecordedRequest,
 )
@@ -914,3 +915,19 @@ async def test_the_fault_queue_is_bounded(fake: FakeGPTunnel) -> None:
         assert "clear_faults()" in (await answer.json())["error"]
     fake.clear_faults()
     fake.fail_next(503)
+
+
+async def test_the_task_table_is_bounded(fake: FakeGPTunnel, http: aiohttp.ClientSession) -> None:
+    """Creates cost nothing with the public default key: past MAX_TASKS one is answered
+    503 (media: code 6, heavy load), and scripting one is a ConfigurationError."""
+    for _ in range(MAX_TASKS):
+        fake.script_task(duration=1.0)
+    with pytest.raises(ConfigurationError, match="at most"):
+        fake.script_task(duration=1.0)
+    key = {"Authorization": fake.api_key}
+    swap = {"sourceImage": "https://a.example/x.png", "faceImage": "https://a.example/y.png"}
+    async with http.post(f"{fake.base_url}/faceswap/create", json=swap, headers=key) as answer:
+        assert answer.status == 503
+    media = {"model": "suno", "prompt": "a song"}
+    async with http.post(f"{fake.base_url}/media/create", json=media, headers=key) as answer:
+        assert (answer.status, (await answer.json())["code"]) == (200, 6)

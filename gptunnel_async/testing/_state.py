@@ -27,6 +27,7 @@ __all__ = [
     "MAX_LOGGED_BYTES",
     "MAX_LOGGED_REQUESTS",
     "MAX_QUEUED_FAULTS",
+    "MAX_TASKS",
     "EmulatorState",
     "Fault",
     "RecordedRequest",
@@ -86,6 +87,11 @@ MAX_LOGGED_BYTES: Final = 64 * 2**20
 """64 MiB: and at most this much of their bodies and headers (the latest request is
 always kept, whatever its size). Past either bound the oldest are forgotten: an emulator
 on a port that anyone can reach, without the key too, must not be grown without bound."""
+
+MAX_TASKS: Final = 50_000
+"""At most this many tasks are held (a few KiB each): past it a create through the API
+is answered 503 (media: code 6, heavy load), and scripting one is a
+``ConfigurationError``. Creates cost nothing with the public default key."""
 
 MAX_QUEUED_FAULTS: Final = 1_000
 """At most this many faults wait in the queue: every request looks through them all."""
@@ -171,6 +177,11 @@ class EmulatorState:
         balance = self.balance
         return balance.balance + balance.credit_limit > 0
 
+    def has_room(self) -> bool:
+        """Whether another task fits: fewer than :data:`MAX_TASKS` are held."""
+        with self._lock:
+            return len(self._tasks) < MAX_TASKS
+
     # -- tasks ----------------------------------------------------------------------
 
     def add_task(
@@ -203,6 +214,8 @@ class EmulatorState:
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ConfigurationError(f"the emulator already has a task {new_id!r}")
+            if len(self._tasks) >= MAX_TASKS:
+                raise ConfigurationError(f"the emulator holds at most {MAX_TASKS} tasks")
             result_url, image = self._result_urls(new_id, look)
             task = EmulatedTask(
                 id=new_id,

@@ -931,3 +931,25 @@ async def test_the_task_table_is_bounded(fake: FakeGPTunnel, http: aiohttp.Clien
     media = {"model": "suno", "prompt": "a song"}
     async with http.post(f"{fake.base_url}/media/create", json=media, headers=key) as answer:
         assert (answer.status, (await answer.json())["code"]) == (200, 6)
+
+
+async def test_the_request_log_dump_is_the_documented_json(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    """``GET /_emulator/requests`` is written a request at a time: still one JSON object
+    of both logs, each request's body as text (bytes that are not UTF-8 as U+FFFD)."""
+    async with http.post(f"{fake.base_url}/faceswap/create", data=b"\xff{}\xe2\x82\xac") as sent:
+        assert sent.status == 401
+    async with http.get(f"{fake.storage_url}/results/none.png") as fetched:
+        assert fetched.status == 404
+    async with http.get(f"{fake.control_url}/requests") as answer:
+        assert answer.status == 200
+        dump = json.loads(await answer.read())
+    assert set(dump) == {"api", "storage"}
+    [create] = dump["api"]
+    assert (create["method"], create["path"], create["body"]) == (
+        "POST",
+        "/v1/faceswap/create",
+        "\ufffd{}\u20ac",
+    )
+    assert [request["path"] for request in dump["storage"]] == ["/results/none.png"]

@@ -12,6 +12,7 @@ They need no key, and are not logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -40,6 +41,10 @@ CONTROL_PREFIX: Final = "/_emulator"
 MAX_CONTROL_BYTES: Final = 2**20
 """1 MiB: the largest body a control endpoint reads (a spec is a few hundred bytes); a
 bigger one is answered 413. The endpoints need no key, and what they are sent is kept."""
+
+DUMP_SECONDS: Final = 60.0
+"""How long a reader of ``GET /_emulator/requests`` has to take the whole log; the
+dumps are made one at a time, so a reader that stalls is cut off after this."""
 
 MAX_SPEC_STEPS: Final = 1_000
 """The most ``steps`` a task spec or a created-tasks spec may list."""
@@ -135,6 +140,23 @@ def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
         )
 
 
+async def _write_logs(
+    response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]]
+) -> None:
+    """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`,
+    written as it is made."""
+    opening = "{"
+    for name, log in logs.items():
+        await response.write(f"{opening}{json.dumps(name)}: [".encode())
+        for index, record in enumerate(log):
+            text = json.dumps(_request_json(record), ensure_ascii=False)
+            await response.write(f"{', ' if index else ''}{text}".encode())
+        await response.write(b"]")
+        opening = ", "
+    await response.write(b"}")
+    await response.write_eof()
+
+
 def _request_json(request: RecordedRequest) -> dict[str, Any]:
     return {
         "method": request.method,
@@ -151,11 +173,22 @@ Handler = Callable[[web.Request], Any]
 def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
     """The control endpoints of ``fake``."""
 
-    def requests(_: web.Request) -> web.Response:
+    dumping = asyncio.Lock()
+
+    async def requests(request: web.Request) -> web.StreamResponse:
+        # Written a request at a time, one dump at a time: a body of binary bytes takes
+        # a few times its size as JSON, and the endpoint needs no key.
         logs = {"api": fake.requests, "storage": fake.storage_requests}
-        return web.json_response(
-            {name: list(map(_request_json, log)) for name, log in logs.items()}
-        )
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        async with dumping:
+            try:
+                async with asyncio.timeout(DUMP_SECONDS):
+                    await response.prepare(request)
+                    await _write_logs(response, logs)
+            except TimeoutError:  # a reader that stalls does not hold the others off
+                if request.transport is not None:
+                    request.transport.abort()
+        return response
 
     def task(request: web.Request) -> web.Response:
         try:
@@ -179,7 +212,7 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
         return web.json_response({})
 
     return [
-        web.get(f"{CONTROL_PREFIX}/requests", _async(requests)),
+        web.get(f"{CONTROL_PREFIX}/requests", requests),
         web.get(f"{CONTROL_PREFIX}/tasks/{{id}}", _async(task)),
         web.post(f"{CONTROL_PREFIX}/tasks", add_task),
         web.post(f"{CONTROL_PREFIX}/faults", add_fault),

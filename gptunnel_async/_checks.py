@@ -217,13 +217,24 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
     except (TypeError, ValueError):  # yarl's parse errors, IDNA's UnicodeError included
         usable = False
     if not usable:
-        raise error(f"{name} must be an absolute http(s) URL, got {describe(str(value))}")
+        shown = describe(without_userinfo(str(value)))
+        raise error(f"{name} must be an absolute http(s) URL, got {shown}")
     if not _host_name_usable(url):
         raise error(
             f"{name} must name a host that can be looked up (labels of 1 to 63 "
-            f"characters), got {describe(str(value))}"
+            f"characters), got {describe(without_userinfo(str(value)))}"
         )
     return url
+
+
+_USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?[/\\]*)[^/\\?#]*@")
+"""The user and password of a URL's text (``scheme://user:password@``), parsed or not."""
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` (a URL, maybe malformed) with its credentials shown as ``***``: a URL
+    refused for its scheme or port must not quote the password (or key) it carries."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def _host_name_usable(url: URL) -> bool:

@@ -25,6 +25,7 @@ from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._safe_errors import made_safe, secret_arguments
 from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
+from ._sansio.text import mask_for
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
@@ -68,8 +69,18 @@ def _api_key(value: str | None) -> str:
     return key
 
 
-def _base_url(value: str | None) -> str:
+def _base_url(value: str | None, key: str) -> str:
+    """``value`` (else ``$GPTUNNEL_BASE_URL``, else GPTunnel's) checked; an error quotes
+    it with ``key`` masked (a URL refused for its scheme may hold it in its path)."""
     raw = value if value is not None else os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
+    try:
+        return _usable_base_url(raw)
+    except ConfigurationError as exc:
+        refusal = mask_for(key)(str(exc))
+    raise ConfigurationError(refusal)  # out here: the refusal quoting the key is no context
+
+
+def _usable_base_url(raw: str) -> str:
     url = http_url("base_url", raw)
     if url.query_string or url.fragment or url.user or url.password:
         raise ConfigurationError(
@@ -146,7 +157,7 @@ class GPTunnelClient(InProcessOnly):
         allow_private_result_urls: bool = False,
     ) -> None:
         key = _api_key(api_key)
-        root = _base_url(base_url)
+        root = _base_url(base_url, key)
         seconds = positive_number("timeout", timeout)
         retries = count("max_retries", max_retries, 0)
         connections = optional(_connections, "max_connections", max_connections)

@@ -193,20 +193,25 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
     try:
         if "\x00" in os.fsdecode(dest):
             raise ValueError("a NUL character")  # is_dir() would say False, not why
-        named = Path(dest)
-        into_folder = named.is_dir()
-        target = (
-            _in_folder(named, url, fallback_name) if into_folder else Target(named, replace=True)
-        )
+        target = _target_of(Path(dest), url, fallback_name)
         folder = target.path if _names_a_folder(dest) else target.path.parent
-        folder_exists = into_folder or folder.is_dir()
+        folder_exists = not target.replace or folder.is_dir()
     except (TypeError, ValueError) as exc:  # bytes paths, NUL characters
         raise ConfigurationError(f"dest is not a usable path: {describe(dest)}") from exc
     except OSError as exc:
         raise DownloadError(f"cannot look at {describe(str(dest))}: {exc.strerror or exc}") from exc
     if not folder_exists:
         raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
+    if target.replace:
+        refuse_special(target.path)
     return target
+
+
+def _target_of(named: Path, url: URL, fallback_name: str) -> Target:
+    """A new file in folder ``named``, or ``named`` itself if it is no folder."""
+    if named.is_dir():
+        return _in_folder(named, url, fallback_name)
+    return Target(named, replace=True)
 
 
 def _in_folder(folder: Path, url: URL, fallback_name: str) -> Target:
@@ -251,6 +256,7 @@ def check_destination(dest: str | os.PathLike[str], what: str = "dest") -> None:
         raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
     if folder is not target:
         _check_name(folder, target.name)
+        refuse_special(target, what)
     try:  # the download writes a temporary file there first: try exactly that
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -259,6 +265,23 @@ def check_destination(dest: str | os.PathLike[str], what: str = "dest") -> None:
         raise ConfigurationError(
             f"cannot write to the folder {describe(str(folder))}: {reason}"
         ) from None
+
+
+def refuse_special(path: Path, what: str = "dest") -> None:
+    """``ConfigurationError`` if ``path`` is, or links to, something other than a regular
+    file: a device (``/dev/null``), a FIFO, a socket (``/dev/stdout`` links to one). A
+    named file is replaced by renaming the download onto it, which would put a regular
+    file in the place of the device itself (for root, ``/dev/null`` of every program).
+    A path that is missing or cannot be looked at is left to the other checks."""
+    try:
+        mode = path.stat().st_mode  # through links: /dev/stdout is the pipe it names
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ConfigurationError(
+            f"{what} {describe(str(path))} is a device, pipe or socket, not a file: saving "
+            "would replace it with the download; name a regular file or a folder"
+        )
 
 
 def _is_dir(path: Path) -> bool:

@@ -627,24 +627,44 @@ class _Termination:
 def resume_hint(args: argparse.Namespace) -> str | None:
     """For a command that stopped waiting (its deadline, Ctrl-C, SIGTERM): the task goes
     on at GPTunnel, paid for, so the command that waits for it again (``None`` if the
-    command was waiting for no task). The words are quoted for a POSIX shell."""
+    command was waiting for no task). The words are quoted for a POSIX shell; a
+    ``--base-url`` or ``--save`` the output would show escaped, or that holds the API key
+    (a key in the base URL's path), is left out and named after the command instead."""
     waiting_for: tuple[str, str] | None = getattr(args, "waiting_for", None)
     if waiting_for is None:
         return None
     task_id, family = waiting_for
-    words = ["gptunnel-async", "wait"]
-    base_url = getattr(args, "base_url", None)  # given as an option; never credentials
-    if base_url:  # else the pasted command would read $GPTUNNEL_BASE_URL, or GPTunnel's
-        words.append(f"--base-url={base_url}")
-    if family != "faceswap":
-        words += ["--family", family]
-    save = None if args.save is None else os.fspath(args.save)
-    save_shown = save is not None and printable(save) == save  # else shown escaped: not it
-    if save_shown:
-        words.append(f"--save={save}")  # one word, even for a path that starts with "-"
-    words += ["--", task_id]  # an id such as "--help" or "-1" is no option
+    shown, withheld = _hint_options(args)
+    family_words = [] if family == "faceswap" else ["--family", family]
+    # the id after "--": an id such as "--help" or "-1" is no option
+    base_url, save = shown
+    words = ["gptunnel-async", "wait", base_url, *family_words, save, "--", task_id]
+    words = [word for word in words if word]
     hint = f"the task goes on at GPTunnel; wait for it again with: {shlex.join(words)}"
-    return hint if save is None or save_shown else f"{hint} (with your --save)"
+    return f"{hint} (with your {' and '.join(withheld)})" if withheld else hint
+
+
+def _hint_options(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The hint's ``--base-url`` and ``--save`` words, each ``""`` if not shown
+    (``--base-url`` only if given as an option, never credentials: else the pasted
+    command reads ``$GPTUNNEL_BASE_URL``, or GPTunnel's; each one word, even if it starts
+    with "-"), and the options left out."""
+    key = getattr(args, "api_key", None) or os.environ.get("GPTUNNEL_API_KEY")
+    given = {
+        "--base-url": getattr(args, "base_url", None),
+        "--save": None if args.save is None else os.fspath(args.save),
+    }
+    shown = [f"{option}={value}" if _fit(value, key) else "" for option, value in given.items()]
+    withheld = [option for option, value in given.items() if value and not _fit(value, key)]
+    return shown, withheld
+
+
+def _fit(value: str | None, key: str | None) -> bool:
+    """Whether ``value`` is given and can be shown as it is: nothing the output escapes,
+    no key."""
+    if not value:
+        return False
+    return printable(value) == value and (not key or mask_for(key)(value) == value)
 
 
 NO_CONNECTION: Final = (

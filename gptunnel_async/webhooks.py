@@ -21,17 +21,20 @@ request's body and its ``token`` query parameter. The receiver and the waits
 must run in one process, on one event loop.
 
 A delivery is read like an answer of the API: as its family's model (a ``/media``
-delivery is a ``MediaTask``, with its clips), and with the API key masked in everything
-made from it (exception texts, reprs), whatever field echoes it.
+delivery is a ``MediaTask``, with its clips), and with the API key and the receiver's
+secret masked in everything made from it (exception texts, reprs), whatever field
+echoes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any, Final, TypeVar, overload
 
 from aiohttp import web
@@ -45,9 +48,9 @@ from ._checks import (
 )
 from ._in_process import InProcessOnly
 from ._polling import PollPolicy
-from ._safe_errors import secret_arguments
+from ._safe_errors import made_safe, secret_arguments
 from ._sansio.pacing import poll_interval
-from ._sansio.responses import decode_any_task
+from ._sansio.responses import decode_any_task, secret_masked
 from .errors import (
     ConfigurationError,
     GPTunnelError,
@@ -148,8 +151,10 @@ def parse_webhook(
             is not a string, or ``family`` is not a task family (``client.faceswap``,
             not ``"faceswap"`` or the client).
 
-    No error leaves with a frame that holds ``api_key``, ``secret`` or ``token`` as a
-    local (error trackers show the locals of a traceback's frames).
+    ``secret`` is masked too, in the task and in the errors: a task that quotes the
+    callback URL shows ``?token=***``. No error leaves with a frame that holds
+    ``api_key``, ``secret`` or ``token`` as a local (error trackers show the locals of a
+    traceback's frames).
     """
     check_text("secret", secret)
     if api_key is not None:
@@ -157,10 +162,25 @@ def parse_webhook(
     optional(_family, "family", family)
     if not _carries(token, secret):
         raise WebhookVerificationError("the webhook's URL does not carry this receiver's token")
-    if family is not None:
-        task: TaskLike = family._parse_delivery(_body(body), api_key)
-        return task
-    return decode_any_task(_body(body), 200, secret=api_key or _environment_key())
+    with _hiding(secret):
+        task: TaskLike = (
+            decode_any_task(_body(body), 200, secret=api_key or _environment_key())
+            if family is None
+            else family._parse_delivery(_body(body), api_key)
+        )
+    return secret_masked(task, secret)
+
+
+@contextlib.contextmanager
+def _hiding(secret: str) -> Iterator[None]:
+    """An SDK error raised inside leaves with ``secret`` masked in its text and models:
+    a task that echoes its callback URL (an error quoting it, a media task's input)
+    must not hand out, in error reports, the token that forges deliveries."""
+    try:
+        yield
+    except GPTunnelError as exc:
+        made_safe(exc, secret)
+        raise
 
 
 def _check_key(api_key: object) -> str:
@@ -342,7 +362,8 @@ class WebhookReceiver(InProcessOnly):
         by a poll every ``fallback_interval`` seconds if the delivery is lost.
 
         The delivery is read as ``tasks``' model (a ``MediaTask`` for ``client.media``),
-        with its client's key masked, and ends the wait only if that model has ended:
+        with its client's key and this receiver's secret masked (as is the fallback
+        poll's task), and ends the wait only if that model has ended:
         done, or failed. A delivery that model reads as not finished (a media task
         with no file yet, say) is passed over, and the wait goes on.
 
@@ -364,6 +385,18 @@ class WebhookReceiver(InProcessOnly):
             ResponseDecodeError: the delivery is not the family's task object.
             APIError: a read failed in a way that is not retried.
         """
+        with _hiding(self.secret):
+            done = await self._wait(tasks, task_id, fallback_interval, timeout)
+        return secret_masked(done, self.secret)
+
+    async def _wait(
+        self,
+        tasks: TaskResource[T],
+        task_id: str,
+        fallback_interval: float,
+        timeout: float | None,
+    ) -> T:
+        """:meth:`wait_for_result`, its outcome not yet masked."""
         _family("tasks", tasks)
         task_id = tasks._task_id(task_id)
         every = poll_interval("fallback_interval", fallback_interval)

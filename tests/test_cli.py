@@ -230,13 +230,27 @@ def test_wait_past_its_timeout_exits_3(fake: FakeGPTunnel) -> None:
     )
 
 
+HINT_KEY = "sk-hint-key-0123456789abcdef"
+
+
 @given(
     task_id=st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1)
     .map(str.strip)
     .filter(lambda text: bool(text) and task_id_problem(text) is None),
     family=st.sampled_from(["faceswap", "bgremover", "midjourney", "media"]),
-    save=st.none() | st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1),
-    base_url=st.sampled_from([None, "http://127.0.0.1:8080/v1", "https://x.example/v1?"]),
+    save=st.none()
+    | st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1)
+    | st.just(f"out/{HINT_KEY}.png"),
+    base_url=st.sampled_from(
+        [
+            None,
+            "http://127.0.0.1:8080/v1",
+            "https://x.example/v1?",
+            f"http://127.0.0.1:8080/{HINT_KEY}/v1",
+            f"http://127.0.0.1:8080/{HINT_KEY.upper()}/v1",
+            "http://127.0.0.1:8080/v1/\x1b]0;title\x07",
+        ]
+    ),
 )
 @example(task_id="--help", family="faceswap", save=None, base_url=None)
 @example(task_id="-1abc", family="media", save="-out.png", base_url=None)
@@ -246,19 +260,25 @@ def test_the_wait_again_hint_parses_back_to_the_same_wait(
     task_id: str, family: str, save: str | None, base_url: str | None
 ) -> None:
     """Pasted into a shell, the hint waits for the same task of the same family, saved
-    where it was to be: whatever the server chose as id (``--help``, ``-1``, quotes)."""
-    args = argparse.Namespace(waiting_for=(task_id, family), save=save, base_url=base_url)
+    where it was to be: whatever the server chose as id (``--help``, ``-1``, quotes).
+    A ``--base-url`` or ``--save`` that holds the key, or that the output shows escaped,
+    is named after the command, never shown."""
+    args = argparse.Namespace(
+        waiting_for=(task_id, family), save=save, base_url=base_url, api_key=HINT_KEY
+    )
     hint = resume_hint(args)
     assert hint is not None
-    command = hint.split("wait for it again with: ", 1)[1].removesuffix(" (with your --save)")
+    assert HINT_KEY not in hint.lower()
+    command, _, withheld = hint.split("wait for it again with: ", 1)[1].partition(" (with your ")
     program, *words = shlex.split(command)
     assert program == "gptunnel-async"
     again = _build_parser().parse_args(words)
     assert (again.command, again.task_id, again.family) == ("wait", task_id, family)
-    assert again.base_url == base_url
-    shown = save is not None and printable(save) == save
-    assert again.save == (save if shown else None)
-    assert hint.endswith("(with your --save)") is (save is not None and not shown)
+    options = (("--base-url", base_url, again.base_url), ("--save", save, again.save))
+    for option, value, parsed in options:
+        shown = value is not None and printable(value) == value and HINT_KEY not in value.lower()
+        assert parsed == (value if shown else None)
+        assert (option in withheld) is (value is not None and not shown)
 
 
 # -- errors ---------------------------------------------------------------------------

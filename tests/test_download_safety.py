@@ -27,6 +27,7 @@ from gptunnel_async import (
     Task,
 )
 from gptunnel_async._destinations import Destinations, PublicResolver
+from gptunnel_async._download import check_destination
 from gptunnel_async._sansio.addresses import (
     base_url_is_private,
     carried_ipv4,
@@ -646,3 +647,37 @@ def test_global_addresses_are_public(text: str) -> None:
 )
 def test_a_base_url_is_private_when_its_host_is(base_url: str, private: bool) -> None:
     assert base_url_is_private(base_url) is private
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _socket(path: Path) -> Path:
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+    return path
+
+
+def _link_to_fifo(path: Path) -> Path:
+    path.symlink_to(_fifo(path.with_name("pipe")))
+    return path
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs and Unix sockets")
+@pytest.mark.parametrize("make", [_fifo, _socket, _link_to_fifo])
+async def test_a_dest_that_is_no_regular_file_is_refused_and_left_as_it_is(
+    make: Callable[[Path], Path], storage: Storage, tmp_path: Path
+) -> None:
+    """A device, FIFO or socket (or a link to one: ``/dev/stdout``) is not replaced by
+    the download: renamed onto ``/dev/null``, it put a PNG file in the device's place."""
+    dest = make(tmp_path / "out.png")
+    kind = os.stat(dest).st_mode
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        with pytest.raises(ConfigurationError, match="device, pipe or socket"):
+            await client.download_result(storage.url + "r.png", dest)
+    with pytest.raises(ConfigurationError, match=r"--save .* device, pipe or socket"):
+        check_destination(dest, "--save")
+    assert os.stat(dest).st_mode == kind
+    assert storage.requests == 0

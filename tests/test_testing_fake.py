@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gptunnel_async import (
@@ -40,7 +43,16 @@ from gptunnel_async.testing import (
     sample_image,
     set_instant_waits,
 )
+from gptunnel_async.testing._control import MAX_CONTROL_BYTES, MAX_SPEC_STEPS
 from gptunnel_async.testing._scripts import TaskScript
+from gptunnel_async.testing._state import (
+    MAX_LOGGED_BYTES,
+    MAX_LOGGED_REQUESTS,
+    MAX_QUEUED_FAULTS,
+    MAX_TASKS,
+    EmulatorState,
+    RecordedRequest,
+)
 
 from .conftest import HANG_GUARD
 
@@ -820,3 +832,124 @@ async def test_a_face_swap_of_two_of_the_sdks_largest_images_is_taken(
     assert task.status == "idle"
     [create] = [r for r in fake.requests if r.path == "/v1/faceswap/create"]
     assert len(create.body) > 2 * MAX_IMAGE_BYTES  # both images, as base64
+
+
+# -- bounds ---------------------------------------------------------------------------
+
+
+async def test_the_request_log_keeps_at_most_its_bytes_of_unauthorised_bodies(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    """Anyone who reaches the emulator's port, without the key too, sends bodies of up to
+    28 MiB: the log keeps the latest within MAX_LOGGED_BYTES, not every one."""
+    size = 24 * 2**20
+    for mark in b"abcd":
+        body = bytes([mark]) * size
+        sent = io.BytesIO(body)
+        async with http.post(f"{fake.base_url}/faceswap/create", data=sent) as response:
+            assert response.status == 401
+    kept = fake.requests
+    assert sum(len(request.body) for request in kept) <= MAX_LOGGED_BYTES
+    assert [request.body[:1] for request in kept] == [b"b", b"c", b"d"][-len(kept) :]
+    assert len(kept) == MAX_LOGGED_BYTES // size
+
+
+@pytest.mark.parametrize(
+    ("sizes", "kept"),
+    [
+        ([0] * (MAX_LOGGED_REQUESTS + 5), MAX_LOGGED_REQUESTS),  # many small ones
+        ([MAX_LOGGED_BYTES + 1], 1),  # the latest is kept, however big
+        ([MAX_LOGGED_BYTES // 2] * 3, 1),  # with its headers, two halves are over
+        ([10, MAX_LOGGED_BYTES + 1, 10], 1),
+        ([10] * 3, 3),
+    ],
+)
+def test_the_request_log_forgets_the_oldest_past_either_bound(sizes: list[int], kept: int) -> None:
+    state = EmulatorState(api_key="k", result_image=b"")
+    headers = CIMultiDictProxy(CIMultiDict({"Host": "x"}))
+    for index, size in enumerate(sizes):
+        state.record("api", RecordedRequest("POST", f"/{index}", {}, headers, b"x" * size))
+    log = state.log("api")
+    assert [request.path for request in log] == [f"/{index}" for index in range(len(sizes))][
+        len(sizes) - kept :
+    ]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "status", "complaint"),
+    [
+        ("faults", b'{"body": "' + b"x" * MAX_CONTROL_BYTES + b'"}', 413, "at most"),
+        ("tasks", b'{"error": "' + b"x" * MAX_CONTROL_BYTES + b'"}', 413, "at most"),
+        ("tasks", json.dumps({"steps": [["running", 1]] * (MAX_SPEC_STEPS + 1)}), 400, "over"),
+        ("tasks", json.dumps({"steps": [["done", 100]] * MAX_SPEC_STEPS}), 200, None),
+    ],
+    ids=["a big fault", "a big task", "too many steps", "the most steps"],
+)
+async def test_the_control_endpoints_keep_nothing_unbounded(
+    fake: FakeGPTunnel, endpoint: str, body: bytes | str, status: int, complaint: str | None
+) -> None:
+    """They need no key, and keep what they are sent: bodies are bounded, and so is a
+    spec's list of steps."""
+    sent = body.encode() if isinstance(body, str) else body
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.control_url}/{endpoint}", data=io.BytesIO(sent)) as answer,
+    ):
+        assert answer.status == status
+        if complaint is not None:
+            assert complaint in (await answer.json())["error"]
+
+
+async def test_the_fault_queue_is_bounded(fake: FakeGPTunnel) -> None:
+    """Each request looks through every queued fault: the queue is bounded, over HTTP
+    (400) and in Python (ConfigurationError) alike."""
+    for _ in range(MAX_QUEUED_FAULTS):
+        fake.fail_next(503, path="midjourney/pan")
+    with pytest.raises(ConfigurationError, match="at most"):
+        fake.fail_next(503)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake.control_url}/faults", json={"status": 500}) as answer,
+    ):
+        assert answer.status == 400
+        assert "clear_faults()" in (await answer.json())["error"]
+    fake.clear_faults()
+    fake.fail_next(503)
+
+
+async def test_the_task_table_is_bounded(fake: FakeGPTunnel, http: aiohttp.ClientSession) -> None:
+    """Creates cost nothing with the public default key: past MAX_TASKS one is answered
+    503 (media: code 6, heavy load), and scripting one is a ConfigurationError."""
+    for _ in range(MAX_TASKS):
+        fake.script_task(duration=1.0)
+    with pytest.raises(ConfigurationError, match="at most"):
+        fake.script_task(duration=1.0)
+    key = {"Authorization": fake.api_key}
+    swap = {"sourceImage": "https://a.example/x.png", "faceImage": "https://a.example/y.png"}
+    async with http.post(f"{fake.base_url}/faceswap/create", json=swap, headers=key) as answer:
+        assert answer.status == 503
+    media = {"model": "suno", "prompt": "a song"}
+    async with http.post(f"{fake.base_url}/media/create", json=media, headers=key) as answer:
+        assert (answer.status, (await answer.json())["code"]) == (200, 6)
+
+
+async def test_the_request_log_dump_is_the_documented_json(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    """``GET /_emulator/requests`` is written a request at a time: still one JSON object
+    of both logs, each request's body as text (bytes that are not UTF-8 as U+FFFD)."""
+    async with http.post(f"{fake.base_url}/faceswap/create", data=b"\xff{}\xe2\x82\xac") as sent:
+        assert sent.status == 401
+    async with http.get(f"{fake.storage_url}/results/none.png") as fetched:
+        assert fetched.status == 404
+    async with http.get(f"{fake.control_url}/requests") as answer:
+        assert answer.status == 200
+        dump = json.loads(await answer.read())
+    assert set(dump) == {"api", "storage"}
+    [create] = dump["api"]
+    assert (create["method"], create["path"], create["body"]) == (
+        "POST",
+        "/v1/faceswap/create",
+        "\ufffd{}\u20ac",
+    )
+    assert [request["path"] for request in dump["storage"]] == ["/results/none.png"]

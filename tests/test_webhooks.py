@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from gptunnel_async import (
+    APIError,
     ConfigurationError,
     GPTunnelClient,
     ResponseDecodeError,
@@ -312,3 +313,52 @@ async def test_a_body_that_cannot_be_read_is_answered_400(
     if "br" not in headers.values():  # br is refused by aiohttp's parser, before the handler
         assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []
     assert status_line.split()[1:2] == [b"400"], status_line  # not a 500
+
+
+@pytest.mark.parametrize("delivered", [True, False])
+async def test_a_task_that_echoes_the_callback_url_never_shows_the_token(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, delivered: bool
+) -> None:
+    """GPTunnel's task may quote the URL it calls back (a media task's input, an error
+    about the call): the wait's error, by the push or by the fallback poll, masks it."""
+    fake.script_created(duration=0.2, error=f"could not call {receiver.url}")
+    if not delivered:
+        fake.drop_next(server="webhook")
+    task_id = await create(client, receiver)
+    with pytest.raises(TaskFailedError) as caught:
+        await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=0.3)
+    assert "token=***" in str(caught.value)
+    assert receiver.secret not in f"{caught.value} {caught.value.task!r}"
+    assert bool(fake.webhook_deliveries) is delivered
+
+
+def _echoing(url: str) -> list[dict[str, Any]]:
+    """Bodies that quote the callback ``url`` in each text a model or an error keeps."""
+    return [
+        {"id": "t1", "object": "task", "status": "failed", "error": f"call {url} failed"},
+        {"id": "t2", "object": "task", "status": "done", "result": url},
+        {"code": 0, "id": "m1", "model": "suno", "status": "failed", "error": f"no {url}"},
+        {"code": 0, "id": "m2", "model": "suno", "status": "done", "result": url},
+        {"code": 3, "message": f"bad webhook {url}", "issues": [{"path": ["w"], "received": url}]},
+        {"code": 1001, "message": f"refused {url}"},
+        {"id": url, "object": "task", "status": "done"},
+        {"object": "list", "data": url},
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_echoing(""))))
+async def test_a_delivery_that_echoes_the_callback_url_never_shows_the_token(
+    client: GPTunnelClient, index: int
+) -> None:
+    receiver = WebhookReceiver("https://bot.example/hook", secret=SECRET)
+    body = json.dumps(_echoing(receiver.url)[index]).encode()
+    for parse in (
+        lambda: receiver.receive(body, SECRET),
+        lambda: parse_webhook(body, SECRET, secret=SECRET, family=client.media),
+        lambda: parse_webhook(body, SECRET, secret=SECRET, family=client.faceswap),
+    ):
+        try:
+            shown = repr(parse())
+        except (ResponseDecodeError, APIError) as exc:
+            shown = f"{exc} {exc!r} {vars(exc)!r}"
+        assert SECRET not in shown

@@ -12,6 +12,7 @@ They need no key, and are not logged.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL_PREFIX",
+    "MAX_CONTROL_BYTES",
+    "MAX_SPEC_STEPS",
     "control_routes",
     "created_from_spec",
     "fault_from_spec",
@@ -34,6 +37,17 @@ __all__ = [
 ]
 
 CONTROL_PREFIX: Final = "/_emulator"
+
+MAX_CONTROL_BYTES: Final = 2**20
+"""1 MiB: the largest body a control endpoint reads (a spec is a few hundred bytes); a
+bigger one is answered 413. The endpoints need no key, and what they are sent is kept."""
+
+DUMP_SECONDS: Final = 60.0
+"""How long a reader of ``GET /_emulator/requests`` has to take the whole log; the
+dumps are made one at a time, so a reader that stalls is cut off after this."""
+
+MAX_SPEC_STEPS: Final = 1_000
+"""The most ``steps`` a task spec or a created-tasks spec may list."""
 
 _TASK_FIELDS: Final = frozenset({"id", "steps", "duration", "error", "type", "model"})
 _FAULT_FIELDS: Final = frozenset(
@@ -92,6 +106,11 @@ def _steps(fields: Mapping[str, Any]) -> list[Any] | None:
         return None
     if not isinstance(steps, list):
         raise ConfigurationError("steps must be a list of [status, percent] pairs")
+    if len(steps) > MAX_SPEC_STEPS:
+        raise ConfigurationError(
+            f"steps has {len(steps)} pairs, over the {MAX_SPEC_STEPS} a spec may have "
+            '(a long task is {"duration": seconds})'
+        )
     return [tuple(step) if isinstance(step, list) else step for step in steps]
 
 
@@ -121,6 +140,23 @@ def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
         )
 
 
+async def _write_logs(
+    response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]]
+) -> None:
+    """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`,
+    written as it is made."""
+    opening = "{"
+    for name, log in logs.items():
+        await response.write(f"{opening}{json.dumps(name)}: [".encode())
+        for index, record in enumerate(log):
+            text = json.dumps(_request_json(record), ensure_ascii=False)
+            await response.write(f"{', ' if index else ''}{text}".encode())
+        await response.write(b"]")
+        opening = ", "
+    await response.write(b"}")
+    await response.write_eof()
+
+
 def _request_json(request: RecordedRequest) -> dict[str, Any]:
     return {
         "method": request.method,
@@ -137,11 +173,22 @@ Handler = Callable[[web.Request], Any]
 def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
     """The control endpoints of ``fake``."""
 
-    def requests(_: web.Request) -> web.Response:
+    dumping = asyncio.Lock()
+
+    async def requests(request: web.Request) -> web.StreamResponse:
+        # Written a request at a time, one dump at a time: a body of binary bytes takes
+        # a few times its size as JSON, and the endpoint needs no key.
         logs = {"api": fake.requests, "storage": fake.storage_requests}
-        return web.json_response(
-            {name: list(map(_request_json, log)) for name, log in logs.items()}
-        )
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        async with dumping:
+            try:
+                async with asyncio.timeout(DUMP_SECONDS):
+                    await response.prepare(request)
+                    await _write_logs(response, logs)
+            except TimeoutError:  # a reader that stalls does not hold the others off
+                if request.transport is not None:
+                    request.transport.abort()
+        return response
 
     def task(request: web.Request) -> web.Response:
         try:
@@ -165,7 +212,7 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
         return web.json_response({})
 
     return [
-        web.get(f"{CONTROL_PREFIX}/requests", _async(requests)),
+        web.get(f"{CONTROL_PREFIX}/requests", requests),
         web.get(f"{CONTROL_PREFIX}/tasks/{{id}}", _async(task)),
         web.post(f"{CONTROL_PREFIX}/tasks", add_task),
         web.post(f"{CONTROL_PREFIX}/faults", add_fault),
@@ -184,10 +231,30 @@ async def _changing(
     request: web.Request, change: Callable[[Any], Mapping[str, Any]]
 ) -> web.Response:
     """Apply ``change`` to the request's JSON body; a bad body or spec answers 400."""
+    body = await _bounded_body(request)
+    if body is None:
+        refused = web.json_response(
+            {"error": f"a control request's body is at most {MAX_CONTROL_BYTES} bytes"},
+            status=413,
+        )
+        refused.force_close()  # the rest of the body is not read
+        return refused
     try:
-        spec = json.loads(await request.read())
+        spec = json.loads(body)
         return web.json_response(dict(change(spec)))
     except ValueError as exc:  # JSONDecodeError and bad specs alike
         return web.json_response({"error": str(exc)}, status=400)
     except RecursionError:
         return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
+
+
+async def _bounded_body(request: web.Request) -> bytes | None:
+    """The request's body, or ``None`` once it is over :data:`MAX_CONTROL_BYTES`."""
+    if (request.content_length or 0) > MAX_CONTROL_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_CONTROL_BYTES:
+            return None
+    return bytes(body)

@@ -366,6 +366,8 @@ class CreateTask:
             return refusal
         if not state.can_pay():
             return error_response(402)
+        if not state.has_room():
+            return error_response(503)
         webhook = payload.get("webhook")
         task = state.add_task(type=self.type, parent_id=parent_id, webhook=webhook)
         return task_response(task.created())
@@ -403,6 +405,8 @@ class CreateMedia:
             return media_error_response(400, problem[0], param=problem[1])
         if not state.can_pay():
             return media_error_response(402)
+        if not state.has_room():
+            return media_error_response(503)
         task = state.add_task(
             type="@Media", model=str(payload["model"]), webhook=payload.get("webhook")
         )

@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, Literal, TypeAlias
 
@@ -21,7 +22,17 @@ from ..errors import ConfigurationError
 from ..models import Balance, MediaTask, Task, Usage
 from ._scripts import DEFAULT_CREATED_SCRIPT, LOOKS, EmulatedTask, Look, MediaOutput, TaskScript
 
-__all__ = ["DEFAULT_BALANCE", "EmulatorState", "Fault", "RecordedRequest", "Server"]
+__all__ = [
+    "DEFAULT_BALANCE",
+    "MAX_LOGGED_BYTES",
+    "MAX_LOGGED_REQUESTS",
+    "MAX_QUEUED_FAULTS",
+    "MAX_TASKS",
+    "EmulatorState",
+    "Fault",
+    "RecordedRequest",
+    "Server",
+]
 
 DEFAULT_BALANCE: Final = Balance(org_id="fake-org", balance=100.0, credit_limit=0.0)
 """The emulator's balance until a test sets another."""
@@ -50,6 +61,13 @@ class RecordedRequest:
     body: bytes = b""
 
     @property
+    def size(self) -> int:
+        """Roughly how many bytes it holds: its body, path, query and headers."""
+        texts = [self.path, *self.query.keys(), *self.query.values()]
+        texts += [*self.headers.keys(), *self.headers.values()]
+        return len(self.body) + sum(map(len, texts))
+
+    @property
     def json(self) -> Any:
         """The body parsed as JSON, or ``None`` when it is empty, not JSON, or nested
         deeper than ``MAX_JSON_DEPTH`` (which the endpoints then refuse as input, not
@@ -61,6 +79,22 @@ class RecordedRequest:
             return None
         return None if _deeper_than(parsed, MAX_JSON_DEPTH) else parsed
 
+
+MAX_LOGGED_REQUESTS: Final = 10_000
+"""Each server's request log keeps at most this many requests, the latest."""
+
+MAX_LOGGED_BYTES: Final = 64 * 2**20
+"""64 MiB: and at most this much of their bodies and headers (the latest request is
+always kept, whatever its size). Past either bound the oldest are forgotten: an emulator
+on a port that anyone can reach, without the key too, must not be grown without bound."""
+
+MAX_TASKS: Final = 50_000
+"""At most this many tasks are held (a few KiB each): past it a create through the API
+is answered 503 (media: code 6, heavy load), and scripting one is a
+``ConfigurationError``. Creates cost nothing with the public default key."""
+
+MAX_QUEUED_FAULTS: Final = 1_000
+"""At most this many faults wait in the queue: every request looks through them all."""
 
 MAX_JSON_DEPTH: Final = 200
 """The deepest nesting of a request body the emulator reads, in levels of objects and
@@ -112,7 +146,12 @@ class EmulatorState:
         self._lock = threading.Lock()
         self._tasks: dict[str, EmulatedTask] = {}
         self._faults: list[Fault] = []
-        self._logs: dict[Server, list[RecordedRequest]] = {"api": [], "storage": [], "webhook": []}
+        self._logs: dict[Server, deque[RecordedRequest]] = {
+            "api": deque(),
+            "storage": deque(),
+            "webhook": deque(),
+        }
+        self._logged_bytes: dict[Server, int] = dict.fromkeys(self._logs, 0)
         self._webhooks_due: set[str] = set()
         self._created_script = DEFAULT_CREATED_SCRIPT
         self._created_output: dict[str, Any] = {}
@@ -137,6 +176,11 @@ class EmulatorState:
         """Whether a create may start a task: some balance or credit is left."""
         balance = self.balance
         return balance.balance + balance.credit_limit > 0
+
+    def has_room(self) -> bool:
+        """Whether another task fits: fewer than :data:`MAX_TASKS` are held."""
+        with self._lock:
+            return len(self._tasks) < MAX_TASKS
 
     # -- tasks ----------------------------------------------------------------------
 
@@ -170,6 +214,8 @@ class EmulatorState:
             new_id = task_id if task_id is not None else secrets.token_hex(12)
             if new_id in self._tasks:
                 raise ConfigurationError(f"the emulator already has a task {new_id!r}")
+            if len(self._tasks) >= MAX_TASKS:
+                raise ConfigurationError(f"the emulator holds at most {MAX_TASKS} tasks")
             result_url, image = self._result_urls(new_id, look)
             task = EmulatedTask(
                 id=new_id,
@@ -276,8 +322,18 @@ class EmulatorState:
     # -- faults ---------------------------------------------------------------------
 
     def add_fault(self, fault: Fault) -> None:
-        """Queue ``fault`` behind the ones already queued."""
+        """Queue ``fault`` behind the ones already queued.
+
+        Raises:
+            ConfigurationError: :data:`MAX_QUEUED_FAULTS` are queued already (each
+                request looks through them all).
+        """
         with self._lock:
+            if len(self._faults) >= MAX_QUEUED_FAULTS:
+                raise ConfigurationError(
+                    f"the emulator holds at most {MAX_QUEUED_FAULTS} queued faults; "
+                    "clear_faults() forgets them, and times= makes one fault serve many requests"
+                )
             self._faults.append(fault)
 
     def clear_faults(self) -> None:
@@ -300,9 +356,16 @@ class EmulatorState:
     # -- request logs ---------------------------------------------------------------
 
     def record(self, server: Server, request: RecordedRequest) -> None:
-        """Log a request that reached ``server``."""
+        """Log a request that reached ``server``, forgetting the oldest past
+        :data:`MAX_LOGGED_REQUESTS` or :data:`MAX_LOGGED_BYTES`."""
         with self._lock:
-            self._logs[server].append(request)
+            log = self._logs[server]
+            log.append(request)
+            self._logged_bytes[server] += request.size
+            while len(log) > 1 and (
+                len(log) > MAX_LOGGED_REQUESTS or self._logged_bytes[server] > MAX_LOGGED_BYTES
+            ):
+                self._logged_bytes[server] -= log.popleft().size
 
     def log(self, server: Server) -> list[RecordedRequest]:
         """A copy of ``server``'s request log, oldest first."""

@@ -370,10 +370,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         """After the deadline cut a read short: if it was pausing before a retry (the
         client's ``max_retries``), its failed attempt is the wait's last error, as a read
         that failed is (else a wait shorter than the retries told nothing of them)."""
-        failed = _timing.failed_attempt.get()
-        if failed is not before and failed is not None:
+        failed = _timing.failed_since(before)
+        if failed is not None:
             self._last_error = failed
-            _timing.failed_attempt.set(before)
 
     def _log_read(self, task: T, state: WaitState, decision: Decision[T], now: float) -> None:
         if isinstance(decision, ReadAt | TimeOut):

@@ -23,6 +23,17 @@ retries end with a result or an error (which says it all). A deadline that cuts 
 retries short (a wait's) finds here why the request had not succeeded yet."""
 
 
+def failed_since(before: "GPTunnelError | None") -> "GPTunnelError | None":
+    """After a deadline cut a request short: the error of its failed attempt if it was
+    pausing before a retry (``failed_attempt`` no longer ``before``, what it held when
+    the request started), else ``None``; ``failed_attempt`` is put back to ``before``."""
+    failed = failed_attempt.get()
+    if failed is before:
+        return None
+    failed_attempt.set(before)
+    return failed
+
+
 def set_instant(enabled: bool) -> None:
     """Make every SDK pause return at once (``True``) or take its real time (``False``)."""
     global _instant

@@ -657,6 +657,30 @@ async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     assert delivered_after < 2.5  # no read ran its 3 s: each was cut at 0.4 s
 
 
+async def test_a_read_cut_at_its_lease_during_retries_names_what_they_retried(
+    fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """The client's retries of a 503 pause 5 s (its Retry-After); the lease cuts the read
+    at 0.4 s, in that pause: the wait's last error said only that the read took too
+    long, nothing of the 503 it was retrying."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(503, times=None, retry_after=5, path="faceswap/result")
+    handled = Handled()
+    async with (
+        fake.client(max_retries=3) as retrying,
+        Watcher(retrying, new_store(), handler=handled, lease=0.5) as watcher,
+    ):
+        await watcher.watch(task_id, timeout=1.0)
+        (delivery,) = await handled.until(1)
+    fake.clear_faults()
+    assert delivery.outcome == "expired"
+    assert isinstance(delivery.last_error, APITimeoutError)
+    text = str(delivery.last_error)
+    assert "80% of the watcher's lease" in text
+    assert "; its last attempt: ServerError: 503" in text
+    assert fake.api_key not in text
+
+
 async def _was_read(fake: FakeGPTunnel, task_id: str, times: int = 1) -> bool:
     return sum(task_id in request.query.values() for request in fake.requests) >= times
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, cast
 
 import attrs
 
+from .. import _timing
 from .._checks import (
     check_task_id,
     check_text,
@@ -718,19 +719,27 @@ class Watcher(InProcessOnly):
         wait expired while this read was about to see it done. The rest of the lease is
         for saving the read's outcome."""
         limit = self.lease * READ_SHARE_OF_LEASE
+        retried_before = _timing.failed_attempt.get()
         try:
             async with asyncio.timeout(limit):
                 found: Task | MediaTask = await resource.result(task_id)
                 return found
         except TimeoutError:  # asyncio.timeout's: no error of the SDK is a TimeoutError here
             budget = self.client._transport.budget is not None
+            # Cut short in a pause before the client's retry: what the read kept failing with.
+            failed = _timing.failed_since(retried_before)
+            why = (
+                ""
+                if failed is None
+                else f"; its last attempt: {type(failed).__name__}: {clip(failed, 300)}"
+            )
             raise APITimeoutError(
                 f"reading the task took over {limit:g}s, {READ_SHARE_OF_LEASE:.0%} of the "
                 "watcher's lease, its wait for the request budget included: give it a "
                 "longer lease= (or the client a shorter timeout="
                 + (", or the budget's Redis client a socket_timeout" if budget else "")
-                + ")"
-            ) from None
+                + f"){why}"
+            ) from failed
 
     def _saved(self, claim: Claim) -> tuple[WaitState, LastRead]:
         """The task's saved wait state, or a new one (the deadline is the watch's): also

@@ -43,7 +43,7 @@ from gptunnel_async.fleet import (
     _redis_store,
 )
 from gptunnel_async.fleet._watcher import RECLAIM_MARGIN
-from gptunnel_async.testing import FakeGPTunnel
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 FAST = PollPolicy(initial=0.02, multiplier=1.5, max_interval=0.05, jitter=0.0)
 _names = itertools.count()
@@ -1845,3 +1845,42 @@ def test_fleet_status_without_redis_is_an_error_exit(
     code = main(["fleet", "status", "--redis", f"redis://127.0.0.1:{unused_tcp_port}/0"])
     assert code == 4
     assert "store" in capsys.readouterr().err
+
+
+class DelayRecordingStore(MemoryStore):
+    """Records the pause before each task's next read that the watcher saves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+
+    async def reschedule(
+        self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
+    ) -> bool:
+        self.delays.append(delay)
+        return await super().reschedule(task_id, worker, delay, schedule, progress)
+
+
+@pytest.mark.parametrize(
+    ("instant_on", "paced"),
+    [(True, False), (False, True)],
+)
+async def test_a_watcher_skips_its_pacing_under_instant_waits_as_a_live_wait_does(
+    fake: FakeGPTunnel, instant_on: bool, paced: bool
+) -> None:
+    """docs/testing.md: under instant waits every poll interval is instant; a bot's
+    tests of its fleet handler still waited the watcher's real pacing (1 s, 1.5 s ...),
+    seconds per task."""
+    steps = [("running", 10), ("running", 40), ("done", 100)]
+    store = DelayRecordingStore()
+    with instant_waits(instant_on):
+        async with (
+            fake.client(poll_policy=PollPolicy(initial=0.05, max_interval=0.1)) as client,
+            Watcher(client, store) as watcher,
+        ):
+            task_id = fake.script_task(steps=steps)
+            await watcher.watch(task_id)
+            assert (await watcher.result(task_id, timeout=30)).is_done
+    assert len(store.delays) == 2  # the two running reads
+    assert all(delay > 0 for delay in store.delays) is paced
+    assert all(delay == 0 for delay in store.delays) is not paced

@@ -821,6 +821,35 @@ async def test_the_control_endpoint_answers_a_bad_spec_400(
         assert complaint in (await answer.json())["error"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/created"),  # a typo, or an endpoint the emulator lacks
+        ("GET", "/faults"),  # a known path, another method
+        ("DELETE", "/tasks"),
+        ("GET", ""),
+        ("PUT", "/requests/x"),
+    ],
+)
+async def test_a_control_path_the_emulator_lacks_is_a_404_and_takes_no_fault(
+    fake: FakeGPTunnel, method: str, path: str
+) -> None:
+    """A mistyped control URL fell through to the API: it took the fault queued for the
+    code under test (a 429 answered the control request) and was logged as an API
+    request, though control requests are not."""
+    fake.fail_next(429)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{fake.control_url}{path}", json={}) as answer,
+    ):
+        assert answer.status == 404
+        assert "control endpoint" in (await answer.json())["error"]
+    assert fake.requests == []
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(RateLimitError):  # the fault is still there for the API
+            await client.balance()
+
+
 async def test_a_face_swap_of_two_of_the_sdks_largest_images_is_taken(
     fake: FakeGPTunnel,
 ) -> None:

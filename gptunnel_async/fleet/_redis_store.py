@@ -397,6 +397,8 @@ class RedisStore:
             self._reschedule,
             keys=[self.task_key(task_id), self.due_key, self.leases_key],
             args=[task_id, worker, delay, schedule, progress or "", self.channel],
+            # A second run finds the lease gone (or another worker's): 0, nothing changed.
+            idempotent=True,
         )
         return bool(done)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from .._sansio.text import clip
 from ..errors import ConfigurationError
 from ..models import converter
 from ._state import RecordedRequest
@@ -211,12 +212,27 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
         fake.clear_faults()
         return web.json_response({})
 
-    return [
+    routes = [
         web.get(f"{CONTROL_PREFIX}/requests", requests),
         web.get(f"{CONTROL_PREFIX}/tasks/{{id}}", _async(task)),
         web.post(f"{CONTROL_PREFIX}/tasks", add_task),
         web.post(f"{CONTROL_PREFIX}/faults", add_fault),
         web.delete(f"{CONTROL_PREFIX}/faults", clear_faults),
+    ]
+    known = ", ".join(f"{route.method} {route.path}" for route in routes)
+
+    def lacking(request: web.Request) -> web.Response:
+        # Past the known routes, a control path (mistyped, or another method) is
+        # answered here: the API's catch-all would take a fault queued for the code
+        # under test and log it as an API request.
+        shown = clip(f"{request.method} {request.path}", 200)
+        error = f"no such control endpoint: {shown}; the control endpoints are {known}"
+        return web.json_response({"error": error}, status=404)
+
+    return [
+        *routes,
+        web.route("*", CONTROL_PREFIX, _async(lacking)),
+        web.route("*", f"{CONTROL_PREFIX}/{{tail:.*}}", _async(lacking)),
     ]
 
 

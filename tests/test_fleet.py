@@ -34,6 +34,7 @@ from gptunnel_async import (
 from gptunnel_async.fleet import (
     Delivery,
     FleetProgress,
+    InProcessBudget,
     MemoryStore,
     RedisBudget,
     RedisStore,
@@ -657,17 +658,20 @@ async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     assert delivered_after < 2.5  # no read ran its 3 s: each was cut at 0.4 s
 
 
+@pytest.mark.parametrize("with_budget", [False, True], ids=["no budget", "budget"])
 async def test_a_read_cut_at_its_lease_during_retries_names_what_they_retried(
-    fake: FakeGPTunnel, new_store: StoreFactory
+    fake: FakeGPTunnel, new_store: StoreFactory, with_budget: bool
 ) -> None:
     """The client's retries of a 503 pause 5 s (its Retry-After); the lease cuts the read
     at 0.4 s, in that pause: the wait's last error said only that the read took too
-    long, nothing of the 503 it was retrying."""
+    long, nothing of the 503 it was retrying. With a budget, it says that 429s slow
+    every worker down too (a lease or a timeout changes nothing there)."""
     task_id = fake.script_task(steps=[("done", 100)])
     fake.fail_next(503, times=None, retry_after=5, path="faceswap/result")
     handled = Handled()
+    budget = InProcessBudget(100) if with_budget else None
     async with (
-        fake.client(max_retries=3) as retrying,
+        fake.client(max_retries=3, budget=budget) as retrying,
         Watcher(retrying, new_store(), handler=handled, lease=0.5) as watcher,
     ):
         await watcher.watch(task_id, timeout=1.0)
@@ -678,6 +682,7 @@ async def test_a_read_cut_at_its_lease_during_retries_names_what_they_retried(
     text = str(delivery.last_error)
     assert "80% of the watcher's lease" in text
     assert "; its last attempt: ServerError: 503" in text
+    assert ("slows every worker's reads down after a 429" in text) is with_budget
     assert fake.api_key not in text
 
 

@@ -740,7 +740,9 @@ class Watcher(InProcessOnly):
                 "watcher's lease, its wait for the request budget included: give it a "
                 "longer lease= (or the client a shorter timeout="
                 + (", or the budget's Redis client a socket_timeout" if budget else "")
-                + f"){why}"
+                + ")"
+                + (_SLOWED_BY_429 if budget else "")
+                + why
             ) from failed
 
     def _saved(self, claim: Claim) -> tuple[WaitState, LastRead]:
@@ -1228,6 +1230,13 @@ READ_SHARE_OF_LEASE: Final = 0.8
 """The share of its lease a worker gives one read of a task, retries included: a read is
 cut there, so that it ends, and its outcome is saved, before another worker may claim
 the task."""
+
+_SLOWED_BY_429: Final = (
+    "; the budget also slows every worker's reads down after a 429, for a while "
+    "(its rate now: gptunnel-async fleet status)"
+)
+"""What a read cut at its lease may have waited for with a budget: a shared rate the
+API's 429s have lowered (see ``RedisBudget``), which no lease or timeout changes."""
 
 MAX_HOLD: Final = 24 * 3600.0
 """The longest ``lease`` and ``delivery_timeout``, in seconds: a day, far beyond any read

@@ -221,7 +221,7 @@ async def wait_and_save(
     out.done(task)
     if save is not None:
         for path in await save_result(client, task, save):
-            out.saved(path)
+            out.saved(path.absolute())  # a program reading it may run elsewhere
     return EXIT_DONE
 
 

@@ -194,6 +194,26 @@ def test_wait_save_downloads_the_result(fake: FakeGPTunnel, tmp_path: Path) -> N
     assert "Authorization" not in fake.storage_requests[0].headers
 
 
+@pytest.mark.parametrize(
+    ("save", "expected"),
+    [("swap.png", "swap.png"), (".", "{id}_result.png"), ("./", "{id}_result.png")],
+)
+def test_a_relative_save_is_reported_as_an_absolute_path(
+    fake: FakeGPTunnel, tmp_path: Path, save: str, expected: str
+) -> None:
+    """A program reading the JSON may run elsewhere: the path it gets names the file
+    wherever it runs, as the demo's does."""
+    task_id = fake.script_task(steps=STEPS)
+    done = run("wait", task_id, "--save", save, "--json", fake=fake, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    target = tmp_path / expected.format(id=task_id)
+    assert json_lines(done.stdout)[-1] == {"event": "saved", "path": str(target)}
+    assert target.read_bytes() == sample_image("result.png")
+    (elsewhere := tmp_path / "plain").mkdir()
+    plain = run("wait", task_id, "--save", save, fake=fake, cwd=elsewhere)
+    assert f"saved: {elsewhere / target.name}" in plain.stdout.splitlines()
+
+
 def test_wait_for_a_failing_task_exits_1(fake: FakeGPTunnel) -> None:
     task_id = fake.fail_task("no face found", steps=[("running", 20)])
     done = run("wait", task_id, fake=fake)

@@ -131,7 +131,7 @@ async def test_a_read_without_task_id_is_the_documented_400(
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "wrong-key"}, {"Authorization": f"Bearer {'fake-gptunnel-key'}"}],
+    [{}, {"Authorization": "wrong-key"}, {"Authorization": f"Bearer {'fake-key-for-tests'}"}],
     ids=["missing", "wrong", "bearer"],
 )
 async def test_only_the_bare_key_is_authorised(

@@ -238,7 +238,7 @@ MEDIA_ROUTES = [("POST", "media/create"), ("GET", "media/result"), ("POST", "med
 
 @pytest.mark.parametrize(("method", "path"), MEDIA_ROUTES)
 @pytest.mark.parametrize(
-    "key", [None, "wrong-key", "Bearer fake-gptunnel-key"], ids=["missing", "wrong", "bearer"]
+    "key", [None, "wrong-key", "Bearer fake-key-for-tests"], ids=["missing", "wrong", "bearer"]
 )
 async def test_a_wrong_key_on_media_is_http_200_with_code_2(
     fake: FakeGPTunnel,

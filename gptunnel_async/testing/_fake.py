@@ -38,8 +38,10 @@ from ._webhooks import WebhookCourier, post_task
 
 __all__ = ["DEFAULT_API_KEY", "FakeGPTunnel"]
 
-DEFAULT_API_KEY: Final = "fake-gptunnel-key"
-"""The key an emulator accepts unless it is given another."""
+DEFAULT_API_KEY: Final = "fake-key-for-tests"
+"""The key an emulator accepts unless it is given another. The SDK masks any 8-character
+run of a client's key in the texts it shows, so this one shares none with the SDK's own
+texts or GPTunnel's name (``fake-gptunnel-key`` turned every "GPTunnel" into ``***``)."""
 
 _SHUTDOWN_TIMEOUT: Final = 1.0
 """Seconds a closing emulator lets unfinished answers (a ``delay_next``) run on."""

@@ -227,8 +227,10 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
     return url
 
 
-_USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?[/\\]*)[^/\\?#]*@")
-"""The user and password of a URL's text (``scheme://user:password@``), parsed or not."""
+_USERINFO: Final = re.compile(r"^([\x00-\x20]*(?:[^/\\?#:@]*:)?[/\\]*)[^/\\?#]*@")
+"""The user and password of a URL's text (``scheme://user:password@``), parsed or not:
+after any spaces or control characters before it (a URL parser skips them) and any
+scheme, a well-formed one or not (``" htps:"``, ``"ht tps:"``)."""
 
 
 def without_userinfo(text: str) -> str:

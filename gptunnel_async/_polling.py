@@ -20,6 +20,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from . import _timing
+from ._checks import called_back
 from ._in_process import InProcessOnly
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
@@ -408,7 +409,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:
             return
-        outcome = self._on_progress(event)
+        outcome = called_back("on_progress", self._on_progress(event))
         if inspect.isawaitable(outcome):
             await outcome
 

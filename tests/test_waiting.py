@@ -19,6 +19,7 @@ from gptunnel_async import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
+    ConfigurationError,
     GPTunnelClient,
     NotFoundError,
     PollPolicy,
@@ -818,3 +819,23 @@ async def test_the_task_that_steps_a_wait_by_hand_may_close_it_between_steps(
     with pytest.raises(UsageError, match="already awaited"):
         await waiter
     assert api.requests == []
+
+
+async def test_an_on_progress_that_returns_a_generator_ends_the_wait_with_configuration_error(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    """A generator function behind a decorator passes the check made with the wait: what
+    it returns is refused (it was dropped, and its body never ran)."""
+    api.script(*steps(("running", 20), ("done", 100)))
+    ran: list[ProgressEvent[Any]] = []
+
+    def stray_yield(event: ProgressEvent[Any]) -> Any:
+        ran.append(event)
+        yield
+
+    def decorated(event: ProgressEvent[Any]) -> Any:
+        return stray_yield(event)
+
+    with pytest.raises(ConfigurationError, match="on_progress returned a generator"):
+        await client.wait_for_result("task-1", on_progress=decorated)
+    assert ran == []

@@ -190,12 +190,31 @@ def function(name: str, value: Any) -> Any:
     that nobody iterates, and its body would silently never run."""
     if not callable(value):
         raise ConfigurationError(f"{name} must be a function, got {describe(value)}")
-    if inspect.isgeneratorfunction(value) or inspect.isasyncgenfunction(value):
+    # the object itself (a function, a method, a partial) or, for an object, its __call__
+    if any(map(_makes_generators, (value, inspect.getattr_static(type(value), "__call__", None)))):
         raise ConfigurationError(
             f"{name} must be a function or a coroutine function, got a generator "
             f"function {describe(value)} (a yield in it?): its body would never run"
         )
     return value
+
+
+def _makes_generators(value: Any) -> bool:
+    return inspect.isgeneratorfunction(value) or inspect.isasyncgenfunction(value)
+
+
+def called_back(name: str, returned: T) -> T:
+    """``returned``, what callback ``name`` gave back; ``ConfigurationError`` for a
+    generator: the callback is a generator function that :func:`function` could not
+    tell (one behind a decorator), and its body never ran."""
+    if inspect.isgenerator(returned) or inspect.isasyncgen(returned):
+        if inspect.isgenerator(returned):
+            returned.close()
+        raise ConfigurationError(
+            f"{name} returned a generator rather than running (a yield in it?): its body "
+            "never ran; make it a function or a coroutine function"
+        )
+    return returned
 
 
 def optional(check: Callable[[str, Any], Any], name: str, value: Any) -> Any:
@@ -227,8 +246,10 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
     return url
 
 
-_USERINFO: Final = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?[/\\]*)[^/\\?#]*@")
-"""The user and password of a URL's text (``scheme://user:password@``), parsed or not."""
+_USERINFO: Final = re.compile(r"^([\x00-\x20]*(?:[^/\\?#:@]*:)?[/\\]*)[^/\\?#]*@")
+"""The user and password of a URL's text (``scheme://user:password@``), parsed or not:
+after any spaces or control characters before it (a URL parser skips them) and any
+scheme, a well-formed one or not (``" htps:"``, ``"ht tps:"``)."""
 
 
 def without_userinfo(text: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from . import _timing
+from ._checks import called_back
 from ._in_process import InProcessOnly
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
@@ -408,7 +409,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:
             return
-        outcome = self._on_progress(event)
+        outcome = called_back("on_progress", self._on_progress(event))
         if inspect.isawaitable(outcome):
             await outcome
 
@@ -560,6 +561,17 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             self._driver = _Driven.ENDED
             raise
 
+    def _awaited_now(self) -> bool:
+        """Whether a task awaits the wait at this moment: the wait is executing (its own
+        ``on_progress`` asks), or another task that is not done stepped it. The task
+        that steps it by hand (``send``) and asks between two steps awaits nothing."""
+        if self._running is not None and _executing(self._running):
+            return True
+        driver = self._driver
+        return (
+            isinstance(driver, asyncio.Task) and not driver.done() and driver is not _current_task()
+        )
+
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or
         drop one that never started without the "never awaited" warning.
@@ -570,7 +582,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
                 Python's "cannot reuse already awaited coroutine"; cancel the task
                 instead.
         """
-        if isinstance(self._driver, asyncio.Task) and not self._driver.done():
+        if self._awaited_now():
             raise UsageError(f"{_AWAITED_ELSEWHERE}; to end it, cancel the task that awaits it")
         if self._running is not None:
             self._running.close()

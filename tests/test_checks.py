@@ -224,6 +224,22 @@ def _generator_callback(event: Any) -> Any:
     yield event
 
 
+class _GeneratorCall:
+    def __repr__(self) -> str:
+        return type(self).__name__
+
+    def __call__(self, event: Any) -> Any:
+        yield event
+
+
+class _AsyncGeneratorCall:
+    def __repr__(self) -> str:
+        return type(self).__name__
+
+    async def __call__(self, event: Any) -> Any:
+        yield event
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -231,6 +247,8 @@ def _generator_callback(event: Any) -> Any:
         ("on_progress", "print"),
         ("on_progress", _async_generator_callback),  # its body silently never ran
         ("on_progress", _generator_callback),
+        ("on_progress", _GeneratorCall()),  # an object whose __call__ yields
+        ("on_progress", _AsyncGeneratorCall()),
     ],
     ids=lambda value: getattr(value, "__name__", repr(value)),
 )

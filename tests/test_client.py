@@ -362,18 +362,19 @@ async def test_requests_go_only_to_the_base_url_origin(api: ScriptedAPI) -> None
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    scheme=st.sampled_from(["https", "http", "htps", "ftp", "file", "", "HTTPS"]),
+    lead=st.sampled_from(["", " ", "\t", "\n", "\r\n ", "\x00", "\x1f "]),
+    scheme=st.sampled_from(["https", "http", "htps", "ftp", "file", "", "HTTPS", "ht tps"]),
     slashes=st.sampled_from(["//", "/", "", "\\\\", "///"]),
     user=st.sampled_from(["", "u:", "user:"]),
     host=st.sampled_from(["h", "gptunnel.ru", "a..b", "h:99999", "[::1", "xn--", ""]),
     where=st.sampled_from(["userinfo", "path"]),
 )
 def test_a_refused_base_url_never_quotes_its_credentials_or_the_key(
-    scheme: str, slashes: str, user: str, host: str, where: str
+    lead: str, scheme: str, slashes: str, user: str, host: str, where: str
 ) -> None:
     key = "sk-base-url-secret-0123456789"
     password = "pw-not-to-be-shown-123"
-    head = f"{scheme}:" if scheme else ""
+    head = lead + (f"{scheme}:" if scheme else "")
     if where == "userinfo":
         url = f"{head}{slashes}{user}{password}@{host}/v1"
     else:

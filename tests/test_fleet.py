@@ -1436,6 +1436,40 @@ async def test_a_handler_that_raises_a_base_exception_of_its_own_fails_its_attem
         assert letter[b"reason"] == reason.encode()
 
 
+def _decorated(handler: Callable[[Delivery], Any]) -> Callable[[Delivery], Any]:
+    """A decorator as applications write them: the generator function is out of sight."""
+
+    def wrapper(delivery: Delivery) -> Any:
+        return handler(delivery)
+
+    return wrapper
+
+
+async def test_a_handler_that_returns_a_generator_fails_its_attempt(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """A generator function behind a decorator passes the check made when the Watcher is
+    made: what it returns fails the attempt (the delivery was acknowledged as handled,
+    and its body never ran)."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    ran: list[Delivery] = []
+
+    async def stray_yield(delivery: Delivery) -> Any:
+        ran.append(delivery)
+        yield
+
+    store = new_store()
+    async with Watcher(
+        client, store, handler=_decorated(stray_yield), delivery_timeout=0.1, max_attempts=1
+    ) as watcher:
+        await watcher.watch(task_id)
+        await settle(lambda: _dead_letters_are(store, 1))
+    assert ran == []
+    if isinstance(store, RedisStore):
+        ((_, letter),) = await store.redis.xrange(store.dead_key)
+        assert b"raised ConfigurationError" in letter[b"reason"]
+
+
 async def test_a_close_the_handler_turns_into_another_error_fails_no_attempt(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
 ) -> None:

@@ -982,3 +982,27 @@ async def test_the_request_log_dump_is_the_documented_json(
         "\ufffd{}\u20ac",
     )
     assert [request["path"] for request in dump["storage"]] == ["/results/none.png"]
+
+
+async def test_the_request_log_dump_survives_a_header_and_path_that_are_not_utf8(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession
+) -> None:
+    """aiohttp keeps a header's byte that is not UTF-8 as a lone surrogate: the dump
+    writes it as its JSON escape (it stopped midway, with UnicodeEncodeError, on every
+    later dump)."""
+    port = URL(fake.base_url).port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /v1/bal%FFance?q=%FF HTTP/1.1\r\nHost: x\r\nX-Odd: caf\xe9\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 ")
+    writer.close()
+    await writer.wait_closed()
+    async with http.get(f"{fake.control_url}/requests") as answer:
+        assert answer.status == 200
+        dump = json.loads(await answer.read())
+    [odd] = dump["api"]
+    assert odd["headers"]["X-Odd"] == "caf\udce9"

@@ -19,6 +19,7 @@ from gptunnel_async import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
+    ConfigurationError,
     GPTunnelClient,
     NotFoundError,
     PollPolicy,
@@ -803,3 +804,38 @@ async def test_closing_a_wait_from_its_own_callback_is_refused(
     waiter = client.wait_for_result("task-1", on_progress=closes_its_own_wait)
     assert (await waiter).is_done
     assert len(refused) == 1
+
+
+async def test_the_task_that_steps_a_wait_by_hand_may_close_it_between_steps(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """The coroutine protocol: a task that drives a wait with send() and stops awaits
+    nothing, and closes it as it would any coroutine (close() said another task awaited
+    it, and left the wait's pause pending)."""
+    api.script(*steps(("running", 20), ("done", 100)))
+    waiter = client.wait_for_result("task-1")
+    waiter.send(None)  # its first step, by hand, in this very task
+    waiter.close()
+    with pytest.raises(UsageError, match="already awaited"):
+        await waiter
+    assert api.requests == []
+
+
+async def test_an_on_progress_that_returns_a_generator_ends_the_wait_with_configuration_error(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    """A generator function behind a decorator passes the check made with the wait: what
+    it returns is refused (it was dropped, and its body never ran)."""
+    api.script(*steps(("running", 20), ("done", 100)))
+    ran: list[ProgressEvent[Any]] = []
+
+    def stray_yield(event: ProgressEvent[Any]) -> Any:
+        ran.append(event)
+        yield
+
+    def decorated(event: ProgressEvent[Any]) -> Any:
+        return stray_yield(event)
+
+    with pytest.raises(ConfigurationError, match="on_progress returned a generator"):
+        await client.wait_for_result("task-1", on_progress=decorated)
+    assert ran == []

@@ -40,6 +40,7 @@ import attrs
 
 from .. import _timing
 from .._checks import (
+    called_back,
     check_task_id,
     check_text,
     count,
@@ -870,7 +871,7 @@ class Watcher(InProcessOnly):
         limit = asyncio.timeout_at(deadline)
         try:
             async with limit:
-                returned = self.handler(delivery)
+                returned = called_back("handler", self.handler(delivery))
                 if inspect.isawaitable(returned):
                     await returned
         except (KeyboardInterrupt, SystemExit):

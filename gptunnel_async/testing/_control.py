@@ -145,13 +145,16 @@ async def _write_logs(
     response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]]
 ) -> None:
     """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`,
-    written as it is made."""
+    written as it is made. A header, path or query byte that is not UTF-8 (aiohttp keeps
+    it as a lone surrogate) is written as its JSON escape (``\\udcff``), as the whole
+    dump was before: UTF-8 cannot encode it."""
     opening = "{"
     for name, log in logs.items():
         await response.write(f"{opening}{json.dumps(name)}: [".encode())
         for index, record in enumerate(log):
             text = json.dumps(_request_json(record), ensure_ascii=False)
-            await response.write(f"{', ' if index else ''}{text}".encode())
+            chunk = f"{', ' if index else ''}{text}"
+            await response.write(chunk.encode("utf-8", "backslashreplace"))
         await response.write(b"]")
         opening = ", "
     await response.write(b"}")

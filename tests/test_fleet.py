@@ -1790,26 +1790,39 @@ async def test_json_metadata_comes_back_as_json(
 
 class Proxy:
     """A TCP proxy on loopback in front of Redis that can be cut and restored: Redis
-    becomes unreachable for real, and comes back."""
+    becomes unreachable for real, and comes back. Cut, it keeps its port and resets
+    every connection at once, as a host with nothing listening does: were the port let
+    go, another program (another test run on the machine) could take it meanwhile, and
+    the client would talk to that instead when Redis "returns"."""
 
     def __init__(self, port: int) -> None:
         self.target = port
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.up = False
         self._links: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
+        if self.server is None:
+            self.server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+            self.port = self.server.sockets[0].getsockname()[1]
+        self.up = True
 
     async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
+        self.up = False
         for writer in self._links:
             writer.close()
-        await self.server.wait_closed()
+
+    async def stop(self) -> None:
+        await self.cut()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
 
     async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.transport.abort()  # a reset, as a refused connection reads to redis-py
+            return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         self._links |= {writer, up_writer}
 
@@ -1844,7 +1857,7 @@ async def test_without_redis_watch_raises_and_running_loops_carry_on_when_it_ret
         assert (delivery.task_id, delivery.metadata, delivery.outcome) == (task_id, "after", "done")
     finally:
         await redis.aclose()
-        await proxy.cut()
+        await proxy.stop()
 
 
 async def test_fleet_status_on_the_command_line_and_in_python(

@@ -39,6 +39,7 @@ from typing import Any, Final, TypeVar, overload
 
 from aiohttp import web
 
+from ._bounded_body import bounded_body
 from ._checks import (
     WEBHOOK_TOKEN_PARAM,
     check_text,
@@ -330,7 +331,7 @@ class WebhookReceiver(InProcessOnly):
             refused.force_close()  # its body is not read: the connection cannot be reused
             return refused
         try:
-            body = await _bounded_body(request)
+            body = await bounded_body(request, MAX_WEBHOOK_BYTES)
         except (web.RequestPayloadError, ConnectionError):
             # Answered here: left to aiohttp, it is a 500 and an ERROR whose traceback's
             # locals hold the request line, token and all. The rest of the body is not
@@ -341,7 +342,9 @@ class WebhookReceiver(InProcessOnly):
             unreadable.force_close()
             return unreadable
         if body is None:
-            return web.json_response({"error": "too large"}, status=413)
+            too_large = web.json_response({"error": "too large"}, status=413)
+            too_large.force_close()  # the rest of the body is not read
+            return too_large
         try:
             self.receive(body, request.query.get(TOKEN_PARAM))
         except WebhookVerificationError:
@@ -476,16 +479,6 @@ class WebhookReceiver(InProcessOnly):
         if kept is not None:
             self._arrived_bytes -= len(kept)
         return kept
-
-
-async def _bounded_body(request: web.Request) -> bytes | None:
-    """The POST's body, or ``None`` once it is over ``MAX_WEBHOOK_BYTES`` (not read on)."""
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_WEBHOOK_BYTES:
-            return None
-    return bytes(body)
 
 
 class _Delivery:

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 from hypothesis import HealthCheck, settings
+from yarl import URL
 
 from gptunnel_async import GPTunnelClient, PollPolicy, _timing
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
@@ -253,6 +254,22 @@ async def raw_call(
     ):
         body: dict[str, Any] = await response.json(content_type=None)
         return response.status, body
+
+
+async def announced_only(url: str, length: int) -> bytes:
+    """POST to ``url`` headers that announce a body of ``length`` bytes, and send none of
+    it: the head of the server's answer (status line and headers), within 10 s."""
+    target = URL(url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(
+        f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
+    )
+    try:
+        async with asyncio.timeout(10):
+            return await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
 
 
 @pytest.fixture

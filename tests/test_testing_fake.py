@@ -54,7 +54,7 @@ from gptunnel_async.testing._state import (
     RecordedRequest,
 )
 
-from .conftest import HANG_GUARD
+from .conftest import HANG_GUARD, announced_only
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK_KEYS = {"id", "parentId", "object", "type", "percent", "status", "result", "error", "usage"}
@@ -982,6 +982,15 @@ async def test_the_request_log_dump_is_the_documented_json(
         "\ufffd{}\u20ac",
     )
     assert [request["path"] for request in dump["storage"]] == ["/results/none.png"]
+
+
+@pytest.mark.parametrize("endpoint", ["tasks", "faults"])
+async def test_a_control_body_announced_over_the_bound_is_refused_before_it_is_sent(
+    fake: FakeGPTunnel, endpoint: str
+) -> None:
+    answer = await announced_only(f"{fake.control_url}/{endpoint}", MAX_CONTROL_BYTES + 1)
+    assert answer.split(b"\r\n")[0].split()[1] == b"413", answer
+    assert b"Connection: close" in answer
 
 
 async def test_the_request_log_dump_survives_a_header_and_path_that_are_not_utf8(

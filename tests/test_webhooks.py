@@ -36,7 +36,7 @@ from gptunnel_async.webhooks import (
     parse_webhook,
 )
 
-from .conftest import task_json
+from .conftest import announced_only, task_json
 
 SECRET = "a-secret-of-more-than-sixteen-characters"
 
@@ -220,6 +220,16 @@ async def test_the_handler_answers_403_400_413_and_200(
     assert await post(receiver.url.split("?")[0], body(status="done")) == 403
     assert await post(receiver.url, b" " * (MAX_WEBHOOK_BYTES + 1)) == 413
     assert await post(receiver.url, body(status="done", percent=100)) == 200
+
+
+async def test_a_body_announced_over_the_bound_is_refused_before_it_is_sent(
+    receiver: WebhookReceiver,
+) -> None:
+    """A ``Content-Length`` over 1 MiB is answered 413 at once, without waiting for a
+    byte of the body, and the connection is not kept for another request."""
+    answer = await announced_only(receiver.url, MAX_WEBHOOK_BYTES + 1)
+    assert answer.split(b"\r\n")[0].split()[1] == b"413", answer
+    assert b"Connection: close" in answer
 
 
 def test_each_receiver_makes_its_own_secret_and_never_shows_it() -> None:

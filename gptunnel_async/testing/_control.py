@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from .._bounded_body import bounded_body
 from .._sansio.text import clip
 from ..errors import ConfigurationError
 from ..models import converter
@@ -250,7 +251,7 @@ async def _changing(
     request: web.Request, change: Callable[[Any], Mapping[str, Any]]
 ) -> web.Response:
     """Apply ``change`` to the request's JSON body; a bad body or spec answers 400."""
-    body = await _bounded_body(request)
+    body = await bounded_body(request, MAX_CONTROL_BYTES)
     if body is None:
         refused = web.json_response(
             {"error": f"a control request's body is at most {MAX_CONTROL_BYTES} bytes"},
@@ -265,15 +266,3 @@ async def _changing(
         return web.json_response({"error": str(exc)}, status=400)
     except RecursionError:
         return web.json_response({"error": "the JSON is nested too deeply"}, status=400)
-
-
-async def _bounded_body(request: web.Request) -> bytes | None:
-    """The request's body, or ``None`` once it is over :data:`MAX_CONTROL_BYTES`."""
-    if (request.content_length or 0) > MAX_CONTROL_BYTES:
-        return None
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_CONTROL_BYTES:
-            return None
-    return bytes(body)

@@ -20,6 +20,7 @@ from ._client import GPTunnelClient
 from ._download import files_to_save
 from ._polling import PollPolicy
 from ._sansio.responses import TASK_FAMILIES
+from ._sentinel import NOT_GIVEN
 from .families import TaskResource
 from .models import MediaTask, Task
 
@@ -121,11 +122,35 @@ def reading_every(text: str) -> PollPolicy:
         ) from None
 
 
+NO_DEADLINE: Final = "none"
+"""``--timeout none``: the wait has no deadline, as ``timeout=None`` in Python."""
+
+
+def deadline(seconds: Callable[[str], float]) -> Callable[[str], float | None]:
+    """``--timeout``'s type: ``seconds`` of a deadline, or ``None`` for
+    :data:`NO_DEADLINE` (any case)."""
+
+    def parse(text: str) -> float | None:
+        if text.strip().lower() == NO_DEADLINE:
+            return None
+        try:
+            return seconds(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (or {NO_DEADLINE}: no deadline)") from None
+
+    return parse
+
+
 def wait_options(parser: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
-    """The options of every command that waits: ``--timeout``, ``--max-interval``,
-    ``--save``, ``--json``."""
+    """The options of every command that waits: ``--timeout`` (left out: ``NOT_GIVEN``,
+    the policy's deadline), ``--max-interval``, ``--save``, ``--json``."""
     parser.add_argument(
-        "--timeout", type=seconds, metavar="S", help="give up after S seconds (default: 600)"
+        "--timeout",
+        type=deadline(seconds),
+        default=NOT_GIVEN,
+        metavar="S",
+        help=f"give up after S seconds (default: 600; {NO_DEADLINE}: wait as long as the "
+        "task runs)",
     )
     parser.add_argument(
         "--max-interval",

@@ -131,9 +131,10 @@ def make_client(args: argparse.Namespace) -> GPTunnelClient:
     )
 
 
-def timeout_of(args: argparse.Namespace) -> float | NotGiven:
-    """The wait's deadline from ``--timeout``, or the policy's own."""
-    return NOT_GIVEN if args.timeout is None else float(args.timeout)
+def timeout_of(args: argparse.Namespace) -> float | NotGiven | None:
+    """The wait's deadline from ``--timeout`` (``None``: none), or the policy's own."""
+    timeout: float | NotGiven | None = args.timeout
+    return timeout
 
 
 async def _reach(client: GPTunnelClient, task_id: str, family: str, timeout: float | None) -> Any:

@@ -17,6 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gptunnel_async import (
+    NOT_GIVEN,
     APIError,
     ConfigurationError,
     GPTunnelError,
@@ -34,6 +35,7 @@ from gptunnel_async.cli import (
     main,
     make_client,
     resume_hint,
+    timeout_of,
 )
 from gptunnel_async.models import Task
 from gptunnel_async.testing import FakeGPTunnel, sample_image
@@ -248,6 +250,40 @@ def test_wait_past_its_timeout_exits_3(fake: FakeGPTunnel) -> None:
         "hint: the task goes on at GPTunnel; wait for it again with: "
         f"gptunnel-async wait '--save=my file.png' -- {task_id}"
     )
+
+
+@pytest.mark.parametrize(
+    ("words", "timeout"),
+    [
+        ((), NOT_GIVEN),
+        (("--timeout", "30"), 30.0),
+        (("--timeout", "0.5"), 0.5),
+        (("--timeout", "none"), None),
+        (("--timeout", " None "), None),
+        (("--timeout", "NONE"), None),
+    ],
+)
+@pytest.mark.parametrize("command", [("wait", "t-1"), ("imagine", "a fox"), ("faceswap", "a", "b")])
+def test_timeout_is_seconds_or_none_for_no_deadline(
+    command: tuple[str, ...], words: tuple[str, ...], timeout: float | None
+) -> None:
+    assert timeout_of(_build_parser().parse_args([*command, *words])) == timeout
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "soon", "nothing", ""])
+def test_a_timeout_neither_seconds_nor_none_is_refused_naming_both(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = in_process(capsys, "wait", "t-1", "--timeout", text)
+    assert code == 2
+    assert "must be a number of seconds > 0" in err and "(or none: no deadline)" in err
+
+
+def test_wait_with_no_deadline_waits_until_the_task_ends(fake: FakeGPTunnel) -> None:
+    task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
+    done = run("wait", task_id, "--timeout", "none", "--json", fake=fake)
+    assert done.returncode == 0, done.stderr
+    assert json_lines(done.stdout)[-1]["event"] == "done"
 
 
 HINT_KEY = "sk-hint-key-0123456789abcdef"

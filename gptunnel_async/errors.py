@@ -268,6 +268,9 @@ class TaskFailedError(GPTunnelError):
 class WaitTimeoutError(GPTunnelError, TimeoutError):
     """A wait passed its deadline. It is also a ``TimeoutError``.
 
+    The message says the task "was not seen to finish" in time: it may have finished
+    after the wait's last read, which ``task`` shows.
+
     Attributes:
         task_id: the task waited for.
         timeout: the deadline, in seconds from the start of the wait.
@@ -311,7 +314,9 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
             seen += "; no read reached the API: check base_url and the network"
         if ended:
             seen += f"; {ended}"
-        super().__init__(f"task {clip(task_id, 80)} did not finish within {timeout:g}s ({seen})")
+        super().__init__(
+            f"task {clip(task_id, 80)} was not seen to finish within {timeout:g}s ({seen})"
+        )
 
 
 def _never_connected(error: GPTunnelError | None) -> bool:

@@ -77,7 +77,7 @@ UNAVAILABLE = ServerError("Service Unavailable", status_code=503)
         ("failed", FAILED_TASK, None, TaskFailedError, "no face found"),
         ("error", None, GONE, NotFoundError, "Task not found"),
         ("error", None, None, GPTunnelError, "the wait for task t-1 ended with an error"),
-        ("expired", None, None, WaitTimeoutError, "did not finish within 60s"),
+        ("expired", None, None, WaitTimeoutError, "was not seen to finish within 60s"),
         ("expired", RUNNING, UNAVAILABLE, WaitTimeoutError, "last seen running at 40%"),
     ],
 )

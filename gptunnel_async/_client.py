@@ -115,7 +115,9 @@ class GPTunnelClient(InProcessOnly):
         api_key: the organisation's key; defaults to ``GPTUNNEL_API_KEY``.
         base_url: defaults to ``GPTUNNEL_BASE_URL``, else ``https://gptunnel.ru/v1``.
             The key is sent to this origin and nowhere else.
-        timeout: seconds one HTTP request may take.
+        timeout: seconds one HTTP request may take; its connection has 10 s, or half
+            of it if that is less, to open (one that does not sent nothing: it is
+            retried, a create's too).
         max_retries: retries after the first attempt, for transient failures only.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.

@@ -83,6 +83,18 @@ def _is_tls_failure(exc: BaseException) -> bool:
     return not isinstance(cause, _CUT_SHORT)
 
 
+CONNECT_TIMEOUT: Final = 10.0
+"""Seconds an API request's connection may take to open (TCP, and TLS if https), at most
+half its ``timeout``: one that takes longer raises ``aiohttp.ConnectionTimeoutError``,
+which says that nothing was sent. Under the request's whole ``timeout`` alone, a
+connection that never opened would end as a plain ``TimeoutError``, as a server that
+took the request and never answered does."""
+
+_NEVER_OPENED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+"""aiohttp's errors of a connection that never opened: refused, unresolvable, or not
+open within :data:`CONNECT_TIMEOUT`. No byte of the request was sent."""
+
+
 def _safe_to_resend(exc: BaseException) -> bool:
     """For requests that start a task: retry only when the server surely did not act on
     it: a refusal before any work (429, 503, media's "heavy load"), or a connection
@@ -90,7 +102,7 @@ def _safe_to_resend(exc: BaseException) -> bool:
     return is_refused(exc) or (
         isinstance(exc, APIConnectionError)
         and is_transient(exc)
-        and isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+        and isinstance(exc.__cause__, _NEVER_OPENED)
     )
 
 
@@ -230,7 +242,9 @@ class Transport(InProcessOnly):
         self._api_key = api_key
         self._session = session
         self._timeouts: Final = {
-            False: aiohttp.ClientTimeout(total=timeout),
+            False: aiohttp.ClientTimeout(
+                total=timeout, sock_connect=min(CONNECT_TIMEOUT, timeout / 2)
+            ),
             True: aiohttp.ClientTimeout(connect=timeout, sock_read=timeout),
         }
         """By ``Request.streamed``: a whole API exchange, or each step of a download."""
@@ -391,7 +405,11 @@ class Transport(InProcessOnly):
         what = self.shown(what)
         reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
         error: GPTunnelError
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            error = APITimeoutError(
+                f"{what} failed: no connection opened in time; nothing was sent"
+            )
+        elif isinstance(exc, TimeoutError):
             error = APITimeoutError(f"{what} timed out after {self.timeout:g}s")
         elif tls:
             error = TLSError(f"{what} failed: TLS could not be set up: {reason}")

@@ -7,13 +7,14 @@ whose frames, as error trackers render them with their locals, never show the ke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import socket
 import ssl
 import traceback
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gptunnel_async import (
     APIConnectionError,
+    APITimeoutError,
     GPTunnelClient,
     GPTunnelError,
     ResponseDecodeError,
@@ -139,6 +141,58 @@ async def test_a_refused_connection_keeps_a_useful_cause_without_frames() -> Non
     assert exc.__cause__.__traceback__ is None
     assert "Cannot connect to host" in rendered(exc)
     assert_no_key_reachable(exc)
+
+
+@pytest.fixture
+def unopenable_port() -> Iterator[int]:
+    """A loopback port whose connections never open: its listener's accept queue is
+    full and never taken from, so the kernel drops every new SYN (the client's connect
+    hangs, as behind a firewall that drops packets)."""
+    with socket.socket() as listener, contextlib.ExitStack() as stack:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        for _ in range(8):  # more than the queue holds: the first ones fill it
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+
+
+async def test_a_connection_that_never_opens_is_a_timeout_that_sent_nothing(
+    unopenable_port: int,
+) -> None:
+    """Within half the request's timeout (``CONNECT_TIMEOUT`` at most), before the
+    request's whole timeout, so that the error can say that nothing was sent."""
+    async with sdk_client(f"http://127.0.0.1:{unopenable_port}/v1", max_retries=0) as client:
+        exc = await raised(client.get_result("task-1"))
+    assert type(exc) is APITimeoutError
+    assert "no connection opened in time; nothing was sent" in str(exc)
+    assert isinstance(exc.__cause__, aiohttp.ConnectionTimeoutError)
+    assert_no_key_reachable(exc)
+
+
+async def test_a_create_whose_connection_never_opens_is_retried_and_never_may_have_started(
+    unopenable_port: int, recorded_sleeps: list[float]
+) -> None:
+    """Nothing reached the server: resending cannot start a second task (a request that
+    was sent and then timed out is not retried, and says the task may have started)."""
+    async with sdk_client(f"http://127.0.0.1:{unopenable_port}/v1", max_retries=2) as client:
+        exc = await raised(client.faceswap.create("https://a.example/1.png", "https://a/2.png"))
+    assert type(exc) is APITimeoutError
+    assert len(recorded_sleeps) == 2  # two retries: three connects that never opened
+    assert "may have started" not in str(exc)
+
+
+async def test_a_create_sent_and_never_answered_may_have_started(api: ScriptedAPI) -> None:
+    api.script(faults.stall(), faults.stall())
+    async with sdk_client(api.base_url, max_retries=2) as client:
+        exc = await raised(client.faceswap.create("https://a.example/1.png", "https://a/2.png"))
+    assert type(exc) is APITimeoutError
+    assert f"timed out after {REQUEST_TIMEOUT:g}s" in str(exc)
+    assert "the task may have started" in str(exc)
+    assert len(api.requests) == 1  # not resent
 
 
 class FailingResolver(AbstractResolver):

@@ -112,6 +112,31 @@ def server_url(url: str) -> URL:
     return http_url("the result URL", url, error=DownloadError)
 
 
+_FAMILY_OF_TYPE: Final = {
+    "@FaceSwap": "faceswap",
+    "@BGRemover": "bgremover",
+    **dict.fromkeys(
+        ("imagine", "upsample", "variation", "inpaint", "outpaint", "pan", "upscale", "reroll"),
+        "midjourney",
+    ),
+}
+"""The family whose ``wait_for_result`` reads a task of each ``type``: each family reads
+only its own tasks, so the plain ``client.wait_for_result`` (face swaps') would answer
+another's "not found"."""
+
+
+def _wait_call(task: Task | MediaTask) -> str:
+    """The call that waits for ``task``, for an error's text: its family's when its
+    ``type`` tells it, else the families to choose from."""
+    family = "media" if isinstance(task, MediaTask) else _FAMILY_OF_TYPE.get(task.type or "")
+    if family is None:
+        return (
+            "its family's wait_for_result: client.faceswap, client.bgremover, "
+            "client.midjourney or client.media"
+        )
+    return f"task = await client.{family}.wait_for_result({shorten(task.id, 80)!r})"
+
+
 def result_files(task: Task | MediaTask) -> tuple[str, ...]:
     """Every result file of a done task.
 
@@ -126,7 +151,7 @@ def result_files(task: Task | MediaTask) -> tuple[str, ...]:
         raise ConfigurationError(
             f"task {shorten(task.id, 80)} has no result to download "
             f"(status {shorten(task.status, 40)!r})"
-            + ("" if task.is_failed else ": wait for it first (wait_for_result)")
+            + ("" if task.is_failed else f": wait for it first ({_wait_call(task)})")
         )
     if not files:
         raise DownloadError(

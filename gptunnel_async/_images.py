@@ -96,11 +96,13 @@ def sniff_image_type(data: bytes) -> str:
     raise ConfigurationError("the image is not a PNG, JPEG or WEBP file")
 
 
-def _encoded(data: bytes, what: str) -> str | ConfigurationError:
+def _encoded(data: bytes, what: str, empty: str = "") -> str | ConfigurationError:
     """``data`` as a ``data:`` URI, or the error refusing it, returned rather than raised:
     the caller raises it from a frame that does not hold the bytes (a file the SDK was
     told to read may be anything, e.g. ``/etc/shadow``, and error reporters capture the
     locals of every frame of a traceback)."""
+    if not data:
+        return ConfigurationError(f"{what} is empty (0 bytes){empty}")
     if len(data) > MAX_IMAGE_BYTES:
         return ConfigurationError(
             f"{what} is over the {MAX_IMAGE_BYTES} byte limit; "
@@ -179,28 +181,38 @@ def _reason(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
 
 
-async def encode_image(value: ImageInput) -> str:
+async def encode_image(value: ImageInput, name: str = "image") -> str:
     """``value`` as the string the API takes in ``sourceImage``/``faceImage``/``images``.
+    ``name`` is the argument it came in, named in each refusal (``source_image``), so
+    that a call taking two images says which one is at fault.
 
     A ``str`` that is not an http(s) URL or a ``data:`` URI is a file path: pass text a
     user typed only once you know it is a link. A file is read only if it is a regular
     file, at most ``MAX_IMAGE_BYTES + 1`` bytes of it.
     """
     if isinstance(value, bytes | bytearray | memoryview):
-        return _raised(_encoded(bytes(value), "the image"))
+        return _raised(_encoded(bytes(value), f"the {name}"))
     if isinstance(value, ReadableBytes):
-        return _raised(_encoded(await asyncio.to_thread(read_file_object, value), "the image"))
+        # No local holds the bytes: a refusal is raised from this frame (see _encoded).
+        return _raised(
+            _encoded(
+                await asyncio.to_thread(read_file_object, value, name),
+                f"the {name}",
+                empty=": a file object is read from its current position; seek(0) it first",
+            )
+        )
     if isinstance(value, str):
         if not value.strip():
-            raise ConfigurationError("an image must not be an empty string")
-        if _is_link("an image link or data: URI", value, _PASS_THROUGH):
+            raise ConfigurationError(f"the {name} must not be an empty string")
+        if _is_link(f"the {name} link or data: URI", value, _PASS_THROUGH):
             return _scheme_in_lower_case(value)
     if not isinstance(value, str | os.PathLike):
         raise ConfigurationError(
-            "an image must be a URL, a data: URI, bytes, a path or a binary file object, "
+            f"the {name} must be a URL, a data: URI, bytes, a path or a binary file object, "
             f"got {type(value).__name__}"
         )
-    return _raised(_encoded(await asyncio.to_thread(read_image_file, value), describe(value)))
+    shown = f"the {name} file {describe(value)}"
+    return _raised(_encoded(await asyncio.to_thread(read_image_file, value, name), shown))
 
 
 def image_link(value: object, what: str) -> str:

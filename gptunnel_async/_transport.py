@@ -114,7 +114,9 @@ def _json(request: Request) -> io.BytesIO:
 
 
 MAY_HAVE_STARTED: Final = (
-    "the task may have started: look for it before you create it again (each create is paid)"
+    "the task may have started: no API call finds it without its id, so check what you "
+    "can (a webhook you passed, the balance, your GPTunnel account) before you create it "
+    "again (each create is paid)"
 )
 """What the error of a create after which the task may have started ends with."""
 

@@ -17,9 +17,9 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, cast
 
 import aiohttp
 from yarl import URL
@@ -480,18 +480,46 @@ class _ArgumentParser(argparse.ArgumentParser):
     the environment, even one typed in the wrong place."""
 
     _secrets: Sequence[str] = ()
+    _given: Sequence[str] = ()
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
         given = sys.argv[1:] if args is None else args
         self._secrets = _secrets_in(given, _known_words(self))
+        self._given = list(given)
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
+        message += _misplaced_options(self, self._given)
         for secret in self._secrets:
             message = mask_for(secret)(message)
         super().error(message)
+
+
+def _commands(parser: argparse.ArgumentParser) -> Mapping[str, argparse.ArgumentParser]:
+    """``parser``'s subcommands by name (none for a subcommand's own parser)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return cast("Mapping[str, argparse.ArgumentParser]", action.choices)
+    return {}
+
+
+def _misplaced_options(parser: argparse.ArgumentParser, given: Sequence[str]) -> str:
+    """A hint for options of a command given before its name (``--json imagine``), which
+    argparse calls unrecognized (or, when one takes a value, calls that value an invalid
+    command): ``""`` if there are none."""
+    commands = _commands(parser)
+    at = next((i for i, word in enumerate(given) if word in commands), None)
+    if at is None:
+        return ""
+    own = {option for action in parser._actions for option in action.option_strings}
+    theirs = _known_words(commands[given[at]]) - own
+    early = [word.partition("=")[0] for word in given[:at]]
+    misplaced = ", ".join(dict.fromkeys(word for word in early if word in theirs))
+    if not misplaced:
+        return ""
+    return f" ({misplaced}: an option of {given[at]!r}; put it after the command name)"
 
 
 def _task_id(text: str) -> str:

@@ -517,8 +517,8 @@ class FaceSwap(TaskResource[Task]):
             APIConnectionError: the network failed.
         """
         payload: dict[str, Any] = {
-            "sourceImage": await encode_image(source_image),
-            "faceImage": await encode_image(face_image),
+            "sourceImage": await encode_image(source_image, "source_image"),
+            "faceImage": await encode_image(face_image, "face_image"),
         }
         if webhook is not None:
             payload["webhook"] = webhook

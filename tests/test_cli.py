@@ -675,3 +675,36 @@ def test_a_wait_read_every_max_interval_sees_the_end_within_it(fake: FakeGPTunne
     assert json_lines(done.stdout)[-1]["event"] == "done"
     reads = [r for r in fake.requests if r.query.get("taskId") == task_id]
     assert len(reads) > 6
+
+
+@pytest.mark.parametrize(
+    ("args", "option", "command"),
+    [
+        (("--json", "imagine", "a fox"), "--json", "imagine"),
+        (("--save", "out/", "faceswap", "a.png", "b.png"), "--save", "faceswap"),
+        (("--timeout=5", "wait", "abc"), "--timeout", "wait"),
+        (("--family", "midjourney", "result", "abc"), "--family", "result"),
+        (("--json", "emulator"), "--json", "emulator"),
+    ],
+)
+def test_a_commands_option_before_its_name_is_told_to_go_after_it(
+    args: tuple[str, ...], option: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--api-key` and `--base-url` go before or after the command name; `--json` given
+    before it was only "unrecognized arguments: --json" (and `--save out/ imagine`
+    "invalid choice: 'out/'"), though the command takes it."""
+    code, out, err = in_process(capsys, *args)
+    assert code == 2
+    assert out == ""
+    assert f"({option}: an option of {command!r}; put it after the command name)" in err
+
+
+@pytest.mark.parametrize(
+    "args", [("--bogus", "imagine", "a fox"), ("imagine", "a fox", "--bogus"), ("--json",)]
+)
+def test_an_option_no_command_takes_gets_no_such_hint(
+    args: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = in_process(capsys, *args)
+    assert code == 2
+    assert "put it after the command name" not in err

@@ -28,6 +28,7 @@ from gptunnel_async import (
 )
 from gptunnel_async._checks import MAX_TASK_ID_LENGTH, MAX_WEBHOOK_URL_LENGTH, webhook_url
 from gptunnel_async._sansio.responses import Created, decode_media_task, decode_task
+from gptunnel_async._transport import MAY_HAVE_STARTED
 from gptunnel_async.cli import EXIT_API_ERROR
 from gptunnel_async.instrumentation import Hook, LoggingHook, RetryDetails, set_hooks
 from gptunnel_async.testing import FakeGPTunnel
@@ -412,7 +413,7 @@ async def test_a_create_answered_with_no_task_object_says_which_request_and_what
         await call(client)
     text = str(caught.value)
     assert text.startswith("POST /v1/")
-    assert "the task may have started: look for it before you create it again" in text
+    assert MAY_HAVE_STARTED in text
     assert caught.value.status_code == 200
     assert body[:5] in caught.value.body
     assert len(api.requests) == 1
@@ -434,7 +435,7 @@ async def test_a_create_retried_and_then_answered_with_no_task_object_says_so_to
     assert len(api.requests) == 2
 
 
-MAY_HAVE_STARTED: list[Any] = [
+STARTED_OR_NOT: list[Any] = [
     pytest.param(faults.answer(500, {"error": {"message": "boom"}}), True, id="500"),
     pytest.param(faults.answer(502, "bad gateway"), True, id="502"),
     pytest.param(faults.answer(504, "gateway timeout"), True, id="504"),
@@ -447,7 +448,7 @@ MAY_HAVE_STARTED: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize(("reply", "may_have_started"), MAY_HAVE_STARTED)
+@pytest.mark.parametrize(("reply", "may_have_started"), STARTED_OR_NOT)
 @pytest.mark.parametrize("refused_first", [False, True], ids=["first try", "after a 503"])
 async def test_a_failed_create_says_whether_the_task_may_have_started(
     api: ScriptedAPI, reply: Any, may_have_started: bool, refused_first: bool
@@ -464,7 +465,7 @@ async def test_a_failed_create_says_whether_the_task_may_have_started(
         with pytest.raises(GPTunnelError) as caught:
             await client.faceswap.create("https://a/1.png", "https://a/2.png")
     text = str(caught.value)
-    assert ("the task may have started: look for it" in text) is may_have_started
+    assert (MAY_HAVE_STARTED in text) is may_have_started
     if may_have_started:
         assert "POST /v1/faceswap/create" in text
         assert len(api.requests) == 1 + refused_first  # and it was not sent again
@@ -476,9 +477,7 @@ async def test_a_server_text_saying_may_have_started_does_not_hide_the_warning(
     api.script(faults.answer(500, {"error": {"message": "the task may have started"}}))
     with pytest.raises(ServerError) as caught:
         await client.faceswap.create("https://a/1.png", "https://a/2.png")
-    assert str(caught.value).endswith(
-        "; the task may have started: look for it before you create it again (each create is paid)"
-    )
+    assert str(caught.value).endswith("; " + MAY_HAVE_STARTED)
 
 
 class _CallbackBroke(Exception):
@@ -531,9 +530,7 @@ async def test_a_create_cut_off_by_close_says_the_task_may_have_started(
         await creating
     text = str(caught.value)
     assert text.startswith("POST /v1/faceswap/create: this GPTunnelClient is closed")
-    assert text.endswith(
-        "the task may have started: look for it before you create it again (each create is paid)"
-    )
+    assert text.endswith(MAY_HAVE_STARTED)
 
 
 async def test_a_create_closed_before_it_was_sent_says_nothing_of_a_task(
@@ -556,3 +553,18 @@ async def test_a_create_closed_before_it_was_sent_says_nothing_of_a_task(
         await client.faceswap.create("https://a/1.png", "https://a/2.png")
     assert "may have started" not in str(caught.value)
     assert [r["path"] for r in api.requests] == ["/v1/faceswap/result"]
+
+
+async def test_a_create_that_may_have_started_says_where_to_look_for_the_task(
+    gptunnel_fake: FakeGPTunnel,
+) -> None:
+    """It said "look for it before you create it again", but no API call lists tasks:
+    the reader was left to guess where to look."""
+    gptunnel_fake.fail_next(500, path="faceswap/create")
+    async with gptunnel_fake.client() as client:
+        with pytest.raises(GPTunnelError) as caught:
+            await client.faceswap.create("https://a/1.png", "https://a/2.png")
+        text = str(caught.value)
+        for place in ("a webhook you passed", "the balance", "your GPTunnel account"):
+            assert place in text
+        assert (await client.balance()).balance == 100.0  # the balance is one call away

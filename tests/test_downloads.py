@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,7 @@ from gptunnel_async import (
     DownloadError,
     GPTunnelClient,
     GPTunnelError,
+    MediaTask,
     NotFoundError,
     PermissionDeniedError,
     ServerError,
@@ -29,7 +30,7 @@ from gptunnel_async import (
 )
 from gptunnel_async._sansio.requests import RequestBuilder
 from gptunnel_async._sansio.responses import RESULT_GONE, decode_media_task, structure
-from gptunnel_async.testing import FakeGPTunnel
+from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 from . import faults
 from .conftest import (
@@ -611,3 +612,38 @@ async def test_downloading_a_task_not_yet_done_says_to_wait_for_it_first(
         created = await client.faceswap.create("https://a/1.png", "https://a/2.png")
         with pytest.raises(ConfigurationError, match=r"status 'idle'\): wait for it first"):
             await client.download_result(created, "out.png")
+
+
+CREATES: dict[str, Callable[[GPTunnelClient], Awaitable[Task | MediaTask]]] = {
+    "faceswap": lambda client: client.faceswap.create("https://a/1.png", "https://a/2.png"),
+    "bgremover": lambda client: client.bgremover.create_task("bgremover/create", {}),
+    "midjourney": lambda client: client.midjourney.imagine("a red fox"),
+    "media": lambda client: client.media.create("flux-pro", "a lighthouse"),
+}
+
+
+@pytest.mark.parametrize("family", sorted(CREATES))
+async def test_the_wait_a_download_too_soon_names_is_the_tasks_familys(
+    fake: FakeGPTunnel, family: str, tmp_path: Path
+) -> None:
+    """It used to name a bare ``wait_for_result``, which a newcomer read as
+    ``client.wait_for_result``: face swaps' own, "not found" for any other task."""
+    async with fake.client() as client:
+        created = await CREATES[family](client)
+        with pytest.raises(ConfigurationError) as raised:
+            await client.download_result(created, tmp_path)
+        call = f"await client.{family}.wait_for_result({created.id!r})"
+        assert call in str(raised.value)
+        with instant_waits():  # the call it names waits for the task
+            done = await getattr(client, family).wait_for_result(created.id)
+        assert (await client.download_results(done, tmp_path))[0].is_file()
+
+
+async def test_a_task_of_no_known_type_is_told_the_families_to_wait_through(
+    tmp_path: Path,
+) -> None:
+    created = structure(Task, task_json(status="idle", percent=0, type="@Something"))
+    async with GPTunnelClient(api_key="k-1", base_url="http://127.0.0.1:9/v1") as client:
+        families = r"its family's wait_for_result: client\.faceswap, client\.bgremover"
+        with pytest.raises(ConfigurationError, match=families):
+            await client.download_result(created, tmp_path)

@@ -10,6 +10,7 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import ConfigurationError
+from gptunnel_async import ConfigurationError, GPTunnelClient
 from gptunnel_async._images import (
     MAX_IMAGE_BYTES,
     _mask_bytes,
@@ -344,3 +345,59 @@ def test_a_mask_as_text_is_read_in_any_of_its_spellings(given: str) -> None:
     png = mask()
     text = given.format(b64=base64.b64encode(png).decode())
     assert _mask_bytes(text) == png
+
+
+# -- a refusal names the image at fault ---------------------------------------------------
+
+
+def _written(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _read_already() -> io.BytesIO:
+    photo = io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    photo.read()  # a bot that looked at the download first: the position is at its end
+    return photo
+
+
+BAD_IMAGES: dict[str, tuple[Callable[[Path], object], str]] = {
+    "gif bytes": (lambda _: b"GIF89a" + b"\0" * 20, "is not a PNG, JPEG or WEBP file"),
+    "heic file object": (
+        lambda _: io.BytesIO(b"\0\0\0\x18ftypheic" + b"\0" * 20),
+        "is not a PNG, JPEG or WEBP file",
+    ),
+    "gif file": (
+        lambda folder: _written(folder / "a.gif", b"GIF89a" + b"\0" * 20),
+        "a.gif' is not a PNG, JPEG or WEBP file",
+    ),
+    "empty bytes": (lambda _: b"", "is empty (0 bytes)"),
+    "file object read already": (lambda _: _read_already(), "seek(0)"),
+    "over the limit": (
+        lambda _: b"\xff\xd8\xff" + b"\0" * MAX_IMAGE_BYTES,
+        f"over the {MAX_IMAGE_BYTES} byte limit",
+    ),
+    "a chat's file id": (lambda _: "AgACAgIAAxkBAAIBQ2Z", "No such file"),
+    "empty text": (lambda _: "", "must not be an empty string"),
+    "spaced link": (lambda _: " https://e.com/a.png", "must not have spaces around it"),
+    "an int": (lambda _: 42, "must be a URL"),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_IMAGES))
+@pytest.mark.parametrize("at_fault", ["source_image", "face_image"])
+async def test_a_face_swap_says_which_of_its_two_images_it_refuses(
+    bad: str, at_fault: str, tmp_path: Path
+) -> None:
+    """A refusal said "the image is not a PNG, JPEG or WEBP file" (or an empty one
+    that): a bot could not tell its user which of the two photos to send again."""
+    make, reason = BAD_IMAGES[bad]
+    good = b"\x89PNG\r\n\x1a\n" + b"\0" * 20
+    images = {"source_image": good, "face_image": good, at_fault: make(tmp_path)}
+    other = "face_image" if at_fault == "source_image" else "source_image"
+    async with GPTunnelClient(api_key="k-1", base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(ConfigurationError) as refused:
+            await client.faceswap.create(**images)  # type: ignore[arg-type]
+    assert f"the {at_fault}" in str(refused.value)
+    assert other not in str(refused.value)
+    assert reason in str(refused.value)

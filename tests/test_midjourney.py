@@ -107,6 +107,23 @@ async def test_a_variation_the_parent_does_not_offer_is_refused(
     assert caught.value.param == "mode"
 
 
+async def test_the_emulator_says_a_follow_up_came_before_its_parent_was_done(
+    fake: FakeGPTunnel,
+) -> None:
+    """Upsampling a grid still drawing said only "the task does not offer the action
+    'upsamle_2'", which named no cause: a bot's test had forgotten to wait for the grid."""
+    async with fake.client() as client:
+        grid = await client.midjourney.imagine("a red fox")
+        with pytest.raises(BadRequestError) as too_soon:
+            await client.midjourney.upsample(grid.id, 2)
+        assert "it is 'idle', and a task offers its actions once it is done" in str(too_soon.value)
+    fake.script_task(steps=[("done", 100)], task_id="U", type="upsample")
+    async with fake.client() as client:
+        with pytest.raises(BadRequestError) as not_offered:  # done: no such action
+            await client.midjourney.variation("U", image=2)
+    assert "once it is done" not in str(not_offered.value)
+
+
 async def test_inpaint_sends_a_checked_mask_as_plain_base64(
     fake: FakeGPTunnel, instant: None, tmp_path: Path
 ) -> None:

@@ -1015,3 +1015,58 @@ async def test_the_request_log_dump_survives_a_header_and_path_that_are_not_utf8
         dump = json.loads(await answer.read())
     [odd] = dump["api"]
     assert odd["headers"]["X-Odd"] == "caf\udce9"
+
+
+# -- listening on every address ---------------------------------------------------------
+
+
+@pytest.fixture
+async def everywhere() -> AsyncIterator[FakeGPTunnel]:
+    """The emulator bound to every address, as for a bot in another container."""
+    async with FakeGPTunnel(host="0.0.0.0") as running:
+        yield running
+
+
+def _api_at(fake: FakeGPTunnel, host: str) -> str:
+    return str(URL(fake.base_url).with_host(host))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "localhost"])
+async def test_on_every_address_result_urls_name_the_host_the_client_asked(
+    everywhere: FakeGPTunnel, host: str, tmp_path: Path
+) -> None:
+    """Bound to 0.0.0.0 (`gptunnel-async emulator --host 0.0.0.0` in a container), every
+    result URL named http://0.0.0.0:<port>: a bot elsewhere that reached the API as
+    http://emulator:8080 was sent to download from itself."""
+    storage_port = URL(everywhere.storage_url).port
+    async with everywhere.client(base_url=_api_at(everywhere, host)) as client:
+        with instant_waits():
+            swapped = await client.faceswap.swap("https://a/1.png", "https://a/2.png")
+            grid = await client.midjourney.imagine_and_wait("a red fox")
+            song = await client.media.generate("flux-pro", "a lighthouse")
+        for task_url in (swapped.result, grid.result, song.url):
+            assert task_url is not None
+            assert (URL(task_url).host, URL(task_url).port) == (host, storage_port)
+        assert (await client.download_result(swapped, tmp_path)).is_file()
+
+
+@given(host_header=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40))
+async def test_on_every_address_any_host_header_leaves_a_valid_answer(
+    host_header: str,
+) -> None:
+    """A Host header is the client's to write: only a plain name or address goes into
+    the answer, which stays JSON whatever the header holds."""
+    async with (
+        FakeGPTunnel(host="0.0.0.0") as fake,
+        aiohttp.ClientSession() as session,
+    ):
+        task_id = fake.script_task(steps=[("done", 100)])
+        url = _api_at(fake, "127.0.0.1") + f"/faceswap/result?taskId={task_id}"
+        headers = {"Authorization": fake.api_key, "Host": host_header}
+        port = URL(fake.storage_url).port
+        async with session.get(url, headers=headers) as answer:
+            if answer.status == 400:  # aiohttp's own refusal of a malformed header
+                return
+            body = await answer.json()
+    hosts = {"0.0.0.0", host_header, host_header.rpartition(":")[0]} - {""}
+    assert any(body["result"].startswith(f"http://{host}:{port}/results/") for host in hosts)

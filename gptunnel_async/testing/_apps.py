@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from .._images import MAX_IMAGE_BYTES
 from ._endpoints import (
@@ -62,9 +64,39 @@ def api_app(state: EmulatorState, control: Sequence[web.RouteDef] = ()) -> web.A
         endpoint = methods.get(request.method) if methods is not None else None
         if endpoint is None:
             return _unrouted(request, methods, media=media)
-        return endpoint.answer(state, request)
+        return _results_where_asked(state, request, endpoint.answer(state, request))
 
     return _app(state, "api", API_PREFIX, answer, control)
+
+
+WILDCARD_HOSTS: Final = frozenset({"0.0.0.0", "::"})
+"""Addresses that mean "every address of this machine": listening there, the emulator
+has no one address its result URLs could name."""
+
+_HOST: Final = re.compile(r"[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\]")
+"""A ``Host`` header's host part that may stand in a result URL as it is: a name, an
+IPv4 address or a bracketed IPv6 one (nothing a JSON string would need escaped)."""
+
+
+def _results_where_asked(
+    state: EmulatorState, request: RecordedRequest, response: web.Response
+) -> web.Response:
+    """``response`` with its result URLs on the host ``request`` was sent to, when the
+    emulator listens on every address (``--host 0.0.0.0``): there, ``0.0.0.0`` in a
+    result URL would send a client on another machine or container to itself. A client
+    that reached the API as ``http://emulator:8080`` fetches results from
+    ``http://emulator:<storage port>``."""
+    listening = URL(state.storage_url)
+    if listening.host not in WILDCARD_HOSTS or not isinstance(response.body, bytes):
+        return response
+    host, _, port = request.headers.get("Host", "").rpartition(":")
+    if not port.isdigit():  # no port: the whole header is the host
+        host = request.headers.get("Host", "")
+    if not _HOST.fullmatch(host):
+        return response
+    old = str(listening.origin()).encode()
+    response.body = response.body.replace(old, f"http://{host}:{listening.port}".encode())
+    return response
 
 
 def _unrouted(

@@ -162,6 +162,11 @@ ParentCheck = Callable[[Mapping[str, Any], Task, EmulatorState], "tuple[str, str
 def _offered(parent: Task, action: str, param: str) -> tuple[str, str] | None:
     if action in parent.actions:
         return None
+    if not parent.is_done:  # the usual slip: a follow-up before its parent finished
+        return (
+            f"the task does not offer the action '{action}': it is {parent.status!r}, "
+            "and a task offers its actions once it is done"
+        ), param
     return f"the task does not offer the action '{action}'", param
 
 

@@ -35,6 +35,7 @@ from ._version import version
 from .errors import (
     APIConnectionError,
     APITimeoutError,
+    ConfigurationError,
     GPTunnelError,
     ResponseDecodeError,
     TLSError,
@@ -63,10 +64,12 @@ _CLOSED_UNDER: Final = (AssertionError, AttributeError, RuntimeError)
 """What aiohttp before 3.13 may raise inside itself (a bare assert, its connector gone)
 when its session is closed in the middle of a request, rather than a ClientError."""
 
-_UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, UnicodeError)
-"""What else may come out of aiohttp untyped: a closed session's errors (above), and
-the resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url``
-refuses those up front; this is the backstop)."""
+_UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, ValueError)
+"""What else may come out of aiohttp untyped: a closed session's errors (above), the
+resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url`` refuses
+those up front; this is the backstop), and the ``ValueError`` of a request it will not
+build as given (a borrowed session made with ``auth=``, which it will not combine with
+the key's ``Authorization`` header)."""
 
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
@@ -339,9 +342,22 @@ class Transport(InProcessOnly):
             )
             unresolvable.__cause__ = made_safe(exc, self._api_key)
             return unresolvable
+        if isinstance(exc, ValueError):
+            return self._refused(exc, what)
         if not session.closed:  # a bug, not a session closed under the request
             return exc
         error = UsageError(f"{self.shown(what)}: the session was closed during the request")
+        error.__cause__ = made_safe(exc, self._api_key)
+        return error
+
+    def _refused(self, exc: ValueError, what: str) -> ConfigurationError:
+        """The error of a request aiohttp would not build as the session's settings make
+        it (not retried: it would refuse it again); ``exc`` made safe, as its cause."""
+        reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
+        error = ConfigurationError(
+            f"{self.shown(what)} cannot be sent: aiohttp refused it ({reason}); a borrowed "
+            "session's settings (auth=, say) may be at odds with the request"
+        )
         error.__cause__ = made_safe(exc, self._api_key)
         return error
 

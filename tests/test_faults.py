@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -24,6 +25,7 @@ from gptunnel_async import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     GPTunnelClient,
     GPTunnelError,
     InsufficientBalanceError,
@@ -254,6 +256,29 @@ async def test_a_borrowed_session_that_raises_for_status_still_gives_typed_error
         with pytest.raises(AuthenticationError):
             await client.get_result("task-1")
     assert len(api.requests) == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*auth.*:DeprecationWarning")  # aiohttp 3.14's, of auth=
+async def test_a_request_aiohttp_will_not_build_is_a_configuration_error(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    """A borrowed session made with ``auth=``: aiohttp will not combine it with the key's
+    ``Authorization`` header, and its bare ``ValueError`` left every call. Now a
+    ``ConfigurationError``, not retried (it would be refused again), nothing sent, and
+    its rendering, locals and all, shows no key."""
+    api.script(DONE)
+    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "pw")) as session:
+        client = GPTunnelClient(api_key=API_KEY, base_url=api.base_url, session=session)
+        with pytest.raises(ConfigurationError, match="cannot be sent: aiohttp refused") as caught:
+            await client.get_result("task-1")
+        assert recorded_sleeps == []  # no retry
+        with pytest.raises(ConfigurationError, match="auth="):
+            await client.wait_for_result("task-1", timeout=HANG_GUARD)
+    assert api.requests == []
+    shown = "".join(
+        traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
+    )
+    assert API_KEY not in shown
 
 
 async def test_a_redirect_from_the_api_is_an_error_and_not_followed(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -269,6 +270,68 @@ async def test_a_url_with_any_user_and_password_is_fetched_or_refused_with_a_typ
     exc, reached = await fetched_with_userinfo(tmp_path_factory.mktemp("saved"), where, userinfo)
     assert exc is None or isinstance(exc, ConfigurationError | DownloadError), repr(exc)
     assert reached == (exc is None)
+
+
+@pytest.mark.parametrize("local_api", [True, False])
+async def test_a_borrowed_sessions_own_headers_and_cookies_never_reach_a_storage_host(
+    local_api: bool, tmp_path: Path
+) -> None:
+    """A lent session made with default headers (the key among them: the emulator's
+    docs talk to it so) and cookies sends them with every request it makes. A download
+    through it, when the API is local or the caller allowed private result URLs, sent
+    them to whatever host the result URL named; it never does now, on either path."""
+    seen: list[dict[str, str]] = []
+
+    async def storage(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        return web.Response(body=PNG, content_type="image/png")
+
+    async with (
+        loopback_server(storage) as host,
+        aiohttp.ClientSession(
+            headers={"Authorization": "k-secret-1", "X-Gateway-Token": "gw-secret"},
+            cookies={"session": "c00kie"},
+        ) as lent,
+        GPTunnelClient(
+            api_key="k-secret-1",
+            base_url="http://127.0.0.1:9/v1" if local_api else PUBLIC_API,
+            session=lent,
+            allow_private_result_urls=not local_api,
+        ) as client,
+    ):
+        await client.download_result(str(host.make_url("/r.png")), tmp_path)
+    assert len(seen) == 1
+    sent = " ".join(f"{name}: {value}" for name, value in seen[0].items())
+    assert "k-secret-1" not in sent
+    assert "gw-secret" not in sent
+    assert "c00kie" not in sent
+    assert (tmp_path / "r.png").read_bytes() == PNG
+
+
+async def test_a_download_through_a_lent_session_still_goes_through_its_proxy(
+    tmp_path: Path,
+) -> None:
+    """With ``allow_private_result_urls=True``, a lent session's proxy still carries the
+    download (as the docs promise), without the lent session's default headers."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        seen.append((str(request.url), dict(request.headers)))
+        return web.Response(body=PNG, content_type="image/png")
+
+    async with (
+        loopback_server(proxy) as server,
+        aiohttp.ClientSession(
+            proxy=str(server.make_url("/")), headers={"X-Gateway-Token": "gw-secret"}
+        ) as lent,
+        GPTunnelClient(
+            api_key="k-1", base_url=PUBLIC_API, session=lent, allow_private_result_urls=True
+        ) as client,
+    ):
+        await client.download_result("http://storage.invalid/r.png", tmp_path)
+    assert [url for url, _ in seen] == ["http://storage.invalid/r.png"]
+    assert "gw-secret" not in str(seen[0][1])
+    assert (tmp_path / "r.png").read_bytes() == PNG
 
 
 # -- only a 200 is the whole file -------------------------------------------------------

@@ -455,11 +455,14 @@ def _secrets_in(args: Sequence[str], known: frozenset[str]) -> list[str]:
 
 
 def _hidden_by(arg: str, following: Sequence[str], known: frozenset[str]) -> list[str]:
-    """The words ``arg`` (and the word ``following`` it) make secret."""
+    """The words ``arg`` (and the word ``following`` it) make secret: of a known option
+    given as ``--option=VALUE``, the value only, as if it followed the option (hiding
+    the whole word hid the option's name in its own error: ``argument ***``)."""
     name, has_value, value = arg.partition("=")
     if name.startswith("-") and (name not in known or name == "--api-key"):
         return [value] if has_value else list(following)
-    return [arg] if arg not in known and len(arg) >= LONG_WORD else []
+    word = value if has_value and name in known else arg
+    return [word] if word not in known and len(word) >= LONG_WORD else []
 
 
 def _known_words(parser: argparse.ArgumentParser) -> frozenset[str]:

@@ -284,6 +284,8 @@ MISTYPED = [
     ["result", "x", "--api_key", KEY],
     ["result", "--api-key", KEY],
     ["wait", "x", "--timeout", KEY],
+    ["wait", "x", f"--timeout={KEY}"],
+    ["wait", "x", f"--max-interval={KEY}"],
     ["--api-key", KEY, "resutl", "x"],
     ["--API-KEY", KEY.upper(), "result"],
 ]
@@ -308,6 +310,27 @@ def test_a_key_from_the_environment_is_hidden_in_command_line_errors(
     with pytest.raises(SystemExit):
         main(["short-k3y"])
     assert "short-k3y" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["wait", "x", "--max-interval=nan"],
+        ["wait", "x", "--max-interval=86400.0000001"],
+        ["wait", "x", "--timeout=-12345678901234"],
+        ["media", "suno", "a song", "--timeout=1e30900000"],
+    ],
+)
+def test_an_option_given_with_its_value_after_equals_is_named_in_its_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--max-interval=nan`` read "argument ***: must be ...": the whole word was
+    hidden as a possible key, and with it the option's name wherever it appeared."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    option = argv[-1].partition("=")[0]
+    assert f"argument {option}:" in capsys.readouterr().err
 
 
 def test_a_mistyped_command_is_still_named(capsys: pytest.CaptureFixture[str]) -> None:

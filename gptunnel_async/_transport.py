@@ -157,8 +157,10 @@ class _Inflater:
         return b"".join(parts)
 
     def finish(self) -> None:
-        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
-        if self._inflate is None or not self._inflate.eof:
+        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut.
+        A body without a single byte is empty, as aiohttp reads it (an empty error page
+        labelled ``gzip``), not a cut stream."""
+        if self._inflate is not None and not self._inflate.eof:
             raise aiohttp.ClientPayloadError("the compressed body ends before its end")
 
     def _decompressor(self, chunk: bytes) -> zlib._Decompress:

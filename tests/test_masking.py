@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -398,3 +399,69 @@ def test_a_ligature_reads_as_its_letters() -> None:
 )
 def test_a_mask_says_whether_a_text_shows_its_secret(text: str, shows: bool) -> None:
     assert SecretMask("Zq-secret-mK_pW.vL").shows(text) is shows
+
+
+# -- a body in any encoding JSON allows ----------------------------------------------------
+
+JSON_ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"]
+"""The encodings ``json.loads`` reads a body in (RFC 8259's detection, a BOM too)."""
+
+
+def encoded(status: int, document: str, encoding: str) -> Callable[..., Any]:
+    """A reply of ``document`` in ``encoding``, under ``status``."""
+
+    async def reply(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=document.encode(encoding))
+
+    return reply
+
+
+def shows_key(text: str) -> bool:
+    """Whether ``text`` shows a run of the key, also between NULs (``\\x00``): the key of
+    a UTF-16 body read as UTF-8, one NUL after each of its characters."""
+    return holds_key(text) or holds_key(text.replace("\\x00", "").replace("\x00", ""))
+
+
+@pytest.mark.parametrize("encoding", JSON_ENCODINGS)
+async def test_a_key_echoed_in_a_body_of_any_json_encoding_is_masked_in_the_models(
+    api: ScriptedAPI, encoding: str
+) -> None:
+    """The models' quick look for the key read the body as UTF-8, while the parser also
+    reads UTF-16 and UTF-32: such a task, media task or balance kept the key as sent."""
+    task = {"id": "task-1", "status": f"running {KEY}", "percent": 5, "error": KEY}
+    media = {"code": 0, "id": "m", "status": "done", "model": KEY, "url": f"https://s/{KEY}"}
+    api.script(
+        encoded(200, json.dumps(task), encoding),
+        encoded(200, json.dumps(media), encoding),
+        encoded(200, json.dumps({"orgId": KEY, "balance": 1}), encoding),
+    )
+    async with GPTunnelClient(api_key=KEY, base_url=api.base_url, max_retries=0) as client:
+        shown = [
+            repr(await client.get_result("task-1")),
+            repr(await client.media.result("m")),
+            repr(await client.balance()),
+        ]
+    assert [text for text in shown if shows_key(text)] == []
+
+
+@pytest.mark.parametrize("encoding", JSON_ENCODINGS)
+@pytest.mark.parametrize(
+    ("status", "document"),
+    [
+        (200, json.dumps({"x": KEY})),
+        (200, json.dumps([KEY])),
+        (200, json.dumps({"id": "task-2", "status": KEY})),
+        (500, f"a page that quotes {KEY}"),
+        (403, f"<html>{KEY}</html>"),
+    ],
+)
+async def test_a_key_echoed_in_a_body_of_any_json_encoding_is_masked_in_errors(
+    api: ScriptedAPI, encoding: str, status: int, document: str
+) -> None:
+    """An error's excerpt of the body read it as UTF-8: a UTF-16 body showed the key
+    with a ``\\x00`` after each of its characters, which the mask did not see."""
+    api.script(encoded(status, document, encoding))
+    async with GPTunnelClient(api_key=KEY, base_url=api.base_url, max_retries=0) as client:
+        with pytest.raises(GPTunnelError) as caught:
+            await client.get_result("task-1")
+    assert [text for text in exception_texts(caught.value) if shows_key(text)] == []

@@ -33,7 +33,7 @@ from ..errors import (
 from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
 from .json_text import loads
 from .retries import parse_retry_after
-from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
+from .text import SHORT_TEXT, SecretMask, body_text, excerpt, mask_for, shorten
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -317,7 +317,8 @@ def masked(model: M, body: bytes, secret: str | None) -> M:
     if not secret:
         return model
     mask = mask_for(secret)
-    if not mask.might_hold(body) and b"\\\\" not in body:
+    text = body_text(body)  # as the parser read it: UTF-16 and UTF-32 too
+    if not mask.might_hold(text) and "\\\\" not in text:
         return model
     cleared: M = _masked_texts(model, mask)
     return cleared

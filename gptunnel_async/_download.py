@@ -569,7 +569,15 @@ async def _save(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
     written = 0
-    async for chunk in fetch.transport.chunks(response, max_bytes, fetch.session):
+    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session))
+    while True:
+        # Each read within the client's timeout by a timer of the SDK's own: aiohttp's
+        # (sock_read) is lost with a connection its session drops on close(), a lent
+        # session the caller closes mid-download, and the read then waited forever.
+        async with asyncio.timeout(fetch.transport.timeout):
+            chunk = await anext(chunks, None)
+        if chunk is None:
+            return
         written += len(chunk)
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")

@@ -551,6 +551,32 @@ async def test_closing_the_client_ends_a_download_in_flight_and_leaves_no_file(
     assert not dest.exists() and folder_listing(tmp_path) == []
 
 
+async def test_closing_a_lent_session_ends_a_download_in_flight_within_the_timeout(
+    api: ScriptedAPI, tmp_path: Path
+) -> None:
+    """The caller closes the session it lent while a download streams: aiohttp's read
+    then waits forever, its own read timeout lost with the connection. Each read has
+    the client's ``timeout`` all the same: the download ends soon after, typed, and
+    leaves nothing, rather than at its deadline (never, with ``timeout=None``)."""
+    api.script(faults.stall_mid_body(b"x" * 100_000))
+    borrowed = aiohttp.ClientSession()
+    client = GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, session=borrowed, timeout=REQUEST_TIMEOUT * 2
+    )
+    dest = tmp_path / "result.png"
+    url = f"{api.origin}files/result.png"
+    downloading = asyncio.ensure_future(client.download_result(url, dest, timeout=None))
+    while api.in_flight == 0:  # noqa: ASYNC110 - the server has no event to offer
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(REQUEST_TIMEOUT / 4)  # the body has started
+    await borrowed.close()
+    async with asyncio.timeout(HANG_GUARD):  # a guard only: the download has no timeout
+        with pytest.raises(UsageError, match="session lent to this GPTunnelClient is closed"):
+            await downloading  # its read timed out; the retry found the session closed
+    await client.close()
+    assert folder_listing(tmp_path) == []
+
+
 async def test_a_policy_is_not_a_busy_loop_on_persistent_faults(
     impatient: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
 ) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 import aiohttp
 from yarl import URL
 
-from ._checks import describe, positive_number, task_id_problem
+from ._checks import describe, positive_number, task_id_problem, without_userinfo
 from ._checks import port as check_port
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._cli_json import json_line
@@ -379,9 +379,12 @@ def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -
 
 
 def _redis_shown(url: str) -> str:
-    """A Redis URL fit to print: scheme, host, port and database, never a password."""
-    parsed = URL(url)
-    return str(parsed.with_user(None).with_password(None).with_query(None))
+    """A Redis URL fit to print: scheme, host, port and database (a socket's path),
+    never a user or password (nor a query, which may hold ``password=``)."""
+    try:
+        return str(URL(url).with_user(None).with_password(None).with_query(None))
+    except ValueError:  # yarl will not rebuild a URL without a host (unix://user:pw@/path)
+        return without_userinfo(url).partition("?")[0]
 
 
 async def _fleet_known(redis: Redis, name: str) -> bool:

@@ -422,19 +422,25 @@ class Transport(InProcessOnly):
 
     async def read_answer(self, response: aiohttp.ClientResponse) -> Answer:
         """An API answer: status, headers and at most ``MAX_ANSWER_BYTES + 1`` bytes of
-        body, decompressed even if the session does not do it."""
+        body, decompressed even if the session does not do it. The body of an answer
+        that is not 2xx only adds detail to what its status says: one that cannot be
+        read (cut, or not the gzip it claims) is what was read of it, not a failure."""
         size = response.content_length
-        if (
-            size is not None
-            and size <= MAX_ANSWER_BYTES
-            and "Content-Encoding" not in response.headers
-        ):  # the usual small, plain answer: aiohttp reads the length it declares at once
-            return response.status, response.headers, await response.read()
         body = bytearray()
-        async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                break
+        try:
+            if (
+                size is not None
+                and size <= MAX_ANSWER_BYTES
+                and "Content-Encoding" not in response.headers
+            ):  # the usual small, plain answer: aiohttp reads the length it declares at once
+                return response.status, response.headers, await response.read()
+            async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    break
+        except aiohttp.ClientPayloadError:
+            if 200 <= response.status < 300:
+                raise
         return response.status, response.headers, bytes(body)
 
     async def raise_for_download_status(self, response: aiohttp.ClientResponse) -> None:

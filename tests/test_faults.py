@@ -13,7 +13,9 @@ import traceback
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -279,6 +281,37 @@ async def test_a_request_aiohttp_will_not_build_is_a_configuration_error(
         traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
     )
     assert API_KEY not in shown
+
+
+def corrupt_gzip(status: int) -> faults.Reply:
+    """An answer of ``status`` whose body says it is gzip and is not."""
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Encoding": "gzip"}
+        return web.Response(status=status, body=b"\x1f\x8b not gzip", headers=headers)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, AuthenticationError), (404, NotFoundError), (429, RateLimitError), (503, ServerError)],
+)
+@pytest.mark.parametrize("unreadable", [corrupt_gzip, partial(faults.truncated, b"{" * 100)])
+async def test_an_error_status_whose_body_cannot_be_read_is_still_that_error(
+    api: ScriptedAPI, tmp_path: Path, status: int, error: type[APIError], unreadable: Any
+) -> None:
+    """The status says what an answer is; its body only adds detail. A 401 whose body
+    was cut, or not the gzip it claimed, was an ``APIConnectionError`` (retried, the 401
+    never told), a storage 404 not the expired result's ``NotFoundError``."""
+    api.script(unreadable(status))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, max_retries=0) as client:
+        with pytest.raises(error) as read:
+            await client.get_result("task-1")
+        with pytest.raises(error) as downloaded:
+            await client.download_result(f"{api.origin}files/r.png", tmp_path)
+    assert read.value.status_code == downloaded.value.status_code == status
+    assert folder_listing(tmp_path) == []
 
 
 async def test_a_redirect_from_the_api_is_an_error_and_not_followed(

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import PurePath
 from typing import Any, Final, TypeVar
 
@@ -41,6 +41,7 @@ __all__ = [
     "optional",
     "positive_number",
     "task_id_problem",
+    "valid_unicode",
     "webhook_url",
 ]
 
@@ -287,6 +288,53 @@ def utf8_text(name: str, value: str) -> str:
             f"{name} must be text UTF-8 can encode (no lone surrogates), got {describe(value)}"
         ) from None
     return value
+
+
+def valid_unicode(value: T) -> T:
+    """``value`` (a request body of JSON values) if every text in it, keys included, is
+    valid Unicode; ``ConfigurationError`` naming the first field that holds a lone
+    surrogate otherwise. Python reads bytes a command line, a file name or the
+    environment hold in another encoding than UTF-8 as such (``\\udcff``); sent, they
+    are escaped into the JSON and a paid task starts on text the server cannot read."""
+    where = _not_unicode_in(value, "")
+    if where is not None:
+        raise ConfigurationError(
+            f"{where or 'the body'} holds text that is not valid Unicode (a lone surrogate, "
+            "as bytes in an encoding other than UTF-8 give: a command line, a file name): "
+            "nothing was sent"
+        )
+    return value
+
+
+def _not_unicode_in(value: Any, path: str) -> str | None:
+    """Where in ``value`` (``path`` and the keys and indexes below it) a text holds a
+    lone surrogate, or ``None``."""
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else path
+    for inner, item in _members(value, path):
+        found = _not_unicode_in(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
+def _members(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """Where each key and item inside ``value`` (a dict, list or tuple) is, and it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield path or "a key of the body", key
+            yield (f"{path}.{key}" if path else str(key)), item
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield f"{path}[{index}]", item
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def webhook_url(name: str, value: Any) -> str:

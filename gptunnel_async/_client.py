@@ -167,7 +167,9 @@ class GPTunnelClient(InProcessOnly):
         optional(instance_of(PollPolicy), "poll_policy", poll_policy)
         budget = _budget(requests_per_second, budget)
         private = instance_of(bool)("allow_private_result_urls", allow_private_result_urls)
-        self._destinations = Destinations(allow_private=private or base_url_is_private(root))
+        self._destinations = Destinations(
+            allow_private=private or base_url_is_private(root), lent=session
+        )
         self.poll_policy = poll_policy or PollPolicy()
         """The [PollPolicy][] that waits use unless they are given another."""
         self._session = session

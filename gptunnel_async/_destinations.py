@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -85,9 +86,14 @@ class Destinations:
         resolver: makes the resolver that looks names up, one per download; the
             system's (``getaddrinfo`` in a thread) by default.
         allowed: which addresses may be reached; :func:`is_public` by default.
+        lent: the session the caller lent the client, if any. When any address may be
+            reached, a download goes through its connection pool (its TLS settings),
+            its proxy settings and its ``auto_decompress``, but never with its default
+            headers, cookies or ``auth=``: those (the key, as some callers lend one
+            made for the API) would go to whatever host the result URL names.
     """
 
-    __slots__ = ("_allowed", "_resolver", "allow_private")
+    __slots__ = ("_allowed", "_lent", "_resolver", "allow_private")
 
     def __init__(
         self,
@@ -97,10 +103,12 @@ class Destinations:
         # installed): it reads hosts exactly as every other program here does.
         resolver: ResolverFactory = aiohttp.ThreadedResolver,
         allowed: Callable[[Address], bool] = is_public,
+        lent: aiohttp.ClientSession | None = None,
     ) -> None:
         self.allow_private = allow_private
         self._resolver = resolver
         self._allowed = allowed
+        self._lent = lent
 
     def check_literal(self, url: URL) -> None:
         """Refuse ``url`` at once if its host is written as an address that may not be
@@ -121,11 +129,16 @@ class Destinations:
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[aiohttp.ClientSession | None]:
-        """The session one download goes through: ``None`` (the client's own) when any
-        address may be reached, else a new one whose connector resolves through
-        :class:`PublicResolver`, closed when the download ends."""
+        """The session one download goes through: when any address may be reached,
+        ``None`` (the client's own), or one over a lent session's pool (see ``lent``);
+        else a new one whose connector resolves through :class:`PublicResolver`. Either
+        new one is closed when the download ends."""
         if self.allow_private:
-            yield None
+            if self._lent is None:
+                yield None
+                return
+            async with _without_defaults(self._lent) as session:
+                yield session
             return
         resolver = PublicResolver(self._resolver(), self._allowed)
         try:
@@ -134,3 +147,20 @@ class Destinations:
                 yield session
         finally:
             await resolver.close()
+
+
+def _without_defaults(lent: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """A session over ``lent``'s connection pool (left open when it closes), with its
+    proxy settings (``trust_env``, ``proxy=``) and ``auto_decompress``, and none of its
+    default headers, cookies or ``auth=``."""
+    options: dict[str, Any] = {
+        "connector": lent.connector,
+        "connector_owner": False,
+        "trust_env": lent.trust_env,
+        "auto_decompress": lent.auto_decompress,
+    }
+    for name in ("proxy", "proxy_auth"):  # aiohttp keeps a session's own under these
+        value = getattr(lent, f"_default_{name}", None)
+        if value is not None:
+            options[name] = value
+    return aiohttp.ClientSession(**options)

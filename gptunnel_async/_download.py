@@ -29,7 +29,7 @@ from typing import BinaryIO, Final, NamedTuple
 import aiohttp
 from yarl import URL
 
-from ._checks import describe, http_url
+from ._checks import describe, http_url, without_userinfo
 from ._destinations import Destinations
 from ._sansio.file_names import (
     STAND_IN_SUFFIX,
@@ -39,7 +39,7 @@ from ._sansio.file_names import (
 )
 from ._sansio.text import shorten
 from ._transport import Transport
-from .errors import ConfigurationError, DownloadError
+from .errors import ConfigurationError, DownloadError, GPTunnelError
 from .models import MediaTask, Task
 
 __all__ = [
@@ -104,12 +104,36 @@ def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
             f"task_or_url must be a done Task or an http(s) URL, got {describe(task_or_url)}: "
             "for a task id, pass the Task that wait_for_result(task_id) returns"
         )
-    return http_url("the URL to download", task_or_url), f"result{STAND_IN_SUFFIX}"
+    return fetchable_url("the URL to download", task_or_url), f"result{STAND_IN_SUFFIX}"
 
 
 def server_url(url: str) -> URL:
     """A result URL from the server's answer, parsed; ``DownloadError`` if it is unusable."""
-    return http_url("the result URL", url, error=DownloadError)
+    return fetchable_url("the result URL", url, error=DownloadError)
+
+
+def fetchable_url(
+    name: str, value: object, *, error: type[GPTunnelError] = ConfigurationError
+) -> URL:
+    """``value`` as :func:`http_url` reads it, and with a user name and password (if it
+    carries them) that HTTP Basic can carry, as aiohttp sends them: not a ``:`` in the
+    user name, nothing outside Latin-1. aiohttp refuses others with a bare
+    ``ValueError`` or ``UnicodeEncodeError`` from inside the request; this is ``error``,
+    before anything is sent, not quoting them. Every URL a download fetches passes here:
+    the caller's, a task's result and each redirect's target."""
+    url = http_url(name, value, error=error)
+    user = url.user or ""
+    try:
+        f"{user}:{url.password or ''}".encode("latin-1")
+    except UnicodeEncodeError:
+        user = ":"  # as unusable
+    if ":" in user:
+        raise error(
+            f"{name} carries a user name or password that HTTP cannot send (a ':' in the "
+            f"user name, or a character outside Latin-1), got "
+            f"{describe(without_userinfo(str(value)))}"
+        )
+    return url
 
 
 _FAMILY_OF_TYPE: Final = {
@@ -558,7 +582,7 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
         joined = url.join(URL(location))
     except (TypeError, ValueError):
         raise DownloadError(f"a {response.status} redirect to an unusable URL") from None
-    return http_url("a redirect", joined, error=DownloadError)
+    return fetchable_url("a redirect", joined, error=DownloadError)
 
 
 async def _save(
@@ -570,7 +594,15 @@ async def _save(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
     written = 0
-    async for chunk in fetch.transport.chunks(response, max_bytes, fetch.session):
+    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session))
+    while True:
+        # Each read within the client's timeout by a timer of the SDK's own: aiohttp's
+        # (sock_read) is lost with a connection its session drops on close(), a lent
+        # session the caller closes mid-download, and the read then waited forever.
+        async with asyncio.timeout(fetch.transport.timeout):
+            chunk = await anext(chunks, None)
+        if chunk is None:
+            return
         written += len(chunk)
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")

@@ -35,6 +35,7 @@ from ._version import version
 from .errors import (
     APIConnectionError,
     APITimeoutError,
+    ConfigurationError,
     GPTunnelError,
     ResponseDecodeError,
     TLSError,
@@ -63,10 +64,12 @@ _CLOSED_UNDER: Final = (AssertionError, AttributeError, RuntimeError)
 """What aiohttp before 3.13 may raise inside itself (a bare assert, its connector gone)
 when its session is closed in the middle of a request, rather than a ClientError."""
 
-_UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, UnicodeError)
-"""What else may come out of aiohttp untyped: a closed session's errors (above), and
-the resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url``
-refuses those up front; this is the backstop)."""
+_UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, ValueError)
+"""What else may come out of aiohttp untyped: a closed session's errors (above), the
+resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url`` refuses
+those up front; this is the backstop), and the ``ValueError`` of a request it will not
+build as given (a borrowed session made with ``auth=``, which it will not combine with
+the key's ``Authorization`` header)."""
 
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
@@ -168,8 +171,10 @@ class _Inflater:
         return b"".join(parts)
 
     def finish(self) -> None:
-        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut."""
-        if self._inflate is None or not self._inflate.eof:
+        """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut.
+        A body without a single byte is empty, as aiohttp reads it (an empty error page
+        labelled ``gzip``), not a cut stream."""
+        if self._inflate is not None and not self._inflate.eof:
             raise aiohttp.ClientPayloadError("the compressed body ends before its end")
 
     def _decompressor(self, chunk: bytes) -> zlib._Decompress:
@@ -355,9 +360,22 @@ class Transport(InProcessOnly):
             )
             unresolvable.__cause__ = made_safe(exc, self._api_key)
             return unresolvable
+        if isinstance(exc, ValueError):
+            return self._refused(exc, what)
         if not session.closed:  # a bug, not a session closed under the request
             return exc
         error = UsageError(f"{self.shown(what)}: the session was closed during the request")
+        error.__cause__ = made_safe(exc, self._api_key)
+        return error
+
+    def _refused(self, exc: ValueError, what: str) -> ConfigurationError:
+        """The error of a request aiohttp would not build as the session's settings make
+        it (not retried: it would refuse it again); ``exc`` made safe, as its cause."""
+        reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
+        error = ConfigurationError(
+            f"{self.shown(what)} cannot be sent: aiohttp refused it ({reason}); a borrowed "
+            "session's settings (auth=, say) may be at odds with the request"
+        )
         error.__cause__ = made_safe(exc, self._api_key)
         return error
 
@@ -424,19 +442,25 @@ class Transport(InProcessOnly):
 
     async def read_answer(self, response: aiohttp.ClientResponse) -> Answer:
         """An API answer: status, headers and at most ``MAX_ANSWER_BYTES + 1`` bytes of
-        body, decompressed even if the session does not do it."""
+        body, decompressed even if the session does not do it. The body of an answer
+        that is not 2xx only adds detail to what its status says: one that cannot be
+        read (cut, or not the gzip it claims) is what was read of it, not a failure."""
         size = response.content_length
-        if (
-            size is not None
-            and size <= MAX_ANSWER_BYTES
-            and "Content-Encoding" not in response.headers
-        ):  # the usual small, plain answer: aiohttp reads the length it declares at once
-            return response.status, response.headers, await response.read()
         body = bytearray()
-        async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                break
+        try:
+            if (
+                size is not None
+                and size <= MAX_ANSWER_BYTES
+                and "Content-Encoding" not in response.headers
+            ):  # the usual small, plain answer: aiohttp reads the length it declares at once
+                return response.status, response.headers, await response.read()
+            async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    break
+        except aiohttp.ClientPayloadError:
+            if 200 <= response.status < 300:
+                raise
         return response.status, response.headers, bytes(body)
 
     async def raise_for_download_status(self, response: aiohttp.ClientResponse) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, cast
 import aiohttp
 from yarl import URL
 
-from ._checks import describe, positive_number, task_id_problem
+from ._checks import describe, positive_number, task_id_problem, without_userinfo
 from ._checks import port as check_port
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
 from ._cli_json import json_line
@@ -380,9 +380,12 @@ def _add_emulator(add: Callable[[str, Command, str], argparse.ArgumentParser]) -
 
 
 def _redis_shown(url: str) -> str:
-    """A Redis URL fit to print: scheme, host, port and database, never a password."""
-    parsed = URL(url)
-    return str(parsed.with_user(None).with_password(None).with_query(None))
+    """A Redis URL fit to print: scheme, host, port and database (a socket's path),
+    never a user or password (nor a query, which may hold ``password=``)."""
+    try:
+        return str(URL(url).with_user(None).with_password(None).with_query(None))
+    except ValueError:  # yarl will not rebuild a URL without a host (unix://user:pw@/path)
+        return without_userinfo(url).partition("?")[0]
 
 
 async def _fleet_known(redis: Redis, name: str) -> bool:
@@ -456,11 +459,14 @@ def _secrets_in(args: Sequence[str], known: frozenset[str]) -> list[str]:
 
 
 def _hidden_by(arg: str, following: Sequence[str], known: frozenset[str]) -> list[str]:
-    """The words ``arg`` (and the word ``following`` it) make secret."""
+    """The words ``arg`` (and the word ``following`` it) make secret: of a known option
+    given as ``--option=VALUE``, the value only, as if it followed the option (hiding
+    the whole word hid the option's name in its own error: ``argument ***``)."""
     name, has_value, value = arg.partition("=")
     if name.startswith("-") and (name not in known or name == "--api-key"):
         return [value] if has_value else list(following)
-    return [arg] if arg not in known and len(arg) >= LONG_WORD else []
+    word = value if has_value and name in known else arg
+    return [word] if word not in known and len(word) >= LONG_WORD else []
 
 
 def _known_words(parser: argparse.ArgumentParser) -> frozenset[str]:

@@ -28,6 +28,7 @@ from ._checks import (
     instance_of,
     json_values,
     optional,
+    valid_unicode,
     webhook_token,
     webhook_url,
 )
@@ -417,6 +418,7 @@ class TaskResource(InProcessOnly, Generic[T]):
         media option, a ``create_task`` body) is checked first, and the answer's task id
         is judged as the server's (see ``Created``).
         """
+        valid_unicode(payload)
         token = None
         if payload.get("webhook") is not None:
             payload = payload | {"webhook": webhook_url("webhook", payload["webhook"])}

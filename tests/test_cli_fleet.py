@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -56,6 +57,19 @@ def test_an_unreachable_redis_is_named_without_its_password(
     assert "--redis" in error
     assert f"connecting to 127.0.0.1:{unused_tcp_port}" in error  # the reason, not a type
     assert "hunter2" not in error and "user" not in error
+
+
+def test_an_unreachable_redis_socket_is_named_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``unix://`` URL with a user and password: naming it without them raised yarl's
+    ``ValueError``, so the command reported a usage error ("password replacement is not
+    allowed for relative URLs") instead of the store it could not reach."""
+    url = f"unix://user:hunter2-secret@{tmp_path}/none.sock?password=hunter2-secret"
+    assert main(["fleet", "status", "--redis", url]) == 4
+    error = capsys.readouterr().err
+    assert "the store failed" in error and "none.sock" in error and "--redis" in error
+    assert "hunter2" not in error
 
 
 def test_the_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:

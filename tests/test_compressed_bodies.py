@@ -233,3 +233,54 @@ async def test_a_result_with_bytes_after_its_end_is_not_saved(
     failure = await saved_or_error(body, coding)
     assert isinstance(failure, GPTunnelError)
     assert problem in str(failure)
+
+
+# -- an empty body is empty, as aiohttp reads it ----------------------------------------------
+
+
+async def outcome(status: int, coding: str, *, auto_decompress: bool) -> tuple[str, str]:
+    """What a read and a download get from a host answering ``status`` with an empty body
+    labelled ``coding``, through a borrowed session that does (or does not) decompress:
+    the type of each error, or ``"read"`` / ``"saved"``."""
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=b"", headers={"Content-Encoding": coding})
+
+    results: list[str] = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with (
+            loopback_server(empty) as server,
+            aiohttp.ClientSession(auto_decompress=auto_decompress) as session,
+            GPTunnelClient(
+                api_key=API_KEY,
+                base_url=str(server.make_url("/v1")),
+                session=session,
+                max_retries=0,
+            ) as client,
+        ):
+            calls = [
+                client.get_result("task-1"),
+                client.download_result(str(server.make_url("/r.png")), Path(folder)),
+            ]
+            for call, done in zip(calls, ("read", "saved"), strict=True):
+                try:
+                    await call
+                except GPTunnelError as exc:
+                    results.append(type(exc).__name__)
+                else:
+                    results.append(done)
+    return results[0], results[1]
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("status", [200, 401, 404, 410, 503])
+async def test_an_empty_body_labelled_compressed_is_read_as_aiohttp_reads_it(
+    status: int, coding: str
+) -> None:
+    """An empty error page labelled ``gzip`` (as some servers send one) is an empty
+    body, as aiohttp decodes it: a 404 from storage is the expired result's
+    ``NotFoundError``, a 401 the API's ``AuthenticationError``. The SDK's own inflater
+    called it a cut body, a retried ``APIConnectionError``."""
+    assert await outcome(status, coding, auto_decompress=False) == await outcome(
+        status, coding, auto_decompress=True
+    )

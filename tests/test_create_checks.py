@@ -119,6 +119,43 @@ async def test_a_good_webhook_goes_out_as_given(
     assert json.loads(api.requests[0]["body"])["webhook"] == "https://bot.example/hook?token=abc"
 
 
+# -- text that is not valid Unicode ---------------------------------------------------------
+
+UNICODE_CALLS: dict[str, Callable[[GPTunnelClient, str], Awaitable[Any]]] = {
+    "midjourney.imagine": lambda c, text: c.midjourney.imagine(f"a fox {text}"),
+    "media.create model": lambda c, text: c.media.create(text, "a fox"),
+    "media.create prompt": lambda c, text: c.media.create("flux-pro", text),
+    "media.create ar": lambda c, text: c.media.create("flux-pro", "a fox", ar=text),
+    "media.create option": lambda c, text: c.media.create("suno", "a", tags=["x", text]),
+    "faceswap.create": lambda c, text: c.faceswap.create(f"https://a/{text}.png", IMAGES[1]),
+    "create_task": lambda c, text: c.bgremover.create_task("bgremover/create", {"x": {text: 1}}),
+}
+
+
+@pytest.mark.parametrize("call", UNICODE_CALLS.values(), ids=UNICODE_CALLS.keys())
+@given(
+    text=st.tuples(
+        st.text(max_size=3), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+    ).map("".join)
+)
+async def test_no_create_is_sent_with_text_that_is_not_valid_unicode(call: Any, text: str) -> None:
+    """A lone surrogate (a command line or a file name in an encoding other than UTF-8
+    gives one) went out escaped in the JSON body, and a paid task started on text the
+    server cannot read as sent."""
+    async with FakeGPTunnel() as fake, fake.client() as client:
+        with pytest.raises(ConfigurationError, match="not valid Unicode"):
+            await call(client, text)
+        assert fake.requests == []
+
+
+def test_the_command_line_refuses_a_prompt_it_could_not_read_as_text() -> None:
+    with FakeGPTunnel() as fake:
+        done = run("imagine", "a fox \udcff", fake=fake)  # as Python reads a byte 0xFF
+        assert fake.requests == []
+    assert done.returncode == 2
+    assert "prompt holds text that is not valid Unicode" in done.stderr
+
+
 CREATE_AND_WAIT: dict[str, Callable[..., Awaitable[Any]]] = {
     "faceswap.swap": lambda c, **wait: c.faceswap.swap(
         "https://a/1.png", "https://a/2.png", **wait

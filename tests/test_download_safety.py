@@ -11,11 +11,13 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -24,6 +26,7 @@ from gptunnel_async import (
     ConfigurationError,
     DownloadError,
     GPTunnelClient,
+    GPTunnelError,
     Task,
 )
 from gptunnel_async._destinations import Destinations, PublicResolver
@@ -180,6 +183,155 @@ async def test_a_dest_that_cannot_be_looked_at_leaks_no_descriptor(
     assert len(after) <= len(before)
     assert leftovers(tmp_path) == ["first.png", "loop.png"]
     assert storage.requests == 1
+
+
+def with_userinfo(url: str, user: str, password: str | None) -> str:
+    """``url`` carrying ``user`` (and ``password``), each percent-encoded whole."""
+    info = quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
+    return url.replace("://", f"://{info}@", 1)
+
+
+USERINFO = ["a%3Ab", "a%3Ab:pw", "%E2%82%AC", "u:%E2%82%AC", "%F0%9F%94%91:x"]
+"""A user name with a ':', or a name or password outside Latin-1: HTTP Basic cannot
+carry them, and aiohttp refused them with a bare ``ValueError`` or ``UnicodeError``."""
+
+
+async def fetched_with_userinfo(
+    folder: Path, where: str, userinfo: str
+) -> tuple[GPTunnelError | None, int]:
+    """Fetch ``r.png`` from a loopback host by a URL carrying ``userinfo``: given as the
+    URL (``argument``), as a done task's result (``task``), or as a redirect's target
+    (``redirect``); the error (``None`` if it was saved) and the requests for ``r.png``."""
+    reached = 0
+
+    async def host(request: web.Request) -> web.StreamResponse:
+        nonlocal reached
+        if request.path == "/r.png":
+            reached += 1
+            return web.Response(body=PNG, content_type="image/png")
+        raise web.HTTPFound(target)
+
+    async with loopback_server(host) as server:
+        origin = str(server.make_url("/"))
+        target = origin.replace("://", f"://{userinfo}@", 1) + "r.png"
+        given_as: Any = {
+            "argument": target,
+            "task": Task(id="t", status="done", result=target),
+            "redirect": origin + "hop",
+        }[where]
+        async with GPTunnelClient(api_key="k-1", base_url=origin + "v1", max_retries=1) as client:
+            try:
+                await asyncio.wait_for(client.download_result(given_as, folder), HANG_GUARD)
+            except GPTunnelError as exc:
+                assert leftovers(folder) == []
+                return exc, reached
+    assert taken_out(folder) == PNG
+    return None, reached
+
+
+def taken_out(folder: Path) -> bytes:
+    """The one file in ``folder`` (r.png, or result.png after the redirect, named after
+    /hop), removed: its bytes."""
+    (saved,) = folder.iterdir()
+    body = saved.read_bytes()
+    saved.unlink()
+    return body
+
+
+@pytest.mark.parametrize("userinfo", USERINFO)
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [("argument", ConfigurationError), ("task", DownloadError), ("redirect", DownloadError)],
+)
+async def test_a_url_whose_credentials_http_cannot_carry_is_refused_before_it_is_fetched(
+    userinfo: str, where: str, error: type[GPTunnelError], tmp_path: Path
+) -> None:
+    """A caller's URL is a ``ConfigurationError``, the server's (a task's result, a
+    redirect) a ``DownloadError``, neither retried nor quoting the credentials; nothing
+    is sent to it."""
+    exc, reached = await fetched_with_userinfo(tmp_path, where, userinfo)
+    assert isinstance(exc, error), repr(exc)
+    assert "user name or password" in str(exc)
+    assert f"{userinfo}@" not in str(exc)
+    assert "://***@" in str(exc) or where == "redirect"
+    assert reached == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    user=st.text(max_size=4),
+    password=st.none() | st.text(max_size=4),
+    where=st.sampled_from(["argument", "task", "redirect"]),
+)
+async def test_a_url_with_any_user_and_password_is_fetched_or_refused_with_a_typed_error(
+    user: str, password: str | None, where: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    userinfo = with_userinfo("x://", user, password)[4:-1]
+    exc, reached = await fetched_with_userinfo(tmp_path_factory.mktemp("saved"), where, userinfo)
+    assert exc is None or isinstance(exc, ConfigurationError | DownloadError), repr(exc)
+    assert reached == (exc is None)
+
+
+@pytest.mark.parametrize("local_api", [True, False])
+async def test_a_borrowed_sessions_own_headers_and_cookies_never_reach_a_storage_host(
+    local_api: bool, tmp_path: Path
+) -> None:
+    """A lent session made with default headers (the key among them: the emulator's
+    docs talk to it so) and cookies sends them with every request it makes. A download
+    through it, when the API is local or the caller allowed private result URLs, sent
+    them to whatever host the result URL named; it never does now, on either path."""
+    seen: list[dict[str, str]] = []
+
+    async def storage(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        return web.Response(body=PNG, content_type="image/png")
+
+    async with (
+        loopback_server(storage) as host,
+        aiohttp.ClientSession(
+            headers={"Authorization": "k-secret-1", "X-Gateway-Token": "gw-secret"},
+            cookies={"session": "c00kie"},
+        ) as lent,
+        GPTunnelClient(
+            api_key="k-secret-1",
+            base_url="http://127.0.0.1:9/v1" if local_api else PUBLIC_API,
+            session=lent,
+            allow_private_result_urls=not local_api,
+        ) as client,
+    ):
+        await client.download_result(str(host.make_url("/r.png")), tmp_path)
+    assert len(seen) == 1
+    sent = " ".join(f"{name}: {value}" for name, value in seen[0].items())
+    assert "k-secret-1" not in sent
+    assert "gw-secret" not in sent
+    assert "c00kie" not in sent
+    assert (tmp_path / "r.png").read_bytes() == PNG
+
+
+async def test_a_download_through_a_lent_session_still_goes_through_its_proxy(
+    tmp_path: Path,
+) -> None:
+    """With ``allow_private_result_urls=True``, a lent session's proxy still carries the
+    download (as the docs promise), without the lent session's default headers."""
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    async def proxy(request: web.Request) -> web.StreamResponse:
+        seen.append((str(request.url), dict(request.headers)))
+        return web.Response(body=PNG, content_type="image/png")
+
+    async with (
+        loopback_server(proxy) as server,
+        aiohttp.ClientSession(
+            proxy=str(server.make_url("/")), headers={"X-Gateway-Token": "gw-secret"}
+        ) as lent,
+        GPTunnelClient(
+            api_key="k-1", base_url=PUBLIC_API, session=lent, allow_private_result_urls=True
+        ) as client,
+    ):
+        await client.download_result("http://storage.invalid/r.png", tmp_path)
+    assert [url for url, _ in seen] == ["http://storage.invalid/r.png"]
+    assert "gw-secret" not in str(seen[0][1])
+    assert (tmp_path / "r.png").read_bytes() == PNG
 
 
 # -- only a 200 is the whole file -------------------------------------------------------

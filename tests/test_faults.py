@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +27,7 @@ from gptunnel_async import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     GPTunnelClient,
     GPTunnelError,
     InsufficientBalanceError,
@@ -254,6 +258,60 @@ async def test_a_borrowed_session_that_raises_for_status_still_gives_typed_error
         with pytest.raises(AuthenticationError):
             await client.get_result("task-1")
     assert len(api.requests) == 1
+
+
+@pytest.mark.filterwarnings("ignore:.*auth.*:DeprecationWarning")  # aiohttp 3.14's, of auth=
+async def test_a_request_aiohttp_will_not_build_is_a_configuration_error(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    """A borrowed session made with ``auth=``: aiohttp will not combine it with the key's
+    ``Authorization`` header, and its bare ``ValueError`` left every call. Now a
+    ``ConfigurationError``, not retried (it would be refused again), nothing sent, and
+    its rendering, locals and all, shows no key."""
+    api.script(DONE)
+    async with aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "pw")) as session:
+        client = GPTunnelClient(api_key=API_KEY, base_url=api.base_url, session=session)
+        with pytest.raises(ConfigurationError, match="cannot be sent: aiohttp refused") as caught:
+            await client.get_result("task-1")
+        assert recorded_sleeps == []  # no retry
+        with pytest.raises(ConfigurationError, match="auth="):
+            await client.wait_for_result("task-1", timeout=HANG_GUARD)
+    assert api.requests == []
+    shown = "".join(
+        traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
+    )
+    assert API_KEY not in shown
+
+
+def corrupt_gzip(status: int) -> faults.Reply:
+    """An answer of ``status`` whose body says it is gzip and is not."""
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        headers = {"Content-Encoding": "gzip"}
+        return web.Response(status=status, body=b"\x1f\x8b not gzip", headers=headers)
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, AuthenticationError), (404, NotFoundError), (429, RateLimitError), (503, ServerError)],
+)
+@pytest.mark.parametrize("unreadable", [corrupt_gzip, partial(faults.truncated, b"{" * 100)])
+async def test_an_error_status_whose_body_cannot_be_read_is_still_that_error(
+    api: ScriptedAPI, tmp_path: Path, status: int, error: type[APIError], unreadable: Any
+) -> None:
+    """The status says what an answer is; its body only adds detail. A 401 whose body
+    was cut, or not the gzip it claimed, was an ``APIConnectionError`` (retried, the 401
+    never told), a storage 404 not the expired result's ``NotFoundError``."""
+    api.script(unreadable(status))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, max_retries=0) as client:
+        with pytest.raises(error) as read:
+            await client.get_result("task-1")
+        with pytest.raises(error) as downloaded:
+            await client.download_result(f"{api.origin}files/r.png", tmp_path)
+    assert read.value.status_code == downloaded.value.status_code == status
+    assert folder_listing(tmp_path) == []
 
 
 async def test_a_redirect_from_the_api_is_an_error_and_not_followed(
@@ -524,6 +582,32 @@ async def test_closing_the_client_ends_a_download_in_flight_and_leaves_no_file(
             with pytest.raises(UsageError, match="closed"):
                 await downloading
     assert not dest.exists() and folder_listing(tmp_path) == []
+
+
+async def test_closing_a_lent_session_ends_a_download_in_flight_within_the_timeout(
+    api: ScriptedAPI, tmp_path: Path
+) -> None:
+    """The caller closes the session it lent while a download streams: aiohttp's read
+    then waits forever, its own read timeout lost with the connection. Each read has
+    the client's ``timeout`` all the same: the download ends soon after, typed, and
+    leaves nothing, rather than at its deadline (never, with ``timeout=None``)."""
+    api.script(faults.stall_mid_body(b"x" * 100_000))
+    borrowed = aiohttp.ClientSession()
+    client = GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, session=borrowed, timeout=REQUEST_TIMEOUT * 2
+    )
+    dest = tmp_path / "result.png"
+    url = f"{api.origin}files/result.png"
+    downloading = asyncio.ensure_future(client.download_result(url, dest, timeout=None))
+    while api.in_flight == 0:  # noqa: ASYNC110 - the server has no event to offer
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(REQUEST_TIMEOUT / 4)  # the body has started
+    await borrowed.close()
+    async with asyncio.timeout(HANG_GUARD):  # a guard only: the download has no timeout
+        with pytest.raises(UsageError, match="session lent to this GPTunnelClient is closed"):
+            await downloading  # its read timed out; the retry found the session closed
+    await client.close()
+    assert folder_listing(tmp_path) == []
 
 
 async def test_a_policy_is_not_a_busy_loop_on_persistent_faults(

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -284,6 +285,8 @@ MISTYPED = [
     ["result", "x", "--api_key", KEY],
     ["result", "--api-key", KEY],
     ["wait", "x", "--timeout", KEY],
+    ["wait", "x", f"--timeout={KEY}"],
+    ["wait", "x", f"--max-interval={KEY}"],
     ["--api-key", KEY, "resutl", "x"],
     ["--API-KEY", KEY.upper(), "result"],
 ]
@@ -308,6 +311,27 @@ def test_a_key_from_the_environment_is_hidden_in_command_line_errors(
     with pytest.raises(SystemExit):
         main(["short-k3y"])
     assert "short-k3y" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["wait", "x", "--max-interval=nan"],
+        ["wait", "x", "--max-interval=86400.0000001"],
+        ["wait", "x", "--timeout=-12345678901234"],
+        ["media", "suno", "a song", "--timeout=1e30900000"],
+    ],
+)
+def test_an_option_given_with_its_value_after_equals_is_named_in_its_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--max-interval=nan`` read "argument ***: must be ...": the whole word was
+    hidden as a possible key, and with it the option's name wherever it appeared."""
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    option = argv[-1].partition("=")[0]
+    assert f"argument {option}:" in capsys.readouterr().err
 
 
 def test_a_mistyped_command_is_still_named(capsys: pytest.CaptureFixture[str]) -> None:
@@ -375,3 +399,69 @@ def test_a_ligature_reads_as_its_letters() -> None:
 )
 def test_a_mask_says_whether_a_text_shows_its_secret(text: str, shows: bool) -> None:
     assert SecretMask("Zq-secret-mK_pW.vL").shows(text) is shows
+
+
+# -- a body in any encoding JSON allows ----------------------------------------------------
+
+JSON_ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"]
+"""The encodings ``json.loads`` reads a body in (RFC 8259's detection, a BOM too)."""
+
+
+def encoded(status: int, document: str, encoding: str) -> Callable[..., Any]:
+    """A reply of ``document`` in ``encoding``, under ``status``."""
+
+    async def reply(request: web.Request) -> web.Response:
+        return web.Response(status=status, body=document.encode(encoding))
+
+    return reply
+
+
+def shows_key(text: str) -> bool:
+    """Whether ``text`` shows a run of the key, also between NULs (``\\x00``): the key of
+    a UTF-16 body read as UTF-8, one NUL after each of its characters."""
+    return holds_key(text) or holds_key(text.replace("\\x00", "").replace("\x00", ""))
+
+
+@pytest.mark.parametrize("encoding", JSON_ENCODINGS)
+async def test_a_key_echoed_in_a_body_of_any_json_encoding_is_masked_in_the_models(
+    api: ScriptedAPI, encoding: str
+) -> None:
+    """The models' quick look for the key read the body as UTF-8, while the parser also
+    reads UTF-16 and UTF-32: such a task, media task or balance kept the key as sent."""
+    task = {"id": "task-1", "status": f"running {KEY}", "percent": 5, "error": KEY}
+    media = {"code": 0, "id": "m", "status": "done", "model": KEY, "url": f"https://s/{KEY}"}
+    api.script(
+        encoded(200, json.dumps(task), encoding),
+        encoded(200, json.dumps(media), encoding),
+        encoded(200, json.dumps({"orgId": KEY, "balance": 1}), encoding),
+    )
+    async with GPTunnelClient(api_key=KEY, base_url=api.base_url, max_retries=0) as client:
+        shown = [
+            repr(await client.get_result("task-1")),
+            repr(await client.media.result("m")),
+            repr(await client.balance()),
+        ]
+    assert [text for text in shown if shows_key(text)] == []
+
+
+@pytest.mark.parametrize("encoding", JSON_ENCODINGS)
+@pytest.mark.parametrize(
+    ("status", "document"),
+    [
+        (200, json.dumps({"x": KEY})),
+        (200, json.dumps([KEY])),
+        (200, json.dumps({"id": "task-2", "status": KEY})),
+        (500, f"a page that quotes {KEY}"),
+        (403, f"<html>{KEY}</html>"),
+    ],
+)
+async def test_a_key_echoed_in_a_body_of_any_json_encoding_is_masked_in_errors(
+    api: ScriptedAPI, encoding: str, status: int, document: str
+) -> None:
+    """An error's excerpt of the body read it as UTF-8: a UTF-16 body showed the key
+    with a ``\\x00`` after each of its characters, which the mask did not see."""
+    api.script(encoded(status, document, encoding))
+    async with GPTunnelClient(api_key=KEY, base_url=api.base_url, max_retries=0) as client:
+        with pytest.raises(GPTunnelError) as caught:
+            await client.get_result("task-1")
+    assert [text for text in exception_texts(caught.value) if shows_key(text)] == []

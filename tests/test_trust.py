@@ -42,6 +42,21 @@ async def test_a_read_answered_about_another_task_is_a_decode_error(
     assert len(api.requests) == 1  # not retried: the same request would get the same answer
 
 
+@pytest.mark.parametrize("other", ["abc ", " abc", "abc\t", "abc\u00a0", "ab c"])
+async def test_an_answer_about_an_id_that_differs_only_in_blanks_says_so_visibly(
+    api: ScriptedAPI, client: GPTunnelClient, other: str
+) -> None:
+    """An id with a trailing space read "asked for task abc, the answer is about task
+    abc ": the two looked the same. Each is quoted, its blanks inside the quotes."""
+    api.script(task_json(status="done", percent=100, id=other))
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.get_result("abc")
+    asked, _, answered = str(caught.value).partition(", the answer is about task ")
+    assert asked.endswith("task 'abc'")
+    assert answered.startswith("'") and answered.count("'") == 2
+    assert answered.strip("'") != "abc"
+
+
 async def test_a_wait_never_returns_another_tasks_answer(
     api: ScriptedAPI, client: GPTunnelClient
 ) -> None:

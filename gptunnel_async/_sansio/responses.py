@@ -33,7 +33,7 @@ from ..errors import (
 from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
 from .json_text import loads
 from .retries import parse_retry_after
-from .text import SHORT_TEXT, SecretMask, excerpt, mask_for, shorten
+from .text import SHORT_TEXT, SecretMask, body_text, excerpt, mask_for, printable, shorten
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -317,7 +317,8 @@ def masked(model: M, body: bytes, secret: str | None) -> M:
     if not secret:
         return model
     mask = mask_for(secret)
-    if not mask.might_hold(body) and b"\\\\" not in body:
+    text = body_text(body)  # as the parser read it: UTF-16 and UTF-32 too
+    if not mask.might_hold(text) and "\\\\" not in text:
         return model
     cleared: M = _masked_texts(model, mask)
     return cleared
@@ -405,12 +406,20 @@ class Reading(Generic[L]):
                 # A key shorter than the id, masked inside it: the task asked for after all.
                 return attrs.evolve(task, id=self._task_id)  # type: ignore[misc]  # L is attrs
             raise ResponseDecodeError(
-                f"asked for task {shorten(self._task_id, 80)}, the answer is about task "
-                f"{shorten(task.id, 80)}",
+                f"asked for task {_quoted_id(self._task_id)}, the answer is about task "
+                f"{_quoted_id(task.id)}",
                 status_code=status_code,
                 body=excerpt(body, secret),
             )
         return task
+
+
+def _quoted_id(task_id: str, limit: int = 80) -> str:
+    """A task id for a message as it is, in quotes: printable and cut to ``limit``, but
+    not on one line as :func:`shorten` makes a text, since its blanks may be all that
+    tells it from the id asked for (``'abc '`` and ``'abc'``)."""
+    cut = "…" if len(task_id) > limit else ""
+    return f"'{printable(task_id[:limit])}{cut}'"
 
 
 reading = Reading

@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import html
 import html.entities
+import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -47,7 +48,17 @@ from typing import Final
 
 from .._in_process import InProcessOnly
 
-__all__ = ["MASK", "MIN_RUN", "SecretMask", "clip", "excerpt", "mask_for", "printable", "shorten"]
+__all__ = [
+    "MASK",
+    "MIN_RUN",
+    "SecretMask",
+    "body_text",
+    "clip",
+    "excerpt",
+    "mask_for",
+    "printable",
+    "shorten",
+]
 
 MASK: Final = "***"
 """What a found key (or piece of it) is replaced with."""
@@ -187,13 +198,13 @@ class SecretMask(InProcessOnly):
         """A quick first look: ``False`` means ``text`` surely holds no piece of the secret.
 
         Args:
-            text: the text to look at; bytes are read as UTF-8.
+            text: the text to look at; bytes are read as :func:`body_text` reads them.
 
         Returns:
             Whether :meth:`__call__` may change ``text``.
         """
         if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
+            text = body_text(text)
         canonical = _canonical(text)
         return any(probe in canonical for probe in self._probes)
 
@@ -304,6 +315,15 @@ def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:
     return shown
 
 
+def body_text(data: bytes) -> str:
+    """``data`` (a body the server sent) as text, in the encoding ``json.loads`` reads it
+    in: UTF-8, or UTF-16 or UTF-32 by its first bytes (RFC 8259's detection; a BOM too).
+    Every look for the key in a body reads it so: read as UTF-8, a UTF-16 body's key has
+    a NUL after each of its characters, which no mask sees, and the parser's model held
+    it whole."""
+    return data.decode(json.detect_encoding(data), "replace")
+
+
 @functools.lru_cache(maxsize=16)
 def mask_for(secret: str) -> SecretMask:
     """The :class:`SecretMask` of ``secret``, built once: a client masks with the same key."""
@@ -408,7 +428,7 @@ def excerpt(
     fewer than :data:`MIN_RUN` of its characters, which is what masking promises.
     """
     if isinstance(text, bytes):
-        text = text[: 16 * limit + 1024].decode("utf-8", errors="replace")
+        text = body_text(text[: 16 * limit + 1024])
     head = text[: 16 * limit + 1024]
     mask = masked or (mask_for(secret) if secret else None)
     return shorten(mask(head) if mask else head, limit)

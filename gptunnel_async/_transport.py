@@ -10,6 +10,7 @@ the retries (tenacity), and turns every failure on the wire into a typed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import ssl
@@ -445,23 +446,28 @@ class Transport(InProcessOnly):
         body, decompressed even if the session does not do it. The body of an answer
         that is not 2xx only adds detail to what its status says: one that cannot be
         read (cut, or not the gzip it claims) is what was read of it, not a failure."""
-        size = response.content_length
         body = bytearray()
-        try:
-            if (
-                size is not None
-                and size <= MAX_ANSWER_BYTES
-                and "Content-Encoding" not in response.headers
-            ):  # the usual small, plain answer: aiohttp reads the length it declares at once
-                return response.status, response.headers, await response.read()
-            async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    break
-        except aiohttp.ClientPayloadError:
-            if 200 <= response.status < 300:
-                raise
+        if not 200 <= response.status < 300:
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                await self._read_capped(response, body)
+            return response.status, response.headers, bytes(body)
+        size = response.content_length
+        if (
+            size is not None
+            and size <= MAX_ANSWER_BYTES
+            and "Content-Encoding" not in response.headers
+        ):  # the usual small, plain answer: aiohttp reads the length it declares at once
+            return response.status, response.headers, await response.read()
+        await self._read_capped(response, body)
         return response.status, response.headers, bytes(body)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, body: bytearray) -> None:
+        """Add ``response``'s body to ``body``, decompressed, up to one byte over
+        ``MAX_ANSWER_BYTES``; ``aiohttp.ClientPayloadError`` if it is cut or corrupt."""
+        async for chunk in self.chunks(response, MAX_ANSWER_BYTES):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                return
 
     async def raise_for_download_status(self, response: aiohttp.ClientResponse) -> None:
         """Raise the typed error of a result download's response that is not 2xx, its

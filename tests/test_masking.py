@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, TaskFailedError
 from gptunnel_async._sansio.responses import decode_media_task, decode_task
-from gptunnel_async._sansio.text import MIN_RUN, SecretMask, _canonical, excerpt
+from gptunnel_async._sansio.text import MIN_RUN, SecretMask, _canonical, body_text, excerpt
 from gptunnel_async.cli import main
 
 from .conftest import ScriptedAPI, task_json
@@ -405,6 +405,22 @@ def test_a_mask_says_whether_a_text_shows_its_secret(text: str, shows: bool) -> 
 
 JSON_ENCODINGS = ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"]
 """The encodings ``json.loads`` reads a body in (RFC 8259's detection, a BOM too)."""
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(value=JSON_VALUES, encoding=st.sampled_from(["utf-8", *JSON_ENCODINGS]))
+def test_a_body_is_read_as_text_as_the_json_parser_reads_it(value: Any, encoding: str) -> None:
+    """``body_text`` sniffs the encoding only when a body has a NUL byte: it must read
+    every JSON document, in every encoding JSON allows, as ``json.loads`` does."""
+    document = json.dumps(value, ensure_ascii=False)
+    body = document.encode(encoding, "surrogatepass")
+    assert json.loads(body_text(body).removeprefix("\ufeff")) == json.loads(body) == value
 
 
 def encoded(status: int, document: str, encoding: str) -> Callable[..., Any]:

@@ -1083,7 +1083,7 @@ class Watcher(InProcessOnly):
 
     async def _dispatch_finishes(self) -> None:
         with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway
-            async for notice in _notices(self.store, self._secret()):
+            async for notice in _notices(self):
                 if isinstance(notice, _decode.Finished):
                     for event in self._finished.get(notice.task_id, ()):
                         event.set()
@@ -1102,7 +1102,7 @@ class Watcher(InProcessOnly):
             StoreUnavailableError: the store could not be reached.
         """
         running = _LastNotices()
-        async for notice in _notices(self.store, self._secret()):
+        async for notice in _notices(self):
             if isinstance(notice, FleetProgress):
                 running.remember(notice)
                 yield notice
@@ -1151,25 +1151,25 @@ _STORE_METHODS: Final = (
 """What a ``store`` must have: [WatchStore][gptunnel_async.fleet.WatchStore]'s methods."""
 
 
-async def _notices(
-    store: WatchStore, secret: str
-) -> AsyncIterator[FleetProgress | _decode.Finished]:
-    """The store's notices, decoded; an odd one is skipped, logged once as a warning
-    per listener (then at debug level: anyone may publish on the channel). ``secret``
-    (the API key) is masked in what they hold of another process's text (a progress
-    status) and in what the log quotes of an odd one."""
+async def _notices(watcher: Watcher) -> AsyncIterator[FleetProgress | _decode.Finished]:
+    """The notices of ``watcher``'s store, decoded; an odd one is skipped, logged once as
+    a warning per listener (then at debug level: anyone may publish on the channel). Its
+    client's API key is masked in what they hold of another process's text (a progress
+    status) and in what the log quotes of an odd one. The key is never a local here:
+    this generator's frame is in the traceback of the error that ends it (a Redis
+    restart), which error trackers render with every local."""
     odd = 0
-    async for message in store.events():
+    async for message in watcher.store.events():
         try:
             notice = _decode.notice(message)
         except StoreDataError as exc:
             odd += 1
             level = logging.WARNING if odd == 1 else logging.DEBUG
-            shown = redact(str(exc), secret)
+            shown = redact(str(exc), watcher._secret())
             logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, shown)
             continue
         if isinstance(notice, FleetProgress):
-            yield attrs.evolve(notice, status=redact(notice.status, secret))
+            yield attrs.evolve(notice, status=redact(notice.status, watcher._secret()))
         elif notice is not None:
             yield notice
 

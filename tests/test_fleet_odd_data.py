@@ -171,6 +171,47 @@ async def test_an_odd_outcome_is_set_aside_the_deliveries_go_on_and_result_is_ty
     assert isinstance(caught.value, GPTunnelError)
 
 
+SET_ASIDE: dict[str, tuple[str, str]] = {
+    "its record": ("record", '{"family": "video", "metadata": 1, "timeout": 9}'),
+    "its outcome": ("outcome", '{"kind": "cancelled", "model": null, "task": null}'),
+}
+"""What a newer version may write that this one sets a task aside for (field, value)."""
+
+
+@pytest.mark.parametrize("odd", SET_ASIDE.values(), ids=SET_ASIDE)
+async def test_a_dead_letter_s_task_may_be_watched_again_and_is_delivered(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    odd: tuple[str, str],
+) -> None:
+    """The documented way back for a dead letter (a newer version's entry): ``watch()``
+    once every worker reads it. It returned False, "registered already", registered
+    nothing, and the wait was lost until its hash expired a day later."""
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    task_id = fake.script_task(steps=[("done", 100)])
+    field, value = odd
+    await watcher.watch(task_id, metadata="first")
+    if field == "outcome":  # finished by another version, first in the stream
+        await store._finish(
+            keys=[store.task_key(task_id), store.due_key, store.leases_key, store.stream_key],
+            args=[task_id, value, store.channel, ""],
+        )
+    else:
+        await redis.hset(store.task_key(task_id), field, value)
+    async with watcher:
+        await settle(lambda: _dead_letters(store, 1))
+        assert await redis.hget(store.task_key(task_id), "state") == b"dead"
+        assert await watcher.watch(task_id, metadata="again") is True
+        assert await watcher.watch(task_id, metadata="twice") is False  # once, as ever
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome, delivery.metadata) == (task_id, "done", "again")
+    assert (await watcher.result(task_id, timeout=5)).id == task_id
+    assert (await store.status()).dead_letters == 1  # the letter stays, for the record
+
+
 async def test_stream_entries_without_a_readable_task_id_are_set_aside(
     client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
 ) -> None:

@@ -77,15 +77,19 @@ _WATCH: Final = (
     + f"""
 if redis.call('EXISTS', KEYS[1]) == 1 then
   -- Registered already: again only once a wait that ended without its task's end
-  -- (expired, or an error such as "no such task") was delivered, or given up on.
+  -- (expired, or an error such as "no such task") was delivered, or given up on; or
+  -- once it was set aside as a dead letter no worker could read (its handler never
+  -- ran): a new wait, read from the start.
   if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
   local held = redis.call('HMGET', KEYS[1], 'state', 'outcome')
-  if (held[1] ~= 'delivered' and held[1] ~= 'undelivered') or not held[2] then
-    return 0
+  if held[1] ~= 'dead' then
+    if (held[1] ~= 'delivered' and held[1] ~= 'undelivered') or not held[2] then
+      return 0
+    end
+    local readable, outcome = pcall(cjson.decode, held[2])
+    if not readable or type(outcome) ~= 'table' then return 0 end
+    if outcome.kind ~= 'expired' and outcome.kind ~= 'error' then return 0 end
   end
-  local readable, outcome = pcall(cjson.decode, held[2])
-  if not readable or type(outcome) ~= 'table' then return 0 end
-  if outcome.kind ~= 'expired' and outcome.kind ~= 'error' then return 0 end
   redis.call('DEL', KEYS[1])
 end
 local deadline = now + tonumber(ARGV[3])

@@ -414,10 +414,12 @@ class Watcher(InProcessOnly):
             registration's metadata and deadline stay). A wait that ended without the
             task's end (``"expired"``, or an ``"error"`` such as "no such task" for a
             task watched with the wrong ``family``) may be registered again once it
-            was delivered: to wait longer, or with the right family. Asked from that
-            delivery's own handler, the new wait is registered once the handler has
-            returned and the delivery is acknowledged (``True``; not if the handler
-            fails: it asks again when the delivery comes again).
+            was delivered: to wait longer, or with the right family; so may a task
+            set aside as a dead letter because its record or outcome could not be
+            read (by a version that reads it, once every worker runs one). Asked
+            from that delivery's own handler, the new wait is registered once the
+            handler has returned and the delivery is acknowledged (``True``; not if
+            the handler fails: it asks again when the delivery comes again).
 
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not

@@ -26,6 +26,7 @@ from gptunnel_async import (
     PollPolicy,
     ServerError,
     Task,
+    TaskFailedError,
     WaitTimeoutError,
 )
 from gptunnel_async._sansio.waiting import WaitState
@@ -678,3 +679,23 @@ async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
     assert event.status == "running ***"
     logged = [r.getMessage() for r in caplog.records if "odd notice" in r.getMessage()]
     assert logged and all(key not in line and "***" in line for line in logged)
+
+
+async def test_a_resolved_task_is_stored_with_the_key_masked(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    """A webhook's task parsed without this client's key (``parse_webhook`` masks the
+    key of ``$GPTUNNEL_API_KEY`` unless given another) went into Redis as it came: its
+    texts held the key, for anyone who reads the store, though readers mask it."""
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        watcher = Watcher(client, store)
+        await watcher.watch("t-1")
+        echoed = Task(id="t-1", status="failed", percent=0, error=f"bad key {key}")
+        assert await watcher.resolve(echoed)
+        with pytest.raises(TaskFailedError) as caught:
+            await watcher.result("t-1", timeout=5)
+        await watcher.close()
+    stored = await redis.hgetall(store.task_key("t-1"))
+    assert stored and not any(key.encode() in value for value in stored.values())
+    assert "***" in str(caught.value)

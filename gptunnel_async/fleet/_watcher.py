@@ -480,7 +480,10 @@ class Watcher(InProcessOnly):
         check_task_id(task.id, self._secret())
         if not (task.is_done or task.is_failed):
             return False
-        return await self.store.finish(task.id, _outcome_of(task).dumps())
+        # The key masked in it, as in every task a read stores: the caller's task may
+        # come from a body parsed without this client's key (another process's store
+        # readers mask it, but anyone reading Redis would see it).
+        return await self.store.finish(task.id, _outcome_of(self._masked_task(task)).dumps())
 
     # -- running -----------------------------------------------------------------------
 
@@ -1029,7 +1032,11 @@ class Watcher(InProcessOnly):
 
     def _masked(self, task: Task | MediaTask | None) -> Task | MediaTask | None:
         """A task read back from the store, with this client's API key masked in it."""
-        return None if task is None else secret_masked(task, self._secret())
+        return None if task is None else self._masked_task(task)
+
+    def _masked_task(self, task: Task | MediaTask) -> Task | MediaTask:
+        """``task`` with this client's API key masked in it."""
+        return secret_masked(task, self._secret())
 
     def _rebuilt(self, error: ReadError | None) -> GPTunnelError | None:
         """An error read back from the store, rebuilt with this client's key masked."""

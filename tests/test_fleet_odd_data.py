@@ -42,7 +42,7 @@ from gptunnel_async.fleet import (
 from gptunnel_async.fleet._records import Outcome
 from gptunnel_async.testing import FakeGPTunnel
 
-from .test_fleet import FAST, Handled, settle
+from .test_fleet import FAST, Handled, _now, settle
 
 _names = itertools.count()
 
@@ -238,10 +238,16 @@ def _impossible_pacing(task_id: str) -> str:
     return json.dumps(saved)
 
 
+def _another_task_s_pacing(task_id: str) -> str:
+    """A good saved pacing, of another task (a hash copied by hand): resumed, its wait
+    sent progress notices under that task's id, to the metadata of this one."""
+    return json.dumps(WaitState.start(f"not-{task_id}", FAST, now=0.0).to_json())
+
+
 @pytest.mark.parametrize(
     "schedule",
-    [lambda _: '{"format": "from the future"}', _impossible_pacing],
-    ids=["another format", "values no wait has"],
+    [lambda _: '{"format": "from the future"}', _impossible_pacing, _another_task_s_pacing],
+    ids=["another format", "values no wait has", "another task's"],
 )
 async def test_an_odd_saved_pacing_only_costs_the_pacing(
     client: GPTunnelClient,
@@ -256,10 +262,21 @@ async def test_an_odd_saved_pacing_only_costs_the_pacing(
     task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
     await watcher.watch(task_id)
     await redis.hset(store.task_key(task_id), "schedule", schedule(task_id))
+    notices: list[FleetProgress] = []
+
+    async def listen() -> None:
+        async for notice in watcher.progress():
+            notices.append(notice)
+
+    listening = asyncio.create_task(listen())
+    await settle(lambda: _subscribed(redis, store.channel))
     with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
         async with watcher:
             (delivery,) = await handled.until(1)
+            await settle(lambda: _now(any(notice.ended for notice in notices)))
+    listening.cancel()
     assert (delivery.task_id, delivery.outcome) == (task_id, "done")
+    assert notices and {notice.task_id for notice in notices} == {task_id}
     assert (await store.status()).dead_letters == 0
     logged = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, message in logged if "paced afresh" in message] == ["WARNING"]

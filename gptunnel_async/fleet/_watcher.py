@@ -760,7 +760,7 @@ class Watcher(InProcessOnly):
         if saved is not None:
             try:
                 saved = _decode.stored_object(saved, "the saved pacing")
-                state = _decode.schedule(saved)
+                state = _decode.schedule(saved, claim.task_id)
             except StoreDataError as exc:
                 logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
             else:

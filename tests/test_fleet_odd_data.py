@@ -716,3 +716,31 @@ async def test_a_resolved_task_is_stored_with_the_key_masked(
     stored = await redis.hgetall(store.task_key("t-1"))
     assert stored and not any(key.encode() in value for value in stored.values())
     assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize("part", ["due", "leases", "finished"])
+async def test_a_fleet_key_of_another_type_fails_a_script_before_it_writes(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore, part: str
+) -> None:
+    """An operator's ``SET`` on one of the fleet's own keys failed a script midway, and
+    Redis kept the writes before the failing command: a wait registered but never due
+    (``watch()`` again said "registered already"), or finished but never delivered, even
+    once the key was mended. Now the script writes nothing, and the wait goes on once it
+    is."""
+    key = {"due": store.due_key, "leases": store.leases_key, "finished": store.stream_key}[part]
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled, lease=1.0)
+    task_id = fake.script_task(steps=[("done", 100)])
+    await redis.set(key, "an operator's")
+    if part == "due":
+        with pytest.raises(StoreDataError, match="nothing was written"):
+            await watcher.watch(task_id)
+        await redis.delete(key)
+        assert await watcher.watch(task_id) is True
+    else:
+        assert await watcher.watch(task_id) is True
+    async with watcher:
+        await asyncio.sleep(1.2)  # its scripts fail meanwhile
+        await redis.delete(key)
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "done")

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -401,6 +402,20 @@ def test_careless_constructor_arguments_are_configuration_errors(
 ) -> None:
     with pytest.raises(ConfigurationError, match=match):
         build(client, Redis.from_url(redis_url))
+
+
+@pytest.mark.parametrize("concurrency", [10**14, sys.maxsize])
+async def test_a_worker_of_any_concurrency_reads_and_delivers(
+    client: GPTunnelClient, fake: FakeGPTunnel, store: RedisStore, concurrency: int
+) -> None:
+    """A ``concurrency`` meant as "no bound" was sent to Redis as the count of every
+    claim and take, which Redis refused: the worker read and delivered nothing, ever."""
+    handled = Handled()
+    task_id = fake.script_task(steps=[("running", 50), ("done", 100)])
+    async with Watcher(client, store, handler=handled, concurrency=concurrency) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "done")
 
 
 async def test_fleet_status_of_no_redis_is_a_configuration_error() -> None:

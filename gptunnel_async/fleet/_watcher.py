@@ -301,7 +301,8 @@ class Watcher(InProcessOnly):
             budget included, is cut at four fifths of it, as a failed read
             (``APITimeoutError``) the wait rides through: give a lease longer than a
             read with its retries takes.
-        concurrency: reads in flight at once in this worker, and handlers too (>= 1).
+        concurrency: reads in flight at once in this worker, and handlers too (>= 1;
+            a worker claims or takes at most 1,000 of them in one store command).
         delivery_timeout: seconds a handler may run (> 0, at most a day): longer than
             your handler ever takes. Past it, the handler is cancelled, which counts
             as a failed attempt, and the delivery is given again, to any worker; a
@@ -614,7 +615,8 @@ class Watcher(InProcessOnly):
             while self._going_on():
                 await reads.wait_for_room()
                 try:
-                    claims, next_due = await self.store.claim(self.worker, reads.free, self.lease)
+                    batch = min(reads.free, BATCH)
+                    claims, next_due = await self.store.claim(self.worker, batch, self.lease)
                 except Exception as exc:  # a store's fault, or a bug: the loop carries on
                     await backoff.pause(exc)
                     continue
@@ -780,7 +782,7 @@ class Watcher(InProcessOnly):
                 try:
                     entries = await self.store.take(
                         self.worker,
-                        handlers.free,
+                        min(handlers.free, BATCH),
                         IDLE_POLL,
                         self.delivery_timeout + RECLAIM_MARGIN,
                     )
@@ -1141,6 +1143,12 @@ PROGRESS_REMEMBERED: Final = 10_000
 
 PROGRESS_REMEMBERED_BYTES: Final = 4 * 1024 * 1024
 """The metadata (JSON text) a ``progress()`` iterator keeps of those tasks at most."""
+
+BATCH: Final = 1000
+"""The most due tasks a worker claims, or finished tasks it takes, in one store command,
+however large its ``concurrency``: Redis refuses a count past its range (a
+``concurrency=sys.maxsize`` meant as "no bound" failed every claim and take, and the
+worker never read nor delivered anything), and a large one costs it memory up front."""
 
 RECLAIM_MARGIN: Final = 1.0
 """Seconds past ``delivery_timeout`` before a delivery is taken from another worker: its

@@ -428,8 +428,11 @@ def check_task_id(value: str, secret: str | None = None) -> str:
     An id the server sent is judged by the same rule, but its fault is the server's: see
     ``_sansio.responses.Created``.
     """
-    key = secret if secret is not None and len(secret) >= _KEY_LOOKED_FOR else None
-    if key is not None and isinstance(value, str) and mask_for(key).shows(value):
+    holds_key = _holds_key(value, secret)
+    # This frame raises: it holds the key no longer (error trackers, ``rich`` and
+    # ``traceback`` with ``capture_locals`` render every frame's locals).
+    del secret
+    if holds_key:
         raise ConfigurationError(
             "task_id holds the API key (not shown here): pass the id a create call returned"
         )
@@ -437,3 +440,10 @@ def check_task_id(value: str, secret: str | None = None) -> str:
     if problem is not None:
         raise ConfigurationError(f"task_id {problem}")
     return value
+
+
+def _holds_key(value: object, secret: str | None) -> bool:
+    """Whether the task id ``value`` holds ``secret`` (the API key), if that is long
+    enough to look for."""
+    key = secret if secret is not None and len(secret) >= _KEY_LOOKED_FOR else None
+    return key is not None and isinstance(value, str) and mask_for(key).shows(value)

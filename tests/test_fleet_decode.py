@@ -126,7 +126,7 @@ def test_any_stored_outcome_decodes_or_is_a_store_data_error(value: Any) -> None
 @settings(max_examples=200)
 @given(value=stored(GOOD_SCHEDULE))
 def test_any_stored_pacing_decodes_or_is_a_store_data_error(value: Any) -> None:
-    decoded = _only_typed(schedule, value)
+    decoded = _only_typed(lambda v: schedule(v, "t-1"), value)
     assert isinstance(decoded, WaitState | StoreDataError)
 
 
@@ -142,7 +142,10 @@ def test_good_values_come_back_as_they_were_written() -> None:
     assert record(GOOD_RECORD.encode(), 7) == WatchRecord("media", {"chat": 1}, 60.0, 7.0)
     assert outcome(GOOD_OUTCOME.encode()) == Outcome("done", GOOD_TASK)
     assert outcome(Outcome("failed", None).dumps()) == Outcome("failed", None)
-    assert schedule(GOOD_SCHEDULE.encode()) == WaitState.from_json(json.loads(GOOD_SCHEDULE))
+    saved = WaitState.from_json(json.loads(GOOD_SCHEDULE))
+    assert schedule(GOOD_SCHEDULE.encode(), "t-1") == saved
+    with pytest.raises(StoreDataError, match="another task's"):
+        schedule(GOOD_SCHEDULE, "t-2")
     assert notice(GOOD_PROGRESS) == FleetProgress("t-1", "running", 40, {"chat": 1}, 12.5)
     assert notice(b'{"kind":"finished","task_id":"t-9"}') == Finished("t-9")
     assert notice('{"kind":"from-a-newer-version","task_id":"t-9"}') is None

@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -26,6 +27,7 @@ from gptunnel_async import (
     PollPolicy,
     ServerError,
     Task,
+    TaskFailedError,
     WaitTimeoutError,
 )
 from gptunnel_async._sansio.waiting import WaitState
@@ -41,7 +43,7 @@ from gptunnel_async.fleet import (
 from gptunnel_async.fleet._records import Outcome
 from gptunnel_async.testing import FakeGPTunnel
 
-from .test_fleet import FAST, Handled, settle
+from .test_fleet import FAST, Handled, _now, settle
 
 _names = itertools.count()
 
@@ -171,6 +173,47 @@ async def test_an_odd_outcome_is_set_aside_the_deliveries_go_on_and_result_is_ty
     assert isinstance(caught.value, GPTunnelError)
 
 
+SET_ASIDE: dict[str, tuple[str, str]] = {
+    "its record": ("record", '{"family": "video", "metadata": 1, "timeout": 9}'),
+    "its outcome": ("outcome", '{"kind": "cancelled", "model": null, "task": null}'),
+}
+"""What a newer version may write that this one sets a task aside for (field, value)."""
+
+
+@pytest.mark.parametrize("odd", SET_ASIDE.values(), ids=SET_ASIDE)
+async def test_a_dead_letter_s_task_may_be_watched_again_and_is_delivered(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    odd: tuple[str, str],
+) -> None:
+    """The documented way back for a dead letter (a newer version's entry): ``watch()``
+    once every worker reads it. It returned False, "registered already", registered
+    nothing, and the wait was lost until its hash expired a day later."""
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled)
+    task_id = fake.script_task(steps=[("done", 100)])
+    field, value = odd
+    await watcher.watch(task_id, metadata="first")
+    if field == "outcome":  # finished by another version, first in the stream
+        await store._finish(
+            keys=[store.task_key(task_id), store.due_key, store.leases_key, store.stream_key],
+            args=[task_id, value, store.channel, ""],
+        )
+    else:
+        await redis.hset(store.task_key(task_id), field, value)
+    async with watcher:
+        await settle(lambda: _dead_letters(store, 1))
+        assert await redis.hget(store.task_key(task_id), "state") == b"dead"
+        assert await watcher.watch(task_id, metadata="again") is True
+        assert await watcher.watch(task_id, metadata="twice") is False  # once, as ever
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome, delivery.metadata) == (task_id, "done", "again")
+    assert (await watcher.result(task_id, timeout=5)).id == task_id
+    assert (await store.status()).dead_letters == 1  # the letter stays, for the record
+
+
 async def test_stream_entries_without_a_readable_task_id_are_set_aside(
     client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
 ) -> None:
@@ -196,10 +239,16 @@ def _impossible_pacing(task_id: str) -> str:
     return json.dumps(saved)
 
 
+def _another_task_s_pacing(task_id: str) -> str:
+    """A good saved pacing, of another task (a hash copied by hand): resumed, its wait
+    sent progress notices under that task's id, to the metadata of this one."""
+    return json.dumps(WaitState.start(f"not-{task_id}", FAST, now=0.0).to_json())
+
+
 @pytest.mark.parametrize(
     "schedule",
-    [lambda _: '{"format": "from the future"}', _impossible_pacing],
-    ids=["another format", "values no wait has"],
+    [lambda _: '{"format": "from the future"}', _impossible_pacing, _another_task_s_pacing],
+    ids=["another format", "values no wait has", "another task's"],
 )
 async def test_an_odd_saved_pacing_only_costs_the_pacing(
     client: GPTunnelClient,
@@ -214,10 +263,21 @@ async def test_an_odd_saved_pacing_only_costs_the_pacing(
     task_id = fake.script_task(steps=[("running", 10), ("running", 60), ("done", 100)])
     await watcher.watch(task_id)
     await redis.hset(store.task_key(task_id), "schedule", schedule(task_id))
+    notices: list[FleetProgress] = []
+
+    async def listen() -> None:
+        async for notice in watcher.progress():
+            notices.append(notice)
+
+    listening = asyncio.create_task(listen())
+    await settle(lambda: _subscribed(redis, store.channel))
     with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
         async with watcher:
             (delivery,) = await handled.until(1)
+            await settle(lambda: _now(any(notice.ended for notice in notices)))
+    listening.cancel()
     assert (delivery.task_id, delivery.outcome) == (task_id, "done")
+    assert notices and {notice.task_id for notice in notices} == {task_id}
     assert (await store.status()).dead_letters == 0
     logged = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, message in logged if "paced afresh" in message] == ["WARNING"]
@@ -342,6 +402,20 @@ def test_careless_constructor_arguments_are_configuration_errors(
 ) -> None:
     with pytest.raises(ConfigurationError, match=match):
         build(client, Redis.from_url(redis_url))
+
+
+@pytest.mark.parametrize("concurrency", [10**14, sys.maxsize])
+async def test_a_worker_of_any_concurrency_reads_and_delivers(
+    client: GPTunnelClient, fake: FakeGPTunnel, store: RedisStore, concurrency: int
+) -> None:
+    """A ``concurrency`` meant as "no bound" was sent to Redis as the count of every
+    claim and take, which Redis refused: the worker read and delivered nothing, ever."""
+    handled = Handled()
+    task_id = fake.script_task(steps=[("running", 50), ("done", 100)])
+    async with Watcher(client, store, handler=handled, concurrency=concurrency) as watcher:
+        await watcher.watch(task_id)
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "done")
 
 
 async def test_fleet_status_of_no_redis_is_a_configuration_error() -> None:
@@ -637,3 +711,51 @@ async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
     assert event.status == "running ***"
     logged = [r.getMessage() for r in caplog.records if "odd notice" in r.getMessage()]
     assert logged and all(key not in line and "***" in line for line in logged)
+
+
+async def test_a_resolved_task_is_stored_with_the_key_masked(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    """A webhook's task parsed without this client's key (``parse_webhook`` masks the
+    key of ``$GPTUNNEL_API_KEY`` unless given another) went into Redis as it came: its
+    texts held the key, for anyone who reads the store, though readers mask it."""
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        watcher = Watcher(client, store)
+        await watcher.watch("t-1")
+        echoed = Task(id="t-1", status="failed", percent=0, error=f"bad key {key}")
+        assert await watcher.resolve(echoed)
+        with pytest.raises(TaskFailedError) as caught:
+            await watcher.result("t-1", timeout=5)
+        await watcher.close()
+    stored = await redis.hgetall(store.task_key("t-1"))
+    assert stored and not any(key.encode() in value for value in stored.values())
+    assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize("part", ["due", "leases", "finished"])
+async def test_a_fleet_key_of_another_type_fails_a_script_before_it_writes(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore, part: str
+) -> None:
+    """An operator's ``SET`` on one of the fleet's own keys failed a script midway, and
+    Redis kept the writes before the failing command: a wait registered but never due
+    (``watch()`` again said "registered already"), or finished but never delivered, even
+    once the key was mended. Now the script writes nothing, and the wait goes on once it
+    is."""
+    key = {"due": store.due_key, "leases": store.leases_key, "finished": store.stream_key}[part]
+    handled = Handled()
+    watcher = Watcher(client, store, handler=handled, lease=1.0)
+    task_id = fake.script_task(steps=[("done", 100)])
+    await redis.set(key, "an operator's")
+    if part == "due":
+        with pytest.raises(StoreDataError, match="nothing was written"):
+            await watcher.watch(task_id)
+        await redis.delete(key)
+        assert await watcher.watch(task_id) is True
+    else:
+        assert await watcher.watch(task_id) is True
+    async with watcher:
+        await asyncio.sleep(1.2)  # its scripts fail meanwhile
+        await redis.delete(key)
+        (delivery,) = await handled.until(1)
+    assert (delivery.task_id, delivery.outcome) == (task_id, "done")

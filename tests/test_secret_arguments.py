@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 import gptunnel_async
 from gptunnel_async import (
@@ -24,10 +25,13 @@ from gptunnel_async import (
     GPTunnelClient,
     GPTunnelError,
     PollPolicy,
+    Task,
     TaskFailedError,
     WebhookVerificationError,
 )
 from gptunnel_async._safe_errors import secret_arguments
+from gptunnel_async.errors import StoreUnavailableError
+from gptunnel_async.fleet import MemoryStore, RedisStore, Watcher
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
 
 keys = st.text(string.ascii_letters + string.digits, min_size=20, max_size=40).map(
@@ -362,3 +366,67 @@ async def test_a_coroutine_function_is_guarded_when_awaited() -> None:
     assert [frame.name for frame in shown.stack if "secret" in (frame.locals or {})] == []
     assert "refuse" not in [frame.name for frame in shown.stack]
     assert await refuse("12") == 1
+
+
+# -- a refused task id, and the fleet's calls -------------------------------------------
+
+BAD_TASK_IDS = ["", " abc", "abc\n", "a" * 300, "\ud800", 42]
+"""Task ids every call that takes one refuses, none of them holding the key."""
+
+
+def _task_id_calls(client: GPTunnelClient, watcher: Watcher) -> list[Callable[[Any], Any]]:
+    """Each call that checks a task id the caller gave it, as ``call(task_id)``."""
+    return [
+        client.faceswap.result,
+        client.media.result,
+        lambda task_id: client.wait_for_result(task_id),
+        watcher.watch,
+        watcher.result,
+    ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(keys, st.sampled_from(BAD_TASK_IDS), st.integers(0, 4))
+async def test_a_refused_task_id_leaves_the_key_in_no_frame(
+    key: str, task_id: Any, which: int
+) -> None:
+    """The check of a task id was given the key, to refuse an id that holds it: its frame
+    held the key as ``secret`` (and ``key``) when it refused a merely malformed id."""
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        call = _task_id_calls(client, Watcher(client, MemoryStore()))[which]
+        with pytest.raises(ConfigurationError, match="task_id") as caught:
+            await call(task_id)
+    assert key not in rendered(caught.value)
+
+
+async def test_a_resolve_of_a_task_with_a_refused_id_leaves_the_key_in_no_frame() -> None:
+    key = "sk-abcdefghijklmnopqrstuvwxyz0123"
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        watcher = Watcher(client, MemoryStore())
+        with pytest.raises(ConfigurationError, match="task_id") as caught:
+            await watcher.resolve(Task(id=" t", status="done", percent=100))
+    assert key not in rendered(caught.value)
+
+
+async def test_a_lost_listener_ends_progress_with_the_key_in_no_frame(
+    redis: Redis, redis_url: str
+) -> None:
+    """A Redis restart ends ``progress()`` with ``StoreUnavailableError``, as documented:
+    the generator that decoded the notices held the key (to mask them) as a local."""
+    key = "sk-abcdefghijklmnopqrstuvwxyz0123"
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        watcher = Watcher(client, RedisStore(redis, name="frames"))
+
+        async def listen() -> None:
+            async for _ in watcher.progress():
+                pass
+
+        listening = asyncio.create_task(listen())
+        for _ in range(100):  # until the listener has subscribed
+            if (await redis.pubsub_numsub("gptunnel:{frames}:events"))[0][1]:
+                break
+            await asyncio.sleep(0.02)
+        await redis.client_kill_filter(_type="pubsub")  # what a restart does to it
+        with pytest.raises(StoreUnavailableError) as caught:
+            await asyncio.wait_for(listening, 5)
+    assert key not in rendered(caught.value)

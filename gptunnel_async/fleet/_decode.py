@@ -357,14 +357,18 @@ def outcome_kind(outcome: str) -> str:
     return kind if kind in _KINDS else ""
 
 
-def schedule(value: object) -> WaitState:
-    """A task's saved pacing (:meth:`WaitState.to_json`'s JSON).
+def schedule(value: object, task_id: str) -> WaitState:
+    """Task ``task_id``'s saved pacing (:meth:`WaitState.to_json`'s JSON).
 
     Raises:
-        StoreDataError: it is malformed or of another format.
+        StoreDataError: it is malformed, of another format, or another task's (a hash
+            copied by hand): resumed, that wait's events would name the other task.
     """
     with _reading("the saved pacing"):
-        return WaitState.from_json(stored_object(value, "the saved pacing"))
+        state = WaitState.from_json(stored_object(value, "the saved pacing"))
+    if state.task_id != task_id:
+        raise StoreDataError(f"the saved pacing is another task's: {describe(state.task_id)}")
+    return state
 
 
 def notice(value: object) -> FleetProgress | Finished | None:

@@ -71,21 +71,46 @@ _CLOCK: Final = (
     "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 )
 
+# Every script that writes checks first that the fleet's keys it writes hold their type
+# (or nothing): Redis runs a script's writes up to its first failing command and keeps
+# them, so a key of another type (an operator's SET) failing a command midway left a
+# wait half made: registered but never due, or finished but never delivered, for good.
+_TYPES: Final = """
+local function wrong_type(...)
+  local wanted = {...}
+  for i = 1, #wanted, 2 do
+    local found = redis.call('TYPE', wanted[i]).ok
+    if found ~= 'none' and found ~= wanted[i + 1] then
+      return redis.error_reply('WRONGTYPE ' .. wanted[i] .. ' holds a ' .. found ..
+                               ', not a ' .. wanted[i + 1] .. ': nothing was written')
+    end
+  end
+  return nil
+end
+"""
+
 # KEYS: task, due. ARGV: id, record, timeout.
 _WATCH: Final = (
     _CLOCK
+    + _TYPES
     + f"""
+local odd = wrong_type(KEYS[2], 'zset')
+if odd then return odd end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   -- Registered already: again only once a wait that ended without its task's end
-  -- (expired, or an error such as "no such task") was delivered, or given up on.
+  -- (expired, or an error such as "no such task") was delivered, or given up on; or
+  -- once it was set aside as a dead letter no worker could read (its handler never
+  -- ran): a new wait, read from the start.
   if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
   local held = redis.call('HMGET', KEYS[1], 'state', 'outcome')
-  if (held[1] ~= 'delivered' and held[1] ~= 'undelivered') or not held[2] then
-    return 0
+  if held[1] ~= 'dead' then
+    if (held[1] ~= 'delivered' and held[1] ~= 'undelivered') or not held[2] then
+      return 0
+    end
+    local readable, outcome = pcall(cjson.decode, held[2])
+    if not readable or type(outcome) ~= 'table' then return 0 end
+    if outcome.kind ~= 'expired' and outcome.kind ~= 'error' then return 0 end
   end
-  local readable, outcome = pcall(cjson.decode, held[2])
-  if not readable or type(outcome) ~= 'table' then return 0 end
-  if outcome.kind ~= 'expired' and outcome.kind ~= 'error' then return 0 end
   redis.call('DEL', KEYS[1])
 end
 local deadline = now + tonumber(ARGV[3])
@@ -102,7 +127,10 @@ return 1
 # for the caller to set aside), then each claimed task's id, record, deadline, schedule.
 _CLAIM: Final = (
     _CLOCK
+    + _TYPES
     + """
+local odd = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset')
+if odd then return odd end
 local lease_end = now + tonumber(ARGV[4])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local odd = {}
@@ -139,7 +167,10 @@ return out
 # KEYS: task, due, leases. ARGV: id, worker, delay, schedule, progress, channel.
 _RESCHEDULE: Final = (
     _CLOCK
+    + _TYPES
     + """
+local odd = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
+if odd then return odd end
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease')
 if f[1] ~= 'watching' or f[2] ~= ARGV[2] then return 0 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
@@ -155,7 +186,11 @@ return 1
 # best effort (pcall): a Redis user the ACL keeps off the channel still finishes the wait,
 # as it still saves a read (_RESCHEDULE); redis.call would fail the script after its
 # writes, and the caller would take a done wait for one not done.
-_FINISH: Final = """
+_FINISH: Final = (
+    _TYPES
+    + """
+local odd = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'stream')
+if odd then return odd end
 if redis.call('HGET', KEYS[1], 'state') ~= 'watching' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2])
 redis.call('HDEL', KEYS[1], 'lease', 'schedule')
@@ -166,9 +201,14 @@ local notice = {kind = 'finished', task_id = ARGV[1], outcome = ARGV[4]}
 redis.pcall('PUBLISH', ARGV[3], cjson.encode(notice))
 return 1
 """
+)
 
 # KEYS: stream, task. ARGV: group, entry id.
-_ACK: Final = f"""
+_ACK: Final = (
+    _TYPES
+    + f"""
+local odd = wrong_type(KEYS[1], 'stream')
+if odd then return odd end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('HGET', KEYS[2], 'state') == 'finished' then
@@ -177,10 +217,16 @@ if redis.call('HGET', KEYS[2], 'state') == 'finished' then
 end
 return 1
 """
+)
 
 # KEYS: due, leases, dead, stream. ARGV: task key prefix, id, reason, group, entry id
 # ('' for a claimed task: no stream entry).
-_BURY: Final = f"""
+_BURY: Final = (
+    _TYPES
+    + f"""
+local odd = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'stream')
+if not odd and ARGV[5] ~= '' then odd = wrong_type(KEYS[4], 'stream') end
+if odd then return odd end
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
 if ARGV[5] ~= '' then
@@ -197,6 +243,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
            'reason', ARGV[3])
 return 1
 """
+)
 
 # KEYS: task. ARGV: a token of this count. A finished task's count of failed handler
 # attempts, one more; 0 for a task delivered meanwhile, or gone (no stray hash is made).
@@ -216,7 +263,11 @@ return n
 
 # KEYS: stream, task, dead. ARGV: group, entry id, task id, reason. An entry acknowledged
 # meanwhile (a handler that returned after all) is not a dead letter.
-_GIVE_UP: Final = f"""
+_GIVE_UP: Final = (
+    _TYPES
+    + f"""
+local odd = wrong_type(KEYS[1], 'stream', KEYS[2], 'hash', KEYS[3], 'stream')
+if odd then return odd end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('HGET', KEYS[2], 'state') == 'finished' then
@@ -227,6 +278,7 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARG
            'reason', ARGV[4])
 return 1
 """
+)
 
 # KEYS: stream. ARGV: group, idle milliseconds.
 _PRUNE: Final = """

@@ -301,7 +301,8 @@ class Watcher(InProcessOnly):
             budget included, is cut at four fifths of it, as a failed read
             (``APITimeoutError``) the wait rides through: give a lease longer than a
             read with its retries takes.
-        concurrency: reads in flight at once in this worker, and handlers too (>= 1).
+        concurrency: reads in flight at once in this worker, and handlers too (>= 1;
+            a worker claims or takes at most 1,000 of them in one store command).
         delivery_timeout: seconds a handler may run (> 0, at most a day): longer than
             your handler ever takes. Past it, the handler is cancelled, which counts
             as a failed attempt, and the delivery is given again, to any worker; a
@@ -414,10 +415,12 @@ class Watcher(InProcessOnly):
             registration's metadata and deadline stay). A wait that ended without the
             task's end (``"expired"``, or an ``"error"`` such as "no such task" for a
             task watched with the wrong ``family``) may be registered again once it
-            was delivered: to wait longer, or with the right family. Asked from that
-            delivery's own handler, the new wait is registered once the handler has
-            returned and the delivery is acknowledged (``True``; not if the handler
-            fails: it asks again when the delivery comes again).
+            was delivered: to wait longer, or with the right family; so may a task
+            set aside as a dead letter because its record or outcome could not be
+            read (by a version that reads it, once every worker runs one). Asked
+            from that delivery's own handler, the new wait is registered once the
+            handler has returned and the delivery is acknowledged (``True``; not if
+            the handler fails: it asks again when the delivery comes again).
 
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not
@@ -478,7 +481,10 @@ class Watcher(InProcessOnly):
         check_task_id(task.id, self._secret())
         if not (task.is_done or task.is_failed):
             return False
-        return await self.store.finish(task.id, _outcome_of(task).dumps())
+        # The key masked in it, as in every task a read stores: the caller's task may
+        # come from a body parsed without this client's key (another process's store
+        # readers mask it, but anyone reading Redis would see it).
+        return await self.store.finish(task.id, _outcome_of(self._masked_task(task)).dumps())
 
     # -- running -----------------------------------------------------------------------
 
@@ -609,7 +615,8 @@ class Watcher(InProcessOnly):
             while self._going_on():
                 await reads.wait_for_room()
                 try:
-                    claims, next_due = await self.store.claim(self.worker, reads.free, self.lease)
+                    batch = min(reads.free, BATCH)
+                    claims, next_due = await self.store.claim(self.worker, batch, self.lease)
                 except Exception as exc:  # a store's fault, or a bug: the loop carries on
                     await backoff.pause(exc)
                     continue
@@ -755,7 +762,7 @@ class Watcher(InProcessOnly):
         if saved is not None:
             try:
                 saved = _decode.stored_object(saved, "the saved pacing")
-                state = _decode.schedule(saved)
+                state = _decode.schedule(saved, claim.task_id)
             except StoreDataError as exc:
                 logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
             else:
@@ -775,7 +782,7 @@ class Watcher(InProcessOnly):
                 try:
                     entries = await self.store.take(
                         self.worker,
-                        handlers.free,
+                        min(handlers.free, BATCH),
                         IDLE_POLL,
                         self.delivery_timeout + RECLAIM_MARGIN,
                     )
@@ -1027,7 +1034,11 @@ class Watcher(InProcessOnly):
 
     def _masked(self, task: Task | MediaTask | None) -> Task | MediaTask | None:
         """A task read back from the store, with this client's API key masked in it."""
-        return None if task is None else secret_masked(task, self._secret())
+        return None if task is None else self._masked_task(task)
+
+    def _masked_task(self, task: Task | MediaTask) -> Task | MediaTask:
+        """``task`` with this client's API key masked in it."""
+        return secret_masked(task, self._secret())
 
     def _rebuilt(self, error: ReadError | None) -> GPTunnelError | None:
         """An error read back from the store, rebuilt with this client's key masked."""
@@ -1083,7 +1094,7 @@ class Watcher(InProcessOnly):
 
     async def _dispatch_finishes(self) -> None:
         with contextlib.suppress(StoreUnavailableError):  # result() reads the store anyway
-            async for notice in _notices(self.store, self._secret()):
+            async for notice in _notices(self):
                 if isinstance(notice, _decode.Finished):
                     for event in self._finished.get(notice.task_id, ()):
                         event.set()
@@ -1102,7 +1113,7 @@ class Watcher(InProcessOnly):
             StoreUnavailableError: the store could not be reached.
         """
         running = _LastNotices()
-        async for notice in _notices(self.store, self._secret()):
+        async for notice in _notices(self):
             if isinstance(notice, FleetProgress):
                 running.remember(notice)
                 yield notice
@@ -1133,6 +1144,12 @@ PROGRESS_REMEMBERED: Final = 10_000
 PROGRESS_REMEMBERED_BYTES: Final = 4 * 1024 * 1024
 """The metadata (JSON text) a ``progress()`` iterator keeps of those tasks at most."""
 
+BATCH: Final = 1000
+"""The most due tasks a worker claims, or finished tasks it takes, in one store command,
+however large its ``concurrency``: Redis refuses a count past its range (a
+``concurrency=sys.maxsize`` meant as "no bound" failed every claim and take, and the
+worker never read nor delivered anything), and a large one costs it memory up front."""
+
 RECLAIM_MARGIN: Final = 1.0
 """Seconds past ``delivery_timeout`` before a delivery is taken from another worker: its
 handler is cancelled at the timeout, and its failure counted, first."""
@@ -1151,25 +1168,25 @@ _STORE_METHODS: Final = (
 """What a ``store`` must have: [WatchStore][gptunnel_async.fleet.WatchStore]'s methods."""
 
 
-async def _notices(
-    store: WatchStore, secret: str
-) -> AsyncIterator[FleetProgress | _decode.Finished]:
-    """The store's notices, decoded; an odd one is skipped, logged once as a warning
-    per listener (then at debug level: anyone may publish on the channel). ``secret``
-    (the API key) is masked in what they hold of another process's text (a progress
-    status) and in what the log quotes of an odd one."""
+async def _notices(watcher: Watcher) -> AsyncIterator[FleetProgress | _decode.Finished]:
+    """The notices of ``watcher``'s store, decoded; an odd one is skipped, logged once as
+    a warning per listener (then at debug level: anyone may publish on the channel). Its
+    client's API key is masked in what they hold of another process's text (a progress
+    status) and in what the log quotes of an odd one. The key is never a local here:
+    this generator's frame is in the traceback of the error that ends it (a Redis
+    restart), which error trackers render with every local."""
     odd = 0
-    async for message in store.events():
+    async for message in watcher.store.events():
         try:
             notice = _decode.notice(message)
         except StoreDataError as exc:
             odd += 1
             level = logging.WARNING if odd == 1 else logging.DEBUG
-            shown = redact(str(exc), secret)
+            shown = redact(str(exc), watcher._secret())
             logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, shown)
             continue
         if isinstance(notice, FleetProgress):
-            yield attrs.evolve(notice, status=redact(notice.status, secret))
+            yield attrs.evolve(notice, status=redact(notice.status, watcher._secret()))
         elif notice is not None:
             yield notice
 

@@ -88,7 +88,8 @@ def _is_tls_failure(exc: BaseException) -> bool:
 
 
 CONNECT_TIMEOUT: Final = 10.0
-"""Seconds an API request's connection may take to open (TCP, and TLS if https), at most
+"""Seconds an API request's connection may take to open (the name's lookup, TCP, and TLS
+if https; a wait for a free connection of a lent session's pool too), at most
 half its ``timeout``: one that takes longer raises ``aiohttp.ConnectionTimeoutError``,
 which says that nothing was sent. Under the request's whole ``timeout`` alone, a
 connection that never opened would end as a plain ``TimeoutError``, as a server that
@@ -250,9 +251,9 @@ class Transport(InProcessOnly):
         self._api_key = api_key
         self._session = session
         self._timeouts: Final = {
-            False: aiohttp.ClientTimeout(
-                total=timeout, sock_connect=min(CONNECT_TIMEOUT, timeout / 2)
-            ),
+            # connect=, not sock_connect=: the name's lookup too (a DNS server that
+            # does not answer), and a wait for a lent session's pooled connection.
+            False: aiohttp.ClientTimeout(total=timeout, connect=min(CONNECT_TIMEOUT, timeout / 2)),
             True: aiohttp.ClientTimeout(connect=timeout, sock_read=timeout),
         }
         """By ``Request.streamed``: a whole API exchange, or each step of a download."""

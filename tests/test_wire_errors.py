@@ -185,6 +185,39 @@ async def test_a_create_whose_connection_never_opens_is_retried_and_never_may_ha
     assert "may have started" not in str(exc)
 
 
+class SilentResolver(AbstractResolver):
+    """Never answers, as a DNS server that drops the queries: the name is never looked
+    up, so no connection opens and nothing is sent."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        await asyncio.Event().wait()
+        raise AssertionError("never answered")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_create_whose_name_is_never_looked_up_is_retried_and_sent_nothing(
+    recorded_sleeps: list[float],
+) -> None:
+    """The connect timeout counts the name's lookup too: a DNS server that did not
+    answer ran into the request's whole timeout, which said the task may have started
+    (a create not retried, though nothing was sent)."""
+    connector = aiohttp.TCPConnector(resolver=SilentResolver())
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        sdk_client("http://api.invalid/v1", max_retries=2, session=session) as client,
+    ):
+        exc = await raised(client.faceswap.create("https://a.example/1.png", "https://a/2.png"))
+    assert type(exc) is APITimeoutError
+    assert "no connection opened in time; nothing was sent" in str(exc)
+    assert "may have started" not in str(exc)
+    assert len(recorded_sleeps) == 2  # retried: nothing reached the server
+    assert_no_key_reachable(exc)
+
+
 async def test_a_create_sent_and_never_answered_may_have_started(api: ScriptedAPI) -> None:
     api.script(faults.stall(), faults.stall())
     async with sdk_client(api.base_url, max_retries=2) as client:

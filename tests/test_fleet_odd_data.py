@@ -503,6 +503,37 @@ async def test_a_finished_task_key_of_another_type_is_set_aside_when_taken(
     assert (await store.status()).finished_unhandled == 0
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("end", ["acknowledged", "set aside"])
+async def test_a_delivery_whose_task_key_changed_type_meanwhile_still_ends(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    kind: str,
+    end: str,
+) -> None:
+    """The task's key made another type while its handler ran: acknowledging failed
+    with WRONGTYPE after its writes (the entry acknowledged and deleted, the worker
+    told the store failed), and setting it aside was refused (the delivery came back
+    again and again). Now it ends either way, and the key, not the fleet's, is left as
+    it is."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with Watcher(client, store) as reader:  # no handler: it finishes, delivers none
+        await reader.watch(task_id)
+        await settle(lambda: _finished_unhandled(store, 1))
+    (entry,) = await store.take("worker-1", 1, 0.01, 60.0)
+    await _retype(redis, store.task_key(task_id), kind)
+    if end == "acknowledged":
+        await store.ack(entry)
+    else:
+        assert await store.dead_letter(entry, "handler attempts failed: 5") is True
+        assert (await store.status()).dead_letters == 1
+    assert await redis.xlen(store.stream_key) == 0
+    assert (await store.status()).finished_unhandled == 0
+    assert (await redis.type(store.task_key(task_id))).decode() == kind
+
+
 async def _finished_unhandled(store: RedisStore, count: int) -> bool:
     return (await store.status()).finished_unhandled == count
 

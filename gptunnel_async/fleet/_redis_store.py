@@ -211,7 +211,9 @@ local odd = wrong_type(KEYS[1], 'stream')
 if odd then return odd end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('HGET', KEYS[2], 'state') == 'finished' then
+-- A task key of another type (made while the handler ran) is someone else's: left.
+if redis.call('TYPE', KEYS[2]).ok == 'hash' and
+   redis.call('HGET', KEYS[2], 'state') == 'finished' then
   redis.call('HSET', KEYS[2], 'state', 'delivered')
   redis.call('EXPIRE', KEYS[2], {DELIVERED_KEPT})
 end
@@ -266,11 +268,13 @@ return n
 _GIVE_UP: Final = (
     _TYPES
     + f"""
-local odd = wrong_type(KEYS[1], 'stream', KEYS[2], 'hash', KEYS[3], 'stream')
+local odd = wrong_type(KEYS[1], 'stream', KEYS[3], 'stream')
 if odd then return odd end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('HGET', KEYS[2], 'state') == 'finished' then
+-- A task key of another type is someone else's: left, the delivery set aside all the same.
+if redis.call('TYPE', KEYS[2]).ok == 'hash' and
+   redis.call('HGET', KEYS[2], 'state') == 'finished' then
   redis.call('HSET', KEYS[2], 'state', 'undelivered', 'dead_reason', ARGV[4])
   redis.call('EXPIRE', KEYS[2], {FINISHED_KEPT})
 end

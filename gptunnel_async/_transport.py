@@ -95,6 +95,11 @@ which says that nothing was sent. Under the request's whole ``timeout`` alone, a
 connection that never opened would end as a plain ``TimeoutError``, as a server that
 took the request and never answered does."""
 
+ERROR_BODY_TIME: Final = 10.0
+"""Seconds the body of an answer that is not 2xx may take, at most half the request's
+``timeout``: its status says what it is, and a body that stalls (a proxy's page) must
+not turn a 401 or a 429 into a retried timeout that never tells it."""
+
 _NEVER_OPENED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 """aiohttp's errors of a connection that never opened: refused, unresolvable, or not
 open within :data:`CONNECT_TIMEOUT`. No byte of the request was sent."""
@@ -446,11 +451,13 @@ class Transport(InProcessOnly):
         """An API answer: status, headers and at most ``MAX_ANSWER_BYTES + 1`` bytes of
         body, decompressed even if the session does not do it. The body of an answer
         that is not 2xx only adds detail to what its status says: one that cannot be
-        read (cut, or not the gzip it claims) is what was read of it, not a failure."""
+        read (cut, not the gzip it claims, or not sent in full within
+        :data:`ERROR_BODY_TIME`) is what was read of it, not a failure."""
         body = bytearray()
         if not 200 <= response.status < 300:
-            with contextlib.suppress(aiohttp.ClientPayloadError):
-                await self._read_capped(response, body)
+            with contextlib.suppress(aiohttp.ClientPayloadError, TimeoutError):
+                async with asyncio.timeout(min(ERROR_BODY_TIME, self.timeout / 2)):
+                    await self._read_capped(response, body)
             return response.status, response.headers, bytes(body)
         size = response.content_length
         if (

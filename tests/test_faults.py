@@ -314,6 +314,45 @@ async def test_an_error_status_whose_body_cannot_be_read_is_still_that_error(
     assert folder_listing(tmp_path) == []
 
 
+def stalled_body(status: int) -> faults.Reply:
+    """An answer of ``status`` that sends the start of its body, then nothing more."""
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=status, headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"{" * 10)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable: the wait above only ends by cancellation")
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, AuthenticationError), (404, NotFoundError), (429, RateLimitError), (503, ServerError)],
+)
+async def test_an_error_status_whose_body_stalls_is_still_that_error(
+    api: ScriptedAPI,
+    tmp_path: Path,
+    recorded_sleeps: list[float],
+    status: int,
+    error: type[APIError],
+) -> None:
+    """A body that stops coming (a proxy's page) ran into the request's timeout: a 401
+    was an ``APITimeoutError``, retried, and never told. Its status is told, with what
+    came of the body, within half the timeout."""
+    api.script(stalled_body(status), stalled_body(status))
+    async with GPTunnelClient(
+        api_key=API_KEY, base_url=api.base_url, max_retries=0, timeout=REQUEST_TIMEOUT
+    ) as client:
+        with pytest.raises(error, match=r"\{\{\{") as read:
+            await client.get_result("task-1")
+        with pytest.raises(error) as downloaded:
+            await client.download_result(f"{api.origin}files/r.png", tmp_path)
+    assert read.value.status_code == downloaded.value.status_code == status
+    assert folder_listing(tmp_path) == []
+
+
 async def test_a_redirect_from_the_api_is_an_error_and_not_followed(
     client: GPTunnelClient, api: ScriptedAPI
 ) -> None:

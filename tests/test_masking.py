@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, PollPolicy, TaskFailedError
@@ -414,13 +414,30 @@ JSON_VALUES = st.recursive(
 )
 
 
-@given(value=JSON_VALUES, encoding=st.sampled_from(["utf-8", *JSON_ENCODINGS]))
-def test_a_body_is_read_as_text_as_the_json_parser_reads_it(value: Any, encoding: str) -> None:
-    """``body_text`` sniffs the encoding only when a body has a NUL byte: it must read
-    every JSON document, in every encoding JSON allows, as ``json.loads`` does."""
-    document = json.dumps(value, ensure_ascii=False)
-    body = document.encode(encoding, "surrogatepass")
-    assert json.loads(body_text(body).removeprefix("\ufeff")) == json.loads(body) == value
+ASCII_KEYS = st.from_regex(r"[A-Za-z0-9_.-]{8,40}", fullmatch=True)
+
+
+@given(value=JSON_VALUES, key=ASCII_KEYS, encoding=st.sampled_from(["utf-8", *JSON_ENCODINGS]))
+def test_a_key_anywhere_in_a_json_body_of_any_encoding_reads_whole(
+    value: Any, key: str, encoding: str
+) -> None:
+    """``body_text`` is what the key is looked for in: beside any other text, in any
+    encoding ``json.loads`` reads, the key's characters must stay one run."""
+    document = json.dumps([value, key, {"k": f"{value}{key}{value}"}], ensure_ascii=False)
+    assert key in body_text(document.encode(encoding))
+    assert body_text(document.encode("utf-8")) == document  # UTF-8 reads as it is
+
+
+@given(before=st.binary(max_size=64), after=st.binary(max_size=64), key=ASCII_KEYS)
+@example(before=b"\x00", after=b"!!", key="abcdefgh1234")  # read as UTF-16 by JSON's sniffing
+def test_a_key_between_any_bytes_is_masked_in_an_error_excerpt(
+    before: bytes, after: bytes, key: str
+) -> None:
+    """A body that is no JSON, with NUL bytes or bytes that are not UTF-8 around the key
+    (one starting with a NUL read as UTF-16 turned the key into other characters)."""
+    shown = excerpt(before + key.encode() + after, key, 2000)
+    for encoding in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
+        assert key.encode() not in shown.encode(encoding, "surrogatepass"), encoding
 
 
 def encoded(status: int, document: str, encoding: str) -> Callable[..., Any]:

@@ -317,7 +317,7 @@ def masked(model: M, body: bytes, secret: str | None) -> M:
     if not secret:
         return model
     mask = mask_for(secret)
-    text = body_text(body)  # as the parser read it: UTF-16 and UTF-32 too
+    text = body_text(body)  # a UTF-16 or UTF-32 body's key whole too
     if not mask.might_hold(text) and "\\\\" not in text:
         return model
     cleared: M = _masked_texts(model, mask)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import functools
 import html
 import html.entities
-import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -316,16 +315,18 @@ def _runs_masked(tokens: list[str], hidden: list[bool]) -> list[str]:
 
 
 def body_text(data: bytes) -> str:
-    """``data`` (a body the server sent) as text, in the encoding ``json.loads`` reads it
-    in: UTF-8, or UTF-16 or UTF-32 by its first bytes (RFC 8259's detection; a BOM too).
-    Every look for the key in a body reads it so: read as UTF-8, a UTF-16 body's key has
-    a NUL after each of its characters, which no mask sees, and the parser's model held
-    it whole.
+    """``data`` (a body the server sent) as text to look for the key in and to show:
+    its bytes without NULs, read as UTF-8.
 
-    JSON's sniffing runs only on a body with a NUL byte: JSON in UTF-16 or UTF-32 holds
-    one in every ASCII character (a key's too), and UTF-8 JSON none (its control
-    characters are escaped). Sniffing every body cost 1 % of a read."""
-    return data.decode(json.detect_encoding(data) if b"\0" in data else "utf-8", "replace")
+    JSON in UTF-16 or UTF-32 (which ``json.loads`` also reads) has NUL bytes beside
+    each ASCII character, so a key it echoes would hide from a mask between them; UTF-8
+    JSON has none (control characters are escaped). Without its NULs, every run of
+    ASCII characters in any of them, the key's, reads whole. Reading a body with a NUL
+    in its encoding as JSON sniffs it would not do: a body that is no JSON and starts
+    with a NUL byte would read as UTF-16, its key turned into other characters, which
+    re-encoded give it back. Other characters of UTF-16 and UTF-32 text read garbled,
+    which only such rare bodies' error texts show."""
+    return data.replace(b"\0", b"").decode("utf-8", "replace")
 
 
 @functools.lru_cache(maxsize=16)

@@ -42,6 +42,7 @@ from gptunnel_async.fleet._decode import (
     schedule,
 )
 from gptunnel_async.fleet._records import FAMILIES, Outcome, ReadError, WatchRecord
+from gptunnel_async.fleet._redis_store import _reclaimed
 from gptunnel_async.models import converter
 
 from .conftest import task_json
@@ -409,3 +410,22 @@ def test_any_stored_read_error_rebuilds_into_an_sdk_error(
     str(rebuilt), repr(rebuilt)  # both render
     WaitTimeoutError("t-1", 5.0, None, rebuilt)  # and a timeout can name it
     assert str(pickle.loads(pickle.dumps(rebuilt))) == str(rebuilt)
+
+
+@pytest.mark.parametrize(
+    ("reply", "taken", "gone"),
+    [
+        ([b"0-0", [], []], [], []),
+        ([b"0-0", [(b"1-0", {b"task": b"t1"})], [b"2-0"]], [(b"1-0", {b"task": b"t1"})], [b"2-0"]),
+        # Redis 6.2: no list of deleted ids; a deleted entry in place, as nil
+        ([b"0-0", [(None, None), (b"1-0", {b"task": b"t1"})]], [(b"1-0", {b"task": b"t1"})], []),
+        ([b"0-0", [(None, None)]], [], []),
+    ],
+    ids=["nothing", "redis 7", "redis 6.2 with a deleted entry", "redis 6.2, only deleted"],
+)
+def test_an_autoclaim_reply_gives_the_entries_taken_over_and_the_ids_deleted(
+    reply: list[Any], taken: list[Any], gone: list[Any]
+) -> None:
+    """A deleted pending entry is no delivery: on Redis 6.2 it came as ``(None, None)``
+    and every take failed on it."""
+    assert _reclaimed(reply) == (taken, gone)

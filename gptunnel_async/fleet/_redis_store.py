@@ -325,6 +325,17 @@ def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
     return [entry for _, entries in reply or () for entry in entries]
 
 
+def _reclaimed(reply: Any) -> tuple[list[tuple[Any, Any]], list[Any]]:
+    """An ``XAUTOCLAIM`` reply as redis-py gives it: the ``(id, fields)`` entries taken
+    over, and the ids of pending entries deleted meanwhile (acknowledged work whose
+    entry an operator removed). Redis 7 lists those ids apart, as the reply's third
+    element; Redis 6.2 has no third element and gives such an entry in place as nil,
+    which redis-py makes ``(None, None)``: no delivery, and no id to acknowledge it by
+    (it stays pending, and is skipped again at each take)."""
+    taken = [entry for entry in reply[1] if entry[0] is not None]
+    return taken, list(reply[2]) if len(reply) > 2 else []
+
+
 def _idle_seconds(seconds: float) -> bool:
     return 0 < seconds <= 10 * 365 * 24 * 3600  # Redis counts milliseconds, in 64 bits
 
@@ -545,7 +556,7 @@ class RedisStore:
             int(reclaim_after * 1000),
             count=count,
         )
-        stale, gone = reclaimed[1], reclaimed[2] if len(reclaimed) > 2 else []  # 6.2: no [2]
+        stale, gone = _reclaimed(reclaimed)
         for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
             await patiently(self.redis.xack, self.stream_key, GROUP, entry_id)
         taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]

@@ -55,7 +55,7 @@ async def store_call(what: str) -> AsyncIterator[None]:
                 f"{what}: a key of the fleet holds a value of another type ({_reason(exc)})"
             ) from exc
         raise StoreUnavailableError(
-            f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}"
+            f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}{_login_hint(exc)}"
         ) from exc
     except RuntimeError as exc:
         if not any(text in str(exc) for text in _OTHER_LOOP):
@@ -103,6 +103,30 @@ def _pool_full_hint(exc: BaseException) -> str:
     return (
         "; the Redis client's connection pool stayed full, the application's commands "
         "included: give it a larger max_connections, or a BlockingConnectionPool"
+    )
+
+
+def is_login_refused(exc: BaseException) -> bool:
+    """Whether Redis refused the client's login: no password where one is needed, a
+    wrong one, an unknown or disabled user (redis-py's ``AuthenticationError``, or a
+    bare ``NOAUTH`` / ``WRONGPASS`` reply)."""
+    try:
+        from redis import exceptions
+    except ImportError:  # the in-memory store runs without redis-py
+        return False
+    refused = (exceptions.AuthenticationError, exceptions.AuthenticationWrongNumberOfArgsError)
+    return isinstance(exc, refused) or str(exc).startswith(("NOAUTH", "WRONGPASS"))
+
+
+def _login_hint(exc: BaseException) -> str:
+    """What to do when Redis refused the login (redis-py's words for it, such as "HELLO
+    must be called with the client already authenticated", name no password)."""
+    if not is_login_refused(exc):
+        return ""
+    return (
+        "; Redis refused the client's login: give the client the user and password "
+        "Redis asks for, in its URL (redis://USER:PASSWORD@host:port/db, or "
+        "redis://:PASSWORD@... for the default user) or as Redis(password=...)"
     )
 
 

@@ -6,6 +6,7 @@ called with the client already authenticated ...") named no password at all."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import time
@@ -16,7 +17,8 @@ from pytest_redis.executor import RedisExecutor
 from redis.asyncio import Redis
 
 from gptunnel_async.cli import main
-from gptunnel_async.fleet import RedisBudget, RedisStore, StoreUnavailableError
+from gptunnel_async.fleet import RedisBudget, RedisStore, StoreUnavailableError, Watcher
+from gptunnel_async.testing import FakeGPTunnel
 
 PASSWORD = "fleet-pass-not-shown-7"
 
@@ -92,3 +94,26 @@ async def test_fleet_status_says_the_redis_wants_a_password(
     assert code == 4
     error = capsys.readouterr().err
     assert "refused the client's login" in error and "--redis" in error
+
+
+async def test_a_worker_logs_the_refusal_whole(
+    locked_redis: int, fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The loops log each failure on one line of at most 300 characters: the hint must
+    fit in it, after redis-py's longest words for a refused login."""
+    caplog.set_level(logging.WARNING, logger="gptunnel_async.fleet")
+    redis = Redis.from_url(f"redis://127.0.0.1:{locked_redis}/0", socket_timeout=5, protocol=3)
+    try:
+        async with (
+            fake.client() as client,
+            Watcher(client, RedisStore(redis, name="bot"), handler=lambda delivery: None),
+        ):
+            deadline = time.monotonic() + 10
+            while not any("refused the client's login" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "no worker logged the refused login"
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    logged = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    for message in logged:  # the hint whole, and the loop's own words after it
+        assert "redis://USER:PASSWORD@host:port/db; trying again in" in message, message

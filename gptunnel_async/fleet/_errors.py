@@ -54,8 +54,10 @@ async def store_call(what: str) -> AsyncIterator[None]:
             raise StoreDataError(
                 f"{what}: a key of the fleet holds a value of another type ({_reason(exc)})"
             ) from exc
+        if is_login_refused(exc):
+            raise StoreUnavailableError(_login_refused(what, exc)) from exc
         raise StoreUnavailableError(
-            f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}{_login_hint(exc)}"
+            f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}"
         ) from exc
     except RuntimeError as exc:
         if not any(text in str(exc) for text in _OTHER_LOOP):
@@ -118,20 +120,19 @@ def is_login_refused(exc: BaseException) -> bool:
     return isinstance(exc, refused) or str(exc).startswith(("NOAUTH", "WRONGPASS"))
 
 
-def _login_hint(exc: BaseException) -> str:
-    """What to do when Redis refused the login (redis-py's words for it, such as "HELLO
-    must be called with the client already authenticated", name no password)."""
-    if not is_login_refused(exc):
-        return ""
+def _login_refused(what: str, exc: BaseException) -> str:
+    """The text of a login Redis refused, short enough for one log line (300 characters)
+    to hold it whole: redis-py's words for it ("HELLO must be called with the client
+    already authenticated, otherwise ...") name no password, and run long."""
     return (
-        "; Redis refused the client's login: give the client the user and password "
-        "Redis asks for, in its URL (redis://USER:PASSWORD@host:port/db, or "
-        "redis://:PASSWORD@... for the default user) or as Redis(password=...)"
+        f"{what}: Redis refused the client's login ({_reason(exc, 60)}): give the client "
+        "the user and password Redis asks for, in its URL: redis://USER:PASSWORD@host:port/db"
     )
 
 
-def _reason(exc: BaseException) -> str:
-    """``Type: its text``, bounded and printable (redis-py's texts name the host and the
-    cause, such as "Connection refused", never the password)."""
-    text = clip(exc, 200)  # printable already: clip shortens with shorten()
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    """``Type: its text``, bounded (to ``limit`` characters of text) and printable
+    (redis-py's texts name the host and the cause, such as "Connection refused", never
+    the password)."""
+    text = clip(exc, limit)  # printable already: clip shortens with shorten()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

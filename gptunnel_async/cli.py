@@ -85,6 +85,12 @@ EXIT_OUTPUT_FAILED: Final = 74
 """The output could not be written (a full disk, an I/O error): ``EX_IOERR`` of
 ``sysexits.h``."""
 
+REDIS_URL_VARIABLE: Final = "GPTUNNEL_REDIS_URL"
+"""The environment variable ``fleet status`` reads its Redis URL from without ``--redis``."""
+
+DEFAULT_REDIS_URL: Final = "redis://localhost:6379/0"
+"""The Redis ``fleet status`` reads without ``--redis`` or ``$GPTUNNEL_REDIS_URL``."""
+
 DEMO_SECONDS: Final = 2.0
 """How long the demo's emulated face swap takes: long enough to watch the bar move."""
 
@@ -400,6 +406,18 @@ async def _fleet_known(redis: Redis, name: str) -> bool:
         return bool(await redis.exists(store.stream_key, store.due_key, store.dead_key))
 
 
+def _fleet_redis_url(args: argparse.Namespace) -> tuple[str, str]:
+    """The fleet's Redis URL and where it came from: ``--redis``, else the environment
+    (where a password stays out of the process list and the shell's history), else the
+    default."""
+    if args.redis is not None:
+        return args.redis, "--redis"
+    from_environment = os.environ.get(REDIS_URL_VARIABLE)
+    if from_environment:
+        return from_environment, REDIS_URL_VARIABLE
+    return DEFAULT_REDIS_URL, "the default --redis"
+
+
 async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     try:
         from redis.asyncio import Redis
@@ -409,17 +427,18 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         ) from None
     from .fleet import fleet_status
 
-    redis = Redis.from_url(args.redis, socket_timeout=5, socket_connect_timeout=5)
+    url, source = _fleet_redis_url(args)
+    redis = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
         status = await fleet_status(redis, name=args.name, budget=args.budget)
         known = await _fleet_known(redis, args.name)
     except StoreUnavailableError as exc:
-        raise StoreUnavailableError(f"{exc} at {_redis_shown(args.redis)} (--redis)") from None
+        raise StoreUnavailableError(f"{_redis_shown(url)} ({source}): {exc}") from None
     finally:
         await redis.aclose()
     if not known and status.rate is None:
         warning = (
-            f"nothing is stored for the fleet {args.name!r} at {_redis_shown(args.redis)}: "
+            f"nothing is stored for the fleet {args.name!r} at {_redis_shown(url)}: "
             "is --name the name its RedisStore was given?"
         )
         print(f"warning: {printable(warning)}", file=sys.stderr)
@@ -600,9 +619,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("action", choices=["status"], help="status: counts and the rate")
     fleet.add_argument(
         "--redis",
-        default="redis://localhost:6379/0",
         metavar="URL",
-        help="the fleet's Redis (default: %(default)s)",
+        help=f"the fleet's Redis (default: ${REDIS_URL_VARIABLE}, else {DEFAULT_REDIS_URL}); "
+        f"a URL with a password is better in ${REDIS_URL_VARIABLE}, out of the process list",
     )
     fleet.add_argument(
         "--name", default="default", help="the fleet's RedisStore name (default: %(default)s)"

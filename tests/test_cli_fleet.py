@@ -95,3 +95,47 @@ async def test_status_json_stays_strict_json_whatever_scores_someone_else_wrote(
     status = json.loads(line, parse_constant=refuse)  # Infinity and NaN are no JSON
     assert status["watched"] == 1
     assert status["oldest_overdue_s"] == (None if score == "-inf" else 0.0)
+
+
+async def test_the_redis_url_comes_from_the_environment_without_redis(
+    fake: FakeGPTunnel,
+    redis: Redis,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A URL with a password on the command line shows in the process list and the
+    shell's history: ``$GPTUNNEL_REDIS_URL`` keeps it out of both, and ``--redis``
+    still wins over it."""
+    async with fake.client() as client:
+        await Watcher(client, RedisStore(redis, name="env")).watch(
+            fake.script_task(steps=[("running", 1)])
+        )
+    monkeypatch.setenv("GPTUNNEL_REDIS_URL", redis_url)
+    command = ["fleet", "status", "--name", "env", "--json"]
+    assert await asyncio.to_thread(main, command) == 0
+    assert json.loads(capsys.readouterr().out)["watched"] == 1
+
+
+def test_an_unreachable_redis_from_the_environment_is_named_so(
+    unused_tcp_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "GPTUNNEL_REDIS_URL", f"redis://:hunter2-secret@127.0.0.1:{unused_tcp_port}/0"
+    )
+    assert main(["fleet", "status"]) == 4
+    error = capsys.readouterr().err
+    assert f"redis://127.0.0.1:{unused_tcp_port}/0 (GPTUNNEL_REDIS_URL)" in error
+    assert "hunter2" not in error
+    assert main(["fleet", "status", "--redis", f"redis://127.0.0.1:{unused_tcp_port}/1"]) == 4
+    assert f"redis://127.0.0.1:{unused_tcp_port}/1 (--redis)" in capsys.readouterr().err
+
+
+def test_without_redis_nor_the_environment_the_default_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GPTUNNEL_REDIS_URL", raising=False)
+    with pytest.raises(SystemExit):
+        main(["fleet", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "$GPTUNNEL_REDIS_URL, else redis://localhost:6379/0" in shown

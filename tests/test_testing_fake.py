@@ -807,8 +807,19 @@ async def test_a_scripted_tasks_clock_starts_at_its_first_read() -> None:
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b'{"steps": [5]}', "a step must be a"),
         (b'{"duration": 1' + b"0" * 401 + b"}", "duration"),
+        (b"{}", '"steps": [[status, percent], ...] or "duration": seconds'),
+        (
+            b'{"steps": [["running", 1]], "duration": 1}',
+            '"steps": [[status, percent], ...] or "duration": seconds',
+        ),
     ],
-    ids=["nested too deeply", "a step", "a duration beyond the float range"],
+    ids=[
+        "nested too deeply",
+        "a step",
+        "a duration beyond the float range",
+        "neither steps nor a duration (in JSON's words)",
+        "both steps and a duration (in JSON's words)",
+    ],
 )
 async def test_the_control_endpoint_answers_a_bad_spec_400(
     fake: FakeGPTunnel, body: bytes, complaint: str

@@ -54,6 +54,8 @@ async def store_call(what: str) -> AsyncIterator[None]:
             raise StoreDataError(
                 f"{what}: a key of the fleet holds a value of another type ({_reason(exc)})"
             ) from exc
+        if is_login_refused(exc):
+            raise StoreUnavailableError(_login_refused(what, exc)) from exc
         raise StoreUnavailableError(
             f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}"
         ) from exc
@@ -106,8 +108,31 @@ def _pool_full_hint(exc: BaseException) -> str:
     )
 
 
-def _reason(exc: BaseException) -> str:
-    """``Type: its text``, bounded and printable (redis-py's texts name the host and the
-    cause, such as "Connection refused", never the password)."""
-    text = clip(exc, 200)  # printable already: clip shortens with shorten()
+def is_login_refused(exc: BaseException) -> bool:
+    """Whether Redis refused the client's login: no password where one is needed, a
+    wrong one, an unknown or disabled user (redis-py's ``AuthenticationError``, or a
+    bare ``NOAUTH`` / ``WRONGPASS`` reply)."""
+    try:
+        from redis import exceptions
+    except ImportError:  # the in-memory store runs without redis-py
+        return False
+    refused = (exceptions.AuthenticationError, exceptions.AuthenticationWrongNumberOfArgsError)
+    return isinstance(exc, refused) or str(exc).startswith(("NOAUTH", "WRONGPASS"))
+
+
+def _login_refused(what: str, exc: BaseException) -> str:
+    """The text of a login Redis refused, short enough for one log line (300 characters)
+    to hold it whole: redis-py's words for it ("HELLO must be called with the client
+    already authenticated, otherwise ...") name no password, and run long."""
+    return (
+        f"{what}: Redis refused the client's login ({_reason(exc, 60)}): give the client "
+        "the user and password Redis asks for, in its URL: redis://USER:PASSWORD@host:port/db"
+    )
+
+
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    """``Type: its text``, bounded (to ``limit`` characters of text) and printable
+    (redis-py's texts name the host and the cause, such as "Connection refused", never
+    the password)."""
+    text = clip(exc, limit)  # printable already: clip shortens with shorten()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

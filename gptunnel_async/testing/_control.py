@@ -78,6 +78,7 @@ def script_from_spec(fake: FakeGPTunnel, spec: Any) -> str:
         ConfigurationError: the spec is not one.
     """
     fields = _fields(spec, _TASK_FIELDS, "a task")
+    _one_script(fields)
     return fake.script_task(
         steps=_steps(fields),
         duration=fields.get("duration"),
@@ -96,9 +97,19 @@ def created_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
         ConfigurationError: the spec is not one.
     """
     fields = _fields(spec, frozenset({"steps", "duration", "error"}), "the created tasks' script")
+    _one_script(fields)
     fake.script_created(
         steps=_steps(fields), duration=fields.get("duration"), error=fields.get("error")
     )
+
+
+def _one_script(fields: Mapping[str, Any]) -> None:
+    """Refuse a spec with both ``steps`` and ``duration``, or neither, in the words of
+    the JSON it came in (``script_task``'s own words are Python's)."""
+    if (fields.get("steps") is None) == (fields.get("duration") is None):
+        raise ConfigurationError(
+            'give exactly one of "steps": [[status, percent], ...] or "duration": seconds'
+        )
 
 
 def _steps(fields: Mapping[str, Any]) -> list[Any] | None:

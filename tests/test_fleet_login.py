@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
+from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 from redis.asyncio import Redis
 
@@ -23,38 +22,21 @@ from gptunnel_async.testing import FakeGPTunnel
 PASSWORD = "fleet-pass-not-shown-7"
 
 
+locked_redis_proc = factories.redis_proc(
+    executable=shutil.which("redis-server") or "/usr/bin/redis-server",
+    host="127.0.0.1",
+    port=None,
+    password=PASSWORD,
+)
+
+
 @pytest.fixture
-def locked_redis(redis_server: RedisExecutor, unused_tcp_port: int) -> Iterator[int]:
-    """A ``redis-server`` of its own on loopback that asks for ``PASSWORD``: its port."""
-    executable = shutil.which("redis-server") or "/usr/bin/redis-server"
-    command = [executable, "--port", str(unused_tcp_port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no", "--requirepass", PASSWORD]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while (
-            subprocess.run(
-                [
-                    "redis-cli",
-                    "-p",
-                    str(unused_tcp_port),
-                    "-a",
-                    PASSWORD,
-                    "--no-auth-warning",
-                    "ping",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.strip()
-            != "PONG"
-        ):
-            assert time.monotonic() < deadline, "the password-protected redis-server did not start"
-            time.sleep(0.05)
-        yield unused_tcp_port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def locked_redis(redis_server: RedisExecutor, request: pytest.FixtureRequest) -> int:
+    """A ``redis-server`` of its own on loopback that asks for ``PASSWORD``: its port.
+    (After ``redis_server``: without ``redis-server``, skipped or failed as the other
+    Redis tests are.)"""
+    executor: RedisExecutor = request.getfixturevalue("locked_redis_proc")
+    return int(executor.port)
 
 
 @pytest.mark.parametrize("userinfo", ["", ":wrong-password@", "someone:wrong-password@"])

@@ -418,6 +418,25 @@ def _fleet_redis_url(args: argparse.Namespace) -> tuple[str, str]:
     return DEFAULT_REDIS_URL, "the default --redis"
 
 
+def _fleet_warning(
+    args: argparse.Namespace, where: str, known: bool, rate: float | None
+) -> str | None:
+    """What ``fleet status`` warns of, if anything: a ``--name`` under which nothing is
+    stored, or a ``--budget`` given by name that has no state (a budget's state lasts
+    ten minutes past its last request, so it may only be idle)."""
+    if not known and rate is None:
+        return (
+            f"nothing is stored for the fleet {args.name!r} at {where}: "
+            "is --name the name its RedisStore was given?"
+        )
+    if args.budget is not None and rate is None:
+        return (
+            f"no request budget named {args.budget!r} at {where} has made a request in the "
+            "last ten minutes: is --budget the name its RedisBudget was given?"
+        )
+    return None
+
+
 async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
     try:
         from redis.asyncio import Redis
@@ -436,11 +455,8 @@ async def _fleet_status(args: argparse.Namespace, out: Output) -> int:
         raise StoreUnavailableError(f"{_redis_shown(url)} ({source}): {exc}") from None
     finally:
         await redis.aclose()
-    if not known and status.rate is None:
-        warning = (
-            f"nothing is stored for the fleet {args.name!r} at {_redis_shown(url)}: "
-            "is --name the name its RedisStore was given?"
-        )
+    warning = _fleet_warning(args, _redis_shown(url), known, status.rate)
+    if warning:
         print(f"warning: {printable(warning)}", file=sys.stderr)
     rows = {
         "watched": status.watched,

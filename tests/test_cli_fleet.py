@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from gptunnel_async.cli import main
-from gptunnel_async.fleet import RedisStore, Watcher
+from gptunnel_async.fleet import RedisBudget, RedisStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
 
@@ -45,6 +45,24 @@ async def test_an_idle_fleet_is_not_taken_for_a_wrong_name(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["watched"] == 0  # nothing counted, no budget ...
     assert "nothing is stored" not in captured.err  # ... yet the fleet is there
+
+
+async def test_a_budget_name_with_no_state_is_pointed_out(
+    fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped ``--budget`` showed ``rate -`` and nothing else."""
+    async with fake.client() as client:
+        await Watcher(client, RedisStore(redis, name="bot")).watch(
+            fake.script_task(steps=[("running", 1)])
+        )
+    await RedisBudget(redis, requests_per_second=5, name="shared").acquire()
+    command = ["fleet", "status", "--redis", redis_url, "--name", "bot", "--json"]
+    for budget, warned in [("shared", False), ("shraed", True)]:
+        assert await asyncio.to_thread(main, [*command, "--budget", budget]) == 0
+        captured = capsys.readouterr()
+        assert (json.loads(captured.out)["rate"] is None) is warned
+        assert ("no request budget named 'shraed'" in captured.err) is warned
+        assert "nothing is stored" not in captured.err
 
 
 def test_an_unreachable_redis_is_named_without_its_password(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ipaddress
 import os
 import socket
@@ -308,30 +309,57 @@ async def test_a_borrowed_sessions_own_headers_and_cookies_never_reach_a_storage
     assert (tmp_path / "r.png").read_bytes() == PNG
 
 
+SESSION_PROXY = "proxy" in inspect.signature(aiohttp.ClientSession).parameters
+"""Whether this aiohttp takes a session-wide ``proxy=`` (3.10 does not; ``trust_env`` is
+its way to one)."""
+
+
+@pytest.mark.parametrize(
+    "way",
+    [
+        pytest.param(
+            "proxy=",
+            marks=pytest.mark.skipif(not SESSION_PROXY, reason="no session proxy= here"),
+        ),
+        "trust_env",
+    ],
+)
 async def test_a_download_through_a_lent_session_still_goes_through_its_proxy(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """With ``allow_private_result_urls=True``, a lent session's proxy still carries the
-    download (as the docs promise), without the lent session's default headers."""
+    download (as the docs promise), without the lent session's default headers: a
+    proxy given to the session, or by ``$HTTP_PROXY`` to one with ``trust_env=True``."""
     seen: list[tuple[str, dict[str, str]]] = []
 
     async def proxy(request: web.Request) -> web.StreamResponse:
         seen.append((str(request.url), dict(request.headers)))
         return web.Response(body=PNG, content_type="image/png")
 
+    async with loopback_server(proxy) as server:
+        options: dict[str, Any] = {"headers": {"X-Gateway-Token": "gw-secret"}}
+        if way == "proxy=":
+            options["proxy"] = str(server.make_url("/"))
+        else:
+            for name in ("no_proxy", "NO_PROXY", "http_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            monkeypatch.setenv("HTTP_PROXY", str(server.make_url("/")))
+            options["trust_env"] = True
+        await _downloaded_through(options, tmp_path)
+    assert [url for url, _ in seen] == ["http://storage.invalid/r.png"]
+    assert "gw-secret" not in str(seen[0][1])
+    assert (tmp_path / "r.png").read_bytes() == PNG
+
+
+async def _downloaded_through(options: dict[str, Any], folder: Path) -> None:
+    """A result downloaded by a client lent a session made with ``options``."""
     async with (
-        loopback_server(proxy) as server,
-        aiohttp.ClientSession(
-            proxy=str(server.make_url("/")), headers={"X-Gateway-Token": "gw-secret"}
-        ) as lent,
+        aiohttp.ClientSession(**options) as lent,
         GPTunnelClient(
             api_key="k-1", base_url=PUBLIC_API, session=lent, allow_private_result_urls=True
         ) as client,
     ):
-        await client.download_result("http://storage.invalid/r.png", tmp_path)
-    assert [url for url, _ in seen] == ["http://storage.invalid/r.png"]
-    assert "gw-secret" not in str(seen[0][1])
-    assert (tmp_path / "r.png").read_bytes() == PNG
+        await client.download_result("http://storage.invalid/r.png", folder)
 
 
 # -- only a 200 is the whole file -------------------------------------------------------

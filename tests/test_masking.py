@@ -430,11 +430,19 @@ def test_a_key_anywhere_in_a_json_body_of_any_encoding_reads_whole(
 
 @given(before=st.binary(max_size=64), after=st.binary(max_size=64), key=ASCII_KEYS)
 @example(before=b"\x00", after=b"!!", key="abcdefgh1234")  # read as UTF-16 by JSON's sniffing
+@example(before=b"%", after=b"", key="00000000")  # "%00" read as one encoded character
+@example(before=b"&#x", after=b";", key="deadbeefcafe0123")  # a hex key read as one reference
+@example(before=b"&#", after=b"", key="1234567890123")
+@example(before=b"\\u", after=b"", key="abcd1234efgh")
+@example(before=b"\\x", after=b"", key="ab12345678")
 def test_a_key_between_any_bytes_is_masked_in_an_error_excerpt(
     before: bytes, after: bytes, key: str
 ) -> None:
     """A body that is no JSON, with NUL bytes or bytes that are not UTF-8 around the key
-    (one starting with a NUL read as UTF-16 turned the key into other characters)."""
+    (one starting with a NUL read as UTF-16 turned the key into other characters), or
+    bytes that make the key's first characters read as an encoded one (``%`` before a
+    key starting with two hex digits; ``&#x`` before a hex key, which swallowed it
+    whole)."""
     shown = excerpt(before + key.encode() + after, key, 2000)
     for encoding in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"):
         assert key.encode() not in shown.encode(encoding, "surrogatepass"), encoding

@@ -159,11 +159,22 @@ def _decoded_text(text: str) -> str:
 
 
 def _canonical(text: str) -> str:
-    """``text`` with every encoded character decoded, in compatibility form, without any
-    character outside ASCII, lower case and a space as ``+``: where the quick look
+    """``text`` with every encoded character decoded, in compatibility form, without
+    any character outside ASCII, lower case and a space as ``+``, then, if it holds an
+    encoded character, the same of ``text`` as it is, after a NUL: where the quick look
     searches. It holds every run of ASCII characters that :func:`_compared` reads in
-    ``text`` (the key is ASCII), and more: its length may differ from ``text``'s."""
+    ``text`` (the key is ASCII), decoded or as it is (what reads as an encoded
+    character may be the key's first characters: ``%ab`` before a key ``abc...``,
+    ``&#x`` before a hex key), and more: its length may differ from ``text``'s."""
     decoded = _decoded_text(text)
+    if decoded is text:  # nothing encoded (re.sub gives the text itself back)
+        return _folded(text)
+    return f"{_folded(decoded)}\0{_folded(text)}"
+
+
+def _folded(decoded: str) -> str:
+    """``decoded`` in compatibility form, without any character outside ASCII, lower
+    case and a space as ``+``."""
     if not decoded.isascii():  # rare in an answer: the usual one costs this test only
         folded = unicodedata.normalize("NFKD", decoded).encode("ascii", "ignore")
         decoded = folded.decode("ascii")
@@ -221,16 +232,28 @@ class SecretMask(InProcessOnly):
         return self._masked_precisely(text)
 
     def _masked_precisely(self, text: str) -> str:
-        """``text`` masked character by character (each token of it decoded, compared)."""
+        """``text`` masked character by character: each token of it decoded, compared,
+        and, where it holds encoded characters, each character as it is too (what reads
+        as one, ``%ab``, may be the first characters of the key ``abc...``)."""
         tokens = [match.group() for match in _TOKEN.finditer(text)]
+        hidden = self._hidden(tokens)
+        if len(tokens) < len(text):  # some encoded: also as it is, character by character
+            by_character = [flag for token, flag in zip(tokens, hidden, strict=True) for _ in token]
+            as_is = self._hidden(list(text))
+            tokens = list(text)
+            hidden = [a or b for a, b in zip(by_character, as_is, strict=True)]
+        if not any(hidden):
+            return text
+        return "".join(_runs_masked(tokens, hidden))
+
+    def _hidden(self, tokens: list[str]) -> list[bool]:
+        """Which of ``tokens`` (decoded, compared) a run of the secret covers."""
         compared = [_compared(_decoded(token)) for token in tokens]
         plain = "".join(compared)  # what each token reads as: none, one or a few characters
         hidden = [False] * len(plain)
         for form in self._forms:
             form.mark(plain, hidden)
-        if not any(hidden):
-            return text
-        return "".join(_runs_masked(tokens, _hidden_tokens(compared, hidden)))
+        return _hidden_tokens(compared, hidden)
 
 
 class _Form:

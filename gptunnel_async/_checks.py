@@ -281,12 +281,10 @@ def utf8_text(name: str, value: str) -> str:
     """``value`` if UTF-8 can encode it (no lone surrogate, as a name read from an
     environment that is not UTF-8 may hold): a Redis key or value is UTF-8 bytes;
     ``ConfigurationError`` otherwise."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
+    if not _encodes(value):
         raise ConfigurationError(
             f"{name} must be text UTF-8 can encode (no lone surrogates), got {describe(value)}"
-        ) from None
+        )
     return value
 
 
@@ -330,6 +328,7 @@ def _members(value: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def _encodes(text: str) -> bool:
+    """Whether UTF-8 can encode ``text`` (it holds no lone surrogate)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

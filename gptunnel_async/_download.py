@@ -37,6 +37,7 @@ from ._sansio.file_names import (
     type_suffix,
     url_media_name,
 )
+from ._sansio.responses import TASK_FAMILIES
 from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError, GPTunnelError
@@ -154,10 +155,8 @@ def _wait_call(task: Task | MediaTask) -> str:
     ``type`` tells it, else the families to choose from."""
     family = "media" if isinstance(task, MediaTask) else _FAMILY_OF_TYPE.get(task.type or "")
     if family is None:
-        return (
-            "its family's wait_for_result: client.faceswap, client.bgremover, "
-            "client.midjourney or client.media"
-        )
+        *others, last = (f"client.{name}" for name in TASK_FAMILIES)
+        return f"its family's wait_for_result: {', '.join(others)} or {last}"
     return f"task = await client.{family}.wait_for_result({shorten(task.id, 80)!r})"
 
 

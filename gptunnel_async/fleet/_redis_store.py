@@ -94,8 +94,8 @@ _WATCH: Final = (
     _CLOCK
     + _TYPES
     + f"""
-local odd = wrong_type(KEYS[2], 'zset')
-if odd then return odd end
+local mistyped = wrong_type(KEYS[2], 'zset')
+if mistyped then return mistyped end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   -- Registered already: again only once a wait that ended without its task's end
   -- (expired, or an error such as "no such task") was delivered, or given up on; or
@@ -129,8 +129,8 @@ _CLAIM: Final = (
     _CLOCK
     + _TYPES
     + """
-local odd = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset')
-if odd then return odd end
+local mistyped = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset')
+if mistyped then return mistyped end
 local lease_end = now + tonumber(ARGV[4])
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local odd = {}
@@ -169,8 +169,8 @@ _RESCHEDULE: Final = (
     _CLOCK
     + _TYPES
     + """
-local odd = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
-if odd then return odd end
+local mistyped = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset')
+if mistyped then return mistyped end
 local f = redis.call('HMGET', KEYS[1], 'state', 'lease')
 if f[1] ~= 'watching' or f[2] ~= ARGV[2] then return 0 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
@@ -189,8 +189,8 @@ return 1
 _FINISH: Final = (
     _TYPES
     + """
-local odd = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'stream')
-if odd then return odd end
+local mistyped = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'stream')
+if mistyped then return mistyped end
 if redis.call('HGET', KEYS[1], 'state') ~= 'watching' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2])
 redis.call('HDEL', KEYS[1], 'lease', 'schedule')
@@ -207,8 +207,8 @@ return 1
 _ACK: Final = (
     _TYPES
     + f"""
-local odd = wrong_type(KEYS[1], 'stream')
-if odd then return odd end
+local mistyped = wrong_type(KEYS[1], 'stream')
+if mistyped then return mistyped end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 -- A task key of another type (made while the handler ran) is someone else's: left.
@@ -226,9 +226,9 @@ return 1
 _BURY: Final = (
     _TYPES
     + f"""
-local odd = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'stream')
-if not odd and ARGV[5] ~= '' then odd = wrong_type(KEYS[4], 'stream') end
-if odd then return odd end
+local mistyped = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'stream')
+if not mistyped and ARGV[5] ~= '' then mistyped = wrong_type(KEYS[4], 'stream') end
+if mistyped then return mistyped end
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZREM', KEYS[2], ARGV[2])
 if ARGV[5] ~= '' then
@@ -268,8 +268,8 @@ return n
 _GIVE_UP: Final = (
     _TYPES
     + f"""
-local odd = wrong_type(KEYS[1], 'stream', KEYS[3], 'stream')
-if odd then return odd end
+local mistyped = wrong_type(KEYS[1], 'stream', KEYS[3], 'stream')
+if mistyped then return mistyped end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('XDEL', KEYS[1], ARGV[2])
 -- A task key of another type is someone else's: left, the delivery set aside all the same.

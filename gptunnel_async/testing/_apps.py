@@ -89,9 +89,10 @@ def _results_where_asked(
     listening = URL(state.storage_url)
     if listening.host not in WILDCARD_HOSTS or not isinstance(response.body, bytes):
         return response
-    host, _, port = request.headers.get("Host", "").rpartition(":")
+    given = request.headers.get("Host", "")
+    host, _, port = given.rpartition(":")
     if not port.isdigit():  # no port: the whole header is the host
-        host = request.headers.get("Host", "")
+        host = given
     if not _HOST.fullmatch(host):
         return response
     old = str(listening.origin()).encode()

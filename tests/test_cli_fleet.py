@@ -15,13 +15,18 @@ from gptunnel_async.fleet import RedisBudget, RedisStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
 
+async def _one_task_watched(fake: FakeGPTunnel, redis: Redis, name: str) -> None:
+    """The fleet ``name`` holds one task, watched and running."""
+    async with fake.client() as client:
+        await Watcher(client, RedisStore(redis, name=name)).watch(
+            fake.script_task(steps=[("running", 1)])
+        )
+
+
 async def test_a_fleet_name_with_nothing_stored_is_pointed_out(
     fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with fake.client() as client:
-        await Watcher(client, RedisStore(redis, name="bot")).watch(
-            fake.script_task(steps=[("running", 1)])
-        )
+    await _one_task_watched(fake, redis, "bot")
     code = await asyncio.to_thread(main, ["fleet", "status", "--redis", redis_url])
     assert code == 0
     warned = capsys.readouterr().err
@@ -51,10 +56,7 @@ async def test_a_budget_name_with_no_state_is_pointed_out(
     fake: FakeGPTunnel, redis: Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A mistyped ``--budget`` showed ``rate -`` and nothing else."""
-    async with fake.client() as client:
-        await Watcher(client, RedisStore(redis, name="bot")).watch(
-            fake.script_task(steps=[("running", 1)])
-        )
+    await _one_task_watched(fake, redis, "bot")
     await RedisBudget(redis, requests_per_second=5, name="shared").acquire()
     command = ["fleet", "status", "--redis", redis_url, "--name", "bot", "--json"]
     for budget, warned in [("shared", False), ("shraed", True)]:

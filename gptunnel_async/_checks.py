@@ -191,13 +191,32 @@ def function(name: str, value: Any) -> Any:
     that nobody iterates, and its body would silently never run."""
     if not callable(value):
         raise ConfigurationError(f"{name} must be a function, got {describe(value)}")
-    # the object itself (a function, a method, a partial) or, for an object, its __call__
-    if any(map(_makes_generators, (value, inspect.getattr_static(type(value), "__call__", None)))):
+    if _is(_makes_generators, value):
         raise ConfigurationError(
             f"{name} must be a function or a coroutine function, got a generator "
             f"function {describe(value)} (a yield in it?): its body would never run"
         )
     return value
+
+
+def plain_function(name: str, value: Any) -> Any:
+    """``value`` if it can be called and is a plain function, whose result the SDK uses
+    at once (a clock, an instrumentation hook); ``ConfigurationError`` for anything else,
+    a coroutine function included: called and never awaited, its body would never run."""
+    if not callable(value):
+        raise ConfigurationError(f"{name} must be a function, got {describe(value)}")
+    if _is(_makes_generators, value) or _is(inspect.iscoroutinefunction, value):
+        raise ConfigurationError(
+            f"{name} must be a plain function (def, not async def nor a generator), got "
+            f"{describe(value)}: it is called and not awaited, so its body would never run"
+        )
+    return value
+
+
+def _is(kind: Callable[[Any], bool], value: Any) -> bool:
+    """Whether the function ``value`` is, or (for an object) its ``__call__``, is of
+    ``kind`` (a function, a method and a partial are looked through)."""
+    return kind(value) or kind(inspect.getattr_static(type(value), "__call__", None))
 
 
 def _makes_generators(value: Any) -> bool:

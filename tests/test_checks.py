@@ -3,8 +3,9 @@ no OverflowError, TypeError or AttributeError escapes, and the error text stays 
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -27,8 +28,10 @@ from gptunnel_async._checks import (
     check_task_id,
     count,
     describe,
+    function,
     http_url,
     number,
+    plain_function,
 )
 from gptunnel_async.errors import DownloadError
 from gptunnel_async.testing import FakeGPTunnel
@@ -443,3 +446,60 @@ async def test_a_task_id_holding_the_api_key_is_refused_without_showing_it(
         assert key not in str(caught.value)
     assert not [r for r in caplog.records if key in r.getMessage()]
     assert fake.requests == []
+
+
+async def _coroutine_function() -> None:
+    return None
+
+
+def _generator_function() -> Iterator[int]:
+    yield 1
+
+
+async def _async_generator_function() -> AsyncIterator[int]:
+    yield 1
+
+
+class _AsyncCallable:
+    async def __call__(self) -> None:
+        return None
+
+
+class _GeneratorCallable:
+    def __call__(self) -> Iterator[int]:
+        yield 1
+
+
+class _PlainCallable:
+    def __call__(self) -> float:
+        return 1.0
+
+
+# (value, taken by function, taken by plain_function)
+CALLABLES: list[tuple[Any, bool, bool]] = [
+    (lambda: 1.0, True, True),
+    (math.floor, True, True),
+    (_PlainCallable(), True, True),
+    (functools.partial(math.floor, 1.5), True, True),
+    (_coroutine_function, True, False),
+    (functools.partial(_coroutine_function), True, False),
+    (_AsyncCallable(), True, False),
+    (_generator_function, False, False),
+    (_async_generator_function, False, False),
+    (_GeneratorCallable(), False, False),
+    (None, False, False),
+    (3, False, False),
+    ("clock", False, False),
+]
+
+
+@pytest.mark.parametrize(("value", "as_function", "as_plain"), CALLABLES)
+def test_a_callback_is_taken_only_if_its_body_will_run(
+    value: Any, as_function: bool, as_plain: bool
+) -> None:
+    for check, taken in ((function, as_function), (plain_function, as_plain)):
+        if taken:
+            assert check("callback", value) is value
+        else:
+            with pytest.raises(ConfigurationError, match=r"^callback must be a"):
+                check("callback", value)

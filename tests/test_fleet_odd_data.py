@@ -368,6 +368,10 @@ async def _yields(delivery: Any) -> Any:
     yield delivery  # a stray yield: the handler's body would never run
 
 
+async def _async_clock() -> float:
+    return 0.0  # called and never awaited, it would give a coroutine, not a time
+
+
 @pytest.mark.parametrize(
     ("build", "match"),
     [
@@ -383,6 +387,7 @@ async def _yields(delivery: Any) -> Any:
         (lambda c, r: Watcher(c, MemoryStore(), worker=""), "worker"),
         (lambda c, r: Watcher(c, MemoryStore(), worker=3), "worker"),  # type: ignore[arg-type]
         (lambda c, r: MemoryStore(clock=3), "clock must be a function"),  # type: ignore[arg-type]
+        (lambda c, r: MemoryStore(clock=_async_clock), "clock must be a plain function"),  # type: ignore[arg-type]
         (lambda c, r: Watcher(c, MemoryStore(), handler=_yields), "handler must be a function or"),
         (lambda c, r: RedisStore(r, name="bot-\udcff"), "name must be text UTF-8 can encode"),
         (lambda c, r: RedisStore(r, prefix="\ud800app"), "prefix must be text UTF-8"),

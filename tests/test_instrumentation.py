@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import re
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -40,6 +42,7 @@ from gptunnel_async.instrumentation import (
     get_hooks,
     set_hooks,
 )
+from gptunnel_async.instrumentation._hooks import LISTENING
 from gptunnel_async.instrumentation.otel import OpenTelemetryHook
 from gptunnel_async.instrumentation.prometheus import PrometheusHook
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
@@ -537,3 +540,90 @@ def test_importing_the_sdk_imports_no_integration() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _hook_with(method: str, body: Any) -> Hook:
+    """A hook whose ``method`` is ``body`` (a function of ``self`` and the details)."""
+    return type("Custom", (Hook,), {method: body})()  # type: ignore[no-any-return]
+
+
+async def _async_method(self: Hook, details: object) -> None:
+    raise AssertionError("never run")
+
+
+def _generator_method(self: Hook, details: object) -> Iterator[None]:
+    yield
+
+
+@pytest.mark.parametrize(
+    "method", ["on_request", "on_retry", "on_wait_started", "on_progress", "on_wait_finished"]
+)
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (_async_method, "not async def"),
+        (functools.partial(_async_method), "not async def"),
+        (_generator_method, "generator"),
+        ("a string", "must be a function"),
+        (None, "must be a function"),
+    ],
+    ids=["async def", "a partial of an async def", "a generator", "a string", "None"],
+)
+def test_a_hook_method_that_would_never_run_is_refused(method: str, body: Any, said: str) -> None:
+    before = get_hooks()
+    hook = _hook_with(method, body)
+    with pytest.raises(ConfigurationError, match=f"Custom.{method} .*{said}"):
+        set_hooks([LoggingHook(), hook])
+    assert get_hooks() == before  # nothing half-set
+    assert LISTENING.retry == tuple(h.on_retry for h in before)
+
+
+async def test_a_hook_that_returns_a_coroutine_is_logged_and_the_coroutine_closed(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[object] = []
+
+    async def record(details: object) -> None:
+        ran.append(details)
+
+    coroutines: list[Any] = []
+
+    class Decorated(Hook):
+        # A plain method that hands back a coroutine: set_hooks cannot tell it.
+        def on_progress(self, details: ProgressDetails) -> None:
+            coroutines.append(record(details))
+            return coroutines[-1]  # type: ignore[no-any-return]
+
+    recorder = Recorder()
+    set_hooks([Decorated(), recorder])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "never awaited" RuntimeWarning would fail here
+        with caplog.at_level(logging.ERROR, logger="gptunnel_async"):
+            task = await client.wait_for_result(fake.script_task(steps=STEPS))
+        del coroutines[:]
+        gc.collect()
+    assert task.is_done
+    assert ran == []
+    assert len(recorder.of(ProgressDetails)) == 3  # the next hook still ran each time
+    said = [r.getMessage() for r in caplog.records if "rather than running" in r.getMessage()]
+    assert len(said) == 3
+    assert all("coroutine" in line and "not awaited" in line for line in said)
+
+
+async def test_a_hook_that_returns_a_value_is_not_reported(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Counting(Hook):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def on_progress(self, details: ProgressDetails) -> None:
+            self.count += 1
+            return self.count  # type: ignore[return-value]  # a sloppy hook, not a bug
+
+    hook = Counting()
+    set_hooks([hook])
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async"):
+        await client.wait_for_result(fake.script_task(steps=STEPS))
+    assert hook.count == 3
+    assert caplog.records == []

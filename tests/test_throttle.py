@@ -292,6 +292,14 @@ async def test_a_bad_interval_is_refused(every: Any) -> None:
         await anext(throttle(Source([]), every=every))
 
 
+async def test_a_clock_that_gives_no_time_at_once_is_refused() -> None:
+    async def clock() -> float:
+        return 0.0
+
+    with pytest.raises(ConfigurationError, match="clock must be a plain function"):
+        await anext(throttle(Source([]), every=1, clock=clock))  # type: ignore[arg-type]
+
+
 async def test_a_real_wait_throttled_ends_with_its_done_event() -> None:
     steps = [("queued", 0)] + [("running", percent) for percent in range(5, 100, 5)]
     async with FakeGPTunnel() as fake:

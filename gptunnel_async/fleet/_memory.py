@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from .._checks import function
+from .._checks import plain_function
 from . import _decode
 from ._records import Claim, Entry, FleetStatus, Outcome, WatchRecord
 from ._redis_store import DEAD_LETTERS_KEPT
@@ -46,11 +46,11 @@ class MemoryStore:
         clock: seconds, for due times and deadlines; ``time.monotonic`` by default.
 
     Raises:
-        ConfigurationError: ``clock`` is not a function.
+        ConfigurationError: ``clock`` is not a plain function (an ``async def`` one, say).
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = function("clock", clock)
+        self._clock = plain_function("clock", clock)
         self._watched: dict[str, _Watched] = {}
         self._outcomes: OrderedDict[str, tuple[WatchRecord, str]] = OrderedDict()
         """Finished tasks: task id -> (record, outcome JSON), the oldest forgotten first."""

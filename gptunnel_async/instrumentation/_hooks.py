@@ -7,13 +7,14 @@ report, so an SDK with no such hook pays one attribute check a request.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from .._checks import describe
+from .._checks import describe, plain_function
 from .._logging import logger
 from ..errors import APIConnectionError, ConfigurationError, GPTunnelError
 
@@ -161,9 +162,11 @@ class Hook:
     """Receives what the SDK does. Subclass it and override the methods you need; the
     others do nothing and cost nothing (a method left as it is here is never called).
 
-    Hooks run inline, on the event loop: keep them quick. An exception a hook raises is
-    logged and otherwise ignored, so a broken metric never breaks a wait. No report
-    holds the API key.
+    Hooks run inline, on the event loop, and are not awaited: keep them quick, and make
+    them plain methods (``set_hooks`` refuses an ``async def`` one, whose body would
+    never run; for async work, put the details on a queue of your own). An exception a
+    hook raises is logged and otherwise ignored, so a broken metric never breaks a wait.
+    No report holds the API key.
     """
 
     def on_request(self, details: RequestDetails) -> None:
@@ -249,7 +252,8 @@ def set_hooks(hooks: Iterable[Hook]) -> None:
 
     Raises:
         ConfigurationError: ``hooks`` is not an iterable of ``Hook`` instances (a single
-            hook included: pass ``[hook]``).
+            hook included: pass ``[hook]``), or a hook's ``on_*`` method is an
+            ``async def`` (or a generator) or not callable. Nothing is set then.
     """
     if not isinstance(hooks, Iterable):
         raise ConfigurationError(f"hooks must be a list of Hook instances, got {describe(hooks)}")
@@ -259,14 +263,30 @@ def set_hooks(hooks: Iterable[Hook]) -> None:
             raise ConfigurationError(
                 f"a hook must be a gptunnel_async.instrumentation.Hook, got {describe(hook)}"
             )
-    for kind, method in _METHODS.items():
-        overriding = [
-            getattr(hook, method)
+    listening = {
+        kind: tuple(
+            _checked(hook, method)
             for hook in chosen
             if getattr(type(hook), method) is not getattr(Hook, method)
-        ]
-        setattr(LISTENING, kind, tuple(overriding))
+        )
+        for kind, method in _METHODS.items()
+    }
+    for kind, methods in listening.items():
+        setattr(LISTENING, kind, methods)
     LISTENING.hooks = chosen
+
+
+def _checked(hook: Hook, name: str) -> Callable[[Any], None]:
+    """``hook``'s method ``name``, which must be a plain function: the SDK calls it inline
+    and awaits nothing; ``ConfigurationError`` otherwise."""
+    where = f"{type(hook).__qualname__}.{name}"
+    try:
+        return plain_function(where, getattr(hook, name))  # type: ignore[no-any-return]
+    except ConfigurationError as exc:
+        raise ConfigurationError(
+            f"{exc}; hooks run inline on the event loop: for async work, hand the details "
+            "to a task or a queue of your own (asyncio.Queue.put_nowait)"
+        ) from None
 
 
 def get_hooks() -> tuple[Hook, ...]:
@@ -281,9 +301,28 @@ def get_hooks() -> tuple[Hook, ...]:
 def _call(methods: tuple[Callable[[Any], None], ...], details: object) -> None:
     for method in methods:
         try:
-            method(details)
+            returned: object = method(details)
         except Exception:
             logger.exception("the instrumentation hook %r failed", method)
+            continue
+        if returned is not None:  # an async method set_hooks could not tell (a wrapper's)
+            _not_run(method, returned)
+
+
+def _not_run(method: Callable[[Any], None], returned: object) -> None:
+    """Log a hook that returned something to run (a coroutine, a generator) rather than
+    running, which it then closes (no "never awaited" warning later, far from here)."""
+    if not (inspect.isawaitable(returned) or inspect.isgenerator(returned)):
+        return
+    close = getattr(returned, "close", None)
+    if callable(close):
+        close()
+    logger.error(
+        "the instrumentation hook %r returned %s rather than running: hooks are called "
+        "inline and not awaited, so its body did not run; make it a plain method",
+        method,
+        describe(returned),
+    )
 
 
 def emit_request(details: RequestDetails) -> None:

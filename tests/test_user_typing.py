@@ -5,14 +5,17 @@ docs' pytest examples, copied into a project checked that way, pass as they are.
 
 from __future__ import annotations
 
+import inspect
 import re
 import textwrap
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
 from mypy import api as mypy_api
 
 from gptunnel_async import GPTunnelClient, MediaTask, ProgressEvent, Task, TaskLike
+from gptunnel_async._client import ClientOptions
 from gptunnel_async.testing import FakeGPTunnel
 
 BOT = """
@@ -122,3 +125,32 @@ async def test_callbacks_results_are_ignored_and_their_awaitables_awaited(
     assert isinstance(task, Task)
     assert isinstance(media, MediaTask)
     assert message.texts == ["40 %", "100 %"]
+
+
+MISTAKES = """
+from gptunnel_async.testing import FakeGPTunnel
+
+
+def test_options(gptunnel_fake: FakeGPTunnel) -> None:
+    gptunnel_fake.client(max_retries=0, timeout=5.0)  # right
+    gptunnel_fake.client(timout=5.0)  # a misspelt option
+    gptunnel_fake.client(max_retries="3")  # a wrong type
+"""
+
+
+def test_the_fixtures_client_options_are_type_checked(tmp_path: Path) -> None:
+    mistakes = tmp_path / "mistakes.py"
+    mistakes.write_text(MISTAKES, encoding="utf-8")
+    said = strict_errors(tmp_path, [mistakes])
+    errors = [line.split(":")[1] for line in said.splitlines() if ": error:" in line]
+    assert errors == ["7", "8"], said  # the misspelt name and the wrong type
+    assert '"timout"' in said
+
+
+def test_the_client_options_are_the_clients_arguments() -> None:
+    arguments = inspect.signature(GPTunnelClient.__init__).parameters
+    assert list(ClientOptions.__annotations__) == [name for name in arguments if name != "self"]
+    hints = get_type_hints(GPTunnelClient.__init__)
+    assert get_type_hints(ClientOptions) == {
+        name: hints[name] for name in ClientOptions.__annotations__
+    }

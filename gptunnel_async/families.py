@@ -398,7 +398,8 @@ class TaskResource(InProcessOnly, Generic[T]):
 
         Raises:
             ConfigurationError: a path that is not a plain relative path (``..``, a
-                query, a scheme), a body that is not a JSON object, or a ``webhook``
+                query, a scheme) or repeats the base URL's last segment
+                (``v1/bgremover/create``), a body that is not a JSON object, or a ``webhook``
                 in it that is not an absolute http(s) URL.
             ResponseDecodeError: the answer is not this family's task object, or its
                 task id is unusable (the task may have started).
@@ -409,7 +410,7 @@ class TaskResource(InProcessOnly, Generic[T]):
         if payload is None:
             shown = hide_webhook_token(describe(body))
             raise ConfigurationError(f"body must be a JSON object (a mapping), got {shown}")
-        return await self._create(_endpoint_path(path), payload)
+        return await self._create(_endpoint_path(path, self._transport.base_url), payload)
 
     async def _create(self, path: str, payload: dict[str, Any]) -> T:
         """POST a new task; retried only where the server surely did not start one.
@@ -461,13 +462,21 @@ class TaskResource(InProcessOnly, Generic[T]):
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _endpoint_path(path: Any) -> str:
-    """``path`` if it is a relative API path of plain segments (``midjourney/pan``)."""
+def _endpoint_path(path: Any, base_url: str = "") -> str:
+    """``path`` if it is a relative API path of plain segments (``midjourney/pan``) that
+    does not repeat the end of ``base_url`` (``v1/midjourney/pan`` under ``.../v1``)."""
     segments = path.strip("/").split("/") if isinstance(path, str) else []
     if not segments or not all(_PATH_SEGMENT.fullmatch(segment) for segment in segments):
         raise ConfigurationError(
             f"path must be an endpoint under the base URL such as 'midjourney/reroll', "
             f"got {path!r:.80}"
+        )
+    root = base_url.rstrip("/").rpartition("/")[2]
+    if len(segments) > 1 and segments[0] == root and "/" in base_url.partition("//")[2]:
+        rest = "/".join(segments[1:])
+        raise ConfigurationError(
+            f"path is under the base URL, which ends in /{root} already: give {rest!r}, "
+            f"not {path!r:.80}"
         )
     return "/".join(segments)
 

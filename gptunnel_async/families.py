@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Final, Generic, Literal, TypeVar, overload
+from typing import Any, Concatenate, Final, Generic, Literal, ParamSpec, TypeVar, overload
 
 import attrs
 
@@ -36,7 +37,7 @@ from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_
 from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
-from ._safe_errors import secret_arguments
+from ._safe_errors import made_safe, secret_arguments
 from ._sansio.requests import Request
 from ._sansio.responses import (
     Created,
@@ -68,6 +69,29 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=TaskLike)
+R = TypeVar("R")
+P = ParamSpec("P")
+Resource = TypeVar("Resource", bound="TaskResource[Any]")
+
+
+def _create_call(
+    method: Callable[Concatenate[Resource, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Resource, P], Coroutine[Any, Any, R]]:
+    """A create call whose refusals of its arguments never show the API key: their
+    texts are masked with the client's key (an argument that holds it, passed by
+    mistake, is quoted as ``***``), and they leave from a frame that holds none of the
+    arguments (see ``secret_arguments``: a ``webhook`` holds its token too)."""
+
+    @functools.wraps(method)
+    async def masked(resource: Resource, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(resource, *args, **kwargs)
+        except ConfigurationError as exc:  # the transport masks the API's own errors
+            made_safe(exc, resource._transport.secret)
+            raise
+
+    return secret_arguments(masked)
+
 
 DEFAULT_RESULT_LIFETIME: Final = timedelta(days=3)
 """How long a family's result files are assumed to live where its docs do not say: the
@@ -376,7 +400,7 @@ class TaskResource(InProcessOnly, Generic[T]):
             for task_id in checked
         ]
 
-    @secret_arguments  # a webhook URL in the body holds its token
+    @_create_call  # a webhook URL in the body holds its token
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:
         """Start a task at an endpoint the SDK does not model, and get this family's
         typed task back.
@@ -493,7 +517,7 @@ class FaceSwap(TaskResource[Task]):
 
     family = Family("faceswap/result", decode_task, result_lifetime=timedelta(days=3))
 
-    @secret_arguments  # ``webhook`` holds its token
+    @_create_call  # ``webhook`` holds its token
     async def create(
         self, source_image: ImageInput, face_image: ImageInput, *, webhook: str | None = None
     ) -> Task:
@@ -535,6 +559,7 @@ class FaceSwap(TaskResource[Task]):
             payload["webhook"] = webhook
         return await self._create("faceswap/create", payload)
 
+    @_create_call  # its frame holds the create's arguments
     async def swap(
         self,
         source_image: ImageInput,
@@ -681,6 +706,7 @@ class Midjourney(TaskResource[Task]):
 
     family = Family("midjourney/result", decode_task, result_lifetime=DEFAULT_RESULT_LIFETIME)
 
+    @_create_call
     async def imagine(self, prompt: str, *, use_wallet_balance: bool = False) -> Task:
         """Start a Midjourney image grid from ``prompt``.
 
@@ -703,6 +729,7 @@ class Midjourney(TaskResource[Task]):
             payload["useWalletBalance"] = True
         return await self._create("midjourney/imagine", payload)
 
+    @_create_call
     async def upsample(self, task_id: str, image: int) -> Task:
         """Start upscaling one image of a done grid.
 
@@ -723,6 +750,7 @@ class Midjourney(TaskResource[Task]):
         payload = {"taskId": self._task_id(task_id), "image": _image_number(image)}
         return await self._create("midjourney/upsample", payload)
 
+    @_create_call
     async def variation(
         self, task_id: str, image: int | None = None, mode: str | None = None
     ) -> Task:
@@ -765,6 +793,7 @@ class Midjourney(TaskResource[Task]):
             payload["mode"] = mode
         return await self._create("midjourney/variation", payload)
 
+    @_create_call
     async def inpaint(
         self,
         task_id: str,
@@ -806,6 +835,7 @@ class Midjourney(TaskResource[Task]):
         payload["mask"] = await asyncio.to_thread(check_mask, mask, size)
         return await self._create("midjourney/inpaint", payload)
 
+    @_create_call  # its frame holds the create's arguments
     async def imagine_and_wait(
         self,
         prompt: str,
@@ -880,9 +910,10 @@ class Media(TaskResource[MediaTask]):
         "media/result", decode_media_task, id_param="task_id", result_lifetime=timedelta(hours=24)
     )
 
-    @secret_arguments  # a ``webhook`` option holds its token
+    @_create_call  # a ``webhook`` option holds its token
     async def create(
         self,
+        /,  # so that no ``extra`` option may be named ``self``
         model: str,
         prompt: str,
         *,
@@ -919,8 +950,10 @@ class Media(TaskResource[MediaTask]):
         payload = _media_payload(model, prompt, images, ar, extra)
         return await self._create("media/create", payload)
 
+    @_create_call  # its frame holds the create's arguments
     async def generate(
         self,
+        /,  # so that no ``extra`` option may be named ``self``
         model: str,
         prompt: str,
         *,

@@ -430,3 +430,43 @@ async def test_a_lost_listener_ends_progress_with_the_key_in_no_frame(
         with pytest.raises(StoreUnavailableError) as caught:
             await asyncio.wait_for(listening, 5)
     assert key not in rendered(caught.value)
+
+
+# -- create calls -------------------------------------------------------------------------
+
+
+def _create_calls(client: GPTunnelClient, key: str) -> list[Callable[[], Any]]:
+    """Create calls given the key, by mistake, where an argument goes: each is refused
+    before any request, with a text that quotes the argument."""
+    return [
+        lambda: client.faceswap.create(key, "https://example.com/face.png"),
+        lambda: client.faceswap.create("https://example.com/me.png", f"./{key}.png"),
+        lambda: client.faceswap.swap(key, "https://example.com/face.png"),
+        lambda: client.faceswap.create(
+            "https://example.com/me.png", "https://example.com/face.png", webhook=key
+        ),
+        lambda: client.media.create("flux-pro", "a fox", images=[key]),
+        lambda: client.media.generate("flux-pro", "a fox", images=[f"{key}.png"]),
+        lambda: client.media.create("flux-pro", "a fox", webhook=f"ftp://{key}"),
+        lambda: client.bgremover.create_task(f"bgremover/{key}.json", {"image": "x"}),
+        lambda: client.bgremover.create_task("bgremover/create", {"webhook": key}),
+        lambda: client.midjourney.create_task(f"midjourney/{key}?x", {"taskId": "t"}),
+        lambda: client.midjourney.inpaint("t1", f"./{key}.png"),
+        lambda: client.midjourney.imagine_and_wait(key, timeout=-1),
+        lambda: client.media.generate(f"{key}", "a fox", images=[key], timeout=-1),
+    ]
+
+
+@pytest.mark.parametrize("which", range(13))
+@settings(max_examples=5, deadline=None)
+@given(key=keys)
+async def test_a_create_call_given_the_key_by_mistake_never_shows_it(key: str, which: int) -> None:
+    """An argument that holds the key was quoted in the refusal's text as it was
+    (``cannot read the source_image file 'sk-...'``), while ``download_result`` and the
+    task-id checks masked it."""
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(ConfigurationError) as caught:
+            await _create_calls(client, key)[which]()
+    shown = rendered(caught.value)
+    assert key not in shown
+    assert key[:12] not in str(caught.value)  # no run of it either

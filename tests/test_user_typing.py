@@ -21,6 +21,8 @@ from gptunnel_async.testing import FakeGPTunnel
 BOT = """
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
+
 from gptunnel_async import GPTunnelClient, ProgressEvent, TaskLike, throttle
 from gptunnel_async.fleet import Delivery, MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
@@ -39,7 +41,14 @@ def shown(event: ProgressEvent[TaskLike]) -> bool:  # a plain function with a re
     return bool(progress_text(event))
 
 
+async def show(message: Message, events: AsyncIterable[ProgressEvent[TaskLike]]) -> None:
+    async for event in throttle(events, every=1.0):  # any family's wait
+        await message.edit_text(progress_text(event))
+
+
 async def handler(client: GPTunnelClient, message: Message, task_id: str) -> None:
+    await show(message, client.midjourney.wait_for_result(task_id))
+    await show(message, client.media.wait_for_result(task_id))
     await client.midjourney.wait_for_result(
         task_id, on_progress=lambda event: message.edit_text(progress_text(event))
     )

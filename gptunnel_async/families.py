@@ -559,7 +559,6 @@ class FaceSwap(TaskResource[Task]):
             payload["webhook"] = webhook
         return await self._create("faceswap/create", payload)
 
-    @_create_call  # its frame holds the create's arguments
     async def swap(
         self,
         source_image: ImageInput,
@@ -589,7 +588,8 @@ class FaceSwap(TaskResource[Task]):
             APIError: an error status that is not retried, or still failing after
                 the retries (creating) or at the deadline (waiting).
         """
-        created = self.create(source_image, face_image)
+        created = self.create(source_image, face_image)  # guarded itself
+        del source_image, face_image  # the key, if passed there: not this frame's locals
         return await self._until_done(created, policy, timeout, on_progress)
 
 
@@ -835,7 +835,6 @@ class Midjourney(TaskResource[Task]):
         payload["mask"] = await asyncio.to_thread(check_mask, mask, size)
         return await self._create("midjourney/inpaint", payload)
 
-    @_create_call  # its frame holds the create's arguments
     async def imagine_and_wait(
         self,
         prompt: str,
@@ -863,7 +862,8 @@ class Midjourney(TaskResource[Task]):
             ConfigurationError: the prompt is blank.
             APIError: an error status that is not retried.
         """
-        created = self.imagine(prompt, use_wallet_balance=use_wallet_balance)
+        created = self.imagine(prompt, use_wallet_balance=use_wallet_balance)  # guarded itself
+        del prompt  # the key, if passed there: not this frame's local
         return await self._until_done(created, policy, timeout, on_progress)
 
 
@@ -950,10 +950,8 @@ class Media(TaskResource[MediaTask]):
         payload = _media_payload(model, prompt, images, ar, extra)
         return await self._create("media/create", payload)
 
-    @_create_call  # its frame holds the create's arguments
     async def generate(
         self,
-        /,  # so that no ``extra`` option may be named ``self``
         model: str,
         prompt: str,
         *,
@@ -988,5 +986,7 @@ class Media(TaskResource[MediaTask]):
             APIError: an error status that is not retried.
         """
         created = self.create(model, prompt, images=images, ar=ar, **extra)  # guarded itself
-        del extra  # a webhook option's token: not a local of this frame while it waits
+        # A webhook option's token, and the key if passed where an argument goes: not
+        # locals of this frame while it waits.
+        del model, prompt, images, ar, extra
         return await self._until_done(created, policy, timeout, on_progress)

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, TypedDict
 
 import aiohttp
 from yarl import URL
@@ -38,6 +38,22 @@ __all__ = ["DEFAULT_BASE_URL", "GPTunnelClient"]
 DEFAULT_BASE_URL: Final = "https://gptunnel.ru/v1"
 _HEADER_VALUE: Final = re.compile(r"[!-~]+(?: +[!-~]+)*")
 """Visible ASCII, inner spaces allowed: what an ``Authorization`` value can carry unaltered."""
+
+
+class ClientOptions(TypedDict, total=False):
+    """[GPTunnelClient][gptunnel_async.GPTunnelClient]'s arguments, for a call that passes
+    them on (``FakeGPTunnel.client(**options)``) with each name and type checked."""
+
+    api_key: str | None
+    base_url: str | None
+    timeout: float
+    max_retries: int
+    session: aiohttp.ClientSession | None
+    poll_policy: PollPolicy | None
+    max_connections: int | None
+    requests_per_second: float | None
+    budget: RequestBudget | None
+    allow_private_result_urls: bool
 
 
 def _budget(

@@ -48,8 +48,10 @@ __all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
 T = TypeVar("T", bound=TaskLike)
 
 
-ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], Awaitable[None] | None]
-"""``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][]."""
+ProgressCallback: TypeAlias = Callable[[ProgressEvent[T]], object]
+"""``on_progress``: a plain function or a coroutine function taking a [ProgressEvent][].
+What it returns is ignored, once awaited if it is awaitable: a chat's edit call that
+returns the edited message (``lambda event: message.edit_text(...)``) fits as it is."""
 
 
 _NO_WAKEUP: Final = contextlib.nullcontext()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Final, Generic, Literal, TypeVar, overload
+from typing import Any, Concatenate, Final, Generic, Literal, ParamSpec, TypeVar, overload
 
 import attrs
 
@@ -36,7 +37,7 @@ from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_
 from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
-from ._safe_errors import secret_arguments
+from ._safe_errors import made_safe, secret_arguments
 from ._sansio.requests import Request
 from ._sansio.responses import (
     Created,
@@ -68,6 +69,29 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=TaskLike)
+R = TypeVar("R")
+P = ParamSpec("P")
+Resource = TypeVar("Resource", bound="TaskResource[Any]")
+
+
+def _create_call(
+    method: Callable[Concatenate[Resource, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Resource, P], Coroutine[Any, Any, R]]:
+    """A create call whose refusals of its arguments never show the API key: their
+    texts are masked with the client's key (an argument that holds it, passed by
+    mistake, is quoted as ``***``), and they leave from a frame that holds none of the
+    arguments (see ``secret_arguments``: a ``webhook`` holds its token too)."""
+
+    @functools.wraps(method)
+    async def masked(resource: Resource, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(resource, *args, **kwargs)
+        except ConfigurationError as exc:  # the transport masks the API's own errors
+            made_safe(exc, resource._transport.secret)
+            raise
+
+    return secret_arguments(masked)
+
 
 DEFAULT_RESULT_LIFETIME: Final = timedelta(days=3)
 """How long a family's result files are assumed to live where its docs do not say: the
@@ -376,7 +400,7 @@ class TaskResource(InProcessOnly, Generic[T]):
             for task_id in checked
         ]
 
-    @secret_arguments  # a webhook URL in the body holds its token
+    @_create_call  # a webhook URL in the body holds its token
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:
         """Start a task at an endpoint the SDK does not model, and get this family's
         typed task back.
@@ -398,7 +422,8 @@ class TaskResource(InProcessOnly, Generic[T]):
 
         Raises:
             ConfigurationError: a path that is not a plain relative path (``..``, a
-                query, a scheme), a body that is not a JSON object, or a ``webhook``
+                query, a scheme) or repeats the base URL's last segment
+                (``v1/bgremover/create``), a body that is not a JSON object, or a ``webhook``
                 in it that is not an absolute http(s) URL.
             ResponseDecodeError: the answer is not this family's task object, or its
                 task id is unusable (the task may have started).
@@ -409,7 +434,7 @@ class TaskResource(InProcessOnly, Generic[T]):
         if payload is None:
             shown = hide_webhook_token(describe(body))
             raise ConfigurationError(f"body must be a JSON object (a mapping), got {shown}")
-        return await self._create(_endpoint_path(path), payload)
+        return await self._create(_endpoint_path(path, self._transport.base_url), payload)
 
     async def _create(self, path: str, payload: dict[str, Any]) -> T:
         """POST a new task; retried only where the server surely did not start one.
@@ -461,13 +486,21 @@ class TaskResource(InProcessOnly, Generic[T]):
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _endpoint_path(path: Any) -> str:
-    """``path`` if it is a relative API path of plain segments (``midjourney/pan``)."""
+def _endpoint_path(path: Any, base_url: str = "") -> str:
+    """``path`` if it is a relative API path of plain segments (``midjourney/pan``) that
+    does not repeat the end of ``base_url`` (``v1/midjourney/pan`` under ``.../v1``)."""
     segments = path.strip("/").split("/") if isinstance(path, str) else []
     if not segments or not all(_PATH_SEGMENT.fullmatch(segment) for segment in segments):
         raise ConfigurationError(
             f"path must be an endpoint under the base URL such as 'midjourney/reroll', "
             f"got {path!r:.80}"
+        )
+    root = base_url.rstrip("/").rpartition("/")[2]
+    if len(segments) > 1 and segments[0] == root and "/" in base_url.partition("//")[2]:
+        rest = "/".join(segments[1:])
+        raise ConfigurationError(
+            f"path is under the base URL, which ends in /{root} already: give {rest!r}, "
+            f"not {path!r:.80}"
         )
     return "/".join(segments)
 
@@ -484,7 +517,7 @@ class FaceSwap(TaskResource[Task]):
 
     family = Family("faceswap/result", decode_task, result_lifetime=timedelta(days=3))
 
-    @secret_arguments  # ``webhook`` holds its token
+    @_create_call  # ``webhook`` holds its token
     async def create(
         self, source_image: ImageInput, face_image: ImageInput, *, webhook: str | None = None
     ) -> Task:
@@ -555,7 +588,8 @@ class FaceSwap(TaskResource[Task]):
             APIError: an error status that is not retried, or still failing after
                 the retries (creating) or at the deadline (waiting).
         """
-        created = self.create(source_image, face_image)
+        created = self.create(source_image, face_image)  # guarded itself
+        del source_image, face_image  # the key, if passed there: not this frame's locals
         return await self._until_done(created, policy, timeout, on_progress)
 
 
@@ -672,6 +706,7 @@ class Midjourney(TaskResource[Task]):
 
     family = Family("midjourney/result", decode_task, result_lifetime=DEFAULT_RESULT_LIFETIME)
 
+    @_create_call
     async def imagine(self, prompt: str, *, use_wallet_balance: bool = False) -> Task:
         """Start a Midjourney image grid from ``prompt``.
 
@@ -694,6 +729,7 @@ class Midjourney(TaskResource[Task]):
             payload["useWalletBalance"] = True
         return await self._create("midjourney/imagine", payload)
 
+    @_create_call
     async def upsample(self, task_id: str, image: int) -> Task:
         """Start upscaling one image of a done grid.
 
@@ -714,6 +750,7 @@ class Midjourney(TaskResource[Task]):
         payload = {"taskId": self._task_id(task_id), "image": _image_number(image)}
         return await self._create("midjourney/upsample", payload)
 
+    @_create_call
     async def variation(
         self, task_id: str, image: int | None = None, mode: str | None = None
     ) -> Task:
@@ -756,6 +793,7 @@ class Midjourney(TaskResource[Task]):
             payload["mode"] = mode
         return await self._create("midjourney/variation", payload)
 
+    @_create_call
     async def inpaint(
         self,
         task_id: str,
@@ -824,7 +862,8 @@ class Midjourney(TaskResource[Task]):
             ConfigurationError: the prompt is blank.
             APIError: an error status that is not retried.
         """
-        created = self.imagine(prompt, use_wallet_balance=use_wallet_balance)
+        created = self.imagine(prompt, use_wallet_balance=use_wallet_balance)  # guarded itself
+        del prompt  # the key, if passed there: not this frame's local
         return await self._until_done(created, policy, timeout, on_progress)
 
 
@@ -871,9 +910,10 @@ class Media(TaskResource[MediaTask]):
         "media/result", decode_media_task, id_param="task_id", result_lifetime=timedelta(hours=24)
     )
 
-    @secret_arguments  # a ``webhook`` option holds its token
+    @_create_call  # a ``webhook`` option holds its token
     async def create(
         self,
+        /,  # so that no ``extra`` option may be named ``self``
         model: str,
         prompt: str,
         *,
@@ -946,5 +986,7 @@ class Media(TaskResource[MediaTask]):
             APIError: an error status that is not retried.
         """
         created = self.create(model, prompt, images=images, ar=ar, **extra)  # guarded itself
-        del extra  # a webhook option's token: not a local of this frame while it waits
+        # A webhook option's token, and the key if passed where an argument goes: not
+        # locals of this frame while it waits.
+        del model, prompt, images, ar, extra
         return await self._until_done(created, policy, timeout, on_progress)

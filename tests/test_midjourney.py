@@ -298,3 +298,21 @@ def test_endpoint_paths_are_plain_relative_paths() -> None:
     for bad in ("", "/", "midjourney//pan", "midjourney/../balance", "a b", 7):
         with pytest.raises(ConfigurationError):
             _endpoint_path(bad)
+
+
+async def test_a_path_that_repeats_the_base_urls_end_is_refused_before_any_request(
+    fake: FakeGPTunnel,
+) -> None:
+    async with fake.client() as client:
+        for path in ("v1/bgremover/create", "/v1/bgremover/create/"):
+            with pytest.raises(ConfigurationError, match="give 'bgremover/create', not"):
+                await client.bgremover.create_task(path, {"image": "https://a/b"})
+    assert fake.requests == []  # before, a request to /v1/v1/bgremover/create: a 404
+
+
+def test_only_the_base_urls_own_last_segment_is_refused() -> None:
+    assert _endpoint_path("v1/pan", "https://gptunnel.ru") == "v1/pan"  # no path to repeat
+    assert _endpoint_path("v1", "https://gptunnel.ru/v1") == "v1"  # nothing after it
+    assert _endpoint_path("v2/pan", "https://gptunnel.ru/v1") == "v2/pan"
+    with pytest.raises(ConfigurationError, match="ends in /api already"):
+        _endpoint_path("api/midjourney/pan", "http://127.0.0.1:8080/proxy/api")

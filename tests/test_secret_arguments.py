@@ -10,7 +10,7 @@ import inspect
 import json
 import string
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from gptunnel_async import (
 from gptunnel_async._safe_errors import secret_arguments
 from gptunnel_async.errors import StoreUnavailableError
 from gptunnel_async.fleet import MemoryStore, RedisStore, Watcher
+from gptunnel_async.testing import FakeGPTunnel
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
 
 keys = st.text(string.ascii_letters + string.digits, min_size=20, max_size=40).map(
@@ -430,3 +431,73 @@ async def test_a_lost_listener_ends_progress_with_the_key_in_no_frame(
         with pytest.raises(StoreUnavailableError) as caught:
             await asyncio.wait_for(listening, 5)
     assert key not in rendered(caught.value)
+
+
+# -- create calls -------------------------------------------------------------------------
+
+
+def _create_calls(client: GPTunnelClient, key: str) -> list[Callable[[], Any]]:
+    """Create calls given the key, by mistake, where an argument goes: each is refused
+    before any request, with a text that quotes the argument."""
+    return [
+        lambda: client.faceswap.create(key, "https://example.com/face.png"),
+        lambda: client.faceswap.create("https://example.com/me.png", f"./{key}.png"),
+        lambda: client.faceswap.swap(key, "https://example.com/face.png"),
+        lambda: client.faceswap.create(
+            "https://example.com/me.png", "https://example.com/face.png", webhook=key
+        ),
+        lambda: client.media.create("flux-pro", "a fox", images=[key]),
+        lambda: client.media.generate("flux-pro", "a fox", images=[f"{key}.png"]),
+        lambda: client.media.create("flux-pro", "a fox", webhook=f"ftp://{key}"),
+        lambda: client.bgremover.create_task(f"bgremover/{key}.json", {"image": "x"}),
+        lambda: client.bgremover.create_task("bgremover/create", {"webhook": key}),
+        lambda: client.midjourney.create_task(f"midjourney/{key}?x", {"taskId": "t"}),
+        lambda: client.midjourney.inpaint("t1", f"./{key}.png"),
+        lambda: client.midjourney.imagine_and_wait(key, timeout=-1),
+        lambda: client.media.generate(f"{key}", "a fox", images=[key], timeout=-1),
+    ]
+
+
+@pytest.mark.parametrize("which", range(13))
+@settings(max_examples=5, deadline=None)
+@given(key=keys)
+async def test_a_create_call_given_the_key_by_mistake_never_shows_it(key: str, which: int) -> None:
+    """An argument that holds the key was quoted in the refusal's text as it was
+    (``cannot read the source_image file 'sk-...'``), while ``download_result`` and the
+    task-id checks masked it."""
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1") as client:
+        with pytest.raises(ConfigurationError) as caught:
+            await _create_calls(client, key)[which]()
+    shown = rendered(caught.value)
+    assert key not in shown
+    assert key[:12] not in str(caught.value)  # no run of it either
+
+
+async def _late_callback_error(client: GPTunnelClient, which: int) -> RuntimeError:
+    """The error of an ``on_progress`` that raises, through a create-and-wait call."""
+
+    def show(event: object) -> None:
+        raise RuntimeError("the callback's own bug")
+
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: client.faceswap.swap(
+            "https://example.com/me.png", "https://example.com/face.png", on_progress=show
+        ),
+        lambda: client.midjourney.imagine_and_wait("a fox", on_progress=show),
+        lambda: client.media.generate("flux-pro", "a fox", on_progress=show),
+    ]
+    with pytest.raises(RuntimeError) as caught:
+        await calls[which]()
+    return caught.value
+
+
+@pytest.mark.parametrize("which", range(3))
+async def test_a_callbacks_own_error_keeps_the_callbacks_frame(
+    gptunnel_fake: FakeGPTunnel, which: int
+) -> None:
+    """Guarding the create's arguments must not cost the caller the frames of their own
+    callback: its error "reaches you unchanged", traceback included."""
+    async with gptunnel_fake.client() as client:
+        error = await _late_callback_error(client, which)
+    frames = [frame.name for frame in traceback.extract_tb(error.__traceback__)]
+    assert frames[-1] == "show", frames

@@ -64,13 +64,14 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=TaskLike)
+T_co = TypeVar("T_co", bound=TaskLike, covariant=True)
 
 STATE_FORMAT: Final = 1
 """The version of :meth:`WaitState.to_json`'s data; loading another one is refused."""
 
 
 @attrs.frozen
-class ProgressEvent(Generic[T]):
+class ProgressEvent(Generic[T_co]):
     """A change in a task's ``(status, percent)`` seen during a wait.
 
     Attributes:
@@ -91,7 +92,7 @@ class ProgressEvent(Generic[T]):
     task_id: str
     status: str
     percent: int
-    task: T
+    task: T_co
     elapsed: float
     remaining: float | None = None
 

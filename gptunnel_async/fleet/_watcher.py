@@ -143,8 +143,10 @@ BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 30.0
 """The loops' pauses while the store is unreachable: doubling from the first, capped."""
 
-Handler: TypeAlias = Callable[[Delivery], Awaitable[None] | None]
-"""What a watcher hands finished tasks to: a function or a coroutine function."""
+Handler: TypeAlias = Callable[[Delivery], object]
+"""What a watcher hands finished tasks to: a function or a coroutine function. What it
+returns is ignored, once awaited if it is awaitable (a chat's send call may return the
+message it sent)."""
 
 
 def _default_worker() -> str:

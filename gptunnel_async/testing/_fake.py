@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.utils import format_datetime
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, Unpack
 
 import aiohttp
 import attrs
@@ -25,7 +25,7 @@ from .._checks import (
     optional,
 )
 from .._checks import port as check_port
-from .._client import GPTunnelClient
+from .._client import ClientOptions, GPTunnelClient
 from ..errors import ConfigurationError, UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
@@ -114,7 +114,7 @@ class FakeGPTunnel:
         the request log and scripting over HTTP (see ``gptunnel-async emulator``)."""
         return f"{self.base_url.removesuffix(API_PREFIX)}{CONTROL_PREFIX}"
 
-    def client(self, **options: Any) -> GPTunnelClient:
+    def client(self, **options: Unpack[ClientOptions]) -> GPTunnelClient:
         """A client for this emulator.
 
         Args:
@@ -127,7 +127,8 @@ class FakeGPTunnel:
         Raises:
             UsageError: the emulator is not running.
         """
-        return GPTunnelClient(**{"api_key": self.api_key, "base_url": self.base_url, **options})
+        settings: ClientOptions = {"api_key": self.api_key, "base_url": self.base_url}
+        return GPTunnelClient(**(settings | options))
 
     # -- scripting tasks ------------------------------------------------------------
 

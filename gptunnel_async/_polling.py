@@ -129,7 +129,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     Raises:
         TaskFailedError: (when awaited or iterated) the task failed.
         WaitTimeoutError: (when awaited or iterated) the deadline passed.
-        UsageError: (when awaited or iterated) the client was closed.
+        UsageError: (when awaited or iterated) the client was closed, or
+            ``on_progress`` raised ``StopIteration`` or ``StopAsyncIteration``.
         APIError: (when awaited or iterated) an error that is not transient, such as
             400, 401, 402, 403 or 404.
     """
@@ -409,9 +410,19 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:
             return
-        outcome = called_back("on_progress", self._on_progress(event))
-        if inspect.isawaitable(outcome):
-            await outcome
+        try:
+            outcome = called_back("on_progress", self._on_progress(event))
+            if inspect.isawaitable(outcome):
+                await outcome
+        except (StopIteration, StopAsyncIteration) as exc:
+            # Raised on, either would be read as the end of an iteration: an ``async
+            # for`` over the wait would end quietly, as if it were over. An async
+            # generator turns it into a RuntimeError for that reason; so does this.
+            raise UsageError(
+                f"on_progress raised {type(exc).__name__}, which would end the "
+                f"iteration of the wait as if it were over (an iterator of its own ran "
+                f"out?); the wait ends here"
+            ) from exc
 
     # -- async iterator -------------------------------------------------------------
 

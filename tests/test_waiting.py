@@ -839,3 +839,44 @@ async def test_an_on_progress_that_returns_a_generator_ends_the_wait_with_config
     with pytest.raises(ConfigurationError, match="on_progress returned a generator"):
         await client.wait_for_result("task-1", on_progress=decorated)
     assert ran == []
+
+
+STOPS: dict[str, Any] = {
+    "StopAsyncIteration": StopAsyncIteration,
+    "StopIteration": StopIteration,
+}
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+@pytest.mark.parametrize("kind", ["plain", "async"])
+@pytest.mark.parametrize("stop", STOPS.values(), ids=STOPS.keys())
+async def test_an_on_progress_that_raises_a_stop_ends_the_wait_loudly(
+    mode: str,
+    kind: str,
+    stop: type[Exception],
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    instant: None,
+) -> None:
+    """A callback's StopAsyncIteration (an async iterator of its own ran out) ended an
+    ``async for`` over the wait quietly, as if the wait were over, with no ``done``."""
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+    seen: list[ProgressEvent[Any]] = []
+
+    def plain(event: ProgressEvent[Any]) -> None:
+        if event.percent == 70:
+            raise stop("ran out")
+
+    async def coroutine(event: ProgressEvent[Any]) -> None:
+        plain(event)
+
+    callback = plain if kind == "plain" else coroutine
+    waiter = client.wait_for_result("task-1", on_progress=callback)
+    waiting = waiter if mode == "await" else collect(waiter, seen)
+    with pytest.raises(RuntimeError) as raised:
+        await waiting
+    if not (kind == "async" and stop is StopIteration):  # Python's own RuntimeError first
+        assert isinstance(raised.value, UsageError)
+        assert "on_progress raised" in str(raised.value)
+    assert isinstance(raised.value.__cause__, stop)
+    assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])

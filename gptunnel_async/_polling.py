@@ -67,6 +67,15 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
     return "error" if isinstance(error, Exception) else "cancelled"
 
 
+_CUT_SHORT: Final = (
+    "a step of the wait for task {task_id!r} was cancelled (a timeout around anext()?), "
+    "which ended the wait before its task finished; wait_for_result(task_id) again goes "
+    "on waiting; to bound the time between events, read them in a task of their own "
+    "(as throttle does) rather than cancel a step"
+)
+"""What a step of an iteration is told after an earlier step was cancelled: ending the
+loop quietly (``StopAsyncIteration``) would read as the wait's end."""
+
 _AWAITED_ELSEWHERE: Final = (
     "this waiter is already being awaited (by another task, or by the code it calls "
     "back); await that task, or call wait_for_result again for a wait of your own"
@@ -130,7 +139,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         TaskFailedError: (when awaited or iterated) the task failed.
         WaitTimeoutError: (when awaited or iterated) the deadline passed.
         UsageError: (when awaited or iterated) the client was closed, or
-            ``on_progress`` raised ``StopIteration`` or ``StopAsyncIteration``.
+            ``on_progress`` raised ``StopIteration`` or ``StopAsyncIteration``; (when
+            iterated) an earlier step was cancelled, which ended the wait.
         APIError: (when awaited or iterated) an error that is not transient, such as
             400, 401, 402, 403 or 404.
     """
@@ -141,6 +151,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     )
 
     __slots__ = (
+        "_cut",
         "_decision",
         "_driver",
         "_ended",
@@ -196,6 +207,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         self._stepping = False
         self._ended = False
         """The iteration is over: done, failed, closed, or a step was cancelled."""
+        self._cut = False
+        """A step of the iteration was cancelled before the wait ended: it ended unseen
+        by the loop, which a later step is told rather than ended quietly."""
         self._observed: tuple[float, asyncio.AbstractEventLoop] | None = None
         """When the wait started, and on which loop, while instrumentation hooks watch it
         (see ``_next_pause``): its end is reported there."""
@@ -438,6 +452,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             raise UsageError("this waiter is already waiting for its next event")
         self._iterated = True
         if self._ended:
+            if self._cut:
+                raise UsageError(_CUT_SHORT.format(task_id=self.task_id))
             raise StopAsyncIteration
         self._stepping = True
         try:
@@ -451,6 +467,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
                     return decision.event
         except BaseException as exc:  # failed, timed out, closed or cancelled: nothing follows
             self._ended = True
+            self._cut = isinstance(exc, asyncio.CancelledError)
             self._report_end(exc)
             raise
         finally:
@@ -470,7 +487,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         if self._iterated:
             if not self._ended:
                 self._report_end(GeneratorExit())
-            self._ended = True
+            self._ended, self._cut = True, False  # closed on purpose: it ends quietly
             self._state = self._decision = self._last_seen = self._last_error = None
         elif self._running is None:  # never started: closed on purpose, nothing to warn of
             self._ended = True

@@ -664,7 +664,8 @@ async def test_one_step_of_an_iteration_at_a_time(client: GPTunnelClient, api: S
     with pytest.raises(asyncio.CancelledError):
         await stepping
     assert connections_in_use(client) == 0
-    assert await collect(waiter) == []
+    with pytest.raises(UsageError, match="was cancelled"):  # not an empty loop: not done
+        await collect(waiter)
 
 
 async def test_a_step_of_an_iteration_is_a_real_coroutine(
@@ -698,6 +699,30 @@ async def test_cancelling_an_iteration_while_it_sleeps(
         await iterating
     assert seen == [10]
     assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize("where", ["sleeping", "reading"])
+async def test_a_step_after_a_cancelled_one_is_told_rather_than_ended_quietly(
+    client: GPTunnelClient, api: ScriptedAPI, where: str
+) -> None:
+    """A timeout around one ``anext()`` (a keep-alive every few seconds) ended the wait,
+    and the next ``anext()`` raised StopAsyncIteration: the loop ended as if the task
+    were done, with no ``done`` event and no error."""
+    api.script(task_json(status="running", percent=10))
+    waiter = client.wait_for_result("task-1")
+    assert (await anext(waiter)).percent == 10
+    if where == "reading":
+        script_a_stalled_read(api)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await anext(waiter)
+    for _ in range(2):
+        with pytest.raises(UsageError, match=r"was cancelled .* wait_for_result"):
+            await anext(waiter)
+    await waiter.aclose()  # closed on purpose: over, quietly
+    with pytest.raises(StopAsyncIteration):
+        await anext(waiter)
+    assert connections_in_use(client) == 0
 
 
 # -- cancellation and logs ------------------------------------------------------------

@@ -482,15 +482,19 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             UsageError: a step of the iteration is still waiting for its next event;
                 cancel that step instead.
         """
-        if self._stepping:
-            raise UsageError("this waiter is waiting for its next event; cancel that instead")
         if self._iterated:
-            if not self._ended:
-                self._report_end(GeneratorExit())
-            self._ended, self._cut = True, False  # closed on purpose: it ends quietly
-            self._state = self._decision = self._last_seen = self._last_error = None
+            self._close_iteration()
         elif self._running is None:  # never started: closed on purpose, nothing to warn of
             self._ended = True
+
+    def _close_iteration(self) -> None:
+        """End an iterated wait between two steps (``aclose``, or ``close``)."""
+        if self._stepping:
+            raise UsageError("this waiter is waiting for its next event; cancel that instead")
+        if not self._ended:
+            self._report_end(GeneratorExit())
+        self._ended, self._cut = True, False  # closed on purpose: it ends quietly
+        self._state = self._decision = self._last_seen = self._last_error = None
 
     # -- coroutine ------------------------------------------------------------------
 
@@ -602,18 +606,21 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or
-        drop one that never started without the "never awaited" warning.
+        drop one that never started without the "never awaited" warning; an iterated
+        one ends as :meth:`aclose` ends it.
 
         Raises:
             UsageError: a task awaits the wait now (another task, or the wait's own
                 ``on_progress``): closing it would break that task's ``await`` with
                 Python's "cannot reuse already awaited coroutine"; cancel the task
-                instead.
+                instead. Or a step of its iteration is waiting for its next event.
         """
         if self._awaited_now():
             raise UsageError(f"{_AWAITED_ELSEWHERE}; to end it, cancel the task that awaits it")
         if self._running is not None:
             self._running.close()
             self._driver = _Driven.ENDED  # also when it never started (no finally ran)
-        elif not self._iterated:
+        elif self._iterated:  # as aclose() does: no step of it awaits anything here
+            self._close_iteration()
+        else:
             self._ended = True

@@ -725,6 +725,26 @@ async def test_a_step_after_a_cancelled_one_is_told_rather_than_ended_quietly(
     assert connections_in_use(client) == 0
 
 
+@pytest.mark.parametrize("closing", ["close", "aclose"])
+async def test_closing_an_iterated_wait_between_steps_ends_it(
+    client: GPTunnelClient, api: ScriptedAPI, closing: str
+) -> None:
+    """``close()`` (the coroutine protocol's, which a sync ``finally`` can call) did
+    nothing to an iterated wait: the next ``anext()`` read the task on, as if the wait
+    had never been closed."""
+    api.script(task_json(status="running", percent=10))
+    waiter = client.wait_for_result("task-1")
+    assert (await anext(waiter)).percent == 10
+    if closing == "close":
+        waiter.close()
+    else:
+        await waiter.aclose()
+    reads = len(api.requests)
+    with pytest.raises(StopAsyncIteration):
+        await anext(waiter)
+    assert len(api.requests) == reads
+
+
 # -- cancellation and logs ------------------------------------------------------------
 
 

@@ -69,6 +69,15 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
     return "error" if isinstance(error, Exception) else "cancelled"
 
 
+_CUT_SHORT: Final = (
+    "a step of the wait for task {task_id!r} was cancelled (a timeout around anext()?), "
+    "which ended the wait before its task finished; wait_for_result(task_id) again goes "
+    "on waiting; to bound the time between events, read them in a task of their own "
+    "(as throttle does) rather than cancel a step"
+)
+"""What a step of an iteration is told after an earlier step was cancelled: ending the
+loop quietly (``StopAsyncIteration``) would read as the wait's end."""
+
 _AWAITED_ELSEWHERE: Final = (
     "this waiter is already being awaited (by another task, or by the code it calls "
     "back); await that task, or call wait_for_result again for a wait of your own"
@@ -131,7 +140,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     Raises:
         TaskFailedError: (when awaited or iterated) the task failed.
         WaitTimeoutError: (when awaited or iterated) the deadline passed.
-        UsageError: (when awaited or iterated) the client was closed.
+        UsageError: (when awaited or iterated) the client was closed, or
+            ``on_progress`` raised ``StopIteration`` or ``StopAsyncIteration``; (when
+            iterated) an earlier step was cancelled, which ended the wait.
         APIError: (when awaited or iterated) an error that is not transient, such as
             400, 401, 402, 403 or 404.
     """
@@ -142,6 +153,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     )
 
     __slots__ = (
+        "_cut",
         "_decision",
         "_driver",
         "_ended",
@@ -197,6 +209,9 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         self._stepping = False
         self._ended = False
         """The iteration is over: done, failed, closed, or a step was cancelled."""
+        self._cut = False
+        """A step of the iteration was cancelled before the wait ended: it ended unseen
+        by the loop, which a later step is told rather than ended quietly."""
         self._observed: tuple[float, asyncio.AbstractEventLoop] | None = None
         """When the wait started, and on which loop, while instrumentation hooks watch it
         (see ``_next_pause``): its end is reported there."""
@@ -411,9 +426,19 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
     async def _notify(self, event: ProgressEvent[T]) -> None:
         if self._on_progress is None:
             return
-        outcome = called_back("on_progress", self._on_progress(event))
-        if inspect.isawaitable(outcome):
-            await outcome
+        try:
+            outcome = called_back("on_progress", self._on_progress(event))
+            if inspect.isawaitable(outcome):
+                await outcome
+        except (StopIteration, StopAsyncIteration) as exc:
+            # Raised on, either would be read as the end of an iteration: an ``async
+            # for`` over the wait would end quietly, as if it were over. An async
+            # generator turns it into a RuntimeError for that reason; so does this.
+            raise UsageError(
+                f"on_progress raised {type(exc).__name__}, which would end the "
+                f"iteration of the wait as if it were over (an iterator of its own ran "
+                f"out?); the wait ends here"
+            ) from exc
 
     # -- async iterator -------------------------------------------------------------
 
@@ -429,6 +454,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             raise UsageError("this waiter is already waiting for its next event")
         self._iterated = True
         if self._ended:
+            if self._cut:
+                raise UsageError(_CUT_SHORT.format(task_id=self.task_id))
             raise StopAsyncIteration
         self._stepping = True
         try:
@@ -442,6 +469,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
                     return decision.event
         except BaseException as exc:  # failed, timed out, closed or cancelled: nothing follows
             self._ended = True
+            self._cut = isinstance(exc, asyncio.CancelledError)
             self._report_end(exc)
             raise
         finally:
@@ -456,15 +484,19 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             UsageError: a step of the iteration is still waiting for its next event;
                 cancel that step instead.
         """
-        if self._stepping:
-            raise UsageError("this waiter is waiting for its next event; cancel that instead")
         if self._iterated:
-            if not self._ended:
-                self._report_end(GeneratorExit())
-            self._ended = True
-            self._state = self._decision = self._last_seen = self._last_error = None
+            self._close_iteration()
         elif self._running is None:  # never started: closed on purpose, nothing to warn of
             self._ended = True
+
+    def _close_iteration(self) -> None:
+        """End an iterated wait between two steps (``aclose``, or ``close``)."""
+        if self._stepping:
+            raise UsageError("this waiter is waiting for its next event; cancel that instead")
+        if not self._ended:
+            self._report_end(GeneratorExit())
+        self._ended, self._cut = True, False  # closed on purpose: it ends quietly
+        self._state = self._decision = self._last_seen = self._last_error = None
 
     # -- coroutine ------------------------------------------------------------------
 
@@ -576,18 +608,21 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or
-        drop one that never started without the "never awaited" warning.
+        drop one that never started without the "never awaited" warning; an iterated
+        one ends as :meth:`aclose` ends it.
 
         Raises:
             UsageError: a task awaits the wait now (another task, or the wait's own
                 ``on_progress``): closing it would break that task's ``await`` with
                 Python's "cannot reuse already awaited coroutine"; cancel the task
-                instead.
+                instead. Or a step of its iteration is waiting for its next event.
         """
         if self._awaited_now():
             raise UsageError(f"{_AWAITED_ELSEWHERE}; to end it, cancel the task that awaits it")
         if self._running is not None:
             self._running.close()
             self._driver = _Driven.ENDED  # also when it never started (no finally ran)
-        elif not self._iterated:
+        elif self._iterated:  # as aclose() does: no step of it awaits anything here
+            self._close_iteration()
+        else:
             self._ended = True

@@ -296,6 +296,11 @@ LAST_READS: list[Any] = [
         id="the last read sees a task done since the read before it",
     ),
     pytest.param(
+        [(0.0, RUNNING_10), (1.9, RUNNING_10)],
+        [ReadAt(3.0, event(0.0, "running", 10)), ReadAt(4.5)],
+        id="a read due within the lead before the deadline comes at its start instead",
+    ),
+    pytest.param(
         [(0.0, RUNNING_10), (4.1, RUNNING_10)],
         [ReadAt(3.0, event(0.0, "running", 10)), TimeOut(5.0)],
         id="no last read sooner than its lead after a read",
@@ -810,3 +815,35 @@ def test_the_statuses_waiting_md_says_a_wait_rides_through_are_those_it_does() -
 def test_the_statuses_waiting_md_says_end_a_wait_do() -> None:
     said = statuses_in(waiting_md_row("failed with 400"))
     assert said and all(ended(status) for status in said)
+
+
+@settings(max_examples=300)
+@given(
+    policy=_policies,
+    timeout=st.floats(1.0, 30.0),
+    seed=st.integers(0, 2**32),
+    outcomes=_outcomes,
+)
+def test_a_read_has_the_lead_to_be_answered_if_it_can(
+    policy: PollPolicy, timeout: float, seed: int, outcomes: list[tuple[float, Outcome]]
+) -> None:
+    """A read paced within the last read's lead before the deadline (up to a second)
+    was made there, with too little time left for its answer (a millisecond, in one
+    timed-out wait in five of a minute): its request was sent, and the wait timed out
+    without its answer, a task done since the read before it reported unfinished."""
+    policy = attrs.evolve(policy, timeout=timeout)
+    state = WaitState.start("t-1", policy, 0.0, random.Random(seed))
+    now = 0.0
+    for gap, outcome in outcomes:
+        now += gap / 100  # each read made when it was due, answered in up to 0.3 s
+        if state.expired(now):
+            break
+        state, decision = _feed(state, now, outcome)
+        if isinstance(decision, ReadAt) and state.deadline is not None:
+            lead = last_read_lead(policy.timeout or 0.0)
+            hint = getattr(outcome, "retry_after", None) or 0.0
+            last = state.deadline - lead
+            no_room = now + max(lead, min(hint, RETRY_AFTER_CAP)) > last
+            assert decision.at <= last or no_room
+        if isinstance(decision, ReadAt):
+            now = max(now, decision.at)

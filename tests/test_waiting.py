@@ -664,7 +664,8 @@ async def test_one_step_of_an_iteration_at_a_time(client: GPTunnelClient, api: S
     with pytest.raises(asyncio.CancelledError):
         await stepping
     assert connections_in_use(client) == 0
-    assert await collect(waiter) == []
+    with pytest.raises(UsageError, match="was cancelled"):  # not an empty loop: not done
+        await collect(waiter)
 
 
 async def test_a_step_of_an_iteration_is_a_real_coroutine(
@@ -698,6 +699,50 @@ async def test_cancelling_an_iteration_while_it_sleeps(
         await iterating
     assert seen == [10]
     assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize("where", ["sleeping", "reading"])
+async def test_a_step_after_a_cancelled_one_is_told_rather_than_ended_quietly(
+    client: GPTunnelClient, api: ScriptedAPI, where: str
+) -> None:
+    """A timeout around one ``anext()`` (a keep-alive every few seconds) ended the wait,
+    and the next ``anext()`` raised StopAsyncIteration: the loop ended as if the task
+    were done, with no ``done`` event and no error."""
+    api.script(task_json(status="running", percent=10))
+    waiter = client.wait_for_result("task-1")
+    assert (await anext(waiter)).percent == 10
+    if where == "reading":
+        script_a_stalled_read(api)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await anext(waiter)
+    for _ in range(2):
+        with pytest.raises(UsageError, match=r"was cancelled .* wait_for_result"):
+            await anext(waiter)
+    await waiter.aclose()  # closed on purpose: over, quietly
+    with pytest.raises(StopAsyncIteration):
+        await anext(waiter)
+    assert connections_in_use(client) == 0
+
+
+@pytest.mark.parametrize("closing", ["close", "aclose"])
+async def test_closing_an_iterated_wait_between_steps_ends_it(
+    client: GPTunnelClient, api: ScriptedAPI, closing: str
+) -> None:
+    """``close()`` (the coroutine protocol's, which a sync ``finally`` can call) did
+    nothing to an iterated wait: the next ``anext()`` read the task on, as if the wait
+    had never been closed."""
+    api.script(task_json(status="running", percent=10))
+    waiter = client.wait_for_result("task-1")
+    assert (await anext(waiter)).percent == 10
+    if closing == "close":
+        waiter.close()
+    else:
+        await waiter.aclose()
+    reads = len(api.requests)
+    with pytest.raises(StopAsyncIteration):
+        await anext(waiter)
+    assert len(api.requests) == reads
 
 
 # -- cancellation and logs ------------------------------------------------------------
@@ -839,3 +884,44 @@ async def test_an_on_progress_that_returns_a_generator_ends_the_wait_with_config
     with pytest.raises(ConfigurationError, match="on_progress returned a generator"):
         await client.wait_for_result("task-1", on_progress=decorated)
     assert ran == []
+
+
+STOPS: dict[str, Any] = {
+    "StopAsyncIteration": StopAsyncIteration,
+    "StopIteration": StopIteration,
+}
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+@pytest.mark.parametrize("kind", ["plain", "async"])
+@pytest.mark.parametrize("stop", STOPS.values(), ids=STOPS.keys())
+async def test_an_on_progress_that_raises_a_stop_ends_the_wait_loudly(
+    mode: str,
+    kind: str,
+    stop: type[Exception],
+    client: GPTunnelClient,
+    api: ScriptedAPI,
+    instant: None,
+) -> None:
+    """A callback's StopAsyncIteration (an async iterator of its own ran out) ended an
+    ``async for`` over the wait quietly, as if the wait were over, with no ``done``."""
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+    seen: list[ProgressEvent[Any]] = []
+
+    def plain(event: ProgressEvent[Any]) -> None:
+        if event.percent == 70:
+            raise stop("ran out")
+
+    async def coroutine(event: ProgressEvent[Any]) -> None:
+        plain(event)
+
+    callback = plain if kind == "plain" else coroutine
+    waiter = client.wait_for_result("task-1", on_progress=callback)
+    waiting = waiter if mode == "await" else collect(waiter, seen)
+    with pytest.raises(RuntimeError) as raised:
+        await waiting
+    if not (kind == "async" and stop is StopIteration):  # Python's own RuntimeError first
+        assert isinstance(raised.value, UsageError)
+        assert "on_progress raised" in str(raised.value)
+    assert isinstance(raised.value.__cause__, stop)
+    assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])

@@ -17,8 +17,9 @@ and gets a new state and one decision:
 | any other error (400-404, 409, 501, | ``Fail`` with that error                        |
 | TLS, ...)                           |                                                 |
 | (any of the above) when the next    | ``ReadAt`` a last read a little before the      |
-| read would fall on the deadline     | deadline (see ``last_read_lead``), if there is  |
-|                                     | room for it; else ``TimeOut`` at the deadline   |
+| read would fall on the deadline, or | deadline (see ``last_read_lead``), if there is  |
+| too near it for its answer to come  | room for it; else the paced read if it is       |
+| (within ``last_read_lead``)         | before the deadline, or ``TimeOut`` at it       |
 
 Times are seconds on whatever clock the driver uses (the event loop's, or the wall
 clock for a wait that moves between processes); the state never reads a clock. Jitter
@@ -256,18 +257,23 @@ class WaitState:
     def _read_at(
         self, due: float, event: ProgressEvent[T] | None, now: float, at_least: float
     ) -> ReadAt[T] | TimeOut[T]:
-        """Read at ``due``; if that is not before the deadline, read once more
-        :func:`last_read_lead` before it (so that a task done since the read at ``now``
-        is seen, rather than reported as not finished), unless that is sooner than the
-        lead itself, or than ``at_least`` (a ``Retry-After``), after ``now``; else time
-        out at the deadline."""
+        """Read at ``due``; if that leaves less than :func:`last_read_lead` before the
+        deadline for the answer to come, read once more that lead before it (so that a
+        task done since the read at ``now`` is seen, rather than reported as not
+        finished, or its answer cut short by the deadline), unless that is sooner than
+        the lead itself, or than ``at_least`` (a ``Retry-After``), after ``now``; else
+        read at ``due`` if it is before the deadline, or time out at the deadline."""
         deadline = self.deadline
-        if deadline is None or due < deadline:
+        if deadline is None:
             return ReadAt(due, event)
         lead = last_read_lead(self.policy.timeout or 0.0)
         last = deadline - lead
+        if due <= last < deadline:  # room for the answer before the deadline
+            return ReadAt(due, event)
         if now + max(lead, at_least) <= last < deadline:  # not when the lead is lost in rounding
             return ReadAt(last, event)
+        if due < deadline:  # too near to read at ``last``: the paced read, with less room
+            return ReadAt(due, event)
         return TimeOut(deadline, event)
 
     def _after_read(self, status: str | None, percent: int, pace: Pace, due: float) -> WaitState:

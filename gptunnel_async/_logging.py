@@ -29,6 +29,9 @@ TRACEBACK_FRAMES: Final = 30
 TRACEBACK_CHAIN: Final = 5
 """The most exceptions of a chain (``__cause__``, ``__context__``) a logged traceback shows."""
 
+TRACEBACK_NOTES: Final = 5
+"""The most notes (``add_note``) of one exception a logged traceback shows."""
+
 _CAUSED: Final = "\nThe above exception was the direct cause of the following exception:\n\n"
 _DURING: Final = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
@@ -64,7 +67,8 @@ def bounded_traceback(error: BaseException) -> str:
     """``error``'s traceback as ``logging`` writes one, with each exception's text on one
     printable line of at most :data:`LOG_TEXT` characters (an exception may quote server
     text), at most :data:`TRACEBACK_FRAMES` frames per exception and
-    :data:`TRACEBACK_CHAIN` exceptions of its chain.
+    :data:`TRACEBACK_CHAIN` exceptions of its chain, and each exception's notes below
+    its line, as ``traceback`` writes them (bounded the same way).
 
     The frames are ``traceback.format_tb``'s; only the exception lines, which
     ``traceback`` writes as the text is, are made here.
@@ -75,8 +79,16 @@ def bounded_traceback(error: BaseException) -> str:
         head = "Traceback (most recent call last):\n" if frames else ""
         text = clip(exc, LOG_TEXT)
         line = f"{type(exc).__qualname__}: {text}" if text else type(exc).__qualname__
-        parts.append(f"{head}{''.join(frames)}{clip(line, LOG_TEXT + 100)}\n{led_on}")
+        notes = "".join(f"{clip(note, LOG_TEXT)}\n" for note in _notes(exc))
+        parts.append(f"{head}{''.join(frames)}{clip(line, LOG_TEXT + 100)}\n{notes}{led_on}")
     return "".join(parts).rstrip("\n")
+
+
+def _notes(error: BaseException) -> list[object]:
+    """``error``'s notes (PEP 678), as ``traceback`` writes them below its line: the
+    first :data:`TRACEBACK_NOTES`, each made one bounded, printable line."""
+    notes = getattr(error, "__notes__", None)
+    return list(notes[:TRACEBACK_NOTES]) if isinstance(notes, list | tuple) else []
 
 
 def _chain(error: BaseException) -> list[tuple[BaseException, str]]:

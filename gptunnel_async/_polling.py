@@ -69,6 +69,9 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
     return "error" if isinstance(error, Exception) else "cancelled"
 
 
+_ENDED_NOTE: Final = "raised by the wait for {family} task {task_id!r}"
+"""The note an error that ends a wait gets when its text does not name the task."""
+
 _CUT_SHORT: Final = (
     "a step of the wait for task {task_id!r} was cancelled (a timeout around anext()?), "
     "which ended the wait before its task finished; wait_for_result(task_id) again goes "
@@ -285,6 +288,17 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         if ended is not None:
             emit_wait_finished(ended[0])
 
+    def _name_the_task(self, error: BaseException) -> None:
+        """Add a note naming the task to ``error``, an error that ends the wait and does
+        not name it (``TaskFailedError`` and ``WaitTimeoutError`` do, a 401 or a closed
+        client does not): among many waits, a traceback or ``logger.exception`` line
+        then says which task's wait it ended. Cancellation and the like are left as
+        they are."""
+        if isinstance(error, Exception) and getattr(error, "task_id", None) != self.task_id:
+            note = _ENDED_NOTE.format(family=self.family, task_id=self.task_id)
+            if note not in getattr(error, "__notes__", ()):
+                error.add_note(note)
+
     def _ended_details(
         self, error: BaseException | None
     ) -> tuple[WaitFinished, asyncio.AbstractEventLoop] | None:
@@ -471,6 +485,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             self._ended = True
             self._cut = isinstance(exc, asyncio.CancelledError)
             self._report_end(exc)
+            self._name_the_task(exc)
             raise
         finally:
             self._stepping = False
@@ -513,6 +528,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
                     return decision.event.task
         except BaseException as exc:  # cancellation and GeneratorExit end the wait too
             self._report_end(exc)
+            self._name_the_task(exc)
             raise
         finally:
             self._driver = _Driven.ENDED  # the task holds the waiter: no cycle after this

@@ -530,8 +530,9 @@ async def test_an_error_after_the_paid_create_names_the_task_it_created(
     async with gptunnel_fake.client() as client:
         with pytest.raises(_CallbackBroke) as caught:
             await client.faceswap.swap("https://a/1.png", "https://a/2.png", on_progress=breaks)
-        [note] = caught.value.__notes__
+        named, note = caught.value.__notes__  # the wait's, then the paid create's
         task_id = note.split()[1]
+        assert named == f"raised by the wait for faceswap task {task_id!r}"
         [created] = [r for r in gptunnel_fake.requests if r.path == "/v1/faceswap/create"]
         assert created.json["sourceImage"] == "https://a/1.png"  # one paid task, named:
         assert f"client.faceswap.wait_for_result({task_id!r})" in note
@@ -540,7 +541,7 @@ async def test_an_error_after_the_paid_create_names_the_task_it_created(
         gptunnel_fake.fail_next(401, path="midjourney/result")
         with pytest.raises(GPTunnelError) as refused:
             await client.midjourney.imagine_and_wait("a fox")
-        assert "client.midjourney.wait_for_result(" in refused.value.__notes__[0]
+        assert "client.midjourney.wait_for_result(" in refused.value.__notes__[-1]
 
         gptunnel_fake.script_created(duration=60)
         with pytest.raises(GPTunnelError) as timed_out:  # its text names the task already

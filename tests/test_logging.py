@@ -15,6 +15,7 @@ from gptunnel_async._logging import (
     LOG_TEXT,
     TRACEBACK_CHAIN,
     TRACEBACK_FRAMES,
+    TRACEBACK_NOTES,
     bounded_traceback,
     sdk_logger,
 )
@@ -174,3 +175,25 @@ def test_an_argument_stays_one_printable_bounded_line(text: str) -> None:
     assert len(shown) <= LOG_TEXT
     assert not _UNPRINTABLE.search(shown)
     assert "\n" not in shown
+
+
+def test_notes_are_shown_below_their_exception_each_bounded() -> None:
+    """``add_note`` (PEP 678) lines, such as a wait's naming of its task, are shown as
+    ``traceback`` shows them; server text in one can neither forge a line nor flood."""
+    inner, outer = KeyError("inner"), RuntimeError("outer")
+    outer.__cause__ = inner
+    inner.add_note("about the inner one")
+    outer.add_note("raised by the wait for faceswap task 't-1'")
+    outer.add_note("\x1b[31mforged\nline" + "x" * 5000)
+    for extra in range(TRACEBACK_NOTES):
+        outer.add_note(f"extra {extra}")
+    lines = bounded_traceback(outer).split("\n")
+    assert lines[lines.index("KeyError: 'inner'") + 1] == "about the inner one"
+    at = lines.index("RuntimeError: outer")
+    assert lines[at + 1] == "raised by the wait for faceswap task 't-1'"
+    assert lines[at + 2].startswith("\\x1b[31mforged line")
+    assert len(lines[at + 2]) <= LOG_TEXT
+    assert lines[at + 3 :] == [f"extra {n}" for n in range(TRACEBACK_NOTES - 2)]
+    odd = ValueError("odd")
+    odd.__notes__ = "not a list"  # type: ignore[attr-defined]
+    assert bounded_traceback(odd) == "ValueError: odd"

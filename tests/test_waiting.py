@@ -6,6 +6,7 @@ import asyncio
 import collections.abc
 import inspect
 import logging
+import pickle
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from gptunnel_async import (
     AuthenticationError,
     ConfigurationError,
     GPTunnelClient,
+    GPTunnelError,
     NotFoundError,
     PollPolicy,
     ProgressEvent,
@@ -925,3 +927,81 @@ async def test_an_on_progress_that_raises_a_stop_ends_the_wait_loudly(
         assert "on_progress raised" in str(raised.value)
     assert isinstance(raised.value.__cause__, stop)
     assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])
+
+
+# -- which task's wait an error ended ---------------------------------------------------
+
+NAMED = "raised by the wait for faceswap task 'task-1'"
+
+
+class _BotBroke(Exception):
+    """What a bot's own progress callback raises."""
+
+
+async def _ended(client: GPTunnelClient, mode: str, **options: Any) -> BaseException:
+    """The error that ends a wait for ``task-1``, awaited or iterated."""
+    waiter = client.wait_for_result("task-1", **options)
+    with pytest.raises((GPTunnelError, _BotBroke)) as raised:
+        await (waiter if mode == "await" else collect(waiter))
+    return raised.value
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+@pytest.mark.parametrize(
+    "ending", ["401", "404", "closed client", "on_progress's own", "timeout", "failed task"]
+)
+async def test_an_error_that_ends_a_wait_names_its_task_once(
+    mode: str, ending: str, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    """Among many waits (gather, as_completed, a bot's handlers), an error whose text
+    does not name the task says in a note which task's wait it ended; one that names it
+    (a failed task, a timeout) gets no note."""
+    running = task_json(status="running", percent=5)
+    options: dict[str, Any] = {}
+    if ending in ("401", "404"):
+        api.script(running, (int(ending), {"error": {"message": "x"}}, {}))
+    elif ending == "failed task":
+        api.script(task_json(status="failed", error="bad image"))
+    else:
+        api.script(running, *[task_json(status="running", percent=5)] * 50)
+    if ending == "closed client":
+        options["on_progress"] = lambda event: asyncio.ensure_future(client.close())
+    elif ending == "on_progress's own":
+        options["on_progress"] = _broke
+    elif ending == "timeout":
+        options["timeout"] = 0.05
+    error = await _ended(client, mode, **options)
+    notes = getattr(error, "__notes__", [])
+    if ending in ("timeout", "failed task"):
+        assert isinstance(error, WaitTimeoutError | TaskFailedError)
+        assert "task-1" in str(error) and notes == []
+    else:
+        assert notes == [NAMED]
+        assert "task-1" not in str(error)  # the note is what names it
+    if ending == "closed client":
+        assert isinstance(error, UsageError)
+
+
+def _broke(event: ProgressEvent[Any]) -> None:
+    raise _BotBroke("message is not modified")
+
+
+async def test_a_cancelled_wait_gets_no_note(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*[task_json(status="running", percent=5)] * 50)
+    waiting = asyncio.ensure_future(client.wait_for_result("task-1", timeout=None))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError) as raised:
+        await waiting
+    assert getattr(raised.value, "__notes__", []) == []
+
+
+async def test_the_note_survives_a_pickle_of_the_error(
+    client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(task_json(status="running", percent=5), (401, {"error": {"message": "x"}}, {}))
+    error = await _ended(client, "await")
+    restored = pickle.loads(pickle.dumps(error))
+    assert type(restored) is AuthenticationError and restored.__notes__ == [NAMED]

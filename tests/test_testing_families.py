@@ -19,6 +19,7 @@ from gptunnel_async import (
     MediaTask,
     NotFoundError,
     ProgressEvent,
+    ResponseDecodeError,
     Task,
     TaskFailedError,
 )
@@ -482,3 +483,20 @@ async def test_the_sdk_refuses_bad_arguments_before_the_emulator_sees_them(
         with pytest.raises(ConfigurationError):
             await client.media.create("flux-pro", "a fox", images=["https://a/1.png", 42])
     assert fake.requests == []
+
+
+async def test_an_api_error_answered_with_200_to_a_create_says_what_the_server_said(
+    fake: FakeGPTunnel,
+) -> None:
+    """The docs call Midjourney "unofficial, may be switched off any time": an error object
+    sent with a 200 was "not a Task object: KeyError('id')", the server's words nowhere in
+    the message."""
+    error = {"error": {"message": "Midjourney is switched off", "type": "server_error"}}
+    fake.fail_next(200, body=error, path="midjourney/imagine")
+    async with fake.client() as client:
+        with pytest.raises(ResponseDecodeError) as caught:
+            await client.midjourney.imagine("a fox")
+    assert (
+        "its 'id' field is missing; it is an API error: 'Midjourney is switched off' "
+        "(server_error)" in str(caught.value)
+    )

@@ -593,8 +593,9 @@ def test_a_path_the_api_lacks_gets_no_family_hint(fake: FakeGPTunnel) -> None:
         (b'{"tasks": [', "not JSON in UTF-8"),
         (b"\xff\xfe{}", "not JSON in UTF-8"),
         (b"[]", "holds a JSON object"),
+        (b'{"tasks": ' + b"[" * 100_000, "nested too deeply"),
     ],
-    ids=["cut short", "not UTF-8", "a list"],
+    ids=["cut short", "not UTF-8", "a list", "nested too deeply"],
 )
 def test_a_tasks_file_that_is_not_one_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, complaint: str

@@ -176,13 +176,37 @@ def async_redis(name: str, value: Any) -> Any:
 def json_values(name: str, value: T) -> T:
     """``value`` if it is made of JSON values only (no ``NaN`` or infinities, which JSON
     has not, no objects of other types, no nesting deeper than Python's recursion
-    limit); ``ConfigurationError`` otherwise, before a paid request is sent."""
+    limit, no object key that is not a string); ``ConfigurationError`` otherwise,
+    before a paid request is sent.
+
+    Python's ``json`` writes a key ``1``, ``1.0``, ``True`` or ``None`` as the text
+    ``"1"``, ``"1.0"``, ``"true"`` or ``"null"``: beside the same key as a string, the
+    object would go out with that key twice, and the server would keep one of them.
+    """
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise ConfigurationError(f"{name} must hold JSON values only: {reason}") from None
+    for key in _keys_not_text(value):
+        raise ConfigurationError(
+            f"{name} must hold JSON values only: an object key must be a string, got "
+            f"{describe(key)} (JSON would turn it into the text {json.dumps(key)!r})"
+        )
     return value
+
+
+def _keys_not_text(value: Any) -> Iterator[Any]:
+    """The object keys in ``value`` (JSON values, without cycles) that are not strings;
+    walked without recursion, as deep as ``json.dumps`` went."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            yield from (key for key in item if not isinstance(key, str))
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
 
 
 def function(name: str, value: Any) -> Any:

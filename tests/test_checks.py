@@ -336,7 +336,13 @@ async def test_a_webhook_wait_names_a_family_or_is_refused(tasks: Any) -> None:
 json_bodies = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        | st.dictionaries(  # keys Python's json writes as text, which JSON has no other way
+            st.text(max_size=3) | st.integers(0, 3) | st.booleans() | st.none() | st.floats(),
+            inner,
+            max_size=3,
+        )
     ),
     max_leaves=10,
 )
@@ -357,13 +363,35 @@ async def test_a_create_body_is_sent_only_if_it_is_json(value: Any) -> None:
         if isinstance(item, list):
             return all(map(is_json, item))
         if isinstance(item, dict):
-            return all(map(is_json, item.values()))
+            return all(isinstance(key, str) for key in item) and all(map(is_json, item.values()))
         return True
 
     async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
         with pytest.raises(GPTunnelError) as caught:  # nothing listens on port 9
             await c.faceswap.create_task("faceswap/create", {"value": value})
     assert isinstance(caught.value, ConfigurationError) != is_json(value)
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"lyrics": {1: "verse", "1": "chorus"}}, "1"),
+        ({"tags": [{None: "x"}]}, "null"),
+        ({"flags": {True: 1, "true": 2}}, "true"),
+        ({"weights": {0.5: "a"}}, "0.5"),
+    ],
+)
+async def test_an_object_key_that_is_not_a_string_is_refused_before_sending(
+    fake: FakeGPTunnel, options: dict[str, Any], key: str
+) -> None:
+    """JSON writes such a key as text: ``{1: "verse", "1": "chorus"}`` went out with the
+    key "1" twice, and the server kept one of the two, silently."""
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError, match=f"into the text '{key}'"):
+            await client.media.create("suno", "a song", **options)
+        with pytest.raises(ConfigurationError, match="an object key must be a string"):
+            await client.midjourney.create_task("midjourney/reroll", {"taskId": "t", **options})
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, deeply_nested(), {1j}])

@@ -384,11 +384,13 @@ class GPTunnelClient(InProcessOnly):
             The balance and credit limit.
 
         Raises:
+            ConfigurationError: ``use_wallet_balance`` is not a bool.
             AuthenticationError: the key was refused.
             APIError: any other error status, after the retries for transient ones.
             APIConnectionError: the network failed, after the retries.
         """
-        query = (("useWalletBalance", "true"),) if use_wallet_balance else ()
+        wallet = instance_of(bool)("use_wallet_balance", use_wallet_balance)
+        query = (("useWalletBalance", "true"),) if wallet else ()
         return await self._transport.request("GET", "balance", decode_balance, query=query)
 
     async def download_result(

@@ -683,14 +683,15 @@ class Midjourney(TaskResource[Task]):
             The new task, ``idle``.
 
         Raises:
-            ConfigurationError: the prompt is blank.
+            ConfigurationError: the prompt is blank, or ``use_wallet_balance`` is not a
+                bool (a ``"false"`` read from a setting would have paid from the wallet).
             APIError: the API refused the task, e.g. ``InsufficientBalanceError``.
             ResponseDecodeError: the answer is not a task object, or its task id is
                 unusable (blank, over 256 characters): the task may have started.
             APIConnectionError: the network failed.
         """
         payload: dict[str, Any] = {"prompt": check_text("prompt", prompt)}
-        if use_wallet_balance:
+        if instance_of(bool)("use_wallet_balance", use_wallet_balance):
             payload["useWalletBalance"] = True
         return await self._create("midjourney/imagine", payload)
 

@@ -471,3 +471,28 @@ async def test_a_task_id_holding_the_api_key_is_refused_without_showing_it(
         assert key not in str(caught.value)
     assert not [r for r in caplog.records if key in r.getMessage()]
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("wallet", ["false", "0", 0, 1, None, [], "no"])
+async def test_use_wallet_balance_must_be_a_bool(fake: FakeGPTunnel, wallet: Any) -> None:
+    """A setting read as text (``"false"``) was truthy: ``imagine`` paid from the personal
+    wallet, and ``balance`` read it, whatever the setting said."""
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError, match="use_wallet_balance must be a bool"):
+            await client.midjourney.imagine("a fox", use_wallet_balance=wallet)
+        with pytest.raises(ConfigurationError, match="use_wallet_balance must be a bool"):
+            await client.midjourney.imagine_and_wait("a fox", use_wallet_balance=wallet)
+        with pytest.raises(ConfigurationError, match="use_wallet_balance must be a bool"):
+            await client.balance(use_wallet_balance=wallet)
+    assert fake.requests == []
+
+
+async def test_use_wallet_balance_true_or_false_is_sent_as_documented(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        for wallet in (True, False):
+            await client.midjourney.imagine("a fox", use_wallet_balance=wallet)
+            await client.balance(use_wallet_balance=wallet)
+    imagines = [r.json for r in fake.requests if r.method == "POST"]
+    balances = [r.query for r in fake.requests if r.method == "GET"]
+    assert imagines == [{"prompt": "a fox", "useWalletBalance": True}, {"prompt": "a fox"}]
+    assert balances == [{"useWalletBalance": "true"}, {}]

@@ -265,8 +265,9 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
         raise error(f"{name} must be an absolute http(s) URL, got {shown}")
     if not _host_name_usable(url):
         raise error(
-            f"{name} must name a host that can be looked up (labels of 1 to 63 "
-            f"characters), got {describe(without_userinfo(str(value)))}"
+            f"{name} must name a host that can be looked up (letters, digits, hyphens "
+            f"and dots, labels of 1 to 63 characters), got "
+            f"{describe(without_userinfo(str(value)))}"
         )
     return url
 
@@ -283,15 +284,23 @@ def without_userinfo(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
+_HOST_NAME: Final = re.compile(rb"[A-Za-z0-9_.-]+")
+"""The characters of a host name once IDNA-encoded (an IPv6 address, which has ``:``,
+is checked by the URL parser)."""
+
+
 def _host_name_usable(url: URL) -> bool:
     """Whether the resolver can take ``url``'s host: it encodes the name as IDNA, which
     refuses an empty label (``a..b``) or one over 63 characters with a bare
-    ``UnicodeError``, raised from inside aiohttp where no caller expects it."""
+    ``UnicodeError``, raised from inside aiohttp where no caller expects it; and a name
+    with a character no host name has (``exa mple.com``, which the URL parser keeps)
+    would fail only at its look-up, after a paid create had sent it."""
+    host = url.raw_host or ""
     try:
-        (url.raw_host or "").encode("idna")
+        encoded = host.encode("idna")
     except UnicodeError:
         return False
-    return True
+    return ":" in host or _HOST_NAME.fullmatch(encoded) is not None
 
 
 def check_text(name: str, value: Any) -> str:

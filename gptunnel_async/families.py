@@ -492,7 +492,8 @@ class FaceSwap(TaskResource[Task]):
         ``source_image``.
 
         Files and bytes are sent inline as ``data:`` URIs (PNG, JPEG or WEBP, sniffed
-        from the content, up to 10 MiB); URLs and ``data:`` URIs are sent as they are.
+        from the content, up to 10 MiB); a ``data:`` URI is checked as its bytes are and
+        sent so, and a URL as it is, once it is an absolute http(s) URL with a host.
         The request is retried only where the server surely did not start a task.
 
         Args:
@@ -509,8 +510,9 @@ class FaceSwap(TaskResource[Task]):
 
         Raises:
             ConfigurationError: an image is empty, unreadable, too large, or not a PNG,
-                JPEG or WEBP file; or ``webhook`` is not an absolute http(s) URL of
-                printable characters, at most 2048 long.
+                JPEG or WEBP file (a ``data:`` URI's bytes too), or a link that is not an
+                absolute http(s) URL with a host; or ``webhook`` is not an absolute
+                http(s) URL of printable characters, at most 2048 long.
             BadRequestError: the API refused the images.
             InsufficientBalanceError: the organisation's balance is too low.
             APIError: any other error status.

@@ -496,3 +496,47 @@ async def test_use_wallet_balance_true_or_false_is_sent_as_documented(fake: Fake
     balances = [r.query for r in fake.requests if r.method == "GET"]
     assert imagines == [{"prompt": "a fox", "useWalletBalance": True}, {"prompt": "a fox"}]
     assert balances == [{"useWalletBalance": "true"}, {}]
+
+
+@pytest.mark.parametrize(
+    ("url", "usable"),
+    [
+        ("https://exa mple.com/a", False),
+        ("https://a%20b.com/", False),
+        ("https://a<b.com/", False),
+        ('https://a"b.com/', False),
+        ("https://пример.рф/a", True),
+        ("https://[::1]:8080/a", True),
+        ("https://127.0.0.1/a", True),
+        ("https://storage_1.internal/a", True),
+        ("http://localhost:8080/v1", True),
+    ],
+)
+async def test_a_host_with_a_character_no_host_name_has_is_refused_everywhere(
+    url: str, usable: bool
+) -> None:
+    """The URL parser keeps ``exa mple.com`` as a host: it failed only at its look-up,
+    after a paid create had sent it (a face swap's link, a media image, a webhook)."""
+    checks: list[Callable[[], Any]] = [
+        lambda: GPTunnelClient(api_key="k-123", base_url=url),
+        lambda: WebhookReceiver(url),
+    ]
+    for check in checks:
+        if usable:
+            check()
+        else:
+            with pytest.raises(ConfigurationError, match="must name a host that can be looked"):
+                check()
+    local = "http://127.0.0.1:9"  # nothing listens on port 9
+    async with GPTunnelClient(api_key="k-123", base_url=local, max_retries=0) as client:
+        for create in (
+            lambda: client.media.create("m", "p", images=[url]),
+            lambda: client.faceswap.create(url, url, webhook=url),
+        ):
+            if usable:
+                with pytest.raises(GPTunnelError) as caught:
+                    await create()
+                assert not isinstance(caught.value, ConfigurationError)
+            else:
+                with pytest.raises(ConfigurationError, match="must name a host"):
+                    await create()

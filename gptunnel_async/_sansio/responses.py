@@ -477,11 +477,14 @@ class Created(Generic[L]):
 
 
 def _media_code(value: Any) -> int | None:
-    """A media ``code`` as an int (absent or null is 0), or ``None`` if it is not one."""
+    """A media ``code`` as an int (absent or null is 0; ``3.0`` is 3), or ``None`` if it
+    is not one."""
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, float) and value.is_integer():  # 3.0, as a JSON writer may put 3
+        return int(value)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # "abc", or a digit int() refuses, such as "¹"
             return int(value)

@@ -25,6 +25,7 @@ from gptunnel_async import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    GPTunnelClient,
     InsufficientBalanceError,
     NotFoundError,
     PollPolicy,
@@ -181,6 +182,34 @@ async def test_a_custom_key_is_the_one_required() -> None:
         async with fake.client() as client:
             assert (await client.get_result(task_id)).is_done
         assert fake.requests[0].headers["Authorization"] == "sk-custom"
+
+
+@given(st.text(max_size=12) | st.integers())
+def test_the_emulator_takes_only_a_key_the_client_takes(key: Any) -> None:
+    """``FakeGPTunnel(api_key="")`` accepted a request whose Authorization header was
+    empty, as no real key is: a bot that forgot its key passed its tests."""
+    try:
+        GPTunnelClient(api_key=key, base_url="http://127.0.0.1:9")
+    except ConfigurationError:
+        client_takes = False
+    else:
+        client_takes = True
+    if client_takes:
+        assert FakeGPTunnel(api_key=key).api_key == key
+    else:
+        with pytest.raises(ConfigurationError, match="api_key must be a key a client can send"):
+            FakeGPTunnel(api_key=key)
+
+
+async def test_an_emulator_key_is_never_empty_on_the_wire() -> None:
+    for key in ("", None):
+        with pytest.raises(ConfigurationError):
+            FakeGPTunnel(api_key=key)  # type: ignore[arg-type]
+    empty = {"Authorization": ""}
+    async with FakeGPTunnel() as fake, aiohttp.ClientSession() as http:
+        answer = await http.get(f"{fake.base_url}/balance", headers=empty)
+        assert answer.status == 401
+        answer.release()
 
 
 # -- creating tasks -------------------------------------------------------------------

@@ -709,3 +709,21 @@ def test_an_option_no_command_takes_gets_no_such_hint(
     code, _, err = in_process(capsys, *args)
     assert code == 2
     assert "put it after the command name" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "complaint"),
+    [
+        ("--fail-next", "abc", "a fault is STATUS or STATUSxN (e.g. 503x2), got 'abc'"),
+        ("--fail-next", "503xmany", "a fault is STATUS or STATUSxN (e.g. 503x2), got '503xmany'"),
+        ("--task", "demo=soon", "a task's SECONDS is a number, got 'soon' in 'demo=soon'"),
+    ],
+)
+def test_an_emulator_option_that_is_not_one_says_what_it_should_be(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, complaint: str
+) -> None:
+    """They said "invalid literal for int() with base 10: 'abc'": Python's words."""
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", "0", option, value])
+    assert exited.value.code == 2
+    assert f"argument {option}: {complaint}" in capsys.readouterr().err

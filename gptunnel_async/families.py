@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -36,7 +37,7 @@ from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_
 from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy, ProgressCallback, TaskWaiter
-from ._safe_errors import secret_arguments
+from ._safe_errors import made_safe, secret_arguments
 from ._sansio.requests import Request
 from ._sansio.responses import (
     Created,
@@ -68,11 +69,31 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=TaskLike)
+R = TypeVar("R")
 
 DEFAULT_RESULT_LIFETIME: Final = timedelta(days=3)
 """How long a family's result files are assumed to live where its docs do not say: the
 face swap's documented 3 days ("the result URL may be deleted 3 days after generation",
 docs.gptunnel.ru/faceswap/result), the longest any family is known to keep them."""
+
+
+def _key_masked(
+    method: Callable[..., Coroutine[Any, Any, R]],
+) -> Callable[..., Coroutine[Any, Any, R]]:
+    """A family's create call whose refusals of its arguments show ``***`` for the API
+    key: a link, a ``data:`` URI, a path or a body is quoted in its refusal, and one
+    may hold the key (a URL with ``?key=...``), which no error shows."""
+
+    @functools.wraps(method)
+    async def masking(self: TaskResource[Any], *args: Any, **kwargs: Any) -> R:
+        try:
+            return await method(self, *args, **kwargs)
+        except ConfigurationError as exc:
+            made_safe(exc, self._transport.secret)  # its frames go too: they hold the args
+            del args, kwargs
+            raise
+
+    return masking
 
 
 @attrs.frozen
@@ -377,6 +398,7 @@ class TaskResource(InProcessOnly, Generic[T]):
         ]
 
     @secret_arguments  # a webhook URL in the body holds its token
+    @_key_masked
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:
         """Start a task at an endpoint the SDK does not model, and get this family's
         typed task back.
@@ -485,6 +507,7 @@ class FaceSwap(TaskResource[Task]):
     family = Family("faceswap/result", decode_task, result_lifetime=timedelta(days=3))
 
     @secret_arguments  # ``webhook`` holds its token
+    @_key_masked
     async def create(
         self, source_image: ImageInput, face_image: ImageInput, *, webhook: str | None = None
     ) -> Task:
@@ -558,6 +581,7 @@ class FaceSwap(TaskResource[Task]):
                 the retries (creating) or at the deadline (waiting).
         """
         created = self.create(source_image, face_image)
+        del source_image, face_image  # a link may quote the key: not a local while it waits
         return await self._until_done(created, policy, timeout, on_progress)
 
 
@@ -674,6 +698,7 @@ class Midjourney(TaskResource[Task]):
 
     family = Family("midjourney/result", decode_task, result_lifetime=DEFAULT_RESULT_LIFETIME)
 
+    @_key_masked
     async def imagine(self, prompt: str, *, use_wallet_balance: bool = False) -> Task:
         """Start a Midjourney image grid from ``prompt``.
 
@@ -697,6 +722,7 @@ class Midjourney(TaskResource[Task]):
             payload["useWalletBalance"] = True
         return await self._create("midjourney/imagine", payload)
 
+    @_key_masked
     async def upsample(self, task_id: str, image: int) -> Task:
         """Start upscaling one image of a done grid.
 
@@ -717,6 +743,7 @@ class Midjourney(TaskResource[Task]):
         payload = {"taskId": self._task_id(task_id), "image": _image_number(image)}
         return await self._create("midjourney/upsample", payload)
 
+    @_key_masked
     async def variation(
         self, task_id: str, image: int | None = None, mode: str | None = None
     ) -> Task:
@@ -759,6 +786,7 @@ class Midjourney(TaskResource[Task]):
             payload["mode"] = mode
         return await self._create("midjourney/variation", payload)
 
+    @_key_masked
     async def inpaint(
         self,
         task_id: str,
@@ -875,6 +903,7 @@ class Media(TaskResource[MediaTask]):
     )
 
     @secret_arguments  # a ``webhook`` option holds its token
+    @_key_masked
     async def create(
         self,
         model: str,
@@ -949,5 +978,5 @@ class Media(TaskResource[MediaTask]):
             APIError: an error status that is not retried.
         """
         created = self.create(model, prompt, images=images, ar=ar, **extra)  # guarded itself
-        del extra  # a webhook option's token: not a local of this frame while it waits
+        del extra, images  # a webhook's token, a link quoting the key: not locals here
         return await self._until_done(created, policy, timeout, on_progress)

@@ -176,13 +176,37 @@ def async_redis(name: str, value: Any) -> Any:
 def json_values(name: str, value: T) -> T:
     """``value`` if it is made of JSON values only (no ``NaN`` or infinities, which JSON
     has not, no objects of other types, no nesting deeper than Python's recursion
-    limit); ``ConfigurationError`` otherwise, before a paid request is sent."""
+    limit, no object key that is not a string); ``ConfigurationError`` otherwise,
+    before a paid request is sent.
+
+    Python's ``json`` writes a key ``1``, ``1.0``, ``True`` or ``None`` as the text
+    ``"1"``, ``"1.0"``, ``"true"`` or ``"null"``: beside the same key as a string, the
+    object would go out with that key twice, and the server would keep one of them.
+    """
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise ConfigurationError(f"{name} must hold JSON values only: {reason}") from None
+    for key in _keys_not_text(value):
+        raise ConfigurationError(
+            f"{name} must hold JSON values only: an object key must be a string, got "
+            f"{describe(key)} (JSON would turn it into the text {json.dumps(key)!r})"
+        )
     return value
+
+
+def _keys_not_text(value: Any) -> Iterator[Any]:
+    """The object keys in ``value`` (JSON values, without cycles) that are not strings;
+    walked without recursion, as deep as ``json.dumps`` went."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            yield from (key for key in item if not isinstance(key, str))
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
 
 
 def function(name: str, value: Any) -> Any:
@@ -260,8 +284,9 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
         raise error(f"{name} must be an absolute http(s) URL, got {shown}")
     if not _host_name_usable(url):
         raise error(
-            f"{name} must name a host that can be looked up (labels of 1 to 63 "
-            f"characters), got {describe(without_userinfo(str(value)))}"
+            f"{name} must name a host that can be looked up (letters, digits, hyphens "
+            f"and dots, labels of 1 to 63 characters), got "
+            f"{describe(without_userinfo(str(value)))}"
         )
     return url
 
@@ -278,15 +303,23 @@ def without_userinfo(text: str) -> str:
     return _USERINFO.sub(r"\1***@", text)
 
 
+_HOST_NAME: Final = re.compile(rb"[A-Za-z0-9_.-]+")
+"""The characters of a host name once IDNA-encoded (an IPv6 address, which has ``:``,
+is checked by the URL parser)."""
+
+
 def _host_name_usable(url: URL) -> bool:
     """Whether the resolver can take ``url``'s host: it encodes the name as IDNA, which
     refuses an empty label (``a..b``) or one over 63 characters with a bare
-    ``UnicodeError``, raised from inside aiohttp where no caller expects it."""
+    ``UnicodeError``, raised from inside aiohttp where no caller expects it; and a name
+    with a character no host name has (``exa mple.com``, which the URL parser keeps)
+    would fail only at its look-up, after a paid create had sent it."""
+    host = url.raw_host or ""
     try:
-        (url.raw_host or "").encode("idna")
+        encoded = host.encode("idna")
     except UnicodeError:
         return False
-    return True
+    return ":" in host or _HOST_NAME.fullmatch(encoded) is not None
 
 
 def check_text(name: str, value: Any) -> str:

@@ -71,13 +71,19 @@ def _budget(
     return budget
 
 
+def usable_api_key(key: str) -> bool:
+    """Whether ``key`` can go out as the ``Authorization`` header: non-empty printable
+    ASCII, no surrounding whitespace (the client's check, and the emulator's)."""
+    return _HEADER_VALUE.fullmatch(key) is not None
+
+
 def _api_key(value: str | None) -> str:
     key = value if value is not None else os.environ.get("GPTUNNEL_API_KEY")
     if key is None or (isinstance(key, str) and not key):
         raise ConfigurationError(
             "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
         )
-    if not isinstance(key, str) or not _HEADER_VALUE.fullmatch(key):
+    if not isinstance(key, str) or not usable_api_key(key):
         raise ConfigurationError(
             "the API key must be printable ASCII without surrounding whitespace; it contains "
             "control, non-ASCII or whitespace characters (a newline from a file?)"
@@ -400,11 +406,13 @@ class GPTunnelClient(InProcessOnly):
             The balance and credit limit.
 
         Raises:
+            ConfigurationError: ``use_wallet_balance`` is not a bool.
             AuthenticationError: the key was refused.
             APIError: any other error status, after the retries for transient ones.
             APIConnectionError: the network failed, after the retries.
         """
-        query = (("useWalletBalance", "true"),) if use_wallet_balance else ()
+        wallet = instance_of(bool)("use_wallet_balance", use_wallet_balance)
+        query = (("useWalletBalance", "true"),) if wallet else ()
         return await self._transport.request("GET", "balance", decode_balance, query=query)
 
     async def download_result(

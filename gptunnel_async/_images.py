@@ -54,8 +54,6 @@ binary file object (read from its current position)."""
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 """10 MiB before base64: larger uploads belong at a URL the API can fetch."""
 
-_PASS_THROUGH: Final = ("http://", "https://", "data:")
-
 _LINKS: Final = ("http://", "https://")
 
 _DATA_URI: Final = ("data:",)
@@ -204,8 +202,11 @@ async def encode_image(value: ImageInput, name: str = "image") -> str:
     if isinstance(value, str):
         if not value.strip():
             raise ConfigurationError(f"the {name} must not be an empty string")
-        if _is_link(f"the {name} link or data: URI", value, _PASS_THROUGH):
+        if _is_link(f"the {name} link", value, _LINKS):
+            http_url(f"the {name} link", value)  # "http://" or a broken host: no paid task
             return _scheme_in_lower_case(value)
+        if _is_link(f"the {name} data: URI", value, _DATA_URI):
+            return _raised(_data_uri_image(value, name))
     if not isinstance(value, str | os.PathLike):
         raise ConfigurationError(
             f"the {name} must be a URL, a data: URI, bytes, a path or a binary file object, "
@@ -213,6 +214,33 @@ async def encode_image(value: ImageInput, name: str = "image") -> str:
         )
     shown = f"the {name} file {describe(value)}"
     return _raised(_encoded(await asyncio.to_thread(read_image_file, value, name), shown))
+
+
+_DATA_URI_TEXT: Final = 4 * MAX_IMAGE_BYTES // 3 + 1024
+"""The longest ``data:`` URI looked at: base64 of the largest image, and room for its
+type; a longer one is over the limit without decoding it."""
+
+
+def _data_uri_image(value: str, name: str) -> str | ConfigurationError:
+    """A ``data:`` URI given as an image, checked as bytes are (base64 of a PNG, JPEG or
+    WEBP file, at most ``MAX_IMAGE_BYTES``) and sent as they are, its type sniffed; or
+    the error refusing it, returned (see ``_encoded``)."""
+    what = f"the {name} data: URI"
+    header, comma, data = value.partition(",")
+    if not comma or not header.lower().endswith(";base64"):
+        return ConfigurationError(
+            f"{what} must be base64 (data:image/png;base64,...), got {describe(value[:40])}"
+        )
+    if len(value) > _DATA_URI_TEXT:
+        return ConfigurationError(
+            f"{what} is over the {MAX_IMAGE_BYTES} byte limit; "
+            "upload it somewhere and pass its URL instead"
+        )
+    try:
+        decoded = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return ConfigurationError(f"{what} is not valid base64")
+    return _encoded(decoded, what)
 
 
 def image_link(value: object, what: str) -> str:

@@ -302,7 +302,11 @@ def _task_spec(text: str) -> dict[str, Any]:
     seconds, colon, error = rest.partition(":")
     if not (task_id and equals and seconds):
         raise ValueError(f"a task is ID=SECONDS or ID=SECONDS:ERROR, got {text!r}")
-    spec: dict[str, Any] = {"id": task_id, "duration": float(seconds)}
+    try:
+        duration = float(seconds)
+    except ValueError:
+        raise ValueError(f"a task's SECONDS is a number, got {seconds!r} in {text!r}") from None
+    spec: dict[str, Any] = {"id": task_id, "duration": duration}
     if colon:
         spec["error"] = error or "the task failed"
     return spec
@@ -315,7 +319,10 @@ def _fault_spec(text: str) -> dict[str, Any]:
         ValueError: the text is not one.
     """
     status, _, times = text.lower().partition("x")
-    return {"kind": "fail", "status": int(status), "times": int(times) if times else 1}
+    try:
+        return {"kind": "fail", "status": int(status), "times": int(times) if times else 1}
+    except ValueError:
+        raise ValueError(f"a fault is STATUS or STATUSxN (e.g. 503x2), got {text!r}") from None
 
 
 def _spec(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:

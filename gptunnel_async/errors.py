@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from ._sansio.statuses import DONE_STATUSES, Stage, classify
 from ._sansio.text import clip
 
 if TYPE_CHECKING:
@@ -308,6 +309,8 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         self.last_error = last_error
         self.still_watched = still_watched
         seen = f"last seen {clip(task.status, 40)} at {task.percent}%" if task else unseen
+        if task is not None and _done_without_files(task):
+            seen += ", but with no file to fetch yet"
         if last_error is not None:
             seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
         if task is None and _never_connected(last_error):
@@ -317,6 +320,14 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         super().__init__(
             f"task {clip(task_id, 80)} was not seen to finish within {timeout:g}s ({seen})"
         )
+
+
+def _done_without_files(task: TaskLike) -> bool:
+    """Whether ``task``'s status says done though the task is not: a media task that
+    names no file yet (suno answers ``done`` before its clips' links appear), which a
+    wait reads on through; "last seen done" alone would read as a contradiction."""
+    done_statuses = getattr(task, "_done_statuses", DONE_STATUSES)
+    return not task.is_done and classify(task.status, done_statuses) is Stage.DONE
 
 
 def _never_connected(error: GPTunnelError | None) -> bool:

@@ -525,7 +525,8 @@ class FaceSwap(TaskResource[Task]):
         ``source_image``.
 
         Files and bytes are sent inline as ``data:`` URIs (PNG, JPEG or WEBP, sniffed
-        from the content, up to 10 MiB); URLs and ``data:`` URIs are sent as they are.
+        from the content, up to 10 MiB); a ``data:`` URI is checked as its bytes are and
+        sent so, and a URL as it is, once it is an absolute http(s) URL with a host.
         The request is retried only where the server surely did not start a task.
 
         Args:
@@ -542,8 +543,9 @@ class FaceSwap(TaskResource[Task]):
 
         Raises:
             ConfigurationError: an image is empty, unreadable, too large, or not a PNG,
-                JPEG or WEBP file; or ``webhook`` is not an absolute http(s) URL of
-                printable characters, at most 2048 long.
+                JPEG or WEBP file (a ``data:`` URI's bytes too), or a link that is not an
+                absolute http(s) URL with a host; or ``webhook`` is not an absolute
+                http(s) URL of printable characters, at most 2048 long.
             BadRequestError: the API refused the images.
             InsufficientBalanceError: the organisation's balance is too low.
             APIError: any other error status.
@@ -718,14 +720,15 @@ class Midjourney(TaskResource[Task]):
             The new task, ``idle``.
 
         Raises:
-            ConfigurationError: the prompt is blank.
+            ConfigurationError: the prompt is blank, or ``use_wallet_balance`` is not a
+                bool (a ``"false"`` read from a setting would have paid from the wallet).
             APIError: the API refused the task, e.g. ``InsufficientBalanceError``.
             ResponseDecodeError: the answer is not a task object, or its task id is
                 unusable (blank, over 256 characters): the task may have started.
             APIConnectionError: the network failed.
         """
         payload: dict[str, Any] = {"prompt": check_text("prompt", prompt)}
-        if use_wallet_balance:
+        if instance_of(bool)("use_wallet_balance", use_wallet_balance):
             payload["useWalletBalance"] = True
         return await self._create("midjourney/imagine", payload)
 

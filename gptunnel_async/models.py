@@ -334,7 +334,8 @@ class Balance:
     Attributes:
         org_id: the organisation's id.
         balance: what it has.
-        credit_limit: how far below zero it may go.
+        credit_limit: how far below zero it may go; 0 when the answer has none, or one
+            that is not a number (logged at DEBUG, as every optional field is).
     """
 
     org_id: str
@@ -417,6 +418,13 @@ def _structure_bool(value: Any, _: type) -> bool:
     raise TypeError(f"expected a boolean, got {type(value).__name__}")
 
 
+def _required_number(value: Any, _: type) -> float:
+    """A required amount (the balance): a number or numeric text; null is not one, as
+    it is for an optional amount, which it leaves at 0 (a null balance read as
+    0 rubles would be a balance the server never reported)."""
+    return _number(value)
+
+
 def _structure_int(value: Any, _: type) -> int:
     if type(value) is int:
         return value
@@ -446,17 +454,6 @@ def _or_none(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T | N
         return None if value is None else structure(value, cls)
 
     return structure_optional
-
-
-def _objects_only(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T]:
-    """Wrap a generated hook so a list or string is refused rather than read as defaults."""
-
-    def structure_object(value: Any, cls: type) -> T:
-        if not isinstance(value, dict):
-            raise TypeError(f"expected an object, got {type(value).__name__}")
-        return structure(value, cls)
-
-    return structure_object
 
 
 def _clip_hook(structure: Callable[[Any, type], MediaClip]) -> Callable[[Any, type], MediaClip]:
@@ -534,6 +531,23 @@ nested ``error`` or action as JSON text write it out a few frames deeper than it
 parsed, and reach the recursion limit."""
 
 
+class UnreadableFieldError(ValueError):
+    """A required field of an answer (a task's ``id`` or ``status``, a balance) that is
+    missing or cannot be read; its text names the field."""
+
+
+def _required_problem(key: str, value: dict[str, Any], exc: BaseException) -> str:
+    """What is wrong with the required field ``key`` of ``value``, in words."""
+    if key not in value:
+        return f"its {key!r} field is missing"
+    reason = (
+        "; ".join(cattrs.transform_error(exc))
+        if isinstance(exc, cattrs.BaseValidationError)
+        else exc
+    )
+    return f"its {key!r} field is unreadable: {reason}"
+
+
 def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[[Any, type], Any]:
     """``cls``'s structure hook: strict and generated for the usual answer, then field by
     field for one it refuses.
@@ -572,7 +586,7 @@ def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[
                 values[field.name] = hook(value[key], field.type)
             except _UNREADABLE as exc:
                 if required:
-                    raise
+                    raise UnreadableFieldError(_required_problem(key, value, exc)) from None
                 logger.debug(
                     "%s answer: the %s field is unreadable (%s); using its default",
                     cls.__name__,
@@ -658,13 +672,12 @@ def _make_converter() -> cattrs.Converter:
     _on_first_use(
         conv,
         Balance,
-        lambda: _objects_only(
-            make_dict_structure_fn(
-                Balance,
-                conv,
-                org_id=override(rename="orgId"),
-                credit_limit=override(rename="creditLimit"),
-            )
+        lambda: _leniently(
+            conv,
+            Balance,
+            org_id=override(rename="orgId"),
+            balance=override(struct_hook=_required_number),
+            credit_limit=override(rename="creditLimit"),
         ),
     )
     return conv

@@ -339,7 +339,13 @@ async def test_a_webhook_wait_names_a_family_or_is_refused(tasks: Any) -> None:
 json_bodies = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        | st.dictionaries(  # keys Python's json writes as text, which JSON has no other way
+            st.text(max_size=3) | st.integers(0, 3) | st.booleans() | st.none() | st.floats(),
+            inner,
+            max_size=3,
+        )
     ),
     max_leaves=10,
 )
@@ -360,13 +366,35 @@ async def test_a_create_body_is_sent_only_if_it_is_json(value: Any) -> None:
         if isinstance(item, list):
             return all(map(is_json, item))
         if isinstance(item, dict):
-            return all(map(is_json, item.values()))
+            return all(isinstance(key, str) for key in item) and all(map(is_json, item.values()))
         return True
 
     async with GPTunnelClient(api_key="k-123", base_url="http://127.0.0.1:9", max_retries=0) as c:
         with pytest.raises(GPTunnelError) as caught:  # nothing listens on port 9
             await c.faceswap.create_task("faceswap/create", {"value": value})
     assert isinstance(caught.value, ConfigurationError) != is_json(value)
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({"lyrics": {1: "verse", "1": "chorus"}}, "1"),
+        ({"tags": [{None: "x"}]}, "null"),
+        ({"flags": {True: 1, "true": 2}}, "true"),
+        ({"weights": {0.5: "a"}}, "0.5"),
+    ],
+)
+async def test_an_object_key_that_is_not_a_string_is_refused_before_sending(
+    fake: FakeGPTunnel, options: dict[str, Any], key: str
+) -> None:
+    """JSON writes such a key as text: ``{1: "verse", "1": "chorus"}`` went out with the
+    key "1" twice, and the server kept one of the two, silently."""
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError, match=f"into the text '{key}'"):
+            await client.media.create("suno", "a song", **options)
+        with pytest.raises(ConfigurationError, match="an object key must be a string"):
+            await client.midjourney.create_task("midjourney/reroll", {"taskId": "t", **options})
+    assert fake.requests == []
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, deeply_nested(), {1j}])
@@ -503,3 +531,72 @@ def test_a_callback_is_taken_only_if_its_body_will_run(
         else:
             with pytest.raises(ConfigurationError, match=r"^callback must be a"):
                 check("callback", value)
+
+
+@pytest.mark.parametrize("wallet", ["false", "0", 0, 1, None, [], "no"])
+async def test_use_wallet_balance_must_be_a_bool(fake: FakeGPTunnel, wallet: Any) -> None:
+    """A setting read as text (``"false"``) was truthy: ``imagine`` paid from the personal
+    wallet, and ``balance`` read it, whatever the setting said."""
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError, match="use_wallet_balance must be a bool"):
+            await client.midjourney.imagine("a fox", use_wallet_balance=wallet)
+        with pytest.raises(ConfigurationError, match="use_wallet_balance must be a bool"):
+            await client.midjourney.imagine_and_wait("a fox", use_wallet_balance=wallet)
+        with pytest.raises(ConfigurationError, match="use_wallet_balance must be a bool"):
+            await client.balance(use_wallet_balance=wallet)
+    assert fake.requests == []
+
+
+async def test_use_wallet_balance_true_or_false_is_sent_as_documented(fake: FakeGPTunnel) -> None:
+    async with fake.client() as client:
+        for wallet in (True, False):
+            await client.midjourney.imagine("a fox", use_wallet_balance=wallet)
+            await client.balance(use_wallet_balance=wallet)
+    imagines = [r.json for r in fake.requests if r.method == "POST"]
+    balances = [r.query for r in fake.requests if r.method == "GET"]
+    assert imagines == [{"prompt": "a fox", "useWalletBalance": True}, {"prompt": "a fox"}]
+    assert balances == [{"useWalletBalance": "true"}, {}]
+
+
+@pytest.mark.parametrize(
+    ("url", "usable"),
+    [
+        ("https://exa mple.com/a", False),
+        ("https://a%20b.com/", False),
+        ("https://a<b.com/", False),
+        ('https://a"b.com/', False),
+        ("https://пример.рф/a", True),
+        ("https://[::1]:8080/a", True),
+        ("https://127.0.0.1/a", True),
+        ("https://storage_1.internal/a", True),
+        ("http://localhost:8080/v1", True),
+    ],
+)
+async def test_a_host_with_a_character_no_host_name_has_is_refused_everywhere(
+    url: str, usable: bool
+) -> None:
+    """The URL parser keeps ``exa mple.com`` as a host: it failed only at its look-up,
+    after a paid create had sent it (a face swap's link, a media image, a webhook)."""
+    checks: list[Callable[[], Any]] = [
+        lambda: GPTunnelClient(api_key="k-123", base_url=url),
+        lambda: WebhookReceiver(url),
+    ]
+    for check in checks:
+        if usable:
+            check()
+        else:
+            with pytest.raises(ConfigurationError, match="must name a host that can be looked"):
+                check()
+    local = "http://127.0.0.1:9"  # nothing listens on port 9
+    async with GPTunnelClient(api_key="k-123", base_url=local, max_retries=0) as client:
+        for create in (
+            lambda: client.media.create("m", "p", images=[url]),
+            lambda: client.faceswap.create(url, url, webhook=url),
+        ):
+            if usable:
+                with pytest.raises(GPTunnelError) as caught:
+                    await create()
+                assert not isinstance(caught.value, ConfigurationError)
+            else:
+                with pytest.raises(ConfigurationError, match="must name a host"):
+                    await create()

@@ -593,8 +593,9 @@ def test_a_path_the_api_lacks_gets_no_family_hint(fake: FakeGPTunnel) -> None:
         (b'{"tasks": [', "not JSON in UTF-8"),
         (b"\xff\xfe{}", "not JSON in UTF-8"),
         (b"[]", "holds a JSON object"),
+        (b'{"tasks": ' + b"[" * 100_000, "nested too deeply"),
     ],
-    ids=["cut short", "not UTF-8", "a list"],
+    ids=["cut short", "not UTF-8", "a list", "nested too deeply"],
 )
 def test_a_tasks_file_that_is_not_one_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, complaint: str
@@ -708,3 +709,21 @@ def test_an_option_no_command_takes_gets_no_such_hint(
     code, _, err = in_process(capsys, *args)
     assert code == 2
     assert "put it after the command name" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "complaint"),
+    [
+        ("--fail-next", "abc", "a fault is STATUS or STATUSxN (e.g. 503x2), got 'abc'"),
+        ("--fail-next", "503xmany", "a fault is STATUS or STATUSxN (e.g. 503x2), got '503xmany'"),
+        ("--task", "demo=soon", "a task's SECONDS is a number, got 'soon' in 'demo=soon'"),
+    ],
+)
+def test_an_emulator_option_that_is_not_one_says_what_it_should_be(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, complaint: str
+) -> None:
+    """They said "invalid literal for int() with base 10: 'abc'": Python's words."""
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--port", "0", option, value])
+    assert exited.value.code == 2
+    assert f"argument {option}: {complaint}" in capsys.readouterr().err

@@ -121,6 +121,35 @@ def test_the_documented_balance_and_errors_decode() -> None:
     assert isinstance(error_from_response(402, {}, raw("error_402")), InsufficientBalanceError)
 
 
+AS_PRINTED = {
+    "balance": (
+        b'{"orgId": "00000000-0000-0000-0000-000000000000", "object": "balance",\n'
+        b'  "balance": -51.54397, "creditLimit": 15000,\n}'
+    ),
+    "error_401": (
+        b'{"error": {"message": "Unauthorized", "type": "unauthorized_request_error",'
+        b' "param": null, "code": null,}}'
+    ),
+}
+"""Two answers as GPTunnel's docs print them, with their trailing comma (the fixtures
+are the same bodies made valid)."""
+
+
+async def test_the_bodies_the_docs_print_with_a_trailing_comma_read_as_meant(
+    fake: FakeGPTunnel,
+) -> None:
+    """Sent as printed, the balance was a ResponseDecodeError ("the answer is not JSON")
+    and the 401 an AuthenticationError with no ``type``, its raw JSON for a message."""
+    fake.fail_next(200, body=AS_PRINTED["balance"], path="balance")
+    fake.fail_next(401, body=AS_PRINTED["error_401"], path="faceswap/result")
+    async with fake.client() as client:
+        assert await client.balance() == decode_balance(raw("balance"))
+        with pytest.raises(AuthenticationError) as caught:
+            await client.faceswap.result("task-1")
+    assert caught.value.type == "unauthorized_request_error"
+    assert str(caught.value).startswith("401 unauthorized_request_error: Unauthorized (")
+
+
 # -- the emulator answers the same shapes ---------------------------------------------------
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from aioresponses import aioresponses
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError, GPTunnelClient, ProgressEvent
 from gptunnel_async._images import MAX_IMAGE_BYTES, encode_image, sniff_image_type
@@ -34,10 +36,53 @@ def test_other_content_is_refused(data: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["https://cdn.example/face.jpg", "http://x/y.png", "data:image/png;base64,AAAA"]
+    "value",
+    [
+        "https://cdn.example/face.jpg",
+        "http://x/y.png",
+        "data:image/png;base64," + base64.b64encode(PNG).decode(),
+        "data:image/jpeg;base64," + base64.b64encode(JPEG).decode(),
+    ],
 )
-async def test_urls_and_data_uris_pass_through(value: str) -> None:
+async def test_urls_and_data_uris_of_images_pass_through(value: str) -> None:
     assert await encode_image(value) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("http://", "the image link must be an absolute http(s) URL"),
+        ("https://[::1", "the image link must be an absolute http(s) URL"),
+        ("https://exa mple.com/face.jpg", "must name a host that can be looked up"),
+        ("data:image/png;base64,AAAA", "the image data: URI is not a PNG, JPEG or WEBP file"),
+        ("data:image/png;base64,", "the image data: URI is empty"),
+        ("data:image/png;base64,%%%", "the image data: URI is not valid base64"),
+        ("data:image/png,\x89PNG", "the image data: URI must be base64"),
+        ("data:text/plain;base64,QUJD", "the image data: URI is not a PNG, JPEG or WEBP file"),
+    ],
+)
+async def test_a_link_or_data_uri_that_is_no_image_is_refused_before_a_paid_create(
+    value: str, complaint: str
+) -> None:
+    """They went to the API as they were: a link with no host, a data: URI of text."""
+    with pytest.raises(ConfigurationError, match=re.escape(complaint)):
+        await encode_image(value)
+
+
+@given(st.binary(max_size=64), st.sampled_from(["image/png", "image/jpeg", "text/plain", ""]))
+async def test_a_data_uri_is_sent_as_its_bytes_would_be(data: bytes, mime: str) -> None:
+    """A ``data:`` URI is checked as the bytes it holds are: refused as they would be,
+    or sent as they would be, with the type sniffed from them."""
+    uri = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    try:
+        expected: str | None = await encode_image(data)
+    except ConfigurationError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ConfigurationError):
+            await encode_image(uri)
+    else:
+        assert await encode_image(uri) == expected
 
 
 async def test_bytes_become_a_data_uri() -> None:

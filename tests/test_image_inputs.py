@@ -34,6 +34,7 @@ from gptunnel_async._png import (
     _sample_colours,
     read_png,
 )
+from gptunnel_async.testing import sample_image
 
 from .pngs import mask
 
@@ -314,7 +315,12 @@ async def test_a_missing_file_is_quoted_as_it_was_given(
 
 
 @pytest.mark.parametrize(
-    "link", ["HTTPS://example.com/me.jpg", "Http://example.com/me.jpg", "DATA:image/png;base64,AA"]
+    "link",
+    [
+        "HTTPS://example.com/me.jpg",
+        "Http://example.com/me.jpg",
+        "DATA:image/png;base64," + base64.b64encode(sample_image("face.png")).decode(),
+    ],
 )
 async def test_a_link_is_one_in_any_case(link: str) -> None:
     # A URL's scheme is case-insensitive: "HTTPS://" was read as a file's path. It is

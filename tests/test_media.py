@@ -193,6 +193,26 @@ def test_media_codes_raise_the_same_error_classes_as_statuses(
     )
 
 
+@pytest.mark.parametrize(
+    ("code", "cls"), [(3.0, BadRequestError), (1001.0, ContentPolicyError), (6.0, ServerError)]
+)
+def test_a_media_code_written_as_an_integral_float_is_that_code(
+    code: float, cls: type[APIError]
+) -> None:
+    """JSON has one number type: a writer may send ``3.0`` for 3. It was "the media
+    answer's code is not a number: 3.0", a ResponseDecodeError."""
+    with pytest.raises(APIError) as caught:
+        decode_media_task(body({"code": code, "message": "said the API"}), 200)
+    assert type(caught.value) is cls and caught.value.code == str(int(code))
+    assert decode_media_task(body({"code": 0.0, "id": "m", "status": "idle"}), 200).id == "m"
+
+
+@pytest.mark.parametrize("code", [3.5, float("inf"), float("nan"), True, [3], {"c": 3}])
+def test_a_media_code_that_is_no_integer_is_not_read_as_one(code: object) -> None:
+    with pytest.raises(ResponseDecodeError, match="code is not a number"):
+        decode_media_task(body({"code": code, "id": "m", "status": "idle"}), 200)
+
+
 def test_a_media_error_without_a_message_is_named_by_its_code() -> None:
     with pytest.raises(ContentPolicyError, match="content blocked"):
         decode_media_task(b'{"code": "1001", "id": null}')

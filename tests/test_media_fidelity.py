@@ -298,6 +298,29 @@ async def test_done_without_urls_until_the_deadline_is_a_timeout(
     assert isinstance(last, MediaTask) and last.status == "done" and last.urls == ()
 
 
+@pytest.mark.parametrize(
+    ("model", "status", "says"),
+    [
+        ("suno", "done", True),
+        ("suno", " Succeeded ", True),
+        ("suno", "running", False),
+        (None, "running", False),
+        (None, "succeeded", False),  # not a done status outside /media
+    ],
+)
+async def test_a_timeout_on_done_without_files_says_there_is_no_file_yet(
+    fake: FakeGPTunnel, instant: None, model: str | None, status: str, says: bool
+) -> None:
+    """The message said "not seen to finish ... (last seen done at 0%)", which reads as
+    a contradiction; it now says what kept the wait going."""
+    task_id = fake.script_task(steps=[(status, 100)], model=model, done_before_url=10**9)
+    async with fake.client() as client:
+        family = client.faceswap if model is None else client.media
+        with pytest.raises(WaitTimeoutError) as caught:
+            await family.wait_for_result(task_id, timeout=0.3)
+    assert ("but with no file to fetch yet" in str(caught.value)) is says
+
+
 async def test_a_create_answer_that_is_already_done(fake: FakeGPTunnel, instant: None) -> None:
     fake.script_created(steps=[("done", 100)], done_at_create=True)
     async with fake.client() as client:

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import MediaTask, ResponseDecodeError, Task, Usage
+from gptunnel_async import Balance, MediaTask, ResponseDecodeError, Task, Usage
 from gptunnel_async._download import MAX_RESULT_FILES, files_to_save
 from gptunnel_async._sansio.responses import (
+    decode_balance,
     decode_media_task,
     decode_task,
     media_error,
@@ -421,3 +422,82 @@ def test_repeated_texts_are_shared_between_tasks() -> None:
     assert first.status is second.status
     assert first.object is second.object
     assert first.type is second.type
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_any_credit_limit_leaves_a_balance_that_is_read(credit_limit: Any) -> None:
+    """``creditLimit`` is optional: one that is not a finite number is 0, as every
+    unreadable optional field takes its default. It made the whole balance a
+    ResponseDecodeError, so ``client.balance()`` showed nothing."""
+    body = {"orgId": "org", "object": "balance", "balance": -51.5, "creditLimit": credit_limit}
+    balance = decode_balance(json.dumps(body).encode(), 200)
+    assert (balance.org_id, balance.balance) == ("org", -51.5)
+    number = (
+        isinstance(credit_limit, int | float)
+        and not isinstance(credit_limit, bool)
+        and abs(credit_limit) < float("inf")
+    )
+    expected = float(credit_limit) if number else None
+    if isinstance(credit_limit, str):
+        try:
+            parsed = float(credit_limit)
+        except ValueError:
+            parsed = None
+        expected = parsed if parsed is not None and abs(parsed) < float("inf") else None
+    assert balance.credit_limit == (0.0 if expected is None else expected)
+
+
+@pytest.mark.parametrize("value", [None, "plenty", [1], {"rub": 5}, True, "nan"])
+def test_a_balance_that_is_not_a_number_is_not_read_as_zero(value: Any) -> None:
+    """The balance itself is required: null was read as 0.0 rubles, a balance the
+    server never reported."""
+    body = {"orgId": "org", "object": "balance", "balance": value, "creditLimit": 10}
+    with pytest.raises(ResponseDecodeError, match="balance"):
+        decode_balance(json.dumps(body).encode(), 200)
+
+
+def test_the_documented_balance_still_reads() -> None:
+    body = b'{"orgId": "o", "object": "balance", "balance": -51.54397, "creditLimit": 15000}'
+    assert decode_balance(body, 200) == Balance(org_id="o", balance=-51.54397, credit_limit=15000)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ({"status": "done"}, "its 'id' field is missing"),
+        ({"id": None, "status": "done"}, "its 'id' field is unreadable: expected a string"),
+        ({"id": 1.5, "status": "done"}, "its 'id' field is unreadable: expected a string"),
+        ({"id": "x"}, "its 'status' field is missing"),
+        ({"id": "x", "status": ["done"]}, "its 'status' field is unreadable"),
+    ],
+)
+def test_a_task_without_a_usable_id_or_status_names_the_field(
+    body: dict[str, Any], said: str
+) -> None:
+    """The error said ``KeyError('id')`` or ``TypeError('expected a string, got
+    NoneType')``, not which field of the answer was at fault."""
+    with pytest.raises(ResponseDecodeError) as caught:
+        decode_task(json.dumps(body).encode(), 200)
+    assert f"the answer is not a Task object: {said}" in str(caught.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=200), st.text(max_size=30) | st.none())
+def test_an_api_error_object_sent_with_200_is_shown_masked(message: str, kind: str | None) -> None:
+    """An ``{"error": {...}}`` body with a 2xx status is no task; the error's text says
+    what the server said (its key masked), not only that ``id`` is missing."""
+    secret = "sk-" + "K" * 29
+    body = {"error": {"message": f"{message} {secret}", "type": kind}}
+    with pytest.raises(ResponseDecodeError) as caught:
+        decode_task(json.dumps(body).encode(), 200, secret=secret)
+    text = str(caught.value)
+    assert "its 'id' field is missing; it is an API error: " in text
+    assert secret not in text and secret not in repr(caught.value.body)

@@ -501,3 +501,38 @@ async def test_a_callbacks_own_error_keeps_the_callbacks_frame(
         error = await _late_callback_error(client, which)
     frames = [frame.name for frame in traceback.extract_tb(error.__traceback__)]
     assert frames[-1] == "show", frames
+
+
+def refused_create_calls(client: GPTunnelClient, key: str) -> list[Callable[[], Any]]:
+    """Create calls refused before sending, each for an argument that quotes the key."""
+    face = "https://cdn.example/face.png"
+    return [
+        lambda: client.faceswap.create(f"https://exa mple.com/me.png?k={key}", face),
+        lambda: client.faceswap.create(f"data:image/png,{key}", face),
+        lambda: client.faceswap.create(f"/no/such/{key}.png", face),
+        lambda: client.faceswap.create(face, face, webhook=f"ftp://x/{key}"),
+        lambda: client.media.create("suno", "a song", images=[key]),
+        lambda: client.media.create("suno", "a song", images=[f"https://exa mple.com/{key}"]),
+        lambda: client.media.create("suno", "a song", webhook=f"ftp://x/{key}"),
+        lambda: client.media.generate("suno", "a song", images=[f"data:,{key}"]),
+        lambda: client.midjourney.create_task(f"midjourney/../{key}", {}),
+        lambda: client.midjourney.create_task("midjourney/pan", {"x": {key}}),
+        lambda: client.midjourney.inpaint("grid-1", f"/no/such/{key}.png"),
+        lambda: client.midjourney.variation("grid-1", mode=key),
+        lambda: client.faceswap.swap(f"https://exa mple.com/{key}", face),
+    ]
+
+
+@given(keys)
+async def test_a_create_refusing_an_argument_that_quotes_the_key_shows_it_nowhere(
+    key: str,
+) -> None:
+    """A link, a data: URI, a path, a mode or a body that held the key (a URL with
+    ``?key=...``) was quoted whole in the ConfigurationError, and held by its frames."""
+    async with GPTunnelClient(key, base_url="http://127.0.0.1:9/v1", max_retries=0) as client:
+        for call in refused_create_calls(client, key):
+            with pytest.raises(ConfigurationError) as caught:
+                await call()
+            assert key not in str(caught.value)
+            assert key not in repr(caught.value.args)
+            assert key not in rendered(caught.value)

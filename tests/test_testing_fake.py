@@ -25,6 +25,7 @@ from gptunnel_async import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    GPTunnelClient,
     InsufficientBalanceError,
     NotFoundError,
     PollPolicy,
@@ -183,6 +184,34 @@ async def test_a_custom_key_is_the_one_required() -> None:
         assert fake.requests[0].headers["Authorization"] == "sk-custom"
 
 
+@given(st.text(max_size=12) | st.integers())
+def test_the_emulator_takes_only_a_key_the_client_takes(key: Any) -> None:
+    """``FakeGPTunnel(api_key="")`` accepted a request whose Authorization header was
+    empty, as no real key is: a bot that forgot its key passed its tests."""
+    try:
+        GPTunnelClient(api_key=key, base_url="http://127.0.0.1:9")
+    except ConfigurationError:
+        client_takes = False
+    else:
+        client_takes = True
+    if client_takes:
+        assert FakeGPTunnel(api_key=key).api_key == key
+    else:
+        with pytest.raises(ConfigurationError, match="api_key must be a key a client can send"):
+            FakeGPTunnel(api_key=key)
+
+
+async def test_an_emulator_key_is_never_empty_on_the_wire() -> None:
+    for key in ("", None):
+        with pytest.raises(ConfigurationError):
+            FakeGPTunnel(api_key=key)  # type: ignore[arg-type]
+    empty = {"Authorization": ""}
+    async with FakeGPTunnel() as fake, aiohttp.ClientSession() as http:
+        answer = await http.get(f"{fake.base_url}/balance", headers=empty)
+        assert answer.status == 401
+        answer.release()
+
+
 # -- creating tasks -------------------------------------------------------------------
 
 
@@ -256,9 +285,11 @@ async def test_create_rejects_bad_payloads_with_400(
 
 
 async def test_the_sdk_sees_a_rejected_create_as_bad_request(fake: FakeGPTunnel) -> None:
+    # create() refuses such a data: URI itself; the emulator does too
+    body = {"sourceImage": "https://a.test/s.png", "faceImage": "data:image/png;base64,!!"}
     async with fake.client() as client:
         with pytest.raises(BadRequestError) as caught:
-            await client.faceswap.create("https://a.test/s.png", "data:image/png;base64,!!")
+            await client.faceswap.create_task("faceswap/create", body)
     assert caught.value.param == "faceImage"
 
 

@@ -19,6 +19,7 @@ from gptunnel_async import (
     MediaTask,
     NotFoundError,
     ProgressEvent,
+    ResponseDecodeError,
     Task,
     TaskFailedError,
 )
@@ -113,6 +114,49 @@ async def test_a_follow_up_of_an_unknown_task_is_not_found(fake: FakeGPTunnel) -
     async with fake.client() as client:
         with pytest.raises(NotFoundError):
             await client.midjourney.upsample("no-such-grid", 1)
+
+
+MIDJOURNEY_FOLLOW_UPS = {
+    "upsample": {"image": 1},
+    "variation": {"image": 1},
+    "inpaint": {"mask": b64(mask())},
+    "outpaint": {},
+    "pan": {},
+    "upscale": {},
+    "reroll": {},
+}
+
+
+@pytest.mark.parametrize("follow_up", sorted(MIDJOURNEY_FOLLOW_UPS))
+@pytest.mark.parametrize("owner", ["faceswap", "bgremover", "media"])
+async def test_a_follow_up_of_another_familys_task_is_not_found(
+    fake: FakeGPTunnel, follow_up: str, owner: str
+) -> None:
+    """Each family's tasks live in its own store, so a Midjourney follow-up of a face
+    swap (done, with a result) is a 404, as its read at /midjourney/result is; it used
+    to start a task (or, for upsample and variation, to say the swap lacked the action)."""
+    task_id = fake.script_task(steps=[("done", 100)], **FAMILY_TASKS[owner])
+    body = {"taskId": task_id, **MIDJOURNEY_FOLLOW_UPS[follow_up]}
+    async with fake.client() as client:
+        with pytest.raises(NotFoundError) as caught:
+            await client.midjourney.create_task(f"midjourney/{follow_up}", body)
+    assert caught.value.param == "taskId"
+    assert len(fake.requests) == 1  # no task was started
+
+
+@pytest.mark.parametrize("image", [True, 1.0, "1"])
+async def test_an_image_number_of_another_json_type_is_refused(
+    fake: FakeGPTunnel, image: Any
+) -> None:
+    """``true`` and ``1.0`` equal ``1`` in Python but not in a JSON schema: refused as
+    the field's own 400, not taken for image 1 (then refused for an action
+    ``upsamle_True`` the grid does not offer)."""
+    fake.script_task(steps=[("done", 100)], task_id="G", type="imagine")
+    for path in ("midjourney/upsample", "midjourney/variation"):
+        status, body = await raw_call(fake, "POST", path, json={"taskId": "G", "image": image})
+        assert status == 400
+        assert body["error"]["param"] == "image"
+        assert "must be one of 1, 2, 3, 4" in body["error"]["message"]
 
 
 FAMILY_TASKS = {
@@ -439,3 +483,20 @@ async def test_the_sdk_refuses_bad_arguments_before_the_emulator_sees_them(
         with pytest.raises(ConfigurationError):
             await client.media.create("flux-pro", "a fox", images=["https://a/1.png", 42])
     assert fake.requests == []
+
+
+async def test_an_api_error_answered_with_200_to_a_create_says_what_the_server_said(
+    fake: FakeGPTunnel,
+) -> None:
+    """The docs call Midjourney "unofficial, may be switched off any time": an error object
+    sent with a 200 was "not a Task object: KeyError('id')", the server's words nowhere in
+    the message."""
+    error = {"error": {"message": "Midjourney is switched off", "type": "server_error"}}
+    fake.fail_next(200, body=error, path="midjourney/imagine")
+    async with fake.client() as client:
+        with pytest.raises(ResponseDecodeError) as caught:
+            await client.midjourney.imagine("a fox")
+    assert (
+        "its 'id' field is missing; it is an API error: 'Midjourney is switched off' "
+        "(server_error)" in str(caught.value)
+    )

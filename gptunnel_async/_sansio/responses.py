@@ -30,7 +30,15 @@ from ..errors import (
     ResponseDecodeError,
     ServerError,
 )
-from ..models import Balance, MediaTask, Task, TaskLike, ValidationIssue, converter
+from ..models import (
+    Balance,
+    MediaTask,
+    Task,
+    TaskLike,
+    UnreadableFieldError,
+    ValidationIssue,
+    converter,
+)
 from .json_text import loads
 from .retries import parse_retry_after
 from .text import SHORT_TEXT, SecretMask, body_text, excerpt, mask_for, printable, shorten
@@ -296,12 +304,27 @@ def structure(
         return converter.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         detail = "; ".join(cattrs.transform_error(exc))
+    except UnreadableFieldError as exc:
+        detail = str(exc)
     except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         detail = repr(exc)
+    detail += _served_error(data)
     raise ResponseDecodeError(
         f"the answer is not a {cls.__name__} object: {excerpt(detail, secret)}",
         status_code=status_code,
         body=excerpt(json.dumps(data, ensure_ascii=False, default=str), secret),
+    )
+
+
+def _served_error(data: Mapping[str, Any]) -> str:
+    """What an answer with no ``id`` says, if it is the API's error object sent with a
+    2xx status: its message and type, for the error's text (else nothing)."""
+    served = data.get("error") if "id" not in data else None
+    if not isinstance(served, dict) or not isinstance(served.get("message"), str):
+        return ""
+    kind = served.get("type")
+    return f"; it is an API error: {served['message']!r}" + (
+        f" ({kind})" if isinstance(kind, str) else ""
     )
 
 
@@ -454,11 +477,14 @@ class Created(Generic[L]):
 
 
 def _media_code(value: Any) -> int | None:
-    """A media ``code`` as an int (absent or null is 0), or ``None`` if it is not one."""
+    """A media ``code`` as an int (absent or null is 0; ``3.0`` is 3), or ``None`` if it
+    is not one."""
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, float) and value.is_integer():  # 3.0, as a JSON writer may put 3
+        return int(value)
     if isinstance(value, str):
         with contextlib.suppress(ValueError):  # "abc", or a digit int() refuses, such as "¹"
             return int(value)

@@ -341,8 +341,10 @@ class CreateTask:
     """``POST <path>`` with a JSON object: starts a task of ``type``, answered ``idle``.
 
     ``images`` are required fields holding an http(s) URL or a base64 ``data:image/...``
-    URI; ``required`` are other required fields; ``choices`` limit fields to some values;
-    ``parent`` names the field holding the task this one continues (it must exist);
+    URI; ``required`` are other required fields; ``choices`` limit fields to some values
+    (of the same JSON type: ``true`` is not ``1``); ``parent`` names the field holding
+    the task this one continues, which must exist and be one of ``parent_owns`` (the
+    family's own tasks, as a read finds them: another family's task is not found);
     ``check`` is what the endpoint asks of that parent (the action it must offer, a
     mask's size); ``webhook`` is optional everywhere. With no balance left the answer
     is 402.
@@ -355,6 +357,7 @@ class CreateTask:
     choices: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     parent: str | None = None
     check: ParentCheck | None = None
+    parent_owns: TaskFilter = lambda task: True
     method: str = "POST"
 
     def answer(self, state: EmulatorState, request: RecordedRequest) -> web.Response:
@@ -380,11 +383,12 @@ class CreateTask:
     def _parent_refusal(
         self, state: EmulatorState, payload: Mapping[str, Any], parent_id: str | None
     ) -> web.Response | None:
-        """404 for a parent that does not exist, 400 for one ``check`` refuses."""
+        """404 for a parent that does not exist (or is another family's task), 400 for
+        one ``check`` refuses."""
         if parent_id is None:
             return None
         parent = state.peek_task(parent_id)
-        if parent is None:
+        if parent is None or not self.parent_owns(parent):
             return error_response(404, "Task not found", param=self.parent)
         problem = (
             self.check(payload, parent, state) if self.check and isinstance(parent, Task) else None
@@ -476,12 +480,18 @@ def _payload_problem(
         if not _is_image(payload[field]):
             return f"'{field}' must be an image URL or a base64 data URI", field
     for field, allowed in choices:
-        if field in payload and payload[field] not in allowed:
+        if field in payload and not _one_of(payload[field], allowed):
             return f"'{field}' must be one of {', '.join(map(str, allowed))}", field
     webhook = payload.get("webhook")
     if webhook is not None and not _is_http_url(webhook):
         return "'webhook' must be an http(s) URL", "webhook"
     return None
+
+
+def _one_of(value: Any, allowed: tuple[Any, ...]) -> bool:
+    """``value`` is one of ``allowed`` as JSON tells values apart: ``true`` and ``1.0``
+    are not the image ``1``, as Python's ``==`` would have them."""
+    return any(type(value) is type(choice) and value == choice for choice in allowed)
 
 
 def _is_http_url(value: Any) -> bool:
@@ -513,6 +523,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         required=("image",),
         choices=(("image", _MIDJOURNEY_IMAGES),),
         check=_upsample_check,
+        parent_owns=is_midjourney,
     ),
     CreateTask(
         "midjourney/variation",
@@ -520,6 +531,7 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         parent="taskId",
         choices=(("image", _MIDJOURNEY_IMAGES), ("mode", ("high", "low"))),
         check=_variation_check,
+        parent_owns=is_midjourney,
     ),
     CreateTask(
         "midjourney/inpaint",
@@ -527,9 +539,10 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
         parent="taskId",
         required=("mask",),
         check=_inpaint_check,
+        parent_owns=is_midjourney,
     ),
     *(
-        CreateTask(f"midjourney/{name}", type=name, parent="taskId")
+        CreateTask(f"midjourney/{name}", type=name, parent="taskId", parent_owns=is_midjourney)
         for name in ("outpaint", "pan", "upscale", "reroll")
     ),
     ReadTask("midjourney/result", is_midjourney),

@@ -25,7 +25,7 @@ from .._checks import (
     optional,
 )
 from .._checks import port as check_port
-from .._client import ClientOptions, GPTunnelClient
+from .._client import ClientOptions, GPTunnelClient, usable_api_key
 from ..errors import ConfigurationError, UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
@@ -67,7 +67,10 @@ class FakeGPTunnel:
         storage_port: the storage origin's port; ``0`` picks a free one.
 
     Raises:
-        ConfigurationError: a port that is not an int from 0 to 65535.
+        ConfigurationError: a port that is not an int from 0 to 65535, or an
+            ``api_key`` the SDK's client would refuse (empty, blank, with control or
+            non-ASCII characters): an emulator taking ``""`` would accept a request
+            whose ``Authorization`` header is empty, which GPTunnel refuses.
     """
 
     def __init__(
@@ -79,7 +82,7 @@ class FakeGPTunnel:
         port: int = 0,
         storage_port: int = 0,
     ) -> None:
-        self.api_key = api_key
+        self.api_key = _emulated_key(api_key)
         self.host = host
         self._ports = (check_port("port", port), check_port("storage_port", storage_port))
         self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
@@ -587,3 +590,14 @@ def _fault_path(server: Server, path: str) -> str:
             f"'/v1/faceswap/create', got {path!r}"
         )
     return path
+
+
+def _emulated_key(value: object) -> str:
+    """``value`` if the SDK's client would send it as a key; ``ConfigurationError``
+    naming its type, never its value, otherwise."""
+    if not isinstance(value, str) or not usable_api_key(value):
+        raise ConfigurationError(
+            "api_key must be a key a client can send: non-empty printable ASCII, without "
+            f"surrounding whitespace or control characters, got a {type(value).__name__}"
+        )
+    return value

@@ -46,7 +46,8 @@ def _tasks_file(path: Path) -> dict[str, Any]:
     """The tasks file's JSON object, its ``tasks`` and ``faults`` lists if it has them.
 
     Raises:
-        ConfigurationError: it is too big, not JSON in UTF-8, or not such an object.
+        ConfigurationError: it is too big, not JSON in UTF-8, nested too deeply for
+            Python's parser, or not such an object.
     """
     with path.open("rb") as file:  # /dev/zero must not fill the memory
         text = file.read(MAX_TASKS_FILE + 1)
@@ -56,6 +57,8 @@ def _tasks_file(path: Path) -> dict[str, Any]:
         document = json.loads(text.decode("utf-8"))
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
         raise ConfigurationError(f"the tasks file is not JSON in UTF-8: {exc}") from None
+    except RecursionError:  # Python's parser runs out of stack, as the control endpoints'
+        raise ConfigurationError("the tasks file's JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise ConfigurationError('the tasks file holds a JSON object: {"tasks": [...]}')
     if not all(isinstance(document.get(key, []), list) for key in ("tasks", "faults")):

@@ -404,8 +404,8 @@ class Watcher(InProcessOnly):
         Args:
             task_id: the task, as its create call returned it.
             family: which of the client's families reads it: one of :data:`FAMILIES`.
-            metadata: small JSON (at most 16 KiB) handed back with the delivery: a chat
-                id, a message id.
+            metadata: small JSON (at most 16 KiB, nested at most 100 deep) handed back
+                with the delivery: a chat id, a message id.
             timeout: seconds until the wait is delivered as ``"expired"``: > 0 and at
                 most the family's ``result_lifetime`` (its results are gone after that),
                 which is also the default (3 days for face swaps, 24 hours for media).

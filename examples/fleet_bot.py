@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import tempfile
+from typing import Any
 
 try:
     import redis.asyncio  # noqa: F401  (needed by run(); checked here for a one-line hint)
@@ -49,7 +50,13 @@ except ImportError as missing:  # pragma: no cover - the tests have both
     ) from None
 
 from gptunnel_async import GPTunnelClient, GPTunnelError, throttle
-from gptunnel_async.fleet import Delivery, FleetProgress, Handler, Watcher
+from gptunnel_async.fleet import (
+    Delivery,
+    FleetProgress,
+    Handler,
+    StoreUnavailableError,
+    Watcher,
+)
 
 from .faceswap_bot import replies
 from .faceswap_bot.bot import Swap, _download, explain, greet, take_person
@@ -71,12 +78,46 @@ async def start_swap(
         source = await _download(bot, person)
         face = await _download(bot, message.photo[-1].file_id)
         task = await gptunnel.faceswap.create(source, face)
-        # Registered at once: a crash before it would leave a paid task nobody waits for.
-        metadata = {"chat_id": message.chat.id, "message_id": shown.message_id}
-        await watcher.watch(task.id, family="faceswap", metadata=metadata)
-    except GPTunnelError as exc:  # StoreUnavailableError too: the wait was not registered
+    except GPTunnelError as exc:
         logger.warning("face swap for chat %s did not start: %s", message.chat.id, exc)
         await message.reply(replies.friendly_error(exc))
+        return
+    # Registered at once: a crash before it would leave a paid task nobody waits for.
+    metadata = {"chat_id": message.chat.id, "message_id": shown.message_id}
+    try:
+        await watch_until_registered(watcher, task.id, metadata)
+    except GPTunnelError as exc:  # Redis away for longer: the wait was not registered
+        # The swap runs, paid for, with no one waiting for it: say which, for an operator.
+        logger.error("face swap %s for chat %s is not watched: %s", task.id, message.chat.id, exc)
+        await message.reply(replies.friendly_error(exc))
+
+
+WATCH_TRIES = 5
+"""How many times a wait is registered before the swap is given up on: Redis away for a
+few seconds (a restart, a failover) costs no swap."""
+
+
+async def watch_until_registered(
+    watcher: Watcher, task_id: str, metadata: Any, *, first_pause: float = 0.5
+) -> None:
+    """Register the wait, trying again while Redis is away (``StoreUnavailableError``),
+    pausing ``first_pause`` seconds, then twice as long each time (7.5 s in all): the
+    task is created, and paid for, already; creating it again would pay twice. A
+    ``watch()`` made twice registers it once.
+
+    Raises:
+        StoreUnavailableError: Redis stayed away through :data:`WATCH_TRIES` tries.
+    """
+    pause = first_pause
+    for _ in range(WATCH_TRIES - 1):
+        try:
+            await watcher.watch(task_id, family="faceswap", metadata=metadata)
+            return
+        except StoreUnavailableError as exc:
+            logger.warning("task %s: its wait is registered again in %gs: %s", task_id, pause, exc)
+        await asyncio.sleep(pause)
+        pause *= 2
+    await watcher.watch(task_id, family="faceswap", metadata=metadata)
 
 
 async def show_progress(bot: Bot, watcher: Watcher) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
+import socket
 from typing import Any
 
 import pytest
@@ -187,3 +189,52 @@ async def test_a_notice_edits_its_message_or_nothing_and_never_stops_the_editing
         edits = [call for call in telegram.calls if isinstance(call, EditMessageText)]
         assert [edit.message_id for edit in edits] == ([] if text is None else [7])
         assert text is None or text in edits[0].text
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_a_swap_started_while_redis_restarts_is_still_answered(
+    gptunnel_fake: FakeGPTunnel, redis_server: object
+) -> None:
+    """The swap was created (and paid for), then its watch() met Redis away for a moment:
+    the user was told it failed, and the result never came, though Redis was back a
+    second later. The example now registers the wait again, as docs/fleet.md says."""
+    executable = shutil.which("redis-server") or "redis-server"
+    port = _free_port()
+    # As docs/fleet.md makes it: no retries of redis-py's own, which would hide the outage.
+    redis = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=2)
+    telegram = FakeTelegram({"person": PERSON, "face": FACE})
+    bot = Bot("42:TEST", session=telegram)
+    server: asyncio.subprocess.Process | None = None
+    try:
+        async with gptunnel_fake.client(poll_policy=FAST) as client:
+            watcher = Watcher(
+                client, RedisStore(redis, name="late"), handler=deliver_to(bot, client)
+            )
+            dispatcher = create_fleet_dispatcher(client, watcher)
+            updates = itertools.count(1)
+            await dispatcher.feed_update(bot, photo(next(updates), "person"))
+            swap = asyncio.create_task(dispatcher.feed_update(bot, photo(next(updates), "face")))
+            await asyncio.sleep(0.7)  # Redis is away for the first tries
+            assert not swap.done()
+            arguments = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+            server = await asyncio.create_subprocess_exec(
+                executable, *arguments, "no", stdout=asyncio.subprocess.DEVNULL
+            )
+            await asyncio.wait_for(swap, 15)
+            async with watcher, asyncio.timeout(15):
+                while not telegram.sent_photos:  # noqa: ASYNC110 - a fake with no signal
+                    await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+        if server is not None:
+            server.terminate()
+            await server.wait()
+    told = [call.text for call in telegram.calls if isinstance(call, SendMessage)]
+    assert told == [replies.ASK_FOR_FACE, progress_text("idle", 0)]  # no error told
+    assert telegram.sent_photos == [sample_image("result.png")]

@@ -297,6 +297,46 @@ async def test_an_expired_wait_whose_reads_all_failed_says_why(
     assert delivery.last_error.status_code == 401 and delivery.last_error.issues == ()
 
 
+SLOW = PollPolicy(initial=3.0, max_interval=3.0, jitter=0.0, strategy="exponential")
+"""A pacing whose second read would come after a 2-second watch's deadline."""
+
+
+async def test_a_task_done_before_the_deadline_is_read_once_more_and_delivered_done(
+    fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """The pacing's next read fell past the watch's deadline: the claim at the deadline
+    expired the wait unread, and a task done a second before it was delivered
+    "expired", still running, where a live wait reads once more before its deadline."""
+    task_id = fake.script_task(duration=1.0)  # done 1 s after its first read
+    handled = Handled()
+    async with (
+        fake.client(poll_policy=SLOW) as client,
+        Watcher(client, new_store(), handler=handled) as watcher,
+    ):
+        await watcher.watch(task_id, timeout=2.0)  # a last read at 1.8 s
+        (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+    assert delivery.task is not None and delivery.task.is_done
+
+
+async def test_a_read_error_ridden_through_is_read_once_more_before_the_deadline(
+    fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """After an error a durable wait rides through (a 403 until an operator acts), the
+    next read, ``max_interval`` later, fell past the deadline: the wait expired with
+    that error, though the key worked again a second before it."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    fake.fail_next(403, times=1, path="faceswap/result")
+    handled = Handled()
+    async with (
+        fake.client(poll_policy=SLOW, max_retries=0) as client,
+        Watcher(client, new_store(), handler=handled) as watcher,
+    ):
+        await watcher.watch(task_id, timeout=2.0)
+        (delivery,) = await handled.until(1)
+    assert (delivery.outcome, delivery.last_error) == ("done", None)
+
+
 @pytest.mark.parametrize("family", ["faceswap", "media"])
 async def test_a_task_the_api_does_not_know_ends_the_wait_once_a_read_confirms_it(
     client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory, family: str

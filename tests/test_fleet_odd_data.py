@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
@@ -38,9 +38,10 @@ from gptunnel_async.fleet import (
     RedisBudget,
     RedisStore,
     Watcher,
+    _decode,
     fleet_status,
 )
-from gptunnel_async.fleet._records import Outcome
+from gptunnel_async.fleet._records import Entry, Outcome
 from gptunnel_async.testing import FakeGPTunnel
 
 from .test_fleet import FAST, Handled, _now, settle
@@ -575,7 +576,7 @@ async def test_no_read_is_scheduled_past_the_watch_s_deadline(
         (delivery,) = await handled.until(1)
     assert (delivery.task_id, delivery.outcome) == (task_id, "expired")
     reads = [r for r in fake.requests if task_id in r.query.values()]
-    assert len(reads) == 1  # at the deadline it expires unread
+    assert len(reads) == 2  # one last read a little before the deadline, then it expires
 
 
 async def _has_schedule(redis: Redis, store: RedisStore, task_id: str) -> bool:
@@ -795,3 +796,27 @@ async def test_a_fleet_key_of_another_type_fails_a_script_before_it_writes(
         await redis.delete(key)
         (delivery,) = await handled.until(1)
     assert (delivery.task_id, delivery.outcome) == (task_id, "done")
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    stored=st.one_of(
+        st.integers(-(10**20), 10**20).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["inf", "-inf", "nan", "1e300", "0x10", " 5", "+5", "1_0", "٣", "5.0"]),
+        st.text(st.characters(exclude_categories=["Cs"]), max_size=20),
+    )
+)
+async def test_a_count_of_failures_is_read_alike_by_the_take_and_the_count(
+    redis: Redis, stored: str
+) -> None:
+    """An operator's count of "1e300" (or "inf") was 0 for the take, which starts it
+    again, but 10**15 for the script that counts the next failure: the delivery was
+    given up on after one more failed attempt, whatever its max_attempts."""
+    store = RedisStore(redis, name=f"counts-{next(_names)}")
+    await redis.hset(store.task_key("t-1"), mapping={"state": "finished", "failures": stored})
+    read = _decode.failures(stored.encode())
+    entry = Entry("1-0", "t-1", None, None, False, read)
+    assert await store.failed(entry) == min(read + 1, 10**15)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import math
 from pathlib import Path
@@ -20,6 +21,7 @@ import gptunnel_async
 from gptunnel_async import ConfigurationError, GPTunnelClient, Task, WaitTimeoutError
 from gptunnel_async._logging import LOG_TEXT
 from gptunnel_async.fleet import Delivery, MemoryStore, RedisStore, Watcher, WatchStore
+from gptunnel_async.fleet._records import MAX_DEPTH
 
 from .conftest import FAST, HANG_GUARD, ScriptedAPI, task_json
 
@@ -123,6 +125,67 @@ async def test_metadata_nested_too_deeply_or_in_a_cycle_is_a_configuration_error
     for metadata in (deep, cycle):
         with pytest.raises(ConfigurationError, match="metadata must be JSON"):
             await watcher.watch("t-1", metadata=metadata)
+
+
+def nested(kinds: list[str], leaf: Any = "leaf") -> Any:
+    """``leaf`` inside one list, tuple or object per entry of ``kinds``, outermost last."""
+    for kind in kinds:
+        leaf = {"list": [leaf], "tuple": (leaf,), "dict": {"k": leaf}}[kind]
+    return leaf
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.integers(1, 2 * MAX_DEPTH),
+    pattern=st.lists(st.sampled_from(["list", "tuple", "dict"]), min_size=1, max_size=3),
+)
+@example(depth=MAX_DEPTH, pattern=["list"])
+@example(depth=MAX_DEPTH + 1, pattern=["dict"])
+@example(depth=950, pattern=["list"])
+async def test_metadata_is_refused_at_watch_exactly_when_it_nests_deeper_than_the_fleet_reads(
+    depth: int, pattern: list[str]
+) -> None:
+    """Metadata nested 980 deep was registered (``True``), then every worker that claimed
+    it failed to read its record back, its stack deeper than the caller's, and set the
+    wait aside as a dead letter: the handler never ran."""
+    kinds = list(itertools.islice(itertools.cycle(pattern), depth))
+    metadata = nested(kinds)
+    async with GPTunnelClient(api_key="sk-nested-metadata-key") as client:
+        watcher = Watcher(client, MemoryStore())
+        if len(kinds) > MAX_DEPTH:
+            with pytest.raises(ConfigurationError, match=f"over {MAX_DEPTH} levels deep"):
+                await watcher.watch("t-1", metadata=metadata)
+        else:
+            assert await watcher.watch("t-1", metadata=metadata)
+
+
+async def test_metadata_deeper_than_the_fleet_reads_through_shared_lists_is_refused(
+    client: GPTunnelClient,
+) -> None:
+    """Lists met again along a deeper path count there too: ten shared pieces 60 deep,
+    each inside the next, nest 600 deep though each is also met 2 deep."""
+    pieces: list[Any] = [[]]
+    for _ in range(10):
+        pieces.append(nested(["list"] * 60, pieces[-1]))
+    watcher = Watcher(client, MemoryStore())
+    with pytest.raises(ConfigurationError, match=f"over {MAX_DEPTH} levels deep"):
+        await watcher.watch("t-1", metadata=pieces)
+    shared = [1]
+    fan = [[shared, shared], {"again": [shared]}]  # shared, but shallow: taken
+    assert await watcher.watch("t-2", metadata=fan)
+
+
+async def test_metadata_as_deep_as_the_fleet_takes_is_delivered_by_both_stores(
+    client: GPTunnelClient, api: ScriptedAPI, redis: Redis
+) -> None:
+    metadata = nested(["list", "dict"] * (MAX_DEPTH // 2))
+    answers = [task_json("done", 100)]
+    in_memory = await delivered(client, api, MemoryStore(), answers, metadata)
+    store = RedisStore(redis, name=f"text-{next(_names)}")
+    in_redis = await delivered(client, api, store, answers, metadata)
+    assert in_redis == in_memory
+    assert in_redis[0].metadata == json.loads(json.dumps(metadata))
+    assert (await store.status()).dead_letters == 0
 
 
 @pytest.mark.parametrize("timeout", ["x", -1, 0, math.nan, math.inf, True, [1]])

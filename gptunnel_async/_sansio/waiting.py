@@ -254,6 +254,12 @@ class WaitState:
         pace, pause = next_pause(self.policy, self.pace, now, percent, self.seed)
         return pace, now + max(pause, at_least)
 
+    def read_at(self, due: float, now: float) -> ReadAt[Any] | TimeOut[Any]:
+        """The decision to read again at ``due`` (a driver's own pacing, after a read
+        at ``now``): as after any read, one last read a little before the deadline
+        instead when ``due`` is not before it, or a time-out at the deadline."""
+        return self._read_at(due, None, now, 0.0)
+
     def _read_at(
         self, due: float, event: ProgressEvent[T] | None, now: float, at_least: float
     ) -> ReadAt[T] | TimeOut[T]:

@@ -150,17 +150,24 @@ def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
     return result
 
 
+MAX_COUNT_DIGITS: Final = 15
+"""The most digits a stored count of failed handler attempts has (the store's scripts cap
+it at 10**15): more, and it is no count this SDK wrote."""
+
+
 def failures(value: object) -> int:
-    """A task's count of failed handler attempts (a Redis field ``HINCRBY`` keeps): none
-    yet, or a value that is not a whole number >= 0 (an operator's ``HSET``), reads as 0,
-    so an odd count costs a delivery its count, never the delivery."""
+    """A task's count of failed handler attempts, as the store's scripts write it: up to
+    :data:`MAX_COUNT_DIGITS` ASCII digits. None yet, or anything else (an operator's
+    ``HSET`` of ``-3``, ``1.5``, ``1e300`` or ``inf``), reads as 0, as the scripts that
+    count read it, so an odd count costs a delivery its count, never the delivery."""
     if value is None:
         return 0
     try:
-        count = int(text(value, "the count of failed handler attempts"))
-    except (StoreDataError, ValueError):
+        shown = text(value, "the count of failed handler attempts")
+    except StoreDataError:
         return 0
-    return max(0, count)
+    usable = len(shown) <= MAX_COUNT_DIGITS and shown.isascii() and shown.isdigit()
+    return int(shown) if usable else 0
 
 
 def stored_object(value: object, what: str, limit: int = MAX_STORED_BYTES) -> dict[str, Any]:

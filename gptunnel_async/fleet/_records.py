@@ -35,14 +35,23 @@ FAMILIES: Final = TASK_FAMILIES
 """The families a watched task may belong to: the client's namespaces of that name."""
 
 
+MAX_DEPTH: Final = 100
+"""How deep the caller's metadata may nest lists and objects: any JSON reader, in any
+worker's stack, reads it back (Python's own stops near its recursion limit, 1,000
+frames less the reader's, so that metadata ``watch()`` took was set aside as a dead
+letter by every worker that claimed it)."""
+
+
 def _dumps(value: Any, *, strict: bool = False) -> str:
     """Compact JSON in ASCII: every character, a lone surrogate of a server's text
     included, becomes an escape any store can keep and any JSON reader reads back as it
     was (redis-py cannot encode a lone surrogate as UTF-8).
 
-    ``strict``: no NaN or infinity (not JSON for readers in other languages), and only
-    text keys, which JSON would otherwise turn into text silently: for the caller's
-    metadata. What a server sent is always stored, as Python's JSON reads it back.
+    ``strict``: no NaN or infinity (not JSON for readers in other languages), only text
+    keys, which JSON would otherwise turn into text silently, and lists and objects
+    nested at most :data:`MAX_DEPTH` deep inside ``value`` (an object that holds the
+    caller's metadata). What a server sent is always stored, as Python's JSON reads it
+    back.
 
     Raises:
         TypeError, ValueError, RecursionError: with ``strict``, or for what is not JSON.
@@ -53,19 +62,26 @@ def _dumps(value: Any, *, strict: bool = False) -> str:
 
 
 def _check_keys(value: Any) -> None:
-    """``TypeError`` if a dict inside ``value`` has a key that is not text."""
-    pending, seen = [value], set()
+    """``TypeError`` if a dict inside ``value`` has a key that is not text; ``ValueError``
+    if the lists and dicts inside it nest deeper than :data:`MAX_DEPTH` (a cycle does:
+    json.dumps refuses it too). A list or dict met again is looked into again only deeper
+    than before: shared ones count on every path, and each is looked at
+    :data:`MAX_DEPTH` times at most."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    deepest: dict[int, int] = {}
     while pending:
-        item = pending.pop()
-        if id(item) in seen:  # a cycle: json.dumps refuses it
+        item, depth = pending.pop()
+        if not isinstance(item, dict | list | tuple) or deepest.get(id(item), -1) >= depth:
             continue
-        seen.add(id(item))
+        if depth > MAX_DEPTH:
+            raise ValueError(f"it nests lists and objects over {MAX_DEPTH} levels deep")
+        deepest[id(item)] = depth
         if isinstance(item, dict):
             if not all(isinstance(key, str) for key in item):
                 raise TypeError(f"keys must be text, got {sorted(map(repr, item))[:3]}")
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
+            pending.extend((inner, depth + 1) for inner in item.values())
+        else:
+            pending.extend((inner, depth + 1) for inner in item)
 
 
 @attrs.frozen

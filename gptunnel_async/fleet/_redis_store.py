@@ -249,14 +249,17 @@ return 1
 
 # KEYS: task. ARGV: a token of this count. A finished task's count of failed handler
 # attempts, one more; 0 for a task delivered meanwhile, or gone (no stray hash is made).
-# A count that is not a whole number >= 0 (an operator's HSET) starts again, as
-# _decode.failures reads it: 0. The token makes the script safe to run twice: a client's
-# retry that sends it again after a lost reply (redis-py's Retry) finds its own token
-# and counts nothing, while another worker's failure, with a token of its own, counts.
-_FAILED: Final = """
+# A count that is not what this script writes, up to 15 ASCII digits (an operator's HSET
+# of -3, 1.5, 1e300 or inf), starts again, as _decode.failures reads it: 0. The token
+# makes the script safe to run twice: a client's retry that sends it again after a lost
+# reply (redis-py's Retry) finds its own token and counts nothing, while another
+# worker's failure, with a token of its own, counts.
+_FAILED: Final = f"""
 if redis.call('HGET', KEYS[1], 'state') ~= 'finished' then return 0 end
-local n = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
-if n == nil or n < 0 or n ~= math.floor(n) then n = 0 end
+local stored, n = redis.call('HGET', KEYS[1], 'failures'), 0
+if stored and #stored <= {_decode.MAX_COUNT_DIGITS} and string.match(stored, '^%d+$') then
+  n = tonumber(stored)
+end
 if redis.call('HGET', KEYS[1], 'failure_token') == ARGV[1] then return n end
 n = math.min(n + 1, 1e15)
 redis.call('HSET', KEYS[1], 'failures', string.format('%d', n), 'failure_token', ARGV[1])

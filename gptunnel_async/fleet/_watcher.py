@@ -66,7 +66,6 @@ from .._sansio.waiting import (
     Fail,
     Finish,
     ProgressEvent,
-    ReadAt,
     WaitState,
     rides_through,
 )
@@ -406,8 +405,8 @@ class Watcher(InProcessOnly):
         Args:
             task_id: the task, as its create call returned it.
             family: which of the client's families reads it: one of :data:`FAMILIES`.
-            metadata: small JSON (at most 16 KiB) handed back with the delivery: a chat
-                id, a message id.
+            metadata: small JSON (at most 16 KiB, nested at most 100 deep) handed back
+                with the delivery: a chat id, a message id.
             timeout: seconds until the wait is delivered as ``"expired"``: > 0 and at
                 most the family's ``result_lifetime`` (its results are gone after that),
                 which is also the default (3 days for face swaps, 24 hours for media).
@@ -691,7 +690,7 @@ class Watcher(InProcessOnly):
         elif isinstance(decision, Fail):
             ended = _ended_by(decision.error, last, claim.record.family)
             await self.store.finish(claim.task_id, ended.dumps())
-        else:  # ReadAt, or TimeOut: read once more at the deadline, then expire
+        else:  # ReadAt (a last one a little before the deadline), or TimeOut: expire then
             event = decision.event
             progress = None if event is None else _progress(event, record).dumps()
             saved = _pacing_json(state, last)
@@ -756,9 +755,10 @@ class Watcher(InProcessOnly):
             ) from failed
 
     def _saved(self, claim: Claim) -> tuple[WaitState, LastRead]:
-        """The task's saved wait state, or a new one (the deadline is the watch's): also
-        when the saved one cannot be read, which costs only its pacing. A saved policy's
-        own ``timeout`` is not used either: the watch's deadline is the only one. And
+        """The task's saved wait state, or a new one: also when the saved one cannot be
+        read, which costs only its pacing. Its deadline is the watch's (a saved policy's
+        own ``timeout`` is not used), so that it makes one last read a little before
+        it, as a live wait does, when its pacing's next read would come after it. And
         what the wait saw last, from the same saved JSON, parsed once."""
         saved: object = claim.schedule
         if saved is not None:
@@ -768,10 +768,9 @@ class Watcher(InProcessOnly):
             except StoreDataError as exc:
                 logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
             else:
-                policy = attrs.evolve(state.policy, timeout=None)
-                return attrs.evolve(state, policy=policy), _decode.last_read(saved)
-        policy = attrs.evolve(self.policy or self.client.poll_policy, timeout=None)
-        return WaitState.start(claim.task_id, policy, claim.now), _decode.last_read(saved)
+                return _until(state, claim.record.deadline), _decode.last_read(saved)
+        fresh = WaitState.start(claim.task_id, self.policy or self.client.poll_policy, claim.now)
+        return _until(fresh, claim.record.deadline), _decode.last_read(saved)
 
     async def _delivery_loop(self) -> None:
         handlers, backoff = _Pool(self.concurrency), _Backoff("taking finished tasks")
@@ -1223,7 +1222,7 @@ def _after_failed_read(
         return state.failed(error, now)
     if _no_such_task(seen) and last.error and _no_such_task(last.error):
         return state.failed(error, now)  # Fail: the wait ends with it
-    return state, ReadAt(now + state.policy.max_interval)
+    return state, state.read_at(now + state.policy.max_interval, now)
 
 
 NO_SUCH_TASK: Final = (("type", "not_found_error"), ("code", "4"))
@@ -1271,6 +1270,16 @@ def _seconds(name: str, value: Any) -> float:
 
 def _holdable(seconds: float) -> bool:
     return 0 < seconds <= MAX_HOLD
+
+
+def _until(state: WaitState, deadline: float) -> WaitState:
+    """``state`` with the watch's ``deadline`` (the store's clock) as its own: its
+    policy's ``timeout`` counted from its start. A deadline not after the start (a
+    saved state from a clock that ran ahead) leaves it none: the claim at the deadline
+    expires the wait all the same."""
+    timeout = deadline - state.started_at
+    policy = attrs.evolve(state.policy, timeout=timeout if timeout > 0 else None)
+    return attrs.evolve(state, policy=policy)
 
 
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:

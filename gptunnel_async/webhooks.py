@@ -409,11 +409,16 @@ class WebhookReceiver(InProcessOnly):
             strategy="exponential",
             timeout=timeout,
         )
+        # The fallback poll is the wait the hooks see (its reads are its requests): one
+        # a delivery ends is reported as ended the way the delivery says, not cancelled.
+        waiter = tasks.wait_for_result(task_id, policy=policy)
         ended = self._ended(tasks, self._forget(task_id))
         if ended is not None:
+            waiter._settle(ended)
+            waiter.close()
             return _outcome(ended)
         # The poll's deadline is the wait's: it ends the race with WaitTimeoutError.
-        polled = asyncio.ensure_future(tasks.wait_for_result(task_id, policy=policy))
+        polled = asyncio.ensure_future(waiter)
         try:
             while True:
                 delivered = await self._next_delivery(task_id, polled)
@@ -423,6 +428,7 @@ class WebhookReceiver(InProcessOnly):
                 # while this wait was not listening was kept if it had ended: look too.
                 ended = self._ended(tasks, delivered) or self._ended(tasks, self._forget(task_id))
                 if ended is not None:
+                    waiter._settle(ended)
                     return _outcome(ended)
         finally:
             polled.cancel()

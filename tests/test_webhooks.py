@@ -4,12 +4,14 @@ only the receiver's token."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import io
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from gptunnel_async import (
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from gptunnel_async.instrumentation import Hook, WaitFinished, WaitStarted, get_hooks, set_hooks
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 from gptunnel_async.webhooks import (
     MAX_WEBHOOK_BYTES,
@@ -372,3 +375,84 @@ async def test_a_delivery_that_echoes_the_callback_url_never_shows_the_token(
         except (ResponseDecodeError, APIError) as exc:
             shown = f"{exc} {exc!r} {vars(exc)!r}"
         assert SECRET not in shown
+
+
+# -- what the instrumentation hooks see of a webhook wait ------------------------------------
+
+
+class WaitEnds(Hook):
+    """Records each wait's start and end, as a metrics hook sees them."""
+
+    def __init__(self) -> None:
+        self.started: list[WaitStarted] = []
+        self.finished: list[WaitFinished] = []
+
+    def on_wait_started(self, details: WaitStarted) -> None:
+        self.started.append(details)
+
+    def on_wait_finished(self, details: WaitFinished) -> None:
+        self.finished.append(details)
+
+
+@pytest.fixture
+def wait_ends() -> Iterator[WaitEnds]:
+    before = get_hooks()
+    hook = WaitEnds()
+    set_hooks([hook])
+    yield hook
+    set_hooks(before)
+
+
+async def test_a_wait_a_delivery_ends_is_reported_done_not_cancelled(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    """Every wait a webhook ended was counted as ``cancelled`` (gptunnel_waits_total)."""
+    fake.script_created(duration=0.3)
+    task_id = await create(client, receiver)
+    await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+    (started,) = wait_ends.started
+    (finished,) = wait_ends.finished
+    assert (finished.task_id, finished.outcome, finished.status) == (task_id, "done", "done")
+    assert finished.wait_id == started.wait_id
+    assert finished.reads == 1 and finished.error is None
+
+
+async def test_a_delivered_failure_is_reported_failed(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    fake.script_created(duration=0.2, error="no face found")
+    task_id = await create(client, receiver)
+    with pytest.raises(TaskFailedError):
+        await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+    (finished,) = wait_ends.finished
+    assert (finished.outcome, finished.error) == ("failed", "TaskFailedError")
+
+
+async def test_a_wait_a_kept_delivery_answers_is_reported_once_without_reads(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    """A wait answered from a delivery that came before it was not reported at all."""
+    fake.script_created(duration=0.0)
+    task_id = await create(client, receiver)
+    for _ in range(500):
+        if fake.webhook_deliveries:
+            break
+        await asyncio.sleep(0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "never awaited" warning from the unused poll
+        await receiver.wait_for_result(client.faceswap, task_id)
+        gc.collect()
+    assert [(s.task_id, s.family) for s in wait_ends.started] == [(task_id, "faceswap")]
+    (finished,) = wait_ends.finished
+    assert (finished.outcome, finished.reads) == ("done", 0)
+
+
+async def test_a_wait_the_fallback_poll_ends_is_reported_as_the_poll_saw_it(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    fake.script_created(duration=0.2)
+    fake.drop_next(server="webhook")
+    task_id = await create(client, receiver)
+    await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=0.3)
+    (finished,) = wait_ends.finished
+    assert finished.outcome == "done" and finished.reads >= 2

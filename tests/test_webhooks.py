@@ -26,6 +26,7 @@ from gptunnel_async import (
     ConfigurationError,
     GPTunnelClient,
     ResponseDecodeError,
+    Task,
     TaskFailedError,
     WaitTimeoutError,
     WebhookVerificationError,
@@ -267,8 +268,9 @@ async def test_the_emulator_refuses_to_fail_a_webhook(fake: FakeGPTunnel) -> Non
 
 def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
     docs = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
-    (example,) = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
-    exec(compile(example, "webhooks.md", "exec"), {})
+    example = docs.split("## Example", 1)[1]  # the section's one block
+    (code,) = re.findall(r"```python\n(.*?)```", example.split("\n## ", 1)[0], flags=re.S)
+    exec(compile(code, "webhooks.md", "exec"), {})
     assert capsys.readouterr().out == "done after 1 webhook and 1 read\n"
 
 
@@ -456,3 +458,79 @@ async def test_a_wait_the_fallback_poll_ends_is_reported_as_the_poll_saw_it(
     await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=0.3)
     (finished,) = wait_ends.finished
     assert finished.outcome == "done" and finished.reads >= 2
+
+
+# -- many webhook waits at once ---------------------------------------------------------------
+
+
+async def test_as_completed_yields_each_task_as_its_webhook_ends_it(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.6)
+    slow = await create(client, receiver)
+    fake.script_created(duration=0.2)
+    quick = [await create(client, receiver) for _ in range(2)]
+    async with receiver.as_completed(client.faceswap, [slow, *quick], fallback_interval=60) as done:
+        finished = [task.id async for task in done]
+    assert sorted(finished[:2]) == sorted(quick) and finished[2] == slow
+    assert [reads_of(fake, task_id) for task_id in (slow, *quick)] == [1, 1, 1]
+
+
+async def test_leaving_as_completed_early_leaves_no_wait_behind(
+    fake: FakeGPTunnel, receiver: WebhookReceiver
+) -> None:
+    """With asyncio.as_completed over receiver.wait_for_result, the waits left went on
+    polling, and failed with "Task exception was never retrieved" once the client closed."""
+    fake.script_created(duration=0.1)
+    async with fake.client() as client:
+        first = await create(client, receiver)
+        fake.script_created(duration=30)
+        stuck = [await create(client, receiver) for _ in range(3)]
+        waits = receiver.as_completed(client.faceswap, [first, *stuck], fallback_interval=0.05)
+        async with waits:
+            async for task in waits:
+                assert task.id == first
+                break
+        reads = len(fake.requests)
+        await asyncio.sleep(0.2)
+        assert len(fake.requests) == reads  # nothing polls on
+
+
+async def test_wait_many_returns_in_order_with_failures_in_place(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.3)
+    slow = await create(client, receiver)
+    fake.script_created(duration=0.1, error="no face found")
+    failing = await create(client, receiver)
+    outcomes = await receiver.wait_many(
+        client.faceswap, [slow, failing], fallback_interval=60, return_exceptions=True
+    )
+    assert isinstance(outcomes[0], Task) and outcomes[0].id == slow and outcomes[0].is_done
+    assert isinstance(outcomes[1], TaskFailedError) and outcomes[1].task_id == failing
+    with pytest.raises(TaskFailedError, match="no face found"):
+        await receiver.wait_many(client.faceswap, [failing], fallback_interval=60)
+
+
+@pytest.mark.parametrize(
+    ("task_ids", "options", "message"),
+    [
+        ("t-1", {}, "not one string"),
+        (["t-1", " "], {}, "task_id"),
+        (["t-1"], {"fallback_interval": 0}, "^fallback_interval must be"),
+        (["t-1"], {"timeout": -1}, "timeout"),
+    ],
+)
+async def test_many_waits_check_their_arguments_before_any_read(
+    fake: FakeGPTunnel,
+    client: GPTunnelClient,
+    receiver: WebhookReceiver,
+    task_ids: Any,
+    options: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        receiver.as_completed(client.faceswap, task_ids, **options)
+    with pytest.raises(ConfigurationError, match=message):
+        await receiver.wait_many(client.faceswap, task_ids, **options)
+    assert fake.requests == []

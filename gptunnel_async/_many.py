@@ -9,18 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from ._in_process import InProcessOnly
-from ._polling import TaskWaiter
 from .errors import GPTunnelError
-from .models import TaskLike
 
 __all__ = ["AsCompleted", "wait_many"]
 
-T = TypeVar("T", bound=TaskLike)
 R = TypeVar("R")
 
 
@@ -57,7 +54,8 @@ class AsCompleted(InProcessOnly, Generic[R]):
     ``async with``). You get one from an ``as_completed`` call rather than building it.
 
     Args:
-        waiters: the waits, not started yet.
+        waiters: the waits, not started yet (``TaskWaiter``s, or the coroutines of
+            ``WebhookReceiver.wait_for_result``).
         return_exceptions: yield failures as values instead of raising them.
     """
 
@@ -66,7 +64,9 @@ class AsCompleted(InProcessOnly, Generic[R]):
         "gptunnel_async.fleet.Watcher keeps waits across processes and restarts"
     )
 
-    def __init__(self, waiters: Iterable[TaskWaiter[Any]], *, return_exceptions: bool) -> None:
+    def __init__(
+        self, waiters: Iterable[Coroutine[Any, Any, Any]], *, return_exceptions: bool
+    ) -> None:
         self._waiters = list(waiters)
         # Dropped before its first iteration: its waits were not forgotten, so they do not
         # warn that they were never awaited (a finalizer, not __del__: it runs first in
@@ -138,7 +138,7 @@ class AsCompleted(InProcessOnly, Generic[R]):
         await self.aclose()
 
 
-def _close_unstarted(waiters: Iterable[TaskWaiter[Any]]) -> None:
+def _close_unstarted(waiters: Iterable[Coroutine[Any, Any, Any]]) -> None:
     """Close the waits an iteration that never began leaves: dropped, not forgotten."""
     for waiter in waiters:
         waiter.close()
@@ -158,7 +158,9 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-async def wait_many(waiters: Iterable[TaskWaiter[T]], *, return_exceptions: bool) -> list[Any]:
+async def wait_many(
+    waiters: Iterable[Coroutine[Any, Any, Any]], *, return_exceptions: bool
+) -> list[Any]:
     """Run every wait to its end; return their outcomes in the order given.
 
     A failure is returned in its place with ``return_exceptions=True``; otherwise, once

@@ -282,6 +282,17 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         assert isinstance(self._decision, ReadAt | TimeOut)  # Finish and Fail end the wait
         return max(0.0, self._decision.at - loop.time())
 
+    def _settle(self, task: T) -> None:
+        """Tell the hooks the wait ended with ``task``, found ended by something other
+        than its own reads (a webhook delivery): ``done``, or ``failed`` if it failed,
+        as if a read had found it, rather than ``cancelled`` when the caller then
+        cancels or closes the wait. A wait not started yet starts first, without a read,
+        so that the hooks see it begin and end."""
+        if self._state is None:
+            self._next_pause()
+        self._last_seen = task
+        self._report_end(TaskFailedError(task) if task.is_failed else None)
+
     def _report_end(self, error: BaseException | None) -> None:
         """Tell the hooks the wait ended with ``error`` (``None``: done), once."""
         ended = self._ended_details(error)

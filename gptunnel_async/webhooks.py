@@ -34,8 +34,8 @@ import hmac
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Any, Final, TypeVar, overload
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any, Final, Literal, TypeVar, overload
 
 from aiohttp import web
 
@@ -48,6 +48,7 @@ from ._checks import (
     optional,
 )
 from ._in_process import InProcessOnly
+from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy
 from ._safe_errors import made_safe, secret_arguments
 from ._sansio.pacing import poll_interval
@@ -392,6 +393,138 @@ class WebhookReceiver(InProcessOnly):
             done = await self._wait(tasks, task_id, fallback_interval, timeout)
         return secret_masked(done, self.secret)
 
+    @overload
+    def as_completed(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        *,
+        fallback_interval: float = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> AsCompleted[T]: ...
+
+    @overload
+    def as_completed(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        *,
+        fallback_interval: float = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[True],
+    ) -> AsCompleted[T | GPTunnelError]: ...
+
+    def as_completed(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        *,
+        fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
+        timeout: float | None = 600.0,
+        return_exceptions: bool = False,
+    ) -> AsCompleted[Any]:
+        """:meth:`wait_for_result` for many tasks at once; iterate to get each as it
+        finishes, as a family's ``as_completed`` does for polled waits.
+
+        Args:
+            tasks: the family that reads the tasks, e.g. ``client.media``.
+            task_ids: the tasks, each created with ``webhook=self.url``.
+            fallback_interval: seconds between each wait's fallback reads.
+            timeout: the deadline of each wait in seconds, or ``None`` for none.
+            return_exceptions: yield a failure as its exception instead of raising it.
+
+        Returns:
+            An [AsCompleted][gptunnel_async.AsCompleted]: an async iterator and an async
+            context manager that cancels the waits still running when it ends.
+
+        Raises:
+            ConfigurationError: ``task_ids`` is one string or holds a blank id, or
+                ``fallback_interval`` or ``timeout`` makes no sense (before any wait).
+        """
+        waits = self._waits(tasks, task_ids, fallback_interval, timeout)
+        return AsCompleted(waits, return_exceptions=return_exceptions)
+
+    @overload
+    async def wait_many(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        *,
+        fallback_interval: float = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[T]: ...
+
+    @overload
+    async def wait_many(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        *,
+        fallback_interval: float = ...,
+        timeout: float | None = ...,
+        return_exceptions: Literal[True],
+    ) -> list[T | GPTunnelError]: ...
+
+    async def wait_many(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        *,
+        fallback_interval: float = DEFAULT_FALLBACK_INTERVAL,
+        timeout: float | None = 600.0,
+        return_exceptions: bool = False,
+    ) -> list[Any]:
+        """:meth:`wait_for_result` for many tasks at once; return the finished tasks in
+        the order given, as a family's ``wait_many`` does for polled waits.
+
+        Args:
+            tasks: the family that reads the tasks, e.g. ``client.media``.
+            task_ids: the tasks, each created with ``webhook=self.url``.
+            fallback_interval: seconds between each wait's fallback reads.
+            timeout: the deadline of each wait in seconds, or ``None`` for none.
+            return_exceptions: put a failure's exception in its place instead of raising.
+
+        Returns:
+            The done tasks (or, with ``return_exceptions``, their errors), in the order
+            of ``task_ids``.
+
+        Raises:
+            ConfigurationError: ``task_ids`` is one string or holds a blank id, or
+                ``fallback_interval`` or ``timeout`` makes no sense (before any wait).
+            GPTunnelError: without ``return_exceptions``, the first failure in the order
+                given, once every wait has ended (no failure cancels another wait;
+                cancelling this call cancels them all).
+        """
+        waits = self._waits(tasks, task_ids, fallback_interval, timeout)
+        return await wait_many(waits, return_exceptions=return_exceptions)
+
+    def _waits(
+        self,
+        tasks: TaskResource[T],
+        task_ids: Iterable[str],
+        fallback_interval: float,
+        timeout: float | None,
+    ) -> list[Coroutine[Any, Any, T]]:
+        """The waits of :meth:`as_completed` and :meth:`wait_many`, not started, every
+        argument checked first."""
+        _family("tasks", tasks)
+        _fallback_policy(fallback_interval, timeout)
+        if isinstance(task_ids, str):
+            raise ConfigurationError("task_ids must be a collection of ids, not one string")
+        if not isinstance(task_ids, Iterable):
+            raise ConfigurationError(
+                f"task_ids must be a collection of ids, got {describe(task_ids)}"
+            )
+        checked = [tasks._task_id(task_id) for task_id in task_ids]
+        return [
+            self.wait_for_result(
+                tasks, task_id, fallback_interval=fallback_interval, timeout=timeout
+            )
+            for task_id in checked
+        ]
+
     async def _wait(
         self,
         tasks: TaskResource[T],
@@ -402,18 +535,17 @@ class WebhookReceiver(InProcessOnly):
         """:meth:`wait_for_result`, its outcome not yet masked."""
         _family("tasks", tasks)
         task_id = tasks._task_id(task_id)
-        every = poll_interval("fallback_interval", fallback_interval)
-        policy = PollPolicy(
-            initial=every,
-            max_interval=every,
-            strategy="exponential",
-            timeout=timeout,
-        )
+        policy = _fallback_policy(fallback_interval, timeout)
+        # The fallback poll is the wait the hooks see (its reads are its requests): one
+        # a delivery ends is reported as ended the way the delivery says, not cancelled.
+        waiter = tasks.wait_for_result(task_id, policy=policy)
         ended = self._ended(tasks, self._forget(task_id))
         if ended is not None:
+            waiter._settle(ended)
+            waiter.close()
             return _outcome(ended)
         # The poll's deadline is the wait's: it ends the race with WaitTimeoutError.
-        polled = asyncio.ensure_future(tasks.wait_for_result(task_id, policy=policy))
+        polled = asyncio.ensure_future(waiter)
         try:
             while True:
                 delivered = await self._next_delivery(task_id, polled)
@@ -423,6 +555,7 @@ class WebhookReceiver(InProcessOnly):
                 # while this wait was not listening was kept if it had ended: look too.
                 ended = self._ended(tasks, delivered) or self._ended(tasks, self._forget(task_id))
                 if ended is not None:
+                    waiter._settle(ended)
                     return _outcome(ended)
         finally:
             polled.cancel()
@@ -495,6 +628,12 @@ class _Delivery:
 
     def __repr__(self) -> str:
         return f"<webhook delivery of {len(self.body)} bytes>"
+
+
+def _fallback_policy(fallback_interval: float, timeout: float | None) -> PollPolicy:
+    """The pacing and deadline of a webhook wait's fallback poll."""
+    every = poll_interval("fallback_interval", fallback_interval)
+    return PollPolicy(initial=every, max_interval=every, strategy="exponential", timeout=timeout)
 
 
 def _outcome(task: T) -> T:

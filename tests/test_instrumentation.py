@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from gptunnel_async import (
     ConfigurationError,
@@ -420,6 +420,28 @@ async def test_prometheus_counts_network_failures_as_errors() -> None:
     assert registry.get_sample_value("bot_requests_total", labels) == 2
     retry = {"family": "faceswap", "scope": "request", "reason": "APIConnectionError"}
     assert registry.get_sample_value("bot_retries_total", retry) == 1
+
+
+def test_a_second_prometheus_hook_on_a_registry_is_a_configuration_error() -> None:
+    """It raised prometheus-client's own "Duplicated timeseries" ValueError, not a
+    GPTunnelError, saying nothing of what to do (an app factory called twice)."""
+    registry = CollectorRegistry()
+    first = PrometheusHook(registry)
+    with pytest.raises(ConfigurationError, match="one PrometheusHook per registry"):
+        PrometheusHook(registry)
+    PrometheusHook(registry, namespace="other")  # another namespace is another set
+    first.waits.labels("faceswap", "done").inc()
+    labels = {"family": "faceswap", "outcome": "done"}
+    assert registry.get_sample_value("gptunnel_waits_total", labels) == 1
+
+
+def test_a_prometheus_hook_registers_all_its_metrics_or_none() -> None:
+    registry = CollectorRegistry()
+    Counter("waits", "An application's own.", namespace="gptunnel", registry=registry)
+    with pytest.raises(ConfigurationError, match="gptunnel_"):
+        PrometheusHook(registry)
+    # Nothing of the refused hook stayed: only the application's own metric is there.
+    assert [metric.name for metric in registry.collect()] == ["gptunnel_waits"]
 
 
 # -- OpenTelemetry -------------------------------------------------------------------

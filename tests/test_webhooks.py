@@ -4,12 +4,14 @@ only the receiver's token."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import io
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,12 @@ from gptunnel_async import (
     ConfigurationError,
     GPTunnelClient,
     ResponseDecodeError,
+    Task,
     TaskFailedError,
     WaitTimeoutError,
     WebhookVerificationError,
 )
+from gptunnel_async.instrumentation import Hook, WaitFinished, WaitStarted, get_hooks, set_hooks
 from gptunnel_async.testing import FakeGPTunnel, sample_image
 from gptunnel_async.webhooks import (
     MAX_WEBHOOK_BYTES,
@@ -264,8 +268,9 @@ async def test_the_emulator_refuses_to_fail_a_webhook(fake: FakeGPTunnel) -> Non
 
 def test_the_example_in_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
     docs = (Path(__file__).parent.parent / "docs" / "webhooks.md").read_text()
-    (example,) = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
-    exec(compile(example, "webhooks.md", "exec"), {})
+    example = docs.split("## Example", 1)[1]  # the section's one block
+    (code,) = re.findall(r"```python\n(.*?)```", example.split("\n## ", 1)[0], flags=re.S)
+    exec(compile(code, "webhooks.md", "exec"), {})
     assert capsys.readouterr().out == "done after 1 webhook and 1 read\n"
 
 
@@ -372,3 +377,160 @@ async def test_a_delivery_that_echoes_the_callback_url_never_shows_the_token(
         except (ResponseDecodeError, APIError) as exc:
             shown = f"{exc} {exc!r} {vars(exc)!r}"
         assert SECRET not in shown
+
+
+# -- what the instrumentation hooks see of a webhook wait ------------------------------------
+
+
+class WaitEnds(Hook):
+    """Records each wait's start and end, as a metrics hook sees them."""
+
+    def __init__(self) -> None:
+        self.started: list[WaitStarted] = []
+        self.finished: list[WaitFinished] = []
+
+    def on_wait_started(self, details: WaitStarted) -> None:
+        self.started.append(details)
+
+    def on_wait_finished(self, details: WaitFinished) -> None:
+        self.finished.append(details)
+
+
+@pytest.fixture
+def wait_ends() -> Iterator[WaitEnds]:
+    before = get_hooks()
+    hook = WaitEnds()
+    set_hooks([hook])
+    yield hook
+    set_hooks(before)
+
+
+async def test_a_wait_a_delivery_ends_is_reported_done_not_cancelled(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    """Every wait a webhook ended was counted as ``cancelled`` (gptunnel_waits_total)."""
+    fake.script_created(duration=0.3)
+    task_id = await create(client, receiver)
+    await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+    (started,) = wait_ends.started
+    (finished,) = wait_ends.finished
+    assert (finished.task_id, finished.outcome, finished.status) == (task_id, "done", "done")
+    assert finished.wait_id == started.wait_id
+    assert finished.reads == 1 and finished.error is None
+
+
+async def test_a_delivered_failure_is_reported_failed(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    fake.script_created(duration=0.2, error="no face found")
+    task_id = await create(client, receiver)
+    with pytest.raises(TaskFailedError):
+        await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=60)
+    (finished,) = wait_ends.finished
+    assert (finished.outcome, finished.error) == ("failed", "TaskFailedError")
+
+
+async def test_a_wait_a_kept_delivery_answers_is_reported_once_without_reads(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    """A wait answered from a delivery that came before it was not reported at all."""
+    fake.script_created(duration=0.0)
+    task_id = await create(client, receiver)
+    for _ in range(500):
+        if fake.webhook_deliveries:
+            break
+        await asyncio.sleep(0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "never awaited" warning from the unused poll
+        await receiver.wait_for_result(client.faceswap, task_id)
+        gc.collect()
+    assert [(s.task_id, s.family) for s in wait_ends.started] == [(task_id, "faceswap")]
+    (finished,) = wait_ends.finished
+    assert (finished.outcome, finished.reads) == ("done", 0)
+
+
+async def test_a_wait_the_fallback_poll_ends_is_reported_as_the_poll_saw_it(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver, wait_ends: WaitEnds
+) -> None:
+    fake.script_created(duration=0.2)
+    fake.drop_next(server="webhook")
+    task_id = await create(client, receiver)
+    await receiver.wait_for_result(client.faceswap, task_id, fallback_interval=0.3)
+    (finished,) = wait_ends.finished
+    assert finished.outcome == "done" and finished.reads >= 2
+
+
+# -- many webhook waits at once ---------------------------------------------------------------
+
+
+async def test_as_completed_yields_each_task_as_its_webhook_ends_it(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.6)
+    slow = await create(client, receiver)
+    fake.script_created(duration=0.2)
+    quick = [await create(client, receiver) for _ in range(2)]
+    async with receiver.as_completed(client.faceswap, [slow, *quick], fallback_interval=60) as done:
+        finished = [task.id async for task in done]
+    assert sorted(finished[:2]) == sorted(quick) and finished[2] == slow
+    assert [reads_of(fake, task_id) for task_id in (slow, *quick)] == [1, 1, 1]
+
+
+async def test_leaving_as_completed_early_leaves_no_wait_behind(
+    fake: FakeGPTunnel, receiver: WebhookReceiver
+) -> None:
+    """With asyncio.as_completed over receiver.wait_for_result, the waits left went on
+    polling, and failed with "Task exception was never retrieved" once the client closed."""
+    fake.script_created(duration=0.1)
+    async with fake.client() as client:
+        first = await create(client, receiver)
+        fake.script_created(duration=30)
+        stuck = [await create(client, receiver) for _ in range(3)]
+        waits = receiver.as_completed(client.faceswap, [first, *stuck], fallback_interval=0.05)
+        async with waits:
+            async for task in waits:
+                assert task.id == first
+                break
+        reads = len(fake.requests)
+        await asyncio.sleep(0.2)
+        assert len(fake.requests) == reads  # nothing polls on
+
+
+async def test_wait_many_returns_in_order_with_failures_in_place(
+    fake: FakeGPTunnel, client: GPTunnelClient, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.3)
+    slow = await create(client, receiver)
+    fake.script_created(duration=0.1, error="no face found")
+    failing = await create(client, receiver)
+    outcomes = await receiver.wait_many(
+        client.faceswap, [slow, failing], fallback_interval=60, return_exceptions=True
+    )
+    assert isinstance(outcomes[0], Task) and outcomes[0].id == slow and outcomes[0].is_done
+    assert isinstance(outcomes[1], TaskFailedError) and outcomes[1].task_id == failing
+    with pytest.raises(TaskFailedError, match="no face found"):
+        await receiver.wait_many(client.faceswap, [failing], fallback_interval=60)
+
+
+@pytest.mark.parametrize(
+    ("task_ids", "options", "message"),
+    [
+        ("t-1", {}, "not one string"),
+        (["t-1", " "], {}, "task_id"),
+        (["t-1"], {"fallback_interval": 0}, "^fallback_interval must be"),
+        (["t-1"], {"timeout": -1}, "timeout"),
+    ],
+)
+async def test_many_waits_check_their_arguments_before_any_read(
+    fake: FakeGPTunnel,
+    client: GPTunnelClient,
+    receiver: WebhookReceiver,
+    task_ids: Any,
+    options: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        receiver.as_completed(client.faceswap, task_ids, **options)
+    with pytest.raises(ConfigurationError, match=message):
+        await receiver.wait_many(client.faceswap, task_ids, **options)
+    assert fake.requests == []

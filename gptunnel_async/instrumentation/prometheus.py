@@ -13,11 +13,15 @@ set_hooks([LoggingHook(), PrometheusHook()])  # then serve prometheus_client's r
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from ..errors import ConfigurationError
 from ._hooks import Hook, ProgressDetails, RequestDetails, RetryDetails, WaitFinished
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 __all__ = ["REQUEST_BUCKETS", "WAIT_BUCKETS", "PrometheusHook"]
 
@@ -49,18 +53,23 @@ class PrometheusHook(Hook):
         registry: where the metrics are registered; prometheus-client's default one
             unless given (tests pass a fresh ``CollectorRegistry``).
         namespace: the metrics' name prefix.
+
+    Raises:
+        ConfigurationError: the registry holds a metric of one of these names already
+            (another ``PrometheusHook`` of the same namespace): none is registered then.
     """
 
     def __init__(
         self, registry: CollectorRegistry | None = None, *, namespace: str = "gptunnel"
     ) -> None:
         registry = REGISTRY if registry is None else registry
+        # Made unregistered, then registered all or none.
         self.requests = Counter(
             "requests",
             "Requests to the API.",
             ["family", "method", "status"],
             namespace=namespace,
-            registry=registry,
+            registry=None,
         )
         self.request_duration = Histogram(
             "request_duration_seconds",
@@ -68,28 +77,28 @@ class PrometheusHook(Hook):
             ["family", "method"],
             buckets=REQUEST_BUCKETS,
             namespace=namespace,
-            registry=registry,
+            registry=None,
         )
         self.retries = Counter(
             "retries",
             "Retries of requests and of waits' reads.",
             ["family", "scope", "reason"],
             namespace=namespace,
-            registry=registry,
+            registry=None,
         )
         self.progress_events = Counter(
             "progress_events",
             "Progress events of waits.",
             ["family"],
             namespace=namespace,
-            registry=registry,
+            registry=None,
         )
         self.waits = Counter(
             "waits",
             "Finished waits.",
             ["family", "outcome"],
             namespace=namespace,
-            registry=registry,
+            registry=None,
         )
         self.wait_duration = Histogram(
             "wait_duration_seconds",
@@ -97,7 +106,7 @@ class PrometheusHook(Hook):
             ["family", "outcome"],
             buckets=WAIT_BUCKETS,
             namespace=namespace,
-            registry=registry,
+            registry=None,
         )
         self.wait_reads = Histogram(
             "wait_reads",
@@ -105,7 +114,20 @@ class PrometheusHook(Hook):
             ["family"],
             buckets=(1, 2, 5, 10, 20, 50, 100),
             namespace=namespace,
-            registry=registry,
+            registry=None,
+        )
+        _register_all(
+            registry,
+            namespace,
+            [
+                self.requests,
+                self.request_duration,
+                self.retries,
+                self.progress_events,
+                self.waits,
+                self.wait_duration,
+                self.wait_reads,
+            ],
         )
 
     def on_request(self, details: RequestDetails) -> None:
@@ -125,3 +147,22 @@ class PrometheusHook(Hook):
         self.waits.labels(details.family, details.outcome).inc()
         self.wait_duration.labels(details.family, details.outcome).observe(details.duration)
         self.wait_reads.labels(details.family).observe(details.reads)
+
+
+def _register_all(registry: CollectorRegistry, namespace: str, metrics: list[Collector]) -> None:
+    """Register every metric, or none: a name the registry holds already undoes those
+    registered so far and raises ``ConfigurationError``."""
+    done: list[Collector] = []
+    try:
+        for metric in metrics:
+            registry.register(metric)
+            done.append(metric)
+    except ValueError as exc:  # prometheus-client's "Duplicated timeseries"
+        for metric in done:
+            registry.unregister(metric)
+        raise ConfigurationError(
+            f"this registry already holds metrics named {namespace}_* ({exc}); make one "
+            f"PrometheusHook per registry and namespace and keep it (a second set_hooks "
+            f"call can pass the same one), or give this one registry=CollectorRegistry() "
+            f"or another namespace="
+        ) from None

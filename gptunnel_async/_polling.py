@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import enum
 import inspect
+import logging
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
@@ -25,7 +26,7 @@ from ._in_process import InProcessOnly
 from ._logging import logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.responses import with_family_hint
-from ._sansio.text import shorten
+from ._sansio.text import clip, shorten
 from ._sansio.waiting import Decision, Fail, Finish, ProgressEvent, ReadAt, TimeOut, WaitState
 from ._sentinel import NOT_GIVEN, NotGiven
 from .errors import GPTunnelError, TaskFailedError, UsageError, WaitTimeoutError
@@ -418,22 +419,30 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             self._last_error = failed
 
     def _log_read(self, task: T, state: WaitState, decision: Decision[T], now: float) -> None:
-        if isinstance(decision, ReadAt | TimeOut):
-            logger.debug(
-                "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
-                self.task_id,
-                task.status,
-                task.percent,
-                state.reads,
-                decision.at - now,
-            )
-        elif isinstance(decision, Finish):
+        """The DEBUG line of a read, with its values as structured fields too
+        (``record.task_id`` ...; the status bounded and printable, as it is in the text)."""
+        if not logger.isEnabledFor(logging.DEBUG) or isinstance(decision, Fail):
+            return
+        pause = decision.at - now if isinstance(decision, ReadAt | TimeOut) else None
+        fields = {
+            "task_id": self.task_id,
+            "family": self.family,
+            "status": clip(task.status, HOOK_STATUS_LENGTH),
+            "percent": task.percent,
+            "reads": state.reads,
+            "next_read_in": pause,
+        }
+        if pause is None:
             logger.debug(
                 "task %s: status=%s percent=%d read=%d finished",
-                self.task_id,
-                task.status,
-                task.percent,
-                state.reads,
+                *(self.task_id, task.status, task.percent, state.reads),
+                extra=fields,
+            )
+        else:
+            logger.debug(
+                "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
+                *(self.task_id, task.status, task.percent, state.reads, pause),
+                extra=fields,
             )
 
     def _retry_details(self, error: GPTunnelError, read: int, pause: float) -> RetryDetails:

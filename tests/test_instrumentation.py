@@ -649,3 +649,59 @@ async def test_a_hook_that_returns_a_value_is_not_reported(
         await client.wait_for_result(fake.script_task(steps=STEPS))
     assert hook.count == 3
     assert caplog.records == []
+
+
+def _fields(record: logging.LogRecord, *names: str) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in names}
+
+
+async def test_retry_log_records_carry_structured_fields(
+    fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JSON log formatter gets the retry's values as fields (``record.task_id`` ...),
+    not only inside the text."""
+    task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+    fake.fail_next(503, times=1)
+    async with fake.client(max_retries=1) as client:
+        with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+            await client.get_result(task_id)
+        fake.fail_next(503, times=1)
+        async with fake.client(max_retries=0) as no_retries:
+            with caplog.at_level(logging.WARNING, logger="gptunnel_async"):
+                await no_retries.wait_for_result(task_id)
+    request, wait = caplog.records
+    names = ("task_id", "family", "scope", "attempt", "status_code", "error_type")
+    assert _fields(request, *names) == {
+        "task_id": task_id,
+        "family": "faceswap",
+        "scope": "request",
+        "attempt": 1,
+        "status_code": 503,
+        "error_type": "ServerError",
+    }
+    assert _fields(wait, *names) == {
+        "task_id": task_id,
+        "family": "faceswap",
+        "scope": "wait",
+        "attempt": 1,
+        "status_code": 503,
+        "error_type": "ServerError",
+    }
+    assert request.retry_in >= 0 and wait.retry_in >= 0  # type: ignore[attr-defined]
+
+
+async def test_read_log_records_carry_structured_fields_server_text_made_safe(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    hostile = "\x1b[2Jrunning\n" + "x" * 5000
+    task_id = fake.script_task(steps=[(hostile, 40), ("done", 100)])
+    with caplog.at_level(logging.DEBUG, logger="gptunnel_async"):
+        await client.wait_for_result(task_id)
+    reads = [record for record in caplog.records if hasattr(record, "reads")]
+    assert [(r.percent, r.reads) for r in reads] == [(40, 1), (100, 2)]  # type: ignore[attr-defined]
+    first, last = reads
+    assert first.task_id == task_id and first.family == "faceswap"  # type: ignore[attr-defined]
+    assert first.next_read_in >= 0 and last.next_read_in is None  # type: ignore[attr-defined]
+    assert first.status.startswith("\\x1b[2Jrunning")  # type: ignore[attr-defined]
+    assert len(first.status) <= 100 and "\n" not in first.status  # type: ignore[attr-defined]
+    assert last.status == "done"  # type: ignore[attr-defined]

@@ -201,12 +201,14 @@ class LoggingHook(Hook):
     """
 
     def on_retry(self, details: RetryDetails) -> None:
+        fields = _retry_fields(details)
         if details.scope == "wait":
             logger.warning(
                 "task %s: read failed (%s); polling again in %.2fs",
                 details.task_id,
                 details.error,
                 details.wait,
+                extra=fields,
             )
             return
         reason = str(details.error)
@@ -214,7 +216,23 @@ class LoggingHook(Hook):
             reason = f"{details.what} failed ({reason})"
         # Many waits at once: the URL alone does not say which (its query is not shown).
         task = "" if details.task_id is None else f" (task {details.task_id})"
-        logger.warning("%s; retry %d in %.2fs%s", reason, details.attempt, details.wait, task)
+        logger.warning(
+            "%s; retry %d in %.2fs%s", reason, details.attempt, details.wait, task, extra=fields
+        )
+
+
+def _retry_fields(details: RetryDetails) -> dict[str, object]:
+    """The structured fields of a retry's log record (``record.task_id`` ...), for a JSON
+    log formatter: the SDK's own values, none of them server text."""
+    return {
+        "task_id": details.task_id,
+        "family": details.family,
+        "scope": details.scope,
+        "attempt": details.attempt,
+        "retry_in": details.wait,
+        "status_code": details.status_code,
+        "error_type": type(details.error).__name__,
+    }
 
 
 @attrs.define

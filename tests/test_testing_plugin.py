@@ -19,6 +19,7 @@ USER_TESTS = """
     import pytest
 
     from gptunnel_async import TaskFailedError
+    from gptunnel_async.instrumentation import Hook, LoggingHook, get_hooks, set_hooks
     from gptunnel_async.testing import instant_waits_enabled
 
 
@@ -50,6 +51,27 @@ USER_TESTS = """
 
     def test_waits_are_real_without_the_fixtures():
         assert not instant_waits_enabled()
+
+
+    class Counting(Hook):
+        def on_wait_started(self, details):
+            pass
+
+
+    def test_an_app_sets_its_hooks(gptunnel_fake):
+        set_hooks([LoggingHook(), Counting()])  # as an app's startup does
+
+
+    def test_the_next_test_has_the_hooks_of_before():
+        assert [type(hook) for hook in get_hooks()] == [LoggingHook]
+
+
+    def test_hooks_alone(gptunnel_hooks):
+        set_hooks([])
+
+
+    def test_and_again():
+        assert [type(hook) for hook in get_hooks()] == [LoggingHook]
 """
 
 
@@ -75,7 +97,7 @@ def test_users_get_the_fixtures_in_either_asyncio_mode(
     )
     pytester.makepyfile(textwrap.dedent(USER_TESTS).format(marker=marker))
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=9)
     assert not instant_waits_enabled()
 
 

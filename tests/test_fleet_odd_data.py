@@ -42,6 +42,7 @@ from gptunnel_async.fleet import (
     fleet_status,
 )
 from gptunnel_async.fleet._records import Entry, Outcome
+from gptunnel_async.fleet._redis_store import GROUP, _cursor
 from gptunnel_async.testing import FakeGPTunnel
 
 from .test_fleet import FAST, Handled, _now, settle
@@ -820,3 +821,46 @@ async def test_a_count_of_failures_is_read_alike_by_the_take_and_the_count(
     read = _decode.failures(stored.encode())
     entry = Entry("1-0", "t-1", None, None, False, read)
     assert await store.failed(entry) == min(read + 1, 10**15)
+
+
+async def test_a_dead_worker_s_delivery_behind_many_live_ones_is_taken_over(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    """Each XAUTOCLAIM looks at no more than ten times its COUNT pending entries: one
+    that always looked from the start never reached a dead worker's delivery behind
+    more than that many deliveries live workers held, until those ended."""
+    ids = [fake.script_task(steps=[("done", 100)]) for _ in range(12)]
+    async with Watcher(client, store) as reader:  # no handler: it finishes, delivers none
+        for task_id in ids:
+            await reader.watch(task_id)
+        await settle(lambda: _finished_unhandled(store, 12))
+    live = await store.take("live", 11, 0, 60.0)
+    (dead,) = await store.take("dead", 1, 0, 60.0)
+    await asyncio.sleep(0.3)
+    # The live worker's deliveries are in hand again (a fresh idle time each).
+    await redis.xclaim(store.stream_key, GROUP, "live", 0, [entry.entry_id for entry in live])
+    taken = []
+    for _ in range(3):  # the first look ends at the tenth entry, the next goes on
+        taken = await store.take("rescuer", 1, 0, reclaim_after=0.2)
+        if taken:
+            break
+    assert [(entry.entry_id, entry.task_id, entry.redelivered) for entry in taken] == [
+        (dead.entry_id, dead.task_id, True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "cursor"),
+    [
+        ([b"1700000000000-3", [], []], "1700000000000-3"),
+        (["1700000000000-3", []], "1700000000000-3"),  # decode_responses, Redis 6.2
+        ([b"0-0", [], []], "0-0"),
+        ([b"\xff-1", [], []], "0-0"),
+        ([None, []], "0-0"),
+        ([], "0-0"),
+        (None, "0-0"),
+        ([b"1-2; FLUSHALL", []], "0-0"),
+    ],
+)
+def test_the_next_claim_goes_on_from_a_usable_cursor_only(reply: Any, cursor: str) -> None:
+    assert _cursor(reply) == cursor

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -339,6 +340,19 @@ def _reclaimed(reply: Any) -> tuple[list[tuple[Any, Any]], list[Any]]:
     return taken, list(reply[2]) if len(reply) > 2 else []
 
 
+def _cursor(reply: Any) -> str:
+    """Where an ``XAUTOCLAIM`` reply says to go on looking (``0-0``: from the start
+    again, the whole list looked at), or the start for a reply that says nothing usable."""
+    cursor = reply[0] if reply else None
+    if isinstance(cursor, bytes):
+        cursor = cursor.decode("ascii", "replace")
+    return cursor if isinstance(cursor, str) and _ENTRY_ID.fullmatch(cursor) else "0-0"
+
+
+_ENTRY_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+"""A stream entry's id: milliseconds, a dash, a sequence number."""
+
+
 def _idle_seconds(seconds: float) -> bool:
     return 0 < seconds <= 10 * 365 * 24 * 3600  # Redis counts milliseconds, in 64 bits
 
@@ -403,6 +417,11 @@ class RedisStore:
         self._failed = redis.register_script(_FAILED)
         self._prune = redis.register_script(_PRUNE)
         self._group_ready = False
+        self._claim_from = "0-0"
+        """Where the next ``XAUTOCLAIM`` goes on looking, the last one's cursor: each
+        looks at no more than ten times its ``COUNT`` pending entries (Redis 7), so a
+        dead worker's delivery behind as many of live workers' would be found only
+        once those ended, were every one to look from the start."""
         self._longest_block = _longest_block(redis)
         self._share = share_of(redis)
 
@@ -557,9 +576,10 @@ class RedisStore:
             GROUP,
             worker,
             int(reclaim_after * 1000),
+            start_id=self._claim_from,
             count=count,
         )
-        stale, gone = _reclaimed(reclaimed)
+        self._claim_from, (stale, gone) = _cursor(reclaimed), _reclaimed(reclaimed)
         for entry_id in gone:  # acknowledged work whose entry was deleted meanwhile
             await patiently(self.redis.xack, self.stream_key, GROUP, entry_id)
         taken: list[tuple[Any, Any, bool]] = [(i, f, True) for i, f in stale]

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import pickle
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ from gptunnel_async import (
 from gptunnel_async._images import MAX_IMAGE_BYTES
 from gptunnel_async.testing import (
     FakeGPTunnel,
+    UnknownTaskError,
     instant_waits,
     instant_waits_enabled,
     sample_image,
@@ -380,8 +382,12 @@ async def test_task_peeks_without_counting_a_read(fake: FakeGPTunnel) -> None:
     assert fake.task(task_id).status == "queued"
     assert fake.task(task_id).status == "queued"
     assert fake.requests == []
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as unknown:  # as a mapping's lookup, and the SDK's own
         fake.task("other")
+    assert isinstance(unknown.value, UnknownTaskError)
+    assert isinstance(unknown.value, ConfigurationError)  # a GPTunnelError
+    assert str(unknown.value) == "the emulator has no task 'other'"
+    assert pickle.loads(pickle.dumps(unknown.value)).args == unknown.value.args
 
 
 def test_task_ids_are_unique() -> None:

@@ -16,7 +16,7 @@ async def test_my_bot() -> None:
 With pytest, the ``gptunnel_fake`` fixture does that setup for you.
 """
 
-from ._fake import DEFAULT_API_KEY, FakeGPTunnel
+from ._fake import DEFAULT_API_KEY, FakeGPTunnel, UnknownTaskError
 from ._samples import SAMPLE_NAMES, sample_image
 from ._scripts import Step
 from ._state import RecordedRequest
@@ -28,6 +28,7 @@ __all__ = [
     "FakeGPTunnel",
     "RecordedRequest",
     "Step",
+    "UnknownTaskError",
     "instant_waits",
     "instant_waits_enabled",
     "sample_image",

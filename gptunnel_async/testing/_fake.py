@@ -36,7 +36,7 @@ from ._scripts import MediaOutput, Step, TaskScript, check_step
 from ._state import EmulatorState, Fault, RecordedRequest, Server
 from ._webhooks import WebhookCourier, post_task
 
-__all__ = ["DEFAULT_API_KEY", "FakeGPTunnel"]
+__all__ = ["DEFAULT_API_KEY", "FakeGPTunnel", "UnknownTaskError"]
 
 DEFAULT_API_KEY: Final = "fake-key-for-tests"
 """The key an emulator accepts unless it is given another. The SDK masks any 8-character
@@ -45,6 +45,14 @@ texts or GPTunnel's name (``fake-gptunnel-key`` turned every "GPTunnel" into ``*
 
 _SHUTDOWN_TIMEOUT: Final = 1.0
 """Seconds a closing emulator lets unfinished answers (a ``delay_next``) run on."""
+
+
+class UnknownTaskError(ConfigurationError, KeyError):
+    """[FakeGPTunnel.task][gptunnel_async.testing.FakeGPTunnel.task] of an id the emulator
+    has no task of. A ``GPTunnelError`` as every error of the SDK is, and a ``KeyError``
+    as a mapping's lookup is, so ``pytest.raises(KeyError)`` still catches it."""
+
+    __str__ = ConfigurationError.__str__  # the message as it is: KeyError's quotes it
 
 
 class FakeGPTunnel:
@@ -276,11 +284,12 @@ class FakeGPTunnel:
             The task as the next read would show it, before the script moves on.
 
         Raises:
-            KeyError: no such task.
+            UnknownTaskError: no such task (a ``ConfigurationError``, and a ``KeyError``
+                as a mapping's lookup is).
         """
         task = self._state.peek_task(task_id)
         if task is None:
-            raise KeyError(task_id)
+            raise UnknownTaskError(f"the emulator has no task {task_id!r:.100}")
         return task
 
     # -- the balance ----------------------------------------------------------------

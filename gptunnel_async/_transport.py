@@ -29,7 +29,13 @@ from ._in_process import InProcessOnly
 from ._safe_errors import made_safe, without_frames
 from ._sansio.requests import Request, RequestBuilder
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
-from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
+from ._sansio.retries import (
+    honoured_retry_after,
+    is_refused,
+    is_transient,
+    may_have_acted,
+    parse_retry_after,
+)
 from ._sansio.text import SHORT_TEXT, excerpt
 from ._timing import Wakeup
 from ._version import version
@@ -135,8 +141,13 @@ def _may_have_started(exc: BaseException) -> bool:
     """For a request that starts a paid task: whether the server may have started it
     though the request failed with ``exc``: its answer was no task object, or the
     failure came after the request may have reached it (a timeout, a lost connection,
-    a 500), as opposed to a refusal before any work or a connection never opened."""
-    return isinstance(exc, ResponseDecodeError) or (is_transient(exc) and not _safe_to_resend(exc))
+    any 5xx but one that says it was not taken), as opposed to a refusal before any work
+    or a connection never opened."""
+    return (
+        isinstance(exc, ResponseDecodeError)
+        or may_have_acted(exc)
+        or (is_transient(exc) and not _safe_to_resend(exc))
+    )
 
 
 _MAX_MEMBERS: Final = 1024

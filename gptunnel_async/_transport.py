@@ -76,7 +76,9 @@ _UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, ValueError)
 resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url`` refuses
 those up front; this is the backstop), and the ``ValueError`` of a request it will not
 build as given (a borrowed session made with ``auth=``, which it will not combine with
-the key's ``Authorization`` header)."""
+the key's ``Authorization`` header); an ``AssertionError`` on a session still open is
+such a refusal too (one made with ``base_url=``: older aiohttp, 3.10 among them,
+asserts that every URL it is given is relative)."""
 
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
@@ -378,7 +380,7 @@ class Transport(InProcessOnly):
             )
             unresolvable.__cause__ = made_safe(exc, self._api_key)
             return unresolvable
-        if isinstance(exc, ValueError):
+        if isinstance(exc, ValueError) or (isinstance(exc, AssertionError) and not session.closed):
             return self._refused(exc, what)
         if not session.closed:  # a bug, not a session closed under the request
             return exc
@@ -386,13 +388,14 @@ class Transport(InProcessOnly):
         error.__cause__ = made_safe(exc, self._api_key)
         return error
 
-    def _refused(self, exc: ValueError, what: str) -> ConfigurationError:
+    def _refused(self, exc: ValueError | AssertionError, what: str) -> ConfigurationError:
         """The error of a request aiohttp would not build as the session's settings make
         it (not retried: it would refuse it again); ``exc`` made safe, as its cause."""
         reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
         error = ConfigurationError(
             f"{self.shown(what)} cannot be sent: aiohttp refused it ({reason}); a borrowed "
-            "session's settings (auth=, say) may be at odds with the request"
+            "session's settings (auth=, or base_url=, which older aiohttp will not take "
+            "beside an absolute URL) may be at odds with the request"
         )
         error.__cause__ = made_safe(exc, self._api_key)
         return error

@@ -444,7 +444,7 @@ class Transport(InProcessOnly):
         tls = _is_tls_failure(exc)
         cause = made_safe(exc, self._api_key)
         what = self.shown(what)
-        reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
+        reason = _reason(exc, self._api_key)
         error: GPTunnelError
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             error = APITimeoutError(
@@ -700,6 +700,15 @@ class Transport(InProcessOnly):
         """The task family of an API request, and the task it reads (if any)."""
         family = family_of(request.url.path[len(self._base_path) :])
         return family, next(filter(None, map(request.url.query.get, TASK_ID_PARAMS)), None)
+
+
+def _reason(exc: BaseException, secret: str) -> str:
+    """Why ``exc`` failed, for an error's text: its own words, masked and bounded. An
+    answer aiohttp could not parse may come with none (3.10's parser: status 0, an empty
+    message, rendered ``0, message=''``); that is said plainly instead."""
+    if isinstance(exc, aiohttp.ClientResponseError) and not exc.status and not exc.message:
+        return "the answer is not valid HTTP"
+    return excerpt(str(exc), secret, SHORT_TEXT) or type(exc).__name__
 
 
 def _hide(exc: GPTunnelError, secret: str | None) -> GPTunnelError:

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 from ._checks import request_rate
 from ._sansio import rate
 
-__all__ = ["InProcessBudget", "RequestBudget"]
+__all__ = ["InProcessBudget", "RequestBudget", "Turns"]
 
 
 @runtime_checkable
@@ -46,6 +46,26 @@ class RequestBudget(Protocol):
         ...
 
 
+class Turns:
+    """A budget's turn: an ``asyncio.Lock`` of the running event loop. A lock belongs to
+    the loop it first made a waiter in, so a client used again under another
+    ``asyncio.run`` (a command line, a notebook, a test suite) gets a new one there,
+    rather than a ``RuntimeError`` for each request queued behind another."""
+
+    __slots__ = ("_lock", "_loop")
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def of_running_loop(self) -> asyncio.Lock:
+        """The lock of the running loop."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+
 class InProcessBudget:
     """A request budget shared by everything in one process that holds it.
 
@@ -64,7 +84,7 @@ class InProcessBudget:
     def __init__(self, requests_per_second: float) -> None:
         self.requests_per_second = request_rate("requests_per_second", requests_per_second)
         self._state = rate.RateState(self.requests_per_second)
-        self._turn = asyncio.Lock()
+        self._turns = Turns()
         """Requests ask in turn (asyncio's lock is first come, first served): one timer
         at a time, and no waiter overtaken for ever by luckier ones."""
 
@@ -74,7 +94,7 @@ class InProcessBudget:
     async def acquire(self) -> float:
         """Wait until the next request may start; return when it did (event-loop seconds)."""
         loop = asyncio.get_running_loop()
-        async with self._turn:
+        async with self._turns.of_running_loop():
             while True:
                 now = loop.time()
                 decision = rate.start(self._state, now)

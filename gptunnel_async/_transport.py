@@ -29,7 +29,13 @@ from ._in_process import InProcessOnly
 from ._safe_errors import made_safe, without_frames
 from ._sansio.requests import Request, RequestBuilder
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
-from ._sansio.retries import honoured_retry_after, is_refused, is_transient, parse_retry_after
+from ._sansio.retries import (
+    honoured_retry_after,
+    is_refused,
+    is_transient,
+    may_have_acted,
+    parse_retry_after,
+)
 from ._sansio.text import SHORT_TEXT, excerpt
 from ._timing import Wakeup
 from ._version import version
@@ -70,7 +76,9 @@ _UNDER_AIOHTTP: Final = (*_CLOSED_UNDER, ValueError)
 resolver's ``UnicodeError`` for a host name IDNA refuses (``_checks.http_url`` refuses
 those up front; this is the backstop), and the ``ValueError`` of a request it will not
 build as given (a borrowed session made with ``auth=``, which it will not combine with
-the key's ``Authorization`` header)."""
+the key's ``Authorization`` header); an ``AssertionError`` on a session still open is
+such a refusal too (one made with ``base_url=``: older aiohttp, 3.10 among them,
+asserts that every URL it is given is relative)."""
 
 _CUT_SHORT: Final = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)
 """Under a TLS error, these mean the peer hung up mid-handshake: a disconnect, which heals."""
@@ -135,8 +143,13 @@ def _may_have_started(exc: BaseException) -> bool:
     """For a request that starts a paid task: whether the server may have started it
     though the request failed with ``exc``: its answer was no task object, or the
     failure came after the request may have reached it (a timeout, a lost connection,
-    a 500), as opposed to a refusal before any work or a connection never opened."""
-    return isinstance(exc, ResponseDecodeError) or (is_transient(exc) and not _safe_to_resend(exc))
+    any 5xx but one that says it was not taken), as opposed to a refusal before any work
+    or a connection never opened."""
+    return (
+        isinstance(exc, ResponseDecodeError)
+        or may_have_acted(exc)
+        or (is_transient(exc) and not _safe_to_resend(exc))
+    )
 
 
 _MAX_MEMBERS: Final = 1024
@@ -367,7 +380,7 @@ class Transport(InProcessOnly):
             )
             unresolvable.__cause__ = made_safe(exc, self._api_key)
             return unresolvable
-        if isinstance(exc, ValueError):
+        if isinstance(exc, ValueError) or (isinstance(exc, AssertionError) and not session.closed):
             return self._refused(exc, what)
         if not session.closed:  # a bug, not a session closed under the request
             return exc
@@ -375,13 +388,14 @@ class Transport(InProcessOnly):
         error.__cause__ = made_safe(exc, self._api_key)
         return error
 
-    def _refused(self, exc: ValueError, what: str) -> ConfigurationError:
+    def _refused(self, exc: ValueError | AssertionError, what: str) -> ConfigurationError:
         """The error of a request aiohttp would not build as the session's settings make
         it (not retried: it would refuse it again); ``exc`` made safe, as its cause."""
         reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
         error = ConfigurationError(
             f"{self.shown(what)} cannot be sent: aiohttp refused it ({reason}); a borrowed "
-            "session's settings (auth=, say) may be at odds with the request"
+            "session's settings (auth=, or base_url=, which older aiohttp will not take "
+            "beside an absolute URL) may be at odds with the request"
         )
         error.__cause__ = made_safe(exc, self._api_key)
         return error
@@ -430,7 +444,7 @@ class Transport(InProcessOnly):
         tls = _is_tls_failure(exc)
         cause = made_safe(exc, self._api_key)
         what = self.shown(what)
-        reason = excerpt(str(exc), self._api_key, SHORT_TEXT) or type(exc).__name__
+        reason = _reason(exc, self._api_key)
         error: GPTunnelError
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             error = APITimeoutError(
@@ -686,6 +700,15 @@ class Transport(InProcessOnly):
         """The task family of an API request, and the task it reads (if any)."""
         family = family_of(request.url.path[len(self._base_path) :])
         return family, next(filter(None, map(request.url.query.get, TASK_ID_PARAMS)), None)
+
+
+def _reason(exc: BaseException, secret: str) -> str:
+    """Why ``exc`` failed, for an error's text: its own words, masked and bounded. An
+    answer aiohttp could not parse may come with none (3.10's parser: status 0, an empty
+    message, rendered ``0, message=''``); that is said plainly instead."""
+    if isinstance(exc, aiohttp.ClientResponseError) and not exc.status and not exc.message:
+        return "the answer is not valid HTTP"
+    return excerpt(str(exc), secret, SHORT_TEXT) or type(exc).__name__
 
 
 def _hide(exc: GPTunnelError, secret: str | None) -> GPTunnelError:

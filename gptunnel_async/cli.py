@@ -272,7 +272,8 @@ async def _emulator(args: argparse.Namespace, out: Output) -> int:
         host=args.host,
         port=args.port,
         storage_port=args.storage_port,
-        api_key=getattr(args, "api_key", None) or DEFAULT_API_KEY,
+        # An empty --api-key is refused as one, not taken for the default key.
+        api_key=DEFAULT_API_KEY if getattr(args, "api_key", None) is None else args.api_key,
         tasks_file=args.tasks,
         tasks=args.task,
         faults=args.fail_next,

@@ -193,6 +193,8 @@ class ServerError(APIError):
 
     500, 502, 503, 504 and media codes 1 and 500 (internal error) and 6 (heavy load) are
     retried; a create only after a 503 or media's 6, which refuse it before any work.
+    A create's error after any other 5xx but 501, 505 and 511 says the task may have
+    started.
     """
 
 

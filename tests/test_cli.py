@@ -552,6 +552,31 @@ def test_the_emulator_refuses_a_port_out_of_range(option: str) -> None:
         FakeGPTunnel(**{option: 65536})
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "complaint"),
+    [
+        ("--host", "", "host must name the address to listen on"),
+        ("--host", " 127.0.0.1", "host must name the address to listen on"),
+        ("--api-key", "", "api_key must be a key a client can send"),
+    ],
+)
+def test_an_empty_emulator_host_or_key_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, complaint: str
+) -> None:
+    """``--host "$HOST"`` with the variable unset listened on every interface and
+    announced ``http://:8080/v1``; ``--api-key ""`` ran with the default key."""
+    assert main(["emulator", "--port", "0", option, value]) == 2
+    captured = capsys.readouterr()
+    assert complaint in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("host", ["", " ", "127.0.0.1 ", None, 127])
+def test_the_emulator_refuses_a_host_that_names_no_address(host: object) -> None:
+    with pytest.raises(ConfigurationError, match="host must name the address"):
+        FakeGPTunnel(host=host)  # type: ignore[arg-type]
+
+
 def test_a_tasks_file_too_big_to_be_one_is_refused_unread(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

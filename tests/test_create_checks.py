@@ -508,6 +508,25 @@ async def test_a_failed_create_says_whether_the_task_may_have_started(
         assert len(api.requests) == 1 + refused_first  # and it was not sent again
 
 
+@pytest.mark.parametrize("status", [*range(500, 600), 600, 999])
+async def test_a_create_answered_with_any_5xx_but_a_refusal_may_have_started(
+    api: ScriptedAPI, status: int
+) -> None:
+    """Only 500, 502 and 504 said so: a proxy's 524 ("the origin took the request and did
+    not answer in time"), a 520 or a 507 raised a bare ``ServerError``, and the caller
+    created the paid task again. 501, 503, 505 and 511 say the request was not taken."""
+    api.script(faults.answer(status, "<html>upstream</html>"))
+    async with GPTunnelClient(
+        api_key="sk-test", base_url=api.base_url, timeout=5, max_retries=1
+    ) as client:
+        with pytest.raises(ServerError) as caught:
+            await client.faceswap.create("https://a/1.png", "https://a/2.png")
+    text = str(caught.value)
+    assert (MAY_HAVE_STARTED in text) is (status not in (501, 503, 505, 511)), text
+    if status != 503:  # a refusal is sent again; an answer after any other, never
+        assert len(api.requests) == 1
+
+
 async def test_a_server_text_saying_may_have_started_does_not_hide_the_warning(
     client: GPTunnelClient, api: ScriptedAPI
 ) -> None:

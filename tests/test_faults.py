@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from gptunnel_async import (
     APIConnectionError,
@@ -281,6 +282,28 @@ async def test_a_request_aiohttp_will_not_build_is_a_configuration_error(
         traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
     )
     assert API_KEY not in shown
+
+
+async def test_a_borrowed_session_with_a_base_url_is_used_or_refused_with_a_typed_error(
+    api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    """A session made with ``base_url=`` (for the application's own calls): older
+    aiohttp (3.10, the lowest supported) asserts that every URL it is given is relative,
+    and its bare ``AssertionError`` (no message) left every call. Where aiohttp takes the
+    SDK's absolute URLs beside it, the call is made; where it does not, a
+    ``ConfigurationError`` that names ``base_url=``, not retried, nothing sent."""
+    api.script(DONE)
+    origin = str(URL(api.base_url).origin())
+    async with aiohttp.ClientSession(base_url=origin) as session:
+        client = GPTunnelClient(api_key=API_KEY, base_url=api.base_url, session=session)
+        [outcome] = await asyncio.gather(client.get_result("task-1"), return_exceptions=True)
+    if isinstance(outcome, Task):
+        assert outcome.is_done
+    else:
+        assert isinstance(outcome, ConfigurationError), repr(outcome)
+        assert "base_url=" in str(outcome)
+        assert recorded_sleeps == []
+        assert api.requests == []
 
 
 def corrupt_gzip(status: int) -> faults.Reply:

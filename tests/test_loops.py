@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from gptunnel_async import UsageError
+from gptunnel_async.fleet import InProcessBudget
 from gptunnel_async.testing import FakeGPTunnel
 
 
@@ -38,6 +39,28 @@ def test_one_client_serves_one_asyncio_run_after_another(fake: FakeGPTunnel) -> 
     assert second.is_done
     assert third.balance >= 0
     assert client.closed
+
+
+@pytest.mark.parametrize("budget", ["requests_per_second", "shared InProcessBudget"])
+def test_a_paced_client_serves_one_asyncio_run_after_another(
+    fake: FakeGPTunnel, budget: str
+) -> None:
+    """The budget's turn (an asyncio lock) belongs to the loop it first waited in: requests
+    queued for it under a later ``asyncio.run`` raised a bare ``RuntimeError``."""
+    if budget == "requests_per_second":
+        client = fake.client(requests_per_second=50)
+    else:
+        client = fake.client(budget=InProcessBudget(50))
+
+    async def several() -> list[object]:
+        return await asyncio.gather(*(client.balance() for _ in range(4)), return_exceptions=True)
+
+    try:
+        rounds = [asyncio.run(several()) for _ in range(3)]
+    finally:
+        asyncio.run(client.close())
+
+    assert [type(answer).__name__ for answers in rounds for answer in answers] == ["Balance"] * 12
 
 
 def test_a_client_used_on_another_running_loop_is_a_usage_error(fake: FakeGPTunnel) -> None:
@@ -86,6 +109,7 @@ async def test_within_one_loop_the_client_keeps_one_session(fake: FakeGPTunnel) 
 FORKED_CHILD = """
 import asyncio, os, sys
 from gptunnel_async import UsageError
+from gptunnel_async.fleet import InProcessBudget
 from gptunnel_async.testing import FakeGPTunnel
 
 async def main() -> None:

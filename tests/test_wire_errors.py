@@ -228,6 +228,23 @@ async def test_a_create_sent_and_never_answered_may_have_started(api: ScriptedAP
     assert len(api.requests) == 1  # not resent
 
 
+@pytest.mark.parametrize("call", ["read", "download"])
+async def test_an_answer_that_is_not_http_says_so(
+    api: ScriptedAPI, tmp_path: Path, call: str
+) -> None:
+    """aiohttp 3.10's parser gives no words for it: the error read "GET /v1/balance failed:
+    0, message='', url='http://...'"."""
+    api.script(faults.not_http())
+    async with sdk_client(api.base_url, max_retries=0) as client:
+        if call == "read":
+            exc = await raised(client.balance())
+        else:
+            exc = await raised(client.download_result(f"{api.origin}x.png", tmp_path / "x.png"))
+    assert type(exc) is APIConnectionError
+    assert "message=''" not in str(exc)
+    assert "not valid HTTP" in str(exc) or "Bad status line" in str(exc), str(exc)
+
+
 class FailingResolver(AbstractResolver):
     """Answers every lookup the way a resolver without the name does."""
 

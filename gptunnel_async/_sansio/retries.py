@@ -21,6 +21,7 @@ __all__ = [
     "honoured_retry_after",
     "is_refused",
     "is_transient",
+    "may_have_acted",
     "parse_retry_after",
 ]
 
@@ -89,6 +90,23 @@ def is_transient(exc: BaseException) -> bool:
         return not isinstance(exc, TLSError)
     return isinstance(exc, APIError) and (
         exc.status_code in RETRYABLE_STATUSES or _media_code_in(exc, _MEDIA_TRANSIENT)
+    )
+
+
+NOT_TAKEN_STATUSES: Final = frozenset({501, 503, 505, 511})
+"""5xx statuses that say the request was not taken: not implemented, refused for load,
+an HTTP version not spoken, a network's login page in the way."""
+
+
+def may_have_acted(exc: BaseException) -> bool:
+    """Whether an error answer leaves it open that the server acted on the request: any
+    5xx (or a status past 599) but :data:`NOT_TAKEN_STATUSES`. Only 500, 502 and 504 are
+    retried, but a proxy's 520 or 524 ("the origin took the request and did not answer
+    in time"), a 507 or a 508 may come after the work started just as well."""
+    return (
+        isinstance(exc, APIError)
+        and exc.status_code >= 500
+        and exc.status_code not in NOT_TAKEN_STATUSES
     )
 
 

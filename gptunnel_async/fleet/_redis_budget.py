@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
+from .._budget import Turns
 from .._checks import async_redis, request_rate
 from .._sansio import rate
 from .._sansio.retries import RETRY_AFTER_CAP, honoured_retry_after
@@ -174,7 +175,7 @@ class RedisBudget:
         """Seconds: no pause of :meth:`acquire` is longer."""
         self.key = fleet_key(prefix, name, "budget")
         self._script = redis.register_script(_SCRIPT)
-        self._turn = asyncio.Lock()
+        self._turns = Turns()
         self._share = share_of(redis)
 
     def __repr__(self) -> str:
@@ -197,7 +198,7 @@ class RedisBudget:
 
     async def acquire(self) -> float:
         """Wait until the next request may start; return when it did (Redis seconds)."""
-        async with self._turn:
+        async with self._turns.of_running_loop():
             while True:
                 delay, now = await self._call("start", self.requests_per_second)
                 if not delay:

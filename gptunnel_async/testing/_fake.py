@@ -19,6 +19,7 @@ from aiohttp import web
 from .._checks import (
     check_task_id,
     check_text,
+    describe,
     json_values,
     non_negative_number,
     number,
@@ -75,7 +76,8 @@ class FakeGPTunnel:
         storage_port: the storage origin's port; ``0`` picks a free one.
 
     Raises:
-        ConfigurationError: a port that is not an int from 0 to 65535, or an
+        ConfigurationError: a port that is not an int from 0 to 65535, a ``host`` that
+            is empty or padded with spaces, or an
             ``api_key`` the SDK's client would refuse (empty, blank, with control or
             non-ASCII characters): an emulator taking ``""`` would accept a request
             whose ``Authorization`` header is empty, which GPTunnel refuses.
@@ -91,7 +93,7 @@ class FakeGPTunnel:
         storage_port: int = 0,
     ) -> None:
         self.api_key = _emulated_key(api_key)
-        self.host = host
+        self.host = _listening_host(host)
         self._ports = (check_port("port", port), check_port("storage_port", storage_port))
         self._state = EmulatorState(api_key, result_image or sample_image("result.png"))
         self._base_url: str | None = None
@@ -599,6 +601,18 @@ def _fault_path(server: Server, path: str) -> str:
             f"'/v1/faceswap/create', got {path!r}"
         )
     return path
+
+
+def _listening_host(value: object) -> str:
+    """``value`` if it names one address to listen on; ``ConfigurationError`` otherwise.
+    An empty host would make the system listen on every interface (an unset variable in
+    ``--host "$HOST"``), and the emulator would announce ``http://:8080/v1``."""
+    if not isinstance(value, str) or not value or value.strip() != value:
+        raise ConfigurationError(
+            "host must name the address to listen on ('127.0.0.1', '::1'; '0.0.0.0' for "
+            f"every interface), got {describe(value)}"
+        )
+    return value
 
 
 def _emulated_key(value: object) -> str:

@@ -23,7 +23,7 @@ import attrs
 from . import _timing
 from ._checks import called_back
 from ._in_process import InProcessOnly
-from ._logging import logger
+from ._logging import log_with_fields, logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.responses import with_family_hint
 from ._sansio.text import clip, shorten
@@ -433,16 +433,20 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             "next_read_in": pause,
         }
         if pause is None:
-            logger.debug(
+            log_with_fields(
+                logger,
+                logging.DEBUG,
                 "task %s: status=%s percent=%d read=%d finished",
                 *(self.task_id, task.status, task.percent, state.reads),
-                extra=fields,
+                fields=fields,
             )
         else:
-            logger.debug(
+            log_with_fields(
+                logger,
+                logging.DEBUG,
                 "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
                 *(self.task_id, task.status, task.percent, state.reads, pause),
-                extra=fields,
+                fields=fields,
             )
 
     def _retry_details(self, error: GPTunnelError, read: int, pause: float) -> RetryDetails:

@@ -705,3 +705,44 @@ async def test_read_log_records_carry_structured_fields_server_text_made_safe(
     assert first.status.startswith("\\x1b[2Jrunning")  # type: ignore[attr-defined]
     assert len(first.status) <= 100 and "\n" not in first.status  # type: ignore[attr-defined]
     assert last.status == "done"  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def app_record_factory() -> Iterator[None]:
+    """An application's record factory that stamps every record with fields of its own,
+    as the logging cookbook shows (a job id from a context variable, say)."""
+    previous = logging.getLogRecordFactory()
+
+    def stamped(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.task_id = "job-7"
+        record.status = "app"
+        return record
+
+    logging.setLogRecordFactory(stamped)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+@pytest.mark.usefixtures("app_record_factory")
+async def test_log_fields_leave_the_applications_own_attributes_and_the_wait_alone(
+    fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record factory that sets ``task_id`` or ``status`` made ``extra=`` raise
+    ``KeyError`` inside ``logging``: the wait ended with it (not a GPTunnelError). Now the
+    application's attribute stays, and the SDK's other fields are still there."""
+    task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+    fake.fail_next(503, times=1)
+    async with fake.client(max_retries=0) as client:
+        with caplog.at_level(logging.DEBUG, logger="gptunnel_async"):
+            done = await client.wait_for_result(task_id)
+    assert done.id == task_id
+    retry = next(r for r in caplog.records if r.levelno == logging.WARNING)
+    reads = [r for r in caplog.records if hasattr(r, "reads")]
+    assert reads and all(r.task_id == "job-7" and r.status == "app" for r in reads)  # type: ignore[attr-defined]
+    assert [r.family for r in reads] == ["faceswap"] * len(reads)  # type: ignore[attr-defined]
+    assert {r.funcName for r in reads} == {"_log_read"}
+    assert (retry.task_id, retry.scope, retry.status_code) == ("job-7", "wait", 503)  # type: ignore[attr-defined]
+    assert retry.funcName == "on_retry"

@@ -746,3 +746,27 @@ async def test_log_fields_leave_the_applications_own_attributes_and_the_wait_alo
     assert {r.funcName for r in reads} == {"_log_read"}
     assert (retry.task_id, retry.scope, retry.status_code) == ("job-7", "wait", 503)  # type: ignore[attr-defined]
     assert retry.funcName == "on_retry"
+
+
+async def test_a_hook_that_returns_the_task_it_started_is_not_reported(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hook handing its work to a task of its own, and returning it, was logged at
+    ERROR as one whose "body did not run", while the task ran."""
+    sent: list[WaitFinished] = []
+    started: list[asyncio.Task[None]] = []
+
+    async def push(details: WaitFinished) -> None:
+        sent.append(details)
+
+    class Handing(Hook):
+        def on_wait_finished(self, details: WaitFinished) -> None:
+            started.append(asyncio.ensure_future(push(details)))
+            return started[-1]  # type: ignore[return-value]  # a sloppy hook, not a bug
+
+    set_hooks([Handing()])
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async"):
+        await client.wait_for_result(fake.script_task(steps=STEPS))
+        await asyncio.gather(*started)
+    assert len(sent) == 1
+    assert caplog.records == []

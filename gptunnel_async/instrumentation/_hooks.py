@@ -334,8 +334,16 @@ def _call(methods: tuple[Callable[[Any], None], ...], details: object) -> None:
 
 def _not_run(method: Callable[[Any], None], returned: object) -> None:
     """Log a hook that returned something to run (a coroutine, a generator) rather than
-    running, which it then closes (no "never awaited" warning later, far from here)."""
-    if not (inspect.isawaitable(returned) or inspect.isgenerator(returned)):
+    running, which it then closes (no "never awaited" warning later, far from here).
+
+    Only a body that has not started is such a thing: a task or future the hook handed
+    its work to (``asyncio.ensure_future(...)``) runs already, and is not the hook's to
+    close, as no other awaitable it returns is."""
+    if not (
+        inspect.iscoroutine(returned)
+        or inspect.isgenerator(returned)
+        or inspect.isasyncgen(returned)
+    ):
         return
     close = getattr(returned, "close", None)
     if callable(close):

@@ -444,6 +444,24 @@ def test_a_prometheus_hook_registers_all_its_metrics_or_none() -> None:
     assert [metric.name for metric in registry.collect()] == ["gptunnel_waits"]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"registry": "registry"}, "registry"),
+        ({"registry": object()}, "registry"),
+        ({"namespace": 7}, "namespace"),
+        ({"namespace": b"bot"}, "namespace"),
+    ],
+)
+def test_a_prometheus_hook_of_odd_arguments_is_a_configuration_error(
+    arguments: dict[str, Any], named: str
+) -> None:
+    """They raised AttributeError or TypeError from inside prometheus-client."""
+    arguments.setdefault("registry", CollectorRegistry())
+    with pytest.raises(ConfigurationError, match=f"^{named} must be"):
+        PrometheusHook(**arguments)
+
+
 # -- OpenTelemetry -------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import numbers
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -235,6 +236,31 @@ def plain_function(name: str, value: Any) -> Any:
             f"{describe(value)}: it is called and not awaited, so its body would never run"
         )
     return value
+
+
+def clock(name: str, value: Any) -> Callable[[], float]:
+    """``value``, a plain function (see :func:`plain_function`) giving the time in
+    seconds, whose every reading is checked to be one: a finite real number;
+    ``ConfigurationError`` otherwise, where it is read (``datetime.now`` gives a
+    ``datetime``, which failed as a ``TypeError`` deep in the arithmetic).
+    It is not read here: a test's clock may count its readings."""
+    read = plain_function(name, value)
+
+    def seconds() -> float:
+        now = read()
+        try:
+            usable = isinstance(now, numbers.Real) and not isinstance(now, bool)
+            time = float(now) if usable else math.nan
+        except (OverflowError, TypeError, ValueError):  # an int beyond any float
+            time = math.nan
+        if not math.isfinite(time):
+            raise ConfigurationError(
+                f"{name} must give the time in seconds as a finite number, got "
+                f"{describe(now)} from {describe(read)}"
+            )
+        return time
+
+    return seconds
 
 
 def _is(kind: Callable[[Any], bool], value: Any) -> bool:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 from typing import Final
 
 from ._sansio.text import clip
 
-__all__ = ["LOG_TEXT", "logger", "sdk_logger"]
+__all__ = ["LOG_TEXT", "log_with_fields", "logger", "sdk_logger"]
 
 LOG_TEXT: Final = 300
 """The longest text argument of a log line, in characters."""
@@ -125,3 +126,30 @@ def sdk_logger(name: str) -> logging.Logger:
 
 logger: Final = sdk_logger("gptunnel_async")
 """Where the SDK logs: a DEBUG line per poll, a WARNING per retry and per failed read."""
+
+_NOT_EXTRA: Final = frozenset({"message", "asctime"})
+"""Names ``logging`` refuses in ``extra=`` though a new record has no such attribute."""
+
+
+def log_with_fields(
+    target: logging.Logger, level: int, msg: str, *args: object, fields: Mapping[str, object]
+) -> None:
+    """``target.log(level, msg, *args)``, the record carrying ``fields`` as attributes
+    (``record.task_id``, for a JSON formatter).
+
+    A field the application's records already have is left as the application set it
+    (a record factory that adds ``task_id`` or ``status`` from a context of its own):
+    ``extra=`` naming it raises ``KeyError`` from inside ``logging``, which would end the
+    wait that logs, so the record is logged with the other fields. The usual record
+    pays nothing for this: only a refusal is looked at.
+    """
+    try:
+        target.log(level, msg, *args, extra=fields, stacklevel=2)
+    except KeyError:
+        taken = vars(target.makeRecord(target.name, level, "", 0, msg, args, None))
+        kept = {
+            name: value
+            for name, value in fields.items()
+            if name not in taken and name not in _NOT_EXTRA
+        }
+        target.log(level, msg, *args, extra=kept, stacklevel=2)

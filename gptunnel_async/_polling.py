@@ -23,7 +23,7 @@ import attrs
 from . import _timing
 from ._checks import called_back
 from ._in_process import InProcessOnly
-from ._logging import logger
+from ._logging import log_with_fields, logger
 from ._sansio.pacing import PollPolicy
 from ._sansio.responses import with_family_hint
 from ._sansio.text import clip, shorten
@@ -44,7 +44,7 @@ from .instrumentation._hooks import (
 )
 from .models import MediaTask, Task, TaskLike
 
-__all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter"]
+__all__ = ["PollPolicy", "ProgressCallback", "ProgressEvent", "TaskWaiter", "note_once"]
 
 T = TypeVar("T", bound=TaskLike)
 
@@ -72,6 +72,36 @@ def _outcome(error: BaseException | None) -> WaitOutcome:
 
 _ENDED_NOTE: Final = "raised by the wait for {family} task {task_id!r}"
 """The note an error that ends a wait gets when its text does not name the task."""
+
+_ENDED_KIND: Final = "raised by the wait"
+_ENDED_SHARED: Final = (
+    "raised by the waits for more than one task: this one exception object was raised "
+    "again in each (a failed future the callbacks await, an instance kept and reused)"
+)
+"""The note of an error that ended several waits, in place of each one's."""
+
+
+def note_once(error: BaseException, note: str, *, kind: str, shared: str) -> None:
+    """Add ``note`` to ``error``, unless it has a note of that ``kind`` (holding that
+    text) already: the same note is left as it is, and another one (the same exception
+    object, a failed future's, raised again by the wait for another task) becomes
+    ``shared``, which holds ``kind`` too. An exception object raised by thousands of
+    waits so keeps one such note, rather than one per wait, each but one naming a
+    task whose wait it did not end where it is caught. Notes that are not a list
+    (set by hand) are left alone."""
+    notes = getattr(error, "__notes__", None)
+    if notes is None:
+        error.add_note(note)
+        return
+    if not isinstance(notes, list):
+        return
+    for at, existing in enumerate(notes):
+        if isinstance(existing, str) and kind in existing:
+            if existing != note:
+                notes[at] = shared
+            return
+    notes.append(note)
+
 
 _CUT_SHORT: Final = (
     "a step of the wait for task {task_id!r} was cancelled (a timeout around anext()?), "
@@ -308,8 +338,7 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         they are."""
         if isinstance(error, Exception) and getattr(error, "task_id", None) != self.task_id:
             note = _ENDED_NOTE.format(family=self.family, task_id=self.task_id)
-            if note not in getattr(error, "__notes__", ()):
-                error.add_note(note)
+            note_once(error, note, kind=_ENDED_KIND, shared=_ENDED_SHARED)
 
     def _ended_details(
         self, error: BaseException | None
@@ -433,16 +462,20 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             "next_read_in": pause,
         }
         if pause is None:
-            logger.debug(
+            log_with_fields(
+                logger,
+                logging.DEBUG,
                 "task %s: status=%s percent=%d read=%d finished",
                 *(self.task_id, task.status, task.percent, state.reads),
-                extra=fields,
+                fields=fields,
             )
         else:
-            logger.debug(
+            log_with_fields(
+                logger,
+                logging.DEBUG,
                 "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
                 *(self.task_id, task.status, task.percent, state.reads, pause),
-                extra=fields,
+                fields=fields,
             )
 
     def _retry_details(self, error: GPTunnelError, read: int, pause: float) -> RetryDetails:

@@ -88,7 +88,7 @@ async def throttle(
     Raises:
         ConfigurationError: ``every`` is negative, NaN or infinite, ``events`` is not
             an async iterator, ``per_task`` is not a bool, or ``clock`` is not a plain
-            function (an ``async def`` one, say).
+            function (an ``async def`` one, say) or gives no number of seconds.
         GPTunnelError: whatever the wait raises, as it raises it.
     """
     interval, now = _arguments(events, every, per_task, clock)
@@ -129,10 +129,7 @@ def _arguments(
                 f"events must be a wait or another async iterator, got {_checks.describe(events)}"
             )
         _checks.instance_of(bool)("per_task", per_task)
-        now = (
-            _checks.optional(_checks.plain_function, "clock", clock)
-            or asyncio.get_running_loop().time
-        )
+        now = _checks.optional(_checks.clock, "clock", clock) or asyncio.get_running_loop().time
     except ConfigurationError:
         if isinstance(events, TaskWaiter):
             events.close()

@@ -36,7 +36,7 @@ from ._checks import (
 from ._images import ImageInput, ReadableBytes, check_mask, encode_image, image_link
 from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
-from ._polling import PollPolicy, ProgressCallback, TaskWaiter
+from ._polling import PollPolicy, ProgressCallback, TaskWaiter, note_once
 from ._safe_errors import made_safe, secret_arguments
 from ._sansio.requests import Request
 from ._sansio.responses import (
@@ -476,12 +476,21 @@ class TaskResource(InProcessOnly, Generic[T]):
         except BaseException as exc:  # on_progress's own error too: the task goes on
             if getattr(exc, "task_id", None) != task.id:  # else its text names the task
                 family = family_of(self.family.result_path)
-                exc.add_note(
-                    f"task {task.id} was created (and is paid for) before this: wait for "
-                    f"it again with client.{family}.wait_for_result({task.id!r})"
+                note = (
+                    f"task {task.id} {_CREATED_KIND}: wait for it again with "
+                    f"client.{family}.wait_for_result({task.id!r})"
                 )
+                note_once(exc, note, kind=_CREATED_KIND, shared=_CREATED_SHARED)
             raise
 
+
+_CREATED_KIND: Final = "was created (and is paid for) before this"
+_CREATED_SHARED: Final = (
+    f"more than one task {_CREATED_KIND}, and this one exception object was raised "
+    "again in the wait for each (a failed future the callbacks await?): wait for each "
+    "again with wait_for_result(task_id)"
+)
+"""The note of an error that ended the waits of several created tasks."""
 
 _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 

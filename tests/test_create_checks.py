@@ -625,3 +625,58 @@ async def test_a_create_that_may_have_started_says_where_to_look_for_the_task(
         for place in ("a webhook you passed", "the balance", "your GPTunnel account"):
             assert place in text
         assert (await client.balance()).balance == 100.0  # the balance is one call away
+
+
+@pytest.mark.parametrize("swaps", [1, 2, 7])
+async def test_one_exception_object_ending_many_waits_keeps_one_note_of_each_kind(
+    gptunnel_fake: FakeGPTunnel, swaps: int
+) -> None:
+    """A failed future every progress callback awaits raises the one exception object in
+    each wait: it got a note per wait (and per create), each naming another task, a
+    traceback listing them all and the object growing for as long as the app ran. It
+    keeps one note of each kind: the task's own, or, raised by several, a shared one."""
+    broke: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    broke.set_exception(_CallbackBroke("the chat is gone"))
+
+    async def waits_for_the_chat(event: Any) -> None:
+        await broke
+
+    async with gptunnel_fake.client() as client:
+        outcomes = await asyncio.gather(
+            *(
+                client.faceswap.swap(
+                    f"https://a/{n}.png", "https://a/f.png", on_progress=waits_for_the_chat
+                )
+                for n in range(swaps)
+            ),
+            return_exceptions=True,
+        )
+    error = outcomes[0]
+    assert all(outcome is error for outcome in outcomes)  # one object, raised in each
+    assert isinstance(error, _CallbackBroke)
+    named, created = error.__notes__
+    if swaps == 1:
+        assert named.startswith("raised by the wait for faceswap task ")
+        assert created.split()[1] in named
+    else:
+        assert named.startswith("raised by the waits for more than one task")
+        assert created.startswith("more than one task was created (and is paid for)")
+    with pytest.raises(_CallbackBroke):
+        broke.result()
+
+
+async def test_notes_set_by_hand_are_left_alone_and_the_error_raised_as_it_is(
+    gptunnel_fake: FakeGPTunnel,
+) -> None:
+    """An exception whose ``__notes__`` is not a list (set by hand): adding a note raised
+    TypeError, which took the place of the error that ended the wait."""
+    odd = _CallbackBroke("odd")
+    odd.__notes__ = ("kept",)  # type: ignore[assignment]
+
+    def breaks(event: Any) -> None:
+        raise odd
+
+    async with gptunnel_fake.client() as client:
+        with pytest.raises(_CallbackBroke) as caught:
+            await client.faceswap.swap("https://a/1.png", "https://a/2.png", on_progress=breaks)
+    assert caught.value is odd and odd.__notes__ == ("kept",)

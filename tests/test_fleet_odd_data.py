@@ -864,3 +864,13 @@ async def test_a_dead_worker_s_delivery_behind_many_live_ones_is_taken_over(
 )
 def test_the_next_claim_goes_on_from_a_usable_cursor_only(reply: Any, cursor: str) -> None:
     assert _cursor(reply) == cursor
+
+
+async def test_a_memory_store_clock_that_gives_no_seconds_is_a_configuration_error() -> None:
+    """``MemoryStore(clock=datetime.now)`` failed with TypeError from deep in the store,
+    not a GPTunnelError."""
+    from datetime import datetime
+
+    store = MemoryStore(clock=datetime.now)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="clock must give the time in seconds"):
+        await store.watch("t-1", '{"family": "faceswap", "metadata": {}, "timeout": 60}', 60.0)

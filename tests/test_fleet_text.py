@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,25 @@ async def test_metadata_deeper_than_the_fleet_reads_through_shared_lists_is_refu
     shared = [1]
     fan = [[shared, shared], {"again": [shared]}]  # shared, but shallow: taken
     assert await watcher.watch("t-2", metadata=fan)
+
+
+@pytest.mark.parametrize("repeats", [17, 1000, 10**6])
+async def test_metadata_of_shared_lists_too_large_to_write_is_refused_at_once(
+    client: GPTunnelClient, repeats: int
+) -> None:
+    """A few lists sharing their items (kilobytes in memory) were written out whole
+    before the size was looked at: ``[[[0] * 1000] * 1000] * 300`` stalled the event
+    loop for seconds (hundreds of megabytes of JSON), a larger one ran out of memory.
+    Counted on every path as JSON writes them, they are refused within 16 KiB steps."""
+    row = [0] * 1000
+    metadata = [[row] * 1000] * repeats
+    watcher = Watcher(client, MemoryStore())
+    started = time.perf_counter()
+    with pytest.raises(ConfigurationError, match="over 16384 values"):
+        await watcher.watch("t-1", metadata=metadata)
+    assert time.perf_counter() - started < 1.0
+    fits = [[0] * 100] * 50  # repeated, and small written out: taken
+    assert await watcher.watch("t-2", metadata=fits)
 
 
 async def test_metadata_as_deep_as_the_fleet_takes_is_delivered_by_both_stores(

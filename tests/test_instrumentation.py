@@ -444,6 +444,24 @@ def test_a_prometheus_hook_registers_all_its_metrics_or_none() -> None:
     assert [metric.name for metric in registry.collect()] == ["gptunnel_waits"]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"registry": "registry"}, "registry"),
+        ({"registry": object()}, "registry"),
+        ({"namespace": 7}, "namespace"),
+        ({"namespace": b"bot"}, "namespace"),
+    ],
+)
+def test_a_prometheus_hook_of_odd_arguments_is_a_configuration_error(
+    arguments: dict[str, Any], named: str
+) -> None:
+    """They raised AttributeError or TypeError from inside prometheus-client."""
+    arguments.setdefault("registry", CollectorRegistry())
+    with pytest.raises(ConfigurationError, match=f"^{named} must be"):
+        PrometheusHook(**arguments)
+
+
 # -- OpenTelemetry -------------------------------------------------------------------
 
 
@@ -705,3 +723,68 @@ async def test_read_log_records_carry_structured_fields_server_text_made_safe(
     assert first.status.startswith("\\x1b[2Jrunning")  # type: ignore[attr-defined]
     assert len(first.status) <= 100 and "\n" not in first.status  # type: ignore[attr-defined]
     assert last.status == "done"  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def app_record_factory() -> Iterator[None]:
+    """An application's record factory that stamps every record with fields of its own,
+    as the logging cookbook shows (a job id from a context variable, say)."""
+    previous = logging.getLogRecordFactory()
+
+    def stamped(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.task_id = "job-7"
+        record.status = "app"
+        return record
+
+    logging.setLogRecordFactory(stamped)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+@pytest.mark.usefixtures("app_record_factory")
+async def test_log_fields_leave_the_applications_own_attributes_and_the_wait_alone(
+    fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record factory that sets ``task_id`` or ``status`` made ``extra=`` raise
+    ``KeyError`` inside ``logging``: the wait ended with it (not a GPTunnelError). Now the
+    application's attribute stays, and the SDK's other fields are still there."""
+    task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+    fake.fail_next(503, times=1)
+    async with fake.client(max_retries=0) as client:
+        with caplog.at_level(logging.DEBUG, logger="gptunnel_async"):
+            done = await client.wait_for_result(task_id)
+    assert done.id == task_id
+    retry = next(r for r in caplog.records if r.levelno == logging.WARNING)
+    reads = [r for r in caplog.records if hasattr(r, "reads")]
+    assert reads and all(r.task_id == "job-7" and r.status == "app" for r in reads)  # type: ignore[attr-defined]
+    assert [r.family for r in reads] == ["faceswap"] * len(reads)  # type: ignore[attr-defined]
+    assert {r.funcName for r in reads} == {"_log_read"}
+    assert (retry.task_id, retry.scope, retry.status_code) == ("job-7", "wait", 503)  # type: ignore[attr-defined]
+    assert retry.funcName == "on_retry"
+
+
+async def test_a_hook_that_returns_the_task_it_started_is_not_reported(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hook handing its work to a task of its own, and returning it, was logged at
+    ERROR as one whose "body did not run", while the task ran."""
+    sent: list[WaitFinished] = []
+    started: list[asyncio.Task[None]] = []
+
+    async def push(details: WaitFinished) -> None:
+        sent.append(details)
+
+    class Handing(Hook):
+        def on_wait_finished(self, details: WaitFinished) -> None:
+            started.append(asyncio.ensure_future(push(details)))
+            return started[-1]  # type: ignore[return-value]  # a sloppy hook, not a bug
+
+    set_hooks([Handing()])
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async"):
+        await client.wait_for_result(fake.script_task(steps=STEPS))
+        await asyncio.gather(*started)
+    assert len(sent) == 1
+    assert caplog.records == []

@@ -389,3 +389,34 @@ async def test_aclosing_a_throttle_closes_its_source_at_once() -> None:
 async def test_per_task_must_be_a_bool(per_task: Any) -> None:
     with pytest.raises(ConfigurationError, match="per_task must be a bool"):
         await anext(throttle(Notices([]), per_task=per_task))
+
+
+_NOT_SECONDS = st.one_of(
+    st.datetimes(),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=5),
+    st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+    st.timedeltas(),
+    st.just(10**400),
+)
+
+
+@given(_NOT_SECONDS)
+async def test_a_clock_that_gives_no_seconds_is_a_configuration_error(reading: Any) -> None:
+    """``clock=datetime.now`` (a datetime) raised TypeError from deep in the arithmetic,
+    or a NaN clock held events forever; the source wait is closed all the same."""
+    source = Source([_event("running", 10), _event("done", 100)])
+    with pytest.raises(ConfigurationError, match="clock must give the time in seconds"):
+        async for _ in throttle(source, every=1, clock=lambda: reading):
+            pass
+
+
+async def test_a_clock_of_any_real_number_is_read() -> None:
+    """An int, a float subclass or a Fraction is seconds as well."""
+    from fractions import Fraction
+
+    for reading in (7, Fraction(7, 2), float(3)):
+        source = [_event("running", 10), _event("done", 100)]
+        got = [e async for e in throttle(Source(source), every=1, clock=lambda: reading)]  # noqa: B023
+        assert got[-1] is source[-1]

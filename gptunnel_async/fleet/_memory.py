@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from .._checks import plain_function
+from .._checks import clock as checked_clock
 from . import _decode
 from ._records import Claim, Entry, FleetStatus, Outcome, WatchRecord
 from ._redis_store import DEAD_LETTERS_KEPT
@@ -46,11 +46,12 @@ class MemoryStore:
         clock: seconds, for due times and deadlines; ``time.monotonic`` by default.
 
     Raises:
-        ConfigurationError: ``clock`` is not a plain function (an ``async def`` one, say).
+        ConfigurationError: ``clock`` is not a plain function (an ``async def`` one, say);
+            or, where it is read, it gives no number of seconds (``datetime.now``).
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = plain_function("clock", clock)
+        self._clock = checked_clock("clock", clock)
         self._watched: dict[str, _Watched] = {}
         self._outcomes: OrderedDict[str, tuple[WatchRecord, str]] = OrderedDict()
         """Finished tasks: task id -> (record, outcome JSON), the oldest forgotten first."""

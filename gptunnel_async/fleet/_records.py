@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
@@ -35,6 +36,9 @@ FAMILIES: Final = TASK_FAMILIES
 """The families a watched task may belong to: the client's namespaces of that name."""
 
 
+MAX_METADATA_BYTES: Final = 16 * 1024
+"""Metadata is for ids and small notes (a chat id, a message id), not for payloads."""
+
 MAX_DEPTH: Final = 100
 """How deep the caller's metadata may nest lists and objects: any JSON reader, in any
 worker's stack, reads it back (Python's own stops near its recursion limit, 1,000
@@ -64,24 +68,37 @@ def _dumps(value: Any, *, strict: bool = False) -> str:
 def _check_keys(value: Any) -> None:
     """``TypeError`` if a dict inside ``value`` has a key that is not text; ``ValueError``
     if the lists and dicts inside it nest deeper than :data:`MAX_DEPTH` (a cycle does:
-    json.dumps refuses it too). A list or dict met again is looked into again only deeper
-    than before: shared ones count on every path, and each is looked at
-    :data:`MAX_DEPTH` times at most."""
+    json.dumps refuses it too), or if it holds more than :data:`MAX_METADATA_BYTES`
+    values, lists and dicts counted on every path, as JSON writes them out: each takes
+    a character at least, so that many never fit, and a few lists that share their
+    items (``[[[0] * 1000] * 1000] * 1000``, kilobytes in memory) would be written out
+    as gigabytes, the event loop stalled meanwhile. The walk so stops within that many
+    steps."""
     pending: list[tuple[Any, int]] = [(value, 0)]
-    deepest: dict[int, int] = {}
-    while pending:
+    for _ in range(MAX_METADATA_BYTES):
+        if not pending:
+            return
         item, depth = pending.pop()
-        if not isinstance(item, dict | list | tuple) or deepest.get(id(item), -1) >= depth:
-            continue
-        if depth > MAX_DEPTH:
-            raise ValueError(f"it nests lists and objects over {MAX_DEPTH} levels deep")
-        deepest[id(item)] = depth
-        if isinstance(item, dict):
-            if not all(isinstance(key, str) for key in item):
-                raise TypeError(f"keys must be text, got {sorted(map(repr, item))[:3]}")
-            pending.extend((inner, depth + 1) for inner in item.values())
-        else:
-            pending.extend((inner, depth + 1) for inner in item)
+        pending.extend((inner, depth + 1) for inner in _inside(item, depth))
+    if pending:
+        raise ValueError(
+            f"it holds over {MAX_METADATA_BYTES} values (a list or object it repeats counts "
+            f"each time), more than {MAX_METADATA_BYTES} bytes of JSON hold"
+        )
+
+
+def _inside(item: Any, depth: int) -> Iterable[Any]:
+    """The values inside ``item``, met ``depth`` deep, once its keys and depth are
+    checked (see :func:`_check_keys`); nothing for a value that is not a container."""
+    if not isinstance(item, dict | list | tuple):
+        return ()
+    if depth > MAX_DEPTH:
+        raise ValueError(f"it nests lists and objects over {MAX_DEPTH} levels deep")
+    if not isinstance(item, dict):
+        return item
+    if not all(isinstance(key, str) for key in item):
+        raise TypeError(f"keys must be text, got {sorted(map(repr, item))[:3]}")
+    return item.values()
 
 
 @attrs.frozen

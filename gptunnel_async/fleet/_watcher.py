@@ -85,6 +85,7 @@ from . import _decode
 from ._errors import cancellation_watch
 from ._records import (
     FAMILIES,
+    MAX_METADATA_BYTES,
     Claim,
     Delivery,
     Entry,
@@ -114,9 +115,6 @@ RESULT_LIFETIME: Final = max(
 ).total_seconds()
 """Seconds the longest-lived results live (3 days, face swaps'): no wait outlives it. Each
 family's own bound is its ``result_lifetime`` (media's is shorter)."""
-
-MAX_METADATA_BYTES: Final = 16 * 1024
-"""Metadata is for ids and small notes (a chat id, a message id), not for payloads."""
 
 IDLE_POLL: Final = 0.5
 """With nothing due, the poll loop looks again after at most this many seconds, so tasks

@@ -8,6 +8,7 @@ report, so an SDK with no such hook pays one attribute check a request.
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal, TypeAlias
@@ -15,7 +16,7 @@ from typing import Any, Final, Literal, TypeAlias
 import attrs
 
 from .._checks import describe, plain_function
-from .._logging import logger
+from .._logging import log_with_fields, logger
 from ..errors import APIConnectionError, ConfigurationError, GPTunnelError
 
 __all__ = [
@@ -203,12 +204,12 @@ class LoggingHook(Hook):
     def on_retry(self, details: RetryDetails) -> None:
         fields = _retry_fields(details)
         if details.scope == "wait":
-            logger.warning(
+            log_with_fields(
+                logger,
+                logging.WARNING,
                 "task %s: read failed (%s); polling again in %.2fs",
-                details.task_id,
-                details.error,
-                details.wait,
-                extra=fields,
+                *(details.task_id, details.error, details.wait),
+                fields=fields,
             )
             return
         reason = str(details.error)
@@ -216,8 +217,12 @@ class LoggingHook(Hook):
             reason = f"{details.what} failed ({reason})"
         # Many waits at once: the URL alone does not say which (its query is not shown).
         task = "" if details.task_id is None else f" (task {details.task_id})"
-        logger.warning(
-            "%s; retry %d in %.2fs%s", reason, details.attempt, details.wait, task, extra=fields
+        log_with_fields(
+            logger,
+            logging.WARNING,
+            "%s; retry %d in %.2fs%s",
+            *(reason, details.attempt, details.wait, task),
+            fields=fields,
         )
 
 
@@ -329,8 +334,16 @@ def _call(methods: tuple[Callable[[Any], None], ...], details: object) -> None:
 
 def _not_run(method: Callable[[Any], None], returned: object) -> None:
     """Log a hook that returned something to run (a coroutine, a generator) rather than
-    running, which it then closes (no "never awaited" warning later, far from here)."""
-    if not (inspect.isawaitable(returned) or inspect.isgenerator(returned)):
+    running, which it then closes (no "never awaited" warning later, far from here).
+
+    Only a body that has not started is such a thing: a task or future the hook handed
+    its work to (``asyncio.ensure_future(...)``) runs already, and is not the hook's to
+    close, as no other awaitable it returns is."""
+    if not (
+        inspect.iscoroutine(returned)
+        or inspect.isgenerator(returned)
+        or inspect.isasyncgen(returned)
+    ):
         return
     close = getattr(returned, "close", None)
     if callable(close):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
+from .. import _checks
 from ..errors import ConfigurationError
 from ._hooks import Hook, ProgressDetails, RequestDetails, RetryDetails, WaitFinished
 
@@ -57,12 +58,14 @@ class PrometheusHook(Hook):
     Raises:
         ConfigurationError: the registry holds a metric of one of these names already
             (another ``PrometheusHook`` of the same namespace): none is registered then.
+            Or ``registry`` cannot register metrics, or ``namespace`` is not a string.
     """
 
     def __init__(
         self, registry: CollectorRegistry | None = None, *, namespace: str = "gptunnel"
     ) -> None:
-        registry = REGISTRY if registry is None else registry
+        registry = _registry(registry)
+        _checks.optional(_checks.instance_of(str), "namespace", namespace)
         # Made unregistered, then registered all or none.
         self.requests = Counter(
             "requests",
@@ -147,6 +150,20 @@ class PrometheusHook(Hook):
         self.waits.labels(details.family, details.outcome).inc()
         self.wait_duration.labels(details.family, details.outcome).observe(details.duration)
         self.wait_reads.labels(details.family).observe(details.reads)
+
+
+def _registry(registry: object) -> CollectorRegistry:
+    """``registry``, or prometheus-client's default one for ``None``; something that
+    cannot register metrics is ``ConfigurationError`` (it was an ``AttributeError`` from
+    inside prometheus-client)."""
+    if registry is None:
+        return REGISTRY
+    if not all(callable(getattr(registry, name, None)) for name in ("register", "unregister")):
+        raise ConfigurationError(
+            f"registry must be a prometheus_client CollectorRegistry, got "
+            f"{_checks.describe(registry)}"
+        )
+    return registry  # type: ignore[return-value]  # one in all but name
 
 
 def _register_all(registry: CollectorRegistry, namespace: str, metrics: list[Collector]) -> None:

@@ -44,7 +44,7 @@ def loads(document: str | bytes) -> Any:
     try:
         return _loads(document)
     except json.JSONDecodeError as exc:
-        mended = _without_trailing_commas(exc.doc, exc.pos)
+        mended = _without_trailing_commas(exc.doc, exc.pos, exc.msg)
         if mended is None:
             raise
     return mended[0]
@@ -60,26 +60,40 @@ def _loads(document: str | bytes) -> Any:
     return json.loads(document, parse_int=_int_or_infinity)
 
 
-def _without_trailing_commas(text: str, at: int) -> tuple[Any] | None:
-    """``(value,)``: ``text`` parsed once the comma before the ``}`` or ``]`` the parser
-    stopped at (``at``) is dropped, and so on for the next ones, at most
-    :data:`MAX_TRAILING_COMMAS`; ``None`` if it stopped at something else.
+def _without_trailing_commas(text: str, at: int, fault: str) -> tuple[Any] | None:
+    """``(value,)``: ``text`` parsed once the trailing comma the parser stopped at
+    (``at``, saying ``fault``) is dropped, and so on for the next ones, at most
+    :data:`MAX_TRAILING_COMMAS`; ``None`` if it stopped at anything else.
 
     Only the text and position of each fault are kept, never the exception: its
     traceback holds this frame, and the two would make a reference cycle.
     """
     for _ in range(MAX_TRAILING_COMMAS):
-        if at >= len(text) or text[at] not in "}]":
-            return None
-        comma = len(text[:at].rstrip(" \t\r\n")) - 1
-        if comma < 0 or text[comma] != ",":
+        comma = _trailing_comma(text, at, fault)
+        if comma is None:
             return None
         text = text[:comma] + text[comma + 1 :]
         try:
             return (_loads(text),)
         except json.JSONDecodeError as exc:
-            at = exc.pos
+            at, fault = exc.pos, exc.msg
     return None
+
+
+def _trailing_comma(text: str, at: int, fault: str) -> int | None:
+    """Where the comma is that makes the parser's ``fault`` at ``at`` a trailing comma:
+    Python 3.13 and newer say so, and stop at the comma; older ones stop at the ``}``
+    or ``]`` after it. ``None`` for any other fault."""
+    if fault.startswith("Illegal trailing comma"):
+        return at if text[at : at + 1] == "," else None
+    if text[at : at + 1] not in ("}", "]"):
+        return None
+    comma = len(text[:at].rstrip(_WHITESPACE)) - 1
+    return comma if comma >= 0 and text[comma] == "," else None
+
+
+_WHITESPACE: Final = " \t\r\n"
+"""JSON's whitespace."""
 
 
 def _over_long_int(exc: BaseException) -> bool:

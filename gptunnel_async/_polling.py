@@ -461,22 +461,14 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             "reads": state.reads,
             "next_read_in": pause,
         }
-        if pause is None:
-            log_with_fields(
-                logger,
-                logging.DEBUG,
-                "task %s: status=%s percent=%d read=%d finished",
-                *(self.task_id, task.status, task.percent, state.reads),
-                fields=fields,
-            )
-        else:
-            log_with_fields(
-                logger,
-                logging.DEBUG,
-                "task %s: status=%s percent=%d read=%d next_wait=%.2fs",
-                *(self.task_id, task.status, task.percent, state.reads, pause),
-                fields=fields,
-            )
+        end, more = ("finished", ()) if pause is None else ("next_wait=%.2fs", (pause,))
+        log_with_fields(
+            logger,
+            logging.DEBUG,
+            f"task %s: status=%s percent=%d read=%d {end}",
+            *(self.task_id, task.status, task.percent, state.reads, *more),
+            fields=fields,
+        )
 
     def _retry_details(self, error: GPTunnelError, read: int, pause: float) -> RetryDetails:
         return RetryDetails(

@@ -388,17 +388,21 @@ class TaskResource(InProcessOnly, Generic[T]):
         timeout: float | NotGiven | None,
         on_progress: ProgressCallback[T] | None,
     ) -> list[TaskWaiter[T]]:
+        return [
+            self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
+            for task_id in self._task_ids(task_ids)
+        ]
+
+    def _task_ids(self, task_ids: Iterable[str]) -> list[str]:
+        """``task_ids``, each checked, all before any wait starts; ``ConfigurationError``
+        for one string or what is not a collection, or a bad id among them."""
         if isinstance(task_ids, str):
             raise ConfigurationError("task_ids must be a collection of ids, not one string")
         if not isinstance(task_ids, Iterable):
             raise ConfigurationError(
                 f"task_ids must be a collection of ids, got {describe(task_ids)}"
             )
-        checked = [self._task_id(task_id) for task_id in task_ids]  # all, before any wait
-        return [
-            self.wait_for_result(task_id, policy=policy, timeout=timeout, on_progress=on_progress)
-            for task_id in checked
-        ]
+        return [self._task_id(task_id) for task_id in task_ids]
 
     @_create_call  # a webhook URL in the body holds its token
     async def create_task(self, path: str, body: Mapping[str, Any]) -> T:

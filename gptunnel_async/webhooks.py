@@ -511,13 +511,7 @@ class WebhookReceiver(InProcessOnly):
         argument checked first."""
         _family("tasks", tasks)
         _fallback_policy(fallback_interval, timeout)
-        if isinstance(task_ids, str):
-            raise ConfigurationError("task_ids must be a collection of ids, not one string")
-        if not isinstance(task_ids, Iterable):
-            raise ConfigurationError(
-                f"task_ids must be a collection of ids, got {describe(task_ids)}"
-            )
-        checked = [tasks._task_id(task_id) for task_id in task_ids]
+        checked = tasks._task_ids(task_ids)
         return [
             self.wait_for_result(
                 tasks, task_id, fallback_interval=fallback_interval, timeout=timeout

@@ -27,10 +27,10 @@ from rich.text import Text
 
 from ._cli_json import json_line
 from ._polling import ProgressEvent
-from ._sansio.statuses import Stage, classify
+from ._sansio.statuses import Stage
 from ._sansio.text import printable, shorten
 from .errors import TaskFailedError, WaitTimeoutError
-from .models import MediaTask, Task, converter
+from .models import MediaTask, Task, TaskLike, clip_reasons, converter
 
 __all__ = ["JsonOutput", "LineOutput", "LiveOutput", "Output", "choose_output"]
 
@@ -120,8 +120,24 @@ class _Console(Console):
 _STAGE_STYLES: Final = {Stage.DONE: "green", Stage.FAILED: "red", Stage.PENDING: "yellow"}
 
 
-def _status_style(status: str) -> str:
-    return _STAGE_STYLES[classify(status)]
+def _stage(task: TaskLike) -> Stage:
+    """Where ``task`` stands, as its model decides (a media task weighs its clips too)."""
+    if task.is_done:
+        return Stage.DONE
+    return Stage.FAILED if task.is_failed else Stage.PENDING
+
+
+def _status_style(task: TaskLike) -> str:
+    return _STAGE_STYLES[_stage(task)]
+
+
+def _failed_clips(task: AnyTask) -> str | None:
+    """For people, what the result's files leave out: ``"1 of 2 clips failed: why"``
+    for a media task done with some clips failed on their own; else ``None``."""
+    if not (isinstance(task, MediaTask) and task.is_done and task.failed_clips):
+        return None
+    reasons = clip_reasons(task.failed_clips) or "no reason given"
+    return f"{len(task.failed_clips)} of {len(task.clips)} clips failed: {reasons}"
 
 
 def time_left(event: ProgressEvent[Any]) -> str:
@@ -134,7 +150,7 @@ def time_left(event: ProgressEvent[Any]) -> str:
 
 def _predicted_left(event: ProgressEvent[Any]) -> float | None:
     """The seconds the wait predicts are left, while the task runs; else ``None``."""
-    return event.remaining if classify(event.status) is Stage.PENDING else None
+    return event.remaining if _stage(event.task) is Stage.PENDING else None
 
 
 def seconds_left(seconds: float) -> str:
@@ -176,7 +192,7 @@ class LineOutput:
     def task(self, task: AnyTask) -> None:
         rows = [
             ("task", _shown(task.id)),
-            ("status", _shown(task.status, 80, _status_style(task.status))),
+            ("status", _shown(task.status, 80, _status_style(task))),
             ("percent", Text(f"{task.percent}%")),
             ("type", _shown(_kind(task) or "-", 80)),
             ("result", _shown(_files(task) or "-", LINKS_SHOWN)),
@@ -184,11 +200,14 @@ class LineOutput:
         ]
         for label, value in rows:
             self.console.print(Text.assemble((f"{label:<8}", "bold"), " ", value))
+        failed = _failed_clips(task)
+        if failed:
+            self.console.print(Text.assemble((f"{'note':<8}", "bold"), " ", _shown(failed, 2000)))
 
     @contextlib.contextmanager
     def progress(self, task_id: str) -> Iterator[ShowProgress]:
         def show(event: ProgressEvent[Any]) -> None:
-            status = _shown(event.status, 80, _status_style(event.status))
+            status = _shown(event.status, 80, _status_style(event.task))
             status.pad_right(10 - len(status))
             left = time_left(event)
             line = Text.assemble(f"{event.elapsed:6.1f}s  ", status, f" {event.percent:3d}%")
@@ -199,6 +218,9 @@ class LineOutput:
     def done(self, task: AnyTask) -> None:
         shown = _shown(_files(task) or "(no result URL)", LINKS_SHOWN)
         self.console.print(_labelled("done", "green", shown))
+        failed = _failed_clips(task)
+        if failed:
+            self.console.print(_labelled("note", "yellow", _shown(failed, 2000)))
 
     def saved(self, path: Path) -> None:
         self.console.print(_labelled("saved", "", _shown(str(path))))

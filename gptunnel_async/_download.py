@@ -174,7 +174,11 @@ def result_files(task: Task | MediaTask) -> tuple[str, ...]:
         raise ConfigurationError(
             f"task {shorten(task.id, 80)} has no result to download "
             f"(status {shorten(task.status, 40)!r})"
-            + ("" if task.is_failed else f": wait for it first ({_wait_call(task)})")
+            + (
+                f": it failed: {shorten(task.error or 'no error message given', 300)}"
+                if task.is_failed
+                else f": wait for it first ({_wait_call(task)})"
+            )
         )
     if not files:
         raise DownloadError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
@@ -114,7 +114,8 @@ read and the rest dropped (logged at DEBUG). GPTunnel's models answer one to a f
 
 
 class _Lifecycle:
-    """Where a task stands, from its ``status`` alone: shared by every family's model.
+    """Where a task stands: shared by every family's model, from its ``status`` alone
+    unless the model weighs more (a media task's files and clips, in its ``_stage``).
 
     The status is classified by the one vocabulary (``_sansio.statuses``), ignoring case
     and surrounding whitespace; the model keeps the raw value.
@@ -124,20 +125,25 @@ class _Lifecycle:
     _done_statuses: ClassVar[frozenset[str]] = DONE_STATUSES
     status: str
 
+    def _stage(self) -> Stage:
+        """Where the task stands: the one decision ``is_done``, ``is_failed`` and
+        ``is_terminal`` read (a media task's also weighs its files and clips)."""
+        return classify(self.status, self._done_statuses)
+
     @property
     def is_done(self) -> bool:
         """The task finished with its output (``result``, or a media task's ``url``/clips)."""
-        return classify(self.status, self._done_statuses) is Stage.DONE
+        return self._stage() is Stage.DONE
 
     @property
     def is_failed(self) -> bool:
         """The task finished without a result; ``error`` may say why."""
-        return classify(self.status, self._done_statuses) is Stage.FAILED
+        return self._stage() is Stage.FAILED
 
     @property
     def is_terminal(self) -> bool:
         """The task will not change any more: polling it again is pointless."""
-        return classify(self.status, self._done_statuses) is not Stage.PENDING
+        return self._stage() is not Stage.PENDING
 
 
 @attrs.frozen
@@ -195,9 +201,14 @@ class MediaClip:
         url: the file, for outputs that name it neither audio nor video.
         duration: how long it plays, in seconds, if reported (``duration``,
             ``audio_duration`` or ``metadata.duration`` in the JSON).
-        status: the clip's own status, as sent: ``succeeded`` once it is ready.
+        status: the clip's own status, as sent: ``succeeded`` once it is ready, or a
+            failure status (``error``, ``failed``...) if it failed on its own.
         id: the clip's own id, if any.
         title: its title, if any.
+        error: the clip's own message, as text, if it sends one: why it failed, when
+            it has. Its ``message``, else its ``error`` (a string, or an object's
+            ``message``), read as a media task's reason is; how a clip says why it
+            failed is not documented.
     """
 
     audio_url: str | None = None
@@ -208,6 +219,7 @@ class MediaClip:
     status: str | None = None
     id: str | None = None
     title: str | None = None
+    error: str | None = None
 
     @property
     def file_url(self) -> str | None:
@@ -235,9 +247,16 @@ class MediaTask(_Lifecycle):
     """One state of a ``/media`` task (images, video, music from many models).
 
     The API reports no progress for media, so ``percent`` is 0 until the task is done,
-    then 100. A task is done once its status says so **and** it has something to fetch:
-    suno has been seen answering ``done`` before any ``audio_url`` appeared, and a wait
-    reads on through that (within its deadline) rather than ending with nothing.
+    then 100. A status that says done is weighed with the task's files and clips:
+
+    - at least one file, and no clip still waiting for its URL: done (clips that failed
+      on their own beside the files are in ``failed_clips``);
+    - a clip still waiting for its URL, or no clips and no file (a ``null`` or empty
+      ``result``): not finished yet. suno has been seen answering ``done`` before any
+      ``audio_url`` appeared, and a wait reads on through that (within its deadline)
+      rather than ending with nothing, or failing a task that may yet deliver;
+    - no file, and every clip failed on its own: failed, and ``error`` says so, with
+      the clips' reasons.
 
     Attributes:
         id: the task's id.
@@ -257,6 +276,9 @@ class MediaTask(_Lifecycle):
         message: the server's message, and the reason when the task has failed (its
             ``error`` when it sends no ``message``: a media failure's shape is not
             documented, and public clients read the reason there).
+
+    ``is_done``, ``is_failed``, ``is_terminal``, ``error`` and ``percent`` all follow
+    that one decision, so a wait, a webhook, a fleet and the command line agree on it.
     """
 
     id: str
@@ -271,20 +293,16 @@ class MediaTask(_Lifecycle):
 
     _done_statuses = MEDIA_DONE_STATUSES
 
-    @property
-    def is_done(self) -> bool:
-        """Finished with its output: a done status, at least one file, and no clip still
-        waiting for its URL."""
-        return (
-            classify(self.status, self._done_statuses) is Stage.DONE
-            and bool(self.urls)
-            and not any(clip.is_pending for clip in self.clips)
-        )
-
-    @property
-    def is_terminal(self) -> bool:
-        """The task will not change any more: done with its files, or failed."""
-        return self.is_done or self.is_failed
+    def _stage(self) -> Stage:
+        """Where the task stands, from its status, files and clips (see the class)."""
+        stage = classify(self.status, self._done_statuses)
+        if stage is not Stage.DONE:
+            return stage
+        if any(clip.is_pending for clip in self.clips):
+            return Stage.PENDING
+        if self.urls:
+            return Stage.DONE
+        return Stage.FAILED if self.clips else Stage.PENDING  # clips: every one failed
 
     @property
     def percent(self) -> int:
@@ -293,14 +311,40 @@ class MediaTask(_Lifecycle):
 
     @property
     def error(self) -> str | None:
-        """Why the task failed (its ``message``), or ``None`` while it has not."""
-        return self.message if self.is_failed else None
+        """Why the task failed, or ``None`` while it has not: its ``message`` when its
+        status is a failure; when its status says done but every clip failed, that, with
+        the clips' own reasons (each different one once), e.g. ``"all 2 clips failed:
+        lyrics flagged"``, else its ``message``, else ``"no reason given"``."""
+        if not self.is_failed:
+            return None
+        if classify(self.status, self._done_statuses) is Stage.FAILED:
+            return self.message
+        failed = (
+            "its clip failed" if len(self.clips) == 1 else f"all {len(self.clips)} clips failed"
+        )
+        return f"{failed}: {clip_reasons(self.clips) or self.message or 'no reason given'}"
+
+    @property
+    def failed_clips(self) -> tuple[MediaClip, ...]:
+        """The clips that failed on their own (a failure ``status``), in order: all of
+        them when the task failed that way, and possibly some beside the files of a task
+        that is done (its ``urls`` are the others' files)."""
+        return tuple(clip for clip in self.clips if clip.is_failed)
 
     @property
     def urls(self) -> tuple[str, ...]:
         """Every result file: ``url``, then each clip's ``file_url``, in order."""
         files = tuple(url for clip in self.clips if (url := clip.file_url))
         return (self.url, *files) if self.url else files
+
+
+def clip_reasons(clips: Iterable[MediaClip]) -> str | None:
+    """Why ``clips`` failed, in their own words: each different ``error`` of a clip that
+    failed once, in order, joined by ``"; "``; ``None`` if none of them says."""
+    return (
+        "; ".join(dict.fromkeys(clip.error for clip in clips if clip.is_failed and clip.error))
+        or None
+    )
 
 
 @attrs.frozen
@@ -458,7 +502,8 @@ def _or_none(structure: Callable[[Any, type], T]) -> Callable[[Any, type], T | N
 
 def _clip_hook(structure: Callable[[Any, type], MediaClip]) -> Callable[[Any, type], MediaClip]:
     """Wrap the generated clip hook: a bare link is a clip with that ``url``, and the
-    duration is found where different models put it."""
+    duration is found where different models put it, the reason of a clip that failed
+    in its ``message`` or else its ``error``, as a media task's."""
 
     def structure_clip(value: Any, cls: type) -> MediaClip:
         if isinstance(value, str) and value.startswith(("http://", "https://")):
@@ -478,7 +523,8 @@ def _clip_hook(structure: Callable[[Any, type], MediaClip]) -> Callable[[Any, ty
             ),
             None,
         )
-        return structure({**value, "duration": duration}, cls)
+        reason = value.get("message") or value.get("error")
+        return structure({**value, "duration": duration, "error": reason}, cls)
 
     return structure_clip
 
@@ -635,7 +681,13 @@ def _make_converter() -> cattrs.Converter:
         lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),
     )
     conv.register_structure_hook(float | None, _structure_amount)
-    _on_first_use(conv, MediaClip, lambda: _clip_hook(_leniently(conv, MediaClip)))
+    _on_first_use(
+        conv,
+        MediaClip,
+        lambda: _clip_hook(
+            _leniently(conv, MediaClip, error=override(struct_hook=_structure_error))
+        ),
+    )
 
     def structure_clips(value: Any, _: type) -> tuple[MediaClip, ...]:
         """A list ``result`` as clips, its first ``MAX_CLIPS``; null (not done yet, or a

@@ -114,6 +114,33 @@ def test_media_saves_every_clip_into_the_folder(fake: FakeGPTunnel, tmp_path: Pa
     assert sorted(path.suffix for path in tmp_path.iterdir()) == [".mp3", ".mp3"]
 
 
+def test_media_whose_clips_all_failed_exits_1_with_their_reason(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    fake.script_created(steps=[("processing", 0), ("done", 100)], failed_clips=2)
+    failed = run("media", "suno", "a sea shanty", "--save", str(tmp_path), fake=fake)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "failed (done): all 2 clips failed: the clip failed" in failed.stderr
+    as_json = lines(run("media", "suno", "a shanty", "--json", fake=fake).stdout)[-1]
+    assert (as_json["event"], as_json["exit_code"]) == ("failed", 1)
+    assert [clip["error"] for clip in as_json["task"]["clips"]] == ["the clip failed"] * 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_media_with_some_clips_failed_saves_the_others_and_says_so(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    fake.script_created(steps=[("done", 100)], clips=3, failed_clips=1)
+    done = run("media", "suno", "a sea shanty", "--save", str(tmp_path), fake=fake)
+    assert done.returncode == 0, done.stderr
+    assert "note: 1 of 3 clips failed: the clip failed" in done.stdout
+    assert sorted(path.name for path in tmp_path.iterdir())[0].endswith("_clip2.mp3")
+    assert len(list(tmp_path.iterdir())) == 2
+    task_id = fake.script_task(steps=[("done", 100)], model="suno", clips=3, failed_clips=1)
+    read = run("result", task_id, "--family", "media", fake=fake)
+    assert read.returncode == 0 and "note     1 of 3 clips failed: the clip failed" in read.stdout
+
+
 def test_media_sends_image_links_and_refuses_files(fake: FakeGPTunnel) -> None:
     sent = run(
         "media", "flux-pro", "a fox", "--image", "https://a.test/1.png", "--ar", "16:9",

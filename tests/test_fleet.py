@@ -22,6 +22,7 @@ from gptunnel_async import (
     ConfigurationError,
     GPTunnelClient,
     GPTunnelError,
+    MediaTask,
     NotFoundError,
     PollPolicy,
     ServerError,
@@ -154,6 +155,34 @@ async def test_a_failed_task_is_delivered_failed_and_result_raises(
             await watcher.result(task_id)
     assert delivery.outcome == "failed"
     assert delivery.task is not None and delivery.task.error == "no face found"
+
+
+@pytest.mark.parametrize(("failed_clips", "outcome"), [(0, "done"), (1, "done"), (2, "failed")])
+async def test_a_suno_task_is_delivered_as_its_clips_decide_with_its_clips_kept(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    new_store: StoreFactory,
+    failed_clips: int,
+    outcome: str,
+) -> None:
+    """The stores keep a media task's clips: a done song came back with none, so it was
+    neither done nor failed; every clip failed is a failure, as a wait's."""
+    task_id = fake.script_task(
+        steps=[("running", 0), ("done", 100)], model="suno", failed_clips=failed_clips
+    )
+    handled = Handled()
+    async with Watcher(client, new_store(), handler=handled) as watcher:
+        await watcher.watch(task_id, family="media")
+        (delivery,) = await handled.until(1)
+        if outcome == "failed":
+            with pytest.raises(TaskFailedError, match="all 2 clips failed"):
+                await watcher.result(task_id)
+        else:
+            assert await watcher.result(task_id) == delivery.task
+    assert delivery.outcome == outcome
+    assert isinstance(delivery.task, MediaTask) and len(delivery.task.clips) == 2
+    assert len(delivery.task.failed_clips) == failed_clips
+    assert delivery.task.is_done == (outcome == "done")
 
 
 @pytest.mark.parametrize("fault", [None, 503], ids=["its reads succeed", "its later reads fail"])

@@ -158,6 +158,39 @@ async def test_a_delivered_suno_task_ends_a_media_wait_with_its_clips(
     assert delivery.json["id"] == created.id
 
 
+async def test_a_delivered_suno_task_whose_clips_all_failed_fails_its_wait(
+    fake: FakeGPTunnel, receiver: WebhookReceiver
+) -> None:
+    fake.script_created(duration=0.2, failed_clips=2)
+    async with fake.client() as client:
+        created = await client.media.create("suno", "a song", webhook=receiver.url)
+        with pytest.raises(TaskFailedError, match="all 2 clips failed: the clip failed"):
+            await receiver.wait_for_result(client.media, created.id, fallback_interval=60)
+    (delivery,) = fake.webhook_deliveries
+    assert [clip["status"] for clip in delivery.json["result"]] == ["error", "error"]
+
+
+@pytest.mark.parametrize(
+    ("clips", "ended"),
+    [
+        ([{"status": "error"}, {"status": "error"}], "failed"),
+        ([{"status": "error"}, {"status": "succeeded", "audio_url": "https://s/1.mp3"}], "done"),
+        ([{"status": "error"}, {"status": "streaming"}], None),
+        ([], None),
+    ],
+)
+def test_a_media_delivery_says_done_as_the_model_decides(
+    clips: list[dict[str, Any]], ended: str | None
+) -> None:
+    body = json.dumps({"code": 0, "id": "m-1", "status": "done", "result": clips}).encode()
+    task = parse_webhook(body, SECRET, secret=SECRET)
+    receiver = WebhookReceiver("https://bot.example/hook", secret=SECRET)
+    assert receiver.receive(body, SECRET) == task
+    assert isinstance(task, MediaTask)
+    assert ("done" if task.is_done else "failed" if task.is_failed else None) == ended
+    assert (ended is not None) == ("m-1" in receiver._arrived)  # kept for a wait only if ended
+
+
 async def test_a_delivered_face_swap_still_ends_its_wait_as_a_task(
     fake: FakeGPTunnel, receiver: WebhookReceiver
 ) -> None:

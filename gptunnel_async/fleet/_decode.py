@@ -247,6 +247,10 @@ def _stored_task(data: dict[str, Any], what: str) -> Task | MediaTask | None:
     model = _MODELS.get(_field(data, "model", what, str))
     if model is None:
         raise StoreDataError(f"{what} names an unknown model: {describe(data['model'])}")
+    if model is MediaTask and "result" not in task:
+        # kept as its model's fields (``clips``), read as the API's answer (``result``):
+        # without them a done suno task came back with no file, neither done nor failed
+        task = {**task, "result": task.get("clips")}
     with _reading(f"{what}'s task"):
         found: Task | MediaTask = converter.structure(task, model)
     return found

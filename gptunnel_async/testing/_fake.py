@@ -157,6 +157,7 @@ class FakeGPTunnel:
         clips: int | None = None,
         preview_stub: bool = False,
         done_before_url: int = 0,
+        failed_clips: int = 0,
     ) -> str:
         """Add a task; give exactly one of ``steps`` and ``duration``.
 
@@ -179,6 +180,10 @@ class FakeGPTunnel:
                 sometimes does.
             done_before_url: answer ``done`` with nothing to fetch this many times
                 before the files appear, as suno has been seen doing.
+            failed_clips: the first this many of the ``clips`` fail on their own
+                (``{status: "error", error: "the clip failed"}``, no file) while the
+                task says ``done``: all of them make a task that failed that way, fewer
+                a task done with the other clips' files.
 
         Returns:
             The task's id.
@@ -193,7 +198,11 @@ class FakeGPTunnel:
         script = TaskScript.build(steps, duration, error)
         output = (
             MediaOutput.build(
-                model, clips=clips, preview_stub=preview_stub, done_before_url=done_before_url
+                model,
+                clips=clips,
+                preview_stub=preview_stub,
+                done_before_url=done_before_url,
+                failed_clips=failed_clips,
             )
             if model is not None
             else None
@@ -245,6 +254,7 @@ class FakeGPTunnel:
         clips: int | None = None,
         preview_stub: bool = False,
         done_before_url: int = 0,
+        failed_clips: int = 0,
         done_at_create: bool = False,
     ) -> None:
         """Script every task created through the API from now on.
@@ -260,6 +270,7 @@ class FakeGPTunnel:
             clips: as for ``script_task``, for media tasks.
             preview_stub: as for ``script_task``, for media tasks.
             done_before_url: as for ``script_task``, for media tasks.
+            failed_clips: as for ``script_task``, for media tasks.
             done_at_create: the create call answers the final state at once (done with
                 its result), as some media models do.
 
@@ -270,6 +281,7 @@ class FakeGPTunnel:
             "clips": clips,
             "preview_stub": preview_stub,
             "done_before_url": done_before_url,
+            "failed_clips": failed_clips,
         }
         MediaOutput.build("suno", **options)  # checks the values now, not at the first create
         self._state.set_created_script(

@@ -36,6 +36,9 @@ Step: TypeAlias = tuple[str, int]
 
 DEFAULT_ERROR: Final = "the task failed"
 
+CLIP_ERROR: Final = "the clip failed"
+"""The ``error`` of an emulated clip that failed on its own (``MediaOutput.failed_clips``)."""
+
 MEDIA_COST: Final = 0.5
 """What a done emulated media task says it cost."""
 
@@ -155,13 +158,16 @@ class MediaOutput:
     """What a ``/media`` task answers once done.
 
     ``clips`` full clips (suno's list of ``{status, audio_url, image_url, duration}``;
-    0 means a single ``url`` instead), plus a 0.8 s preview stub if ``preview_stub``;
-    the first ``done_before_url`` reads that are ``done`` show no file yet.
+    0 means a single ``url`` instead), the first ``failed_clips`` of them failed on
+    their own (``{status: "error", error}``, no file), plus a 0.8 s preview stub if
+    ``preview_stub``; the first ``done_before_url`` reads that are ``done`` show no
+    file yet.
     """
 
     clips: int = 0
     preview_stub: bool = False
     done_before_url: int = 0
+    failed_clips: int = 0
 
     @classmethod
     def build(
@@ -171,6 +177,7 @@ class MediaOutput:
         clips: int | None = None,
         preview_stub: bool = False,
         done_before_url: int = 0,
+        failed_clips: int = 0,
     ) -> MediaOutput:
         """A checked output for ``model``: suno answers two clips unless told otherwise."""
         count = (2 if model.startswith("suno") else 0) if clips is None else clips
@@ -180,7 +187,17 @@ class MediaOutput:
         checked_count("done_before_url", done_before_url, 0)
         if preview_stub and not count:
             raise ConfigurationError("a preview stub comes beside clips: give clips >= 1")
-        return cls(clips=count, preview_stub=bool(preview_stub), done_before_url=done_before_url)
+        if checked_count("failed_clips", failed_clips, 0) > count:
+            raise ConfigurationError(
+                f"failed_clips must be at most the {count} clips of a {model} task, "
+                f"got {failed_clips}"
+            )
+        return cls(
+            clips=count,
+            preview_stub=bool(preview_stub),
+            done_before_url=done_before_url,
+            failed_clips=failed_clips,
+        )
 
 
 PREVIEW_DURATION: Final = 0.8
@@ -241,7 +258,7 @@ class EmulatedTask:
             self.started = now
         task = self.snapshot(now)
         self.reads += 1
-        if isinstance(task, MediaTask) and _media_done(task.status) and not task.is_done:
+        if isinstance(task, MediaTask) and _media_done(task.status) and not task.is_terminal:
             self.urls_withheld += 1
         return task
 
@@ -287,16 +304,21 @@ class EmulatedTask:
         return attrs.evolve(media, clips=self._clips(withheld), cost=MEDIA_COST)
 
     def _clips(self, withheld: bool) -> tuple[MediaClip, ...]:
-        """Suno's clips: full ones, then the preview stub; no URLs while ``withheld``."""
-        files = self.result_url.removesuffix("_result.png")
+        """Suno's clips: full ones (the first ``failed_clips`` failed), then the preview
+        stub; no URLs while ``withheld``."""
         lengths = [CLIP_DURATION] * self.output.clips
         lengths += [PREVIEW_DURATION] if self.output.preview_stub else []
+        if withheld:
+            return tuple(MediaClip(status="streaming") for _ in lengths)
+        files = self.result_url.removesuffix("_result.png")
         return tuple(
-            MediaClip(
-                status="streaming" if withheld else "succeeded",
-                audio_url=None if withheld else f"{files}_clip{number}.mp3",
-                image_url=None if withheld else f"{files}_clip{number}.jpeg",
-                duration=None if withheld else duration,
+            MediaClip(status="error", error=CLIP_ERROR)
+            if number <= self.output.failed_clips
+            else MediaClip(
+                status="succeeded",
+                audio_url=f"{files}_clip{number}.mp3",
+                image_url=f"{files}_clip{number}.jpeg",
+                duration=duration,
             )
             for number, duration in enumerate(lengths, 1)
         )

@@ -7,9 +7,9 @@ the tagged prefix):
 - ``{prefix}:{name}:task:<id>``: a hash per watched task: ``state`` (watching, finished,
   delivered; undelivered once its handler failed ``max_attempts`` times), ``record``
   (family and metadata), ``deadline``, ``schedule`` (the saved pacing), ``lease`` (the
-  worker reading it), ``outcome`` (once finished), ``failures`` (failed handler
-  attempts, if any). It expires a day after its deadline,
-  or an hour after its delivery was acknowledged.
+  worker reading it, and a tag of its claim), ``outcome`` (once finished), ``failures``
+  (failed handler attempts, if any). It expires a day after its deadline, or an hour
+  after its delivery was acknowledged.
 - ``{prefix}:{name}:due``: a sorted set, task id by the time its next read is due (for a
   leased task: its lease's end, so a dead worker's tasks fall due again by themselves).
 - ``{prefix}:{name}:leases``: task id by lease end, for counting what is being read.
@@ -614,11 +614,13 @@ class RedisStore:
             ["record", "deadline", "outcome", "failures"],
             idempotent=True,
         )
+        if record is None or outcome is None:  # it used to be acknowledged unsaid
+            raise StoreDataError(_GONE if record is None else "its outcome is missing")
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
             task_id,
-            None if record is None else _decode.record(record, deadline),
-            None if outcome is None else _decode.outcome(outcome),
+            _decode.record(record, deadline),
+            _decode.outcome(outcome),
             redelivered,
             _decode.failures(failures),
         )
@@ -726,6 +728,13 @@ class RedisStore:
             oldest_overdue=float(overdue),
             dead_letters=int(dead),
         )
+
+
+_GONE: Final = (
+    "its task's record is gone before a handler returned (it expired, a day after the "
+    "wait's deadline, or was deleted or evicted): its outcome is lost"
+)
+"""Why a finished entry whose task's hash is gone is set aside."""
 
 
 def _claim(task_id: Any, record: Any, deadline: Any, schedule: Any, now: Any) -> Claim:

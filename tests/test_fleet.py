@@ -43,6 +43,7 @@ from gptunnel_async.fleet import (
     WatchStore,
     _redis_store,
 )
+from gptunnel_async.fleet._records import Outcome
 from gptunnel_async.fleet._watcher import RECLAIM_MARGIN
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
@@ -458,6 +459,73 @@ async def test_a_wait_ended_by_the_wrong_family_is_renewed_from_its_handler_or_d
     assert renewed == [True]
     assert [d.outcome for d in delivered] == ["error", "done"]
     assert delivered[1].family == "faceswap"
+
+
+class GoneAfterAnAck(RedisStore):
+    """A Redis that goes away just after a delivery's acknowledgement: every watch()
+    from then on fails."""
+
+    acked = False
+
+    async def ack(self, entry: Any) -> None:
+        await super().ack(entry)
+        self.acked = True
+
+    async def ack_and_watch(self, entry: Any, record: str, timeout: float) -> bool:
+        renewed = await super().ack_and_watch(entry, record, timeout)
+        self.acked = True
+        return renewed
+
+    async def watch(self, task_id: str, record: str, timeout: float) -> bool:
+        if self.acked:
+            raise StoreUnavailableError("registering a wait: the store failed (ConnectionError)")
+        return await super().watch(task_id, record, timeout)
+
+
+async def test_a_wait_renewed_from_its_handler_survives_a_store_gone_after_the_ack(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis
+) -> None:
+    """The handler's watch() returned True, the delivery was acknowledged, then the new
+    wait was registered in a second command: a Redis gone in between lost it, with a
+    warning no one could act on (the handler had returned). One script does both now."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    handled = Handled()
+    renewed: list[bool] = []
+
+    async def handler(delivery: Delivery) -> None:
+        await handled(delivery)
+        if delivery.outcome == "error":
+            renewed.append(await watcher.watch(task_id, family="faceswap"))
+
+    store = GoneAfterAnAck(redis, name="gone-after-ack")
+    watcher = Watcher(client, store, handler=handler)
+    async with watcher:
+        await watcher.watch(task_id, family="media")  # the wrong family: "error"
+        deliveries = await handled.until(2)
+    assert renewed == [True]
+    assert [d.outcome for d in deliveries] == ["error", "done"]
+
+
+@pytest.mark.parametrize("kind", ["error", "expired", "done", "failed"])
+async def test_an_ack_with_a_new_wait_renews_only_an_ended_wait_and_may_run_twice(
+    redis: Redis, kind: str
+) -> None:
+    """redis-py's retry, or the store's own on a connection Redis closed, sends the
+    script again when its reply was lost: the second run finds the new wait, True."""
+    store = RedisStore(redis, name=f"renew-{kind}")
+    record = '{"family":"faceswap","metadata":null,"timeout":60}'
+    await store.watch("t-1", record, 60.0)
+    task = Task(id="t-1", status="done" if kind == "done" else "failed", percent=100)
+    outcome = Outcome(kind, task if kind in ("done", "failed") else None, 60.0)  # type: ignore[arg-type]
+    await store.finish("t-1", outcome.dumps())
+    (entry,) = await store.take("w", 1, 0.01, 60.0)
+    renews = kind in ("error", "expired")
+    assert await store.ack_and_watch(entry, record, 30.0) is renews
+    assert await store.ack_and_watch(entry, record, 30.0) is renews
+    status = await store.status()
+    assert (status.watched, status.due, status.finished_unhandled) == (int(renews), int(renews), 0)
+    state = await redis.hget(store.task_key("t-1"), "state")
+    assert state == (b"watching" if renews else b"delivered")
 
 
 @pytest.mark.parametrize(

@@ -590,6 +590,30 @@ async def test_a_delivery_whose_task_record_is_gone_is_a_dead_letter_not_dropped
     assert [line for line in _logged(caplog, "set aside as a dead letter") if reason in line]
 
 
+async def test_a_stream_entry_naming_a_task_still_watched_leaves_its_wait_alone(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    """An entry written by hand, or one left from a wait whose hash expired while its
+    handler kept failing and whose task was then watched anew: setting it aside must
+    not end the live wait (the hash marked dead, the task taken off the schedule)."""
+    task_id = fake.script_task(steps=[("running", 40), ("running", 60), ("done", 100)])
+    watcher = Watcher(client, store)
+    await watcher.watch(task_id, metadata={"chat_id": 7})
+    await redis.xadd(store.stream_key, {"task": task_id})
+    handled = Handled()
+    async with Watcher(client, store, handler=handled):
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _dead_letters(store, 1))
+    assert (delivery.task_id, delivery.outcome, delivery.metadata) == (
+        task_id,
+        "done",
+        {"chat_id": 7},
+    )
+    ((_, letter),) = await redis.xrange(store.dead_key)
+    assert b"watched, not finished" in letter[b"reason"]
+    assert (await store.status()).finished_unhandled == 0
+
+
 async def _gone(redis: Redis, key: str) -> bool:
     return not await redis.exists(key)
 

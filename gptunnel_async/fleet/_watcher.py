@@ -104,7 +104,7 @@ from ._store import WatchStore
 if TYPE_CHECKING:
     from .._client import GPTunnelClient
     from ..families import TaskResource
-    from ._store import DeadLetterStore, LastReadStore
+    from ._store import DeadLetterStore, LastReadStore, RenewingStore
 
 __all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
 
@@ -368,6 +368,9 @@ class Watcher(InProcessOnly):
         tells = not missing_methods(store, ("last_read",))
         self._last_reads = cast("LastReadStore", store) if tells else None
         """The store, if it tells what the fleet last read of a task (for a timeout)."""
+        renews = not missing_methods(store, ("ack_and_watch",))
+        self._renewing = cast("RenewingStore", store) if renews else None
+        """The store, if it acknowledges a delivery and registers a new wait in one step."""
         self._after_ack: dict[str, tuple[str, float]] = {}
         """New waits asked for by the handler of their task's ended wait (a record and
         its seconds): registered once that delivery is acknowledged."""
@@ -424,8 +427,10 @@ class Watcher(InProcessOnly):
             set aside as a dead letter because its record or outcome could not be
             read (by a version that reads it, once every worker runs one). Asked
             from that delivery's own handler, the new wait is registered once the
-            handler has returned and the delivery is acknowledged (``True``; not if
-            the handler fails: it asks again when the delivery comes again).
+            handler has returned, with the delivery's acknowledgement, in one step
+            where the store can (a [RenewingStore][gptunnel_async.fleet.RenewingStore])
+            (``True``; not if the handler fails: it asks again when the delivery
+            comes again).
 
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not
@@ -857,10 +862,16 @@ class Watcher(InProcessOnly):
             await _past_cancellation(self._after_failure(entry, *failure, count))
 
     async def _acknowledge(self, entry: Entry) -> None:
-        """The handler returned: acknowledge ``entry``, then register the new wait the
-        handler asked for, if it did (see :meth:`watch`)."""
+        """The handler returned: acknowledge ``entry``, and register the new wait the
+        handler asked for, if it did (see :meth:`watch`): in one step where the store
+        can, so that no store failure between the two loses the new wait."""
+        again = self._after_ack.get(entry.task_id)
+        renewed: bool | None = None
         try:
-            await self.store.ack(entry)
+            if again is not None and self._renewing is not None:
+                renewed = await self._renewing.ack_and_watch(entry, *again)
+            else:
+                await self.store.ack(entry)
         except StoreUnavailableError as exc:
             logger.warning(
                 "watcher: task %s handled, but the store failed (%s): it may be delivered again",
@@ -868,20 +879,29 @@ class Watcher(InProcessOnly):
                 exc,
             )
             return
-        if again := self._after_ack.pop(entry.task_id, None):
-            await self._watch_again(entry.task_id, *again)
+        self._after_ack.pop(entry.task_id, None)
+        if again is not None:
+            await self._watch_again(entry.task_id, *again, renewed)
 
-    async def _watch_again(self, task_id: str, record: str, seconds: float) -> None:
-        """Register the new wait its handler asked for, now that the delivery of the
-        old one is acknowledged (see :meth:`watch`)."""
+    async def _watch_again(
+        self, task_id: str, record: str, seconds: float, renewed: bool | None
+    ) -> None:
+        """The new wait its handler asked for, now that the delivery of the old one is
+        acknowledged: registered with it (``renewed``: whether the store did), or now,
+        by a store that cannot do both in one step (``None``)."""
+        why = "the store no longer held the wait that ended (expired, deleted?)"
         try:
-            await self.store.watch(task_id, record, seconds)
+            if renewed is None:
+                renewed = True
+                await self.store.watch(task_id, record, seconds)
         except GPTunnelError as exc:
+            renewed, why = False, str(exc)
+        if not renewed:
             logger.warning(
                 "watcher: task %s: the new wait its handler asked for was not registered "
                 "(%s): call watch() again",
                 task_id,
-                exc,
+                why,
             )
         self._wake.set()
 
@@ -1312,8 +1332,9 @@ async def _past_cancellation(writes: Coroutine[Any, Any, None]) -> None:
     except asyncio.CancelledError:
         if not running.done():
             await asyncio.wait({running}, timeout=HAND_BACK_SECONDS)
-            running.cancel()
-        elif not running.cancelled():
+            running.cancel()  # and waited for: a close returns once its work has ended
+            await asyncio.wait({running}, timeout=HAND_BACK_SECONDS)
+        if running.done() and not running.cancelled():
             running.exception()  # seen here: asyncio logs it else
         raise
 

@@ -44,6 +44,7 @@ from gptunnel_async.fleet import (
     WatchStore,
     _redis_store,
 )
+from gptunnel_async.fleet._records import Outcome
 from gptunnel_async.fleet._watcher import RECLAIM_MARGIN
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
@@ -287,6 +288,40 @@ async def test_a_result_on_an_id_the_store_does_not_hold_times_out_saying_so(
     assert str(unread.value).endswith("(no state read yet)")
 
 
+class SlowOutcomes(MemoryStore):
+    """A store whose every look at an outcome takes a round trip of 50 ms."""
+
+    async def outcome(self, task_id: str) -> str | None:
+        await asyncio.sleep(0.05)
+        return await super().outcome(task_id)
+
+
+@pytest.mark.parametrize("timeout", [0, 0.0, 1e-9, 0.001])
+async def test_a_result_with_a_timeout_of_zero_or_near_it_is_one_look_at_the_store(
+    client: GPTunnelClient, fake: FakeGPTunnel, timeout: float
+) -> None:
+    """``timeout=0`` was a ConfigurationError, and a timeout shorter than a round trip
+    to the store timed out a task long done without a look at it."""
+    store = SlowOutcomes()
+    handled = Handled()
+    done = fake.script_task(steps=[("done", 100)])
+    running = fake.script_task(steps=[("running", 40)])
+    async with Watcher(client, store, handler=handled) as watcher:
+        await watcher.watch(done)
+        await handled.until(1)
+        task = await watcher.result(done, timeout=timeout)
+        await watcher.watch(running)
+        await settle(lambda: _was_read(fake, running))
+        with pytest.raises(WaitTimeoutError) as unfinished:
+            await watcher.result(running, timeout=timeout)
+        with pytest.raises(WaitTimeoutError) as unknown:
+            await watcher.result("a-mistyped-id", timeout=timeout)
+    assert task.id == done and task.is_done
+    assert unfinished.value.still_watched is True
+    assert unfinished.value.timeout == timeout
+    assert unknown.value.still_watched is False
+
+
 class _NoLastReads(MemoryStore):
     """A store of the user's own that cannot tell what was last read, or fails to."""
 
@@ -453,6 +488,73 @@ async def test_a_wait_ended_by_the_wrong_family_is_renewed_from_its_handler_or_d
     assert renewed == [True]
     assert [d.outcome for d in delivered] == ["error", "done"]
     assert delivered[1].family == "faceswap"
+
+
+class GoneAfterAnAck(RedisStore):
+    """A Redis that goes away just after a delivery's acknowledgement: every watch()
+    from then on fails."""
+
+    acked = False
+
+    async def ack(self, entry: Any) -> None:
+        await super().ack(entry)
+        self.acked = True
+
+    async def ack_and_watch(self, entry: Any, record: str, timeout: float) -> bool:
+        renewed = await super().ack_and_watch(entry, record, timeout)
+        self.acked = True
+        return renewed
+
+    async def watch(self, task_id: str, record: str, timeout: float) -> bool:
+        if self.acked:
+            raise StoreUnavailableError("registering a wait: the store failed (ConnectionError)")
+        return await super().watch(task_id, record, timeout)
+
+
+async def test_a_wait_renewed_from_its_handler_survives_a_store_gone_after_the_ack(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis
+) -> None:
+    """The handler's watch() returned True, the delivery was acknowledged, then the new
+    wait was registered in a second command: a Redis gone in between lost it, with a
+    warning no one could act on (the handler had returned). One script does both now."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    handled = Handled()
+    renewed: list[bool] = []
+
+    async def handler(delivery: Delivery) -> None:
+        await handled(delivery)
+        if delivery.outcome == "error":
+            renewed.append(await watcher.watch(task_id, family="faceswap"))
+
+    store = GoneAfterAnAck(redis, name="gone-after-ack")
+    watcher = Watcher(client, store, handler=handler)
+    async with watcher:
+        await watcher.watch(task_id, family="media")  # the wrong family: "error"
+        deliveries = await handled.until(2)
+    assert renewed == [True]
+    assert [d.outcome for d in deliveries] == ["error", "done"]
+
+
+@pytest.mark.parametrize("kind", ["error", "expired", "done", "failed"])
+async def test_an_ack_with_a_new_wait_renews_only_an_ended_wait_and_may_run_twice(
+    redis: Redis, kind: str
+) -> None:
+    """redis-py's retry, or the store's own on a connection Redis closed, sends the
+    script again when its reply was lost: the second run finds the new wait, True."""
+    store = RedisStore(redis, name=f"renew-{kind}")
+    record = '{"family":"faceswap","metadata":null,"timeout":60}'
+    await store.watch("t-1", record, 60.0)
+    task = Task(id="t-1", status="done" if kind == "done" else "failed", percent=100)
+    outcome = Outcome(kind, task if kind in ("done", "failed") else None, 60.0)  # type: ignore[arg-type]
+    await store.finish("t-1", outcome.dumps())
+    (entry,) = await store.take("w", 1, 0.01, 60.0)
+    renews = kind in ("error", "expired")
+    assert await store.ack_and_watch(entry, record, 30.0) is renews
+    assert await store.ack_and_watch(entry, record, 30.0) is renews
+    status = await store.status()
+    assert (status.watched, status.due, status.finished_unhandled) == (int(renews), int(renews), 0)
+    state = await redis.hget(store.task_key("t-1"), "state")
+    assert state == (b"watching" if renews else b"delivered")
 
 
 @pytest.mark.parametrize(
@@ -725,6 +827,135 @@ async def test_a_read_that_would_outlast_its_lease_is_cut_before_the_lease_ends(
     assert "80% of the watcher's lease" in str(delivery.last_error)
     assert delivery.last_error.status_code is None
     assert delivered_after < 2.5  # no read ran its 3 s: each was cut at 0.4 s
+
+
+class LateClaims(MemoryStore):
+    """A store whose claims answer ``delay`` seconds after they took their tasks (a slow
+    network, a Redis stall), and which records each claim of a task made while the read
+    of an earlier claim of it had not saved its outcome yet."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.reading: set[str] = set()
+        self.overlaps: list[str] = []
+        self.saves = 0
+
+    async def claim(self, worker: str, limit: int, lease: float) -> Any:
+        claims, next_due = await super().claim(worker, limit, lease)
+        for claim in claims:
+            if claim.task_id in self.reading:
+                self.overlaps.append(claim.task_id)
+            self.reading.add(claim.task_id)
+        if claims:
+            await asyncio.sleep(self.delay)
+        return claims, next_due
+
+    async def reschedule(self, task_id: str, *args: Any) -> bool:
+        self.saves += 1
+        self.reading.discard(task_id)
+        return await super().reschedule(task_id, *args)
+
+
+async def test_a_read_is_cut_at_its_share_of_the_lease_counted_from_the_claim(
+    client: GPTunnelClient, fake: FakeGPTunnel
+) -> None:
+    """The cut was counted from the read's start: a claim whose answer came late (half
+    the lease here) let the read run past the lease's end, when another worker may
+    claim the task and read it at the same time."""
+    task_id = fake.script_task(steps=[("running", 40)])
+    fake.delay_next(5.0, times=None, path="faceswap/result")  # every read hangs
+    store = LateClaims(delay=1.0)
+    async with Watcher(client, store, lease=2.0) as watcher:
+        await watcher.watch(task_id)
+        await settle(lambda: _now(store.saves >= 1))
+    fake.clear_faults()
+    assert store.overlaps == []
+
+
+class SavesAfterAnotherClaim:
+    """A store whose first save of a read waits until its task was claimed again (its
+    lease ran out meanwhile: a Redis stall, a worker's blocked event loop), then records
+    whether the store took that stale save."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims = 0
+        self.claimed_again = asyncio.Event()
+        self.stalled = False
+        self.stale_saves: list[bool] = []
+        self.stale_saved = asyncio.Event()
+
+    async def claim(self, worker: str, limit: int, lease: float) -> Any:
+        found = await super().claim(worker, limit, lease)  # type: ignore[misc]
+        self.claims += len(found[0])
+        if self.claims >= 2:
+            self.claimed_again.set()
+        return found
+
+    async def reschedule(self, *args: Any) -> bool:
+        if self.stalled:  # the newer claim's saves: after the stale one
+            await self.stale_saved.wait()
+            return bool(await super().reschedule(*args))  # type: ignore[misc]
+        self.stalled = True
+        await self.claimed_again.wait()
+        saved = bool(await super().reschedule(*args))  # type: ignore[misc]
+        self.stale_saves.append(saved)
+        self.stale_saved.set()
+        return saved
+
+
+class StalledMemoryStore(SavesAfterAnotherClaim, MemoryStore):
+    pass
+
+
+class StalledRedisStore(SavesAfterAnotherClaim, RedisStore):
+    pass
+
+
+@pytest.fixture(params=["memory", "redis"])
+def stalled_saves(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return StalledMemoryStore()
+    return StalledRedisStore(request.getfixturevalue("redis"), name="stalled")
+
+
+async def test_a_stale_save_never_lands_on_another_claim_of_one_worker_name(
+    client: GPTunnelClient, fake: FakeGPTunnel, stalled_saves: Any
+) -> None:
+    """Two workers started with one worker= name (two replicas of one config), or one
+    worker claiming a task again after its lease ran out, held their leases under one
+    name: a read's save that came late landed on the newer claim, its pacing and
+    lease overwritten, the newer read's own save refused."""
+    task_id = fake.script_task(steps=[("running", 40)])
+    store = stalled_saves
+    async with (
+        Watcher(client, store, lease=0.5, worker="replica") as first,
+        Watcher(client, store, lease=0.5, worker="replica"),
+    ):
+        await first.watch(task_id)
+        await settle(lambda: _now(bool(store.stale_saves)))
+    assert store.stale_saves == [False]
+
+
+async def test_workers_sharing_one_name_deliver_each_task_once(
+    client: GPTunnelClient, fake: FakeGPTunnel, new_store: StoreFactory
+) -> None:
+    """Replicas started from one configuration: the stream's group sees one consumer,
+    and each delivery still reaches one handler once, acknowledged."""
+    ids = [fake.script_task(steps=[("running", 40), ("done", 100)]) for _ in range(8)]
+    handled = Handled()
+    async with (
+        Watcher(client, new_store(), handler=handled, worker="replica") as first,
+        Watcher(client, new_store(), handler=handled, worker="replica"),
+    ):
+        for task_id in ids:
+            await first.watch(task_id)
+        await handled.until(len(ids))
+        await asyncio.sleep(0.3)  # time for a duplicate to show, were there one
+    assert sorted(d.task_id for d in handled.deliveries) == sorted(ids)
+    status = await new_store().status()
+    assert (status.watched, status.finished_unhandled) == (0, 0)
 
 
 @pytest.mark.parametrize("with_budget", [False, True], ids=["no budget", "budget"])
@@ -1041,6 +1272,65 @@ async def test_a_delivery_taken_as_the_close_begins_gets_the_grace_too(
         await worker.close(grace=5)
     assert slow.returned == 2
     assert (await new_store().status()).finished_unhandled == 0
+
+
+class SlowAfterHandlers:
+    """A store whose acknowledgements and dead letters wait until the test says: one in
+    flight as a close begins, its handler returned (or failed its last attempt)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writing = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def ack(self, entry: Any) -> None:
+        self.writing.set()
+        await self.answer.wait()
+        await super().ack(entry)  # type: ignore[misc]
+
+    async def dead_letter(self, entry: Any, reason: str) -> bool:
+        self.writing.set()
+        await self.answer.wait()
+        return bool(await super().dead_letter(entry, reason))  # type: ignore[misc]
+
+
+class SlowAfterHandlersMemoryStore(SlowAfterHandlers, MemoryStore):
+    pass
+
+
+class SlowAfterHandlersRedisStore(SlowAfterHandlers, RedisStore):
+    pass
+
+
+@pytest.fixture(params=["memory", "redis"])
+def slow_after_handlers(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return SlowAfterHandlersMemoryStore()
+    return SlowAfterHandlersRedisStore(request.getfixturevalue("redis"), name="slow-acks")
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["returned", "failed its last attempt"])
+async def test_a_close_lets_the_store_write_after_a_handler_end(
+    client: GPTunnelClient, fake: FakeGPTunnel, slow_after_handlers: Any, fails: bool
+) -> None:
+    """close(grace=0), or a grace that ran out, cancelled the acknowledgement of a
+    handler that had returned: its delivery came again to another worker after
+    delivery_timeout, a duplicate the close made; so it cut a dead letter short."""
+    store = slow_after_handlers
+    handled = Handled(fail_times=1 if fails else 0)
+    task_id = fake.script_task(steps=[("done", 100)])
+    watcher = Watcher(client, store, handler=handled, max_attempts=1)
+    async with watcher:
+        await watcher.watch(task_id)
+        async with asyncio.timeout(15):
+            await store.writing.wait()
+        closing = asyncio.create_task(watcher.close(grace=0))
+        await asyncio.sleep(0.05)  # the close has begun, and cancelled the handler's task
+        store.answer.set()
+        await closing
+    status = await store.status()
+    assert (status.finished_unhandled, status.dead_letters) == (0, 1 if fails else 0)
+    assert len(handled.deliveries) == 1
 
 
 @pytest.mark.parametrize("how", ["directly", "in a task it awaits", "in a task group"])

@@ -41,7 +41,7 @@ from gptunnel_async.fleet._decode import (
     record,
     schedule,
 )
-from gptunnel_async.fleet._records import FAMILIES, Outcome, ReadError, WatchRecord
+from gptunnel_async.fleet._records import FAMILIES, MAX_DEPTH, Outcome, ReadError, WatchRecord
 from gptunnel_async.fleet._redis_store import _reclaimed
 from gptunnel_async.models import converter
 
@@ -136,6 +136,26 @@ def test_any_stored_pacing_decodes_or_is_a_store_data_error(value: Any) -> None:
 def test_any_notice_decodes_is_skipped_or_is_a_store_data_error(value: Any) -> None:
     decoded = _only_typed(notice, value)
     assert decoded is None or isinstance(decoded, FleetProgress | Finished | StoreDataError)
+
+
+@settings(max_examples=100)
+@given(depth=st.integers(0, 3000), objects=st.lists(st.booleans(), min_size=1, max_size=8))
+def test_metadata_read_back_nests_no_deeper_than_watch_takes(
+    depth: int, objects: list[bool]
+) -> None:
+    """JSON parses a few hundred levels; every later write of such metadata (a progress
+    notice, a listener keeping it, a handler's own) then failed with RecursionError
+    wherever its stack ran deeper than the reader's."""
+    nested = "null"
+    for level in range(depth):
+        nested = f'{{"k":{nested}}}' if objects[level % len(objects)] else f"[{nested}]"
+    written = f'{{"family":"faceswap","metadata":{nested},"timeout":9}}'
+    published = f'{{"kind":"progress","task_id":"t","status":"s","percent":1,"metadata":{nested}}}'
+    for decoded in (_only_typed(lambda v: record(v, "1"), written), _only_typed(notice, published)):
+        if depth <= MAX_DEPTH:  # what watch() takes
+            assert not isinstance(decoded, StoreDataError)
+        elif depth > MAX_DEPTH + 1:
+            assert isinstance(decoded, StoreDataError)  # by the check, or by the parser
 
 
 def test_good_values_come_back_as_they_were_written() -> None:

@@ -75,6 +75,9 @@ ODD_RECORDS: dict[str, dict[str, Any]] = {
     "a deadline that is not a number": {"deadline": "tomorrow"},
     "a deadline that is NaN": {"deadline": "nan"},
     "no record at all": {"record": None},
+    "metadata nested deeper than watch() takes (JSON parses it)": {
+        "record": '{"family": "faceswap", "timeout": 9, "metadata": %s}' % ("[" * 900 + "]" * 900)
+    },
 }
 
 
@@ -294,6 +297,8 @@ ODD_NOTICES: list[str | bytes] = [
     '{"kind": "finished"}',
     b"\xff\xfe",
     '{"kind": "something-newer", "task_id": "x"}',
+    '{"kind": "progress", "task_id": "x", "status": "running", "percent": 40, "metadata": %s}'
+    % ("[" * 900 + "]" * 900),
 ]
 
 
@@ -539,6 +544,78 @@ async def test_a_delivery_whose_task_key_changed_type_meanwhile_still_ends(
     assert await redis.xlen(store.stream_key) == 0
     assert (await store.status()).finished_unhandled == 0
     assert (await redis.type(store.task_key(task_id))).decode() == kind
+
+
+LOST: dict[str, tuple[str, str]] = {
+    "its hash expired": ("expired", "its task's record is gone before a handler returned"),
+    "its hash deleted": ("deleted", "its task's record is gone before a handler returned"),
+    "its outcome deleted": ("outcome", "its outcome is missing"),
+}
+
+
+@pytest.mark.parametrize(("how", "reason"), LOST.values(), ids=LOST)
+async def test_a_delivery_whose_task_record_is_gone_is_a_dead_letter_not_dropped_unsaid(
+    client: GPTunnelClient,
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    caplog: pytest.LogCaptureFixture,
+    how: str,
+    reason: str,
+) -> None:
+    """A handler that kept failing was retried until the task's hash expired (a day
+    after the wait's deadline); then the delivery was acknowledged and dropped, with
+    no log line and no dead letter: the one place a result vanished unsaid."""
+    task_id = fake.script_task(steps=[("done", 100)])
+    async with Watcher(client, store) as reader:  # no handler: it finishes, delivers none
+        await reader.watch(task_id)
+        await settle(lambda: _finished_unhandled(store, 1))
+    key = store.task_key(task_id)
+    if how == "expired":
+        await redis.pexpire(key, 1)
+        await settle(lambda: _gone(redis, key))
+    elif how == "deleted":
+        await redis.delete(key)
+    else:
+        await redis.hdel(key, "outcome")
+    handled = Handled()
+    with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
+        async with Watcher(client, store, handler=handled):
+            await settle(lambda: _dead_letters(store, 1))
+    assert handled.deliveries == []
+    assert (await store.status()).finished_unhandled == 0
+    ((_, fields),) = await redis.xrange(store.dead_key)
+    assert fields[b"task"].decode() == task_id
+    assert reason in fields[b"reason"].decode()
+    assert [line for line in _logged(caplog, "set aside as a dead letter") if reason in line]
+
+
+async def test_a_stream_entry_naming_a_task_still_watched_leaves_its_wait_alone(
+    client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
+) -> None:
+    """An entry written by hand, or one left from a wait whose hash expired while its
+    handler kept failing and whose task was then watched anew: setting it aside must
+    not end the live wait (the hash marked dead, the task taken off the schedule)."""
+    task_id = fake.script_task(steps=[("running", 40), ("running", 60), ("done", 100)])
+    watcher = Watcher(client, store)
+    await watcher.watch(task_id, metadata={"chat_id": 7})
+    await redis.xadd(store.stream_key, {"task": task_id})
+    handled = Handled()
+    async with Watcher(client, store, handler=handled):
+        (delivery,) = await handled.until(1)
+        await settle(lambda: _dead_letters(store, 1))
+    assert (delivery.task_id, delivery.outcome, delivery.metadata) == (
+        task_id,
+        "done",
+        {"chat_id": 7},
+    )
+    ((_, letter),) = await redis.xrange(store.dead_key)
+    assert b"watched, not finished" in letter[b"reason"]
+    assert (await store.status()).finished_unhandled == 0
+
+
+async def _gone(redis: Redis, key: str) -> bool:
+    return not await redis.exists(key)
 
 
 async def _finished_unhandled(store: RedisStore, count: int) -> bool:

@@ -208,7 +208,7 @@ async def test_metadata_as_deep_as_the_fleet_takes_is_delivered_by_both_stores(
     assert (await store.status()).dead_letters == 0
 
 
-@pytest.mark.parametrize("timeout", ["x", -1, 0, math.nan, math.inf, True, [1]])
+@pytest.mark.parametrize("timeout", ["x", -1, -0.001, math.nan, math.inf, True, [1]])
 async def test_a_bad_result_timeout_is_a_configuration_error(
     client: GPTunnelClient, timeout: Any
 ) -> None:

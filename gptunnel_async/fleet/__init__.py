@@ -20,7 +20,7 @@ from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind
 from ._redis_budget import RedisBudget
 from ._redis_store import RedisStore
 from ._status import fleet_status
-from ._store import DeadLetterStore, LastReadStore, WatchStore
+from ._store import DeadLetterStore, LastReadStore, RenewingStore, WatchStore
 from ._watcher import FAMILIES, RESULT_LIFETIME, Handler, Watcher
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "OutcomeKind",
     "RedisBudget",
     "RedisStore",
+    "RenewingStore",
     "RequestBudget",
     "StoreDataError",
     "StoreUnavailableError",

@@ -34,6 +34,7 @@ from ._records import (
     OutcomeKind,
     ReadError,
     WatchRecord,
+    check_metadata,
     kept_attributes,
     read_error_class,
 )
@@ -219,7 +220,22 @@ def record(value: object, deadline: object) -> WatchRecord:
     if "metadata" not in data:
         raise StoreDataError(f"{what} has no 'metadata'")
     timeout = number(_field(data, "timeout", what, (int, float)), f"{what}'s timeout", minimum=0)
-    return WatchRecord(family, data["metadata"], timeout, number(deadline, "the deadline"))
+    metadata = _metadata(data["metadata"], what)
+    return WatchRecord(family, metadata, timeout, number(deadline, "the deadline"))
+
+
+def _metadata(value: Any, what: str) -> Any:
+    """Metadata read back, checked as ``watch()`` checks it: JSON parses lists and
+    objects nested hundreds deep, which every later write of it (a progress notice, a
+    ``progress()`` listener keeping it) or a handler's own then failed with a bare
+    ``RecursionError`` wherever the stack was deeper than the reader's.
+
+    Raises:
+        StoreDataError: it nests over ``MAX_DEPTH`` deep, or holds too many values.
+    """
+    with _reading(f"{what}'s metadata"):
+        check_metadata(value)
+    return value
 
 
 def outcome(value: object) -> Outcome:
@@ -402,6 +418,6 @@ def notice(value: object) -> FleetProgress | Finished | None:
         _field(data, "task_id", what, str),
         _field(data, "status", what, str),
         _percent(_field(data, "percent", what, int), what),
-        data.get("metadata"),
+        _metadata(data.get("metadata"), what),
         None if remaining is None else number(remaining, f"{what}'s remaining", minimum=0),
     )

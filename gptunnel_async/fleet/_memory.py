@@ -161,6 +161,10 @@ class MemoryStore:
         self._taken.pop(entry.entry_id, None)
         self._failures.pop(entry.entry_id, None)
 
+    async def ack_and_watch(self, entry: Entry, record: str, timeout: float) -> bool:
+        await self.ack(entry)
+        return await self.watch(entry.task_id, record, timeout)
+
     async def failed(self, entry: Entry) -> int:
         if entry.entry_id not in self._entries:  # acknowledged meanwhile
             return 0

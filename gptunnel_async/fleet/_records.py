@@ -61,13 +61,14 @@ def _dumps(value: Any, *, strict: bool = False) -> str:
         TypeError, ValueError, RecursionError: with ``strict``, or for what is not JSON.
     """
     if strict:
-        _check_keys(value)
+        check_metadata(value)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=not strict)
 
 
-def _check_keys(value: Any) -> None:
-    """``TypeError`` if a dict inside ``value`` has a key that is not text; ``ValueError``
-    if the lists and dicts inside it nest deeper than :data:`MAX_DEPTH` (a cycle does:
+def check_metadata(value: Any) -> None:
+    """What ``watch()`` takes as metadata, and what is read back as such: ``TypeError``
+    if a dict inside ``value`` has a key that is not text; ``ValueError`` if the lists
+    and dicts inside it nest deeper than :data:`MAX_DEPTH` (a cycle does:
     json.dumps refuses it too), or if it holds more than :data:`MAX_METADATA_BYTES`
     values, lists and dicts counted on every path, as JSON writes them out: each takes
     a character at least, so that many never fit, and a few lists that share their
@@ -89,7 +90,7 @@ def _check_keys(value: Any) -> None:
 
 def _inside(item: Any, depth: int) -> Iterable[Any]:
     """The values inside ``item``, met ``depth`` deep, once its keys and depth are
-    checked (see :func:`_check_keys`); nothing for a value that is not a container."""
+    checked (see :func:`check_metadata`); nothing for a value that is not a container."""
     if not isinstance(item, dict | list | tuple):
         return ()
     if depth > MAX_DEPTH:

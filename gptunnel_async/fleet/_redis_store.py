@@ -7,9 +7,9 @@ the tagged prefix):
 - ``{prefix}:{name}:task:<id>``: a hash per watched task: ``state`` (watching, finished,
   delivered; undelivered once its handler failed ``max_attempts`` times), ``record``
   (family and metadata), ``deadline``, ``schedule`` (the saved pacing), ``lease`` (the
-  worker reading it), ``outcome`` (once finished), ``failures`` (failed handler
-  attempts, if any). It expires a day after its deadline,
-  or an hour after its delivery was acknowledged.
+  worker reading it, and a tag of its claim), ``outcome`` (once finished), ``failures``
+  (failed handler attempts, if any). It expires a day after its deadline, or an hour
+  after its delivery was acknowledged.
 - ``{prefix}:{name}:due``: a sorted set, task id by the time its next read is due (for a
   leased task: its lease's end, so a dead worker's tasks fall due again by themselves).
 - ``{prefix}:{name}:leases``: task id by lease end, for counting what is being read.
@@ -90,11 +90,24 @@ local function wrong_type(...)
 end
 """
 
+# A new wait of one task: its hash made anew, due now. KEYS and ARGV as _WATCH's.
+_REGISTER: Final = f"""
+local function register(key, due, id, record, timeout)
+  local deadline = now + tonumber(timeout)
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'state', 'watching', 'record', record,
+             'deadline', string.format('%.17g', deadline))
+  redis.call('EXPIREAT', key, math.ceil(deadline) + {FINISHED_KEPT})
+  redis.call('ZADD', due, now, id)
+end
+"""
+
 # KEYS: task, due. ARGV: id, record, timeout.
 _WATCH: Final = (
     _CLOCK
     + _TYPES
-    + f"""
+    + _REGISTER
+    + """
 local mistyped = wrong_type(KEYS[2], 'zset')
 if mistyped then return mistyped end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -112,13 +125,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     if not readable or type(outcome) ~= 'table' then return 0 end
     if outcome.kind ~= 'expired' and outcome.kind ~= 'error' then return 0 end
   end
-  redis.call('DEL', KEYS[1])
 end
-local deadline = now + tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'state', 'watching', 'record', ARGV[2],
-           'deadline', string.format('%.17g', deadline))
-redis.call('EXPIREAT', KEYS[1], math.ceil(deadline) + {FINISHED_KEPT})
-redis.call('ZADD', KEYS[2], now, ARGV[1])
+register(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 )
@@ -222,6 +230,35 @@ return 1
 """
 )
 
+# KEYS: stream, task, due. ARGV: group, entry id, task id, record, timeout. _ACK, and in
+# the same step the new wait its handler asked for, if the wait ended without its task's
+# end (expired, an error): 1 if registered (also by an earlier run of this script whose
+# reply was lost), else 0. Two steps lost the new wait to a Redis gone between them.
+_ACK_AND_WATCH: Final = (
+    _CLOCK
+    + _TYPES
+    + _REGISTER
+    + f"""
+local mistyped = wrong_type(KEYS[1], 'stream', KEYS[3], 'zset')
+if mistyped then return mistyped end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if redis.call('TYPE', KEYS[2]).ok ~= 'hash' then return 0 end
+local held = redis.call('HMGET', KEYS[2], 'state', 'outcome', 'record')
+if held[1] == 'watching' and held[3] == ARGV[4] then return 1 end
+if held[1] ~= 'finished' then return 0 end
+local readable, outcome = pcall(cjson.decode, held[2] or '')
+if readable and type(outcome) == 'table' and
+   (outcome.kind == 'expired' or outcome.kind == 'error') then
+  register(KEYS[2], KEYS[3], ARGV[3], ARGV[4], ARGV[5])
+  return 1
+end
+redis.call('HSET', KEYS[2], 'state', 'delivered')
+redis.call('EXPIRE', KEYS[2], {DELIVERED_KEPT})
+return 0
+"""
+)
+
 # KEYS: due, leases, dead, stream. ARGV: task key prefix, id, reason, group, entry id
 # ('' for a claimed task: no stream entry).
 _BURY: Final = (
@@ -230,14 +267,22 @@ _BURY: Final = (
 local mistyped = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'stream')
 if not mistyped and ARGV[5] ~= '' then mistyped = wrong_type(KEYS[4], 'stream') end
 if mistyped then return mistyped end
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[2])
-if ARGV[5] ~= '' then
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+else
   redis.call('XACK', KEYS[4], ARGV[4], ARGV[5])
   redis.call('XDEL', KEYS[4], ARGV[5])
 end
 local key = ARGV[1] .. ARGV[2]
-if redis.call('TYPE', key)['ok'] == 'hash' then  -- another type is someone else's: left
+-- Another type is someone else's: left. So is a wait a stream entry names while it is
+-- watched (an entry written by hand, or one left from a wait whose hash expired before
+-- the task was watched anew): the entry is set aside, the wait goes on.
+local kind = redis.call('TYPE', key)['ok']
+if kind == 'hash' and ARGV[5] ~= '' and redis.call('HGET', key, 'state') == 'watching' then
+  kind = 'watched'
+end
+if kind == 'hash' then
   redis.call('HSET', key, 'state', 'dead', 'dead_reason', ARGV[3])
   redis.call('HDEL', key, 'lease')
   redis.call('EXPIRE', key, {FINISHED_KEPT})
@@ -411,6 +456,7 @@ class RedisStore:
         self._reschedule = redis.register_script(_RESCHEDULE)
         self._finish = redis.register_script(_FINISH)
         self._ack = redis.register_script(_ACK)
+        self._ack_and_watch = redis.register_script(_ACK_AND_WATCH)
         self._status = redis.register_script(_STATUS)
         self._bury = redis.register_script(_BURY)
         self._give_up = redis.register_script(_GIVE_UP)
@@ -607,18 +653,20 @@ class RedisStore:
         task_id = _decode.task_id(
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
-        record, deadline, outcome, failures = await self._call(
+        state, record, deadline, outcome, failures = await self._call(
             "reading a finished task",  # a key of another type: StoreDataError
             self.redis.hmget,
             self.task_key(task_id),
-            ["record", "deadline", "outcome", "failures"],
+            ["state", "record", "deadline", "outcome", "failures"],
             idempotent=True,
         )
+        if record is None or outcome is None:  # it used to be acknowledged unsaid
+            raise StoreDataError(_missing(state, record))
         return Entry(
             _decode.text(entry_id, "a finished entry's id"),
             task_id,
-            None if record is None else _decode.record(record, deadline),
-            None if outcome is None else _decode.outcome(outcome),
+            _decode.record(record, deadline),
+            _decode.outcome(outcome),
             redelivered,
             _decode.failures(failures),
         )
@@ -643,6 +691,16 @@ class RedisStore:
             args=[GROUP, entry.entry_id],
             idempotent=True,
         )
+
+    async def ack_and_watch(self, entry: Entry, record: str, timeout: float) -> bool:
+        registered = await self._call(
+            "acknowledging a delivery and registering a new wait",
+            self._ack_and_watch,
+            keys=[self.stream_key, self.task_key(entry.task_id), self.due_key],
+            args=[GROUP, entry.entry_id, entry.task_id, record, timeout],
+            idempotent=True,  # a second run finds the new wait, with its record: True
+        )
+        return bool(registered)
 
     async def failed(self, entry: Entry) -> int:
         count = await self._call(
@@ -726,6 +784,22 @@ class RedisStore:
             oldest_overdue=float(overdue),
             dead_letters=int(dead),
         )
+
+
+_GONE: Final = (
+    "its task's record is gone before a handler returned (it expired, a day after the "
+    "wait's deadline, or was deleted or evicted): its outcome is lost"
+)
+"""Why a finished entry whose task's hash is gone is set aside."""
+
+
+def _missing(state: Any, record: Any) -> str:
+    """Why a finished entry whose task's hash holds no outcome is set aside."""
+    if record is None:
+        return _GONE
+    if state in (b"watching", "watching"):
+        return "its task is watched, not finished: an entry not the fleet's, or a stale one"
+    return "its outcome is missing"
 
 
 def _claim(task_id: Any, record: Any, deadline: Any, schedule: Any, now: Any) -> Claim:

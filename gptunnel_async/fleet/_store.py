@@ -12,7 +12,7 @@ from typing import Protocol
 
 from ._records import Claim, Entry, FleetStatus
 
-__all__ = ["DeadLetterStore", "LastReadStore", "WatchStore"]
+__all__ = ["DeadLetterStore", "LastReadStore", "RenewingStore", "WatchStore"]
 
 
 class WatchStore(Protocol):
@@ -114,4 +114,20 @@ class LastReadStore(WatchStore, Protocol):
         :meth:`reschedule` was given, as stored: the watcher decodes it), ``""`` if
         the task is registered but not read yet (or finished), ``None`` if the store
         holds nothing of it: never registered, or forgotten since."""
+        ...
+
+
+class RenewingStore(WatchStore, Protocol):
+    """A [WatchStore][gptunnel_async.fleet.WatchStore] that acknowledges a delivery and
+    registers the new wait its handler asked for (``watch()`` called from the handler
+    of an ``"expired"`` or ``"error"`` delivery) in one step.
+    [RedisStore][gptunnel_async.fleet.RedisStore] and
+    [MemoryStore][gptunnel_async.fleet.MemoryStore] are both; with a store of your own
+    that is only a ``WatchStore``, the watcher makes the two steps one after the other,
+    and a store failing between them loses the new wait (logged)."""
+
+    async def ack_and_watch(self, entry: Entry, record: str, timeout: float) -> bool:
+        """:meth:`ack` ``entry``, and register its task anew with ``record`` and
+        ``timeout`` as :meth:`watch` does, if its wait ended without the task's end
+        (``"expired"``, ``"error"``): ``True`` if the new wait is registered."""
         ...

@@ -104,7 +104,7 @@ from ._store import WatchStore
 if TYPE_CHECKING:
     from .._client import GPTunnelClient
     from ..families import TaskResource
-    from ._store import DeadLetterStore, LastReadStore
+    from ._store import DeadLetterStore, LastReadStore, RenewingStore
 
 __all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
 
@@ -124,7 +124,8 @@ made a deploy, and the fleet's tests, wait a second per worker)."""
 
 LAST_READ_LOOKUP: Final = 0.5
 """Seconds a timed-out :meth:`Watcher.result` may spend past its ``timeout`` to ask the
-store what the fleet last read of the task, for its error."""
+store what the fleet last read of the task, for its error; and its first look at the
+outcome, made however small its ``timeout`` (``0``: that look alone)."""
 
 _NOT_REGISTERED: Final = (
     "the store holds no wait for it: no worker registered it with watch() in this store "
@@ -297,7 +298,8 @@ class Watcher(InProcessOnly):
             by default the client's ``poll_policy``.
         lease: seconds a worker may hold a task it is reading before another may take
             it (> 0, at most a day). A read, its retries and its wait for the request
-            budget included, is cut at four fifths of it, as a failed read
+            budget included, is cut at four fifths of it counted from the claim, as a
+            failed read
             (``APITimeoutError``) the wait rides through: give a lease longer than a
             read with its retries takes.
         concurrency: reads in flight at once in this worker, and handlers too (>= 1;
@@ -312,8 +314,12 @@ class Watcher(InProcessOnly):
             aside as a dead letter, said by an ``ERROR`` (the task's outcome stays
             readable by ``result()``). A handler its worker never finished (the
             worker died, or closed and cancelled it) is not an attempt that failed.
-            ``None`` (the default): delivered again until the task's record expires.
+            ``None`` (the default): delivered again until the task's record expires
+            (a day after the wait's deadline); then the store sets the delivery aside
+            as a dead letter.
         worker: this worker's name in the store; by default host, pid and a random tag.
+            Workers may share one: each claim is leased under the name and a tag of
+            its own, and deliveries belong to the fleet, not to a name.
 
     Raises:
         ConfigurationError: a bad option: ``client`` not a ``GPTunnelClient``, ``store``
@@ -362,6 +368,9 @@ class Watcher(InProcessOnly):
         tells = not missing_methods(store, ("last_read",))
         self._last_reads = cast("LastReadStore", store) if tells else None
         """The store, if it tells what the fleet last read of a task (for a timeout)."""
+        renews = not missing_methods(store, ("ack_and_watch",))
+        self._renewing = cast("RenewingStore", store) if renews else None
+        """The store, if it acknowledges a delivery and registers a new wait in one step."""
         self._after_ack: dict[str, tuple[str, float]] = {}
         """New waits asked for by the handler of their task's ended wait (a record and
         its seconds): registered once that delivery is acknowledged."""
@@ -418,8 +427,10 @@ class Watcher(InProcessOnly):
             set aside as a dead letter because its record or outcome could not be
             read (by a version that reads it, once every worker runs one). Asked
             from that delivery's own handler, the new wait is registered once the
-            handler has returned and the delivery is acknowledged (``True``; not if
-            the handler fails: it asks again when the delivery comes again).
+            handler has returned, with the delivery's acknowledgement, in one step
+            where the store can (a [RenewingStore][gptunnel_async.fleet.RenewingStore])
+            (``True``; not if the handler fails: it asks again when the delivery
+            comes again).
 
         Raises:
             ConfigurationError: a blank id, an unknown family, metadata that is not
@@ -610,21 +621,29 @@ class Watcher(InProcessOnly):
 
     async def _poll_loop(self) -> None:
         reads, backoff = _Pool(self.concurrency), _Backoff("claiming due tasks")
+        loop = asyncio.get_running_loop()
         try:
             while self._going_on():
                 await reads.wait_for_room()
+                # Counted from before the claim is sent: the store starts the lease when
+                # it runs the claim, and its answer may come late (a slow network, a
+                # Redis stall, odd entries set aside first).
+                lease = _Lease(
+                    f"{self.worker}#{uuid.uuid4().hex[:12]}",
+                    loop.time() + self.lease * READ_SHARE_OF_LEASE,
+                )
                 try:
                     batch = min(reads.free, BATCH)
-                    claims, next_due = await self.store.claim(self.worker, batch, self.lease)
+                    claims, next_due = await self.store.claim(lease.holder, batch, self.lease)
                 except Exception as exc:  # a store's fault, or a bug: the loop carries on
                     await backoff.pause(exc)
                     continue
                 backoff.reset()
                 if self._stopping:  # taken as the close began: no read will start
-                    await asyncio.gather(*(self._hand_back(claim) for claim in claims))
+                    await asyncio.gather(*(self._hand_back(claim, lease) for claim in claims))
                     break
                 for claim in claims:
-                    reads.start(self._read(claim))
+                    reads.start(self._read(claim, lease))
                 if not claims:
                     await self._idle(IDLE_POLL if next_due is None else min(next_due, IDLE_POLL))
         finally:
@@ -638,13 +657,13 @@ class Watcher(InProcessOnly):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
-    async def _read(self, claim: Claim) -> None:
+    async def _read(self, claim: Claim, lease: _Lease) -> None:
         """Read one claimed task; finish or re-schedule it. Never raises but its
         cancellation (the worker stopping), after handing the task back."""
         try:
-            await self._read_and_decide(claim)
+            await self._read_and_decide(claim, lease)
         except asyncio.CancelledError:
-            await self._hand_back(claim)
+            await self._hand_back(claim, lease)
             raise
         except StoreUnavailableError as exc:  # the store's, or the request budget's
             logger.warning(
@@ -656,7 +675,7 @@ class Watcher(InProcessOnly):
             # Its next read may be due before the poll loop would look again.
             self._wake.set()
 
-    async def _hand_back(self, claim: Claim) -> None:
+    async def _hand_back(self, claim: Claim, lease: _Lease) -> None:
         """A read cut short (:meth:`close`, or the loops cancelled): its task falls due
         again at once, for the other workers, rather than when its lease runs out (a
         deploy delayed every wait in flight by up to a lease). Best effort, within
@@ -665,13 +684,13 @@ class Watcher(InProcessOnly):
         try:
             async with asyncio.timeout(HAND_BACK_SECONDS):
                 await self.store.reschedule(
-                    claim.task_id, self.worker, 0.0, _pacing_json(state, last), None
+                    claim.task_id, lease.holder, 0.0, _pacing_json(state, last), None
                 )
         except (TimeoutError, GPTunnelError) as exc:
             why = str(exc) or f"no answer within {HAND_BACK_SECONDS:g}s"
             logger.debug("watcher: task %s not handed back: %s", claim.task_id, why)
 
-    async def _read_and_decide(self, claim: Claim) -> None:
+    async def _read_and_decide(self, claim: Claim, lease: _Lease) -> None:
         """Read the task and feed the outcome to its wait state (the pure wait core's,
         saved with the task): finish the wait, or save the state and the next read."""
         record, now = claim.record, claim.now
@@ -681,7 +700,7 @@ class Watcher(InProcessOnly):
             await self.store.finish(claim.task_id, expired.dumps())
             return
         reading_since = time.monotonic()
-        state, decision, last = await self._read_once(claim, state, last)
+        state, decision, last = await self._read_once(claim, state, last, lease.read_by)
         now += time.monotonic() - reading_since  # the store adds the delay to its time now
         if isinstance(decision, Finish):
             await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
@@ -697,15 +716,18 @@ class Watcher(InProcessOnly):
             delay = max(0.0, min(decision.at, record.deadline) - now)
             if _timing.is_instant():  # tests: the pacing's pause skipped, as a live wait's
                 delay = 0.0
-            await self.store.reschedule(claim.task_id, self.worker, delay, saved, progress)
+            await self.store.reschedule(claim.task_id, lease.holder, delay, saved, progress)
 
     async def _read_once(
-        self, claim: Claim, state: WaitState, last: LastRead
+        self, claim: Claim, state: WaitState, last: LastRead, read_by: float
     ) -> tuple[WaitState, Decision[Any], LastRead]:
-        """One read of the task, fed to ``state``; ``last`` updated with what it saw."""
+        """One read of the task, ended by ``read_by`` (the loop's time), fed to
+        ``state``; ``last`` updated with what it saw."""
         resource: TaskResource[Any] = getattr(self.client, claim.record.family)
         try:
-            task: Task | MediaTask = await self._result_within_lease(resource, claim.task_id)
+            task: Task | MediaTask = await self._result_within_lease(
+                resource, claim.task_id, read_by
+            )
         except StoreUnavailableError:  # the budget's Redis: not the task's, nor a read's
             raise
         except GPTunnelError as exc:
@@ -719,18 +741,18 @@ class Watcher(InProcessOnly):
         return (*state.observe(task, claim.now), LastRead(task))
 
     async def _result_within_lease(
-        self, resource: TaskResource[Any], task_id: str
+        self, resource: TaskResource[Any], task_id: str, read_by: float
     ) -> Task | MediaTask:
-        """The task, read (its retries and its wait for the request budget included)
-        within :data:`READ_SHARE_OF_LEASE` of the lease; else ``APITimeoutError``, a
-        failed read the wait rides through. A read still going when the lease ran out
-        would race the worker that claims the task next: that one could deliver the
-        wait expired while this read was about to see it done. The rest of the lease is
-        for saving the read's outcome."""
+        """The task, read (its retries and its wait for the request budget included) by
+        ``read_by``, :data:`READ_SHARE_OF_LEASE` of the lease after the claim was sent;
+        else ``APITimeoutError``, a failed read the wait rides through. A read still
+        going when the lease ran out would race the worker that claims the task next:
+        that one could deliver the wait expired while this read was about to see it
+        done. The rest of the lease is for saving the read's outcome."""
         limit = self.lease * READ_SHARE_OF_LEASE
         retried_before = _timing.failed_attempt.get()
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(read_by):
                 found: Task | MediaTask = await resource.result(task_id)
                 return found
         except TimeoutError:  # asyncio.timeout's: no error of the SDK is a TimeoutError here
@@ -743,8 +765,9 @@ class Watcher(InProcessOnly):
                 else f"; its last attempt: {type(failed).__name__}: {clip(failed, 300)}"
             )
             raise APITimeoutError(
-                f"reading the task took over {limit:g}s, {READ_SHARE_OF_LEASE:.0%} of the "
-                "watcher's lease, its wait for the request budget included: give it a "
+                f"reading the task did not end within {limit:g}s of its claim, "
+                f"{READ_SHARE_OF_LEASE:.0%} of the watcher's lease, its wait for the "
+                "request budget included: give it a "
                 "longer lease= (or the client a shorter timeout="
                 + (", or the budget's Redis client a socket_timeout" if budget else "")
                 + ")"
@@ -809,25 +832,46 @@ class Watcher(InProcessOnly):
         """Hand one finished task to the handler; acknowledge it when the handler returns.
         A handler that raises, or has not returned by ``deadline`` (the loop's time;
         it is cancelled then), is logged, and the delivery comes back, unless the
-        attempt was the last of ``max_attempts``."""
+        attempt was the last of ``max_attempts``. What the store is told after the
+        handler (the acknowledgement, a failure, a dead letter) is not cut short by a
+        close: see :func:`_past_cancellation`."""
         assert self.handler is not None
         if self._out_of_attempts(entry.failures):  # the store failed to set it aside
-            await self._give_up(entry, f"handler attempts failed: {entry.failures}")
+            reason = f"handler attempts failed: {entry.failures}"
+            await _past_cancellation(self._give_up(entry, reason))
             return
-        if entry.record is not None and entry.outcome is not None:
-            counting = None if self._dead_letters is None else partial(self._count_failure, entry)
-            count = _CountAtDeadline(counting, deadline, lambda: pool.closed)
-            try:
-                failure = await self._handle(entry, entry.record, entry.outcome, deadline)
-            finally:
-                await count.handler_ended()
-            if failure is not None:
-                self._after_ack.pop(entry.task_id, None)  # it asks again when it comes again
-                await self._after_failure(entry, *failure, count)
-                return
-        # else: the task's record ran out (it outlived its lifetime unhandled): drop it.
+        if entry.record is None or entry.outcome is None:
+            # A store of your own lost the task's record: nothing to hand over.
+            logger.error(
+                "watcher: task %s: its store kept no record or outcome of it (expired, "
+                "deleted?): its delivery is dropped",
+                entry.task_id,
+            )
+            await _past_cancellation(self._acknowledge(entry))
+            return
+        counting = None if self._dead_letters is None else partial(self._count_failure, entry)
+        count = _CountAtDeadline(counting, deadline, lambda: pool.closed)
         try:
-            await self.store.ack(entry)
+            failure = await self._handle(entry, entry.record, entry.outcome, deadline)
+        finally:
+            await count.handler_ended()
+        if failure is None:
+            await _past_cancellation(self._acknowledge(entry))
+        else:
+            self._after_ack.pop(entry.task_id, None)  # it asks again when it comes again
+            await _past_cancellation(self._after_failure(entry, *failure, count))
+
+    async def _acknowledge(self, entry: Entry) -> None:
+        """The handler returned: acknowledge ``entry``, and register the new wait the
+        handler asked for, if it did (see :meth:`watch`): in one step where the store
+        can, so that no store failure between the two loses the new wait."""
+        again = self._after_ack.get(entry.task_id)
+        renewed: bool | None = None
+        try:
+            if again is not None and self._renewing is not None:
+                renewed = await self._renewing.ack_and_watch(entry, *again)
+            else:
+                await self.store.ack(entry)
         except StoreUnavailableError as exc:
             logger.warning(
                 "watcher: task %s handled, but the store failed (%s): it may be delivered again",
@@ -835,20 +879,29 @@ class Watcher(InProcessOnly):
                 exc,
             )
             return
-        if again := self._after_ack.pop(entry.task_id, None):
-            await self._watch_again(entry.task_id, *again)
+        self._after_ack.pop(entry.task_id, None)
+        if again is not None:
+            await self._watch_again(entry.task_id, *again, renewed)
 
-    async def _watch_again(self, task_id: str, record: str, seconds: float) -> None:
-        """Register the new wait its handler asked for, now that the delivery of the
-        old one is acknowledged (see :meth:`watch`)."""
+    async def _watch_again(
+        self, task_id: str, record: str, seconds: float, renewed: bool | None
+    ) -> None:
+        """The new wait its handler asked for, now that the delivery of the old one is
+        acknowledged: registered with it (``renewed``: whether the store did), or now,
+        by a store that cannot do both in one step (``None``)."""
+        why = "the store no longer held the wait that ended (expired, deleted?)"
         try:
-            await self.store.watch(task_id, record, seconds)
+            if renewed is None:
+                renewed = True
+                await self.store.watch(task_id, record, seconds)
         except GPTunnelError as exc:
+            renewed, why = False, str(exc)
+        if not renewed:
             logger.warning(
                 "watcher: task %s: the new wait its handler asked for was not registered "
                 "(%s): call watch() again",
                 task_id,
-                exc,
+                why,
             )
         self._wake.set()
 
@@ -961,7 +1014,10 @@ class Watcher(InProcessOnly):
                 ``name``), or one delivered over an hour ago, is waited for like any
                 other: until ``timeout``, whose error then says that the store holds no
                 wait for it. Give one where that can happen.
-            timeout: seconds to wait at most, or ``None`` for as long as it takes.
+            timeout: seconds to wait at most (>= 0), or ``None`` for as long as it
+                takes. The store is looked at once however small it is (for at most
+                half a second): ``0`` is one look, the task returned if it is done,
+                else ``WaitTimeoutError`` with the state the fleet last read.
 
         Returns:
             The task, done.
@@ -982,7 +1038,7 @@ class Watcher(InProcessOnly):
                 version wrote it, say), or the task was set aside as a dead letter.
         """
         check_task_id(task_id, self._secret())
-        seconds = optional(positive_number, "timeout", timeout)
+        seconds = optional(non_negative_number, "timeout", timeout)
         loop = asyncio.get_running_loop()
         deadline = None if seconds is None else loop.time() + seconds
         finished = asyncio.Event()
@@ -1056,21 +1112,26 @@ class Watcher(InProcessOnly):
         (and the timeout fires only once)."""
         loop = asyncio.get_running_loop()
         cancelled = cancellation_watch()
-        while (left := _left(deadline, loop)) > 0:
+        # The first look is made however close the deadline (timeout=0: one look), given
+        # up to LAST_READ_LOOKUP: a timeout shorter than a round trip to the store
+        # otherwise timed out a task long done, never looked at.
+        look = max(_left(deadline, loop), LAST_READ_LOOKUP)
+        while look > 0:
             if cancelled():
                 raise asyncio.CancelledError  # one the store's client swallowed
             finished.clear()  # before the read: a notice that comes during it is kept
             try:
-                async with asyncio.timeout(left):
+                async with asyncio.timeout(look):
                     outcome = await self.store.outcome(task_id)
             except TimeoutError:
                 return None
-            if outcome is not None:
+            if outcome is not None or _left(deadline, loop) <= 0:
                 return outcome
             self._listen()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(RESULT_RECHECK, _left(deadline, loop))):
                     await finished.wait()
+            look = _left(deadline, loop)
         return None
 
     def _listen(self) -> None:
@@ -1240,8 +1301,43 @@ def _no_such_task(error: ReadError) -> bool:
     )
 
 
+@attrs.frozen
+class _Lease:
+    """One claim's hold on the tasks it took. ``holder``: the name the store keeps as
+    the lease's, the worker's name and a tag of this claim, so that no save of a read
+    lands on another claim of its task (two workers started with one ``worker=`` name,
+    or this worker's next claim once the lease ran out). ``read_by``: the loop's time
+    by which a read of them ends, :data:`READ_SHARE_OF_LEASE` of the lease after the
+    claim was sent."""
+
+    holder: str
+    read_by: float
+
+
 HAND_BACK_SECONDS: Final = 1.0
-"""How long a closing worker tries to hand back a task whose read it cut short."""
+"""How long a closing worker tries to hand back a task whose read it cut short, or to
+end what it tells the store after a handler (see :func:`_past_cancellation`)."""
+
+
+async def _past_cancellation(writes: Coroutine[Any, Any, None]) -> None:
+    """Run ``writes`` (what the store is told once a handler has ended: its
+    acknowledgement, a failed attempt, a dead letter); a cancellation meanwhile (a
+    close past its grace, or cancelled itself) lets them go on for up to
+    :data:`HAND_BACK_SECONDS` more, then cuts them and is raised. A close that cut an
+    acknowledgement in flight had a handler that returned delivered again, to another
+    worker, after ``delivery_timeout``."""
+    running = asyncio.ensure_future(writes)
+    try:
+        await asyncio.shield(running)
+    except asyncio.CancelledError:
+        if not running.done():
+            await asyncio.wait({running}, timeout=HAND_BACK_SECONDS)
+            running.cancel()  # and waited for: a close returns once its work has ended
+            await asyncio.wait({running}, timeout=HAND_BACK_SECONDS)
+        if running.done() and not running.cancelled():
+            running.exception()  # seen here: asyncio logs it else
+        raise
+
 
 READ_SHARE_OF_LEASE: Final = 0.8
 """The share of its lease a worker gives one read of a task, retries included: a read is

@@ -929,6 +929,71 @@ async def test_an_on_progress_that_raises_a_stop_ends_the_wait_loudly(
     assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])
 
 
+def cancelled_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    return future
+
+
+async def awaits_a_cancelled_future(event: ProgressEvent[Any]) -> None:
+    if event.percent == 70:
+        await cancelled_future()
+
+
+def returns_a_cancelled_future(event: ProgressEvent[Any]) -> asyncio.Future[None] | None:
+    return cancelled_future() if event.percent == 70 else None
+
+
+def raises_cancelled_error(event: ProgressEvent[Any]) -> None:
+    if event.percent == 70:
+        raise asyncio.CancelledError
+
+
+STRAY_CANCELLATIONS: dict[str, Any] = {
+    "awaits a cancelled future": awaits_a_cancelled_future,
+    "returns a cancelled future": returns_a_cancelled_future,
+    "raises CancelledError": raises_cancelled_error,
+}
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+@pytest.mark.parametrize("callback", STRAY_CANCELLATIONS.values(), ids=STRAY_CANCELLATIONS.keys())
+async def test_an_on_progress_cancellation_not_of_the_wait_ends_it_with_usage_error(
+    mode: str, callback: Any, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    """A callback's own CancelledError (an edit call whose future was cancelled) reached
+    the caller as a cancellation it never asked for: its task ended cancelled, with no
+    result and no error (a TaskGroup drops a cancelled child silently)."""
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+    seen: list[ProgressEvent[Any]] = []
+    waiter = client.wait_for_result("task-1", on_progress=callback)
+    waiting = asyncio.ensure_future(waiter if mode == "await" else collect(waiter, seen))
+    with pytest.raises(UsageError, match="on_progress raised CancelledError") as raised:
+        await waiting
+    assert isinstance(raised.value.__cause__, asyncio.CancelledError)
+    assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+async def test_an_on_progress_that_cancels_its_own_task_cancels_the_wait(
+    mode: str, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+
+    async def cancel_and_go_on(event: ProgressEvent[Any]) -> None:
+        if event.percent == 70:
+            running = asyncio.current_task()
+            assert running is not None
+            running.cancel()
+            await asyncio.sleep(0)
+
+    waiter = client.wait_for_result("task-1", on_progress=cancel_and_go_on)
+    waiting = asyncio.ensure_future(waiter if mode == "await" else collect(waiter, []))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
+
+
 # -- which task's wait an error ended ---------------------------------------------------
 
 NAMED = "raised by the wait for faceswap task 'task-1'"

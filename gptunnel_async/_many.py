@@ -11,7 +11,7 @@ import contextlib
 import weakref
 from collections.abc import Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 from ._in_process import InProcessOnly
 from ._sansio.text import clip
@@ -20,6 +20,14 @@ from .errors import GPTunnelError, UsageError
 __all__ = ["AsCompleted", "wait_many"]
 
 R = TypeVar("R")
+
+
+_CLOSED_UNDER_A_STEP: Final = (
+    "this as_completed was closed while this step of its iteration waited for the next "
+    "outcome (another task iterating it was cancelled, or closed it); the waits still "
+    "running were cancelled"
+)
+"""What a step waiting in one task is told when the iteration is closed from another."""
 
 
 class AsCompleted(InProcessOnly, Generic[R]):
@@ -55,6 +63,11 @@ class AsCompleted(InProcessOnly, Generic[R]):
     iterator is dropped (at once in CPython; keep no other reference to it, or use
     ``async with``). You get one from an ``as_completed`` call rather than building it.
 
+    Several tasks may iterate one at once (workers sharing the outcomes): each outcome
+    goes to one of them, and each one's loop ends once every outcome is taken. If one
+    of them is cancelled (or closes it), the waits are cancelled and a step waiting in
+    another raises ``UsageError``.
+
     Args:
         waiters: the waits, not started yet (``TaskWaiter``s, or the coroutines of
             ``WebhookReceiver.wait_for_result``).
@@ -80,6 +93,7 @@ class AsCompleted(InProcessOnly, Generic[R]):
         self._task_ids: dict[asyncio.Task[Any], str | None] = {}
         """Which task each running wait waits for, to name one cancelled from within."""
         self._finished: asyncio.Queue[asyncio.Task[Any]] | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<AsCompleted left={self._left} running={len(self._running)}>"
@@ -107,12 +121,16 @@ class AsCompleted(InProcessOnly, Generic[R]):
             self._finished = self._start()
         if self._left == 0:
             raise StopAsyncIteration
+        # This step's outcome, taken before it comes: a step in another task (workers
+        # sharing one iterator) then never waits for an outcome that will not come.
+        self._left -= 1
         try:
             task = await self._finished.get()
         except asyncio.CancelledError:
             await self.aclose()  # cancelled: no wait goes on polling behind the caller
             raise
-        self._left -= 1
+        if self._closed:  # by another task, while this step waited: told, not ended quietly
+            raise UsageError(_CLOSED_UNDER_A_STEP)
         error = _error_of(task, self._task_ids.pop(task, None))
         if error is None:
             outcome: R = task.result()
@@ -125,6 +143,7 @@ class AsCompleted(InProcessOnly, Generic[R]):
     async def aclose(self) -> None:
         """Cancel the waits still running, and wait until they have stopped."""
         running = list(self._running)
+        self._closed = True
         _close_unstarted(self._waiters)
         self._waiters.clear()
         self._left = 0

@@ -170,6 +170,48 @@ async def test_breaking_out_of_as_completed_cancels_the_waits_and_leaves_no_erro
     assert reported == []
 
 
+async def test_tasks_sharing_one_as_completed_each_end_when_every_outcome_is_taken(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    """The worker whose step waited when the other took the last outcome waited forever."""
+    finished = client.as_completed(["done-a", "done-b", "fail-c"], return_exceptions=True)
+
+    async def worker() -> list[object]:
+        return [outcome async for outcome in finished]
+
+    workers = [asyncio.create_task(worker()) for _ in range(3)]
+    await tasks.until_read(3)
+    for task_id in ["done-a", "fail-c", "done-b"]:
+        tasks.release(task_id)
+    async with asyncio.timeout(HANG_GUARD):
+        taken = [outcome for outcomes in await asyncio.gather(*workers) for outcome in outcomes]
+    assert sorted(outcome.id for outcome in taken if isinstance(outcome, Task)) == [
+        "done-a",
+        "done-b",
+    ]
+    assert [type(outcome) for outcome in taken if not isinstance(outcome, Task)] == [
+        TaskFailedError
+    ]
+
+
+async def test_cancelling_one_task_sharing_as_completed_tells_the_others(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    """The other worker waited forever, or (once every wait was cancelled) took each
+    cancelled wait for one its own callback cancelled."""
+    finished = client.as_completed(["done-60000"] * 3, timeout=600)
+    first, second = (asyncio.create_task(anext(finished)) for _ in range(2))
+    await tasks.until_read(3)
+    first.cancel()
+    async with asyncio.timeout(HANG_GUARD):
+        with pytest.raises(UsageError, match="as_completed was closed while this step"):
+            await second
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert client_tasks() == []
+    assert [outcome async for outcome in finished] == []
+
+
 async def test_wait_many_returns_tasks_in_the_order_given(
     client: GPTunnelClient, tasks: Tasks
 ) -> None:

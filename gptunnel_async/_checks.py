@@ -224,6 +224,27 @@ def function(name: str, value: Any) -> Any:
     return value
 
 
+def one_argument_function(name: str, value: Any) -> Any:
+    """``value`` if :func:`function` takes it and it can be called with one positional
+    argument, as the SDK calls it (``on_progress(event)``); ``ConfigurationError``
+    otherwise, before any request (a ``lambda: ...`` failed with a ``TypeError`` at
+    the first event, after a read). A callable whose signature Python cannot read
+    (some builtins) is taken as it is."""
+    checked = function(name, value)
+    try:
+        signature = inspect.signature(checked)
+    except (TypeError, ValueError):
+        return checked
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"{name} must take one argument (it is called with each event), but "
+            f"{describe(value)} cannot be called with one: {exc}"
+        ) from None
+    return checked
+
+
 def plain_function(name: str, value: Any) -> Any:
     """``value`` if it can be called and is a plain function, whose result the SDK uses
     at once (a clock, an instrumentation hook); ``ConfigurationError`` for anything else,

@@ -24,10 +24,10 @@ from ._checks import (
     check_task_id,
     check_text,
     describe,
-    function,
     hide_webhook_token,
     instance_of,
     json_values,
+    one_argument_function,
     optional,
     valid_unicode,
     webhook_token,
@@ -258,7 +258,7 @@ class TaskResource(InProcessOnly, Generic[T]):
         """The policy a wait with these arguments runs under (its ``timeout`` in it),
         once each argument is checked (``ConfigurationError`` if one is not one)."""
         optional(instance_of(PollPolicy), "policy", policy)
-        optional(function, "on_progress", on_progress)
+        optional(one_argument_function, "on_progress", on_progress)
         chosen = policy or self._default_policy()
         return chosen if timeout is NOT_GIVEN else attrs.evolve(chosen, timeout=timeout)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import functools
 import inspect
 import logging
 import pickle
@@ -866,6 +867,52 @@ async def test_the_task_that_steps_a_wait_by_hand_may_close_it_between_steps(
     with pytest.raises(UsageError, match="already awaited"):
         await waiter
     assert api.requests == []
+
+
+class _TakesTwo:
+    def __call__(self, event: object, message: object) -> None:
+        """A bot's edit helper, passed without its message."""
+
+
+def _takes_event_and_message(event: object, message: object) -> None:
+    """A bot's edit helper, passed without its message."""
+
+
+ONE_ARGUMENT_REFUSED: dict[str, Any] = {
+    "lambda: none": lambda: None,
+    "two required": _takes_event_and_message,
+    "keyword only": lambda *, event: None,
+    "callable object of two": _TakesTwo(),
+}
+
+ONE_ARGUMENT_TAKEN: dict[str, Any] = {
+    "plain": lambda event: None,
+    "varargs": lambda *events: None,
+    "a default after": lambda event, message=None: None,
+    "partial of two": functools.partial(_takes_event_and_message, message=None),
+    "bound method": [].append,
+    "builtin": print,
+    "builtin without a signature": max,
+}
+
+
+@pytest.mark.parametrize("callback", ONE_ARGUMENT_REFUSED.values(), ids=ONE_ARGUMENT_REFUSED.keys())
+async def test_an_on_progress_that_cannot_take_the_event_is_refused_before_any_read(
+    callback: Any, client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """It failed with a bare TypeError at the first event, after a read."""
+    with pytest.raises(ConfigurationError, match="on_progress must take one argument"):
+        client.wait_for_result("task-1", on_progress=callback)
+    with pytest.raises(ConfigurationError, match="on_progress must take one argument"):
+        client.as_completed(["task-1"], on_progress=callback)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("callback", ONE_ARGUMENT_TAKEN.values(), ids=ONE_ARGUMENT_TAKEN.keys())
+async def test_an_on_progress_that_can_take_the_event_is_taken(
+    callback: Any, client: GPTunnelClient
+) -> None:
+    client.wait_for_result("task-1", on_progress=callback).close()
 
 
 async def test_an_on_progress_that_returns_a_generator_ends_the_wait_with_configuration_error(

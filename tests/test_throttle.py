@@ -445,6 +445,15 @@ async def test_a_clock_that_gives_no_seconds_is_a_configuration_error(reading: A
             pass
 
 
+@pytest.mark.parametrize(
+    "clock", [lambda now: 0.0, lambda *, tz: 0.0], ids=["an argument", "a keyword-only"]
+)
+async def test_a_clock_that_cannot_be_called_without_arguments_is_refused(clock: Any) -> None:
+    """It failed with a bare TypeError at its first reading."""
+    with pytest.raises(ConfigurationError, match=r"clock must take no argument.*\(clock\(\)\)"):
+        await anext(throttle(Source([_event("running", 10)]), every=1, clock=clock))
+
+
 async def test_a_clock_of_any_real_number_is_read() -> None:
     """An int, a float subclass or a Fraction is seconds as well."""
     from fractions import Fraction

@@ -896,14 +896,17 @@ ONE_ARGUMENT_TAKEN: dict[str, Any] = {
 }
 
 
+TAKES_THE_EVENT = r"on_progress must take one argument, as it is called \(on_progress\(event\)\)"
+
+
 @pytest.mark.parametrize("callback", ONE_ARGUMENT_REFUSED.values(), ids=ONE_ARGUMENT_REFUSED.keys())
 async def test_an_on_progress_that_cannot_take_the_event_is_refused_before_any_read(
     callback: Any, client: GPTunnelClient, api: ScriptedAPI
 ) -> None:
     """It failed with a bare TypeError at the first event, after a read."""
-    with pytest.raises(ConfigurationError, match="on_progress must take one argument"):
+    with pytest.raises(ConfigurationError, match=TAKES_THE_EVENT):
         client.wait_for_result("task-1", on_progress=callback)
-    with pytest.raises(ConfigurationError, match="on_progress must take one argument"):
+    with pytest.raises(ConfigurationError, match=TAKES_THE_EVENT):
         client.as_completed(["task-1"], on_progress=callback)
     assert api.requests == []
 

@@ -224,6 +224,34 @@ def function(name: str, value: Any) -> Any:
     return value
 
 
+def one_argument_function(name: str, value: Any) -> Any:
+    """``value`` if :func:`function` takes it and it can be called with one positional
+    argument, as the SDK calls it (``on_progress(event)``); ``ConfigurationError``
+    otherwise (see :func:`callable_as`)."""
+    return callable_as(name, function(name, value), (None,), f"{name}(event)")
+
+
+def callable_as(name: str, value: Any, arguments: tuple[Any, ...], call: str) -> Any:
+    """``value`` if its signature takes ``arguments`` (by position), as the SDK calls it
+    (``call``, for the message); ``ConfigurationError`` otherwise, when it is given
+    rather than at its first call (a ``lambda: ...`` given as ``on_progress`` failed
+    with a bare ``TypeError`` at the first event, after a read). A callable whose
+    signature Python cannot read (some builtins) is taken as it is."""
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return value
+    try:
+        signature.bind(*arguments)
+    except TypeError as exc:
+        takes = {0: "no argument", 1: "one argument"}.get(len(arguments), "its arguments")
+        raise ConfigurationError(
+            f"{name} must take {takes}, as it is called ({call}), but {describe(value)} "
+            f"cannot be called so: {exc}"
+        ) from None
+    return value
+
+
 def plain_function(name: str, value: Any) -> Any:
     """``value`` if it can be called and is a plain function, whose result the SDK uses
     at once (a clock, an instrumentation hook); ``ConfigurationError`` for anything else,
@@ -244,7 +272,7 @@ def clock(name: str, value: Any) -> Callable[[], float]:
     ``ConfigurationError`` otherwise, where it is read (``datetime.now`` gives a
     ``datetime``, which failed as a ``TypeError`` deep in the arithmetic).
     It is not read here: a test's clock may count its readings."""
-    read = plain_function(name, value)
+    read = callable_as(name, plain_function(name, value), (), f"{name}()")
 
     def seconds() -> float:
         now = read()

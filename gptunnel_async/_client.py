@@ -390,7 +390,7 @@ class GPTunnelClient(InProcessOnly):
 
         Raises:
             ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
-                ``policy`` or ``on_progress`` is not one.
+                ``policy`` or ``on_progress`` is not one (a callback of no argument).
         """
         return self.faceswap.wait_for_result(
             task_id, policy=policy, timeout=timeout, on_progress=on_progress

@@ -11,21 +11,31 @@ import contextlib
 import weakref
 from collections.abc import Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 from ._in_process import InProcessOnly
-from .errors import GPTunnelError
+from ._sansio.text import clip
+from .errors import GPTunnelError, UsageError
 
 __all__ = ["AsCompleted", "wait_many"]
 
 R = TypeVar("R")
 
 
+_CLOSED_UNDER_A_STEP: Final = (
+    "this as_completed was closed while this step of its iteration waited for the next "
+    "outcome (another task iterating it was cancelled, or closed it); the waits still "
+    "running were cancelled"
+)
+"""What a step waiting in one task is told when the iteration is closed from another."""
+
+
 class AsCompleted(InProcessOnly, Generic[R]):
     """An async iterator of waits' outcomes in the order they finish.
 
     Each finished task is yielded. A failure (``TaskFailedError``, ``WaitTimeoutError``,
-    an ``APIError`` that ends a wait) is yielded as the exception object when created
+    an ``APIError`` that ends a wait, a ``UsageError`` for a wait whose ``on_progress``
+    cancelled the asyncio task it runs in) is yielded as the exception object when created
     with ``return_exceptions=True``; otherwise it is raised by the iteration, the other
     waits go on, and iterating the same object again carries on with the next one:
 
@@ -53,6 +63,11 @@ class AsCompleted(InProcessOnly, Generic[R]):
     iterator is dropped (at once in CPython; keep no other reference to it, or use
     ``async with``). You get one from an ``as_completed`` call rather than building it.
 
+    Several tasks may iterate one at once (workers sharing the outcomes): each outcome
+    goes to one of them, and each one's loop ends once every outcome is taken. If one
+    of them is cancelled (or closes it), the waits are cancelled and a step waiting in
+    another raises ``UsageError``.
+
     Args:
         waiters: the waits, not started yet (``TaskWaiter``s, or the coroutines of
             ``WebhookReceiver.wait_for_result``).
@@ -75,7 +90,10 @@ class AsCompleted(InProcessOnly, Generic[R]):
         self._return_exceptions = return_exceptions
         self._left = len(self._waiters)
         self._running: set[asyncio.Task[Any]] = set()
+        self._task_ids: dict[asyncio.Task[Any], str | None] = {}
+        """Which task each running wait waits for, to name one cancelled from within."""
         self._finished: asyncio.Queue[asyncio.Task[Any]] | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<AsCompleted left={self._left} running={len(self._running)}>"
@@ -85,6 +103,7 @@ class AsCompleted(InProcessOnly, Generic[R]):
         for waiter in self._waiters:
             task = asyncio.create_task(waiter)
             self._running.add(task)
+            self._task_ids[task] = _task_id_of(waiter)
             task.add_done_callback(self._running.discard)
             task.add_done_callback(finished.put_nowait)
             task.add_done_callback(_retrieve)
@@ -102,13 +121,17 @@ class AsCompleted(InProcessOnly, Generic[R]):
             self._finished = self._start()
         if self._left == 0:
             raise StopAsyncIteration
+        # This step's outcome, taken before it comes: a step in another task (workers
+        # sharing one iterator) then never waits for an outcome that will not come.
+        self._left -= 1
         try:
             task = await self._finished.get()
         except asyncio.CancelledError:
             await self.aclose()  # cancelled: no wait goes on polling behind the caller
             raise
-        self._left -= 1
-        error = task.exception()  # a wait cancelled from outside raises CancelledError here
+        if self._closed:  # by another task, while this step waited: told, not ended quietly
+            raise UsageError(_CLOSED_UNDER_A_STEP)
+        error = _error_of(task, self._task_ids.pop(task, None))
         if error is None:
             outcome: R = task.result()
             return outcome
@@ -120,11 +143,13 @@ class AsCompleted(InProcessOnly, Generic[R]):
     async def aclose(self) -> None:
         """Cancel the waits still running, and wait until they have stopped."""
         running = list(self._running)
+        self._closed = True
         _close_unstarted(self._waiters)
         self._waiters.clear()
         self._left = 0
         _cancel_all(self._running)
         await asyncio.gather(*running, return_exceptions=True)
+        self._task_ids.clear()
 
     async def __aenter__(self) -> Self:
         return self
@@ -167,9 +192,9 @@ async def wait_many(
     every wait has ended, the first failure (in the order given) is raised. No failure
     cancels another wait; cancelling this call cancels them all.
     """
-    tasks = [asyncio.create_task(waiter) for waiter in waiters]
-    await _run_to_the_end(tasks)
-    ended = [_ended(task) for task in tasks]  # every one, so no error goes unretrieved
+    started = [(asyncio.create_task(waiter), _task_id_of(waiter)) for waiter in waiters]
+    await _run_to_the_end([task for task, _ in started])
+    ended = [_ended(task, task_id) for task, task_id in started]  # every one: none raises
     return outcomes_in_order(ended, return_exceptions=return_exceptions)
 
 
@@ -185,10 +210,36 @@ async def _run_to_the_end(tasks: list[asyncio.Task[Any]]) -> None:
         await asyncio.wait(tasks)
 
 
-def _ended(task: asyncio.Task[Any]) -> tuple[Any, BaseException | None]:
-    """An ended task's ``(result, None)``, or ``(None, error)`` if it raised ``error``."""
-    error = task.exception()  # a wait cancelled from outside raises CancelledError here
+def _ended(task: asyncio.Task[Any], task_id: str | None) -> tuple[Any, BaseException | None]:
+    """An ended wait's ``(result, None)``, or ``(None, error)`` if it raised ``error``
+    (see :func:`_error_of`)."""
+    error = _error_of(task, task_id)
     return (task.result() if error is None else None), error
+
+
+def _task_id_of(waiter: Coroutine[Any, Any, Any]) -> str | None:
+    """The id of the task ``waiter`` waits for, if it says (a ``TaskWaiter`` does)."""
+    task_id = getattr(waiter, "task_id", None)
+    return task_id if isinstance(task_id, str) else None
+
+
+def _error_of(task: asyncio.Task[Any], task_id: str | None) -> BaseException | None:
+    """The error an ended wait (the asyncio task running it) raised, or ``None``.
+
+    A wait cancelled while the call running it was not (its ``on_progress`` cancelled
+    the task it runs in, meaning to stop that one wait) ended with ``UsageError``
+    naming its task: its ``CancelledError``, handed on, would read as the caller's own
+    cancellation, and end the caller (or vanish in a ``TaskGroup``) with the other
+    waits' outcomes unread. The caller's own cancellation never comes here: it
+    cancels every wait and is raised as it is."""
+    if not task.cancelled():
+        return task.exception()
+    which = "a task" if task_id is None else f"task {clip(task_id)!r}"
+    return UsageError(
+        f"the wait for {which} was cancelled from within (its on_progress cancelled the "
+        f"asyncio task it runs in?), not by the call that runs it; to stop every wait, "
+        f"cancel that call"
+    )
 
 
 def outcomes_in_order(

@@ -131,6 +131,12 @@ class _Driven(enum.Enum):
     ENDED = enum.auto()
 
 
+def _cancelling(task: asyncio.Task[Any] | None) -> bool:
+    """Whether ``task`` has been asked to cancel (and has not taken that back); no task
+    (a wait stepped by hand) counts as asked: who cancelled it cannot be told."""
+    return task is None or task.cancelling() > 0
+
+
 def _current_task() -> asyncio.Task[Any] | None:
     """The task running now, or ``None`` outside one (a coroutine stepped by hand)."""
     try:
@@ -175,7 +181,8 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         TaskFailedError: (when awaited or iterated) the task failed.
         WaitTimeoutError: (when awaited or iterated) the deadline passed.
         UsageError: (when awaited or iterated) the client was closed, or
-            ``on_progress`` raised ``StopIteration`` or ``StopAsyncIteration``; (when
+            ``on_progress`` raised ``StopIteration``, ``StopAsyncIteration``, or a
+            ``CancelledError`` while the wait was not cancelled; (when
             iterated) an earlier step was cancelled, which ended the wait.
         APIError: (when awaited or iterated) an error that is not transient, such as
             400, 401, 402, 403 or 404.
@@ -497,6 +504,16 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
                 f"on_progress raised {type(exc).__name__}, which would end the "
                 f"iteration of the wait as if it were over (an iterator of its own ran "
                 f"out?); the wait ends here"
+            ) from exc
+        except asyncio.CancelledError as exc:
+            if _cancelling(_current_task()):  # this task's own cancellation: goes on as it is
+                raise
+            # Not asked of this task (a cancelled future the callback awaited or returned,
+            # or a CancelledError it raised): handed on, it would read as the caller's
+            # cancellation, and end its task (or vanish in a TaskGroup) with no result.
+            raise UsageError(
+                "on_progress raised CancelledError though the wait was not cancelled (it "
+                "awaited or returned a cancelled future?); the wait ends here"
             ) from exc
 
     # -- async iterator -------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Generic, Protocol, TypeVar
 from . import _checks, _timing
 from ._polling import TaskWaiter
 from ._sansio.throttle import ThrottleGates
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UsageError
 
 __all__ = ["throttle"]
 
@@ -171,6 +171,9 @@ class _Reads(Generic[E]):
 
         Raises:
             Exception: whatever the source raises, as it raises it.
+            UsageError: the read was cancelled, though the caller was not (the source's
+                own code cancelled the task reading it): a ``CancelledError`` would read
+                as the caller's cancellation.
         """
         if self._step is None:
             self._step = asyncio.ensure_future(anext(self._source))
@@ -178,6 +181,12 @@ class _Reads(Generic[E]):
         if not done:
             return _Read.DUE
         finished, self._step = self._step, None
+        if finished.cancelled():  # not by the caller: its own cancellation comes at the wait
+            raise UsageError(
+                "a read of the next event was cancelled from within (an on_progress that "
+                "cancelled the asyncio task it runs in?), not by the code iterating "
+                "throttle(); to stop the wait, leave the loop or cancel that code"
+            )
         try:
             return finished.result()
         except StopAsyncIteration:

@@ -24,10 +24,10 @@ from ._checks import (
     check_task_id,
     check_text,
     describe,
-    function,
     hide_webhook_token,
     instance_of,
     json_values,
+    one_argument_function,
     optional,
     valid_unicode,
     webhook_token,
@@ -243,7 +243,7 @@ class TaskResource(InProcessOnly, Generic[T]):
 
         Raises:
             ConfigurationError: ``task_id`` is empty, blank or over 256 characters, or
-                ``policy`` or ``on_progress`` is not one.
+                ``policy`` or ``on_progress`` is not one (a callback of no argument).
         """
         read = self._reader(task_id)  # built once: a URL costs ~8 % of a read (performance.md)
         checked = self._wait_policy(policy, timeout, on_progress)
@@ -258,7 +258,7 @@ class TaskResource(InProcessOnly, Generic[T]):
         """The policy a wait with these arguments runs under (its ``timeout`` in it),
         once each argument is checked (``ConfigurationError`` if one is not one)."""
         optional(instance_of(PollPolicy), "policy", policy)
-        optional(function, "on_progress", on_progress)
+        optional(one_argument_function, "on_progress", on_progress)
         chosen = policy or self._default_policy()
         return chosen if timeout is NOT_GIVEN else attrs.evolve(chosen, timeout=timeout)
 
@@ -324,7 +324,8 @@ class TaskResource(InProcessOnly, Generic[T]):
             context manager that cancels the waits still running when it ends.
 
         Raises:
-            ConfigurationError: ``task_ids`` is one string, or holds a blank id.
+            ConfigurationError: ``task_ids`` is one string, or holds a blank id; or
+                ``policy`` or ``on_progress`` is not one (a callback of no argument).
         """
         waiters = self._waiters(task_ids, policy, timeout, on_progress)
         return AsCompleted(waiters, return_exceptions=return_exceptions)
@@ -374,7 +375,8 @@ class TaskResource(InProcessOnly, Generic[T]):
             of ``task_ids``.
 
         Raises:
-            ConfigurationError: ``task_ids`` is one string, or holds a blank id.
+            ConfigurationError: ``task_ids`` is one string, or holds a blank id; or
+                ``policy`` or ``on_progress`` is not one (a callback of no argument).
             GPTunnelError: without ``return_exceptions``, the first failure in the order
                 given, once every wait has ended (no failure cancels another wait).
         """

@@ -170,6 +170,9 @@ BAD_WAIT_ARGUMENTS: list[Any] = [
     pytest.param({"timeout": float("nan")}, "timeout", id="a NaN timeout"),
     pytest.param({"policy": "fast"}, "policy", id="a policy that is none"),
     pytest.param({"on_progress": 5}, "on_progress", id="an on_progress that is no function"),
+    pytest.param(
+        {"on_progress": lambda: None}, "on_progress", id="an on_progress that takes no event"
+    ),
 ]
 
 

@@ -605,10 +605,20 @@ def _generator_method(self: Hook, details: object) -> Iterator[None]:
         # staticmethod: a bare partial as a class attribute warns on Python 3.13
         (staticmethod(functools.partial(_async_method, None)), "not async def"),
         (_generator_method, "generator"),
+        (lambda self: None, "must take one argument"),
+        (lambda self, details, more: None, "must take one argument"),
         ("a string", "must be a function"),
         (None, "must be a function"),
     ],
-    ids=["async def", "a partial of an async def", "a generator", "a string", "None"],
+    ids=[
+        "async def",
+        "a partial of an async def",
+        "a generator",
+        "no details",
+        "more than the details",
+        "a string",
+        "None",
+    ],
 )
 def test_a_hook_method_that_would_never_run_is_refused(method: str, body: Any, said: str) -> None:
     before = get_hooks()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,8 +17,10 @@ from gptunnel_async import (
     GPTunnelClient,
     GPTunnelError,
     NotFoundError,
+    ProgressEvent,
     Task,
     TaskFailedError,
+    UsageError,
 )
 from gptunnel_async._many import AsCompleted, outcomes_in_order
 
@@ -167,6 +170,48 @@ async def test_breaking_out_of_as_completed_cancels_the_waits_and_leaves_no_erro
     assert reported == []
 
 
+async def test_tasks_sharing_one_as_completed_each_end_when_every_outcome_is_taken(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    """The worker whose step waited when the other took the last outcome waited forever."""
+    finished = client.as_completed(["done-a", "done-b", "fail-c"], return_exceptions=True)
+
+    async def worker() -> list[object]:
+        return [outcome async for outcome in finished]
+
+    workers = [asyncio.create_task(worker()) for _ in range(3)]
+    await tasks.until_read(3)
+    for task_id in ["done-a", "fail-c", "done-b"]:
+        tasks.release(task_id)
+    async with asyncio.timeout(HANG_GUARD):
+        taken = [outcome for outcomes in await asyncio.gather(*workers) for outcome in outcomes]
+    assert sorted(outcome.id for outcome in taken if isinstance(outcome, Task)) == [
+        "done-a",
+        "done-b",
+    ]
+    assert [type(outcome) for outcome in taken if not isinstance(outcome, Task)] == [
+        TaskFailedError
+    ]
+
+
+async def test_cancelling_one_task_sharing_as_completed_tells_the_others(
+    client: GPTunnelClient, tasks: Tasks
+) -> None:
+    """The other worker waited forever, or (once every wait was cancelled) took each
+    cancelled wait for one its own callback cancelled."""
+    finished = client.as_completed(["done-60000"] * 3, timeout=600)
+    first, second = (asyncio.create_task(anext(finished)) for _ in range(2))
+    await tasks.until_read(3)
+    first.cancel()
+    async with asyncio.timeout(HANG_GUARD):
+        with pytest.raises(UsageError, match="as_completed was closed while this step"):
+            await second
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert client_tasks() == []
+    assert [outcome async for outcome in finished] == []
+
+
 async def test_wait_many_returns_tasks_in_the_order_given(
     client: GPTunnelClient, tasks: Tasks
 ) -> None:
@@ -202,6 +247,68 @@ async def test_cancelling_wait_many_cancels_every_wait(
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert client_tasks() == []
+
+
+def cancel_own_wait_of(task_id: str) -> Callable[[ProgressEvent[Any]], None]:
+    """An ``on_progress`` that cancels the asyncio task its wait runs in, on an event of
+    ``task_id``: meaning to stop that one wait."""
+
+    def cancel(event: ProgressEvent[Any]) -> None:
+        if event.task_id == task_id:
+            running = asyncio.current_task()
+            assert running is not None
+            running.cancel()
+
+    return cancel
+
+
+@pytest.mark.parametrize("return_exceptions", [True, False])
+async def test_a_wait_cancelled_from_its_own_callback_is_a_usage_error_in_wait_many(
+    client: GPTunnelClient, tasks: Tasks, return_exceptions: bool
+) -> None:
+    """The wait's CancelledError was raised from wait_many, whose caller was never
+    cancelled (a TaskGroup drops it silently), with the other waits' outcomes unread."""
+    reported: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(context))
+    waiting = client.wait_many(
+        ["done-60000", "fail-0", "done-0"],
+        on_progress=cancel_own_wait_of("done-60000"),
+        timeout=600,
+        return_exceptions=return_exceptions,
+    )
+    if return_exceptions:
+        outcomes = await waiting
+        assert isinstance(outcomes[0], UsageError) and "'done-60000'" in str(outcomes[0])
+        assert isinstance(outcomes[1], TaskFailedError)
+        assert isinstance(outcomes[2], Task) and outcomes[2].is_done
+    else:
+        with pytest.raises(UsageError, match="'done-60000' was cancelled from within"):
+            await waiting
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    gc.collect()
+    assert reported == []  # no error left unretrieved
+
+
+@pytest.mark.parametrize("return_exceptions", [True, False])
+async def test_a_wait_cancelled_from_its_own_callback_is_a_usage_error_in_as_completed(
+    client: GPTunnelClient, tasks: Tasks, return_exceptions: bool
+) -> None:
+    async with client.as_completed(
+        ["done-60000", "done-0"],
+        on_progress=cancel_own_wait_of("done-60000"),
+        timeout=600,
+        return_exceptions=return_exceptions,
+    ) as finished:
+        outcomes: list[object] = []
+        while len(outcomes) < 2:
+            try:
+                outcomes.append(await next_outcome(finished))
+            except UsageError as error:
+                outcomes.append(error)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, UsageError)]
+    assert len(errors) == 1 and "task 'done-60000' was cancelled from within" in str(errors[0])
+    assert [outcome.id for outcome in outcomes if isinstance(outcome, Task)] == ["done-0"]
 
 
 async def test_an_empty_list_waits_for_nothing(client: GPTunnelClient, tasks: Tasks) -> None:

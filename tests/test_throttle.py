@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gptunnel_async import ConfigurationError, ProgressEvent, Task, TaskFailedError, throttle
+from gptunnel_async import (
+    ConfigurationError,
+    ProgressEvent,
+    Task,
+    TaskFailedError,
+    UsageError,
+    throttle,
+)
 from gptunnel_async._sansio.throttle import FORGET_AFTER, FORGET_FROM, ThrottleGate, ThrottleGates
 from gptunnel_async.fleet import FleetProgress
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
@@ -311,6 +318,32 @@ async def test_a_real_wait_throttled_ends_with_its_done_event() -> None:
     assert _keys(got) == [*steps, ("done", 100)]
 
 
+async def test_a_wait_whose_callback_cancels_its_own_read_ends_with_usage_error() -> None:
+    """The cancelled read's CancelledError was raised into the loop over ``throttle``,
+    which nothing had cancelled."""
+    steps = [("running", 10), ("running", 50), ("done", 100)]
+
+    def cancel_own_read(event: ProgressEvent[Task]) -> None:
+        if event.percent == 50:
+            running = asyncio.current_task()
+            assert running is not None
+            running.cancel()
+
+    got: list[int] = []
+    async with FakeGPTunnel() as fake:
+        task_id = fake.script_task(steps=steps)
+        with instant_waits():
+            async with fake.client() as client:
+                waiter = client.wait_for_result(task_id, on_progress=cancel_own_read)
+                events = throttle(waiter, every=0)
+                got.append((await anext(events)).percent)
+                with pytest.raises(UsageError, match="cancelled from within"):
+                    await anext(events)
+    assert got == [10]
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+
+
 async def test_leaving_a_real_wait_early_closes_it() -> None:
     async with FakeGPTunnel() as fake:
         task_id = fake.script_task(steps=[("running", p) for p in range(0, 100, 10)])
@@ -410,6 +443,15 @@ async def test_a_clock_that_gives_no_seconds_is_a_configuration_error(reading: A
     with pytest.raises(ConfigurationError, match="clock must give the time in seconds"):
         async for _ in throttle(source, every=1, clock=lambda: reading):
             pass
+
+
+@pytest.mark.parametrize(
+    "clock", [lambda now: 0.0, lambda *, tz: 0.0], ids=["an argument", "a keyword-only"]
+)
+async def test_a_clock_that_cannot_be_called_without_arguments_is_refused(clock: Any) -> None:
+    """It failed with a bare TypeError at its first reading."""
+    with pytest.raises(ConfigurationError, match=r"clock must take no argument.*\(clock\(\)\)"):
+        await anext(throttle(Source([_event("running", 10)]), every=1, clock=clock))
 
 
 async def test_a_clock_of_any_real_number_is_read() -> None:

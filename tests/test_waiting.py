@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import functools
 import inspect
 import logging
 import pickle
@@ -868,6 +869,55 @@ async def test_the_task_that_steps_a_wait_by_hand_may_close_it_between_steps(
     assert api.requests == []
 
 
+class _TakesTwo:
+    def __call__(self, event: object, message: object) -> None:
+        """A bot's edit helper, passed without its message."""
+
+
+def _takes_event_and_message(event: object, message: object) -> None:
+    """A bot's edit helper, passed without its message."""
+
+
+ONE_ARGUMENT_REFUSED: dict[str, Any] = {
+    "lambda: none": lambda: None,
+    "two required": _takes_event_and_message,
+    "keyword only": lambda *, event: None,
+    "callable object of two": _TakesTwo(),
+}
+
+ONE_ARGUMENT_TAKEN: dict[str, Any] = {
+    "plain": lambda event: None,
+    "varargs": lambda *events: None,
+    "a default after": lambda event, message=None: None,
+    "partial of two": functools.partial(_takes_event_and_message, message=None),
+    "bound method": [].append,
+    "builtin": print,
+    "builtin without a signature": max,
+}
+
+
+TAKES_THE_EVENT = r"on_progress must take one argument, as it is called \(on_progress\(event\)\)"
+
+
+@pytest.mark.parametrize("callback", ONE_ARGUMENT_REFUSED.values(), ids=ONE_ARGUMENT_REFUSED.keys())
+async def test_an_on_progress_that_cannot_take_the_event_is_refused_before_any_read(
+    callback: Any, client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    """It failed with a bare TypeError at the first event, after a read."""
+    with pytest.raises(ConfigurationError, match=TAKES_THE_EVENT):
+        client.wait_for_result("task-1", on_progress=callback)
+    with pytest.raises(ConfigurationError, match=TAKES_THE_EVENT):
+        client.as_completed(["task-1"], on_progress=callback)
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("callback", ONE_ARGUMENT_TAKEN.values(), ids=ONE_ARGUMENT_TAKEN.keys())
+async def test_an_on_progress_that_can_take_the_event_is_taken(
+    callback: Any, client: GPTunnelClient
+) -> None:
+    client.wait_for_result("task-1", on_progress=callback).close()
+
+
 async def test_an_on_progress_that_returns_a_generator_ends_the_wait_with_configuration_error(
     client: GPTunnelClient, api: ScriptedAPI, instant: None
 ) -> None:
@@ -927,6 +977,71 @@ async def test_an_on_progress_that_raises_a_stop_ends_the_wait_loudly(
         assert "on_progress raised" in str(raised.value)
     assert isinstance(raised.value.__cause__, stop)
     assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])
+
+
+def cancelled_future() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    return future
+
+
+async def awaits_a_cancelled_future(event: ProgressEvent[Any]) -> None:
+    if event.percent == 70:
+        await cancelled_future()
+
+
+def returns_a_cancelled_future(event: ProgressEvent[Any]) -> asyncio.Future[None] | None:
+    return cancelled_future() if event.percent == 70 else None
+
+
+def raises_cancelled_error(event: ProgressEvent[Any]) -> None:
+    if event.percent == 70:
+        raise asyncio.CancelledError
+
+
+STRAY_CANCELLATIONS: dict[str, Any] = {
+    "awaits a cancelled future": awaits_a_cancelled_future,
+    "returns a cancelled future": returns_a_cancelled_future,
+    "raises CancelledError": raises_cancelled_error,
+}
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+@pytest.mark.parametrize("callback", STRAY_CANCELLATIONS.values(), ids=STRAY_CANCELLATIONS.keys())
+async def test_an_on_progress_cancellation_not_of_the_wait_ends_it_with_usage_error(
+    mode: str, callback: Any, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    """A callback's own CancelledError (an edit call whose future was cancelled) reached
+    the caller as a cancellation it never asked for: its task ended cancelled, with no
+    result and no error (a TaskGroup drops a cancelled child silently)."""
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+    seen: list[ProgressEvent[Any]] = []
+    waiter = client.wait_for_result("task-1", on_progress=callback)
+    waiting = asyncio.ensure_future(waiter if mode == "await" else collect(waiter, seen))
+    with pytest.raises(UsageError, match="on_progress raised CancelledError") as raised:
+        await waiting
+    assert isinstance(raised.value.__cause__, asyncio.CancelledError)
+    assert [event.percent for event in seen] == ([20] if mode == "iterate" else [])
+
+
+@pytest.mark.parametrize("mode", ["await", "iterate"])
+async def test_an_on_progress_that_cancels_its_own_task_cancels_the_wait(
+    mode: str, client: GPTunnelClient, api: ScriptedAPI, instant: None
+) -> None:
+    api.script(*steps(("running", 20), ("running", 70), ("done", 100)))
+
+    async def cancel_and_go_on(event: ProgressEvent[Any]) -> None:
+        if event.percent == 70:
+            running = asyncio.current_task()
+            assert running is not None
+            running.cancel()
+            await asyncio.sleep(0)
+
+    waiter = client.wait_for_result("task-1", on_progress=cancel_and_go_on)
+    waiting = asyncio.ensure_future(waiter if mode == "await" else collect(waiter, []))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert waiting.cancelled()
 
 
 # -- which task's wait an error ended ---------------------------------------------------

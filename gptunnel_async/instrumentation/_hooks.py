@@ -15,7 +15,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from .._checks import describe, plain_function
+from .._checks import callable_as, describe, plain_function
 from .._logging import log_with_fields, logger
 from ..errors import APIConnectionError, ConfigurationError, GPTunnelError
 
@@ -300,11 +300,13 @@ def set_hooks(hooks: Iterable[Hook]) -> None:
 
 
 def _checked(hook: Hook, name: str) -> Callable[[Any], None]:
-    """``hook``'s method ``name``, which must be a plain function: the SDK calls it inline
-    and awaits nothing; ``ConfigurationError`` otherwise."""
+    """``hook``'s method ``name``, which must be a plain function taking the details: the
+    SDK calls it inline with them and awaits nothing; ``ConfigurationError`` otherwise
+    (a method of no argument failed at each call, logged as the hook failing)."""
     where = f"{type(hook).__qualname__}.{name}"
     try:
-        return plain_function(where, getattr(hook, name))  # type: ignore[no-any-return]
+        method = plain_function(where, getattr(hook, name))
+        return callable_as(where, method, (None,), f"{where}(details)")  # type: ignore[no-any-return]
     except ConfigurationError as exc:
         raise ConfigurationError(
             f"{exc}; hooks run inline on the event loop: for async work, hand the details "

@@ -587,13 +587,14 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
 async def _save(
     fetch: _Fetch, response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
 ) -> None:
-    """Copy the body into ``file``, refusing more than ``max_bytes`` (as decoded)."""
+    """Copy the body into ``file``, decoded, refusing more than ``max_bytes`` (as decoded)
+    and a body in a content coding the SDK cannot undo (``DownloadError`` both)."""
     if response.content_length is not None and response.content_length > max_bytes:
         raise DownloadError(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
     written = 0
-    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session))
+    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session, error=DownloadError))
     while True:
         # Each read within the client's timeout by a timer of the SDK's own: aiohttp's
         # (sock_read) is lost with a connection its session drops on close(), a lent

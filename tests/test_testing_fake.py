@@ -1032,6 +1032,42 @@ async def test_the_request_log_dump_is_the_documented_json(
     assert [request["path"] for request in dump["storage"]] == ["/results/none.png"]
 
 
+REAL_KEY = "sk-live-0123456789abcdefREAL"
+
+
+@pytest.mark.parametrize("header", ["Authorization", "proxy-authorization"])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (REAL_KEY, False),
+        (f"Bearer {REAL_KEY}", False),
+        ("", False),
+        ("{key}", True),
+        ("Bearer {key}", True),
+    ],
+)
+async def test_the_request_log_dump_shows_no_credential_but_the_emulators_key(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession, header: str, value: str, shown: bool
+) -> None:
+    """``GET /_emulator/requests`` needs no key: a credential sent to the API or to
+    storage that does not hold the emulator's own key (a bot run with its real GPTunnel
+    key in the environment) shows masked, to whoever reads the dump; the emulator's
+    key (printed when it starts) and a ``Bearer`` mistake with it show as sent."""
+    sent = value.format(key=fake.api_key)
+    async with http.get(f"{fake.base_url}/balance", headers={header: sent}):
+        pass
+    async with http.get(f"{fake.storage_url}/results/x.png", headers={header: sent}):
+        pass
+    async with http.get(f"{fake.control_url}/requests") as answer:
+        text = await answer.text()
+    dump = json.loads(text)
+    for request in (*dump["api"], *dump["storage"]):
+        [got] = [v for k, v in request["headers"].items() if k.lower() == header.lower()]
+        assert got == (sent if shown else "*** (not this emulator's key)")
+    assert REAL_KEY not in text
+    assert [r.headers[header] for r in fake.requests] == [sent]  # kept as sent, in-process
+
+
 @pytest.mark.parametrize("endpoint", ["tasks", "faults"])
 async def test_a_control_body_announced_over_the_bound_is_refused_before_it_is_sent(
     fake: FakeGPTunnel, endpoint: str

@@ -154,17 +154,17 @@ def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
 
 
 async def _write_logs(
-    response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]]
+    response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]], api_key: str
 ) -> None:
-    """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`,
-    written as it is made. A header, path or query byte that is not UTF-8 (aiohttp keeps
-    it as a lone surrogate) is written as its JSON escape (``\\udcff``), as the whole
-    dump was before: UTF-8 cannot encode it."""
+    """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`
+    (credentials other than ``api_key`` masked), written as it is made. A header, path
+    or query byte that is not UTF-8 (aiohttp keeps it as a lone surrogate) is written as
+    its JSON escape (``\\udcff``), as the whole dump was before: UTF-8 cannot encode it."""
     opening = "{"
     for name, log in logs.items():
         await response.write(f"{opening}{json.dumps(name)}: [".encode())
         for index, record in enumerate(log):
-            text = json.dumps(_request_json(record), ensure_ascii=False)
+            text = json.dumps(_request_json(record, api_key), ensure_ascii=False)
             chunk = f"{', ' if index else ''}{text}"
             await response.write(chunk.encode("utf-8", "backslashreplace"))
         await response.write(b"]")
@@ -173,14 +173,35 @@ async def _write_logs(
     await response.write_eof()
 
 
-def _request_json(request: RecordedRequest) -> dict[str, Any]:
+CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+"""The headers (lower case) whose value the request log's dump masks unless it holds
+the emulator's own key."""
+
+OTHER_CREDENTIAL: Final = "*** (not this emulator's key)"
+"""What the dump shows for a credential that does not hold the emulator's key."""
+
+
+def _request_json(request: RecordedRequest, api_key: str) -> dict[str, Any]:
+    """``request`` as the dump shows it. A credential header that does not hold
+    ``api_key`` (the emulator's own, printed when it starts) shows as
+    :data:`OTHER_CREDENTIAL`: the endpoint needs no key, and a bot pointed at the
+    emulator with its real GPTunnel key in the environment sends that key here."""
+    headers = {  # each name once, with its first value, as dict(headers) has it
+        name: _shown(name, request.headers[name], api_key) for name in request.headers
+    }
     return {
         "method": request.method,
         "path": request.path,
         "query": dict(request.query),
-        "headers": dict(request.headers),
+        "headers": headers,
         "body": request.body.decode("utf-8", "replace"),
     }
+
+
+def _shown(name: str, value: str, api_key: str) -> str:
+    if name.lower() in CREDENTIAL_HEADERS and not (api_key and api_key in value):
+        return OTHER_CREDENTIAL
+    return value
 
 
 Handler = Callable[[web.Request], Any]
@@ -200,7 +221,7 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
             try:
                 async with asyncio.timeout(DUMP_SECONDS):
                     await response.prepare(request)
-                    await _write_logs(response, logs)
+                    await _write_logs(response, logs, fake.api_key)
             except TimeoutError:  # a reader that stalls does not hold the others off
                 if request.transport is not None:
                     request.transport.abort()

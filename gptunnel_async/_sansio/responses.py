@@ -218,7 +218,8 @@ def error_from_response(
         param=field("param"),
         code=field("code"),
         retry_after=retry_after,
-        hint=_hint_for(status, fields, result_file=result_file),
+        hint=_hint_for(status, fields, result_file=result_file)
+        or _redirect_hint(status, headers, secret, result_file=result_file),
     )
 
 
@@ -227,6 +228,22 @@ def _hint_for(status: int, fields: Mapping[str, Any], *, result_file: bool) -> s
     if result_file:
         return RESULT_GONE if status in _GONE_STATUSES else None
     return _NO_ENDPOINT if status == 404 and not fields else None
+
+
+def _redirect_hint(
+    status: int, headers: Mapping[str, str], secret: str | None, *, result_file: bool
+) -> str | None:
+    """For an API answer that redirects (a 3xx with a ``Location``): where to, masked and
+    bounded, and why the SDK stopped there. An ``http://`` ``base_url`` the server sends
+    to ``https://``, or a moved API, otherwise read as a bare ``301: HTTP 301``."""
+    location = headers.get("Location") if 300 <= status < 400 and not result_file else None
+    if not location:
+        return None
+    return (
+        f"a redirect to {excerpt(location, secret, SHORT_TEXT)!r}: API requests follow no "
+        "redirect, so the key goes nowhere else; if the API has moved there, change "
+        "base_url to match"
+    )
 
 
 def check_answer(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import os
 import secrets
@@ -424,8 +425,11 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
     """One try: stream into a temporary file beside ``target``, then move it into place.
 
     The move is the last step and nothing is awaited after it, so a failure or a
-    cancellation at any earlier point leaves the folder as it was. Every failure of the
-    file system (a folder it may not write to, a full disk) is a ``DownloadError``.
+    cancellation at any earlier point leaves the folder as it was. The bytes are on the
+    disk before the move (:func:`_sync`): after a power cut, the name holds the whole
+    file or what it held before, never an empty or partial file under the final name.
+    Every failure of the file system (a folder it may not write to, a full disk, a disk
+    that reports an error on sync) is a ``DownloadError``.
     """
     path = target.path
     file, temporary = _create_temporary(path)
@@ -437,6 +441,7 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
             if target.replace:
                 _keep_mode(file.fileno(), path)
             content_type = await _stream(fetch, url, file, max_bytes)
+            _sync(file)
         if target.replace:
             os.replace(temporary, path)
             return path
@@ -445,6 +450,23 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
         raise _file_error(path, exc) from None
     finally:
         _remove(temporary)
+
+
+_CANNOT_SYNC: Final = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+"""``fsync`` errors of a file system that cannot sync a file at all (some FUSE and
+network ones): nothing more can be done there, so the download goes on as before."""
+
+
+def _sync(file: BinaryIO) -> None:
+    """Write ``file``'s bytes through to the disk (``fsync``), so that the rename after
+    it never makes the final name point at data a power cut would lose; ``OSError`` if
+    the disk reports a failure (an ``EIO``: the bytes may be lost)."""
+    file.flush()
+    try:
+        os.fsync(file.fileno())
+    except OSError as exc:
+        if exc.errno not in _CANNOT_SYNC:
+            raise
 
 
 def _typed(target: Target, content_type: str | None) -> Path:

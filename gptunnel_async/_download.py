@@ -441,7 +441,7 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
             if target.replace:
                 _keep_mode(file.fileno(), path)
             content_type = await _stream(fetch, url, file, max_bytes)
-            _sync(file)
+            await _sync(file)
         if target.replace:
             os.replace(temporary, path)
             return path
@@ -457,13 +457,29 @@ _CANNOT_SYNC: Final = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
 network ones): nothing more can be done there, so the download goes on as before."""
 
 
-def _sync(file: BinaryIO) -> None:
+async def _sync(file: BinaryIO) -> None:
     """Write ``file``'s bytes through to the disk (``fsync``), so that the rename after
     it never makes the final name point at data a power cut would lose; ``OSError`` if
-    the disk reports a failure (an ``EIO``: the bytes may be lost)."""
+    the disk reports a failure (an ``EIO``: the bytes may be lost).
+
+    The sync runs in a thread: for a large file on a slow disk it takes long enough to
+    stall every other request on the event loop. A cancellation waits for it to end
+    (the file must stay open while the thread syncs it), then goes on."""
     file.flush()
+    syncing = asyncio.get_running_loop().run_in_executor(None, _fsync, file.fileno())
     try:
-        os.fsync(file.fileno())
+        await asyncio.shield(syncing)
+    except asyncio.CancelledError:
+        while not syncing.done():  # moments: the sync is under way
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(syncing)
+        raise
+
+
+def _fsync(fd: int) -> None:
+    """``os.fsync(fd)``, passing over a file system that cannot sync a file at all."""
+    try:
+        os.fsync(fd)
     except OSError as exc:
         if exc.errno not in _CANNOT_SYNC:
             raise

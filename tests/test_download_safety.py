@@ -10,6 +10,7 @@ import inspect
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -473,6 +474,41 @@ async def test_a_sync_the_disk_fails_saves_nothing_and_one_it_cannot_do_is_passe
             with pytest.raises(DownloadError, match=os.strerror(code)):
                 await client.download_result(f"{storage.url}r.png", dest)
     assert dest.read_bytes() == (PNG if saved else b"old")
+    assert leftovers(tmp_path) == ["mine.png"]
+
+
+async def test_a_download_cancelled_during_its_sync_keeps_the_file_open_until_it_ends(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync runs in a thread (a long one must not stall the event loop); a
+    cancellation then waits for it, so the thread never syncs a closed descriptor (or
+    another file's that took its number), and ends with the caller's file as it was."""
+    entered, release = threading.Event(), threading.Event()
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        entered.set()
+        release.wait()
+        synced.append(os.fstat(fd).st_size)  # the descriptor is still the file's
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    dest = tmp_path / "mine.png"
+    dest.write_bytes(b"old")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        download = asyncio.ensure_future(client.download_result(f"{storage.url}r.png", dest))
+        await asyncio.to_thread(entered.wait)
+        assert not download.done()  # the event loop runs on while the thread syncs
+        download.cancel()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not download.done()  # held until the sync ends
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await download
+    assert synced == [len(PNG)]
+    assert dest.read_bytes() == b"old"
     assert leftovers(tmp_path) == ["mine.png"]
 
 

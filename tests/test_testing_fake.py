@@ -41,6 +41,7 @@ from gptunnel_async._images import MAX_IMAGE_BYTES
 from gptunnel_async.testing import (
     FakeGPTunnel,
     UnknownTaskError,
+    _control,
     instant_waits,
     instant_waits_enabled,
     sample_image,
@@ -1075,6 +1076,37 @@ async def test_a_control_body_announced_over_the_bound_is_refused_before_it_is_s
     answer = await announced_only(f"{fake.control_url}/{endpoint}", MAX_CONTROL_BYTES + 1)
     assert answer.split(b"\r\n")[0].split()[1] == b"413", answer
     assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize("endpoint", ["tasks", "faults"])
+async def test_a_control_body_that_stops_coming_is_answered_408(
+    fake: FakeGPTunnel, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """The control endpoints need no key: a body that stopped coming held its handler
+    and connection forever; past ``CONTROL_BODY_TIME`` it is a 408, connection closed."""
+    monkeypatch.setattr(_control, "CONTROL_BODY_TIME", 0.05)
+    answer = await announced_only(f"{fake.control_url}/{endpoint}", 100, b'{"dur')
+    assert answer.split(b"\r\n")[0].split()[1] == b"408", answer
+    assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize("endpoint", ["tasks", "faults"])
+async def test_a_control_body_cut_short_logs_no_error(
+    fake: FakeGPTunnel, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body that ends before its ``Content-Length`` (the sender hung up) is answered
+    by the endpoint, not left to aiohttp's 500 and its ERROR with a traceback."""
+    target = URL(f"{fake.control_url}/{endpoint}")
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(
+        f"POST {target.raw_path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".encode()
+        + b'{"dur'
+    )
+    writer.write_eof()  # the rest never comes: the body is cut short
+    async with asyncio.timeout(HANG_GUARD):
+        await reader.read()  # until the emulator has closed the connection
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
 
 
 async def test_the_request_log_dump_survives_a_header_and_path_that_are_not_utf8(

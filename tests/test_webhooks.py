@@ -30,6 +30,7 @@ from gptunnel_async import (
     TaskFailedError,
     WaitTimeoutError,
     WebhookVerificationError,
+    webhooks,
 )
 from gptunnel_async.instrumentation import Hook, WaitFinished, WaitStarted, get_hooks, set_hooks
 from gptunnel_async.testing import FakeGPTunnel, sample_image
@@ -233,6 +234,20 @@ async def test_a_body_announced_over_the_bound_is_refused_before_it_is_sent(
     byte of the body, and the connection is not kept for another request."""
     answer = await announced_only(receiver.url, MAX_WEBHOOK_BYTES + 1)
     assert answer.split(b"\r\n")[0].split()[1] == b"413", answer
+    assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"id": "t'])
+async def test_a_body_that_stops_coming_is_answered_408_and_its_connection_closed(
+    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, sent: bytes
+) -> None:
+    """A delivery whose body stops coming (a sender gone without closing, a slow-loris
+    with the token) held the handler and its connection forever: aiohttp's server sets
+    no deadline for a body. Past ``DELIVERY_BODY_TIME`` it is a 408, and the
+    connection is closed, its waits untouched."""
+    monkeypatch.setattr(webhooks, "DELIVERY_BODY_TIME", 0.05)
+    answer = await announced_only(receiver.url, 100, sent)
+    assert answer.split(b"\r\n")[0].split()[1] == b"408", answer
     assert b"Connection: close" in answer
 
 

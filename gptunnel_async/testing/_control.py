@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._fake import FakeGPTunnel
 
 __all__ = [
+    "CONTROL_BODY_TIME",
     "CONTROL_PREFIX",
     "MAX_CONTROL_BYTES",
     "MAX_SPEC_STEPS",
@@ -43,6 +44,11 @@ CONTROL_PREFIX: Final = "/_emulator"
 MAX_CONTROL_BYTES: Final = 2**20
 """1 MiB: the largest body a control endpoint reads (a spec is a few hundred bytes); a
 bigger one is answered 413. The endpoints need no key, and what they are sent is kept."""
+
+CONTROL_BODY_TIME: Final = 30.0
+"""Seconds a control request's body may take to arrive in full (a spec is a few hundred
+bytes): past it, 408 and the connection closed. aiohttp's server sets no deadline, and
+the endpoints need no key: a body that stopped coming held its handler forever."""
 
 DUMP_SECONDS: Final = 60.0
 """How long a reader of ``GET /_emulator/requests`` has to take the whole log; the
@@ -272,6 +278,29 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
     ]
 
 
+async def _control_body(request: web.Request) -> bytes | web.Response:
+    """A control request's body, or the answer that refuses it, closing the connection
+    (the body is not read in full): 400 cut short or not decodable, 408 not in full
+    within :data:`CONTROL_BODY_TIME`, 413 over :data:`MAX_CONTROL_BYTES`."""
+    try:
+        body = await bounded_body(request, MAX_CONTROL_BYTES, CONTROL_BODY_TIME)
+    except (web.RequestPayloadError, ConnectionError):
+        request.content.feed_eof()  # else aiohttp reads on, and logs the same error
+        return _closing("the body was cut short or does not decode", 400)
+    except TimeoutError:
+        request.content.feed_eof()
+        return _closing(f"the body did not arrive within {CONTROL_BODY_TIME:g}s", 408)
+    if body is None:
+        return _closing(f"a control request's body is at most {MAX_CONTROL_BYTES} bytes", 413)
+    return body
+
+
+def _closing(error: str, status: int) -> web.Response:
+    response = web.json_response({"error": error}, status=status)
+    response.force_close()
+    return response
+
+
 def _async(handler: Callable[[web.Request], web.Response]) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         return handler(request)
@@ -283,14 +312,9 @@ async def _changing(
     request: web.Request, change: Callable[[Any], Mapping[str, Any]]
 ) -> web.Response:
     """Apply ``change`` to the request's JSON body; a bad body or spec answers 400."""
-    body = await bounded_body(request, MAX_CONTROL_BYTES)
-    if body is None:
-        refused = web.json_response(
-            {"error": f"a control request's body is at most {MAX_CONTROL_BYTES} bytes"},
-            status=413,
-        )
-        refused.force_close()  # the rest of the body is not read
-        return refused
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         spec = json.loads(body)
         return web.json_response(dict(change(spec)))

@@ -193,6 +193,33 @@ async def test_a_task_listing_more_files_than_any_model_gives_saves_none(
     assert len(await client.download_results(hundred, tmp_path / "")) == 100
 
 
+async def test_files_saved_before_a_failure_are_kept_and_named_in_its_note(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    """Clip 2's result has expired: clips 0 and 1 stay, and the error says where (a
+    caller that saves again would otherwise make ``0-1.mp3`` beside ``0.mp3``)."""
+    storage.routes.update({f"/m/{n}.mp3": serve_bytes(b"ID3") for n in range(2)})
+    clips = [{"audio_url": f"{storage.url}m/{n}.mp3"} for n in range(3)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(NotFoundError) as raised:
+        await client.download_results(task, tmp_path)
+    assert folder_listing(tmp_path) == ["0.mp3", "1.mp3"]
+    [note] = raised.value.__notes__
+    assert (
+        note == f"saved before this failure, and kept: {tmp_path / '0.mp3'}, {tmp_path / '1.mp3'}"
+    )
+
+
+async def test_a_failure_before_any_file_is_saved_has_no_note(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    clips = [{"audio_url": f"{storage.url}m/{n}.mp3"} for n in range(2)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(NotFoundError) as raised:
+        await client.download_results(task, tmp_path)
+    assert not getattr(raised.value, "__notes__", None)
+
+
 async def test_a_media_task_with_several_files_asks_for_one_url(
     client: GPTunnelClient, tmp_path: Path
 ) -> None:

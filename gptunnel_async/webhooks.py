@@ -46,6 +46,7 @@ from ._checks import (
     describe,
     http_url,
     optional,
+    without_userinfo,
 )
 from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
@@ -261,7 +262,7 @@ class WebhookReceiver(InProcessOnly):
         secret: the token to require; by default a fresh random one (32 bytes).
         api_key: the key masked in what ``receive`` returns or raises; by default
             ``$GPTUNNEL_API_KEY``, as for ``GPTunnelClient``. Never shown in the
-            receiver's ``repr``.
+            receiver's ``repr``, nor is the secret, nor a password in ``public_url``.
 
     Raises:
         ConfigurationError: the URL is not an absolute http(s) URL, the secret is short,
@@ -288,7 +289,8 @@ class WebhookReceiver(InProcessOnly):
         self.secret = secret or secrets.token_urlsafe(32)
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
         """The callback URL to pass as ``webhook=``: ``public_url`` with the token."""
-        self._public_url = str(base)
+        self._public_url = without_userinfo(str(base))
+        """``public_url`` as the ``repr`` shows it: a password in it as ``***``."""
         self._waiting: dict[str, set[asyncio.Future[_Delivery]]] = {}
         """The waits on each task, each given the delivery to read as its family's."""
         self._arrived: OrderedDict[str, _Delivery] = OrderedDict()

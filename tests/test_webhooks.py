@@ -262,6 +262,15 @@ def test_each_receiver_makes_its_own_secret_and_never_shows_it() -> None:
     assert one.secret not in repr(one)
 
 
+@pytest.mark.parametrize("userinfo", ["user:pw-of-the-hook@", "only-a-user-name@", ":pw-alone@"])
+def test_a_password_in_the_public_url_is_never_shown_in_the_repr(userinfo: str) -> None:
+    """The receiver's ``repr`` (in logs, in an error tracker's locals) hid the secret but
+    showed ``public_url`` whole, its password too."""
+    receiver = WebhookReceiver(f"https://{userinfo}bot.example/hook")
+    assert repr(receiver) == "WebhookReceiver('https://***@bot.example/hook')"
+    assert receiver.url.startswith(f"https://{userinfo}bot.example/hook?")  # sent as given
+
+
 @pytest.mark.parametrize(
     ("url", "secret"),
     [

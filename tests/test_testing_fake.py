@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import pickle
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -58,7 +60,7 @@ from gptunnel_async.testing._state import (
     RecordedRequest,
 )
 
-from .conftest import HANG_GUARD, announced_only
+from .conftest import HANG_GUARD, announced_only, loopback_server
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK_KEYS = {"id", "parentId", "object", "type", "percent", "status", "result", "error", "usage"}
@@ -1107,6 +1109,58 @@ async def test_a_control_body_cut_short_logs_no_error(
         await reader.read()  # until the emulator has closed the connection
     writer.close()
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+@pytest.mark.parametrize(
+    "webhook", ["http://[::1/x?token=t", "http:///x", "https://", "http://:80/"]
+)
+@pytest.mark.parametrize("path", ["faceswap/create", "media/create"])
+async def test_a_webhook_url_that_cannot_be_posted_to_is_refused_at_create(
+    fake: FakeGPTunnel,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    webhook: str,
+    path: str,
+) -> None:
+    """It was taken, and its delivery then died unseen: a task exception nobody
+    retrieved, logged as an ERROR with the URL (its token too) in the traceback."""
+    body: dict[str, Any] = {"webhook": webhook}
+    if path == "media/create":
+        body |= {"model": "flux-pro", "prompt": "a fox"}
+    else:
+        body |= {"sourceImage": "https://a.example/1.png", "faceImage": "https://a.example/2.png"}
+    key = {"Authorization": fake.api_key}
+    async with http.post(f"{fake.base_url}/{path}", json=body, headers=key) as answer:
+        refused = await answer.json()
+    if path == "media/create":
+        assert (refused["code"], refused["issues"][0]["path"]) == (3, ["webhook"])
+    else:
+        assert (answer.status, refused["error"]["param"]) == (400, "webhook")
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "ftp://bot.example/hook", "http:///x", 5])
+async def test_forge_webhook_refuses_a_url_it_cannot_post_to(fake: FakeGPTunnel, url: Any) -> None:
+    with pytest.raises(ConfigurationError, match="url must be an http"):
+        await fake.forge_webhook(url, task_id="t-1")
+
+
+async def test_a_delivery_that_fails_logs_no_token(
+    fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook host that redirects forever: aiohttp's error quotes the whole URL, and
+    the DEBUG line of the lost delivery showed the receiver's token with it."""
+
+    async def forever(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(str(request.url))
+
+    token = "a-receivers-token-0123456789"
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async.testing")
+    async with loopback_server(forever) as server:
+        url = str(server.make_url("/hook").with_query(token=token))
+        assert await fake.forge_webhook(url, task_id="t-1") is None
+    lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert lines and all(token not in line for line in lines), lines
 
 
 async def test_the_request_log_dump_survives_a_header_and_path_that_are_not_utf8(

@@ -18,6 +18,7 @@ from gptunnel_async import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    AuthenticationError,
     ConfigurationError,
     DownloadError,
     GPTunnelClient,
@@ -29,7 +30,12 @@ from gptunnel_async import (
     Task,
 )
 from gptunnel_async._sansio.requests import RequestBuilder
-from gptunnel_async._sansio.responses import RESULT_GONE, decode_media_task, structure
+from gptunnel_async._sansio.responses import (
+    RESULT_GONE,
+    RESULT_REFUSED,
+    decode_media_task,
+    structure,
+)
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 from . import faults
@@ -302,6 +308,26 @@ async def test_other_storage_errors_get_no_expiry_hint(
         await client.download_result(storage.url + "x.png", tmp_path / "x.png")
     assert caught.value.status_code == status and "expired" not in str(caught.value)
     assert str(caught.value) == f"{status}: nope"
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b'{"error": {"message": "Unauthorized", "type": "unauthorized_request_error"}}']
+)
+async def test_a_storage_hosts_401_does_not_blame_the_api_key(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path, body: bytes
+) -> None:
+    """No download sends the API key, so a storage host's 401 is not the key's fault;
+    its AuthenticationError said "check the API key", and a user replaced a good one."""
+
+    async def refused(request: web.Request) -> web.StreamResponse:
+        assert "Authorization" not in request.headers
+        return web.Response(status=401, body=body)
+
+    storage.routes["/locked.png"] = refused
+    with pytest.raises(AuthenticationError) as caught:
+        await client.download_result(storage.url + "locked.png", tmp_path / "locked.png")
+    assert str(caught.value).endswith(f"({RESULT_REFUSED})")
+    assert "check the API key" not in str(caught.value)
 
 
 async def test_an_api_path_that_is_missing_still_says_to_check_base_url(

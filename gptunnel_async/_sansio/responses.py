@@ -130,6 +130,16 @@ generation"), its clients' notes (media/generate's link "lives 24h"); see
 
 _GONE_STATUSES: Final = frozenset({403, 404, 410})
 
+RESULT_REFUSED: Final = (
+    "the storage host asked for credentials, and a download never sends the API key: "
+    "the key is not at fault; the result link may have expired"
+)
+"""The hint of a result download answered 401: an ``AuthenticationError`` otherwise says
+to check the API key, which no download sends (see ``RequestBuilder.fetch``)."""
+
+_RESULT_HINTS: Final = {401: RESULT_REFUSED, **dict.fromkeys(_GONE_STATUSES, RESULT_GONE)}
+"""The hint of each status of a result download's answer that has one."""
+
 TASK_FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
 """The task families, each with its own endpoints: a task of one is "not found" on
 another's (observed: a Midjourney task id read at ``/faceswap/result`` answers 404)."""
@@ -226,7 +236,7 @@ def error_from_response(
 def _hint_for(status: int, fields: Mapping[str, Any], *, result_file: bool) -> str | None:
     """What an error's text adds, in parentheses, for the reader to check."""
     if result_file:
-        return RESULT_GONE if status in _GONE_STATUSES else None
+        return _RESULT_HINTS.get(status)
     return _NO_ENDPOINT if status == 404 and not fields else None
 
 

@@ -9,6 +9,7 @@ lines or ``--json`` lines) and end with the same exit codes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._checks import describe
 from ._cli_json import json_line
 from ._client import GPTunnelClient
-from ._download import files_to_save
+from ._download import DEFAULT_DOWNLOAD_TIMEOUT, DEFAULT_MAX_BYTES, files_to_save
 from ._polling import PollPolicy
 from ._sansio.responses import TASK_FAMILIES
 from ._sentinel import NOT_GIVEN
@@ -46,24 +47,30 @@ def resource(client: GPTunnelClient, family: str) -> TaskResource[Any]:
 
 
 async def save_result(
-    client: GPTunnelClient, task: Task | MediaTask, save: str | os.PathLike[str]
-) -> list[Path]:
+    client: GPTunnelClient,
+    task: Task | MediaTask,
+    save: str | os.PathLike[str],
+    saved: Callable[[Path], None],
+) -> None:
     """Save a done task's result: its one file to ``save`` (a file or a folder). A task
     with several (music clips) goes into folder ``save`` under the URLs' names, or,
     when ``save`` names a file, to ``<stem>-<n><suffix>`` beside it: how many files a
-    model gives is known only once it is done, and a paid result is never dropped for it."""
+    model gives is known only once it is done, and a paid result is never dropped for it.
+    ``saved`` is told each path as soon as its file is written: when a later file
+    fails, the ones before it are kept, and the output has said where."""
     files = files_to_save(task)  # at most MAX_RESULT_FILES, as download_results saves
     if len(files) == 1:
-        return [await client.download_result(task, save)]
-    if _is_folder(save):
-        return await client.download_results(task, save)
-    path = Path(save)
-    return [
-        await client.download_result(
-            task, path.with_name(f"{path.stem}-{number}{path.suffix}"), clip=number
-        )
-        for number in range(len(files))
-    ]
+        saved(await client.download_result(task, save))
+    elif _is_folder(save):
+        every = client._results_saved(task, save, DEFAULT_MAX_BYTES, DEFAULT_DOWNLOAD_TIMEOUT)
+        async with contextlib.aclosing(every) as paths:
+            async for path in paths:
+                saved(path)
+    else:
+        path = Path(save)
+        for number in range(len(files)):
+            name = path.with_name(f"{path.stem}-{number}{path.suffix}")
+            saved(await client.download_result(task, name, clip=number))
 
 
 def _is_folder(path: str | os.PathLike[str]) -> bool:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypedDict
@@ -513,7 +513,8 @@ class GPTunnelClient(InProcessOnly):
         unusable, a task's only file is named as ``download_result`` names it
         (``<task id>.png``), and file ``n`` of several ``<task id>-<n>`` with the
         extension of its answer's media type (else ``.bin``); two URLs of one name give
-        ``<task id>-<n>`` with its extension. Files saved before a failure stay.
+        ``<task id>-<n>`` with its extension. Files saved before a failure stay, and
+        the error carries a note (PEP 678, shown in its traceback) naming them.
 
         Args:
             task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
@@ -535,6 +536,26 @@ class GPTunnelClient(InProcessOnly):
                 refused, a host is not public, or a file could not be written.
             APIConnectionError: the network failed, after the retries.
         """
+        saved: list[Path] = []
+        try:
+            async for path in self._results_saved(task, folder, max_bytes, timeout):
+                saved.append(path)
+        except GPTunnelError as exc:
+            if saved:  # kept, so a caller that saves again knows what it has
+                shown = ", ".join(str(path) for path in saved)
+                exc.add_note(f"saved before this failure, and kept: {shown}")
+            raise
+        return saved
+
+    async def _results_saved(
+        self,
+        task: Task | MediaTask,
+        folder: str | os.PathLike[str],
+        max_bytes: int,
+        timeout: float | None,
+    ) -> AsyncGenerator[Path, None]:
+        """:meth:`download_results`, each path given as soon as its file is saved (the
+        command line reports each); every argument is checked before the first."""
         if not isinstance(task, Task | MediaTask):
             with self._key_masked():
                 raise ConfigurationError(
@@ -545,7 +566,5 @@ class GPTunnelClient(InProcessOnly):
         deadline = optional(positive_number, "timeout", timeout)
         targets = _download.folder_targets(folder, files, task.id)
         self._get_session()
-        return [
-            await self._save(url, target, limit, deadline)
-            for url, target in zip(files, targets, strict=True)
-        ]
+        for url, target in zip(files, targets, strict=True):
+            yield await self._save(url, target, limit, deadline)

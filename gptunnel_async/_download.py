@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import os
 import secrets
@@ -428,8 +429,11 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
     """One try: stream into a temporary file beside ``target``, then move it into place.
 
     The move is the last step and nothing is awaited after it, so a failure or a
-    cancellation at any earlier point leaves the folder as it was. Every failure of the
-    file system (a folder it may not write to, a full disk) is a ``DownloadError``.
+    cancellation at any earlier point leaves the folder as it was. The bytes are on the
+    disk before the move (:func:`_sync`): after a power cut, the name holds the whole
+    file or what it held before, never an empty or partial file under the final name.
+    Every failure of the file system (a folder it may not write to, a full disk, a disk
+    that reports an error on sync) is a ``DownloadError``.
     """
     path = target.path
     file, temporary = _create_temporary(path)
@@ -441,6 +445,7 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
             if target.replace:
                 _keep_mode(file.fileno(), path)
             content_type = await _stream(fetch, url, file, max_bytes)
+            await _sync(file)
         if target.replace:
             os.replace(temporary, path)
             return path
@@ -449,6 +454,39 @@ async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> P
         raise _file_error(path, exc) from None
     finally:
         _remove(temporary)
+
+
+_CANNOT_SYNC: Final = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP})
+"""``fsync`` errors of a file system that cannot sync a file at all (some FUSE and
+network ones): nothing more can be done there, so the download goes on as before."""
+
+
+async def _sync(file: BinaryIO) -> None:
+    """Write ``file``'s bytes through to the disk (``fsync``), so that the rename after
+    it never makes the final name point at data a power cut would lose; ``OSError`` if
+    the disk reports a failure (an ``EIO``: the bytes may be lost).
+
+    The sync runs in a thread: for a large file on a slow disk it takes long enough to
+    stall every other request on the event loop. A cancellation waits for it to end
+    (the file must stay open while the thread syncs it), then goes on."""
+    file.flush()
+    syncing = asyncio.get_running_loop().run_in_executor(None, _fsync, file.fileno())
+    try:
+        await asyncio.shield(syncing)
+    except asyncio.CancelledError:
+        while not syncing.done():  # moments: the sync is under way
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(syncing)
+        raise
+
+
+def _fsync(fd: int) -> None:
+    """``os.fsync(fd)``, passing over a file system that cannot sync a file at all."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_SYNC:
+            raise
 
 
 def _typed(target: Target, content_type: str | None) -> Path:
@@ -591,13 +629,14 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
 async def _save(
     fetch: _Fetch, response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
 ) -> None:
-    """Copy the body into ``file``, refusing more than ``max_bytes`` (as decoded)."""
+    """Copy the body into ``file``, decoded, refusing more than ``max_bytes`` (as decoded)
+    and a body in a content coding the SDK cannot undo (``DownloadError`` both)."""
     if response.content_length is not None and response.content_length > max_bytes:
         raise DownloadError(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
     written = 0
-    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session))
+    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session, error=DownloadError))
     while True:
         # Each read within the client's timeout by a timer of the SDK's own: aiohttp's
         # (sock_read) is lost with a connection its session drops on close(), a lent

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
+from aiohttp import compression_utils
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -27,7 +28,13 @@ from . import _timing
 from ._budget import RequestBudget
 from ._in_process import InProcessOnly
 from ._safe_errors import made_safe, without_frames
-from ._sansio.requests import Request, RequestBuilder
+from ._sansio.requests import (
+    ACCEPTED_ENCODINGS,
+    UNDOABLE_CODINGS,
+    Request,
+    RequestBuilder,
+    content_codings,
+)
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
 from ._sansio.retries import (
     honoured_retry_after,
@@ -150,6 +157,14 @@ def _may_have_started(exc: BaseException) -> bool:
         or may_have_acted(exc)
         or (is_transient(exc) and not _safe_to_resend(exc))
     )
+
+
+_ZSTD: Final = ("zstd",) if hasattr(compression_utils, "ZSTDDecompressor") else ()
+_AIOHTTP_CODINGS: Final = frozenset({"gzip", "deflate", "br", *_ZSTD})
+"""The ``Content-Encoding`` values aiohttp's own parser decodes on a session with
+``auto_decompress``: one header line's whole value, lower-cased, exactly one of these
+(``zstd`` since aiohttp 3.13); for ``br`` or ``zstd`` without their library it raises
+instead. Any other value it leaves to whoever reads the body."""
 
 
 _MAX_MEMBERS: Final = 1024
@@ -465,11 +480,16 @@ class Transport(InProcessOnly):
         """An API answer: status, headers and at most ``MAX_ANSWER_BYTES + 1`` bytes of
         body, decompressed even if the session does not do it. The body of an answer
         that is not 2xx only adds detail to what its status says: one that cannot be
-        read (cut, not the gzip it claims, or not sent in full within
-        :data:`ERROR_BODY_TIME`) is what was read of it, not a failure."""
+        read (cut, not the gzip it claims, in a coding the SDK cannot undo, or not sent
+        in full within :data:`ERROR_BODY_TIME`) is what was read of it, not a failure.
+
+        Raises:
+            ResponseDecodeError: a 2xx body in a content coding the SDK cannot undo
+                (see :meth:`chunks`).
+        """
         body = bytearray()
         if not 200 <= response.status < 300:
-            with contextlib.suppress(aiohttp.ClientPayloadError, TimeoutError):
+            with contextlib.suppress(aiohttp.ClientPayloadError, TimeoutError, ResponseDecodeError):
                 async with asyncio.timeout(min(ERROR_BODY_TIME, self.timeout / 2)):
                     await self._read_capped(response, body)
             return response.status, response.headers, bytes(body)
@@ -504,15 +524,38 @@ class Transport(InProcessOnly):
         response: aiohttp.ClientResponse,
         limit: int,
         session: aiohttp.ClientSession | None = None,
+        *,
+        error: type[GPTunnelError] = ResponseDecodeError,
     ) -> AsyncIterator[bytes]:
-        """The body in chunks, decompressed (to at most ``limit + 1`` bytes) if aiohttp
-        left it compressed; ``session`` is the one the response came on, if not the
-        client's own."""
-        coding = response.headers.get("Content-Encoding", "").strip().lower()
+        """The body in chunks, decoded (to at most ``limit + 1`` bytes) if aiohttp left
+        it compressed; ``session`` is the one the response came on, if not the client's
+        own.
+
+        Raises:
+            GPTunnelError: of class ``error``, at once (before a byte is read), if the
+                body's ``Content-Encoding`` is one neither aiohttp nor the SDK undoes
+                (``compress``, a stack such as ``gzip, gzip``, ``br`` where aiohttp
+                does not decode): its bytes are not what was sent, and read as they
+                are they would be saved or decoded as if they were.
+        """
+        lines = response.headers.getall("Content-Encoding", [])
+        codings = content_codings(lines)
+        if not codings:
+            return response.content.iter_chunked(_CHUNK)
         decompressing = (session or self._session()).auto_decompress
-        if coding in ("gzip", "x-gzip", "deflate") and not decompressing:
-            return _inflated(response, _Inflater(coding, limit))
-        return response.content.iter_chunked(_CHUNK)
+        decoded = decompressing and any(
+            line.strip(" \t").lower() in _AIOHTTP_CODINGS for line in lines
+        )
+        if decoded and len(lines) == 1:  # aiohttp undid it (or raised for a missing library)
+            return response.content.iter_chunked(_CHUNK)
+        if not decoded and len(codings) == 1 and codings[0] in UNDOABLE_CODINGS:
+            return _inflated(response, _Inflater(codings[0], limit))
+        stated = excerpt(", ".join(lines), self._api_key, SHORT_TEXT)
+        raise error(
+            f"the answer's Content-Encoding {stated!r} is not one the SDK can undo (it "
+            f"asks for {ACCEPTED_ENCODINGS}, one coding at a time): its body is not what "
+            "was sent, so it is not read"
+        )
 
     # -- API requests ---------------------------------------------------------------------
 

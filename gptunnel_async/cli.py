@@ -227,8 +227,9 @@ async def wait_and_save(
     task = event.task  # a wait that ends without raising ends with its done event
     out.done(task)
     if save is not None:
-        for path in await save_result(client, task, save):
-            out.saved(path.absolute())  # a program reading it may run elsewhere
+        # Each path as soon as it is saved (absolute: a program reading it may run
+        # elsewhere), so a later file's failure does not hide where the others went.
+        await save_result(client, task, save, lambda path: out.saved(path.absolute()))
     return EXIT_DONE
 
 

@@ -46,6 +46,7 @@ from ._checks import (
     describe,
     http_url,
     optional,
+    without_userinfo,
 )
 from ._in_process import InProcessOnly
 from ._many import AsCompleted, wait_many
@@ -64,6 +65,7 @@ from .models import MediaTask, Task, TaskLike
 
 __all__ = [
     "DEFAULT_FALLBACK_INTERVAL",
+    "DELIVERY_BODY_TIME",
     "MAX_WEBHOOK_BYTES",
     "REMEMBERED_BYTES",
     "REMEMBERED_TASKS",
@@ -78,6 +80,13 @@ like the API key, in the task a create call returns and in its errors)."""
 
 MAX_WEBHOOK_BYTES: Final = 1024 * 1024
 """1 MiB: a task object is about 1 KiB; a bigger POST is refused unread."""
+
+DELIVERY_BODY_TIME: Final = 30.0
+"""Seconds a delivery's body may take to arrive in full, once its headers have (a task
+object of about 1 KiB takes milliseconds): past it the POST is answered 408 and its
+connection closed. aiohttp's server sets no such deadline, so a body that stopped
+coming (a sender gone without closing, or one sending a byte a minute) held the
+handler and its connection forever."""
 
 DEFAULT_FALLBACK_INTERVAL: Final = 30.0
 """Seconds between the fallback polls of a webhook wait: a lost delivery costs at most
@@ -253,7 +262,7 @@ class WebhookReceiver(InProcessOnly):
         secret: the token to require; by default a fresh random one (32 bytes).
         api_key: the key masked in what ``receive`` returns or raises; by default
             ``$GPTUNNEL_API_KEY``, as for ``GPTunnelClient``. Never shown in the
-            receiver's ``repr``.
+            receiver's ``repr``, nor is the secret, nor a password in ``public_url``.
 
     Raises:
         ConfigurationError: the URL is not an absolute http(s) URL, the secret is short,
@@ -280,7 +289,8 @@ class WebhookReceiver(InProcessOnly):
         self.secret = secret or secrets.token_urlsafe(32)
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
         """The callback URL to pass as ``webhook=``: ``public_url`` with the token."""
-        self._public_url = str(base)
+        self._public_url = without_userinfo(str(base))
+        """``public_url`` as the ``repr`` shows it: a password in it as ``***``."""
         self._waiting: dict[str, set[asyncio.Future[_Delivery]]] = {}
         """The waits on each task, each given the delivery to read as its family's."""
         self._arrived: OrderedDict[str, _Delivery] = OrderedDict()
@@ -325,27 +335,16 @@ class WebhookReceiver(InProcessOnly):
         Returns:
             200 for a task, 403 for a POST without the token, 400 for a body that is
             not a task (or a media error body) or cannot be read (cut short, a
-            ``Content-Encoding`` that does not decode), 413 for one over 1 MiB.
+            ``Content-Encoding`` that does not decode), 408 for one not in full within
+            :data:`DELIVERY_BODY_TIME`, 413 for one over 1 MiB.
         """
         if not _carries(request.query.get(TOKEN_PARAM), self.secret):  # before the body
             refused = web.json_response({"error": "forbidden"}, status=403)
             refused.force_close()  # its body is not read: the connection cannot be reused
             return refused
-        try:
-            body = await bounded_body(request, MAX_WEBHOOK_BYTES)
-        except (web.RequestPayloadError, ConnectionError):
-            # Answered here: left to aiohttp, it is a 500 and an ERROR whose traceback's
-            # locals hold the request line, token and all. The rest of the body is not
-            # read either: aiohttp would read on after the answer and log the same error,
-            # so the body is marked as ended, and the connection closed.
-            request.content.feed_eof()
-            unreadable = web.json_response({"error": "unreadable body"}, status=400)
-            unreadable.force_close()
-            return unreadable
-        if body is None:
-            too_large = web.json_response({"error": "too large"}, status=413)
-            too_large.force_close()  # the rest of the body is not read
-            return too_large
+        body = await _delivery_body(request)
+        if isinstance(body, web.Response):
+            return body
         try:
             self.receive(body, request.query.get(TOKEN_PARAM))
         except WebhookVerificationError:
@@ -606,6 +605,34 @@ class WebhookReceiver(InProcessOnly):
         if kept is not None:
             self._arrived_bytes -= len(kept)
         return kept
+
+
+async def _delivery_body(request: web.Request) -> bytes | web.Response:
+    """A delivery's body, or the answer that refuses it (each closes the connection, whose
+    body is not read in full): 400 cut short or not decodable, 408 not in full within
+    :data:`DELIVERY_BODY_TIME`, 413 over :data:`MAX_WEBHOOK_BYTES`."""
+    try:
+        body = await bounded_body(request, MAX_WEBHOOK_BYTES, DELIVERY_BODY_TIME)
+    except (web.RequestPayloadError, ConnectionError):
+        # Answered here: left to aiohttp, it is a 500 and an ERROR whose traceback's
+        # locals hold the request line, token and all. The rest of the body is not
+        # read either: aiohttp would read on after the answer and log the same error,
+        # so the body is marked as ended.
+        request.content.feed_eof()
+        return _closing({"error": "unreadable body"}, 400)
+    except TimeoutError:
+        request.content.feed_eof()
+        return _closing({"error": "the body did not arrive in time"}, 408)
+    if body is None:
+        return _closing({"error": "too large"}, 413)
+    return body
+
+
+def _closing(answer: dict[str, str], status: int) -> web.Response:
+    """``answer`` as JSON with ``status``, closing the connection after it."""
+    response = web.json_response(answer, status=status)
+    response.force_close()
+    return response
 
 
 class _Delivery:

@@ -230,6 +230,29 @@ def test_several_clips_saved_to_a_file_name_are_numbered_beside_it(
 
 
 @pytest.mark.parametrize("into", ["folder", "file"])
+def test_clips_saved_before_one_fails_are_reported_as_saved(
+    fake: FakeGPTunnel, tmp_path: Path, into: str
+) -> None:
+    """Clip 1's result has expired: clip 0, saved first, is reported (``saved``, with its
+    path) before the error, in ``--json`` and plain output alike; it was saved but the
+    output never said where, and a second run made a copy beside it."""
+    stored = fake.task(fake.script_task(steps=[("done", 100)])).result
+    assert stored is not None
+    clips = [{"audio_url": stored}, {"audio_url": f"{fake.storage_url}/results/gone.mp3"}]
+    body = {"code": 0, "id": "two", "model": "suno", "status": "done", "result": clips}
+    fake.fail_next(200, body=body, times=None, path="media/result")
+    save = str(tmp_path) if into == "folder" else str(tmp_path / "song.mp3")
+    as_json = run("wait", "two", "--family", "media", "--save", save, "--json", fake=fake)
+    assert as_json.returncode == 4, as_json.stdout + as_json.stderr
+    events = lines(as_json.stdout)
+    [saved] = [event["path"] for event in events if event["event"] == "saved"]
+    assert Path(saved).is_file() and Path(saved).parent == tmp_path
+    assert events[-1]["error"] == "NotFoundError"
+    plain = run("wait", "two", "--family", "media", "--save", save, fake=fake)
+    assert plain.returncode == 4 and "saved" in plain.stdout, plain.stdout + plain.stderr
+
+
+@pytest.mark.parametrize("into", ["folder", "file"])
 def test_a_task_listing_thousands_of_files_saves_none(
     fake: FakeGPTunnel, tmp_path: Path, into: str
 ) -> None:

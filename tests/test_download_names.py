@@ -24,6 +24,7 @@ from gptunnel_async._sansio.file_names import (
     MEDIA_SUFFIXES,
     MEDIA_TYPE_SUFFIXES,
     id_file_stem,
+    names_a_device,
     type_suffix,
     url_media_name,
 )
@@ -79,7 +80,9 @@ def umask_027() -> Iterator[None]:
 
 # -- the name, pure ------------------------------------------------------------------
 
-url_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}", fullmatch=True)
+url_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}", fullmatch=True).filter(
+    lambda name: not names_a_device(name)
+)
 
 
 @given(stem=url_names, suffix=st.sampled_from(sorted(MEDIA_SUFFIXES)))
@@ -183,9 +186,53 @@ def test_a_stem_from_any_id_is_one_plain_name(task_id: str) -> None:
     assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", stem), stem
     assert len(stem) <= 75
     assert Path(stem).name == stem and stem not in (".", "..")
+    assert not names_a_device(f"{stem}.bin") and not names_a_device(f"{stem}-1.png")
 
 
-@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True))
+DEVICES = ["CON", "prn", "Aux", "NUL", "com0", "COM1", "com9", "LPT1", "lpt9"]
+
+
+def test_the_names_windows_reserves_for_devices_are_known() -> None:
+    """Microsoft's list, in any case, whatever follows the first dot; near misses are
+    plain names."""
+    for device in DEVICES:
+        for name in (device, f"{device}.png", f"{device}.tar.gz", f"{device}..png"):
+            assert names_a_device(name), name
+    for name in ("console", "com10.png", "nul_.png", "lpt.png", "auxiliary.mp3", "xcon.png"):
+        assert not names_a_device(name), name
+
+
+@given(
+    device=st.sampled_from(DEVICES),
+    rest=st.from_regex(r"(\.[A-Za-z0-9._-]{0,20})?", fullmatch=True),
+    suffix=st.sampled_from(sorted(MEDIA_SUFFIXES)),
+)
+def test_no_name_from_the_server_names_a_device(device: str, rest: str, suffix: str) -> None:
+    """A URL or a task id that names a Windows device (``NUL.png``: every byte written
+    there is dropped, and the download said it saved the file) gives a name that does
+    not: the URL's name gives way to the fallback, the id its hashed stem."""
+    name = f"{device}{rest}{suffix}"
+    assert url_media_name(URL("https://s.example/a/") / name) is None
+    for task_id in (device, f"{device}{rest}", name):
+        stem = id_file_stem(task_id)
+        assert not names_a_device(f"{stem}.bin"), stem
+        assert not names_a_device(f"{stem}-0.png"), stem
+
+
+async def test_a_result_url_naming_a_device_is_saved_under_the_task_id(
+    client: GPTunnelClient, tmp_path: Path
+) -> None:
+    url = f"{storage(client)}NUL.png"
+    saved = await client.download_result(done(url), tmp_path)
+    assert saved.name == "t1.bin"
+    assert names(tmp_path) == ["t1.bin"]
+
+
+@given(
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True).filter(
+        lambda task_id: not names_a_device(task_id)
+    )
+)
 def test_a_plain_id_is_its_own_stem(task_id: str) -> None:
     assert id_file_stem(task_id) == task_id
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -402,6 +404,112 @@ async def test_a_200_still_replaces_the_callers_file(storage: Storage, tmp_path:
     assert path == dest
     assert dest.read_bytes() == PNG[:10]
     assert leftovers(tmp_path) == ["r.png"]
+
+
+# -- on the disk before the name -------------------------------------------------------
+# A power cut cannot be run in a test: the system calls are watched instead, each one
+# still made for real.
+
+
+@pytest.fixture
+def disk_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every ``fsync``, ``replace`` and ``link`` a download makes, in order, each with the
+    size of the file it concerns at that moment; each call goes through to the system."""
+    calls: list[tuple[str, int]] = []
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    def replace(source: Any, target: Any, **kwargs: Any) -> None:
+        calls.append(("rename", os.stat(source).st_size))
+        real_replace(source, target, **kwargs)
+
+    def link(source: Any, target: Any, **kwargs: Any) -> None:
+        calls.append(("rename", os.stat(source).st_size))
+        real_link(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
+    return calls
+
+
+@pytest.mark.parametrize("into_folder", [False, True])
+async def test_the_whole_file_is_on_the_disk_before_it_takes_its_name(
+    storage: Storage, tmp_path: Path, disk_calls: list[tuple[str, int]], into_folder: bool
+) -> None:
+    """The download is synced whole before its rename (or no-clobber link): after a power
+    cut the name holds the whole file or what it held before, never an empty or partial
+    file that looks complete."""
+    dest = tmp_path if into_folder else tmp_path / "mine.png"
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        path = await client.download_result(f"{storage.url}r.png", dest)
+    assert path.read_bytes() == PNG
+    assert disk_calls[:2] == [("fsync", len(PNG)), ("rename", len(PNG))]
+
+
+@pytest.mark.parametrize(
+    ("code", "saved"),
+    [(errno.EIO, False), (errno.ENOSPC, False), (errno.EINVAL, True), (errno.ENOTSUP, True)],
+)
+async def test_a_sync_the_disk_fails_saves_nothing_and_one_it_cannot_do_is_passed_over(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, saved: bool
+) -> None:
+    """An ``EIO`` or ``ENOSPC`` on sync means the bytes may not be on the disk: a
+    ``DownloadError``, and the caller's file as it was. A file system that cannot sync
+    at all (``EINVAL``, ``ENOTSUP``) saves as before."""
+
+    def failing(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    dest = tmp_path / "mine.png"
+    dest.write_bytes(b"old")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        if saved:
+            await client.download_result(f"{storage.url}r.png", dest)
+        else:
+            with pytest.raises(DownloadError, match=os.strerror(code)):
+                await client.download_result(f"{storage.url}r.png", dest)
+    assert dest.read_bytes() == (PNG if saved else b"old")
+    assert leftovers(tmp_path) == ["mine.png"]
+
+
+async def test_a_download_cancelled_during_its_sync_keeps_the_file_open_until_it_ends(
+    storage: Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync runs in a thread (a long one must not stall the event loop); a
+    cancellation then waits for it, so the thread never syncs a closed descriptor (or
+    another file's that took its number), and ends with the caller's file as it was."""
+    entered, release = threading.Event(), threading.Event()
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        entered.set()
+        release.wait()
+        synced.append(os.fstat(fd).st_size)  # the descriptor is still the file's
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    dest = tmp_path / "mine.png"
+    dest.write_bytes(b"old")
+    async with GPTunnelClient(api_key="k-1", base_url=storage.url) as client:
+        download = asyncio.ensure_future(client.download_result(f"{storage.url}r.png", dest))
+        await asyncio.to_thread(entered.wait)
+        assert not download.done()  # the event loop runs on while the thread syncs
+        download.cancel()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not download.done()  # held until the sync ends
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await download
+    assert synced == [len(PNG)]
+    assert dest.read_bytes() == b"old"
+    assert leftovers(tmp_path) == ["mine.png"]
 
 
 # -- the deadline ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from gptunnel_async import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    AuthenticationError,
     ConfigurationError,
     DownloadError,
     GPTunnelClient,
@@ -29,7 +30,12 @@ from gptunnel_async import (
     Task,
 )
 from gptunnel_async._sansio.requests import RequestBuilder
-from gptunnel_async._sansio.responses import RESULT_GONE, decode_media_task, structure
+from gptunnel_async._sansio.responses import (
+    RESULT_GONE,
+    RESULT_REFUSED,
+    decode_media_task,
+    structure,
+)
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 from . import faults
@@ -193,6 +199,33 @@ async def test_a_task_listing_more_files_than_any_model_gives_saves_none(
     assert len(await client.download_results(hundred, tmp_path / "")) == 100
 
 
+async def test_files_saved_before_a_failure_are_kept_and_named_in_its_note(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    """Clip 2's result has expired: clips 0 and 1 stay, and the error says where (a
+    caller that saves again would otherwise make ``0-1.mp3`` beside ``0.mp3``)."""
+    storage.routes.update({f"/m/{n}.mp3": serve_bytes(b"ID3") for n in range(2)})
+    clips = [{"audio_url": f"{storage.url}m/{n}.mp3"} for n in range(3)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(NotFoundError) as raised:
+        await client.download_results(task, tmp_path)
+    assert folder_listing(tmp_path) == ["0.mp3", "1.mp3"]
+    [note] = raised.value.__notes__
+    assert (
+        note == f"saved before this failure, and kept: {tmp_path / '0.mp3'}, {tmp_path / '1.mp3'}"
+    )
+
+
+async def test_a_failure_before_any_file_is_saved_has_no_note(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    clips = [{"audio_url": f"{storage.url}m/{n}.mp3"} for n in range(2)]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    with pytest.raises(NotFoundError) as raised:
+        await client.download_results(task, tmp_path)
+    assert not getattr(raised.value, "__notes__", None)
+
+
 async def test_a_media_task_with_several_files_asks_for_one_url(
     client: GPTunnelClient, tmp_path: Path
 ) -> None:
@@ -275,6 +308,26 @@ async def test_other_storage_errors_get_no_expiry_hint(
         await client.download_result(storage.url + "x.png", tmp_path / "x.png")
     assert caught.value.status_code == status and "expired" not in str(caught.value)
     assert str(caught.value) == f"{status}: nope"
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b'{"error": {"message": "Unauthorized", "type": "unauthorized_request_error"}}']
+)
+async def test_a_storage_hosts_401_does_not_blame_the_api_key(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path, body: bytes
+) -> None:
+    """No download sends the API key, so a storage host's 401 is not the key's fault;
+    its AuthenticationError said "check the API key", and a user replaced a good one."""
+
+    async def refused(request: web.Request) -> web.StreamResponse:
+        assert "Authorization" not in request.headers
+        return web.Response(status=401, body=body)
+
+    storage.routes["/locked.png"] = refused
+    with pytest.raises(AuthenticationError) as caught:
+        await client.download_result(storage.url + "locked.png", tmp_path / "locked.png")
+    assert str(caught.value).endswith(f"({RESULT_REFUSED})")
+    assert "check the API key" not in str(caught.value)
 
 
 async def test_an_api_path_that_is_missing_still_says_to_check_base_url(

@@ -229,3 +229,43 @@ def test_a_404_that_is_no_json_error_points_at_base_url(body: bytes, hinted: boo
     assert isinstance(error, NotFoundError)
     assert ("check base_url" in str(error)) is hinted
     assert "check base_url" not in error.message
+
+
+KEY = "sk-redirect-0123456789abcdef"
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308])
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("https://gptunnel.ru/v1/faceswap/result?taskId=t1", "https://gptunnel.ru/v1/"),
+        ("/v2/faceswap/result", "/v2/faceswap/result"),
+        (f"https://evil.example/?key={KEY}", "key=***"),
+    ],
+)
+def test_an_api_redirect_says_where_it_points_and_that_it_was_not_followed(
+    status: int, location: str, shown: str
+) -> None:
+    """An ``http://`` base_url the server sends to ``https://``, or a moved API, read as a
+    bare ``301: HTTP 301``; its ``Location`` (the key masked) now says what to change."""
+    error = error_from_response(status, {"Location": location}, b"", secret=KEY)
+    assert type(error) is APIError
+    assert shown in str(error) and "follow no redirect" in str(error)
+    assert KEY not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "result_file"),
+    [
+        (301, {}, False),
+        (301, {"Location": ""}, False),
+        (304, {}, False),
+        (302, {"Location": "https://s.example/x.png"}, True),
+        (404, {"Location": "https://gptunnel.ru/v1"}, False),
+    ],
+)
+def test_only_an_api_redirect_with_a_location_gets_the_redirect_hint(
+    status: int, headers: dict[str, str], result_file: bool
+) -> None:
+    error = error_from_response(status, headers, b"", result_file=result_file)
+    assert "redirect" not in str(error)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import pickle
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -41,6 +43,7 @@ from gptunnel_async._images import MAX_IMAGE_BYTES
 from gptunnel_async.testing import (
     FakeGPTunnel,
     UnknownTaskError,
+    _control,
     instant_waits,
     instant_waits_enabled,
     sample_image,
@@ -57,7 +60,7 @@ from gptunnel_async.testing._state import (
     RecordedRequest,
 )
 
-from .conftest import HANG_GUARD, announced_only
+from .conftest import HANG_GUARD, announced_only, loopback_server
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK_KEYS = {"id", "parentId", "object", "type", "percent", "status", "result", "error", "usage"}
@@ -1032,6 +1035,42 @@ async def test_the_request_log_dump_is_the_documented_json(
     assert [request["path"] for request in dump["storage"]] == ["/results/none.png"]
 
 
+REAL_KEY = "sk-live-0123456789abcdefREAL"
+
+
+@pytest.mark.parametrize("header", ["Authorization", "proxy-authorization"])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (REAL_KEY, False),
+        (f"Bearer {REAL_KEY}", False),
+        ("", False),
+        ("{key}", True),
+        ("Bearer {key}", True),
+    ],
+)
+async def test_the_request_log_dump_shows_no_credential_but_the_emulators_key(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession, header: str, value: str, shown: bool
+) -> None:
+    """``GET /_emulator/requests`` needs no key: a credential sent to the API or to
+    storage that does not hold the emulator's own key (a bot run with its real GPTunnel
+    key in the environment) shows masked, to whoever reads the dump; the emulator's
+    key (printed when it starts) and a ``Bearer`` mistake with it show as sent."""
+    sent = value.format(key=fake.api_key)
+    async with http.get(f"{fake.base_url}/balance", headers={header: sent}):
+        pass
+    async with http.get(f"{fake.storage_url}/results/x.png", headers={header: sent}):
+        pass
+    async with http.get(f"{fake.control_url}/requests") as answer:
+        text = await answer.text()
+    dump = json.loads(text)
+    for request in (*dump["api"], *dump["storage"]):
+        [got] = [v for k, v in request["headers"].items() if k.lower() == header.lower()]
+        assert got == (sent if shown else "*** (not this emulator's key)")
+    assert REAL_KEY not in text
+    assert [r.headers[header] for r in fake.requests] == [sent]  # kept as sent, in-process
+
+
 @pytest.mark.parametrize("endpoint", ["tasks", "faults"])
 async def test_a_control_body_announced_over_the_bound_is_refused_before_it_is_sent(
     fake: FakeGPTunnel, endpoint: str
@@ -1039,6 +1078,89 @@ async def test_a_control_body_announced_over_the_bound_is_refused_before_it_is_s
     answer = await announced_only(f"{fake.control_url}/{endpoint}", MAX_CONTROL_BYTES + 1)
     assert answer.split(b"\r\n")[0].split()[1] == b"413", answer
     assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize("endpoint", ["tasks", "faults"])
+async def test_a_control_body_that_stops_coming_is_answered_408(
+    fake: FakeGPTunnel, monkeypatch: pytest.MonkeyPatch, endpoint: str
+) -> None:
+    """The control endpoints need no key: a body that stopped coming held its handler
+    and connection forever; past ``CONTROL_BODY_TIME`` it is a 408, connection closed."""
+    monkeypatch.setattr(_control, "CONTROL_BODY_TIME", 0.05)
+    answer = await announced_only(f"{fake.control_url}/{endpoint}", 100, b'{"dur')
+    assert answer.split(b"\r\n")[0].split()[1] == b"408", answer
+    assert b"Connection: close" in answer
+
+
+@pytest.mark.parametrize("endpoint", ["tasks", "faults"])
+async def test_a_control_body_cut_short_logs_no_error(
+    fake: FakeGPTunnel, endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A body that ends before its ``Content-Length`` (the sender hung up) is answered
+    by the endpoint, not left to aiohttp's 500 and its ERROR with a traceback."""
+    target = URL(f"{fake.control_url}/{endpoint}")
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    writer.write(
+        f"POST {target.raw_path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".encode()
+        + b'{"dur'
+    )
+    writer.write_eof()  # the rest never comes: the body is cut short
+    async with asyncio.timeout(HANG_GUARD):
+        await reader.read()  # until the emulator has closed the connection
+    writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+@pytest.mark.parametrize(
+    "webhook", ["http://[::1/x?token=t", "http:///x", "https://", "http://:80/"]
+)
+@pytest.mark.parametrize("path", ["faceswap/create", "media/create"])
+async def test_a_webhook_url_that_cannot_be_posted_to_is_refused_at_create(
+    fake: FakeGPTunnel,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    webhook: str,
+    path: str,
+) -> None:
+    """It was taken, and its delivery then died unseen: a task exception nobody
+    retrieved, logged as an ERROR with the URL (its token too) in the traceback."""
+    body: dict[str, Any] = {"webhook": webhook}
+    if path == "media/create":
+        body |= {"model": "flux-pro", "prompt": "a fox"}
+    else:
+        body |= {"sourceImage": "https://a.example/1.png", "faceImage": "https://a.example/2.png"}
+    key = {"Authorization": fake.api_key}
+    async with http.post(f"{fake.base_url}/{path}", json=body, headers=key) as answer:
+        refused = await answer.json()
+    if path == "media/create":
+        assert (refused["code"], refused["issues"][0]["path"]) == (3, ["webhook"])
+    else:
+        assert (answer.status, refused["error"]["param"]) == (400, "webhook")
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "ftp://bot.example/hook", "http:///x", 5])
+async def test_forge_webhook_refuses_a_url_it_cannot_post_to(fake: FakeGPTunnel, url: Any) -> None:
+    with pytest.raises(ConfigurationError, match="url must be an http"):
+        await fake.forge_webhook(url, task_id="t-1")
+
+
+async def test_a_delivery_that_fails_logs_no_token(
+    fake: FakeGPTunnel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook host that redirects forever: aiohttp's error quotes the whole URL, and
+    the DEBUG line of the lost delivery showed the receiver's token with it."""
+
+    async def forever(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(str(request.url))
+
+    token = "a-receivers-token-0123456789"
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async.testing")
+    async with loopback_server(forever) as server:
+        url = str(server.make_url("/hook").with_query(token=token))
+        assert await fake.forge_webhook(url, task_id="t-1") is None
+    lines = [r.getMessage() for r in caplog.records if "not delivered" in r.getMessage()]
+    assert lines and all(token not in line for line in lines), lines
 
 
 async def test_the_request_log_dump_survives_a_header_and_path_that_are_not_utf8(

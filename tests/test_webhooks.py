@@ -30,6 +30,7 @@ from gptunnel_async import (
     TaskFailedError,
     WaitTimeoutError,
     WebhookVerificationError,
+    webhooks,
 )
 from gptunnel_async.instrumentation import Hook, WaitFinished, WaitStarted, get_hooks, set_hooks
 from gptunnel_async.testing import FakeGPTunnel, sample_image
@@ -236,6 +237,20 @@ async def test_a_body_announced_over_the_bound_is_refused_before_it_is_sent(
     assert b"Connection: close" in answer
 
 
+@pytest.mark.parametrize("sent", [b"", b'{"id": "t'])
+async def test_a_body_that_stops_coming_is_answered_408_and_its_connection_closed(
+    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, sent: bytes
+) -> None:
+    """A delivery whose body stops coming (a sender gone without closing, a slow-loris
+    with the token) held the handler and its connection forever: aiohttp's server sets
+    no deadline for a body. Past ``DELIVERY_BODY_TIME`` it is a 408, and the
+    connection is closed, its waits untouched."""
+    monkeypatch.setattr(webhooks, "DELIVERY_BODY_TIME", 0.05)
+    answer = await announced_only(receiver.url, 100, sent)
+    assert answer.split(b"\r\n")[0].split()[1] == b"408", answer
+    assert b"Connection: close" in answer
+
+
 def test_each_receiver_makes_its_own_secret_and_never_shows_it() -> None:
     one, two = (
         WebhookReceiver("https://bot.example/hook"),
@@ -245,6 +260,15 @@ def test_each_receiver_makes_its_own_secret_and_never_shows_it() -> None:
     assert len(one.secret) >= 32
     assert one.url == f"https://bot.example/hook?{TOKEN_PARAM}={one.secret}"
     assert one.secret not in repr(one)
+
+
+@pytest.mark.parametrize("userinfo", ["user:pw-of-the-hook@", "only-a-user-name@", ":pw-alone@"])
+def test_a_password_in_the_public_url_is_never_shown_in_the_repr(userinfo: str) -> None:
+    """The receiver's ``repr`` (in logs, in an error tracker's locals) hid the secret but
+    showed ``public_url`` whole, its password too."""
+    receiver = WebhookReceiver(f"https://{userinfo}bot.example/hook")
+    assert repr(receiver) == "WebhookReceiver('https://***@bot.example/hook')"
+    assert receiver.url.startswith(f"https://{userinfo}bot.example/hook?")  # sent as given
 
 
 @pytest.mark.parametrize(

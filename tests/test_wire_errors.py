@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gptunnel_async import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     GPTunnelClient,
     GPTunnelError,
@@ -500,3 +501,14 @@ async def test_a_cancellation_from_outside_leaves_no_key_in_any_frame(how: str, 
         exc = await cancelled_from_outside(make[call], how)
     assert isinstance(exc, TimeoutError if how != "cancel" else asyncio.CancelledError)
     assert_no_key_reachable(exc)
+
+
+async def test_an_api_redirect_is_not_followed_and_says_where_to(api: ScriptedAPI) -> None:
+    """A 301 from the API (an ``http://`` base_url sent to ``https://``) is not followed:
+    one request, none to the target, and the error names it."""
+    target = f"{api.origin}elsewhere/v1/faceswap/result?taskId=t1"
+    api.script(faults.answer(301, b"", {"Location": target}))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, max_retries=0) as client:
+        with pytest.raises(APIError, match=r"a redirect to .*elsewhere/v1/faceswap/result"):
+            await client.get_result("t1")
+    assert [request["path"] for request in api.requests] == ["/v1/faceswap/result"]

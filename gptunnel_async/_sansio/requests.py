@@ -6,7 +6,7 @@ other: a result URL on a storage host, or a redirect elsewhere, never carries it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -14,11 +14,34 @@ from yarl import URL
 
 from .._in_process import InProcessOnly
 
-__all__ = ["ACCEPTED_ENCODINGS", "Request", "RequestBuilder"]
+__all__ = [
+    "ACCEPTED_ENCODINGS",
+    "UNDOABLE_CODINGS",
+    "Request",
+    "RequestBuilder",
+    "content_codings",
+]
 
 ACCEPTED_ENCODINGS: Final = "gzip, deflate"
 """The content codings asked for: those the transport can undo itself when a borrowed
 session does not (``auto_decompress=False``)."""
+
+UNDOABLE_CODINGS: Final = frozenset({"gzip", "x-gzip", "deflate"})
+"""The content codings the transport undoes itself, one at a time (``x-gzip`` is
+``gzip``, RFC 9110 section 8.4.1.3)."""
+
+
+def content_codings(values: Iterable[str]) -> tuple[str, ...]:
+    """The content codings a body went through, in the order they were applied, from
+    its ``Content-Encoding`` header lines ``values`` (several lines are one
+    comma-separated list, RFC 9110 section 5.3): each lower-cased, ``identity`` and
+    empty entries dropped. ``()`` means the body is as it was sent: no coding."""
+    return tuple(
+        coding
+        for value in values
+        for coding in (part.strip(" \t").lower() for part in value.split(","))
+        if coding not in ("", "identity")
+    )
 
 
 @attrs.frozen(getstate_setstate=False)  # InProcessOnly's refusal, not attrs' state

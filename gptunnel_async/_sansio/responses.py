@@ -130,6 +130,16 @@ generation"), its clients' notes (media/generate's link "lives 24h"); see
 
 _GONE_STATUSES: Final = frozenset({403, 404, 410})
 
+RESULT_REFUSED: Final = (
+    "the storage host asked for credentials, and a download never sends the API key: "
+    "the key is not at fault; the result link may have expired"
+)
+"""The hint of a result download answered 401: an ``AuthenticationError`` otherwise says
+to check the API key, which no download sends (see ``RequestBuilder.fetch``)."""
+
+_RESULT_HINTS: Final = {401: RESULT_REFUSED, **dict.fromkeys(_GONE_STATUSES, RESULT_GONE)}
+"""The hint of each status of a result download's answer that has one."""
+
 TASK_FAMILIES: Final = ("faceswap", "bgremover", "midjourney", "media")
 """The task families, each with its own endpoints: a task of one is "not found" on
 another's (observed: a Midjourney task id read at ``/faceswap/result`` answers 404)."""
@@ -218,15 +228,32 @@ def error_from_response(
         param=field("param"),
         code=field("code"),
         retry_after=retry_after,
-        hint=_hint_for(status, fields, result_file=result_file),
+        hint=_hint_for(status, fields, result_file=result_file)
+        or _redirect_hint(status, headers, secret, result_file=result_file),
     )
 
 
 def _hint_for(status: int, fields: Mapping[str, Any], *, result_file: bool) -> str | None:
     """What an error's text adds, in parentheses, for the reader to check."""
     if result_file:
-        return RESULT_GONE if status in _GONE_STATUSES else None
+        return _RESULT_HINTS.get(status)
     return _NO_ENDPOINT if status == 404 and not fields else None
+
+
+def _redirect_hint(
+    status: int, headers: Mapping[str, str], secret: str | None, *, result_file: bool
+) -> str | None:
+    """For an API answer that redirects (a 3xx with a ``Location``): where to, masked and
+    bounded, and why the SDK stopped there. An ``http://`` ``base_url`` the server sends
+    to ``https://``, or a moved API, otherwise read as a bare ``301: HTTP 301``."""
+    location = headers.get("Location") if 300 <= status < 400 and not result_file else None
+    if not location:
+        return None
+    return (
+        f"a redirect to {excerpt(location, secret, SHORT_TEXT)!r}: API requests follow no "
+        "redirect, so the key goes nowhere else; if the API has moved there, change "
+        "base_url to match"
+    )
 
 
 def check_answer(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._fake import FakeGPTunnel
 
 __all__ = [
+    "CONTROL_BODY_TIME",
     "CONTROL_PREFIX",
     "MAX_CONTROL_BYTES",
     "MAX_SPEC_STEPS",
@@ -43,6 +44,11 @@ CONTROL_PREFIX: Final = "/_emulator"
 MAX_CONTROL_BYTES: Final = 2**20
 """1 MiB: the largest body a control endpoint reads (a spec is a few hundred bytes); a
 bigger one is answered 413. The endpoints need no key, and what they are sent is kept."""
+
+CONTROL_BODY_TIME: Final = 30.0
+"""Seconds a control request's body may take to arrive in full (a spec is a few hundred
+bytes): past it, 408 and the connection closed. aiohttp's server sets no deadline, and
+the endpoints need no key: a body that stopped coming held its handler forever."""
 
 DUMP_SECONDS: Final = 60.0
 """How long a reader of ``GET /_emulator/requests`` has to take the whole log; the
@@ -154,17 +160,17 @@ def fault_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
 
 
 async def _write_logs(
-    response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]]
+    response: web.StreamResponse, logs: Mapping[str, list[RecordedRequest]], api_key: str
 ) -> None:
-    """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`,
-    written as it is made. A header, path or query byte that is not UTF-8 (aiohttp keeps
-    it as a lone surrogate) is written as its JSON escape (``\\udcff``), as the whole
-    dump was before: UTF-8 cannot encode it."""
+    """``{"api": [...], "storage": [...]}``, each request as :func:`_request_json`
+    (credentials other than ``api_key`` masked), written as it is made. A header, path
+    or query byte that is not UTF-8 (aiohttp keeps it as a lone surrogate) is written as
+    its JSON escape (``\\udcff``), as the whole dump was before: UTF-8 cannot encode it."""
     opening = "{"
     for name, log in logs.items():
         await response.write(f"{opening}{json.dumps(name)}: [".encode())
         for index, record in enumerate(log):
-            text = json.dumps(_request_json(record), ensure_ascii=False)
+            text = json.dumps(_request_json(record, api_key), ensure_ascii=False)
             chunk = f"{', ' if index else ''}{text}"
             await response.write(chunk.encode("utf-8", "backslashreplace"))
         await response.write(b"]")
@@ -173,14 +179,35 @@ async def _write_logs(
     await response.write_eof()
 
 
-def _request_json(request: RecordedRequest) -> dict[str, Any]:
+CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+"""The headers (lower case) whose value the request log's dump masks unless it holds
+the emulator's own key."""
+
+OTHER_CREDENTIAL: Final = "*** (not this emulator's key)"
+"""What the dump shows for a credential that does not hold the emulator's key."""
+
+
+def _request_json(request: RecordedRequest, api_key: str) -> dict[str, Any]:
+    """``request`` as the dump shows it. A credential header that does not hold
+    ``api_key`` (the emulator's own, printed when it starts) shows as
+    :data:`OTHER_CREDENTIAL`: the endpoint needs no key, and a bot pointed at the
+    emulator with its real GPTunnel key in the environment sends that key here."""
+    headers = {  # each name once, with its first value, as dict(headers) has it
+        name: _shown(name, request.headers[name], api_key) for name in request.headers
+    }
     return {
         "method": request.method,
         "path": request.path,
         "query": dict(request.query),
-        "headers": dict(request.headers),
+        "headers": headers,
         "body": request.body.decode("utf-8", "replace"),
     }
+
+
+def _shown(name: str, value: str, api_key: str) -> str:
+    if name.lower() in CREDENTIAL_HEADERS and not (api_key and api_key in value):
+        return OTHER_CREDENTIAL
+    return value
 
 
 Handler = Callable[[web.Request], Any]
@@ -200,7 +227,7 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
             try:
                 async with asyncio.timeout(DUMP_SECONDS):
                     await response.prepare(request)
-                    await _write_logs(response, logs)
+                    await _write_logs(response, logs, fake.api_key)
             except TimeoutError:  # a reader that stalls does not hold the others off
                 if request.transport is not None:
                     request.transport.abort()
@@ -251,6 +278,29 @@ def control_routes(fake: FakeGPTunnel) -> list[web.RouteDef]:
     ]
 
 
+async def _control_body(request: web.Request) -> bytes | web.Response:
+    """A control request's body, or the answer that refuses it, closing the connection
+    (the body is not read in full): 400 cut short or not decodable, 408 not in full
+    within :data:`CONTROL_BODY_TIME`, 413 over :data:`MAX_CONTROL_BYTES`."""
+    try:
+        body = await bounded_body(request, MAX_CONTROL_BYTES, CONTROL_BODY_TIME)
+    except (web.RequestPayloadError, ConnectionError):
+        request.content.feed_eof()  # else aiohttp reads on, and logs the same error
+        return _closing("the body was cut short or does not decode", 400)
+    except TimeoutError:
+        request.content.feed_eof()
+        return _closing(f"the body did not arrive within {CONTROL_BODY_TIME:g}s", 408)
+    if body is None:
+        return _closing(f"a control request's body is at most {MAX_CONTROL_BYTES} bytes", 413)
+    return body
+
+
+def _closing(error: str, status: int) -> web.Response:
+    response = web.json_response({"error": error}, status=status)
+    response.force_close()
+    return response
+
+
 def _async(handler: Callable[[web.Request], web.Response]) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         return handler(request)
@@ -262,14 +312,9 @@ async def _changing(
     request: web.Request, change: Callable[[Any], Mapping[str, Any]]
 ) -> web.Response:
     """Apply ``change`` to the request's JSON body; a bad body or spec answers 400."""
-    body = await bounded_body(request, MAX_CONTROL_BYTES)
-    if body is None:
-        refused = web.json_response(
-            {"error": f"a control request's body is at most {MAX_CONTROL_BYTES} bytes"},
-            status=413,
-        )
-        refused.force_close()  # the rest of the body is not read
-        return refused
+    body = await _control_body(request)
+    if isinstance(body, web.Response):
+        return body
     try:
         spec = json.loads(body)
         return web.json_response(dict(change(spec)))

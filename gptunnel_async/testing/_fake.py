@@ -31,7 +31,7 @@ from ..errors import ConfigurationError, UsageError
 from ..models import Balance, MediaTask, Task
 from ._apps import API_PREFIX, api_app, storage_app
 from ._control import CONTROL_PREFIX, control_routes
-from ._endpoints import ENDPOINTS, task_body
+from ._endpoints import ENDPOINTS, is_webhook_url, task_body
 from ._samples import sample_image
 from ._scripts import MediaOutput, Step, TaskScript, check_step
 from ._state import EmulatorState, Fault, RecordedRequest, Server
@@ -476,7 +476,12 @@ class FakeGPTunnel:
 
         Returns:
             The answer's HTTP status, or ``None`` if nobody answered.
+
+        Raises:
+            ConfigurationError: ``url`` is not an http(s) URL with a host.
         """
+        if not is_webhook_url(url):
+            raise ConfigurationError(f"url must be an http(s) URL with a host, got {describe(url)}")
         forged = Task(id=task_id, status=status, percent=percent, type="@FaceSwap")
         if forged.is_done:
             forged = attrs.evolve(forged, result=f"{self.storage_url}/results/forged.png")

@@ -16,7 +16,9 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .._checks import WEBHOOK_TOKEN_PARAM
 from .._logging import sdk_logger
+from .._sansio.text import excerpt
 from ._endpoints import task_body
 from ._state import EmulatorState, RecordedRequest
 
@@ -46,8 +48,10 @@ async def post_task(
     try:
         async with session.post(url, data=raw, headers=headers) as response:
             return sent, response.status
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        logger.debug("webhook to %s not delivered: %s", target.with_query(None), exc)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        # aiohttp's text may quote the whole URL, its token too (an InvalidURL's is it).
+        reason = excerpt(str(exc), target.query.get(WEBHOOK_TOKEN_PARAM)) or type(exc).__name__
+        logger.debug("webhook to %s not delivered: %s", target.with_query(None), reason)
         return sent, None
 
 

@@ -1,0 +1,236 @@
+"""Bodies in a ``Content-Encoding`` the SDK cannot undo are refused, never saved or read
+as they are.
+
+aiohttp decodes one header line whose whole value is ``gzip``, ``deflate``, ``br`` or
+``zstd``; the SDK decodes a single ``gzip``, ``x-gzip`` or ``deflate`` that aiohttp left
+alone (``x-gzip``, ``gzip, identity``, a session with ``auto_decompress=False``). Any
+other coding (``compress``, a stack such as ``gzip, gzip``) left the body encoded: a
+download saved those bytes as the result, a complete-looking file that is not the
+file, and an API read called its JSON "not JSON".
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+import zlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gptunnel_async import (
+    DownloadError,
+    GPTunnelClient,
+    GPTunnelError,
+    NotFoundError,
+    ResponseDecodeError,
+    Task,
+)
+from gptunnel_async._sansio.requests import content_codings
+from gptunnel_async._sansio.responses import structure
+
+from .conftest import API_KEY, loopback_server, task_json
+
+PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+DONE = task_json(status="done", percent=100)
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "x-gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "identity": lambda data: data,
+    # Codings neither side undoes: bytes that are surely not what was sent.
+    "compress": lambda data: b"\x1f\x9d" + data[::-1],
+    "br": lambda data: b"\x0b" + data[::-1],
+    "x-unknown": lambda data: data[::-1],
+}
+
+
+@pytest.mark.parametrize(
+    ("lines", "codings"),
+    [
+        ([], ()),
+        ([""], ()),
+        (["identity"], ()),
+        (["gzip"], ("gzip",)),
+        (["  GZIP \t"], ("gzip",)),
+        (["X-Gzip"], ("x-gzip",)),
+        (["gzip, identity"], ("gzip",)),
+        (["identity,,gzip"], ("gzip",)),
+        (["gzip, gzip"], ("gzip", "gzip")),
+        (["deflate", "gzip"], ("deflate", "gzip")),
+        (["identity", "br"], ("br",)),
+        (["compress"], ("compress",)),
+    ],
+)
+def test_the_codings_of_a_body_are_read_from_every_header_line(
+    lines: list[str], codings: tuple[str, ...]
+) -> None:
+    assert content_codings(lines) == codings
+
+
+def encoded(codings: list[str]) -> bytes:
+    """``PICTURE`` with ``codings`` applied in order, as a server would send it."""
+    body = PICTURE
+    for coding in codings:
+        body = ENCODERS[coding.strip().lower()](body)
+    return body
+
+
+@asynccontextmanager
+async def client_of(
+    auto_decompress: bool, api_lines: tuple[str, ...] = ()
+) -> AsyncIterator[tuple[GPTunnelClient, TestServer]]:
+    """A client on a borrowed session that does (or does not) decompress, and a loopback
+    host answering the API with a done task under the header lines ``api_lines``, and
+    any other path with the picture under the lines its query names
+    (``?line=gzip&line=identity, gzip``)."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        api = request.path.startswith("/v1/")
+        lines = list(api_lines) if api else request.query.getall("line", [])
+        body = json.dumps(DONE).encode() if api else PICTURE
+        for line in lines:
+            for coding in line.split(","):
+                if coding.strip():
+                    body = ENCODERS[coding.strip().lower()](body)
+        response = web.Response(body=body, content_type="image/png")
+        for line in lines:
+            response.headers.add("Content-Encoding", line)
+        return response
+
+    async with (
+        loopback_server(answer) as server,
+        aiohttp.ClientSession(auto_decompress=auto_decompress) as session,
+        GPTunnelClient(
+            api_key=API_KEY, base_url=str(server.make_url("/v1")), session=session, max_retries=0
+        ) as client,
+    ):
+        yield client, server
+
+
+def entries(folder: str) -> list[str]:
+    return sorted(path.name for path in Path(folder).iterdir())
+
+
+def read(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+async def saved(auto_decompress: bool, lines: list[str]) -> bytes | GPTunnelError:
+    """What a download of the picture sent under ``lines`` saves, or its error; with an
+    error, the folder is left empty."""
+    with tempfile.TemporaryDirectory() as folder:
+        async with client_of(auto_decompress) as (client, server):
+            url = server.make_url("/r.png").with_query([("line", line) for line in lines])
+            try:
+                path = await client.download_result(str(url), Path(folder))
+            except GPTunnelError as exc:
+                assert entries(folder) == []
+                return exc
+            return read(path)
+
+
+CODING = st.sampled_from(sorted(ENCODERS)).flatmap(
+    lambda name: st.sampled_from([name, name.upper(), f" {name} "])
+)
+
+
+@settings(max_examples=60)
+@given(
+    lines=st.lists(st.lists(CODING, min_size=1, max_size=3).map(", ".join), max_size=3),
+    auto_decompress=st.booleans(),
+)
+async def test_a_download_saves_the_file_as_sent_or_nothing(
+    lines: list[str], auto_decompress: bool
+) -> None:
+    """Whatever codings the header states, in any case, one line or several, the file
+    saved is the one sent, or nothing is saved and the error is typed."""
+    outcome = await saved(auto_decompress, lines)
+    assert outcome == PICTURE or isinstance(outcome, GPTunnelError)
+
+
+@pytest.mark.parametrize("auto_decompress", [True, False])
+@pytest.mark.parametrize(
+    "lines",
+    [["x-gzip"], ["X-GZIP"], ["gzip, identity"], ["identity, deflate"]],
+)
+async def test_one_coding_the_sdk_knows_is_undone_on_any_session(
+    auto_decompress: bool, lines: list[str]
+) -> None:
+    """``x-gzip`` (``gzip``'s old name, RFC 9110) and a coding beside ``identity`` are
+    left encoded by aiohttp: the SDK decodes them, whether the session decompresses
+    or not (before, a session that decompresses saved them still gzipped)."""
+    assert await saved(auto_decompress, lines) == PICTURE
+
+
+@pytest.mark.parametrize("auto_decompress", [True, False])
+@pytest.mark.parametrize(
+    "lines",
+    [["compress"], ["x-unknown"], ["gzip, gzip"], ["gzip", "gzip"], ["deflate, gzip"]],
+)
+async def test_a_coding_the_sdk_cannot_undo_saves_nothing(
+    auto_decompress: bool, lines: list[str]
+) -> None:
+    """A body left encoded is not the file: ``DownloadError``, not retried, naming the
+    coding, and no file (before, its encoded bytes were saved as the result)."""
+    outcome = await saved(auto_decompress, lines)
+    assert isinstance(outcome, DownloadError)
+    assert "Content-Encoding" in str(outcome)
+    assert ", ".join(lines) in str(outcome)
+
+
+async def test_lines_that_aiohttp_may_have_read_either_way_save_nothing() -> None:
+    """Two ``Content-Encoding`` lines of which aiohttp decodes one: which line it takes
+    differs between its parsers (the first, or the last), so whether the body is still
+    encoded cannot be known; a session that leaves codings alone has them undone."""
+    assert isinstance(await saved(True, ["identity", "gzip"]), DownloadError)
+    assert await saved(False, ["identity", "gzip"]) == PICTURE
+
+
+@pytest.mark.parametrize("auto_decompress", [True, False])
+async def test_an_api_answer_in_a_coding_the_sdk_cannot_undo_is_a_decode_error(
+    auto_decompress: bool,
+) -> None:
+    """A task object left encoded is a ``ResponseDecodeError`` that names the coding, not
+    one that says the body is not JSON."""
+    async with client_of(auto_decompress, ("gzip, gzip",)) as (client, _):
+        with pytest.raises(ResponseDecodeError, match="Content-Encoding 'gzip, gzip'"):
+            await client.get_result("task-1")
+
+
+@pytest.mark.parametrize("auto_decompress", [True, False])
+@pytest.mark.parametrize("line", ["x-gzip", "gzip, identity"])
+async def test_an_api_answer_in_one_coding_the_sdk_knows_is_read(
+    auto_decompress: bool, line: str
+) -> None:
+    async with client_of(auto_decompress, (line,)) as (client, _):
+        assert await client.get_result("task-1") == structure(Task, DONE)
+
+
+async def test_an_error_answer_in_a_coding_the_sdk_cannot_undo_keeps_its_status() -> None:
+    """An expired result's 404 whose page is in an odd coding is still the 404."""
+
+    async def gone(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=404, body=b"\x1f\x9dzz", headers={"Content-Encoding": "compress"}
+        )
+
+    with tempfile.TemporaryDirectory() as folder:
+        async with (
+            loopback_server(gone) as server,
+            GPTunnelClient(
+                api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0
+            ) as client,
+        ):
+            with pytest.raises(NotFoundError):
+                await client.download_result(str(server.make_url("/r.png")), Path(folder))
+        assert entries(folder) == []

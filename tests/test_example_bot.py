@@ -133,17 +133,24 @@ async def test_a_change_after_a_quiet_second_is_edited_at_once(
 
 
 @pytest.mark.parametrize(
-    ("status", "percent", "text"),
+    ("status", "percent", "remaining", "text"),
     [
-        ("idle", 0, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
-        ("queued", 0, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
-        ("running", 42, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %"),
-        ("processing", 95, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 95 %"),
-        ("done", 100, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
+        ("idle", 0, None, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
+        ("queued", 0, None, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
+        ("running", 42, None, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %"),
+        ("running", 42, 30.4, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %, about 30 s left"),
+        ("running", 60, 90.0, "Swapping faces…\n▓▓▓▓▓▓░░░░ 60 %, about 90 s left"),
+        ("running", 99, 0.2, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 99 %, about 1 s left"),
+        ("running", 99, 0.0, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 99 %, about 1 s left"),
+        ("processing", 95, None, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 95 %"),
+        ("done", 100, None, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
+        ("done", 100, 0.0, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
     ],
 )
-def test_progress_text_is_a_label_and_a_ten_step_bar(status: str, percent: int, text: str) -> None:
-    assert progress_text(status, percent) == text
+def test_progress_text_is_a_label_a_ten_step_bar_and_the_time_left(
+    status: str, percent: int, remaining: float | None, text: str
+) -> None:
+    assert progress_text(status, percent, remaining) == text
 
 
 # -- replies --------------------------------------------------------------------------
@@ -297,8 +304,9 @@ async def test_two_photos_become_a_swap_with_a_progress_bar_and_the_result_photo
     assert chat.creates() == [{"sourceImage": data_uri(PERSON), "faceImage": data_uri(FACE)}]
     assert chat.telegram.texts(SendMessage) == [replies.ASK_FOR_FACE, progress_text("idle", 0)]
     assert chat.telegram.texts(EditMessageText) == [
-        progress_text("running", 30),
-        progress_text("running", 70),
+        progress_text("running", 30),  # percent has risen once: no time left to show yet
+        # Instant waits make `remaining` a few milliseconds, shown as "about 1 s".
+        progress_text("running", 70, remaining=0.0),
         progress_text("done", 100),
         replies.DONE,
     ]

@@ -131,7 +131,7 @@ async def _swap(
         waiter = gptunnel.faceswap.wait_for_result(created.id)
         async with contextlib.aclosing(throttle(waiter, every=EDIT_INTERVAL)) as events:
             async for event in events:
-                await progress.show(progress_text(event.status, event.percent))
+                await progress.show(progress_text(event.status, event.percent, event.remaining))
         task = event.task  # a wait that ends without raising ends with its done event
         with tempfile.TemporaryDirectory() as folder:
             path = await gptunnel.download_result(task, folder)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.methods import EditMessageText, GetFile, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Chat, File, FSInputFile, Message, PhotoSize, Update, User
 
@@ -192,6 +192,7 @@ class FakeTelegram(BaseSession):
         self.calls: list[TelegramMethod[Any]] = []
         self.sent_photos: list[bytes] = []
         self.failing_edits = False
+        self.blocked = False  # the user blocked the bot: every call is refused
         self.edited = asyncio.Event()  # set by the first edit of a message
         self._message_ids = itertools.count(1000)
 
@@ -199,6 +200,8 @@ class FakeTelegram(BaseSession):
         self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
     ) -> Any:
         self.calls.append(method)
+        if self.blocked:
+            raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
         if isinstance(method, EditMessageText):
             self.edited.set()
         if isinstance(method, GetFile):
@@ -395,6 +398,22 @@ async def test_cancel_with_no_swap_running_says_so(chat: Chatting) -> None:
         replies.ASK_FOR_FACE,
     ]
     assert chat.creates() == []
+
+
+async def test_a_user_who_blocks_the_bot_ends_the_swap_and_its_wait(chat: Chatting) -> None:
+    steps = [("running", percent) for percent in range(10, 100)]
+    chat.fake.script_created(steps=steps)  # a change on every read, each one an edit
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+    await chat.telegram.edited.wait()
+    [swap] = chat.running()
+    chat.telegram.blocked = True
+
+    await swap  # ends without an error: there is no one left to tell
+    assert chat.running() == []
+    reads = [r for r in chat.fake.requests if r.path.endswith("/faceswap/result")]
+    assert len(reads) < len(steps)  # the wait was closed long before the task ended
+    assert chat.telegram.sent_photos == []
 
 
 async def test_shutting_down_stops_every_running_swap(chat: Chatting) -> None:

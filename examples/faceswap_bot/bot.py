@@ -17,7 +17,7 @@ import tempfile
 import time
 
 from aiogram import Bot, Dispatcher, F, Router
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramRetryAfter
 from aiogram.filters import Command, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -123,7 +123,8 @@ async def _swap(
     face: bytes,
     progress: ThrottledMessage,
 ) -> None:
-    """Create the face swap, show its progress, and send the result photo or an error."""
+    """Create the face swap, show its progress, and send the result photo or an error.
+    A user who blocks the bot meanwhile ends it: the wait is closed at once."""
     try:
         created = await gptunnel.faceswap.create(source, face)
         # At most one event a second, never two alike, the last one always: what Telegram
@@ -141,6 +142,8 @@ async def _swap(
         logger.warning("face swap for chat %s failed: %s", message.chat.id, exc)
         await progress.show(replies.FAILED)
         await message.reply(replies.friendly_error(exc))
+    except TelegramForbiddenError:  # the user blocked the bot: no one to tell, stop here
+        logger.info("chat %s blocked the bot; its face swap is no longer followed", sent.chat.id)
     except asyncio.CancelledError:
         await _edit(sent, replies.CANCELLED_PROGRESS)
         raise

@@ -4,6 +4,7 @@ through aiogram's own dispatcher against the GPTunnel emulator, without Telegram
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.methods import EditMessageText, GetFile, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Chat, File, FSInputFile, Message, PhotoSize, Update, User
 
@@ -31,6 +32,7 @@ from gptunnel_async import (
     BadRequestError,
     GPTunnelError,
     InsufficientBalanceError,
+    PollPolicy,
     ServerError,
     Task,
     TaskFailedError,
@@ -131,17 +133,24 @@ async def test_a_change_after_a_quiet_second_is_edited_at_once(
 
 
 @pytest.mark.parametrize(
-    ("status", "percent", "text"),
+    ("status", "percent", "remaining", "text"),
     [
-        ("idle", 0, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
-        ("queued", 0, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
-        ("running", 42, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %"),
-        ("processing", 95, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 95 %"),
-        ("done", 100, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
+        ("idle", 0, None, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
+        ("queued", 0, None, "Waiting in the queue…\n░░░░░░░░░░ 0 %"),
+        ("running", 42, None, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %"),
+        ("running", 42, 30.4, "Swapping faces…\n▓▓▓▓░░░░░░ 42 %, about 30 s left"),
+        ("running", 60, 90.0, "Swapping faces…\n▓▓▓▓▓▓░░░░ 60 %, about 90 s left"),
+        ("running", 99, 0.2, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 99 %, about 1 s left"),
+        ("running", 99, 0.0, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 99 %, about 1 s left"),
+        ("processing", 95, None, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 95 %"),
+        ("done", 100, None, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
+        ("done", 100, 0.0, "Swapping faces…\n▓▓▓▓▓▓▓▓▓▓ 100 %"),
     ],
 )
-def test_progress_text_is_a_label_and_a_ten_step_bar(status: str, percent: int, text: str) -> None:
-    assert progress_text(status, percent) == text
+def test_progress_text_is_a_label_a_ten_step_bar_and_the_time_left(
+    status: str, percent: int, remaining: float | None, text: str
+) -> None:
+    assert progress_text(status, percent, remaining) == text
 
 
 # -- replies --------------------------------------------------------------------------
@@ -183,12 +192,18 @@ class FakeTelegram(BaseSession):
         self.calls: list[TelegramMethod[Any]] = []
         self.sent_photos: list[bytes] = []
         self.failing_edits = False
+        self.blocked = False  # the user blocked the bot: every call is refused
+        self.edited = asyncio.Event()  # set by the first edit of a message
         self._message_ids = itertools.count(1000)
 
     async def make_request(
         self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None
     ) -> Any:
         self.calls.append(method)
+        if self.blocked:
+            raise TelegramForbiddenError(method, "Forbidden: bot was blocked by the user")
+        if isinstance(method, EditMessageText):
+            self.edited.set()
         if isinstance(method, GetFile):
             path = f"photos/{method.file_id}.jpg"
             return File(file_id=method.file_id, file_unique_id=method.file_id, file_path=path)
@@ -255,12 +270,24 @@ class Chatting:
     def creates(self) -> list[Any]:
         return [r.json for r in self.fake.requests if r.path.endswith("/faceswap/create")]
 
+    def running(self) -> list[asyncio.Task[None]]:
+        """The swaps running now: each runs in a task of its own, off the chat's updates."""
+        return list(self.dispatcher["swaps"].values())
+
+    async def swap(self) -> None:
+        """Send the two photos, then wait for the swap they started to end."""
+        await self.send_photo("person")
+        await self.send_photo("face")
+        await asyncio.gather(*self.running())
+
 
 @pytest.fixture
 async def chat(gptunnel_fake: FakeGPTunnel, clock: FakeClock) -> AsyncIterator[Chatting]:
     telegram = FakeTelegram({"person": PERSON, "face": FACE})
     bot = Bot("42:TEST", session=telegram)
-    async with gptunnel_fake.client() as client:
+    # A minute's deadline: a swap whose task never ends, should its cancel not come,
+    # fails the test then, rather than polling flat out for the default ten minutes.
+    async with gptunnel_fake.client(poll_policy=PollPolicy(timeout=60)) as client:
         dispatcher = create_dispatcher(client, clock=clock, sleep=clock.sleep)
         yield Chatting(bot, telegram, clock, gptunnel_fake, dispatcher)
 
@@ -275,14 +302,14 @@ async def test_two_photos_become_a_swap_with_a_progress_bar_and_the_result_photo
     chat.fake.script_created(
         steps=[("queued", 0), ("running", 30), ("running", 30), ("running", 70), ("done", 100)]
     )
-    await chat.send_photo("person")
-    await chat.send_photo("face")
+    await chat.swap()
 
     assert chat.creates() == [{"sourceImage": data_uri(PERSON), "faceImage": data_uri(FACE)}]
     assert chat.telegram.texts(SendMessage) == [replies.ASK_FOR_FACE, progress_text("idle", 0)]
     assert chat.telegram.texts(EditMessageText) == [
-        progress_text("running", 30),
-        progress_text("running", 70),
+        progress_text("running", 30),  # percent has risen once: no time left to show yet
+        # Instant waits make `remaining` a few milliseconds, shown as "about 1 s".
+        progress_text("running", 70, remaining=0.0),
         progress_text("done", 100),
         replies.DONE,
     ]
@@ -292,16 +319,14 @@ async def test_two_photos_become_a_swap_with_a_progress_bar_and_the_result_photo
 
 
 async def test_the_largest_size_of_each_photo_is_sent_to_gptunnel(chat: Chatting) -> None:
-    await chat.send_photo("person")
-    await chat.send_photo("face")
+    await chat.swap()
     downloaded = [c.file_id for c in chat.telegram.calls if isinstance(c, GetFile)]
     assert downloaded == ["person", "face"]
 
 
 async def test_a_failed_task_becomes_a_friendly_reply(chat: Chatting) -> None:
     chat.fake.script_created(steps=[("running", 20), ("failed", 20)], error="no face found")
-    await chat.send_photo("person")
-    await chat.send_photo("face")
+    await chat.swap()
 
     assert chat.telegram.texts(EditMessageText)[-1] == replies.FAILED
     assert chat.telegram.texts(SendMessage)[-1] == replies.friendly_error(
@@ -312,8 +337,7 @@ async def test_a_failed_task_becomes_a_friendly_reply(chat: Chatting) -> None:
 
 async def test_an_empty_balance_becomes_a_friendly_reply(chat: Chatting) -> None:
     chat.fake.fail_next(402, path="faceswap/create")
-    await chat.send_photo("person")
-    await chat.send_photo("face")
+    await chat.swap()
 
     assert "run out of GPTunnel credit" in chat.telegram.texts(SendMessage)[-1]
     assert chat.telegram.sent_photos == []
@@ -323,9 +347,82 @@ async def test_a_progress_message_that_cannot_be_edited_does_not_stop_the_swap(
     chat: Chatting,
 ) -> None:
     chat.telegram.failing_edits = True
+    await chat.swap()
+    assert chat.telegram.sent_photos == [sample_image("result.png")]
+
+
+async def start_a_swap_that_never_ends(chat: Chatting) -> asyncio.Task[None]:
+    """Send the two photos of a swap whose task runs until cancelled, and return once its
+    wait has read the task and shown it in the progress message."""
+    chat.fake.script_created(steps=[("running", 10)])
     await chat.send_photo("person")
     await chat.send_photo("face")
-    assert chat.telegram.sent_photos == [sample_image("result.png")]
+    await chat.telegram.edited.wait()
+    [swap] = chat.running()
+    return swap
+
+
+async def test_cancel_stops_the_running_swap_while_its_wait_goes_on(chat: Chatting) -> None:
+    swap = await start_a_swap_that_never_ends(chat)
+    await chat.send_text("/cancel")  # read at once: the swap does not hold the chat
+
+    assert chat.telegram.texts(SendMessage)[-1] == replies.CANCELLED
+    with pytest.raises(asyncio.CancelledError):
+        await swap
+    assert chat.running() == []
+    assert chat.telegram.texts(EditMessageText)[-1] == replies.CANCELLED_PROGRESS
+    assert chat.telegram.sent_photos == []
+
+
+async def test_a_second_swap_waits_for_the_first(chat: Chatting) -> None:
+    swap = await start_a_swap_that_never_ends(chat)
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+
+    assert chat.telegram.texts(SendMessage)[-1] == replies.BUSY
+    assert len(chat.creates()) == 1
+    assert chat.running() == [swap]
+    await chat.send_text("/cancel")
+    with pytest.raises(asyncio.CancelledError):
+        await swap
+
+
+async def test_cancel_with_no_swap_running_says_so(chat: Chatting) -> None:
+    await chat.send_photo("person")
+    await chat.send_text("/cancel")
+    await chat.send_photo("face")  # the person was forgotten: this is a person again
+
+    assert chat.telegram.texts(SendMessage) == [
+        replies.ASK_FOR_FACE,
+        replies.NOTHING_TO_CANCEL,
+        replies.ASK_FOR_FACE,
+    ]
+    assert chat.creates() == []
+
+
+async def test_a_user_who_blocks_the_bot_ends_the_swap_and_its_wait(chat: Chatting) -> None:
+    steps = [("running", percent) for percent in range(10, 100)]
+    chat.fake.script_created(steps=steps)  # a change on every read, each one an edit
+    await chat.send_photo("person")
+    await chat.send_photo("face")
+    await chat.telegram.edited.wait()
+    [swap] = chat.running()
+    chat.telegram.blocked = True
+
+    await swap  # ends without an error: there is no one left to tell
+    assert chat.running() == []
+    reads = [r for r in chat.fake.requests if r.path.endswith("/faceswap/result")]
+    assert len(reads) < len(steps)  # the wait was closed long before the task ended
+    assert chat.telegram.sent_photos == []
+
+
+async def test_shutting_down_stops_every_running_swap(chat: Chatting) -> None:
+    swap = await start_a_swap_that_never_ends(chat)
+    await chat.dispatcher.emit_shutdown(bot=chat.bot, **chat.dispatcher.workflow_data)
+
+    assert swap.cancelled()
+    assert chat.running() == []
+    assert chat.telegram.texts(EditMessageText)[-1] == replies.CANCELLED_PROGRESS
 
 
 async def test_the_bot_says_which_photo_it_waits_for(chat: Chatting) -> None:

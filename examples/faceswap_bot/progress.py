@@ -25,19 +25,26 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
 
 
-def progress_text(status: str, percent: int) -> str:
+def progress_text(status: str, percent: int, remaining: float | None = None) -> str:
     """The progress message for a task in ``status`` at ``percent``: a line and a bar.
 
     Args:
         status: the task's status, as the API sent it.
         percent: how far along it is, 0 to 100.
+        remaining: the predicted seconds until it is done (a progress event's
+            ``remaining``), or ``None`` while there is nothing to go by.
 
     Returns:
-        Two lines, e.g. ``"Swapping faces…"`` and ``"▓▓▓▓░░░░░░ 40 %"``.
+        Two lines, e.g. ``"Swapping faces…"`` and ``"▓▓▓▓░░░░░░ 40 %, about 30 s left"``;
+        the time left only while ``remaining`` is known and the task short of 100 %,
+        never "about 0 s" (a task a little late is "about 1 s" away).
     """
     filled = round(percent * BAR_WIDTH / 100)
     label = "Waiting in the queue…" if status in QUEUED_STATUSES else "Swapping faces…"
-    return f"{label}\n{'▓' * filled}{'░' * (BAR_WIDTH - filled)} {percent} %"
+    left = (
+        "" if remaining is None or percent >= 100 else f", about {max(1, round(remaining))} s left"
+    )
+    return f"{label}\n{'▓' * filled}{'░' * (BAR_WIDTH - filled)} {percent} %{left}"
 
 
 class ThrottledMessage:

@@ -23,6 +23,10 @@ ASK_FOR_FACE = "Now send a photo of the face to put on them."
 DONE = "Done ✅"
 FAILED = "Failed ❌"
 RESULT_CAPTION = "Here you are."
+BUSY = "I am still swapping your last photos: wait for them, or send /cancel to stop."
+CANCELLED = "Stopped. Send me a photo of a person to start again."
+CANCELLED_PROGRESS = "Cancelled ✖"
+NOTHING_TO_CANCEL = "No swap is running. " + GREETING
 
 
 def friendly_error(exc: GPTunnelError) -> str:

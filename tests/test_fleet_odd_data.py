@@ -375,6 +375,18 @@ async def _yields(delivery: Any) -> Any:
     yield delivery  # a stray yield: the handler's body would never run
 
 
+async def _takes_two(delivery: Any, client: Any) -> None:
+    """A handler written for another signature: it cannot be called with the delivery
+    alone, which the watcher refuses when it is built, not at the first delivery."""
+
+
+def _takes_it_by_name(*, delivery: Any) -> None:
+    """Keyword-only: the watcher passes the delivery by position."""
+
+
+_TAKES_THE_DELIVERY = r"handler must take one argument, as it is called \(handler\(delivery\)\)"
+
+
 async def _async_clock() -> float:
     return 0.0  # called and never awaited, it would give a coroutine, not a time
 
@@ -396,6 +408,9 @@ async def _async_clock() -> float:
         (lambda c, r: MemoryStore(clock=3), "clock must be a function"),  # type: ignore[arg-type]
         (lambda c, r: MemoryStore(clock=_async_clock), "clock must be a plain function"),  # type: ignore[arg-type]
         (lambda c, r: Watcher(c, MemoryStore(), handler=_yields), "handler must be a function or"),
+        (lambda c, r: Watcher(c, MemoryStore(), handler=lambda: None), _TAKES_THE_DELIVERY),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, MemoryStore(), handler=_takes_two), _TAKES_THE_DELIVERY),  # type: ignore[arg-type]
+        (lambda c, r: Watcher(c, MemoryStore(), handler=_takes_it_by_name), _TAKES_THE_DELIVERY),  # type: ignore[arg-type]
         (lambda c, r: RedisStore(r, name="bot-\udcff"), "name must be text UTF-8 can encode"),
         (lambda c, r: RedisStore(r, prefix="\ud800app"), "prefix must be text UTF-8"),
         (lambda c, r: RedisBudget(r, 5, name="\udcff"), "name must be text UTF-8"),

@@ -40,6 +40,7 @@ import attrs
 
 from .. import _timing
 from .._checks import (
+    callable_as,
     called_back,
     check_task_id,
     check_text,
@@ -291,7 +292,8 @@ class Watcher(InProcessOnly):
             a fleet, a [MemoryStore][gptunnel_async.fleet.MemoryStore] for one process.
         handler: called once per finished task with a
             [Delivery][gptunnel_async.fleet.Delivery] (an ``async def`` or a plain
-            function), in one worker of the fleet, at least once: it must tolerate a
+            function, called with the delivery alone: ``ConfigurationError`` here
+            otherwise), in one worker of the fleet, at least once: it must tolerate a
             rare second call for the same task (after a worker died inside it). A
             worker without a handler reads tasks but leaves deliveries to the others.
         policy: how reads are paced (its ``timeout`` is not used: ``watch`` takes one);
@@ -348,7 +350,8 @@ class Watcher(InProcessOnly):
     ) -> None:
         from .._client import GPTunnelClient  # the client imports what the fleet does
 
-        optional(function, "handler", handler)
+        if handler is not None:
+            callable_as("handler", function("handler", handler), (None,), "handler(delivery)")
         optional(instance_of(PollPolicy), "policy", policy)
         instance_of(GPTunnelClient)("client", client)
         implements("store", store, "a WatchStore (RedisStore or MemoryStore)", _STORE_METHODS)

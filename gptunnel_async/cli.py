@@ -31,6 +31,7 @@ from ._cli_json import json_line
 from ._client import GPTunnelClient
 from ._download import check_destination
 from ._polling import PollPolicy
+from ._sansio.numbers import decimal, digits
 from ._sansio.retries import is_transient
 from ._sansio.text import mask_for, printable
 from ._sentinel import NOT_GIVEN, NotGiven
@@ -304,10 +305,9 @@ def _task_spec(text: str) -> dict[str, Any]:
     seconds, colon, error = rest.partition(":")
     if not (task_id and equals and seconds):
         raise ValueError(f"a task is ID=SECONDS or ID=SECONDS:ERROR, got {text!r}")
-    try:
-        duration = float(seconds)
-    except ValueError:
-        raise ValueError(f"a task's SECONDS is a number, got {seconds!r} in {text!r}") from None
+    duration = decimal(seconds)
+    if duration is None:
+        raise ValueError(f"a task's SECONDS is a number, got {seconds!r} in {text!r}")
     spec: dict[str, Any] = {"id": task_id, "duration": duration}
     if colon:
         spec["error"] = error or "the task failed"
@@ -321,10 +321,10 @@ def _fault_spec(text: str) -> dict[str, Any]:
         ValueError: the text is not one.
     """
     status, _, times = text.lower().partition("x")
-    try:
-        return {"kind": "fail", "status": int(status), "times": int(times) if times else 1}
-    except ValueError:
-        raise ValueError(f"a fault is STATUS or STATUSxN (e.g. 503x2), got {text!r}") from None
+    code, count = digits(status), digits(times) if times else 1
+    if code is None or count is None:
+        raise ValueError(f"a fault is STATUS or STATUSxN (e.g. 503x2), got {text!r}")
+    return {"kind": "fail", "status": code, "times": count}
 
 
 def _spec(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
@@ -342,8 +342,8 @@ def _spec(parse: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, A
 def _port_number(text: str) -> int:
     """An argparse type: a TCP port, 0 to 65535."""
     try:
-        return check_port("the port", int(text))
-    except ValueError:  # not an int, or out of range (ConfigurationError)
+        return check_port("the port", digits(text))
+    except ValueError:  # not 1*DIGIT (None), or out of range: ConfigurationError both
         raise argparse.ArgumentTypeError(
             f"a port is a whole number from 0 (any free one) to 65535, got {text!r:.40}"
         ) from None
@@ -582,7 +582,7 @@ def _task_id(text: str) -> str:
 
 def _seconds(text: str) -> float:
     try:
-        return positive_number("seconds", float(text))
+        return positive_number("seconds", decimal(text))
     except ValueError:  # ConfigurationError included
         raise argparse.ArgumentTypeError(
             f"must be a number of seconds > 0, got {describe(text)}"

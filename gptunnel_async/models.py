@@ -21,6 +21,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._logging import logger
+from ._sansio.numbers import decimal
 from ._sansio.statuses import (
     DONE_STATUSES,
     FAILED_STATUSES,
@@ -388,11 +389,20 @@ class Balance:
 
 
 def _number(value: Any) -> float:
-    """A JSON number, or numeric text (``"50"``), as a finite float; booleans, other text,
-    NaN and infinities are not numbers here."""
+    """A JSON number, or a JSON number's text (``"50"``, ``"-1.5"``: ASCII, nothing around
+    it), as a finite float.
+
+    Raises:
+        TypeError: a boolean, or anything else that is neither a number nor text.
+        ValueError: text that is not a number's (``" 50"``, ``"1_000"``, ``"٣٠"``,
+            ``"nan"``), NaN, an infinity, or a number too large for a float (``"1e400"``).
+    """
     if isinstance(value, str):
-        value = float(value)  # a ValueError for text that is not a number
-    elif isinstance(value, bool) or not isinstance(value, int | float):
+        number = decimal(value)
+        if number is None:
+            raise ValueError("expected a number, got text that is not a decimal number")
+        return number
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
     try:
         number = float(value)
@@ -544,18 +554,18 @@ def _media_hook(structure: Callable[[Any, type], MediaTask]) -> Callable[[Any, t
 
 
 def _structure_timestamp(value: Any, _: type) -> int | None:
-    """Unix seconds from a number, numeric text or an ISO 8601 date; else ``None``
-    (an optional field that cannot be understood is dropped, not fatal)."""
+    """Unix seconds from a number, a number's text (ASCII, as :func:`_number` reads it) or
+    an ISO 8601 date in ASCII; else ``None`` (an optional field that cannot be understood
+    is dropped, not fatal): ``" 1700000000"``, ``"1e400"`` and ``10**400`` included."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return int(value) if math.isfinite(value) else None
-    if not isinstance(value, str):
+    if isinstance(value, int | float | str):
+        try:
+            return int(_number(value))
+        except ValueError:
+            pass
+    if not (isinstance(value, str) and value.isascii()):
         return None
-    try:
-        return int(float(value))
-    except (ValueError, OverflowError):
-        pass
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -229,7 +229,7 @@ _DROP = object()
         (_record(timeout=-1), "1", "timeout must be a finite number >= 0"),
         (_record(), "nan", "the deadline must be a finite number"),
         (_record(), "inf", "the deadline must be a finite number"),
-        (_record(), "soon", "the deadline is malformed"),
+        (_record(), "soon", "the deadline must be a finite number"),
         (_record(), None, "the deadline is missing"),
         (_record(), b"\xff", "the deadline is not UTF-8"),
         ("not json", "1", "record is malformed .JSONDecodeError"),

@@ -137,7 +137,11 @@ def test_bodies_that_are_not_task_objects_raise_response_decode_error(body: byte
     ("field", "value", "expected", "dropped"),
     [
         ("percent", "50", 50, False),
-        ("percent", " 42.6 ", 43, False),
+        ("percent", "42.6", 43, False),
+        ("percent", " 42.6 ", 0, True),  # text around a number is not a number's text
+        ("percent", "4_2", 0, True),
+        ("percent", "\u0664\u0662", 0, True),  # Arabic-Indic 42
+        ("percent", "1e400", 0, True),
         ("percent", "forty", 0, True),
         ("percent", float("nan"), 0, True),
         ("percent", {"value": 5}, 0, True),

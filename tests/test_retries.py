@@ -95,6 +95,30 @@ async def test_retry_after_http_date_is_honoured(
     assert recorded_sleeps == [RETRY_AFTER_CAP]
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        "1_000",
+        "\u0663\u0660",
+        "\uff13\uff10",
+        "1.5",
+        "+5",
+        "1e3",
+        "inf",
+        "Tue, 31 Feb 2026 12:00:30 GMT",
+    ],
+)
+async def test_an_unreadable_retry_after_is_ignored_not_read_as_seconds(
+    header: str, client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
+) -> None:
+    """``float()`` read ``"1_000"`` and ``"1e3"`` as the whole 60 s cap, ``"٣٠"`` as 30 s:
+    the retry now takes its usual first backoff, as with no hint at all."""
+    api.script((429, "", {"Retry-After": header}), DONE)
+    await client.get_result("t")
+    (pause,) = recorded_sleeps
+    assert 0.5 <= pause <= 0.75
+
+
 async def test_retry_after_is_capped(
     client: GPTunnelClient, api: ScriptedAPI, recorded_sleeps: list[float]
 ) -> None:

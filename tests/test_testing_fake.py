@@ -453,6 +453,18 @@ async def test_fail_next_sends_retry_after_and_the_error_body(fake: FakeGPTunnel
     assert caught.value.type == "rate_limit_error"
 
 
+@pytest.mark.parametrize(("seconds", "header"), [(0, "0"), (0.5, "1"), (7, "7"), (1e6, "1000000")])
+async def test_fail_next_sends_retry_after_as_delta_seconds(
+    fake: FakeGPTunnel, http: aiohttp.ClientSession, seconds: float, header: str
+) -> None:
+    """Whole seconds, as RFC 9110 has them (``1*DIGIT``): ``f"{0.5:g}"`` sent ``0.5``,
+    and ``1e+06``, which no strict client reads."""
+    fake.fail_next(503, retry_after=seconds)
+    async with http.get(f"{fake.base_url}/faceswap/result") as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == header
+
+
 async def test_retry_after_may_be_a_date(fake: FakeGPTunnel, http: aiohttp.ClientSession) -> None:
     when = datetime.now(UTC) + timedelta(seconds=30)
     fake.fail_next(503, retry_after=when)

@@ -7,7 +7,6 @@ produces the body lives in ``_transport``; which errors are worth retrying, in
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any, Final, Generic, Protocol, TypeVar
@@ -40,6 +39,7 @@ from ..models import (
     converter,
 )
 from .json_text import loads
+from .numbers import digits
 from .retries import parse_retry_after
 from .text import SHORT_TEXT, SecretMask, body_text, excerpt, mask_for, printable, shorten
 
@@ -504,8 +504,9 @@ class Created(Generic[L]):
 
 
 def _media_code(value: Any) -> int | None:
-    """A media ``code`` as an int (absent or null is 0; ``3.0`` is 3), or ``None`` if it
-    is not one."""
+    """A media ``code`` as an int (absent or null is 0; ``3.0`` is 3; ``"3"`` and ``"-1"``,
+    ASCII digits with an optional minus, are 3 and -1), or ``None`` if it is not one
+    (``" 3"``, ``"3_0"``, ``"٣"``)."""
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
@@ -513,8 +514,8 @@ def _media_code(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():  # 3.0, as a JSON writer may put 3
         return int(value)
     if isinstance(value, str):
-        with contextlib.suppress(ValueError):  # "abc", or a digit int() refuses, such as "¹"
-            return int(value)
+        magnitude = digits(value.removeprefix("-"))
+        return None if magnitude is None else -magnitude if value.startswith("-") else magnitude
     return None
 
 

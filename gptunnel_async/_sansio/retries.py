@@ -7,13 +7,14 @@ the waiting themselves.
 
 from __future__ import annotations
 
-import math
+import re
 import sys
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Final
 
 from ..errors import APIConnectionError, APIError, TLSError
+from .numbers import is_digits
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -43,31 +44,46 @@ these are how ``/media`` says 500). Retried as a 500 is: a read again, a create 
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
+    """Seconds to wait from a ``Retry-After`` header, as RFC 9110 (10.2.3) defines it:
+    delta-seconds (``1*DIGIT``, ASCII digits only) or an HTTP-date (IMF-fixdate, or the
+    obsolete RFC 850 and asctime forms), with optional spaces or tabs around it.
 
-    Returns ``None`` when the header is absent or unreadable, and never a negative number
-    (nor an infinite one: delta-seconds too long for a float are the largest float).
-    This is the server's own figure; :func:`honoured_retry_after` says how much of it
-    the SDK waits.
+    Returns ``None`` when the header is absent or anything else (``"1.5"``, ``"1_000"``,
+    ``"+5"``, ``"٣٠"``, ``"1e3"``, ``"inf"``, a date in another form): a hint the SDK
+    cannot read is ignored, never taken for some other number of seconds. Never a
+    negative number (a date in the past is 0), nor an infinite one (delta-seconds too
+    long for a float are the largest float). This is the server's own figure;
+    :func:`honoured_retry_after` says how much of it the SDK waits.
     """
     if not value:
         return None
-    value = value.strip()
+    value = value.strip(_OWS)
+    if is_digits(value):
+        return min(float(value), sys.float_info.max)  # 400 nines: inf, a long pause still
+    if _HTTP_DATE.fullmatch(value) is None:
+        return None
     try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if not math.isfinite(seconds):
-        # delta-seconds (digits only) too many for a float still ask for a long pause;
-        # "inf" and "nan" are no number of seconds
-        return sys.float_info.max if value.isascii() and value.isdigit() else None
-    return max(0.0, seconds)
+        when = parsedate_to_datetime(value)
+    except ValueError:  # no such day or time: 31 Feb, 25:00
+        return None
+    if when.tzinfo is None:  # asctime has no zone: it is GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+_OWS: Final = " \t"
+"""HTTP's optional whitespace (RFC 9110 5.6.3): what may surround a field's value."""
+
+_DAY: Final = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_MONTH: Final = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_TIME: Final = "[0-2][0-9]:[0-5][0-9]:[0-6][0-9]"
+_HTTP_DATE: Final = re.compile(
+    rf"{_DAY}, [0-3][0-9] {_MONTH} [0-9]{{4}} {_TIME} GMT"  # IMF-fixdate
+    rf"|(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
+    rf"[0-3][0-9]-{_MONTH}-[0-9]{{2}} {_TIME} GMT"  # RFC 850
+    rf"|{_DAY} {_MONTH} [ 1-3][0-9] {_TIME} [0-9]{{4}}"  # asctime
+)
+"""An HTTP-date in any of its three forms (RFC 9110 5.6.7), ASCII only."""
 
 
 def honoured_retry_after(hint: float | None) -> float | None:

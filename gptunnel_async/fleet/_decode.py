@@ -21,6 +21,7 @@ import attrs
 
 from .._checks import check_task_id, describe
 from .._sansio.json_text import loads
+from .._sansio.numbers import decimal, digits
 from .._sansio.responses import MAX_ANSWER_BYTES
 from .._sansio.text import clip
 from .._sansio.waiting import WaitState
@@ -131,17 +132,25 @@ def task_id(value: object, what: str) -> str:
 
 
 def number(value: object, what: str, *, minimum: float = -math.inf) -> float:
-    """A stored number (a JSON number, or its text in a Redis field), finite and at least
+    """A stored number (a JSON number, or its text in a Redis field, as Redis and
+    ``%.17g`` write one: ``"1700000000.25"``, ``"1e+20"``), finite and at least
     ``minimum``.
 
     Raises:
-        StoreDataError: anything else, ``"nan"``, ``"inf"`` and ``true`` included.
+        StoreDataError: anything else: ``"nan"``, ``"inf"``, ``"1e400"``, ``true``, and
+            text ``float()`` would take but no writer of the store writes (``" 5"``,
+            ``"1_000"``, ``"٣"``).
     """
     if value is None:
         raise StoreDataError(f"{what} is missing")
     if isinstance(value, bytes | bytearray | str):
-        with _reading(what):
-            value = float(text(value, what))
+        shown = text(value, what)
+        parsed = decimal(shown)
+        if parsed is None:
+            raise StoreDataError(
+                f"{what} must be a finite number in ASCII decimal: {describe(shown)}"
+            )
+        value = parsed
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise StoreDataError(f"{what} is not a number: {describe(value)}")
     with _reading(what):
@@ -167,8 +176,7 @@ def failures(value: object) -> int:
         shown = text(value, "the count of failed handler attempts")
     except StoreDataError:
         return 0
-    usable = len(shown) <= MAX_COUNT_DIGITS and shown.isascii() and shown.isdigit()
-    return int(shown) if usable else 0
+    return digits(shown, max_digits=MAX_COUNT_DIGITS) or 0
 
 
 def stored_object(value: object, what: str, limit: int = MAX_STORED_BYTES) -> dict[str, Any]:

@@ -522,7 +522,7 @@ class RedisStore:
                 claims.append(_claim(task_id, record, deadline, schedule, now))
             except StoreDataError as exc:
                 await self._set_aside(task_id, exc)
-        return claims, float(next_due) if next_due else None
+        return claims, _due_in(next_due)
 
     async def reschedule(
         self, task_id: str, worker: str, delay: float, schedule: str, progress: str | None
@@ -781,7 +781,7 @@ class RedisStore:
             due=int(due),
             leased=int(leased),
             finished_unhandled=int(unhandled),
-            oldest_overdue=float(overdue),
+            oldest_overdue=float(overdue),  # the script's own %.17g: inf for a -inf score
             dead_letters=int(dead),
         )
 
@@ -802,11 +802,23 @@ def _missing(state: Any, record: Any) -> str:
     return "its outcome is missing"
 
 
+def _due_in(value: Any) -> float | None:
+    """Seconds until the next task is due, from the claim script's reply; ``None`` (the
+    watcher's idle poll) when no task is due, or the text is no finite number of seconds
+    >= 0 (an operator's ``ZADD`` of ``inf`` or ``nan``)."""
+    if not value:
+        return None
+    try:
+        return _decode.number(value, "the time until the next task is due", minimum=0)
+    except StoreDataError:
+        return None
+
+
 def _claim(task_id: Any, record: Any, deadline: Any, schedule: Any, now: Any) -> Claim:
     """One claimed task from the claim script's reply (``now``: Redis time, as text)."""
     return Claim(
         _decode.task_id(task_id, "a claimed task's id"),
         _decode.record(record, deadline),
         _decode.text(schedule, "the saved pacing") or None,
-        float(now),
+        _decode.number(now, "the Redis time"),
     )

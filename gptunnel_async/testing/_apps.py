@@ -19,6 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._images import MAX_IMAGE_BYTES
+from .._sansio.numbers import is_digits
 from ._endpoints import (
     ENDPOINTS,
     Endpoint,
@@ -91,7 +92,7 @@ def _results_where_asked(
         return response
     given = request.headers.get("Host", "")
     host, _, port = given.rpartition(":")
-    if not port.isdigit():  # no port: the whole header is the host
+    if not is_digits(port):  # no port (1*DIGIT, RFC 3986): the whole header is the host
         host = given
     if not _HOST.fullmatch(host):
         return response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import socket
 import threading
 from collections.abc import Iterable
@@ -349,7 +350,9 @@ class FakeGPTunnel:
         Args:
             status: the HTTP status, 200 to 599.
             times: how many requests; ``None`` for every one until ``clear_faults()``.
-            retry_after: seconds or a date, sent as a ``Retry-After`` header.
+            retry_after: seconds or a date, sent as a ``Retry-After`` header: seconds as
+                whole ones (delta-seconds, rounded up: ``0.5`` is sent as ``1``), a date
+                as an IMF-fixdate.
             body: replaces the API's error object for ``status``: ``str`` or ``bytes``
                 are sent as they are (a proxy's HTML page), anything else as JSON.
             path: limits the fault to one endpoint, e.g. ``"faceswap/create"`` (or as
@@ -370,7 +373,7 @@ class FakeGPTunnel:
             header: str | None = format_datetime(retry_after, usegmt=True)
         elif retry_after is not None:
             seconds = non_negative_number("retry_after", retry_after, "seconds >= 0 or a datetime")
-            header = f"{seconds:g}"
+            header = str(math.ceil(seconds))  # delta-seconds are 1*DIGIT: no "0.5", no "1e+06"
         else:
             header = None
         if not isinstance(body, str | bytes | None):

@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 
 from gptunnel_async import GPTunnelClient
 from gptunnel_async._sansio import rate
+from gptunnel_async._sansio.numbers import decimal
 from gptunnel_async.fleet import RedisBudget, StoreUnavailableError
 from gptunnel_async.fleet._redis_budget import _SCRIPT
 
@@ -150,6 +151,7 @@ odd_values = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.floats(min_value=-7200, max_value=7200).map(lambda ahead: repr(NOW + ahead)),
     st.sampled_from(["inf", "-inf", "nan", "1e300", "-1e300", "0", "-1", "", "soon"]),
+    st.sampled_from([f" {NOW + 30!r}", f"{NOW + 30!r}\n", "0x10", "\u0663\u0660", "1_0"]),
 )
 
 
@@ -184,11 +186,24 @@ def test_no_value_in_the_budget_s_hash_holds_a_request_beyond_the_longest_pause(
 
 
 def _read_as_lua_does(value: bytes | None) -> float:
-    """A hash field as the script reads it: a number, or no value (``-inf``)."""
-    try:
-        return float(value or "-inf")
-    except ValueError:
-        return -math.inf
+    """A hash field as the script reads it: a JSON number's text, or no value (``-inf``)."""
+    found = decimal(value.decode("utf-8", "replace")) if value else None
+    return -math.inf if found is None else found
+
+
+@pytest.mark.parametrize("written", [f" {NOW + 30!r}", f"{NOW + 30!r}\t", "0x1p30"])
+def test_a_hold_that_only_lua_s_tonumber_reads_is_no_hold(redis_url: str, written: str) -> None:
+    """Lua's ``tonumber`` takes spaces around a number and hexadecimal: ``" 1000030.0"``
+    held every request of the fleet 30 s. Only a JSON number's text is a stored value."""
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.delete("spaced")
+        client.hset("spaced", "resume_at", written)
+        script = client.register_script(_SCRIPT)
+        value, _ = script(keys=["spaced"], args=["start", 20.0, "", "", repr(NOW)])
+        assert float(value) == 0.0
+        client.hset("spaced", "resume_at", repr(NOW + 30))
+        value, _ = script(keys=["spaced"], args=["start", 20.0, "", "", repr(NOW + 1)])
+        assert float(value) == pytest.approx(29.0)
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,15 @@ IDLE_EXPIRY_MS: Final = 600_000
 # rate, or a peak that is not > 0, is read as the nearest sane value. So no pause is
 # longer than rate.longest_pause(ceiling).
 _SCRIPT: Final = f"""
+-- A number in the hash: a JSON number's text, as fmt writes one (ASCII: Lua's %d is
+-- C's isdigit); anything tonumber alone would take besides (' 5', '0x10', 'inf') is nil.
+local function stored(s)
+  if s and string.match(s, '^%-?%d+%.?%d*[eE]?[-+]?%d*$') then return tonumber(s) end
+  return nil
+end
 local key, op, ceiling = KEYS[1], ARGV[1], tonumber(ARGV[2])
 if ceiling == nil then  -- "rate" without a ceiling (an operator's view): the last one used
-  ceiling = tonumber(redis.call('HGET', key, 'ceiling'))
+  ceiling = stored(redis.call('HGET', key, 'ceiling'))
   if ceiling == nil or not (ceiling > 0 and ceiling < math.huge) then return {{'', ''}} end
 end
 local now
@@ -55,11 +61,11 @@ else
 end
 local INF = math.huge
 local f = redis.call('HMGET', key, 'last_start', 'level', 'peak', 'changed_at', 'resume_at')
-local last_start = tonumber(f[1]) or -INF
-local level = tonumber(f[2]) or ceiling
-local peak = tonumber(f[3]) or INF
-local changed_at = tonumber(f[4]) or -INF
-local resume_at = tonumber(f[5]) or -INF
+local last_start = stored(f[1]) or -INF
+local level = stored(f[2]) or ceiling
+local peak = stored(f[3]) or INF
+local changed_at = stored(f[4]) or -INF
+local resume_at = stored(f[5]) or -INF
 local function fmt(x) return string.format('%.17g', x) end
 local fixed = {{}}
 local function upto(name, x, high)

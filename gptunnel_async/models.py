@@ -224,7 +224,12 @@ class MediaClip:
 
     @property
     def file_url(self) -> str | None:
-        """What to download for this clip: its audio, else its video, else its ``url``."""
+        """What to download for this clip: its audio, else its video, else its ``url``;
+        ``None`` for a clip that failed on its own (:attr:`is_failed`), whatever URLs it
+        carries (they stay in ``audio_url`` and the others, as sent): a failed clip is
+        no result file."""
+        if self.is_failed:
+            return None
         return self.audio_url or self.video_url or self.url
 
     @property
@@ -240,7 +245,7 @@ class MediaClip:
     @property
     def is_pending(self) -> bool:
         """The clip has nothing to fetch yet and has not failed."""
-        return self.file_url is None and not self.is_failed
+        return not self.is_failed and self.file_url is None
 
 
 @attrs.frozen
@@ -334,7 +339,8 @@ class MediaTask(_Lifecycle):
 
     @property
     def urls(self) -> tuple[str, ...]:
-        """Every result file: ``url``, then each clip's ``file_url``, in order."""
+        """Every result file: ``url``, then each clip's ``file_url``, in order; a clip
+        that failed on its own has none, even one that carries an ``audio_url``."""
         files = tuple(url for clip in self.clips if (url := clip.file_url))
         return (self.url, *files) if self.url else files
 

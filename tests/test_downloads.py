@@ -182,6 +182,22 @@ async def test_a_done_media_task_with_one_file_is_saved(
     assert path == tmp_path / "clip.mp3" and path.read_bytes() == b"ID3 audio"
 
 
+async def test_a_clip_that_failed_is_not_saved_whatever_url_it_carries(
+    client: GPTunnelClient, storage: Storage, tmp_path: Path
+) -> None:
+    storage.routes["/m/good.mp3"] = serve_bytes(b"ID3 good")
+    storage.routes["/m/bad.mp3"] = serve_bytes(b"ID3 bad")
+    clips = [
+        {"status": "error", "error": "flagged", "audio_url": storage.url + "m/bad.mp3"},
+        {"status": "succeeded", "audio_url": storage.url + "m/good.mp3"},
+    ]
+    task = decode_media_task(json.dumps(media_json("succeeded", url=None, result=clips)).encode())
+    assert [path.name for path in await client.download_results(task, tmp_path)] == ["good.mp3"]
+    assert folder_listing(tmp_path) == ["good.mp3"]
+    assert (await client.download_result(task, tmp_path / "one.mp3")).read_bytes() == b"ID3 good"
+    assert len(storage.seen_headers) == 2  # good.mp3 twice, bad.mp3 never
+
+
 async def test_a_task_listing_more_files_than_any_model_gives_saves_none(
     client: GPTunnelClient, storage: Storage, tmp_path: Path
 ) -> None:

@@ -5,11 +5,14 @@ webhooks, downloads, the emulator) agreeing with the model."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from rich.console import Console
 
 from gptunnel_async import (
     ConfigurationError,
@@ -18,14 +21,18 @@ from gptunnel_async import (
     TaskFailedError,
     WaitTimeoutError,
 )
+from gptunnel_async._cli_output import LineOutput
 from gptunnel_async._sansio.responses import decode_media_task
 from gptunnel_async.testing import FakeGPTunnel
+from gptunnel_async.testing._server import EmulatorOptions, _load
 
 SONG = {"status": "succeeded", "audio_url": "https://s/1.mp3", "duration": 120}
 STUB = {"status": "succeeded", "audio_url": "https://s/2.mp3", "duration": 0.8}
 WAITING = {"status": "streaming"}
 FLAGGED = {"status": "error", "error": "lyrics flagged"}
 FAILED = {"status": "failed"}
+FLAGGED_WITH_AUDIO = {**FLAGGED, "audio_url": "https://s/bad.mp3", "image_url": "https://s/c.jpg"}
+FAILED_WITH_VIDEO = {"status": "failed", "video_url": "https://s/bad.mp4", "url": "https://s/x"}
 
 
 def decode(status: str, result: Any = None, **fields: Any) -> MediaTask:
@@ -74,6 +81,16 @@ PENDING = (False, False, None)
             {},
             (False, True, "all 3 clips failed: lyrics flagged; too long"),
         ),
+        # a clip that failed is no file, whatever URLs it carries
+        ("done", [FLAGGED_WITH_AUDIO, SONG], {}, DONE),
+        ("done", [FLAGGED_WITH_AUDIO], {}, (False, True, "its clip failed: lyrics flagged")),
+        (
+            "done",
+            [FLAGGED_WITH_AUDIO, FAILED_WITH_VIDEO],
+            {},
+            (False, True, "all 2 clips failed: lyrics flagged"),
+        ),
+        ("done", [FLAGGED_WITH_AUDIO, WAITING], {}, PENDING),
         # a failure status is failed, whatever its clips say
         ("failed", [SONG], {"message": "NSFW"}, (False, True, "NSFW")),
         ("error", None, {}, (False, True, None)),
@@ -98,6 +115,25 @@ def test_the_clips_that_failed_beside_the_files_are_named() -> None:
         MediaClip(status="error", error="lyrics flagged"),
         MediaClip(status="failed"),
     )
+
+
+@pytest.mark.parametrize("failed", [FLAGGED_WITH_AUDIO, FAILED_WITH_VIDEO])
+def test_a_failed_clip_s_urls_are_no_result_file(failed: dict[str, Any]) -> None:
+    """Its ``audio_url`` was counted among the task's files: saved, shown as a result
+    and, alone, making a task whose every clip failed done."""
+    task = decode("done", [failed, SONG])
+    assert task.is_done and task.urls == ("https://s/1.mp3",)
+    (clip,) = task.failed_clips
+    assert clip.file_url is None and not clip.is_pending
+    assert (clip.audio_url, clip.video_url) == (failed.get("audio_url"), failed.get("video_url"))
+
+
+def test_the_command_line_shows_no_failed_clip_s_link() -> None:
+    console = Console(record=True, width=200, force_terminal=False, file=io.StringIO())
+    LineOutput(console, console).done(decode("done", [FLAGGED_WITH_AUDIO, SONG]))
+    shown = console.export_text()
+    assert "https://s/1.mp3" in shown and "bad.mp3" not in shown
+    assert "1 of 2 clips failed: lyrics flagged" in shown
 
 
 @pytest.mark.parametrize(
@@ -224,3 +260,75 @@ async def test_created_tasks_can_end_with_their_clips_failed(
     async with fake.client() as client:
         with pytest.raises(TaskFailedError, match="all 2 clips failed"):
             await client.media.generate("suno", "a song", timeout=30)
+
+
+# -- the emulator's tasks file and control endpoints ------------------------------------
+
+
+async def test_the_tasks_file_scripts_clips_that_fail(
+    fake: FakeGPTunnel, instant: None, tmp_path: Path
+) -> None:
+    """``failed_clips`` and the other media options, as ``script_task`` takes them: the
+    tasks file refused them as unknown fields."""
+    tasks = tmp_path / "tasks.json"
+    tasks.write_text(
+        json.dumps(
+            {
+                "tasks": [
+                    {"id": "song-1", "steps": [["done", 100]], "model": "suno", "failed_clips": 2},
+                    {
+                        "id": "song-2",
+                        "steps": [["done", 100]],
+                        "model": "suno",
+                        "clips": 3,
+                        "failed_clips": 1,
+                        "preview_stub": True,
+                    },
+                ],
+                "created": {"steps": [["done", 100]], "failed_clips": 2},
+            }
+        )
+    )
+    options = EmulatorOptions(
+        host="127.0.0.1", port=0, storage_port=0, api_key="k", tasks_file=tasks
+    )
+    assert _load(fake, options) == ["song-1", "song-2"]
+    async with fake.client() as client:
+        with pytest.raises(TaskFailedError, match="all 2 clips failed"):
+            await client.media.wait_for_result("song-1", timeout=30)
+        partly = await client.media.wait_for_result("song-2", timeout=30)
+        with pytest.raises(TaskFailedError, match="all 2 clips failed"):
+            await client.media.generate("suno", "a song", timeout=30)
+    assert len(partly.failed_clips) == 1 and len(partly.clips) == 4  # 3 and the stub
+
+
+async def test_the_control_endpoint_scripts_clips_that_fail(
+    fake: FakeGPTunnel, http_session: aiohttp.ClientSession
+) -> None:
+    spec = {"steps": [["done", 100]], "model": "suno", "clips": 2, "failed_clips": 1}
+    async with http_session.post(f"{fake.control_url}/tasks", json=spec) as response:
+        assert response.status == 200
+        task_id = (await response.json())["id"]
+    async with fake.client() as client:
+        task = await client.media.result(task_id)
+    assert task.is_done and len(task.failed_clips) == 1 and len(task.urls) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"failed_clips": 1}, "give its model too"),
+        ({"model": "suno", "failed_clips": 3}, "at most the 2 clips"),
+        ({"model": "suno", "failed_clips": "1"}, "failed_clips"),
+        ({"model": "suno", "preview_stub": "yes"}, "preview_stub must be a bool"),
+        ({"model": "suno", "clip": 1}, "unknown fields"),
+    ],
+)
+async def test_a_tasks_spec_with_odd_media_options_is_refused(
+    fake: FakeGPTunnel, http_session: aiohttp.ClientSession, spec: dict[str, Any], problem: str
+) -> None:
+    async with http_session.post(
+        f"{fake.control_url}/tasks", json={"steps": [["done", 100]], **spec}
+    ) as response:
+        assert response.status == 400
+        assert problem in (await response.json())["error"]

@@ -57,7 +57,12 @@ dumps are made one at a time, so a reader that stalls is cut off after this."""
 MAX_SPEC_STEPS: Final = 1_000
 """The most ``steps`` a task spec or a created-tasks spec may list."""
 
-_TASK_FIELDS: Final = frozenset({"id", "steps", "duration", "error", "type", "model"})
+_MEDIA_FIELDS: Final = frozenset({"clips", "preview_stub", "done_before_url", "failed_clips"})
+"""A ``/media`` task's options, as ``script_task`` and ``script_created`` take them."""
+_TASK_FIELDS: Final = (
+    frozenset({"id", "steps", "duration", "error", "type", "model"}) | _MEDIA_FIELDS
+)
+_CREATED_FIELDS: Final = frozenset({"steps", "duration", "error", "done_at_create"}) | _MEDIA_FIELDS
 _FAULT_FIELDS: Final = frozenset(
     {"kind", "status", "times", "retry_after", "seconds", "path", "server", "body"}
 )
@@ -78,7 +83,9 @@ def script_from_spec(fake: FakeGPTunnel, spec: Any) -> str:
     ``{"steps": [["queued", 0], ["running", 40], ["done", 100]]}`` (one step per read)
     or ``{"duration": 30}`` (seconds from its first read), with optional ``"id"``,
     ``"error"`` (the task then fails), ``"type"`` (``"@FaceSwap"``, ``"@BGRemover"``, or
-    a Midjourney one: ``"imagine"``, ``"upsample"`` ...) or ``"model"`` (a ``/media`` task).
+    a Midjourney one: ``"imagine"``, ``"upsample"`` ...) or ``"model"`` (a ``/media`` task),
+    and for a media task ``"clips"``, ``"failed_clips"``, ``"done_before_url"`` (ints) and
+    ``"preview_stub"`` (a boolean), as :meth:`FakeGPTunnel.script_task` takes them.
 
     Raises:
         ConfigurationError: the spec is not one.
@@ -92,21 +99,33 @@ def script_from_spec(fake: FakeGPTunnel, spec: Any) -> str:
         task_id=fields.get("id"),
         type=fields.get("type", "@FaceSwap"),
         model=fields.get("model"),
+        **_media_options(fields),
     )
 
 
 def created_from_spec(fake: FakeGPTunnel, spec: Any) -> None:
     """Script every task created through the API from now on: ``{"steps": [...]}`` or
-    ``{"duration": 5}``, with an optional ``"error"``.
+    ``{"duration": 5}``, with an optional ``"error"``, ``"done_at_create"`` and the media
+    options of :func:`script_from_spec`.
 
     Raises:
         ConfigurationError: the spec is not one.
     """
-    fields = _fields(spec, frozenset({"steps", "duration", "error"}), "the created tasks' script")
+    fields = _fields(spec, _CREATED_FIELDS, "the created tasks' script")
     _one_script(fields)
     fake.script_created(
-        steps=_steps(fields), duration=fields.get("duration"), error=fields.get("error")
+        steps=_steps(fields),
+        duration=fields.get("duration"),
+        error=fields.get("error"),
+        done_at_create=fields.get("done_at_create", False),
+        **_media_options(fields),
     )
+
+
+def _media_options(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The media options a spec gives, by ``script_task``'s names; JSON's ``null`` is
+    an option left out (its default), as ``"model": null`` is."""
+    return {name: fields[name] for name in _MEDIA_FIELDS if fields.get(name) is not None}
 
 
 def _one_script(fields: Mapping[str, Any]) -> None:

@@ -190,12 +190,19 @@ class FakeGPTunnel:
             The task's id.
 
         Raises:
-            ConfigurationError: neither or both of ``steps`` and ``duration``, or a bad value.
+            ConfigurationError: neither or both of ``steps`` and ``duration``, a bad value,
+                or a media option (``clips``, ``failed_clips``...) without ``model``.
         """
         check_text("type", type)
         if task_id is not None:
             check_task_id(task_id)  # an id the SDK would not read is no task to script
         optional(check_text, "model", model)
+        media_options = clips is not None or preview_stub or done_before_url or failed_clips
+        if model is None and media_options:
+            raise ConfigurationError(
+                "clips, preview_stub, done_before_url and failed_clips are a media task's: "
+                "give its model too"
+            )
         script = TaskScript.build(steps, duration, error)
         output = (
             MediaOutput.build(
@@ -278,6 +285,8 @@ class FakeGPTunnel:
         Raises:
             ConfigurationError: neither or both of ``steps`` and ``duration``, or a bad value.
         """
+        if not isinstance(done_at_create, bool):
+            raise ConfigurationError(f"done_at_create must be a bool, got {done_at_create!r:.40}")
         options: dict[str, Any] = {
             "clips": clips,
             "preview_stub": preview_stub,

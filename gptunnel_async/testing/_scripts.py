@@ -185,6 +185,8 @@ class MediaOutput:
         if count > MAX_CLIPS:
             raise ConfigurationError(f"clips must be at most {MAX_CLIPS}, got {count}")
         checked_count("done_before_url", done_before_url, 0)
+        if not isinstance(preview_stub, bool):
+            raise ConfigurationError(f"preview_stub must be a bool, got {preview_stub!r:.40}")
         if preview_stub and not count:
             raise ConfigurationError("a preview stub comes beside clips: give clips >= 1")
         if checked_count("failed_clips", failed_clips, 0) > count:
@@ -194,7 +196,7 @@ class MediaOutput:
             )
         return cls(
             clips=count,
-            preview_stub=bool(preview_stub),
+            preview_stub=preview_stub,
             done_before_url=done_before_url,
             failed_clips=failed_clips,
         )

@@ -9,6 +9,8 @@ reads, and each is refused (a typed error) or falls back as documented.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import math
 import re
 import sys
@@ -20,17 +22,25 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gptunnel_async import MediaTask, Task
+from gptunnel_async import (
+    APIConnectionError,
+    ConfigurationError,
+    GPTunnelClient,
+    MediaTask,
+    PollPolicy,
+    Task,
+)
 from gptunnel_async._cli_families import reading_every
 from gptunnel_async._sansio.numbers import decimal, digits, is_digits
 from gptunnel_async._sansio.responses import decode_media_task
 from gptunnel_async._sansio.retries import parse_retry_after
+from gptunnel_async._sansio.waiting import WaitState
 from gptunnel_async.cli import _fault_spec, _port_number, _seconds, _task_spec
 from gptunnel_async.errors import APIError, ResponseDecodeError, StoreDataError
 from gptunnel_async.fleet._decode import failures, number
 from gptunnel_async.models import converter
 
-from .conftest import task_json
+from .conftest import API_KEY, task_json
 
 ARABIC_30 = "\u0663\u0660"
 FULLWIDTH_30 = "\uff13\uff10"
@@ -146,7 +156,7 @@ def test_digits_is_int_on_ascii_digits_and_none_on_the_rest(text: str) -> None:
         assert found == int(text)
 
 
-# -- Retry-After (RFC 9110 10.2.3) ----------------------------------------------------
+# -- headers: Retry-After (RFC 9110 10.2.3), Content-Length ------------------------------
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 
@@ -210,6 +220,33 @@ def test_any_imf_fixdate_is_read(when: datetime) -> None:
     header = format_datetime(when.replace(tzinfo=UTC, microsecond=0), usegmt=True)
     found = parse_retry_after(header, now=NOW)
     assert found == max(0.0, (when.replace(tzinfo=UTC, microsecond=0) - NOW).total_seconds())
+
+
+@pytest.mark.parametrize("length", ["1_0", ARABIC_30, FULLWIDTH_30, "+10", "1e1", "-1"])
+async def test_a_content_length_that_is_not_digits_is_a_connection_error(length: str) -> None:
+    """RFC 9110's ``1*DIGIT``: aiohttp's parser (C and pure Python alike) refuses anything
+    else, and the SDK reports it as the typed error of a broken answer, not a number
+    read from it. Pinned here, on a real socket, since nothing in the SDK reads it again."""
+    body = json.dumps(task_json(status="done", percent=100)).encode()
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {length}"
+        writer.write(head.encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with GPTunnelClient(
+            api_key=API_KEY, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
+        ) as client:
+            with pytest.raises(APIConnectionError):
+                await client.get_result("t")
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 # -- API fields sent as text --------------------------------------------------------
@@ -301,6 +338,28 @@ def test_a_stored_number_that_is_no_number_s_text_is_a_store_data_error(text: st
 )
 def test_a_stored_count_of_failures(stored: bytes | None, expected: int) -> None:
     assert failures(stored) == expected
+
+
+SAVED_STATE = WaitState.start("t-1", PollPolicy(timeout=None), 0.0).to_json()
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("started_at", "0"),
+        ("due_at", " 0"),
+        ("reads", "1_0"),
+        ("percent", ARABIC_30),
+        ("seed", "1e3"),
+        ("due_at", "nan"),
+    ],
+)
+def test_a_saved_wait_state_takes_no_number_as_text(field: str, text: str) -> None:
+    """A saved state is :meth:`WaitState.to_json`'s, which writes numbers as numbers:
+    text in their place was written by something else, and is refused, not read."""
+    with pytest.raises(ConfigurationError, match="not a saved wait state"):
+        WaitState.from_json({**SAVED_STATE, field: text})
+    WaitState.from_json(json.loads(json.dumps(SAVED_STATE)))  # as it was: read
 
 
 # -- command-line arguments -----------------------------------------------------------

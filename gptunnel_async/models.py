@@ -1,10 +1,10 @@
 """The API's JSON objects as frozen attrs classes, and the one cattrs converter that builds them.
 
 The converter is lenient where the API is loose (a float ``percent``, numbers sent as
-numeric text, a null ``usage``, an unknown status, extra keys), and an optional field
-it cannot read at all is left at its default (logged at DEBUG) rather than failing the
-task. Only a body without a usable ``id`` and ``status`` is not a task: that raises,
-and the protocol layer turns it into ``ResponseDecodeError``.
+a JSON number's text in ASCII, a null ``usage``, an unknown status, extra keys), and an
+optional field it cannot read at all is left at its default (logged at DEBUG) rather
+than failing the task. Only a body without a usable ``id`` and ``status`` is not a task:
+that raises, and the protocol layer turns it into ``ResponseDecodeError``.
 """
 
 from __future__ import annotations
@@ -467,7 +467,8 @@ def _first(items: list[Any], limit: int, what: str) -> list[Any]:
 
 
 def _structure_amount(value: Any, _: type) -> float | None:
-    """An optional amount (a cost, a duration): a number or numeric text, else ``None``."""
+    """An optional amount (a cost, a duration): a number or a JSON number's text, else
+    ``None``."""
     return None if value is None else _number(value)
 
 
@@ -479,8 +480,8 @@ def _structure_bool(value: Any, _: type) -> bool:
 
 
 def _required_number(value: Any, _: type) -> float:
-    """A required amount (the balance): a number or numeric text; null is not one, as
-    it is for an optional amount, which it leaves at 0 (a null balance read as
+    """A required amount (the balance): a number or a JSON number's text; null is not
+    one, as it is for an optional amount, which it leaves at 0 (a null balance read as
     0 rubles would be a balance the server never reported)."""
     return _number(value)
 

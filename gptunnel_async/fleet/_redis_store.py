@@ -805,7 +805,7 @@ def _missing(state: Any, record: Any) -> str:
 def _due_in(value: Any) -> float | None:
     """Seconds until the next task is due, from the claim script's reply; ``None`` (the
     watcher's idle poll) when no task is due, or the text is no finite number of seconds
-    >= 0 (an operator's ``ZADD`` of ``inf`` or ``nan``)."""
+    >= 0 (``inf``, for an operator's ``ZADD`` of ``+inf``)."""
     if not value:
         return None
     try:

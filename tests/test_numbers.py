@@ -38,6 +38,7 @@ from gptunnel_async._sansio.waiting import WaitState
 from gptunnel_async.cli import _fault_spec, _port_number, _seconds, _task_spec
 from gptunnel_async.errors import APIError, ResponseDecodeError, StoreDataError
 from gptunnel_async.fleet._decode import failures, number
+from gptunnel_async.fleet._redis_store import _due_in
 from gptunnel_async.models import converter
 
 from .conftest import API_KEY, task_json
@@ -338,6 +339,22 @@ def test_a_stored_number_that_is_no_number_s_text_is_a_store_data_error(text: st
 )
 def test_a_stored_count_of_failures(stored: bytes | None, expected: int) -> None:
     assert failures(stored) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "seconds"),
+    [
+        *((b"0.5", 0.5), (b"0", 0.0), (b"1e+20", 1e20), (b"", None), (None, None)),
+        *((b"inf", None), (b" 1", None), (b"1_0", None), (ARABIC_30.encode(), None)),
+        (b"-1", None),
+    ],
+)
+def test_the_time_to_the_next_due_task_from_the_claim_script(
+    reply: bytes | None, seconds: float | None
+) -> None:
+    """Unreadable, it is the watcher's idle poll (``None``), never an error that would
+    stop the claiming loop."""
+    assert _due_in(reply) == seconds
 
 
 SAVED_STATE = WaitState.start("t-1", PollPolicy(timeout=None), 0.0).to_json()

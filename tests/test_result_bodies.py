@@ -21,6 +21,7 @@ from yarl import URL
 
 from gptunnel_async import DownloadError, GPTunnelClient, MediaClip, MediaTask, Task
 from gptunnel_async._sansio.result_bodies import (
+    EMPTY,
     HTML,
     JSON,
     MARKUP,
@@ -77,6 +78,8 @@ ERROR_PAGES = {
     ),
     "html after blank lines": (b"\r\n\n   \t<!doctype HTML><title>x</title>", HTML),
     "a comment first": (b"<!-- proxy --><html></html>", MARKUP),
+    "empty": (b"", EMPTY),
+    "blank": (b"\r\n  \r\n", EMPTY),
 }
 
 
@@ -178,8 +181,9 @@ def test_which_types_declare_a_media_file(content_type: str | None, declared: bo
         (None, b'{"a": 1}', True, True),
         (None, b'{"a": 1}', False, False),
         ("image/svg+xml", b'<?xml version="1.0"?><svg/>', True, False),  # SVG is markup
-        ("image/png", b"", True, False),
-        ("image/png", b"   ", True, False),
+        ("image/png", b"", True, True),  # a 200 and then nothing is no picture either
+        ("image/png", b" \r\n", False, True),
+        ("application/octet-stream", b"", False, False),
         ("image/png", b"{not json at all", True, False),
         ("image/png", b"<", True, False),
         ("image/png", b"<3 ascii art", True, False),
@@ -212,7 +216,7 @@ class Storage:
         for kind in request.query.getall("type", []):
             response.headers.add("Content-Type", kind)
         await response.prepare(request)
-        step = 1 if "drip" in request.query else len(body)
+        step = 1 if "drip" in request.query else max(len(body), 1)
         for at in range(0, len(body), step):
             await response.write(body[at : at + step])
         await response.write_eof()
@@ -266,6 +270,8 @@ REFUSED = [
     ("url", ["text/html; charset=utf-8"], "html"),
     ("url", ["image/jpeg"], "html after blank lines"),
     ("url", [], "xml without a declaration"),
+    ("task", ["image/png"], "empty"),
+    ("url", ["audio/mpeg"], "blank"),
 ]
 
 

@@ -9,7 +9,8 @@ why. Every file GPTunnel's models make is an image, audio or video, so such an a
 is refused when the download promises one (see :func:`refused_type` and
 :func:`refused_start`).
 
-No image, audio or video format starts with ``<`` or ``{``: PNG with ``\\x89PNG``,
+An empty body is no media file either (a host that answers 200 and then nothing). No
+image, audio or video format starts with ``<``, ``{`` or blank space: PNG with ``\\x89PNG``,
 JPEG ``\\xff\\xd8``, GIF ``GIF8``, WebP, WAV and AVI ``RIFF``, MP4, MOV, M4A, HEIC and
 AVIF a box length then ``ftyp``, MP3 ``ID3`` or a frame sync ``\\xff``, Ogg ``OggS``,
 FLAC ``fLaC``, WebM and MKV ``\\x1a\\x45\\xdf\\xa3``, BMP ``BM``, TIFF ``II*`` or
@@ -22,6 +23,7 @@ import re
 from typing import Final
 
 __all__ = [
+    "EMPTY",
     "SNIFF_BYTES",
     "declares_media",
     "document_kind",
@@ -40,6 +42,7 @@ JSON: Final = "a JSON document"
 XML: Final = "an XML document"
 MARKUP: Final = "markup (HTML or XML)"
 TEXT: Final = "text"
+EMPTY: Final = "empty (no bytes, or blank space only)"
 
 _HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
 _JSON_TYPES: Final = frozenset({"application/json", "text/json"})
@@ -96,14 +99,16 @@ def declares_media(content_type: str | None) -> bool:
 
 
 def sniffed_kind(head: bytes) -> str | None:
-    """What the first bytes of a body show it is when they start a document: HTML
+    """What the first bytes of a body show it is when they are no media file: HTML
     (``<!DOCTYPE html``, ``<html``, ``<head``, ``<body``), XML (``<?xml``), other
     markup (``<`` and a letter, ``<!--``), or a JSON object (``{`` then ``"`` or ``}``),
-    after any ASCII whitespace and a UTF-8 byte-order mark; ``None`` for anything else
-    (every binary media format)."""
+    after any ASCII whitespace and a UTF-8 byte-order mark; or nothing but those
+    (:data:`EMPTY`); ``None`` for anything else (every binary media format)."""
     start = head.lstrip(_LEADING)
     if start.startswith(_BOM):
         start = start[len(_BOM) :].lstrip(_LEADING)
+    if not start:
+        return EMPTY
     if _HTML_START.match(start):
         return HTML
     if _XML_START.match(start):

@@ -463,8 +463,13 @@ class GPTunnelClient(InProcessOnly):
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, the deadline passed, the
                 task's URL is unusable, a redirect was refused, the host is not public
-                (see ``allow_private_result_urls``), or the file could not be written
-                (a folder it may not write to, a full disk).
+                (see ``allow_private_result_urls``), the file could not be written
+                (a folder it may not write to, a full disk), or the host answered 200
+                with a document (an HTML, JSON or XML error page, by its
+                ``Content-Type`` or its first bytes) where the file must be an image,
+                audio or video: a task's result, a URL or ``dest`` with a media
+                extension, or an answer that says it is one. Not retried; nothing
+                is written.
             APIConnectionError: the network failed, after the retries.
         """
         with self._key_masked():  # its text quotes the argument: the key, pasted there?
@@ -473,7 +478,8 @@ class GPTunnelClient(InProcessOnly):
         deadline = optional(positive_number, "timeout", timeout)
         target = _download.resolve_target(dest, url, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
-        return await self._save(url, target, limit, deadline)
+        of_task = isinstance(task_or_url, Task | MediaTask)
+        return await self._save(url, target, limit, deadline, of_task=of_task)
 
     @contextlib.contextmanager
     def _key_masked(self) -> Iterator[None]:
@@ -486,7 +492,13 @@ class GPTunnelClient(InProcessOnly):
             raise
 
     async def _save(
-        self, url: URL, target: _download.Target, limit: int, deadline: float | None
+        self,
+        url: URL,
+        target: _download.Target,
+        limit: int,
+        deadline: float | None,
+        *,
+        of_task: bool,
     ) -> Path:
         return await _download.download(
             self._transport,
@@ -495,6 +507,7 @@ class GPTunnelClient(InProcessOnly):
             max_bytes=limit,
             timeout=deadline,
             destinations=self._destinations,
+            of_task=of_task,
         )
 
     async def download_results(
@@ -533,7 +546,9 @@ class GPTunnelClient(InProcessOnly):
             DownloadError: the task lists more than 100 files (a server's answer gone
                 wrong: GPTunnel's models give one to a few), a body is over
                 ``max_bytes``, a deadline passed, a URL is unusable, a redirect was
-                refused, a host is not public, or a file could not be written.
+                refused, a host is not public, a file could not be written, or a host
+                answered 200 with a document (an HTML, JSON or XML error page) rather
+                than the image, audio or video file.
             APIConnectionError: the network failed, after the retries.
         """
         saved: list[Path] = []
@@ -567,4 +582,4 @@ class GPTunnelClient(InProcessOnly):
         targets = _download.folder_targets(folder, files, task.id)
         self._get_session()
         for url, target in zip(files, targets, strict=True):
-            yield await self._save(url, target, limit, deadline)
+            yield await self._save(url, target, limit, deadline, of_task=True)

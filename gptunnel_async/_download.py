@@ -23,7 +23,7 @@ import secrets
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
@@ -33,12 +33,14 @@ from yarl import URL
 from ._checks import describe, http_url, without_userinfo
 from ._destinations import Destinations
 from ._sansio.file_names import (
+    MEDIA_SUFFIXES,
     STAND_IN_SUFFIX,
     id_file_stem,
     type_suffix,
     url_media_name,
 )
 from ._sansio.responses import TASK_FAMILIES
+from ._sansio.result_bodies import SNIFF_BYTES, refused_start, refused_type
 from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError, GPTunnelError
@@ -388,16 +390,25 @@ async def download(
     max_bytes: int,
     timeout: float | None,
     destinations: Destinations,
+    of_task: bool = False,
 ) -> Path:
     """Fetch ``url`` into ``target`` atomically, retrying transient failures, all within
     ``timeout`` seconds (``None``: no deadline), reaching only hosts ``destinations``
     allows; the path written (another name than ``target.path`` when that was taken
-    and may not be replaced)."""
+    and may not be replaced).
+
+    The file must be an image, audio or video (a ``DownloadError`` for a document,
+    see ``_sansio.result_bodies``) when it is a task's result (``of_task``: every
+    GPTunnel model makes media), the URL's name or ``target``'s has a media extension,
+    or the answer's ``Content-Type`` says it is one."""
     what = transport.shown(f"GET {shorten(url.host or '', 80)}{shorten(url.path, 120)}")
+    media = (
+        of_task or url_media_name(url) is not None or target.path.suffix.lower() in MEDIA_SUFFIXES
+    )
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline, destinations.session() as session:
-            fetch = _Fetch(transport, session, destinations.check_literal)
+            fetch = _Fetch(transport, session, destinations.check_literal, media=media)
             result = await transport.retried(
                 what, functools.partial(_attempt, fetch, url, target, max_bytes)
             )
@@ -410,19 +421,23 @@ async def download(
 
 class _Fetch:
     """How one download sends: through ``transport``, on ``session`` (``None``: the
-    client's own), each hop's URL first passed to ``check``."""
+    client's own), each hop's URL first passed to ``check``; and whether the file it
+    saves must be an image, audio or video (``media``)."""
 
-    __slots__ = ("check", "session", "transport")
+    __slots__ = ("check", "media", "session", "transport")
 
     def __init__(
         self,
         transport: Transport,
         session: aiohttp.ClientSession | None,
         check: Callable[[URL], None],
+        *,
+        media: bool,
     ) -> None:
         self.transport = transport
         self.session = session
         self.check = check
+        self.media = media
 
 
 async def _attempt(fetch: _Fetch, url: URL, target: Target, max_bytes: int) -> Path:
@@ -588,9 +603,13 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> st
             await transport.raise_for_download_status(response)
         if response.status != _WHOLE_FILE:
             raise _not_whole(url, response.status)
-        await _save(fetch, response, file, max_bytes)
         types = response.headers.getall("Content-Type", [])
-        return _Saved(types[0] if len(types) == 1 else None)
+        content_type = types[0] if len(types) == 1 else None
+        if kind := refused_type(content_type, fetch.media):
+            raise _not_media(fetch, url, content_type, f"({kind})")
+        judge = functools.partial(_judge, fetch, url, content_type)
+        await _save(fetch, response, file, max_bytes, judge)
+        return _Saved(content_type)
 
     for _ in range(_MAX_REDIRECTS + 1):
         fetch.check(url)
@@ -601,6 +620,31 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> st
             return answer.content_type
         url = answer
     raise DownloadError(f"more than {_MAX_REDIRECTS} redirects")
+
+
+def _judge(fetch: _Fetch, url: URL, content_type: str | None, head: bytes) -> None:
+    """``DownloadError`` if ``head``, the first bytes of a 200 answer from ``url`` of type
+    ``content_type``, starts a document where media was promised."""
+    if kind := refused_start(content_type, head, fetch.media):
+        raise _not_media(fetch, url, content_type, f"but its body is {kind}")
+
+
+def _not_media(fetch: _Fetch, url: URL, content_type: str | None, kind: str) -> DownloadError:
+    """The error of a 200 answer that is a document (``kind`` says which, after its
+    ``Content-Type``: ``"(an HTML page)"``, ``"but its body is a JSON document"``)
+    where an image, audio or video file was promised; it names the answer's origin (no
+    user name, password, path or query: a signed link's query is a credential) and its
+    ``Content-Type``, which are not retried: the host answers the same again."""
+    stated = (
+        "no single Content-Type"
+        if content_type is None
+        else f"Content-Type {fetch.transport.shown(shorten(content_type, 80))!r}"
+    )
+    return DownloadError(
+        f"{fetch.transport.shown(str(url.origin()))} answered 200 with {stated} {kind}, "
+        "not the image, audio or video file of a result: nothing was saved (a storage "
+        "host's error page served as 200: the link may have expired or been refused)"
+    )
 
 
 def _not_whole(url: URL, status: int) -> DownloadError:
@@ -627,14 +671,36 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
 
 
 async def _save(
-    fetch: _Fetch, response: aiohttp.ClientResponse, file: BinaryIO, max_bytes: int
+    fetch: _Fetch,
+    response: aiohttp.ClientResponse,
+    file: BinaryIO,
+    max_bytes: int,
+    judge: Callable[[bytes], None],
 ) -> None:
     """Copy the body into ``file``, decoded, refusing more than ``max_bytes`` (as decoded)
-    and a body in a content coding the SDK cannot undo (``DownloadError`` both)."""
+    and a body in a content coding the SDK cannot undo (``DownloadError`` both). The
+    first :data:`SNIFF_BYTES` bytes (or the whole body, if shorter) go to ``judge``
+    before a byte is written, so a body it refuses never reaches the file."""
     if response.content_length is not None and response.content_length > max_bytes:
         raise DownloadError(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )
+    async with contextlib.aclosing(_body(fetch, response, max_bytes)) as body:
+        head = bytearray()
+        async for chunk in body:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
+                break
+        judge(bytes(head))
+        file.write(head)
+        async for chunk in body:
+            file.write(chunk)
+
+
+async def _body(
+    fetch: _Fetch, response: aiohttp.ClientResponse, max_bytes: int
+) -> AsyncGenerator[bytes, None]:
+    """The decoded body in chunks; ``DownloadError`` once it is over ``max_bytes``."""
     written = 0
     chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session, error=DownloadError))
     while True:
@@ -648,7 +714,7 @@ async def _save(
         written += len(chunk)
         if written > max_bytes:
             raise DownloadError(f"the result is over max_bytes={max_bytes}")
-        file.write(chunk)
+        yield chunk
 
 
 def _remove(path: str) -> None:

@@ -203,19 +203,28 @@ def _safe_text(value: object, secret: str | None, limit: int | None) -> object:
 
 def _forget_headers(exc: aiohttp.ClientResponseError, secret: str | None) -> None:
     """Drop the request headers (the key) and the response's (server text) an aiohttp
-    error keeps, and mask the URLs it names (a redirect target is server text)."""
+    error keeps, and mask the URLs it names (a redirect target is server text), each
+    without its user name, password, query and fragment: a signed result link's query
+    (``X-Amz-Signature=...``) is a credential, and aiohttp's text shows the URL."""
     info = exc.request_info
     headers = CIMultiDict(info.headers)
     headers.popall("Authorization", None)
     exc.request_info = aiohttp.RequestInfo(
-        _safe_url(info.url, secret),
+        _safe_url(_bare(info.url), secret),
         info.method,
         CIMultiDictProxy(headers),
-        _safe_url(info.real_url, secret),
+        _safe_url(_bare(info.real_url), secret),
     )
     exc.headers = None
     exc.history = ()
     exc.args = (exc.request_info, exc.history)  # aiohttp keeps both there too
+
+
+def _bare(url: URL) -> URL:
+    """``url`` without user name, password, query and fragment (as it is if relative)."""
+    if not url.is_absolute():
+        return url.with_query(None).with_fragment(None)
+    return url.with_user(None).with_query(None).with_fragment(None)
 
 
 def _safe_url(url: URL, secret: str | None) -> URL:

@@ -17,10 +17,10 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar
 
 import aiohttp
-from aiohttp import compression_utils
+from aiohttp import compression_utils, http_exceptions
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -50,6 +50,7 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     ConfigurationError,
+    DownloadError,
     GPTunnelError,
     ResponseDecodeError,
     TLSError,
@@ -342,7 +343,7 @@ class Transport(InProcessOnly):
                         await self._report_to_budget(started, response)
                         return await read(response)
                 except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
-                    failure = self._failure(exc, request.label, session)
+                    failure = self._failure(exc, request, session)
                 except BaseException as exc:  # a cancellation (the caller's own timeout) and such
                     # Passed on as it is, but without aiohttp's frames: their locals hold the
                     # request's headers, key and all.
@@ -381,12 +382,15 @@ class Transport(InProcessOnly):
         return _within(sending, self.timeout) if request.streamed else sending
 
     def _failure(
-        self, exc: BaseException, what: str, session: aiohttp.ClientSession
+        self, exc: BaseException, request: Request, session: aiohttp.ClientSession
     ) -> BaseException:
         """What :meth:`exchange` raises for ``exc``, made safe to keep and render (no
         frames, no key: see ``_safe_errors``)."""
+        what = request.label
         if isinstance(exc, GPTunnelError):  # from ``read``, whose frames hold the answer
             return made_safe(exc, self._api_key)
+        if _cannot_decode(exc):
+            return self._undecodable(exc, request)
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
             return self._wire_error(exc, what)
         if isinstance(exc, UnicodeError):
@@ -402,6 +406,19 @@ class Transport(InProcessOnly):
         error = UsageError(f"{self.shown(what)}: the session was closed during the request")
         error.__cause__ = made_safe(exc, self._api_key)
         return error
+
+    def _undecodable(self, exc: aiohttp.ClientResponseError, request: Request) -> GPTunnelError:
+        """The error of an answer aiohttp would not read because its content coding needs
+        a library that is not installed (see :func:`_cannot_decode`): a
+        ``DownloadError`` for a download, a ``ResponseDecodeError`` for an API answer.
+        Not a network failure, so not retried: the server sends it the same way again."""
+        reason = excerpt(exc.message, self._api_key, SHORT_TEXT) or "no reason given"
+        error_class = DownloadError if request.streamed else ResponseDecodeError
+        return error_class(
+            f"{self.shown(request.label)} failed: the answer's Content-Encoding cannot be "
+            f"decoded here ({reason}), though the SDK asks only for {ACCEPTED_ENCODINGS}: "
+            "not retried, since the server would send it the same way again"
+        )
 
     def _refused(self, exc: ValueError | AssertionError, what: str) -> ConfigurationError:
         """The error of a request aiohttp would not build as the session's settings make
@@ -748,10 +765,32 @@ class Transport(InProcessOnly):
 def _reason(exc: BaseException, secret: str) -> str:
     """Why ``exc`` failed, for an error's text: its own words, masked and bounded. An
     answer aiohttp could not parse may come with none (3.10's parser: status 0, an empty
-    message, rendered ``0, message=''``); that is said plainly instead."""
-    if isinstance(exc, aiohttp.ClientResponseError) and not exc.status and not exc.message:
-        return "the answer is not valid HTTP"
+    message, rendered ``0, message=''``); that is said plainly instead. aiohttp's
+    response errors end with the whole URL, query and all, which for a result download
+    may be a signed link (its signature a credential): it is left out."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        if not exc.status and not exc.message:
+            return "the answer is not valid HTTP"
+        return excerpt(f"{exc.status}, message={exc.message!r}", secret, SHORT_TEXT)
     return excerpt(str(exc), secret, SHORT_TEXT) or type(exc).__name__
+
+
+def _cannot_decode(exc: BaseException) -> TypeGuard[aiohttp.ClientResponseError]:
+    """Whether ``exc`` is aiohttp's refusal of an answer in a content coding it decodes
+    only with a library that is missing (``br`` without Brotli, ``zstd`` without
+    ``backports.zstd``): a ``ClientResponseError`` as the answer starts, caused by its
+    parser's ``ContentEncodingError``. (A body that is corrupt in a coding it can
+    decode ends as a ``ClientPayloadError`` instead, like any body cut short.)"""
+    if not isinstance(exc, aiohttp.ClientResponseError):
+        return False
+    cause = exc.__cause__
+    for _ in range(8):  # aiohttp chains two or three; a bound against a cycle
+        if cause is None:
+            return False
+        if isinstance(cause, http_exceptions.ContentEncodingError):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _hide(exc: GPTunnelError, secret: str | None) -> GPTunnelError:

@@ -39,6 +39,7 @@ from ._version import version
 from .errors import (
     APIConnectionError,
     ConfigurationError,
+    DownloadError,
     GPTunnelError,
     NotFoundError,
     StoreUnavailableError,
@@ -230,7 +231,12 @@ async def wait_and_save(
     if save is not None:
         # Each path as soon as it is saved (absolute: a program reading it may run
         # elsewhere), so a later file's failure does not hide where the others went.
-        await save_result(client, task, save, lambda path: out.saved(path.absolute()))
+        try:
+            await save_result(client, task, save, lambda path: out.saved(path.absolute()))
+        except ConfigurationError as exc:
+            # ``save`` was checked before the wait: what fails now (its folder removed
+            # or made a file meanwhile) is a failed download, exit 4, not a usage error.
+            raise DownloadError(f"the result could not be saved: {exc}") from exc
     return EXIT_DONE
 
 
@@ -248,6 +254,7 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
     from .testing import FakeGPTunnel, sample_image
     from .testing._pictures import face_swap_picture
 
+    result = demo_destination()
     async with FakeGPTunnel(result_image=face_swap_picture()) as fake:
         fake.script_created(duration=DEMO_SECONDS)
         out.note(f"Started an emulated GPTunnel at {fake.base_url}: no key, no network.")
@@ -256,14 +263,36 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
                 sample_image("source.png"), sample_image("face.png")
             )
             out.note(f"Created face swap {task.id} from the two sample images.")
-            code = await wait_and_save(
-                client, task.id, out, save=Path.cwd().resolve() / DEMO_RESULT
-            )
+            code = await wait_and_save(client, task.id, out, save=result)
             out.note(
                 "The emulator swaps nothing: its result is a placeholder picture of what a "
                 "face swap does (person + face -> result), drawn from the sample images."
             )
             return code
+
+
+def demo_destination() -> Path:
+    """Where the demo saves its result: :data:`DEMO_RESULT` in the current folder,
+    checked before the demo starts (see ``check_destination``).
+
+    Raises:
+        ConfigurationError: the current folder is gone (removed under the shell) or
+            takes no new file (read-only, not the user's), said in one line with
+            what to do, rather than a write error after the demo ran.
+    """
+    advice = f"the demo saves {DEMO_RESULT} in the current folder: run it in one you can write to"
+    try:
+        folder = Path.cwd().resolve()
+    except OSError as exc:  # the folder was removed: getcwd() fails
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigurationError(
+            f"the current folder cannot be found ({reason}); {advice}"
+        ) from None
+    try:
+        check_destination(folder / DEMO_RESULT, "the demo's result")
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc}; {advice}") from None
+    return folder / DEMO_RESULT
 
 
 async def _emulator(args: argparse.Namespace, out: Output) -> int:

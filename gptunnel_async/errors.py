@@ -226,7 +226,9 @@ class TLSError(APIConnectionError):
 class ResponseDecodeError(GPTunnelError):
     """A successful (2xx) answer whose body is not the JSON object the endpoint returns.
 
-    Often a proxy's HTML page.
+    Often a proxy's HTML page. Also an answer in a content coding aiohttp decodes only
+    with a library that is not installed (``br``, ``zstd``): its status is not known
+    then (``status_code`` is ``None``).
 
     Args:
         message: what was wrong with the body.
@@ -242,7 +244,9 @@ class ResponseDecodeError(GPTunnelError):
 
 class DownloadError(GPTunnelError):
     """A result file could not be saved: too large, a bad redirect, an answer that is not
-    the whole file (a 2xx other than 200, such as a 206), or a disk error.
+    the whole file (a 2xx other than 200, such as a 206), a 200 answer that is an error
+    page (HTML, JSON or XML) rather than the image, audio or video file, a body in a
+    content coding that cannot be decoded, or a disk error.
 
     HTTP errors from the storage host raise the status's [APIError][] subclass
     instead (a 404 or 403 there usually means the result expired).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -20,12 +22,15 @@ from gptunnel_async import (
     NOT_GIVEN,
     APIError,
     ConfigurationError,
+    DownloadError,
     GPTunnelError,
+    ProgressEvent,
     TaskFailedError,
     WaitTimeoutError,
 )
 from gptunnel_async._checks import task_id_problem
 from gptunnel_async._cli_families import reading_every
+from gptunnel_async._cli_output import JsonOutput
 from gptunnel_async._sansio.text import printable
 from gptunnel_async.cli import (
     NO_CONNECTION,
@@ -36,6 +41,7 @@ from gptunnel_async.cli import (
     make_client,
     resume_hint,
     timeout_of,
+    wait_and_save,
 )
 from gptunnel_async.models import Task
 from gptunnel_async.testing import FakeGPTunnel, sample_image
@@ -508,6 +514,72 @@ def test_demo_needs_no_key_and_saves_a_png_here(tmp_path: Path) -> None:
     progress = [line.split()[1] for line in done.stdout.splitlines() if line.endswith("%")]
     assert progress[0] == "processing"
     assert progress[-1] == "done"
+
+
+def test_demo_in_a_folder_it_cannot_write_to_stops_before_it_starts() -> None:
+    """It ran the whole demo, then failed to save (exit 4, "a failed download"); now it
+    says so in one line before anything starts (``/proc`` takes no file, for root too)."""
+    done = run("demo", instant=False, cwd=Path("/proc"))
+    assert done.returncode == 2
+    assert done.stdout == ""  # no emulator started, no task made
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "cannot write to the folder '/proc'" in done.stderr
+    assert "run it in one you can write to" in done.stderr
+
+
+def test_demo_in_a_removed_folder_says_so_in_one_line(tmp_path: Path) -> None:
+    """A shell whose folder was removed: it ran the demo, then ended with exit 74, "the
+    output could not be written", though the output was fine."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = (
+        f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
+        "from gptunnel_async.cli import main; sys.exit(main(['demo']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "the current folder cannot be found" in done.stderr
+
+
+class FolderRemovedDuringTheWait(JsonOutput):
+    """JSON output that removes ``folder`` (the ``--save`` folder) at the wait's first
+    progress record: after ``--save`` was checked, before the result is saved."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(io.StringIO())
+        self.folder = folder
+
+    @contextlib.contextmanager
+    def progress(self, task_id: str) -> Iterator[Callable[[ProgressEvent[Any]], None]]:
+        with super().progress(task_id) as show:
+
+            def shown(event: ProgressEvent[Any]) -> None:
+                show(event)
+                if self.folder.exists():
+                    self.folder.rmdir()
+
+            yield shown
+
+
+async def test_a_save_that_fails_after_the_wait_is_a_failed_download(tmp_path: Path) -> None:
+    """``--save``'s folder removed during the wait: that was a ``ConfigurationError``,
+    exit 2, which the docs keep for what is checked before the wait; it is a failed
+    download, exit 4."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    async with FakeGPTunnel() as fake, fake.client() as client:
+        task_id = fake.script_task(steps=[("processing", 50), ("done", 100)])
+        with pytest.raises(
+            DownloadError, match=r"could not be saved: the folder .* not exist"
+        ) as caught:
+            await wait_and_save(
+                client, task_id, FolderRemovedDuringTheWait(folder), save=folder / "x.png"
+            )
+    assert exit_code_for(caught.value) == 4
 
 
 # -- exit codes -----------------------------------------------------------------------

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import compression_utils, web
 from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from gptunnel_async import (
     DownloadError,
@@ -234,3 +235,66 @@ async def test_an_error_answer_in_a_coding_the_sdk_cannot_undo_keeps_its_status(
             with pytest.raises(NotFoundError):
                 await client.download_result(str(server.make_url("/r.png")), Path(folder))
         assert entries(folder) == []
+
+
+MISSING_LIBRARY = {
+    "br": not compression_utils.HAS_BROTLI,
+    "zstd": not getattr(compression_utils, "HAS_ZSTD", False),
+}
+"""The codings aiohttp decodes only with a library, and whether it is missing here."""
+
+
+@asynccontextmanager
+async def counted(coding: str) -> AsyncIterator[tuple[GPTunnelClient, list[str], URL]]:
+    """A client that retries, and a loopback host (its root URL) that answers every
+    request (the API's and a download's) with a body under ``Content-Encoding:
+    coding``; the paths asked for, one per request."""
+    asked: list[str] = []
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        body = json.dumps(DONE).encode() if request.path.startswith("/v1/") else PICTURE
+        response = web.Response(body=b"\x0b" + body[::-1], content_type="image/png")
+        response.headers["Content-Encoding"] = coding
+        return response
+
+    async with (
+        loopback_server(answer) as server,
+        GPTunnelClient(
+            api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=2
+        ) as client,
+    ):
+        yield client, asked, server.make_url("/")
+
+
+@pytest.mark.parametrize("coding", sorted(MISSING_LIBRARY))
+async def test_a_coding_whose_library_is_missing_fails_a_download_at_once(coding: str) -> None:
+    """aiohttp refuses a ``br`` or ``zstd`` body when Brotli or ``backports.zstd`` is not
+    installed; that was an ``APIConnectionError``, retried as if the network had failed,
+    though the server sends it the same way each time. Now it is a ``DownloadError`` at
+    once, naming the coding, and nothing is saved."""
+    if not MISSING_LIBRARY[coding]:
+        pytest.skip(f"aiohttp decodes {coding} here")
+    with tempfile.TemporaryDirectory() as folder:
+        async with counted(coding) as (client, asked, root):
+            url = root.with_path("/r.png").with_query({"X-Amz-Signature": "s3cr3t"})
+            with pytest.raises(DownloadError) as caught:
+                await client.download_result(Task(id="t", status="done", result=str(url)), folder)
+        assert entries(folder) == []
+    assert asked == ["/r.png"]  # one request: not retried
+    text = str(caught.value)
+    assert f"({coding})" in text and "Content-Encoding" in text
+    assert "s3cr3t" not in text
+
+
+@pytest.mark.parametrize("coding", sorted(MISSING_LIBRARY))
+async def test_an_api_answer_in_a_coding_whose_library_is_missing_is_a_decode_error(
+    coding: str,
+) -> None:
+    """The same answer to an API read is a ``ResponseDecodeError``, not retried."""
+    if not MISSING_LIBRARY[coding]:
+        pytest.skip(f"aiohttp decodes {coding} here")
+    async with counted(coding) as (client, asked, _):
+        with pytest.raises(ResponseDecodeError, match=f"\\({coding}\\)"):
+            await client.get_result("task-1")
+    assert asked == ["/v1/faceswap/result"]

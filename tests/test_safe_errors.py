@@ -80,6 +80,21 @@ async def test_a_malformed_answer_echoing_the_key_leaves_it_nowhere_in_the_chain
     assert len(str(caught.value.__cause__)) <= 400
 
 
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+async def test_a_malformed_answer_to_a_signed_link_keeps_its_query_out_of_the_text(
+    name: str, tmp_path: Path
+) -> None:
+    """aiohttp's parser errors end with the whole URL, query and all: a signed result
+    link's signature was in the error's text (every log line of it), and in its cause."""
+    server, base_url = await raw_server(MALFORMED[name].encode())
+    link = base_url.removesuffix("/v1") + "/r.png?X-Amz-Signature=sig-77aa&X-Amz-Credential=c-88"
+    async with server, GPTunnelClient(KEY, base_url=base_url, max_retries=0) as client:
+        with pytest.raises(GPTunnelError) as caught:
+            await client.download_result(link, tmp_path)
+    texts = list(exception_texts(caught.value))
+    assert not [text for text in texts if "sig-77aa" in text or "c-88" in text]
+
+
 REDIRECTS: dict[str, Callable[[str], str]] = {
     "another scheme": lambda port: f"ftp://{KEY}/x",
     "nothing listening": lambda port: f"http://127.0.0.1:1/{KEY}",

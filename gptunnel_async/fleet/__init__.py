@@ -20,7 +20,7 @@ from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind
 from ._redis_budget import RedisBudget
 from ._redis_store import RedisStore
 from ._status import fleet_status
-from ._store import DeadLetterStore, LastReadStore, RenewingStore, WatchStore
+from ._store import DeadLetterStore, LastReadStore, RenewingStore, RepairingStore, WatchStore
 from ._watcher import FAMILIES, RESULT_LIFETIME, Handler, Watcher
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "RedisBudget",
     "RedisStore",
     "RenewingStore",
+    "RepairingStore",
     "RequestBudget",
     "StoreDataError",
     "StoreUnavailableError",

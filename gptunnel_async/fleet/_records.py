@@ -128,9 +128,14 @@ def _task_json(task: Task | MediaTask | None) -> dict[str, Any]:
     return {"model": type(task).__name__, "task": converter.unstructure(task)}
 
 
-_READ_ERRORS: Final = (errors.APIError, errors.APIConnectionError, errors.ResponseDecodeError)
-"""The errors a read ends with; a stored one of any other class comes back as a plain
-``GPTunnelError``."""
+_READ_ERRORS: Final = (
+    errors.APIError,
+    errors.APIConnectionError,
+    errors.ResponseDecodeError,
+    errors.StoreDataError,
+)
+"""The errors a read ends with (``StoreDataError``: a final state too large for the
+store); a stored one of any other class comes back as a plain ``GPTunnelError``."""
 
 _KEPT: Final[dict[type[GPTunnelError], dict[str, Any]]] = {
     APIError: {

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from gptunnel_async import GPTunnelClient, ServerError, Task
 from gptunnel_async._sansio.responses import MAX_ANSWER_BYTES
 from gptunnel_async._sansio.waiting import WaitState
 from gptunnel_async.fleet import (
+    FleetProgress,
     MemoryStore,
     RedisStore,
     RepairingStore,
@@ -30,7 +32,12 @@ from gptunnel_async.fleet import (
 )
 from gptunnel_async.fleet._records import LastRead, Outcome, ReadError, WatchRecord, outcome_error
 from gptunnel_async.fleet._redis_store import GROUP, REPAIR_BATCH
-from gptunnel_async.fleet._watcher import _pacing_json, _storable
+from gptunnel_async.fleet._watcher import (
+    NOTICE_STATUS_KEPT,
+    _notice_json,
+    _pacing_json,
+    _storable,
+)
 from gptunnel_async.models import converter
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -449,3 +456,47 @@ async def test_whatever_index_is_lost_one_full_repair_makes_every_hash_reachable
             assert due is None
             expected = 0 if phase == "delivered" else 1
             assert queued.count(task_id.encode()) == expected
+
+
+BIG_METADATA = {"note": "x" * (16 * 1024 - 20)}  # about what watch() takes at most
+
+
+@given(
+    status=st.one_of(
+        st.text(max_size=50),
+        st.integers(0, 40_000).map(lambda n: "я" * n),
+        st.integers(0, 40_000).map(lambda n: "\U0001f600" * n),
+    ),
+    metadata=st.sampled_from([None, {"chat_id": 1}, BIG_METADATA]),
+)
+def test_every_progress_notice_is_one_its_listeners_read(status: str, metadata: object) -> None:
+    """A server's status is published as it came: one of tens of thousands of
+    characters beyond ASCII (six or twelve bytes each, escaped) made a notice over
+    the 64 KiB a listener reads, skipped by every ``progress()`` as odd."""
+    notice = FleetProgress("t" * 256, status, 40, metadata, 12.5)
+    published = _notice_json(notice)
+    read = _decode.notice(published)
+    assert isinstance(read, FleetProgress)
+    if len(notice.dumps()) <= _decode.MAX_SMALL_BYTES:
+        assert read == notice
+    else:
+        assert read == attrs.evolve(notice, status=read.status)
+        assert len(read.status) <= NOTICE_STATUS_KEPT and status.startswith(read.status[:50])
+
+
+async def test_an_entry_id_taken_by_another_task_s_entry_is_no_entry_of_this_one(
+    store: RedisStore, redis: Redis
+) -> None:
+    """A stream deleted and made anew within the same millisecond (or after Redis's
+    clock went back) gives its entries ids the lost entries had: one naming another
+    task kept this task from being queued again."""
+    for task_id in ("t1", "t2"):
+        await store.watch(task_id, RECORD, 600)
+        await store.finish(task_id, DONE)
+    old = await redis.hget(store.task_key("t2"), "entry")
+    await redis.delete(store.stream_key)
+    await redis.xadd(store.stream_key, {"task": "t1"}, id=old)  # t1's entry, t2's old id
+    await redis.hset(store.task_key("t1"), "entry", old)
+    assert await _repair_all(store) == (0, 1)
+    queued = [f[b"task"] for _, f in await redis.xrange(store.stream_key)]
+    assert sorted(queued) == [b"t1", b"t2"]

@@ -409,8 +409,17 @@ for _, key in ipairs(found[2]) do
         rescheduled = rescheduled + 1
       end
     elseif f[1] == 'finished' and f[4] then
+      -- Its entry, naming it: a stream made anew (or a clock gone back) may give
+      -- another task's entry the id this one had.
       local held = redis.pcall('XRANGE', KEYS[3], f[4], f[4])
-      if held.err or #held == 0 then
+      local queued = false
+      if not held.err and held[1] then
+        local fields = held[1][2]
+        for i = 1, #fields, 2 do
+          if fields[i] == 'task' and fields[i + 1] == id then queued = true end
+        end
+      end
+      if not queued then
         local entry = redis.call('XADD', KEYS[3], '*', 'task', id)
         redis.call('HSET', key, 'entry', entry)
         requeued = requeued + 1

@@ -767,7 +767,7 @@ class Watcher(InProcessOnly):
             await self.store.finish(claim.task_id, _storable(claim.task_id, ended))
         else:  # ReadAt (a last one a little before the deadline), or TimeOut: expire then
             event = decision.event
-            progress = None if event is None else _progress(event, record).dumps()
+            progress = None if event is None else _notice_json(_progress(event, record))
             saved = _pacing_json(state, last)
             # Never past the watch's deadline: a long pause (a slow policy, a saved one)
             # or a slow read would deliver the expiry late, or after the hash is gone.
@@ -1554,6 +1554,23 @@ def _pacing_json(state: WaitState, last: LastRead) -> str:
         return saved
     shorter = LastRead(None, last.error).to_json()
     return json.dumps(state.to_json() | {"last": shorter}, separators=(",", ":"))
+
+
+NOTICE_STATUS_KEPT: Final = 200
+"""Characters of a task's status a progress notice keeps when the whole notice would be
+longer than its listeners read (:data:`_decode.MAX_SMALL_BYTES`)."""
+
+
+def _notice_json(notice: FleetProgress) -> str:
+    """A progress notice's JSON, short enough for every listener to read: its status
+    (the server's text, unbounded) is clipped when the notice would be longer than
+    :data:`_decode.MAX_SMALL_BYTES`, which every ``progress()`` skipped as odd. The
+    metadata (at most 16 KiB as stored) and the task id (at most 256 characters) keep
+    a clipped one within it."""
+    published = notice.dumps()
+    if len(published) <= _decode.MAX_SMALL_BYTES:
+        return published
+    return attrs.evolve(notice, status=clip(notice.status, NOTICE_STATUS_KEPT)).dumps()
 
 
 def _storable(task_id: str, outcome: Outcome) -> str:

@@ -34,6 +34,8 @@ from gptunnel_async.fleet._records import LastRead, Outcome, ReadError, WatchRec
 from gptunnel_async.fleet._redis_store import GROUP, REPAIR_BATCH
 from gptunnel_async.fleet._watcher import (
     NOTICE_STATUS_KEPT,
+    _clock_step,
+    _log_clock_step,
     _notice_json,
     _pacing_json,
     _storable,
@@ -64,8 +66,9 @@ async def _repair_all(store: RedisStore, lease: float = 30.0) -> tuple[int, int]
     """Repair passes until the SCAN has gone through the database once: the totals."""
     rescheduled = requeued = 0
     for _ in range(1000):
-        one, other = await store.repair(lease)
-        rescheduled, requeued = rescheduled + one, requeued + other
+        repaired = await store.repair(lease)
+        rescheduled += repaired.rescheduled
+        requeued += repaired.requeued
         if store._repair_from == "0":
             return rescheduled, requeued
     raise AssertionError("the SCAN never came back to its start")
@@ -500,3 +503,49 @@ async def test_an_entry_id_taken_by_another_task_s_entry_is_no_entry_of_this_one
     assert await _repair_all(store) == (0, 1)
     queued = [f[b"task"] for _, f in await redis.xrange(store.stream_key)]
     assert sorted(queued) == [b"t1", b"t2"]
+
+
+# -- the store's clock ----------------------------------------------------------------
+
+
+async def test_a_repair_pass_tells_redis_s_clock(store: RedisStore, redis: Redis) -> None:
+    seconds, microseconds = await redis.time()
+    repaired = await store.repair(30)
+    assert repaired.clock is not None
+    assert seconds + microseconds / 1e6 <= repaired.clock < seconds + 60
+
+
+CLOCKS = {
+    # name: (store's clock then and now, worker's then and now, lease, step, logged)
+    "both clocks run alike": ((100.0, 105.0), (7.0, 12.0), 30.0, 0.0, None),
+    "a round trip's jitter": ((100.0, 105.9), (7.0, 12.0), 30.0, 0.9, None),
+    "Redis's clock stepped 7 s forward": ((100.0, 112.0), (7.0, 12.0), 30.0, 7.0, "more"),
+    "within a fifth of a long lease": ((100.0, 112.0), (7.0, 12.0), 300.0, 7.0, None),
+    "a short lease: a second is noted": ((100.0, 106.5), (7.0, 12.0), 2.0, 1.5, "more"),
+    "Redis's clock stepped an hour back": ((100.0, -3495.0), (7.0, 12.0), 30.0, -3600.0, "less"),
+    "this worker paused 40 s": ((100.0, 145.0), (7.0, 12.0), 30.0, 40.0, "more"),
+}
+
+
+@pytest.mark.parametrize(
+    ("store_clock", "local_clock", "lease", "step", "logged"),
+    CLOCKS.values(),
+    ids=CLOCKS.keys(),
+)
+def test_a_step_of_the_store_s_clock_past_a_fifth_of_the_lease_is_logged(
+    store_clock: tuple[float, float],
+    local_clock: tuple[float, float],
+    lease: float,
+    step: float,
+    logged: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert _clock_step(store_clock, local_clock) == pytest.approx(step)
+    with caplog.at_level(logging.WARNING, "gptunnel_async.fleet"):
+        _log_clock_step((store_clock[0], local_clock[0]), (store_clock[1], local_clock[1]), lease)
+    lines = [r.getMessage() for r in caplog.records]
+    if logged is None:
+        assert lines == []
+    else:
+        (line,) = lines
+        assert f"moved {abs(step):.1f}s {logged} than this worker's" in line

@@ -393,6 +393,24 @@ class FleetProgress:
 
 
 @attrs.frozen
+class Repaired:
+    """What one pass of a store's repair did
+    ([RepairingStore.repair][gptunnel_async.fleet.RepairingStore.repair]).
+
+    Attributes:
+        rescheduled: watched tasks put back into the schedule.
+        requeued: finished tasks queued again for a handler.
+        clock: the store's clock at the pass, in seconds (Redis ``TIME``); ``None`` if
+            the store has none to tell. The watcher compares its advance between passes
+            with its own monotonic clock's, and logs a step of the store's clock.
+    """
+
+    rescheduled: int = 0
+    requeued: int = 0
+    clock: float | None = None
+
+
+@attrs.frozen
 class FleetStatus:
     """What an operator watches (``gptunnel-async fleet status``).
 

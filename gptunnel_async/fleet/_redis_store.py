@@ -48,7 +48,7 @@ from . import _decode
 from ._connections import MIN_POOL, Slots, command, one_command, patiently, pool_size, share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
-from ._records import Claim, Entry, FleetStatus
+from ._records import Claim, Entry, FleetStatus, Repaired
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -383,7 +383,7 @@ saved lease end further ahead than that is none a claim wrote."""
 # from the schedule (or, leased, from the leases) is put back, due at once or when its
 # lease ends; a finished task whose stream entry is gone is queued again. Returns the
 # next cursor ("0": the database has been gone through), how many tasks were put back
-# into the schedule, and how many finished tasks were queued again.
+# into the schedule, how many finished tasks were queued again, and Redis's time.
 _REPAIR: Final = (
     _CLOCK
     + _TYPES
@@ -427,7 +427,7 @@ for _, key in ipairs(found[2]) do
     end
   end
 end
-return {{found[1], rescheduled, requeued}}
+return {{found[1], rescheduled, requeued, string.format('%.17g', now)}}
 """
 )
 
@@ -846,7 +846,7 @@ class RedisStore:
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def repair(self, lease: float) -> tuple[int, int]:
+    async def repair(self, lease: float) -> Repaired:
         """One bounded pass of the store's repair: put back what a lost key took from
         the tasks whose hashes ``SCAN`` finds next (about :data:`REPAIR_BATCH` keys of
         the database). A watched task missing from ``due`` (the key deleted, a member
@@ -861,14 +861,14 @@ class RedisStore:
                 readable lease end (one claimed by an older version).
 
         Returns:
-            How many watched tasks were put back into the schedule, and how many
-            finished tasks were queued again.
+            How many watched tasks were put back into the schedule, how many finished
+            tasks were queued again, and Redis's ``TIME`` at the pass (seconds).
 
         Raises:
             StoreUnavailableError: Redis could not be reached or failed.
             StoreDataError: one of the fleet's keys holds another type.
         """
-        cursor, rescheduled, requeued = await self._call(
+        cursor, rescheduled, requeued, now = await self._call(
             "repairing the schedule",
             self._repair,
             keys=[self.due_key, self.leases_key, self.stream_key],
@@ -876,7 +876,7 @@ class RedisStore:
             idempotent=True,  # a second run finds nothing more to put back
         )
         self._repair_from = _decode.text(cursor, "a SCAN cursor")
-        return int(rescheduled), int(requeued)
+        return Repaired(int(rescheduled), int(requeued), float(now))
 
     async def status(self) -> FleetStatus:
         watched, due, leased, unhandled, overdue, dead = await self._call(

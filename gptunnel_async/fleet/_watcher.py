@@ -679,25 +679,33 @@ class Watcher(InProcessOnly):
         seconds: a wait whose schedule entry was lost (a ``DEL``, an eviction) is never
         read again otherwise, and a finished task whose stream entry was lost never
         delivered. What a pass put back is logged as a warning: something deletes or
-        evicts the fleet's keys."""
+        evicts the fleet's keys; so is a step of the store's clock between passes."""
         backoff = _Backoff("repairing the store")
+        loop = asyncio.get_running_loop()
+        last: tuple[float, float] | None = None
+        """The store's clock and this worker's monotonic one at the last pass."""
         while self._going_on():
+            sent = loop.time()
             try:
-                rescheduled, requeued = await store.repair(self.lease)
+                repaired = await store.repair(self.lease)
             except Exception as exc:  # a store's fault, or a bug: the loop carries on
                 await backoff.pause(exc)
                 continue
             backoff.reset()
-            if rescheduled or requeued:
+            if repaired.rescheduled or repaired.requeued:
                 logger.warning(
                     "watcher: %d watched task(s) missing from the store's schedule were "
                     "put back, and %d finished task(s) missing from its queue of "
                     "deliveries queued again: something deletes or evicts the fleet's "
                     "keys (use maxmemory-policy noeviction)",
-                    rescheduled,
-                    requeued,
+                    repaired.rescheduled,
+                    repaired.requeued,
                 )
                 self._wake.set()
+            if repaired.clock is not None:
+                if last is not None:
+                    _log_clock_step(last, (repaired.clock, sent), self.lease)
+                last = (repaired.clock, sent)
             await self._idle_repair()
 
     async def _idle_repair(self) -> None:
@@ -1559,6 +1567,44 @@ def _pacing_json(state: WaitState, last: LastRead) -> str:
 NOTICE_STATUS_KEPT: Final = 200
 """Characters of a task's status a progress notice keeps when the whole notice would be
 longer than its listeners read (:data:`_decode.MAX_SMALL_BYTES`)."""
+
+
+CLOCK_STEP_NOTED: Final = 1.0
+"""Seconds the store's clock may run ahead of, or behind, a worker's monotonic clock
+between two repair passes before the worker logs it (at least; a fifth of the lease
+when that is longer): more than a round trip's jitter."""
+
+
+def _clock_step(store: tuple[float, float], local: tuple[float, float]) -> float:
+    """How many seconds the store's clock moved more than the worker's monotonic clock
+    (negative: less) from ``store[0]``/``local[0]`` to ``store[1]``/``local[1]``: a
+    step of the store's clock, or a pause of the worker (its monotonic clock stands
+    still while the process is stopped or its VM suspended)."""
+    return (store[1] - store[0]) - (local[1] - local[0])
+
+
+def _log_clock_step(before: tuple[float, float], now: tuple[float, float], lease: float) -> None:
+    """A warning when the store's clock moved from ``before`` to ``now`` (each the
+    store's clock and the worker's, in seconds) by more than a fifth of ``lease``, or
+    :data:`CLOCK_STEP_NOTED`, beyond the worker's: see "Clocks" in ``docs/fleet.md``."""
+    step = _clock_step((before[0], now[0]), (before[1], now[1]))
+    if abs(step) <= max(CLOCK_STEP_NOTED, lease * (1 - READ_SHARE_OF_LEASE)):
+        return
+    if step > 0:
+        effect = (
+            "leases and deadlines ended that much early: a task may have been read by "
+            "two workers at once, and a wait expired early"
+        )
+    else:
+        effect = "due reads, leases and deadlines come that much later"
+    logger.warning(
+        "watcher: the store's clock (Redis TIME) moved %.1fs %s than this worker's "
+        "between two repair passes (a step of Redis's clock: a failover, its wall clock "
+        "set; or this worker paused): %s",
+        abs(step),
+        "more" if step > 0 else "less",
+        effect,
+    )
 
 
 def _notice_json(notice: FleetProgress) -> str:

@@ -16,11 +16,11 @@ from __future__ import annotations
 from .._budget import InProcessBudget, RequestBudget
 from ..errors import StoreDataError, StoreUnavailableError
 from ._memory import MemoryStore
-from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind
+from ._records import Delivery, FleetProgress, FleetStatus, OutcomeKind, Repaired
 from ._redis_budget import RedisBudget
 from ._redis_store import RedisStore
 from ._status import fleet_status
-from ._store import DeadLetterStore, LastReadStore, RenewingStore, WatchStore
+from ._store import DeadLetterStore, LastReadStore, RenewingStore, RepairingStore, WatchStore
 from ._watcher import FAMILIES, RESULT_LIFETIME, Handler, Watcher
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "RedisBudget",
     "RedisStore",
     "RenewingStore",
+    "Repaired",
+    "RepairingStore",
     "RequestBudget",
     "StoreDataError",
     "StoreUnavailableError",

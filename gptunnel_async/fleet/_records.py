@@ -128,9 +128,14 @@ def _task_json(task: Task | MediaTask | None) -> dict[str, Any]:
     return {"model": type(task).__name__, "task": converter.unstructure(task)}
 
 
-_READ_ERRORS: Final = (errors.APIError, errors.APIConnectionError, errors.ResponseDecodeError)
-"""The errors a read ends with; a stored one of any other class comes back as a plain
-``GPTunnelError``."""
+_READ_ERRORS: Final = (
+    errors.APIError,
+    errors.APIConnectionError,
+    errors.ResponseDecodeError,
+    errors.StoreDataError,
+)
+"""The errors a read ends with (``StoreDataError``: a final state too large for the
+store); a stored one of any other class comes back as a plain ``GPTunnelError``."""
 
 _KEPT: Final[dict[type[GPTunnelError], dict[str, Any]]] = {
     APIError: {
@@ -385,6 +390,24 @@ class FleetProgress:
                 "remaining": self.remaining,
             }
         )
+
+
+@attrs.frozen
+class Repaired:
+    """What one pass of a store's repair did
+    ([RepairingStore.repair][gptunnel_async.fleet.RepairingStore.repair]).
+
+    Attributes:
+        rescheduled: watched tasks put back into the schedule.
+        requeued: finished tasks queued again for a handler.
+        clock: the store's clock at the pass, in seconds (Redis ``TIME``); ``None`` if
+            the store has none to tell. The watcher compares its advance between passes
+            with its own monotonic clock's, and logs a step of the store's clock.
+    """
+
+    rescheduled: int = 0
+    requeued: int = 0
+    clock: float | None = None
 
 
 @attrs.frozen

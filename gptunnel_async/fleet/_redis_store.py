@@ -7,9 +7,11 @@ the tagged prefix):
 - ``{prefix}:{name}:task:<id>``: a hash per watched task: ``state`` (watching, finished,
   delivered; undelivered once its handler failed ``max_attempts`` times), ``record``
   (family and metadata), ``deadline``, ``schedule`` (the saved pacing), ``lease`` (the
-  worker reading it, and a tag of its claim), ``outcome`` (once finished), ``failures``
+  worker reading it, and a tag of its claim) and ``lease_until`` (its end), ``outcome``
+  and ``entry`` (its entry of the ``finished`` stream, once finished), ``failures``
   (failed handler attempts, if any). It expires a day after its deadline, or an hour
-  after its delivery was acknowledged.
+  after its delivery was acknowledged. It is the record of its wait: the keys below
+  index it, and :meth:`RedisStore.repair` rebuilds an index entry lost apart from it.
 - ``{prefix}:{name}:due``: a sorted set, task id by the time its next read is due (for a
   leased task: its lease's end, so a dead worker's tasks fall due again by themselves).
 - ``{prefix}:{name}:leases``: task id by lease end, for counting what is being read.
@@ -24,9 +26,10 @@ the tagged prefix):
   operator to look at.
 
 Each decision (register once, claim, re-schedule while leased, finish first) is one Lua
-script, atomic; the clock is Redis ``TIME``. Every value read back is decoded by
-:mod:`._decode`: an odd one is logged and moved to the dead letters (the way a stream
-consumer moves a poison message aside), so the entries behind it are still read.
+script, atomic; the clock is Redis ``TIME`` (see "Clocks" in ``docs/fleet.md``). Every
+value read back is decoded by :mod:`._decode`: an odd one is logged and moved to the
+dead letters (the way a stream consumer moves a poison message aside), so the entries
+behind it are still read.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from . import _decode
 from ._connections import MIN_POOL, Slots, command, one_command, patiently, pool_size, share_of
 from ._errors import store_call, store_failures
 from ._keys import fleet_key
-from ._records import Claim, Entry, FleetStatus
+from ._records import Claim, Entry, FleetStatus, Repaired
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -160,7 +163,7 @@ for _, id in ipairs(ids) do
   else
     redis.call('ZADD', KEYS[1], lease_end, id)
     redis.call('ZADD', KEYS[2], lease_end, id)
-    redis.call('HSET', key, 'lease', ARGV[2])
+    redis.call('HSET', key, 'lease', ARGV[2], 'lease_until', string.format('%.17g', lease_end))
     table.insert(out, id)
     table.insert(out, f[2])
     table.insert(out, f[3])
@@ -185,7 +188,7 @@ if f[1] ~= 'watching' or f[2] ~= ARGV[2] then return 0 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[1], 'schedule', ARGV[4])
-redis.call('HDEL', KEYS[1], 'lease')
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until')
 if ARGV[5] ~= '' then redis.pcall('PUBLISH', ARGV[6], ARGV[5]) end
 return 1
 """
@@ -201,11 +204,11 @@ _FINISH: Final = (
 local mistyped = wrong_type(KEYS[1], 'hash', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'stream')
 if mistyped then return mistyped end
 if redis.call('HGET', KEYS[1], 'state') ~= 'watching' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2])
-redis.call('HDEL', KEYS[1], 'lease', 'schedule')
+redis.call('HDEL', KEYS[1], 'lease', 'lease_until', 'schedule')
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
+local entry = redis.call('XADD', KEYS[4], '*', 'task', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'finished', 'outcome', ARGV[2], 'entry', entry)
 local notice = {kind = 'finished', task_id = ARGV[1], outcome = ARGV[4]}
 redis.pcall('PUBLISH', ARGV[3], cjson.encode(notice))
 return 1
@@ -284,7 +287,7 @@ if kind == 'hash' and ARGV[5] ~= '' and redis.call('HGET', key, 'state') == 'wat
 end
 if kind == 'hash' then
   redis.call('HSET', key, 'state', 'dead', 'dead_reason', ARGV[3])
-  redis.call('HDEL', key, 'lease')
+  redis.call('HDEL', key, 'lease', 'lease_until')
   redis.call('EXPIRE', key, {FINISHED_KEPT})
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', {DEAD_LETTERS_KEPT}, '*', 'task', ARGV[2],
@@ -365,6 +368,70 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now)
 )
 
 
+REPAIR_BATCH: Final = 1000
+"""The ``COUNT`` of one repair pass's ``SCAN``: about how many keys of the database
+(the fleet's and any others) one pass looks at."""
+
+MAX_LEASE: Final = 24 * 3600.0
+"""The longest lease a watcher takes (``Watcher(lease=...)`` is at most a day): a task's
+saved lease end further ahead than that is none a claim wrote."""
+
+# KEYS: due, leases, stream. ARGV: the task keys' SCAN pattern, the SCAN cursor, its
+# COUNT, the task key prefix, a lease (seconds) for a leased task whose lease end is
+# unreadable. One bounded pass: every task hash the SCAN step finds is checked against
+# the keys a DEL, an eviction or a trim may take from under it: a watched task missing
+# from the schedule (or, leased, from the leases) is put back, due at once or when its
+# lease ends; a finished task whose stream entry is gone is queued again. Returns the
+# next cursor ("0": the database has been gone through), how many tasks were put back
+# into the schedule, how many finished tasks were queued again, and Redis's time.
+_REPAIR: Final = (
+    _CLOCK
+    + _TYPES
+    + f"""
+local mistyped = wrong_type(KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'stream')
+if mistyped then return mistyped end
+local found = redis.call('SCAN', ARGV[2], 'MATCH', ARGV[1], 'COUNT', tonumber(ARGV[3]))
+local rescheduled, requeued = 0, 0
+for _, key in ipairs(found[2]) do
+  if redis.call('TYPE', key).ok == 'hash' then
+    local id = string.sub(key, #ARGV[4] + 1)
+    local f = redis.call('HMGET', key, 'state', 'lease', 'lease_until', 'entry')
+    if f[1] == 'watching' then
+      local at = now
+      if f[2] then
+        at = tonumber(f[3])
+        if not at or at ~= at or at > now + {MAX_LEASE} then at = now + tonumber(ARGV[5]) end
+        at = math.max(at, now)
+        if not redis.call('ZSCORE', KEYS[2], id) then redis.call('ZADD', KEYS[2], at, id) end
+      end
+      if not redis.call('ZSCORE', KEYS[1], id) then
+        redis.call('ZADD', KEYS[1], at, id)
+        rescheduled = rescheduled + 1
+      end
+    elseif f[1] == 'finished' and f[4] then
+      -- Its entry, naming it: a stream made anew (or a clock gone back) may give
+      -- another task's entry the id this one had.
+      local held = redis.pcall('XRANGE', KEYS[3], f[4], f[4])
+      local queued = false
+      if not held.err and held[1] then
+        local fields = held[1][2]
+        for i = 1, #fields, 2 do
+          if fields[i] == 'task' and fields[i + 1] == id then queued = true end
+        end
+      end
+      if not queued then
+        local entry = redis.call('XADD', KEYS[3], '*', 'task', id)
+        redis.call('HSET', key, 'entry', entry)
+        requeued = requeued + 1
+      end
+    end
+  end
+end
+return {{found[1], rescheduled, requeued, string.format('%.17g', now)}}
+"""
+)
+
+
 def _stream_entries(reply: Any) -> list[tuple[Any, Any]]:
     """The ``(id, fields)`` entries of an ``XREADGROUP`` reply as redis-py gives it:
     ``[[stream, [entry, ...]]]`` on RESP2, ``{stream: [[entry, ...]]}`` on RESP3
@@ -396,6 +463,12 @@ def _cursor(reply: Any) -> str:
 
 _ENTRY_ID: Final = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 """A stream entry's id: milliseconds, a dash, a sequence number."""
+
+
+def _glob_escaped(text: str) -> str:
+    """``text`` matched literally by a ``SCAN`` pattern: each of the glob's own
+    characters (``* ? [ ] \\``) escaped with a backslash."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _idle_seconds(seconds: float) -> bool:
@@ -462,6 +535,10 @@ class RedisStore:
         self._give_up = redis.register_script(_GIVE_UP)
         self._failed = redis.register_script(_FAILED)
         self._prune = redis.register_script(_PRUNE)
+        self._repair = redis.register_script(_REPAIR)
+        self._scan_pattern = _glob_escaped(self._task_prefix) + "*"
+        self._repair_from = "0"
+        """Where the next repair pass's ``SCAN`` goes on, the last one's cursor."""
         self._group_ready = False
         self._claim_from = "0-0"
         """Where the next ``XAUTOCLAIM`` goes on looking, the last one's cursor: each
@@ -768,6 +845,38 @@ class RedisStore:
                     yield message["data"]
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def repair(self, lease: float) -> Repaired:
+        """One bounded pass of the store's repair: put back what a lost key took from
+        the tasks whose hashes ``SCAN`` finds next (about :data:`REPAIR_BATCH` keys of
+        the database). A watched task missing from ``due`` (the key deleted, a member
+        evicted or removed by hand) is due again at once, or when the lease its hash
+        records ends; one missing from ``leases`` is put back there; a finished task
+        whose entry of the ``finished`` stream is gone (the stream deleted or trimmed)
+        is queued again for a handler. Each pass goes on where the last one stopped;
+        a Redis of ``K`` keys is gone through in about ``K / REPAIR_BATCH`` passes.
+
+        Args:
+            lease: seconds, the lease taken as a leased task's when its hash records no
+                readable lease end (one claimed by an older version).
+
+        Returns:
+            How many watched tasks were put back into the schedule, how many finished
+            tasks were queued again, and Redis's ``TIME`` at the pass (seconds).
+
+        Raises:
+            StoreUnavailableError: Redis could not be reached or failed.
+            StoreDataError: one of the fleet's keys holds another type.
+        """
+        cursor, rescheduled, requeued, now = await self._call(
+            "repairing the schedule",
+            self._repair,
+            keys=[self.due_key, self.leases_key, self.stream_key],
+            args=[self._scan_pattern, self._repair_from, REPAIR_BATCH, self._task_prefix, lease],
+            idempotent=True,  # a second run finds nothing more to put back
+        )
+        self._repair_from = _decode.text(cursor, "a SCAN cursor")
+        return Repaired(int(rescheduled), int(requeued), float(now))
 
     async def status(self) -> FleetStatus:
         watched, due, leased, unhandled, overdue, dead = await self._call(

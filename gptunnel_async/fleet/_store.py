@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from ._records import Claim, Entry, FleetStatus
+from ._records import Claim, Entry, FleetStatus, Repaired
 
-__all__ = ["DeadLetterStore", "LastReadStore", "RenewingStore", "WatchStore"]
+__all__ = ["DeadLetterStore", "LastReadStore", "RenewingStore", "RepairingStore", "WatchStore"]
 
 
 class WatchStore(Protocol):
@@ -130,4 +130,20 @@ class RenewingStore(WatchStore, Protocol):
         """:meth:`ack` ``entry``, and register its task anew with ``record`` and
         ``timeout`` as :meth:`watch` does, if its wait ended without the task's end
         (``"expired"``, ``"error"``): ``True`` if the new wait is registered."""
+        ...
+
+
+class RepairingStore(WatchStore, Protocol):
+    """A [WatchStore][gptunnel_async.fleet.WatchStore] whose state lives in several
+    keys that may be lost apart (Redis: a ``DEL``, an eviction, a trim), and that
+    repairs one from the others: every worker's watcher runs a pass every
+    5 seconds. [RedisStore][gptunnel_async.fleet.RedisStore] is one;
+    [MemoryStore][gptunnel_async.fleet.MemoryStore], whose state cannot be lost so,
+    is not."""
+
+    async def repair(self, lease: float) -> Repaired:
+        """One bounded pass: watched tasks missing from the schedule are put back (due
+        at once, or when their lease ends: ``lease`` seconds from now for one whose
+        lease end is not known), finished tasks missing from the queue of deliveries
+        are queued again. Returns how many of each, and the store's clock."""
         ...

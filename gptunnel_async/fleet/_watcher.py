@@ -8,7 +8,10 @@ Two loops run in every worker that calls :meth:`Watcher.run`:
   deadline) or re-schedules it by the wait core's decision, saved with the task;
 - the **delivery loop** takes finished tasks from the store and hands each to the
   handler, acknowledging it when the handler returns; one a worker took but never
-  acknowledged (it died) is taken over after ``delivery_timeout``.
+  acknowledged (it died) is taken over after ``delivery_timeout``;
+- on a store that repairs itself (a :class:`RepairingStore`: Redis), the **repair
+  loop** makes a bounded pass every :data:`REPAIR_EVERY` seconds, putting back a wait
+  or a delivery whose index key was deleted or evicted apart from its record.
 
 When the store cannot be reached, both loops log, back off and carry on; a lease that
 ran out brings its task back to another worker, so nothing acknowledged is lost. An
@@ -105,9 +108,9 @@ from ._store import WatchStore
 if TYPE_CHECKING:
     from .._client import GPTunnelClient
     from ..families import TaskResource
-    from ._store import DeadLetterStore, LastReadStore, RenewingStore
+    from ._store import DeadLetterStore, LastReadStore, RenewingStore, RepairingStore
 
-__all__ = ["FAMILIES", "RESULT_LIFETIME", "Handler", "Watcher"]
+__all__ = ["FAMILIES", "REPAIR_EVERY", "RESULT_LIFETIME", "Handler", "Watcher"]
 
 logger = sdk_logger("gptunnel_async.fleet")
 
@@ -122,6 +125,12 @@ IDLE_POLL: Final = 0.5
 that other processes register are picked up within it; the delivery loop's blocking
 read of the stream waits as long at most, so an idle close takes up to it (a second
 made a deploy, and the fleet's tests, wait a second per worker)."""
+
+REPAIR_EVERY: Final = 5.0
+"""Seconds between a worker's passes of its store's repair (a
+[RepairingStore][gptunnel_async.fleet.RepairingStore]'s): each looks at a bounded slice of
+the store (a thousand keys of a Redis database), so a lost schedule entry is found
+within a few passes on a Redis that holds the fleet alone."""
 
 LAST_READ_LOOKUP: Final = 0.5
 """Seconds a timed-out :meth:`Watcher.result` may spend past its ``timeout`` to ask the
@@ -374,6 +383,9 @@ class Watcher(InProcessOnly):
         renews = not missing_methods(store, ("ack_and_watch",))
         self._renewing = cast("RenewingStore", store) if renews else None
         """The store, if it acknowledges a delivery and registers a new wait in one step."""
+        repairs = not missing_methods(store, ("repair",))
+        self._repairing = cast("RepairingStore", store) if repairs else None
+        """The store, if it repairs keys lost apart (a schedule deleted, say)."""
         self._after_ack: dict[str, tuple[str, float]] = {}
         """New waits asked for by the handler of their task's ended wait (a record and
         its seconds): registered once that delivery is acknowledged."""
@@ -392,6 +404,8 @@ class Watcher(InProcessOnly):
         self._listener: asyncio.Task[None] | None = None
         self._running: asyncio.Task[None] | None = None
         self._stopping = False
+        self._closing = asyncio.Event()
+        """Set by :meth:`close`: the repair loop's pause ends at once."""
         self._grace_until = 0.0
         """Until when (the loop's time) :meth:`close` lets running handlers finish."""
         self._handlers: _Pool | None = None
@@ -480,8 +494,10 @@ class Watcher(InProcessOnly):
         fleet. The first of this and a poll wins; the other does nothing.
 
         Returns:
-            ``True`` if this call finished the wait; ``False`` if the task is not
-            finished, not watched, or already finished.
+            ``True`` if this call finished the wait (a task whose final state is over
+            the 8 MiB the store keeps ends it as ``"error"``, with a ``StoreDataError``
+            that says so, logged); ``False`` if the task is not finished, not watched,
+            or already finished.
 
         Raises:
             ConfigurationError: ``task`` is not a [Task][gptunnel_async.Task] or
@@ -497,15 +513,19 @@ class Watcher(InProcessOnly):
         # The key masked in it, as in every task a read stores: the caller's task may
         # come from a body parsed without this client's key (another process's store
         # readers mask it, but anyone reading Redis would see it).
-        return await self.store.finish(task.id, _outcome_of(self._masked_task(task)).dumps())
+        outcome = _outcome_of(self._masked_task(task))
+        return await self.store.finish(task.id, _storable(task.id, outcome))
 
     # -- running -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run this worker's poll loop and, with a handler, its delivery loop, until
-        cancelled. Store failures are logged and retried; they never end it."""
+        """Run this worker's poll loop, its store's repair loop (a ``RepairingStore``'s)
+        and, with a handler, its delivery loop, until cancelled. Store failures are
+        logged and retried; they never end it."""
         async with asyncio.TaskGroup() as loops:
             loops.create_task(self._poll_loop())
+            if self._repairing is not None:
+                loops.create_task(self._repair_loop(self._repairing))
             if self.handler is not None:
                 loops.create_task(self._delivery_loop())
 
@@ -571,6 +591,7 @@ class Watcher(InProcessOnly):
         self._grace_until = asyncio.get_running_loop().time() + grace
         self._stopping = True
         self._wake.set()
+        self._closing.set()
         if grace:
             # The loops end by themselves, the delivery loop once its take in flight has
             # returned and the handlers of what it took are drained: waiting on the
@@ -609,6 +630,7 @@ class Watcher(InProcessOnly):
             self._running = self._listener = None
             self._handlers = None
             self._stopping = False
+            self._closing.clear()
         if cancelled:
             raise asyncio.CancelledError
 
@@ -651,6 +673,46 @@ class Watcher(InProcessOnly):
                     await self._idle(IDLE_POLL if next_due is None else min(next_due, IDLE_POLL))
         finally:
             await reads.close()
+
+    async def _repair_loop(self, store: RepairingStore) -> None:
+        """A pass of the store's repair at once, then every :data:`REPAIR_EVERY`
+        seconds: a wait whose schedule entry was lost (a ``DEL``, an eviction) is never
+        read again otherwise, and a finished task whose stream entry was lost never
+        delivered. What a pass put back is logged as a warning: something deletes or
+        evicts the fleet's keys; so is a step of the store's clock between passes."""
+        backoff = _Backoff("repairing the store")
+        loop = asyncio.get_running_loop()
+        last: tuple[float, float] | None = None
+        """The store's clock and this worker's monotonic one at the last pass."""
+        while self._going_on():
+            sent = loop.time()
+            try:
+                repaired = await store.repair(self.lease)
+            except Exception as exc:  # a store's fault, or a bug: the loop carries on
+                await backoff.pause(exc)
+                continue
+            backoff.reset()
+            if repaired.rescheduled or repaired.requeued:
+                logger.warning(
+                    "watcher: %d watched task(s) missing from the store's schedule were "
+                    "put back, and %d finished task(s) missing from its queue of "
+                    "deliveries queued again: something deletes or evicts the fleet's "
+                    "keys (use maxmemory-policy noeviction)",
+                    repaired.rescheduled,
+                    repaired.requeued,
+                )
+                self._wake.set()
+            if repaired.clock is not None:
+                if last is not None:
+                    _log_clock_step(last, (repaired.clock, sent), self.lease)
+                last = (repaired.clock, sent)
+            await self._idle_repair()
+
+    async def _idle_repair(self) -> None:
+        """Until the next repair pass, or the watcher's close."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REPAIR_EVERY):
+                await self._closing.wait()
 
     async def _idle(self, seconds: float) -> None:
         # asyncio.timeout rather than wait_for: Python 3.11's wait_for can swallow the
@@ -700,19 +762,20 @@ class Watcher(InProcessOnly):
         state, last = self._saved(claim)
         if now >= record.deadline:
             expired = Outcome("expired", last.task, record.timeout, last.error)
-            await self.store.finish(claim.task_id, expired.dumps())
+            await self.store.finish(claim.task_id, _storable(claim.task_id, expired))
             return
         reading_since = time.monotonic()
         state, decision, last = await self._read_once(claim, state, last, lease.read_by)
         now += time.monotonic() - reading_since  # the store adds the delay to its time now
         if isinstance(decision, Finish):
-            await self.store.finish(claim.task_id, Outcome("done", decision.event.task).dumps())
+            done = Outcome("done", decision.event.task)
+            await self.store.finish(claim.task_id, _storable(claim.task_id, done))
         elif isinstance(decision, Fail):
             ended = _ended_by(decision.error, last, claim.record.family)
-            await self.store.finish(claim.task_id, ended.dumps())
+            await self.store.finish(claim.task_id, _storable(claim.task_id, ended))
         else:  # ReadAt (a last one a little before the deadline), or TimeOut: expire then
             event = decision.event
-            progress = None if event is None else _progress(event, record).dumps()
+            progress = None if event is None else _notice_json(_progress(event, record))
             saved = _pacing_json(state, last)
             # Never past the watch's deadline: a long pause (a slow policy, a saved one)
             # or a slow read would deliver the expiry late, or after the hash is gone.
@@ -1491,8 +1554,89 @@ def _cancel_until_done(task: asyncio.Task[Any]) -> None:
 
 
 def _pacing_json(state: WaitState, last: LastRead) -> str:
-    """What a task's hash keeps between reads: the wait's state and what it saw last."""
-    return json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
+    """What a task's hash keeps between reads: the wait's state and what it saw last;
+    without the last task read if the whole would be longer than a store's reader
+    takes (:data:`_decode.MAX_STORED_BYTES`), which would cost the wait its pacing."""
+    saved = json.dumps(state.to_json() | {"last": last.to_json()}, separators=(",", ":"))
+    if len(saved) <= _decode.MAX_STORED_BYTES:
+        return saved
+    shorter = LastRead(None, last.error).to_json()
+    return json.dumps(state.to_json() | {"last": shorter}, separators=(",", ":"))
+
+
+NOTICE_STATUS_KEPT: Final = 200
+"""Characters of a task's status a progress notice keeps when the whole notice would be
+longer than its listeners read (:data:`_decode.MAX_SMALL_BYTES`)."""
+
+
+CLOCK_STEP_NOTED: Final = 1.0
+"""Seconds the store's clock may run ahead of, or behind, a worker's monotonic clock
+between two repair passes before the worker logs it (at least; a fifth of the lease
+when that is longer): more than a round trip's jitter."""
+
+
+def _clock_step(store: tuple[float, float], local: tuple[float, float]) -> float:
+    """How many seconds the store's clock moved more than the worker's monotonic clock
+    (negative: less) from ``store[0]``/``local[0]`` to ``store[1]``/``local[1]``: a
+    step of the store's clock, or a pause of the worker (its monotonic clock stands
+    still while the process is stopped or its VM suspended)."""
+    return (store[1] - store[0]) - (local[1] - local[0])
+
+
+def _log_clock_step(before: tuple[float, float], now: tuple[float, float], lease: float) -> None:
+    """A warning when the store's clock moved from ``before`` to ``now`` (each the
+    store's clock and the worker's, in seconds) by more than a fifth of ``lease``, or
+    :data:`CLOCK_STEP_NOTED`, beyond the worker's: see "Clocks" in ``docs/fleet.md``."""
+    step = _clock_step((before[0], now[0]), (before[1], now[1]))
+    if abs(step) <= max(CLOCK_STEP_NOTED, lease * (1 - READ_SHARE_OF_LEASE)):
+        return
+    if step > 0:
+        effect = (
+            "leases and deadlines ended that much early: a task may have been read by "
+            "two workers at once, and a wait expired early"
+        )
+    else:
+        effect = "due reads, leases and deadlines come that much later"
+    logger.warning(
+        "watcher: the store's clock (Redis TIME) moved %.1fs %s than this worker's "
+        "between two repair passes (a step of Redis's clock: a failover, its wall clock "
+        "set; or this worker paused): %s",
+        abs(step),
+        "more" if step > 0 else "less",
+        effect,
+    )
+
+
+def _notice_json(notice: FleetProgress) -> str:
+    """A progress notice's JSON, short enough for every listener to read: its status
+    (the server's text, unbounded) is clipped when the notice would be longer than
+    :data:`_decode.MAX_SMALL_BYTES`, which every ``progress()`` skipped as odd. The
+    metadata (at most 16 KiB as stored) and the task id (at most 256 characters) keep
+    a clipped one within it."""
+    published = notice.dumps()
+    if len(published) <= _decode.MAX_SMALL_BYTES:
+        return published
+    return attrs.evolve(notice, status=clip(notice.status, NOTICE_STATUS_KEPT)).dumps()
+
+
+def _storable(task_id: str, outcome: Outcome) -> str:
+    """``outcome``'s JSON if every worker can read it back (at most
+    :data:`_decode.MAX_STORED_BYTES`: a longer one was set aside as a dead letter
+    whose reason blamed another writer); else that of an ``"error"`` outcome whose
+    ``StoreDataError`` says why, which the handler gets as ``delivery.error`` and
+    ``result()`` raises. Logged as a warning."""
+    stored = outcome.dumps()
+    if len(stored) <= _decode.MAX_STORED_BYTES:
+        return stored
+    message = (
+        f"the task's final state ({outcome.kind}) is {len(stored)} bytes as the fleet "
+        f"stores it (JSON, text beyond ASCII escaped), over the {_decode.MAX_STORED_BYTES} "
+        "bytes its store keeps: read the task with the client "
+        "(client.<family>.result(task_id)) instead"
+    )
+    logger.warning("watcher: task %s: %s; its wait ends as an error", task_id, message)
+    too_large = ReadError(StoreDataError.__name__, message)
+    return Outcome("error", None, outcome.timeout, too_large).dumps()
 
 
 def _ended_by(error: GPTunnelError, last: LastRead, family: str) -> Outcome:

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Final, Protocol, TypeAlias, runtime_checkable
 
-from ._checks import describe, http_url
+from ._checks import describe, describe_url, http_url
 from ._png import PngError, read_png
 from .errors import ConfigurationError
 
@@ -66,7 +66,9 @@ def _is_link(what: str, value: str, schemes: tuple[str, ...]) -> bool:
     if not starts_with(value.strip(), schemes):
         return False
     if value != value.strip():
-        raise ConfigurationError(f"{what} must not have spaces around it, got {describe(value)}")
+        raise ConfigurationError(
+            f"{what} must not have spaces around it, got {describe_url(value)}"
+        )
     return True
 
 

@@ -114,16 +114,35 @@ def test_parse_webhook_refuses_a_secret_a_receiver_refuses(secret: str) -> None:
     assert secret not in _shown(caught.value)
 
 
-@pytest.mark.parametrize(
-    "link",
-    [f" https://{CREDENTIALS}@img.example/a.png", f"https://{CREDENTIALS}@img.example/a.png\n"],
-)
-async def test_a_refused_image_link_never_quotes_its_password(link: str) -> None:
+IMAGE_LINKS = {
+    "spaces around it": f" https://{CREDENTIALS}@img.example/a.png",
+    "a newline after it": f"https://{CREDENTIALS}@img.example/a.png\n",
+    "another scheme, read as a path": f"ftp://{CREDENTIALS}@img.example/a.png",
+    "no scheme, read as a path": f"{CREDENTIALS}@img.example/a.png",
+}
+
+
+@pytest.mark.parametrize("link", IMAGE_LINKS.values(), ids=IMAGE_LINKS.keys())
+@pytest.mark.parametrize("call", ["faceswap.create", "media.create"])
+async def test_a_refused_image_link_never_quotes_its_password(link: str, call: str) -> None:
     async with FakeGPTunnel() as fake, fake.client() as client:
+        creates = {
+            "faceswap.create": lambda: client.faceswap.create(link, sample_image("face.png")),
+            "media.create": lambda: client.media.create("suno", "a song", images=[link]),
+        }
         with pytest.raises(ConfigurationError) as caught:
-            await client.faceswap.create(link, sample_image("face.png"))
+            await creates[call]()
         assert not fake.requests
     assert PASSWORD[:8] not in _shown(caught.value)
+
+
+@pytest.mark.parametrize("name", ["me@2x.png", "scans/a:b.png", "/tmp/x@y/face.png"])
+async def test_a_missing_image_file_is_named_as_given(name: str) -> None:
+    """Only a link taken for a path is masked: a file's own name shows whole."""
+    async with FakeGPTunnel() as fake, fake.client() as client:
+        with pytest.raises(ConfigurationError, match="cannot read") as caught:
+            await client.faceswap.create(name, sample_image("face.png"))
+    assert repr(name) in str(caught.value)
 
 
 @pytest.mark.parametrize(

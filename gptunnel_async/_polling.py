@@ -684,6 +684,11 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
             isinstance(driver, asyncio.Task) and not driver.done() and driver is not _current_task()
         )
 
+    def _never_started(self) -> bool:
+        """Neither awaited nor iterated, nor closed: what a driver handed it and gone
+        before its first step (``throttle``) closes, rather than let it warn."""
+        return self._running is None and not self._iterated and not self._ended
+
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or
         drop one that never started without the "never awaited" warning; an iterated

@@ -45,6 +45,7 @@ from ._checks import (
     describe,
     describe_url,
     http_url,
+    instance_of,
     optional,
     without_userinfo,
 )
@@ -447,10 +448,11 @@ class WebhookReceiver(InProcessOnly):
             context manager that cancels the waits still running when it ends.
 
         Raises:
-            ConfigurationError: ``task_ids`` is one string or holds a blank id, or
-                ``fallback_interval`` or ``timeout`` makes no sense (before any wait).
+            ConfigurationError: ``task_ids`` is one string or holds a blank id,
+                ``fallback_interval`` or ``timeout`` makes no sense, or
+                ``return_exceptions`` is not a bool (before any wait).
         """
-        waits = self._waits(tasks, task_ids, fallback_interval, timeout)
+        waits = self._waits(tasks, task_ids, fallback_interval, timeout, return_exceptions)
         return AsCompleted(waits, return_exceptions=return_exceptions)
 
     @overload
@@ -499,13 +501,14 @@ class WebhookReceiver(InProcessOnly):
             of ``task_ids``.
 
         Raises:
-            ConfigurationError: ``task_ids`` is one string or holds a blank id, or
-                ``fallback_interval`` or ``timeout`` makes no sense (before any wait).
+            ConfigurationError: ``task_ids`` is one string or holds a blank id,
+                ``fallback_interval`` or ``timeout`` makes no sense, or
+                ``return_exceptions`` is not a bool (before any wait).
             GPTunnelError: without ``return_exceptions``, the first failure in the order
                 given, once every wait has ended (no failure cancels another wait;
                 cancelling this call cancels them all).
         """
-        waits = self._waits(tasks, task_ids, fallback_interval, timeout)
+        waits = self._waits(tasks, task_ids, fallback_interval, timeout, return_exceptions)
         return await wait_many(waits, return_exceptions=return_exceptions)
 
     def _waits(
@@ -514,10 +517,12 @@ class WebhookReceiver(InProcessOnly):
         task_ids: Iterable[str],
         fallback_interval: float,
         timeout: float | None,
+        return_exceptions: bool,
     ) -> list[Coroutine[Any, Any, T]]:
         """The waits of :meth:`as_completed` and :meth:`wait_many`, not started, every
         argument checked first."""
         _family("tasks", tasks)
+        instance_of(bool)("return_exceptions", return_exceptions)
         _fallback_policy(fallback_interval, timeout)
         checked = tasks._task_ids(task_ids)
         return [

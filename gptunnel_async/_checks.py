@@ -359,11 +359,14 @@ def without_userinfo(text: str) -> str:
 def describe_url(value: Any) -> str:
     """A URL argument that is refused, as its error shows it: text (or a ``URL``) as
     :func:`describe` shows it, with its user and password as ``***``, masked before it
-    is cut short (a cut inside a long password would show its start); anything else
-    by its type alone (``bytes``, a list), which could hold a URL and its password too.
-    Webhook tokens are the caller's to mask (:func:`hide_webhook_token`)."""
+    is cut short (a cut inside a long password would show its start); ``None`` or a
+    number as it is; anything else by its type alone (``bytes``, a list), which could
+    hold a URL and its password too. Webhook tokens are the caller's to mask
+    (:func:`hide_webhook_token`)."""
     if isinstance(value, str | URL):
         return describe(without_userinfo(str(value)))
+    if value is None or isinstance(value, int | float):
+        return describe(value)
     return f"a {type(value).__name__}"
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "check_text",
     "count",
     "describe",
+    "describe_url",
     "function",
     "http_url",
     "implements",
@@ -327,20 +328,18 @@ def http_url(name: str, value: Any, *, error: type[GPTunnelError] = Configuratio
     URL the server sent.
     """
     if not isinstance(value, str | URL):
-        raise error(f"{name} must be an http(s) URL, got {describe(value)}")
+        raise error(f"{name} must be an http(s) URL, got {describe_url(value)}")
     try:
         url = URL(value)
         usable = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
     except (TypeError, ValueError):  # yarl's parse errors, IDNA's UnicodeError included
         usable = False
     if not usable:
-        shown = describe(without_userinfo(str(value)))
-        raise error(f"{name} must be an absolute http(s) URL, got {shown}")
+        raise error(f"{name} must be an absolute http(s) URL, got {describe_url(value)}")
     if not _host_name_usable(url):
         raise error(
             f"{name} must name a host that can be looked up (letters, digits, hyphens "
-            f"and dots, labels of 1 to 63 characters), got "
-            f"{describe(without_userinfo(str(value)))}"
+            f"and dots, labels of 1 to 63 characters), got {describe_url(value)}"
         )
     return url
 
@@ -355,6 +354,20 @@ def without_userinfo(text: str) -> str:
     """``text`` (a URL, maybe malformed) with its credentials shown as ``***``: a URL
     refused for its scheme or port must not quote the password (or key) it carries."""
     return _USERINFO.sub(r"\1***@", text)
+
+
+def describe_url(value: Any) -> str:
+    """A URL argument that is refused, as its error shows it: text (or a ``URL``) as
+    :func:`describe` shows it, with its user and password as ``***``, masked before it
+    is cut short (a cut inside a long password would show its start); ``None`` or a
+    number as it is; anything else by its type alone (``bytes``, a list), which could
+    hold a URL and its password too. Webhook tokens are the caller's to mask
+    (:func:`hide_webhook_token`)."""
+    if isinstance(value, str | URL):
+        return describe(without_userinfo(str(value)))
+    if value is None or isinstance(value, int | float):
+        return describe(value)
+    return f"a {type(value).__name__}"
 
 
 _HOST_NAME: Final = re.compile(rb"[A-Za-z0-9_.-]+")
@@ -469,11 +482,12 @@ def _webhook_url(name: str, value: Any) -> str:
     if isinstance(value, str) and len(value) > MAX_WEBHOOK_URL_LENGTH:
         raise ConfigurationError(
             f"{name} is {len(value)} characters, over the {MAX_WEBHOOK_URL_LENGTH} a "
-            f"webhook URL can have: {describe(value)}"
+            f"webhook URL can have: {describe_url(value)}"
         )
     if isinstance(value, str) and not (value.isprintable() and value == "".join(value.split())):
         raise ConfigurationError(
-            f"{name} must be a URL without control or whitespace characters, got {describe(value)}"
+            f"{name} must be a URL without control or whitespace characters, got "
+            f"{describe_url(value)}"
         )
     http_url(name, value)
     return str(value)

@@ -30,7 +30,7 @@ from typing import BinaryIO, Final, NamedTuple
 import aiohttp
 from yarl import URL
 
-from ._checks import describe, http_url, without_userinfo
+from ._checks import describe, describe_url, http_url
 from ._destinations import Destinations
 from ._sansio.file_names import (
     MEDIA_SUFFIXES,
@@ -99,13 +99,13 @@ def result_url(task_or_url: object, clip: int | None = None) -> tuple[URL, str]:
     if not isinstance(task_or_url, str | URL):
         raise ConfigurationError(
             f"task_or_url must be a done Task or MediaTask, or an http(s) URL, got "
-            f"{describe(task_or_url)}"
+            f"{describe_url(task_or_url)}"
         )
     if clip is not None:
         raise ConfigurationError("clip= picks a file of a task; a URL is one file")
     if isinstance(task_or_url, str) and "://" not in task_or_url:
         raise ConfigurationError(
-            f"task_or_url must be a done Task or an http(s) URL, got {describe(task_or_url)}: "
+            f"task_or_url must be a done Task or an http(s) URL, got {describe_url(task_or_url)}: "
             "for a task id, pass the Task that wait_for_result(task_id) returns"
         )
     return fetchable_url("the URL to download", task_or_url), f"result{STAND_IN_SUFFIX}"
@@ -134,8 +134,7 @@ def fetchable_url(
     if ":" in user:
         raise error(
             f"{name} carries a user name or password that HTTP cannot send (a ':' in the "
-            f"user name, or a character outside Latin-1), got "
-            f"{describe(without_userinfo(str(value)))}"
+            f"user name, or a character outside Latin-1), got {describe_url(value)}"
         )
     return url
 

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Final, Protocol, TypeAlias, runtime_checkable
 
-from ._checks import describe, http_url
+from ._checks import describe, describe_url, http_url
 from ._png import PngError, read_png
 from .errors import ConfigurationError
 
@@ -66,8 +66,23 @@ def _is_link(what: str, value: str, schemes: tuple[str, ...]) -> bool:
     if not starts_with(value.strip(), schemes):
         return False
     if value != value.strip():
-        raise ConfigurationError(f"{what} must not have spaces around it, got {describe(value)}")
+        raise ConfigurationError(
+            f"{what} must not have spaces around it, got {describe_url(value)}"
+        )
     return True
+
+
+def _shown_path(path: str | os.PathLike[str]) -> str:
+    """``path`` for an error, as given (``Path()`` would show ``"http//x"`` as
+    ``'http/x'``); one that is a link taken for a path (another scheme, ``ftp://``, or
+    none, ``user:password@host/a.png``) is shown with its user and password as ``***``,
+    as a refused link is."""
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        return describe(text)
+    first = text.split("/", 1)[0]
+    link = "://" in text or (":" in first.partition("@")[0] and "@" in first)
+    return describe_url(text) if link else describe(text)
 
 
 def _scheme_in_lower_case(link: str) -> str:
@@ -130,7 +145,7 @@ def read_image_file(path: str | os.PathLike[str], what: str = "image") -> bytes:
     Raises:
         ConfigurationError: the file cannot be opened or read, or is not a regular file.
     """
-    shown = describe(path)  # as given: Path() would show "http//x" as 'http/x'
+    shown = _shown_path(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
@@ -212,7 +227,7 @@ async def encode_image(value: ImageInput, name: str = "image") -> str:
             f"the {name} must be a URL, a data: URI, bytes, a path or a binary file object, "
             f"got {type(value).__name__}"
         )
-    shown = f"the {name} file {describe(value)}"
+    shown = f"the {name} file {_shown_path(value)}"
     return _raised(_encoded(await asyncio.to_thread(read_image_file, value, name), shown))
 
 
@@ -257,7 +272,7 @@ def image_link(value: object, what: str) -> str:
     elif isinstance(value, bytes | bytearray | memoryview):
         kind = "bytes"
     elif isinstance(value, os.PathLike | str):
-        kind = f"{str(value)!r:.80}, not a link"
+        kind = f"{_shown_path(value)}, not a link"
     else:
         kind = f"a {type(value).__name__}"
     raise ConfigurationError(

@@ -557,14 +557,17 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
 
         ``contextlib.aclosing(waiter)`` calls it for you when its block ends.
 
+        An awaited wait (or one never started) is closed as :meth:`close` closes it.
+
         Raises:
             UsageError: a step of the iteration is still waiting for its next event;
-                cancel that step instead.
+                cancel that step instead. Or a task awaits the wait now (another task,
+                or the wait's own ``on_progress``): cancel that task instead.
         """
         if self._iterated:
             self._close_iteration()
-        elif self._running is None:  # never started: closed on purpose, nothing to warn of
-            self._ended = True
+        else:
+            self.close()
 
     def _close_iteration(self) -> None:
         """End an iterated wait between two steps (``aclose``, or ``close``)."""
@@ -683,6 +686,11 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         return (
             isinstance(driver, asyncio.Task) and not driver.done() and driver is not _current_task()
         )
+
+    def _never_started(self) -> bool:
+        """Neither awaited nor iterated, nor closed: what a driver handed it and gone
+        before its first step (``throttle``) closes, rather than let it warn."""
+        return self._running is None and not self._iterated and not self._ended
 
     def close(self) -> None:
         """The coroutine protocol: close an awaited wait that will not be resumed, or

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Hashable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import _checks, _timing
 from ._polling import TaskWaiter
@@ -33,7 +34,7 @@ P = TypeVar("P", bound=Progress)
 E = TypeVar("E")
 
 
-async def throttle(
+def throttle(
     events: AsyncIterable[P],
     every: float = 1.0,
     *,
@@ -90,7 +91,27 @@ async def throttle(
             an async iterator, ``per_task`` is not a bool, or ``clock`` is not a plain
             function (an ``async def`` one, say) or gives no number of seconds.
         GPTunnelError: whatever the wait raises, as it raises it.
+
+    A wait handed over and never read (the generator closed or dropped before its
+    first step) is closed with it, as dropped on purpose: no "never awaited" warning.
     """
+    throttled = _throttled(events, every, per_task, clock)
+    if isinstance(events, TaskWaiter):
+        weakref.finalize(throttled, _drop_if_unread, events)
+    return throttled
+
+
+def _drop_if_unread(waiter: TaskWaiter[Any]) -> None:
+    """Close ``waiter`` if ``throttle`` never began to read it: it was handed over, not
+    forgotten (a wait that began is closed by ``throttle`` itself)."""
+    if waiter._never_started():
+        waiter.close()
+
+
+async def _throttled(
+    events: AsyncIterable[P], every: float, per_task: bool, clock: Callable[[], float] | None
+) -> AsyncGenerator[P, None]:
+    """:func:`throttle`'s events."""
     interval, now = _arguments(events, every, per_task, clock)
     gates: ThrottleGates[P] = ThrottleGates(0.0 if _timing.is_instant() else interval)
     reads = _Reads(aiter(events))

@@ -325,8 +325,10 @@ class TaskResource(InProcessOnly, Generic[T]):
 
         Raises:
             ConfigurationError: ``task_ids`` is one string, or holds a blank id; or
-                ``policy`` or ``on_progress`` is not one (a callback of no argument).
+                ``policy`` or ``on_progress`` is not one (a callback of no argument), or
+                ``return_exceptions`` is not a bool.
         """
+        instance_of(bool)("return_exceptions", return_exceptions)
         waiters = self._waiters(task_ids, policy, timeout, on_progress)
         return AsCompleted(waiters, return_exceptions=return_exceptions)
 
@@ -376,10 +378,12 @@ class TaskResource(InProcessOnly, Generic[T]):
 
         Raises:
             ConfigurationError: ``task_ids`` is one string, or holds a blank id; or
-                ``policy`` or ``on_progress`` is not one (a callback of no argument).
+                ``policy`` or ``on_progress`` is not one (a callback of no argument), or
+                ``return_exceptions`` is not a bool.
             GPTunnelError: without ``return_exceptions``, the first failure in the order
                 given, once every wait has ended (no failure cancels another wait).
         """
+        instance_of(bool)("return_exceptions", return_exceptions)
         waiters = self._waiters(task_ids, policy, timeout, on_progress)
         return await wait_many(waiters, return_exceptions=return_exceptions)
 

@@ -42,9 +42,10 @@ from aiohttp import web
 from ._bounded_body import bounded_body
 from ._checks import (
     WEBHOOK_TOKEN_PARAM,
-    check_text,
     describe,
+    describe_url,
     http_url,
+    instance_of,
     optional,
     without_userinfo,
 )
@@ -140,7 +141,8 @@ def parse_webhook(
         body: the POST's raw body (a task object, as the family's result endpoint
             answers it).
         token: the ``token`` query parameter of the URL the POST came to, if any.
-        secret: the receiver's secret (``WebhookReceiver.secret``).
+        secret: the receiver's secret (``WebhookReceiver.secret``): 16 or more
+            printable ASCII characters without spaces.
         family: the family the task belongs to (e.g. ``client.media``): its model is
             returned, and its client's key is masked. Without it the body's shape
             decides: a ``/media`` answer (a ``code``, ``model`` or ``url``, or clips)
@@ -158,16 +160,16 @@ def parse_webhook(
             constant time).
         ResponseDecodeError: the body is not a task object.
         APIError: a ``/media`` body with a non-zero ``code`` (the class that code raises).
-        ConfigurationError: ``body`` is not bytes or text, ``secret`` or ``api_key``
-            is not a string, or ``family`` is not a task family (``client.faceswap``,
-            not ``"faceswap"`` or the client).
+        ConfigurationError: ``body`` is not bytes or text, ``secret`` is not one a
+            ``WebhookReceiver`` takes, ``api_key`` is not a string, or ``family`` is
+            not a task family (``client.faceswap``, not ``"faceswap"`` or the client).
 
     ``secret`` is masked too, in the task and in the errors: a task that quotes the
     callback URL shows ``?token=***``. No error leaves with a frame that holds
     ``api_key``, ``secret`` or ``token`` as a local (error trackers show the locals of a
     traceback's frames).
     """
-    check_text("secret", secret)
+    _check_secret(secret)
     if api_key is not None:
         _check_key(api_key)
     optional(_family, "family", family)
@@ -216,6 +218,16 @@ def _family(name: str, value: object) -> object:
 def _environment_key() -> str | None:
     """The key a ``GPTunnelClient()`` made without one would use, if any."""
     return os.environ.get("GPTUNNEL_API_KEY") or None
+
+
+def _check_secret(secret: object) -> None:
+    """``secret`` if it can be a receiver's token (:func:`_usable_secret`); else
+    ``ConfigurationError``, which never quotes it (nor what holds it: bytes, a list)."""
+    if not _usable_secret(secret):
+        raise ConfigurationError(
+            f"secret must be a string of at least 16 printable ASCII characters without "
+            f"spaces, got a {type(secret).__name__} that is not"
+        )
 
 
 def _usable_secret(secret: object) -> bool:
@@ -279,12 +291,10 @@ class WebhookReceiver(InProcessOnly):
         base = http_url("public_url", public_url)
         if base.query_string:
             raise ConfigurationError(
-                f"public_url must not have a query, got {describe(public_url)}"
+                f"public_url must not have a query, got {describe_url(public_url)}"
             )
-        if secret is not None and not _usable_secret(secret):
-            raise ConfigurationError(
-                "secret must be a string of at least 16 printable ASCII characters"
-            )
+        if secret is not None:
+            _check_secret(secret)
         self._api_key = _environment_key() if api_key is None else _check_key(api_key)
         self.secret = secret or secrets.token_urlsafe(32)
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
@@ -438,10 +448,11 @@ class WebhookReceiver(InProcessOnly):
             context manager that cancels the waits still running when it ends.
 
         Raises:
-            ConfigurationError: ``task_ids`` is one string or holds a blank id, or
-                ``fallback_interval`` or ``timeout`` makes no sense (before any wait).
+            ConfigurationError: ``task_ids`` is one string or holds a blank id,
+                ``fallback_interval`` or ``timeout`` makes no sense, or
+                ``return_exceptions`` is not a bool (before any wait).
         """
-        waits = self._waits(tasks, task_ids, fallback_interval, timeout)
+        waits = self._waits(tasks, task_ids, fallback_interval, timeout, return_exceptions)
         return AsCompleted(waits, return_exceptions=return_exceptions)
 
     @overload
@@ -490,13 +501,14 @@ class WebhookReceiver(InProcessOnly):
             of ``task_ids``.
 
         Raises:
-            ConfigurationError: ``task_ids`` is one string or holds a blank id, or
-                ``fallback_interval`` or ``timeout`` makes no sense (before any wait).
+            ConfigurationError: ``task_ids`` is one string or holds a blank id,
+                ``fallback_interval`` or ``timeout`` makes no sense, or
+                ``return_exceptions`` is not a bool (before any wait).
             GPTunnelError: without ``return_exceptions``, the first failure in the order
                 given, once every wait has ended (no failure cancels another wait;
                 cancelling this call cancels them all).
         """
-        waits = self._waits(tasks, task_ids, fallback_interval, timeout)
+        waits = self._waits(tasks, task_ids, fallback_interval, timeout, return_exceptions)
         return await wait_many(waits, return_exceptions=return_exceptions)
 
     def _waits(
@@ -505,10 +517,12 @@ class WebhookReceiver(InProcessOnly):
         task_ids: Iterable[str],
         fallback_interval: float,
         timeout: float | None,
+        return_exceptions: bool,
     ) -> list[Coroutine[Any, Any, T]]:
         """The waits of :meth:`as_completed` and :meth:`wait_many`, not started, every
         argument checked first."""
         _family("tasks", tasks)
+        instance_of(bool)("return_exceptions", return_exceptions)
         _fallback_policy(fallback_interval, timeout)
         checked = tasks._task_ids(task_ids)
         return [

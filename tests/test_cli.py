@@ -712,8 +712,23 @@ def test_a_tasks_file_that_is_not_one_is_a_usage_error(
         ({"tasks": [{"model": 5, "duration": 1}]}, "model must be a non-empty string"),
         ({"tasks": [{"duration": 10**400}]}, "duration must be a number of seconds"),
         ({"faults": [{"kind": "fail", "retry_after": "soon"}]}, "retry_after"),
+        # A misspelt section was ignored: its faults never came, and the tests that
+        # counted on them passed without them.
+        ({"tasks": [], "fault": [{"kind": "fail", "status": 429}]}, "unknown fields ['fault']"),
+        ({"task": [{"id": "a", "duration": 1}]}, "unknown fields ['task']"),
+        ({"tasks": [], "Created": {"duration": 1}}, "unknown fields ['Created']"),
     ],
-    ids=["tasks not a list", "faults not a list", "a step", "a model", "a duration", "a fault"],
+    ids=[
+        "tasks not a list",
+        "faults not a list",
+        "a step",
+        "a model",
+        "a duration",
+        "a fault",
+        "faults misspelt",
+        "tasks misspelt",
+        "created misspelt",
+    ],
 )
 def test_a_tasks_file_of_the_wrong_shape_is_a_usage_error_not_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], document: object, complaint: str

@@ -340,6 +340,33 @@ async def test_a_broken_hook_is_logged_and_the_wait_goes_on(
     assert len(failures) == 3
 
 
+HOOK_METHODS = ("on_request", "on_retry", "on_wait_started", "on_progress", "on_wait_finished")
+
+
+@pytest.mark.parametrize("method", HOOK_METHODS)
+async def test_a_hook_raising_cancelled_error_is_logged_and_cancels_nothing(
+    fake: FakeGPTunnel, client: GPTunnelClient, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    """A hook that raised ``CancelledError`` (``future.result()`` on a cancelled future
+    of its own) got past the hooks' ``except Exception``: the wait ended cancelled,
+    though nothing cancelled it, where any other error of a hook is logged and ignored.
+    A hook runs inline and awaits nothing, so no cancellation of the task reaches it:
+    the error is the hook's own."""
+
+    def cancelled(self: Hook, details: object) -> None:
+        raise asyncio.CancelledError
+
+    broken = type("Broken", (Hook,), {method: cancelled})()
+    set_hooks([broken])
+    fake.fail_next(503)  # a retry, for on_retry
+    with caplog.at_level(logging.ERROR, logger="gptunnel_async"):
+        task = await asyncio.create_task(client.wait_for_result(fake.script_task(steps=STEPS)))
+    assert task.is_done
+    assert any(
+        isinstance(r.exc_info and r.exc_info[1], asyncio.CancelledError) for r in caplog.records
+    )
+
+
 async def test_the_logging_hook_says_what_failed_once(caplog: pytest.LogCaptureFixture) -> None:
     with instant_waits(), caplog.at_level(logging.WARNING, logger="gptunnel_async"):
         async with GPTunnelClient(api_key="k", base_url="http://127.0.0.1:1/v1") as client:

@@ -325,6 +325,19 @@ async def test_ids_are_checked_before_any_request(client: GPTunnelClient, tasks:
     assert tasks.reads == {}
 
 
+@pytest.mark.parametrize("flag", ["false", "no", 0, 1, None])
+async def test_return_exceptions_must_be_a_bool(
+    client: GPTunnelClient, tasks: Tasks, flag: Any
+) -> None:
+    """``return_exceptions="false"`` (from a settings file) was taken as true: failures
+    came back as values, read as tasks further on, rather than being raised."""
+    with pytest.raises(ConfigurationError, match="return_exceptions must be a bool"):
+        client.as_completed(["done-0"], return_exceptions=flag)
+    with pytest.raises(ConfigurationError, match="return_exceptions must be a bool"):
+        await client.media.wait_many(["done-0"], return_exceptions=flag)
+    assert tasks.reads == {}
+
+
 async def test_other_families_wait_for_many_too(client: GPTunnelClient, tasks: Tasks) -> None:
     done = await client.bgremover.wait_many(["done-0", "done-50"])
     assert [task.id for task in done] == ["done-0", "done-50"]

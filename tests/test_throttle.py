@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -462,3 +464,25 @@ async def test_a_clock_of_any_real_number_is_read() -> None:
         source = [_event("running", 10), _event("done", 100)]
         got = [e async for e in throttle(Source(source), every=1, clock=lambda: reading)]  # noqa: B023
         assert got[-1] is source[-1]
+
+
+async def _never_iterated(ended: str) -> None:
+    async with FakeGPTunnel() as fake, fake.client() as client:
+        events = throttle(client.wait_for_result(fake.script_task(steps=[("done", 100)])))
+        if ended == "aclose":
+            await events.aclose()
+        del events
+        gc.collect()
+        assert fake.requests == []
+
+
+@pytest.mark.parametrize("ended", ["dropped", "aclose"])
+async def test_a_throttle_never_iterated_drops_its_wait_without_a_warning(ended: str) -> None:
+    """A throttle left before its loop (``contextlib.aclosing(throttle(waiter))`` whose
+    block raised first, say) made the wait it was handed warn that it "was never
+    awaited or iterated (a missing await?)": it was handed over, not forgotten."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await _never_iterated(ended)
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []

@@ -30,6 +30,7 @@ from gptunnel_async import (
     ServerError,
     Task,
     TaskFailedError,
+    TaskWaiter,
     UsageError,
     WaitTimeoutError,
 )
@@ -818,34 +819,46 @@ def test_a_task_attribute_read_off_a_wait_says_to_await_it(
     waiter.close()
 
 
+async def _closed(waiter: TaskWaiter[Task], how: str) -> None:
+    """``waiter.close()``, or ``await waiter.aclose()`` (``contextlib.aclosing``'s)."""
+    if how == "close":
+        waiter.close()
+    else:
+        await waiter.aclose()
+
+
+@pytest.mark.parametrize("how", ["close", "aclose"])
 async def test_closing_a_wait_another_task_awaits_is_refused_and_leaves_it_alone(
-    client: GPTunnelClient, api: ScriptedAPI
+    client: GPTunnelClient, api: ScriptedAPI, how: str
 ) -> None:
     """close() from another task broke the awaiting task's await with Python's
-    RuntimeError ("cannot reuse already awaited coroutine") at its next step."""
+    RuntimeError ("cannot reuse already awaited coroutine") at its next step; aclose()
+    returned as if it had closed the wait, which went on reading to its end."""
     api.script(*steps(("running", 20), ("running", 60), ("done", 100)))
     every_tenth = PollPolicy(initial=0.1, multiplier=1.0, max_interval=0.1, jitter=0.0)
     waiter = client.wait_for_result("task-1", policy=every_tenth)
     first = asyncio.ensure_future(waiter)
     await asyncio.sleep(0.05)  # between two reads
     with pytest.raises(UsageError, match="cancel the task that awaits it"):
-        waiter.close()
+        await _closed(waiter, how)
     assert (await first).is_done
-    waiter.close()  # ended: closing is a no-op
+    await _closed(waiter, how)  # ended: closing is a no-op
     assert len(api.requests) == 3
 
 
+@pytest.mark.parametrize("how", ["close", "aclose"])
 async def test_closing_a_wait_from_its_own_callback_is_refused(
-    client: GPTunnelClient, api: ScriptedAPI, instant: None
+    client: GPTunnelClient, api: ScriptedAPI, instant: None, how: str
 ) -> None:
-    """Python's ValueError ("coroutine already executing") before."""
+    """Python's ValueError ("coroutine already executing") before; aclose() returned
+    as if it had closed the wait."""
     api.script(*steps(("running", 20), ("done", 100)))
     refused: list[BaseException] = []
 
-    def closes_its_own_wait(event: ProgressEvent) -> None:
+    async def closes_its_own_wait(event: ProgressEvent[Task]) -> None:
         if event.percent == 20:
             try:
-                waiter.close()
+                await _closed(waiter, how)
             except UsageError as exc:
                 refused.append(exc)
 

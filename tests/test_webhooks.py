@@ -543,6 +543,7 @@ async def test_wait_many_returns_in_order_with_failures_in_place(
         (["t-1", " "], {}, "task_id"),
         (["t-1"], {"fallback_interval": 0}, "^fallback_interval must be"),
         (["t-1"], {"timeout": -1}, "timeout"),
+        (["t-1"], {"return_exceptions": "false"}, "return_exceptions must be a bool"),
     ],
 )
 async def test_many_waits_check_their_arguments_before_any_read(

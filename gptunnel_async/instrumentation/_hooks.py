@@ -7,6 +7,7 @@ report, so an SDK with no such hook pays one attribute check a request.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import sys
@@ -324,10 +325,16 @@ def get_hooks() -> tuple[Hook, ...]:
 
 
 def _call(methods: tuple[Callable[[Any], None], ...], details: object) -> None:
+    """Call each hook method with ``details``; one that raises is logged and skipped.
+
+    A ``CancelledError`` is such an error too (a cancelled future of the hook's own,
+    whose ``result()`` it read): a hook runs inline and awaits nothing, so no
+    cancellation of the running task ever reaches it, and raised on, it would end the
+    wait as cancelled though nothing cancelled it."""
     for method in methods:
         try:
             returned: object = method(details)
-        except Exception:
+        except (Exception, asyncio.CancelledError):
             logger.exception("the instrumentation hook %r failed", method)
             continue
         if returned is not None:  # an async method set_hooks could not tell (a wrapper's)

@@ -21,6 +21,7 @@ from .._checks import (
     check_task_id,
     check_text,
     describe,
+    describe_url,
     json_values,
     non_negative_number,
     number,
@@ -493,7 +494,9 @@ class FakeGPTunnel:
             ConfigurationError: ``url`` is not an http(s) URL with a host.
         """
         if not is_webhook_url(url):
-            raise ConfigurationError(f"url must be an http(s) URL with a host, got {describe(url)}")
+            raise ConfigurationError(
+                f"url must be an http(s) URL with a host, got {describe_url(url)}"
+            )
         forged = Task(id=task_id, status=status, percent=percent, type="@FaceSwap")
         if forged.is_done:
             forged = attrs.evolve(forged, result=f"{self.storage_url}/results/forged.png")

@@ -42,12 +42,17 @@ MAX_TASKS_FILE: Final = 10 * 2**20
 """The largest tasks file read, in bytes: far more than any script of tasks needs."""
 
 
+_TASKS_FILE_FIELDS: Final = frozenset({"tasks", "faults", "created"})
+"""The fields a tasks file may have."""
+
+
 def _tasks_file(path: Path) -> dict[str, Any]:
     """The tasks file's JSON object, its ``tasks`` and ``faults`` lists if it has them.
 
     Raises:
         ConfigurationError: it is too big, not JSON in UTF-8, nested too deeply for
-            Python's parser, or not such an object.
+            Python's parser, or not such an object (one with a field other than
+            ``tasks``, ``faults`` and ``created`` among them).
     """
     with path.open("rb") as file:  # /dev/zero must not fill the memory
         text = file.read(MAX_TASKS_FILE + 1)
@@ -61,6 +66,11 @@ def _tasks_file(path: Path) -> dict[str, Any]:
         raise ConfigurationError("the tasks file's JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise ConfigurationError('the tasks file holds a JSON object: {"tasks": [...]}')
+    unknown = sorted(set(document) - _TASKS_FILE_FIELDS)
+    if unknown:  # a misspelt "faults" was ignored: its faults never came
+        raise ConfigurationError(
+            f"the tasks file has unknown fields {unknown}; known: {sorted(_TASKS_FILE_FIELDS)}"
+        )
     if not all(isinstance(document.get(key, []), list) for key in ("tasks", "faults")):
         raise ConfigurationError('the tasks file\'s "tasks" and "faults" are lists')
     return document

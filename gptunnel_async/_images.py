@@ -34,8 +34,9 @@ __all__ = [
 
 @runtime_checkable
 class ReadableBytes(Protocol):
-    """A binary file object: ``io.BytesIO`` (what aiogram's ``bot.download`` returns), a
-    file opened ``"rb"``, anything whose ``read(size)`` returns bytes."""
+    """A binary file object: ``io.BytesIO`` (aiogram's ``bot.download(photo,
+    destination=buffer)`` fills one), a file opened ``"rb"``, anything whose
+    ``read(size)`` returns bytes."""
 
     def read(self, size: int = -1, /) -> bytes:
         """Read from the current position.

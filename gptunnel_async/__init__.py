@@ -13,6 +13,7 @@ async with GPTunnelClient() as client:
 from typing import TYPE_CHECKING
 
 from ._client import GPTunnelClient
+from ._images import ImageInput
 from ._many import AsCompleted
 from ._polling import PollPolicy, ProgressCallback, ProgressEvent, TaskWaiter
 from ._sentinel import NOT_GIVEN, NotGiven
@@ -56,6 +57,7 @@ __all__ = [
     "DownloadError",
     "GPTunnelClient",
     "GPTunnelError",
+    "ImageInput",
     "InsufficientBalanceError",
     "MediaClip",
     "MediaTask",

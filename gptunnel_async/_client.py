@@ -88,7 +88,27 @@ def _api_key(value: str | None) -> str:
             "the API key must be printable ASCII without surrounding whitespace; it contains "
             "control, non-ASCII or whitespace characters (a newline from a file?)"
         )
+    if refusal := _wrapped_key(key):
+        raise ConfigurationError(refusal)
     return key
+
+
+def _wrapped_key(key: str) -> str | None:
+    """Why ``key`` is a key in a wrapping GPTunnel does not take, never quoting it; or
+    ``None``. GPTunnel reads ``Authorization: <key>``, the bare key: a ``Bearer ``
+    prefix (what other APIs ask for) or quotes kept from an env file (``KEY="..."``
+    read by a tool that keeps them) would make every request a 401."""
+    if key[:7].lower() == "bearer ":
+        return (
+            "the API key starts with 'Bearer ': GPTunnel takes the bare key "
+            "(Authorization: <key>), and the SDK sends it so; give the key without the prefix"
+        )
+    if len(key) >= 2 and key[0] == key[-1] and key[0] in "'\"":
+        return (
+            "the API key is wrapped in quotes (an env file's, kept by the tool that read "
+            "it?); give the key without them"
+        )
+    return None
 
 
 def _base_url(value: str | None, key: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import os
 import stat
 from pathlib import Path
@@ -33,8 +34,9 @@ __all__ = [
 
 @runtime_checkable
 class ReadableBytes(Protocol):
-    """A binary file object: ``io.BytesIO`` (what aiogram's ``bot.download`` returns), a
-    file opened ``"rb"``, anything whose ``read(size)`` returns bytes."""
+    """A binary file object: ``io.BytesIO`` (aiogram's ``bot.download(photo,
+    destination=buffer)`` fills one), a file opened ``"rb"``, anything whose
+    ``read(size)`` returns bytes."""
 
     def read(self, size: int = -1, /) -> bytes:
         """Read from the current position.
@@ -150,11 +152,8 @@ def read_image_file(path: str | os.PathLike[str], what: str = "image") -> bytes:
     try:
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except (OSError, ValueError) as exc:
-        # Often a link without its scheme ("example.com/me.jpg") or a chat's file id.
-        missing = isinstance(exc, FileNotFoundError)
-        hint = " (text that is no http(s) link is a file path)" if missing else ""
         raise ConfigurationError(
-            f"cannot read the {what} file {shown}: {_reason(exc)}{hint}"
+            f"cannot read the {what} file {shown}: {_unopened(path, exc)}"
         ) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -188,6 +187,30 @@ def read_file_object(value: ReadableBytes, what: str = "image") -> bytes:
             f'the {what}\'s read() gave {type(data).__name__}, not bytes: open the file with "rb"'
         )
     return bytes(data)
+
+
+_BASE64_PICTURES: Final = ("iVBORw0KGgo", "/9j/", "UklGR")
+"""How PNG, JPEG and WEBP files begin once base64-encoded."""
+
+
+def _unopened(path: str | os.PathLike[str], exc: OSError | ValueError) -> str:
+    """Why ``os.open(path)`` failed, and, for text that was most likely not meant as a
+    path, what to pass instead: text that is no link is taken for a file's path, so a
+    link without its scheme (``example.com/me.jpg``), a chat's file id, bare base64 or
+    a picture's bytes decoded as text each fail here."""
+    if isinstance(exc, ValueError):  # os.open refuses a path with a NUL in it
+        return "it holds a NUL character, so it is no file's path (pass a picture's bytes as bytes)"
+    reason = _reason(exc)
+    if not isinstance(path, str):
+        return reason
+    if path.startswith(_BASE64_PICTURES):
+        return (
+            f"{reason} (bare base64 is taken for a file path: pass it as a "
+            "data:image/png;base64,... URI, or pass the decoded bytes)"
+        )
+    if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENAMETOOLONG:
+        return f"{reason} (text that is no http(s) link or data: URI is a file path)"
+    return reason
 
 
 def _reason(exc: BaseException) -> str:

@@ -551,8 +551,8 @@ class FaceSwap(TaskResource[Task]):
         Args:
             source_image: the picture whose person gets the new face: a URL, a
                 ``data:`` URI, bytes, a file path or a binary file object
-                (``io.BytesIO``, as aiogram's ``bot.download`` returns, read from its
-                current position).
+                (``io.BytesIO``, which aiogram's ``bot.download(photo,
+                destination=buffer)`` fills, read from its current position).
             face_image: the picture the face is taken from, in any of the same forms.
             webhook: an http(s) URL the API calls when the task ends (e.g. a
                 [WebhookReceiver][gptunnel_async.webhooks.WebhookReceiver]'s ``url``).

@@ -71,6 +71,32 @@ def test_unusable_keys_are_refused_without_echoing_them(key: str) -> None:
     assert "sk" not in str(caught.value)
 
 
+WRAPPED_KEYS = {
+    "Bearer sk7q-secret": "starts with 'Bearer ': GPTunnel takes the bare key",
+    "bearer sk7q-secret": "starts with 'Bearer ': GPTunnel takes the bare key",
+    "BEARER sk7q-secret": "starts with 'Bearer ': GPTunnel takes the bare key",
+    '"sk7q-secret"': "wrapped in quotes",
+    "'sk7q-secret'": "wrapped in quotes",
+}
+
+
+@pytest.mark.parametrize("key", sorted(WRAPPED_KEYS))
+@pytest.mark.parametrize("given", ["api_key=", "GPTUNNEL_API_KEY"])
+def test_a_key_with_a_bearer_prefix_or_quotes_is_refused_saying_so(
+    key: str, given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPTUNNEL_API_KEY", key)
+    with pytest.raises(ConfigurationError) as caught:
+        GPTunnelClient(api_key=key) if given == "api_key=" else GPTunnelClient()
+    assert WRAPPED_KEYS[key] in str(caught.value)
+    assert "sk7q" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["Bearer", "bearer-sk7q", "sk7q'", "'sk7q", '"', "sk'7q'"])
+def test_a_key_that_only_looks_wrapped_is_taken(key: str) -> None:
+    assert GPTunnelClient(api_key=key)  # no prefix and space, no pair of quotes around it
+
+
 @pytest.mark.parametrize(
     "url",
     [

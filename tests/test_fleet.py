@@ -45,7 +45,7 @@ from gptunnel_async.fleet import (
     _redis_store,
 )
 from gptunnel_async.fleet._records import Outcome
-from gptunnel_async.fleet._watcher import RECLAIM_MARGIN
+from gptunnel_async.fleet._watcher import IDLE_POLL, INSTANT_IDLE_POLL, RECLAIM_MARGIN
 from gptunnel_async.testing import FakeGPTunnel, instant_waits
 
 FAST = PollPolicy(initial=0.02, multiplier=1.5, max_interval=0.05, jitter=0.0)
@@ -2295,3 +2295,31 @@ async def test_a_watcher_skips_its_pacing_under_instant_waits_as_a_live_wait_doe
     assert len(store.delays) == 2  # the two running reads
     assert all(delay > 0 for delay in store.delays) is paced
     assert all(delay == 0 for delay in store.delays) is not paced
+
+
+class BlocksRecorded(MemoryStore):
+    """A ``MemoryStore`` that notes how long each of the delivery loop's takes may block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[float] = []
+
+    async def take(self, worker: str, count: int, block: float, reclaim_after: float) -> list[Any]:
+        self.blocks.append(block)
+        return await super().take(worker, count, block, reclaim_after)
+
+
+@pytest.mark.parametrize("instant", [True, False])
+async def test_an_idle_watchers_take_blocks_briefly_under_instant_waits(
+    client: GPTunnelClient, fake: FakeGPTunnel, instant: bool
+) -> None:
+    """A test's watcher closes at the end of each test; its delivery loop's blocking
+    take, which the close waits for, used to hold every such test half a second."""
+    store = BlocksRecorded()
+    task_id = fake.script_task(steps=[("running", 40), ("done", 100)])
+    with instant_waits(instant):
+        async with Watcher(client, store, handler=Handled()) as watcher:
+            await watcher.watch(task_id)
+            await watcher.result(task_id)
+    assert store.blocks
+    assert set(store.blocks) == {INSTANT_IDLE_POLL if instant else IDLE_POLL}

@@ -127,7 +127,40 @@ async def test_text_that_is_neither_a_link_nor_a_file_says_how_it_was_read(typed
     with pytest.raises(ConfigurationError) as refused:
         await encode_image(typed)
     assert "No such file" in str(refused.value)
-    assert "(text that is no http(s) link is a file path)" in str(refused.value)
+    assert "(text that is no http(s) link or data: URI is a file path)" in str(refused.value)
+
+
+PICTURE_TEXT = {
+    # A picture's base64 without its "data:" header: the API's form, half-remembered.
+    "PNG as bare base64": base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(40)).decode(),
+    "JPEG as bare base64": base64.b64encode(b"\xff\xd8\xff\xe0" + bytes(40)).decode(),
+    "WEBP as bare base64": base64.b64encode(b"RIFF\0\0\0\0WEBPVP8 " + bytes(40)).decode(),
+    "a photo's bare base64": base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(9000)).decode(),
+    # A picture's bytes decoded as text (latin-1 keeps every byte, NULs included).
+    "PNG bytes as text": (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").decode("latin-1"),
+    # Over the longest file name: still text the SDK took for a path.
+    "a long word": "x" * 5000,
+}
+BASE64_ADVICE = "pass it as a data:image/png;base64,... URI, or pass the decoded bytes"
+PICTURE_TEXT_ADVICE = {
+    "PNG as bare base64": BASE64_ADVICE,
+    "JPEG as bare base64": BASE64_ADVICE,
+    "WEBP as bare base64": BASE64_ADVICE,
+    "a photo's bare base64": BASE64_ADVICE,
+    "PNG bytes as text": "a NUL character, so it is no file's path (pass a picture's bytes",
+    "a long word": "(text that is no http(s) link or data: URI is a file path)",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PICTURE_TEXT))
+async def test_text_that_cannot_be_a_path_says_what_to_pass_instead(kind: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        await encode_image(PICTURE_TEXT[kind], "source_image")
+    text = str(refused.value)
+    assert text.startswith("cannot read the source_image file ")
+    assert PICTURE_TEXT_ADVICE[kind] in text
+    assert "ValueError" not in text  # the class of os.open's refusal told nothing
+    assert len(text) < 300  # the text itself is shown cut short
 
 
 async def test_a_picture_opened_as_text_is_told_to_open_with_rb(tmp_path: Path) -> None:

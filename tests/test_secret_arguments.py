@@ -66,8 +66,10 @@ BAD_KEYS: list[Callable[[str], str]] = [
     lambda key: " " + key,
     lambda key: key + "é",
     lambda key: key + "\x07",
+    lambda key: "Bearer " + key,
+    lambda key: f'"{key}"',
 ]
-"""Keys refused for their characters, each holding the whole key."""
+"""Keys refused for their characters or their wrapping, each holding the whole key."""
 
 
 SDK = str(Path(gptunnel_async.__file__).parent)

@@ -21,9 +21,13 @@ from gptunnel_async.testing import FakeGPTunnel
 BOT = """
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterable
 
-from gptunnel_async import GPTunnelClient, ProgressEvent, TaskLike, throttle
+from aiogram import Bot
+from aiogram.types import PhotoSize
+
+from gptunnel_async import GPTunnelClient, ImageInput, ProgressEvent, TaskLike, throttle
 from gptunnel_async.fleet import Delivery, MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -59,6 +63,18 @@ async def handler(client: GPTunnelClient, message: Message, task_id: str) -> Non
         await message.edit_text(progress_text(event))
     async for done in client.midjourney.wait_for_result(task_id):
         await message.edit_text(progress_text(done))
+
+
+photos: dict[int, ImageInput] = {}  # each chat's first photo, until its second comes
+
+
+async def take_photo(bot: Bot, client: GPTunnelClient, chat_id: int, photo: PhotoSize) -> None:
+    picture = io.BytesIO()  # as the quickstart shows: bot.download's result may be None
+    await bot.download(photo, destination=picture)
+    if chat_id not in photos:
+        photos[chat_id] = picture
+        return
+    await client.faceswap.create(photos.pop(chat_id), picture)
 
 
 def fleet(client: GPTunnelClient, message: Message) -> Watcher:

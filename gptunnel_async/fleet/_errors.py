@@ -58,6 +58,7 @@ async def store_call(what: str) -> AsyncIterator[None]:
             raise StoreUnavailableError(_login_refused(what, exc)) from exc
         raise StoreUnavailableError(
             f"{what}: the store failed ({_reason(exc)}){_pool_full_hint(exc)}"
+            f"{_unreachable_hint(exc)}"
         ) from exc
     except RuntimeError as exc:
         if not any(text in str(exc) for text in _OTHER_LOOP):
@@ -82,6 +83,26 @@ def is_connection_lost(exc: BaseException) -> bool:
     if not isinstance(exc, exceptions.ConnectionError) or is_pool_full(exc):
         return False
     return " connecting to " not in str(exc)  # redis-py's text for a failed connect
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether redis-py could not make a connection to Redis at all (nothing listens at
+    the address, a name that does not resolve, a host that cannot be reached): a
+    mistyped URL, or a Redis not started, as often as a Redis that is down."""
+    try:
+        from redis import exceptions
+    except ImportError:  # the in-memory store runs without redis-py
+        return False
+    if not isinstance(exc, exceptions.ConnectionError) or is_pool_full(exc):
+        return False
+    return " connecting to " in str(exc)  # redis-py's text for a failed connect
+
+
+def _unreachable_hint(exc: BaseException) -> str:
+    """What to check when no connection could be made."""
+    if not is_unreachable(exc):
+        return ""
+    return "; is Redis running there, and is the address in the client's URL its own?"
 
 
 def is_pool_full(exc: BaseException) -> bool:

@@ -25,6 +25,7 @@ from ._sansio.text import mask_for
 from .errors import ConfigurationError, GPTunnelError
 
 __all__ = [
+    "A_DAY",
     "MAX_TASK_ID_LENGTH",
     "MAX_WEBHOOK_URL_LENGTH",
     "async_redis",
@@ -41,8 +42,11 @@ __all__ = [
     "missing_methods",
     "number",
     "optional",
+    "pause_within_a_day",
     "positive_number",
+    "seconds_within_a_day",
     "task_id_problem",
+    "text",
     "valid_unicode",
     "webhook_url",
 ]
@@ -94,6 +98,33 @@ def number(
 def positive_number(name: str, value: Any) -> float:
     """``value`` as a finite ``float`` above 0 (seconds, a rate); ``ConfigurationError`` else."""
     return number(name, value, "a finite number > 0", lambda v: v > 0)
+
+
+A_DAY: Final = 24 * 3600.0
+"""The longest interval or timeout an argument may give, in seconds (as a poll
+interval, a fleet's ``lease`` and ``delivery_timeout`` are bounded): a longer one is a
+unit mistake (milliseconds, ``1e300``) that would silently hold events or a stalled
+request practically forever."""
+
+
+def seconds_within_a_day(name: str, value: Any) -> float:
+    """``value`` as seconds above 0 and at most :data:`A_DAY` (a timeout);
+    ``ConfigurationError`` naming the bound otherwise."""
+    return number(name, value, "a finite number of seconds > 0, at most a day (86400)", _timeout)
+
+
+def _timeout(seconds: float) -> bool:
+    return 0 < seconds <= A_DAY
+
+
+def pause_within_a_day(name: str, value: Any) -> float:
+    """``value`` as seconds from 0 to :data:`A_DAY` (an interval that may be none);
+    ``ConfigurationError`` naming the bound otherwise."""
+    return number(name, value, "a finite number of seconds from 0 to a day (86400)", _pause)
+
+
+def _pause(seconds: float) -> bool:
+    return 0 <= seconds <= A_DAY
 
 
 MIN_REQUESTS_PER_SECOND: Final = 1 / 3600
@@ -387,6 +418,16 @@ def _host_name_usable(url: URL) -> bool:
     except UnicodeError:
         return False
     return ":" in host or _HOST_NAME.fullmatch(encoded) is not None
+
+
+def text(name: str, value: Any) -> str:
+    """``value`` if it is a ``str``; ``ConfigurationError`` naming its type alone
+    otherwise, never its value (a key or secret given as ``bytes`` is still one). The
+    first check of every argument whose characters are checked next: ``b"..."`` would
+    otherwise be refused for characters it may not hold."""
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be text (str), got a {type(value).__name__}")
+    return value
 
 
 def check_text(name: str, value: Any) -> str:

@@ -17,7 +17,15 @@ from yarl import URL
 
 from . import _download
 from ._budget import InProcessBudget, RequestBudget
-from ._checks import count, describe, http_url, instance_of, optional, positive_number
+from ._checks import (
+    count,
+    describe,
+    http_url,
+    instance_of,
+    optional,
+    seconds_within_a_day,
+    text,
+)
 from ._destinations import Destinations
 from ._in_process import InProcessOnly
 from ._logging import logger
@@ -83,7 +91,7 @@ def _api_key(value: str | None) -> str:
         raise ConfigurationError(
             "no API key: pass api_key=... or set the GPTUNNEL_API_KEY environment variable"
         )
-    if not isinstance(key, str) or not usable_api_key(key):
+    if not usable_api_key(text("api_key", key)):
         raise ConfigurationError(
             "the API key must be printable ASCII without surrounding whitespace; it contains "
             "control, non-ASCII or whitespace characters (a newline from a file?)"
@@ -157,9 +165,9 @@ class GPTunnelClient(InProcessOnly):
         api_key: the organisation's key; defaults to ``GPTUNNEL_API_KEY``.
         base_url: defaults to ``GPTUNNEL_BASE_URL``, else ``https://gptunnel.ru/v1``.
             The key is sent to this origin and nowhere else.
-        timeout: seconds one HTTP request may take; its connection has 10 s, or half
-            of it if that is less, to open (one that does not sent nothing: it is
-            retried, a create's too).
+        timeout: seconds one HTTP request may take (> 0, at most a day); its
+            connection has 10 s, or half of it if that is less, to open (one that does
+            not sent nothing: it is retried, a create's too).
         max_retries: retries after the first attempt, for transient failures only.
         session: an ``aiohttp.ClientSession`` to borrow; the client never closes it.
         poll_policy: the default [PollPolicy][] of ``wait_for_result``.
@@ -181,8 +189,9 @@ class GPTunnelClient(InProcessOnly):
             connection pool of its own, not through ``session``.
 
     Raises:
-        ConfigurationError: no key at all, a key that is not printable ASCII, a base
-            URL that is not an absolute http(s) URL, or a bad option.
+        ConfigurationError: no key at all, a key that is not text (str) or not
+            printable ASCII, a base URL that is not an absolute http(s) URL, or a bad
+            option (a ``timeout`` over a day among them).
     """
 
     @secret_arguments  # its errors leave without the frames that held the key
@@ -202,7 +211,7 @@ class GPTunnelClient(InProcessOnly):
     ) -> None:
         key = _api_key(api_key)
         root = _base_url(base_url, key)
-        seconds = positive_number("timeout", timeout)
+        seconds = seconds_within_a_day("timeout", timeout)
         retries = count("max_retries", max_retries, 0)
         connections = optional(_connections, "max_connections", max_connections)
         optional(instance_of(aiohttp.ClientSession), "session", session)
@@ -466,7 +475,7 @@ class GPTunnelClient(InProcessOnly):
             clip: which file of a task with several: an index into its ``urls``
                 (suno's clips, in order).
             timeout: the deadline of the whole download in seconds, redirects and
-                retries included (300 by default), or ``None`` for none; each read,
+                retries included (300 by default; at most a day), or ``None`` for none; each read,
                 and the answer's headers, must also arrive within the client's
                 ``timeout``.
 
@@ -477,8 +486,8 @@ class GPTunnelClient(InProcessOnly):
             ConfigurationError: the task is not done, has several files and no
                 ``clip`` (or ``clip`` is out of range), a URL given is not http(s),
                 ``dest`` is not a path, is empty (``""`` would mean the current
-                folder) or its folder does not exist, or ``max_bytes`` or ``timeout``
-                is not a positive number.
+                folder) or its folder does not exist, ``max_bytes`` is not a positive
+                number, or ``timeout`` is not one of seconds up to a day.
             NotFoundError: the storage host answered 404; the result has usually
                 expired (so may a 403, as ``PermissionDeniedError``).
             DownloadError: the body is over ``max_bytes``, the deadline passed, the
@@ -495,7 +504,7 @@ class GPTunnelClient(InProcessOnly):
         with self._key_masked():  # its text quotes the argument: the key, pasted there?
             url, fallback_name = _download.result_url(task_or_url, clip)
         limit = count("max_bytes", max_bytes, 1)
-        deadline = optional(positive_number, "timeout", timeout)
+        deadline = optional(seconds_within_a_day, "timeout", timeout)
         target = _download.resolve_target(dest, url, fallback_name)
         self._get_session()  # a closed client fails before touching the disk
         of_task = isinstance(task_or_url, Task | MediaTask)
@@ -553,15 +562,16 @@ class GPTunnelClient(InProcessOnly):
             task: a done [Task][] or [MediaTask][gptunnel_async.MediaTask].
             folder: an existing folder.
             max_bytes: the largest body accepted per file (256 MiB by default).
-            timeout: the deadline of each file's download in seconds (300 by default),
-                or ``None`` for none.
+            timeout: the deadline of each file's download in seconds (300 by default;
+                at most a day), or ``None`` for none.
 
         Returns:
             The paths written, in the order of the task's ``urls``.
 
         Raises:
             ConfigurationError: the task is not done, ``folder`` is empty or not an
-                existing folder, or ``max_bytes`` or ``timeout`` is not a positive number.
+                existing folder, ``max_bytes`` is not a positive number, or ``timeout``
+                is not one of seconds up to a day.
             NotFoundError: the storage host answered 404; the result has usually expired.
             DownloadError: the task lists more than 100 files (a server's answer gone
                 wrong: GPTunnel's models give one to a few), a body is over
@@ -598,7 +608,7 @@ class GPTunnelClient(InProcessOnly):
                 )
         files = [_download.server_url(url) for url in _download.files_to_save(task)]
         limit = count("max_bytes", max_bytes, 1)
-        deadline = optional(positive_number, "timeout", timeout)
+        deadline = optional(seconds_within_a_day, "timeout", timeout)
         targets = _download.folder_targets(folder, files, task.id)
         self._get_session()
         for url, target in zip(files, targets, strict=True):

@@ -78,7 +78,7 @@ def throttle(
         events: progress events, usually a ``wait_for_result(...)`` waiter or a
             fleet's ``watcher.progress()``.
         every: the shortest time between two events delivered (of one task, with
-            ``per_task``), in seconds (>= 0).
+            ``per_task``), in seconds, from 0 to 86400 (a day).
         per_task: throttle each ``task_id``'s events on their own.
         clock: the time in seconds, for tests; the event loop's clock by default.
 
@@ -87,7 +87,7 @@ def throttle(
         last one (of each task) last.
 
     Raises:
-        ConfigurationError: ``every`` is negative, NaN or infinite, ``events`` is not
+        ConfigurationError: ``every`` is negative, over a day, NaN or infinite, ``events`` is not
             an async iterator, ``per_task`` is not a bool, or ``clock`` is not a plain
             function (an ``async def`` one, say) or gives no number of seconds.
         GPTunnelError: whatever the wait raises, as it raises it.
@@ -144,7 +144,7 @@ def _arguments(
         ConfigurationError: see ``throttle``.
     """
     try:
-        interval = _checks.non_negative_number("every", every, "a finite number of seconds >= 0")
+        interval = _checks.pause_within_a_day("every", every)
         if not hasattr(events, "__aiter__"):
             raise ConfigurationError(
                 f"events must be a wait or another async iterator, got {_checks.describe(events)}"

@@ -41,12 +41,15 @@ from aiohttp import web
 
 from ._bounded_body import bounded_body
 from ._checks import (
+    MAX_WEBHOOK_URL_LENGTH,
     WEBHOOK_TOKEN_PARAM,
     describe,
     describe_url,
     http_url,
     instance_of,
     optional,
+    text,
+    webhook_url,
     without_userinfo,
 )
 from ._in_process import InProcessOnly
@@ -198,11 +201,10 @@ def _hiding(secret: str) -> Iterator[None]:
 
 def _check_key(api_key: object) -> str:
     """``api_key`` if it is a non-blank string; the error names its type, never its value."""
-    if not isinstance(api_key, str) or not api_key.strip():
-        raise ConfigurationError(
-            f"api_key must be a non-empty string, got a {type(api_key).__name__}"
-        )
-    return api_key
+    key = text("api_key", api_key)
+    if not key.strip():
+        raise ConfigurationError("api_key must be a non-empty string, got a blank one")
+    return key
 
 
 def _family(name: str, value: object) -> object:
@@ -223,10 +225,10 @@ def _environment_key() -> str | None:
 def _check_secret(secret: object) -> None:
     """``secret`` if it can be a receiver's token (:func:`_usable_secret`); else
     ``ConfigurationError``, which never quotes it (nor what holds it: bytes, a list)."""
-    if not _usable_secret(secret):
+    if not _usable_secret(text("secret", secret)):
         raise ConfigurationError(
-            f"secret must be a string of at least 16 printable ASCII characters without "
-            f"spaces, got a {type(secret).__name__} that is not"
+            "secret must be a string of at least 16 printable ASCII characters without "
+            "spaces, got a str that is not"
         )
 
 
@@ -277,8 +279,10 @@ class WebhookReceiver(InProcessOnly):
             receiver's ``repr``, nor is the secret, nor a password in ``public_url``.
 
     Raises:
-        ConfigurationError: the URL is not an absolute http(s) URL, the secret is short,
-            or ``api_key`` is not a string.
+        ConfigurationError: the URL is not an absolute http(s) URL, holds a space or
+            a control character (sent percent-encoded, it would name another path),
+            has a query, or makes a callback URL longer than 2048 characters with its
+            token; the secret is short; or ``api_key`` is not a string.
     """
 
     _holds = "the API key and its webhook's secret token"
@@ -288,6 +292,8 @@ class WebhookReceiver(InProcessOnly):
     def __init__(
         self, public_url: str, *, secret: str | None = None, api_key: str | None = None
     ) -> None:
+        if isinstance(public_url, str):  # a space or NUL would go out percent-encoded
+            webhook_url("public_url", public_url)
         base = http_url("public_url", public_url)
         if base.query_string:
             raise ConfigurationError(
@@ -299,6 +305,12 @@ class WebhookReceiver(InProcessOnly):
         self.secret = secret or secrets.token_urlsafe(32)
         self.url = str(base.with_query({TOKEN_PARAM: self.secret}))
         """The callback URL to pass as ``webhook=``: ``public_url`` with the token."""
+        if len(self.url) > MAX_WEBHOOK_URL_LENGTH:  # every create would refuse it
+            raise ConfigurationError(
+                f"public_url makes a callback URL of {len(self.url)} characters with its "
+                f"token, over the {MAX_WEBHOOK_URL_LENGTH} a webhook URL can have: "
+                f"{describe_url(public_url)}"
+            )
         self._public_url = without_userinfo(str(base))
         """``public_url`` as the ``repr`` shows it: a password in it as ``***``."""
         self._waiting: dict[str, set[asyncio.Future[_Delivery]]] = {}

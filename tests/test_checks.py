@@ -120,7 +120,7 @@ def test_any_poll_policy_field_is_valid_or_a_configuration_error(name: str, valu
 )
 def test_each_bad_client_option_is_named_in_its_error(name: str, value: Any) -> None:
     options: dict[str, Any] = {"api_key": "k-123", name: value}
-    with pytest.raises(ConfigurationError, match=name.replace("api_key", "API key")):
+    with pytest.raises(ConfigurationError, match=name):
         GPTunnelClient(**options)
 
 
@@ -585,7 +585,8 @@ async def test_a_host_with_a_character_no_host_name_has_is_refused_everywhere(
         if usable:
             check()
         else:
-            with pytest.raises(ConfigurationError, match="must name a host that can be looked"):
+            refused = "must name a host that can be looked|without control or whitespace"
+            with pytest.raises(ConfigurationError, match=refused):
                 check()
     local = "http://127.0.0.1:9"  # nothing listens on port 9
     async with GPTunnelClient(api_key="k-123", base_url=local, max_retries=0) as client:

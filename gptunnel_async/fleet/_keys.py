@@ -3,7 +3,7 @@ them in one slot and each Lua script may touch all of them."""
 
 from __future__ import annotations
 
-from .._checks import utf8_text
+from .._checks import text, utf8_text
 from ..errors import ConfigurationError
 
 __all__ = ["fleet_key"]
@@ -16,8 +16,8 @@ def fleet_key(prefix: str, name: str, part: str) -> str:
         ConfigurationError: ``prefix`` or ``name`` is empty or holds what UTF-8 cannot
             encode, or ``name`` holds a brace.
     """
-    if not isinstance(name, str) or not name or "{" in name or "}" in name:
+    if not text("name", name) or "{" in name or "}" in name:
         raise ConfigurationError(f"name must be a non-empty string without braces, got {name!r}")
-    if not isinstance(prefix, str) or not prefix:
+    if not text("prefix", prefix):
         raise ConfigurationError(f"prefix must be a non-empty string, got {prefix!r}")
     return f"{utf8_text('prefix', prefix)}:{{{utf8_text('name', name)}}}:{part}"

@@ -26,6 +26,7 @@ from .._checks import (
     non_negative_number,
     number,
     optional,
+    text,
 )
 from .._checks import port as check_port
 from .._client import ClientOptions, GPTunnelClient, usable_api_key
@@ -650,9 +651,10 @@ def _listening_host(value: object) -> str:
 def _emulated_key(value: object) -> str:
     """``value`` if the SDK's client would send it as a key; ``ConfigurationError``
     naming its type, never its value, otherwise."""
-    if not isinstance(value, str) or not usable_api_key(value):
+    key = text("api_key", value)
+    if not usable_api_key(key):
         raise ConfigurationError(
             "api_key must be a key a client can send: non-empty printable ASCII, without "
-            f"surrounding whitespace or control characters, got a {type(value).__name__}"
+            "surrounding whitespace or control characters, got a str that is not"
         )
-    return value
+    return key

@@ -29,6 +29,7 @@ from ._checks import (
     json_values,
     one_argument_function,
     optional,
+    text,
     valid_unicode,
     webhook_token,
     webhook_url,
@@ -508,7 +509,7 @@ _PATH_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-]+")
 def _endpoint_path(path: Any, base_url: str = "") -> str:
     """``path`` if it is a relative API path of plain segments (``midjourney/pan``) that
     does not repeat the end of ``base_url`` (``v1/midjourney/pan`` under ``.../v1``)."""
-    segments = path.strip("/").split("/") if isinstance(path, str) else []
+    segments = text("path", path).strip("/").split("/")
     if not segments or not all(_PATH_SEGMENT.fullmatch(segment) for segment in segments):
         raise ConfigurationError(
             f"path must be an endpoint under the base URL such as 'midjourney/reroll', "

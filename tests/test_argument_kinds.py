@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError, GPTunnelClient, throttle
 from gptunnel_async._checks import MAX_WEBHOOK_URL_LENGTH
+from gptunnel_async.families import _endpoint_path
 from gptunnel_async.fleet._keys import fleet_key
 from gptunnel_async.testing import DEFAULT_API_KEY, FakeGPTunnel
 from gptunnel_async.webhooks import WebhookReceiver, parse_webhook
@@ -32,6 +33,7 @@ TEXT_ARGUMENTS: dict[str, tuple[str, Callable[[Any], object]]] = {
         "api_key",
         lambda value: parse_webhook(b"{}", SECRET, secret=SECRET, api_key=value),
     ),
+    "a create_task path": ("path", lambda value: _endpoint_path(value)),
     "a fleet's name": ("name", lambda value: fleet_key("gptunnel", value, "due")),
     "a fleet's prefix": ("prefix", lambda value: fleet_key(value, "default", "due")),
 }

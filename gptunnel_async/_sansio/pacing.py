@@ -14,7 +14,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from .._checks import describe, number
+from .._checks import A_DAY, describe, number
 from ..errors import ConfigurationError
 
 __all__ = [
@@ -53,7 +53,7 @@ def _number_check(
     return validate
 
 
-MAX_POLL_INTERVAL: Final = 24 * 3600.0
+MAX_POLL_INTERVAL: Final = A_DAY
 """The longest pause a policy may ask for, in seconds (a day): a task that takes longer
 than that between two reads is read at least daily, and any pause, jittered, stays a
 number a timer can hold."""

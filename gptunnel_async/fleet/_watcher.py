@@ -43,6 +43,7 @@ import attrs
 
 from .. import _timing
 from .._checks import (
+    A_DAY,
     callable_as,
     called_back,
     check_task_id,
@@ -1423,7 +1424,7 @@ _SLOWED_BY_429: Final = (
 """What a read cut at its lease may have waited for with a budget: a shared rate the
 API's 429s have lowered (see ``RedisBudget``), which no lease or timeout changes."""
 
-MAX_HOLD: Final = 24 * 3600.0
+MAX_HOLD: Final = A_DAY
 """The longest ``lease`` and ``delivery_timeout``, in seconds: a day, far beyond any read
 or handler (Redis counts them in milliseconds, as integers)."""
 

@@ -172,6 +172,11 @@ NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
         ("Tue, 24 Nov 2026 12:00:30 GMT", 30.0),  # IMF-fixdate
         ("Tuesday, 24-Nov-26 12:00:30 GMT", 30.0),  # RFC 850
         ("Tue Nov 24 12:00:30 2026", 30.0),  # asctime
+        ("Tue Nov  3 12:00:30 2026", 0.0),  # in the past
+        ("Tue Dec 01 12:00:30 2026", 7 * 86400 + 30.0),  # asctime's date3: 2DIGIT too
+        ("Tue Dec  1 12:00:30 2026", 7 * 86400 + 30.0),  # or SP DIGIT
+        ("Tue, 24 Nov 2026 12:00:60 GMT", 60.0),  # a leap second (RFC 9110 5.6.7)
+        ("Tue Nov 24 12:00:60 2026", 60.0),
         ("Tue, 24 Nov 2026 11:00:00 GMT", 0.0),  # in the past: no pause
     ],
 )
@@ -189,6 +194,8 @@ def test_retry_after_reads_delta_seconds_and_http_dates(header: str, seconds: fl
         "30\u00a0",
         "Tue, 31 Feb 2026 12:00:30 GMT",  # no such day
         "Tue, 24 Nov 2026 25:00:00 GMT",
+        "Tue, 24 Nov 2026 12:00:61 GMT",  # no second 61, leap or not
+        "Tue Dec 1 12:00:30 2026",  # date3 is 2DIGIT or SP DIGIT
         "24 Nov 2026 12:00:30",  # an RFC 2822 date, not an HTTP-date
         "Tue, 24 Nov 2026 12:00:30 +0300",
         f"Tue, {ARABIC_30[0]}4 Nov 2026 12:00:30 GMT",

@@ -69,13 +69,14 @@ _WIDE_BOMS: Final = (
 """The byte-order marks of UTF-32 and UTF-16 text, longest first (UTF-32 LE's starts
 with UTF-16 LE's), and the codec of the text after each."""
 _MEDIA_MAGIC: Final = re.compile(
-    rb"\x89PNG|\xff\xd8\xff|GIF8[79]a|RIFF....(?:WEBP|WAVE|AVI )|....ftyp|ID3[\x02-\x04]\x00"
-    rb"|OggS\x00|fLaC|\x1a\x45\xdf\xa3|BM....\x00\x00\x00\x00|II\*\x00|MM\x00\*"
+    rb"\x89PNG|\xff\xd8\xff|GIF8[79]a|RIFF....(?:WEBP|WAVE|AVI )|....(?:ftyp|moov|mdat|wide|free)"
+    rb"|ID3[\x02-\x04]\x00|OggS\x00|fLaC|\x1a\x45\xdf\xa3|BM....\x00\x00\x00\x00|II\*\x00|MM\x00\*"
     rb"|\xff[\xe0-\xff][\x00-\x3b\x40-\x7b\x80-\xbb\xc0-\xfb]",
     re.DOTALL,
 )
 """The first bytes of the binary image, audio and video formats results come in
-(PNG, JPEG, GIF, WebP, WAV, AVI, the ISO boxes of MP4, MOV, M4A, HEIC and AVIF, MP3's
+(PNG, JPEG, GIF, WebP, WAV, AVI, the ISO boxes of MP4, MOV, M4A, HEIC and AVIF (an
+``ftyp``, or an older QuickTime file's ``moov``, ``mdat``, ``wide`` or ``free``), MP3's
 tags, Ogg, FLAC, WebM and MKV, BMP, TIFF) and an MPEG audio frame's header (MP3 or
 AAC: eleven set bits, then a third byte whose sample rate is not the reserved ``11``)."""
 

@@ -20,7 +20,7 @@ from ._cli_json import json_line
 from ._client import GPTunnelClient
 from ._download import DEFAULT_DOWNLOAD_TIMEOUT, DEFAULT_MAX_BYTES, files_to_save
 from ._polling import PollPolicy
-from ._sansio.numbers import decimal
+from ._sansio.numbers import argument_decimal
 from ._sansio.responses import TASK_FAMILIES
 from ._sentinel import NOT_GIVEN
 from .families import TaskResource
@@ -122,7 +122,7 @@ def reading_every(text: str) -> PollPolicy:
     than ``S`` seconds (and the first pause no longer either)."""
     defaults = PollPolicy()
     try:
-        seconds = decimal(text)
+        seconds = argument_decimal(text)
         if seconds is None:
             raise ValueError("not a decimal number")
         return PollPolicy(initial=min(defaults.initial, seconds), max_interval=seconds)

@@ -40,7 +40,7 @@ from ._sansio.file_names import (
     url_media_name,
 )
 from ._sansio.responses import TASK_FAMILIES
-from ._sansio.result_bodies import SNIFF_BYTES, refused_start, refused_type
+from ._sansio.result_bodies import SNIFF_BYTES, media_start, refused_start, refused_type
 from ._sansio.text import shorten
 from ._transport import Transport
 from .errors import ConfigurationError, DownloadError, GPTunnelError
@@ -604,8 +604,6 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> st
             raise _not_whole(url, response.status)
         types = response.headers.getall("Content-Type", [])
         content_type = types[0] if len(types) == 1 else None
-        if kind := refused_type(content_type, fetch.media):
-            raise _not_media(fetch, url, content_type, f"({kind})")
         judge = functools.partial(_judge, fetch, url, content_type)
         await _save(fetch, response, file, max_bytes, judge)
         return _Saved(content_type)
@@ -623,9 +621,16 @@ async def _stream(fetch: _Fetch, url: URL, file: BinaryIO, max_bytes: int) -> st
 
 def _judge(fetch: _Fetch, url: URL, content_type: str | None, head: bytes) -> None:
     """``DownloadError`` if ``head``, the first bytes of a 200 answer from ``url`` of type
-    ``content_type``, starts a document where media was promised."""
-    if kind := refused_start(content_type, head, fetch.media):
-        raise _not_media(fetch, url, content_type, f"but its body is {kind}")
+    ``content_type``, starts a document, or is labelled one, where media was promised;
+    bytes that start a media file are the file whatever their label (a host that
+    serves every file as ``text/plain``)."""
+    body_kind = refused_start(content_type, head, fetch.media)
+    if body_kind is None and media_start(head):
+        return
+    if kind := refused_type(content_type, fetch.media):
+        raise _not_media(fetch, url, content_type, f"({kind})")
+    if body_kind:
+        raise _not_media(fetch, url, content_type, f"but its body is {body_kind}")
 
 
 def _not_media(fetch: _Fetch, url: URL, content_type: str | None, kind: str) -> DownloadError:

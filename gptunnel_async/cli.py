@@ -31,7 +31,7 @@ from ._cli_json import json_line
 from ._client import GPTunnelClient
 from ._download import check_destination
 from ._polling import PollPolicy
-from ._sansio.numbers import decimal, digits
+from ._sansio.numbers import argument_decimal, digits
 from ._sansio.retries import is_transient
 from ._sansio.text import mask_for, printable
 from ._sentinel import NOT_GIVEN, NotGiven
@@ -334,7 +334,7 @@ def _task_spec(text: str) -> dict[str, Any]:
     seconds, colon, error = rest.partition(":")
     if not (task_id and equals and seconds):
         raise ValueError(f"a task is ID=SECONDS or ID=SECONDS:ERROR, got {text!r}")
-    duration = decimal(seconds)
+    duration = argument_decimal(seconds)
     if duration is None:
         raise ValueError(f"a task's SECONDS is a number, got {seconds!r} in {text!r}")
     spec: dict[str, Any] = {"id": task_id, "duration": duration}
@@ -611,7 +611,7 @@ def _task_id(text: str) -> str:
 
 def _seconds(text: str) -> float:
     try:
-        return positive_number("seconds", decimal(text))
+        return positive_number("seconds", argument_decimal(text))
     except ValueError:  # ConfigurationError included
         raise argparse.ArgumentTypeError(
             f"must be a number of seconds > 0, got {describe(text)}"

@@ -180,6 +180,43 @@ async def test_a_finished_task_lost_from_the_queue_is_queued_again(
     assert await _repair_all(store) == (0, 0)
 
 
+@pytest.mark.parametrize("lose", LOST_QUEUE.values(), ids=LOST_QUEUE.keys())
+async def test_a_delivery_a_handler_holds_is_never_delivered_twice(
+    store: RedisStore,
+    redis: Redis,
+    lose: Callable[[RedisStore, Redis], Awaitable[object]],
+) -> None:
+    """A repair pass while a worker's handler runs on a task whose entry was lost queues
+    it again; once the handler acknowledges it, that new entry is let go, not handed
+    to a second worker's handler."""
+    await store.watch("t1", RECORD, 600)
+    await store.finish("t1", DONE)
+    (held,) = await store.take("w#1", 10, 0, 60)
+    await lose(store, redis)
+    await _repair_all(store)
+    await store.ack(held)  # the handler returned
+    assert await redis.hget(store.task_key("t1"), "state") == b"delivered"
+    assert await store.take("w#2", 10, 0, 0) == []
+    assert await store.take("w#2", 10, 0, 0) == []
+    assert await redis.xlen(store.stream_key) == 0
+    assert await _repair_all(store) == (0, 0)
+
+
+@pytest.mark.parametrize("state", ["delivered", "undelivered", "dead"])
+async def test_an_entry_of_a_task_no_longer_finished_is_let_go_not_delivered(
+    store: RedisStore, redis: Redis, state: str
+) -> None:
+    """Its delivery is over (acknowledged, given up, set aside): an entry that still
+    names it (queued again by a repair, written by hand) is acknowledged, not handed
+    to a handler a second time."""
+    await store.watch("t1", RECORD, 600)
+    await store.finish("t1", DONE)
+    await redis.hset(store.task_key("t1"), "state", state)
+    assert await store.take("w", 10, 0, 0) == []
+    assert await redis.xlen(store.stream_key) == 0
+    assert await redis.xlen(store.dead_key) == 0  # no dead letter: nothing was wrong
+
+
 async def test_the_entry_of_one_finished_task_deleted_queues_that_one_alone(
     store: RedisStore, redis: Redis
 ) -> None:

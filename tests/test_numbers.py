@@ -31,7 +31,7 @@ from gptunnel_async import (
     Task,
 )
 from gptunnel_async._cli_families import reading_every
-from gptunnel_async._sansio.numbers import decimal, digits, is_digits
+from gptunnel_async._sansio.numbers import argument_decimal, decimal, digits, is_digits
 from gptunnel_async._sansio.responses import decode_media_task
 from gptunnel_async._sansio.retries import parse_retry_after
 from gptunnel_async._sansio.waiting import WaitState
@@ -172,6 +172,11 @@ NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
         ("Tue, 24 Nov 2026 12:00:30 GMT", 30.0),  # IMF-fixdate
         ("Tuesday, 24-Nov-26 12:00:30 GMT", 30.0),  # RFC 850
         ("Tue Nov 24 12:00:30 2026", 30.0),  # asctime
+        ("Tue Nov  3 12:00:30 2026", 0.0),  # in the past
+        ("Tue Dec 01 12:00:30 2026", 7 * 86400 + 30.0),  # asctime's date3: 2DIGIT too
+        ("Tue Dec  1 12:00:30 2026", 7 * 86400 + 30.0),  # or SP DIGIT
+        ("Tue, 24 Nov 2026 12:00:60 GMT", 60.0),  # a leap second (RFC 9110 5.6.7)
+        ("Tue Nov 24 12:00:60 2026", 60.0),
         ("Tue, 24 Nov 2026 11:00:00 GMT", 0.0),  # in the past: no pause
     ],
 )
@@ -189,6 +194,8 @@ def test_retry_after_reads_delta_seconds_and_http_dates(header: str, seconds: fl
         "30\u00a0",
         "Tue, 31 Feb 2026 12:00:30 GMT",  # no such day
         "Tue, 24 Nov 2026 25:00:00 GMT",
+        "Tue, 24 Nov 2026 12:00:61 GMT",  # no second 61, leap or not
+        "Tue Dec 1 12:00:30 2026",  # date3 is 2DIGIT or SP DIGIT
         "24 Nov 2026 12:00:30",  # an RFC 2822 date, not an HTTP-date
         "Tue, 24 Nov 2026 12:00:30 +0300",
         f"Tue, {ARABIC_30[0]}4 Nov 2026 12:00:30 GMT",
@@ -393,7 +400,34 @@ def test_a_port_argument_that_int_reads_is_refused(text: str) -> None:
         _port_number(text)
 
 
-@pytest.mark.parametrize("text", ["1_0", " 5", FULLWIDTH_30, "nan", "inf", "1e400", "+5"])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2", 2.0), ("0.5", 0.5), (".5", 0.5), ("5.", 5.0), ("1e1", 10.0), ("2.5E-1", 0.25)],
+)
+def test_a_seconds_argument_is_a_command_line_s_decimal(text: str, seconds: float) -> None:
+    """``.5`` and ``5.`` are how a command line writes seconds (``sleep .5``): not JSON's
+    grammar, but no lenient reading either; they were refused as 'not a number'."""
+    assert argument_decimal(text) == seconds
+    assert _seconds(text) == seconds
+    assert reading_every(text).max_interval == seconds
+    assert _task_spec(f"t1={text}")["duration"] == seconds
+
+
+@given(st.text(st.sampled_from("0123456789.eE+- _"), max_size=8))
+def test_an_argument_decimal_is_what_float_reads_of_its_grammar_alone(text: str) -> None:
+    expected = (
+        float(text)
+        if re.fullmatch(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", text)
+        else None
+    )
+    if expected is not None and not math.isfinite(expected):
+        expected = None  # "1e400": too large for a float, no number of seconds
+    assert argument_decimal(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["1_0", " 5", FULLWIDTH_30, "nan", "inf", "1e400", "+5", ".", "-1", "5.e", "0x5"]
+)
 def test_a_seconds_argument_that_float_reads_is_refused(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         _seconds(text)

@@ -30,6 +30,7 @@ from gptunnel_async._sansio.result_bodies import (
     XML,
     declares_media,
     document_kind,
+    media_start,
     refused_start,
     refused_type,
     sniffed_kind,
@@ -48,6 +49,7 @@ MEDIA_STARTS = {
     "wav": b"RIFF\x24\x00\x00\x00WAVEfmt ",
     "mp4": b"\x00\x00\x00\x18ftypmp42\x00\x00",
     "heic": b"\x00\x00\x00\x18ftypheic\x00\x00",
+    "quicktime without ftyp": b"\x00\x00\x00\x08wide\x00\x3a\x1c\x2fmdat",
     "mp3 with tags": b"ID3\x04\x00\x00\x00\x00\x00\x00",
     "mp3 frame": b"\xff\xfb\x90\x64\x00\x00\x00\x00",
     "aac": b"\xff\xf1\x50\x80\x02\x1f\xfc",
@@ -80,6 +82,11 @@ ERROR_PAGES = {
     "a comment first": (b"<!-- proxy --><html></html>", MARKUP),
     "empty": (b"", EMPTY),
     "blank": (b"\r\n  \r\n", EMPTY),
+    "json array": (b'[{"code": "AccessDenied"}]', JSON),
+    "empty json array": (b"[ ]", JSON),
+    "utf-16 html": ("\ufeff<!DOCTYPE html><html>Forbidden".encode("utf-16-le"), HTML),
+    "utf-16 be xml": ('\ufeff<?xml version="1.0"?><Error/>'.encode("utf-16-be"), XML),
+    "utf-32 json": ('\ufeff{"error": 1}'.encode("utf-32-le"), JSON),
 }
 
 
@@ -94,6 +101,11 @@ def test_an_error_page_is_sniffed_for_what_it_is(body: bytes, kind: str) -> None
 @pytest.mark.parametrize("start", list(MEDIA_STARTS.values()), ids=list(MEDIA_STARTS))
 def test_no_media_format_is_sniffed_as_a_document(start: bytes) -> None:
     assert sniffed_kind(start) is None
+
+
+@pytest.mark.parametrize("start", list(MEDIA_STARTS.values()), ids=list(MEDIA_STARTS))
+def test_every_media_format_is_known_by_its_start(start: bytes) -> None:
+    assert media_start(start)
 
 
 @given(
@@ -115,7 +127,7 @@ def test_a_media_file_is_never_refused_whatever_follows_its_start(
 @given(
     leading=st.text(" \t\r\n\f", max_size=40).map(str.encode),
     bom=st.booleans(),
-    page=st.sampled_from(sorted(body for body, _ in ERROR_PAGES.values())),
+    page=st.sampled_from(sorted(body for body, _ in ERROR_PAGES.values() if body.isascii())),
     declared=st.sampled_from(["image/png", "IMAGE/JPEG; q=1", "audio/mpeg", "video/mp4"]),
 )
 def test_a_document_under_a_media_type_is_refused_after_any_blank_start(
@@ -187,6 +199,9 @@ def test_which_types_declare_a_media_file(content_type: str | None, declared: bo
         ("image/png", b"{not json at all", True, False),
         ("image/png", b"<", True, False),
         ("image/png", b"<3 ascii art", True, False),
+        ("image/png", b"<\x00\x01\x02", True, False),  # binary bytes of no known format
+        ("image/png", b"\xff\xfe\x90\x64\x00", True, False),  # an MPEG frame, not UTF-16
+        ("image/png", MEDIA_STARTS["png"], True, False),
     ],
 )
 def test_the_start_of_a_body_is_judged_where_media_is_promised(
@@ -272,6 +287,9 @@ REFUSED = [
     ("url", [], "xml without a declaration"),
     ("task", ["image/png"], "empty"),
     ("url", ["audio/mpeg"], "blank"),
+    ("task", [], "json array"),
+    ("task", ["image/png"], "utf-16 html"),
+    ("task", ["application/octet-stream"], "utf-32 json"),
 ]
 
 
@@ -343,6 +361,10 @@ SAVED = [
     ("task", ["binary/octet-stream"], "t1.bin"),
     ("task", ["image/svg+xml"], "t1.bin"),
     ("url", ["application/octet-stream"], "result.bin"),
+    # a media file under a document's type (a host that labels every file text/plain)
+    ("task", ["text/plain"], "t1.bin"),
+    ("task", ["text/html; charset=utf-8"], "t1.bin"),
+    ("url", ["application/json"], "result.bin"),
 ]
 
 

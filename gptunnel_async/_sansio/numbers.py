@@ -10,7 +10,9 @@ Here a number is only what its format says:
 - :func:`digits`: ``1*DIGIT``, ASCII digits and nothing else (RFC 9110's
   delta-seconds and ``Content-Length``, a port, a count);
 - :func:`decimal`: a JSON number's text (``-?DIGITS[.DIGITS][(e|E)[+-]DIGITS]``,
-  ASCII), finite once read.
+  ASCII), finite once read;
+- :func:`argument_decimal`: a command line's unsigned decimal, which may also start or
+  end with its point (``.5``, ``5.``, as ``sleep .5`` takes), finite once read.
 
 Each returns ``None`` for any other text, and its caller says what that means: an
 error of its own type, or a documented fallback.
@@ -22,7 +24,7 @@ import math
 import re
 from typing import Final
 
-__all__ = ["MAX_DIGITS", "decimal", "digits", "is_digits"]
+__all__ = ["MAX_DIGITS", "argument_decimal", "decimal", "digits", "is_digits"]
 
 MAX_DIGITS: Final = 18
 """The most digits :func:`digits` reads by default: every integer of up to 18 digits fits
@@ -30,6 +32,7 @@ in a signed 64-bit integer, which is more than any length, count or port."""
 
 _DIGITS: Final = re.compile(r"[0-9]+")
 _DECIMAL: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_ARGUMENT_DECIMAL: Final = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def is_digits(text: str) -> bool:
@@ -52,6 +55,17 @@ def decimal(text: str) -> float | None:
     otherwise, and for one too large for a float (``"1e400"``). A number too small for a
     float (``"1e-400"``) is 0.0, as JSON's parser reads it."""
     if _DECIMAL.fullmatch(text) is None:
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def argument_decimal(text: str) -> float | None:
+    """``text``, a command-line argument, as a finite non-negative ``float`` if it is an
+    unsigned decimal in ASCII: a JSON number's text without its sign, or one whose
+    point starts or ends it (``"0.5"``, ``".5"``, ``"5."``, ``"1e3"``); ``None``
+    otherwise (``"+5"``, ``"-1"``, ``" 5"``, ``"1_000"``, ``"nan"``, ``"."``, ``"1e400"``)."""
+    if _ARGUMENT_DECIMAL.fullmatch(text) is None:
         return None
     number = float(text)
     return number if math.isfinite(number) else None

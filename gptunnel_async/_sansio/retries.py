@@ -46,7 +46,9 @@ these are how ``/media`` says 500). Retried as a 500 is: a read again, a create 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header, as RFC 9110 (10.2.3) defines it:
     delta-seconds (``1*DIGIT``, ASCII digits only) or an HTTP-date (IMF-fixdate, or the
-    obsolete RFC 850 and asctime forms), with optional spaces or tabs around it.
+    obsolete RFC 850 and asctime forms, asctime's day as ``2DIGIT`` or ``SP DIGIT``; a
+    leap second ``:60`` is the second after ``:59``), with optional spaces or tabs
+    around it.
 
     Returns ``None`` when the header is absent or anything else (``"1.5"``, ``"1_000"``,
     ``"+5"``, ``"٣٠"``, ``"1e3"``, ``"inf"``, a date in another form): a hint the SDK
@@ -62,13 +64,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return min(float(value), sys.float_info.max)  # 400 nines: inf, a long pause still
     if _HTTP_DATE.fullmatch(value) is None:
         return None
+    # a leap second (23:59:60), which datetime cannot hold, is the second after :59
+    leap = ":60 " in value or value.endswith(":60")
     try:
-        when = parsedate_to_datetime(value)
+        when = parsedate_to_datetime(value.replace(":60", ":59") if leap else value)
     except ValueError:  # no such day or time: 31 Feb, 25:00
         return None
     if when.tzinfo is None:  # asctime has no zone: it is GMT
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    seconds = (when - (now or datetime.now(UTC))).total_seconds() + (1.0 if leap else 0.0)
+    return max(0.0, seconds)
 
 
 _OWS: Final = " \t"
@@ -76,12 +81,12 @@ _OWS: Final = " \t"
 
 _DAY: Final = "(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _MONTH: Final = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_TIME: Final = "[0-2][0-9]:[0-5][0-9]:[0-6][0-9]"
+_TIME: Final = "[0-2][0-9]:[0-5][0-9]:(?:[0-5][0-9]|60)"
 _HTTP_DATE: Final = re.compile(
     rf"{_DAY}, [0-3][0-9] {_MONTH} [0-9]{{4}} {_TIME} GMT"  # IMF-fixdate
     rf"|(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), "
     rf"[0-3][0-9]-{_MONTH}-[0-9]{{2}} {_TIME} GMT"  # RFC 850
-    rf"|{_DAY} {_MONTH} [ 1-3][0-9] {_TIME} [0-9]{{4}}"  # asctime
+    rf"|{_DAY} {_MONTH} (?:[0-3][0-9]| [0-9]) {_TIME} [0-9]{{4}}"  # asctime
 )
 """An HTTP-date in any of its three forms (RFC 9110 5.6.7), ASCII only."""
 

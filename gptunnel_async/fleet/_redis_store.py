@@ -368,6 +368,9 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[1], '-inf', now)
 )
 
 
+_DELIVERY_OVER: Final = frozenset({b"delivered", b"undelivered", b"dead"})
+"""The states of a task hash whose delivery is over: a stream entry naming it is let go."""
+
 REPAIR_BATCH: Final = 1000
 """The ``COUNT`` of one repair pass's ``SCAN``: about how many keys of the database
 (the fleet's and any others) one pass looks at."""
@@ -721,12 +724,23 @@ class RedisStore:
         entries = []
         for entry_id, fields, redelivered in taken:
             try:
-                entries.append(await self._entry(entry_id, fields, redelivered))
+                entry = await self._entry(entry_id, fields, redelivered)
             except StoreDataError as exc:
                 await self._set_aside(fields.get(b"task", fields.get("task", b"")), exc, entry_id)
+                continue
+            if entry is not None:
+                entries.append(entry)
         return entries
 
-    async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry:
+    async def _entry(self, entry_id: Any, fields: Any, redelivered: bool) -> Entry | None:
+        """The delivery a ``finished`` stream entry names; ``None`` (the entry let go)
+        when its task's delivery is over: acknowledged, given up on or set aside (an
+        entry a repair queued again while a worker held the first, or one written by
+        hand), so no handler is handed it twice.
+
+        Raises:
+            StoreDataError: the entry or its task's hash cannot be read.
+        """
         task_id = _decode.task_id(
             fields.get(b"task", fields.get("task")), "a finished entry's task"
         )
@@ -737,6 +751,16 @@ class RedisStore:
             ["state", "record", "deadline", "outcome", "failures"],
             idempotent=True,
         )
+        if state in _DELIVERY_OVER:
+            logger.info("fleet: task %r delivered already: its entry is let go", task_id)
+            await self._call(
+                "letting go of a delivered task's entry",
+                self._ack,
+                keys=[self.stream_key, self.task_key(task_id)],
+                args=[GROUP, entry_id],
+                idempotent=True,
+            )
+            return None
         if record is None or outcome is None:  # it used to be acknowledged unsaid
             raise StoreDataError(_missing(state, record))
         return Entry(
@@ -853,7 +877,9 @@ class RedisStore:
         evicted or removed by hand) is due again at once, or when the lease its hash
         records ends; one missing from ``leases`` is put back there; a finished task
         whose entry of the ``finished`` stream is gone (the stream deleted or trimmed)
-        is queued again for a handler. Each pass goes on where the last one stopped;
+        is queued again for a handler; should a worker's handler still be running on
+        the lost entry, the entry queued again is let go, not delivered, once that
+        handler's delivery is acknowledged. Each pass goes on where the last one stopped;
         a Redis of ``K`` keys is gone through in about ``K / REPAIR_BATCH`` passes.
 
         Args:
@@ -872,7 +898,13 @@ class RedisStore:
             "repairing the schedule",
             self._repair,
             keys=[self.due_key, self.leases_key, self.stream_key],
-            args=[self._scan_pattern, self._repair_from, REPAIR_BATCH, self._task_prefix, lease],
+            args=[
+                self._scan_pattern,
+                self._repair_from,
+                REPAIR_BATCH,
+                self._task_prefix,
+                lease,
+            ],
             idempotent=True,  # a second run finds nothing more to put back
         )
         self._repair_from = _decode.text(cursor, "a SCAN cursor")

@@ -31,7 +31,17 @@ REFUSED_URLS = {
 
 
 def _shown(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc)) + repr(exc) + repr(exc.args)
+    """What an error shows of itself and of every exception a traceback shows with it: their
+    messages, reprs and arguments. Not the traceback's file paths and source lines,
+    which hold no argument's value but may hold a short one by chance (a secret ``x``
+    in a temporary folder's random name)."""
+    shown: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        shown += [*traceback.format_exception_only(seen), repr(seen), repr(seen.args)]
+        # the chain as a traceback shows it: a context raised ``from None`` is not shown
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return "".join(shown)
 
 
 @pytest.mark.parametrize("url", REFUSED_URLS.values(), ids=REFUSED_URLS.keys())

@@ -87,8 +87,8 @@ class Destinations:
             system's (``getaddrinfo`` in a thread) by default.
         allowed: which addresses may be reached; :func:`is_public` by default.
         lent: the session the caller lent the client, if any. When any address may be
-            reached, a download goes through its connection pool (its TLS settings),
-            its proxy settings and its ``auto_decompress``, but never with its default
+            reached, a download goes through its connection pool (its TLS settings)
+            and its proxy settings, but never with its default
             headers, cookies or ``auth=``: those (the key, as some callers lend one
             made for the API) would go to whatever host the result URL names.
     """
@@ -151,13 +151,12 @@ class Destinations:
 
 def _without_defaults(lent: aiohttp.ClientSession) -> aiohttp.ClientSession:
     """A session over ``lent``'s connection pool (left open when it closes), with its
-    proxy settings (``trust_env``, ``proxy=``) and ``auto_decompress``, and none of its
-    default headers, cookies or ``auth=``."""
+    proxy settings (``trust_env``, ``proxy=``), and none of its default headers, cookies
+    or ``auth=`` (nor its ``auto_decompress``: the transport decodes every body)."""
     options: dict[str, Any] = {
         "connector": lent.connector,
         "connector_owner": False,
         "trust_env": lent.trust_env,
-        "auto_decompress": lent.auto_decompress,
     }
     for name in ("proxy", "proxy_auth"):  # aiohttp keeps a session's own under these
         value = getattr(lent, f"_default_{name}", None)

@@ -706,7 +706,7 @@ async def _body(
 ) -> AsyncGenerator[bytes, None]:
     """The decoded body in chunks; ``DownloadError`` once it is over ``max_bytes``."""
     written = 0
-    chunks = aiter(fetch.transport.chunks(response, max_bytes, fetch.session, error=DownloadError))
+    chunks = aiter(fetch.transport.chunks(response, max_bytes, error=DownloadError))
     while True:
         # Each read within the client's timeout by a timer of the SDK's own: aiohttp's
         # (sock_read) is lost with a connection its session drops on close(), a lent

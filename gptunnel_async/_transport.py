@@ -17,10 +17,9 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
-from aiohttp import compression_utils, http_exceptions
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -50,7 +49,6 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     ConfigurationError,
-    DownloadError,
     GPTunnelError,
     ResponseDecodeError,
     TLSError,
@@ -160,22 +158,14 @@ def _may_have_started(exc: BaseException) -> bool:
     )
 
 
-_ZSTD: Final = ("zstd",) if hasattr(compression_utils, "ZSTDDecompressor") else ()
-_AIOHTTP_CODINGS: Final = frozenset({"gzip", "deflate", "br", *_ZSTD})
-"""The ``Content-Encoding`` values aiohttp's own parser decodes on a session with
-``auto_decompress``: one header line's whole value, lower-cased, exactly one of these
-(``zstd`` since aiohttp 3.13); for ``br`` or ``zstd`` without their library it raises
-instead. Any other value it leaves to whoever reads the body."""
-
-
 _MAX_MEMBERS: Final = 1024
 """The most gzip members one body may hold, aiohttp's bound: each member needs a new
 decompressor, and empty ones add no output for ``limit`` to stop."""
 
 
 class _Inflater:
-    """Undoes a gzip or deflate content coding, as aiohttp does unless a borrowed session
-    was made with ``auto_decompress=False``.
+    """Undoes a gzip or deflate content coding. aiohttp is asked to leave every coding
+    alone (see :meth:`Transport._sent`), so the SDK undoes the ones it asks for itself.
 
     A gzip body may be several members one after another (RFC 1952, ``cat a.gz b.gz``):
     each is decoded, up to :data:`_MAX_MEMBERS`. Bytes after the end that are not a
@@ -378,6 +368,10 @@ class Transport(InProcessOnly):
             allow_redirects=False,
             raise_for_status=False,
             timeout=self._timeouts[request.streamed],
+            # Codings are undone by :meth:`chunks`, never by aiohttp: which header values
+            # aiohttp decodes differs between its versions (3.10 leaves " br " alone,
+            # later ones trim it; zstd since 3.12), so what it did could not be known.
+            auto_decompress=False,
         )
         return _within(sending, self.timeout) if request.streamed else sending
 
@@ -389,8 +383,6 @@ class Transport(InProcessOnly):
         what = request.label
         if isinstance(exc, GPTunnelError):  # from ``read``, whose frames hold the answer
             return made_safe(exc, self._api_key)
-        if _cannot_decode(exc):
-            return self._undecodable(exc, request)
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
             return self._wire_error(exc, what)
         if isinstance(exc, UnicodeError):
@@ -406,19 +398,6 @@ class Transport(InProcessOnly):
         error = UsageError(f"{self.shown(what)}: the session was closed during the request")
         error.__cause__ = made_safe(exc, self._api_key)
         return error
-
-    def _undecodable(self, exc: aiohttp.ClientResponseError, request: Request) -> GPTunnelError:
-        """The error of an answer aiohttp would not read because its content coding needs
-        a library that is not installed (see :func:`_cannot_decode`): a
-        ``DownloadError`` for a download, a ``ResponseDecodeError`` for an API answer.
-        Not a network failure, so not retried: the server sends it the same way again."""
-        reason = excerpt(exc.message, self._api_key, SHORT_TEXT) or "no reason given"
-        error_class = DownloadError if request.streamed else ResponseDecodeError
-        return error_class(
-            f"{self.shown(request.label)} failed: the answer's Content-Encoding cannot be "
-            f"decoded here ({reason}), though the SDK asks only for {ACCEPTED_ENCODINGS}: "
-            "not retried, since the server would send it the same way again"
-        )
 
     def _refused(self, exc: ValueError | AssertionError, what: str) -> ConfigurationError:
         """The error of a request aiohttp would not build as the session's settings make
@@ -540,39 +519,34 @@ class Transport(InProcessOnly):
         self,
         response: aiohttp.ClientResponse,
         limit: int,
-        session: aiohttp.ClientSession | None = None,
         *,
         error: type[GPTunnelError] = ResponseDecodeError,
     ) -> AsyncIterator[bytes]:
-        """The body in chunks, decoded (to at most ``limit + 1`` bytes) if aiohttp left
-        it compressed; ``session`` is the one the response came on, if not the client's
-        own.
+        """The body in chunks, decoded (to at most ``limit + 1`` bytes) when its
+        ``Content-Encoding`` is one coding the SDK asks for (``gzip``, its old name
+        ``x-gzip``, or ``deflate``, beside any ``identity``, over every header line).
 
         Raises:
-            GPTunnelError: of class ``error``, at once (before a byte is read), if the
-                body's ``Content-Encoding`` is one neither aiohttp nor the SDK undoes
-                (``compress``, a stack such as ``gzip, gzip``, ``br`` where aiohttp
-                does not decode): its bytes are not what was sent, and read as they
-                are they would be saved or decoded as if they were.
+            GPTunnelError: of class ``error``, at once (before a byte is read), for any
+                other coding (``br``, ``zstd``, ``compress``, a stack such as ``gzip,
+                gzip``): its bytes are not what was sent, and read as they are they
+                would be saved or decoded as if they were.
         """
         lines = response.headers.getall("Content-Encoding", [])
         codings = content_codings(lines)
         if not codings:
             return response.content.iter_chunked(_CHUNK)
-        decompressing = (session or self._session()).auto_decompress
-        decoded = decompressing and any(
-            line.strip(" \t").lower() in _AIOHTTP_CODINGS for line in lines
-        )
-        if decoded and len(lines) == 1:  # aiohttp undid it (or raised for a missing library)
-            return response.content.iter_chunked(_CHUNK)
-        if not decoded and len(codings) == 1 and codings[0] in UNDOABLE_CODINGS:
+        if len(codings) == 1 and codings[0] in UNDOABLE_CODINGS:
             return _inflated(response, _Inflater(codings[0], limit))
         stated = excerpt(", ".join(lines), self._api_key, SHORT_TEXT)
-        raise error(
+        message = (
             f"the answer's Content-Encoding {stated!r} is not one the SDK can undo (it "
             f"asks for {ACCEPTED_ENCODINGS}, one coding at a time): its body is not what "
             "was sent, so it is not read"
         )
+        if error is ResponseDecodeError:
+            raise ResponseDecodeError(message, status_code=response.status)
+        raise error(message)
 
     # -- API requests ---------------------------------------------------------------------
 
@@ -773,24 +747,6 @@ def _reason(exc: BaseException, secret: str) -> str:
             return "the answer is not valid HTTP"
         return excerpt(f"{exc.status}, message={exc.message!r}", secret, SHORT_TEXT)
     return excerpt(str(exc), secret, SHORT_TEXT) or type(exc).__name__
-
-
-def _cannot_decode(exc: BaseException) -> TypeGuard[aiohttp.ClientResponseError]:
-    """Whether ``exc`` is aiohttp's refusal of an answer in a content coding it decodes
-    only with a library that is missing (``br`` without Brotli, ``zstd`` without
-    ``backports.zstd``): a ``ClientResponseError`` as the answer starts, caused by its
-    parser's ``ContentEncodingError``. (A body that is corrupt in a coding it can
-    decode ends as a ``ClientPayloadError`` instead, like any body cut short.)"""
-    if not isinstance(exc, aiohttp.ClientResponseError):
-        return False
-    cause = exc.__cause__
-    for _ in range(8):  # aiohttp chains two or three; a bound against a cycle
-        if cause is None:
-            return False
-        if isinstance(cause, http_exceptions.ContentEncodingError):
-            return True
-        cause = cause.__cause__
-    return False
 
 
 def _hide(exc: GPTunnelError, secret: str | None) -> GPTunnelError:

@@ -226,9 +226,9 @@ class TLSError(APIConnectionError):
 class ResponseDecodeError(GPTunnelError):
     """A successful (2xx) answer whose body is not the JSON object the endpoint returns.
 
-    Often a proxy's HTML page. Also an answer in a content coding aiohttp decodes only
-    with a library that is not installed (``br``, ``zstd``): its status is not known
-    then (``status_code`` is ``None``).
+    Often a proxy's HTML page. Also an answer in a content coding the SDK does not
+    undo (it asks for ``gzip, deflate`` only; ``br``, ``zstd``, ``compress`` or a stack
+    such as ``gzip, gzip`` sent anyway): its body is not read.
 
     Args:
         message: what was wrong with the body.

@@ -536,8 +536,10 @@ def test_demo_in_a_removed_folder_says_so_in_one_line(tmp_path: Path) -> None:
         f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); "
         "from gptunnel_async.cli import main; sys.exit(main(['demo']))"
     )
+    # -P: like the installed ``gptunnel-async`` script, the interpreter puts no removed
+    # current folder first on sys.path (CPython 3.13.0 then fails to import ``socket``).
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 2
     assert done.stdout == ""

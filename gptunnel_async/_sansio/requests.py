@@ -23,8 +23,8 @@ __all__ = [
 ]
 
 ACCEPTED_ENCODINGS: Final = "gzip, deflate"
-"""The content codings asked for: those the transport can undo itself when a borrowed
-session does not (``auto_decompress=False``)."""
+"""The content codings asked for: those the transport undoes itself (it has aiohttp
+leave every coding alone)."""
 
 UNDOABLE_CODINGS: Final = frozenset({"gzip", "x-gzip", "deflate"})
 """The content codings the transport undoes itself, one at a time (``x-gzip`` is

@@ -16,7 +16,7 @@ import json
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
@@ -180,21 +180,33 @@ class _Inflater:
         self._members = 0
         self._room = limit
 
-    def feed(self, chunk: bytes) -> bytes:
-        """The decoded bytes of ``chunk``, at most ``limit + 1`` of them over the body
-        (its reader stops past ``limit``); ``aiohttp.ClientPayloadError`` if it is
-        corrupt or goes on after the body's end."""
-        parts: list[bytes] = []
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """The decoded bytes of ``chunk``, in pieces of at most :data:`_CHUNK` bytes (a
+        64 KiB read of a gzip bomb decodes to some 64 MiB: it is never held at once),
+        at most ``limit + 1`` of them over the body (its reader stops past ``limit``);
+        ``aiohttp.ClientPayloadError`` if it is corrupt or goes on after the body's end."""
         while chunk and self._room >= 0:
             inflate = self._decompressor(chunk)
+            yield from self._pieces(inflate, chunk)
+            # After a member's end, the next one's start; else every byte was taken.
+            chunk = inflate.unused_data if inflate.eof else b""
+
+    def _pieces(self, inflate: zlib._Decompress, chunk: bytes) -> Iterator[bytes]:
+        """What ``inflate`` makes of ``chunk``, a piece at a time, until it has taken every
+        byte of it (or reached its stream's end, or ``limit``). A full piece may leave
+        output inside zlib though every byte was taken: it is asked for until none is."""
+        while self._room >= 0:
+            size = min(_CHUNK, self._room + 1)
             try:
-                data = inflate.decompress(chunk, self._room + 1)
+                data = inflate.decompress(chunk, size)
             except zlib.error as exc:
                 raise self._corrupt(exc) from None
             self._room -= len(data)
-            parts.append(data)
-            chunk = inflate.unused_data  # after a member's end: the next one's start
-        return b"".join(parts)
+            if data:
+                yield data
+            if len(data) < size or inflate.eof:
+                return
+            chunk = inflate.unconsumed_tail
 
     def finish(self) -> None:
         """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut.
@@ -764,6 +776,6 @@ async def _within(awaitable: Awaitable[R], seconds: float) -> R:
 
 async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> AsyncIterator[bytes]:
     async for chunk in response.content.iter_chunked(_CHUNK):
-        if data := inflater.feed(chunk):
-            yield data
+        for piece in inflater.feed(chunk):
+            yield piece
     inflater.finish()

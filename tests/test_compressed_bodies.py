@@ -14,6 +14,7 @@ import gzip
 import itertools
 import json
 import tempfile
+import tracemalloc
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,7 +47,9 @@ def members(*parts: bytes) -> bytes:
 def inflated(body: bytes, coding: str, *, chunk: int, limit: int = 1 << 30) -> bytes:
     """``body`` fed to the SDK's inflater in pieces of ``chunk`` bytes, then finished."""
     inflater = _Inflater(coding, limit)
-    out = b"".join(inflater.feed(body[at : at + chunk]) for at in range(0, len(body), chunk))
+    out = b"".join(
+        piece for at in range(0, len(body), chunk) for piece in inflater.feed(body[at : at + chunk])
+    )
     inflater.finish()
     return out
 
@@ -284,3 +287,61 @@ async def test_an_empty_body_labelled_compressed_is_read_as_aiohttp_reads_it(
     assert await outcome(status, coding, auto_decompress=False) == await outcome(
         status, coding, auto_decompress=True
     )
+
+
+# -- a bomb is decoded a piece at a time ------------------------------------------------------
+
+PIECE = 64 * 1024
+"""The most decoded bytes the SDK holds of a body at once, whatever it inflates to."""
+
+
+@settings(max_examples=60)
+@given(
+    runs=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=3), st.integers(1, 300_000)), max_size=4
+    ),
+    members_at=st.lists(st.integers(0, 4), max_size=2),
+    chunk=st.integers(1, 70_000),
+    coding=st.sampled_from(["gzip", "deflate"]),
+)
+def test_a_body_that_inflates_far_is_decoded_in_bounded_pieces(
+    runs: list[tuple[bytes, int]], members_at: list[int], chunk: int, coding: str
+) -> None:
+    """However far a chunk inflates (a 64 KiB read of zeros is 64 MiB decoded), each piece
+    the inflater gives is at most 64 KiB, and together they are the body: zlib's
+    output left over after a full piece is asked for, not lost or called a cut."""
+    parts = [pattern * repeat for pattern, repeat in runs]
+    if coding == "gzip":
+        cuts = sorted({min(at, len(parts)) for at in members_at})
+        groups = [b"".join(parts[a:b]) for a, b in itertools.pairwise([0, *cuts, len(parts)])]
+        body = members(*groups)
+    else:
+        body = zlib.compress(b"".join(parts))
+    inflater = _Inflater(coding, 1 << 30)
+    pieces = [
+        piece for at in range(0, len(body), chunk) for piece in inflater.feed(body[at : at + chunk])
+    ]
+    inflater.finish()
+    assert all(0 < len(piece) <= PIECE for piece in pieces)
+    assert b"".join(pieces) == b"".join(parts)
+
+
+async def test_a_bomb_under_max_bytes_is_saved_without_holding_it() -> None:
+    """A 32 MiB result sent as 32 KiB of gzip is saved whole, while the SDK holds a few
+    pieces of it at a time (before, one read inflated to the whole 32 MiB in memory,
+    copied again for the check of its first bytes: aiohttp itself inflates in bounded
+    pieces since 3.13.3)."""
+    size = 32 << 20
+    with tempfile.TemporaryDirectory() as folder:
+        async with plain_client(gzip.compress(PICTURE[:8] + bytes(size - 8))) as (client, url):
+            tracemalloc.start()
+            try:
+                saved = await client.download_result(url, Path(folder) / "r.png")
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+        assert saved.stat().st_size == size
+        with saved.open("rb") as file:
+            assert file.read(8) == PICTURE[:8]
+            assert all(not any(block) for block in iter(lambda: file.read(PIECE), b""))
+    assert peak < 8 << 20

@@ -39,6 +39,7 @@ from ._sansio.file_names import (
     type_suffix,
     url_media_name,
 )
+from ._sansio.requests import content_codings
 from ._sansio.responses import TASK_FAMILIES
 from ._sansio.result_bodies import SNIFF_BYTES, media_start, refused_start, refused_type
 from ._sansio.text import shorten
@@ -685,7 +686,10 @@ async def _save(
     and a body in a content coding the SDK cannot undo (``DownloadError`` both). The
     first :data:`SNIFF_BYTES` bytes (or the whole body, if shorter) go to ``judge``
     before a byte is written, so a body it refuses never reaches the file."""
-    if response.content_length is not None and response.content_length > max_bytes:
+    coded = content_codings(response.headers.getall("Content-Encoding", []))
+    # A coded body's Content-Length is its size as sent, which may be over ``max_bytes``
+    # while it decodes to less (a PNG does not compress): ``chunks`` bounds it instead.
+    if not coded and response.content_length is not None and response.content_length > max_bytes:
         raise DownloadError(
             f"the result is {response.content_length} bytes, over max_bytes={max_bytes}"
         )

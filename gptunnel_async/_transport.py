@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import ssl
@@ -156,6 +157,21 @@ def _may_have_started(exc: BaseException) -> bool:
         or may_have_acted(exc)
         or (is_transient(exc) and not _safe_to_resend(exc))
     )
+
+
+_ENCODING_SLACK: Final = 1 << 20
+"""Bytes of a gzip or deflate body as sent beyond what its decoded bytes can take, see
+:func:`_most_encoded`."""
+
+
+def _most_encoded(limit: int) -> int:
+    """The most bytes a gzip or deflate body of at most ``limit`` bytes decoded may take
+    as sent, with room to spare: deflate's stored blocks add 5 bytes to each 64 KiB of
+    bytes that do not compress (a flush adds 5 more each), a gzip member's header and
+    trailer at least 18. A longer body decodes to more than ``limit``, or is padded
+    (empty blocks, empty members, long header fields) with next to nothing to decode:
+    read on, such a body could be gigabytes for no byte that counts against ``limit``."""
+    return limit + limit // 64 + _ENCODING_SLACK
 
 
 _MAX_MEMBERS: Final = 1024
@@ -542,23 +558,35 @@ class Transport(InProcessOnly):
             GPTunnelError: of class ``error``, at once (before a byte is read), for any
                 other coding (``br``, ``zstd``, ``compress``, a stack such as ``gzip,
                 gzip``): its bytes are not what was sent, and read as they are they
-                would be saved or decoded as if they were.
+                would be saved or decoded as if they were. Also, at once or as it is
+                read, for a coded body over :func:`_most_encoded` bytes as sent (its
+                ``Content-Length``, or what came): the caps count decoded bytes, and a
+                body padded with next to nothing to decode was read until the timeout.
         """
         lines = response.headers.getall("Content-Encoding", [])
         codings = content_codings(lines)
         if not codings:
             return response.content.iter_chunked(_CHUNK)
-        if len(codings) == 1 and codings[0] in UNDOABLE_CODINGS:
-            return _inflated(response, _Inflater(codings[0], limit))
-        stated = excerpt(", ".join(lines), self._api_key, SHORT_TEXT)
-        message = (
-            f"the answer's Content-Encoding {stated!r} is not one the SDK can undo (it "
-            f"asks for {ACCEPTED_ENCODINGS}, one coding at a time): its body is not what "
-            "was sent, so it is not read"
+        if len(codings) != 1 or codings[0] not in UNDOABLE_CODINGS:
+            stated = excerpt(", ".join(lines), self._api_key, SHORT_TEXT)
+            raise _refused_body(
+                response,
+                error,
+                f"the answer's Content-Encoding {stated!r} is not one the SDK can undo (it "
+                f"asks for {ACCEPTED_ENCODINGS}, one coding at a time): its body is not "
+                "what was sent, so it is not read",
+            )
+        most = _most_encoded(limit)
+        too_long = functools.partial(
+            _refused_body,
+            response,
+            error,
+            f"the answer's {codings[0]} body is over {most} bytes as sent, more than a body "
+            f"of at most {limit} bytes decoded takes: it is not read on",
         )
-        if error is ResponseDecodeError:
-            raise ResponseDecodeError(message, status_code=response.status)
-        raise error(message)
+        if (response.content_length or 0) > most:
+            raise too_long()
+        return _inflated(response, _Inflater(codings[0], limit), most, too_long)
 
     # -- API requests ---------------------------------------------------------------------
 
@@ -774,8 +802,29 @@ async def _within(awaitable: Awaitable[R], seconds: float) -> R:
         return await awaitable
 
 
-async def _inflated(response: aiohttp.ClientResponse, inflater: _Inflater) -> AsyncIterator[bytes]:
+def _refused_body(
+    response: aiohttp.ClientResponse, error: type[GPTunnelError], message: str
+) -> GPTunnelError:
+    """The error of class ``error`` that refuses ``response``'s body (a
+    ``ResponseDecodeError`` carries its status)."""
+    if error is ResponseDecodeError:
+        return ResponseDecodeError(message, status_code=response.status)
+    return error(message)
+
+
+async def _inflated(
+    response: aiohttp.ClientResponse,
+    inflater: _Inflater,
+    most: int,
+    too_long: Callable[[], GPTunnelError],
+) -> AsyncIterator[bytes]:
+    """``response``'s body through ``inflater``; ``too_long()`` is raised once more than
+    ``most`` bytes of it have come as sent (see :func:`_most_encoded`)."""
+    taken = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
+        taken += len(chunk)
+        if taken > most:
+            raise too_long()
         for piece in inflater.feed(chunk):
             yield piece
     inflater.finish()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import random
 import tempfile
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from aiohttp import web
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gptunnel_async import DownloadError, GPTunnelClient, GPTunnelError, Task
+from gptunnel_async import DownloadError, GPTunnelClient, GPTunnelError, ResponseDecodeError, Task
 from gptunnel_async._sansio.responses import structure
 from gptunnel_async._transport import _Inflater
 
@@ -54,10 +55,13 @@ def inflated(body: bytes, coding: str, *, chunk: int, limit: int = 1 << 30) -> b
     return out
 
 
-def serving(body: bytes, coding: str, chunk: int) -> faults.Reply:
-    """An answer sending ``body`` under ``coding``, chunked, ``chunk`` bytes at a time."""
+def serving(body: bytes, coding: str, chunk: int, *, sized: bool = False) -> faults.Reply:
+    """An answer sending ``body`` under ``coding``, chunked, ``chunk`` bytes at a time
+    (or, ``sized``, under a ``Content-Length``)."""
 
     async def reply(request: web.Request) -> web.StreamResponse:
+        if sized:
+            return web.Response(body=body, headers={"Content-Encoding": coding})
         response = web.StreamResponse(headers={"Content-Encoding": coding})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -71,12 +75,12 @@ def serving(body: bytes, coding: str, chunk: int) -> faults.Reply:
 
 @asynccontextmanager
 async def plain_client(
-    body: bytes, coding: str = "gzip", *, chunk: int = 4096
+    body: bytes, coding: str = "gzip", *, chunk: int = 4096, sized: bool = False
 ) -> AsyncIterator[tuple[GPTunnelClient, str]]:
     """A client on a borrowed session that does not decompress, and the URL of a loopback
     host answering ``body`` under ``coding`` to every request (the API's reads too)."""
     async with (
-        loopback_server(serving(body, coding, chunk)) as server,
+        loopback_server(serving(body, coding, chunk, sized=sized)) as server,
         aiohttp.ClientSession(auto_decompress=False) as session,
         GPTunnelClient(
             api_key=API_KEY, base_url=str(server.make_url("/v1")), session=session, max_retries=0
@@ -93,12 +97,15 @@ def read(path: Path) -> bytes:
     return path.read_bytes()
 
 
-async def saved_or_error(body: bytes, coding: str = "gzip", **options: int) -> bytes | Exception:
-    """What a download of ``body`` saves (with ``max_bytes`` and such from ``options``),
-    or its error; either way, the folder holds nothing else."""
+async def saved_or_error(
+    body: bytes, coding: str = "gzip", *, sized: bool = False, **options: int
+) -> bytes | Exception:
+    """What a download of ``body`` saves (with ``max_bytes`` and such from ``options``;
+    ``sized``: sent under a ``Content-Length``), or its error; either way, the folder
+    holds nothing else."""
     with tempfile.TemporaryDirectory() as folder:
         try:
-            async with plain_client(body, coding) as (client, url):
+            async with plain_client(body, coding, sized=sized) as (client, url):
                 saved = await client.download_result(url, Path(folder) / "r.png", **options)
         except GPTunnelError as exc:
             assert entries(folder) == []
@@ -345,3 +352,108 @@ async def test_a_bomb_under_max_bytes_is_saved_without_holding_it() -> None:
             assert file.read(8) == PICTURE[:8]
             assert all(not any(block) for block in iter(lambda: file.read(PIECE), b""))
     assert peak < 8 << 20
+
+
+# -- the size as sent ------------------------------------------------------------------------
+
+UNCOMPRESSIBLE = PICTURE[:8] + random.Random(7).randbytes(20_000)
+"""A result that gzip and deflate make a little larger, as a PNG or a JPEG."""
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["content-length", "chunked"])
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda data: deflated(data, True)),
+    ],
+    ids=["gzip", "deflate-zlib", "deflate-raw"],
+)
+async def test_max_bytes_is_the_size_decoded_whatever_the_size_as_sent(
+    coding: str, encode: Callable[[bytes], bytes], sized: bool
+) -> None:
+    """A result of exactly ``max_bytes`` that is a few bytes longer compressed is saved:
+    ``max_bytes`` counts the bytes written (before, a ``Content-Length`` of the
+    compressed size over ``max_bytes`` refused it, "the result is 20031 bytes")."""
+    body = encode(UNCOMPRESSIBLE)
+    assert len(body) > len(UNCOMPRESSIBLE)
+    size = len(UNCOMPRESSIBLE)
+    assert await saved_or_error(body, coding, sized=sized, max_bytes=size) == UNCOMPRESSIBLE
+    failure = await saved_or_error(body, coding, sized=sized, max_bytes=size - 1)
+    assert isinstance(failure, DownloadError)
+    assert f"over max_bytes={size - 1}" in str(failure)
+
+
+def most_as_sent(limit: int) -> int:
+    """The most bytes the SDK reads of a coded body of at most ``limit`` bytes decoded."""
+    return limit + limit // 64 + (1 << 20)
+
+
+def padded(data: bytes, padding: str, size: int) -> tuple[str, bytes]:
+    """``data`` encoded with about ``size`` bytes of padding that decodes to nothing: a
+    gzip header's file name or comment, gzip members' extra fields, or a deflate
+    stream's empty stored blocks (what a flush writes), in zlib's format or raw."""
+    if padding in ("gzip-name", "gzip-comment"):
+        flag = 0x08 if padding == "gzip-name" else 0x10
+        member = gzip.compress(data)
+        return "gzip", member[:3] + bytes([flag]) + member[4:10] + b"n" * size + b"\0" + member[10:]
+    if padding == "gzip-extra":
+        extra = min(size, 0xFFFF)
+        empty = gzip.compress(b"")
+        pad = empty[:3] + b"\x04" + empty[4:10] + extra.to_bytes(2, "little") + b"e" * extra
+        return "gzip", pad + empty[10:] + (pad + empty[10:]) * (
+            size // max(extra, 1)
+        ) + gzip.compress(data)
+    blocks = b"\x00\x00\x00\xff\xff" * (size // 5)
+    raw = blocks + deflated(data, True)
+    if padding == "deflate-raw":
+        return "deflate", raw
+    return "deflate", b"\x78\x9c" + raw + zlib.adler32(data).to_bytes(4, "big")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    padding=st.sampled_from(
+        ["gzip-name", "gzip-comment", "gzip-extra", "deflate-zlib", "deflate-raw"]
+    ),
+    size=st.integers(0, 3 << 20),
+    sized=st.booleans(),
+)
+async def test_a_coded_body_is_read_only_as_far_as_its_decoded_bytes_can_take(
+    padding: str, size: int, sized: bool
+) -> None:
+    """A body padded with bytes that decode to nothing (which the caps, counting decoded
+    bytes, never stopped: a 2xx API answer ran on until its timeout, gigabytes on a fast
+    link) is refused once it is past what ``max_bytes`` decoded can take as sent, a
+    ``DownloadError`` that saves nothing; one within it is saved."""
+    coding, body = padded(PICTURE, padding, size)
+    outcome = await saved_or_error(body, coding, sized=sized, max_bytes=len(PICTURE))
+    if len(body) <= most_as_sent(len(PICTURE)):
+        assert outcome == PICTURE
+    else:
+        assert isinstance(outcome, DownloadError)
+        assert f"bytes as sent, more than a body of at most {len(PICTURE)} bytes" in str(outcome)
+
+
+async def test_an_api_answer_padded_past_the_cap_is_refused_at_once() -> None:
+    """A 2xx task object behind 6 MiB of a gzip header's file name is a
+    ``ResponseDecodeError`` with its status, not retried (before, it was read whole, and
+    one that never ended was read until the timeout, then retried)."""
+    asked: list[str] = []
+    _, body = padded(json.dumps(DONE).encode(), "gzip-name", 6 << 20)
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        return await serving(body, "gzip", 1 << 16)(request)
+
+    async with (
+        loopback_server(answer) as server,
+        GPTunnelClient(
+            api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=2
+        ) as client,
+    ):
+        with pytest.raises(ResponseDecodeError, match="bytes as sent") as caught:
+            await client.get_result("task-1")
+    assert caught.value.status_code == 200
+    assert asked == ["/v1/faceswap/result"]

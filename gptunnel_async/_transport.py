@@ -34,6 +34,7 @@ from ._sansio.requests import (
     Request,
     RequestBuilder,
     content_codings,
+    plain_transfer,
 )
 from ._sansio.responses import MAX_ANSWER_BYTES, Decoder, check_answer
 from ._sansio.retries import (
@@ -557,12 +558,25 @@ class Transport(InProcessOnly):
         Raises:
             GPTunnelError: of class ``error``, at once (before a byte is read), for any
                 other coding (``br``, ``zstd``, ``compress``, a stack such as ``gzip,
-                gzip``): its bytes are not what was sent, and read as they are they
-                would be saved or decoded as if they were. Also, at once or as it is
-                read, for a coded body over :func:`_most_encoded` bytes as sent (its
-                ``Content-Length``, or what came): the caps count decoded bytes, and a
-                body padded with next to nothing to decode was read until the timeout.
+                gzip``), or a ``Transfer-Encoding`` other than ``chunked`` or
+                ``identity`` (``gzip, chunked``: aiohttp undoes the framing alone, see
+                ``plain_transfer``): its bytes are not what was sent, and read as they
+                are they would be saved or decoded as if they were. Also, at once or as
+                it is read, for a coded body over :func:`_most_encoded` bytes as sent
+                (its ``Content-Length``, or what came): the caps count decoded bytes,
+                and a body padded with next to nothing to decode was read until the
+                timeout.
         """
+        transfer = response.headers.getall("Transfer-Encoding", ())
+        if not plain_transfer(transfer):
+            stated = excerpt(", ".join(transfer), self._api_key, SHORT_TEXT)
+            raise _refused_body(
+                response,
+                error,
+                f"the answer's Transfer-Encoding {stated!r} is not one the SDK can undo (it "
+                "reads chunked alone, and asks for no other): its body is not what was "
+                "sent, so it is not read",
+            )
         lines = response.headers.getall("Content-Encoding", [])
         codings = content_codings(lines)
         if not codings:

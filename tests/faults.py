@@ -24,6 +24,7 @@ __all__ = [
     "html",
     "not_http",
     "rate_limited",
+    "raw",
     "reset",
     "stall",
     "stall_mid_body",
@@ -72,6 +73,20 @@ def reset() -> Reply:
 
     async def reply(request: web.Request) -> web.StreamResponse:
         _raw(request).abort()
+        return web.Response()
+
+    return reply
+
+
+def raw(answer: bytes) -> Reply:
+    """Answer with ``answer`` as it is (a status line, headers and a body the server's own
+    writer would not send: odd header values, framing of the test's choosing), then
+    close the connection."""
+
+    async def reply(request: web.Request) -> web.StreamResponse:
+        transport = _raw(request)
+        transport.write(answer)
+        transport.close()
         return web.Response()
 
     return reply

@@ -33,12 +33,14 @@ from gptunnel_async import (
     GPTunnelClient,
     GPTunnelError,
     NotFoundError,
+    RateLimitError,
     ResponseDecodeError,
     Task,
 )
-from gptunnel_async._sansio.requests import content_codings
+from gptunnel_async._sansio.requests import content_codings, plain_transfer
 from gptunnel_async._sansio.responses import structure
 
+from . import faults
 from .conftest import API_KEY, loopback_server, task_json
 
 PICTURE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
@@ -318,3 +320,128 @@ async def test_an_api_answer_in_a_coding_not_asked_for_is_a_decode_error(coding:
             await client.get_result("task-1")
     assert asked == ["/v1/faceswap/result"]
     assert caught.value.status_code == 200
+
+
+# -- transfer codings ---------------------------------------------------------------------
+
+
+def chunked(data: bytes, size: int = 1000) -> bytes:
+    """``data`` in HTTP/1.1 chunked framing, ``size`` bytes a chunk."""
+    framed = b"".join(
+        b"%x\r\n%s\r\n" % (len(data[at : at + size]), data[at : at + size])
+        for at in range(0, len(data), size)
+    )
+    return framed + b"0\r\n\r\n"
+
+
+def transfer_answer(lines: list[str]) -> bytes:
+    """A 200 with the picture under the ``Transfer-Encoding`` lines ``lines``: gzipped if
+    they name gzip, in chunked framing if they name chunked (how aiohttp reads such
+    an answer, whether it undoes the framing, is up to it)."""
+    named = [item.strip(" \t").lower() for line in lines for item in line.split(",")]
+    body = gzip.compress(PICTURE) if "gzip" in named else PICTURE
+    body = chunked(body) if "chunked" in named else body
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n"
+    head += b"".join(b"Transfer-Encoding: %s\r\n" % line.encode() for line in lines)
+    return head + b"\r\n" + body
+
+
+async def saved_under(lines: list[str]) -> bytes | GPTunnelError:
+    """What a download of the picture sent under the ``Transfer-Encoding`` lines ``lines``
+    saves, or its error; with an error, the folder is left empty."""
+    with tempfile.TemporaryDirectory() as folder:
+        async with (
+            loopback_server(faults.raw(transfer_answer(lines))) as server,
+            GPTunnelClient(
+                api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0
+            ) as client,
+        ):
+            try:
+                path = await client.download_result(str(server.make_url("/r.png")), folder)
+            except GPTunnelError as exc:
+                assert entries(folder) == []
+                return exc
+            return read(path)
+
+
+@pytest.mark.parametrize(
+    ("lines", "plain"),
+    [
+        ([], True),
+        (["chunked"], True),
+        ([" CHUNKED\t"], True),
+        (["identity"], True),
+        (["identity", "identity"], True),
+        (["gzip, chunked"], False),
+        (["gzip"], False),
+        (["chunked, identity"], False),  # aiohttp reads the last item: not chunked
+        (["chunked,"], False),  # nor this
+        (["chunked, chunked"], False),
+        (["identity", "chunked"], False),  # aiohttp's Python parser reads the first line
+        (["chunked\xa0"], False),
+        ([""], False),
+    ],
+)
+def test_only_chunked_framing_leaves_a_body_as_sent(lines: list[str], plain: bool) -> None:
+    assert plain_transfer(lines) is plain
+
+
+TRANSFER_ITEM = st.sampled_from(["chunked", "Chunked", " chunked ", "gzip", "identity", ""])
+
+
+@settings(max_examples=60)
+@given(lines=st.lists(st.lists(TRANSFER_ITEM, min_size=1, max_size=3).map(",".join), max_size=2))
+async def test_a_transfer_coding_never_saves_anything_but_the_file(lines: list[str]) -> None:
+    """Whatever ``Transfer-Encoding`` a host states, the file saved is the one sent, or
+    nothing is saved: before, ``gzip, chunked`` (aiohttp undoes the framing alone) saved
+    the gzip bytes as the picture, a complete-looking file that was not the file."""
+    outcome = await saved_under(lines)
+    assert outcome == PICTURE or isinstance(outcome, GPTunnelError)
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [["gzip, chunked"], ["x-gzip, Chunked"], ["gzip", "chunked"], ["chunked, identity"]],
+)
+async def test_a_transfer_coding_other_than_chunked_saves_nothing(lines: list[str]) -> None:
+    """Not retried: the host sends it the same way each time."""
+    outcome = await saved_under(lines)
+    assert isinstance(outcome, DownloadError)
+    assert "Transfer-Encoding" in str(outcome)
+
+
+@pytest.mark.parametrize("lines", [[], ["chunked"], [" Chunked "], ["identity"]])
+async def test_a_body_only_framed_is_saved(lines: list[str]) -> None:
+    assert await saved_under(lines) == PICTURE
+
+
+async def test_an_api_answer_in_a_transfer_coding_is_a_decode_error() -> None:
+    done = json.dumps(DONE).encode()
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+    async with (
+        loopback_server(faults.raw(answer + chunked(gzip.compress(done)))) as server,
+        GPTunnelClient(
+            api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=2
+        ) as client,
+    ):
+        with pytest.raises(
+            ResponseDecodeError, match="Transfer-Encoding 'gzip, chunked'"
+        ) as caught:
+            await client.get_result("task-1")
+    assert caught.value.status_code == 200
+
+
+async def test_an_error_answer_in_a_transfer_coding_keeps_its_status() -> None:
+    answer = (
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n"
+    )
+    async with (
+        loopback_server(faults.raw(answer + chunked(gzip.compress(b"{}")))) as server,
+        GPTunnelClient(
+            api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0
+        ) as client,
+    ):
+        with pytest.raises(RateLimitError) as caught:
+            await client.get_result("task-1")
+    assert caught.value.retry_after == 7

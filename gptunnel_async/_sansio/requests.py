@@ -6,7 +6,7 @@ other: a result URL on a storage host, or a redirect elsewhere, never carries it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -20,6 +20,7 @@ __all__ = [
     "Request",
     "RequestBuilder",
     "content_codings",
+    "plain_transfer",
 ]
 
 ACCEPTED_ENCODINGS: Final = "gzip, deflate"
@@ -42,6 +43,20 @@ def content_codings(values: Iterable[str]) -> tuple[str, ...]:
         for coding in (part.strip(" \t").lower() for part in value.split(","))
         if coding not in ("", "identity")
     )
+
+
+def plain_transfer(values: Sequence[str]) -> bool:
+    """Whether a body sent under the ``Transfer-Encoding`` header lines ``values`` is as
+    it was sent once aiohttp has undone its framing: no line, one line that is
+    ``chunked`` alone (in any case and spacing), or ``identity`` alone (the body runs to
+    the connection's end). Any other value may leave the body coded (``gzip, chunked``:
+    a coding the request's ``TE`` never asked for, which aiohttp does not undo) or its
+    chunk framing in it (``chunked,`` or ``chunked, identity``, which aiohttp does not
+    read as chunked; two lines, of which its Python parser reads only the first)."""
+    if not values:
+        return True
+    items = [item.strip(" \t").lower() for value in values for item in value.split(",")]
+    return (len(values) == 1 and items == ["chunked"]) or all(item == "identity" for item in items)
 
 
 @attrs.frozen(getstate_setstate=False)  # InProcessOnly's refusal, not attrs' state

@@ -196,12 +196,19 @@ class _Inflater:
         self._inflate: zlib._Decompress | None = None
         self._members = 0
         self._room = limit
+        self._start = b""
+        """A deflate body's first byte, while it is alone: its format needs two."""
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         """The decoded bytes of ``chunk``, in pieces of at most :data:`_CHUNK` bytes (a
         64 KiB read of a gzip bomb decodes to some 64 MiB: it is never held at once),
         at most ``limit + 1`` of them over the body (its reader stops past ``limit``);
         ``aiohttp.ClientPayloadError`` if it is corrupt or goes on after the body's end."""
+        if self._inflate is None and not self._gzip and len(self._start) + len(chunk) < 2:
+            self._start += chunk  # see _wbits
+            return
+        if self._start:
+            chunk, self._start = self._start + chunk, b""
         while chunk and self._room >= 0:
             inflate = self._decompressor(chunk)
             yield from self._pieces(inflate, chunk)
@@ -229,7 +236,7 @@ class _Inflater:
         """At the end of the body: ``aiohttp.ClientPayloadError`` if the stream was cut.
         A body without a single byte is empty, as aiohttp reads it (an empty error page
         labelled ``gzip``), not a cut stream."""
-        if self._inflate is not None and not self._inflate.eof:
+        if self._start or (self._inflate is not None and not self._inflate.eof):
             raise aiohttp.ClientPayloadError("the compressed body ends before its end")
 
     def _decompressor(self, chunk: bytes) -> zlib._Decompress:
@@ -248,12 +255,17 @@ class _Inflater:
         return self._inflate
 
     def _wbits(self, chunk: bytes) -> int:
-        """zlib's format for the stream ``chunk`` starts: "deflate" is meant as zlib's
-        format, but some servers send it raw; a zlib stream starts with a byte whose low
-        nibble is 8 (as aiohttp checks too)."""
+        """zlib's format for the stream ``chunk`` starts (at least two bytes of a
+        deflate one): "deflate" is meant as zlib's format, but some servers send it raw.
+        A zlib stream starts with a two-byte header (RFC 1950: method 8, a window of at
+        most 32 KiB, the two bytes a multiple of 31 as one number); the first byte's low
+        nibble alone (aiohttp's test) is 8 in a raw stream that starts with a stored
+        block whose padding bits are set (RFC 1951 3.2.4 has decoders ignore them)."""
         if self._gzip:
             return 16 + zlib.MAX_WBITS
-        return zlib.MAX_WBITS if chunk[0] & 0x0F == 8 else -zlib.MAX_WBITS
+        first = chunk[0]
+        header = first & 0x0F == 8 and first >> 4 <= 7 and (first << 8 | chunk[1]) % 31 == 0
+        return zlib.MAX_WBITS if header else -zlib.MAX_WBITS
 
     def _corrupt(self, exc: zlib.error) -> aiohttp.ClientPayloadError:
         if self._members > 1:

@@ -221,6 +221,61 @@ def test_any_byte_after_a_deflate_stream_is_an_error(
         inflated(deflated(part, raw) + trailing, "deflate", chunk=chunk)
 
 
+def zlib_header(start: bytes) -> bool:
+    """Whether ``start`` begins with a valid zlib header (RFC 1950: method 8, a window of
+    at most 32 KiB, and the 16-bit value a multiple of 31)."""
+    return (
+        len(start) >= 2
+        and start[0] & 0x0F == 8
+        and start[0] >> 4 <= 7
+        and int.from_bytes(start[:2], "big") % 31 == 0
+    )
+
+
+@given(
+    padding=st.integers(0, 31),
+    stored=st.binary(max_size=300),
+    rest=st.binary(max_size=2000),
+    chunk=st.integers(1, 3000),
+)
+def test_a_raw_deflate_stream_is_told_from_a_zlib_one_by_its_whole_header(
+    padding: int, stored: bytes, rest: bytes, chunk: int
+) -> None:
+    """A raw stream that starts with a stored block, whose first byte's five high bits
+    are padding that decoders ignore (RFC 1951 3.2.4), is decoded raw unless its first
+    two bytes are a whole zlib header: the SDK (as aiohttp) read any first byte whose
+    low four bits were 8 as zlib's, and called such a stream corrupt."""
+    body = (
+        bytes([padding << 3])  # BFINAL 0, BTYPE 00 (stored), then padding
+        + len(stored).to_bytes(2, "little")
+        + (len(stored) ^ 0xFFFF).to_bytes(2, "little")
+        + stored
+        + deflated(rest, True)
+    )
+    assume(not zlib_header(body))
+    assert inflated(body, "deflate", chunk=chunk) == stored + rest
+
+
+@given(data=st.binary(max_size=2000), level=st.integers(0, 9), chunk=st.integers(1, 3000))
+def test_a_zlib_stream_is_read_as_zlib_whatever_its_chunks(
+    data: bytes, level: int, chunk: int
+) -> None:
+    """Its two-byte header told apart even when it comes a byte at a time."""
+    body = zlib.compress(data, level)
+    assert zlib_header(body)
+    assert inflated(body, "deflate", chunk=chunk) == data
+
+
+@pytest.mark.parametrize("start", [b"", b"\x78"], ids=["empty", "one-byte"])
+def test_a_deflate_body_cut_in_its_header_is_cut(start: bytes) -> None:
+    """One byte of a stream is a cut one; none is an empty body, as aiohttp reads it."""
+    if start:
+        with pytest.raises(aiohttp.ClientPayloadError, match="ends before its end"):
+            inflated(start, "deflate", chunk=1)
+    else:
+        assert inflated(start, "deflate", chunk=1) == b""
+
+
 @pytest.mark.parametrize("raw", [False, True], ids=["zlib", "raw"])
 def test_a_deflate_stream_alone_is_decoded(raw: bool) -> None:
     assert inflated(deflated(PICTURE, raw), "deflate", chunk=999) == PICTURE

@@ -35,6 +35,15 @@ MALFORMED = {
         f"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: {KEY}\r\n\r\n{{}}"
     ),
     "lower case key": f"HTTP/1.1 200 OK\r\nContent-Length: {KEY.lower()}\r\n\r\n",
+    "content coding": (
+        f"HTTP/1.1 200 OK\r\nContent-Encoding: br, {KEY}\r\nContent-Length: 2\r\n\r\n{{}}"
+    ),
+    "content coding lines": (
+        f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Encoding: {KEY * 40}\r\n\r\n{{}}"
+    ),
+    "transfer coding": (
+        f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {KEY}, chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+    ),
 }
 
 

@@ -35,6 +35,7 @@ from gptunnel_async import (
     NotFoundError,
     RateLimitError,
     ResponseDecodeError,
+    ServerError,
     Task,
 )
 from gptunnel_async._sansio.requests import content_codings, plain_transfer
@@ -445,3 +446,70 @@ async def test_an_error_answer_in_a_transfer_coding_keeps_its_status() -> None:
         with pytest.raises(RateLimitError) as caught:
             await client.get_result("task-1")
     assert caught.value.retry_after == 7
+
+
+# -- an error status keeps its error, whatever its body's coding ------------------------------
+
+ERROR_PAGE = json.dumps({"error": {"message": "the page of the error"}}).encode()
+
+ERROR_BODIES: dict[str, tuple[list[tuple[str, str]], bytes, bool]] = {
+    # name: (headers, body sent, whether the page's message can be read from it)
+    "gzip": ([("Content-Encoding", "gzip")], gzip.compress(ERROR_PAGE), True),
+    "deflate-raw": (
+        [("Content-Encoding", "deflate")],
+        zlib.compress(ERROR_PAGE, wbits=-zlib.MAX_WBITS),
+        True,
+    ),
+    "gzip-corrupt": ([("Content-Encoding", "gzip")], b"\x1f\x8b\x08junk", False),
+    "gzip-cut": ([("Content-Encoding", "gzip")], gzip.compress(ERROR_PAGE)[:-9], True),
+    "br": ([("Content-Encoding", "br")], b"\x0b" + ERROR_PAGE, False),
+    "gzip-gzip": ([("Content-Encoding", "gzip, gzip")], gzip.compress(ERROR_PAGE), False),
+    "padded": (
+        [("Content-Encoding", "gzip")],
+        b"\x1f\x8b\x08\x08\0\0\0\0\0\xff"
+        + b"n" * (6 << 20)
+        + b"\0"
+        + gzip.compress(ERROR_PAGE)[10:],
+        False,
+    ),
+}
+
+ERRORS_BY_STATUS = {404: NotFoundError, 429: RateLimitError, 500: ServerError, 503: ServerError}
+
+
+@pytest.mark.parametrize("status", sorted(ERRORS_BY_STATUS))
+@pytest.mark.parametrize("name", sorted(ERROR_BODIES))
+async def test_an_error_status_keeps_its_error_and_retry_after_whatever_its_body(
+    name: str, status: int
+) -> None:
+    """A 404, 429, 500 or 503 with a coded body, one the SDK decodes, one it refuses, one
+    cut or corrupt or padded past the cap, is the status's own error with its
+    ``Retry-After``, and its page's message when the body could be read, to an API read
+    and to a download alike (which saves nothing); never a decode or connection error."""
+    headers, body, readable = ERROR_BODIES[name]
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.Response(status=status, body=body, content_type="application/json")
+        for header, value in [*headers, ("Retry-After", "7")]:
+            response.headers.add(header, value)
+        return response
+
+    with tempfile.TemporaryDirectory() as folder:
+        async with (
+            loopback_server(answer) as server,
+            GPTunnelClient(
+                api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0
+            ) as client,
+        ):
+            url = str(server.make_url("/r.png"))
+            for call in (
+                lambda: client.get_result("task-1"),
+                lambda: client.download_result(url, folder),
+            ):
+                with pytest.raises(ERRORS_BY_STATUS[status]) as caught:
+                    await call()
+                assert caught.value.status_code == status
+                assert caught.value.retry_after == 7
+                if readable:
+                    assert "the page of the error" in str(caught.value)
+        assert entries(folder) == []

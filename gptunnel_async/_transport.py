@@ -17,7 +17,7 @@ import json
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
@@ -44,7 +44,7 @@ from ._sansio.retries import (
     may_have_acted,
     parse_retry_after,
 )
-from ._sansio.text import SHORT_TEXT, excerpt
+from ._sansio.text import SHORT_TEXT, excerpt, mask_for
 from ._timing import Wakeup
 from ._version import version
 from .errors import (
@@ -581,26 +581,24 @@ class Transport(InProcessOnly):
         """
         transfer = response.headers.getall("Transfer-Encoding", ())
         if not plain_transfer(transfer):
-            stated = excerpt(", ".join(transfer), self._api_key, SHORT_TEXT)
             raise _refused_body(
                 response,
                 error,
-                f"the answer's Transfer-Encoding {stated!r} is not one the SDK can undo (it "
-                "reads chunked alone, and asks for no other): its body is not what was "
-                "sent, so it is not read",
+                f"the answer's Transfer-Encoding '{self._quoted(transfer)}' is not one the "
+                "SDK can undo (it reads chunked alone, and asks for no other): its body is "
+                "not what was sent, so it is not read",
             )
         lines = response.headers.getall("Content-Encoding", [])
         codings = content_codings(lines)
         if not codings:
             return response.content.iter_chunked(_CHUNK)
         if len(codings) != 1 or codings[0] not in UNDOABLE_CODINGS:
-            stated = excerpt(", ".join(lines), self._api_key, SHORT_TEXT)
             raise _refused_body(
                 response,
                 error,
-                f"the answer's Content-Encoding {stated!r} is not one the SDK can undo (it "
-                f"asks for {ACCEPTED_ENCODINGS}, one coding at a time): its body is not "
-                "what was sent, so it is not read",
+                f"the answer's Content-Encoding '{self._quoted(lines)}' is not one the SDK "
+                f"can undo (it asks for {ACCEPTED_ENCODINGS}, one coding at a time): its body "
+                "is not what was sent, so it is not read",
             )
         most = _most_encoded(limit)
         too_long = functools.partial(
@@ -613,6 +611,13 @@ class Transport(InProcessOnly):
         if (response.content_length or 0) > most:
             raise too_long()
         return _inflated(response, _Inflater(codings[0], limit), most, too_long)
+
+    def _quoted(self, lines: Sequence[str]) -> str:
+        """Header lines as an error quotes them: the key masked, then every character
+        but printable ASCII escaped (a refused ``gzip\\xa0`` or ``gzip\\x0b`` must not read
+        as ``gzip``, as it did with its blank folded away), bounded."""
+        mask = mask_for(self._api_key)
+        return excerpt(", ".join(lines), None, masked=lambda text: ascii(mask(text))[1:-1])
 
     # -- API requests ---------------------------------------------------------------------
 

@@ -513,3 +513,38 @@ async def test_an_error_status_keeps_its_error_and_retry_after_whatever_its_body
                 if readable:
                     assert "the page of the error" in str(caught.value)
         assert entries(folder) == []
+
+
+# -- what a refusal quotes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "quoted"),
+    [
+        ("Content-Encoding", b"gzip\xc2\xa0", r"gzip\xa0"),  # a no-break space, in UTF-8
+        ("Content-Encoding", b"gzip\x0b", r"gzip\x0b"),
+        ("Content-Encoding", "gzip\u200b".encode(), r"gzip\u200b"),  # a zero-width space
+        ("Content-Encoding", b"g\xffzip", r"g\udcffzip"),  # not UTF-8
+        ("Content-Encoding", b"br,\tgzip", r"br,\tgzip"),
+        ("Transfer-Encoding", b"chunked\xc2\xa0", r"chunked\xa0"),
+    ],
+)
+async def test_a_refused_value_is_quoted_as_sent(header: str, value: bytes, quoted: str) -> None:
+    """A value refused for a character that is not a plain one is quoted with it escaped:
+    ``gzip`` and a no-break space was quoted as ``'gzip'`` (its blank folded away by the
+    shortening of server text), an error that said ``gzip`` is a coding the SDK cannot
+    undo."""
+    answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n%s: %s\r\n" % (header.encode(), value)
+    body = gzip.compress(PICTURE)
+    framed = chunked(body) if header == "Transfer-Encoding" else body
+    with tempfile.TemporaryDirectory() as folder:
+        async with (
+            loopback_server(faults.raw(answer + b"\r\n" + framed)) as server,
+            GPTunnelClient(
+                api_key=API_KEY, base_url=str(server.make_url("/v1")), max_retries=0
+            ) as client,
+        ):
+            with pytest.raises(DownloadError) as caught:
+                await client.download_result(str(server.make_url("/r.png")), folder)
+        assert entries(folder) == []
+    assert f"{header} '{quoted}' is not one" in str(caught.value)

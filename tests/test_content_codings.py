@@ -377,10 +377,16 @@ async def saved_under(lines: list[str]) -> bytes | GPTunnelError:
         (["gzip"], False),
         (["chunked, identity"], False),  # aiohttp reads the last item: not chunked
         (["chunked,"], False),  # nor this
-        (["chunked, chunked"], False),
+        (["chunked, chunked"], True),  # a proxy that repeats it: undone once
+        (["chunked", "Chunked"], True),
+        ([", chunked"], True),
         (["identity", "chunked"], False),  # aiohttp's Python parser reads the first line
+        (["", "chunked"], False),
+        (["chunked", "identity"], False),  # and its C parser the last
+        (["chunked", "gzip, chunked"], False),
         (["chunked\xa0"], False),
-        ([""], False),
+        ([""], True),
+        (["identity,"], True),
     ],
 )
 def test_only_chunked_framing_leaves_a_body_as_sent(lines: list[str], plain: bool) -> None:
@@ -411,8 +417,12 @@ async def test_a_transfer_coding_other_than_chunked_saves_nothing(lines: list[st
     assert "Transfer-Encoding" in str(outcome)
 
 
-@pytest.mark.parametrize("lines", [[], ["chunked"], [" Chunked "], ["identity"]])
+@pytest.mark.parametrize(
+    "lines",
+    [[], ["chunked"], [" Chunked "], ["identity"], ["chunked", "chunked"], ["chunked, chunked"]],
+)
 async def test_a_body_only_framed_is_saved(lines: list[str]) -> None:
+    """``chunked`` said twice (a proxy that repeats the line) is the framing, undone once."""
     assert await saved_under(lines) == PICTURE
 
 

@@ -47,16 +47,22 @@ def content_codings(values: Iterable[str]) -> tuple[str, ...]:
 
 def plain_transfer(values: Sequence[str]) -> bool:
     """Whether a body sent under the ``Transfer-Encoding`` header lines ``values`` is as
-    it was sent once aiohttp has undone its framing: no line, one line that is
-    ``chunked`` alone (in any case and spacing), or ``identity`` alone (the body runs to
-    the connection's end). Any other value may leave the body coded (``gzip, chunked``:
-    a coding the request's ``TE`` never asked for, which aiohttp does not undo) or its
-    chunk framing in it (``chunked,`` or ``chunked, identity``, which aiohttp does not
-    read as chunked; two lines, of which its Python parser reads only the first)."""
+    it was sent once aiohttp has undone its framing, whichever of its two parsers reads
+    it: no line; ``chunked`` alone, in any case and spacing, said once or more (a proxy
+    that repeats the line: it is undone once), ending the first line (which aiohttp's
+    Python parser reads alone) and the last (which its C parser reads); or ``identity``
+    alone (the body runs to the connection's end). Any other value may leave the body
+    coded (``gzip, chunked``: a coding the request's ``TE`` never asked for, which
+    aiohttp does not undo) or its chunk framing in it (``chunked,`` or ``chunked,
+    identity``, which aiohttp does not read as chunked; ``identity`` then ``chunked``
+    on two lines, which one of its parsers does not)."""
     if not values:
         return True
-    items = [item.strip(" \t").lower() for value in values for item in value.split(",")]
-    return (len(values) == 1 and items == ["chunked"]) or all(item == "identity" for item in items)
+    lines = [[item.strip(" \t").lower() for item in value.split(",")] for value in values]
+    items = {item for line in lines for item in line} - {""}
+    if items <= {"identity"}:
+        return True
+    return items == {"chunked"} and lines[0][-1] == lines[-1][-1] == "chunked"
 
 
 @attrs.frozen(getstate_setstate=False)  # InProcessOnly's refusal, not attrs' state

@@ -391,8 +391,8 @@ def test_a_body_that_inflates_far_is_decoded_in_bounded_pieces(
 async def test_a_bomb_under_max_bytes_is_saved_without_holding_it() -> None:
     """A 32 MiB result sent as 32 KiB of gzip is saved whole, while the SDK holds a few
     pieces of it at a time (before, one read inflated to the whole 32 MiB in memory,
-    copied again for the check of its first bytes: aiohttp itself inflates in bounded
-    pieces since 3.13.3)."""
+    copied again for the check of its first bytes; recent aiohttp inflates in bounded
+    pieces itself)."""
     size = 32 << 20
     with tempfile.TemporaryDirectory() as folder:
         async with plain_client(gzip.compress(PICTURE[:8] + bytes(size - 8))) as (client, url):

@@ -22,6 +22,7 @@ from ._checks import (
     describe,
     http_url,
     instance_of,
+    missing_methods,
     optional,
     seconds_within_a_day,
     text,
@@ -72,7 +73,9 @@ def _budget(
         return None if requests_per_second is None else InProcessBudget(requests_per_second)
     if requests_per_second is not None:
         raise ConfigurationError("give requests_per_second or budget, not both")
-    if not isinstance(budget, RequestBudget):
+    # Its methods looked up as attributes, not by isinstance against the protocol: from
+    # Python 3.12 that ignores what a class provides through __getattr__ (a wrapper).
+    if missing_methods(budget, ("acquire", "rate_limited", "current_rate")):
         raise ConfigurationError(
             f"budget must be a RequestBudget (acquire, rate_limited, current_rate), got {budget!r}"
         )

@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 from pathlib import Path
-from typing import Final, Protocol, TypeAlias, runtime_checkable
+from typing import Final, Protocol, TypeAlias, TypeGuard, runtime_checkable
 
 from ._checks import describe, describe_url, http_url
 from ._png import PngError, read_png
@@ -26,6 +26,7 @@ __all__ = [
     "check_mask",
     "encode_image",
     "image_link",
+    "is_file_object",
     "read_file_object",
     "read_image_file",
     "sniff_image_type",
@@ -52,6 +53,17 @@ class ReadableBytes(Protocol):
 ImageInput: TypeAlias = str | bytes | os.PathLike[str] | ReadableBytes
 """An image for the API: an http(s) URL, a ``data:`` URI, raw bytes, a file path, or a
 binary file object (read from its current position)."""
+
+
+def is_file_object(value: object) -> TypeGuard[ReadableBytes]:
+    """Whether ``value`` is taken for a binary file object: it has a callable ``read``,
+    its own or handed on from a file it wraps (``tempfile.NamedTemporaryFile()``, a web
+    framework's upload). Looked up as an attribute rather than by ``isinstance`` against
+    :class:`ReadableBytes`: from Python 3.12 that check ignores what a class provides
+    through ``__getattr__``, so such wrappers were taken on Python 3.11 and refused on
+    3.12 and 3.13."""
+    return callable(getattr(value, "read", None))
+
 
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 """10 MiB before base64: larger uploads belong at a URL the API can fetch."""
@@ -228,7 +240,7 @@ async def encode_image(value: ImageInput, name: str = "image") -> str:
     """
     if isinstance(value, bytes | bytearray | memoryview):
         return _raised(_encoded(bytes(value), f"the {name}"))
-    if isinstance(value, ReadableBytes):
+    if is_file_object(value):
         # No local holds the bytes: a refusal is raised from this frame (see _encoded).
         return _raised(
             _encoded(
@@ -313,7 +325,7 @@ def _mask_bytes(value: ImageInput) -> bytes:
     """The PNG bytes of a mask given as bytes, a path, a ``data:`` URI or base64 text."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
-    if isinstance(value, ReadableBytes):
+    if is_file_object(value):
         return read_file_object(value, "mask")
     if isinstance(value, str) and starts_with(value.strip(), _LINKS):
         raise ConfigurationError(

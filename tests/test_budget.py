@@ -15,6 +15,7 @@ from gptunnel_async._budget import RequestBudget
 from gptunnel_async._sansio.rate import PROBE_PER_SECOND, SAFE_FRACTION, SLACK
 from gptunnel_async.fleet import InProcessBudget
 
+from . import faults
 from .conftest import API_KEY, HANG_GUARD, ScriptedAPI, task_json
 
 
@@ -293,6 +294,27 @@ def test_a_budget_and_a_rate_together_raise_value_error() -> None:
 def test_a_budget_must_be_a_request_budget() -> None:
     with pytest.raises(ConfigurationError, match="RequestBudget"):
         GPTunnelClient(api_key=API_KEY, budget=5)  # type: ignore[arg-type]
+
+
+class _HandedOn:
+    """A budget that hands every method on from the one it wraps (``__getattr__``)."""
+
+    def __init__(self, inner: RequestBudget) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_budget_that_hands_its_methods_on_is_taken_on_every_python(
+    api: ScriptedAPI,
+) -> None:
+    """It was taken on Python 3.11 and refused on 3.12 and 3.13, whose runtime
+    protocol check ignores what ``__getattr__`` provides."""
+    api.script(faults.answer(200, {"code": 0, "balance": 1.0, "orgId": "o"}))
+    handed_on = _HandedOn(InProcessBudget(50))
+    async with GPTunnelClient(api_key=API_KEY, base_url=api.base_url, budget=handed_on) as client:  # type: ignore[arg-type]
+        assert (await client.balance()).balance == 1.0
 
 
 async def test_a_client_given_a_budget_paces_by_it(api: ScriptedAPI, instant: None) -> None:

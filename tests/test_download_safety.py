@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import inspect
 import ipaddress
 import os
@@ -808,9 +809,87 @@ def test_an_ipv6_form_carrying_an_ipv4_address_is_judged_as_that_address(
 ) -> None:
     # The same answer on every Python, whatever its own table says of 2002::/16 or
     # 64:ff9b::/96.
-    expected = address.is_global and not address.is_multicast
+    expected = is_public(address)
     for form in ipv6_forms(address):
         assert is_public(form) is expected, form
+
+
+REGISTRY_ANSWERS = {
+    # Where Python's own tables differ between versions (3.11.7 and 3.12.1 read all of
+    # 192.0.0.8-255 but .170 and .171 as global, and all of 2001::/23 as not; 3.13 does
+    # as IANA's registries do; 3fff::/20 is newer than 3.13.0).
+    "192.0.0.8": False,  # the IPv4 dummy address (RFC 7600)
+    "192.0.0.100": False,
+    "192.0.0.255": False,
+    "192.0.0.9": True,  # Port Control Protocol anycast
+    "192.0.0.10": True,  # TURN anycast
+    "2001:1::1": True,
+    "2001:1::2": True,
+    "2001:3::1": True,  # AMT
+    "2001:4:112::1": True,  # AS112-v6
+    "2001:20::1": True,  # ORCHIDv2
+    "2001:30::1": True,  # drone remote ID
+    "3fff::1": False,  # documentation (RFC 9637)
+    "3fff:fff:ffff::1": False,
+    # Where every version agrees.
+    "192.0.0.170": False,
+    "192.0.2.1": False,
+    "198.18.0.1": False,
+    "192.31.196.1": True,  # AS112-v4
+    "192.52.193.1": True,  # AMT
+    "192.175.48.1": True,  # AS112 direct delegation
+    "2001:2::1": False,  # benchmarking
+    "2001:10::1": False,  # ORCHID, deprecated
+    "2001:db8::1": False,
+    "2620:4f:8000::1": True,
+    "4000::1": True,
+}
+"""Special-purpose addresses and whether a download may reach them, by IANA's registries."""
+
+
+@pytest.mark.parametrize(("text", "public"), REGISTRY_ANSWERS.items())
+def test_special_purpose_addresses_are_judged_alike_on_every_python(
+    text: str, public: bool
+) -> None:
+    """The rule is the SDK's own table, not this Python's ``ipaddress``: the same result
+    URL was fetched on Python 3.11.7 and refused on 3.13 (``192.0.0.8``), or the other
+    way round (``2001:3::1``)."""
+    address = ipaddress.ip_address(text)
+    assert is_public(address) is public
+    if isinstance(address, ipaddress.IPv4Address):
+        assert all(is_public(form) is public for form in ipv6_forms(address))
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    resolver = PublicResolver(StaticResolver({"x.example": [[text, "93.184.216.34"]]}))
+    kept = asyncio.run(resolver.resolve("x.example", 443))
+    assert [entry["host"] for entry in kept] == [text] * public + ["93.184.216.34"]
+    check = functools.partial(
+        Destinations(allow_private=False).check_literal, URL(f"https://{literal}/r.png")
+    )
+    if public:
+        check()
+    else:
+        with pytest.raises(DownloadError, match="not a public address"):
+            check()
+
+
+@given(st.integers(0, 255).filter(lambda n: n not in (9, 10)))
+def test_the_ietf_protocol_assignments_block_is_not_public_but_its_two_anycasts(
+    last: int,
+) -> None:
+    address = ipaddress.IPv4Address(f"192.0.0.{last}")
+    assert not is_public(address)
+    assert not any(is_public(form) for form in ipv6_forms(address))
+
+
+GLOBAL_IN_IETF_BLOCK = ["2001:1::1/128", "2001:1::2/128", "2001:3::/32", "2001:4:112::/48"]
+GLOBAL_IN_IETF_BLOCK += ["2001:20::/28", "2001:30::/28"]
+
+
+@given(addresses_in(GLOBAL_IN_IETF_BLOCK) | addresses_in(["3fff::/20"]))
+def test_the_globally_reachable_blocks_inside_2001_23_are_public_and_3fff_20_is_not(
+    address: ipaddress.IPv6Address,
+) -> None:
+    assert is_public(address) is (address not in ipaddress.IPv6Network("3fff::/20"))
 
 
 @given(st.integers(0, 2**80 - 1))

@@ -9,6 +9,7 @@ import base64
 import io
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -305,6 +306,33 @@ async def test_a_bytesio_or_a_binary_file_is_read_from_its_position(tmp_path: Pa
         file.seek(0)
         assert check_mask(file) == base64.b64encode(png).decode()
     assert check_mask(io.BytesIO(png), size=(4, 4)) == base64.b64encode(png).decode()
+
+
+class Wrapper:
+    """A file object that hands on what it does not have itself, as web frameworks'
+    uploads and ``tempfile``'s wrappers do (``__getattr__``)."""
+
+    def __init__(self, inner: io.BytesIO) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+async def test_a_file_object_wrapper_is_read_on_every_python() -> None:
+    """``NamedTemporaryFile()`` and wrappers that hand ``read`` on from ``__getattr__``
+    were refused on Python 3.12 and 3.13 (their runtime protocol check ignores
+    ``__getattr__``) and read on 3.11."""
+    png = mask(4, 4)
+    encoded = "data:image/png;base64," + base64.b64encode(png).decode()
+    with tempfile.NamedTemporaryFile() as named:
+        named.write(png)
+        named.seek(0)
+        assert await encode_image(named) == encoded
+        named.seek(0)
+        assert check_mask(named, size=(4, 4)) == base64.b64encode(png).decode()
+    assert await encode_image(Wrapper(io.BytesIO(png))) == encoded  # type: ignore[arg-type]
+    assert check_mask(Wrapper(io.BytesIO(png))) == base64.b64encode(png).decode()  # type: ignore[arg-type]
 
 
 async def test_a_file_object_over_the_limit_is_refused_reading_one_byte_more() -> None:

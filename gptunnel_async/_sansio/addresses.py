@@ -3,11 +3,17 @@
 A result URL comes from the server. A compromised or spoofed answer could point it at
 the service's own network (``http://127.0.0.1:8080/admin``, a cloud metadata address,
 a database on ``10.0.0.5``) and make the SDK fetch it: server-side request forgery.
-So by default a download reaches only globally routable addresses; loopback, private,
+So by default a download reaches only globally reachable addresses; loopback, private,
 link-local, unspecified, shared (carrier-grade NAT, ``100.64.0.0/10``: inside a
-provider's network, never the public internet), multicast and reserved addresses are
-refused, in IPv4 and IPv6 alike. Which addresses those are is the standard library's
-``ipaddress`` tables (``is_global``, ``is_multicast``), not a list of our own.
+provider's network, never the public internet), documentation, benchmarking, the IETF's
+protocol assignments, multicast and reserved addresses are refused, in IPv4 and IPv6
+alike. Which blocks those are is the SDK's own copy of the IANA special-purpose address
+registries (the blocks marked not globally reachable, and the exceptions inside them),
+not Python's ``ipaddress`` tables: those differ between Python versions, and between
+patch releases of one (3.11.7 and 3.12.1 read ``192.0.0.8`` to ``192.0.0.255`` but
+``.170`` and ``.171`` as global, and ``2001:3::/32`` as not; 3.13 learned better, and
+``3fff::/20`` came after it), so the same URL was fetched on one Python and refused on
+another.
 
 An IPv6 address that carries an IPv4 address is judged as the IPv4 address it carries,
 since that is where a translator or tunnel on the way delivers it: IPv4-mapped
@@ -16,9 +22,7 @@ well-known prefix (``64:ff9b::7f00:1``, RFC 6052), SIIT's IPv4-translated
 (``::ffff:0:7f00:1``, RFC 6145), 6to4 (``2002:7f00:1::``, RFC 3056) and an ISATAP
 interface id (``2600::5efe:7f00:1``, RFC 5214). NAT64's local-use prefix (``64:ff9b:1::/48``, RFC
 8215) and the deprecated site-local ``fec0::/10`` (RFC 3879) are refused whatever they
-carry. Python's tables differ between versions on some of these (3.13 counts all of
-``2002::/16`` non-global, 3.11 all of it global); reading the IPv4 address makes the
-answer the same on every version.
+carry.
 
 A host may spell an IPv4 address the legacy ways the C library still reads: one number
 (``2130706433``), fewer parts (``127.1``), octal (``0177.0.0.1``) or hex (``0x7f.1``).
@@ -64,6 +68,70 @@ _SITE_LOCAL: Final = ipaddress.IPv6Network("fec0::/10")
 
 _NAT64_LOCAL_USE: Final = ipaddress.IPv6Network("64:ff9b:1::/48")
 """NAT64 prefixes of a local network (RFC 8215): where they lead is the network's choice."""
+
+_NOT_GLOBAL_IPV4: Final = tuple(
+    map(
+        ipaddress.IPv4Network,
+        (
+            "0.0.0.0/8",  # "this network" (RFC 791)
+            "10.0.0.0/8",  # private (RFC 1918)
+            "100.64.0.0/10",  # shared, carrier-grade NAT (RFC 6598)
+            "127.0.0.0/8",  # loopback (RFC 1122)
+            "169.254.0.0/16",  # link-local (RFC 3927)
+            "172.16.0.0/12",  # private (RFC 1918)
+            "192.0.0.0/24",  # IETF protocol assignments (RFC 6890): dummy, NAT64 discovery...
+            "192.0.2.0/24",  # documentation (RFC 5737)
+            "192.168.0.0/16",  # private (RFC 1918)
+            "198.18.0.0/15",  # benchmarking (RFC 2544)
+            "198.51.100.0/24",  # documentation (RFC 5737)
+            "203.0.113.0/24",  # documentation (RFC 5737)
+            "224.0.0.0/4",  # multicast (RFC 5771)
+            "240.0.0.0/4",  # reserved, and the limited broadcast 255.255.255.255 (RFC 1112)
+        ),
+    )
+)
+"""The IPv4 blocks a download may not reach: those the IANA IPv4 special-purpose address
+registry marks not globally reachable, and multicast."""
+
+_GLOBAL_IPV4: Final = tuple(map(ipaddress.IPv4Network, ("192.0.0.9/32", "192.0.0.10/32")))
+"""Globally reachable anycast addresses inside :data:`_NOT_GLOBAL_IPV4` (Port Control
+Protocol, RFC 7723; TURN, RFC 8155)."""
+
+_NOT_GLOBAL_IPV6: Final = tuple(
+    map(
+        ipaddress.IPv6Network,
+        (
+            "::/128",  # unspecified (RFC 4291)
+            "::1/128",  # loopback (RFC 4291)
+            "100::/64",  # discard-only (RFC 6666)
+            "2001::/23",  # IETF protocol assignments (RFC 2928): benchmarking, ORCHID...
+            "2001:db8::/32",  # documentation (RFC 3849)
+            "3fff::/20",  # documentation (RFC 9637)
+            "fc00::/7",  # unique local (RFC 4193)
+            "fe80::/10",  # link-local (RFC 4291)
+            "ff00::/8",  # multicast (RFC 4291)
+        ),
+    )
+)
+"""The IPv6 blocks a download may not reach, of those that carry no IPv4 address: those
+the IANA IPv6 special-purpose address registry marks not globally reachable, and
+multicast (the site-local and NAT64 local-use blocks are refused before, whatever they
+carry)."""
+
+_GLOBAL_IPV6: Final = tuple(
+    map(
+        ipaddress.IPv6Network,
+        (
+            "2001:1::1/128",  # Port Control Protocol anycast (RFC 7723)
+            "2001:1::2/128",  # TURN anycast (RFC 8155)
+            "2001:3::/32",  # AMT (RFC 7450)
+            "2001:4:112::/48",  # AS112-v6 (RFC 7535)
+            "2001:20::/28",  # ORCHIDv2 (RFC 7343)
+            "2001:30::/28",  # drone remote ID tags (RFC 9374)
+        ),
+    )
+)
+"""Globally reachable blocks inside :data:`_NOT_GLOBAL_IPV6`."""
 
 _PART: Final = r"(?:0x[0-9a-f]*|[0-9]+)"
 _LEGACY_IPV4: Final = re.compile(rf"{_PART}(?:\.{_PART}){{0,3}}\.?", re.IGNORECASE)
@@ -111,13 +179,29 @@ def carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
 
 
 def is_public(address: Address) -> bool:
-    """Whether ``address`` is globally routable, so a download may reach it; an IPv6
-    address that carries an IPv4 address is judged as that (see the module's docstring)."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address in _NAT64_LOCAL_USE or address in _SITE_LOCAL:
-            return False
-        address = carried_ipv4(address) or address
-    return address.is_global and not address.is_multicast
+    """Whether ``address`` is globally reachable, so a download may reach it, by the SDK's
+    own tables (the same answer on every Python); an IPv6 address that carries an IPv4
+    address is judged as that (see the module's docstring)."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return _reachable(address, _NOT_GLOBAL_IPV4, _GLOBAL_IPV4)
+    if address in _NAT64_LOCAL_USE or address in _SITE_LOCAL:
+        return False
+    carried = carried_ipv4(address)
+    if carried is not None:
+        return _reachable(carried, _NOT_GLOBAL_IPV4, _GLOBAL_IPV4)
+    return _reachable(address, _NOT_GLOBAL_IPV6, _GLOBAL_IPV6)
+
+
+def _reachable(
+    address: Address,
+    refused: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+    excepted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> bool:
+    """Whether ``address`` is outside every block of ``refused`` or inside one of
+    ``excepted``."""
+    return any(address in block for block in excepted) or not any(
+        address in block for block in refused
+    )
 
 
 def base_url_is_private(base_url: str) -> bool:

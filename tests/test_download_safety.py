@@ -37,7 +37,7 @@ from gptunnel_async._destinations import Destinations, PublicResolver
 from gptunnel_async._download import check_destination
 from gptunnel_async._sansio.addresses import (
     base_url_is_private,
-    carried_ipv4,
+    carried_ipv4s,
     is_public,
     parse_address,
 )
@@ -640,6 +640,9 @@ def guard(
         ["::ffff:127.0.0.1"],
         ["64:ff9b::7f00:1"],
         ["2002:a9fe:a9fe::1"],
+        ["fe80::5efe:808:808"],
+        ["fd00::200:5efe:808:808"],
+        ["5f00::1"],
         ["10.0.0.7", "127.0.0.1"],
         ["0.0.0.0"],
     ],
@@ -799,7 +802,7 @@ def test_no_address_of_a_private_range_is_public_nor_any_ipv6_form_carrying_it(
 ) -> None:
     assert not is_public(address)
     for form in ipv6_forms(address):
-        assert carried_ipv4(form) == address
+        assert address in carried_ipv4s(form)
         assert not is_public(form), form
 
 
@@ -831,6 +834,14 @@ REGISTRY_ANSWERS = {
     "2001:30::1": True,  # drone remote ID
     "3fff::1": False,  # documentation (RFC 9637)
     "3fff:fff:ffff::1": False,
+    # Newer than every Python's table.
+    "192.88.99.2": False,  # 6a44 relay anycast (RFC 6751)
+    "100:0:0:1::1": False,  # dummy prefix (RFC 9780)
+    "100:0:0:1:ffff:ffff:ffff:ffff": False,
+    "5f00::1": False,  # SRv6 SIDs (RFC 9602)
+    "5f00:ffff::1": False,
+    "2001:1::3": True,  # DNS-SD Service Registration Protocol anycast (RFC 9665)
+    "2001:1::4": False,
     # Where every version agrees.
     "192.0.0.170": False,
     "192.0.2.1": False,
@@ -892,6 +903,52 @@ def test_the_globally_reachable_blocks_inside_2001_23_are_public_and_3fff_20_is_
     assert is_public(address) is (address not in ipaddress.IPv6Network("3fff::/20"))
 
 
+NOT_PUBLIC_V6_PREFIXES = [
+    "fe80::/10",
+    "fc00::/7",
+    "ff00::/8",
+    "100::/64",
+    "100:0:0:1::/64",
+    "2001::/32",
+    "2001:2::/48",
+    "2001:10::/28",
+    "2001:db8::/32",
+    "3fff::/20",
+    "5f00::/16",
+]
+"""IPv6 blocks of 64 bits or more that a download may not reach."""
+
+
+def isatap_ids() -> st.SearchStrategy[int]:
+    """ISATAP interface ids (RFC 5214): ``0:5efe`` or ``200:5efe``, then any IPv4 address,
+    public ones first in importance (they are the ones that could pass)."""
+    carried = st.sampled_from(["8.8.8.8", "93.184.216.34"]).map(
+        ipaddress.IPv4Address
+    ) | st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+    return st.tuples(st.sampled_from([0x0000_5EFE, 0x0200_5EFE]), carried).map(
+        lambda pair: (pair[0] << 32) | int(pair[1])
+    )
+
+
+@given(
+    addresses_in(NOT_PUBLIC_V6_PREFIXES),
+    isatap_ids() | st.integers(0, 2**64 - 1),
+)
+def test_no_address_of_a_refused_ipv6_block_is_public_whatever_its_interface_id(
+    address: ipaddress.IPv6Address, interface: int
+) -> None:
+    """``fe80::5efe:808:808`` (link-local), ``fd00::5efe:808:808`` (unique local) or
+    ``5f00::5efe:808:808`` carry the public ``8.8.8.8`` in an ISATAP interface id, but
+    lead to a host of the link, the site or the SR domain: they were fetched."""
+    form = ipaddress.IPv6Address((int(address) >> 64 << 64) | interface)
+    assert not is_public(form), form
+    resolver = PublicResolver(StaticResolver({"x.example": [[str(form)]]}))
+    with pytest.raises(DownloadError, match="not a public address"):
+        asyncio.run(resolver.resolve("x.example", 443))
+    with pytest.raises(DownloadError, match="not a public address"):
+        Destinations(allow_private=False).check_literal(URL(f"https://[{form}]/r.png"))
+
+
 @given(st.integers(0, 2**80 - 1))
 def test_nat64_local_use_prefixes_are_never_public(suffix: int) -> None:
     assert not is_public(ipaddress.IPv6Address((0x0064_FF9B_0001 << 80) | suffix))
@@ -935,8 +992,17 @@ def test_names_are_left_to_the_resolver(host: str) -> None:
 
 
 def test_an_ipv6_address_that_carries_no_ipv4_address_reads_as_itself() -> None:
-    assert carried_ipv4(ipaddress.IPv6Address("2606:4700::1111")) is None
-    assert carried_ipv4(ipaddress.IPv6Address("64:ff9b:0:1::7f00:1")) is None
+    assert carried_ipv4s(ipaddress.IPv6Address("2606:4700::1111")) == []
+    assert carried_ipv4s(ipaddress.IPv6Address("64:ff9b:0:1::7f00:1")) == []
+
+
+def test_a_6to4_address_with_an_isatap_interface_id_carries_both_ipv4_addresses() -> None:
+    address = ipaddress.IPv6Address("2002:808:808:1:200:5efe:a00:5")
+    assert carried_ipv4s(address) == [
+        ipaddress.IPv4Address("8.8.8.8"),
+        ipaddress.IPv4Address("10.0.0.5"),
+    ]
+    assert not is_public(address)
 
 
 def spellings(address: ipaddress.IPv4Address) -> list[str]:

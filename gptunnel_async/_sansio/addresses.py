@@ -15,14 +15,17 @@ patch releases of one (3.11.7 and 3.12.1 read ``192.0.0.8`` to ``192.0.0.255`` b
 ``3fff::/20`` came after it), so the same URL was fetched on one Python and refused on
 another.
 
-An IPv6 address that carries an IPv4 address is judged as the IPv4 address it carries,
-since that is where a translator or tunnel on the way delivers it: IPv4-mapped
-(``::ffff:127.0.0.1``), IPv4-compatible (``::127.0.0.1``, deprecated), NAT64's
-well-known prefix (``64:ff9b::7f00:1``, RFC 6052), SIIT's IPv4-translated
+An IPv6 address that carries an IPv4 address is public only if the IPv4 address it
+carries is too, since that is where a translator or tunnel on the way delivers it:
+IPv4-mapped (``::ffff:127.0.0.1``), IPv4-compatible (``::127.0.0.1``, deprecated),
+NAT64's well-known prefix (``64:ff9b::7f00:1``, RFC 6052), SIIT's IPv4-translated
 (``::ffff:0:7f00:1``, RFC 6145), 6to4 (``2002:7f00:1::``, RFC 3056) and an ISATAP
-interface id (``2600::5efe:7f00:1``, RFC 5214). NAT64's local-use prefix (``64:ff9b:1::/48``, RFC
-8215) and the deprecated site-local ``fec0::/10`` (RFC 3879) are refused whatever they
-carry.
+interface id (``2600::5efe:7f00:1``, RFC 5214; a 6to4 address with one carries two).
+Carrying a public IPv4 address makes no IPv6 address public: an ISATAP interface id
+under a link-local or unique local prefix (``fe80::5efe:808:808``,
+``fd00::5efe:808:808``) is that link's or that site's host. NAT64's local-use prefix
+(``64:ff9b:1::/48``, RFC 8215) and the deprecated site-local ``fec0::/10`` (RFC 3879)
+are refused whatever they carry.
 
 A host may spell an IPv4 address the legacy ways the C library still reads: one number
 (``2130706433``), fewer parts (``127.1``), octal (``0177.0.0.1``) or hex (``0x7f.1``).
@@ -41,7 +44,7 @@ from yarl import URL
 __all__ = [
     "Address",
     "base_url_is_private",
-    "carried_ipv4",
+    "carried_ipv4s",
     "is_numeric_name",
     "is_public",
     "parse_address",
@@ -81,6 +84,7 @@ _NOT_GLOBAL_IPV4: Final = tuple(
             "172.16.0.0/12",  # private (RFC 1918)
             "192.0.0.0/24",  # IETF protocol assignments (RFC 6890): dummy, NAT64 discovery...
             "192.0.2.0/24",  # documentation (RFC 5737)
+            "192.88.99.2/32",  # 6a44 relay anycast, inside a provider's network (RFC 6751)
             "192.168.0.0/16",  # private (RFC 1918)
             "198.18.0.0/15",  # benchmarking (RFC 2544)
             "198.51.100.0/24",  # documentation (RFC 5737)
@@ -104,19 +108,22 @@ _NOT_GLOBAL_IPV6: Final = tuple(
             "::/128",  # unspecified (RFC 4291)
             "::1/128",  # loopback (RFC 4291)
             "100::/64",  # discard-only (RFC 6666)
+            "100:0:0:1::/64",  # dummy prefix (RFC 9780)
             "2001::/23",  # IETF protocol assignments (RFC 2928): benchmarking, ORCHID...
             "2001:db8::/32",  # documentation (RFC 3849)
             "3fff::/20",  # documentation (RFC 9637)
+            "5f00::/16",  # segment routing (SRv6) SIDs, inside an SR domain (RFC 9602)
             "fc00::/7",  # unique local (RFC 4193)
             "fe80::/10",  # link-local (RFC 4291)
             "ff00::/8",  # multicast (RFC 4291)
         ),
     )
 )
-"""The IPv6 blocks a download may not reach, of those that carry no IPv4 address: those
-the IANA IPv6 special-purpose address registry marks not globally reachable, and
-multicast (the site-local and NAT64 local-use blocks are refused before, whatever they
-carry)."""
+"""The IPv6 blocks a download may not reach, whatever IPv4 address their addresses
+carry: those the IANA IPv6 special-purpose address registry marks not globally
+reachable, and multicast (the site-local and NAT64 local-use blocks are refused before;
+IPv4-mapped ``::ffff:0:0/96``, not globally reachable in the registry, is judged by the
+address it carries, which is where the system sends it)."""
 
 _GLOBAL_IPV6: Final = tuple(
     map(
@@ -124,6 +131,7 @@ _GLOBAL_IPV6: Final = tuple(
         (
             "2001:1::1/128",  # Port Control Protocol anycast (RFC 7723)
             "2001:1::2/128",  # TURN anycast (RFC 8155)
+            "2001:1::3/128",  # DNS-SD Service Registration Protocol anycast (RFC 9665)
             "2001:3::/32",  # AMT (RFC 7450)
             "2001:4:112::/48",  # AS112-v6 (RFC 7535)
             "2001:20::/28",  # ORCHIDv2 (RFC 7343)
@@ -164,32 +172,31 @@ def is_numeric_name(host: str) -> bool:
     return bool(label) and re.fullmatch(_PART, label, re.IGNORECASE) is not None
 
 
-def carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, SIIT's
-    IPv4-translated, NAT64's well-known prefix, 6to4, an ISATAP interface id), or
-    ``None`` if it carries none."""
+def carried_ipv4s(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, none to two: IPv4-mapped,
+    IPv4-compatible, SIIT's IPv4-translated or NAT64's well-known prefix (one, in the
+    last 32 bits), 6to4 (one, in bits 16 to 47) and an ISATAP interface id (one, in the
+    last 32 bits, under any prefix: a 6to4 address with one carries two)."""
     if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
+        return [address.ipv4_mapped]
+    carried = [] if address.sixtofour is None else [address.sixtofour]
     isatap = (int(address) >> 32) & 0xFFFF_FFFF in _ISATAP_INTERFACE
     if isatap or any(address in network for network in _CARRY_LAST_32_BITS):
-        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
-    return None
+        carried.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+    return carried
 
 
 def is_public(address: Address) -> bool:
     """Whether ``address`` is globally reachable, so a download may reach it, by the SDK's
-    own tables (the same answer on every Python); an IPv6 address that carries an IPv4
-    address is judged as that (see the module's docstring)."""
+    own tables (the same answer on every Python); an IPv6 address must be, and so must
+    every IPv4 address it carries (see the module's docstring)."""
     if isinstance(address, ipaddress.IPv4Address):
         return _reachable(address, _NOT_GLOBAL_IPV4, _GLOBAL_IPV4)
     if address in _NAT64_LOCAL_USE or address in _SITE_LOCAL:
         return False
-    carried = carried_ipv4(address)
-    if carried is not None:
-        return _reachable(carried, _NOT_GLOBAL_IPV4, _GLOBAL_IPV4)
-    return _reachable(address, _NOT_GLOBAL_IPV6, _GLOBAL_IPV6)
+    return _reachable(address, _NOT_GLOBAL_IPV6, _GLOBAL_IPV6) and all(
+        _reachable(carried, _NOT_GLOBAL_IPV4, _GLOBAL_IPV4) for carried in carried_ipv4s(address)
+    )
 
 
 def _reachable(

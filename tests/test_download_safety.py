@@ -960,6 +960,7 @@ def test_site_local_addresses_are_never_public(suffix: int) -> None:
 
 
 NUMERIC_NAMES = ["10.0.0.5.1", "4294967296", "1.2.3.4.5.6", "127.0.0.0x1.2", "9" * 40, "1.2.3.4.08"]
+NUMERIC_NAMES += ["93.184.216.34.", "134744072.", "127.0.0.1.", "0x7f.1."]
 
 
 @pytest.mark.parametrize("host", NUMERIC_NAMES)
@@ -1020,6 +1021,40 @@ def spellings(address: ipaddress.IPv4Address) -> list[str]:
         f"{a}.{b}.{(c << 8) | d}",
         f"{a}.{(b << 16) | (c << 8) | d}",
     ]
+
+
+@given(st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address))
+def test_an_address_with_a_trailing_dot_is_no_address_and_is_refused(
+    address: ipaddress.IPv4Address,
+) -> None:
+    """``getaddrinfo`` reads ``8.8.8.8.`` as a DNS name, and aiohttp hands a host of digits
+    and dots to it without the download's resolver: read as ``8.8.8.8``, it passed the
+    check and whatever the name resolved to was connected to, unchecked."""
+    destinations = Destinations(allow_private=False)
+    for host in spellings(address):
+        assert parse_address(f"{host}.") is None
+        with pytest.raises(DownloadError, match="neither an IP address nor a host name"):
+            destinations.check_literal(URL(f"http://{host}./r.png"))
+
+
+def test_an_ipv4_address_with_a_zone_is_a_name() -> None:
+    """Only an IPv6 address has a zone; ``8.8.8.8%x`` is a name to the system."""
+    assert parse_address("8.8.8.8%x") is None
+    assert parse_address("fe80::1%eth0") == ipaddress.IPv6Address("fe80::1")
+
+
+async def test_a_public_address_with_a_trailing_dot_is_refused_not_resolved(
+    storage: Storage, tmp_path: Path
+) -> None:
+    resolver = StaticResolver({"93.184.216.34.": [["127.0.0.1"]]})
+    url = f"http://93.184.216.34.:{URL(storage.url).port}/r.png"
+    async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
+        guard(client, resolver, only("127.0.0.1", "93.184.216.34"))
+        with pytest.raises(DownloadError, match="neither an IP address nor a host name"):
+            await client.download_result(url, tmp_path)
+    assert resolver.lookups == []
+    assert storage.requests == 0
+    assert leftovers(tmp_path) == []
 
 
 @given(addresses_in(NOT_PUBLIC))

@@ -29,7 +29,10 @@ are refused whatever they carry.
 
 A host may spell an IPv4 address the legacy ways the C library still reads: one number
 (``2130706433``), fewer parts (``127.1``), octal (``0177.0.0.1``) or hex (``0x7f.1``).
-:func:`parse_address` reads them as the system does, so they cannot pass for names.
+:func:`parse_address` reads them as the system does, so they cannot pass for names, and
+names as names: with a trailing dot (``8.8.8.8.``) a host is a name to ``getaddrinfo``,
+and one that is all digits and dots is connected to by aiohttp without its resolver,
+so it is no address and is refused (:func:`is_numeric_name`).
 """
 
 from __future__ import annotations
@@ -142,23 +145,25 @@ _GLOBAL_IPV6: Final = tuple(
 """Globally reachable blocks inside :data:`_NOT_GLOBAL_IPV6`."""
 
 _PART: Final = r"(?:0x[0-9a-f]*|[0-9]+)"
-_LEGACY_IPV4: Final = re.compile(rf"{_PART}(?:\.{_PART}){{0,3}}\.?", re.IGNORECASE)
-"""One to four parts, each decimal, octal (a leading ``0``) or hex (``0x``): what
-``inet_aton`` reads as an IPv4 address."""
+_LEGACY_IPV4: Final = re.compile(rf"{_PART}(?:\.{_PART}){{0,3}}", re.IGNORECASE)
+"""One to four parts, each decimal, octal (a leading ``0``) or hex (``0x``), and no
+trailing dot: what ``getaddrinfo`` reads as an IPv4 address (glibc reads
+``8.8.8.8.`` as a DNS name)."""
 
 
 def parse_address(text: str) -> Address | None:
     """``text`` as an IP address (an IPv6 zone such as ``%eth0`` dropped; an IPv4 address
     in any spelling the C library reads, e.g. ``2130706433`` or ``0x7f.1``), or ``None``
-    if it is a name."""
+    if the system reads it as a name: ``8.8.8.8.`` (a trailing dot) or ``8.8.8.8%x`` (a
+    zone, which only an IPv6 address has) is looked up in DNS, not connected to."""
     try:
-        return ipaddress.ip_address(text.partition("%")[0])
+        return ipaddress.ip_address(text.partition("%")[0] if ":" in text else text)
     except ValueError:
         pass
     if not _LEGACY_IPV4.fullmatch(text):
         return None
     try:  # the system's own reading, so that ours cannot differ from what it connects to
-        return ipaddress.IPv4Address(socket.inet_aton(text.rstrip(".")))
+        return ipaddress.IPv4Address(socket.inet_aton(text))
     except OSError:  # a part over its range, e.g. 256.1.1.1
         return None
 

@@ -920,8 +920,8 @@ NOT_PUBLIC_V6_PREFIXES = [
 
 
 def isatap_ids() -> st.SearchStrategy[int]:
-    """ISATAP interface ids (RFC 5214): ``0:5efe`` or ``200:5efe``, then any IPv4 address,
-    public ones first in importance (they are the ones that could pass)."""
+    """ISATAP interface ids (RFC 5214): ``0:5efe`` or ``200:5efe``, then an IPv4 address,
+    often a public one (what could make the IPv6 address pass for public)."""
     carried = st.sampled_from(["8.8.8.8", "93.184.216.34"]).map(
         ipaddress.IPv4Address
     ) | st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from ._sansio.addresses import Address, is_numeric_name, is_public, parse_address
+from ._sansio.addresses import Address, is_no_host_name, is_public, parse_address
 from ._sansio.text import shorten
 from .errors import DownloadError
 
@@ -112,16 +112,16 @@ class Destinations:
 
     def check_literal(self, url: URL) -> None:
         """Refuse ``url`` at once if its host is written as an address that may not be
-        reached (in any spelling, ``[::ffff:127.0.0.1]`` or ``2130706433`` too), or ends
-        in a numeric label without being an address (``10.0.0.5.1``); a name is left
-        to the resolver of :meth:`session`."""
+        reached (in any spelling, ``[::ffff:127.0.0.1]`` or ``2130706433`` too), or is
+        neither an address nor a host name (``10.0.0.5.1``, ``[x:y.evil.example]``, see
+        :func:`is_no_host_name`); a name is left to the resolver of :meth:`session`."""
         if self.allow_private:
             return
         host = url.raw_host or ""
         address = parse_address(host)
         if address is not None and not self._allowed(address):
             raise _refusal(host, address)
-        if address is None and is_numeric_name(host):
+        if address is None and is_no_host_name(host):
             raise DownloadError(
                 f"refusing to fetch from {shorten(host, 80)}: it is neither an IP address "
                 "nor a host name"

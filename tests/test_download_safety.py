@@ -38,6 +38,7 @@ from gptunnel_async._download import check_destination
 from gptunnel_async._sansio.addresses import (
     base_url_is_private,
     carried_ipv4s,
+    is_no_host_name,
     is_public,
     parse_address,
 )
@@ -985,6 +986,54 @@ def test_any_host_whose_last_label_is_a_number_is_an_address_or_refused(
             destinations.check_literal(URL(f"http://{host}/r.png"))
     else:
         destinations.check_literal(URL(f"http://{host}/r.png"))
+
+
+BRACKETED_NAMES = ["x:y.evil.example", "v1.a:b", "v7.::1", "::1 ", " ::1", "::ffff:2130706433"]
+
+
+@pytest.mark.parametrize("host", BRACKETED_NAMES)
+def test_a_bracketed_host_that_is_no_ipv6_address_is_refused(host: str) -> None:
+    """Newer URL parsers (yarl 1.25) keep what is between brackets; aiohttp takes any host
+    with a ``:`` for an address and hands it to the system without the download's
+    resolver, so ``[x:y.evil.example]`` was looked up in DNS and connected to unchecked."""
+    assert parse_address(host) is None
+    assert is_no_host_name(host)
+    try:
+        url = URL(f"http://[{host}]/r.png")
+    except ValueError:  # an older URL parser refuses it itself
+        return
+    if url.raw_host == host:  # an older one may read it another way
+        with pytest.raises(DownloadError, match="neither an IP address nor a host name"):
+            Destinations(allow_private=False).check_literal(url)
+
+
+@given(st.text(alphabet="0123456789abcdefvx:.% -", min_size=1, max_size=16))
+def test_any_host_with_a_colon_is_an_address_or_refused(inside: str) -> None:
+    try:
+        url = URL(f"http://[{inside}]/r.png")
+    except ValueError:
+        return
+    host = url.raw_host or ""
+    address = parse_address(host)
+    check = functools.partial(Destinations(allow_private=False).check_literal, url)
+    if address is not None and is_public(address):
+        check()
+    elif ":" in host or address is not None:
+        with pytest.raises(DownloadError):
+            check()
+
+
+async def test_a_bracketed_name_is_refused_not_looked_up(storage: Storage, tmp_path: Path) -> None:
+    resolver = StaticResolver({"x:y.results.example": [["127.0.0.1"]]})
+    url = f"http://[x:y.results.example]:{URL(storage.url).port}/r.png"
+    async with GPTunnelClient(api_key="k-1", base_url=PUBLIC_API) as client:
+        guard(client, resolver, only("127.0.0.1"))
+        # DownloadError where the URL parser keeps the host; an older one refuses the URL.
+        with pytest.raises((DownloadError, ConfigurationError)):
+            await client.download_result(url, tmp_path)
+    assert resolver.lookups == []
+    assert storage.requests == 0
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("host", ["storage.example", "cdn1.example.", "a.b.c1", "x", "123.example"])

@@ -32,7 +32,9 @@ A host may spell an IPv4 address the legacy ways the C library still reads: one 
 :func:`parse_address` reads them as the system does, so they cannot pass for names, and
 names as names: with a trailing dot (``8.8.8.8.``) a host is a name to ``getaddrinfo``,
 and one that is all digits and dots is connected to by aiohttp without its resolver,
-so it is no address and is refused (:func:`is_numeric_name`).
+so it is no address and is refused (:func:`is_no_host_name`). So is a host with a ``:``
+that is no IPv6 address (``[x:y.evil.example]``, which the URL parser keeps): aiohttp
+takes it for an address and connects without the download's resolver.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ __all__ = [
     "Address",
     "base_url_is_private",
     "carried_ipv4s",
-    "is_numeric_name",
+    "is_no_host_name",
     "is_public",
     "parse_address",
 ]
@@ -168,13 +170,18 @@ def parse_address(text: str) -> Address | None:
         return None
 
 
-def is_numeric_name(host: str) -> bool:
-    """Whether ``host``, not an address, still ends in a numeric label (``10.0.0.5.1``,
-    ``4294967296``, ``1.2.3.0x1``): no DNS name does (a top-level domain is never all
-    digits, RFC 3696), and a system or an HTTP library may read it as an address in
-    ways of its own, so such a host is neither an address nor a name to resolve."""
+def is_no_host_name(host: str) -> bool:
+    """Whether ``host``, not an address, is no host name either, so neither a check of
+    addresses nor one of names applies to it. Such a host holds a ``:`` (the URL parser
+    keeps whatever is between brackets: ``[x:y.evil.example]``, ``[v1.a:b]``,
+    ``[::1 ]``; aiohttp takes any host with a ``:`` for an address and hands it to the
+    system without the download's resolver, which may look it up in DNS), or ends in a
+    numeric label (``10.0.0.5.1``, ``4294967296``, ``1.2.3.0x1``, ``8.8.8.8.``): no DNS
+    name does (a top-level domain is never all digits, RFC 3696), and a system or an
+    HTTP library may read it as an address in ways of its own."""
     label = host.rstrip(".").rpartition(".")[2]
-    return bool(label) and re.fullmatch(_PART, label, re.IGNORECASE) is not None
+    numeric = bool(label) and re.fullmatch(_PART, label, re.IGNORECASE) is not None
+    return numeric or ":" in host
 
 
 def carried_ipv4s(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:

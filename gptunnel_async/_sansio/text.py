@@ -153,7 +153,7 @@ def _decoded(token: str) -> str:
 
 def _decoded_text(text: str) -> str:
     """``text`` with every encoded character decoded."""
-    if "%" in text or "\\" in text or "&" in text:  # _MARKERS; any() of a generator costs more
+    if "%" in text or "\\" in text or "&" in text:  # _MARKERS, no any(): part of 1.3 % of a read
         return _ESCAPE.sub(lambda match: _decoded(match.group()), text)
     return text
 
@@ -216,7 +216,7 @@ class SecretMask(InProcessOnly):
         if isinstance(text, bytes):
             text = body_text(text)
         canonical = _canonical(text)
-        for probe in self._probes:  # noqa: SIM110  (any() of a generator costs more)
+        for probe in self._probes:  # noqa: SIM110  (no any(): part of 1.3 % of a read)
             if probe in canonical:
                 return True
         return False

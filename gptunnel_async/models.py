@@ -661,12 +661,120 @@ def _leniently(conv: cattrs.Converter, cls: type, **overrides: Any) -> Callable[
     return structure_leniently
 
 
+def _usual_usage(value: dict[str, Any]) -> Usage | None:
+    """``value`` as the :class:`Usage` the converter makes of it, when every field it has
+    is what the API sends (whole token counts, whole or finite costs); ``None`` for
+    anything else, which the converter reads."""
+    prompt_tokens = value.get("prompt_tokens", 0)
+    completion_tokens = value.get("completion_tokens", 0)
+    total_tokens = value.get("total_tokens", 0)
+    if not (
+        type(prompt_tokens) is int and type(completion_tokens) is int and type(total_tokens) is int
+    ):
+        return None
+    prompt_cost = _usual_cost(value.get("prompt_cost", 0))
+    completion_cost = _usual_cost(value.get("completion_cost", 0))
+    total_cost = _usual_cost(value.get("total_cost", 0))
+    if prompt_cost is None or completion_cost is None or total_cost is None:
+        return None
+    return Usage(
+        prompt_tokens, completion_tokens, total_tokens, prompt_cost, completion_cost, total_cost
+    )
+
+
+def _usual_cost(value: Any) -> float | None:
+    """A cost as :func:`_structure_float` reads a whole or finite one; else ``None``."""
+    if type(value) is int:
+        try:
+            return float(value) if value else 0.0
+        except OverflowError:  # beyond a float: the converter reads it (and drops it)
+            return None
+    if type(value) is float and value - value == 0:  # an infinity or NaN gives NaN
+        return value
+    return None
+
+
+_USUAL_TYPES: Final = (str, str, str, int)
+"""The types of a usual task object's ``id``, ``status``, ``object`` and ``percent``."""
+
+_TEXT_OR_NULL: Final = frozenset({str, type(None)})
+"""The types of a usual task object's ``parentId``, ``type``, ``result`` and ``error``."""
+
+_NO_ACTIONS: Final[tuple[None, list[Any]]] = (None, [])
+"""A usual task object's ``actions``, if it has them (``in`` compares by ``==``)."""
+
+
+def _usual_task(value: dict[str, Any]) -> Task | None:
+    """``value`` as the :class:`Task` the converter makes of it, when every field it has
+    is of the type the API sends (texts or null, a whole ``percent`` from 0 to 100, no
+    ``actions`` or an empty list); ``None`` for anything else, which the converter
+    reads. Saves about 3 % of a read's instructions (cattrs: 53,000 per task, this: 36,000)."""
+    task_id: Any = value.get("id")  # Any: checked below, all at once
+    status: Any = value.get("status")
+    percent, kind = value.get("percent", 0), value.get("object", "task")
+    parent_id, family, result = value.get("parentId"), value.get("type"), value.get("result")
+    error, usage, actions = value.get("error"), value.get("usage"), value.get("actions")
+    if (type(task_id), type(status), type(kind), type(percent)) != _USUAL_TYPES:
+        return None
+    if not 0 <= percent <= 100 or actions not in _NO_ACTIONS:
+        return None
+    if not {type(parent_id), type(family), type(result), type(error)} <= _TEXT_OR_NULL:
+        return None
+    usual_usage = None
+    if usage is not None and (
+        type(usage) is not dict or (usual_usage := _usual_usage(usage)) is None
+    ):
+        return None
+    return Task(
+        task_id,
+        sys.intern(status),
+        percent,
+        parent_id,
+        sys.intern(kind),
+        None if family is None else sys.intern(family),
+        result,
+        error or None,
+        usual_usage,
+    )
+
+
+def _with_fast_path(
+    usual: Callable[[dict[str, Any]], Any], structure: Callable[[Any, type], Any]
+) -> Callable[[Any, type], Any]:
+    """``structure``, after ``usual`` for an object: the first model it makes, if any."""
+
+    def structure_usual_first(value: Any, cls: type) -> Any:
+        if type(value) is dict and (model := usual(value)) is not None:
+            return model
+        return structure(value, cls)
+
+    return structure_usual_first
+
+
 def _on_first_use(
     conv: cattrs.Converter, cls: type, build: Callable[[], Callable[[Any, type], Any]]
 ) -> None:
     """Register ``cls``'s structure hook, generated when first needed: each generated
     function costs about a millisecond of import time, and most programs use few models."""
     conv.register_structure_hook_factory(lambda candidate: candidate is cls, lambda _: build())
+
+
+def _task_hook(conv: cattrs.Converter) -> Callable[[Any, type], Task]:
+    """:class:`Task`'s structure hook, for any object (:func:`_usual_task` reads the usual one
+    first)."""
+    hook: Callable[[Any, type], Task] = _leniently(
+        conv,
+        Task,
+        parent_id=override(rename="parentId"),
+        status=override(struct_hook=_interned),
+        percent=override(struct_hook=_structure_percent),
+        object=override(struct_hook=_interned),
+        type=override(struct_hook=_or_none(_interned)),
+        error=override(struct_hook=_structure_error),
+        usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
+        actions=override(struct_hook=_structure_actions),
+    )
+    return hook
 
 
 def _make_converter() -> cattrs.Converter:
@@ -677,22 +785,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _structure_float)
     conv.register_structure_hook(str | None, _or_none(_structure_str))
     _on_first_use(conv, Usage, lambda: _leniently(conv, Usage))
-    _on_first_use(
-        conv,
-        Task,
-        lambda: _leniently(
-            conv,
-            Task,
-            parent_id=override(rename="parentId"),
-            status=override(struct_hook=_interned),
-            percent=override(struct_hook=_structure_percent),
-            object=override(struct_hook=_interned),
-            type=override(struct_hook=_or_none(_interned)),
-            error=override(struct_hook=_structure_error),
-            usage=override(struct_hook=_or_none(conv.get_structure_hook(Usage))),
-            actions=override(struct_hook=_structure_actions),
-        ),
-    )
+    _on_first_use(conv, Task, lambda: _with_fast_path(_usual_task, _task_hook(conv)))
     conv.register_unstructure_hook_factory(
         lambda candidate: candidate is Task,
         lambda _: make_dict_unstructure_fn(Task, conv, parent_id=override(rename="parentId")),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gptunnel_async import Balance, MediaTask, ResponseDecodeError, Task, Usage
@@ -23,7 +24,7 @@ from gptunnel_async._sansio.responses import (
     structure,
 )
 from gptunnel_async.errors import BadRequestError, DownloadError
-from gptunnel_async.models import MAX_ACTIONS, MAX_CLIPS, converter
+from gptunnel_async.models import MAX_ACTIONS, MAX_CLIPS, _task_hook, _usual_task, converter
 from gptunnel_async.testing._scripts import MAX_CLIPS as MAX_SCRIPTED_CLIPS
 
 from .conftest import task_json
@@ -416,6 +417,84 @@ def test_any_json_value_decodes_to_a_task_or_raises_response_decode_error(value:
     assert isinstance(task.id, str) and isinstance(task.status, str)
     assert type(task.percent) is int and 0 <= task.percent <= 100
     assert all(isinstance(action, str) for action in task.actions)
+
+
+FIELD_VALUES = st.one_of(
+    st.none(),
+    st.text(max_size=4),
+    st.just(""),
+    st.booleans(),
+    st.integers(-3, 103),
+    st.integers(),
+    st.integers(min_value=2**1023, max_value=2**1100),
+    st.floats(),
+    st.sampled_from((math.nan, math.inf, -math.inf)),
+    st.lists(st.text(max_size=2), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+USAGE_KEYS = tuple(field.name for field in attrs.fields(Usage))
+TOKENS, COSTS = USAGE_KEYS[:3], USAGE_KEYS[3:]
+texts = st.text(max_size=4)
+usual_usage = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(TOKENS, st.integers()),
+        **dict.fromkeys(COSTS, st.integers() | st.floats(allow_nan=False, allow_infinity=False)),
+    },
+)
+odd_usage = st.tuples(usual_usage, st.sampled_from(USAGE_KEYS), FIELD_VALUES).map(
+    lambda drawn: {**drawn[0], drawn[1]: drawn[2]}
+)
+usual_task = st.fixed_dictionaries(
+    {"id": texts, "status": texts},
+    optional={
+        "percent": st.integers(0, 100),
+        "parentId": st.none() | texts,
+        "object": texts,
+        "type": st.none() | texts,
+        "result": st.none() | texts,
+        "error": st.none() | texts,
+        "usage": st.none() | usual_usage | odd_usage,
+        "actions": st.none() | st.just([]),
+    },
+)
+task_shaped = usual_task | st.tuples(
+    usual_task, st.sampled_from((*TASK_KEYS, "usage", "actions")), FIELD_VALUES
+).map(lambda drawn: {**drawn[0], drawn[1]: drawn[2]})
+"""The usual answer, and the usual answer with one field of another type."""
+LENIENT = _task_hook(converter)
+"""The converter's own reading of a task, without the quick one for the usual answer."""
+
+
+def _typed(value: Any) -> Any:
+    """A model's fields with their types, nested: ``0`` and ``0.0`` are equal, not the same."""
+    if attrs.has(type(value)):
+        fields = attrs.fields(type(value))
+        return type(value), tuple(_typed(getattr(value, field.name)) for field in fields)
+    return type(value), value
+
+
+@settings(max_examples=500, deadline=None)
+@given(task_shaped)
+@example({"id": "a", "status": "b", "usage": {"total_cost": math.nan}})
+@example({"id": "a", "status": "b", "usage": {"prompt_cost": -math.inf}})
+@example({"id": "a", "status": "b", "usage": {"completion_cost": 2**1100}})
+@example({"id": "a", "status": "b", "usage": {"total_tokens": True}})
+@example({"id": "a", "status": "b", "usage": {"prompt_cost": True}})
+@example({"id": "a", "status": "b", "percent": True, "error": ""})
+@example({"id": "a", "status": "b", "object": None, "actions": ["x"]})
+def test_the_usual_answers_quick_reading_is_the_converters(value: dict[str, Any]) -> None:
+    quick = _usual_task(value)
+    if quick is None:  # not the usual answer: the converter reads it
+        return
+    assert _typed(quick) == _typed(LENIENT(value, Task))
+    assert quick.status is sys.intern(quick.status) and quick.object is sys.intern(quick.object)
+
+
+def test_the_documented_answers_take_the_quick_reading() -> None:
+    for value in (json.loads(DOCUMENTED), task_json(status="running"), {"id": "a", "status": "b"}):
+        quick = _usual_task(value)
+        assert quick is not None and _typed(quick) == _typed(LENIENT(value, Task))
 
 
 def test_repeated_texts_are_shared_between_tasks() -> None:

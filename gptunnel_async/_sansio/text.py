@@ -157,7 +157,7 @@ def _decoded(token: str) -> str:
 
 def _decoded_text(text: str) -> str:
     """``text`` with every encoded character decoded."""
-    if any(marker in text for marker in _MARKERS):
+    if "%" in text or "\\" in text or "&" in text:  # _MARKERS, no any(): part of 1.3 % of a read
         return _ESCAPE.sub(lambda match: _decoded(match.group()), text)
     return text
 
@@ -220,7 +220,10 @@ class SecretMask(InProcessOnly):
         if isinstance(text, bytes):
             text = body_text(text)
         canonical = _canonical(text)
-        return any(probe in canonical for probe in self._probes)
+        for probe in self._probes:  # noqa: SIM110  (no any(): part of 1.3 % of a read)
+            if probe in canonical:
+                return True
+        return False
 
     def shows(self, text: str) -> bool:
         """Whether ``text`` shows the secret, in any variation :meth:`__call__` masks."""

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import aiohttp
+from aiohttp import http_exceptions
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -809,13 +810,18 @@ class Transport(InProcessOnly):
 
 def _reason(exc: BaseException, secret: str) -> str:
     """Why ``exc`` failed, for an error's text: its own words, masked and bounded. An
-    answer aiohttp could not parse may come with none (3.10's parser: status 0, an empty
-    message, rendered ``0, message=''``); that is said plainly instead. aiohttp's
+    answer aiohttp could not parse is said to be no valid HTTP, with its parser's words
+    if any (they came as ``0, message=''`` from 3.10's parser, as ``400, message=...``
+    from later ones, a status no host sent). aiohttp's
     response errors end with the whole URL, query and all, which for a result download
     may be a signed link (its signature a credential): it is left out."""
     if isinstance(exc, aiohttp.ClientResponseError):
         if not exc.status and not exc.message:
             return "the answer is not valid HTTP"
+        if isinstance(exc.__cause__, http_exceptions.HttpProcessingError):
+            # Its parser's refusal: the status is the parser's code (400), not the host's.
+            words = " ".join(str(exc.__cause__.message).split())
+            return excerpt(f"the answer is not valid HTTP ({words})", secret, SHORT_TEXT)
         return excerpt(f"{exc.status}, message={exc.message!r}", secret, SHORT_TEXT)
     return excerpt(str(exc), secret, SHORT_TEXT) or type(exc).__name__
 

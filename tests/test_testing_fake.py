@@ -1165,7 +1165,7 @@ async def test_a_delivery_that_fails_logs_no_token(
     the DEBUG line of the lost delivery showed the receiver's token with it."""
 
     async def forever(request: web.Request) -> web.StreamResponse:
-        # Relative: aiohttp 3.10's ``request.url`` fails with a newer yarl.
+        # Relative: before 3.10.7, aiohttp's ``request.url`` failed with a newer yarl.
         raise web.HTTPFound(request.path_qs)
 
     token = "a-receivers-token-0123456789"

@@ -665,6 +665,7 @@ async def _delivery_body(request: web.Request) -> bytes | web.Response:
         request.content.feed_eof()
         return _closing({"error": "the body did not arrive in time"}, 408)
     if body is None:
+        request.content.feed_eof()  # else aiohttp reads on, 10 s, for an endless one
         return _closing({"error": "too large"}, 413)
     return body
 

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from gptunnel_async import webhooks
 from gptunnel_async._sansio.requests import content_codings
 from gptunnel_async.webhooks import WebhookReceiver
 
@@ -33,15 +34,21 @@ DONE = json.dumps(task_json(status="done", percent=100)).encode()
 
 
 @asynccontextmanager
-async def served(auto_decompress: bool) -> AsyncIterator[WebhookReceiver]:
+async def served(
+    auto_decompress: bool, lingering_time: float = 10.0
+) -> AsyncIterator[WebhookReceiver]:
     """A receiver on a loopback app, run as ``docs/webhooks.md`` says
-    (``auto_decompress=False``) or with aiohttp's default (the server decodes)."""
+    (``auto_decompress=False``) or with aiohttp's default (the server decodes);
+    ``lingering_time``: how long aiohttp reads on a body its handler left unread,
+    in seconds (its default)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     receiver = WebhookReceiver(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", secret=SECRET)
     app = web.Application()
     app.router.add_post("/hook", receiver.handler)
-    runner = web.AppRunner(app, access_log=None, auto_decompress=auto_decompress)
+    runner = web.AppRunner(
+        app, access_log=None, auto_decompress=auto_decompress, lingering_time=lingering_time
+    )
     await runner.setup()
     await web.SockSite(runner, listener).start()
     try:
@@ -182,3 +189,38 @@ async def test_a_hostile_body_is_a_400_that_logs_no_error_nor_the_token(
     assert status(answer) == 400, answer
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert not any(SECRET in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        (b"", 408),  # the chunks never come
+        (b'5\r\n{"id"\r\n', 408),  # they stop coming, the last chunk never sent
+        (b"10000\r\n" + b" " * 0x10000 + b"\r\n", 413),  # 17 of them pass 1 MiB
+    ],
+)
+async def test_a_chunked_body_without_end_is_refused_and_its_connection_closed(
+    monkeypatch: pytest.MonkeyPatch, sent: bytes, expected: int
+) -> None:
+    """A chunked delivery says no length: one that never ends holds the handler no
+    longer than ``DELIVERY_BODY_TIME`` (408, a retry may help) and no more than 1 MiB
+    of it is read (413). Either way the connection is closed after the answer: after a
+    413 aiohttp read on for its ``lingering_time`` (10 s by default, an hour here)."""
+    monkeypatch.setattr(webhooks, "DELIVERY_BODY_TIME", 0.05)
+    chunks = sent * 17 if expected == 413 else sent
+    async with served(auto_decompress=False, lingering_time=3600) as receiver:
+        target = URL(receiver.url)
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        writer.write(
+            f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+            + chunks
+        )
+        try:
+            async with asyncio.timeout(10):
+                answer = await reader.readuntil(b"\r\n\r\n")
+                await reader.read()  # to the end: the server closed the connection
+        finally:
+            writer.close()
+    assert status(answer) == expected, answer
+    assert b"Connection: close\r\n" in answer

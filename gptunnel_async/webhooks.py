@@ -57,6 +57,7 @@ from ._many import AsCompleted, wait_many
 from ._polling import PollPolicy
 from ._safe_errors import made_safe, secret_arguments
 from ._sansio.pacing import poll_interval
+from ._sansio.requests import content_codings
 from ._sansio.responses import decode_any_task, secret_masked
 from .errors import (
     ConfigurationError,
@@ -355,15 +356,28 @@ class WebhookReceiver(InProcessOnly):
             request: GPTunnel's POST.
 
         Returns:
-            200 for a task, 403 for a POST without the token, 400 for a body that is
-            not a task (or a media error body) or cannot be read (cut short, a
-            ``Content-Encoding`` that does not decode), 408 for one not in full within
-            :data:`DELIVERY_BODY_TIME`, 413 for one over 1 MiB.
+            200 for a task, 403 for a POST without the token, 415 for one with a
+            ``Content-Encoding`` other than ``identity`` (unread), 400 for a body that
+            is not a task (or a media error body) or was cut short, 408 for one not in
+            full within :data:`DELIVERY_BODY_TIME`, 413 for one over 1 MiB.
+
+        aiohttp's server decodes a gzip, deflate or br body before any handler runs,
+        which values of the header it decodes depend on its version, and 3.10 inflates
+        each read of the connection (up to 256 KiB) without a bound: a 1 MiB gzip bomb
+        costs 270 MiB, with the token or without. Run the app with
+        ``web.AppRunner(app, access_log=None, auto_decompress=False)``: the 415 then
+        comes before anything is inflated.
         """
         if not _carries(request.query.get(TOKEN_PARAM), self.secret):  # before the body
-            refused = web.json_response({"error": "forbidden"}, status=403)
-            refused.force_close()  # its body is not read: the connection cannot be reused
-            return refused
+            request.content.feed_eof()  # unread: aiohttp would read on, 10 s, and inflate it
+            return _closing({"error": "forbidden"}, 403)
+        if _coded(request):  # before the body: refused whatever the server would decode
+            request.content.feed_eof()  # unread: aiohttp would read on, and log its errors
+            return _closing(
+                {"error": "a coded body (Content-Encoding) is not accepted"},
+                415,
+                {"Accept-Encoding": "identity"},
+            )
         body = await _delivery_body(request)
         if isinstance(body, web.Response):
             return body
@@ -635,7 +649,7 @@ class WebhookReceiver(InProcessOnly):
 
 async def _delivery_body(request: web.Request) -> bytes | web.Response:
     """A delivery's body, or the answer that refuses it (each closes the connection, whose
-    body is not read in full): 400 cut short or not decodable, 408 not in full within
+    body is not read in full): 400 cut short, 408 not in full within
     :data:`DELIVERY_BODY_TIME`, 413 over :data:`MAX_WEBHOOK_BYTES`."""
     try:
         body = await bounded_body(request, MAX_WEBHOOK_BYTES, DELIVERY_BODY_TIME)
@@ -650,13 +664,26 @@ async def _delivery_body(request: web.Request) -> bytes | web.Response:
         request.content.feed_eof()
         return _closing({"error": "the body did not arrive in time"}, 408)
     if body is None:
+        request.content.feed_eof()  # else aiohttp reads on, 10 s, for an endless one
         return _closing({"error": "too large"}, 413)
     return body
 
 
-def _closing(answer: dict[str, str], status: int) -> web.Response:
-    """``answer`` as JSON with ``status``, closing the connection after it."""
-    response = web.json_response(answer, status=status)
+def _coded(request: web.Request) -> bool:
+    """Whether ``request`` says its body went through a content coding: any
+    ``Content-Encoding`` token other than ``identity``, in any case or spacing, on any
+    of its lines (``gzip``, ``x-gzip``, ``br``, unknown ones alike). GPTunnel is not
+    known to compress its deliveries, and whether aiohttp's server decodes one depends
+    on its version (3.10 left ``gzip `` with a space coded, 3.14 decodes it)."""
+    return bool(content_codings(request.headers.getall("Content-Encoding", ())))
+
+
+def _closing(
+    answer: dict[str, str], status: int, headers: dict[str, str] | None = None
+) -> web.Response:
+    """``answer`` as JSON with ``status`` (and ``headers``), closing the connection
+    after it."""
+    response = web.json_response(answer, status=status, headers=headers)
     response.force_close()
     return response
 

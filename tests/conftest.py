@@ -256,14 +256,15 @@ async def raw_call(
         return response.status, body
 
 
-async def announced_only(url: str, length: int, sent: bytes = b"") -> bytes:
-    """POST to ``url`` headers that announce a body of ``length`` bytes, and send only
-    ``sent`` of it (none by default): the head of the server's answer (status line and
-    headers), within 10 s."""
+async def announced_only(url: str, length: int, sent: bytes = b"", headers: str = "") -> bytes:
+    """POST to ``url`` headers that announce a body of ``length`` bytes (and the header
+    line ``headers``, if any), and send only ``sent`` of it (none by default): the head
+    of the server's answer (status line and headers), within 10 s."""
     target = URL(url)
     reader, writer = await asyncio.open_connection(target.host, target.port)
+    extra = f"{headers}\r\n" if headers else ""
     writer.write(
-        f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}\r\n"
+        f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.host}\r\n{extra}"
         f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n".encode()
         + sent
     )

@@ -340,18 +340,22 @@ async def _raw_post(url: str, headers: dict[str, str], data: bytes) -> bytes:
 
 
 @pytest.mark.parametrize(("headers", "data"), UNREADABLE_BODIES.values(), ids=UNREADABLE_BODIES)
-async def test_a_body_that_cannot_be_read_is_answered_400(
+async def test_a_coded_body_that_cannot_be_read_is_refused_without_a_500(
     receiver: WebhookReceiver,
     headers: dict[str, str],
     data: bytes,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Refused 415 unread, as every coded body is (``tests/test_webhook_bodies.py``);
+    on this default server aiohttp's parser refuses a ``br`` body itself (400) when
+    brotli is not installed, before the handler."""
     caplog.set_level(logging.ERROR, logger="aiohttp.server")
     status_line = await _raw_post(receiver.url, headers, data)
     await asyncio.sleep(0.1)  # aiohttp's own reading on, after the answer, would log now
     if "br" not in headers.values():  # br is refused by aiohttp's parser, before the handler
         assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []
-    assert status_line.split()[1:2] == [b"400"], status_line  # not a 500
+        assert status_line.split()[1:2] == [b"415"], status_line
+    assert status_line.split()[1:2] in ([b"400"], [b"415"]), status_line  # not a 500
 
 
 @pytest.mark.parametrize("delivered", [True, False])

@@ -10,6 +10,7 @@ import inspect
 import logging
 import pickle
 import random
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -1158,3 +1159,31 @@ async def test_a_sleeping_wait_awaits_its_pause_with_no_coroutine_between(
         await waiting
     assert pause.cancelled()
     assert pause.timer.cancelled()  # not left scheduled for ten minutes
+
+
+@pytest.mark.parametrize("mode", ["await", "async for"])
+async def test_a_sleeping_wait_keeps_no_event_it_handed_on(
+    client: GPTunnelClient, api: ScriptedAPI, mode: str
+) -> None:
+    api.script(*steps(("running", 10)))
+    handed: list[weakref.ref[ProgressEvent[Task]]] = []
+    first_read = asyncio.Event()
+
+    def keep_a_weak_reference(event: ProgressEvent[Task]) -> None:
+        handed.append(weakref.ref(event))
+        first_read.set()
+
+    asleep = PollPolicy(initial=600.0, max_interval=600.0, timeout=600.0)
+    waiter = client.wait_for_result("task-1", policy=asleep, on_progress=keep_a_weak_reference)
+    if mode == "await":
+        waiting = asyncio.ensure_future(waiter)
+        await first_read.wait()
+    else:
+        await waiter.__anext__()
+        waiting = asyncio.ensure_future(waiter.__anext__())
+        await asyncio.sleep(0)  # the second step goes to sleep
+    gc.collect()
+    assert handed[0]() is None  # its state says when to read next: 112 bytes and more
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import functools
+import gc
 import inspect
 import logging
 import pickle
 import random
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -1133,3 +1135,55 @@ async def test_the_note_survives_a_pickle_of_the_error(
     error = await _ended(client, "await")
     restored = pickle.loads(pickle.dumps(error))
     assert type(restored) is AuthenticationError and restored.__notes__ == [NAMED]
+
+
+# -- what a sleeping wait holds -------------------------------------------------------
+
+
+async def test_a_sleeping_wait_awaits_its_pause_with_no_coroutine_between(
+    client: GPTunnelClient, api: ScriptedAPI
+) -> None:
+    api.script(*steps(("running", 10)))
+    first_read = asyncio.Event()
+    asleep = PollPolicy(initial=600.0, max_interval=600.0, timeout=None)
+    waiter = client.wait_for_result("task-1", policy=asleep, on_progress=lambda _: first_read.set())
+    waiting = asyncio.ensure_future(waiter)
+    await first_read.wait()  # the same step went on to the pause
+    running = waiter._running
+    assert running is not None
+    # The future's own iterator, not asyncio.sleep's coroutine (256 bytes more).
+    assert not inspect.iscoroutine(running.cr_await)
+    (pause,) = [held for held in gc.get_referents(running.cr_await) if asyncio.isfuture(held)]
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert pause.cancelled()
+    assert pause.timer.cancelled()  # not left scheduled for ten minutes
+
+
+@pytest.mark.parametrize("mode", ["await", "async for"])
+async def test_a_sleeping_wait_keeps_no_event_it_handed_on(
+    client: GPTunnelClient, api: ScriptedAPI, mode: str
+) -> None:
+    api.script(*steps(("running", 10)))
+    handed: list[weakref.ref[ProgressEvent[Task]]] = []
+    first_read = asyncio.Event()
+
+    def keep_a_weak_reference(event: ProgressEvent[Task]) -> None:
+        handed.append(weakref.ref(event))
+        first_read.set()
+
+    asleep = PollPolicy(initial=600.0, max_interval=600.0, timeout=600.0)
+    waiter = client.wait_for_result("task-1", policy=asleep, on_progress=keep_a_weak_reference)
+    if mode == "await":
+        waiting = asyncio.ensure_future(waiter)
+        await first_read.wait()
+    else:
+        await waiter.__anext__()
+        waiting = asyncio.ensure_future(waiter.__anext__())
+        await asyncio.sleep(0)  # the second step goes to sleep
+    gc.collect()
+    assert handed[0]() is None  # its state says when to read next: 112 bytes and more
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

@@ -424,9 +424,11 @@ def text(name: str, value: Any) -> str:
     """``value`` if it is a ``str``; ``ConfigurationError`` naming its type alone
     otherwise, never its value (a key or secret given as ``bytes`` is still one). The
     first check of every argument whose characters are checked next: ``b"..."`` would
-    otherwise be refused for characters it may not hold."""
+    otherwise be refused for characters it may not hold. Bytes of any kind are told to
+    be decoded (``.decode()``), the usual fix for a key read from a file or Redis."""
     if not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be text (str), got a {type(value).__name__}")
+        fix = ": decode it first (.decode())" if isinstance(value, bytes | bytearray) else ""
+        raise ConfigurationError(f"{name} must be text (str), got {type(value).__name__}{fix}")
     return value
 
 

@@ -232,6 +232,15 @@ def result_file(task: Task | MediaTask, clip: int | None) -> str:
     return files[clip]
 
 
+def _missing_folder(folder: Path) -> ConfigurationError:
+    """The error for a ``dest`` whose folder is missing: the SDK creates no folders (a
+    mistyped path would otherwise grow a tree), so the message says to make it."""
+    return ConfigurationError(
+        f"the folder {describe(str(folder))} does not exist: create it first"
+        " (Path(...).mkdir(parents=True)); downloads make no folders"
+    )
+
+
 def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
     """The file to write: ``dest`` itself (replaced if it exists), or a new file inside
     folder ``dest`` (never replacing one) named after the URL when it ends in a media
@@ -256,7 +265,7 @@ def resolve_target(dest: object, url: URL, fallback_name: str) -> Target:
     except OSError as exc:
         raise DownloadError(f"cannot look at {describe(str(dest))}: {exc.strerror or exc}") from exc
     if not folder_exists:
-        raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
+        raise _missing_folder(folder)
     if target.replace:
         refuse_special(target.path)
     return target
@@ -308,7 +317,7 @@ def check_destination(dest: str | os.PathLike[str], what: str = "dest") -> None:
     target = Path(dest)
     folder = target if _is_dir(target) or _names_a_folder(dest) else target.parent
     if not _is_dir(folder):
-        raise ConfigurationError(f"the folder {describe(str(folder))} does not exist")
+        raise _missing_folder(folder)
     if folder is not target:
         _check_name(folder, target.name)
         refuse_special(target, what)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gptunnel_async import ConfigurationError, GPTunnelClient, throttle
-from gptunnel_async._checks import MAX_WEBHOOK_URL_LENGTH
+from gptunnel_async._checks import MAX_WEBHOOK_URL_LENGTH, text
 from gptunnel_async.families import _endpoint_path
 from gptunnel_async.fleet._keys import fleet_key
 from gptunnel_async.testing import DEFAULT_API_KEY, FakeGPTunnel
@@ -55,7 +55,29 @@ def test_text_that_is_not_a_str_is_refused_by_its_type_alone(case: str, value: A
     name, call = TEXT_ARGUMENTS[case]
     with pytest.raises(ConfigurationError) as caught:
         call(value)
-    assert str(caught.value) == f"{name} must be text (str), got a {type(value).__name__}"
+    fix = ": decode it first (.decode())" if isinstance(value, bytes | bytearray) else ""
+    assert str(caught.value) == f"{name} must be text (str), got {type(value).__name__}{fix}"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"sk-bytes-key", "api_key must be text (str), got bytes: decode it first (.decode())"),
+        (
+            bytearray(b"sk-key"),
+            "api_key must be text (str), got bytearray: decode it first (.decode())",
+        ),
+        (12345, "api_key must be text (str), got int"),
+        (None, "api_key must be text (str), got NoneType"),
+    ],
+)
+def test_a_key_that_is_not_text_says_what_it_is_and_how_to_fix_bytes(
+    value: object, message: str
+) -> None:
+    """``api_key=b"..."`` said "got a bytes" and left the fix to guess; an int "got a int"."""
+    with pytest.raises(ConfigurationError) as caught:
+        text("api_key", value)
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("case", ["the client's key", "the emulator's key", "a receiver's secret"])

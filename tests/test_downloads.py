@@ -408,8 +408,12 @@ async def test_cancelling_a_download_leaves_dest_and_folder_as_they_were(
 async def test_a_missing_folder_fails_before_any_request(
     client: GPTunnelClient, storage: Storage, tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigurationError, match="does not exist"):
+    with pytest.raises(ConfigurationError) as caught:
         await client.download_result(storage.url + "x.png", tmp_path / "nope" / "x.png")
+    assert str(caught.value) == (
+        f"the folder {str(tmp_path / 'nope')!r} does not exist: create it first"
+        " (Path(...).mkdir(parents=True)); downloads make no folders"
+    )
     assert storage.seen_headers == []
 
 

@@ -18,8 +18,9 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gptunnel_async import GPTunnelClient, PollPolicy, _timing
+from gptunnel_async import ConfigurationError, GPTunnelClient, PollPolicy, _timing
 from gptunnel_async._sansio.pacing import Pace, next_pause
+from gptunnel_async.testing import FakeGPTunnel
 
 from .conftest import API_KEY, ScriptedAPI, task_json
 
@@ -190,3 +191,22 @@ def test_default_strategy_is_predictive_and_nonsense_is_refused() -> None:
     assert PollPolicy().strategy == "predictive"
     with pytest.raises(ValueError, match="strategy"):
         PollPolicy(strategy="psychic")  # type: ignore[arg-type]
+
+
+NO_DEADLINE_HINT = "must be a finite number of seconds > 0, or None for no deadline, got "
+
+
+@pytest.mark.parametrize(("timeout", "shown"), [(0, "0"), (-5, "-5"), (float("inf"), "inf")])
+async def test_a_wait_timeout_out_of_range_says_none_means_no_deadline(
+    gptunnel_fake: FakeGPTunnel, timeout: float, shown: str
+) -> None:
+    """``timeout=0`` and ``timeout=float("inf")`` said "or None" without saying what None
+    does; a user who wants no deadline (inf) needs to read that None is it."""
+    with pytest.raises(ConfigurationError) as from_policy:
+        PollPolicy(timeout=timeout)
+    task_id = gptunnel_fake.script_task(steps=[("done", 100)])
+    async with gptunnel_fake.client() as client:
+        with pytest.raises(ConfigurationError) as from_wait:
+            await client.wait_for_result(task_id, timeout=timeout)
+    for caught in (from_policy, from_wait):
+        assert str(caught.value) == f"timeout {NO_DEADLINE_HINT}{shown}"

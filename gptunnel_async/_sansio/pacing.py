@@ -134,7 +134,11 @@ class PollPolicy:
     )
     timeout: float | None = attrs.field(
         default=600.0,
-        validator=_number_check("a finite number > 0, or None", lambda v: v > 0, allow_none=True),
+        validator=_number_check(
+            "a finite number of seconds > 0, or None for no deadline",
+            lambda v: v > 0,
+            allow_none=True,
+        ),
     )
     strategy: Strategy = attrs.field(default="predictive", validator=_known_strategy)
 

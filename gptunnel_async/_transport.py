@@ -375,7 +375,7 @@ class Transport(InProcessOnly):
                         await self._report_to_budget(started, response)
                         return await read(response)
                 except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
-                    failure = self._failure(exc, request, session)
+                    failure = self._failure(exc, request.label, session)
                 except BaseException as exc:  # a cancellation (the caller's own timeout) and such
                     # Passed on as it is, but without aiohttp's frames: their locals hold the
                     # request's headers, key and all.
@@ -418,11 +418,10 @@ class Transport(InProcessOnly):
         return _within(sending, self.timeout) if request.streamed else sending
 
     def _failure(
-        self, exc: BaseException, request: Request, session: aiohttp.ClientSession
+        self, exc: BaseException, what: str, session: aiohttp.ClientSession
     ) -> BaseException:
         """What :meth:`exchange` raises for ``exc``, made safe to keep and render (no
         frames, no key: see ``_safe_errors``)."""
-        what = request.label
         if isinstance(exc, GPTunnelError):  # from ``read``, whose frames hold the answer
             return made_safe(exc, self._api_key)
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
@@ -812,9 +811,9 @@ def _reason(exc: BaseException, secret: str) -> str:
     """Why ``exc`` failed, for an error's text: its own words, masked and bounded. An
     answer aiohttp could not parse is said to be no valid HTTP, with its parser's words
     if any (they came as ``0, message=''`` from 3.10's parser, as ``400, message=...``
-    from later ones, a status no host sent). aiohttp's
-    response errors end with the whole URL, query and all, which for a result download
-    may be a signed link (its signature a credential): it is left out."""
+    from later ones, a status no host sent). aiohttp's response errors end with the
+    whole URL, query and all, which for a result download may be a signed link (its
+    signature a credential): it is left out."""
     if isinstance(exc, aiohttp.ClientResponseError):
         if not exc.status and not exc.message:
             return "the answer is not valid HTTP"

@@ -374,13 +374,12 @@ class TaskWaiter(InProcessOnly, Coroutine[Any, Any, T], AsyncIterator[ProgressEv
         thousands of reads queued for a connection holds one frame less."""
         state = self._state
         assert state is not None
-        # A TimeOut was decided (the core reads only before the deadline; a TimeOut is
-        # due at it). Under instant waits (tests) the paced pauses are skipped, not the
-        # deadline: a read the pacing put past it is made now, until the deadline passes.
-        deadline = state.deadline
-        timing_out = deadline is not None and state.due_at >= deadline
+        # A TimeOut was decided when the pause ends at the deadline (the core reads only
+        # before it; a TimeOut is due at it). Under instant waits (tests) the paced pauses
+        # are skipped, not the deadline: a read the pacing put past it is made now, until
+        # the deadline passes.
         if state.expired(asyncio.get_running_loop().time()) or (
-            timing_out and not _timing.is_instant()
+            state.expired(state.due_at) and not _timing.is_instant()
         ):
             raise state.timed_out(self._last_seen, self._last_error) from self._last_error
         return self._read(state)

@@ -49,6 +49,7 @@ from ._sansio.text import SHORT_TEXT, excerpt, mask_for
 from ._timing import Wakeup
 from ._version import version
 from .errors import (
+    API_UNREACHED,
     APIConnectionError,
     APITimeoutError,
     ConfigurationError,
@@ -120,6 +121,14 @@ not turn a 401 or a 429 into a retried timeout that never tells it."""
 _NEVER_OPENED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 """aiohttp's errors of a connection that never opened: refused, unresolvable, or not
 open within :data:`CONNECT_TIMEOUT`. No byte of the request was sent."""
+
+
+def _unreached(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection that could not be opened to the host itself:
+    refused, or a name that does not resolve. Not a proxy's failure, nor a TLS
+    handshake cut short: a host was reached there."""
+    refused_by = (aiohttp.ClientProxyConnectionError, aiohttp.ClientSSLError)
+    return isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc, refused_by)
 
 
 def _safe_to_resend(exc: BaseException) -> bool:
@@ -375,7 +384,7 @@ class Transport(InProcessOnly):
                         await self._report_to_budget(started, response)
                         return await read(response)
                 except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
-                    failure = self._failure(exc, request.label, session)
+                    failure = self._failure(exc, request.label, session, on_api=request.on_api)
                 except BaseException as exc:  # a cancellation (the caller's own timeout) and such
                     # Passed on as it is, but without aiohttp's frames: their locals hold the
                     # request's headers, key and all.
@@ -418,17 +427,20 @@ class Transport(InProcessOnly):
         return _within(sending, self.timeout) if request.streamed else sending
 
     def _failure(
-        self, exc: BaseException, what: str, session: aiohttp.ClientSession
+        self, exc: BaseException, what: str, session: aiohttp.ClientSession, *, on_api: bool
     ) -> BaseException:
         """What :meth:`exchange` raises for ``exc``, made safe to keep and render (no
-        frames, no key: see ``_safe_errors``)."""
+        frames, no key: see ``_safe_errors``). ``on_api``: the request went to
+        ``base_url``'s origin, so a host that could not be reached at all is said to be
+        ``base_url``'s (:data:`~gptunnel_async.errors.API_UNREACHED`)."""
         if isinstance(exc, GPTunnelError):  # from ``read``, whose frames hold the answer
             return made_safe(exc, self._api_key)
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
-            return self._wire_error(exc, what)
+            return self._wire_error(exc, what, on_api=on_api)
         if isinstance(exc, UnicodeError):
+            unreached = f"; {API_UNREACHED}" if on_api else ""
             unresolvable = APIConnectionError(
-                f"{self.shown(what)} failed: the host name cannot be looked up"
+                f"{self.shown(what)} failed: the host name cannot be looked up{unreached}"
             )
             unresolvable.__cause__ = made_safe(exc, self._api_key)
             return unresolvable
@@ -490,9 +502,13 @@ class Transport(InProcessOnly):
         result URL or a redirect target are server text, so masked and bounded too."""
         return excerpt(what, self._api_key, SHORT_TEXT)
 
-    def _wire_error(self, exc: TimeoutError | aiohttp.ClientError, what: str) -> GPTunnelError:
+    def _wire_error(
+        self, exc: TimeoutError | aiohttp.ClientError, what: str, *, on_api: bool
+    ) -> GPTunnelError:
         """The typed error for a failure on the wire while doing ``what``; ``exc`` is
-        made safe and kept as its cause (no key, no frames)."""
+        made safe and kept as its cause (no key, no frames). An API request
+        (``on_api``) whose connection could not be opened at all says to check
+        ``base_url``; a download's host is the storage's, named by the task."""
         tls = _is_tls_failure(exc)
         cause = made_safe(exc, self._api_key)
         what = self.shown(what)
@@ -506,6 +522,8 @@ class Transport(InProcessOnly):
             error = APITimeoutError(f"{what} timed out after {self.timeout:g}s")
         elif tls:
             error = TLSError(f"{what} failed: TLS could not be set up: {reason}")
+        elif on_api and _unreached(exc):
+            error = APIConnectionError(f"{what} failed: {reason}; {API_UNREACHED}")
         else:
             error = APIConnectionError(f"{what} failed: {reason}")
         error.__cause__ = cause

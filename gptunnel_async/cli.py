@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, cast
 
-import aiohttp
 from yarl import URL
 
 from ._checks import describe, positive_number, task_id_problem, without_userinfo
@@ -37,6 +36,7 @@ from ._sansio.text import mask_for, printable
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._version import version
 from .errors import (
+    API_UNREACHED,
     APIConnectionError,
     ConfigurationError,
     DownloadError,
@@ -776,9 +776,12 @@ def _fit(value: str | None, key: str | None) -> bool:
 
 
 NO_CONNECTION: Final = (
-    "no request reached the API: check --base-url (or $GPTUNNEL_BASE_URL; GPTunnel's is "
-    "https://gptunnel.ru/v1) and that its server runs (the emulator: gptunnel-async emulator)"
+    "base_url is --base-url here (default: $GPTUNNEL_BASE_URL); a server to try it "
+    "against: gptunnel-async emulator"
 )
+"""The hint after an API request that could not connect at all, whose error already
+says to check ``base_url`` (:data:`~gptunnel_async.errors.API_UNREACHED`): what that
+is on the command line."""
 
 
 NO_TLS: Final = (
@@ -788,13 +791,13 @@ NO_TLS: Final = (
 
 
 def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
-    """What to try after ``exc``: a host that could not be connected to at all (refused,
-    a name that does not resolve) may be the wrong one, and one that TLS failed with
-    may speak plain http; see also :func:`_family_hint`."""
+    """What to try after ``exc``: an API host that could not be connected to at all
+    (refused, a name that does not resolve) may be the wrong one, and one that TLS
+    failed with may speak plain http; see also :func:`_family_hint`. A result
+    download's host is the storage's, not ``--base-url``'s: its error gets no hint."""
     if isinstance(exc, TLSError):
         return NO_TLS
-    unconnected = isinstance(exc.__cause__, aiohttp.ClientConnectorError | UnicodeError)
-    if isinstance(exc, APIConnectionError) and unconnected:
+    if isinstance(exc, APIConnectionError) and API_UNREACHED in str(exc):
         return NO_CONNECTION
     return _family_hint(exc, args)
 

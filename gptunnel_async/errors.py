@@ -44,6 +44,14 @@ if TYPE_CHECKING:
 MAX_MESSAGE: Final = 2000
 """The longest text any of these errors has, in characters."""
 
+API_UNREACHED: Final = (
+    "no connection to the API: check base_url (GPTUNNEL_BASE_URL when not given; "
+    "GPTunnel's is https://gptunnel.ru/v1) and that its server runs"
+)
+"""What an API request's :class:`APIConnectionError` adds when no connection to
+``base_url``'s host could be opened at all (refused, a name that does not resolve): a
+mistyped or stale ``base_url`` fails so, and aiohttp's own words name only a host."""
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -318,9 +326,7 @@ class WaitTimeoutError(GPTunnelError, TimeoutError):
         if task is not None and _done_without_files(task):
             seen += ", but with no file to fetch yet"
         if last_error is not None:
-            seen += f"; its last read failed: {type(last_error).__name__}: {clip(last_error, 300)}"
-        if task is None and _never_connected(last_error):
-            seen += "; no read reached the API: check base_url and the network"
+            seen += _last_failure(last_error, unreached=task is None)
         if ended:
             seen += f"; {ended}"
         super().__init__(
@@ -334,6 +340,20 @@ def _done_without_files(task: TaskLike) -> bool:
     wait reads on through; "last seen done" alone would read as a contradiction."""
     done_statuses = getattr(task, "_done_statuses", DONE_STATUSES)
     return not task.is_done and classify(task.status, done_statuses) is Stage.DONE
+
+
+def _last_failure(error: GPTunnelError, *, unreached: bool) -> str:
+    """What a deadline's message says of the wait's last failed read, ``error``: its
+    class and (clipped) text, and, if no read of the wait got a task (``unreached``)
+    and ``error`` found no server, that no read reached the API, with what to check
+    unless ``error``'s own text says it (:data:`API_UNREACHED`)."""
+    failure = clip(error, 300)
+    said = f"; its last read failed: {type(error).__name__}: {failure}"
+    if unreached and _never_connected(error):
+        said += "; no read reached the API"
+        if API_UNREACHED not in failure:
+            said += ": check base_url and the network"
+    return said
 
 
 def _never_connected(error: GPTunnelError | None) -> bool:

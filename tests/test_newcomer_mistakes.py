@@ -1,18 +1,34 @@
-"""The mistakes a newcomer makes with waits and families get a pointer to the fix: a wait
-never awaited warns as a coroutine does, and a task read through the wrong family is
-"not found" with a question about its family, in code as on the command line."""
+"""The mistakes a newcomer makes with waits, families and base_url get a pointer to the
+fix: a wait never awaited warns as a coroutine does, a task read through the wrong family
+is "not found" with a question about its family, in code as on the command line, and a
+base_url whose host cannot be reached says to check it."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import socket
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import pytest
 
-from gptunnel_async import ConfigurationError, GPTunnelClient, NotFoundError, UsageError, throttle
+from gptunnel_async import (
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    GPTunnelClient,
+    GPTunnelError,
+    NotFoundError,
+    UsageError,
+    WaitTimeoutError,
+    throttle,
+)
+from gptunnel_async.errors import API_UNREACHED
 from gptunnel_async.testing import FakeGPTunnel
 
 
@@ -133,3 +149,124 @@ async def test_a_path_the_api_lacks_gets_no_family_question(fake: FakeGPTunnel) 
         with pytest.raises(NotFoundError) as caught:
             await lost.get_result("t-1")
     assert "check base_url" in str(caught.value) and "is it a" not in str(caught.value)
+
+
+# -- a base_url whose host cannot be reached ----------------------------------------------
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class NoSuchName(aiohttp.abc.AbstractResolver):
+    """A resolver that finds no host, as the system's does for a mistyped name (without
+    asking any DNS server)."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def close(self) -> None:
+        pass
+
+
+Call = Callable[[GPTunnelClient], Awaitable[Any]]
+
+API_CALLS: list[tuple[str, Call]] = [
+    ("get_result", lambda c: c.get_result("t-1")),
+    (
+        "faceswap.create",
+        lambda c: c.faceswap.create("https://a.example/p.png", "https://a.example/f.png"),
+    ),
+    ("media.result", lambda c: c.media.result("t-1")),
+    ("balance", lambda c: c.balance()),
+]
+
+
+@pytest.mark.parametrize("call", [c[1] for c in API_CALLS], ids=[c[0] for c in API_CALLS])
+@pytest.mark.parametrize("unreachable", ["refused", "no such name"])
+async def test_an_api_request_that_cannot_connect_says_to_check_base_url(
+    call: Call, unreachable: str
+) -> None:
+    """aiohttp's words name a host and port only ("Cannot connect to host 127.0.0.1:9
+    ssl:default [...]"); the SDK's say where that host came from."""
+    async with contextlib.AsyncExitStack() as stack:
+        if unreachable == "refused":
+            base_url, session = f"http://127.0.0.1:{closed_port()}/v1", None
+        else:
+            connector = aiohttp.TCPConnector(resolver=NoSuchName())
+            session = await stack.enter_async_context(aiohttp.ClientSession(connector=connector))
+            base_url = "https://gptunel.example/v1"  # one letter short
+        client = await stack.enter_async_context(
+            GPTunnelClient(
+                api_key="k-" + "7" * 20, base_url=base_url, max_retries=0, session=session
+            )
+        )
+        with pytest.raises(APIConnectionError) as caught:
+            await call(client)
+    text = str(caught.value)
+    assert type(caught.value) is APIConnectionError
+    assert text.startswith(("GET /v1/", "POST /v1/"))
+    assert text.endswith(f"; {API_UNREACHED}") and text.count("base_url") == 1
+    assert "GPTUNNEL_BASE_URL" in text and "https://gptunnel.ru/v1" in text
+
+
+async def test_a_result_download_that_cannot_connect_does_not_blame_base_url(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    """A result file's host is the storage's, named by the task: base_url is not at fault."""
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.download_result(f"http://127.0.0.1:{closed_port()}/r.png", tmp_path / "r")
+    assert "Cannot connect to host" in str(caught.value)
+    assert "base_url" not in str(caught.value)
+
+
+async def test_a_wait_that_never_connected_says_to_check_base_url_once() -> None:
+    """The wait's deadline message adds "no read reached the API" to the last read's
+    error, which already says what to check: not a second "check base_url"."""
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    async with GPTunnelClient(api_key="k-" + "7" * 20, base_url=url, max_retries=0) as client:
+        with pytest.raises(WaitTimeoutError) as caught:
+            await client.wait_for_result("t-1", timeout=0.3)
+    text = str(caught.value)
+    assert isinstance(caught.value.last_error, APIConnectionError)
+    assert text.endswith(f"{API_UNREACHED}; no read reached the API)")
+    assert text.count("check base_url") == 1
+
+
+UNREACHED_READ = f"GET /v1/faceswap/result failed: Cannot connect to host h:1; {API_UNREACHED}"
+
+DEADLINE_ENDINGS: list[tuple[str, GPTunnelError | None, str]] = [
+    (
+        "the read said what to check",
+        APIConnectionError(UNREACHED_READ),
+        "; no read reached the API)",
+    ),
+    (
+        "the read's hint was clipped",
+        APIConnectionError("GET /v1/x failed: " + "x" * 300 + f"; {API_UNREACHED}"),
+        "; no read reached the API: check base_url and the network)",
+    ),
+    (
+        "a read without the hint (a download host, a server that hung up)",
+        APIConnectionError("GET /v1/x failed: Server disconnected"),
+        "; no read reached the API: check base_url and the network)",
+    ),
+    ("a read that timed out", APITimeoutError("GET /v1/x timed out after 30s"), "after 30s)"),
+    ("no read failed", None, "(no state read yet)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "last_error", "ending"), DEADLINE_ENDINGS, ids=[d[0] for d in DEADLINE_ENDINGS]
+)
+def test_a_deadline_message_says_to_check_base_url_once_at_most(
+    what: str, last_error: GPTunnelError | None, ending: str
+) -> None:
+    text = str(WaitTimeoutError("t-1", 5.0, None, last_error))
+    assert text.endswith(ending)
+    assert text.count("check base_url") <= 1

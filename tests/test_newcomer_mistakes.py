@@ -5,6 +5,7 @@ base_url whose host cannot be reached says to check it."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import socket
@@ -26,6 +27,7 @@ from gptunnel_async import (
     NotFoundError,
     UsageError,
     WaitTimeoutError,
+    cli,
     throttle,
 )
 from gptunnel_async.errors import API_UNREACHED
@@ -270,3 +272,22 @@ def test_a_deadline_message_says_to_check_base_url_once_at_most(
     text = str(WaitTimeoutError("t-1", 5.0, None, last_error))
     assert text.endswith(ending)
     assert text.count("check base_url") <= 1
+
+
+async def test_the_command_line_hints_at_base_url_for_the_api_s_host_only(
+    fake: FakeGPTunnel, tmp_path: Path
+) -> None:
+    """``gptunnel-async wait --save`` whose result host (the storage's) refuses must not
+    be told to check ``--base-url``, which was right: the API answered."""
+    unreachable = f"http://127.0.0.1:{closed_port()}"
+    async with fake.client(max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as download:
+            await client.download_result(f"{unreachable}/r.png", tmp_path / "r")
+    async with GPTunnelClient(
+        api_key=fake.api_key, base_url=f"{unreachable}/v1", max_retries=0
+    ) as lost:
+        with pytest.raises(APIConnectionError) as read:
+            await lost.get_result("t-1")
+    args = argparse.Namespace(family="faceswap")
+    assert cli._hint(download.value, args) is None
+    assert cli._hint(read.value, args) == cli.NO_CONNECTION

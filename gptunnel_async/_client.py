@@ -16,6 +16,7 @@ import aiohttp
 from yarl import URL
 
 from . import _download
+from ._async_only import AsyncWithOnly
 from ._budget import InProcessBudget, RequestBudget
 from ._checks import (
     count,
@@ -151,7 +152,7 @@ def _closed() -> UsageError:
     return UsageError("this GPTunnelClient is closed; create a new one")
 
 
-class GPTunnelClient(InProcessOnly):
+class GPTunnelClient(AsyncWithOnly, InProcessOnly):
     """An async client for GPTunnel's task API.
 
     Use it as ``async with GPTunnelClient() as client:``, or call ``close()``. One

@@ -13,6 +13,7 @@ from collections.abc import Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
+from ._async_only import AsyncWithOnly
 from ._in_process import InProcessOnly
 from ._sansio.text import clip
 from .errors import GPTunnelError, UsageError
@@ -30,7 +31,7 @@ _CLOSED_UNDER_A_STEP: Final = (
 """What a step waiting in one task is told when the iteration is closed from another."""
 
 
-class AsCompleted(InProcessOnly, Generic[R]):
+class AsCompleted(AsyncWithOnly, InProcessOnly, Generic[R]):
     """An async iterator of waits' outcomes in the order they finish.
 
     Each finished task is yielded. A failure (``TaskFailedError``, ``WaitTimeoutError``,

@@ -31,7 +31,10 @@ from gptunnel_async import (
     throttle,
 )
 from gptunnel_async.errors import API_UNREACHED
+from gptunnel_async.fleet import MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
+
+from .test_user_typing import strict_errors
 
 
 @pytest.fixture
@@ -291,3 +294,50 @@ async def test_the_command_line_hints_at_base_url_for_the_api_s_host_only(
     args = argparse.Namespace(family="faceswap")
     assert cli._hint(download.value, args) is None
     assert cli._hint(read.value, args) == cli.NO_CONNECTION
+
+
+# -- `with` where `async with` is meant ---------------------------------------------------
+
+Enter = Callable[[GPTunnelClient], Any]
+
+ASYNC_ONLY: list[tuple[str, Enter]] = [
+    ("GPTunnelClient", lambda client: client),
+    ("AsCompleted", lambda client: client.as_completed([])),
+    ("Watcher", lambda client: Watcher(client, MemoryStore())),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), ASYNC_ONLY, ids=[a[0] for a in ASYNC_ONLY])
+async def test_a_plain_with_says_to_write_async_with(
+    fake: FakeGPTunnel, name: str, make: Enter
+) -> None:
+    """Python's own error was a TypeError, "'GPTunnelClient' object does not support the
+    context manager protocol", which is no GPTunnelError and names no fix."""
+    async with fake.client() as client:
+        entered = make(client)
+        with pytest.raises(UsageError) as caught, entered:
+            pytest.fail("the block ran")
+        assert str(caught.value) == (
+            f"{name} is an async context manager: use `async with`, not `with` "
+            "(inside an `async def`)"
+        )
+        async with entered:  # the `with` opened and closed nothing: it still works
+            assert await client.balance()
+
+
+WITH_INSTEAD_OF_ASYNC_WITH = """
+from gptunnel_async import GPTunnelClient
+
+
+async def main() -> None:
+    with GPTunnelClient() as client:
+        await client.balance()
+"""
+
+
+def test_a_type_checker_still_reports_the_plain_with(tmp_path: Path) -> None:
+    """The refusal is hidden from type checkers: ``with`` stays an error before it runs."""
+    code = tmp_path / "bot.py"
+    code.write_text(WITH_INSTEAD_OF_ASYNC_WITH, encoding="utf-8")
+    said = strict_errors(tmp_path, [code])
+    assert '"GPTunnelClient" has no attribute "__enter__"; maybe "__aenter__"?' in said

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, cast
 import attrs
 
 from .. import _timing
+from .._async_only import AsyncWithOnly
 from .._checks import (
     A_DAY,
     callable_as,
@@ -298,7 +299,7 @@ class _Pool:
             raise asyncio.CancelledError
 
 
-class Watcher(InProcessOnly):
+class Watcher(AsyncWithOnly, InProcessOnly):
     """Waits that survive restarts, shared by every worker of a fleet.
 
     Args:

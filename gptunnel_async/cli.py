@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, cast
 
 from yarl import URL
 
+from . import _timing
 from ._checks import describe, positive_number, task_id_problem, without_userinfo
 from ._checks import port as check_port
 from ._cli_families import FAMILIES, add_family_commands, resource, save_result, wait_options
@@ -155,9 +156,11 @@ async def _reach(client: GPTunnelClient, task_id: str, family: str, timeout: flo
         The task as read, or ``None`` if the API answered with a transient error.
 
     Raises:
-        WaitTimeoutError: the deadline passed during the read (and its retries).
+        WaitTimeoutError: the deadline passed during the read (and its retries); its
+            ``last_error`` is the failed attempt the client was about to retry, if any.
     """
     bounded = asyncio.timeout(timeout)
+    retried_before = _timing.failed_attempt.get()
     try:
         async with bounded:
             return await resource(client, family).result(task_id)
@@ -167,7 +170,8 @@ async def _reach(client: GPTunnelClient, task_id: str, family: str, timeout: flo
         return None
     except TimeoutError:
         if bounded.expired():
-            raise WaitTimeoutError(task_id, timeout or 0.0, None) from None
+            failed = _timing.failed_since(retried_before)
+            raise WaitTimeoutError(task_id, timeout or 0.0, None, failed) from failed
         raise
 
 
@@ -701,7 +705,7 @@ async def _run(args: argparse.Namespace, out: Output, termination: _Termination)
             return await command(args, out)
     except (GPTunnelError, ValueError) as exc:
         code = exit_code_for(exc)
-        hint = resume_hint(args) if isinstance(exc, WaitTimeoutError) else _hint(exc, args)
+        hint = _hint(exc, args)
         with contextlib.suppress(OSError):  # an output that fails keeps the command's code
             out.error(exc, code, hint)
         return code
@@ -794,7 +798,14 @@ def _hint(exc: BaseException, args: argparse.Namespace) -> str | None:
     """What to try after ``exc``: an API host that could not be connected to at all
     (refused, a name that does not resolve) may be the wrong one, and one that TLS
     failed with may speak plain http; see also :func:`_family_hint`. A result
-    download's host is the storage's, not ``--base-url``'s: its error gets no hint."""
+    download's host is the storage's, not ``--base-url``'s: its error gets no hint. A
+    wait that timed out says how to wait again (:func:`resume_hint`), unless none of
+    its reads got the task and the last one's failure has a hint of its own: with a
+    wrong ``--base-url``, no task may be going on at all."""
+    if isinstance(exc, WaitTimeoutError):
+        # A wait none of whose reads reached the API: there may be no task going on.
+        failed = exc.last_error if exc.task is None else None
+        return (failed and _hint(failed, args)) or resume_hint(args)
     if isinstance(exc, TLSError):
         return NO_TLS
     if isinstance(exc, APIConnectionError) and API_UNREACHED in str(exc):

@@ -34,6 +34,7 @@ from gptunnel_async.errors import API_UNREACHED
 from gptunnel_async.fleet import MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
+from .test_cli import json_lines, run
 from .test_user_typing import strict_errors
 
 
@@ -341,3 +342,18 @@ def test_a_type_checker_still_reports_the_plain_with(tmp_path: Path) -> None:
     code.write_text(WITH_INSTEAD_OF_ASYNC_WITH, encoding="utf-8")
     said = strict_errors(tmp_path, [code])
     assert '"GPTunnelClient" has no attribute "__enter__"; maybe "__aenter__"?' in said
+
+
+def test_a_cli_wait_cut_during_its_first_read_s_retries_says_why() -> None:
+    """``gptunnel-async wait`` with a ``--timeout`` shorter than the client's retries of
+    a first read that found no server said only "(no state read yet)", and its hint
+    that "the task goes on at GPTunnel": nothing had reached GPTunnel."""
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    done = run("wait", "t-1", "--timeout", "0.3", "--json", instant=False,
+               GPTUNNEL_API_KEY="k-" + "7" * 20, GPTUNNEL_BASE_URL=url)  # fmt: skip
+    assert done.returncode == 3
+    record = json_lines(done.stdout)[-1]
+    assert (record["event"], record["task"]) == ("timeout", None)
+    assert "its last read failed: APIConnectionError: " in record["message"]
+    assert record["message"].endswith(f"{API_UNREACHED}; no read reached the API)")
+    assert record["hint"] == cli.NO_CONNECTION

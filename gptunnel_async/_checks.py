@@ -74,6 +74,15 @@ def describe(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
 
 
+def describe_not_text(value: Any) -> str:
+    """A value given where text is asked for, for the refusal's message: as
+    :func:`describe` shows it, but a path with its type too (``a PosixPath ('flux')``):
+    shown as its quoted text alone, it would read as the very text asked for."""
+    if isinstance(value, PurePath):
+        return f"a {type(value).__name__} ({describe(value)})"
+    return describe(value)
+
+
 def number(
     name: str,
     value: Any,
@@ -435,7 +444,9 @@ def text(name: str, value: Any) -> str:
 def check_text(name: str, value: Any) -> str:
     """``value`` if it is a non-blank string; anything else fails before any request."""
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{name} must be a non-empty string, got {describe(value)}")
+        raise ConfigurationError(
+            f"{name} must be a non-empty string, got {describe_not_text(value)}"
+        )
     return value
 
 
@@ -559,7 +570,7 @@ def task_id_problem(value: Any) -> str | None:
     if not isinstance(value, str) and isinstance(getattr(value, "id", None), str):
         return f"must be a task's id, a string: pass {type(value).__name__}.id, not the object"
     if not isinstance(value, str) or not value.strip():
-        return f"must be a non-empty string, got {describe(value)}"
+        return f"must be a non-empty string, got {describe_not_text(value)}"
     if len(value) > MAX_TASK_ID_LENGTH:
         return (
             f"is {len(value)} characters, over the {MAX_TASK_ID_LENGTH} a task id "

@@ -357,3 +357,50 @@ def test_a_cli_wait_cut_during_its_first_read_s_retries_says_why() -> None:
     assert "its last read failed: APIConnectionError: " in record["message"]
     assert record["message"].endswith(f"{API_UNREACHED}; no read reached the API)")
     assert record["hint"] == cli.NO_CONNECTION
+
+
+# -- a Path where text or a link is meant -------------------------------------------------
+
+PATH_TYPE = type(Path()).__name__  # PosixPath, or WindowsPath
+
+PATHS_FOR_TEXT: list[tuple[str, Call, str]] = [
+    ("a model", lambda c: c.media.create(Path("flux"), "a cat"), "model"),
+    ("a task id read", lambda c: c.get_result(Path("flux")), "task_id"),
+    ("a task id waited for", lambda c: c.media.wait_for_result(Path("flux")), "task_id"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "call", "name"), PATHS_FOR_TEXT, ids=[p[0] for p in PATHS_FOR_TEXT]
+)
+async def test_a_path_given_for_text_is_named_as_a_path(
+    client: GPTunnelClient, what: str, call: Call, name: str
+) -> None:
+    """The refusal said "got 'flux'", quoting the text it asked for."""
+    with pytest.raises(ConfigurationError) as caught:
+        await call(client)
+    assert str(caught.value) == f"{name} must be a non-empty string, got a {PATH_TYPE} ('flux')"
+
+
+def test_a_path_given_for_an_emulated_task_s_error_is_named_as_a_path(
+    fake: FakeGPTunnel,
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        fake.script_task(steps=[("failed", 0)], error=Path("no face"))  # type: ignore[arg-type]
+    assert str(caught.value) == f"error must be a string, got a {PATH_TYPE} ('no face')"
+
+
+@pytest.mark.parametrize("link", ["https://a.example/me.png", "HTTP://a.example/me.png"])
+@pytest.mark.parametrize("argument", ["source_image", "face_image"])
+async def test_a_link_given_as_a_path_says_to_pass_it_as_text(
+    client: GPTunnelClient, link: str, argument: str
+) -> None:
+    """``Path("https://a.example/me.png")`` is the file ``https:/a.example/me.png``."""
+    images = {"source_image": "https://a.example/p.png", "face_image": "https://a.example/f.png"}
+    images[argument] = Path(link)  # type: ignore[assignment]
+    with pytest.raises(ConfigurationError) as caught:
+        await client.faceswap.create(**images)
+    assert str(caught.value).startswith(f"cannot read the {argument} file ")
+    assert str(caught.value).endswith(
+        "(a link given as a Path, which turned its // into /: pass it as a str)"
+    )

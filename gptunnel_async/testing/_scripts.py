@@ -13,7 +13,7 @@ from typing import Final, TypeAlias
 import attrs
 
 from .._checks import count as checked_count
-from .._checks import describe, non_negative_number
+from .._checks import describe, describe_not_text, non_negative_number
 from .._sansio.statuses import MEDIA_DONE_STATUSES, Stage, classify
 from ..errors import ConfigurationError
 from ..models import MediaClip, MediaTask, Task, Usage
@@ -110,7 +110,7 @@ class TaskScript:
                 "give exactly one of steps=[(status, percent), ...] or duration="
             )
         if error is not None and not isinstance(error, str):
-            raise ConfigurationError(f"error must be a string, got {describe(error)}")
+            raise ConfigurationError(f"error must be a string, got {describe_not_text(error)}")
         if duration is not None:
             seconds = non_negative_number("duration", duration, "a number of seconds >= 0")
             return cls(duration=seconds, error=error)

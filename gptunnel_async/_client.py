@@ -124,21 +124,42 @@ def _wrapped_key(key: str) -> str | None:
 
 
 def _base_url(value: str | None, key: str) -> str:
-    """``value`` (else ``$GPTUNNEL_BASE_URL``, else GPTunnel's) checked; an error quotes
-    it with ``key`` masked (a URL refused for its scheme may hold it in its path)."""
-    raw = value if value is not None else os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
+    """``value`` (else ``$GPTUNNEL_BASE_URL``, else GPTunnel's) checked; an error names
+    the variable if the URL came from it, says what is likely wrong (quotes, no scheme:
+    :func:`_base_url_fix`), and quotes it with ``key`` masked (a URL refused for its
+    scheme may hold it in its path)."""
+    name, raw = "base_url", value
+    if raw is None:
+        raw = os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
+        name = "base_url (from GPTUNNEL_BASE_URL)" if raw != DEFAULT_BASE_URL else name
     try:
-        return _usable_base_url(raw)
+        return _usable_base_url(raw, name)
     except ConfigurationError as exc:
-        refusal = mask_for(key)(str(exc))
+        refusal = mask_for(key)(f"{exc}{_base_url_fix(raw)}")
     raise ConfigurationError(refusal)  # out here: the refusal quoting the key is no context
 
 
-def _usable_base_url(raw: str) -> str:
-    url = http_url("base_url", raw)
+def _base_url_fix(raw: object) -> str:
+    """What to change in a refused ``base_url``, for its error: the quotes of an env
+    file kept around it, or a missing ``http://``/``https://``; ``""`` if neither."""
+    if not isinstance(raw, str):
+        return ""
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return (
+            ": it is wrapped in quotes (an env file's, kept by the tool that read it?); "
+            "give it without them"
+        )
+    if "://" not in text and not text.lower().startswith(("http:", "https:")):
+        return ": it needs its scheme in front, https:// (or http:// for a local server)"
+    return ""
+
+
+def _usable_base_url(raw: str, name: str) -> str:
+    url = http_url(name, raw)
     if url.query_string or url.fragment or url.user or url.password:
         raise ConfigurationError(
-            "base_url must not carry a query, fragment or credentials, got "
+            f"{name} must not carry a query, fragment or credentials, got "
             f"{url.with_user(None).with_query(None).with_fragment(None)!s}"
         )
     return str(url).rstrip("/")

@@ -404,3 +404,36 @@ async def test_a_link_given_as_a_path_says_to_pass_it_as_text(
     assert str(caught.value).endswith(
         "(a link given as a Path, which turned its // into /: pass it as a str)"
     )
+
+
+# -- a base_url that is no URL ------------------------------------------------------------
+
+QUOTES = (
+    ": it is wrapped in quotes (an env file's, kept by the tool that read it?); "
+    "give it without them"
+)
+NO_SCHEME = ": it needs its scheme in front, https:// (or http:// for a local server)"
+
+BAD_BASE_URLS: list[tuple[str, str, str | None, str]] = [
+    ("an env file's quotes", '"https://gptunnel.ru/v1"', None, QUOTES),
+    ("single quotes, given", "'https://gptunnel.ru/v1'", "given", QUOTES),
+    ("no scheme", "gptunnel.ru/v1", "given", NO_SCHEME),
+    ("a local server without http://", "127.0.0.1:8080/v1", None, NO_SCHEME),
+    ("a scheme cut short", "http:/gptunnel.ru/v1", "given", "got 'http:/gptunnel.ru/v1'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "url", "given", "ending"), BAD_BASE_URLS, ids=[b[0] for b in BAD_BASE_URLS]
+)
+def test_a_base_url_that_is_no_url_says_where_it_came_from_and_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch, what: str, url: str, given: str | None, ending: str
+) -> None:
+    """The error said "base_url must be an absolute http(s) URL" also when no base_url
+    was passed (it came from GPTUNNEL_BASE_URL), and nothing of the likely fix."""
+    monkeypatch.setenv("GPTUNNEL_BASE_URL", url)
+    with pytest.raises(ConfigurationError) as caught:
+        GPTunnelClient(api_key="k-" + "7" * 20, base_url=url if given else None)
+    name = "base_url" if given else "base_url (from GPTUNNEL_BASE_URL)"
+    assert str(caught.value).startswith(f"{name} must be an absolute http(s) URL, got ")
+    assert str(caught.value).endswith(ending)

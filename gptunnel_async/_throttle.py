@@ -78,7 +78,8 @@ def throttle(
         events: progress events, usually a ``wait_for_result(...)`` waiter or a
             fleet's ``watcher.progress()``.
         every: the shortest time between two events delivered (of one task, with
-            ``per_task``), in seconds, from 0 to 86400 (a day).
+            ``per_task``), in seconds, from 0 to 86400 (a day): not milliseconds,
+            ``every=1000`` holds the ``done`` event up to 1000 s.
         per_task: throttle each ``task_id``'s events on their own.
         clock: the time in seconds, for tests; the event loop's clock by default.
 

@@ -289,6 +289,43 @@ async def test_an_odd_saved_pacing_only_costs_the_pacing(
     assert not [message for level, message in logged if level == "ERROR"]
 
 
+def _key_in_pacing(where: str, key: str, task_id: str) -> str:
+    """A saved pacing that quotes ``key`` where its loader's error shows a value."""
+    saved = WaitState.start(task_id, FAST, now=0.0).to_json()
+    if where == "task_id":  # another task's, says the loader, naming it
+        saved["task_id"] = key
+    else:  # not a strategy, says the loader, quoting it
+        saved["policy"]["strategy"] = f"psychic {key}"
+    return json.dumps(saved)
+
+
+@pytest.mark.parametrize("where", ["task_id", "strategy"])
+async def test_a_saved_pacing_s_warning_masks_the_key(
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
+) -> None:
+    """The warning that a saved pacing was set aside quoted what the loader refused (a
+    task id, a strategy): the API key an operator's edit or a hostile write put there
+    went into the log as it was."""
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        handled = Handled()
+        watcher = Watcher(client, store, handler=handled)
+        task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+        await watcher.watch(task_id)
+        saved = _key_in_pacing(where, key, task_id)
+        await redis.hset(store.task_key(task_id), "schedule", saved)
+        with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
+            async with watcher:
+                (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+    logged = _logged(caplog, "paced afresh")
+    assert logged and all(key not in line and "***" in line for line in logged)
+
+
 ODD_NOTICES: list[str | bytes] = [
     "not json",
     "[1, 2]",

@@ -853,14 +853,16 @@ class Watcher(InProcessOnly):
         read, which costs only its pacing. Its deadline is the watch's (a saved policy's
         own ``timeout`` is not used), so that it makes one last read a little before
         it, as a live wait does, when its pacing's next read would come after it. And
-        what the wait saw last, from the same saved JSON, parsed once."""
+        what the wait saw last, from the same saved JSON, parsed once. The warning that
+        an unreadable one was set aside masks the client's key in what it quotes."""
         saved: object = claim.schedule
         if saved is not None:
             try:
                 saved = _decode.stored_object(saved, "the saved pacing")
                 state = _decode.schedule(saved, claim.task_id)
-            except StoreDataError as exc:
-                logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
+            except StoreDataError as exc:  # its text quotes what someone else stored
+                shown = redact(str(exc), self._secret())
+                logger.warning("watcher: task %s paced afresh: %s", claim.task_id, shown)
             else:
                 return _until(state, claim.record.deadline), _decode.last_read(saved)
         fresh = WaitState.start(claim.task_id, self.policy or self.client.poll_policy, claim.now)

@@ -41,7 +41,7 @@ from gptunnel_async.fleet import (
     _decode,
     fleet_status,
 )
-from gptunnel_async.fleet._records import Entry, Outcome
+from gptunnel_async.fleet._records import Entry, Outcome, WatchRecord
 from gptunnel_async.fleet._redis_store import GROUP, _cursor
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -324,6 +324,31 @@ async def test_a_saved_pacing_s_warning_masks_the_key(
     assert delivery.outcome == "done"
     logged = _logged(caplog, "paced afresh")
     assert logged and all(key not in line and "***" in line for line in logged)
+
+
+async def test_what_the_store_and_the_watcher_log_of_stored_values_masks_the_key(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store holds no key, yet its dead letter's warning quoted a record's family,
+    and the watcher's lines named a task id read from the schedule: a key a hand edit
+    or a hostile write put there went into the log as it was."""
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        handled = Handled()
+        watcher = Watcher(client, store, handler=handled)
+        await store.watch(key, WatchRecord("faceswap", None, 1.0).dumps(), 1.0)
+        bad = fake.script_task(steps=[("done", 100)])
+        await watcher.watch(bad)
+        family = json.dumps({"family": key, "metadata": 1, "timeout": 5})
+        await redis.hset(store.task_key(bad), "record", family)
+        async with watcher:
+            (delivery,) = await handled.until(1)
+    assert delivery.outcome == "expired"
+    dead_letter = _logged(caplog, "set aside as a dead letter")
+    assert dead_letter and all("***" in line for line in dead_letter)
+    assert _logged(caplog, "reading task ***")
+    assert not [record for record in caplog.records if key in record.getMessage()]
 
 
 ODD_NOTICES: list[str | bytes] = [

@@ -714,6 +714,28 @@ async def test_a_saved_pacing_s_own_timeout_is_not_the_wait_s(
     assert (delivery.task_id, delivery.outcome) == (task_id, "done")
 
 
+@pytest.mark.parametrize("saved_start", [1e11, 100.0], ids=["ahead", "behind"])
+async def test_a_pacing_saved_on_another_clock_still_reads_once_more_before_the_deadline(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore, saved_start: float
+) -> None:
+    """A saved pacing whose start is on another clock than Redis's (another version's,
+    another host's): one past the deadline left the wait no deadline, and a task done
+    a second after its first read, where the pacing's next read came after the 2 s
+    watch's deadline, was delivered "expired" unread, where a live wait reads once
+    more a tenth of its timeout before it."""
+    task_id = fake.script_task(duration=1.0)  # done 1 s after its first read
+    slow = PollPolicy(initial=3.0, max_interval=3.0, jitter=0.0, strategy="exponential")
+    handled = Handled()
+    async with fake.client(poll_policy=slow) as client:
+        watcher = Watcher(client, store, handler=handled)
+        await watcher.watch(task_id, timeout=2.0)
+        saved = WaitState.start(task_id, slow, now=saved_start).to_json()
+        await redis.hset(store.task_key(task_id), "schedule", json.dumps(saved))
+        async with watcher:
+            (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+
+
 async def test_no_read_is_scheduled_past_the_watch_s_deadline(
     client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
 ) -> None:

@@ -67,6 +67,7 @@ from .._safe_errors import made_safe
 from .._sansio.responses import redact, secret_masked
 from .._sansio.text import clip
 from .._sansio.waiting import (
+    MAX_CLOCK,
     Decision,
     Fail,
     Finish,
@@ -864,9 +865,9 @@ class Watcher(InProcessOnly):
                 shown = redact(str(exc), self._secret())
                 logger.warning("watcher: task %s paced afresh: %s", claim.task_id, shown)
             else:
-                return _until(state, claim.record.deadline), _decode.last_read(saved)
+                return _until(state, claim.record), _decode.last_read(saved)
         fresh = WaitState.start(claim.task_id, self.policy or self.client.poll_policy, claim.now)
-        return _until(fresh, claim.record.deadline), _decode.last_read(saved)
+        return _until(fresh, claim.record), _decode.last_read(saved)
 
     async def _delivery_loop(self) -> None:
         handlers, backoff = _Pool(self.concurrency), _Backoff("taking finished tasks")
@@ -1441,14 +1442,19 @@ def _holdable(seconds: float) -> bool:
     return 0 < seconds <= MAX_HOLD
 
 
-def _until(state: WaitState, deadline: float) -> WaitState:
-    """``state`` with the watch's ``deadline`` (the store's clock) as its own: its
-    policy's ``timeout`` counted from its start. A deadline not after the start (a
-    saved state from a clock that ran ahead) leaves it none: the claim at the deadline
-    expires the wait all the same."""
-    timeout = deadline - state.started_at
+def _until(state: WaitState, record: WatchRecord) -> WaitState:
+    """``state`` with the watch's deadline (``record.deadline``, the store's clock) as
+    its own, and the watch's start (``record.timeout`` before it) as its start, so that
+    its last read comes a tenth of the watch's timeout (at most a second) before the
+    deadline, as a live wait's does. A saved start counted that tenth from itself: one
+    from another clock (another version's, an edit) made it a second whatever the
+    timeout, or, past the deadline, left the wait no deadline and no last read (the
+    claim at the deadline expired it unread). A start no clock shows (a record's
+    numbers no watch wrote) is kept to one a saved state may hold."""
+    started = min(max(record.deadline - record.timeout, -MAX_CLOCK), MAX_CLOCK)
+    timeout = record.deadline - started
     policy = attrs.evolve(state.policy, timeout=timeout if timeout > 0 else None)
-    return attrs.evolve(state, policy=policy)
+    return attrs.evolve(state, policy=policy, started_at=started)
 
 
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:

@@ -331,7 +331,8 @@ async def test_what_the_store_and_the_watcher_log_of_stored_values_masks_the_key
 ) -> None:
     """The store holds no key, yet its dead letter's warning quoted a record's family,
     and the watcher's lines named a task id read from the schedule: a key a hand edit
-    or a hostile write put there went into the log as it was."""
+    or a hostile write put there went into the log as it was, and to the handler as
+    the delivery's task id."""
     caplog.set_level(logging.DEBUG, logger="gptunnel_async")
     async with fake.client(poll_policy=FAST) as client:
         key = client._transport._api_key
@@ -344,7 +345,7 @@ async def test_what_the_store_and_the_watcher_log_of_stored_values_masks_the_key
         await redis.hset(store.task_key(bad), "record", family)
         async with watcher:
             (delivery,) = await handled.until(1)
-    assert delivery.outcome == "expired"
+    assert (delivery.outcome, delivery.task_id) == ("expired", "***")  # the handler's
     dead_letter = _logged(caplog, "set aside as a dead letter")
     assert dead_letter and all("***" in line for line in dead_letter)
     assert _logged(caplog, "reading task ***")
@@ -913,7 +914,7 @@ async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
         watcher = Watcher(client, store)
         events = watcher.progress()
         first = asyncio.create_task(anext(events))
-        notice = {"kind": "progress", "task_id": "t-1", "status": f"running {key}", "percent": 5}
+        notice = {"kind": "progress", "task_id": key, "status": f"running {key}", "percent": 5}
         odd = {**notice, "percent": key}  # logged as an odd notice, quoting its percent
         while not first.done():  # until the listener has subscribed and heard one
             await redis.publish(store.channel, json.dumps(odd))
@@ -922,7 +923,7 @@ async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
         event = await first
         await events.aclose()
         await watcher.close()
-    assert event.status == "running ***"
+    assert (event.task_id, event.status) == ("***", "running ***")
     logged = [r.getMessage() for r in caplog.records if "odd notice" in r.getMessage()]
     assert logged and all(key not in line and "***" in line for line in logged)
 

@@ -990,7 +990,7 @@ class Watcher(InProcessOnly):
         a failure, even if the handler turned it into another error."""
         assert self.handler is not None
         delivery = Delivery(
-            entry.task_id,
+            redact(entry.task_id, self._secret()),  # read from the store, as the rest
             record.family,
             record.metadata,
             outcome.kind,
@@ -1308,9 +1308,9 @@ async def _notices(watcher: Watcher) -> AsyncIterator[FleetProgress | _decode.Fi
     """The notices of ``watcher``'s store, decoded; an odd one is skipped, logged once as
     a warning per listener (then at debug level: anyone may publish on the channel). Its
     client's API key is masked in what they hold of another process's text (a progress
-    status) and in what the log quotes of an odd one. The key is never a local here:
-    this generator's frame is in the traceback of the error that ends it (a Redis
-    restart), which error trackers render with every local."""
+    notice's task id and status) and in what the log quotes of an odd one. The key is
+    never a local here: this generator's frame is in the traceback of the error that
+    ends it (a Redis restart), which error trackers render with every local."""
     odd = 0
     async for message in watcher.store.events():
         try:
@@ -1322,7 +1322,11 @@ async def _notices(watcher: Watcher) -> AsyncIterator[FleetProgress | _decode.Fi
             logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, shown)
             continue
         if isinstance(notice, FleetProgress):
-            yield attrs.evolve(notice, status=redact(notice.status, watcher._secret()))
+            yield attrs.evolve(
+                notice,
+                task_id=redact(notice.task_id, watcher._secret()),
+                status=redact(notice.status, watcher._secret()),
+            )
         elif notice is not None:
             yield notice
 

@@ -810,6 +810,31 @@ def test_far_from_the_finish_reads_come_every_max_interval() -> None:
     assert middle and all(pause == pytest.approx(STEADY.max_interval) for pause in middle)
 
 
+@settings(max_examples=500)
+@given(
+    reads=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, -1.0, 1e-9]) | st.floats(-60.0, 60.0),  # back, the same
+            st.sampled_from([0, 99, 100]) | st.integers(0, 100),  # down, 100 then back
+        ),
+        max_size=30,
+    ),
+    started=st.sampled_from([0.0, 1.7e9]),
+)
+def test_the_time_left_is_finite_and_not_negative_whatever_the_reads(
+    reads: list[tuple[float, int]], started: float
+) -> None:
+    """Percent falling, jumping to 100 and back, two reads at one time, a clock that
+    goes backwards: ``remaining`` is ``None`` or a finite number of seconds >= 0."""
+    state, now = WaitState.start("t-1", STEADY, started, random.Random(0)), started
+    for gap, percent in reads:
+        now += gap
+        state, decision = state.observe(task("running", percent), now)
+        event = getattr(decision, "event", None)
+        if event is not None and event.remaining is not None:
+            assert 0 <= event.remaining < math.inf
+
+
 def test_the_time_left_comes_with_each_event_once_percent_has_risen_twice() -> None:
     made = drive(STEADY, lambda t: 100 * t / 120, 120.0)
     events = [d.event for _, d in made if isinstance(d, ReadAt | Finish) and d.event]

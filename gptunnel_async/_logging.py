@@ -8,18 +8,24 @@ forge lines in it. A record's traceback (``logger.exception``) is formatted by t
 filter too: its frames as the standard library writes them, each exception's text on
 one bounded, printable line. It runs only for records that are emitted:
 a disabled level costs nothing.
+
+The same filter masks, in each of those texts, the API key of every client alive in
+the process (:func:`mask_in_logs`): code that holds no key, such as a fleet's store,
+logs what another process stored (a dead letter's reason quoting a stored value), and
+that may hold one.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
+import weakref
 from collections.abc import Mapping
-from typing import Final
+from typing import Final, Protocol
 
-from ._sansio.text import clip
+from ._sansio.text import SecretMask, clip
 
-__all__ = ["LOG_TEXT", "log_with_fields", "logger", "sdk_logger"]
+__all__ = ["LOG_TEXT", "log_with_fields", "logger", "mask_in_logs", "sdk_logger"]
 
 LOG_TEXT: Final = 300
 """The longest text argument of a log line, in characters."""
@@ -37,31 +43,63 @@ _CAUSED: Final = "\nThe above exception was the direct cause of the following ex
 _DURING: Final = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
+class _HoldsKey(Protocol):
+    """What holds an API key: a client's transport."""
+
+    @property
+    def secret(self) -> str: ...
+
+
+_MASKS: Final[weakref.WeakKeyDictionary[_HoldsKey, SecretMask]] = weakref.WeakKeyDictionary()
+"""The mask of each live holder's key, dropped with the holder."""
+
+_MASKED_TEXT: Final = 16 * LOG_TEXT + 1024
+"""How much of a text the keys are looked for in before it is cut to :data:`LOG_TEXT`:
+enough to fill it even if every character of it were encoded (as ``excerpt`` does)."""
+
+
+def mask_in_logs(holder: _HoldsKey) -> None:
+    """Mask ``holder.secret`` in every text the SDK's loggers emit while ``holder``
+    lives (each client's transport registers itself)."""
+    _MASKS[holder] = SecretMask(holder.secret)
+
+
+def _masked(text: str) -> str:
+    """``text`` with the key of every live holder masked."""
+    for mask in list(_MASKS.values()):
+        text = mask(text)
+    return text
+
+
 class _BoundedArguments(logging.Filter):
     """Puts every text argument (and an exception, as its text) on one printable line of at
-    most :data:`LOG_TEXT` characters."""
+    most :data:`LOG_TEXT` characters, every live client's key masked in it, and in the
+    message and the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(_bounded(arg) for arg in record.args)
-        if not isinstance(record.msg, str):
-            record.msg = _bounded(record.msg)
+        record.msg = _masked(record.msg) if isinstance(record.msg, str) else _bounded(record.msg)
         if record.exc_info and record.exc_info[1] is not None and record.exc_text is None:
-            record.exc_text = bounded_traceback(record.exc_info[1])
+            record.exc_text = _masked(bounded_traceback(record.exc_info[1]))
         return True
 
 
 def _bounded(arg: object) -> object:
-    """A text argument (or an exception, as its text) on one line, printable, bounded.
+    """A text argument (or an exception, as its text) on one line, printable, bounded,
+    every live client's key masked in it (before it is cut: a key cut through would
+    leave a piece no mask finds).
 
     Whitespace around a text argument stays as one space, within the bound: a message
     built as ``"%s; retry %d in %.2fs%s"`` with ``" (task ...)"`` keeps the space that
     separates it from what comes before."""
     if not isinstance(arg, str):
-        return clip(arg, LOG_TEXT) if isinstance(arg, BaseException) else arg
+        if not isinstance(arg, BaseException):
+            return arg
+        return clip(_masked(clip(arg, _MASKED_TEXT)), LOG_TEXT)
     lead = " " if arg[:1].isspace() else ""
     trail = " " if arg[-1:].isspace() and arg.strip() else ""
-    return lead + clip(arg, LOG_TEXT - len(lead) - len(trail)) + trail
+    return lead + clip(_masked(arg[:_MASKED_TEXT]), LOG_TEXT - len(lead) - len(trail)) + trail
 
 
 def bounded_traceback(error: BaseException) -> str:

@@ -28,6 +28,7 @@ from yarl import URL
 from . import _timing
 from ._budget import RequestBudget
 from ._in_process import InProcessOnly
+from ._logging import mask_in_logs
 from ._safe_errors import made_safe, without_frames
 from ._sansio.requests import (
     ACCEPTED_ENCODINGS,
@@ -324,6 +325,7 @@ class Transport(InProcessOnly):
         self.max_connections = max_connections
         self.budget = budget
         self._api_key = api_key
+        mask_in_logs(self)  # a log line that quotes what another process stored, too
         self._session = session
         self._timeouts: Final = {
             # connect=, not sock_connect=: the name's lookup too (a DNS server that

@@ -41,7 +41,7 @@ from gptunnel_async.fleet import (
     _decode,
     fleet_status,
 )
-from gptunnel_async.fleet._records import Entry, Outcome
+from gptunnel_async.fleet._records import Entry, Outcome, WatchRecord
 from gptunnel_async.fleet._redis_store import GROUP, _cursor
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -287,6 +287,69 @@ async def test_an_odd_saved_pacing_only_costs_the_pacing(
     logged = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert [level for level, message in logged if "paced afresh" in message] == ["WARNING"]
     assert not [message for level, message in logged if level == "ERROR"]
+
+
+def _key_in_pacing(where: str, key: str, task_id: str) -> str:
+    """A saved pacing that quotes ``key`` where its loader's error shows a value."""
+    saved = WaitState.start(task_id, FAST, now=0.0).to_json()
+    if where == "task_id":  # another task's, says the loader, naming it
+        saved["task_id"] = key
+    else:  # not a strategy, says the loader, quoting it
+        saved["policy"]["strategy"] = f"psychic {key}"
+    return json.dumps(saved)
+
+
+@pytest.mark.parametrize("where", ["task_id", "strategy"])
+async def test_a_saved_pacing_s_warning_masks_the_key(
+    fake: FakeGPTunnel,
+    redis: Redis,
+    store: RedisStore,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
+) -> None:
+    """The warning that a saved pacing was set aside quoted what the loader refused (a
+    task id, a strategy): the API key an operator's edit or a hostile write put there
+    went into the log as it was."""
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        handled = Handled()
+        watcher = Watcher(client, store, handler=handled)
+        task_id = fake.script_task(steps=[("running", 10), ("done", 100)])
+        await watcher.watch(task_id)
+        saved = _key_in_pacing(where, key, task_id)
+        await redis.hset(store.task_key(task_id), "schedule", saved)
+        with caplog.at_level(logging.WARNING, logger="gptunnel_async.fleet"):
+            async with watcher:
+                (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+    logged = _logged(caplog, "paced afresh")
+    assert logged and all(key not in line and "***" in line for line in logged)
+
+
+async def test_what_the_store_and_the_watcher_log_of_stored_values_masks_the_key(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store holds no key, yet its dead letter's warning quoted a record's family,
+    and the watcher's lines named a task id read from the schedule: a key a hand edit
+    or a hostile write put there went into the log as it was, and to the handler as
+    the delivery's task id."""
+    caplog.set_level(logging.DEBUG, logger="gptunnel_async")
+    async with fake.client(poll_policy=FAST) as client:
+        key = client._transport._api_key
+        handled = Handled()
+        watcher = Watcher(client, store, handler=handled)
+        await store.watch(key, WatchRecord("faceswap", None, 1.0).dumps(), 1.0)
+        bad = fake.script_task(steps=[("done", 100)])
+        await watcher.watch(bad)
+        family = json.dumps({"family": key, "metadata": 1, "timeout": 5})
+        await redis.hset(store.task_key(bad), "record", family)
+        async with watcher:
+            (delivery,) = await handled.until(1)
+    assert (delivery.outcome, delivery.task_id) == ("expired", "***")  # the handler's
+    dead_letter = _logged(caplog, "set aside as a dead letter")
+    assert dead_letter and all("***" in line for line in dead_letter)
+    assert _logged(caplog, "reading task ***")
+    assert not [record for record in caplog.records if key in record.getMessage()]
 
 
 ODD_NOTICES: list[str | bytes] = [
@@ -652,6 +715,28 @@ async def test_a_saved_pacing_s_own_timeout_is_not_the_wait_s(
     assert (delivery.task_id, delivery.outcome) == (task_id, "done")
 
 
+@pytest.mark.parametrize("saved_start", [1e11, 100.0], ids=["ahead", "behind"])
+async def test_a_pacing_saved_on_another_clock_still_reads_once_more_before_the_deadline(
+    fake: FakeGPTunnel, redis: Redis, store: RedisStore, saved_start: float
+) -> None:
+    """A saved pacing whose start is on another clock than Redis's (another version's,
+    another host's): one past the deadline left the wait no deadline, and a task done
+    a second after its first read, where the pacing's next read came after the 2 s
+    watch's deadline, was delivered "expired" unread, where a live wait reads once
+    more a tenth of its timeout before it."""
+    task_id = fake.script_task(duration=1.0)  # done 1 s after its first read
+    slow = PollPolicy(initial=3.0, max_interval=3.0, jitter=0.0, strategy="exponential")
+    handled = Handled()
+    async with fake.client(poll_policy=slow) as client:
+        watcher = Watcher(client, store, handler=handled)
+        await watcher.watch(task_id, timeout=2.0)
+        saved = WaitState.start(task_id, slow, now=saved_start).to_json()
+        await redis.hset(store.task_key(task_id), "schedule", json.dumps(saved))
+        async with watcher:
+            (delivery,) = await handled.until(1)
+    assert delivery.outcome == "done"
+
+
 async def test_no_read_is_scheduled_past_the_watch_s_deadline(
     client: GPTunnelClient, fake: FakeGPTunnel, redis: Redis, store: RedisStore
 ) -> None:
@@ -829,7 +914,7 @@ async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
         watcher = Watcher(client, store)
         events = watcher.progress()
         first = asyncio.create_task(anext(events))
-        notice = {"kind": "progress", "task_id": "t-1", "status": f"running {key}", "percent": 5}
+        notice = {"kind": "progress", "task_id": key, "status": f"running {key}", "percent": 5}
         odd = {**notice, "percent": key}  # logged as an odd notice, quoting its percent
         while not first.done():  # until the listener has subscribed and heard one
             await redis.publish(store.channel, json.dumps(odd))
@@ -838,7 +923,7 @@ async def test_a_progress_notice_s_status_is_masked_with_the_reader_s_key(
         event = await first
         await events.aclose()
         await watcher.close()
-    assert event.status == "running ***"
+    assert (event.task_id, event.status) == ("***", "running ***")
     logged = [r.getMessage() for r in caplog.records if "odd notice" in r.getMessage()]
     assert logged and all(key not in line and "***" in line for line in logged)
 

@@ -14,18 +14,20 @@ from gptunnel_async import (
     NotFoundError,
     PollPolicy,
     ServerError,
+    Task,
     TaskFailedError,
     WaitTimeoutError,
 )
-from gptunnel_async._sansio.waiting import WaitState
+from gptunnel_async._sansio.waiting import ReadAt, WaitState
 from gptunnel_async.fleet import Delivery, FleetProgress, _decode
 from gptunnel_async.fleet._records import Outcome, OutcomeKind, WatchRecord
 from gptunnel_async.fleet._watcher import (
     PROGRESS_REMEMBERED,
     PROGRESS_REMEMBERED_BYTES,
     _LastNotices,
+    _until,
 )
-from gptunnel_async.models import Task, converter
+from gptunnel_async.models import converter
 
 from .conftest import task_json
 
@@ -43,6 +45,49 @@ def test_a_saved_wait_state_decides_as_the_one_that_never_left_the_process() -> 
         moved, decision = moved.observe(task, now)
         assert decision == expected
     assert moved == live
+
+
+NOW = 1.7e9
+"""The store's clock (Redis ``TIME``) at a claim."""
+
+EVERY_3S = PollPolicy(initial=3.0, max_interval=3.0, jitter=0.0, strategy="exponential")
+
+
+@pytest.mark.parametrize(
+    ("timeout", "saved_start", "lead"),
+    [
+        (2.0, NOW, 0.2),  # saved at the watch's start: a tenth of its timeout
+        (2.0, NOW - 1e6, 0.2),  # another clock, behind: it was a second
+        (2.0, 100.0, 0.2),  # another host's monotonic clock: a second too
+        (2.0, NOW + 1e6, 0.2),  # another clock, ahead: past the deadline, no last read
+        (600.0, NOW + 1e6, 1.0),  # at most a second
+    ],
+)
+def test_a_resumed_fleet_wait_reads_last_a_tenth_of_the_watch_s_timeout_before_it(
+    timeout: float, saved_start: float, lead: float
+) -> None:
+    """The saved state's start, not the watch's, set the last read's lead; one past
+    the deadline left the wait none, and the claim at the deadline expired it unread,
+    where a live wait reads once more."""
+    record = WatchRecord("faceswap", None, timeout, NOW + timeout)
+    state = _until(WaitState.start("t-1", EVERY_3S, saved_start), record)
+    assert state.deadline == pytest.approx(record.deadline, abs=1e-6)
+    now = record.deadline - 3 * lead  # the paced read would come after the deadline
+    _, decision = state.observe(Task(id="t-1", status="running", percent=10), now)
+    assert isinstance(decision, ReadAt)
+    assert decision.at == pytest.approx(record.deadline - lead, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "deadline"), [(1e300, NOW), (0.0, NOW), (5.0, 1e300), (5.0, -1e300)]
+)
+def test_a_record_no_watch_wrote_resumes_a_state_that_saves_and_loads(
+    timeout: float, deadline: float
+) -> None:
+    record = WatchRecord("faceswap", None, timeout, deadline)
+    state = _until(WaitState.start("t-1", EVERY_3S, NOW), record)
+    state, _ = state.observe(Task(id="t-1", status="running", percent=10), NOW)
+    assert WaitState.from_json(json.loads(json.dumps(state.to_json(), allow_nan=False)))
 
 
 json_values = st.recursive(

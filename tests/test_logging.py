@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import logging
 import re
+import uuid
 
 import pytest
 from hypothesis import given
@@ -17,6 +19,7 @@ from gptunnel_async._logging import (
     TRACEBACK_FRAMES,
     TRACEBACK_NOTES,
     bounded_traceback,
+    mask_in_logs,
     sdk_logger,
 )
 
@@ -197,3 +200,47 @@ def test_notes_are_shown_below_their_exception_each_bounded() -> None:
     odd = ValueError("odd")
     odd.__notes__ = "not a list"  # type: ignore[attr-defined]
     assert bounded_traceback(odd) == "ValueError: odd"
+
+
+class _Holder:
+    """Holds a key, as a client's transport does."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+
+KEY = f"sk-live-{uuid.uuid4().hex}"
+"""Unlike any other key a test may hold alive meanwhile (a piece of 8 is masked)."""
+
+
+@pytest.mark.parametrize(
+    ("template", "args"),
+    [
+        ("fleet: task %r set aside as a dead letter: %s", ("t-1", f"its family: '{KEY}'")),
+        ("watcher: reading task %s failed again", (KEY.upper(),)),  # any case
+        ("watcher: %s", (ValueError(f"stored: {KEY}"),)),
+        ("%s", (("x" * (LOG_TEXT - 10)) + KEY,)),  # cut through: no piece of it shows
+        (f"a message made with an f-string: {KEY}", ()),
+    ],
+)
+def test_a_live_client_s_key_is_masked_in_every_sdk_log_line(
+    template: str, args: tuple[object, ...]
+) -> None:
+    """A fleet's store holds no key, yet logs what another process stored (a dead
+    letter's reason quoting a record's family, a task id read from the schedule): a key
+    that a hand edit or a hostile write put there went into the log as it was."""
+    holder = _Holder(KEY)
+    mask_in_logs(holder)
+    shown = message(template, *args)
+    assert KEY[:8] not in shown.lower() and KEY[-8:] not in shown
+    del holder
+    gc.collect()
+    assert KEY in message("%s", KEY)  # only while the holder lives
+
+
+def test_a_live_client_s_key_is_masked_in_a_logged_traceback() -> None:
+    holder = _Holder(KEY)
+    mask_in_logs(holder)
+    shown = logged(ValueError(f"stored: {KEY}"))
+    assert KEY not in shown and "ValueError: stored: ***" in shown
+    del holder

@@ -7,6 +7,7 @@ times given, and the decision expected after each one. A reader learns the polic
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from pathlib import Path
@@ -360,6 +361,36 @@ def test_a_read_is_never_decided_at_or_past_the_deadline(
         assert isinstance(decision, TimeOut)
 
 
+@settings(max_examples=300)
+@given(
+    timeout=st.floats(1e-4, 0.3),
+    initial=st.floats(MIN_POLL_INTERVAL, 0.05),
+    lates=st.lists(st.floats(0.0, 0.02), max_size=10),
+    outcome=st.sampled_from([RUNNING_10, server_error()]),
+)
+def test_no_read_near_the_deadline_comes_sooner_than_the_floor(
+    timeout: float, initial: float, lates: list[float], outcome: Outcome
+) -> None:
+    """A timeout under a tenth of a second has a last read's lead under 10 ms: that read
+    came as little as the lead after the one before (7 ms after the first read, with a
+    timeout of 7.8 ms), sooner than the floor every pause keeps."""
+    policy = PollPolicy(initial=initial, max_interval=0.05, jitter=0.0, timeout=timeout)
+    state, now = WaitState.start("t-1", policy, 0.0), 0.0
+    for late in [0.0, *lates]:
+        state, decision = _feed(state, now, outcome)
+        if not isinstance(decision, ReadAt):
+            return
+        assert decision.at - now >= MIN_POLL_INTERVAL - 1e-12
+        now = decision.at + late
+
+
+def test_a_wait_too_short_for_a_last_read_after_the_first_times_out() -> None:
+    policy = PollPolicy(initial=0.03125, max_interval=0.05, jitter=0.0, timeout=0.0078125)
+    state = WaitState.start("t-1", policy, 0.0)
+    _, decision = state.observe(RUNNING_10, 0.0)
+    assert isinstance(decision, TimeOut) and decision.at == 0.0078125
+
+
 def test_without_a_deadline_nothing_times_out() -> None:
     forever = PollPolicy(initial=1.0, multiplier=2.0, max_interval=8.0, jitter=0.0, timeout=None)
     state = WaitState.start("t-1", forever, 0.0)
@@ -509,6 +540,44 @@ def test_a_saved_state_resumes_with_the_same_decisions(
         resumed, there = _feed(resumed, now, outcome)
         assert _same(here, there)
     assert resumed == state
+
+
+@settings(max_examples=300)
+@given(
+    policy=_policies,
+    started=st.floats(0.0, 2e9),
+    before=_outcomes,
+    offset=st.floats(-1e9, 1e9) | st.sampled_from([-3600.0, -1e-6, 1e-6, 3600.0]),
+    after=_outcomes,
+)
+def test_a_state_resumed_on_another_clock_still_paces_within_its_policy(
+    policy: PollPolicy,
+    started: float,
+    before: list[tuple[float, Outcome]],
+    offset: float,
+    after: list[tuple[float, Outcome]],
+) -> None:
+    """A state resumed on a clock ``offset`` from the one it was saved on (another
+    process's clock, or a step of the fleet's, Redis's ``TIME``): each read still comes
+    10 ms to ``max_interval`` (or a ``Retry-After``) after the one before, and each
+    event's ``elapsed`` and ``remaining`` are finite and not negative (``elapsed`` was
+    negative on a clock behind the saved start)."""
+    state, now = WaitState.start("t-1", policy, started, random.Random(0)), started
+    for gap, outcome in before:
+        now += gap
+        state, _ = _feed(state, now, outcome)
+    state, now = WaitState.from_json(json.loads(json.dumps(state.to_json()))), now + offset
+    longest = max(policy.max_interval * (1 + policy.jitter), RETRY_AFTER_CAP)
+    rounding = 1e-6  # a time of 3e9 s is a float to within 5e-7 s
+    for gap, outcome in after:
+        now += gap
+        state, decision = _feed(state, now, outcome)
+        if isinstance(decision, ReadAt):
+            assert MIN_POLL_INTERVAL - rounding <= decision.at - now <= longest + rounding
+        event = getattr(decision, "event", None)
+        if event is not None:
+            assert 0 <= event.elapsed < math.inf
+            assert event.remaining is None or 0 <= event.remaining < math.inf
 
 
 @given(
@@ -739,6 +808,31 @@ def test_far_from_the_finish_reads_come_every_max_interval() -> None:
     pauses = [after.at - now for now, after in made[:-1] if isinstance(after, ReadAt)]
     middle = pauses[8:-3]
     assert middle and all(pause == pytest.approx(STEADY.max_interval) for pause in middle)
+
+
+@settings(max_examples=500)
+@given(
+    reads=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, -1.0, 1e-9]) | st.floats(-60.0, 60.0),  # back, the same
+            st.sampled_from([0, 99, 100]) | st.integers(0, 100),  # down, 100 then back
+        ),
+        max_size=30,
+    ),
+    started=st.sampled_from([0.0, 1.7e9]),
+)
+def test_the_time_left_is_finite_and_not_negative_whatever_the_reads(
+    reads: list[tuple[float, int]], started: float
+) -> None:
+    """Percent falling, jumping to 100 and back, two reads at one time, a clock that
+    goes backwards: ``remaining`` is ``None`` or a finite number of seconds >= 0."""
+    state, now = WaitState.start("t-1", STEADY, started, random.Random(0)), started
+    for gap, percent in reads:
+        now += gap
+        state, decision = state.observe(task("running", percent), now)
+        event = getattr(decision, "event", None)
+        if event is not None and event.remaining is not None:
+            assert 0 <= event.remaining < math.inf
 
 
 def test_the_time_left_comes_with_each_event_once_percent_has_risen_twice() -> None:

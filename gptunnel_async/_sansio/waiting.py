@@ -49,7 +49,7 @@ from ..errors import (
     WaitTimeoutError,
 )
 from ..models import TaskLike, converter
-from .pacing import Fit, Pace, PollPolicy, next_pause
+from .pacing import MIN_POLL_INTERVAL, Fit, Pace, PollPolicy, next_pause
 from .retries import honoured_retry_after, is_transient
 from .text import clip
 
@@ -81,7 +81,8 @@ class ProgressEvent(Generic[T_co]):
         percent: 0 to 100; never goes backwards within one wait.
         task: the full state that was read: a [Task][gptunnel_async.Task], or a
             [MediaTask][gptunnel_async.MediaTask] when waiting on ``client.media``.
-        elapsed: seconds since the wait began.
+        elapsed: seconds since the wait began; never negative (a wait resumed on a
+            clock behind the one it began on shows ``0.0`` until it catches up).
         remaining: the predicted seconds until the task is done, from the rate its
             ``percent`` has risen at (a straight line fitted to the reads since it
             first rose); ``0.0`` on the ``done`` event; ``None`` while ``percent``
@@ -226,7 +227,7 @@ class WaitState:
             state = self._after_read(task.status, self.percent, self.pace, self.due_at)
             return state, Fail(TaskFailedError(task))
         percent = max(self.percent, task.percent)
-        elapsed = now - self.started_at
+        elapsed = max(0.0, now - self.started_at)  # a clock behind the saved start's: 0
         if task.is_done:
             done = ProgressEvent(self.task_id, task.status, percent, task, elapsed, 0.0)
             return self._after_read(task.status, percent, self.pace, now), Finish(done)
@@ -267,8 +268,10 @@ class WaitState:
         deadline for the answer to come, read once more that lead before it (so that a
         task done since the read at ``now`` is seen, rather than reported as not
         finished, or its answer cut short by the deadline), unless that is sooner than
-        the lead itself, or than ``at_least`` (a ``Retry-After``), after ``now``; else
-        read at ``due`` if it is before the deadline, or time out at the deadline."""
+        the lead itself, than ``at_least`` (a ``Retry-After``), or than
+        :data:`.pacing.MIN_POLL_INTERVAL` (a timeout under a tenth of a second has a
+        lead under it), after ``now``; else read at ``due`` if it is before the
+        deadline, or time out at the deadline."""
         deadline = self.deadline
         if deadline is None:
             return ReadAt(due, event)
@@ -276,7 +279,8 @@ class WaitState:
         last = deadline - lead
         if due <= last < deadline:  # room for the answer before the deadline
             return ReadAt(due, event)
-        if now + max(lead, at_least) <= last < deadline:  # not when the lead is lost in rounding
+        soonest = now + max(lead, at_least, MIN_POLL_INTERVAL)
+        if soonest <= last < deadline:  # not when the lead is lost in rounding
             return ReadAt(last, event)
         if due < deadline:  # too near to read at ``last``: the paced read, with less room
             return ReadAt(due, event)

@@ -266,7 +266,8 @@ class Delivery:
     """A finished task, handed to one handler of the fleet (at least once).
 
     Attributes:
-        task_id: the task watched.
+        task_id: the task watched (read back from the store: the watcher's client's
+            API key is masked in it, as in ``task`` and ``last_error``).
         family: its family (``"faceswap"``, ``"media"`` ...), as given to ``watch``.
         metadata: what was given to ``watch`` (JSON: a chat id, a message id ...).
         outcome: ``"done"``, ``"failed"`` (the task says so; ``task.error`` says why),
@@ -360,7 +361,7 @@ class FleetProgress:
     may forge one.
 
     Attributes:
-        task_id: the task.
+        task_id: the task (the reader's API key masked in it, as in ``status``).
         status: its status as the server sent it.
         percent: 0 to 100.
         metadata: what was given to ``watch``.

@@ -68,6 +68,7 @@ from .._safe_errors import made_safe
 from .._sansio.responses import redact, secret_masked
 from .._sansio.text import clip
 from .._sansio.waiting import (
+    MAX_CLOCK,
     Decision,
     Fail,
     Finish,
@@ -854,18 +855,20 @@ class Watcher(AsyncWithOnly, InProcessOnly):
         read, which costs only its pacing. Its deadline is the watch's (a saved policy's
         own ``timeout`` is not used), so that it makes one last read a little before
         it, as a live wait does, when its pacing's next read would come after it. And
-        what the wait saw last, from the same saved JSON, parsed once."""
+        what the wait saw last, from the same saved JSON, parsed once. The warning that
+        an unreadable one was set aside masks the client's key in what it quotes."""
         saved: object = claim.schedule
         if saved is not None:
             try:
                 saved = _decode.stored_object(saved, "the saved pacing")
                 state = _decode.schedule(saved, claim.task_id)
-            except StoreDataError as exc:
-                logger.warning("watcher: task %s paced afresh: %s", claim.task_id, exc)
+            except StoreDataError as exc:  # its text quotes what someone else stored
+                shown = redact(str(exc), self._secret())
+                logger.warning("watcher: task %s paced afresh: %s", claim.task_id, shown)
             else:
-                return _until(state, claim.record.deadline), _decode.last_read(saved)
+                return _until(state, claim.record), _decode.last_read(saved)
         fresh = WaitState.start(claim.task_id, self.policy or self.client.poll_policy, claim.now)
-        return _until(fresh, claim.record.deadline), _decode.last_read(saved)
+        return _until(fresh, claim.record), _decode.last_read(saved)
 
     async def _delivery_loop(self) -> None:
         handlers, backoff = _Pool(self.concurrency), _Backoff("taking finished tasks")
@@ -988,7 +991,7 @@ class Watcher(AsyncWithOnly, InProcessOnly):
         a failure, even if the handler turned it into another error."""
         assert self.handler is not None
         delivery = Delivery(
-            entry.task_id,
+            redact(entry.task_id, self._secret()),  # read from the store, as the rest
             record.family,
             record.metadata,
             outcome.kind,
@@ -1306,9 +1309,9 @@ async def _notices(watcher: Watcher) -> AsyncIterator[FleetProgress | _decode.Fi
     """The notices of ``watcher``'s store, decoded; an odd one is skipped, logged once as
     a warning per listener (then at debug level: anyone may publish on the channel). Its
     client's API key is masked in what they hold of another process's text (a progress
-    status) and in what the log quotes of an odd one. The key is never a local here:
-    this generator's frame is in the traceback of the error that ends it (a Redis
-    restart), which error trackers render with every local."""
+    notice's task id and status) and in what the log quotes of an odd one. The key is
+    never a local here: this generator's frame is in the traceback of the error that
+    ends it (a Redis restart), which error trackers render with every local."""
     odd = 0
     async for message in watcher.store.events():
         try:
@@ -1320,7 +1323,11 @@ async def _notices(watcher: Watcher) -> AsyncIterator[FleetProgress | _decode.Fi
             logger.log(level, "watcher: an odd notice skipped (%d so far): %s", odd, shown)
             continue
         if isinstance(notice, FleetProgress):
-            yield attrs.evolve(notice, status=redact(notice.status, watcher._secret()))
+            yield attrs.evolve(
+                notice,
+                task_id=redact(notice.task_id, watcher._secret()),
+                status=redact(notice.status, watcher._secret()),
+            )
         elif notice is not None:
             yield notice
 
@@ -1440,14 +1447,19 @@ def _holdable(seconds: float) -> bool:
     return 0 < seconds <= MAX_HOLD
 
 
-def _until(state: WaitState, deadline: float) -> WaitState:
-    """``state`` with the watch's ``deadline`` (the store's clock) as its own: its
-    policy's ``timeout`` counted from its start. A deadline not after the start (a
-    saved state from a clock that ran ahead) leaves it none: the claim at the deadline
-    expires the wait all the same."""
-    timeout = deadline - state.started_at
+def _until(state: WaitState, record: WatchRecord) -> WaitState:
+    """``state`` with the watch's deadline (``record.deadline``, the store's clock) as
+    its own, and the watch's start (``record.timeout`` before it) as its start, so that
+    its last read comes a tenth of the watch's timeout (at most a second) before the
+    deadline, as a live wait's does. A saved start counted that tenth from itself: one
+    from another clock (another version's, an edit) made it a second whatever the
+    timeout, or, past the deadline, left the wait no deadline and no last read (the
+    claim at the deadline expired it unread). A start no clock shows (a record's
+    numbers no watch wrote) is kept to one a saved state may hold."""
+    started = min(max(record.deadline - record.timeout, -MAX_CLOCK), MAX_CLOCK)
+    timeout = record.deadline - started
     policy = attrs.evolve(state.policy, timeout=timeout if timeout > 0 else None)
-    return attrs.evolve(state, policy=policy)
+    return attrs.evolve(state, policy=policy, started_at=started)
 
 
 def _left(deadline: float | None, loop: asyncio.AbstractEventLoop) -> float:

@@ -11,7 +11,7 @@ import gc
 import socket
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiohttp
@@ -380,6 +380,22 @@ async def test_a_path_given_for_text_is_named_as_a_path(
     with pytest.raises(ConfigurationError) as caught:
         await call(client)
     assert str(caught.value) == f"{name} must be a non-empty string, got a {PATH_TYPE} ('flux')"
+
+
+@pytest.mark.parametrize(
+    "given", [Path, PurePosixPath, str.encode, lambda key: bytearray(key.encode())]
+)
+async def test_a_task_id_that_is_the_key_in_another_type_is_refused_without_it(
+    fake: FakeGPTunnel, given: Callable[[str], object]
+) -> None:
+    """``get_result(Path(key))`` said "got a PosixPath ('<the key>')": the key was
+    looked for in a task id given as text only."""
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError) as caught:
+            await client.get_result(given(fake.api_key))  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "task_id holds the API key (not shown here): pass the id a create call returned"
+    )
 
 
 def test_a_path_given_for_an_emulated_task_s_error_is_named_as_a_path(

@@ -326,6 +326,29 @@ async def test_a_plain_with_says_to_write_async_with(
             assert await client.balance()
 
 
+@pytest.mark.parametrize(("name", "make"), ASYNC_ONLY, ids=[a[0] for a in ASYNC_ONLY])
+@pytest.mark.parametrize("stack", ["ExitStack", "AsyncExitStack"])
+async def test_an_exit_stack_s_push_of_an_async_context_manager_is_refused_at_exit(
+    fake: FakeGPTunnel, name: str, make: Enter, stack: str
+) -> None:
+    """``stack.push(client)`` (meant: ``push_async_exit``) registers ``__exit__``: one
+    that did nothing left the object open, where Python had said it was not callable."""
+    async with fake.client() as client, contextlib.AsyncExitStack() as outer:
+        opened = await outer.enter_async_context(make(client))
+        if stack == "ExitStack":
+            with pytest.raises(UsageError) as caught, contextlib.ExitStack() as pushed:
+                pushed.push(opened)
+        else:
+            with pytest.raises(UsageError) as caught:
+                async with contextlib.AsyncExitStack() as pushed_async:
+                    pushed_async.push(opened)
+        assert str(caught.value) == (
+            f"{name} is an async context manager and was not closed: give it to an "
+            "AsyncExitStack's push_async_exit or enter_async_context, not to push or "
+            "enter_context"
+        )
+
+
 WITH_INSTEAD_OF_ASYNC_WITH = """
 from gptunnel_async import GPTunnelClient
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import aiohttp.abc
 import pytest
+from yarl import URL
 
 from gptunnel_async import (
     APIConnectionError,
@@ -218,6 +219,46 @@ async def test_an_api_request_that_cannot_connect_says_to_check_base_url(
     assert text.startswith(("GET /v1/", "POST /v1/"))
     assert text.endswith(f"; {API_UNREACHED}") and text.count("base_url") == 1
     assert "GPTUNNEL_BASE_URL" in text and "https://gptunnel.ru/v1" in text
+
+
+class OnlyTheAPI(aiohttp.abc.AbstractResolver):
+    """A resolver that knows the emulator's name (``api.example``, on loopback) and no
+    other, as the system's for a mistyped proxy name."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+        if host != "api.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET}
+            | {"proto": 0, "flags": 0}
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_proxy_that_cannot_be_reached_does_not_blame_base_url(
+    fake: FakeGPTunnel,
+) -> None:
+    """A proxy name that does not resolve is reported by aiohttp as a failed lookup of the
+    proxy's host (not ``ClientProxyConnectionError``): base_url is not at fault."""
+    base_url = str(URL(fake.base_url).with_host("api.example"))
+    for proxy in (None, "http://proxy.example:3128"):
+        connector = aiohttp.TCPConnector(resolver=OnlyTheAPI())
+        async with (
+            aiohttp.ClientSession(connector=connector, proxy=proxy) as session,
+            GPTunnelClient(
+                api_key=fake.api_key, base_url=base_url, max_retries=0, session=session
+            ) as client,
+        ):
+            if proxy is None:  # the API's own name resolves
+                assert await client.balance()
+                continue
+            with pytest.raises(APIConnectionError) as caught:
+                await client.balance()
+    assert "Cannot connect to host proxy.example:3128" in str(caught.value)
+    assert "base_url" not in str(caught.value)
+    assert cli._hint(caught.value, argparse.Namespace(family="faceswap")) is None
 
 
 async def test_a_result_download_that_cannot_connect_does_not_blame_base_url(

@@ -493,6 +493,9 @@ QUOTES = (
     "give it without them"
 )
 NO_SCHEME = ": it needs its scheme in front, https:// (or http:// for a local server)"
+BLANK = ": it is blank; leave it out (and GPTUNNEL_BASE_URL unset) for https://gptunnel.ru/v1"
+KEY_GIVEN = ": it is the API key, not the API's URL (GPTunnel's is https://gptunnel.ru/v1)"
+BASE_URL_KEY = "k-" + "7" * 20
 
 BAD_BASE_URLS: list[tuple[str, str, str | None, str]] = [
     ("an env file's quotes", '"https://gptunnel.ru/v1"', None, QUOTES),
@@ -500,6 +503,11 @@ BAD_BASE_URLS: list[tuple[str, str, str | None, str]] = [
     ("no scheme", "gptunnel.ru/v1", "given", NO_SCHEME),
     ("a local server without http://", "127.0.0.1:8080/v1", None, NO_SCHEME),
     ("a scheme cut short", "http:/gptunnel.ru/v1", "given", "got 'http:/gptunnel.ru/v1'"),
+    ("blank, given", "", "given", BLANK),
+    ("blank, in the environment", "  ", None, BLANK),
+    ("quotes around nothing", '""', None, BLANK),
+    ("the API key, given", BASE_URL_KEY, "given", f"got '***'{KEY_GIVEN}"),
+    ("the API key, in quotes", f"'{BASE_URL_KEY}'", None, f"got \"'***'\"{KEY_GIVEN}"),
 ]
 
 
@@ -513,7 +521,7 @@ def test_a_base_url_that_is_no_url_says_where_it_came_from_and_what_to_fix(
     was passed (it came from GPTUNNEL_BASE_URL), and nothing of the likely fix."""
     monkeypatch.setenv("GPTUNNEL_BASE_URL", url)
     with pytest.raises(ConfigurationError) as caught:
-        GPTunnelClient(api_key="k-" + "7" * 20, base_url=url if given else None)
+        GPTunnelClient(api_key=BASE_URL_KEY, base_url=url if given else None)
     name = "base_url" if given else "base_url (from GPTUNNEL_BASE_URL)"
     assert str(caught.value).startswith(f"{name} must be an absolute http(s) URL, got ")
     assert str(caught.value).endswith(ending)

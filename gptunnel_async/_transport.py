@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import io
 import json
@@ -123,13 +124,21 @@ _NEVER_OPENED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutE
 open within :data:`CONNECT_TIMEOUT`. No byte of the request was sent."""
 
 
+_SHORT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""The errors of a socket this process could not make (too many open files, no memory
+for buffers): aiohttp reports them as a connection to the host that failed."""
+
+
 def _unreached(exc: BaseException, url: URL) -> bool:
     """Whether ``exc`` is a connection that could not be opened to ``url``'s host itself:
     refused, or a name that does not resolve. Not a proxy's failure (its refusal, or its
     own name not resolving, which aiohttp reports for the proxy's host), nor a TLS
-    handshake cut short: a host was reached there."""
+    handshake cut short (a host was reached there), nor a socket this process could not
+    make (:data:`_SHORT_OF_RESOURCES`: ``base_url`` is not at fault)."""
     refused_by = (aiohttp.ClientProxyConnectionError, aiohttp.ClientSSLError)
     if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, refused_by):
+        return False
+    if exc.os_error.errno in _SHORT_OF_RESOURCES:
         return False
     return (exc.host, exc.port) == (url.raw_host, url.port)
 

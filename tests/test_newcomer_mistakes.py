@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import socket
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -257,6 +258,40 @@ async def test_a_proxy_that_cannot_be_reached_does_not_blame_base_url(
             with pytest.raises(APIConnectionError) as caught:
                 await client.balance()
     assert "Cannot connect to host proxy.example:3128" in str(caught.value)
+    assert "base_url" not in str(caught.value)
+    assert cli._hint(caught.value, argparse.Namespace(family="faceswap")) is None
+
+
+@contextlib.contextmanager
+def no_file_descriptor_left() -> Iterator[None]:
+    """This process at its limit of open files (lowered to a few more than it has open,
+    each of them then taken): a new socket fails with EMFILE, as under a flood of waits."""
+    import resource  # POSIX only: the test that uses this is skipped elsewhere
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (min(soft, len(os.listdir("/proc/self/fd")) + 64), hard)
+    )
+    held = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.dup(held[0]))
+        yield
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+async def test_a_socket_this_process_cannot_make_does_not_blame_base_url() -> None:
+    """aiohttp reports "Too many open files" as a connection to the host that failed."""
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    async with GPTunnelClient(api_key="k-" + "7" * 20, base_url=url, max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as caught, no_file_descriptor_left():
+            await client.get_result("t-1")
+    assert "Too many open files" in str(caught.value)
     assert "base_url" not in str(caught.value)
     assert cli._hint(caught.value, argparse.Namespace(family="faceswap")) is None
 

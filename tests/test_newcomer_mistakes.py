@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 import aiohttp.abc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from yarl import URL
 
 from gptunnel_async import (
@@ -32,7 +34,7 @@ from gptunnel_async import (
     cli,
     throttle,
 )
-from gptunnel_async.errors import API_UNREACHED
+from gptunnel_async.errors import API_UNREACHED, MAX_MESSAGE
 from gptunnel_async.fleet import MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -329,9 +331,9 @@ DEADLINE_ENDINGS: list[tuple[str, GPTunnelError | None, str]] = [
         "; no read reached the API)",
     ),
     (
-        "the read's hint was clipped",
+        "the read's hint after a long host name",
         APIConnectionError("GET /v1/x failed: " + "x" * 300 + f"; {API_UNREACHED}"),
-        "; no read reached the API: check base_url and the network)",
+        f"x…; {API_UNREACHED}; no read reached the API)",
     ),
     (
         "a read without the hint (a download host, a server that hung up)",
@@ -352,6 +354,17 @@ def test_a_deadline_message_says_to_check_base_url_once_at_most(
     text = str(WaitTimeoutError("t-1", 5.0, None, last_error))
     assert text.endswith(ending)
     assert text.count("check base_url") <= 1
+
+
+@given(length=st.integers(0, 1000), label=st.sampled_from("a-1."))
+def test_a_deadline_message_keeps_the_read_s_base_url_hint_whole(length: int, label: str) -> None:
+    """A long host name (a DNS failure's) pushed the read's hint past the 300 characters
+    kept of it: cut mid-word, then "check base_url and the network" again after it."""
+    host = (label * length)[:length]
+    read = f"GET /v1/x failed: Cannot connect to host {host}:443 ssl:default [...]"
+    text = str(WaitTimeoutError("t-1", 5.0, None, APIConnectionError(f"{read}; {API_UNREACHED}")))
+    assert text.endswith(f"; {API_UNREACHED}; no read reached the API)")
+    assert text.count("check base_url") == 1 and len(text) <= MAX_MESSAGE
 
 
 async def test_the_command_line_hints_at_base_url_for_the_api_s_host_only(

@@ -127,16 +127,24 @@ def _base_url(value: str | None, key: str) -> str:
     """``value`` (else ``$GPTUNNEL_BASE_URL``, else GPTunnel's) checked; an error names
     the variable if the URL came from it, says what is likely wrong (quotes, no scheme:
     :func:`_base_url_fix`), and quotes it with ``key`` masked (a URL refused for its
-    scheme may hold it in its path)."""
+    scheme may hold it in its path). Spaces and control characters around it are
+    dropped, as a URL parser does (WHATWG's): an env file's trailing space was kept as
+    ``/v1%20``, every request then a 404."""
     name, raw = "base_url", value
     if raw is None:
         raw = os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
         name = "base_url (from GPTUNNEL_BASE_URL)" if raw != DEFAULT_BASE_URL else name
+    if isinstance(raw, str):
+        raw = raw.strip(_C0_AND_SPACE)
     try:
         return _usable_base_url(raw, name)
     except ConfigurationError as exc:
         refusal = mask_for(key)(f"{exc}{_base_url_fix(raw, key)}")
     raise ConfigurationError(refusal)  # out here: the refusal quoting the key is no context
+
+
+_C0_AND_SPACE: Final = "".join(map(chr, range(0x21)))
+"""What a URL parser drops around a URL: the C0 control characters and the space."""
 
 
 def _base_url_fix(raw: object, key: str) -> str:

@@ -573,3 +573,16 @@ def test_a_base_url_that_is_no_url_says_where_it_came_from_and_what_to_fix(
     name = "base_url" if given else "base_url (from GPTUNNEL_BASE_URL)"
     assert str(caught.value).startswith(f"{name} must be an absolute http(s) URL, got ")
     assert str(caught.value).endswith(ending)
+
+
+@pytest.mark.parametrize("around", [" ", "\t", "\r\n", " \r", "\x0b "])
+@pytest.mark.parametrize("given", [True, False])
+async def test_a_base_url_with_spaces_around_reaches_the_api(
+    fake: FakeGPTunnel, monkeypatch: pytest.MonkeyPatch, around: str, given: bool
+) -> None:
+    """An env file's trailing space was kept as ``/v1%20``: every request a 404."""
+    url = f"{around}{fake.base_url}{around}"
+    monkeypatch.setenv("GPTUNNEL_BASE_URL", url)
+    async with GPTunnelClient(api_key=fake.api_key, base_url=url if given else None) as client:
+        assert repr(client) == f"GPTunnelClient(base_url={fake.base_url!r})"
+        assert await client.balance()

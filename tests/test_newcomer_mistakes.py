@@ -518,14 +518,26 @@ def test_a_path_given_for_an_emulated_task_s_error_is_named_as_a_path(
     assert str(caught.value) == f"error must be a string, got a {PATH_TYPE} ('no face')"
 
 
+class AsyncPath(os.PathLike[str]):
+    """A path object of another library (anyio's and trio's ``Path``): only a path's
+    text, which ``os.fspath`` reads; made as pathlib makes it (``//`` turned into ``/``)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = str(PurePosixPath(text))
+
+    def __fspath__(self) -> str:
+        return self._text
+
+
 @pytest.mark.parametrize("link", ["https://a.example/me.png", "HTTP://a.example/me.png"])
 @pytest.mark.parametrize("argument", ["source_image", "face_image"])
+@pytest.mark.parametrize("path", [Path, AsyncPath])
 async def test_a_link_given_as_a_path_says_to_pass_it_as_text(
-    client: GPTunnelClient, link: str, argument: str
+    client: GPTunnelClient, link: str, argument: str, path: Callable[[str], os.PathLike[str]]
 ) -> None:
     """``Path("https://a.example/me.png")`` is the file ``https:/a.example/me.png``."""
     images = {"source_image": "https://a.example/p.png", "face_image": "https://a.example/f.png"}
-    images[argument] = Path(link)  # type: ignore[assignment]
+    images[argument] = path(link)  # type: ignore[assignment]
     with pytest.raises(ConfigurationError) as caught:
         await client.faceswap.create(**images)
     assert str(caught.value).startswith(f"cannot read the {argument} file ")

@@ -298,6 +298,24 @@ async def test_a_socket_this_process_cannot_make_does_not_blame_base_url() -> No
     assert cli._hint(caught.value, argparse.Namespace(family="faceswap")) is None
 
 
+async def test_a_result_download_on_the_api_s_own_origin_says_what_an_api_request_does(
+    tmp_path: Path,
+) -> None:
+    """Midjourney's results are on the API's origin (``/task/image/<id>``): that host is
+    ``base_url``'s, unlike a storage host's."""
+    origin = f"http://127.0.0.1:{closed_port()}"
+    async with GPTunnelClient(
+        api_key="k-" + "7" * 20,
+        base_url=f"{origin}/v1",
+        max_retries=0,
+        allow_private_result_urls=True,
+    ) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.download_result(f"{origin}/task/image/abc", tmp_path / "r")
+    assert str(caught.value).startswith("GET /task/image/abc failed: Cannot connect to host")
+    assert str(caught.value).endswith(f"; {API_UNREACHED}")
+
+
 async def test_a_result_download_that_cannot_connect_does_not_blame_base_url(
     fake: FakeGPTunnel, tmp_path: Path
 ) -> None:

@@ -13,7 +13,9 @@ __all__ = ["AsyncWithOnly"]
 
 class AsyncWithOnly:
     """A base for classes entered with ``async with`` only. ``with`` on one raises
-    :class:`UsageError`, before anything is opened, so the object stays usable.
+    :class:`UsageError`, before anything is opened, so the object stays usable; so does
+    its ``__exit__`` called by an ``ExitStack`` it was pushed on. Having both methods,
+    its instances are ``contextlib.AbstractContextManager`` ones too.
 
     Type checkers do not see the refusal: ``mypy`` still reports the ``with``
     (``"__enter__" missing``) before the code runs."""

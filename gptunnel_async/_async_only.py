@@ -13,7 +13,9 @@ __all__ = ["AsyncWithOnly"]
 
 class AsyncWithOnly:
     """A base for classes entered with ``async with`` only. ``with`` on one raises
-    :class:`UsageError`, before anything is opened, so the object stays usable.
+    :class:`UsageError`, before anything is opened, so the object stays usable; so does
+    its ``__exit__`` called by an ``ExitStack`` it was pushed on. Having both methods,
+    its instances are ``contextlib.AbstractContextManager`` ones too.
 
     Type checkers do not see the refusal: ``mypy`` still reports the ``with``
     (``"__enter__" missing``) before the code runs."""
@@ -23,12 +25,18 @@ class AsyncWithOnly:
     if not TYPE_CHECKING:
 
         def __enter__(self) -> Any:
-            name = type(self).__name__
             raise UsageError(
-                f"{name} is an async context manager: use `async with`, not `with` "
-                "(inside an `async def`)"
+                f"{type(self).__name__} is an async context manager: use `async with`, "
+                "not `with` (inside an `async def`)"
             )
 
         def __exit__(self, *exc_info: object) -> None:
-            """Never runs (``__enter__`` raised); ``with`` looks it up before calling
-            ``__enter__``, so without it Python's ``TypeError`` would come instead."""
+            """Refuses too. ``with`` never calls it (``__enter__`` raised first), but
+            looks it up, so without it Python's ``TypeError`` would come instead; and
+            ``ExitStack.push(client)`` registers it as the exit to call, so a
+            ``__exit__`` that did nothing would leave the object open without a word."""
+            raise UsageError(
+                f"{type(self).__name__} is an async context manager and was not closed: "
+                "give it to an AsyncExitStack's push_async_exit or enter_async_context, "
+                "not to push or enter_context"
+            )

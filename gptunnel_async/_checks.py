@@ -601,22 +601,24 @@ def check_task_id(value: str, secret: str | None = None) -> str:
     An id the server sent is judged by the same rule, but its fault is the server's: see
     ``_sansio.responses.Created``.
     """
-    holds_key = _holds_key(value, secret)
+    problem = task_id_problem(value)  # its text shows the id: not raised if it holds the key
+    holds_key = _holds_key(value, secret) or _holds_key(problem, secret)
     # This frame raises: it holds the key no longer (error trackers, ``rich`` and
     # ``traceback`` with ``capture_locals`` render every frame's locals).
     del secret
     if holds_key:
+        problem = None
         raise ConfigurationError(
             "task_id holds the API key (not shown here): pass the id a create call returned"
         )
-    problem = task_id_problem(value)  # its text shows the id: after the key's check
     if problem is not None:
         raise ConfigurationError(f"task_id {problem}")
     return value
 
 
-def _holds_key(value: object, secret: str | None) -> bool:
-    """Whether the task id ``value`` holds ``secret`` (the API key), if that is long
-    enough to look for."""
+def _holds_key(shown: object, secret: str | None) -> bool:
+    """Whether ``shown`` (a task id, or its refusal's text, which quotes what was given
+    instead: a ``Path`` or ``bytes`` of the key) is text that holds ``secret`` (the API
+    key), if that is long enough to look for."""
     key = secret if secret is not None and len(secret) >= _KEY_LOOKED_FOR else None
-    return key is not None and isinstance(value, str) and mask_for(key).shows(value)
+    return key is not None and isinstance(shown, str) and mask_for(key).shows(shown)

@@ -35,7 +35,7 @@ from ._polling import PollPolicy, ProgressCallback, TaskWaiter
 from ._safe_errors import made_safe, secret_arguments
 from ._sansio.addresses import base_url_is_private
 from ._sansio.responses import decode_balance
-from ._sansio.text import mask_for
+from ._sansio.text import MASK, mask_for
 from ._sentinel import NOT_GIVEN, NotGiven
 from ._timing import Wakeup
 from ._transport import Transport
@@ -127,25 +127,39 @@ def _base_url(value: str | None, key: str) -> str:
     """``value`` (else ``$GPTUNNEL_BASE_URL``, else GPTunnel's) checked; an error names
     the variable if the URL came from it, says what is likely wrong (quotes, no scheme:
     :func:`_base_url_fix`), and quotes it with ``key`` masked (a URL refused for its
-    scheme may hold it in its path)."""
+    scheme may hold it in its path). Spaces and control characters around it are
+    dropped, as a URL parser does (WHATWG's): an env file's trailing space was kept as
+    ``/v1%20``, every request then a 404."""
     name, raw = "base_url", value
     if raw is None:
         raw = os.environ.get("GPTUNNEL_BASE_URL") or DEFAULT_BASE_URL
         name = "base_url (from GPTUNNEL_BASE_URL)" if raw != DEFAULT_BASE_URL else name
+    if isinstance(raw, str):
+        raw = raw.strip(_C0_AND_SPACE)
     try:
         return _usable_base_url(raw, name)
     except ConfigurationError as exc:
-        refusal = mask_for(key)(f"{exc}{_base_url_fix(raw)}")
+        refusal = mask_for(key)(f"{exc}{_base_url_fix(raw, key)}")
     raise ConfigurationError(refusal)  # out here: the refusal quoting the key is no context
 
 
-def _base_url_fix(raw: object) -> str:
-    """What to change in a refused ``base_url``, for its error: the quotes of an env
-    file kept around it, or a missing ``http://``/``https://``; ``""`` if neither."""
+_C0_AND_SPACE: Final = "".join(map(chr, range(0x21)))
+"""What a URL parser drops around a URL: the C0 control characters and the space."""
+
+
+def _base_url_fix(raw: object, key: str) -> str:
+    """What to change in a refused ``base_url``, for its error: a blank one left out,
+    the API key given in its place, the quotes of an env file kept around it, or a
+    missing ``http://``/``https://``; ``""`` if none of these."""
     if not isinstance(raw, str):
         return ""
     text = raw.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+    bare = _unquoted(text)
+    if not bare.strip():
+        return f": it is blank; leave it out (and GPTUNNEL_BASE_URL unset) for {DEFAULT_BASE_URL}"
+    if key and mask_for(key)(bare.strip()) == MASK:
+        return f": it is the API key, not the API's URL (GPTunnel's is {DEFAULT_BASE_URL})"
+    if bare != text:
         return (
             ": it is wrapped in quotes (an env file's, kept by the tool that read it?); "
             "give it without them"
@@ -153,6 +167,12 @@ def _base_url_fix(raw: object) -> str:
     if "://" not in text and not text.lower().startswith(("http:", "https:")):
         return ": it needs its scheme in front, https:// (or http:// for a local server)"
     return ""
+
+
+def _unquoted(text: str) -> str:
+    """``text`` without the pair of quotes around it, if it has one."""
+    quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+    return text[1:-1] if quoted else text
 
 
 def _usable_base_url(raw: str, name: str) -> str:

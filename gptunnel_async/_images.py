@@ -11,7 +11,7 @@ import binascii
 import errno
 import os
 import stat
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Final, Protocol, TypeAlias, TypeGuard, runtime_checkable
 
 from ._checks import describe, describe_url, http_url
@@ -213,7 +213,8 @@ def _unopened(path: str | os.PathLike[str], exc: OSError | ValueError) -> str:
     if isinstance(exc, ValueError):  # os.open refuses a path with a NUL in it
         return "it holds a NUL character, so it is no file's path (pass a picture's bytes as bytes)"
     reason = _reason(exc)
-    if isinstance(path, PurePath) and starts_with(os.fspath(path), ("http:/", "https:/")):
+    # Any path object: pathlib's, or another library's (anyio's and trio's Path) alike.
+    if not isinstance(path, str) and starts_with(os.fspath(path), ("http:/", "https:/")):
         return f"{reason} (a link given as a Path, which turned its // into /: pass it as a str)"
     if not isinstance(path, str):
         return reason

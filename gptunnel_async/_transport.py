@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import io
 import json
@@ -124,12 +125,23 @@ _NEVER_OPENED: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutE
 open within :data:`CONNECT_TIMEOUT`. No byte of the request was sent."""
 
 
-def _unreached(exc: BaseException) -> bool:
-    """Whether ``exc`` is a connection that could not be opened to the host itself:
-    refused, or a name that does not resolve. Not a proxy's failure, nor a TLS
-    handshake cut short: a host was reached there."""
+_SHORT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""The errors of a socket this process could not make (too many open files, no memory
+for buffers): aiohttp reports them as a connection to the host that failed."""
+
+
+def _unreached(exc: BaseException, url: URL) -> bool:
+    """Whether ``exc`` is a connection that could not be opened to ``url``'s host itself:
+    refused, or a name that does not resolve. Not a proxy's failure (its refusal, or its
+    own name not resolving, which aiohttp reports for the proxy's host), nor a TLS
+    handshake cut short (a host was reached there), nor a socket this process could not
+    make (:data:`_SHORT_OF_RESOURCES`: ``base_url`` is not at fault)."""
     refused_by = (aiohttp.ClientProxyConnectionError, aiohttp.ClientSSLError)
-    return isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc, refused_by)
+    if not isinstance(exc, aiohttp.ClientConnectorError) or isinstance(exc, refused_by):
+        return False
+    if exc.os_error.errno in _SHORT_OF_RESOURCES:
+        return False
+    return (exc.host, exc.port) == (url.raw_host, url.port)
 
 
 def _safe_to_resend(exc: BaseException) -> bool:
@@ -386,7 +398,7 @@ class Transport(InProcessOnly):
                         await self._report_to_budget(started, response)
                         return await read(response)
                 except (GPTunnelError, TimeoutError, aiohttp.ClientError, *_UNDER_AIOHTTP) as exc:
-                    failure = self._failure(exc, request.label, session, on_api=request.on_api)
+                    failure = self._failure(exc, request, session)
                 except BaseException as exc:  # a cancellation (the caller's own timeout) and such
                     # Passed on as it is, but without aiohttp's frames: their locals hold the
                     # request's headers, key and all.
@@ -429,18 +441,20 @@ class Transport(InProcessOnly):
         return _within(sending, self.timeout) if request.streamed else sending
 
     def _failure(
-        self, exc: BaseException, what: str, session: aiohttp.ClientSession, *, on_api: bool
+        self, exc: BaseException, request: Request, session: aiohttp.ClientSession
     ) -> BaseException:
         """What :meth:`exchange` raises for ``exc``, made safe to keep and render (no
-        frames, no key: see ``_safe_errors``). ``on_api``: the request went to
-        ``base_url``'s origin, so a host that could not be reached at all is said to be
-        ``base_url``'s (:data:`~gptunnel_async.errors.API_UNREACHED`)."""
+        frames, no key: see ``_safe_errors``). A request to ``base_url``'s origin
+        (``request.on_api``) whose own host could not be reached at all says that host
+        is ``base_url``'s (:data:`~gptunnel_async.errors.API_UNREACHED`)."""
+        what = request.label
         if isinstance(exc, GPTunnelError):  # from ``read``, whose frames hold the answer
             return made_safe(exc, self._api_key)
         if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
-            return self._wire_error(exc, what, on_api=on_api)
+            api_unreached = request.on_api and _unreached(exc, request.url)
+            return self._wire_error(exc, what, unreached=api_unreached)
         if isinstance(exc, UnicodeError):
-            unreached = f"; {API_UNREACHED}" if on_api else ""
+            unreached = f"; {API_UNREACHED}" if request.on_api else ""
             unresolvable = APIConnectionError(
                 f"{self.shown(what)} failed: the host name cannot be looked up{unreached}"
             )
@@ -505,11 +519,11 @@ class Transport(InProcessOnly):
         return excerpt(what, self._api_key, SHORT_TEXT)
 
     def _wire_error(
-        self, exc: TimeoutError | aiohttp.ClientError, what: str, *, on_api: bool
+        self, exc: TimeoutError | aiohttp.ClientError, what: str, *, unreached: bool
     ) -> GPTunnelError:
         """The typed error for a failure on the wire while doing ``what``; ``exc`` is
-        made safe and kept as its cause (no key, no frames). An API request
-        (``on_api``) whose connection could not be opened at all says to check
+        made safe and kept as its cause (no key, no frames). One whose connection to
+        ``base_url``'s host could not be opened at all (``unreached``) says to check
         ``base_url``; a download's host is the storage's, named by the task."""
         tls = _is_tls_failure(exc)
         cause = made_safe(exc, self._api_key)
@@ -524,7 +538,7 @@ class Transport(InProcessOnly):
             error = APITimeoutError(f"{what} timed out after {self.timeout:g}s")
         elif tls:
             error = TLSError(f"{what} failed: TLS could not be set up: {reason}")
-        elif on_api and _unreached(exc):
+        elif unreached:
             error = APIConnectionError(f"{what} failed: {reason}; {API_UNREACHED}")
         else:
             error = APIConnectionError(f"{what} failed: {reason}")

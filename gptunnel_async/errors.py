@@ -346,12 +346,15 @@ def _last_failure(error: GPTunnelError, *, unreached: bool) -> str:
     """What a deadline's message says of the wait's last failed read, ``error``: its
     class and (clipped) text, and, if no read of the wait got a task (``unreached``)
     and ``error`` found no server, that no read reached the API, with what to check
-    unless ``error``'s own text says it (:data:`API_UNREACHED`)."""
-    failure = clip(error, 300)
+    unless ``error``'s own text says it (:data:`API_UNREACHED`, kept whole: the text
+    before it is what is clipped, a long host name's)."""
+    text, hint = clip(error, MAX_MESSAGE), f"; {API_UNREACHED}"
+    told = text.endswith(hint)
+    failure = clip(text.removesuffix(hint), 300) + (hint if told else "")
     said = f"; its last read failed: {type(error).__name__}: {failure}"
     if unreached and _never_connected(error):
         said += "; no read reached the API"
-        if API_UNREACHED not in failure:
+        if not told:
             said += ": check base_url and the network"
     return said
 

@@ -8,15 +8,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import os
 import socket
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiohttp
 import aiohttp.abc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from yarl import URL
 
 from gptunnel_async import (
     APIConnectionError,
@@ -30,7 +34,7 @@ from gptunnel_async import (
     cli,
     throttle,
 )
-from gptunnel_async.errors import API_UNREACHED
+from gptunnel_async.errors import API_UNREACHED, MAX_MESSAGE
 from gptunnel_async.fleet import MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
@@ -220,6 +224,98 @@ async def test_an_api_request_that_cannot_connect_says_to_check_base_url(
     assert "GPTUNNEL_BASE_URL" in text and "https://gptunnel.ru/v1" in text
 
 
+class OnlyTheAPI(aiohttp.abc.AbstractResolver):
+    """A resolver that knows the emulator's name (``api.example``, on loopback) and no
+    other, as the system's for a mistyped proxy name."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[Any]:
+        if host != "api.example":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            {"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET}
+            | {"proto": 0, "flags": 0}
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_proxy_that_cannot_be_reached_does_not_blame_base_url(
+    fake: FakeGPTunnel,
+) -> None:
+    """A proxy name that does not resolve is reported by aiohttp as a failed lookup of the
+    proxy's host (not ``ClientProxyConnectionError``): base_url is not at fault."""
+    base_url = str(URL(fake.base_url).with_host("api.example"))
+    for proxy in (None, "http://proxy.example:3128"):
+        connector = aiohttp.TCPConnector(resolver=OnlyTheAPI())
+        async with (
+            aiohttp.ClientSession(connector=connector, proxy=proxy) as session,
+            GPTunnelClient(
+                api_key=fake.api_key, base_url=base_url, max_retries=0, session=session
+            ) as client,
+        ):
+            if proxy is None:  # the API's own name resolves
+                assert await client.balance()
+                continue
+            with pytest.raises(APIConnectionError) as caught:
+                await client.balance()
+    assert "Cannot connect to host proxy.example:3128" in str(caught.value)
+    assert "base_url" not in str(caught.value)
+    assert cli._hint(caught.value, argparse.Namespace(family="faceswap")) is None
+
+
+@contextlib.contextmanager
+def no_file_descriptor_left() -> Iterator[None]:
+    """This process at its limit of open files (lowered to a few more than it has open,
+    each of them then taken): a new socket fails with EMFILE, as under a flood of waits."""
+    import resource  # POSIX only: the test that uses this is skipped elsewhere
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (min(soft, len(os.listdir("/proc/self/fd")) + 64), hard)
+    )
+    held = [os.open(os.devnull, os.O_RDONLY)]
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.dup(held[0]))
+        yield
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+async def test_a_socket_this_process_cannot_make_does_not_blame_base_url() -> None:
+    """aiohttp reports "Too many open files" as a connection to the host that failed."""
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    async with GPTunnelClient(api_key="k-" + "7" * 20, base_url=url, max_retries=0) as client:
+        with pytest.raises(APIConnectionError) as caught, no_file_descriptor_left():
+            await client.get_result("t-1")
+    assert "Too many open files" in str(caught.value)
+    assert "base_url" not in str(caught.value)
+    assert cli._hint(caught.value, argparse.Namespace(family="faceswap")) is None
+
+
+async def test_a_result_download_on_the_api_s_own_origin_says_what_an_api_request_does(
+    tmp_path: Path,
+) -> None:
+    """Midjourney's results are on the API's origin (``/task/image/<id>``): that host is
+    ``base_url``'s, unlike a storage host's."""
+    origin = f"http://127.0.0.1:{closed_port()}"
+    async with GPTunnelClient(
+        api_key="k-" + "7" * 20,
+        base_url=f"{origin}/v1",
+        max_retries=0,
+        allow_private_result_urls=True,
+    ) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.download_result(f"{origin}/task/image/abc", tmp_path / "r")
+    assert str(caught.value).startswith("GET /task/image/abc failed: Cannot connect to host")
+    assert str(caught.value).endswith(f"; {API_UNREACHED}")
+
+
 async def test_a_result_download_that_cannot_connect_does_not_blame_base_url(
     fake: FakeGPTunnel, tmp_path: Path
 ) -> None:
@@ -253,9 +349,9 @@ DEADLINE_ENDINGS: list[tuple[str, GPTunnelError | None, str]] = [
         "; no read reached the API)",
     ),
     (
-        "the read's hint was clipped",
+        "the read's hint after a long host name",
         APIConnectionError("GET /v1/x failed: " + "x" * 300 + f"; {API_UNREACHED}"),
-        "; no read reached the API: check base_url and the network)",
+        f"x…; {API_UNREACHED}; no read reached the API)",
     ),
     (
         "a read without the hint (a download host, a server that hung up)",
@@ -276,6 +372,17 @@ def test_a_deadline_message_says_to_check_base_url_once_at_most(
     text = str(WaitTimeoutError("t-1", 5.0, None, last_error))
     assert text.endswith(ending)
     assert text.count("check base_url") <= 1
+
+
+@given(length=st.integers(0, 1000), label=st.sampled_from("a-1."))
+def test_a_deadline_message_keeps_the_read_s_base_url_hint_whole(length: int, label: str) -> None:
+    """A long host name (a DNS failure's) pushed the read's hint past the 300 characters
+    kept of it: cut mid-word, then "check base_url and the network" again after it."""
+    host = (label * length)[:length]
+    read = f"GET /v1/x failed: Cannot connect to host {host}:443 ssl:default [...]"
+    text = str(WaitTimeoutError("t-1", 5.0, None, APIConnectionError(f"{read}; {API_UNREACHED}")))
+    assert text.endswith(f"; {API_UNREACHED}; no read reached the API)")
+    assert text.count("check base_url") == 1 and len(text) <= MAX_MESSAGE
 
 
 async def test_the_command_line_hints_at_base_url_for_the_api_s_host_only(
@@ -324,6 +431,29 @@ async def test_a_plain_with_says_to_write_async_with(
         )
         async with entered:  # the `with` opened and closed nothing: it still works
             assert await client.balance()
+
+
+@pytest.mark.parametrize(("name", "make"), ASYNC_ONLY, ids=[a[0] for a in ASYNC_ONLY])
+@pytest.mark.parametrize("stack", ["ExitStack", "AsyncExitStack"])
+async def test_an_exit_stack_s_push_of_an_async_context_manager_is_refused_at_exit(
+    fake: FakeGPTunnel, name: str, make: Enter, stack: str
+) -> None:
+    """``stack.push(client)`` (meant: ``push_async_exit``) registers ``__exit__``: one
+    that did nothing left the object open, where Python had said it was not callable."""
+    async with fake.client() as client, contextlib.AsyncExitStack() as outer:
+        opened = await outer.enter_async_context(make(client))
+        if stack == "ExitStack":
+            with pytest.raises(UsageError) as caught, contextlib.ExitStack() as pushed:
+                pushed.push(opened)
+        else:
+            with pytest.raises(UsageError) as caught:
+                async with contextlib.AsyncExitStack() as pushed_async:
+                    pushed_async.push(opened)
+        assert str(caught.value) == (
+            f"{name} is an async context manager and was not closed: give it to an "
+            "AsyncExitStack's push_async_exit or enter_async_context, not to push or "
+            "enter_context"
+        )
 
 
 WITH_INSTEAD_OF_ASYNC_WITH = """
@@ -382,6 +512,22 @@ async def test_a_path_given_for_text_is_named_as_a_path(
     assert str(caught.value) == f"{name} must be a non-empty string, got a {PATH_TYPE} ('flux')"
 
 
+@pytest.mark.parametrize(
+    "given", [Path, PurePosixPath, str.encode, lambda key: bytearray(key.encode())]
+)
+async def test_a_task_id_that_is_the_key_in_another_type_is_refused_without_it(
+    fake: FakeGPTunnel, given: Callable[[str], object]
+) -> None:
+    """``get_result(Path(key))`` said "got a PosixPath ('<the key>')": the key was
+    looked for in a task id given as text only."""
+    async with fake.client() as client:
+        with pytest.raises(ConfigurationError) as caught:
+            await client.get_result(given(fake.api_key))  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "task_id holds the API key (not shown here): pass the id a create call returned"
+    )
+
+
 def test_a_path_given_for_an_emulated_task_s_error_is_named_as_a_path(
     fake: FakeGPTunnel,
 ) -> None:
@@ -390,14 +536,26 @@ def test_a_path_given_for_an_emulated_task_s_error_is_named_as_a_path(
     assert str(caught.value) == f"error must be a string, got a {PATH_TYPE} ('no face')"
 
 
+class AsyncPath(os.PathLike[str]):
+    """A path object of another library (anyio's and trio's ``Path``): only a path's
+    text, which ``os.fspath`` reads; made as pathlib makes it (``//`` turned into ``/``)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = str(PurePosixPath(text))
+
+    def __fspath__(self) -> str:
+        return self._text
+
+
 @pytest.mark.parametrize("link", ["https://a.example/me.png", "HTTP://a.example/me.png"])
 @pytest.mark.parametrize("argument", ["source_image", "face_image"])
+@pytest.mark.parametrize("path", [Path, AsyncPath])
 async def test_a_link_given_as_a_path_says_to_pass_it_as_text(
-    client: GPTunnelClient, link: str, argument: str
+    client: GPTunnelClient, link: str, argument: str, path: Callable[[str], os.PathLike[str]]
 ) -> None:
     """``Path("https://a.example/me.png")`` is the file ``https:/a.example/me.png``."""
     images = {"source_image": "https://a.example/p.png", "face_image": "https://a.example/f.png"}
-    images[argument] = Path(link)  # type: ignore[assignment]
+    images[argument] = path(link)  # type: ignore[assignment]
     with pytest.raises(ConfigurationError) as caught:
         await client.faceswap.create(**images)
     assert str(caught.value).startswith(f"cannot read the {argument} file ")
@@ -413,6 +571,9 @@ QUOTES = (
     "give it without them"
 )
 NO_SCHEME = ": it needs its scheme in front, https:// (or http:// for a local server)"
+BLANK = ": it is blank; leave it out (and GPTUNNEL_BASE_URL unset) for https://gptunnel.ru/v1"
+KEY_GIVEN = ": it is the API key, not the API's URL (GPTunnel's is https://gptunnel.ru/v1)"
+BASE_URL_KEY = "k-" + "7" * 20
 
 BAD_BASE_URLS: list[tuple[str, str, str | None, str]] = [
     ("an env file's quotes", '"https://gptunnel.ru/v1"', None, QUOTES),
@@ -420,6 +581,11 @@ BAD_BASE_URLS: list[tuple[str, str, str | None, str]] = [
     ("no scheme", "gptunnel.ru/v1", "given", NO_SCHEME),
     ("a local server without http://", "127.0.0.1:8080/v1", None, NO_SCHEME),
     ("a scheme cut short", "http:/gptunnel.ru/v1", "given", "got 'http:/gptunnel.ru/v1'"),
+    ("blank, given", "", "given", BLANK),
+    ("blank, in the environment", "  ", None, BLANK),
+    ("quotes around nothing", '""', None, BLANK),
+    ("the API key, given", BASE_URL_KEY, "given", f"got '***'{KEY_GIVEN}"),
+    ("the API key, in quotes", f"'{BASE_URL_KEY}'", None, f"got \"'***'\"{KEY_GIVEN}"),
 ]
 
 
@@ -433,7 +599,20 @@ def test_a_base_url_that_is_no_url_says_where_it_came_from_and_what_to_fix(
     was passed (it came from GPTUNNEL_BASE_URL), and nothing of the likely fix."""
     monkeypatch.setenv("GPTUNNEL_BASE_URL", url)
     with pytest.raises(ConfigurationError) as caught:
-        GPTunnelClient(api_key="k-" + "7" * 20, base_url=url if given else None)
+        GPTunnelClient(api_key=BASE_URL_KEY, base_url=url if given else None)
     name = "base_url" if given else "base_url (from GPTUNNEL_BASE_URL)"
     assert str(caught.value).startswith(f"{name} must be an absolute http(s) URL, got ")
     assert str(caught.value).endswith(ending)
+
+
+@pytest.mark.parametrize("around", [" ", "\t", "\r\n", " \r", "\x0b "])
+@pytest.mark.parametrize("given", [True, False])
+async def test_a_base_url_with_spaces_around_reaches_the_api(
+    fake: FakeGPTunnel, monkeypatch: pytest.MonkeyPatch, around: str, given: bool
+) -> None:
+    """An env file's trailing space was kept as ``/v1%20``: every request a 404."""
+    url = f"{around}{fake.base_url}{around}"
+    monkeypatch.setenv("GPTUNNEL_BASE_URL", url)
+    async with GPTunnelClient(api_key=fake.api_key, base_url=url if given else None) as client:
+        assert repr(client) == f"GPTunnelClient(base_url={fake.base_url!r})"
+        assert await client.balance()

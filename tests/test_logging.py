@@ -209,8 +209,10 @@ class _Holder:
         self.secret = secret
 
 
-KEY = f"sk-live-{uuid.uuid4().hex}"
-"""Unlike any other key a test may hold alive meanwhile (a piece of 8 is masked)."""
+KEY = f"{uuid.uuid4().hex}{uuid.uuid4().hex}"
+"""Unlike any other key a client of another test may still hold alive: a mask hides
+every run of 8 characters of its key, so a shared prefix (``sk-live-``) would be
+masked by that other client's and the last check below would fail."""
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import inspect
 import os
 import socket
 import warnings
@@ -224,6 +225,11 @@ async def test_an_api_request_that_cannot_connect_says_to_check_base_url(
     assert "GPTUNNEL_BASE_URL" in text and "https://gptunnel.ru/v1" in text
 
 
+SESSION_PROXY = "proxy" in inspect.signature(aiohttp.ClientSession).parameters
+"""Whether this aiohttp takes a session-wide ``proxy=`` (3.10 does not; ``trust_env`` is
+its way to one)."""
+
+
 class OnlyTheAPI(aiohttp.abc.AbstractResolver):
     """A resolver that knows the emulator's name (``api.example``, on loopback) and no
     other, as the system's for a mistyped proxy name."""
@@ -240,21 +246,38 @@ class OnlyTheAPI(aiohttp.abc.AbstractResolver):
         pass
 
 
+@pytest.mark.parametrize(
+    "way",
+    [
+        pytest.param(
+            "proxy=",
+            marks=pytest.mark.skipif(not SESSION_PROXY, reason="no session proxy= here"),
+        ),
+        "trust_env",
+    ],
+)
 async def test_a_proxy_that_cannot_be_reached_does_not_blame_base_url(
-    fake: FakeGPTunnel,
+    fake: FakeGPTunnel, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
     """A proxy name that does not resolve is reported by aiohttp as a failed lookup of the
-    proxy's host (not ``ClientProxyConnectionError``): base_url is not at fault."""
+    proxy's host (not ``ClientProxyConnectionError``): base_url is not at fault. The
+    proxy is the session's ``proxy=`` (aiohttp 3.11 and later) or ``$HTTP_PROXY`` read
+    with ``trust_env=True`` (every version)."""
     base_url = str(URL(fake.base_url).with_host("api.example"))
-    for proxy in (None, "http://proxy.example:3128"):
+    proxy = "http://proxy.example:3128"
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    for options in ({}, {"proxy": proxy} if way == "proxy=" else {"trust_env": True}):
+        if options.get("trust_env"):
+            monkeypatch.setenv("HTTP_PROXY", proxy)
         connector = aiohttp.TCPConnector(resolver=OnlyTheAPI())
         async with (
-            aiohttp.ClientSession(connector=connector, proxy=proxy) as session,
+            aiohttp.ClientSession(connector=connector, **options) as session,
             GPTunnelClient(
                 api_key=fake.api_key, base_url=base_url, max_retries=0, session=session
             ) as client,
         ):
-            if proxy is None:  # the API's own name resolves
+            if not options:  # no proxy: the API's own name resolves
                 assert await client.balance()
                 continue
             with pytest.raises(APIConnectionError) as caught:

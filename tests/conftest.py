@@ -166,6 +166,19 @@ HANG_GUARD: Final = 30.0
 """Seconds after which a test that should end far sooner has hung: a guard against a
 hang, never a measure of speed (a loaded machine may take its time)."""
 
+SESSION_PROXY: Final = "proxy" in inspect.signature(aiohttp.ClientSession).parameters
+"""Whether this aiohttp takes a session-wide ``proxy=`` (3.10 does not; ``trust_env`` is
+its way to one)."""
+
+PROXY_WAYS: Final = [
+    pytest.param(
+        "proxy=", marks=pytest.mark.skipif(not SESSION_PROXY, reason="no session proxy= here")
+    ),
+    "trust_env",
+]
+"""How a lent session gets a proxy, for ``parametrize("way", PROXY_WAYS)``: its own
+``proxy=``, or ``$HTTP_PROXY`` read with ``trust_env=True`` (every aiohttp version)."""
+
 
 @pytest.fixture
 async def client(api: ScriptedAPI) -> AsyncIterator[GPTunnelClient]:

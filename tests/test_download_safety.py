@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import errno
 import functools
-import inspect
 import ipaddress
 import os
 import socket
@@ -43,7 +42,7 @@ from gptunnel_async._sansio.addresses import (
     parse_address,
 )
 
-from .conftest import HANG_GUARD, loopback_server
+from .conftest import HANG_GUARD, PROXY_WAYS, loopback_server
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
 PUBLIC_API = "https://api.example.org/v1"
@@ -313,21 +312,7 @@ async def test_a_borrowed_sessions_own_headers_and_cookies_never_reach_a_storage
     assert (tmp_path / "r.png").read_bytes() == PNG
 
 
-SESSION_PROXY = "proxy" in inspect.signature(aiohttp.ClientSession).parameters
-"""Whether this aiohttp takes a session-wide ``proxy=`` (3.10 does not; ``trust_env`` is
-its way to one)."""
-
-
-@pytest.mark.parametrize(
-    "way",
-    [
-        pytest.param(
-            "proxy=",
-            marks=pytest.mark.skipif(not SESSION_PROXY, reason="no session proxy= here"),
-        ),
-        "trust_env",
-    ],
-)
+@pytest.mark.parametrize("way", PROXY_WAYS)
 async def test_a_download_through_a_lent_session_still_goes_through_its_proxy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:

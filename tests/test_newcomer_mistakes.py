@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import inspect
 import os
 import socket
 import warnings
@@ -39,6 +38,7 @@ from gptunnel_async.errors import API_UNREACHED, MAX_MESSAGE
 from gptunnel_async.fleet import MemoryStore, Watcher
 from gptunnel_async.testing import FakeGPTunnel
 
+from .conftest import PROXY_WAYS
 from .test_cli import json_lines, run
 from .test_user_typing import strict_errors
 
@@ -225,11 +225,6 @@ async def test_an_api_request_that_cannot_connect_says_to_check_base_url(
     assert "GPTUNNEL_BASE_URL" in text and "https://gptunnel.ru/v1" in text
 
 
-SESSION_PROXY = "proxy" in inspect.signature(aiohttp.ClientSession).parameters
-"""Whether this aiohttp takes a session-wide ``proxy=`` (3.10 does not; ``trust_env`` is
-its way to one)."""
-
-
 class OnlyTheAPI(aiohttp.abc.AbstractResolver):
     """A resolver that knows the emulator's name (``api.example``, on loopback) and no
     other, as the system's for a mistyped proxy name."""
@@ -246,16 +241,7 @@ class OnlyTheAPI(aiohttp.abc.AbstractResolver):
         pass
 
 
-@pytest.mark.parametrize(
-    "way",
-    [
-        pytest.param(
-            "proxy=",
-            marks=pytest.mark.skipif(not SESSION_PROXY, reason="no session proxy= here"),
-        ),
-        "trust_env",
-    ],
-)
+@pytest.mark.parametrize("way", PROXY_WAYS)
 async def test_a_proxy_that_cannot_be_reached_does_not_blame_base_url(
     fake: FakeGPTunnel, monkeypatch: pytest.MonkeyPatch, way: str
 ) -> None:
